@@ -1,0 +1,27 @@
+"""Flowdeck core: write Metaflow-style flows and run them with plain `python flow.py`.
+
+No Qt here: the desktop app (`flowdeck_desktop`) talks to runs only through
+the event stream and the datastore.
+"""
+
+__version__ = "0.1.0"
+
+from .client import DataArtifact, Flow, Run, Step, Task  # noqa: E402
+from .current import current  # noqa: E402
+from .exceptions import ExceptionWrapper, StepTimeout  # noqa: E402
+from .spec import (  # noqa: E402
+    FlowSpec,
+    JSONType,
+    MergeArtifactsException,
+    Parameter,
+    catch,
+    retry,
+    step,
+    timeout,
+)
+
+__all__ = [
+    "FlowSpec", "step", "Parameter", "JSONType", "current", "retry", "catch", "timeout",
+    "Flow", "Run", "Step", "Task", "DataArtifact", "ExceptionWrapper", "StepTimeout",
+    "MergeArtifactsException", "__version__",
+]

@@ -1,0 +1,196 @@
+"""Where runs live on disk: content-addressed artifact blobs, run and task metadata.
+
+Layout under the root (by default `.flowdeck/` beside the flow file)::
+
+    blobs/ab/ab12...            one cloudpickle blob per distinct value, written once
+    <Flow>/runs/<run_id>/run.json           parameters, step hashes, status
+    <Flow>/runs/<run_id>/events.jsonl       the event stream (see docs/events.md)
+    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   task metadata
+    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.out    stdout (and .err)
+
+Every file is written atomically (temporary file, then rename), so a run
+killed at any moment leaves only complete files behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+MAGIC = b"FDB1"
+_HEADER = struct.Struct("<4sI")
+ROOT_ENV = "FLOWDECK_HOME"
+DEFAULT_DIRNAME = ".flowdeck"
+
+
+class ArtifactPickleError(Exception):
+    """An artifact could not be serialised; the message names it and its type."""
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A stored artifact value: its content hash, size in bytes and type name."""
+
+    sha: str
+    size: int
+    type: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sha": self.sha, "size": self.size, "type": self.type}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BlobRef":
+        return cls(d["sha"], int(d.get("size", 0)), d.get("type", "object"))
+
+
+def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
+    """`FLOWDECK_HOME` if set, else `.flowdeck/` beside the flow file (not the cwd)."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    base = Path(flow_file).resolve().parent if flow_file else Path.cwd()
+    return base / DEFAULT_DIRNAME
+
+
+def atomic_write(path: Path, data: bytes | list[Any]) -> None:
+    """Write `data` (bytes, or a list of buffers) to `path` via a temporary file and rename."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
+            else:
+                for chunk in data:
+                    handle.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, default=str, separators=(",", ":")).encode())
+
+
+def read_json(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        return json.loads(handle.read())
+
+
+class BlobStore:
+    """Content-addressed store of pickled values; each distinct value is written once.
+
+    Values are pickled with protocol 5 and out-of-band buffers, so a large
+    numpy array is hashed and written straight from its memory without a
+    copy and without compression (which costs more than it saves on
+    floating-point data).
+    """
+
+    def __init__(self, root: Path):
+        self.dir = root / "blobs"
+
+    def path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / sha
+
+    def put(self, name: str, value: Any) -> BlobRef:
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            main = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+            raws = [b.raw() for b in buffers]
+        except Exception as exc:  # pickling runs arbitrary __reduce__ code
+            raise ArtifactPickleError(
+                f"Artifact `{name}` of type {type(value).__module__}.{type(value).__qualname__} "
+                f"cannot be pickled ({type(exc).__name__}: {exc}). Store a picklable value, "
+                f"or remove it with `del self.{name}` before the step ends.") from None
+        header = _HEADER.pack(MAGIC, len(raws)) + struct.pack(
+            f"<{len(raws) + 1}Q", len(main), *(r.nbytes for r in raws))
+        digest = hashlib.sha1(header)
+        digest.update(main)
+        for raw in raws:
+            digest.update(raw)
+        sha = digest.hexdigest()
+        size = len(header) + len(main) + sum(r.nbytes for r in raws)
+        target = self.path(sha)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, [header, main, *raws])
+        return BlobRef(sha, size, _type_name(value))
+
+    def get(self, sha: str) -> Any:
+        path = self.path(sha)
+        size = path.stat().st_size
+        data = bytearray(size)
+        with open(path, "rb") as handle:
+            view = memoryview(data)
+            got = 0
+            while got < size:
+                n = handle.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        view = memoryview(data)
+        magic, count = _HEADER.unpack_from(view, 0)
+        if magic != MAGIC:
+            raise ValueError(f"{path} is not a Flowdeck artifact blob")
+        lengths = struct.unpack_from(f"<{count + 1}Q", view, _HEADER.size)
+        offset = _HEADER.size + 8 * (count + 1)
+        main = view[offset:offset + lengths[0]]
+        offset += lengths[0]
+        buffers = []
+        for length in lengths[1:]:
+            buffers.append(view[offset:offset + length])
+            offset += length
+        return pickle.loads(main, buffers=buffers)
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+class FlowDatastore:
+    """Paths and metadata of one flow's runs under one root."""
+
+    def __init__(self, root: Path, flow_name: str):
+        self.root = Path(root)
+        self.flow_name = flow_name
+        self.blobs = BlobStore(self.root)
+        self.runs_dir = self.root / flow_name / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def task_dir(self, run_id: str, step: str, task_id: str) -> Path:
+        return self.runs_dir / run_id / step / task_id
+
+    def create_run_dir(self, run_id: str) -> Path:
+        """Create a new run's directory; fails if that run id already exists."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir(run_id)
+        path.mkdir()
+        return path
+
+    def list_run_ids(self) -> list[str]:
+        try:
+            return [p.name for p in self.runs_dir.iterdir()
+                    if p.is_dir() and (p / "run.json").exists()]
+        except FileNotFoundError:
+            return []
+
+
+def attempt_file(task_dir: Path, attempt: int, kind: str) -> Path:
+    """`kind` is 'json', 'out' or 'err'."""
+    return task_dir / f"attempt-{attempt}.{kind}"

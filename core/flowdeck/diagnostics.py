@@ -1,0 +1,63 @@
+"""Diagnostics: what is wrong with a flow, where, and what to do about it.
+
+Every problem the static analysis or the runtime reports to a person goes
+through `Diagnostic`, so the terminal, the JSON output and the desktop window
+all show the same file, line and fix-it sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a flow file.
+
+    `code` is a stable identifier (tests and tools match on it); `message`
+    is the sentence a person reads, ending with what to do.
+    """
+
+    file: str
+    line: int
+    message: str
+    code: str
+    severity: str = "error"  # "error" blocks a run, "warning" does not
+    column: int = 0
+    flow: str | None = None
+    step: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """`file:line: error: message`, the shape editors and terminals link."""
+        where = f"{self.file}:{self.line}"
+        if self.column:
+            where += f":{self.column}"
+        return f"{where}: {self.severity}: {self.message}"
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    return any(d.severity == "error" for d in diagnostics)
+
+
+class FlowdeckError(Exception):
+    """An error caused by the user's flow or command line, shown without a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, diagnostics: list[Diagnostic] | None = None):
+        super().__init__(message)
+        self.diagnostics = diagnostics or []
+
+
+class FlowDefinitionError(FlowdeckError):
+    """The flow file does not describe a valid flow (lint or syntax errors)."""
+
+
+class UsageError(FlowdeckError):
+    """The command line or the parameters given are wrong."""
+
+    exit_code = 2

@@ -1,0 +1,388 @@
+"""The static graph of a flow, built from the AST of its source file.
+
+Like Metaflow's `graph.py`, each step is classified by its last statement,
+which must be `self.next(...)`. Unlike Metaflow, nothing is imported: the
+nodes come from `ast` alone, so the same graph serves the linter, discovery
+and the runtime without ever running a user's code.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+#: Internal node types, and the names Metaflow's `output-raw --json` uses.
+METAFLOW_TYPE_NAMES = {
+    "start": "start",
+    "linear": "linear",
+    "join": "join",
+    "end": "end",
+    "split": "split-static",
+    "foreach": "split-foreach",
+}
+
+
+@dataclass
+class DecoratorInfo:
+    """A decorator on a step, with its literal keyword arguments."""
+
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "attributes": self.attributes,
+            "statically_defined": True,
+            "inserted_by": None,
+        }
+
+
+@dataclass
+class StepNode:
+    """One `@step` method, as the source describes it."""
+
+    name: str
+    line: int
+    end_line: int
+    first_line: int = 0  # first decorator line: where the step's text begins
+    doc: str = ""
+    decorators: list[DecoratorInfo] = field(default_factory=list)
+    num_args: int = 1
+    type: str | None = None
+    out_funcs: list[str] = field(default_factory=list)
+    in_funcs: list[str] = field(default_factory=list)
+    has_tail_next: bool = False
+    invalid_tail_next: bool = False
+    dynamic_next: bool = False
+    tail_next_line: int = 0
+    foreach_param: str | None = None
+    matching_join: str | None = None
+    split_parents: list[str] = field(default_factory=list)
+    split_branches: list[str] = field(default_factory=list)
+    is_inside_foreach: bool = False
+    source_hash: str = ""
+    assigned_attrs: dict[str, int] = field(default_factory=dict)
+
+    def decorator(self, name: str) -> DecoratorInfo | None:
+        return next((d for d in self.decorators if d.name == name), None)
+
+    def as_dict(self, source_file: str) -> dict[str, Any]:
+        """The node in the shape of Metaflow's `output-raw --json`."""
+        d: dict[str, Any] = {
+            "name": self.name,
+            "type": METAFLOW_TYPE_NAMES.get(self.type or "", "unknown"),
+            "line": self.line,
+            "source_file": source_file,
+            "doc": self.doc,
+            "decorators": [deco.as_dict() for deco in self.decorators],
+            "next": list(self.out_funcs),
+            "node_info": {},
+        }
+        if self.type == "foreach":
+            d["foreach_artifact"] = self.foreach_param
+        if self.matching_join:
+            d["matching_join"] = self.matching_join
+        return d
+
+
+@dataclass
+class FlowGraph:
+    """Steps of one flow class and how they connect."""
+
+    name: str
+    file: str
+    line: int
+    doc: str
+    nodes: dict[str, StepNode]
+    start_step: str | None = None
+    end_step: str | None = None
+    sorted_nodes: list[str] = field(default_factory=list)
+    outside_hash: str = ""
+
+    def __getitem__(self, name: str) -> StepNode:
+        return self.nodes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.nodes
+
+    def __iter__(self) -> Iterator[StepNode]:
+        return iter(self.nodes.values())
+
+    def step_hashes(self) -> dict[str, str]:
+        return {name: node.source_hash for name, node in self.nodes.items()}
+
+    def topological(self) -> list[str]:
+        """Steps in an order where each comes after all its parents (cycle-safe)."""
+        order: list[str] = []
+        indegree = {n: 0 for n in self.nodes}
+        for node in self:
+            for child in node.out_funcs:
+                if child in indegree and child != node.name:
+                    indegree[child] += 1
+        ready = [n for n, d in indegree.items() if d == 0]
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for child in self.nodes[name].out_funcs:
+                if child in indegree:
+                    indegree[child] -= 1
+                    if indegree[child] == 0:
+                        ready.append(child)
+        order.extend(n for n in self.nodes if n not in order)
+        return order
+
+    def descendants(self, roots: list[str]) -> set[str]:
+        """The given steps and every step reachable from them."""
+        seen: set[str] = set()
+        stack = [r for r in roots if r in self.nodes]
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            stack.extend(c for c in self.nodes[name].out_funcs if c in self.nodes)
+        return seen
+
+    def as_dict(self) -> dict[str, Any]:
+        """Metaflow's `output-raw --json` shape: `graph`, `graph_structure`, plus `doc`."""
+        steps = {
+            name: self.nodes[name].as_dict(self.file)
+            for name in self.sorted_nodes or list(self.nodes)
+        }
+        for name, node in self.nodes.items():
+            steps.setdefault(name, node.as_dict(self.file))
+        return {
+            "graph": steps,
+            "graph_structure": self.structure(),
+            "doc": self.doc,
+            "name": self.name,
+            "file": self.file,
+            "line": self.line,
+        }
+
+    def structure(self) -> list[Any]:
+        """Nested list of blocks, as Metaflow's `graph_structure` (empty if malformed)."""
+        if not self.start_step or not self.end_step:
+            return []
+        budget = [len(self.nodes) * 4 + 8]  # guards malformed graphs against loops
+
+        def block(start: str, stop: str | None) -> list[Any]:
+            out: list[Any] = []
+            cur: str | None = start
+            while cur is not None and cur != stop and cur in self.nodes and budget[0] > 0:
+                budget[0] -= 1
+                node = self.nodes[cur]
+                out.append(cur)
+                if node.type in ("split", "foreach") and node.matching_join:
+                    out.append([block(s, node.matching_join) for s in node.out_funcs])
+                    cur = node.matching_join
+                elif node.out_funcs and node.type != "end":
+                    cur = node.out_funcs[0]
+                else:
+                    break
+            return out
+
+        result = block(self.start_step, self.end_step)
+        if self.end_step not in result:
+            result.append(self.end_step)
+        return result
+
+
+def deindent_docstring(doc: str | None) -> str:
+    """Metaflow's docstring clean-up, so `doc` fields compare equal."""
+    if not doc:
+        return ""
+    saw_first_line = False
+    matched_indent = None
+    for line in doc.splitlines():
+        if line:
+            matched_indent = re.match("[\t ]+", line)
+            if matched_indent is not None or saw_first_line:
+                break
+            saw_first_line = True
+    if matched_indent:
+        return re.sub(r"\n" + matched_indent.group(), "\n", doc).strip()
+    return doc
+
+
+def literal(node: ast.AST | None) -> Any:
+    """The value of a literal expression, or None when it is not one."""
+    if node is None:
+        return None
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _self_attr(node: ast.AST) -> str | None:
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    ):
+        return node.attr
+    return None
+
+
+def _hash_text(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
+               decorators: list[DecoratorInfo]) -> StepNode:
+    """Classify one step by its tail `self.next(...)`, as Metaflow does."""
+    body = func.body
+    doc = deindent_docstring(ast.get_docstring(func, clean=False))
+    segment = _function_source(func, source)
+    node = StepNode(
+        name=func.name,
+        line=func.lineno,
+        end_line=func.end_lineno or func.lineno,
+        first_line=min([func.lineno] + [d.lineno for d in func.decorator_list]),
+        doc=doc,
+        decorators=decorators,
+        num_args=len(func.args.args) + len(func.args.posonlyargs),
+        source_hash=_hash_text(segment),
+        assigned_attrs=_assigned_self_attrs(func),
+    )
+    tail = body[-1] if body else None
+    if not (isinstance(tail, ast.Expr) and isinstance(tail.value, ast.Call)):
+        return node
+    call = tail.value
+    if _self_attr(call.func) != "next":
+        return node
+    node.has_tail_next = True
+    node.invalid_tail_next = True
+    node.tail_next_line = tail.lineno
+    targets = [_self_attr(arg) for arg in call.args]
+    if any(t is None for t in targets) or not targets:
+        node.dynamic_next = bool(call.args) and any(t is None for t in targets)
+        return node
+    node.out_funcs = [t for t in targets if t is not None]
+    keywords = {k.arg: k.value for k in call.keywords}
+    if set(keywords) == {"foreach"}:
+        node.type = "foreach"
+        value = literal(keywords["foreach"])
+        if len(node.out_funcs) == 1 and isinstance(value, str):
+            node.foreach_param = value
+            node.invalid_tail_next = False
+    elif not keywords:
+        node.invalid_tail_next = False
+        if len(node.out_funcs) > 1:
+            node.type = "split"
+        else:
+            node.type = "join" if node.num_args > 1 else "linear"
+    return node
+
+
+def _function_source(func: ast.AST, source: str) -> str:
+    """The step's text including its decorators: what its hash covers."""
+    lines = source.splitlines(keepends=True)
+    first = min([func.lineno] + [d.lineno for d in getattr(func, "decorator_list", [])])
+    last = getattr(func, "end_lineno", None) or func.lineno
+    return "".join(lines[first - 1:last])
+
+
+def _assigned_self_attrs(func: ast.AST) -> dict[str, int]:
+    """`self.x = ...` targets in a step, with the line of the first assignment."""
+    found: dict[str, int] = {}
+    for sub in ast.walk(func):
+        targets: list[ast.AST] = []
+        if isinstance(sub, ast.Assign):
+            targets = list(sub.targets)
+        elif isinstance(sub, (ast.AugAssign, ast.AnnAssign)):
+            targets = [sub.target]
+        for target in targets:
+            for leaf in ast.walk(target):
+                name = _self_attr(leaf)
+                if name is not None and isinstance(getattr(leaf, "ctx", None), ast.Store):
+                    found.setdefault(name, leaf.lineno)
+    return found
+
+
+def build_graph(name: str, file: str, line: int, doc: str,
+                steps: list[StepNode], outside_hash: str = "") -> FlowGraph:
+    """Link step nodes into a graph: start/end, in-edges, splits and joins."""
+    graph = FlowGraph(
+        name=name, file=file, line=line, doc=doc,
+        nodes={s.name: s for s in steps}, outside_hash=outside_hash,
+    )
+    _identify_start_end(graph)
+    _traverse(graph)
+    _postprocess(graph)
+    return graph
+
+
+def _identify_start_end(graph: FlowGraph) -> None:
+    graph.start_step = "start" if "start" in graph.nodes else None
+    graph.end_step = "end" if "end" in graph.nodes else None
+    if graph.start_step:
+        node = graph.nodes[graph.start_step]
+        if node.type in (None, "linear"):
+            node.type = "start"
+    if graph.end_step:
+        graph.nodes[graph.end_step].type = "end"
+
+
+def _traverse(graph: FlowGraph) -> None:
+    """Metaflow's traversal: split parents/branches, matching joins, in-edges.
+
+    Iterative with an explicit stack so a pathological flow cannot exhaust
+    Python's recursion limit inside the scanner.
+    """
+    in_funcs: dict[str, set[str]] = {n: set() for n in graph.nodes}
+    sorted_nodes: list[str] = []
+    if graph.start_step:
+        stack: list[tuple[str, tuple[str, ...], list[str], list[str]]] = [
+            (graph.start_step, (), [], [])
+        ]
+        visits = 0
+        limit = max(10_000, len(graph.nodes) ** 2 * 4)
+        while stack and visits < limit:
+            visits += 1
+            name, seen, split_parents, split_branches = stack.pop()
+            node = graph.nodes[name]
+            if name in sorted_nodes:
+                sorted_nodes.remove(name)
+            sorted_nodes.append(name)
+            add_branch = False
+            if node.type in ("split", "foreach"):
+                node.split_parents = split_parents
+                node.split_branches = split_branches
+                add_branch = True
+                split_parents = split_parents + [name]
+            elif node.type == "join":
+                if split_parents:
+                    graph.nodes[split_parents[-1]].matching_join = name
+                    node.split_parents = split_parents
+                    node.split_branches = split_branches[:-1]
+                    split_parents = split_parents[:-1]
+                    split_branches = split_branches[:-1]
+            else:
+                node.split_parents = split_parents
+                node.split_branches = split_branches
+            for child in reversed(node.out_funcs):
+                if child in seen or child not in graph.nodes:
+                    continue
+                in_funcs[child].add(name)
+                stack.append((
+                    child, seen + (child,), split_parents,
+                    split_branches + ([child] if add_branch else []),
+                ))
+    for name, node in graph.nodes.items():
+        node.in_funcs = sorted(in_funcs[name])
+    graph.sorted_nodes = sorted_nodes
+
+
+def _postprocess(graph: FlowGraph) -> None:
+    for node in graph:
+        foreaches = [p for p in node.split_parents
+                     if p in graph.nodes and graph.nodes[p].type == "foreach"]
+        if [f for f in foreaches if graph.nodes[f].matching_join != node.name]:
+            node.is_inside_foreach = True
