@@ -9,7 +9,6 @@ only `run.json` files, and an artifact is unpickled only when accessed.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +37,10 @@ def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Pat
         if (candidate / flow_name).is_dir():
             return candidate
     return here / DEFAULT_DIRNAME
+
+
+def _hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -149,6 +152,12 @@ class Task:
         return frames[-1]["index"] if frames else None
 
     @property
+    def foreach_indices(self) -> tuple[int, ...]:
+        """Position in every enclosing foreach, outermost first (sorts tasks as their items)."""
+        return tuple(f["index"] for f in self.metadata.get("frames", [])
+                     if f.get("kind") == "foreach")
+
+    @property
     def exception(self) -> dict[str, Any] | None:
         return self.metadata.get("error") if self.status == "failed" else None
 
@@ -222,8 +231,7 @@ class Step:
         if not self.dir.is_dir():
             return []
         tasks = [Task(self.run, self.id, p.name) for p in self.dir.iterdir() if p.is_dir()]
-        return sorted(tasks, key=lambda t: (t.index if t.index is not None else -1, int(t.id)
-                                            if t.id.isdigit() else 0))
+        return sorted(tasks, key=lambda t: (t.foreach_indices, int(t.id) if t.id.isdigit() else 0))
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks())
@@ -280,7 +288,7 @@ class Run:
         return status
 
     def _process_alive(self, info: dict[str, Any]) -> bool:
-        if info.get("host") and info.get("host") != socket.gethostname():
+        if info.get("host") and info.get("host") != _hostname():
             return True  # another machine's run: we cannot tell, assume it runs
         return _pid_alive(info.get("pid"))
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, has_errors
-from .graph import DecoratorInfo, FlowGraph, StepNode, build_graph, deindent_docstring, literal, parse_step
+from .graph import (DecoratorInfo, FlowGraph, StepNode, build_graph, deindent_docstring,
+                    iter_statements, literal, parse_step)
 from .lint import lint_graph
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
@@ -190,7 +191,7 @@ class _FileAnalyzer:
     # -- imports -------------------------------------------------------------
 
     def _collect_imports(self) -> None:
-        for node in ast.walk(self.tree):
+        for node in iter_statements(self.tree.body):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 engine = ENGINE_MODULES.get(node.module.split(".")[0])
                 if engine is None:
@@ -257,10 +258,19 @@ class _FileAnalyzer:
         chain = self._class_chain(cls, flows)
         steps: dict[str, StepNode] = {}
         params: dict[str, ParameterInfo] = {}
+        duplicates: list[Diagnostic] = []
         for klass in chain:  # base first, so subclasses override
+            defined_here: dict[str, int] = {}
             for stmt in klass.body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     decos = self._step_decorators(stmt)
+                    if stmt.name in defined_here and decos is not None:
+                        duplicates.append(Diagnostic(
+                            self.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
+                            f"{klass.name} (lines {defined_here[stmt.name]} and {stmt.lineno}); "
+                            "the second replaces the first. Rename or remove one.",
+                            "duplicate-step", flow=cls.name, step=stmt.name))
+                    defined_here[stmt.name] = stmt.lineno
                     if decos is not None:
                         steps[stmt.name] = parse_step(stmt, self.source, decos)
                     else:
@@ -273,7 +283,7 @@ class _FileAnalyzer:
                             outside_hash=self._outside_hash(steps.values()))
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()))
-        info.diagnostics = lint_graph(graph, info.parameters)
+        info.diagnostics = duplicates + lint_graph(graph, info.parameters)
         return info
 
     def _class_chain(self, cls: ast.ClassDef,

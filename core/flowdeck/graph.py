@@ -281,18 +281,51 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
     return node
 
 
+_LINES_CACHE: tuple[str, list[str]] = ("", [])
+
+
+def _source_lines(source: str) -> list[str]:
+    """`source.splitlines(keepends=True)`, split once per file rather than once per step."""
+    global _LINES_CACHE
+    cached = _LINES_CACHE
+    if cached[0] is source:
+        return cached[1]
+    lines = source.splitlines(keepends=True)
+    _LINES_CACHE = (source, lines)
+    return lines
+
+
 def _function_source(func: ast.AST, source: str) -> str:
     """The step's text including its decorators: what its hash covers."""
-    lines = source.splitlines(keepends=True)
+    lines = _source_lines(source)
     first = min([func.lineno] + [d.lineno for d in getattr(func, "decorator_list", [])])
     last = getattr(func, "end_lineno", None) or func.lineno
     return "".join(lines[first - 1:last])
 
 
+def iter_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement in a block and in the blocks nested in it, in source order.
+
+    Assignments and imports are statements, so looking for them need not
+    visit every expression node as `ast.walk` does (several times faster).
+    """
+    stack: list[ast.AST] = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.stmt):
+            yield node
+        nested: list[ast.AST] = []
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            block = getattr(node, name, None)
+            if isinstance(block, list):
+                nested.extend(block)
+        stack.extend(reversed(nested))
+
+
 def _assigned_self_attrs(func: ast.AST) -> dict[str, int]:
     """`self.x = ...` targets in a step, with the line of the first assignment."""
     found: dict[str, int] = {}
-    for sub in ast.walk(func):
+    for sub in iter_statements(getattr(func, "body", [])):
         targets: list[ast.AST] = []
         if isinstance(sub, ast.Assign):
             targets = list(sub.targets)
@@ -334,23 +367,29 @@ def _traverse(graph: FlowGraph) -> None:
     """Metaflow's traversal: split parents/branches, matching joins, in-edges.
 
     Iterative with an explicit stack so a pathological flow cannot exhaust
-    Python's recursion limit inside the scanner.
+    Python's recursion limit inside the scanner. Metaflow walks every path
+    from `start`, which is exponential in the number of splits in sequence
+    (20 diamonds: a million paths). What a visit computes depends only on the
+    node and the split context it arrives with, so each (node, context) is
+    visited once; `sorted_nodes` keeps Metaflow's order (by last visit) via
+    `_last_visit_order`.
     """
     in_funcs: dict[str, set[str]] = {n: set() for n in graph.nodes}
-    sorted_nodes: list[str] = []
     if graph.start_step:
         stack: list[tuple[str, tuple[str, ...], list[str], list[str]]] = [
             (graph.start_step, (), [], [])
         ]
+        done: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
         visits = 0
         limit = max(10_000, len(graph.nodes) ** 2 * 4)
         while stack and visits < limit:
-            visits += 1
             name, seen, split_parents, split_branches = stack.pop()
+            state = (name, tuple(split_parents), tuple(split_branches))
+            if state in done:
+                continue
+            done.add(state)
+            visits += 1
             node = graph.nodes[name]
-            if name in sorted_nodes:
-                sorted_nodes.remove(name)
-            sorted_nodes.append(name)
             add_branch = False
             if node.type in ("split", "foreach"):
                 node.split_parents = split_parents
@@ -377,7 +416,57 @@ def _traverse(graph: FlowGraph) -> None:
                 ))
     for name, node in graph.nodes.items():
         node.in_funcs = sorted(in_funcs[name])
-    graph.sorted_nodes = sorted_nodes
+    graph.sorted_nodes = _last_visit_order(graph)
+
+
+def _last_visit_order(graph: FlowGraph) -> list[str]:
+    """Reachable steps in the order of their last visit by Metaflow's path-by-path walk.
+
+    Metaflow moves a step to the end of `sorted_nodes` each time a path
+    reaches it, so the final order sorts steps by the last path (in
+    depth-first order) that reaches them. Depth-first order of paths is the
+    lexicographic order of their child-index sequences, a prefix first, which
+    Python's list comparison gives; the last path to a step is computed in
+    topological order. Back edges (loops, a lint error) are ignored.
+    """
+    start = graph.start_step
+    if start is None:
+        return []
+    nodes = graph.nodes
+    reachable: list[str] = []
+    state: dict[str, int] = {start: 1}  # 1 on the current path, 2 finished
+    back: set[tuple[str, int]] = set()
+    stack: list[tuple[str, int]] = [(start, 0)]
+    finished: list[str] = []
+    while stack:
+        name, i = stack.pop()
+        outs = nodes[name].out_funcs
+        if i == 0:
+            reachable.append(name)
+        if i < len(outs):
+            stack.append((name, i + 1))
+            child = outs[i]
+            if child not in nodes:
+                continue
+            if state.get(child) == 1:
+                back.add((name, i))
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, 0))
+        else:
+            state[name] = 2
+            finished.append(name)
+    best: dict[str, list[int]] = {start: []}
+    for name in reversed(finished):  # reverse post-order: topological without back edges
+        path = best.get(name)
+        if path is None:
+            continue
+        for i, child in enumerate(nodes[name].out_funcs):
+            if child in nodes and (name, i) not in back and child != name:
+                candidate = path + [i]
+                if child not in best or candidate > best[child]:
+                    best[child] = candidate
+    return sorted(reachable, key=lambda n: best.get(n, []))
 
 
 def _postprocess(graph: FlowGraph) -> None:

@@ -118,6 +118,11 @@ def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
             yield lint.at_step(node, "too-many-args",
                                f"Step `{node.name}` has too many arguments. A step takes only "
                                "`self`; a join step takes `self, inputs`.")
+        elif node.num_args == 2 and node.type not in ("join", None):
+            yield lint.at_step(node, "join-and-split",
+                               f"Step `{node.name}` is both a join (it takes `inputs`) and a "
+                               "split (it fans out). Add a separate step after the join for "
+                               "the split.")
         elif node.num_args == 0:
             yield lint.at_step(node, "missing-self",
                                f"Step `{node.name}` is missing the `self` argument. "
@@ -203,24 +208,43 @@ def check_unknown_transitions(lint: Linter) -> Iterator[Diagnostic]:
 
 @check(2)
 def check_for_acyclicity(lint: Linter) -> Iterator[Diagnostic]:
+    """One diagnostic per loop, found by a depth-first search (linear time).
+
+    Enumerating every path from every step, as a naive search does, is
+    exponential in the number of splits in sequence.
+    """
     graph = lint.graph
     reported: set[frozenset[str]] = set()
+    color: dict[str, int] = {}  # 1: on the current path, 2: finished
     for root in graph.nodes:
-        stack: list[tuple[str, tuple[str, ...]]] = [(root, (root,))]
+        if root in color:
+            continue
+        color[root] = 1
+        path: list[str] = [root]
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(graph[root].out_funcs))]
         while stack:
-            name, path = stack.pop()
-            for child in graph[name].out_funcs:
-                if child in path:
-                    loop = path[path.index(child):] + (child,)
-                    key = frozenset(loop)
-                    if key not in reported:
-                        reported.add(key)
-                        yield lint.at_next(graph[name], "cycle",
-                                           f"There is a loop in the flow: {' -> '.join(loop)}. "
-                                           "Flows must be acyclic: change a self.next() so that "
-                                           "no step leads back to an earlier one.")
-                elif len(path) <= len(graph.nodes):
-                    stack.append((child, path + (child,)))
+            name, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                color[name] = 2
+                stack.pop()
+                path.pop()
+                continue
+            if child not in graph.nodes:
+                continue
+            if color.get(child) == 1:
+                loop = path[path.index(child):] + [child]
+                key = frozenset(loop)
+                if key not in reported:
+                    reported.add(key)
+                    yield lint.at_next(graph[name], "cycle",
+                                       f"There is a loop in the flow: {' -> '.join(loop)}. "
+                                       "Flows must be acyclic: change a self.next() so that "
+                                       "no step leads back to an earlier one.")
+            elif child not in color:
+                color[child] = 1
+                path.append(child)
+                stack.append((child, iter(graph[child].out_funcs)))
 
 
 @check(2)
@@ -315,6 +339,8 @@ def _balance_problem(lint: Linter, node: StepNode,
         return lint.at_step(node, "join-without-split",
                             f"Step `{node.name}` takes `inputs` like a join, but no split comes "
                             "before it. Remove the `inputs` argument or add a split before it.")
+    if any(graph[n].type == "foreach" for n in node.in_funcs):
+        return None  # check_empty_foreaches names this one
     split_name, roots = splits[-1]
     branches = {graph[n].split_branches[-1] for n in node.in_funcs
                 if graph[n].split_branches}

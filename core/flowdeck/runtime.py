@@ -11,9 +11,9 @@ Metaflow starts a new interpreter (about 0.34 s) for every task.
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
-import socket
 import sys
 import threading
 import time
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .diagnostics import UsageError
 from .datastore import BlobRef, FlowDatastore, atomic_write_json, attempt_file, read_json
 from .events import RUN_FINISHED, RUN_STARTED, TASK_FINISHED, TASK_STARTED, EventWriter
 from .graph import FlowGraph
@@ -31,6 +32,7 @@ from .taskstate import Frame, frames_signature
 from .terminal import TerminalEcho
 
 CANCEL_GRACE_S = 3.0
+RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 TIMEOUT_GRACE_S = 5.0
 
 
@@ -143,7 +145,7 @@ class Orchestrator:
     # -- lifecycle ----------------------------------------------------------
 
     def run(self) -> RunOutcome:
-        run_dir = self.ds.create_run_dir(self.run_id)
+        run_dir = self._create_run_dir()
         self.events = EventWriter(run_dir / "events.jsonl", self.run_id)
         self.param_refs = {name: self.ds.blobs.put(name, value)
                            for name, value in self.params.items()}
@@ -163,6 +165,16 @@ class Orchestrator:
             restore()
             self._close_selector()
         return self._finish()
+
+    def _create_run_dir(self) -> Path:
+        if not RUN_ID.match(self.run_id):
+            raise UsageError(f"Run id {self.run_id!r} is not valid: use letters, digits, "
+                             "'.', '_' and '-' (at most 100).")
+        try:
+            return self.ds.create_run_dir(self.run_id)
+        except FileExistsError:
+            raise UsageError(f"{self.graph.name} already has a run {self.run_id} in "
+                             f"{self.ds.root}; choose another run id.") from None
 
     def _finish(self) -> RunOutcome:
         if self.cancel_signal is not None:
@@ -189,7 +201,7 @@ class Orchestrator:
             "flow": self.graph.name, "run_id": self.run_id, "file": self.graph.file,
             "status": status, "start": self.started,
             "end": time.time() if status != "running" else None,
-            "pid": os.getpid(), "host": socket.gethostname(),
+            "pid": os.getpid(), "host": os.uname().nodename if hasattr(os, "uname") else "",
             "params": _jsonable(self.params),
             "param_refs": {k: v.as_dict() for k, v in self.param_refs.items()},
             "step_hashes": self.graph.step_hashes(), "outside_hash": self.graph.outside_hash,

@@ -1,0 +1,68 @@
+"""Shared test set-up: Qt offscreen, isolated homes, and helpers to run real flow processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "core"
+FLOWS = Path(__file__).resolve().parent / "flows"
+EXAMPLES = ROOT / "examples"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if str(CORE) not in sys.path:
+    sys.path.insert(0, str(CORE))
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a flow process: our core importable, unbuffered, UTF-8."""
+    env = dict(os.environ)
+    env.pop("FLOWDECK_HOME", None)
+    env.pop("FLOWDECK_RUN_ID", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CORE), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(extra)
+    return env
+
+
+def run_flow(path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`python path args...` as a user would run it; output captured as text."""
+    return subprocess.run([sys.executable, str(path), *args], cwd=cwd or path.parent,
+                          env=env or child_env(), capture_output=True, text=True,
+                          encoding="utf-8", errors="replace", timeout=timeout)
+
+
+@pytest.fixture
+def flow_file(tmp_path: Path):
+    """Copy a named flow from tests/flows (or examples/) into a fresh folder and return its path."""
+
+    def copy(name: str) -> Path:
+        for folder in (FLOWS, EXAMPLES):
+            source = folder / name
+            if source.exists():
+                target = tmp_path / source.name
+                shutil.copy(source, target)
+                return target
+        raise FileNotFoundError(name)
+
+    return copy
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No test touches the real home directory or settings."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.delenv("FLOWDECK_HOME", raising=False)
+    monkeypatch.delenv("FLOWDECK_RUN_ID", raising=False)
+    yield home

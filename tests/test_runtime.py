@@ -1,0 +1,363 @@
+"""The engine end to end: real `python flow.py` processes, real files, read back with the client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import child_env, run_flow
+from flowdeck import Flow, Run
+from flowdeck.events import read_events
+
+
+def runs_of(path: Path, flow: str) -> Flow:
+    return Flow(flow, root=path.parent / ".flowdeck")
+
+
+def assert_complete_stream(run: Run, status: str) -> list[dict]:
+    """Every run, whatever its end, writes a parseable stream closed by run_finished."""
+    events = read_events(run.dir / "events.jsonl")
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    assert events[-1]["status"] == status
+    for e in events:
+        assert e["v"] == 1 and isinstance(e["t"], float) and e["run_id"] == run.id
+    started = {(e["task_id"], e["attempt"]) for e in events if e["type"] == "task_started"}
+    finished = {(e["task_id"], e["attempt"]) for e in events if e["type"] == "task_finished"}
+    assert started == finished
+    return events
+
+
+def test_readme_flow_runs_with_plain_python(flow_file) -> None:
+    path = flow_file("train.py")
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    assert "best rate 0.01" in result.stdout
+    run = runs_of(path, "TrainFlow").latest_run
+    assert run.successful and run.data.best == 0.01
+    assert [t.data.rate for t in run["fit"].tasks()] == [0.1, 0.01]
+    assert run.parameters == {"rates": "0.1,0.01"}
+    events = assert_complete_stream(run, "succeeded")
+    started = events[0]
+    assert started["params"] == {"rates": "0.1,0.01"}
+    assert set(started["graph"]["graph"]) == {"start", "fit", "pick", "end"}
+    fit_events = [e for e in events if e["type"] == "task_started" and e["step"] == "fit"]
+    assert [e["foreach"] for e in fit_events] == [{"index": 0, "num_splits": 2},
+                                                  {"index": 1, "num_splits": 2}]
+    start_done = next(e for e in events if e["type"] == "task_finished" and e["step"] == "start")
+    assert start_done["foreach_splits"] == 2
+    assert {a["name"] for a in start_done["artifacts"]} >= {"grid", "rates"}
+
+
+def test_parameters_from_the_command_line(flow_file) -> None:
+    path = flow_file("train.py")
+    result = run_flow(path, "run", "--rates", "0.3,0.04")
+    assert result.returncode == 0, result.stderr
+    run = runs_of(path, "TrainFlow").latest_run
+    assert run.data.best == 0.04
+    assert run.parameters == {"rates": "0.3,0.04"}
+
+
+def test_datastore_sits_beside_the_flow_not_the_cwd(flow_file, tmp_path: Path) -> None:
+    path = flow_file("train.py")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run_flow(path, cwd=elsewhere).returncode == 0
+    assert (path.parent / ".flowdeck" / "TrainFlow").is_dir()
+    assert not (elsewhere / ".flowdeck").exists()
+    home = tmp_path / "custom-home"
+    assert run_flow(path, env=child_env(FLOWDECK_HOME=str(home))).returncode == 0
+    assert Flow("TrainFlow", root=home).latest_run.successful
+
+
+def test_run_id_chosen_by_the_caller(flow_file) -> None:
+    path = flow_file("train.py")
+    assert run_flow(path, env=child_env(FLOWDECK_RUN_ID="my-run-7")).returncode == 0
+    assert Run("TrainFlow/my-run-7", root=path.parent / ".flowdeck").successful
+    again = run_flow(path, "run", "--run-id", "my-run-7")
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+
+
+def test_metaflow_idiom_help_show_and_typed_parameters(flow_file) -> None:
+    path = flow_file("metaflow_idiom.py")
+    help_text = run_flow(path, "--help")
+    assert help_text.returncode == 0
+    for word in ("run", "resume", "show", "--who", "whom to greet", "required"):
+        assert word in help_text.stdout
+    show = run_flow(path, "show")
+    assert show.returncode == 0 and "Step start" in show.stdout and "=> end" in show.stdout
+    assert "Build the greeting." in show.stdout
+    missing = run_flow(path)
+    assert missing.returncode == 2
+    assert "Missing required parameter --extra" in missing.stderr
+    bad = run_flow(path, "--times", "many", "--extra", "x")
+    assert bad.returncode == 2 and "--times" in bad.stderr and "Traceback" not in bad.stderr
+    ok = run_flow(path, "--who", "flowdeck", "--times", "2", "--loud", "--extra", "!")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count("HELLO FLOWDECK !") == 2
+    run = runs_of(path, "HelloFlow").latest_run
+    flow_name, run_id, step_name, task_id = run["start"].task.data.info
+    assert (flow_name, run_id, step_name, task_id) == ("HelloFlow", run.id, "start",
+                                                       run["start"].task.id)
+    assert run.parameters == {"who": "flowdeck", "times": 2, "loud": True, "extra": "!"}
+
+
+def test_run_from_another_program_ignores_its_argv(flow_file, tmp_path: Path) -> None:
+    path = flow_file("train.py")
+    caller = tmp_path / "caller.py"
+    caller.write_text(
+        "import sys\n"
+        "sys.argv = ['caller.py', '--unrelated', 'option']\n"
+        "from train import TrainFlow\n"
+        "run = TrainFlow().run(rates='0.5,0.06')\n"
+        "print('RESULT', run.successful, run.data.best, len(run['fit'].tasks()), run.id)\n")
+    result = subprocess.run([sys.executable, str(caller)], cwd=tmp_path, env=child_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))
+    assert line.split()[1:4] == ["True", "0.06", "2"]
+
+
+def test_branches_nested_foreach_merge_retry_catch(flow_file) -> None:
+    path = flow_file("branches.py")
+    result = run_flow(path, "run", "--size", "3")
+    assert result.returncode == 0, result.stderr
+    run = runs_of(path, "BranchFlow").latest_run
+    assert run.data.all_values == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    assert run.data.all_problems == ["ValueError: b2 is bad"]
+    assert run.data.common == "same"
+    join = run["join_sides"].task
+    assert join.data.sides == ["L", "R"] and join.data.right_attempts == 1
+    assert "side" not in join.data
+    stacks = [t.data.stack for t in run["inner_each"].tasks()]
+    assert stacks[:2] == [[(0, 2), (0, 3)], [(0, 2), (1, 3)]]
+    right = run["right"].task
+    assert right.attempt == 1 and right.successful
+    events = assert_complete_stream(run, "succeeded")
+    retried = [e for e in events if e["type"] == "task_finished" and e["step"] == "right"]
+    assert [(e["status"], e["will_retry"]) for e in retried] == [("failed", True),
+                                                                 ("succeeded", False)]
+    caught = [e for e in events if e["type"] == "task_finished" and e.get("caught_error")]
+    assert len(caught) == 1 and caught[0]["caught_error"]["message"] == "b2 is bad"
+
+
+def test_failure_short_traceback_then_resume_reuses_finished_tasks(flow_file) -> None:
+    path = flow_file("failing.py")
+    failed = run_flow(path)
+    assert failed.returncode == 1
+    assert "ZeroDivisionError" in failed.stderr
+    assert 'failing.py", line 16, in divide' in failed.stderr
+    assert "flowdeck/" not in failed.stderr  # no engine frames
+    origin = runs_of(path, "FailingFlow").latest_run
+    assert origin.status == "failed"
+    assert origin["divide"].task.exception["type"] == "ZeroDivisionError"
+    assert_complete_stream(origin, "failed")
+    path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
+    resumed = run_flow(path, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    run = runs_of(path, "FailingFlow").latest_run
+    assert run.origin_run_id == origin.id
+    assert run["start"].task.status == "reused"
+    assert run["start"].task.origin == f"{origin.id}/start/1"
+    assert run["divide"].task.status == "succeeded"
+    assert run.data.ratios == [1.0, 2.0, 3.0]
+    events = assert_complete_stream(run, "succeeded")
+    assert [e["status"] for e in events if e["type"] == "task_finished"] == [
+        "reused", "succeeded", "succeeded"]
+    named = run_flow(path, "resume", "end", "--origin-run-id", run.id)
+    assert named.returncode == 0
+    latest = runs_of(path, "FailingFlow").latest_run
+    assert [latest[s].task.status for s in ("start", "divide", "end")] == [
+        "reused", "reused", "succeeded"]
+    unknown = run_flow(path, "resume", "nope")
+    assert unknown.returncode == 2 and "no step nope" in unknown.stderr
+
+
+def test_step_hashes_recorded_per_run_and_task(flow_file) -> None:
+    path = flow_file("failing.py")
+    run_flow(path)
+    first = runs_of(path, "FailingFlow").latest_run
+    path.write_text(path.read_text().replace("divisor = 1 if FIX_ME else 0",
+                                             "divisor = 1 if FIX_ME else 1"))
+    run_flow(path)
+    second = runs_of(path, "FailingFlow").latest_run
+    changed = {s for s in first.step_hashes if first.step_hashes[s] != second.step_hashes[s]}
+    assert changed == {"divide"}
+    assert second["divide"].task.metadata["source_hash"] == second.step_hashes["divide"]
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("exit", "called sys.exit(3)"),
+    ("unpicklable", "Artifact `lock` of type _thread.lock cannot be pickled"),
+    ("missing", "self.items is not set"),
+    ("scalar", "self.items is a int, not a list"),
+    ("empty", "self.items is empty"),
+    ("generator", "Wrap it in list(...)"),
+    ("crash", "exited with code 7"),
+])
+def test_misbehaving_steps_fail_with_a_clear_message(flow_file, mode: str, message: str) -> None:
+    path = flow_file("misbehaving.py")
+    result = run_flow(path, "--mode", mode)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "flowdeck/runtime.py" not in result.stderr and "flowdeck/task.py" not in result.stderr
+    run = runs_of(path, "MisbehavingFlow").latest_run
+    assert run.status == "failed"
+    assert_complete_stream(run, "failed")
+
+
+def test_binary_garbage_output_is_kept_and_printed_safely(flow_file) -> None:
+    path = flow_file("misbehaving.py")
+    result = run_flow(path, "--mode", "garbage")
+    assert result.returncode == 0, result.stderr
+    assert "partial line without newline" in result.stdout
+    assert "\x07" not in result.stdout and "\x1b[0m" not in result.stdout
+    task = runs_of(path, "MisbehavingFlow").latest_run["each"].tasks()[0]
+    raw = (task.dir / "attempt-0.out").read_bytes()
+    assert bytes(range(256)) in raw  # the log keeps the exact bytes
+
+
+def test_parallel_workers_overlap_and_respect_the_limit(flow_file) -> None:
+    path = flow_file("timing.py")
+    result = run_flow(path, "--max-workers", "2", "--items", "4", "--work", "0.4")
+    assert result.returncode == 0, result.stderr
+    spans = runs_of(path, "TimingFlow").latest_run["join"].task.data.spans
+
+    def concurrent_at(t: float) -> int:
+        return sum(1 for began, ended in spans if began <= t < ended)
+    peak = max(concurrent_at(began) for began, _ in spans)
+    assert peak == 2
+
+
+def test_timeout_fails_the_step_after_its_retries(flow_file) -> None:
+    path = flow_file("timing.py")
+    result = run_flow(path, "--items", "1", "--work", "0", "--hang", "true")
+    assert result.returncode == 1
+    assert "timed out after 1 s" in result.stderr
+    run = runs_of(path, "TimingFlow").latest_run
+    assert run["maybe_hang"].task.attempts == [0, 1]
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def _start_sleepy(path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(path)], cwd=path.parent, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _both_napping(path: Path) -> bool:
+    runs = runs_of(path, "SleepyFlow").runs()
+    if not runs:
+        return False
+    events = runs[0].events
+    return sum(1 for e in events if e["type"] == "task_started" and
+               e["step"] in ("nap_a", "nap_b")) == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_cancels_cleanly(flow_file, sig: int) -> None:
+    path = flow_file("sleepy.py")
+    proc = _start_sleepy(path)
+    _wait_for(lambda: _both_napping(path))
+    run = runs_of(path, "SleepyFlow").latest_run
+    _wait_for(lambda: (run["nap_a"].task.dir / "attempt-0.out").exists())
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig
+    assert "cancelled" in err and "Traceback" not in err
+    events = assert_complete_stream(run, "cancelled")
+    assert run.status == "cancelled"
+    cancelled = {e["step"] for e in events if e["type"] == "task_finished"
+                 and e["status"] == "cancelled"}
+    assert cancelled == {"nap_a", "nap_b"}
+    workers = [e["pid"] for e in events if e["type"] == "task_started"]
+    for pid in workers:
+        assert not _alive(pid)
+    assert run["start"].task.data.payload == list(range(1000))
+    os.killpg(proc.pid, signal.SIGKILL)  # the multiprocessing helper is the group's
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigkill_mid_run_leaves_finished_tasks_readable(flow_file) -> None:
+    path = flow_file("sleepy.py")
+    proc = _start_sleepy(path)
+    _wait_for(lambda: _both_napping(path))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    run = runs_of(path, "SleepyFlow").latest_run
+    assert run.status == "crashed" and not run.successful and run.finished
+    assert run["start"].task.data.payload == list(range(1000))
+    events = read_events(run.dir / "events.jsonl")
+    assert events[0]["type"] == "run_started" and events[-1]["type"] != "run_finished"
+    leftovers = [p for p in run.datastore.root.rglob("*") if p.name.startswith(".tmp-")]
+    assert leftovers == []
+
+
+def test_large_array_round_trips_without_compression(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "big.py"
+    path.write_text(
+        "import numpy as np\n"
+        "from flowdeck import FlowSpec, step\n"
+        "class BigFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.arr = np.random.default_rng(0).random(2_500_000)\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        self.arr[0] = -1.0\n"
+        "        self.total = float(self.arr.sum())\n"
+        "if __name__ == '__main__':\n"
+        "    BigFlow().run()\n")
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    run = Flow("BigFlow", root=tmp_path / ".flowdeck").latest_run
+    arr = run["start"].task.data.arr
+    assert arr.shape == (2_500_000,) and arr.dtype == np.float64
+    assert arr.flags.writeable
+    assert np.array_equal(arr, np.random.default_rng(0).random(2_500_000))
+    size = run["start"].task["arr"].size
+    assert arr.nbytes <= size < arr.nbytes + 4096  # raw buffer, no compression
+    assert run["end"].task.data.arr[0] == -1.0
+
+
+def test_graph_command_prints_metaflow_shaped_json(tmp_path: Path) -> None:
+    from conftest import EXAMPLES
+    result = subprocess.run([sys.executable, "-m", "flowdeck.cli", "graph",
+                             str(EXAMPLES / "train.py"), "--json"], env=child_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["graph_structure"] == ["start", [["fit"]], "pick", "end"]
+    start = data["graph"]["start"]
+    assert start["type"] == "split-foreach" and start["foreach_artifact"] == "grid"
+    assert start["matching_join"] == "pick" and start["next"] == ["fit"]
+    missing = subprocess.run([sys.executable, "-m", "flowdeck.cli", "graph",
+                              str(tmp_path / "nope.py")], env=child_env(),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
