@@ -72,8 +72,12 @@ def flow_source(index: int, steps: int, rng: random.Random, engine: str = "flowd
     current = "start"
     remaining = steps - 2
     pending_next: list[str] = []
+    after_join = False
     while remaining > 0:
-        kind = rng.choice(["linear", "linear", "split", "foreach"]) if remaining >= 4 else "linear"
+        # A join cannot split again (Metaflow's rule): a linear step comes first.
+        kind = "linear" if after_join or remaining < 4 else rng.choice(
+            ["linear", "linear", "split", "foreach"])
+        after_join = kind != "linear"
         if kind == "linear":
             nxt = fresh()
             pending_next.append((current, f"self.next(self.{nxt})"))  # type: ignore[arg-type]

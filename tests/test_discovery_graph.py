@@ -136,13 +136,14 @@ def test_traversal_matches_metaflow_walk_on_acyclic_graphs(spec):
 
 
 def _has_ambiguous_context(spec) -> bool:
-    """A step reached with two split contexts (parents, branches): a malformed flow.
+    """A step reached with two split contexts, or a split closed by two joins: malformed.
 
     Metaflow keeps whichever context its walk saw last; the linear traversal
     may keep another. Either way the flow has lint errors (checked below).
     """
     graph = _graph(copy.deepcopy(spec), traverse_reference=False)
     contexts: dict[str, set] = {}
+    joins: dict[str, set] = {}  # split -> joins that close it
     stack: list[tuple[str, tuple, tuple]] = [(graph.start_step, (), ())]
     seen = set()
     while stack:
@@ -152,6 +153,7 @@ def _has_ambiguous_context(spec) -> bool:
         seen.add((name, parents, branches))
         node = graph[name]
         if node.type == "join" and parents:
+            joins.setdefault(parents[-1], set()).add(name)
             contexts.setdefault(name, set()).add((parents, branches[:-1]))
             parents, branches = parents[:-1], branches[:-1]
         else:
@@ -161,7 +163,7 @@ def _has_ambiguous_context(spec) -> bool:
             if child in graph.nodes:
                 stack.append((child, parents + (name,) if split else parents,
                               branches + (child,) if split else branches))
-    return any(len(c) > 1 for c in contexts.values())
+    return any(len(c) > 1 for c in contexts.values()) or any(len(j) > 1 for j in joins.values())
 
 
 @settings(max_examples=300, deadline=None)

@@ -6,7 +6,6 @@ the event stream and the datastore.
 
 __version__ = "0.1.0"
 
-from .client import DataArtifact, Flow, Run, Step, Task  # noqa: E402
 from .current import current  # noqa: E402
 from .exceptions import ExceptionWrapper, StepTimeout  # noqa: E402
 from .spec import (  # noqa: E402
@@ -19,6 +18,16 @@ from .spec import (  # noqa: E402
     step,
     timeout,
 )
+
+_CLIENT_NAMES = {"Flow", "Run", "Step", "Task", "DataArtifact"}
+
+
+def __getattr__(name: str):  # PEP 562: the client loads only when asked for
+    if name in _CLIENT_NAMES:
+        from . import client
+        return getattr(client, name)
+    raise AttributeError(f"module 'flowdeck' has no attribute {name!r}")
+
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "current", "retry", "catch", "timeout",

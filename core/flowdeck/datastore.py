@@ -61,9 +61,9 @@ def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
     return base / DEFAULT_DIRNAME
 
 
-def atomic_write(path: Path, data: bytes | list[Any]) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes | list[Any]) -> None:
     """Write `data` (bytes, or a list of buffers) to `path` via a temporary file and rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, (bytes, bytearray, memoryview)):
@@ -80,11 +80,11 @@ def atomic_write(path: Path, data: bytes | list[Any]) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write(path, json.dumps(obj, default=str, separators=(",", ":")).encode())
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, "rb") as handle:
         return json.loads(handle.read())
 
@@ -191,6 +191,6 @@ class FlowDatastore:
             return []
 
 
-def attempt_file(task_dir: Path, attempt: int, kind: str) -> Path:
-    """`kind` is 'json', 'out' or 'err'."""
-    return task_dir / f"attempt-{attempt}.{kind}"
+def attempt_file(task_dir: str | os.PathLike[str], attempt: int, kind: str) -> str:
+    """Path of an attempt's metadata ('json') or log ('out', 'err'); strings, for the hot path."""
+    return os.path.join(task_dir, f"attempt-{attempt}.{kind}")

@@ -96,7 +96,7 @@ class RunningTask:
     out_fd: int
     err_fd: int
     pidfd: int | None
-    task_dir: Path
+    task_dir: str
     deadline: float | None
     open_fds: set[int] = field(default_factory=set)
     logs: dict[int, Any] = field(default_factory=dict)
@@ -141,11 +141,14 @@ class Orchestrator:
         self.wake_fds: tuple[int, int] | None = None
         self.events: EventWriter | None = None
         self.started = time.time()
+        self.run_dir = ""
+        self.step_dirs: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------
 
     def run(self) -> RunOutcome:
         run_dir = self._create_run_dir()
+        self.run_dir = str(run_dir)
         self.events = EventWriter(run_dir / "events.jsonl", self.run_id)
         self.param_refs = {name: self.ds.blobs.put(name, value)
                            for name, value in self.params.items()}
@@ -300,8 +303,7 @@ class Orchestrator:
             if reused is not None:
                 self._clone(task, reused)
                 return
-        task_dir = self.ds.task_dir(self.run_id, task.step, task.task_id)
-        task_dir.mkdir(parents=True, exist_ok=True)
+        task_dir = self._make_task_dir(task)
         request = self._request(task, task_dir)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -325,7 +327,16 @@ class Orchestrator:
         os.close(err_w)
         self._track(task, pid, out_r, err_r, task_dir, node_timeout(self.steps[task.step]))
 
-    def _track(self, task: PendingTask, pid: int, out_r: int, err_r: int, task_dir: Path,
+    def _make_task_dir(self, task: PendingTask) -> str:
+        step_dir = os.path.join(self.run_dir, task.step)
+        if task.step not in self.step_dirs:
+            os.makedirs(step_dir, exist_ok=True)
+            self.step_dirs.add(task.step)
+        task_dir = os.path.join(step_dir, task.task_id)
+        os.makedirs(task_dir, exist_ok=True)
+        return task_dir
+
+    def _track(self, task: PendingTask, pid: int, out_r: int, err_r: int, task_dir: str,
                timeout_s: float) -> None:
         now = time.time()
         pidfd = _pidfd_open(pid)
@@ -352,7 +363,7 @@ class Orchestrator:
                                "stderr": self._rel(attempt_file(task_dir, task.attempt, "err"))})
         self.echo.task_started(task.step, task.task_id, task.attempt, pid)
 
-    def _request(self, task: PendingTask, task_dir: Path) -> TaskRequest:
+    def _request(self, task: PendingTask, task_dir: str) -> TaskRequest:
         node = self.graph[task.step]
         func = self.steps[task.step]
         decos = step_decorators(func)
@@ -378,8 +389,8 @@ class Orchestrator:
     def _input_paths(self, task: PendingTask) -> list[str]:
         return [f"{self.run_id}/{p.step}/{p.task_id}" for p in task.parents]
 
-    def _rel(self, path: Path) -> str:
-        return str(path.relative_to(self.ds.run_dir(self.run_id)))
+    def _rel(self, path: str) -> str:
+        return path[len(self.run_dir) + 1:]
 
     def _close_parent_fds(self) -> None:
         """In a fresh worker: drop the orchestrator's fds so pipes see EOF correctly."""
@@ -397,8 +408,7 @@ class Orchestrator:
 
     def _clone(self, task: PendingTask, origin: TaskResult) -> None:
         """Reuse a finished task of the origin run instead of running it again."""
-        task_dir = self.ds.task_dir(self.run_id, task.step, task.task_id)
-        task_dir.mkdir(parents=True, exist_ok=True)
+        task_dir = self._make_task_dir(task)
         assert self.origin is not None and self.events is not None
         origin_path = f"{self.origin.run_id}/{origin.step}/{origin.task_id}"
         now = time.time()

@@ -259,8 +259,7 @@ class FlowSpec:
         frames = ctx.foreach_frames() if ctx else []
         if not frames:
             return None
-        frame = frames[-1]
-        return getattr(self, frame.var)[frame.index]
+        return _foreach_item(self, ctx, frames[-1])
 
     @property
     def index(self) -> int | None:
@@ -275,7 +274,7 @@ class FlowSpec:
         out = []
         for frame in ctx.foreach_frames() if ctx else []:
             try:
-                value = getattr(self, frame.var)[frame.index]
+                value = _foreach_item(self, ctx, frame)
             except (AttributeError, LookupError, TypeError):
                 value = None
             out.append((frame.index, frame.num_splits, value))
@@ -316,6 +315,23 @@ class FlowSpec:
         if ctx is not None and ctx.read_only and not name.startswith("_fd"):
             raise AttributeError(f"Inputs of a join are read-only; assign `{name}` on self.")
         object.__setattr__(self, name, value)
+
+
+def _foreach_item(flow: FlowSpec, ctx: StepContext, frame: Any) -> Any:
+    """`self.input` without caching the whole foreach list on `self`.
+
+    Caching it as an attribute would make every one of N foreach tasks
+    pickle the N-item list again when it persists its artifacts.
+    """
+    if frame.var in flow.__dict__:
+        return flow.__dict__[frame.var][frame.index]
+    ref = ctx.artifact_refs.get(frame.var)
+    if ref is None:
+        return getattr(flow, frame.var)[frame.index]
+    cache = ctx.loaded
+    if frame.var not in cache:
+        cache[frame.var] = ctx.load(ref)
+    return cache[frame.var][frame.index]
 
 
 def flow_steps(flow_cls: type) -> dict[str, Callable[..., Any]]:

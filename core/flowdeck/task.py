@@ -56,7 +56,7 @@ class TaskRequest:
     params: dict[str, Any]
     param_refs: dict[str, BlobRef]
     root: Path
-    attempt_json: Path
+    attempt_json: str
     source_hash: str = ""
     max_retries: int = 0
     catch_var: str | None = None

@@ -55,6 +55,7 @@ class StepContext:
     read_only: bool = False
     transition: tuple[list[str], str | None] | None = None
     next_calls: int = 0
+    loaded: dict[str, Any] = field(default_factory=dict)  # read-only cache, not persisted
 
     def load(self, ref: BlobRef) -> Any:
         return self.blobs.get(ref.sha)
