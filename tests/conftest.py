@@ -12,12 +12,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "core"
+DESKTOP = ROOT / "desktop"
 FLOWS = Path(__file__).resolve().parent / "flows"
 EXAMPLES = ROOT / "examples"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-if str(CORE) not in sys.path:
-    sys.path.insert(0, str(CORE))
+for _path in (CORE, DESKTOP):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -180,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "list":
         from .discovery_cli import list_main
         return list_main(argv[1:])
+    if argv and argv[0] == "run":
+        if len(argv) < 2 or argv[1] in ("-h", "--help"):
+            print("usage: flowdeck run FILE [--param value ...]\n\nRun a flow headless with "
+                  "a live progress display.")
+            return 0 if len(argv) >= 2 else 2
+        from .progress import run_headless
+        return run_headless(argv[1], argv[2:])
     parser = argparse.ArgumentParser(prog="flowdeck", description="Write, run and watch "
                                      "Metaflow-style flows on your own machine.")
     parser.add_argument("--version", action="version", version=f"flowdeck {__version__}")
@@ -190,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("--json", action="store_true",
                        help="Metaflow's `output-raw --json` shape")
     sub.add_parser("list", help="list the flows under folders (see `flowdeck list -h`)")
+    sub.add_parser("run", help="run a flow headless with live progress: run FILE [--param v]")
     args = parser.parse_args(argv)
     if args.command == "graph":
         return graph_command(args.file, args.flow, args.json)

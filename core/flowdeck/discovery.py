@@ -358,8 +358,13 @@ class FlowCatalog:
                 self._forget_tree(path, changes)
                 if path in self.roots:
                     self._missing.add(path)
-            for path in present:
+            folders: list[str] = []
+            for path in present:  # sorted: a folder comes before what is inside it
+                if any(_is_under(path, f) for f in folders):
+                    continue  # the folder's walk already looked at it
                 self._refresh_one(path, changes)
+                if os.path.isdir(path):
+                    folders.append(path)
             return self._finish(changes, before_problems, before_skipped, before_missing,
                                 started, tuple(wanted))
 
@@ -618,7 +623,8 @@ class FlowCatalog:
 
     def _has_records_under(self, path: str) -> bool:
         prefix = path.rstrip(os.sep) + os.sep
-        return any(p.startswith(prefix) for p in self._records)
+        # A copy: the watcher asks from watchdog's thread while its loop refreshes.
+        return any(p.startswith(prefix) for p in tuple(self._records))
 
     # -- examining one file ----------------------------------------------------
 

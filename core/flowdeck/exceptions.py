@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import traceback
 from typing import Any
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -47,6 +46,8 @@ def is_engine_frame(filename: str) -> bool:
 
 def user_traceback(exc: BaseException) -> str:
     """The traceback of `exc` without Flowdeck's own frames: only what the user can fix."""
+    import traceback  # only failures pay for it
+
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not is_engine_frame(f.filename)]
     lines = ["Traceback (most recent call last):\n"] if frames else []

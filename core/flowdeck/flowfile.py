@@ -153,7 +153,13 @@ def analyze_source(source: str, path: str) -> FileAnalysis:
         return FileAnalysis(path, diagnostics=[Diagnostic(
             path, 1, f"Python cannot parse this file ({exc}). Simplify or fix it.",
             "unparsable")])
-    return _FileAnalyzer(tree, source, path).run()
+    try:
+        return _FileAnalyzer(tree, source, path).run()
+    except (RecursionError, MemoryError) as exc:
+        return FileAnalysis(path, diagnostics=[Diagnostic(
+            path, 1, f"The file nests expressions too deeply for flowdeck to analyse "
+            f"({type(exc).__name__}). Split the deepest expression into smaller ones.",
+            "unparsable")])
 
 
 class _FileAnalyzer:
@@ -328,12 +334,12 @@ class _FileAnalyzer:
         info = ParameterInfo(name=name, attribute=stmt.targets[0].id, line=stmt.lineno)
         if "default" in kwargs:
             info.has_default = True
-            info.default_source = ast.unparse(kwargs["default"])
+            info.default_source = _unparse(kwargs["default"])
             info.default = literal(kwargs["default"])
         info.help = literal(kwargs.get("help")) or ""
         info.required = bool(literal(kwargs.get("required")))
         if "type" in kwargs:
-            info.type = ast.unparse(kwargs["type"]).split(".")[-1]
+            info.type = _unparse(kwargs["type"]).split(".")[-1]
         elif info.default is not None:
             info.type = type(info.default).__name__
         return info
@@ -346,6 +352,14 @@ class _FileAnalyzer:
             drop.update(range(node.first_line - 1, node.end_line))
         kept = "".join(line for i, line in enumerate(lines) if i not in drop)
         return hashlib.sha1(kept.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _unparse(node: ast.AST) -> str:
+    """`ast.unparse`, which recurses: a deeply nested expression gives a placeholder."""
+    try:
+        return ast.unparse(node)
+    except (RecursionError, MemoryError, ValueError):
+        return "<expression too deeply nested to show>"
 
 
 def _plain_name(expr: ast.AST) -> str | None:
@@ -365,5 +379,5 @@ def _literal_kwargs(deco: ast.AST) -> dict[str, Any]:
     for kw in deco.keywords:
         if kw.arg:
             value = literal(kw.value)
-            out[kw.arg] = value if value is not None else ast.unparse(kw.value)
+            out[kw.arg] = value if value is not None else _unparse(kw.value)
     return out

@@ -314,12 +314,22 @@ def iter_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
         node = stack.pop()
         if isinstance(node, ast.stmt):
             yield node
-        nested: list[ast.AST] = []
-        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
-            block = getattr(node, name, None)
-            if isinstance(block, list):
-                nested.extend(block)
-        stack.extend(reversed(nested))
+        kind = type(node)
+        fields = _BLOCK_FIELDS.get(kind)
+        if fields is None:
+            fields = _BLOCK_FIELDS[kind] = tuple(
+                f for f in ("body", "orelse", "finalbody", "handlers", "cases")
+                if f in kind._fields)
+        if fields:
+            nested: list[ast.AST] = []
+            for name in fields:
+                block = getattr(node, name, None)
+                if isinstance(block, list):
+                    nested.extend(block)
+            stack.extend(reversed(nested))
+
+
+_BLOCK_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _assigned_self_attrs(func: ast.AST) -> dict[str, int]:
@@ -331,11 +341,20 @@ def _assigned_self_attrs(func: ast.AST) -> dict[str, int]:
             targets = list(sub.targets)
         elif isinstance(sub, (ast.AugAssign, ast.AnnAssign)):
             targets = [sub.target]
-        for target in targets:
-            for leaf in ast.walk(target):
+        while targets:
+            # Only a target itself, or an element of a tuple/list/starred target,
+            # is stored to; `self.x[0] = ...` and `self.a.b = ...` load `self.x`, `self.a`.
+            leaf = targets.pop()
+            if isinstance(leaf, (ast.Tuple, ast.List)):
+                targets.extend(leaf.elts)
+            elif isinstance(leaf, ast.Starred):
+                targets.append(leaf.value)
+            else:
                 name = _self_attr(leaf)
                 if name is not None and isinstance(getattr(leaf, "ctx", None), ast.Store):
-                    found.setdefault(name, leaf.lineno)
+                    line = found.get(name)
+                    if line is None or leaf.lineno < line:
+                        found[name] = leaf.lineno
     return found
 
 

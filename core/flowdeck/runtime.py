@@ -303,7 +303,7 @@ class Orchestrator:
             if reused is not None:
                 self._clone(task, reused)
                 return
-        task_dir = self._make_task_dir(task)
+        task_dir = self._make_task_dir(task, create=False)
         request = self._request(task, task_dir)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -327,13 +327,15 @@ class Orchestrator:
         os.close(err_w)
         self._track(task, pid, out_r, err_r, task_dir, node_timeout(self.steps[task.step]))
 
-    def _make_task_dir(self, task: PendingTask) -> str:
+    def _make_task_dir(self, task: PendingTask, create: bool = True) -> str:
+        """The task's folder. Workers create their own (off the orchestrator's critical path)."""
         step_dir = os.path.join(self.run_dir, task.step)
         if task.step not in self.step_dirs:
             os.makedirs(step_dir, exist_ok=True)
             self.step_dirs.add(task.step)
         task_dir = os.path.join(step_dir, task.task_id)
-        os.makedirs(task_dir, exist_ok=True)
+        if create:
+            os.makedirs(task_dir, exist_ok=True)
         return task_dir
 
     def _track(self, task: PendingTask, pid: int, out_r: int, err_r: int, task_dir: str,
@@ -521,7 +523,7 @@ class Orchestrator:
         try:
             return TaskResult.from_record(read_json(path))
         except (OSError, ValueError):
-            pass
+            os.makedirs(running.task_dir, exist_ok=True)  # the worker died before making it
         code = os.waitstatus_to_exitcode(status)
         if running.killed_for == "timeout":
             message = (f"Step `{task.step}` ran past its @timeout and was killed. Make it "

@@ -113,6 +113,7 @@ class TaskFailure(Exception):
 def execute_task(req: TaskRequest) -> int:
     """Run one attempt and record it; returns the process exit code."""
     started = time.time()
+    os.makedirs(os.path.dirname(req.attempt_json), exist_ok=True)
     record: dict[str, Any] = {
         "step": req.step, "task_id": req.task_id, "attempt": req.attempt,
         "pid": os.getpid(), "start": started, "run_id": req.run_id,

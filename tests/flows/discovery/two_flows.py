@@ -1,0 +1,30 @@
+# Expected: two flows, FirstFlow (line 6) and SecondFlow (line 20), both ok.
+from flowdeck import FlowSpec, step
+
+
+class FirstFlow(FlowSpec):
+    """The first of two flows in one file."""
+
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+class SecondFlow(FlowSpec):
+    """The second flow."""
+
+    @step
+    def start(self):
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
