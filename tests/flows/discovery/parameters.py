@@ -9,7 +9,7 @@ class ParamFlow(FlowSpec):
 
     alpha = Parameter("alpha", default=0.01, help="Learning rate.")
     epochs = Parameter("epochs", default=10, type=int)
-    name = Parameter("run-name", help="What to call the run.", required=True)
+    run_name = Parameter("run-name", help="What to call the run.", required=True)
     scale = Parameter("scale", default=DEFAULT_ALPHA * 2)
 
     @step

@@ -1,4 +1,4 @@
-# Expected: no flow; one syntax-error diagnostic at line 9, column 27.
+# Expected: no flow; one syntax-error diagnostic at line 9, column 28.
 from flowdeck import FlowSpec, step
 
 

@@ -1,4 +1,4 @@
-# Expected: two flows, FirstFlow (line 6) and SecondFlow (line 20), both ok.
+# Expected: two flows, FirstFlow (line 5) and SecondFlow (line 17), both ok.
 from flowdeck import FlowSpec, step
 
 

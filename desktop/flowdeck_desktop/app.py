@@ -1,0 +1,103 @@
+"""The composition root: builds the controller, the window and wires them. Nothing else does."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths, QTimer
+from PySide6.QtWidgets import QApplication
+
+from .controller import FlowdeckController
+from .main_window import MainWindow, app_icon
+
+
+def bundled_examples() -> str | None:
+    """The examples shipped with the app: beside the package (source, wheel) or in a bundle."""
+    here = Path(__file__).resolve().parent
+    base = Path(getattr(sys, "_MEIPASS", here))
+    for candidate in (here.parent.parent / "examples", here / "examples", base / "examples"):
+        if candidate.is_dir() and any(candidate.glob("*.py")):
+            return str(candidate)
+    return None
+
+
+def default_settings() -> QSettings:
+    folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppConfigLocation)
+    return QSettings(os.path.join(folder or os.path.expanduser("~/.config/flowdeck"),
+                                  "flowdeck.ini"), QSettings.Format.IniFormat)
+
+
+@dataclass
+class AppOptions:
+    paths: list[str]
+    screenshot: str | None = None
+    run: bool = False
+    exit_when_done: bool = False
+
+
+def parse_args(argv: list[str]) -> AppOptions:
+    parser = argparse.ArgumentParser(prog="flowdeck", description="Watch folders of flows, "
+                                     "run them and see their DAG come alive. Also: `flowdeck "
+                                     "run FILE`, `flowdeck list PATH`, `flowdeck graph FILE`.")
+    parser.add_argument("paths", nargs="*", help="folders to watch or flow files to open")
+    parser.add_argument("--run", action="store_true", help="run the selected flow at start")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="run the selected flow, save a screenshot when it ends, and quit")
+    parser.add_argument("--exit-when-done", action="store_true",
+                        help="quit when the started run ends (for tests and scripts)")
+    args = parser.parse_args(argv)
+    return AppOptions(args.paths, args.screenshot, args.run or bool(args.screenshot),
+                      args.exit_when_done or bool(args.screenshot))
+
+
+def build(settings: QSettings | None = None, paths: list[str] | None = None
+          ) -> tuple[FlowdeckController, MainWindow]:
+    """Create the controller and the window for the given (or remembered) folders."""
+    settings = settings or default_settings()
+    controller = FlowdeckController(settings)
+    window = MainWindow(controller, settings, examples_dir=bundled_examples())
+    if paths:
+        window.open_paths(paths)
+    else:
+        remembered = settings.value("folders") or []
+        remembered = [remembered] if isinstance(remembered, str) else list(remembered)
+        existing = [p for p in remembered if os.path.isdir(p)]
+        if existing:
+            window.open_paths(existing, select=False)
+    if window.selected_key is None and controller.model.entries():
+        window.select_flow(controller.model.entries()[0].key)
+    return controller, window
+
+
+def run_app(argv: list[str]) -> int:
+    options = parse_args(argv)
+    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    app.setApplicationName("Flowdeck")
+    app.setOrganizationName("Flowdeck")
+    app.setWindowIcon(app_icon())
+    paths = options.paths
+    if options.screenshot and not paths and bundled_examples():
+        paths = [bundled_examples() or ""]
+    controller, window = build(paths=paths or None)
+    window.show()
+    outcome = {"status": "none"}
+    if options.run:
+        QTimer.singleShot(0, window.run_selected)
+    if options.exit_when_done:
+        def finish(key: str, status: str) -> None:
+            outcome["status"] = status
+            if options.screenshot:
+                app.processEvents()
+                window.dag.fit()
+                app.processEvents()
+                window.grab().save(options.screenshot)
+            window.close()
+        controller.run_ended.connect(finish)
+    code = app.exec()
+    if options.exit_when_done:
+        return 0 if outcome["status"] == "succeeded" else 1
+    return code

@@ -1,0 +1,128 @@
+"""RunProcess: real QProcess runs of real flows, followed through their event stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowdeck.datastore import default_root
+from flowdeck_desktop.run_process import RunProcess, RunRequest, new_run_id
+from flowdeck_desktop.run_state import RunState
+
+pytest.importorskip("pytestqt")
+
+
+def request_for(path: Path, flow: str, *args: str, interpreter: str = sys.executable
+                ) -> RunRequest:
+    return RunRequest(file=str(path), flow=flow, interpreter=interpreter,
+                      args=["run", *args], run_id=new_run_id(),
+                      root=str(default_root(path)), add_core_to_path=True)
+
+
+def collect(run: RunProcess) -> tuple[list[dict], list[tuple[str, str]], list[tuple[int, str]]]:
+    events: list[dict] = []
+    output: list[tuple[str, str]] = []
+    ended: list[tuple[int, str]] = []
+    run.event.connect(events.append)
+    run.output.connect(lambda s, t: output.append((s, t)))
+    run.ended.connect(lambda c, s: ended.append((c, s)))
+    return events, output, ended
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_run_streams_events_and_output(qtbot, flow_file) -> None:
+    path = flow_file("train.py")
+    run = RunProcess(request_for(path, "TrainFlow", "--rates", "0.2,0.05"))
+    events, output, ended = collect(run)
+    state = RunState()
+    run.event.connect(state.apply)
+    with qtbot.waitSignal(run.ended, timeout=30000):
+        run.start()
+    assert ended == [(0, "succeeded")]
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    assert events[0]["run_id"] == run.request.run_id
+    text = "".join(t for s, t in output if s == "stdout")
+    assert "best rate 0.05" in text
+    assert state.steps["fit"].done == 2 and state.steps["fit"].total == 2
+    assert all(s.status == "succeeded" for s in state.steps.values())
+
+
+def test_partial_lines_and_bad_utf8_are_decoded_incrementally(qtbot, tmp_path: Path) -> None:
+    path = tmp_path / "noisy.py"
+    path.write_text(
+        "import sys, time\n"
+        "from flowdeck import FlowSpec, step\n"
+        "class NoisyFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        out = sys.stdout.buffer\n"
+        "        out.write('caf'.encode()); out.flush(); time.sleep(0.05)\n"
+        "        out.write('\\u00e9'.encode()[:1]); out.flush(); time.sleep(0.05)\n"
+        "        out.write('\\u00e9'.encode()[1:] + b' ok \\xff\\n'); out.flush()\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n"
+        "if __name__ == '__main__':\n"
+        "    NoisyFlow().run()\n")
+    run = RunProcess(request_for(path, "NoisyFlow"))
+    _, output, ended = collect(run)
+    with qtbot.waitSignal(run.ended, timeout=30000):
+        run.start()
+    text = "".join(t for s, t in output if s == "stdout")
+    assert "café ok \ufffd" in text
+    assert ended[0][1] == "succeeded"
+
+
+def test_stop_ends_the_run_and_every_child_within_two_seconds(qtbot, flow_file) -> None:
+    path = flow_file("sleepy.py")
+    run = RunProcess(request_for(path, "SleepyFlow"))
+    events, output, ended = collect(run)
+    run.start()
+    qtbot.waitUntil(lambda: "napping with helper" in "".join(t for _, t in output),
+                    timeout=30000)
+    helper = int("".join(t for _, t in output).split("napping with helper")[1].split()[0])
+    workers = [e["pid"] for e in events if e["type"] == "task_started"]
+    with qtbot.waitSignal(run.ended, timeout=2000):
+        run.stop()
+    assert ended[0][1] == "cancelled"
+    qtbot.waitUntil(lambda: not any(alive(p) for p in [run.pid, helper, *workers]),
+                    timeout=2000)
+
+
+def test_killed_from_outside_is_crashed_not_running(qtbot, flow_file) -> None:
+    path = flow_file("sleepy.py")
+    run = RunProcess(request_for(path, "SleepyFlow"))
+    events, _, ended = collect(run)
+    run.start()
+    qtbot.waitUntil(lambda: any(e["type"] == "task_started" and e["step"] == "nap_b"
+                                for e in events), timeout=30000)
+    with qtbot.waitSignal(run.ended, timeout=5000):
+        os.kill(run.pid, signal.SIGKILL)
+    assert ended[0][1] == "crashed"
+
+
+def test_missing_interpreter_gives_a_clear_message(qtbot, flow_file) -> None:
+    path = flow_file("train.py")
+    run = RunProcess(request_for(path, "TrainFlow", interpreter="/nonexistent/python3"))
+    messages: list[str] = []
+    run.failed_to_start.connect(messages.append)
+    with qtbot.waitSignal(run.ended, timeout=5000):
+        run.start()
+    assert messages and "/nonexistent/python3" in messages[0]
+    assert run.status == "failed"

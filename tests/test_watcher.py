@@ -1,0 +1,393 @@
+"""The folder watcher with a real watchdog observer and real file operations.
+
+Every save pattern editors use must arrive as exactly one change for the file.
+"Exactly one" is proved with a barrier: after the operation, a new marker flow
+is written and its diff awaited; inotify delivers events in order, so every
+diff the operation caused has arrived before the marker's. No test sleeps to
+synchronise; waits are on conditions, with timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import CORE, child_env
+from discovery_helpers import Collector, flow_source, names, threads_named, write_atomic
+from flowdeck.discovery import FlowCatalog
+from flowdeck.watcher import FolderWatcher, filesystem_type, is_network_filesystem
+
+QUIET = 0.2
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    path = tmp_path / "flows"
+    path.mkdir()
+    (path / "flow.py").write_text(flow_source("WatchedFlow", note="v0"))
+    return path
+
+
+@pytest.fixture
+def collector() -> Collector:
+    return Collector()
+
+
+@pytest.fixture
+def watcher(folder: Path, collector: Collector) -> Iterator[FolderWatcher]:
+    watch = FolderWatcher([folder], collector.on_change, collector.on_status,
+                          quiet_period=QUIET, rescan_interval=3600)
+    snapshot = watch.start()
+    assert names(snapshot.entries) == ["WatchedFlow"]
+    assert watch.mode(folder) == "native"
+    yield watch
+    watch.stop()
+
+
+def changed_once(collector: Collector, folder: Path, name: str = "WatchedFlow") -> None:
+    """Exactly one diff before the barrier, and it says `name` changed (not removed/added)."""
+    before = collector.barrier(folder)
+    assert len(before) == 1, [d.as_dict() for d in before]
+    (diff,) = before
+    assert (names(diff.changed), diff.added, diff.removed) == ([name], (), ())
+
+
+# -- editors' save patterns ------------------------------------------------------------
+
+def test_plain_write(watcher: FolderWatcher, folder: Path, collector: Collector) -> None:
+    (folder / "flow.py").write_text(flow_source("WatchedFlow", note="v1"))
+    changed_once(collector, folder)
+    assert "v1" in watcher.snapshot.entries[0].flow.doc
+
+
+def test_truncate_then_write(watcher: FolderWatcher, folder: Path,
+                             collector: Collector) -> None:
+    with open(folder / "flow.py", "r+") as fh:
+        fh.truncate(0)
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.write(flow_source("WatchedFlow", note="v1"))
+    changed_once(collector, folder)
+
+
+def test_write_temp_then_rename(watcher: FolderWatcher, folder: Path,
+                                collector: Collector) -> None:
+    write_atomic(folder / "flow.py", flow_source("WatchedFlow", note="v1"))
+    changed_once(collector, folder)
+
+
+def test_vim_backup_rename_dance(watcher: FolderWatcher, folder: Path,
+                                 collector: Collector) -> None:
+    """vim: probe file 4913, rename to flow.py~, write a new flow.py, delete the backup."""
+    probe = folder / "4913"
+    probe.write_text("")
+    probe.unlink()
+    (folder / "flow.py").rename(folder / "flow.py~")
+    (folder / "flow.py").write_text(flow_source("WatchedFlow", note="v1"))
+    (folder / "flow.py~").unlink()
+    (folder / ".flow.py.swp").write_bytes(b"\x00swap")
+    changed_once(collector, folder)
+
+
+def test_jetbrains_safe_write(watcher: FolderWatcher, folder: Path,
+                              collector: Collector) -> None:
+    tmp = folder / "flow.py___jb_tmp___"
+    tmp.write_text(flow_source("WatchedFlow", note="v1"))
+    (folder / "flow.py").rename(folder / "flow.py___jb_old___")
+    tmp.rename(folder / "flow.py")
+    (folder / "flow.py___jb_old___").unlink()
+    changed_once(collector, folder)
+
+
+def test_delete_and_recreate(watcher: FolderWatcher, folder: Path,
+                             collector: Collector) -> None:
+    (folder / "flow.py").unlink()
+    (folder / "flow.py").write_text(flow_source("WatchedFlow", note="v1"))
+    changed_once(collector, folder)
+
+
+def test_burst_of_twenty_writes(watcher: FolderWatcher, folder: Path,
+                                collector: Collector) -> None:
+    refreshes = watcher.refreshes
+    for i in range(20):
+        (folder / "flow.py").write_text(flow_source("WatchedFlow", note=f"burst {i}"))
+    changed_once(collector, folder)
+    assert "burst 19" in watcher.snapshot.entries[0].flow.doc
+    assert watcher.refreshes == refreshes + 2  # the burst, then the barrier
+
+
+def test_save_without_change_is_not_a_change(watcher: FolderWatcher, folder: Path,
+                                             collector: Collector) -> None:
+    refreshes = watcher.refreshes
+    (folder / "flow.py").write_text(flow_source("WatchedFlow", note="v0"))
+    assert watcher.wait_for_refreshes(refreshes + 1, timeout=10)
+    assert collector.barrier(folder) == []
+
+
+def test_editor_droppings_and_git_churn_change_nothing(watcher: FolderWatcher, folder: Path,
+                                                      collector: Collector) -> None:
+    (folder / ".git" / "objects").mkdir(parents=True)
+    for name in (".#flow.py", "flow.py~", "4913", ".goutputstream-X1", ".subl1.tmp"):
+        (folder / name).write_text(flow_source("JunkFlow"))
+    (folder / ".git" / "objects" / "x.py").write_text(flow_source("GitFlow"))
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "flow.cpython-311.py").write_text(flow_source("CacheFlow"))
+    assert collector.barrier(folder) == []
+
+
+# -- adds, moves and deletes ------------------------------------------------------------------
+
+def test_new_file_moves_and_deletes(watcher: FolderWatcher, folder: Path,
+                                    collector: Collector, tmp_path: Path) -> None:
+    (folder / "new.py").write_text(flow_source("NewFlow"))
+    (diff,) = collector.wait_diffs(1)
+    assert names(diff.added) == ["NewFlow"]
+    (folder / "new.py").rename(folder / "renamed.py")
+    (diff,) = collector.barrier(folder)
+    assert [e.file for e in diff.removed] == [str(folder / "new.py")]
+    assert [e.file for e in diff.added] == [str(folder / "renamed.py")]
+    (folder / "renamed.py").rename(tmp_path / "moved_out.py")
+    (diff,) = collector.barrier(folder)
+    assert names(diff.removed) == ["NewFlow"] and not diff.added
+    (folder / "flow.py").unlink()
+    (diff,) = collector.barrier(folder)
+    assert names(diff.removed) == ["WatchedFlow"]
+
+
+def test_folders_moved_in_and_out(watcher: FolderWatcher, folder: Path,
+                                  collector: Collector, tmp_path: Path) -> None:
+    package = tmp_path / "package"
+    (package / "deep").mkdir(parents=True)
+    (package / "a.py").write_text(flow_source("AFlow"))
+    (package / "deep" / "b.py").write_text(flow_source("BFlow"))
+    package.rename(folder / "package")
+    (diff,) = collector.barrier(folder)
+    assert names(diff.added) == ["AFlow", "BFlow"]
+    (folder / "package").rename(tmp_path / "gone")
+    (diff,) = collector.barrier(folder)
+    assert names(diff.removed) == ["AFlow", "BFlow"]
+
+
+def test_new_subfolder_then_files_in_it(watcher: FolderWatcher, folder: Path,
+                                        collector: Collector) -> None:
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    (folder / "sub" / "deeper" / "c.py").write_text(flow_source("CFlow"))
+    diffs = collector.barrier(folder)
+    assert [names(d.added) for d in diffs] == [["CFlow"]]
+
+
+# -- the watched folder itself ---------------------------------------------------------------------
+
+def test_deleted_folder_is_noticed_and_watching_resumes(watcher: FolderWatcher, folder: Path,
+                                                        collector: Collector) -> None:
+    shutil.rmtree(folder)
+    status = collector.wait_status("folder-missing")
+    assert status.path == str(folder) and "removed from the list" in status.message
+    assert collector.wait_for(lambda: any(names(d.removed) == ["WatchedFlow"]
+                                          for d in collector.diffs))
+    assert watcher.snapshot.missing_roots == (str(folder),)
+    folder.mkdir()
+    (folder / "back.py").write_text(flow_source("BackFlow"))
+    collector.wait_status("folder-restored")
+    assert collector.wait_for(lambda: any(names(d.added) == ["BackFlow"]
+                                          for d in collector.diffs))
+    # Watching really resumed: a later edit arrives as an event.
+    collector.diffs.clear()
+    (folder / "back.py").write_text(flow_source("BackFlow", note="edited"))
+    changed_once(collector, folder, "BackFlow")
+
+
+def test_folder_missing_at_start_is_picked_up_when_created(tmp_path: Path,
+                                                           collector: Collector) -> None:
+    folder = tmp_path / "later"
+    with FolderWatcher([folder], collector.on_change, collector.on_status,
+                       quiet_period=QUIET, rescan_interval=3600) as watcher:
+        assert collector.statuses[0].kind == "folder-missing"
+        assert watcher.mode(folder) == "none"
+        folder.mkdir()
+        (folder / "f.py").write_text(flow_source("LateFlow"))
+        collector.wait_status("folder-restored")
+        assert collector.wait_for(lambda: any(names(d.added) == ["LateFlow"]
+                                              for d in collector.diffs))
+
+
+def test_a_single_watched_file(tmp_path: Path, collector: Collector) -> None:
+    path = tmp_path / "solo.py"
+    path.write_text(flow_source("SoloFlow"))
+    (tmp_path / "neighbour.py").write_text(flow_source("NeighbourFlow"))
+    with FolderWatcher([path], collector.on_change, collector.on_status,
+                       quiet_period=QUIET, rescan_interval=3600) as watcher:
+        assert names(watcher.snapshot.entries) == ["SoloFlow"]
+        path.rename(tmp_path / "solo.py~")  # vim's dance on the watched file
+        path.write_text(flow_source("SoloFlow", note="v1"))
+        (tmp_path / "solo.py~").unlink()
+        (tmp_path / "neighbour.py").write_text(flow_source("NeighbourFlow", note="x"))
+        (diff,) = collector.wait_diffs(1)
+        assert names(diff.changed) == ["SoloFlow"]
+        path.unlink()
+        collector.wait_status("folder-missing")
+        assert collector.wait_for(lambda: watcher.snapshot.entries == ())
+
+
+# -- safety nets ------------------------------------------------------------------------------------
+
+def test_periodic_rescan_catches_changes_without_events(tmp_path: Path,
+                                                        collector: Collector) -> None:
+    """Symlinked folders are not watched (loops); the periodic rescan sees them."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.py").write_text(flow_source("LinkedFlow"))
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "linked").symlink_to(outside)
+    with FolderWatcher([folder], collector.on_change, collector.on_status,
+                       quiet_period=QUIET, rescan_interval=0.3):
+        (outside / "x.py").write_text(flow_source("LinkedFlow", note="edited outside"))
+        (diff,) = collector.wait_diffs(1)
+        assert names(diff.changed) == ["LinkedFlow"]
+
+
+def test_forced_polling_sees_changes(folder: Path, collector: Collector) -> None:
+    with FolderWatcher([folder], collector.on_change, collector.on_status, quiet_period=QUIET,
+                       rescan_interval=3600, force_polling=True, poll_interval=0.1) as watcher:
+        assert watcher.mode(folder) == "polling"
+        (folder / "flow.py").write_text(flow_source("WatchedFlow", note="polled"))
+        (diff,) = collector.wait_diffs(1)
+        assert names(diff.changed) == ["WatchedFlow"]
+
+
+def test_network_filesystem_falls_back_to_polling(folder: Path, collector: Collector,
+                                                  tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\n"
+                      f"server:/export {folder} nfs4 rw,relatime 0 0\n")
+    with FolderWatcher([folder], collector.on_change, collector.on_status, quiet_period=QUIET,
+                       rescan_interval=3600, poll_interval=0.1,
+                       mounts_file=str(mounts)) as watcher:
+        status = collector.wait_status("polling")
+        assert "network filesystem (nfs4)" in status.message
+        assert watcher.mode(folder) == "polling"
+        (folder / "new.py").write_text(flow_source("PolledFlow"))
+        assert collector.wait_for(lambda: any(names(d.added) == ["PolledFlow"]
+                                              for d in collector.diffs))
+
+
+def test_filesystem_type_from_mounts(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\n"
+                      "host:/share /mnt/my\\040share nfs rw 0 0\n"
+                      "sshfs#me@h: /mnt/my\\040share/ssh fuse.sshfs rw 0 0\n")
+    assert filesystem_type("/mnt/my share/x/y.py", str(mounts)) == "nfs"
+    assert filesystem_type("/mnt/my share/ssh/z", str(mounts)) == "fuse.sshfs"
+    assert filesystem_type("/home/me", str(mounts)) == "ext4"
+    assert filesystem_type("/x", str(tmp_path / "no-such-mounts")) is None
+    assert is_network_filesystem("nfs4") and is_network_filesystem("fuse.sshfs")
+    assert not is_network_filesystem("ext4") and not is_network_filesystem(None)
+
+
+EXHAUST_INOTIFY = textwrap.dedent(r"""
+    import ctypes, json, os, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    from flowdeck.watcher import FolderWatcher
+    folder, uid = sys.argv[2], int(sys.argv[3])
+    libc = ctypes.CDLL(None, use_errno=True)
+    # inotify instances are counted per user: take them all for a user of our own,
+    # so no other process on the machine is affected.
+    os.seteuid(uid)
+    fds = []
+    while len(fds) < 100000:
+        fd = libc.inotify_init1(os.O_CLOEXEC)
+        if fd < 0:
+            break
+        fds.append(fd)
+    statuses, changed = [], threading.Event()
+    def on_change(diff):
+        if any(e.name == "WatchedFlow" for e in diff.changed):
+            changed.set()
+    watcher = FolderWatcher([folder], on_change, statuses.append, quiet_period=0.1,
+                            rescan_interval=3600, poll_interval=0.1)
+    watcher.start()
+    os.seteuid(0)
+    mode = watcher.mode(folder)
+    with open(os.path.join(folder, "flow.py"), "a") as fh:
+        fh.write("\n# edited while polling\n")
+    ok = changed.wait(20)
+    watcher.stop()
+    for fd in fds:
+        os.close(fd)
+    print(json.dumps({"held": len(fds), "mode": mode, "changed": ok,
+                      "statuses": [s.as_dict() for s in statuses]}))
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a spare user id to exhaust inotify "
+                    "instances without starving the user's own programs")
+def test_inotify_refused_falls_back_to_polling(folder: Path) -> None:
+    """The real kernel limit: every inotify instance of a user in use, then a watcher."""
+    for path in (folder.parent, folder, folder / "flow.py"):  # readable by the spare user
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for parent in folder.parents:
+        if parent.stat().st_mode & 0o005 != 0o005:
+            parent.chmod(parent.stat().st_mode | 0o005)
+    result = subprocess.run([sys.executable, "-c", EXHAUST_INOTIFY, str(CORE), str(folder),
+                             "54321"], env=child_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["held"] > 0
+    assert report["mode"] == "polling" and report["changed"] is True
+    (status,) = [s for s in report["statuses"] if s["kind"] == "polling"]
+    assert "refused a new file watcher" in status["message"]
+    assert "max_user_instances" in status["message"]
+
+
+# -- robustness and lifecycle -------------------------------------------------------------------
+
+def test_a_failing_callback_does_not_stop_the_watcher(folder: Path) -> None:
+    seen: list[int] = []
+    done = threading.Event()
+
+    def on_change(diff) -> None:
+        seen.append(len(seen))
+        if len(seen) == 1:
+            raise RuntimeError("listener bug")
+        done.set()
+
+    with FolderWatcher([folder], on_change, quiet_period=QUIET, rescan_interval=3600):
+        (folder / "a.py").write_text(flow_source("AFlow"))
+        (folder / "later").mkdir()
+        (folder / "later" / "b.py").write_text(flow_source("BFlow"))
+        (folder / "later" / "b.py").write_text(flow_source("BFlow", note="again"))
+        assert done.wait(10)
+
+
+def test_stop_joins_every_thread(folder: Path, collector: Collector) -> None:
+    before = set(threading.enumerate())
+    watcher = FolderWatcher([folder], collector.on_change, collector.on_status,
+                            quiet_period=QUIET, rescan_interval=3600, force_polling=False)
+    watcher.start()
+    polled = FolderWatcher([folder], collector.on_change, force_polling=True,
+                           poll_interval=0.1, rescan_interval=3600)
+    polled.start()
+    assert threads_named("flowdeck-watcher")
+    watcher.stop()
+    polled.stop()
+    watcher.stop()  # idempotent
+    leftover = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert leftover == []
+
+
+def test_watcher_accepts_an_existing_catalog(folder: Path, collector: Collector) -> None:
+    catalog = FlowCatalog([folder])
+    with FolderWatcher(catalog, collector.on_change, quiet_period=QUIET) as watcher:
+        assert watcher.catalog is catalog
+        assert names(catalog.snapshot.entries) == ["WatchedFlow"]
