@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -76,9 +77,12 @@ class Collector:
         return True
 
     def wait_diffs(self, count: int, timeout: float = 10.0) -> list[CatalogDiff]:
+        """Wait for `count` diffs and take them (later waits see only newer ones)."""
         assert self.wait_for(lambda: len(self.diffs) >= count, timeout), (
             f"expected {count} diffs, got {[d.as_dict() for d in self.diffs]}")
-        return list(self.diffs)
+        with self._cond:
+            taken, self.diffs = self.diffs, []
+        return taken
 
     def wait_status(self, kind: str, timeout: float = 10.0) -> WatchStatus:
         assert self.wait_for(lambda: any(s.kind == kind for s in self.statuses), timeout), (
@@ -86,11 +90,13 @@ class Collector:
         return next(s for s in self.statuses if s.kind == kind)
 
     def barrier(self, folder: Path, timeout: float = 10.0) -> list[CatalogDiff]:
-        """Diffs delivered before a fresh marker flow shows up: all earlier events are done.
+        """Diffs caused by earlier file operations, once a fresh marker flow shows up.
 
         inotify delivers events in order and each file's quiet period starts
-        at its last event, so anything pending from earlier file operations is
-        delivered before the marker's own diff.
+        at its last event, so anything pending from earlier operations is
+        delivered before the marker's diff, or (when the watcher's thread
+        woke late and found both due) in the same diff: the marker is removed
+        from that one, which is kept only if something else remains.
         """
         n = next(_counter)
         name = f"Barrier{n}Flow"
@@ -105,7 +111,13 @@ class Collector:
             index = next(i for i, d in enumerate(self.diffs)
                          if any(e.name == name for e in d.added))
             before = self.diffs[:index]
+            shared = self.diffs[index]
             self.diffs = self.diffs[index + 1:]
+        rest = replace(shared, added=tuple(e for e in shared.added if e.name != name),
+                       paths=tuple(p for p in shared.paths if p != str(path)),
+                       skipped_changed=False, problems_changed=False, roots_changed=False)
+        if rest.added or rest.changed or rest.removed:
+            before.append(rest)
         return before
 
 

@@ -335,10 +335,12 @@ class FlowCatalog:
             for root in self.roots:
                 self._collect_root(root, files, skipped)
             self._skipped = skipped
-            listed = {path for path, _ in files}
+            listed: dict[str, bool] = {}  # path -> named explicitly (overlapping roots)
+            for path, explicit in files:
+                listed[path] = listed.get(path, False) or explicit
             for path in [p for p in self._records if p not in listed]:
                 self._drop_record(path, changes)
-            for path, explicit in files:
+            for path, explicit in listed.items():
                 self._examine(path, explicit, changes)
             return self._finish(changes, before_problems, before_skipped, before_missing,
                                 started, tuple(self.roots))
@@ -490,7 +492,10 @@ class FlowCatalog:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     return
-                self._dirs[(st.st_dev, st.st_ino)] = entry.path
+                key = (st.st_dev, st.st_ino)
+                if key in self._dirs:
+                    return  # another root already covers it (overlapping roots)
+                self._dirs[key] = entry.path
                 real.append(entry.path)
             return
         if is_link:

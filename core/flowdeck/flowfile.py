@@ -76,6 +76,9 @@ class FlowInfo:
             "parameters": [p.as_dict() for p in self.parameters],
             "diagnostics": [d.as_dict() for d in self.diagnostics],
             "status": "ok" if self.ok else "error",
+            # a save that changes only a step's body must still count as a change
+            "step_hashes": self.graph.step_hashes(),
+            "outside_hash": self.graph.outside_hash,
         }
 
 

@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -49,6 +50,9 @@ NETWORK_FILESYSTEMS = frozenset({
 
 #: Errors with which the kernel refuses more inotify watches or instances.
 _WATCH_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+#: Paths whose quiet periods end this close together are refreshed in one batch.
+_BATCH_SLACK = 0.01
 
 #: Events that cannot change a file's content (reading it, our own scans included).
 _IGNORED_EVENT_TYPES = frozenset({"opened", "closed_no_write"})
@@ -172,6 +176,8 @@ class FolderWatcher:
         self._native: BaseObserver | None = None
         self._poller: BaseObserver | None = None
         self.statuses: list[WatchStatus] = []
+        #: The paths of the last debounced refreshes, newest last (for tests and tools).
+        self.recent_batches: deque[tuple[str, ...]] = deque(maxlen=64)
         self.refreshes = 0
         self.diffs_delivered = 0
 
@@ -335,23 +341,25 @@ class FolderWatcher:
             return
         if event.is_directory and event.event_type in ("modified", "attrib"):
             return  # a folder's listing changed: the entries' own events say how
-        paths = [event.src_path]
+        raws = [event.src_path]
         dest = getattr(event, "dest_path", "")
         if dest:
-            paths.append(dest)
-        for raw in paths:
+            raws.append(dest)
+        wanted: list[str] = []
+        for raw in raws:
             path = os.path.abspath(os.fsdecode(raw))
-            if parent_watch:
-                if path == root:
-                    self._touch(path)
-            elif self.catalog.wants(path, event.is_directory):
-                self._touch(path)
+            if (path == root) if parent_watch else self.catalog.wants(path, event.is_directory):
+                wanted.append(path)
+        if wanted:
+            self._touch(wanted)
 
-    def _touch(self, path: str) -> None:
+    def _touch(self, paths: list[str]) -> None:
+        """Restart the quiet period of these paths (both ends of a move share one clock)."""
         now = time.monotonic()
         with self._cond:
-            first, _ = self._pending.get(path, (now, now))
-            self._pending[path] = (first, now)
+            for path in paths:
+                first, _ = self._pending.get(path, (now, now))
+                self._pending[path] = (first, now)
             self._cond.notify()
 
     # -- the loop (the watcher's thread) ------------------------------------------------------
@@ -393,7 +401,10 @@ class FolderWatcher:
         """Paths whose quiet period is over (None when stopping); called with the lock held."""
         while not self._stopping:
             now = time.monotonic()
-            due = [p for p, (f, l) in self._pending.items() if self._deadline(f, l) <= now]
+            # Paths due within a few milliseconds of each other (one folder move, one
+            # editor save touching several names) are refreshed together: one diff.
+            due = [p for p, (f, l) in self._pending.items()
+                   if self._deadline(f, l) <= now + _BATCH_SLACK]
             missing = any(not s.present for s in self._roots.values())
             if due or now >= next_rescan or (missing and now >= next_missing):
                 for path in due:
@@ -406,6 +417,7 @@ class FolderWatcher:
         return None, time.monotonic()
 
     def _process(self, paths: list[str]) -> None:
+        self.recent_batches.append(tuple(sorted(paths)))
         for root in [p for p in paths if p in self._roots]:
             self._check_root(root)
         _, diff = self.catalog.refresh(paths)

@@ -26,6 +26,7 @@ __all__ = [
     "Style",
     "DEFAULT_STYLE",
     "AnsiParser",
+    "is_plain",
     "parse",
     "strip_ansi",
     "to_rgb",
@@ -278,6 +279,11 @@ def _colon_color(sub: list[str]) -> Color | None:
         if len(rgb) == 3:
             return (_byte(rgb[0]), _byte(rgb[1]), _byte(rgb[2]))
     return None
+
+
+def is_plain(text: str) -> bool:
+    """True if `text` has no escape sequence and no control character but tab, CR and LF."""
+    return _SPECIAL.search(text) is None
 
 
 def parse(text: str) -> list[Span]:

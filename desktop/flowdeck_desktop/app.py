@@ -91,7 +91,7 @@ def run_app(argv: list[str]) -> int:
         def finish(key: str, status: str) -> None:
             outcome["status"] = status
             if options.screenshot:
-                app.processEvents()
+                window.logs.flush()
                 window.dag.fit()
                 app.processEvents()
                 window.grab().save(options.screenshot)

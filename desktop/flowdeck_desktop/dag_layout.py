@@ -62,18 +62,22 @@ class NodePlacement:
 
     @property
     def center_x(self) -> float:
+        """Edges attach at the horizontal centre (or at ports spread around it)."""
         return self.x + self.width / 2
 
     @property
     def center_y(self) -> float:
+        """Back edges attach at mid-height on the right side."""
         return self.y + self.height / 2
 
     @property
     def right(self) -> float:
+        """Right edge of the box, for overlap checks and back-edge lanes."""
         return self.x + self.width
 
     @property
     def bottom(self) -> float:
+        """Where outgoing edges leave the box."""
         return self.y + self.height
 
 
@@ -128,8 +132,11 @@ class _Graph:
         return result
 
 
-def _node_table(graph: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The `graph` mapping of node dicts, tolerating a bare node mapping or junk."""
+def node_table(graph: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The `graph` mapping of node dicts, tolerating a bare node mapping or junk.
+
+    Public so the view reads node fields the same forgiving way the layout does.
+    """
     if not isinstance(graph, Mapping):
         return {}
     table = graph.get("graph", graph)
@@ -138,7 +145,7 @@ def _node_table(graph: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _parse(graph: Mapping[str, Any] | None) -> _Graph:
     """Normalise the dict: unknown targets and duplicate edges dropped, each noted once."""
-    table = _node_table(graph)
+    table = node_table(graph)
     order = [name for name, node in table.items() if isinstance(name, str) and isinstance(node, Mapping)]
     known = set(order)
     problems: list[str] = []
@@ -484,6 +491,7 @@ def _crossings(upper: list[Hashable], lower: list[Hashable], down: dict[Hashable
 
 
 def _total_crossings(lg: _Layered) -> int:
+    """Crossings over all adjacent row pairs: the score the sweeps minimise."""
     return sum(_crossings(lg.rows[i], lg.rows[i + 1], lg.down) for i in range(len(lg.rows) - 1))
 
 
@@ -495,6 +503,7 @@ def _sweep(rows: list[list[Hashable]], neighbours: dict[Hashable, list[Hashable]
         row = rows[i]
 
         def key(item: tuple[int, Hashable]) -> float:
+            """Mean neighbour position; a node without neighbours keeps its place."""
             k, n = item
             found = [ref[m] for m in neighbours[n] if m in ref]
             return sum(found) / len(found) if found else float(k)

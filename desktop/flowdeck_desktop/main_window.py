@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         self.centre_split.addWidget(self.bottom)
         self.centre_split.setStretchFactor(0, 3)
         self.centre_split.setStretchFactor(1, 2)
+        self.centre_split.setSizes([480, 300])
 
         self.params = ParamsForm()
         self.history = HistoryPane()
@@ -252,10 +253,17 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
-        for name, splitter in (("main", self.main_split), ("centre", self.centre_split)):
-            value = self.settings.value(f"window/split-{name}")
-            if value is not None:
-                splitter.restoreState(value)
+        self._splitters_restored = False
+
+    def showEvent(self, event: Any) -> None:
+        """Splitter sizes are restored once the window has its real size, or Qt rescales them."""
+        super().showEvent(event)
+        if not self._splitters_restored:
+            self._splitters_restored = True
+            for name, splitter in (("main", self.main_split), ("centre", self.centre_split)):
+                value = self.settings.value(f"window/split-{name}")
+                if value is not None:
+                    splitter.restoreState(value)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -55,6 +55,9 @@ class RunState(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
+        self._clear()
+
+    def _clear(self) -> None:
         self.run_id = ""
         self.flow = ""
         self.file = ""
@@ -72,7 +75,7 @@ class RunState(QObject):
     # -- loading ----------------------------------------------------------------
 
     def reset(self, graph: dict[str, Any] | None = None) -> None:
-        self.__init__(self.parent())  # type: ignore[misc]
+        self._clear()
         if graph:
             self._set_graph(graph)
         self.run_changed.emit()

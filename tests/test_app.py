@@ -1,0 +1,302 @@
+"""The real window, driven as a person would: real folders, real runs, real events."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from conftest import EXAMPLES, FLOWS
+from flowdeck_desktop.app import build
+from flowdeck_desktop.catalog_model import STATUS_ROLE
+
+RUN_TIMEOUT = 30000
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "settings" / "flowdeck.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "flows"
+    target.mkdir()
+    shutil.copy(EXAMPLES / "train.py", target)
+    for name in ("failing.py", "sleepy.py", "branches.py"):
+        shutil.copy(FLOWS / name, target)
+    return target
+
+
+@pytest.fixture
+def app(qtbot, settings: QSettings, folder: Path):
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    yield controller, window
+    for run in controller.runs.values():  # before closing, so closing asks nothing
+        run.stop()
+        run.wait_stopped(3000)
+    window.close()
+    controller.shutdown()
+    window.deleteLater()
+
+
+def key_of(controller, name: str) -> str:
+    return next(e.key for e in controller.model.entries() if e.name == name)
+
+
+def run_and_wait(qtbot, controller, window, name: str) -> str:
+    key = key_of(controller, name)
+    window.select_flow(key)
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        window.run_selected()
+    return blocker.args[1]
+
+
+def step_status(window, step: str) -> str:
+    return window.scene.step_state(step).status
+
+
+def test_lists_flows_of_the_folder(app) -> None:
+    controller, window = app
+    names = sorted(e.name for e in controller.model.entries())
+    assert names == ["BranchFlow", "FailingFlow", "SleepyFlow", "TrainFlow"]
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    assert window.selected_key == key
+    assert set(window.scene.steps()) == {"start", "fit", "pick", "end"}
+    assert window.params.values() == {"rates": "0.1,0.01"}
+
+
+def test_run_colours_every_step_and_shows_output(qtbot, app) -> None:
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    for step in ("start", "fit", "pick", "end"):
+        assert step_status(window, step) == "succeeded"
+    fit = window.scene.step_state("fit")
+    assert (fit.done, fit.total) == (2, 2)
+    window.logs.flush()
+    assert "best rate 0.01" in window.logs.text()
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
+    index = window.controller.model.index_of(key_of(controller, "TrainFlow"))
+    assert index.data(STATUS_ROLE) == "succeeded"
+
+
+def test_parameters_are_passed_and_remembered(qtbot, app) -> None:
+    controller, window = app
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    editor = window.params._editors["rates"]
+    editor.setText("0.3,0.06")
+    editor.textEdited.emit("0.3,0.06")
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+        window.run_selected()
+    window.logs.flush()
+    assert "best rate 0.06" in window.logs.text()
+    assert controller.saved_params(key) == {"rates": "0.3,0.06"}
+
+
+def test_failure_shows_red_step_traceback_and_resume_works(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "FailingFlow") == "failed"
+    assert step_status(window, "divide") == "failed"
+    assert step_status(window, "start") == "succeeded"
+    assert "ZeroDivisionError" in window.error_pane.text.toPlainText()
+    assert window.error_pane.location == (str(folder / "failing.py"), 16)
+    assert window.act_resume.isEnabled()
+    path = folder / "failing.py"
+    path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        window.resume_selected()
+    assert blocker.args[1] == "succeeded"
+    assert step_status(window, "start") == "reused"
+    assert step_status(window, "divide") == "succeeded"
+
+
+def test_stop_ends_a_hanging_run_quickly(qtbot, app) -> None:
+    controller, window = app
+    key = key_of(controller, "SleepyFlow")
+    window.select_flow(key)
+    window.run_selected()
+    state = controller.states[key]
+    qtbot.waitUntil(lambda: window.scene.step_state("nap_a").status == "running",
+                    timeout=RUN_TIMEOUT)
+    assert window.act_stop.isEnabled()
+    with qtbot.waitSignal(controller.run_ended, timeout=2000) as blocker:
+        window.stop_selected()
+    assert blocker.args[1] == "cancelled"
+    assert state.status == "cancelled"
+    assert window.scene.step_state("nap_a").status == "cancelled"
+
+
+def test_killed_run_is_marked_crashed(qtbot, app) -> None:
+    controller, window = app
+    key = key_of(controller, "SleepyFlow")
+    window.select_flow(key)
+    window.run_selected()
+    qtbot.waitUntil(lambda: window.scene.step_state("nap_b").status == "running",
+                    timeout=RUN_TIMEOUT)
+    with qtbot.waitSignal(controller.run_ended, timeout=5000) as blocker:
+        os.killpg(controller.runs[key].pid, signal.SIGKILL)
+    assert blocker.args[1] == "crashed"
+    assert not controller.is_running(key)
+    assert window.scene.step_state("nap_b").status != "running"
+
+
+def test_two_runs_at_once_follow_their_own_events(qtbot, app) -> None:
+    controller, window = app
+    sleepy, branches = key_of(controller, "SleepyFlow"), key_of(controller, "BranchFlow")
+    window.select_flow(sleepy)
+    window.run_selected()
+    window.select_flow(branches)
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        window.run_selected()
+    assert blocker.args == [branches, "succeeded"]
+    assert controller.is_running(sleepy)
+    assert controller.states[sleepy].run_id != controller.states[branches].run_id
+    assert "nap_a" in controller.states[sleepy].steps and "nap_a" not in \
+        controller.states[branches].steps
+    assert step_status(window, "inner_each") == "succeeded"
+
+
+def test_missing_interpreter_is_named(qtbot, app) -> None:
+    controller, window = app
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    controller.set_interpreter(controller.model.entry(key).file, "/no/such/python3")
+    window.run_selected()
+    level, text = window.last_message
+    assert level == "error" and "/no/such/python3" in text
+    assert not controller.is_running(key)
+
+
+def test_drop_a_flow_file_adds_selects_and_runs_it(qtbot, app, tmp_path: Path) -> None:
+    controller, window = app
+    other = tmp_path / "dropped"
+    other.mkdir()
+    shutil.copy(FLOWS / "metaflow_idiom.py", other / "hello.py")
+    source = (other / "hello.py").read_text().replace('required=True, ', 'default="!", ')
+    (other / "hello.py").write_text(source)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(other / "hello.py"))])
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        QApplication.sendEvent(window, drop)
+    assert blocker.args[1] == "succeeded"
+    assert controller.model.entry(window.selected_key).name == "HelloFlow"
+    assert str(other) in controller.roots
+
+
+def test_dropping_a_non_flow_file_gives_a_message(qtbot, app, tmp_path: Path) -> None:
+    controller, window = app
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "util.py").write_text("def helper():\n    return 1\n")
+    window.handle_dropped([str(text_file)])
+    assert "not a Python file" in window.last_message[1]
+    window.handle_dropped([str(plain / "util.py")])
+    assert "defines no flow" in window.last_message[1]
+    assert not any(controller.is_running(k) for k in controller.runs)
+
+
+def test_rerun_on_save_reuses_unchanged_steps(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    key = key_of(controller, "TrainFlow")
+    window.act_auto.setChecked(True)
+    assert controller.auto_rerun(key)
+    path = folder / "train.py"
+    original = path.read_text()
+    started: list[str] = []
+    controller.run_started.connect(lambda k, _state: started.append(k))
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        for i in range(20):  # twenty saves in quick succession give one rerun
+            path.write_text(original.replace('print("best rate", self.best)',
+                                             f'print("the best rate is", self.best)  # {i}'))
+    assert blocker.args[1] == "succeeded"
+    assert started == [key]
+    state = controller.states[key]
+    assert [step_status(window, s) for s in ("start", "fit", "pick")] == ["reused"] * 3
+    assert step_status(window, "end") == "succeeded"
+    assert sum(1 for r in window.history._runs) == 2
+    window.logs.flush()
+    assert "the best rate is 0.01" in window.logs.text()
+    assert state.status == "succeeded"
+
+
+def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    window.act_auto.setChecked(True)
+    path = folder / "train.py"
+    with qtbot.waitSignal(controller.message, timeout=10000,
+                          check_params_cb=lambda level, text: level == "error"):
+        path.write_text(path.read_text().replace("def end(self):", "def end(self)"))
+    assert "saved with errors" in window.last_message[1]
+    assert key not in controller.runs
+
+
+def test_closing_during_a_run_asks_then_stops_it(qtbot, app) -> None:
+    controller, window = app
+    key = key_of(controller, "SleepyFlow")
+    window.select_flow(key)
+    window.run_selected()
+    qtbot.waitUntil(lambda: window.scene.step_state("nap_a").status == "running",
+                    timeout=RUN_TIMEOUT)
+
+    def answer_yes() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            box.button(QMessageBox.StandardButton.Yes).click()
+        else:
+            QTimer.singleShot(20, answer_yes)
+    QTimer.singleShot(20, answer_yes)
+    window.close()
+    assert not window.isVisible()
+    assert not controller.is_running(key)
+
+
+def test_layout_is_restored(qtbot, settings: QSettings, folder: Path) -> None:
+    controller, window = build(settings, [str(folder)])
+    qtbot.addWidget(window)
+    window.show()
+    window.resize(761, 555)
+    window.main_split.setSizes([200, 400, 150])
+    QApplication.processEvents()
+    expected = window.main_split.sizes()
+    window.close()
+    controller2, window2 = build(settings)
+    qtbot.addWidget(window2)
+    window2.show()
+    assert (window2.size().width(), window2.size().height()) == (761, 555)
+    assert window2.main_split.sizes() == expected
+    assert controller2.roots == [str(folder)]
+    controller2.shutdown()
+
+
+def test_flow_file_deleted_while_running(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    key = key_of(controller, "SleepyFlow")
+    window.select_flow(key)
+    window.run_selected()
+    qtbot.waitUntil(lambda: window.scene.step_state("nap_a").status == "running",
+                    timeout=RUN_TIMEOUT)
+    (folder / "sleepy.py").unlink()
+    qtbot.waitUntil(lambda: controller.model.entry(key) is None, timeout=10000)
+    assert controller.is_running(key)  # the run goes on; its process has the code
+    with qtbot.waitSignal(controller.run_ended, timeout=5000):
+        controller.stop_run(key)

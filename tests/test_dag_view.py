@@ -1,0 +1,366 @@
+"""DAG scene and view: one item per step, cheap state updates, real mouse input, fit, shared animation.
+
+Real graphs from tests/flows through the same AST analysis the app uses;
+real mouse events through QTest on the viewport; waits are `waitSignal` /
+`waitUntil`, never sleeps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from conftest import FLOWS
+from flowdeck.flowfile import analyze_file
+from flowdeck_desktop.dag_view import (DagScene, DagView, EdgeItem, StepItem, StepState,
+                                       format_duration)
+from test_dag_layout import graph_from_structure, sixty_steps
+
+
+def graph_of(name: str) -> dict[str, Any]:
+    return analyze_file(FLOWS / name).flows[0].graph.as_dict()
+
+
+@pytest.fixture
+def view(qtbot) -> DagView:
+    """A shown view on the branches flow (static split, nested foreach)."""
+    v = DagView()
+    qtbot.addWidget(v)
+    v.resize(600, 900)
+    v.dag_scene().set_graph(graph_of("branches.py"))
+    v.show()
+    qtbot.waitExposed(v)
+    return v
+
+
+def center_of(view: DagView, step: str) -> QPoint:
+    """Where a step's box appears on the viewport, for real mouse events."""
+    item = view.item_for(step)
+    assert item is not None
+    return view.mapFromScene(item.sceneBoundingRect().center())
+
+
+def step_items(scene: DagScene) -> list[StepItem]:
+    return [i for i in scene.items() if isinstance(i, StepItem)]
+
+
+def painted(qtbot, item: StepItem) -> None:
+    """Wait until the item has been painted at least once (the view is really drawing it)."""
+    qtbot.waitUntil(lambda: item.paint_count > 0)
+
+
+def settle() -> None:
+    """Deliver every pending event (paints included) without waiting on a clock."""
+    for _ in range(3):
+        QApplication.processEvents()
+
+
+# --------------------------------------------------------------------------- items
+
+
+def test_one_item_per_step_and_one_edge_item_per_edge(view: DagView) -> None:
+    graph = graph_of("branches.py")
+    scene = view.dag_scene()
+    items = step_items(scene)
+    assert sorted(i.name for i in items) == sorted(graph["graph"])
+    edges = [i for i in scene.items() if isinstance(i, EdgeItem)]
+    expected = sorted((u, v) for u, node in graph["graph"].items() for v in node["next"])
+    assert sorted((e.route.source, e.route.target) for e in edges) == expected
+
+
+def test_foreach_body_is_drawn_once_even_with_a_thousand_tasks(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    before = len(scene.items())
+    assert scene.set_step_state("inner_each", StepState("running", 437, 1000, 3.0))
+    assert len(scene.items()) == before
+    assert [i.name for i in step_items(scene)].count("inner_each") == 1
+    item = view.item_for("inner_each")
+    assert item.foreach_body and item.shows_progress()
+    assert "437/1000" in item.text()
+    assert not view.item_for("left").foreach_body  # a static branch gets no counter
+
+
+def test_item_text_shows_name_hint_counter_and_duration(view: DagView) -> None:
+    scene = view.dag_scene()
+    assert view.item_for("fan_out").text() == "fan_out\nforeach outer"
+    assert view.item_for("join_sides").text() == "join_sides\njoin"
+    assert view.item_for("start").text().startswith("start\nsplit")
+    scene.set_step_state("right", StepState("failed", 1, 1, 1.23, attempt=2))
+    assert view.item_for("right").text() == "right\nretry 2  1.2 s"
+    scene.set_step_state("outer_each", StepState("succeeded", 2, 2, 65.0))
+    assert view.item_for("outer_each").text() == "outer_each\nforeach inner  2/2  1 m 05 s"
+
+
+def test_format_duration() -> None:
+    assert format_duration(None) == ""
+    assert format_duration(1.23) == "1.2 s"
+    assert format_duration(59.94) == "59.9 s"
+    assert format_duration(125) == "2 m 05 s"
+    assert format_duration(3 * 3600 + 120) == "3 h 02 m"
+
+
+def test_unknown_status_draws_as_pending_but_keeps_its_word(view: DagView) -> None:
+    scene = view.dag_scene()
+    pending_fill = view.item_for("left").brush().color()
+    assert scene.set_step_state("left", StepState("skipped"))
+    item = view.item_for("left")
+    assert item.brush().color() == pending_fill
+    assert "skipped" in item.toolTip()
+    assert not scene.is_animating()
+
+
+# --------------------------------------------------------------------------- state updates
+
+
+def test_state_change_recolours_and_repaints_only_that_item(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    item, other = view.item_for("left"), view.item_for("right")
+    painted(qtbot, item)
+    painted(qtbot, other)
+    settle()
+    pending_color = item.brush().color()
+    before, other_before = item.paint_count, other.paint_count
+    with qtbot.waitSignal(scene.step_state_changed) as changed:
+        assert scene.set_step_state("left", StepState("succeeded", 1, 1, 1.2))
+    assert changed.args == ["left"]
+    assert item.brush().color() != pending_color
+    assert "1.2 s" in item.text()
+    qtbot.waitUntil(lambda: item.paint_count > before)
+    failed = StepState("failed", 1, 1, 1.2)
+    scene.set_step_state("left", failed)
+    assert item.brush().color() not in (pending_color, other.brush().color())
+    settle()
+    assert other.paint_count == other_before
+
+
+def test_unchanged_state_is_a_no_op(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    item = view.item_for("left")
+    scene.set_step_state("left", StepState("succeeded", 1, 1, 1.2))
+    qtbot.waitUntil(lambda: item.paint_count > 0)
+    settle()
+    paints, changes = item.paint_count, item.change_count
+    with qtbot.assertNotEmitted(scene.step_state_changed):
+        assert not scene.set_step_state("left", StepState("succeeded", 1, 1, 1.2))
+        assert not scene.set_step_state("no_such_step", StepState("running"))
+        settle()
+    assert item.change_count == changes
+    assert item.paint_count == paints
+
+
+def test_clear_states_resets_only_changed_steps(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    scene.set_step_state("left", StepState("succeeded", 1, 1, 1.0))
+    scene.set_step_state("right", StepState("running"))
+    emitted: list[str] = []
+    scene.step_state_changed.connect(emitted.append)
+    scene.clear_states()
+    assert sorted(emitted) == ["left", "right"]
+    assert all(scene.step_state(s) == StepState() for s in scene.steps())
+    assert not scene.is_animating()
+
+
+def test_set_graph_with_an_equal_graph_keeps_items_and_states(view: DagView) -> None:
+    scene = view.dag_scene()
+    scene.set_step_state("left", StepState("succeeded"))
+    item = view.item_for("left")
+    assert not scene.set_graph(graph_of("branches.py"))
+    assert view.item_for("left") is item and scene.step_state("left").status == "succeeded"
+    assert scene.set_graph(graph_of("sleepy.py"))
+    assert sorted(scene.steps()) == sorted(graph_of("sleepy.py")["graph"])
+
+
+# --------------------------------------------------------------------------- mouse
+
+
+def test_click_emits_step_clicked_and_selects(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    with qtbot.waitSignal(scene.step_clicked, timeout=2000) as clicked:
+        QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         center_of(view, "right"))
+    assert clicked.args == ["right"]
+    assert scene.selected_step() == "right"
+    touching = [e for e in scene.edge_items() if "right" in (e.route.source, e.route.target)]
+    assert touching and all(e.highlighted for e in touching)
+    assert not any(e.highlighted for e in scene.edge_items() if e not in touching)
+
+
+def test_click_on_empty_space_emits_nothing(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    with qtbot.assertNotEmitted(scene.step_clicked):
+        QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         QPoint(3, 3))
+    assert scene.selected_step() is None
+
+
+def test_double_click_emits_step_double_clicked(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    with qtbot.waitSignal(scene.step_double_clicked, timeout=2000) as double:
+        QTest.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                          center_of(view, "inner_each"))
+    assert double.args == ["inner_each"]
+
+
+# --------------------------------------------------------------------------- view
+
+
+def visible_scene_rect(view: DagView):
+    return view.mapToScene(view.viewport().rect()).boundingRect()
+
+
+def test_fit_shows_the_whole_scene(qtbot) -> None:
+    view = DagView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.dag_scene().set_graph(sixty_steps())
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_zoom(2.0)
+    assert not visible_scene_rect(view).contains(view.sceneRect())
+    view.fit()
+    assert visible_scene_rect(view).contains(view.sceneRect())
+    assert view.zoom() < 1
+
+
+def test_fit_never_blows_a_small_graph_up(qtbot) -> None:
+    view = DagView()
+    qtbot.addWidget(view)
+    view.resize(1200, 1200)
+    view.dag_scene().set_graph(graph_of("failing.py"))
+    view.show()
+    qtbot.waitExposed(view)
+    view.fit()
+    assert view.zoom() == pytest.approx(1.0)
+    assert visible_scene_rect(view).contains(view.sceneRect())
+
+
+def test_keyboard_and_wheel_zoom_are_clamped(view: DagView, qtbot) -> None:
+    view.setFocus()
+    start = view.zoom()
+    QTest.keyClick(view, Qt.Key.Key_Plus)
+    assert view.zoom() == pytest.approx(start * view.ZOOM_STEP)
+    QTest.keyClick(view, Qt.Key.Key_Minus)
+    QTest.keyClick(view, Qt.Key.Key_Minus)
+    assert view.zoom() == pytest.approx(start / view.ZOOM_STEP)
+    for _ in range(60):
+        view.zoom_by(2)
+    assert view.zoom() == pytest.approx(view.MAX_ZOOM)
+    for _ in range(60):
+        view.zoom_by(0.5)
+    assert view.zoom() == pytest.approx(view.MIN_ZOOM)
+    QTest.keyClick(view, Qt.Key.Key_0)
+    assert visible_scene_rect(view).contains(view.sceneRect())
+
+
+def test_wheel_zooms(view: DagView, qtbot) -> None:
+    from PySide6.QtGui import QWheelEvent
+    start = view.zoom()
+    pos = QPointF(center_of(view, "fan_out"))
+    event = QWheelEvent(pos, QPointF(view.viewport().mapToGlobal(pos.toPoint())), QPoint(0, 0),
+                        QPoint(0, 120), Qt.MouseButton.NoButton, Qt.KeyboardModifier.ControlModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view.viewport(), event)
+    assert view.zoom() == pytest.approx(start * view.ZOOM_STEP)
+
+
+def test_view_is_antialiased_and_pans_by_dragging(view: DagView) -> None:
+    from PySide6.QtGui import QPainter
+    from PySide6.QtWidgets import QGraphicsView
+    assert view.renderHints() & QPainter.RenderHint.Antialiasing
+    assert view.dragMode() == QGraphicsView.DragMode.ScrollHandDrag
+
+
+# --------------------------------------------------------------------------- animation
+
+
+def test_one_shared_animation_runs_only_while_a_step_runs(view: DagView, qtbot) -> None:
+    scene = view.dag_scene()
+    assert not scene.is_animating()
+    a, b = view.item_for("left"), view.item_for("right")
+    scene.set_step_state("left", StepState("running"))
+    scene.set_step_state("right", StepState("running"))
+    assert scene.is_animating()
+    from PySide6.QtCore import QAbstractAnimation, QTimer
+    timers = scene.findChildren(QTimer)
+    assert len(timers) == 1 and timers[0].isActive()  # one timer for all running steps
+    assert scene.findChildren(QAbstractAnimation) == []
+    idle = view.item_for("end")
+    painted(qtbot, idle)
+    settle()
+    idle_paints, a_paints, b_paints = idle.paint_count, a.paint_count, b.paint_count
+    qtbot.waitUntil(lambda: a.paint_count > a_paints + 2 and b.paint_count > b_paints + 2)
+    assert idle.paint_count == idle_paints  # ticks repaint running steps only
+    scene.set_step_state("left", StepState("succeeded"))
+    assert scene.is_animating()
+    scene.set_step_state("right", StepState("failed"))
+    assert not scene.is_animating()
+    assert not timers[0].isActive()
+
+
+def test_view_follows_a_replaced_scene(view: DagView, qtbot) -> None:
+    other = DagScene(view)
+    view.setScene(other)
+    view.set_zoom(3.0)
+    other.set_graph(graph_of("sleepy.py"))  # graph_changed -> the view fits the new graph
+    assert visible_scene_rect(view).contains(view.sceneRect())
+
+
+# --------------------------------------------------------------------------- palette
+
+
+def dark_palette() -> QPalette:
+    palette = QPalette()
+    for role, color in ((QPalette.ColorRole.Window, "#202124"), (QPalette.ColorRole.WindowText, "#e8eaed"),
+                        (QPalette.ColorRole.Base, "#181818"), (QPalette.ColorRole.Text, "#e8eaed"),
+                        (QPalette.ColorRole.Highlight, "#4c8dff")):
+        palette.setColor(role, QColor(color))
+    return palette
+
+
+def test_colours_follow_the_palette(view: DagView) -> None:
+    scene = view.dag_scene()
+    scene.set_step_state("left", StepState("succeeded"))
+    light_fill = view.item_for("left").brush().color()
+    view.setPalette(dark_palette())
+    assert scene.theme.dark
+    assert scene.theme.text.lightnessF() > 0.7
+    dark_fill = view.item_for("left").brush().color()
+    assert dark_fill.lightnessF() < 0.4 < light_fill.lightnessF()
+    assert dark_fill.green() > dark_fill.red()  # still reads as "succeeded"
+
+
+def test_sixty_step_graph_builds_one_item_each(qtbot) -> None:
+    view = DagView()
+    qtbot.addWidget(view)
+    graph = sixty_steps()
+    view.dag_scene().set_graph(graph)
+    assert len(step_items(view.dag_scene())) == len(graph["graph"])
+    deep = graph_from_structure(["start", [["a", [["b"], ["c"]], "j1"]], "j2", "end"])
+    view.dag_scene().set_graph(deep)
+    assert sorted(view.dag_scene().steps()) == sorted(deep["graph"])
+
+
+def test_malformed_graph_does_not_break_the_scene(qtbot) -> None:
+    scene = DagScene()
+    cycle = {"graph": {"start": {"type": "start", "next": ["a"]}, "a": {"type": "linear", "next": ["start", "x"]}}}
+    assert scene.set_graph(cycle)
+    assert sorted(scene.steps()) == ["a", "start"]
+    assert scene.set_graph(None) and scene.steps() == []
+    assert scene.set_graph({"graph": "junk"}) and scene.steps() == []
+    odd = {"graph": {"start": {"type": "split-static", "next": "end", "doc": 3}, "end": {"next": [None]}}}
+    assert scene.set_graph(odd) and sorted(scene.steps()) == ["end", "start"]
+    assert scene.item_for("start").text() == "start\nsplit"
+
+
+def test_long_step_names_are_capped_not_overflowing(qtbot) -> None:
+    scene = DagScene()
+    long_name = "a_really_long_step_name_that_someone_wrote_" * 3
+    scene.set_graph(graph_from_structure(["start", long_name, "end"]))
+    item = scene.item_for(long_name)
+    assert scene.dag_layout.nodes[long_name].width <= 300
+    assert item.text().startswith(long_name)
