@@ -300,3 +300,68 @@ def test_flow_file_deleted_while_running(qtbot, app, folder: Path) -> None:
     assert controller.is_running(key)  # the run goes on; its process has the code
     with qtbot.waitSignal(controller.run_ended, timeout=5000):
         controller.stop_run(key)
+
+
+def test_a_flood_of_output_keeps_the_window_responsive(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    (folder / "chatty.py").write_text(
+        "from flowdeck import FlowSpec, step\n"
+        "class ChattyFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        for i in range(200_000):\n"
+        "            print('line', i)\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n"
+        "if __name__ == '__main__':\n"
+        "    ChattyFlow().run()\n")
+    qtbot.waitUntil(lambda: any(e.name == "ChattyFlow" for e in controller.model.entries()),
+                    timeout=10000)
+    gaps: list[float] = []
+    last = [0.0]
+
+    def beat() -> None:
+        import time
+        now = time.perf_counter()
+        if last[0]:
+            gaps.append(now - last[0])
+        last[0] = now
+    heartbeat = QTimer()
+    heartbeat.timeout.connect(beat)
+    heartbeat.start(10)
+    assert run_and_wait(qtbot, controller, window, "ChattyFlow") == "succeeded"
+    qtbot.waitUntil(lambda: not window.logs.has_pending(), timeout=30000)
+    heartbeat.stop()
+    assert window.logs.line_count() <= window.logs.maximum_line_count()
+    assert "line 199999" in window.logs.text()
+    assert window._logs[window.selected_key].size <= 4_000_000 + 70_000
+    assert max(gaps) < 1.0  # generous: the loop never froze for long
+
+
+def test_a_file_that_never_starts_its_flow_gets_a_clear_message(qtbot, app, folder: Path
+                                                                 ) -> None:
+    controller, window = app
+    (folder / "nomain.py").write_text(
+        "from flowdeck import FlowSpec, step\n"
+        "class NoMainFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n")
+    qtbot.waitUntil(lambda: any(e.name == "NoMainFlow" for e in controller.model.entries()),
+                    timeout=10000)
+    assert run_and_wait(qtbot, controller, window, "NoMainFlow") == "failed"
+    assert "NoMainFlow().run()" in window.last_message[1]
+
+
+def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    with qtbot.waitSignal(controller.message, timeout=10000,
+                          check_params_cb=lambda level, text: "flows" in text):
+        shutil.rmtree(folder)
+    qtbot.waitUntil(lambda: not controller.model.entries(), timeout=10000)
+    assert window.isVisible()

@@ -242,12 +242,20 @@ class FlowdeckController(QObject):
             run.stop()
 
     def _on_ended(self, key: str, status: str) -> None:
+        run = self.runs.get(key)
+        never_started = run is not None and status == "failed" and \
+            not os.path.exists(run.request.events_path)
         state = self.states.get(key)
         if state is not None:
             state.mark_ended(status)
         self.model.set_run_status(key, {"succeeded": "succeeded", "running": "running"}.get(
             status, "last run failed" if status in ("failed", "crashed") else None))
         self.run_ended.emit(key, status)
+        if never_started and run is not None:
+            name = run.request.flow
+            self.message.emit("error", f"{Path(run.request.file).name} ended without running "
+                              f"{name}. Make the file start the flow: end it with "
+                              f"`if __name__ == \"__main__\": {name}().run()`.")
         plan = self._pending_rerun.pop(key, None)
         if plan is not None:
             self.start_run(key, plan=plan)

@@ -35,7 +35,7 @@ from .params_form import ParamsForm
 from .run_state import RunState, StepSummary, TaskRecord
 from .timeline_view import TimelineTask, TimelineView
 
-LOG_MEMORY_CHUNKS = 4000  # per flow, so switching flows brings its recent output back
+LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
 def app_icon() -> QIcon:
     """The icon from the repository's (or the bundle's) resources/icons folder."""
     here = Path(__file__).resolve()
@@ -45,6 +45,21 @@ def app_icon() -> QIcon:
         if candidate.exists():
             return QIcon(str(candidate))
     return QIcon()
+
+
+class RecentOutput:
+    """A run's latest output, bounded in characters: what the logs show when you come back."""
+
+    def __init__(self, limit: int = LOG_MEMORY_CHARS):
+        self.limit = limit
+        self.chunks: deque[tuple[str, str]] = deque()
+        self.size = 0
+
+    def append(self, stream: str, text: str) -> None:
+        self.chunks.append((stream, text))
+        self.size += len(text)
+        while self.size > self.limit and len(self.chunks) > 1:
+            self.size -= len(self.chunks.popleft()[1])
 
 
 class MainWindow(QMainWindow):
@@ -61,7 +76,7 @@ class MainWindow(QMainWindow):
         self.selected_key: str | None = None
         self.shown_state: RunState | None = None
         self.shown_step: str | None = None
-        self._logs: dict[str, deque[tuple[str, str]]] = {}
+        self._logs: dict[str, RecentOutput] = {}
         self.setWindowTitle("Flowdeck")
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
@@ -533,7 +548,7 @@ class MainWindow(QMainWindow):
 
     def _replay_logs(self, key: str) -> None:
         self.logs.clear()
-        for stream, text in self._logs.get(key, ()):
+        for stream, text in self._logs.get(key, RecentOutput()).chunks:
             self.logs.append(text, stream)
         self.log_scope.setText("Output of the run")
         self.whole_run.setVisible(False)
@@ -590,7 +605,7 @@ class MainWindow(QMainWindow):
         self._refresh_controls()
 
     def _on_run_started(self, key: str, state: RunState) -> None:
-        self._logs[key] = deque(maxlen=LOG_MEMORY_CHUNKS)
+        self._logs[key] = RecentOutput()
         if key == self.selected_key:
             self._show_state(state)
             self.logs.clear()
@@ -600,7 +615,7 @@ class MainWindow(QMainWindow):
         self._refresh_controls()
 
     def _on_run_output(self, key: str, stream: str, text: str) -> None:
-        self._logs.setdefault(key, deque(maxlen=LOG_MEMORY_CHUNKS)).append((stream, text))
+        self._logs.setdefault(key, RecentOutput()).append(stream, text)
         if key == self.selected_key and not self.whole_run.isVisible():
             self.logs.append(text, stream)
 

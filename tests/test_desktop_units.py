@@ -1,0 +1,110 @@
+"""Small desktop pieces with real files: interpreter discovery, editor commands, tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, child_env
+from flowdeck_desktop.editor import editor_command
+from flowdeck_desktop.interpreter import check_interpreter, detect_interpreter
+from flowdeck_desktop.panes import failing_line, list_runs
+
+
+def make_venv(folder: Path) -> Path:
+    python = folder / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    (folder / "pyvenv.cfg").write_text("home = /usr\n")
+    return python
+
+
+def test_venv_in_the_folder_or_above_wins(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    project = tmp_path / "project"
+    flows = project / "pipelines" / "daily"
+    flows.mkdir(parents=True)
+    assert detect_interpreter(flows).source == "app"
+    python = make_venv(project / ".venv")
+    found = detect_interpreter(flows)
+    assert (found.path, found.source) == (str(python), "venv")
+    assert detect_interpreter(flows, configured="/opt/py/bin/python").source == "configured"
+
+
+def test_virtual_env_variable_is_used_when_no_folder_venv(tmp_path: Path, monkeypatch) -> None:
+    python = make_venv(tmp_path / "env")
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path / "env"))
+    found = detect_interpreter(tmp_path / "elsewhere")
+    assert (found.path, found.source) == (str(python), "VIRTUAL_ENV")
+
+
+def test_interpreter_check_reports_what_it_can_import(tmp_path: Path) -> None:
+    check = check_interpreter(sys.executable)
+    assert check.works and check.version.startswith("3.")
+    missing = check_interpreter(str(tmp_path / "nope" / "python"))
+    assert not missing.works and "does not exist" in missing.error
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'I am not python' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    result = check_interpreter(str(broken))
+    assert not result.works and "I am not python" in result.error
+
+
+@pytest.mark.parametrize("editor, expected", [
+    ("vim", ["vim", "+12", "/f.py"]),
+    ("code --wait", ["code", "--wait", "-g", "/f.py:12"]),
+    ("subl", ["subl", "/f.py:12"]),
+    ("kate", ["kate", "-l", "12", "/f.py"]),
+])
+def test_editor_command_puts_the_line_where_each_editor_wants_it(editor, expected) -> None:
+    assert editor_command("/f.py", 12, {"EDITOR": editor}) == expected
+    assert editor_command("/f.py", 12, {"VISUAL": editor, "EDITOR": "nano"}) == expected
+    assert editor_command("/f.py", 12, {}) is None
+
+
+def test_failing_line_prefers_the_flow_file() -> None:
+    trace = ('Traceback (most recent call last):\n'
+             '  File "/work/flow.py", line 16, in divide\n'
+             '    helper()\n'
+             '  File "/usr/lib/python3/lib.py", line 3, in helper\n'
+             'ZeroDivisionError: division by zero')
+    assert failing_line(trace, "/work/flow.py") == ("/work/flow.py", 16)
+    assert failing_line(trace, "/other.py") == ("/usr/lib/python3/lib.py", 3)
+    assert failing_line("no frames", "/x.py") is None
+
+
+def test_history_lists_runs_newest_first_and_marks_dead_ones(tmp_path: Path) -> None:
+    flow = tmp_path / "train.py"
+    flow.write_text((EXAMPLES / "train.py").read_text())
+    for rates in ("0.1", "0.2"):
+        subprocess.run([sys.executable, str(flow), "--rates", rates], env=child_env(),
+                       capture_output=True, check=True, timeout=60)
+    runs = list_runs(str(tmp_path / ".flowdeck"), "TrainFlow")
+    assert [r.params["rates"] for r in runs] == ["0.2", "0.1"]
+    assert all(r.status == "succeeded" and r.duration is not None for r in runs)
+    run_json = Path(runs[0].events_path).parent / "run.json"
+    run_json.write_text(run_json.read_text().replace('"succeeded"', '"running"'))
+    assert list_runs(str(tmp_path / ".flowdeck"), "TrainFlow")[0].status == "crashed"
+
+
+def test_headless_run_prints_progress_and_exit_code(tmp_path: Path) -> None:
+    flow = tmp_path / "train.py"
+    flow.write_text((EXAMPLES / "train.py").read_text())
+    ok = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "run", str(flow),
+                         "--rates", "0.3,0.2,0.04"], env=child_env(), capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "fit/" in ok.stdout and "run succeeded" in ok.stdout
+    bad = tmp_path / "failing.py"
+    bad.write_text((Path(__file__).parent / "flows" / "failing.py").read_text())
+    failed = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "run", str(bad)],
+                            env=child_env(), capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert "ZeroDivisionError" in failed.stdout and "run failed" in failed.stdout
+    missing = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "run",
+                              str(tmp_path / "nope.py")], env=child_env(),
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
