@@ -365,3 +365,58 @@ def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:
         shutil.rmtree(folder)
     qtbot.waitUntil(lambda: not controller.model.entries(), timeout=10000)
     assert window.isVisible()
+
+
+def test_list_updates_live_keeps_selection_and_shows_diagnostics(qtbot, app,
+                                                                 folder: Path) -> None:
+    controller, window = app
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    broken = folder / "broken.py"
+    broken.write_text((FLOWS / "bad" / "missing_step.py").read_text())
+    qtbot.waitUntil(lambda: any(e.name == "MissingStepFlow" for e in controller.model.entries()),
+                    timeout=10000)
+    assert window.selected_key == key
+    assert window.tree.currentIndex().data(0).split()[1] == "TrainFlow"
+    bad_key = key_of(controller, "MissingStepFlow")
+    item = controller.model.itemFromIndex(controller.model.index_of(bad_key))
+    assert item.data(STATUS_ROLE) == "has errors"
+    children = [item.child(i).text() for i in range(item.rowCount())]
+    assert children and children[0].startswith("line 8: Step `start` calls self.next() to "
+                                                "`trian`")
+    window.select_flow(bad_key)
+    assert not window.act_run.isEnabled()
+    broken.unlink()
+    qtbot.waitUntil(lambda: controller.model.entry(bad_key) is None, timeout=10000)
+
+
+def test_double_clicking_a_step_opens_the_editor_at_its_line(qtbot, app, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    controller, window = app
+    record = tmp_path / "editor-args.txt"
+    editor = tmp_path / "fake-editor"
+    editor.write_text(f"#!/bin/sh\necho \"$@\" > {record}\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.delenv("VISUAL", raising=False)
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    window.scene.step_double_clicked.emit("pick")
+    qtbot.waitUntil(record.exists, timeout=5000)
+    entry = controller.model.entry(key)
+    assert record.read_text().split() == [f"+{entry.flow.graph['pick'].line}", entry.file]
+
+
+def test_step_click_shows_task_logs_and_artifacts(qtbot, app) -> None:
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=20000):
+        window.scene.step_clicked.emit("fit")
+    assert window.task_picker.count() == 2
+    names = {row["name"]: row for row in window.artifacts.rows}
+    assert names["rate"]["preview"] == "0.1" and names["score"]["type"] == "float"
+    window.logs.flush()
+    assert "rate 0.1 scores" in window.logs.text()
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=20000):
+        window.task_picker.setCurrentIndex(1)
+    assert {row["name"]: row for row in window.artifacts.rows}["rate"]["preview"] == "0.01"
