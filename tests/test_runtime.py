@@ -361,3 +361,33 @@ def test_graph_command_prints_metaflow_shaped_json(tmp_path: Path) -> None:
                               str(tmp_path / "nope.py")], env=child_env(),
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_artifacts_defined_in_the_script_load_in_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "local_types.py"
+    path.write_text(
+        "from dataclasses import dataclass\n"
+        "from flowdeck import FlowSpec, step\n"
+        "@dataclass\n"
+        "class Point:\n"
+        "    x: int\n"
+        "    y: int\n"
+        "class LocalTypesFlow(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.point = Point(1, 2)\n"
+        "        self.double = lambda v: v * 2\n"
+        "        self.plain = {'a': [1, 2]}\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        print(self.point.x + self.double(self.point.y))\n"
+        "if __name__ == '__main__':\n"
+        "    LocalTypesFlow().run()\n")
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    assert "5" in result.stdout
+    data = Flow("LocalTypesFlow", root=tmp_path / ".flowdeck").latest_run.data
+    assert (data.point.x, data.point.y) == (1, 2)  # a class from the script's __main__
+    assert data.double(21) == 42
+    assert data.plain == {"a": [1, 2]}

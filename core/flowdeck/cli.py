@@ -6,10 +6,10 @@ message and exit non-zero; they never show an engine traceback.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -20,6 +20,8 @@ from .runtime import RunOptions
 from .spec import flow_parameters
 
 if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
     from .client import Run
 
 SCRIPT_COMMANDS = ("run", "resume", "show", "check", "output-raw")
@@ -43,20 +45,22 @@ def script_main(flow_cls: type, argv: list[str],
                 defaults: dict[str, Any] | None = None) -> tuple[int, "Run | None"]:
     """Run the flow script's command line; returns (exit code, run handle or None)."""
     argv = list(argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
-        argv = ["run"] + argv
-    parser = _script_parser(flow_cls)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse printed usage or help
-        return int(exc.code or 0), None
+    if not argv:  # the common case: `python flow.py`; no parser to build
+        args = SimpleNamespace(command="run", max_workers=0, run_id=None, quiet=False)
+    else:
+        if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+            argv = ["run"] + argv
+        try:
+            args = _script_parser(flow_cls).parse_args(argv)
+        except SystemExit as exc:  # argparse printed usage or help
+            return int(exc.code or 0), None
     try:
         return _dispatch(flow_cls, args, defaults or {})
     except FlowdeckError as exc:
         return _fail(exc), None
 
 
-def _dispatch(flow_cls: type, args: argparse.Namespace,
+def _dispatch(flow_cls: type, args: Any,
               defaults: dict[str, Any]) -> tuple[int, "Run | None"]:
     from . import launch
     from .client import Run
@@ -89,7 +93,8 @@ def _dispatch(flow_cls: type, args: argparse.Namespace,
     return outcome.exit_code, Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root)
 
 
-def _script_parser(flow_cls: type) -> argparse.ArgumentParser:
+def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
+    import argparse
     prog = f"python {os.path.basename(sys.argv[0]) or 'flow.py'}"
     params = flow_parameters(flow_cls)
     doc = (flow_cls.__doc__ or "").strip()
@@ -118,7 +123,7 @@ def _script_parser(flow_cls: type) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--max-workers", type=int, default=0, metavar="N",
                         help="tasks run in parallel at most (default: the CPU count)")
     parser.add_argument("--run-id", help=f"choose the run id (also ${RUN_ID_ENV})")
@@ -126,7 +131,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="print only the steps' own output and errors")
 
 
-def _add_parameter(parser: argparse.ArgumentParser, attr: str, param: Any) -> None:
+def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> None:
+    import argparse
+
     help_text = param.help or ""
     if param.has_default and param.show_default:
         help_text += f" (default: {param.default!r})"
@@ -176,6 +183,7 @@ def format_show(graph: FlowGraph) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`flowdeck graph FILE`, `flowdeck list PATH...`, `flowdeck run FILE ...`."""
+    import argparse
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "list":
         from .discovery_cli import list_main

@@ -14,17 +14,15 @@ killed at any moment leaves only complete files behind.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import json
 import os
 import pickle
 import struct
-import tempfile
+from _sha1 import sha1 as _small_sha1
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import cloudpickle
 
 MAGIC = b"FDB1"
 _HEADER = struct.Struct("<4sI")
@@ -61,9 +59,24 @@ def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
     return base / DEFAULT_DIRNAME
 
 
+_TMP_COUNTER = itertools.count()
+LARGE_BLOB = 4 * 1024 * 1024  # above this, OpenSSL's SHA-1 is worth loading
+
+
+def _temporary_path(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """A fresh `.tmp-*` file beside `path`: pid + counter, created exclusively."""
+    folder = os.path.dirname(path)
+    while True:
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{next(_TMP_COUNTER)}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | list[Any]) -> None:
     """Write `data` (bytes, or a list of buffers) to `path` via a temporary file and rename."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    fd, tmp = _temporary_path(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, (bytes, bytearray, memoryview)):
@@ -105,10 +118,8 @@ class BlobStore:
         return self.dir / sha[:2] / sha
 
     def put(self, name: str, value: Any) -> BlobRef:
-        buffers: list[pickle.PickleBuffer] = []
         try:
-            main = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-            raws = [b.raw() for b in buffers]
+            main, raws = _dumps(value)
         except Exception as exc:  # pickling runs arbitrary __reduce__ code
             raise ArtifactPickleError(
                 f"Artifact `{name}` of type {type(value).__module__}.{type(value).__qualname__} "
@@ -116,12 +127,16 @@ class BlobStore:
                 f"or remove it with `del self.{name}` before the step ends.") from None
         header = _HEADER.pack(MAGIC, len(raws)) + struct.pack(
             f"<{len(raws) + 1}Q", len(main), *(r.nbytes for r in raws))
-        digest = hashlib.sha1(header)
+        size = len(header) + len(main) + sum(r.nbytes for r in raws)
+        if size > LARGE_BLOB:
+            import hashlib
+            digest = hashlib.sha1(header)
+        else:
+            digest = _small_sha1(header)
         digest.update(main)
         for raw in raws:
             digest.update(raw)
         sha = digest.hexdigest()
-        size = len(header) + len(main) + sum(r.nbytes for r in raws)
         target = self.path(sha)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +168,28 @@ class BlobStore:
             buffers.append(view[offset:offset + length])
             offset += length
         return pickle.loads(main, buffers=buffers)
+
+
+def _dumps(value: Any) -> tuple[bytes, list[memoryview]]:
+    """Pickle with protocol 5 and out-of-band buffers; cloudpickle only when it matters.
+
+    Plain pickle stores classes and functions by reference. That is right for
+    importable modules, but a reader in another process cannot import the
+    script's `__main__`, and lambdas or local classes do not pickle at all:
+    those go through cloudpickle, which stores them by value. Loading
+    cloudpickle only then keeps it off the start-up path of most runs.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        if b"__main__" not in main:
+            return main, [b.raw() for b in buffers]
+    except (pickle.PicklingError, AttributeError, TypeError):
+        pass
+    import cloudpickle
+    buffers = []
+    main = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return main, [b.raw() for b in buffers]
 
 
 def _type_name(value: Any) -> str:

@@ -10,6 +10,7 @@ Metaflow starts a new interpreter (about 0.34 s) for every task.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import selectors
@@ -160,6 +161,7 @@ class Orchestrator:
                          engine="flowdeck", run_dir=str(run_dir))
         self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
         restore = self._install_signals()
+        gc_was_enabled = gc.isenabled()
         try:
             self._schedule(PendingTask(self.graph.start_step or "start", self._new_task_id(),
                                        (), []))
@@ -167,6 +169,9 @@ class Orchestrator:
         finally:
             restore()
             self._close_selector()
+            gc.unfreeze()
+            if gc_was_enabled:
+                gc.enable()
         return self._finish()
 
     def _create_run_dir(self) -> Path:
@@ -308,6 +313,7 @@ class Orchestrator:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         _flush_stdio()
+        gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
         pid = os.fork()
         if pid == 0:  # the worker
             code = EXIT_CANCELLED

@@ -13,9 +13,11 @@ screen after it is flushed; older queued lines are dropped and replaced by one
 Text arrives already decoded, in arbitrary chunks. Each stream (``"stdout"``,
 ``"stderr"``, or any other name, shown muted) keeps its own ANSI parser state
 and its own unfinished last line, completed by a later chunk: ``"abc"`` then
-``"def\\n"`` is the single line ``abcdef``. A carriage return starts the line
-again (progress bars redraw in place instead of piling up). `finish()` shows
-the unfinished lines when a stream ends.
+``"def\\n"`` is the single line ``abcdef``. The unfinished line is shown at
+once, as a terminal shows it, and completed in place (above any line another
+stream added meanwhile). A carriage return starts the line again, so a
+progress bar redraws in place instead of piling up. `finish()` ends the
+unfinished lines when a stream ends, so the next text starts a new line.
 """
 
 from __future__ import annotations
@@ -199,7 +201,7 @@ class LogView(QWidget):
             self._schedule(self.FLUSH_INTERVAL_MS)
 
     def finish(self, stream: str | None = None) -> None:
-        """The stream (or every stream) ended: show its unfinished last line as a line."""
+        """The stream (or every stream) ended: its unfinished last line becomes a line."""
         self._queue.append((stream or "", None, 0))
         if not self._scheduled:
             self._schedule(self.FLUSH_INTERVAL_MS)
@@ -207,7 +209,7 @@ class LogView(QWidget):
     def flush(self) -> None:
         """Show everything queued now, synchronously (the timer does it in slices otherwise).
 
-        Unfinished last lines stay held; `finish()` shows them.
+        Unfinished last lines are shown but stay open; `finish()` ends them.
         """
         while self._queue or self._dropped_unreported:
             self._flush_once(self.flush_max_lines, self.flush_max_chars)

@@ -620,6 +620,8 @@ class MainWindow(QMainWindow):
             self.logs.append(text, stream)
 
     def _on_run_ended(self, key: str, status: str) -> None:
+        if key == self.selected_key:
+            self.logs.finish()
         self._refresh_controls()
         if key == self.selected_key:
             self._refresh_history()
