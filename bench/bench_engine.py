@@ -183,33 +183,36 @@ def bench_env() -> dict[str, str]:
 def time_command(cmd: list[str], cwd: Path, repeat: int) -> list[float]:
     env = bench_env()
     times = []
-    for i in range(repeat + 1):
+    for _ in range(max(repeat, 1)):
         began = time.perf_counter()
         result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - began
+        times.append(time.perf_counter() - began)
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-        if i:  # the first run is a warm-up
-            times.append(elapsed)
     return times
 
 
 def run_case(case: Case, repeat: int, with_metaflow: bool) -> dict[str, float | None]:
+    """Medians of both engines, their runs interleaved so machine drift hits both alike."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{case.name}-"))
     try:
         ours = folder / "ours" / "flow.py"
         ours.parent.mkdir()
         ours.write_text(case.source)
-        mine = statistics.median(time_command([sys.executable, str(ours),
-                                               *case.flowdeck_args], ours.parent, repeat))
-        theirs = None
+        commands = {"flowdeck": ([sys.executable, str(ours), *case.flowdeck_args], ours.parent)}
         if with_metaflow and case.compare:
             mf = folder / "metaflow" / "flow.py"
             mf.parent.mkdir()
             mf.write_text(case.source.replace("from flowdeck import", "from metaflow import"))
-            theirs = statistics.median(time_command([sys.executable, str(mf), "run"],
-                                                    mf.parent, repeat))
-        return {"flowdeck": mine, "metaflow": theirs}
+            commands["metaflow"] = ([sys.executable, str(mf), "run"], mf.parent)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for name, (cmd, cwd) in commands.items():
+            time_command(cmd, cwd, 0)  # warm-up: bytecode caches, datastore folders
+        for _ in range(repeat):
+            for name, (cmd, cwd) in commands.items():
+                times[name] += time_command(cmd, cwd, 1)[-1:]
+        return {"flowdeck": statistics.median(times["flowdeck"]),
+                "metaflow": statistics.median(times["metaflow"]) if "metaflow" in times else None}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -245,7 +248,7 @@ def main() -> int:
               f"{(f'{theirs:.3f}s' if theirs else '-'):>9} "
               f"{(f'{ratio:.1f}x' if ratio else '-'):>7} {target:>9}  {'yes' if ok else 'NO'}",
               flush=True)
-    print(f"\nmedians of {args.repeat} runs after a warm-up; {sys.executable} "
+    print(f"\nmedians of {args.repeat} interleaved runs after a warm-up; {sys.executable} "
           f"(Python {sys.version.split()[0]}), {os.cpu_count()} CPUs")
     return 0
 
