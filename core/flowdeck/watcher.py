@@ -247,7 +247,7 @@ class FolderWatcher:
         if self._force_polling:
             return
         try:
-            observer = Observer()
+            observer = _native_observer()
             observer.start()
         except OSError as exc:
             if exc.errno not in _WATCH_LIMIT_ERRNOS:
@@ -488,3 +488,12 @@ class FolderWatcher:
             self._on_status(status)
         except Exception:  # noqa: BLE001 - a listener's bug must not stop the watching
             log.exception("flowdeck watcher: on_status callback failed")
+
+
+def _native_observer() -> BaseObserver:
+    """inotify without descending into skipped folders on Linux; watchdog's default elsewhere."""
+    try:
+        from .inotify_pruned import PrunedInotifyObserver
+    except ImportError:  # not Linux, or a watchdog without these internals
+        return Observer()
+    return PrunedInotifyObserver()
