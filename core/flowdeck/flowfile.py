@@ -8,16 +8,17 @@ of Flowdeck or of Metaflow, under any spelling the user chose.
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import tokenize
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from .diagnostics import Diagnostic, has_errors
 from .graph import (DecoratorInfo, FlowGraph, StepNode, build_graph, deindent_docstring,
-                    iter_statements, literal, parse_step)
+                    iter_statements, literal, parse_step, text_hash)
 from .lint import lint_graph
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
@@ -131,7 +132,7 @@ def analyze_file(path: str | Path) -> FileAnalysis:
 
 
 def analyze_bytes(data: bytes, path: str) -> FileAnalysis:
-    content_hash = hashlib.sha1(data).hexdigest()
+    content_hash = xxhash.xxh3_128_hexdigest(data)
     source, problem = decode_source(data, path)
     if source is None:
         return FileAnalysis(path, diagnostics=[problem] if problem else [],
@@ -354,7 +355,7 @@ class _FileAnalyzer:
         for node in steps:
             drop.update(range(node.first_line - 1, node.end_line))
         kept = "".join(line for i, line in enumerate(lines) if i not in drop)
-        return hashlib.sha1(kept.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return text_hash(kept)
 
 
 def _unparse(node: ast.AST) -> str:

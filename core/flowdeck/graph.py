@@ -9,10 +9,11 @@ and the runtime without ever running a user's code.
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+import xxhash
 
 #: Internal node types, and the names Metaflow's `output-raw --json` uses.
 METAFLOW_TYPE_NAMES = {
@@ -230,8 +231,9 @@ def _self_attr(node: ast.AST) -> str | None:
     return None
 
 
-def _hash_text(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+def text_hash(text: str) -> str:
+    """Short content hash of source text (step hashes, the outside-of-steps hash)."""
+    return xxhash.xxh3_64_hexdigest(text.encode("utf-8", "surrogatepass"))
 
 
 def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
@@ -248,7 +250,7 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
         doc=doc,
         decorators=decorators,
         num_args=len(func.args.args) + len(func.args.posonlyargs),
-        source_hash=_hash_text(segment),
+        source_hash=text_hash(segment),
         assigned_attrs=_assigned_self_attrs(func),
     )
     tail = body[-1] if body else None

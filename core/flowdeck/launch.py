@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import inspect
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +64,7 @@ def _static_graph(flow_cls: type, file: str) -> tuple[FlowGraph, list[Diagnostic
     if info is not None and set(info.graph.nodes) == live_steps:
         return info.graph, info.diagnostics
     graph = _graph_from_class(flow_cls, file)
+    import textwrap
     params = analyze_source(textwrap.dedent(_safe_getsource(flow_cls)), file).flows
     return graph, lint_graph(graph, params[0].parameters if params else [])
 
@@ -85,6 +85,7 @@ def _graph_from_class(flow_cls: type, file: str) -> FlowGraph:
         except (OSError, TypeError):
             raise FlowDefinitionError(f"Cannot read the source of step `{name}` of "
                                       f"{flow_cls.__name__}; define the flow in a .py file.")
+        import textwrap
         source = "\n" * (first - 1) + textwrap.dedent("".join(lines))
         tree = ast.parse(source)
         func_ast = tree.body[0]
