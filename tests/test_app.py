@@ -420,3 +420,72 @@ def test_step_click_shows_task_logs_and_artifacts(qtbot, app) -> None:
     with qtbot.waitSignal(window.artifacts.loaded, timeout=20000):
         window.task_picker.setCurrentIndex(1)
     assert {row["name"]: row for row in window.artifacts.rows}["rate"]["preview"] == "0.01"
+
+
+def test_filter_box_narrows_the_list(qtbot, app) -> None:
+    controller, window = app
+    window.filter_box.setText("train")
+    visible = []
+
+    def walk(parent) -> None:
+        for row in range(window.proxy.rowCount(parent)):
+            index = window.proxy.index(row, 0, parent)
+            visible.append(index.data(0))
+            walk(index)
+    walk(window.tree.rootIndex())
+    flows = [v for v in visible if "·" in v]
+    assert len(flows) == 1 and "TrainFlow" in flows[0]
+    window.filter_box.clear()
+
+
+def test_first_start_offers_the_bundled_examples(qtbot, settings: QSettings) -> None:
+    controller, window = build(settings)
+    window.show()
+    try:
+        assert controller.roots == []
+        assert window.empty_hint.isVisible()
+        assert window.examples_dir == str(EXAMPLES)
+        window.open_paths([window.examples_dir])
+        assert any(e.name == "TrainFlow" for e in controller.model.entries())
+        assert not window.empty_hint.isVisible()
+    finally:
+        window.close()
+        controller.shutdown()
+
+
+def test_history_shows_a_past_run_and_reruns_it(qtbot, app) -> None:
+    controller, window = app
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    window.params._editors["rates"].setText("0.2,0.04")
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+        window.run_selected()
+    window.params._editors["rates"].setText("0.5")
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+        window.run_selected()
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 2)
+    window.history.table.selectRow(1)  # the older run
+    assert window.shown_state.params == {"rates": "0.2,0.04"}
+    assert step_status(window, "fit") == "succeeded"
+    assert window.scene.step_state("fit").total == 2
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+        window.history.rerun.click()
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 3)
+    assert window.history._runs[0].params == {"rates": "0.2,0.04"}
+
+
+def test_screenshot_option_runs_the_flow_and_saves_a_picture(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "train.py", folder)
+    out = tmp_path / "shot.png"
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", str(folder / "train.py"),
+                             "--screenshot", str(out)], capture_output=True, text=True,
+                            timeout=120, env=child_env(QT_QPA_PLATFORM="offscreen",
+                                                       HOME=str(tmp_path / "home")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -108,3 +108,28 @@ def test_headless_run_prints_progress_and_exit_code(tmp_path: Path) -> None:
                               str(tmp_path / "nope.py")], env=child_env(),
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_artifact_previews_give_shape_dtype_and_heads() -> None:
+    import numpy as np
+
+    from flowdeck.inspect_task import describe_value
+
+    class FakeFrame:  # the two things describe_value asks of a data frame
+        columns = ["a", "b"]
+
+        def head(self, n):
+            class Head:
+                def to_string(self):
+                    return f"first {n} rows"
+            return Head()
+
+    class BadRepr:
+        def __repr__(self):
+            raise RuntimeError("nope")
+
+    array = describe_value(np.zeros((3, 4), dtype=np.float32))
+    assert array["shape"] == [3, 4] and array["dtype"] == "float32"
+    assert describe_value(FakeFrame())["preview"] == "first 5 rows"
+    assert describe_value(list(range(1000)))["preview"].endswith(" …")
+    assert "repr() failed" in describe_value(BadRepr())["preview"]
