@@ -10,6 +10,7 @@ KILL after a grace period) so no grandchild survives.
 from __future__ import annotations
 
 import codecs
+from collections import deque
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 from flowdeck.events import EventReader
 
 EVENT_POLL_MS = 15
+EVENTS_PER_TICK = 1000  # bounds the time one tick spends on a burst of events
 STOP_GRACE_MS = 1500
 
 
@@ -76,6 +78,7 @@ class RunProcess(QObject):
         self._saw_run_finished: str | None = None
         self._ended = False
         self._reader = EventReader(request.events_path)
+        self._backlog: deque[dict] = deque()
         self._decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace")
                           for name in ("stdout", "stderr")}
         self._proc = QProcess(self)
@@ -154,8 +157,12 @@ class RunProcess(QObject):
         if text:
             self.output.emit(stream, text)
 
-    def _read_events(self) -> None:
-        for event in self._reader.read():
+    def _read_events(self, everything: bool = False) -> None:
+        """Hand on new events, at most EVENTS_PER_TICK per timer tick (the rest wait)."""
+        self._backlog.extend(self._reader.read())
+        count = len(self._backlog) if everything else min(len(self._backlog), EVENTS_PER_TICK)
+        for _ in range(count):
+            event = self._backlog.popleft()
             if event.get("type") == "run_finished":
                 self._saw_run_finished = str(event.get("status", "failed"))
             self.event.emit(event)
@@ -167,7 +174,7 @@ class RunProcess(QObject):
             tail = decoder.decode(b"", final=True)
             if tail:
                 self.output.emit(stream, tail)
-        self._read_events()
+        self._read_events(everything=True)
         self._poll.stop()
         self._kill_timer.stop()
         self._kill_group()  # nothing of the run may outlive it (helpers, grandchildren)

@@ -9,6 +9,7 @@ keeps a 10,000-task foreach from flooding the views.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ class RunState(QObject):
         self.steps: dict[str, StepSummary] = {}
         self._expected: dict[str, int] = {}
         self._splits: dict[str, dict[str, int]] = {}
+        self._tallies: dict[str, StepTally] = {}
 
     # -- loading ----------------------------------------------------------------
 
@@ -116,10 +118,7 @@ class RunState(QObject):
     def _on_task_started(self, e: dict[str, Any]) -> None:
         task_id = str(e["task_id"])
         foreach = e.get("foreach") or {}
-        record = self.tasks.get(task_id)
-        if record is None:
-            record = TaskRecord(task_id, e["step"])
-            self.tasks[task_id] = record
+        record = self._take(task_id, e["step"])
         record.status = "running"
         record.attempt = int(e.get("attempt", 0))
         record.start = float(e.get("t") or time.time())
@@ -127,12 +126,13 @@ class RunState(QObject):
         record.pid = e.get("pid")
         record.logs = e.get("logs")
         record.foreach_index = foreach.get("index")
+        self._put(record)
         self.task_changed.emit(task_id)
         self._refresh_step(e["step"])
 
     def _on_task_finished(self, e: dict[str, Any]) -> None:
         task_id = str(e["task_id"])
-        record = self.tasks.setdefault(task_id, TaskRecord(task_id, e["step"]))
+        record = self._take(task_id, e["step"])
         status = e.get("status", "failed")
         record.status = "running" if e.get("will_retry") else status
         record.attempt = int(e.get("attempt", 0))
@@ -140,6 +140,9 @@ class RunState(QObject):
         record.error = e.get("error")
         record.artifacts = list(e.get("artifacts") or [])
         record.origin = e.get("origin")
+        if not record.start:
+            record.start = record.end
+        self._put(record)
         if e.get("foreach_splits"):
             self._splits.setdefault(e["step"], {})[task_id] = int(e["foreach_splits"])
             self._propagate_expected(e["step"])
@@ -162,10 +165,12 @@ class RunState(QObject):
             return
         self.status = status
         self.finished = time.time()
-        for task in self.tasks.values():
+        for task in list(self.tasks.values()):
             if task.status == "running":
+                self._take(task.task_id, task.step)
                 task.status = "cancelled" if status == "cancelled" else "failed"
                 task.end = self.finished
+                self._put(task)
                 self.task_changed.emit(task.task_id)
         for step in list(self.steps):
             self._refresh_step(step)
@@ -194,9 +199,22 @@ class RunState(QObject):
 
     # -- step summaries ---------------------------------------------------------
 
+    def _take(self, task_id: str, step: str) -> TaskRecord:
+        """The task's record, taken out of its step's tally until `_put` puts it back."""
+        record = self.tasks.get(task_id)
+        if record is None:
+            record = TaskRecord(task_id, step)
+            self.tasks[task_id] = record
+        else:
+            self._tallies.setdefault(record.step, StepTally()).remove(record)
+        return record
+
+    def _put(self, record: TaskRecord) -> None:
+        self._tallies.setdefault(record.step, StepTally()).add(record)
+
     def _refresh_step(self, step: str) -> None:
-        tasks = [t for t in self.tasks.values() if t.step == step]
-        self._set_step(step, summarize(tasks, self._expected.get(step, 0)))
+        tally = self._tallies.get(step) or StepTally()
+        self._set_step(step, tally.summary(self._expected.get(step, 0)))
 
     def _set_step(self, step: str, summary: StepSummary) -> None:
         if self.steps.get(step) != summary:
@@ -212,24 +230,43 @@ class RunState(QObject):
         return next((t for t in self.tasks.values() if t.status == "failed"), None)
 
 
-def summarize(tasks: list[TaskRecord], expected: int) -> StepSummary:
-    """Fold a step's tasks into the one box the DAG draws."""
-    if not tasks:
-        return StepSummary("pending", 0, expected)
-    total = max(expected, len(tasks))
-    statuses = [t.status for t in tasks]
-    done = sum(1 for s in statuses if s in ("succeeded", "reused"))
-    ends = [t.end for t in tasks if t.end is not None]
-    start = min(t.start for t in tasks)
-    running = "running" in statuses
-    duration = (time.time() if running or not ends else max(ends)) - start
-    attempt = max(t.attempt for t in tasks)
-    if "failed" in statuses:
-        status = "failed"
-    elif running or done < total:
-        status = "running" if running else ("cancelled" if "cancelled" in statuses else "running")
-    elif all(s == "reused" for s in statuses):
-        status = "reused"
-    else:
-        status = "succeeded"
-    return StepSummary(status, done, total, None if running else round(duration, 3), attempt)
+@dataclass
+class StepTally:
+    """Running counts of a step's tasks, so a summary costs O(1) however many tasks it has."""
+
+    by_status: Counter = field(default_factory=Counter)
+    first_start: float | None = None
+    last_end: float | None = None
+    attempt: int = 0
+
+    def add(self, task: TaskRecord) -> None:
+        self.by_status[task.status] += 1
+        if task.start and (self.first_start is None or task.start < self.first_start):
+            self.first_start = task.start
+        if task.end is not None and (self.last_end is None or task.end > self.last_end):
+            self.last_end = task.end
+        self.attempt = max(self.attempt, task.attempt)
+
+    def remove(self, task: TaskRecord) -> None:
+        self.by_status[task.status] -= 1
+
+    def summary(self, expected: int) -> StepSummary:
+        count = sum(self.by_status.values())
+        if not count:
+            return StepSummary("pending", 0, expected)
+        total = max(expected, count)
+        done = self.by_status["succeeded"] + self.by_status["reused"]
+        running = self.by_status["running"] > 0
+        if self.by_status["failed"]:
+            status = "failed"
+        elif running or done < total:
+            status = "cancelled" if not running and self.by_status["cancelled"] else "running"
+        elif self.by_status["reused"] == count:
+            status = "reused"
+        else:
+            status = "succeeded"
+        duration = None
+        if not running and self.first_start is not None and self.last_end is not None:
+            duration = round(self.last_end - self.first_start, 3)
+        return StepSummary(status, done, total, duration, self.attempt)
+
