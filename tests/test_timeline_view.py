@@ -201,8 +201,8 @@ def test_invalid_status_is_rejected() -> None:
 def test_format_duration() -> None:
     assert format_duration(0.25) == "250 ms"
     assert format_duration(12.34) == "12.3 s"
-    assert format_duration(185) == "3m 05s"
-    assert format_duration(3720) == "1h 02m"
+    assert format_duration(185) == "3 m 05 s"
+    assert format_duration(3720) == "1 h 02 m"
 
 
 def test_empty_view_paints(view: TimelineView) -> None:

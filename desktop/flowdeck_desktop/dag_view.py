@@ -33,20 +33,8 @@ from PySide6.QtGui import (QBrush, QColor, QFont, QFontMetricsF, QKeyEvent, QPai
 from PySide6.QtWidgets import (QApplication, QGraphicsItem, QGraphicsScene, QGraphicsSceneHoverEvent,
                                QGraphicsSceneMouseEvent, QGraphicsView, QStyleOptionGraphicsItem, QWidget)
 
+from .theme import STATUSES, format_duration, status_color
 from .dag_layout import DagLayout, EdgeRoute, LayoutOptions, foreach_body_steps, layout_graph, node_table
-
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "reused")
-
-#: Mid-tone status colours: enough contrast against white and against near-black.
-STATUS_COLORS = {
-    "pending": "#8b929c",
-    "running": "#2f80ed",
-    "succeeded": "#2ea55c",
-    "failed": "#e0474c",
-    "cancelled": "#d9892b",
-    "reused": "#8d6ad8",
-}
-
 
 @dataclass(frozen=True)
 class StepState:
@@ -72,19 +60,6 @@ class StepState:
 
 
 PENDING = StepState()
-
-
-def format_duration(seconds: float | None) -> str:
-    """Short human duration ("1.2 s", "3 m 05 s", "1 h 02 m"); empty when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        minutes, secs = divmod(int(round(seconds)), 60)
-        return f"{minutes} m {secs:02d} s"
-    hours, rest = divmod(int(round(seconds)), 3600)
-    return f"{hours} h {rest // 60:02d} m"
 
 
 def blend(a: QColor, b: QColor, t: float) -> QColor:
@@ -119,7 +94,7 @@ class DagTheme:
 
     def status_color(self, status: str) -> QColor:
         """The status hue, lifted slightly on dark backgrounds so it does not sink."""
-        color = QColor(STATUS_COLORS.get(status, STATUS_COLORS["pending"]))
+        color = status_color(status, self.dark)
         return color.lighter(118) if self.dark else color
 
     def fill(self, status: str) -> QColor:

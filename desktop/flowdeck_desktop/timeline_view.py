@@ -24,39 +24,9 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QToolTip, QWidget
 
+from .theme import STATUSES, format_duration, status_color
+
 __all__ = ["STATUSES", "TimelineTask", "TimelineView", "status_color", "format_duration"]
-
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "reused")
-
-_STATUS_COLORS = {  # (light theme, dark theme)
-    "pending": ("#9e9e9e", "#8a8a8a"),
-    "running": ("#1e88e5", "#42a5f5"),
-    "succeeded": ("#43a047", "#66bb6a"),
-    "failed": ("#e53935", "#ef5350"),
-    "cancelled": ("#fb8c00", "#ffa726"),
-    "reused": ("#00897b", "#26a69a"),
-}
-
-
-def status_color(status: str, dark: bool = False) -> QColor:
-    """The colour of a task status; unknown statuses get the pending grey."""
-    light_name, dark_name = _STATUS_COLORS.get(status, _STATUS_COLORS["pending"])
-    return QColor(dark_name if dark else light_name)
-
-
-def format_duration(seconds: float) -> str:
-    """A short human duration: 850 ms, 12.3 s, 3m 05s, 1h 02m."""
-    seconds = max(0.0, seconds)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        minutes, rest = divmod(int(round(seconds)), 60)
-        return f"{minutes}m {rest:02d}s"
-    hours, rest = divmod(int(round(seconds)), 3600)
-    return f"{hours}h {rest // 60:02d}m"
-
 
 @dataclass(frozen=True)
 class TimelineTask:
