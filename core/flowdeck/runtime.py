@@ -148,6 +148,9 @@ class Orchestrator:
     # -- lifecycle ----------------------------------------------------------
 
     def run(self) -> RunOutcome:
+        if not hasattr(os, "fork"):
+            raise UsageError("Flowdeck runs each task in a forked worker process, which this "
+                             "system (Windows) does not offer yet. Run flows under WSL.")
         run_dir = self._create_run_dir()
         self.run_dir = str(run_dir)
         self.events = EventWriter(run_dir / "events.jsonl", self.run_id)
