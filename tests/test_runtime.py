@@ -109,7 +109,7 @@ def test_metaflow_idiom_help_show_and_typed_parameters(flow_file) -> None:
 
 
 def test_run_from_another_program_ignores_its_argv(flow_file, tmp_path: Path) -> None:
-    path = flow_file("train.py")
+    flow_file("train.py")
     caller = tmp_path / "caller.py"
     caller.write_text(
         "import sys\n"
@@ -391,3 +391,13 @@ def test_artifacts_defined_in_the_script_load_in_another_process(tmp_path: Path)
     assert (data.point.x, data.point.y) == (1, 2)  # a class from the script's __main__
     assert data.double(21) == 42
     assert data.plain == {"a": [1, 2]}
+
+
+def test_a_damaged_blob_is_reported_not_misread(tmp_path: Path) -> None:
+    from flowdeck.datastore import BlobStore
+    store = BlobStore(tmp_path)
+    ref = store.put("x", [1, 2, 3])
+    assert store.get(ref.sha) == [1, 2, 3]
+    store.path(ref.sha).write_bytes(b"not a blob at all")
+    with pytest.raises(ValueError, match="is not a Flowdeck artifact blob"):
+        store.get(ref.sha)

@@ -141,7 +141,8 @@ class BlobStore:
         return BlobRef(sha, size, _type_name(value))
 
     def get(self, sha: str) -> Any:
-        view = _read_blob(self.path(sha))
+        path = self.path(sha)
+        view = _read_blob(path)
         magic, count = _HEADER.unpack_from(view, 0)
         if magic != MAGIC:
             raise ValueError(f"{path} is not a Flowdeck artifact blob")

@@ -305,7 +305,6 @@ class Orchestrator:
     # -- starting tasks -------------------------------------------------------
 
     def _start(self, task: PendingTask) -> None:
-        node = self.graph[task.step]
         if self.origin and task.step not in self.origin.rerun_steps:
             reused = self.origin.find(task.step, task.frames)
             if reused is not None:

@@ -227,7 +227,7 @@ def _foreach_splits(flow: Any, req: TaskRequest) -> int | None:
                           f"set. Assign a list to self.{var} before calling self.next().") from None
     if not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
         kind = type(value).__name__
-        hint = (f" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
+        hint = (" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
         raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is a "
                           f"{kind}, not a list or other sequence.{hint}")
     count = len(value)

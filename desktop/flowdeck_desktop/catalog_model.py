@@ -14,7 +14,7 @@ from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 from flowdeck.diagnostics import Diagnostic
-from flowdeck.discovery import CatalogEntry, CatalogSnapshot
+from flowdeck.discovery import CatalogDiff, CatalogEntry, CatalogSnapshot
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "folder" | "file" | "flow" | "diagnostic"
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # folder path, file path or flow key
@@ -57,6 +57,16 @@ class CatalogModel(QStandardItemModel):
             if self._entries.get(entry.key) != entry:
                 self._put_flow(entry)
         self._sync_problems(snapshot)
+
+    def apply_diff(self, diff: CatalogDiff, snapshot: CatalogSnapshot) -> None:
+        """Touch only what a save changed (the snapshot is consulted for file problems)."""
+        for entry in diff.removed:
+            if entry.key in self._flows:
+                self._remove_flow(entry.key)
+        for entry in diff.added + diff.changed:
+            self._put_flow(entry)
+        if diff.problems_changed or diff.added or diff.removed:
+            self._sync_problems(snapshot)
 
     def entry(self, key: str) -> CatalogEntry | None:
         return self._entries.get(key)

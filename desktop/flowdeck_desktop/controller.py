@@ -135,7 +135,10 @@ class FlowdeckController(QObject):
         watcher = self.bridge.watcher
         if watcher is None:
             return
-        self.model.apply_snapshot(watcher.snapshot)
+        if diff.roots_changed:
+            self.model.apply_snapshot(watcher.snapshot)
+        else:
+            self.model.apply_diff(diff, watcher.snapshot)
         for entry in diff.changed:
             if self.auto_rerun(entry.key):
                 self._rerun_on_save(entry)
