@@ -401,3 +401,25 @@ def test_a_damaged_blob_is_reported_not_misread(tmp_path: Path) -> None:
     store.path(ref.sha).write_bytes(b"not a blob at all")
     with pytest.raises(ValueError, match="is not a Flowdeck artifact blob"):
         store.get(ref.sha)
+
+
+def test_a_bare_interpreter_runs_flows_with_only_the_core_on_its_path(tmp_path: Path) -> None:
+    """A user's venv without flowdeck, cloudpickle or xxhash: the window puts core/ on PYTHONPATH."""
+    import venv
+
+    from conftest import CORE, EXAMPLES
+    env_dir = tmp_path / "bare-venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    flow = tmp_path / "train.py"
+    flow.write_text((EXAMPLES / "train.py").read_text())
+    env = {k: v for k, v in child_env().items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(CORE)
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; "
+                            "print([m for m in ('cloudpickle', 'xxhash', 'numpy') "
+                            "if u.find_spec(m)])"], env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == "[]"
+    result = subprocess.run([str(python), str(flow)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert Flow("TrainFlow", root=tmp_path / ".flowdeck").latest_run.data.best == 0.01

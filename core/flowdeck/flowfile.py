@@ -12,9 +12,8 @@ import io
 import tokenize
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from _blake2 import blake2b
 from typing import Any
-
-import xxhash
 
 from .diagnostics import Diagnostic, has_errors
 from .graph import (DecoratorInfo, FlowGraph, StepNode, build_graph, deindent_docstring,
@@ -132,7 +131,7 @@ def analyze_file(path: str | Path) -> FileAnalysis:
 
 
 def analyze_bytes(data: bytes, path: str) -> FileAnalysis:
-    content_hash = xxhash.xxh3_128_hexdigest(data)
+    content_hash = blake2b(data, digest_size=16).hexdigest()
     source, problem = decode_source(data, path)
     if source is None:
         return FileAnalysis(path, diagnostics=[problem] if problem else [],

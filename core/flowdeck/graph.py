@@ -11,9 +11,8 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from _blake2 import blake2b
 from typing import Any, Iterator
-
-import xxhash
 
 #: Internal node types, and the names Metaflow's `output-raw --json` uses.
 METAFLOW_TYPE_NAMES = {
@@ -232,8 +231,13 @@ def _self_attr(node: ast.AST) -> str | None:
 
 
 def text_hash(text: str) -> str:
-    """Short content hash of source text (step hashes, the outside-of-steps hash)."""
-    return xxhash.xxh3_64_hexdigest(text.encode("utf-8", "surrogatepass"))
+    """Short content hash of source text (step hashes, the outside-of-steps hash).
+
+    The window and a flow's own interpreter (which may lack our optional
+    dependencies) must agree on these, so this uses the standard library's
+    BLAKE2 (`_blake2` loads without OpenSSL, keeping start-up fast).
+    """
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,

@@ -8,12 +8,15 @@ interpreter::
 
 and reads one JSON object from stdout: `{"artifacts": [{name, type, size,
 preview, shape?, dtype?}], "error": null}`. An artifact that fails to load
-gets its error as its preview; the others are still described.
+gets its error as its preview; the others are still described. For a run
+made by the Metaflow bridge (`run.json` says `"engine": "metaflow"`) the
+answer comes from Metaflow's client instead (`flowdeck.inspect_metaflow`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -50,6 +53,10 @@ def _clip(text: str) -> str:
 
 def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> dict[str, Any]:
     from .client import ClientError, Run
+    info = _run_info(root, flow, run_id)
+    if info.get("engine") == "metaflow":  # artifacts live in Metaflow's datastore
+        from .inspect_metaflow import inspect_metaflow_task
+        return inspect_metaflow_task(info, step, task_id)
     try:
         task = Run(f"{flow}/{run_id}", root=root)[step][task_id]
         artifacts = task.artifacts
@@ -65,6 +72,16 @@ def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> 
             entry["preview"] = f"<cannot load: {type(exc).__name__}: {exc}>"
         described.append(entry)
     return {"artifacts": described, "error": None}
+
+
+def _run_info(root: str, flow: str, run_id: str) -> dict[str, Any]:
+    """The run's `run.json`, or {} when there is none (the client then says what is wrong)."""
+    from .datastore import read_json
+    try:
+        info = read_json(os.path.join(root, flow, "runs", run_id, "run.json"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from .controller import FlowdeckController
 from .main_window import MainWindow, app_icon
+from .single_instance import FileOpenFilter, InstanceServer, send_to_running
 
 
 def bundled_examples() -> str | None:
@@ -37,6 +38,8 @@ class AppOptions:
     screenshot: str | None = None
     run: bool = False
     exit_when_done: bool = False
+    new_instance: bool = False
+    quit_when_shown: bool = False
 
 
 def parse_args(argv: list[str]) -> AppOptions:
@@ -49,9 +52,19 @@ def parse_args(argv: list[str]) -> AppOptions:
                         help="run the selected flow, save a screenshot when it ends, and quit")
     parser.add_argument("--exit-when-done", action="store_true",
                         help="quit when the started run ends (for tests and scripts)")
+    parser.add_argument("--new-instance", action="store_true",
+                        help="open a window of its own instead of handing the paths to a "
+                        "running Flowdeck")
+    parser.add_argument("--install-desktop", action="store_true",
+                        help="add Flowdeck to your applications menu and to \"Open with\" for "
+                        ".py files (Linux, current user), then quit")
+    parser.add_argument("--uninstall-desktop", action="store_true",
+                        help="remove what --install-desktop added, then quit")
+    parser.add_argument("--quit-when-shown", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return AppOptions(args.paths, args.screenshot, args.run or bool(args.screenshot),
-                      args.exit_when_done or bool(args.screenshot))
+                      args.exit_when_done or bool(args.screenshot), args.new_instance,
+                      args.quit_when_shown)
 
 
 def build(settings: QSettings | None = None, paths: list[str] | None = None
@@ -73,20 +86,57 @@ def build(settings: QSettings | None = None, paths: list[str] | None = None
     return controller, window
 
 
+def cli_files(paths: list[str]) -> list[str]:
+    """The files among the command-line paths: what a file manager passes for "Open with"."""
+    return [p for p in paths if os.path.isfile(p)]
+
+
+def bring_up(window: MainWindow, paths: list[str]) -> None:
+    """Paths from another start (or the Dock): raise the window, then treat them as a drop."""
+    window.showNormal() if window.isMinimized() else window.show()
+    window.raise_()
+    window.activateWindow()
+    if paths:
+        window.handle_dropped(paths)
+
+
+def listen_for_others(app: QApplication, window: MainWindow) -> InstanceServer:
+    """Later starts and macOS file-open events hand their paths to this window."""
+    server = InstanceServer(parent=app)
+    if not server.listen():
+        print("Flowdeck: cannot listen for other starts "
+              f"({server.server.errorString()}); each start will open its own window.",
+              file=sys.stderr)
+    server.paths_received.connect(lambda paths: bring_up(window, paths))
+    opener = FileOpenFilter(app)
+    opener.paths_received.connect(lambda paths: bring_up(window, paths))
+    app.installEventFilter(opener)
+    return server
+
+
 def run_app(argv: list[str]) -> int:
     options = parse_args(argv)
+    if not options.new_instance and send_to_running(options.paths):
+        return 0  # the running window took the paths and came to the front
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName("Flowdeck")
     app.setOrganizationName("Flowdeck")
+    app.setDesktopFileName("flowdeck")
     app.setWindowIcon(app_icon())
     paths = options.paths
     if options.screenshot and not paths and bundled_examples():
         paths = [bundled_examples() or ""]
     controller, window = build(paths=paths or None)
+    if not options.new_instance:
+        listen_for_others(app, window)
     window.show()
     outcome = {"status": "none"}
+    if options.quit_when_shown:
+        QTimer.singleShot(0, window.close)
     if options.run:
         QTimer.singleShot(0, window.run_selected)
+    elif cli_files(paths):  # "Open with" and drops on the icon run, as drops on the window do
+        QTimer.singleShot(0, lambda: window.handle_dropped(cli_files(paths)))
     if options.exit_when_done:
         def finish(key: str, status: str) -> None:
             outcome["status"] = status

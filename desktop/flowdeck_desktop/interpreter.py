@@ -99,7 +99,45 @@ def check_interpreter(path: str) -> InterpreterCheck:
     except OSError:
         resolved = shutil.which(path)
         if resolved is None:
-            return InterpreterCheck(False, error=f"The interpreter {path} does not exist. "
-                                    "Choose another one in Run > Interpreter.")
+            return InterpreterCheck(False, error=_missing_message(path))
         path, mtime = resolved, os.stat(resolved).st_mtime
     return _check_cached(path, mtime)
+
+
+def _missing_message(path: str) -> str:
+    """Say what to install when no Python was found, not only that a path is wrong."""
+    if os.sep in path or (os.altsep and os.altsep in path):
+        return (f"The interpreter {path} does not exist. "
+                "Choose another one in Run > Interpreter.")
+    return (f"No Python interpreter found: `{path}` is not on PATH. Flows run with a real "
+            "Python: install Python 3.11 or newer (Debian/Ubuntu: `sudo apt install python3`; "
+            "macOS and Windows: python.org), or create a `.venv` in the flow's folder, or "
+            "choose an interpreter in Run > Interpreter.")
+
+
+def bundled_core() -> str | None:
+    """The bundle's `pylib/` (the core as plain files) when frozen, else None."""
+    base = getattr(sys, "_MEIPASS", None)
+    pylib = os.path.join(base, "pylib") if base else ""
+    return pylib if getattr(sys, "frozen", False) and os.path.isdir(pylib) else None
+
+
+def run_core_in_real_python(argv: list[str]) -> int:
+    """`flowdeck run FILE` from a frozen app: the core CLI must run in a real Python.
+
+    The core starts flows with `sys.executable`, which in a bundle is the app
+    itself (it would open a window instead of running the flow), so we hand the
+    whole command to the interpreter a flow in that folder would get.
+    """
+    target = next((a for a in argv[1:] if not a.startswith("-")), ".")
+    folder = os.path.dirname(os.path.abspath(target))
+    interpreter = detect_interpreter(folder)
+    check = check_interpreter(interpreter.path)
+    if not check.works:
+        print(f"error: {check.error}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    core = bundled_core()
+    if core and not check.has_flowdeck:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [core, env.get("PYTHONPATH")]))
+    return subprocess.call([interpreter.path, "-m", "flowdeck.cli", *argv], env=env)

@@ -21,13 +21,24 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from flowdeck.events import EventReader
 
+from .interpreter import bundled_core
+
 EVENT_POLL_MS = 15
 EVENTS_PER_TICK = 1000  # bounds the time one tick spends on a burst of events
 STOP_GRACE_MS = 1500
 
 
 def core_path() -> str:
-    """Folder to put on a child's PYTHONPATH so it can `import flowdeck`."""
+    """Folder to put on a child's PYTHONPATH so it can `import flowdeck`.
+
+    A frozen app keeps its modules in an archive a real Python cannot read, so
+    the bundle carries the core (and its small dependencies) as plain files in
+    `pylib/`; never the bundle's own folder, whose Qt libraries would shadow the
+    child's.
+    """
+    bundled = bundled_core()
+    if bundled:
+        return bundled
     import flowdeck
     return str(Path(flowdeck.__file__).resolve().parent.parent)
 

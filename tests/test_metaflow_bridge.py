@@ -1,0 +1,507 @@
+"""The Metaflow bridge: its pure log parser, real Metaflow runs through it, the graph check."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FLOWS, child_env
+from flowdeck.events import read_events
+from flowdeck.flowfile import analyze_file
+from flowdeck.metaflow_bridge import (MetaflowLogParser, error_from_lines, metaflow_env,
+                                      parse_args, UsageError)
+
+MF_FLOWS = FLOWS / "metaflow"
+SAMPLES = sorted(MF_FLOWS.glob("*.py"))
+RUN_TIMEOUT = 120
+FIELDS = ("name", "type", "next", "foreach_artifact", "matching_join")
+
+# -- the parser, fed text -----------------------------------------------------------------
+
+R = "1795631788219631"
+TRANSCRIPT = f"""\
+2026-11-25 18:36:28.221 Workflow starting (run-id {R}):
+2026-11-25 18:36:28.235 [{R}/start/1 (pid 10)] Task is starting.
+2026-11-25 18:36:28.443 [{R}/start/1 (pid 10)] hello start
+2026-11-25 18:36:28.489 [{R}/start/1 (pid 10)] Foreach yields 2 child steps.
+2026-11-25 18:36:28.489 [{R}/start/1 (pid 10)] Task finished successfully.
+2026-11-25 18:36:28.493 [{R}/each/2 (pid 11)] Task is starting.
+2026-11-25 18:36:28.495 [{R}/each/3 (pid 12)] Task is starting.
+2026-11-25 18:36:29.111 [{R}/each/3 (pid 12)] <flow FeFlow step each[1] (input: 1)> failed:
+2026-11-25 18:36:29.128 [{R}/each/3 (pid 12)] Traceback (most recent call last):
+2026-11-25 18:36:29.128 [{R}/each/3 (pid 12)] File "/usr/lib/python3/site-packages/metaflow/cli.py", line 739, in main
+2026-11-25 18:36:29.128 [{R}/each/3 (pid 12)] start(auto_envvar_prefix="METAFLOW", obj=state)
+2026-11-25 18:36:29.130 [{R}/each/3 (pid 12)] File "/tmp/fe.py", line 19, in each
+2026-11-25 18:36:29.130 [{R}/each/3 (pid 12)] raise ValueError("boom once")
+2026-11-25 18:36:29.130 [{R}/each/3 (pid 12)] ValueError: boom once
+2026-11-25 18:36:29.130 [{R}/each/3 (pid 12)] 
+2026-11-25 18:36:29.160 [{R}/each/2 (pid 11)] Task finished successfully.
+2026-11-25 18:36:29.241 [{R}/each/3 (pid 12)] Task failed.
+2026-11-25 18:36:29.259 [{R}/each/3 (pid 13)] Task is starting (retry).
+2026-11-25 18:36:29.565 [{R}/each/3 (pid 13)] Task finished successfully.
+2026-11-25 18:36:29.572 [{R}/join/4 (pid 14)] Task is starting.
+2026-11-25 18:36:29.831 [{R}/join/4 (pid 14)] Task finished successfully.
+2026-11-25 18:36:30.100 Done!
+"""
+
+
+def feed_all(parser: MetaflowLogParser, text: str) -> list[dict]:
+    events = []
+    for line in text.splitlines():
+        events += parser.feed(line).events
+    return events
+
+
+def test_parser_turns_a_transcript_into_events() -> None:
+    parser = MetaflowLogParser()
+    events = feed_all(parser, TRANSCRIPT)
+    assert parser.metaflow_run_id == R
+    summary = [(e["type"], e.get("step"), e.get("task_id"), e.get("attempt"), e.get("status"))
+               for e in events if e["type"] != "metaflow_run"]
+    assert summary == [
+        ("task_started", "start", "1", 0, None),
+        ("task_finished", "start", "1", 0, "succeeded"),
+        ("task_started", "each", "2", 0, None),
+        ("task_started", "each", "3", 0, None),
+        ("task_finished", "each", "2", 0, "succeeded"),
+        ("task_finished", "each", "3", 0, "failed"),
+        ("task_started", "each", "3", 1, None),
+        ("task_finished", "each", "3", 1, "succeeded"),
+        ("task_started", "join", "4", 0, None),
+        ("task_finished", "join", "4", 0, "succeeded"),
+    ]
+    start_done = events[2]
+    assert start_done["foreach_splits"] == 2 and start_done["duration"] == pytest.approx(0.254)
+    failed = next(e for e in events if e.get("status") == "failed")
+    assert failed["will_retry"] is True
+    assert failed["error"]["type"] == "ValueError"
+    assert failed["error"]["message"] == "boom once"
+    assert "metaflow/cli.py" not in failed["error"]["traceback"]
+    assert '  File "/tmp/fe.py", line 19, in each' in failed["error"]["traceback"]
+    assert parser.first_error is None  # the failure was retried, so the run did not fail
+
+
+def test_parser_holds_a_failure_until_it_knows_there_is_no_retry() -> None:
+    parser = MetaflowLogParser()
+    events = feed_all(parser, f"""\
+2026-11-25 18:36:36.479 [{R}/divide/2 (pid 306)] Task is starting.
+2026-11-25 18:36:36.740 [{R}/divide/2 (pid 306)] ZeroDivisionError: division by zero
+2026-11-25 18:36:36.741 [{R}/divide/2 (pid 306)] Task failed.
+""")
+    assert [e["type"] for e in events] == ["task_started"]
+    final = parser.feed("2026-11-25 18:36:36.742 Workflow failed.").events
+    assert final[0]["status"] == "failed" and final[0]["will_retry"] is False
+    assert final[0]["error"]["type"] == "TaskFailed"
+    assert parser.first_error["step"] == "divide"
+
+
+def test_parser_maps_cloned_and_killed_tasks() -> None:
+    parser = MetaflowLogParser(origin_splits={"start/1": 4}, origin_ids={"17": "first"})
+    events = feed_all(parser, f"""\
+2026-11-25 18:36:37.098 [{R}/start/1] Cloning previously run task 17/start/1
+2026-11-25 18:37:33.430 [{R}/a/2 (pid 1821)] Task is starting.
+2026-11-25 18:37:33.434 [{R}/b/3 (pid 1822)] Task is starting.
+2026-11-25 18:37:33.935 [{R}/b/3 (pid 1822)] [KILLED BY ORCHESTRATOR]
+2026-11-25 18:37:34.083 [{R}/b/3 (pid 1822)] Task failed.
+""")
+    assert events[0]["reused"] is True and events[1]["status"] == "reused"
+    assert events[1]["origin"] == "first/start/1" and events[1]["foreach_splits"] == 4
+    assert events[-1]["step"] == "b" and events[-1]["status"] == "cancelled"
+    closing = parser.finish(cancelled=True)
+    assert [(e["step"], e["status"]) for e in closing] == [("a", "cancelled")]
+
+
+def test_parser_passes_garbage_through_as_text() -> None:
+    parser = MetaflowLogParser()
+    rng = random.Random(7)
+    alphabet = "[]()/ .:-0123456789abcTaskpid\t\x00é"
+    lines = ["", "   ", "[", "2026-11-25 18:36:28.221 [", "2026-11-25 99:99:99.999 [a/b/c] x",
+             "2026-11-25 18:36:28.221 [r/s/t (pid x)] Task finished successfully.",
+             "2026-11-25 18:36:28.221 [r/s/9 (pid 1)] Task finished successfully.",
+             "2026-11-25 18:36:28.221 [r/s/9 (pid 1)] Task failed.",
+             "2026-11-25 18:36:28.221 Foreach yields lots child steps.",
+             "Task is starting.", "\udcff broken surrogate"]
+    lines += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+              for _ in range(2000)]
+    for line in lines:
+        parsed = parser.feed(line)
+        assert isinstance(parsed.events, list)
+        assert parsed.text is not None
+    parser.finish(cancelled=False)
+
+
+def test_error_without_traceback_keeps_the_text() -> None:
+    error = error_from_lines(["Internal error", "something odd"])
+    assert error["type"] == "TaskFailed" and "something odd" in error["traceback"]
+    assert error_from_lines([])["message"]
+
+
+def test_username_is_supplied_only_when_missing_or_root() -> None:
+    assert metaflow_env({"USER": "root"})["METAFLOW_USER"] == "flowdeck"
+    assert metaflow_env({})["METAFLOW_USER"] == "flowdeck"
+    assert "METAFLOW_USER" not in metaflow_env({"USER": "ada"})
+    assert metaflow_env({"METAFLOW_USER": "bob"})["METAFLOW_USER"] == "bob"
+
+
+def test_arguments_split_between_bridge_and_metaflow(monkeypatch) -> None:
+    monkeypatch.setenv("FLOWDECK_RUN_ID", "abc")
+    args = parse_args(["f.py", "resume", "divide", "--origin-run-id", "12"])
+    assert (args.command, args.run_id, args.origin_run_id) == ("resume", "abc", "12")
+    assert args.metaflow_args == ["divide", "--origin-run-id", "12"]
+    args = parse_args(["f.py", "--run-id", "x1", "--count", "2"])
+    assert (args.command, args.run_id, args.metaflow_args) == ("run", "x1", ["--count", "2"])
+    with pytest.raises(UsageError):
+        parse_args(["f.py", "--run-id", "no spaces allowed"])
+    with pytest.raises(UsageError):
+        parse_args([])
+
+
+# -- real Metaflow runs ------------------------------------------------------------------
+
+@pytest.fixture
+def mf_flow(tmp_path: Path):
+    """Copy a sample Metaflow flow into a fresh folder (its .metaflow and .flowdeck go there)."""
+    pytest.importorskip("metaflow")
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        target.write_text((MF_FLOWS / name).read_text())
+        return target
+
+    return copy
+
+
+def bridge_env(run_id: str) -> dict[str, str]:
+    env = child_env(FLOWDECK_RUN_ID=run_id)
+    for name in ("USER", "USERNAME", "METAFLOW_USER"):
+        env.pop(name, None)  # the bridge must supply a user name itself
+    return env
+
+
+def run_bridge(path: Path, *args: str, run_id: str = "r1"
+               ) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    result = subprocess.run([sys.executable, "-m", "flowdeck.metaflow_bridge", str(path),
+                             *args], cwd=path.parent, env=bridge_env(run_id),
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    return result, read_events(events_path(path, run_id))
+
+
+def events_path(path: Path, run_id: str) -> Path:
+    flow = analyze_file(path).flows[0].name
+    return path.parent / ".flowdeck" / flow / "runs" / run_id / "events.jsonl"
+
+
+def tasks(events: list[dict], step: str, kind: str = "task_finished") -> list[dict]:
+    return [e for e in events if e["type"] == kind and e["step"] == step]
+
+
+def check_stream(events: list[dict]) -> None:
+    """First run_started, last run_finished, every finish after its start, ids unique."""
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    assert events[0]["engine"] == "metaflow"
+    open_attempts = set()
+    for e in events[1:-1]:
+        key = (e["task_id"], e["attempt"])
+        if e["type"] == "task_started":
+            assert key not in open_attempts
+            open_attempts.add(key)
+        else:
+            assert e["type"] == "task_finished" and key in open_attempts
+            open_attempts.remove(key)
+    assert not open_attempts
+
+
+def test_linear_run_passes_output_and_parameters(mf_flow) -> None:
+    path = mf_flow("linear.py")
+    result, events = run_bridge(path, "run", "--greeting", "hi")
+    assert result.returncode == 0, result.stderr
+    check_stream(events)
+    assert "message: HI WORLD" in result.stdout and "Task is starting." in result.stdout
+    assert events[0]["params"] == {"greeting": "hi"}
+    assert events[0]["graph"] == analyze_file(path).flows[0].graph.as_dict()
+    assert [e["step"] for e in events if e["type"] == "task_finished"] == \
+        ["start", "shout", "end"]
+    assert all(e["status"] == "succeeded" and e["duration"] > 0
+               for e in events if e["type"] == "task_finished")
+    shout = tasks(events, "shout", "task_started")[0]
+    log = events_path(path, "r1").parent / shout["logs"]["stdout"]
+    assert "message: HI WORLD" in log.read_text()
+    assert "end" not in log.read_text().split("message")[0]  # only this task's lines
+    assert events[-1]["status"] == "succeeded" and events[-1]["exit_code"] == 0
+    info = json.loads((events_path(path, "r1").parent / "run.json").read_text())
+    assert info["engine"] == "metaflow" and info["status"] == "succeeded"
+    assert info["metaflow_run_id"] and info["params"] == {"greeting": "hi"}
+    assert set(info["step_hashes"]) == {"start", "shout", "end"}
+
+
+def test_branch_run(mf_flow) -> None:
+    result, events = run_bridge(mf_flow("branch.py"))
+    assert result.returncode == 0, result.stderr
+    check_stream(events)
+    done = {e["step"] for e in events if e["type"] == "task_finished"}
+    assert done == {"start", "left", "right", "join", "end"}
+    assert "total 5" in result.stdout
+
+
+def test_foreach_run_counts_splits(mf_flow) -> None:
+    result, events = run_bridge(mf_flow("foreach.py"), "run", "--count", "4")
+    assert result.returncode == 0, result.stderr
+    check_stream(events)
+    assert tasks(events, "start")[0]["foreach_splits"] == 4
+    assert len(tasks(events, "square")) == 4 and len(tasks(events, "join")) == 1
+    assert len({e["task_id"] for e in events if e["type"] == "task_started"}) == 7
+
+
+def test_nested_foreach_run(mf_flow) -> None:
+    result, events = run_bridge(mf_flow("nested_foreach.py"), "run", "--max-workers", "8")
+    assert result.returncode == 0, result.stderr
+    check_stream(events)
+    assert events[0]["max_workers"] == 8
+    assert [e["foreach_splits"] for e in tasks(events, "pick")] == [3, 3]
+    assert len(tasks(events, "combine")) == 6 and len(tasks(events, "inner_join")) == 2
+    assert len(tasks(events, "outer_join")) == 1
+    assert "pairs ['a1', 'a2', 'a3', 'b1', 'b2', 'b3']" in result.stdout
+
+
+def test_retrying_run_reports_both_attempts(mf_flow) -> None:
+    result, events = run_bridge(mf_flow("retrying.py"))
+    assert result.returncode == 0, result.stderr
+    check_stream(events)
+    flaky = tasks(events, "flaky")
+    assert [(e["attempt"], e["status"], e["will_retry"]) for e in flaky] == \
+        [(0, "failed", True), (1, "succeeded", False)]
+    assert flaky[0]["error"]["type"] == "RuntimeError"
+    assert [e["attempt"] for e in tasks(events, "flaky", "task_started")] == [0, 1]
+    assert events[-1]["status"] == "succeeded"
+
+
+def test_failing_then_resumed_run(mf_flow) -> None:
+    path = mf_flow("failing.py")
+    result, events = run_bridge(path, run_id="first")
+    assert result.returncode == 1
+    check_stream(events)
+    divide = tasks(events, "divide")
+    assert [(e["status"], e["will_retry"]) for e in divide] == [("failed", False)]
+    error = divide[0]["error"]
+    assert error["type"] == "ZeroDivisionError" and error["message"] == "division by zero"
+    assert f'File "{path}", line 17, in divide' in error["traceback"]
+    assert "metaflow" not in error["traceback"].replace(str(path), "")
+    finished = events[-1]
+    assert (finished["status"], finished["exit_code"]) == ("failed", 1)
+    assert finished["error"]["step"] == "divide"
+    assert not tasks(events, "end", "task_started")
+
+    path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
+    result, events = run_bridge(path, "resume", "--origin-run-id", "first", run_id="second")
+    assert result.returncode == 0, result.stderr + result.stdout
+    check_stream(events)
+    assert events[0]["origin_run_id"] == "first"
+    start = tasks(events, "start")
+    assert [(e["status"], e["attempt"]) for e in start] == [("reused", 0)]
+    assert start[0]["origin"] == "first/start/1"  # our run id, so the window finds its logs
+    assert tasks(events, "start", "task_started")[0]["reused"] is True
+    assert [e["status"] for e in tasks(events, "divide")] == ["succeeded"]
+    assert events[-1]["status"] == "succeeded"
+    assert "result 1.0" in result.stdout
+
+
+def test_resume_from_a_chosen_step(mf_flow) -> None:
+    path = mf_flow("linear.py")
+    result, _ = run_bridge(path, run_id="base")
+    assert result.returncode == 0, result.stderr
+    result, events = run_bridge(path, "resume", "shout", "end", "--origin-run-id", "base",
+                                run_id="again")
+    assert result.returncode == 0, result.stderr
+    assert "resuming from shout" in result.stderr
+    assert [e["status"] for e in tasks(events, "start")] == ["reused"]
+    assert [e["status"] for e in tasks(events, "shout")] == ["succeeded"]
+
+
+def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
+    env = bridge_env("x")
+    missing = subprocess.run([sys.executable, "-m", "flowdeck.metaflow_bridge",
+                              str(tmp_path / "nope.py"), "run"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    (tmp_path / "plain.py").write_text("x = 1\n")
+    plain = subprocess.run([sys.executable, "-m", "flowdeck.metaflow_bridge",
+                            str(tmp_path / "plain.py")], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 2 and "defines no flow" in plain.stderr
+    assert not (tmp_path / ".flowdeck").exists()
+
+
+def _start_sleepy(path: Path, run_id: str, new_session: bool = False,
+                  own_group: bool = False) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "flowdeck.metaflow_bridge", str(path), "run"],
+                            cwd=path.parent, env=bridge_env(run_id), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=new_session,
+                            process_group=0 if own_group else None)
+
+
+def _wait_for_naps(proc: subprocess.Popen[str], path: Path, run_id: str) -> list[int]:
+    """Task pids of nap_a and nap_b once both are running (from the event stream)."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        started = [e for e in read_events(events_path(path, run_id))
+                   if e["type"] == "task_started" and e["step"].startswith("nap")]
+        if len(started) == 2:
+            return [int(e["pid"]) for e in started]
+        assert proc.poll() is None, "the bridge ended before its tasks started"
+        time.sleep(0.05)
+    raise AssertionError("the nap tasks never started")
+
+
+def _kill_group(pgid: int) -> None:
+    """Test clean-up: whatever a failed assertion left running of a run's group."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@pytest.fixture
+def sleepy_runs():
+    """Bridges started by a stop test; their groups are killed even if the test fails."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        _kill_group(proc.pid)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie of ours counts as gone; anything else is alive
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_sigint_to_the_group_stops_everything(mf_flow, sleepy_runs) -> None:
+    path = mf_flow("sleepy.py")
+    proc = _start_sleepy(path, "stop1", new_session=True)
+    sleepy_runs.append(proc)
+    task_pids = _wait_for_naps(proc, path, "stop1")
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGINT
+    events = read_events(events_path(path, "stop1"))
+    check_stream(events)
+    assert events[-1]["status"] == "cancelled"
+    assert {e["status"] for e in events if e["type"] == "task_finished"
+            and e["step"].startswith("nap")} == {"cancelled"}
+    deadline = time.monotonic() + 10
+    while not all(_gone(p) for p in task_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(p) for p in task_pids)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_sigterm_to_the_bridge_alone_stops_everything(mf_flow, sleepy_runs) -> None:
+    path = mf_flow("sleepy.py")
+    proc = _start_sleepy(path, "stop2", new_session=False)
+    sleepy_runs.append(proc)
+    task_pids = _wait_for_naps(proc, path, "stop2")
+    proc.terminate()
+    proc.communicate(timeout=30)
+    events = read_events(events_path(path, "stop2"))
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "cancelled"
+    deadline = time.monotonic() + 10
+    while not all(_gone(p) for p in task_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(_gone(p) for p in task_pids)
+
+
+def test_artifacts_of_a_metaflow_task_come_from_metaflows_client(mf_flow) -> None:
+    path = mf_flow("linear.py")
+    result, _ = run_bridge(path)
+    assert result.returncode == 0, result.stderr
+    root = path.parent / ".flowdeck"
+    answer = subprocess.run([sys.executable, "-m", "flowdeck.inspect_task", str(root),
+                             "MfLinearFlow", "r1", "shout", "2"], env=child_env(),
+                            cwd=Path("/"), capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    data = json.loads(answer.stdout)
+    assert data["error"] is None
+    by_name = {a["name"]: a for a in data["artifacts"]}
+    assert by_name["message"]["preview"] == "'HELLO WORLD'"
+    assert by_name["words"]["type"] == "list"
+
+
+# -- our static graph equals Metaflow's own ----------------------------------------------
+
+
+def metaflow_graph(source: Path, tmp_path: Path) -> dict:
+    pytest.importorskip("metaflow")
+    path = tmp_path / source.name
+    path.write_text(source.read_text())
+    result = subprocess.run([sys.executable, str(path), "output-raw", "--json"],
+                            cwd=tmp_path, env=child_env(**metaflow_env({})),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_static_graph_equals_metaflows_output_raw(path: Path, tmp_path: Path) -> None:
+    ours = analyze_file(path).flows
+    assert len(ours) == 1 and ours[0].ok and ours[0].engine == "metaflow"
+    theirs = metaflow_graph(path, tmp_path)
+    mine = ours[0].graph.as_dict()
+    assert {n: {k: v.get(k) for k in FIELDS} for n, v in mine["graph"].items()} == \
+        {n: {k: v.get(k) for k in FIELDS} for n, v in theirs["graph"].items()}
+    assert mine["graph_structure"] == theirs["graph_structure"]
+
+
+def test_a_file_that_never_starts_its_flow_fails_with_the_fix(mf_flow) -> None:
+    path = mf_flow("linear.py")
+    path.write_text(path.read_text().replace("    MfLinearFlow()", "    pass"))
+    result, events = run_bridge(path)
+    assert result.returncode == 1
+    assert events[-1]["status"] == "failed"
+    assert 'if __name__ == "__main__": MfLinearFlow()' in result.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_sigterm_to_a_group_leading_bridge_spares_other_members(mf_flow) -> None:
+    """Like `bridge ... | tee log`: the bridge leads the group, but only its own tree is killed."""
+    path = mf_flow("sleepy.py")
+    proc = _start_sleepy(path, "stop3", own_group=True)
+    neighbour = None
+    try:
+        neighbour = subprocess.Popen(["sleep", "60"], process_group=proc.pid)
+        task_pids = _wait_for_naps(proc, path, "stop3")
+        proc.terminate()
+        proc.communicate(timeout=30)
+        events = read_events(events_path(path, "stop3"))
+        assert events[-1]["status"] == "cancelled"
+        deadline = time.monotonic() + 10
+        while not all(_gone(p) for p in task_pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(p) for p in task_pids)
+        assert neighbour.poll() is None
+    finally:
+        _kill_group(proc.pid)
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()

@@ -1,0 +1,167 @@
+"""The frozen app: interpreter discovery without an interpreter of our own, and a real bundle.
+
+The smoke test builds the PyInstaller bundle from scratch (nothing cached:
+its work and dist folders and PyInstaller's cache live in this test's
+temporary home), starts it offscreen on a flow file, and checks that the
+flow ran to completion in the system Python through the bundle's `pylib/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT
+from flowdeck_desktop import run_process
+from flowdeck_desktop.interpreter import check_interpreter, detect_interpreter
+
+MAX_BUNDLE_MB = 200
+MAX_START_S = 0.6
+
+
+def _fake_python(folder: Path, target: str = sys.executable) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    python = folder / "python3"
+    python.symlink_to(target)
+    return python
+
+
+def test_frozen_app_uses_python3_on_path(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    python = _fake_python(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    found = detect_interpreter(tmp_path / "flows")
+    assert (found.path, found.source) == (str(python), "PATH")
+    assert found.path != sys.executable or not getattr(sys, "_MEIPASS", None)
+
+
+def test_frozen_app_prefers_the_folders_venv(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    _fake_python(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    venv_python = _fake_python(tmp_path / "project" / "venv" / "bin")
+    assert detect_interpreter(tmp_path / "project").path == str(venv_python)
+    assert detect_interpreter(tmp_path / "project", "/opt/py/python3").source == "configured"
+
+
+def test_no_python_anywhere_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    found = detect_interpreter(tmp_path)
+    check = check_interpreter(found.path)
+    assert not check.works
+    assert "install Python 3.11" in check.error and "Run > Interpreter" in check.error
+
+
+def test_frozen_core_path_is_the_bundles_pylib(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "pylib" / "flowdeck").mkdir(parents=True)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert run_process.core_path() == str(tmp_path / "pylib")
+    monkeypatch.setattr(sys, "frozen", False)
+    assert run_process.core_path() == str(ROOT / "core")
+
+
+# -- the bundle -----------------------------------------------------------------------------
+
+def _pyinstaller_or_skip() -> None:
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        if os.environ.get("FLOWDECK_REQUIRE_BUNDLE"):
+            pytest.fail("PyInstaller is missing but FLOWDECK_REQUIRE_BUNDLE is set: "
+                        "python3 -m pip install -e '.[package]'")
+        pytest.skip("PyInstaller is not installed: python3 -m pip install -e '.[package]'")
+
+
+def _system_python() -> str:
+    """A Python without flowdeck installed, so the run needs the bundle's pylib."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
+def _app_env(home: Path, bin_dir: Path) -> dict[str, str]:
+    """What a double-click gives: no venv, no PYTHONPATH, our python3 first on PATH."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "LD_LIBRARY_PATH")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+               XDG_DATA_HOME=str(home / ".local" / "share"), QT_QPA_PLATFORM="offscreen",
+               LANG="C.UTF-8", PATH=os.pathsep.join([str(bin_dir), "/usr/bin", "/bin"]))
+    return env
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _pyinstaller_or_skip()
+    work = tmp_path_factory.mktemp("bundle")
+    env = dict(os.environ, HOME=str(work / "home"), XDG_CACHE_HOME=str(work / "cache"),
+               PYINSTALLER_CONFIG_DIR=str(work / "pyi-config"))
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"),
+                             "--distpath", str(work / "dist"), "--workpath", str(work / "build")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    took = time.perf_counter() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"\nbundle built in {took:.1f} s")
+    return work / "dist" / "flowdeck"
+
+
+@pytest.mark.timeout(900)
+def test_bundle_holds_the_core_examples_and_resources(bundle: Path) -> None:
+    internal = bundle / "_internal"
+    assert (bundle / "flowdeck").is_file() and os.access(bundle / "flowdeck", os.X_OK)
+    assert (internal / "pylib" / "flowdeck" / "__init__.py").is_file()
+    assert (internal / "pylib" / "flowdeck" / "runtime.py").is_file()
+    assert (internal / "examples" / "train.py").is_file()
+    assert (internal / "resources" / "flowdeck.desktop").is_file()
+    assert (internal / "resources" / "icons" / "flowdeck-256.png").is_file()
+    assert not list(internal.rglob("libQt6Qml*")) and not list(internal.rglob("libQt6Pdf*"))
+    size_mb = sum(p.stat().st_size for p in bundle.rglob("*")  # as on disk: PyInstaller
+                  if p.is_file() and not p.is_symlink()) / 1e6  # links libs, not copies
+    assert size_mb < MAX_BUNDLE_MB, f"bundle is {size_mb:.0f} MB"
+
+
+@pytest.mark.timeout(900)
+def test_bundle_runs_a_flow_with_the_system_python(bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "train.py", folder)
+    python = _system_python()
+    bin_dir = tmp_path / "bin"
+    _fake_python(bin_dir, python)
+    env = _app_env(tmp_path / "home", bin_dir)
+    result = subprocess.run([str(bundle / "flowdeck"), str(folder / "train.py"),
+                             "--exit-when-done"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    events = [json.loads(line) for f in folder.glob(".flowdeck/TrainFlow/runs/*/events.jsonl")
+              for line in f.read_text().splitlines() if line]
+    finished = [e for e in events if e["type"] == "run_finished"]
+    assert finished and finished[-1]["status"] == "succeeded"
+
+
+@pytest.mark.timeout(900)
+def test_bundle_starts_quickly(bundle: Path, tmp_path: Path) -> None:
+    env = _app_env(tmp_path / "home", tmp_path / "bin")
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        result = subprocess.run([str(bundle / "flowdeck"), str(EXAMPLES), "--new-instance",
+                                 "--quit-when-shown"], env=env, capture_output=True, text=True,
+                                timeout=60)
+        times.append(time.perf_counter() - started)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert statistics.median(times) < MAX_START_S, f"start to window and out: {times}"
