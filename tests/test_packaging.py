@@ -165,3 +165,20 @@ def test_bundle_starts_quickly(bundle: Path, tmp_path: Path) -> None:
         times.append(time.perf_counter() - started)
         assert result.returncode == 0, result.stderr[-2000:]
     assert statistics.median(times) < MAX_START_S, f"start to window and out: {times}"
+
+
+@pytest.mark.timeout(900)
+def test_bundle_headless_run_uses_a_real_python(bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "train.py", folder)
+    _fake_python(tmp_path / "bin", _system_python())
+    env = _app_env(tmp_path / "home", tmp_path / "bin")
+    result = subprocess.run([str(bundle / "flowdeck"), "run", str(folder / "train.py")],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "succeeded" in result.stdout
+    env["PATH"] = str(tmp_path / "no-python-here")
+    missing = subprocess.run([str(bundle / "flowdeck"), "run", str(folder / "train.py")],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "install Python 3.11" in missing.stderr
