@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths, QTimer
+from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
 from .controller import FlowdeckController
@@ -103,20 +103,27 @@ def bring_up(window: MainWindow, paths: list[str]) -> None:
 def listen_for_others(app: QApplication, window: MainWindow) -> InstanceServer:
     """Later starts and macOS file-open events hand their paths to this window."""
     server = InstanceServer(parent=app)
-    if not server.listen():
+    if not server.listen() and not server.other_instance:
         print("Flowdeck: cannot listen for other starts "
-              f"({server.server.errorString()}); each start will open its own window.",
-              file=sys.stderr)
+              f"({server.server.errorString()}); each start will open its own window. "
+              f"Check that {QDir.tempPath()} is writable.", file=sys.stderr)
     server.paths_received.connect(lambda paths: bring_up(window, paths))
+    app.aboutToQuit.connect(server.close)  # remove the socket file on a normal exit
     opener = FileOpenFilter(app)
     opener.paths_received.connect(lambda paths: bring_up(window, paths))
     app.installEventFilter(opener)
     return server
 
 
+def hands_over(options: AppOptions) -> bool:
+    """Plain starts go to a running window; scripted ones need their own outcome and exit code."""
+    return not (options.new_instance or options.screenshot or options.exit_when_done
+                or options.quit_when_shown)
+
+
 def run_app(argv: list[str]) -> int:
     options = parse_args(argv)
-    if not options.new_instance and send_to_running(options.paths):
+    if hands_over(options) and send_to_running(options.paths):
         return 0  # the running window took the paths and came to the front
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName("Flowdeck")

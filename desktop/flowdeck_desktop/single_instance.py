@@ -78,6 +78,7 @@ class InstanceServer(QObject):
         self.server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         self.server.newConnection.connect(self._on_connection)
         self._buffers: dict[QLocalSocket, bytes] = {}
+        self.other_instance = False  # set by listen(): a live instance owns the name
 
     def listen(self) -> bool:
         """Listen, unless a live instance answers; a stale socket (a crash's leftover) is removed.
@@ -87,7 +88,8 @@ class InstanceServer(QObject):
         """
         probe = QLocalSocket()
         probe.connectToServer(self.name)
-        if probe.waitForConnected(CONNECT_MS):
+        self.other_instance = probe.waitForConnected(CONNECT_MS)
+        if self.other_instance:
             probe.disconnectFromServer()
             return False
         QLocalServer.removeServer(self.name)
