@@ -34,6 +34,21 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def process_alive(pid: int) -> bool:
+    """True while a process exists and is not a zombie (a zombie has finished)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return not handle.read().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
+
+
 def run_flow(path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None,
              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`python path args...` as a user would run it; output captured as text."""
@@ -56,6 +71,28 @@ def flow_file(tmp_path: Path):
         raise FileNotFoundError(name)
 
     return copy
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    """A settings file of the test's own, for the window (never the user's)."""
+    from PySide6.QtCore import QSettings
+    return QSettings(str(tmp_path / "settings" / "flowdeck.ini"), QSettings.Format.IniFormat)
+
+
+def flow_key(controller, name: str) -> str:
+    """The catalog key of the flow class called `name`."""
+    return next(e.key for e in controller.model.entries() if e.name == name)
+
+
+def close_window(controller, window) -> None:
+    """Stop the window's runs first (so closing asks nothing), then close everything."""
+    for run in controller.runs.values():
+        run.stop()
+        run.wait_stopped(3000)
+    window.close()
+    controller.shutdown()
+    window.deleteLater()
 
 
 @pytest.fixture(autouse=True)

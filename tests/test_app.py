@@ -12,16 +12,11 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QU
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from conftest import EXAMPLES, FLOWS
+from conftest import EXAMPLES, FLOWS, close_window, flow_key
 from flowdeck_desktop.app import build
 from flowdeck_desktop.catalog_model import STATUS_ROLE
 
 RUN_TIMEOUT = 30000
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings" / "flowdeck.ini"), QSettings.Format.IniFormat)
 
 
 @pytest.fixture
@@ -39,16 +34,10 @@ def app(qtbot, settings: QSettings, folder: Path):
     controller, window = build(settings, [str(folder)])
     window.show()
     yield controller, window
-    for run in controller.runs.values():  # before closing, so closing asks nothing
-        run.stop()
-        run.wait_stopped(3000)
-    window.close()
-    controller.shutdown()
-    window.deleteLater()
+    close_window(controller, window)
 
 
-def key_of(controller, name: str) -> str:
-    return next(e.key for e in controller.model.entries() if e.name == name)
+key_of = flow_key
 
 
 def run_and_wait(qtbot, controller, window, name: str) -> str:
@@ -402,7 +391,8 @@ def test_double_clicking_a_step_opens_the_editor_at_its_line(qtbot, app, tmp_pat
     key = key_of(controller, "TrainFlow")
     window.select_flow(key)
     window.scene.step_double_clicked.emit("pick")
-    qtbot.waitUntil(record.exists, timeout=5000)
+    qtbot.waitUntil(lambda: record.exists() and record.read_text().endswith("\n"),
+                    timeout=5000)  # the shell creates the file before it writes the line
     entry = controller.model.entry(key)
     assert record.read_text().split() == [f"+{entry.flow.graph['pick'].line}", entry.file]
 

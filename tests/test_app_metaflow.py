@@ -11,18 +11,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
-from conftest import FLOWS
+from conftest import FLOWS, close_window, flow_key, process_alive
 from flowdeck_desktop.app import build
 
 pytest.importorskip("metaflow")
 
 RUN_TIMEOUT = 60000
 MF_FLOWS = FLOWS / "metaflow"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings" / "flowdeck.ini"), QSettings.Format.IniFormat)
 
 
 @pytest.fixture
@@ -41,16 +36,10 @@ def app(qtbot, settings: QSettings, folder: Path, monkeypatch):
     controller, window = build(settings, [str(folder)])
     window.show()
     yield controller, window
-    for run in controller.runs.values():
-        run.stop()
-        run.wait_stopped(3000)
-    window.close()
-    controller.shutdown()
-    window.deleteLater()
+    close_window(controller, window)
 
 
-def key_of(controller, name: str) -> str:
-    return next(e.key for e in controller.model.entries() if e.name == name)
+key_of = flow_key
 
 
 def status_of(window, step: str) -> str:
@@ -123,7 +112,7 @@ def test_metaflow_stop_leaves_no_process(qtbot, app) -> None:
         window.stop_selected()
     assert blocker.args[1] == "cancelled"
     assert status_of(window, "nap_a") == "cancelled"
-    qtbot.waitUntil(lambda: _group_gone(pgid) and all(_gone(p) for p in task_pids),
+    qtbot.waitUntil(lambda: _group_gone(pgid) and all(not process_alive(p) for p in task_pids),
                     timeout=5000)
 
 
@@ -148,15 +137,3 @@ def _group_gone(pgid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1].startswith("Z")
-    except OSError:
-        return True

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import process_alive
 from flowdeck.datastore import default_root
 from flowdeck_desktop.run_process import RunProcess, RunRequest, new_run_id
 from flowdeck_desktop.run_state import RunState
@@ -32,17 +33,6 @@ def collect(run: RunProcess) -> tuple[list[dict], list[tuple[str, str]], list[tu
     run.ended.connect(lambda c, s: ended.append((c, s)))
     return events, output, ended
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_run_streams_events_and_output(qtbot, flow_file) -> None:
@@ -101,7 +91,7 @@ def test_stop_ends_the_run_and_every_child_within_two_seconds(qtbot, flow_file) 
     with qtbot.waitSignal(run.ended, timeout=2000):
         run.stop()
     assert ended[0][1] == "cancelled"
-    qtbot.waitUntil(lambda: not any(alive(p) for p in [run.pid, helper, *workers]),
+    qtbot.waitUntil(lambda: not any(process_alive(p) for p in [run.pid, helper, *workers]),
                     timeout=2000)
 
 

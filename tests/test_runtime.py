@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import child_env, run_flow
+from conftest import child_env, process_alive, run_flow
 from flowdeck import Flow, Run
 from flowdeck.events import read_events
 
@@ -285,21 +285,10 @@ def test_signal_cancels_cleanly(flow_file, sig: int) -> None:
     assert cancelled == {"nap_a", "nap_b"}
     workers = [e["pid"] for e in events if e["type"] == "task_started"]
     for pid in workers:
-        assert not _alive(pid)
+        assert not process_alive(pid)
     assert run["start"].task.data.payload == list(range(1000))
     os.killpg(proc.pid, signal.SIGKILL)  # the multiprocessing helper is the group's
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_sigkill_mid_run_leaves_finished_tasks_readable(flow_file) -> None:
