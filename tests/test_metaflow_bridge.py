@@ -381,6 +381,43 @@ def sleepy_runs():
         proc.wait()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_sigint_to_the_group_stops_everything(mf_flow, sleepy_runs) -> None:
+    path = mf_flow("sleepy.py")
+    proc = _start_sleepy(path, "stop1", new_session=True)
+    sleepy_runs.append(proc)
+    task_pids = _wait_for_naps(proc, path, "stop1")
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGINT
+    events = read_events(events_path(path, "stop1"))
+    check_stream(events)
+    assert events[-1]["status"] == "cancelled"
+    assert {e["status"] for e in events if e["type"] == "task_finished"
+            and e["step"].startswith("nap")} == {"cancelled"}
+    deadline = time.monotonic() + 10
+    while any(process_alive(p) for p in task_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(process_alive(p) for p in task_pids)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_sigterm_to_the_bridge_alone_stops_everything(mf_flow, sleepy_runs) -> None:
+    path = mf_flow("sleepy.py")
+    proc = _start_sleepy(path, "stop2", new_session=False)
+    sleepy_runs.append(proc)
+    task_pids = _wait_for_naps(proc, path, "stop2")
+    proc.terminate()
+    proc.communicate(timeout=30)
+    events = read_events(events_path(path, "stop2"))
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "cancelled"
+    deadline = time.monotonic() + 10
+    while any(process_alive(p) for p in task_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(process_alive(p) for p in task_pids)
+
 
 def test_artifacts_of_a_metaflow_task_come_from_metaflows_client(mf_flow) -> None:
     path = mf_flow("linear.py")
@@ -446,9 +483,9 @@ def test_sigterm_to_a_group_leading_bridge_spares_other_members(mf_flow) -> None
         events = read_events(events_path(path, "stop3"))
         assert events[-1]["status"] == "cancelled"
         deadline = time.monotonic() + 10
-        while not all(not process_alive(p) for p in task_pids) and time.monotonic() < deadline:
+        while any(process_alive(p) for p in task_pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert all(not process_alive(p) for p in task_pids)
+        assert not any(process_alive(p) for p in task_pids)
         assert neighbour.poll() is None
     finally:
         _kill_group(proc.pid)
