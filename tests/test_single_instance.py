@@ -16,10 +16,11 @@ from PySide6.QtCore import QDir, QObject, QSettings
 from PySide6.QtGui import QFileOpenEvent
 from PySide6.QtWidgets import QApplication
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, child_env
 from flowdeck_desktop.app import bring_up, build, cli_files
 from flowdeck_desktop.single_instance import (FileOpenFilter, InstanceServer, decode_paths,
-                                              encode_paths, send_to_running, server_name)
+                                              encode_paths, send_to_running, server_name,
+                                              wants_run)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="socket paths are Unix here")
 
@@ -163,3 +164,20 @@ def test_scripted_starts_keep_their_own_outcome() -> None:
     for flags in (["--exit-when-done"], ["--screenshot", "x.png"], ["--new-instance"],
                   ["--quit-when-shown"]):
         assert not hands_over(parse_args(["a.py", *flags]))
+
+
+def test_the_run_action_reaches_the_running_window_as_a_run(qtbot, tmp_path: Path) -> None:
+    name = f"flowdeck-test-run-{os.getpid()}-{tmp_path.name}"
+    server = InstanceServer(name=name)
+    assert server.listen()
+    try:
+        code = ("import sys; from flowdeck_desktop.single_instance import send_to_running; "
+                f"sys.exit(0 if send_to_running({[str(tmp_path / 'f.py')]!r}, name={name!r}, "
+                "run=True) else 1)")
+        with qtbot.waitSignal(server.run_requested, timeout=10000) as blocker:
+            client = subprocess.Popen([sys.executable, "-c", code], env=child_env())
+        qtbot.waitUntil(lambda: client.poll() is not None, timeout=10000)
+        assert blocker.args == [[str(tmp_path / "f.py")]] and client.returncode == 0
+    finally:
+        server.close()
+    assert wants_run(encode_paths(["a.py"], run=True)) and not wants_run(encode_paths(["a.py"]))

@@ -91,12 +91,18 @@ def cli_files(paths: list[str]) -> list[str]:
     return [p for p in paths if os.path.isfile(p)]
 
 
-def bring_up(window: MainWindow, paths: list[str]) -> None:
-    """Paths from another start (or the Dock): raise the window, then treat them as a drop."""
+def bring_up(window: MainWindow, paths: list[str], run: bool = False) -> None:
+    """Paths from another start (or the Dock): raise the window, then treat them as a drop.
+
+    `run` (the Run action) runs the selected flow even when dropped flows do not run.
+    """
     window.showNormal() if window.isMinimized() else window.show()
     window.raise_()
     window.activateWindow()
-    if paths:
+    if run:
+        window.open_paths(paths) if paths else None
+        window.run_selected()
+    elif paths:
         window.handle_dropped(paths)
 
 
@@ -108,6 +114,7 @@ def listen_for_others(app: QApplication, window: MainWindow) -> InstanceServer:
               f"({server.server.errorString()}); each start will open its own window. "
               f"Check that {QDir.tempPath()} is writable.", file=sys.stderr)
     server.paths_received.connect(lambda paths: bring_up(window, paths))
+    server.run_requested.connect(lambda paths: bring_up(window, paths, run=True))
     app.aboutToQuit.connect(server.close)  # remove the socket file on a normal exit
     opener = FileOpenFilter(app)
     opener.paths_received.connect(lambda paths: bring_up(window, paths))
@@ -123,7 +130,7 @@ def hands_over(options: AppOptions) -> bool:
 
 def run_app(argv: list[str]) -> int:
     options = parse_args(argv)
-    if hands_over(options) and send_to_running(options.paths):
+    if hands_over(options) and send_to_running(options.paths, run=options.run):
         return 0  # the running window took the paths and came to the front
     app = QApplication.instance() or QApplication([sys.argv[0], *argv])
     app.setApplicationName("Flowdeck")

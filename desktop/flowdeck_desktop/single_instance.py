@@ -35,11 +35,26 @@ def server_name(home: str | None = None) -> str:
     return f"flowdeck-{user}-{zlib.crc32(home.encode()):08x}"
 
 
-def encode_paths(paths: list[str], cwd: str | None = None) -> bytes:
-    """One JSON line; paths made absolute here, since the running window has another cwd."""
+def encode_paths(paths: list[str], cwd: str | None = None, run: bool = False) -> bytes:
+    """One JSON line; paths made absolute here, since the running window has another cwd.
+
+    `run` carries `flowdeck --run` (the desktop file's Run action) to the running window.
+    """
     base = cwd or os.getcwd()
     absolute = [str(Path(base, p).absolute()) if not os.path.isabs(p) else p for p in paths]
-    return json.dumps({"paths": absolute}).encode("utf-8") + b"\n"
+    message: dict[str, object] = {"paths": absolute}
+    if run:
+        message["run"] = True
+    return json.dumps(message).encode("utf-8") + b"\n"
+
+
+def wants_run(data: bytes) -> bool:
+    """Whether a message asks the running window to run the flow (the Run action)."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(value, dict) and value.get("run") is True
 
 
 def decode_paths(data: bytes) -> list[str]:
@@ -52,13 +67,13 @@ def decode_paths(data: bytes) -> list[str]:
     return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
 
 
-def send_to_running(paths: list[str], name: str | None = None) -> bool:
+def send_to_running(paths: list[str], name: str | None = None, run: bool = False) -> bool:
     """True when a running instance took the paths; False when none answers (start one)."""
     socket = QLocalSocket()
     socket.connectToServer(name or server_name())
     if not socket.waitForConnected(CONNECT_MS):
         return False
-    socket.write(QByteArray(encode_paths(paths)))
+    socket.write(QByteArray(encode_paths(paths, run=run)))
     socket.flush()
     socket.waitForBytesWritten(ANSWER_MS)
     answered = socket.waitForReadyRead(ANSWER_MS) and bytes(socket.readAll().data()) == ACK
@@ -70,6 +85,7 @@ class InstanceServer(QObject):
     """Listens for later starts and emits the paths they hand over."""
 
     paths_received = Signal(list)
+    run_requested = Signal(list)  # the same, from `flowdeck --run` (run whatever the setting)
 
     def __init__(self, name: str | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -114,7 +130,10 @@ class InstanceServer(QObject):
         self._buffers[socket] = b""
         socket.write(QByteArray(ACK))
         socket.flush()
-        self.paths_received.emit(decode_paths(line))
+        if wants_run(line):
+            self.run_requested.emit(decode_paths(line))
+        else:
+            self.paths_received.emit(decode_paths(line))
 
     def _forget(self, socket: QLocalSocket) -> None:
         self._buffers.pop(socket, None)
