@@ -48,6 +48,16 @@ def run_and_wait(qtbot, controller, window, name: str) -> str:
     return blocker.args[1]
 
 
+def start_napping(qtbot, controller, window, step: str = "nap_a") -> str:
+    """Run SleepyFlow from the window and wait until `step` is running; returns its key."""
+    key = key_of(controller, "SleepyFlow")
+    window.select_flow(key)
+    window.run_selected()
+    qtbot.waitUntil(lambda: window.scene.step_state(step).status == "running",
+                    timeout=RUN_TIMEOUT)
+    return key
+
+
 def step_status(window, step: str) -> str:
     return window.scene.step_state(step).status
 
@@ -110,12 +120,8 @@ def test_failure_shows_red_step_traceback_and_resume_works(qtbot, app, folder: P
 
 def test_stop_ends_a_hanging_run_quickly(qtbot, app) -> None:
     controller, window = app
-    key = key_of(controller, "SleepyFlow")
-    window.select_flow(key)
-    window.run_selected()
+    key = start_napping(qtbot, controller, window, "nap_a")
     state = controller.states[key]
-    qtbot.waitUntil(lambda: window.scene.step_state("nap_a").status == "running",
-                    timeout=RUN_TIMEOUT)
     assert window.act_stop.isEnabled()
     with qtbot.waitSignal(controller.run_ended, timeout=2000) as blocker:
         window.stop_selected()
@@ -126,11 +132,7 @@ def test_stop_ends_a_hanging_run_quickly(qtbot, app) -> None:
 
 def test_killed_run_is_marked_crashed(qtbot, app) -> None:
     controller, window = app
-    key = key_of(controller, "SleepyFlow")
-    window.select_flow(key)
-    window.run_selected()
-    qtbot.waitUntil(lambda: window.scene.step_state("nap_b").status == "running",
-                    timeout=RUN_TIMEOUT)
+    key = start_napping(qtbot, controller, window, "nap_b")
     with qtbot.waitSignal(controller.run_ended, timeout=5000) as blocker:
         os.killpg(controller.runs[key].pid, signal.SIGKILL)
     assert blocker.args[1] == "crashed"
@@ -241,11 +243,7 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
 
 def test_closing_during_a_run_asks_then_stops_it(qtbot, app) -> None:
     controller, window = app
-    key = key_of(controller, "SleepyFlow")
-    window.select_flow(key)
-    window.run_selected()
-    qtbot.waitUntil(lambda: window.scene.step_state("nap_a").status == "running",
-                    timeout=RUN_TIMEOUT)
+    key = start_napping(qtbot, controller, window, "nap_a")
 
     def answer_yes() -> None:
         box = QApplication.activeModalWidget()
@@ -279,11 +277,7 @@ def test_layout_is_restored(qtbot, settings: QSettings, folder: Path) -> None:
 
 def test_flow_file_deleted_while_running(qtbot, app, folder: Path) -> None:
     controller, window = app
-    key = key_of(controller, "SleepyFlow")
-    window.select_flow(key)
-    window.run_selected()
-    qtbot.waitUntil(lambda: window.scene.step_state("nap_a").status == "running",
-                    timeout=RUN_TIMEOUT)
+    key = start_napping(qtbot, controller, window, "nap_a")
     (folder / "sleepy.py").unlink()
     qtbot.waitUntil(lambda: controller.model.entry(key) is None, timeout=10000)
     assert controller.is_running(key)  # the run goes on; its process has the code

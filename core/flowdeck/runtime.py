@@ -333,7 +333,7 @@ class Orchestrator:
                 os._exit(code)
         os.close(out_w)
         os.close(err_w)
-        self._track(task, pid, out_r, err_r, task_dir, node_timeout(self.steps[task.step]))
+        self._track(task, pid, out_r, err_r, task_dir, request.timeout_s)
 
     def _make_task_dir(self, task: PendingTask, create: bool = True) -> str:
         """The task's folder. Workers create their own (off the orchestrator's critical path)."""

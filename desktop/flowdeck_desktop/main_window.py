@@ -254,7 +254,6 @@ class MainWindow(QMainWindow):
         c.run_ended.connect(self._on_run_ended)
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
-        c.model.rowsInserted.connect(lambda *_: self._refresh_controls())
         c.model.flow_removed.connect(self._on_flow_removed)
 
     # -- layout persistence --------------------------------------------------------------
