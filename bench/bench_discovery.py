@@ -42,9 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
-from flowdeck.discovery import CatalogDiff, FlowCatalog  # noqa: E402
-from flowdeck.flowfile import analyze_file  # noqa: E402
-from flowdeck.watcher import FolderWatcher  # noqa: E402
+from flowdeck.discovery.catalog import CatalogDiff, FlowCatalog  # noqa: E402
+from flowdeck.analysis.flowfile import analyze_file  # noqa: E402
+from flowdeck.discovery.watcher import FolderWatcher  # noqa: E402
 
 
 # -- generating the folder ----------------------------------------------------

@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from flowdeck.discovery import CatalogDiff
-from flowdeck.watcher import WatchStatus
+from flowdeck.discovery.catalog import CatalogDiff
+from flowdeck.discovery.watcher import WatchStatus
 
 CASES = Path(__file__).resolve().parent / "flows" / "discovery"
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from conftest import EXAMPLES, FLOWS, close_window, flow_key
 from flowdeck_desktop.app import build
-from flowdeck_desktop.catalog_model import STATUS_ROLE
+from flowdeck_desktop.models.catalog_model import STATUS_ROLE
 
 RUN_TIMEOUT = 30000
 

@@ -26,8 +26,8 @@ def test_no_core_module_imports_qt() -> None:
 
 
 def test_importing_and_running_the_core_loads_no_qt(tmp_path) -> None:
-    code = ("import sys, flowdeck, flowdeck.cli, flowdeck.launch, flowdeck.client\n"
-            "import flowdeck.flowfile, flowdeck.runtime\n"
+    code = ("import sys, flowdeck, flowdeck.cli.main, flowdeck.engine.launch, flowdeck.client\n"
+            "import flowdeck.analysis.flowfile, flowdeck.engine.runtime\n"
             f"bad = [m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}]\n"
             "print(bad)\n")
     result = subprocess.run([sys.executable, "-c", code], env=child_env(), cwd=tmp_path,

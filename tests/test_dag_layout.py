@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import EXAMPLES, FLOWS
-from flowdeck.flowfile import analyze_file
-from flowdeck_desktop.dag_layout import (DagLayout, EdgeRoute, LayoutOptions, NodePlacement,
+from flowdeck.analysis.flowfile import analyze_file
+from flowdeck_desktop.views.dag_layout import (DagLayout, EdgeRoute, LayoutOptions, NodePlacement,
                                          foreach_body_steps, layout_graph)
 
 EPS = 1e-6

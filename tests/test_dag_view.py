@@ -16,8 +16,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from conftest import FLOWS
-from flowdeck.flowfile import analyze_file
-from flowdeck_desktop.dag_view import (DagScene, DagView, EdgeItem, StepItem, StepState,
+from flowdeck.analysis.flowfile import analyze_file
+from flowdeck_desktop.views.dag_view import (DagScene, DagView, EdgeItem, StepItem, StepState,
                                        format_duration)
 from test_dag_layout import graph_from_structure, sixty_steps
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from flowdeck_desktop import desktop_integration as di
+from flowdeck_desktop.system import desktop_integration as di
 
 DESKTOP_FILE = ROOT / "resources" / "flowdeck.desktop"
 VALIDATE = shutil.which("desktop-file-validate")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, child_env
-from flowdeck_desktop.editor import editor_command
-from flowdeck_desktop.interpreter import check_interpreter, detect_interpreter
-from flowdeck_desktop.panes import failing_line, list_runs
+from flowdeck_desktop.system.editor import editor_command
+from flowdeck_desktop.system.interpreter import check_interpreter, detect_interpreter
+from flowdeck_desktop.views.panes import failing_line, list_runs
 
 
 def make_venv(folder: Path) -> Path:
@@ -113,7 +113,7 @@ def test_headless_run_prints_progress_and_exit_code(tmp_path: Path) -> None:
 def test_artifact_previews_give_shape_dtype_and_heads() -> None:
     import numpy as np
 
-    from flowdeck.inspect_task import describe_value
+    from flowdeck.engines.inspect_task import describe_value
 
     class FakeFrame:  # the two things describe_value asks of a data frame
         columns = ["a", "b"]

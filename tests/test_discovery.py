@@ -17,7 +17,7 @@ import pytest
 
 from conftest import child_env
 from discovery_helpers import CASES, copy_case, flow_source, keys, names
-from flowdeck.discovery import (MAX_FILE_BYTES, CatalogSnapshot, FlowCatalog, entry_key,
+from flowdeck.discovery.catalog import (MAX_FILE_BYTES, CatalogSnapshot, FlowCatalog, entry_key,
                                 is_editor_dropping, scan_paths)
 
 
@@ -127,7 +127,7 @@ def test_no_user_code_runs_marker_and_exit(tmp_path: Path) -> None:
     assert names(snapshot.entries) == ["SideEffectFlow"]
     assert not list(tmp_path.rglob("MARKER_*"))
     # Still alive, and again through the command line in a real process.
-    result = subprocess.run([sys.executable, "-m", "flowdeck.discovery_cli", str(path)],
+    result = subprocess.run([sys.executable, "-m", "flowdeck.cli.listing", str(path)],
                             env=child_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "SideEffectFlow" in result.stdout
@@ -221,7 +221,7 @@ try:
     sys.exit("still able to read the unreadable file")
 except PermissionError:
     pass
-from flowdeck.discovery_cli import list_main
+from flowdeck.cli.listing import list_main
 sys.exit(list_main(sys.argv[1:]))
 """
 

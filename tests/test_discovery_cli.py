@@ -12,7 +12,7 @@ from discovery_helpers import copy_case, flow_source
 
 
 def flowdeck_list(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flowdeck.discovery_cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "flowdeck.cli.listing", *args], cwd=cwd,
                           env=child_env(), capture_output=True, text=True, timeout=60)
 
 

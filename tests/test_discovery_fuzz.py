@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from discovery_helpers import CASES, flow_source
-from flowdeck.discovery import FlowCatalog, _analyze_bytes
-from flowdeck.flowfile import analyze_bytes
+from flowdeck.discovery.catalog import FlowCatalog, _analyze_bytes
+from flowdeck.analysis.flowfile import analyze_bytes
 
 BRANCHY = '''
 from flowdeck import FlowSpec, Parameter, step, retry, catch

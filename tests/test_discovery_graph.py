@@ -14,10 +14,10 @@ import copy
 
 from hypothesis import given, settings, strategies as st
 
-from flowdeck.diagnostics import has_errors
-from flowdeck.flowfile import analyze_source
-from flowdeck.graph import FlowGraph, StepNode, build_graph
-from flowdeck.lint import lint_graph
+from flowdeck.analysis.diagnostics import has_errors
+from flowdeck.analysis.flowfile import analyze_source
+from flowdeck.analysis.graph import FlowGraph, StepNode, build_graph
+from flowdeck.analysis.lint import lint_graph
 
 
 def reference_traverse(graph: FlowGraph) -> None:
@@ -81,7 +81,7 @@ def _graph(spec, traverse_reference: bool) -> FlowGraph:
             node.split_parents, node.split_branches, node.matching_join = [], [], None
             node.is_inside_foreach = False
         reference_traverse(graph)
-        from flowdeck.graph import _postprocess
+        from flowdeck.analysis.graph import _postprocess
         _postprocess(graph)
     return graph
 

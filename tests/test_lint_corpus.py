@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FLOWS, run_flow
-from flowdeck.flowfile import analyze_file
+from flowdeck.analysis.flowfile import analyze_file
 
 BAD = sorted((FLOWS / "bad").glob("*.py"))
 EXPECT = re.compile(r"# expect: (\S+) line (\d+)")

@@ -7,8 +7,8 @@ from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import QColor, QFontInfo, QGuiApplication, QPalette, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QToolButton
 
-from flowdeck_desktop.ansi import to_rgb
-from flowdeck_desktop.log_view import LogView, error_color, is_dark_palette
+from flowdeck_desktop.views.ansi import to_rgb
+from flowdeck_desktop.views.log_view import LogView, error_color, is_dark_palette
 
 FLUSH_TIMEOUT_MS = 10_000
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FLOWS, child_env, process_alive
-from flowdeck.events import read_events
-from flowdeck.flowfile import analyze_file
-from flowdeck.metaflow_bridge import (MetaflowLogParser, error_from_lines, metaflow_env,
+from flowdeck.store.events import read_events
+from flowdeck.analysis.flowfile import analyze_file
+from flowdeck.engines.metaflow_bridge import (MetaflowLogParser, error_from_lines, metaflow_env,
                                       parse_args, UsageError)
 
 MF_FLOWS = FLOWS / "metaflow"
@@ -188,7 +188,7 @@ def bridge_env(run_id: str) -> dict[str, str]:
 
 def run_bridge(path: Path, *args: str, run_id: str = "r1"
                ) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
-    result = subprocess.run([sys.executable, "-m", "flowdeck.metaflow_bridge", str(path),
+    result = subprocess.run([sys.executable, "-m", "flowdeck.engines.metaflow_bridge", str(path),
                              *args], cwd=path.parent, env=bridge_env(run_id),
                             capture_output=True, text=True, timeout=RUN_TIMEOUT)
     return result, read_events(events_path(path, run_id))
@@ -327,12 +327,12 @@ def test_resume_from_a_chosen_step(mf_flow) -> None:
 
 def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
     env = bridge_env("x")
-    missing = subprocess.run([sys.executable, "-m", "flowdeck.metaflow_bridge",
+    missing = subprocess.run([sys.executable, "-m", "flowdeck.engines.metaflow_bridge",
                               str(tmp_path / "nope.py"), "run"], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such file" in missing.stderr
     (tmp_path / "plain.py").write_text("x = 1\n")
-    plain = subprocess.run([sys.executable, "-m", "flowdeck.metaflow_bridge",
+    plain = subprocess.run([sys.executable, "-m", "flowdeck.engines.metaflow_bridge",
                             str(tmp_path / "plain.py")], env=env, cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
     assert plain.returncode == 2 and "defines no flow" in plain.stderr
@@ -341,7 +341,7 @@ def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
 
 def _start_sleepy(path: Path, run_id: str, new_session: bool = False,
                   own_group: bool = False) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "flowdeck.metaflow_bridge", str(path), "run"],
+    return subprocess.Popen([sys.executable, "-m", "flowdeck.engines.metaflow_bridge", str(path), "run"],
                             cwd=path.parent, env=bridge_env(run_id), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True,
                             start_new_session=new_session,
@@ -435,7 +435,7 @@ def test_artifacts_of_a_metaflow_task_come_from_metaflows_client(mf_flow) -> Non
     result, _ = run_bridge(path)
     assert result.returncode == 0, result.stderr
     root = path.parent / ".flowdeck"
-    answer = subprocess.run([sys.executable, "-m", "flowdeck.inspect_task", str(root),
+    answer = subprocess.run([sys.executable, "-m", "flowdeck.engines.inspect_task", str(root),
                              "MfLinearFlow", "r1", "shout", "2"], env=child_env(),
                             cwd=Path("/"), capture_output=True, text=True, timeout=60)
     assert answer.returncode == 0, answer.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, FLOWS, child_env
-from flowdeck.flowfile import analyze_file
+from flowdeck.analysis.flowfile import analyze_file
 
 pytest.importorskip("metaflow")
 

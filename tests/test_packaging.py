@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, ROOT
-from flowdeck_desktop import run_process
-from flowdeck_desktop.interpreter import check_interpreter, detect_interpreter
+from flowdeck_desktop.control import run_process
+from flowdeck_desktop.system.interpreter import check_interpreter, detect_interpreter
 
 MAX_BUNDLE_MB = 200
 MAX_START_S = 0.6
@@ -124,7 +124,7 @@ def test_bundle_holds_the_core_examples_and_resources(bundle: Path) -> None:
     internal = bundle / "_internal"
     assert (bundle / "flowdeck").is_file() and os.access(bundle / "flowdeck", os.X_OK)
     assert (internal / "pylib" / "flowdeck" / "__init__.py").is_file()
-    assert (internal / "pylib" / "flowdeck" / "runtime.py").is_file()
+    assert (internal / "pylib" / "flowdeck" / "engine" / "runtime.py").is_file()
     assert (internal / "examples" / "train.py").is_file()
     assert (internal / "resources" / "flowdeck.desktop").is_file()
     assert (internal / "resources" / "icons" / "flowdeck-256.png").is_file()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import process_alive
-from flowdeck.datastore import default_root
-from flowdeck_desktop.run_process import RunProcess, RunRequest, new_run_id
-from flowdeck_desktop.run_state import RunState
+from flowdeck.store.blobs import default_root
+from flowdeck_desktop.control.run_process import RunProcess, RunRequest, new_run_id
+from flowdeck_desktop.models.run_state import RunState
 
 pytest.importorskip("pytestqt")
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import child_env, process_alive, run_flow
 from flowdeck import Flow, Run
-from flowdeck.events import read_events
+from flowdeck.store.events import read_events
 
 
 def runs_of(path: Path, flow: str) -> Flow:
@@ -337,7 +337,7 @@ def test_large_array_round_trips_without_compression(tmp_path: Path) -> None:
 
 def test_graph_command_prints_metaflow_shaped_json(tmp_path: Path) -> None:
     from conftest import EXAMPLES
-    result = subprocess.run([sys.executable, "-m", "flowdeck.cli", "graph",
+    result = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "graph",
                              str(EXAMPLES / "train.py"), "--json"], env=child_env(),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -346,7 +346,7 @@ def test_graph_command_prints_metaflow_shaped_json(tmp_path: Path) -> None:
     start = data["graph"]["start"]
     assert start["type"] == "split-foreach" and start["foreach_artifact"] == "grid"
     assert start["matching_join"] == "pick" and start["next"] == ["fit"]
-    missing = subprocess.run([sys.executable, "-m", "flowdeck.cli", "graph",
+    missing = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "graph",
                               str(tmp_path / "nope.py")], env=child_env(),
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -383,7 +383,7 @@ def test_artifacts_defined_in_the_script_load_in_another_process(tmp_path: Path)
 
 
 def test_a_damaged_blob_is_reported_not_misread(tmp_path: Path) -> None:
-    from flowdeck.datastore import BlobStore
+    from flowdeck.store.blobs import BlobStore
     store = BlobStore(tmp_path)
     ref = store.put("x", [1, 2, 3])
     assert store.get(ref.sha) == [1, 2, 3]

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication
 
 from conftest import EXAMPLES, child_env
 from flowdeck_desktop.app import bring_up, build, cli_files
-from flowdeck_desktop.single_instance import (FileOpenFilter, InstanceServer, decode_paths,
+from flowdeck_desktop.system.single_instance import (FileOpenFilter, InstanceServer, decode_paths,
                                               encode_paths, send_to_running, server_name,
                                               wants_run)
 
@@ -49,7 +49,7 @@ def test_nobody_listening_means_start_a_window(qapp) -> None:
 
 
 def _client(name: str, paths: list[str]) -> subprocess.Popen[str]:
-    code = ("import sys; from flowdeck_desktop.single_instance import send_to_running; "
+    code = ("import sys; from flowdeck_desktop.system.single_instance import send_to_running; "
             f"sys.exit(0 if send_to_running({paths!r}, name={name!r}) else 1)")
     return subprocess.Popen([sys.executable, "-c", code], text=True)
 
@@ -171,7 +171,7 @@ def test_the_run_action_reaches_the_running_window_as_a_run(qtbot, tmp_path: Pat
     server = InstanceServer(name=name)
     assert server.listen()
     try:
-        code = ("import sys; from flowdeck_desktop.single_instance import send_to_running; "
+        code = ("import sys; from flowdeck_desktop.system.single_instance import send_to_running; "
                 f"sys.exit(0 if send_to_running({[str(tmp_path / 'f.py')]!r}, name={name!r}, "
                 "run=True) else 1)")
         with qtbot.waitSignal(server.run_requested, timeout=10000) as blocker:

@@ -24,8 +24,8 @@ import pytest
 
 from conftest import CORE, child_env
 from discovery_helpers import Collector, flow_source, names, threads_named, write_atomic
-from flowdeck.discovery import FlowCatalog
-from flowdeck.watcher import FolderWatcher, filesystem_type, is_network_filesystem
+from flowdeck.discovery.catalog import FlowCatalog
+from flowdeck.discovery.watcher import FolderWatcher, filesystem_type, is_network_filesystem
 
 QUIET = 0.2
 
@@ -302,7 +302,7 @@ def test_filesystem_type_from_mounts(tmp_path: Path) -> None:
 EXHAUST_INOTIFY = textwrap.dedent(r"""
     import ctypes, json, os, sys, threading
     sys.path.insert(0, sys.argv[1])
-    from flowdeck.watcher import FolderWatcher
+    from flowdeck.discovery.watcher import FolderWatcher
     folder, uid = sys.argv[2], int(sys.argv[3])
     libc = ctypes.CDLL(None, use_errno=True)
     # inotify instances are counted per user: take them all for a user of our own,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowdeck.watcher import FolderWatcher
+from flowdeck.discovery.watcher import FolderWatcher
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux")
 

@@ -6,9 +6,9 @@ the event stream and the datastore.
 
 __version__ = "0.1.0"
 
-from .current import current  # noqa: E402
-from .exceptions import ExceptionWrapper, StepTimeout  # noqa: E402
-from .spec import (  # noqa: E402
+from flowdeck.authoring.current import current  # noqa: E402
+from flowdeck.authoring.exceptions import ExceptionWrapper, StepTimeout  # noqa: E402
+from flowdeck.authoring.spec import (  # noqa: E402
     FlowSpec,
     JSONType,
     MergeArtifactsException,
@@ -24,7 +24,7 @@ _CLIENT_NAMES = {"Flow", "Run", "Step", "Task", "DataArtifact"}
 
 def __getattr__(name: str):  # PEP 562: the client loads only when asked for
     if name in _CLIENT_NAMES:
-        from . import client
+        from flowdeck import client
         return getattr(client, name)
     raise AttributeError(f"module 'flowdeck' has no attribute {name!r}")
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .datastore import DEFAULT_DIRNAME, ROOT_ENV, BlobRef, FlowDatastore, read_json
-from .events import read_events
+from flowdeck.store.blobs import DEFAULT_DIRNAME, ROOT_ENV, BlobRef, FlowDatastore, read_json
+from flowdeck.store.events import read_events
 
 
 class ClientError(LookupError):

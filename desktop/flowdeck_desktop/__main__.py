@@ -10,18 +10,18 @@ CORE_COMMANDS = {"run", "list", "graph"}
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run" and getattr(sys, "frozen", False):
-        from .interpreter import run_core_in_real_python
+        from flowdeck_desktop.system.interpreter import run_core_in_real_python
         return run_core_in_real_python(argv)
     if argv and argv[0] in CORE_COMMANDS:
-        from flowdeck.cli import main as core_main
+        from flowdeck.cli.main import main as core_main
         return core_main(argv)
     for flag, action in (("--install-desktop", "install"), ("--uninstall-desktop", "uninstall")):
         if flag in argv:  # before Qt: works over ssh and without a display
-            from .desktop_integration import main as integrate
+            from flowdeck_desktop.system.desktop_integration import main as integrate
             return integrate(action)
     if _handed_to_running_window(argv):
         return 0
-    from .app import run_app
+    from flowdeck_desktop.app import run_app
     return run_app(argv)
 
 
@@ -33,7 +33,7 @@ def _handed_to_running_window(argv: list[str]) -> bool:
     """A plain start goes to the running window before loading the widgets (~0.1 s, not ~0.3 s)."""
     if any(a.split("=", 1)[0] in SCRIPTED_FLAGS for a in argv):
         return False
-    from .single_instance import send_to_running
+    from flowdeck_desktop.system.single_instance import send_to_running
     return send_to_running([a for a in argv if not a.startswith("-")], run="--run" in argv)
 
 

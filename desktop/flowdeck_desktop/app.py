@@ -11,19 +11,15 @@ from pathlib import Path
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
-from .controller import FlowdeckController
-from .main_window import MainWindow, app_icon
-from .single_instance import FileOpenFilter, InstanceServer, send_to_running
+from flowdeck_desktop.control.controller import FlowdeckController
+from flowdeck_desktop.system.resources import examples_dir
+from flowdeck_desktop.views.main_window import MainWindow, app_icon
+from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer, send_to_running
 
 
 def bundled_examples() -> str | None:
     """The examples shipped with the app: beside the package (source, wheel) or in a bundle."""
-    here = Path(__file__).resolve().parent
-    base = Path(getattr(sys, "_MEIPASS", here))
-    for candidate in (here.parent.parent / "examples", here / "examples", base / "examples"):
-        if candidate.is_dir() and any(candidate.glob("*.py")):
-            return str(candidate)
-    return None
+    return examples_dir()
 
 
 def default_settings() -> QSettings:

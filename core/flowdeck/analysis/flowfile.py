@@ -1,0 +1,386 @@
+"""Static analysis of a flow source file: its flow classes, steps and parameters.
+
+Nothing here imports or executes the file. Import statements are resolved
+only far enough to know which names mean `FlowSpec`, `step` and `Parameter`
+of Flowdeck or of Metaflow, under any spelling the user chose.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from _blake2 import blake2b
+from typing import Any
+
+from flowdeck.analysis.diagnostics import Diagnostic, has_errors
+from flowdeck.analysis.graph import (DecoratorInfo, FlowGraph, StepNode, build_graph, deindent_docstring,
+                    iter_statements, literal, parse_step, text_hash)
+from flowdeck.analysis.lint import lint_graph
+
+ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
+API_NAMES = {"FlowSpec", "step", "Parameter", "retry", "catch", "timeout", "JSONType",
+             "current", "resources", "card", "conda", "pypi", "environment", "project",
+             "schedule", "batch", "kubernetes", "secrets"}
+
+
+@dataclass
+class ParameterInfo:
+    """A `Parameter(...)` declared on a flow class."""
+
+    name: str
+    attribute: str
+    line: int
+    default: Any = None
+    has_default: bool = False
+    default_source: str | None = None
+    type: str = "str"
+    help: str = ""
+    required: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FlowInfo:
+    """One flow class found in a file."""
+
+    name: str
+    file: str
+    line: int
+    doc: str
+    engine: str
+    graph: FlowGraph
+    parameters: list[ParameterInfo] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "line": self.line,
+            "doc": self.doc,
+            "engine": self.engine,
+            "steps": [
+                {"name": n.name, "line": n.line, "doc": n.doc, "type": n.type}
+                for n in self.graph
+            ],
+            "graph": self.graph.as_dict(),
+            "parameters": [p.as_dict() for p in self.parameters],
+            "diagnostics": [d.as_dict() for d in self.diagnostics],
+            "status": "ok" if self.ok else "error",
+            # a save that changes only a step's body must still count as a change
+            "step_hashes": self.graph.step_hashes(),
+            "outside_hash": self.graph.outside_hash,
+        }
+
+
+@dataclass
+class FileAnalysis:
+    """Everything static analysis learned from one file."""
+
+    path: str
+    flows: list[FlowInfo] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    content_hash: str = ""
+
+    def flow(self, name: str) -> FlowInfo | None:
+        return next((f for f in self.flows if f.name == name), None)
+
+    def all_diagnostics(self) -> list[Diagnostic]:
+        out = list(self.diagnostics)
+        for flow in self.flows:
+            out.extend(flow.diagnostics)
+        return out
+
+
+def decode_source(data: bytes, path: str) -> tuple[str | None, Diagnostic | None]:
+    """Bytes to text, honouring a PEP 263 coding line; a diagnostic if impossible."""
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        return None, Diagnostic(path, line, "The file contains a NUL byte, so it is not "
+                                "Python source. Remove the byte or the file.", "binary-file")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding), None
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        bad_at = getattr(exc, "start", None)
+        line = data[:bad_at].count(b"\n") + 1 if isinstance(bad_at, int) else 1
+        return None, Diagnostic(path, line, f"The file is not valid UTF-8 text ({exc}). "
+                                "Save it as UTF-8 or declare its encoding in a "
+                                "`# -*- coding: ... -*-` line.", "encoding")
+
+
+def analyze_file(path: str | Path) -> FileAnalysis:
+    """Read and analyse a file; unreadable files yield a diagnostic, not an exception."""
+    path = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return FileAnalysis(path, diagnostics=[Diagnostic(
+            path, 0, f"Cannot read the file: {exc.strerror or exc}. Check that it exists "
+            "and that you may read it.", "unreadable")])
+    return analyze_bytes(data, path)
+
+
+def analyze_bytes(data: bytes, path: str) -> FileAnalysis:
+    content_hash = blake2b(data, digest_size=16).hexdigest()
+    source, problem = decode_source(data, path)
+    if source is None:
+        return FileAnalysis(path, diagnostics=[problem] if problem else [],
+                            content_hash=content_hash)
+    result = analyze_source(source, path)
+    result.content_hash = content_hash
+    return result
+
+
+def analyze_source(source: str, path: str) -> FileAnalysis:
+    """Find the flow classes of a module's source and lint each of them."""
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        line = exc.lineno or 1
+        col = exc.offset or 0
+        msg = exc.msg or "invalid syntax"
+        return FileAnalysis(path, diagnostics=[Diagnostic(
+            path, line, f"Syntax error: {msg}. Fix the code at line {line}, column {col}.",
+            "syntax-error", column=col)])
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return FileAnalysis(path, diagnostics=[Diagnostic(
+            path, 1, f"Python cannot parse this file ({exc}). Simplify or fix it.",
+            "unparsable")])
+    try:
+        return _FileAnalyzer(tree, source, path).run()
+    except (RecursionError, MemoryError) as exc:
+        return FileAnalysis(path, diagnostics=[Diagnostic(
+            path, 1, f"The file nests expressions too deeply for flowdeck to analyse "
+            f"({type(exc).__name__}). Split the deepest expression into smaller ones.",
+            "unparsable")])
+
+
+class _FileAnalyzer:
+    """Walks one module's AST; small methods, one concern each."""
+
+    def __init__(self, tree: ast.Module, source: str, path: str):
+        self.tree = tree
+        self.source = source
+        self.path = path
+        # local name -> (engine, api name) for `from flowdeck import step as s`
+        self.names: dict[str, tuple[str, str]] = {}
+        # local name -> engine for `import metaflow as mf`
+        self.modules: dict[str, str] = {}
+
+    def run(self) -> FileAnalysis:
+        self._collect_imports()
+        classes = [c for c in self._top_level_classes()]
+        flows: dict[str, tuple[ast.ClassDef, str, str | None]] = {}
+        # Resolve flow classes, including subclasses of flows defined in this file,
+        # whatever order they appear in.
+        changed = True
+        while changed:
+            changed = False
+            for cls in classes:
+                if cls.name in flows:
+                    continue
+                found = self._flow_base(cls, flows)
+                if found is not None:
+                    flows[cls.name] = (cls, found[0], found[1])
+                    changed = True
+        infos = [self._flow_info(cls, engine, base, flows)
+                 for cls, engine, base in sorted(flows.values(), key=lambda f: f[0].lineno)]
+        return FileAnalysis(self.path, flows=infos)
+
+    # -- imports -------------------------------------------------------------
+
+    def _collect_imports(self) -> None:
+        for node in iter_statements(self.tree.body):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                engine = ENGINE_MODULES.get(node.module.split(".")[0])
+                if engine is None:
+                    continue
+                for alias in node.names:
+                    if alias.name == "*":
+                        for api in API_NAMES:
+                            self.names.setdefault(api, (engine, api))
+                    else:
+                        self.names[alias.asname or alias.name] = (engine, alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    engine = ENGINE_MODULES.get(alias.name.split(".")[0])
+                    if engine is None:
+                        continue
+                    local = alias.asname or alias.name.split(".")[0]
+                    self.modules[local] = engine
+
+    def resolve(self, expr: ast.AST) -> tuple[str, str] | None:
+        """(engine, api name) that an expression like `fd.step` or `s` names."""
+        if isinstance(expr, ast.Call):
+            expr = expr.func
+        if isinstance(expr, ast.Name) and expr.id in self.names:
+            return self.names[expr.id]
+        if isinstance(expr, ast.Attribute):
+            root = expr
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in self.modules:
+                return self.modules[root.id], expr.attr
+        return None
+
+    # -- classes -------------------------------------------------------------
+
+    def _top_level_classes(self) -> list[ast.ClassDef]:
+        found: list[ast.ClassDef] = []
+        pending: list[ast.stmt] = list(self.tree.body)
+        while pending:
+            stmt = pending.pop(0)
+            if isinstance(stmt, ast.ClassDef):
+                found.append(stmt)
+            elif isinstance(stmt, (ast.If, ast.Try, ast.With)):
+                for block in ("body", "orelse", "finalbody", "handlers"):
+                    for sub in getattr(stmt, block, []) or []:
+                        if isinstance(sub, ast.ExceptHandler):
+                            pending.extend(sub.body)
+                        else:
+                            pending.append(sub)
+        return found
+
+    def _flow_base(self, cls: ast.ClassDef,
+                   flows: dict[str, tuple[ast.ClassDef, str, str | None]]
+                   ) -> tuple[str, str | None] | None:
+        for base in cls.bases:
+            resolved = self.resolve(base)
+            if resolved and resolved[1] == "FlowSpec":
+                return resolved[0], None
+            if isinstance(base, ast.Name) and base.id in flows and base.id != cls.name:
+                return flows[base.id][1], base.id
+        return None
+
+    def _flow_info(self, cls: ast.ClassDef, engine: str, base: str | None,
+                   flows: dict[str, tuple[ast.ClassDef, str, str | None]]) -> FlowInfo:
+        chain = self._class_chain(cls, flows)
+        steps: dict[str, StepNode] = {}
+        params: dict[str, ParameterInfo] = {}
+        duplicates: list[Diagnostic] = []
+        for klass in chain:  # base first, so subclasses override
+            defined_here: dict[str, int] = {}
+            for stmt in klass.body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    decos = self._step_decorators(stmt)
+                    if stmt.name in defined_here and decos is not None:
+                        duplicates.append(Diagnostic(
+                            self.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
+                            f"{klass.name} (lines {defined_here[stmt.name]} and {stmt.lineno}); "
+                            "the second replaces the first. Rename or remove one.",
+                            "duplicate-step", flow=cls.name, step=stmt.name))
+                    defined_here[stmt.name] = stmt.lineno
+                    if decos is not None:
+                        steps[stmt.name] = parse_step(stmt, self.source, decos)
+                    else:
+                        steps.pop(stmt.name, None)
+                param = self._parameter(stmt)
+                if param is not None:
+                    params[param.attribute] = param
+        doc = deindent_docstring(ast.get_docstring(cls, clean=False))
+        graph = build_graph(cls.name, self.path, cls.lineno, doc, list(steps.values()),
+                            outside_hash=self._outside_hash(steps.values()))
+        info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
+                        parameters=list(params.values()))
+        info.diagnostics = duplicates + lint_graph(graph, info.parameters)
+        return info
+
+    def _class_chain(self, cls: ast.ClassDef,
+                     flows: dict[str, tuple[ast.ClassDef, str, str | None]]) -> list[ast.ClassDef]:
+        chain = [cls]
+        seen = {cls.name}
+        base = flows[cls.name][2]
+        while base and base not in seen and base in flows:
+            seen.add(base)
+            chain.insert(0, flows[base][0])
+            base = flows[base][2]
+        return chain
+
+    def _step_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef
+                         ) -> list[DecoratorInfo] | None:
+        """The step's other decorators, or None when `func` is not a step."""
+        is_step = False
+        decos: list[DecoratorInfo] = []
+        for deco in func.decorator_list:
+            resolved = self.resolve(deco)
+            name = resolved[1] if resolved else _plain_name(deco)
+            if name == "step":
+                is_step = True
+            elif name:
+                decos.append(DecoratorInfo(name, _literal_kwargs(deco), deco.lineno))
+        return decos[::-1] if is_step else None
+
+    def _parameter(self, stmt: ast.stmt) -> ParameterInfo | None:
+        if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+                and isinstance(stmt.value, ast.Call)):
+            return None
+        resolved = self.resolve(stmt.value.func)
+        if not resolved or resolved[1] != "Parameter":
+            return None
+        call = stmt.value
+        kwargs = {k.arg: k.value for k in call.keywords if k.arg}
+        name_node = call.args[0] if call.args else kwargs.get("name")
+        name = literal(name_node)
+        if not isinstance(name, str):
+            name = stmt.targets[0].id
+        info = ParameterInfo(name=name, attribute=stmt.targets[0].id, line=stmt.lineno)
+        if "default" in kwargs:
+            info.has_default = True
+            info.default_source = _unparse(kwargs["default"])
+            info.default = literal(kwargs["default"])
+        info.help = literal(kwargs.get("help")) or ""
+        info.required = bool(literal(kwargs.get("required")))
+        if "type" in kwargs:
+            info.type = _unparse(kwargs["type"]).split(".")[-1]
+        elif info.default is not None:
+            info.type = type(info.default).__name__
+        return info
+
+    def _outside_hash(self, steps: Any) -> str:
+        """Hash of the file without its step bodies: a change here reruns everything."""
+        lines = self.source.splitlines(keepends=True)
+        drop: set[int] = set()
+        for node in steps:
+            drop.update(range(node.first_line - 1, node.end_line))
+        kept = "".join(line for i, line in enumerate(lines) if i not in drop)
+        return text_hash(kept)
+
+
+def _unparse(node: ast.AST) -> str:
+    """`ast.unparse`, which recurses: a deeply nested expression gives a placeholder."""
+    try:
+        return ast.unparse(node)
+    except (RecursionError, MemoryError, ValueError):
+        return "<expression too deeply nested to show>"
+
+
+def _plain_name(expr: ast.AST) -> str | None:
+    if isinstance(expr, ast.Call):
+        expr = expr.func
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    return None
+
+
+def _literal_kwargs(deco: ast.AST) -> dict[str, Any]:
+    if not isinstance(deco, ast.Call):
+        return {}
+    out: dict[str, Any] = {}
+    for kw in deco.keywords:
+        if kw.arg:
+            value = literal(kw.value)
+            out[kw.arg] = value if value is not None else _unparse(kw.value)
+    return out

@@ -1,0 +1,360 @@
+"""Lint rules for a flow graph: Metaflow's rules, collected instead of raised.
+
+A registry of small `check_*` functions, as in Metaflow's `lint.py`; each
+yields `Diagnostic`s with the file, the line and a sentence that says what to
+do. Checks are grouped in stages: when a stage finds errors, later stages
+(which assume a well-formed graph) are skipped rather than cascading.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+from flowdeck.analysis.diagnostics import Diagnostic
+from flowdeck.analysis.graph import FlowGraph, StepNode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowdeck.analysis.flowfile import ParameterInfo
+
+Check = Callable[["Linter"], Iterable[Diagnostic]]
+
+RESERVED_STEP_NAMES = {"name", "next", "input", "index", "cmd", "run",
+                       "merge_artifacts", "foreach_stack"}
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+_STAGES: list[list[Check]] = [[], [], []]
+
+
+def check(stage: int) -> Callable[[Check], Check]:
+    def register(func: Check) -> Check:
+        _STAGES[stage].append(func)
+        return func
+    return register
+
+
+class Linter:
+    """Holds what the checks share: the graph, the parameters, a diagnostic factory."""
+
+    def __init__(self, graph: FlowGraph, parameters: list["ParameterInfo"]):
+        self.graph = graph
+        self.parameters = parameters
+
+    def diag(self, line: int, code: str, message: str, step: str | None = None,
+             severity: str = "error") -> Diagnostic:
+        return Diagnostic(self.graph.file, line, message, code, severity=severity,
+                          flow=self.graph.name, step=step)
+
+    def at_step(self, node: StepNode, code: str, message: str,
+                severity: str = "error") -> Diagnostic:
+        return self.diag(node.line, code, message, node.name, severity)
+
+    def at_next(self, node: StepNode, code: str, message: str) -> Diagnostic:
+        return self.diag(node.tail_next_line or node.line, code, message, node.name)
+
+
+def lint_graph(graph: FlowGraph, parameters: list["ParameterInfo"] | None = None
+               ) -> list[Diagnostic]:
+    """Every diagnostic for a flow, in stage order, de-duplicated."""
+    linter = Linter(graph, parameters or [])
+    found: list[Diagnostic] = []
+    for stage in _STAGES:
+        stage_found: list[Diagnostic] = []
+        for func in stage:
+            for d in func(linter):
+                if d not in found and d not in stage_found:
+                    stage_found.append(d)
+        found.extend(stage_found)
+        if any(d.severity == "error" for d in stage_found):
+            break
+    return found
+
+
+# -- stage 0: the fundamentals --------------------------------------------
+
+@check(0)
+def check_has_steps(lint: Linter) -> Iterator[Diagnostic]:
+    if not lint.graph.nodes:
+        yield lint.diag(lint.graph.line, "no-steps",
+                        f"Flow {lint.graph.name} has no steps. Add methods decorated "
+                        "with @step, starting with `start` and ending with `end`.")
+
+
+@check(0)
+def check_basic_steps(lint: Linter) -> Iterator[Diagnostic]:
+    if not lint.graph.nodes:
+        return
+    if lint.graph.start_step is None:
+        yield lint.diag(lint.graph.line, "no-start",
+                        f"Flow {lint.graph.name} has no start step. Add a step named "
+                        "`start`: every flow begins there.")
+    if lint.graph.end_step is None:
+        yield lint.diag(lint.graph.line, "no-end",
+                        f"Flow {lint.graph.name} has no end step. Add a step named "
+                        "`end`: every flow finishes there.")
+
+
+@check(0)
+def check_reserved_words(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.name in RESERVED_STEP_NAMES:
+            yield lint.at_step(node, "reserved-name",
+                               f"Step name `{node.name}` is a reserved word. Rename the step.")
+
+
+@check(0)
+def check_step_names(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.name not in RESERVED_STEP_NAMES and not STEP_NAME.match(node.name):
+            yield lint.at_step(node, "invalid-name",
+                               f"Step `{node.name}` has an invalid name. Use lowercase ASCII "
+                               "letters, digits and underscores, starting with a letter.")
+
+
+@check(0)
+def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.num_args > 2:
+            yield lint.at_step(node, "too-many-args",
+                               f"Step `{node.name}` has too many arguments. A step takes only "
+                               "`self`; a join step takes `self, inputs`.")
+        elif node.num_args == 2 and node.type not in ("join", None):
+            yield lint.at_step(node, "join-and-split",
+                               f"Step `{node.name}` is both a join (it takes `inputs`) and a "
+                               "split (it fans out). Add a separate step after the join for "
+                               "the split.")
+        elif node.num_args == 0:
+            yield lint.at_step(node, "missing-self",
+                               f"Step `{node.name}` is missing the `self` argument. "
+                               f"Write `def {node.name}(self):`.")
+
+
+@check(0)
+def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
+    steps = lint.graph.nodes
+    for param in lint.parameters:
+        for name in {param.name, param.attribute}:
+            if name in steps:
+                yield lint.diag(param.line, "parameter-clash",
+                                f"Parameter `{name}` has the same name as step `{name}` "
+                                f"(line {steps[name].line}). Rename the parameter or the step.")
+        for node in lint.graph:
+            line = node.assigned_attrs.get(param.attribute)
+            if line is not None:
+                yield lint.diag(line, "parameter-assigned",
+                                f"Step `{node.name}` assigns `self.{param.attribute}`, but "
+                                f"`{param.attribute}` is a Parameter (line {param.line}) and "
+                                "parameters are read-only. Store the value under another name.",
+                                node.name)
+
+
+# -- stage 1: transitions -------------------------------------------------
+
+@check(1)
+def check_that_end_is_end(lint: Linter) -> Iterator[Diagnostic]:
+    end = lint.graph.end_step
+    if end is None:
+        return
+    node = lint.graph[end]
+    if node.has_tail_next or node.out_funcs:
+        yield lint.at_next(node, "end-has-next",
+                           f"The end step `{end}` must not call self.next(). Remove that call.")
+    if node.num_args > 1:
+        yield lint.at_step(node, "end-is-join",
+                           f"The end step `{end}` must not be a join (it takes `inputs`). "
+                           "Add a join step before it.")
+
+
+@check(1)
+def check_static_transitions(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.type == "end" or node.name == lint.graph.end_step:
+            continue
+        if node.dynamic_next:
+            yield lint.at_next(node, "dynamic-next",
+                               f"Step `{node.name}` calls self.next() with a target that is not "
+                               "statically known. Name the steps directly, as "
+                               "`self.next(self.step_name)`.")
+        elif not node.has_tail_next:
+            yield lint.at_step(node, "missing-next",
+                               f"Step `{node.name}` does not end with a self.next() transition. "
+                               "Add `self.next(self.<next_step>)` as its last line.")
+
+
+@check(1)
+def check_valid_transitions(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.name == lint.graph.end_step or node.dynamic_next:
+            continue
+        if node.has_tail_next and node.invalid_tail_next:
+            yield lint.at_next(node, "invalid-next",
+                               f"Step `{node.name}` has an invalid self.next() call. Use "
+                               "`self.next(self.a)`, `self.next(self.a, self.b)` or "
+                               "`self.next(self.a, foreach=\"artifact_name\")`.")
+
+
+@check(1)
+def check_unknown_transitions(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        for target in node.out_funcs:
+            if target not in lint.graph:
+                yield lint.at_next(node, "unknown-step",
+                                   f"Step `{node.name}` calls self.next() to `{target}`, which "
+                                   "is not a step of this flow. Define it with @step or fix "
+                                   "the name.")
+
+
+# -- stage 2: structure ---------------------------------------------------
+
+@check(2)
+def check_for_acyclicity(lint: Linter) -> Iterator[Diagnostic]:
+    """One diagnostic per loop, found by a depth-first search (linear time).
+
+    Enumerating every path from every step, as a naive search does, is
+    exponential in the number of splits in sequence.
+    """
+    graph = lint.graph
+    reported: set[frozenset[str]] = set()
+    color: dict[str, int] = {}  # 1: on the current path, 2: finished
+    for root in graph.nodes:
+        if root in color:
+            continue
+        color[root] = 1
+        path: list[str] = [root]
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(graph[root].out_funcs))]
+        while stack:
+            name, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                color[name] = 2
+                stack.pop()
+                path.pop()
+                continue
+            if child not in graph.nodes:
+                continue
+            if color.get(child) == 1:
+                loop = path[path.index(child):] + [child]
+                key = frozenset(loop)
+                if key not in reported:
+                    reported.add(key)
+                    yield lint.at_next(graph[name], "cycle",
+                                       f"There is a loop in the flow: {' -> '.join(loop)}. "
+                                       "Flows must be acyclic: change a self.next() so that "
+                                       "no step leads back to an earlier one.")
+            elif child not in color:
+                color[child] = 1
+                path.append(child)
+                stack.append((child, iter(graph[child].out_funcs)))
+
+
+@check(2)
+def check_for_orphans(lint: Linter) -> Iterator[Diagnostic]:
+    graph = lint.graph
+    if graph.start_step is None:
+        return
+    reachable = graph.descendants([graph.start_step])
+    for node in graph:
+        if node.name not in reachable:
+            yield lint.at_step(node, "unreachable",
+                               f"Step `{node.name}` is unreachable from `start`. Call "
+                               f"`self.next(self.{node.name})` from another step or remove it.")
+
+
+@check(2)
+def check_join_inputs(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if len(node.in_funcs) > 1 and node.num_args < 2:
+            sources = ", ".join(node.in_funcs)
+            yield lint.at_step(node, "join-without-inputs",
+                               f"Step `{node.name}` joins branches ({sources}) but does not take "
+                               f"`inputs`. Declare it as `def {node.name}(self, inputs):`.")
+
+
+@check(2)
+def check_empty_foreaches(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.type == "foreach":
+            joins = [n for n in node.out_funcs if lint.graph[n].type == "join"]
+            if joins:
+                yield lint.at_step(node, "empty-foreach",
+                                   f"Step `{node.name}` is a foreach that goes straight to the "
+                                   f"join `{joins[0]}`. Add at least one step between them.")
+
+
+@check(2)
+def check_catch_on_foreach(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.type == "foreach" and node.decorator("catch"):
+            yield lint.at_step(node, "catch-on-foreach",
+                               f"@catch is not supported on the foreach step `{node.name}`. "
+                               "Move the risky code into the steps inside the foreach.")
+
+
+@check(2)
+def check_split_join_balance(lint: Linter) -> Iterator[Diagnostic]:
+    """Metaflow's balance rule: every split joined exactly once, in order."""
+    graph = lint.graph
+    if graph.start_step is None or graph.end_step is None:
+        return
+    if any(len(n.in_funcs) > 1 and n.num_args < 2 for n in graph):
+        return  # check_join_inputs already names the step to fix
+    seen_errors: set[tuple[str, str]] = set()
+    stack: list[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]] = [(graph.start_step, ())]
+    visited: set[tuple[str, tuple]] = set()
+    while stack:
+        name, splits = stack.pop()
+        if (name, splits) in visited:
+            continue
+        visited.add((name, splits))
+        node = graph[name]
+        problem = _balance_problem(lint, node, splits)
+        if problem is not None:
+            key = (problem.code, name)
+            if key not in seen_errors:
+                seen_errors.add(key)
+                yield problem
+            continue
+        new_splits = splits
+        if node.type in ("split", "foreach"):
+            new_splits = splits + ((name, tuple(node.out_funcs)),)
+        elif node.type == "join":
+            new_splits = splits[:-1]
+        for child in node.out_funcs:
+            if child in graph.nodes and child not in {s for s, _ in splits}:
+                stack.append((child, new_splits))
+
+
+def _balance_problem(lint: Linter, node: StepNode,
+                     splits: tuple[tuple[str, tuple[str, ...]], ...]) -> Diagnostic | None:
+    graph = lint.graph
+    if node.type == "end" and splits:
+        roots = ", ".join(splits[-1][1])
+        return lint.at_step(node, "unjoined-split",
+                            f"The end step `{node.name}` is reached before the split at "
+                            f"`{splits[-1][0]}` (branches {roots}) is joined. Add a join step "
+                            f"(`def join(self, inputs):`) before `{node.name}`.")
+    if node.type != "join":
+        return None
+    if not splits:
+        return lint.at_step(node, "join-without-split",
+                            f"Step `{node.name}` takes `inputs` like a join, but no split comes "
+                            "before it. Remove the `inputs` argument or add a split before it.")
+    if any(graph[n].type == "foreach" for n in node.in_funcs):
+        return None  # check_empty_foreaches names this one
+    split_name, roots = splits[-1]
+    branches = {graph[n].split_branches[-1] for n in node.in_funcs
+                if graph[n].split_branches}
+    if branches != set(roots):
+        return lint.at_step(node, "join-mismatch",
+                            f"Join `{node.name}` receives branches {sorted(branches)} but the "
+                            f"split at `{split_name}` opened {list(roots)}. Join every branch "
+                            "of a split in one join step.")
+
+    def parents(n: str) -> tuple[str, ...]:
+        sp = graph[n].split_parents
+        return tuple(sp[:-1]) if graph[n].type == "join" else tuple(sp)
+    if len({parents(n) for n in node.in_funcs}) > 1:
+        return lint.at_step(node, "cross-join",
+                            f"Join `{node.name}` joins steps from unrelated splits. Join each "
+                            "split's branches before joining an outer split.")
+    return None

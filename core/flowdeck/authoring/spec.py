@@ -1,0 +1,368 @@
+"""The authoring API: `FlowSpec`, `@step`, `Parameter` and the step decorators.
+
+Names and behaviour follow Metaflow so that a Metaflow flow runs after
+changing only its import line. The engine itself lives in `runtime.py`;
+this module only records what the user declared and gives `self` its
+Metaflow semantics (lazy artifacts, `self.next`, `self.input`, joins).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from flowdeck.engine.taskstate import StepContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowdeck.client import Run
+
+_MISSING = object()
+
+
+# -- decorators -------------------------------------------------------------
+
+def _attach(func: Callable[..., Any], name: str, attributes: dict[str, Any]) -> Callable[..., Any]:
+    decos = dict(getattr(func, "_fd_decorators", {}))
+    decos[name] = attributes
+    func._fd_decorators = decos  # type: ignore[attr-defined]
+    return func
+
+
+def step(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a method as a step of the flow. The method itself is not wrapped."""
+    func.is_step = True  # type: ignore[attr-defined]
+    if not hasattr(func, "_fd_decorators"):
+        func._fd_decorators = {}  # type: ignore[attr-defined]
+    return func
+
+
+def _step_decorator(name: str, defaults: dict[str, Any]) -> Callable[..., Any]:
+    """Build a decorator usable bare (`@retry`) or called (`@retry(times=2)`)."""
+
+    def decorator(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+        unknown = set(kwargs) - set(defaults)
+        if unknown:
+            raise TypeError(f"@{name} got unknown argument(s) {sorted(unknown)}; "
+                            f"it takes {sorted(defaults)}")
+        attributes = {**defaults, **kwargs}
+        if func is not None:
+            return _attach(func, name, attributes)
+        return lambda f: _attach(f, name, attributes)
+
+    decorator.__name__ = name
+    decorator.__doc__ = f"Metaflow-compatible @{name}; arguments: {', '.join(defaults)}."
+    return decorator
+
+
+#: Retry a failed task up to `times` more times. `minutes_between_retries` is
+#: accepted for Metaflow compatibility; like Metaflow's local runtime we retry at once.
+retry = _step_decorator("retry", {"times": 3, "minutes_between_retries": 2})
+#: After the last attempt fails, store the exception in `var` and carry on.
+catch = _step_decorator("catch", {"var": None, "print_exception": True})
+#: Fail (and maybe retry) a task that runs longer than the given time.
+timeout = _step_decorator("timeout", {"seconds": 0, "minutes": 0, "hours": 0})
+
+
+def step_decorators(func: Callable[..., Any]) -> dict[str, dict[str, Any]]:
+    return dict(getattr(func, "_fd_decorators", {}))
+
+
+# -- parameters ---------------------------------------------------------------
+
+class JSONType:
+    """Parameter type whose command-line value is parsed as JSON."""
+
+    name = "JSON"
+
+
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
+               "false": False, "0": False, "no": False, "n": False, "off": False}
+
+
+class Parameter:
+    """A flow parameter: set on the command line (`--name value`) or by `run(name=...)`.
+
+    Inside a step it reads as its value; assigning to it is an error.
+    """
+
+    def __init__(self, name: str, default: Any = _MISSING, type: Any = None,
+                 help: str | None = None, required: bool = False,
+                 show_default: bool = True, **kwargs: Any):
+        self.name = name
+        self.default = None if default is _MISSING else default
+        self.has_default = default is not _MISSING and default is not None
+        self.type = type if type is not None else (
+            builtin_type(self.default) if self.has_default and not callable(self.default) else str)
+        self.help = help or ""
+        self.required = bool(required)
+        self.show_default = show_default
+        self.extra = kwargs
+        self.attribute = name
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        ctx = obj.__dict__.get("_fd_ctx")
+        if ctx is not None and self.attribute in ctx.params:
+            return ctx.params[self.attribute]
+        return self.default_value(owner.__name__ if owner else "")
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError(f"`{self.attribute}` is a Parameter and parameters are "
+                             "read-only; store the value under another name.")
+
+    @property
+    def kind(self) -> str:
+        if self.type is JSONType or getattr(self.type, "name", None) == "JSON":
+            return "json"
+        return getattr(self.type, "__name__", "str")
+
+    def default_value(self, flow_name: str = "") -> Any:
+        if callable(self.default) and not isinstance(self.default, type):
+            context = SimpleNamespace(flow_name=flow_name, parameter_name=self.name,
+                                      user_name=None, logger=print)
+            try:
+                return self.default(context)
+            except TypeError:
+                return self.default()
+        return self.default
+
+    def convert(self, raw: Any) -> Any:
+        """Turn a command-line string (or a Python value) into this parameter's type."""
+        if not isinstance(raw, str):
+            return raw
+        kind = self.kind
+        try:
+            if kind == "bool":
+                word = raw.strip().lower()
+                if word not in _BOOL_WORDS:
+                    raise ValueError(f"{raw!r} is not a boolean (use true or false)")
+                return _BOOL_WORDS[word]
+            if kind == "json":
+                return json.loads(raw)
+            if kind in ("int", "float", "str"):
+                return {"int": int, "float": float, "str": str}[kind](raw)
+            return self.type(raw)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid value for --{self.name}: {raw!r} is not a valid "
+                             f"{kind} ({exc})") from None
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, default={self.default!r}, type={self.kind})"
+
+
+def builtin_type(value: Any) -> type:
+    for candidate in (bool, int, float, str):
+        if isinstance(value, candidate):
+            return candidate
+    return JSONType if isinstance(value, (list, dict)) else str
+
+
+# -- joins --------------------------------------------------------------------
+
+class Inputs:
+    """The `inputs` of a join: iterable, indexable, and `inputs.step_name` for static splits."""
+
+    def __init__(self, flows: list["FlowSpec"]):
+        self._flows = flows
+
+    def __iter__(self) -> Iterator["FlowSpec"]:
+        return iter(self._flows)
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __getitem__(self, index: int) -> "FlowSpec":
+        return self._flows[index]
+
+    def __getattr__(self, name: str) -> "FlowSpec":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        for flow in self._flows:
+            if flow._fd_ctx.step == name:
+                return flow
+        steps = ", ".join(f._fd_ctx.step for f in self._flows)
+        raise AttributeError(f"inputs has no branch named {name!r}; the branches are {steps}")
+
+
+class MergeArtifactsException(Exception):
+    """`merge_artifacts` found artifacts whose values differ between inputs."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.artifact_names = names
+
+
+# -- the flow -----------------------------------------------------------------
+
+class FlowSpec:
+    """Base class of flows. Subclass it, add `@step` methods from `start` to `end`.
+
+    `python flow.py` runs the flow, whether the file ends with
+    `MyFlow().run()` or with Metaflow's bare `MyFlow()`.
+    """
+
+    def __init__(self, use_cli: bool = True):
+        if use_cli:
+            from flowdeck.engine.launch import bare_script_call
+            bare_script_call(type(self))
+
+    # -- running ----------------------------------------------------------
+
+    def run(self, **params: Any) -> "Run":
+        """Run the flow and return its `Run` handle.
+
+        In the flow's own script this reads the command line (`run`, `show`,
+        `resume`, `--param value`); from any other program it reads only
+        `params`, never that program's `sys.argv`.
+        """
+        from flowdeck.engine.launch import run_flow_class
+        return run_flow_class(type(self), params)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # -- inside a step ----------------------------------------------------------
+
+    def next(self, *steps: Callable[..., Any], foreach: str | None = None,
+             **kwargs: Any) -> None:
+        """Say which step(s) run after this one; the last statement of every step but `end`."""
+        ctx = self.__dict__.get("_fd_ctx")
+        if ctx is None or ctx.read_only:
+            raise RuntimeError("self.next() can only be called inside a running step.")
+        if kwargs:
+            raise TypeError(f"self.next() got unsupported argument(s) {sorted(kwargs)}; "
+                            "Flowdeck supports plain transitions and foreach=.")
+        ctx.next_calls += 1
+        if ctx.next_calls > 1:
+            raise RuntimeError(f"Step `{ctx.step}` called self.next() more than once. "
+                               "Call it exactly once, as the last statement of the step.")
+        names = []
+        for target in steps:
+            name = getattr(target, "__name__", None)
+            if not callable(target) or not getattr(target, "is_step", False) or name is None:
+                raise TypeError(f"self.next() takes steps such as self.{ctx.step}; got "
+                                f"{target!r}.")
+            names.append(name)
+        ctx.transition = (names, foreach)
+
+    @property
+    def input(self) -> Any:
+        """The item of the innermost foreach this task belongs to (None outside a foreach)."""
+        ctx = self.__dict__.get("_fd_ctx")
+        frames = ctx.foreach_frames() if ctx else []
+        if not frames:
+            return None
+        return _foreach_item(self, ctx, frames[-1])
+
+    @property
+    def index(self) -> int | None:
+        """Zero-based position of this task in its innermost foreach (None outside one)."""
+        ctx = self.__dict__.get("_fd_ctx")
+        frames = ctx.foreach_frames() if ctx else []
+        return frames[-1].index if frames else None
+
+    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+        """(index, number of splits, value) for each enclosing foreach, outermost first."""
+        ctx = self.__dict__.get("_fd_ctx")
+        out = []
+        for frame in ctx.foreach_frames() if ctx else []:
+            try:
+                value = _foreach_item(self, ctx, frame)
+            except (AttributeError, LookupError, TypeError):
+                value = None
+            out.append((frame.index, frame.num_splits, value))
+        return out
+
+    def merge_artifacts(self, inputs: Inputs, exclude: list[str] | None = None,
+                        include: list[str] | None = None) -> None:
+        """Carry artifacts that all inputs agree on into this join step.
+
+        Artifacts already set in this step are left alone; an artifact whose
+        value differs between inputs is an error unless it is excluded.
+        """
+        from flowdeck.authoring.merge import merge_artifacts
+        merge_artifacts(self, inputs, exclude or [], include or [])
+
+    # -- attribute protocol -----------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name.startswith("_fd"):
+            raise AttributeError(name)
+        ctx = self.__dict__.get("_fd_ctx")
+        if ctx is not None:
+            ref = ctx.artifact_refs.get(name)
+            if ref is not None:
+                value = ctx.load(ref)
+                object.__setattr__(self, name, value)
+                return value
+            where = f"step `{ctx.step}`"
+            hint = (" In a join, read it from `inputs` (for example inputs[0]." + name +
+                    ") or call self.merge_artifacts(inputs)." if ctx.is_join else
+                    f" Assign self.{name} in this step or a step before it.")
+            raise AttributeError(f"Flow {type(self).__name__} has no artifact `{name}` in "
+                                 f"{where}.{hint}")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        ctx = self.__dict__.get("_fd_ctx")
+        if ctx is not None and ctx.read_only and not name.startswith("_fd"):
+            raise AttributeError(f"Inputs of a join are read-only; assign `{name}` on self.")
+        object.__setattr__(self, name, value)
+
+
+def _foreach_item(flow: FlowSpec, ctx: StepContext, frame: Any) -> Any:
+    """`self.input` without caching the whole foreach list on `self`.
+
+    Caching it as an attribute would make every one of N foreach tasks
+    pickle the N-item list again when it persists its artifacts.
+    """
+    if frame.var in flow.__dict__:
+        return flow.__dict__[frame.var][frame.index]
+    ref = ctx.artifact_refs.get(frame.var)
+    if ref is None:
+        return getattr(flow, frame.var)[frame.index]
+    cache = ctx.loaded
+    if frame.var not in cache:
+        cache[frame.var] = ctx.load(ref)
+    return cache[frame.var][frame.index]
+
+
+def flow_steps(flow_cls: type) -> dict[str, Callable[..., Any]]:
+    """The step functions of a flow class, by name (including inherited steps)."""
+    out = {}
+    for name in dir(flow_cls):
+        if name.startswith("__"):
+            continue
+        value = getattr(flow_cls, name, None)
+        if callable(value) and getattr(value, "is_step", False):
+            out[name] = value
+    return out
+
+
+def flow_parameters(flow_cls: type) -> dict[str, Parameter]:
+    """Parameters of a flow class by attribute name."""
+    out = {}
+    for klass in reversed(flow_cls.__mro__):
+        for attr, value in vars(klass).items():
+            if isinstance(value, Parameter):
+                out[attr] = value
+    return out
+
+
+def new_flow_instance(flow_cls: type, ctx: StepContext) -> FlowSpec:
+    """An instance for one task, without calling `__init__` (which would start the CLI)."""
+    flow = flow_cls.__new__(flow_cls)
+    object.__setattr__(flow, "_fd_ctx", ctx)
+    return flow
+
+
+def _script_module_file() -> str | None:
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None)

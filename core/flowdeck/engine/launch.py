@@ -1,0 +1,285 @@
+"""From a flow class to a run: static graph, parameters, datastore, orchestrator.
+
+This is where `MyFlow().run()`, Metaflow's bare `MyFlow()` and the script
+command line meet. It decides whether the command line belongs to us (the
+flow file is the script being run) or not (the flow was imported by another
+program, whose `sys.argv` we must never read).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowdeck.store.blobs import FlowDatastore, default_root, read_json
+from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError, UsageError, has_errors
+from flowdeck.analysis.flowfile import analyze_file, analyze_source
+from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
+from flowdeck.analysis.lint import lint_graph
+from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
+from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowdeck.client import Run
+
+
+@dataclass
+class PreparedFlow:
+    """A flow class with its static graph and where its runs are stored."""
+
+    flow_cls: type
+    graph: FlowGraph
+    file: str
+    datastore: FlowDatastore
+    diagnostics: list[Diagnostic]
+
+
+def prepare(flow_cls: type) -> PreparedFlow:
+    """Static graph and lint of a live flow class; raises FlowDefinitionError on errors."""
+    file = _source_file(flow_cls)
+    graph, diagnostics = _static_graph(flow_cls, file)
+    if has_errors(diagnostics):
+        raise FlowDefinitionError(f"{flow_cls.__name__} in {file} has errors; fix them and "
+                                  "run again.", diagnostics)
+    return PreparedFlow(flow_cls, graph, file, FlowDatastore(default_root(file),
+                                                             flow_cls.__name__), diagnostics)
+
+
+def _source_file(flow_cls: type) -> str:
+    try:
+        return str(Path(inspect.getsourcefile(flow_cls) or inspect.getfile(flow_cls)).resolve())
+    except (TypeError, OSError):
+        main = sys.modules.get("__main__")
+        return str(Path(getattr(main, "__file__", None) or Path.cwd() / "flow.py").resolve())
+
+
+def _static_graph(flow_cls: type, file: str) -> tuple[FlowGraph, list[Diagnostic]]:
+    """The graph from the file's AST; from the class's own source if the file can't tell."""
+    live_steps = set(flow_steps(flow_cls))
+    info = analyze_file(file).flow(flow_cls.__name__) if Path(file).is_file() else None
+    if info is not None and set(info.graph.nodes) == live_steps:
+        return info.graph, info.diagnostics
+    graph = _graph_from_class(flow_cls, file)
+    import textwrap
+    params = analyze_source(textwrap.dedent(_safe_getsource(flow_cls)), file).flows
+    return graph, lint_graph(graph, params[0].parameters if params else [])
+
+
+def _safe_getsource(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _graph_from_class(flow_cls: type, file: str) -> FlowGraph:
+    """Metaflow's way: parse each step method's own source (inherited ones too)."""
+    nodes = []
+    for name, func in flow_steps(flow_cls).items():
+        try:
+            lines, first = inspect.getsourcelines(func)
+        except (OSError, TypeError):
+            raise FlowDefinitionError(f"Cannot read the source of step `{name}` of "
+                                      f"{flow_cls.__name__}; define the flow in a .py file.")
+        import textwrap
+        source = "\n" * (first - 1) + textwrap.dedent("".join(lines))
+        tree = ast.parse(source)
+        func_ast = tree.body[0]
+        assert isinstance(func_ast, (ast.FunctionDef, ast.AsyncFunctionDef))
+        nodes.append(parse_step(func_ast, source, []))
+    return build_graph(flow_cls.__name__, file, _class_line(flow_cls),
+                       deindent_docstring(flow_cls.__doc__), nodes)
+
+
+def _class_line(flow_cls: type) -> int:
+    try:
+        return inspect.getsourcelines(flow_cls)[1]
+    except (OSError, TypeError):
+        return 1
+
+
+# -- parameters -------------------------------------------------------------
+
+def parameter_lookup(flow_cls: type) -> dict[str, str]:
+    """Every accepted spelling of a parameter (name, attribute, dashed) -> attribute."""
+    names: dict[str, str] = {}
+    for attr, param in flow_parameters(flow_cls).items():
+        for spelling in (param.name, attr):
+            names[spelling] = attr
+            names[spelling.replace("_", "-")] = attr
+    return names
+
+
+def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """Typed parameter values (by attribute) from given values, defaults and `required`."""
+    params = flow_parameters(flow_cls)
+    lookup = parameter_lookup(flow_cls)
+    provided: dict[str, Any] = {}
+    for key, value in given.items():
+        attr = lookup.get(key)
+        if attr is None:
+            known = ", ".join(p.name for p in params.values()) or "none"
+            raise UsageError(f"{flow_cls.__name__} has no parameter `{key}` "
+                             f"(its parameters: {known}).")
+        provided[attr] = value
+    values: dict[str, Any] = {}
+    for attr, param in params.items():
+        values[attr] = _parameter_value(flow_cls, param, attr, provided)
+    return values
+
+
+def _parameter_value(flow_cls: type, param: Parameter, attr: str,
+                     provided: dict[str, Any]) -> Any:
+    if attr in provided:
+        try:
+            return param.convert(provided[attr])
+        except ValueError as exc:
+            raise UsageError(f"{exc}.") from None
+    if param.required and not param.has_default:
+        hint = f" ({param.help})" if param.help else ""
+        raise UsageError(f"Missing required parameter --{param.name}{hint}. Pass "
+                         f"`--{param.name} VALUE`.")
+    return param.default_value(flow_cls.__name__)
+
+
+# -- running ------------------------------------------------------------------
+
+def execute(flow_cls: type, params: dict[str, Any], options: RunOptions) -> RunOutcome:
+    prepared = prepare(flow_cls)
+    values = resolve_parameters(flow_cls, params)
+    return Orchestrator(flow_cls, prepared.graph, values, prepared.datastore, options).run()
+
+
+def resume(flow_cls: type, steps: list[str], options: RunOptions) -> RunOutcome:
+    """Rerun from the failed (or named) steps of an earlier run, reusing its finished tasks."""
+    prepared = prepare(flow_cls)
+    graph, ds = prepared.graph, prepared.datastore
+    origin_id = options.origin_run_id or _latest_run_id(ds)
+    if origin_id is None:
+        raise UsageError(f"{flow_cls.__name__} has no earlier run to resume. Run it first.")
+    run_dir = ds.run_dir(origin_id)
+    if not (run_dir / "run.json").exists():
+        raise UsageError(f"There is no run {origin_id} of {flow_cls.__name__} in {ds.root}. "
+                         "Check --origin-run-id.")
+    unknown = [s for s in steps if s not in graph]
+    if unknown:
+        raise UsageError(f"{flow_cls.__name__} has no step {', '.join(unknown)}; its steps "
+                         f"are {', '.join(graph.nodes)}.")
+    records = _final_attempts(run_dir)
+    if not steps:
+        steps = _unfinished_steps(graph, records)
+        if not steps:
+            raise UsageError(f"Run {origin_id} succeeded; name the step to rerun from, as "
+                             "`resume STEP`.")
+    origin = OriginRun(origin_id, records, graph.descendants(steps))
+    run_json = read_json(run_dir / "run.json")
+    values = _origin_parameters(ds, run_json, flow_cls)
+    return Orchestrator(flow_cls, graph, values, ds, options, origin=origin).run()
+
+
+def _latest_run_id(ds: FlowDatastore) -> str | None:
+    best: tuple[float, str] | None = None
+    for run_id in ds.list_run_ids():
+        try:
+            start = float(read_json(ds.run_dir(run_id) / "run.json").get("start") or 0)
+        except (OSError, ValueError):
+            continue
+        if best is None or start > best[0]:
+            best = (start, run_id)
+    return best[1] if best else None
+
+
+def _final_attempts(run_dir: Path) -> list[dict[str, Any]]:
+    records = []
+    for task_dir in run_dir.glob("*/*"):
+        attempts = sorted(task_dir.glob("attempt-*.json"),
+                          key=lambda p: int(p.stem.split("-")[1]))
+        if attempts:
+            try:
+                records.append(read_json(attempts[-1]))
+            except (OSError, ValueError):
+                continue
+    return records
+
+
+def _unfinished_steps(graph: FlowGraph, records: list[dict[str, Any]]) -> list[str]:
+    done = {r["step"] for r in records if r.get("status") in ("succeeded", "reused")}
+    bad = {r["step"] for r in records if r.get("status") not in ("succeeded", "reused")}
+    never = [s for s in graph.topological() if s not in done and s not in bad]
+    return sorted(bad) or never[:1]
+
+
+def _origin_parameters(ds: FlowDatastore, run_json: dict[str, Any], flow_cls: type) -> dict[str, Any]:
+    from flowdeck.store.blobs import BlobRef
+    values = {}
+    for attr, ref in (run_json.get("param_refs") or {}).items():
+        values[attr] = ds.blobs.get(BlobRef.from_dict(ref).sha)
+    for attr, param in flow_parameters(flow_cls).items():
+        values.setdefault(attr, param.default_value(flow_cls.__name__))
+    return values
+
+
+# -- entry points used by FlowSpec ------------------------------------------
+
+def is_flow_script(flow_cls: type) -> bool:
+    """True when the flow's own file is the script being run (so argv is ours)."""
+    if flow_cls.__module__ != "__main__":
+        return False
+    main = sys.modules.get("__main__")
+    return bool(getattr(main, "__file__", None)) and "ipykernel" not in sys.modules
+
+
+def bare_script_call(flow_cls: type) -> None:
+    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line."""
+    if not is_flow_script(flow_cls):
+        return
+    line = _calling_module_line()
+    main_file = getattr(sys.modules["__main__"], "__file__", "")
+    if line is None or not _is_bare_call_statement(main_file, line, flow_cls.__name__):
+        return
+    from flowdeck.cli.main import script_main
+    code, _ = script_main(flow_cls, sys.argv[1:])
+    sys.exit(code)
+
+
+def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
+    """`MyFlow().run(**params)`: the script's command line, or only `params`."""
+    from flowdeck.cli.main import script_main
+    from flowdeck.client import Run
+    if is_flow_script(flow_cls):
+        code, handle = script_main(flow_cls, sys.argv[1:], defaults=params)
+        if code != 0 or handle is None:
+            sys.exit(code)
+        return handle
+    options = RunOptions(install_signal_handlers=True)
+    outcome = execute(flow_cls, params, options)
+    return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root)
+
+
+def _calling_module_line() -> int | None:
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
+    try:
+        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and node.lineno <= line <= (node.end_lineno or line):
+            call = node.value
+            if isinstance(call, ast.Call):
+                func = call.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name == class_name:
+                    return True
+    return False

@@ -1,0 +1,259 @@
+"""One task attempt, executed inside its own (forked) worker process.
+
+The orchestrator forks, points fds 1 and 2 at pipes it reads, and calls
+`execute_task`. The child runs the step, persists its artifacts, writes its
+attempt metadata atomically and exits; it never returns into the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from flowdeck.authoring.current import current
+from flowdeck.store.blobs import ArtifactPickleError, BlobRef, BlobStore, atomic_write_json
+from flowdeck.authoring.exceptions import ExceptionWrapper, StepTimeout, error_info
+from flowdeck.authoring.spec import Inputs, MergeArtifactsException, new_flow_instance
+from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CANCELLED = 130
+
+
+@dataclass
+class ParentResult:
+    """What a child task needs to know of one finished parent task."""
+
+    step: str
+    task_id: str
+    artifacts: dict[str, BlobRef]
+    frames: tuple[Frame, ...]
+
+
+@dataclass
+class TaskRequest:
+    """Everything a worker needs to run one attempt; handed over by fork, not pickled."""
+
+    flow_cls: type
+    flow_name: str
+    run_id: str
+    step: str
+    task_id: str
+    attempt: int
+    node_type: str
+    out_funcs: list[str]
+    foreach_param: str | None
+    frames: tuple[Frame, ...]
+    parents: list[ParentResult]
+    params: dict[str, Any]
+    param_refs: dict[str, BlobRef]
+    root: Path
+    attempt_json: str
+    source_hash: str = ""
+    max_retries: int = 0
+    catch_var: str | None = None
+    catch: bool = False
+    print_exception: bool = True
+    timeout_s: float = 0.0
+    origin_run_id: str | None = None
+    input_paths: list[str] = field(default_factory=list)
+
+
+def prepare_worker_process() -> None:
+    """Reset what the child inherited from the orchestrator: signals, stdio."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    # Whatever sys.stdout was in the parent (a notebook stream, a capture),
+    # the child writes to fds 1 and 2, which are the orchestrator's pipes.
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=True)
+
+
+@contextmanager
+def step_timeout(seconds: float, step: str) -> Iterator[None]:
+    if seconds <= 0:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise StepTimeout(f"Step `{step}` timed out after {seconds:g} s (@timeout). "
+                          "Make it faster or raise the limit.")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class TaskFailure(Exception):
+    """A failure described by the engine, with no traceback worth showing."""
+
+
+def execute_task(req: TaskRequest) -> int:
+    """Run one attempt and record it; returns the process exit code."""
+    started = time.time()
+    os.makedirs(os.path.dirname(req.attempt_json), exist_ok=True)
+    record: dict[str, Any] = {
+        "step": req.step, "task_id": req.task_id, "attempt": req.attempt,
+        "pid": os.getpid(), "start": started, "run_id": req.run_id,
+        "frames": [f.as_dict() for f in req.frames],
+        "signature": frames_signature(req.frames), "source_hash": req.source_hash,
+        "input_paths": req.input_paths,
+    }
+    blobs = BlobStore(req.root)
+    ctx, inputs = _build_context(req, blobs)
+    flow = new_flow_instance(req.flow_cls, ctx)
+    current._set(flow_name=req.flow_name, run_id=req.run_id, step_name=req.step,
+                 task_id=req.task_id, retry_count=req.attempt,
+                 origin_run_id=req.origin_run_id,
+                 parameter_names=sorted(req.params), username=_username())
+    code, status = EXIT_OK, "succeeded"
+    try:
+        _run_step(flow, ctx, req, inputs, record)
+        record["foreach_splits"] = _foreach_splits(flow, req)
+        record["artifacts"] = {k: v.as_dict() for k, v in _persist(flow, ctx, blobs).items()}
+        record["next"] = ctx.transition[0] if ctx.transition else []
+    except KeyboardInterrupt:
+        code, status = EXIT_CANCELLED, "cancelled"
+        record["error"] = {"type": "KeyboardInterrupt", "message": "cancelled", "traceback": ""}
+    except (TaskFailure, ArtifactPickleError, MergeArtifactsException) as exc:
+        code, status = EXIT_FAILED, "failed"
+        record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
+    except SystemExit as exc:
+        code, status = EXIT_FAILED, "failed"
+        record["error"] = error_info(exc, message=(
+            f"Step `{req.step}` called sys.exit({exc.code!r}). A step must not exit the "
+            "interpreter: raise an exception to fail it, or return to finish it."))
+    except BaseException as exc:  # the user's code failed: report it, the run decides
+        code, status = EXIT_FAILED, "failed"
+        record["error"] = error_info(exc)
+    record.update(status=status, end=time.time())
+    record["duration"] = record["end"] - started
+    _flush_stdio()
+    atomic_write_json(req.attempt_json, record)
+    return code
+
+
+def _build_context(req: TaskRequest, blobs: BlobStore) -> tuple[StepContext, Inputs | None]:
+    ctx = StepContext(req.flow_name, req.run_id, req.step, req.task_id, blobs,
+                      params=dict(req.params), frames=req.frames,
+                      is_join=req.node_type == "join")
+    if ctx.is_join:
+        ctx.artifact_refs = dict(req.param_refs)
+        flows = [new_flow_instance(req.flow_cls, StepContext(
+            req.flow_name, req.run_id, p.step, p.task_id, blobs, params=dict(req.params),
+            artifact_refs=dict(p.artifacts), frames=p.frames, read_only=True))
+            for p in req.parents]
+        return ctx, Inputs(flows)
+    ctx.artifact_refs = dict(req.parents[0].artifacts) if req.parents else dict(req.param_refs)
+    return ctx, None
+
+
+def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | None,
+              record: dict[str, Any]) -> None:
+    """Call the user's step; on its last attempt, @catch turns an exception into data."""
+    func = getattr(flow, req.step)
+    try:
+        with step_timeout(req.timeout_s, req.step):
+            if inputs is not None:
+                func(inputs)
+            else:
+                func()
+        _check_transition(ctx, req)
+    except (KeyboardInterrupt, SystemExit, TaskFailure):
+        raise
+    except BaseException as exc:
+        if not req.catch or req.attempt < req.max_retries:
+            raise
+        wrapper = ExceptionWrapper(exc)
+        if req.print_exception:
+            print(f"@catch caught an exception from step `{req.step}`:\n{wrapper.stacktrace}",
+                  file=sys.stderr)
+        record["caught"] = error_info(exc)
+        if req.catch_var:
+            setattr(flow, req.catch_var, wrapper)
+        ctx.transition = (list(req.out_funcs), None)
+        return
+    if req.catch and req.catch_var:
+        setattr(flow, req.catch_var, None)
+
+
+def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
+    if req.node_type == "end":
+        if ctx.transition:
+            raise TaskFailure(f"The end step `{req.step}` called self.next(); remove that call.")
+        return
+    if ctx.transition is None:
+        raise TaskFailure(f"Step `{req.step}` finished without calling self.next(). Make "
+                          "sure every path through the step ends with self.next(...).")
+    names, foreach = ctx.transition
+    if list(names) != list(req.out_funcs) or (foreach or None) != (req.foreach_param or None):
+        got = ", ".join(f"self.{n}" for n in names)
+        want = ", ".join(f"self.{n}" for n in req.out_funcs)
+        raise TaskFailure(f"Step `{req.step}` called self.next({got}) at run time, but its "
+                          f"last line says self.next({want}). Transitions must be static: "
+                          "call self.next once, as the step's last statement.")
+
+
+def _foreach_splits(flow: Any, req: TaskRequest) -> int | None:
+    if req.node_type != "foreach" or not req.foreach_param:
+        return None
+    var = req.foreach_param
+    try:
+        value = getattr(flow, var)
+    except AttributeError:
+        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is not "
+                          f"set. Assign a list to self.{var} before calling self.next().") from None
+    if not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
+        kind = type(value).__name__
+        hint = (" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
+        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is a "
+                          f"{kind}, not a list or other sequence.{hint}")
+    count = len(value)
+    if count == 0:
+        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is empty, "
+                          "so there is nothing to run. Give it at least one item.")
+    return count
+
+
+def _persist(flow: Any, ctx: StepContext, blobs: BlobStore) -> dict[str, BlobRef]:
+    """Artifacts after this task: inherited references plus everything set (or read) on self."""
+    refs = dict(ctx.artifact_refs)
+    for name, value in list(flow.__dict__.items()):
+        if name.startswith("_fd") or name.startswith("__"):
+            continue
+        refs[name] = blobs.put(name, value)
+    return refs
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _username() -> str | None:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or os.environ.get("LOGNAME")

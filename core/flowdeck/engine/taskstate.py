@@ -1,0 +1,64 @@
+"""The state a running step sees through `self`: its artifacts, parameters and foreach frames.
+
+Kept apart from `spec.py` so the authoring API stays small: `FlowSpec`
+delegates every engine concern to the `StepContext` attached to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowdeck.store.blobs import BlobRef, BlobStore
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One enclosing split of a task: which split task opened it and which branch this is."""
+
+    split_step: str
+    split_task_id: str
+    kind: str  # "foreach" or "split"
+    var: str | None
+    index: int
+    num_splits: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"split_step": self.split_step, "split_task_id": self.split_task_id,
+                "kind": self.kind, "var": self.var, "index": self.index,
+                "num_splits": self.num_splits}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Frame":
+        return cls(d["split_step"], str(d["split_task_id"]), d["kind"], d.get("var"),
+                   int(d["index"]), int(d["num_splits"]))
+
+
+def frames_signature(frames: tuple[Frame, ...] | list[Frame]) -> str:
+    """Identity of a task's place in the fan-out, stable across runs (for resume)."""
+    return "/".join(f"{f.split_step}:{f.index}" for f in frames)
+
+
+@dataclass
+class StepContext:
+    """Everything `self` needs while a step runs (or while a join reads an input)."""
+
+    flow_name: str
+    run_id: str
+    step: str
+    task_id: str
+    blobs: BlobStore
+    params: dict[str, Any] = field(default_factory=dict)
+    artifact_refs: dict[str, BlobRef] = field(default_factory=dict)
+    frames: tuple[Frame, ...] = ()
+    is_join: bool = False
+    read_only: bool = False
+    transition: tuple[list[str], str | None] | None = None
+    next_calls: int = 0
+    loaded: dict[str, Any] = field(default_factory=dict)  # read-only cache, not persisted
+
+    def load(self, ref: BlobRef) -> Any:
+        return self.blobs.get(ref.sha)
+
+    def foreach_frames(self) -> list[Frame]:
+        return [f for f in self.frames if f.kind == "foreach"]

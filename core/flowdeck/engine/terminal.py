@@ -1,0 +1,132 @@
+"""What a person sees in the terminal during a run: one line per task event, prefixed output.
+
+Every line carries `[run/step/task]`, so interleaved output of parallel
+tasks stays readable and greppable. Worker output is decoded leniently and
+control characters (other than tab and ANSI colour escapes) are replaced,
+so a step that prints binary garbage cannot corrupt the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowdeck.engine.runtime import TaskResult
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+MAX_PARTIAL = 64 * 1024  # a line longer than this is printed in pieces
+
+
+def clean_line(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return _CONTROL.sub("\ufffd", text.rstrip("\r"))
+
+
+class TerminalEcho:
+    """Formats the orchestrator's terminal output; holds partial lines per task stream."""
+
+    def __init__(self, run_id: str, quiet: bool = False,
+                 out: TextIO | None = None, err: TextIO | None = None):
+        self.run_id = run_id
+        self.quiet = quiet
+        self._out = out
+        self._err = err
+        self._partial: dict[tuple[str, str, bool], bytes] = {}
+
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout
+
+    @property
+    def err(self) -> TextIO:
+        return self._err or sys.stderr
+
+    def _prefix(self, step: str, task_id: str) -> str:
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+        return f"{stamp} [{self.run_id}/{step}/{task_id}]"
+
+    def _say(self, text: str, err: bool = False) -> None:
+        stream = self.err if err else self.out
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    # -- run --------------------------------------------------------------------
+
+    def run_started(self, flow: str, origin_run_id: str | None) -> None:
+        if self.quiet:
+            return
+        how = f"resuming run {origin_run_id}" if origin_run_id else "starting"
+        self._say(f"{flow} run {self.run_id}: {how}")
+
+    def run_finished(self, status: str, duration: float, failed: "TaskResult | None") -> None:
+        if status == "succeeded":
+            if not self.quiet:
+                self._say(f"Run {self.run_id} succeeded in {duration:.2f} s.")
+        elif status == "cancelled":
+            self._say(f"Run {self.run_id} was cancelled after {duration:.2f} s.", err=True)
+        elif failed is not None:
+            error = failed.error or {}
+            self._say(f"Run {self.run_id} failed: step `{failed.step}` (task {failed.task_id}) "
+                      f"raised {error.get('type', 'an error')}: {error.get('message', '')}\n"
+                      f"Fix it, then continue with `resume` (finished steps are reused).",
+                      err=True)
+
+    # -- tasks --------------------------------------------------------------------
+
+    def task_started(self, step: str, task_id: str, attempt: int, pid: int) -> None:
+        if not self.quiet:
+            what = "Task is starting" + (f" (retry {attempt})" if attempt else "")
+            self._say(f"{self._prefix(step, task_id)} {what} (pid {pid}).")
+
+    def task_succeeded(self, step: str, task_id: str, result: "TaskResult") -> None:
+        if self.quiet:
+            return
+        extra = f", {result.foreach_splits} foreach items" if result.foreach_splits else ""
+        if result.caught:
+            extra += f", @catch kept going after {result.caught.get('type')}"
+        self._say(f"{self._prefix(step, task_id)} Task finished in {result.duration:.2f} s"
+                  f"{extra}.")
+
+    def task_reused(self, step: str, task_id: str, origin: str) -> None:
+        if not self.quiet:
+            self._say(f"{self._prefix(step, task_id)} Reusing finished task {origin}.")
+
+    def task_failed(self, step: str, task_id: str, result: "TaskResult", will_retry: bool) -> None:
+        error = result.error or {}
+        tail = " Retrying." if will_retry else ""
+        lines = [f"{self._prefix(step, task_id)} Task failed: {error.get('type', 'error')}: "
+                 f"{error.get('message', '')}{tail}"]
+        trace = error.get("traceback") or ""
+        lines += [f"    {line}" for line in trace.splitlines()]
+        self._say("\n".join(lines), err=True)
+
+    def task_cancelled(self, step: str, task_id: str) -> None:
+        self._say(f"{self._prefix(step, task_id)} Task cancelled.", err=True)
+
+    # -- worker output ------------------------------------------------------------
+
+    def output(self, step: str, task_id: str, is_err: bool, data: bytes) -> None:
+        key = (step, task_id, is_err)
+        buffered = self._partial.pop(key, b"") + data
+        *lines, rest = buffered.split(b"\n")
+        if len(rest) > MAX_PARTIAL:
+            lines.append(rest)
+            rest = b""
+        if rest:
+            self._partial[key] = rest
+        if lines:
+            prefix = self._prefix(step, task_id)
+            self._say("\n".join(f"{prefix} {clean_line(line)}" for line in lines), err=is_err)
+
+    def flush_task(self, step: str, task_id: str) -> None:
+        for is_err in (False, True):
+            rest = self._partial.pop((step, task_id, is_err), b"")
+            if rest:
+                self._say(f"{self._prefix(step, task_id)} {clean_line(rest)}", err=is_err)

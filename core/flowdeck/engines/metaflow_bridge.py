@@ -1,0 +1,688 @@
+"""Run a real Metaflow flow and speak Flowdeck's event stream (docs/events.md) for it.
+
+The window has one code path for both engines: it starts::
+
+    python -m flowdeck.engines.metaflow_bridge FLOW_FILE run [--param value] [--max-workers N]
+    python -m flowdeck.engines.metaflow_bridge FLOW_FILE resume [STEP] [--origin-run-id ID]
+
+and follows `events.jsonl` exactly as for a Flowdeck run. This process starts
+Metaflow's own `run`/`resume` in the flow's folder, passes every stdout line
+through unchanged (so the log pane shows Metaflow's output), and turns the
+lines it recognises into events with `MetaflowLogParser`. Lines it does not
+recognise are only passed through: a changed Metaflow log format degrades to
+a plain log, never to a crash. Nothing here imports metaflow or the flow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from flowdeck.store.blobs import atomic_write_json, default_root, read_json
+from flowdeck.store.events import RUN_FINISHED, RUN_STARTED, TASK_FINISHED, TASK_STARTED, EventWriter, \
+    read_events
+from flowdeck.analysis.flowfile import FlowInfo, analyze_file
+
+RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+STOP_GRACE = 3.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping
+DEFAULT_MAX_WORKERS = 16  # Metaflow's own default
+FALLBACK_USER = "flowdeck"
+
+# `2026-11-25 18:36:28.235 [RUN/STEP/TASK (pid N)] text`, or without the bracket.
+LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) "
+                  r"(?:\[(?P<run>[^/\]\s]+)/(?P<step>[^/\]\s]+)/(?P<task>[^/\]\s]+)"
+                  r"(?: \(pid (?P<pid>\d+)\))?\] ?)?(?P<text>.*)$")
+WORKFLOW_STARTING = re.compile(r"^Workflow starting \(run-id (?P<run>[^)]+)\)")
+FOREACH_YIELDS = re.compile(r"^Foreach yields (?P<n>\d+) child steps?\.")
+CLONING = re.compile(r"^Cloning previously run task (?P<origin>\S+/\S+/\S+)")
+EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
+METAFLOW_FRAME = re.compile(r'^File "[^"]*[/\\]metaflow[/\\][^"]*"')
+
+
+# -- parsing Metaflow's stdout ------------------------------------------------------------
+
+
+@dataclass
+class TaskTrack:
+    """What the parser knows of one Metaflow task while it runs."""
+
+    step: str
+    task_id: str
+    attempt: int = 0
+    started: float = 0.0
+    pid: int | None = None
+    lines: list[str] = field(default_factory=list)
+    splits: int | None = None
+    killed: bool = False
+    running: bool = True
+
+
+@dataclass
+class ParsedLine:
+    """One stdout line: its events (maybe none) and whether it is log text."""
+
+    events: list[dict[str, Any]]
+    text: str | None = None
+    task_id: str | None = None  # the Metaflow task that printed the line, if any
+
+
+class MetaflowLogParser:
+    """Turns Metaflow's `run`/`resume` stdout, line by line, into Flowdeck events.
+
+    Pure: no I/O, no clock (times come from the lines), so it is tested by
+    feeding it text. Each event is a dict with `type` plus its fields; the
+    writer adds `v`, `t` and `run_id`. A failed attempt is held back until we
+    know whether Metaflow retries it, so `will_retry` is exact.
+    """
+
+    def __init__(self, origin_splits: dict[str, int] | None = None,
+                 origin_ids: dict[str, str] | None = None):
+        self.metaflow_run_id: str | None = None
+        self.origin_ids = origin_ids or {}  # Metaflow run id -> our run id of the same run
+        self.tasks: dict[str, TaskTrack] = {}
+        self.pending_failures: dict[str, dict[str, Any]] = {}
+        self.first_error: dict[str, Any] | None = None
+        self.origin_splits = origin_splits or {}
+
+    def feed(self, line: str) -> ParsedLine:
+        """Events for one line (without its newline); unknown lines give none."""
+        match = LINE.match(line)
+        if match is None:
+            return ParsedLine([], line)
+        when = _timestamp(match.group("ts"))
+        text = match.group("text")
+        if match.group("task") is None:
+            return ParsedLine(self._orchestrator(text), text)
+        return ParsedLine(self._task_line(match, text, when), text, match.group("task"))
+
+    def finish(self, cancelled: bool) -> list[dict[str, Any]]:
+        """Close every open attempt when Metaflow has exited (failed, cancelled or killed)."""
+        events = self._flush_failures()
+        for track in self.tasks.values():
+            if track.running:
+                track.running = False
+                events.append(self._finished(track, "cancelled" if cancelled else "failed",
+                                             track.started, None))
+        return events
+
+    # -- orchestrator lines ---------------------------------------------------------------
+
+    def _orchestrator(self, text: str) -> list[dict[str, Any]]:
+        started = WORKFLOW_STARTING.match(text)
+        if started:
+            self.metaflow_run_id = started.group("run")
+            return [{"type": "metaflow_run", "metaflow_run_id": self.metaflow_run_id}]
+        if text.startswith(("Workflow failed", "Done!", "This failed task will not be retried")):
+            return self._flush_failures()
+        return []
+
+    # -- task lines -----------------------------------------------------------------------
+
+    def _task_line(self, match: re.Match[str], text: str, when: float) -> list[dict[str, Any]]:
+        step, task_id = match.group("step"), match.group("task")
+        pid = int(match.group("pid")) if match.group("pid") else None
+        if text.startswith("Task is starting"):
+            return self._started(step, task_id, pid, when, retry="(retry)" in text)
+        cloned = CLONING.match(text)
+        if cloned:
+            return self._cloned(step, task_id, cloned.group("origin"), when)
+        track = self.tasks.get(task_id)
+        if track is None:
+            return []
+        if text.startswith("Task finished successfully"):
+            track.running = False
+            return [self._finished(track, "succeeded", when, None)]
+        if text.startswith("Task failed"):
+            return self._failed(track, when)
+        yields = FOREACH_YIELDS.match(text)
+        if yields:
+            track.splits = int(yields.group("n"))
+        elif "[KILLED BY ORCHESTRATOR]" in text:
+            track.killed = True
+        else:
+            track.lines.append(text)
+        return []
+
+    def _started(self, step: str, task_id: str, pid: int | None, when: float,
+                 retry: bool) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        previous = self.tasks.get(task_id)
+        pending = self.pending_failures.pop(task_id, None)
+        if pending is not None:
+            events.append({**pending, "will_retry": True})
+        attempt = previous.attempt + 1 if previous is not None and retry else 0
+        self.tasks[task_id] = TaskTrack(step, task_id, attempt, when, pid)
+        events.append({"type": TASK_STARTED, "step": step, "task_id": task_id,
+                       "attempt": attempt, "pid": pid, "reused": False, "foreach": None,
+                       "input_paths": [], "logs": task_logs(step, task_id, attempt)})
+        return events
+
+    def _cloned(self, step: str, task_id: str, origin: str, when: float
+                ) -> list[dict[str, Any]]:
+        started = {"type": TASK_STARTED, "step": step, "task_id": task_id, "attempt": 0,
+                   "pid": None, "reused": True, "foreach": None, "input_paths": [],
+                   "logs": None}
+        origin_run, _, rest = origin.partition("/")
+        finished = {"type": TASK_FINISHED, "step": step, "task_id": task_id, "attempt": 0,
+                    "status": "reused", "duration": 0.0, "error": None, "will_retry": False,
+                    "artifacts": [],
+                    "origin": f"{self.origin_ids.get(origin_run, origin_run)}/{rest}"}
+        splits = self.origin_splits.get(origin.split("/", 1)[-1])
+        if splits:
+            finished["foreach_splits"] = splits
+        return [started, finished]
+
+    def _failed(self, track: TaskTrack, when: float) -> list[dict[str, Any]]:
+        """Hold the failure back: a following `(retry)` start means Metaflow retries it."""
+        track.running = False
+        events = self._flush_failures()  # an older failure without retry is final now
+        status = "cancelled" if track.killed else "failed"
+        error = None if track.killed else error_from_lines(track.lines)
+        finished = self._finished(track, status, when, error)
+        if status == "cancelled":
+            return events + [finished]
+        self.pending_failures[track.task_id] = finished
+        return events
+
+    def _flush_failures(self) -> list[dict[str, Any]]:
+        """Pending failures are final: no retry followed them."""
+        events = [{**e, "will_retry": False} for e in self.pending_failures.values()]
+        self.pending_failures.clear()
+        for event in events:
+            if self.first_error is None and event.get("error"):
+                self.first_error = {**event["error"], "step": event["step"],
+                                    "task_id": event["task_id"]}
+        return events
+
+    def _finished(self, track: TaskTrack, status: str, when: float,
+                  error: dict[str, Any] | None) -> dict[str, Any]:
+        event = {"type": TASK_FINISHED, "step": track.step, "task_id": track.task_id,
+                 "attempt": track.attempt, "status": status,
+                 "duration": round(max(0.0, when - track.started), 3), "error": error,
+                 "will_retry": False, "artifacts": []}
+        if track.splits is not None:
+            event["foreach_splits"] = track.splits
+        return event
+
+
+def task_logs(step: str, task_id: str, attempt: int) -> dict[str, str]:
+    """Where the bridge keeps an attempt's lines, relative to the run dir (as our engine does).
+
+    Metaflow sends a task's stdout and stderr down one stream, so both land in `.out`.
+    """
+    base = f"{step}/{task_id}/attempt-{attempt}"
+    return {"stdout": f"{base}.out", "stderr": f"{base}.err"}
+
+
+def _timestamp(text: str) -> float:
+    """Unix time of Metaflow's local-time stamp (`YYYY-MM-DD HH:MM:SS.mmm`)."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    except ValueError:
+        return time.time()
+
+
+def error_from_lines(lines: list[str]) -> dict[str, Any]:
+    """The error of a failed attempt from its own log lines.
+
+    Metaflow strips leading whitespace from its task log, so frames are
+    re-indented, and Metaflow's own frames are dropped: like our engine, the
+    traceback shows only the user's frames.
+    """
+    body = [line for line in lines if line.strip()]
+    start = next((i for i, line in enumerate(body) if line.startswith("Traceback")), None)
+    if start is None:
+        message = body[-1] if body else "The task failed without a traceback (see its log)."
+        return {"type": "TaskFailed", "message": message, "traceback": "\n".join(body)}
+    trace = body[start:]
+    last = trace[-1] if len(trace) > 1 else "Error"
+    exc = EXCEPTION_LINE.match(last)
+    kind = exc.group("type") if exc else "Error"
+    message = (exc.group("message") or "") if exc else last
+    return {"type": kind, "message": message,
+            "traceback": "\n".join(user_frames(trace[1:-1], trace[0], last))}
+
+
+def user_frames(frame_lines: list[str], head: str, last: str) -> list[str]:
+    """Traceback text keeping frames outside the metaflow package, indented as Python does."""
+    out = [head]
+    keep = False
+    for line in frame_lines:
+        if line.startswith('File "'):
+            keep = METAFLOW_FRAME.match(line) is None
+            if keep:
+                out.append("  " + line)
+        elif keep:
+            out.append("    " + line)
+    out.append(last)
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeArgs:
+    """The bridge's command line, split into what it needs and what Metaflow gets."""
+
+    file: str
+    command: str
+    metaflow_args: list[str]
+    run_id: str
+    origin_run_id: str | None = None
+
+
+def parse_args(argv: list[str]) -> BridgeArgs:
+    """`FILE [run|resume] ARGS`; `--run-id` is ours, everything else goes to Metaflow."""
+    if not argv or argv[0].startswith("-"):
+        raise UsageError("usage: python -m flowdeck.engines.metaflow_bridge FLOW_FILE run|resume "
+                         "[options]  (give the flow file first)")
+    file, rest = os.path.abspath(argv[0]), list(argv[1:])
+    run_id = os.environ.get("FLOWDECK_RUN_ID") or str(int(time.time() * 1000))
+    if "--run-id" in rest:
+        at = rest.index("--run-id")
+        if at + 1 >= len(rest):
+            raise UsageError("--run-id needs a value, e.g. --run-id 42.")
+        run_id = rest[at + 1]
+        del rest[at:at + 2]
+    if not RUN_ID.match(run_id):
+        raise UsageError(f"Run id {run_id!r} is not valid: use letters, digits, '.', '_' "
+                         "and '-' (at most 100).")
+    command = rest.pop(0) if rest and rest[0] in ("run", "resume") else "run"
+    origin = _option(rest, "--origin-run-id")
+    return BridgeArgs(file, command, rest, run_id, origin)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+class UsageError(Exception):
+    """Wrong command line: reported on stderr with exit code 2, before any run dir exists."""
+
+
+def metaflow_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: Metaflow refuses to run without a usable user name."""
+    env = dict(os.environ if environ is None else environ)
+    names = [env.get(k) for k in ("METAFLOW_USER", "USERNAME", "USER")]
+    if not any(n and n != "root" for n in names):
+        env["METAFLOW_USER"] = FALLBACK_USER
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
+def params_of(flow: FlowInfo, args: list[str]) -> dict[str, Any]:
+    """Parameter values by attribute name: defaults, overridden by `--name value`."""
+    values = {p.attribute: p.default for p in flow.parameters if p.has_default}
+    by_option = {p.name.replace("_", "-"): p.attribute for p in flow.parameters}
+    by_option.update({p.name: p.attribute for p in flow.parameters})
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if name in by_option:
+                if not eq and i + 1 < len(args):
+                    value = args[i + 1]
+                    i += 1
+                values[by_option[name]] = value
+        i += 1
+    return values
+
+
+def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path
+                     ) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    """Metaflow's resume arguments, and the foreach splits of the origin's tasks.
+
+    The window names origins by Flowdeck run id; Metaflow needs its own id,
+    which our run.json records. Metaflow resumes from one step, so of several
+    changed steps the first in the graph's order is kept.
+    """
+    out, splits, ids = list(args.metaflow_args), {}, {}
+    if args.origin_run_id:
+        origin_dir = root / flow.name / "runs" / args.origin_run_id
+        info = _read_run_json(origin_dir)
+        mf_id = info.get("metaflow_run_id") if info else None
+        if mf_id:
+            at = out.index("--origin-run-id") if "--origin-run-id" in out else None
+            if at is not None:
+                out[at + 1] = str(mf_id)
+            else:
+                out = [a if not a.startswith("--origin-run-id=") else
+                       f"--origin-run-id={mf_id}" for a in out]
+            splits = origin_splits(origin_dir / "events.jsonl")
+            ids = {str(mf_id): args.origin_run_id}
+    steps = [a for a in _positionals(out)]
+    if len(steps) > 1:
+        print(f"flowdeck: Metaflow resumes from one step; resuming from {steps[0]} "
+              f"(also changed: {', '.join(steps[1:])}).", file=sys.stderr)
+        for extra in steps[1:]:
+            out.remove(extra)
+    return out, splits, ids
+
+
+def _positionals(args: list[str]) -> Iterable[str]:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("-"):
+            skip = "=" not in arg and arg not in ("--clone-only", "--reentrant")
+            continue
+        yield arg
+
+
+def origin_splits(events_path: Path) -> dict[str, int]:
+    """`step/task` -> foreach splits in an earlier bridge run, for tasks resume clones."""
+    found: dict[str, int] = {}
+    try:
+        events = read_events(events_path)
+    except OSError:
+        return found
+    for event in events:
+        if event.get("type") == TASK_FINISHED and event.get("foreach_splits"):
+            found[f"{event['step']}/{event['task_id']}"] = int(event["foreach_splits"])
+    return found
+
+
+def _read_run_json(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        info = read_json(run_dir / "run.json")
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+class Bridge:
+    """One Metaflow run: the child process, its output, the events and run.json."""
+
+    def __init__(self, args: BridgeArgs, flow: FlowInfo, root: Path):
+        self.args = args
+        self.flow = flow
+        self.root = root
+        self.run_dir = root / flow.name / "runs" / args.run_id
+        self.started = time.time()
+        self.stopping = False
+        self.child: subprocess.Popen[bytes] | None = None
+        self.metaflow_run_id: str | None = None
+        self.params = params_of(flow, args.metaflow_args)
+        max_workers = _option(args.metaflow_args, "--max-workers")
+        self.max_workers = int(max_workers) if max_workers and max_workers.isdigit() \
+            else DEFAULT_MAX_WORKERS
+        self.own_group = os.name == "posix" and os.getpgrp() == os.getpid()
+        self.events: EventWriter | None = None
+        self.parser = MetaflowLogParser()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        mf_args, splits, ids = (translate_resume(self.args, self.flow, self.root)
+                                if self.args.command == "resume"
+                                else (self.args.metaflow_args, {}, {}))
+        self.parser = MetaflowLogParser(splits, ids)
+        try:
+            self.run_dir.mkdir(parents=True)
+        except FileExistsError:
+            raise UsageError(f"{self.flow.name} already has a run {self.args.run_id} in "
+                             f"{self.run_dir.parent}; choose another run id.") from None
+        self.events = EventWriter(self.run_dir / "events.jsonl", self.args.run_id)
+        self._write_run_json("running")
+        self._emit(RUN_STARTED, flow=self.flow.name, file=self.flow.file, params=self.params,
+                   graph=self.flow.graph.as_dict(), step_hashes=self.flow.graph.step_hashes(),
+                   origin_run_id=self.args.origin_run_id, pid=os.getpid(),
+                   max_workers=self.max_workers, engine="metaflow", run_dir=str(self.run_dir))
+        restore = self._install_signals()
+        try:
+            code = self._follow(self._start_child(mf_args))
+        finally:
+            restore()
+        return self._finish(code)
+
+    def _start_child(self, mf_args: list[str]) -> subprocess.Popen[bytes]:
+        command = [sys.executable, self.flow.file, self.args.command, *mf_args,
+                   "--run-id-file", str(self.run_dir / "metaflow-run-id")]
+        extra: dict[str, Any] = {} if self.own_group or os.name != "posix" \
+            else {"process_group": 0}
+        self.child = subprocess.Popen(command, cwd=os.path.dirname(self.flow.file),
+                                      env=metaflow_env(), stdout=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL, **extra)
+        return self.child
+
+    def _follow(self, child: subprocess.Popen[bytes]) -> int:
+        """Pass every stdout line through unchanged and emit the events it carries."""
+        assert child.stdout is not None
+        out = sys.stdout.buffer
+        for raw in child.stdout:
+            out.write(raw)
+            out.flush()
+            parsed = self.parser.feed(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            for event in parsed.events:
+                self._dispatch(event)
+            if parsed.task_id is not None and parsed.text is not None:
+                self._task_log(parsed.task_id, parsed.text)
+        return child.wait()
+
+    def _task_log(self, task_id: str, text: str) -> None:
+        """Append a task's line to its attempt's log, so a step's own output can be shown."""
+        track = self.parser.tasks.get(task_id)
+        if track is None:
+            return
+        path = self.run_dir / task_logs(track.step, task_id, track.attempt)["stdout"]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8", errors="surrogateescape") as handle:
+                handle.write(text + "\n")
+        except OSError as exc:  # a full disk must not stop the run; the stdout log has it all
+            print(f"flowdeck: cannot write {path}: {exc}", file=sys.stderr)
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.pop("type")
+        if kind == "metaflow_run":
+            self.metaflow_run_id = event["metaflow_run_id"]
+            self._write_run_json("running")
+            return
+        self._emit(kind, **event)
+
+    def _finish(self, child_code: int) -> int:
+        for event in self.parser.finish(cancelled=self.stopping):
+            self._dispatch(event)
+        self._reap_group()
+        self.metaflow_run_id = self.metaflow_run_id or self._run_id_file()
+        if self.stopping:
+            status, code = "cancelled", 128 + signal.SIGINT
+        elif child_code == 0 and self.metaflow_run_id:
+            status, code = "succeeded", 0
+        else:
+            status, code = "failed", 1
+            if child_code == 0:
+                self._never_started()
+        self._write_run_json(status, exit_code=code)
+        error = self.parser.first_error if status == "failed" else None
+        self._emit(RUN_FINISHED, status=status, duration=round(time.time() - self.started, 6),
+                   error=error, exit_code=code)
+        assert self.events is not None
+        self.events.close()
+        return code
+
+    def _never_started(self) -> None:
+        """Metaflow exited 0 without a run: the file does not start its flow when run."""
+        name = self.flow.name
+        print(f"flowdeck: {os.path.basename(self.flow.file)} ended without running {name}. "
+              f"Make the file start the flow: end it with "
+              f"`if __name__ == \"__main__\": {name}()`.", file=sys.stderr)
+
+    def _run_id_file(self) -> str | None:
+        try:
+            return (self.run_dir / "metaflow-run-id").read_text().strip() or None
+        except OSError:
+            return None
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def _install_signals(self) -> Any:
+        if os.name != "posix":
+            return lambda: None
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return restore
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First stop request: escalate SIGINT -> SIGTERM -> SIGKILL on Metaflow's processes."""
+        if self.stopping:
+            return
+        self.stopping = True
+        # A SIGINT to our group (the window's stop, a terminal's Ctrl+C) already reached
+        # Metaflow; a second one would cut its clean-up short.
+        already = signum == signal.SIGINT and self.own_group
+        threading.Thread(target=self._escalate, args=(already,), name="flowdeck-stop",
+                         daemon=True).start()
+
+    def _escalate(self, interrupted: bool) -> None:
+        deadline = time.monotonic() + STOP_GRACE
+        while self.child is None and time.monotonic() < deadline:  # stop while starting
+            time.sleep(0.01)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if not (interrupted and sig == signal.SIGINT):
+                self._signal_metaflow(sig)
+            child = self.child
+            if child is None:
+                return
+            try:
+                child.wait(STOP_GRACE)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def _signal_metaflow(self, sig: int) -> None:
+        """Signal Metaflow and its tasks, but never this process (it must write the end)."""
+        if self.child is None:
+            return
+        if not self.own_group:
+            _killpg(self.child.pid, sig)
+            return
+        for pid in group_members(os.getpgrp()):
+            _kill(pid, sig)
+
+    def _reap_group(self) -> None:
+        """Nothing of the run may outlive it: kill any task Metaflow left behind."""
+        if self.child is None or os.name != "posix":
+            return
+        if not self.own_group:
+            _killpg(self.child.pid, signal.SIGKILL)
+            return
+        for pid in group_members(os.getpgrp()):
+            _kill(pid, signal.SIGKILL)
+
+    # -- records --------------------------------------------------------------------------
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        assert self.events is not None
+        self.events.emit(kind, **fields)
+
+    def _write_run_json(self, status: str, exit_code: int | None = None) -> None:
+        """Like our engine's run.json, so history lists Metaflow runs; plus Metaflow's id."""
+        graph = self.flow.graph
+        atomic_write_json(self.run_dir / "run.json", {
+            "flow": self.flow.name, "run_id": self.args.run_id, "file": self.flow.file,
+            "status": status, "start": self.started,
+            "end": time.time() if status != "running" else None, "pid": os.getpid(),
+            "host": os.uname().nodename if hasattr(os, "uname") else "",
+            "params": self.params, "step_hashes": graph.step_hashes(),
+            "outside_hash": graph.outside_hash, "origin_run_id": self.args.origin_run_id,
+            "max_workers": self.max_workers, "exit_code": exit_code,
+            "user": metaflow_env().get("METAFLOW_USER") or os.environ.get("USER"),
+            "engine": "metaflow", "metaflow_run_id": self.metaflow_run_id,
+        })
+
+
+def group_members(pgid: int) -> list[int]:
+    """Our descendants in process group `pgid` (from `ps`, POSIX; no /proc needed).
+
+    Only descendants: when the bridge leads a shell pipeline's group
+    (`bridge ... | tee log`), the other commands of the pipeline are not ours to kill.
+    """
+    try:
+        out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid="], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    children: dict[int, list[int]] = {}
+    in_group: set[int] = set()
+    for row in out.splitlines():
+        parts = row.split()
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            pid, ppid = int(parts[0]), int(parts[1])
+            children.setdefault(ppid, []).append(pid)
+            if int(parts[2]) == pgid:
+                in_group.add(pid)
+    found, stack = [], list(children.get(os.getpid(), []))
+    while stack:
+        pid = stack.pop()
+        if pid in in_group:
+            found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def load_flow(file: str) -> FlowInfo:
+    """The file's one Metaflow flow, from static analysis (the file is not imported here)."""
+    if not os.path.isfile(file):
+        raise UsageError(f"{file}: no such file. Give the path of a Metaflow flow file.")
+    analysis = analyze_file(file)
+    flows = [f for f in analysis.flows if f.engine == "metaflow"] or analysis.flows
+    if not flows:
+        raise UsageError(f"{file} defines no flow: add a class deriving from metaflow's "
+                         "FlowSpec.")
+    flow = flows[-1]
+    if not flow.ok:
+        first = flow.diagnostics[0]
+        raise UsageError(f"{file}:{first.line}: {first.message}")
+    return flow
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
+        flow = load_flow(args.file)
+        return Bridge(args, flow, default_root(args.file)).run()
+    except UsageError as exc:
+        print(f"flowdeck: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,216 @@
+"""`RunProcess`: one flow run in a `QProcess`, followed through its event stream.
+
+The window never imports a user's flow: it starts `python file.py run ...`
+(or the Metaflow bridge) in a new session, chooses the run id so it can
+follow `events.jsonl` from the first byte, decodes output incrementally as
+UTF-8, and stops the run by signalling the whole process group (TERM, then
+KILL after a grace period) so no grandchild survives.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections import deque
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+from flowdeck.store.events import EventReader
+
+from flowdeck_desktop.system.interpreter import bundled_core
+
+EVENT_POLL_MS = 15
+EVENTS_PER_TICK = 1000  # bounds the time one tick spends on a burst of events
+STOP_GRACE_MS = 1500
+
+
+def core_path() -> str:
+    """Folder to put on a child's PYTHONPATH so it can `import flowdeck`.
+
+    A frozen app keeps its modules in an archive a real Python cannot read, so
+    the bundle carries the core (and its small dependencies) as plain files in
+    `pylib/`; never the bundle's own folder, whose Qt libraries would shadow the
+    child's.
+    """
+    bundled = bundled_core()
+    if bundled:
+        return bundled
+    import flowdeck
+    return str(Path(flowdeck.__file__).resolve().parent.parent)
+
+
+@dataclass
+class RunRequest:
+    """Everything needed to start a run; built by the window, consumed here."""
+
+    file: str
+    flow: str
+    interpreter: str
+    args: list[str]
+    run_id: str
+    root: str
+    add_core_to_path: bool = False
+    engine: str = "flowdeck"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def events_path(self) -> str:
+        return os.path.join(self.root, self.flow, "runs", self.run_id, "events.jsonl")
+
+    def command(self) -> list[str]:
+        if self.engine == "metaflow":
+            return ["-m", "flowdeck.engines.metaflow_bridge", self.file, *self.args]
+        return [self.file, *self.args]
+
+
+def new_run_id() -> str:
+    return f"{int(time.time() * 1000)}"
+
+
+class RunProcess(QObject):
+    """Wraps one QProcess; emits parsed events, decoded output and one `ended`."""
+
+    event = Signal(dict)
+    output = Signal(str, str)  # stream ("stdout" | "stderr"), text
+    ended = Signal(int, str)  # exit code, status: succeeded | failed | cancelled | crashed
+    failed_to_start = Signal(str)
+
+    def __init__(self, request: RunRequest, parent: QObject | None = None):
+        super().__init__(parent)
+        self.request = request
+        self.status = "starting"
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self._stopping = False
+        self._saw_run_finished: str | None = None
+        self._ended = False
+        self._reader = EventReader(request.events_path)
+        self._backlog: deque[dict] = deque()
+        self._decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace")
+                          for name in ("stdout", "stderr")}
+        self._proc = QProcess(self)
+        self._poll = QTimer(self)
+        self._poll.setInterval(EVENT_POLL_MS)
+        self._poll.timeout.connect(self._read_events)
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill_group)
+        self._proc.readyReadStandardOutput.connect(lambda: self._read_output("stdout"))
+        self._proc.readyReadStandardError.connect(lambda: self._read_output("stderr"))
+        self._proc.finished.connect(self._on_finished)
+        self._proc.errorOccurred.connect(self._on_error)
+
+    # -- control ------------------------------------------------------------
+
+    def start(self) -> None:
+        req = self.request
+        self._proc.setProgram(req.interpreter)
+        self._proc.setArguments(req.command())
+        self._proc.setWorkingDirectory(str(Path(req.file).parent))
+        self._proc.setProcessEnvironment(self._environment())
+        if hasattr(self._proc, "setUnixProcessParameters"):
+            self._proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
+        self.status = "running"
+        self.started_at = time.time()
+        self._proc.start()
+        if self._proc.waitForStarted(5000):
+            self.pid = int(self._proc.processId())
+            self._poll.start()
+
+    def stop(self) -> None:
+        """TERM to the run's process group now, KILL after a grace period."""
+        if self._ended or self.pid is None:
+            return
+        self._stopping = True
+        self._signal_group(signal.SIGTERM if self.request.engine != "metaflow" else signal.SIGINT)
+        self._kill_timer.start(STOP_GRACE_MS)
+
+    @property
+    def running(self) -> bool:
+        return not self._ended and self._proc.state() != QProcess.ProcessState.NotRunning
+
+    def wait_stopped(self, msecs: int = 5000) -> bool:
+        return self._proc.waitForFinished(msecs)
+
+    # -- internals ----------------------------------------------------------
+
+    def _environment(self) -> QProcessEnvironment:
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        env.insert("PYTHONIOENCODING", "utf-8")
+        env.insert("FLOWDECK_RUN_ID", self.request.run_id)
+        if self.request.add_core_to_path or self.request.engine == "metaflow":
+            current = env.value("PYTHONPATH", "")
+            env.insert("PYTHONPATH", os.pathsep.join(filter(None, [core_path(), current])))
+        for key, value in self.request.extra_env.items():
+            env.insert(key, value)
+        return env
+
+    def _signal_group(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _kill_group(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def _read_output(self, stream: str) -> None:
+        data = bytes(self._proc.readAllStandardOutput() if stream == "stdout"
+                     else self._proc.readAllStandardError())
+        text = self._decoders[stream].decode(data)
+        if text:
+            self.output.emit(stream, text)
+
+    def _read_events(self, everything: bool = False) -> None:
+        """Hand on new events, at most EVENTS_PER_TICK per timer tick (the rest wait)."""
+        self._backlog.extend(self._reader.read())
+        count = len(self._backlog) if everything else min(len(self._backlog), EVENTS_PER_TICK)
+        for _ in range(count):
+            event = self._backlog.popleft()
+            if event.get("type") == "run_finished":
+                self._saw_run_finished = str(event.get("status", "failed"))
+            self.event.emit(event)
+
+    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
+        self._read_output("stdout")
+        self._read_output("stderr")
+        for stream, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                self.output.emit(stream, tail)
+        self._read_events(everything=True)
+        self._poll.stop()
+        self._kill_timer.stop()
+        self._kill_group()  # nothing of the run may outlive it (helpers, grandchildren)
+        self._finish(exit_code, self._final_status(exit_code, exit_status))
+
+    def _final_status(self, exit_code: int, exit_status: QProcess.ExitStatus) -> str:
+        if self._saw_run_finished:
+            return self._saw_run_finished
+        if self._stopping:
+            return "cancelled"
+        # No run_finished: killed from outside (crashed) or never got going (failed).
+        return "crashed" if os.path.exists(self.request.events_path) else "failed"
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            message = (f"Cannot start {self.request.interpreter}: "
+                       f"{self._proc.errorString()}. Choose a working Python interpreter "
+                       "in Run > Interpreter.")
+            self._poll.stop()
+            self.failed_to_start.emit(message)
+            self._finish(-1, "failed")
+
+    def _finish(self, code: int, status: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.status = status
+        self.ended.emit(code, status)

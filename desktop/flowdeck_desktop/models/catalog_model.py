@@ -1,0 +1,220 @@
+"""The flow list's model: watched folders -> files -> flows, with diagnostics in place.
+
+Fed by discovery snapshots and diffs (built from the files' AST, never by
+importing them). Rows are updated in place, keyed by path and flow key, so
+a save that changes one flow touches one row and the selection survives.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+
+from flowdeck.analysis.diagnostics import Diagnostic
+from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry, CatalogSnapshot
+
+KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "folder" | "file" | "flow" | "diagnostic"
+KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # folder path, file path or flow key
+STATUS_ROLE = Qt.ItemDataRole.UserRole + 3  # ready | has errors | last run failed | running
+LINE_ROLE = Qt.ItemDataRole.UserRole + 4
+FILE_ROLE = Qt.ItemDataRole.UserRole + 5
+
+BADGES = {"ready": "●", "has errors": "⚠", "last run failed": "✖", "running": "▶",
+          "succeeded": "✔"}
+
+
+class CatalogModel(QStandardItemModel):
+    """Tree of the catalog; `set_run_status` overlays run outcomes on flow rows."""
+
+    flow_removed = Signal(str)
+
+    def __init__(self, parent: object | None = None):
+        super().__init__(parent)
+        self.setHorizontalHeaderLabels(["Flows"])
+        self._folders: dict[str, QStandardItem] = {}
+        self._files: dict[str, QStandardItem] = {}
+        self._flows: dict[str, QStandardItem] = {}
+        self._entries: dict[str, CatalogEntry] = {}
+        self._run_status: dict[str, str] = {}
+        self.changes = 0  # rows touched; tests use it to prove updates are minimal
+
+    # -- feeding ---------------------------------------------------------------
+
+    def set_roots(self, roots: Iterable[str]) -> None:
+        for root in roots:
+            self._folder_item(root)
+
+    def apply_snapshot(self, snapshot: CatalogSnapshot) -> None:
+        """Make the model match a snapshot, touching only rows that differ."""
+        self.set_roots(snapshot.roots)
+        wanted = {e.key: e for e in snapshot.entries}
+        for key in [k for k in self._flows if k not in wanted]:
+            self._remove_flow(key)
+        for entry in snapshot.entries:
+            if self._entries.get(entry.key) != entry:
+                self._put_flow(entry)
+        self._sync_problems(snapshot)
+
+    def apply_diff(self, diff: CatalogDiff, snapshot: CatalogSnapshot) -> None:
+        """Touch only what a save changed (the snapshot is consulted for file problems)."""
+        for entry in diff.removed:
+            if entry.key in self._flows:
+                self._remove_flow(entry.key)
+        for entry in diff.added + diff.changed:
+            self._put_flow(entry)
+        if diff.problems_changed or diff.added or diff.removed:
+            self._sync_problems(snapshot)
+
+    def entry(self, key: str) -> CatalogEntry | None:
+        return self._entries.get(key)
+
+    def entries(self) -> list[CatalogEntry]:
+        return list(self._entries.values())
+
+    def index_of(self, key: str) -> QModelIndex:
+        item = self._flows.get(key)
+        return item.index() if item is not None else QModelIndex()
+
+    def set_run_status(self, key: str, status: str | None) -> None:
+        """Overlay a run outcome (running, last run failed, succeeded) on a flow row."""
+        if status is None:
+            self._run_status.pop(key, None)
+        else:
+            self._run_status[key] = status
+        item = self._flows.get(key)
+        if item is not None and key in self._entries:
+            self._decorate_flow(item, self._entries[key])
+
+    # -- folders and files ---------------------------------------------------------
+
+    def _folder_item(self, root: str) -> QStandardItem:
+        item = self._folders.get(root)
+        if item is None:
+            label = root if os.path.isdir(root) or not os.path.exists(root) else root
+            item = _item(label, "folder", root)
+            item.setToolTip(root)
+            self.appendRow(item)
+            self._folders[root] = item
+        return item
+
+    def _root_for(self, path: str) -> str:
+        best = ""
+        for root in self._folders:
+            if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and \
+                    len(root) > len(best):
+                best = root
+        return best or os.path.dirname(path)
+
+    def _file_item(self, path: str) -> QStandardItem:
+        item = self._files.get(path)
+        if item is None:
+            root = self._root_for(path)
+            folder = self._folder_item(root)
+            rel = os.path.relpath(path, root) if os.path.isdir(root) else os.path.basename(path)
+            item = _item(rel, "file", path)
+            item.setData(path, FILE_ROLE)
+            item.setToolTip(path)
+            folder.appendRow(item)
+            self._files[path] = item
+        return item
+
+    def _drop_file_if_empty(self, path: str) -> None:
+        item = self._files.get(path)
+        if item is not None and item.rowCount() == 0:
+            parent = item.parent() or self.invisibleRootItem()
+            parent.removeRow(item.row())
+            del self._files[path]
+
+    # -- flows ---------------------------------------------------------------------
+
+    def _put_flow(self, entry: CatalogEntry) -> None:
+        self.changes += 1
+        item = self._flows.get(entry.key)
+        if item is None:
+            file_item = self._file_item(entry.file)
+            item = _item(entry.name, "flow", entry.key)
+            item.setData(entry.file, FILE_ROLE)
+            item.setData(entry.line, LINE_ROLE)
+            file_item.appendRow(item)
+            self._flows[entry.key] = item
+        self._entries[entry.key] = entry
+        self._decorate_flow(item, entry)
+        _set_diagnostic_children(item, entry.diagnostics)
+
+    def _decorate_flow(self, item: QStandardItem, entry: CatalogEntry) -> None:
+        status = self._run_status.get(entry.key) or ("ready" if entry.ok else "has errors")
+        if not entry.ok:
+            status = "has errors"
+        engine = "Metaflow" if entry.engine == "metaflow" else "Flowdeck"
+        text = f"{BADGES.get(status, '')} {entry.name}  ·  {engine}  ·  {len(entry.steps)} steps"
+        if item.text() != text:
+            item.setText(text)
+        item.setData(status, STATUS_ROLE)
+        item.setData(entry.line, LINE_ROLE)
+        doc = entry.flow.doc or "(no docstring)"
+        item.setToolTip(f"{entry.name} ({engine}) — {status}\n{entry.file}:{entry.line}\n{doc}")
+
+    def _remove_flow(self, key: str) -> None:
+        self.changes += 1
+        item = self._flows.pop(key)
+        entry = self._entries.pop(key, None)
+        parent = item.parent() or self.invisibleRootItem()
+        parent.removeRow(item.row())
+        if entry is not None:
+            self._drop_file_if_empty(entry.file)
+        self.flow_removed.emit(key)
+
+    def _sync_problems(self, snapshot: CatalogSnapshot) -> None:
+        """Files that cannot be parsed at all show their diagnostics under the file row."""
+        problem_paths = {p.path for p in snapshot.problems}
+        for problem in snapshot.problems:
+            if snapshot.flows_in(problem.path):
+                continue  # a stale flow row already carries the diagnostics
+            item = self._file_item(problem.path)
+            _set_diagnostic_children(item, list(problem.diagnostics))
+        for path in list(self._files):
+            if path not in problem_paths and not any(e.file == path for e in
+                                                     self._entries.values()):
+                item = self._files[path]
+                item.removeRows(0, item.rowCount())
+                self._drop_file_if_empty(path)
+
+
+def _item(text: str, kind: str, key: str) -> QStandardItem:
+    item = QStandardItem(text)
+    item.setEditable(False)
+    item.setData(kind, KIND_ROLE)
+    item.setData(key, KEY_ROLE)
+    return item
+
+
+def _set_diagnostic_children(item: QStandardItem, diagnostics: list[Diagnostic]) -> None:
+    """Rows under a flow or file, one per diagnostic: 'line N: message'."""
+    wanted = [f"line {d.line}: {d.message}" for d in diagnostics]
+    current = [item.child(i).text() for i in range(item.rowCount())
+               if item.child(i).data(KIND_ROLE) == "diagnostic"]
+    if current == wanted:
+        return
+    for i in reversed(range(item.rowCount())):
+        if item.child(i).data(KIND_ROLE) == "diagnostic":
+            item.removeRow(i)
+    for d, text in zip(diagnostics, wanted):
+        child = _item(text, "diagnostic", d.file)
+        child.setData(d.line, LINE_ROLE)
+        child.setData(d.file, FILE_ROLE)
+        child.setToolTip(d.format())
+        child.setForeground(Qt.GlobalColor.red if d.severity == "error" else Qt.GlobalColor.darkYellow)
+        item.appendRow(child)
+
+
+class CatalogFilter(QSortFilterProxyModel):
+    """The filter box: keeps a row when it, an ancestor or a descendant matches."""
+
+    def __init__(self, parent: object | None = None):
+        super().__init__(parent)
+        self.setRecursiveFilteringEnabled(True)
+        self.setAutoAcceptChildRows(True)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)

@@ -1,0 +1,174 @@
+"""`flowdeck --install-desktop`: a launcher-menu entry, icons and "Open with" on Linux.
+
+Everything goes under the user's XDG data directory (`$XDG_DATA_HOME`, else
+`~/.local/share`), so no root is needed and uninstalling removes exactly
+what was installed. The `.desktop` file's `Exec` is rewritten to the
+command that started us (the bundle's executable, the `flowdeck` script, or
+`python -m flowdeck_desktop`), so the entry works even when `flowdeck` is
+not on the desktop session's PATH. No Qt here: it runs before any window.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowdeck_desktop.system.resources import resources_dir as find_resources
+
+APP_ID = "flowdeck"
+ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
+
+
+@dataclass
+class IntegrationReport:
+    """What an install or uninstall did, for the person who asked and for tests."""
+
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return ([f"installed {p}" for p in self.written] + [f"removed {p}" for p in self.removed]
+                + [f"refreshed with {c}" for c in self.refreshed] + self.notes)
+
+
+def resources_dir() -> Path:
+    """The resources folder (see `resources.py`); a clear error when this install lacks it."""
+    folder = find_resources()
+    if folder is None:
+        raise FileNotFoundError("Flowdeck's resources folder (with flowdeck.desktop) is missing; "
+                                "reinstall Flowdeck or run from a full checkout.")
+    return folder
+
+
+def data_home() -> Path:
+    """`$XDG_DATA_HOME` when set and absolute (as the XDG spec requires), else ~/.local/share."""
+    value = os.environ.get("XDG_DATA_HOME", "")
+    return Path(value) if os.path.isabs(value) else Path.home() / ".local" / "share"
+
+
+def launch_command() -> list[str]:
+    """How the desktop should start this Flowdeck: the frozen app, the script, or the module."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    script = shutil.which(APP_ID)
+    if script:
+        return [script]
+    return [sys.executable, "-m", "flowdeck_desktop"]
+
+
+def _exec_value(command: list[str], rest: str) -> str:
+    """A desktop-entry Exec value: arguments quoted per the spec (double quotes, escapes)."""
+    def quote(arg: str) -> str:
+        if all(c.isalnum() or c in "/._-+=:," for c in arg):
+            return arg
+        escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+        return '"' + escaped.replace("$", "\\$") + '"'
+    return " ".join([*(quote(a) for a in command), rest]).strip()
+
+
+def desktop_entry_text(template: str, command: list[str]) -> str:
+    """The shipped entry with every `Exec=flowdeck ...` and `TryExec` pointing at `command`."""
+    lines = []
+    for line in template.splitlines():
+        if line.startswith("Exec=flowdeck"):
+            line = "Exec=" + _exec_value(command, line[len("Exec=flowdeck"):].strip())
+        elif line.startswith("TryExec="):
+            line = f"TryExec={command[0]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def installed_paths(base: Path | None = None) -> dict[str, Path]:
+    """Every file the install writes, by role, under the XDG data directory."""
+    base = base or data_home()
+    paths = {"desktop": base / "applications" / f"{APP_ID}.desktop",
+             "svg": base / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg"}
+    for size in ICON_SIZES:
+        paths[f"png{size}"] = base / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{APP_ID}.png"
+    return paths
+
+
+def _sources(resources: Path) -> dict[str, Path]:
+    icons = resources / "icons"
+    sources = {"svg": icons / f"{APP_ID}.svg"}
+    sources.update({f"png{s}": icons / f"{APP_ID}-{s}.png" for s in ICON_SIZES})
+    return sources
+
+
+def install(base: Path | None = None, command: list[str] | None = None) -> IntegrationReport:
+    """Write the entry and icons for the current user, then refresh the desktop's caches."""
+    report = IntegrationReport()
+    resources = resources_dir()
+    targets = installed_paths(base)
+    entry = desktop_entry_text((resources / f"{APP_ID}.desktop").read_text(encoding="utf-8"),
+                               command or launch_command())
+    targets["desktop"].parent.mkdir(parents=True, exist_ok=True)
+    targets["desktop"].write_text(entry, encoding="utf-8")
+    report.written.append(str(targets["desktop"]))
+    for role, source in _sources(resources).items():
+        if not source.is_file():
+            report.notes.append(f"note: {source} is missing; run packaging/make_icons.py.")
+            continue
+        targets[role].parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, targets[role])
+        report.written.append(str(targets[role]))
+    _refresh(base or data_home(), report)
+    return report
+
+
+def uninstall(base: Path | None = None) -> IntegrationReport:
+    """Remove exactly what `install` wrote; missing files are fine (already uninstalled)."""
+    report = IntegrationReport()
+    for path in installed_paths(base).values():
+        if path.exists():
+            path.unlink()
+            report.removed.append(str(path))
+    _refresh(base or data_home(), report)
+    return report
+
+
+def _refresh(base: Path, report: IntegrationReport) -> None:
+    """Rebuild the caches that make the menu entry and "Open with" appear, when the tools exist."""
+    jobs = [("update-desktop-database", [str(base / "applications")]),
+            ("gtk-update-icon-cache", ["-f", "-t", "-q", str(base / "icons" / "hicolor")])]
+    if (base / "mime" / "packages").is_dir():
+        jobs.append(("update-mime-database", [str(base / "mime")]))
+    for tool, args in jobs:
+        exe = shutil.which(tool)
+        if exe is None or not Path(args[-1]).is_dir():
+            continue
+        try:
+            result = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            report.notes.append(f"note: {tool} failed ({exc}); log out and in to refresh menus.")
+            continue
+        if result.returncode == 0:
+            report.refreshed.append(tool)
+        else:
+            report.notes.append(f"note: {tool} said: {result.stderr.strip()[:200]}")
+
+
+def main(action: str) -> int:
+    """Entry for `--install-desktop` / `--uninstall-desktop`; prints what was done."""
+    if not sys.platform.startswith("linux"):
+        print("--install-desktop is for Linux desktops; on macOS drag Flowdeck.app to "
+              "Applications, on Windows use the installer's shortcuts.")
+        return 2
+    try:
+        report = install() if action == "install" else uninstall()
+    except OSError as exc:
+        print(f"error: {exc}. Check that {data_home()} is writable, or set XDG_DATA_HOME.")
+        return 1
+    for line in report.lines():
+        print(line)
+    if action == "install":
+        print(f"Flowdeck is in your applications menu; start it with: "
+              f"{shlex.join(launch_command())}")
+    return 0

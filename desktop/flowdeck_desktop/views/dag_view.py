@@ -1,0 +1,792 @@
+"""The DAG of one flow as a Qt graphics scene, with live step states.
+
+`DagScene` mirrors a graph dict (Metaflow's `output-raw --json` shape): one
+`StepItem` per step, one `EdgeItem` per edge, placed by the pure-Python
+`dag_layout`. Run progress arrives through `set_step_state`, which touches
+only the step it names and only when the value really changes, so a busy run
+never turns into a repaint storm. A foreach body is one item with a k/N
+counter and a progress bar however many tasks it has.
+
+Running steps share ONE `QTimer` owned by the scene (about 30 frames a
+second: smooth enough for a spinner, gentle on a laptop during a long run);
+it runs only while at least one step is running and repaints only those
+steps. The phase comes from a monotonic clock, so late ticks never slow the
+spinner down.
+
+Colours come from the application palette (light or dark); status colours
+are mid-tones chosen to read on both, and each status also has its own icon
+shape so colour is never the only cue.
+
+`DagView` is the zoomable, pannable window onto the scene.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (QBrush, QColor, QFont, QFontMetricsF, QKeyEvent, QPainter, QPainterPath,
+                           QPalette, QPen, QPolygonF, QResizeEvent, QShowEvent, QWheelEvent)
+from PySide6.QtWidgets import (QApplication, QGraphicsItem, QGraphicsScene, QGraphicsSceneHoverEvent,
+                               QGraphicsSceneMouseEvent, QGraphicsView, QStyleOptionGraphicsItem, QWidget)
+
+from flowdeck_desktop.views.theme import STATUSES, format_duration, status_color
+from flowdeck_desktop.views.dag_layout import DagLayout, EdgeRoute, LayoutOptions, foreach_body_steps, layout_graph, node_table
+
+@dataclass(frozen=True)
+class StepState:
+    """What the window knows about one step; equal states mean nothing to redraw.
+
+    `done`/`total` count tasks (a foreach body has many), `duration` is
+    seconds (elapsed while running), `attempt` is the retry number (0 first).
+    `status` is one of `STATUSES`; any other word (say, from a newer events
+    schema) is kept for the tooltip but drawn like pending, so a live window
+    never throws inside a signal handler over a status it does not know.
+    """
+
+    status: str = "pending"
+    done: int = 0
+    total: int = 0
+    duration: float | None = None
+    attempt: int = 0
+
+    @property
+    def kind(self) -> str:
+        """The status used for drawing: a known status, else "pending"."""
+        return self.status if self.status in STATUSES else "pending"
+
+
+PENDING = StepState()
+
+
+def blend(a: QColor, b: QColor, t: float) -> QColor:
+    """`a` moved a fraction `t` toward `b`: palette-relative tints instead of fixed colours."""
+    return QColor.fromRgbF(a.redF() + (b.redF() - a.redF()) * t,
+                           a.greenF() + (b.greenF() - a.greenF()) * t,
+                           a.blueF() + (b.blueF() - a.blueF()) * t, 1.0)
+
+
+@dataclass(frozen=True)
+class DagTheme:
+    """Colours derived from a palette once, so paint() does no palette look-ups."""
+
+    background: QColor
+    node: QColor
+    text: QColor
+    muted: QColor
+    edge: QColor
+    highlight: QColor
+    dark: bool
+
+    @classmethod
+    def from_palette(cls, palette: QPalette) -> "DagTheme":
+        """Background from Window, boxes a step toward Base (light) or toward text (dark)."""
+        window = palette.color(QPalette.ColorRole.Window)
+        text = palette.color(QPalette.ColorRole.WindowText)
+        dark = window.lightnessF() < 0.5
+        node = blend(window, text, 0.08) if dark else palette.color(QPalette.ColorRole.Base)
+        return cls(background=window, node=node, text=text, muted=blend(text, node, 0.42),
+                   edge=blend(window, text, 0.45), highlight=palette.color(QPalette.ColorRole.Highlight),
+                   dark=dark)
+
+    def status_color(self, status: str) -> QColor:
+        """The status hue, lifted slightly on dark backgrounds so it does not sink."""
+        color = status_color(status, self.dark)
+        return color.lighter(118) if self.dark else color
+
+    def fill(self, status: str) -> QColor:
+        """Box fill: a light wash of the status hue over the node colour (none when pending)."""
+        if status == "pending":
+            return QColor(self.node)
+        return blend(self.node, self.status_color(status), 0.26 if self.dark else 0.16)
+
+
+def type_hint(node: Mapping[str, Any]) -> str:
+    """The small grey word under a step name: what kind of transition it is."""
+    kind = str(node.get("type") or "")
+    if kind in ("split-foreach", "foreach"):
+        artifact = node.get("foreach_artifact")
+        return f"foreach {artifact}" if isinstance(artifact, str) and artifact else "foreach"
+    if kind in ("split-static", "split"):
+        nexts = node.get("next")
+        return f"split \u00d7{len(nexts)}" if isinstance(nexts, list) else "split"
+    if kind == "join":
+        return "join"
+    return "" if kind in ("start", "end", "linear") else "?"
+
+
+@dataclass(frozen=True)
+class _Fonts:
+    """Fonts and their metrics, measured once per graph rather than per paint."""
+
+    name: QFont
+    detail: QFont
+    name_metrics: QFontMetricsF
+    detail_metrics: QFontMetricsF
+
+    @classmethod
+    def from_font(cls, base: QFont) -> "_Fonts":
+        """Bold name in the application font; detail row a little smaller."""
+        name = QFont(base)
+        name.setBold(True)
+        detail = QFont(base)
+        detail.setPointSizeF(max(6.0, base.pointSizeF() * 0.86))
+        return cls(name, detail, QFontMetricsF(name), QFontMetricsF(detail))
+
+
+PAD = 10.0
+ICON = 14.0
+BAR = 3.0
+
+
+class StepItem(QGraphicsItem):
+    """One step box. State changes go through `set_state`, which returns whether anything changed.
+
+    `paint_count` and `change_count` exist so tests can prove that an
+    unchanged state causes no repaint.
+    """
+
+    def __init__(self, scene: "DagScene", name: str, node: Mapping[str, Any], width: float,
+                 height: float, foreach_body: bool) -> None:
+        """Static facts (name, hint, doc, size) are fixed here; only the state changes later."""
+        super().__init__()
+        self._dag = scene
+        self.name = name
+        self.hint = type_hint(node)
+        self.doc = str(node.get("doc") or "")
+        self.foreach_body = foreach_body
+        self._rect = QRectF(0, 0, width, height)
+        self._state = PENDING
+        self._hovered = False
+        self._detail_left = ""
+        self._detail_right = ""
+        self.paint_count = 0
+        self.change_count = 0
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, True)
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self._refresh_text()
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> StepState:
+        """The state currently drawn (read-only: change it through `set_state`)."""
+        return self._state
+
+    def set_state(self, state: StepState) -> bool:
+        """Adopt `state`; repaint and return True only if it differs from the current one."""
+        if state == self._state:
+            return False
+        self._state = state
+        self.change_count += 1
+        self._refresh_text()
+        self.update()
+        return True
+
+    def shows_progress(self) -> bool:
+        """Counter and bar for foreach bodies, and for any step that reports several tasks."""
+        return self.foreach_body or self._state.total > 1
+
+    def _refresh_text(self) -> None:
+        """Build the detail strings and tooltip once per change, not once per paint."""
+        s = self._state
+        left = [self.hint] if self.hint else []
+        if s.attempt > 0:
+            left.append(f"retry {s.attempt}")
+        right = []
+        if self.shows_progress() and s.total > 0:
+            right.append(f"{s.done}/{s.total}")
+        if s.duration is not None:
+            right.append(format_duration(s.duration))
+        self._detail_left = " \u00b7 ".join(left)
+        self._detail_right = "  ".join(right)
+        lines = [f"{self.name}" + (f" ({self.hint})" if self.hint else ""), f"status: {s.status}"]
+        lines += [f"tasks: {s.done}/{s.total}"] if s.total else []
+        lines += [f"attempt: {s.attempt + 1}"] if s.attempt else []
+        lines += [f"duration: {format_duration(s.duration)}"] if s.duration is not None else []
+        self.setToolTip("\n".join(lines + ([f"\n{self.doc}"] if self.doc else [])))
+
+    def text(self) -> str:
+        """Everything written on the box, one line per row (for tests and accessibility)."""
+        detail = "  ".join(t for t in (self._detail_left, self._detail_right) if t)
+        return f"{self.name}\n{detail}" if detail else self.name
+
+    def fill_color(self) -> QColor:
+        """Computed from the live theme, so a palette switch needs no per-item bookkeeping."""
+        return self._dag.theme.fill(self._state.kind)
+
+    def brush(self) -> QBrush:
+        """The brush the box is filled with: changes with status and with the palette."""
+        return QBrush(self.fill_color())
+
+    # -- geometry and painting ---------------------------------------------------------
+
+    def boundingRect(self) -> QRectF:
+        """The box plus room for the selection ring drawn outside it."""
+        return self._rect.adjusted(-6, -6, 6, 6)
+
+    def shape(self) -> QPainterPath:
+        """Rounded box, so clicks just outside a corner fall through to the canvas."""
+        path = QPainterPath()
+        path.addRoundedRect(self._rect, 8, 8)
+        return path
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        """Box, then (unless zoomed far out) icon, name, detail row and progress bar."""
+        self.paint_count += 1
+        theme = self._dag.theme
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(self._border_pen(theme))
+        painter.setBrush(self.fill_color())
+        painter.drawRoundedRect(self._rect.adjusted(0.75, 0.75, -0.75, -0.75), 8, 8)
+        if self.isSelected():
+            self._paint_selection(painter, theme)
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < 0.3:
+            return
+        fonts = self._dag.fonts
+        self._paint_icon(painter, theme)
+        self._paint_texts(painter, theme, fonts)
+        if self.shows_progress():
+            self._paint_bar(painter, theme)
+
+    def _paint_selection(self, painter: QPainter, theme: DagTheme) -> None:
+        """A ring outside the box, so selection never hides (or mimics) the status outline."""
+        painter.setPen(QPen(theme.highlight, 2.0))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(self._rect.adjusted(-4, -4, 4, 4), 11, 11)
+
+    def _border_pen(self, theme: DagTheme) -> QPen:
+        """Status-coloured outline; a running step's outline breathes."""
+        status = self._state.kind
+        color = theme.status_color(status) if status != "pending" else blend(theme.node, theme.text, 0.35)
+        width = 1.5
+        if status == "running":
+            wave = 0.5 + 0.5 * math.cos(2 * math.pi * self._dag.phase)
+            color = blend(theme.node, color, 0.45 + 0.55 * wave)
+            width = 2.0
+        if self._hovered:
+            width += 0.75
+        pen = QPen(color, width)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        return pen
+
+    def _icon_rect(self) -> QRectF:
+        """The status icon, vertically centred on the name row."""
+        top = PAD + (self._dag.fonts.name_metrics.height() - ICON) / 2
+        return QRectF(PAD, top, ICON, ICON)
+
+    def _paint_icon(self, painter: QPainter, theme: DagTheme) -> None:
+        """A distinct shape per status, so the state reads without colour too."""
+        status = self._state.kind
+        rect = self._icon_rect()
+        color = theme.status_color(status)
+        if status == "pending":
+            painter.setPen(QPen(blend(theme.node, theme.text, 0.45), 1.5))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawEllipse(rect.adjusted(1, 1, -1, -1))
+            return
+        if status == "running":
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(blend(theme.node, color, 0.3), 2.0))
+            painter.drawEllipse(rect.adjusted(1, 1, -1, -1))
+            pen = QPen(color, 2.0)
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            painter.setPen(pen)
+            painter.drawArc(rect.adjusted(1, 1, -1, -1), int(-self._dag.phase * 360 * 16), 100 * 16)
+            return
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawEllipse(rect)
+        mark = QPen(QColor("white"), 1.8)
+        mark.setCapStyle(Qt.PenCapStyle.RoundCap)
+        mark.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        painter.setPen(mark)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        self._paint_mark(painter, status, rect)
+
+    @staticmethod
+    def _paint_mark(painter: QPainter, status: str, r: QRectF) -> None:
+        """The white glyph inside a finished step's icon disc."""
+        c, k = r.center(), r.width() / 14.0
+        if status == "succeeded":
+            painter.drawPolyline(QPolygonF([QPointF(c.x() - 3.5 * k, c.y()), QPointF(c.x() - 1 * k, c.y() + 2.5 * k),
+                                            QPointF(c.x() + 3.5 * k, c.y() - 2.5 * k)]))
+        elif status == "failed":
+            d = 2.8 * k
+            painter.drawLine(QPointF(c.x() - d, c.y() - d), QPointF(c.x() + d, c.y() + d))
+            painter.drawLine(QPointF(c.x() - d, c.y() + d), QPointF(c.x() + d, c.y() - d))
+        elif status == "cancelled":
+            painter.drawLine(QPointF(c.x() - 3.5 * k, c.y()), QPointF(c.x() + 3.5 * k, c.y()))
+        else:  # reused: a circular arrow
+            arc = QRectF(c.x() - 3.5 * k, c.y() - 3.5 * k, 7 * k, 7 * k)
+            painter.drawArc(arc, 90 * 16, 270 * 16)
+            painter.drawPolyline(QPolygonF([QPointF(c.x() - 1.5 * k, c.y() - 5.5 * k),
+                                            QPointF(c.x() + 0.5 * k, c.y() - 3.5 * k),
+                                            QPointF(c.x() - 1.5 * k, c.y() - 1.5 * k)]))
+
+    def _paint_texts(self, painter: QPainter, theme: DagTheme, fonts: _Fonts) -> None:
+        """Name on the first row; hint and retry left, counter and duration right, below."""
+        w = self._rect.width()
+        name_left = PAD + ICON + 7
+        painter.setPen(theme.text)
+        painter.setFont(fonts.name)
+        name_h = fonts.name_metrics.height()
+        name = fonts.name_metrics.elidedText(self.name, Qt.TextElideMode.ElideRight, w - name_left - PAD)
+        painter.drawText(QRectF(name_left, PAD, w - name_left - PAD, name_h),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        painter.setFont(fonts.detail)
+        row = QRectF(name_left, PAD + name_h + 2, w - name_left - PAD, fonts.detail_metrics.height())
+        right_w = fonts.detail_metrics.horizontalAdvance(self._detail_right)
+        if self._detail_right:
+            painter.setPen(theme.text if self._state.kind == "running" else theme.muted)
+            painter.drawText(row, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, self._detail_right)
+        if self._detail_left:
+            painter.setPen(theme.muted)
+            space = max(0.0, row.width() - right_w - (8 if right_w else 0))
+            left = fonts.detail_metrics.elidedText(self._detail_left, Qt.TextElideMode.ElideRight, space)
+            painter.drawText(row, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, left)
+
+    def _paint_bar(self, painter: QPainter, theme: DagTheme) -> None:
+        """Thin done/total bar along the bottom edge; only the track while nothing is known."""
+        s = self._state
+        track = QRectF(PAD, self._rect.height() - PAD / 2 - BAR, self._rect.width() - 2 * PAD, BAR)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(blend(theme.node, theme.text, 0.12))
+        painter.drawRoundedRect(track, BAR / 2, BAR / 2)
+        if s.total > 0 and s.done > 0:
+            done = QRectF(track)
+            done.setWidth(track.width() * min(1.0, s.done / s.total))
+            painter.setBrush(theme.status_color(s.kind if s.kind != "pending" else "running"))
+            painter.drawRoundedRect(done, BAR / 2, BAR / 2)
+
+    # -- interaction -------------------------------------------------------------------
+
+    def hoverEnterEvent(self, event: QGraphicsSceneHoverEvent) -> None:
+        """A slightly heavier outline says "this is clickable"."""
+        self._hovered = True
+        self.update()
+        super().hoverEnterEvent(event)
+
+    def hoverLeaveEvent(self, event: QGraphicsSceneHoverEvent) -> None:
+        """Back to the normal outline."""
+        self._hovered = False
+        self.update()
+        super().hoverLeaveEvent(event)
+
+    def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value: Any) -> Any:
+        """Tell the scene about selection so connected edges can light up."""
+        if change == QGraphicsItem.GraphicsItemChange.ItemSelectedHasChanged:
+            self._dag._highlight_edges(self.name, bool(value))
+        return super().itemChange(change, value)
+
+
+class EdgeItem(QGraphicsItem):
+    """One routed edge: smooth path through the layout's points, arrow head at the target."""
+
+    ARROW_LENGTH = 8.0
+    ARROW_HALF_WIDTH = 4.5
+
+    def __init__(self, scene: "DagScene", route: EdgeRoute) -> None:
+        """Path and arrow are built once: edges never move, they only change colour."""
+        super().__init__()
+        self._dag = scene
+        self.route = route
+        self.highlighted = False
+        self._path = edge_path(route.points)
+        self._arrow = arrow_head(route.points, self.ARROW_LENGTH, self.ARROW_HALF_WIDTH)
+        self._bounds = self._path.boundingRect().united(self._arrow.boundingRect()).adjusted(-3, -3, 3, 3)
+        self.setZValue(-1)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_highlighted(self, on: bool) -> None:
+        """Repaint only when the highlight really flips."""
+        if on != self.highlighted:
+            self.highlighted = on
+            self.update()
+
+    def boundingRect(self) -> QRectF:
+        """Precomputed: Qt asks for it far more often than the edge changes."""
+        return self._bounds
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        """Muted line (highlighted when an end is selected, dashed if it closes a cycle) and arrow."""
+        theme = self._dag.theme
+        color = QColor(theme.highlight) if self.highlighted else theme.edge
+        pen = QPen(color, 2.2 if self.highlighted else 1.4)
+        pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        if self.route.back:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(self._path)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawPolygon(self._arrow)
+
+
+def edge_path(points: list[tuple[float, float]]) -> QPainterPath:
+    """Polyline to path: vertical and horizontal runs stay straight, slanted hops become S-curves.
+
+    An S-curve between two ordered points stays between them at every height,
+    so curves keep the layout's no-crossing guarantee and leave vertically.
+    """
+    path = QPainterPath(QPointF(*points[0]))
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 == x1 or y0 == y1:
+            path.lineTo(x1, y1)
+        else:
+            mid = (y0 + y1) / 2
+            path.cubicTo(QPointF(x0, mid), QPointF(x1, mid), QPointF(x1, y1))
+    return path
+
+
+def arrow_head(points: list[tuple[float, float]], length: float, half_width: float) -> QPolygonF:
+    """Triangle with its tip on the last point, pointing along the edge's final direction."""
+    (x0, y0), (x1, y1) = points[-2], points[-1]
+    if x0 != x1 and y0 != y1:
+        x0, y0 = x1, y1 - 1  # S-curves arrive vertically
+    dx, dy = x1 - x0, y1 - y0
+    norm = math.hypot(dx, dy) or 1.0
+    ux, uy = dx / norm, dy / norm
+    bx, by = x1 - ux * length, y1 - uy * length
+    return QPolygonF([QPointF(x1, y1), QPointF(bx - uy * half_width, by + ux * half_width),
+                      QPointF(bx + uy * half_width, by - ux * half_width)])
+
+
+class DagScene(QGraphicsScene):
+    """Scene mirroring one flow graph and its step states.
+
+    Signals carry step names: `step_clicked` on a left press on a step,
+    `step_double_clicked` on a double click, `step_state_changed` after a
+    state really changed, `graph_changed` after `set_graph` built new items.
+    """
+
+    step_clicked = Signal(str)
+    step_double_clicked = Signal(str)
+    step_state_changed = Signal(str)
+    graph_changed = Signal()
+
+    PULSE_MS = 1200  # one breath of the outline / one spinner turn
+    FRAME_MS = 33
+
+    def __init__(self, parent: Any = None) -> None:
+        """Theme and fonts from the application; the shared pulse is created idle."""
+        super().__init__(parent)
+        self.theme = DagTheme.from_palette(QApplication.palette())
+        self.fonts = _Fonts.from_font(QApplication.font())
+        self.phase = 0.0
+        self.dag_layout: DagLayout | None = None
+        self._graph: Any = None
+        self._items: dict[str, StepItem] = {}
+        self._edges: list[EdgeItem] = []
+        self._running: set[str] = set()
+        self._pulse = QTimer(self)
+        self._pulse.setInterval(self.FRAME_MS)
+        self._pulse.timeout.connect(self._on_pulse)
+        self._clock = QElapsedTimer()
+        self.setBackgroundBrush(self.theme.background)
+        self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)  # few items; states repaint often
+
+    # -- graph -------------------------------------------------------------------------
+
+    def set_graph(self, graph: Mapping[str, Any] | None) -> bool:
+        """Rebuild items for a new graph (all steps pending); an equal graph is a no-op.
+
+        Returns whether anything was rebuilt, so callers can skip follow-up work.
+        """
+        if self._graph is not None and graph == self._graph:
+            return False
+        self._graph = copy.deepcopy(graph)
+        self._teardown()
+        table = node_table(graph)
+        bodies = foreach_body_steps(graph)
+        # One width for all boxes (the widest need, capped): columns line up and read calmly.
+        width = max([self._node_width(n, node) for n, node in table.items() if isinstance(node, Mapping)],
+                    default=150.0)
+        opts = LayoutOptions(node_height=self._node_height())
+        self.dag_layout = layout_graph(graph, node_width=lambda _: width, options=opts)
+        for route in self.dag_layout.edges:
+            edge = EdgeItem(self, route)
+            self._edges.append(edge)
+            self.addItem(edge)
+        for name, place in self.dag_layout.nodes.items():
+            item = StepItem(self, name, table.get(name, {}), place.width, place.height, name in bodies)
+            item.setPos(place.x, place.y)
+            self._items[name] = item
+            self.addItem(item)
+        self.setSceneRect(QRectF(0, 0, self.dag_layout.width, self.dag_layout.height))
+        self.graph_changed.emit()
+        return True
+
+    def _teardown(self) -> None:
+        """Drop every item and the animation before building anew."""
+        self._running.clear()
+        self._sync_animation()
+        self._items.clear()  # first, so selection callbacks during clear() find nothing
+        self._edges.clear()
+        self.clear()
+
+    def _node_height(self) -> float:
+        """Name row, detail row, room for the progress bar, padding."""
+        return math.ceil(PAD + self.fonts.name_metrics.height() + 2 + self.fonts.detail_metrics.height()
+                         + BAR + PAD)
+
+    def _node_width(self, name: str, node: Mapping[str, Any]) -> float:
+        """Wide enough for the name, and for the hint beside a typical counter and duration."""
+        fm, dm = self.fonts.name_metrics, self.fonts.detail_metrics
+        name_w = fm.horizontalAdvance(name) + PAD + ICON + 7 + PAD
+        detail_w = dm.horizontalAdvance(type_hint(node)) + dm.horizontalAdvance("  12/100  10.0 s") + 2 * PAD + ICON + 15
+        return float(min(300.0, max(150.0, math.ceil(max(name_w, detail_w)))))
+
+    # -- states ------------------------------------------------------------------------
+
+    def set_step_state(self, step: str, state: StepState) -> bool:
+        """Show `state` on `step`'s item only; unknown steps and equal states do nothing."""
+        item = self._items.get(step)
+        if item is None or not item.set_state(state):
+            return False
+        if state.kind == "running":
+            self._running.add(step)
+        else:
+            self._running.discard(step)
+        self._sync_animation()
+        self.step_state_changed.emit(step)
+        return True
+
+    def step_state(self, step: str) -> StepState | None:
+        """The state shown for `step`, or None for a step not in the graph."""
+        item = self._items.get(step)
+        return item.state if item else None
+
+    def clear_states(self) -> None:
+        """Every step back to pending (only those not already pending repaint)."""
+        for name in list(self._items):
+            self.set_step_state(name, PENDING)
+
+    # -- animation ---------------------------------------------------------------------
+
+    def is_animating(self) -> bool:
+        """Whether the shared pulse runs (it must exactly when some step is running)."""
+        return self._pulse.isActive()
+
+    def _sync_animation(self) -> None:
+        """Start the one shared pulse when a step starts running, stop it when none runs."""
+        if self._running and not self.is_animating():
+            self._clock.start()
+            self._pulse.start()
+        elif not self._running and self.is_animating():
+            self._pulse.stop()
+            self.phase = 0.0
+
+    def _on_pulse(self) -> None:
+        """One tick: advance the phase and repaint the running steps, nothing else."""
+        self.phase = (self._clock.elapsed() % self.PULSE_MS) / self.PULSE_MS
+        for name in self._running:
+            self._items[name].update()
+
+    # -- queries -----------------------------------------------------------------------
+
+    def item_for(self, step: str) -> StepItem | None:
+        """The item drawing `step` (tests and tooltips look at it; do not mutate its state)."""
+        return self._items.get(step)
+
+    def steps(self) -> list[str]:
+        """Step names in graph order."""
+        return list(self._items)
+
+    def edge_items(self) -> list[EdgeItem]:
+        """Edge items in layout order."""
+        return list(self._edges)
+
+    def selected_step(self) -> str | None:
+        """The selected step's name (single selection), or None."""
+        for item in self.selectedItems():
+            if isinstance(item, StepItem):
+                return item.name
+        return None
+
+    def select_step(self, step: str | None) -> None:
+        """Select one step (or none) from code, e.g. to mirror a list's selection."""
+        for name, item in self._items.items():
+            item.setSelected(name == step)
+
+    # -- palette -----------------------------------------------------------------------
+
+    def set_palette(self, palette: QPalette) -> None:
+        """Recolour for a new palette (dark mode switch); items repaint once."""
+        theme = DagTheme.from_palette(palette)
+        if theme == self.theme:
+            return
+        self.theme = theme
+        self.setBackgroundBrush(theme.background)
+        self.update()
+
+    # -- mouse -------------------------------------------------------------------------
+
+    def _step_at(self, pos: QPointF) -> StepItem | None:
+        """The step under a point; edges and the background do not count."""
+        for item in self.items(pos):
+            if isinstance(item, StepItem):
+                return item
+        return None
+
+    def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        """Let Qt select first, then report which step (if any) was clicked."""
+        super().mousePressEvent(event)
+        item = self._step_at(event.scenePos())
+        if item is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.step_clicked.emit(item.name)
+
+    def mouseDoubleClickEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        """A double click opens a step (the app decides what that means: logs, artifacts)."""
+        super().mouseDoubleClickEvent(event)
+        item = self._step_at(event.scenePos())
+        if item is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.step_double_clicked.emit(item.name)
+
+    def _highlight_edges(self, step: str, on: bool) -> None:
+        """Light up the edges touching a selected step."""
+        for edge in self._edges:
+            if step in (edge.route.source, edge.route.target):
+                edge.set_highlighted(on or self._endpoint_selected(edge))
+
+    def _endpoint_selected(self, edge: EdgeItem) -> bool:
+        """An edge stays lit while either of its steps is selected."""
+        ends = (self._items.get(edge.route.source), self._items.get(edge.route.target))
+        return any(item is not None and item.isSelected() for item in ends)
+
+
+class DagView(QGraphicsView):
+    """Zoomable, pannable view of a `DagScene`.
+
+    Wheel zooms (plain or with Ctrl; set `wheel_zooms = False` to make the
+    plain wheel scroll), drag pans, `+`/`-` zoom and `0` fits. The view keeps
+    the graph fitted while the user has not zoomed, so it follows resizes.
+    """
+
+    MIN_ZOOM = 0.05
+    MAX_ZOOM = 4.0
+    MAX_FIT_ZOOM = 1.0
+    ZOOM_STEP = 1.2
+    FIT_MARGIN = 12.0
+
+    def __init__(self, scene: DagScene | None = None, parent: QWidget | None = None) -> None:
+        """Takes the scene (the model's mirror) from outside, or makes its own."""
+        super().__init__(parent)
+        self.wheel_zooms = True
+        self._auto_fit = True
+        self.setScene(scene if scene is not None else DagScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
+                            | QPainter.RenderHint.SmoothPixmapTransform)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+
+    def setScene(self, scene: QGraphicsScene | None) -> None:
+        """Follow the new scene's `graph_changed` (and stop following the old one's)."""
+        old = self.scene()
+        if isinstance(old, DagScene):
+            old.graph_changed.disconnect(self._on_graph_changed)
+        super().setScene(scene)
+        if isinstance(scene, DagScene):
+            scene.graph_changed.connect(self._on_graph_changed)
+            scene.set_palette(self.palette())
+
+    def dag_scene(self) -> DagScene:
+        """The scene, typed (`scene()` is a plain QGraphicsScene to type checkers)."""
+        scene = self.scene()
+        assert isinstance(scene, DagScene)
+        return scene
+
+    def item_for(self, step: str) -> StepItem | None:
+        """Shortcut to the scene's item for `step`, for tests."""
+        return self.dag_scene().item_for(step)
+
+    # -- zoom --------------------------------------------------------------------------
+
+    def zoom(self) -> float:
+        """Current scale (1.0 = natural size); the view never rotates or shears."""
+        return self.transform().m11()
+
+    def set_zoom(self, factor: float) -> None:
+        """Absolute zoom, clamped so the graph can neither vanish nor explode."""
+        factor = max(self.MIN_ZOOM, min(self.MAX_ZOOM, factor))
+        self.scale(factor / self.zoom(), factor / self.zoom())
+
+    def zoom_by(self, factor: float) -> None:
+        """Relative zoom by the user: stops following resizes until `fit()`."""
+        self._auto_fit = False
+        self.set_zoom(self.zoom() * factor)
+
+    def fit(self) -> None:
+        """Show the whole graph with a margin, never enlarged past natural size."""
+        self._auto_fit = True
+        rect = self.sceneRect()
+        if rect.isEmpty():
+            return
+        m = self.FIT_MARGIN
+        self.fitInView(rect.adjusted(-m, -m, m, m), Qt.AspectRatioMode.KeepAspectRatio)
+        if self.zoom() > self.MAX_FIT_ZOOM:
+            self.resetTransform()
+            self.scale(self.MAX_FIT_ZOOM, self.MAX_FIT_ZOOM)
+            self.centerOn(rect.center())
+        elif self.zoom() < self.MIN_ZOOM:
+            self.set_zoom(self.MIN_ZOOM)
+
+    def _on_graph_changed(self) -> None:
+        """A new graph starts fitted, whatever the previous zoom was."""
+        self.fit()
+
+    # -- events ------------------------------------------------------------------------
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        """Zoom around the cursor; one notch is one `ZOOM_STEP`."""
+        ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        if not (ctrl or self.wheel_zooms):
+            super().wheelEvent(event)
+            return
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if delta:
+            self.zoom_by(self.ZOOM_STEP ** (delta / 120.0))
+        event.accept()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """`+`/`=` zoom in, `-` zoom out, `0` fit; other keys scroll as usual."""
+        key = event.key()
+        if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.zoom_by(self.ZOOM_STEP)
+        elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
+            self.zoom_by(1 / self.ZOOM_STEP)
+        elif key == Qt.Key.Key_0:
+            self.fit()
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Stay fitted across resizes until the user zooms by hand."""
+        super().resizeEvent(event)
+        if self._auto_fit:
+            self.fit()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Fit on first show, when the viewport finally has its real size."""
+        super().showEvent(event)
+        if self._auto_fit:
+            self.fit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Follow palette switches (e.g. the system going dark)."""
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.dag_scene().set_palette(self.palette())
+        super().changeEvent(event)

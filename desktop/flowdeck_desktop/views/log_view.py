@@ -1,0 +1,793 @@
+"""A run's log: batched, bounded, ANSI-aware, searchable.
+
+`LogView.append(text, stream)` only queues the text; one single-shot QTimer
+flushes the queue into the document every ~50 ms, at most `flush_max_lines`
+lines or `flush_max_chars` characters per tick, so a flood of output never
+freezes the window: between two flushes the event loop paints and handles
+input. Memory is bounded twice: the document keeps `maximum_line_count()`
+lines (older ones are trimmed by `QPlainTextEdit.maximumBlockCount`), and the
+queue of text not yet shown keeps at most as many lines as could still be on
+screen after it is flushed; older queued lines are dropped and replaced by one
+"… N lines dropped …" line, since the document would have trimmed them at once.
+
+Text arrives already decoded, in arbitrary chunks. Each stream (``"stdout"``,
+``"stderr"``, or any other name, shown muted) keeps its own ANSI parser state
+and its own unfinished last line, completed by a later chunk: ``"abc"`` then
+``"def\\n"`` is the single line ``abcdef``. The unfinished line is shown at
+once, as a terminal shows it, and completed in place (above any line another
+stream added meanwhile). A carriage return starts the line again, so a
+progress bar redraws in place instead of piling up. `finish()` ends the
+unfinished lines when a stream ends, so the next text starts a new line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import (QAction, QColor, QFont, QFontDatabase, QGuiApplication, QKeySequence,
+                           QPalette, QShortcut, QTextCharFormat, QTextCursor, QTextDocument)
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QMenu, QPlainTextEdit, QTextEdit,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from flowdeck_desktop.views.ansi import DEFAULT_STYLE, AnsiParser, Span, Style, is_plain, to_rgb
+
+__all__ = ["LogView", "is_dark_palette", "error_color"]
+
+MARKER_STREAM = "\x00marker"  # internal: the "lines dropped" line
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def is_dark_palette(palette: QPalette) -> bool:
+    """True when text is drawn light on dark (a dark theme)."""
+    return palette.color(QPalette.ColorRole.Base).lightness() < 128
+
+
+def error_color(palette: QPalette) -> QColor:
+    """The red used for stderr and errors, readable on the palette's background."""
+    return QColor("#ff6b6b") if is_dark_palette(palette) else QColor("#c62828")
+
+
+@dataclass(eq=False)
+class _Stream:
+    """Per-stream state: SGR state and the unfinished last line (and where it is shown)."""
+
+    parser: AnsiParser = field(default_factory=AnsiParser)
+    partial: list[Span] = field(default_factory=list)
+    partial_chars: int = 0
+    cr_pending: bool = False  # a "\r" was seen: the next text restarts the line
+    dirty: bool = False  # the unfinished line changed since it was last shown
+    shown: QTextCursor | None = None  # selects the unfinished line's text in the document
+    shown_text: str = ""  # what `shown` should select (else the line was trimmed away)
+
+
+class _LogEdit(QPlainTextEdit):
+    """The text area: copy-all when nothing is selected, and our own context menu."""
+
+    def __init__(self, owner: "LogView") -> None:
+        super().__init__(owner)
+        self._owner = owner
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self._owner.copy()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        menu = self._owner.create_context_menu(self)
+        menu.exec(event.globalPos())
+        menu.deleteLater()
+
+
+class LogView(QWidget):
+    """Read-only log of a run's output; see the module docstring for the contract."""
+
+    following_changed = Signal(bool)  # emitted only when following the tail starts or stops
+
+    DEFAULT_MAX_LINES = 50_000
+    FLUSH_INTERVAL_MS = 50
+    FLUSH_MAX_LINES = 5_000
+    FLUSH_MAX_CHARS = 1_000_000
+    MAX_PENDING_CHARS = 16_000_000
+    MAX_PARTIAL_CHARS = 64 * 1024  # an unfinished line longer than this is shown in pieces
+
+    def __init__(self, parent: QWidget | None = None, *, max_lines: int = DEFAULT_MAX_LINES,
+                 max_pending_lines: int | None = None,
+                 max_pending_chars: int = MAX_PENDING_CHARS) -> None:
+        super().__init__(parent)
+        self.flush_max_lines = self.FLUSH_MAX_LINES
+        self.flush_max_chars = self.FLUSH_MAX_CHARS
+        self._max_pending_lines = max_pending_lines
+        self._max_pending_chars = max_pending_chars
+
+        self._queue: deque[tuple[str, str | None, int]] = deque()  # (stream, text, newlines)
+        self._pending_lines = 0
+        self._pending_chars = 0
+        self._dropped_unreported = 0
+        self._dropped_total = 0
+        self._streams: dict[str, _Stream] = {}
+        # Finished lines whose unfinished start is already shown: completed in place.
+        self._replacements: list[tuple[QTextCursor, str, str, str | list[Span]]] = []
+        self._has_lines = False
+        self._formats: dict[tuple[str, Style], QTextCharFormat] = {}
+        self._following = True
+        self._adjusting = False
+        self._longest_flush = 0.0
+        self._last_flush = 0.0
+        self._flush_count = 0
+
+        self._edit = _LogEdit(self)
+        self._edit.setObjectName("logText")
+        self._edit.setReadOnly(True)
+        self._edit.setUndoRedoEnabled(False)
+        self._edit.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._edit.setMaximumBlockCount(max(0, max_lines))
+        self._edit.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                           | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        self._edit.setFont(font)
+        self._cursor = QTextCursor(self._edit.document())
+        self._line_limit = self._pending_line_limit()
+
+        self._search = QLineEdit(self)
+        self._search.setObjectName("logSearch")
+        self._search.setPlaceholderText("Find in log  (Ctrl+F)")
+        self._search.setClearButtonEnabled(True)
+        self._search.installEventFilter(self)
+        self._search.textEdited.connect(self._on_search_edited)
+        self._prev_button = QToolButton(self)
+        self._prev_button.setObjectName("logFindPrevious")
+        self._prev_button.setArrowType(Qt.ArrowType.UpArrow)
+        self._prev_button.setToolTip("Previous match (Shift+F3, Shift+Enter)")
+        self._prev_button.clicked.connect(self.find_previous)
+        self._next_button = QToolButton(self)
+        self._next_button.setObjectName("logFindNext")
+        self._next_button.setArrowType(Qt.ArrowType.DownArrow)
+        self._next_button.setToolTip("Next match (F3, Enter)")
+        self._next_button.clicked.connect(self.find_next)
+        self._status = QLabel(self)
+        self._status.setObjectName("logSearchStatus")
+        self._status.setMinimumWidth(self._status.fontMetrics().horizontalAdvance("999999 / 999999"))
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 4, 4, 2)
+        bar.setSpacing(4)
+        bar.addWidget(self._search, 1)
+        bar.addWidget(self._prev_button)
+        bar.addWidget(self._next_button)
+        bar.addWidget(self._status)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(bar)
+        layout.addWidget(self._edit, 1)
+
+        for keys, slot in ((QKeySequence.StandardKey.Find, self.focus_search),
+                           (QKeySequence("F3"), self.find_next),
+                           (QKeySequence("Shift+F3"), self.find_previous)):
+            shortcut = QShortcut(keys, self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(slot)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.FLUSH_INTERVAL_MS)
+        self._timer.timeout.connect(self._on_timer)
+        self._scheduled = False  # mirrors _timer.isActive(), without a call into Qt per append
+
+        bar_ = self._edit.verticalScrollBar()
+        bar_.valueChanged.connect(self._on_scroll_value)
+        bar_.rangeChanged.connect(self._on_scroll_range)
+
+    # -- public API ---------------------------------------------------------------
+
+    def append(self, text: str, stream: str = "stdout") -> None:
+        """Queue decoded output of `stream`; it is shown by the next flush (~50 ms)."""
+        if not text:
+            return
+        newlines = text.count("\n")
+        self._queue.append((stream, text, newlines))
+        self._pending_lines += newlines
+        self._pending_chars += len(text)
+        if self._pending_lines > self._line_limit or self._pending_chars > self._max_pending_chars:
+            self._enforce_bounds()
+        if not self._scheduled:
+            self._schedule(self.FLUSH_INTERVAL_MS)
+
+    def finish(self, stream: str | None = None) -> None:
+        """The stream (or every stream) ended: its unfinished last line becomes a line."""
+        self._queue.append((stream or "", None, 0))
+        if not self._scheduled:
+            self._schedule(self.FLUSH_INTERVAL_MS)
+
+    def flush(self) -> None:
+        """Show everything queued now, synchronously (the timer does it in slices otherwise).
+
+        Unfinished last lines are shown but stay open; `finish()` ends them.
+        """
+        while self._queue or self._dropped_unreported:
+            self._flush_once(self.flush_max_lines, self.flush_max_chars)
+        self._timer.stop()
+        self._scheduled = False
+
+    def clear(self) -> None:
+        """Forget everything: shown lines, queued text, unfinished lines and ANSI state."""
+        self._timer.stop()
+        self._scheduled = False
+        self._queue.clear()
+        self._pending_lines = self._pending_chars = 0
+        self._dropped_unreported = self._dropped_total = 0
+        self._streams.clear()
+        self._replacements.clear()
+        self._has_lines = False
+        self._adjusting = True
+        try:
+            self._edit.clear()
+            self._edit.setExtraSelections([])
+        finally:
+            self._adjusting = False
+        self._status.clear()
+        self._set_following(True)
+
+    def has_pending(self) -> bool:
+        """True while queued text waits for a flush."""
+        return bool(self._queue) or self._dropped_unreported > 0
+
+    @property
+    def pending_line_count(self) -> int:
+        return self._pending_lines
+
+    @property
+    def dropped_line_count(self) -> int:
+        """Lines dropped from the queue since the last `clear()`."""
+        return self._dropped_total
+
+    @property
+    def longest_flush_seconds(self) -> float:
+        """The longest time one flush held the event loop (seconds, since construction)."""
+        return self._longest_flush
+
+    @property
+    def last_flush_seconds(self) -> float:
+        return self._last_flush
+
+    @property
+    def flush_count(self) -> int:
+        return self._flush_count
+
+    def line_count(self) -> int:
+        """Lines shown (0 when empty)."""
+        return self._edit.document().blockCount() if self._has_lines else 0
+
+    def text(self) -> str:
+        """All shown text, lines joined by newlines."""
+        return self._edit.toPlainText()
+
+    def maximum_line_count(self) -> int:
+        return self._edit.maximumBlockCount()
+
+    def set_maximum_line_count(self, count: int) -> None:
+        """Keep at most `count` lines (0: unbounded); older lines are trimmed."""
+        self._edit.setMaximumBlockCount(max(0, count))
+        self._line_limit = self._pending_line_limit()
+        self._enforce_bounds()
+
+    @property
+    def text_edit(self) -> QPlainTextEdit:
+        return self._edit
+
+    @property
+    def search_field(self) -> QLineEdit:
+        return self._search
+
+    @property
+    def search_status(self) -> str:
+        return self._status.text()
+
+    def is_following(self) -> bool:
+        """True while new lines scroll the view to the end."""
+        return self._following
+
+    def scroll_to_end(self) -> None:
+        bar = self._edit.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        self._set_following(True)
+
+    def focus_search(self) -> None:
+        self._search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self._search.selectAll()
+
+    def find_next(self) -> bool:
+        """Select the next match of the search text, wrapping at the end."""
+        return self._find(backward=False)
+
+    def find_previous(self) -> bool:
+        """Select the previous match of the search text, wrapping at the start."""
+        return self._find(backward=True)
+
+    def copy(self) -> None:
+        """Copy the selection to the clipboard, or every shown line if nothing is selected."""
+        cursor = self._edit.textCursor()
+        if cursor.hasSelection():
+            text = cursor.selection().toPlainText()
+        else:
+            text = self._edit.toPlainText()
+        QGuiApplication.clipboard().setText(text)
+
+    def create_context_menu(self, parent: QWidget | None = None) -> QMenu:
+        menu = QMenu(parent or self)
+        has_selection = self._edit.textCursor().hasSelection()
+        copy = QAction("Copy" if has_selection else "Copy All", menu)
+        copy.setShortcut(QKeySequence.StandardKey.Copy)
+        copy.triggered.connect(self.copy)
+        menu.addAction(copy)
+        select_all = QAction("Select All", menu)
+        select_all.setShortcut(QKeySequence.StandardKey.SelectAll)
+        select_all.triggered.connect(self._edit.selectAll)
+        menu.addAction(select_all)
+        menu.addSeparator()
+        find = QAction("Find…", menu)
+        find.setShortcut(QKeySequence.StandardKey.Find)
+        find.triggered.connect(self.focus_search)
+        menu.addAction(find)
+        clear = QAction("Clear", menu)
+        clear.triggered.connect(self.clear)
+        menu.addAction(clear)
+        return menu
+
+    # -- queue -----------------------------------------------------------------------
+
+    def _pending_line_limit(self) -> int:
+        if self._max_pending_lines is not None:
+            return max(1, self._max_pending_lines)
+        maximum = self._edit.maximumBlockCount()
+        # Lines beyond this would be trimmed from the document as soon as they were shown;
+        # one line is kept free for the "dropped" marker.
+        return max(1, maximum - 1) if maximum > 0 else 1_000_000
+
+    def _enforce_bounds(self) -> None:
+        """Drop the oldest queued lines until the queue is within bounds again.
+
+        Over a bound, the queue is cut a little further (1/50 of it) than needed,
+        so a steady flood drops lines in batches instead of one per append.
+        """
+        if self._pending_lines <= self._line_limit and self._pending_chars <= self._max_pending_chars:
+            return
+        max_lines = self._line_limit - min(1_000, self._line_limit // 50)
+        max_chars = self._max_pending_chars - min(1_000_000, self._max_pending_chars // 50)
+        while self._queue and (self._pending_lines > max_lines or self._pending_chars > max_chars):
+            stream, text, newlines = self._queue[0]
+            if text is None:
+                self._queue.popleft()
+                self._finish_stream(stream, None)
+                continue
+            cut = len(text)
+            need_lines = self._pending_lines - max_lines
+            need_chars = self._pending_chars - max_chars
+            if 0 < need_lines < newlines and need_chars < len(text):
+                cut = _after_newline(text, need_lines, newlines)
+                if need_chars > cut:
+                    found = text.find("\n", need_chars - 1)
+                    cut = found + 1 if found >= 0 else len(text)
+            elif need_lines <= 0 and 0 < need_chars < len(text):
+                found = text.find("\n", need_chars - 1)
+                cut = found + 1 if found >= 0 else len(text)
+            dropped = text[:cut]
+            dropped_lines = dropped.count("\n")
+            if cut < len(text):
+                self._queue[0] = (stream, text[cut:], newlines - dropped_lines)
+            else:
+                self._queue.popleft()
+            self._pending_lines -= dropped_lines
+            self._pending_chars -= len(dropped)
+            self._dropped_unreported += dropped_lines
+            self._dropped_total += dropped_lines
+            self._discard(stream, dropped)
+
+    def _discard(self, stream: str, text: str) -> None:
+        """Drop `text` of `stream` unseen, keeping the stream's ANSI state and unfinished line."""
+        state = self._state(stream)
+        if state.shown is not None or state.parser.holding or "\r" in text or not is_plain(text):
+            self._consume(stream, text, None)
+            return
+        newline = text.rfind("\n")
+        if newline >= 0:
+            state.partial = []
+            state.partial_chars = 0
+            state.cr_pending = False
+            text = text[newline + 1:]
+        self._add(state, stream, text, state.parser.style, None)
+
+    def _schedule(self, msec: int) -> None:
+        self._scheduled = True
+        self._timer.start(msec)
+
+    def _on_timer(self) -> None:
+        self._scheduled = False
+        self._flush_once(self.flush_max_lines, self.flush_max_chars)
+        if self.has_pending():
+            self._schedule(0)  # more to do: again as soon as the event loop is idle
+
+    def _flush_once(self, max_lines: int, max_chars: int) -> None:
+        started = time.perf_counter()
+        out: list[tuple[str, str | list[Span]]] = []
+        if self._dropped_unreported:
+            out.append((MARKER_STREAM, f"… {self._dropped_unreported:,} lines dropped …"))
+            self._dropped_unreported = 0
+        lines = chars = 0
+        while self._queue and lines < max_lines and chars < max_chars:
+            stream, text, newlines = self._queue[0]
+            if text is None:
+                self._queue.popleft()
+                self._finish_stream(stream, out)
+                continue
+            room_lines = max_lines - lines
+            room_chars = max_chars - chars
+            if newlines > room_lines or len(text) > room_chars:
+                cut = len(text)
+                if newlines > room_lines:
+                    cut = _after_newline(text, room_lines, newlines)
+                if cut > room_chars:
+                    found = text.rfind("\n", 0, room_chars)
+                    cut = found + 1 if found >= 0 else room_chars
+                head = text[:cut]
+                head_lines = head.count("\n")
+                self._queue[0] = (stream, text[cut:], newlines - head_lines)
+                text, newlines = head, head_lines
+            else:
+                self._queue.popleft()
+            self._pending_lines -= newlines
+            self._pending_chars -= len(text)
+            lines += newlines
+            chars += len(text)
+            self._consume(stream, text, out)
+        unfinished = [(name, state) for name, state in self._streams.items()
+                      if state.dirty and state.partial]
+        if out or self._replacements or unfinished:
+            self._insert(out, unfinished)
+        elapsed = time.perf_counter() - started
+        self._last_flush = elapsed
+        self._longest_flush = max(self._longest_flush, elapsed)
+        self._flush_count += 1
+
+    # -- lines -------------------------------------------------------------------------
+
+    def _state(self, stream: str) -> _Stream:
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = _Stream()
+        return state
+
+    def _consume(self, stream: str, text: str, out: list | None) -> None:
+        """Parse `text` of `stream`, appending finished lines to `out` (None: discard them)."""
+        state = self._state(stream)
+        for chunk, style in state.parser.feed(text):
+            if "\r" not in chunk:
+                if "\n" not in chunk:
+                    self._add(state, stream, chunk, style, out)
+                    continue
+                parts = chunk.split("\n")
+                self._add(state, stream, parts[0], style, out)
+                self._complete(state, stream, out)
+                if out is not None:
+                    plain = style is DEFAULT_STYLE
+                    for middle in parts[1:-1]:
+                        if len(middle) > self.MAX_PARTIAL_CHARS:
+                            self._add(state, stream, middle, style, out)
+                            self._complete(state, stream, out)
+                        else:
+                            out.append((stream, middle if plain else [(middle, style)]))
+                self._add(state, stream, parts[-1], style, out)
+                continue
+            pos = 0
+            for match in _BREAK.finditer(chunk):
+                self._add(state, stream, chunk[pos:match.start()], style, out)
+                if match.group() == "\r":
+                    state.cr_pending = True
+                else:
+                    self._complete(state, stream, out)
+                pos = match.end()
+            self._add(state, stream, chunk[pos:], style, out)
+
+    def _add(self, state: _Stream, stream: str, text: str, style: Style, out: list | None) -> None:
+        if not text:
+            return
+        if state.cr_pending:
+            state.partial.clear()
+            state.partial_chars = 0
+            state.cr_pending = False
+        state.dirty = True
+        if state.partial and state.partial[-1][1] == style:
+            state.partial[-1] = (state.partial[-1][0] + text, style)
+        else:
+            state.partial.append((text, style))
+        state.partial_chars += len(text)
+        if state.partial_chars > self.MAX_PARTIAL_CHARS:
+            self._complete(state, stream, out)
+
+    def _complete(self, state: _Stream, stream: str, out: list | None) -> None:
+        line: str | list[Span] = state.partial
+        shown = state.shown
+        state.partial = []
+        state.partial_chars = 0
+        state.cr_pending = False
+        state.dirty = False
+        state.shown = None
+        if out is None:
+            return  # dropped (an unfinished start already shown stays as it is)
+        if not line:
+            line = ""
+        elif len(line) == 1 and line[0][1] is DEFAULT_STYLE:
+            line = line[0][0]
+        if shown is not None:
+            self._replacements.append((shown, state.shown_text, stream, line))
+        else:
+            out.append((stream, line))
+
+    def _finish_stream(self, stream: str, out: list | None) -> None:
+        names = [stream] if stream else list(self._streams)
+        for name in names:
+            state = self._streams.get(name)
+            if state is None:
+                continue
+            state.parser.flush()
+            if state.partial:
+                self._complete(state, name, out)
+            state.cr_pending = False
+            state.shown = None
+
+    # -- document --------------------------------------------------------------------
+
+    def _insert(self, out: list[tuple[str, str | list[Span]]],
+                unfinished: list[tuple[str, _Stream]]) -> None:
+        """Show one flush: complete lines shown unfinished, append finished lines, then
+        show (or update in place) the unfinished last lines of the streams.
+
+        Consecutive appended text of one format is one insertText call.
+        """
+        replacements, self._replacements = self._replacements, []
+        document = self._edit.document()
+        before = document.blockCount() if self._has_lines else 0
+        bar = self._edit.verticalScrollBar()
+        old_value = bar.value()
+        self._adjusting = True
+        try:
+            cursor = self._cursor
+            cursor.beginEditBlock()
+            lost: list[tuple[str, str | list[Span]]] = []
+            for shown, shown_text, stream, line in replacements:
+                if shown.selectedText() == shown_text:
+                    self._write_over(shown, stream, line)
+                else:  # its start was trimmed away: show it as a new line
+                    lost.append((stream, line))
+            lines = lost + out if lost else out
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            for key, text in self._runs(lines):
+                cursor.insertText(text, self._format(key))
+            added = len(lines)
+            if lines:
+                self._has_lines = True
+            for name, state in unfinished:
+                text = "".join(chunk for chunk, _ in state.partial)
+                if state.shown is not None and state.shown.selectedText() == state.shown_text:
+                    start, end = self._write_over(state.shown, name, state.partial)
+                else:
+                    cursor.movePosition(QTextCursor.MoveOperation.End)
+                    if self._has_lines:
+                        cursor.insertText("\n", self._format((name, DEFAULT_STYLE)))
+                    start = cursor.position()
+                    for chunk, style in state.partial:
+                        cursor.insertText(chunk, self._format((name, style)))
+                    end = cursor.position()
+                    added += 1
+                    self._has_lines = True
+                shown = QTextCursor(document)
+                shown.setPosition(start)
+                shown.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+                shown.setKeepPositionOnInsert(True)  # text appended after it stays out of it
+                state.shown, state.shown_text, state.dirty = shown, text, False
+            cursor.endEditBlock()
+            removed = before + added - document.blockCount()
+            if self._following:
+                bar.setValue(bar.maximum())
+            elif removed > 0:
+                bar.setValue(max(0, old_value - removed))
+        finally:
+            self._adjusting = False
+
+    def _runs(self, lines: list[tuple[str, str | list[Span]]]) -> list[tuple[tuple[str, Style], str]]:
+        """Lines to append as (format key, text) runs, newlines included, merged by format."""
+        runs: list[tuple[tuple[str, Style], list[str]]] = []
+        first = not self._has_lines
+        for stream, line in lines:
+            separator = "" if first else "\n"
+            first = False
+            spans = [(line, DEFAULT_STYLE)] if isinstance(line, str) else line
+            for index, (text, style) in enumerate(spans):
+                key = (stream, style)
+                piece = separator + text if index == 0 else text
+                if runs and runs[-1][0] == key:
+                    runs[-1][1].append(piece)
+                else:
+                    runs.append((key, [piece]))
+        return [(key, "".join(pieces)) for key, pieces in runs]
+
+    def _write_over(self, selection: QTextCursor, stream: str,
+                    line: str | list[Span]) -> tuple[int, int]:
+        """Replace the selected text by `line`; return where the new text starts and ends."""
+        cursor = QTextCursor(self._edit.document())
+        start = selection.selectionStart()
+        cursor.setPosition(start)
+        cursor.setPosition(selection.selectionEnd(), QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        spans = [(line, DEFAULT_STYLE)] if isinstance(line, str) else line
+        for text, style in spans:
+            cursor.insertText(text, self._format((stream, style)))
+        return start, cursor.position()
+
+    def _format(self, key: tuple[str, Style]) -> QTextCharFormat:
+        fmt = self._formats.get(key)
+        if fmt is None:
+            if len(self._formats) >= 4096:  # e.g. a truecolour rainbow: keep the cache bounded
+                self._formats.clear()
+            fmt = self._formats[key] = self._make_format(*key)
+        return fmt
+
+    def _make_format(self, stream: str, style: Style) -> QTextCharFormat:
+        palette = self._edit.palette()
+        dark = is_dark_palette(palette)
+        fmt = QTextCharFormat()
+        base: QColor | None = None
+        if stream == "stderr":
+            base = error_color(palette)
+        elif stream != "stdout":  # the marker and any other named stream: muted
+            base = palette.color(QPalette.ColorRole.PlaceholderText)
+            fmt.setFontItalic(True)
+        fg = QColor(*to_rgb(style.fg, dark)) if style.fg is not None else base
+        bg = QColor(*to_rgb(style.bg, dark)) if style.bg is not None else None
+        if style.inverse:
+            fg, bg = (bg or palette.color(QPalette.ColorRole.Base),
+                      fg or palette.color(QPalette.ColorRole.Text))
+        if style.dim:
+            fg = QColor(fg or palette.color(QPalette.ColorRole.Text))
+            fg.setAlphaF(0.6)
+        if fg is not None:
+            fmt.setForeground(fg)
+        if bg is not None:
+            fmt.setBackground(bg)
+        if style.bold:
+            fmt.setFontWeight(QFont.Weight.Bold)
+        if style.italic:
+            fmt.setFontItalic(True)
+        if style.underline:
+            fmt.setFontUnderline(True)
+        if style.strike:
+            fmt.setFontStrikeOut(True)
+        return fmt
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self._formats.clear()  # new lines take the new theme's colours
+        super().changeEvent(event)
+
+    # -- following the tail ----------------------------------------------------------
+
+    def _set_following(self, following: bool) -> None:
+        if following != self._following:
+            self._following = following
+            self.following_changed.emit(following)
+
+    def _on_scroll_value(self, value: int) -> None:
+        if not self._adjusting:
+            self._set_following(value >= self._edit.verticalScrollBar().maximum())
+
+    def _on_scroll_range(self, _minimum: int, maximum: int) -> None:
+        if self._following and not self._adjusting:
+            self._adjusting = True
+            try:
+                self._edit.verticalScrollBar().setValue(maximum)
+            finally:
+                self._adjusting = False
+
+    # -- search ----------------------------------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        if watched is self._search and event.type() == QEvent.Type.KeyPress:
+            key = event.key()
+            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                    self.find_previous()
+                else:
+                    self.find_next()
+                return True
+            if key == Qt.Key.Key_Escape:
+                self._edit.setExtraSelections([])
+                self._status.clear()
+                self._edit.setFocus(Qt.FocusReason.OtherFocusReason)
+                return True
+        return super().eventFilter(watched, event)
+
+    def _on_search_edited(self, text: str) -> None:
+        if not text:
+            self._edit.setExtraSelections([])
+            self._status.clear()
+            return
+        self._find(backward=False, refine=True)  # typing refines the match in place
+
+    def _search_origin(self, backward: bool, refine: bool) -> QTextCursor:
+        """Where a search starts: around the current match, else at the edge of the visible text.
+
+        (The widget's cursor without a selection usually sits at the end, carried
+        along by appended lines, so it says nothing about where the user is looking.)
+        """
+        cursor = self._edit.textCursor()
+        if cursor.hasSelection():
+            if refine:
+                cursor.setPosition(cursor.selectionStart())
+            return cursor
+        viewport = self._edit.viewport().rect()
+        corner = viewport.bottomRight() if backward else viewport.topLeft()
+        origin = self._edit.cursorForPosition(corner)
+        if backward:
+            origin.movePosition(QTextCursor.MoveOperation.EndOfBlock)
+        else:
+            origin.movePosition(QTextCursor.MoveOperation.StartOfBlock)
+        return origin
+
+    def _find(self, backward: bool, refine: bool = False) -> bool:
+        needle = self._search.text()
+        if not needle:
+            self.focus_search()
+            return False
+        document = self._edit.document()
+        flags = QTextDocument.FindFlag.FindBackward if backward else QTextDocument.FindFlag(0)
+        found = document.find(needle, self._search_origin(backward, refine), flags)
+        wrapped = False
+        if found.isNull():
+            start = QTextCursor(document)
+            start.movePosition(QTextCursor.MoveOperation.End if backward
+                               else QTextCursor.MoveOperation.Start)
+            found = document.find(needle, start, flags)
+            wrapped = not found.isNull()
+        if found.isNull():
+            self._edit.setExtraSelections([])
+            self._status.setText("No match")
+            return False
+        found.setKeepPositionOnInsert(True)  # text appended after a match must not join it
+        self._edit.setTextCursor(found)
+        self._edit.ensureCursorVisible()
+        highlight = QTextEdit.ExtraSelection()
+        highlight.cursor = found
+        highlight.format.setBackground(QColor("#b58900") if is_dark_palette(self._edit.palette())
+                                       else QColor("#ffd54f"))
+        highlight.format.setForeground(QColor("#000000"))
+        self._edit.setExtraSelections([highlight])
+        haystack = self._edit.toPlainText().lower()
+        lowered = needle.lower()
+        index = haystack.count(lowered, 0, found.selectionStart() + len(lowered)) or 1
+        total = max(index, haystack.count(lowered))
+        self._status.setText(f"{index} / {total}" + ("  (wrapped)" if wrapped else ""))
+        return True
+
+
+def _after_newline(text: str, count: int, newlines: int) -> int:
+    """Index just after the `count`-th newline of `text` (which has `newlines` of them)."""
+    if count <= 0:
+        return 0
+    if count >= newlines:
+        return text.rfind("\n") + 1
+    if count <= newlines - count:
+        pos = -1
+        for _ in range(count):
+            pos = text.find("\n", pos + 1)
+        return pos + 1
+    pos = len(text)
+    for _ in range(newlines - count + 1):
+        pos = text.rfind("\n", 0, pos)
+    return pos + 1

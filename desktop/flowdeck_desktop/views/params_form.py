@@ -1,0 +1,148 @@
+"""The parameters form: one typed editor per `Parameter` of the selected flow.
+
+Built from discovery's static view of the flow (never from importing it):
+names, literal defaults, types, help and `required`. Values are strings
+handed to `python flow.py run --name value`, so the flow's own parsing
+stays the single source of truth for conversion errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from flowdeck.analysis.flowfile import ParameterInfo
+
+INT_LIMIT = 2_000_000_000
+
+
+class ParamsForm(QWidget):
+    """Typed editors for a flow's parameters; emits `changed` when the user edits one."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._params: list[ParameterInfo] = []
+        self._editors: dict[str, QWidget] = {}
+        self._form = QFormLayout()
+        self._empty = QLabel("This flow has no parameters.")
+        self._reset = QPushButton("Reset to defaults")
+        self._reset.clicked.connect(self.reset_defaults)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._empty)
+        layout.addLayout(self._form)
+        layout.addWidget(self._reset)
+        layout.addStretch(1)
+        self._reset.setVisible(False)
+
+    def set_parameters(self, params: list[ParameterInfo], values: dict[str, str] | None = None
+                       ) -> None:
+        """Rebuild the editors; `values` are remembered strings that win over defaults."""
+        while self._form.rowCount():
+            self._form.removeRow(0)
+        self._editors.clear()
+        self._params = list(params)
+        for param in self._params:
+            editor = self._editor_for(param)
+            label = QLabel(param.name + (" *" if param.required and not param.has_default else ""))
+            tip = param.help or "no help given"
+            tip += f"\ntype: {param.type}; default: {param.default_source or 'none'}"
+            label.setToolTip(tip)
+            editor.setToolTip(tip)
+            self._form.addRow(label, editor)
+            self._editors[param.name] = editor
+        self._empty.setVisible(not self._params)
+        self._reset.setVisible(bool(self._params))
+        self.reset_defaults()
+        for name, value in (values or {}).items():
+            if name in self._editors:
+                _set_text(self._editors[name], value)
+
+    def _editor_for(self, param: ParameterInfo) -> QWidget:
+        kind = param.type
+        if kind == "bool":
+            editor: QWidget = QCheckBox()
+            editor.toggled.connect(self.changed)
+        elif kind == "int":
+            editor = QSpinBox()
+            editor.setRange(-INT_LIMIT, INT_LIMIT)
+            editor.valueChanged.connect(self.changed)
+        elif kind == "float":
+            editor = QDoubleSpinBox()
+            editor.setRange(-1e12, 1e12)
+            editor.setDecimals(6)
+            editor.valueChanged.connect(self.changed)
+        else:
+            editor = QLineEdit()
+            editor.setPlaceholderText("required" if param.required else "")
+            editor.textEdited.connect(self.changed)
+        return editor
+
+    def reset_defaults(self) -> None:
+        for param in self._params:
+            editor = self._editors[param.name]
+            editor.blockSignals(True)
+            _set_text(editor, _default_text(param))
+            editor.blockSignals(False)
+
+    def values(self) -> dict[str, str]:
+        """Current values as the command line would take them."""
+        return {name: _get_text(editor) for name, editor in self._editors.items()}
+
+    def arguments(self) -> list[str]:
+        """`--name value` pairs; empty strings are left out (the flow's default applies)."""
+        args: list[str] = []
+        for name, value in self.values().items():
+            if value != "":
+                args += [f"--{name}", value]
+        return args
+
+    def missing_required(self) -> list[str]:
+        values = self.values()
+        return [p.name for p in self._params
+                if p.required and not p.has_default and not values.get(p.name)]
+
+
+def _default_text(param: ParameterInfo) -> str:
+    if not param.has_default or param.default is None:
+        return ""
+    if isinstance(param.default, bool):
+        return "true" if param.default else "false"
+    if isinstance(param.default, (list, dict)):
+        return json.dumps(param.default)
+    return str(param.default)
+
+
+def _set_text(editor: QWidget, text: str) -> None:
+    if isinstance(editor, QCheckBox):
+        editor.setChecked(text.strip().lower() in ("true", "1", "yes", "on"))
+    elif isinstance(editor, QSpinBox):
+        editor.setValue(_number(text, int))
+    elif isinstance(editor, QDoubleSpinBox):
+        editor.setValue(_number(text, float))
+    elif isinstance(editor, QLineEdit):
+        editor.setText(text)
+
+
+def _get_text(editor: QWidget) -> str:
+    if isinstance(editor, QCheckBox):
+        return "true" if editor.isChecked() else "false"
+    if isinstance(editor, QSpinBox):
+        return str(editor.value())
+    if isinstance(editor, QDoubleSpinBox):
+        return repr(editor.value())
+    if isinstance(editor, QLineEdit):
+        return editor.text()
+    return ""
+
+
+def _number(text: str, kind: Any) -> Any:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        return kind(0)
