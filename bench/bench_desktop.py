@@ -151,7 +151,7 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
         state = controller.states[key]
         state.step_changed.connect(lambda step: None)
         run = controller.runs[key]
-        run.event.connect(lambda e: written.append(float(e["t"])) if e["type"].startswith(
+        run.event_arrived.connect(lambda e: written.append(float(e["t"])) if e["type"].startswith(
             "task") else None)
         _spin_until(app, lambda: ended, 60)
         pairs = _pair_lags(written, lags)

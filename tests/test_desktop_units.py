@@ -10,7 +10,8 @@ import pytest
 
 from conftest import EXAMPLES, child_env
 from flowdeck_desktop.system.editor import editor_command
-from flowdeck_desktop.system.interpreter import check_interpreter, detect_interpreter
+from flowdeck.store.layout import RunLayout
+from flowdeck.engines.interpreter import check_interpreter, detect_interpreter
 from flowdeck_desktop.views.panes import failing_line, list_runs
 
 
@@ -82,12 +83,13 @@ def test_history_lists_runs_newest_first_and_marks_dead_ones(tmp_path: Path) -> 
     for rates in ("0.1", "0.2"):
         subprocess.run([sys.executable, str(flow), "--rates", rates], env=child_env(),
                        capture_output=True, check=True, timeout=60)
-    runs = list_runs(str(tmp_path / ".flowdeck"), "TrainFlow")
+    layout = RunLayout(tmp_path / ".flowdeck", "TrainFlow")
+    runs = list_runs(layout)
     assert [r.params["rates"] for r in runs] == ["0.2", "0.1"]
     assert all(r.status == "succeeded" and r.duration is not None for r in runs)
     run_json = Path(runs[0].events_path).parent / "run.json"
     run_json.write_text(run_json.read_text().replace('"succeeded"', '"running"'))
-    assert list_runs(str(tmp_path / ".flowdeck"), "TrainFlow")[0].status == "crashed"
+    assert list_runs(layout)[0].status == "crashed"
 
 
 def test_headless_run_prints_progress_and_exit_code(tmp_path: Path) -> None:

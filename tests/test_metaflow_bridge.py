@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+from flowdeck.store.records import RunRecord
 import os
 import random
 import signal
@@ -238,7 +240,9 @@ def test_linear_run_passes_output_and_parameters(mf_flow) -> None:
     assert events[-1]["status"] == "succeeded" and events[-1]["exit_code"] == 0
     info = json.loads((events_path(path, "r1").parent / "run.json").read_text())
     assert info["engine"] == "metaflow" and info["status"] == "succeeded"
-    assert info["metaflow_run_id"] and info["params"] == {"greeting": "hi"}
+    record = RunRecord.read(events_path(path, "r1").parent / "run.json")
+    assert info["metaflow_run_id"] and record.param_values == {"greeting": "hi"}
+    assert record.cli_args() == ["--greeting", "hi"]
     assert set(info["step_hashes"]) == {"start", "shout", "end"}
 
 

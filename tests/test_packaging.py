@@ -21,7 +21,7 @@ import pytest
 
 from conftest import EXAMPLES, ROOT
 from flowdeck_desktop.control import run_process
-from flowdeck_desktop.system.interpreter import check_interpreter, detect_interpreter
+from flowdeck.engines.interpreter import check_interpreter, detect_interpreter
 
 MAX_BUNDLE_MB = 200
 MAX_START_S = 0.6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -10,25 +11,26 @@ from pathlib import Path
 import pytest
 
 from conftest import process_alive
-from flowdeck.store.blobs import default_root
-from flowdeck_desktop.control.run_process import RunProcess, RunRequest, new_run_id
+from flowdeck.engines.base import LaunchSpec
+from flowdeck.engines.interpreter import Interpreter
+from flowdeck.engines.launching import LaunchError, build_launch
+from flowdeck_desktop.control.run_process import RunProcess, core_path
 from flowdeck_desktop.models.run_state import RunState
 
 pytest.importorskip("pytestqt")
 
 
 def request_for(path: Path, flow: str, *args: str, interpreter: str = sys.executable
-                ) -> RunRequest:
-    return RunRequest(file=str(path), flow=flow, interpreter=interpreter,
-                      args=["run", *args], run_id=new_run_id(),
-                      root=str(default_root(path)), add_core_to_path=True)
+                ) -> LaunchSpec:
+    return build_launch(str(path), flow, "flowdeck", ["run", *args],
+                        interpreter=Interpreter(interpreter, "configured"), core_dir=core_path())
 
 
 def collect(run: RunProcess) -> tuple[list[dict], list[tuple[str, str]], list[tuple[int, str]]]:
     events: list[dict] = []
     output: list[tuple[str, str]] = []
     ended: list[tuple[int, str]] = []
-    run.event.connect(events.append)
+    run.event_arrived.connect(events.append)
     run.output.connect(lambda s, t: output.append((s, t)))
     run.ended.connect(lambda c, s: ended.append((c, s)))
     return events, output, ended
@@ -40,12 +42,12 @@ def test_run_streams_events_and_output(qtbot, flow_file) -> None:
     run = RunProcess(request_for(path, "TrainFlow", "--rates", "0.2,0.05"))
     events, output, ended = collect(run)
     state = RunState()
-    run.event.connect(state.apply)
+    run.event_arrived.connect(state.apply)
     with qtbot.waitSignal(run.ended, timeout=30000):
         run.start()
     assert ended == [(0, "succeeded")]
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
-    assert events[0]["run_id"] == run.request.run_id
+    assert events[0]["run_id"] == run.spec.run_id
     text = "".join(t for s, t in output if s == "stdout")
     assert "best rate 0.05" in text
     assert state.steps["fit"].done == 2 and state.steps["fit"].total == 2
@@ -107,9 +109,16 @@ def test_killed_from_outside_is_crashed_not_running(qtbot, flow_file) -> None:
     assert ended[0][1] == "crashed"
 
 
-def test_missing_interpreter_gives_a_clear_message(qtbot, flow_file) -> None:
+def test_missing_interpreter_is_refused_before_launch(flow_file) -> None:
     path = flow_file("train.py")
-    run = RunProcess(request_for(path, "TrainFlow", interpreter="/nonexistent/python3"))
+    with pytest.raises(LaunchError, match="/nonexistent/python3 does not exist"):
+        request_for(path, "TrainFlow", interpreter="/nonexistent/python3")
+
+
+def test_interpreter_vanishing_after_the_check_gives_a_clear_message(qtbot, flow_file) -> None:
+    path = flow_file("train.py")
+    spec = dataclasses.replace(request_for(path, "TrainFlow"), program="/nonexistent/python3")
+    run = RunProcess(spec)
     messages: list[str] = []
     run.failed_to_start.connect(messages.append)
     with qtbot.waitSignal(run.ended, timeout=5000):

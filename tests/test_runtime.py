@@ -302,7 +302,7 @@ def test_sigkill_mid_run_leaves_finished_tasks_readable(flow_file) -> None:
     assert run["start"].task.data.payload == list(range(1000))
     events = read_events(run.dir / "events.jsonl")
     assert events[0]["type"] == "run_started" and events[-1]["type"] != "run_finished"
-    leftovers = [p for p in run.datastore.root.rglob("*") if p.name.startswith(".tmp-")]
+    leftovers = [p for p in run.layout.root.rglob("*") if p.name.startswith(".tmp-")]
     assert leftovers == []
 
 

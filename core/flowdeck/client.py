@@ -12,47 +12,16 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from flowdeck.store.blobs import DEFAULT_DIRNAME, ROOT_ENV, BlobRef, FlowDatastore, read_json
+from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.store.events import read_events
+from flowdeck.store.index import RunEntry, RunIndex, read_run
+from flowdeck.store.layout import InvalidId, RunLayout, attempts_in, find_root
+from flowdeck.store.records import AttemptRecord, RunRecord, final_attempt
+from flowdeck.store.status import DAMAGED, RUN_FINAL, RUNNING, TASK_DONE, TASK_FINAL
 
 
 class ClientError(LookupError):
     """A flow, run, step or task that does not exist (the message says where we looked)."""
-
-
-def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """Where a flow's runs live: the given root, $FLOWDECK_HOME, or `.flowdeck/` upward from the cwd."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get(ROOT_ENV):
-        return Path(os.environ[ROOT_ENV]).expanduser()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / DEFAULT_DIRNAME
-        if (candidate / flow_name).is_dir():
-            return candidate
-    main_file = getattr(__import__("__main__"), "__file__", None)
-    if main_file:
-        candidate = Path(main_file).resolve().parent / DEFAULT_DIRNAME
-        if (candidate / flow_name).is_dir():
-            return candidate
-    return here / DEFAULT_DIRNAME
-
-
-def _hostname() -> str:
-    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class MetaflowData:
@@ -83,7 +52,7 @@ class DataArtifact:
 
     @property
     def data(self) -> Any:
-        return self.task.datastore.blobs.get(self.ref.sha)
+        return self.task.run.blobs.get(self.ref.sha)
 
     @property
     def size(self) -> int:
@@ -106,11 +75,11 @@ class Task:
 
     def __init__(self, run: "Run", step: str, task_id: str):
         self.run = run
-        self.datastore = run.datastore
         self.step_name = step
         self.id = task_id
-        self.dir = run.dir / step / task_id
+        self.dir = run.layout.task_dir(run.id, step, task_id)
         self._meta: dict[str, Any] | None = None
+        self._record: AttemptRecord | None = None
 
     @property
     def pathspec(self) -> str:
@@ -118,14 +87,21 @@ class Task:
 
     @property
     def attempts(self) -> list[int]:
-        return sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("attempt-*.json"))
+        return attempts_in(self.dir)
+
+    @property
+    def record(self) -> AttemptRecord | None:
+        """The final attempt's record; None while the task has not written one."""
+        if self._record is None:
+            self._record = final_attempt(self.dir)
+        return self._record
 
     @property
     def metadata(self) -> dict[str, Any]:
         if self._meta is None:
-            attempts = self.attempts
-            if attempts:
-                self._meta = read_json(self.dir / f"attempt-{attempts[-1]}.json")
+            record = self.record
+            if record is not None:
+                self._meta = record.as_json()
             else:
                 self._meta = {"status": "running" if self.run.status == "running" else "unknown"}
         return self._meta
@@ -136,11 +112,11 @@ class Task:
 
     @property
     def successful(self) -> bool:
-        return self.status in ("succeeded", "reused")
+        return self.status in TASK_DONE
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "reused", "failed", "cancelled")
+        return self.status in TASK_FINAL
 
     @property
     def attempt(self) -> int:
@@ -185,16 +161,14 @@ class Task:
         return DataArtifact(self, name, refs[name])
 
     def _log(self, kind: str) -> str:
-        meta = self.metadata
-        task_dir = self.dir
-        attempt = self.attempt
-        if meta.get("origin"):  # a reused task's logs are the origin task's
-            origin_run, step, task_id = meta["origin"].split("/")
-            task_dir = self.run.datastore.task_dir(origin_run, step, task_id)
-            attempt = int(meta.get("origin_attempt", 0))
-        path = task_dir / f"attempt-{attempt}.{kind}"
+        record = self.record
+        attempt = record.attempt if record else 0
+        origin = record.origin if record else None
+        paths = self.run.layout.log_paths(self.run.id, self.step_name, self.id, attempt, origin,
+                                          record.origin_attempt if record else 0)
         try:
-            return path.read_bytes().decode("utf-8", errors="replace")
+            return paths["stdout" if kind == "out" else "stderr"].read_bytes().decode(
+                "utf-8", errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -220,7 +194,7 @@ class Step:
     def __init__(self, run: "Run", name: str):
         self.run = run
         self.id = name
-        self.dir = run.dir / name
+        self.dir = run.layout.step_dir(run.id, name)
 
     @property
     def pathspec(self) -> str:
@@ -244,7 +218,10 @@ class Step:
         return tasks[0]
 
     def __getitem__(self, task_id: str) -> Task:
-        task = Task(self.run, self.id, str(task_id))
+        try:
+            task = Task(self.run, self.id, str(task_id))
+        except InvalidId as exc:
+            raise ClientError(f"No task {task_id!r} in {self.pathspec}: {exc}") from None
         if not task.dir.is_dir():
             raise ClientError(f"No task {task_id} in {self.pathspec}.")
         return task
@@ -254,43 +231,60 @@ class Step:
 
 
 class Run:
-    """One run of a flow: `Run("TrainFlow/1764000000000")`."""
+    """One run of a flow: `Run("TrainFlow/1764000000000")`.
 
-    def __init__(self, pathspec: str, root: str | os.PathLike[str] | None = None):
+    A run whose `run.json` is damaged still opens: its status is `damaged` and
+    `damage` says which file and why; reading its record raises that error.
+    """
+
+    def __init__(self, pathspec: str, root: str | os.PathLike[str] | None = None,
+                 _entry: RunEntry | None = None):
         flow, _, run_id = pathspec.partition("/")
         if not run_id:
             raise ClientError(f"A run's pathspec is FlowName/run_id, not {pathspec!r}.")
         self.flow_name = flow
         self.id = run_id
-        self.datastore = FlowDatastore(find_root(flow, root), flow)
-        self.dir = self.datastore.run_dir(run_id)
-        if not (self.dir / "run.json").exists():
-            raise ClientError(f"No run {pathspec} under {self.datastore.root}.")
-        self._info: dict[str, Any] | None = None
+        self.layout = RunLayout(find_root(flow, root), flow)
+        self.blobs = BlobStore(self.layout.root)
+        try:
+            self.dir = self.layout.run_dir(run_id)
+        except InvalidId as exc:
+            raise ClientError(f"No run {pathspec}: {exc}") from None
+        self._entry = _entry
+        if _entry is None and not self.layout.run_json(run_id).exists():
+            raise ClientError(f"No run {pathspec} under {self.layout.root}.")
 
     @property
     def pathspec(self) -> str:
         return f"{self.flow_name}/{self.id}"
 
     @property
+    def entry(self) -> RunEntry:
+        record = self._entry.record if self._entry else None
+        if record is None or record.status == RUNNING:  # still being written: read again
+            self._entry = read_run(self.layout, self.id)
+        return self._entry
+
+    @property
+    def damage(self) -> str | None:
+        return self.entry.damage
+
+    @property
+    def record(self) -> RunRecord:
+        """The run record; DamagedRecord (naming the file) when it cannot be read."""
+        entry = self.entry
+        if entry.record is None:
+            raise ClientError(entry.damage or f"{self.pathspec} has no readable run.json")
+        return entry.record
+
+    @property
     def info(self) -> dict[str, Any]:
-        if self._info is None or self._info.get("status") == "running":
-            self._info = read_json(self.dir / "run.json")
-        return self._info
+        return self.record.as_json()
 
     @property
     def status(self) -> str:
-        """succeeded, failed, cancelled, running, or crashed (its process died mid-run)."""
-        info = self.info
-        status = info.get("status", "unknown")
-        if status == "running" and not self._process_alive(info):
-            return "crashed"
-        return status
-
-    def _process_alive(self, info: dict[str, Any]) -> bool:
-        if info.get("host") and info.get("host") != _hostname():
-            return True  # another machine's run: we cannot tell, assume it runs
-        return _pid_alive(info.get("pid"))
+        """succeeded, failed, cancelled, running, crashed (its process died mid-run) or damaged."""
+        return self.entry.status
 
     @property
     def successful(self) -> bool:
@@ -298,15 +292,15 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "failed", "cancelled", "crashed")
+        return self.status in RUN_FINAL or self.status == DAMAGED
 
     @property
     def created_at(self) -> float:
-        return float(self.info.get("start") or 0)
+        return self.entry.start
 
     @property
     def finished_at(self) -> float | None:
-        return self.info.get("end")
+        return self.record.end
 
     @property
     def duration(self) -> float | None:
@@ -315,19 +309,19 @@ class Run:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return dict(self.info.get("params") or {})
+        return self.record.param_values
 
     @property
     def origin_run_id(self) -> str | None:
-        return self.info.get("origin_run_id")
+        return self.record.origin_run_id
 
     @property
     def step_hashes(self) -> dict[str, str]:
-        return dict(self.info.get("step_hashes") or {})
+        return dict(self.record.step_hashes)
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return read_events(self.dir / "events.jsonl")
+        return read_events(self.layout.events(self.id))
 
     def steps(self) -> list[Step]:
         return [Step(self, p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
@@ -336,7 +330,7 @@ class Run:
         return iter(self.steps())
 
     def __getitem__(self, step: str) -> Step:
-        if not (self.dir / step).is_dir():
+        if not step.isidentifier() or not (self.dir / step).is_dir():
             raise ClientError(f"Run {self.pathspec} has no step {step!r} (it may not have "
                               "run yet).")
         return Step(self, step)
@@ -356,7 +350,7 @@ class Run:
 
     @property
     def exception(self) -> dict[str, Any] | None:
-        return self.info.get("error") or next(
+        return self.record.error or next(
             (t.exception for s in self.steps() for t in s.tasks() if t.exception), None)
 
     def __repr__(self) -> str:
@@ -368,27 +362,31 @@ class Flow:
 
     def __init__(self, name: str, root: str | os.PathLike[str] | None = None):
         self.id = name
-        self.datastore = FlowDatastore(find_root(name, root), name)
+        self.layout = RunLayout(find_root(name, root), name)
+        self.index = RunIndex(self.layout)
 
     def runs(self) -> list[Run]:
-        runs = [Run(f"{self.id}/{rid}", root=self.datastore.root)
-                for rid in self.datastore.list_run_ids()]
-        return sorted(runs, key=lambda r: (r.created_at, r.id), reverse=True)
+        """Every run, newest first; a damaged run is listed with status `damaged`."""
+        return [Run(f"{self.id}/{e.run_id}", root=self.layout.root, _entry=e)
+                for e in self.index.runs()]
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
 
     def __getitem__(self, run_id: str) -> Run:
-        return Run(f"{self.id}/{run_id}", root=self.datastore.root)
+        return Run(f"{self.id}/{run_id}", root=self.layout.root)
 
     @property
     def latest_run(self) -> Run | None:
-        runs = self.runs()
-        return runs[0] if runs else None
+        entry = self.index.latest()
+        return Run(f"{self.id}/{entry.run_id}", root=self.layout.root, _entry=entry) \
+            if entry else None
 
     @property
     def latest_successful_run(self) -> Run | None:
-        return next((r for r in self.runs() if r.successful), None)
+        entry = self.index.latest_successful()
+        return Run(f"{self.id}/{entry.run_id}", root=self.layout.root, _entry=entry) \
+            if entry else None
 
     def __repr__(self) -> str:
         return f"Flow('{self.id}')"

@@ -10,7 +10,7 @@ CORE_COMMANDS = {"run", "list", "graph"}
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run" and getattr(sys, "frozen", False):
-        from flowdeck_desktop.system.interpreter import run_core_in_real_python
+        from flowdeck_desktop.system.frozen_cli import run_core_in_real_python
         return run_core_in_real_python(argv)
     if argv and argv[0] in CORE_COMMANDS:
         from flowdeck.cli.main import main as core_main

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.store.blobs import FlowDatastore, default_root, read_json
+from flowdeck.store.blobs import BlobRef, BlobStore
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import InvalidId, RunLayout, check_id
+from flowdeck.store.records import AttemptRecord
 from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError, UsageError, has_errors
 from flowdeck.analysis.flowfile import analyze_file, analyze_source
 from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
@@ -34,7 +37,7 @@ class PreparedFlow:
     flow_cls: type
     graph: FlowGraph
     file: str
-    datastore: FlowDatastore
+    layout: RunLayout
     diagnostics: list[Diagnostic]
 
 
@@ -45,8 +48,8 @@ def prepare(flow_cls: type) -> PreparedFlow:
     if has_errors(diagnostics):
         raise FlowDefinitionError(f"{flow_cls.__name__} in {file} has errors; fix them and "
                                   "run again.", diagnostics)
-    return PreparedFlow(flow_cls, graph, file, FlowDatastore(default_root(file),
-                                                             flow_cls.__name__), diagnostics)
+    return PreparedFlow(flow_cls, graph, file, RunLayout.for_file(file, flow_cls.__name__),
+                        diagnostics)
 
 
 def _source_file(flow_cls: type) -> str:
@@ -151,73 +154,58 @@ def _parameter_value(flow_cls: type, param: Parameter, attr: str,
 def execute(flow_cls: type, params: dict[str, Any], options: RunOptions) -> RunOutcome:
     prepared = prepare(flow_cls)
     values = resolve_parameters(flow_cls, params)
-    return Orchestrator(flow_cls, prepared.graph, values, prepared.datastore, options).run()
+    return Orchestrator(flow_cls, prepared.graph, values, prepared.layout, options).run()
 
 
 def resume(flow_cls: type, steps: list[str], options: RunOptions) -> RunOutcome:
     """Rerun from the failed (or named) steps of an earlier run, reusing its finished tasks."""
     prepared = prepare(flow_cls)
-    graph, ds = prepared.graph, prepared.datastore
-    origin_id = options.origin_run_id or _latest_run_id(ds)
+    graph, layout = prepared.graph, prepared.layout
+    index = RunIndex(layout)
+    origin_id = options.origin_run_id or _latest_run_id(index)
     if origin_id is None:
         raise UsageError(f"{flow_cls.__name__} has no earlier run to resume. Run it first.")
-    run_dir = ds.run_dir(origin_id)
-    if not (run_dir / "run.json").exists():
-        raise UsageError(f"There is no run {origin_id} of {flow_cls.__name__} in {ds.root}. "
-                         "Check --origin-run-id.")
+    try:
+        entry = index.read(check_id("run id", origin_id))
+    except InvalidId as exc:
+        raise UsageError(f"--origin-run-id: {exc}") from None
+    if entry.record is None:
+        if not entry.path.exists():
+            raise UsageError(f"There is no run {origin_id} of {flow_cls.__name__} in "
+                             f"{layout.root}. Check --origin-run-id.")
+        raise UsageError(f"Run {origin_id} cannot be resumed: {entry.damage}")
     unknown = [s for s in steps if s not in graph]
     if unknown:
         raise UsageError(f"{flow_cls.__name__} has no step {', '.join(unknown)}; its steps "
                          f"are {', '.join(graph.nodes)}.")
-    records = _final_attempts(run_dir)
+    records, _damaged = index.final_attempts(origin_id)  # damaged tasks are simply rerun
     if not steps:
         steps = _unfinished_steps(graph, records)
         if not steps:
             raise UsageError(f"Run {origin_id} succeeded; name the step to rerun from, as "
                              "`resume STEP`.")
     origin = OriginRun(origin_id, records, graph.descendants(steps))
-    run_json = read_json(run_dir / "run.json")
-    values = _origin_parameters(ds, run_json, flow_cls)
-    return Orchestrator(flow_cls, graph, values, ds, options, origin=origin).run()
+    values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
+    return Orchestrator(flow_cls, graph, values, layout, options, origin=origin).run()
 
 
-def _latest_run_id(ds: FlowDatastore) -> str | None:
-    best: tuple[float, str] | None = None
-    for run_id in ds.list_run_ids():
-        try:
-            start = float(read_json(ds.run_dir(run_id) / "run.json").get("start") or 0)
-        except (OSError, ValueError):
-            continue
-        if best is None or start > best[0]:
-            best = (start, run_id)
-    return best[1] if best else None
+def _latest_run_id(index: RunIndex) -> str | None:
+    latest = index.latest()
+    return latest.run_id if latest else None
 
 
-def _final_attempts(run_dir: Path) -> list[dict[str, Any]]:
-    records = []
-    for task_dir in run_dir.glob("*/*"):
-        attempts = sorted(task_dir.glob("attempt-*.json"),
-                          key=lambda p: int(p.stem.split("-")[1]))
-        if attempts:
-            try:
-                records.append(read_json(attempts[-1]))
-            except (OSError, ValueError):
-                continue
-    return records
-
-
-def _unfinished_steps(graph: FlowGraph, records: list[dict[str, Any]]) -> list[str]:
-    done = {r["step"] for r in records if r.get("status") in ("succeeded", "reused")}
-    bad = {r["step"] for r in records if r.get("status") not in ("succeeded", "reused")}
+def _unfinished_steps(graph: FlowGraph, records: list[AttemptRecord]) -> list[str]:
+    done = {r.step for r in records if r.done}
+    bad = {r.step for r in records if not r.done}
     never = [s for s in graph.topological() if s not in done and s not in bad]
     return sorted(bad) or never[:1]
 
 
-def _origin_parameters(ds: FlowDatastore, run_json: dict[str, Any], flow_cls: type) -> dict[str, Any]:
-    from flowdeck.store.blobs import BlobRef
+def _origin_parameters(blobs: BlobStore, param_refs: dict[str, dict[str, Any]],
+                       flow_cls: type) -> dict[str, Any]:
     values = {}
-    for attr, ref in (run_json.get("param_refs") or {}).items():
-        values[attr] = ds.blobs.get(BlobRef.from_dict(ref).sha)
+    for attr, ref in param_refs.items():
+        values[attr] = blobs.get(BlobRef.from_dict(ref).sha)
     for attr, param in flow_parameters(flow_cls).items():
         values.setdefault(attr, param.default_value(flow_cls.__name__))
     return values

@@ -11,8 +11,8 @@ Metaflow starts a new interpreter (about 0.34 s) for every task.
 from __future__ import annotations
 
 import gc
+import json
 import os
-import re
 import selectors
 import signal
 import sys
@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from flowdeck.analysis.diagnostics import UsageError
-from flowdeck.store.blobs import BlobRef, FlowDatastore, atomic_write_json, attempt_file, read_json
+from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
+from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, new_run_id
+from flowdeck.store.records import AttemptRecord, DamagedRecord, ParamRecord, RunRecord, hostname
 from flowdeck.store.events import RUN_FINISHED, RUN_STARTED, TASK_FINISHED, TASK_STARTED, EventWriter
 from flowdeck.analysis.graph import FlowGraph
-from flowdeck.authoring.spec import step_decorators
+from flowdeck.authoring.spec import flow_parameters, step_decorators
 from flowdeck.engine.task import EXIT_CANCELLED, ParentResult, TaskRequest, execute_task, prepare_worker_process
 from flowdeck.engine.taskstate import Frame, frames_signature
 from flowdeck.engine.terminal import TerminalEcho
 
 CANCEL_GRACE_S = 3.0
-RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 TIMEOUT_GRACE_S = 5.0
 
 
@@ -66,14 +67,16 @@ class TaskResult:
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> "TaskResult":
+        return cls.from_attempt(AttemptRecord.from_json(rec))
+
+    @classmethod
+    def from_attempt(cls, rec: AttemptRecord) -> "TaskResult":
         return cls(
-            step=rec["step"], task_id=str(rec["task_id"]), attempt=int(rec.get("attempt", 0)),
-            status=rec.get("status", "failed"),
-            artifacts={k: BlobRef.from_dict(v) for k, v in (rec.get("artifacts") or {}).items()},
-            frames=tuple(Frame.from_dict(f) for f in rec.get("frames", [])),
-            next=list(rec.get("next") or []), foreach_splits=rec.get("foreach_splits"),
-            error=rec.get("error"), caught=rec.get("caught"),
-            duration=float(rec.get("duration") or 0.0), origin=rec.get("origin"),
+            step=rec.step, task_id=rec.task_id, attempt=rec.attempt, status=rec.status,
+            artifacts={k: BlobRef.from_dict(v) for k, v in rec.artifacts.items()},
+            frames=tuple(Frame.from_dict(f) for f in rec.frames),
+            next=list(rec.next), foreach_splits=rec.foreach_splits,
+            error=rec.error, caught=rec.caught, duration=rec.duration, origin=rec.origin,
         )
 
     def as_parent(self) -> ParentResult:
@@ -117,16 +120,17 @@ class Orchestrator:
     """Runs one flow run to its end. Not thread-safe; one instance per run."""
 
     def __init__(self, flow_cls: type, graph: FlowGraph, params: dict[str, Any],
-                 datastore: FlowDatastore, options: RunOptions,
+                 layout: RunLayout, options: RunOptions,
                  origin: "OriginRun | None" = None):
         self.flow_cls = flow_cls
         self.graph = graph
         self.params = params
-        self.ds = datastore
+        self.layout = layout
+        self.blobs = BlobStore(layout.root)
         self.opts = options
         self.origin = origin
         self.max_workers = options.max_workers or os.cpu_count() or 1
-        self.run_id = options.run_id or new_run_id(datastore)
+        self.run_id = options.run_id or new_run_id()
         self.echo = TerminalEcho(self.run_id, quiet=options.quiet)
         self.queue: deque[PendingTask] = deque()
         self.running: dict[int, RunningTask] = {}
@@ -154,7 +158,7 @@ class Orchestrator:
         run_dir = self._create_run_dir()
         self.run_dir = str(run_dir)
         self.events = EventWriter(run_dir / "events.jsonl", self.run_id)
-        self.param_refs = {name: self.ds.blobs.put(name, value)
+        self.param_refs = {name: self.blobs.put(name, value)
                            for name, value in self.params.items()}
         self._write_run_json("running")
         self.events.emit(RUN_STARTED, flow=self.graph.name, file=self.graph.file,
@@ -178,48 +182,71 @@ class Orchestrator:
         return self._finish()
 
     def _create_run_dir(self) -> Path:
-        if not RUN_ID.match(self.run_id):
-            raise UsageError(f"Run id {self.run_id!r} is not valid: use letters, digits, "
-                             "'.', '_' and '-' (at most 100).")
         try:
-            return self.ds.create_run_dir(self.run_id)
+            return self.layout.create_run_dir(self.run_id)
+        except InvalidId as exc:
+            raise UsageError(str(exc)) from None
         except FileExistsError:
             raise UsageError(f"{self.graph.name} already has a run {self.run_id} in "
-                             f"{self.ds.root}; choose another run id.") from None
+                             f"{self.layout.root}; choose another run id.") from None
 
     def _finish(self) -> RunOutcome:
+        """Decide the run's status: it succeeded only if its end step succeeded (or was reused)."""
+        error = None
         if self.cancel_signal is not None:
             status, code = "cancelled", 128 + self.cancel_signal
         elif self.failed is not None:
             status, code = "failed", 1
-        else:
+        elif self._end_finished():
             status, code = "succeeded", 0
+        else:  # nothing failed, yet the run stopped short: an engine bug, never a success
+            status, code = "failed", 1
+            error = self._incomplete_error()
+            print(f"Run {self.run_id} failed: {error['message']}", file=self.echo.err, flush=True)
         duration = time.time() - self.started
-        error = None
         if self.failed is not None:
             error = {"step": self.failed.step, "task_id": self.failed.task_id,
                      **(self.failed.error or {})}
-        self._write_run_json(status, exit_code=code)
+        self._write_run_json(status, exit_code=code, error=error)
         assert self.events is not None
         self.events.emit(RUN_FINISHED, status=status, duration=round(duration, 6),
                          error=error, exit_code=code)
         self.events.close()
         self.echo.run_finished(status, duration, self.failed)
-        return RunOutcome(self.run_id, status, code, self.ds.root, self.failed)
+        return RunOutcome(self.run_id, status, code, self.layout.root, self.failed)
 
-    def _write_run_json(self, status: str, exit_code: int | None = None) -> None:
-        atomic_write_json(self.ds.run_dir(self.run_id) / "run.json", {
-            "flow": self.graph.name, "run_id": self.run_id, "file": self.graph.file,
-            "status": status, "start": self.started,
-            "end": time.time() if status != "running" else None,
-            "pid": os.getpid(), "host": os.uname().nodename if hasattr(os, "uname") else "",
-            "params": _jsonable(self.params),
-            "param_refs": {k: v.as_dict() for k, v in self.param_refs.items()},
-            "step_hashes": self.graph.step_hashes(), "outside_hash": self.graph.outside_hash,
-            "origin_run_id": self.origin.run_id if self.origin else None,
-            "max_workers": self.max_workers, "exit_code": exit_code,
-            "user": os.environ.get("USER") or os.environ.get("USERNAME"),
-        })
+    def _end_finished(self) -> bool:
+        end = self.graph.end_step or "end"
+        return any(r.step == end for r in self.results.values())
+
+    def _incomplete_error(self) -> dict[str, Any]:
+        """The run's error when no task failed but the end step never finished."""
+        done = {r.step for r in self.results.values()}
+        order = self.graph.topological()
+        never = [s for s in order if s not in self.step_dirs]
+        unfinished = [s for s in order if s in self.step_dirs and s not in done]
+        names = ", ".join(f"`{s}`" for s in never) or "none"
+        extra = (f"; started but did not finish: {', '.join(f'`{s}`' for s in unfinished)}"
+                 if unfinished else "")
+        return {"step": (never or unfinished or [None])[0], "task_id": None,
+                "type": "RunIncomplete",
+                "message": f"The run stopped before its end step finished, although no task "
+                           f"failed. Steps that never ran: {names}{extra}. Rerun the flow; "
+                           "if this happens again, report it with the run's folder.",
+                "traceback": ""}
+
+    def _write_run_json(self, status: str, exit_code: int | None = None,
+                        error: dict[str, Any] | None = None) -> None:
+        RunRecord(
+            flow=self.graph.name, run_id=self.run_id, file=self.graph.file, status=status,
+            start=self.started, end=time.time() if status != "running" else None,
+            pid=os.getpid(), host=hostname(), user=_username(), engine="flowdeck",
+            params=param_records(self.flow_cls, self.params),
+            param_refs={k: v.as_dict() for k, v in self.param_refs.items()},
+            step_hashes=self.graph.step_hashes(), outside_hash=self.graph.outside_hash,
+            origin_run_id=self.origin.run_id if self.origin else None,
+            max_workers=self.max_workers, exit_code=exit_code, error=error,
+        ).write(self.layout.run_json(self.run_id))
 
     # -- signals ------------------------------------------------------------
 
@@ -307,7 +334,7 @@ class Orchestrator:
     def _start(self, task: PendingTask) -> None:
         if self.origin and task.step not in self.origin.rerun_steps:
             reused = self.origin.find(task.step, task.frames)
-            if reused is not None:
+            if reused is not None and self._intact(reused):
                 self._clone(task, reused)
                 return
         task_dir = self._make_task_dir(task, create=False)
@@ -334,6 +361,19 @@ class Orchestrator:
         os.close(out_w)
         os.close(err_w)
         self._track(task, pid, out_r, err_r, task_dir, request.timeout_s)
+
+    def _intact(self, origin: TaskResult) -> bool:
+        """True when every artifact blob of an origin task is present and matches its hash.
+
+        Resume reruns a task whose artifacts are missing or damaged instead of
+        handing them on; each blob is hashed once per run (BlobStore.damage).
+        """
+        problems = [p for p in (self.blobs.damage(ref) for ref in origin.artifacts.values()) if p]
+        if problems:
+            print(f"Not reusing {self.origin.run_id if self.origin else ''}/{origin.step}/"
+                  f"{origin.task_id}: {'; '.join(problems)}. Running the task again.",
+                  file=self.echo.err, flush=True)
+        return not problems
 
     def _make_task_dir(self, task: PendingTask, create: bool = True) -> str:
         """The task's folder. Workers create their own (off the orchestrator's critical path)."""
@@ -385,7 +425,7 @@ class Orchestrator:
             node_type=node.type or "linear", out_funcs=list(node.out_funcs),
             foreach_param=node.foreach_param, frames=task.frames,
             parents=[p.as_parent() for p in task.parents], params=self.params,
-            param_refs=self.param_refs, root=self.ds.root,
+            param_refs=self.param_refs, root=self.layout.root,
             attempt_json=attempt_file(task_dir, task.attempt, "json"),
             source_hash=node.source_hash,
             max_retries=int(retry["times"]) if retry else 0,
@@ -529,8 +569,8 @@ class Orchestrator:
         task = running.pending
         path = attempt_file(running.task_dir, task.attempt, "json")
         try:
-            return TaskResult.from_record(read_json(path))
-        except (OSError, ValueError):
+            return TaskResult.from_attempt(AttemptRecord.read(path))
+        except (OSError, DamagedRecord):
             os.makedirs(running.task_dir, exist_ok=True)  # the worker died before making it
         code = os.waitstatus_to_exitcode(status)
         if running.killed_for == "timeout":
@@ -560,11 +600,19 @@ class Orchestrator:
             self.echo.task_succeeded(task.step, task.task_id, result)
             self._on_success(task, result)
             return
-        if result.status == "cancelled" or self.cancel_signal is not None:
+        if self.cancel_signal is not None:  # only the run's own cancellation cancels a task
+            if result.status != "cancelled":  # e.g. a worker's KeyboardInterrupt from Ctrl+C
+                self._record_status(task, "cancelled")
             result.status = "cancelled"
             self._emit_finished(result, will_retry=False)
             self.echo.task_cancelled(task.step, task.task_id)
             return
+        if result.status != "failed":  # "cancelled" while the run is not: a failure, never a quiet stop
+            result.status = "failed"
+            result.error = result.error or {"type": "ProcessExit", "message": (
+                f"Task {task.step}/{task.task_id} stopped without finishing, although the "
+                "run was not cancelled.")}
+            self._record_status(task, "failed", result.error)
         retries = step_decorators(self.steps[task.step]).get("retry")
         will_retry = bool(retries) and task.attempt < int(retries["times"]) and \
             self.failed is None
@@ -575,6 +623,21 @@ class Orchestrator:
                                               task.parents, task.attempt + 1))
         elif self.failed is None:
             self.failed = result
+
+    def _record_status(self, task: PendingTask, status: str,
+                       error: dict[str, Any] | None = None) -> None:
+        """Make an attempt's record say what the orchestrator decided (it alone knows)."""
+        path = attempt_file(os.path.join(self.run_dir, task.step, task.task_id), task.attempt,
+                            "json")
+        try:
+            with open(path, "rb") as handle:
+                record = json.loads(handle.read())
+        except (OSError, ValueError):
+            return
+        record["status"] = status
+        if error is not None:
+            record["error"] = error
+        atomic_write_json(path, record)
 
     def _emit_finished(self, result: TaskResult, will_retry: bool) -> None:
         assert self.events is not None
@@ -662,14 +725,13 @@ class Orchestrator:
 class OriginRun:
     """The run a `resume` starts from: its finished tasks, keyed by their place in the graph."""
 
-    def __init__(self, run_id: str, records: list[dict[str, Any]], rerun_steps: set[str]):
+    def __init__(self, run_id: str, records: list[AttemptRecord], rerun_steps: set[str]):
         self.run_id = run_id
         self.rerun_steps = rerun_steps
         self.by_place: dict[tuple[str, str], TaskResult] = {}
         for rec in records:
-            if rec.get("status") in ("succeeded", "reused"):
-                result = TaskResult.from_record(rec)
-                self.by_place[(result.step, rec.get("signature", ""))] = result
+            if rec.done:
+                self.by_place[(rec.step, rec.signature)] = TaskResult.from_attempt(rec)
 
     def find(self, step: str, frames: tuple[Frame, ...]) -> TaskResult | None:
         return self.by_place.get((step, frames_signature(frames)))
@@ -683,19 +745,37 @@ def node_timeout(func: Any) -> float:
         3600 * float(deco.get("hours") or 0)
 
 
-def new_run_id(ds: FlowDatastore) -> str:
-    """A millisecond timestamp: unique per flow, sorts in start order, like Metaflow's local ids."""
-    candidate = int(time.time() * 1000)
-    while ds.run_dir(str(candidate)).exists():
-        candidate += 1
-    return str(candidate)
+def param_records(flow_cls: type, values: dict[str, Any]) -> list[ParamRecord]:
+    """How each parameter was given: name, attribute, a display value and its command-line form."""
+    records = []
+    for attr, param in flow_parameters(flow_cls).items():
+        if attr in values:
+            value = values[attr]
+            records.append(ParamRecord(param.name, attr, _jsonable_value(value),
+                                       param_cli_text(param, value)))
+    return records
+
+
+def param_cli_text(param: Any, value: Any) -> str:
+    """The command-line string that gives `value` back through `Parameter.convert`."""
+    if param.kind == "json":
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _username() -> str | None:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or os.environ.get("LOGNAME")
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        out[k] = v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else repr(v)
-    return out
+    return {k: _jsonable_value(v) for k, v in params.items()}
+
+
+def _jsonable_value(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) \
+        else repr(value)
 
 
 def _pidfd_open(pid: int) -> int | None:

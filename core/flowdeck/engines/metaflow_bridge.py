@@ -15,6 +15,7 @@ a plain log, never to a crash. Nothing here imports metaflow or the flow.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -27,7 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from flowdeck.store.blobs import atomic_write_json, default_root, read_json
+from flowdeck.store.layout import RunLayout, default_root
+from flowdeck.store.records import ParamRecord, RunRecord, hostname
+from flowdeck.store.index import read_run
 from flowdeck.store.events import RUN_FINISHED, RUN_STARTED, TASK_FINISHED, TASK_STARTED, EventWriter, \
     read_events
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
@@ -355,9 +358,9 @@ def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path
     """
     out, splits, ids = list(args.metaflow_args), {}, {}
     if args.origin_run_id:
-        origin_dir = root / flow.name / "runs" / args.origin_run_id
-        info = _read_run_json(origin_dir)
-        mf_id = info.get("metaflow_run_id") if info else None
+        layout = RunLayout(root, flow.name)
+        record = read_run(layout, args.origin_run_id).record
+        mf_id = record.metaflow_run_id if record else None
         if mf_id:
             at = out.index("--origin-run-id") if "--origin-run-id" in out else None
             if at is not None:
@@ -365,7 +368,7 @@ def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path
             else:
                 out = [a if not a.startswith("--origin-run-id=") else
                        f"--origin-run-id={mf_id}" for a in out]
-            splits = origin_splits(origin_dir / "events.jsonl")
+            splits = origin_splits(layout.events(args.origin_run_id))
             ids = {str(mf_id): args.origin_run_id}
     steps = [a for a in _positionals(out)]
     if len(steps) > 1:
@@ -401,14 +404,6 @@ def origin_splits(events_path: Path) -> dict[str, int]:
     return found
 
 
-def _read_run_json(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        info = read_json(run_dir / "run.json")
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
-
-
 class Bridge:
     """One Metaflow run: the child process, its output, the events and run.json."""
 
@@ -416,7 +411,8 @@ class Bridge:
         self.args = args
         self.flow = flow
         self.root = root
-        self.run_dir = root / flow.name / "runs" / args.run_id
+        self.layout = RunLayout(root, flow.name)
+        self.run_dir = self.layout.run_dir(args.run_id)
         self.started = time.time()
         self.stopping = False
         self.child: subprocess.Popen[bytes] | None = None
@@ -600,19 +596,25 @@ class Bridge:
         self.events.emit(kind, **fields)
 
     def _write_run_json(self, status: str, exit_code: int | None = None) -> None:
-        """Like our engine's run.json, so history lists Metaflow runs; plus Metaflow's id."""
+        """The same run record as our engine's, so history lists Metaflow runs; plus Metaflow's id."""
         graph = self.flow.graph
-        atomic_write_json(self.run_dir / "run.json", {
-            "flow": self.flow.name, "run_id": self.args.run_id, "file": self.flow.file,
-            "status": status, "start": self.started,
-            "end": time.time() if status != "running" else None, "pid": os.getpid(),
-            "host": os.uname().nodename if hasattr(os, "uname") else "",
-            "params": self.params, "step_hashes": graph.step_hashes(),
-            "outside_hash": graph.outside_hash, "origin_run_id": self.args.origin_run_id,
-            "max_workers": self.max_workers, "exit_code": exit_code,
-            "user": metaflow_env().get("METAFLOW_USER") or os.environ.get("USER"),
-            "engine": "metaflow", "metaflow_run_id": self.metaflow_run_id,
-        })
+        RunRecord(
+            flow=self.flow.name, run_id=self.args.run_id, file=self.flow.file, status=status,
+            start=self.started, end=time.time() if status != "running" else None,
+            pid=os.getpid(), host=hostname(),
+            user=metaflow_env().get("METAFLOW_USER") or os.environ.get("USER"),
+            engine="metaflow", params=self._param_records(),
+            step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,
+            origin_run_id=self.args.origin_run_id, max_workers=self.max_workers,
+            exit_code=exit_code, metaflow_run_id=self.metaflow_run_id,
+        ).write(self.layout.run_json(self.args.run_id))
+
+    def _param_records(self) -> list[ParamRecord]:
+        """Parameters by their command-line name, as given (or their literal defaults)."""
+        names = {p.attribute: p.name for p in self.flow.parameters}
+        return [ParamRecord(names.get(attr, attr), attr, value,
+                            value if isinstance(value, str) else json.dumps(value))
+                for attr, value in self.params.items()]
 
 
 def group_members(pgid: int) -> list[int]:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from flowdeck.store.status import run_status, task_status
 
 SCHEMA_VERSION = 1
 
@@ -86,3 +89,143 @@ def _parse(lines: list[bytes]) -> Iterator[dict[str, Any]]:
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All whole events of a finished (or crashed) run."""
     return EventReader(path).read()
+
+
+# -- typed events ---------------------------------------------------------------------
+# Consumers read events through `parse_event`, which applies docs/events.md's policy
+# once: unknown event types are skipped (None), unknown fields ignored, an unknown
+# task status is read as `failed`, and missing optional fields get their defaults.
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    t: float
+    run_id: str
+    flow: str = ""
+    file: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    graph: dict[str, Any] = field(default_factory=dict)
+    engine: str = "flowdeck"
+    origin_run_id: str | None = None
+    metaflow_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    t: float
+    run_id: str
+    step: str
+    task_id: str
+    attempt: int = 0
+    pid: int | None = None
+    reused: bool = False
+    foreach_index: int | None = None
+    foreach_num_splits: int | None = None
+    input_paths: tuple[str, ...] = ()
+    logs: dict[str, str] | None = None  # relative to the run folder
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    t: float
+    run_id: str
+    step: str
+    task_id: str
+    attempt: int = 0
+    status: str = "failed"
+    duration: float = 0.0
+    error: dict[str, Any] | None = None
+    will_retry: bool = False
+    artifacts: tuple[dict[str, Any], ...] = ()
+    foreach_splits: int | None = None
+    caught_error: dict[str, Any] | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    t: float
+    run_id: str
+    status: str = "failed"
+    duration: float = 0.0
+    error: dict[str, Any] | None = None
+    exit_code: int | None = None
+
+
+Event = RunStarted | TaskStarted | TaskFinished | RunFinished
+
+
+def parse_event(raw: dict[str, Any]) -> Event | None:
+    """A typed event, or None for a type this version does not know (or a broken one)."""
+    kind = raw.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        return None
+    try:
+        return parser(raw)
+    except (KeyError, TypeError, ValueError):
+        return None  # a damaged line: skipped, like a line that is not JSON
+
+
+def _common(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"t": float(raw.get("t") or 0.0), "run_id": str(raw.get("run_id") or "")}
+
+
+def _task(raw: dict[str, Any]) -> dict[str, Any]:
+    return {**_common(raw), "step": str(raw["step"]), "task_id": str(raw["task_id"]),
+            "attempt": int(raw.get("attempt") or 0)}
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _run_started(raw: dict[str, Any]) -> RunStarted:
+    return RunStarted(**_common(raw), flow=str(raw.get("flow") or ""),
+                      file=str(raw.get("file") or ""),
+                      params=dict(_opt_dict(raw.get("params")) or {}),
+                      graph=dict(_opt_dict(raw.get("graph")) or {}),
+                      engine=str(raw.get("engine") or "flowdeck"),
+                      origin_run_id=raw.get("origin_run_id"),
+                      metaflow_run_id=raw.get("metaflow_run_id"))
+
+
+def _task_started(raw: dict[str, Any]) -> TaskStarted:
+    foreach = _opt_dict(raw.get("foreach")) or {}
+    logs = _opt_dict(raw.get("logs"))
+    return TaskStarted(**_task(raw), pid=_opt_int(raw.get("pid")),
+                       reused=bool(raw.get("reused")),
+                       foreach_index=_opt_int(foreach.get("index")),
+                       foreach_num_splits=_opt_int(foreach.get("num_splits")),
+                       input_paths=tuple(str(p) for p in raw.get("input_paths") or ()),
+                       logs={str(k): str(v) for k, v in logs.items() if v} if logs else None)
+
+
+def _task_finished(raw: dict[str, Any]) -> TaskFinished:
+    return TaskFinished(**_task(raw), status=task_status(raw.get("status")),
+                        duration=float(raw.get("duration") or 0.0),
+                        error=_opt_dict(raw.get("error")),
+                        will_retry=bool(raw.get("will_retry")),
+                        artifacts=tuple(a for a in raw.get("artifacts") or () if isinstance(a, dict)),
+                        foreach_splits=_opt_int(raw.get("foreach_splits")),
+                        caught_error=_opt_dict(raw.get("caught_error")),
+                        origin=raw.get("origin"))
+
+
+def _run_finished(raw: dict[str, Any]) -> RunFinished:
+    return RunFinished(**_common(raw), status=run_status(raw.get("status")),
+                       duration=float(raw.get("duration") or 0.0),
+                       error=_opt_dict(raw.get("error")), exit_code=_opt_int(raw.get("exit_code")))
+
+
+_PARSERS = {RUN_STARTED: _run_started, TASK_STARTED: _task_started,
+            TASK_FINISHED: _task_finished, RUN_FINISHED: _run_finished}
+
+
+def read_typed_events(path: str | os.PathLike[str]) -> list[Event]:
+    """All whole, known events of a run, typed."""
+    return [e for e in (parse_event(raw) for raw in read_events(path)) if e is not None]

@@ -2,50 +2,34 @@
 
 `FlowdeckController` owns the folder watcher (through `WatchBridge`, which
 turns the watcher thread's callbacks into queued Qt signals), the catalog
-model, and one `RunProcess` + `RunState` per running flow. Views call its
+model, and one `FlowSession` per flow (its parameters, its current run and
+state, a pending rerun). Runs start from a `LaunchSpec` built by the core's
+engine seam (`flowdeck.engines.launching`). Views call its
 methods and listen to its signals; it never touches a widget.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
-from flowdeck.store.blobs import default_root, read_json
+from flowdeck.engines.base import LaunchSpec
+from flowdeck.engines.launching import LaunchError, build_launch
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import RunLayout
+from flowdeck.store.records import RunRecord
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
-from flowdeck.discovery.watcher import FolderWatcher, WatchStatus
+from flowdeck.discovery.watcher import WatchStatus
+from flowdeck_desktop.control.watching import WatchBridge
 
 from flowdeck_desktop.models.catalog_model import CatalogModel
-from flowdeck_desktop.system.interpreter import Interpreter, check_interpreter, detect_interpreter
-from flowdeck_desktop.control.run_process import RunProcess, RunRequest, new_run_id
+from flowdeck.engines.interpreter import Interpreter, detect_interpreter
+from flowdeck_desktop.control.run_process import RunProcess, core_path
 from flowdeck_desktop.models.run_state import RunState
-
-
-class WatchBridge(QObject):
-    """Carries watcher callbacks (on its own thread) into the GUI thread as queued signals."""
-
-    diff_ready = Signal(object)
-    status_ready = Signal(object)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.watcher: FolderWatcher | None = None
-
-    def watch(self, roots: list[str]) -> Any:
-        """(Re)start watching exactly these roots; returns the first snapshot."""
-        self.stop()
-        self.watcher = FolderWatcher(roots, on_change=self.diff_ready.emit,
-                                     on_status=self.status_ready.emit)
-        return self.watcher.start()
-
-    def stop(self) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
-            self.watcher = None
 
 
 @dataclass
@@ -56,6 +40,34 @@ class RunPlan:
     reason: str
     origin_run_id: str | None = None
     changed_steps: tuple[str, ...] = ()
+
+
+@dataclass
+class FlowSession:
+    """Everything the window keeps for one flow: its parameters (by command-line name,
+    persisted), its current run and that run's state, and a rerun waiting for it to end.
+
+    Replacing the run releases the previous one's process wrapper and state, so a
+    session holds one run's records however many runs it starts.
+    """
+
+    key: str
+    params: dict[str, str] = field(default_factory=dict)
+    run: RunProcess | None = None
+    state: RunState | None = None
+    pending_rerun: RunPlan | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None and self.run.status not in (
+            "succeeded", "failed", "cancelled", "crashed")
+
+    def replace_run(self, run: RunProcess, state: RunState) -> None:
+        for old in (self.run, self.state):
+            if old is not None:
+                old.setParent(None)
+                old.deleteLater()
+        self.run, self.state = run, state
 
 
 class FlowdeckController(QObject):
@@ -75,49 +87,120 @@ class FlowdeckController(QObject):
         self.bridge.diff_ready.connect(self._on_diff)
         self.bridge.status_ready.connect(self._on_watch_status)
         self.roots: list[str] = []
-        self.runs: dict[str, RunProcess] = {}
-        self.states: dict[str, RunState] = {}
-        self._pending_rerun: dict[str, RunPlan] = {}
-        self._pending_args: dict[str, list[str]] = {}
+        self.sessions: dict[str, FlowSession] = {}
 
     # -- folders -------------------------------------------------------------------
 
-    def add_paths(self, paths: list[str]) -> list[str]:
-        """Watch folders (and the folders of files); returns flow keys of given files."""
-        wanted = list(self.roots)
-        files = []
+    def add_paths(self, paths: list[str],
+                  on_listed: Callable[[list[str]], None] | None = None) -> list[str]:
+        """Watch folders, and files as roots of their own; returns keys of given files listed now.
+
+        Nothing is scanned here, on the GUI thread: the watcher's thread scans
+        each new root alone and its flows arrive as a diff. `on_listed(keys)`
+        runs once every given path is listed (at once when all already are),
+        with the flow keys of the given files; a file that defines no flow
+        gets its warning then. A file's folder is not watched, so dropping one
+        file does not list all of ~/Downloads; a message offers `watch_folder_of`.
+        """
+        files: list[str] = []
+        listing: set[str] = set()
+        before = list(self.roots)
         for raw in paths:
             path = os.path.abspath(raw)
-            if os.path.isfile(path):
-                files.append(path)
-                path = os.path.dirname(path)
-            elif not os.path.isdir(path):
+            single_file = os.path.isfile(path)
+            if not single_file and not os.path.isdir(path):
                 self.message.emit("error", f"{raw}: no such file or folder.")
                 continue
-            if not any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in wanted):
-                wanted = [r for r in wanted if not r.startswith(path.rstrip(os.sep) + os.sep)]
-                wanted.append(path)
-        if wanted != self.roots:
-            self._watch(wanted)
-        keys = []
+            if single_file:
+                files.append(path)
+            listing.add(self._add_root(path, single_file))
+        if self.roots != before:
+            self._roots_updated()
+        self.bridge.when_listed(lambda: self._opened(files, on_listed), sorted(listing))
+        return [e.key for e in self.model.entries() if e.file in files]
+
+    def remove_root(self, root: str) -> None:
+        """Stop watching a folder or single file; its flows leave when the watcher's diff arrives."""
+        root = os.path.abspath(root)
+        if root in self.roots:
+            self.bridge.remove_root(root)
+            self._roots_updated()
+
+    def watch_folder_of(self, file: str | None = None) -> str | None:
+        """Watch the folder of a file opened on its own (default: the latest one opened).
+
+        The folder's root replaces the file's, so the file's flows stay listed
+        (now under the folder) along with its neighbours. Returns the folder.
+        """
+        singles = [r for r in self.roots if self.bridge.is_file_root(r)]
+        target = os.path.abspath(file) if file else (singles[-1] if singles else None)
+        if target is None:
+            self.message.emit("warning", "No flow file is open on its own: open or drop a "
+                              "flow file first, or open its folder with Open Folder.")
+            return None
+        folder = os.path.dirname(target)
+        self.add_paths([folder])
+        return folder
+
+    def when_listed(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once every root added so far is listed (now, when they all are)."""
+        self.bridge.when_listed(callback)
+
+    def scanning(self) -> bool:
+        """True while a root added has not had its first scan delivered to the model."""
+        return self.bridge.scanning()
+
+    def remembered_paths(self) -> list[str]:
+        """Folders and single files watched last time that still exist, to restore at start."""
+        folders = [p for p in _as_list(self.settings.value("folders")) if os.path.isdir(p)]
+        files = [p for p in _as_list(self.settings.value("files")) if os.path.isfile(p)]
+        return folders + files
+
+    def _add_root(self, path: str, single_file: bool) -> str:
+        """Watch `path` unless a watched folder covers it; returns the root that lists it."""
+        covering = self._covering_root(path)
+        if covering is not None:
+            return covering
+        if single_file:
+            self.bridge.add_file(path)
+            self.message.emit("info", f"Listing only {os.path.basename(path)}: its folder "
+                              f"{os.path.dirname(path)} is not watched. To list the other "
+                              "flows there, choose File ▸ Watch Folder of Opened File.")
+        else:
+            self.bridge.add_root(path)
+            inside = path.rstrip(os.sep) + os.sep
+            for nested in [r for r in self.bridge.roots() if r.startswith(inside)]:
+                self.bridge.remove_root(nested)  # the folder lists them now
+        self.roots = self.bridge.roots()
+        return path
+
+    def _covering_root(self, path: str) -> str | None:
+        """The root that already lists `path`: itself, or the deepest watched folder above it."""
+        if path in self.roots:
+            return path
+        above = [r for r in self.roots if not self.bridge.is_file_root(r)
+                 and path.startswith(r.rstrip(os.sep) + os.sep)]
+        return max(above, key=len) if above else None
+
+    def _roots_updated(self) -> None:
+        """Persist the roots (folders as before, single files apart) and tell the views."""
+        self.roots = self.bridge.roots()
+        folders = [r for r in self.roots if not self.bridge.is_file_root(r)]
+        self.settings.setValue("folders", folders)
+        self.settings.setValue("files", [r for r in self.roots if self.bridge.is_file_root(r)])
+        self._remember_recent(folders)
+        self.roots_changed.emit()
+
+    def _opened(self, files: list[str], on_listed: Callable[[list[str]], None] | None) -> None:
+        keys: list[str] = []
         for file in files:
             found = [e.key for e in self.model.entries() if e.file == file]
             if not found:
                 self.message.emit("warning", f"{file} defines no flow (a class deriving from "
                                   "FlowSpec of flowdeck or metaflow).")
             keys += found
-        return keys
-
-    def remove_root(self, root: str) -> None:
-        self._watch([r for r in self.roots if r != root])
-
-    def _watch(self, roots: list[str]) -> None:
-        self.roots = roots
-        self.settings.setValue("folders", roots)
-        self._remember_recent(roots)
-        snapshot = self.bridge.watch(roots)
-        self.model.apply_snapshot(snapshot)
-        self.roots_changed.emit()
+        if on_listed is not None:
+            on_listed(keys)
 
     def _remember_recent(self, roots: list[str]) -> None:
         recent = [r for r in _as_list(self.settings.value("recent")) if r not in roots]
@@ -132,16 +215,16 @@ class FlowdeckController(QObject):
     # -- catalog updates -------------------------------------------------------------
 
     def _on_diff(self, diff: CatalogDiff) -> None:
-        watcher = self.bridge.watcher
-        if watcher is None:
-            return
-        if diff.roots_changed:
-            self.model.apply_snapshot(watcher.snapshot)
-        else:
-            self.model.apply_diff(diff, watcher.snapshot)
+        """Apply a diff with the snapshot it carries, taken by the watcher's thread.
+
+        Never the catalog itself: the watcher's thread holds its lock for a
+        whole scan, and a slow root must not freeze the window.
+        """
+        self.model.apply_diff(diff)
         for entry in diff.changed:
             if self.auto_rerun(entry.key):
                 self._rerun_on_save(entry)
+        self.bridge.settle(diff)
 
     def _on_watch_status(self, status: WatchStatus) -> None:
         level = "warning" if status.kind in ("folder-missing", "polling") else "info"
@@ -156,11 +239,30 @@ class FlowdeckController(QObject):
         self.settings.setValue(f"autorerun/{_slug(key)}", on)
 
     def saved_params(self, key: str) -> dict[str, str]:
-        value = self.settings.value(f"params/{_slug(key)}")
-        return dict(value) if isinstance(value, dict) else {}
+        """The flow's parameters by command-line name, as the user last gave them."""
+        return dict(self.session(key).params)
 
     def save_params(self, key: str, values: dict[str, str]) -> None:
-        self.settings.setValue(f"params/{_slug(key)}", values)
+        self.session(key).params = dict(values)
+        self.settings.setValue(f"params/{_slug(key)}", dict(values))
+
+    def session(self, key: str) -> FlowSession:
+        """The flow's session, made on first use with its remembered parameters."""
+        found = self.sessions.get(key)
+        if found is None:
+            value = self.settings.value(f"params/{_slug(key)}")
+            found = FlowSession(key, {str(k): str(v) for k, v in value.items()}
+                                if isinstance(value, dict) else {})
+            self.sessions[key] = found
+        return found
+
+    @property
+    def runs(self) -> dict[str, RunProcess]:
+        return {k: s.run for k, s in self.sessions.items() if s.run is not None}
+
+    @property
+    def states(self) -> dict[str, RunState]:
+        return {k: s.state for k, s in self.sessions.items() if s.state is not None}
 
     def interpreter_for(self, file: str) -> Interpreter:
         folder = os.path.dirname(file)
@@ -177,13 +279,15 @@ class FlowdeckController(QObject):
     # -- running -------------------------------------------------------------------------
 
     def is_running(self, key: str) -> bool:
-        run = self.runs.get(key)
-        return run is not None and run.status not in ("succeeded", "failed", "cancelled",
-                                                      "crashed")
+        session = self.sessions.get(key)
+        return session is not None and session.running
 
     def start_run(self, key: str, args: list[str] | None = None,
                   plan: RunPlan | None = None) -> RunState | None:
-        """Start `python file.py run ARGS` (or the plan's resume) for a flow."""
+        """Start `python file.py run ARGS` (or the plan's resume) for a flow.
+
+        Without `args` or a plan, the session's parameters are used.
+        """
         entry = self.model.entry(key)
         if entry is None:
             self.message.emit("error", "That flow is gone: its file was removed or renamed.")
@@ -196,99 +300,102 @@ class FlowdeckController(QObject):
         if self.is_running(key):
             self.message.emit("warning", f"{entry.name} is already running; stop it first.")
             return None
-        request = self._request(entry, plan.args if plan else ["run", *(args or [])])
-        if request is None:
+        if plan is None:
+            plan = RunPlan(["run", *(args if args is not None else self.run_args(key))], "run")
+        spec = self._launch_spec(entry, plan.args)
+        if spec is None:
             return None
-        return self._launch(key, entry, request)
+        return self._launch(key, entry, spec)
 
-    def _request(self, entry: CatalogEntry, args: list[str]) -> RunRequest | None:
-        interpreter = self.interpreter_for(entry.file)
-        check = check_interpreter(interpreter.path)
-        if not check.works:
-            self.message.emit("error", check.error)
-            return None
-        if entry.engine == "metaflow" and not check.has_metaflow:
-            self.message.emit("error", f"{interpreter.path} cannot import metaflow, which "
-                              f"{entry.name} uses. Install it there: `{interpreter.path} -m pip "
-                              "install metaflow`" + (" (Metaflow does not run natively on "
-                                                     "Windows; use WSL)." if os.name == "nt"
-                                                     else "."))
-            return None
-        return RunRequest(file=entry.file, flow=entry.name, interpreter=interpreter.path,
-                          args=args, run_id=new_run_id(),
-                          root=str(default_root(entry.file)),
-                          add_core_to_path=not check.has_flowdeck, engine=entry.engine)
+    def run_args(self, key: str) -> list[str]:
+        """`--name value` for every parameter the session gives (blank: the flow's default)."""
+        args: list[str] = []
+        for name, value in self.session(key).params.items():
+            if value != "":
+                args += [f"--{name}", value]
+        return args
 
-    def _launch(self, key: str, entry: CatalogEntry, request: RunRequest) -> RunState:
+    def _launch_spec(self, entry: CatalogEntry, args: list[str]) -> LaunchSpec | None:
+        try:
+            return build_launch(entry.file, entry.name, entry.engine, args,
+                                interpreter=self.interpreter_for(entry.file),
+                                core_dir=core_path())
+        except LaunchError as exc:
+            self.message.emit("error", str(exc))
+            return None
+
+    def _launch(self, key: str, entry: CatalogEntry, spec: LaunchSpec) -> RunState:
+        session = self.session(key)
         state = RunState(self)
         state.reset(entry.flow.graph.as_dict())
-        state.flow, state.file, state.run_id = entry.name, entry.file, request.run_id
-        state.status = "running"
-        run = RunProcess(request, self)
-        run.event.connect(state.apply)
+        state.begin(spec.run_id, entry.name, entry.file)
+        run = RunProcess(spec, self)
+        run.event_arrived.connect(state.apply)
         run.output.connect(lambda stream, text, k=key: self.run_output.emit(k, stream, text))
         run.failed_to_start.connect(lambda msg: self.message.emit("error", msg))
         run.ended.connect(lambda code, status, k=key: self._on_ended(k, status))
-        old = self.runs.get(key)
-        if old is not None:
-            old.deleteLater()
-        self.runs[key] = run
-        self.states[key] = state
+        session.replace_run(run, state)
         self.model.set_run_status(key, "running")
         self.run_started.emit(key, state)
         run.start()
         return state
 
     def stop_run(self, key: str) -> None:
-        run = self.runs.get(key)
-        if run is not None and self.is_running(key):
-            run.stop()
+        session = self.sessions.get(key)
+        if session is not None and session.run is not None and session.running:
+            session.run.stop()
 
     def _on_ended(self, key: str, status: str) -> None:
-        run = self.runs.get(key)
+        session = self.session(key)
+        run, state = session.run, session.state
         never_started = run is not None and status == "failed" and \
-            not os.path.exists(run.request.events_path)
-        state = self.states.get(key)
+            not os.path.exists(run.spec.events_path)
         if state is not None:
             state.mark_ended(status)
         self.model.set_run_status(key, {"succeeded": "succeeded", "running": "running"}.get(
             status, "last run failed" if status in ("failed", "crashed") else None))
         self.run_ended.emit(key, status)
         if never_started and run is not None:
-            name = run.request.flow
-            self.message.emit("error", f"{Path(run.request.file).name} ended without running "
+            name = run.spec.flow
+            self.message.emit("error", f"{Path(run.spec.file).name} ended without running "
                               f"{name}. Make the file start the flow: end it with "
                               f"`if __name__ == \"__main__\": {name}().run()`.")
-        plan = self._pending_rerun.pop(key, None)
+        plan, session.pending_rerun = session.pending_rerun, None
         if plan is not None:
             self.start_run(key, plan=plan)
 
     # -- resume and rerun --------------------------------------------------------------------
 
     def resume_failed(self, key: str) -> RunState | None:
-        state = self.states.get(key)
+        state = self.session(key).state
         origin = state.run_id if state and state.status in ("failed", "crashed", "cancelled") \
             else None
         args = ["resume"] + (["--origin-run-id", origin] if origin else [])
         return self.start_run(key, plan=RunPlan(args, "resume from the failure", origin))
 
+    def rerun_with(self, key: str, record: RunRecord) -> RunState | None:
+        """History's "rerun with these parameters": exactly the recorded command-line values."""
+        self.save_params(key, {p.name: p.cli for p in record.params})
+        return self.start_run(key, record.cli_args())
+
     def rerun_plan(self, entry: CatalogEntry) -> RunPlan:
         """After a save: rerun only changed steps (and what follows) when that is safe."""
-        base = self._pending_args.get(entry.key) or ["run"]
-        last = latest_successful_run_info(entry)
-        if last is None:
+        base = ["run", *self.run_args(entry.key)]
+        last = RunIndex(RunLayout.for_file(entry.file, entry.name)).latest_successful()
+        if last is None or last.record is None:
             return RunPlan(base, "no successful run to reuse")
+        record = last.record
         new_hashes = entry.flow.graph.step_hashes()
-        old_hashes = last.get("step_hashes") or {}
-        if last.get("outside_hash") != entry.flow.graph.outside_hash or \
+        old_hashes = record.step_hashes
+        if record.outside_hash != entry.flow.graph.outside_hash or \
                 set(old_hashes) != set(new_hashes):
             return RunPlan(base, "code outside the steps changed")
         changed = tuple(s for s in entry.flow.graph.topological()
                         if old_hashes.get(s) != new_hashes.get(s))
         if not changed:
             return RunPlan(base, "no step changed")
-        args = ["resume", *changed, "--origin-run-id", str(last["run_id"])]
-        return RunPlan(args, f"steps changed: {', '.join(changed)}", str(last["run_id"]), changed)
+        args = ["resume", *changed, "--origin-run-id", record.run_id]
+        return RunPlan(args, f"steps changed: {', '.join(changed)}", record.run_id, changed)
 
     def _rerun_on_save(self, entry: CatalogEntry) -> None:
         if not entry.ok:
@@ -300,32 +407,10 @@ class FlowdeckController(QObject):
         plan = self.rerun_plan(entry)
         self.message.emit("info", f"{entry.name} saved; rerunning ({plan.reason}).")
         if self.is_running(entry.key):
-            self._pending_rerun[entry.key] = plan
+            self.session(entry.key).pending_rerun = plan
             self.stop_run(entry.key)
         else:
             self.start_run(entry.key, plan=plan)
-
-    def remember_args(self, key: str, args: list[str]) -> None:
-        """The last `run` arguments (parameters) the user chose, reused by reruns."""
-        self._pending_args[key] = ["run", *args]
-
-
-def latest_successful_run_info(entry: CatalogEntry) -> dict[str, Any] | None:
-    """`run.json` of the newest succeeded run of a flow (plain JSON, nothing unpickled)."""
-    runs_dir = default_root(entry.file) / entry.name / "runs"
-    best: tuple[float, dict[str, Any]] | None = None
-    try:
-        folders = list(os.scandir(runs_dir))
-    except OSError:
-        return None
-    for folder in folders:
-        try:
-            info = read_json(os.path.join(folder.path, "run.json"))
-        except (OSError, ValueError):
-            continue
-        if info.get("status") == "succeeded" and (best is None or info.get("start", 0) > best[0]):
-            best = (float(info.get("start") or 0), info)
-    return best[1] if best else None
 
 
 def _slug(key: str) -> str:

@@ -14,18 +14,17 @@ from collections import deque
 import os
 import signal
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from flowdeck.engines.base import LaunchSpec
+from flowdeck.engines.launching import installed_core
 from flowdeck.store.events import EventReader
 
-from flowdeck_desktop.system.interpreter import bundled_core
+from flowdeck_desktop.system.resources import bundled_core
 
 EVENT_POLL_MS = 15
 EVENTS_PER_TICK = 1000  # bounds the time one tick spends on a burst of events
-STOP_GRACE_MS = 1500
 
 
 def core_path() -> str:
@@ -36,59 +35,27 @@ def core_path() -> str:
     `pylib/`; never the bundle's own folder, whose Qt libraries would shadow the
     child's.
     """
-    bundled = bundled_core()
-    if bundled:
-        return bundled
-    import flowdeck
-    return str(Path(flowdeck.__file__).resolve().parent.parent)
-
-
-@dataclass
-class RunRequest:
-    """Everything needed to start a run; built by the window, consumed here."""
-
-    file: str
-    flow: str
-    interpreter: str
-    args: list[str]
-    run_id: str
-    root: str
-    add_core_to_path: bool = False
-    engine: str = "flowdeck"
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def events_path(self) -> str:
-        return os.path.join(self.root, self.flow, "runs", self.run_id, "events.jsonl")
-
-    def command(self) -> list[str]:
-        if self.engine == "metaflow":
-            return ["-m", "flowdeck.engines.metaflow_bridge", self.file, *self.args]
-        return [self.file, *self.args]
-
-
-def new_run_id() -> str:
-    return f"{int(time.time() * 1000)}"
+    return bundled_core() or installed_core()
 
 
 class RunProcess(QObject):
     """Wraps one QProcess; emits parsed events, decoded output and one `ended`."""
 
-    event = Signal(dict)
+    event_arrived = Signal(dict)  # not `event`: that would shadow QObject.event
     output = Signal(str, str)  # stream ("stdout" | "stderr"), text
     ended = Signal(int, str)  # exit code, status: succeeded | failed | cancelled | crashed
     failed_to_start = Signal(str)
 
-    def __init__(self, request: RunRequest, parent: QObject | None = None):
+    def __init__(self, spec: LaunchSpec, parent: QObject | None = None):
         super().__init__(parent)
-        self.request = request
+        self.spec = spec
         self.status = "starting"
         self.pid: int | None = None
         self.started_at: float | None = None
         self._stopping = False
         self._saw_run_finished: str | None = None
         self._ended = False
-        self._reader = EventReader(request.events_path)
+        self._reader = EventReader(spec.events_path)
         self._backlog: deque[dict] = deque()
         self._decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace")
                           for name in ("stdout", "stderr")}
@@ -107,10 +74,10 @@ class RunProcess(QObject):
     # -- control ------------------------------------------------------------
 
     def start(self) -> None:
-        req = self.request
-        self._proc.setProgram(req.interpreter)
-        self._proc.setArguments(req.command())
-        self._proc.setWorkingDirectory(str(Path(req.file).parent))
+        spec = self.spec
+        self._proc.setProgram(spec.program)
+        self._proc.setArguments(spec.args)
+        self._proc.setWorkingDirectory(spec.cwd)
         self._proc.setProcessEnvironment(self._environment())
         if hasattr(self._proc, "setUnixProcessParameters"):
             self._proc.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
@@ -122,12 +89,12 @@ class RunProcess(QObject):
             self._poll.start()
 
     def stop(self) -> None:
-        """TERM to the run's process group now, KILL after a grace period."""
+        """The engine's stop signal to the run's process group now, KILL after its grace."""
         if self._ended or self.pid is None:
             return
         self._stopping = True
-        self._signal_group(signal.SIGTERM if self.request.engine != "metaflow" else signal.SIGINT)
-        self._kill_timer.start(STOP_GRACE_MS)
+        self._signal_group(self.spec.stop_signal)
+        self._kill_timer.start(int(self.spec.stop_grace_s * 1000))
 
     @property
     def running(self) -> bool:
@@ -140,13 +107,7 @@ class RunProcess(QObject):
 
     def _environment(self) -> QProcessEnvironment:
         env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("PYTHONIOENCODING", "utf-8")
-        env.insert("FLOWDECK_RUN_ID", self.request.run_id)
-        if self.request.add_core_to_path or self.request.engine == "metaflow":
-            current = env.value("PYTHONPATH", "")
-            env.insert("PYTHONPATH", os.pathsep.join(filter(None, [core_path(), current])))
-        for key, value in self.request.extra_env.items():
+        for key, value in self.spec.env.items():
             env.insert(key, value)
         return env
 
@@ -176,7 +137,7 @@ class RunProcess(QObject):
             event = self._backlog.popleft()
             if event.get("type") == "run_finished":
                 self._saw_run_finished = str(event.get("status", "failed"))
-            self.event.emit(event)
+            self.event_arrived.emit(event)
 
     def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
         self._read_output("stdout")
@@ -197,11 +158,11 @@ class RunProcess(QObject):
         if self._stopping:
             return "cancelled"
         # No run_finished: killed from outside (crashed) or never got going (failed).
-        return "crashed" if os.path.exists(self.request.events_path) else "failed"
+        return "crashed" if os.path.exists(self.spec.events_path) else "failed"
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
-            message = (f"Cannot start {self.request.interpreter}: "
+            message = (f"Cannot start {self.spec.program}: "
                        f"{self._proc.errorString()}. Choose a working Python interpreter "
                        "in Run > Interpreter.")
             self._poll.stop()

@@ -16,24 +16,24 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QScrollArea,
                                QLabel, QLineEdit, QMainWindow, QMessageBox, QPushButton,
                                QSplitter, QSystemTrayIcon, QTabWidget, QToolBar, QTreeView,
                                QVBoxLayout, QWidget)
 
-from flowdeck.store.blobs import default_root
+from flowdeck.store.layout import RunLayout
 
 from flowdeck_desktop import __version__
 from flowdeck_desktop.models.catalog_model import FILE_ROLE, KEY_ROLE, KIND_ROLE, LINE_ROLE, CatalogFilter
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.views.dag_view import DagScene, DagView, StepState
 from flowdeck_desktop.system.editor import open_in_editor
-from flowdeck_desktop.system.interpreter import check_interpreter
+from flowdeck.engines.interpreter import check_interpreter
 from flowdeck_desktop.views.log_view import LogView
 from flowdeck_desktop.views.panes import ArtifactsPane, ErrorPane, HistoryPane, RunSummary, list_runs
 from flowdeck_desktop.views.params_form import ParamsForm
 from flowdeck_desktop.system.resources import icon_file
-from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskRecord
+from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
 LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
@@ -136,7 +136,9 @@ class MainWindow(QMainWindow):
         self.error_pane = ErrorPane()
         self.bottom = QTabWidget()
         self.bottom.addTab(logs_page, "Logs")
-        self.bottom.addTab(self.timeline, "Timeline")
+        timeline_page = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        timeline_page.setWidget(self.timeline)  # it grows with its rows: scroll, never grow the pane
+        self.bottom.addTab(timeline_page, "Timeline")
         self.bottom.addTab(self.artifacts, "Artifacts")
         self.bottom.addTab(self.error_pane, "Error")
 
@@ -377,7 +379,7 @@ class MainWindow(QMainWindow):
         if state is None:
             state = RunState(self)
             state.reset(entry.flow.graph.as_dict())
-            state.flow, state.file = entry.name, entry.file
+            state.describe(entry.name, entry.file)
         self._show_state(state)
         self._replay_logs(key)
         self._refresh_history()
@@ -402,8 +404,7 @@ class MainWindow(QMainWindow):
         self.shown_state = state
         for signal, slot in self._state_links():
             getattr(state, signal).connect(slot)
-        self.scene.set_graph(state.graph)
-        self.dag.fit()
+        self.scene.set_graph(state.graph)  # a new graph fits itself; the same one keeps the user's zoom
         self._redraw_all()
 
     def _state_links(self) -> list[tuple[str, Any]]:
@@ -454,18 +455,18 @@ class MainWindow(QMainWindow):
         state.load_file(run.events_path)
         if not state.flow:
             entry = self.controller.model.entry(self.selected_key)
-            state.flow = entry.name if entry else ""
+            state.describe(entry.name if entry else "", entry.file if entry else "")
         self._show_state(state)
         self._show_run_logs_of(run.run_id)
 
     def _rerun_past(self, run: RunSummary) -> None:
-        if self.selected_key is None:
+        if self.selected_key is None or run.record is None:
             return
-        args = []
-        for name, value in run.params.items():
-            args += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
-        self.controller.remember_args(self.selected_key, args)
-        self.controller.start_run(self.selected_key, args)
+        self.controller.rerun_with(self.selected_key, run.record)
+        entry = self.controller.model.entry(self.selected_key)
+        if entry is not None:
+            self.params.set_parameters(entry.flow.parameters,
+                                       self.controller.saved_params(self.selected_key))
 
     # -- steps and tasks ---------------------------------------------------------------------
 
@@ -499,31 +500,27 @@ class MainWindow(QMainWindow):
         if state is not None and task_id in state.tasks:
             self._show_task(state.tasks[task_id])
 
-    def _show_task(self, task: TaskRecord) -> None:
+    def _show_task(self, task: TaskView) -> None:
         state = self.shown_state
         if state is None or not state.run_id:
             return
         entry = self.controller.model.entry(self.selected_key or "")
         file = state.file or (entry.file if entry else "")
-        root = str(default_root(file))
-        self._show_task_logs(root, state, task)
+        layout = RunLayout.for_file(file, state.flow)
+        self._show_task_logs(layout, state, task)
         interpreter = self.controller.interpreter_for(file)
         check = check_interpreter(interpreter.path)
         if check.works and task.status in ("succeeded", "reused", "failed"):
-            self.artifacts.show_task(interpreter.path, root, state.flow, state.run_id, task.step,
-                                     task.task_id, not check.has_flowdeck)
+            self.artifacts.show_task(interpreter.path, str(layout.root), state.flow, state.run_id,
+                                     task.step, task.task_id, not check.has_flowdeck)
         if task.status == "failed":
             self.error_pane.show_error(task.step, task.task_id, task.error, file)
 
-    def _show_task_logs(self, root: str, state: RunState, task: TaskRecord) -> None:
-        run_dir = os.path.join(root, state.flow, "runs", state.run_id)
-        task_dir = os.path.join(run_dir, task.step, task.task_id)
-        if task.origin:
-            origin_run, step, task_id = task.origin.split("/")
-            task_dir = os.path.join(root, state.flow, "runs", origin_run, step, task_id)
+    def _show_task_logs(self, layout: RunLayout, state: RunState, task: TaskView) -> None:
+        paths = layout.log_paths(state.run_id, task.step, task.task_id, task.attempt,
+                                 task.origin)
         self.logs.clear()
-        for stream, kind in (("stdout", "out"), ("stderr", "err")):
-            path = os.path.join(task_dir, f"attempt-{task.attempt}.{kind}")
+        for stream, path in paths.items():
             try:
                 with open(path, "rb") as handle:
                     self.logs.append(handle.read().decode("utf-8", "replace"), stream)
@@ -566,9 +563,7 @@ class MainWindow(QMainWindow):
             self.show_message("error", f"Fill in the required parameter(s): {', '.join(missing)}.")
             return
         self._save_params()
-        args = self.params.arguments()
-        self.controller.remember_args(key, args)
-        self.controller.start_run(key, args)
+        self.controller.start_run(key)
 
     def stop_selected(self) -> None:
         if self.selected_key:
@@ -635,7 +630,7 @@ class MainWindow(QMainWindow):
         if entry is None:
             self.history.set_runs([])
             return
-        self.history.set_runs(list_runs(str(default_root(entry.file)), entry.name))
+        self.history.set_runs(list_runs(RunLayout.for_file(entry.file, entry.name)))
 
     def _refresh_controls(self) -> None:
         key = self.selected_key
@@ -699,7 +694,7 @@ def _step_state(summary: StepSummary) -> StepState:
                      duration=summary.duration, attempt=summary.attempt)
 
 
-def _timeline_task(task: TaskRecord) -> TimelineTask:
+def _timeline_task(task: TaskView) -> TimelineTask:
     return TimelineTask(task_id=task.task_id, step=task.step, start=task.start, end=task.end,
                         status=task.status, attempt=task.attempt)
 

@@ -19,14 +19,17 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from flowdeck.store.blobs import read_json
+from flowdeck.engines.launching import child_env, inspect_argv
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import RunLayout
+from flowdeck.store.records import RunRecord
 
 from flowdeck_desktop.control.run_process import core_path
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One past run as the history table shows it."""
+    """One past run as the history table shows it (a damaged one has no record)."""
 
     run_id: str
     status: str
@@ -35,42 +38,21 @@ class RunSummary:
     params: dict[str, Any]
     origin_run_id: str | None
     events_path: str
+    record: RunRecord | None = None
+    damage: str | None = None
 
 
-def list_runs(root: str, flow: str, limit: int = 200) -> list[RunSummary]:
-    """Past runs of a flow, newest first, from `run.json` files alone."""
-    runs_dir = os.path.join(root, flow, "runs")
-    found: list[RunSummary] = []
-    try:
-        folders = list(os.scandir(runs_dir))
-    except OSError:
-        return []
-    for folder in folders:
-        try:
-            info = read_json(os.path.join(folder.path, "run.json"))
-        except (OSError, ValueError):
-            continue
-        status = info.get("status", "unknown")
-        if status == "running" and not _pid_alive(info.get("pid")):
-            status = "crashed"
-        end = info.get("end")
-        start = float(info.get("start") or 0)
-        found.append(RunSummary(str(info.get("run_id", folder.name)), status, start,
-                                (end - start) if end else None, dict(info.get("params") or {}),
-                                info.get("origin_run_id"),
-                                os.path.join(folder.path, "events.jsonl")))
-    found.sort(key=lambda r: r.start, reverse=True)
-    return found[:limit]
-
-
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+def list_runs(layout: RunLayout, limit: int = 200) -> list[RunSummary]:
+    """Past runs of a flow, newest first, from their records alone (nothing unpickled)."""
+    found = []
+    for entry in RunIndex(layout).runs(limit):
+        record = entry.record
+        duration = (record.end - record.start) if record and record.end else None
+        found.append(RunSummary(entry.run_id, entry.status, entry.start, duration,
+                                record.param_values if record else {},
+                                record.origin_run_id if record else None,
+                                str(layout.events(entry.run_id)), record, entry.damage))
+    return found
 
 
 def _read_only_table(headers: list[str]) -> QTableWidget:
@@ -160,15 +142,13 @@ class ArtifactsPane(QWidget):
         self.table.setRowCount(0)
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
-        if add_core:
-            env.insert("PYTHONPATH", os.pathsep.join(filter(None, [core_path(),
-                                                                   env.value("PYTHONPATH")])))
-        env.insert("PYTHONIOENCODING", "utf-8")
+        for key, value in child_env(core_path() if add_core else None).items():
+            env.insert(key, value)
         proc.setProcessEnvironment(env)
         proc.finished.connect(lambda code, _status, p=proc,
                               t=f"{flow}/{run_id}/{step}/{task_id}": self._on_done(p, code, t))
-        proc.start(interpreter, ["-m", "flowdeck.engines.inspect_task", root, flow, run_id, step,
-                                 task_id])
+        program, *args = inspect_argv(interpreter, root, flow, run_id, step, task_id)
+        proc.start(program, args)
         self._proc = proc
 
     def _on_done(self, proc: QProcess, code: int, title: str) -> None:

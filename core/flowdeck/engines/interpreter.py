@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from flowdeck_desktop.system.resources import bundled_core
-
 VENV_NAMES = (".venv", "venv")
 
 
@@ -49,8 +47,11 @@ class InterpreterCheck:
 def _venv_python(venv: Path) -> Path | None:
     for candidate in (venv / "bin" / "python", venv / "bin" / "python3",
                       venv / "Scripts" / "python.exe"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # an unreadable folder on the way up is not ours to use
+            continue
     return None
 
 
@@ -80,9 +81,9 @@ _PROBE = ("import sys, importlib.util as u; print(sys.version.split()[0]); "
 @lru_cache(maxsize=32)
 def _check_cached(path: str, mtime: float) -> InterpreterCheck:
     try:
-        result = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True,
-                                timeout=20, env={k: v for k, v in os.environ.items()
-                                                 if k != "PYTHONPATH"})
+        result = subprocess.run([path, "-I", "-c", _PROBE], capture_output=True, text=True,
+                                timeout=20, cwd=os.path.abspath(os.sep),
+                                env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     except (OSError, subprocess.TimeoutExpired) as exc:
         return InterpreterCheck(False, error=f"{path} cannot be started: {exc}")
     if result.returncode != 0:
@@ -115,26 +116,3 @@ def _missing_message(path: str) -> str:
             "Python: install Python 3.11 or newer (Debian/Ubuntu: `sudo apt install python3`; "
             "macOS and Windows: python.org), or create a `.venv` in the flow's folder, or "
             "choose an interpreter in Run > Interpreter.")
-
-
-
-
-def run_core_in_real_python(argv: list[str]) -> int:
-    """`flowdeck run FILE` from a frozen app: the core CLI must run in a real Python.
-
-    The core starts flows with `sys.executable`, which in a bundle is the app
-    itself (it would open a window instead of running the flow), so we hand the
-    whole command to the interpreter a flow in that folder would get.
-    """
-    target = next((a for a in argv[1:] if not a.startswith("-")), ".")
-    folder = os.path.dirname(os.path.abspath(target))
-    interpreter = detect_interpreter(folder)
-    check = check_interpreter(interpreter.path)
-    if not check.works:
-        print(f"error: {check.error}", file=sys.stderr)
-        return 2
-    env = dict(os.environ)
-    core = bundled_core()
-    if core and not check.has_flowdeck:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [core, env.get("PYTHONPATH")]))
-    return subprocess.call([interpreter.path, "-m", "flowdeck.cli.main", *argv], env=env)

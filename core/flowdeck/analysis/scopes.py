@@ -1,0 +1,71 @@
+"""Which foreach each step runs inside, computed once from a graph in Metaflow's JSON shape.
+
+Both engines' events carry the graph as `output-raw --json` (a `graph` mapping of
+nodes with `type`, `next` and `matching_join`), so this works for our flows and for
+Metaflow's alike. The run fold uses it for k/N counts and the DAG view for which
+steps are drawn with a counter: one answer for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+FOREACH_TYPES = ("split-foreach", "foreach")
+SPLIT_TYPES = ("split-static", "split", "split-and", "split-parallel")
+JOIN_TYPES = ("join",)
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """For every step, the stack of splits it runs inside (outermost first)."""
+
+    stacks: dict[str, tuple[tuple[str, str], ...]]  # step -> ((kind, split step), ...)
+
+    def foreach_of(self, step: str) -> str | None:
+        """The innermost foreach step whose items `step` runs once per, or None."""
+        for kind, split in reversed(self.stacks.get(step, ())):
+            if kind == "foreach":
+                return split
+        return None
+
+    def foreach_bodies(self) -> set[str]:
+        """Steps that run once per foreach item."""
+        return {step for step in self.stacks if self.foreach_of(step) is not None}
+
+
+def nodes_of(graph: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The node mapping of a graph dict (`{"graph": {...}}` or the mapping itself)."""
+    if not graph:
+        return {}
+    nodes = graph.get("graph", graph)
+    return {str(k): v for k, v in nodes.items() if isinstance(v, dict)} \
+        if isinstance(nodes, Mapping) else {}
+
+
+def foreach_scopes(graph: Mapping[str, Any] | None) -> Scopes:
+    """Walk from `start` carrying the open splits: a foreach or split opens one for its
+    children, a join closes the innermost. A step reached twice keeps its first stack
+    (a well-formed graph gives every path the same one)."""
+    nodes = nodes_of(graph)
+    start = "start" if "start" in nodes else next(iter(nodes), None)
+    stacks: dict[str, tuple[tuple[str, str], ...]] = {}
+    if start is None:
+        return Scopes(stacks)
+    pending: list[tuple[str, tuple[tuple[str, str], ...]]] = [(start, ())]
+    while pending:
+        step, stack = pending.pop()
+        if step in stacks or step not in nodes:
+            continue
+        stacks[step] = stack
+        node = nodes[step]
+        kind = str(node.get("type") or "")
+        inner = stack
+        if kind in FOREACH_TYPES:
+            inner = stack + (("foreach", step),)
+        elif kind in SPLIT_TYPES:
+            inner = stack + (("split", step),)
+        for child in node.get("next") or []:
+            child_kind = str((nodes.get(child) or {}).get("type") or "")
+            pending.append((child, inner[:-1] if child_kind in JOIN_TYPES and inner else inner))
+    return Scopes(stacks)

@@ -1,0 +1,84 @@
+"""Build the launch of a run: engine, interpreter, environment, run id, events path.
+
+The one place that turns "run this flow of this file with these arguments" into a
+process to start, used by the window, by `flowdeck run` and by the artifact helper.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flowdeck.engines.base import Engine, LaunchSpec
+from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
+from flowdeck.engines.local import FlowdeckEngine
+from flowdeck.engines.metaflow import MetaflowEngine
+from flowdeck.store.layout import RunLayout, new_run_id
+
+ENGINES: dict[str, Engine] = {e.name: e for e in (FlowdeckEngine(), MetaflowEngine())}
+RUN_ID_ENV = "FLOWDECK_RUN_ID"
+
+
+class LaunchError(Exception):
+    """A run that cannot start; the message says what to do."""
+
+
+def engine_for(name: str) -> Engine:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise LaunchError(f"Unknown engine {name!r}; known: {', '.join(ENGINES)}.") from None
+
+
+def installed_core() -> str:
+    """The folder holding this `flowdeck` package, for a child's PYTHONPATH."""
+    import flowdeck
+    return str(Path(flowdeck.__file__).resolve().parent.parent)
+
+
+def child_env(core_dir: str | None) -> dict[str, str]:
+    """What every flow process gets: unbuffered UTF-8 output, and our core if it needs it.
+
+    A double-clicked app has no PYTHONUNBUFFERED; without it a child's output would
+    arrive in 8 kB blocks, and a non-UTF-8 locale would garble it.
+    """
+    env = {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    if core_dir:
+        current = os.environ.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [core_dir, current]))
+    return env
+
+
+def resolve_interpreter(file: str, configured: str | None = None) -> Interpreter:
+    return detect_interpreter(os.path.dirname(os.path.abspath(file)), configured)
+
+
+def build_launch(file: str, flow: str, engine: str, args: list[str], *,
+                 interpreter: Interpreter | None = None, run_id: str | None = None,
+                 core_dir: str | None = None) -> LaunchSpec:
+    """The launch of `flow` in `file` with the flow command line `args` (`run ...`,
+    `resume ...`). Raises LaunchError when the interpreter cannot run it."""
+    file = os.path.abspath(file)
+    chosen = engine_for(engine)
+    python = interpreter or resolve_interpreter(file)
+    check = check_interpreter(python.path)
+    if not check.works:
+        raise LaunchError(check.error)
+    problem = chosen.missing(check, python.path, flow)
+    if problem:
+        raise LaunchError(problem)
+    run_id = run_id or new_run_id()
+    layout = RunLayout.for_file(file, flow)
+    env = child_env((core_dir or installed_core()) if chosen.needs_core_on_path(check) else None)
+    env[RUN_ID_ENV] = run_id
+    return LaunchSpec(program=python.path, args=chosen.run_args(file, args),
+                      cwd=chosen.working_dir(file), env=env, engine=chosen.name, flow=flow,
+                      file=file, run_id=run_id, root=str(layout.root),
+                      events_path=str(layout.events(run_id)), stop_signal=chosen.stop_signal,
+                      stop_grace_s=chosen.stop_grace_s)
+
+
+def inspect_argv(interpreter: str, root: str, flow: str, run_id: str, step: str,
+                 task_id: str) -> list[str]:
+    """The artifact helper's command (it reads either engine's runs; see inspect_task)."""
+    return [interpreter, "-m", "flowdeck.engines.inspect_task", root, flow, run_id, step, task_id]

@@ -1,0 +1,121 @@
+"""The runs of a flow: listed newest first, the latest successful one, and their status.
+
+The one place that decides what a run's status is (including the crash rule)
+and how runs are listed, for the client, resume, `flowdeck run`, rerun-on-save
+and the window's history. A damaged run is listed as damaged, with its path and
+why; it never hides the others.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowdeck.store.layout import RunLayout
+from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt, hostname
+from flowdeck.store.status import CRASHED, DAMAGED, RUNNING, SUCCEEDED
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(record: RunRecord) -> str:
+    """The run's status, with the one crash rule: a `running` run whose process is gone
+    (on this host) crashed. Another host's run cannot be checked: it stays `running`."""
+    if record.status != RUNNING:
+        return record.status
+    if record.host and record.host != hostname():
+        return RUNNING
+    return RUNNING if pid_alive(record.pid) else CRASHED
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run folder: its record, or why it cannot be read."""
+
+    run_id: str
+    path: Path
+    record: RunRecord | None
+    damage: str | None = None
+
+    @property
+    def status(self) -> str:
+        return effective_status(self.record) if self.record else DAMAGED
+
+    @property
+    def start(self) -> float:
+        if self.record:
+            return self.record.start
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+
+def read_run(layout: RunLayout, run_id: str) -> RunEntry:
+    """One run's entry; a damaged or unreadable record gives a `damaged` entry."""
+    path = layout.run_json(run_id)
+    try:
+        return RunEntry(run_id, path, RunRecord.read(path))
+    except DamagedRecord as exc:
+        return RunEntry(run_id, path, None, str(exc))
+    except OSError as exc:
+        return RunEntry(run_id, path, None, f"{path} cannot be read: {exc.strerror or exc}")
+
+
+class RunIndex:
+    """The runs of one flow under one root."""
+
+    def __init__(self, layout: RunLayout):
+        self.layout = layout
+
+    def runs(self, limit: int | None = None) -> list[RunEntry]:
+        """Every run, newest first (by start time, then id); damaged runs included."""
+        entries = [read_run(self.layout, run_id) for run_id in self.layout.run_ids()]
+        entries.sort(key=lambda e: (e.start, e.run_id), reverse=True)
+        return entries[:limit] if limit else entries
+
+    def read(self, run_id: str) -> RunEntry:
+        return read_run(self.layout, run_id)
+
+    def latest(self) -> RunEntry | None:
+        readable = [e for e in self.runs() if e.record is not None]
+        return readable[0] if readable else None
+
+    def latest_successful(self) -> RunEntry | None:
+        return next((e for e in self.runs() if e.status == SUCCEEDED), None)
+
+    def final_attempts(self, run_id: str) -> tuple[list[AttemptRecord], list[str]]:
+        """The last attempt record of every task of a run, and the damaged ones' messages."""
+        records, damaged = [], []
+        run_dir = self.layout.run_dir(run_id)
+        for step_dir in _subdirs(run_dir):
+            for task_dir in _subdirs(step_dir):
+                try:
+                    record = final_attempt(task_dir)
+                except DamagedRecord as exc:
+                    damaged.append(str(exc))
+                    continue
+                except OSError as exc:
+                    damaged.append(f"{task_dir} cannot be read: {exc.strerror or exc}")
+                    continue
+                if record is not None:
+                    records.append(record)
+        return records, damaged
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []

@@ -1,0 +1,171 @@
+"""Where runs live on disk: the one module that knows the store's paths.
+
+Layout under a root (by default the project's `.flowdeck/`)::
+
+    blobs/ab/ab12...                                 content-addressed artifact values
+    <Flow>/runs/<run_id>/run.json                    the run record (records.RunRecord)
+    <Flow>/runs/<run_id>/events.jsonl                the event stream (docs/events.md)
+    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   an attempt record
+    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.out    its stdout (.err: stderr)
+    logs/<run_id>.log                                a headless run's combined output
+
+Every id that becomes part of a path is validated here first, so nothing read
+from a record or a command line can point outside the root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT_ENV = "FLOWDECK_HOME"
+DEFAULT_DIRNAME = ".flowdeck"
+RUN_JSON = "run.json"
+EVENTS = "events.jsonl"
+LOG_KINDS = ("out", "err")
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+class InvalidId(ValueError):
+    """An id (run, step, task, flow) that cannot be part of a path."""
+
+
+def check_id(kind: str, value: str) -> str:
+    """`value` if it is a safe path component: letters, digits, `_`, `.`, `-`; at most 100."""
+    if not isinstance(value, str) or not _ID.match(value) or value in (".", ".."):
+        raise InvalidId(f"{kind} {value!r} is not valid: use letters, digits, '.', '_' and "
+                        "'-' (at most 100, not starting with '.' or '-').")
+    return value
+
+
+def new_run_id() -> str:
+    """A fresh run id: milliseconds (so ids sort by start) plus a random part.
+
+    The random part keeps two runs started in the same millisecond (two windows,
+    a script) from choosing the same id; creating the run folder exclusively
+    settles the rest.
+    """
+    return f"{int(time.time() * 1000)}-{secrets.token_hex(3)}"
+
+
+def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
+    """The store of a flow file: `$FLOWDECK_HOME` if set, else `.flowdeck/` beside the file."""
+    env = os.environ.get(ROOT_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    base = Path(flow_file).resolve().parent if flow_file else Path.cwd()
+    return base / DEFAULT_DIRNAME
+
+
+def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Where a flow's runs live for the client: the given root, `$FLOWDECK_HOME`, or the
+    nearest `.flowdeck/` upward from the working directory (or the script) holding it."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_DIRNAME
+        if (candidate / flow_name).is_dir():
+            return candidate
+    main_file = getattr(__import__("__main__"), "__file__", None)
+    if main_file:
+        candidate = Path(main_file).resolve().parent / DEFAULT_DIRNAME
+        if (candidate / flow_name).is_dir():
+            return candidate
+    return here / DEFAULT_DIRNAME
+
+
+def attempt_file(task_dir: str | os.PathLike[str], attempt: int, kind: str) -> str:
+    """Path of an attempt's record ('json') or log ('out', 'err'); a string, for the hot path."""
+    return os.path.join(task_dir, f"attempt-{attempt}.{kind}")
+
+
+def attempts_in(task_dir: str | os.PathLike[str]) -> list[int]:
+    """The attempt numbers that have a record in a task folder, in order."""
+    found = []
+    try:
+        names = os.listdir(task_dir)
+    except OSError:
+        return []
+    for name in names:
+        if name.startswith("attempt-") and name.endswith(".json"):
+            number = name[len("attempt-"):-len(".json")]
+            if number.isdigit():
+                found.append(int(number))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one flow's runs under one root."""
+
+    root: Path
+    flow: str
+
+    @classmethod
+    def for_file(cls, flow_file: str | os.PathLike[str], flow: str) -> "RunLayout":
+        return cls(default_root(flow_file), flow)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / check_id("flow name", self.flow) / "runs"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / check_id("run id", run_id)
+
+    def run_json(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / RUN_JSON
+
+    def events(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / EVENTS
+
+    def step_dir(self, run_id: str, step: str) -> Path:
+        return self.run_dir(run_id) / check_id("step", step)
+
+    def task_dir(self, run_id: str, step: str, task_id: str) -> Path:
+        return self.step_dir(run_id, step) / check_id("task id", str(task_id))
+
+    def attempt(self, run_id: str, step: str, task_id: str, attempt: int, kind: str) -> Path:
+        return Path(attempt_file(self.task_dir(run_id, step, task_id), int(attempt), kind))
+
+    def log_paths(self, run_id: str, step: str, task_id: str, attempt: int,
+                  origin: str | None = None, origin_attempt: int = 0) -> dict[str, Path]:
+        """stdout and stderr of a task attempt; a reused task's are its origin task's."""
+        if origin:
+            origin_run, origin_step, origin_task = origin.split("/")
+            run_id, step, task_id, attempt = origin_run, origin_step, origin_task, origin_attempt
+        return {"stdout": self.attempt(run_id, step, task_id, attempt, "out"),
+                "stderr": self.attempt(run_id, step, task_id, attempt, "err")}
+
+    def headless_log(self, run_id: str) -> Path:
+        return self.logs_dir / f"{check_id('run id', run_id)}.log"
+
+    def create_run_dir(self, run_id: str) -> Path:
+        """Create a new run's folder; FileExistsError if that run id is taken."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir(run_id)
+        path.mkdir()
+        return path
+
+    def run_ids(self) -> list[str]:
+        """Ids of the folders that hold a run record (any order)."""
+        try:
+            entries = list(os.scandir(self.runs_dir))
+        except OSError:
+            return []
+        return [e.name for e in entries
+                if _ID.match(e.name) and os.path.exists(os.path.join(e.path, RUN_JSON))]

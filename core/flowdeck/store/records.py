@@ -1,0 +1,250 @@
+"""The records a run leaves on disk, typed: `run.json` (RunRecord) and attempt records.
+
+One reader and one writer per record, used by the orchestrator, the Metaflow
+bridge, the client, resume and the window alike. Readers never trust the
+file: anything missing or of the wrong type raises `DamagedRecord`, which
+names the file and what is wrong, so one damaged run never hides the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flowdeck.store.blobs import atomic_write_json
+from flowdeck.store.layout import attempt_file, attempts_in
+from flowdeck.store.status import RUNNING, run_status, task_status
+
+
+class DamagedRecord(ValueError):
+    """A record file that cannot be read; the message names it and says why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str):
+        super().__init__(f"{path} is damaged ({reason}). Delete that run's folder, or "
+                         "restore the file from a backup.")
+        self.path = str(path)
+        self.reason = reason
+
+
+def read_json_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON object from a file; DamagedRecord for bad JSON or a non-object.
+
+    OSError (the file is missing or unreadable) passes through: the caller
+    knows whether a missing record means "not yet" or "gone".
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedRecord(path, f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DamagedRecord(path, f"a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str,
+         default: Any = None) -> Any:
+    value = d.get(key, default)
+    if value is None or isinstance(value, kind):
+        return value
+    raise DamagedRecord(path, f"`{key}` is a {type(value).__name__}")
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+@dataclass(frozen=True)
+class ParamRecord:
+    """One parameter of a run, as given: enough to show it and to pass it again.
+
+    `name` is what the command line takes (`--learning_rate`), `attr` the flow's
+    attribute (`lr`), `value` a JSON form for display, `cli` the exact string
+    that gives the same value back on a command line (JSON text for JSONType).
+    """
+
+    name: str
+    attr: str
+    value: Any
+    cli: str
+
+    @classmethod
+    def from_json(cls, d: Any, path: str) -> "ParamRecord":
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise DamagedRecord(path, "a parameter entry has no name")
+        return cls(d["name"], str(d.get("attr") or d["name"]), d.get("value"),
+                   str(d.get("cli", "")))
+
+
+@dataclass
+class RunRecord:
+    """`run.json`: who ran what, with which parameters, and how it ended."""
+
+    flow: str
+    run_id: str
+    file: str
+    status: str = RUNNING
+    start: float = 0.0
+    end: float | None = None
+    pid: int | None = None
+    host: str = ""
+    user: str | None = None
+    engine: str = "flowdeck"
+    params: list[ParamRecord] = field(default_factory=list)
+    param_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step_hashes: dict[str, str] = field(default_factory=dict)
+    outside_hash: str | None = None
+    origin_run_id: str | None = None
+    max_workers: int | None = None
+    exit_code: int | None = None
+    error: dict[str, Any] | None = None
+    metaflow_run_id: str | None = None
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_json(path, self.as_json())
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["params"] = [asdict(p) for p in self.params]
+        return d
+
+    @property
+    def param_values(self) -> dict[str, Any]:
+        """Parameter values by attribute, as recorded for display."""
+        return {p.attr: p.value for p in self.params}
+
+    def cli_args(self) -> list[str]:
+        """`--name value` pairs that give a rerun the same parameters."""
+        args: list[str] = []
+        for p in self.params:
+            args += [f"--{p.name}", p.cli]
+        return args
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> "RunRecord":
+        """Read `run.json`; OSError if missing, DamagedRecord if unreadable."""
+        return cls.from_json(read_json_file(path), str(path))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], path: str = "run.json") -> "RunRecord":
+        for key in ("flow", "run_id"):
+            if not isinstance(d.get(key), str) or not d[key]:
+                raise DamagedRecord(path, f"`{key}` is missing")
+        start = _get(d, "start", (int, float), path, 0.0)
+        end = _get(d, "end", (int, float), path)
+        return cls(
+            flow=d["flow"], run_id=d["run_id"], file=str(_get(d, "file", str, path, "")),
+            status=run_status(d.get("status")), start=float(start or 0.0),
+            end=float(end) if end is not None else None,
+            pid=_get(d, "pid", int, path), host=str(_get(d, "host", str, path, "") or ""),
+            user=_get(d, "user", str, path), engine=str(_get(d, "engine", str, path,
+                                                             "flowdeck") or "flowdeck"),
+            params=_params(d.get("params"), path),
+            param_refs=dict(_get(d, "param_refs", dict, path, {}) or {}),
+            step_hashes=dict(_get(d, "step_hashes", dict, path, {}) or {}),
+            outside_hash=_get(d, "outside_hash", str, path),
+            origin_run_id=_get(d, "origin_run_id", str, path),
+            max_workers=_get(d, "max_workers", int, path),
+            exit_code=_get(d, "exit_code", int, path),
+            error=_get(d, "error", dict, path),
+            metaflow_run_id=_opt_str(d.get("metaflow_run_id")),
+        )
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _params(value: Any, path: str) -> list[ParamRecord]:
+    """Parameters: the list form, or the older `{attr: value}` form (read, never written)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [ParamRecord.from_json(p, path) for p in value]
+    if isinstance(value, dict):
+        return [ParamRecord(k, k, v, v if isinstance(v, str) else json.dumps(v))
+                for k, v in value.items()]
+    raise DamagedRecord(path, f"`params` is a {type(value).__name__}")
+
+
+@dataclass
+class AttemptRecord:
+    """`attempt-N.json`: one attempt of one task, as its worker (or the orchestrator) wrote it."""
+
+    step: str
+    task_id: str
+    attempt: int = 0
+    status: str = "failed"
+    run_id: str = ""
+    start: float = 0.0
+    end: float | None = None
+    duration: float = 0.0
+    pid: int | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    signature: str = ""
+    source_hash: str = ""
+    input_paths: list[str] = field(default_factory=list)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next: list[str] = field(default_factory=list)
+    foreach_splits: int | None = None
+    error: dict[str, Any] | None = None
+    caught: dict[str, Any] | None = None
+    origin: str | None = None
+    origin_attempt: int = 0
+    exit_code: int | None = None
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_json(path, self.as_json())
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "reused")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> "AttemptRecord":
+        return cls.from_json(read_json_file(path), str(path))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], path: str = "attempt.json") -> "AttemptRecord":
+        if not isinstance(d.get("step"), str) or d.get("task_id") is None:
+            raise DamagedRecord(path, "`step` or `task_id` is missing")
+        frames = _get(d, "frames", list, path, []) or []
+        if not all(isinstance(f, dict) for f in frames):
+            raise DamagedRecord(path, "`frames` holds a non-object")
+        artifacts = _get(d, "artifacts", dict, path, {}) or {}
+        if not all(isinstance(a, dict) and isinstance(a.get("sha"), str)
+                   for a in artifacts.values()):
+            raise DamagedRecord(path, "an artifact reference has no digest")
+        splits = _get(d, "foreach_splits", int, path)
+        return cls(
+            step=d["step"], task_id=str(d["task_id"]),
+            attempt=int(_get(d, "attempt", int, path, 0) or 0),
+            status=task_status(d.get("status")), run_id=str(d.get("run_id") or ""),
+            start=float(_get(d, "start", (int, float), path, 0.0) or 0.0),
+            end=_get(d, "end", (int, float), path),
+            duration=float(_get(d, "duration", (int, float), path, 0.0) or 0.0),
+            pid=_get(d, "pid", int, path), frames=list(frames),
+            signature=str(d.get("signature") or ""), source_hash=str(d.get("source_hash") or ""),
+            input_paths=[str(p) for p in (_get(d, "input_paths", list, path, []) or [])],
+            artifacts=dict(artifacts),
+            next=[str(n) for n in (_get(d, "next", list, path, []) or [])],
+            foreach_splits=splits, error=_get(d, "error", dict, path),
+            caught=_get(d, "caught", dict, path), origin=_get(d, "origin", str, path),
+            origin_attempt=int(_get(d, "origin_attempt", int, path, 0) or 0),
+            exit_code=_get(d, "exit_code", int, path),
+        )
+
+
+def final_attempt(task_dir: str | os.PathLike[str]) -> AttemptRecord | None:
+    """The record of a task's last attempt, or None when it has none yet."""
+    attempts = attempts_in(task_dir)
+    if not attempts:
+        return None
+    return AttemptRecord.read(attempt_file(task_dir, attempts[-1], "json"))
