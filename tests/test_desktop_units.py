@@ -115,7 +115,7 @@ def test_headless_run_prints_progress_and_exit_code(tmp_path: Path) -> None:
 def test_artifact_previews_give_shape_dtype_and_heads() -> None:
     import numpy as np
 
-    from flowdeck.engines.inspect_task import describe_value
+    from flowdeck.engines.describe import describe_value
 
     class FakeFrame:  # the two things describe_value asks of a data frame
         columns = ["a", "b"]

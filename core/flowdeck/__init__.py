@@ -6,6 +6,9 @@ the event stream and the datastore.
 
 __version__ = "0.1.0"
 
+from typing import Any  # noqa: E402
+
+from flowdeck.authoring import runner as _runner  # noqa: E402
 from flowdeck.authoring.current import current  # noqa: E402
 from flowdeck.authoring.exceptions import ExceptionWrapper, StepTimeout  # noqa: E402
 from flowdeck.authoring.spec import (  # noqa: E402
@@ -18,6 +21,14 @@ from flowdeck.authoring.spec import (  # noqa: E402
     step,
     timeout,
 )
+
+def _engine_entry() -> Any:
+    """The engine's entry points, loaded when a flow first runs (not on `import flowdeck`)."""
+    from flowdeck.engine import script_cli
+    return script_cli
+
+
+_runner.install(_engine_entry)
 
 _CLIENT_NAMES = {"Flow", "Run", "Step", "Task", "DataArtifact"}
 

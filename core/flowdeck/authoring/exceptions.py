@@ -9,6 +9,14 @@ from typing import Any
 _ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class MergeArtifactsException(Exception):
+    """`merge_artifacts` found artifacts whose values differ between inputs."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.artifact_names = names
+
+
 class StepTimeout(Exception):
     """Raised inside a step that ran past its @timeout."""
 

@@ -1,15 +1,20 @@
 """`merge_artifacts` for join steps, with Metaflow's rules.
 
-Values are compared by their content hash in the blob store, so merging
-never unpickles an artifact: agreeing values are carried over by reference.
+Artifacts are compared by value. The blob hash answers first: the same
+hash is the same value, so most merges never unpickle anything and carry
+agreeing values over by reference. Different hashes do not prove different
+values, though: a set pickles in an order that follows the process's hash
+seed, and blobs of older stores have names from another hash. So then the
+values themselves are compared, and a fresh run and every resume of it
+agree on the answer.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from flowdeck.store.blobs import BlobRef
-from flowdeck.authoring.spec import MergeArtifactsException
+from flowdeck.store.blobs import BlobRef, BlobStore
+from flowdeck.authoring.exceptions import MergeArtifactsException
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.authoring.spec import FlowSpec, Inputs
@@ -41,10 +46,10 @@ def merge_artifacts(flow: "FlowSpec", inputs: "Inputs", exclude: list[str],
         if name in set_here:
             continue
         refs = candidates[name]
-        if len({r.sha for r in refs}) > 1:
-            conflicts.append(name)
+        if _refs_agree(ctx.blobs, refs):
+            ctx.artifact_refs[name] = refs[0]  # the first input's: the same on every run
         else:
-            ctx.artifact_refs[name] = refs[0]
+            conflicts.append(name)
     if conflicts:
         names = ", ".join(sorted(conflicts))
         raise MergeArtifactsException(
@@ -52,3 +57,29 @@ def merge_artifacts(flow: "FlowSpec", inputs: "Inputs", exclude: list[str],
             f"inputs: {names}. Assign them in the join step first (for example "
             f"`self.{sorted(conflicts)[0]} = inputs[0].{sorted(conflicts)[0]}`) or pass "
             f"exclude={sorted(conflicts)!r}.", sorted(conflicts))
+
+
+def _refs_agree(blobs: BlobStore, refs: list[BlobRef]) -> bool:
+    """True when every ref holds the same value: one hash, or values that compare equal."""
+    distinct = list({r.sha: r for r in refs}.values())
+    if len(distinct) == 1:
+        return True
+    first = blobs.get(distinct[0].sha)
+    return all(values_agree(first, blobs.get(r.sha)) for r in distinct[1:])
+
+
+def values_agree(a: Any, b: Any) -> bool:
+    """True only when `a` and `b` are of one type and `a == b` clearly says True.
+
+    `==` can raise, or answer with something other than a bool (a numpy array
+    answers element by element): those count as "not the same value".
+    """
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        answer = a == b
+    except Exception:
+        return False
+    return answer is True

@@ -13,12 +13,19 @@ import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from flowdeck.authoring import runner
+from flowdeck.authoring.exceptions import MergeArtifactsException
 from flowdeck.engine.taskstate import StepContext
+
+__all__ = ["MergeArtifactsException"]  # re-exported: flows import it from here or from flowdeck
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.client import Run
 
 _MISSING = object()
+#: `self.__dict__` key of {artifact: (BlobRef it was loaded from, id of the loaded value)}:
+#: lets the task keep the reference of an artifact the step only read.
+LOADED = "_fd_loaded"
 
 
 # -- decorators -------------------------------------------------------------
@@ -123,14 +130,32 @@ class Parameter:
         return getattr(self.type, "__name__", "str")
 
     def default_value(self, flow_name: str = "") -> Any:
-        if callable(self.default) and not isinstance(self.default, type):
+        """The default, called if it is a function; a JSONType default string is parsed.
+
+        Metaflow passes a default through the parameter's type, so a JSONType
+        default written as '{"a": 1}' reads as a dict in the step, not a str.
+        """
+        value = self.default
+        if callable(value) and not isinstance(value, type):
             context = SimpleNamespace(flow_name=flow_name, parameter_name=self.name,
                                       user_name=None, logger=print)
             try:
-                return self.default(context)
+                value = value(context)
             except TypeError:
-                return self.default()
-        return self.default
+                value = value()
+        if self.kind == "json" and isinstance(value, (str, bytes)):
+            return self._parse_json_default(value)
+        return value
+
+    def _parse_json_default(self, text: str | bytes) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            from flowdeck.analysis.diagnostics import UsageError
+            raise UsageError(f"Parameter `{self.name}` has type JSONType, but its default "
+                             f"{text!r} is not valid JSON ({exc}). Write the default as a "
+                             "JSON string such as '{\"a\": 1}', or as a Python dict or "
+                             "list.") from None
 
     def convert(self, raw: Any) -> Any:
         """Turn a command-line string (or a Python value) into this parameter's type."""
@@ -190,14 +215,6 @@ class Inputs:
         raise AttributeError(f"inputs has no branch named {name!r}; the branches are {steps}")
 
 
-class MergeArtifactsException(Exception):
-    """`merge_artifacts` found artifacts whose values differ between inputs."""
-
-    def __init__(self, message: str, names: list[str]):
-        super().__init__(message)
-        self.artifact_names = names
-
-
 # -- the flow -----------------------------------------------------------------
 
 class FlowSpec:
@@ -209,8 +226,7 @@ class FlowSpec:
 
     def __init__(self, use_cli: bool = True):
         if use_cli:
-            from flowdeck.engine.launch import bare_script_call
-            bare_script_call(type(self))
+            runner.entry().bare_script_call(type(self))
 
     # -- running ----------------------------------------------------------
 
@@ -221,8 +237,7 @@ class FlowSpec:
         `resume`, `--param value`); from any other program it reads only
         `params`, never that program's `sys.argv`.
         """
-        from flowdeck.engine.launch import run_flow_class
-        return run_flow_class(type(self), params)
+        return runner.entry().run_flow_class(type(self), params)
 
     @property
     def name(self) -> str:
@@ -301,6 +316,7 @@ class FlowSpec:
             if ref is not None:
                 value = ctx.load(ref)
                 object.__setattr__(self, name, value)
+                self.__dict__.setdefault(LOADED, {})[name] = (ref, id(value))
                 return value
             where = f"step `{ctx.step}`"
             hint = (" In a join, read it from `inputs` (for example inputs[0]." + name +

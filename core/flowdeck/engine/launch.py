@@ -13,7 +13,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.store.index import RunIndex
@@ -26,8 +26,6 @@ from flowdeck.analysis.lint import lint_graph
 from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
 from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
 
-if TYPE_CHECKING:  # pragma: no cover
-    from flowdeck.client import Run
 
 
 @dataclass
@@ -209,65 +207,3 @@ def _origin_parameters(blobs: BlobStore, param_refs: dict[str, dict[str, Any]],
     for attr, param in flow_parameters(flow_cls).items():
         values.setdefault(attr, param.default_value(flow_cls.__name__))
     return values
-
-
-# -- entry points used by FlowSpec ------------------------------------------
-
-def is_flow_script(flow_cls: type) -> bool:
-    """True when the flow's own file is the script being run (so argv is ours)."""
-    if flow_cls.__module__ != "__main__":
-        return False
-    main = sys.modules.get("__main__")
-    return bool(getattr(main, "__file__", None)) and "ipykernel" not in sys.modules
-
-
-def bare_script_call(flow_cls: type) -> None:
-    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line."""
-    if not is_flow_script(flow_cls):
-        return
-    line = _calling_module_line()
-    main_file = getattr(sys.modules["__main__"], "__file__", "")
-    if line is None or not _is_bare_call_statement(main_file, line, flow_cls.__name__):
-        return
-    from flowdeck.cli.main import script_main
-    code, _ = script_main(flow_cls, sys.argv[1:])
-    sys.exit(code)
-
-
-def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
-    """`MyFlow().run(**params)`: the script's command line, or only `params`."""
-    from flowdeck.cli.main import script_main
-    from flowdeck.client import Run
-    if is_flow_script(flow_cls):
-        code, handle = script_main(flow_cls, sys.argv[1:], defaults=params)
-        if code != 0 or handle is None:
-            sys.exit(code)
-        return handle
-    options = RunOptions(install_signal_handlers=True)
-    outcome = execute(flow_cls, params, options)
-    return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root)
-
-
-def _calling_module_line() -> int | None:
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
-            return frame.f_lineno
-        frame = frame.f_back
-    return None
-
-
-def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
-    try:
-        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Expr) and node.lineno <= line <= (node.end_lineno or line):
-            call = node.value
-            if isinstance(call, ast.Call):
-                func = call.func
-                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-                if name == class_name:
-                    return True
-    return False

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from flowdeck.authoring.current import current
-from flowdeck.store.blobs import ArtifactPickleError, BlobRef, BlobStore, atomic_write_json
+from flowdeck.store.blobs import ArtifactPickleError, BlobRef, BlobStore, EncodedBlob, atomic_write_json
 from flowdeck.authoring.exceptions import ExceptionWrapper, StepTimeout, error_info
-from flowdeck.authoring.spec import Inputs, MergeArtifactsException, new_flow_instance
+from flowdeck.authoring.merge import values_agree
+from flowdeck.authoring.exceptions import MergeArtifactsException
+from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 
 EXIT_OK = 0
@@ -67,13 +69,23 @@ class TaskRequest:
     input_paths: list[str] = field(default_factory=list)
 
 
+_sigint_received = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Python's own Ctrl+C handler, remembering that the interrupt came from a signal."""
+    global _sigint_received
+    _sigint_received = True
+    raise KeyboardInterrupt
+
+
 def prepare_worker_process() -> None:
     """Reset what the child inherited from the orchestrator: signals, stdio."""
     try:
         signal.set_wakeup_fd(-1)
     except ValueError:
         pass
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -110,6 +122,14 @@ class TaskFailure(Exception):
     """A failure described by the engine, with no traceback worth showing."""
 
 
+@dataclass
+class Progress:
+    """Where an attempt is, so that an interruption can be described precisely."""
+
+    phase: str = "running"  # running | saving
+    artifact: str | None = None
+
+
 def execute_task(req: TaskRequest) -> int:
     """Run one attempt and record it; returns the process exit code."""
     started = time.time()
@@ -129,14 +149,18 @@ def execute_task(req: TaskRequest) -> int:
                  origin_run_id=req.origin_run_id,
                  parameter_names=sorted(req.params), username=_username())
     code, status = EXIT_OK, "succeeded"
+    progress = Progress()
     try:
         _run_step(flow, ctx, req, inputs, record)
         record["foreach_splits"] = _foreach_splits(flow, req)
-        record["artifacts"] = {k: v.as_dict() for k, v in _persist(flow, ctx, blobs).items()}
+        progress.phase = "saving"
+        artifacts = _persist(flow, ctx, blobs, progress)
+        record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
         record["next"] = ctx.transition[0] if ctx.transition else []
-    except KeyboardInterrupt:
-        code, status = EXIT_CANCELLED, "cancelled"
-        record["error"] = {"type": "KeyboardInterrupt", "message": "cancelled", "traceback": ""}
+    except KeyboardInterrupt as exc:  # never a quiet end: the orchestrator decides if it is a cancel
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not lose the record
+        code, status = EXIT_FAILED, "failed"
+        record["error"] = _interrupt_error(req.step, exc, progress)
     except (TaskFailure, ArtifactPickleError, MergeArtifactsException) as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
@@ -153,6 +177,31 @@ def execute_task(req: TaskRequest) -> int:
     _flush_stdio()
     atomic_write_json(req.attempt_json, record)
     return code
+
+
+def _interrupt_error(step: str, exc: KeyboardInterrupt, progress: Progress) -> dict[str, Any]:
+    """The failure record of an attempt ended by KeyboardInterrupt.
+
+    The worker cannot tell a Ctrl+C on the terminal (which reaches the whole
+    process group, the orchestrator included) from a SIGINT sent to this
+    process alone, so it records a failure either way; the orchestrator, which
+    knows whether the run is being cancelled, turns it into "cancelled" then.
+    """
+    where = (f" while saving artifact `{progress.artifact}`" if progress.phase == "saving"
+             and progress.artifact else " while saving its artifacts"
+             if progress.phase == "saving" else "")
+    if _sigint_received:
+        message = (f"Step `{step}` was interrupted by SIGINT{where}, although the run was not "
+                   "cancelled, so the task failed. To stop a run, stop the whole run "
+                   "(Ctrl+C, or Stop in the window), not one task process.")
+        info = error_info(exc, message=message, with_traceback=False)
+        info["signal"] = "SIGINT"
+        return info
+    raised = repr(exc) if exc.args else "KeyboardInterrupt"
+    message = (f"Step `{step}` raised {raised}{where}. The run was not cancelled, so this "
+               "is a task failure (KeyboardInterrupt ends a step like any other exception). "
+               "Raise an ordinary exception to fail a step on purpose.")
+    return error_info(exc, message=message)
 
 
 def _build_context(req: TaskRequest, blobs: BlobStore) -> tuple[StepContext, Inputs | None]:
@@ -237,14 +286,49 @@ def _foreach_splits(flow: Any, req: TaskRequest) -> int | None:
     return count
 
 
-def _persist(flow: Any, ctx: StepContext, blobs: BlobStore) -> dict[str, BlobRef]:
-    """Artifacts after this task: inherited references plus everything set (or read) on self."""
+def _persist(flow: Any, ctx: StepContext, blobs: BlobStore,
+             progress: Progress | None = None) -> dict[str, BlobRef]:
+    """Artifacts after this task: inherited references plus everything set on self.
+
+    An inherited artifact the step only read keeps its parent's reference:
+    pickling it again in this process could give other bytes for the same
+    value (a set's order follows the hash seed), and a join would then see
+    two different values where there is one.
+    """
     refs = dict(ctx.artifact_refs)
+    loaded = flow.__dict__.get(LOADED, {})
     for name, value in list(flow.__dict__.items()):
         if name.startswith("_fd") or name.startswith("__"):
             continue
-        refs[name] = blobs.put(name, value)
+        if progress is not None:
+            progress.artifact = name
+        blob = blobs.encode(name, value)
+        origin = loaded.get(name)
+        if origin is not None and _unchanged(blobs, origin[0], origin[1], value, blob):
+            refs[name] = origin[0]
+        else:
+            refs[name] = blobs.write(blob)
     return refs
+
+
+def _unchanged(blobs: BlobStore, ref: BlobRef, loaded_id: int, value: Any,
+               blob: EncodedBlob) -> bool:
+    """True when `value`, loaded from `ref` in this step, still is the value stored there.
+
+    Reassigned (another object): changed. Same bytes as the stored blob: not
+    changed (the common case; comparing bytes costs less than hashing them).
+    Other bytes: mutated in place, or pickled in another order; compare the
+    values, and only a clear `==` answer of True counts as unchanged.
+    """
+    if id(value) != loaded_id:
+        return False
+    if blobs.holds(ref, blob):
+        return True
+    try:
+        original = blobs.get(ref.sha)
+    except Exception:  # it loaded a moment ago; if it cannot now, store the value again
+        return False
+    return values_agree(value, original)
 
 
 def _flush_stdio() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flowdeck.engines.inspect_task import describe_value
+from flowdeck.engines.describe import describe_value
 
 
 def inspect_metaflow_task(info: dict[str, Any], step: str, task_id: str) -> dict[str, Any]:

@@ -16,40 +16,13 @@ answer comes from Metaflow's client instead (`flowdeck.engines.inspect_metaflow`
 from __future__ import annotations
 
 import json
-import os
 import sys
+from pathlib import Path
 from typing import Any
 
-PREVIEW_CHARS = 400
-
-
-def describe_value(value: Any) -> dict[str, Any]:
-    """A short, safe description: repr, or shape/dtype for arrays, head for data frames."""
-    out: dict[str, Any] = {}
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is not None and isinstance(shape, tuple):
-        out["shape"] = list(shape)
-    if dtype is not None:
-        out["dtype"] = str(dtype)
-    head = getattr(value, "head", None)
-    if callable(head) and hasattr(value, "columns"):
-        try:
-            out["preview"] = _clip(head(5).to_string())
-            return out
-        except Exception as exc:  # a broken __repr__ is the value's problem, not ours
-            out["preview"] = f"<head() failed: {type(exc).__name__}: {exc}>"
-            return out
-    try:
-        out["preview"] = _clip(repr(value))
-    except Exception as exc:  # user-defined __repr__ may raise anything
-        out["preview"] = f"<repr() failed: {type(exc).__name__}: {exc}>"
-    return out
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + " …"
-
+from flowdeck.engines.describe import describe_value
+from flowdeck.store.index import read_run
+from flowdeck.store.layout import InvalidId, RunLayout
 
 def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> dict[str, Any]:
     from flowdeck.client import ClientError, Run
@@ -75,13 +48,12 @@ def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> 
 
 
 def _run_info(root: str, flow: str, run_id: str) -> dict[str, Any]:
-    """The run's `run.json`, or {} when there is none (the client then says what is wrong)."""
-    from flowdeck.store.blobs import read_json
+    """The run's record as JSON, or {} when there is none (the client then says what is wrong)."""
     try:
-        info = read_json(os.path.join(root, flow, "runs", run_id, "run.json"))
-    except (OSError, ValueError):
+        record = read_run(RunLayout(Path(root), flow), run_id).record
+    except InvalidId:
         return {}
-    return info if isinstance(info, dict) else {}
+    return record.as_json() if record else {}
 
 
 def main(argv: list[str]) -> int:

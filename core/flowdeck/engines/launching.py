@@ -13,10 +13,9 @@ from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
 from flowdeck.engines.local import FlowdeckEngine
 from flowdeck.engines.metaflow import MetaflowEngine
-from flowdeck.store.layout import RunLayout, new_run_id
+from flowdeck.store.layout import RUN_ID_ENV, RunLayout, new_run_id
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (FlowdeckEngine(), MetaflowEngine())}
-RUN_ID_ENV = "FLOWDECK_RUN_ID"
 
 
 class LaunchError(Exception):

@@ -2,7 +2,7 @@
 
 Layout under the root (by default `.flowdeck/` beside the flow file)::
 
-    blobs/ab/ab12...            one cloudpickle blob per distinct value, written once
+    blobs/ab/ab12...            one pickled blob per distinct value, written once
     <Flow>/runs/<run_id>/run.json           parameters, step hashes, status
     <Flow>/runs/<run_id>/events.jsonl       the event stream (see docs/events.md)
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   task metadata
@@ -10,26 +10,35 @@ Layout under the root (by default `.flowdeck/` beside the flow file)::
 
 Every file is written atomically (temporary file, then rename), so a run
 killed at any moment leaves only complete files behind.
+
+A blob's name is its BLAKE2b digest (40 hex digits), computed with the
+standard library only, so every interpreter that runs a task (a bare venv
+included) gives a value the same name. A blob larger than one leaf (4 MiB)
+is hashed as a two-level BLAKE2 tree: each leaf on its own, in threads
+(hashlib releases the GIL), then a root over the leaf digests; the digest
+depends on the bytes alone, never on the number of threads. Reading a blob
+checks it against its name, so a damaged file raises `BlobDamagedError`
+(naming the file) instead of returning a wrong value.
+
+Older stores keep working: blobs are read by whatever name they have. A
+32-digit name is xxh3-128 (older Flowdeck, with xxhash installed): checked
+when xxhash is importable, read unchecked otherwise. A 40-digit name of an
+older blob larger than a leaf is plain sequential BLAKE2b: still checked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
 import pickle
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-try:  # ~20 GB/s; a flow's own interpreter may lack it, then BLAKE2 (about 1 GB/s) serves
-    from xxhash import xxh3_128 as _blob_hash
-except ImportError:  # pragma: no cover - depends on the flow's interpreter
-    from _blake2 import blake2b as _blake2b
-
-    def _blob_hash(data: bytes = b"") -> Any:
-        return _blake2b(data, digest_size=20)  # 40 hex digits: never mistaken for xxh3's 32
+from typing import Any, Callable, Sequence
 
 MAGIC = b"FDB1"
 _HEADER = struct.Struct("<4sI")
@@ -37,8 +46,132 @@ ROOT_ENV = "FLOWDECK_HOME"
 DEFAULT_DIRNAME = ".flowdeck"
 
 
+DIGEST_SIZE = 20  # 40 hex digits: never mistaken for an older xxh3-128 name (32)
+LEAF_SIZE = 4 * 1024 * 1024  # part of the digest's definition: never change it
+_INNER_SIZE = 32
+_TREE = {"fanout": 0, "depth": 2, "leaf_size": LEAF_SIZE, "inner_size": _INNER_SIZE}
+MAX_HASH_THREADS = 8
+_COMPARE_STEP = 4 * 1024 * 1024
+
+
 class ArtifactPickleError(Exception):
     """An artifact could not be serialised; the message names it and its type."""
+
+
+class BlobDamagedError(ValueError):
+    """A blob that is missing, truncated or whose bytes no longer match its name.
+
+    Never a value: a damaged blob would otherwise unpickle into a wrong
+    value, or fail deep inside numpy with a message that names no file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str):
+        super().__init__(
+            f"Artifact blob {path} {problem}. Its value cannot be trusted, so it is not "
+            "returned. Rerun the step that produced it: `python <flow file> resume <step>` "
+            "reruns every task whose artifacts are damaged or missing.")
+        self.path = str(path)
+
+
+# -- hashing --------------------------------------------------------------------
+
+def blob_digest(chunks: Sequence[Any]) -> str:
+    """The name of the blob made of `chunks` (bytes-like, concatenated).
+
+    Up to one leaf: plain BLAKE2b. Larger: a BLAKE2 tree (BLAKE2's own tree
+    parameters keep leaves, root and plain hashes apart) of `LEAF_SIZE`
+    leaves, hashed in threads; the result does not depend on the thread count.
+    """
+    views = [_byte_view(c) for c in chunks]
+    if sum(v.nbytes for v in views) <= LEAF_SIZE:
+        return _sequential_digest(views)
+    leaves = _split_leaves(views, LEAF_SIZE)
+    jobs = [(i, parts, i == len(leaves) - 1) for i, parts in enumerate(leaves)]
+    workers = min(len(jobs), _usable_cpus(), MAX_HASH_THREADS)
+    if workers < 2:
+        digests = [_leaf_digest(job) for job in jobs]
+    else:  # a pool per call: a long-lived one would not survive the orchestrator's fork
+        with ThreadPoolExecutor(workers, thread_name_prefix="flowdeck-hash") as pool:
+            digests = list(pool.map(_leaf_digest, jobs))
+    root = hashlib.blake2b(digest_size=DIGEST_SIZE, node_offset=0, node_depth=1,
+                           last_node=True, **_TREE)
+    for digest in digests:
+        root.update(digest)
+    return root.hexdigest()
+
+
+def _sequential_digest(views: Sequence[memoryview]) -> str:
+    digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    for view in views:
+        digest.update(view)
+    return digest.hexdigest()
+
+
+def _leaf_digest(job: tuple[int, list[memoryview], bool]) -> bytes:
+    index, parts, last = job
+    digest = hashlib.blake2b(digest_size=_INNER_SIZE, node_offset=index, node_depth=0,
+                             last_node=last, **_TREE)
+    for part in parts:
+        digest.update(part)
+    return digest.digest()
+
+
+def _split_leaves(views: Sequence[memoryview], size: int) -> list[list[memoryview]]:
+    """Cut the concatenation of `views` into leaves of `size` bytes (the last may be short)."""
+    leaves: list[list[memoryview]] = []
+    current: list[memoryview] = []
+    room = size
+    for view in views:
+        while view.nbytes:
+            part = view[:room]
+            current.append(part)
+            room -= part.nbytes
+            view = view[part.nbytes:]
+            if room == 0:
+                leaves.append(current)
+                current, room = [], size
+    if current:
+        leaves.append(current)
+    return leaves
+
+
+def _byte_view(chunk: Any) -> memoryview:
+    view = memoryview(chunk)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _legacy_xxh3() -> Callable[[Any], Any] | None:
+    """xxh3-128, which named blobs before BLAKE2 did; only needed to check those."""
+    try:
+        from xxhash import xxh3_128
+    except ImportError:
+        return None
+    return xxh3_128
+
+
+def _verify(path: Path, sha: str, view: memoryview) -> bool:
+    """Raise BlobDamagedError unless `view` hashes to `sha`; False if the name is not checkable."""
+    if len(sha) == 2 * DIGEST_SIZE:
+        if blob_digest([view]) == sha:
+            return True
+        if view.nbytes > LEAF_SIZE and _sequential_digest([view]) == sha:
+            return True  # written by a bare interpreter before tree hashing
+        raise BlobDamagedError(path, "is damaged: its bytes no longer match its name "
+                                     "(a BLAKE2b hash)")
+    legacy = _legacy_xxh3() if len(sha) == 32 else None
+    if legacy is None:
+        return False
+    if legacy(view).hexdigest() != sha:
+        raise BlobDamagedError(path, "is damaged: its bytes no longer match its name "
+                                     "(an xxh3 hash)")
+    return True
 
 
 @dataclass(frozen=True)
@@ -109,22 +242,40 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(handle.read())
 
 
+@dataclass
+class EncodedBlob:
+    """A value pickled into a blob's bytes, not yet named or written."""
+
+    chunks: list[Any]  # header, pickle stream, out-of-band buffers
+    size: int
+    type: str
+
+    @cached_property
+    def sha(self) -> str:
+        return blob_digest(self.chunks)
+
+
 class BlobStore:
     """Content-addressed store of pickled values; each distinct value is written once.
 
     Values are pickled with protocol 5 and out-of-band buffers, so a large
     numpy array is hashed and written straight from its memory without a
     copy and without compression (which costs more than it saves on
-    floating-point data).
+    floating-point data). Reads check the bytes against the name.
     """
 
     def __init__(self, root: Path):
         self.dir = root / "blobs"
+        self._intact: set[str] = set()  # checked by `damage` in this process
 
     def path(self, sha: str) -> Path:
         return self.dir / sha[:2] / sha
 
     def put(self, name: str, value: Any) -> BlobRef:
+        return self.write(self.encode(name, value))
+
+    def encode(self, name: str, value: Any) -> EncodedBlob:
+        """Pickle `value` (the artifact `name`) into a blob's bytes."""
         try:
             main, raws = _dumps(value)
         except Exception as exc:  # pickling runs arbitrary __reduce__ code
@@ -135,40 +286,135 @@ class BlobStore:
         header = _HEADER.pack(MAGIC, len(raws)) + struct.pack(
             f"<{len(raws) + 1}Q", len(main), *(r.nbytes for r in raws))
         size = len(header) + len(main) + sum(r.nbytes for r in raws)
-        digest = _blob_hash(header)
-        digest.update(main)
-        for raw in raws:
-            digest.update(raw)
-        sha = digest.hexdigest()
-        target = self.path(sha)
-        if not target.exists():
+        return EncodedBlob([header, main, *raws], size, _type_name(value))
+
+    def write(self, blob: EncodedBlob) -> BlobRef:
+        """Store `blob` under its hash, unless a file of that name and size is already there.
+
+        A file of another size under that name is a damaged copy: it is replaced.
+        """
+        target = self.path(blob.sha)
+        try:
+            present = target.stat().st_size == blob.size
+        except FileNotFoundError:
+            present = False
+        if not present:
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, [header, main, *raws])
-        return BlobRef(sha, size, _type_name(value))
+            atomic_write(target, blob.chunks)
+        return BlobRef(blob.sha, blob.size, blob.type)
+
+    def holds(self, ref: BlobRef, blob: EncodedBlob) -> bool:
+        """True when the stored blob of `ref` has exactly the bytes of `blob`.
+
+        Comparing bytes with the file (about 6 GB/s) is much cheaper than hashing
+        them (about 1 GB/s per core), so a task uses it to find artifacts it read
+        but did not change, and keeps their references instead of writing them.
+        """
+        try:
+            with open(self.path(ref.sha), "rb", buffering=0) as handle:
+                if os.fstat(handle.fileno()).st_size != blob.size:
+                    return False
+                return all(_file_continues_with(handle, _byte_view(c)) for c in blob.chunks)
+        except OSError:
+            return False
 
     def get(self, sha: str) -> Any:
+        """The value stored under `sha`; BlobDamagedError if the file is missing or damaged."""
         path = self.path(sha)
-        view = _read_blob(path)
-        magic, count = _HEADER.unpack_from(view, 0)
-        if magic != MAGIC:
-            raise ValueError(f"{path} is not a Flowdeck artifact blob")
-        lengths = struct.unpack_from(f"<{count + 1}Q", view, _HEADER.size)
-        offset = _HEADER.size + 8 * (count + 1)
-        main = view[offset:offset + lengths[0]]
-        offset += lengths[0]
-        buffers = []
-        for length in lengths[1:]:
-            buffers.append(view[offset:offset + length])
-            offset += length
-        return pickle.loads(main, buffers=buffers)
+        try:
+            view = _read_blob(path)
+        except FileNotFoundError:
+            raise BlobDamagedError(path, "is missing") from None
+        _check_magic(path, view)
+        checked = _verify(path, sha, view)
+        main, buffers = _split(path, view)
+        try:
+            return pickle.loads(main, buffers=buffers)
+        except (pickle.UnpicklingError, EOFError, ValueError, IndexError, struct.error) as exc:
+            if checked:  # the bytes are the ones written: a genuine error, not damage
+                raise
+            raise BlobDamagedError(path, f"cannot be unpickled ({type(exc).__name__}: {exc}) "
+                                         "and its older xxh3 name cannot be checked without "
+                                         "the xxhash package, so it is probably damaged") from None
+
+    def damage(self, ref: BlobRef) -> str | None:
+        """What is wrong with the stored blob of `ref` (missing, wrong size, damaged), or None.
+
+        Resume calls this before reusing a task, so it hashes each blob at most
+        once per process. A damaged file is set aside (renamed `<name>.damaged`)
+        so that rerunning the step that produced it writes a good copy.
+        """
+        if ref.sha in self._intact:
+            return None
+        path = self.path(ref.sha)
+        try:
+            view = _read_blob(path)
+        except FileNotFoundError:
+            return f"{path} is missing"
+        try:
+            if ref.size and view.nbytes != ref.size:
+                raise BlobDamagedError(path, f"has {view.nbytes} bytes instead of {ref.size}")
+            _check_magic(path, view)
+            _verify(path, ref.sha, view)
+            _split(path, view)
+        except BlobDamagedError as exc:
+            _set_aside(path)
+            return f"{exc.path} is damaged"
+        self._intact.add(ref.sha)
+        return None
+
+
+def _file_continues_with(handle: Any, view: memoryview) -> bool:
+    """True when the next bytes of the open file are exactly `view`."""
+    buffer = bytearray(min(_COMPARE_STEP, view.nbytes))
+    for start in range(0, view.nbytes, _COMPARE_STEP):
+        part = view[start:start + _COMPARE_STEP]
+        if part.nbytes != len(buffer):
+            buffer = bytearray(part.nbytes)
+        got = handle.readinto(buffer)
+        if got != part.nbytes or buffer != part:  # bytearray == buffer: one memcmp
+            return False
+    return True
+
+
+def _set_aside(path: Path) -> None:
+    try:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+    except OSError:
+        pass
+
+
+def _check_magic(path: Path, view: memoryview) -> None:
+    if view.nbytes < _HEADER.size or bytes(view[:len(MAGIC)]) != MAGIC:
+        raise BlobDamagedError(path, "is not a Flowdeck artifact blob (damaged or overwritten)")
+
+
+def _split(path: Path, view: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """The pickle stream and out-of-band buffers of a blob, with every length checked."""
+    _, count = _HEADER.unpack_from(view, 0)
+    table_end = _HEADER.size + 8 * (count + 1)
+    if table_end > view.nbytes:
+        raise BlobDamagedError(path, "is truncated or damaged (its header is incomplete)")
+    lengths = struct.unpack_from(f"<{count + 1}Q", view, _HEADER.size)
+    if table_end + sum(lengths) != view.nbytes:
+        raise BlobDamagedError(path, f"is truncated or damaged (its header describes "
+                                     f"{table_end + sum(lengths)} bytes, the file has "
+                                     f"{view.nbytes})")
+    offset = table_end
+    parts = []
+    for length in lengths:
+        parts.append(view[offset:offset + length])
+        offset += length
+    return parts[0], parts[1:]
 
 
 def _read_blob(path: Path) -> memoryview:
     """A blob's bytes, writable. Large blobs are mapped copy-on-write instead of read.
 
-    Arrays unpickled from out-of-band buffers then point into the mapping: pages
-    load as they are touched, and writes stay private to this process (blobs are
-    immutable and never rewritten, so the mapping cannot change under us).
+    Arrays unpickled from out-of-band buffers then point into the mapping: checking
+    the hash reads every page once (mapping the page cache, not copying it), and
+    writes stay private to this process. Blobs are never modified in place (a
+    damaged copy is replaced by rename, a new file), so the mapping cannot change.
     """
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size

@@ -56,8 +56,11 @@ class RunEntry:
     def start(self) -> float:
         if self.record:
             return self.record.start
+        stamp = self.run_id.split("-", 1)[0]  # our ids start with their start in ms
+        if stamp.isdigit() and len(stamp) == 13:
+            return int(stamp) / 1000
         try:
-            return self.path.stat().st_mtime
+            return self.path.parent.stat().st_mtime
         except OSError:
             return 0.0
 

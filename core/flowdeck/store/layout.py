@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT_ENV = "FLOWDECK_HOME"
+RUN_ID_ENV = "FLOWDECK_RUN_ID"  # the run id a launcher chose, read by the flow process
 DEFAULT_DIRNAME = ".flowdeck"
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"

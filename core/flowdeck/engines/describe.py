@@ -1,0 +1,35 @@
+"""A short, safe description of an artifact value for the window (in a helper process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PREVIEW_CHARS = 400
+
+
+def describe_value(value: Any) -> dict[str, Any]:
+    """A short, safe description: repr, or shape/dtype for arrays, head for data frames."""
+    out: dict[str, Any] = {}
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is not None and isinstance(shape, tuple):
+        out["shape"] = list(shape)
+    if dtype is not None:
+        out["dtype"] = str(dtype)
+    head = getattr(value, "head", None)
+    if callable(head) and hasattr(value, "columns"):
+        try:
+            out["preview"] = _clip(head(5).to_string())
+            return out
+        except Exception as exc:  # a broken __repr__ is the value's problem, not ours
+            out["preview"] = f"<head() failed: {type(exc).__name__}: {exc}>"
+            return out
+    try:
+        out["preview"] = _clip(repr(value))
+    except Exception as exc:  # user-defined __repr__ may raise anything
+        out["preview"] = f"<repr() failed: {type(exc).__name__}: {exc}>"
+    return out
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + " …"
