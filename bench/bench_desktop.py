@@ -66,6 +66,10 @@ app = QApplication([])
 controller, window = build(QSettings(sys.argv[2], QSettings.Format.IniFormat), [sys.argv[1]])
 window.show()
 app.processEvents()
+deadline = time.perf_counter() + 60  # the watcher's thread lists the folder: wait for it
+while len(controller.model.entries()) < 100 and time.perf_counter() < deadline:
+    app.processEvents()
+    time.sleep(0.001)
 count = len(controller.model.entries())
 rss = 0
 with open("/proc/self/status") as status:
@@ -131,6 +135,7 @@ def _spin_until(app: object, predicate: object, timeout: float) -> None:
 def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
+
     from flowdeck_desktop.app import build
     app = QApplication.instance() or QApplication([])
     folder = make_folder(1, size=20)
@@ -139,6 +144,7 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
                                [str(folder)])
     window.show()
     try:
+        _spin_until(app, lambda: controller.model.entries(), 60)  # listed off the GUI thread
         key = controller.model.entries()[0].key
         window.select_flow(key)
         # event -> colour: every state change of a real run, from the event's write time
@@ -167,8 +173,8 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
             source = source.replace(f'print("total {i - 1}"', f'print("total {i}"')
             began = time.perf_counter()
             path.write_text(source)
-            _spin_until(app, lambda: controller.runs[key].pid is not None and
-                        controller.runs[key] is not run, 10)
+            _spin_until(app, lambda old=run: controller.runs[key].pid is not None and
+                        controller.runs[key] is not old, 10)
             save_lags.append(time.perf_counter() - began)
             run = controller.runs[key]
             _spin_until(app, lambda: ended, 60)

@@ -42,10 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
-from flowdeck.discovery.catalog import CatalogDiff, FlowCatalog  # noqa: E402
 from flowdeck.analysis.flowfile import analyze_file  # noqa: E402
+from flowdeck.discovery.catalog import CatalogDiff, FlowCatalog  # noqa: E402
 from flowdeck.discovery.watcher import FolderWatcher  # noqa: E402
-
 
 # -- generating the folder ----------------------------------------------------
 
@@ -192,6 +191,8 @@ def incremental(root: Path, flows: list[Path], repeat: int, quiet: float) -> tup
     refresh: list[float] = []
     watcher = FolderWatcher([root], on_change, quiet_period=quiet, rescan_interval=3600)
     watcher.start()
+    if not watcher.wait_idle(60):  # the first scan runs on the watcher's thread
+        raise RuntimeError("the watcher's first scan did not finish within 60 s")
     try:
         for n in range(repeat):
             target = flows[n * 7 % len(flows)]

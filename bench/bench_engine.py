@@ -206,7 +206,7 @@ def run_case(case: Case, repeat: int, with_metaflow: bool) -> dict[str, float | 
             mf.write_text(case.source.replace("from flowdeck import", "from metaflow import"))
             commands["metaflow"] = ([sys.executable, str(mf), "run"], mf.parent)
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for name, (cmd, cwd) in commands.items():
+        for cmd, cwd in commands.values():
             time_command(cmd, cwd, 0)  # warm-up: bytecode caches, datastore folders
         for _ in range(repeat):
             for name, (cmd, cwd) in commands.items():

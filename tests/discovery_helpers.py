@@ -7,9 +7,9 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from flowdeck.discovery.catalog import CatalogDiff
 from flowdeck.discovery.watcher import WatchStatus

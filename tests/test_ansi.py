@@ -6,8 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowdeck_desktop.views.ansi import (DEFAULT_STYLE, PALETTE_DARK, PALETTE_LIGHT, AnsiParser, Style,
-                                   is_plain, parse, strip_ansi, to_rgb)
+from flowdeck_desktop.views.ansi import (
+    DEFAULT_STYLE,
+    PALETTE_DARK,
+    PALETTE_LIGHT,
+    AnsiParser,
+    Style,
+    is_plain,
+    parse,
+    strip_ansi,
+    to_rgb,
+)
 
 RED = Style(fg=1)
 

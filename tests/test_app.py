@@ -8,11 +8,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES, FLOWS, close_window, flow_key
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from conftest import EXAMPLES, FLOWS, close_window, flow_key
 from flowdeck_desktop.app import build
 from flowdeck_desktop.models.catalog_model import STATUS_ROLE
 
@@ -33,6 +33,7 @@ def folder(tmp_path: Path) -> Path:
 def app(qtbot, settings: QSettings, folder: Path):
     controller, window = build(settings, [str(folder)])
     window.show()
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
     yield controller, window
     close_window(controller, window)
 
@@ -186,7 +187,8 @@ def test_drop_a_flow_file_adds_selects_and_runs_it(qtbot, app, tmp_path: Path) -
         QApplication.sendEvent(window, drop)
     assert blocker.args[1] == "succeeded"
     assert controller.model.entry(window.selected_key).name == "HelloFlow"
-    assert str(other) in controller.roots
+    assert str(other / "hello.py") in controller.roots  # the file alone, not its folder
+    assert str(other) not in controller.roots
 
 
 def test_dropping_a_non_flow_file_gives_a_message(qtbot, app, tmp_path: Path) -> None:
@@ -199,7 +201,7 @@ def test_dropping_a_non_flow_file_gives_a_message(qtbot, app, tmp_path: Path) ->
     window.handle_dropped([str(text_file)])
     assert "not a Python file" in window.last_message[1]
     window.handle_dropped([str(plain / "util.py")])
-    assert "defines no flow" in window.last_message[1]
+    qtbot.waitUntil(lambda: "defines no flow" in window.last_message[1])  # once it is scanned
     assert not any(controller.is_running(k) for k in controller.runs)
 
 
@@ -430,7 +432,7 @@ def test_first_start_offers_the_bundled_examples(qtbot, settings: QSettings) -> 
         assert window.empty_hint.isVisible()
         assert window.examples_dir == str(EXAMPLES)
         window.open_paths([window.examples_dir])
-        assert any(e.name == "TrainFlow" for e in controller.model.entries())
+        qtbot.waitUntil(lambda: any(e.name == "TrainFlow" for e in controller.model.entries()))
         assert not window.empty_hint.isVisible()
     finally:
         window.close()

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FLOWS, close_window, flow_key, process_alive
 from PySide6.QtCore import QSettings
 
-from conftest import FLOWS, close_window, flow_key, process_alive
 from flowdeck_desktop.app import build
 
 pytest.importorskip("metaflow")
@@ -35,6 +35,7 @@ def app(qtbot, settings: QSettings, folder: Path, monkeypatch):
         monkeypatch.delenv(name, raising=False)  # the bridge supplies a user name
     controller, window = build(settings, [str(folder)])
     window.show()
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
     yield controller, window
     close_window(controller, window)
 

@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import EXAMPLES, FLOWS
+
 from flowdeck.analysis.flowfile import analyze_file
-from flowdeck_desktop.views.dag_layout import (DagLayout, EdgeRoute, LayoutOptions, NodePlacement,
-                                         foreach_body_steps, layout_graph)
+from flowdeck_desktop.views.dag_layout import (
+    DagLayout,
+    EdgeRoute,
+    LayoutOptions,
+    NodePlacement,
+    foreach_body_steps,
+    layout_graph,
+)
 
 EPS = 1e-6
 

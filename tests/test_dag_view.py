@@ -10,16 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import FLOWS
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
-
-from conftest import FLOWS
-from flowdeck.analysis.flowfile import analyze_file
-from flowdeck_desktop.views.dag_view import (DagScene, DagView, EdgeItem, StepItem, StepState,
-                                       format_duration)
 from test_dag_layout import graph_from_structure, sixty_steps
+
+from flowdeck.analysis.flowfile import analyze_file
+from flowdeck_desktop.views.dag_view import (
+    DagScene,
+    DagView,
+    EdgeItem,
+    StepItem,
+    StepState,
+    format_duration,
+)
 
 
 def graph_of(name: str) -> dict[str, Any]:
@@ -213,18 +219,62 @@ def visible_scene_rect(view: DagView):
     return view.mapToScene(view.viewport().rect()).boundingRect()
 
 
-def test_fit_shows_the_whole_scene(qtbot) -> None:
+@pytest.fixture
+def small_sixty(qtbot) -> DagView:
+    """The 60-step graph in a view far too small for it at a readable size."""
     view = DagView()
     qtbot.addWidget(view)
     view.resize(400, 300)
     view.dag_scene().set_graph(sixty_steps())
     view.show()
     qtbot.waitExposed(view)
+    return view
+
+
+def test_fit_all_shows_the_whole_scene_on_request(small_sixty: DagView) -> None:
+    view = small_sixty
     view.set_zoom(2.0)
     assert not visible_scene_rect(view).contains(view.sceneRect())
-    view.fit()
+    view.fit_all()
+    settle()  # scroll bars that are no longer needed hide on the next layout pass
     assert visible_scene_rect(view).contains(view.sceneRect())
-    assert view.zoom() < 1
+    assert view.zoom() < 1 and view.fit_mode() == "all"
+
+
+def test_default_fit_keeps_text_readable_and_scrolls_from_the_top(small_sixty: DagView) -> None:
+    view = small_sixty
+    view.set_zoom(0.3)
+    view.fit()
+    assert view.zoom() >= view.legible_zoom() >= 1.0  # names at (at least) the UI font size
+    assert view.verticalScrollBar().maximum() > 0 and view.horizontalScrollBar().maximum() > 0
+    assert visible_scene_rect(view).contains(view.item_for("start").sceneBoundingRect())
+
+
+def test_users_zoom_is_kept_across_resizes_until_fit(small_sixty: DagView) -> None:
+    view = small_sixty
+    view.zoom_by(0.5)
+    zoom = view.zoom()
+    view.resize(500, 420)
+    assert view.zoom() == pytest.approx(zoom) and view.fit_mode() == "manual"
+    view.fit()
+    assert view.zoom() == pytest.approx(view.fit_zoom()) and view.fit_mode() == "fit"
+
+
+def test_plain_wheel_scrolls_ctrl_wheel_zooms_end_and_home_jump(small_sixty: DagView) -> None:
+    from PySide6.QtGui import QWheelEvent
+    view = small_sixty
+    zoom, bar = view.zoom(), view.verticalScrollBar()
+    pos = QPointF(view.viewport().rect().center())
+    wheel = QWheelEvent(pos, QPointF(view.viewport().mapToGlobal(pos.toPoint())), QPoint(0, 0),
+                        QPoint(0, -120), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view.viewport(), wheel)
+    assert view.zoom() == zoom and bar.value() > bar.minimum()
+    view.setFocus()
+    QTest.keyClick(view, Qt.Key.Key_End)
+    assert visible_scene_rect(view).contains(view.item_for("end").sceneBoundingRect())
+    QTest.keyClick(view, Qt.Key.Key_Home)
+    assert visible_scene_rect(view).contains(view.item_for("start").sceneBoundingRect())
 
 
 def test_fit_never_blows_a_small_graph_up(qtbot) -> None:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from flowdeck_desktop.system import desktop_integration as di
 
 DESKTOP_FILE = ROOT / "resources" / "flowdeck.desktop"

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, child_env
-from flowdeck_desktop.system.editor import editor_command
-from flowdeck.store.layout import RunLayout
+
 from flowdeck.engines.interpreter import check_interpreter, detect_interpreter
+from flowdeck.store.layout import RunLayout
+from flowdeck_desktop.system.editor import editor_command
 from flowdeck_desktop.views.panes import failing_line, list_runs
 
 

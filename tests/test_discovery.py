@@ -14,11 +14,17 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import child_env
 from discovery_helpers import CASES, copy_case, flow_source, keys, names
-from flowdeck.discovery.catalog import (MAX_FILE_BYTES, CatalogSnapshot, FlowCatalog, entry_key,
-                                is_editor_dropping, scan_paths)
+
+from flowdeck.discovery.catalog import (
+    MAX_FILE_BYTES,
+    CatalogSnapshot,
+    FlowCatalog,
+    entry_key,
+    is_editor_dropping,
+    scan_paths,
+)
 
 
 def scan(*roots: Path, **options) -> CatalogSnapshot:

@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from discovery_helpers import CASES, flow_source
-from flowdeck.discovery.catalog import FlowCatalog, _analyze_bytes
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from flowdeck.analysis.flowfile import analyze_bytes
+from flowdeck.discovery.catalog import FlowCatalog, _analyze_bytes
 
 BRANCHY = '''
 from flowdeck import FlowSpec, Parameter, step, retry, catch

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowdeck.analysis.diagnostics import has_errors
 from flowdeck.analysis.flowfile import analyze_source

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import FLOWS, run_flow
+
 from flowdeck.analysis.flowfile import analyze_file
 
 BAD = sorted((FLOWS / "bad").glob("*.py"))
@@ -38,6 +38,6 @@ def test_running_a_bad_flow_prints_diagnostics_not_a_traceback(name: str, tmp_pa
     result = run_flow(path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    for code, line in expected(FLOWS / "bad" / f"{name}.py"):
+    for _code, line in expected(FLOWS / "bad" / f"{name}.py"):
         assert f"{path}:{line}" in result.stderr or f"{path.name}\", line {line}" in result.stderr
     assert not (tmp_path / ".flowdeck").exists()  # nothing half-created

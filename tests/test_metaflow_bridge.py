@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-
-from flowdeck.store.records import RunRecord
 import os
 import random
 import signal
@@ -14,12 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FLOWS, child_env, process_alive
-from flowdeck.store.events import read_events
+
 from flowdeck.analysis.flowfile import analyze_file
-from flowdeck.engines.metaflow_bridge import (MetaflowLogParser, error_from_lines, metaflow_env,
-                                      parse_args, UsageError)
+from flowdeck.engines.metaflow_bridge import (
+    MetaflowLogParser,
+    UsageError,
+    error_from_lines,
+    metaflow_env,
+    parse_args,
+)
+from flowdeck.store.events import read_events
+from flowdeck.store.records import RunRecord
 
 MF_FLOWS = FLOWS / "metaflow"
 SAMPLES = sorted(MF_FLOWS.glob("*.py"))

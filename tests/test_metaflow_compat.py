@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, FLOWS, child_env
+
 from flowdeck.analysis.flowfile import analyze_file
 
 pytest.importorskip("metaflow")

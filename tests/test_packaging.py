@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLES, ROOT
-from flowdeck_desktop.control import run_process
+
 from flowdeck.engines.interpreter import check_interpreter, detect_interpreter
+from flowdeck_desktop.control import run_process
 
 MAX_BUNDLE_MB = 200
 MAX_START_S = 0.6

@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FLOWS, child_env, run_flow
+
 from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import read_events
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import InvalidId, RunLayout
-from flowdeck.store.records import RunRecord
 
 NESTED = '''
 from flowdeck import FlowSpec, step
@@ -202,9 +201,9 @@ def test_run_fold_reads_an_unknown_status_as_failed_once_for_every_consumer() ->
 
 def test_sessions_keep_one_run_state_per_flow(qtbot, settings, tmp_path: Path) -> None:
     """Three runs of one flow leave one RunState and one RunProcess alive, not three."""
+    from conftest import flow_key
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    from conftest import flow_key
     from flowdeck_desktop.control.controller import FlowdeckController
     from flowdeck_desktop.control.run_process import RunProcess
     from flowdeck_desktop.models.run_state import RunState
@@ -233,6 +232,7 @@ def test_sessions_keep_one_run_state_per_flow(qtbot, settings, tmp_path: Path) -
 def test_rerun_on_save_uses_the_remembered_parameters_after_a_restart(
         qtbot, settings, tmp_path: Path) -> None:
     from conftest import flow_key
+
     from flowdeck_desktop.control.controller import FlowdeckController
 
     flow = tmp_path / "params.py"
@@ -253,6 +253,7 @@ def test_rerun_on_save_uses_the_remembered_parameters_after_a_restart(
 
 def test_history_rerun_passes_renamed_and_json_parameters(qtbot, settings, tmp_path: Path) -> None:
     from conftest import flow_key
+
     from flowdeck_desktop.control.controller import FlowdeckController
 
     flow = tmp_path / "params.py"

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import process_alive
+
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.interpreter import Interpreter
 from flowdeck.engines.launching import LaunchError, build_launch

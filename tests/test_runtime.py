@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import child_env, process_alive, run_flow
+
 from flowdeck import Flow, Run
 from flowdeck.store.events import read_events
 

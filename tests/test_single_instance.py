@@ -12,15 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES, child_env
 from PySide6.QtCore import QDir, QObject, QSettings
 from PySide6.QtGui import QFileOpenEvent
 from PySide6.QtWidgets import QApplication
 
-from conftest import EXAMPLES, child_env
 from flowdeck_desktop.app import bring_up, build, cli_files
-from flowdeck_desktop.system.single_instance import (FileOpenFilter, InstanceServer, decode_paths,
-                                              encode_paths, send_to_running, server_name,
-                                              wants_run)
+from flowdeck_desktop.system.single_instance import (
+    FileOpenFilter,
+    InstanceServer,
+    decode_paths,
+    encode_paths,
+    send_to_running,
+    server_name,
+    wants_run,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="socket paths are Unix here")
 
@@ -118,6 +124,7 @@ def test_handed_over_file_is_opened_like_a_drop(qtbot, tmp_path: Path) -> None:
     try:
         bring_up(window, [str(folder / "train.py")])
         assert window.isVisible()
+        qtbot.waitUntil(lambda: window.selected_key is not None)  # listed off-thread
         entry = controller.model.entry(window.selected_key or "")
         assert entry is not None and entry.name == "TrainFlow"
         assert cli_files([str(folder), str(folder / "train.py")]) == [str(folder / "train.py")]

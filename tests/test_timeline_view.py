@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from flowdeck_desktop.views.timeline_view import (STATUSES, TimelineTask, TimelineView, format_duration,
-                                            status_color)
+from flowdeck_desktop.views.timeline_view import (
+    STATUSES,
+    TimelineTask,
+    TimelineView,
+    format_duration,
+    status_color,
+)
 
 T0 = 1_700_000_000.0
 

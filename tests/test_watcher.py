@@ -5,6 +5,10 @@ Every save pattern editors use must arrive as exactly one change for the file.
 is written and its diff awaited; inotify delivers events in order, so every
 diff the operation caused has arrived before the marker's. No test sleeps to
 synchronise; waits are on conditions, with timeouts.
+
+`start()` returns at once and the watcher's thread scans: tests take the first
+scan's diff (`first_scan`) before they change files, so a change is not folded
+into that scan.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import sys
 import tempfile
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import CORE, child_env
 from discovery_helpers import Collector, flow_source, names, threads_named, write_atomic
-from flowdeck.discovery.catalog import FlowCatalog
+
+from flowdeck.discovery.catalog import CatalogDiff, FlowCatalog
 from flowdeck.discovery.watcher import FolderWatcher, filesystem_type, is_network_filesystem
 
 QUIET = 0.2
@@ -47,12 +51,20 @@ def collector() -> Collector:
     return Collector()
 
 
+def first_scan(collector: Collector, *roots: Path) -> CatalogDiff:
+    """The diff of the watcher's first scan (taken, so later waits see only changes)."""
+    (diff,) = collector.wait_diffs(1)
+    assert diff.roots_added == tuple(str(r) for r in roots)
+    assert diff.snapshot is not None and set(diff.roots_added) <= set(diff.snapshot.roots)
+    return diff
+
+
 @pytest.fixture
 def watcher(folder: Path, collector: Collector) -> Iterator[FolderWatcher]:
     watch = FolderWatcher([folder], collector.on_change, collector.on_status,
                           quiet_period=QUIET, rescan_interval=3600)
-    snapshot = watch.start()
-    assert names(snapshot.entries) == ["WatchedFlow"]
+    watch.start()
+    assert names(first_scan(collector, folder).added) == ["WatchedFlow"]
     assert watch.mode(folder) == "native"
     yield watch
     watch.stop()
@@ -216,6 +228,7 @@ def test_folder_missing_at_start_is_picked_up_when_created(tmp_path: Path,
     folder = tmp_path / "later"
     with FolderWatcher([folder], collector.on_change, collector.on_status,
                        quiet_period=QUIET, rescan_interval=3600) as watcher:
+        assert first_scan(collector, folder).snapshot.missing_roots == (str(folder),)
         assert collector.statuses[0].kind == "folder-missing"
         assert watcher.mode(folder) == "none"
         folder.mkdir()
@@ -231,6 +244,7 @@ def test_a_single_watched_file(tmp_path: Path, collector: Collector) -> None:
     (tmp_path / "neighbour.py").write_text(flow_source("NeighbourFlow"))
     with FolderWatcher([path], collector.on_change, collector.on_status,
                        quiet_period=QUIET, rescan_interval=3600) as watcher:
+        assert names(first_scan(collector, path).added) == ["SoloFlow"]
         assert names(watcher.snapshot.entries) == ["SoloFlow"]
         path.rename(tmp_path / "solo.py~")  # vim's dance on the watched file
         path.write_text(flow_source("SoloFlow", note="v1"))
@@ -256,6 +270,7 @@ def test_periodic_rescan_catches_changes_without_events(tmp_path: Path,
     (folder / "linked").symlink_to(outside)
     with FolderWatcher([folder], collector.on_change, collector.on_status,
                        quiet_period=QUIET, rescan_interval=0.3):
+        first_scan(collector, folder)
         (outside / "x.py").write_text(flow_source("LinkedFlow", note="edited outside"))
         (diff,) = collector.wait_diffs(1)
         assert names(diff.changed) == ["LinkedFlow"]
@@ -264,6 +279,7 @@ def test_periodic_rescan_catches_changes_without_events(tmp_path: Path,
 def test_forced_polling_sees_changes(folder: Path, collector: Collector) -> None:
     with FolderWatcher([folder], collector.on_change, collector.on_status, quiet_period=QUIET,
                        rescan_interval=3600, force_polling=True, poll_interval=0.1) as watcher:
+        first_scan(collector, folder)
         assert watcher.mode(folder) == "polling"
         (folder / "flow.py").write_text(flow_source("WatchedFlow", note="polled"))
         (diff,) = collector.wait_diffs(1)
@@ -278,6 +294,7 @@ def test_network_filesystem_falls_back_to_polling(folder: Path, collector: Colle
     with FolderWatcher([folder], collector.on_change, collector.on_status, quiet_period=QUIET,
                        rescan_interval=3600, poll_interval=0.1,
                        mounts_file=str(mounts)) as watcher:
+        first_scan(collector, folder)
         status = collector.wait_status("polling")
         assert "network filesystem (nfs4)" in status.message
         assert watcher.mode(folder) == "polling"
@@ -321,6 +338,7 @@ EXHAUST_INOTIFY = textwrap.dedent(r"""
     watcher = FolderWatcher([folder], on_change, statuses.append, quiet_period=0.1,
                             rescan_interval=3600, poll_interval=0.1)
     watcher.start()
+    watcher.wait_idle(20)  # the watcher's thread makes its inotify instance as that user
     os.seteuid(0)
     mode = watcher.mode(folder)
     path = os.path.join(folder, "flow.py")
@@ -405,4 +423,108 @@ def test_watcher_accepts_an_existing_catalog(folder: Path, collector: Collector)
     catalog = FlowCatalog([folder])
     with FolderWatcher(catalog, collector.on_change, quiet_period=QUIET) as watcher:
         assert watcher.catalog is catalog
+        assert names(first_scan(collector, folder).added) == ["WatchedFlow"]
         assert names(catalog.snapshot.entries) == ["WatchedFlow"]
+
+
+# -- roots on a running watcher ----------------------------------------------------------------
+
+def test_start_and_add_root_scan_on_the_watchers_thread(folder: Path, tmp_path: Path,
+                                                        collector: Collector) -> None:
+    """start() returns while the watcher's thread is still inside the first scan."""
+    caller = threading.get_ident()
+    readers: list[int] = []
+    inside, release = threading.Event(), threading.Event()
+
+    def before_read(path: str) -> None:
+        readers.append(threading.get_ident())
+        if threading.get_ident() != caller:  # never hold the caller (it would be the test)
+            inside.set()
+            release.wait(30)
+
+    watcher = FolderWatcher(FlowCatalog([folder], before_read=before_read), collector.on_change,
+                            collector.on_status, quiet_period=QUIET, rescan_interval=3600)
+    try:
+        watcher.start()
+        assert inside.wait(10), "start() scanned on the calling thread"
+        assert collector.diffs == []
+        release.set()
+        first_scan(collector, folder)
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "o.py").write_text(flow_source("OtherFlow"))
+        watcher.add_root(other)
+        assert names(first_scan(collector, other).added) == ["OtherFlow"]
+        assert readers and caller not in readers
+    finally:
+        release.set()
+        watcher.stop()
+
+
+def test_roots_come_and_go_on_a_running_watcher(folder: Path, tmp_path: Path,
+                                                collector: Collector) -> None:
+    reads: list[str] = []
+    watcher = FolderWatcher(FlowCatalog([folder], before_read=reads.append), collector.on_change,
+                            collector.on_status, quiet_period=QUIET, rescan_interval=3600)
+    with watcher:
+        first_scan(collector, folder)
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "o.py").write_text(flow_source("OtherFlow"))
+        reads.clear()
+        watcher.add_root(other)
+        diff = first_scan(collector, other)
+        assert names(diff.added) == ["OtherFlow"] and diff.snapshot.roots == (str(folder),
+                                                                               str(other))
+        # flow.py was written less than 2 s ago, so any rescan of `folder` would re-read it.
+        assert reads == [str(other / "o.py")]
+
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        solo = downloads / "solo.py"
+        solo.write_text(flow_source("SoloFlow"))
+        (downloads / "sibling.py").write_text(flow_source("SiblingFlow"))
+        watcher.add_file(solo)
+        assert names(first_scan(collector, solo).added) == ["SoloFlow"]
+        assert watcher.mode(solo) == "native"
+        (downloads / "late.py").write_text(flow_source("LateFlow"))
+        solo.write_text(flow_source("SoloFlow", note="v1"))
+        (diff,) = collector.barrier(folder)  # the folder beside it is not listed
+        assert names(diff.changed) == ["SoloFlow"] and not diff.added
+
+        watcher.remove_root(other)
+        (diff,) = collector.wait_diffs(1)
+        assert names(diff.removed) == ["OtherFlow"] and diff.roots_removed == (str(other),)
+        assert watcher.mode(other) == "none"
+        (other / "p.py").write_text(flow_source("UnwatchedFlow"))
+        assert collector.barrier(folder) == []
+        shown = set(names(watcher.snapshot.entries))
+        assert {"WatchedFlow", "SoloFlow"} <= shown
+        assert not shown & {"OtherFlow", "UnwatchedFlow", "SiblingFlow", "LateFlow"}
+
+
+def test_removing_a_single_file_root_keeps_its_neighbour_watched(tmp_path: Path,
+                                                                 collector: Collector) -> None:
+    """Two files of one folder share the folder's watch: removing one must not unschedule it."""
+    x, y = tmp_path / "x.py", tmp_path / "y.py"
+    x.write_text(flow_source("XFlow"))
+    y.write_text(flow_source("YFlow"))
+    with FolderWatcher([], collector.on_change, collector.on_status, quiet_period=QUIET,
+                       rescan_interval=3600) as watcher:
+        watcher.add_file(x)
+        first_scan(collector, x)
+        watcher.add_file(y)
+        first_scan(collector, y)
+        watcher.remove_root(x)
+        (diff,) = collector.wait_diffs(1)
+        assert names(diff.removed) == ["XFlow"] and diff.roots_removed == (str(x),)
+        y.write_text(flow_source("YFlow", note="v1"))
+        (diff,) = collector.wait_diffs(1)
+        assert names(diff.changed) == ["YFlow"]
+
+
+def test_add_file_refuses_a_folder(folder: Path, collector: Collector) -> None:
+    watcher = FolderWatcher([], collector.on_change)
+    with pytest.raises(ValueError, match="is a folder"):
+        watcher.add_file(folder)
+    assert watcher.wait_idle(1)  # nothing was queued

@@ -34,6 +34,8 @@ def test_skipped_folders_get_no_watch_now_or_later(tmp_path: Path) -> None:
                             quiet_period=0.05)
     watcher.start()
     try:
+        assert watcher.wait_idle(10)  # the watcher's thread arms and scans
+        changed.clear()  # the first scan's diff
         paths = watched_paths(watcher)
         assert str(tmp_path) in paths and str(tmp_path / "sub" / "deeper") in paths
         assert not [p for p in paths if "/.flowdeck" in p or "/.git" in p or "/venv" in p]

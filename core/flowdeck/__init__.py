@@ -22,6 +22,7 @@ from flowdeck.authoring.spec import (  # noqa: E402
     timeout,
 )
 
+
 def _engine_entry() -> Any:
     """The engine's entry points, loaded when a flow first runs (not on `import flowdeck`)."""
     from flowdeck.engine import script_cli

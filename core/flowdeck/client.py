@@ -9,8 +9,8 @@ only `run.json` files, and an artifact is unpickled only when accessed.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.store.events import read_events
@@ -263,6 +263,7 @@ class Run:
         record = self._entry.record if self._entry else None
         if record is None or record.status == RUNNING:  # still being written: read again
             self._entry = read_run(self.layout, self.id)
+        assert self._entry is not None
         return self._entry
 
     @property

@@ -19,6 +19,13 @@ def main(argv: list[str] | None = None) -> int:
         if flag in argv:  # before Qt: works over ssh and without a display
             from flowdeck_desktop.system.desktop_integration import main as integrate
             return integrate(action)
+    try:
+        import PySide6  # noqa: F401  (the window's only extra dependency)
+    except ImportError:
+        print("error: the Flowdeck window needs Qt, which is not installed. Install it with "
+              "`python3 -m pip install 'flowdeck[desktop]'`, or run flows without a window: "
+              "`flowdeck run FILE.py`.", file=sys.stderr)
+        return 2
     if _handed_to_running_window(argv):
         return 0
     from flowdeck_desktop.app import run_app

@@ -6,15 +6,14 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.system.resources import examples_dir
-from flowdeck_desktop.views.main_window import MainWindow, app_icon
 from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer, send_to_running
+from flowdeck_desktop.views.main_window import MainWindow, app_icon
 
 
 def bundled_examples() -> str | None:
@@ -72,14 +71,17 @@ def build(settings: QSettings | None = None, paths: list[str] | None = None
     if paths:
         window.open_paths(paths)
     else:
-        remembered = settings.value("folders") or []
-        remembered = [remembered] if isinstance(remembered, str) else list(remembered)
-        existing = [p for p in remembered if os.path.isdir(p)]
+        existing = controller.remembered_paths()
         if existing:
             window.open_paths(existing, select=False)
+    controller.when_listed(lambda: select_first(controller, window))
+    return controller, window
+
+
+def select_first(controller: FlowdeckController, window: MainWindow) -> None:
+    """Select the first flow unless one is selected (run once the folders are listed)."""
     if window.selected_key is None and controller.model.entries():
         window.select_flow(controller.model.entries()[0].key)
-    return controller, window
 
 
 def cli_files(paths: list[str]) -> list[str]:
@@ -95,8 +97,9 @@ def bring_up(window: MainWindow, paths: list[str], run: bool = False) -> None:
     window.showNormal() if window.isMinimized() else window.show()
     window.raise_()
     window.activateWindow()
-    if run:
-        window.open_paths(paths) if paths else None
+    if run and paths:  # the watcher's thread lists their flows first: run after that
+        window.open_paths(paths, then=lambda keys: window.run_selected())
+    elif run:
         window.run_selected()
     elif paths:
         window.handle_dropped(paths)
@@ -144,7 +147,7 @@ def run_app(argv: list[str]) -> int:
     if options.quit_when_shown:
         QTimer.singleShot(0, window.close)
     if options.run:
-        QTimer.singleShot(0, window.run_selected)
+        controller.when_listed(window.run_selected)  # the watcher's thread lists them first
     elif cli_files(paths):  # "Open with" and drops on the icon run, as drops on the window do
         QTimer.singleShot(0, lambda: window.handle_dropped(cli_files(paths)))
     if options.exit_when_done:

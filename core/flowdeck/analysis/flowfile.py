@@ -10,14 +10,23 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+from _blake2 import blake2b
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from _blake2 import blake2b
 from typing import Any
 
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors
-from flowdeck.analysis.graph import (DecoratorInfo, FlowGraph, StepNode, build_graph, deindent_docstring,
-                    iter_statements, literal, parse_step, text_hash)
+from flowdeck.analysis.graph import (
+    DecoratorInfo,
+    FlowGraph,
+    StepNode,
+    build_graph,
+    deindent_docstring,
+    iter_statements,
+    literal,
+    parse_step,
+    text_hash,
+)
 from flowdeck.analysis.lint import lint_graph
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
@@ -226,7 +235,7 @@ class _FileAnalyzer:
         if isinstance(expr, ast.Name) and expr.id in self.names:
             return self.names[expr.id]
         if isinstance(expr, ast.Attribute):
-            root = expr
+            root: ast.expr = expr
             while isinstance(root, ast.Attribute):
                 root = root.value
             if isinstance(root, ast.Name) and root.id in self.modules:

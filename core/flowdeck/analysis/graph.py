@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
 from _blake2 import blake2b
-from typing import Any, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 #: Internal node types, and the names Metaflow's `output-raw --json` uses.
 METAFLOW_TYPE_NAMES = {
@@ -301,10 +302,10 @@ def _source_lines(source: str) -> list[str]:
     return lines
 
 
-def _function_source(func: ast.AST, source: str) -> str:
+def _function_source(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str) -> str:
     """The step's text including its decorators: what its hash covers."""
     lines = _source_lines(source)
-    first = min([func.lineno] + [d.lineno for d in getattr(func, "decorator_list", [])])
+    first = min([func.lineno] + [d.lineno for d in func.decorator_list])
     last = getattr(func, "end_lineno", None) or func.lineno
     return "".join(lines[first - 1:last])
 
@@ -359,8 +360,9 @@ def _assigned_self_attrs(func: ast.AST) -> dict[str, int]:
                 name = _self_attr(leaf)
                 if name is not None and isinstance(getattr(leaf, "ctx", None), ast.Store):
                     line = found.get(name)
-                    if line is None or leaf.lineno < line:
-                        found[name] = leaf.lineno
+                    lineno = getattr(leaf, "lineno", 0)
+                    if line is None or lineno < line:
+                        found[name] = lineno
     return found
 
 

@@ -9,7 +9,8 @@ do. Checks are grouped in stages: when a stage finds errors, later stages
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.analysis.graph import FlowGraph, StepNode
@@ -328,10 +329,10 @@ def _balance_problem(lint: Linter, node: StepNode,
                      splits: tuple[tuple[str, tuple[str, ...]], ...]) -> Diagnostic | None:
     graph = lint.graph
     if node.type == "end" and splits:
-        roots = ", ".join(splits[-1][1])
+        open_branches = ", ".join(splits[-1][1])
         return lint.at_step(node, "unjoined-split",
                             f"The end step `{node.name}` is reached before the split at "
-                            f"`{splits[-1][0]}` (branches {roots}) is joined. Add a join step "
+                            f"`{splits[-1][0]}` (branches {open_branches}) is joined. Add a join step "
                             f"(`def join(self, inputs):`) before `{node.name}`.")
     if node.type != "join":
         return None

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.authoring.exceptions import MergeArtifactsException
+from flowdeck.store.blobs import BlobRef, BlobStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.authoring.spec import FlowSpec, Inputs

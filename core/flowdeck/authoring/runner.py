@@ -9,7 +9,8 @@ actually runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class EngineEntry(Protocol):

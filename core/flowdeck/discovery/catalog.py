@@ -9,10 +9,16 @@ It is incremental. Each file's analysis is cached under the file's stat key
 and a file whose key changed but whose bytes hash the same (a save without an
 edit) is not analysed again and is not reported as a change. Every scan hands
 back an immutable `CatalogSnapshot` and a `CatalogDiff` (flows added, changed,
-removed) relative to the previous scan.
+removed) relative to the previous scan; the diff carries that snapshot too.
+
+Roots can be added and removed one at a time (`add_root`, `remove_root`):
+adding a root scans that root only, and its first scan comes back as a diff
+like any other (`CatalogDiff.roots_added` names it).
 
 Threading: a `FlowCatalog` is driven by one thread at a time (the watcher's
-loop, or the command line). `snapshot` may be read from any thread.
+loop, or the command line), which holds the catalog's lock for a whole scan.
+`snapshot` may be read from any thread without waiting for that lock: it is an
+immutable object swapped in whole when a scan ends.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import stat
 import threading
 import time
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors
 from flowdeck.analysis.flowfile import FileAnalysis, FlowInfo, analyze_source, decode_source
@@ -215,6 +222,14 @@ class CatalogDiff:
     `removed` holds the entries as they were before removal, so a view can
     find its row. `problems_changed` / `skipped_changed` tell a view to re-read
     those lists from the snapshot; `paths` are the files this diff came from.
+    `roots_added` are roots whose first scan this diff carries (a root with no
+    flows still makes the diff non-empty, so a listener learns it was scanned);
+    `roots_removed` are roots that are no longer watched. `roots_changed` is set
+    when roots were added or removed or one went missing or came back.
+
+    `snapshot` is the catalog as it was when this diff was made, captured by
+    the thread that made it: a listener on another thread (the window) reads
+    it instead of asking the catalog, which may be busy scanning another root.
     """
 
     added: tuple[CatalogEntry, ...] = ()
@@ -225,6 +240,9 @@ class CatalogDiff:
     roots_changed: bool = False
     paths: tuple[str, ...] = ()
     seconds: float = 0.0
+    roots_added: tuple[str, ...] = ()
+    roots_removed: tuple[str, ...] = ()
+    snapshot: CatalogSnapshot | None = field(default=None, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -242,6 +260,8 @@ class CatalogDiff:
             "problems_changed": self.problems_changed,
             "skipped_changed": self.skipped_changed,
             "roots_changed": self.roots_changed,
+            "roots_added": list(self.roots_added),
+            "roots_removed": list(self.roots_removed),
             "paths": list(self.paths),
             "seconds": self.seconds,
         }
@@ -280,6 +300,18 @@ class _Changes:
         self.before.setdefault(key, current)
 
 
+@dataclass(frozen=True)
+class _Before:
+    """The catalog's side state before an operation, to tell what the operation changed."""
+
+    started: float
+    problems: dict[str, FileProblem]
+    skipped: dict[str, SkippedFile]
+    missing: frozenset[str]
+    roots: tuple[str, ...]
+    listed: frozenset[str]
+
+
 def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
 
@@ -311,6 +343,7 @@ class FlowCatalog:
         self._dirs: dict[tuple[int, int], str] = {}
         self._venvs: set[str] = set()
         self._missing: set[str] = set()
+        self._listed: set[str] = set()  # roots scanned at least once (see roots_added)
         self._lock = threading.RLock()
         self._snapshot = CatalogSnapshot(self.roots)
 
@@ -318,15 +351,14 @@ class FlowCatalog:
 
     @property
     def snapshot(self) -> CatalogSnapshot:
-        with self._lock:
-            return self._snapshot
+        """The latest snapshot; never waits for a scan in progress (it is swapped in whole)."""
+        return self._snapshot
 
     def scan(self) -> tuple[CatalogSnapshot, CatalogDiff]:
         """Look at every root again; unchanged files cost one stat each."""
-        started = time.perf_counter()
         with self._lock:
             changes = _Changes()
-            before_problems, before_skipped, before_missing = self._side_state()
+            before = self._before()
             self._dirs.clear()
             self._venvs.clear()
             skipped: dict[str, SkippedFile] = {}
@@ -342,33 +374,73 @@ class FlowCatalog:
                 self._drop_record(path, changes)
             for path, explicit in listed.items():
                 self._examine(path, explicit, changes)
-            return self._finish(changes, before_problems, before_skipped, before_missing,
-                                started, tuple(self.roots))
+            self._listed.update(self.roots)
+            return self._finish(changes, before, tuple(self.roots))
 
     def refresh(self, paths: Iterable[str | Path]) -> tuple[CatalogSnapshot, CatalogDiff]:
         """Look again at these files or folders only (created, changed, moved or gone)."""
-        started = time.perf_counter()
         with self._lock:
             changes = _Changes()
-            before_problems, before_skipped, before_missing = self._side_state()
+            before = self._before()
             wanted = sorted({os.path.abspath(p) for p in paths})
-            # Gone paths first, so a folder moved from A to B is dropped under A
-            # before it is registered under B.
-            gone = [p for p in wanted if not os.path.lexists(p)]
-            present = [p for p in wanted if p not in gone]
-            for path in gone:
-                self._forget_tree(path, changes)
-                if path in self.roots:
-                    self._missing.add(path)
-            folders: list[str] = []
-            for path in present:  # sorted: a folder comes before what is inside it
-                if any(_is_under(path, f) for f in folders):
-                    continue  # the folder's walk already looked at it
-                self._refresh_one(path, changes)
-                if os.path.isdir(path):
-                    folders.append(path)
-            return self._finish(changes, before_problems, before_skipped, before_missing,
-                                started, tuple(wanted))
+            self._refresh_paths(wanted, changes)
+            return self._finish(changes, before, tuple(wanted))
+
+    def add_root(self, path: str | Path) -> tuple[CatalogSnapshot, CatalogDiff]:
+        """Add a root (folder or single file) and scan it alone; the other roots are not read.
+
+        The diff is the root's first scan: its flows as `added`, the root in
+        `roots_added` (so an empty or missing root still yields a diff). A root
+        already present is only refreshed.
+        """
+        root = os.path.abspath(path)
+        with self._lock:
+            changes = _Changes()
+            before = self._before()
+            if root not in self.roots:
+                self.roots = self.roots + (root,)
+            self._refresh_paths([root], changes)
+            return self._finish(changes, before, (root,))
+
+    def remove_root(self, path: str | Path) -> tuple[CatalogSnapshot, CatalogDiff]:
+        """Stop cataloguing a root: its flows are removed unless another root covers them."""
+        root = os.path.abspath(path)
+        with self._lock:
+            changes = _Changes()
+            before = self._before()
+            if root in self.roots:
+                self.roots = tuple(r for r in self.roots if r != root)
+                self._listed.discard(root)
+                self._missing.discard(root)
+                self._forget_tree(root, changes)
+                self._relist_covered(root, changes)
+            return self._finish(changes, before, (root,))
+
+    def _refresh_paths(self, wanted: list[str], changes: _Changes) -> None:
+        """`refresh` with the lock held; `wanted` sorted and absolute."""
+        # Gone paths first, so a folder moved from A to B is dropped under A
+        # before it is registered under B.
+        gone = [p for p in wanted if not os.path.lexists(p)]
+        present = [p for p in wanted if p not in gone]
+        for path in gone:
+            self._forget_tree(path, changes)
+            if path in self.roots:
+                self._missing.add(path)
+                self._listed.add(path)  # scanned, and found missing
+        folders: list[str] = []
+        for path in present:  # sorted: a folder comes before what is inside it
+            if any(_is_under(path, f) for f in folders):
+                continue  # the folder's walk already looked at it
+            self._refresh_one(path, changes)
+            if os.path.isdir(path):
+                folders.append(path)
+
+    def _relist_covered(self, removed: str, changes: _Changes) -> None:
+        """After a root went: what the remaining roots still cover under it comes back."""
+        if self.root_of(removed) is not None and os.path.lexists(removed):
+            self._refresh_one(removed, changes)  # a folder root above it still lists it
+        for nested in [r for r in self.roots if r != removed and _is_under(r, removed)]:
+            self._refresh_paths([nested], changes)
 
     def root_of(self, path: str) -> str | None:
         """The root a path belongs to (the deepest one), or None."""
@@ -558,6 +630,7 @@ class FlowCatalog:
         self._missing.discard(root)
         if path == root:
             self._refresh_root(root, changes)
+            self._listed.add(root)
             return
         is_dir = os.path.isdir(path)
         if not self.wants(path, is_directory=is_dir):
@@ -760,9 +833,13 @@ class FlowCatalog:
         problems = {p: r.problem for p, r in self._records.items() if r.problem is not None}
         return problems, dict(self._skipped), set(self._missing)
 
-    def _finish(self, changes: _Changes, before_problems: dict[str, FileProblem],
-                before_skipped: dict[str, SkippedFile], before_missing: set[str],
-                started: float, paths: tuple[str, ...]) -> tuple[CatalogSnapshot, CatalogDiff]:
+    def _before(self) -> _Before:
+        problems, skipped, missing = self._side_state()
+        return _Before(time.perf_counter(), problems, skipped, frozenset(missing), self.roots,
+                       frozenset(self._listed))
+
+    def _finish(self, changes: _Changes, before: _Before,
+                paths: tuple[str, ...]) -> tuple[CatalogSnapshot, CatalogDiff]:
         added: list[CatalogEntry] = []
         changed: list[CatalogEntry] = []
         removed: list[CatalogEntry] = []
@@ -785,15 +862,20 @@ class FlowCatalog:
             files_seen=len(self._records),
         )
         order = lambda e: (e.file, e.line, e.name)  # noqa: E731
+        roots_added = tuple(r for r in self.roots if r in self._listed and r not in before.listed)
+        roots_removed = tuple(r for r in before.roots if r not in self.roots)
         diff = CatalogDiff(
             added=tuple(sorted(added, key=order)),
             changed=tuple(sorted(changed, key=order)),
             removed=tuple(sorted(removed, key=order)),
-            problems_changed=problems != before_problems,
-            skipped_changed=skipped != before_skipped,
-            roots_changed=missing != before_missing,
+            problems_changed=problems != before.problems,
+            skipped_changed=skipped != before.skipped,
+            roots_changed=missing != before.missing or bool(roots_added or roots_removed),
             paths=paths,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - before.started,
+            roots_added=roots_added,
+            roots_removed=roots_removed,
+            snapshot=self._snapshot,
         )
         return self._snapshot, diff
 

@@ -14,6 +14,13 @@ network filesystem (where inotify sees nothing done by other machines), and a
 watch on each root's parent so a deleted root is noticed and picked up again
 when it comes back.
 
+The watcher is long-lived: roots come and go with `add_root` / `add_file` /
+`remove_root`, which only queue work. Everything that touches the disk
+(creating the inotify instance, arming watches, every scan) runs on the
+watcher's one thread, so a caller on a GUI thread never waits for a folder to
+be walked. Adding a root scans that root only, and its first scan is
+delivered through `on_change` like any other change.
+
 Callbacks run on the watcher's thread. The desktop turns them into queued Qt
 signals; nothing here knows about Qt.
 """
@@ -25,10 +32,11 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -132,23 +140,41 @@ class _Handler(FileSystemEventHandler):
         self._watcher._on_event(event, self._root, self._parent_watch)
 
 
+@dataclass(frozen=True)
+class _Armed:
+    """One handler on one watchdog watch; equal watches share an emitter, so they are counted."""
+
+    observer: BaseObserver
+    watch: ObservedWatch
+    handler: _Handler
+
+
 @dataclass
 class _RootState:
     present: bool = True
     identity: tuple[int, int] | None = None
-    tree: tuple[BaseObserver, ObservedWatch] | None = None
-    parent: tuple[BaseObserver, ObservedWatch] | None = None
+    tree: _Armed | None = None
+    parent: _Armed | None = None
     polling: bool = False
+
+
+#: Work for the watcher's thread: ("adopt", "") scans the roots the catalog came
+#: with; ("add", root) and ("remove", root) change one root.
+_Job = tuple[str, str]
 
 
 class FolderWatcher:
     """Keeps a `FlowCatalog` up to date from filesystem events; see the module docstring.
 
-    `start()` arms the watches, scans once and returns the first snapshot
-    (that scan is not delivered through `on_change`); from then on every
-    change arrives as `on_change(diff)` on the watcher's thread, and news
-    about the watching itself as `on_status(WatchStatus)`. `stop()` joins
-    every thread it started.
+    `start()` starts the watcher's thread and returns at once; that thread
+    arms the watches and scans. The roots the watcher was built with are
+    scanned first, in one diff; each root added later with `add_root` or
+    `add_file` is scanned alone, in its own diff (`diff.roots_added` names
+    it). Every diff arrives as `on_change(diff)` on the watcher's thread,
+    carrying the snapshot it was made from, and news about the watching
+    itself as `on_status(WatchStatus)`. `wait_idle()` blocks until queued
+    root changes are done (for tools and tests). `stop()` joins every thread
+    the watcher started.
     """
 
     def __init__(self, paths: Iterable[str | Path] | FlowCatalog,
@@ -168,13 +194,16 @@ class FolderWatcher:
         self._mounts_file = mounts_file
         self._on_change = on_change
         self._on_status = on_status
-        self._roots = {root: _RootState() for root in self.catalog.roots}
+        self._roots: dict[str, _RootState] = {}  # armed roots; the watcher's thread only
         self._cond = threading.Condition()
         self._pending: dict[str, tuple[float, float]] = {}
+        self._jobs: deque[_Job] = deque([("adopt", "")] if self.catalog.roots else [])
+        self._job_running = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._native: BaseObserver | None = None
         self._poller: BaseObserver | None = None
+        self._watch_users: Counter[tuple[int, ObservedWatch]] = Counter()
         self.statuses: list[WatchStatus] = []
         #: The paths of the last debounced refreshes, newest last (for tests and tools).
         self.recent_batches: deque[tuple[str, ...]] = deque(maxlen=64)
@@ -183,34 +212,65 @@ class FolderWatcher:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> CatalogSnapshot:
-        """Arm the watches, scan everything once, start delivering changes."""
+    def start(self) -> None:
+        """Start the watcher's thread; it arms the watches and scans (nothing here blocks)."""
         if self._thread is not None:
             raise RuntimeError("FolderWatcher.start() called twice")
-        self._start_native()
-        for root, state in self._roots.items():
-            state.present = os.path.exists(root)
-            if state.present:
-                self._arm(root, state)
-            else:
-                self._status("folder-missing", root, self._missing_message(root))
-            self._arm_parent(root, state)
-        snapshot, _ = self.catalog.scan()
         self._thread = threading.Thread(target=self._run, name="flowdeck-watcher", daemon=True)
         self._thread.start()
-        return snapshot
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop delivering, stop the observers and join every thread started."""
+        """Stop delivering, stop the observers and join every thread started.
+
+        A scan in progress is not interrupted: the join waits up to `timeout`,
+        and the watcher's thread stops the observers itself when it ends.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        for observer in (self._native, self._poller):
-            if observer is not None and observer.is_alive():
-                observer.stop()
-                observer.join(timeout)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():
+            self._stop_observers(timeout)
+
+    def add_root(self, path: str | Path) -> None:
+        """Watch one more folder (or file) and scan it alone, on the watcher's thread.
+
+        Returns at once; the root's first scan arrives as a diff with the root
+        in `roots_added`, even when it holds no flow or does not exist.
+        """
+        self._queue(("add", os.path.abspath(path)))
+
+    def add_file(self, path: str | Path) -> None:
+        """Watch one file as a root of its own; its folder's other files are not listed.
+
+        The file is watched through a non-recursive watch on its folder,
+        filtered to its own name (editors save by renaming in that folder).
+        """
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a folder; add_file takes a file (use add_root)")
+        self._queue(("add", os.path.abspath(path)))
+
+    def remove_root(self, path: str | Path) -> None:
+        """Stop watching a root; its flows leave in a diff unless another root covers them."""
+        self._queue(("remove", os.path.abspath(path)))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every queued root change is scanned and delivered (for tools and tests)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._jobs or self._job_running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _queue(self, job: _Job) -> None:
+        with self._cond:
+            self._jobs.append(job)
+            self._cond.notify_all()
 
     def __enter__(self) -> "FolderWatcher":
         self.start()
@@ -221,12 +281,13 @@ class FolderWatcher:
 
     @property
     def snapshot(self) -> CatalogSnapshot:
+        """The latest snapshot (never waits for a scan in progress)."""
         return self.catalog.snapshot
 
     def mode(self, root: str | Path) -> str:
-        """How a root is watched: "native" (inotify), "polling", or "none" (missing)."""
-        state = self._roots[os.path.abspath(root)]
-        if state.tree is None and not os.path.isfile(os.path.abspath(root)):
+        """How a root is watched: "native" (inotify), "polling", "none" (missing or not armed)."""
+        state = self._roots.get(os.path.abspath(root))
+        if state is None or (state.tree is None and not os.path.isfile(os.path.abspath(root))):
             return "none"
         return "polling" if state.polling else "native"
 
@@ -250,14 +311,24 @@ class FolderWatcher:
             observer = _native_observer()
             observer.start()
         except OSError as exc:
-            if exc.errno not in _WATCH_LIMIT_ERRNOS:
-                raise
-            self._status("polling", "", (
-                f"The system refused a new file watcher ({exc.strerror or exc}): flowdeck "
-                f"polls the folders every {self.poll_interval:g} s instead. Raise "
-                "fs.inotify.max_user_instances (sysctl) to get instant updates."))
+            if exc.errno in _WATCH_LIMIT_ERRNOS:
+                self._status("polling", "", (
+                    f"The system refused a new file watcher ({exc.strerror or exc}): flowdeck "
+                    f"polls the folders every {self.poll_interval:g} s instead. Raise "
+                    "fs.inotify.max_user_instances (sysctl) to get instant updates."))
+            else:  # on our own thread there is no caller to raise to: poll instead
+                log.exception("flowdeck watcher: cannot start the native observer")
+                self._status("watch-error", "", (
+                    f"Cannot start the file watcher ({exc.strerror or exc}): flowdeck polls "
+                    f"the folders every {self.poll_interval:g} s instead."))
             return
         self._native = observer
+
+    def _stop_observers(self, timeout: float = 5.0) -> None:
+        for observer in (self._native, self._poller):
+            if observer is not None and observer.is_alive():
+                observer.stop()
+                observer.join(timeout)
 
     def _observer_for(self, root: str, state: _RootState) -> BaseObserver:
         if self._native is not None and not state.polling:
@@ -292,8 +363,8 @@ class FolderWatcher:
             return
         observer = self._observer_for(root, state)
         try:
-            state.tree = (observer, observer.schedule(
-                _Handler(self, root, parent_watch=False), root, recursive=True))
+            state.tree = self._schedule(observer, _Handler(self, root, parent_watch=False),
+                                        root, recursive=True)
         except OSError as exc:
             if exc.errno in _WATCH_LIMIT_ERRNOS and not state.polling:
                 state.polling = True
@@ -310,14 +381,52 @@ class FolderWatcher:
                     f"rescanned every {self.rescan_interval:g} s."))
 
     def _disarm(self, state: _RootState) -> None:
-        if state.tree is None:
-            return
-        observer, watch = state.tree
-        state.tree = None
+        if state.tree is not None:
+            self._detach(state.tree)
+            state.tree = None
+
+    def _schedule(self, observer: BaseObserver, handler: _Handler, path: str,
+                  recursive: bool) -> _Armed:
+        """Add a handler to a watch; watchdog shares one watch between equal (path, recursive)."""
+        watch = observer.schedule(handler, path, recursive=recursive)
+        self._watch_users[(id(observer), watch)] += 1
+        return _Armed(observer, watch, handler)
+
+    def _detach(self, armed: _Armed) -> None:
+        """Remove our handler; unschedule the watch only when no other root uses it.
+
+        Two single-file roots in one folder share the folder's watch, so
+        unscheduling it for one would silence the other.
+        """
+        key = (id(armed.observer), armed.watch)
+        self._watch_users[key] -= 1
         try:
-            observer.unschedule(watch)
+            if self._watch_users[key] > 0:
+                armed.observer.remove_handler_for_watch(armed.handler, armed.watch)
+            else:
+                del self._watch_users[key]
+                armed.observer.unschedule(armed.watch)
         except KeyError:
-            log.debug("watch on %s was already gone", watch.path)
+            log.debug("watch on %s was already gone", armed.watch.path)
+
+    def _watch_root(self, root: str) -> None:
+        """Arm a new root's watches (its parent's too, to see it deleted or created)."""
+        state = self._roots[root] = _RootState()
+        state.present = os.path.exists(root)
+        if state.present:
+            self._arm(root, state)
+        else:
+            self._status("folder-missing", root, self._missing_message(root))
+        self._arm_parent(root, state)
+
+    def _unwatch_root(self, root: str) -> None:
+        state = self._roots.pop(root, None)
+        if state is None:
+            return
+        self._disarm(state)
+        if state.parent is not None:
+            self._detach(state.parent)
+            state.parent = None
 
     def _arm_parent(self, root: str, state: _RootState) -> None:
         """Watch the root's parent (not recursively) to see the root deleted or recreated."""
@@ -328,8 +437,8 @@ class FolderWatcher:
         if observer is None:
             observer = self._polling_observer()
         try:
-            state.parent = (observer, observer.schedule(
-                _Handler(self, root, parent_watch=True), parent, recursive=False))
+            state.parent = self._schedule(observer, _Handler(self, root, parent_watch=True),
+                                          parent, recursive=False)
         except OSError as exc:
             log.info("not watching %s for %s to come and go (%s); checking every %g s",
                      parent, root, exc, self.missing_check_interval)
@@ -360,20 +469,31 @@ class FolderWatcher:
             for path in paths:
                 first, _ = self._pending.get(path, (now, now))
                 self._pending[path] = (first, now)
-            self._cond.notify()
+            # All: threads in wait_idle/wait_for_refreshes share the condition, and a
+            # single notify could wake one of them instead of the loop.
+            self._cond.notify_all()
 
     # -- the loop (the watcher's thread) ------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._start_native()
+            self._loop()
+        finally:
+            self._stop_observers()
+
+    def _loop(self) -> None:
         now = time.monotonic()
         next_rescan = now + self.rescan_interval
         next_missing = now + self.missing_check_interval
         while True:
             with self._cond:
-                due, now = self._wait_for_work(next_rescan, next_missing)
+                job, due, now = self._wait_for_work(next_rescan, next_missing)
                 if due is None:
                     return
             try:
+                if job is not None:
+                    self._run_job(job)
                 if due:
                     self._process(due)
                 if now >= next_rescan:
@@ -391,30 +511,53 @@ class FolderWatcher:
                 with self._cond:
                     if due:
                         self.refreshes += 1
+                    self._job_running = False
                     self._cond.notify_all()
 
     def _deadline(self, first: float, last: float) -> float:
         return min(last + self.quiet_period, first + self.max_delay)
 
     def _wait_for_work(self, next_rescan: float, next_missing: float
-                       ) -> tuple[list[str] | None, float]:
-        """Paths whose quiet period is over (None when stopping); called with the lock held."""
+                       ) -> tuple[_Job | None, list[str] | None, float]:
+        """A queued root change and the paths whose quiet period is over (None when stopping).
+
+        Called with the lock held. One root change at a time, so events that
+        fall due while many roots are added are refreshed between their scans.
+        """
         while not self._stopping:
             now = time.monotonic()
             # Paths due within a few milliseconds of each other (one folder move, one
             # editor save touching several names) are refreshed together: one diff.
-            due = [p for p, (f, l) in self._pending.items()
-                   if self._deadline(f, l) <= now + _BATCH_SLACK]
+            due = [p for p, (first, last) in self._pending.items()
+                   if self._deadline(first, last) <= now + _BATCH_SLACK]
             missing = any(not s.present for s in self._roots.values())
-            if due or now >= next_rescan or (missing and now >= next_missing):
+            job = self._jobs.popleft() if self._jobs else None
+            if job or due or now >= next_rescan or (missing and now >= next_missing):
                 for path in due:
                     del self._pending[path]
-                return due, now
-            wake = [next_rescan] + [self._deadline(f, l) for f, l in self._pending.values()]
+                self._job_running = job is not None
+                return job, due, now
+            wake = [next_rescan] + [self._deadline(first, last) for first, last in self._pending.values()]
             if missing:
                 wake.append(next_missing)
             self._cond.wait(max(0.0, min(wake) - now))
-        return None, time.monotonic()
+        return None, None, time.monotonic()
+
+    def _run_job(self, job: _Job) -> None:
+        """Arm and scan (or disarm and drop) one root; only that root is read."""
+        kind, root = job
+        if kind == "adopt":
+            for existing in self.catalog.roots:
+                self._watch_root(existing)
+            _, diff = self.catalog.scan()
+        elif kind == "add":
+            if root not in self._roots:
+                self._watch_root(root)
+            _, diff = self.catalog.add_root(root)
+        else:
+            self._unwatch_root(root)
+            _, diff = self.catalog.remove_root(root)
+        self._deliver(diff)
 
     def _process(self, paths: list[str]) -> None:
         self.recent_batches.append(tuple(sorted(paths)))

@@ -15,17 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowdeck.store.blobs import BlobRef, BlobStore
-from flowdeck.store.index import RunIndex
-from flowdeck.store.layout import InvalidId, RunLayout, check_id
-from flowdeck.store.records import AttemptRecord
 from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError, UsageError, has_errors
 from flowdeck.analysis.flowfile import analyze_file, analyze_source
 from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
 from flowdeck.analysis.lint import lint_graph
-from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
 from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
-
+from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
+from flowdeck.store.blobs import BlobRef, BlobStore
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import InvalidId, RunLayout, check_id
+from flowdeck.store.records import AttemptRecord
 
 
 @dataclass
@@ -85,7 +84,8 @@ def _graph_from_class(flow_cls: type, file: str) -> FlowGraph:
             lines, first = inspect.getsourcelines(func)
         except (OSError, TypeError):
             raise FlowDefinitionError(f"Cannot read the source of step `{name}` of "
-                                      f"{flow_cls.__name__}; define the flow in a .py file.")
+                                      f"{flow_cls.__name__}; define the flow in a .py file."
+                                      ) from None
         import textwrap
         source = "\n" * (first - 1) + textwrap.dedent("".join(lines))
         tree = ast.parse(source)

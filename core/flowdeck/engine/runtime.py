@@ -19,20 +19,33 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from flowdeck.analysis.diagnostics import UsageError
-from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
-from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, new_run_id
-from flowdeck.store.records import AttemptRecord, DamagedRecord, ParamRecord, RunRecord, hostname
-from flowdeck.store.events import RUN_FINISHED, RUN_STARTED, TASK_FINISHED, TASK_STARTED, EventWriter
 from flowdeck.analysis.graph import FlowGraph
 from flowdeck.authoring.spec import flow_parameters, step_decorators
-from flowdeck.engine.task import EXIT_CANCELLED, ParentResult, TaskRequest, execute_task, prepare_worker_process
+from flowdeck.engine.task import (
+    EXIT_CANCELLED,
+    ParentResult,
+    TaskRequest,
+    execute_task,
+    prepare_worker_process,
+)
 from flowdeck.engine.taskstate import Frame, frames_signature
 from flowdeck.engine.terminal import TerminalEcho
+from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
+from flowdeck.store.events import (
+    RUN_FINISHED,
+    RUN_STARTED,
+    TASK_FINISHED,
+    TASK_STARTED,
+    EventWriter,
+)
+from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, new_run_id
+from flowdeck.store.records import AttemptRecord, DamagedRecord, ParamRecord, RunRecord, hostname
 
 CANCEL_GRACE_S = 3.0
 TIMEOUT_GRACE_S = 5.0
@@ -447,7 +460,9 @@ class Orchestrator:
         fds = list(self.fd_owner) + list(self.wake_fds or ())
         fds += [log.fileno() for t in self.running.values() for log in t.logs.values()]
         if self.sel is not None:
-            fds.append(self.sel.fileno())
+            fileno = getattr(self.sel, "fileno", None)  # epoll/kqueue have one; select() not
+            if fileno is not None:
+                fds.append(fileno())
         for fd in fds:
             try:
                 os.close(fd)
@@ -602,12 +617,14 @@ class Orchestrator:
             return
         if self.cancel_signal is not None:  # only the run's own cancellation cancels a task
             if result.status != "cancelled":  # e.g. a worker's KeyboardInterrupt from Ctrl+C
-                self._record_status(task, "cancelled")
+                result.error = {"type": (result.error or {}).get("type", "Cancelled"),
+                                "message": "cancelled", "traceback": ""}
+                self._record_status(task, "cancelled", result.error)
             result.status = "cancelled"
             self._emit_finished(result, will_retry=False)
             self.echo.task_cancelled(task.step, task.task_id)
             return
-        if result.status != "failed":  # "cancelled" while the run is not: a failure, never a quiet stop
+        if result.status != "failed":  # "cancelled" though the run is not: a failure, not a stop
             result.status = "failed"
             result.error = result.error or {"type": "ProcessExit", "message": (
                 f"Task {task.step}/{task.task_id} stopped without finishing, although the "

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
+from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from flowdeck import __version__
@@ -49,6 +49,7 @@ def script_main(flow_cls: type, argv: list[str],
                 defaults: dict[str, Any] | None = None) -> tuple[int, "Run | None"]:
     """Run the flow script's command line; returns (exit code, run handle or None)."""
     argv = list(argv)
+    args: Any
     if not argv:  # the common case: `python flow.py`; no parser to build
         args = SimpleNamespace(command="run", max_workers=0, run_id=None, quiet=False)
     else:
@@ -198,7 +199,7 @@ def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
 
 
 def _calling_module_line() -> int | None:
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
             return frame.f_lineno

@@ -12,18 +12,29 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from flowdeck.authoring.current import current
-from flowdeck.store.blobs import ArtifactPickleError, BlobRef, BlobStore, EncodedBlob, atomic_write_json
-from flowdeck.authoring.exceptions import ExceptionWrapper, StepTimeout, error_info
+from flowdeck.authoring.exceptions import (
+    ExceptionWrapper,
+    MergeArtifactsException,
+    StepTimeout,
+    error_info,
+)
 from flowdeck.authoring.merge import values_agree
-from flowdeck.authoring.exceptions import MergeArtifactsException
 from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
+from flowdeck.store.blobs import (
+    ArtifactPickleError,
+    BlobRef,
+    BlobStore,
+    EncodedBlob,
+    atomic_write_json,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -157,7 +168,7 @@ def execute_task(req: TaskRequest) -> int:
         artifacts = _persist(flow, ctx, blobs, progress)
         record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
         record["next"] = ctx.transition[0] if ctx.transition else []
-    except KeyboardInterrupt as exc:  # never a quiet end: the orchestrator decides if it is a cancel
+    except KeyboardInterrupt as exc:  # never a quiet end; the orchestrator knows if it is a cancel
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not lose the record
         code, status = EXIT_FAILED, "failed"
         record["error"] = _interrupt_error(req.step, exc, progress)
@@ -187,9 +198,10 @@ def _interrupt_error(step: str, exc: KeyboardInterrupt, progress: Progress) -> d
     process alone, so it records a failure either way; the orchestrator, which
     knows whether the run is being cancelled, turns it into "cancelled" then.
     """
-    where = (f" while saving artifact `{progress.artifact}`" if progress.phase == "saving"
-             and progress.artifact else " while saving its artifacts"
-             if progress.phase == "saving" else "")
+    where = ""
+    if progress.phase == "saving":
+        where = (f" while saving artifact `{progress.artifact}`" if progress.artifact
+                 else " while saving its artifacts")
     if _sigint_received:
         message = (f"Step `{step}` was interrupted by SIGINT{where}, although the run was not "
                    "cancelled, so the task failed. To stop a run, stop the whole run "

@@ -24,6 +24,7 @@ from flowdeck.engines.describe import describe_value
 from flowdeck.store.index import read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 
+
 def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> dict[str, Any]:
     from flowdeck.client import ClientError, Run
     info = _run_info(root, flow, run_id)

@@ -23,17 +23,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from flowdeck.analysis.flowfile import FlowInfo, analyze_file
+from flowdeck.store.events import (
+    RUN_FINISHED,
+    RUN_STARTED,
+    TASK_FINISHED,
+    TASK_STARTED,
+    EventWriter,
+    read_events,
+)
+from flowdeck.store.index import read_run
 from flowdeck.store.layout import RunLayout, default_root
 from flowdeck.store.records import ParamRecord, RunRecord, hostname
-from flowdeck.store.index import read_run
-from flowdeck.store.events import RUN_FINISHED, RUN_STARTED, TASK_FINISHED, TASK_STARTED, EventWriter, \
-    read_events
-from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 
 RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 STOP_GRACE = 3.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping

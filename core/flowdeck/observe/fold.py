@@ -15,10 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowdeck.analysis.scopes import Scopes, foreach_scopes, nodes_of
-from flowdeck.store.events import Event, RunFinished, RunStarted, TaskFinished, TaskStarted, \
-    parse_event
+from flowdeck.store.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TaskStarted,
+    parse_event,
+)
 from flowdeck.store.status import (
-    CANCELLED, FAILED, PENDING, REUSED, RUNNING, SUCCEEDED, TASK_DONE,
+    CANCELLED,
+    FAILED,
+    PENDING,
+    REUSED,
+    RUNNING,
+    SUCCEEDED,
+    TASK_DONE,
 )
 
 

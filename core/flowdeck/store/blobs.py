@@ -28,28 +28,30 @@ older blob larger than a leaf is plain sequential BLAKE2b: still checked.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
 import pickle
 import struct
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+
+try:  # hashlib's own BLAKE2, without importing OpenSSL on every task's start-up path
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - an interpreter that only offers it through hashlib
+    from hashlib import blake2b as _blake2b
 
 MAGIC = b"FDB1"
 _HEADER = struct.Struct("<4sI")
 ROOT_ENV = "FLOWDECK_HOME"
 DEFAULT_DIRNAME = ".flowdeck"
 
-
 DIGEST_SIZE = 20  # 40 hex digits: never mistaken for an older xxh3-128 name (32)
 LEAF_SIZE = 4 * 1024 * 1024  # part of the digest's definition: never change it
 _INNER_SIZE = 32
-_TREE = {"fanout": 0, "depth": 2, "leaf_size": LEAF_SIZE, "inner_size": _INNER_SIZE}
 MAX_HASH_THREADS = 8
 _COMPARE_STEP = 4 * 1024 * 1024
 
@@ -91,26 +93,32 @@ def blob_digest(chunks: Sequence[Any]) -> str:
     if workers < 2:
         digests = [_leaf_digest(job) for job in jobs]
     else:  # a pool per call: a long-lived one would not survive the orchestrator's fork
+        from concurrent.futures import ThreadPoolExecutor  # only large blobs pay its import
         with ThreadPoolExecutor(workers, thread_name_prefix="flowdeck-hash") as pool:
             digests = list(pool.map(_leaf_digest, jobs))
-    root = hashlib.blake2b(digest_size=DIGEST_SIZE, node_offset=0, node_depth=1,
-                           last_node=True, **_TREE)
+    root = _tree_node(DIGEST_SIZE, offset=0, depth=1, last=True)
     for digest in digests:
         root.update(digest)
     return root.hexdigest()
 
 
 def _sequential_digest(views: Sequence[memoryview]) -> str:
-    digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    digest = _blake2b(digest_size=DIGEST_SIZE)
     for view in views:
         digest.update(view)
     return digest.hexdigest()
 
 
+def _tree_node(size: int, offset: int, depth: int, last: bool) -> Any:
+    """A BLAKE2b hasher for one node of the tree: unlimited fanout, two levels."""
+    return _blake2b(digest_size=size, fanout=0, depth=2, leaf_size=LEAF_SIZE,
+                    inner_size=_INNER_SIZE, node_offset=offset, node_depth=depth,
+                    last_node=last)
+
+
 def _leaf_digest(job: tuple[int, list[memoryview], bool]) -> bytes:
     index, parts, last = job
-    digest = hashlib.blake2b(digest_size=_INNER_SIZE, node_offset=index, node_depth=0,
-                             last_node=last, **_TREE)
+    digest = _tree_node(_INNER_SIZE, offset=index, depth=0, last=last)
     for part in parts:
         digest.update(part)
     return digest.digest()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from flowdeck.store.status import run_status, task_status
 
@@ -158,7 +159,8 @@ Event = RunStarted | TaskStarted | TaskFinished | RunFinished
 def parse_event(raw: dict[str, Any]) -> Event | None:
     """A typed event, or None for a type this version does not know (or a broken one)."""
     kind = raw.get("type")
-    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    parser: Callable[[dict[str, Any]], Event] | None = \
+        _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
         return None
     try:
@@ -222,7 +224,7 @@ def _run_finished(raw: dict[str, Any]) -> RunFinished:
                        error=_opt_dict(raw.get("error")), exit_code=_opt_int(raw.get("exit_code")))
 
 
-_PARSERS = {RUN_STARTED: _run_started, TASK_STARTED: _task_started,
+_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {RUN_STARTED: _run_started, TASK_STARTED: _task_started,
             TASK_FINISHED: _task_finished, RUN_FINISHED: _run_finished}
 
 

@@ -11,24 +11,24 @@ methods and listen to its signals; it never touches a widget.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
+from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
+from flowdeck.discovery.watcher import WatchStatus
 from flowdeck.engines.base import LaunchSpec
+from flowdeck.engines.interpreter import Interpreter, detect_interpreter
 from flowdeck.engines.launching import LaunchError, build_launch
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
-from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
-from flowdeck.discovery.watcher import WatchStatus
-from flowdeck_desktop.control.watching import WatchBridge
-
-from flowdeck_desktop.models.catalog_model import CatalogModel
-from flowdeck.engines.interpreter import Interpreter, detect_interpreter
 from flowdeck_desktop.control.run_process import RunProcess, core_path
+from flowdeck_desktop.control.watching import WatchBridge
+from flowdeck_desktop.models.catalog_model import CatalogModel
 from flowdeck_desktop.models.run_state import RunState
 
 
@@ -120,7 +120,7 @@ class FlowdeckController(QObject):
         return [e.key for e in self.model.entries() if e.file in files]
 
     def remove_root(self, root: str) -> None:
-        """Stop watching a folder or single file; its flows leave when the watcher's diff arrives."""
+        """Stop watching a folder or single file; its flows leave when the watcher's diff comes."""
         root = os.path.abspath(root)
         if root in self.roots:
             self.bridge.remove_root(root)

@@ -10,17 +10,16 @@ KILL after a grace period) so no grandchild survives.
 from __future__ import annotations
 
 import codecs
-from collections import deque
 import os
 import signal
 import time
+from collections import deque
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import installed_core
 from flowdeck.store.events import EventReader
-
 from flowdeck_desktop.system.resources import bundled_core
 
 EVENT_POLL_MS = 15

@@ -3,12 +3,14 @@
 Fed by discovery snapshots and diffs (built from the files' AST, never by
 importing them). Rows are updated in place, keyed by path and flow key, so
 a save that changes one flow touches one row and the selection survives.
+Each diff carries the snapshot it was made from; the model reads that, never
+the live catalog, whose lock the watcher's thread holds while it scans.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
@@ -49,7 +51,7 @@ class CatalogModel(QStandardItemModel):
 
     def apply_snapshot(self, snapshot: CatalogSnapshot) -> None:
         """Make the model match a snapshot, touching only rows that differ."""
-        self.set_roots(snapshot.roots)
+        self._sync_roots(snapshot)
         wanted = {e.key: e for e in snapshot.entries}
         for key in [k for k in self._flows if k not in wanted]:
             self._remove_flow(key)
@@ -58,14 +60,22 @@ class CatalogModel(QStandardItemModel):
                 self._put_flow(entry)
         self._sync_problems(snapshot)
 
-    def apply_diff(self, diff: CatalogDiff, snapshot: CatalogSnapshot) -> None:
-        """Touch only what a save changed (the snapshot is consulted for file problems)."""
+    def apply_diff(self, diff: CatalogDiff, snapshot: CatalogSnapshot | None = None) -> None:
+        """Touch only what a diff changed; a root's first scan is a diff like any other.
+
+        `snapshot` defaults to the one the diff carries (consulted for file
+        problems and for the list of roots).
+        """
+        snapshot = snapshot if snapshot is not None else diff.snapshot
         for entry in diff.removed:
             if entry.key in self._flows:
                 self._remove_flow(entry.key)
+        if snapshot is not None and (diff.roots_changed or diff.roots_removed):
+            self._sync_roots(snapshot)
         for entry in diff.added + diff.changed:
             self._put_flow(entry)
-        if diff.problems_changed or diff.added or diff.removed:
+        if snapshot is not None and (diff.problems_changed or diff.added or diff.removed
+                                     or diff.roots_changed):
             self._sync_problems(snapshot)
 
     def entry(self, key: str) -> CatalogEntry | None:
@@ -99,6 +109,28 @@ class CatalogModel(QStandardItemModel):
             self.appendRow(item)
             self._folders[root] = item
         return item
+
+    def _sync_roots(self, snapshot: CatalogSnapshot) -> None:
+        """One top-level row per root; a root that went loses its row.
+
+        Flows under a removed root that another root still lists (a file
+        whose folder is now watched) are put back under that root.
+        """
+        self.set_roots(snapshot.roots)
+        for root in [r for r in self._folders if r not in snapshot.roots]:
+            self._remove_root_row(root, snapshot)
+
+    def _remove_root_row(self, root: str, snapshot: CatalogSnapshot) -> None:
+        item = self._folders.pop(root)
+        files = [p for p, f in self._files.items() if _top(f) is item]
+        still = {e.key: e for e in snapshot.entries if e.file in files}
+        for key in [k for k, e in self._entries.items() if e.file in files]:
+            self._forget_flow(key, quiet=key in still)
+        for path in files:
+            del self._files[path]
+        self.removeRow(item.row())
+        for entry in still.values():
+            self._put_flow(entry)
 
     def _root_for(self, path: str) -> str:
         best = ""
@@ -167,20 +199,36 @@ class CatalogModel(QStandardItemModel):
             self._drop_file_if_empty(entry.file)
         self.flow_removed.emit(key)
 
+    def _forget_flow(self, key: str, quiet: bool) -> None:
+        """Drop a flow's bookkeeping (its row goes with its root's); `quiet`: it comes back."""
+        self._flows.pop(key, None)
+        self._entries.pop(key, None)
+        if not quiet:
+            self.changes += 1
+            self.flow_removed.emit(key)
+
     def _sync_problems(self, snapshot: CatalogSnapshot) -> None:
         """Files that cannot be parsed at all show their diagnostics under the file row."""
         problem_paths = {p.path for p in snapshot.problems}
+        flow_files = {e.file for e in snapshot.entries}
         for problem in snapshot.problems:
-            if snapshot.flows_in(problem.path):
+            if problem.path in flow_files:
                 continue  # a stale flow row already carries the diagnostics
             item = self._file_item(problem.path)
             _set_diagnostic_children(item, list(problem.diagnostics))
+        listed = {e.file for e in self._entries.values()}
         for path in list(self._files):
-            if path not in problem_paths and not any(e.file == path for e in
-                                                     self._entries.values()):
+            if path not in problem_paths and path not in listed:
                 item = self._files[path]
                 item.removeRows(0, item.rowCount())
                 self._drop_file_if_empty(path)
+
+
+def _top(item: QStandardItem) -> QStandardItem:
+    """The top-level (root) row an item sits under."""
+    while item.parent() is not None:
+        item = item.parent()
+    return item
 
 
 def _item(text: str, kind: str, key: str) -> QStandardItem:

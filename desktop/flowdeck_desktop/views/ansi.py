@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Union
 
 __all__ = [
     "Color",
@@ -34,7 +33,7 @@ __all__ = [
     "PALETTE_LIGHT",
 ]
 
-Color = Union[int, tuple[int, int, int]]
+Color = int | tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ the block tree yields exactly that), so a join sits below its longest branch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Mapping, Union
+from typing import Any
 
 SPLIT_TYPES = frozenset({"split-static", "split-foreach", "split", "foreach"})
 FOREACH_TYPES = frozenset({"split-foreach", "foreach"})
@@ -248,7 +249,7 @@ class _Par:
     branches: list[list["_Item"]]
 
 
-_Item = Union[str, _Par]
+_Item = str | _Par
 _Placed = tuple[dict[str, int], dict[Hashable, float], dict[tuple[str, str], list[float]], set[tuple[str, str]]]
 
 
@@ -502,7 +503,7 @@ def _sweep(rows: list[list[Hashable]], neighbours: dict[Hashable, list[Hashable]
         ref = {n: k for k, n in enumerate(rows[i + ref_offset])}
         row = rows[i]
 
-        def key(item: tuple[int, Hashable]) -> float:
+        def key(item: tuple[int, Hashable], ref: dict[Hashable, float] = ref) -> float:
             """Mean neighbour position; a node without neighbours keeps its place."""
             k, n = item
             found = [ref[m] for m in neighbours[n] if m in ref]

@@ -17,24 +17,71 @@ Colours come from the application palette (light or dark); status colours
 are mid-tones chosen to read on both, and each status also has its own icon
 shape so colour is never the only cue.
 
-`DagView` is the zoomable, pannable window onto the scene.
+`DagView` is the zoomable, pannable window onto the scene. Its default view
+keeps text readable: it fits the graph to the width but never scales below
+the zoom at which step names reach the platform's UI font size (and the
+detail row the small UI font); a graph taller or wider than that scrolls.
+A legend row above the canvas names the status colours, and drops of files
+on the canvas go to whatever handles drops for the rest of the window.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import (QBrush, QColor, QFont, QFontMetricsF, QKeyEvent, QPainter, QPainterPath,
-                           QPalette, QPen, QPolygonF, QResizeEvent, QShowEvent, QWheelEvent)
-from PySide6.QtWidgets import (QApplication, QGraphicsItem, QGraphicsScene, QGraphicsSceneHoverEvent,
-                               QGraphicsSceneMouseEvent, QGraphicsView, QStyleOptionGraphicsItem, QWidget)
+from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QFont,
+    QFontInfo,
+    QFontMetricsF,
+    QHelpEvent,
+    QKeyEvent,
+    QMouseEvent,
+    QNativeGestureEvent,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QPolygonF,
+    QResizeEvent,
+    QShowEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QApplication,
+    QGraphicsItem,
+    QGraphicsScene,
+    QGraphicsSceneHoverEvent,
+    QGraphicsSceneMouseEvent,
+    QGraphicsView,
+    QHBoxLayout,
+    QStyleOptionGraphicsItem,
+    QToolButton,
+    QToolTip,
+    QWidget,
+)
 
+from flowdeck_desktop.views.dag_layout import (
+    DagLayout,
+    EdgeRoute,
+    LayoutOptions,
+    foreach_body_steps,
+    layout_graph,
+    node_table,
+)
 from flowdeck_desktop.views.theme import STATUSES, format_duration, status_color
-from flowdeck_desktop.views.dag_layout import DagLayout, EdgeRoute, LayoutOptions, foreach_body_steps, layout_graph, node_table
+
 
 @dataclass(frozen=True)
 class StepState:
@@ -118,6 +165,26 @@ def type_hint(node: Mapping[str, Any]) -> str:
     return "" if kind in ("start", "end", "linear") else "?"
 
 
+SMALL_FONT_STEP_PT = 2.0  # the small UI font is the normal one minus this...
+SMALL_FONT_MIN_PT = 8.0  # ...but never below this (smaller is hard to read on any screen)
+
+
+def small_font(base: QFont) -> QFont:
+    """The platform's small UI font, derived from `base` (never from a family name).
+
+    Sizes go through QFontInfo so a pixel-sized application font works too.
+    """
+    size = QFontInfo(base).pointSizeF()
+    font = QFont(base)
+    font.setPointSizeF(min(size, max(SMALL_FONT_MIN_PT, size - SMALL_FONT_STEP_PT)))
+    return font
+
+
+def font_pixels(font: QFont) -> int:
+    """The pixel size `font` really renders at (logical pixels, at zoom 1)."""
+    return QFontInfo(font).pixelSize()
+
+
 @dataclass(frozen=True)
 class _Fonts:
     """Fonts and their metrics, measured once per graph rather than per paint."""
@@ -129,12 +196,69 @@ class _Fonts:
 
     @classmethod
     def from_font(cls, base: QFont) -> "_Fonts":
-        """Bold name in the application font; detail row a little smaller."""
+        """Bold name in the application font; detail row in the small UI font."""
         name = QFont(base)
         name.setBold(True)
-        detail = QFont(base)
-        detail.setPointSizeF(max(6.0, base.pointSizeF() * 0.86))
+        detail = small_font(base)
         return cls(name, detail, QFontMetricsF(name), QFontMetricsF(detail))
+
+    def legible_zoom(self, base: QFont) -> float:
+        """The smallest zoom at which names render at `base`'s size and details at its small size."""
+        needs = ((base, self.name), (small_font(base), self.detail))
+        return max(font_pixels(want) / max(1, font_pixels(have)) for want, have in needs)
+
+
+def paint_status_icon(painter: QPainter, status: str, rect: QRectF, theme: "DagTheme",
+                      phase: float = 0.0) -> None:
+    """A distinct shape per status, so the state reads without colour too.
+
+    Shared by the step boxes and the legend, so the legend can never disagree
+    with what the boxes show.
+    """
+    color = theme.status_color(status)
+    if status == "pending":
+        painter.setPen(QPen(blend(theme.node, theme.text, 0.45), 1.5))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawEllipse(rect.adjusted(1, 1, -1, -1))
+        return
+    if status == "running":
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(QPen(blend(theme.node, color, 0.3), 2.0))
+        painter.drawEllipse(rect.adjusted(1, 1, -1, -1))
+        pen = QPen(color, 2.0)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        painter.setPen(pen)
+        painter.drawArc(rect.adjusted(1, 1, -1, -1), int(-phase * 360 * 16), 100 * 16)
+        return
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(color)
+    painter.drawEllipse(rect)
+    mark = QPen(QColor("white"), 1.8 * rect.width() / ICON)
+    mark.setCapStyle(Qt.PenCapStyle.RoundCap)
+    mark.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    painter.setPen(mark)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    _paint_mark(painter, status, rect)
+
+
+def _paint_mark(painter: QPainter, status: str, r: QRectF) -> None:
+    """The white glyph inside a finished step's icon disc."""
+    c, k = r.center(), r.width() / 14.0
+    if status == "succeeded":
+        painter.drawPolyline(QPolygonF([QPointF(c.x() - 3.5 * k, c.y()), QPointF(c.x() - 1 * k, c.y() + 2.5 * k),
+                                        QPointF(c.x() + 3.5 * k, c.y() - 2.5 * k)]))
+    elif status == "failed":
+        d = 2.8 * k
+        painter.drawLine(QPointF(c.x() - d, c.y() - d), QPointF(c.x() + d, c.y() + d))
+        painter.drawLine(QPointF(c.x() - d, c.y() + d), QPointF(c.x() + d, c.y() - d))
+    elif status == "cancelled":
+        painter.drawLine(QPointF(c.x() - 3.5 * k, c.y()), QPointF(c.x() + 3.5 * k, c.y()))
+    else:  # reused: a circular arrow
+        arc = QRectF(c.x() - 3.5 * k, c.y() - 3.5 * k, 7 * k, 7 * k)
+        painter.drawArc(arc, 90 * 16, 270 * 16)
+        painter.drawPolyline(QPolygonF([QPointF(c.x() - 1.5 * k, c.y() - 5.5 * k),
+                                        QPointF(c.x() + 0.5 * k, c.y() - 3.5 * k),
+                                        QPointF(c.x() - 1.5 * k, c.y() - 1.5 * k)]))
 
 
 PAD = 10.0
@@ -204,8 +328,8 @@ class StepItem(QGraphicsItem):
             right.append(format_duration(s.duration))
         self._detail_left = " \u00b7 ".join(left)
         self._detail_right = "  ".join(right)
-        lines = [f"{self.name}" + (f" ({self.hint})" if self.hint else ""), f"status: {s.status}"]
-        lines += [f"tasks: {s.done}/{s.total}"] if s.total else []
+        lines = [f"{self.name}" + (f" ({self.hint})" if self.hint else ""), f"status: {s.status}",
+                 f"tasks: {s.done}/{s.total} done" if s.total else "tasks: none yet"]
         lines += [f"attempt: {s.attempt + 1}"] if s.attempt else []
         lines += [f"duration: {format_duration(s.duration)}"] if s.duration is not None else []
         self.setToolTip("\n".join(lines + ([f"\n{self.doc}"] if self.doc else [])))
@@ -280,53 +404,8 @@ class StepItem(QGraphicsItem):
         return QRectF(PAD, top, ICON, ICON)
 
     def _paint_icon(self, painter: QPainter, theme: DagTheme) -> None:
-        """A distinct shape per status, so the state reads without colour too."""
-        status = self._state.kind
-        rect = self._icon_rect()
-        color = theme.status_color(status)
-        if status == "pending":
-            painter.setPen(QPen(blend(theme.node, theme.text, 0.45), 1.5))
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.drawEllipse(rect.adjusted(1, 1, -1, -1))
-            return
-        if status == "running":
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.setPen(QPen(blend(theme.node, color, 0.3), 2.0))
-            painter.drawEllipse(rect.adjusted(1, 1, -1, -1))
-            pen = QPen(color, 2.0)
-            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-            painter.setPen(pen)
-            painter.drawArc(rect.adjusted(1, 1, -1, -1), int(-self._dag.phase * 360 * 16), 100 * 16)
-            return
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(color)
-        painter.drawEllipse(rect)
-        mark = QPen(QColor("white"), 1.8)
-        mark.setCapStyle(Qt.PenCapStyle.RoundCap)
-        mark.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-        painter.setPen(mark)
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        self._paint_mark(painter, status, rect)
-
-    @staticmethod
-    def _paint_mark(painter: QPainter, status: str, r: QRectF) -> None:
-        """The white glyph inside a finished step's icon disc."""
-        c, k = r.center(), r.width() / 14.0
-        if status == "succeeded":
-            painter.drawPolyline(QPolygonF([QPointF(c.x() - 3.5 * k, c.y()), QPointF(c.x() - 1 * k, c.y() + 2.5 * k),
-                                            QPointF(c.x() + 3.5 * k, c.y() - 2.5 * k)]))
-        elif status == "failed":
-            d = 2.8 * k
-            painter.drawLine(QPointF(c.x() - d, c.y() - d), QPointF(c.x() + d, c.y() + d))
-            painter.drawLine(QPointF(c.x() - d, c.y() + d), QPointF(c.x() + d, c.y() - d))
-        elif status == "cancelled":
-            painter.drawLine(QPointF(c.x() - 3.5 * k, c.y()), QPointF(c.x() + 3.5 * k, c.y()))
-        else:  # reused: a circular arrow
-            arc = QRectF(c.x() - 3.5 * k, c.y() - 3.5 * k, 7 * k, 7 * k)
-            painter.drawArc(arc, 90 * 16, 270 * 16)
-            painter.drawPolyline(QPolygonF([QPointF(c.x() - 1.5 * k, c.y() - 5.5 * k),
-                                            QPointF(c.x() + 0.5 * k, c.y() - 3.5 * k),
-                                            QPointF(c.x() - 1.5 * k, c.y() - 1.5 * k)]))
+        """The status icon left of the name (the same shapes the legend shows)."""
+        paint_status_icon(painter, self._state.kind, self._icon_rect(), theme, self._dag.phase)
 
     def _paint_texts(self, painter: QPainter, theme: DagTheme, fonts: _Fonts) -> None:
         """Name on the first row; hint and retry left, counter and duration right, below."""
@@ -473,6 +552,7 @@ class DagScene(QGraphicsScene):
     graph_changed = Signal()
 
     PULSE_MS = 1200  # one breath of the outline / one spinner turn
+    LAYER_GAP = 32.0  # between rows of boxes: room for S-curves and arrow heads
     FRAME_MS = 33
 
     def __init__(self, parent: Any = None) -> None:
@@ -509,7 +589,8 @@ class DagScene(QGraphicsScene):
         # One width for all boxes (the widest need, capped): columns line up and read calmly.
         width = max([self._node_width(n, node) for n, node in table.items() if isinstance(node, Mapping)],
                     default=150.0)
-        opts = LayoutOptions(node_height=self._node_height())
+        # Text stays at its real size, so tall graphs scroll: a tighter gap shows more steps at once.
+        opts = LayoutOptions(node_height=self._node_height(), layer_gap=self.LAYER_GAP)
         self.dag_layout = layout_graph(graph, node_width=lambda _: width, options=opts)
         for route in self.dag_layout.edges:
             edge = EdgeItem(self, route)
@@ -662,12 +743,138 @@ class DagScene(QGraphicsScene):
         return any(item is not None and item.isSelected() for item in ends)
 
 
-class DagView(QGraphicsView):
-    """Zoomable, pannable view of a `DagScene`.
+class StatusLegend(QWidget):
+    """One row naming every status with the icon and colour the step boxes use.
 
-    Wheel zooms (plain or with Ctrl; set `wheel_zooms = False` to make the
-    plain wheel scroll), drag pans, `+`/`-` zoom and `0` fits. The view keeps
-    the graph fitted while the user has not zoomed, so it follows resizes.
+    Painted, not built from child widgets: six entries stay cheap and the
+    icons come from `paint_status_icon`, the boxes' own painter. Colours are
+    read from `theme()` at paint time, so a palette switch needs no bookkeeping.
+    When the row is too narrow for the words it shows icons only; every
+    entry keeps a tooltip with its word either way.
+    """
+
+    SPACING = 12.0
+    GAP = 5.0
+
+    def __init__(self, theme: Callable[[], DagTheme], parent: QWidget | None = None) -> None:
+        """`theme` is the canvas's live theme (the view passes its scene's)."""
+        super().__init__(parent)
+        self._theme = theme
+        self.setFont(small_font(QApplication.font()))
+        self.setAccessibleName("Status colours: " + ", ".join(STATUSES))
+
+    def theme(self) -> DagTheme:
+        """The theme the legend draws with (the same one the step boxes use)."""
+        return self._theme()
+
+    def colors(self) -> dict[str, QColor]:
+        """Status -> the colour its legend entry shows (for tests and accessibility checks)."""
+        theme = self.theme()
+        return {status: theme.status_color(status) for status in STATUSES}
+
+    def _icon_size(self) -> float:
+        """Icons as tall as the legend's text, a little smaller than on the boxes."""
+        return float(min(ICON, self.fontMetrics().height()))
+
+    def _full_width(self) -> float:
+        """Width needed to show every entry with its word."""
+        fm = self.fontMetrics()
+        return sum(self._icon_size() + self.GAP + fm.horizontalAdvance(s) for s in STATUSES) \
+            + self.SPACING * (len(STATUSES) - 1)
+
+    def compact(self) -> bool:
+        """Icons only: the words do not fit the width the legend was given."""
+        return self.width() < self._full_width()
+
+    def entry_rects(self) -> dict[str, QRectF]:
+        """Where each status is drawn (icon plus word, or icon alone when compact)."""
+        fm, icon = self.fontMetrics(), self._icon_size()
+        words = not self.compact()
+        x, rects = 0.0, {}
+        for status in STATUSES:
+            width = icon + (self.GAP + fm.horizontalAdvance(status) if words else 0.0)
+            rects[status] = QRectF(x, 0, width, self.height())
+            x += width + (self.SPACING if words else self.GAP + 2)
+        return rects
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt override)
+        """Room for every word on one line."""
+        return QSize(math.ceil(self._full_width()), self.minimumSizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt override)
+        """Icons only, on one line."""
+        icon = self._icon_size()
+        return QSize(math.ceil(len(STATUSES) * (icon + self.GAP + 2)),
+                     math.ceil(max(icon, self.fontMetrics().height())) + 2)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt override)
+        """Icon (exactly as on a box) and the status word, for each status in order."""
+        theme, icon = self.theme(), self._icon_size()
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        words = not self.compact()
+        for status, rect in self.entry_rects().items():
+            top = rect.top() + (rect.height() - icon) / 2
+            paint_status_icon(painter, status, QRectF(rect.left(), top, icon, icon), theme, 0.1)
+            if words:
+                painter.setPen(theme.text)
+                painter.drawText(rect.adjusted(icon + self.GAP, 0, 0, 0),
+                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, status)
+        painter.end()
+
+    def event(self, event: QEvent) -> bool:
+        """Tooltips per entry, so the compact (icons only) form stays explained."""
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            for status, rect in self.entry_rects().items():
+                if rect.contains(QPointF(event.pos())):
+                    QToolTip.showText(event.globalPos(), f"{status}: step outline and icon", self)
+                    return True
+            QToolTip.hideText()
+            event.ignore()
+            return True
+        return super().event(event)
+
+
+class DagHeader(QWidget):
+    """The strip above the canvas: the status legend, then the two explicit zoom actions."""
+
+    def __init__(self, view: "DagView") -> None:
+        """Buttons call the view directly; the legend reads the view's live theme."""
+        super().__init__(view)
+        self.legend = StatusLegend(lambda: view.dag_scene().theme, self)
+        self.fit_button = self._button("Fit", "Readable size, as wide as the canvas allows (0)", view.fit)
+        self.all_button = self._button("Whole graph", "Show every step at once; names may get too "
+                                       "small to read (Ctrl+wheel or +/- zoom, 0 goes back)", view.fit_all)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 2, 4, 2)
+        row.setSpacing(4)
+        row.addWidget(self.legend, 1)
+        row.addWidget(self.fit_button)
+        row.addWidget(self.all_button)
+
+    def _button(self, text: str, tip: str, slot: Callable[[], None]) -> QToolButton:
+        """A flat, small-font button: the strip must not compete with the graph."""
+        button = QToolButton(self)
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.setFont(small_font(QApplication.font()))
+        button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        button.clicked.connect(slot)
+        return button
+
+
+class DagView(QGraphicsView):
+    """Zoomable, pannable view of a `DagScene`, readable by default.
+
+    The default view ("fit", also `0`) fits the graph to the width but
+    never below `legible_zoom()`, the zoom at which names render at the UI
+    font size; what does not fit scrolls. "Whole graph" (`fit_all`) shows
+    everything at once as an explicit choice. Ctrl+wheel, pinch and `+`/`-`
+    zoom; the plain wheel scrolls (set `wheel_zooms = True` to zoom with it),
+    drag pans, Home/End jump to the first/last steps. After the user zooms,
+    the view keeps that zoom until they ask to fit again; until then it
+    re-fits on resizes.
     """
 
     MIN_ZOOM = 0.05
@@ -679,8 +886,11 @@ class DagView(QGraphicsView):
     def __init__(self, scene: DagScene | None = None, parent: QWidget | None = None) -> None:
         """Takes the scene (the model's mirror) from outside, or makes its own."""
         super().__init__(parent)
-        self.wheel_zooms = True
-        self._auto_fit = True
+        self.wheel_zooms = False
+        self._mode = "fit"  # "fit" (readable, to width), "all" (whole graph) or "manual"
+        self._home_pending = True  # scroll to the top after resizes until the user moves the view
+        self._forwarding_drag = False  # the current drag went to drop_receiver(), not the scene
+        self._drag_answer = Qt.DropAction.IgnoreAction  # the receiver's last answer to this drag
         self.setScene(scene if scene is not None else DagScene(self))
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing
                             | QPainter.RenderHint.SmoothPixmapTransform)
@@ -690,6 +900,11 @@ class DagView(QGraphicsView):
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.header = DagHeader(self)
+        self.legend = self.header.legend
+        self.setViewportMargins(0, self.header.sizeHint().height(), 0, 0)
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.actionTriggered.connect(self._user_moved)
 
     def setScene(self, scene: QGraphicsScene | None) -> None:
         """Follow the new scene's `graph_changed` (and stop following the old one's)."""
@@ -717,41 +932,162 @@ class DagView(QGraphicsView):
         """Current scale (1.0 = natural size); the view never rotates or shears."""
         return self.transform().m11()
 
+    def fit_mode(self) -> str:
+        """The zoom policy: "fit" (readable default), "all" (whole graph) or "manual" (user's)."""
+        return self._mode
+
+    def legible_zoom(self) -> float:
+        """The smallest zoom at which step names reach the UI font size and details the small one."""
+        return min(self.MAX_ZOOM, self.dag_scene().fonts.legible_zoom(QApplication.font()))
+
     def set_zoom(self, factor: float) -> None:
         """Absolute zoom, clamped so the graph can neither vanish nor explode."""
         factor = max(self.MIN_ZOOM, min(self.MAX_ZOOM, factor))
         self.scale(factor / self.zoom(), factor / self.zoom())
 
     def zoom_by(self, factor: float) -> None:
-        """Relative zoom by the user: stops following resizes until `fit()`."""
-        self._auto_fit = False
+        """Relative zoom by the user: kept (across resizes and runs) until `fit()`."""
+        self._mode = "manual"
+        self._home_pending = False
         self.set_zoom(self.zoom() * factor)
 
     def fit(self) -> None:
-        """Show the whole graph with a margin, never enlarged past natural size."""
-        self._auto_fit = True
-        rect = self.sceneRect()
-        if rect.isEmpty():
-            return
+        """The default view: readable text, fitted to the width when that is larger, from the top."""
+        self._mode = "fit"
+        self._apply_mode(home=True)
+
+    def fit_all(self) -> None:
+        """The whole graph at once (an explicit overview: text may get too small to read)."""
+        self._mode = "all"
+        self._apply_mode(home=True)
+
+    def fit_zoom(self) -> float:
+        """Zoom of the default view: the width fit, capped at natural size, floored at legible."""
+        rect = self._padded_scene_rect()
+        area = self.maximumViewportSize()  # the viewport without scroll bars: no feedback loop
+        zoom = area.width() / rect.width()
+        if rect.height() * zoom > area.height():  # it will scroll: leave room for the scroll bar
+            zoom = (area.width() - self.verticalScrollBar().sizeHint().width()) / rect.width()
+        return max(self.legible_zoom(), min(self.MAX_FIT_ZOOM, zoom))
+
+    def overview_zoom(self) -> float:
+        """Zoom that shows the whole padded graph, never enlarged past natural size."""
+        rect = self._padded_scene_rect()
+        area = self.maximumViewportSize()
+        zoom = min(area.width() / rect.width(), area.height() / rect.height())
+        return max(self.MIN_ZOOM, min(self.MAX_FIT_ZOOM, zoom))
+
+    def _padded_scene_rect(self) -> QRectF:
+        """The scene rect plus the fit margin on every side."""
         m = self.FIT_MARGIN
-        self.fitInView(rect.adjusted(-m, -m, m, m), Qt.AspectRatioMode.KeepAspectRatio)
-        if self.zoom() > self.MAX_FIT_ZOOM:
-            self.resetTransform()
-            self.scale(self.MAX_FIT_ZOOM, self.MAX_FIT_ZOOM)
-            self.centerOn(rect.center())
-        elif self.zoom() < self.MIN_ZOOM:
-            self.set_zoom(self.MIN_ZOOM)
+        return self.sceneRect().adjusted(-m, -m, m, m)
+
+    def _apply_mode(self, home: bool) -> None:
+        """Re-apply the fit mode's zoom; `home` also scrolls to the first steps."""
+        if self._mode == "manual" or self.sceneRect().isEmpty():
+            return
+        zoom = self.fit_zoom() if self._mode == "fit" else self.overview_zoom()
+        self.resetTransform()
+        self.scale(zoom, zoom)
+        if home:
+            self._home_pending = True
+            self.scroll_home()
+
+    def scroll_home(self) -> None:
+        """Show the top of the graph (where `start` is), centred horizontally."""
+        rect = self.sceneRect()
+        visible = self.mapToScene(self.viewport().rect()).boundingRect()
+        y = rect.center().y() if visible.height() >= rect.height() else rect.top() + visible.height() / 2
+        self.centerOn(rect.center().x(), y)
+
+    def _user_moved(self) -> None:
+        """The user scrolled or panned: resizes keep their place from now on."""
+        self._home_pending = False
 
     def _on_graph_changed(self) -> None:
-        """A new graph starts fitted, whatever the previous zoom was."""
+        """A new graph starts in the default view, whatever the previous zoom was."""
         self.fit()
+
+    # -- drops -------------------------------------------------------------------------
+
+    def drop_receiver(self) -> QWidget | None:
+        """The nearest ancestor that takes drops (the main window): file drops go there.
+
+        A QGraphicsView's viewport accepts drags and hands them to the scene,
+        which refuses them, so without this the largest area of the window
+        would refuse the drops every other part takes.
+        """
+        widget = self.parentWidget()
+        while widget is not None:
+            if widget.acceptDrops() and widget.isEnabled():
+                return widget
+            if widget.isWindow():
+                return None
+            widget = widget.parentWidget()
+        return None
+
+    def _forward_drag(self, event: QEvent) -> bool:
+        """Re-send a file drag to `drop_receiver()` (positions mapped); False if not ours."""
+        target = self.drop_receiver()
+        if isinstance(event, QDragLeaveEvent):
+            if target is not None and self._forwarding_drag:
+                target.event(QDragLeaveEvent())
+            forwarded, self._forwarding_drag = self._forwarding_drag, False
+            return forwarded
+        assert isinstance(event, QDropEvent)
+        self._forwarding_drag = target is not None and event.mimeData().hasUrls()
+        if target is None or not self._forwarding_drag:
+            return False
+        pos = self.viewport().mapTo(target, event.position().toPoint())
+        args = (event.possibleActions(), event.mimeData(), event.buttons(), event.modifiers())
+        if isinstance(event, QDragEnterEvent):
+            copy_: QDropEvent = QDragEnterEvent(pos, *args)
+        elif isinstance(event, QDragMoveEvent):
+            copy_ = QDragMoveEvent(pos, *args)
+            if self._drag_answer != Qt.DropAction.IgnoreAction:
+                # As Qt does for a real drag: accepting the enter suffices, moves start accepted.
+                copy_.setDropAction(self._drag_answer)
+                copy_.accept()
+        else:
+            copy_ = QDropEvent(QPointF(pos), *args)
+        # The receiver's own dispatch, not QApplication.sendEvent: notify() would route a
+        # drag event by position and could hand it straight back to this canvas.
+        target.event(copy_)
+        event.setDropAction(copy_.dropAction())
+        event.setAccepted(copy_.isAccepted())
+        if event.type() == QEvent.Type.Drop:
+            self._forwarding_drag = False
+        elif isinstance(event, QDragMoveEvent):  # enter or move: what the receiver answered
+            self._drag_answer = copy_.dropAction() if copy_.isAccepted() else Qt.DropAction.IgnoreAction
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
+        """File drags go where the rest of the window sends them; others to the scene."""
+        if not self._forward_drag(event):
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 (Qt override)
+        """As `dragEnterEvent` (the scene would answer IgnoreAction here)."""
+        if not self._forward_drag(event):
+            super().dragMoveEvent(event)
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802 (Qt override)
+        """Tell the receiver the drag left, so it can drop any highlight."""
+        if not self._forward_drag(event):
+            super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt override)
+        """The drop itself: the receiver opens (and perhaps runs) the files."""
+        if not self._forward_drag(event):
+            super().dropEvent(event)
 
     # -- events ------------------------------------------------------------------------
 
     def wheelEvent(self, event: QWheelEvent) -> None:
-        """Zoom around the cursor; one notch is one `ZOOM_STEP`."""
+        """Ctrl+wheel zooms around the cursor (one notch is one `ZOOM_STEP`); the wheel scrolls."""
         ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
         if not (ctrl or self.wheel_zooms):
+            self._home_pending = False
             super().wheelEvent(event)
             return
         delta = event.angleDelta().y() or event.angleDelta().x()
@@ -759,34 +1095,59 @@ class DagView(QGraphicsView):
             self.zoom_by(self.ZOOM_STEP ** (delta / 120.0))
         event.accept()
 
+    def viewportEvent(self, event: QEvent) -> bool:
+        """Touchpad pinch zooms like Ctrl+wheel."""
+        if isinstance(event, QNativeGestureEvent) and \
+                event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
+            self.zoom_by(1.0 + event.value())
+            return True
+        return super().viewportEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        """A press may start a pan: from then on resizes keep the user's place."""
+        self._home_pending = False
+        super().mousePressEvent(event)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """`+`/`=` zoom in, `-` zoom out, `0` fit; other keys scroll as usual."""
+        """`+`/`=` zoom in, `-` out, `0` fit, Home/End first/last steps; other keys scroll."""
         key = event.key()
+        self._home_pending = False
         if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.zoom_by(self.ZOOM_STEP)
         elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
             self.zoom_by(1 / self.ZOOM_STEP)
         elif key == Qt.Key.Key_0:
             self.fit()
+        elif key == Qt.Key.Key_Home:
+            self.scroll_home()
+        elif key == Qt.Key.Key_End:
+            self.centerOn(self.sceneRect().center().x(), self.sceneRect().bottom())
         else:
             super().keyPressEvent(event)
             return
         event.accept()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        """Stay fitted across resizes until the user zooms by hand."""
+        """Keep the header across the top; re-fit (unless the user zoomed) and stay at the top
+        until the user moves the view."""
         super().resizeEvent(event)
-        if self._auto_fit:
-            self.fit()
+        self._place_header()
+        self._apply_mode(home=self._home_pending)
+
+    def _place_header(self) -> None:
+        """Over the viewport's columns only, like a tree view's header: never under a scroll bar."""
+        port = self.viewport().geometry()
+        height = self.header.sizeHint().height()
+        self.header.setGeometry(port.left(), port.top() - height, port.width(), height)
 
     def showEvent(self, event: QShowEvent) -> None:
-        """Fit on first show, when the viewport finally has its real size."""
+        """Fit on show, when the viewport finally has its real size."""
         super().showEvent(event)
-        if self._auto_fit:
-            self.fit()
+        self._apply_mode(home=self._home_pending)
 
     def changeEvent(self, event: QEvent) -> None:
         """Follow palette switches (e.g. the system going dark)."""
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self.dag_scene().set_palette(self.palette())
+            self.header.update()
         super().changeEvent(event)

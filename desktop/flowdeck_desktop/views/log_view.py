@@ -28,10 +28,30 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import (QAction, QColor, QFont, QFontDatabase, QGuiApplication, QKeySequence,
-                           QPalette, QShortcut, QTextCharFormat, QTextCursor, QTextDocument)
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QMenu, QPlainTextEdit, QTextEdit,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QKeySequence,
+    QPalette,
+    QShortcut,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPlainTextEdit,
+    QTextEdit,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from flowdeck_desktop.views.ansi import DEFAULT_STYLE, AnsiParser, Span, Style, is_plain, to_rgb
 

@@ -9,31 +9,54 @@ artifacts from a helper process.
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QScrollArea,
-                               QLabel, QLineEdit, QMainWindow, QMessageBox, QPushButton,
-                               QSplitter, QSystemTrayIcon, QTabWidget, QToolBar, QTreeView,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QSystemTrayIcon,
+    QTabWidget,
+    QToolBar,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
-from flowdeck.store.layout import RunLayout
-
-from flowdeck_desktop import __version__
-from flowdeck_desktop.models.catalog_model import FILE_ROLE, KEY_ROLE, KIND_ROLE, LINE_ROLE, CatalogFilter
-from flowdeck_desktop.control.controller import FlowdeckController
-from flowdeck_desktop.views.dag_view import DagScene, DagView, StepState
-from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck.engines.interpreter import check_interpreter
-from flowdeck_desktop.views.log_view import LogView
-from flowdeck_desktop.views.panes import ArtifactsPane, ErrorPane, HistoryPane, RunSummary, list_runs
-from flowdeck_desktop.views.params_form import ParamsForm
-from flowdeck_desktop.system.resources import icon_file
+from flowdeck.store.layout import RunLayout
+from flowdeck_desktop import __version__
+from flowdeck_desktop.control.controller import FlowdeckController
+from flowdeck_desktop.models.catalog_model import (
+    FILE_ROLE,
+    KEY_ROLE,
+    KIND_ROLE,
+    LINE_ROLE,
+    CatalogFilter,
+)
 from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
+from flowdeck_desktop.system.editor import open_in_editor
+from flowdeck_desktop.system.resources import icon_file
+from flowdeck_desktop.views.dag_view import DagScene, DagView, StepState
+from flowdeck_desktop.views.log_view import LogView
+from flowdeck_desktop.views.panes import (
+    ArtifactsPane,
+    ErrorPane,
+    HistoryPane,
+    RunSummary,
+    list_runs,
+)
+from flowdeck_desktop.views.params_form import ParamsForm
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
 LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
@@ -193,6 +216,8 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         self.act_open = self._action("&Open Folder…", self.choose_folder, QKeySequence.StandardKey.Open)
         self.act_open_file = self._action("Open Flow &File…", self.choose_file)
+        self.act_watch_folder = self._action("&Watch Folder of Opened File",
+                                             lambda: self.controller.watch_folder_of())
         self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_run = self._action("&Run", self.run_selected, "Ctrl+R")
         self.act_stop = self._action("&Stop", self.stop_selected, "Ctrl+.")
@@ -217,6 +242,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self.act_open)
         file_menu.addAction(self.act_open_file)
+        file_menu.addAction(self.act_watch_folder)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
@@ -286,10 +312,15 @@ class MainWindow(QMainWindow):
 
     # -- opening -------------------------------------------------------------------------------
 
-    def open_paths(self, paths: list[str], select: bool = True) -> list[str]:
-        keys = self.controller.add_paths(paths)
-        if keys and select:
-            self.select_flow(keys[0])
+    def open_paths(self, paths: list[str], select: bool = True, then: Any = None) -> list[str]:
+        """Watch paths; once listed (scans run off this thread), select and call `then(keys)`."""
+        def listed(keys: list[str]) -> None:
+            if keys and select:
+                self.select_flow(keys[0])
+            self._refresh_controls()
+            if then is not None:
+                then(keys)
+        keys = self.controller.add_paths(paths, on_listed=listed)
         self._refresh_controls()
         return keys
 
@@ -333,10 +364,8 @@ class MainWindow(QMainWindow):
             else:
                 self.show_message("warning", f"{os.path.basename(path)} is not a Python file or "
                                   "a folder; drop .py flow files or folders.")
-        keys = self.open_paths(usable) if usable else []
-        if keys and self.run_on_drop():
-            self.run_selected()
-        return keys
+        run = lambda keys: self.run_selected() if keys and self.run_on_drop() else None  # noqa: E731
+        return self.open_paths(usable, then=run) if usable else []
 
     def run_on_drop(self) -> bool:
         return self.settings.value("prefs/run_on_drop", True) in (True, "true")

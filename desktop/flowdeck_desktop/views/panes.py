@@ -15,15 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel,
-                               QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from flowdeck.engines.launching import child_env, inspect_argv
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
-
 from flowdeck_desktop.control.run_process import core_path
 
 

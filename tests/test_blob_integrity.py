@@ -1,0 +1,178 @@
+"""Artifact blobs are checked against their name (a hash) when read.
+
+A damaged blob never turns into a wrong value: reading it raises an error
+that names the file and says what to do, and `resume` runs the task that
+produced it again instead of reusing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import run_flow
+
+from flowdeck import Flow
+from flowdeck.store.blobs import LEAF_SIZE, BlobDamagedError, BlobStore, blob_digest
+
+FLOW = '''
+from flowdeck import FlowSpec, step
+
+class NumbersFlow(FlowSpec):
+    @step
+    def start(self):
+        self.numbers = list(range(10))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.total = sum(self.numbers)
+        print("total", self.total)
+
+if __name__ == "__main__":
+    NumbersFlow()
+'''
+
+
+def _finished_run(tmp_path: Path):
+    path = tmp_path / "numbers.py"
+    path.write_text(FLOW)
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    return path, Flow("NumbersFlow", root=tmp_path / ".flowdeck")
+
+
+def _flip_the_seven(blob: Path) -> None:
+    """Turn the pickled int 7 into 99: a wrong value that still unpickles."""
+    data = bytearray(blob.read_bytes())
+    at = data.index(b"K\x07")
+    data[at + 1] = 99
+    blob.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete"])
+def test_a_damaged_blob_is_an_error_naming_it_and_resume_reruns_its_step(
+        tmp_path: Path, damage: str) -> None:
+    path, flow = _finished_run(tmp_path)
+    origin = flow.latest_run
+    artifact = origin["start"].task["numbers"]
+    blob = BlobStore(tmp_path / ".flowdeck").path(artifact.sha)
+    if damage == "flip":
+        _flip_the_seven(blob)
+    else:
+        blob.unlink()
+    with pytest.raises(BlobDamagedError) as caught:
+        _ = artifact.data
+    message = str(caught.value)
+    assert str(blob) in message and "resume" in message
+    assert ("is damaged" if damage == "flip" else "is missing") in message
+
+    result = run_flow(path, "resume", "end")
+    assert result.returncode == 0, result.stderr
+    assert "Not reusing" in result.stderr and str(blob) in result.stderr
+    run = flow.latest_run
+    assert run.id != origin.id and run.successful
+    start = run["start"].task
+    assert start.status == "succeeded" and start.origin is None  # ran again, not reused
+    assert run.data.total == 45 and start.data.numbers == list(range(10))
+    assert origin["start"].task.data.numbers == list(range(10))  # the blob is whole again
+    if damage == "flip":
+        assert blob.with_name(blob.name + ".damaged").exists()  # set aside, not destroyed
+
+
+def test_resume_reuses_tasks_whose_blobs_are_intact(tmp_path: Path) -> None:
+    path, flow = _finished_run(tmp_path)
+    result = run_flow(path, "resume", "end")
+    assert result.returncode == 0, result.stderr
+    assert "Not reusing" not in result.stderr
+    assert flow.latest_run["start"].task.origin is not None
+
+
+def _large_array_blob(store: BlobStore):
+    np = pytest.importorskip("numpy")
+    value = np.arange(LEAF_SIZE // 8 + 12_345, dtype=np.float64)  # above the mapping threshold
+    ref = store.put("arr", value)
+    assert np.array_equal(store.get(ref.sha), value)
+    return ref, value
+
+
+@pytest.mark.parametrize("damage", ["body", "length table", "truncated", "extended", "empty"])
+def test_damage_anywhere_in_a_large_blob_names_the_file(tmp_path: Path, damage: str) -> None:
+    """Never numpy's "cannot reshape" or struct's "unpack_from requires": always the path."""
+    store = BlobStore(tmp_path)
+    ref, _ = _large_array_blob(store)
+    path = store.path(ref.sha)
+    data = bytearray(path.read_bytes())
+    if damage == "body":
+        data[-3] ^= 0x10
+    elif damage == "length table":
+        data[12] ^= 0x01
+    elif damage == "truncated":
+        del data[-100:]
+    elif damage == "extended":
+        data += b"\0" * 8
+    else:
+        data = bytearray()
+    path.write_bytes(bytes(data))
+    with pytest.raises(BlobDamagedError) as caught:
+        store.get(ref.sha)
+    assert str(path) in str(caught.value)
+    assert store.damage(ref) is not None and not path.exists()  # resume sets it aside
+
+
+def test_a_blob_of_the_wrong_size_is_written_again(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    ref = store.put("x", list(range(1000)))
+    path = store.path(ref.sha)
+    path.write_bytes(path.read_bytes()[:-10])
+    assert store.put("x", list(range(1000))) == ref
+    assert store.get(ref.sha) == list(range(1000))
+
+
+def _reference_tree_digest(data: bytes) -> str:
+    """The digest's definition, computed in one thread: BLAKE2b tree of LEAF_SIZE leaves."""
+    tree = {"fanout": 0, "depth": 2, "leaf_size": LEAF_SIZE, "inner_size": 32}
+    leaves = [data[i:i + LEAF_SIZE] for i in range(0, len(data), LEAF_SIZE)]
+    root = hashlib.blake2b(digest_size=20, node_depth=1, last_node=True, **tree)
+    for i, leaf in enumerate(leaves):
+        root.update(hashlib.blake2b(leaf, digest_size=32, node_offset=i,
+                                    last_node=i == len(leaves) - 1, **tree).digest())
+    return root.hexdigest()
+
+
+def test_the_digest_is_defined_by_the_bytes_alone() -> None:
+    small = b"flowdeck" * 1000
+    assert blob_digest([small]) == hashlib.blake2b(small, digest_size=20).hexdigest()
+    large = os.urandom(3 * LEAF_SIZE + 5)
+    cut = [large[:7], memoryview(large)[7:LEAF_SIZE + 11], large[LEAF_SIZE + 11:]]
+    assert blob_digest(cut) == blob_digest([large]) == _reference_tree_digest(large)
+
+
+def _legacy_blob(store: BlobStore, value, name_of) -> tuple[str, Path]:
+    """Write `value` as an older Flowdeck did: the same bytes under another hash's name."""
+    blob = store.encode("v", value)
+    data = b"".join(bytes(c) for c in blob.chunks)
+    sha = name_of(data)
+    path = store.path(sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return sha, path
+
+
+def test_blobs_of_older_stores_are_still_read_and_checked(tmp_path: Path) -> None:
+    xxhash = pytest.importorskip("xxhash")
+    store = BlobStore(tmp_path)
+    value = {"a": list(range(100))}
+    sha, path = _legacy_blob(store, value, lambda d: xxhash.xxh3_128(d).hexdigest())
+    assert len(sha) == 32 and store.get(sha) == value
+    big = bytes(range(256)) * (LEAF_SIZE // 256 + 10)  # sequential BLAKE2b, before tree hashing
+    big_sha, _ = _legacy_blob(store, big, lambda d: hashlib.blake2b(d, digest_size=20).hexdigest())
+    assert store.get(big_sha) == big
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x02
+    path.write_bytes(bytes(data))
+    with pytest.raises(BlobDamagedError, match=re.escape(str(path))):
+        store.get(sha)
