@@ -19,7 +19,7 @@ from flowdeck.engines.interpreter import InterpreterCheck
 
 #: How long a stopped run's steps get for their own cleanup (`except KeyboardInterrupt`,
 #: `finally`) before the group is killed; the orchestrator's own grace fits inside it.
-DEFAULT_STOP_GRACE_S = 5.0
+DEFAULT_STOP_GRACE_S = 3.5
 
 
 @dataclass(frozen=True)
