@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import weakref
 import subprocess
 import sys
 from pathlib import Path
@@ -205,8 +206,6 @@ def test_sessions_keep_one_run_state_per_flow(qtbot, settings, tmp_path: Path) -
     from PySide6.QtCore import QCoreApplication, QEvent
 
     from flowdeck_desktop.control.controller import FlowdeckController
-    from flowdeck_desktop.control.run_process import RunProcess
-    from flowdeck_desktop.models.run_state import RunState
 
     flow = tmp_path / "params.py"
     flow.write_text(PARAMS)
@@ -216,14 +215,16 @@ def test_sessions_keep_one_run_state_per_flow(qtbot, settings, tmp_path: Path) -
                     timeout=10000)
     key = flow_key(controller, "ParamFlow")
     controller.save_params(key, {"learning_rate": "0.3"})
+    states, runs = [], []
     for _ in range(3):
         with qtbot.waitSignal(controller.run_ended, timeout=30000):
             controller.start_run(key)
+        states.append(weakref.ref(controller.session(key).state))
+        runs.append(weakref.ref(controller.session(key).run))
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     gc.collect()
-    alive_states = [o for o in gc.get_objects() if isinstance(o, RunState)]
-    alive_runs = [o for o in gc.get_objects() if isinstance(o, RunProcess)]
-    assert len(alive_states) == 1 and len(alive_runs) == 1
+    assert [s() is not None for s in states] == [False, False, True]
+    assert [r() is not None for r in runs] == [False, False, True]
     record = RunIndex(RunLayout(tmp_path / ".flowdeck", "ParamFlow")).latest().record
     assert record.param_values["lr"] == 0.3  # the session's parameters, not the defaults
     controller.shutdown()

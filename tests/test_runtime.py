@@ -14,6 +14,7 @@ import pytest
 from conftest import child_env, process_alive, run_flow
 
 from flowdeck import Flow, Run
+from flowdeck.client import ClientError
 from flowdeck.store.events import read_events
 
 
@@ -267,13 +268,22 @@ def _both_napping(path: Path) -> bool:
                e["step"] in ("nap_a", "nap_b")) == 2
 
 
+def _has_printed(run: Run, step: str) -> bool:
+    """The step's task has written output (its folder appears when the worker starts, a
+    moment after its task_started event)."""
+    try:
+        return (run[step].task.dir / "attempt-0.out").exists()
+    except ClientError:
+        return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_cancels_cleanly(flow_file, sig: int) -> None:
     path = flow_file("sleepy.py")
     proc = _start_sleepy(path)
     _wait_for(lambda: _both_napping(path))
     run = runs_of(path, "SleepyFlow").latest_run
-    _wait_for(lambda: (run["nap_a"].task.dir / "attempt-0.out").exists())
+    _wait_for(lambda: _has_printed(run, "nap_a"))
     os.kill(proc.pid, sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + sig

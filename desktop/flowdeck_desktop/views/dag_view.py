@@ -907,11 +907,18 @@ class DagView(QGraphicsView):
             bar.actionTriggered.connect(self._user_moved)
 
     def setScene(self, scene: QGraphicsScene | None) -> None:
-        """Follow the new scene's `graph_changed` (and stop following the old one's)."""
+        """Follow the new scene's `graph_changed` (and stop following the old one's).
+
+        A scene without a Qt parent is adopted: it then dies with this view on the
+        GUI thread. Left to Python's garbage collector it could be freed on any
+        thread, and its running pulse timer would outlive it (a crash later).
+        """
         old = self.scene()
         if isinstance(old, DagScene):
             old.graph_changed.disconnect(self._on_graph_changed)
         super().setScene(scene)
+        if scene is not None and scene.parent() is None:
+            scene.setParent(self)
         if isinstance(scene, DagScene):
             scene.graph_changed.connect(self._on_graph_changed)
             scene.set_palette(self.palette())

@@ -424,12 +424,16 @@ class MainWindow(QMainWindow):
     # -- showing a run ---------------------------------------------------------------------------
 
     def _show_state(self, state: RunState) -> None:
-        if self.shown_state is not None:
+        old = self.shown_state
+        if old is not None and old is not state:
             for signal, slot in self._state_links():
                 try:
-                    getattr(self.shown_state, signal).disconnect(slot)
+                    getattr(old, signal).disconnect(slot)
                 except (RuntimeError, TypeError):
                     pass
+            if old.parent() is self:  # a view of a past or never-run flow: only we hold it
+                old.setParent(None)
+                old.deleteLater()
         self.shown_state = state
         for signal, slot in self._state_links():
             getattr(state, signal).connect(slot)
