@@ -80,10 +80,7 @@ def _graph(spec, traverse_reference: bool) -> FlowGraph:
     if traverse_reference:
         for node in graph:
             node.split_parents, node.split_branches, node.matching_join = [], [], None
-            node.is_inside_foreach = False
         reference_traverse(graph)
-        from flowdeck.analysis.graph import _postprocess
-        _postprocess(graph)
     return graph
 
 
@@ -91,7 +88,7 @@ def _facts(graph: FlowGraph) -> dict:
     return {
         "sorted": graph.sorted_nodes,
         "nodes": {n.name: (n.split_parents, n.split_branches, n.matching_join,
-                           n.in_funcs, n.is_inside_foreach) for n in graph},
+                           n.in_funcs) for n in graph},
     }
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import gc
 import json
-import weakref
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest

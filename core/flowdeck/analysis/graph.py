@@ -65,7 +65,6 @@ class StepNode:
     matching_join: str | None = None
     split_parents: list[str] = field(default_factory=list)
     split_branches: list[str] = field(default_factory=list)
-    is_inside_foreach: bool = False
     source_hash: str = ""
     assigned_attrs: dict[str, int] = field(default_factory=dict)
 
@@ -375,7 +374,6 @@ def build_graph(name: str, file: str, line: int, doc: str,
     )
     _identify_start_end(graph)
     _traverse(graph)
-    _postprocess(graph)
     return graph
 
 
@@ -495,10 +493,3 @@ def _last_visit_order(graph: FlowGraph) -> list[str]:
                     best[child] = candidate
     return sorted(reachable, key=lambda n: best.get(n, []))
 
-
-def _postprocess(graph: FlowGraph) -> None:
-    for node in graph:
-        foreaches = [p for p in node.split_parents
-                     if p in graph.nodes and graph.nodes[p].type == "foreach"]
-        if [f for f in foreaches if graph.nodes[f].matching_join != node.name]:
-            node.is_inside_foreach = True

@@ -9,7 +9,6 @@ Metaflow semantics (lazy artifacts, `self.next`, `self.input`, joins).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -379,7 +378,3 @@ def new_flow_instance(flow_cls: type, ctx: StepContext) -> FlowSpec:
     object.__setattr__(flow, "_fd_ctx", ctx)
     return flow
 
-
-def _script_module_file() -> str | None:
-    main = sys.modules.get("__main__")
-    return getattr(main, "__file__", None)

@@ -56,7 +56,6 @@ class RunOptions:
     max_workers: int = 0
     run_id: str | None = None
     origin_run_id: str | None = None
-    resume_steps: list[str] | None = None  # None: a fresh run; []: resume from the failure
     quiet: bool = False
     install_signal_handlers: bool = True
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from flowdeck.client import Run
 
-SCRIPT_COMMANDS = ("run", "resume", "show", "check", "output-raw")
 
 
 def print_diagnostics(diagnostics: list[Diagnostic]) -> None:

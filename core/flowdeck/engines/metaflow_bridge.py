@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.store.events import (
     RUN_FINISHED,
@@ -39,10 +40,16 @@ from flowdeck.store.events import (
     read_events,
 )
 from flowdeck.store.index import read_run
-from flowdeck.store.layout import RunLayout, default_root
+from flowdeck.store.layout import (
+    RUN_ID_ENV,
+    InvalidId,
+    RunLayout,
+    check_id,
+    default_root,
+    new_run_id,
+)
 from flowdeck.store.records import ParamRecord, RunRecord, hostname
 
-RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 STOP_GRACE = 3.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping
 DEFAULT_MAX_WORKERS = 16  # Metaflow's own default
 FALLBACK_USER = "flowdeck"
@@ -297,16 +304,17 @@ def parse_args(argv: list[str]) -> BridgeArgs:
         raise UsageError("usage: python -m flowdeck.engines.metaflow_bridge FLOW_FILE run|resume "
                          "[options]  (give the flow file first)")
     file, rest = os.path.abspath(argv[0]), list(argv[1:])
-    run_id = os.environ.get("FLOWDECK_RUN_ID") or str(int(time.time() * 1000))
+    run_id = os.environ.get(RUN_ID_ENV) or new_run_id()
     if "--run-id" in rest:
         at = rest.index("--run-id")
         if at + 1 >= len(rest):
             raise UsageError("--run-id needs a value, e.g. --run-id 42.")
         run_id = rest[at + 1]
         del rest[at:at + 2]
-    if not RUN_ID.match(run_id):
-        raise UsageError(f"Run id {run_id!r} is not valid: use letters, digits, '.', '_' "
-                         "and '-' (at most 100).")
+    try:
+        check_id("run id", run_id)
+    except InvalidId as exc:
+        raise UsageError(str(exc)) from None
     command = rest.pop(0) if rest and rest[0] in ("run", "resume") else "run"
     origin = _option(rest, "--origin-run-id")
     return BridgeArgs(file, command, rest, run_id, origin)
@@ -319,10 +327,6 @@ def _option(args: list[str], name: str) -> str | None:
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
-
-
-class UsageError(Exception):
-    """Wrong command line: reported on stderr with exit code 2, before any run dir exists."""
 
 
 def metaflow_env(environ: dict[str, str] | None = None) -> dict[str, str]:

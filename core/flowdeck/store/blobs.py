@@ -1,15 +1,8 @@
-"""Where runs live on disk: content-addressed artifact blobs, run and task metadata.
+"""Content-addressed artifact values (`blobs/ab/ab12...`), and atomic file writes.
 
-Layout under the root (by default `.flowdeck/` beside the flow file)::
-
-    blobs/ab/ab12...            one pickled blob per distinct value, written once
-    <Flow>/runs/<run_id>/run.json           parameters, step hashes, status
-    <Flow>/runs/<run_id>/events.jsonl       the event stream (see docs/events.md)
-    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   task metadata
-    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.out    stdout (and .err)
-
-Every file is written atomically (temporary file, then rename), so a run
-killed at any moment leaves only complete files behind.
+Paths of runs and their records belong to `store.layout` and `store.records`; this
+module knows only the blob folder. Every file is written atomically (temporary
+file, then rename), so a run killed at any moment leaves only complete files.
 
 A blob's name is its BLAKE2b digest (40 hex digits), computed with the
 standard library only, so every interpreter that runs a task (a bare venv
@@ -46,8 +39,6 @@ except ImportError:  # pragma: no cover - an interpreter that only offers it thr
 
 MAGIC = b"FDB1"
 _HEADER = struct.Struct("<4sI")
-ROOT_ENV = "FLOWDECK_HOME"
-DEFAULT_DIRNAME = ".flowdeck"
 
 DIGEST_SIZE = 20  # 40 hex digits: never mistaken for an older xxh3-128 name (32)
 LEAF_SIZE = 4 * 1024 * 1024  # part of the digest's definition: never change it
@@ -198,15 +189,6 @@ class BlobRef:
         return cls(d["sha"], int(d.get("size", 0)), d.get("type", "object"))
 
 
-def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
-    """`FLOWDECK_HOME` if set, else `.flowdeck/` beside the flow file (not the cwd)."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    base = Path(flow_file).resolve().parent if flow_file else Path.cwd()
-    return base / DEFAULT_DIRNAME
-
-
 _TMP_COUNTER = itertools.count()
 LARGE_BLOB = 4 * 1024 * 1024  # above this a blob is mapped (copy-on-write), not read
 
@@ -243,11 +225,6 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | list[Any]) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write(path, json.dumps(obj, default=str, separators=(",", ":")).encode())
-
-
-def read_json(path: str | os.PathLike[str]) -> Any:
-    with open(path, "rb") as handle:
-        return json.loads(handle.read())
 
 
 @dataclass
@@ -467,37 +444,3 @@ def _type_name(value: Any) -> str:
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
-
-class FlowDatastore:
-    """Paths and metadata of one flow's runs under one root."""
-
-    def __init__(self, root: Path, flow_name: str):
-        self.root = Path(root)
-        self.flow_name = flow_name
-        self.blobs = BlobStore(self.root)
-        self.runs_dir = self.root / flow_name / "runs"
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
-
-    def task_dir(self, run_id: str, step: str, task_id: str) -> Path:
-        return self.runs_dir / run_id / step / task_id
-
-    def create_run_dir(self, run_id: str) -> Path:
-        """Create a new run's directory; fails if that run id already exists."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir(run_id)
-        path.mkdir()
-        return path
-
-    def list_run_ids(self) -> list[str]:
-        try:
-            return [p.name for p in self.runs_dir.iterdir()
-                    if p.is_dir() and (p / "run.json").exists()]
-        except FileNotFoundError:
-            return []
-
-
-def attempt_file(task_dir: str | os.PathLike[str], attempt: int, kind: str) -> str:
-    """Path of an attempt's metadata ('json') or log ('out', 'err'); strings, for the hot path."""
-    return os.path.join(task_dir, f"attempt-{attempt}.{kind}")
