@@ -475,3 +475,30 @@ def test_screenshot_option_runs_the_flow_and_saves_a_picture(tmp_path: Path) -> 
                                                        HOME=str(tmp_path / "home")))
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, tmp_path) -> None:
+    """Runs are found from where the flow file is now; nothing absolute is followed back."""
+    original = tmp_path / "original"
+    original.mkdir()
+    shutil.copy(EXAMPLES / "train.py", original)
+    controller, window = build(settings, [str(original)])
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    run_and_wait(qtbot, controller, window, "TrainFlow")
+    close_window(controller, window)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    logs = list((copy / ".flowdeck" / "TrainFlow" / "runs").glob("*/end/*/attempt-0.out"))
+    assert logs
+    for log in logs:
+        log.write_text("this is the copy's log\n")
+    controller, window = build(settings, [str(copy)])
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        window.select_flow(key_of(controller, "TrainFlow"))
+        qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
+        window.history.table.selectRow(0)
+        window._on_step_clicked("end")
+        qtbot.waitUntil(lambda: "this is the copy's log" in window.logs.text())
+    finally:
+        close_window(controller, window)

@@ -28,8 +28,9 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication
 from test_dag_layout import sixty_steps
 
+from flowdeck.observe.fold import StepSummary
 from flowdeck_desktop.app import build
-from flowdeck_desktop.views.dag_view import DagView, StepState
+from flowdeck_desktop.views.dag_view import DagView
 from flowdeck_desktop.views.theme import STATUSES, status_color
 
 RUN_TIMEOUT = 30000
@@ -250,7 +251,7 @@ def test_step_tooltip_tells_status_and_counts(qtbot, settings: QSettings,
     try:
         scene = window.scene
         assert "status: pending" in scene.item_for("per_day").toolTip()
-        scene.set_step_state("per_day", StepState("running", 3, 12, 2.0))
+        scene.set_step_state("per_day", StepSummary("running", 3, 12, 2.0))
         tip = scene.item_for("per_day").toolTip()
         assert "status: running" in tip and "3/12" in tip
     finally:

@@ -18,12 +18,12 @@ from PySide6.QtWidgets import QApplication
 from test_dag_layout import graph_from_structure, sixty_steps
 
 from flowdeck.analysis.flowfile import analyze_file
+from flowdeck.observe.fold import StepSummary
 from flowdeck_desktop.views.dag_view import (
     DagScene,
     DagView,
     EdgeItem,
     StepItem,
-    StepState,
     format_duration,
 )
 
@@ -82,7 +82,7 @@ def test_one_item_per_step_and_one_edge_item_per_edge(view: DagView) -> None:
 def test_foreach_body_is_drawn_once_even_with_a_thousand_tasks(view: DagView, qtbot) -> None:
     scene = view.dag_scene()
     before = len(scene.items())
-    assert scene.set_step_state("inner_each", StepState("running", 437, 1000, 3.0))
+    assert scene.set_step_state("inner_each", StepSummary("running", 437, 1000, 3.0))
     assert len(scene.items()) == before
     assert [i.name for i in step_items(scene)].count("inner_each") == 1
     item = view.item_for("inner_each")
@@ -96,9 +96,9 @@ def test_item_text_shows_name_hint_counter_and_duration(view: DagView) -> None:
     assert view.item_for("fan_out").text() == "fan_out\nforeach outer"
     assert view.item_for("join_sides").text() == "join_sides\njoin"
     assert view.item_for("start").text().startswith("start\nsplit")
-    scene.set_step_state("right", StepState("failed", 1, 1, 1.23, attempt=2))
+    scene.set_step_state("right", StepSummary("failed", 1, 1, 1.23, attempt=2))
     assert view.item_for("right").text() == "right\nretry 2  1.2 s"
-    scene.set_step_state("outer_each", StepState("succeeded", 2, 2, 65.0))
+    scene.set_step_state("outer_each", StepSummary("succeeded", 2, 2, 65.0))
     assert view.item_for("outer_each").text() == "outer_each\nforeach inner  2/2  1 m 05 s"
 
 
@@ -113,7 +113,7 @@ def test_format_duration() -> None:
 def test_unknown_status_draws_as_pending_but_keeps_its_word(view: DagView) -> None:
     scene = view.dag_scene()
     pending_fill = view.item_for("left").brush().color()
-    assert scene.set_step_state("left", StepState("skipped"))
+    assert scene.set_step_state("left", StepSummary("skipped"))
     item = view.item_for("left")
     assert item.brush().color() == pending_fill
     assert "skipped" in item.toolTip()
@@ -132,12 +132,12 @@ def test_state_change_recolours_and_repaints_only_that_item(view: DagView, qtbot
     pending_color = item.brush().color()
     before, other_before = item.paint_count, other.paint_count
     with qtbot.waitSignal(scene.step_state_changed) as changed:
-        assert scene.set_step_state("left", StepState("succeeded", 1, 1, 1.2))
+        assert scene.set_step_state("left", StepSummary("succeeded", 1, 1, 1.2))
     assert changed.args == ["left"]
     assert item.brush().color() != pending_color
     assert "1.2 s" in item.text()
     qtbot.waitUntil(lambda: item.paint_count > before)
-    failed = StepState("failed", 1, 1, 1.2)
+    failed = StepSummary("failed", 1, 1, 1.2)
     scene.set_step_state("left", failed)
     assert item.brush().color() not in (pending_color, other.brush().color())
     settle()
@@ -147,13 +147,13 @@ def test_state_change_recolours_and_repaints_only_that_item(view: DagView, qtbot
 def test_unchanged_state_is_a_no_op(view: DagView, qtbot) -> None:
     scene = view.dag_scene()
     item = view.item_for("left")
-    scene.set_step_state("left", StepState("succeeded", 1, 1, 1.2))
+    scene.set_step_state("left", StepSummary("succeeded", 1, 1, 1.2))
     qtbot.waitUntil(lambda: item.paint_count > 0)
     settle()
     paints, changes = item.paint_count, item.change_count
     with qtbot.assertNotEmitted(scene.step_state_changed):
-        assert not scene.set_step_state("left", StepState("succeeded", 1, 1, 1.2))
-        assert not scene.set_step_state("no_such_step", StepState("running"))
+        assert not scene.set_step_state("left", StepSummary("succeeded", 1, 1, 1.2))
+        assert not scene.set_step_state("no_such_step", StepSummary("running"))
         settle()
     assert item.change_count == changes
     assert item.paint_count == paints
@@ -161,19 +161,19 @@ def test_unchanged_state_is_a_no_op(view: DagView, qtbot) -> None:
 
 def test_clear_states_resets_only_changed_steps(view: DagView, qtbot) -> None:
     scene = view.dag_scene()
-    scene.set_step_state("left", StepState("succeeded", 1, 1, 1.0))
-    scene.set_step_state("right", StepState("running"))
+    scene.set_step_state("left", StepSummary("succeeded", 1, 1, 1.0))
+    scene.set_step_state("right", StepSummary("running"))
     emitted: list[str] = []
     scene.step_state_changed.connect(emitted.append)
     scene.clear_states()
     assert sorted(emitted) == ["left", "right"]
-    assert all(scene.step_state(s) == StepState() for s in scene.steps())
+    assert all(scene.step_state(s) == StepSummary() for s in scene.steps())
     assert not scene.is_animating()
 
 
 def test_set_graph_with_an_equal_graph_keeps_items_and_states(view: DagView) -> None:
     scene = view.dag_scene()
-    scene.set_step_state("left", StepState("succeeded"))
+    scene.set_step_state("left", StepSummary("succeeded"))
     item = view.item_for("left")
     assert not scene.set_graph(graph_of("branches.py"))
     assert view.item_for("left") is item and scene.step_state("left").status == "succeeded"
@@ -332,8 +332,8 @@ def test_one_shared_animation_runs_only_while_a_step_runs(view: DagView, qtbot) 
     scene = view.dag_scene()
     assert not scene.is_animating()
     a, b = view.item_for("left"), view.item_for("right")
-    scene.set_step_state("left", StepState("running"))
-    scene.set_step_state("right", StepState("running"))
+    scene.set_step_state("left", StepSummary("running"))
+    scene.set_step_state("right", StepSummary("running"))
     assert scene.is_animating()
     from PySide6.QtCore import QAbstractAnimation, QTimer
     timers = scene.findChildren(QTimer)
@@ -345,9 +345,9 @@ def test_one_shared_animation_runs_only_while_a_step_runs(view: DagView, qtbot) 
     idle_paints, a_paints, b_paints = idle.paint_count, a.paint_count, b.paint_count
     qtbot.waitUntil(lambda: a.paint_count > a_paints + 2 and b.paint_count > b_paints + 2)
     assert idle.paint_count == idle_paints  # ticks repaint running steps only
-    scene.set_step_state("left", StepState("succeeded"))
+    scene.set_step_state("left", StepSummary("succeeded"))
     assert scene.is_animating()
-    scene.set_step_state("right", StepState("failed"))
+    scene.set_step_state("right", StepSummary("failed"))
     assert not scene.is_animating()
     assert not timers[0].isActive()
 
@@ -374,7 +374,7 @@ def dark_palette() -> QPalette:
 
 def test_colours_follow_the_palette(view: DagView) -> None:
     scene = view.dag_scene()
-    scene.set_step_state("left", StepState("succeeded"))
+    scene.set_step_state("left", StepSummary("succeeded"))
     light_fill = view.item_for("left").brush().color()
     view.setPalette(dark_palette())
     assert scene.theme.dark

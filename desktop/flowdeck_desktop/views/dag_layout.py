@@ -28,6 +28,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowdeck.analysis.scopes import foreach_scopes
+
 SPLIT_TYPES = frozenset({"split-static", "split-foreach", "split", "foreach"})
 FOREACH_TYPES = frozenset({"split-foreach", "foreach"})
 MAX_NESTING = 200  # deeper nesting falls back to the iterative layered layout (no recursion limit)
@@ -208,29 +210,11 @@ def layout_graph(graph: Mapping[str, Any] | None,
 
 
 def foreach_body_steps(graph: Mapping[str, Any] | None) -> set[str]:
-    """Steps that run once per foreach item (between a foreach and its join).
+    """Steps that run once per foreach item: the view draws them once with a k/N counter.
 
-    The view draws these once with a k/N counter. A foreach without a known
-    join counts only its direct children, so a malformed graph still gets
-    counters where they are certain.
+    The answer is the core's (`analysis.scopes`), the same one the run fold counts by.
     """
-    g = _parse(graph)
-    bodies: set[str] = set()
-    for name in g.order:
-        if g.types[name] not in FOREACH_TYPES:
-            continue
-        stop = g.joins.get(name) or _infer_join(g, name)
-        stack = [c for c in g.next[name] if c != stop]
-        if stop is None:
-            bodies.update(stack)
-            continue
-        while stack:
-            step = stack.pop()
-            if step in bodies or step == stop:
-                continue
-            bodies.add(step)
-            stack.extend(g.next[step])
-    return bodies
+    return foreach_scopes(graph).foreach_bodies()
 
 
 # --------------------------------------------------------------------------- nested layout

@@ -72,6 +72,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.observe.fold import StepSummary
 from flowdeck_desktop.views.dag_layout import (
     DagLayout,
     EdgeRoute,
@@ -83,30 +84,13 @@ from flowdeck_desktop.views.dag_layout import (
 from flowdeck_desktop.views.theme import STATUSES, format_duration, status_color
 
 
-@dataclass(frozen=True)
-class StepState:
-    """What the window knows about one step; equal states mean nothing to redraw.
-
-    `done`/`total` count tasks (a foreach body has many), `duration` is
-    seconds (elapsed while running), `attempt` is the retry number (0 first).
-    `status` is one of `STATUSES`; any other word (say, from a newer events
-    schema) is kept for the tooltip but drawn like pending, so a live window
-    never throws inside a signal handler over a status it does not know.
-    """
-
-    status: str = "pending"
-    done: int = 0
-    total: int = 0
-    duration: float | None = None
-    attempt: int = 0
-
-    @property
-    def kind(self) -> str:
-        """The status used for drawing: a known status, else "pending"."""
-        return self.status if self.status in STATUSES else "pending"
+def drawn_status(state: StepSummary) -> str:
+    """The status used for drawing: a known status, else "pending" (so a word from a
+    newer schema never throws inside a paint or signal handler)."""
+    return state.status if state.status in STATUSES else "pending"
 
 
-PENDING = StepState()
+PENDING = StepSummary()
 
 
 def blend(a: QColor, b: QColor, t: float) -> QColor:
@@ -297,11 +281,11 @@ class StepItem(QGraphicsItem):
     # -- state -------------------------------------------------------------------------
 
     @property
-    def state(self) -> StepState:
+    def state(self) -> StepSummary:
         """The state currently drawn (read-only: change it through `set_state`)."""
         return self._state
 
-    def set_state(self, state: StepState) -> bool:
+    def set_state(self, state: StepSummary) -> bool:
         """Adopt `state`; repaint and return True only if it differs from the current one."""
         if state == self._state:
             return False
@@ -341,7 +325,7 @@ class StepItem(QGraphicsItem):
 
     def fill_color(self) -> QColor:
         """Computed from the live theme, so a palette switch needs no per-item bookkeeping."""
-        return self._dag.theme.fill(self._state.kind)
+        return self._dag.theme.fill(drawn_status(self._state))
 
     def brush(self) -> QBrush:
         """The brush the box is filled with: changes with status and with the palette."""
@@ -385,7 +369,7 @@ class StepItem(QGraphicsItem):
 
     def _border_pen(self, theme: DagTheme) -> QPen:
         """Status-coloured outline; a running step's outline breathes."""
-        status = self._state.kind
+        status = drawn_status(self._state)
         color = theme.status_color(status) if status != "pending" else blend(theme.node, theme.text, 0.35)
         width = 1.5
         if status == "running":
@@ -405,7 +389,7 @@ class StepItem(QGraphicsItem):
 
     def _paint_icon(self, painter: QPainter, theme: DagTheme) -> None:
         """The status icon left of the name (the same shapes the legend shows)."""
-        paint_status_icon(painter, self._state.kind, self._icon_rect(), theme, self._dag.phase)
+        paint_status_icon(painter, drawn_status(self._state), self._icon_rect(), theme, self._dag.phase)
 
     def _paint_texts(self, painter: QPainter, theme: DagTheme, fonts: _Fonts) -> None:
         """Name on the first row; hint and retry left, counter and duration right, below."""
@@ -421,7 +405,7 @@ class StepItem(QGraphicsItem):
         row = QRectF(name_left, PAD + name_h + 2, w - name_left - PAD, fonts.detail_metrics.height())
         right_w = fonts.detail_metrics.horizontalAdvance(self._detail_right)
         if self._detail_right:
-            painter.setPen(theme.text if self._state.kind == "running" else theme.muted)
+            painter.setPen(theme.text if drawn_status(self._state) == "running" else theme.muted)
             painter.drawText(row, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, self._detail_right)
         if self._detail_left:
             painter.setPen(theme.muted)
@@ -439,7 +423,7 @@ class StepItem(QGraphicsItem):
         if s.total > 0 and s.done > 0:
             done = QRectF(track)
             done.setWidth(track.width() * min(1.0, s.done / s.total))
-            painter.setBrush(theme.status_color(s.kind if s.kind != "pending" else "running"))
+            painter.setBrush(theme.status_color(drawn_status(s) if drawn_status(s) != "pending" else "running"))
             painter.drawRoundedRect(done, BAR / 2, BAR / 2)
 
     # -- interaction -------------------------------------------------------------------
@@ -627,12 +611,12 @@ class DagScene(QGraphicsScene):
 
     # -- states ------------------------------------------------------------------------
 
-    def set_step_state(self, step: str, state: StepState) -> bool:
+    def set_step_state(self, step: str, state: StepSummary) -> bool:
         """Show `state` on `step`'s item only; unknown steps and equal states do nothing."""
         item = self._items.get(step)
         if item is None or not item.set_state(state):
             return False
-        if state.kind == "running":
+        if drawn_status(state) == "running":
             self._running.add(step)
         else:
             self._running.discard(step)
@@ -640,7 +624,7 @@ class DagScene(QGraphicsScene):
         self.step_state_changed.emit(step)
         return True
 
-    def step_state(self, step: str) -> StepState | None:
+    def step_state(self, step: str) -> StepSummary | None:
         """The state shown for `step`, or None for a step not in the graph."""
         item = self._items.get(step)
         return item.state if item else None

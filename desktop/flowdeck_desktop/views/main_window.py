@@ -47,7 +47,7 @@ from flowdeck_desktop.models.catalog_model import (
 from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck_desktop.system.resources import icon_file
-from flowdeck_desktop.views.dag_view import DagScene, DagView, StepState
+from flowdeck_desktop.views.dag_view import DagScene, DagView
 from flowdeck_desktop.views.log_view import LogView
 from flowdeck_desktop.views.panes import (
     ArtifactsPane,
@@ -463,7 +463,7 @@ class MainWindow(QMainWindow):
         if self.shown_state is None:
             return
         summary = self.shown_state.steps.get(step, StepSummary())
-        self.scene.set_step_state(step, _step_state(summary))
+        self.scene.set_step_state(step, summary)
 
     def _on_task_changed(self, task_id: str) -> None:
         state = self.shown_state
@@ -538,7 +538,9 @@ class MainWindow(QMainWindow):
         if state is None or not state.run_id:
             return
         entry = self.controller.model.entry(self.selected_key or "")
-        file = state.file or (entry.file if entry else "")
+        # The flow file as it is now: a copied or moved project's runs are read from the
+        # new place, never from the absolute path recorded when the run was made.
+        file = (entry.file if entry else "") or state.file
         layout = RunLayout.for_file(file, state.flow)
         self._show_task_logs(layout, state, task)
         interpreter = self.controller.interpreter_for(file)
@@ -721,10 +723,6 @@ class MainWindow(QMainWindow):
         box.setDefaultButton(QMessageBox.StandardButton.No)
         return box.exec() == QMessageBox.StandardButton.Yes
 
-
-def _step_state(summary: StepSummary) -> StepState:
-    return StepState(status=summary.status, done=summary.done, total=summary.total,
-                     duration=summary.duration, attempt=summary.attempt)
 
 
 def _timeline_task(task: TaskView) -> TimelineTask:
