@@ -131,7 +131,8 @@ def run_app(argv: list[str]) -> int:
     options = parse_args(argv)
     if hands_over(options) and send_to_running(options.paths, run=options.run):
         return 0  # the running window took the paths and came to the front
-    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0], *argv])
     app.setApplicationName("Flowdeck")
     app.setOrganizationName("Flowdeck")
     app.setDesktopFileName("flowdeck")

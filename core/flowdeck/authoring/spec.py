@@ -271,10 +271,9 @@ class FlowSpec:
     def input(self) -> Any:
         """The item of the innermost foreach this task belongs to (None outside a foreach)."""
         ctx = self.__dict__.get("_fd_ctx")
-        frames = ctx.foreach_frames() if ctx else []
-        if not frames:
+        if ctx is None or not ctx.foreach_frames():
             return None
-        return _foreach_item(self, ctx, frames[-1])
+        return _foreach_item(self, ctx, ctx.foreach_frames()[-1])
 
     @property
     def index(self) -> int | None:
@@ -285,9 +284,11 @@ class FlowSpec:
 
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         """(index, number of splits, value) for each enclosing foreach, outermost first."""
-        ctx = self.__dict__.get("_fd_ctx")
-        out = []
-        for frame in ctx.foreach_frames() if ctx else []:
+        ctx: StepContext | None = self.__dict__.get("_fd_ctx")
+        out: list[tuple[int, int, Any]] = []
+        if ctx is None:
+            return out
+        for frame in ctx.foreach_frames():
             try:
                 value = _foreach_item(self, ctx, frame)
             except (AttributeError, LookupError, TypeError):
@@ -374,7 +375,7 @@ def flow_parameters(flow_cls: type) -> dict[str, Parameter]:
 
 def new_flow_instance(flow_cls: type, ctx: StepContext) -> FlowSpec:
     """An instance for one task, without calling `__init__` (which would start the CLI)."""
-    flow = flow_cls.__new__(flow_cls)
+    flow: FlowSpec = object.__new__(flow_cls)
     object.__setattr__(flow, "_fd_ctx", ctx)
     return flow
 

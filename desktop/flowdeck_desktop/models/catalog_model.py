@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QModelIndex, QObject, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 from flowdeck.analysis.diagnostics import Diagnostic
@@ -33,7 +33,7 @@ class CatalogModel(QStandardItemModel):
 
     flow_removed = Signal(str)
 
-    def __init__(self, parent: object | None = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.setHorizontalHeaderLabels(["Flows"])
         self._folders: dict[str, QStandardItem] = {}
@@ -261,7 +261,7 @@ def _set_diagnostic_children(item: QStandardItem, diagnostics: list[Diagnostic])
 class CatalogFilter(QSortFilterProxyModel):
     """The filter box: keeps a row when it, an ancestor or a descendant matches."""
 
-    def __init__(self, parent: object | None = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.setRecursiveFilteringEnabled(True)
         self.setAutoAcceptChildRows(True)

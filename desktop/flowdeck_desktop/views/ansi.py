@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 __all__ = [
     "Color",
@@ -66,7 +67,7 @@ _STRING_INTRODUCERS = frozenset("]PX^_")  # OSC, DCS, SOS, PM, APC: end with ST 
 MAX_SEQUENCE = 4096  # an unterminated sequence longer than this is given up on
 
 # Values of the simple (single-number) SGR codes.
-_SIMPLE: dict[int, dict[str, object]] = {
+_SIMPLE: dict[int, dict[str, Any]] = {
     1: {"bold": True},
     2: {"dim": True},
     3: {"italic": True},
@@ -227,9 +228,9 @@ class AnsiParser:
                 sub = part.split(":")
                 code = _int(sub[0])
                 if code in (38, 48):
-                    color = _colon_color(sub[1:])
-                    if color is not None:
-                        style = replace(style, **{"fg" if code == 38 else "bg": color})
+                    sub_color = _colon_color(sub[1:])
+                    if sub_color is not None:
+                        style = _with_color(style, code, sub_color)
                 elif code == 4:
                     style = replace(style, underline=_int(sub[1]) != 0 if len(sub) > 1 else True)
                 continue
@@ -257,7 +258,7 @@ class AnsiParser:
                 else:
                     i = count  # malformed: ignore the rest, as xterm does
                 if color is not None and code != 58:  # 58 is the underline colour
-                    style = replace(style, **{"fg" if code == 38 else "bg": color})
+                    style = _with_color(style, code, color)
             else:
                 change = _SIMPLE.get(code)
                 if change:
@@ -325,3 +326,8 @@ def to_rgb(color: Color, dark: bool = False) -> tuple[int, int, int]:
         level = 8 + 10 * (color - 232)
         return (level, level, level)
     raise ValueError(f"not a colour index: {color!r}")
+
+
+def _with_color(style: Style, code: int, color: Color) -> Style:
+    """SGR 38 sets the foreground colour, 48 the background."""
+    return replace(style, fg=color) if code == 38 else replace(style, bg=color)

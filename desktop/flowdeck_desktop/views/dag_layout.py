@@ -487,7 +487,7 @@ def _sweep(rows: list[list[Hashable]], neighbours: dict[Hashable, list[Hashable]
         ref = {n: k for k, n in enumerate(rows[i + ref_offset])}
         row = rows[i]
 
-        def key(item: tuple[int, Hashable], ref: dict[Hashable, float] = ref) -> float:
+        def key(item: tuple[int, Hashable], ref: dict[Hashable, int] = ref) -> float:
             """Mean neighbour position; a node without neighbours keeps its place."""
             k, n = item
             found = [ref[m] for m in neighbours[n] if m in ref]

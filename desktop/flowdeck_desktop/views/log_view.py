@@ -34,6 +34,7 @@ from PySide6.QtGui import (
     QFont,
     QFontDatabase,
     QGuiApplication,
+    QKeyEvent,
     QKeySequence,
     QPalette,
     QShortcut,
@@ -718,7 +719,8 @@ class LogView(QWidget):
     # -- search ----------------------------------------------------------------------
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
-        if watched is self._search and event.type() == QEvent.Type.KeyPress:
+        if watched is self._search and isinstance(event, QKeyEvent) \
+                and event.type() == QEvent.Type.KeyPress:
             key = event.key()
             if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
                 if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:

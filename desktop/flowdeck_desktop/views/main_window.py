@@ -159,7 +159,8 @@ class MainWindow(QMainWindow):
         self.error_pane = ErrorPane()
         self.bottom = QTabWidget()
         self.bottom.addTab(logs_page, "Logs")
-        timeline_page = QScrollArea(widgetResizable=True, frameShape=QScrollArea.Shape.NoFrame)
+        timeline_page = QScrollArea(widgetResizable=True)
+        timeline_page.setFrameShape(QScrollArea.Shape.NoFrame)
         timeline_page.setWidget(self.timeline)  # it grows with its rows: scroll, never grow the pane
         self.bottom.addTab(timeline_page, "Timeline")
         self.bottom.addTab(self.artifacts, "Artifacts")
@@ -203,7 +204,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(open_button)
         return box
 
-    def _action(self, text: str, slot: Any, shortcut: str | QKeySequence | None = None,
+    def _action(self, text: str, slot: Any,
+                shortcut: str | QKeySequence | QKeySequence.StandardKey | None = None,
                 checkable: bool = False) -> QAction:
         action = QAction(text, self)
         if shortcut:

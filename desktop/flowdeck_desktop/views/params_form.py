@@ -75,8 +75,9 @@ class ParamsForm(QWidget):
     def _editor_for(self, param: ParameterInfo) -> QWidget:
         kind = param.type
         if kind == "bool":
-            editor: QWidget = QCheckBox()
-            editor.toggled.connect(self.changed)
+            box = QCheckBox()
+            box.toggled.connect(self.changed)
+            editor: QWidget = box
         elif kind == "int":
             editor = QSpinBox()
             editor.setRange(-INT_LIMIT, INT_LIMIT)

@@ -21,7 +21,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtGui import (
+    QColor,
+    QFontMetrics,
+    QHelpEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+)
 from PySide6.QtWidgets import QToolTip, QWidget
 
 from flowdeck_desktop.views.theme import STATUSES, format_duration, status_color
@@ -543,8 +552,8 @@ class TimelineView(QWidget):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         for task_id, color, pen_width in ((self._hovered, text, 1.0),
                                           (self._selected, palette.color(QPalette.ColorRole.Highlight), 2.0)):
-            key = self._latest.get(task_id) if task_id else None
-            rect = self._bar_rect(key, scale) if key else None
+            bar = self._latest.get(task_id) if task_id else None
+            rect = self._bar_rect(bar, scale) if bar else None
             if rect is not None:
                 painter.setPen(QPen(color, pen_width))
                 painter.drawRect(rect.adjusted(-1, -1, 1, 1))
@@ -567,7 +576,7 @@ class TimelineView(QWidget):
     # -- interaction -----------------------------------------------------------------
 
     def event(self, event: QEvent) -> bool:  # noqa: D401 (Qt override)
-        if event.type() == QEvent.Type.ToolTip:
+        if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip:
             key = self._key_at(QPointF(event.pos()))
             if key is None:
                 QToolTip.hideText()
