@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-CORE_COMMANDS = {"run", "list", "graph"}
+CORE_COMMANDS = {"run", "resume", "list", "graph"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "run" and getattr(sys, "frozen", False):
+    if argv and argv[0] in ("run", "resume") and getattr(sys, "frozen", False):
         from flowdeck_desktop.system.frozen_cli import run_core_in_real_python
         return run_core_in_real_python(argv)
     if argv and argv[0] in CORE_COMMANDS:
         from flowdeck.cli.main import main as core_main
         return core_main(argv)
+    unknown = _unknown_command(argv)
+    if unknown:
+        print(f"error: `{unknown}` is neither a command nor an existing file or folder. "
+              f"Commands: {', '.join(sorted(CORE_COMMANDS))}; or give folders to watch and "
+              "flow files to open (`flowdeck --help`).", file=sys.stderr)
+        return 2
     for flag, action in (("--install-desktop", "install"), ("--uninstall-desktop", "uninstall")):
         if flag in argv:  # before Qt: works over ssh and without a display
             from flowdeck_desktop.system.desktop_integration import main as integrate
@@ -30,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from flowdeck_desktop.app import run_app
     return run_app(argv)
+
+
+def _unknown_command(argv: list[str]) -> str | None:
+    """The first word, when it names no command and no existing path (a typo, say)."""
+    first = argv[0] if argv else ""
+    if not first or first.startswith("-") or os.path.exists(first):
+        return None
+    looks_like_path = os.sep in first or first.endswith(".py")
+    return None if looks_like_path else first
 
 
 SCRIPTED_FLAGS = {"--new-instance", "--screenshot", "--exit-when-done", "--quit-when-shown",

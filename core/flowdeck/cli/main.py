@@ -24,19 +24,15 @@ def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
 # -- the `flowdeck` command ---------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    """`flowdeck graph FILE`, `flowdeck list PATH...`, `flowdeck run FILE ...`."""
+    """`flowdeck graph FILE`, `flowdeck list PATH...`, `flowdeck run|resume FILE ...`."""
     import argparse
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "list":
         from flowdeck.cli.listing import list_main
         return list_main(argv[1:])
-    if argv and argv[0] == "run":
-        if len(argv) < 2 or argv[1] in ("-h", "--help"):
-            print("usage: flowdeck run FILE [--param value ...]\n\nRun a flow headless with "
-                  "a live progress display.")
-            return 0 if len(argv) >= 2 else 2
-        from flowdeck.observe.headless import run_headless
-        return run_headless(argv[1], argv[2:])
+    if argv and argv[0] in ("run", "resume"):
+        from flowdeck.observe import headless
+        return headless.main(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="flowdeck", description="Write, run and watch "
                                      "Metaflow-style flows on your own machine.")
     parser.add_argument("--version", action="version", version=f"flowdeck {__version__}")
@@ -47,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("--json", action="store_true",
                        help="Metaflow's `output-raw --json` shape")
     sub.add_parser("list", help="list the flows under folders (see `flowdeck list -h`)")
-    sub.add_parser("run", help="run a flow headless with live progress: run FILE [--param v]")
+    sub.add_parser("run", help="run a flow without a window: run FILE [--param v] "
+                   "(see `flowdeck run -h`)")
+    sub.add_parser("resume", help="resume a flow's latest run from its failure: resume FILE "
+                   "[STEP] (see `flowdeck resume -h`)")
     args = parser.parse_args(argv)
     if args.command == "graph":
         return graph_command(args.file, args.flow, args.json)

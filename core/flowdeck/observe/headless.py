@@ -1,15 +1,17 @@
-"""`flowdeck run FILE [--param value]`: run a flow headless with a live progress display.
+"""`flowdeck run FILE` and `flowdeck resume FILE`: a run without a window, drawn live.
 
 For machines without a screen. The flow runs exactly as the window runs it: the
 launch comes from the engine seam (`engines.launching`: the folder's interpreter,
-Metaflow flows through the bridge), we choose the run id, follow its
-`events.jsonl` through the same run fold as the window, and redraw one line per
-step (status, foreach k/N, duration) plus the elapsed time. The flow's own
-output goes to a log file; on failure its last lines and the error are printed.
+Metaflow flows through the bridge), we choose the run id, and follow its
+`events.jsonl` through the same run fold as the window. The flow's own output is
+shown as it comes (as `python flow.py` would show it); on a terminal a live table
+of the steps (status, foreach k/N, duration) stays under it, in colour. The whole
+output is also kept in the store's `logs/` folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -18,43 +20,69 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from flowdeck.analysis.flowfile import analyze_file
+from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.engines.base import LaunchSpec
-from flowdeck.engines.launching import LaunchError, build_launch
+from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
 from flowdeck.observe.fold import RunFold
-from flowdeck.store.events import EventReader, RunFinished, TaskFinished, TaskStarted, parse_event
+from flowdeck.store.events import EventReader, RunFinished, parse_event
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.status import RUNNING
 
 REFRESH_S = 0.1
 SYMBOLS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✖",
            "cancelled": "■", "reused": "↺"}
+COLOURS = {"running": "33", "succeeded": "32", "failed": "31", "cancelled": "35",
+           "reused": "36"}  # ANSI: yellow, green, red, magenta, cyan
 
 
-def progress_lines(fold: RunFold, now: float, started: float) -> list[str]:
-    """The live table: a header, then one line per step."""
-    out = [f"run {fold.run_id or '…'}  {fold.status}  {now - started:6.1f} s"]
-    for name, step in fold.steps.items():
-        count = f"{step.done}/{step.total}" if step.total > 1 else ""
-        span = f"{step.duration:6.1f} s" if step.duration is not None else ""
-        out.append(f"  {SYMBOLS.get(step.status, '?')} {name:<24} {step.status:<10} "
-                   f"{count:>11} {span}")
-    return out
+def build_parser(command: str) -> argparse.ArgumentParser:
+    """`flowdeck run` / `flowdeck resume`: our options; anything else goes to the flow."""
+    what = ("Run a flow without a window, with its output and a live table of its steps."
+            if command == "run" else
+            "Resume a flow's latest (or chosen) run from its failed (or named) steps, "
+            "reusing every task that finished.")
+    parser = argparse.ArgumentParser(
+        prog=f"flowdeck {command}", description=what,
+        epilog="Other options are passed to the flow: its parameters (`--name value`; "
+        "`python FILE --help` lists them) and the flow's own options "
+        "(`--max-workers N`, `--run-id ID`, `--quiet`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", metavar="FILE", help="the flow's .py file")
+    if command == "resume":
+        parser.add_argument("steps", nargs="*", metavar="STEP",
+                            help="steps to rerun with everything after them "
+                                 "(default: the steps that failed)")
+        parser.add_argument("--origin-run-id", metavar="ID",
+                            help="the run to resume (default: the latest)")
+    parser.add_argument("--flow", metavar="NAME", help="which flow, when the file has several")
+    parser.add_argument("--engine", choices=sorted(ENGINES),
+                        help="run with this engine (default: the one the file imports)")
+    return parser
 
 
-def run_headless(file: str, args: list[str], out: TextIO = sys.stdout) -> int:
-    """Run FILE with ARGS in a child process and draw its progress until it ends."""
+def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
+    """The `flowdeck run|resume` command line."""
+    args, rest = build_parser(command).parse_known_args(argv)
+    flow_args = [command, *rest]
+    if command == "resume":
+        flow_args = ["resume", *args.steps, *rest]
+        if args.origin_run_id:
+            flow_args += ["--origin-run-id", args.origin_run_id]
+    return run_headless(args.file, flow_args, out, flow_name=args.flow, engine=args.engine)
+
+
+def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
+                 flow_name: str | None = None, engine: str | None = None) -> int:
+    """Run FILE with the flow command line FLOW_ARGS (`run ...`, `resume ...`), drawn live."""
     path = Path(file).resolve()
     if not path.is_file():
         print(f"error: {file}: no such file. Give the path of a flow's .py file.", file=sys.stderr)
         return 2
-    analysis = analyze_file(path)
-    if not analysis.flows:
-        print(f"error: {file} defines no flow (a class deriving from FlowSpec).", file=sys.stderr)
+    flow = _pick_flow(path, flow_name)
+    if flow is None:
         return 2
-    flow = analysis.flows[0]
     try:
-        spec = build_launch(str(path), flow.name, flow.engine, ["run", *args])
+        spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args)
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -63,75 +91,145 @@ def run_headless(file: str, args: list[str], out: TextIO = sys.stdout) -> int:
     with open(log_path, "wb") as log:
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
                                  stdout=log, stderr=subprocess.STDOUT)
-        return _follow(child, spec, log_path, out, RunFold(flow.graph.as_dict()))
+        return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict())).follow()
 
 
-def _follow(child: subprocess.Popen[bytes], spec: LaunchSpec, log_path: Path, out: TextIO,
-            fold: RunFold) -> int:
-    reader = EventReader(spec.events_path)
-    fold.run_id = spec.run_id
-    started = time.time()
-    tty = out.isatty()
-    drawn = 0
-    try:
-        while True:
-            code = child.poll()
-            _apply(reader, fold, out, tty)
-            if tty:
-                drawn = _redraw(progress_lines(fold, time.time(), started), drawn, out)
-            if code is not None:
-                _apply(reader, fold, out, tty)
-                break
-            time.sleep(REFRESH_S)
-    except KeyboardInterrupt:
-        child.send_signal(spec.stop_signal)
+def _pick_flow(path: Path, name: str | None) -> FlowInfo | None:
+    flows = analyze_file(path).flows
+    if not flows:
+        print(f"error: {path} defines no flow (a class deriving from FlowSpec).",
+              file=sys.stderr)
+        return None
+    if name is None and len(flows) == 1:
+        return flows[0]
+    chosen = next((f for f in flows if f.name == name), None)
+    if chosen is None:
+        names = ", ".join(f.name for f in flows)
+        what = f"has no flow {name}" if name else "has several flows"
+        print(f"error: {path} {what}; choose one with --flow ({names}).", file=sys.stderr)
+    return chosen
+
+
+class Follower:
+    """Shows one run as it happens: the flow's output, and on a terminal the live table."""
+
+    def __init__(self, child: subprocess.Popen[bytes], spec: LaunchSpec, log_path: Path,
+                 out: TextIO, fold: RunFold):
+        self.child, self.spec, self.log_path, self.out, self.fold = (
+            child, spec, log_path, out, fold)
+        self.events = EventReader(spec.events_path)
+        self.tty = out.isatty()
+        self.drawn = 0
+        self.shown_bytes = 0
+        self.started = time.time()
+        fold.run_id = spec.run_id
+
+    def follow(self) -> int:
         try:
-            code = child.wait(spec.stop_grace_s)
+            code = self._loop()
+        except KeyboardInterrupt:
+            code = self._stop()
+        self._tick(final=True)
+        if self.fold.status == RUNNING:
+            self.fold.mark_ended("cancelled" if code in (130, 143, -2, -15) else "crashed",
+                                 time.time())
+            self._draw()
+        self._summary(code)
+        return code
+
+    def _loop(self) -> int:
+        while True:
+            code = self.child.poll()
+            self._tick(final=code is not None)
+            if code is not None:
+                return code
+            time.sleep(REFRESH_S)
+
+    def _stop(self) -> int:
+        """Ctrl+C: the engine's own stop, then KILL after its grace (as the window does)."""
+        self.child.send_signal(self.spec.stop_signal)
+        try:
+            return self.child.wait(self.spec.stop_grace_s)
         except subprocess.TimeoutExpired:
-            child.send_signal(signal.SIGKILL)
-            code = child.wait()
-    if fold.status == RUNNING:
-        fold.mark_ended("cancelled" if code in (130, 143, -2, -15) else "crashed", time.time())
-    if tty:
-        _redraw(progress_lines(fold, time.time(), started), drawn, out)
-    _summary(fold, code, log_path, out)
-    return code
+            self.child.send_signal(signal.SIGKILL)
+            return self.child.wait()
+
+    def _tick(self, final: bool = False) -> None:
+        text = self._new_output()
+        lines: list[str] = []
+        for raw in self.events.read():
+            event = parse_event(raw)
+            if event is not None:
+                self.fold.apply(event)
+                if not self.tty:
+                    lines.append(_event_line(event))
+        if self.tty:
+            self._clear_table()
+            self.out.write(text)
+            self._draw()
+        else:
+            self.out.write(text + "".join(lines))
+        self.out.flush()
+
+    def _new_output(self) -> str:
+        """What the flow printed since the last tick (whole lines only while it runs)."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self.shown_bytes)
+                data = handle.read()
+        except OSError:
+            return ""
+        if self.child.poll() is None:
+            data = data[:data.rfind(b"\n") + 1]
+        self.shown_bytes += len(data)
+        return data.decode("utf-8", "replace")
+
+    def _clear_table(self) -> None:
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.drawn = 0
+
+    def _draw(self) -> None:
+        if not self.tty:
+            return
+        self._clear_table()
+        lines = progress_lines(self.fold, time.time(), self.started, colour=True)
+        self.out.write("".join(line + "\n" for line in lines))
+        self.drawn = len(lines)
+
+    def _summary(self, code: int) -> None:
+        if code == 0:
+            return
+        error = self.fold.error or {}
+        failed = self.fold.failed_task()
+        lines = ["", f"The run {self.fold.status} (exit code {code})."]
+        if failed is not None and failed.error:
+            lines.append(f"{failed.step}/{failed.task_id}: {failed.error.get('type', '')}: "
+                         f"{failed.error.get('message', '')}".rstrip(": "))
+        elif error.get("message"):
+            lines.append(str(error["message"]))
+        if self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
+            lines.append(f"Resume it, reusing what finished: flowdeck resume {self.spec.file}")
+        lines.append(f"Full output: {self.log_path}")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
 
 
-def _apply(reader: EventReader, fold: RunFold, out: TextIO, tty: bool) -> None:
-    for raw in reader.read():
-        event = parse_event(raw)
-        if event is None:
-            continue
-        fold.apply(event)
-        if not tty:
-            _print_event(event, out)
+def progress_lines(fold: RunFold, now: float, started: float, colour: bool = False) -> list[str]:
+    """The live table: a header, then one line per step."""
+    out = [f"run {fold.run_id or '…'}  {fold.status}  {now - started:6.1f} s"]
+    for name, step in fold.steps.items():
+        count = f"{step.done}/{step.total}" if step.total > 1 else ""
+        span = f"{step.duration:6.1f} s" if step.duration is not None else ""
+        symbol = SYMBOLS.get(step.status, "?")
+        if colour and step.status in COLOURS:
+            symbol = f"\x1b[{COLOURS[step.status]}m{symbol}\x1b[0m"
+        out.append(f"  {symbol} {name:<24} {step.status:<10} {count:>11} {span}")
+    return out
 
 
-def _redraw(lines: list[str], drawn: int, out: TextIO) -> int:
-    if drawn:
-        out.write(f"\x1b[{drawn}F")
-    for line in lines:
-        out.write("\x1b[2K" + line + "\n")
-    out.flush()
-    return len(lines)
-
-
-def _print_event(event: object, out: TextIO) -> None:
-    if isinstance(event, TaskStarted):
-        out.write(f"{event.step}/{event.task_id} started\n")
-    elif isinstance(event, TaskFinished):
-        out.write(f"{event.step}/{event.task_id} {event.status}\n")
-    elif isinstance(event, RunFinished):
-        out.write(f"run {event.status} in {event.duration:.2f} s\n")
-    out.flush()
-
-
-def _summary(fold: RunFold, code: int, log_path: Path, out: TextIO) -> None:
-    if code == 0:
-        return
-    tail = log_path.read_bytes().decode("utf-8", "replace").splitlines()[-20:]
-    verdict = f"The run {fold.status}" if fold.status != RUNNING else "The flow"
-    out.write("\n".join(["", f"{verdict} (exit code {code}). Last output "
-                         f"(full log: {log_path}):", *tail]) + "\n")
-    out.flush()
+def _event_line(event: object) -> str:
+    """Without a terminal the flow's own output says what each task does; add the verdict."""
+    if isinstance(event, RunFinished):
+        return f"run {event.status} in {event.duration:.2f} s\n"
+    return ""
