@@ -492,7 +492,7 @@ def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, 
     assert logs
     for log in logs:
         log.write_text("this is the copy's log\n")
-    controller, window = build(settings, [str(copy)])
+    controller, window = build(settings, [str(copy)], restore=False)
     try:
         qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
         window.select_flow(key_of(controller, "TrainFlow"))

@@ -62,18 +62,19 @@ def parse_args(argv: list[str]) -> AppOptions:
                       args.quit_when_shown)
 
 
-def build(settings: QSettings | None = None, paths: list[str] | None = None
-          ) -> tuple[FlowdeckController, MainWindow]:
-    """Create the controller and the window for the given (or remembered) folders."""
+def build(settings: QSettings | None = None, paths: list[str] | None = None,
+          restore: bool = True) -> tuple[FlowdeckController, MainWindow]:
+    """Create the controller and the window: the remembered folders (unless `restore` is
+    off, for scripted starts), plus the given paths, which are selected. Paths given on
+    the command line add to what is remembered; they never replace it."""
     settings = settings or default_settings()
     controller = FlowdeckController(settings)
     window = MainWindow(controller, settings, examples_dir=bundled_examples())
+    existing = controller.remembered_paths() if restore or not paths else []
+    if existing:
+        window.open_paths(existing, select=False)
     if paths:
         window.open_paths(paths)
-    else:
-        existing = controller.remembered_paths()
-        if existing:
-            window.open_paths(existing, select=False)
     controller.when_listed(lambda: select_first(controller, window))
     return controller, window
 
@@ -140,7 +141,9 @@ def run_app(argv: list[str]) -> int:
     paths = options.paths
     if options.screenshot and not paths and bundled_examples():
         paths = [bundled_examples() or ""]
-    controller, window = build(paths=paths or None)
+    scripted = bool(options.quit_when_shown or options.screenshot or options.exit_when_done)
+    controller, window = build(paths=paths or None, restore=not scripted)
+    window.remember_layout = not scripted
     if not options.new_instance:
         listen_for_others(app, window)
     window.show()

@@ -54,6 +54,7 @@ from flowdeck_desktop.views.panes import (
     ErrorPane,
     HistoryPane,
     RunSummary,
+    foreign_author,
     list_runs,
 )
 from flowdeck_desktop.views.params_form import ParamsForm
@@ -305,6 +306,10 @@ class MainWindow(QMainWindow):
                 if value is not None:
                     splitter.restoreState(value)
 
+    #: False for scripted starts (screenshots, benchmarks, tests): their throwaway window
+    #: size must not become the next real start's.
+    remember_layout = True
+
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
@@ -549,7 +554,9 @@ class MainWindow(QMainWindow):
         check = check_interpreter(interpreter.path)
         if check.works and task.status in ("succeeded", "reused", "failed"):
             self.artifacts.show_task(interpreter.path, str(layout.root), state.flow, state.run_id,
-                                     task.step, task.task_id, not check.has_flowdeck)
+                                     task.step, task.task_id, not check.has_flowdeck,
+                                     made_by=foreign_author(layout, state.run_id, task.origin),
+                                     listed=task.artifacts)
         if task.status == "failed":
             self.error_pane.show_error(task.step, task.task_id, task.error, file)
 
@@ -714,7 +721,8 @@ class MainWindow(QMainWindow):
         if running and not self.confirm_stop(len(running)):
             event.ignore()
             return
-        self.save_layout()
+        if self.remember_layout:
+            self.save_layout()
         self.controller.shutdown()
         event.accept()
 
