@@ -23,6 +23,7 @@ from flowdeck.discovery.watcher import WatchStatus
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, detect_interpreter
 from flowdeck.engines.launching import LaunchError, build_launch
+from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
@@ -42,6 +43,9 @@ class RunPlan:
     changed_steps: tuple[str, ...] = ()
 
 
+OUTPUT_TAIL_CHARS = 65536
+
+
 @dataclass
 class FlowSession:
     """Everything the window keeps for one flow: its parameters (by command-line name,
@@ -56,13 +60,24 @@ class FlowSession:
     run: RunProcess | None = None
     state: RunState | None = None
     pending_rerun: RunPlan | None = None
+    output_tail: str = ""  # the current run's last output, for a failure before it started
+    start_failure: StartFailure | None = None
+
+    def keep_output(self, text: str) -> None:
+        self.output_tail = (self.output_tail + text)[-OUTPUT_TAIL_CHARS:]
 
     @property
     def running(self) -> bool:
         return self.run is not None and self.run.status not in (
             "succeeded", "failed", "cancelled", "crashed")
 
+    def can_resume(self) -> bool:
+        """A run that got going and did not succeed (one that never started has nothing)."""
+        return (self.state is not None and self.start_failure is None
+                and self.state.status in ("failed", "crashed", "cancelled"))
+
     def replace_run(self, run: RunProcess, state: RunState) -> None:
+        self.output_tail, self.start_failure = "", None
         for old in (self.run, self.state):
             if old is not None:
                 old.setParent(None)
@@ -77,6 +92,7 @@ class FlowdeckController(QObject):
     run_output = Signal(str, str, str)  # flow key, stream, text
     run_ended = Signal(str, str)  # flow key, status
     message = Signal(str, str)  # level (info | warning | error), text
+    start_failed = Signal(str, object)  # flow key, StartFailure: ended before its run began
     roots_changed = Signal()
 
     def __init__(self, settings: QSettings, parent: QObject | None = None):
@@ -265,9 +281,11 @@ class FlowdeckController(QObject):
         return {k: s.state for k, s in self.sessions.items() if s.state is not None}
 
     def interpreter_for(self, file: str) -> Interpreter:
+        """The folder's configured Python, else a venv found no higher than the watched root."""
         folder = os.path.dirname(file)
         configured = self.settings.value(f"interpreter/{_slug(folder)}") or None
-        return detect_interpreter(folder, configured)
+        return detect_interpreter(folder, configured,
+                                  stop_at=self._covering_root(os.path.abspath(file)))
 
     def set_interpreter(self, file: str, path: str | None) -> None:
         key = f"interpreter/{_slug(os.path.dirname(file))}"
@@ -302,10 +320,11 @@ class FlowdeckController(QObject):
             return None
         if plan is None:
             plan = RunPlan(["run", *(args if args is not None else self.run_args(key))], "run")
-        spec = self._launch_spec(entry, plan.args)
+        interpreter = self.interpreter_for(entry.file)
+        spec = self._launch_spec(entry, plan.args, interpreter)
         if spec is None:
             return None
-        return self._launch(key, entry, spec)
+        return self._launch(key, entry, spec, interpreter)
 
     def run_args(self, key: str) -> list[str]:
         """`--name value` for every parameter the session gives (blank: the flow's default)."""
@@ -315,16 +334,17 @@ class FlowdeckController(QObject):
                 args += [f"--{name}", value]
         return args
 
-    def _launch_spec(self, entry: CatalogEntry, args: list[str]) -> LaunchSpec | None:
+    def _launch_spec(self, entry: CatalogEntry, args: list[str],
+                     interpreter: Interpreter) -> LaunchSpec | None:
         try:
             return build_launch(entry.file, entry.name, entry.engine, args,
-                                interpreter=self.interpreter_for(entry.file),
-                                core_dir=core_path())
+                                interpreter=interpreter, core_dir=core_path())
         except LaunchError as exc:
-            self.message.emit("error", str(exc))
+            self.message.emit("error", " ".join([str(exc), *interpreter.skipped]))
             return None
 
-    def _launch(self, key: str, entry: CatalogEntry, spec: LaunchSpec) -> RunState:
+    def _launch(self, key: str, entry: CatalogEntry, spec: LaunchSpec,
+                interpreter: Interpreter) -> RunState:
         session = self.session(key)
         state = RunState(self)
         state.reset(entry.flow.graph.as_dict())
@@ -333,10 +353,15 @@ class FlowdeckController(QObject):
         run.event_arrived.connect(state.apply)
         run.output.connect(lambda stream, text, k=key: self.run_output.emit(k, stream, text))
         run.failed_to_start.connect(lambda msg: self.message.emit("error", msg))
-        run.ended.connect(lambda code, status, k=key: self._on_ended(k, status))
+        run.output.connect(lambda _stream, text, s=session: s.keep_output(text))
+        run.ended.connect(lambda code, status, k=key: self._on_ended(k, status, code))
         session.replace_run(run, state)
         self.model.set_run_status(key, "running")
         self.run_started.emit(key, state)
+        for line in (interpreter.announcement, *interpreter.skipped):  # the log's header
+            self.run_output.emit(key, "flowdeck", line + "\n")
+        if interpreter.skipped:
+            self.message.emit("warning", " ".join(interpreter.skipped))
         run.start()
         return state
 
@@ -345,7 +370,7 @@ class FlowdeckController(QObject):
         if session is not None and session.run is not None and session.running:
             session.run.stop()
 
-    def _on_ended(self, key: str, status: str) -> None:
+    def _on_ended(self, key: str, status: str, code: int = 0) -> None:
         session = self.session(key)
         run, state = session.run, session.state
         never_started = run is not None and status == "failed" and \
@@ -354,12 +379,13 @@ class FlowdeckController(QObject):
             state.mark_ended(status)
         self.model.set_run_status(key, {"succeeded": "succeeded", "running": "running"}.get(
             status, "last run failed" if status in ("failed", "crashed") else None))
-        self.run_ended.emit(key, status)
         if never_started and run is not None:
-            name = run.spec.flow
-            self.message.emit("error", f"{Path(run.spec.file).name} ended without running "
-                              f"{name}. Make the file start the flow: end it with "
-                              f"`if __name__ == \"__main__\": {name}().run()`.")
+            session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
+                                                   run.spec.flow, run.spec.program)
+        self.run_ended.emit(key, status)
+        if session.start_failure is not None:
+            self.start_failed.emit(key, session.start_failure)
+            self.message.emit("error", session.start_failure.summary)
         plan, session.pending_rerun = session.pending_rerun, None
         if plan is not None:
             self.start_run(key, plan=plan)

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.engines.interpreter import check_interpreter
+from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop import __version__
 from flowdeck_desktop.control.controller import FlowdeckController
@@ -279,6 +280,7 @@ class MainWindow(QMainWindow):
         c.run_started.connect(self._on_run_started)
         c.run_output.connect(self._on_run_output)
         c.run_ended.connect(self._on_run_ended)
+        c.start_failed.connect(self._on_start_failed)
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
         c.model.flow_removed.connect(self._on_flow_removed)
@@ -669,6 +671,12 @@ class MainWindow(QMainWindow):
             self.tray.showMessage("Flowdeck", f"{name} {status}.",
                                   QSystemTrayIcon.MessageIcon.Information, 5000)
 
+    def _on_start_failed(self, key: str, failure: StartFailure) -> None:
+        """The file failed before its run began: the Error tab shows why, with the line."""
+        if key == self.selected_key:
+            self.error_pane.show_start_failure(failure)
+            self.bottom.setCurrentWidget(self.error_pane)
+
     def _refresh_history(self) -> None:
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is None:
@@ -682,9 +690,9 @@ class MainWindow(QMainWindow):
         running = bool(key) and self.controller.is_running(key or "")
         self.act_run.setEnabled(entry is not None and entry.ok and not running)
         self.act_stop.setEnabled(running)
-        state = self.controller.states.get(key or "")
-        self.act_resume.setEnabled(entry is not None and not running and state is not None and
-                                   state.status in ("failed", "crashed", "cancelled"))
+        session = self.controller.sessions.get(key or "")
+        self.act_resume.setEnabled(entry is not None and not running and session is not None
+                                   and session.can_resume())
         self.act_auto.setEnabled(entry is not None)
         self.empty_hint.setVisible(not self.controller.roots)
         if entry is not None:

@@ -2,16 +2,23 @@
 
 Artifacts are described by a helper process running the flow's own
 interpreter (`python -m flowdeck.engines.inspect_task`), so the window never
-unpickles user data; history reads only `run.json` files.
+unpickles user data; history reads only `run.json` files. The helper does
+unpickle, which runs code chosen by whoever made the run: for a run another
+user made (`foreign_author`), the pane lists names, types and sizes from the
+run's events and starts the helper only when asked ("Load values").
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
@@ -29,8 +36,9 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.engines.launching import child_env, inspect_argv
-from flowdeck.store.index import RunIndex
-from flowdeck.store.layout import RunLayout
+from flowdeck.engines.startup import StartFailure
+from flowdeck.store.index import RunIndex, read_run
+from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord
 from flowdeck_desktop.control.run_process import core_path
 
@@ -124,53 +132,182 @@ class HistoryPane(QWidget):
             self.run_selected.emit(run)
 
 
+def foreign_author(layout: RunLayout, run_id: str, origin: str | None = None) -> str | None:
+    """Who made the run (or the run a reused task comes from), when that is not this user.
+
+    None for our own runs. Another user's run is one whose folder or `run.json`
+    belongs to another uid, or whose record names another user (a datastore
+    copied from someone else is ours on disk but still says who made it).
+    """
+    runs = [run_id] + ([origin.split("/", 1)[0]] if origin else [])
+    for run in runs:
+        try:
+            paths = [layout.run_dir(run), layout.run_json(run)]
+        except InvalidId as exc:
+            return f"an unknown user ({exc})"
+        owner = _foreign_owner(paths)
+        if owner is not None:
+            return owner
+        record = read_run(layout, run).record
+        if record is not None and record.user and record.user not in own_names():
+            return record.user
+    return None
+
+
+def _foreign_owner(paths: Sequence[Path]) -> str | None:
+    """The account owning the first of `paths` that is not ours (a missing file is skipped)."""
+    if sys.platform == "win32":
+        return None  # no uids: the record's user name is all there is
+    for path in paths:
+        try:
+            uid = os.stat(path).st_uid
+        except OSError:
+            continue
+        if uid != os.getuid():
+            return _account(uid)
+    return None
+
+
+def _account(uid: int) -> str:
+    try:
+        import pwd
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def own_names() -> set[str]:
+    """Every name a run of ours may record as its user ($USER, the account, $METAFLOW_USER)."""
+    names = {os.environ.get(k, "") for k in ("USER", "LOGNAME", "USERNAME", "METAFLOW_USER")}
+    try:
+        names.add(getpass.getuser())
+    except (KeyError, OSError):
+        pass
+    if sys.platform != "win32":
+        names.add(_account(os.getuid()).split(" ", 1)[0])
+    return names - {""}
+
+
+@dataclass(frozen=True)
+class HelperRequest:
+    """What the artifact helper is started with (kept while a foreign run awaits consent)."""
+
+    interpreter: str
+    root: str
+    flow: str
+    run_id: str
+    step: str
+    task_id: str
+    add_core: bool
+
+    @property
+    def title(self) -> str:
+        return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
+
+
 class ArtifactsPane(QWidget):
-    """Artifacts of one task, described by a helper process of the flow's interpreter."""
+    """Artifacts of one task, described by a helper process of the flow's interpreter.
+
+    For another user's run the helper (which unpickles, so runs code from the
+    artifacts) starts only on "Load values"; until then the names, types and
+    sizes come from the run's events.
+    """
 
     loaded = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.title = QLabel("Select a step in the graph to see its artifacts.")
+        self.title.setWordWrap(True)
+        self.load_button = QPushButton("Load values")
+        self.load_button.setToolTip("Unpickle this run's artifacts in the flow's interpreter. "
+                                    "Unpickling runs code chosen by whoever made the run.")
+        self.load_button.hide()
+        self.load_button.clicked.connect(self.load_values)
         self.table = _read_only_table(["Name", "Type", "Size", "Preview"])
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.load_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title)
+        layout.addLayout(top)
         layout.addWidget(self.table)
         self._proc: QProcess | None = None
+        self._waiting: HelperRequest | None = None  # a foreign run's helper, not yet allowed
         self.rows: list[dict[str, Any]] = []
 
     def show_task(self, interpreter: str, root: str, flow: str, run_id: str, step: str,
-                  task_id: str, add_core: bool) -> None:
-        """Ask the helper process for the task's artifacts; the table fills when it answers."""
+                  task_id: str, add_core: bool, *, made_by: str | None = None,
+                  listed: Sequence[dict[str, Any]] = ()) -> None:
+        """Show the task's artifacts: values at once for our own runs (`made_by` None);
+        for a run `made_by` another user, only the `listed` names, types and sizes until
+        the user asks for the values."""
+        self._stop_helper()
+        request = HelperRequest(interpreter, root, flow, run_id, step, task_id, add_core)
+        if made_by is None:
+            self._start(request)
+            return
+        self._waiting = request
+        self._fill([_listed_row(a) for a in listed if isinstance(a, dict)])
+        unlisted = "" if listed else " Its events list no artifact names."
+        self.title.setText(f"Artifacts of {request.title}. This run was made by {made_by}; "
+                           f"loading its values runs code from its artifacts.{unlisted}")
+        self.load_button.show()
+
+    @property
+    def awaiting_consent(self) -> bool:
+        """True while a foreign run's values wait for "Load values"."""
+        return self._waiting is not None
+
+    def load_values(self) -> None:
+        """The user's go-ahead: start the helper for the foreign run shown."""
+        request, self._waiting = self._waiting, None
+        if request is not None:
+            self._start(request)
+
+    def _stop_helper(self) -> None:
+        self._waiting = None
+        self.load_button.hide()
         if self._proc is not None:
             self._proc.kill()
             self._proc.deleteLater()
-        self.title.setText(f"Artifacts of {flow}/{run_id}/{step}/{task_id} (loading…)")
+            self._proc = None
+
+    def _start(self, request: HelperRequest) -> None:
+        """Ask the helper process for the task's artifacts; the table fills when it answers."""
+        self._stop_helper()
+        self.title.setText(f"Artifacts of {request.title} (loading…)")
         self.table.setRowCount(0)
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
-        for key, value in child_env(core_path() if add_core else None).items():
+        for key, value in child_env(core_path() if request.add_core else None).items():
             env.insert(key, value)
         proc.setProcessEnvironment(env)
-        proc.finished.connect(lambda code, _status, p=proc,
-                              t=f"{flow}/{run_id}/{step}/{task_id}": self._on_done(p, code, t))
-        program, *args = inspect_argv(interpreter, root, flow, run_id, step, task_id)
+        proc.finished.connect(lambda code, _status, p=proc, t=request.title:
+                              self._on_done(p, code, t))
+        program, *args = inspect_argv(request.interpreter, request.root, request.flow,
+                                      request.run_id, request.step, request.task_id)
         proc.start(program, args)
         self._proc = proc
 
     def _on_done(self, proc: QProcess, code: int, title: str) -> None:
         if proc is not self._proc:
             return
-        out = bytes(proc.readAllStandardOutput()).decode("utf-8", "replace")
-        err = bytes(proc.readAllStandardError()).decode("utf-8", "replace")
+        out = bytes(proc.readAllStandardOutput().data()).decode("utf-8", "replace")
+        err = bytes(proc.readAllStandardError().data()).decode("utf-8", "replace")
+        data: dict[str, Any]
         try:
             data = json.loads(out) if code == 0 else {"artifacts": [], "error": err.strip()}
         except ValueError:
             data = {"artifacts": [], "error": f"unreadable answer from the helper: {out[:200]}"}
-        self.rows = list(data.get("artifacts") or [])
         error = data.get("error")
         self.title.setText(f"Artifacts of {title}" + (f" — {error}" if error else ""))
+        self._fill(list(data.get("artifacts") or []))
+        self.loaded.emit()
+
+    def _fill(self, rows: list[dict[str, Any]]) -> None:
+        """One table row per artifact: name, type, size, and the preview when there is one."""
+        self.rows = rows
         self.table.setRowCount(len(self.rows))
         for row, art in enumerate(self.rows):
             preview = art.get("preview", "")
@@ -181,10 +318,16 @@ class ArtifactsPane(QWidget):
                 item = QTableWidgetItem(str(text))
                 item.setToolTip(str(art.get("preview", "")))
                 self.table.setItem(row, col, item)
-        self.loaded.emit()
 
 
-def _size(n: int) -> str:
+def _listed_row(artifact: dict[str, Any]) -> dict[str, Any]:
+    """An artifact as the events list it (name, type, size), with no value read."""
+    size = artifact.get("size")
+    return {"name": str(artifact.get("name", "")), "type": str(artifact.get("type", "")),
+            "size": size if isinstance(size, (int, float)) else 0}
+
+
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -228,6 +371,13 @@ class ErrorPane(QWidget):
         trace = error.get("traceback") or ""
         self.text.setPlainText(trace or error.get("message", ""))
         self.location = failing_line(trace, flow_file)
+        self.open_button.setEnabled(self.location is not None)
+
+    def show_start_failure(self, failure: StartFailure) -> None:
+        """A failure before the run began: its summary, traceback and the line to open."""
+        self.summary.setText(failure.summary)
+        self.text.setPlainText(failure.traceback or failure.summary)
+        self.location = (failure.file, failure.line) if failure.file and failure.line else None
         self.open_button.setEnabled(self.location is not None)
 
     def clear(self) -> None:

@@ -1,0 +1,83 @@
+"""Why a flow process ended before its run started: the diagnosis a user sees.
+
+A flow file can fail before the engine writes its first event: an ImportError at
+the top of the file, a missing package, a Metaflow option the flow needs, or a
+file that never starts its flow at all. The launcher sees only the process's
+output and exit code; this turns them into the right message, with the
+traceback and the line to open, instead of one guess for every case.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+_TRACEBACK = "Traceback (most recent call last):"
+_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)"
+                        r"|[A-Za-z_][\w.]*Error)(?::\s?(?P<message>.*))?$")
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+_MISSING_MODULE = re.compile(r"No module named '(?P<module>[^']+)'")
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    """What went wrong before the run started, ready to show."""
+
+    summary: str
+    traceback: str
+    error_type: str = ""
+    file: str | None = None  # where to look: the deepest frame in the flow's file, if any
+    line: int | None = None
+
+
+def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
+                   interpreter: str) -> StartFailure:
+    """The diagnosis of a flow process that ended without starting its run."""
+    name = os.path.basename(flow_file)
+    trace = _last_traceback(output)
+    if trace:
+        error_type, message = _exception_of(trace)
+        file, line = _deepest_frame(trace, flow_file)
+        where = f" (line {line})" if line and file == os.path.abspath(flow_file) else ""
+        summary = (f"{name} failed before {flow} started{where}: {error_type}: {message}"
+                   .rstrip(": "))
+        missing = _MISSING_MODULE.search(message)
+        if error_type.endswith("ModuleNotFoundError") and missing:
+            summary += (f". Install it into the flow's interpreter: `{interpreter} -m pip "
+                        f"install {missing.group('module').split('.')[0]}`")
+        return StartFailure(summary, trace, error_type, file, line)
+    tail = "\n".join(output.strip().splitlines()[-8:])
+    if exit_code != 0:
+        return StartFailure(f"{name} exited with code {exit_code} before {flow} started. "
+                            f"Its last output:\n{tail}" if tail else
+                            f"{name} exited with code {exit_code} before {flow} started, "
+                            "printing nothing.", tail)
+    return StartFailure(f"{name} ended without running {flow}. Make the file start the flow: "
+                        f"end it with `if __name__ == \"__main__\": {flow}().run()`.", tail)
+
+
+def _last_traceback(output: str) -> str:
+    at = output.rfind(_TRACEBACK)
+    if at < 0:
+        return ""
+    lines = output[at:].splitlines()
+    end = next((i for i, line in enumerate(lines[1:], 1) if _EXCEPTION.match(line)), None)
+    return "\n".join(lines[:end + 1] if end is not None else lines).strip()
+
+
+def _exception_of(trace: str) -> tuple[str, str]:
+    for line in reversed(trace.splitlines()):
+        found = _EXCEPTION.match(line)
+        if found:
+            return found.group("type"), (found.group("message") or "").strip()
+    return "Error", trace.splitlines()[-1].strip() if trace else ""
+
+
+def _deepest_frame(trace: str, flow_file: str) -> tuple[str | None, int | None]:
+    """The deepest frame in the flow's own file, else the deepest frame at all."""
+    frames = [(os.path.abspath(m.group("file")), int(m.group("line")))
+              for m in _FRAME.finditer(trace)]
+    own = [f for f in frames if f[0] == os.path.abspath(flow_file)]
+    chosen = own[-1] if own else (frames[-1] if frames else (None, None))
+    return chosen[0], chosen[1]

@@ -1,0 +1,73 @@
+"""A flow file that fails before its run starts gets the right diagnosis in the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import close_window, flow_key
+
+from flowdeck.engines.startup import diagnose_start
+from flowdeck_desktop.app import build
+
+BROKEN_IMPORT = '''from flowdeck import FlowSpec, step
+import flowdeck_no_such_package_xyz
+
+
+class BrokenFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    BrokenFlow().run()
+'''
+
+NEVER_STARTS = BROKEN_IMPORT.replace("import flowdeck_no_such_package_xyz\n", "").replace(
+    'if __name__ == "__main__":\n    BrokenFlow().run()\n', "")
+
+
+def _run_in_window(qtbot, settings, folder: Path, name: str):
+    controller, window = build(settings, [str(folder)], restore=False)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    key = flow_key(controller, name)
+    window.select_flow(key)
+    with qtbot.waitSignal(controller.run_ended, timeout=30000):
+        window.run_selected()
+    return controller, window
+
+
+def test_an_import_error_is_reported_as_itself_with_its_line(qtbot, settings, tmp_path) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_IMPORT)
+    controller, window = _run_in_window(qtbot, settings, tmp_path, "BrokenFlow")
+    try:
+        qtbot.waitUntil(lambda: "ModuleNotFoundError" in window.error_pane.summary.text())
+        summary = window.error_pane.summary.text()
+        assert "flowdeck_no_such_package_xyz" in summary and "ended without" not in summary
+        assert "pip install flowdeck_no_such_package_xyz" in summary
+        assert "Traceback" in window.error_pane.text.toPlainText()
+        assert window.error_pane.location == (str(tmp_path / "broken.py"), 2)
+        assert window.bottom.currentWidget() is window.error_pane
+        assert not window.act_resume.isEnabled()  # nothing ran: nothing to resume
+    finally:
+        close_window(controller, window)
+
+
+def test_a_file_that_never_starts_its_flow_says_so(qtbot, settings, tmp_path) -> None:
+    (tmp_path / "silent.py").write_text(NEVER_STARTS)
+    controller, window = _run_in_window(qtbot, settings, tmp_path, "BrokenFlow")
+    try:
+        qtbot.waitUntil(lambda: "ended without running" in window.error_pane.summary.text())
+        assert "BrokenFlow().run()" in window.error_pane.summary.text()
+    finally:
+        close_window(controller, window)
+
+
+def test_a_nonzero_exit_without_traceback_shows_the_last_output() -> None:
+    failure = diagnose_start("Metaflow 2.19\n    Flow needs --environment=conda\n", 1,
+                             "/p/flow.py", "F", "/usr/bin/python3")
+    assert "exited with code 1" in failure.summary and "--environment=conda" in failure.summary
