@@ -174,6 +174,16 @@ def analyze_source(source: str, path: str) -> FileAnalysis:
             "unparsable")])
 
 
+def provides(name: str) -> bool:
+    """Whether `from flowdeck import name` works: the public API or a submodule."""
+    import importlib.util
+
+    import flowdeck
+    if name in flowdeck.__all__ or hasattr(flowdeck, name):
+        return True
+    return importlib.util.find_spec(f"flowdeck.{name}") is not None
+
+
 class _FileAnalyzer:
     """Walks one module's AST; small methods, one concern each."""
 
@@ -185,6 +195,8 @@ class _FileAnalyzer:
         self.names: dict[str, tuple[str, str]] = {}
         # local name -> engine for `import metaflow as mf`
         self.modules: dict[str, str] = {}
+        # `from flowdeck import X` where flowdeck has no X: the file cannot run
+        self.missing_imports: list[Diagnostic] = []
 
     def run(self) -> FileAnalysis:
         self._collect_imports()
@@ -220,6 +232,7 @@ class _FileAnalyzer:
                             self.names.setdefault(api, (engine, api))
                     else:
                         self.names[alias.asname or alias.name] = (engine, alias.name)
+                        self._check_flowdeck_name(node, alias.name)
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     engine = ENGINE_MODULES.get(alias.name.split(".")[0])
@@ -301,8 +314,19 @@ class _FileAnalyzer:
                             outside_hash=self._outside_hash(steps.values()))
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()))
-        info.diagnostics = duplicates + lint_graph(graph, info.parameters)
+        info.diagnostics = (duplicates + self.missing_imports
+                            + lint_graph(graph, info.parameters))
         return info
+
+    def _check_flowdeck_name(self, node: ast.ImportFrom, name: str) -> None:
+        """`from flowdeck import X` for an X flowdeck lacks fails at import: say so now."""
+        if node.module != "flowdeck" or provides(name):
+            return
+        self.missing_imports.append(Diagnostic(
+            self.path, node.lineno,
+            f"flowdeck has no `{name}`, so this file stops at its import line. Remove "
+            f"`{name}` from the import, or import it from metaflow and run the file with "
+            "Metaflow's engine.", "unknown-import"))
 
     def _class_chain(self, cls: ast.ClassDef,
                      flows: dict[str, tuple[ast.ClassDef, str, str | None]]) -> list[ast.ClassDef]:
