@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-CORE_COMMANDS = {"run", "resume", "list", "graph"}
+CORE_COMMANDS = {"run", "resume", "list", "graph", "gc"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +33,31 @@ def main(argv: list[str] | None = None) -> int:
               "`python3 -m pip install 'flowdeck[desktop]'`, or run flows without a window: "
               "`flowdeck run FILE.py`.", file=sys.stderr)
         return 2
+    problem = _no_display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     if _handed_to_running_window(argv):
         return 0
     from flowdeck_desktop.app import run_app
     return run_app(argv)
+
+
+HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb")
+
+
+def _no_display_problem() -> str | None:
+    """On Linux without X11 or Wayland, Qt would abort with a misleading library message."""
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform.split(":")[0] in HEADLESS_PLATFORMS:
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("error: there is no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so the "
+            "Flowdeck window cannot open. Run flows without a window: `flowdeck run FILE.py`; "
+            "or start Flowdeck from a desktop session (over ssh: `ssh -X`).")
 
 
 def _unknown_command(argv: list[str]) -> str | None:

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from flowdeck.engines.interpreter import InterpreterCheck
 
-#: How long a stopped run's steps get for their own cleanup (`except KeyboardInterrupt`,
-#: `finally`) before the group is killed; the orchestrator's own grace fits inside it.
-DEFAULT_STOP_GRACE_S = 3.5
+#: How long a launcher waits, after its stop signal, before it KILLs the run. The
+#: orchestrator gives each step CANCEL_GRACE_S (3 s, engine/runtime.py) after SIGINT for
+#: its own cleanup (`except KeyboardInterrupt`, `finally`), then kills what is left and
+#: records the run as cancelled; the 2 s beyond that let it finish recording on a busy
+#: machine, so the window and History agree on "cancelled".
+DEFAULT_STOP_GRACE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,9 @@ class Engine(ABC):
     def run_args(self, file: str, args: list[str]) -> list[str]:
         """The interpreter's arguments that run `file` with the flow command line `args`."""
 
-    def working_dir(self, file: str) -> str:
-        """Where the run process starts (Metaflow finds `.metaflow/` upward from it)."""
+    def working_dir(self, file: str, project_root: str | None = None) -> str:
+        """Where the run process starts. `project_root` is the folder the user opened
+        (the watched root), when the launcher knows it."""
         return os.path.dirname(os.path.abspath(file))
 
     def needs_core_on_path(self, check: InterpreterCheck) -> bool:

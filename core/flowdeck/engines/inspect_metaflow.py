@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from flowdeck.engines.describe import describe_value
+from flowdeck.engines.metaflow import MetaflowEngine
 
 
 def inspect_metaflow_task(info: dict[str, Any], step: str, task_id: str) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def inspect_metaflow_task(info: dict[str, Any], step: str, task_id: str) -> dict
                 "it with `python -m pip install metaflow` to see the artifacts."}
     file = info.get("file") or ""
     if file and os.path.isdir(os.path.dirname(file)):
-        os.chdir(os.path.dirname(file))
+        os.chdir(MetaflowEngine().working_dir(file))  # where the run found its .metaflow/
     pathspec = f"{info.get('flow')}/{mf_run}/{step}/{task_id}"
     try:
         namespace(None)

@@ -54,6 +54,7 @@ def resolve_interpreter(file: str, configured: str | None = None) -> Interpreter
 
 def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                  interpreter: Interpreter | None = None, run_id: str | None = None,
+                 project_root: str | None = None,
                  core_dir: str | None = None) -> LaunchSpec:
     """The launch of `flow` in `file` with the flow command line `args` (`run ...`,
     `resume ...`). Raises LaunchError when the interpreter cannot run it."""
@@ -71,7 +72,7 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     env = child_env((core_dir or installed_core()) if chosen.needs_core_on_path(check) else None)
     env[RUN_ID_ENV] = run_id
     return LaunchSpec(program=python.path, args=chosen.run_args(file, args),
-                      cwd=chosen.working_dir(file), env=env, engine=chosen.name, flow=flow,
+                      cwd=chosen.working_dir(file, project_root), env=env, engine=chosen.name, flow=flow,
                       file=file, run_id=run_id, root=str(layout.root),
                       events_path=str(layout.events(run_id)), stop_signal=chosen.stop_signal,
                       stop_grace_s=chosen.stop_grace_s)

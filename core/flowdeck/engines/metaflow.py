@@ -22,6 +22,16 @@ class MetaflowEngine(Engine):
     def run_args(self, file: str, args: list[str]) -> list[str]:
         return ["-m", "flowdeck.engines.metaflow_bridge", file, *args]
 
+    def working_dir(self, file: str, project_root: str | None = None) -> str:
+        """Where Metaflow's users run it: the nearest folder upward holding `.metaflow/`
+        (a project of sibling flow folders shares one), else the project's root folder
+        (where `cd project; python 02-x/flow.py run` would create it), else the file's."""
+        folder = os.path.dirname(os.path.abspath(file))
+        for candidate in (folder, *_parents(folder, project_root)):
+            if os.path.isdir(os.path.join(candidate, ".metaflow")):
+                return candidate
+        return os.path.abspath(project_root) if project_root else folder
+
     def needs_core_on_path(self, check: InterpreterCheck) -> bool:
         return True
 
@@ -32,3 +42,15 @@ class MetaflowEngine(Engine):
                 else ".")
         return (f"{interpreter} cannot import metaflow, which {flow} uses. Install it there: "
                 f"`{interpreter} -m pip install metaflow`{hint}")
+
+
+def _parents(folder: str, stop: str | None) -> list[str]:
+    """The folders above `folder`, nearest first, up to `stop`, the home folder or the root."""
+    home = os.path.expanduser("~")
+    out: list[str] = []
+    while True:
+        parent = os.path.dirname(folder)
+        if parent == folder or folder == home or (stop and folder == os.path.abspath(stop)):
+            return out
+        out.append(parent)
+        folder = parent

@@ -466,9 +466,12 @@ class Bridge:
                    "--run-id-file", str(self.run_dir / "metaflow-run-id")]
         extra: dict[str, Any] = {} if self.own_group or os.name != "posix" \
             else {"process_group": 0}
-        self.child = subprocess.Popen(command, cwd=os.path.dirname(self.flow.file),
-                                      env=metaflow_env(), stdout=subprocess.PIPE,
-                                      stdin=subprocess.DEVNULL, **extra)
+        # In our cwd (the launcher chose it). Metaflow prints its ordinary progress
+        # ("Validating your flow...") on stderr: one stream keeps it from reading as an
+        # error; failures are reported by the events and the bridge's own summary.
+        self.child = subprocess.Popen(command, env=metaflow_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      **extra)
         return self.child
 
     def _follow(self, child: subprocess.Popen[bytes]) -> int:
