@@ -99,3 +99,25 @@ def test_metaflows_ordinary_progress_is_not_reported_as_an_error(tmp_path: Path)
     done = _launch(producer, "ProducerFlow", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Validating your flow" in done.stdout and "Validating your flow" not in done.stderr
+
+
+def test_the_window_header_names_metaflows_own_run_id(qtbot, settings, tmp_path) -> None:
+    from conftest import close_window, flow_key
+
+    from flowdeck.store.index import RunIndex
+    from flowdeck.store.layout import RunLayout
+    from flowdeck_desktop.app import build
+
+    producer, _ = _project(tmp_path)
+    controller, window = build(settings, [str(tmp_path)], restore=False)
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        window.select_flow(flow_key(controller, "ProducerFlow"))
+        with qtbot.waitSignal(controller.run_ended, timeout=120000) as ended:
+            window.run_selected()
+        assert ended.args[1] == "succeeded"
+        record = RunIndex(RunLayout.for_file(str(producer), "ProducerFlow")).latest().record
+        assert record.metaflow_run_id and record.metaflow_run_id != record.run_id
+        assert f"run {record.metaflow_run_id}" in window.flow_title.text()
+    finally:
+        close_window(controller, window)

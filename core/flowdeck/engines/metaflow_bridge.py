@@ -32,6 +32,7 @@ from typing import Any
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.store.events import (
+    ENGINE_RUN_ID,
     RUN_FINISHED,
     RUN_STARTED,
     TASK_FINISHED,
@@ -506,6 +507,7 @@ class Bridge:
         if kind == "metaflow_run":
             self.metaflow_run_id = event["metaflow_run_id"]
             self._write_run_json("running")
+            self._emit(ENGINE_RUN_ID, engine_run_id=self.metaflow_run_id)
             return
         self._emit(kind, **event)
 

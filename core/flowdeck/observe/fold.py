@@ -16,6 +16,7 @@ from typing import Any
 
 from flowdeck.analysis.scopes import Scopes, foreach_scopes, nodes_of
 from flowdeck.store.events import (
+    EngineRunId,
     Event,
     RunFinished,
     RunStarted,
@@ -170,6 +171,9 @@ class RunFold:
             self._run_started(typed, change)
         elif isinstance(typed, RunFinished):
             self._run_finished(typed, change)
+        elif isinstance(typed, EngineRunId):
+            self.metaflow_run_id = typed.engine_run_id
+            change.run = True
         return change
 
     def _run_started(self, e: RunStarted, change: FoldChange) -> None:

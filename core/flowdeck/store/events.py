@@ -9,6 +9,7 @@ Schema: docs/events.md.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -25,6 +26,7 @@ RUN_STARTED = "run_started"
 TASK_STARTED = "task_started"
 TASK_FINISHED = "task_finished"
 RUN_FINISHED = "run_finished"
+ENGINE_RUN_ID = "engine_run_id"  # the engine's own id for the run (Metaflow's), once known
 EVENT_TYPES = (RUN_STARTED, TASK_STARTED, TASK_FINISHED, RUN_FINISHED)
 
 
@@ -40,7 +42,14 @@ class EventWriter:
         event = {"v": SCHEMA_VERSION, "t": round(time.time(), 6), "type": type,
                  "run_id": self.run_id, **fields}
         line = json.dumps(event, default=str, separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode("utf-8", "surrogateescape"))
+        data = line.encode("utf-8", "surrogateescape")
+        try:
+            written = os.write(self._fd, data)
+        except OSError as exc:  # name the file: a full disk must say which one
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        if written < len(data):  # a full disk took part of the line: take it back, whole or none
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         return event
 
     def close(self) -> None:
@@ -153,7 +162,16 @@ class RunFinished:
     exit_code: int | None = None
 
 
-Event = RunStarted | TaskStarted | TaskFinished | RunFinished
+@dataclass(frozen=True)
+class EngineRunId:
+    """The id the run has in its engine's own terms (what `metaflow.Flow(...)[id]` takes)."""
+
+    t: float
+    run_id: str
+    engine_run_id: str
+
+
+Event = RunStarted | TaskStarted | TaskFinished | RunFinished | EngineRunId
 
 
 def parse_event(raw: dict[str, Any]) -> Event | None:
@@ -224,7 +242,12 @@ def _run_finished(raw: dict[str, Any]) -> RunFinished:
                        error=_opt_dict(raw.get("error")), exit_code=_opt_int(raw.get("exit_code")))
 
 
-_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {RUN_STARTED: _run_started, TASK_STARTED: _task_started,
+def _engine_run_id(raw: dict[str, Any]) -> EngineRunId:
+    return EngineRunId(**_common(raw), engine_run_id=str(raw["engine_run_id"]))
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {ENGINE_RUN_ID: _engine_run_id,
+                                                        RUN_STARTED: _run_started, TASK_STARTED: _task_started,
             TASK_FINISHED: _task_finished, RUN_FINISHED: _run_finished}
 
 
