@@ -21,7 +21,9 @@ from flowdeck.engines.metaflow_bridge import (
     error_from_lines,
     metaflow_env,
     parse_args,
+    split_records,
 )
+from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import read_events
 from flowdeck.store.records import RunRecord
 
@@ -33,6 +35,7 @@ FIELDS = ("name", "type", "next", "foreach_artifact", "matching_join")
 # -- the parser, fed text -----------------------------------------------------------------
 
 R = "1795631788219631"
+TS = "2026-11-25 18:36:30.001"
 TRANSCRIPT = f"""\
 2026-11-25 18:36:28.221 Workflow starting (run-id {R}):
 2026-11-25 18:36:28.235 [{R}/start/1 (pid 10)] Task is starting.
@@ -511,3 +514,29 @@ def test_sigterm_to_a_group_leading_bridge_spares_other_members(mf_flow) -> None
         if neighbour is not None:
             neighbour.kill()
             neighbour.wait()
+
+
+def test_records_sharing_one_line_are_read_apart() -> None:
+    """Parallel clones write at the same moment; two records can arrive on one line."""
+    parser = MetaflowLogParser()
+    line = (f"{TS} [{R}/left/2 (pid 11)] Cloning previously run task 9/left/2"
+            f"{TS} [{R}/right/3 (pid 12)] Cloning previously run task 9/right/3")
+    events = [e for part in split_records(line) for e in parser.feed(part).events]
+    assert [(e["step"], e["status"]) for e in events if e["type"] == "task_finished"] == [
+        ("left", "reused"), ("right", "reused")]
+
+
+def test_a_resumed_run_accounts_for_every_task_metaflow_recorded(mf_flow) -> None:
+    """Whatever the log lines said, a finished resume leaves no step without its tasks."""
+    path = mf_flow("branch.py")
+    result, _ = run_bridge(path, run_id="base")
+    assert result.returncode == 0, result.stderr
+    result, events = run_bridge(path, "resume", "end", "--origin-run-id", "base", run_id="again")
+    assert result.returncode == 0, result.stderr
+    fold = RunFold()
+    for event in events:
+        fold.apply(event)
+    assert fold.status == "succeeded"
+    assert {s: v.status for s, v in fold.steps.items()} == {
+        "start": "reused", "left": "reused", "right": "reused", "join": "reused",
+        "end": "succeeded"}

@@ -232,6 +232,37 @@ class MetaflowLogParser:
         return event
 
 
+_RECORD_START = re.compile(r"(?<=\S)(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[)")
+
+
+def split_records(line: str) -> list[str]:
+    """One read line as the log records it holds: concurrent tasks' writes can share a line
+    (`...task 2026-12-02 04:01:38.627 [run/step/3] Cloning...`)."""
+    return [part for part in _RECORD_START.split(line) if part] or [line]
+
+
+def metaflow_run_dir(cwd: str, flow: str, run_id: str) -> Path | None:
+    """Metaflow's local metadata folder of a run: `.metaflow/` upward from where it ran."""
+    folder = Path(cwd).resolve()
+    for candidate in (folder, *folder.parents):
+        run_dir = candidate / ".metaflow" / flow / run_id
+        if run_dir.is_dir():
+            return run_dir
+    return None
+
+
+def metaflow_tasks(run_dir: Path) -> list[tuple[str, str]]:
+    """(step, task id) of every task Metaflow recorded for a run."""
+    found = []
+    for step_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        if step_dir.name.startswith("_"):
+            continue
+        for task_dir in step_dir.iterdir():
+            if task_dir.is_dir() and task_dir.name.isdigit():
+                found.append((step_dir.name, task_dir.name))
+    return found
+
+
 def task_logs(step: str, task_id: str, attempt: int) -> dict[str, str]:
     """Where the bridge keeps an attempt's lines, relative to the run dir (as our engine does).
 
@@ -482,11 +513,12 @@ class Bridge:
         for raw in child.stdout:
             out.write(raw)
             out.flush()
-            parsed = self.parser.feed(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            for event in parsed.events:
-                self._dispatch(event)
-            if parsed.task_id is not None and parsed.text is not None:
-                self._task_log(parsed.task_id, parsed.text)
+            for line in split_records(raw.decode("utf-8", "replace").rstrip("\r\n")):
+                parsed = self.parser.feed(line)
+                for event in parsed.events:
+                    self._dispatch(event)
+                if parsed.task_id is not None and parsed.text is not None:
+                    self._task_log(parsed.task_id, parsed.text)
         return child.wait()
 
     def _task_log(self, task_id: str, text: str) -> None:
@@ -520,6 +552,7 @@ class Bridge:
             status, code = "cancelled", 128 + signal.SIGINT
         elif child_code == 0 and self.metaflow_run_id:
             status, code = "succeeded", 0
+            self._account_for_unseen_tasks()
         else:
             status, code = "failed", 1
             if child_code == 0:
@@ -531,6 +564,27 @@ class Bridge:
         assert self.events is not None
         self.events.close()
         return code
+
+    def _account_for_unseen_tasks(self) -> None:
+        """Tasks Metaflow recorded whose lines we never read as such get their events.
+
+        Parallel clones on resume write their "Cloning previously run task" lines at
+        the same moment, and a line can be lost in the interleaving; Metaflow's own
+        local metadata (`.metaflow/<Flow>/<run>/<step>/<task>/`) lists every task of
+        the finished run, so a succeeded run never leaves a step looking pending.
+        """
+        assert self.metaflow_run_id is not None
+        run_dir = metaflow_run_dir(os.getcwd(), self.flow.name, self.metaflow_run_id)
+        if run_dir is None:
+            return
+        status = "reused" if self.args.command == "resume" else "succeeded"
+        for step, task_id in metaflow_tasks(run_dir):
+            if step in self.flow.graph.nodes and task_id not in self.parser.tasks:
+                self.parser.tasks[task_id] = TaskTrack(step, task_id, running=False)
+                self._emit(TASK_STARTED, step=step, task_id=task_id, attempt=0, pid=None,
+                           reused=status == "reused", foreach=None, input_paths=[], logs=None)
+                self._emit(TASK_FINISHED, step=step, task_id=task_id, attempt=0, status=status,
+                           duration=0.0, error=None, will_retry=False, artifacts=[])
 
     def _never_started(self) -> None:
         """Metaflow exited 0 without a run: the file does not start its flow when run."""
