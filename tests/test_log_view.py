@@ -431,3 +431,16 @@ def test_context_menu_copy(qtbot, view: LogView) -> None:
     actions["Clear"].trigger()
     assert view.line_count() == 0
     menu.deleteLater()
+
+
+def test_long_run_prefixes_are_shown_as_short_columns(qtbot) -> None:
+    from flowdeck_desktop.views.log_view import compact_prefix
+
+    view = LogView()
+    qtbot.addWidget(view)
+    view.line_transform = compact_prefix
+    view.append("2026-12-02 04:01:38.627 [1796184092378798/end/7 (pid 16524)] hello there\n")
+    view.append("04:01:38.627 [1796184092378-a1b2c3/train/12] loss 0.5\nplain line\n")
+    view.flush()
+    assert view.text().splitlines() == ["04:01:38 end/7 │ hello there",
+                                        "04:01:38 train/12 │ loss 0.5", "plain line"]

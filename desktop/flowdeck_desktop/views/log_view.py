@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
@@ -103,6 +104,22 @@ class _LogEdit(QPlainTextEdit):
         menu = self._owner.create_context_menu(self)
         menu.exec(event.globalPos())
         menu.deleteLater()
+
+
+_LONG_PREFIX = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d )?(?P<time>\d\d:\d\d:\d\d)\.\d{3} "
+    r"\[[^/\]\s]+/(?P<step>[^/\]\s]+)/(?P<task>[^/\]\s]+)(?: \(pid \d+\))?\] ?")
+
+
+def compact_prefix(line: str) -> str:
+    """`2026-12-02 04:01:38.627 [1796184092378798/end/7 (pid 16524)] text` (Metaflow) or
+    `04:01:38.627 [1796184092378-a1b2c3/end/7] text` (ours) as `04:01:38 end/7 │ text`:
+    the run id is in the header already, and the text the user printed stays in view."""
+    found = _LONG_PREFIX.match(line)
+    if found is None:
+        return line
+    return (f"{found.group('time')} {found.group('step')}/{found.group('task')} │ "
+            f"{line[found.end():]}")
 
 
 class LogView(QWidget):
@@ -207,6 +224,9 @@ class LogView(QWidget):
         bar_.rangeChanged.connect(self._on_scroll_range)
 
     # -- public API ---------------------------------------------------------------
+
+    #: Applied to each whole plain line before it is shown (None: lines as they are).
+    line_transform: Callable[[str], str] | None = None
 
     def append(self, text: str, stream: str = "stdout") -> None:
         """Queue decoded output of `stream`; it is shown by the next flush (~50 ms)."""
@@ -503,7 +523,8 @@ class LogView(QWidget):
                             self._add(state, stream, middle, style, out)
                             self._complete(state, stream, out)
                         else:
-                            out.append((stream, middle if plain else [(middle, style)]))
+                            out.append((stream, self._shown(middle) if plain
+                                        else [(middle, style)]))
                 self._add(state, stream, parts[-1], style, out)
                 continue
             pos = 0
@@ -545,11 +566,14 @@ class LogView(QWidget):
         if not line:
             line = ""
         elif len(line) == 1 and line[0][1] is DEFAULT_STYLE:
-            line = line[0][0]
+            line = self._shown(line[0][0])
         if shown is not None:
             self._replacements.append((shown, state.shown_text, stream, line))
         else:
             out.append((stream, line))
+
+    def _shown(self, line: str) -> str:
+        return self.line_transform(line) if self.line_transform is not None else line
 
     def _finish_stream(self, stream: str, out: list | None) -> None:
         names = [stream] if stream else list(self._streams)
