@@ -28,9 +28,9 @@ def test_venv_in_the_folder_or_above_wins(tmp_path: Path, monkeypatch) -> None:
     project = tmp_path / "project"
     flows = project / "pipelines" / "daily"
     flows.mkdir(parents=True)
-    assert detect_interpreter(flows).source == "app"
+    assert detect_interpreter(flows, stop_at=project).source == "app"
     python = make_venv(project / ".venv")
-    found = detect_interpreter(flows)
+    found = detect_interpreter(flows, stop_at=project)  # the watched root: the walk stops there
     assert (found.path, found.source) == (str(python), "venv")
     assert detect_interpreter(flows, configured="/opt/py/bin/python").source == "configured"
 

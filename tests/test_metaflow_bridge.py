@@ -217,7 +217,10 @@ def check_stream(events: list[dict]) -> None:
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
     assert events[0]["engine"] == "metaflow"
     open_attempts = set()
+    assert [e["type"] for e in events].count("engine_run_id") == 1  # Metaflow's own id, once
     for e in events[1:-1]:
+        if e["type"] == "engine_run_id":
+            continue
         key = (e["task_id"], e["attempt"])
         if e["type"] == "task_started":
             assert key not in open_attempts

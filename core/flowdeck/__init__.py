@@ -4,7 +4,7 @@ No Qt here: the desktop app (`flowdeck_desktop`) talks to runs only through
 the event stream and the datastore.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from typing import Any  # noqa: E402
 
@@ -17,6 +17,7 @@ from flowdeck.authoring.spec import (  # noqa: E402
     MergeArtifactsException,
     Parameter,
     catch,
+    resources,
     retry,
     step,
     timeout,
@@ -43,6 +44,7 @@ def __getattr__(name: str):  # PEP 562: the client loads only when asked for
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "current", "retry", "catch", "timeout",
+    "resources",
     "Flow", "Run", "Step", "Task", "DataArtifact", "ExceptionWrapper", "StepTimeout",
     "MergeArtifactsException", "__version__",
 ]

@@ -70,6 +70,11 @@ retry = _step_decorator("retry", {"times": 3, "minutes_between_retries": 2})
 catch = _step_decorator("catch", {"var": None, "print_exception": True})
 #: Fail (and maybe retry) a task that runs longer than the given time.
 timeout = _step_decorator("timeout", {"seconds": 0, "minutes": 0, "hours": 0})
+#: Metaflow's resource request. Run locally, `memory` (MB) caps what each task may
+#: allocate (a MemoryError past it) and `cpu` counts against --max-workers; the rest is
+#: accepted for compatibility and not enforced here.
+resources = _step_decorator("resources", {"cpu": None, "gpu": None, "disk": None,
+                                          "memory": None, "shared_memory": None})
 
 
 def step_decorators(func: Callable[..., Any]) -> dict[str, dict[str, Any]]:

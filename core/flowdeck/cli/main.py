@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "list":
         from flowdeck.cli.listing import list_main
         return list_main(argv[1:])
+    if argv and argv[0] == "gc":
+        from flowdeck.cli.gc_cmd import gc_main
+        return gc_main(argv[1:])
     if argv and argv[0] in ("run", "resume"):
         from flowdeck.observe import headless
         return headless.main(argv[0], argv[1:])
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(see `flowdeck run -h`)")
     sub.add_parser("resume", help="resume a flow's latest run from its failure: resume FILE "
                    "[STEP] (see `flowdeck resume -h`)")
+    sub.add_parser("gc", help="remove old runs and blobs no kept run uses "
+                   "(see `flowdeck gc -h`)")
     args = parser.parse_args(argv)
     if args.command == "graph":
         return graph_command(args.file, args.flow, args.json)

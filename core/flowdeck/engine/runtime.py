@@ -6,14 +6,27 @@ pipes (to log files and, prefixed, to the terminal), learns of their exit
 through pidfds, and is the only writer of `events.jsonl` and `run.json`.
 Forking after the flow module is loaded costs about a millisecond, where
 Metaflow starts a new interpreter (about 0.34 s) for every task.
+
+Nothing a task starts outlives it. Each worker leads its own process group and,
+on Linux, adopts its orphans (a child subreaper) and dies with the orchestrator
+(a parent-death SIGKILL); the orchestrator adopts what a finished worker leaves,
+and when a task ends it kills and reaps everything that task left behind, new
+sessions included (`flowdeck.engines.processes`). A cancel gives every task
+SIGINT (the step sees KeyboardInterrupt, which is what cleanup handlers catch)
+and CANCEL_GRACE_S to finish before SIGKILL. If the orchestrator itself is
+killed with SIGKILL, its workers die with it, but what they started in a new
+session can no longer be reached from here: the launcher (the window's
+`RunProcess`) kills those by the run id in their environment.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import selectors
+import shutil
 import signal
 import sys
 import threading
@@ -24,18 +37,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import UsageError
+from flowdeck.analysis.diagnostics import FlowdeckError, UsageError
 from flowdeck.analysis.graph import FlowGraph
 from flowdeck.authoring.spec import flow_parameters, step_decorators
 from flowdeck.engine.task import (
     EXIT_CANCELLED,
+    EXIT_DISK_FULL,
     ParentResult,
     TaskRequest,
+    disk_full_error,
     execute_task,
+    is_disk_full,
+    memory_message,
     prepare_worker_process,
 )
 from flowdeck.engine.taskstate import Frame, frames_signature
 from flowdeck.engine.terminal import TerminalEcho
+from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
 from flowdeck.store.events import (
     RUN_FINISHED,
@@ -45,10 +63,28 @@ from flowdeck.store.events import (
     EventWriter,
 )
 from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, new_run_id
-from flowdeck.store.records import AttemptRecord, DamagedRecord, ParamRecord, RunRecord, hostname
+from flowdeck.store.records import (
+    AttemptRecord,
+    DamagedRecord,
+    ParamRecord,
+    RunRecord,
+    current_user,
+    hostname,
+)
 
+#: How long a cancelled run's tasks get, after SIGINT, to finish their own cleanup
+#: (`except KeyboardInterrupt:`, `finally:`) before SIGKILL. Launchers wait longer than
+#: this before they kill the orchestrator (engines.base.DEFAULT_STOP_GRACE_S).
 CANCEL_GRACE_S = 3.0
 TIMEOUT_GRACE_S = 5.0
+#: Room kept in the run folder while a run goes, freed first when it ends, so a full
+#: disk still takes the run's last records (run.json and run_finished).
+SPACE_RESERVE_BYTES = 64 * 1024
+MEMORY_LIMIT_ENV = "FLOWDECK_MEMORY_LIMIT_MB"
+
+
+class DiskFullError(FlowdeckError):
+    """The store's disk is full before the run could start; nothing of the run is kept."""
 
 
 @dataclass
@@ -58,6 +94,7 @@ class RunOptions:
     origin_run_id: str | None = None
     quiet: bool = False
     install_signal_handlers: bool = True
+    memory_limit_mb: float | None = None  # for steps without @resources(memory=...); 0: none
 
 
 @dataclass
@@ -117,6 +154,9 @@ class RunningTask:
     open_fds: set[int] = field(default_factory=set)
     logs: dict[int, Any] = field(default_factory=dict)
     killed_for: str | None = None
+    slots: int = 1  # of max_workers: @resources(cpu=N) takes N
+    memory_mb: float | None = None
+    memory_source: str = ""
 
 
 @dataclass
@@ -160,6 +200,12 @@ class Orchestrator:
         self.started = time.time()
         self.run_dir = ""
         self.step_dirs: set[str] = set()
+        self.default_memory = _default_memory_limit(options)
+        self.resources = {name: step_resources(name, func, graph.file)
+                          for name, func in self.steps.items()}
+        self.adopter: processes.Adopter | None = None
+        self.disk_full: dict[str, Any] | None = None  # the first write that found no room
+        self.reserve: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -169,16 +215,9 @@ class Orchestrator:
                              "system (Windows) does not offer yet. Run flows under WSL.")
         run_dir = self._create_run_dir()
         self.run_dir = str(run_dir)
-        self.events = EventWriter(run_dir / "events.jsonl", self.run_id)
-        self.param_refs = {name: self.blobs.put(name, value)
-                           for name, value in self.params.items()}
-        self._write_run_json("running")
-        self.events.emit(RUN_STARTED, flow=self.graph.name, file=self.graph.file,
-                         params=_jsonable(self.params), graph=self.graph.as_dict(),
-                         pid=os.getpid(), origin_run_id=self.origin.run_id if self.origin else None,
-                         step_hashes=self.graph.step_hashes(), max_workers=self.max_workers,
-                         engine="flowdeck", run_dir=str(run_dir))
+        self._begin(run_dir)
         self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
+        self.adopter = processes.Adopter()
         restore = self._install_signals()
         gc_was_enabled = gc.isenabled()
         try:
@@ -186,12 +225,72 @@ class Orchestrator:
                                        (), []))
             self._loop()
         finally:
+            self._leave_nothing_behind()
             restore()
             self._close_selector()
             gc.unfreeze()
             if gc_was_enabled:
                 gc.enable()
         return self._finish()
+
+    def _begin(self, run_dir: Path) -> None:
+        """Write the run's first records; a full disk here ends it before it starts, cleanly."""
+        try:
+            self.events = EventWriter(run_dir / "events.jsonl", self.run_id)
+            self.reserve = self._reserve_space()
+            self.param_refs = {name: self.blobs.put(name, value)
+                               for name, value in self.params.items()}
+            self._write_run_json("running")
+            self.events.emit(RUN_STARTED, flow=self.graph.name, file=self.graph.file,
+                             params=_jsonable(self.params), graph=self.graph.as_dict(),
+                             pid=os.getpid(),
+                             origin_run_id=self.origin.run_id if self.origin else None,
+                             step_hashes=self.graph.step_hashes(), max_workers=self.max_workers,
+                             engine="flowdeck", run_dir=str(run_dir))
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            if self.events is not None:
+                self.events.close()
+            shutil.rmtree(run_dir, ignore_errors=True)  # only this run's own, just made
+            raise DiskFullError(f"Run {self.run_id} of {self.graph.name} could not start: "
+                                f"{disk_full_error(exc.filename or run_dir)['message']}") from None
+
+    def _reserve_space(self) -> Path:
+        path = self.layout.space_reserve(self.run_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, bytes(SPACE_RESERVE_BYTES))  # real blocks, even where fallocate is not
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        finally:
+            os.close(fd)
+        return path
+
+    def _release_reserve(self) -> None:
+        if self.reserve is not None:
+            try:
+                os.unlink(self.reserve)
+            except OSError:
+                pass
+            self.reserve = None
+
+    def _leave_nothing_behind(self) -> None:
+        """However the loop ended (an engine error included): no worker, and nothing any task
+        started, outlives the run."""
+        for running in list(self.running.values()):
+            self._kill_task(running)
+        deadline = time.time() + CANCEL_GRACE_S
+        while self.running and time.time() < deadline:
+            for running in list(self.running.values()):
+                if processes.reap(running.pid):
+                    self.running.pop(running.pid, None)
+            time.sleep(0.01)
+        if self.adopter is not None:
+            stuck = self.adopter.close(keep=set(self.running))
+            if stuck:
+                self._tell(f"Run {self.run_id}: processes {', '.join(map(str, stuck))} did not "
+                           "end after SIGKILL (stuck in the kernel); end them by hand.")
 
     def _create_run_dir(self) -> Path:
         try:
@@ -204,28 +303,85 @@ class Orchestrator:
 
     def _finish(self) -> RunOutcome:
         """Decide the run's status: it succeeded only if its end step succeeded (or was reused)."""
-        error = None
-        if self.cancel_signal is not None:
-            status, code = "cancelled", 128 + self.cancel_signal
-        elif self.failed is not None:
-            status, code = "failed", 1
-        elif self._end_finished():
-            status, code = "succeeded", 0
-        else:  # nothing failed, yet the run stopped short: an engine bug, never a success
-            status, code = "failed", 1
-            error = self._incomplete_error()
-            print(f"Run {self.run_id} failed: {error['message']}", file=self.echo.err, flush=True)
+        status, code, error = self._verdict()
         duration = time.time() - self.started
-        if self.failed is not None:
-            error = {"step": self.failed.step, "task_id": self.failed.task_id,
-                     **(self.failed.error or {})}
-        self._write_run_json(status, exit_code=code, error=error)
+        self._release_reserve()  # room for the last records, even on a full disk
+        unwritten = []
+        try:
+            self._write_run_json(status, exit_code=code, error=error)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            unwritten.append(str(self.layout.run_json(self.run_id)))
         assert self.events is not None
-        self.events.emit(RUN_FINISHED, status=status, duration=round(duration, 6),
-                         error=error, exit_code=code)
+        if not self._emit(RUN_FINISHED, status=status, duration=round(duration, 6),
+                          error=error, exit_code=code):
+            unwritten.append(str(self.events.path))
         self.events.close()
         self.echo.run_finished(status, duration, self.failed)
+        if self.disk_full is not None:
+            self._say_disk_full(unwritten)
         return RunOutcome(self.run_id, status, code, self.layout.root, self.failed)
+
+    def _verdict(self) -> tuple[str, int, dict[str, Any] | None]:
+        """(status, exit code, error) of the run as it stands now."""
+        if self.disk_full is not None:
+            return "failed", 1, dict(self.disk_full)
+        if self.cancel_signal is not None:
+            return "cancelled", 128 + self.cancel_signal, None
+        if self.failed is not None:
+            return "failed", 1, {"step": self.failed.step, "task_id": self.failed.task_id,
+                                 **(self.failed.error or {})}
+        if self._end_finished():
+            return "succeeded", 0, None
+        # nothing failed, yet the run stopped short: an engine bug, never a success
+        error = self._incomplete_error()
+        self._tell(f"Run {self.run_id} failed: {error['message']}")
+        return "failed", 1, error
+
+    def _say_disk_full(self, unwritten: list[str]) -> None:
+        """The disk-full verdict on stderr, always: the records that would say it may be lost."""
+        assert self.disk_full is not None
+        lost = (f" Its end could not be recorded in {' or '.join(unwritten)}." if unwritten
+                else "")
+        if self.failed is None or unwritten:
+            self._tell(f"Run {self.run_id} failed: {self.disk_full['message']}{lost}")
+
+    def _tell(self, text: str) -> None:
+        """A line on stderr, which may itself be a file on the full disk: never an error."""
+        try:
+            print(text, file=self.echo.err, flush=True)
+        except (OSError, ValueError):
+            pass
+
+    def _on_disk_full(self, path: str | os.PathLike[str] | None,
+                      task: PendingTask | None = None) -> None:
+        """The first write that found the disk full stops the run, which then fails."""
+        if self.disk_full is None:
+            self.disk_full = {**disk_full_error(path), "step": task.step if task else None,
+                              "task_id": task.task_id if task else None}
+
+    def _emit(self, kind: str, **fields: Any) -> bool:
+        """Append an event; False (and the run stops) when the disk is full."""
+        assert self.events is not None
+        try:
+            self.events.emit(kind, **fields)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._on_disk_full(exc.filename or self.events.path)
+            return False
+        return True
+
+    def _write_record(self, path: str, record: dict[str, Any], task: PendingTask) -> None:
+        """Write an attempt record; on a full disk the run stops, and the result lives on in
+        memory (events and the run's verdict still say what happened)."""
+        try:
+            atomic_write_json(path, record)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._on_disk_full(exc.filename or path, task)
 
     def _end_finished(self) -> bool:
         end = self.graph.end_step or "end"
@@ -240,7 +396,8 @@ class Orchestrator:
         names = ", ".join(f"`{s}`" for s in never) or "none"
         extra = (f"; started but did not finish: {', '.join(f'`{s}`' for s in unfinished)}"
                  if unfinished else "")
-        return {"step": (never or unfinished or [None])[0], "task_id": None,
+        first = (never or unfinished or [""])[0] or None
+        return {"step": first, "task_id": None,
                 "type": "RunIncomplete",
                 "message": f"The run stopped before its end step finished, although no task "
                            f"failed. Steps that never ran: {names}{extra}. Rerun the flow; "
@@ -252,7 +409,7 @@ class Orchestrator:
         RunRecord(
             flow=self.graph.name, run_id=self.run_id, file=self.graph.file, status=status,
             start=self.started, end=time.time() if status != "running" else None,
-            pid=os.getpid(), host=hostname(), user=_username(), engine="flowdeck",
+            pid=os.getpid(), host=hostname(), user=current_user(), engine="flowdeck",
             params=param_records(self.flow_cls, self.params),
             param_refs={k: v.as_dict() for k, v in self.param_refs.items()},
             step_hashes=self.graph.step_hashes(), outside_hash=self.graph.outside_hash,
@@ -276,7 +433,7 @@ class Orchestrator:
 
         def on_cancel(signum: int, frame: Any) -> None:
             if self.cancel_signal is not None and signum == signal.SIGINT:
-                self._kill_all(signal.SIGKILL)  # a second Ctrl+C: stop waiting
+                self._kill_all()  # a second Ctrl+C: stop waiting
             self.cancel_signal = self.cancel_signal or signum
 
         signal.signal(signal.SIGINT, on_cancel)
@@ -313,14 +470,24 @@ class Orchestrator:
         assert self.wake_fds is not None
         self.sel.register(self.wake_fds[0], selectors.EVENT_READ, "wake")
         while True:
-            if self.cancel_signal is not None:
+            if self.cancel_signal is not None or self.disk_full is not None:
                 self._cancel_all()
                 return
-            while self.queue and len(self.running) < self.max_workers and self.failed is None:
+            while self.queue and self.failed is None and self.disk_full is None and \
+                    self._has_room_for(self.queue[0]):
                 self._start(self.queue.popleft())
             if not self.running:
                 return
             self._wait_once()
+
+    def _has_room_for(self, task: PendingTask) -> bool:
+        """Whether `task` fits in max_workers now (a task alone always fits)."""
+        used = sum(t.slots for t in self.running.values())
+        return not self.running or used + self._slots(task.step) <= self.max_workers
+
+    def _slots(self, step: str) -> int:
+        cpu = self.resources[step].cpu
+        return min(self.max_workers, max(1, math.ceil(cpu))) if cpu else 1
 
     def _wait_once(self) -> None:
         assert self.sel is not None
@@ -349,16 +516,24 @@ class Orchestrator:
             if reused is not None and self._intact(reused):
                 self._clone(task, reused)
                 return
-        task_dir = self._make_task_dir(task, create=False)
+        try:
+            task_dir = self._make_task_dir(task, create=False)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._on_disk_full(exc.filename, task)
+            return
         request = self._request(task, task_dir)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         _flush_stdio()
         gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = EXIT_CANCELLED
             try:
+                _become_worker(parent)
                 os.close(out_r)
                 os.close(err_r)
                 self._close_parent_fds()
@@ -370,9 +545,13 @@ class Orchestrator:
                 code = execute_task(request)
             finally:
                 os._exit(code)
+        try:
+            os.setpgid(pid, pid)  # also here: a signal to the group may come before the child runs
+        except OSError:
+            pass
         os.close(out_w)
         os.close(err_w)
-        self._track(task, pid, out_r, err_r, task_dir, request.timeout_s)
+        self._track(task, pid, out_r, err_r, task_dir, request)
 
     def _intact(self, origin: TaskResult) -> bool:
         """True when every artifact blob of an origin task is present and matches its hash.
@@ -382,9 +561,8 @@ class Orchestrator:
         """
         problems = [p for p in (self.blobs.damage(ref) for ref in origin.artifacts.values()) if p]
         if problems:
-            print(f"Not reusing {self.origin.run_id if self.origin else ''}/{origin.step}/"
-                  f"{origin.task_id}: {'; '.join(problems)}. Running the task again.",
-                  file=self.echo.err, flush=True)
+            self._tell(f"Not reusing {self.origin.run_id if self.origin else ''}/{origin.step}/"
+                       f"{origin.task_id}: {'; '.join(problems)}. Running the task again.")
         return not problems
 
     def _make_task_dir(self, task: PendingTask, create: bool = True) -> str:
@@ -399,12 +577,15 @@ class Orchestrator:
         return task_dir
 
     def _track(self, task: PendingTask, pid: int, out_r: int, err_r: int, task_dir: str,
-               timeout_s: float) -> None:
+               request: TaskRequest) -> None:
         now = time.time()
         pidfd = _pidfd_open(pid)
+        timeout_s = request.timeout_s
         running = RunningTask(task, pid, now, out_r, err_r, pidfd, task_dir,
                               deadline=now + timeout_s + TIMEOUT_GRACE_S if timeout_s else None,
-                              open_fds={out_r, err_r} | ({pidfd} if pidfd is not None else set()))
+                              open_fds={out_r, err_r} | ({pidfd} if pidfd is not None else set()),
+                              slots=self._slots(task.step), memory_mb=request.memory_mb,
+                              memory_source=request.memory_source)
         assert self.sel is not None
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
@@ -415,14 +596,13 @@ class Orchestrator:
             self.fd_owner[pidfd] = running
         self.running[pid] = running
         frame = next((f for f in reversed(task.frames) if f.kind == "foreach"), None)
-        assert self.events is not None
-        self.events.emit(TASK_STARTED, step=task.step, task_id=task.task_id,
-                         attempt=task.attempt, pid=pid, reused=False,
-                         foreach={"index": frame.index, "num_splits": frame.num_splits}
-                         if frame else None,
-                         input_paths=self._input_paths(task),
-                         logs={"stdout": self._rel(attempt_file(task_dir, task.attempt, "out")),
-                               "stderr": self._rel(attempt_file(task_dir, task.attempt, "err"))})
+        self._emit(TASK_STARTED, step=task.step, task_id=task.task_id,
+                   attempt=task.attempt, pid=pid, reused=False,
+                   foreach={"index": frame.index, "num_splits": frame.num_splits}
+                   if frame else None,
+                   input_paths=self._input_paths(task),
+                   logs={"stdout": self._rel(attempt_file(task_dir, task.attempt, "out")),
+                         "stderr": self._rel(attempt_file(task_dir, task.attempt, "err"))})
         self.echo.task_started(task.step, task.task_id, task.attempt, pid)
 
     def _request(self, task: PendingTask, task_dir: str) -> TaskRequest:
@@ -431,6 +611,7 @@ class Orchestrator:
         decos = step_decorators(func)
         retry = decos.get("retry")
         catch = decos.get("catch")
+        memory_mb, memory_source = self._memory_limit(task.step)
         return TaskRequest(
             flow_cls=self.flow_cls, flow_name=self.graph.name, run_id=self.run_id,
             step=task.step, task_id=task.task_id, attempt=task.attempt,
@@ -446,7 +627,15 @@ class Orchestrator:
             timeout_s=node_timeout(func),
             origin_run_id=self.origin.run_id if self.origin else None,
             input_paths=self._input_paths(task),
+            memory_mb=memory_mb, memory_source=memory_source,
         )
+
+    def _memory_limit(self, step: str) -> tuple[float | None, str]:
+        """A step's memory limit in MB and where it comes from: @resources, else the run's."""
+        own = self.resources[step].memory
+        if own:
+            return own, "@resources"
+        return self.default_memory
 
     def _input_paths(self, task: PendingTask) -> list[str]:
         return [f"{self.run_id}/{p.step}/{p.task_id}" for p in task.parents]
@@ -487,10 +676,10 @@ class Orchestrator:
             "origin": origin_path, "origin_attempt": origin.attempt,
             "input_paths": self._input_paths(task),
         }
-        atomic_write_json(attempt_file(task_dir, 0, "json"), record)
-        self.events.emit(TASK_STARTED, step=task.step, task_id=task.task_id, attempt=0,
-                         pid=os.getpid(), reused=True, foreach=None,
-                         input_paths=self._input_paths(task), logs=None)
+        self._write_record(attempt_file(task_dir, 0, "json"), record, task)
+        self._emit(TASK_STARTED, step=task.step, task_id=task.task_id, attempt=0,
+                   pid=os.getpid(), reused=True, foreach=None,
+                   input_paths=self._input_paths(task), logs=None)
         result = TaskResult.from_record(record)
         self._emit_finished(result, will_retry=False)
         self.echo.task_reused(task.step, task.task_id, origin_path)
@@ -514,14 +703,16 @@ class Orchestrator:
         self._write_output(running, fd, data)
 
     def _write_output(self, running: RunningTask, fd: int, data: bytes) -> None:
-        log = running.logs.get(fd)
-        if log is None:
-            kind = "out" if fd == running.out_fd else "err"
-            log = open(attempt_file(running.task_dir, running.pending.attempt, kind), "ab")
-            running.logs[fd] = log
-        log.write(data)
-        log.flush()
         task = running.pending
+        if self.disk_full is None:  # once the disk is full, output is only echoed
+            kind = "out" if fd == running.out_fd else "err"
+            path = attempt_file(running.task_dir, task.attempt, kind)
+            try:
+                _append(running.logs, fd, path, data)
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                self._on_disk_full(path, task)
         self.echo.output(task.step, task.task_id, fd == running.err_fd, data)
 
     def _close_fd(self, running: RunningTask, fd: int) -> None:
@@ -540,21 +731,43 @@ class Orchestrator:
         running = self.fd_owner.get(pidfd)
         if running is None:
             return
+        self._end_leftovers(running)  # the worker is a zombie now: its pid (and group) still ours
         _, status = os.waitpid(running.pid, 0)
         self._on_exit(running, status)
 
     def _reap_without_pidfd(self) -> None:
         for running in [t for t in self.running.values() if t.pidfd is None]:
-            pid, status = os.waitpid(running.pid, os.WNOHANG)
-            if pid:
-                self._on_exit(running, status)
+            if hasattr(os, "waitid"):
+                if not _exited(running.pid):
+                    continue
+                self._end_leftovers(running)  # before reaping, as with a pidfd
+                _, status = os.waitpid(running.pid, 0)
+            else:  # no way to look without reaping: the group is signalled after
+                pid, status = os.waitpid(running.pid, os.WNOHANG)
+                if not pid:
+                    continue
+                self._end_leftovers(running)
+            self._on_exit(running, status)
+
+    def _end_leftovers(self, running: RunningTask) -> None:
+        """Kill and reap everything the exited worker left: its process group, and (Linux)
+        every orphan it left to us, in a new session or not. Other tasks' processes stay:
+        each live worker adopts its own orphans."""
+        processes.signal_group_quietly(running.pid, signal.SIGKILL)
+        if self.adopter is not None:
+            self.adopter.sweep(keep=set(self.running))
+
+    def _kill_task(self, running: RunningTask) -> None:
+        """SIGKILL a task's worker, its process group and every process below it."""
+        processes.signal_group_quietly(running.pid, signal.SIGKILL)
+        processes.kill_tree(running.pid)
 
     def _enforce_deadlines(self) -> None:
         now = time.time()
         for running in list(self.running.values()):
             if running.deadline and now > running.deadline and running.killed_for is None:
                 running.killed_for = "timeout"
-                _kill(running.pid, signal.SIGKILL)
+                self._kill_task(running)
 
     def _on_exit(self, running: RunningTask, status: int) -> None:
         """A worker exited: drain its output, read its record, decide what comes next."""
@@ -563,7 +776,7 @@ class Orchestrator:
                 self._drain_output(running, fd)
             self._close_fd(running, fd)
         for log in running.logs.values():
-            log.close()
+            log.close()  # unbuffered: nothing left to write, so closing cannot fail on a full disk
         self.echo.flush_task(running.pending.step, running.pending.task_id)
         self.running.pop(running.pid, None)
         result = self._read_result(running, status)
@@ -585,36 +798,62 @@ class Orchestrator:
         try:
             return TaskResult.from_attempt(AttemptRecord.read(path))
         except (OSError, DamagedRecord):
-            os.makedirs(running.task_dir, exist_ok=True)  # the worker died before making it
+            pass
         code = os.waitstatus_to_exitcode(status)
-        if running.killed_for == "timeout":
-            message = (f"Step `{task.step}` ran past its @timeout and was killed. Make it "
-                       "faster or raise the limit.")
-        elif running.killed_for == "cancel":
-            message = "cancelled"
-        elif code < 0:
-            message = (f"The task process was killed by signal {-code} "
-                       f"({signal.Signals(-code).name}) before it finished.")
-        else:
-            message = (f"The task process exited with code {code} before it finished "
-                       "(os._exit or a crash in native code).")
+        error = self._exit_error(running, code, path)
         state = "cancelled" if running.killed_for == "cancel" else "failed"
         record = {"step": task.step, "task_id": task.task_id, "attempt": task.attempt,
                   "status": state, "pid": running.pid, "start": running.started,
                   "end": time.time(), "duration": time.time() - running.started,
                   "run_id": self.run_id, "frames": [f.as_dict() for f in task.frames],
                   "signature": frames_signature(task.frames), "exit_code": code,
-                  "error": {"type": "ProcessExit", "message": message, "traceback": ""}}
-        atomic_write_json(path, record)
+                  "error": error}
+        try:
+            os.makedirs(running.task_dir, exist_ok=True)  # the worker died before making it
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+        self._write_record(path, record, task)
         return TaskResult.from_record(record)
 
+    def _exit_error(self, running: RunningTask, code: int, path: str) -> dict[str, Any]:
+        """Why a worker ended without writing its record, from how it ended."""
+        step = running.pending.step
+        if code == EXIT_DISK_FULL and running.killed_for is None:
+            return disk_full_error(path)
+        if running.killed_for == "timeout":
+            message = (f"Step `{step}` ran past its @timeout and was killed. Make it "
+                       "faster or raise the limit.")
+        elif running.killed_for == "cancel":
+            message = "cancelled"
+        elif code < 0 and running.memory_mb:  # the kernel (or a failed malloc's abort) killed it
+            message = (f"{memory_message(step, running.memory_mb, running.memory_source)} "
+                       f"(The task process was killed by {signal.Signals(-code).name}.)")
+        elif code < 0:
+            message = (f"The task process was killed by signal {-code} "
+                       f"({signal.Signals(-code).name}) before it finished.")
+        else:
+            message = (f"The task process exited with code {code} before it finished "
+                       "(os._exit or a crash in native code).")
+        return {"type": "ProcessExit", "message": message, "traceback": ""}
+
     def _after_attempt(self, task: PendingTask, result: TaskResult) -> None:
+        if self.disk_full is not None and self.disk_full.get("task_id") == task.task_id:
+            self._fail_for_disk_full(task, result)
+            return
         if result.status == "succeeded":
             self._emit_finished(result, will_retry=False)
             self.echo.task_succeeded(task.step, task.task_id, result)
             self._on_success(task, result)
             return
-        if self.cancel_signal is not None:  # only the run's own cancellation cancels a task
+        if (result.error or {}).get("type") == "DiskFull":  # the worker found the disk full
+            if self.disk_full is None:
+                self.disk_full = {**(result.error or {}), "step": task.step,
+                                  "task_id": task.task_id}
+            self._fail_for_disk_full(task, result)
+            return
+        if self.cancel_signal is not None or self.disk_full is not None:
+            # only the run's own stop cancels a task
             if result.status != "cancelled":  # e.g. a worker's KeyboardInterrupt from Ctrl+C
                 result.error = {"type": (result.error or {}).get("type", "Cancelled"),
                                 "message": "cancelled", "traceback": ""}
@@ -630,7 +869,7 @@ class Orchestrator:
                 "run was not cancelled.")}
             self._record_status(task, "failed", result.error)
         retries = step_decorators(self.steps[task.step]).get("retry")
-        will_retry = bool(retries) and task.attempt < int(retries["times"]) and \
+        will_retry = retries is not None and task.attempt < int(retries["times"]) and \
             self.failed is None
         self._emit_finished(result, will_retry=will_retry)
         self.echo.task_failed(task.step, task.task_id, result, will_retry)
@@ -638,6 +877,20 @@ class Orchestrator:
             self.queue.appendleft(PendingTask(task.step, task.task_id, task.frames,
                                               task.parents, task.attempt + 1))
         elif self.failed is None:
+            self.failed = result
+
+    def _fail_for_disk_full(self, task: PendingTask, result: TaskResult) -> None:
+        """The task whose output or record found the disk full fails with that error (never
+        retried: the disk stays full), whatever its step did; the run then stops."""
+        assert self.disk_full is not None
+        if result.status != "failed" or (result.error or {}).get("type") != "DiskFull":
+            result.status = "failed"
+            result.error = {k: v for k, v in self.disk_full.items()
+                            if k not in ("step", "task_id")}
+            self._record_status(task, "failed", result.error)
+        self._emit_finished(result, will_retry=False)
+        self.echo.task_failed(task.step, task.task_id, result, False)
+        if self.failed is None:
             self.failed = result
 
     def _record_status(self, task: PendingTask, status: str,
@@ -653,10 +906,9 @@ class Orchestrator:
         record["status"] = status
         if error is not None:
             record["error"] = error
-        atomic_write_json(path, record)
+        self._write_record(path, record, task)
 
     def _emit_finished(self, result: TaskResult, will_retry: bool) -> None:
-        assert self.events is not None
         fields: dict[str, Any] = {
             "step": result.step, "task_id": result.task_id, "attempt": result.attempt,
             "status": result.status, "duration": round(result.duration, 6),
@@ -670,7 +922,7 @@ class Orchestrator:
             fields["caught_error"] = result.caught
         if result.origin:
             fields["origin"] = result.origin
-        self.events.emit(TASK_FINISHED, **fields)
+        self._emit(TASK_FINISHED, **fields)
 
     def _on_success(self, task: PendingTask, result: TaskResult) -> None:
         """Schedule what follows a finished task, as its static node type says."""
@@ -709,20 +961,26 @@ class Orchestrator:
 
     # -- cancellation ---------------------------------------------------------
 
-    def _kill_all(self, sig: int) -> None:
-        for running in self.running.values():
-            _kill(running.pid, sig)
+    def _kill_all(self) -> None:
+        for running in list(self.running.values()):
+            self._kill_task(running)
 
     def _cancel_all(self) -> None:
-        """Stop every worker (TERM, then KILL after a grace period) and record them as cancelled."""
+        """Stop every task: SIGINT to each worker (the step gets KeyboardInterrupt and may clean
+        up), SIGKILL to all that is left of it after CANCEL_GRACE_S; record them as cancelled.
+
+        SIGINT goes to the worker alone, as a terminal's Ctrl+C would reach a plain script
+        (the worker is in a process group of its own, so a Ctrl+C reaches it only through
+        here, once); what the step started is killed when its task ends.
+        """
         self.queue.clear()
         for running in self.running.values():
             running.killed_for = "cancel"
-        self._kill_all(signal.SIGTERM)
+            processes.signal_quietly(running.pid, signal.SIGINT)
         deadline = time.time() + CANCEL_GRACE_S
         while self.running and time.time() < deadline:
             self._wait_once_bounded(deadline)
-        self._kill_all(signal.SIGKILL)
+        self._kill_all()
         while self.running:
             self._wait_once_bounded(time.time() + 1.0)
 
@@ -781,10 +1039,6 @@ def param_cli_text(param: Any, value: Any) -> str:
     return str(value)
 
 
-def _username() -> str | None:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or os.environ.get("LOGNAME")
-
-
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: _jsonable_value(v) for k, v in params.items()}
 
@@ -804,11 +1058,87 @@ def _pidfd_open(pid: int) -> int | None:
         return None
 
 
-def _kill(pid: int, sig: int) -> None:
+def _become_worker(parent: int) -> None:
+    """In a fresh worker: lead a process group of its own (a Ctrl+C or a launcher's signal to
+    the orchestrator's group reaches the task only through the orchestrator), die with the
+    orchestrator, and adopt the step's orphans so they stay within reach until the task ends."""
     try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
+        os.setpgid(0, 0)
+    except OSError:
         pass
+    processes.die_with_parent(parent)
+    processes.set_child_subreaper(True)
+
+
+def _exited(pid: int) -> bool:
+    """True once a child has exited, without reaping it (its pid and group stay ours)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _append(logs: dict[int, Any], fd: int, path: str, data: bytes) -> None:
+    """Append to a task's log (opened unbuffered on first use), all of `data` or an OSError."""
+    log = logs.get(fd)
+    if log is None:
+        log = logs[fd] = open(path, "ab", buffering=0)
+    view = memoryview(data)
+    while view:
+        view = view[log.write(view):]
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """A step's @resources, checked: memory in MB and CPUs, each None when not given."""
+
+    memory: float | None = None
+    cpu: float | None = None
+
+
+def step_resources(step: str, func: Any, file: str) -> ResourceSpec:
+    """The @resources of a step; UsageError (naming the step) for a value that is no number."""
+    deco = step_decorators(func).get("resources") or {}
+    values = {}
+    for key in ("memory", "cpu"):
+        raw = deco.get(key)
+        values[key] = _positive(raw, f"@resources({key}={raw!r}) on step `{step}` in {file}",
+                                "MB" if key == "memory" else "CPUs")
+    return ResourceSpec(values["memory"], values["cpu"])
+
+
+def _positive(raw: Any, where: str, unit: str) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0 or math.isinf(value):
+        example = "4096" if unit == "MB" else "2"
+        raise UsageError(f"{where} is not a positive number of {unit}; give a number such "
+                         f"as {example}.")
+    return value
+
+
+def _default_memory_limit(options: RunOptions) -> tuple[float | None, str]:
+    """The run's memory limit for steps without @resources(memory): option, else environment."""
+    if options.memory_limit_mb is not None:
+        value, source = options.memory_limit_mb, "--memory-limit"
+    else:
+        raw = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+        if not raw:
+            return None, ""
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UsageError(f"{MEMORY_LIMIT_ENV}={raw!r} is not a number of MB; set it to "
+                             "a number such as 4096, or unset it.") from None
+        source = MEMORY_LIMIT_ENV
+    if value < 0 or math.isinf(value) or math.isnan(value):
+        raise UsageError(f"{source} {value:g} is not a number of MB; give a number such as 4096 "
+                         "(0 for no limit).")
+    return (value or None), source
 
 
 def _drain(fd: int) -> None:

@@ -21,7 +21,7 @@ from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError
 from flowdeck.analysis.show import format_show
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
-from flowdeck.engine.runtime import RunOptions
+from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
 from flowdeck.store.layout import RUN_ID_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,8 @@ def script_main(flow_cls: type, argv: list[str],
     argv = list(argv)
     args: Any
     if not argv:  # the common case: `python flow.py`; no parser to build
-        args = SimpleNamespace(command="run", max_workers=0, run_id=None, quiet=False)
+        args = SimpleNamespace(command="run", max_workers=0, run_id=None, quiet=False,
+                               memory_limit=None)
     else:
         if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
             argv = ["run"] + argv
@@ -83,7 +84,7 @@ def _dispatch(flow_cls: type, args: Any,
     options = RunOptions(max_workers=args.max_workers or 0,
                          run_id=args.run_id or os.environ.get(RUN_ID_ENV) or None,
                          origin_run_id=getattr(args, "origin_run_id", None),
-                         quiet=args.quiet)
+                         quiet=args.quiet, memory_limit_mb=args.memory_limit)
     if args.command == "resume":
         outcome = launch.resume(flow_cls, args.steps, options)
     else:
@@ -132,6 +133,9 @@ def _add_run_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--run-id", help=f"choose the run id (also ${RUN_ID_ENV})")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the steps' own output and errors")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="MB",
+                        help="memory each task may allocate, for steps without "
+                        f"@resources(memory=...); 0: no limit (also ${MEMORY_LIMIT_ENV})")
 
 
 def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> None:

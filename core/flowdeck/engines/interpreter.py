@@ -1,17 +1,29 @@
 """Which Python runs a flow: the folder's virtual environment, $VIRTUAL_ENV, or our own.
 
 A user's flow must run with the interpreter that has their libraries, not
-with the app's. We look for `.venv/` or `venv/` in the flow's folder and
-above, then `$VIRTUAL_ENV`, then fall back to the app's own Python (or, in
-a frozen app, `python3` on PATH). We also check, once per interpreter,
-whether it can import `flowdeck` (and `metaflow`); if it cannot, the run
-gets our core on its PYTHONPATH.
+with the app's. We look for `.venv/` or `venv/` in the flow's folder and the
+folders above it, up to the watched root (`stop_at`; without one, up to the
+user's home when the flow is inside it, else the flow's own folder only),
+then `$VIRTUAL_ENV`, then fall back to the app's own Python (or, in a frozen
+app, `python3` on PATH).
+
+A venv found that way is executed (to probe it, on Run, and to show
+artifacts), so it is only taken when nobody else could have put it there:
+the venv, its `bin/`, its `python` and every folder from the venv down to the
+flow must belong to this user or root and not be writable by others (a
+sticky folder such as /tmp is fine: others cannot replace what is ours in
+it). A venv that fails this is skipped, and `Interpreter.skipped` says where
+and why, so the window can tell the user instead of silently using another.
+
+We also check, once per interpreter, whether it can import `flowdeck` (and
+`metaflow`); if it cannot, the run gets our core on its PYTHONPATH.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,17 +32,28 @@ from pathlib import Path
 
 VENV_NAMES = (".venv", "venv")
 
+#: How each source reads in the window ("Running with /p/.venv/bin/python (folder venv)").
+SOURCE_NAMES = {"configured": "configured", "venv": "folder venv",
+                "VIRTUAL_ENV": "$VIRTUAL_ENV", "app": "Flowdeck's own Python",
+                "PATH": "python3 on PATH"}
+
 
 @dataclass(frozen=True)
 class Interpreter:
-    """A Python executable and why it was chosen."""
+    """A Python executable, why it was chosen, and which folder venvs were refused on the way."""
 
     path: str
     source: str  # "configured", "venv", "VIRTUAL_ENV", "app", "PATH"
+    skipped: tuple[str, ...] = ()  # one sentence per refused venv: its path and the reason
 
     @property
     def label(self) -> str:
-        return f"{self.path} ({self.source})"
+        return f"{self.path} ({SOURCE_NAMES.get(self.source, self.source)})"
+
+    @property
+    def announcement(self) -> str:
+        """What a run says before it starts, so nobody wonders which Python ran their code."""
+        return f"Running with {self.label}"
 
 
 @dataclass(frozen=True)
@@ -55,23 +78,134 @@ def _venv_python(venv: Path) -> Path | None:
     return None
 
 
-def detect_interpreter(folder: str | Path, configured: str | None = None) -> Interpreter:
-    """The interpreter for flows in `folder` (configured one first)."""
+def detect_interpreter(folder: str | Path, configured: str | None = None,
+                       stop_at: str | Path | None = None) -> Interpreter:
+    """The interpreter for flows in `folder` (configured one first).
+
+    Folder venvs are looked for from `folder` up to `stop_at` (the watched
+    root: a folder, or a file root meaning its folder); see `search_folders`.
+    A venv someone else could have planted is skipped and named in `skipped`.
+    """
     if configured:
         return Interpreter(configured, "configured")
     here = Path(folder).resolve()
-    for base in (here, *here.parents):
+    skipped: list[str] = []
+    for base in search_folders(here, stop_at):
         for name in VENV_NAMES:
-            python = _venv_python(base / name)
-            if python is not None:
-                return Interpreter(str(python), "venv")
+            venv = base / name
+            python = _venv_python(venv)
+            if python is None:
+                continue
+            problem = venv_problem(venv, python, here)
+            if problem is None:
+                return Interpreter(str(python), "venv", tuple(skipped))
+            skipped.append(f"Skipped the venv {venv}: {problem}. Fix its ownership or "
+                           "permissions, or choose an interpreter in Run > Interpreter.")
+    return _fallback(tuple(skipped))
+
+
+def _fallback(skipped: tuple[str, ...]) -> Interpreter:
+    """No usable folder venv: $VIRTUAL_ENV (the user's own setting), else our Python."""
     env = os.environ.get("VIRTUAL_ENV")
-    if env and _venv_python(Path(env)):
-        return Interpreter(str(_venv_python(Path(env))), "VIRTUAL_ENV")
+    python = _venv_python(Path(env)) if env else None
+    if python is not None:
+        return Interpreter(str(python), "VIRTUAL_ENV", skipped)
     if not getattr(sys, "frozen", False):
-        return Interpreter(sys.executable, "app")
+        return Interpreter(sys.executable, "app", skipped)
     found = shutil.which("python3") or shutil.which("python")
-    return Interpreter(found or "python3", "PATH")
+    return Interpreter(found or "python3", "PATH", skipped)
+
+
+def search_folders(here: Path, stop_at: str | Path | None) -> list[Path]:
+    """`here` and its parents up to `stop_at` included; only `here` when it is not below it.
+
+    Without `stop_at`, the user's home is the stop when `here` is inside it:
+    a walk to `/` would reach shared folders such as /tmp, where anybody
+    can create a `.venv`.
+    """
+    stop = _stop_folder(stop_at)
+    if stop is None or not (here == stop or stop in here.parents):
+        return [here]
+    return _up_to(here, stop)
+
+
+def _up_to(here: Path, top: Path) -> list[Path]:
+    """`here`, its parent, ... up to `top` included (`top` is `here` or one of its parents)."""
+    folders = [here]
+    while folders[-1] != top:
+        folders.append(folders[-1].parent)
+    return folders
+
+
+def _stop_folder(stop_at: str | Path | None) -> Path | None:
+    """The folder where the walk stops: the root itself, a file root's folder, or the home."""
+    if stop_at is None:
+        try:
+            return Path.home().resolve()
+        except (RuntimeError, KeyError, OSError):  # no home at all: stay in the flow's folder
+            return None
+    stop = Path(stop_at).resolve()
+    return stop.parent if stop.is_file() else stop
+
+
+def venv_problem(venv: Path, python: Path, flow_folder: Path) -> str | None:
+    """Why `python` of `venv` may have been put there by someone else, or None if it is safe.
+
+    Checked: the python (and what it links to), `bin/`, the venv folder (and
+    what it links to), and every folder from the venv's parent down to the
+    flow's folder. Each must belong to this user or root; a folder others
+    can write to is allowed only with the sticky bit (they cannot replace
+    our entries in it), a file never. Windows has no such owners and modes (its
+    folders are guarded by ACLs), so nothing is checked there.
+    """
+    if os.name == "nt":
+        return None
+    for path in [python, python.parent, venv, *_up_to(flow_folder, venv.parent)]:
+        problem = _path_problem(path, follow=False) or _path_problem(path, follow=True)
+        if problem:
+            return problem
+    return None
+
+
+def _path_problem(path: Path, follow: bool) -> str | None:
+    """Why `path` (or, with `follow`, what its symlinks lead to) is not safely ours."""
+    try:
+        info = os.stat(path) if follow else os.lstat(path)
+    except OSError as exc:
+        return f"{path} cannot be checked ({exc.strerror or exc})"
+    where = os.path.realpath(path) if follow else str(path)
+    if info.st_uid not in (_uid(), 0):
+        return f"{where} belongs to {_user_name(info.st_uid)}, not to you or root"
+    if stat.S_ISLNK(info.st_mode):
+        return None  # a link's own mode means nothing; its target is checked with `follow`
+    if _others_may_write(info) and not (stat.S_ISDIR(info.st_mode) and
+                                        info.st_mode & stat.S_ISVTX):
+        return f"{where} is writable by other users (mode {stat.filemode(info.st_mode)})"
+    return None
+
+
+def _others_may_write(info: os.stat_result) -> bool:
+    """World-writable, or group-writable by a group other than our own primary group."""
+    if info.st_mode & stat.S_IWOTH:
+        return True
+    return bool(info.st_mode & stat.S_IWGRP) and info.st_gid != _gid()
+
+
+def _uid() -> int:
+    return os.getuid() if hasattr(os, "getuid") else 0
+
+
+def _gid() -> int:
+    return os.getgid() if hasattr(os, "getgid") else 0
+
+
+def _user_name(uid: int) -> str:
+    """`name (uid N)` when the account is known, else `uid N`."""
+    try:
+        import pwd
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 _PROBE = ("import sys, importlib.util as u; print(sys.version.split()[0]); "

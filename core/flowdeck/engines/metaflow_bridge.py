@@ -49,7 +49,7 @@ from flowdeck.store.layout import (
     default_root,
     new_run_id,
 )
-from flowdeck.store.records import ParamRecord, RunRecord, hostname
+from flowdeck.store.records import ParamRecord, RunRecord, current_user, hostname
 
 STOP_GRACE = 3.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping
 DEFAULT_MAX_WORKERS = 16  # Metaflow's own default
@@ -186,6 +186,7 @@ class MetaflowLogParser:
 
     def _cloned(self, step: str, task_id: str, origin: str, when: float
                 ) -> list[dict[str, Any]]:
+        self.tasks[task_id] = TaskTrack(step, task_id, running=False)
         started = {"type": TASK_STARTED, "step": step, "task_id": task_id, "attempt": 0,
                    "pid": None, "reused": True, "foreach": None, "input_paths": [],
                    "logs": None}
@@ -672,7 +673,7 @@ class Bridge:
             flow=self.flow.name, run_id=self.args.run_id, file=self.flow.file, status=status,
             start=self.started, end=time.time() if status != "running" else None,
             pid=os.getpid(), host=hostname(),
-            user=metaflow_env().get("METAFLOW_USER") or os.environ.get("USER"),
+            user=current_user(),
             engine="metaflow", params=self._param_records(),
             step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,
             origin_run_id=self.args.origin_run_id, max_workers=self.max_workers,

@@ -51,6 +51,37 @@ class ArtifactPickleError(Exception):
     """An artifact could not be serialised; the message names it and its type."""
 
 
+class InvalidDigest(ValueError):
+    """A blob name from a record that is not a digest (`../../etc/hostname`, upper case, ...).
+
+    Names come from metadata files, which anyone who hands you a datastore
+    wrote; joined into a path unchecked, one would read (and unpickle) any file.
+    """
+
+    def __init__(self, sha: object, where: str = "an artifact reference"):
+        super().__init__(
+            f"{where}: the blob name {sha!r} is not a blob digest (32 or 40 lowercase hex "
+            "digits), so no file is opened for it. The record was damaged or edited: rerun "
+            "the step that produced it.")
+        self.sha = sha
+
+
+_DIGEST_LENGTHS = (32, 2 * DIGEST_SIZE)  # xxh3-128 (older stores), BLAKE2b (now)
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_digest(sha: object) -> bool:
+    """True for a blob name this store can hold: lowercase hex of a known digest's length."""
+    return isinstance(sha, str) and len(sha) in _DIGEST_LENGTHS and _HEX.issuperset(sha)
+
+
+def check_digest(sha: object, where: str = "an artifact reference") -> str:
+    """`sha` itself when it is a digest; InvalidDigest (saying `where` it came from) if not."""
+    if isinstance(sha, str) and is_digest(sha):
+        return sha
+    raise InvalidDigest(sha, where)
+
+
 class BlobDamagedError(ValueError):
     """A blob that is missing, truncated or whose bytes no longer match its name.
 
@@ -185,8 +216,10 @@ class BlobRef:
         return {"sha": self.sha, "size": self.size, "type": self.type}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BlobRef":
-        return cls(d["sha"], int(d.get("size", 0)), d.get("type", "object"))
+    def from_dict(cls, d: dict[str, Any], where: str = "an artifact reference") -> "BlobRef":
+        """The reference in a record; InvalidDigest (naming `where`) for a name that is no digest."""
+        return cls(check_digest(d.get("sha"), where), int(d.get("size", 0)),
+                   d.get("type", "object"))
 
 
 _TMP_COUNTER = itertools.count()
@@ -215,11 +248,13 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | list[Any]) -> None:
                 for chunk in data:
                     handle.write(chunk)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -254,6 +289,8 @@ class BlobStore:
         self._intact: set[str] = set()  # checked by `damage` in this process
 
     def path(self, sha: str) -> Path:
+        """Where the blob `sha` lives; InvalidDigest for anything but a digest (never a path)."""
+        check_digest(sha, f"A blob of {self.dir} was asked for")
         return self.dir / sha[:2] / sha
 
     def put(self, name: str, value: Any) -> BlobRef:

@@ -9,9 +9,11 @@ why; it never hides the others.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowdeck.store.blobs import atomic_write_json
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt, hostname
 from flowdeck.store.status import CRASHED, DAMAGED, RUNNING, SUCCEEDED
@@ -41,12 +43,13 @@ def effective_status(record: RunRecord) -> str:
 
 @dataclass(frozen=True)
 class RunEntry:
-    """One run folder: its record, or why it cannot be read."""
+    """One run folder: its record, or why it cannot be read, and whether it is pinned."""
 
     run_id: str
     path: Path
     record: RunRecord | None
     damage: str | None = None
+    pinned: bool = False
 
     @property
     def status(self) -> str:
@@ -68,12 +71,14 @@ class RunEntry:
 def read_run(layout: RunLayout, run_id: str) -> RunEntry:
     """One run's entry; a damaged or unreadable record gives a `damaged` entry."""
     path = layout.run_json(run_id)
+    pinned = layout.pin_marker(run_id).exists()
     try:
-        return RunEntry(run_id, path, RunRecord.read(path))
+        return RunEntry(run_id, path, RunRecord.read(path), pinned=pinned)
     except DamagedRecord as exc:
-        return RunEntry(run_id, path, None, str(exc))
+        return RunEntry(run_id, path, None, str(exc), pinned)
     except OSError as exc:
-        return RunEntry(run_id, path, None, f"{path} cannot be read: {exc.strerror or exc}")
+        return RunEntry(run_id, path, None, f"{path} cannot be read: {exc.strerror or exc}",
+                        pinned)
 
 
 class RunIndex:
@@ -97,6 +102,21 @@ class RunIndex:
 
     def latest_successful(self) -> RunEntry | None:
         return next((e for e in self.runs() if e.status == SUCCEEDED), None)
+
+    def pin(self, run_id: str) -> None:
+        """Pin a run: the garbage collector keeps it however old. A marker file, not a
+        run.json field, so a running run can be pinned without racing its own writer."""
+        if not self.layout.run_json(run_id).exists():
+            raise FileNotFoundError(f"No run {self.layout.flow}/{run_id} under "
+                                    f"{self.layout.root}.")
+        atomic_write_json(self.layout.pin_marker(run_id), {"pinned_at": time.time()})
+
+    def unpin(self, run_id: str) -> None:
+        """Unpin a run (nothing happens when it is not pinned)."""
+        self.layout.pin_marker(run_id).unlink(missing_ok=True)
+
+    def is_pinned(self, run_id: str) -> bool:
+        return self.layout.pin_marker(run_id).exists()
 
     def final_attempts(self, run_id: str) -> tuple[list[AttemptRecord], list[str]]:
         """The last attempt record of every task of a run, and the damaged ones' messages."""

@@ -5,9 +5,13 @@ Layout under a root (by default the project's `.flowdeck/`)::
     blobs/ab/ab12...                                 content-addressed artifact values
     <Flow>/runs/<run_id>/run.json                    the run record (records.RunRecord)
     <Flow>/runs/<run_id>/events.jsonl                the event stream (docs/events.md)
+    <Flow>/runs/<run_id>/.space-reserve              room for a run's last records (while it runs)
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   an attempt record
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.out    its stdout (.err: stderr)
     logs/<run_id>.log                                a headless run's combined output
+    <Flow>/runs/<run_id>/pinned                      present when the user pinned the run
+    <Flow>/runs/.deleting-<run_id>/                  a run being deleted (out of every listing)
+    settings.json                                    the store's own settings (`keep_runs`)
 
 Every id that becomes part of a path is validated here first, so nothing read
 from a record or a command line can point outside the root.
@@ -27,7 +31,11 @@ RUN_ID_ENV = "FLOWDECK_RUN_ID"  # the run id a launcher chose, read by the flow 
 DEFAULT_DIRNAME = ".flowdeck"
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
+SPACE_RESERVE = ".space-reserve"
 LOG_KINDS = ("out", "err")
+PINNED = "pinned"  # a marker file, not a RunRecord field: the run's writer rewrites run.json
+SETTINGS = "settings.json"
+DELETING = ".deleting-"  # a leading '.' is never a valid id, so listings skip these folders
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -152,8 +160,39 @@ class RunLayout:
         return {"stdout": self.attempt(run_id, step, task_id, attempt, "out"),
                 "stderr": self.attempt(run_id, step, task_id, attempt, "err")}
 
+    def space_reserve(self, run_id: str) -> Path:
+        """A file the orchestrator holds while a run goes and deletes first when it ends, so a
+        full disk still leaves room for the run's last records (a crashed run may leave it)."""
+        return self.run_dir(run_id) / SPACE_RESERVE
+
     def headless_log(self, run_id: str) -> Path:
         return self.logs_dir / f"{check_id('run id', run_id)}.log"
+
+    def pin_marker(self, run_id: str) -> Path:
+        """The file whose presence pins a run (the garbage collector always keeps it)."""
+        return self.run_dir(run_id) / PINNED
+
+    def deleting_dir(self, run_id: str) -> Path:
+        """Where a run's folder is renamed before it is removed, so a removal cut short
+        leaves no half-deleted run in any listing (the next collection finishes it)."""
+        return self.runs_dir / f"{DELETING}{check_id('run id', run_id)}"
+
+    def starting_run_dirs(self) -> list[Path]:
+        """Run folders without a run record yet: runs being created (or that died then)."""
+        try:
+            entries = list(os.scandir(self.runs_dir))
+        except OSError:
+            return []
+        return [Path(e.path) for e in entries if _ID.match(e.name) and e.is_dir()
+                and not os.path.exists(os.path.join(e.path, RUN_JSON))]
+
+    def deletions_left(self) -> list[Path]:
+        """Folders of runs whose removal was interrupted."""
+        try:
+            return [Path(e.path) for e in os.scandir(self.runs_dir)
+                    if e.name.startswith(DELETING) and e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return []
 
     def create_run_dir(self, run_id: str) -> Path:
         """Create a new run's folder; FileExistsError if that run id is taken."""
@@ -170,3 +209,40 @@ class RunLayout:
             return []
         return [e.name for e in entries
                 if _ID.match(e.name) and os.path.exists(os.path.join(e.path, RUN_JSON))]
+
+
+def flows_in(root: str | os.PathLike[str]) -> list[str]:
+    """Names of the flows that have a `runs` folder in a store, sorted."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    return sorted(e.name for e in entries
+                  if _ID.match(e.name) and os.path.isdir(os.path.join(e.path, "runs")))
+
+
+def headless_logs(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """The headless logs of a store by run id (`logs/<run_id>.log`; logs span its flows)."""
+    folder = Path(root) / "logs"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    return {name[:-len(".log")]: folder / name for name in names
+            if name.endswith(".log") and _ID.match(name[:-len(".log")])}
+
+
+def settings_file(root: str | os.PathLike[str]) -> Path:
+    """A store's settings (JSON object; `keep_runs`: how many runs per flow to keep)."""
+    return Path(root) / SETTINGS
+
+
+def looks_like_store(path: str | os.PathLike[str]) -> bool:
+    """True for a `.flowdeck` folder, or a folder holding blobs and flows' runs (a $FLOWDECK_HOME).
+
+    Strict on purpose: the garbage collector deletes runs in what this accepts.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    return folder.name == DEFAULT_DIRNAME or ((folder / "blobs").is_dir() and bool(flows_in(folder)))

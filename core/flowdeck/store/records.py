@@ -14,7 +14,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flowdeck.store.blobs import atomic_write_json
+from flowdeck.store.blobs import atomic_write_json, is_digest
 from flowdeck.store.layout import attempt_file, attempts_in
 from flowdeck.store.status import RUNNING, run_status, task_status
 
@@ -56,6 +56,19 @@ def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str,
 
 def hostname() -> str:
     return socket.gethostname()
+
+
+def current_user() -> str | None:
+    """The account running this process: what a run record names as the run's maker.
+
+    The account itself, not `$USER` or Metaflow's user setting (which a flow may set
+    to anything): whoever reads the record asks "did I make this run?".
+    """
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return os.environ.get("USERNAME") or os.environ.get("USER")
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,8 @@ class RunRecord:
             user=_get(d, "user", str, path), engine=str(_get(d, "engine", str, path,
                                                              "flowdeck") or "flowdeck"),
             params=_params(d.get("params"), path),
-            param_refs=dict(_get(d, "param_refs", dict, path, {}) or {}),
+            param_refs=_blob_refs(_get(d, "param_refs", dict, path, {}) or {}, path,
+                                  "parameter"),
             step_hashes=dict(_get(d, "step_hashes", dict, path, {}) or {}),
             outside_hash=_get(d, "outside_hash", str, path),
             origin_run_id=_get(d, "origin_run_id", str, path),
@@ -153,6 +167,22 @@ class RunRecord:
             error=_get(d, "error", dict, path),
             metaflow_run_id=_opt_str(d.get("metaflow_run_id")),
         )
+
+
+def _blob_refs(refs: dict[str, Any], path: str, kind: str) -> dict[str, dict[str, Any]]:
+    """Blob references of a record, each with a digest for a name (never a path).
+
+    A name like `../../etc/hostname` would otherwise be joined into the blob
+    folder's path and that file read, and unpickled if it looks like a blob.
+    """
+    for name, ref in refs.items():
+        sha = ref.get("sha") if isinstance(ref, dict) else None
+        if not isinstance(sha, str):
+            raise DamagedRecord(path, f"the {kind} `{name}` has no blob digest")
+        if not is_digest(sha):
+            raise DamagedRecord(path, f"the {kind} `{name}` names the blob {sha!r}, which is "
+                                      "not a digest (32 or 40 lowercase hex digits)")
+    return dict(refs)
 
 
 def _opt_str(value: Any) -> str | None:
@@ -218,10 +248,7 @@ class AttemptRecord:
         frames = _get(d, "frames", list, path, []) or []
         if not all(isinstance(f, dict) for f in frames):
             raise DamagedRecord(path, "`frames` holds a non-object")
-        artifacts = _get(d, "artifacts", dict, path, {}) or {}
-        if not all(isinstance(a, dict) and isinstance(a.get("sha"), str)
-                   for a in artifacts.values()):
-            raise DamagedRecord(path, "an artifact reference has no digest")
+        artifacts = _blob_refs(_get(d, "artifacts", dict, path, {}) or {}, path, "artifact")
         splits = _get(d, "foreach_splits", int, path)
         return cls(
             step=d["step"], task_id=str(d["task_id"]),

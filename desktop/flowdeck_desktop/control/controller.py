@@ -11,12 +11,13 @@ methods and listen to its signals; it never touches a widget.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtCore import QObject, QRunnable, QSettings, QThreadPool, Signal
 
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
@@ -24,6 +25,7 @@ from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, detect_interpreter
 from flowdeck.engines.launching import LaunchError, build_launch
 from flowdeck.engines.startup import StartFailure, diagnose_start
+from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
@@ -85,6 +87,35 @@ class FlowSession:
         self.run, self.state = run, state
 
 
+GC_INTERVAL_MINUTES = 10  # setting `gc/interval_minutes`: collect a store at most this often
+
+
+class _GcRelay(QObject):
+    """Carries a collection's result from the pool's thread to the GUI thread.
+
+    It lives in the GUI thread, so emitting from the worker queues the call: the
+    worker never touches the controller, and no timer is started off the GUI thread.
+    """
+
+    done = Signal(str, object)  # store root, GcReport or the error's text
+
+
+class _GcJob(QRunnable):
+    """One collection of one store, on a pool thread (it walks every run and blob)."""
+
+    def __init__(self, root: str, relay: _GcRelay):
+        super().__init__()
+        self.root, self.relay = root, relay  # the job keeps the relay alive until it emits
+
+    def run(self) -> None:
+        result: object
+        try:
+            result = store_gc.collect(self.root)
+        except (store_gc.GcSettingError, OSError) as exc:
+            result = str(exc)
+        self.relay.done.emit(self.root, result)
+
+
 class FlowdeckController(QObject):
     """Holds the session's state; the main window is a view of it."""
 
@@ -94,6 +125,7 @@ class FlowdeckController(QObject):
     message = Signal(str, str)  # level (info | warning | error), text
     start_failed = Signal(str, object)  # flow key, StartFailure: ended before its run began
     roots_changed = Signal()
+    garbage_collected = Signal(str, object)  # store root, GcReport or the error's text
 
     def __init__(self, settings: QSettings, parent: QObject | None = None):
         super().__init__(parent)
@@ -104,6 +136,12 @@ class FlowdeckController(QObject):
         self.bridge.status_ready.connect(self._on_watch_status)
         self.roots: list[str] = []
         self.sessions: dict[str, FlowSession] = {}
+        self._gc_pool = QThreadPool(self)
+        self._gc_pool.setMaxThreadCount(1)  # one collection at a time, whatever the store
+        self._gc_relay = _GcRelay()
+        self._gc_relay.done.connect(self._on_gc_done)
+        self._gc_last: dict[str, float] = {}  # store root -> monotonic time of the last start
+        self._gc_busy: set[str] = set()
 
     # -- folders -------------------------------------------------------------------
 
@@ -190,6 +228,11 @@ class FlowdeckController(QObject):
         self.roots = self.bridge.roots()
         return path
 
+    def project_root(self, file: str) -> str | None:
+        """The watched folder a flow file belongs to (None for a file opened on its own)."""
+        root = self._covering_root(file)
+        return root if root and os.path.isdir(root) else None
+
     def _covering_root(self, path: str) -> str | None:
         """The root that already lists `path`: itself, or the deepest watched folder above it."""
         if path in self.roots:
@@ -227,6 +270,7 @@ class FlowdeckController(QObject):
         for run in list(self.runs.values()):
             run.stop()
             run.wait_stopped(3000)
+        self._gc_pool.waitForDone(30000)  # a collection ends between two files, never mid-way
 
     # -- catalog updates -------------------------------------------------------------
 
@@ -338,7 +382,8 @@ class FlowdeckController(QObject):
                      interpreter: Interpreter) -> LaunchSpec | None:
         try:
             return build_launch(entry.file, entry.name, entry.engine, args,
-                                interpreter=interpreter, core_dir=core_path())
+                                interpreter=interpreter, core_dir=core_path(),
+                                project_root=self.project_root(entry.file))
         except LaunchError as exc:
             self.message.emit("error", " ".join([str(exc), *interpreter.skipped]))
             return None
@@ -389,6 +434,70 @@ class FlowdeckController(QObject):
         plan, session.pending_rerun = session.pending_rerun, None
         if plan is not None:
             self.start_run(key, plan=plan)
+        if run is not None:
+            self.collect_garbage(run.spec.root)
+
+    # -- the store: deleting, pinning, collecting ------------------------------------------
+
+    def delete_run(self, layout: RunLayout, run_id: str) -> bool:
+        """History's "Delete run": its folder and log go now, its blobs at the next collection.
+
+        A running or pinned run is refused with a message (the store checks, not the view).
+        """
+        try:
+            freed = store_gc.delete_run(layout, run_id)
+        except (store_gc.RunProtected, FileNotFoundError) as exc:
+            self.message.emit("warning", str(exc))
+            return False
+        except OSError as exc:
+            self.message.emit("error", f"Run {layout.flow}/{run_id} could not be deleted: {exc}")
+            return False
+        self.message.emit("info", f"Deleted run {layout.flow}/{run_id} "
+                          f"({store_gc.human_bytes(freed)}).")
+        return True
+
+    def pin_run(self, layout: RunLayout, run_id: str, pinned: bool = True) -> bool:
+        """Pin a run (the collector keeps it however old) or unpin it."""
+        index = RunIndex(layout)
+        try:
+            if pinned:
+                index.pin(run_id)
+            else:
+                index.unpin(run_id)
+        except OSError as exc:
+            self.message.emit("error", f"Run {layout.flow}/{run_id} could not be "
+                              f"{'pinned' if pinned else 'unpinned'}: {exc}")
+            return False
+        return True
+
+    def collect_garbage(self, root: str, force: bool = False) -> bool:
+        """Collect a store on the pool's thread; True when a collection started.
+
+        At most one per store every `gc/interval_minutes` (unless `force`), and never two
+        at once: after each run would walk the whole store after every rerun-on-save.
+        `garbage_collected` says what it did.
+        """
+        root = os.path.abspath(root)
+        last = self._gc_last.get(root)
+        interval = 60 * _as_float(self.settings.value("gc/interval_minutes"),
+                                  GC_INTERVAL_MINUTES)
+        if root in self._gc_busy or (not force and last is not None
+                                     and time.monotonic() - last < interval):
+            return False
+        self._gc_busy.add(root)
+        self._gc_last[root] = time.monotonic()
+        self._gc_pool.start(_GcJob(root, self._gc_relay))
+        return True
+
+    def _on_gc_done(self, root: str, result: object) -> None:
+        self._gc_busy.discard(root)
+        if not isinstance(result, store_gc.GcReport):
+            self.message.emit("warning", f"Old runs in {root} were not cleaned up: {result}")
+        elif result.errors:
+            self.message.emit("warning", f"Cleaning up {root}: {result.errors[0]}")
+        elif result.runs_removed:
+            self.message.emit("info", f"Cleaned up {root}: {result.summary()}.")
+        self.garbage_collected.emit(root, result)
 
     # -- resume and rerun --------------------------------------------------------------------
 
@@ -453,4 +562,11 @@ def _as_list(value: Any) -> list[str]:
 
 def _as_bool(value: Any) -> bool:
     return value in (True, "true", "1", 1)
+
+
+def _as_float(value: Any, default: float) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 

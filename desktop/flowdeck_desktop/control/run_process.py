@@ -3,8 +3,18 @@
 The window never imports a user's flow: it starts `python file.py run ...`
 (or the Metaflow bridge) in a new session, chooses the run id so it can
 follow `events.jsonl` from the first byte, decodes output incrementally as
-UTF-8, and stops the run by signalling the whole process group (TERM, then
-KILL after a grace period) so no grandchild survives.
+UTF-8, and stops the run with the engine's stop signal to its process group
+(the orchestrator, which gives its tasks their own grace), then KILL after
+`LaunchSpec.stop_grace_s`, which is longer than the engine's grace.
+
+Nothing of a run outlives it. The orchestrator cleans up after its tasks, but
+if it is killed (by KILL here, or from outside), what its tasks started in a
+new session is out of its reach; so when the run's process ends, this kills
+every process still in the run's session or carrying the run's id in its
+environment (`FLOWDECK_RUN_ID`, which every descendant inherits unless it
+clears its environment on purpose); its process group lies within its session.
+The killed orphans belong to init (or the nearest subreaper), which reaps them,
+so the window needs no SIGCHLD handling of its own.
 """
 
 from __future__ import annotations
@@ -14,12 +24,17 @@ import os
 import signal
 import time
 from collections import deque
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import installed_core
 from flowdeck.store.events import EventReader
+from flowdeck.store.layout import RUN_ID_ENV, RunLayout
+from flowdeck.store.records import DamagedRecord, RunRecord
+from flowdeck.store.status import RUN_FINAL
 from flowdeck_desktop.system.resources import bundled_core
 
 EVENT_POLL_MS = 15
@@ -64,7 +79,7 @@ class RunProcess(QObject):
         self._poll.timeout.connect(self._read_events)
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill_group)
+        self._kill_timer.timeout.connect(self._kill_run)
         self._proc.readyReadStandardOutput.connect(lambda: self._read_output("stdout"))
         self._proc.readyReadStandardError.connect(lambda: self._read_output("stderr"))
         self._proc.finished.connect(self._on_finished)
@@ -118,12 +133,22 @@ class RunProcess(QObject):
         except (ProcessLookupError, PermissionError):
             pass
 
-    def _kill_group(self) -> None:
+    def _kill_run(self) -> None:
+        """The grace is over: KILL the run's process group and everything left of the run."""
         self._signal_group(signal.SIGKILL)
+        self._end_leftovers()
+
+    def _end_leftovers(self) -> None:
+        """KILL every process of this run that is still there (its session, its marked
+        environment): helpers, grandchildren in new sessions, workers of a killed engine."""
+        if self.pid is None:
+            return
+        leftovers = processes.run_leftovers(self.pid, (RUN_ID_ENV, self.spec.run_id))
+        processes.kill_all(leftovers, spare=set())
 
     def _read_output(self, stream: str) -> None:
-        data = bytes(self._proc.readAllStandardOutput() if stream == "stdout"
-                     else self._proc.readAllStandardError())
+        data = (self._proc.readAllStandardOutput() if stream == "stdout"
+                else self._proc.readAllStandardError()).data()
         text = self._decoders[stream].decode(data)
         if text:
             self.output.emit(stream, text)
@@ -148,16 +173,30 @@ class RunProcess(QObject):
         self._read_events(everything=True)
         self._poll.stop()
         self._kill_timer.stop()
-        self._kill_group()  # nothing of the run may outlive it (helpers, grandchildren)
+        self._end_leftovers()  # nothing of the run may outlive it (helpers, grandchildren)
         self._finish(exit_code, self._final_status(exit_code, exit_status))
 
     def _final_status(self, exit_code: int, exit_status: QProcess.ExitStatus) -> str:
         if self._saw_run_finished:
             return self._saw_run_finished
+        recorded = self._recorded_status()
+        if recorded is not None:  # e.g. a full disk took run_finished, not run.json
+            return recorded
         if self._stopping:
             return "cancelled"
         # No run_finished: killed from outside (crashed) or never got going (failed).
         return "crashed" if os.path.exists(self.spec.events_path) else "failed"
+
+    def _recorded_status(self) -> str | None:
+        """The final status in the run's record, when the event stream lacks its end."""
+        if self.spec.engine != "flowdeck":
+            return None
+        try:
+            record = RunRecord.read(RunLayout(Path(self.spec.root), self.spec.flow)
+                                    .run_json(self.spec.run_id))
+        except (OSError, DamagedRecord, ValueError):
+            return None
+        return record.status if record.status in RUN_FINAL else None
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -49,7 +50,7 @@ from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck_desktop.system.resources import icon_file
 from flowdeck_desktop.views.dag_view import DagScene, DagView
-from flowdeck_desktop.views.log_view import LogView
+from flowdeck_desktop.views.log_view import LogView, compact_prefix
 from flowdeck_desktop.views.panes import (
     ArtifactsPane,
     ErrorPane,
@@ -145,6 +146,7 @@ class MainWindow(QMainWindow):
         top_layout.addWidget(self.dag, 1)
 
         self.logs = LogView()
+        self.logs.line_transform = compact_prefix  # long run-id prefixes as short columns
         self.log_scope = QLabel("Output of the run")
         logs_page = QWidget()
         logs_layout = QVBoxLayout(logs_page)
@@ -275,6 +277,9 @@ class MainWindow(QMainWindow):
         self.timeline.task_clicked.connect(self._on_timeline_task)
         self.history.run_selected.connect(self._show_past_run)
         self.history.rerun_requested.connect(self._rerun_past)
+        self.history.delete_requested.connect(self._delete_past)
+        self.history.pin_requested.connect(self._pin_past)
+        c.garbage_collected.connect(lambda _root, _report: self._refresh_history())
         self.error_pane.open_requested.connect(open_in_editor)
         self.params.changed.connect(self._save_params)
         c.run_started.connect(self._on_run_started)
@@ -311,6 +316,8 @@ class MainWindow(QMainWindow):
     #: False for scripted starts (screenshots, benchmarks, tests): their throwaway window
     #: size must not become the next real start's.
     remember_layout = True
+    #: The flows of a selected file that defines several: Run asks which.
+    file_choices: list[str] = []
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -391,11 +398,40 @@ class MainWindow(QMainWindow):
             self.tree.scrollTo(index)
 
     def _on_tree_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        """Run and the other flow actions act on what is selected, never on an earlier flow:
+        a file with one flow selects that flow; a file with several waits for Run to ask
+        which; a folder selects nothing."""
         kind = current.data(KIND_ROLE)
+        self.file_choices = []
         if kind == "flow":
             self._show_flow(current.data(KEY_ROLE))
         elif kind == "diagnostic" and current.parent().data(KIND_ROLE) == "flow":
             self._show_flow(current.parent().data(KEY_ROLE))
+        elif kind == "file":
+            keys = [e.key for e in self.controller.model.entries()
+                    if e.file == current.data(KEY_ROLE)]
+            if len(keys) == 1:
+                self._show_flow(keys[0])
+            else:
+                self.file_choices = keys
+                self._select_nothing()
+        else:
+            self._select_nothing()
+
+    def _select_nothing(self) -> None:
+        self.selected_key = None
+        self._refresh_controls()
+
+    def choose_flow(self, keys: list[str]) -> str | None:
+        """Ask which of a file's flows to run."""
+        names = [self.controller.model.entry(k).name for k in keys  # type: ignore[union-attr]
+                 if self.controller.model.entry(k) is not None]
+        name, ok = QInputDialog.getItem(self, "Run which flow?",
+                                        "This file defines several flows:", names, 0, False)
+        if not ok:
+            return None
+        return next((k for k in keys if (e := self.controller.model.entry(k)) and
+                     e.name == name), None)
 
     def _on_tree_double_click(self, index: QModelIndex) -> None:
         file, line = index.data(FILE_ROLE), index.data(LINE_ROLE)
@@ -487,7 +523,8 @@ class MainWindow(QMainWindow):
         state = self.shown_state
         if state is None:
             return
-        run = f"run {state.run_id} — {state.status}" if state.run_id else "not run yet"
+        run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
+        run = f"run {run_id} — {state.status}" if run_id else "not run yet"
         self.flow_title.setText(f"<b>{state.flow}</b> · {run}")
 
     def _show_past_run(self, run: RunSummary) -> None:
@@ -500,6 +537,14 @@ class MainWindow(QMainWindow):
             state.describe(entry.name if entry else "", entry.file if entry else "")
         self._show_state(state)
         self._show_run_logs_of(run.run_id)
+
+    def _delete_past(self, run: RunSummary) -> None:
+        if run.layout is not None and self.controller.delete_run(run.layout, run.run_id):
+            self._refresh_history()
+
+    def _pin_past(self, run: RunSummary, on: bool) -> None:
+        if run.layout is not None and self.controller.pin_run(run.layout, run.run_id, on):
+            self._refresh_history()
 
     def _rerun_past(self, run: RunSummary) -> None:
         if self.selected_key is None or run.record is None:
@@ -599,6 +644,11 @@ class MainWindow(QMainWindow):
     # -- run controls --------------------------------------------------------------------------
 
     def run_selected(self) -> None:
+        if self.selected_key is None and self.file_choices:
+            chosen = self.choose_flow(self.file_choices)
+            if chosen is None:
+                return
+            self.select_flow(chosen)
         key = self.selected_key
         if key is None:
             self.show_message("warning", "Select a flow to run.")
@@ -688,7 +738,8 @@ class MainWindow(QMainWindow):
         key = self.selected_key
         entry = self.controller.model.entry(key) if key else None
         running = bool(key) and self.controller.is_running(key or "")
-        self.act_run.setEnabled(entry is not None and entry.ok and not running)
+        self.act_run.setEnabled((entry is not None and entry.ok and not running)
+                                or (entry is None and bool(self.file_choices)))
         self.act_stop.setEnabled(running)
         session = self.controller.sessions.get(key or "")
         self.act_resume.setEnabled(entry is not None and not running and session is not None

@@ -21,12 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Signal
+import shiboken6
+from PySide6.QtCore import QEvent, QObject, QPoint, QProcess, QProcessEnvironment, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTableWidget,
@@ -40,6 +44,7 @@ from flowdeck.engines.startup import StartFailure
 from flowdeck.store.index import RunIndex, read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord
+from flowdeck.store.status import RUNNING
 from flowdeck_desktop.control.run_process import core_path
 
 
@@ -56,6 +61,8 @@ class RunSummary:
     events_path: str
     record: RunRecord | None = None
     damage: str | None = None
+    pinned: bool = False
+    layout: RunLayout | None = None  # where the run lives, to pin or delete it
 
 
 def list_runs(layout: RunLayout, limit: int = 200) -> list[RunSummary]:
@@ -67,7 +74,8 @@ def list_runs(layout: RunLayout, limit: int = 200) -> list[RunSummary]:
         found.append(RunSummary(entry.run_id, entry.status, entry.start, duration,
                                 record.param_values if record else {},
                                 record.origin_run_id if record else None,
-                                str(layout.events(entry.run_id)), record, entry.damage))
+                                str(layout.events(entry.run_id)), record, entry.damage,
+                                entry.pinned, layout))
     return found
 
 
@@ -83,11 +91,20 @@ def _read_only_table(headers: list[str]) -> QTableWidget:
     return table
 
 
+PIN_MARK = "📌 "
+
+
 class HistoryPane(QWidget):
-    """Past runs of the selected flow; select one to view it, or rerun it."""
+    """Past runs of the selected flow; select one to view it, rerun, pin or delete it.
+
+    Delete asks first, and explains instead when the run is running or pinned (pinned
+    runs are the ones the user asked to keep: unpinning first is the second thought).
+    """
 
     run_selected = Signal(object)  # RunSummary
     rerun_requested = Signal(object)  # RunSummary
+    delete_requested = Signal(object)  # RunSummary, confirmed by the user
+    pin_requested = Signal(object, bool)  # RunSummary, True to pin, False to unpin
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -100,9 +117,16 @@ class HistoryPane(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.rerun)
         self.table.itemSelectionChanged.connect(self._on_selection)
-        self.rerun.clicked.connect(lambda: self.selected() and
-                                   self.rerun_requested.emit(self.selected()))
+        self.rerun.clicked.connect(self._rerun_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_menu)
+        self.table.installEventFilter(self)  # the Delete key
 
+
+    def _rerun_clicked(self) -> None:
+        run = self.selected()
+        if run is not None:
+            self.rerun_requested.emit(run)
     def set_runs(self, runs: list[RunSummary]) -> None:
         if runs == self._runs:
             return
@@ -115,8 +139,13 @@ class HistoryPane(QWidget):
                                                            time.localtime(run.start)),
                      f"{run.duration:.2f} s" if run.duration is not None else "—",
                      ", ".join(f"{k}={v}" for k, v in run.params.items())]
+            if run.pinned:
+                cells[1] = PIN_MARK + cells[1]
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                if run.pinned and col == 1:
+                    item.setToolTip("Pinned: kept however many runs follow.")
+                self.table.setItem(row, col, item)
             if selected and run.run_id == selected.run_id:
                 self.table.selectRow(row)
         self.table.blockSignals(False)
@@ -130,6 +159,61 @@ class HistoryPane(QWidget):
         self.rerun.setEnabled(run is not None)
         if run is not None:
             self.run_selected.emit(run)
+
+    def menu_for(self, run: RunSummary) -> QMenu:
+        """A run's context menu: pin or unpin it; delete it (never while it runs)."""
+        menu = QMenu(self)
+        pin = menu.addAction("Unpin run" if run.pinned else "Pin run")
+        pin.triggered.connect(lambda: self.pin_requested.emit(run, not run.pinned))
+        delete = menu.addAction("Delete run…")
+        delete.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        delete.setEnabled(run.status != RUNNING and run.layout is not None)
+        delete.triggered.connect(lambda: self.request_delete(run))
+        return menu
+
+    def _show_menu(self, pos: QPoint) -> None:
+        row = self.table.indexAt(pos).row()
+        if 0 <= row < len(self._runs):
+            self.table.selectRow(row)
+            menu = self.menu_for(self._runs[row])
+            menu.exec(self.table.viewport().mapToGlobal(pos))
+            menu.deleteLater()  # one menu per right-click: never keep them all
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table and isinstance(event, QKeyEvent) and \
+                event.type() == QEvent.Type.KeyPress and \
+                event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            run = self.selected()
+            if run is not None:
+                self.request_delete(run)
+            return True
+        return super().eventFilter(watched, event)
+
+    def request_delete(self, run: RunSummary) -> None:
+        """Ask, then emit `delete_requested`; a running or pinned run gets a reason instead."""
+        if run.status == RUNNING:
+            self._tell(f"Run {run.run_id} is running: stop it before deleting it.")
+            return
+        if run.pinned:
+            self._tell(f"Run {run.run_id} is pinned. Unpin it first (right-click it, Unpin "
+                       "run), then delete it.")
+            return
+        resumed = [r.run_id for r in self._runs if r.origin_run_id == run.run_id]
+        note = (f"\n\nRun(s) {', '.join(resumed)} resumed from it: the logs of their reused "
+                "steps are this run's, and go with it." if resumed else "")
+        if self._ask(f"Delete run {run.run_id}?", "Its folder and log are removed for good; "
+                     "its artifacts go at the next clean-up unless other runs use them." + note):
+            self.delete_requested.emit(run)
+
+    def _ask(self, question: str, detail: str) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Question, "Delete run", question,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setInformativeText(detail)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def _tell(self, text: str) -> None:
+        QMessageBox.information(self, "Delete run", text)
 
 
 def foreign_author(layout: RunLayout, run_id: str, origin: str | None = None) -> str | None:
@@ -291,7 +375,8 @@ class ArtifactsPane(QWidget):
         self._proc = proc
 
     def _on_done(self, proc: QProcess, code: int, title: str) -> None:
-        if proc is not self._proc:
+        # A helper killed as its pane is destroyed still reports from Qt's destructor.
+        if proc is not self._proc or not shiboken6.isValid(proc) or not shiboken6.isValid(self):
             return
         out = bytes(proc.readAllStandardOutput().data()).decode("utf-8", "replace")
         err = bytes(proc.readAllStandardError().data()).decode("utf-8", "replace")

@@ -1,0 +1,154 @@
+"""A full disk fails the run cleanly: "disk full: <path>" in the events, the run record, the
+terminal, `flowdeck run` and the window; no traceback, and earlier runs stay readable.
+
+The store lives on a small tmpfs mounted for the test (this needs root and permission to
+mount; the tests are skipped, saying so, where that is refused).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import child_env
+
+from flowdeck import Flow
+from flowdeck.store.events import read_events
+
+DISK_MB = 8
+
+FLOW = '''
+from flowdeck import FlowSpec, Parameter, step
+
+
+class FullFlow(FlowSpec):
+    mode = Parameter("mode", default="small")
+
+    @step
+    def start(self):
+        self.value = 42
+        if self.mode == "print":  # 20 MB of output for an 8 MB disk
+            line = "x" * 999
+            for _ in range(20000):
+                print(line)
+        if self.mode == "artifact":  # a 20 MB artifact for an 8 MB disk
+            self.big = b"y" * (20 * 1024 * 1024)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    FullFlow()
+'''
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of DISK_MB megabytes, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs",
+                               str(mount)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({exc}); these tests need root")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({done.stderr.strip()}); these tests "
+                    "need root and permission to mount")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Path:
+    path = tmp_path / "flows" / "fullflow.py"
+    path.parent.mkdir()
+    path.write_text(FLOW)
+    return path
+
+
+def run(path: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(path), *args], cwd=path.parent,
+                          env=child_env(FLOWDECK_HOME=str(store)), capture_output=True,
+                          text=True, errors="replace", timeout=120)
+
+
+def earlier_run(path: Path, store: Path) -> str:
+    done = run(path, store)
+    assert done.returncode == 0, done.stderr
+    return Flow("FullFlow", root=store).latest_run.id
+
+
+def assert_earlier_run_intact(store: Path, run_id: str) -> None:
+    earlier = Flow("FullFlow", root=store)[run_id]
+    assert earlier.successful and earlier.data.value == 42
+
+
+def assert_failed_for_disk_full(store: Path, earlier_id: str) -> str:
+    """The latest run failed with "disk full: <a path on the small disk>" in its record and
+    its events (the run's and the task's); returns that message."""
+    latest = Flow("FullFlow", root=store).latest_run
+    assert latest.id != earlier_id and latest.status == "failed"
+    message = latest.record.error["message"]
+    assert message.startswith(f"disk full: {store}")
+    events = read_events(latest.dir / "events.jsonl")
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "failed"
+    assert events[-1]["error"]["message"] == message
+    task = next(e for e in events if e["type"] == "task_finished")
+    assert task["status"] == "failed" and task["error"]["message"].startswith("disk full: ")
+    assert_earlier_run_intact(store, earlier_id)
+    return message
+
+
+@pytest.mark.parametrize("mode", ["print", "artifact"])
+def test_a_full_disk_fails_the_run_and_keeps_earlier_runs(small_disk: Path, flow: Path,
+                                                          mode: str) -> None:
+    earlier = earlier_run(flow, small_disk)
+    done = run(flow, small_disk, "--mode", mode)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    message = assert_failed_for_disk_full(small_disk, earlier)
+    assert message in done.stderr
+
+
+def test_flowdeck_run_names_the_full_disk(small_disk: Path, flow: Path) -> None:
+    earlier = earlier_run(flow, small_disk)
+    done = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "run", str(flow),
+                           "--mode", "print"], cwd=flow.parent,
+                          env=child_env(FLOWDECK_HOME=str(small_disk)), capture_output=True,
+                          text=True, errors="replace", timeout=120)
+    assert done.returncode == 1
+    message = assert_failed_for_disk_full(small_disk, earlier)
+    assert message in done.stdout + done.stderr
+
+
+def test_the_window_names_the_full_disk(qtbot, small_disk: Path, flow: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_run_process import request_for
+
+    from flowdeck_desktop.control.run_process import RunProcess
+    from flowdeck_desktop.models.run_state import RunState
+
+    earlier = earlier_run(flow, small_disk)
+    monkeypatch.setenv("FLOWDECK_HOME", str(small_disk))
+    process = RunProcess(request_for(flow, "FullFlow", "--mode", "print"))
+    state = RunState()
+    process.event_arrived.connect(state.apply)
+    ended: list[str] = []
+    process.ended.connect(lambda code, status: ended.append(status))
+    with qtbot.waitSignal(process.ended, timeout=60000):
+        process.start()
+    assert ended == ["failed"]
+    message = assert_failed_for_disk_full(small_disk, earlier)
+    assert state.error is not None and state.error["message"] == message
+    failed = state.failed_task()  # what the window's error pane shows
+    assert failed is not None and failed.error is not None
+    assert failed.error["message"].startswith(f"disk full: {small_disk}")

@@ -1,0 +1,199 @@
+"""History's pin, unpin and delete, and the window's garbage collection after a run, driven
+through the real window: context menu, Delete key, confirmation boxes, real runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import child_env, close_window, flow_key, run_flow
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
+
+from flowdeck.store.gc import GcReport
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import RunLayout
+from flowdeck_desktop.app import build
+from flowdeck_desktop.views.panes import PIN_MARK, list_runs
+
+RUN_TIMEOUT = 30000
+
+GATED_FLOW = '''
+import os
+import time
+from pathlib import Path
+
+from flowdeck import FlowSpec, Parameter, step
+
+
+class GatedFlow(FlowSpec):
+    tag = Parameter("tag", default="a")
+
+    @step
+    def start(self):
+        self.big = [self.tag] * 100
+        self.next(self.hold)
+
+    @step
+    def hold(self):
+        if os.environ.get("GATE"):  # wait until the test opens the gate
+            gate = Path(os.environ["GATE"])
+            Path(str(gate) + ".waiting").write_text("")
+            while not gate.exists():
+                time.sleep(0.02)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    GatedFlow().run()
+'''
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A folder with GatedFlow and three finished runs of it."""
+    target = tmp_path / "flows"
+    target.mkdir()
+    flow = target / "gated.py"
+    flow.write_text(GATED_FLOW)
+    for tag in ("a", "b", "c"):
+        assert run_flow(flow, "run", "--tag", tag, env=child_env()).returncode == 0
+    return target
+
+
+@pytest.fixture
+def app(qtbot, settings: QSettings, folder: Path):
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    window.select_flow(flow_key(controller, "GatedFlow"))
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 3)
+    yield controller, window
+    close_window(controller, window)
+
+
+def layout_of(folder: Path) -> RunLayout:
+    return RunLayout(folder / ".flowdeck", "GatedFlow")
+
+
+def answer_box(button: QMessageBox.StandardButton, seen: list[str]) -> None:
+    """Click `button` on the next message box once it is up, noting its text."""
+    def poll() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            seen.append(" ".join(filter(None, [box.text(), box.informativeText()])))
+            box.button(button).click()
+        else:
+            QTimer.singleShot(10, poll)
+    QTimer.singleShot(0, poll)
+
+
+def choose_from_menu(window, row: int, text: str | None,
+                     seen: list[list[tuple[str, bool]]]) -> None:
+    """Right-click a history row and choose `text` from its menu (None: Escape), noting
+    the menu's actions and whether they are enabled."""
+    table = window.history.table
+
+    def poll() -> None:
+        menu = QApplication.activePopupWidget()
+        if not isinstance(menu, QMenu):
+            QTimer.singleShot(10, poll)
+            return
+        seen.append([(a.text(), a.isEnabled()) for a in menu.actions()])
+        if text is None:
+            QTest.keyClick(menu, Qt.Key.Key_Escape)
+            return
+        menu.setActiveAction(next(a for a in menu.actions() if a.text() == text))
+        QTest.keyClick(menu, Qt.Key.Key_Return)
+    QTimer.singleShot(0, poll)
+    table.customContextMenuRequested.emit(table.visualRect(table.model().index(row, 1)).center())
+
+
+def press_delete(window, row: int) -> None:
+    window.history.table.selectRow(row)
+    QTest.keyClick(window.history.table, Qt.Key.Key_Delete)
+
+
+def test_history_pins_unpins_and_deletes_runs(qtbot, app, folder: Path) -> None:
+    controller, window = app
+    history, index = window.history, RunIndex(layout_of(folder))
+    oldest = history._runs[2].run_id
+    menus: list[list[tuple[str, bool]]] = []
+
+    choose_from_menu(window, 2, "Pin run", menus)
+    qtbot.waitUntil(lambda: history.table.item(2, 1).text() == PIN_MARK + oldest)
+    assert menus[-1] == [("Pin run", True), ("Delete run…", True)]
+    assert index.is_pinned(oldest) and history._runs[2].pinned
+
+    boxes: list[str] = []
+    answer_box(QMessageBox.StandardButton.Ok, boxes)
+    press_delete(window, 2)
+    assert "pinned" in boxes[-1] and "Unpin it first" in boxes[-1]
+    assert oldest in {e.run_id for e in index.runs()}
+
+    choose_from_menu(window, 2, "Unpin run", menus)
+    qtbot.waitUntil(lambda: history.table.item(2, 1).text() == oldest)
+    assert not index.is_pinned(oldest)
+
+    answer_box(QMessageBox.StandardButton.No, boxes)
+    press_delete(window, 2)
+    assert boxes[-1].startswith(f"Delete run {oldest}? Its folder and log are removed")
+    assert history.table.rowCount() == 3 and index.read(oldest).record is not None
+
+    answer_box(QMessageBox.StandardButton.Yes, boxes)
+    choose_from_menu(window, 2, "Delete run…", menus)
+    qtbot.waitUntil(lambda: history.table.rowCount() == 2)
+    assert oldest not in {e.run_id for e in index.runs()}
+    assert not layout_of(folder).run_dir(oldest).exists()
+    assert oldest not in {r.run_id for r in history._runs}
+
+
+def test_a_running_run_cannot_be_deleted_and_gc_follows_the_run_off_the_gui_thread(
+        qtbot, app, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    controller, window = app
+    layout = layout_of(folder)
+    (layout.root / "settings.json").write_text(json.dumps({"keep_runs": 1}))
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("GATE", str(gate))  # the window's run inherits it
+    window.run_selected()
+    qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=RUN_TIMEOUT)
+    window.history.set_runs(list_runs(layout))  # as a refresh would show it now
+    live = window.history._runs[0]
+    assert live.status == "running"
+
+    menus: list[list[tuple[str, bool]]] = []
+    boxes: list[str] = []
+    choose_from_menu(window, 0, None, menus)
+    assert menus[-1] == [("Pin run", True), ("Delete run…", False)]
+    answer_box(QMessageBox.StandardButton.Ok, boxes)
+    press_delete(window, 0)
+    assert "running" in boxes[-1] and "stop it" in boxes[-1]
+    with qtbot.waitSignal(controller.message, timeout=1000,
+                          check_params_cb=lambda level, text: "is running" in text):
+        assert not controller.delete_run(layout, live.run_id)  # the store refuses too
+
+    workers: list[threading.Thread] = []
+    controller._gc_relay.done.connect(lambda *_: workers.append(threading.current_thread()),
+                                      Qt.ConnectionType.DirectConnection)
+    receivers: list[threading.Thread] = []
+    controller.garbage_collected.connect(lambda *_: receivers.append(threading.current_thread()))
+    with qtbot.waitSignal(controller.garbage_collected, timeout=RUN_TIMEOUT) as collected:
+        gate.touch()  # the run ends; the controller collects its store
+    root, report = collected.args
+    assert Path(root) == layout.root and isinstance(report, GcReport)
+    assert len(report.runs_removed) == 3 and not report.errors
+    assert workers and workers[0] is not threading.main_thread()
+    assert receivers == [threading.main_thread()]
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
+    assert window.history._runs[0].run_id == live.run_id
+    assert window.history._runs[0].status == "succeeded"
+    assert not controller.collect_garbage(root)  # at most once per interval...
+    with qtbot.waitSignal(controller.garbage_collected, timeout=RUN_TIMEOUT):
+        assert controller.collect_garbage(root, force=True)  # ...unless asked
