@@ -273,3 +273,31 @@ def test_history_rerun_passes_renamed_and_json_parameters(qtbot, settings, tmp_p
     assert again.run_id != past.run_id and again.param_values == past.param_values
     assert json.loads(controller.saved_params(key)["config"]) == {"k": "v"}
     controller.shutdown()
+
+
+def test_viewing_past_runs_keeps_one_view_state_alive(qtbot, settings, tmp_path: Path) -> None:
+    """History clicks and never-run flows used to leave a RunState behind per click."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from conftest import close_window, flow_key
+    from flowdeck_desktop.app import build
+    from flowdeck_desktop.models.run_state import RunState
+
+    flow = tmp_path / "params.py"
+    flow.write_text(PARAMS)
+    for value in ("0.1", "0.2"):
+        assert run_flow(flow, "run", "--learning_rate", value).returncode == 0
+    controller, window = build(settings, [str(tmp_path)], restore=False)
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        window.select_flow(flow_key(controller, "ParamFlow"))
+        qtbot.waitUntil(lambda: window.history.table.rowCount() == 2)
+        for _ in range(10):
+            for row in (0, 1):
+                window.history.table.selectRow(row)
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+        gc.collect()
+        mine = [o for o in gc.get_objects() if isinstance(o, RunState) and o.parent() is window]
+        assert len(mine) == 1  # the one shown
+    finally:
+        close_window(controller, window)
