@@ -277,9 +277,9 @@ def test_history_rerun_passes_renamed_and_json_parameters(qtbot, settings, tmp_p
 
 def test_viewing_past_runs_keeps_one_view_state_alive(qtbot, settings, tmp_path: Path) -> None:
     """History clicks and never-run flows used to leave a RunState behind per click."""
+    from conftest import close_window, flow_key
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    from conftest import close_window, flow_key
     from flowdeck_desktop.app import build
     from flowdeck_desktop.models.run_state import RunState
 
