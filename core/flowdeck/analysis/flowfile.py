@@ -174,6 +174,20 @@ def analyze_source(source: str, path: str) -> FileAnalysis:
             "unparsable")])
 
 
+def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowInfo | None, str]:
+    """The flow a command means: the only one, or the one named; else why not."""
+    if not flows:
+        return None, f"{file} defines no flow (a class deriving from FlowSpec)."
+    if name is None and len(flows) == 1:
+        return flows[0], ""
+    chosen = next((f for f in flows if f.name == name), None)
+    if chosen is not None:
+        return chosen, ""
+    names = ", ".join(f.name for f in flows)
+    what = f"has no flow {name}" if name else "has several flows"
+    return None, f"{file} {what}; choose one with --flow ({names})."
+
+
 def provides(name: str) -> bool:
     """Whether `from flowdeck import name` works: the public API or a submodule."""
     import importlib.util

@@ -12,7 +12,7 @@ import sys
 
 from flowdeck import __version__
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors
-from flowdeck.analysis.flowfile import FlowInfo, analyze_file
+from flowdeck.analysis.flowfile import analyze_file, pick_flow
 from flowdeck.analysis.show import format_show
 
 
@@ -70,8 +70,9 @@ def graph_command(file: str, flow_name: str | None, as_json: bool) -> int:
         print(f"error: {file} defines no flow (a class deriving from FlowSpec).",
               file=sys.stderr)
         return 1
-    flow = _pick_flow(analysis.flows, flow_name, file)
+    flow, problem = pick_flow(analysis.flows, flow_name, file)
     if flow is None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if as_json:
         print(json.dumps(flow.graph.as_dict(), indent=4, default=str))
@@ -79,17 +80,6 @@ def graph_command(file: str, flow_name: str | None, as_json: bool) -> int:
         print(format_show(flow.graph))
     print_diagnostics(flow.diagnostics)
     return 1 if has_errors(flow.diagnostics) else 0
-
-
-def _pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> FlowInfo | None:
-    if name is None and len(flows) == 1:
-        return flows[0]
-    chosen = next((f for f in flows if f.name == name), None)
-    if chosen is None:
-        names = ", ".join(f.name for f in flows)
-        what = f"has no flow {name}" if name else "has several flows"
-        print(f"error: {file} {what}; choose one with --flow ({names}).", file=sys.stderr)
-    return chosen
 
 
 if __name__ == "__main__":  # pragma: no cover

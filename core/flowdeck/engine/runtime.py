@@ -21,6 +21,7 @@ session can no longer be reached from here: the launcher (the window's
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import math
@@ -85,6 +86,29 @@ MEMORY_LIMIT_ENV = "FLOWDECK_MEMORY_LIMIT_MB"
 
 class DiskFullError(FlowdeckError):
     """The store's disk is full before the run could start; nothing of the run is kept."""
+
+
+class StoreWriteError(FlowdeckError):
+    """The run's first records could not be written (a path too long for the file system,
+    a folder without permission); nothing of the run is kept, and the message names the path."""
+
+
+def store_write_error(exc: OSError, fallback: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `error` of a run stopped because the store refused a write that is not a full disk.
+
+    Before, such an OSError (ENAMETOOLONG from a flow path near PATH_MAX, say) escaped the
+    orchestrator as a traceback and left run.json saying "running".
+    """
+    path = exc.filename or fallback
+    if exc.errno == errno.ENAMETOOLONG:
+        why = (f"the path is too long for the file system ({len(os.fsencode(path))} bytes). "
+               "Move the flow to a folder with a shorter path, set FLOWDECK_HOME to one, or "
+               "shorten the flow's and steps' names")
+    else:
+        why = (f"{exc.strerror or exc}. Check that folder (permissions, free inodes), or set "
+               "FLOWDECK_HOME to another one")
+    return {"type": "StoreError", "traceback": "",
+            "message": f"cannot write {path}: {why}; then run the flow again."}
 
 
 @dataclass
@@ -205,6 +229,7 @@ class Orchestrator:
                           for name, func in self.steps.items()}
         self.adopter: processes.Adopter | None = None
         self.disk_full: dict[str, Any] | None = None  # the first write that found no room
+        self.store_error: dict[str, Any] | None = None  # a write the store refused otherwise
         self.reserve: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------
@@ -224,6 +249,9 @@ class Orchestrator:
             self._schedule(PendingTask(self.graph.start_step or "start", self._new_task_id(),
                                        (), []))
             self._loop()
+        except OSError as exc:  # a write the store refused: the run fails, never stays running
+            self.store_error = store_write_error(exc, self.run_dir)
+            self._fail_running(self.store_error)
         finally:
             self._leave_nothing_behind()
             restore()
@@ -248,11 +276,13 @@ class Orchestrator:
                              step_hashes=self.graph.step_hashes(), max_workers=self.max_workers,
                              engine="flowdeck", run_dir=str(run_dir))
         except OSError as exc:
-            if not is_disk_full(exc):
-                raise
             if self.events is not None:
                 self.events.close()
             shutil.rmtree(run_dir, ignore_errors=True)  # only this run's own, just made
+            if not is_disk_full(exc):
+                raise StoreWriteError(f"Run {self.run_id} of {self.graph.name} could not "
+                                      "start: " + store_write_error(exc, run_dir)["message"]
+                                      ) from None
             raise DiskFullError(f"Run {self.run_id} of {self.graph.name} could not start: "
                                 f"{disk_full_error(exc.filename or run_dir)['message']}") from None
 
@@ -274,6 +304,18 @@ class Orchestrator:
             except OSError:
                 pass
             self.reserve = None
+
+    def _fail_running(self, error: dict[str, Any]) -> None:
+        """Say that the tasks still running fail with the run (they are killed next), so no
+        view keeps showing them as running; best effort, the store is refusing writes."""
+        for running in list(self.running.values()):
+            task = running.pending
+            try:
+                self._emit(TASK_FINISHED, step=task.step, task_id=task.task_id,
+                           attempt=task.attempt, status="failed", duration=0.0, error=error,
+                           will_retry=False, artifacts=[])
+            except OSError:
+                return
 
     def _leave_nothing_behind(self) -> None:
         """However the loop ended (an engine error included): no worker, and nothing any task
@@ -300,6 +342,12 @@ class Orchestrator:
         except FileExistsError:
             raise UsageError(f"{self.graph.name} already has a run {self.run_id} in "
                              f"{self.layout.root}; choose another run id.") from None
+        except OSError as exc:
+            kind = DiskFullError if is_disk_full(exc) else StoreWriteError
+            error = (disk_full_error(exc.filename) if is_disk_full(exc)
+                     else store_write_error(exc, self.layout.runs_dir))
+            raise kind(f"Run {self.run_id} of {self.graph.name} could not start: "
+                       f"{error['message']}") from None
 
     def _finish(self) -> RunOutcome:
         """Decide the run's status: it succeeded only if its end step succeeded (or was reused)."""
@@ -309,24 +357,29 @@ class Orchestrator:
         unwritten = []
         try:
             self._write_run_json(status, exit_code=code, error=error)
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
+        except OSError:  # a full disk, or worse: the run's end is still told on stderr
             unwritten.append(str(self.layout.run_json(self.run_id)))
         assert self.events is not None
-        if not self._emit(RUN_FINISHED, status=status, duration=round(duration, 6),
-                          error=error, exit_code=code):
+        try:
+            if not self._emit(RUN_FINISHED, status=status, duration=round(duration, 6),
+                              error=error, exit_code=code):
+                unwritten.append(str(self.events.path))
+        except OSError:
             unwritten.append(str(self.events.path))
         self.events.close()
         self.echo.run_finished(status, duration, self.failed)
         if self.disk_full is not None:
             self._say_disk_full(unwritten)
+        elif self.store_error is not None or unwritten:
+            self._say_store_error(unwritten)
         return RunOutcome(self.run_id, status, code, self.layout.root, self.failed)
 
     def _verdict(self) -> tuple[str, int, dict[str, Any] | None]:
         """(status, exit code, error) of the run as it stands now."""
         if self.disk_full is not None:
             return "failed", 1, dict(self.disk_full)
+        if self.store_error is not None:
+            return "failed", 1, dict(self.store_error)
         if self.cancel_signal is not None:
             return "cancelled", 128 + self.cancel_signal, None
         if self.failed is not None:
@@ -346,6 +399,14 @@ class Orchestrator:
                 else "")
         if self.failed is None or unwritten:
             self._tell(f"Run {self.run_id} failed: {self.disk_full['message']}{lost}")
+
+    def _say_store_error(self, unwritten: list[str]) -> None:
+        """The store's refusal on stderr, always: the run's own records may not say it."""
+        lost = (f" Its end could not be recorded in {' or '.join(unwritten)}." if unwritten
+                else "")
+        message = (self.store_error or {}).get("message", "the run's records could not be "
+                                                          "written")
+        self._tell(f"Run {self.run_id} failed: {message}{lost}")
 
     def _tell(self, text: str) -> None:
         """A line on stderr, which may itself be a file on the full disk: never an error."""
@@ -490,8 +551,12 @@ class Orchestrator:
         return min(self.max_workers, max(1, math.ceil(cpu))) if cpu else 1
 
     def _wait_once(self) -> None:
+        self._select(self._next_timeout())
+        self._enforce_deadlines()
+
+    def _select(self, timeout: float | None) -> None:
+        """One turn of the loop: wake-ups, exits and output, then exits without a pidfd."""
         assert self.sel is not None
-        timeout = self._next_timeout()
         for key, _ in self.sel.select(timeout):
             if key.data == "wake":
                 _drain(key.fd)
@@ -500,7 +565,6 @@ class Orchestrator:
             else:
                 self._read_output(key.fd)
         self._reap_without_pidfd()
-        self._enforce_deadlines()
 
     def _next_timeout(self) -> float | None:
         timeouts = [0.05] if any(t.pidfd is None for t in self.running.values()) else []
@@ -985,15 +1049,7 @@ class Orchestrator:
             self._wait_once_bounded(time.time() + 1.0)
 
     def _wait_once_bounded(self, deadline: float) -> None:
-        assert self.sel is not None
-        for key, _ in self.sel.select(max(0.0, min(0.05, deadline - time.time()))):
-            if key.data == "wake":
-                _drain(key.fd)
-            elif key.data == "pidfd":
-                self._reap_fd_owner(key.fd)
-            else:
-                self._read_output(key.fd)
-        self._reap_without_pidfd()
+        self._select(max(0.0, min(0.05, deadline - time.time())))
 
 
 class OriginRun:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from flowdeck.analysis.flowfile import FlowInfo, analyze_file
+from flowdeck.analysis.flowfile import analyze_file, pick_flow
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
 from flowdeck.observe.fold import RunFold
@@ -78,8 +78,9 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     if not path.is_file():
         print(f"error: {file}: no such file. Give the path of a flow's .py file.", file=sys.stderr)
         return 2
-    flow = _pick_flow(path, flow_name)
+    flow, problem = pick_flow(analyze_file(path).flows, flow_name, str(path))
     if flow is None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args)
@@ -92,22 +93,6 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
                                  stdout=log, stderr=subprocess.STDOUT)
         return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict())).follow()
-
-
-def _pick_flow(path: Path, name: str | None) -> FlowInfo | None:
-    flows = analyze_file(path).flows
-    if not flows:
-        print(f"error: {path} defines no flow (a class deriving from FlowSpec).",
-              file=sys.stderr)
-        return None
-    if name is None and len(flows) == 1:
-        return flows[0]
-    chosen = next((f for f in flows if f.name == name), None)
-    if chosen is None:
-        names = ", ".join(f.name for f in flows)
-        what = f"has no flow {name}" if name else "has several flows"
-        print(f"error: {path} {what}; choose one with --flow ({names}).", file=sys.stderr)
-    return chosen
 
 
 class Follower:
