@@ -32,19 +32,35 @@ def _engine_entry() -> Any:
 
 _runner.install(_engine_entry)
 
-_CLIENT_NAMES = {"Flow", "Run", "Step", "Task", "DataArtifact"}
+_CLIENT = "flowdeck.client"
+_DECORATORS = "flowdeck.authoring.decorators"
+_MUTATORS = "flowdeck.authoring.mutators"
+#: Names loaded only when a flow uses them, so `import flowdeck` stays small and fast.
+_LAZY = {
+    **dict.fromkeys(("Flow", "Run", "Step", "Task", "DataArtifact", "namespace",
+                     "get_namespace", "default_namespace"), _CLIENT),
+    **dict.fromkeys(("Config", "config_expr", "ConfigValue"), "flowdeck.authoring.configs"),
+    "IncludeFile": "flowdeck.authoring.includefile",
+    **dict.fromkeys(("project", "parallel", "environment", "secrets", "card", "kubernetes",
+                     "batch", "conda", "pypi", "unbounded_test_foreach_internal"), _DECORATORS),
+    **dict.fromkeys(("FlowMutator", "StepMutator", "UserStepDecorator", "user_step_decorator"),
+                    _MUTATORS),
+    "MetaflowException": "flowdeck.authoring.exceptions",
+}
 
 
-def __getattr__(name: str):  # PEP 562: the client loads only when asked for
-    if name in _CLIENT_NAMES:
-        from flowdeck import client
-        return getattr(client, name)
+def __getattr__(name: str):  # PEP 562: these modules load only when asked for
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'flowdeck' has no attribute {name!r}")
 
 
 __all__ = [
     "FlowSpec", "step", "Parameter", "JSONType", "current", "retry", "catch", "timeout",
-    "resources",
-    "Flow", "Run", "Step", "Task", "DataArtifact", "ExceptionWrapper", "StepTimeout",
-    "MergeArtifactsException", "__version__",
+    "resources", "ExceptionWrapper", "StepTimeout", "MergeArtifactsException", "__version__",
+    *_LAZY,
 ]

@@ -1,28 +1,132 @@
 """Read past runs: `Flow`, `Run`, `Step`, `Task`, in the style of Metaflow's client.
 
     Flow("TrainFlow").latest_run["end"].task.data.best
+    Task("TrainFlow/1764000000000-ab12cd/start/1").data.rates
 
 Everything is read from the datastore on disk, lazily: listing runs reads
 only `run.json` files, and an artifact is unpickled only when accessed.
+
+Namespaces and tags follow Metaflow: every run records the tags given with
+`--tag` (`user_tags`) and the engine's `system_tags` (`user:<name>`,
+`project:<name>`, ...); the current namespace (`namespace()`, by default
+`user:<your name>`, `None` for all) decides which runs `Flow(...)` lists and
+which a pathspec may open. Runs recorded before tags existed have none and
+are in every namespace. Objects reached from an object you already hold
+(its steps, tasks, parents, a pickled `current.task`) are not checked again.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from flowdeck.store.blobs import BlobRef, BlobStore
+from flowdeck.authoring.current import username
+from flowdeck.exception import (
+    MetaflowNamespaceMismatch,
+    MetaflowNotFound,
+    MetaflowTaggingError,
+)
+from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
 from flowdeck.store.events import read_events
 from flowdeck.store.index import RunEntry, RunIndex, read_run
-from flowdeck.store.layout import InvalidId, RunLayout, attempts_in, find_root
-from flowdeck.store.records import AttemptRecord, RunRecord, final_attempt
+from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, attempts_in, find_root
+from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt
 from flowdeck.store.status import DAMAGED, RUN_FINAL, RUNNING, TASK_DONE, TASK_FINAL
 
+#: User tags changed after the run started (`Run.add_tag`...): beside run.json, which only
+#: the run's own orchestrator writes. Present only once a tag was changed.
+#: The foreach artifact of `num_parallel` fan-outs (authoring.spec.PARALLEL_VAR).
+PARALLEL_VAR = "_parallel_ubf_iter"
+MAX_TAG_SIZE = 500
+MAX_USER_TAGS = 50
 
-class ClientError(LookupError):
-    """A flow, run, step or task that does not exist (the message says where we looked)."""
 
+class ClientError(MetaflowNotFound):
+    """A flow, run, step or task that does not exist (the message says where we looked).
+
+    A MetaflowNotFound, and so also a KeyError, as Metaflow's `run["missing"]` raises.
+    """
+
+
+# -- namespaces ----------------------------------------------------------------------------
+
+_UNSET = object()
+_namespace: Any = _UNSET
+
+
+def default_namespace() -> str:
+    """Go back to the default namespace, `user:<your name>`, and return it.
+
+    The default follows the environment ($METAFLOW_USER, then the login name)
+    each time it is read, until `namespace()` chooses another.
+    """
+    global _namespace
+    _namespace = _UNSET
+    return f"user:{username()}"
+
+
+def get_namespace() -> str | None:
+    """The current namespace: a tag every listed run must have (None: every run)."""
+    return f"user:{username()}" if _namespace is _UNSET else _namespace
+
+
+def namespace(ns: str | None) -> str | None:
+    """Switch to namespace `ns` (a tag, such as `user:alice` or `project:x`; None: all)."""
+    global _namespace
+    _namespace = ns
+    return ns
+
+
+def _in_namespace(tags: frozenset[str] | None, ns: str | None) -> bool:
+    return ns is None or tags is None or ns in tags
+
+
+def _check_tag(tag: Any) -> str:
+    """A valid tag as str; MetaflowTaggingError (saying why) otherwise (Metaflow's rules)."""
+    if isinstance(tag, bytes):
+        try:
+            tag = tag.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MetaflowTaggingError("Tags must be UTF-8 text; these bytes are not.") from None
+    if not isinstance(tag, str):
+        raise MetaflowTaggingError(f"Tags must be strings, not {type(tag).__name__} ({tag!r}).")
+    if not tag:
+        raise MetaflowTaggingError("Tags must not be empty strings.")
+    if len(tag) > MAX_TAG_SIZE:
+        raise MetaflowTaggingError(f"Tag is too long ({len(tag)} characters); the limit is "
+                                   f"{MAX_TAG_SIZE}.")
+    try:
+        tag.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MetaflowTaggingError(f"Tag {tag!r} cannot be encoded as UTF-8.") from None
+    return tag
+
+
+def check_tags(tags: Iterable[Any]) -> list[str]:
+    """Every tag checked (see `_check_tag`), in order, without repeats."""
+    out: list[str] = []
+    for tag in tags:
+        checked = _check_tag(tag)
+        if checked not in out:
+            out.append(checked)
+    return out
+
+
+def _tag_list(tags: Any) -> list[Any]:
+    """A tag or (Metaflow's deprecated form) a list of tags, as a list."""
+    return list(tags) if isinstance(tags, (list, tuple, set, frozenset)) else [tags]
+
+
+def _restore(kind: str, pathspec: str, root: str) -> Any:
+    """Unpickle a client object (an artifact such as `current.task`) without a namespace check."""
+    return globals()[kind](pathspec, root=root, _namespace_check=False)
+
+
+# -- artifacts ------------------------------------------------------------------------------
 
 class MetaflowData:
     """`task.data.name`: artifacts as attributes, loaded on first access."""
@@ -33,7 +137,10 @@ class MetaflowData:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self._task[name].data
+        try:
+            return self._task[name].data
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._task.artifact_refs
@@ -52,7 +159,8 @@ class DataArtifact:
 
     @property
     def data(self) -> Any:
-        return self.task.run.blobs.get(self.ref.sha)
+        from flowdeck.authoring.includefile import contents
+        return contents(self.task.run.blobs.get(self.ref.sha))
 
     @property
     def size(self) -> int:
@@ -66,24 +174,146 @@ class DataArtifact:
     def sha(self) -> str:
         return self.ref.sha
 
+    @property
+    def pathspec(self) -> str:
+        return f"{self.task.pathspec}/{self.id}"
+
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.task.run.tags
+
+    @property
+    def parent(self) -> "Task":
+        return self.task
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataArtifact) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(("DataArtifact", self.pathspec))
+
     def __repr__(self) -> str:
-        return f"DataArtifact('{self.task.pathspec}/{self.id}')"
+        return f"DataArtifact('{self.pathspec}')"
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+class Metadata(NamedTuple):
+    """One metadata entry of a task, as Metaflow's client lists them (`task.metadata`)."""
+
+    name: str
+    value: str
+    created_at: int
+    type: str
+    task: "Task"
+
+
+class MetadataList(list[Metadata]):
+    """`task.metadata`: Metaflow's list of Metadata entries.
+
+    Indexed by a string it reads the final attempt's record instead
+    (`task.metadata["status"]`), as Flowdeck's client did before it listed
+    Metaflow's entries; `task.info` is that record.
+    """
+
+    def __init__(self, entries: list[Metadata], record: dict[str, Any]):
+        super().__init__(entries)
+        self.record = record
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self.record[key]
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.record.get(key, default)
+
+
+class TaskException(Exception):
+    """A failed task's exception, as `task.exception` gives it.
+
+    Like Metaflow's wrapper: `type`, `exception` (the message) and `stacktrace`,
+    `str()` the stack trace. It is also read like the recorded `error` object
+    (`exc["type"]`, `exc["message"]`, `exc.get("traceback")`).
+    """
+
+    def __init__(self, error: dict[str, Any]):
+        super().__init__(error.get("message", ""))
+        self.error = dict(error)
+        self.type: str = str(error.get("type") or "")
+        self.exception: str = str(error.get("message") or "")
+        self.stacktrace: str = str(error.get("traceback") or "")
+
+    def __str__(self) -> str:
+        return self.stacktrace or f"[no stacktrace]\n{self.type}: {self.exception}"
+
+    def __repr__(self) -> str:
+        return f"TaskException({self.type}: {self.exception!r})"
+
+    def __getitem__(self, key: str) -> Any:
+        return self.error[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.error.get(key, default)
+
+    def keys(self) -> Iterable[str]:
+        return self.error.keys()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TaskException):
+            return self.error == other.error
+        return isinstance(other, dict) and self.error == other
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.exception))
 
 
 class Task:
-    """One task of a run (its final attempt)."""
+    """One task of a run (its final attempt): `Task("Flow/run_id/step/task_id")`."""
 
-    def __init__(self, run: "Run", step: str, task_id: str):
+    def __init__(self, pathspec: "str | Run", step: str | None = None,
+                 task_id: str | None = None, root: str | os.PathLike[str] | None = None,
+                 _namespace_check: bool = True):
+        if isinstance(pathspec, Run):  # Task(run, step, task_id): reached from a run
+            run = pathspec
+        else:
+            parts = str(pathspec).split("/")
+            if len(parts) != 4 or not all(parts):
+                raise ClientError(f"A task's pathspec is Flow/run_id/step/task_id, not "
+                                  f"{pathspec!r}.")
+            run = Run("/".join(parts[:2]), root=root, _namespace_check=_namespace_check)
+            step, task_id = parts[2], parts[3]
+        assert step is not None and task_id is not None
         self.run = run
         self.step_name = step
-        self.id = task_id
-        self.dir = run.layout.task_dir(run.id, step, task_id)
+        self.id = str(task_id)
+        try:
+            self.dir = run.layout.task_dir(run.id, step, self.id)
+        except InvalidId as exc:
+            raise ClientError(f"No task {run.pathspec}/{step}/{task_id}: {exc}") from None
+        if not isinstance(pathspec, Run) and not self.dir.is_dir():
+            raise ClientError(f"No task {self.pathspec} under {run.layout.root}.")
         self._meta: dict[str, Any] | None = None
         self._record: AttemptRecord | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, ("Task", self.pathspec, str(self.run.layout.root))
 
     @property
     def pathspec(self) -> str:
         return f"{self.run.pathspec}/{self.step_name}/{self.id}"
+
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
+    def parent(self) -> "Step":
+        return Step(self.run, self.step_name)
 
     @property
     def attempts(self) -> list[int]:
@@ -97,7 +327,20 @@ class Task:
         return self._record
 
     @property
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> MetadataList:
+        """Metaflow's metadata entries: `attempt` (one per attempt), `attempt_ok`,
+        `origin-run-id` / `origin-task-id` in a resumed run, `python_version`, and
+        `internal_task_type` for the control task of a `num_parallel` fan-out."""
+        return MetadataList(_task_metadata(self), self.info)
+
+    @property
+    def metadata_dict(self) -> dict[str, str]:
+        """The latest value of each metadata entry, by name."""
+        return {m.name: m.value for m in self.metadata}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The final attempt's record as JSON (status, times, artifacts, error...)."""
         if self._meta is None:
             record = self.record
             if record is not None:
@@ -108,7 +351,7 @@ class Task:
 
     @property
     def status(self) -> str:
-        return self.metadata.get("status", "unknown")
+        return self.info.get("status", "unknown")
 
     @property
     def successful(self) -> bool:
@@ -120,30 +363,44 @@ class Task:
 
     @property
     def attempt(self) -> int:
-        return int(self.metadata.get("attempt", 0))
+        return int(self.info.get("attempt", 0))
 
     @property
     def index(self) -> int | None:
-        frames = [f for f in self.metadata.get("frames", []) if f.get("kind") == "foreach"]
+        frames = [f for f in self.info.get("frames", []) if f.get("kind") == "foreach"]
         return frames[-1]["index"] if frames else None
 
     @property
     def foreach_indices(self) -> tuple[int, ...]:
         """Position in every enclosing foreach, outermost first (sorts tasks as their items)."""
-        return tuple(f["index"] for f in self.metadata.get("frames", [])
+        return tuple(f["index"] for f in self.info.get("frames", [])
                      if f.get("kind") == "foreach")
 
     @property
-    def exception(self) -> dict[str, Any] | None:
-        return self.metadata.get("error") if self.status == "failed" else None
+    def is_control_task(self) -> bool:
+        """Task 0 of a `num_parallel` fan-out (Metaflow's @parallel control task)."""
+        frames = [f for f in self.info.get("frames", []) if f.get("kind") == "foreach"]
+        return bool(frames) and frames[-1].get("var") == PARALLEL_VAR and \
+            frames[-1].get("index") == 0
+
+    @property
+    def exception(self) -> TaskException | None:
+        error = self.info.get("error") if self.status == "failed" else None
+        return TaskException(error) if isinstance(error, dict) else None
 
     @property
     def origin(self) -> str | None:
-        return self.metadata.get("origin")
+        return self.info.get("origin")
+
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The task this one was reused from by `resume` (None when it ran here)."""
+        origin = self.origin
+        return f"{self.run.flow_name}/{origin}" if origin else None
 
     @property
     def artifact_refs(self) -> dict[str, BlobRef]:
-        return {k: BlobRef.from_dict(v) for k, v in (self.metadata.get("artifacts") or {}).items()}
+        return {k: BlobRef.from_dict(v) for k, v in (self.info.get("artifacts") or {}).items()}
 
     @property
     def data(self) -> MetaflowData:
@@ -153,12 +410,52 @@ class Task:
     def artifacts(self) -> list[DataArtifact]:
         return [DataArtifact(self, k, v) for k, v in self.artifact_refs.items()]
 
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(self.artifacts)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.artifact_refs
+
     def __getitem__(self, name: str) -> DataArtifact:
         refs = self.artifact_refs
         if name not in refs:
-            raise KeyError(f"Task {self.pathspec} has no artifact {name!r}; it has "
-                           f"{', '.join(sorted(refs)) or 'none'}.")
+            raise ClientError(f"Task {self.pathspec} has no artifact {name!r}; it has "
+                              f"{', '.join(sorted(refs)) or 'none'}.")
         return DataArtifact(self, name, refs[name])
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.run.tags
+
+    @property
+    def input_paths(self) -> list[str]:
+        record = self.record
+        return list(record.input_paths) if record else []
+
+    @property
+    def parent_tasks(self) -> list["Task"]:
+        """The tasks whose output this task started from (none for `start`)."""
+        out = []
+        for path in self.input_paths:
+            run_id, step, task_id = path.split("/")
+            run = self.run if run_id == self.run.id else Run(
+                f"{self.run.flow_name}/{run_id}", root=self.run.layout.root,
+                _namespace_check=False)
+            out.append(Task(run, step, task_id))
+        return out
+
+    @property
+    def parent_task_pathspecs(self) -> list[str]:
+        return [t.pathspec for t in self.parent_tasks]
+
+    @property
+    def child_tasks(self) -> list["Task"]:
+        """The tasks that started from this task's output."""
+        return list(self.run._children().get(f"{self.run.id}/{self.step_name}/{self.id}", []))
+
+    @property
+    def child_task_pathspecs(self) -> list[str]:
+        return [t.pathspec for t in self.child_tasks]
 
     def _log(self, kind: str) -> str:
         record = self.record
@@ -180,32 +477,131 @@ class Task:
     def stderr(self) -> str:
         return self._log("err")
 
+    def loglines(self, stream: str, as_unicode: bool = True,
+                 meta_dict: dict[str, Any] | None = None) -> Iterator[tuple[datetime, Any]]:
+        """(time, line) for each line of `stream` ("stdout" or "stderr"), in order.
+
+        Flowdeck keeps no time per line: every line carries the attempt's start.
+        """
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"loglines() reads 'stdout' or 'stderr', not {stream!r}.")
+        record = self.record
+        when = datetime.fromtimestamp(record.start if record else 0.0)
+        for line in self._log("out" if stream == "stdout" else "err").splitlines():
+            yield when, line if as_unicode else line.encode("utf-8")
+
     @property
     def duration(self) -> float | None:
-        return self.metadata.get("duration")
+        return self.info.get("duration")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(("Task", self.pathspec))
 
     def __repr__(self) -> str:
         return f"Task('{self.pathspec}')"
 
 
-class Step:
-    """The tasks of one step in a run."""
+def _task_metadata(task: Task) -> list[Metadata]:
+    """The metadata entries of a task (see `Task.metadata`); a reused task repeats those of
+    the task it was reused from, plus where it came from, as Metaflow's clones do."""
+    record = task.record
+    source = task
+    if record is not None and record.origin:
+        origin_run, step, origin_id = record.origin.split("/")
+        try:
+            source = Task(Run(f"{task.run.flow_name}/{origin_run}", root=task.run.layout.root,
+                              _namespace_check=False), step, origin_id)
+        except ClientError:
+            source = task
+    out = [m._replace(task=task) for m in _attempt_metadata(source)]
+    created = int((record.start if record else 0.0) * 1000)
+    for name, value in _task_facts(task, record):
+        out.append(Metadata(name, value, created, name, task))
+    return out
 
-    def __init__(self, run: "Run", name: str):
+
+def _attempt_metadata(task: Task) -> list[Metadata]:
+    out = []
+    for attempt in task.attempts:
+        try:
+            rec = AttemptRecord.read(attempt_file(task.dir, attempt, "json"))
+        except (OSError, DamagedRecord):
+            continue
+        created = int(rec.start * 1000)
+        out.append(Metadata("attempt", str(attempt), created, "attempt", task))
+        if rec.status in TASK_FINAL:
+            out.append(Metadata("attempt_ok", str(rec.status in TASK_DONE), created,
+                                "internal_attempt_status", task))
+    if task.is_control_task:
+        out.append(Metadata("internal_task_type", "control", out[0].created_at if out else 0,
+                            "internal_task_type", task))
+    return out
+
+
+def _task_facts(task: Task, record: AttemptRecord | None) -> list[tuple[str, str]]:
+    facts = []
+    run = task.run
+    if run.origin_run_id:
+        facts.append(("origin-run-id", run.origin_run_id))
+    if record is not None and record.origin:
+        facts.append(("origin-task-id", record.origin.split("/")[-1]))
+    version = next((t.split(":", 1)[1] for t in run.system_tags
+                    if t.startswith("python_version:")), None)
+    if version:
+        facts.append(("python_version", version))
+    return facts
+
+
+class Step:
+    """The tasks of one step in a run: `Step("Flow/run_id/step")`."""
+
+    def __init__(self, run: "str | Run", name: str | None = None,
+                 root: str | os.PathLike[str] | None = None, _namespace_check: bool = True):
+        if not isinstance(run, Run):
+            parts = str(run).split("/")
+            if len(parts) != 3 or not all(parts):
+                raise ClientError(f"A step's pathspec is Flow/run_id/step, not {run!r}.")
+            name = parts[2]
+            run = Run("/".join(parts[:2]), root=root, _namespace_check=_namespace_check)
+            if not name.isidentifier() or not (run.dir / name).is_dir():
+                raise ClientError(f"Run {run.pathspec} has no step {name!r}.")
+        assert name is not None
         self.run = run
         self.id = name
         self.dir = run.layout.step_dir(run.id, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, ("Step", self.pathspec, str(self.run.layout.root))
 
     @property
     def pathspec(self) -> str:
         return f"{self.run.pathspec}/{self.id}"
 
-    def tasks(self) -> list[Task]:
-        """Tasks in foreach order (then task id)."""
-        if not self.dir.is_dir():
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
+    def parent(self) -> "Run":
+        return self.run
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.run.tags
+
+    def tasks(self, *tags: str) -> list[Task]:
+        """Tasks in foreach order (then task id); none unless the run has every tag given."""
+        if not self.dir.is_dir() or not self.run._has_tags(tags):
             return []
         tasks = [Task(self.run, self.id, p.name) for p in self.dir.iterdir() if p.is_dir()]
         return sorted(tasks, key=lambda t: (t.foreach_indices, int(t.id) if t.id.isdigit() else 0))
+
+    def control_tasks(self, *tags: str) -> list[Task]:
+        """The control tasks of a `num_parallel` step (task 0 of each fan-out)."""
+        return [t for t in self.tasks(*tags) if t.is_control_task]
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks())
@@ -217,14 +613,40 @@ class Step:
             raise ClientError(f"Step {self.pathspec} has no tasks.")
         return tasks[0]
 
+    @property
+    def origin_pathspec(self) -> str | None:
+        """The step of the run this one resumed, when its task was reused from it."""
+        try:
+            origin = self.task.origin_pathspec
+        except ClientError:
+            return None
+        return origin.rsplit("/", 1)[0] if origin else None
+
+    @property
+    def child_steps(self) -> list["Step"]:
+        """The steps that follow this one in the flow's graph (those that ran)."""
+        nexts = self.run._graph_next().get(self.id, [])
+        return [Step(self.run, n) for n in nexts if (self.run.dir / n).is_dir()]
+
+    @property
+    def parent_steps(self) -> list["Step"]:
+        return [Step(self.run, n) for n, nexts in self.run._graph_next().items()
+                if self.id in nexts and (self.run.dir / n).is_dir()]
+
     def __getitem__(self, task_id: str) -> Task:
         try:
             task = Task(self.run, self.id, str(task_id))
-        except InvalidId as exc:
-            raise ClientError(f"No task {task_id!r} in {self.pathspec}: {exc}") from None
+        except ClientError:
+            raise
         if not task.dir.is_dir():
             raise ClientError(f"No task {task_id} in {self.pathspec}.")
         return task
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Step) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(("Step", self.pathspec))
 
     def __repr__(self) -> str:
         return f"Step('{self.pathspec}')"
@@ -238,9 +660,9 @@ class Run:
     """
 
     def __init__(self, pathspec: str, root: str | os.PathLike[str] | None = None,
-                 _entry: RunEntry | None = None):
+                 _entry: RunEntry | None = None, _namespace_check: bool = True):
         flow, _, run_id = pathspec.partition("/")
-        if not run_id:
+        if not run_id or "/" in run_id:
             raise ClientError(f"A run's pathspec is FlowName/run_id, not {pathspec!r}.")
         self.flow_name = flow
         self.id = run_id
@@ -251,12 +673,30 @@ class Run:
         except InvalidId as exc:
             raise ClientError(f"No run {pathspec}: {exc}") from None
         self._entry = _entry
+        self._cache: dict[str, Any] = {}
+        self._user_tags: frozenset[str] | None = None
         if _entry is None and not self.layout.run_json(run_id).exists():
             raise ClientError(f"No run {pathspec} under {self.layout.root}.")
+        ns = get_namespace() if _namespace_check else None
+        if ns is not None and not _in_namespace(self._tags_or_none(), ns):
+            raise MetaflowNamespaceMismatch(ns, f"Run {pathspec} is not in namespace '{ns}' "
+                                            "(it lacks that tag). Use namespace(None) to see "
+                                            "every run, or namespace('user:<name>').")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, ("Run", self.pathspec, str(self.layout.root))
 
     @property
     def pathspec(self) -> str:
         return f"{self.flow_name}/{self.id}"
+
+    @property
+    def path_components(self) -> list[str]:
+        return [self.flow_name, self.id]
+
+    @property
+    def parent(self) -> "Flow":
+        return Flow(self.flow_name, root=self.layout.root)
 
     @property
     def entry(self) -> RunEntry:
@@ -317,6 +757,12 @@ class Run:
         return self.record.origin_run_id
 
     @property
+    def origin_pathspec(self) -> str | None:
+        """The run this one resumed (None when it is not a resume)."""
+        origin = self.origin_run_id
+        return f"{self.flow_name}/{origin}" if origin else None
+
+    @property
     def step_hashes(self) -> dict[str, str]:
         return dict(self.record.step_hashes)
 
@@ -324,7 +770,111 @@ class Run:
     def events(self) -> list[dict[str, Any]]:
         return read_events(self.layout.events(self.id))
 
-    def steps(self) -> list[Step]:
+    # -- tags -------------------------------------------------------------------------
+
+    def _tags_or_none(self) -> frozenset[str] | None:
+        """Every tag, or None for a run recorded before tags existed (in every namespace)."""
+        record = self.entry.record
+        if record is None:
+            return None
+        user = self._mutated_user_tags()
+        if record.tags is None and record.system_tags is None and user is None:
+            return None
+        return frozenset((user if user is not None else record.tags or [])
+                         + (record.system_tags or []))
+
+    def _mutated_user_tags(self) -> list[str] | None:
+        try:
+            with open(self.layout.tags(self.id), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        tags = data.get("user_tags") if isinstance(data, dict) else None
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else None
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        """Tags given with `--tag` or added since (`add_tag`).
+
+        As in Metaflow, read once per Run object and then kept up to date by that
+        object's own changes, so `run.add_tag(t)` is followed by `t in run.user_tags`
+        even while another task changes the same run's tags.
+        """
+        if self._user_tags is None:
+            self._user_tags = self._stored_user_tags()
+        return self._user_tags
+
+    def _stored_user_tags(self) -> frozenset[str]:
+        mutated = self._mutated_user_tags()
+        if mutated is not None:
+            return frozenset(mutated)
+        record = self.entry.record
+        return frozenset(record.tags or []) if record else frozenset()
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        """Tags the engine set: `user:<name>`, `runtime:dev`, `python_version:...`, project."""
+        record = self.entry.record
+        return frozenset(record.system_tags or []) if record else frozenset()
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.user_tags | self.system_tags
+
+    def _has_tags(self, tags: Iterable[str]) -> bool:
+        mine = self.tags
+        return all(t in mine for t in tags)
+
+    def add_tag(self, tag: Any) -> None:
+        """Add a user tag (a list of tags is accepted too, as in Metaflow)."""
+        self.add_tags(_tag_list(tag))
+
+    def add_tags(self, tags: Iterable[Any]) -> None:
+        self._mutate_tags(add=check_tags(tags), remove=[])
+
+    def remove_tag(self, tag: Any) -> None:
+        self.remove_tags(_tag_list(tag))
+
+    def remove_tags(self, tags: Iterable[Any]) -> None:
+        """Remove user tags; removing a system tag is an error and removes nothing."""
+        self._mutate_tags(add=[], remove=check_tags(tags))
+
+    def replace_tag(self, tag_to_remove: Any, tag_to_add: Any) -> None:
+        self.replace_tags(_tag_list(tag_to_remove), _tag_list(tag_to_add))
+
+    def replace_tags(self, tags_to_remove: Iterable[Any], tags_to_add: Iterable[Any]) -> None:
+        """Remove, then add, in one change."""
+        remove, add = check_tags(tags_to_remove), check_tags(tags_to_add)
+        if not remove and not add:
+            raise MetaflowTaggingError("replace_tags() needs at least one tag to remove or "
+                                       "to add.")
+        self._mutate_tags(add=add, remove=remove)
+
+    def _mutate_tags(self, add: list[str], remove: list[str]) -> None:
+        """Change the user tags under a lock, so concurrent changes are not lost."""
+        system = self.system_tags
+        refused = sorted(set(remove) & system)
+        if refused:
+            raise MetaflowTaggingError(f"Cannot remove system tag(s) {refused} of run "
+                                       f"{self.pathspec}; only user tags can be removed.")
+        lock_path = self.layout.tags_lock(self.id)
+        with open(lock_path, "a", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = sorted(self._stored_user_tags())
+            new = [t for t in current if t not in remove]
+            new += [t for t in add if t not in new and t not in system]
+            if len(new) > MAX_USER_TAGS and len(new) > len(current):
+                raise MetaflowTaggingError(f"A run has at most {MAX_USER_TAGS} user tags; "
+                                           f"{self.pathspec} would have {len(new)}.")
+            if set(new) != set(current):
+                atomic_write_json(self.layout.tags(self.id), {"user_tags": new})
+            self._user_tags = frozenset(new)
+
+    # -- steps --------------------------------------------------------------------------
+
+    def steps(self, *tags: str) -> list[Step]:
+        if not self._has_tags(tags):
+            return []
         return [Step(self, p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
 
     def __iter__(self) -> Iterator[Step]:
@@ -335,6 +885,34 @@ class Run:
             raise ClientError(f"Run {self.pathspec} has no step {step!r} (it may not have "
                               "run yet).")
         return Step(self, step)
+
+    def __contains__(self, step: object) -> bool:
+        return isinstance(step, str) and step.isidentifier() and (self.dir / step).is_dir()
+
+    def _graph_next(self) -> dict[str, list[str]]:
+        """step -> the steps after it, from the graph the run recorded when it started."""
+        found = self._cache.get("graph_next")
+        if found is None:
+            found = {}
+            for event in self.events[:5]:
+                if event.get("type") == "run_started":
+                    nodes = (event.get("graph") or {}).get("graph") or {}
+                    found = {name: list(node.get("next") or []) for name, node in nodes.items()}
+                    break
+            self._cache["graph_next"] = found
+        return found
+
+    def _children(self) -> dict[str, list[Task]]:
+        """Task path -> the tasks that started from it (rebuilt while the run is running)."""
+        found = self._cache.get("children")
+        if found is None or not self.finished:
+            found = {}
+            for step in self.steps():
+                for task in step.tasks():
+                    for path in task.input_paths:
+                        found.setdefault(path, []).append(task)
+            self._cache["children"] = found
+        return found
 
     @property
     def end_task(self) -> Task | None:
@@ -352,24 +930,52 @@ class Run:
     @property
     def exception(self) -> dict[str, Any] | None:
         return self.record.error or next(
-            (t.exception for s in self.steps() for t in s.tasks() if t.exception), None)
+            (t.exception.error for s in self.steps() for t in s.tasks() if t.exception), None)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash(("Run", self.pathspec))
 
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
 
 
 class Flow:
-    """All runs of one flow, newest first."""
+    """All runs of one flow, newest first (those in the current namespace)."""
 
-    def __init__(self, name: str, root: str | os.PathLike[str] | None = None):
+    def __init__(self, name: str, root: str | os.PathLike[str] | None = None,
+                 _namespace_check: bool = True):
         self.id = name
         self.layout = RunLayout(find_root(name, root), name)
         self.index = RunIndex(self.layout)
 
-    def runs(self) -> list[Run]:
-        """Every run, newest first; a damaged run is listed with status `damaged`."""
-        return [Run(f"{self.id}/{e.run_id}", root=self.layout.root, _entry=e)
-                for e in self.index.runs()]
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, ("Flow", self.id, str(self.layout.root))
+
+    @property
+    def pathspec(self) -> str:
+        return self.id
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """A flow has no tags of its own (its runs do)."""
+        return frozenset()
+
+    def runs(self, *tags: str) -> list[Run]:
+        """Every run in the current namespace with all the given tags, newest first; a
+        damaged run is listed with status `damaged`."""
+        ns = get_namespace()
+        out = []
+        for entry in self.index.runs():
+            run = Run(f"{self.id}/{entry.run_id}", root=self.layout.root, _entry=entry,
+                      _namespace_check=False)
+            run_tags = run._tags_or_none()
+            if _in_namespace(run_tags, ns) and (not tags or (run_tags is not None and all(
+                    t in run_tags for t in tags))):
+                out.append(run)
+        return out
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
@@ -379,15 +985,18 @@ class Flow:
 
     @property
     def latest_run(self) -> Run | None:
-        entry = self.index.latest()
-        return Run(f"{self.id}/{entry.run_id}", root=self.layout.root, _entry=entry) \
-            if entry else None
+        runs = [r for r in self.runs() if r.entry.record is not None]
+        return runs[0] if runs else None
 
     @property
     def latest_successful_run(self) -> Run | None:
-        entry = self.index.latest_successful()
-        return Run(f"{self.id}/{entry.run_id}", root=self.layout.root, _entry=entry) \
-            if entry else None
+        return next((r for r in self.runs() if r.status == "succeeded"), None)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flow) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("Flow", self.id))
 
     def __repr__(self) -> str:
         return f"Flow('{self.id}')"

@@ -32,7 +32,8 @@ from flowdeck.analysis.lint import lint_graph
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
 API_NAMES = {"FlowSpec", "step", "Parameter", "retry", "catch", "timeout", "JSONType",
              "current", "resources", "card", "conda", "pypi", "environment", "project",
-             "schedule", "batch", "kubernetes", "secrets"}
+             "schedule", "batch", "kubernetes", "secrets", "parallel", "IncludeFile",
+             "Config", "config_expr"}
 
 
 @dataclass
@@ -317,7 +318,8 @@ class _FileAnalyzer:
                             "duplicate-step", flow=cls.name, step=stmt.name))
                     defined_here[stmt.name] = stmt.lineno
                     if decos is not None:
-                        steps[stmt.name] = parse_step(stmt, self.source, decos)
+                        steps[stmt.name] = extend_step(stmt, parse_step(stmt, self.source,
+                                                                        decos))
                     else:
                         steps.pop(stmt.name, None)
                 param = self._parameter(stmt)
@@ -373,7 +375,7 @@ class _FileAnalyzer:
                 and isinstance(stmt.value, ast.Call)):
             return None
         resolved = self.resolve(stmt.value.func)
-        if not resolved or resolved[1] != "Parameter":
+        if not resolved or resolved[1] not in ("Parameter", "IncludeFile"):  # a path, as text
             return None
         call = stmt.value
         kwargs = {k.arg: k.value for k in call.keywords if k.arg}
@@ -402,6 +404,29 @@ class _FileAnalyzer:
             drop.update(range(node.first_line - 1, node.end_line))
         kept = "".join(line for i, line in enumerate(lines) if i not in drop)
         return text_hash(kept)
+
+
+#: The artifact a `num_parallel` fan-out iterates (authoring.spec.PARALLEL_VAR).
+PARALLEL_VAR = "_parallel_ubf_iter"
+
+
+def extend_step(func: ast.FunctionDef | ast.AsyncFunctionDef, node: StepNode) -> StepNode:
+    """Recognise transitions `parse_step` leaves invalid that Flowdeck runs.
+
+    `self.next(self.x, num_parallel=N)` (Metaflow's @parallel) is a foreach
+    over the artifact `_parallel_ubf_iter`, which `FlowSpec.next` sets to
+    `range(N)`; so the graph, lint and the runtime treat it as one.
+    """
+    tail = func.body[-1] if func.body else None
+    if not (node.has_tail_next and isinstance(tail, ast.Expr)
+            and isinstance(tail.value, ast.Call)):
+        return node
+    keywords = {k.arg for k in tail.value.keywords}
+    if keywords == {"num_parallel"} and len(node.out_funcs) == 1 and not node.dynamic_next:
+        node.type = "foreach"
+        node.foreach_param = PARALLEL_VAR
+        node.invalid_tail_next = False
+    return node
 
 
 def _unparse(node: ast.AST) -> str:

@@ -8,12 +8,14 @@ do. Checks are grouped in stages: when a stage finds errors, later stages
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.analysis.graph import FlowGraph, StepNode
+from flowdeck.store.layout import MAX_ID_LENGTH, InvalidId, check_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.analysis.flowfile import ParameterInfo
@@ -23,6 +25,8 @@ Check = Callable[["Linter"], Iterable[Diagnostic]]
 RESERVED_STEP_NAMES = {"name", "next", "input", "index", "cmd", "run",
                        "merge_artifacts", "foreach_stack"}
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+#: A path component's limit where the file system cannot be asked (Linux's NAME_MAX).
+NAME_MAX_BYTES = 255
 
 _STAGES: list[list[Check]] = [[], [], []]
 
@@ -112,6 +116,63 @@ def check_step_names(lint: Linter) -> Iterator[Diagnostic]:
                                "letters, digits and underscores, starting with a letter.")
 
 
+def name_limit(file: str) -> int:
+    """The longest file name, in bytes, of the file system a flow file's runs go to.
+
+    Asked of the nearest existing folder at or above the file's; 255 bytes where the
+    system cannot tell (`os.pathconf` is missing or refuses).
+    """
+    folder = os.path.dirname(os.path.abspath(file)) if file else os.getcwd()
+    while folder and not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return NAME_MAX_BYTES
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= 40 else f"{name[:20]}…{name[-8:]}"
+
+
+@check(0)
+def check_name_lengths(lint: Linter) -> Iterator[Diagnostic]:
+    """Flow and step names become folders of every run. A name the file system (or the
+    store, at MAX_ID_LENGTH) cannot hold passed lint before and then stopped the run half-way
+    with `OSError: [Errno 36] File name too long`; here it is one line that says what to do."""
+    limit = name_limit(lint.graph.file)
+    allowed = min(limit, MAX_ID_LENGTH)
+    named: list[tuple[str, str, int, str | None]] = [
+        ("flow", lint.graph.name, lint.graph.line, None)]
+    named += [("step", node.name, node.line, node.name) for node in lint.graph]
+    for kind, name, line, step in named:
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size <= allowed:
+            continue
+        yield lint.diag(line, "name-too-long",
+                        f"The {kind} name `{_shortened(name)}` is {size} bytes long; each run "
+                        f"stores its {kind} in a folder of that name, and the store takes at "
+                        f"most {MAX_ID_LENGTH} (this file system at most {limit} bytes per "
+                        f"name). Rename the {kind} to {MAX_ID_LENGTH} characters or fewer.",
+                        step)
+
+
+@check(0)
+def check_flow_name(lint: Linter) -> Iterator[Diagnostic]:
+    """A flow's runs live in a folder named after it, so its name must be a store id (ASCII
+    letters, digits, `_`, `.`, `-`); `class Flöw` ran into "flow name is not valid" only
+    when run, after `check` had said "no errors"."""
+    name = lint.graph.name
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_ID_LENGTH:
+        return  # check_name_lengths says so
+    try:
+        check_id("flow name", name)
+    except InvalidId:
+        yield lint.diag(lint.graph.line, "invalid-flow-name",
+                        f"Flow name `{name}` cannot name the folder its runs are stored in. "
+                        "Use ASCII letters, digits and underscores in the class name.")
+
+
 @check(0)
 def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
     for node in lint.graph:
@@ -142,11 +203,15 @@ def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
         for node in lint.graph:
             line = node.assigned_attrs.get(param.attribute)
             if line is not None:
+                # A warning, not an error: the assignment may be one the step expects to
+                # fail (`try: self.p = 5 except AttributeError`), as Metaflow lets it run;
+                # run time raises AttributeError at that line.
                 yield lint.diag(line, "parameter-assigned",
                                 f"Step `{node.name}` assigns `self.{param.attribute}`, but "
                                 f"`{param.attribute}` is a Parameter (line {param.line}) and "
-                                "parameters are read-only. Store the value under another name.",
-                                node.name)
+                                "parameters are read-only, so that line raises AttributeError "
+                                "when it runs. Store the value under another name.",
+                                node.name, severity="warning")
 
 
 # -- stage 1: transitions -------------------------------------------------

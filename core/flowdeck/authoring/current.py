@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, NamedTuple
+
+
+def username() -> str:
+    """The user a run belongs to, by Metaflow's rule: what namespaces and `user:` tags name.
+
+    `$METAFLOW_USER` first (flows and CI set it on purpose), then the usual
+    login variables (root does not count, as in Metaflow), then the account.
+    """
+    for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER", "LOGNAME"):
+        value = os.environ.get(var)
+        if value and (value != "root" or var == "METAFLOW_USER"):
+            return value
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return "unknown"
+
+
+class Parallel(NamedTuple):
+    """`current.parallel` in a step of a `num_parallel` fan-out (Metaflow's @parallel)."""
+
+    main_ip: str
+    num_nodes: int
+    node_index: int
+    control_task_id: str | None
 
 
 class Current:
-    """Read-only view of the running task; every attribute is None outside a task."""
+    """Read-only view of the running task; every attribute is None outside a task.
+
+    Run-level facts (project, tags, namespace) are set once by the engine before
+    the run's tasks start (`_set_run`), so the orchestrator, where dynamic
+    parameter defaults are evaluated, and every task see the same values; each
+    task adds its own (`_set`). `current.task` and `current.run` are client
+    objects, built only when asked for.
+    """
 
     _FIELDS = ("flow_name", "run_id", "step_name", "task_id", "retry_count",
                "origin_run_id", "username", "pathspec", "parameter_names",
@@ -14,17 +48,54 @@ class Current:
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}
+        self._run_values: dict[str, Any] = {}
+
+    def _set_run(self, **values: Any) -> None:
+        """Facts that hold for the whole run (project, tags, namespace, the store's root)."""
+        self._run_values = dict(values)
+        self._values = {**self._run_values, **{k: v for k, v in self._values.items()
+                                               if k not in self._run_values}}
 
     def _set(self, **values: Any) -> None:
-        self._values = dict(values)
+        self._values = {**self._run_values, **values}
         flow, run, step, task = (values.get(k) for k in ("flow_name", "run_id", "step_name",
                                                           "task_id"))
         if flow and run and step and task:
             self._values["pathspec"] = f"{flow}/{run}/{step}/{task}"
         self._values["is_running_flow"] = bool(flow)
+        self._values.setdefault("username", username())
+        self._values.setdefault("namespace", f"user:{self._values['username']}")
+
+    def _update(self, **values: Any) -> None:
+        self._values.update(values)
 
     def _clear(self) -> None:
         self._values = {}
+        self._run_values = {}
+
+    @property
+    def tags(self) -> set[str] | None:
+        """The run's user tags (`--tag`), a new set each time (None outside a run)."""
+        tags = self._values.get("tags")
+        return set(tags) if tags is not None else None
+
+    @property
+    def task(self) -> Any:
+        """The running task as a client `Task` (None outside a task)."""
+        return self._client_object("Task", self._values.get("pathspec"))
+
+    @property
+    def run(self) -> Any:
+        """The running run as a client `Run` (None outside a run)."""
+        flow, run = self._values.get("flow_name"), self._values.get("run_id")
+        return self._client_object("Run", f"{flow}/{run}" if flow and run else None)
+
+    def _client_object(self, kind: str, pathspec: str | None) -> Any:
+        if not pathspec:
+            return None
+        from flowdeck import client  # a step that never asks never loads the client
+        return getattr(client, kind)(pathspec, root=self._values.get("store_root"),
+                                     _namespace_check=False)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

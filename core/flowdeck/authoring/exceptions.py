@@ -9,16 +9,100 @@ from typing import Any
 _ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class MergeArtifactsException(Exception):
-    """`merge_artifacts` found artifacts whose values differ between inputs."""
+class MetaflowException(Exception):
+    """Metaflow's base exception, so `except MetaflowException` in a flow works unchanged.
+
+    Same constructor and `str()` as Metaflow's (`msg`, `lineno`, `source_file`,
+    `headline`). A class may set `metaflow_name`, the dotted name Metaflow gives
+    the same error: @catch records that name as the caught exception's `type`,
+    because flows written for Metaflow compare it as a string.
+    """
+
+    headline = "Flow failed"
+    metaflow_name = "metaflow.exception.MetaflowException"
+
+    def __init__(self, msg: str = "", lineno: int | None = None,
+                 source_file: str | None = None):
+        self.message = msg
+        self.line_no = lineno
+        self.source_file = source_file
+        super().__init__(msg)
+
+    def __str__(self) -> str:
+        prefix = f"{self.source_file}:" if self.source_file else ""
+        if self.line_no:
+            prefix = f"line {self.line_no}:"
+        return f"{prefix} {self.message}" if prefix else str(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments than `args` holds: rebuild
+        # from the state, so a caught exception pickles whatever its signature.
+        return _rebuild_exception, (type(self), self.message), self.__dict__
+
+
+def _rebuild_exception(cls: type[BaseException], message: str) -> BaseException:
+    exc: BaseException = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    return exc
+
+
+def metaflow_type_name(exc: BaseException) -> str:
+    """The dotted type name of an exception as Metaflow reports it (`@catch`'s `type`).
+
+    A class's own `metaflow_name` wins (our compatibility classes carry
+    Metaflow's module path); otherwise `module.QualName`, without `builtins.`.
+    """
+    own = type(exc).__dict__.get("metaflow_name")
+    if isinstance(own, str):
+        return own
+    return f"{exc.__class__.__module__}.{exc.__class__.__qualname__}".removeprefix("builtins.")
+
+
+class MergeArtifactsException(MetaflowException):
+    """`merge_artifacts` could not merge: values differ, or names are missing."""
+
+    metaflow_name = "metaflow.exception.MergeArtifactsException"
 
     def __init__(self, message: str, names: list[str]):
         super().__init__(message)
         self.artifact_names = names
 
 
-class StepTimeout(Exception):
-    """Raised inside a step that ran past its @timeout."""
+class UnhandledInMergeArtifactsException(MergeArtifactsException):
+    """Artifacts whose values differ between the inputs of a join, not set in the join."""
+
+    headline = "Unhandled artifacts in merge"
+    metaflow_name = "metaflow.exception.UnhandledInMergeArtifactsException"
+
+
+class MissingInMergeArtifactsException(MergeArtifactsException):
+    """`merge_artifacts(include=...)` names artifacts that no input has."""
+
+    headline = "Missing artifacts in merge"
+    metaflow_name = "metaflow.exception.MissingInMergeArtifactsException"
+
+
+class StepTimeout(MetaflowException):
+    """Raised inside a step that ran past its @timeout (Metaflow's TimeoutException)."""
+
+    headline = "@timeout"
+    metaflow_name = "metaflow.plugins.timeout_decorator.TimeoutException"
+
+
+class FailureHandledByCatch(MetaflowException):
+    """What @catch stores when the task's process died (a signal, a crash) on every attempt.
+
+    The step's own code never raised: the extra attempt @catch gets after the
+    retries runs no user code and records this instead, as Metaflow does.
+    """
+
+    headline = "Task execution failed but @catch handled it"
+    metaflow_name = "metaflow.plugins.catch_decorator.FailureHandledByCatch"
+
+    def __init__(self, retry_count: int):
+        super().__init__(f"Task execution kept failing over {retry_count} attempts. Your code "
+                         "did not raise an exception. Something in the execution environment "
+                         "caused the failure.")
 
 
 class ExceptionWrapper:
@@ -31,8 +115,7 @@ class ExceptionWrapper:
     def __init__(self, exc: BaseException | None = None, *, type: str = "",
                  message: str = "", stacktrace: str = ""):
         if exc is not None:
-            type = f"{exc.__class__.__module__}.{exc.__class__.__qualname__}".removeprefix(
-                "builtins.")
+            type = metaflow_type_name(exc)
             message = str(exc)
             stacktrace = user_traceback(exc)
         self.type = type
@@ -71,6 +154,17 @@ def error_info(exc: BaseException, message: str | None = None,
     name = f"{exc.__class__.__module__}.{exc.__class__.__qualname__}".removeprefix("builtins.")
     return {
         "type": name,
-        "message": message if message is not None else str(exc),
+        "message": message if message is not None else exception_text(exc),
         "traceback": user_traceback(exc) if with_traceback else "",
     }
+
+
+def exception_text(exc: BaseException) -> str:
+    """`str(exc)`, or a note when the exception's own `__str__` raises: before, that escaped
+    the worker, which died with exit code 130 and lost the step's error (found by
+    reliability/bad_inputs.py)."""
+    try:
+        return str(exc)
+    except Exception as inner:  # the user's __str__: anything may come out of it
+        return (f"<{type(exc).__name__}.__str__ raised {type(inner).__name__}, so the "
+                "message cannot be shown>")

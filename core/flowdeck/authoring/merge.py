@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.authoring.exceptions import MergeArtifactsException
+from flowdeck.authoring.exceptions import (
+    MetaflowException,
+    MissingInMergeArtifactsException,
+    UnhandledInMergeArtifactsException,
+)
 from flowdeck.store.blobs import BlobRef, BlobStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,10 +28,10 @@ def merge_artifacts(flow: "FlowSpec", inputs: "Inputs", exclude: list[str],
                     include: list[str]) -> None:
     ctx = flow.__dict__.get("_fd_ctx")
     if ctx is None or not ctx.is_join:
-        raise RuntimeError("merge_artifacts() can only be called in a join step "
-                           "(a step that takes `inputs`).")
+        raise MetaflowException("merge_artifacts() can only be called in a join step "
+                                "(a step that takes `inputs`).")
     if exclude and include:
-        raise ValueError("merge_artifacts() takes `exclude` or `include`, not both.")
+        raise MetaflowException("merge_artifacts() takes `exclude` or `include`, not both.")
     set_here = {k for k in flow.__dict__ if not k.startswith("_fd")}
     candidates: dict[str, list[BlobRef]] = {}
     for inp in inputs:
@@ -37,26 +41,28 @@ def merge_artifacts(flow: "FlowSpec", inputs: "Inputs", exclude: list[str],
             candidates.setdefault(name, []).append(ref)
     missing = [n for n in include if n not in candidates]
     if missing:
-        raise MergeArtifactsException(
+        raise MissingInMergeArtifactsException(
             f"Step `{ctx.step}`: merge_artifacts(include=...) names {missing}, which no "
             "input has. Fix the names or set those artifacts before the join.", missing)
     chosen = include or [n for n in candidates if n not in exclude]
+    merged = {}
     conflicts = []
     for name in chosen:
         if name in set_here:
             continue
         refs = candidates[name]
         if _refs_agree(ctx.blobs, refs):
-            ctx.artifact_refs[name] = refs[0]  # the first input's: the same on every run
+            merged[name] = refs[0]  # the first input's: the same on every run
         else:
             conflicts.append(name)
-    if conflicts:
+    if conflicts:  # all or nothing: a failed merge leaves `self` as it was
         names = ", ".join(sorted(conflicts))
-        raise MergeArtifactsException(
+        raise UnhandledInMergeArtifactsException(
             f"Step `{ctx.step}` cannot merge artifacts whose values differ between its "
             f"inputs: {names}. Assign them in the join step first (for example "
             f"`self.{sorted(conflicts)[0]} = inputs[0].{sorted(conflicts)[0]}`) or pass "
             f"exclude={sorted(conflicts)!r}.", sorted(conflicts))
+    ctx.artifact_refs.update(merged)
 
 
 def _refs_agree(blobs: BlobStore, refs: list[BlobRef]) -> bool:

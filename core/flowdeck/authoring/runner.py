@@ -14,11 +14,14 @@ from typing import Any, Protocol
 
 
 class EngineEntry(Protocol):
-    """What the authoring API needs of the engine: its two entry points."""
+    """What the authoring API needs of the engine: its entry points, and the static graph
+    (`flow._graph`) of a class that is not running."""
 
     def bare_script_call(self, flow_cls: type) -> None: ...
 
     def run_flow_class(self, flow_cls: type, params: dict[str, Any]) -> Any: ...
+
+    def static_graph(self, flow_cls: type) -> Any: ...
 
 
 _loader: Callable[[], EngineEntry] | None = None

@@ -9,6 +9,7 @@ Metaflow semantics (lazy artifacts, `self.next`, `self.input`, joins).
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.client import Run
 
 _MISSING = object()
+#: The artifact `self.next(..., num_parallel=N)` fans out over (Metaflow's name for it).
+PARALLEL_VAR = "_parallel_ubf_iter"
+
+
+#: One enclosing foreach, as Metaflow's `self._foreach_stack` lists it (its field names).
+ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
 #: `self.__dict__` key of {artifact: (BlobRef it was loaded from, id of the loaded value)}:
 #: lets the task keep the reference of an artifact the step only read.
 LOADED = "_fd_loaded"
@@ -38,19 +45,32 @@ def _attach(func: Callable[..., Any], name: str, attributes: dict[str, Any]) -> 
 
 
 def step(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a method as a step of the flow. The method itself is not wrapped."""
+    """Mark a method as a step of the flow. The method itself is not wrapped.
+
+    `name` is set as in Metaflow, whose `for step in flow: step.name` reads it.
+    """
     func.is_step = True  # type: ignore[attr-defined]
+    func.name = func.__name__  # type: ignore[attr-defined]
     if not hasattr(func, "_fd_decorators"):
         func._fd_decorators = {}  # type: ignore[attr-defined]
     return func
 
 
-def _step_decorator(name: str, defaults: dict[str, Any]) -> Callable[..., Any]:
-    """Build a decorator usable bare (`@retry`) or called (`@retry(times=2)`)."""
+#: Keyword arguments `**config` unpacks to (see configs.UNPACK_KEY); checked once expanded.
+_UNPACKED = "_unpacked_delayed_"
+
+
+def _step_decorator(name: str, defaults: dict[str, Any],
+                    open_arguments: bool = False) -> Callable[..., Any]:
+    """Build a decorator usable bare (`@retry`) or called (`@retry(times=2)`).
+
+    `open_arguments` accepts any keyword (decorators kept only for compatibility,
+    whose arguments Flowdeck does not read).
+    """
 
     def decorator(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
-        unknown = set(kwargs) - set(defaults)
-        if unknown:
+        unknown = {k for k in kwargs if not k.startswith(_UNPACKED)} - set(defaults)
+        if unknown and not open_arguments:
             raise TypeError(f"@{name} got unknown argument(s) {sorted(unknown)}; "
                             f"it takes {sorted(defaults)}")
         attributes = {**defaults, **kwargs}
@@ -60,6 +80,8 @@ def _step_decorator(name: str, defaults: dict[str, Any]) -> Callable[..., Any]:
 
     decorator.__name__ = name
     decorator.__doc__ = f"Metaflow-compatible @{name}; arguments: {', '.join(defaults)}."
+    decorator._fd_defaults = dict(defaults)  # type: ignore[attr-defined]
+    decorator._fd_open = open_arguments  # type: ignore[attr-defined]
     return decorator
 
 
@@ -101,8 +123,9 @@ class Parameter:
 
     def __init__(self, name: str, default: Any = _MISSING, type: Any = None,
                  help: str | None = None, required: bool = False,
-                 show_default: bool = True, **kwargs: Any):
+                 show_default: bool = True, separator: str | None = None, **kwargs: Any):
         self.name = name
+        self.separator = separator  # a str value is split into a list, as in Metaflow
         self.default = None if default is _MISSING else default
         self.has_default = default is not _MISSING and default is not None
         self.type = type if type is not None else (
@@ -142,12 +165,7 @@ class Parameter:
         """
         value = self.default
         if callable(value) and not isinstance(value, type):
-            context = SimpleNamespace(flow_name=flow_name, parameter_name=self.name,
-                                      user_name=None, logger=print)
-            try:
-                value = value(context)
-            except TypeError:
-                value = value()
+            value = value(*_default_arguments(value, self.name, flow_name))
         if self.kind == "json" and isinstance(value, (str, bytes)):
             return self._parse_json_default(value)
         return value
@@ -184,6 +202,29 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, default={self.default!r}, type={self.kind})"
+
+
+def _default_arguments(func: Any, name: str, flow_name: str) -> tuple[Any, ...]:
+    """What a function default is called with: Metaflow's context, unless it takes nothing.
+
+    Asked of the signature, not by calling twice: a default function may have
+    side effects and must run exactly once.
+    """
+    import inspect
+    try:
+        takes_none = not inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        takes_none = False
+    if takes_none:
+        return ()
+    from flowdeck.authoring import configs
+    from flowdeck.authoring.current import username
+    values = configs.resolved() or {}
+    return (SimpleNamespace(flow_name=flow_name, parameter_name=name, user_name=username(),
+                            logger=print, ds_type="local",
+                            configs=SimpleNamespace(**{k: configs.ConfigValue(v) if
+                                                       isinstance(v, dict) else v
+                                                       for k, v in values.items()})),)
 
 
 def builtin_type(value: Any) -> type:
@@ -251,14 +292,25 @@ class FlowSpec:
     # -- inside a step ----------------------------------------------------------
 
     def next(self, *steps: Callable[..., Any], foreach: str | None = None,
-             **kwargs: Any) -> None:
-        """Say which step(s) run after this one; the last statement of every step but `end`."""
+             num_parallel: int | None = None, **kwargs: Any) -> None:
+        """Say which step(s) run after this one; the last statement of every step but `end`.
+
+        `num_parallel=N` (Metaflow's @parallel) runs the next step as N tasks: it
+        is a foreach over `range(N)` kept in the artifact `_parallel_ubf_iter`, the
+        name Metaflow uses, so joins, resume and the client treat it as one.
+        """
         ctx = self.__dict__.get("_fd_ctx")
         if ctx is None or ctx.read_only:
             raise RuntimeError("self.next() can only be called inside a running step.")
         if kwargs:
             raise TypeError(f"self.next() got unsupported argument(s) {sorted(kwargs)}; "
-                            "Flowdeck supports plain transitions and foreach=.")
+                            "Flowdeck supports plain transitions, foreach= and num_parallel=.")
+        if num_parallel is not None:
+            if foreach is not None or not isinstance(num_parallel, int) or num_parallel < 1:
+                raise TypeError(f"Step `{ctx.step}`: self.next(..., num_parallel=N) takes a "
+                                f"positive int N and no foreach=; got {num_parallel!r}.")
+            self._parallel_ubf_iter = list(range(num_parallel))
+            foreach = PARALLEL_VAR
         ctx.next_calls += 1
         if ctx.next_calls > 1:
             raise RuntimeError(f"Step `{ctx.step}` called self.next() more than once. "
@@ -301,6 +353,34 @@ class FlowSpec:
             out.append((frame.index, frame.num_splits, value))
         return out
 
+    @property
+    def _foreach_stack(self) -> list[ForeachFrame]:
+        """Metaflow's private frames of the enclosing foreaches: step, var, num_splits,
+        index, value (flows written for Metaflow read `frame.var`)."""
+        ctx: StepContext | None = self.__dict__.get("_fd_ctx")
+        if ctx is None:
+            return []
+        return [ForeachFrame(f.split_step, f.var, f.num_splits, f.index, value)
+                for f, (_, _, value) in zip(ctx.foreach_frames(), self.foreach_stack())]
+
+    @property
+    def _current_step(self) -> str | None:
+        """The name of the running step (Metaflow's private attribute)."""
+        ctx = self.__dict__.get("_fd_ctx")
+        return ctx.step if ctx is not None else None
+
+    @property
+    def _graph(self) -> Any:
+        """The flow's static graph with Metaflow's node attributes (`type`, `in_funcs`,
+        `out_funcs`, `parallel_step`, ...), as `flow._graph[step_name]` reads it."""
+        from flowdeck.authoring.graphview import graph_view
+        return graph_view(type(self))
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        """The flow's steps (bound methods, each with `.name`) in graph order, as Metaflow's
+        `for step in flow` gives them."""
+        return iter([getattr(self, node.name) for node in self._graph])
+
     def merge_artifacts(self, inputs: Inputs, exclude: list[str] | None = None,
                         include: list[str] | None = None) -> None:
         """Carry artifacts that all inputs agree on into this join step.
@@ -334,8 +414,14 @@ class FlowSpec:
 
     def __setattr__(self, name: str, value: Any) -> None:
         ctx = self.__dict__.get("_fd_ctx")
-        if ctx is not None and ctx.read_only and not name.startswith("_fd"):
-            raise AttributeError(f"Inputs of a join are read-only; assign `{name}` on self.")
+        if ctx is not None and not name.startswith("_fd"):
+            if ctx.read_only:
+                raise AttributeError(f"Inputs of a join are read-only; assign `{name}` on self.")
+            if name in flow_constants(type(self)):
+                raise AttributeError(f"`{name}` is a class attribute of {type(self).__name__}, "
+                                     "and flow-level attributes are constants while the flow "
+                                     "runs (as in Metaflow); store the value under another "
+                                     "name.")
         object.__setattr__(self, name, value)
 
 
@@ -366,6 +452,44 @@ def flow_steps(flow_cls: type) -> dict[str, Callable[..., Any]]:
         if callable(value) and getattr(value, "is_step", False):
             out[name] = value
     return out
+
+
+_CONSTANTS: dict[type, dict[str, Any]] = {}
+
+
+def flow_constants(flow_cls: type) -> dict[str, Any]:
+    """Class attributes that Metaflow makes constants: plain values set on the flow class.
+
+    They become artifacts of every task and cannot be assigned in a step.
+    Methods, classes, modules, descriptors (parameters, configs, properties)
+    and names starting with `_` are not constants, nor is anything FlowSpec
+    itself defines.
+    """
+    found = _CONSTANTS.get(flow_cls)
+    if found is None:
+        found = {}
+        for klass in reversed(flow_cls.__mro__):
+            if klass in (object, FlowSpec) or not issubclass(klass, FlowSpec):
+                continue
+            for attr, value in vars(klass).items():
+                if _is_constant(attr, value):
+                    found[attr] = value
+                else:
+                    found.pop(attr, None)
+        _CONSTANTS[flow_cls] = found
+    return found
+
+
+def _is_constant(attr: str, value: Any) -> bool:
+    import types
+    if attr.startswith("_") or callable(value) or hasattr(type(value), "__get__"):
+        return False
+    return not isinstance(value, (types.ModuleType, type, staticmethod, classmethod))
+
+
+def parameter_names(flow_cls: type) -> list[str]:
+    """The flow's parameter names (as given on the command line), sorted: `current.parameter_names`."""
+    return sorted(p.name for p in flow_parameters(flow_cls).values())
 
 
 def flow_parameters(flow_cls: type) -> dict[str, Parameter]:

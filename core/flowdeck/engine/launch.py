@@ -10,20 +10,31 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError, UsageError, has_errors
-from flowdeck.analysis.flowfile import analyze_file, analyze_source
+from flowdeck.analysis.flowfile import analyze_file, analyze_source, extend_step
 from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
 from flowdeck.analysis.lint import lint_graph
+from flowdeck.authoring.exceptions import MetaflowException
+from flowdeck.authoring.runsetup import (
+    RunContext,
+    RunSetup,
+    begin_run,
+    constant_values,
+    print_notices,
+)
 from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
 from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
 from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.store.index import RunIndex
-from flowdeck.store.layout import InvalidId, RunLayout, check_id
+from flowdeck.store.layout import InvalidId, RunLayout, check_id, new_run_id
 from flowdeck.store.records import AttemptRecord
 
 
@@ -45,8 +56,14 @@ def prepare(flow_cls: type) -> PreparedFlow:
     if has_errors(diagnostics):
         raise FlowDefinitionError(f"{flow_cls.__name__} in {file} has errors; fix them and "
                                   "run again.", diagnostics)
+    flow_cls._fd_graph = graph  # type: ignore[attr-defined]  # `flow._graph` in the tasks
     return PreparedFlow(flow_cls, graph, file, RunLayout.for_file(file, flow_cls.__name__),
                         diagnostics)
+
+
+def static_graph(flow_cls: type) -> FlowGraph:
+    """The graph of a flow class, lint errors or not (for `flow._graph` outside a run)."""
+    return _static_graph(flow_cls, _source_file(flow_cls))[0]
 
 
 def _source_file(flow_cls: type) -> str:
@@ -91,7 +108,7 @@ def _graph_from_class(flow_cls: type, file: str) -> FlowGraph:
         tree = ast.parse(source)
         func_ast = tree.body[0]
         assert isinstance(func_ast, (ast.FunctionDef, ast.AsyncFunctionDef))
-        nodes.append(parse_step(func_ast, source, []))
+        nodes.append(extend_step(func_ast, parse_step(func_ast, source, [])))
     return build_graph(flow_cls.__name__, file, _class_line(flow_cls),
                        deindent_docstring(flow_cls.__doc__), nodes)
 
@@ -116,7 +133,8 @@ def parameter_lookup(flow_cls: type) -> dict[str, str]:
 
 
 def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
-    """Typed parameter values (by attribute) from given values, defaults and `required`."""
+    """Typed parameter values (by attribute) from given values, the environment (Metaflow's
+    `$METAFLOW_RUN_<NAME>`), defaults and `required`."""
     params = flow_parameters(flow_cls)
     lookup = parameter_lookup(flow_cls)
     provided: dict[str, Any] = {}
@@ -129,33 +147,92 @@ def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
         provided[attr] = value
     values: dict[str, Any] = {}
     for attr, param in params.items():
-        values[attr] = _parameter_value(flow_cls, param, attr, provided)
+        value = _parameter_value(flow_cls, param, attr, provided)
+        if param.separator and isinstance(value, str):
+            value = value.split(param.separator)
+        values[attr] = value
     return values
+
+
+def parameter_env_var(param: Parameter) -> str:
+    """The variable that gives a parameter's value when the command line does not (Metaflow's
+    click convention: METAFLOW_RUN_ and the name in capitals, `-` as `_`)."""
+    return "METAFLOW_RUN_" + param.name.upper().replace("-", "_")
 
 
 def _parameter_value(flow_cls: type, param: Parameter, attr: str,
                      provided: dict[str, Any]) -> Any:
-    if attr in provided:
+    raw = provided.get(attr)
+    if attr not in provided:
+        raw = os.environ.get(parameter_env_var(param))
+    if attr in provided or raw is not None:
         try:
-            return param.convert(provided[attr])
+            return param.convert(raw)
         except ValueError as exc:
-            raise UsageError(f"{exc}.") from None
+            source = "" if attr in provided else f" (from ${parameter_env_var(param)})"
+            raise UsageError(f"{exc}{source}.") from None
     if param.required and not param.has_default:
         hint = f" ({param.help})" if param.help else ""
         raise UsageError(f"Missing required parameter --{param.name}{hint}. Pass "
                          f"`--{param.name} VALUE`.")
-    return param.default_value(flow_cls.__name__)
+    try:
+        return param.default_value(flow_cls.__name__)
+    except ValueError as exc:  # an IncludeFile whose default file cannot be read
+        raise UsageError(f"{exc} (the default of --{param.name}).") from None
 
 
 # -- running ------------------------------------------------------------------
 
-def execute(flow_cls: type, params: dict[str, Any], options: RunOptions) -> RunOutcome:
+def execute(flow_cls: type, params: dict[str, Any], options: RunOptions,
+            setup: RunSetup | None = None, run_id_file: str | None = None) -> RunOutcome:
     prepared = prepare(flow_cls)
-    values = resolve_parameters(flow_cls, params)
+    context = _begin(flow_cls, prepared, setup, options)
+    with _metaflow_errors(prepared.file):
+        values = resolve_parameters(flow_cls, params)
+    values = {**constant_values(flow_cls), **context.config_values, **values}
+    _write_run_id(options, run_id_file)
     return Orchestrator(flow_cls, prepared.graph, values, prepared.layout, options).run()
 
 
-def resume(flow_cls: type, steps: list[str], options: RunOptions) -> RunOutcome:
+def _begin(flow_cls: type, prepared: PreparedFlow, setup: RunSetup | None, options: RunOptions,
+           origin_configs: dict[str, Any] | None = None) -> RunContext:
+    """Configs, decorators, project and tags (runsetup.begin_run), as user errors."""
+    setup = setup or RunSetup(quiet=options.quiet)
+    with _metaflow_errors(prepared.file):
+        context = begin_run(flow_cls, setup, str(prepared.layout.root), origin_configs)
+    options.tags = context.user_tags
+    options.system_tags = context.system_tags
+    if not setup.quiet:
+        for warning in prepared.diagnostics:  # lint warnings: the run goes ahead
+            print(warning.format(), file=sys.stderr)
+        print_notices(context.notices)
+    return context
+
+
+@contextmanager
+def _metaflow_errors(file: str) -> Iterator[None]:
+    """A MetaflowException while setting a run up is the user's to fix: a UsageError naming
+    the flow's file (the message names the config, decorator or step)."""
+    try:
+        yield
+    except MetaflowException as exc:
+        raise UsageError(f"{file}: {exc}") from None
+
+
+def _write_run_id(options: RunOptions, path: str | None) -> None:
+    """`--run-id-file`: the run's id is chosen now and written before any task starts."""
+    if path is None:
+        return
+    options.run_id = options.run_id or new_run_id()
+    try:
+        Path(path).write_text(options.run_id, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--run-id-file {path}: cannot write it ({exc.strerror or exc}). "
+                         "Choose a writable path.") from None
+
+
+def resume(flow_cls: type, steps: list[str], options: RunOptions,
+           setup: RunSetup | None = None, run_id_file: str | None = None) -> RunOutcome:
     """Rerun from the failed (or named) steps of an earlier run, reusing its finished tasks."""
     prepared = prepare(flow_cls)
     graph, layout = prepared.graph, prepared.layout
@@ -184,6 +261,8 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions) -> RunOutcome:
                              "`resume STEP`.")
     origin = OriginRun(origin_id, records, graph.descendants(steps))
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
+    _begin(flow_cls, prepared, setup, options, origin_configs=values)
+    _write_run_id(options, run_id_file)
     return Orchestrator(flow_cls, graph, values, layout, options, origin=origin).run()
 
 

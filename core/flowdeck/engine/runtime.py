@@ -119,6 +119,8 @@ class RunOptions:
     quiet: bool = False
     install_signal_handlers: bool = True
     memory_limit_mb: float | None = None  # for steps without @resources(memory=...); 0: none
+    tags: list[str] | None = None  # --tag (user tags); recorded in run.json
+    system_tags: list[str] | None = None  # user:<name>, project:..., set by the launcher
 
 
 @dataclass
@@ -270,8 +272,8 @@ class Orchestrator:
                                for name, value in self.params.items()}
             self._write_run_json("running")
             self.events.emit(RUN_STARTED, flow=self.graph.name, file=self.graph.file,
-                             params=_jsonable(self.params), graph=self.graph.as_dict(),
-                             pid=os.getpid(),
+                             params=_jsonable(declared_parameters(self.flow_cls, self.params)),
+                             graph=self.graph.as_dict(), pid=os.getpid(),
                              origin_run_id=self.origin.run_id if self.origin else None,
                              step_hashes=self.graph.step_hashes(), max_workers=self.max_workers,
                              engine="flowdeck", run_dir=str(run_dir))
@@ -476,6 +478,7 @@ class Orchestrator:
             step_hashes=self.graph.step_hashes(), outside_hash=self.graph.outside_hash,
             origin_run_id=self.origin.run_id if self.origin else None,
             max_workers=self.max_workers, exit_code=exit_code, error=error,
+            tags=self.opts.tags, system_tags=self.opts.system_tags,
         ).write(self.layout.run_json(self.run_id))
 
     # -- signals ------------------------------------------------------------
@@ -893,6 +896,10 @@ class Orchestrator:
         elif code < 0 and running.memory_mb:  # the kernel (or a failed malloc's abort) killed it
             message = (f"{memory_message(step, running.memory_mb, running.memory_source)} "
                        f"(The task process was killed by {signal.Signals(-code).name}.)")
+        elif code == -signal.SIGSEGV:
+            message = ("Task failed with a segmentation fault (SIGSEGV) before it finished, "
+                       "in native code the step called.")
+            self._note_in_stderr(running, message)
         elif code < 0:
             message = (f"The task process was killed by signal {-code} "
                        f"({signal.Signals(-code).name}) before it finished.")
@@ -900,6 +907,18 @@ class Orchestrator:
             message = (f"The task process exited with code {code} before it finished "
                        "(os._exit or a crash in native code).")
         return {"type": "ProcessExit", "message": message, "traceback": ""}
+
+    def _note_in_stderr(self, running: RunningTask, message: str) -> None:
+        """Append the engine's word on how a task died to its stderr log (where Metaflow puts
+        it, and where a user reading the task's log looks)."""
+        task = running.pending
+        data = f"{message}\n".encode()
+        try:
+            with open(attempt_file(running.task_dir, task.attempt, "err"), "ab") as log:
+                log.write(data)
+        except OSError:
+            pass  # the error record still says it
+        self.echo.output(task.step, task.task_id, True, data)
 
     def _after_attempt(self, task: PendingTask, result: TaskResult) -> None:
         if self.disk_full is not None and self.disk_full.get("task_id") == task.task_id:
@@ -932,9 +951,13 @@ class Orchestrator:
                 f"Task {task.step}/{task.task_id} stopped without finishing, although the "
                 "run was not cancelled.")}
             self._record_status(task, "failed", result.error)
-        retries = step_decorators(self.steps[task.step]).get("retry")
-        will_retry = retries is not None and task.attempt < int(retries["times"]) and \
-            self.failed is None
+        decos = step_decorators(self.steps[task.step])
+        times = int(decos["retry"]["times"]) if decos.get("retry") is not None else 0
+        # A process that died (a signal, a crash) gave @catch no chance: it gets one more
+        # attempt, which runs no user code and records FailureHandledByCatch (Metaflow's rule).
+        catch_fallback = "catch" in decos and task.attempt == times and \
+            (result.error or {}).get("type") == "ProcessExit"
+        will_retry = (task.attempt < times or catch_fallback) and self.failed is None
         self._emit_finished(result, will_retry=will_retry)
         self.echo.task_failed(task.step, task.task_id, result, will_retry)
         if will_retry:
@@ -1086,10 +1109,19 @@ def param_records(flow_cls: type, values: dict[str, Any]) -> list[ParamRecord]:
     return records
 
 
+def declared_parameters(flow_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The values of the flow's Parameters only: `values` also holds its configs and class
+    constants, which are stored as artifacts like parameters but are not parameters."""
+    declared = flow_parameters(flow_cls)
+    return {k: v for k, v in values.items() if k in declared}
+
+
 def param_cli_text(param: Any, value: Any) -> str:
     """The command-line string that gives `value` back through `Parameter.convert`."""
     if param.kind == "json":
         return json.dumps(value)
+    if getattr(param, "separator", None) and isinstance(value, list):  # `a,b` -> [a, b]
+        return str(param.separator).join(map(str, value))
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -17,12 +17,13 @@ from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from flowdeck import __version__
-from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError
+from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, UsageError
 from flowdeck.analysis.show import format_show
+from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
-from flowdeck.store.layout import RUN_ID_ENV
+from flowdeck.store.layout import ROOT_ENV, RUN_ID_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -44,25 +45,57 @@ def _fail(exc: FlowdeckError) -> int:
 
 # -- the flow script's command line ------------------------------------------
 
+#: Options before the command, with how many values each takes (Metaflow's top level).
+TOP_OPTIONS = {"--quiet": 0, "--metadata": 1, "--datastore": 1, "--datastore-root": 1,
+               "--environment": 1, "--event-logger": 1, "--monitor": 1, "--no-pylint": 0,
+               "--pylint": 0, "--with": 1, "--config": 2, "--config-value": 2, "--branch": 1,
+               "--production": 0}
+COMMANDS = ("run", "resume", "show", "check", "output-raw")
+#: What `--metadata`, `--datastore` and `--environment` mean for a local Flowdeck run.
+LOCAL_CHOICES = {"metadata": "local", "datastore": "local", "environment": "local"}
+
+
 def script_main(flow_cls: type, argv: list[str],
                 defaults: dict[str, Any] | None = None) -> tuple[int, "Run | None"]:
     """Run the flow script's command line; returns (exit code, run handle or None)."""
     argv = list(argv)
     args: Any
     if not argv:  # the common case: `python flow.py`; no parser to build
-        args = SimpleNamespace(command="run", max_workers=0, run_id=None, quiet=False,
-                               memory_limit=None)
+        args = _no_arguments()
     else:
-        if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-            argv = ["run"] + argv
         try:
-            args = _script_parser(flow_cls).parse_args(argv)
+            args = _script_parser(flow_cls).parse_args(with_default_command(argv))
         except SystemExit as exc:  # argparse printed usage or help
             return int(exc.code or 0), None
     try:
         return _dispatch(flow_cls, args, defaults or {})
     except FlowdeckError as exc:
         return _fail(exc), None
+
+
+def _no_arguments() -> SimpleNamespace:
+    """The parsed form of an empty command line (`python flow.py`), without argparse."""
+    return SimpleNamespace(command="run", max_workers=0, run_id=None, quiet=False,
+                           top_quiet=False, memory_limit=None, tags=None, run_id_file=None,
+                           max_num_splits=None, with_decorators=None, configs=None,
+                           config_values=None, branch=None, production=False,
+                           datastore_root=None, metadata=None, datastore=None,
+                           environment=None)
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """`argv` with `run` inserted after the top-level options when no command is given
+    (`python flow.py --quiet --alpha 2` runs the flow)."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in COMMANDS or token in ("-h", "--help", "--version"):
+            return argv
+        name, has_value, _ = token.partition("=")
+        if name not in TOP_OPTIONS:
+            break
+        i += 1 + (0 if has_value else TOP_OPTIONS[name])
+    return argv[:i] + ["run"] + argv[i:]
 
 
 def _dispatch(flow_cls: type, args: Any,
@@ -81,20 +114,55 @@ def _dispatch(flow_cls: type, args: Any,
         prepared = launch.prepare(flow_cls)
         print(json.dumps(prepared.graph.as_dict(), indent=4))
         return 0, None
+    quiet = bool(args.quiet or args.top_quiet)
+    _apply_top_options(args, quiet)
     options = RunOptions(max_workers=args.max_workers or 0,
                          run_id=args.run_id or os.environ.get(RUN_ID_ENV) or None,
                          origin_run_id=getattr(args, "origin_run_id", None),
-                         quiet=args.quiet, memory_limit_mb=args.memory_limit)
+                         quiet=quiet, memory_limit_mb=args.memory_limit)
+    setup = RunSetup(tags=list(args.tags or []), with_decorators=list(args.with_decorators or []),
+                     config_files=_pairs(args.configs, "--config"),
+                     config_values=_pairs(args.config_values, "--config-value"),
+                     branch=args.branch, production=True if args.production else None,
+                     max_num_splits=args.max_num_splits, quiet=quiet)
     if args.command == "resume":
-        outcome = launch.resume(flow_cls, args.steps, options)
+        outcome = launch.resume(flow_cls, args.steps, options, setup, args.run_id_file)
     else:
         given = dict(defaults)
         for attr in flow_parameters(flow_cls):
             value = getattr(args, f"param_{attr}", None)
             if value is not None:
                 given[attr] = value
-        outcome = launch.execute(flow_cls, given, options)
-    return outcome.exit_code, Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root)
+        outcome = launch.execute(flow_cls, given, options, setup, args.run_id_file)
+    return outcome.exit_code, Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root,
+                                  _namespace_check=False)
+
+
+def _pairs(values: list[list[str]] | None, option: str) -> dict[str, str]:
+    """`--config NAME VALUE` given any number of times, as a dict (a repeated name is an error)."""
+    out: dict[str, str] = {}
+    for name, value in values or []:
+        if name in out:
+            raise UsageError(f"{option} {name} is given twice; give each config once.")
+        out[name] = value
+    return out
+
+
+def _apply_top_options(args: Any, quiet: bool) -> None:
+    """Metaflow's top-level options, as far as a local run has a use for them.
+
+    `--datastore-root DIR` stores the runs under DIR (as $FLOWDECK_HOME does);
+    `--metadata`, `--datastore` and `--environment` other than `local` cannot be
+    honoured here and say so; `--event-logger`, `--monitor` and `--[no-]pylint` have
+    nothing to act on and are accepted silently.
+    """
+    if args.datastore_root:
+        os.environ[ROOT_ENV] = str(Path(args.datastore_root).expanduser().resolve())
+    for option, local in LOCAL_CHOICES.items():
+        value = getattr(args, option, None)
+        if value and value != local and not quiet:
+            print(f"flowdeck: --{option} {value} is not used: a local Flowdeck run keeps its "
+                  f"records in its own store ({local}).", file=sys.stderr)
 
 
 def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
@@ -107,6 +175,7 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_parameters_epilog(params) + "\nWith no command, `run` is assumed.")
     parser.add_argument("--version", action="version", version=f"flowdeck {__version__}")
+    _add_top_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run the flow (the default)",
                          description="Run the flow.")
@@ -127,6 +196,34 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
     return parser
 
 
+def _add_top_options(parser: "argparse.ArgumentParser") -> None:
+    """Metaflow's options before the command (see _apply_top_options for what each does)."""
+    parser.add_argument("--quiet", dest="top_quiet", action="store_true",
+                        help="print only the steps' own output and errors")
+    parser.add_argument("--with", dest="with_decorators", action="append", metavar="DECO",
+                        help="add a step decorator to every step, as NAME[:key=value,...] "
+                        "(e.g. retry:times=2); repeatable")
+    parser.add_argument("--config", dest="configs", nargs=2, action="append",
+                        metavar=("NAME", "PATH"), help="read config NAME from the file PATH "
+                        "(also $METAFLOW_FLOW_CONFIG); repeatable")
+    parser.add_argument("--config-value", dest="config_values", nargs=2, action="append",
+                        metavar=("NAME", "JSON"), help="give config NAME as a value (also "
+                        "$METAFLOW_FLOW_CONFIG_VALUE); repeatable")
+    parser.add_argument("--branch", help="@project branch (test.BRANCH; also $METAFLOW_BRANCH)")
+    parser.add_argument("--production", action="store_true",
+                        help="@project production branch (also $METAFLOW_PRODUCTION)")
+    parser.add_argument("--datastore-root", metavar="DIR",
+                        help=f"store the runs under DIR (as ${ROOT_ENV})")
+    parser.add_argument("--metadata", help="Metaflow's metadata provider; only `local` here")
+    parser.add_argument("--datastore", help="Metaflow's datastore; only `local` here")
+    parser.add_argument("--environment", help="Metaflow's environment; only `local` here")
+    parser.add_argument("--event-logger", help="accepted for Metaflow compatibility (no effect)")
+    parser.add_argument("--monitor", help="accepted for Metaflow compatibility (no effect)")
+    parser.add_argument("--no-pylint", "--pylint", dest="pylint", action="store_const",
+                        const=None, help="accepted for Metaflow compatibility (Flowdeck's own "
+                        "checks always run)")
+
+
 def _add_run_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--max-workers", type=int, default=0, metavar="N",
                         help="tasks run in parallel at most (default: the CPU count)")
@@ -136,6 +233,12 @@ def _add_run_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--memory-limit", type=float, default=None, metavar="MB",
                         help="memory each task may allocate, for steps without "
                         f"@resources(memory=...); 0: no limit (also ${MEMORY_LIMIT_ENV})")
+    parser.add_argument("--tag", dest="tags", action="append", metavar="TAG",
+                        help="tag the run (repeatable); `namespace(TAG)` then finds it")
+    parser.add_argument("--run-id-file", metavar="PATH",
+                        help="write the run id to PATH before the first task starts")
+    parser.add_argument("--max-num-splits", type=int, default=None, metavar="N",
+                        help="fail a foreach that would start more than N tasks")
 
 
 def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> None:
@@ -188,6 +291,11 @@ def bare_script_call(flow_cls: type) -> None:
     sys.exit(code)
 
 
+def static_graph(flow_cls: type) -> Any:
+    """The flow's static graph, lint errors or not (`flow._graph` outside a run)."""
+    return launch.static_graph(flow_cls)
+
+
 def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
     """`MyFlow().run(**params)`: the script's command line, or only `params`."""
     from flowdeck.client import Run
@@ -198,7 +306,7 @@ def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
         return handle
     options = RunOptions(install_signal_handlers=True)
     outcome = launch.execute(flow_cls, params, options)
-    return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root)
+    return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root, _namespace_check=False)
 
 
 def _calling_module_line() -> int | None:
@@ -212,7 +320,9 @@ def _calling_module_line() -> int | None:
 
 def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
     try:
-        tree = ast.parse(Path(file).read_text(encoding="utf-8"))
+        # Bytes, as Python reads the script: a BOM or a `coding:` line is honoured (decoding
+        # as UTF-8 text made such a file silently run nothing; reliability/bad_inputs.py).
+        tree = ast.parse(Path(file).read_bytes())
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return False
     for node in ast.walk(tree):

@@ -23,12 +23,14 @@ from typing import Any
 from flowdeck.authoring.current import current
 from flowdeck.authoring.exceptions import (
     ExceptionWrapper,
+    FailureHandledByCatch,
     MergeArtifactsException,
     StepTimeout,
     error_info,
 )
 from flowdeck.authoring.merge import values_agree
-from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance
+from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num_splits
+from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance, parameter_names
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 from flowdeck.store.blobs import (
     ArtifactPickleError,
@@ -228,7 +230,8 @@ def execute_task(req: TaskRequest) -> int:
     current._set(flow_name=req.flow_name, run_id=req.run_id, step_name=req.step,
                  task_id=req.task_id, retry_count=req.attempt,
                  origin_run_id=req.origin_run_id,
-                 parameter_names=sorted(req.params), username=_username())
+                 parameter_names=parameter_names(req.flow_cls))
+    before_task(req.step, req.task_id, req.frames)
     code, status = EXIT_OK, "succeeded"
     progress = Progress()
     try:
@@ -331,6 +334,10 @@ def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | No
     """Call the user's step; on its last attempt, @catch turns an exception into data."""
     func = getattr(flow, req.step)
     try:
+        if req.catch and req.attempt > req.max_retries:
+            # Every attempt's process died (a signal, a crash) before @catch could act: this
+            # extra attempt runs no user code and lets @catch record that, as in Metaflow.
+            raise FailureHandledByCatch(req.attempt)
         with step_timeout(req.timeout_s, req.step):
             if inputs is not None:
                 func(inputs)
@@ -360,6 +367,8 @@ def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
         if ctx.transition:
             raise TaskFailure(f"The end step `{req.step}` called self.next(); remove that call.")
         return
+    if ctx.transition is None and is_parallel_worker(req.frames):
+        ctx.transition = (list(req.out_funcs), None)  # Metaflow: only node 0 must call next()
     if ctx.transition is None:
         raise TaskFailure(f"Step `{req.step}` finished without calling self.next(). Make "
                           "sure every path through the step ends with self.next(...).")
@@ -390,6 +399,11 @@ def _foreach_splits(flow: Any, req: TaskRequest) -> int | None:
     if count == 0:
         raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is empty, "
                           "so there is nothing to run. Give it at least one item.")
+    limit = max_num_splits()
+    if limit is not None and count > limit:
+        raise TaskFailure(f"Step `{req.step}` fans out over {count} items of self.{var}, more "
+                          f"than --max-num-splits {limit}. Raise --max-num-splits or split "
+                          "the work into fewer items.")
     return count
 
 
@@ -444,7 +458,3 @@ def _flush_stdio() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-
-
-def _username() -> str | None:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or os.environ.get("LOGNAME")

@@ -32,7 +32,8 @@ def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> 
         from flowdeck.engines.inspect_metaflow import inspect_metaflow_task
         return inspect_metaflow_task(info, step, task_id)
     try:
-        task = Run(f"{flow}/{run_id}", root=root)[step][task_id]
+        # Whoever made the run, the window's helper reads it: no namespace filter here.
+        task = Run(f"{flow}/{run_id}", root=root, _namespace_check=False)[step][task_id]
         artifacts = task.artifacts
     except (ClientError, OSError, ValueError) as exc:
         return {"artifacts": [], "error": str(exc)}

@@ -18,6 +18,11 @@ _EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Inter
                         r"|[A-Za-z_][\w.]*Error)(?::\s?(?P<message>.*))?$")
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 _MISSING_MODULE = re.compile(r"No module named '(?P<module>[^']+)'")
+#: An option the engine refused (argparse: "unrecognized arguments: --x", click: "no such
+#: option: --x"): the user's run options, named so they can be fixed.
+_UNKNOWN_OPTION = re.compile(r"(?:unrecognized arguments|no such option):?\s+(?P<option>-[^\s'\"]+)")
+#: An option the flow needs (Metaflow: "@conda decorator requires --environment=conda").
+_NEEDED_ENVIRONMENT = re.compile(r"--environment[= ](?P<value>[\w.-]+)")
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,32 @@ def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
         if error_type.endswith("ModuleNotFoundError") and missing:
             summary += (f". Install it into the flow's interpreter: `{interpreter} -m pip "
                         f"install {missing.group('module').split('.')[0]}`")
-        return StartFailure(summary, trace, error_type, file, line)
+        return StartFailure(summary + option_hint(output), trace, error_type, file, line)
     tail = "\n".join(output.strip().splitlines()[-8:])
     if exit_code != 0:
-        return StartFailure(f"{name} exited with code {exit_code} before {flow} started. "
-                            f"Its last output:\n{tail}" if tail else
-                            f"{name} exited with code {exit_code} before {flow} started, "
-                            "printing nothing.", tail)
+        summary = (f"{name} exited with code {exit_code} before {flow} started. "
+                   f"Its last output:\n{tail}" if tail else
+                   f"{name} exited with code {exit_code} before {flow} started, "
+                   "printing nothing.")
+        return StartFailure(summary + option_hint(output), tail)
     return StartFailure(f"{name} ended without running {flow}. Make the file start the flow: "
                         f"end it with `if __name__ == \"__main__\": {flow}().run()`.", tail)
+
+
+def option_hint(output: str) -> str:
+    """What to set or remove in the flow's run options, when the output says an option
+    is unknown or needed (empty otherwise)."""
+    unknown = _UNKNOWN_OPTION.search(output)
+    if unknown:
+        option = unknown.group("option").split("=", 1)[0]
+        return (f"\n{option} is not an option of this flow's command line: remove it from "
+                "Run options (Parameters pane) if it is there, or correct its spelling.")
+    needed = _NEEDED_ENVIRONMENT.search(output)
+    if needed:
+        option = f"--environment={needed.group('value')}"
+        return (f"\nThe flow needs the option --environment: set it in Run options "
+                f"(Parameters pane), e.g. `{option}`.")
+    return ""
 
 
 def _last_traceback(output: str) -> str:

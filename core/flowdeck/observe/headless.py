@@ -17,10 +17,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from flowdeck.analysis.flowfile import analyze_file, pick_flow
+from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
 from flowdeck.observe.fold import RunFold
@@ -78,7 +80,16 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     if not path.is_file():
         print(f"error: {file}: no such file. Give the path of a flow's .py file.", file=sys.stderr)
         return 2
-    flow, problem = pick_flow(analyze_file(path).flows, flow_name, str(path))
+    analysis = analyze_file(path)
+    flow, problem = pick_flow(analysis.flows, flow_name, str(path))
+    if flow is None and not analysis.flows and analysis.diagnostics:
+        # what keeps the file from being read (a syntax error, an encoding, a NUL byte):
+        # "defines no flow" alone sent the user looking for the wrong thing
+        for diagnostic in analysis.diagnostics:
+            print(diagnostic.format(), file=sys.stderr)
+        print(f"error: {path} cannot be read as a flow file; fix the errors above.",
+              file=sys.stderr)
+        return 1
     if flow is None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -91,8 +102,21 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
-                                 stdout=log, stderr=subprocess.STDOUT)
+                                 stdout=log, stderr=subprocess.STDOUT,
+                                 preexec_fn=_stop_with(os.getpid(), spec.stop_signal))
         return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict())).follow()
+
+
+def _stop_with(parent: int, stop_signal: int) -> Callable[[], None]:
+    """In the run's process, before it starts: get the engine's stop signal when this
+    `flowdeck run` dies, however it dies (SIGKILL, a closed terminal's SIGHUP).
+
+    Before, a killed `flowdeck run` left its run going unseen, to its end (found by
+    reliability/bad_inputs.py, whose timeout killed one); now the run cancels itself
+    as on Ctrl+C, tasks' cleanup included. (This process starts no threads, so a
+    preexec function is safe here.)
+    """
+    return lambda: processes.die_with_parent(parent, stop_signal)
 
 
 class Follower:

@@ -36,7 +36,10 @@ LOG_KINDS = ("out", "err")
 PINNED = "pinned"  # a marker file, not a RunRecord field: the run's writer rewrites run.json
 SETTINGS = "settings.json"
 DELETING = ".deleting-"  # a leading '.' is never a valid id, so listings skip these folders
-_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+#: The longest id (flow, run, step, task) the store takes as a path component, in ASCII
+#: characters: well under any file system's name limit (255 bytes on Linux).
+MAX_ID_LENGTH = 100
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}$" % (MAX_ID_LENGTH - 1))
 
 
 class InvalidId(ValueError):
@@ -44,10 +47,11 @@ class InvalidId(ValueError):
 
 
 def check_id(kind: str, value: str) -> str:
-    """`value` if it is a safe path component: letters, digits, `_`, `.`, `-`; at most 100."""
+    """`value` if it is a safe path component: letters, digits, `_`, `.`, `-`; at most
+    MAX_ID_LENGTH."""
     if not isinstance(value, str) or not _ID.match(value) or value in (".", ".."):
         raise InvalidId(f"{kind} {value!r} is not valid: use letters, digits, '.', '_' and "
-                        "'-' (at most 100, not starting with '.' or '-').")
+                        f"'-' (at most {MAX_ID_LENGTH}, not starting with '.' or '-').")
     return value
 
 
@@ -138,6 +142,13 @@ class RunLayout:
 
     def run_json(self, run_id: str) -> Path:
         return self.run_dir(run_id) / RUN_JSON
+
+    def tags(self, run_id: str) -> Path:
+        """Tags changed after the run began (only the orchestrator writes run.json)."""
+        return self.run_dir(run_id) / "tags.json"
+
+    def tags_lock(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / ".tags.json.lock"
 
     def events(self, run_id: str) -> Path:
         return self.run_dir(run_id) / EVENTS

@@ -116,6 +116,10 @@ class RunRecord:
     exit_code: int | None = None
     error: dict[str, Any] | None = None
     metaflow_run_id: str | None = None
+    #: Metaflow-style tags: `tags` given with `--tag`, `system_tags` set by the engine
+    #: (`user:<name>`, `project:...`). None in records written before tags existed.
+    tags: list[str] | None = None
+    system_tags: list[str] | None = None
 
     def write(self, path: str | os.PathLike[str]) -> None:
         atomic_write_json(path, self.as_json())
@@ -166,7 +170,17 @@ class RunRecord:
             exit_code=_get(d, "exit_code", int, path),
             error=_get(d, "error", dict, path),
             metaflow_run_id=_opt_str(d.get("metaflow_run_id")),
+            tags=_str_list(d.get("tags"), "tags", path),
+            system_tags=_str_list(d.get("system_tags"), "system_tags", path),
         )
+
+
+def _str_list(value: Any, key: str, path: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DamagedRecord(path, f"`{key}` is not a list of strings")
+    return list(value)
 
 
 def _blob_refs(refs: dict[str, Any], path: str, kind: str) -> dict[str, dict[str, Any]]:

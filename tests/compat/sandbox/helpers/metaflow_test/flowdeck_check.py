@@ -83,6 +83,32 @@ class MetadataCheck(MetaflowCheck):
         if missing:  # MetadataCheck's namespace self-test; reported, not decisive here
             NOTES.append("namespace self-test skipped: flowdeck has no "
                          + ", ".join(missing))
+        else:
+            self._test_namespace()
+
+    def _test_namespace(self):
+        """The suite's MetadataCheck._test_namespace, on Flowdeck's client."""
+        import os
+
+        from flowdeck import Flow, default_namespace, get_namespace, namespace
+        from flowdeck.exception import MetaflowNamespaceMismatch
+
+        from . import assert_equals, assert_exception
+
+        # 1) METAFLOW_USER gives the default namespace
+        assert_equals("user:%s" % os.environ.get("METAFLOW_USER"), get_namespace())
+        # 2) the run is listed in it
+        assert_equals(True, self.run_id in [run.id for run in Flow(self.flow.name)])
+        # 3) changing the namespace changes it
+        namespace("user:nobody")
+        assert_equals(get_namespace(), "user:nobody")
+        # 4) the run cannot be fetched in another namespace
+        assert_exception(lambda: Flow(self.flow.name)[self.run_id], MetaflowNamespaceMismatch)
+        # 5) the global namespace sees it
+        namespace(None)
+        assert_equals(get_namespace(), None)
+        Flow(self.flow.name)[self.run_id]
+        default_namespace()
 
     def get_run(self):
         return self.run

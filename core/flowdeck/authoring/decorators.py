@@ -1,0 +1,150 @@
+"""Metaflow's other decorators: what they mean when a flow runs on this machine.
+
+* `@environment(vars={...})`: the variables are set in the step's process.
+* `@secrets(sources=[...])`: inline sources (`{"type": "inline", "options":
+  {"env_vars": {...}}}`) are set as variables, as Metaflow's inline provider does;
+  other providers cannot be reached locally, so a one-line notice says they are skipped.
+* `@parallel` with `self.next(self.step, num_parallel=N)`: N tasks, as Metaflow runs
+  @parallel locally; `current.parallel` gives `num_nodes` and `node_index`
+  (= `self.input`), task 0 is the control task.
+* `@card`, `@kubernetes`, `@batch`, `@conda`, `@pypi`: accepted, and ignored here
+  with a one-line notice at the start of the run (cards are not built yet; the
+  others choose where or with which packages a step runs, which a local run does
+  not change).
+* `@project(name=...)`: a flow decorator; see `project`.
+* `@unbounded_test_foreach_internal`: Metaflow's internal test of unbounded
+  foreach; accepted on import, refused with a message when the flow runs.
+
+`FlowMutator`, `StepMutator`, `UserStepDecorator` and `user_step_decorator` (Metaflow
+2.18's extension API) are in `flowdeck.authoring.mutators`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flowdeck.authoring.exceptions import MetaflowException
+from flowdeck.authoring.spec import _step_decorator
+
+#: Set the given environment variables in the step's process.
+environment = _step_decorator("environment", {"vars": {}})
+#: Secrets as environment variables (inline sources only, locally).
+secrets = _step_decorator("secrets", {"sources": [], "role": None, "allow_override": False},
+                          open_arguments=True)
+#: The step runs as `num_parallel` tasks (see the module docstring).
+parallel = _step_decorator("parallel", {})
+#: Cards are not built yet (a separate issue); accepted so flows run.
+card = _step_decorator("card", {"type": "default", "options": {}, "scope": "task",
+                                "timeout": 45, "id": None, "save_errors": True,
+                                "customize": False, "refresh_interval": 5},
+                       open_arguments=True)
+kubernetes = _step_decorator("kubernetes", {}, open_arguments=True)
+batch = _step_decorator("batch", {}, open_arguments=True)
+conda = _step_decorator("conda", {}, open_arguments=True)
+pypi = _step_decorator("pypi", {}, open_arguments=True)
+#: Metaflow's internal unbounded-foreach test decorator; refused at run time.
+unbounded_test_foreach_internal = _step_decorator("unbounded_test_foreach_internal", {})
+
+#: Decorators a local run ignores, with the notice it prints once per run.
+IGNORED_LOCALLY = {
+    "card": "cards are not built by Flowdeck yet",
+    "kubernetes": "the step runs on this machine, not on Kubernetes",
+    "batch": "the step runs on this machine, not on AWS Batch",
+    "conda": "the step runs in this interpreter; Flowdeck does not build conda environments",
+    "pypi": "the step runs in this interpreter; Flowdeck does not install packages",
+}
+
+PROJECT_NAME = re.compile(r"^[a-z0-9_]{1,128}$")
+
+
+class InternalTestUnboundedForeachInput:
+    """Metaflow's internal test input for an unbounded foreach (kept so flows import)."""
+
+    def __init__(self, iterable: Any):
+        self.iterable = list(iterable)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.iterable[index]
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+
+def project(cls: type | None = None, *, name: Any = None, branch: str | None = None,
+            production: bool | None = None) -> Any:
+    """`@project(name=...)` on a flow class: Metaflow's project namespace.
+
+    While the flow runs, `current.project_name`, `current.branch_name`
+    (`user.<username>`; `test.<branch>` with `--branch`/`$METAFLOW_BRANCH`;
+    `prod` with `--production`/`$METAFLOW_PRODUCTION`), `current.is_production`,
+    `current.is_user_branch` and `current.project_flow_name` are set, and the run
+    gets the tags `project:<name>` and `project_branch:<branch>`. `name` may be a
+    config expression; it is read when the run starts.
+    """
+    def apply(klass: type) -> type:
+        klass._fd_project = {"name": name, "branch": branch,  # type: ignore[attr-defined]
+                             "production": production}
+        return klass
+
+    return apply(cls) if cls is not None else apply
+
+
+def project_info(flow_cls: type, branch: str | None, production: bool,
+                 user: str) -> dict[str, Any] | None:
+    """The `current` fields of a flow's @project (None without one); MetaflowException for a
+    bad name. `branch`/`production` come from the command line or the environment."""
+    spec = getattr(flow_cls, "_fd_project", None)
+    if spec is None:
+        return None
+    from flowdeck.authoring.configs import resolve_delayed
+    name = resolve_delayed(spec["name"])
+    if not isinstance(name, str) or not PROJECT_NAME.match(name):
+        raise MetaflowException(f"@project on {flow_cls.__name__} needs a name of lowercase "
+                                f"letters, digits and underscores (at most 128), not {name!r}. "
+                                "Write @project(name='my_project').")
+    branch = spec["branch"] if spec["branch"] is not None else branch
+    production = bool(spec["production"]) if spec["production"] is not None else production
+    if branch and not PROJECT_NAME.match(branch):
+        raise MetaflowException(f"The @project branch {branch!r} may contain only lowercase "
+                                "letters, digits and underscores. Choose another --branch.")
+    if branch:
+        branch_name = f"{'prod' if production else 'test'}.{branch}"
+    elif production:
+        branch_name = "prod"
+    else:
+        branch_name = f"user.{os.environ.get('METAFLOW_OWNER', user)}"
+    return {"project_name": name, "branch_name": branch_name,
+            "is_user_branch": not branch and not production, "is_production": production,
+            "project_flow_name": f"{name}.{branch_name}.{flow_cls.__name__}"}
+
+
+def inline_secrets(sources: Any, step: str) -> tuple[dict[str, str], list[str]]:
+    """(environment variables, notices) of a step's @secrets sources, read locally."""
+    env: dict[str, str] = {}
+    skipped: list[str] = []
+    for source in sources or []:
+        if isinstance(source, dict) and source.get("type") == "inline":
+            values = (source.get("options") or {}).get("env_vars") or {}
+            env.update({str(k): str(v) for k, v in values.items()})
+        else:
+            skipped.append(f"@secrets on step `{step}`: source {source!r} is not fetched in a "
+                           "local run (only inline sources are); its variables are not set.")
+    return env, skipped
+
+
+def is_decorator(value: Any) -> bool:
+    return callable(value) and hasattr(value, "_fd_defaults")
+
+
+def known_step_decorators() -> dict[str, Callable[..., Any]]:
+    """Every step decorator by name, for `--with NAME[:k=v,...]`."""
+    from flowdeck.authoring import spec
+    found = {n: getattr(spec, n) for n in ("retry", "catch", "timeout", "resources")}
+    found.update({n: v for n, v in globals().items() if is_decorator(v)})
+    return found

@@ -1,0 +1,155 @@
+"""Metaflow's command-line options, run tags and client namespaces, on real runs.
+
+The options Metaflow's own test contexts pass (`--metadata=local ... --quiet run
+--max-workers=50 --max-num-splits=10000 --tag=...`) are accepted and honoured where a
+local run has a meaning for them; tags are recorded in run.json and read back as
+`Run.tags`, `user_tags` and `system_tags`; namespaces filter what the client opens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import child_env, run_flow
+
+from flowdeck import Flow, Run, Task, default_namespace, get_namespace, namespace
+from flowdeck.exception import MetaflowNamespaceMismatch, MetaflowTaggingError
+
+FLOW = """from flowdeck import FlowSpec, step, current, retry
+
+class TagFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(4))
+        self.user_tags = sorted(current.tags)
+        self.namespace = current.namespace
+        self.next(self.each, foreach="items")
+
+    @step
+    def each(self):
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.attempts = current.retry_count
+        if current.retry_count == 0:
+            raise RuntimeError("fails once")
+
+if __name__ == "__main__":
+    TagFlow()
+"""
+
+CONTEXT_TOP = ["--metadata=local", "--datastore=local", "--environment=local",
+               "--event-logger=nullSidecarLogger", "--no-pylint", "--quiet"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    return child_env(METAFLOW_USER="tester", **extra)
+
+
+@pytest.fixture(autouse=True)
+def tester_namespace(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("METAFLOW_USER", "tester")
+    default_namespace()
+    yield
+    default_namespace()
+
+
+@pytest.fixture
+def flow(tmp_path: Path) -> Path:
+    path = tmp_path / "tagflow.py"
+    path.write_text(FLOW, encoding="utf-8")
+    return path
+
+
+def test_metaflow_s_test_context_options_run_the_flow(flow: Path, tmp_path: Path) -> None:
+    result = run_flow(flow, *CONTEXT_TOP, "--with", "retry:times=1", "run", "--max-workers=50",
+                      "--max-num-splits=10000", "--tag=刺身 means sashimi",
+                      "--tag=multiple tags should be ok", "--run-id-file", "run-id", env=env())
+    assert result.returncode == 0, result.stderr
+    run_id = (tmp_path / "run-id").read_text()
+    run = Flow("TagFlow", root=tmp_path / ".flowdeck")[run_id]
+    assert run.successful and run["end"].task.data.attempts == 1  # --with retry took effect
+    assert run.user_tags == {"刺身 means sashimi", "multiple tags should be ok"}
+    assert {"user:tester", "runtime:dev"} <= run.system_tags
+    assert run.tags == run.user_tags | run.system_tags
+    assert run["start"].task.data.user_tags == sorted(run.user_tags)
+    assert run["start"].task.data.namespace == "user:tester"
+    record = json.loads((run.dir / "run.json").read_text())
+    assert sorted(record["tags"]) == sorted(run.user_tags)
+
+
+def test_max_num_splits_stops_a_wider_foreach_with_a_message(flow: Path) -> None:
+    result = run_flow(flow, "run", "--max-num-splits", "3", env=env())
+    assert result.returncode == 1
+    assert "fans out over 4 items of self.items, more than --max-num-splits 3" in result.stderr
+
+
+def test_unknown_with_decorator_and_bad_tag_are_user_errors(flow: Path) -> None:
+    unknown = run_flow(flow, "--with", "nosuch", "run", env=env())
+    assert unknown.returncode == 2 and "there is no step decorator `nosuch`" in unknown.stderr
+    empty = run_flow(flow, "run", "--tag", "", env=env())
+    assert empty.returncode == 2 and "--tag: Tags must not be empty strings." in empty.stderr
+    for result in (unknown, empty):
+        assert "Traceback" not in result.stderr
+
+
+def test_resume_takes_tags_and_writes_the_run_id_file(flow: Path, tmp_path: Path) -> None:
+    first = run_flow(flow, "run", env=env())
+    assert first.returncode == 1  # end fails on its first attempt (no retry)
+    resumed = run_flow(flow, "--with", "retry", "resume", "--tag", "again", "--run-id-file",
+                       "rid", env=env())
+    assert resumed.returncode == 0, resumed.stderr
+    run = Run(f"TagFlow/{(tmp_path / 'rid').read_text()}", root=tmp_path / ".flowdeck")
+    assert run.user_tags == {"again"} and run.origin_pathspec is not None
+
+
+def test_tag_mutation_follows_metaflow_s_rules(flow: Path, tmp_path: Path) -> None:
+    assert run_flow(flow, "--with", "retry", "run", "--tag", "keep", env=env()).returncode == 0
+    run = Flow("TagFlow", root=tmp_path / ".flowdeck").latest_run
+    run.add_tags(["a", "b", "user:tester"])  # a system tag is not added as a user tag
+    assert run.user_tags == {"keep", "a", "b"}
+    run.replace_tags(["a", "b"], ["b", "c"])
+    assert run.user_tags == {"keep", "b", "c"}
+    run.add_tag(["d", "e"])  # Metaflow's deprecated list form
+    run.remove_tag(["d", "e"])
+    for bad in ("", "x" * 600, 4):
+        with pytest.raises(MetaflowTaggingError):
+            run.add_tag(bad)
+    with pytest.raises(MetaflowTaggingError):
+        run.remove_tags(["b", "runtime:dev"])  # all or nothing
+    with pytest.raises(MetaflowTaggingError):
+        run.replace_tags([], [])
+    assert run.user_tags == {"keep", "b", "c"}
+    assert run.end_task is not None and run.end_task.tags == run.tags
+    # as in Metaflow, a Run object reads the tags once and then follows its own changes
+    other = Run(run.pathspec, root=tmp_path / ".flowdeck")
+    other.add_tag("late")
+    assert "late" in other.user_tags and "late" not in run.user_tags
+    assert "late" in Run(run.pathspec, root=tmp_path / ".flowdeck").user_tags
+
+
+def test_namespaces_filter_runs_and_pathspecs(flow: Path, tmp_path: Path) -> None:
+    assert run_flow(flow, "--with", "retry", "run", "--tag", "nightly", env=env()).returncode == 0
+    root = tmp_path / ".flowdeck"
+    run_id = Flow("TagFlow", root=root).latest_run.id
+    assert get_namespace() == "user:tester"
+    assert [r.id for r in Flow("TagFlow", root=root)] == [run_id]
+    namespace("user:nobody")
+    assert Flow("TagFlow", root=root).runs() == []
+    with pytest.raises(MetaflowNamespaceMismatch):
+        Flow("TagFlow", root=root)[run_id]
+    with pytest.raises(MetaflowNamespaceMismatch):
+        Task(f"TagFlow/{run_id}/start/1", root=root)
+    namespace("nightly")  # any tag is a namespace
+    assert Flow("TagFlow", root=root)[run_id].id == run_id
+    assert Flow("TagFlow", root=root).runs("nightly", "no-such-tag") == []
+    namespace(None)
+    assert len(Flow("TagFlow", root=root).runs()) == 1
+    assert default_namespace() == "user:tester"
