@@ -316,7 +316,7 @@ def _read_file(path: str, name: str, what: str) -> str:
 def _context(flow_cls: type, name: str) -> Any:
     from types import SimpleNamespace
 
-    from flowdeck.authoring.current import username
+    from flowdeck.authoring.values import username
     return SimpleNamespace(flow_name=flow_cls.__name__, parameter_name=name,
                            user_name=username(), logger=print, ds_type="local", configs=None)
 

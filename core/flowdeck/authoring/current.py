@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
+from flowdeck.authoring.values import username
 
-def username() -> str:
-    """The user a run belongs to, by Metaflow's rule: what namespaces and `user:` tags name.
-
-    `$METAFLOW_USER` first (flows and CI set it on purpose), then the usual
-    login variables (root does not count, as in Metaflow), then the account.
-    """
-    for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER", "LOGNAME"):
-        value = os.environ.get(var)
-        if value and (value != "root" or var == "METAFLOW_USER"):
-            return value
-    try:
-        import pwd
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError, AttributeError):
-        return "unknown"
+__all__ = ["username"]  # also read from here by older code
 
 
 class Parallel(NamedTuple):

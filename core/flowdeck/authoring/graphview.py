@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flowdeck.authoring.spec import PARALLEL_VAR
+from flowdeck.authoring.values import PARALLEL_VAR
 
 
 class NodeView:

@@ -12,38 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from flowdeck.authoring.spec import Parameter
+from flowdeck.authoring.values import IncludedFile, contents
 
-
-class IncludedFile:
-    """What the run stores for an IncludeFile: the contents and the path they came from.
-
-    Steps and the client see only the contents. Its `str()` is the path, because
-    the run's record shows a parameter as the text that gives it on a command line
-    (a rerun passes the path again, not the contents).
-    """
-
-    def __init__(self, path: str, content: str | bytes):
-        self.path = path
-        self.content = content
-
-    def __str__(self) -> str:
-        return self.path
-
-    def __repr__(self) -> str:
-        return self.path
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, IncludedFile):
-            return (self.path, self.content) == (other.path, other.content)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((self.path, self.content))
-
-
-def contents(value: Any) -> Any:
-    """The contents an IncludeFile value stands for (other values unchanged)."""
-    return value.content if isinstance(value, IncludedFile) else value
+__all__ = ["IncludeFile", "IncludedFile", "contents"]
 
 
 class IncludeFile(Parameter):

@@ -27,7 +27,8 @@ from typing import Any
 from flowdeck.authoring import configs as configs_mod
 from flowdeck.authoring.current import Parallel, current, username
 from flowdeck.authoring.exceptions import MetaflowException
-from flowdeck.authoring.spec import PARALLEL_VAR, flow_constants, flow_steps, step_decorators
+from flowdeck.authoring.spec import flow_constants, flow_steps, step_decorators
+from flowdeck.authoring.values import PARALLEL_VAR
 
 #: Metaflow's variables for `--branch` and `--production` (its top-level options).
 BRANCH_ENV = "METAFLOW_BRANCH"

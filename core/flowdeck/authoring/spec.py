@@ -25,8 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _MISSING = object()
 #: The artifact `self.next(..., num_parallel=N)` fans out over (Metaflow's name for it).
-PARALLEL_VAR = "_parallel_ubf_iter"
-
+from flowdeck.authoring.values import PARALLEL_VAR  # noqa: E402  (re-exported)
 
 #: One enclosing foreach, as Metaflow's `self._foreach_stack` lists it (its field names).
 ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
@@ -218,7 +217,7 @@ def _default_arguments(func: Any, name: str, flow_name: str) -> tuple[Any, ...]:
     if takes_none:
         return ()
     from flowdeck.authoring import configs
-    from flowdeck.authoring.current import username
+    from flowdeck.authoring.values import username
     values = configs.resolved() or {}
     return (SimpleNamespace(flow_name=flow_name, parameter_name=name, user_name=username(),
                             logger=print, ds_type="local",

@@ -1,0 +1,113 @@
+"""A task's logs are read in bounded pages off the GUI thread (the reliability issue, item 16).
+
+A step that printed 100 MB used to freeze the window when its task was clicked: the
+whole file was read and decoded on the GUI thread. Now the window reads the last page
+(`PAGE_BYTES`, whole lines) on a pool thread, shows it, and pages back on request.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from conftest import child_env, close_window, flow_key
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QToolButton
+
+from flowdeck_desktop.app import build
+from flowdeck_desktop.views.log_view import PAGE_BYTES, read_log_page
+
+LINES = 1_000_000  # of 100 bytes each: 100 MB
+
+LOUD = f'''from flowdeck import FlowSpec, step
+
+
+class LoudFlow(FlowSpec):
+    @step
+    def start(self):
+        pad = "x" * 86
+        for i in range({LINES}):
+            print(f"line {{i:07d}} {{pad}}")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    LoudFlow()
+'''
+
+
+def line_numbers(text: str) -> list[int]:
+    return [int(line.split()[1]) for line in text.split("\n") if line.startswith("line ")]
+
+
+def test_paging_back_reads_every_byte_once_in_whole_lines(tmp_path: Path) -> None:
+    log = tmp_path / "attempt-0.out"
+    lines = [f"{i} " + "é" * (i % 37) + "\n" for i in range(5000)]
+    log.write_text("".join(lines) + "unfinished", encoding="utf-8")
+    pages, end = [], None
+    while True:
+        page = read_log_page(log, end, page_bytes=4096, max_lines=50)
+        assert page is not None
+        assert len(page.text.encode()) <= 4096 and page.text.count("\n") <= 50
+        pages.append(page.text)
+        if not page.earlier:
+            break
+        end = page.start
+    assert "".join(reversed(pages)) == log.read_text(encoding="utf-8")
+
+
+def test_clicking_a_task_that_printed_100_mb_shows_its_tail_read_off_the_gui_thread(
+        qtbot, settings, tmp_path: Path) -> None:
+    flow = tmp_path / "loud.py"
+    flow.write_text(LOUD)
+    subprocess.run([sys.executable, str(flow)], cwd=tmp_path, env=child_env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    out_logs = list((tmp_path / ".flowdeck" / "LoudFlow" / "runs").glob("*/start/*/attempt-0.out"))
+    assert out_logs and out_logs[0].stat().st_size == LINES * 100
+
+    controller, window = build(settings, [str(tmp_path)], restore=False)
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        window.select_flow(flow_key(controller, "LoudFlow"))
+        qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=10000)
+        window.history.table.selectRow(0)
+        window._on_step_clicked("start")
+        logs = window.logs
+        last_line = f"line {LINES - 1:07d}"
+        qtbot.waitUntil(lambda: not logs.has_pending() and last_line in logs.text(),
+                        timeout=60000)
+        shown = logs.text()
+        assert len(shown) <= PAGE_BYTES + 1000  # the page and a marker line, bounded
+        page = logs.last_page
+        assert page is not None
+        assert page.reader_thread != threading.get_ident()  # read on a pool thread
+        assert page.bytes_read <= 2 * PAGE_BYTES  # a page per stream, never the whole file
+        tail = line_numbers(shown)
+        assert tail[-1] == LINES - 1 and tail == list(range(tail[0], LINES))
+        assert "of earlier stdout" in shown
+
+        earlier = logs.findChild(QToolButton, "logShowEarlier")
+        assert earlier.isVisibleTo(logs)
+        qtbot.mouseClick(earlier, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: logs.last_page is not page and not logs.has_pending(),
+                        timeout=30000)
+        before = line_numbers(logs.text())
+        assert before[-1] == tail[0] - 1 and before == list(range(before[0], tail[0]))
+        assert logs.last_page.reader_thread != threading.get_ident()
+        assert len(logs.text()) <= PAGE_BYTES + 1000
+
+        latest = logs.findChild(QToolButton, "logShowLatest")
+        assert latest.isVisibleTo(logs)
+        previous = logs.last_page
+        qtbot.mouseClick(latest, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: logs.last_page is not previous and not logs.has_pending(),
+                        timeout=30000)
+        assert line_numbers(logs.text())[-1] == LINES - 1
+    finally:
+        close_window(controller, window)

@@ -1,0 +1,83 @@
+"""Rerun on save when the run going already read the saved file (found by the save storms
+of reliability/save_storms.py).
+
+A run starts a moment after the save that asked for it and reads the file then; in a
+save storm that is often a later save. When that later save's change arrives, the run
+going already runs it: rerunning stopped it and ran the same content a second time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import flow_key
+
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import RunLayout
+from flowdeck_desktop.control.controller import FlowdeckController
+
+FLOW = '''import time
+
+from flowdeck import FlowSpec, step
+
+VERSION = {version}
+
+
+class RaceFlow(FlowSpec):
+    @step
+    def start(self):
+        self.version = VERSION
+        time.sleep(2)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    RaceFlow()
+'''
+
+
+def test_a_save_the_run_going_already_read_does_not_run_again(qtbot, settings,
+                                                              tmp_path: Path) -> None:
+    path = tmp_path / "race.py"
+    path.write_text(FLOW.format(version=1))
+    controller = FlowdeckController(settings)
+    try:
+        controller.add_paths([str(tmp_path)])
+        qtbot.waitUntil(lambda: any(e.name == "RaceFlow" for e in controller.model.entries()),
+                        timeout=10000)
+        key = flow_key(controller, "RaceFlow")
+        controller.set_auto_rerun(key, True)
+        layout = RunLayout(tmp_path / ".flowdeck", "RaceFlow")
+        # Version 2 is saved and the run starts before the window hears of the save (its
+        # change waits in the event queue, which does not turn until the run's record is
+        # written): the run reads version 2.
+        path.write_text(FLOW.format(version=2))
+        controller.start_run(key)
+        run = controller.session(key).run
+        deadline = time.monotonic() + 30
+        while not layout.run_json(run.spec.run_id).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        version_2 = path.read_text()
+        qtbot.waitUntil(lambda: controller.model.entry(key).flow.graph.outside_hash !=
+                        _hash_of(FLOW.format(version=1), path), timeout=10000)
+        assert path.read_text() == version_2
+        assert controller.session(key).pending_rerun is None  # no rerun waits for a stop
+        assert controller.session(key).run is run and not run.stopping
+        with qtbot.waitSignal(controller.run_ended, timeout=30000) as ended:
+            pass
+        assert ended.args[1] == "succeeded"
+        qtbot.wait(500)  # a rerun, if one were coming, starts at once after the end
+        assert not controller.is_running(key)
+        assert len(RunIndex(layout).runs()) == 1
+    finally:
+        controller.shutdown()
+
+
+def _hash_of(source: str, path: Path) -> str:
+    from flowdeck.analysis.flowfile import analyze_source
+    return analyze_source(source, str(path)).flows[0].graph.outside_hash
