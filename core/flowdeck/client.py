@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from flowdeck.authoring.current import username
+from flowdeck.authoring.values import PARALLEL_VAR, contents, username
 from flowdeck.exception import (
     MetaflowNamespaceMismatch,
     MetaflowNotFound,
@@ -39,8 +39,6 @@ from flowdeck.store.status import DAMAGED, RUN_FINAL, RUNNING, TASK_DONE, TASK_F
 
 #: User tags changed after the run started (`Run.add_tag`...): beside run.json, which only
 #: the run's own orchestrator writes. Present only once a tag was changed.
-#: The foreach artifact of `num_parallel` fan-outs (authoring.spec.PARALLEL_VAR).
-PARALLEL_VAR = "_parallel_ubf_iter"
 MAX_TAG_SIZE = 500
 MAX_USER_TAGS = 50
 
@@ -159,7 +157,6 @@ class DataArtifact:
 
     @property
     def data(self) -> Any:
-        from flowdeck.authoring.includefile import contents
         return contents(self.task.run.blobs.get(self.ref.sha))
 
     @property
