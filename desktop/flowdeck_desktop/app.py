@@ -14,6 +14,7 @@ from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.system.resources import examples_dir
 from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer, send_to_running
 from flowdeck_desktop.views.main_window import MainWindow, app_icon
+from flowdeck_desktop.views.theme import THEME_ENV, apply_theme
 
 
 def bundled_examples() -> str | None:
@@ -35,6 +36,7 @@ class AppOptions:
     exit_when_done: bool = False
     new_instance: bool = False
     quit_when_shown: bool = False
+    size: tuple[int, int] | None = None
 
 
 def parse_args(argv: list[str]) -> AppOptions:
@@ -55,11 +57,22 @@ def parse_args(argv: list[str]) -> AppOptions:
                         ".py files (Linux, current user), then quit")
     parser.add_argument("--uninstall-desktop", action="store_true",
                         help="remove what --install-desktop added, then quit")
+    parser.add_argument("--size", metavar="WxH", type=_size,
+                        help="the window's size, e.g. 1280x720 (for --screenshot); the theme "
+                        "follows the system's, or FLOWDECK_THEME=dark|light")
     parser.add_argument("--quit-when-shown", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return AppOptions(args.paths, args.screenshot, args.run or bool(args.screenshot),
                       args.exit_when_done or bool(args.screenshot), args.new_instance,
-                      args.quit_when_shown)
+                      args.quit_when_shown, args.size)
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) < 200 or int(height) < 200:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as WIDTHxHEIGHT, "
+                                         "e.g. 1280x720")
+    return int(width), int(height)
 
 
 def build(settings: QSettings | None = None, paths: list[str] | None = None,
@@ -138,12 +151,15 @@ def run_app(argv: list[str]) -> int:
     app.setOrganizationName("Flowdeck")
     app.setDesktopFileName("flowdeck")
     app.setWindowIcon(app_icon())
+    apply_theme(app, os.environ.get(THEME_ENV))  # "dark" / "light"; else the system's
     paths = options.paths
     if options.screenshot and not paths and bundled_examples():
         paths = [bundled_examples() or ""]
     scripted = bool(options.quit_when_shown or options.screenshot or options.exit_when_done)
     controller, window = build(paths=paths or None, restore=not scripted)
     window.remember_layout = not scripted
+    if options.size:
+        window.resize(*options.size)
     if not options.new_instance:
         listen_for_others(app, window)
     window.show()

@@ -12,6 +12,7 @@ import ast
 import inspect
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class PreparedFlow:
 def prepare(flow_cls: type) -> PreparedFlow:
     """Static graph and lint of a live flow class; raises FlowDefinitionError on errors."""
     file = _source_file(flow_cls)
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if flow_cls.__module__ == "__main__" and main_file and \
+            os.path.realpath(main_file) == os.path.realpath(file):
+        _check_script_unchanged(file)  # first: a half-saved file says nothing else useful
     graph, diagnostics = _static_graph(flow_cls, file)
     if has_errors(diagnostics):
         raise FlowDefinitionError(f"{flow_cls.__name__} in {file} has errors; fix them and "
@@ -59,6 +64,43 @@ def prepare(flow_cls: type) -> PreparedFlow:
     flow_cls._fd_graph = graph  # type: ignore[attr-defined]  # `flow._graph` in the tasks
     return PreparedFlow(flow_cls, graph, file, RunLayout.for_file(file, flow_cls.__name__),
                         diagnostics)
+
+
+#: Python reads the script some tens of milliseconds after the process starts; a file
+#: saved this long after the start cannot have been the one it read.
+_SAVED_AFTER_START_S = 0.02
+
+
+def _check_script_unchanged(file: str) -> None:
+    """UsageError when the script was saved after this process started.
+
+    Its graph, lint and the step hashes recorded for the run (which rerun-on-save and
+    resume trust to reuse tasks) come from reading the file now; the code that runs was
+    read at the start. A save in between made a run record the hashes of code it did not
+    run (found by reliability/save_storms.py: a run of version 53 recorded version 56).
+    """
+    started = _process_start_time()
+    try:
+        saved = os.stat(file).st_mtime
+    except OSError:
+        return
+    # A time after now is no save during the start: a file dated in the future (an archive,
+    # another machine's clock) must run as before.
+    if started is not None and started + _SAVED_AFTER_START_S < saved <= time.time():
+        raise UsageError(f"{file} was saved after this run started, so the code Python "
+                         "loaded is not the code in the file. Run the flow again.")
+
+
+def _process_start_time() -> float | None:
+    """When this process started (epoch seconds, to about 10 ms), from /proc; None elsewhere."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/uptime", "rb") as handle:
+            uptime = float(handle.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def static_graph(flow_cls: type) -> FlowGraph:
@@ -245,7 +287,7 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     except InvalidId as exc:
         raise UsageError(f"--origin-run-id: {exc}") from None
     if entry.record is None:
-        if not entry.path.exists():
+        if not layout.run_dir(origin_id).is_dir():  # a folder without run.json is damaged
             raise UsageError(f"There is no run {origin_id} of {flow_cls.__name__} in "
                              f"{layout.root}. Check --origin-run-id.")
         raise UsageError(f"Run {origin_id} cannot be resumed: {entry.damage}")
@@ -256,9 +298,12 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     records, _damaged = index.final_attempts(origin_id)  # damaged tasks are simply rerun
     if not steps:
         steps = _unfinished_steps(graph, records)
-        if not steps:
+        if not steps and entry.status == "succeeded":
             raise UsageError(f"Run {origin_id} succeeded; name the step to rerun from, as "
                              "`resume STEP`.")
+        # Every task finished, yet the run did not succeed (killed before it recorded its
+        # end): the resume reuses them all and records the success (it used to refuse,
+        # saying the crashed run had succeeded; found by reliability/kill_rounds.py).
     origin = OriginRun(origin_id, records, graph.descendants(steps))
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)

@@ -240,12 +240,20 @@ class Orchestrator:
         if not hasattr(os, "fork"):
             raise UsageError("Flowdeck runs each task in a forked worker process, which this "
                              "system (Windows) does not offer yet. Run flows under WSL.")
-        run_dir = self._create_run_dir()
-        self.run_dir = str(run_dir)
-        self._begin(run_dir)
+        # Signals first: a stop that comes while the first records are written cancels the
+        # run. Installed after them, a stop in between killed the process and left run.json
+        # "running", so the run read back crashed (found by reliability/save_storms.py).
+        restore = self._install_signals()
+        try:
+            run_dir = self._create_run_dir()
+            self.run_dir = str(run_dir)
+            self._begin(run_dir)
+        except BaseException:
+            restore()
+            self._close_selector()
+            raise
         self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
         self.adopter = processes.Adopter()
-        restore = self._install_signals()
         gc_was_enabled = gc.isenabled()
         try:
             self._schedule(PendingTask(self.graph.start_step or "start", self._new_task_id(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,11 +218,25 @@ class Follower:
                          f"{failed.error.get('message', '')}".rstrip(": "))
         elif error.get("message"):
             lines.append(str(error["message"]))
+        elif self.fold.status == "pending" and _no_room(self.log_path.parent):
+            # The flow's own "disk full" went to the log, on the disk that is full; say it
+            # here (found by reliability/disk_full.py: only "The run pending" was shown).
+            lines.append(f"disk full: {self.log_path.parent}. The run could not start, and "
+                         "its output could not be kept. Free space on that disk, or set "
+                         "FLOWDECK_HOME to a folder on another disk, then run the flow again.")
         if self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
             lines.append(f"Resume it, reusing what finished: flowdeck resume {self.spec.file}")
         lines.append(f"Full output: {self.log_path}")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
+
+
+def _no_room(folder: Path) -> bool:
+    """True when the disk holding `folder` has (next to) no space left for a run's records."""
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
 
 
 def progress_lines(fold: RunFold, now: float, started: float, colour: bool = False) -> list[str]:

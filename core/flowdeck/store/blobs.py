@@ -311,19 +311,29 @@ class BlobStore:
         return EncodedBlob([header, main, *raws], size, _type_name(value))
 
     def write(self, blob: EncodedBlob) -> BlobRef:
-        """Store `blob` under its hash, unless a file of that name and size is already there.
+        """Store `blob` under its hash, unless a file of that name holding exactly these
+        bytes is already there.
 
-        A file of another size under that name is a damaged copy: it is replaced.
+        Any other file under that name is a damaged copy: it is replaced. (Trusting a file
+        of the right size let a rerun reference a blob with a flipped byte, which the next
+        step then failed to read; found by reliability/corrupt_store.py. Comparing the
+        bytes costs a read, and only when the value was stored before.)
         """
         target = self.path(blob.sha)
-        try:
-            present = target.stat().st_size == blob.size
-        except FileNotFoundError:
-            present = False
-        if not present:
+        if not self._has_bytes(target, blob):
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(target, blob.chunks)
         return BlobRef(blob.sha, blob.size, blob.type)
+
+    @staticmethod
+    def _has_bytes(path: Path, blob: EncodedBlob) -> bool:
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                if os.fstat(handle.fileno()).st_size != blob.size:
+                    return False
+                return all(_file_continues_with(handle, _byte_view(c)) for c in blob.chunks)
+        except OSError:
+            return False
 
     def holds(self, ref: BlobRef, blob: EncodedBlob) -> bool:
         """True when the stored blob of `ref` has exactly the bytes of `blob`.
@@ -332,13 +342,7 @@ class BlobStore:
         them (about 1 GB/s per core), so a task uses it to find artifacts it read
         but did not change, and keeps their references instead of writing them.
         """
-        try:
-            with open(self.path(ref.sha), "rb", buffering=0) as handle:
-                if os.fstat(handle.fileno()).st_size != blob.size:
-                    return False
-                return all(_file_continues_with(handle, _byte_view(c)) for c in blob.chunks)
-        except OSError:
-            return False
+        return self._has_bytes(self.path(ref.sha), blob)
 
     def get(self, sha: str) -> Any:
         """The value stored under `sha`; BlobDamagedError if the file is missing or damaged."""

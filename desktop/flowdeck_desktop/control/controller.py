@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QSettings, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QSettings, QThreadPool, QTimer, Signal
 
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
@@ -29,6 +29,7 @@ from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
+from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
 from flowdeck_desktop.control.run_process import RunProcess, core_path
 from flowdeck_desktop.control.watching import WatchBridge
 from flowdeck_desktop.models.catalog_model import CatalogModel
@@ -59,11 +60,13 @@ class FlowSession:
 
     key: str
     params: dict[str, str] = field(default_factory=dict)
+    options: str = ""  # run options, as typed: put before the parameters (`--max-workers 2`)
     run: RunProcess | None = None
     state: RunState | None = None
     pending_rerun: RunPlan | None = None
     output_tail: str = ""  # the current run's last output, for a failure before it started
     start_failure: StartFailure | None = None
+    recheck: tuple[CatalogEntry, float] | None = None  # a save waiting for its run's record
 
     def keep_output(self, text: str) -> None:
         self.output_tail = (self.output_tail + text)[-OUTPUT_TAIL_CHARS:]
@@ -86,6 +89,11 @@ class FlowSession:
                 old.deleteLater()
         self.run, self.state = run, state
 
+
+#: How often, and how long, a save that came while its run was starting waits for the run's
+#: record (which says what file the run read) before it is rerun anyway.
+RECHECK_MS = 50
+RECHECK_LIMIT_S = 3.0
 
 GC_INTERVAL_MINUTES = 10  # setting `gc/interval_minutes`: collect a store at most this often
 
@@ -123,6 +131,9 @@ class FlowdeckController(QObject):
     run_output = Signal(str, str, str)  # flow key, stream, text
     run_ended = Signal(str, str)  # flow key, status
     message = Signal(str, str)  # level (info | warning | error), text
+    #: The flow key the message being emitted is about (None: no one flow); set only
+    #: while `message` is emitted, so a slot can read it, as the banner does.
+    message_flow: str | None = None
     start_failed = Signal(str, object)  # flow key, StartFailure: ended before its run began
     roots_changed = Signal()
     garbage_collected = Signal(str, object)  # store root, GcReport or the error's text
@@ -265,6 +276,14 @@ class FlowdeckController(QObject):
         recent = [r for r in _as_list(self.settings.value("recent")) if r not in roots]
         self.settings.setValue("recent", (roots + recent)[:10])
 
+    def _tell(self, level: str, text: str, key: str | None) -> None:
+        """Emit `message` about one flow (`message_flow` names it during the emit)."""
+        self.message_flow = key
+        try:
+            self.message.emit(level, text)
+        finally:
+            self.message_flow = None
+
     def shutdown(self) -> None:
         self.bridge.stop()
         for run in list(self.runs.values()):
@@ -312,9 +331,25 @@ class FlowdeckController(QObject):
         if found is None:
             value = self.settings.value(f"params/{_slug(key)}")
             found = FlowSession(key, {str(k): str(v) for k, v in value.items()}
-                                if isinstance(value, dict) else {})
+                                if isinstance(value, dict) else {},
+                                options=str(self.settings.value(f"options/{_slug(key)}") or ""))
             self.sessions[key] = found
         return found
+
+    def run_options(self, key: str) -> str:
+        """The flow's run options as the user typed them (put before the parameters)."""
+        return self.session(key).options
+
+    def save_run_options(self, key: str, text: str) -> None:
+        self.session(key).options = text
+        if text.strip():
+            self.settings.setValue(f"options/{_slug(key)}", text)
+        else:
+            self.settings.remove(f"options/{_slug(key)}")
+
+    def option_args(self, key: str) -> list[str]:
+        """The run options as arguments; RunOptionsError names a malformed one."""
+        return parse_run_options(self.session(key).options)
 
     @property
     def runs(self) -> dict[str, RunProcess]:
@@ -330,6 +365,20 @@ class FlowdeckController(QObject):
         configured = self.settings.value(f"interpreter/{_slug(folder)}") or None
         return detect_interpreter(folder, configured,
                                   stop_at=self._covering_root(os.path.abspath(file)))
+
+    def configured_interpreter(self, file: str) -> str | None:
+        """The interpreter chosen for the file's folder, None when it is automatic."""
+        value = self.settings.value(f"interpreter/{_slug(os.path.dirname(file))}")
+        return str(value) if value else None
+
+    def automatic_interpreter(self, file: str) -> Interpreter:
+        """What "Automatic" picks for the file (whatever is configured)."""
+        return detect_interpreter(os.path.dirname(file), None,
+                                  stop_at=self._covering_root(os.path.abspath(file)))
+
+    def search_root(self, file: str) -> str | None:
+        """The watched root a folder venv is looked for up to."""
+        return self._covering_root(os.path.abspath(file))
 
     def set_interpreter(self, file: str, path: str | None) -> None:
         key = f"interpreter/{_slug(os.path.dirname(file))}"
@@ -352,18 +401,24 @@ class FlowdeckController(QObject):
         """
         entry = self.model.entry(key)
         if entry is None:
-            self.message.emit("error", "That flow is gone: its file was removed or renamed.")
+            self._tell("error", "That flow is gone: its file was removed or renamed.", key)
             return None
         if not entry.ok:
             first = entry.diagnostics[0] if entry.diagnostics else None
             where = f" (line {first.line}: {first.message})" if first else ""
-            self.message.emit("error", f"{entry.name} has errors and cannot run{where}.")
+            self._tell("error", f"{entry.name} has errors and cannot run{where}.", key)
             return None
         if self.is_running(key):
-            self.message.emit("warning", f"{entry.name} is already running; stop it first.")
+            self._tell("warning", f"{entry.name} is already running; stop it first.", key)
             return None
         if plan is None:
-            plan = RunPlan(["run", *(args if args is not None else self.run_args(key))], "run")
+            try:
+                options = self.option_args(key)
+            except RunOptionsError as exc:
+                self._tell("error", str(exc), key)
+                return None
+            plan = RunPlan(["run", *options, *(args if args is not None else self.run_args(key))],
+                           "run")
         interpreter = self.interpreter_for(entry.file)
         spec = self._launch_spec(entry, plan.args, interpreter)
         if spec is None:
@@ -385,7 +440,7 @@ class FlowdeckController(QObject):
                                 interpreter=interpreter, core_dir=core_path(),
                                 project_root=self.project_root(entry.file))
         except LaunchError as exc:
-            self.message.emit("error", " ".join([str(exc), *interpreter.skipped]))
+            self._tell("error", " ".join([str(exc), *interpreter.skipped]), entry.key)
             return None
 
     def _launch(self, key: str, entry: CatalogEntry, spec: LaunchSpec,
@@ -397,7 +452,7 @@ class FlowdeckController(QObject):
         run = RunProcess(spec, self)
         run.event_arrived.connect(state.apply)
         run.output.connect(lambda stream, text, k=key: self.run_output.emit(k, stream, text))
-        run.failed_to_start.connect(lambda msg: self.message.emit("error", msg))
+        run.failed_to_start.connect(lambda msg, k=key: self._tell("error", msg, k))
         run.output.connect(lambda _stream, text, s=session: s.keep_output(text))
         run.ended.connect(lambda code, status, k=key: self._on_ended(k, status, code))
         session.replace_run(run, state)
@@ -406,7 +461,7 @@ class FlowdeckController(QObject):
         for line in (interpreter.announcement, *interpreter.skipped):  # the log's header
             self.run_output.emit(key, "flowdeck", line + "\n")
         if interpreter.skipped:
-            self.message.emit("warning", " ".join(interpreter.skipped))
+            self._tell("warning", " ".join(interpreter.skipped), key)
         run.start()
         return state
 
@@ -418,8 +473,10 @@ class FlowdeckController(QObject):
     def _on_ended(self, key: str, status: str, code: int = 0) -> None:
         session = self.session(key)
         run, state = session.run, session.state
-        never_started = run is not None and status == "failed" and \
-            not os.path.exists(run.spec.events_path)
+        # Never started: no events at all, or (Metaflow refusing the flow before its first
+        # task, after the bridge wrote its run_started) a failed run without one task.
+        never_started = run is not None and status == "failed" and (
+            not os.path.exists(run.spec.events_path) or (state is not None and not state.tasks))
         if state is not None:
             state.mark_ended(status)
         self.model.set_run_status(key, {"succeeded": "succeeded", "running": "running"}.get(
@@ -430,7 +487,7 @@ class FlowdeckController(QObject):
         self.run_ended.emit(key, status)
         if session.start_failure is not None:
             self.start_failed.emit(key, session.start_failure)
-            self.message.emit("error", session.start_failure.summary)
+            self._tell("error", session.start_failure.summary, key)
         plan, session.pending_rerun = session.pending_rerun, None
         if plan is not None:
             self.start_run(key, plan=plan)
@@ -505,7 +562,12 @@ class FlowdeckController(QObject):
         state = self.session(key).state
         origin = state.run_id if state and state.status in ("failed", "crashed", "cancelled") \
             else None
-        args = ["resume"] + (["--origin-run-id", origin] if origin else [])
+        try:
+            options = self.option_args(key)
+        except RunOptionsError as exc:
+            self._tell("error", str(exc), key)
+            return None
+        args = ["resume"] + (["--origin-run-id", origin] if origin else []) + options
         return self.start_run(key, plan=RunPlan(args, "resume from the failure", origin))
 
     def rerun_with(self, key: str, record: RunRecord) -> RunState | None:
@@ -514,8 +576,11 @@ class FlowdeckController(QObject):
         return self.start_run(key, record.cli_args())
 
     def rerun_plan(self, entry: CatalogEntry) -> RunPlan:
-        """After a save: rerun only changed steps (and what follows) when that is safe."""
-        base = ["run", *self.run_args(entry.key)]
+        """After a save: rerun only changed steps (and what follows) when that is safe.
+
+        Raises RunOptionsError when the flow's run options are malformed."""
+        options = self.option_args(entry.key)
+        base = ["run", *options, *self.run_args(entry.key)]
         last = RunIndex(RunLayout.for_file(entry.file, entry.name)).latest_successful()
         if last is None or last.record is None:
             return RunPlan(base, "no successful run to reuse")
@@ -529,23 +594,80 @@ class FlowdeckController(QObject):
                         if old_hashes.get(s) != new_hashes.get(s))
         if not changed:
             return RunPlan(base, "no step changed")
-        args = ["resume", *changed, "--origin-run-id", record.run_id]
+        args = ["resume", *changed, "--origin-run-id", record.run_id, *options]
         return RunPlan(args, f"steps changed: {', '.join(changed)}", record.run_id, changed)
 
     def _rerun_on_save(self, entry: CatalogEntry) -> None:
         if not entry.ok:
             first = entry.diagnostics[0] if entry.diagnostics else None
             detail = f": line {first.line}: {first.message}" if first else ""
-            self.message.emit("error", f"{Path(entry.file).name} was saved with errors, so it "
-                              f"was not rerun{detail}")
+            self._tell("error", f"{Path(entry.file).name} was saved with errors, so it "
+                       f"was not rerun{detail}", entry.key)
+            self.session(entry.key).recheck = None  # an earlier save waiting is outdated
             return
-        plan = self.rerun_plan(entry)
-        self.message.emit("info", f"{entry.name} saved; rerunning ({plan.reason}).")
+        version = self._read_version(entry)
+        if version == "unknown" and self._recheck_later(entry):
+            return  # the run is starting: which file it read shows once its record is out
+        self.session(entry.key).recheck = None
+        if version == "same":
+            return  # the latest run read the saved file already: rerunning would run it twice
+        try:
+            plan = self.rerun_plan(entry)
+        except RunOptionsError as exc:
+            self._tell("error", f"{entry.name} was saved but not rerun: {exc}", entry.key)
+            return
+        self._tell("info", f"{entry.name} saved; rerunning ({plan.reason}).", entry.key)
         if self.is_running(entry.key):
             self.session(entry.key).pending_rerun = plan
             self.stop_run(entry.key)
         else:
             self.start_run(entry.key, plan=plan)
+
+    def _read_version(self, entry: CatalogEntry) -> str:
+        """Whether the flow's latest run read exactly the saved code: "same", "other", or
+        "unknown" (it is starting and has not written its record yet).
+
+        A run starts a moment after the save that asked for it, and reads the file then;
+        in a save storm that is often a later save, whose change arrives after. Its record
+        says which code it read (step and outside-of-steps hashes). Without this the final
+        content of a storm ran twice, the first run cancelled (reliability/save_storms.py).
+        Only a run going on, or one that ended succeeded or failed, counts.
+        """
+        session = self.sessions.get(entry.key)
+        if session is None or session.run is None or session.pending_rerun is not None:
+            return "other"
+        run = session.run
+        going = session.running
+        if run.stopping or run.spec.engine != "flowdeck" or \
+                (not going and run.status not in ("succeeded", "failed")):
+            return "other"
+        try:
+            record = RunRecord.read(RunLayout(Path(run.spec.root), run.spec.flow)
+                                    .run_json(run.spec.run_id))
+        except (OSError, ValueError):  # not written yet (still starting), or unreadable
+            return "unknown" if going else "other"
+        graph = entry.flow.graph
+        same = record.step_hashes == graph.step_hashes() and \
+            record.outside_hash == graph.outside_hash
+        return "same" if same else "other"
+
+    def _recheck_later(self, entry: CatalogEntry) -> bool:
+        """Decide about this save again in RECHECK_MS, for at most RECHECK_LIMIT_S (then the
+        run is taken to have read older code); False when that time is up."""
+        session = self.session(entry.key)
+        now = time.monotonic()
+        first = session.recheck[1] if session.recheck and session.recheck[0] is entry else now
+        if now - first > RECHECK_LIMIT_S:
+            return False
+        session.recheck = (entry, first)
+        QTimer.singleShot(RECHECK_MS, lambda: self._recheck(entry))
+        return True
+
+    def _recheck(self, entry: CatalogEntry) -> None:
+        session = self.sessions.get(entry.key)
+        if session is not None and session.recheck is not None and \
+                session.recheck[0] is entry:  # else a newer save took over
+            self._rerun_on_save(entry)
 
 
 def _slug(key: str) -> str:

@@ -111,6 +111,11 @@ class RunProcess(QObject):
         self._kill_timer.start(int(self.spec.stop_grace_s * 1000))
 
     @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called (the run may still be ending)."""
+        return self._stopping
+
+    @property
     def running(self) -> bool:
         return not self._ended and self._proc.state() != QProcess.ProcessState.NotRunning
 

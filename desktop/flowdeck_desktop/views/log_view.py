@@ -18,17 +18,26 @@ once, as a terminal shows it, and completed in place (above any line another
 stream added meanwhile). A carriage return starts the line again, so a
 progress bar redraws in place instead of piling up. `finish()` ends the
 unfinished lines when a stream ends, so the next text starts a new line.
+
+A finished task's log files can be far larger than the window should hold (a step
+that prints 100 MB). `show_files(paths)` reads them in bounded pages on a pool
+thread (`read_log_page`: at most `PAGE_BYTES` and the document's line limit per
+stream, starting at a line) and hands the page to the GUI thread through a queued
+signal; only inserting it happens there, in the usual flush slices. "Show earlier
+output" reads the page before the one shown, "Show latest output" the tail again.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QColor,
@@ -57,9 +66,11 @@ from PySide6.QtWidgets import (
 
 from flowdeck_desktop.views.ansi import DEFAULT_STYLE, AnsiParser, Span, Style, is_plain, to_rgb
 
-__all__ = ["LogView", "is_dark_palette", "error_color"]
+__all__ = ["LogView", "LogPage", "read_log_page", "is_dark_palette", "error_color"]
 
 MARKER_STREAM = "\x00marker"  # internal: the "lines dropped" line
+#: The most bytes of one log file a page reads (and so the window holds, per stream).
+PAGE_BYTES = 2 * 1024 * 1024
 _BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -106,6 +117,113 @@ class _LogEdit(QPlainTextEdit):
         menu.deleteLater()
 
 
+@dataclass(frozen=True)
+class StreamPage:
+    """One file's part of a page: its text and the byte range it came from."""
+
+    text: str
+    start: int  # offset of the page's first byte (always a line's start, or 0)
+    end: int  # offset just after its last byte
+    size: int  # the file's size when it was read
+
+    @property
+    def earlier(self) -> bool:
+        return self.start > 0
+
+    @property
+    def later(self) -> bool:
+        return self.end < self.size
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """A page of a task's log files, read on a pool thread (`reader_thread` says which)."""
+
+    token: int  # which request it answers; a page for an older request is dropped
+    streams: dict[str, StreamPage]
+    reader_thread: int
+    bytes_read: int
+
+    @property
+    def earlier(self) -> bool:
+        return any(p.earlier for p in self.streams.values())
+
+    @property
+    def later(self) -> bool:
+        return any(p.later for p in self.streams.values())
+
+
+def read_log_page(path: str | os.PathLike[str], end: int | None, page_bytes: int,
+                  max_lines: int) -> StreamPage | None:
+    """The last whole lines of `path` before byte `end` (its end when None): at most
+    `page_bytes` bytes and `max_lines` lines. None when the file cannot be read.
+
+    A page starts at a line's start (so paging back never splits a line or a UTF-8
+    character between two pages) unless one line is longer than the page.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            stop = size if end is None else max(0, min(end, size))
+            start = max(0, stop - page_bytes)
+            handle.seek(start)
+            data = handle.read(stop - start)
+    except OSError:
+        return None
+    stop = start + len(data)  # the file may have shrunk meanwhile
+    if start > 0:
+        newline = data.find(b"\n")
+        if 0 <= newline < len(data) - 1:
+            data = data[newline + 1:]
+            start += newline + 1
+    cut = _start_of_last_lines(data, max_lines)
+    return StreamPage(data[cut:].decode("utf-8", "replace"), start + cut, stop, size)
+
+
+def _start_of_last_lines(data: bytes, count: int) -> int:
+    """Index in `data` where its last `count` lines begin (an unfinished last one counts)."""
+    pos = len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _ in range(count):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            return 0
+    return pos + 1
+
+
+class _PageRelay(QObject):
+    """Carries a page from the pool's thread to the GUI thread.
+
+    It lives in the GUI thread, so emitting from the reader queues the call: the
+    reader never touches a widget and starts no timer off the GUI thread.
+    """
+
+    done = Signal(object)  # LogPage
+
+
+class _PageJob(QRunnable):
+    """Reads one page of every stream's file, off the GUI thread."""
+
+    def __init__(self, token: int, files: Mapping[str, str | os.PathLike[str]],
+                 ends: Mapping[str, int | None], page_bytes: int, max_lines: int,
+                 relay: _PageRelay) -> None:
+        super().__init__()
+        self.token, self.files, self.ends = token, dict(files), dict(ends)
+        self.page_bytes, self.max_lines = page_bytes, max_lines
+        self.relay = relay  # the job keeps the relay alive until it emits
+
+    def run(self) -> None:
+        streams: dict[str, StreamPage] = {}
+        for stream, path in self.files.items():
+            page = read_log_page(path, self.ends.get(stream), self.page_bytes, self.max_lines)
+            if page is not None:
+                streams[stream] = page
+        read = sum(p.end - p.start for p in streams.values())
+        try:
+            self.relay.done.emit(LogPage(self.token, streams, threading.get_ident(), read))
+        except RuntimeError:  # the view (and its relay) went away meanwhile
+            pass
+
+
 _LONG_PREFIX = re.compile(
     r"^(?:\d{4}-\d\d-\d\d )?(?P<time>\d\d:\d\d:\d\d)\.\d{3} "
     r"\[[^/\]\s]+/(?P<step>[^/\]\s]+)/(?P<task>[^/\]\s]+)(?: \(pid \d+\))?\] ?")
@@ -133,6 +251,12 @@ class LogView(QWidget):
     FLUSH_MAX_CHARS = 1_000_000
     MAX_PENDING_CHARS = 16_000_000
     MAX_PARTIAL_CHARS = 64 * 1024  # an unfinished line longer than this is shown in pieces
+    #: What one timer flush aims to hold the event loop for. Once the document is full, each
+    #: line shown also trims one from the top, which costs Qt about four times the insert
+    #: (measured: 5,000 lines took 40 ms into a filling document, 180 ms into a full one),
+    #: so the timer's slices are sized from the cost measured per line, not fixed.
+    FLUSH_BUDGET_S = 0.03
+    MIN_FLUSH_LINES = 200
 
     def __init__(self, parent: QWidget | None = None, *, max_lines: int = DEFAULT_MAX_LINES,
                  max_pending_lines: int | None = None,
@@ -158,6 +282,18 @@ class LogView(QWidget):
         self._longest_flush = 0.0
         self._last_flush = 0.0
         self._flush_count = 0
+        self._slice_lines = self.FLUSH_MAX_LINES  # lines the next timer flush may show
+        self._last_flush_lines = 0
+
+        self._page_token = 0
+        self._files: dict[str, str | os.PathLike[str]] = {}
+        self.page_bytes = PAGE_BYTES
+        self.last_page: LogPage | None = None  # the latest page shown, kept after clear()
+        self._shown_page: LogPage | None = None
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._relay = _PageRelay()
+        self._relay.done.connect(self._on_page)
 
         self._edit = _LogEdit(self)
         self._edit.setObjectName("logText")
@@ -193,9 +329,23 @@ class LogView(QWidget):
         self._status.setObjectName("logSearchStatus")
         self._status.setMinimumWidth(self._status.fontMetrics().horizontalAdvance("999999 / 999999"))
 
+        self._earlier = QToolButton(self)
+        self._earlier.setObjectName("logShowEarlier")
+        self._earlier.setText("Show earlier output")
+        self._earlier.setToolTip("Read the part of the log before the one shown")
+        self._earlier.clicked.connect(self.show_earlier)
+        self._earlier.setVisible(False)
+        self._latest = QToolButton(self)
+        self._latest.setObjectName("logShowLatest")
+        self._latest.setText("Show latest output")
+        self._latest.clicked.connect(self.show_latest)
+        self._latest.setVisible(False)
+
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 4, 4, 2)
         bar.setSpacing(4)
+        bar.addWidget(self._earlier)
+        bar.addWidget(self._latest)
         bar.addWidget(self._search, 1)
         bar.addWidget(self._prev_button)
         bar.addWidget(self._next_button)
@@ -257,8 +407,63 @@ class LogView(QWidget):
         self._timer.stop()
         self._scheduled = False
 
+    def show_files(self, files: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Show the tail of each stream's log file (e.g. {"stdout": ..., "stderr": ...}).
+
+        The files are read on a pool thread, a page at a time (see `read_log_page`); the
+        view is empty until the page arrives, and a page for an earlier request is dropped.
+        """
+        self.clear()
+        self._files = dict(files)
+        self._request({stream: None for stream in self._files})
+
+    def show_earlier(self) -> None:
+        """Replace the page shown by the one before it (where some stream has earlier output)."""
+        page = self._shown_page
+        if page is not None and page.earlier:
+            self._request({s: p.start for s, p in page.streams.items()})
+
+    def show_latest(self) -> None:
+        """Show the files' tails again (after paging back, or to see what was added since)."""
+        if self._files:
+            self._request({stream: None for stream in self._files})
+
+    def _request(self, ends: Mapping[str, int | None]) -> None:
+        self._page_token += 1
+        lines = self.maximum_line_count() or 1_000_000
+        per_stream = max(1, lines // max(1, len(self._files)) - 2)  # room for the markers
+        self._pool.start(_PageJob(self._page_token, self._files, ends, self.page_bytes,
+                                  per_stream, self._relay))
+
+    def _on_page(self, page: LogPage) -> None:
+        """A page arrived (GUI thread): show it if it answers the latest request."""
+        if page.token != self._page_token or not self._files:
+            return
+        self._clear_view()
+        self.last_page = self._shown_page = page
+        for stream, part in page.streams.items():
+            if part.earlier:
+                self.append(f"… {_size(part.start)} of earlier {stream} "
+                            "(Show earlier output) …\n", MARKER_STREAM)
+            self.append(part.text, stream)
+            self.finish(stream)
+            if part.later:
+                self.append(f"… {_size(part.size - part.end)} of later {stream} "
+                            "(Show latest output) …\n", MARKER_STREAM)
+        self._earlier.setVisible(page.earlier)
+        self._latest.setVisible(page.later)
+
     def clear(self) -> None:
-        """Forget everything: shown lines, queued text, unfinished lines and ANSI state."""
+        """Forget everything: shown lines, queued text, unfinished lines and ANSI state, and
+        any page of log files shown or still being read."""
+        self._page_token += 1  # a page still being read is dropped when it arrives
+        self._files = {}
+        self._shown_page = None
+        self._earlier.setVisible(False)
+        self._latest.setVisible(False)
+        self._clear_view()
+
+    def _clear_view(self) -> None:
         self._timer.stop()
         self._scheduled = False
         self._queue.clear()
@@ -451,7 +656,8 @@ class LogView(QWidget):
 
     def _on_timer(self) -> None:
         self._scheduled = False
-        self._flush_once(self.flush_max_lines, self.flush_max_chars)
+        self._flush_once(min(self._slice_lines, self.flush_max_lines), self.flush_max_chars)
+        self._size_next_slice()
         if self.has_pending():
             self._schedule(0)  # more to do: again as soon as the event loop is idle
 
@@ -496,6 +702,15 @@ class LogView(QWidget):
         self._last_flush = elapsed
         self._longest_flush = max(self._longest_flush, elapsed)
         self._flush_count += 1
+        self._last_flush_lines = lines
+
+    def _size_next_slice(self) -> None:
+        """Size the next timer flush from this one's cost per line, to about FLUSH_BUDGET_S."""
+        lines = self._last_flush_lines
+        if lines < self.MIN_FLUSH_LINES or self._last_flush <= 0:
+            return  # too few lines to measure by
+        fitting = int(self.FLUSH_BUDGET_S * lines / self._last_flush)
+        self._slice_lines = max(self.MIN_FLUSH_LINES, min(self.flush_max_lines, fitting))
 
     # -- lines -------------------------------------------------------------------------
 
@@ -820,6 +1035,18 @@ class LogView(QWidget):
         total = max(index, haystack.count(lowered))
         self._status.setText(f"{index} / {total}" + ("  (wrapped)" if wrapped else ""))
         return True
+
+
+def _size(count: int) -> str:
+    """A byte count as people read it: 512 bytes, 3.4 KB, 97.7 MB."""
+    if count < 1024:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def _after_newline(text: str, count: int, newlines: int) -> int:

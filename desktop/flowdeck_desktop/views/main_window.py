@@ -8,33 +8,47 @@ artifacts from a helper process.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtCore import QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QFontMetrics,
+    QIcon,
+    QKeySequence,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QPushButton,
     QScrollArea,
     QSplitter,
+    QStyle,
     QSystemTrayIcon,
     QTabWidget,
     QToolBar,
+    QToolButton,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from flowdeck.engines.interpreter import check_interpreter
+from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop import __version__
@@ -49,15 +63,20 @@ from flowdeck_desktop.models.catalog_model import (
 from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck_desktop.system.resources import icon_file
-from flowdeck_desktop.views.dag_view import DagScene, DagView
+from flowdeck_desktop.views.banner import MessageBanner, Notice, NotificationsView
+from flowdeck_desktop.views.dag_view import DagScene, DagView, StepItem
+from flowdeck_desktop.views.interpreter_dialog import InterpreterDialog
 from flowdeck_desktop.views.log_view import LogView, compact_prefix
 from flowdeck_desktop.views.panes import (
     ArtifactsPane,
     ErrorPane,
+    HistoryFollower,
     HistoryPane,
     RunSummary,
+    copy_text,
     foreign_author,
     list_runs,
+    reveal,
 )
 from flowdeck_desktop.views.params_form import ParamsForm
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
@@ -121,6 +140,9 @@ class MainWindow(QMainWindow):
         self.tree.setModel(self.proxy)
         self.tree.setHeaderHidden(True)
         self.tree.setUniformRowHeights(True)
+        self.tree.setIndentation(16)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # rows keep both ends; tooltips
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.empty_hint = self._empty_hint()
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -143,7 +165,10 @@ class MainWindow(QMainWindow):
         header.addWidget(self.flow_title, 1)
         header.addWidget(self.task_picker)
         top_layout.addLayout(header)
+        self.banner = MessageBanner()  # the selected flow's message that needs action
+        top_layout.addWidget(self.banner)
         top_layout.addWidget(self.dag, 1)
+        self.dag.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         self.logs = LogView()
         self.logs.line_transform = compact_prefix  # long run-id prefixes as short columns
@@ -191,7 +216,21 @@ class MainWindow(QMainWindow):
         self.main_split.setSizes([260, 760, 280])
         self.setCentralWidget(self.main_split)
         self.interpreter_label = QLabel()
+        self.bell = QToolButton()
+        self.bell.setAutoRaise(True)
+        self.bell.setToolTip("Notifications: every recent message, in full")
+        self.statusBar().addPermanentWidget(self.bell)
         self.statusBar().addPermanentWidget(self.interpreter_label)
+        self.notifications = NotificationsView()
+        self.notifications_dock = QDockWidget("Notifications", self)
+        self.notifications_dock.setObjectName("notifications-dock")
+        self.notifications_dock.setWidget(self.notifications)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.notifications_dock)
+        self.notifications_dock.hide()
+        self._banners: dict[str | None, Notice] = {}  # flow key (None: no flow) -> its notice
+        self._update_bell()
+        self.history_follower = HistoryFollower(self)
+        self._fitted_sizes: list[int] | None = None  # the pane sizes we chose, until changed
 
     def _empty_hint(self) -> QWidget:
         box = QWidget()
@@ -237,6 +276,18 @@ class MainWindow(QMainWindow):
         self.act_zoom_in = self._action("Zoom &In", lambda: self.dag.zoom_by(1.25), "Ctrl+=")
         self.act_zoom_out = self._action("Zoom &Out", lambda: self.dag.zoom_by(0.8), "Ctrl+-")
         self.act_about = self._action("&About Flowdeck", self.about)
+        self.act_run_options = self._action("Run &Options…", self.edit_run_options)
+        self.act_open_editor = self._action("Open in &Editor", self.open_selected_in_editor,
+                                            "Ctrl+E")
+        self.act_reveal = self._action("Show in File &Manager", self.reveal_selected)
+        self.act_copy_run_id = self._action("Copy Run &ID", self.copy_run_id)
+        self.act_copy_pathspec = self._action("Copy &Pathspec", self.copy_pathspec)
+        self.act_notifications = self.notifications_dock.toggleViewAction()
+        self.act_notifications.setText("&Notifications")
+        self.act_notifications.setShortcut(QKeySequence("Ctrl+Shift+N"))
+        self.addAction(self.act_notifications)
+        self.act_clear_notifications = self._action("&Clear Notifications",
+                                                    self.clear_notifications)
         toolbar = QToolBar("Run")
         toolbar.setObjectName("run-toolbar")
         for action in (self.act_run, self.act_stop, self.act_resume, self.act_auto):
@@ -251,17 +302,29 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.act_watch_folder)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.unwatch_menu = file_menu.addMenu("Stop &Watching")
+        self.unwatch_menu.aboutToShow.connect(self._fill_unwatch)
         file_menu.addSeparator()
         file_menu.addAction(self.act_run_on_drop)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         run_menu = bar.addMenu("&Run")
         for action in (self.act_run, self.act_stop, self.act_resume, self.act_auto,
-                       self.act_interp):
+                       self.act_run_options, self.act_interp):
             run_menu.addAction(action)
+        flow_menu = bar.addMenu("F&low")
+        for entry in (self.act_open_editor, self.act_reveal, None, self.act_copy_run_id,
+                      self.act_copy_pathspec, None, self.act_run_options, self.act_interp):
+            if entry is None:
+                flow_menu.addSeparator()
+            else:
+                flow_menu.addAction(entry)
         view_menu = bar.addMenu("&View")
         for action in (self.act_fit, self.act_zoom_in, self.act_zoom_out):
             view_menu.addAction(action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.act_notifications)
+        view_menu.addAction(self.act_clear_notifications)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.act_about)
 
@@ -289,6 +352,17 @@ class MainWindow(QMainWindow):
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
         c.model.flow_removed.connect(self._on_flow_removed)
+        self.tree.customContextMenuRequested.connect(self._show_tree_menu)
+        self.dag.customContextMenuRequested.connect(self._show_dag_menu)
+        self.history_follower.runs_listed.connect(self.history.set_runs)
+        self.notifications.flow_clicked.connect(self.select_flow)
+        self.notifications.changed.connect(self._update_bell)
+        self.bell.clicked.connect(self.show_notifications)
+        self.banner.dismissed.connect(self._on_banner_dismissed)
+        self.params.options_changed.connect(self._save_run_options)
+        self.proxy.rowsInserted.connect(lambda *_: self._schedule_fit())
+        self.tree.expanded.connect(lambda _index: self._schedule_fit())
+        self.main_split.splitterMoved.connect(lambda *_: self._stop_fitting())
 
     # -- layout persistence --------------------------------------------------------------
 
@@ -312,6 +386,73 @@ class MainWindow(QMainWindow):
                 value = self.settings.value(f"window/split-{name}")
                 if value is not None:
                     splitter.restoreState(value)
+                    if name == "main":
+                        self._stop_fitting()  # the user's own sizes, from last time
+            self._schedule_fit()
+
+    # -- pane sizes: nothing clipped at the default size --------------------------------
+
+    _fitting = True  # size the side panes to their contents until the user sizes them
+    _fit_pending = False
+    FIT_SHARE_LEFT = 0.30  # at most this share of the width for the flow list...
+    FIT_SHARE_SIDE = 0.34  # ...and for the side panes; past it, rows elide (tooltips)
+
+    def _stop_fitting(self) -> None:
+        self._fitting = False
+
+    def _schedule_fit(self) -> None:
+        if self._fitting and not self._fit_pending:
+            self._fit_pending = True
+            QTimer.singleShot(0, self._fit_panes)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._schedule_fit()
+
+    def tree_width_needed(self) -> int:
+        """Width of the flow list that shows every file and flow row whole (folders and
+        diagnostics may elide: their tooltips have the full text)."""
+        metrics = QFontMetrics(self.tree.font())
+        indent = self.tree.indentation()
+        need = 0
+        pending = [(QModelIndex(), 0)]
+        while pending:
+            parent, depth = pending.pop()
+            for row in range(self.proxy.rowCount(parent)):
+                index = self.proxy.index(row, 0, parent)
+                if depth > 0 and index.data(KIND_ROLE) in ("file", "flow"):
+                    need = max(need, (depth + 1) * indent
+                               + metrics.horizontalAdvance(str(index.data() or "")) + 16)
+                if self.tree.isExpanded(index):
+                    pending.append((index, depth + 1))
+        scrolls = self.tree.verticalScrollBar().maximum() > 0
+        return need + 2 * self.tree.frameWidth() + 8 + \
+            (self.tree.verticalScrollBar().sizeHint().width() if scrolls else 0)
+
+    def side_width_needed(self) -> int:
+        tab_frame = 2 * (self.side.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth,
+                                                       None, self.side) + 1)
+        return max(self.history.essential_width(),
+                   self.params.minimumSizeHint().width()) + tab_frame
+
+    def _fit_panes(self) -> None:
+        """Give the flow list and the side panes the width their contents need (each at
+        most its share of the window), the DAG the rest; only while the sizes are ours."""
+        self._fit_pending = False
+        sizes = self.main_split.sizes()
+        total = sum(sizes)
+        if not self._fitting or not self.isVisible() or total <= 0 or len(sizes) != 3:
+            return
+        if self._fitted_sizes is not None and \
+                (sizes[0], sizes[2]) != (self._fitted_sizes[0], self._fitted_sizes[2]):
+            self._stop_fitting()  # someone sized the panes: theirs from now on
+            return
+        left = min(max(self.tree_width_needed(), 220), int(total * self.FIT_SHARE_LEFT))
+        side = min(max(self.side_width_needed(), 260), int(total * self.FIT_SHARE_SIDE))
+        wanted = [left, total - left - side, side]
+        if wanted != sizes:
+            self.main_split.setSizes(wanted)
+        self._fitted_sizes = self.main_split.sizes()
 
     #: False for scripted starts (screenshots, benchmarks, tests): their throwaway window
     #: size must not become the next real start's.
@@ -420,6 +561,7 @@ class MainWindow(QMainWindow):
 
     def _select_nothing(self) -> None:
         self.selected_key = None
+        self._show_banner_for(None)
         self._refresh_controls()
 
     def choose_flow(self, keys: list[str]) -> str | None:
@@ -446,6 +588,7 @@ class MainWindow(QMainWindow):
         if entry is None:
             return
         self.params.set_parameters(entry.flow.parameters, self.controller.saved_params(key))
+        self.params.set_run_options(self.controller.run_options(key))
         self.act_auto.blockSignals(True)
         self.act_auto.setChecked(self.controller.auto_rerun(key))
         self.act_auto.blockSignals(False)
@@ -457,6 +600,7 @@ class MainWindow(QMainWindow):
         self._show_state(state)
         self._replay_logs(key)
         self._refresh_history()
+        self._show_banner_for(key)
         self._refresh_controls()
         self.selection_changed.emit(key)
 
@@ -610,13 +754,7 @@ class MainWindow(QMainWindow):
     def _show_task_logs(self, layout: RunLayout, state: RunState, task: TaskView) -> None:
         paths = layout.log_paths(state.run_id, task.step, task.task_id, task.attempt,
                                  task.origin)
-        self.logs.clear()
-        for stream, path in paths.items():
-            try:
-                with open(path, "rb") as handle:
-                    self.logs.append(handle.read().decode("utf-8", "replace"), stream)
-            except OSError:
-                continue
+        self.logs.show_files(paths)  # the tail, read off the GUI thread; earlier pages on demand
         self.log_scope.setText(f"Output of {task.step}/{task.task_id} (attempt {task.attempt})")
         self.whole_run.setVisible(True)
 
@@ -656,7 +794,8 @@ class MainWindow(QMainWindow):
         missing = self.params.missing_required()
         if missing:
             self.side.setCurrentWidget(self.params)
-            self.show_message("error", f"Fill in the required parameter(s): {', '.join(missing)}.")
+            self.show_message("error", f"Fill in the required parameter(s): {', '.join(missing)}.",
+                              flow=key)
             return
         self._save_params()
         self.controller.start_run(key)
@@ -677,21 +816,168 @@ class MainWindow(QMainWindow):
         if self.selected_key:
             self.controller.save_params(self.selected_key, self.params.values())
 
-    def choose_interpreter(self) -> None:
+    def _save_run_options(self) -> None:
+        if self.selected_key:
+            self.controller.save_run_options(self.selected_key, self.params.run_options())
+
+    def edit_run_options(self) -> None:
+        """Run > Run Options…: the field in the Parameters pane, focused."""
+        if self.selected_key is None:
+            self.show_message("warning", "Select a flow first: run options are per flow.")
+            return
+        self.side.setCurrentWidget(self.params)
+        self.params.options.setFocus()
+        self.params.options.selectAll()
+
+    interpreter_dialog: InterpreterDialog | None = None
+
+    def choose_interpreter(self) -> InterpreterDialog | None:
+        """Run > Interpreter…: the current choice and why, the skipped venvs, the
+        interpreters found, Browse… and Automatic. Applied when the dialog is accepted."""
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is None:
             self.show_message("warning", "Select a flow first: the interpreter is per folder.")
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Python interpreter for this folder")
+            return None
+        c = self.controller
+        dialog = InterpreterDialog(os.path.dirname(entry.file), c.interpreter_for(entry.file),
+                                   c.automatic_interpreter(entry.file),
+                                   c.configured_interpreter(entry.file),
+                                   c.search_root(entry.file), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda f=entry.file, d=dialog: self.set_interpreter(f, d.chosen()))
+        self.interpreter_dialog = dialog
+        dialog.destroyed.connect(lambda *_: setattr(self, "interpreter_dialog", None))
+        dialog.open()
+        return dialog
+
+    def set_interpreter(self, file: str, path: str | None) -> None:
+        """Use `path` for the file's folder (None: automatic again), and say if it is unusable."""
+        self.controller.set_interpreter(file, path)
         if path:
-            self.controller.set_interpreter(entry.file, path)
             check = check_interpreter(path)
             if not check.works:
-                self.show_message("error", check.error)
+                key = self.selected_key if self.selected_key else None
+                self.show_message("error", check.error, flow=key)
         self._refresh_controls()
+
+    # -- menus: the flow list, History and the DAG -------------------------------------
+
+    def _selected_entry(self) -> Any:
+        return self.controller.model.entry(self.selected_key or "")
+
+    def open_selected_in_editor(self) -> None:
+        entry = self._selected_entry()
+        if entry is not None:
+            open_in_editor(entry.file, entry.line)
+
+    def reveal_selected(self) -> None:
+        entry = self._selected_entry()
+        if entry is not None:
+            reveal(entry.file)
+
+    def shown_pathspec(self, step: str | None = None, task_id: str | None = None) -> str | None:
+        """`Flow/run_id[/step[/task]]` of the run shown (None when it has not run)."""
+        state = self.shown_state
+        run_id = (state.fold.metaflow_run_id or state.run_id) if state is not None else None
+        if state is None or not run_id:
+            return None
+        return "/".join([state.flow, run_id, *([step] if step else []),
+                         *([task_id] if step and task_id else [])])
+
+    def copy_run_id(self) -> None:
+        spec = self.shown_pathspec()
+        if spec is None:
+            self.show_message("info", "The flow shown has not run yet: no run id to copy.")
+            return
+        copy_text(spec.split("/")[1])
+
+    def copy_pathspec(self) -> None:
+        spec = self.shown_pathspec(self.shown_step, self.task_picker.currentData()
+                                   if self.task_picker.isVisible() else None)
+        if spec is None:
+            self.show_message("info", "The flow shown has not run yet: no pathspec to copy.")
+            return
+        copy_text(spec)
+
+    def _fill_unwatch(self) -> None:
+        self.unwatch_menu.clear()
+        for root in self.controller.roots:
+            self.unwatch_menu.addAction(root).triggered.connect(
+                functools.partial(self.controller.remove_root, root))
+        if self.unwatch_menu.isEmpty():
+            self.unwatch_menu.addAction("(nothing is watched)").setEnabled(False)
+
+    def tree_menu_for(self, index: QModelIndex) -> QMenu:
+        """The flow list's context menu for a folder, file, flow or diagnostic row."""
+        menu = QMenu(self)
+        kind = index.data(KIND_ROLE)
+        key = str(index.data(KEY_ROLE) or "")
+        file = index.data(FILE_ROLE)
+        if kind == "flow":
+            self.select_flow(key)
+            for action in (self.act_run, self.act_run_options, self.act_interp, self.act_auto):
+                menu.addAction(action)
+            menu.addSeparator()
+        if kind in ("flow", "file", "diagnostic") and file:
+            line = int(index.data(LINE_ROLE) or 1)
+            menu.addAction("Open in Editor", lambda: open_in_editor(file, line))
+            menu.addAction("Show in File Manager", lambda: reveal(file))
+            menu.addAction("Copy File Path", lambda: copy_text(file))
+        entry = self.controller.model.entry(key) if kind == "flow" else None
+        if entry is not None:
+            name = entry.name
+            menu.addAction("Copy Flow Name", lambda: copy_text(name))
+        if kind == "folder":
+            menu.addAction("Show in File Manager", lambda: reveal(key))
+            menu.addAction("Copy Path", lambda: copy_text(key))
+            menu.addSeparator()
+            stop = menu.addAction("Stop Watching This Folder" if os.path.isdir(key)
+                                  else "Stop Watching This File")
+            stop.triggered.connect(lambda: self.controller.remove_root(key))
+        return menu
+
+    def _show_tree_menu(self, pos: QPoint) -> None:
+        index = self.tree.indexAt(pos)
+        if not index.isValid():
+            return
+        menu = self.tree_menu_for(index)
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
+        menu.deleteLater()
+
+    def dag_menu_for(self, step: str | None) -> QMenu:
+        """The DAG's context menu: a step's pathspec and line, the run's id and pathspec."""
+        menu = QMenu(self)
+        entry = self._selected_entry()
+        if step is not None:
+            spec = self.shown_pathspec(step)
+            copy_step = menu.addAction(f"Copy Pathspec of {step}")
+            copy_step.setEnabled(spec is not None)
+            copy_step.triggered.connect(lambda: copy_text(spec or ""))
+            tasks = self.shown_state.tasks_of(step) if self.shown_state else []
+            if len(tasks) == 1:
+                task_spec = self.shown_pathspec(step, tasks[0].task_id)
+                menu.addAction("Copy Task Pathspec", lambda: copy_text(task_spec or ""))
+            opened = menu.addAction("Open Step in Editor", lambda: self._open_step(step))
+            opened.setEnabled(entry is not None and step in entry.flow.graph.nodes)
+            menu.addSeparator()
+        run_spec = self.shown_pathspec()
+        for text, value in (("Copy Run ID", run_spec.split("/")[1] if run_spec else None),
+                            ("Copy Run Pathspec", run_spec)):
+            action = menu.addAction(text)
+            action.setEnabled(value is not None)
+            action.triggered.connect(lambda _=False, v=value: copy_text(v or ""))
+        return menu
+
+    def _show_dag_menu(self, pos: QPoint) -> None:
+        item = next((i for i in self.dag.items(pos) if isinstance(i, StepItem)), None)
+        menu = self.dag_menu_for(item.name if item is not None else None)
+        menu.exec(self.dag.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 
     def _on_run_started(self, key: str, state: RunState) -> None:
         self._logs[key] = RecentOutput()
+        if self._banners.pop(key, None) is not None and key == self.selected_key:
+            self._show_banner_for(key)  # a new run: the last one's message is history
         if key == self.selected_key:
             self._show_state(state)
             self.logs.clear()
@@ -715,24 +1001,34 @@ class MainWindow(QMainWindow):
                 self.bottom.setCurrentWidget(self.error_pane)
         entry = self.controller.model.entry(key)
         name = entry.name if entry else key
-        self.show_message("info" if status == "succeeded" else "warning",
-                          f"{name} {status}.")
+        self.show_message("info" if status in ("succeeded", "cancelled") else "warning",
+                          f"{name} {status}.", flow=key)
         if not self.isActiveWindow() and self.tray is not None:
             self.tray.showMessage("Flowdeck", f"{name} {status}.",
                                   QSystemTrayIcon.MessageIcon.Information, 5000)
 
     def _on_start_failed(self, key: str, failure: StartFailure) -> None:
-        """The file failed before its run began: the Error tab shows why, with the line."""
+        """The file failed before its run began: the banner says why, the Error tab shows
+        the traceback and the line."""
+        entry = self.controller.model.entry(key)
+        self._banners[key] = Notice("error", failure.summary, key, entry.name if entry else "")
         if key == self.selected_key:
+            self._show_banner_for(key)
             self.error_pane.show_start_failure(failure)
             self.bottom.setCurrentWidget(self.error_pane)
 
     def _refresh_history(self) -> None:
+        """List the selected flow's runs now; the follower then keeps them current."""
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is None:
+            self.history_follower.follow(None)
             self.history.set_runs([])
             return
-        self.history.set_runs(list_runs(RunLayout.for_file(entry.file, entry.name)))
+        layout = RunLayout.for_file(entry.file, entry.name)
+        self.history_follower.follow(layout)  # notes the runs folder before the listing
+        runs = list_runs(layout)
+        self.history.set_runs(runs)
+        self.history_follower.note_listed(runs)
 
     def _refresh_controls(self) -> None:
         key = self.selected_key
@@ -748,16 +1044,77 @@ class MainWindow(QMainWindow):
         self.empty_hint.setVisible(not self.controller.roots)
         if entry is not None:
             interp = self.controller.interpreter_for(entry.file)
-            self.interpreter_label.setText(f"Python: {interp.label}")
+            home = os.path.expanduser("~")
+            path = "~" + interp.path[len(home):] if home != "/" and \
+                interp.path.startswith(home + os.sep) else interp.path
+            text = f"Python: {path} ({SOURCE_NAMES.get(interp.source, interp.source)})"
+            metrics = QFontMetrics(self.interpreter_label.font())
+            self.interpreter_label.setText(metrics.elidedText(text, Qt.TextElideMode.ElideMiddle,
+                                                              420))
+            self.interpreter_label.setToolTip("\n".join([interp.announcement, *interp.skipped,
+                                                         "Change it in Run > Interpreter…"]))
         else:
             self.interpreter_label.setText("")
+            self.interpreter_label.setToolTip("")
 
     # -- messages, about, closing -----------------------------------------------------------------
 
-    def show_message(self, level: str, text: str) -> None:
-        prefix = {"error": "Error: ", "warning": "Note: "}.get(level, "")
-        self.statusBar().showMessage(prefix + text, 15000)
+    def show_message(self, level: str, text: str, flow: str | None | bool = True) -> None:
+        """Info goes to the status bar for a while; a warning or an error stays, whole, in
+        the banner over the DAG (for its flow, or whatever is selected when it concerns no
+        one flow) until closed. Every message goes to Notifications with its flow.
+
+        `flow`: the flow the message is about; True (the default, as the controller's
+        `message` signal calls it) asks the controller which flow it is telling about.
+        """
+        key = self.controller.message_flow if flow is True else (flow or None)
+        key = key if isinstance(key, str) else None
+        entry = self.controller.model.entry(key) if key else None
+        notice = Notice(level, text, key, entry.name if entry else "")
         self.last_message = (level, text)
+        self.notifications.add(notice)
+        prefix = {"error": "Error: ", "warning": "Note: "}.get(level, "")
+        if not notice.needs_action:
+            self.statusBar().showMessage(prefix + text, 15000)
+            return
+        self._banners[key] = notice
+        if key is None or key == self.selected_key:
+            self._show_banner_for(self.selected_key)
+            self.statusBar().clearMessage()
+        else:  # about another flow: say so briefly; Notifications has it whole
+            self.statusBar().showMessage(f"{prefix}{notice.flow_name}: {text.splitlines()[0]}",
+                                         15000)
+
+    def _show_banner_for(self, key: str | None) -> None:
+        """The banner shows the newest message that needs action for `key` or for no flow."""
+        candidates = [n for n in (self._banners.get(key) if key else None,
+                                  self._banners.get(None)) if n is not None]
+        if not candidates:
+            self.banner.clear()
+            return
+        notice = max(candidates, key=lambda n: n.when)
+        if (self.banner.level, self.banner.text) != (notice.level, notice.text) or \
+                self.banner.isHidden():
+            self.banner.show_message(notice.level, notice.text)
+
+    def _on_banner_dismissed(self, level: str, text: str) -> None:
+        for key in [k for k, n in self._banners.items() if (n.level, n.text) == (level, text)]:
+            del self._banners[key]
+        self._show_banner_for(self.selected_key)
+
+    def _update_bell(self) -> None:
+        count = self.notifications.action_count()
+        self.bell.setText(f"Notifications ({count})" if count else "Notifications")
+        self.bell.setToolTip(f"Notifications: {count} warning(s) or error(s); every recent "
+                             "message, in full (Ctrl+Shift+N)" if count else
+                             "Notifications: every recent message, in full (Ctrl+Shift+N)")
+
+    def show_notifications(self) -> None:
+        self.notifications_dock.show()
+        self.notifications_dock.raise_()
+
+    def clear_notifications(self) -> None:
+        self.notifications.clear_all()
 
     def about(self) -> None:
         QMessageBox.about(self, "About Flowdeck",
@@ -782,6 +1139,7 @@ class MainWindow(QMainWindow):
             return
         if self.remember_layout:
             self.save_layout()
+        self.history_follower.stop()
         self.controller.shutdown()
         event.accept()
 

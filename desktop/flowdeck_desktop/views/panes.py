@@ -22,10 +22,23 @@ from pathlib import Path
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QEvent, QObject, QPoint, QProcess, QProcessEnvironment, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtCore import (
+    QEvent,
+    QObject,
+    QPoint,
+    QProcess,
+    QProcessEnvironment,
+    QRunnable,
+    Qt,
+    QThreadPool,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QDesktopServices, QFontMetrics, QKeyEvent, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -33,6 +46,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -44,8 +58,9 @@ from flowdeck.engines.startup import StartFailure
 from flowdeck.store.index import RunIndex, read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord
-from flowdeck.store.status import RUNNING
+from flowdeck.store.status import CANCELLED, CRASHED, DAMAGED, FAILED, RUNNING, SUCCEEDED
 from flowdeck_desktop.control.run_process import core_path
+from flowdeck_desktop.views.theme import status_color
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,19 @@ class RunSummary:
     damage: str | None = None
     pinned: bool = False
     layout: RunLayout | None = None  # where the run lives, to pin or delete it
+
+    @property
+    def pathspec(self) -> str:
+        """`Flow/run_id`, as the client (ours and Metaflow's) takes it."""
+        return f"{self.layout.flow}/{self.run_id}" if self.layout is not None else self.run_id
+
+    @property
+    def folder(self) -> str | None:
+        """The run's folder on disk (None when the id cannot name one)."""
+        try:
+            return str(self.layout.run_dir(self.run_id)) if self.layout is not None else None
+        except InvalidId:
+            return None
 
 
 def list_runs(layout: RunLayout, limit: int = 200) -> list[RunSummary]:
@@ -93,6 +121,22 @@ def _read_only_table(headers: list[str]) -> QTableWidget:
 
 PIN_MARK = "📌 "
 
+#: History's status column: a glyph (its colour and tooltip say the status in full), so
+#: the Run and Started columns fit beside it in the side pane.
+STATUS_GLYPHS = {SUCCEEDED: "✔", FAILED: "✖", CRASHED: "✖", RUNNING: "▶", CANCELLED: "⊘",
+                 DAMAGED: "⚠"}
+_GLYPH_COLORS = {CRASHED: "failed", DAMAGED: "failed"}
+
+
+def reveal(path: str) -> bool:
+    """Show a file's folder (or a folder) in the desktop's file manager."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+
+
+def copy_text(text: str) -> None:
+    QApplication.clipboard().setText(text)
+
 
 class HistoryPane(QWidget):
     """Past runs of the selected flow; select one to view it, rerun, pin or delete it.
@@ -101,6 +145,9 @@ class HistoryPane(QWidget):
     runs are the ones the user asked to keep: unpinning first is the second thought).
     """
 
+    COLUMNS = ("", "Run", "Started", "Duration", "Parameters")
+    STARTED = 2  # the Started column
+
     run_selected = Signal(object)  # RunSummary
     rerun_requested = Signal(object)  # RunSummary
     delete_requested = Signal(object)  # RunSummary, confirmed by the user
@@ -108,7 +155,11 @@ class HistoryPane(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.table = _read_only_table(["Status", "Run", "Started", "Duration", "Parameters"])
+        self.table = _read_only_table(list(self.COLUMNS))
+        status_header = self.table.horizontalHeaderItem(0)
+        if status_header is not None:
+            status_header.setToolTip("Status")
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # only when unavoidable
         self.rerun = QPushButton("Rerun with these parameters")
         self.rerun.setEnabled(False)
         self._runs: list[RunSummary] = []
@@ -127,28 +178,72 @@ class HistoryPane(QWidget):
         run = self.selected()
         if run is not None:
             self.rerun_requested.emit(run)
+
+    @property
+    def runs(self) -> list[RunSummary]:
+        return list(self._runs)
+
     def set_runs(self, runs: list[RunSummary]) -> None:
         if runs == self._runs:
             return
-        selected = self.selected()
         self._runs = runs
+        self._render()
+
+    def _render(self) -> None:
+        """Fill the table; every cell's tooltip holds its full text (and the status word)."""
+        selected = self.selected()
+        runs = self._runs
+        dark = self.palette().color(QPalette.ColorRole.Base).lightnessF() < 0.5
         self.table.blockSignals(True)
         self.table.setRowCount(len(runs))
         for row, run in enumerate(runs):
-            cells = [run.status, run.run_id, time.strftime("%Y-%m-%d %H:%M:%S",
-                                                           time.localtime(run.start)),
+            started = time.localtime(run.start)
+            cells = [STATUS_GLYPHS.get(run.status, "?"), run.run_id,
+                     time.strftime("%Y-%m-%d %H:%M:%S", started),
                      f"{run.duration:.2f} s" if run.duration is not None else "—",
                      ", ".join(f"{k}={v}" for k, v in run.params.items())]
+            tips = [run.status + (f": {run.damage}" if run.damage else ""),
+                    f"{run.pathspec}" + ("\nPinned: kept however many runs follow."
+                                         if run.pinned else ""),
+                    time.strftime("%A %d %B %Y, %H:%M:%S", started),
+                    cells[3], "\n".join(f"{k} = {v}" for k, v in run.params.items())]
             if run.pinned:
                 cells[1] = PIN_MARK + cells[1]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if run.pinned and col == 1:
-                    item.setToolTip("Pinned: kept however many runs follow.")
+                item.setToolTip(tips[col])
+                if col == 0:
+                    item.setData(Qt.ItemDataRole.AccessibleTextRole, run.status)
+                    item.setForeground(status_color(_GLYPH_COLORS.get(run.status, run.status),
+                                                    dark))
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(row, col, item)
             if selected and run.run_id == selected.run_id:
                 self.table.selectRow(row)
         self.table.blockSignals(False)
+
+    #: What the widest status, run id, start and duration usually look like.
+    SAMPLES = ("✔", "1796196862756-6caecf", "2026-12-31 23:59:59", "9999.99 s")
+
+    def essential_width(self) -> int:
+        """Width the pane needs to show status, run, start and duration without clipping
+        (measured with the table's own font, on its rows or on typical values)."""
+        metrics = QFontMetrics(self.table.font())
+        margin = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin,
+                                                     None, self.table) + 1) + 2
+        header = self.table.horizontalHeader()
+        columns = 0
+        for col, sample in enumerate(self.SAMPLES):
+            rows = self.table.sizeHintForColumn(col) if self.table.rowCount() else 0
+            columns += max(header.sectionSizeHint(col), rows,
+                           metrics.horizontalAdvance(sample) + margin)
+        return (columns + 2 * self.table.frameWidth()
+                + self.table.verticalScrollBar().sizeHint().width())
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._render()  # the status glyphs' colours follow the palette
+        super().changeEvent(event)
 
     def selected(self) -> RunSummary | None:
         rows = self.table.selectionModel().selectedRows()
@@ -161,8 +256,19 @@ class HistoryPane(QWidget):
             self.run_selected.emit(run)
 
     def menu_for(self, run: RunSummary) -> QMenu:
-        """A run's context menu: pin or unpin it; delete it (never while it runs)."""
+        """A run's context menu: rerun it, copy its id or pathspec, show its folder; pin or
+        unpin it; delete it (never while it runs)."""
         menu = QMenu(self)
+        rerun = menu.addAction("Rerun with These Parameters")
+        rerun.setEnabled(run.record is not None)
+        rerun.triggered.connect(lambda: self.rerun_requested.emit(run))
+        menu.addAction("Copy Run ID").triggered.connect(lambda: copy_text(run.run_id))
+        menu.addAction("Copy Pathspec").triggered.connect(lambda: copy_text(run.pathspec))
+        folder = run.folder
+        show = menu.addAction("Show Run Folder")
+        show.setEnabled(folder is not None)
+        show.triggered.connect(lambda: reveal(folder) if folder else None)
+        menu.addSeparator()
         pin = menu.addAction("Unpin run" if run.pinned else "Pin run")
         pin.triggered.connect(lambda: self.pin_requested.emit(run, not run.pinned))
         delete = menu.addAction("Delete run…")
@@ -214,6 +320,112 @@ class HistoryPane(QWidget):
 
     def _tell(self, text: str) -> None:
         QMessageBox.information(self, "Delete run", text)
+
+
+FOLLOW_RUNNING_MS = 1000  # History's check while a listed run is running
+FOLLOW_IDLE_MS = 3000  # ...and otherwise (a run started from a terminal appears this fast)
+
+
+class _Listing(QRunnable):
+    """`list_runs` on a pool thread (a flow with thousands of runs takes a while)."""
+
+    def __init__(self, follower: HistoryFollower, generation: int, layout: RunLayout):
+        super().__init__()
+        self.follower, self.generation, self.layout = follower, generation, layout
+
+    def run(self) -> None:
+        try:
+            runs = list_runs(self.layout)
+        except (OSError, InvalidId):
+            runs = None
+        self.follower.listed.emit(self.generation, self.layout, runs)
+
+
+class HistoryFollower(QObject):
+    """Keeps History current for runs the window did not start (`python flow.py` in a
+    terminal), without the user reselecting the flow.
+
+    The catalog's watcher skips `.flowdeck/`, so this polls the selected flow alone,
+    cheaply: one `stat` of its runs folder (a new or deleted run changes its mtime) and
+    one read of each run listed as running (its end, or its crash). Every 1 s while a
+    listed run is running, else every 3 s. When something changed, the runs are listed
+    again on a pool thread and `runs_listed` delivers them; a listing made for an older
+    selection, or older than one made since (`note_listed`), is dropped.
+    """
+
+    listed = Signal(int, object, object)  # generation, RunLayout, list[RunSummary] | None
+    runs_listed = Signal(object)  # list[RunSummary] for the followed flow
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.layout: RunLayout | None = None
+        self._stamp: int | None = None  # the runs folder's mtime when last listed
+        self._running: list[str] = []
+        self._generation = 0
+        self._listing = False
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.check)
+        self.listed.connect(self._on_listed)
+
+    def _folder_stamp(self) -> int | None:
+        if self.layout is None:
+            return None
+        try:
+            return os.stat(self.layout.runs_dir).st_mtime_ns
+        except (OSError, InvalidId):
+            return None
+
+    def follow(self, layout: RunLayout | None) -> int | None:
+        """Follow a flow's runs (None: nothing); returns the folder's stamp before a listing."""
+        if layout != self.layout:
+            self._generation += 1
+            self.layout, self._running, self._listing = layout, [], False
+        self._stamp = self._folder_stamp()
+        if layout is None:
+            self.timer.stop()
+        return self._stamp
+
+    def note_listed(self, runs: list[RunSummary]) -> None:
+        """The window listed the followed flow's runs itself: compare against those."""
+        self._generation += 1
+        self._listing = False
+        self._running = [r.run_id for r in runs if r.status == RUNNING]
+        if self.layout is not None:
+            self.timer.start(FOLLOW_RUNNING_MS if self._running else FOLLOW_IDLE_MS)
+
+    def changed(self) -> bool:
+        """Whether the runs folder or a listed running run changed since the listing."""
+        if self.layout is None:
+            return False
+        if self._folder_stamp() != self._stamp:
+            return True
+        return any(read_run(self.layout, run_id).status != RUNNING for run_id in self._running)
+
+    def check(self) -> None:
+        if self.layout is None or self._listing or not self.changed():
+            return
+        self._stamp = self._folder_stamp()  # taken before the listing: a later change shows
+        self._listing = True
+        self._pool.start(_Listing(self, self._generation, self.layout))
+
+    def _on_listed(self, generation: int, layout: RunLayout, runs: list[RunSummary] | None
+                   ) -> None:
+        if generation != self._generation or layout != self.layout:
+            return
+        self._listing = False
+        if runs is None:
+            return
+        self.note_listed(runs)
+        self.runs_listed.emit(runs)
+
+    def stop(self) -> None:
+        """Stop polling and wait for a listing under way (call before the window goes)."""
+        self.timer.stop()
+        self.layout = None
+        self._generation += 1
+        self._pool.waitForDone()
 
 
 def foreign_author(layout: RunLayout, run_id: str, origin: str | None = None) -> str | None:

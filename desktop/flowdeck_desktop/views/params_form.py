@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -25,14 +26,22 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.analysis.flowfile import ParameterInfo
+from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
 
 INT_LIMIT = 2_000_000_000
 
 
+OPTIONS_TIP = ("Options put on the flow's command line before the parameters, written as in "
+               "a shell: e.g. --max-workers 2, --environment=conda, --with kubernetes. "
+               "Remembered per flow.")
+
+
 class ParamsForm(QWidget):
-    """Typed editors for a flow's parameters; emits `changed` when the user edits one."""
+    """Typed editors for a flow's parameters, and its run options (`--max-workers 2`);
+    emits `changed` when the user edits a parameter, `options_changed` for the options."""
 
     changed = Signal()
+    options_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -42,10 +51,28 @@ class ParamsForm(QWidget):
         self._empty = QLabel("This flow has no parameters.")
         self._reset = QPushButton("Reset to defaults")
         self._reset.clicked.connect(self.reset_defaults)
+        self.options = QLineEdit()
+        self.options.setPlaceholderText("e.g. --max-workers 2")
+        self.options.setToolTip(OPTIONS_TIP)
+        self.options.setClearButtonEnabled(True)
+        self.options.textEdited.connect(self._on_options_edited)
+        self.options_label = QLabel("Run options")
+        self.options_label.setToolTip(OPTIONS_TIP)
+        self.options_label.setBuddy(self.options)
+        self.options_error = QLabel()
+        self.options_error.setWordWrap(True)
+        self.options_error.setVisible(False)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        line.setFrameShadow(QFrame.Shadow.Sunken)
         layout = QVBoxLayout(self)
         layout.addWidget(self._empty)
         layout.addLayout(self._form)
         layout.addWidget(self._reset)
+        layout.addWidget(line)
+        layout.addWidget(self.options_label)
+        layout.addWidget(self.options)
+        layout.addWidget(self.options_error)
         layout.addStretch(1)
         self._reset.setVisible(False)
 
@@ -111,6 +138,30 @@ class ParamsForm(QWidget):
             if value != "":
                 args += [f"--{name}", value]
         return args
+
+    def set_run_options(self, text: str) -> None:
+        """Show a flow's remembered run options (no `options_changed`)."""
+        self.options.setText(text)
+        self.check_options()
+
+    def run_options(self) -> str:
+        return self.options.text()
+
+    def check_options(self) -> str | None:
+        """Validate the options as typed; shows and returns the error, or None."""
+        try:
+            parse_run_options(self.options.text())
+        except RunOptionsError as exc:
+            self.options_error.setText(f"⚠ {exc}")
+            self.options_error.setVisible(True)
+            return str(exc)
+        self.options_error.setVisible(False)
+        self.options_error.setText("")
+        return None
+
+    def _on_options_edited(self, _text: str) -> None:
+        self.check_options()
+        self.options_changed.emit()
 
     def missing_required(self) -> list[str]:
         values = self.values()

@@ -1,0 +1,277 @@
+"""Messages a user cannot miss: a banner over the DAG and the list of recent notifications.
+
+The status bar shows a message for a few seconds, cut off by its permanent widgets,
+which is fine for "TrainFlow succeeded" but not for "cannot import metaflow:
+install it with `...`". Messages that need action (warnings and errors) stay:
+
+- `MessageBanner`: a closable strip over the DAG with the selected flow's latest
+  such message, word-wrapped (long paths break anywhere rather than vanish),
+  selectable, and a Copy button that copies the command the message gives in
+  backticks (else the whole text).
+- `NotificationsView`: every recent message with its flow and time, newest first,
+  never truncated; a click on a flow's name selects it.
+
+Colours come from the live palette at paint time, so a dark/light switch needs no
+bookkeeping.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QEvent, QRectF, Qt, QUrl, Signal
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QResizeEvent, QTextOption
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from flowdeck_desktop.views.theme import status_color
+
+_COMMAND = re.compile(r"`([^`]+)`")
+
+#: A level's glyph and the status whose colour it borrows (DAG and timeline agree on them).
+LEVELS = {"error": ("✖", "failed"), "warning": ("⚠", "cancelled"), "info": ("ℹ", "running")}
+
+NOTICE_LIMIT = 200  # the notifications list keeps this many, newest first
+
+
+def command_in(text: str) -> str | None:
+    """The command a message gives in backticks (the last one: it is the "what to do")."""
+    found = _COMMAND.findall(text)
+    return found[-1] if found else None
+
+
+def rich_message(text: str) -> str:
+    """The message as HTML: escaped, with `commands` in a monospace font."""
+    parts = _COMMAND.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        escaped = html.escape(part).replace("\n", "<br>")
+        out.append(f"<code>{escaped}</code>" if i % 2 else escaped)
+    return "".join(out)
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Window).lightnessF() < 0.5
+
+
+def tint(palette: QPalette, level: str) -> tuple[QColor, QColor]:
+    """(fill, border) for a level: the window colour moved toward the level's hue."""
+    window = palette.color(QPalette.ColorRole.Window)
+    hue = status_color(LEVELS.get(level, LEVELS["info"])[1], is_dark(palette))
+    amount = 0.22 if is_dark(palette) else 0.14
+    fill = QColor.fromRgbF(window.redF() + (hue.redF() - window.redF()) * amount,
+                           window.greenF() + (hue.greenF() - window.greenF()) * amount,
+                           window.blueF() + (hue.blueF() - window.blueF()) * amount)
+    return fill, hue
+
+
+class WrappedText(QTextBrowser):
+    """Read-only, selectable text that wraps anywhere and is always as tall as its text.
+
+    A QLabel wraps only at spaces, so a long path or command would be cut off;
+    this breaks such a word instead and never scrolls or elides.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.setOpenLinks(False)
+        self.viewport().setAutoFillBackground(False)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().setDocumentMargin(2)
+        self.document().contentsChanged.connect(self._fit_height)
+
+    def _fit_height(self) -> None:
+        self.document().setTextWidth(self.viewport().width())
+        height = int(self.document().size().height() + 0.999) + 2 * self.frameWidth()
+        if height != self.height() or self.minimumHeight() != height:
+            self.setFixedHeight(max(height, self.fontMetrics().height()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            self._fit_height()
+
+    def fits(self) -> bool:
+        """True when every line of the text is in view (nothing scrolled away or cut)."""
+        self.document().setTextWidth(self.viewport().width())
+        return self.document().size().height() <= self.viewport().height() + 1
+
+
+class MessageBanner(QFrame):
+    """The selected flow's latest message that needs action, over the DAG, until closed."""
+
+    dismissed = Signal(str, str)  # level, text of the message the user closed
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("message-banner")
+        self.level = ""
+        self.text = ""
+        self.icon = QLabel()
+        self.icon.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
+        self.view = WrappedText()
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setAutoDefault(False)
+        self.copy_button.clicked.connect(self.copy)
+        self.close_button = QToolButton()
+        self.close_button.setText("✕")
+        self.close_button.setAutoRaise(True)
+        self.close_button.setToolTip("Dismiss this message (it stays in Notifications)")
+        self.close_button.clicked.connect(self.dismiss)
+        buttons = QVBoxLayout()
+        buttons.setSpacing(2)
+        row = QHBoxLayout()
+        row.addWidget(self.copy_button)
+        row.addWidget(self.close_button)
+        buttons.addLayout(row)
+        buttons.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 6, 6)
+        layout.addWidget(self.icon)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(buttons)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self.hide()
+
+    def show_message(self, level: str, text: str) -> None:
+        """Show `text` in full; the Copy button names what it copies."""
+        self.level, self.text = level, text
+        self.icon.setText(LEVELS.get(level, LEVELS["info"])[0])
+        self.view.setHtml(rich_message(text))
+        command = command_in(text)
+        self.copy_button.setText("Copy command" if command else "Copy")
+        self.copy_button.setToolTip(f"Copy {command}" if command else "Copy the message")
+        self.show()
+        self.view._fit_height()
+        self.update()
+
+    def clear(self) -> None:
+        self.level, self.text = "", ""
+        self.hide()
+
+    def copy_text(self) -> str:
+        return command_in(self.text) or self.text
+
+    def copy(self) -> None:
+        QApplication.clipboard().setText(self.copy_text())
+
+    def dismiss(self) -> None:
+        level, text = self.level, self.text
+        self.clear()
+        self.dismissed.emit(level, text)
+
+    def colors(self) -> tuple[QColor, QColor]:
+        """(fill, border) from the current palette, as painted."""
+        return tint(self.palette(), self.level)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt override)
+        fill, border = self.colors()
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(border)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
+        painter.end()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.update()
+        super().changeEvent(event)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message as the notifications list keeps it."""
+
+    level: str
+    text: str
+    flow_key: str | None = None
+    flow_name: str = ""
+    when: float = field(default_factory=time.time)
+
+    @property
+    def needs_action(self) -> bool:
+        return self.level in ("error", "warning")
+
+
+class NotificationsView(QTextBrowser):
+    """Recent messages, newest first, each with its flow and time; nothing is cut off.
+
+    Clicking a flow's name emits `flow_clicked(key)`.
+    """
+
+    flow_clicked = Signal(str)
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.notices: list[Notice] = []
+        self.setOpenLinks(False)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.anchorClicked.connect(self._on_anchor)
+        self.setPlaceholderText("No messages yet.")
+
+    def add(self, notice: Notice) -> bool:
+        """Add a message (the same message for the same flow twice in a row counts once)."""
+        if self.notices and (self.notices[0].level, self.notices[0].text,
+                             self.notices[0].flow_key) == (notice.level, notice.text,
+                                                           notice.flow_key):
+            return False
+        self.notices.insert(0, notice)
+        del self.notices[NOTICE_LIMIT:]
+        self._render()
+        self.changed.emit()
+        return True
+
+    def clear_all(self) -> None:
+        self.notices.clear()
+        self._render()
+        self.changed.emit()
+
+    def action_count(self) -> int:
+        return sum(1 for n in self.notices if n.needs_action)
+
+    def _render(self) -> None:
+        palette = self.palette()
+        blocks = []
+        for index, notice in enumerate(self.notices):
+            glyph = LEVELS.get(notice.level, LEVELS["info"])[0]
+            color = tint(palette, notice.level)[1].name()
+            stamp = time.strftime("%H:%M:%S", time.localtime(notice.when))
+            who = (f'<a href="flow:{index}">{html.escape(notice.flow_name)}</a> · '
+                   if notice.flow_key else "")
+            blocks.append(f'<p><span style="color:{color}">{glyph}</span> {who}'
+                          f'<span style="color:{palette.color(QPalette.ColorRole.PlaceholderText).name()}">'
+                          f'{stamp}</span><br>{rich_message(notice.text)}</p>')
+        self.setHtml("".join(blocks))
+
+    def _on_anchor(self, url: QUrl) -> None:
+        target = url.toString()
+        if target.startswith("flow:"):
+            index = int(target.split(":", 1)[1])
+            if 0 <= index < len(self.notices) and self.notices[index].flow_key:
+                self.flow_clicked.emit(self.notices[index].flow_key or "")
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._render()
+        super().changeEvent(event)
