@@ -216,6 +216,9 @@ def main() -> int:
         tally.figure("saves", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
         tally.figure("runs started per storm", summary(runs_per_storm, unit="runs", digits=1))
         tally.figure("last save to the final run's start", summary(latency))
+        from flowdeck.store.index import RunIndex
+        outcomes = Counter(e.status for e in RunIndex(layout).runs())
+        tally.figure("runs recorded", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
         controller.shutdown()
     return tally.report()
 

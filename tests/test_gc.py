@@ -44,18 +44,18 @@ from flowdeck.store.blobs import BlobStore
 
 
 class GatedFlow(FlowSpec):
-    tag = Parameter("tag", default="a")
+    label = Parameter("label", default="a")
 
     @step
     def start(self):
-        self.big = [self.tag] * 1000
+        self.big = [self.label] * 1000
         self.next(self.hold)
 
     @step
     def hold(self):
         gate = Path(os.environ["GATE"])
-        ref = BlobStore(Path(os.environ["STORE"])).put("probe", ["unreferenced", self.tag])
-        self.held = f"held-{self.tag}"
+        ref = BlobStore(Path(os.environ["STORE"])).put("probe", ["unreferenced", self.label])
+        self.held = f"held-{self.label}"
         Path(str(gate) + ".waiting").write_text(ref.sha)
         while not gate.exists():
             time.sleep(0.02)
@@ -95,7 +95,7 @@ def run_gated(flow: Path, tag: str) -> str:
     """One complete run (the gate open); its run id."""
     gate = flow.parent / "open-gate"
     gate.touch()
-    done = run_flow(flow, "run", "--tag", tag, env=store_env(flow, gate))
+    done = run_flow(flow, "run", "--label", tag, env=store_env(flow, gate))
     assert done.returncode == 0, done.stderr
     return RunIndex(layout_of(flow)).runs()[0].run_id
 
@@ -208,7 +208,7 @@ def test_gc_during_a_run_keeps_every_blob_it_uses(gated: Path) -> None:
     root = layout.root
     age(blob_files(root), 2 * 3600)
     gate = gated.parent / "gate"
-    live = subprocess.Popen([sys.executable, str(gated), "run", "--tag", "a"], cwd=gated.parent,
+    live = subprocess.Popen([sys.executable, str(gated), "run", "--label", "a"], cwd=gated.parent,
                             env=store_env(gated, gate), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -327,7 +327,7 @@ def test_flowdeck_gc_dry_run_changes_nothing_then_gc_collects(
     gate.touch()
     for tag in ("a", "b", "c"):  # headless runs: each leaves logs/<run_id>.log
         done = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "run", str(gated),
-                               "--tag", tag], cwd=gated.parent, env=store_env(gated, gate),
+                               "--label", tag], cwd=gated.parent, env=store_env(gated, gate),
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     root = layout_of(gated).root

@@ -30,11 +30,11 @@ from flowdeck import FlowSpec, Parameter, step
 
 
 class GatedFlow(FlowSpec):
-    tag = Parameter("tag", default="a")
+    label = Parameter("label", default="a")
 
     @step
     def start(self):
-        self.big = [self.tag] * 100
+        self.big = [self.label] * 100
         self.next(self.hold)
 
     @step
@@ -64,7 +64,7 @@ def folder(tmp_path: Path) -> Path:
     flow = target / "gated.py"
     flow.write_text(GATED_FLOW)
     for tag in ("a", "b", "c"):
-        assert run_flow(flow, "run", "--tag", tag, env=child_env()).returncode == 0
+        assert run_flow(flow, "run", "--label", tag, env=child_env()).returncode == 0
     return target
 
 

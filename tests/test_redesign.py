@@ -277,6 +277,7 @@ def test_history_rerun_passes_renamed_and_json_parameters(qtbot, settings, tmp_p
 
 def test_viewing_past_runs_keeps_one_view_state_alive(qtbot, settings, tmp_path: Path) -> None:
     """History clicks and never-run flows used to leave a RunState behind per click."""
+    import shiboken6
     from conftest import close_window, flow_key
     from PySide6.QtCore import QCoreApplication, QEvent
 
@@ -297,7 +298,8 @@ def test_viewing_past_runs_keeps_one_view_state_alive(qtbot, settings, tmp_path:
                 window.history.table.selectRow(row)
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
         gc.collect()
-        mine = [o for o in gc.get_objects() if isinstance(o, RunState) and o.parent() is window]
+        mine = [o for o in gc.get_objects() if isinstance(o, RunState)
+                and shiboken6.isValid(o) and o.parent() is window]
         assert len(mine) == 1  # the one shown
     finally:
         close_window(controller, window)

@@ -41,3 +41,12 @@ def test_known_names_and_submodules_pass(tmp_path: Path) -> None:
     path.write_text(FLOW.format(names="Parameter, current, step, Flow, client"))
     flow = analyze_file(path).flows[0]
     assert not [d for d in flow.diagnostics if d.code == "unknown-import"]
+
+
+def test_a_parameter_named_like_a_run_option_is_an_error(tmp_path: Path) -> None:
+    """`Parameter("tag")` would clash with the run's own --tag (Metaflow refuses it too)."""
+    path = tmp_path / "f.py"
+    path.write_text(FLOW.format(names="Parameter, step").replace(
+        "class F(FlowSpec):\n", 'class F(FlowSpec):\n    tag = Parameter("tag", default="a")\n'))
+    flow = analyze_file(path).flows[0]
+    assert [d.code for d in flow.diagnostics if d.severity == "error"] == ["reserved-parameter"]

@@ -191,10 +191,23 @@ def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
                                f"Write `def {node.name}(self):`.")
 
 
+#: Names the run command line uses itself (Metaflow reserves the same ones).
+RESERVED_PARAMETER_NAMES = {
+    "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file",
+    "max-num-splits", "max-workers", "max-log-size", "user-namespace", "run-id", "task-id",
+    "runner-attribute-file", "memory-limit", "quiet", "origin-run-id",
+}
+
+
 @check(0)
 def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
     steps = lint.graph.nodes
     for param in lint.parameters:
+        option = param.name.replace("_", "-")
+        if option in RESERVED_PARAMETER_NAMES:
+            yield lint.diag(param.line, "reserved-parameter",
+                            f"Parameter name `{param.name}` is reserved: the run command "
+                            f"line has its own `--{option}` option. Rename the parameter.")
         for name in {param.name, param.attribute}:
             if name in steps:
                 yield lint.diag(param.line, "parameter-clash",
