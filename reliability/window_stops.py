@@ -62,10 +62,10 @@ class StopFlow(FlowSpec):
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
                          start_new_session=True)
         subprocess.Popen(["sleep", "600"])
-        if self.mode == "ignore":
+        if self.mode == "ignore":  # only the engine's SIGKILL after its grace ends it
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            time.sleep(0.2 + 0.3 * self.input)
+            time.sleep(10 if self.mode == "ignore" else 0.2 + 0.3 * self.input)
         except KeyboardInterrupt:
             if self.mode == "slow-cleanup":
                 time.sleep(1.0)
@@ -161,6 +161,7 @@ def main() -> int:
         stop_times: list[float] = []
         stalls: list[float] = []
         outcomes: Counter[str] = Counter()
+        by_mode: dict[str, list[float]] = {}
         for number in range(args.rounds):
             mode = random.choice(MODES)
             ended.clear()
@@ -180,12 +181,15 @@ def main() -> int:
                 if proc.pid:
                     seen |= descendants(proc.pid)
             problems: list[str] = []
+            going = not ended  # else the run ended first and there is nothing to time
             stopped_at = time.monotonic()
             controller.stop_run(key)
             if not spin(app, 30, lambda: bool(ended)):
                 problems.append("the run never ended after Stop")
             took = time.monotonic() - stopped_at
-            stop_times.append(took)
+            if going:
+                stop_times.append(took)
+                by_mode.setdefault(mode, []).append(took)
             stalls.append(heart.longest)
             if took > STOP_LIMIT_S:
                 problems.append(f"took {took:.1f} s to stop")
@@ -207,7 +211,9 @@ def main() -> int:
                         f"{status})")
         for name, count in sorted(outcomes.items()):
             tally.figure(f"ended {name}", count)
-        tally.figure("time to stop", summary(stop_times))
+        tally.figure("time to stop (runs still going)", summary(stop_times))
+        for mode, times in sorted(by_mode.items()):
+            tally.figure(f"time to stop, {mode}", summary(times))
         tally.figure("longest event-loop stall per round", summary(stalls))
         for run in controller.runs.values():
             run.stop()
