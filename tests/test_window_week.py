@@ -315,11 +315,11 @@ def test_history_follows_a_run_started_from_a_terminal(qtbot, app, folder: Path,
                                stderr=subprocess.DEVNULL)
     try:
         qtbot.waitUntil(lambda: Path(str(gate) + ".waiting").exists(), timeout=RUN_TIMEOUT)
-        qtbot.waitUntil(lambda: [r.status for r in window.history.runs] == ["running"],
+        qtbot.waitUntil(lambda: [r.status for r in window.history._runs] == ["running"],
                         timeout=15000)
         assert window.history.table.item(0, 0).toolTip() == "running"
         gate.touch()
-        qtbot.waitUntil(lambda: [r.status for r in window.history.runs] == ["succeeded"],
+        qtbot.waitUntil(lambda: [r.status for r in window.history._runs] == ["succeeded"],
                         timeout=15000)
         assert process.wait(timeout=30) == 0
     finally:
@@ -474,9 +474,10 @@ def test_nothing_is_clipped_at_1280x700(qtbot, settings: QSettings, tmp_path: Pa
         qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
         QApplication.processEvents()
         table = window.history.table
-        started = table.item(0, window.history.STARTED)
+        column = 2
+        assert table.horizontalHeaderItem(column).text() == "Started"
+        started = table.item(0, column)
         text_width = QFontMetrics(table.font()).horizontalAdvance(started.text())
-        column = window.history.STARTED
         assert text_width <= table.columnWidth(column)
         assert table.columnViewportPosition(column) >= 0
         assert table.columnViewportPosition(column) + table.columnWidth(column) <= \
@@ -547,9 +548,9 @@ def test_flowdeck_theme_dark_starts_the_app_dark(tmp_path: Path) -> None:
                     HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent / "desktop"),
                                          env["PYTHONPATH"]])
-    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--screenshot", str(out),
-                             str(folder / "train.py")], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--new-instance",
+                             "--screenshot", str(out), str(folder / "train.py")], env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     from PySide6.QtGui import QImage
     image = QImage(str(out))

@@ -153,6 +153,7 @@ class FlowdeckController(QObject):
         self._gc_relay.done.connect(self._on_gc_done)
         self._gc_last: dict[str, float] = {}  # store root -> monotonic time of the last start
         self._gc_busy: set[str] = set()
+        self._closed = False
 
     # -- folders -------------------------------------------------------------------
 
@@ -285,6 +286,7 @@ class FlowdeckController(QObject):
             self.message_flow = None
 
     def shutdown(self) -> None:
+        self._closed = True  # no collection starts after this (its relay would be gone)
         self.bridge.stop()
         for run in list(self.runs.values()):
             run.stop()
@@ -535,6 +537,8 @@ class FlowdeckController(QObject):
         `garbage_collected` says what it did.
         """
         root = os.path.abspath(root)
+        if self._closed:
+            return False
         last = self._gc_last.get(root)
         interval = 60 * _as_float(self.settings.value("gc/interval_minutes"),
                                   GC_INTERVAL_MINUTES)

@@ -408,6 +408,8 @@ class MainWindow(QMainWindow):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
         self._schedule_fit()
+        if event.oldSize().width() != event.size().width():
+            self._refresh_controls()  # the interpreter's label gets the room there is
 
     def tree_width_needed(self) -> int:
         """Width of the flow list that shows every file and flow row whole (folders and
@@ -1049,8 +1051,9 @@ class MainWindow(QMainWindow):
                 interp.path.startswith(home + os.sep) else interp.path
             text = f"Python: {path} ({SOURCE_NAMES.get(interp.source, interp.source)})"
             metrics = QFontMetrics(self.interpreter_label.font())
+            room = max(420, int(self.width() * 0.4))  # the status bar's messages keep the rest
             self.interpreter_label.setText(metrics.elidedText(text, Qt.TextElideMode.ElideMiddle,
-                                                              420))
+                                                              room))
             self.interpreter_label.setToolTip("\n".join([interp.announcement, *interp.skipped,
                                                          "Change it in Run > Interpreter…"]))
         else:
