@@ -22,6 +22,7 @@ from flowdeck.engines.metaflow_bridge import (
     metaflow_env,
     parse_args,
     split_records,
+    split_top_level,
 )
 from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import read_events
@@ -173,6 +174,17 @@ def test_arguments_split_between_bridge_and_metaflow(monkeypatch) -> None:
         parse_args([])
 
 
+def test_metaflows_top_level_options_go_before_the_command() -> None:
+    top, rest = split_top_level(["--tag", "a", "--with", "retry", "--environment=local",
+                                 "--config", "cfg", "c.json", "--no-pylint", "--greeting", "hi",
+                                 "--branch", "b1"])
+    assert top == ["--with", "retry", "--environment=local", "--config", "cfg", "c.json",
+                   "--no-pylint", "--branch", "b1"]
+    assert rest == ["--tag", "a", "--greeting", "hi"]
+    # a flow's own parameter named like @project's option stays with the command
+    assert split_top_level(["--branch", "b1"], {"--branch"}) == ([], ["--branch", "b1"])
+
+
 # -- real Metaflow runs ------------------------------------------------------------------
 
 @pytest.fixture
@@ -254,6 +266,17 @@ def test_linear_run_passes_output_and_parameters(mf_flow) -> None:
     assert info["metaflow_run_id"] and record.param_values == {"greeting": "hi"}
     assert record.cli_args() == ["--greeting", "hi"]
     assert set(info["step_hashes"]) == {"start", "shout", "end"}
+
+
+def test_run_options_meant_for_metaflows_top_level_are_accepted(mf_flow) -> None:
+    """The window's run options come after `run`; `--with retry` and `--metadata local`
+    belong before it, where Metaflow accepts them."""
+    path = mf_flow("linear.py")
+    result, events = run_bridge(path, "run", "--with", "retry", "--metadata=local",
+                                "--tag", "nightly", "--greeting", "hi")
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_stream(events)
+    assert "message: HI WORLD" in result.stdout
 
 
 def test_branch_run(mf_flow) -> None:
