@@ -8,6 +8,7 @@ why; it never hides the others.
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from dataclasses import dataclass
@@ -88,10 +89,48 @@ class RunIndex:
         self.layout = layout
 
     def runs(self, limit: int | None = None) -> list[RunEntry]:
-        """Every run, newest first (by start time, then id); damaged runs included."""
-        entries = [read_run(self.layout, run_id) for run_id in self.layout.run_ids()]
+        """Every run (or the newest `limit`), newest first by start time, then id; damaged
+        runs included.
+
+        With a limit, records are read newest-written first and the reading stops once
+        no unread run can start later than the ones kept: a run starts before its
+        record's last write, so an unread record written before the `limit`-th newest
+        start (less CLOCK_SKEW_S) cannot belong. History lists 200 of thousands of runs
+        without reading thousands of files.
+        """
+        run_ids = self.layout.run_ids()
+        if not limit or len(run_ids) <= limit:
+            entries = [read_run(self.layout, run_id) for run_id in run_ids]
+        else:
+            entries = self._newest(run_ids, limit)
         entries.sort(key=lambda e: (e.start, e.run_id), reverse=True)
         return entries[:limit] if limit else entries
+
+    #: How far a run's start may lie after its record's modification time (another
+    #: host's clock on a shared folder, a copy that kept old times) and still be found.
+    CLOCK_SKEW_S = 3600.0
+
+    def _newest(self, run_ids: list[str], limit: int) -> list[RunEntry]:
+        """At least the `limit` runs that started last, read newest-written first."""
+        written = sorted(((self._written(run_id), run_id) for run_id in run_ids), reverse=True)
+        entries: list[RunEntry] = []
+        starts: list[float] = []  # a min-heap of the newest `limit` starts read so far
+        for mtime, run_id in written:
+            if len(starts) >= limit and mtime + self.CLOCK_SKEW_S < starts[0]:
+                break
+            entry = read_run(self.layout, run_id)
+            entries.append(entry)
+            if len(starts) < limit:
+                heapq.heappush(starts, entry.start)
+            else:
+                heapq.heappushpop(starts, entry.start)
+        return entries
+
+    def _written(self, run_id: str) -> float:
+        try:
+            return self.layout.run_json(run_id).stat().st_mtime
+        except OSError:
+            return float("inf")  # unreadable: read it (it is listed as damaged)
 
     def read(self, run_id: str) -> RunEntry:
         return read_run(self.layout, run_id)
