@@ -369,6 +369,17 @@ def test_list_updates_live_keeps_selection_and_shows_diagnostics(qtbot, app,
     children = [item.child(i).text() for i in range(item.rowCount())]
     assert children and children[0].startswith("line 8: Step `start` calls self.next() to "
                                                 "`trian`")
+    # the error row is painted in the theme's "failed" colour, in light and in dark
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    from flowdeck_desktop.views.theme import make_palette, status_color
+    row = window.proxy.mapFromSource(controller.model.indexFromItem(item.child(0)))
+    for dark in (False, True):
+        option = QStyleOptionViewItem()
+        option.palette = make_palette(dark)
+        window.tree.itemDelegate().initStyleOption(option, row)
+        assert option.palette.color(QPalette.ColorRole.Text) == status_color("failed", dark)
     window.select_flow(bad_key)
     assert not window.act_run.isEnabled()
     broken.unlink()

@@ -17,7 +17,7 @@ from flowdeck.store.gc import GcReport
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.app import build
-from flowdeck_desktop.views.panes import PIN_MARK, list_runs
+from flowdeck_desktop.views.panes import list_runs
 
 RUN_TIMEOUT = 30000
 
@@ -128,7 +128,9 @@ def test_history_pins_unpins_and_deletes_runs(qtbot, app, folder: Path) -> None:
     menus: list[list[tuple[str, bool]]] = []
 
     choose_from_menu(window, 2, "Pin run", menus)
-    qtbot.waitUntil(lambda: history.table.item(2, 1).text() == PIN_MARK + oldest)
+    qtbot.waitUntil(lambda: history.table.item(2, 1).text() == oldest
+                    and not history.table.item(2, 1).icon().isNull())
+    assert history.table.item(2, 1).data(Qt.ItemDataRole.AccessibleDescriptionRole) == "pinned"
     assert menus[-1][-2:] == [("Pin run", True), ("Delete run…", True)]
     assert index.is_pinned(oldest) and history._runs[2].pinned
 
@@ -139,7 +141,8 @@ def test_history_pins_unpins_and_deletes_runs(qtbot, app, folder: Path) -> None:
     assert oldest in {e.run_id for e in index.runs()}
 
     choose_from_menu(window, 2, "Unpin run", menus)
-    qtbot.waitUntil(lambda: history.table.item(2, 1).text() == oldest)
+    qtbot.waitUntil(lambda: history.table.item(2, 1).icon().isNull())
+    assert history.table.item(2, 1).text() == oldest
     assert not index.is_pinned(oldest)
 
     answer_box(QMessageBox.StandardButton.No, boxes)

@@ -23,6 +23,7 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # folder path, file path or flow key
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 3  # ready | has errors | last run failed | running
 LINE_ROLE = Qt.ItemDataRole.UserRole + 4
 FILE_ROLE = Qt.ItemDataRole.UserRole + 5
+SEVERITY_ROLE = Qt.ItemDataRole.UserRole + 6  # a diagnostic's "error" | "warning" (views colour it)
 
 BADGES = {"ready": "●", "has errors": "⚠", "last run failed": "✖", "running": "▶",
           "succeeded": "✔"}
@@ -254,7 +255,7 @@ def _set_diagnostic_children(item: QStandardItem, diagnostics: list[Diagnostic])
         child.setData(d.line, LINE_ROLE)
         child.setData(d.file, FILE_ROLE)
         child.setToolTip(d.format())
-        child.setForeground(Qt.GlobalColor.red if d.severity == "error" else Qt.GlobalColor.darkYellow)
+        child.setData(d.severity, SEVERITY_ROLE)
         item.appendRow(child)
 
 

@@ -64,6 +64,7 @@ from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck_desktop.system.resources import icon_file
 from flowdeck_desktop.views.banner import MessageBanner, Notice, NotificationsView
+from flowdeck_desktop.views.catalog_delegate import CatalogDelegate
 from flowdeck_desktop.views.dag_view import DagScene, DagView, StepItem
 from flowdeck_desktop.views.interpreter_dialog import InterpreterDialog
 from flowdeck_desktop.views.log_view import LogView, compact_prefix
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         self.proxy.setSourceModel(self.controller.model)
         self.tree = QTreeView()
         self.tree.setModel(self.proxy)
+        self.tree.setItemDelegate(CatalogDelegate(self.tree))
         self.tree.setHeaderHidden(True)
         self.tree.setUniformRowHeights(True)
         self.tree.setIndentation(16)

@@ -26,6 +26,7 @@ from PySide6.QtCore import (
     QEvent,
     QObject,
     QPoint,
+    QPointF,
     QProcess,
     QProcessEnvironment,
     QRunnable,
@@ -35,7 +36,18 @@ from PySide6.QtCore import (
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QDesktopServices, QFontMetrics, QKeyEvent, QKeySequence, QPalette
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QFontMetrics,
+    QIcon,
+    QKeyEvent,
+    QKeySequence,
+    QPainter,
+    QPalette,
+    QPen,
+    QPixmap,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -119,7 +131,22 @@ def _read_only_table(headers: list[str]) -> QTableWidget:
     return table
 
 
-PIN_MARK = "📌 "
+def pin_icon(color: QColor, size: int = 16) -> QIcon:
+    """History's mark of a pinned run, drawn (a pushpin: head, needle), so it shows
+    whatever fonts the machine has (an emoji needs a colour-emoji font)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    pen = QPen(color, max(1.5, size / 10))
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    painter.setPen(pen)
+    painter.drawLine(QPointF(size * 0.5, size * 0.55), QPointF(size * 0.5, size * 0.95))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(color)
+    painter.drawEllipse(QPointF(size * 0.5, size * 0.32), size * 0.27, size * 0.27)
+    painter.end()
+    return QIcon(pixmap)
 
 #: History's status column: a glyph (its colour and tooltip say the status in full), so
 #: the Run and Started columns fit beside it in the side pane.
@@ -207,11 +234,12 @@ class HistoryPane(QWidget):
                                          if run.pinned else ""),
                     time.strftime("%A %d %B %Y, %H:%M:%S", started),
                     cells[3], "\n".join(f"{k} = {v}" for k, v in run.params.items())]
-            if run.pinned:
-                cells[1] = PIN_MARK + cells[1]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(tips[col])
+                if col == 1 and run.pinned:
+                    item.setIcon(pin_icon(self.palette().color(QPalette.ColorRole.Highlight)))
+                    item.setData(Qt.ItemDataRole.AccessibleDescriptionRole, "pinned")
                 if col == 0:
                     item.setData(Qt.ItemDataRole.AccessibleTextRole, run.status)
                     item.setForeground(status_color(_GLYPH_COLORS.get(run.status, run.status),
