@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import bench_env
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parent.parent
 for extra in (ROOT / "core", ROOT / "desktop"):
@@ -82,10 +84,9 @@ controller.shutdown()
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "core"), str(ROOT / "desktop"),
-                                         env.get("PYTHONPATH", "")])
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    """harness.bench_env, plus the desktop package and the offscreen platform."""
+    env = bench_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "desktop"), env["PYTHONPATH"]])
     env["QT_QPA_PLATFORM"] = "offscreen"
     return env
 

@@ -5,6 +5,9 @@ bytes to megabytes, so kills land in blob writes, record writes and event append
 kills at a random moment within the run's measured length, and then checks:
 
 - no process of the run survives it (its FLOWDECK_RUN_ID in /proc/*/environ);
+- in the `+grandchildren` rounds, started as from a plain shell (no run id in the
+  environment), every task also starts `sleep 300` plainly and in a new session, and
+  the orchestrator (or its group) is killed once some have: none of them may survive;
 - every record, event stream and blob of the store reads back (store.records,
   read_events, BlobStore.get): nothing is half-written;
 - the run reads back as what happened: a killed run is `crashed` (a killed task
@@ -32,8 +35,10 @@ from common import (
     Workdir,
     child_env,
     descendants,
+    is_live,
     kill_quietly,
     marked,
+    parent_of,
     parse_args,
     run,
     summary,
@@ -45,18 +50,23 @@ from flowdeck.store.events import read_events
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 
-MODES = ("orchestrator", "group", "task")
+MODES = ("orchestrator", "group", "task", "orchestrator+grandchildren", "group+grandchildren")
+GRANDCHILDREN = "+grandchildren"
 ITEMS = 6
 EXPECTED_TOTAL = sum(2 * i for i in range(ITEMS))
 
-FLOW = f'''import random
+FLOW = f'''import os
+import random
+import subprocess
 import time
 
-from flowdeck import FlowSpec, step
+from flowdeck import FlowSpec, Parameter, step
 
 
 class KillFlow(FlowSpec):
     """A foreach whose tasks write artifacts of every size, with some time in between."""
+
+    spawn = Parameter("spawn", default=False, type=bool)
 
     @step
     def start(self):
@@ -65,6 +75,11 @@ class KillFlow(FlowSpec):
 
     @step
     def work(self):
+        if self.spawn:  # grandchildren: the task's own group, and a new session
+            plain = subprocess.Popen(["sleep", "300"])
+            detached = subprocess.Popen(["sleep", "300"], start_new_session=True)
+            with open(os.environ["KILL_PIDS_FILE"], "a") as pids:
+                pids.write(f"{{plain.pid}} {{detached.pid}}\\n")
         time.sleep(random.uniform(0, 0.08))
         size = random.choice([10, 50_000, 2_000_000, 6_000_000])
         self.payload = bytes([self.input % 256]) * size
@@ -87,11 +102,16 @@ if __name__ == "__main__":
 '''
 
 
-def start(flow: Path, run_id: str) -> subprocess.Popen[bytes]:
-    """The flow in a session of its own (so its process group can be killed as one)."""
+def start(flow: Path, run_id: str, pids_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """The flow in a session of its own (so its process group can be killed as one). With
+    `pids_file`, as from a plain shell (no run id in its environment), its tasks starting
+    grandchildren whose pids they write there."""
+    extra = ["--spawn", "true"] if pids_file else []
+    env = child_env(KILL_PIDS_FILE=str(pids_file)) if pids_file else \
+        child_env(**{RUN_ID_ENV: run_id})
     return subprocess.Popen([sys.executable, str(flow), "run", "--run-id", run_id,
-                             "--quiet"], cwd=flow.parent,
-                            env=child_env(**{RUN_ID_ENV: run_id}), stdin=subprocess.DEVNULL,
+                             "--quiet", *extra], cwd=flow.parent,
+                            env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
 
@@ -107,8 +127,12 @@ def calibrate(flow: Path, rounds: int = 3) -> float:
     return max(took)
 
 
-def kill(proc: subprocess.Popen[bytes], mode: str, delay: float) -> str:
-    """Kill at `delay` s after the start; what was killed (or why nothing was)."""
+def kill(proc: subprocess.Popen[bytes], mode: str, delay: float,
+         pids_file: Path | None = None) -> str:
+    """Kill at `delay` s after the start (after the first grandchild, with `pids_file`);
+    what was killed (or why nothing was)."""
+    while pids_file is not None and not pids_file.exists() and proc.poll() is None:
+        time.sleep(0.002)
     deadline = time.monotonic() + delay
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.002)
@@ -124,7 +148,8 @@ def kill(proc: subprocess.Popen[bytes], mode: str, delay: float) -> str:
             pass
         return "group"
     for _ in range(500):  # a task: one of the orchestrator's live workers, at random
-        workers = sorted(descendants(proc.pid))
+        workers = sorted(p for p in descendants(proc.pid)  # not the run's guard, own session
+                         if parent_of(p) == proc.pid and session_of(p) == proc.pid)
         if workers:
             kill_quietly([random.choice(workers)])
             return "task"
@@ -134,15 +159,34 @@ def kill(proc: subprocess.Popen[bytes], mode: str, delay: float) -> str:
     return "no task seen"
 
 
-def wait_gone(run_id: str, seconds: float = 3.0) -> set[int]:
-    """Processes of the run still alive after `seconds` (killed then, so rounds stay apart)."""
+def wait_gone(run_id: str, seconds: float = 3.0, known: set[int] = frozenset()) -> set[int]:
+    """Processes of the run (marked, or in `known`) still alive after `seconds` (killed then,
+    so rounds stay apart)."""
     deadline = time.monotonic() + seconds
-    left = marked(RUN_ID_ENV, run_id)
+
+    def alive() -> set[int]:
+        return marked(RUN_ID_ENV, run_id) | {p for p in known if is_live(p)}
+    left = alive()
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        left = marked(RUN_ID_ENV, run_id)
+        left = alive()
     kill_quietly(left)
     return left
+
+
+def session_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[-1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def grandchild_pids(pids_file: Path | None) -> set[int]:
+    try:
+        return {int(p) for p in pids_file.read_text().split()} if pids_file else set()
+    except (OSError, ValueError):
+        return set()
 
 
 def finished_in_events(layout: RunLayout, run_id: str) -> str | None:
@@ -191,7 +235,8 @@ def resume(flow: Path, layout: RunLayout, run_id: str) -> tuple[list[str], int]:
     new_id = f"{run_id}-r"
     result = run([sys.executable, str(flow), "resume", "--origin-run-id", run_id,
                   "--run-id", new_id, "--quiet"], flow.parent,
-                 env=child_env(**{RUN_ID_ENV: new_id}))
+                 env=child_env(**{RUN_ID_ENV: new_id,
+                                  "KILL_PIDS_FILE": str(flow.parent / f"{new_id}.pids")}))
     if result.returncode != 0:
         return [f"resume exited {result.returncode}: {result.stderr.strip()[-400:]}"], 0
     from flowdeck import Flow
@@ -209,25 +254,31 @@ def resume(flow: Path, layout: RunLayout, run_id: str) -> tuple[list[str], int]:
 def one_round(flow: Path, layout: RunLayout, number: int, mode: str, window: float,
               tally: Tally, seen: Counter[str], times: list[float],
               resumed: Counter[str]) -> None:
-    run_id = f"k{number}-{mode}"
+    run_id = f"k{number}-{mode.replace('+', '-')}"
     began = time.monotonic()
-    proc = start(flow, run_id)
-    what = kill(proc, mode, random.uniform(0.0, window))
+    base = mode.removesuffix(GRANDCHILDREN)
+    pids_file = flow.parent / f"{run_id}.pids" if mode.endswith(GRANDCHILDREN) else None
+    proc = start(flow, run_id, pids_file)
+    what = kill(proc, base, random.uniform(0.0, window / 2 if pids_file else window),
+                pids_file)
     try:
         _out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         kill_quietly([proc.pid])
         _out, err = proc.communicate()
     problems = []
-    survivors = wait_gone(run_id)
+    grandchildren = grandchild_pids(pids_file)
+    survivors = wait_gone(run_id, known=grandchildren)
     if survivors:
         problems.append(f"processes outlived the kill: {sorted(survivors)}")
+    resumed["grandchildren started"] += len(grandchildren)
+    resumed["grandchildren outlived"] += len(survivors & grandchildren)
     stderr = err.decode("utf-8", "replace")
     if what == "task" and "Traceback" in stderr and "flowdeck" in stderr:
         problems.append(f"engine traceback after a task kill: {stderr[-300:]}")
-    found, status = verdict_problems(layout, run_id, mode, what, proc.returncode)
+    found, status = verdict_problems(layout, run_id, base, what, proc.returncode)
     problems += found
-    seen[f"{what} -> {status}"] += 1
+    seen[f"{what}{GRANDCHILDREN if pids_file else ''} -> {status}"] += 1
     if status not in ("succeeded", "not started", "killed before its record") and not found:
         more, reused = resume(flow, layout, run_id)
         problems += more
@@ -261,6 +312,8 @@ def main() -> int:
         tally.figure("unkilled run length (kill window)", f"{window:.2f} s")
         for key, count in sorted(seen.items()):
             tally.figure(f"killed {key}", count)
+        tally.figure("grandchildren outlived / started (plain-shell rounds)",
+                     f"{resumed['grandchildren outlived']} / {resumed['grandchildren started']}")
         tally.figure("resumes completed / tried",
                      f"{resumed['completed']} / {resumed['tried']} "
                      f"({resumed['tasks reused']} finished tasks reused)")

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, FLOWS, child_env
+from conftest import EXAMPLES, FLOWS, ROOT, child_env
 
 from flowdeck.analysis.flowfile import analyze_file
 
 pytest.importorskip("metaflow")
 
 CANDIDATES = sorted(list(EXAMPLES.glob("*.py")) + list(FLOWS.glob("*.py")))
-FIELDS = ("name", "type", "next", "foreach_artifact", "matching_join")
+FIELDS = ("name", "type", "next", "foreach_artifact", "matching_join", "condition",
+          "switch_cases")
+#: Metaflow's core test suite (read-only input data); its switch graphs are compared too.
+SUITE = Path(os.environ.get("FLOWDECK_COMPAT_SUITE")
+             or ROOT.parent / "shared" / "metaflow-test-core")
+SWITCH_GRAPHS = sorted(json.loads(p.read_text(encoding="utf-8"))["name"]
+                       for p in (SUITE / "graphs").glob("*switch*.json"))
 
 
 def metaflow_graph(path: Path, tmp_path: Path) -> dict:
@@ -45,3 +52,61 @@ def test_static_graph_equals_metaflows(path: Path, tmp_path: Path) -> None:
     for name, node in theirs["graph"].items():
         assert mine["graph"][name]["line"] == node["line"]
         assert mine["graph"][name]["doc"] == node["doc"]
+
+
+# Generated in a child process: the suite's formatter needs a stand-in `metaflow` module
+# (tests/compat/_genstub.py) that must not leak into this process.
+_GENERATE = """
+import json, sys
+from tests.compat.suite import load_suite
+suite = load_suite(sys.argv[1])
+flows = {}
+for pair in suite.measured_pairs():
+    graph = next(g for g in suite.graphs if g["name"] == pair.graph)
+    if "switch" in json.dumps(graph["graph"]):
+        flows.setdefault(pair.graph, pair.flow_code)
+print(json.dumps(flows))
+"""
+
+
+@pytest.fixture(scope="module")
+def suite_switch_flows() -> dict[str, str]:
+    """Graph name -> a flow the suite's own formatter generates for it (Flowdeck imports)."""
+    result = subprocess.run([sys.executable, "-c", _GENERATE, str(SUITE)], cwd=ROOT,
+                            env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("graph", SWITCH_GRAPHS)
+def test_suite_switch_graphs_equal_metaflows(graph: str, suite_switch_flows: dict[str, str],
+                                             tmp_path: Path) -> None:
+    code = suite_switch_flows.get(graph)
+    assert code, f"no valid test pair generates graph {graph}"
+    path = tmp_path / "flowdeck" / "test_flow.py"
+    path.parent.mkdir()
+    path.write_text(code)
+    ours = analyze_file(path).flows
+    assert len(ours) == 1 and ours[0].ok, ours[0].diagnostics if ours else "no flow"
+    # For Metaflow: its own import, and the suite's helpers (only used inside step
+    # bodies) bound on the same line, so every line number stays the same.
+    lines = [("assert_equals = None" if line.startswith("from metaflow_test import") else line)
+             for line in code.split("\n")]
+    source = "\n".join(lines).replace("from flowdeck import", "from metaflow import")
+    theirs = metaflow_graph_of_source(source, tmp_path / "metaflow")
+    mine = ours[0].graph.as_dict()
+    assert comparable(mine) == comparable(theirs)
+    assert mine["graph_structure"] == theirs["graph_structure"]
+    for name, node in theirs["graph"].items():
+        assert mine["graph"][name]["line"] == node["line"]
+
+
+def metaflow_graph_of_source(source: str, folder: Path) -> dict:
+    folder.mkdir()
+    (folder / "test_flow.py").write_text(source)
+    result = subprocess.run([sys.executable, "test_flow.py", "output-raw", "--json"],
+                            cwd=folder, env=child_env(USERNAME="tester"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    text = result.stdout
+    return json.loads(text[text.index("{"):])

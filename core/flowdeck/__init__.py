@@ -38,7 +38,7 @@ _MUTATORS = "flowdeck.authoring.mutators"
 #: Names loaded only when a flow uses them, so `import flowdeck` stays small and fast.
 _LAZY = {
     **dict.fromkeys(("Flow", "Run", "Step", "Task", "DataArtifact", "namespace",
-                     "get_namespace", "default_namespace"), _CLIENT),
+                     "get_namespace", "default_namespace", "get_metadata"), _CLIENT),
     **dict.fromkeys(("Config", "config_expr", "ConfigValue"), "flowdeck.authoring.configs"),
     "IncludeFile": "flowdeck.authoring.includefile",
     **dict.fromkeys(("project", "parallel", "environment", "secrets", "card", "kubernetes",

@@ -33,7 +33,14 @@ from flowdeck.exception import (
 from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
 from flowdeck.store.events import read_events
 from flowdeck.store.index import RunEntry, RunIndex, read_run
-from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, attempts_in, find_root
+from flowdeck.store.layout import (
+    InvalidId,
+    RunLayout,
+    attempt_file,
+    attempts_in,
+    default_root,
+    find_root,
+)
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt
 from flowdeck.store.status import DAMAGED, RUN_FINAL, RUNNING, TASK_DONE, TASK_FINAL
 
@@ -77,6 +84,12 @@ def namespace(ns: str | None) -> str | None:
     global _namespace
     _namespace = ns
     return ns
+
+
+def get_metadata() -> str:
+    """Metaflow's "which metadata provider": here always the local store, `local@<root>`
+    (the store of the running script: `$FLOWDECK_HOME`, else `.flowdeck/` beside it)."""
+    return f"local@{default_root(getattr(__import__('__main__'), '__file__', None))}"
 
 
 def _in_namespace(tags: frozenset[str] | None, ns: str | None) -> bool:

@@ -3,6 +3,7 @@
     python3 -m tests.compat.run_suite --suite ../shared/metaflow-test-core [--jobs 2]
         [--only TEST[,TEST...]] [--graphs NAME,...] [--timeout SECONDS] [--json OUT]
         [--keep] [--verbose] [--write-baseline tests/compat/passing.txt]
+        [--imports unchanged|rewrite]
         [--lenient-imports]          (diagnostic only; never the figure)
 
 (from the repository root; `python3 tests/compat/run_suite.py ...` works anywhere).
@@ -10,12 +11,15 @@
 For every valid (test, graph) pair of the "python3-all-local" context, as the
 suite's own FlowFormatter generates it:
 
-1. write test_flow.py and check_flow.py (their `metaflow` imports pointed at
-   `flowdeck`, nothing else changed) into a fresh temporary folder, with the
-   test's REQUIRED_FILES;
-2. run `python -B test_flow.py [top options] run [run options]` with Flowdeck,
-   passing only the context's options Flowdeck accepts, FLOWDECK_HOME in the
-   folder and a `metaflow` package that refuses to import first on PYTHONPATH;
+1. write test_flow.py and check_flow.py into a fresh temporary folder, with the
+   test's REQUIRED_FILES: unchanged (the default, `--imports unchanged`), or with
+   their `metaflow` import statements pointed at `flowdeck` and nothing else
+   changed (`--imports rewrite`);
+2. run `python -B -m flowdeck.engines.as_metaflow test_flow.py [top options] run
+   [run options]` (unchanged: `metaflow` resolves to Flowdeck in that process only),
+   or `python -B test_flow.py ...` (rewrite), passing only the context's options
+   Flowdeck accepts, FLOWDECK_HOME in the folder and a `metaflow` package that
+   refuses to import first on PYTHONPATH;
 3. apply run_tests.py's outcome rules: a failed run is expected for SHOULD_FAIL
    tests and is followed by `resume [RESUME_STEP]` for RESUME tests (whose exit
    code run_tests.py does not look at); any other failed run, or a SHOULD_FAIL
@@ -52,7 +56,8 @@ if __package__ in (None, ""):  # `python3 tests/compat/run_suite.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "tests.compat"
 
-from tests.compat.suite import Pair, Suite, load_suite  # noqa: E402
+from flowdeck.engines.as_metaflow import ENTRY_MODULE  # noqa: E402
+from tests.compat.suite import CARD_EXCLUSION, Pair, Suite, load_suite  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -62,6 +67,12 @@ BLOCKED = SANDBOX / "blocked"
 HELPERS = SANDBOX / "helpers"
 DEFAULT_SUITE = REPO.parent / "shared" / "metaflow-test-core"
 DEFAULT_TIMEOUT = 60.0
+#: How the generated files meet Flowdeck. "unchanged": as generated, run through Flowdeck's
+#: alias entry (`python -m flowdeck.engines.as_metaflow test_flow.py ...`, `metaflow`
+#: resolving to Flowdeck in that process only). "rewrite": their `metaflow` import
+#: statements pointed at `flowdeck` (suite.rewrite_imports), run as `python test_flow.py`.
+IMPORT_MODES = ("unchanged", "rewrite")
+DEFAULT_IMPORTS = "unchanged"
 
 
 # -- the sandbox the flow and check processes run in ----------------------------------
@@ -127,6 +138,7 @@ class Probe:
     missing_imports: list[list[str]]
     help: dict[str, list[str]]
     metaflow_blocked: bool
+    alias_is_flowdeck: bool = False  # with the alias entry's finder, `metaflow` is `flowdeck`
 
 
 def probe(pairs: list[Pair], context: dict) -> Probe:
@@ -209,6 +221,7 @@ class CommandLine:
     resume: list[str] = field(default_factory=list)     # after `resume`
     run_id_file: bool = False
     dropped: list[str] = field(default_factory=list)    # "option (why)"
+    alias: bool = False             # run the unchanged file through the alias entry
 
     @classmethod
     def decide(cls, context: dict, help_: dict[str, list[str]]) -> "CommandLine":
@@ -238,7 +251,8 @@ class CommandLine:
         return line
 
     def command(self, mode: str, args: list[str] | None = None) -> list[str]:
-        cmd = [sys.executable, "-B", "test_flow.py", *self.top, mode, *(args or [])]
+        entry = ["-m", ENTRY_MODULE] if self.alias else []
+        cmd = [sys.executable, "-B", *entry, "test_flow.py", *self.top, mode, *(args or [])]
         if self.run_id_file:
             cmd += ["--run-id-file", "run-id"]
         cmd += self.run if mode == "run" else self.resume
@@ -409,7 +423,8 @@ def _run_pair_in(folder: Path, pair: Pair, suite_root: Path, context: dict,
                     last)
 
     result_file = folder / "check-result.json"
-    check = run_command([sys.executable, "-B", str(SANDBOX / "check_driver.py"),
+    alias = ["--alias"] if line.alias else []
+    check = run_command([sys.executable, "-B", str(SANDBOX / "check_driver.py"), *alias,
                          str(result_file), run_id, *context.get("top_options", [])],
                         folder, env, timeout)
     if check.returncode is None:
@@ -456,6 +471,12 @@ def classify(o: Outcome) -> str:
         return f"name used that Flowdeck lacks: `{m.group(1)}`"
     if "metaflow is blocked" in r:
         return "ImportError: code reached the real `metaflow`"
+    m = re.search(r"`([\w.]+)` is not available on Flowdeck's engine", r)
+    if m:
+        return f"module the alias entry lacks: `{m.group(1)}`"
+    m = re.search(r"`(\w+)` is imported from metaflow, and Flowdeck's engine has no", r)
+    if m:
+        return f"name used that Flowdeck lacks: `{m.group(1)}`"
     if o.stage == "timeout":
         return "time limit"
     if o.stage == "runner":
@@ -504,6 +525,7 @@ class Report:
     jobs: int
     timeout: float
     lenient_imports: bool = False
+    imports: str = DEFAULT_IMPORTS  # IMPORT_MODES: unchanged files (alias entry) or rewritten
     core: str = ""               # fingerprint of core/ when the measurement started
     core_changed: bool = False   # core/ was edited while the pairs ran
 
@@ -530,21 +552,36 @@ def core_fingerprint() -> str:
 
 def measure(suite_path: str | os.PathLike[str], jobs: int = 2, only: set[str] | None = None,
             graphs: set[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
-            keep: bool = False, lenient_imports: bool = False, progress=None) -> Report:
+            keep: bool = False, lenient_imports: bool = False, progress=None,
+            imports: str = DEFAULT_IMPORTS, include_cards: bool = False) -> Report:
+    if imports not in IMPORT_MODES:
+        raise ValueError(f"imports must be one of {IMPORT_MODES}, not {imports!r}")
+    if lenient_imports:  # it binds names in rewritten `from flowdeck` imports
+        imports = "rewrite"
     started = time.monotonic()
     core_before = core_fingerprint()
     suite: Suite = load_suite(suite_path)
+    if include_cards:  # measure the card tests (card_*.py) too; not in the default figure
+        for test in suite.tests:
+            if test.excluded == CARD_EXCLUSION:
+                test.excluded = None
     only_l = {t.lower() for t in only} if only else None
     graphs_l = {g.lower() for g in graphs} if graphs else None
-    pairs = [p for p in suite.measured_pairs()
-             if (only_l is None or p.test.lower() in only_l)
-             and (graphs_l is None or p.graph.lower() in graphs_l)]
-    probe_result = probe(suite.measured_pairs(), suite.context)
+    generated = [p for p in suite.measured_pairs()
+                 if (only_l is None or p.test.lower() in only_l)
+                 and (graphs_l is None or p.graph.lower() in graphs_l)]
+    rewritten = [p.rewritten() for p in generated]  # what Flowdeck must provide, by its names
+    probe_result = probe([p.rewritten() for p in suite.measured_pairs()], suite.context)
     if not probe_result.metaflow_blocked:
         raise RuntimeError("`import metaflow` succeeded in the sandbox: the measurement "
                            "would not be Flowdeck alone")
+    if imports == "unchanged" and not probe_result.alias_is_flowdeck:
+        raise RuntimeError("with the alias entry's finder installed, `metaflow` was not "
+                           "Flowdeck's own modules in the sandbox")
     line = CommandLine.decide(suite.context, probe_result.help)
-    names = {p.key: missing_names(p, probe_result) for p in pairs}
+    line.alias = imports == "unchanged"
+    names = {p.key: missing_names(p, probe_result) for p in rewritten}
+    pairs = rewritten if imports == "rewrite" else generated
     if lenient_imports:  # diagnostic only: see bind_missing_names
         lacking = {(m, n) for m, n, _ in probe_result.missing_imports}
         for p in pairs:
@@ -571,7 +608,7 @@ def measure(suite_path: str | os.PathLike[str], jobs: int = 2, only: set[str] | 
     return Report(suite=str(suite.root), context=suite.context["name"], outcomes=outcomes,
                   tests=tests, command_line=asdict(line), probe=asdict(probe_result),
                   seconds=time.monotonic() - started, jobs=jobs, timeout=timeout,
-                  lenient_imports=lenient_imports, core=core_before,
+                  lenient_imports=lenient_imports, imports=imports, core=core_before,
                   core_changed=core_fingerprint() != core_before)
 
 
@@ -604,8 +641,11 @@ def format_report(report: Report, reason_width: int = 110) -> str:
                          reason))
     head = ("test", "valid", "pass", "fail", "first failure (graph) reason")
     w0 = max(len(head[0]), *(len(r[0]) for r in rows)) if rows else len(head[0])
+    how = ("generated files unchanged, run through Flowdeck's alias entry"
+           if report.imports == "unchanged" else
+           "generated files' `metaflow` imports rewritten to `flowdeck`")
     out = [f"Metaflow core suite on Flowdeck — context {report.context}, suite {report.suite}",
-           ""]
+           f"Imports: {report.imports} ({how})", ""]
     if report.lenient_imports:
         out[-1:] = ["DIAGNOSTIC RUN (--lenient-imports): names Flowdeck lacks were bound to "
                     "placeholders that fail on use; this is NOT the compatibility figure.", ""]
@@ -616,7 +656,8 @@ def format_report(report: Report, reason_width: int = 110) -> str:
         out.append(fmt.format(r[0], r[1], r[2], r[3], _clip(r[4], reason_width)))
     excluded_pairs = sum(t["valid"] for t in report.tests if t["excluded"] or t["disabled"])
     out += ["",
-            f"TOTAL: {report.passed} of {report.measured} test x graph pairs pass on Flowdeck "
+            f"TOTAL ({report.imports}): {report.passed} of {report.measured} test x graph pairs "
+            "pass on Flowdeck "
             f"({report.measured - report.passed} fail; {excluded_pairs} more valid pairs "
             f"excluded as listed)"]
     groups = Counter(o.group for o in report.outcomes if not o.passed)
@@ -636,7 +677,8 @@ def format_report(report: Report, reason_width: int = 110) -> str:
                 "Python reports only the first per import line):"]
         out.append("  " + ", ".join(f"{n} ({c})" for n, c in names.most_common()))
     line = report.command_line
-    out += ["", "Command line: python -B test_flow.py "
+    entry = f"-m {ENTRY_MODULE} " if line.get("alias") else ""
+    out += ["", f"Command line: python -B {entry}test_flow.py "
             + " ".join([*line["top"], "run", *line["run"]]),
             "  context options not accepted by Flowdeck (not passed): "
             + ("; ".join(line["dropped"]) or "none")]
@@ -677,7 +719,8 @@ def read_baseline(path: Path) -> list[str]:
 def write_baseline(path: Path, report: Report) -> None:
     passing = sorted(o.key for o in report.outcomes if o.passed)
     summary = (f"# Measured: {report.passed} of {report.measured} pairs "
-               f"(context {report.context}, core/ fingerprint {report.core}).\n")
+               f"(context {report.context}, imports {report.imports}, core/ fingerprint "
+               f"{report.core}).\n")
     path.write_text(BASELINE_HEADER + summary + "".join(f"{k}\n" for k in passing),
                     encoding="utf-8")
 
@@ -695,9 +738,16 @@ def main(argv: list[str] | None = None) -> int:
                         "%(default)s)")
     parser.add_argument("--json", help="also write the full report here")
     parser.add_argument("--keep", action="store_true", help="keep each pair's folder")
+    parser.add_argument("--imports", choices=IMPORT_MODES, default=DEFAULT_IMPORTS,
+                        help="unchanged: run the generated files as they are, through "
+                        "Flowdeck's alias entry (default); rewrite: point their `metaflow` "
+                        "import statements at `flowdeck` and run them as scripts")
     parser.add_argument("--lenient-imports", action="store_true",
                         help="DIAGNOSTIC, not the figure: bind names Flowdeck lacks to "
                         "placeholders that fail only when used, to see what fails next")
+    parser.add_argument("--include-cards", action="store_true",
+                        help="also measure Metaflow's card tests (card_*.py), left out of "
+                        "the default figure")
     parser.add_argument("--write-baseline", metavar="FILE",
                         help="write the passing pairs to FILE (e.g. tests/compat/passing.txt)")
     parser.add_argument("--verbose", "-v", action="store_true",
@@ -714,12 +764,13 @@ def main(argv: list[str] | None = None) -> int:
 
     report = measure(args.suite, jobs=args.jobs, only=split(args.only),
                      graphs=split(args.graphs), timeout=args.timeout, keep=args.keep,
-                     lenient_imports=args.lenient_imports, progress=progress)
+                     lenient_imports=args.lenient_imports, progress=progress,
+                     imports=args.imports, include_cards=args.include_cards)
     print(format_report(report))
     if args.write_baseline:
-        if args.lenient_imports or args.only or args.graphs:
+        if args.lenient_imports or args.only or args.graphs or args.include_cards:
             parser.error("--write-baseline needs the full, strict measurement (no "
-                         "--lenient-imports, --only or --graphs)")
+                         "--lenient-imports, --only, --graphs or --include-cards)")
         write_baseline(Path(args.write_baseline), report)
     if args.json:
         Path(args.json).write_text(json.dumps(report_json(report), indent=1,

@@ -14,6 +14,7 @@ generation stub (`_genstub`) first; Metaflow itself is never imported.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -39,7 +40,8 @@ CARD_EXCLUSION = "card test: counted by the separate cards issue"
 
 @dataclass
 class Pair:
-    """One valid (test, graph) combination with its generated code."""
+    """One valid (test, graph) combination with its generated code, as generated
+    (`rewritten()` gives the same pair with its `metaflow` imports pointed at `flowdeck`)."""
 
     test: str
     graph: str
@@ -54,6 +56,11 @@ class Pair:
     @property
     def key(self) -> str:
         return f"{self.test}/{self.graph}"
+
+    def rewritten(self) -> "Pair":
+        """This pair with `rewrite_imports` applied to both files (the `rewrite` mode)."""
+        return dataclasses.replace(self, flow_code=rewrite_imports(self.flow_code),
+                                   check_code=rewrite_imports(self.check_code))
 
 
 @dataclass
@@ -155,8 +162,7 @@ def load_suite(root: str | os.PathLike[str], context_name: str = CONTEXT_NAME) -
                 continue
             info.pairs.append(Pair(
                 test=name, graph=graph["name"], flow_name=formatter.flow_name,
-                flow_code=rewrite_imports(formatter.flow_code),
-                check_code=rewrite_imports(formatter.check_code),
+                flow_code=formatter.flow_code, check_code=formatter.check_code,
                 should_fail=bool(formatter.should_fail),
                 should_resume=bool(formatter.should_resume),
                 resume_step=formatter.resume_step,

@@ -1,5 +1,9 @@
 """Metaflow's core test suite on Flowdeck: no pair that passed before may fail now.
 
+The generated flows run unchanged (the default `--imports unchanged`), through Flowdeck's
+alias entry; `--imports rewrite` (their import lines pointed at `flowdeck`) measures the
+same pairs (tests/compat/README.md gives both figures).
+
 The whole measurement runs in a subprocess (`python3 -m tests.compat.run_suite`),
 because generating the flows installs a stand-in `metaflow` module that must not
 leak into this pytest process. The passing pairs are listed in passing.txt; the
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from .run_suite import CommandLine
 from .suite import rewrite_imports
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +55,8 @@ def test_no_passing_pair_regresses(tmp_path: Path, capsys: pytest.CaptureFixture
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["measured"] > 0, "the runner found no valid (test, graph) pair to measure"
     assert report["probe"]["metaflow_blocked"], "metaflow was importable in the flow sandbox"
+    assert report["imports"] == "unchanged", "the default measurement rewrote the imports"
+    assert report["probe"]["alias_is_flowdeck"], "the alias entry did not make metaflow Flowdeck"
     outcomes = {f"{o['test']}/{o['graph']}": o for o in report["outcomes"]}
     runner_errors = [f"{k}: {o['reason']}" for k, o in outcomes.items() if o["stage"] == "runner"]
     assert not runner_errors, "the runner itself failed on:\n" + "\n".join(runner_errors)
@@ -84,3 +91,11 @@ def test_no_passing_pair_regresses(tmp_path: Path, capsys: pytest.CaptureFixture
 ])
 def test_only_metaflow_import_statements_are_rewritten(source: str, expected: str) -> None:
     assert rewrite_imports(source) == expected
+
+
+def test_the_unchanged_files_run_through_the_alias_entry() -> None:
+    line = CommandLine(top=["--quiet"], run=["--max-workers=2"])
+    assert line.command("run")[2:] == ["test_flow.py", "--quiet", "run", "--max-workers=2"]
+    line.alias = True
+    assert line.command("run")[2:] == ["-m", "flowdeck.engines.as_metaflow", "test_flow.py",
+                                       "--quiet", "run", "--max-workers=2"]

@@ -23,6 +23,7 @@ METAFLOW_TYPE_NAMES = {
     "end": "end",
     "split": "split-static",
     "foreach": "split-foreach",
+    "split-switch": "split-switch",
 }
 
 
@@ -62,6 +63,12 @@ class StepNode:
     dynamic_next: bool = False
     tail_next_line: int = 0
     foreach_param: str | None = None
+    #: A switch (`self.next({"a": self.x, ...}, condition="artifact")`): case -> step, and
+    #: the artifact whose value picks the case (Metaflow's `switch_cases`, `condition`).
+    switch_cases: dict[Any, str] = field(default_factory=dict)
+    condition: str | None = None
+    #: Why a dict given to self.next() is no switch Flowdeck can read (lint says it).
+    switch_problem: str | None = None
     matching_join: str | None = None
     split_parents: list[str] = field(default_factory=list)
     split_branches: list[str] = field(default_factory=list)
@@ -70,6 +77,12 @@ class StepNode:
 
     def decorator(self, name: str) -> DecoratorInfo | None:
         return next((d for d in self.decorators if d.name == name), None)
+
+    @property
+    def is_recursive_switch(self) -> bool:
+        """A switch with a case that runs the step itself again: a loop (Metaflow's
+        "recursive switch"); each round is a new task of the same step."""
+        return self.type == "split-switch" and self.name in self.out_funcs
 
     def as_dict(self, source_file: str) -> dict[str, Any]:
         """The node in the shape of Metaflow's `output-raw --json`."""
@@ -85,6 +98,9 @@ class StepNode:
         }
         if self.type == "foreach":
             d["foreach_artifact"] = self.foreach_param
+        elif self.type == "split-switch":
+            d["condition"] = self.condition
+            d["switch_cases"] = dict(self.switch_cases)
         if self.matching_join:
             d["matching_join"] = self.matching_join
         return d
@@ -181,6 +197,11 @@ class FlowGraph:
                 if node.type in ("split", "foreach") and node.matching_join:
                     out.append([block(s, node.matching_join) for s in node.out_funcs])
                     cur = node.matching_join
+                elif node.type == "split-switch":
+                    # Metaflow: each case (but a loop back to the switch itself) runs
+                    # to the end of the enclosing block, and the block ends there.
+                    out.append([block(s, stop) for s in node.out_funcs if s != cur])
+                    break
                 elif node.out_funcs and node.type != "end":
                     cur = node.out_funcs[0]
                 else:
@@ -266,6 +287,9 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
     node.has_tail_next = True
     node.invalid_tail_next = True
     node.tail_next_line = tail.lineno
+    if len(call.args) == 1 and isinstance(call.args[0], ast.Dict):
+        _parse_switch(node, call)
+        return node
     targets = [_self_attr(arg) for arg in call.args]
     if any(t is None for t in targets) or not targets:
         node.dynamic_next = bool(call.args) and any(t is None for t in targets)
@@ -285,6 +309,67 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
         else:
             node.type = "join" if node.num_args > 1 else "linear"
     return node
+
+
+def _parse_switch(node: StepNode, call: ast.Call) -> None:
+    """`self.next({"case": self.step, ...}, condition="artifact")`, as Metaflow reads it.
+
+    Case keys must be literals (strings, numbers) or `self.config.key` (kept as
+    `"config:config.key"`, Metaflow's spelling); values must be `self.<step>`.
+    Anything else leaves the transition invalid, with the reason in `switch_problem`.
+    """
+    keywords = {k.arg: k.value for k in call.keywords}
+    if "condition" not in keywords:
+        node.switch_problem = ("passes a dict of cases to self.next() without condition=. "
+                               "Add condition=\"artifact_name\", naming the artifact whose "
+                               "value picks the case")
+        return
+    if set(keywords) != {"condition"}:
+        extra = ", ".join(sorted(str(k) for k in keywords if k != "condition"))
+        node.switch_problem = (f"combines a switch with {extra}=. A switch takes only "
+                               "condition=; put the foreach or num_parallel in a step the "
+                               "case leads to")
+        return
+    condition = literal(keywords["condition"])
+    if not isinstance(condition, str) or not condition:
+        node.switch_problem = ("gives condition= something other than a string literal. "
+                               "Write condition=\"artifact_name\"")
+        return
+    cases: dict[Any, str] = {}
+    table = call.args[0]
+    assert isinstance(table, ast.Dict)
+    for key, value in zip(table.keys, table.values):
+        case = _switch_key(key)
+        step = _self_attr(value) if value is not None else None
+        if case is None:
+            node.switch_problem = ("has a switch case key that is not a literal. Case keys "
+                                   "must be strings, numbers or self.config.<key>, not "
+                                   "variables")
+            return
+        if step is None:
+            node.switch_problem = ("has a switch case that is not a step. Each case must "
+                                   "name a step, as {\"case\": self.step_name}")
+            return
+        cases[case] = step
+    if not cases:
+        node.switch_problem = ("passes an empty dict of cases to self.next(). Give at least "
+                               "two cases, as {\"a\": self.step_a, \"b\": self.step_b}")
+        return
+    node.type = "split-switch"
+    node.condition = condition
+    node.switch_cases = cases
+    node.out_funcs = list(cases.values())
+    node.invalid_tail_next = False
+
+
+def _switch_key(key: ast.expr | None) -> Any:
+    """A switch case key as Metaflow records it, or None when it is not static."""
+    if isinstance(key, ast.Constant) and key.value is not None:
+        return key.value
+    if (isinstance(key, ast.Attribute) and isinstance(key.value, ast.Attribute)
+            and isinstance(key.value.value, ast.Name) and key.value.value.id == "self"):
+        return f"config:{key.value.attr}.{key.attr}"
+    return None
 
 
 _LINES_CACHE: tuple[str, list[str]] = ("", [])

@@ -265,11 +265,17 @@ def check_valid_transitions(lint: Linter) -> Iterator[Diagnostic]:
     for node in lint.graph:
         if node.name == lint.graph.end_step or node.dynamic_next:
             continue
-        if node.has_tail_next and node.invalid_tail_next:
+        if node.has_tail_next and node.switch_problem:
+            yield lint.at_next(node, "invalid-switch",
+                               f"Step `{node.name}` {node.switch_problem}. A switch is "
+                               "`self.next({\"case\": self.step_a, \"other\": self.step_b}, "
+                               "condition=\"artifact_name\")`.")
+        elif node.has_tail_next and node.invalid_tail_next:
             yield lint.at_next(node, "invalid-next",
                                f"Step `{node.name}` has an invalid self.next() call. Use "
-                               "`self.next(self.a)`, `self.next(self.a, self.b)` or "
-                               "`self.next(self.a, foreach=\"artifact_name\")`.")
+                               "`self.next(self.a)`, `self.next(self.a, self.b)`, "
+                               "`self.next(self.a, foreach=\"artifact_name\")` or a switch, "
+                               "`self.next({\"case\": self.a, ...}, condition=\"artifact\")`.")
 
 
 @check(1)
@@ -309,8 +315,8 @@ def check_for_acyclicity(lint: Linter) -> Iterator[Diagnostic]:
                 stack.pop()
                 path.pop()
                 continue
-            if child not in graph.nodes:
-                continue
+            if child not in graph.nodes or (child == name and graph[name].is_recursive_switch):
+                continue  # a switch case that reruns the step itself is a loop Metaflow runs
             if color.get(child) == 1:
                 loop = path[path.index(child):] + [child]
                 key = frozenset(loop)
@@ -339,10 +345,32 @@ def check_for_orphans(lint: Linter) -> Iterator[Diagnostic]:
                                f"`self.next(self.{node.name})` from another step or remove it.")
 
 
+def _branch_context(node: StepNode) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The open splits and branches a step hands on to its children."""
+    if node.type == "join":
+        return tuple(node.split_parents[:-1]), tuple(node.split_branches)
+    return tuple(node.split_parents), tuple(node.split_branches)
+
+
+def merges_branches(graph: FlowGraph, node: StepNode) -> bool:
+    """Whether a step with several parents gets them from parallel branches (a join).
+
+    Parents that are alternatives of switches (each run takes one case) share one
+    branch context; parallel branches of a split differ in it. Metaflow reads a
+    step reached from several switch cases as a plain step, not a join.
+    """
+    parents = [graph[n] for n in node.in_funcs if n in graph.nodes]
+    return len({_branch_context(p) for p in parents}) > 1
+
+
+def _is_join_input(lint: Linter, node: StepNode) -> bool:
+    return len(node.in_funcs) > 1 and node.num_args < 2 and merges_branches(lint.graph, node)
+
+
 @check(2)
 def check_join_inputs(lint: Linter) -> Iterator[Diagnostic]:
     for node in lint.graph:
-        if len(node.in_funcs) > 1 and node.num_args < 2:
+        if _is_join_input(lint, node):
             sources = ", ".join(node.in_funcs)
             yield lint.at_step(node, "join-without-inputs",
                                f"Step `{node.name}` joins branches ({sources}) but does not take "
@@ -370,12 +398,43 @@ def check_catch_on_foreach(lint: Linter) -> Iterator[Diagnostic]:
 
 
 @check(2)
+def check_switch_cases(lint: Linter) -> Iterator[Diagnostic]:
+    """Metaflow's switch rules: at least two cases; no case straight into a join."""
+    graph = lint.graph
+    for node in graph:
+        if node.type != "split-switch":
+            continue
+        if len(node.out_funcs) < 2:
+            yield lint.at_next(node, "switch-one-case",
+                               f"Step `{node.name}` is a switch with {len(node.out_funcs)} "
+                               "case; a switch needs at least two. Add a case, or use "
+                               f"`self.next(self.{node.out_funcs[0] if node.out_funcs else 'x'})`.")
+        for case, target in node.switch_cases.items():
+            if target in graph.nodes and graph[target].type == "join":
+                yield lint.at_next(node, "switch-to-join",
+                                   f"Switch `{node.name}` leads its case {case!r} straight to "
+                                   f"the join `{target}`; a conditional path cannot end in a "
+                                   "join directly. Add a plain step on that case before the "
+                                   "join.")
+
+
+@check(2)
+def check_catch_on_switch(lint: Linter) -> Iterator[Diagnostic]:
+    for node in lint.graph:
+        if node.type == "split-switch" and node.decorator("catch"):
+            yield lint.at_step(node, "catch-on-switch",
+                               f"@catch is not supported on the switch step `{node.name}` (a "
+                               "caught failure leaves no condition to pick a case; Metaflow "
+                               "refuses it too). Move the risky code into a step before it.")
+
+
+@check(2)
 def check_split_join_balance(lint: Linter) -> Iterator[Diagnostic]:
     """Metaflow's balance rule: every split joined exactly once, in order."""
     graph = lint.graph
     if graph.start_step is None or graph.end_step is None:
         return
-    if any(len(n.in_funcs) > 1 and n.num_args < 2 for n in graph):
+    if any(_is_join_input(lint, n) for n in graph):
         return  # check_join_inputs already names the step to fix
     seen_errors: set[tuple[str, str]] = set()
     stack: list[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]] = [(graph.start_step, ())]

@@ -70,3 +70,40 @@ def foreach_scopes(graph: Mapping[str, Any] | None) -> Scopes:
             child_kind = str((nodes.get(child) or {}).get("type") or "")
             pending.append((child, inner[:-1] if child_kind in JOIN_TYPES and inner else inner))
     return Scopes(stacks)
+
+
+SWITCH_TYPES = ("split-switch",)
+
+
+def switch_conditional(graph: Mapping[str, Any] | None) -> dict[str, set[str]]:
+    """Step -> the switch steps it depends on: the steps a switch's case may or may not reach.
+
+    A step after a switch runs only on some of its cases unless every path from the
+    switch to the end goes through it (it post-dominates the switch: where the cases
+    meet again). Inside a foreach, such a step runs for only some items, so the run
+    fold cannot expect one task per item there.
+    """
+    nodes = nodes_of(graph)
+    nexts = {name: [str(c) for c in node.get("next") or [] if c in nodes and c != name]
+             for name, node in nodes.items()}
+    sinks = {name for name, outs in nexts.items() if not outs}
+    out: dict[str, set[str]] = {}
+    for switch, node in nodes.items():
+        if str(node.get("type") or "") not in SWITCH_TYPES:
+            continue
+        for step in _reach(nexts, switch, None) - {switch}:
+            if _reach(nexts, switch, step) & sinks:  # the end is reachable around it
+                out.setdefault(step, set()).add(switch)
+    return out
+
+
+def _reach(nexts: dict[str, list[str]], start: str, avoid: str | None) -> set[str]:
+    """Steps reachable from `start` without passing `avoid`."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        for child in nexts[stack.pop()]:
+            if child != avoid and child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen

@@ -90,6 +90,9 @@ class Current:
             return self._values.get(name, False if name == "is_running_flow" else None)
         if name in self._values:
             return self._values[name]
+        if name == "card":  # set by the engine in a step with @card (flowdeck.cards.runtime)
+            raise AttributeError("current.card exists only while a step decorated with @card "
+                                 "runs. Add @card to the step (see docs/cards.md).")
         raise AttributeError(f"current has no attribute {name!r}")
 
     def __contains__(self, name: str) -> bool:

@@ -7,10 +7,13 @@
 * `@parallel` with `self.next(self.step, num_parallel=N)`: N tasks, as Metaflow runs
   @parallel locally; `current.parallel` gives `num_nodes` and `node_index`
   (= `self.input`), task 0 is the control task.
-* `@card`, `@kubernetes`, `@batch`, `@conda`, `@pypi`: accepted, and ignored here
-  with a one-line notice at the start of the run (cards are not built yet; the
-  others choose where or with which packages a step runs, which a local run does
-  not change).
+* `@card(type=..., id=..., options=..., timeout=...)`: a card of the task, rendered by
+  the engine (`flowdeck.cards`); several per step. Each call is kept in order in the
+  step function's `_fd_cards` list (the `card` entry of its decorators is the first
+  one, so code that asks "has @card?" keeps working).
+* `@kubernetes`, `@batch`, `@conda`, `@pypi`: accepted, and ignored here with a
+  one-line notice at the start of the run (they choose where or with which packages a
+  step runs, which a local run does not change).
 * `@project(name=...)`: a flow decorator; see `project`.
 * `@unbounded_test_foreach_internal`: Metaflow's internal test of unbounded
   foreach; accepted on import, refused with a message when the flow runs.
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowdeck.authoring.exceptions import MetaflowException
-from flowdeck.authoring.spec import _step_decorator
+from flowdeck.authoring.spec import _attach, _step_decorator
 
 #: Set the given environment variables in the step's process.
 environment = _step_decorator("environment", {"vars": {}})
@@ -36,11 +39,39 @@ secrets = _step_decorator("secrets", {"sources": [], "role": None, "allow_overri
                           open_arguments=True)
 #: The step runs as `num_parallel` tasks (see the module docstring).
 parallel = _step_decorator("parallel", {})
-#: Cards are not built yet (a separate issue); accepted so flows run.
-card = _step_decorator("card", {"type": "default", "options": {}, "scope": "task",
-                                "timeout": 45, "id": None, "save_errors": True,
-                                "customize": False, "refresh_interval": 5},
-                       open_arguments=True)
+#: @card's arguments and their defaults (Metaflow's).
+CARD_DEFAULTS: dict[str, Any] = {"type": "default", "options": {}, "scope": "task",
+                                 "timeout": 45, "id": None, "save_errors": True,
+                                 "customize": False, "refresh_interval": 5}
+
+
+def card(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """`@card` / `@card(type="default"|"blank"|"html"|..., id=, options=, timeout=)`:
+    the task gets a card (see flowdeck.cards); a step may have several."""
+    def attach(f: Callable[..., Any]) -> Callable[..., Any]:
+        attributes = {**CARD_DEFAULTS, **kwargs}
+        cards = [*getattr(f, "_fd_cards", []), attributes]
+        if not getattr(f, "_fd_decorators", {}).get("card"):
+            _attach(f, "card", dict(attributes))
+        f._fd_cards = cards  # type: ignore[attr-defined]
+        return f
+
+    return attach(func) if func is not None else attach
+
+
+card._fd_defaults = dict(CARD_DEFAULTS)  # type: ignore[attr-defined]
+card._fd_open = True  # type: ignore[attr-defined]
+
+
+def step_cards(func: Callable[..., Any] | None) -> list[dict[str, Any]]:
+    """The @card decorators of a step function, in the order they were applied ([] if
+    none, or if a mutator removed its `card` decorator)."""
+    decos = getattr(func, "_fd_decorators", {}) or {}
+    if "card" not in decos:
+        return []
+    return list(getattr(func, "_fd_cards", None) or [decos["card"]])
+
+
 kubernetes = _step_decorator("kubernetes", {}, open_arguments=True)
 batch = _step_decorator("batch", {}, open_arguments=True)
 conda = _step_decorator("conda", {}, open_arguments=True)
@@ -50,7 +81,6 @@ unbounded_test_foreach_internal = _step_decorator("unbounded_test_foreach_intern
 
 #: Decorators a local run ignores, with the notice it prints once per run.
 IGNORED_LOCALLY = {
-    "card": "cards are not built by Flowdeck yet",
     "kubernetes": "the step runs on this machine, not on Kubernetes",
     "batch": "the step runs on this machine, not on AWS Batch",
     "conda": "the step runs in this interpreter; Flowdeck does not build conda environments",

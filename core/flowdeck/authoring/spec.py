@@ -260,6 +260,11 @@ class Inputs:
         raise AttributeError(f"inputs has no branch named {name!r}; the branches are {steps}")
 
 
+class SwitchConditionError(RuntimeError):
+    """A switch's condition artifact is missing or names no case (Metaflow raises a
+    RuntimeError there too); the message names the step, the value and the cases."""
+
+
 # -- the flow -----------------------------------------------------------------
 
 class FlowSpec:
@@ -290,20 +295,34 @@ class FlowSpec:
 
     # -- inside a step ----------------------------------------------------------
 
-    def next(self, *steps: Callable[..., Any], foreach: str | None = None,
-             num_parallel: int | None = None, **kwargs: Any) -> None:
+    def next(self, *steps: Any, foreach: str | None = None,
+             num_parallel: int | None = None, condition: str | None = None,
+             **kwargs: Any) -> None:
         """Say which step(s) run after this one; the last statement of every step but `end`.
 
         `num_parallel=N` (Metaflow's @parallel) runs the next step as N tasks: it
         is a foreach over `range(N)` kept in the artifact `_parallel_ubf_iter`, the
         name Metaflow uses, so joins, resume and the client treat it as one.
+
+        `self.next({"a": self.x, "b": self.y}, condition="artifact")` is a switch
+        (Metaflow 2.18): the artifact's value, read now, picks the one step that
+        runs next; a case may name this step itself, which runs it again.
         """
         ctx = self.__dict__.get("_fd_ctx")
         if ctx is None or ctx.read_only:
             raise RuntimeError("self.next() can only be called inside a running step.")
         if kwargs:
             raise TypeError(f"self.next() got unsupported argument(s) {sorted(kwargs)}; "
-                            "Flowdeck supports plain transitions, foreach= and num_parallel=.")
+                            "Flowdeck supports plain transitions, foreach=, num_parallel= "
+                            "and condition=.")
+        if condition is not None or (len(steps) == 1 and isinstance(steps[0], dict)):
+            chosen = self._switch_case(ctx, steps, condition, foreach, num_parallel)
+            ctx.next_calls += 1
+            if ctx.next_calls > 1:
+                raise RuntimeError(f"Step `{ctx.step}` called self.next() more than once. "
+                                   "Call it exactly once, as the last statement of the step.")
+            ctx.transition = ([chosen], None)
+            return
         if num_parallel is not None:
             if foreach is not None or not isinstance(num_parallel, int) or num_parallel < 1:
                 raise TypeError(f"Step `{ctx.step}`: self.next(..., num_parallel=N) takes a "
@@ -322,6 +341,50 @@ class FlowSpec:
                                 f"{target!r}.")
             names.append(name)
         ctx.transition = (names, foreach)
+
+    def _switch_case(self, ctx: Any, steps: tuple[Any, ...], condition: str | None,
+                     foreach: str | None, num_parallel: int | None) -> str:
+        """The step a switch picks: the case the condition artifact's value names.
+
+        Raised errors name the step, the value and the cases (Metaflow checks the same).
+        """
+        step = ctx.step
+        form = ('self.next({"case": self.step_a, "other": self.step_b}, '
+                'condition="artifact_name")')
+        if len(steps) != 1 or not isinstance(steps[0], dict) or not steps[0]:
+            raise TypeError(f"Step `{step}`: with condition=, self.next() takes one non-empty "
+                            f"dict of cases, as {form}.")
+        if condition is None:
+            raise TypeError(f"Step `{step}` passes a dict of cases to self.next() without "
+                            f"condition=. Name the artifact that picks the case: {form}.")
+        if not isinstance(condition, str):
+            raise TypeError(f"Step `{step}`: condition= must be the name of an artifact (a "
+                            f"string), not {condition!r}.")
+        if foreach is not None or num_parallel is not None:
+            raise TypeError(f"Step `{step}`: a switch (condition=) cannot be combined with "
+                            "foreach= or num_parallel=. Put the fan-out in the step a case "
+                            "leads to.")
+        cases: dict[Any, Any] = steps[0]
+        try:
+            value = getattr(self, condition)
+        except AttributeError:
+            raise SwitchConditionError(
+                f"Step `{step}` switches on self.{condition}, which is not set. Assign "
+                f"self.{condition} (one of {list(cases)}) before calling self.next().") from None
+        try:
+            target = cases[value] if value in cases else None
+        except TypeError:  # an unhashable value
+            target = None
+        if target is None:
+            raise SwitchConditionError(
+                f"Step `{step}` switches on self.{condition}, whose value {value!r} is not "
+                f"one of the cases {list(cases)}. Set self.{condition} to one of them, or add "
+                "a case for it.")
+        name = getattr(target, "__name__", None)
+        if not callable(target) or not getattr(target, "is_step", False) or name is None:
+            raise TypeError(f"Step `{step}`: switch case {value!r} leads to {target!r}, which "
+                            "is not a step. Each case must name a step, as self.step_name.")
+        return str(name)
 
     @property
     def input(self) -> Any:

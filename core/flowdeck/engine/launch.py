@@ -296,6 +296,7 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
         raise UsageError(f"{flow_cls.__name__} has no step {', '.join(unknown)}; its steps "
                          f"are {', '.join(graph.nodes)}.")
     records, _damaged = index.final_attempts(origin_id)  # damaged tasks are simply rerun
+    named = bool(steps)  # a named step reruns whole; else a loop's finished rounds are reused
     if not steps:
         steps = _unfinished_steps(graph, records)
         if not steps and entry.status == "succeeded":
@@ -304,7 +305,8 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
         # Every task finished, yet the run did not succeed (killed before it recorded its
         # end): the resume reuses them all and records the success (it used to refuse,
         # saying the crashed run had succeeded; found by reliability/kill_rounds.py).
-    origin = OriginRun(origin_id, records, graph.descendants(steps))
+    loops = set() if named else {n.name for n in graph if n.is_recursive_switch}
+    origin = OriginRun(origin_id, records, graph.descendants(steps), loop_steps=loops)
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
     _write_run_id(options, run_id_file)

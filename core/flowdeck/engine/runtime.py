@@ -14,9 +14,11 @@ and when a task ends it kills and reaps everything that task left behind, new
 sessions included (`flowdeck.engines.processes`). A cancel gives every task
 SIGINT (the step sees KeyboardInterrupt, which is what cleanup handlers catch)
 and CANCEL_GRACE_S to finish before SIGKILL. If the orchestrator itself is
-killed with SIGKILL, its workers die with it, but what they started in a new
-session can no longer be reached from here: the launcher (the window's
-`RunProcess`) kills those by the run id in their environment.
+killed with SIGKILL, its workers die with it, and what they started is out of
+reach from here: the run's guard (`processes.RunGuard`, forked at run start, in
+a session of its own) then kills the workers' process groups and every process
+carrying the run id, which the orchestrator puts in its own environment for
+every task to inherit; launchers (the window, `flowdeck run`) do the same.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from flowdeck.store.events import (
     TASK_STARTED,
     EventWriter,
 )
-from flowdeck.store.layout import InvalidId, RunLayout, attempt_file, new_run_id
+from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout, attempt_file, new_run_id
 from flowdeck.store.records import (
     AttemptRecord,
     DamagedRecord,
@@ -168,6 +170,33 @@ class PendingTask:
 
 
 @dataclass
+class FanOut:
+    """The tasks of one foreach, made one at a time as worker slots free up, in input order.
+
+    Made up front, a foreach of 10 million items took about 70 s (and memory for every
+    task) before the orchestrator looked at a signal again; made lazily, a Stop is
+    honoured within the usual grace however large the foreach is.
+    """
+
+    step: str
+    parent: TaskResult
+    frames: tuple[Frame, ...]
+    foreach_param: str | None
+    count: int
+    next_index: int = 0
+
+    def take(self, task_id: str) -> PendingTask:
+        frame = Frame(self.parent.step, self.parent.task_id, "foreach", self.foreach_param,
+                      self.next_index, self.count)
+        self.next_index += 1
+        return PendingTask(self.step, task_id, self.frames + (frame,), [self.parent])
+
+    @property
+    def exhausted(self) -> bool:
+        return self.next_index >= self.count
+
+
+@dataclass
 class RunningTask:
     pending: PendingTask
     pid: int
@@ -210,7 +239,7 @@ class Orchestrator:
         self.max_workers = options.max_workers or os.cpu_count() or 1
         self.run_id = options.run_id or new_run_id()
         self.echo = TerminalEcho(self.run_id, quiet=options.quiet)
-        self.queue: deque[PendingTask] = deque()
+        self.queue: deque[PendingTask | FanOut] = deque()
         self.running: dict[int, RunningTask] = {}
         self.fd_owner: dict[int, RunningTask] = {}
         self.results: dict[str, TaskResult] = {}
@@ -230,6 +259,7 @@ class Orchestrator:
         self.resources = {name: step_resources(name, func, graph.file)
                           for name, func in self.steps.items()}
         self.adopter: processes.Adopter | None = None
+        self.guard: processes.RunGuard | None = None
         self.disk_full: dict[str, Any] | None = None  # the first write that found no room
         self.store_error: dict[str, Any] | None = None  # a write the store refused otherwise
         self.reserve: Path | None = None
@@ -253,6 +283,12 @@ class Orchestrator:
             self._close_selector()
             raise
         self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
+        # Every process the run starts carries its id (exec'd ones in /proc/PID/environ), even
+        # when `python flow.py run` was started without it: the guard and launchers find them.
+        previous_run_id = os.environ.get(RUN_ID_ENV)
+        os.environ[RUN_ID_ENV] = self.run_id
+        guard = self.guard = processes.RunGuard((RUN_ID_ENV, self.run_id),  # before Adopter
+                                                inherited=previous_run_id == self.run_id)
         self.adopter = processes.Adopter()
         gc_was_enabled = gc.isenabled()
         try:
@@ -264,6 +300,8 @@ class Orchestrator:
             self._fail_running(self.store_error)
         finally:
             self._leave_nothing_behind()
+            guard.close()
+            _restore_env(RUN_ID_ENV, previous_run_id)
             restore()
             self._close_selector()
             gc.unfreeze()
@@ -546,13 +584,24 @@ class Orchestrator:
                 self._cancel_all()
                 return
             while self.queue and self.failed is None and self.disk_full is None and \
-                    self._has_room_for(self.queue[0]):
-                self._start(self.queue.popleft())
+                    self.cancel_signal is None and self._has_room_for(self.queue[0]):
+                self._start(self._next_pending())
             if not self.running:
                 return
             self._wait_once()
 
-    def _has_room_for(self, task: PendingTask) -> bool:
+    def _next_pending(self) -> PendingTask:
+        """The queue's next task (a foreach's next item, made now)."""
+        head = self.queue[0]
+        if isinstance(head, FanOut):
+            task = head.take(self._new_task_id())
+            if head.exhausted:
+                self.queue.popleft()
+            return task
+        self.queue.popleft()
+        return head
+
+    def _has_room_for(self, task: PendingTask | FanOut) -> bool:
         """Whether `task` fits in max_workers now (a task alone always fits)."""
         used = sum(t.slots for t in self.running.values())
         return not self.running or used + self._slots(task.step) <= self.max_workers
@@ -586,7 +635,8 @@ class Orchestrator:
     # -- starting tasks -------------------------------------------------------
 
     def _start(self, task: PendingTask) -> None:
-        if self.origin and task.step not in self.origin.rerun_steps:
+        if self.origin and (task.step not in self.origin.rerun_steps
+                            or self.origin.reuses_round(task.step, task.parents)):
             reused = self.origin.find(task.step, task.frames)
             if reused is not None and self._intact(reused):
                 self._clone(task, reused)
@@ -670,6 +720,8 @@ class Orchestrator:
             self.sel.register(pidfd, selectors.EVENT_READ, "pidfd")
             self.fd_owner[pidfd] = running
         self.running[pid] = running
+        if self.guard is not None:
+            self.guard.track(pid)
         frame = next((f for f in reversed(task.frames) if f.kind == "foreach"), None)
         self._emit(TASK_STARTED, step=task.step, task_id=task.task_id,
                    attempt=task.attempt, pid=pid, reused=False,
@@ -721,6 +773,8 @@ class Orchestrator:
     def _close_parent_fds(self) -> None:
         """In a fresh worker: drop the orchestrator's fds so pipes see EOF correctly."""
         fds = list(self.fd_owner) + list(self.wake_fds or ())
+        if self.guard is not None and self.guard.active:
+            fds.append(self.guard.fd)  # only the orchestrator's end may keep the guard waiting
         fds += [log.fileno() for t in self.running.values() for log in t.logs.values()]
         if self.sel is not None:
             fileno = getattr(self.sel, "fileno", None)  # epoll/kqueue have one; select() not
@@ -854,6 +908,8 @@ class Orchestrator:
             log.close()  # unbuffered: nothing left to write, so closing cannot fail on a full disk
         self.echo.flush_task(running.pending.step, running.pending.task_id)
         self.running.pop(running.pid, None)
+        if self.guard is not None:
+            self.guard.untrack(running.pid)  # its group was killed and it is reaped
         result = self._read_result(running, status)
         self._after_attempt(running.pending, result)
 
@@ -1025,10 +1081,9 @@ class Orchestrator:
         node = self.graph[task.step]
         if node.type == "foreach":
             count = result.foreach_splits or 0
-            for i in range(count):
-                frame = Frame(task.step, task.task_id, "foreach", node.foreach_param, i, count)
-                self._schedule(PendingTask(node.out_funcs[0], self._new_task_id(),
-                                           task.frames + (frame,), [result]))
+            if count:
+                self.queue.append(FanOut(node.out_funcs[0], result, task.frames,
+                                         node.foreach_param, count))
         elif node.type == "split":
             count = len(node.out_funcs)
             for i, child in enumerate(node.out_funcs):
@@ -1036,12 +1091,36 @@ class Orchestrator:
                 self._schedule(PendingTask(child, self._new_task_id(),
                                            task.frames + (frame,), [result]))
         else:
-            for child in node.out_funcs:
+            # A switch runs only the case its task picked (recorded as its `next`).
+            children = ([n for n in result.next if n in node.out_funcs][:1]
+                        if node.type == "split-switch" else node.out_funcs)
+            for child in children:
                 if self.graph[child].type == "join":
                     self._arrive_at_join(child, task, result)
                 else:
-                    self._schedule(PendingTask(child, self._new_task_id(), task.frames,
-                                               [result]))
+                    self._schedule(PendingTask(child, self._new_task_id(),
+                                               self._loop_frames(task, child), [result]))
+
+    def _loop_frames(self, task: PendingTask, child: str) -> tuple[Frame, ...]:
+        """The frames of `child` after `task`, counting the rounds of a recursive switch.
+
+        A step whose switch can pick itself runs in a "loop" frame whose index is the
+        round (0, 1, ...): entering the step opens it, each round back to itself adds
+        one, leaving closes it. The round is then part of the task's place
+        (`frames_signature`), so resume reuses exactly the rounds that finished, as
+        Metaflow's iteration index does.
+        """
+        frames = task.frames
+        last = frames[-1] if frames else None
+        in_loop = last is not None and last.kind == "loop" and last.split_step == task.step
+        if in_loop and last is not None and child == task.step:
+            return frames[:-1] + (Frame(last.split_step, last.split_task_id, "loop", None,
+                                        last.index + 1, 0),)
+        if in_loop and child != task.step:
+            frames = frames[:-1]
+        if self.graph[child].is_recursive_switch and child != task.step:
+            frames = frames + (Frame(child, task.task_id, "loop", None, 0, 0),)
+        return frames
 
     def _arrive_at_join(self, join: str, task: PendingTask, result: TaskResult) -> None:
         """Collect a branch's last task; start the join once every branch has arrived."""
@@ -1086,13 +1165,22 @@ class Orchestrator:
 class OriginRun:
     """The run a `resume` starts from: its finished tasks, keyed by their place in the graph."""
 
-    def __init__(self, run_id: str, records: list[AttemptRecord], rerun_steps: set[str]):
+    def __init__(self, run_id: str, records: list[AttemptRecord], rerun_steps: set[str],
+                 loop_steps: set[str] | None = None):
         self.run_id = run_id
         self.rerun_steps = rerun_steps
+        #: Recursive-switch steps whose finished rounds are reused although the step reruns
+        #: (a resume of a failure inside the loop, no step named: Metaflow clones them).
+        self.loop_steps = loop_steps or set()
         self.by_place: dict[tuple[str, str], TaskResult] = {}
         for rec in records:
             if rec.done:
                 self.by_place[(rec.step, rec.signature)] = TaskResult.from_attempt(rec)
+
+    def reuses_round(self, step: str, parents: list[TaskResult]) -> bool:
+        """Whether a round of a rerun loop step may still be reused: only while every
+        round before it (its parent) was reused too."""
+        return step in self.loop_steps and bool(parents) and all(p.origin for p in parents)
 
     def find(self, step: str, frames: tuple[Frame, ...]) -> TaskResult | None:
         return self.by_place.get((step, frames_signature(frames)))
@@ -1164,6 +1252,14 @@ def _become_worker(parent: int) -> None:
         pass
     processes.die_with_parent(parent)
     processes.set_child_subreaper(True)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    """Put an environment variable back as it was (a program may run several flows)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _exited(pid: int) -> bool:

@@ -232,6 +232,7 @@ def execute_task(req: TaskRequest) -> int:
                  origin_run_id=req.origin_run_id,
                  parameter_names=parameter_names(req.flow_cls))
     before_task(req.step, req.task_id, req.frames)
+    cards = _start_cards(req, flow)
     code, status = EXIT_OK, "succeeded"
     progress = Progress()
     try:
@@ -277,7 +278,41 @@ def execute_task(req: TaskRequest) -> int:
         if not is_disk_full(exc):
             raise
         return _report_disk_full(req.attempt_json)
+    if cards is not None:  # after the record: a card reads the task's artifacts back
+        # The orchestrator kills a task TIMEOUT_GRACE_S (5 s) past its @timeout: cards stop 1 s
+        # before that, as a card error, so a slow card never turns a success into a kill.
+        deadline = started + req.timeout_s + 4.0 if req.timeout_s else None
+        _finish_cards(cards, status == "succeeded", deadline)
     return code
+
+
+def _start_cards(req: TaskRequest, flow: Any) -> Any:
+    """The task's cards (`flowdeck.cards.runtime.TaskCards`) when its step has @card, with
+    `current.card` set; None otherwise. Setting cards up never fails the task."""
+    from flowdeck.authoring.decorators import step_cards
+    decorators = step_cards(getattr(req.flow_cls, req.step, None))
+    if not decorators:
+        return None
+    try:
+        from flowdeck.cards.runtime import TaskCards
+        from flowdeck.store.layout import RunLayout
+        cards = TaskCards(RunLayout(req.root, req.flow_name), req.run_id, req.step,
+                          req.task_id, req.attempt, decorators, flow=flow)
+        cards.start(current)
+        return cards
+    except Exception as exc:
+        print(f"[@card ERROR] the cards of step `{req.step}` could not be set up: {exc}",
+              file=sys.stderr)
+        return None
+
+
+def _finish_cards(cards: Any, succeeded: bool, deadline: float | None) -> None:
+    """Render the task's cards (Metaflow: only after success); a card never fails a task."""
+    try:
+        cards.finish(succeeded, deadline)
+    except BaseException as exc:  # noqa: BLE001  (the task's record is already written)
+        print(f"[@card ERROR] the task's cards could not be rendered: {exc}", file=sys.stderr)
+    _flush_stdio()
 
 
 def _report_disk_full(path: str) -> int:
@@ -373,6 +408,14 @@ def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
         raise TaskFailure(f"Step `{req.step}` finished without calling self.next(). Make "
                           "sure every path through the step ends with self.next(...).")
     names, foreach = ctx.transition
+    if req.node_type == "split-switch":  # the switch picked one of its cases (FlowSpec.next)
+        if len(names) == 1 and names[0] in req.out_funcs and not foreach:
+            return
+        cases = ", ".join(f"self.{n}" for n in req.out_funcs)
+        raise TaskFailure(f"Step `{req.step}` is a switch over {cases}, but at run time it "
+                          f"called self.next({', '.join(f'self.{n}' for n in names)}). Call "
+                          "self.next once with the same dict of cases and condition=, as the "
+                          "step's last statement.")
     if list(names) != list(req.out_funcs) or (foreach or None) != (req.foreach_param or None):
         got = ", ".join(f"self.{n}" for n in names)
         want = ", ".join(f"self.{n}" for n in req.out_funcs)

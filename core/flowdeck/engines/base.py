@@ -55,8 +55,11 @@ class Engine(ABC):
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
 
     @abstractmethod
-    def run_args(self, file: str, args: list[str]) -> list[str]:
-        """The interpreter's arguments that run `file` with the flow command line `args`."""
+    def run_args(self, file: str, args: list[str], written_for: str = "flowdeck") -> list[str]:
+        """The interpreter's arguments that run `file` with the flow command line `args`.
+
+        `written_for` is the engine the file imports (discovery's `FlowInfo.engine`):
+        an engine may run a file written for another one differently."""
 
     def working_dir(self, file: str, project_root: str | None = None) -> str:
         """Where the run process starts. `project_root` is the folder the user opened

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from flowdeck.analysis.flowfile import analyze_file
 from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
 from flowdeck.engines.local import FlowdeckEngine
@@ -52,14 +53,29 @@ def resolve_interpreter(file: str, configured: str | None = None) -> Interpreter
     return detect_interpreter(os.path.dirname(os.path.abspath(file)), configured)
 
 
+def written_for(file: str, flow: str) -> str | None:
+    """The engine `flow` in `file` imports ("flowdeck" or "metaflow"), from the file's AST;
+    None when the file does not say (the run itself then says what is wrong)."""
+    info = analyze_file(file).flow(flow)
+    return info.engine if info is not None else None
+
+
 def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                  interpreter: Interpreter | None = None, run_id: str | None = None,
                  project_root: str | None = None,
-                 core_dir: str | None = None) -> LaunchSpec:
+                 core_dir: str | None = None, imports: str | None = None) -> LaunchSpec:
     """The launch of `flow` in `file` with the flow command line `args` (`run ...`,
-    `resume ...`). Raises LaunchError when the interpreter cannot run it."""
+    `resume ...`) on `engine`. `imports` is the engine the file is written for
+    (discovery's `FlowInfo.engine`; read from the file when not given): Flowdeck's
+    engine runs a Metaflow file unchanged through its alias entry. Raises LaunchError
+    when the interpreter cannot run it."""
     file = os.path.abspath(file)
     chosen = engine_for(engine)
+    imports = imports or written_for(file, flow) or chosen.name
+    if chosen.name == "metaflow" and imports != "metaflow":
+        raise LaunchError(f"{file}: {flow} imports {imports}, not metaflow, so Metaflow's "
+                          "engine cannot run it. Run it on Flowdeck's engine "
+                          f"(`flowdeck run --engine flowdeck {file}`).")
     python = interpreter or resolve_interpreter(file)
     check = check_interpreter(python.path)
     if not check.works:
@@ -71,7 +87,7 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     layout = RunLayout.for_file(file, flow)
     env = child_env((core_dir or installed_core()) if chosen.needs_core_on_path(check) else None)
     env[RUN_ID_ENV] = run_id
-    return LaunchSpec(program=python.path, args=chosen.run_args(file, args),
+    return LaunchSpec(program=python.path, args=chosen.run_args(file, args, imports),
                       cwd=chosen.working_dir(file, project_root), env=env, engine=chosen.name, flow=flow,
                       file=file, run_id=run_id, root=str(layout.root),
                       events_path=str(layout.events(run_id)), stop_signal=chosen.stop_signal,

@@ -19,7 +19,7 @@ class MetaflowEngine(Engine):
     name = "metaflow"
     stop_signal = signal.SIGINT
 
-    def run_args(self, file: str, args: list[str]) -> list[str]:
+    def run_args(self, file: str, args: list[str], written_for: str = "metaflow") -> list[str]:
         return ["-m", "flowdeck.engines.metaflow_bridge", file, *args]
 
     def working_dir(self, file: str, project_root: str | None = None) -> str:
@@ -41,7 +41,9 @@ class MetaflowEngine(Engine):
         hint = (" (Metaflow does not run natively on Windows; use WSL)." if os.name == "nt"
                 else ".")
         return (f"{interpreter} cannot import metaflow, which {flow} uses. Install it there: "
-                f"`{interpreter} -m pip install metaflow`{hint}")
+                f"`{interpreter} -m pip install metaflow`{hint} Or run the flow unchanged on "
+                "Flowdeck's engine, which needs no Metaflow: Engine \"Flowdeck (fast)\" in "
+                "the window, --engine flowdeck with flowdeck run.")
 
 
 def _parents(folder: str, stop: str | None) -> list[str]:

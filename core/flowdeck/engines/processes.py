@@ -15,7 +15,10 @@ two controls that close the gaps, both reached through `prctl` (via ctypes):
 Both are per process and Linux only: elsewhere every function here reports
 "not available" (False, empty lists) and callers fall back to process groups.
 The orchestrator's side is `Adopter` (with workers that adopt their own
-orphans, every stray it finds belongs to a task that has ended); the launcher's side (`run_leftovers`) finds a run's processes by the run id
+orphans, every stray it finds belongs to a task that has ended) and `RunGuard`
+(a small process of its own that ends the run's processes when the orchestrator
+is killed, since its workers then die and their orphans go to init); the
+launcher's side (`run_leftovers`) finds a run's processes by the run id
 in their environment, which every descendant inherits unless it clears its
 environment on purpose.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import sys
 import time
@@ -261,3 +265,159 @@ class Adopter:
         if self.active and not self.was_subreaper:
             set_child_subreaper(False)
         return stuck
+
+
+class RunGuard:
+    """A process forked at run start that ends the run's processes once the orchestrator is gone.
+
+    Workers die with a killed orchestrator (PDEATHSIG), and what they started is then
+    orphaned to init, out of every reach but the run id in its environment: before,
+    a SIGKILL of `python flow.py run` from a shell left a step's `sleep 300` running
+    (20 of 20 times). The guard is forked before any task, leaves the session (a kill
+    of the orchestrator's process group misses it), and waits on a pipe whose only
+    writer is the orchestrator (workers close it); the orchestrator tells it each
+    worker's process group as it starts and ends. End of file (or the orchestrator's
+    pidfd firing) means the orchestrator died: the guard SIGKILLs the live workers'
+    process groups and every process marked with the run id, for a few rounds (a
+    process caught between fork and exec carries the mark only once it execs), and
+    exits; init (or the nearest subreaper) reaps it. Processes marked before the run
+    (a shell that exported the run id, and what else it started) and the guard's
+    ancestors are spared. A run that ends as it should has
+    cleaned up itself, and `close()` kills and reaps the guard. Costs a fork, a kill
+    and a reap per run (0.7 ms here). Linux only: elsewhere `active` is False and
+    every method does nothing.
+    """
+
+    CLEANUP_ROUNDS = 6
+    ROUND_PAUSE_S = 0.03
+
+    def __init__(self, marker: tuple[str, str], inherited: bool = False) -> None:
+        """`inherited`: this process was started with the marker in its environment (by a
+        launcher, or a shell that exported it); every process marked before the run (the
+        shell itself, what else it started) is then spared."""
+        self.pid = 0
+        self._w = -1
+        if not LINUX or not hasattr(os, "fork"):
+            return
+        spare = set(marked_processes(*marker)) if inherited else set()
+        r, w = os.pipe()  # close-on-exec: exec'd grandchildren never hold it
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return
+        if pid == 0:
+            try:
+                os.close(w)
+                _guard_main(r, parent, marker, spare)
+            finally:
+                os._exit(0)
+        os.close(r)
+        os.set_blocking(w, False)  # a stopped guard must never stall the run: messages drop
+        self.pid, self._w = pid, w
+
+    @property
+    def active(self) -> bool:
+        return self._w >= 0
+
+    @property
+    def fd(self) -> int:
+        """The pipe's write end (-1 when inactive): a forked worker closes it."""
+        return self._w
+
+    def track(self, pgid: int) -> None:
+        """A worker leads process group `pgid` now."""
+        self._send(b"+%d\n" % pgid)
+
+    def untrack(self, pgid: int) -> None:
+        """That group is empty and reaped: its number may be reused, never kill it again."""
+        self._send(b"-%d\n" % pgid)
+
+    def _send(self, data: bytes) -> None:
+        if self._w < 0:
+            return
+        try:
+            os.write(self._w, data)
+        except OSError:  # the guard is gone (or its pipe full): the run id still marks all
+            pass
+
+    def close(self) -> None:
+        """The run ended and cleaned up after itself: end the guard and reap it here.
+
+        SIGKILL (our own unreaped child: its pid cannot have been reused) rather than a
+        word on the pipe, which costs the guard's wake-up and exit: 0.3 ms against 1.3 ms.
+        """
+        if self._w < 0:
+            return
+        signal_quietly(self.pid, signal.SIGKILL)
+        os.close(self._w)
+        self._w = -1
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _guard_main(r: int, parent: int, marker: tuple[str, str], spare: set[int]) -> None:
+    """The guard's life (in the forked child): wait for the orchestrator's end, then clean."""
+    spare = spare | _ancestors()  # the orchestrator's launcher, a shell: never the run's
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+    except (ValueError, OSError):  # not the main thread of the forking program
+        pass
+    os.closerange(3, r)
+    os.closerange(r + 1, 1 << 16)  # no pipe, socket or log of the run held open by us
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    pidfd = None
+    opener = getattr(os, "pidfd_open", None)
+    if opener is not None:
+        try:
+            pidfd = opener(parent)
+        except OSError:
+            pidfd = None
+    groups: set[int] = set()
+    buffer = b""
+    poller = select.poll()  # not select(): the pipe's number may be past FD_SETSIZE
+    for fd in (r,) if pidfd is None else (r, pidfd):
+        poller.register(fd, select.POLLIN)
+    while os.getppid() == parent:
+        ready = {fd for fd, _ in poller.poll()}
+        if r not in ready:
+            os.set_blocking(r, False)  # the orchestrator is gone: read what it left, then clean
+        try:
+            data = os.read(r, 65536)
+        except BlockingIOError:
+            data = b""
+        except OSError:
+            data = b""
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line[:1] in (b"+", b"-") and line[1:].isdigit():
+                (groups.add if line[:1] == b"+" else groups.discard)(int(line[1:]))
+        if not data:
+            break
+    _end_run(groups, marker, spare)
+
+
+def _end_run(groups: set[int], marker: tuple[str, str], spare: set[int]) -> None:
+    """SIGKILL the workers' process groups and every process marked with the run id but
+    those marked before the run (`spare`)."""
+    spare = spare | {os.getpid()}
+    for _ in range(RunGuard.CLEANUP_ROUNDS):
+        for pgid in groups:
+            signal_group_quietly(pgid, signal.SIGKILL)
+        kill_all([p for p in marked_processes(*marker) if p not in spare], spare=spare)
+        time.sleep(RunGuard.ROUND_PAUSE_S)

@@ -11,10 +11,10 @@ even after joins of static splits inside that foreach.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flowdeck.analysis.scopes import Scopes, foreach_scopes, nodes_of
+from flowdeck.analysis.scopes import Scopes, foreach_scopes, nodes_of, switch_conditional
 from flowdeck.store.events import (
     EngineRunId,
     Event,
@@ -30,6 +30,7 @@ from flowdeck.store.status import (
     PENDING,
     REUSED,
     RUNNING,
+    SKIPPED,
     SUCCEEDED,
     TASK_DONE,
 )
@@ -67,6 +68,8 @@ class StepSummary:
     total: int = 0
     duration: float | None = None
     attempt: int = 0
+    #: For a switch step: the cases (step names) its tasks took so far, sorted.
+    taken: tuple[str, ...] = ()
 
 
 @dataclass
@@ -142,6 +145,11 @@ class RunFold:
         self._scopes = Scopes({})
         self._splits: dict[str, int] = {}  # foreach step -> items announced so far
         self._tallies: dict[str, _Tally] = {}
+        self._switches: dict[str, list[str]] = {}  # switch step -> its cases' steps
+        self._parents: dict[str, list[str]] = {}  # step -> steps with an edge into it
+        self._taken: dict[str, set[str]] = {}  # switch step -> cases its tasks took
+        self._decided: dict[str, set[str]] = {}  # switch step -> its tasks that took one
+        self._conditional: dict[str, set[str]] = {}  # step -> switches deciding if it runs
         if graph:
             self.set_graph(graph)
 
@@ -150,13 +158,26 @@ class RunFold:
     def set_graph(self, graph: dict[str, Any]) -> None:
         self.graph = graph
         self._scopes = foreach_scopes(graph)
-        for name in nodes_of(graph):
+        self._conditional = switch_conditional(graph)
+        nodes = nodes_of(graph)
+        self._switches = {name: [str(c) for c in node.get("next") or []]
+                          for name, node in nodes.items() if node.get("type") == "split-switch"}
+        self._parents = {name: [] for name in nodes}
+        for name, node in nodes.items():
+            for child in node.get("next") or []:
+                if child in self._parents and child != name and name not in self._parents[child]:
+                    self._parents[child].append(name)
+        for name in nodes:
             self.steps.setdefault(name, StepSummary(PENDING, 0, self._expected(name)))
 
     def _expected(self, step: str) -> int:
         """Tasks the step will have: one per item of its innermost foreach, else one."""
         foreach = self._scopes.foreach_of(step)
-        return 1 if foreach is None else self._splits.get(foreach, 0)
+        if foreach is None:
+            return 1
+        if any(self._scopes.foreach_of(s) == foreach for s in self._conditional.get(step, ())):
+            return 0  # a switch in the same foreach picks it for some items only: count them
+        return self._splits.get(foreach, 0)
 
     # -- events -----------------------------------------------------------------------
 
@@ -199,6 +220,68 @@ class RunFold:
         self._put(task)
         change.tasks.add(e.task_id)
         self._refresh(e.step, change)
+        self._note_switch_choice(e, change)
+
+    def _note_switch_choice(self, e: TaskStarted, change: FoldChange) -> None:
+        """A task started from a switch task: that switch task took the case `e.step`.
+
+        Read from `input_paths` (run/step/task), so no event field is needed and the
+        Metaflow bridge's events work alike.
+        """
+        settled = False
+        for path in e.input_paths:
+            parts = path.split("/")
+            if len(parts) < 3 or e.step not in self._switches.get(parts[-2], ()):
+                continue
+            switch = parts[-2]
+            self._taken.setdefault(switch, set()).add(e.step)
+            self._decided.setdefault(switch, set()).add(parts[-1])
+            self._refresh(switch, change)
+            settled = settled or self._all_decided(switch)
+        if settled:  # only then can a case become "not taken": O(1) for the other events
+            self._settle_skipped(change, run_over=False)
+
+    def _all_decided(self, switch: str) -> bool:
+        """Whether every task of a switch step has finished and taken its case."""
+        tally = self._tallies.get(switch)
+        done = tally.by_status[SUCCEEDED] + tally.by_status[REUSED] if tally else 0
+        return self.steps.get(switch, StepSummary()).status in TASK_DONE and done > 0 and \
+            len(self._decided.get(switch, ())) >= done
+
+    def _settle_skipped(self, change: FoldChange, run_over: bool) -> None:
+        """Mark the steps no task will reach because their switches took other cases.
+
+        A step without tasks is skipped when every edge into it is dead: it comes from
+        a skipped step, or from a switch whose tasks all finished and took other cases.
+        Once a run has succeeded, every step without tasks was skipped.
+        """
+        if not self._switches and not run_over:
+            return
+        order = list(self._parents)
+        skipped: set[str] = {s for s in order if self.steps.get(s, StepSummary()).status
+                             == SKIPPED}
+        for _ in range(len(order) + 1):
+            grew = False
+            for step in order:
+                if step in skipped or self._tallies.get(step) and \
+                        sum(self._tallies[step].by_status.values()):
+                    continue
+                parents = self._parents[step]
+                if (run_over and self.status == SUCCEEDED) or (
+                        parents and all(self._dead_edge(p, step, skipped) for p in parents)):
+                    skipped.add(step)
+                    grew = True
+                    self._set_step(step, StepSummary(SKIPPED, 0, 0), change)
+            if not grew:
+                break
+
+    def _dead_edge(self, parent: str, step: str, skipped: set[str]) -> bool:
+        """An edge no task will take: from a skipped step, or a switch's case not taken."""
+        if parent in skipped:
+            return True
+        if parent not in self._switches or step in self._taken.get(parent, ()):
+            return False
+        return self._all_decided(parent)
 
     def _task_finished(self, e: TaskFinished, change: FoldChange) -> None:
         task = self._take(e.task_id, e.step)
@@ -226,6 +309,7 @@ class RunFold:
         self.finished = e.t
         self.error = e.error
         change.run = True
+        self._settle_skipped(change, run_over=True)
         if self.status == CANCELLED:
             for step, summary in list(self.steps.items()):
                 if summary.status == RUNNING:
@@ -271,6 +355,10 @@ class RunFold:
         summary = tally.summary(self._expected(step))
         if summary.status in TASK_DONE and not self._items_known(step):
             summary = StepSummary(RUNNING, summary.done, summary.total, None, summary.attempt)
+        if summary.status == PENDING and self.steps.get(step, StepSummary()).status == SKIPPED:
+            return  # nothing reached it, and nothing will
+        if step in self._switches:
+            summary = replace(summary, taken=tuple(sorted(self._taken.get(step, ()))))
         self._set_step(step, summary, change)
 
     def _items_known(self, step: str) -> bool:

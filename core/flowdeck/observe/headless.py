@@ -28,12 +28,13 @@ from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
 from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import EventReader, RunFinished, parse_event
-from flowdeck.store.layout import RunLayout
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout
 from flowdeck.store.status import RUNNING
 
 REFRESH_S = 0.1
 SYMBOLS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✖",
-           "cancelled": "■", "reused": "↺"}
+           "cancelled": "■", "reused": "↺", "skipped": "–"}  # skipped: a switch's other case
 COLOURS = {"running": "33", "succeeded": "32", "failed": "31", "cancelled": "35",
            "reused": "36"}  # ANSI: yellow, green, red, magenta, cyan
 
@@ -59,7 +60,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                             help="the run to resume (default: the latest)")
     parser.add_argument("--flow", metavar="NAME", help="which flow, when the file has several")
     parser.add_argument("--engine", choices=sorted(ENGINES),
-                        help="run with this engine (default: the one the file imports)")
+                        help="run with this engine (default: the one the file imports; "
+                        "for resume, the one that made the run resumed). `--engine "
+                        "flowdeck` runs a file written for Metaflow unchanged on "
+                        "Flowdeck's engine")
     return parser
 
 
@@ -71,7 +75,29 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
         flow_args = ["resume", *args.steps, *rest]
         if args.origin_run_id:
             flow_args += ["--origin-run-id", args.origin_run_id]
-    return run_headless(args.file, flow_args, out, flow_name=args.flow, engine=args.engine)
+    engine = args.engine
+    if command == "resume" and engine is None:
+        engine = resumed_engine(args.file, args.flow, args.origin_run_id)
+    return run_headless(args.file, flow_args, out, flow_name=args.flow, engine=engine)
+
+
+def resumed_engine(file: str, flow_name: str | None, origin_run_id: str | None) -> str | None:
+    """The engine that made the run a resume continues (the named one, else the latest):
+    a Metaflow file run with `--engine flowdeck` resumes on Flowdeck's engine. None when
+    there is no such run to ask (the resume itself then says what is wrong)."""
+    path = Path(file).resolve()
+    if not path.is_file():
+        return None
+    flow, _problem = pick_flow(analyze_file(path).flows, flow_name, str(path))
+    if flow is None:
+        return None
+    index = RunIndex(RunLayout.for_file(path, flow.name))
+    try:
+        entry = index.read(origin_run_id) if origin_run_id else index.latest()
+    except (InvalidId, OSError):
+        return None
+    record = entry.record if entry is not None else None
+    return record.engine if record is not None and record.engine in ENGINES else None
 
 
 def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
@@ -95,7 +121,8 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args)
+        spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args,
+                            imports=flow.engine)
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,7 +130,7 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
-                                 stdout=log, stderr=subprocess.STDOUT,
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                  preexec_fn=_stop_with(os.getpid(), spec.stop_signal))
         return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict())).follow()
 
@@ -135,14 +162,17 @@ class Follower:
         fold.run_id = spec.run_id
 
     def follow(self) -> int:
+        stopped = False
         try:
             code = self._loop()
         except KeyboardInterrupt:
+            stopped = True
             code = self._stop()
+        self._end_leftovers()  # nothing of the run may outlive it, however it ended
         self._tick(final=True)
         if self.fold.status == RUNNING:
-            self.fold.mark_ended("cancelled" if code in (130, 143, -2, -15) else "crashed",
-                                 time.time())
+            self.fold.mark_ended("cancelled" if stopped or code in (130, 143, -2, -15)
+                                 else "crashed", time.time())
             self._draw()
         self._summary(code)
         return code
@@ -156,13 +186,34 @@ class Follower:
             time.sleep(REFRESH_S)
 
     def _stop(self) -> int:
-        """Ctrl+C: the engine's own stop, then KILL after its grace (as the window does)."""
-        self.child.send_signal(self.spec.stop_signal)
+        """Ctrl+C: the engine's own stop to the run's process group (the run is in a session of
+        its own, so the terminal's Ctrl+C reaches it only through here, once); after the
+        engine's grace, or at a second Ctrl+C, KILL as the window does (`_kill`)."""
+        processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
         try:
             return self.child.wait(self.spec.stop_grace_s)
-        except subprocess.TimeoutExpired:
-            self.child.send_signal(signal.SIGKILL)
-            return self.child.wait()
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            return self._kill()
+
+    def _kill(self) -> int:
+        """KILL the run's process group, reap it, then every process of the run still there.
+
+        Before, only the run's process was killed: its workers died with it, and what they
+        had started (a child in a new session, a step that ignores SIGTERM) ran on.
+        """
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl+C waits
+        try:
+            processes.signal_group_quietly(self.child.pid, signal.SIGKILL)
+            code = self.child.wait()
+            self._end_leftovers()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return code
+
+    def _end_leftovers(self) -> None:
+        """KILL what is left of the run: its session, and every process carrying its id."""
+        leftovers = processes.run_leftovers(self.child.pid, (RUN_ID_ENV, self.spec.run_id))
+        processes.kill_all(leftovers, spare=set())
 
     def _tick(self, final: bool = False) -> None:
         text = self._new_output()
@@ -212,7 +263,8 @@ class Follower:
             return
         error = self.fold.error or {}
         failed = self.fold.failed_task()
-        lines = ["", f"The run {self.fold.status} (exit code {code})."]
+        verdict = "did not start" if self.fold.status == "pending" else self.fold.status
+        lines = ["", f"The run {verdict} (exit code {code})."]
         if failed is not None and failed.error:
             lines.append(f"{failed.step}/{failed.task_id}: {failed.error.get('type', '')}: "
                          f"{failed.error.get('message', '')}".rstrip(": "))

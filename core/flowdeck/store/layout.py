@@ -8,6 +8,8 @@ Layout under a root (by default the project's `.flowdeck/`)::
     <Flow>/runs/<run_id>/.space-reserve              room for a run's last records (while it runs)
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   an attempt record
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.out    its stdout (.err: stderr)
+    <Flow>/runs/<run_id>/<step>/<task_id>/cards/cards.json   the task's cards (flowdeck.cards.index)
+    <Flow>/runs/<run_id>/<step>/<task_id>/cards/<i>-<type>.html   one card (.data.json: its data)
     logs/<run_id>.log                                a headless run's combined output
     <Flow>/runs/<run_id>/pinned                      present when the user pinned the run
     <Flow>/runs/.deleting-<run_id>/                  a run being deleted (out of every listing)
@@ -35,6 +37,9 @@ SPACE_RESERVE = ".space-reserve"
 LOG_KINDS = ("out", "err")
 PINNED = "pinned"  # a marker file, not a RunRecord field: the run's writer rewrites run.json
 SETTINGS = "settings.json"
+CARDS_DIR = "cards"
+CARD_INDEX = "cards.json"
+CARD_KINDS = {"html": "html", "data": "data.json"}
 DELETING = ".deleting-"  # a leading '.' is never a valid id, so listings skip these folders
 #: The longest id (flow, run, step, task) the store takes as a path component, in ASCII
 #: characters: well under any file system's name limit (255 bytes on Linux).
@@ -75,8 +80,9 @@ def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
 
 
 def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """Where a flow's runs live for the client: the given root, `$FLOWDECK_HOME`, or the
-    nearest `.flowdeck/` upward from the working directory (or the script) holding it."""
+    """Where a flow's runs live for the client: the given root, `$FLOWDECK_HOME`, the
+    nearest `.flowdeck/` upward from the working directory (or the script) holding it, or
+    the `.flowdeck/` of a folder beside the script's that holds it."""
     if root is not None:
         return Path(root)
     if os.environ.get(ROOT_ENV):
@@ -87,11 +93,34 @@ def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Pat
         if (candidate / flow_name).is_dir():
             return candidate
     main_file = getattr(__import__("__main__"), "__file__", None)
-    if main_file:
-        candidate = Path(main_file).resolve().parent / DEFAULT_DIRNAME
-        if (candidate / flow_name).is_dir():
-            return candidate
+    script_dir = Path(main_file).resolve().parent if main_file else None
+    if script_dir is not None and (script_dir / DEFAULT_DIRNAME / flow_name).is_dir():
+        return script_dir / DEFAULT_DIRNAME
+    # A project of sibling flow folders (Metaflow's tutorials: 03-x/flow.py reads the runs
+    # of 02-y/flow.py): the store of a folder beside the script's, the latest one if several.
+    if script_dir is not None:
+        beside = [candidate for candidate in _sibling_stores(script_dir)
+                  if (candidate / flow_name / "runs").is_dir()]
+        if beside:
+            return max(beside, key=lambda c: _mtime(c / flow_name / "runs"))
     return here / DEFAULT_DIRNAME
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _sibling_stores(folder: Path) -> list[Path]:
+    """The `.flowdeck/` folders of the folders beside `folder` (not its own)."""
+    try:
+        entries = list(os.scandir(folder.parent))
+    except OSError:
+        return []
+    return [Path(e.path) / DEFAULT_DIRNAME for e in entries
+            if e.is_dir() and not e.name.startswith(".") and e.path != str(folder)]
 
 
 def attempt_file(task_dir: str | os.PathLike[str], attempt: int, kind: str) -> str:
@@ -170,6 +199,20 @@ class RunLayout:
             run_id, step, task_id, attempt = origin_run, origin_step, origin_task, origin_attempt
         return {"stdout": self.attempt(run_id, step, task_id, attempt, "out"),
                 "stderr": self.attempt(run_id, step, task_id, attempt, "err")}
+
+    def cards_dir(self, run_id: str, step: str, task_id: str) -> Path:
+        """The folder of a task's cards (written by the task, read by the client and window)."""
+        return self.task_dir(run_id, step, task_id) / CARDS_DIR
+
+    def card_index(self, run_id: str, step: str, task_id: str) -> Path:
+        """The task's card list (`flowdeck.cards.index`): one small file the window polls."""
+        return self.cards_dir(run_id, step, task_id) / CARD_INDEX
+
+    def card_file(self, run_id: str, step: str, task_id: str, index: int, card_type: str,
+                  kind: str = "html") -> Path:
+        """One card's HTML (`kind` 'html') or its refresh data ('data'): `<i>-<type>.<ext>`."""
+        name = f"{int(index)}-{check_id('card type', card_type)}.{CARD_KINDS[kind]}"
+        return self.cards_dir(run_id, step, task_id) / name
 
     def space_reserve(self, run_id: str) -> Path:
         """A file the orchestrator holds while a run goes and deletes first when it ends, so a

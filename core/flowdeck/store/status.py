@@ -16,6 +16,9 @@ CANCELLED: Final = "cancelled"
 REUSED: Final = "reused"
 CRASHED: Final = "crashed"  # a run whose process died without writing its end
 DAMAGED: Final = "damaged"  # a run whose record cannot be read
+#: A step no task will run: the switch before it took another case (a step's state in the
+#: run fold, never a task's or a run's status).
+SKIPPED: Final = "skipped"
 
 #: What a task's final attempt can say.
 TASK_FINAL = (SUCCEEDED, FAILED, CANCELLED, REUSED)

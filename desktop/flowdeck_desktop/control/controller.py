@@ -29,7 +29,12 @@ from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
-from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
+from flowdeck_desktop.control.run_options import (
+    RunOptionsError,
+    engine_announcement,
+    engine_choice,
+    parse_run_options,
+)
 from flowdeck_desktop.control.run_process import RunProcess, core_path
 from flowdeck_desktop.control.watching import WatchBridge
 from flowdeck_desktop.models.catalog_model import CatalogModel
@@ -44,6 +49,7 @@ class RunPlan:
     reason: str
     origin_run_id: str | None = None
     changed_steps: tuple[str, ...] = ()
+    engine: str | None = None  # the engine to use (a resume: the one that made its origin)
 
 
 OUTPUT_TAIL_CHARS = 65536
@@ -61,6 +67,7 @@ class FlowSession:
     key: str
     params: dict[str, str] = field(default_factory=dict)
     options: str = ""  # run options, as typed: put before the parameters (`--max-workers 2`)
+    engine: str = ""  # the engine chosen for a Metaflow file ("": the Metaflow bridge)
     run: RunProcess | None = None
     state: RunState | None = None
     pending_rerun: RunPlan | None = None
@@ -334,7 +341,8 @@ class FlowdeckController(QObject):
             value = self.settings.value(f"params/{_slug(key)}")
             found = FlowSession(key, {str(k): str(v) for k, v in value.items()}
                                 if isinstance(value, dict) else {},
-                                options=str(self.settings.value(f"options/{_slug(key)}") or ""))
+                                options=str(self.settings.value(f"options/{_slug(key)}") or ""),
+                                engine=str(self.settings.value(f"engine/{_slug(key)}") or ""))
             self.sessions[key] = found
         return found
 
@@ -348,6 +356,19 @@ class FlowdeckController(QObject):
             self.settings.setValue(f"options/{_slug(key)}", text)
         else:
             self.settings.remove(f"options/{_slug(key)}")
+
+    def run_engine(self, key: str) -> str:
+        """The engine the flow's next run uses: for a file written for Metaflow, the one
+        chosen for it (Metaflow's through the bridge, or Flowdeck's on the unchanged file);
+        otherwise the one the file imports."""
+        entry = self.model.entry(key)
+        written_for = entry.engine if entry is not None else "flowdeck"
+        return engine_choice(written_for, self.session(key).engine)
+
+    def set_run_engine(self, key: str, engine: str) -> None:
+        """Choose the engine of a Metaflow file's runs (Run, Resume, rerun on save); kept."""
+        self.session(key).engine = engine
+        self.settings.setValue(f"engine/{_slug(key)}", engine)
 
     def option_args(self, key: str) -> list[str]:
         """The run options as arguments; RunOptionsError names a malformed one."""
@@ -422,7 +443,7 @@ class FlowdeckController(QObject):
             plan = RunPlan(["run", *options, *(args if args is not None else self.run_args(key))],
                            "run")
         interpreter = self.interpreter_for(entry.file)
-        spec = self._launch_spec(entry, plan.args, interpreter)
+        spec = self._launch_spec(entry, plan.args, interpreter, plan.engine or self.run_engine(key))
         if spec is None:
             return None
         return self._launch(key, entry, spec, interpreter)
@@ -435,12 +456,13 @@ class FlowdeckController(QObject):
                 args += [f"--{name}", value]
         return args
 
-    def _launch_spec(self, entry: CatalogEntry, args: list[str],
-                     interpreter: Interpreter) -> LaunchSpec | None:
+    def _launch_spec(self, entry: CatalogEntry, args: list[str], interpreter: Interpreter,
+                     engine: str) -> LaunchSpec | None:
         try:
-            return build_launch(entry.file, entry.name, entry.engine, args,
+            return build_launch(entry.file, entry.name, engine, args,
                                 interpreter=interpreter, core_dir=core_path(),
-                                project_root=self.project_root(entry.file))
+                                project_root=self.project_root(entry.file),
+                                imports=entry.engine)
         except LaunchError as exc:
             self._tell("error", " ".join([str(exc), *interpreter.skipped]), entry.key)
             return None
@@ -460,7 +482,10 @@ class FlowdeckController(QObject):
         session.replace_run(run, state)
         self.model.set_run_status(key, "running")
         self.run_started.emit(key, state)
-        for line in (interpreter.announcement, *interpreter.skipped):  # the log's header
+        engine_line = [engine_announcement(entry.engine, spec.engine)] \
+            if entry.engine == "metaflow" else []
+        for line in (interpreter.announcement, *engine_line,
+                     *interpreter.skipped):  # the log's header
             self.run_output.emit(key, "flowdeck", line + "\n")
         if interpreter.skipped:
             self._tell("warning", " ".join(interpreter.skipped), key)
@@ -572,7 +597,10 @@ class FlowdeckController(QObject):
             self._tell("error", str(exc), key)
             return None
         args = ["resume"] + (["--origin-run-id", origin] if origin else []) + options
-        return self.start_run(key, plan=RunPlan(args, "resume from the failure", origin))
+        run = self.session(key).run
+        engine = run.spec.engine if origin and run is not None else None  # the one that ran it
+        return self.start_run(key, plan=RunPlan(args, "resume from the failure", origin,
+                                                engine=engine))
 
     def rerun_with(self, key: str, record: RunRecord) -> RunState | None:
         """History's "rerun with these parameters": exactly the recorded command-line values."""
@@ -589,6 +617,8 @@ class FlowdeckController(QObject):
         if last is None or last.record is None:
             return RunPlan(base, "no successful run to reuse")
         record = last.record
+        if record.engine != self.run_engine(entry.key):
+            return RunPlan(base, f"the last successful run was on the {record.engine} engine")
         new_hashes = entry.flow.graph.step_hashes()
         old_hashes = record.step_hashes
         if record.outside_hash != entry.flow.graph.outside_hash or \

@@ -1,8 +1,13 @@
-"""A flow's run options: the text a user puts before the parameters on the command line.
+"""A flow's run options: the text a user puts before the parameters on the command line,
+and, for a file written for Metaflow, the engine it runs on.
 
 `--max-workers 2`, `--environment=conda`, `--with kubernetes`: written as in a
 shell, split with `shlex`, and checked before a run so a mistake is named
 (which option, what is wrong) instead of surfacing as the flow's usage error.
+
+A Metaflow file runs on Metaflow's engine through the bridge (the default, for
+Metaflow's own features) or, unchanged, on Flowdeck's engine (its `metaflow`
+imports resolve to Flowdeck in that run's process only); the choice is per flow.
 """
 
 from __future__ import annotations
@@ -13,6 +18,29 @@ import shlex
 RESERVED = {"--run-id": "the window chooses the run id so it can follow the run",
             "--run-id-file": "the window follows the run's id itself",
             "--origin-run-id": "Resume from Failure and History choose the run to resume"}
+
+
+#: The engines a file written for Metaflow can run on, as the window names them; the first
+#: is the default (what such a file always ran on).
+ENGINE_LABELS = {"metaflow": "Metaflow (bridge)", "flowdeck": "Flowdeck (fast)"}
+
+
+def engine_choice(written_for: str, chosen: str) -> str:
+    """The engine a run uses: for a Metaflow file the one chosen for it (Metaflow's when
+    none was), for any other file the engine it imports."""
+    if written_for != "metaflow":
+        return written_for
+    return chosen if chosen in ENGINE_LABELS else "metaflow"
+
+
+def engine_announcement(written_for: str, engine: str) -> str:
+    """The log's header line saying which engine runs a Metaflow file, and the other choice."""
+    if written_for == "metaflow" and engine == "flowdeck":
+        return (f"Engine: {ENGINE_LABELS['flowdeck']}: the file runs unchanged on Flowdeck's "
+                "engine, its `metaflow` imports resolving to Flowdeck in this run only. For "
+                f"Metaflow's own features choose {ENGINE_LABELS['metaflow']}.")
+    return (f"Engine: {ENGINE_LABELS.get(engine, engine)}: Metaflow runs the flow. To run it "
+            f"on Flowdeck's engine, choose {ENGINE_LABELS['flowdeck']}.")
 
 
 class RunOptionsError(ValueError):

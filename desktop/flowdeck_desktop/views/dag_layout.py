@@ -13,6 +13,10 @@ Two strategies, chosen per graph:
   column, branches side by side and centred under the split. Edges of one
   block then stay inside its column, which makes crossings impossible by
   construction rather than merely unlikely.
+  A switch (`split-switch`) nests the same way: its cases are branches that meet
+  where they reconverge (often `end`, or the join of an enclosing split, which
+  then closes both blocks); a case back to the switch itself (a recursive
+  switch, a loop) is drawn as a back edge beside the box.
 * **Layered fallback** (cycles, unknown targets, no start, unmatched splits).
   A small Sugiyama pipeline: break cycles, longest-path layers, dummy nodes
   for long edges, barycenter ordering, then x placement. It never raises and
@@ -49,6 +53,9 @@ class LayoutOptions:
     margin: float = 24.0
     port_spacing: float = 14.0
     back_edge_gap: float = 14.0
+    #: Room kept right of a step that loops on itself (a recursive switch): its loop and
+    #: the loop's label. Its column is widened by this much on both sides (it stays centred).
+    loop_room: float = 60.0
     max_sweeps: int = 16
 
 
@@ -280,9 +287,11 @@ def _nested_placement(g: _Graph, widths: dict[str, float], opts: LayoutOptions) 
     centers: dict[Hashable, float] = {}
     runs: dict[tuple[str, str], list[float]] = {}
     width_of: dict[int, float] = {}
-    _seq_width(tree, widths, opts, width_of)
-    _place_seq(tree, 0, 0.0, widths, opts, width_of, layers, centers, runs)
-    return layers, centers, runs, set()
+    loops = {(n, n) for n in g.order if n in g.next[n]}  # recursive switches: drawn beside
+    columns = {n: w + (2 * opts.loop_room if (n, n) in loops else 0.0) for n, w in widths.items()}
+    _seq_width(tree, columns, opts, width_of)
+    _place_seq(tree, 0, 0.0, columns, opts, width_of, layers, centers, runs)
+    return layers, centers, runs, loops
 
 
 def _build_seq(g: _Graph, first: str, stop: str | None, seen: set[str], depth: int) -> list[_Item]:
@@ -296,7 +305,7 @@ def _build_seq(g: _Graph, first: str, stop: str | None, seen: set[str], depth: i
             raise _Unnested(f"{cur} reached twice")
         seen.add(cur)
         items.append(cur)
-        outs = g.next[cur]
+        outs = [c for c in g.next[cur] if c != cur]  # a loop on itself is not a branch
         if g.types[cur] in SPLIT_TYPES or len(outs) > 1:
             join = g.joins.get(cur) or _infer_join(g, cur)
             if join is None or not outs:
@@ -332,15 +341,27 @@ def _par_width(par: _Par, widths: dict[str, float], opts: LayoutOptions,
     return sum(parts) + opts.column_gap * (len(parts) - 1)
 
 
+_Tails = list[tuple[str, float]]  # (step, x of its column): edges still to reach a join
+
+
 def _place_seq(seq: list[_Item], layer: int, cx: float, widths: dict[str, float],
                opts: LayoutOptions, memo: dict[int, float], layers: dict[str, int],
-               centers: dict[Hashable, float], runs: dict[tuple[str, str], list[float]]) -> int:
-    """Centre every item of a sequence on `cx`, stacking layers; returns the next free layer."""
-    for item in seq:
+               centers: dict[Hashable, float], runs: dict[tuple[str, str], list[float]],
+               stop: str | None = None, tails: _Tails | None = None) -> int:
+    """Centre every item of a sequence on `cx`, stacking layers; returns the next free layer.
+
+    A sequence that ends with a block whose join is `stop` (switch cases meeting at the
+    join of the split around them) leaves that block's last edges open: they go into
+    `tails`, and the caller routes them once it knows the join's layer.
+    """
+    for index, item in enumerate(seq):
         if isinstance(item, str):
             layers[item] = layer
             centers[item] = cx
             layer += 1
+        elif tails is not None and index == len(seq) - 1 and item.join == stop:
+            layer = _place_par(item, layer, cx, widths, opts, memo, layers, centers, runs,
+                               tails)
         else:
             layer = _place_par(item, layer, cx, widths, opts, memo, layers, centers, runs)
     return layer
@@ -348,20 +369,34 @@ def _place_seq(seq: list[_Item], layer: int, cx: float, widths: dict[str, float]
 
 def _place_par(par: _Par, layer: int, cx: float, widths: dict[str, float], opts: LayoutOptions,
                memo: dict[int, float], layers: dict[str, int], centers: dict[Hashable, float],
-               runs: dict[tuple[str, str], list[float]]) -> int:
-    """Branches left to right, the group centred under the split; long edges get a run x."""
+               runs: dict[tuple[str, str], list[float]], open_tails: _Tails | None = None) -> int:
+    """Branches left to right, the group centred under the split; long edges get a run x.
+
+    With `open_tails`, the edges into the join are handed back instead of routed here
+    (an enclosing block shares the join and places it lower).
+    """
     left = cx - _par_width(par, widths, opts, memo) / 2
-    ends: list[tuple[list[_Item], float, int]] = []
+    ends: list[int] = []
+    tails: _Tails = []
     for branch in par.branches:
         width = memo[id(branch)]
         bx = left + width / 2
-        ends.append((branch, bx, _place_seq(branch, layer, bx, widths, opts, memo, layers, centers, runs)))
+        inner: _Tails = []
+        ends.append(_place_seq(branch, layer, bx, widths, opts, memo, layers, centers, runs,
+                               par.join, inner))
+        if branch and isinstance(branch[-1], _Par) and branch[-1].join == par.join:
+            tails += inner  # the branch's own block meets at this join too
+        else:
+            # A branch ends with a step (a join follows every _Par); an empty one is the split.
+            last = branch[-1] if branch else par.split
+            assert isinstance(last, str)
+            tails.append((last, bx))
         left += width + opts.column_gap
-    join_layer = max(end for _, _, end in ends)
-    for branch, bx, _ in ends:
-        # A branch ends with a step (a join follows every _Par); an empty one is the split itself.
-        last = branch[-1] if branch else par.split
-        assert isinstance(last, str)
+    join_layer = max(ends)
+    if open_tails is not None:
+        open_tails += tails
+        return join_layer
+    for last, bx in tails:
         runs[(last, par.join)] = [bx] * max(0, join_layer - layers[last] - 1)
     return join_layer
 
@@ -581,7 +616,8 @@ def _assemble(g: _Graph, widths: dict[str, float], opts: LayoutOptions, layers: 
     forward = [(u, v) for u in g.order for v in g.next[u] if (u, v) not in back]
     hops = {e: [x + shift for x in runs.get(e, [])] for e in forward}
     edges = _route_forward(nodes, forward, hops, opts)
-    right = max([p.right for p in nodes.values()] + [x + opts.lane_width / 2 for xs in hops.values() for x in xs])
+    right = max([p.right for p in nodes.values()] + [x + opts.lane_width / 2 for xs in hops.values() for x in xs]
+                + [nodes[u].right + opts.loop_room for u, v in back if u == v])
     closing = [(u, v) for u in g.order for v in g.next[u] if (u, v) in back]
     edges += _route_back(nodes, closing, right, opts)
     width = max([right] + [x for e in edges for x, _ in e.points]) + opts.margin
@@ -629,10 +665,13 @@ def _route_back(nodes: dict[str, NodePlacement], edges: list[tuple[str, str]], r
     for i, (u, v) in enumerate(edges):
         src, dst = nodes[u], nodes[v]
         lane = right + opts.back_edge_gap * (i + 1)
-        if u == v:
+        if u == v:  # a recursive switch: a loop beside the box, ending on its right half
+            # Leaves and enters at a quarter of the width from the right edge, half-way up
+            # each half: on a diamond's right sides, and hidden under a box's right part.
             lane = src.right + opts.back_edge_gap
-            points = [(src.right, src.center_y + 8), (lane, src.center_y + 8),
-                      (lane, src.center_y - 8), (src.right, src.center_y - 8)]
+            ax, dy = src.right - src.width / 4, src.height / 4
+            points = [(ax, src.center_y + dy), (lane, src.center_y + dy),
+                      (lane, src.center_y - dy), (ax, src.center_y - dy)]
         else:
             points = [(src.right, src.center_y + 6), (lane, src.center_y + 6),
                       (lane, dst.center_y - 6), (dst.right, dst.center_y - 6)]

@@ -23,6 +23,12 @@ the zoom at which step names reach the platform's UI font size (and the
 detail row the small UI font); a graph taller or wider than that scrolls.
 A legend row above the canvas names the status colours, and drops of files
 on the canvas go to whatever handles drops for the rest of the window.
+
+A switch step (`split-switch`) is a diamond; each of its out-edges carries its
+case label. Once a switch task has picked, the taken case's edge is coloured
+and, when none of its tasks can take them any more, the other cases' edges are
+dashed and faint and the steps only they lead to are drawn faded as "not taken"
+(the run fold's `skipped`). A recursive switch's loop is a back edge beside it.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.observe.fold import StepSummary
+from flowdeck.store.status import REUSED, SKIPPED, SUCCEEDED
 from flowdeck_desktop.views.dag_layout import (
     DagLayout,
     EdgeRoute,
@@ -146,7 +153,32 @@ def type_hint(node: Mapping[str, Any]) -> str:
         return f"split \u00d7{len(nexts)}" if isinstance(nexts, list) else "split"
     if kind == "join":
         return "join"
+    if kind == "split-switch":
+        condition = node.get("condition")
+        return f"switch {condition}" if isinstance(condition, str) and condition else "switch"
     return "" if kind in ("start", "end", "linear") else "?"
+
+
+SWITCH = "split-switch"
+#: Share of a diamond's width its name row can use (the row sits near the widest part).
+DIAMOND_TEXT_SHARE = 0.62
+
+
+def case_labels(node: Mapping[str, Any]) -> dict[str, str]:
+    """Target step -> the label of its edge from a switch node: its case(s), comma-joined."""
+    cases = node.get("switch_cases")
+    labels: dict[str, list[str]] = {}
+    if isinstance(cases, Mapping):
+        for case, target in cases.items():
+            if isinstance(target, str):
+                labels.setdefault(target, []).append(str(case))
+    return {target: ", ".join(names) for target, names in labels.items()}
+
+
+def diamond(rect: QRectF) -> QPolygonF:
+    """The rhombus inscribed in `rect`: a switch step's outline."""
+    return QPolygonF([QPointF(rect.center().x(), rect.top()), QPointF(rect.right(), rect.center().y()),
+                      QPointF(rect.center().x(), rect.bottom()), QPointF(rect.left(), rect.center().y())])
 
 
 SMALL_FONT_STEP_PT = 2.0  # the small UI font is the normal one minus this...
@@ -266,6 +298,11 @@ class StepItem(QGraphicsItem):
         self.hint = type_hint(node)
         self.doc = str(node.get("doc") or "")
         self.foreach_body = foreach_body
+        self.is_switch = node.get("type") == SWITCH  # drawn as a diamond
+        condition = node.get("condition")
+        #: What the diamond's detail row starts with: the artifact that picks the case
+        #: (the shape already says "switch"; the tooltip says both).
+        self.condition = str(condition) if self.is_switch and condition else ""
         self._rect = QRectF(0, 0, width, height)
         self._state = PENDING
         self._hovered = False
@@ -291,18 +328,24 @@ class StepItem(QGraphicsItem):
             return False
         self._state = state
         self.change_count += 1
+        self.setOpacity(0.55 if self.skipped else 1.0)
         self._refresh_text()
         self.update()
         return True
 
+    @property
+    def skipped(self) -> bool:
+        """No task ran or will run here: the switch before it took another case."""
+        return self._state.status == SKIPPED
+
     def shows_progress(self) -> bool:
         """Counter and bar for foreach bodies, and for any step that reports several tasks."""
-        return self.foreach_body or self._state.total > 1
+        return (self.foreach_body or self._state.total > 1) and not self.skipped
 
     def _refresh_text(self) -> None:
         """Build the detail strings and tooltip once per change, not once per paint."""
         s = self._state
-        left = [self.hint] if self.hint else []
+        left = [self.condition or self.hint] if self.hint else []
         if s.attempt > 0:
             left.append(f"retry {s.attempt}")
         right = []
@@ -310,10 +353,15 @@ class StepItem(QGraphicsItem):
             right.append(f"{s.done}/{s.total}")
         if s.duration is not None:
             right.append(format_duration(s.duration))
+        if self.skipped:
+            right = ["not taken"]
         self._detail_left = " \u00b7 ".join(left)
         self._detail_right = "  ".join(right)
-        lines = [f"{self.name}" + (f" ({self.hint})" if self.hint else ""), f"status: {s.status}",
+        status = f"{s.status} (not taken: its switch took another case)" if self.skipped else s.status
+        lines = [f"{self.name}" + (f" ({self.hint})" if self.hint else ""), f"status: {status}",
                  f"tasks: {s.done}/{s.total} done" if s.total else "tasks: none yet"]
+        if s.taken:
+            lines.append("took: " + ", ".join(s.taken))
         lines += [f"attempt: {s.attempt + 1}"] if s.attempt else []
         lines += [f"duration: {format_duration(s.duration)}"] if s.duration is not None else []
         self.setToolTip("\n".join(lines + ([f"\n{self.doc}"] if self.doc else [])))
@@ -338,9 +386,13 @@ class StepItem(QGraphicsItem):
         return self._rect.adjusted(-6, -6, 6, 6)
 
     def shape(self) -> QPainterPath:
-        """Rounded box, so clicks just outside a corner fall through to the canvas."""
+        """Rounded box (a diamond for a switch), so clicks just outside fall through."""
         path = QPainterPath()
-        path.addRoundedRect(self._rect, 8, 8)
+        if self.is_switch:
+            path.addPolygon(diamond(self._rect))
+            path.closeSubpath()
+        else:
+            path.addRoundedRect(self._rect, 8, 8)
         return path
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
@@ -350,22 +402,57 @@ class StepItem(QGraphicsItem):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(self._border_pen(theme))
         painter.setBrush(self.fill_color())
-        painter.drawRoundedRect(self._rect.adjusted(0.75, 0.75, -0.75, -0.75), 8, 8)
+        if self.is_switch:
+            painter.drawPolygon(diamond(self._rect.adjusted(0.75, 0.75, -0.75, -0.75)))
+        else:
+            painter.drawRoundedRect(self._rect.adjusted(0.75, 0.75, -0.75, -0.75), 8, 8)
         if self.isSelected():
             self._paint_selection(painter, theme)
         if option.levelOfDetailFromTransform(painter.worldTransform()) < 0.3:
             return
         fonts = self._dag.fonts
+        if self.is_switch:
+            self._paint_switch_texts(painter, theme, fonts)
+            return
         self._paint_icon(painter, theme)
         self._paint_texts(painter, theme, fonts)
         if self.shows_progress():
             self._paint_bar(painter, theme)
 
+    def _paint_switch_texts(self, painter: QPainter, theme: DagTheme, fonts: _Fonts) -> None:
+        """Inside the diamond: icon and name centred on the wide middle, the detail below."""
+        w, h = self._rect.width(), self._rect.height()
+        name_h, detail_h = fonts.name_metrics.height(), fonts.detail_metrics.height()
+        top = h / 2 - name_h + 1
+        room = w * DIAMOND_TEXT_SHARE - ICON - 5
+        name = fonts.name_metrics.elidedText(self.name, Qt.TextElideMode.ElideRight, room)
+        name_w = fonts.name_metrics.horizontalAdvance(name)
+        left = (w - (ICON + 5 + name_w)) / 2
+        icon = QRectF(left, top + (name_h - ICON) / 2, ICON, ICON)
+        paint_status_icon(painter, drawn_status(self._state), icon, theme, self._dag.phase)
+        painter.setPen(theme.text)
+        painter.setFont(fonts.name)
+        painter.drawText(QRectF(left + ICON + 5, top, name_w + 2, name_h),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        width = w * DIAMOND_TEXT_SHARE
+        detail = "  ".join(t for t in (self._detail_left, self._detail_right) if t)
+        if fonts.detail_metrics.horizontalAdvance(detail) > width and self._detail_right:
+            detail = self._detail_right  # the diamond already says "switch": counts first
+        if detail:
+            painter.setFont(fonts.detail)
+            painter.setPen(theme.muted)
+            text = fonts.detail_metrics.elidedText(detail, Qt.TextElideMode.ElideRight, width)
+            painter.drawText(QRectF((w - width) / 2, top + name_h + 1, width, detail_h),
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, text)
+
     def _paint_selection(self, painter: QPainter, theme: DagTheme) -> None:
         """A ring outside the box, so selection never hides (or mimics) the status outline."""
         painter.setPen(QPen(theme.highlight, 2.0))
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawRoundedRect(self._rect.adjusted(-4, -4, 4, 4), 11, 11)
+        if self.is_switch:
+            painter.drawPolygon(diamond(self._rect.adjusted(-5, -5, 5, 5)))
+        else:
+            painter.drawRoundedRect(self._rect.adjusted(-4, -4, 4, 4), 11, 11)
 
     def _border_pen(self, theme: DagTheme) -> QPen:
         """Status-coloured outline; a running step's outline breathes."""
@@ -380,6 +467,8 @@ class StepItem(QGraphicsItem):
             width += 0.75
         pen = QPen(color, width)
         pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        if self.skipped:
+            pen.setStyle(Qt.PenStyle.DashLine)
         return pen
 
     def _icon_rect(self) -> QRectF:
@@ -453,17 +542,52 @@ class EdgeItem(QGraphicsItem):
     ARROW_LENGTH = 8.0
     ARROW_HALF_WIDTH = 4.5
 
-    def __init__(self, scene: "DagScene", route: EdgeRoute) -> None:
-        """Path and arrow are built once: edges never move, they only change colour."""
+    def __init__(self, scene: "DagScene", route: EdgeRoute, case_label: str = "") -> None:
+        """Path and arrow are built once: edges never move, they only change colour.
+
+        `case_label` names the switch case(s) the edge stands for ("" for other edges).
+        """
         super().__init__()
         self._dag = scene
         self.route = route
         self.highlighted = False
+        self.case_label = case_label
+        self.taken: bool | None = None  # a switch case: taken, not taken, or not known yet
         self._path = edge_path(route.points)
         self._arrow = arrow_head(route.points, self.ARROW_LENGTH, self.ARROW_HALF_WIDTH)
         self._bounds = self._path.boundingRect().united(self._arrow.boundingRect()).adjusted(-3, -3, 3, 3)
+        self._label_rect = QRectF()
+        if case_label:
+            self._label_rect = self._place_label(scene.fonts.detail_metrics)
+            self._bounds = self._bounds.united(self._label_rect.adjusted(-2, -2, 2, 2))
         self.setZValue(-1)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def _place_label(self, metrics: QFontMetricsF) -> QRectF:
+        """Where the case label goes: mid-way down the edge's first hop (where a switch's
+        edges have spread apart), or beside a loop's lane."""
+        text_w = metrics.horizontalAdvance(self.case_label) + 8
+        text_h = metrics.height() + 2
+        points = self.route.points
+        if self.route.back:
+            lane_x = max(x for x, _ in points)
+            mid_y = (points[1][1] + points[2][1]) / 2 if len(points) > 2 else points[0][1]
+            return QRectF(lane_x + 4, mid_y - text_h / 2, text_w, text_h)
+        (x0, y0), (x1, y1) = points[0], points[1]
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2  # where an S-curve hop crosses its middle
+        if y1 - y0 > 3 * text_h:  # a long straight run: near its top instead
+            cy = y0 + 1.5 * text_h
+        return QRectF(cx - text_w / 2, cy - text_h / 2, text_w, text_h)
+
+    def label_rect(self) -> QRectF:
+        """The case label's box in scene coordinates (empty when the edge has none)."""
+        return QRectF(self._label_rect)
+
+    def set_taken(self, taken: bool | None) -> None:
+        """Colour a switch case as taken (True) or dim it as not taken (False)."""
+        if taken != self.taken:
+            self.taken = taken
+            self.update()
 
     def set_highlighted(self, on: bool) -> None:
         """Repaint only when the highlight really flips."""
@@ -478,11 +602,11 @@ class EdgeItem(QGraphicsItem):
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         """Muted line (highlighted when an end is selected, dashed if it closes a cycle) and arrow."""
         theme = self._dag.theme
-        color = QColor(theme.highlight) if self.highlighted else theme.edge
-        pen = QPen(color, 2.2 if self.highlighted else 1.4)
+        color = self.color()
+        pen = QPen(color, 2.2 if self.highlighted or self.taken else 1.4)
         pen.setCapStyle(Qt.PenCapStyle.FlatCap)
         pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-        if self.route.back:
+        if self.route.back or self.taken is False:
             pen.setStyle(Qt.PenStyle.DashLine)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(pen)
@@ -491,6 +615,25 @@ class EdgeItem(QGraphicsItem):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(color)
         painter.drawPolygon(self._arrow)
+        if self.case_label:
+            painter.setBrush(theme.background)
+            painter.setPen(QPen(color, 1.0))
+            painter.drawRoundedRect(self._label_rect, 4, 4)
+            painter.setFont(self._dag.fonts.detail)
+            painter.setPen(theme.text if self.taken else theme.muted if self.taken is None else color)
+            painter.drawText(self._label_rect, Qt.AlignmentFlag.AlignCenter, self.case_label)
+
+    def color(self) -> QColor:
+        """Highlight when an end is selected; a taken case in the success colour; a case not
+        taken faded toward the background; else the muted edge colour."""
+        theme = self._dag.theme
+        if self.highlighted:
+            return QColor(theme.highlight)
+        if self.taken:
+            return theme.status_color(SUCCEEDED)
+        if self.taken is False:
+            return blend(theme.edge, theme.background, 0.5)
+        return theme.edge
 
 
 def edge_path(points: list[tuple[float, float]]) -> QPainterPath:
@@ -574,10 +717,18 @@ class DagScene(QGraphicsScene):
         width = max([self._node_width(n, node) for n, node in table.items() if isinstance(node, Mapping)],
                     default=150.0)
         # Text stays at its real size, so tall graphs scroll: a tighter gap shows more steps at once.
-        opts = LayoutOptions(node_height=self._node_height(), layer_gap=self.LAYER_GAP)
+        labels = {name: case_labels(node) for name, node in table.items()
+                  if isinstance(node, Mapping) and node.get("type") == SWITCH}
+        # A recursive switch's loop and its label sit right of its box: room for the widest.
+        loop_labels = [cases[name] for name, cases in labels.items() if name in cases]
+        gap = LayoutOptions().back_edge_gap
+        loop_room = max([gap + 4 + self.fonts.detail_metrics.horizontalAdvance(t) + 8 + 6
+                         for t in loop_labels], default=LayoutOptions().loop_room)
+        opts = LayoutOptions(node_height=self._node_height(), layer_gap=self.LAYER_GAP,
+                             loop_room=loop_room)
         self.dag_layout = layout_graph(graph, node_width=lambda _: width, options=opts)
         for route in self.dag_layout.edges:
-            edge = EdgeItem(self, route)
+            edge = EdgeItem(self, route, labels.get(route.source, {}).get(route.target, ""))
             self._edges.append(edge)
             self.addItem(edge)
         for name, place in self.dag_layout.nodes.items():
@@ -607,6 +758,9 @@ class DagScene(QGraphicsScene):
         fm, dm = self.fonts.name_metrics, self.fonts.detail_metrics
         name_w = fm.horizontalAdvance(name) + PAD + ICON + 7 + PAD
         detail_w = dm.horizontalAdvance(type_hint(node)) + dm.horizontalAdvance("  12/100  10.0 s") + 2 * PAD + ICON + 15
+        if node.get("type") == SWITCH:  # a diamond's text has only its middle
+            name_w = (fm.horizontalAdvance(name) + ICON + 5) / DIAMOND_TEXT_SHARE
+            detail_w = dm.horizontalAdvance(f"{node.get('condition')}  10/10  10 ms") / DIAMOND_TEXT_SHARE
         return float(min(300.0, max(150.0, math.ceil(max(name_w, detail_w)))))
 
     # -- states ------------------------------------------------------------------------
@@ -621,8 +775,30 @@ class DagScene(QGraphicsScene):
         else:
             self._running.discard(step)
         self._sync_animation()
+        self._refresh_cases(step)
         self.step_state_changed.emit(step)
         return True
+
+    def _refresh_cases(self, step: str) -> None:
+        """Re-colour the switch cases touching `step`: taken once a task took them; not
+        taken when the switch is done and took others, or their step was skipped."""
+        for edge in self._edges:
+            if step not in (edge.route.source, edge.route.target):
+                continue
+            switch = self._items.get(edge.route.source)
+            target = self._items.get(edge.route.target)
+            if switch is None or target is None:
+                continue
+            state = switch.state
+            taken: bool | None = None
+            if not edge.case_label:  # a plain edge out of a step no task reached: dimmed too
+                edge.set_taken(False if switch.skipped else None)
+                continue
+            if edge.route.target in state.taken:
+                taken = True
+            elif target.skipped or (state.status in (SUCCEEDED, REUSED) and state.taken):
+                taken = False
+            edge.set_taken(taken)
 
     def step_state(self, step: str) -> StepSummary | None:
         """The state shown for `step`, or None for a step not in the graph."""

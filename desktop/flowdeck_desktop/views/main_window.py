@@ -53,6 +53,7 @@ from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop import __version__
 from flowdeck_desktop.control.controller import FlowdeckController
+from flowdeck_desktop.control.run_options import ENGINE_LABELS
 from flowdeck_desktop.models.catalog_model import (
     FILE_ROLE,
     KEY_ROLE,
@@ -64,6 +65,7 @@ from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck_desktop.system.resources import icon_file
 from flowdeck_desktop.views.banner import MessageBanner, Notice, NotificationsView
+from flowdeck_desktop.views.cards_pane import CardsPane
 from flowdeck_desktop.views.catalog_delegate import CatalogDelegate
 from flowdeck_desktop.views.dag_view import DagScene, DagView, StepItem
 from flowdeck_desktop.views.interpreter_dialog import InterpreterDialog
@@ -195,6 +197,8 @@ class MainWindow(QMainWindow):
         timeline_page.setWidget(self.timeline)  # it grows with its rows: scroll, never grow the pane
         self.bottom.addTab(timeline_page, "Timeline")
         self.bottom.addTab(self.artifacts, "Artifacts")
+        self.cards = CardsPane()  # the selected task's @card reports, live while it runs
+        self.bottom.addTab(self.cards, "Cards")
         self.bottom.addTab(self.error_pane, "Error")
 
         self.centre_split = QSplitter(Qt.Orientation.Vertical)
@@ -218,6 +222,13 @@ class MainWindow(QMainWindow):
         self.main_split.setSizes([260, 760, 280])
         self.setCentralWidget(self.main_split)
         self.interpreter_label = QLabel()
+        # Which engine runs the selected flow; a choice for a file written for Metaflow.
+        self.engine_label = QLabel(" Engine ")
+        self.engine_box = QComboBox()
+        for engine, label in ENGINE_LABELS.items():
+            self.engine_box.addItem(label, engine)
+        self.engine_box.setEnabled(False)
+        self.engine_label.setBuddy(self.engine_box)
         self.bell = QToolButton()
         self.bell.setAutoRaise(True)
         self.bell.setToolTip("Notifications: every recent message, in full")
@@ -294,6 +305,9 @@ class MainWindow(QMainWindow):
         toolbar.setObjectName("run-toolbar")
         for action in (self.act_run, self.act_stop, self.act_resume, self.act_auto):
             toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addWidget(self.engine_label)
+        toolbar.addWidget(self.engine_box)
         self.addToolBar(toolbar)
 
     def _build_menus(self) -> None:
@@ -362,6 +376,7 @@ class MainWindow(QMainWindow):
         self.bell.clicked.connect(self.show_notifications)
         self.banner.dismissed.connect(self._on_banner_dismissed)
         self.params.options_changed.connect(self._save_run_options)
+        self.engine_box.activated.connect(self._on_engine_chosen)
         self.proxy.rowsInserted.connect(lambda *_: self._schedule_fit())
         self.tree.expanded.connect(lambda _index: self._schedule_fit())
         self.main_split.splitterMoved.connect(lambda *_: self._stop_fitting())
@@ -593,6 +608,7 @@ class MainWindow(QMainWindow):
             return
         self.params.set_parameters(entry.flow.parameters, self.controller.saved_params(key))
         self.params.set_run_options(self.controller.run_options(key))
+        self._show_engine(key)
         self.act_auto.blockSignals(True)
         self.act_auto.setChecked(self.controller.auto_rerun(key))
         self.act_auto.blockSignals(False)
@@ -723,6 +739,7 @@ class MainWindow(QMainWindow):
             self._show_task(tasks[failed])
         else:
             self.log_scope.setText(f"Step {step} has not run in this run.")
+            self.cards.clear(f"Step {step} has not run in this run.")
 
     def _on_task_picked(self, index: int) -> None:
         task_id = self.task_picker.itemData(index)
@@ -745,6 +762,7 @@ class MainWindow(QMainWindow):
         file = (entry.file if entry else "") or state.file
         layout = RunLayout.for_file(file, state.flow)
         self._show_task_logs(layout, state, task)
+        self.cards.show_task(layout, state.run_id, task.step, task.task_id, task.origin)
         interpreter = self.controller.interpreter_for(file)
         check = check_interpreter(interpreter.path)
         if check.works and task.status in ("succeeded", "reused", "failed"):
@@ -823,6 +841,33 @@ class MainWindow(QMainWindow):
     def _save_run_options(self) -> None:
         if self.selected_key:
             self.controller.save_run_options(self.selected_key, self.params.run_options())
+
+    def _show_engine(self, key: str | None) -> None:
+        """Show the engine the flow's runs use; a choice only for a file written for Metaflow."""
+        entry = self.controller.model.entry(key) if key else None
+        engine = self.controller.run_engine(key) if entry is not None and key else "flowdeck"
+        self.engine_box.setCurrentIndex(max(0, self.engine_box.findData(engine)))
+        choice = entry is not None and entry.engine == "metaflow"
+        self.engine_box.setEnabled(choice)
+        tip = ("This file is written for Metaflow. Metaflow (bridge): Metaflow's own engine "
+               "runs it (cards, cloud decorators, Metaflow's client). Flowdeck (fast): "
+               "Flowdeck's engine runs the unchanged file, its `metaflow` imports resolving "
+               "to Flowdeck in that run only. Used by Run, Resume and Rerun on Save; "
+               "remembered per flow.") if choice else (
+               "Flowdeck's engine runs this flow (the engine is a choice for files written "
+               "for Metaflow).")
+        self.engine_box.setToolTip(tip)
+        self.engine_label.setToolTip(tip)
+
+    def _on_engine_chosen(self, _index: int) -> None:
+        key = self.selected_key
+        entry = self.controller.model.entry(key) if key else None
+        if key is None or entry is None or entry.engine != "metaflow":
+            return
+        engine = str(self.engine_box.currentData())
+        self.controller.set_run_engine(key, engine)
+        self.show_message("info", f"{entry.name} will run on {ENGINE_LABELS[engine]}.",
+                          flow=key)
 
     def edit_run_options(self) -> None:
         """Run > Run Options…: the field in the Parameters pane, focused."""

@@ -1,12 +1,14 @@
 """Run a pair's generated check_flow.py exactly as the suite's harness does, and report.
 
-    python check_driver.py RESULT.json RUN_ID [TOP_OPTIONS...]      (cwd: the pair's folder)
+    python check_driver.py [--alias] RESULT.json RUN_ID [TOP_OPTIONS...]   (cwd: the pair's folder)
 
 The suite runs `python check_flow.py MetadataCheck RUN_ID TOP_OPTIONS...`; its
 `__main__` block imports the flow class from test_flow.py, builds
 `new_checker(flow)` and calls `check_results(flow, checker)`. We run that same
 block with runpy, with `metaflow_test` resolving to Flowdeck's helpers (and the
-real `metaflow` blocked), and write what happened to RESULT.json.
+real `metaflow` blocked), and write what happened to RESULT.json. With `--alias`
+(the unchanged files), Flowdeck's alias entry makes their `metaflow` imports
+resolve to Flowdeck first, as it does for the flow.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ def _where(exc: BaseException) -> str:
 
 
 def main() -> int:
-    result_path, run_id, options = sys.argv[1], sys.argv[2], sys.argv[3:]
+    args = sys.argv[1:]
+    if args and args[0] == "--alias":
+        from flowdeck.engines.as_metaflow import install
+        install("check_flow.py")
+        args = args[1:]
+    result_path, run_id, options = args[0], args[1], args[2:]
     sys.path.insert(0, os.getcwd())
     sys.argv = ["check_flow.py", "MetadataCheck", run_id, *options]
     result: dict = {"ok": False}

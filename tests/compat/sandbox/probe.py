@@ -10,7 +10,10 @@ REQUEST: {"imports": [[module, name], ...]}. RESULT:
   "help": the option names `python flow.py --help`, `run --help`, `resume --help`
       print for a minimal Flowdeck flow, to decide which of the context's
       command-line options Flowdeck accepts;
-  "metaflow_blocked": whether `import metaflow` fails here, as it must.
+  "metaflow_blocked": whether `import metaflow` fails here, as it must;
+  "alias_is_flowdeck": whether, once Flowdeck's alias entry installs its finder,
+      `metaflow` and `metaflow.exception` are Flowdeck's own module objects (so the
+      unchanged files run on Flowdeck, the blocked package never reached).
 """
 
 from __future__ import annotations
@@ -67,14 +70,23 @@ def main() -> int:
         blocked = False
     except ImportError:
         blocked = True
+    from flowdeck.engines.as_metaflow import install
+    install(result_path)
+    import metaflow  # noqa: F811 - now the alias
+    import metaflow.exception
+
+    import flowdeck
+    import flowdeck.exception
+    alias = (metaflow is flowdeck and metaflow.exception.MetaflowException
+             is flowdeck.exception.MetaflowException)
     with tempfile.TemporaryDirectory(prefix="flowdeck_compat_probe_") as folder:
         with open(os.path.join(folder, "flow.py"), "w", encoding="utf-8") as handle:
             handle.write(_FLOW)
         help_ = {"top": _options(folder), "run": _options(folder, "run"),
                  "resume": _options(folder, "resume")}
     with open(result_path, "w", encoding="utf-8") as handle:
-        json.dump({"missing_imports": missing, "help": help_, "metaflow_blocked": blocked},
-                  handle)
+        json.dump({"missing_imports": missing, "help": help_, "metaflow_blocked": blocked,
+                   "alias_is_flowdeck": alias}, handle)
     return 0
 
 

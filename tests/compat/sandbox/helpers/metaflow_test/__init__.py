@@ -9,7 +9,7 @@ same behaviour, on top of Flowdeck. It is our code, written from the suite's int
 (names, messages, exception classes and module name `metaflow_test`, which
 `catch_retry.py` checks as "metaflow_test.TestRetry"); it is not a copy of the suite.
 
-Anything Flowdeck lacks (cards) fails only when a step actually uses it.
+Anything Flowdeck lacks fails only when a step actually uses it.
 """
 
 from __future__ import annotations
@@ -149,9 +149,10 @@ def get_card_container(id=None):
     from flowdeck.cards import get_cards  # ImportError names the missing feature
 
     try:
-        return get_cards(current.pathspec, id=id)
+        container = get_cards(current.pathspec, id=id)
     except LookupError:
         return None
+    return container if len(container) > 0 else None
 
 
 def try_to_get_card(id=None, timeout=60):

@@ -22,6 +22,7 @@ import json
 
 from . import (
     AssertArtifactFailed,
+    AssertCardFailed,
     AssertLogFailed,
     MetaflowCheck,
     truncate,
@@ -161,27 +162,57 @@ class MetadataCheck(MetaflowCheck):
             "Step '%s' expected task.%s='%s' but got task.%s='%s'"
             % (step, logtype, repr(value), logtype, repr(log_value)))
 
-    # -- cards -----------------------------------------------------------------------
-
-    def _cards(self, what):
-        try:
-            from flowdeck.cards import get_cards  # noqa: F401
-        except ImportError:
-            raise FeatureMissing(f"cards ({what}; Metaflow: metaflow.cards.get_cards)") from None
-        raise FeatureMissing(f"a card check for Flowdeck's flowdeck.cards ({what})")
+    # -- cards (the suite's MetadataCheck card methods, on flowdeck.cards) -------------
 
     def get_card(self, step, task, card_type, card_id=None):
-        self._cards("get_card")
+        from flowdeck.cards import get_cards
+        return get_cards(self.run[step][task], type=card_type, id=card_id)
 
     def get_card_data(self, step, task, card_type, card_id=None):
-        self._cards("get_card_data")
+        """(card_present, card_data)."""
+        from flowdeck.cards import CardNotPresentException
+        try:
+            cards = self.get_card(step, task, card_type, card_id=card_id)
+        except CardNotPresentException:
+            return False, None
+        if card_id is None:
+            return True, cards[0].get_data()
+        for card in cards:
+            if card.id == card_id:
+                return True, card.get_data()
+        return False, None
 
     def list_cards(self, step, task, card_type=None):
-        self._cards("list_cards")
+        from flowdeck.cards import CardNotPresentException
+        try:
+            cards = self.get_card(step, task, card_type)
+        except CardNotPresentException:
+            return None
+        listed = dict(pathspec=self.run[step][task].pathspec, cards=[])
+        listed["cards"] = [dict(hash=c.hash, id=c.id, type=c.type,
+                                filename=c.path.split("/")[-1]) for c in cards]
+        return listed
 
     def assert_card(self, step, task, card_type, value, card_hash=None, card_id=None,
                     exact_match=True):
-        self._cards("assert_card")
+        from flowdeck.cards import CardNotPresentException
+        try:
+            cards = self.get_card(step, task, card_type, card_id=card_id)
+        except CardNotPresentException:
+            cards = None
+        card_data = None
+        if cards is not None and len(cards) > 0:
+            if card_hash is None:
+                card_data = cards[0].get()
+            else:
+                matching = [c for c in cards if card_hash in c.hash]
+                card_data = matching[0].get() if matching else None
+        if (exact_match and card_data != value) or (
+                not exact_match and (card_data is None or value not in card_data)):
+            raise AssertCardFailed(
+                "Task '%s/%s' expected %s card with content '%s' but got '%s'"
+                % (self.run_id, step, card_type, repr(value), repr(card_data)))
+        return True
 
     # -- tags ------------------------------------------------------------------------
 

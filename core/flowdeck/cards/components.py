@@ -1,0 +1,339 @@
+"""The components a step appends to a card: `Markdown`, `Table`, `Image`, `Artifact`,
+`VegaChart`, `ProgressBar` and `Error`, with Metaflow's constructors and `update`.
+
+Each renders to a small JSON-able dict (`{"type": "markdown", ...}`) that
+`flowdeck.cards.html` turns into HTML; a component whose `render` raises renders as an
+error block in its place (`render_safely`). Values are bounded here, where they are
+made: a table keeps its first rows, an artifact its first characters, so a card never
+carries a whole large value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import reprlib
+import struct
+import zlib
+from typing import Any
+
+from flowdeck.cards.card import (
+    MetaflowCardComponent,
+    error_value,
+    render_safely,
+    with_default_component_id,
+)
+
+#: A table shows at most this many rows (Table.from_dataframe, and appended data).
+MAX_TABLE_ROWS = 1000
+#: An Artifact's repr is cut after this many characters.
+MAX_REPR_CHARS = 2000
+#: Images larger than this (encoded) are not embedded: the card says so instead.
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 400
+_REPR.maxother = 400
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 30
+_REPR.maxlevel = 4
+
+
+def bounded_repr(value: Any, limit: int = MAX_REPR_CHARS) -> str:
+    """A repr of at most `limit` characters that never fails (a repr that raises says so)."""
+    try:
+        text = _REPR.repr(value)
+        if len(text) < 60:  # reprlib abbreviates objects it does not know; short ones in full
+            full = repr(value)
+            text = full if len(full) <= limit else text
+    except Exception as exc:
+        text = f"<{type(value).__name__}: repr failed: {exc}>"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more)"
+
+
+class UserComponent(MetaflowCardComponent):
+    """Base of the built-in components (Metaflow's name)."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot be updated; append a new one.")
+
+
+class Markdown(UserComponent):
+    """Text written in Markdown: `Markdown("# Title\\n*some* text")`."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, text: str | None = None):
+        self._text = text or ""
+
+    def update(self, text: str | None = None) -> None:
+        self._text = text or ""
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        return {"type": "markdown", "id": self.component_id, "source": str(self._text)}
+
+
+class Artifact(UserComponent):
+    """A value shown as its (bounded) repr, with an optional name."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, artifact: Any, name: str | None = None, compressed: bool = True):
+        self._artifact = artifact
+        self._name = name
+        self._compressed = compressed
+
+    def update(self, artifact: Any) -> None:
+        self._artifact = artifact
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        return {"type": "artifact", "id": self.component_id, "name": self._name,
+                "data_type": type(self._artifact).__name__,
+                "repr": bounded_repr(self._artifact)}
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: a component renders itself; anything else is shown as text."""
+    if isinstance(value, MetaflowCardComponent):
+        try:
+            return value.render()
+        except Exception as exc:
+            return error_value(f"{type(value).__name__} in a table could not be rendered", exc)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value if not isinstance(value, str) else value[:MAX_REPR_CHARS]
+    return bounded_repr(value, 400)
+
+
+class Table(UserComponent):
+    """Rows of cells (text, numbers or other components), with an optional header row."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, data: list[list[Any]] | None = None, headers: list[str] | None = None,
+                 disable_updates: bool = False):
+        self._data = [list(row) for row in (data or [])]
+        self._headers = [str(h) for h in (headers or [])]
+
+    @classmethod
+    def from_dataframe(cls, dataframe: Any, truncate: bool = True) -> "Table":
+        """The first MAX_TABLE_ROWS rows of a pandas (or polars) DataFrame."""
+        headers = [str(c) for c in dataframe.columns]
+        frame = dataframe.head(MAX_TABLE_ROWS) if truncate else dataframe
+        if hasattr(frame, "itertuples"):
+            rows = [list(r) for r in frame.itertuples(index=False)]
+        else:  # polars
+            rows = [list(r) for r in frame.iter_rows()]
+        return cls(rows, headers)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("A Table cannot be updated; update the components inside "
+                                  "it, or append a new Table.")
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        rows = self._data[:MAX_TABLE_ROWS]
+        return {"type": "table", "id": self.component_id, "headers": self._headers,
+                "data": [[_cell(c) for c in row] for row in rows],
+                "truncated": max(0, len(self._data) - MAX_TABLE_ROWS)}
+
+
+def _image_mime(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.lstrip()[:5] in (b"<svg ", b"<?xml"):
+        return "image/svg+xml"
+    return None
+
+
+def png_from_pixels(pixels: Any) -> bytes:
+    """PNG bytes of a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), without PIL."""
+    shape = tuple(getattr(pixels, "shape", ()))
+    if str(getattr(pixels, "dtype", "")) != "uint8" or len(shape) not in (2, 3) or (
+            len(shape) == 3 and shape[2] not in (1, 3, 4)):
+        raise ValueError(f"an image array must be uint8 of shape (H, W), (H, W, 3) or "
+                         f"(H, W, 4), not {getattr(pixels, 'dtype', type(pixels).__name__)} "
+                         f"{shape}")
+    height, width = shape[0], shape[1]
+    channels = 1 if len(shape) == 2 else shape[2]
+    color = {1: 0, 3: 2, 4: 6}[channels]
+    raw = pixels.tobytes()
+    stride = width * channels
+    scanlines = b"".join(b"\x00" + raw[y * stride:(y + 1) * stride] for y in range(height))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(scanlines, 6)) + chunk(b"IEND", b""))
+
+
+def _image_bytes(src: Any) -> tuple[bytes, str]:
+    """(encoded bytes, MIME type) of bytes, a PIL image, a matplotlib figure or a uint8 array."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        mime = _image_mime(data)
+        if mime is None:
+            raise ValueError("the bytes are not a PNG, JPEG, GIF, WebP or SVG image")
+        return data, mime
+    import io
+    if hasattr(src, "savefig"):  # a matplotlib figure
+        buffer = io.BytesIO()
+        src.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue(), "image/png"
+    if hasattr(src, "save") and hasattr(src, "mode"):  # a PIL image
+        buffer = io.BytesIO()
+        src.save(buffer, format="PNG")
+        return buffer.getvalue(), "image/png"
+    if hasattr(src, "shape") and hasattr(src, "dtype"):
+        return png_from_pixels(src), "image/png"
+    raise ValueError(f"cannot make an image of a {type(src).__name__}: give PNG/JPEG bytes, "
+                     "a PIL image, a matplotlib figure or a uint8 array")
+
+
+class Image(UserComponent):
+    """A picture: PNG/JPEG/GIF/WebP/SVG bytes, a PIL image, a matplotlib figure or a
+    uint8 array (H, W[, 3|4]); embedded in the card, so the card stays one file."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, src: Any = None, label: str | None = None,
+                 disable_updates: bool = True):
+        self._src = src
+        self._label = label
+
+    @classmethod
+    def from_pil_image(cls, pilimage: Any, label: str | None = None,
+                       disable_updates: bool = False) -> "Image":
+        return cls(pilimage, label=label)
+
+    @classmethod
+    def from_matplotlib(cls, plot: Any, label: str | None = None,
+                        disable_updates: bool = False) -> "Image":
+        figure = plot.get_figure() if hasattr(plot, "get_figure") and not hasattr(
+            plot, "savefig") else plot
+        return cls(figure, label=label)
+
+    def update(self, image: Any, label: str | None = None) -> None:
+        self._src = image
+        if label is not None:
+            self._label = label
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        if self._src is None:
+            raise ValueError("the Image has no picture (src is None)")
+        data, mime = _image_bytes(self._src)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise ValueError(f"the image is {len(data) / 1e6:.1f} MB encoded, more than a card "
+                             f"embeds ({MAX_IMAGE_BYTES // (1024 * 1024)} MB); downscale it "
+                             "first")
+        return {"type": "image", "id": self.component_id, "label": self._label,
+                "src": f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"}
+
+
+class VegaChart(UserComponent):
+    """A Vega-Lite chart from its spec (a dict, or an Altair chart with `from_altair_chart`).
+
+    Cards are drawn offline, without Vega's JavaScript: a spec with inline
+    `data.values` and a `line`, `bar`, `point` or `area` mark over two quantitative
+    fields is drawn as a simple SVG; every chart also shows its spec.
+    """
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, spec: dict[str, Any], show_controls: bool = False):
+        self._spec = spec
+        self._show_controls = show_controls
+
+    @classmethod
+    def from_altair_chart(cls, altair_chart: Any) -> "VegaChart":
+        return cls(altair_chart.to_dict())
+
+    def update(self, spec: dict[str, Any] | None = None) -> None:
+        if spec is not None:
+            self._spec = spec
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        spec = self._spec.to_dict() if hasattr(self._spec, "to_dict") else self._spec
+        json.dumps(spec)  # not JSON: say so here, as the error block
+        return {"type": "vegaChart", "id": self.component_id, "spec": spec}
+
+
+class ProgressBar(UserComponent):
+    """A progress bar; `update(value, metadata=...)` and `current.card.refresh()` move it
+    while the task runs."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, max: int = 100, label: str | None = None, value: int = 0,
+                 unit: str | None = None, metadata: str | None = None):
+        self._max = max
+        self._label = label
+        self._value = value
+        self._unit = unit
+        self._metadata = metadata
+
+    def update(self, new_value: int, metadata: str | None = None) -> None:
+        self._value = new_value
+        if metadata is not None:
+            self._metadata = metadata
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        return {"type": "progressBar", "id": self.component_id, "max": self._max,
+                "value": self._value, "label": self._label, "unit": self._unit,
+                "details": self._metadata}
+
+
+class Error(UserComponent):
+    """An exception shown in a card (Metaflow's `Error(exception, title)`)."""
+
+    def __init__(self, exception: BaseException | str, title: str | None = None):
+        self._exception = exception
+        self._title = title or "Error"
+
+    @with_default_component_id
+    def render(self) -> dict[str, Any]:
+        value = error_value(self._title, self._exception)
+        value["id"] = self.component_id
+        return value
+
+
+class StubComponent(UserComponent):
+    """What `current.card[id].components["missing"]` gives: updates go nowhere."""
+
+    def __init__(self, component_id: str):
+        self.component_id = component_id
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def render(self) -> None:
+        return None
+
+
+class WarningComponent(UserComponent):
+    """A card warning (a misuse of `current.card`), shown in the card as Metaflow does."""
+
+    def __init__(self, message: str):
+        self._message = message
+
+    def render(self) -> dict[str, Any]:
+        return {"type": "error", "title": "@card WARNING", "message": self._message,
+                "detail": "", "warning": True}

@@ -1,0 +1,98 @@
+"""A task's card list (`cards/cards.json`): the one record of which cards a task has.
+
+Written only by the task's own process (`flowdeck.cards.runtime`), atomically, each
+time a card is written; read by the client (`get_cards`) and by the window's Cards tab,
+which polls this one small file's modification time to follow live cards. Paths come
+from `RunLayout`; entries name their file relative to the task's cards folder.
+
+States: `live` (written by `current.card.refresh()` while the task runs), `final`
+(rendered after the task succeeded), `error` (the card failed: `error` says why; the
+file, if any, is the error card), `stopped` (a live card whose task then failed, so
+no final card was made, as in Metaflow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowdeck.store.blobs import atomic_write_json
+from flowdeck.store.layout import RunLayout
+
+LIVE, FINAL, ERROR, STOPPED = "live", "final", "error", "stopped"
+
+
+@dataclass
+class CardEntry:
+    """One card of a task, as the index records it."""
+
+    index: int
+    type: str
+    id: str | None
+    state: str
+    file: str | None = None          # the HTML file's name in the cards folder, if written
+    hash: str | None = None          # sha1 of the HTML (Metaflow's card hash)
+    data_file: str | None = None     # the latest refresh data (`Card.get_data()`)
+    error: str | None = None         # why the card failed (also shown in the window)
+    attempt: int = 0
+    updated: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CardEntry":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        entry = cls(**known)
+        for name in ("file", "data_file"):  # a name, never a path out of the folder
+            value = getattr(entry, name)
+            if value is not None and (not isinstance(value, str) or "/" in value
+                                      or value.startswith(".")):
+                setattr(entry, name, None)
+        return entry
+
+
+@dataclass
+class TaskCardIndex:
+    """Where one task's cards live, and its index."""
+
+    layout: RunLayout
+    run_id: str
+    step: str
+    task_id: str
+
+    @property
+    def folder(self) -> Path:
+        return self.layout.cards_dir(self.run_id, self.step, self.task_id)
+
+    @property
+    def path(self) -> Path:
+        return self.layout.card_index(self.run_id, self.step, self.task_id)
+
+    def read(self) -> list[CardEntry]:
+        """The task's cards in decorator order; [] when it has none (or none yet)."""
+        return read_index(self.path)
+
+    def write(self, entries: list[CardEntry]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path, {"version": 1, "cards": [asdict(e) for e in entries]})
+
+
+def read_index(path: str | os.PathLike[str]) -> list[CardEntry]:
+    """Entries of a `cards.json`; [] if it is missing; a damaged file reads as no cards
+    (it is rewritten whole by the task, so damage means a foreign edit)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return []
+    cards = data.get("cards") if isinstance(data, dict) else None
+    out = []
+    for item in cards if isinstance(cards, list) else []:
+        if isinstance(item, dict):
+            try:
+                out.append(CardEntry.from_dict(item))
+            except TypeError:
+                continue
+    return out

@@ -1,5 +1,0 @@
-"""`metaflow.plugins` names flows import: Metaflow's internal unbounded-foreach test input."""
-
-from flowdeck.authoring.decorators import InternalTestUnboundedForeachInput
-
-__all__ = ["InternalTestUnboundedForeachInput"]

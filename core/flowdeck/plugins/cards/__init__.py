@@ -1,0 +1,1 @@
+"""`metaflow.plugins.cards`: Flowdeck's cards (`flowdeck.cards`) under Metaflow's module path."""

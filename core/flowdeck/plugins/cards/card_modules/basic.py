@@ -1,0 +1,3 @@
+"""`metaflow.plugins.cards.card_modules.basic`: `flowdeck.cards.basic`."""
+
+from flowdeck.cards.basic import *  # noqa: F403

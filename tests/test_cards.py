@@ -1,0 +1,342 @@
+"""Cards (`@card`, `current.card`, `flowdeck.cards`) on real runs of real flow files.
+
+Each test writes a flow, runs it with `python flow.py run` and reads the cards back
+with the client (`get_cards`) and from the files the task wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import child_env, run_flow
+
+from flowdeck import Flow
+from flowdeck.cards import Card, get_cards
+from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, read_index
+from flowdeck.store.layout import RunLayout
+
+RUN_TIMEOUT = 120
+
+REPORT_FLOW = '''
+import os
+import time
+from flowdeck import FlowSpec, Parameter, card, current, step
+from flowdeck.cards import Artifact, Image, Markdown, ProgressBar, Table, VegaChart
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d4944415478da636060606000000005000160d2c1a50000000049454e44ae426082")
+
+
+class Broken(Markdown):
+    def render(self):
+        raise RuntimeError("this component is broken")
+
+
+class ReportFlow(FlowSpec):
+    epochs = Parameter("epochs", default=3, help="how many epochs")
+
+    @card
+    @step
+    def start(self):
+        self.table_rows = [[1, "one"], [2, "two"]]
+        self.big = list(range(100000))
+        current.card.append(Markdown("# Start of **ReportFlow**"))
+        current.card.append(Table(self.table_rows, headers=["n", "name"]))
+        current.card.append(Image(PNG, label="a pixel"))
+        current.card.append(Broken("never shown"))
+        self.next(self.train)
+
+    @card(type="blank", id="progress", refresh_interval=0)
+    @card(type="default", id="summary")
+    @step
+    def train(self):
+        bar = ProgressBar(max=self.epochs, label="epochs")
+        current.card["progress"].append(bar)
+        current.card["progress"].append(Artifact({"lr": 0.1}, name="config"))
+        current.card["progress"].append(VegaChart({"mark": "line", "data": {"values": [
+            {"epoch": i, "loss": 1.0 / (i + 1)} for i in range(4)]}, "encoding": {
+            "x": {"field": "epoch"}, "y": {"field": "loss"}}}))
+        gate = os.environ.get("CARD_GATE")
+        for epoch in range(self.epochs):
+            bar.update(epoch + 1, metadata=f"epoch {epoch + 1}")
+            current.card["progress"].refresh()
+            if gate and epoch == 0:
+                open(gate + ".waiting", "w").close()
+                while not os.path.exists(gate):
+                    time.sleep(0.05)
+        current.card["summary"].append(Markdown("trained"))
+        self.score = 0.75
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ReportFlow()
+'''
+
+FAILING_FLOW = '''
+import os
+import time
+from flowdeck import FlowSpec, card, current, step
+from flowdeck.cards import Markdown, ProgressBar
+
+
+class BrokenCard(object):
+    pass
+
+
+from flowdeck.cards import MetaflowCard
+
+
+class RaisingCard(MetaflowCard):
+    type = "raising_card"
+
+    def render(self, task):
+        raise ValueError("the card type itself fails")
+
+
+class CardFailFlow(FlowSpec):
+
+    @card(type="raising_card")
+    @card(type="no_such_card_type")
+    @step
+    def start(self):
+        self.value = 1
+        self.next(self.live)
+
+    @card(type="blank", refresh_interval=0)
+    @step
+    def live(self):
+        current.card.append(ProgressBar(max=10, value=3))
+        current.card.refresh()
+        raise RuntimeError("the step fails after a refresh")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CardFailFlow()
+'''
+
+HTML_FLOW = '''
+from flowdeck import FlowSpec, card, step
+
+
+class HtmlFlow(FlowSpec):
+
+    @card(type="html")
+    @step
+    def start(self):
+        self.html = "<html><body><h1 id='mine'>Made by the step</h1></body></html>"
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    HtmlFlow()
+'''
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _run(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = run_flow(path, "run", *args, timeout=RUN_TIMEOUT, env=child_env())
+    return done
+
+
+def _root(path: Path) -> Path:
+    return path.parent / ".flowdeck"
+
+
+def test_default_card_shows_components_artifacts_parameters_and_steps(tmp_path: Path) -> None:
+    flow = _write(tmp_path, "report.py", REPORT_FLOW)
+    done = _run(flow)
+    assert done.returncode == 0, done.stderr
+    run = Flow("ReportFlow", root=_root(flow)).latest_run
+    cards = get_cards(run["start"].task)
+    assert len(cards) == 1
+    card = cards[0]
+    assert isinstance(card, Card) and card.type == "default" and card.id is None
+    assert card.state == FINAL and len(card.hash) == 40 and Path(card.path).is_file()
+    html = card.html
+    assert "<h1>Start of <strong>ReportFlow</strong></h1>" in html  # Markdown
+    assert "<th>n</th><th>name</th>" in html and "<td>one</td>" in html  # Table
+    assert 'src="data:image/png;base64,' in html and "a pixel" in html  # Image, embedded
+    assert "this component is broken" in html  # the broken component, shown in its place
+    assert "<dt>epochs</dt><dd><code>3</code></dd>" in html  # parameters
+    assert '<span class="name">table_rows</span>' in html  # artifacts, with bounded reprs
+    big = html.split('<span class="name">big</span>', 1)[1].split("</pre>", 1)[0]
+    assert "..." in big and len(big) < 2500
+    assert '<span class="step current">start</span>' in html and "→ train" in html  # DAG
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert get_cards(run["end"].task).__len__() == 0  # no @card, no cards
+
+
+def test_two_cards_with_ids_and_a_refreshed_progress_bar(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = _write(tmp_path, "report.py", REPORT_FLOW)
+    assert _run(flow).returncode == 0
+    task = Flow("ReportFlow", root=_root(flow)).latest_run["train"].task
+    cards = get_cards(task)
+    assert sorted(c.id for c in cards) == ["progress", "summary"]
+    monkeypatch.chdir(tmp_path)  # a pathspec is found in the store of the working directory
+    assert [c.id for c in cards] == [c.id for c in get_cards(task.pathspec)]
+    progress, summary = cards["progress"], cards["summary"]
+    assert progress.type == "blank" and summary.type == "default"
+    assert 'aria-valuenow="3"' in progress.html and "epoch 3" in progress.html
+    assert '<span class="name">config</span>' in progress.html
+    assert "<svg" in progress.html and "polyline" in progress.html  # the Vega-Lite line
+    assert "<p>trained</p>" in summary.html and "score" in summary.html
+    assert [c.id for c in get_cards(task, type="blank")] == ["progress"]
+    assert [c.type for c in get_cards(task, id="summary")] == ["default"]
+    data = progress.get_data()
+    assert data is not None and data["reload_token"] == "final"
+
+
+def test_a_live_card_is_written_while_the_task_runs(tmp_path: Path) -> None:
+    flow = _write(tmp_path, "report.py", REPORT_FLOW)
+    gate = tmp_path / "gate"
+    process = subprocess.Popen([sys.executable, str(flow), "run"], cwd=tmp_path,
+                               env=child_env(CARD_GATE=str(gate)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not Path(str(gate) + ".waiting").exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        run = Flow("ReportFlow", root=_root(flow)).latest_run
+        task = run["train"].task
+        live = get_cards(task, id="progress")
+        assert len(live) == 1 and live[0].state == LIVE
+        assert 'aria-valuenow="1"' in live[0].html and ">live<" in live[0].html
+        assert 'http-equiv="refresh"' in live[0].html  # a browser follows it too
+        gate.touch()
+        out, err = process.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    final = get_cards(task, id="progress")[0]
+    assert final.state == FINAL and 'aria-valuenow="3"' in final.html
+    assert 'http-equiv="refresh"' not in final.html
+
+
+def test_a_failing_card_never_fails_its_task_and_is_recorded(tmp_path: Path) -> None:
+    flow = _write(tmp_path, "failing.py", FAILING_FLOW)
+    done = _run(flow)
+    assert done.returncode != 0  # the `live` step fails (on purpose), not a card
+    assert "the card type itself fails" in done.stderr
+    run = Flow("CardFailFlow", root=_root(flow)).latest_run
+    start = run["start"].task
+    assert start.successful  # both of its cards failed
+    cards = get_cards(start)
+    assert sorted(c.type for c in cards) == ["no_such_card_type", "raising_card"]
+    for card in cards:
+        assert card.state == ERROR and card.error
+        assert "This card could not be made" in card.html  # the error card (save_errors)
+    assert "There is no card type 'no_such_card_type'" in cards[1].error + cards[0].error
+    # A live card of a task that then failed: kept, marked stopped, never rendered final.
+    live = get_cards(run["live"].task)
+    assert len(live) == 1 and live[0].state == STOPPED and 'aria-valuenow="3"' in live[0].html
+
+
+def test_html_card_type_and_metaflow_module_paths(tmp_path: Path) -> None:
+    flow = _write(tmp_path, "page.py", HTML_FLOW)
+    assert _run(flow).returncode == 0
+    task = Flow("HtmlFlow", root=_root(flow)).latest_run["start"].task
+    assert "<h1 id='mine'>Made by the step</h1>" in get_cards(task)[0].html
+    from flowdeck.plugins.cards.card_client import get_cards as metaflow_get_cards
+    from flowdeck.plugins.cards.card_modules.test_cards import TestEditableCard
+    assert metaflow_get_cards is get_cards and TestEditableCard.ALLOW_USER_COMPONENTS
+    from flowdeck import card, current  # noqa: F401  (the public names)
+
+
+def test_the_card_index_is_the_one_record_the_window_reads(tmp_path: Path) -> None:
+    flow = _write(tmp_path, "report.py", REPORT_FLOW)
+    assert _run(flow).returncode == 0
+    run = Flow("ReportFlow", root=_root(flow)).latest_run
+    layout = RunLayout(_root(flow), "ReportFlow")
+    entries = read_index(layout.card_index(run.id, "train", run["train"].task.id))
+    assert [(e.index, e.type, e.id, e.state) for e in entries] == [
+        (0, "default", "summary", FINAL), (1, "blank", "progress", FINAL)]
+    raw = json.loads(layout.card_index(run.id, "train", run["train"].task.id).read_text())
+    assert raw["version"] == 1 and all(c["file"].endswith(".html") for c in raw["cards"])
+
+
+def test_a_resumed_run_reads_the_cards_of_the_tasks_it_reused(tmp_path: Path) -> None:
+    flow = _write(tmp_path, "report.py", REPORT_FLOW)
+    assert _run(flow).returncode == 0
+    first = Flow("ReportFlow", root=_root(flow)).latest_run
+    done = run_flow(flow, "resume", "end", timeout=RUN_TIMEOUT, env=child_env())
+    assert done.returncode == 0, done.stderr
+    resumed = Flow("ReportFlow", root=_root(flow)).latest_run
+    assert resumed.id != first.id
+    reused = resumed["start"].task
+    assert reused.origin_pathspec == first["start"].task.pathspec
+    cards = get_cards(reused)
+    assert len(cards) == 1 and cards.origin_pathspec == reused.origin_pathspec
+    assert cards[0].html == get_cards(first["start"].task)[0].html
+
+
+SLOW_CARD_FLOW = '''
+import time
+from flowdeck import FlowSpec, card, step, timeout
+from flowdeck.cards import MetaflowCard
+
+
+class SlowCard(MetaflowCard):
+    type = "slow_card"
+
+    def render(self, task):
+        time.sleep(60)
+        return "never"
+
+
+class SlowCardFlow(FlowSpec):
+
+    @timeout(seconds=1)
+    @card(type="slow_card", timeout=120)
+    @step
+    def start(self):
+        self.done = True
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    SlowCardFlow()
+'''
+
+
+def test_a_slow_card_in_a_step_with_timeout_is_a_card_error_not_a_killed_task(
+        tmp_path: Path) -> None:
+    flow = _write(tmp_path, "slow.py", SLOW_CARD_FLOW)
+    done = _run(flow)
+    assert done.returncode == 0, done.stderr
+    task = Flow("SlowCardFlow", root=_root(flow)).latest_run["start"].task
+    assert task.successful and task.data.done
+    card = get_cards(task)[0]
+    assert card.state == ERROR and "timed out" in (card.error or "")

@@ -1,0 +1,96 @@
+"""The window's Cards tab on real runs: the selected task's cards, live while it runs,
+a failed card's error, and Open in Browser on the card's file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import child_env, close_window, flow_key, run_flow
+from PySide6.QtCore import QSettings
+from test_cards import FAILING_FLOW, REPORT_FLOW
+
+from flowdeck.cards.index import ERROR, FINAL, LIVE
+from flowdeck_desktop.app import build
+from flowdeck_desktop.views import cards_pane
+
+RUN_TIMEOUT = 60000
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "flows"
+    target.mkdir()
+    (target / "report.py").write_text(REPORT_FLOW)
+    (target / "failing.py").write_text(FAILING_FLOW)
+    return target
+
+
+@pytest.fixture
+def app(qtbot, settings: QSettings, folder: Path):
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    yield controller, window
+    close_window(controller, window)
+
+
+def _progress(pane) -> object:
+    return next((e for e in pane.entries if e.id == "progress"), None)
+
+
+def test_cards_tab_follows_a_live_card_and_shows_the_final_one(
+        qtbot, app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    controller, window = app
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("CARD_GATE", str(gate))
+    window.select_flow(flow_key(controller, "ReportFlow"))
+    window.run_selected()
+    qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=RUN_TIMEOUT)
+    window.bottom.setCurrentWidget(window.cards)
+    window.scene.step_clicked.emit("train")
+    pane = window.cards
+    qtbot.waitUntil(lambda: _progress(pane) is not None and _progress(pane).state == LIVE,
+                    timeout=RUN_TIMEOUT)
+    pane.picker.setCurrentIndex(pane.entries.index(_progress(pane)))
+    qtbot.waitUntil(lambda: "1/3" in pane.shown_html(), timeout=10000)
+    if not pane.web_view_available:  # this machine has no Qt WebEngine: the tab says so
+        assert pane.note.isVisible() and "Open in Browser" in pane.note.text()
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as ended:
+        gate.touch()
+    assert ended.args[1] == "succeeded"
+    qtbot.waitUntil(lambda: _progress(pane).state == FINAL and "3/3" in pane.shown_html(),
+                    timeout=10000)
+    assert "epoch 3" in pane.shown_html()
+    assert sorted(e.id for e in pane.entries) == ["progress", "summary"]
+
+    opened: list[str] = []
+    monkeypatch.setattr(cards_pane.QDesktopServices, "openUrl",
+                        lambda url: opened.append(url.toLocalFile()))
+    with qtbot.waitSignal(pane.opened, timeout=1000) as clicked:
+        pane.open_button.click()
+    assert clicked.args[0] == opened[0] and opened[0].endswith("-blank.html")
+    assert Path(opened[0]).read_text().count("3/3") >= 1
+
+
+def test_a_card_that_failed_shows_its_error_and_a_task_without_cards_says_so(
+        qtbot, app, folder: Path) -> None:
+    controller, window = app
+    run_flow(folder / "failing.py", "run", env=child_env())  # a past run, from a terminal
+    window.select_flow(flow_key(controller, "CardFailFlow"))
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=RUN_TIMEOUT)
+    window.history.table.selectRow(0)
+    qtbot.waitUntil(lambda: window.shown_state is not None and bool(window.shown_state.run_id),
+                    timeout=RUN_TIMEOUT)
+    window.bottom.setCurrentWidget(window.cards)
+    window.scene.step_clicked.emit("start")
+    pane = window.cards
+    qtbot.waitUntil(lambda: len(pane.entries) == 2, timeout=10000)
+    assert {e.state for e in pane.entries} == {ERROR}
+    for index in range(2):
+        pane.picker.setCurrentIndex(index)
+        assert pane.error.isVisible() and "This card failed" in pane.error.text()
+        assert "This card could not be made" in pane.shown_html()
+    window.scene.step_clicked.emit("end")  # never ran: the run failed before it
+    assert pane.entries == [] and not pane.open_button.isEnabled()
+    assert "has not run" in pane.status.text()
