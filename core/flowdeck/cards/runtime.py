@@ -23,12 +23,13 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from flowdeck.cards.basic import ErrorCard, card_class
 from flowdeck.cards.collector import CardComponentCollector, CardComponentManager, CardSpec
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, CardEntry, TaskCardIndex
+from flowdeck.engine.alarm import alarm
 from flowdeck.store.blobs import atomic_write
 from flowdeck.store.layout import RunLayout
 
@@ -75,24 +76,13 @@ def _number(value: Any, default: float) -> float:
         return default
 
 
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
+def _time_limit(seconds: float) -> AbstractContextManager[None]:
     """Raise CardTimeout in the render after `seconds`, unless a timer already runs (the
     step's own @timeout during a refresh: that one must keep its alarm)."""
-    if seconds <= 0 or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
-        yield
-        return
-
-    def expired(signum: int, frame: Any) -> None:
-        raise CardTimeout(f"the card took longer than its timeout of {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        seconds = 0
+    return alarm(seconds, lambda: CardTimeout(
+        f"the card took longer than its timeout of {seconds:g} s"))
 
 
 def graph_dict(flow_cls: type) -> dict[str, Any]:

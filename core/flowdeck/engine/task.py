@@ -14,8 +14,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from flowdeck.authoring.exceptions import (
 from flowdeck.authoring.merge import values_agree
 from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num_splits
 from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance, parameter_names
+from flowdeck.engine.alarm import alarm
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 from flowdeck.store.blobs import (
     ArtifactPickleError,
@@ -176,23 +176,11 @@ def prepare_worker_process() -> None:
                                   errors="backslashreplace", line_buffering=True)
 
 
-@contextmanager
-def step_timeout(seconds: float, step: str) -> Iterator[None]:
-    if seconds <= 0:
-        yield
-        return
-
-    def expired(signum: int, frame: Any) -> None:
-        raise StepTimeout(f"Step `{step}` timed out after {seconds:g} s (@timeout). "
-                          "Make it faster or raise the limit.")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def step_timeout(seconds: float, step: str) -> AbstractContextManager[None]:
+    """@timeout: StepTimeout in the step once its time is up."""
+    return alarm(seconds, lambda: StepTimeout(
+        f"Step `{step}` timed out after {seconds:g} s (@timeout). Make it faster or raise "
+        "the limit."))
 
 
 class TaskFailure(Exception):
