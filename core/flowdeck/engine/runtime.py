@@ -54,7 +54,7 @@ from flowdeck.engine.task import (
     memory_message,
     prepare_worker_process,
 )
-from flowdeck.engine.taskstate import Frame, frames_signature
+from flowdeck.engine.taskstate import Frame, frames_signature, preload
 from flowdeck.engine.terminal import TerminalEcho
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
@@ -649,6 +649,7 @@ class Orchestrator:
             self._on_disk_full(exc.filename, task)
             return
         request = self._request(task, task_dir)
+        self._preload_foreach_input(task)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         _flush_stdio()
@@ -731,6 +732,16 @@ class Orchestrator:
                    logs={"stdout": self._rel(attempt_file(task_dir, task.attempt, "out")),
                          "stderr": self._rel(attempt_file(task_dir, task.attempt, "err"))})
         self.echo.task_started(task.step, task.task_id, task.attempt, pid)
+
+    def _preload_foreach_input(self, task: PendingTask) -> None:
+        """Load the list of the task's innermost foreach here, once per fan-out, so every
+        forked task reads `self.input` from memory (see taskstate.INHERITED)."""
+        frames = [f for f in task.frames if f.kind == "foreach" and f.var]
+        if not frames or len(task.parents) != 1:
+            return
+        ref = task.parents[0].artifacts.get(frames[-1].var or "")
+        if ref is not None:
+            preload(self.blobs, ref)
 
     def _request(self, task: PendingTask, task_dir: str) -> TaskRequest:
         node = self.graph[task.step]

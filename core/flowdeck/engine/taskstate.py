@@ -39,6 +39,28 @@ def frames_signature(frames: tuple[Frame, ...] | list[Frame]) -> str:
     return "/".join(f"{f.split_step}:{f.index}" for f in frames)
 
 
+#: Artifact values the orchestrator loaded before forking, by blob digest. A forked task
+#: inherits them (copy-on-write) and reads them without loading the blob again: a foreach's
+#: list is loaded once per fan-out, not once per task (N tasks x N items). Filled only by
+#: `preload` in the orchestrator; a worker only reads it.
+INHERITED: dict[str, Any] = {}
+INHERITED_LIMIT = 4  # values kept (the newest fan-outs): memory stays bounded
+
+
+def preload(blobs: BlobStore, ref: BlobRef) -> None:
+    """Load a blob into INHERITED for the tasks forked after this; a value that cannot be
+    loaded here is left to the task, which reports the problem as its own failure."""
+    if ref.sha in INHERITED:
+        return
+    try:
+        value = blobs.get(ref.sha)
+    except Exception:  # noqa: BLE001 (the task loads it again and reports the real error)
+        return
+    while len(INHERITED) >= INHERITED_LIMIT:
+        del INHERITED[next(iter(INHERITED))]
+    INHERITED[ref.sha] = value
+
+
 @dataclass
 class StepContext:
     """Everything `self` needs while a step runs (or while a join reads an input)."""
@@ -58,6 +80,8 @@ class StepContext:
     loaded: dict[str, Any] = field(default_factory=dict)  # read-only cache, not persisted
 
     def load(self, ref: BlobRef) -> Any:
+        if ref.sha in INHERITED:
+            return INHERITED[ref.sha]
         return self.blobs.get(ref.sha)
 
     def foreach_frames(self) -> list[Frame]:
