@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from flowdeck.store.records import account_name
+
 #: The foreach artifact of `num_parallel` fan-outs (Metaflow's @parallel).
 PARALLEL_VAR = "_parallel_ubf_iter"
 
@@ -23,11 +25,7 @@ def username() -> str:
         value = os.environ.get(var)
         if value and (value != "root" or var == "METAFLOW_USER"):
             return value
-    try:
-        import pwd
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError, AttributeError):
-        return "unknown"
+    return account_name() or "unknown"
 
 
 class IncludedFile:

@@ -277,8 +277,11 @@ def execute_task(req: TaskRequest) -> int:
 def _start_cards(req: TaskRequest, flow: Any) -> Any:
     """The task's cards (`flowdeck.cards.runtime.TaskCards`) when its step has @card, with
     `current.card` set; None otherwise. Setting cards up never fails the task."""
+    function = getattr(req.flow_cls, req.step, None)
+    if "card" not in (getattr(function, "_fd_decorators", None) or {}):
+        return None  # most steps: no import of the decorators module in every task
     from flowdeck.authoring.decorators import step_cards
-    decorators = step_cards(getattr(req.flow_cls, req.step, None))
+    decorators = step_cards(function)
     if not decorators:
         return None
     try:

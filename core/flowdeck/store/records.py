@@ -8,6 +8,7 @@ names the file and what is wrong, so one damaged run never hides the others.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -58,17 +59,25 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+@functools.cache
+def account_name() -> str | None:
+    """The name of the account running this process (None where there is no passwd
+    entry). Read once per process: a task forked later inherits it instead of reading
+    /etc/passwd again."""
+    try:
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError, AttributeError):
+        return None
+
+
 def current_user() -> str | None:
     """The account running this process: what a run record names as the run's maker.
 
     The account itself, not `$USER` or Metaflow's user setting (which a flow may set
     to anything): whoever reads the record asks "did I make this run?".
     """
-    try:
-        import pwd
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError, AttributeError):
-        return os.environ.get("USERNAME") or os.environ.get("USER")
+    return account_name() or os.environ.get("USERNAME") or os.environ.get("USER")
 
 
 @dataclass(frozen=True)
