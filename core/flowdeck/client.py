@@ -340,7 +340,7 @@ class Task:
     def metadata(self) -> MetadataList:
         """Metaflow's metadata entries: `attempt` (one per attempt), `attempt_ok`,
         `origin-run-id` / `origin-task-id` in a resumed run, `python_version`, and
-        `internal_task_type` for the control task of a `num_parallel` fan-out."""
+        `internal_task_type` for a control task (`is_control_task`)."""
         return MetadataList(_task_metadata(self), self.info)
 
     @property
@@ -388,8 +388,12 @@ class Task:
 
     @property
     def is_control_task(self) -> bool:
-        """Task 0 of a `num_parallel` fan-out (Metaflow's @parallel control task)."""
-        frames = [f for f in self.info.get("frames", []) if f.get("kind") == "foreach"]
+        """Task 0 of a `num_parallel` fan-out (Metaflow's @parallel control task), or the
+        control task of an unbounded foreach (a "control" frame; it ran no user code)."""
+        every = self.info.get("frames", [])
+        if every and every[-1].get("kind") == "control":
+            return True
+        frames = [f for f in every if f.get("kind") == "foreach"]
         return bool(frames) and frames[-1].get("var") == PARALLEL_VAR and \
             frames[-1].get("index") == 0
 
@@ -610,7 +614,8 @@ class Step:
         return sorted(tasks, key=lambda t: (t.foreach_indices, int(t.id) if t.id.isdigit() else 0))
 
     def control_tasks(self, *tags: str) -> list[Task]:
-        """The control tasks of a `num_parallel` step (task 0 of each fan-out)."""
+        """The control tasks of a `num_parallel` step (task 0 of each fan-out) or of an
+        unbounded foreach's step (one per fan-out, beside its workers)."""
         return [t for t in self.tasks(*tags) if t.is_control_task]
 
     def __iter__(self) -> Iterator[Task]:

@@ -15,8 +15,11 @@
   one-line notice at the start of the run (they choose where or with which packages a
   step runs, which a local run does not change).
 * `@project(name=...)`: a flow decorator; see `project`.
-* `@unbounded_test_foreach_internal`: Metaflow's internal test of unbounded
-  foreach; accepted on import, refused with a message when the flow runs.
+* `@unbounded_test_foreach_internal` on the step after a foreach over an
+  `UnboundedForeachInput` (Metaflow's internal test of unbounded foreach): the engine
+  runs a control task, which runs no user code and is no input of the join, and one
+  worker per item, whose `foreach_stack()` has None for the number of splits (the
+  engine's part is in `flowdeck.engine.runtime`). On a plain foreach it changes nothing.
 
 `FlowMutator`, `StepMutator`, `UserStepDecorator` and `user_step_decorator` (Metaflow
 2.18's extension API) are in `flowdeck.authoring.mutators`.
@@ -31,6 +34,7 @@ from typing import Any
 
 from flowdeck.authoring.exceptions import MetaflowException
 from flowdeck.authoring.spec import _attach, _step_decorator
+from flowdeck.authoring.values import UnboundedForeachInput
 
 #: Set the given environment variables in the step's process.
 environment = _step_decorator("environment", {"vars": {}})
@@ -76,7 +80,7 @@ kubernetes = _step_decorator("kubernetes", {}, open_arguments=True)
 batch = _step_decorator("batch", {}, open_arguments=True)
 conda = _step_decorator("conda", {}, open_arguments=True)
 pypi = _step_decorator("pypi", {}, open_arguments=True)
-#: Metaflow's internal unbounded-foreach test decorator; refused at run time.
+#: Metaflow's internal unbounded-foreach test decorator (see the module docstring).
 unbounded_test_foreach_internal = _step_decorator("unbounded_test_foreach_internal", {})
 
 #: Decorators a local run ignores, with the notice it prints once per run.
@@ -90,20 +94,30 @@ IGNORED_LOCALLY = {
 PROJECT_NAME = re.compile(r"^[a-z0-9_]{1,128}$")
 
 
-class InternalTestUnboundedForeachInput:
-    """Metaflow's internal test input for an unbounded foreach (kept so flows import)."""
+class InternalTestUnboundedForeachInput(UnboundedForeachInput):
+    """Metaflow's internal test input: wraps any indexable iterable as an unbounded one."""
+
+    NAME = "InternalTestUnboundedForeachInput"
 
     def __init__(self, iterable: Any):
-        self.iterable = list(iterable)
+        self.iterable = iterable
 
-    def __getitem__(self, index: int) -> Any:
-        return self.iterable[index]
+    def __getitem__(self, key: Any) -> Any:
+        if key is None:  # Metaflow's control task reads the whole input this way
+            return self
+        return self.iterable[key]
 
     def __len__(self) -> int:
         return len(self.iterable)
 
     def __iter__(self) -> Any:
         return iter(self.iterable)
+
+    def __str__(self) -> str:
+        return str(self.iterable)
+
+    def __repr__(self) -> str:
+        return f"{self.NAME}({self.iterable})"
 
 
 def project(cls: type | None = None, *, name: Any = None, branch: str | None = None,

@@ -173,7 +173,8 @@ def _with_arguments(spec: str, text: str) -> dict[str, Any]:
 
 
 #: Step decorators whose meaning the engine reads itself (no set-up here).
-_ENGINE_DECORATORS = frozenset({"retry", "catch", "timeout", "resources"})
+_ENGINE_DECORATORS = frozenset({"retry", "catch", "timeout", "resources",
+                                "unbounded_test_foreach_internal"})
 
 
 def resolve_step_decorators(flow_cls: type) -> list[str]:
@@ -203,10 +204,6 @@ def resolve_step_decorators(flow_cls: type) -> list[str]:
 def _step_setup(name: str, decos: dict[str, Any], ignored: dict[str, list[str]]) -> list[str]:
     """A step's environment (@environment, inline @secrets); notes what a local run ignores."""
     from flowdeck.authoring.decorators import IGNORED_LOCALLY, inline_secrets
-    if "unbounded_test_foreach_internal" in decos:
-        raise MetaflowException(f"Step `{name}` uses @unbounded_test_foreach_internal "
-                                "(Metaflow's internal test of unbounded foreach), which "
-                                "Flowdeck does not run. Use a plain foreach.")
     for deco in decos:
         if deco in IGNORED_LOCALLY:
             ignored.setdefault(deco, []).append(name)

@@ -401,10 +401,10 @@ class FlowSpec:
         frames = ctx.foreach_frames() if ctx else []
         return frames[-1].index if frames else None
 
-    def foreach_stack(self) -> list[tuple[int, int, Any]]:
+    def foreach_stack(self) -> list[tuple[int, int | None, Any]]:
         """(index, number of splits, value) for each enclosing foreach, outermost first."""
         ctx: StepContext | None = self.__dict__.get("_fd_ctx")
-        out: list[tuple[int, int, Any]] = []
+        out: list[tuple[int, int | None, Any]] = []
         if ctx is None:
             return out
         for frame in ctx.foreach_frames():
@@ -412,7 +412,8 @@ class FlowSpec:
                 value = _foreach_item(self, ctx, frame)
             except (AttributeError, LookupError, TypeError):
                 value = None
-            out.append((frame.index, frame.num_splits, value))
+            # an unbounded foreach's size is not the step's to know (Metaflow: None)
+            out.append((frame.index, None if frame.unbounded else frame.num_splits, value))
         return out
 
     @property
@@ -422,8 +423,9 @@ class FlowSpec:
         ctx: StepContext | None = self.__dict__.get("_fd_ctx")
         if ctx is None:
             return []
-        return [ForeachFrame(f.split_step, f.var, f.num_splits, f.index, value)
-                for f, (_, _, value) in zip(ctx.foreach_frames(), self.foreach_stack())]
+        return [ForeachFrame(f.split_step, f.var, num_splits, f.index, value)
+                for f, (_, num_splits, value) in zip(ctx.foreach_frames(),
+                                                     self.foreach_stack())]
 
     @property
     def _current_step(self) -> str | None:

@@ -14,6 +14,18 @@ from flowdeck.store.records import account_name
 #: The foreach artifact of `num_parallel` fan-outs (Metaflow's @parallel).
 PARALLEL_VAR = "_parallel_ubf_iter"
 
+#: The step decorator that runs an unbounded foreach's step (the only one Flowdeck has).
+UNBOUNDED_FOREACH_DECORATOR = "unbounded_test_foreach_internal"
+
+
+class UnboundedForeachInput:
+    """Base of the values a foreach treats as unbounded (Metaflow's class of that name).
+
+    A foreach over one runs as Metaflow runs it locally: a control task plus one
+    worker per item, followed by a join; the engine counts the items by iterating the
+    value once, and each worker reads its item as `value[index]`.
+    """
+
 
 def username() -> str:
     """The user a run belongs to, by Metaflow's rule: what namespaces and `user:` tags name.

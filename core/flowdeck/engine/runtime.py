@@ -42,7 +42,9 @@ from typing import Any
 
 from flowdeck.analysis.diagnostics import FlowdeckError, UsageError
 from flowdeck.analysis.graph import FlowGraph
+from flowdeck.authoring.runsetup import is_parallel_worker
 from flowdeck.authoring.spec import flow_parameters, step_decorators
+from flowdeck.authoring.values import PARALLEL_VAR, UNBOUNDED_FOREACH_DECORATOR
 from flowdeck.engine.task import (
     EXIT_CANCELLED,
     EXIT_DISK_FULL,
@@ -141,6 +143,7 @@ class TaskResult:
     caught: dict[str, Any] | None = None
     duration: float = 0.0
     origin: str | None = None
+    foreach_unbounded: bool = False
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> "TaskResult":
@@ -154,6 +157,7 @@ class TaskResult:
             frames=tuple(Frame.from_dict(f) for f in rec.frames),
             next=list(rec.next), foreach_splits=rec.foreach_splits,
             error=rec.error, caught=rec.caught, duration=rec.duration, origin=rec.origin,
+            foreach_unbounded=bool(rec.foreach_unbounded),
         )
 
     def as_parent(self) -> ParentResult:
@@ -184,10 +188,11 @@ class FanOut:
     foreach_param: str | None
     count: int
     next_index: int = 0
+    unbounded: bool = False  # the workers of an unbounded foreach (see Orchestrator._control)
 
     def take(self, task_id: str) -> PendingTask:
         frame = Frame(self.parent.step, self.parent.task_id, "foreach", self.foreach_param,
-                      self.next_index, self.count)
+                      self.next_index, self.count, self.unbounded)
         self.next_index += 1
         return PendingTask(self.step, task_id, self.frames + (frame,), [self.parent])
 
@@ -243,7 +248,9 @@ class Orchestrator:
         self.running: dict[int, RunningTask] = {}
         self.fd_owner: dict[int, RunningTask] = {}
         self.results: dict[str, TaskResult] = {}
-        self.join_waits: dict[tuple[str, str], dict[int, TaskResult]] = {}
+        #: Branches arrived at each join (by join step and split task), by index; None for a
+        #: @parallel worker left to its control task's @catch (`_leave_to_control`).
+        self.join_waits: dict[tuple[str, str], dict[int, TaskResult | None]] = {}
         self.next_task_number = 1
         self.failed: TaskResult | None = None
         self.cancel_signal: int | None = None
@@ -766,7 +773,29 @@ class Orchestrator:
             origin_run_id=self.origin.run_id if self.origin else None,
             input_paths=self._input_paths(task),
             memory_mb=memory_mb, memory_source=memory_source,
+            unbounded_problem=self._unbounded_problem(task.step) if node.type == "foreach"
+            else None,
         )
+
+    def _unbounded_problem(self, step: str) -> str | None:
+        """Why the step after foreach step `step` cannot run an unbounded foreach (what the
+        task says if its foreach input turns out unbounded); None when it can.
+
+        As in Metaflow, the step needs the decorator that runs one and must go straight to
+        a join (only the join can collect the workers).
+        """
+        node = self.graph[step]
+        if not node.out_funcs or node.foreach_param == PARALLEL_VAR:
+            return None
+        child = self.graph[node.out_funcs[0]]
+        where = f"step `{child.name}` ({self.graph.file}, line {child.line})"
+        if UNBOUNDED_FOREACH_DECORATOR not in step_decorators(self.steps[child.name]):
+            return (f"{where} has no @{UNBOUNDED_FOREACH_DECORATOR}, the decorator that runs "
+                    f"one. Add it to `{child.name}`, or make self.{node.foreach_param} a list.")
+        if len(child.out_funcs) != 1 or self.graph[child.out_funcs[0]].type != "join":
+            return (f"{where} must go straight to a join (an unbounded foreach runs a single "
+                    f"step). Make `{child.name}` call self.next(...) with a join step only.")
+        return None
 
     def _memory_limit(self, step: str) -> tuple[float | None, str]:
         """A step's memory limit in MB and where it comes from: @resources, else the run's."""
@@ -801,6 +830,10 @@ class Orchestrator:
 
     def _clone(self, task: PendingTask, origin: TaskResult) -> None:
         """Reuse a finished task of the origin run instead of running it again."""
+        self._on_success(task, self._reuse(task, origin))
+
+    def _reuse(self, task: PendingTask, origin: TaskResult, control: bool = False) -> TaskResult:
+        """Record `task` as a copy of the origin run's finished task `origin` (events too)."""
         task_dir = self._make_task_dir(task)
         assert self.origin is not None and self.events is not None
         origin_path = f"{self.origin.run_id}/{origin.step}/{origin.task_id}"
@@ -813,17 +846,63 @@ class Orchestrator:
             "source_hash": self.graph[task.step].source_hash,
             "artifacts": {k: v.as_dict() for k, v in origin.artifacts.items()},
             "next": origin.next, "foreach_splits": origin.foreach_splits,
+            "foreach_unbounded": origin.foreach_unbounded or None,
             "origin": origin_path, "origin_attempt": origin.attempt,
             "input_paths": self._input_paths(task),
         }
         self._write_record(attempt_file(task_dir, 0, "json"), record, task)
         self._emit(TASK_STARTED, step=task.step, task_id=task.task_id, attempt=0,
                    pid=os.getpid(), reused=True, foreach=None,
-                   input_paths=self._input_paths(task), logs=None)
+                   input_paths=self._input_paths(task), logs=None,
+                   **({"control": True} if control else {}))
         result = TaskResult.from_record(record)
         self._emit_finished(result, will_retry=False)
         self.echo.task_reused(task.step, task.task_id, origin_path)
-        self._on_success(task, result)
+        return result
+
+    def _control(self, step: str, split: PendingTask, result: TaskResult, count: int) -> None:
+        """The control task of an unbounded foreach over `count` items, made by `split`.
+
+        Metaflow runs an unbounded foreach locally as one control task, which runs no
+        user code (its decorator starts the workers) and is no input of the join, plus
+        one worker per item. Here the orchestrator starts the workers itself (a FanOut
+        of `unbounded` frames), so the control task is a record it writes: the split's
+        artifacts, a "control" frame (its place for resume: `<split>:control`), and
+        `internal_task_type` in the client's metadata. It never reaches the join.
+        """
+        node = self.graph[split.step]
+        frame = Frame(split.step, split.task_id, "control", node.foreach_param, 0, count)
+        task = PendingTask(step, self._new_task_id(), split.frames + (frame,), [result])
+        if self.origin and step not in self.origin.rerun_steps:
+            reused = self.origin.find(step, task.frames)
+            if reused is not None and self._intact(reused):
+                self.results[task.task_id] = self._reuse(task, reused, control=True)
+                return
+        try:
+            task_dir = self._make_task_dir(task)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._on_disk_full(exc.filename, task)
+            return
+        now = time.time()
+        record = {
+            "step": step, "task_id": task.task_id, "attempt": 0, "status": "succeeded",
+            "run_id": self.run_id, "pid": os.getpid(), "start": now, "end": now,
+            "duration": 0.0, "frames": [f.as_dict() for f in task.frames],
+            "signature": frames_signature(task.frames),
+            "source_hash": self.graph[step].source_hash,
+            "artifacts": {k: v.as_dict() for k, v in result.artifacts.items()},
+            "next": list(self.graph[step].out_funcs), "input_paths": self._input_paths(task),
+        }
+        self._write_record(attempt_file(task_dir, 0, "json"), record, task)
+        self._emit(TASK_STARTED, step=step, task_id=task.task_id, attempt=0, pid=os.getpid(),
+                   reused=False, foreach=None, input_paths=self._input_paths(task), logs=None,
+                   control=True)
+        control = TaskResult.from_record(record)
+        self._emit_finished(control, will_retry=False)
+        self.echo.control_task(step, task.task_id, count)
+        self.results[task.task_id] = control
 
     # -- output and exits -----------------------------------------------------
 
@@ -1030,16 +1109,30 @@ class Orchestrator:
         times = int(decos["retry"]["times"]) if decos.get("retry") is not None else 0
         # A process that died (a signal, a crash) gave @catch no chance: it gets one more
         # attempt, which runs no user code and records FailureHandledByCatch (Metaflow's rule).
-        catch_fallback = "catch" in decos and task.attempt == times and \
+        # On a @parallel step only the control task (node 0) gets it: in Metaflow the control
+        # task runs the workers, and its @catch answers for the whole step.
+        died_last = "catch" in decos and task.attempt == times and \
             (result.error or {}).get("type") == "ProcessExit"
+        left_to_control = died_last and is_parallel_worker(task.frames) and self.failed is None
+        catch_fallback = died_last and not left_to_control
         will_retry = (task.attempt < times or catch_fallback) and self.failed is None
-        self._emit_finished(result, will_retry=will_retry)
+        self._emit_finished(result, will_retry=will_retry, left_to_control=left_to_control)
         self.echo.task_failed(task.step, task.task_id, result, will_retry)
         if will_retry:
             self.queue.appendleft(PendingTask(task.step, task.task_id, task.frames,
                                               task.parents, task.attempt + 1))
+        elif left_to_control:
+            self._leave_to_control(task)
         elif self.failed is None:
             self.failed = result
+
+    def _leave_to_control(self, task: PendingTask) -> None:
+        """A @parallel worker whose last attempt died, on a step with @catch: not a failure
+        of the run. Its fan-out's control task decides, and the join then gets the control
+        task alone (`_arrive_at_join`), as Metaflow's @catch hands on only the control."""
+        for child in self.graph[task.step].out_funcs:
+            if self.graph[child].type == "join":
+                self._arrive_at_join(child, task, None)
 
     def _fail_for_disk_full(self, task: PendingTask, result: TaskResult) -> None:
         """The task whose output or record found the disk full fails with that error (never
@@ -1070,7 +1163,8 @@ class Orchestrator:
             record["error"] = error
         self._write_record(path, record, task)
 
-    def _emit_finished(self, result: TaskResult, will_retry: bool) -> None:
+    def _emit_finished(self, result: TaskResult, will_retry: bool,
+                       left_to_control: bool = False) -> None:
         fields: dict[str, Any] = {
             "step": result.step, "task_id": result.task_id, "attempt": result.attempt,
             "status": result.status, "duration": round(result.duration, 6),
@@ -1084,6 +1178,8 @@ class Orchestrator:
             fields["caught_error"] = result.caught
         if result.origin:
             fields["origin"] = result.origin
+        if left_to_control:
+            fields["left_to_control"] = True
         self._emit(TASK_FINISHED, **fields)
 
     def _on_success(self, task: PendingTask, result: TaskResult) -> None:
@@ -1092,9 +1188,12 @@ class Orchestrator:
         node = self.graph[task.step]
         if node.type == "foreach":
             count = result.foreach_splits or 0
+            if count and result.foreach_unbounded:
+                self._control(node.out_funcs[0], task, result, count)
             if count:
                 self.queue.append(FanOut(node.out_funcs[0], result, task.frames,
-                                         node.foreach_param, count))
+                                         node.foreach_param, count,
+                                         unbounded=result.foreach_unbounded))
         elif node.type == "split":
             count = len(node.out_funcs)
             for i, child in enumerate(node.out_funcs):
@@ -1133,15 +1232,26 @@ class Orchestrator:
             frames = frames + (Frame(child, task.task_id, "loop", None, 0, 0),)
         return frames
 
-    def _arrive_at_join(self, join: str, task: PendingTask, result: TaskResult) -> None:
-        """Collect a branch's last task; start the join once every branch has arrived."""
+    def _arrive_at_join(self, join: str, task: PendingTask, result: TaskResult | None) -> None:
+        """Collect a branch's last task; start the join once every branch has arrived.
+
+        `result` is None for a @parallel worker left to its control task's @catch. When
+        the control task's @catch acted (it caught an error, or ran @catch's own attempt)
+        or a worker was left to it, the join gets the control task alone: Metaflow's
+        @catch then hands on only the control task.
+        """
         frame = task.frames[-1]
         key = (join, frame.split_task_id)
         arrived = self.join_waits.setdefault(key, {})
         arrived[frame.index] = result
         if len(arrived) == frame.num_splits:
             del self.join_waits[key]
-            parents = [arrived[i] for i in sorted(arrived)]
+            found = [arrived[i] for i in sorted(arrived)]
+            parents = [p for p in found if p is not None]
+            control = found[0]
+            if frame.var == PARALLEL_VAR and control is not None and \
+                    (control.caught or len(parents) < len(found)):
+                parents = [control]
             self._schedule(PendingTask(join, self._new_task_id(), task.frames[:-1], parents))
 
     # -- cancellation ---------------------------------------------------------

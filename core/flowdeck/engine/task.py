@@ -30,6 +30,7 @@ from flowdeck.authoring.exceptions import (
 from flowdeck.authoring.merge import values_agree
 from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num_splits
 from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance, parameter_names
+from flowdeck.authoring.values import UnboundedForeachInput
 from flowdeck.engine.alarm import alarm
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 from flowdeck.store.blobs import (
@@ -87,6 +88,9 @@ class TaskRequest:
     input_paths: list[str] = field(default_factory=list)
     memory_mb: float | None = None  # @resources(memory=...) or the run's default limit
     memory_source: str = "@resources"
+    #: For a foreach step: why its next step cannot run an unbounded foreach (no
+    #: @unbounded_test_foreach_internal, or no join right after it); None when it can.
+    unbounded_problem: str | None = None
 
 
 _sigint_received = False
@@ -225,7 +229,9 @@ def execute_task(req: TaskRequest) -> int:
     progress = Progress()
     try:
         _run_step(flow, ctx, req, inputs, record)
-        record["foreach_splits"] = _foreach_splits(flow, req)
+        record["foreach_splits"], unbounded = _foreach_splits(flow, req)
+        if unbounded:
+            record["foreach_unbounded"] = True
         progress.phase = "saving"
         artifacts = _persist(flow, ctx, blobs, progress)
         record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
@@ -415,21 +421,47 @@ def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
                           "call self.next once, as the step's last statement.")
 
 
-def _foreach_splits(flow: Any, req: TaskRequest) -> int | None:
+def _foreach_splits(flow: Any, req: TaskRequest) -> tuple[int | None, bool]:
+    """How many tasks the foreach fans out to, and whether its input is unbounded."""
     if req.node_type != "foreach" or not req.foreach_param:
-        return None
+        return None, False
     var = req.foreach_param
     try:
         value = getattr(flow, var)
     except AttributeError:
         raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is not "
                           f"set. Assign a list to self.{var} before calling self.next().") from None
+    if isinstance(value, UnboundedForeachInput):
+        return _unbounded_splits(value, req), True
     if not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
         kind = type(value).__name__
         hint = (" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
         raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is a "
                           f"{kind}, not a list or other sequence.{hint}")
-    count = len(value)
+    return _checked_count(len(value), req), False
+
+
+def _unbounded_splits(value: Any, req: TaskRequest) -> int:
+    """Items of an unbounded foreach input, counted as Metaflow's control task counts them
+    (by iterating it once); the next step must be able to run it."""
+    var = req.foreach_param
+    if req.unbounded_problem:
+        raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, an unbounded foreach "
+                          f"input ({type(value).__name__}), but {req.unbounded_problem}")
+    if not hasattr(value, "__getitem__"):
+        raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, a "
+                          f"{type(value).__name__} without indexing: each task reads its item "
+                          f"as self.{var}[index]. Give the class a __getitem__.")
+    try:
+        count = sum(1 for _ in value)
+    except Exception as exc:  # the user's iterator failed: say where
+        raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, but iterating it "
+                          f"raised {type(exc).__name__}: {exc}. Fix its __iter__.") from None
+    return _checked_count(count, req)
+
+
+def _checked_count(count: int, req: TaskRequest) -> int:
+    var = req.foreach_param
     if count == 0:
         raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is empty, "
                           "so there is nothing to run. Give it at least one item.")

@@ -14,29 +14,41 @@ from flowdeck.store.blobs import BlobRef, BlobStore
 
 @dataclass(frozen=True)
 class Frame:
-    """One enclosing split of a task: which split task opened it and which branch this is."""
+    """One enclosing split of a task: which split task opened it and which branch this is.
+
+    `kind` is "foreach", "split", "loop" (a recursive switch's round), or "control": the
+    control task of an unbounded foreach, which stands beside the fan-out's workers
+    rather than being one of its items. `unbounded` marks the frame of an unbounded
+    foreach's worker: `num_splits` is then the engine's count of items, which the step
+    does not see (its `foreach_stack()` says None, as Metaflow's does).
+    """
 
     split_step: str
     split_task_id: str
-    kind: str  # "foreach" or "split"
+    kind: str  # "foreach", "split", "loop" or "control"
     var: str | None
     index: int
     num_splits: int
+    unbounded: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"split_step": self.split_step, "split_task_id": self.split_task_id,
-                "kind": self.kind, "var": self.var, "index": self.index,
-                "num_splits": self.num_splits}
+        out = {"split_step": self.split_step, "split_task_id": self.split_task_id,
+               "kind": self.kind, "var": self.var, "index": self.index,
+               "num_splits": self.num_splits}
+        if self.unbounded:
+            out["unbounded"] = True
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Frame":
         return cls(d["split_step"], str(d["split_task_id"]), d["kind"], d.get("var"),
-                   int(d["index"]), int(d["num_splits"]))
+                   int(d["index"]), int(d["num_splits"]), bool(d.get("unbounded", False)))
 
 
 def frames_signature(frames: tuple[Frame, ...] | list[Frame]) -> str:
     """Identity of a task's place in the fan-out, stable across runs (for resume)."""
-    return "/".join(f"{f.split_step}:{f.index}" for f in frames)
+    return "/".join(f"{f.split_step}:control" if f.kind == "control" else
+                    f"{f.split_step}:{f.index}" for f in frames)
 
 
 #: Artifact values the orchestrator loaded before forking, by blob digest. A forked task

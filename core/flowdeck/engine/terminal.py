@@ -94,6 +94,11 @@ class TerminalEcho:
         self._say(f"{self._prefix(step, task_id)} Task finished in {result.duration:.2f} s"
                   f"{extra}.")
 
+    def control_task(self, step: str, task_id: str, workers: int) -> None:
+        if not self.quiet:
+            self._say(f"{self._prefix(step, task_id)} Control task of an unbounded foreach "
+                      f"(runs no user code); {workers} worker tasks follow.")
+
     def task_reused(self, step: str, task_id: str, origin: str) -> None:
         if not self.quiet:
             self._say(f"{self._prefix(step, task_id)} Reusing finished task {origin}.")

@@ -3,5 +3,6 @@ and `metaflow.plugins.cards...` (the card modules Metaflow's own tests import), 
 `flowdeck.cards`."""
 
 from flowdeck.authoring.decorators import InternalTestUnboundedForeachInput
+from flowdeck.authoring.values import UnboundedForeachInput
 
-__all__ = ["InternalTestUnboundedForeachInput"]
+__all__ = ["InternalTestUnboundedForeachInput", "UnboundedForeachInput"]

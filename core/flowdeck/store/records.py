@@ -244,6 +244,9 @@ class AttemptRecord:
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     next: list[str] = field(default_factory=list)
     foreach_splits: int | None = None
+    #: True for a foreach over an unbounded input (Metaflow's UnboundedForeachInput): its
+    #: items run beside a control task (see `engine.runtime`).
+    foreach_unbounded: bool | None = None
     error: dict[str, Any] | None = None
     caught: dict[str, Any] | None = None
     origin: str | None = None
@@ -285,7 +288,9 @@ class AttemptRecord:
             input_paths=[str(p) for p in (_get(d, "input_paths", list, path, []) or [])],
             artifacts=dict(artifacts),
             next=[str(n) for n in (_get(d, "next", list, path, []) or [])],
-            foreach_splits=splits, error=_get(d, "error", dict, path),
+            foreach_splits=splits,
+            foreach_unbounded=_get(d, "foreach_unbounded", bool, path),
+            error=_get(d, "error", dict, path),
             caught=_get(d, "caught", dict, path), origin=_get(d, "origin", str, path),
             origin_attempt=int(_get(d, "origin_attempt", int, path, 0) or 0),
             exit_code=_get(d, "exit_code", int, path),
