@@ -140,7 +140,7 @@ def window_phase(folder: Path, runs: int, tally: Tally, every: int, work: Path) 
     """Runs started with the window's controller, in this process (whose growth is the leak)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["HOME"] = str(work / "home")
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QCoreApplication, QEvent, QSettings
     from PySide6.QtWidgets import QApplication
 
     from flowdeck_desktop.app import build
@@ -151,9 +151,14 @@ def window_phase(folder: Path, runs: int, tally: Tally, every: int, work: Path) 
     window.show()
 
     def spin(until: Callable[[], bool], limit: float) -> bool:
+        """Turn the event loop as `app.exec()` does. processEvents() alone never runs
+        deferred deletes (`deleteLater`), which the real loop does on every turn: without
+        them each replaced run's RunProcess and RunState stayed alive, and the soak showed
+        a leak of about 80 KB per run that the app does not have."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             app.processEvents()
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             if until():
                 return True
             time.sleep(0.002)
