@@ -113,6 +113,15 @@ class Watch:
             self.app.processEvents()  # type: ignore[attr-defined]
             time.sleep(0.005)
 
+    def wait_until(self, condition: Callable[[], bool], limit: float) -> float | None:
+        """Turn the loop until `condition()`; the monotonic time it held, or None."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if condition():
+                return time.monotonic()
+            self.spin(0.01)
+        return None
+
     def settle(self, limit: float = 60.0) -> bool:
         """Wait until no run goes, none waits, and nothing happened for QUIET_S."""
         deadline = time.monotonic() + limit
@@ -126,6 +135,12 @@ class Watch:
             elif time.monotonic() - self.last > QUIET_S:
                 return True
         return False
+
+
+def catalog_has(controller: object, key: str, final: str | None) -> bool:
+    """Whether the window's catalog shows the file's final content (parsed, not stale)."""
+    entry = controller.model.entry(key)  # type: ignore[attr-defined]
+    return entry is not None and not entry.stale and entry.flow.graph.outside_hash == final
 
 
 def storm(path: Path, version: int, watch: Watch, kinds: Counter[str]) -> tuple[int, str]:
@@ -201,20 +216,32 @@ def main() -> int:
         kinds: Counter[str] = Counter()
         runs_per_storm: list[float] = []
         latency: list[float] = []
+        seen_after: list[float] = []
         version = 0
         for number in range(args.rounds):
             since = time.time()
             before = len(watch.started)
             version, text = storm(path, version, watch, kinds)
             saved_at = time.monotonic()
-            problems = [] if watch.settle() else ["never settled (a run or a rerun kept going)"]
-            problems += check(layout, since, outside_hash(text, path), version)
+            final = outside_hash(text, path)
+            # The storm ends for the window when its watcher reports the last save: wait for
+            # that first (a watcher starved of CPU may take longer than the quiet period), so
+            # a slow watcher and a missed rerun are told apart.
+            seen = watch.wait_until(lambda f=final: catalog_has(controller, key, f), 60.0)
+            if seen is None:
+                problems = ["the watcher never reported the last save (60 s)"]
+            else:
+                seen_after.append(seen - saved_at)
+                problems = [] if watch.settle() else \
+                    ["never settled (a run or a rerun kept going)"]
+            problems += check(layout, since, final, version)
             runs_per_storm.append(len(watch.started) - before)
             if len(watch.started) > before:
                 latency.append(max(0.0, watch.started[-1][0] - saved_at))
             tally.round(problems, f"storm {number} (up to version {version})")
         tally.figure("saves", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
         tally.figure("runs started per storm", summary(runs_per_storm, unit="runs", digits=1))
+        tally.figure("last save to the watcher's report of it", summary(seen_after))
         tally.figure("last save to the final run's start", summary(latency))
         from flowdeck.store.index import RunIndex
         outcomes = Counter(e.status for e in RunIndex(layout).runs())
