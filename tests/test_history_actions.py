@@ -192,7 +192,10 @@ def test_a_running_run_cannot_be_deleted_and_gc_follows_the_run_off_the_gui_thre
     root, report = collected.args
     assert Path(root) == layout.root and isinstance(report, GcReport)
     assert len(report.runs_removed) == 3 and not report.errors
-    assert workers and workers[0] is not threading.main_thread()
+    # The relay's direct receiver runs in the pool's thread, which may wait for the GIL
+    # while the GUI thread already handles the queued copy of the same signal.
+    qtbot.waitUntil(lambda: bool(workers), timeout=RUN_TIMEOUT)
+    assert workers[0] is not threading.main_thread()
     assert receivers == [threading.main_thread()]
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
     assert window.history._runs[0].run_id == live.run_id
