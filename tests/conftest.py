@@ -57,6 +57,21 @@ def run_flow(path: Path, *args: str, timeout: float = 60, env: dict[str, str] | 
                           encoding="utf-8", errors="replace", timeout=timeout)
 
 
+
+def wait_for(condition, what: str, still_going=lambda: True, limit: float = 120.0) -> None:
+    """Poll until `condition()` holds. A liveness guard, not a timing claim: `limit` only
+    keeps a broken build from hanging the suite; `still_going()` False fails at once."""
+    import time
+    polls = int(limit / 0.05)
+    for _ in range(polls):
+        if condition():
+            return
+        if not still_going():
+            pytest.fail(f"{what}: the process ended first")
+        time.sleep(0.05)
+    pytest.fail(f"{what}: not within the {limit:g} s guard")
+
+
 @pytest.fixture
 def flow_file(tmp_path: Path):
     """Copy a named flow from tests/flows (or examples/) into a fresh folder and return its path."""

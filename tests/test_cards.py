@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_flow
+from conftest import child_env, run_flow, wait_for
 
 from flowdeck import Flow
 from flowdeck.cards import Card, get_cards
@@ -219,10 +218,8 @@ def test_a_live_card_is_written_while_the_task_runs(tmp_path: Path) -> None:
                                env=child_env(CARD_GATE=str(gate)), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not Path(str(gate) + ".waiting").exists():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(Path(str(gate) + ".waiting").exists, "the task reaching its gate",
+                 still_going=lambda: process.poll() is None, limit=RUN_TIMEOUT)
         run = Flow("ReportFlow", root=_root(flow)).latest_run
         task = run["train"].task
         live = get_cards(task, id="progress")
