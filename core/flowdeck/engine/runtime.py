@@ -1,17 +1,14 @@
-"""The orchestrator: schedules tasks in forked worker processes and writes the event stream.
+"""The orchestrator: schedules task attempts on an executor and writes the event stream.
 
-One process (the one that called `run`) owns the run: it forks a worker per
-task attempt, up to `max_workers` at once, reads their stdout/stderr through
-pipes (to log files and, prefixed, to the terminal), learns of their exit
-through pidfds, and is the only writer of `events.jsonl` and `run.json`.
-Forking after the flow module is loaded costs about a millisecond, where
-Metaflow starts a new interpreter (about 0.34 s) for every task.
+One process (the one that called `run`) owns the run: it starts an attempt per
+task through its executor (`engine.executors`: forked workers by default), up to
+`max_workers` at once, reads their stdout/stderr through pipes (to log files and,
+prefixed, to the terminal), learns of their end through an exit fd, and is the
+only writer of `events.jsonl` and `run.json`.
 
-Nothing a task starts outlives it. Each worker leads its own process group and,
-on Linux, adopts its orphans (a child subreaper) and dies with the orchestrator
-(a parent-death SIGKILL); the orchestrator adopts what a finished worker leaves,
-and when a task ends it kills and reaps everything that task left behind, new
-sessions included (`flowdeck.engines.processes`). A cancel gives every task
+Nothing a task starts outlives it: the executor ends, when a task ends,
+everything that task left behind (for forked workers: their process group and
+the orphans they adopted, new sessions included). A cancel gives every task
 SIGINT (the step sees KeyboardInterrupt, which is what cleanup handlers catch)
 and CANCEL_GRACE_S to finish before SIGKILL. If the orchestrator itself is
 killed with SIGKILL, its workers die with it, and what they started is out of
@@ -31,7 +28,6 @@ import os
 import selectors
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -45,16 +41,15 @@ from flowdeck.analysis.graph import FlowGraph
 from flowdeck.authoring.runsetup import is_parallel_worker
 from flowdeck.authoring.spec import flow_parameters, step_decorators
 from flowdeck.authoring.values import PARALLEL_VAR, UNBOUNDED_FOREACH_DECORATOR
+from flowdeck.engine.executors.base import Executor, Launched
+from flowdeck.engine.executors.local import LocalExecutor
 from flowdeck.engine.task import (
-    EXIT_CANCELLED,
     EXIT_DISK_FULL,
     ParentResult,
     TaskRequest,
     disk_full_error,
-    execute_task,
     is_disk_full,
     memory_message,
-    prepare_worker_process,
 )
 from flowdeck.engine.taskstate import Frame, frames_signature, preload
 from flowdeck.engine.terminal import TerminalEcho
@@ -204,11 +199,8 @@ class FanOut:
 @dataclass
 class RunningTask:
     pending: PendingTask
-    pid: int
+    launched: Launched
     started: float
-    out_fd: int
-    err_fd: int
-    pidfd: int | None
     task_dir: str
     deadline: float | None
     open_fds: set[int] = field(default_factory=set)
@@ -217,6 +209,18 @@ class RunningTask:
     slots: int = 1  # of max_workers: @resources(cpu=N) takes N
     memory_mb: float | None = None
     memory_source: str = ""
+
+    @property
+    def key(self) -> int:
+        return self.launched.key
+
+    @property
+    def out_fd(self) -> int:
+        return self.launched.out_fd
+
+    @property
+    def err_fd(self) -> int:
+        return self.launched.err_fd
 
 
 @dataclass
@@ -233,7 +237,8 @@ class Orchestrator:
 
     def __init__(self, flow_cls: type, graph: FlowGraph, params: dict[str, Any],
                  layout: RunLayout, options: RunOptions,
-                 origin: "OriginRun | None" = None):
+                 origin: "OriginRun | None" = None, executor: Executor | None = None):
+        self.executor = executor or LocalExecutor()
         self.flow_cls = flow_cls
         self.graph = graph
         self.params = params
@@ -265,7 +270,6 @@ class Orchestrator:
         self.default_memory = _default_memory_limit(options)
         self.resources = {name: step_resources(name, func, graph.file)
                           for name, func in self.steps.items()}
-        self.adopter: processes.Adopter | None = None
         self.guard: processes.RunGuard | None = None
         self.disk_full: dict[str, Any] | None = None  # the first write that found no room
         self.store_error: dict[str, Any] | None = None  # a write the store refused otherwise
@@ -274,9 +278,6 @@ class Orchestrator:
     # -- lifecycle ----------------------------------------------------------
 
     def run(self) -> RunOutcome:
-        if not hasattr(os, "fork"):
-            raise UsageError("Flowdeck runs each task in a forked worker process, which this "
-                             "system (Windows) does not offer yet. Run flows under WSL.")
         # Signals first: a stop that comes while the first records are written cancels the
         # run. Installed after them, a stop in between killed the process and left run.json
         # "running", so the run read back crashed (found by reliability/save_storms.py).
@@ -294,9 +295,9 @@ class Orchestrator:
         # when `python flow.py run` was started without it: the guard and launchers find them.
         previous_run_id = os.environ.get(RUN_ID_ENV)
         os.environ[RUN_ID_ENV] = self.run_id
-        guard = self.guard = processes.RunGuard((RUN_ID_ENV, self.run_id),  # before Adopter
+        guard = self.guard = processes.RunGuard((RUN_ID_ENV, self.run_id),
                                                 inherited=previous_run_id == self.run_id)
-        self.adopter = processes.Adopter()
+        self.executor.open(guard)
         gc_was_enabled = gc.isenabled()
         try:
             self._schedule(PendingTask(self.graph.start_step or "start", self._new_task_id(),
@@ -380,14 +381,13 @@ class Orchestrator:
         deadline = time.time() + CANCEL_GRACE_S
         while self.running and time.time() < deadline:
             for running in list(self.running.values()):
-                if processes.reap(running.pid):
-                    self.running.pop(running.pid, None)
+                if self.executor.reap_killed(running.launched):
+                    self.running.pop(running.key, None)
             time.sleep(0.01)
-        if self.adopter is not None:
-            stuck = self.adopter.close(keep=set(self.running))
-            if stuck:
-                self._tell(f"Run {self.run_id}: processes {', '.join(map(str, stuck))} did not "
-                           "end after SIGKILL (stuck in the kernel); end them by hand.")
+        stuck = self.executor.close(set(self.running))
+        if stuck:
+            self._tell(f"Run {self.run_id}: processes {', '.join(map(str, stuck))} did not "
+                       "end after SIGKILL (stuck in the kernel); end them by hand.")
 
     def _create_run_dir(self) -> Path:
         try:
@@ -622,19 +622,20 @@ class Orchestrator:
         self._enforce_deadlines()
 
     def _select(self, timeout: float | None) -> None:
-        """One turn of the loop: wake-ups, exits and output, then exits without a pidfd."""
+        """One turn of the loop: wake-ups, exits and output, then exits without an exit fd."""
         assert self.sel is not None
         for key, _ in self.sel.select(timeout):
             if key.data == "wake":
                 _drain(key.fd)
-            elif key.data == "pidfd":
+            elif key.data == "exit":
                 self._reap_fd_owner(key.fd)
             else:
                 self._read_output(key.fd)
-        self._reap_without_pidfd()
+        self._reap_without_exit_fd()
 
     def _next_timeout(self) -> float | None:
-        timeouts = [0.05] if any(t.pidfd is None for t in self.running.values()) else []
+        timeouts = [0.05] if any(t.launched.exit_fd is None for t in self.running.values()) \
+            else []
         now = time.time()
         timeouts += [max(0.0, t.deadline - now) for t in self.running.values() if t.deadline]
         return min(timeouts) if timeouts else None
@@ -656,35 +657,10 @@ class Orchestrator:
             self._on_disk_full(exc.filename, task)
             return
         request = self._request(task, task_dir)
-        self._preload_foreach_input(task)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        _flush_stdio()
-        gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = EXIT_CANCELLED
-            try:
-                _become_worker(parent)
-                os.close(out_r)
-                os.close(err_r)
-                self._close_parent_fds()
-                os.dup2(out_w, 1)
-                os.dup2(err_w, 2)
-                os.close(out_w)
-                os.close(err_w)
-                prepare_worker_process()
-                code = execute_task(request)
-            finally:
-                os._exit(code)
-        try:
-            os.setpgid(pid, pid)  # also here: a signal to the group may come before the child runs
-        except OSError:
-            pass
-        os.close(out_w)
-        os.close(err_w)
-        self._track(task, pid, out_r, err_r, task_dir, request)
+        if self.executor.inherits_memory:
+            self._preload_foreach_input(task)
+        launched = self.executor.start(request, self._close_parent_fds)
+        self._track(task, launched, task_dir, request)
 
     def _intact(self, origin: TaskResult) -> bool:
         """True when every artifact blob of an origin task is present and matches its hash.
@@ -709,36 +685,37 @@ class Orchestrator:
             os.makedirs(task_dir, exist_ok=True)
         return task_dir
 
-    def _track(self, task: PendingTask, pid: int, out_r: int, err_r: int, task_dir: str,
+    def _track(self, task: PendingTask, launched: Launched, task_dir: str,
                request: TaskRequest) -> None:
         now = time.time()
-        pidfd = _pidfd_open(pid)
         timeout_s = request.timeout_s
-        running = RunningTask(task, pid, now, out_r, err_r, pidfd, task_dir,
+        exit_fd = launched.exit_fd
+        running = RunningTask(task, launched, now, task_dir,
                               deadline=now + timeout_s + TIMEOUT_GRACE_S if timeout_s else None,
-                              open_fds={out_r, err_r} | ({pidfd} if pidfd is not None else set()),
+                              open_fds={launched.out_fd, launched.err_fd}
+                              | ({exit_fd} if exit_fd is not None else set()),
                               slots=self._slots(task.step), memory_mb=request.memory_mb,
                               memory_source=request.memory_source)
         assert self.sel is not None
-        for fd in (out_r, err_r):
+        for fd in (launched.out_fd, launched.err_fd):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, "out")
             self.fd_owner[fd] = running
-        if pidfd is not None:
-            self.sel.register(pidfd, selectors.EVENT_READ, "pidfd")
-            self.fd_owner[pidfd] = running
-        self.running[pid] = running
-        if self.guard is not None:
-            self.guard.track(pid)
+        if exit_fd is not None:
+            self.sel.register(exit_fd, selectors.EVENT_READ, "exit")
+            self.fd_owner[exit_fd] = running
+        self.running[launched.key] = running
+        pid = launched.pid if launched.pid is not None else os.getpid()
         frame = next((f for f in reversed(task.frames) if f.kind == "foreach"), None)
         self._emit(TASK_STARTED, step=task.step, task_id=task.task_id,
                    attempt=task.attempt, pid=pid, reused=False,
+                   **({"worker": launched.where} if launched.where else {}),
                    foreach={"index": frame.index, "num_splits": frame.num_splits}
                    if frame else None,
                    input_paths=self._input_paths(task),
                    logs={"stdout": self._rel(attempt_file(task_dir, task.attempt, "out")),
                          "stderr": self._rel(attempt_file(task_dir, task.attempt, "err"))})
-        self.echo.task_started(task.step, task.task_id, task.attempt, pid)
+        self.echo.task_started(task.step, task.task_id, task.attempt, pid, launched.where)
 
     def _preload_foreach_input(self, task: PendingTask) -> None:
         """Load the list of the task's innermost foreach here, once per fan-out, so every
@@ -946,40 +923,23 @@ class Orchestrator:
         self.fd_owner.pop(fd, None)
         os.close(fd)
 
-    def _reap_fd_owner(self, pidfd: int) -> None:
-        running = self.fd_owner.get(pidfd)
-        if running is None:
-            return
-        self._end_leftovers(running)  # the worker is a zombie now: its pid (and group) still ours
-        _, status = os.waitpid(running.pid, 0)
-        self._on_exit(running, status)
+    def _reap_fd_owner(self, exit_fd: int) -> None:
+        running = self.fd_owner.get(exit_fd)
+        if running is not None:
+            self._reap(running)
 
-    def _reap_without_pidfd(self) -> None:
-        for running in [t for t in self.running.values() if t.pidfd is None]:
-            if hasattr(os, "waitid"):
-                if not _exited(running.pid):
-                    continue
-                self._end_leftovers(running)  # before reaping, as with a pidfd
-                _, status = os.waitpid(running.pid, 0)
-            else:  # no way to look without reaping: the group is signalled after
-                pid, status = os.waitpid(running.pid, os.WNOHANG)
-                if not pid:
-                    continue
-                self._end_leftovers(running)
+    def _reap_without_exit_fd(self) -> None:
+        for running in [t for t in self.running.values() if t.launched.exit_fd is None]:
+            self._reap(running)
+
+    def _reap(self, running: RunningTask) -> None:
+        status = self.executor.ended(running.launched, set(self.running))
+        if status is not None:
             self._on_exit(running, status)
 
-    def _end_leftovers(self, running: RunningTask) -> None:
-        """Kill and reap everything the exited worker left: its process group, and (Linux)
-        every orphan it left to us, in a new session or not. Other tasks' processes stay:
-        each live worker adopts its own orphans."""
-        processes.signal_group_quietly(running.pid, signal.SIGKILL)
-        if self.adopter is not None:
-            self.adopter.sweep(keep=set(self.running))
-
     def _kill_task(self, running: RunningTask) -> None:
-        """SIGKILL a task's worker, its process group and every process below it."""
-        processes.signal_group_quietly(running.pid, signal.SIGKILL)
-        processes.kill_tree(running.pid)
+        """Stop a task now, with everything it started."""
+        self.executor.kill(running.launched)
 
     def _enforce_deadlines(self) -> None:
         now = time.time()
@@ -997,9 +957,7 @@ class Orchestrator:
         for log in running.logs.values():
             log.close()  # unbuffered: nothing left to write, so closing cannot fail on a full disk
         self.echo.flush_task(running.pending.step, running.pending.task_id)
-        self.running.pop(running.pid, None)
-        if self.guard is not None:
-            self.guard.untrack(running.pid)  # its group was killed and it is reaped
+        self.running.pop(running.key, None)
         result = self._read_result(running, status)
         self._after_attempt(running.pending, result)
 
@@ -1024,7 +982,7 @@ class Orchestrator:
         error = self._exit_error(running, code, path)
         state = "cancelled" if running.killed_for == "cancel" else "failed"
         record = {"step": task.step, "task_id": task.task_id, "attempt": task.attempt,
-                  "status": state, "pid": running.pid, "start": running.started,
+                  "status": state, "pid": running.launched.pid, "start": running.started,
                   "end": time.time(), "duration": time.time() - running.started,
                   "run_id": self.run_id, "frames": [f.as_dict() for f in task.frames],
                   "signature": frames_signature(task.frames), "exit_code": code,
@@ -1271,7 +1229,7 @@ class Orchestrator:
         self.queue.clear()
         for running in self.running.values():
             running.killed_for = "cancel"
-            processes.signal_quietly(running.pid, signal.SIGINT)
+            self.executor.interrupt(running.launched)
         deadline = time.time() + CANCEL_GRACE_S
         while self.running and time.time() < deadline:
             self._wait_once_bounded(deadline)
@@ -1353,26 +1311,8 @@ def _jsonable_value(value: Any) -> Any:
         else repr(value)
 
 
-def _pidfd_open(pid: int) -> int | None:
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return opener(pid)
-    except OSError:
-        return None
 
 
-def _become_worker(parent: int) -> None:
-    """In a fresh worker: lead a process group of its own (a Ctrl+C or a launcher's signal to
-    the orchestrator's group reaches the task only through the orchestrator), die with the
-    orchestrator, and adopt the step's orphans so they stay within reach until the task ends."""
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
-    processes.die_with_parent(parent)
-    processes.set_child_subreaper(True)
 
 
 def _restore_env(name: str, value: str | None) -> None:
@@ -1383,12 +1323,6 @@ def _restore_env(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
-def _exited(pid: int) -> bool:
-    """True once a child has exited, without reaping it (its pid and group stay ours)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
 
 
 def _append(logs: dict[int, Any], fd: int, path: str, data: bytes) -> None:
@@ -1460,12 +1394,4 @@ def _drain(fd: int) -> None:
             pass
     except (BlockingIOError, OSError):
         pass
-
-
-def _flush_stdio() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
 

@@ -1,0 +1,73 @@
+"""The seam between the orchestrator and whatever runs a task attempt."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowdeck.engine.task import TaskRequest
+    from flowdeck.engines.processes import RunGuard
+
+
+@dataclass
+class Launched:
+    """A started attempt, as the orchestrator's selector loop sees it.
+
+    `key` identifies the attempt in the loop (a local worker's pid; a negative stand-in
+    for a remote one). `out_fd`/`err_fd` are read ends that reach EOF when the attempt's
+    output ends. `exit_fd` turns readable once the attempt ended (a pidfd, or a pipe an
+    executor's thread writes to); None means the loop polls `Executor.ended`.
+    """
+
+    key: int
+    out_fd: int
+    err_fd: int
+    exit_fd: int | None
+    pid: int | None = None  # the worker's pid where it is a process of this machine
+    where: str | None = None  # the host or worker that runs it, when not this machine
+
+
+class Executor(ABC):
+    """Starts, watches and stops task attempts for one run; one instance per run."""
+
+    #: Shown in run.json and events ("local", "dask").
+    name: str = ""
+    #: True when a started attempt inherits the orchestrator's memory (fork): values the
+    #: orchestrator loaded (a foreach's input list) need no second load in the task.
+    inherits_memory: bool = False
+
+    def open(self, guard: RunGuard | None) -> None:  # noqa: B027 (optional hook)
+        """Called once before the first start (the run's guard tracks local workers)."""
+
+    @abstractmethod
+    def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
+        """Start one attempt of `request`. `close_inherited` closes, in a forked worker,
+        the orchestrator's own fds (pipes must see EOF when their task's output ends)."""
+
+    @abstractmethod
+    def ended(self, launched: Launched, running_keys: set[int]) -> int | None:
+        """The attempt's wait status (as `os.waitpid` gives it) once it ended, else None.
+
+        Never blocks. Before it answers, everything the attempt left running is ended
+        (its process group, its orphans); `running_keys` are the keys of the attempts not
+        yet reaped (this one included), whose own processes stay.
+        """
+
+    @abstractmethod
+    def interrupt(self, launched: Launched) -> None:
+        """Ask the attempt to stop as Ctrl+C would (the step sees KeyboardInterrupt)."""
+
+    @abstractmethod
+    def kill(self, launched: Launched) -> None:
+        """Stop the attempt now, with everything it started."""
+
+    def reap_killed(self, launched: Launched) -> bool:
+        """After `kill`, at the run's end: True once the attempt is gone (reaped)."""
+        return self.ended(launched, set()) is not None
+
+    def close(self, running_keys: set[int]) -> list[int]:
+        """End of the run: release what the executor holds; the pids that would not die."""
+        return []
