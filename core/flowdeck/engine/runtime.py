@@ -51,7 +51,7 @@ from flowdeck.engine.task import (
     is_disk_full,
     memory_message,
 )
-from flowdeck.engine.taskstate import Frame, frames_signature, preload
+from flowdeck.engine.taskstate import Frame, frames_signature
 from flowdeck.engine.terminal import TerminalEcho
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
@@ -120,6 +120,9 @@ class RunOptions:
     memory_limit_mb: float | None = None  # for steps without @resources(memory=...); 0: none
     tags: list[str] | None = None  # --tag (user tags); recorded in run.json
     system_tags: list[str] | None = None  # user:<name>, project:..., set by the launcher
+    executor: str | None = None  # where attempts run: "local" (forked) or "dask"; None:
+    # $FLOWDECK_EXECUTOR, else local (engine.launch builds it)
+    scheduler: str | None = None  # --scheduler: the Dask scheduler's address (dask only)
 
 
 @dataclass
@@ -657,8 +660,6 @@ class Orchestrator:
             self._on_disk_full(exc.filename, task)
             return
         request = self._request(task, task_dir)
-        if self.executor.inherits_memory:
-            self._preload_foreach_input(task)
         launched = self.executor.start(request, self._close_parent_fds)
         self._track(task, launched, task_dir, request)
 
@@ -705,7 +706,7 @@ class Orchestrator:
             self.sel.register(exit_fd, selectors.EVENT_READ, "exit")
             self.fd_owner[exit_fd] = running
         self.running[launched.key] = running
-        pid = launched.pid if launched.pid is not None else os.getpid()
+        pid = launched.pid  # None while a fork server is still forking it
         frame = next((f for f in reversed(task.frames) if f.kind == "foreach"), None)
         self._emit(TASK_STARTED, step=task.step, task_id=task.task_id,
                    attempt=task.attempt, pid=pid, reused=False,
@@ -716,16 +717,6 @@ class Orchestrator:
                    logs={"stdout": self._rel(attempt_file(task_dir, task.attempt, "out")),
                          "stderr": self._rel(attempt_file(task_dir, task.attempt, "err"))})
         self.echo.task_started(task.step, task.task_id, task.attempt, pid, launched.where)
-
-    def _preload_foreach_input(self, task: PendingTask) -> None:
-        """Load the list of the task's innermost foreach here, once per fan-out, so every
-        forked task reads `self.input` from memory (see taskstate.INHERITED)."""
-        frames = [f for f in task.frames if f.kind == "foreach" and f.var]
-        if not frames or len(task.parents) != 1:
-            return
-        ref = task.parents[0].artifacts.get(frames[-1].var or "")
-        if ref is not None:
-            preload(self.blobs, ref)
 
     def _request(self, task: PendingTask, task_dir: str) -> TaskRequest:
         node = self.graph[task.step]
@@ -1005,6 +996,8 @@ class Orchestrator:
                        "faster or raise the limit.")
         elif running.killed_for == "cancel":
             message = "cancelled"
+        elif (told := self.executor.exit_message(running.launched, code)) is not None:
+            message = told  # e.g. a Dask worker lost mid-task, naming the worker
         elif code < 0 and running.memory_mb:  # the kernel (or a failed malloc's abort) killed it
             message = (f"{memory_message(step, running.memory_mb, running.memory_source)} "
                        f"(The task process was killed by {signal.Signals(-code).name}.)")

@@ -54,7 +54,7 @@ def frames_signature(frames: tuple[Frame, ...] | list[Frame]) -> str:
 #: Artifact values the orchestrator loaded before forking, by blob digest. A forked task
 #: inherits them (copy-on-write) and reads them without loading the blob again: a foreach's
 #: list is loaded once per fan-out, not once per task (N tasks x N items). Filled only by
-#: `preload` in the orchestrator; a worker only reads it.
+#: `preload` in the process that forks the workers; a worker only reads it.
 INHERITED: dict[str, Any] = {}
 INHERITED_LIMIT = 4  # values kept (the newest fan-outs): memory stays bounded
 
@@ -62,15 +62,31 @@ INHERITED_LIMIT = 4  # values kept (the newest fan-outs): memory stays bounded
 def preload(blobs: BlobStore, ref: BlobRef) -> None:
     """Load a blob into INHERITED for the tasks forked after this; a value that cannot be
     loaded here is left to the task, which reports the problem as its own failure."""
-    if ref.sha in INHERITED:
+    preload_digest(blobs, ref.sha)
+
+
+def preload_digest(blobs: BlobStore, sha: str) -> None:
+    """`preload` by digest (what the fork server is told)."""
+    if sha in INHERITED:
         return
     try:
-        value = blobs.get(ref.sha)
+        value = blobs.get(sha)
     except Exception:  # noqa: BLE001 (the task loads it again and reports the real error)
         return
     while len(INHERITED) >= INHERITED_LIMIT:
         del INHERITED[next(iter(INHERITED))]
-    INHERITED[ref.sha] = value
+    INHERITED[sha] = value
+
+
+def foreach_input_ref(frames: tuple[Frame, ...], parents: list[Any]) -> BlobRef | None:
+    """The list of a task's innermost foreach, which its `self.input` indexes; None when
+    the task is no foreach item. `parents` are the task's parent results (any objects
+    with an `artifacts` dict of BlobRef)."""
+    foreach = [f for f in frames if f.kind == "foreach" and f.var]
+    if not foreach or len(parents) != 1:
+        return None
+    ref: BlobRef | None = parents[0].artifacts.get(foreach[-1].var or "")
+    return ref
 
 
 @dataclass

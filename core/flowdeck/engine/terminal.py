@@ -80,12 +80,12 @@ class TerminalEcho:
 
     # -- tasks --------------------------------------------------------------------
 
-    def task_started(self, step: str, task_id: str, attempt: int, pid: int,
+    def task_started(self, step: str, task_id: str, attempt: int, pid: int | None,
                      where: str | None = None) -> None:
         if not self.quiet:
             what = "Task is starting" + (f" (retry {attempt})" if attempt else "")
-            place = f"on {where}" if where else f"pid {pid}"
-            self._say(f"{self._prefix(step, task_id)} {what} ({place}).")
+            place = f" (on {where})" if where else f" (pid {pid})" if pid else ""
+            self._say(f"{self._prefix(step, task_id)} {what}{place}.")
 
     def task_succeeded(self, step: str, task_id: str, result: "TaskResult") -> None:
         if self.quiet:

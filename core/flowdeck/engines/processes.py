@@ -224,6 +224,19 @@ def run_leftovers(run_pid: int, marker: tuple[str, str]) -> list[int]:
     return sorted(set(session_members(run_pid)) | set(marked_processes(*marker)))
 
 
+def become_task_worker(parent: int) -> None:
+    """In a freshly forked task worker: lead a process group of its own (a Ctrl+C or a
+    launcher's signal to the orchestrator's group reaches the task only through the
+    orchestrator), die with `parent` (the process that forked it), and adopt the step's
+    orphans so they stay within reach until the task ends."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    die_with_parent(parent)
+    set_child_subreaper(True)
+
+
 class Adopter:
     """While a run goes, this process adopts every orphan below it; `sweep` ends the strays.
 

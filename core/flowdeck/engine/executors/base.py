@@ -35,9 +35,6 @@ class Executor(ABC):
 
     #: Shown in run.json and events ("local", "dask").
     name: str = ""
-    #: True when a started attempt inherits the orchestrator's memory (fork): values the
-    #: orchestrator loaded (a foreach's input list) need no second load in the task.
-    inherits_memory: bool = False
 
     def open(self, guard: RunGuard | None) -> None:  # noqa: B027 (optional hook)
         """Called once before the first start (the run's guard tracks local workers)."""
@@ -63,6 +60,11 @@ class Executor(ABC):
     @abstractmethod
     def kill(self, launched: Launched) -> None:
         """Stop the attempt now, with everything it started."""
+
+    def exit_message(self, launched: Launched, code: int) -> str | None:
+        """Why an ended attempt wrote no record, when the executor knows better than its exit
+        code (a lost remote worker); None: the orchestrator describes the exit itself."""
+        return None
 
     def reap_killed(self, launched: Launched) -> bool:
         """After `kill`, at the run's end: True once the attempt is gone (reaped)."""

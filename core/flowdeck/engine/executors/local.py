@@ -1,11 +1,15 @@
-"""Task attempts as processes forked from the orchestrator (the default executor).
+"""Task attempts as processes forked on this machine (the default executor).
 
-Forking after the flow module is loaded costs about a millisecond, where Metaflow
-starts a new interpreter (about 0.34 s) for every task. Each worker leads its own
-process group and, on Linux, adopts its orphans (a child subreaper) and dies with the
-orchestrator (a parent-death SIGKILL); the orchestrator adopts what a finished worker
-leaves, and when a task ends everything it left behind is killed and reaped, new
-sessions included (`flowdeck.engines.processes`).
+Workers are forked by the run's fork server (`forkserver.py`), a lean copy of the
+orchestrator made when the run starts its first task, so the orchestrator's own heap,
+which grows with the run, is never copied or write-protected again per task. Where
+the server cannot run (no pidfd, no fd passing) or has died, workers are forked by the
+orchestrator directly, with the same semantics.
+
+Each worker leads its own process group and, on Linux, adopts its orphans (a child
+subreaper) and dies with the process that forked it (a parent-death SIGKILL); when a
+task ends, everything it left behind is killed and reaped, new sessions included
+(`flowdeck.engines.processes`).
 """
 
 from __future__ import annotations
@@ -13,20 +17,30 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.engine.executors.base import Executor, Launched
+from flowdeck.engine.executors.forkserver import ExitPipe, ForkServer, ForkServerGone
 from flowdeck.engine.task import EXIT_CANCELLED, TaskRequest, execute_task, prepare_worker_process
+from flowdeck.engine.taskstate import foreach_input_ref, preload
 from flowdeck.engines import processes
+from flowdeck.store.blobs import BlobStore
+
+#: FLOWDECK_FORK_SERVER=0 forks every worker from the orchestrator (for comparison);
+#: "always" forks every worker through the server, the first ones too (for tests).
+FORK_SERVER_ENV = "FLOWDECK_FORK_SERVER"
+#: Workers forked directly before the fork server starts: a small run (hello, a short
+#: linear flow) never pays for the server's own fork.
+DIRECT_FORKS = 16
 
 
 class LocalExecutor(Executor):
-    """Forks one worker process per attempt."""
+    """Forks one worker process per attempt, through the run's fork server."""
 
     name = "local"
-    inherits_memory = True
 
     def __init__(self) -> None:
         if not hasattr(os, "fork"):
@@ -34,14 +48,68 @@ class LocalExecutor(Executor):
                              "system (Windows) does not offer yet. Run flows under WSL.")
         self.guard: processes.RunGuard | None = None
         self.adopter: processes.Adopter | None = None
+        self.server: ForkServer | None = None
+        choice = os.environ.get(FORK_SERVER_ENV, "").strip().lower()
+        self.use_server = (hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
+                           and choice != "0")
+        self.direct_forks = 0 if choice == "always" else DIRECT_FORKS
+        self.served: dict[int, ExitPipe] = {}  # by key (negative), the server's workers
+        self.last_key = 0
+        self.started = 0
 
     def open(self, guard: processes.RunGuard | None) -> None:
         self.guard = guard
         self.adopter = processes.Adopter()  # after the guard: it must not adopt the guard
 
     def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
+        self.started += 1
+        if self.use_server and self.server is None and self.started > self.direct_forks:
+            _flush_stdio()  # before the fork, and before this task's pipes exist
+            self.server = ForkServer(request, close_inherited)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        launched = None
+        if self.server is not None:
+            launched = self._start_served(request, out_r, out_w, err_r, err_w)
+        if launched is None:
+            launched = self._start_forked(request, close_inherited, out_r, out_w, err_r, err_w)
+        if self.guard is not None and launched.pid is not None:
+            self.guard.track(launched.pid)
+        return launched
+
+    def _start_served(self, request: TaskRequest, out_r: int, out_w: int, err_r: int,
+                      err_w: int) -> Launched | None:
+        """Fork through the server; None when the server is gone, after which every worker
+        is forked directly."""
+        assert self.server is not None
+        exit_r, exit_w = os.pipe()
+        try:
+            self.server.fork(request, out_w, err_w, exit_w)
+        except ForkServerGone:
+            os.close(exit_r)
+            os.close(exit_w)
+            self._drop_server()
+            return None
+        for fd in (out_w, err_w, exit_w):
+            os.close(fd)
+        os.set_blocking(exit_r, False)
+        self.last_key -= 1  # a served worker's key: its pid may never come (a failed fork)
+        pipe = self.served[self.last_key] = ExitPipe(exit_r)
+        # The server tells the pid right after its fork; events and the guard want it now.
+        return Launched(key=self.last_key, out_fd=out_r, err_fd=err_r, exit_fd=exit_r,
+                        pid=pipe.wait_pid())
+
+    def _drop_server(self) -> None:
+        self.use_server = False
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def _start_forked(self, request: TaskRequest, close_inherited: Callable[[], None],
+                      out_r: int, out_w: int, err_r: int, err_w: int) -> Launched:
+        ref = foreach_input_ref(request.frames, request.parents)
+        if ref is not None:
+            preload(BlobStore(request.root), ref)
         _flush_stdio()
         gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
         parent = os.getpid()
@@ -49,7 +117,7 @@ class LocalExecutor(Executor):
         if pid == 0:  # the worker
             code = EXIT_CANCELLED
             try:
-                _become_worker(parent)
+                processes.become_task_worker(parent)
                 os.close(out_r)
                 os.close(err_r)
                 close_inherited()
@@ -67,12 +135,12 @@ class LocalExecutor(Executor):
             pass
         os.close(out_w)
         os.close(err_w)
-        if self.guard is not None:
-            self.guard.track(pid)
         return Launched(key=pid, out_fd=out_r, err_fd=err_r, exit_fd=_pidfd_open(pid), pid=pid)
 
     def ended(self, launched: Launched, running_keys: set[int]) -> int | None:
         pid = launched.key
+        if pid in self.served:  # the server ends its leftovers and reaps it
+            return self._served_ended(launched)
         if hasattr(os, "waitid"):
             if not _exited(pid):
                 return None
@@ -87,27 +155,63 @@ class LocalExecutor(Executor):
             self.guard.untrack(pid)  # its group was killed and it is reaped
         return status
 
+    def _served_ended(self, launched: Launched) -> int | None:
+        pipe = self.served[launched.key]
+        pipe.poll()
+        self._learn_pid(launched, pipe)
+        if pipe.status is None:
+            return None
+        del self.served[launched.key]
+        if self.guard is not None and pipe.pid is not None:
+            self.guard.untrack(pipe.pid)
+        return pipe.status
+
+    def _learn_pid(self, launched: Launched, pipe: ExitPipe) -> None:
+        if launched.pid is None and pipe.pid is not None:
+            launched.pid = pipe.pid
+            if self.guard is not None:
+                self.guard.track(pipe.pid)
+
+    def _pid(self, launched: Launched) -> int | None:
+        """The worker's pid (a served worker's may still be on its way)."""
+        pipe = self.served.get(launched.key)
+        if pipe is None:
+            return launched.key if launched.key > 0 else None
+        pipe.wait_pid()
+        self._learn_pid(launched, pipe)
+        return launched.pid
+
     def _end_leftovers(self, pid: int, running_keys: set[int]) -> None:
         """Kill and reap everything the exited worker left: its process group, and (Linux)
         every orphan it left to us, in a new session or not. Other tasks' processes stay:
         each live worker adopts its own orphans."""
         processes.signal_group_quietly(pid, signal.SIGKILL)
         if self.adopter is not None:
-            self.adopter.sweep(keep=running_keys)
+            server = {self.server.pid} if self.server is not None else set()
+            self.adopter.sweep(keep=running_keys | server)
 
     def interrupt(self, launched: Launched) -> None:
         """SIGINT to the worker alone, as a terminal's Ctrl+C would reach a plain script."""
-        processes.signal_quietly(launched.key, signal.SIGINT)
+        pid = self._pid(launched)
+        if pid is not None:
+            processes.signal_quietly(pid, signal.SIGINT)
 
     def kill(self, launched: Launched) -> None:
         """SIGKILL a task's worker, its process group and every process below it."""
-        processes.signal_group_quietly(launched.key, signal.SIGKILL)
-        processes.kill_tree(launched.key)
+        pid = self._pid(launched)
+        if pid is not None:
+            processes.signal_group_quietly(pid, signal.SIGKILL)
+            processes.kill_tree(pid)
 
     def reap_killed(self, launched: Launched) -> bool:
+        if launched.key in self.served:
+            return self.ended(launched, set()) is not None
         return processes.reap(launched.key)
 
     def close(self, running_keys: set[int]) -> list[int]:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
         return self.adopter.close(keep=running_keys) if self.adopter is not None else []
 
 
@@ -119,18 +223,6 @@ def _pidfd_open(pid: int) -> int | None:
         return opener(pid)
     except OSError:
         return None
-
-
-def _become_worker(parent: int) -> None:
-    """In a fresh worker: lead a process group of its own (a Ctrl+C or a launcher's signal to
-    the orchestrator's group reaches the task only through the orchestrator), die with the
-    orchestrator, and adopt the step's orphans so they stay within reach until the task ends."""
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
-    processes.die_with_parent(parent)
-    processes.set_child_subreaper(True)
 
 
 def _exited(pid: int) -> bool:

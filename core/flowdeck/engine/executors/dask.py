@@ -1,0 +1,481 @@
+"""Task attempts on a Dask cluster (`--executor dask`): the orchestrator's side.
+
+The orchestrator stays where it is (it alone writes `events.jsonl` and `run.json`); each
+attempt is one Dask task (`dask_worker.run_attempt`) that runs the step in a child process
+on a worker and writes the attempt's record and blobs into the store, which the workers
+reach (the local folder for a LocalCluster or a shared file system). The flow class
+travels cloudpickled by value, with the modules beside the flow file that it imports, so
+workers need only Python, flowdeck and the flow's own dependencies.
+
+The orchestrator's loop is single-threaded and watches only fds, so everything Dask
+tells (output chunks and the attempt's end, sent by the worker as events of the run's
+topic; a future's error; a worker leaving the cluster) goes through one thread of this
+module, which writes output into the pipes behind `Launched.out_fd/err_fd` and, once the
+output is complete, the exit status into the pipe behind `exit_fd`.
+
+`distributed` is imported only here, when a run asks for this executor.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import flowdeck
+from flowdeck.analysis.diagnostics import UsageError
+from flowdeck.engine.executors.base import Executor, Launched
+from flowdeck.engine.executors.remote_task import pack, pack_class
+
+if TYPE_CHECKING:
+    from flowdeck.engine.task import TaskRequest
+    from flowdeck.engines.processes import RunGuard
+
+SCHEDULER_ENV = "FLOWDECK_DASK_SCHEDULER"
+#: How long connecting to a scheduler may take before the run is refused.
+CONNECT_TIMEOUT_S = 5.0
+#: The exit code reported for an attempt whose worker was lost (EX_TEMPFAIL).
+EXIT_WORKER_LOST = 75
+#: After a task's function returned, how long its last output chunks may take to arrive.
+OUTPUT_GRACE_S = 5.0
+
+
+@dataclass
+class _Attempt:
+    """One submitted attempt, as the relay thread tracks it."""
+
+    key: str
+    launched: Launched
+    out_w: int
+    err_w: int
+    exit_w: int
+    sent_to: str | None
+    future: Any = None
+    started_on: str | None = None
+    received: int = 0
+    expected: int | None = None
+    status: int | None = None
+    message: str | None = None
+    finished: bool = False
+    killed: bool = False
+    give_up_at: float | None = None
+    pending: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def scheduler_address(option: str | None) -> str | None:
+    """The scheduler to use: `--scheduler`, else $FLOWDECK_DASK_SCHEDULER, else None (a
+    LocalCluster on this machine)."""
+    return (option or os.environ.get(SCHEDULER_ENV, "").strip()) or None
+
+
+class DaskExecutor(Executor):
+    """Runs every attempt of a run as a task on a Dask cluster (see the module doc)."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None, max_workers: int = 0) -> None:
+        distributed = _import_distributed()
+        self.address = scheduler_address(scheduler)
+        self.cluster: Any = None
+        self.client: Any = self._connect(distributed)
+        try:
+            self._check_versions()
+            self.threads = self._worker_threads()
+        except BaseException:
+            self._close_client()
+            raise
+        self.max_workers = max_workers
+        self.topic = f"flowdeck-{uuid.uuid4().hex}"
+        self.attempts: dict[str, _Attempt] = {}
+        self.by_launched: dict[int, _Attempt] = {}
+        self.messages: dict[int, str] = {}  # why an ended attempt wrote no record
+        self.load: dict[str, int] = {}
+        self.next_key = 0
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.stopper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flowdeck-stop")
+        self.relay: threading.Thread | None = None
+        self.flow_class: tuple[type, bytes, dict[str, str]] | None = None
+        self.closed = False
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def _connect(self, distributed: Any) -> Any:
+        """A Client of the scheduler, or of a new LocalCluster when no address is given."""
+        if self.address is None:
+            import logging
+            self.cluster = distributed.LocalCluster(
+                n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR)
+            self.address = str(self.cluster.scheduler_address)
+            return distributed.Client(self.cluster)
+        try:
+            return distributed.Client(self.address, timeout=CONNECT_TIMEOUT_S,
+                                      set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(
+                f"Cannot reach the Dask scheduler at {self.address} ({why}). Start one "
+                "there (`dask scheduler`, with workers: `dask worker ADDRESS`), or give the "
+                f"right address with --scheduler or ${SCHEDULER_ENV}; without --executor "
+                "dask the flow runs on this machine.") from None
+
+    def _check_versions(self) -> None:
+        """Refuse workers whose flowdeck differs from ours, or that cannot import it."""
+        from flowdeck.engine.executors.dask_worker import version_message, worker_version
+        answers = self.client.run(worker_version, on_error="return")
+        ours = flowdeck.__version__
+        problems = []
+        for worker, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                problems.append(f"Worker {worker} cannot run flowdeck ({type(answer).__name__}"
+                                f": {answer}). Install flowdeck {ours} in the workers' Python "
+                                f"(pip install flowdeck=={ours}).")
+            elif answer != ours:
+                problems.append(version_message(worker, str(answer), ours))
+        if problems:
+            raise UsageError(" ".join(problems))
+
+    def _worker_threads(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.client.nthreads().items()}
+
+    def default_max_workers(self) -> int:
+        """Tasks in flight when --max-workers is not given: the cluster's threads now."""
+        return max(1, sum(self.threads.values()))
+
+    def _close_client(self) -> None:
+        for closing in (self.client, self.cluster):
+            if closing is not None:
+                try:
+                    closing.close(timeout=CONNECT_TIMEOUT_S)
+                except Exception:  # noqa: BLE001 (closing a broken connection)
+                    pass
+
+    # -- the seam -------------------------------------------------------------------------------
+
+    def open(self, guard: RunGuard | None) -> None:
+        self.client.subscribe_topic(self.topic, lambda event: self.events.put(("msg", event[1])))
+        self.client.subscribe_topic("all", lambda event: self._cluster_event(event[1]))
+        self.relay = threading.Thread(target=self._relay, name="flowdeck-dask-relay",
+                                      daemon=True)
+        self.relay.start()
+
+    def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
+        from flowdeck.engine.executors.dask_worker import run_attempt
+        key = (f"flowdeck-{request.flow_name}-{request.run_id}-{request.step}-"
+               f"{request.task_id}-{request.attempt}-{uuid.uuid4().hex[:8]}")
+        payload = pack(request, *self._flow_class(request.flow_cls))
+        # The orchestrator writes the attempt's logs here as output arrives, which may come
+        # before the remote task made the folder (a worker that cannot load the task says so).
+        os.makedirs(os.path.dirname(request.attempt_json), exist_ok=True)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        exit_r, exit_w = os.pipe()
+        worker = self._pick_worker()
+        self.next_key -= 1
+        launched = Launched(key=self.next_key, out_fd=out_r, err_fd=err_r, exit_fd=exit_r,
+                            pid=None, where=worker or f"dask {self.address}")
+        attempt = _Attempt(key, launched, out_w, err_w, exit_w, sent_to=worker)
+        self.attempts[key] = attempt
+        self.by_launched[launched.key] = attempt
+        if worker is not None:
+            self.load[worker] = self.load.get(worker, 0) + 1
+        future = self.client.submit(run_attempt, key, self.topic, payload, flowdeck.__version__,
+                                    key=key, pure=False, retries=0,
+                                    workers=[worker] if worker else None,
+                                    allow_other_workers=True)
+        attempt.future = future
+        future.add_done_callback(lambda _: self.events.put(("done", key)))
+        return launched
+
+    def ended(self, launched: Launched, running_keys: set[int]) -> int | None:
+        attempt = self.by_launched.get(launched.key)
+        if attempt is None or not attempt.finished:
+            return None
+        if attempt.message is not None:
+            self.messages[launched.key] = attempt.message
+        self._forget(attempt)  # and its future: the cluster releases the task
+        return attempt.status
+
+    def exit_message(self, launched: Launched, code: int) -> str | None:
+        """A lost worker, a refused version, a missing module: said by the worker side."""
+        return self.messages.pop(launched.key, None)
+
+    def interrupt(self, launched: Launched) -> None:
+        attempt = self.by_launched.get(launched.key)
+        if attempt is not None and not attempt.finished:
+            self._send_signal(attempt, signal.SIGINT)
+
+    def kill(self, launched: Launched) -> None:
+        attempt = self.by_launched.get(launched.key)
+        if attempt is None or attempt.finished or attempt.killed:
+            return
+        attempt.killed = True
+        self._send_signal(attempt, signal.SIGKILL)
+        self.stopper.submit(self._cancel, attempt)
+
+    def reap_killed(self, launched: Launched) -> bool:
+        attempt = self.by_launched.get(launched.key)
+        if attempt is not None and attempt.finished:
+            self._forget(attempt)
+        return attempt is None or attempt.finished
+
+    def close(self, running_keys: set[int]) -> list[int]:
+        """End of the run: stop the relay, close our side of every pipe, let the cluster go."""
+        if self.closed:
+            return []
+        self.closed = True
+        self.events.put(("stop", None))
+        if self.relay is not None:
+            self.relay.join(timeout=OUTPUT_GRACE_S)
+        for attempt in list(self.attempts.values()):
+            self._finish(attempt, signal.SIGKILL, None)
+        self.stopper.shutdown(wait=False, cancel_futures=True)
+        for topic in (self.topic, "all"):
+            try:
+                self.client.unsubscribe_topic(topic)
+            except Exception:  # noqa: BLE001 (the connection may be gone)
+                pass
+        self._close_client()
+        return []
+
+    # -- placing and stopping ---------------------------------------------------------------
+
+    def _flow_class(self, flow_cls: type) -> tuple[bytes, dict[str, str]]:
+        """The flow class pickled by value, once per run, with the project's own modules,
+        and the source files of what goes by value."""
+        if self.flow_class is None or self.flow_class[0] is not flow_cls:
+            files = ship_project_modules(flow_cls)
+            self.flow_class = (flow_cls, pack_class(flow_cls), files)
+        return self.flow_class[1], self.flow_class[2]
+
+    def _pick_worker(self) -> str | None:
+        """The worker with the fewest of this run's attempts per thread (None: no worker yet;
+        the scheduler then places the task when one comes)."""
+        if not self.threads:
+            return None
+        return min(self.threads, key=lambda w: (self.load.get(w, 0) / max(1, self.threads[w]),
+                                                w))
+
+    def _send_signal(self, attempt: _Attempt, sig: int) -> None:
+        """`sig` to the attempt's process group on its worker (all workers when it is not
+        known yet: a worker that gets it before the attempt starts never starts it)."""
+        from flowdeck.engine.executors.dask_worker import signal_attempt
+        where = attempt.started_on
+        workers = [where] if where else None
+
+        def send() -> None:
+            try:
+                self.client.run(signal_attempt, attempt.key, int(sig), workers=workers,
+                                on_error="return")
+            except Exception:  # noqa: BLE001 (a worker gone: its attempt is lost anyway)
+                pass
+        self.stopper.submit(send)
+
+    def _cancel(self, attempt: _Attempt) -> None:
+        try:
+            attempt.future.cancel()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _forget(self, attempt: _Attempt) -> None:
+        self.attempts.pop(attempt.key, None)
+        self.by_launched.pop(attempt.launched.key, None)
+
+    # -- the relay thread -------------------------------------------------------------------
+
+    def _cluster_event(self, message: Any) -> None:
+        if isinstance(message, dict) and message.get("action") in ("add-worker",
+                                                                    "remove-worker"):
+            self.events.put(("cluster", message))
+
+    def _relay(self) -> None:
+        """Turn what Dask tells into bytes on the attempts' pipes (see the module doc)."""
+        while True:
+            try:
+                kind, item = self.events.get(timeout=0.5)
+            except queue.Empty:
+                kind, item = "tick", None
+            try:
+                if kind == "stop":
+                    return
+                if kind == "msg":
+                    self._on_message(item)
+                elif kind == "done":
+                    self._on_done(item)
+                elif kind == "cluster":
+                    self._on_cluster(item)
+                self._give_up_late()
+            except Exception as exc:  # noqa: BLE001 (the relay must go on)
+                print(f"flowdeck: the Dask relay failed: {exc!r}", file=sys.stderr)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        attempt = self.attempts.get(message.get("k", ""))
+        if attempt is None or attempt.finished:
+            return
+        if "d" in message:
+            fd = attempt.out_w if message.get("s") == 1 else attempt.err_w
+            _write_all(fd, message["d"])
+            attempt.received += 1
+        elif "started" in message:
+            attempt.started_on = str(message["started"])
+            attempt.launched.where = attempt.started_on
+        elif "end" in message:
+            attempt.expected = int(message.get("chunks") or 0)
+            attempt.status = int(message["end"])
+            attempt.message = message.get("error")
+            attempt.give_up_at = time.monotonic() + OUTPUT_GRACE_S
+        if attempt.expected is not None and attempt.received >= attempt.expected:
+            self._finish(attempt, attempt.status or 0, attempt.message)
+
+    def _on_done(self, key: str) -> None:
+        attempt = self.attempts.get(key)
+        if attempt is None or attempt.finished:
+            return
+        future = attempt.future
+        if future.status == "finished":
+            try:
+                result = future.result(timeout=CONNECT_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 (the result went with its worker)
+                result = {"lost": True, "why": str(exc)}
+            if result.get("lost"):
+                self._finish(attempt, EXIT_WORKER_LOST << 8, self._lost_message(attempt))
+            elif attempt.expected is None:  # its end event is still on the way
+                attempt.expected = int(result.get("chunks") or 0)
+                attempt.status = int(result.get("status") or 0)
+                attempt.message = result.get("error")
+                attempt.give_up_at = time.monotonic() + OUTPUT_GRACE_S
+                if attempt.received >= attempt.expected:
+                    self._finish(attempt, attempt.status, attempt.message)
+        elif future.status == "cancelled":
+            message = None if attempt.killed else (
+                f"The Dask scheduler at {self.address} cancelled the task (it restarted, or "
+                "this run lost its connection to it).")
+            self._finish(attempt, signal.SIGKILL if attempt.killed else EXIT_WORKER_LOST << 8,
+                         message)
+        else:  # "error": the scheduler gave up on it (KilledWorker), or the function failed
+            self._finish(attempt, EXIT_WORKER_LOST << 8,
+                         self._lost_message(attempt, _future_error(future)))
+
+    def _on_cluster(self, message: dict[str, Any]) -> None:
+        worker = str(message.get("worker"))
+        if message.get("action") == "remove-worker":
+            self.threads.pop(worker, None)
+            for attempt in list(self.attempts.values()):
+                if attempt.started_on == worker and not attempt.finished and \
+                        attempt.expected is None:
+                    self._finish(attempt, EXIT_WORKER_LOST << 8, self._lost_message(attempt))
+                    self.stopper.submit(self._cancel, attempt)
+        else:
+            try:
+                self.threads = self._worker_threads()
+            except Exception:  # noqa: BLE001
+                self.threads.setdefault(worker, 1)
+
+    def _lost_message(self, attempt: _Attempt, exc: BaseException | None = None) -> str:
+        worker = attempt.started_on or attempt.sent_to or "(unknown)"
+        detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        return (f"worker lost: Dask worker {worker} went away while it ran the task{detail}. "
+                "The attempt failed; with @retry it runs again on another worker. Check the "
+                "worker's log (its memory limit, the machine going away).")
+
+    def _give_up_late(self) -> None:
+        """An attempt whose function returned but whose last output never came: end it."""
+        now = time.monotonic()
+        for attempt in list(self.attempts.values()):
+            if not attempt.finished and attempt.give_up_at is not None and \
+                    now > attempt.give_up_at and attempt.future is not None and \
+                    attempt.future.done():
+                self._finish(attempt, attempt.status or 0, attempt.message)
+
+    def _finish(self, attempt: _Attempt, status: int, message: str | None) -> None:
+        """Close the attempt's output, then say it ended (in this order: the loop drains the
+        output to EOF when the exit fd turns readable)."""
+        if attempt.finished:
+            return
+        attempt.status = status
+        attempt.message = message
+        worker = attempt.sent_to
+        if worker is not None and self.load.get(worker):
+            self.load[worker] -= 1
+        for fd in (attempt.out_w, attempt.err_w):
+            _close_quietly(fd)
+        attempt.finished = True
+        try:
+            os.write(attempt.exit_w, b"x")
+        except OSError:
+            pass
+        _close_quietly(attempt.exit_w)
+
+
+def ship_project_modules(flow_cls: type) -> dict[str, str]:
+    """Pickle by value the modules of the flow's own project that are loaded (the files in
+    the flow file's folder and below it), so workers need not have the project installed.
+    Returns the source file of each module that goes by value, the flow's own included."""
+    import cloudpickle
+    module = sys.modules.get(flow_cls.__module__)
+    file = getattr(module, "__file__", None)
+    if not file:
+        return {}
+    files = {flow_cls.__module__: str(Path(file).resolve())}
+    project = Path(file).resolve().parent
+    core = Path(flowdeck.__file__).resolve().parent
+    for name, loaded in list(sys.modules.items()):
+        path = getattr(loaded, "__file__", None)
+        if not path or name == "__main__" or name == "__mp_main__":
+            continue
+        try:
+            resolved = Path(path).resolve()
+        except OSError:
+            continue
+        parts = set(resolved.parts)
+        if project in resolved.parents and core not in resolved.parents and \
+                not parts & {"site-packages", "dist-packages", ".venv", "venv"}:
+            try:
+                cloudpickle.register_pickle_by_value(loaded)
+                files[name] = str(resolved)
+            except (ValueError, TypeError):
+                pass
+    return files
+
+
+def _future_error(future: Any) -> BaseException | None:
+    """The exception a failed future holds (or the one asking for it raised)."""
+    try:
+        found: BaseException | None = future.exception(timeout=CONNECT_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001
+        found = error
+    return found
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("--executor dask needs Dask's `distributed` package in this Python: "
+                         "pip install 'flowdeck[dask]' (the workers need it too).") from None
+    return distributed
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:  # the orchestrator closed its end (the task was already reaped)
+        pass
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

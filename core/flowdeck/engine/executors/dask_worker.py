@@ -1,0 +1,218 @@
+"""The part of the Dask executor that runs inside a Dask worker process.
+
+`run_attempt` is what the orchestrator submits per attempt. It refuses a worker whose
+flowdeck differs from the orchestrator's, claims the attempt (a worker that dies mid-task
+makes the scheduler run the function again elsewhere; the second run must not run the
+step again, it reports the loss), starts the attempt in a child process of a fork server
+(`remote_task`), streams the child's stdout/stderr back to the orchestrator as events of
+the run's topic while it runs, and ends with an "end" event carrying the wait status and
+how many output chunks preceded it. `signal_attempt` (sent with `Client.run`) delivers
+Ctrl+C or SIGKILL to an attempt's process group on this worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import selectors
+import signal
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+import flowdeck
+
+#: Output is forwarded in chunks of at most this many bytes (the scheduler keeps the last
+#: 1,000 events of a topic, so a chatty task holds at most ~32 MB there).
+CHUNK = 32 * 1024
+#: A stop that came before its attempt's child existed waits here (bounded).
+_STOPS_KEPT = 10_000
+
+_lock = threading.Lock()
+_children: dict[str, int] = {}  # dask key -> the attempt's child pid (its process group)
+_stops: OrderedDict[str, int] = OrderedDict()  # dask key -> signal asked before it started
+_context: Any = None
+_claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowdeck-claims")
+
+
+def worker_version() -> str:
+    """This worker's flowdeck version (the orchestrator compares it with its own)."""
+    return flowdeck.__version__
+
+
+def version_message(worker: str, theirs: str, ours: str) -> str:
+    return (f"Worker {worker} runs flowdeck {theirs}, but the orchestrator runs flowdeck "
+            f"{ours}; mixed versions could read or write the store differently. Install "
+            f"flowdeck {ours} on the workers (pip install flowdeck=={ours}), or run the flow "
+            f"with flowdeck {theirs}.")
+
+
+def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str, Any]:
+    """Run one attempt on this worker; returns {"status", "chunks", "error"} (see module)."""
+    from distributed import Event, get_worker
+    worker = get_worker()
+    where = worker.address
+    if flowdeck.__version__ != version:
+        refusal = version_message(where, flowdeck.__version__, version)
+        return _end(worker, topic, key, 75 << 8, 0, refusal)  # EX_TEMPFAIL
+    claim = Event(f"{key}-claim")
+    if claim.is_set():  # the worker that first ran this attempt was lost
+        return {"lost": True}
+    # Set while the attempt runs, not waited for: a second run of this function (after
+    # this worker died) comes only long after (the scheduler must first notice the death).
+    _claims.submit(claim.set)
+    worker.log_event(topic, {"k": key, "started": where, "pid": os.getpid()})
+    with _lock:
+        asked = _stops.pop(key, None)
+    if asked is not None:  # stopped before it started: nothing runs
+        return _end(worker, topic, key, signal.SIGKILL, 0, None)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    report_r, report_w = _context_for_children().Pipe(duplex=False)
+    from flowdeck.engine.executors import remote_task
+    out_c, err_c = Connection(out_w, readable=False), Connection(err_w, readable=False)
+    process = _context_for_children().Process(
+        target=remote_task.child_main, name=f"flowdeck {key}", daemon=False,
+        args=(payload, out_c, err_c, report_w, where))
+    try:
+        _start(process)
+    finally:  # the child has its own copies now
+        out_c.close()
+        err_c.close()
+        report_w.close()
+    pid = process.pid
+    assert pid is not None
+    with _lock:
+        _children[key] = pid
+        late = _stops.pop(key, None)
+    if late is not None:
+        _signal_group(pid, late)
+    try:
+        chunks = _forward(worker, topic, key, out_r, err_r)
+        process.join()
+    finally:
+        with _lock:
+            _children.pop(key, None)
+        _signal_group(pid, signal.SIGKILL)  # whatever the step left in its group
+    error: str | None = None
+    if report_r.poll():
+        try:
+            error = str(report_r.recv())
+        except (EOFError, OSError):
+            error = None
+    report_r.close()
+    code = process.exitcode if process.exitcode is not None else -signal.SIGKILL
+    status = (-code) if code < 0 else (code << 8)
+    return _end(worker, topic, key, status, chunks, error)
+
+
+def signal_attempt(key: str, sig: int) -> bool:
+    """Deliver `sig` to an attempt running here (SIGINT: to its process, as Ctrl+C; else its
+    group); remembered for a moment if the attempt has not started. True if it was here."""
+    with _lock:
+        pid = _children.get(key)
+        if pid is None:
+            _stops[key] = sig
+            while len(_stops) > _STOPS_KEPT:
+                _stops.popitem(last=False)
+            return False
+    if sig == signal.SIGINT:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    else:
+        _signal_group(pid, sig)
+    return True
+
+
+def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
+         error: str | None) -> dict[str, Any]:
+    result = {"status": status, "chunks": chunks, "error": error}
+    worker.log_event(topic, {"k": key, "end": status, "chunks": chunks, "error": error})
+    return result
+
+
+def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int) -> int:
+    """Send the child's output as it comes, until both pipes close; the number of chunks."""
+    sent = 0
+    sel = selectors.DefaultSelector()
+    streams = {out_r: 1, err_r: 2}
+    for fd in streams:
+        sel.register(fd, selectors.EVENT_READ)
+    try:
+        while streams:
+            for item, _ in sel.select():
+                fd = int(item.fd)
+                data = os.read(fd, CHUNK)
+                if not data:
+                    sel.unregister(fd)
+                    os.close(fd)
+                    del streams[fd]
+                    continue
+                worker.log_event(topic, {"k": key, "s": streams[fd], "d": data})
+                sent += 1
+    finally:
+        for fd in streams:
+            os.close(fd)
+        sel.close()
+    return sent
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:  # not yet the leader of its group
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _context_for_children() -> Any:
+    """A fork server that preloaded the child side: a fresh, single-threaded parent for
+    every attempt (forking the multi-threaded worker itself could copy a held lock)."""
+    global _context
+    with _lock:
+        if _context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["flowdeck.engine.executors.remote_task"])
+            _context = context
+        return _context
+
+
+_start_lock = threading.Lock()
+
+
+def _start(process: Any) -> None:
+    """Start a child although a Dask worker is a daemonic process (multiprocessing refuses
+    children there; ours are watched and killed by this worker, and die with it), and
+    without making the child import the worker's main module.
+
+    multiprocessing tells every child to run the parent's `__main__` again (for a worker
+    spawned by a LocalCluster: the script that made the cluster, a flow file with all its
+    imports; for `dask worker`: Dask's command line), which cost tens to hundreds of
+    milliseconds per task. The child runs `remote_task.child_main`, imported by name, and
+    needs nothing of that module.
+    """
+    from multiprocessing import spawn
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    original = spawn.get_preparation_data
+
+    def lean(name: str) -> dict[str, Any]:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+    with _start_lock:
+        daemon = config.get("daemon")
+        config["daemon"] = False
+        spawn.get_preparation_data = lean
+        try:
+            process.start()
+        finally:
+            spawn.get_preparation_data = original
+            if daemon is not None:
+                config["daemon"] = daemon

@@ -1,0 +1,171 @@
+"""One task attempt in a process of its own on a remote worker (the child side of `dask`).
+
+A Dask worker is a long-lived, multi-threaded process shared by many tasks, so an attempt
+never runs in it: the worker asks a fork server (a single-threaded process that imported
+this module once) for a fresh child per attempt. The child leads its own process group,
+dies with the fork server (which dies with the worker), writes its output to the pipes it
+was given, loads the cloudpickled `TaskRequest` (the flow class travels by value) and the
+run's settled state, then runs `task.execute_task` exactly as a forked local worker does.
+
+This module imports neither dask nor distributed: the fork server preloads it, and a
+child's start-up costs a fork, not an interpreter and its imports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from flowdeck.authoring import runsetup
+from flowdeck.engine.task import EXIT_FAILED, TaskRequest, execute_task, prepare_worker_process
+from flowdeck.engines import processes
+from flowdeck.store.layout import RUN_ID_ENV
+
+#: The child could not load its task: a module the flow needs is missing on the worker.
+EXIT_MISSING_MODULE = 69  # EX_UNAVAILABLE
+#: The child could not load its task for another reason (a damaged payload, a bad pickle).
+EXIT_LOAD_FAILED = 70  # EX_SOFTWARE
+
+
+@dataclass
+class Payload:
+    """What the orchestrator ships per attempt: the request without its flow class, the
+    class pickled once per run (by value), and the run state `begin_run` settled."""
+
+    flow_class: bytes
+    request: bytes
+    run_state: dict[str, Any]
+    #: module name -> source file of the code shipped by value (cloudpickle drops the
+    #: file names; tracebacks must name the user's file and line)
+    files: dict[str, str]
+
+
+def pack(request: TaskRequest, flow_class: bytes, files: dict[str, str]) -> bytes:
+    """The bytes a worker needs to run `request` (`flow_class`: `pack_class` of its class;
+    `files`: the source file of each module shipped by value)."""
+    import dataclasses
+    bare = dataclasses.replace(request, flow_cls=type(None))
+    return cloudpickle.dumps(Payload(flow_class, cloudpickle.dumps(bare),
+                                     runsetup.export_run_state(), files))
+
+
+def pack_class(flow_cls: type) -> bytes:
+    return cloudpickle.dumps(flow_cls)
+
+
+def missing_module_message(worker: str, name: str) -> str:
+    """What a task says when the worker lacks a module its flow imports."""
+    top = name.split(".")[0]
+    return (f"Worker {worker} cannot import module `{name}`, which the flow needs. Install it "
+            f"in the workers' Python (e.g. pip install {top}), or, if `{top}` is a file of "
+            "your project, import it at the top of the flow file (modules beside the flow "
+            "file are shipped with it).")
+
+
+def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str) -> None:
+    """The child's whole life: set up, load, run the attempt, exit with its code.
+
+    `out`/`err` are write ends (multiprocessing Connections, passed to the child as fds)
+    that become fds 1 and 2; `report` carries one line back to the worker when the task
+    cannot even be loaded (the orchestrator shows it as the attempt's error).
+    """
+    code = EXIT_FAILED
+    try:
+        try:
+            os.setpgid(0, 0)  # the worker kills the attempt as a group
+        except OSError:
+            pass
+        processes.die_with_parent(os.getppid())
+        processes.set_child_subreaper(True)  # the step's orphans stay in reach
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        out.close()
+        err.close()
+        prepare_worker_process()
+        request = _load(payload, report, worker)
+        report.close()
+        os.environ[RUN_ID_ENV] = request.run_id
+        code = execute_task(request)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except BaseException:  # the engine itself failed here: say so on the task's stderr
+        traceback.print_exc()
+        code = EXIT_FAILED
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _load(payload: bytes, report: Any, worker: str) -> TaskRequest:
+    """The attempt's request, with its flow class and the run's state in place."""
+    try:
+        data: Payload = cloudpickle.loads(payload)
+        flow_cls = cloudpickle.loads(data.flow_class)
+        request: TaskRequest = cloudpickle.loads(data.request)
+    except ModuleNotFoundError as exc:
+        _give_up(report, missing_module_message(worker, exc.name or str(exc)),
+                 EXIT_MISSING_MODULE)
+    except Exception as exc:
+        _give_up(report, f"Worker {worker} could not load the task: {type(exc).__name__}: "
+                 f"{exc}. Check that the workers run the same Python version as the "
+                 "orchestrator.", EXIT_LOAD_FAILED)
+    _restore_file_names(flow_cls, data.files)
+    request.flow_cls = flow_cls
+    runsetup.adopt_run_state(data.run_state)
+    return request
+
+
+def _restore_file_names(flow_cls: type, files: dict[str, str]) -> None:
+    """Give the flow's functions (steps, their decorators' wrappers, the module functions
+    they call) their source file back, so a traceback names the file and line."""
+    default = files.get(flow_cls.__module__)
+    seen: set[int] = set()
+
+    def fix(func: Any, depth: int) -> None:
+        code = getattr(func, "__code__", None)
+        if code is None or id(func) in seen:
+            return
+        seen.add(id(func))
+        file = files.get(getattr(func, "__module__", None) or "", default)
+        if file and code.co_filename == "<dynamic-code>":
+            try:
+                func.__code__ = _renamed(code, file)
+            except (AttributeError, TypeError, ValueError):
+                pass
+        fix(getattr(func, "__wrapped__", None), depth)
+        for cell in getattr(func, "__closure__", None) or ():
+            try:
+                fix(cell.cell_contents, depth)
+            except ValueError:  # an empty cell
+                pass
+        if depth < 1:
+            for value in list((getattr(func, "__globals__", None) or {}).values()):
+                fix(value, depth + 1)
+
+    for value in list(vars(flow_cls).values()):
+        for inner in (value, getattr(value, "__func__", None), getattr(value, "fget", None)):
+            fix(inner, 0)
+
+
+def _renamed(code: Any, file: str) -> Any:
+    consts = tuple(_renamed(c, file) if hasattr(c, "co_filename") else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=file, co_consts=consts)
+
+
+def _give_up(report: Any, message: str, code: int) -> Any:
+    print(message, file=sys.stderr, flush=True)
+    try:
+        report.send(message)
+    except OSError:
+        pass
+    raise SystemExit(code)
