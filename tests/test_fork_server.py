@@ -12,8 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import child_env, process_alive, run_flow, wait_for
+
 from flowdeck import Flow, namespace
 
 ISOLATION = """

@@ -375,4 +375,5 @@ _RENDERERS = {
     "markdown": _markdown, "table": _table, "image": _image, "artifact": _artifact,
     "progressBar": _progress, "error": _error, "vegaChart": _vega, "section": _section,
     "facts": _facts, "dag": _dag, "text": _text,
+    "page": _section,  # Metaflow's outer container (a card's data, read back by the bridge)
 }

@@ -36,6 +36,9 @@ class CardEntry:
     file: str | None = None          # the HTML file's name in the cards folder, if written
     hash: str | None = None          # sha1 of the HTML (Metaflow's card hash)
     data_file: str | None = None     # the latest refresh data (`Card.get_data()`)
+    #: A rendering of the card that needs no script, for views without a browser engine,
+    #: where the card's own HTML draws itself with JavaScript (Metaflow's cards do).
+    static_file: str | None = None
     error: str | None = None         # why the card failed (also shown in the window)
     attempt: int = 0
     updated: float = 0.0
@@ -45,7 +48,7 @@ class CardEntry:
     def from_dict(cls, d: dict[str, Any]) -> "CardEntry":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         entry = cls(**known)
-        for name in ("file", "data_file"):  # a name, never a path out of the folder
+        for name in ("file", "data_file", "static_file"):  # a name, never a path out of the folder
             value = getattr(entry, name)
             if value is not None and (not isinstance(value, str) or "/" in value
                                       or value.startswith(".")):

@@ -1,10 +1,35 @@
-"""A short, safe description of an artifact value for the window (in a helper process)."""
+"""What the artifact helper says about a task's artifacts before previewing one.
+
+A task's artifacts as either store lists them (`TaskArtifacts`, shared by
+`inspect_task` and `inspect_metaflow`), and a short, safe one-line description of a
+value for the list (in the helper process, never the window).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 PREVIEW_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An artifact as the task's record knows it, before anything is unpickled."""
+
+    name: str
+    type: str
+    size: int
+
+
+@dataclass
+class TaskArtifacts:
+    """A task's artifacts from either store: what is listed, and how to load one value."""
+
+    listed: list[Listed]
+    load: Callable[[str], Any]
+    source: str = ""  # the flow file, to name where code saved with a value failed
 
 
 def describe_value(value: Any) -> dict[str, Any]:

@@ -1,55 +1,166 @@
-"""Describe a task's artifacts as JSON, in a process of its own.
+"""Describe, preview or export a task's artifacts as JSON, in a process of its own.
 
 The desktop window never unpickles an artifact: unpickling runs arbitrary
 code and needs the flow's own libraries. It runs, with the flow's
-interpreter::
+interpreter, one of::
 
     python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP TASK_ID
+    python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP TASK_ID --preview NAME
+    python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP TASK_ID --export NAME PATH
 
-and reads one JSON object from stdout: `{"artifacts": [{name, type, size,
-preview, shape?, dtype?}], "error": null}`. An artifact that fails to load
-gets its error as its preview; the others are still described. For a run
-made by the Metaflow bridge (`run.json` says `"engine": "metaflow"`) the
-answer comes from Metaflow's client instead (`flowdeck.engines.inspect_metaflow`).
+and reads one JSON object from stdout:
+
+- the list: `{"artifacts": [{name, type, size, preview?, shape?, dtype?, deferred?,
+  load_error?}], "error"}`. Names, types and sizes come from the task's record
+  (nothing unpickled); artifacts up to `SUMMARY_BYTES` also get a one-line summary
+  (`describe_value`), each within `SUMMARY_SECONDS`, all within `SUMMARY_BUDGET`;
+  the others are `deferred` until previewed. One that fails to load gets its
+  reason (`load_error`, also its `preview`); the others are still described.
+- a preview: `{"name", "preview": {kind, ...} | null, "error"}`, bounded in size
+  by `flowdeck.engines.preview` (about 1 MB, never the whole value).
+- an export: `{"name", "path", "format", "error"}`: the whole value written to PATH
+  here, never sent to the window.
+
+Loading a value is stopped after `LOAD_SECONDS` (the window kills the helper a
+little later anyway). The flow's folder is put first on `sys.path`, as running
+`python flow.py` does, so classes from the flow's own modules unpickle. For a run
+made by the Metaflow bridge (`run.json` says `"engine": "metaflow"`) the values
+come from Metaflow's client instead (`flowdeck.engines.inspect_metaflow`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flowdeck.engines.describe import describe_value
+from flowdeck.engines.describe import Listed, TaskArtifacts, describe_value
+from flowdeck.engines.preview import (
+    LoadTimeout,
+    export_value,
+    load_failure,
+    preview_value,
+    type_name,
+)
 from flowdeck.store.index import read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 
+SUMMARY_BYTES = 256 * 1024  # artifacts this small are unpickled for the list's one-liner
+SUMMARY_SECONDS = 2.0  # ...each for at most this long
+SUMMARY_BUDGET = 6.0  # ...and all of them together; the rest are deferred
+LOAD_SECONDS = 8.0  # a preview's load; the window's own limit is a little longer
 
-def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> dict[str, Any]:
-    from flowdeck.client import ClientError, Run
-    info = _run_info(root, flow, run_id)
+USAGE = ("usage: python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP TASK_ID "
+         "[--preview NAME | --export NAME PATH]")
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise LoadTimeout in the code inside after `seconds` (POSIX; elsewhere no limit)."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(_signum: int, _frame: Any) -> None:
+        raise LoadTimeout(f"took more than {seconds:g} s to load and was stopped")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def open_task(root: str, flow: str, run_id: str, step: str, task_id: str
+              ) -> TaskArtifacts | str:
+    """The task's artifacts, or what is wrong (a message for the window) when there are none."""
+    info = run_info(root, flow, run_id)
+    folder = os.path.dirname(str(info.get("file") or ""))
+    if folder and os.path.isdir(folder) and folder not in sys.path:
+        sys.path.insert(0, folder)  # as `python flow.py` had it: the flow's own modules
     if info.get("engine") == "metaflow":  # artifacts live in Metaflow's datastore
-        from flowdeck.engines.inspect_metaflow import inspect_metaflow_task
-        return inspect_metaflow_task(info, step, task_id)
+        from flowdeck.engines.inspect_metaflow import open_metaflow_task
+        return open_metaflow_task(info, step, task_id)
+    from flowdeck.client import ClientError, Run
     try:
         # Whoever made the run, the window's helper reads it: no namespace filter here.
         task = Run(f"{flow}/{run_id}", root=root, _namespace_check=False)[step][task_id]
         artifacts = task.artifacts
     except (ClientError, OSError, ValueError) as exc:
-        return {"artifacts": [], "error": str(exc)}
+        return str(exc)
+    return TaskArtifacts([Listed(a.id, a.type, a.size) for a in artifacts],
+                         lambda name: task[name].data, str(info.get("file") or ""))
+
+
+def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> dict[str, Any]:
+    """The list: every artifact's name, type and size, and a summary of the small ones."""
+    opened = open_task(root, flow, run_id, step, task_id)
+    if isinstance(opened, str):
+        return {"artifacts": [], "error": opened}
     described = []
-    for artifact in artifacts:
-        entry: dict[str, Any] = {"name": artifact.id, "type": artifact.type,
-                                 "size": artifact.size}
-        try:
-            entry.update(describe_value(artifact.data))
-        except Exception as exc:  # unpickling runs the artifact's own code
-            entry["preview"] = f"<cannot load: {type(exc).__name__}: {exc}>"
+    budget_end = time.monotonic() + SUMMARY_BUDGET
+    for item in opened.listed:
+        entry: dict[str, Any] = {"name": item.name, "type": item.type, "size": item.size}
+        left = budget_end - time.monotonic()
+        if item.size > SUMMARY_BYTES or left <= 0:
+            entry["deferred"] = True  # previewed when the user selects it
+        else:
+            try:
+                with time_limit(min(SUMMARY_SECONDS, left)):
+                    value = opened.load(item.name)
+                    entry["type"] = entry["type"] or type_name(value)
+                    entry.update(describe_value(value))
+            except Exception as exc:  # unpickling runs the artifact's own code
+                entry["load_error"] = load_failure(exc, opened.source)
+                entry["preview"] = f"<cannot load: {entry['load_error']}>"
         described.append(entry)
     return {"artifacts": described, "error": None}
 
 
-def _run_info(root: str, flow: str, run_id: str) -> dict[str, Any]:
+def preview_artifact(root: str, flow: str, run_id: str, step: str, task_id: str,
+                     name: str) -> dict[str, Any]:
+    """One artifact's bounded preview (`flowdeck.engines.preview`), or why there is none."""
+    opened = open_task(root, flow, run_id, step, task_id)
+    if isinstance(opened, str):
+        return {"name": name, "preview": None, "error": opened}
+    try:
+        with time_limit(LOAD_SECONDS):
+            value = opened.load(name)
+            return {"name": name, "preview": preview_value(value), "error": None}
+    except Exception as exc:  # unpickling runs the artifact's own code
+        return {"name": name, "preview": None, "error": load_failure(exc, opened.source)}
+
+
+def export_artifact(root: str, flow: str, run_id: str, step: str, task_id: str, name: str,
+                    path: str) -> dict[str, Any]:
+    """Write one artifact's whole value to `path` (its format from the suffix)."""
+    answer: dict[str, Any] = {"name": name, "path": path, "format": None, "error": None}
+    opened = open_task(root, flow, run_id, step, task_id)
+    if isinstance(opened, str):
+        return {**answer, "error": opened}
+    try:
+        with time_limit(LOAD_SECONDS):
+            value = opened.load(name)
+    except Exception as exc:  # unpickling runs the artifact's own code
+        return {**answer, "error": load_failure(exc, opened.source)}
+    try:
+        answer["format"] = export_value(value, path)
+    except (OSError, ValueError) as exc:
+        answer["error"] = str(exc)
+    except Exception as exc:  # the value's own writer (to_csv, save) may raise anything
+        answer["error"] = f"writing {path} failed: {type(exc).__name__}: {exc}"
+    return answer
+
+
+def run_info(root: str, flow: str, run_id: str) -> dict[str, Any]:
     """The run's record as JSON, or {} when there is none (the client then says what is wrong)."""
     try:
         record = read_run(RunLayout(Path(root), flow), run_id).record
@@ -59,11 +170,21 @@ def _run_info(root: str, flow: str, run_id: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 5:
-        print("usage: python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP TASK_ID",
-              file=sys.stderr)
+    if len(argv) < 5:
+        print(USAGE, file=sys.stderr)
         return 2
-    json.dump(inspect_task(*argv), sys.stdout, default=str)
+    root, flow, run_id, step, task_id, *rest = argv
+    task = (root, flow, run_id, step, task_id)
+    if not rest:
+        answer = inspect_task(*task)
+    elif rest[0] == "--preview" and len(rest) == 2:
+        answer = preview_artifact(*task, rest[1])
+    elif rest[0] == "--export" and len(rest) == 3:
+        answer = export_artifact(*task, rest[1], rest[2])
+    else:
+        print(USAGE, file=sys.stderr)
+        return 2
+    json.dump(answer, sys.stdout, default=str)
     sys.stdout.write("\n")
     return 0
 

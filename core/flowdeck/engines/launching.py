@@ -94,7 +94,13 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                       stop_grace_s=chosen.stop_grace_s)
 
 
+#: The window's helper processes: the artifact helper (either engine's runs), and the one
+#: that copies a Metaflow-bridge task's cards to where the Cards tab reads them.
+ARTIFACT_HELPER = "flowdeck.engines.inspect_task"
+METAFLOW_CARDS_HELPER = "flowdeck.engines.metaflow_cards"
+
+
 def inspect_argv(interpreter: str, root: str, flow: str, run_id: str, step: str,
-                 task_id: str) -> list[str]:
-    """The artifact helper's command (it reads either engine's runs; see inspect_task)."""
-    return [interpreter, "-m", "flowdeck.engines.inspect_task", root, flow, run_id, step, task_id]
+                 task_id: str, module: str = ARTIFACT_HELPER) -> list[str]:
+    """A task helper's command, in the flow's interpreter (see inspect_task)."""
+    return [interpreter, "-m", module, root, flow, run_id, step, task_id]

@@ -30,6 +30,8 @@ RUN_STATUSES = (RUNNING, SUCCEEDED, FAILED, CANCELLED, CRASHED, DAMAGED)
 RUN_FINAL = (SUCCEEDED, FAILED, CANCELLED, CRASHED)
 #: A task that needs no rerun.
 TASK_DONE = (SUCCEEDED, REUSED)
+#: A task whose artifacts and cards are final (what it made before it failed included).
+TASK_RESULTS_FINAL = (SUCCEEDED, REUSED, FAILED)
 
 
 def task_status(word: object) -> str:

@@ -35,11 +35,15 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.cards.index import ERROR, LIVE, STOPPED, CardEntry, read_index
+from flowdeck.engines.launching import METAFLOW_CARDS_HELPER
 from flowdeck.store.layout import InvalidId, RunLayout
+from flowdeck_desktop.control.task_helper import HelperAnswer, HelperCall, HelperRequest
 from flowdeck_desktop.views.theme import status_color
 
 #: How often the pane looks for a new version of the shown task's cards, in ms.
 POLL_MS = 500
+#: How long the helper that reads a Metaflow-bridge task's cards may take, in s.
+METAFLOW_CARDS_LIMIT_S = 60.0
 #: Cards larger than this are not drawn in the window (Open in Browser shows them).
 MAX_SHOWN_BYTES = 24 * 1024 * 1024
 
@@ -104,6 +108,7 @@ class CardsPane(QWidget):
         self._seen: tuple[float, float] = (0.0, 0.0)
         self._shown_file: str | None = None
         self._html = ""
+        self._fetch: HelperCall | None = None
         self.picker = QComboBox()
         self.picker.currentIndexChanged.connect(self._on_picked)
         self.open_button = QPushButton("Open in Browser")
@@ -143,6 +148,7 @@ class CardsPane(QWidget):
 
     def clear(self, message: str = "Select a task to see its cards.") -> None:
         self._timer.stop()
+        self._cancel_fetch()
         self._folder = self._index_path = None
         self._entries = []
         self._seen = (0.0, 0.0)
@@ -174,6 +180,35 @@ class CardsPane(QWidget):
         self.poll()
         self._timer.start()
 
+    def fetch_metaflow_cards(self, interpreter: str, layout: RunLayout, flow: str, run_id: str,
+                             step: str, task_id: str, add_core: bool = False) -> None:
+        """A run of the Metaflow bridge: its cards are in Metaflow's datastore. A helper in
+        the flow's interpreter copies them into the task's card folder, which this pane
+        follows already (`show_task` first)."""
+        self._cancel_fetch()
+        request = HelperRequest(interpreter, str(layout.root), flow, run_id, step, task_id,
+                                add_core, module=METAFLOW_CARDS_HELPER)
+        self._fetch = HelperCall(request, [], METAFLOW_CARDS_LIMIT_S, self)
+        self._fetch.answered.connect(self._on_fetched)
+        if not self._entries:
+            self.status.setText(f"Reading the cards of {step}/{task_id} through Metaflow…")
+        self._fetch.start()
+
+    def _cancel_fetch(self) -> None:
+        if self._fetch is not None:
+            self._fetch.cancel()
+            self._fetch = None
+
+    def _on_fetched(self, answer: HelperAnswer) -> None:
+        self._fetch = None
+        problem = answer.error or (answer.data or {}).get("error")
+        if problem:
+            self.status.setText(f"Metaflow's cards could not be read: {problem}")
+        elif not (answer.data or {}).get("cards"):
+            self.status.setText("This Metaflow task has no cards. Add @card to the step to "
+                                "get one.")
+        self.poll()
+
     @property
     def entries(self) -> list[CardEntry]:
         return list(self._entries)
@@ -187,6 +222,15 @@ class CardsPane(QWidget):
         if entry is None or not entry.file or self._folder is None:
             return None
         return self._folder / entry.file
+
+    def shown_path(self) -> Path | None:
+        """The file the tab draws: without a web view, a card's script-free rendering where
+        it has one (a Metaflow card draws itself with JavaScript)."""
+        entry = self.current_entry()
+        if (entry is not None and entry.static_file and not self.web_view_available
+                and self._folder is not None):
+            return self._folder / entry.static_file
+        return self.current_path()
 
     def open_in_browser(self) -> None:
         path = self.current_path()
@@ -236,8 +280,8 @@ class CardsPane(QWidget):
 
     def _show_current(self, force: bool = False) -> None:
         entry = self.current_entry()
-        path = self.current_path()
-        self.open_button.setEnabled(path is not None)
+        self.open_button.setEnabled(self.current_path() is not None)
+        path = self.shown_path()
         if entry is None:
             self.error.setVisible(False)
             self.note.setVisible(False)

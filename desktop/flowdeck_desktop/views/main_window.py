@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
+from flowdeck.store.status import TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.control.run_options import ENGINE_LABELS
@@ -64,14 +65,15 @@ from flowdeck_desktop.models.catalog_model import (
 from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
 from flowdeck_desktop.system.editor import open_in_editor
 from flowdeck_desktop.system.resources import icon_file
+from flowdeck_desktop.views.artifacts import ArtifactsPane
 from flowdeck_desktop.views.banner import MessageBanner, Notice, NotificationsView
 from flowdeck_desktop.views.cards_pane import CardsPane
 from flowdeck_desktop.views.catalog_delegate import CatalogDelegate
+from flowdeck_desktop.views.compare_view import CompareView
 from flowdeck_desktop.views.dag_view import DagScene, DagView, StepItem
 from flowdeck_desktop.views.interpreter_dialog import InterpreterDialog
 from flowdeck_desktop.views.log_view import LogView, compact_prefix
 from flowdeck_desktop.views.panes import (
-    ArtifactsPane,
     ErrorPane,
     HistoryFollower,
     HistoryPane,
@@ -82,6 +84,8 @@ from flowdeck_desktop.views.panes import (
     reveal,
 )
 from flowdeck_desktop.views.params_form import ParamsForm
+from flowdeck_desktop.views.runs_plot import ArtifactChooser, RunsPlotWindow
+from flowdeck_desktop.views.runs_plot import plot_across_runs as open_runs_plot
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
 LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
@@ -358,6 +362,8 @@ class MainWindow(QMainWindow):
         self.history.rerun_requested.connect(self._rerun_past)
         self.history.delete_requested.connect(self._delete_past)
         self.history.pin_requested.connect(self._pin_past)
+        self.history.compare_requested.connect(self.compare_runs)
+        self.history.plot_requested.connect(self._plot_from_history)
         c.garbage_collected.connect(lambda _root, _report: self._refresh_history())
         self.error_pane.open_requested.connect(open_in_editor)
         self.params.changed.connect(self._save_params)
@@ -710,6 +716,41 @@ class MainWindow(QMainWindow):
         if run.layout is not None and self.controller.pin_run(run.layout, run.run_id, on):
             self._refresh_history()
 
+    def compare_runs(self, older: RunSummary, newer: RunSummary) -> CompareView | None:
+        """History's Compare: the two runs side by side, in a window of their own."""
+        if older.layout is None:
+            return None
+        view = CompareView(older.layout, older.run_id, newer.run_id, self)
+        view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        view.show()
+        return view
+
+    def _plot_from_history(self, run: RunSummary) -> None:
+        """History's "Plot Artifact Across Runs…": choose from the run's artifacts, plot."""
+        if run.layout is None:
+            return
+        chooser = ArtifactChooser(run.layout, run.run_id, self)
+        if chooser.exec() == ArtifactChooser.DialogCode.Accepted and chooser.chosen():
+            step, name = chooser.chosen() or ("", "")
+            self.plot_across_runs(run.layout, step, name)
+
+    def plot_across_runs(self, layout: RunLayout, step: str, name: str
+                         ) -> RunsPlotWindow | None:
+        """Plot `step`'s artifact `name` across the runs in History (the slot the Artifacts
+        pane and History call); the values load in the selected flow's interpreter."""
+        entry = self.controller.model.entry(self.selected_key or "")
+        if entry is None:
+            return None
+        interpreter = self.controller.interpreter_for(entry.file)
+        check = check_interpreter(interpreter.path)
+        if not check.works:
+            self.show_message("warning", f"Cannot plot {step}.{name}: {check.error}")
+            return None
+        listed = [r for r in self.history.runs if r.layout == layout] or list_runs(layout)
+        runs = [r for r in listed if r.record is not None]
+        return open_runs_plot(self, interpreter.path, not check.has_flowdeck, layout, step,
+                              name, runs, lambda run_id: foreign_author(layout, run_id))
+
     def _rerun_past(self, run: RunSummary) -> None:
         if self.selected_key is None or run.record is None:
             return
@@ -765,7 +806,10 @@ class MainWindow(QMainWindow):
         self.cards.show_task(layout, state.run_id, task.step, task.task_id, task.origin)
         interpreter = self.controller.interpreter_for(file)
         check = check_interpreter(interpreter.path)
-        if check.works and task.status in ("succeeded", "reused", "failed"):
+        if state.fold.engine == "metaflow" and check.works and task.status in TASK_RESULTS_FINAL:
+            self.cards.fetch_metaflow_cards(interpreter.path, layout, state.flow, state.run_id,
+                                            task.step, task.task_id, not check.has_flowdeck)
+        if check.works and task.status in TASK_RESULTS_FINAL:
             self.artifacts.show_task(interpreter.path, str(layout.root), state.flow, state.run_id,
                                      task.step, task.task_id, not check.has_flowdeck,
                                      made_by=foreign_author(layout, state.run_id, task.origin),

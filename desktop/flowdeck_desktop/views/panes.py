@@ -1,17 +1,14 @@
-"""The bottom and side panes that are tables or text: history, artifacts, error.
+"""The bottom and side panes that are tables or text: history, error; who made a run.
 
-Artifacts are described by a helper process running the flow's own
-interpreter (`python -m flowdeck.engines.inspect_task`), so the window never
-unpickles user data; history reads only `run.json` files. The helper does
-unpickle, which runs code chosen by whoever made the run: for a run another
-user made (`foreign_author`), the pane lists names, types and sizes from the
-run's events and starts the helper only when asked ("Load values").
+History reads only `run.json` files. The Artifacts tab is `views.artifacts`; it asks
+`foreign_author` (here, with History's run records) whether a run is someone
+else's, whose artifacts it loads only when asked, since unpickling runs code chosen
+by whoever made the run.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import re
 import sys
@@ -21,14 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import shiboken6
 from PySide6.QtCore import (
     QEvent,
+    QItemSelectionModel,
     QObject,
     QPoint,
     QPointF,
-    QProcess,
-    QProcessEnvironment,
     QRunnable,
     Qt,
     QThreadPool,
@@ -65,13 +60,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from flowdeck.engines.launching import child_env, inspect_argv
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.index import RunIndex, read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord
 from flowdeck.store.status import CANCELLED, CRASHED, DAMAGED, FAILED, RUNNING, SUCCEEDED
-from flowdeck_desktop.control.run_process import core_path
 from flowdeck_desktop.views.theme import status_color
 
 
@@ -166,10 +159,12 @@ def copy_text(text: str) -> None:
 
 
 class HistoryPane(QWidget):
-    """Past runs of the selected flow; select one to view it, rerun, pin or delete it.
+    """Past runs of the selected flow; select one to view it, rerun, pin or delete it;
+    select two (Ctrl/Shift-click) to compare them; plot an artifact across all of them.
 
     Delete asks first, and explains instead when the run is running or pinned (pinned
     runs are the ones the user asked to keep: unpinning first is the second thought).
+    Everything that acts on one run acts only while exactly one is selected.
     """
 
     COLUMNS = ("", "Run", "Started", "Duration", "Parameters")
@@ -179,6 +174,8 @@ class HistoryPane(QWidget):
     rerun_requested = Signal(object)  # RunSummary
     delete_requested = Signal(object)  # RunSummary, confirmed by the user
     pin_requested = Signal(object, bool)  # RunSummary, True to pin, False to unpin
+    compare_requested = Signal(object, object)  # RunSummary older, RunSummary newer
+    plot_requested = Signal(object)  # RunSummary whose records list the artifacts to offer
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -187,15 +184,24 @@ class HistoryPane(QWidget):
         if status_header is not None:
             status_header.setToolTip("Status")
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # only when unavoidable
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.rerun = QPushButton("Rerun with these parameters")
         self.rerun.setEnabled(False)
+        self.compare = QPushButton("Compare")
+        self.compare.setToolTip("Select two runs (Ctrl-click) to compare their parameters, "
+                                "step durations and artifacts.")
+        self.compare.setEnabled(False)
         self._runs: list[RunSummary] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.table)
-        layout.addWidget(self.rerun)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.rerun, 1)
+        buttons.addWidget(self.compare)
+        layout.addLayout(buttons)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.rerun.clicked.connect(self._rerun_clicked)
+        self.compare.clicked.connect(self.request_compare)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._show_menu)
         self.table.installEventFilter(self)  # the Delete key
@@ -218,10 +224,11 @@ class HistoryPane(QWidget):
 
     def _render(self) -> None:
         """Fill the table; every cell's tooltip holds its full text (and the status word)."""
-        selected = self.selected()
+        selected = {run.run_id for run in self.selected_runs()}
         runs = self._runs
         dark = self.palette().color(QPalette.ColorRole.Base).lightnessF() < 0.5
         self.table.blockSignals(True)
+        self.table.clearSelection()  # rows move when runs come and go: select by run id
         self.table.setRowCount(len(runs))
         for row, run in enumerate(runs):
             started = time.localtime(run.start)
@@ -246,8 +253,11 @@ class HistoryPane(QWidget):
                                                     dark))
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 self.table.setItem(row, col, item)
-            if selected and run.run_id == selected.run_id:
-                self.table.selectRow(row)
+            if run.run_id in selected:
+                self.table.selectionModel().select(
+                    self.table.model().index(row, 0),
+                    QItemSelectionModel.SelectionFlag.Select
+                    | QItemSelectionModel.SelectionFlag.Rows)
         self.table.blockSignals(False)
 
     #: What the widest status, run id, start and duration usually look like.
@@ -273,19 +283,40 @@ class HistoryPane(QWidget):
             self._render()  # the status glyphs' colours follow the palette
         super().changeEvent(event)
 
+    def selected_runs(self) -> list[RunSummary]:
+        """The selected runs, in History's order (newest first)."""
+        rows = sorted(i.row() for i in self.table.selectionModel().selectedRows())
+        return [self._runs[row] for row in rows if row < len(self._runs)]
+
     def selected(self) -> RunSummary | None:
-        rows = self.table.selectionModel().selectedRows()
-        return self._runs[rows[0].row()] if rows and rows[0].row() < len(self._runs) else None
+        """The selected run when exactly one is selected (what one-run actions act on)."""
+        runs = self.selected_runs()
+        return runs[0] if len(runs) == 1 else None
+
+    def compare_pair(self) -> tuple[RunSummary, RunSummary] | None:
+        """The two selected runs, older first; None unless exactly two are selected."""
+        runs = self.selected_runs()
+        if len(runs) != 2:
+            return None
+        older, newer = sorted(runs, key=lambda r: (r.start, r.run_id))
+        return older, newer
+
+    def request_compare(self) -> None:
+        pair = self.compare_pair()
+        if pair is not None:
+            self.compare_requested.emit(*pair)
 
     def _on_selection(self) -> None:
         run = self.selected()
         self.rerun.setEnabled(run is not None)
+        self.compare.setEnabled(self.compare_pair() is not None)
         if run is not None:
             self.run_selected.emit(run)
 
     def menu_for(self, run: RunSummary) -> QMenu:
-        """A run's context menu: rerun it, copy its id or pathspec, show its folder; pin or
-        unpin it; delete it (never while it runs)."""
+        """A run's context menu: rerun it, copy its id or pathspec, show its folder; compare
+        the two selected runs, plot an artifact across runs; pin or unpin it; delete it
+        (never while it runs)."""
         menu = QMenu(self)
         rerun = menu.addAction("Rerun with These Parameters")
         rerun.setEnabled(run.record is not None)
@@ -296,6 +327,14 @@ class HistoryPane(QWidget):
         show = menu.addAction("Show Run Folder")
         show.setEnabled(folder is not None)
         show.triggered.connect(lambda: reveal(folder) if folder else None)
+        menu.addSeparator()
+        compare = menu.addAction("Compare Selected Runs")
+        compare.setEnabled(self.compare_pair() is not None)
+        compare.setToolTip("Select exactly two runs (Ctrl-click) to compare them.")
+        compare.triggered.connect(self.request_compare)
+        plot = menu.addAction("Plot Artifact Across Runs…")
+        plot.setEnabled(run.record is not None)
+        plot.triggered.connect(lambda: self.plot_requested.emit(run))
         menu.addSeparator()
         pin = menu.addAction("Unpin run" if run.pinned else "Pin run")
         pin.triggered.connect(lambda: self.pin_requested.emit(run, not run.pinned))
@@ -308,7 +347,8 @@ class HistoryPane(QWidget):
     def _show_menu(self, pos: QPoint) -> None:
         row = self.table.indexAt(pos).row()
         if 0 <= row < len(self._runs):
-            self.table.selectRow(row)
+            if row not in {i.row() for i in self.table.selectionModel().selectedRows()}:
+                self.table.selectRow(row)  # a click outside the selection replaces it
             menu = self.menu_for(self._runs[row])
             menu.exec(self.table.viewport().mapToGlobal(pos))
             menu.deleteLater()  # one menu per right-click: never keep them all
@@ -510,154 +550,6 @@ def own_names() -> set[str]:
     if sys.platform != "win32":
         names.add(_account(os.getuid()).split(" ", 1)[0])
     return names - {""}
-
-
-@dataclass(frozen=True)
-class HelperRequest:
-    """What the artifact helper is started with (kept while a foreign run awaits consent)."""
-
-    interpreter: str
-    root: str
-    flow: str
-    run_id: str
-    step: str
-    task_id: str
-    add_core: bool
-
-    @property
-    def title(self) -> str:
-        return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
-
-
-class ArtifactsPane(QWidget):
-    """Artifacts of one task, described by a helper process of the flow's interpreter.
-
-    For another user's run the helper (which unpickles, so runs code from the
-    artifacts) starts only on "Load values"; until then the names, types and
-    sizes come from the run's events.
-    """
-
-    loaded = Signal()
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.title = QLabel("Select a step in the graph to see its artifacts.")
-        self.title.setWordWrap(True)
-        self.load_button = QPushButton("Load values")
-        self.load_button.setToolTip("Unpickle this run's artifacts in the flow's interpreter. "
-                                    "Unpickling runs code chosen by whoever made the run.")
-        self.load_button.hide()
-        self.load_button.clicked.connect(self.load_values)
-        self.table = _read_only_table(["Name", "Type", "Size", "Preview"])
-        top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        top.addWidget(self.load_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
-        layout.addWidget(self.table)
-        self._proc: QProcess | None = None
-        self._waiting: HelperRequest | None = None  # a foreign run's helper, not yet allowed
-        self.rows: list[dict[str, Any]] = []
-
-    def show_task(self, interpreter: str, root: str, flow: str, run_id: str, step: str,
-                  task_id: str, add_core: bool, *, made_by: str | None = None,
-                  listed: Sequence[dict[str, Any]] = ()) -> None:
-        """Show the task's artifacts: values at once for our own runs (`made_by` None);
-        for a run `made_by` another user, only the `listed` names, types and sizes until
-        the user asks for the values."""
-        self._stop_helper()
-        request = HelperRequest(interpreter, root, flow, run_id, step, task_id, add_core)
-        if made_by is None:
-            self._start(request)
-            return
-        self._waiting = request
-        self._fill([_listed_row(a) for a in listed if isinstance(a, dict)])
-        unlisted = "" if listed else " Its events list no artifact names."
-        self.title.setText(f"Artifacts of {request.title}. This run was made by {made_by}; "
-                           f"loading its values runs code from its artifacts.{unlisted}")
-        self.load_button.show()
-
-    @property
-    def awaiting_consent(self) -> bool:
-        """True while a foreign run's values wait for "Load values"."""
-        return self._waiting is not None
-
-    def load_values(self) -> None:
-        """The user's go-ahead: start the helper for the foreign run shown."""
-        request, self._waiting = self._waiting, None
-        if request is not None:
-            self._start(request)
-
-    def _stop_helper(self) -> None:
-        self._waiting = None
-        self.load_button.hide()
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.deleteLater()
-            self._proc = None
-
-    def _start(self, request: HelperRequest) -> None:
-        """Ask the helper process for the task's artifacts; the table fills when it answers."""
-        self._stop_helper()
-        self.title.setText(f"Artifacts of {request.title} (loading…)")
-        self.table.setRowCount(0)
-        proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        for key, value in child_env(core_path() if request.add_core else None).items():
-            env.insert(key, value)
-        proc.setProcessEnvironment(env)
-        proc.finished.connect(lambda code, _status, p=proc, t=request.title:
-                              self._on_done(p, code, t))
-        program, *args = inspect_argv(request.interpreter, request.root, request.flow,
-                                      request.run_id, request.step, request.task_id)
-        proc.start(program, args)
-        self._proc = proc
-
-    def _on_done(self, proc: QProcess, code: int, title: str) -> None:
-        # A helper killed as its pane is destroyed still reports from Qt's destructor.
-        if proc is not self._proc or not shiboken6.isValid(proc) or not shiboken6.isValid(self):
-            return
-        out = bytes(proc.readAllStandardOutput().data()).decode("utf-8", "replace")
-        err = bytes(proc.readAllStandardError().data()).decode("utf-8", "replace")
-        data: dict[str, Any]
-        try:
-            data = json.loads(out) if code == 0 else {"artifacts": [], "error": err.strip()}
-        except ValueError:
-            data = {"artifacts": [], "error": f"unreadable answer from the helper: {out[:200]}"}
-        error = data.get("error")
-        self.title.setText(f"Artifacts of {title}" + (f" — {error}" if error else ""))
-        self._fill(list(data.get("artifacts") or []))
-        self.loaded.emit()
-
-    def _fill(self, rows: list[dict[str, Any]]) -> None:
-        """One table row per artifact: name, type, size, and the preview when there is one."""
-        self.rows = rows
-        self.table.setRowCount(len(self.rows))
-        for row, art in enumerate(self.rows):
-            preview = art.get("preview", "")
-            if art.get("shape") is not None:
-                preview = f"shape {tuple(art['shape'])} {art.get('dtype', '')}  {preview}"
-            for col, text in enumerate([art["name"], art.get("type", ""),
-                                        _size(art.get("size", 0)), preview]):
-                item = QTableWidgetItem(str(text))
-                item.setToolTip(str(art.get("preview", "")))
-                self.table.setItem(row, col, item)
-
-
-def _listed_row(artifact: dict[str, Any]) -> dict[str, Any]:
-    """An artifact as the events list it (name, type, size), with no value read."""
-    size = artifact.get("size")
-    return {"name": str(artifact.get("name", "")), "type": str(artifact.get("type", "")),
-            "size": size if isinstance(size, (int, float)) else 0}
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')

@@ -1,0 +1,262 @@
+"""The Artifacts pane's viewers, on real values from a real run (tests/flows/viewer_values.py).
+
+The pane runs the real helper process (the flow's interpreter: here ours) for the
+list, each preview and each export; nothing is unpickled in this process. Every wait
+is for a condition, with a generous limit. With FLOWDECK_SCREENSHOTS=DIR set, each
+viewer is also saved as DIR/artifact-<kind>.png (the README's pictures).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import FLOWS, child_env, run_flow
+from PySide6.QtCore import QProcess, Qt
+from PySide6.QtWidgets import QApplication
+
+from flowdeck.client import Run
+from flowdeck.store.layout import RunLayout
+from flowdeck_desktop.views.artifacts import ArtifactsPane
+from flowdeck_desktop.views.artifacts.viewers import (
+    ImageViewer,
+    PlotViewer,
+    ReprViewer,
+    TableViewer,
+    TextViewer,
+    TreeViewer,
+)
+
+FLOW = "ViewerValuesFlow"
+WAIT = 60000
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A finished run of viewer_values.py: where it is, and its start task's listing."""
+    file = tmp_path_factory.mktemp("viewer-run") / "viewer_values.py"
+    shutil.copy(FLOWS / "viewer_values.py", file)
+    done = run_flow(file, "run", env=child_env(STUCK="1"), timeout=180)
+    assert done.returncode == 0, done.stderr
+    layout = RunLayout.for_file(file, FLOW)
+    [run_id] = layout.run_ids()
+    [task] = list(Run(f"{FLOW}/{run_id}", root=str(layout.root), _namespace_check=False)["start"])
+    listed = [{"name": a.id, "type": a.type, "size": a.size} for a in task.artifacts]
+    return {"root": str(layout.root), "run_id": run_id, "task_id": task.id, "listed": listed}
+
+
+@pytest.fixture
+def pane(qtbot, finished_run: dict) -> ArtifactsPane:
+    """The pane showing the start task, its list answered by the helper."""
+    widget = ArtifactsPane()
+    qtbot.addWidget(widget)
+    widget.resize(1100, 480)
+    widget.show()
+    with qtbot.waitSignal(widget.loaded, timeout=WAIT):
+        widget.show_task(os.sys.executable, finished_run["root"], FLOW, finished_run["run_id"],
+                         "start", finished_run["task_id"], True, listed=finished_run["listed"])
+    return widget
+
+
+def show(qtbot, pane: ArtifactsPane, name: str, kind: str, shot: bool = True):
+    """Select an artifact as a click would and wait for its viewer."""
+    shown: list[tuple[str, str]] = []
+    pane.preview_shown.connect(lambda n, k: shown.append((n, k)))
+    assert pane.select(name)
+    qtbot.waitUntil(lambda: (name, kind) in shown or (name, "message") in shown, timeout=WAIT)
+    assert (name, kind) in shown, pane.message.text()
+    assert pane.current_viewer.kind == kind
+    if shot:
+        snap(pane, kind)
+    return pane.current_viewer
+
+
+def snap(pane: ArtifactsPane, kind: str) -> None:
+    folder = os.environ.get("FLOWDECK_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        QApplication.processEvents()  # the layout follows the last change first
+        pane.grab().save(str(Path(folder) / f"artifact-{kind}.png"))
+
+
+def test_names_types_and_sizes_show_before_any_helper_answers(qtbot, finished_run: dict) -> None:
+    widget = ArtifactsPane()
+    qtbot.addWidget(widget)
+    widget.show_task(os.sys.executable, finished_run["root"], FLOW, finished_run["run_id"],
+                     "start", finished_run["task_id"], True, listed=finished_run["listed"])
+    names = [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
+    assert {"frame", "picture", "stuck"} <= set(names)  # at once, from the listing
+    assert widget.table.item(names.index("picture"), 2).text().endswith("MB")
+    with qtbot.waitSignal(widget.loaded, timeout=WAIT):
+        pass
+    rows = {r["name"]: r for r in widget.rows}
+    assert rows["count"]["preview"] == "7" and rows["picture"].get("deferred")
+
+
+def test_a_data_frame_shows_in_a_sortable_table_with_shape_and_dtypes(qtbot, pane) -> None:
+    viewer = show(qtbot, pane, "frame", "table")
+    assert isinstance(viewer, TableViewer) and viewer.model is not None
+    assert "500 rows × 4 columns" in viewer.info.text()
+    assert "showing the first 200 rows" in viewer.info.text()
+    assert "score float64" in viewer.dtypes.text()
+    model = viewer.model
+    assert (model.rowCount(), model.columnCount()) == (200, 4)
+    viewer.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    scores = [model.value(r, 1) for r in range(model.rowCount())]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(99.999, abs=0.01)
+    viewer.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # numbers sort as numbers
+    assert [model.value(r, 0) for r in range(3)] == [0, 1, 2]
+    assert model.headerData(1, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole) == \
+        "score: float64"
+
+
+def test_a_wide_array_shows_its_first_columns(qtbot, pane) -> None:
+    viewer = show(qtbot, pane, "matrix", "table")
+    assert isinstance(viewer, TableViewer) and viewer.model is not None
+    assert viewer.model.columnCount() == 50 and "300 rows × 60 columns" in viewer.info.text()
+    assert viewer.dtypes.text() == "dtype: float64"
+
+
+def test_numbers_show_as_a_line_or_a_histogram(qtbot, pane) -> None:
+    losses = show(qtbot, pane, "losses", "plot")
+    assert isinstance(losses, PlotViewer) and losses.values[:2] == [1.0, 0.5]
+    viewer = show(qtbot, pane, "signal", "plot")
+    assert isinstance(viewer, PlotViewer)
+    assert len(viewer.values) == 10_000 and "50,000 values" in viewer.info.text()
+    assert "one value in 5" in viewer.info.text()
+    [line] = viewer.plot.getPlotItem().listDataItems()
+    assert len(line.xData) == 10_000 and line.xData[1] == 5  # x is the index in the whole array
+    viewer.set_mode(PlotViewer.HISTOGRAM)
+    [bars] = viewer.plot.getPlotItem().listDataItems()
+    assert sum(bars.yData) == 10_000
+    snap(pane, "plot-histogram")
+    viewer.set_mode(PlotViewer.LINE)
+
+
+def test_images_show_as_pictures(qtbot, pane) -> None:
+    pixels = show(qtbot, pane, "pixels", "image")
+    assert isinstance(pixels, ImageViewer)
+    assert pixels.picture.source.toImage().pixelColor(5, 5).name() == "#ff0000"
+    png = show(qtbot, pane, "png", "image")
+    assert isinstance(png, ImageViewer) and png.picture.source.width() == 48
+    viewer = show(qtbot, pane, "picture", "image")
+    assert isinstance(viewer, ImageViewer)
+    assert viewer.picture.source.width() == 1024 and viewer.picture.source.height() == 614
+    assert "1,500 × 900 px" in viewer.info.text() and "downscaled" in viewer.info.text()
+    shown = viewer.picture.pixmap()
+    assert not shown.isNull() and shown.width() <= viewer.picture.width()
+    assert _value_cell(pane, "picture") == "picture 1500 × 900 px RGB"  # the row says it now
+
+
+def test_a_nested_dict_shows_as_a_collapsible_tree(qtbot, pane) -> None:
+    viewer = show(qtbot, pane, "nested", "tree")
+    assert isinstance(viewer, TreeViewer)
+    tree = viewer.tree
+    top = {tree.topLevelItem(i).text(0): tree.topLevelItem(i)
+           for i in range(tree.topLevelItemCount())}
+    assert set(top) == {"model", "metrics", "history", "tags"}
+    history = top["history"]
+    assert history.childCount() == 101 and history.child(100).text(2) == "150 more not shown"
+    model = top["model"]
+    values = {model.child(i).text(0): model.child(i).text(2) for i in range(model.childCount())}
+    assert values["alpha"] == "0.5" and values["layers"] == "3 items"
+    tree.collapseItem(model)
+    assert not model.isExpanded()
+
+
+def test_a_long_string_shows_as_text_with_search(qtbot, pane) -> None:
+    viewer = show(qtbot, pane, "essay", "text")
+    assert isinstance(viewer, TextViewer)
+    assert "showing the first 200,000" in viewer.info.text()
+    viewer.search.setText("01000 The quick")
+    assert viewer.found == 1 and viewer.text.textCursor().selectedText() == "01000 The quick"
+    viewer.search.setText("lazy dog. The quick")
+    snap(pane, "text")
+    viewer.search.setText("lazy dog")
+    assert viewer.found == 2000  # highlighted up to the cap
+    assert viewer.matches.text() == "2000+ found"
+    viewer.search.setText("no such words")
+    assert viewer.found == 0 and viewer.matches.text() == "not found"
+
+
+def test_anything_else_shows_its_repr(qtbot, pane) -> None:
+    viewer = show(qtbot, pane, "count", "repr")
+    assert isinstance(viewer, ReprViewer) and viewer.text.toPlainText() == "7"
+
+
+def _value_cell(pane: ArtifactsPane, name: str) -> str:
+    row = next(i for i, r in enumerate(pane.rows) if r["name"] == name)
+    return pane.table.item(row, 3).text()
+
+
+def test_values_that_cannot_load_say_why_in_their_rows(qtbot, pane) -> None:
+    assert "needs the module 'flowdeck_vanished_module'" in _value_cell(pane, "vanished")
+    assert "pip install flowdeck_vanished_module" in _value_cell(pane, "vanished")
+    assert "Grudge refuses to be unpickled" in _value_cell(pane, "grudge")
+    assert "class Ghost is no longer in module json" in _value_cell(pane, "ghost")
+    show(qtbot, pane, "grudge", "message")
+    assert pane.message.failed and "grudge cannot be shown" in pane.message.text()
+    assert not pane.export_button.isEnabled()
+
+
+def test_a_preview_that_hangs_is_killed_past_the_limit_and_says_so(qtbot, pane) -> None:
+    pane.preview_limit_s = 3  # the helper itself would wait 8 s: the window's kill comes first
+    show(qtbot, pane, "stuck", "message", shot=False)
+    assert "stopped after 3 s" in _value_cell(pane, "stuck")
+    assert "stopped after 3 s" in pane.message.text()
+    assert all(p.state() == QProcess.ProcessState.NotRunning
+               for p in pane.findChildren(QProcess))
+
+
+def test_a_new_selection_cancels_the_preview_under_way(qtbot, pane) -> None:
+    pane.preview_limit_s = 600
+    pane.select("stuck")
+    qtbot.waitUntil(lambda: pane._preview_call is not None, timeout=WAIT)
+    stuck_call = pane._preview_call
+    assert stuck_call is not None
+    qtbot.waitUntil(lambda: stuck_call.proc.state() == QProcess.ProcessState.Running,
+                    timeout=WAIT)
+    stuck_proc = stuck_call.proc
+    viewer = show(qtbot, pane, "count", "repr", shot=False)
+    assert viewer.text.toPlainText() == "7"
+    assert stuck_call.done  # killed and never answers
+    qtbot.waitUntil(lambda: not _alive(stuck_proc), timeout=WAIT)
+    assert "stopped after" not in _value_cell(pane, "stuck")
+
+
+def _alive(proc: QProcess) -> bool:
+    import shiboken6
+    return shiboken6.isValid(proc) and proc.state() != QProcess.ProcessState.NotRunning
+
+
+def test_export_writes_the_whole_value_through_the_helper(qtbot, pane, tmp_path: Path) -> None:
+    show(qtbot, pane, "frame", "table")
+    assert pane.export_button.isEnabled()
+    target = tmp_path / "frame.csv"
+    with qtbot.waitSignal(pane.exported, timeout=WAIT) as signal:
+        pane.export_to("frame", str(target))
+    assert signal.args == ["frame", str(target)]
+    assert pd.read_csv(target, index_col=0).shape == (500, 4)  # all rows, not the preview's
+    assert "Wrote frame" in pane.status.text()
+    with qtbot.waitSignal(pane.exported, timeout=WAIT) as signal:
+        pane.export_to("frame", str(tmp_path / "frame.png"))
+    assert signal.args == ["frame", ""] and "can be exported as .csv, .pkl" in pane.status.text()
+
+
+def test_a_foreign_run_starts_no_helper_for_a_selection(qtbot, finished_run: dict) -> None:
+    widget = ArtifactsPane()
+    qtbot.addWidget(widget)
+    widget.show_task(os.sys.executable, finished_run["root"], FLOW, finished_run["run_id"],
+                     "start", finished_run["task_id"], True, made_by="mallory",
+                     listed=finished_run["listed"])
+    assert widget.select("frame")
+    assert widget.findChildren(QProcess) == []
+    assert "Load values" in widget.message.text()
+    shown: list[tuple[str, str]] = []
+    widget.preview_shown.connect(lambda n, k: shown.append((n, k)))
+    with qtbot.waitSignal(widget.loaded, timeout=WAIT):
+        widget.load_button.click()
+    qtbot.waitUntil(lambda: ("frame", "table") in shown, timeout=WAIT)
