@@ -17,17 +17,19 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.engine.executors.base import Executor, Launched
-from flowdeck.engine.executors.forkserver import ExitPipe, ForkServer, ForkServerGone
 from flowdeck.engine.task import EXIT_CANCELLED, TaskRequest, execute_task, prepare_worker_process
 from flowdeck.engine.taskstate import foreach_input_ref, preload
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobStore
+
+if TYPE_CHECKING:  # the server's module is imported once a run needs it (not for hello)
+    from flowdeck.engine.executors.forkserver import ExitPipe, ForkServer
 
 #: FLOWDECK_FORK_SERVER=0 forks every worker from the orchestrator (for comparison);
 #: "always" forks every worker through the server, the first ones too (for tests).
@@ -50,8 +52,7 @@ class LocalExecutor(Executor):
         self.adopter: processes.Adopter | None = None
         self.server: ForkServer | None = None
         choice = os.environ.get(FORK_SERVER_ENV, "").strip().lower()
-        self.use_server = (hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
-                           and choice != "0")
+        self.use_server = hasattr(os, "pidfd_open") and choice != "0"
         self.direct_forks = 0 if choice == "always" else DIRECT_FORKS
         self.served: dict[int, ExitPipe] = {}  # by key (negative), the server's workers
         self.last_key = 0
@@ -64,6 +65,7 @@ class LocalExecutor(Executor):
     def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         self.started += 1
         if self.use_server and self.server is None and self.started > self.direct_forks:
+            from flowdeck.engine.executors.forkserver import ForkServer
             _flush_stdio()  # before the fork, and before this task's pipes exist
             self.server = ForkServer(request, close_inherited)
         out_r, out_w = os.pipe()
@@ -81,6 +83,7 @@ class LocalExecutor(Executor):
                       err_w: int) -> Launched | None:
         """Fork through the server; None when the server is gone, after which every worker
         is forked directly."""
+        from flowdeck.engine.executors.forkserver import ExitPipe, ForkServerGone
         assert self.server is not None
         exit_r, exit_w = os.pipe()
         try:
