@@ -29,9 +29,12 @@ Tools and their idioms:
                linear just compute and print; foreach and cpu fork one child per item (at
                most as many at once as the engine runs), each does its item and `_exit`s,
                the parent waits for all (no results kept); array makes the array,
-               `np.save`s it and `np.load`s it back in the same process (the least any
-               tool that hands data between tasks through the disk must do; no fsync, as
-               Flowdeck does none), then sums it
+               `np.save`s it to a new file and `np.load`s it back in the same process
+               (the least any tool that hands data between tasks through the disk must
+               do; no fsync, as Flowdeck does none), then sums it and removes the file.
+               A new file each run: overwriting the previous run's file cost 0.03 s
+               instead of 0.28 s per 100 MB on this machine's file system, a saving no
+               store of new values gets
 
 Each tool's run prints a line the harness checks (`expect`), so a tool that silently
 did nothing cannot look fast.
@@ -456,12 +459,15 @@ FLOOR = {
     "hello": 'message = "hello"\nprint(message)\n',
     "linear": 'count = 0\nfor _ in range(8):\n    count += 1\nprint("count", count)\n',
     "array": '''
+import os
 import numpy as np
 
 arr = {maker}
-np.save("arr.npy", arr)
+path = f"arr-{os.getpid()}.npy"  # a new file, as a store writes one per new value
+np.save(path, arr)
 del arr
-print("sum", float(np.load("arr.npy").sum()))
+print("sum", float(np.load(path).sum()))
+os.remove(path)
 ''',
 }
 
