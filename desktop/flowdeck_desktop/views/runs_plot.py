@@ -16,9 +16,8 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pyqtgraph as pg
 import shiboken6
 from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QColor, QIcon, QPalette, QPixmap
@@ -55,6 +54,28 @@ X_RUN_START = "Run start time"
 X_FOREACH_INPUT = "Foreach item"
 X_FOREACH_INDEX = "Foreach index"
 
+if TYPE_CHECKING:
+    import pyqtgraph
+
+
+def plotting_problem() -> str | None:
+    """Why this window cannot draw plots (None: it can). The double-clickable bundle
+    leaves pyqtgraph and numpy out to stay small."""
+    try:
+        import pyqtgraph  # noqa: F401
+    except ImportError as exc:
+        return (f"Plots need pyqtgraph and numpy, which this Flowdeck lacks ({exc}). "
+                "Install them where Flowdeck runs (python -m pip install 'flowdeck[desktop]'); "
+                "the app bundle leaves them out to stay small.")
+    return None
+
+
+def _pg() -> Any:
+    """pyqtgraph, imported when a plot is first drawn (about 0.3 s, and numpy): the window
+    starts without it."""
+    import pyqtgraph
+    return pyqtgraph
+
 
 #: Distinct colours for the runs of a foreach plot, readable on light and dark (Tableau 10).
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -65,7 +86,7 @@ def run_color(index: int, count: int) -> QColor:
     """The colour of the `index`-th of `count` runs: the fixed ten, then a hue wheel."""
     if count <= len(RUN_COLORS):
         return QColor(RUN_COLORS[index])
-    return QColor(pg.intColor(index, hues=count, values=1, maxValue=220))
+    return QColor(_pg().intColor(index, hues=count, values=1, maxValue=220))
 
 
 def varying_params(runs: Sequence["PlotRun"]) -> list[str]:
@@ -219,10 +240,10 @@ class RunsPlot(QWidget):
         self.x_choice.setToolTip("What the horizontal axis shows.")
         self.x_choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.x_choice.currentTextChanged.connect(lambda _text: self._draw())
-        self.plot = pg.PlotWidget()
+        self.plot = _pg().PlotWidget()
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setMenuEnabled(True)
-        self.scatter: pg.ScatterPlotItem | None = None
+        self.scatter: pyqtgraph.ScatterPlotItem | None = None
         self.info = QLabel("Hover a point to see its run and parameters; click one to keep "
                            "it here.")
         self.info.setWordWrap(True)
@@ -355,8 +376,8 @@ class RunsPlot(QWidget):
         text = palette.color(QPalette.ColorRole.Text)
         for side in ("left", "bottom"):
             axis = self.plot.getAxis(side)
-            axis.setPen(pg.mkPen(text))
-            axis.setTextPen(pg.mkPen(text))
+            axis.setPen(_pg().mkPen(text))
+            axis.setTextPen(_pg().mkPen(text))
             axis.enableAutoSIPrefix(False)  # a loss of 0.6 reads 0.6, not "600 (x0.001)"
 
     def _draw(self) -> None:
@@ -367,8 +388,8 @@ class RunsPlot(QWidget):
         if request is None:
             return
         mode = self.x_mode
-        item.setAxisItems({"bottom": pg.DateAxisItem() if mode == X_RUN_START
-                           else pg.AxisItem("bottom")})
+        item.setAxisItems({"bottom": _pg().DateAxisItem() if mode == X_RUN_START
+                           else _pg().AxisItem("bottom")})
         self._apply_palette()
         item.setLabel("left", request.name)
         item.setLabel("bottom", {X_FOREACH_INPUT: f"item of {request.step}'s foreach",
@@ -383,7 +404,7 @@ class RunsPlot(QWidget):
         runs = sorted({p.run.number for p in points})
         colors = {n: run_color(i, len(runs)) for i, n in enumerate(runs)} if per_run else {}
         single = QColor("#42a5f5" if dark else "#2f80ed")
-        brushes = [pg.mkBrush(colors.get(p.run.number, single)) for p in points]
+        brushes = [_pg().mkBrush(colors.get(p.run.number, single)) for p in points]
         # Lines first, so the points sit on top: one line per run along its items, or
         # one line through the runs in x order.
         groups: dict[int, list[PlotPoint]] = {}
@@ -395,12 +416,12 @@ class RunsPlot(QWidget):
             color.setAlpha(150)
             if len(ordered) > 1 and (per_run or not self.data.foreach):
                 item.plot([p.x(mode) for p in ordered], [p.value for p in ordered],
-                          pen=pg.mkPen(color, width=1.5))
+                          pen=_pg().mkPen(color, width=1.5))
         self._fill_legend(groups if per_run else {}, colors)
-        self.scatter = pg.ScatterPlotItem(
+        self.scatter = _pg().ScatterPlotItem(
             x=[p.x(mode) for p in points], y=[p.value for p in points],
             data=list(range(len(points))), brush=brushes, size=9,
-            pen=pg.mkPen(self.palette().color(QPalette.ColorRole.Base), width=1),
+            pen=_pg().mkPen(self.palette().color(QPalette.ColorRole.Base), width=1),
             hoverable=True, hoverSize=13, tip=self._tip)
         self.scatter.sigHovered.connect(self._on_hover)
         self.scatter.sigClicked.connect(self._on_click)
