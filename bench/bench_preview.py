@@ -11,7 +11,9 @@ A flow stores one DataFrame of about 100 MB (`--mb`). Then, in interleaved round
     window     the real ArtifactsPane, offscreen, in a fresh process: from the task's
                "click" (`show_task`, with the artifact selected at once) to the table
                shown (`preview_shown`), and that process's RSS after (the helper's
-               memory is the helper's, not the window's)
+               memory is the helper's, not the window's); twice: with the preview the
+               task stored beside the blob (store/previews.py), then with it deleted
+               (the helper loads the value)
     window+unpickle  the same window process, unpickling the value itself instead
                (import, load, touch): its time and RSS after
 
@@ -173,6 +175,15 @@ def main() -> None:
         }
         series = interleave(commands, args.repeat)
         window = window_rounds("window", root, run_id, task.id, args.repeat)
+        # The same click once the task's stored preview is gone (a run made before stored
+        # previews, or a value whose kind gets none): the helper loads the value.
+        from flowdeck.store.blobs import BlobStore
+        from flowdeck.store.previews import preview_path
+        stored = preview_path(BlobStore(Path(root)), task["frame"].sha)
+        if stored is None or not stored.exists():
+            raise SystemExit("the task stored no preview of its DataFrame")
+        stored.unlink()
+        window_helper = window_rounds("window", root, run_id, task.id, args.repeat)
         inline = window_rounds("unpickle", root, run_id, task.id, args.repeat)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -193,11 +204,16 @@ def main() -> None:
                         ("unpickle", "a process unpickling the whole value")):
         s = series[name]
         print(f"| {label} | {s.wall:.3f} | peak RSS {s.peak_rss / mb:.0f} MB |")
-    print(f"| window: click to table shown | {w_time:.3f} | RSS after "
-          f"{med(window, 'rss_after') / mb:.0f} MB (+{w_grow / mb:.1f} MB) |")
+    print(f"| window: click to table shown (the task's stored preview) | {w_time:.3f} | "
+          f"RSS after {med(window, 'rss_after') / mb:.0f} MB (+{w_grow / mb:.1f} MB) |")
+    h_time = med(window_helper, "seconds")
+    h_grow = med(window_helper, "rss_after") - med(window_helper, "rss_before")
+    print(f"| window: click to table shown (no stored preview: the helper) | {h_time:.3f} | "
+          f"RSS after {med(window_helper, 'rss_after') / mb:.0f} MB (+{h_grow / mb:.1f} MB) |")
     print(f"| window unpickling it itself | {u_time:.3f} | RSS after "
           f"{med(inline, 'rss_after') / mb:.0f} MB (+{u_grow / mb:.1f} MB) |")
-    print(f"\nwindow preview / window unpickle: time {w_time / u_time:.2f}x, memory growth "
+    print(f"\nwindow preview / window unpickle: stored preview: time {w_time / u_time:.3f}x; "
+          f"helper: time {h_time / u_time:.2f}x; memory growth "
           f"{w_grow / u_grow if u_grow > 0 else float('nan'):.3f}x")
     print(f"\n{machine.describe()}")
 

@@ -22,6 +22,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowdeck.authoring.values import PARALLEL_VAR, contents, username
@@ -34,12 +35,15 @@ from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
 from flowdeck.store.events import read_events
 from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import (
+    DATASTORE_ENV,
     InvalidId,
     RunLayout,
     attempt_file,
     attempts_in,
+    datastore_of,
     default_root,
     find_root,
+    is_store_url,
 )
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt
 from flowdeck.store.status import DAMAGED, RUN_FINAL, RUNNING, TASK_DONE, TASK_FINAL
@@ -55,6 +59,35 @@ class ClientError(MetaflowNotFound):
 
     A MetaflowNotFound, and so also a KeyError, as Metaflow's `run["missing"]` raises.
     """
+
+
+# -- object-store roots --------------------------------------------------------------------
+
+def _store_root(flow: str, root: str | os.PathLike[str] | None) -> Path:
+    """The local root to read: a folder, or the cache of an object-store URL (given, or
+    $FLOWDECK_DATASTORE), marked as that store's cache."""
+    path = find_root(flow, root)
+    url = str(root) if root is not None else os.environ.get(DATASTORE_ENV)
+    if is_store_url(url) and (root is None or is_store_url(str(root))):
+        from flowdeck.store.objectstore import ReadCache
+        ReadCache.of(path, url)
+    return path
+
+
+def _read_cache(root: Path) -> Any:
+    """The `objectstore.ReadCache` of a reader's cache of an object store, else None
+    (the working copy of a run made here is read as it is: its files are the newest)."""
+    mark = datastore_of(root)
+    if mark is None or mark.role != "cache":
+        return None
+    from flowdeck.store.objectstore import ReadCache
+    return ReadCache(root, mark.url, mark.role)
+
+
+def _where(root: Path) -> str:
+    """A root for messages: its object store's URL when it is a copy of one."""
+    mark = datastore_of(root)
+    return f"{mark.url} (copied to {root})" if mark else str(root)
 
 
 # -- namespaces ----------------------------------------------------------------------------
@@ -681,17 +714,23 @@ class Run:
             raise ClientError(f"A run's pathspec is FlowName/run_id, not {pathspec!r}.")
         self.flow_name = flow
         self.id = run_id
-        self.layout = RunLayout(find_root(flow, root), flow)
-        self.blobs = BlobStore(self.layout.root)
+        self.layout = RunLayout(_store_root(flow, root), flow)
         try:
             self.dir = self.layout.run_dir(run_id)
         except InvalidId as exc:
             raise ClientError(f"No run {pathspec}: {exc}") from None
+        #: The object store's records of this run, fetched into the local cache on first
+        #: use (None for a local store).
+        self._remote = _read_cache(self.layout.root)
+        self._fetched = False
+        if _entry is None:
+            self._fetch()
+        self.blobs = BlobStore(self.layout.root)
         self._entry = _entry
         self._cache: dict[str, Any] = {}
         self._user_tags: frozenset[str] | None = None
         if _entry is None and not self.layout.run_json(run_id).exists():
-            raise ClientError(f"No run {pathspec} under {self.layout.root}.")
+            raise ClientError(f"No run {pathspec} under {_where(self.layout.root)}.")
         ns = get_namespace() if _namespace_check else None
         if ns is not None and not _in_namespace(self._tags_or_none(), ns):
             raise MetaflowNamespaceMismatch(ns, f"Run {pathspec} is not in namespace '{ns}' "
@@ -700,6 +739,17 @@ class Run:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, ("Run", self.pathspec, str(self.layout.root))
+
+    def _fetch(self) -> None:
+        """Fetch the run's records from its object store (once; again while it runs)."""
+        if self._remote is None or (self._fetched and not self._still_running()):
+            return
+        self._remote.fetch_run(self.flow_name, self.id)  # ObjectStoreError names URL and operation
+        self._fetched = True
+
+    def _still_running(self) -> bool:
+        record = self.entry.record
+        return record is None or record.status == RUNNING
 
     @property
     def pathspec(self) -> str:
@@ -783,6 +833,7 @@ class Run:
 
     @property
     def events(self) -> list[dict[str, Any]]:
+        self._fetch()
         return read_events(self.layout.events(self.id))
 
     # -- tags -------------------------------------------------------------------------
@@ -890,18 +941,21 @@ class Run:
     def steps(self, *tags: str) -> list[Step]:
         if not self._has_tags(tags):
             return []
+        self._fetch()
         return [Step(self, p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps())
 
     def __getitem__(self, step: str) -> Step:
+        self._fetch()
         if not step.isidentifier() or not (self.dir / step).is_dir():
             raise ClientError(f"Run {self.pathspec} has no step {step!r} (it may not have "
                               "run yet).")
         return Step(self, step)
 
     def __contains__(self, step: object) -> bool:
+        self._fetch()
         return isinstance(step, str) and step.isidentifier() and (self.dir / step).is_dir()
 
     def _graph_next(self) -> dict[str, list[str]]:
@@ -963,8 +1017,11 @@ class Flow:
     def __init__(self, name: str, root: str | os.PathLike[str] | None = None,
                  _namespace_check: bool = True):
         self.id = name
-        self.layout = RunLayout(find_root(name, root), name)
+        self.layout = RunLayout(_store_root(name, root), name)
         self.index = RunIndex(self.layout)
+        remote = _read_cache(self.layout.root)
+        if remote is not None:
+            remote.fetch_runs(name)  # ObjectStoreError names the URL and the operation
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, ("Flow", self.id, str(self.layout.root))

@@ -101,5 +101,10 @@ class Current:
     def __repr__(self) -> str:
         return f"<current {self._values.get('pathspec') or 'outside a task'}>"
 
+    def __reduce__(self) -> str:
+        """Pickled as a reference to the module's one `current`: a flow class shipped by value
+        to another process (a Dask worker) must read that process's task, not a copy."""
+        return "current"
+
 
 current = Current()

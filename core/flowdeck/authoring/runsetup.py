@@ -259,3 +259,22 @@ def max_num_splits() -> int | None:
 def print_notices(notices: list[str]) -> None:
     for notice in notices:
         print(f"flowdeck: {notice}", file=sys.stderr)
+
+
+def export_run_state() -> dict[str, Any]:
+    """What `begin_run` settled in this process, for a task that does not inherit it by
+    fork (a remote worker's): each step's environment, --max-num-splits, `current`'s
+    run-level values and the configs. Plain values, picklable."""
+    return {"step_env": {k: dict(v) for k, v in _step_env.items()},
+            "max_num_splits": _max_num_splits, "run_values": dict(current._run_values),
+            "configs": configs_mod.resolved()}
+
+
+def adopt_run_state(state: dict[str, Any]) -> None:
+    """In a remote task's process: take the run state `export_run_state` gave."""
+    global _max_num_splits
+    _step_env.clear()
+    _step_env.update(state.get("step_env") or {})
+    _max_num_splits = state.get("max_num_splits")
+    current._set_run(**(state.get("run_values") or {}))
+    configs_mod.install(state.get("configs"))

@@ -15,8 +15,9 @@ from typing import Any
 
 @contextmanager
 def alarm(seconds: float, error: Callable[[], BaseException]) -> Iterator[None]:
-    """Raise `error()` in the block once `seconds` have passed (no limit when <= 0)."""
-    if seconds <= 0:
+    """Raise `error()` in the block once `seconds` have passed (no limit when <= 0, or
+    where there is no interval timer: Windows)."""
+    if seconds <= 0 or not hasattr(signal, "setitimer"):
         yield
         return
 

@@ -32,10 +32,20 @@ from flowdeck.authoring.runsetup import (
     print_notices,
 )
 from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
+from flowdeck.engine.executors.base import Executor
 from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
 from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.store.index import RunIndex
-from flowdeck.store.layout import InvalidId, RunLayout, check_id, new_run_id
+from flowdeck.store.layout import (
+    DATASTORE_ENV,
+    InvalidId,
+    RunLayout,
+    check_id,
+    datastore_of,
+    is_store_url,
+    new_run_id,
+    normal_url,
+)
 from flowdeck.store.records import AttemptRecord
 
 
@@ -228,12 +238,55 @@ def _parameter_value(flow_cls: type, param: Parameter, attr: str,
 def execute(flow_cls: type, params: dict[str, Any], options: RunOptions,
             setup: RunSetup | None = None, run_id_file: str | None = None) -> RunOutcome:
     prepared = prepare(flow_cls)
+    _attach_datastore(prepared.layout)
     context = _begin(flow_cls, prepared, setup, options)
     with _metaflow_errors(prepared.file):
         values = resolve_parameters(flow_cls, params)
     values = {**constant_values(flow_cls), **context.config_values, **values}
     _write_run_id(options, run_id_file)
-    return Orchestrator(flow_cls, prepared.graph, values, prepared.layout, options).run()
+    with _executor(options) as executor:
+        outcome = Orchestrator(flow_cls, prepared.graph, values, prepared.layout, options,
+                               executor=executor).run()
+    return _publish(prepared.layout, outcome)
+
+
+def _attach_datastore(layout: RunLayout, origin_run_id: str | None = None,
+                      resuming: bool = False) -> None:
+    """With an object-store root (`--datastore URL`, $FLOWDECK_DATASTORE), make the local
+    root its working copy, once the store proved it takes writes; for a resume, fetch the
+    runs (and the origin run's records) that are only in the object store."""
+    url = os.environ.get(DATASTORE_ENV)
+    if not is_store_url(url):
+        return
+    from flowdeck.store import objectstore
+    assert url is not None
+    try:
+        objectstore.attach(layout.root, url)
+        if resuming:
+            cache = objectstore.ReadCache(layout.root, normal_url(url), "run")
+            cache.fetch_runs(layout.flow)
+            origin = origin_run_id or _latest_run_id(RunIndex(layout))
+            if origin:
+                cache.fetch_run(layout.flow, check_id("run id", origin))
+    except InvalidId as exc:
+        raise UsageError(f"--origin-run-id: {exc}") from None
+    except objectstore.ObjectStoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _publish(layout: RunLayout, outcome: RunOutcome) -> RunOutcome:
+    """Put the rest of a finished run into its object store (run.json last); if that
+    fails, say so and fail the command: other machines would not see the run."""
+    if datastore_of(layout.root) is None:
+        return outcome
+    from flowdeck.store import objectstore
+    try:
+        objectstore.publish_run(layout, outcome.run_id)
+    except objectstore.ObjectStoreError as exc:
+        print(f"flowdeck: run {outcome.run_id} ended ({outcome.status}) but {exc} Its "
+              f"records are complete in {layout.run_dir(outcome.run_id)}.", file=sys.stderr)
+        outcome.exit_code = outcome.exit_code or 1
+    return outcome
 
 
 def _begin(flow_cls: type, prepared: PreparedFlow, setup: RunSetup | None, options: RunOptions,
@@ -278,6 +331,7 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     """Rerun from the failed (or named) steps of an earlier run, reusing its finished tasks."""
     prepared = prepare(flow_cls)
     graph, layout = prepared.graph, prepared.layout
+    _attach_datastore(layout, options.origin_run_id, resuming=True)
     index = RunIndex(layout)
     origin_id = options.origin_run_id or _latest_run_id(index)
     if origin_id is None:
@@ -310,7 +364,41 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
     _write_run_id(options, run_id_file)
-    return Orchestrator(flow_cls, graph, values, layout, options, origin=origin).run()
+    with _executor(options) as executor:
+        outcome = Orchestrator(flow_cls, graph, values, layout, options, origin=origin,
+                               executor=executor).run()
+    return _publish(layout, outcome)
+
+
+#: The executor of runs that do not choose one (`--executor`), e.g. set by a launcher.
+EXECUTOR_ENV = "FLOWDECK_EXECUTOR"
+
+
+@contextmanager
+def _executor(options: RunOptions) -> Iterator[Executor | None]:
+    """The executor the run asked for (None: the orchestrator's default, forked local
+    workers), released when the run ends however it ends.
+
+    Built before the run's folder exists: a scheduler that cannot be reached (or workers
+    running another flowdeck) refuses the run with a UsageError and records nothing.
+    """
+    kind = (options.executor or os.environ.get(EXECUTOR_ENV, "").strip() or "local").lower()
+    if kind == "local":
+        if options.scheduler:
+            raise UsageError("--scheduler is for tasks on Dask; add --executor dask.")
+        yield None
+        return
+    if kind != "dask":
+        raise UsageError(f"executor {kind!r} (--executor or ${EXECUTOR_ENV}): no such "
+                         "executor; choose local or dask.")
+    from flowdeck.engine.executors.dask import DaskExecutor
+    executor = DaskExecutor(options.scheduler, options.max_workers)
+    if not options.max_workers:
+        options.max_workers = executor.default_max_workers()
+    try:
+        yield executor
+    finally:
+        executor.close(set())
 
 
 def _latest_run_id(index: RunIndex) -> str | None:

@@ -23,7 +23,7 @@ from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
-from flowdeck.store.layout import ROOT_ENV, RUN_ID_ENV
+from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -51,8 +51,8 @@ TOP_OPTIONS = {"--quiet": 0, "--metadata": 1, "--datastore": 1, "--datastore-roo
                "--pylint": 0, "--with": 1, "--config": 2, "--config-value": 2, "--branch": 1,
                "--production": 0}
 COMMANDS = ("run", "resume", "show", "check", "output-raw")
-#: What `--metadata`, `--datastore` and `--environment` mean for a local Flowdeck run.
-LOCAL_CHOICES = {"metadata": "local", "datastore": "local", "environment": "local"}
+#: What `--metadata` and `--environment` mean for a local Flowdeck run.
+LOCAL_CHOICES = {"metadata": "local", "environment": "local"}
 
 
 def script_main(flow_cls: type, argv: list[str],
@@ -80,7 +80,7 @@ def _no_arguments() -> SimpleNamespace:
                            max_num_splits=None, with_decorators=None, configs=None,
                            config_values=None, branch=None, production=False,
                            datastore_root=None, metadata=None, datastore=None,
-                           environment=None)
+                           environment=None, executor=None, scheduler=None)
 
 
 def with_default_command(argv: list[str]) -> list[str]:
@@ -119,7 +119,8 @@ def _dispatch(flow_cls: type, args: Any,
     options = RunOptions(max_workers=args.max_workers or 0,
                          run_id=args.run_id or os.environ.get(RUN_ID_ENV) or None,
                          origin_run_id=getattr(args, "origin_run_id", None),
-                         quiet=quiet, memory_limit_mb=args.memory_limit)
+                         quiet=quiet, memory_limit_mb=args.memory_limit,
+                         executor=args.executor, scheduler=args.scheduler)
     setup = RunSetup(tags=list(args.tags or []), with_decorators=list(args.with_decorators or []),
                      config_files=_pairs(args.configs, "--config"),
                      config_values=_pairs(args.config_values, "--config-value"),
@@ -151,18 +152,53 @@ def _pairs(values: list[list[str]] | None, option: str) -> dict[str, str]:
 def _apply_top_options(args: Any, quiet: bool) -> None:
     """Metaflow's top-level options, as far as a local run has a use for them.
 
-    `--datastore-root DIR` stores the runs under DIR (as $FLOWDECK_HOME does);
-    `--metadata`, `--datastore` and `--environment` other than `local` cannot be
-    honoured here and say so; `--event-logger`, `--monitor` and `--[no-]pylint` have
+    `--datastore` and `--datastore-root` choose the store (`_apply_datastore`);
+    `--metadata` and `--environment` other than `local` cannot be honoured here and
+    say so; `--event-logger`, `--monitor` and `--[no-]pylint` have
     nothing to act on and are accepted silently.
     """
-    if args.datastore_root:
-        os.environ[ROOT_ENV] = str(Path(args.datastore_root).expanduser().resolve())
+    _apply_datastore(args)
     for option, local in LOCAL_CHOICES.items():
         value = getattr(args, option, None)
         if value and value != local and not quiet:
             print(f"flowdeck: --{option} {value} is not used: a local Flowdeck run keeps its "
                   f"records in its own store ({local}).", file=sys.stderr)
+
+
+#: Metaflow's `--datastore` kinds with an object store, and the variable that gives
+#: Metaflow its root when `--datastore-root` is not given.
+DATASTORE_KINDS = {"s3": "METAFLOW_DATASTORE_SYSROOT_S3", "gs": "METAFLOW_DATASTORE_SYSROOT_GS",
+                   "azure": "METAFLOW_DATASTORE_SYSROOT_AZURE"}
+
+
+def _apply_datastore(args: Any) -> None:
+    """Where the run's store is: `--datastore URL` (after or before the command, also
+    $FLOWDECK_DATASTORE), Metaflow's `--datastore s3 --datastore-root s3://...` (or its
+    $METAFLOW_DATASTORE_SYSROOT_S3), or a local `--datastore-root DIR` ($FLOWDECK_HOME).
+    The choice goes into the environment, where `store.layout.default_root` reads it."""
+    kind = getattr(args, "run_datastore", None) or args.datastore
+    root = args.datastore_root
+    url: str | None = None
+    if is_store_url(kind):
+        url = kind
+    elif kind in DATASTORE_KINDS:
+        url = root or os.environ.get(DATASTORE_ENV) or os.environ.get(DATASTORE_KINDS[kind])
+        if not is_store_url(url):
+            scheme = {"azure": "az"}.get(kind, kind)
+            raise UsageError(f"--datastore {kind} needs the store's URL: add --datastore-root "
+                             f"{scheme}://BUCKET/PREFIX (or set ${DATASTORE_ENV}).")
+    elif kind not in (None, "", "local"):
+        raise UsageError(f"--datastore {kind}: use `local`, `s3`, `gs` or `azure` (with "
+                         "--datastore-root URL), or an object-store URL such as "
+                         "s3://BUCKET/PREFIX.")
+    elif is_store_url(root):
+        url = root
+    elif root:
+        os.environ[ROOT_ENV] = str(Path(root).expanduser().resolve())
+    if kind == "local":
+        os.environ.pop(DATASTORE_ENV, None)
+    if url is not None:
+        os.environ[DATASTORE_ENV] = url
 
 
 def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
@@ -212,10 +248,14 @@ def _add_top_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--branch", help="@project branch (test.BRANCH; also $METAFLOW_BRANCH)")
     parser.add_argument("--production", action="store_true",
                         help="@project production branch (also $METAFLOW_PRODUCTION)")
-    parser.add_argument("--datastore-root", metavar="DIR",
-                        help=f"store the runs under DIR (as ${ROOT_ENV})")
+    parser.add_argument("--datastore-root", metavar="DIR|URL",
+                        help=f"store the runs under DIR (as ${ROOT_ENV}), or in the object "
+                        "store URL (with --datastore s3)")
     parser.add_argument("--metadata", help="Metaflow's metadata provider; only `local` here")
-    parser.add_argument("--datastore", help="Metaflow's datastore; only `local` here")
+    parser.add_argument("--datastore", metavar="KIND|URL",
+                        help="where artifacts and records go: local (default), an object "
+                        f"store URL such as s3://BUCKET/PREFIX (also ${DATASTORE_ENV}), or "
+                        "Metaflow's s3|gs|azure with --datastore-root URL")
     parser.add_argument("--environment", help="Metaflow's environment; only `local` here")
     parser.add_argument("--event-logger", help="accepted for Metaflow compatibility (no effect)")
     parser.add_argument("--monitor", help="accepted for Metaflow compatibility (no effect)")
@@ -239,6 +279,16 @@ def _add_run_options(parser: "argparse.ArgumentParser") -> None:
                         help="write the run id to PATH before the first task starts")
     parser.add_argument("--max-num-splits", type=int, default=None, metavar="N",
                         help="fail a foreach that would start more than N tasks")
+    parser.add_argument("--executor", choices=("local", "dask"), default=None,
+                        help="where tasks run: forked here (local, the default) or on a Dask "
+                        "cluster (dask; pip install 'flowdeck[dask]'; also $FLOWDECK_EXECUTOR)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="with --executor dask: the scheduler, e.g. tcp://host:8786 (also "
+                        "$FLOWDECK_DASK_SCHEDULER; default: a LocalCluster on this machine)")
+    parser.add_argument("--datastore", dest="run_datastore", metavar="URL", default=None,
+                        help="keep artifacts and records in an object store, such as "
+                        f"s3://BUCKET/PREFIX (also ${DATASTORE_ENV}; needs its fsspec "
+                        "package: pip install 'flowdeck[s3]')")
 
 
 def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> None:

@@ -40,6 +40,10 @@ from flowdeck.store.blobs import (
     EncodedBlob,
     atomic_write_json,
 )
+from flowdeck.store.layout import datastore_of
+from flowdeck.store.objectstore import ObjectStoreError
+from flowdeck.store.previews import PREVIEW_MIN_BYTES, write_preview
+from flowdeck.store.records import write_attempt_record
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,6 +95,15 @@ class TaskRequest:
     #: For a foreach step: why its next step cannot run an unbounded foreach (no
     #: @unbounded_test_foreach_internal, or no join right after it); None when it can.
     unbounded_problem: str | None = None
+    #: The object store (`s3://...`) whose working copy `root` is; filled in where the
+    #: request is made, so that a worker on another machine (where `root` does not exist)
+    #: writes blobs and records to the same store.
+    datastore: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.datastore is None:
+            mark = datastore_of(self.root)
+            self.datastore = mark.url if mark is not None and mark.role == "run" else None
 
 
 _sigint_received = False
@@ -216,7 +229,7 @@ def execute_task(req: TaskRequest) -> int:
         "signature": frames_signature(req.frames), "source_hash": req.source_hash,
         "input_paths": req.input_paths,
     }
-    blobs = BlobStore(req.root)
+    blobs = BlobStore(req.root, req.datastore)
     ctx, inputs = _build_context(req, blobs)
     flow = new_flow_instance(req.flow_cls, ctx)
     current._set(flow_name=req.flow_name, run_id=req.run_id, step_name=req.step,
@@ -261,13 +274,23 @@ def execute_task(req: TaskRequest) -> int:
         code, status = EXIT_FAILED, "failed"
         if progress.phase == "saving" and is_disk_full(exc):  # the store's disk, not the user's
             record["error"] = disk_full_error(getattr(exc, "filename", None) or blobs.dir)
+        elif isinstance(exc, ObjectStoreError):  # names the URL and the operation already
+            record["error"] = error_info(exc, with_traceback=False)
         else:
             record["error"] = error_info(exc)
     record.update(status=status, end=time.time())
     record["duration"] = record["end"] - started
     _flush_stdio()
     try:
-        atomic_write_json(req.attempt_json, record)
+        try:
+            write_attempt_record(req.root, req.attempt_json, record, req.datastore)
+        except ObjectStoreError as exc:  # the object store has no record: the task failed
+            if status == "succeeded":  # else the first failure (often the same store's) stays
+                record["error"] = error_info(exc, with_traceback=False)
+            code, status = EXIT_FAILED, "failed"
+            record.update(status=status, artifacts={}, next=[])
+            print(exc, file=sys.stderr)
+            atomic_write_json(req.attempt_json, record)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
@@ -495,7 +518,21 @@ def _persist(flow: Any, ctx: StepContext, blobs: BlobStore,
             refs[name] = origin[0]
         else:
             refs[name] = blobs.write(blob)
+            if blob.size >= PREVIEW_MIN_BYTES:
+                _store_preview(blobs, refs[name], value)
     return refs
+
+
+def _store_preview(blobs: BlobStore, ref: BlobRef, value: Any) -> None:
+    """Write the preview of a large artifact beside its blob (store/previews.py), so the
+    window shows it without loading the value; never fails the task."""
+    try:
+        from flowdeck.engines.preview import stored_preview
+        preview = stored_preview(value)
+        if preview is not None:
+            write_preview(blobs, ref.sha, preview)
+    except Exception:  # noqa: BLE001 (a value's own methods; a full disk shows elsewhere)
+        pass
 
 
 def _unchanged(blobs: BlobStore, ref: BlobRef, loaded_id: int, value: Any,

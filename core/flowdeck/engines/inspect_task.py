@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from flowdeck.engine.alarm import alarm
 from flowdeck.engines.describe import Listed, TaskArtifacts, describe_value
 from flowdeck.engines.preview import (
     LoadTimeout,
@@ -60,23 +59,11 @@ USAGE = ("usage: python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP T
          "[--preview NAME | --export NAME PATH]")
 
 
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise LoadTimeout in the code inside after `seconds` (POSIX; elsewhere no limit)."""
-    if not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def on_alarm(_signum: int, _frame: Any) -> None:
-        raise LoadTimeout(f"took more than {seconds:g} s to load and was stopped")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def time_limit(seconds: float) -> AbstractContextManager[None]:
+    """Raise LoadTimeout in the code inside after `seconds` (the task's own SIGALRM
+    deadline, engine/alarm.py; POSIX, elsewhere no limit)."""
+    return alarm(seconds, lambda: LoadTimeout(f"took more than {seconds:g} s to load and "
+                                              "was stopped"))
 
 
 def open_task(root: str, flow: str, run_id: str, step: str, task_id: str

@@ -14,7 +14,16 @@ from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
 from flowdeck.engines.local import FlowdeckEngine
 from flowdeck.engines.metaflow import MetaflowEngine
-from flowdeck.store.layout import RUN_ID_ENV, RunLayout, new_run_id
+from flowdeck.store.layout import (
+    DATASTORE_ENV,
+    ROOT_ENV,
+    RUN_ID_ENV,
+    RunLayout,
+    default_root,
+    is_store_url,
+    new_run_id,
+    working_root,
+)
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (FlowdeckEngine(), MetaflowEngine())}
 
@@ -60,15 +69,50 @@ def written_for(file: str, flow: str) -> str | None:
     return info.engine if info is not None else None
 
 
+def store_environment(file: str, store: str | None) -> tuple[Path, dict[str, str]]:
+    """Where a run of `file` keeps what it writes locally (its events among them), and the
+    variables that make the flow process choose that store.
+
+    `store` is None or "" (the flow's own store, `default_root`), a folder (the run's
+    $FLOWDECK_HOME), or an object-store URL (its $FLOWDECK_DATASTORE: the run works in
+    that store's working copy inside the local store). A launcher must know the root to
+    follow the run's events, so the choice travels in the environment the root is
+    computed from, never only as a `--datastore` argument the launcher cannot see."""
+    if not store:
+        return default_root(file), {}
+    if not is_store_url(store):
+        folder = Path(store).expanduser().resolve()
+        return folder, {ROOT_ENV: str(folder), DATASTORE_ENV: ""}
+    local = default_root(file)
+    if is_store_url(os.environ.get(DATASTORE_ENV)):
+        local = local.parent.parent  # default_root gave our own URL's working copy in it
+    return working_root(local, store), {DATASTORE_ENV: store}
+
+
+def datastore_arg(args: list[str]) -> str | None:
+    """The object-store URL of a `--datastore URL` in a Flowdeck command line, if any: the
+    flow process reads it itself, and its launcher must follow the run there too."""
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name == "--datastore":
+            value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+            if is_store_url(value):
+                return value
+    return None
+
+
 def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                  interpreter: Interpreter | None = None, run_id: str | None = None,
                  project_root: str | None = None,
-                 core_dir: str | None = None, imports: str | None = None) -> LaunchSpec:
+                 core_dir: str | None = None, imports: str | None = None,
+                 store: str | None = None) -> LaunchSpec:
     """The launch of `flow` in `file` with the flow command line `args` (`run ...`,
     `resume ...`) on `engine`. `imports` is the engine the file is written for
     (discovery's `FlowInfo.engine`; read from the file when not given): Flowdeck's
-    engine runs a Metaflow file unchanged through its alias entry. Raises LaunchError
-    when the interpreter cannot run it."""
+    engine runs a Metaflow file unchanged through its alias entry. `store` (a folder or
+    an object-store URL; see `store_environment`; on Flowdeck's engine a `--datastore URL`
+    in `args` when not given) is where the run keeps its records. Raises LaunchError when
+    the interpreter cannot run it."""
     file = os.path.abspath(file)
     chosen = engine_for(engine)
     imports = imports or written_for(file, flow) or chosen.name
@@ -84,8 +128,12 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     if problem:
         raise LaunchError(problem)
     run_id = run_id or new_run_id()
-    layout = RunLayout.for_file(file, flow)
+    if store is None and chosen.name == "flowdeck":
+        store = datastore_arg(args)
+    root, store_env = store_environment(file, store)
+    layout = RunLayout(root, flow)
     env = child_env((core_dir or installed_core()) if chosen.needs_core_on_path(check) else None)
+    env.update(store_env)
     env[RUN_ID_ENV] = run_id
     return LaunchSpec(program=python.path, args=chosen.run_args(file, args, imports),
                       cwd=chosen.working_dir(file, project_root), env=env, engine=chosen.name, flow=flow,

@@ -60,6 +60,9 @@ class PreviewLimits:
     text_chars: int = 200_000
     repr_chars: int = 20_000
     max_bytes: int = 1_000_000
+    #: Statistics of a plot over every value (False: over the plotted points only, what a
+    #: task storing a preview pays for: a pass over 100 MB costs more than the rest).
+    whole_stats: bool = True
 
     def halved(self) -> PreviewLimits:
         return replace(self, rows=max(1, self.rows // 2), columns=max(1, self.columns // 2),
@@ -107,6 +110,19 @@ def preview_value(value: Any, limits: PreviewLimits | None = None) -> dict[str, 
     fallback["type"] = type_name(value)
     fallback["export"] = export_formats(value)
     return fallback
+
+
+#: Kinds whose preview costs little next to pickling a large value (a REPR may format a
+#: huge object whole), so a task writes them beside its large blobs (store/previews.py).
+CHEAP_KINDS = (TABLE, PLOT, IMAGE, TREE, TEXT)
+
+
+def stored_preview(value: Any) -> dict[str, Any] | None:
+    """The preview a task stores beside a large blob of `value`, or None when building it
+    could cost more than it saves (then the window's helper builds it on demand)."""
+    if _kind(value) not in CHEAP_KINDS:
+        return None
+    return preview_value(value, PreviewLimits(whole_stats=False))
 
 
 def _build(value: Any, limits: PreviewLimits) -> dict[str, Any]:
@@ -250,11 +266,8 @@ def _plot_preview(value: Any, limits: PreviewLimits) -> dict[str, Any]:
     count = len(value)
     step = max(1, math.ceil(count / limits.points))
     if _is_ndarray(value):
-        import numpy as np
         sample = value[::step].astype("float64")
-        finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
-        stats = ({"min": float(finite.min()), "max": float(finite.max()),
-                  "mean": float(finite.mean(dtype="float64"))} if finite.size else {})
+        stats = _array_stats(value if limits.whole_stats else sample)
         numbers = [_finite_or_none(v) for v in sample.tolist()]
         dtype = str(value.dtype)
     else:
@@ -263,8 +276,28 @@ def _plot_preview(value: Any, limits: PreviewLimits) -> dict[str, Any]:
         stats = ({"min": min(finite_all), "max": max(finite_all),
                   "mean": math.fsum(finite_all) / len(finite_all)} if finite_all else {})
         dtype = "int" if all(isinstance(v, int) for v in value) else "float"
-    return {"kind": PLOT, "count": count, "step": step, "downsampled": step > 1,
-            "values": numbers, "dtype": dtype, "stats": stats}
+    preview = {"kind": PLOT, "count": count, "step": step, "downsampled": step > 1,
+               "values": numbers, "dtype": dtype, "stats": stats}
+    if step > 1 and not limits.whole_stats and _is_ndarray(value):
+        preview["stats_of"] = "the plotted points"
+    return preview
+
+
+def _array_stats(array: Any) -> dict[str, float]:
+    """min, max and mean of a numeric array's finite values, without copying it unless it
+    holds NaN or infinity (a mask and a copy of 100 MB cost more than the three passes)."""
+    import numpy as np
+    if not array.size:
+        return {}
+    low, high = float(array.min()), float(array.max())
+    mean = float(array.mean(dtype="float64"))
+    if array.dtype.kind == "f" and not all(map(math.isfinite, (low, high, mean))):
+        finite = array[np.isfinite(array)]
+        if not finite.size:
+            return {}
+        low, high = float(finite.min()), float(finite.max())
+        mean = float(finite.mean(dtype="float64"))
+    return {"min": low, "max": high, "mean": mean}
 
 
 def _finite_or_none(number: float) -> float | None:

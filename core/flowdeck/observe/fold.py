@@ -52,6 +52,7 @@ class TaskView:
     error: dict[str, Any] | None = None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     origin: str | None = None
+    worker: str | None = None  # the remote worker that ran it (a Dask address); None: local
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -215,6 +216,7 @@ class RunFold:
         task.start = e.t
         task.end = None
         task.pid = e.pid
+        task.worker = e.worker
         task.logs = e.logs
         task.foreach_index = e.foreach_index
         self._put(task)

@@ -13,6 +13,9 @@ depends on the bytes alone, never on the number of threads. Reading a blob
 checks it against its name, so a damaged file raises `BlobDamagedError`
 (naming the file) instead of returning a wrong value.
 
+The bytes live in the blob folder, or in an object store when the root is the
+working copy of one (`BlobBackend`; `store.objectstore`, loaded only then).
+
 Older stores keep working: blobs are read by whatever name they have. A
 32-digit name is xxh3-128 (older Flowdeck, with xxhash installed): checked
 when xxhash is importable, read unchecked otherwise. A 40-digit name of an
@@ -30,7 +33,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from flowdeck.store.layout import datastore_of
 
 try:  # hashlib's own BLAKE2, without importing OpenSSL on every task's start-up path
     from _blake2 import blake2b as _blake2b
@@ -284,13 +289,27 @@ class BlobStore:
     floating-point data). Reads check the bytes against the name.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, datastore: str | None = None):
+        root = Path(root)
         self.dir = root / "blobs"
         self._intact: set[str] = set()  # checked by `damage` in this process
+        #: Where the bytes live: this folder, or an object store (`objectstore.ObjectBlobs`,
+        #: imported only then): `datastore` (a worker on another machine), or the one
+        #: whose working copy `root` is (`layout.datastore_of`).
+        self.backend: BlobBackend = _LOCAL
+        if datastore is None:
+            mark = datastore_of(root)
+            datastore = mark.url if mark is not None else None
+        if datastore is not None:
+            from flowdeck.store.objectstore import ObjectBlobs
+            self.backend = ObjectBlobs(root, datastore)
+
+        #: The blob folder, or its object store's URL (for messages).
+        self.where = self.backend.name(self.dir)
 
     def path(self, sha: str) -> Path:
         """Where the blob `sha` lives; InvalidDigest for anything but a digest (never a path)."""
-        check_digest(sha, f"A blob of {self.dir} was asked for")
+        check_digest(sha, f"A blob of {self.where} was asked for")
         return self.dir / sha[:2] / sha
 
     def put(self, name: str, value: Any) -> BlobRef:
@@ -320,20 +339,9 @@ class BlobStore:
         bytes costs a read, and only when the value was stored before.)
         """
         target = self.path(blob.sha)
-        if not self._has_bytes(target, blob):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, blob.chunks)
+        if not self.backend.holds_bytes(target, blob):
+            self.backend.write(target, blob.chunks)
         return BlobRef(blob.sha, blob.size, blob.type)
-
-    @staticmethod
-    def _has_bytes(path: Path, blob: EncodedBlob) -> bool:
-        try:
-            with open(path, "rb", buffering=0) as handle:
-                if os.fstat(handle.fileno()).st_size != blob.size:
-                    return False
-                return all(_file_continues_with(handle, _byte_view(c)) for c in blob.chunks)
-        except OSError:
-            return False
 
     def holds(self, ref: BlobRef, blob: EncodedBlob) -> bool:
         """True when the stored blob of `ref` has exactly the bytes of `blob`.
@@ -342,15 +350,19 @@ class BlobStore:
         them (about 1 GB/s per core), so a task uses it to find artifacts it read
         but did not change, and keeps their references instead of writing them.
         """
-        return self._has_bytes(self.path(ref.sha), blob)
+        if self.backend.remote:  # fetching the blob to compare costs more than hashing
+            return blob.sha == ref.sha
+        return self.backend.holds_bytes(self.path(ref.sha), blob)
 
     def get(self, sha: str) -> Any:
         """The value stored under `sha`; BlobDamagedError if the file is missing or damaged."""
         path = self.path(sha)
         try:
-            view = _read_blob(path)
+            view = self.backend.read(path)
         except FileNotFoundError:
-            raise BlobDamagedError(path, "is missing") from None
+            raise BlobDamagedError(self.backend.name(path), "is missing") from None
+        if self.backend.remote:
+            path = Path(self.backend.name(path))  # for messages: the blob's URL
         _check_magic(path, view)
         checked = _verify(path, sha, view)
         main, buffers = _split(path, view)
@@ -373,6 +385,8 @@ class BlobStore:
         if ref.sha in self._intact:
             return None
         path = self.path(ref.sha)
+        if self.backend.remote:
+            return self._remote_damage(ref, path)
         try:
             view = _read_blob(path)
         except FileNotFoundError:
@@ -388,6 +402,100 @@ class BlobStore:
             return f"{exc.path} is damaged"
         self._intact.add(ref.sha)
         return None
+
+    def _remote_damage(self, ref: BlobRef, path: Path) -> str | None:
+        """`damage` in an object store: present with its size, without fetching it.
+
+        A blob there was written in one request to its content-addressed key, so it
+        is whole or absent, and the store checksums what it keeps; reading checks
+        the hash anyway. A blob of another size is deleted (the rerun writes it).
+        """
+        name = self.backend.name(path)
+        try:
+            size = self.backend.size(path)
+        except OSError as exc:
+            return f"{name} cannot be checked ({exc})"
+        if size is None:
+            return f"{name} is missing"
+        if ref.size and size != ref.size:
+            try:
+                self.backend.set_aside(path)
+            except OSError:
+                pass
+            return f"{name} is damaged (it has {size} bytes instead of {ref.size})"
+        self._intact.add(ref.sha)
+        return None
+
+
+class BlobBackend(Protocol):
+    """Where a BlobStore's bytes live: a folder (`LocalBlobs`) or an object store
+    (`objectstore.ObjectBlobs`). Paths are the blob folder's; a backend maps them."""
+
+    #: True when reading a blob means fetching it over the network.
+    remote: bool
+
+    def name(self, path: Path) -> str:
+        """The blob's path or URL, for messages."""
+        ...
+
+    def read(self, path: Path) -> memoryview:
+        """The blob's bytes (writable); FileNotFoundError when it is absent."""
+        ...
+
+    def size(self, path: Path) -> int | None:
+        """The stored blob's size; None when it is absent."""
+        ...
+
+    def holds_bytes(self, path: Path, blob: EncodedBlob) -> bool:
+        """True when the blob stored at `path` has exactly `blob`'s bytes."""
+        ...
+
+    def write(self, path: Path, chunks: list[Any]) -> None:
+        """Store `chunks` at `path`, so that readers see all of them or nothing."""
+        ...
+
+    def set_aside(self, path: Path) -> None:
+        """Move a damaged blob out of the way (so that it is written again)."""
+        ...
+
+
+class LocalBlobs:
+    """Blobs as files: written to a temporary file and renamed, mapped when read."""
+
+    remote = False
+
+    def name(self, path: Path) -> str:
+        return str(path)
+
+    def read(self, path: Path) -> memoryview:
+        return _read_blob(path)
+
+    def size(self, path: Path) -> int | None:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return None
+
+    def holds_bytes(self, path: Path, blob: EncodedBlob) -> bool:
+        """Byte for byte: any other file under the name is a damaged copy (a file of the
+        right size with a flipped byte once let a rerun reference it)."""
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                if os.fstat(handle.fileno()).st_size != blob.size:
+                    return False
+                return all(_file_continues_with(handle, _byte_view(c)) for c in blob.chunks)
+        except OSError:
+            return False
+
+    def write(self, path: Path, chunks: list[Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, chunks)
+
+    def set_aside(self, path: Path) -> None:
+        _set_aside(path)
+
+
+_LOCAL = LocalBlobs()
 
 
 def _file_continues_with(handle: Any, view: memoryview) -> bool:

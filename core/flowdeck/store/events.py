@@ -133,6 +133,8 @@ class TaskStarted:
     foreach_num_splits: int | None = None
     input_paths: tuple[str, ...] = ()
     logs: dict[str, str] | None = None  # relative to the run folder
+    #: The remote worker that ran the task (a Dask worker's address); None when local.
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,8 @@ def _task_started(raw: dict[str, Any]) -> TaskStarted:
                        foreach_index=_opt_int(foreach.get("index")),
                        foreach_num_splits=_opt_int(foreach.get("num_splits")),
                        input_paths=tuple(str(p) for p in raw.get("input_paths") or ()),
-                       logs={str(k): str(v) for k, v in logs.items() if v} if logs else None)
+                       logs={str(k): str(v) for k, v in logs.items() if v} if logs else None,
+                       worker=str(raw["worker"]) if raw.get("worker") else None)
 
 
 def _task_finished(raw: dict[str, Any]) -> TaskFinished:

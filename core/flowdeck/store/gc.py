@@ -58,6 +58,7 @@ from pathlib import Path
 from flowdeck.store.blobs import BlobStore
 from flowdeck.store.index import RunEntry, RunIndex, pid_alive, read_run
 from flowdeck.store.layout import RunLayout, flows_in, headless_logs, settings_file
+from flowdeck.store.previews import previewed_blob
 from flowdeck.store.records import DamagedRecord, read_json_file
 from flowdeck.store.status import RUNNING, SUCCEEDED
 
@@ -462,7 +463,7 @@ def _sweep_blobs(root: Path, marks: _Marks, policy: GcPolicy, now: float,
             checked = time.monotonic()
         if _TEMP.match(path.name):
             continue  # a writer's temporary file: the temporary-file rule decides
-        if path.name in marks.shas or stat.st_mtime >= protect_after:
+        if previewed_blob(path.name) in marks.shas or stat.st_mtime >= protect_after:
             report.blobs_kept += 1
             continue
         if report.dry_run or _unlink(path, report):

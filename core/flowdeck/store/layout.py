@@ -11,16 +11,24 @@ Layout under a root (by default the project's `.flowdeck/`)::
     <Flow>/runs/<run_id>/<step>/<task_id>/cards/cards.json   the task's cards (flowdeck.cards.index)
     <Flow>/runs/<run_id>/<step>/<task_id>/cards/<i>-<type>.html   one card (.data.json: its data)
     logs/<run_id>.log                                a headless run's combined output
+    datastores/<name>/                               the working copy of an object-store root
+    datastore.json                                   in a working copy: which object store it copies
     <Flow>/runs/<run_id>/pinned                      present when the user pinned the run
     <Flow>/runs/.deleting-<run_id>/                  a run being deleted (out of every listing)
     settings.json                                    the store's own settings (`keep_runs`)
 
 Every id that becomes part of a path is validated here first, so nothing read
 from a record or a command line can point outside the root.
+
+An object-store root (`s3://bucket/prefix`, `$FLOWDECK_DATASTORE`) has the very same
+layout under its prefix; locally, a *working copy* (a folder of this layout holding
+`datastore.json`) keeps what a run writes as it goes and what a reader fetched
+(`store.objectstore` moves files between the two; docs/scale-out.md, "Store").
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -29,6 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT_ENV = "FLOWDECK_HOME"
+#: An object-store URL (`s3://bucket/prefix`) runs store their artifacts and records in.
+DATASTORE_ENV = "FLOWDECK_DATASTORE"
+DATASTORE_FILE = "datastore.json"  # in a working copy: {"url": ..., "role": "run"|"cache"}
+DATASTORES_DIR = "datastores"
 RUN_ID_ENV = "FLOWDECK_RUN_ID"  # the run id a launcher chose, read by the flow process
 DEFAULT_DIRNAME = ".flowdeck"
 RUN_JSON = "run.json"
@@ -71,20 +83,113 @@ def new_run_id() -> str:
 
 
 def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
-    """The store of a flow file: `$FLOWDECK_HOME` if set, else `.flowdeck/` beside the file."""
+    """The store of a flow file: `$FLOWDECK_HOME` if set, else `.flowdeck/` beside the file;
+    with `$FLOWDECK_DATASTORE` an object-store URL, that store's working copy inside it."""
     env = os.environ.get(ROOT_ENV)
     if env:
-        return Path(env).expanduser().resolve()
-    base = Path(flow_file).resolve().parent if flow_file else Path.cwd()
-    return base / DEFAULT_DIRNAME
+        local = Path(env).expanduser().resolve()
+    else:
+        base = Path(flow_file).resolve().parent if flow_file else Path.cwd()
+        local = base / DEFAULT_DIRNAME
+    url = os.environ.get(DATASTORE_ENV)
+    return working_root(local, url) if url and is_store_url(url) else local
+
+
+def is_store_url(value: object) -> bool:
+    """True for an object-store URL (`s3://...`, `gs://...`); a path or `file://` is local."""
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    scheme = value.split("://", 1)[0].lower()
+    return bool(scheme) and scheme not in ("file", "local") and scheme.isidentifier()
+
+
+def normal_url(url: str) -> str:
+    """An object-store URL without trailing slashes (`s3://b/p/` and `s3://b/p` are one root)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest.strip('/')}"
+
+
+def _url_folder(url: str) -> str:
+    """A folder name for an object-store URL: readable, and distinct per URL (a short hash)."""
+    import hashlib
+    url = normal_url(url)
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", url.replace("://", "-")).strip("-.")[:60]
+    return f"{readable or 'store'}-{hashlib.blake2b(url.encode(), digest_size=4).hexdigest()}"
+
+
+def working_root(local_root: str | os.PathLike[str], url: str) -> Path:
+    """Where a run of this machine keeps its working copy of the object store `url`: a
+    folder of the local store (the window and `flowdeck run` follow its events there)."""
+    return Path(local_root) / DATASTORES_DIR / _url_folder(url)
+
+
+def cache_root(url: str) -> Path:
+    """Where the client keeps what it fetched of the object store `url` (per user)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "flowdeck" / DATASTORES_DIR / _url_folder(url)
+
+
+@dataclass(frozen=True)
+class DatastoreMark:
+    """What `datastore.json` says of a working copy: the object store it copies, and
+    whether a run writes it (`run`: local files are newer) or a reader fills it (`cache`)."""
+
+    url: str
+    role: str
+
+
+def datastore_of(root: str | os.PathLike[str]) -> DatastoreMark | None:
+    """The object store a local root is a working copy of; None for a plain local store.
+
+    One failed open for a plain store: cheap enough for every task's start-up.
+    """
+    try:
+        with open(os.path.join(root, DATASTORE_FILE), "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    url = data.get("url") if isinstance(data, dict) else None
+    if not isinstance(url, str) or not is_store_url(url):
+        return None
+    return DatastoreMark(normal_url(url), str(data.get("role") or "run"))
+
+
+def mark_datastore(root: str | os.PathLike[str], url: str, role: str) -> None:
+    """Make `root` a working copy of `url` (written once; the same content every time)."""
+    folder = Path(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    mark = DatastoreMark(normal_url(url), role)
+    if datastore_of(folder) == mark:
+        return
+    tmp = folder / f".{DATASTORE_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps({"url": mark.url, "role": mark.role}), encoding="utf-8")
+    os.replace(tmp, folder / DATASTORE_FILE)
+
+
+def object_key(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> str:
+    """The key (relative, `/`-separated) of a working copy's file in its object store.
+
+    The object store has the working copy's layout, so a key is the file's path below
+    the root; ValueError for a path outside it (never a key that climbs out of the prefix).
+    """
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if rel == "." or rel.startswith("..") or os.path.isabs(rel):
+        raise ValueError(f"{path} is not inside the store {root}")
+    return rel.replace(os.sep, "/")
 
 
 def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where a flow's runs live for the client: the given root, `$FLOWDECK_HOME`, the
     nearest `.flowdeck/` upward from the working directory (or the script) holding it, or
-    the `.flowdeck/` of a folder beside the script's that holds it."""
+    the `.flowdeck/` of a folder beside the script's that holds it.
+
+    An object-store URL (given, or `$FLOWDECK_DATASTORE`) gives its local cache
+    (`cache_root`), which `store.objectstore.ReadCache` fills.
+    """
     if root is not None:
-        return Path(root)
+        return cache_root(str(root)) if is_store_url(str(root)) else Path(root)
+    if is_store_url(os.environ.get(DATASTORE_ENV)):
+        return cache_root(os.environ[DATASTORE_ENV])
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV]).expanduser()
     here = Path.cwd().resolve()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flowdeck.store.blobs import atomic_write_json, is_digest
-from flowdeck.store.layout import attempt_file, attempts_in
+from flowdeck.store.layout import attempt_file, attempts_in, datastore_of
 from flowdeck.store.status import RUNNING, run_status, task_status
 
 
@@ -56,6 +56,11 @@ def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str,
 
 
 def hostname() -> str:
+    """This machine's name (as `socket.gethostname()`; `socket` is not worth its import
+    on every run's start)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
     return socket.gethostname()
 
 
@@ -131,7 +136,18 @@ class RunRecord:
     system_tags: list[str] | None = None
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        atomic_write_json(path, self.as_json())
+        """Write `run.json`. In an object store's working copy, the record of a run that
+        starts goes to the object store too (the run is listed, and can be resumed, from
+        there while it goes); the final one is put there last by `objectstore.publish_run`,
+        after everything it names."""
+        obj = self.as_json()
+        if self.status == RUNNING:
+            root = Path(path).parents[3]  # <root>/<Flow>/runs/<run_id>/run.json
+            mark = datastore_of(root)
+            if mark is not None and mark.role == "run":
+                from flowdeck.store.objectstore import write_record
+                write_record(root, mark.url, path, obj, "write run record")
+        atomic_write_json(path, obj)
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -295,6 +311,21 @@ class AttemptRecord:
             origin_attempt=int(_get(d, "origin_attempt", int, path, 0) or 0),
             exit_code=_get(d, "exit_code", int, path),
         )
+
+
+def write_attempt_record(root: str | os.PathLike[str], path: str | os.PathLike[str],
+                         record: dict[str, Any], datastore: str | None = None) -> None:
+    """Write a task's attempt record: the manifest of its artifacts, written after all
+    their blobs. For an object store (`datastore`, or the one whose working copy `root`
+    is) it goes there first (ObjectStoreError, naming the URL, if it cannot), so a task
+    that dies before this leaves no record there and its blobs are no artifact."""
+    if datastore is None:
+        mark = datastore_of(root)
+        datastore = mark.url if mark is not None and mark.role == "run" else None
+    if datastore is not None:
+        from flowdeck.store.objectstore import write_record
+        write_record(Path(root), datastore, path, record, "write attempt record")
+    atomic_write_json(path, record)
 
 
 def final_attempt(task_dir: str | os.PathLike[str]) -> AttemptRecord | None:

@@ -23,17 +23,25 @@ from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, detect_interpreter
-from flowdeck.engines.launching import LaunchError, build_launch
+from flowdeck.engines.launching import (
+    LaunchError,
+    build_launch,
+    datastore_arg,
+    store_environment,
+)
 from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord
 from flowdeck_desktop.control.run_options import (
+    ENGINE_LABELS,
+    Placement,
     RunOptionsError,
     engine_announcement,
     engine_choice,
     parse_run_options,
+    placement_clash,
 )
 from flowdeck_desktop.control.run_process import RunProcess, core_path
 from flowdeck_desktop.control.watching import WatchBridge
@@ -68,6 +76,7 @@ class FlowSession:
     params: dict[str, str] = field(default_factory=dict)
     options: str = ""  # run options, as typed: put before the parameters (`--max-workers 2`)
     engine: str = ""  # the engine chosen for a Metaflow file ("": the Metaflow bridge)
+    placement: Placement = field(default_factory=Placement)  # Run on and Store (toolbar)
     run: RunProcess | None = None
     state: RunState | None = None
     pending_rerun: RunPlan | None = None
@@ -342,7 +351,9 @@ class FlowdeckController(QObject):
             found = FlowSession(key, {str(k): str(v) for k, v in value.items()}
                                 if isinstance(value, dict) else {},
                                 options=str(self.settings.value(f"options/{_slug(key)}") or ""),
-                                engine=str(self.settings.value(f"engine/{_slug(key)}") or ""))
+                                engine=str(self.settings.value(f"engine/{_slug(key)}") or ""),
+                                placement=_placement(self.settings.value(
+                                    f"placement/{_slug(key)}")))
             self.sessions[key] = found
         return found
 
@@ -371,8 +382,58 @@ class FlowdeckController(QObject):
         self.settings.setValue(f"engine/{_slug(key)}", engine)
 
     def option_args(self, key: str) -> list[str]:
-        """The run options as arguments; RunOptionsError names a malformed one."""
-        return parse_run_options(self.session(key).options)
+        """The run options as arguments, with where the run goes (`placement_args`) after
+        them; RunOptionsError names a malformed one."""
+        options = parse_run_options(self.session(key).options)
+        return options + self.placement_args(key, options)
+
+    def placement(self, key: str) -> Placement:
+        """Where the flow's runs go (the toolbar's Run on and Store), as the user chose."""
+        return self.session(key).placement
+
+    def set_placement(self, key: str, placement: Placement) -> None:
+        """Choose where the flow's runs go; kept as typed (checked before each run)."""
+        self.session(key).placement = placement
+        if placement.default:
+            self.settings.remove(f"placement/{_slug(key)}")
+        else:
+            self.settings.setValue(f"placement/{_slug(key)}", {
+                "executor": placement.executor, "scheduler": placement.scheduler,
+                "store": placement.store})
+
+    def placement_used(self, key: str) -> bool:
+        """Whether the placement applies: Flowdeck's engine runs it (the Metaflow bridge
+        runs tasks with Metaflow's own runtime and store)."""
+        return self.run_engine(key) == "flowdeck"
+
+    def placement_args(self, key: str, options: list[str] | None = None) -> list[str]:
+        """`--executor dask --scheduler ADDR`, `--datastore URL` for the flow's run;
+        RunOptionsError names a bad address or store, or Run Options that also set them."""
+        if not self.placement_used(key):
+            return []
+        placement = self.session(key).placement
+        placement_clash(options or [], placement)
+        return placement.args()
+
+    def run_store(self, key: str, args: list[str]) -> str | None:
+        """The store a run with `args` writes (the toolbar's, or a `--datastore URL` typed in
+        Run Options), so the window follows its events there; None: the flow's own."""
+        if not self.placement_used(key):
+            return None
+        try:
+            chosen = self.session(key).placement.checked().store
+        except RunOptionsError:
+            chosen = ""
+        return chosen or datastore_arg(args)
+
+    def layout_for(self, key: str) -> RunLayout | None:
+        """The store the flow's runs go to now (its History): the flow's `.flowdeck`, or
+        the folder or object store's working copy chosen in the toolbar."""
+        entry = self.model.entry(key)
+        if entry is None:
+            return None
+        store = self.run_store(key, _options_or_none(self.session(key).options))
+        return RunLayout(store_environment(entry.file, store)[0], entry.name)
 
     @property
     def runs(self) -> dict[str, RunProcess]:
@@ -443,7 +504,9 @@ class FlowdeckController(QObject):
             plan = RunPlan(["run", *options, *(args if args is not None else self.run_args(key))],
                            "run")
         interpreter = self.interpreter_for(entry.file)
-        spec = self._launch_spec(entry, plan.args, interpreter, plan.engine or self.run_engine(key))
+        engine = plan.engine or self.run_engine(key)
+        store = self.run_store(key, plan.args) if engine == "flowdeck" else None
+        spec = self._launch_spec(entry, plan.args, interpreter, engine, store)
         if spec is None:
             return None
         return self._launch(key, entry, spec, interpreter)
@@ -457,12 +520,12 @@ class FlowdeckController(QObject):
         return args
 
     def _launch_spec(self, entry: CatalogEntry, args: list[str], interpreter: Interpreter,
-                     engine: str) -> LaunchSpec | None:
+                     engine: str, store: str | None = None) -> LaunchSpec | None:
         try:
             return build_launch(entry.file, entry.name, engine, args,
                                 interpreter=interpreter, core_dir=core_path(),
                                 project_root=self.project_root(entry.file),
-                                imports=entry.engine)
+                                imports=entry.engine, store=store)
         except LaunchError as exc:
             self._tell("error", " ".join([str(exc), *interpreter.skipped]), entry.key)
             return None
@@ -484,6 +547,13 @@ class FlowdeckController(QObject):
         self.run_started.emit(key, state)
         engine_line = [engine_announcement(entry.engine, spec.engine)] \
             if entry.engine == "metaflow" else []
+        placement = session.placement
+        if not placement.default:
+            engine_line.append(placement.describe() if spec.engine == "flowdeck" else
+                               f"Run on and Store are not used: {ENGINE_LABELS['metaflow']} "
+                               "runs tasks on this machine in Metaflow's own store. Choose "
+                               f"{ENGINE_LABELS['flowdeck']} to run on a Dask cluster or "
+                               "another store.")
         for line in (interpreter.announcement, *engine_line,
                      *interpreter.skipped):  # the log's header
             self.run_output.emit(key, "flowdeck", line + "\n")
@@ -613,7 +683,8 @@ class FlowdeckController(QObject):
         Raises RunOptionsError when the flow's run options are malformed."""
         options = self.option_args(entry.key)
         base = ["run", *options, *self.run_args(entry.key)]
-        last = RunIndex(RunLayout.for_file(entry.file, entry.name)).latest_successful()
+        layout = self.layout_for(entry.key) or RunLayout.for_file(entry.file, entry.name)
+        last = RunIndex(layout).latest_successful()
         if last is None or last.record is None:
             return RunPlan(base, "no successful run to reuse")
         record = last.record
@@ -714,6 +785,22 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [str(v) for v in value]
+
+
+def _options_or_none(text: str) -> list[str]:
+    """The run options as arguments, or none when they are malformed (the run says why)."""
+    try:
+        return parse_run_options(text)
+    except RunOptionsError:
+        return []
+
+
+def _placement(value: Any) -> Placement:
+    """A remembered placement (a settings dict); the default for anything else."""
+    if not isinstance(value, dict):
+        return Placement()
+    return Placement(str(value.get("executor") or "local"), str(value.get("scheduler") or ""),
+                     str(value.get("store") or ""))
 
 
 def _as_bool(value: Any) -> bool:

@@ -12,7 +12,13 @@ imports resolve to Flowdeck in that run's process only); the choice is per flow.
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
+from dataclasses import dataclass
+
+from flowdeck.store.layout import is_store_url
+from flowdeck.store.objectstore import PACKAGES as STORE_SCHEMES
 
 #: Options the window sets itself: a user's value would break how it follows the run.
 RESERVED = {"--run-id": "the window chooses the run id so it can follow the run",
@@ -94,3 +100,133 @@ def _quote_problem(text: str, error: str) -> str:
 def _option_before(prefix: str) -> str:
     words = prefix.split()
     return words[-1].split("=", 1)[0] if words and words[-1].startswith("-") else ""
+
+
+# -- where a run's tasks run and where its records go ----------------------------------------
+
+#: Where a flow's tasks can run, as the toolbar's "Run on" box names them.
+EXECUTOR_LABELS = {"local": "This machine", "dask": "Dask cluster…"}
+#: The run options the Run on and Store controls own: typed in Run Options as well, the two
+#: would disagree about where the run goes.
+PLACEMENT_OPTIONS = ("--executor", "--scheduler", "--datastore", "--datastore-root")
+#: Schemes of a Dask scheduler's address (`distributed`'s comm backends).
+SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a flow's tasks run (this machine, or a Dask cluster at `scheduler`; blank: a
+    local cluster) and where its records go (`store`: blank for the flow's `.flowdeck`
+    folder, another folder, or an object-store URL). Kept per flow, like its parameters,
+    and checked before every run so a mistake is named before a process starts."""
+
+    executor: str = "local"
+    scheduler: str = ""
+    store: str = ""
+
+    @property
+    def remote(self) -> bool:
+        return self.executor == "dask"
+
+    @property
+    def default(self) -> bool:
+        return not self.remote and not self.store.strip()
+
+    def checked(self) -> "Placement":
+        """The placement with its values in normal form; RunOptionsError says what is wrong."""
+        if self.executor not in EXECUTOR_LABELS:
+            raise RunOptionsError(f"Run on: `{self.executor}` is not a choice; choose "
+                                  f"{' or '.join(EXECUTOR_LABELS.values())}.")
+        scheduler = check_scheduler(self.scheduler) if self.remote else ""
+        return Placement(self.executor, scheduler, check_store(self.store))
+
+    def args(self) -> list[str]:
+        """The run's command-line options for a Flowdeck run (`script_cli` reads them): a
+        folder store travels in the environment (`launching.store_environment`)."""
+        placed = self.checked()
+        args: list[str] = []
+        if placed.remote:
+            args += ["--executor", "dask"]
+            if placed.scheduler:
+                args += ["--scheduler", placed.scheduler]
+        if is_store_url(placed.store):
+            args += ["--datastore", placed.store]
+        return args
+
+    def describe(self) -> str:
+        """One line for the run's log: where its tasks run and where its records go."""
+        try:
+            placed = self.checked()
+        except RunOptionsError:
+            placed = self
+        where = "this machine" if not placed.remote else (
+            f"the Dask cluster at {placed.scheduler}" if placed.scheduler
+            else "a Dask cluster started on this machine")
+        store = placed.store or "the flow's .flowdeck folder"
+        return f"Run on: {where}; store: {store}."
+
+
+def check_scheduler(text: str) -> str:
+    """A Dask scheduler's address in normal form (`tcp://host:port`), "" for a local cluster;
+    RunOptionsError says what is wrong with anything else."""
+    address = text.strip()
+    if not address:
+        return ""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme.lower() not in SCHEDULER_SCHEMES:
+        raise RunOptionsError(
+            f"Run on: the scheduler address `{address}` starts with {scheme}://, which Dask "
+            f"does not use. Give host:port (e.g. 10.0.0.5:8786) or tcp://host:port, or leave "
+            "it blank to start a cluster on this machine.")
+    match = _HOST_PORT.match(rest.rstrip("/"))
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise RunOptionsError(
+            f"Run on: the scheduler address `{address}` is not host:port. Give the address "
+            "the scheduler printed (e.g. tcp://10.0.0.5:8786), or leave it blank to start a "
+            "cluster on this machine.")
+    return f"{scheme.lower()}://{match.group(1)}:{int(match.group(2))}"
+
+
+def check_store(text: str) -> str:
+    """The store in normal form: "" (the flow's folder), an absolute folder, or an
+    object-store URL of a scheme Flowdeck writes; RunOptionsError says what is wrong."""
+    store = text.strip()
+    if not store:
+        return ""
+    if "://" in store:
+        scheme, _, rest = store.partition("://")
+        if scheme.lower() == "file":
+            store = rest
+        elif scheme.lower() not in STORE_SCHEMES or not is_store_url(store):
+            raise RunOptionsError(
+                f"Store: `{store}` is not a store Flowdeck can write: use an object-store URL "
+                f"({', '.join(f'{s}://' for s in sorted(STORE_SCHEMES))}BUCKET/PREFIX), a "
+                "folder, or leave it blank for the flow's .flowdeck folder.")
+        elif not rest.strip("/"):
+            raise RunOptionsError(f"Store: `{store}` names no bucket; give "
+                                  f"{scheme}://BUCKET/PREFIX.")
+        else:
+            return store.rstrip("/")
+    folder = os.path.expanduser(store)
+    if not os.path.isabs(folder):
+        raise RunOptionsError(f"Store: `{store}` is not an absolute folder. Give a full path "
+                              "(e.g. ~/flowdeck-store), an s3:// URL, or leave it blank.")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise RunOptionsError(f"Store: {folder} is a file, not a folder. Choose a folder.")
+    return os.path.normpath(folder)
+
+
+def placement_clash(options: list[str], placement: Placement) -> None:
+    """RunOptionsError when Run Options also set where the run goes while the toolbar does
+    (the two would disagree; the toolbar's choice is the one the window follows)."""
+    if placement.default:
+        return
+    typed = [a.split("=", 1)[0] for a in options if a.split("=", 1)[0] in PLACEMENT_OPTIONS]
+    if typed:
+        raise RunOptionsError(
+            f"Run options: remove {', '.join(dict.fromkeys(typed))}: the toolbar's Run on and "
+            "Store choose where this flow runs.")
+

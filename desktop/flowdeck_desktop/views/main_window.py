@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
@@ -84,7 +85,8 @@ from flowdeck_desktop.views.panes import (
     reveal,
 )
 from flowdeck_desktop.views.params_form import ParamsForm
-from flowdeck_desktop.views.runs_plot import ArtifactChooser, RunsPlotWindow
+from flowdeck_desktop.views.placement_bar import PlacementBar
+from flowdeck_desktop.views.runs_plot import ArtifactChooser, RunsPlotWindow, plotting_problem
 from flowdeck_desktop.views.runs_plot import plot_across_runs as open_runs_plot
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
@@ -233,6 +235,7 @@ class MainWindow(QMainWindow):
             self.engine_box.addItem(label, engine)
         self.engine_box.setEnabled(False)
         self.engine_label.setBuddy(self.engine_box)
+        self.placement_bar = PlacementBar()  # Run on (this machine / Dask) and Store
         self.bell = QToolButton()
         self.bell.setAutoRaise(True)
         self.bell.setToolTip("Notifications: every recent message, in full")
@@ -312,6 +315,8 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         toolbar.addWidget(self.engine_label)
         toolbar.addWidget(self.engine_box)
+        toolbar.addSeparator()
+        toolbar.addWidget(self.placement_bar)
         self.addToolBar(toolbar)
 
     def _build_menus(self) -> None:
@@ -383,6 +388,10 @@ class MainWindow(QMainWindow):
         self.banner.dismissed.connect(self._on_banner_dismissed)
         self.params.options_changed.connect(self._save_run_options)
         self.engine_box.activated.connect(self._on_engine_chosen)
+        self.placement_bar.changed.connect(self._on_placement_chosen)
+        self.placement_bar.problem.connect(
+            lambda text: self.show_message("error", text, flow=self.selected_key))
+        self.artifacts.plot_requested.connect(self.plot_across_runs)
         self.proxy.rowsInserted.connect(lambda *_: self._schedule_fit())
         self.tree.expanded.connect(lambda _index: self._schedule_fit())
         self.main_split.splitterMoved.connect(lambda *_: self._stop_fitting())
@@ -586,6 +595,7 @@ class MainWindow(QMainWindow):
 
     def _select_nothing(self) -> None:
         self.selected_key = None
+        self._show_placement(None)
         self._show_banner_for(None)
         self._refresh_controls()
 
@@ -741,6 +751,10 @@ class MainWindow(QMainWindow):
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is None:
             return None
+        problem = plotting_problem()
+        if problem is not None:
+            self.show_message("warning", f"Cannot plot {step}.{name}: {problem}")
+            return None
         interpreter = self.controller.interpreter_for(entry.file)
         check = check_interpreter(interpreter.path)
         if not check.works:
@@ -801,7 +815,12 @@ class MainWindow(QMainWindow):
         # The flow file as it is now: a copied or moved project's runs are read from the
         # new place, never from the absolute path recorded when the run was made.
         file = (entry.file if entry else "") or state.file
-        layout = RunLayout.for_file(file, state.flow)
+        run = self.controller.runs.get(self.selected_key or "")
+        if run is not None and run.spec.run_id == state.run_id:  # the store it was run in
+            layout = RunLayout(Path(run.spec.root), state.flow)
+        else:  # a past run: the store the flow's runs go to (History lists that one)
+            layout = self.controller.layout_for(self.selected_key or "") or \
+                RunLayout.for_file(file, state.flow)
         self._show_task_logs(layout, state, task)
         self.cards.show_task(layout, state.run_id, task.step, task.task_id, task.origin)
         interpreter = self.controller.interpreter_for(file)
@@ -902,6 +921,23 @@ class MainWindow(QMainWindow):
                "for Metaflow).")
         self.engine_box.setToolTip(tip)
         self.engine_label.setToolTip(tip)
+        self._show_placement(key)
+
+    def _show_placement(self, key: str | None) -> None:
+        """Run on and Store of the flow; disabled (saying why) where the engine ignores them."""
+        entry = self.controller.model.entry(key) if key else None
+        if key is None or entry is None:
+            self.placement_bar.set_placement(self.placement_bar.placement(), usable=False)
+            return
+        engine = self.controller.run_engine(key)
+        self.placement_bar.set_placement(self.controller.placement(key),
+                                         usable=self.controller.placement_used(key),
+                                         engine_label=ENGINE_LABELS.get(engine, engine))
+
+    def _on_placement_chosen(self, placement: Any) -> None:
+        if self.selected_key:
+            self.controller.set_placement(self.selected_key, placement)
+            self._refresh_history()  # another store lists other runs
 
     def _on_engine_chosen(self, _index: int) -> None:
         key = self.selected_key
@@ -910,6 +946,7 @@ class MainWindow(QMainWindow):
             return
         engine = str(self.engine_box.currentData())
         self.controller.set_run_engine(key, engine)
+        self._show_placement(key)
         self.show_message("info", f"{entry.name} will run on {ENGINE_LABELS[engine]}.",
                           flow=key)
 
@@ -1117,7 +1154,8 @@ class MainWindow(QMainWindow):
             self.history_follower.follow(None)
             self.history.set_runs([])
             return
-        layout = RunLayout.for_file(entry.file, entry.name)
+        layout = self.controller.layout_for(entry.key) or RunLayout.for_file(entry.file,
+                                                                             entry.name)
         self.history_follower.follow(layout)  # notes the runs folder before the listing
         runs = list_runs(layout)
         self.history.set_runs(runs)
@@ -1248,5 +1286,5 @@ class MainWindow(QMainWindow):
 
 def _timeline_task(task: TaskView) -> TimelineTask:
     return TimelineTask(task_id=task.task_id, step=task.step, start=task.start, end=task.end,
-                        status=task.status, attempt=task.attempt)
+                        status=task.status, attempt=task.attempt, worker=task.worker)
 

@@ -9,6 +9,13 @@ Only real changes repaint: `update_task` with an unchanged task does nothing,
 and the ~4 Hz timer that lets running bars grow to "now" runs only while some
 task is running. Times are unix seconds; the axis is labelled relative to the
 first task's start.
+
+A remote run (Dask) names the worker of each task (`TimelineTask.worker`): each worker
+gets a short name (W1, W2... in order of first use) and a colour; a step's row puts
+each worker's tasks in lanes of their own (W1's on top), with a strip of the worker's
+colour along the bottom of each bar, the name inside a bar wide enough for it, a
+"Workers" line under the legend (address and task count) and the address in the
+bar's tooltip. A local run has no workers and looks as before.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class TimelineTask:
     end: float | None
     status: str
     attempt: int = 0
+    worker: str | None = None  # the remote worker that ran it (a Dask address); None: local
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -113,6 +121,16 @@ def _tick_label(seconds: float, tick: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if rest // 60 else f"{hours}h"
 
 
+#: Worker colours: a strip under status colours, so distinct from every status's hue.
+WORKER_COLORS = ("#1b3b8c", "#e377c2", "#bcbd22", "#8c564b", "#17becf", "#4d4d4d",
+                 "#ff9896", "#9edae5")
+
+
+def worker_address(worker: str) -> str:
+    """A worker's address as the legend shows it: without the usual `tcp://`."""
+    return worker.removeprefix("tcp://")
+
+
 def _retired(old: TimelineTask, newer: TimelineTask) -> TimelineTask | None:
     """An attempt that a newer attempt of its task superseded.
 
@@ -157,6 +175,7 @@ class TimelineView(QWidget):
         self._live = 0  # tasks whose bar grows with the clock
         self._hovered: str | None = None
         self._selected: str | None = None
+        self._workers: dict[str, int] = {}  # worker address -> its number (W1 is 0)
         self._tick = QTimer(self)
         self._tick.setInterval(self.REPAINT_INTERVAL_MS)
         self._tick.timeout.connect(self.update)
@@ -235,6 +254,11 @@ class TimelineView(QWidget):
         """The rows, top to bottom."""
         self._ensure_layout()
         return [row.step for row in self._rows]
+
+    def workers(self) -> dict[str, str]:
+        """The workers that ran tasks (remote runs only): address -> short name (W1...)."""
+        self._ensure_layout()
+        return {worker: f"W{number + 1}" for worker, number in self._workers.items()}
 
     def is_animating(self) -> bool:
         """True while the repaint timer runs (only while some task is running)."""
@@ -316,12 +340,32 @@ class TimelineView(QWidget):
         rows: list[_Row] = []
         lane_of: dict[_Key, int] = {}
         top = float(self._axis_height())
+        workers: dict[str, int] = {}
+        remote = [task for task in self._tasks.values() if task.worker]  # none for local runs
+        for task in sorted(remote, key=lambda t: (t.placed_at, t.task_id)):
+            if task.worker and task.worker not in workers:
+                workers[task.worker] = len(workers)
+        if workers != self._workers:
+            self._workers = workers
+            self.updateGeometry()  # the Workers line comes or goes
+        # A remote run's lanes are grouped by worker (W1's on top), and tall enough for a
+        # worker's name in a bar; a local run packs its lanes by time alone.
+        lane_height = max(self.LANE_HEIGHT, self.fontMetrics().height() + 6) if workers \
+            else self.LANE_HEIGHT
+
+        def group(key: _Key) -> int:
+            worker = self._tasks[key].worker
+            return workers[worker] if worker else -1
+
         for step, keys in by_step.items():
-            keys.sort(key=lambda k: (self._tasks[k].placed_at, k[1], k[0]))
-            lanes: list[tuple[float, int]] = []  # heap of (end, lane)
+            keys.sort(key=lambda k: (group(k), self._tasks[k].placed_at, k[1], k[0]))
+            lanes: list[tuple[float, int]] = []  # heap of (end, lane), of the group
             count = 0
+            current = None
             for key in keys:
                 task = self._tasks[key]
+                if group(key) != current:  # the next worker's tasks start lanes of their own
+                    current, lanes = group(key), []
                 end = task.end if task.end is not None else math.inf
                 if lanes and lanes[0][0] <= task.placed_at:
                     _, lane = heapq.heapreplace(lanes, (end, lanes[0][1]))
@@ -331,7 +375,7 @@ class TimelineView(QWidget):
                     heapq.heappush(lanes, (end, lane))
                 lane_of[key] = lane
             count = max(1, count)
-            inner = count * self.LANE_HEIGHT + 2 * self.ROW_PADDING
+            inner = count * lane_height + 2 * self.ROW_PADDING
             height = float(min(self.MAX_ROW_HEIGHT, max(self.BASE_ROW_HEIGHT, inner)))
             lane_keys: list[list[_Key]] = [[] for _ in range(count)]
             for key in keys:
@@ -357,7 +401,13 @@ class TimelineView(QWidget):
         return self.fontMetrics().height() + 10
 
     def _legend_height(self) -> int:
-        return self.fontMetrics().height() + 12 if self._tasks else 0
+        if not self._tasks:
+            return 0
+        line = self.fontMetrics().height() + 12
+        return line + (self.fontMetrics().height() + 4 if self._workers else 0)
+
+    def _worker_color(self, worker: str) -> QColor:
+        return QColor(WORKER_COLORS[self._workers.get(worker, 0) % len(WORKER_COLORS)])
 
     def _measure_gutter(self) -> float:
         metrics = self.fontMetrics()
@@ -534,6 +584,8 @@ class TimelineView(QWidget):
                 painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
             else:
                 painter.drawRects(rects)
+        if self._workers:
+            self._paint_workers(painter, scale, metrics, rounded)
         if pending_outline:  # waiting to start: a pale bar with a solid edge
             pending = status_color("pending", dark)
             fill = QColor(pending)
@@ -571,7 +623,68 @@ class TimelineView(QWidget):
             painter.setPen(muted)
             painter.drawText(QPointF(x + box + 5, y + metrics.ascent()), status)
             x += box + 5 + metrics.horizontalAdvance(status) + 16
+        if self._workers:
+            self._paint_worker_legend(painter, metrics, gutter, y + metrics.height() + 4, muted)
         painter.end()
+
+    def _paint_workers(self, painter: QPainter, scale: tuple[float, float, float, float, float],
+                       metrics: QFontMetrics, labelled: bool) -> None:
+        """Each remote task's worker: a strip of its colour along the bar's bottom, a thin
+        gap where one task follows another, and (few enough bars to read) the worker's
+        short name in the first bar of each lane wide enough for it."""
+        strips: dict[str, list[QRectF]] = {}
+        names: list[tuple[QRectF, str]] = []
+        edges: list[QPointF] = []
+        for row in self._rows:
+            for lane in row.lane_keys:
+                named = not labelled
+                for key in lane:
+                    task = self._tasks[key]
+                    rect = self._bar_rect(key, scale) if task.worker else None
+                    if rect is None or task.worker is None:
+                        continue
+                    height = max(2.0, min(4.0, rect.height() / 4))
+                    strips.setdefault(task.worker, []).append(
+                        QRectF(rect.left(), rect.bottom() - height, rect.width(), height))
+                    if rect.width() > 4:
+                        edges += [QPointF(rect.left() + 0.5, rect.top()),
+                                  QPointF(rect.left() + 0.5, rect.bottom())]
+                    name = f"W{self._workers.get(task.worker, 0) + 1}"
+                    if not named and rect.height() - height >= metrics.height() and \
+                            rect.width() >= metrics.horizontalAdvance(name) + 10:
+                        names.append((rect.adjusted(5, 0, -2, -height), name))
+                        named = True
+        painter.setPen(Qt.PenStyle.NoPen)
+        for worker, rects in strips.items():
+            painter.setBrush(self._worker_color(worker))
+            painter.drawRects(rects)
+        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Base), 1))
+        painter.drawLines(edges)
+        painter.setPen(QColor("#ffffff"))
+        for rect, name in names:
+            painter.drawText(rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                             name)
+
+    def _paint_worker_legend(self, painter: QPainter, metrics: QFontMetrics, gutter: float,
+                             y: float, muted: QColor) -> None:
+        """The "Workers" line: each worker's colour, short name, address and task count."""
+        counts: dict[str, int] = {}
+        for key in self._latest.values():
+            worker = self._tasks[key].worker if key in self._tasks else None
+            if worker:
+                counts[worker] = counts.get(worker, 0) + 1
+        painter.setPen(muted)
+        painter.drawText(QPointF(8, y + metrics.ascent()), "Workers")
+        x = float(gutter)
+        box = metrics.height() - 6
+        for worker, number in self._workers.items():
+            text = f"W{number + 1} {worker_address(worker)} ({counts.get(worker, 0)})"
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(self._worker_color(worker))
+            painter.drawRect(QRectF(x, y + 3, box, box))
+            painter.setPen(muted)
+            painter.drawText(QPointF(x + box + 5, y + metrics.ascent()), text)
+            x += box + 5 + metrics.horizontalAdvance(text) + 16
 
     # -- interaction -----------------------------------------------------------------
 
@@ -596,8 +709,11 @@ class TimelineView(QWidget):
         status = task.status + (f" (attempt {task.attempt + 1})" if task.attempt else "")
         if task.status == "running":
             duration += " so far"
+        self._ensure_layout()
+        worker = (f"\nworker: W{self._workers.get(task.worker, 0) + 1} "
+                  f"{worker_address(task.worker)}") if task.worker else ""
         return (f"task {task.task_id}\nstep: {task.step}\n"
-                f"status: {status}\nduration: {duration}")
+                f"status: {status}\nduration: {duration}{worker}")
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt override)
         key = self._key_at(event.position())

@@ -98,7 +98,9 @@ class DaskExecutor(Executor):
         self.attempts: dict[str, _Attempt] = {}
         self.by_launched: dict[int, _Attempt] = {}
         self.messages: dict[int, str] = {}  # why an ended attempt wrote no record
-        self.load: dict[str, int] = {}
+        self.load: dict[str, int] = {}  # the run's attempts in flight per worker
+        self.lock = threading.Lock()  # for `load`: both threads count
+        self.finish_lock = threading.Lock()
         self.next_key = 0
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stopper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flowdeck-stop")
@@ -112,11 +114,20 @@ class DaskExecutor(Executor):
         """A Client of the scheduler, or of a new LocalCluster when no address is given."""
         if self.address is None:
             import logging
-            self.cluster = distributed.LocalCluster(
-                n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR)
+            try:
+                self.cluster = distributed.LocalCluster(
+                    n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                    # no dashboard, and the scheduler's HTTP routes on a free port (on the
+                    # default one, a second cluster warns on the user's terminal)
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
+            except Exception as exc:  # noqa: BLE001 (ports, resources: the user's to fix)
+                raise UsageError(f"Could not start a Dask LocalCluster on this machine "
+                                 f"({type(exc).__name__}: {exc}). Start a scheduler yourself "
+                                 "and give it with --scheduler, or run without --executor "
+                                 "dask.") from None
             self.address = str(self.cluster.scheduler_address)
-            return distributed.Client(self.cluster)
+            return distributed.Client(self.cluster, set_as_default=False)
         try:
             return distributed.Client(self.address, timeout=CONNECT_TIMEOUT_S,
                                       set_as_default=False)
@@ -187,7 +198,8 @@ class DaskExecutor(Executor):
         self.attempts[key] = attempt
         self.by_launched[launched.key] = attempt
         if worker is not None:
-            self.load[worker] = self.load.get(worker, 0) + 1
+            with self.lock:
+                self.load[worker] = self.load.get(worker, 0) + 1
         future = self.client.submit(run_attempt, key, self.topic, payload, flowdeck.__version__,
                                     key=key, pure=False, retries=0,
                                     workers=[worker] if worker else None,
@@ -202,7 +214,8 @@ class DaskExecutor(Executor):
             return None
         if attempt.message is not None:
             self.messages[launched.key] = attempt.message
-        self._forget(attempt)  # and its future: the cluster releases the task
+        self._forget(attempt)  # and its future: the cluster releases the task, never reruns it
+        self.stopper.submit(self._clear_claim, attempt.key)
         return attempt.status
 
     def exit_message(self, launched: Launched, code: int) -> str | None:
@@ -238,6 +251,10 @@ class DaskExecutor(Executor):
             self.relay.join(timeout=OUTPUT_GRACE_S)
         for attempt in list(self.attempts.values()):
             self._finish(attempt, signal.SIGKILL, None)
+        try:  # let the last stops and claim clearings go out (they queue in order)
+            self.stopper.submit(lambda: None).result(timeout=CONNECT_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 (a cluster that does not answer: leave it)
+            pass
         self.stopper.shutdown(wait=False, cancel_futures=True)
         for topic in (self.topic, "all"):
             try:
@@ -260,10 +277,11 @@ class DaskExecutor(Executor):
     def _pick_worker(self) -> str | None:
         """The worker with the fewest of this run's attempts per thread (None: no worker yet;
         the scheduler then places the task when one comes)."""
-        if not self.threads:
+        threads = self.threads  # replaced whole by the relay thread, never changed in place
+        if not threads:
             return None
-        return min(self.threads, key=lambda w: (self.load.get(w, 0) / max(1, self.threads[w]),
-                                                w))
+        with self.lock:
+            return min(threads, key=lambda w: (self.load.get(w, 0) / max(1, threads[w]), w))
 
     def _send_signal(self, attempt: _Attempt, sig: int) -> None:
         """`sig` to the attempt's process group on its worker (all workers when it is not
@@ -280,10 +298,32 @@ class DaskExecutor(Executor):
                 pass
         self.stopper.submit(send)
 
+    def _stop_rerun(self, key: str, worker: str) -> None:
+        """Kill an attempt that started although it had ended here (lost with its worker,
+        then run again elsewhere by the scheduler before its claim was noted)."""
+        from flowdeck.engine.executors.dask_worker import signal_attempt
+
+        def send() -> None:
+            try:
+                self.client.run(signal_attempt, key, int(signal.SIGKILL), workers=[worker],
+                                on_error="return")
+            except Exception:  # noqa: BLE001 (that worker may be gone too)
+                pass
+        self.stopper.submit(send)
+
     def _cancel(self, attempt: _Attempt) -> None:
         try:
             attempt.future.cancel()
         except Exception:  # noqa: BLE001
+            pass
+
+    def _clear_claim(self, key: str) -> None:
+        """Drop the scheduler's record that the attempt started (`dask_worker.run_attempt`)
+        once its task is released, so a long run leaves nothing behind per task there."""
+        try:
+            import distributed
+            distributed.Event(f"{key}-claim", client=self.client).clear()
+        except Exception:  # noqa: BLE001 (best effort: a few bytes on the scheduler)
             pass
 
     def _forget(self, attempt: _Attempt) -> None:
@@ -320,6 +360,8 @@ class DaskExecutor(Executor):
     def _on_message(self, message: dict[str, Any]) -> None:
         attempt = self.attempts.get(message.get("k", ""))
         if attempt is None or attempt.finished:
+            if "started" in message:  # the scheduler reran an attempt already given up
+                self._stop_rerun(str(message.get("k")), str(message["started"]))
             return
         if "d" in message:
             fd = attempt.out_w if message.get("s") == 1 else attempt.err_w
@@ -368,7 +410,7 @@ class DaskExecutor(Executor):
     def _on_cluster(self, message: dict[str, Any]) -> None:
         worker = str(message.get("worker"))
         if message.get("action") == "remove-worker":
-            self.threads.pop(worker, None)
+            self.threads = {w: n for w, n in self.threads.items() if w != worker}
             for attempt in list(self.attempts.values()):
                 if attempt.started_on == worker and not attempt.finished and \
                         attempt.expected is None:
@@ -378,7 +420,7 @@ class DaskExecutor(Executor):
             try:
                 self.threads = self._worker_threads()
             except Exception:  # noqa: BLE001
-                self.threads.setdefault(worker, 1)
+                self.threads = {**self.threads, worker: self.threads.get(worker, 1)}
 
     def _lost_message(self, attempt: _Attempt, exc: BaseException | None = None) -> str:
         worker = attempt.started_on or attempt.sent_to or "(unknown)"
@@ -399,13 +441,18 @@ class DaskExecutor(Executor):
     def _finish(self, attempt: _Attempt, status: int, message: str | None) -> None:
         """Close the attempt's output, then say it ended (in this order: the loop drains the
         output to EOF when the exit fd turns readable)."""
-        if attempt.finished:
-            return
+        with self.finish_lock:  # the relay, and close() after it: each attempt ends once
+            if attempt.finished:
+                return
+            self._end_attempt(attempt, status, message)
+
+    def _end_attempt(self, attempt: _Attempt, status: int, message: str | None) -> None:
         attempt.status = status
         attempt.message = message
         worker = attempt.sent_to
-        if worker is not None and self.load.get(worker):
-            self.load[worker] -= 1
+        with self.lock:
+            if worker is not None and self.load.get(worker):
+                self.load[worker] -= 1
         for fd in (attempt.out_w, attempt.err_w):
             _close_quietly(fd)
         attempt.finished = True

@@ -17,8 +17,8 @@ import os
 import selectors
 import signal
 import threading
+import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,6 +27,9 @@ import flowdeck
 #: Output is forwarded in chunks of at most this many bytes (the scheduler keeps the last
 #: 1,000 events of a topic, so a chatty task holds at most ~32 MB there).
 CHUNK = 32 * 1024
+#: After an attempt's process exited, how long its pipes may stay open (held by a process
+#: it started in another session) before its output is given up.
+DRAIN_S = 2.0
 #: A stop that came before its attempt's child existed waits here (bounded).
 _STOPS_KEPT = 10_000
 
@@ -34,7 +37,6 @@ _lock = threading.Lock()
 _children: dict[str, int] = {}  # dask key -> the attempt's child pid (its process group)
 _stops: OrderedDict[str, int] = OrderedDict()  # dask key -> signal asked before it started
 _context: Any = None
-_claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowdeck-claims")
 
 
 def worker_version() -> str:
@@ -60,9 +62,7 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str,
     claim = Event(f"{key}-claim")
     if claim.is_set():  # the worker that first ran this attempt was lost
         return {"lost": True}
-    # Set while the attempt runs, not waited for: a second run of this function (after
-    # this worker died) comes only long after (the scheduler must first notice the death).
-    _claims.submit(claim.set)
+    claim.set()  # waited for: a worker dying a moment later must leave the claim behind
     worker.log_event(topic, {"k": key, "started": where, "pid": os.getpid()})
     with _lock:
         asked = _stops.pop(key, None)
@@ -75,7 +75,7 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str,
     out_c, err_c = Connection(out_w, readable=False), Connection(err_w, readable=False)
     process = _context_for_children().Process(
         target=remote_task.child_main, name=f"flowdeck {key}", daemon=False,
-        args=(payload, out_c, err_c, report_w, where))
+        args=(payload, out_c, err_c, report_w, where, os.getpid()))
     try:
         _start(process)
     finally:  # the child has its own copies now
@@ -90,12 +90,12 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str,
     if late is not None:
         _signal_group(pid, late)
     try:
-        chunks = _forward(worker, topic, key, out_r, err_r)
+        chunks = _forward(worker, topic, key, out_r, err_r, process.sentinel, pid)
         process.join()
     finally:
         with _lock:
             _children.pop(key, None)
-        _signal_group(pid, signal.SIGKILL)  # whatever the step left in its group
+        _signal_group(pid, signal.SIGKILL, running=False)  # what the step left in its group
     error: str | None = None
     if report_r.poll():
         try:
@@ -135,17 +135,34 @@ def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
     return result
 
 
-def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int) -> int:
-    """Send the child's output as it comes, until both pipes close; the number of chunks."""
+def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, sentinel: int,
+             pid: int) -> int:
+    """Send the child's output as it comes, until both pipes close; the number of chunks.
+
+    When the child exits, what it left in its process group (holding the pipes open) is
+    killed; output still buffered is sent, and a pipe that something outside the group
+    keeps open is given up after DRAIN_S.
+    """
     sent = 0
     sel = selectors.DefaultSelector()
     streams = {out_r: 1, err_r: 2}
     for fd in streams:
         sel.register(fd, selectors.EVENT_READ)
+    sel.register(sentinel, selectors.EVENT_READ)
+    drain_until: float | None = None
     try:
         while streams:
-            for item, _ in sel.select():
+            timeout = None if drain_until is None else max(0.0, drain_until - time.monotonic())
+            ready = sel.select(timeout)
+            if not ready and drain_until is not None:
+                break
+            for item, _ in ready:
                 fd = int(item.fd)
+                if fd == sentinel:
+                    sel.unregister(sentinel)
+                    _signal_group(pid, signal.SIGKILL, running=False)
+                    drain_until = time.monotonic() + DRAIN_S
+                    continue
                 data = os.read(fd, CHUNK)
                 if not data:
                     sel.unregister(fd)
@@ -161,11 +178,16 @@ def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int) -> int:
     return sent
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def _signal_group(pid: int, sig: int, running: bool = True) -> None:
+    """`sig` to the attempt's process group. While the child runs (`running`) and has not
+    yet made its group, to the child alone; once it exited, never to the pid alone (it
+    may belong to another process by then)."""
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:  # not yet the leader of its group
+        if not running:
+            return
+        try:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass

@@ -14,6 +14,7 @@ child's start-up costs a fork, not an interpreter and its imports.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from typing import Any
 import cloudpickle
 
 from flowdeck.authoring import runsetup
-from flowdeck.engine.task import EXIT_FAILED, TaskRequest, execute_task, prepare_worker_process
+from flowdeck.engine.task import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    TaskRequest,
+    execute_task,
+    prepare_worker_process,
+)
 from flowdeck.engines import processes
 from flowdeck.store.layout import RUN_ID_ENV
 
@@ -43,6 +50,9 @@ class Payload:
     #: module name -> source file of the code shipped by value (cloudpickle drops the
     #: file names; tracebacks must name the user's file and line)
     files: dict[str, str]
+    #: the orchestrator's working directory: a task runs there when the worker has it (a
+    #: LocalCluster, a shared file system), as a forked local task does
+    cwd: str = ""
 
 
 def pack(request: TaskRequest, flow_class: bytes, files: dict[str, str]) -> bytes:
@@ -51,7 +61,7 @@ def pack(request: TaskRequest, flow_class: bytes, files: dict[str, str]) -> byte
     import dataclasses
     bare = dataclasses.replace(request, flow_cls=type(None))
     return cloudpickle.dumps(Payload(flow_class, cloudpickle.dumps(bare),
-                                     runsetup.export_run_state(), files))
+                                     runsetup.export_run_state(), files, os.getcwd()))
 
 
 def pack_class(flow_cls: type) -> bytes:
@@ -67,7 +77,8 @@ def missing_module_message(worker: str, name: str) -> str:
             "file are shipped with it).")
 
 
-def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str) -> None:
+def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str,
+               worker_pid: int = 0) -> None:
     """The child's whole life: set up, load, run the attempt, exit with its code.
 
     `out`/`err` are write ends (multiprocessing Connections, passed to the child as fds)
@@ -80,7 +91,10 @@ def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str) -> 
             os.setpgid(0, 0)  # the worker kills the attempt as a group
         except OSError:
             pass
+        _drop_fork_server_fds()
         processes.die_with_parent(os.getppid())
+        if worker_pid:
+            _die_with_worker(worker_pid)
         processes.set_child_subreaper(True)  # the step's orphans stay in reach
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
@@ -93,6 +107,8 @@ def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str) -> 
         code = execute_task(request)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except KeyboardInterrupt:  # a stop before the step ran: as a forked local task, quietly
+        code = EXIT_CANCELLED
     except BaseException:  # the engine itself failed here: say so on the task's stderr
         traceback.print_exc()
         code = EXIT_FAILED
@@ -103,6 +119,64 @@ def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str) -> 
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+def _die_with_worker(worker_pid: int) -> None:
+    """End this attempt (its whole process group) the moment its Dask worker dies.
+
+    The child's parent is the worker's fork server, which may outlive the worker for a
+    while, so the parent-death signal alone is not enough: a task of a SIGKILLed worker
+    ran on and wrote its record after the orchestrator had given the attempt up. A
+    daemon thread waits on a pidfd of the worker (polls where there is none).
+    """
+    import threading
+
+    def watch() -> None:
+        opener = getattr(os, "pidfd_open", None)
+        try:
+            fd = opener(worker_pid) if opener is not None else None
+        except OSError:  # already gone
+            fd = None
+            _end_group()
+        if fd is not None:
+            import select
+            select.select([fd], [], [])
+        else:
+            import time
+            while processes.is_live(worker_pid):
+                time.sleep(0.2)
+        _end_group()
+
+    threading.Thread(target=watch, name="flowdeck-worker-watch", daemon=True).start()
+
+
+def _end_group() -> None:
+    try:
+        os.killpg(0, signal.SIGKILL)  # to this attempt's group, this process included
+    finally:
+        os._exit(EXIT_FAILED)
+
+
+def _drop_fork_server_fds() -> None:
+    """Close what multiprocessing hands every fork server child: the write end of the
+    server's own "clients alive" pipe and the resource tracker's pipe.
+
+    Held by a child, they keep the fork server (and the tracker) alive after the worker
+    died, and so the child too (its parent-death signal never comes): a task of a
+    SIGKILLed worker ran on, orphaned. Without them, the server sees EOF when the worker
+    dies and exits, and the kernel kills its children.
+    """
+    from multiprocessing import forkserver, resource_tracker
+    for holder, name in ((getattr(forkserver, "_forkserver", None), "_forkserver_alive_fd"),
+                         (getattr(resource_tracker, "_resource_tracker", None), "_fd")):
+        fd = getattr(holder, name, None)
+        if holder is None or not isinstance(fd, int):
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        setattr(holder, name, None)
 
 
 def _load(payload: bytes, report: Any, worker: str) -> TaskRequest:
@@ -119,6 +193,11 @@ def _load(payload: bytes, report: Any, worker: str) -> TaskRequest:
                  f"{exc}. Check that the workers run the same Python version as the "
                  "orchestrator.", EXIT_LOAD_FAILED)
     _restore_file_names(flow_cls, data.files)
+    if data.cwd:
+        try:
+            os.chdir(data.cwd)
+        except OSError:
+            pass  # another machine: the worker's own folder
     request.flow_cls = flow_cls
     runsetup.adopt_run_state(data.run_state)
     return request

@@ -9,6 +9,10 @@ to a file on "Export…". Each call is asynchronous and killed past its time lim
 hangs or is huge never freezes the window; why an artifact cannot be shown is
 said in its row.
 
+A numeric artifact (a score, a loss: `runs_plot.NUMERIC_TYPE` by its listed type) can be
+plotted across the flow's runs: "Plot Across Runs…" in its row's context menu and beside
+Export asks the window (`plot_requested`) to open the plot.
+
 Unpickling runs code chosen by whoever made the run: for a run another user made
 (`foreign_author`), the pane lists names, types and sizes from the run's events and
 starts no helper until asked ("Load values").
@@ -17,9 +21,10 @@ starts no helper until asked ("Load values").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,6 +32,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -37,8 +43,11 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.engines.preview import FORMAT_LABELS
+from flowdeck.store.layout import RunLayout
+from flowdeck.store.previews import task_preview
 from flowdeck_desktop.control.task_helper import HelperAnswer, HelperCall, HelperRequest
 from flowdeck_desktop.views.artifacts.viewers import VIEWERS, MessageViewer, Viewer
+from flowdeck_desktop.views.runs_plot import NUMERIC_TYPE, plotting_problem
 from flowdeck_desktop.views.theme import status_color
 
 #: The window's limits on a helper call, in seconds (the helper stops a load at 8 s itself).
@@ -88,6 +97,8 @@ class ArtifactsPane(QWidget):
     loaded = Signal()  # the list's summaries arrived (or failed)
     preview_shown = Signal(str, str)  # artifact name, viewer kind ("message" for a failure)
     exported = Signal(str, str)  # artifact name, the path written ("" when it failed)
+    #: "Plot Across Runs…" of a numeric artifact: the run's store, the step, the name.
+    plot_requested = Signal(object, str, str)  # RunLayout, step, artifact name
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -114,6 +125,8 @@ class ArtifactsPane(QWidget):
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_row_menu)
 
         self.viewer_title = QLabel()
         self.viewer_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -122,6 +135,11 @@ class ArtifactsPane(QWidget):
                                       "writes it; the window never loads it).")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._export_clicked)
+        self.plot_button = QPushButton("Plot Across Runs…")
+        self.plot_button.setToolTip("Plot this number's value in every run of the flow "
+                                    "(History's runs).")
+        self.plot_button.setEnabled(False)
+        self.plot_button.clicked.connect(lambda: self.plot_across_runs(self.selected_name()))
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -135,6 +153,7 @@ class ArtifactsPane(QWidget):
         right_layout.setContentsMargins(4, 0, 0, 0)
         head = QHBoxLayout()
         head.addWidget(self.viewer_title, 1)
+        head.addWidget(self.plot_button)
         head.addWidget(self.export_button)
         right_layout.addLayout(head)
         right_layout.addWidget(self.stack, 1)
@@ -267,6 +286,7 @@ class ArtifactsPane(QWidget):
             header.resizeSection(column, min(header.sectionSize(column), widest))
         if keep is not None:
             self.select(keep)
+        self.plot_button.setEnabled(self.plottable(self.selected_name()))
 
     def _render_row(self, row: int, art: dict[str, Any]) -> None:
         problem = art.get("load_error")
@@ -319,6 +339,38 @@ class ArtifactsPane(QWidget):
             self.table.selectRow(row)
         return True
 
+    # -- plotting across runs ----------------------------------------------------------------
+
+    def plottable(self, name: str | None) -> bool:
+        """Whether `name` is a number by its listed type (int, float, a numpy scalar...)."""
+        row = self._row_of(name) if name is not None else -1
+        return row >= 0 and self._request is not None and \
+            bool(NUMERIC_TYPE.match(str(self.rows[row].get("type", ""))))
+
+    def row_menu_for(self, name: str) -> QMenu:
+        """The context menu of an artifact's row: Plot Across Runs… (enabled for numbers)."""
+        menu = QMenu(self)
+        plot = menu.addAction("Plot Across Runs…", lambda: self.plot_across_runs(name))
+        plot.setEnabled(self.plottable(name))
+        if not plot.isEnabled():
+            plot.setToolTip("Only a number (int, float, a numpy scalar) plots across runs.")
+        menu.setToolTipsVisible(True)
+        return menu
+
+    def _show_row_menu(self, pos: QPoint) -> None:
+        row = self.table.rowAt(pos.y())
+        if 0 <= row < len(self.rows):
+            self.row_menu_for(str(self.rows[row]["name"])).exec(
+                self.table.viewport().mapToGlobal(pos))
+
+    def plot_across_runs(self, name: str | None) -> bool:
+        """Ask the window to plot `name` across the flow's runs; False when it is no number."""
+        request = self._request
+        if name is None or request is None or not self.plottable(name):
+            return False
+        self.plot_requested.emit(RunLayout(Path(request.root), request.flow), request.step, name)
+        return True
+
     # -- the viewer -------------------------------------------------------------------------
 
     def viewer(self, kind: str) -> Viewer:
@@ -341,6 +393,7 @@ class ArtifactsPane(QWidget):
 
     def _on_selection(self) -> None:
         name = self.selected_name()
+        self.plot_button.setEnabled(self.plottable(name))
         if name is not None and self._shown == (self._request, name) and self._waiting is None:
             return  # already shown or loading (the list's answer reselects the same row)
         self._shown = None
@@ -357,6 +410,11 @@ class ArtifactsPane(QWidget):
                                   f"{size_text(art.get('size', 0))}")
         request = self._request
         if request is None:
+            return
+        stored = self._stored_preview(request, name)
+        if stored is not None:  # written by the task beside a large blob: no helper needed
+            self._shown = (request, name)
+            self._take_preview(name, stored)
             return
         if self._waiting is not None:
             self._clear_viewer("This run was made by someone else: press “Load values” to "
@@ -375,6 +433,13 @@ class ArtifactsPane(QWidget):
         self._preview_call = self._call(request, ["--preview", name], self.preview_limit_s,
                                         lambda a, n=name: self._on_preview(n, a))
 
+    @staticmethod
+    def _stored_preview(request: HelperRequest, name: str) -> dict[str, Any] | None:
+        """The preview its task stored for a large artifact (store/previews.py): plain JSON,
+        safe to show even for someone else's run."""
+        layout = RunLayout(Path(request.root), request.flow)
+        return task_preview(layout, request.run_id, request.step, request.task_id, name)
+
     def _on_preview(self, name: str, answer: HelperAnswer) -> None:
         self._preview_call = None
         data = answer.data or {}
@@ -385,6 +450,10 @@ class ArtifactsPane(QWidget):
             if self.selected_name() == name:
                 self._show_failure(name, problem)
             return
+        self._take_preview(name, preview)
+
+    def _take_preview(self, name: str, preview: dict[str, Any]) -> None:
+        """Keep a preview, complete its row's summary and show it if still selected."""
         self.previews[name] = preview
         row = self._row_of(name)
         if row >= 0:
@@ -413,6 +482,12 @@ class ArtifactsPane(QWidget):
 
     def _show_preview(self, name: str, preview: dict[str, Any]) -> None:
         kind = str(preview.get("kind", "repr"))
+        problem = plotting_problem() if kind == "plot" else None
+        if problem is not None:
+            self._clear_viewer(f"{preview_summary(preview)}\n\n{problem}")
+            self.export_button.setEnabled(bool(preview.get("export")))
+            self.preview_shown.emit(name, MessageViewer.kind)
+            return
         viewer = self.viewer(kind if kind in VIEWERS else "repr")
         viewer.show_preview(preview)
         self.stack.setCurrentWidget(viewer)

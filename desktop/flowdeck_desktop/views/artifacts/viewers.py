@@ -247,8 +247,9 @@ class PlotViewer(Viewer):
             parts.append(f"plotting one value in {_count(self.step)}: "
                          f"{_count(len(self.values))} points")
         if stats:
+            of = f" of {preview['stats_of']}" if preview.get("stats_of") else ""
             parts.append(f"min {_number(stats['min'])}, max {_number(stats['max'])}, "
-                         f"mean {_number(stats['mean'])}")
+                         f"mean {_number(stats['mean'])}{of}")
         self.info.setText(" · ".join(parts))
         self._draw()
 

@@ -1,0 +1,299 @@
+"""Tasks on a real Dask cluster (`--executor dask`): a LocalCluster of two worker processes
+on 127.0.0.1, flows run as real `python flow.py run --executor dask` processes.
+
+The engine's own semantic tests (tests/test_runtime.py) run again here with
+$FLOWDECK_EXECUTOR=dask and the cluster's address in $FLOWDECK_DASK_SCHEDULER, so both
+executors answer to the same assertions; the tests below add what only a cluster has
+(lost workers, an unreachable scheduler, version skew, shipping code to the workers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import test_runtime as semantics
+from conftest import FLOWS, child_env, process_alive, run_flow, wait_for
+from scaleout_servers import dask_cluster
+
+from flowdeck import Flow
+from flowdeck.store.events import read_events
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+
+DASK_FLOWS = FLOWS / "dask"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    """Two single-threaded worker processes (with nannies, which restart a killed one)."""
+    with dask_cluster() as client:
+        yield client
+
+
+@pytest.fixture
+def on_dask(cluster, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Every flow process this test starts runs its tasks on the cluster."""
+    cluster.wait_for_workers(2, timeout=60)
+    monkeypatch.setenv("FLOWDECK_EXECUTOR", "dask")
+    monkeypatch.setenv("FLOWDECK_DASK_SCHEDULER", cluster.scheduler.address)
+    return cluster
+
+
+# -- the engine's semantics, on Dask ----------------------------------------------------------
+
+def test_parameters_foreach_and_events(on_dask, flow_file) -> None:
+    semantics.test_readme_flow_runs_with_plain_python(flow_file)
+    semantics.test_parameters_from_the_command_line(flow_file)
+
+
+def test_branches_nested_foreach_merge_retry_catch_current(on_dask, flow_file) -> None:
+    semantics.test_branches_nested_foreach_merge_retry_catch(flow_file)
+
+
+def test_failure_traceback_names_the_line_then_resume(on_dask, flow_file) -> None:
+    semantics.test_failure_short_traceback_then_resume_reuses_finished_tasks(flow_file)
+
+
+def test_timeout_kills_the_remote_task_after_its_retries(on_dask, flow_file) -> None:
+    semantics.test_timeout_fails_the_step_after_its_retries(flow_file)
+
+
+def test_a_step_that_ignores_its_timeout_is_killed_on_the_worker(on_dask, flow_file) -> None:
+    path = flow_file("dask/dask_stubborn.py")
+    result = run_flow(path, timeout=120)
+    assert result.returncode == 1
+    assert "ignoring the timeout" in result.stdout
+    assert "ran past its @timeout and was killed" in result.stderr
+    run = Flow("StubbornFlow", root=path.parent / ".flowdeck").latest_run
+    assert run["stubborn"].task.exception["type"] == "ProcessExit"
+
+
+def test_max_workers_bounds_tasks_in_flight(on_dask, flow_file) -> None:
+    semantics.test_parallel_workers_overlap_and_respect_the_limit(flow_file)
+
+
+@pytest.mark.parametrize("mode, message", [("exit", "called sys.exit(3)"),
+                                           ("crash", "exited with code 7")])
+def test_misbehaving_steps(on_dask, flow_file, mode: str, message: str) -> None:
+    semantics.test_misbehaving_steps_fail_with_a_clear_message(flow_file, mode, message)
+
+
+def test_ctrl_c_cancels_the_tasks_on_the_workers(on_dask, flow_file) -> None:
+    """As test_runtime's cancel test, but a remote task has no local pid to look at: what
+    the step started (a helper process on this machine) must be gone."""
+    path = flow_file("sleepy.py")
+    proc = semantics._start_sleepy(path)
+    wait_for(lambda: semantics._both_napping(path), "both naps to start",
+             lambda: proc.poll() is None)
+    run = Flow("SleepyFlow", root=path.parent / ".flowdeck").latest_run
+    wait_for(lambda: semantics._has_printed(run, "nap_a"), "nap_a's first line",
+             lambda: proc.poll() is None)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT
+    assert "cancelled" in err and "Traceback" not in err
+    events = semantics.assert_complete_stream(run, "cancelled")
+    cancelled = {e["step"] for e in events if e["type"] == "task_finished"
+                 and e["status"] == "cancelled"}
+    assert cancelled == {"nap_a", "nap_b"}
+    assert run["start"].task.data.payload == list(range(1000))
+    helper = int(out.split("napping with helper")[1].split()[0])
+    wait_for(lambda: not process_alive(helper), "the step's helper process to end")
+
+
+# -- what only a cluster has -------------------------------------------------------------------
+
+def test_tasks_name_their_worker_and_current_is_set(on_dask, flow_file) -> None:
+    path = flow_file("branches.py")
+    result = run_flow(path, "run", "--size", "2")
+    assert result.returncode == 0, result.stderr
+    run = Flow("BranchFlow", root=path.parent / ".flowdeck").latest_run
+    workers = set(on_dask.nthreads())
+    started = [e for e in read_events(run.dir / "events.jsonl") if e["type"] == "task_started"
+               and not e["reused"]]
+    assert started and all(e["worker"] in workers for e in started)
+    assert run["right"].task.data.attempts == 1  # current.retry_count on the worker
+
+
+def test_project_modules_travel_and_a_missing_one_is_named(on_dask, tmp_path: Path) -> None:
+    for name in ("dask_imports.py", "dask_helper.py"):
+        shutil.copy(DASK_FLOWS / name, tmp_path / name)
+    path = tmp_path / "dask_imports.py"
+    shipped = run_flow(path, "run", "--word", "hi")
+    assert shipped.returncode == 0, shipped.stderr
+    assert "shout HI!" in shipped.stdout
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-site"  # on the orchestrator's path only
+    elsewhere.mkdir()
+    (elsewhere / "only_on_this_machine.py").write_text("VALUE = 1\n")
+    env = child_env(DASK_TEST_ONLY_HERE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(elsewhere), env["PYTHONPATH"]])
+    missing = run_flow(path, env=env)
+    assert missing.returncode == 1
+    assert "cannot import module `only_on_this_machine`" in missing.stderr
+    assert "Worker tcp://127.0.0.1:" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_log_lines_arrive_while_the_task_runs(on_dask, flow_file) -> None:
+    path = flow_file("dask/dask_hold.py")
+    hold = path.parent / "hold"
+    hold.touch()
+    proc = subprocess.Popen([sys.executable, str(path)], cwd=path.parent, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def nap_log() -> str:
+            runs = Flow("HoldFlow", root=path.parent / ".flowdeck").runs()
+            if not runs:
+                return ""
+            log = runs[0].dir / "nap" / "2" / "attempt-0.out"
+            return log.read_text() if log.exists() else ""
+        wait_for(lambda: "napping 0" in nap_log(), "the task's first line in its log",
+                 lambda: proc.poll() is None)
+        run = Flow("HoldFlow", root=path.parent / ".flowdeck").latest_run
+        finished = [e for e in read_events(run.dir / "events.jsonl")
+                    if e["type"] == "task_finished" and e["task_id"] == "2"]
+        assert finished == []  # the line came while the task still ran
+    finally:
+        hold.unlink()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "values [0, 10]" in out
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["no-retry", "retry"])
+def test_a_killed_worker_loses_the_attempt(on_dask, flow_file, retry: bool) -> None:
+    """SIGKILL the worker running a task: the attempt fails with "worker lost" naming the
+    worker; with @retry (here `--with retry:times=1`) it runs again on a worker and the run
+    succeeds, without it the run fails and `resume` completes it."""
+    path = flow_file("dask/dask_hold.py")
+    hold = path.parent / "hold"
+    hold.touch()
+    extra = ["--with", "retry:times=1"] if retry else []
+    proc = subprocess.Popen([sys.executable, str(path), *extra, "run"], cwd=path.parent,
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    root = path.parent / ".flowdeck"
+
+    def napping_worker() -> int | None:
+        runs = Flow("HoldFlow", root=root).runs()
+        log = runs[0].dir / "nap" / "2" / "attempt-0.out" if runs else None
+        text = log.read_text() if log is not None and log.exists() else ""
+        return int(text.split("on worker")[1].split()[0]) if "on worker" in text else None
+    wait_for(lambda: napping_worker() is not None, "the held task to start",
+             lambda: proc.poll() is None)
+    pids = {a: p for a, p in on_dask.run(os.getpid, on_error="return").items()
+            if isinstance(p, int)}
+    victim = napping_worker()
+    assert victim in pids.values()
+    address = next(a for a, p in pids.items() if p == victim)
+    log = Flow("HoldFlow", root=root).latest_run.dir / "nap" / "2" / "attempt-0.out"
+    task_pid = int(log.read_text().split(" as ")[1].split()[0])
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: not process_alive(victim), "the worker to die")
+    wait_for(lambda: not process_alive(task_pid), "the task's process to die with its worker")
+    if retry:  # the held task runs again; let that attempt finish
+        run = Flow("HoldFlow", root=root).latest_run
+        wait_for(lambda: (run.dir / "nap" / "2" / "attempt-1.out").exists(),
+                 "the retry to start", lambda: proc.poll() is None)
+        hold.unlink()
+    out, err = proc.communicate(timeout=120)  # the run ends: it never hangs
+    hold.unlink(missing_ok=True)
+    assert f"worker lost: Dask worker {address}" in out + err
+    run = Flow("HoldFlow", root=root).latest_run
+    assert run["start"].task.data.items == [0, 1]  # finished artifacts stay readable
+    events = read_events(run.dir / "events.jsonl")
+    lost = [e for e in events if e["type"] == "task_finished" and e["task_id"] == "2"]
+    assert lost[0]["status"] == "failed" and "worker lost" in lost[0]["error"]["message"]
+    if retry:
+        assert proc.returncode == 0, err
+        assert lost[0]["will_retry"] and lost[1]["status"] == "succeeded"
+        assert run.successful and run.data.values == [0, 10]
+        return
+    assert proc.returncode == 1
+    assert run.status == "failed"
+    assert lost[0]["error"]["type"] == "ProcessExit"  # as a crash: @catch would get its turn
+    on_dask.wait_for_workers(2, timeout=60)  # the nanny brings the worker back
+    resumed = run_flow(path, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    again = Flow("HoldFlow", root=root).latest_run
+    assert again.successful and again.data.values == [0, 10]
+    assert again.origin_run_id == run.id
+
+
+def test_without_an_address_a_local_cluster_runs_the_tasks(flow_file) -> None:
+    path = flow_file("train.py")
+    env = child_env()
+    env.pop("FLOWDECK_DASK_SCHEDULER", None)
+    result = run_flow(path, "run", "--executor", "dask", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr  # the cluster's own chatter stays off the terminal
+    run = Flow("TrainFlow", root=path.parent / ".flowdeck").latest_run
+    assert run.successful and run.data.best == 0.01
+    started = [e for e in read_events(run.dir / "events.jsonl") if e["type"] == "task_started"]
+    assert all(e["worker"].startswith("tcp://127.0.0.1:") for e in started)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_unreachable_scheduler_is_refused_and_records_no_run(flow_file) -> None:
+    path = flow_file("train.py")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    result = run_flow(path, "run", "--executor", "dask", "--scheduler", address, timeout=120)
+    assert result.returncode == 2
+    assert f"Cannot reach the Dask scheduler at {address}" in result.stderr
+    assert "--scheduler" in result.stderr and "Traceback" not in result.stderr
+    runs = path.parent / ".flowdeck" / "TrainFlow" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_workers_with_another_flowdeck_are_refused(flow_file, tmp_path: Path) -> None:
+    import logging
+
+    import flowdeck
+    preload = tmp_path / "skew.py"
+    preload.write_text("import flowdeck\nflowdeck.__version__ = '0.0.1-skewed'\n")
+    skewed = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                      host="127.0.0.1", dashboard_address=None,
+                                      preload=[str(preload)], silence_logs=logging.ERROR,
+                                      scheduler_kwargs={"dashboard": False,
+                                                        "dashboard_address": ":0"})
+    try:
+        path = flow_file("train.py")
+        result = run_flow(path, "run", "--executor", "dask", "--scheduler",
+                          skewed.scheduler_address, timeout=120)
+    finally:
+        skewed.close()
+    assert result.returncode == 2
+    assert "runs flowdeck 0.0.1-skewed" in result.stderr
+    assert f"the orchestrator runs flowdeck {flowdeck.__version__}" in result.stderr
+
+
+def test_importing_flowdeck_and_a_local_run_load_no_dask(tmp_path: Path) -> None:
+    flow = tmp_path / "plain.py"
+    flow.write_text(
+        "import sys\nfrom flowdeck import FlowSpec, step\n\n\n"
+        "class PlainFlow(FlowSpec):\n    @step\n    def start(self):\n"
+        "        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    PlainFlow().run()\n"
+        "    print('loaded', [m for m in sys.modules if m.split('.')[0] in "
+        "('dask', 'distributed')])\n")
+    result = subprocess.run([sys.executable, str(flow)], cwd=tmp_path, env=child_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "loaded []" in result.stdout
+    code = ("import sys, flowdeck, flowdeck.engine.launch, flowdeck.engine.runtime\n"
+            "print([m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')])")
+    imported = subprocess.run([sys.executable, "-c", code], env=child_env(), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+    assert imported.stdout.strip() == "[]", imported.stderr

@@ -1,0 +1,331 @@
+"""Artifacts and records in an object store: real flow processes against a real S3
+endpoint on localhost (moto's server), read back with the client from `s3://`.
+
+The endpoint is given to every process as users give theirs: `AWS_ENDPOINT_URL`
+(botocore's variable, which s3fs honours; `FSSPEC_S3_ENDPOINT_URL` works too). Wrong
+keys are refused as S3 refuses them once moto is told to check keys
+(`INITIAL_NO_AUTH_ACTION_COUNT`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FLOWS, child_env, run_flow
+from scaleout_servers import s3_server
+
+FLOW = FLOWS / "object_store_flow.py"
+BUCKET = "flowdeck-tests"
+
+
+def test_a_local_run_never_imports_fsspec(tmp_path: Path) -> None:
+    """The core loads fsspec only for an object-store root (needs no s3 extra)."""
+    flow = tmp_path / "flow.py"
+    shutil.copy(FLOW, flow)
+    done = run_flow(flow, "run", env=child_env(FLOWDECK_DATASTORE=""))
+    assert done.returncode == 0, done.stderr
+    probe = ("import sys; from flowdeck import Flow, namespace; namespace(None); "
+             "import flowdeck.store.objectstore, flowdeck.engine.launch; "
+             "run = Flow('ObjectStoreFlow').latest_run; "
+             "print(run.data.fsspec_loaded, run.data.total, 'fsspec' in sys.modules, "
+             "'s3fs' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=child_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "5", "False", "False"]
+
+
+# -- the S3 endpoint ---------------------------------------------------------------------
+
+class S3:
+    """The moto server: its URL, a good user's keys, and an s3fs client for checks."""
+
+    def __init__(self, endpoint: str, key: str, secret: str):
+        self.endpoint = endpoint
+        self.key = key
+        self.secret = secret
+        import s3fs
+        self.fs = s3fs.S3FileSystem(key=key, secret=secret, endpoint_url=endpoint,
+                                    skip_instance_cache=True)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """A flow process's environment: this endpoint, the good keys, no proxy."""
+        return child_env(**{"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.key,
+                            "AWS_SECRET_ACCESS_KEY": self.secret,
+                            "AWS_DEFAULT_REGION": "us-east-1",
+                            "NO_PROXY": "127.0.0.1,localhost", **extra})
+
+    def keys(self, prefix: str) -> list[str]:
+        self.fs.invalidate_cache()
+        return sorted(self.fs.find(f"{BUCKET}/{prefix}"))
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    with s3_server(BUCKET) as endpoint:
+        yield S3(endpoint, "testing", "testing")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder holding the flow file."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(FLOW, folder / "flow.py")
+    return folder
+
+
+@pytest.fixture
+def url() -> str:
+    return f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}/runs"
+
+
+@pytest.fixture
+def client(s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The client of this process, reading the endpoint with its own (empty) cache and
+    from a folder that holds no store: whatever it reads comes from the object store."""
+    for name, value in s3.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "reader-cache"))
+    monkeypatch.delenv("FLOWDECK_DATASTORE", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    import flowdeck
+    flowdeck.namespace(None)
+    yield flowdeck
+    flowdeck.namespace(flowdeck.default_namespace())
+
+
+def _run(project: Path, s3: S3, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_flow(project / "flow.py", *args, env=s3.env(**env), timeout=180)
+
+
+def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+def test_linear_foreach_join_round_trip(s3: S3, project: Path, url: str, client: Any) -> None:
+    done = _run(project, s3, "run", "--datastore", url, "--n", "4")
+    assert done.returncode == 0, done.stderr
+    prefix = url.removeprefix(f"s3://{BUCKET}/")
+    keys = s3.keys(prefix)
+    assert any("/blobs/" in k for k in keys)
+    assert sum(k.endswith("/attempt-0.json") for k in keys) == 1 + 4 + 1 + 1
+    assert any(k.endswith("/run.json") for k in keys) and any(k.endswith("/events.jsonl")
+                                                              for k in keys)
+    # The working copy beside the flow holds records and logs, never a blob.
+    local = project / ".flowdeck" / "datastores"
+    assert local.is_dir() and not list(local.rglob("blobs"))
+
+    runs = client.Flow("ObjectStoreFlow", root=url).runs()
+    assert len(runs) == 1 and runs[0].successful
+    run = runs[0]
+    assert run.data.total == 0 + 1 + 4 + 9
+    assert run.data.fsspec_loaded  # the s3 run loaded it (a local one does not)
+    squares = sorted(t.data.sq for t in run["square"].tasks())
+    assert squares == [0, 1, 4, 9]
+    task = run["square"].tasks()[0]
+    assert task.data.big == bytes([7]) * (1 << 20)
+    assert "square" in task.stdout
+    assert client.Run(run.pathspec, root=url).data.total == 14
+
+
+def test_dask_workers_write_to_the_object_store(s3: S3, project: Path, url: str,
+                                                client: Any) -> None:
+    """Tasks on Dask workers (a LocalCluster the run starts) put their blobs and records
+    into the object store, as forked local workers do."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed (pip install "
+                        "'flowdeck[dask]'); .ci/run installs it")
+    done = _run(project, s3, "run", "--datastore", url, "--executor", "dask", "--n", "3")
+    assert done.returncode == 0, done.stderr
+    assert not list((project / ".flowdeck").rglob("blobs"))
+    run = client.Flow("ObjectStoreFlow", root=url).runs()[0]
+    assert run.successful and run.data.total == 5
+    assert sorted(t.data.sq for t in run["square"].tasks()) == [0, 1, 4]
+
+
+def test_metaflow_options_and_environment(s3: S3, project: Path, url: str,
+                                          client: Any) -> None:
+    """Metaflow's `--datastore s3 --datastore-root URL` (before the command) and
+    $FLOWDECK_DATASTORE give the same store."""
+    done = _run(project, s3, "--datastore", "s3", "--datastore-root", url, "run", "--n", "2")
+    assert done.returncode == 0, done.stderr
+    env = s3.env(FLOWDECK_DATASTORE=url, FSSPEC_S3_ENDPOINT_URL=s3.endpoint)
+    del env["AWS_ENDPOINT_URL"]  # fsspec's own variable gives the endpoint just as well
+    done = run_flow(project / "flow.py", "run", "--n", "3", env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    totals = sorted(r.data.total for r in client.Flow("ObjectStoreFlow", root=url).runs())
+    assert totals == [1, 5]
+    missing = _run(project, s3, "--datastore", "s3", "run")
+    assert missing.returncode != 0 and "--datastore-root" in missing.stderr
+    _no_traceback(missing)
+
+
+def test_resume_from_the_object_store(s3: S3, project: Path, url: str, client: Any) -> None:
+    failed = _run(project, s3, "run", "--datastore", url, "--max-workers", "1",
+                  OBJECT_STORE_FLOW_FAIL="1")
+    assert failed.returncode != 0
+    origin = client.Flow("ObjectStoreFlow", root=url).runs()[0]
+    assert origin.status == "failed"
+    # Resume on "another machine": the working copy of the first run is gone.
+    shutil.rmtree(project / ".flowdeck")
+    resumed = _run(project, s3, "resume", "--datastore", url, "--origin-run-id", origin.id)
+    assert resumed.returncode == 0, resumed.stderr
+    runs = client.Flow("ObjectStoreFlow", root=url).runs()
+    assert len(runs) == 2
+    latest = runs[0]
+    assert latest.successful and latest.origin_run_id == origin.id
+    assert latest.data.total == 5
+    assert latest["start"].task.status == "reused"  # its record and blobs came from s3
+    assert latest["start"].task.origin_pathspec == f"ObjectStoreFlow/{origin.id}/start/1"
+    assert "Not reusing" not in resumed.stderr
+
+
+def _stored(s3: S3, url: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every key under the store's prefix, and every attempt record there."""
+    keys = s3.keys(url.removeprefix(f"s3://{BUCKET}/"))
+    records = [json.loads(s3.fs.cat_file(k)) for k in keys
+               if "/attempt-" in k and k.endswith(".json")]
+    return keys, records
+
+
+def _big_digest(tmp: Path) -> str:
+    from flowdeck.store.blobs import BlobStore
+    sys.path.insert(0, str(FLOWS))
+    try:
+        from object_store_flow import BIG
+    finally:
+        sys.path.remove(str(FLOWS))
+    return BlobStore(tmp).encode("big", BIG).sha
+
+
+def test_a_killed_task_leaves_no_artifact(s3: S3, project: Path, url: str, client: Any,
+                                          tmp_path: Path) -> None:
+    """A task killed between its blob upload and its record: its blob is in the store,
+    but no record of it names an artifact; the orchestrator records the death."""
+    killed = _run(project, s3, "run", "--datastore", url, "--max-workers", "1",
+                  OBJECT_STORE_FLOW_KILL="1")
+    assert killed.returncode != 0
+    keys, records = _stored(s3, url)
+    big = _big_digest(tmp_path)
+    assert any(k.endswith(f"/blobs/{big[:2]}/{big}") for k in keys)  # uploaded ...
+    dead = [r for r in records if r["step"] == "square" and r["status"] != "succeeded"]
+    assert len(dead) == 1 and not dead[0].get("artifacts")  # ... yet no artifact of it
+    assert "SIGKILL" in dead[0]["error"]["message"]
+
+    run = client.Flow("ObjectStoreFlow", root=url).runs()[0]
+    assert run.status == "failed"
+    task = next(t for t in run["square"].tasks() if not t.successful)
+    assert "big" not in task and "sq" not in task
+
+
+def test_a_task_killed_with_its_run_has_no_record(s3: S3, project: Path, url: str,
+                                                  client: Any, tmp_path: Path) -> None:
+    """Killed with the orchestrator, between its blob upload and its record: nothing in
+    the store says the task ran; the run reads as crashed and resume completes it."""
+    killed = _run(project, s3, "run", "--datastore", url, "--max-workers", "1",
+                  OBJECT_STORE_FLOW_KILL_RUN="1")
+    assert killed.returncode != 0
+    keys, records = _stored(s3, url)
+    big = _big_digest(tmp_path)
+    assert any(k.endswith(f"/blobs/{big[:2]}/{big}") for k in keys)
+    squares = [r for r in records if r["step"] == "square"]
+    assert [r["status"] for r in squares] == ["succeeded"]  # item 0 only: item 1 has none
+
+    run = client.Flow("ObjectStoreFlow", root=url).runs()[0]
+    assert run.status == "crashed" and not run.successful
+    assert [t.data.sq for t in run["square"].tasks()] == [0]
+    with pytest.raises(KeyError, match="has no step 'join'"):  # the client's ClientError
+        run["join"]
+
+    resumed = _run(project, s3, "resume", "--datastore", url)
+    assert resumed.returncode == 0, resumed.stderr
+    latest = client.Flow("ObjectStoreFlow", root=url).runs()[0]
+    assert latest.successful and latest.data.total == 5
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+def test_a_missing_bucket_is_named(s3: S3, project: Path, client: Any) -> None:
+    done = _run(project, s3, "run", "--datastore", "s3://no-such-bucket/x")
+    assert done.returncode != 0
+    assert "s3://no-such-bucket/x" in done.stderr
+    assert "bucket `no-such-bucket` does not exist" in done.stderr
+    assert "write the store marker" in done.stderr
+    _no_traceback(done)
+    from flowdeck.store.objectstore import ObjectStoreError
+    with pytest.raises(ObjectStoreError, match="bucket `no-such-bucket` does not exist"):
+        client.Flow("ObjectStoreFlow", root="s3://no-such-bucket/x")  # not "no runs"
+
+
+def test_bad_credentials_are_named(s3: S3, project: Path, url: str, client: Any,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    good = _run(project, s3, "run", "--datastore", url)
+    assert good.returncode == 0, good.stderr
+    # moto checks keys once its allowance of unchecked requests is spent (its server does
+    # not check listing signatures right, so only this test turns checking on).
+    import moto.settings
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    wrong = {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0", "AWS_SECRET_ACCESS_KEY": "wrong"}
+    done = run_flow(project / "flow.py", "run", "--datastore", url,
+                    env={**s3.env(), **wrong}, timeout=180)
+    assert done.returncode != 0
+    assert url in done.stderr and "access denied" in done.stderr
+    assert "AWS_ACCESS_KEY_ID" in done.stderr
+    _no_traceback(done)
+    for name, value in wrong.items():  # the reader says the same, naming what it did
+        monkeypatch.setenv(name, value)
+    from flowdeck.store.objectstore import ObjectStoreError
+    with pytest.raises(ObjectStoreError) as caught:
+        client.Flow("ObjectStoreFlow", root=url)
+    assert url in str(caught.value) and "list the runs of ObjectStoreFlow" in str(caught.value)
+
+
+def test_a_task_that_cannot_reach_the_store_fails_naming_it(s3: S3, project: Path,
+                                                            url: str) -> None:
+    """The run started (the store took its first writes), then a task cannot reach it: the
+    task fails with the URL and the operation (its first blob), without a traceback, and
+    so does the run."""
+    done = _run(project, s3, "run", "--datastore", url, OBJECT_STORE_FLOW_LOSE_STORE="1")
+    assert done.returncode != 0
+    failure = next(line for line in done.stderr.splitlines() if "Run " in line
+                   and " failed: " in line)
+    assert " blob " in failure and f"{url}/blobs/" in failure, failure
+    assert "cannot be reached" in failure and "AWS_ENDPOINT_URL" in failure
+    _no_traceback(done)
+
+
+def test_an_unreachable_endpoint_is_named(s3: S3, project: Path, url: str) -> None:
+    done = _run(project, s3, "run", "--datastore", url, AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    assert done.returncode != 0
+    assert url in done.stderr and "cannot be reached" in done.stderr
+    assert "AWS_ENDPOINT_URL" in done.stderr
+    _no_traceback(done)
+
+
+def test_throttling_and_missing_credentials_are_explained() -> None:
+    """What s3fs raises once its retries are spent, as a user reads it (the exceptions are
+    botocore's and s3fs's own; no endpoint throttles on demand)."""
+    botocore = pytest.importorskip("botocore.exceptions", reason="the s3 extra is not "
+                                   "installed (pip install 'flowdeck[s3]')")
+    from flowdeck.store.objectstore import ObjectStoreError, _explain
+    slow = OSError("An error occurred (SlowDown) when calling the PutObject operation: "
+                   "Please reduce your request rate.")
+    reason, advice = _explain(slow, "s3://b/p/blobs/ab/ab12")
+    assert "kept refusing after fsspec's retries" in reason and "--max-workers" in advice
+    reason, advice = _explain(botocore.NoCredentialsError(), "s3://b/p")
+    assert reason == "no credentials were found" and "AWS_ACCESS_KEY_ID" in advice
+    error = ObjectStoreError("s3://b/p/x", "write blob x to", reason, advice)
+    assert str(error).startswith("Cannot write blob x to s3://b/p/x: no credentials")
