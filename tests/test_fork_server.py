@@ -124,10 +124,10 @@ def test_tasks_are_isolated_and_a_crash_stays_in_its_task(tmp_path: Path, mode: 
 
 
 def test_a_run_with_many_tasks_goes_through_the_server(tmp_path: Path) -> None:
-    """Past the first direct forks, workers are children of one server process, not of
-    the orchestrator; the run ends with no process left."""
+    """Workers forked directly, then (past the first 16 here) through the server started
+    mid-run, while direct workers still run: every task runs once, none is left."""
     path = write(tmp_path, "many.py", ISOLATION.replace("self.input == 7", "False"))
-    result = run_flow(path, "run")
+    result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER="16"))
     assert result.returncode == 0, result.stderr
     pids = [e["pid"] for e in events_of(path, "IsolationFlow") if e["type"] == "task_started"]
     assert len(pids) == 43
