@@ -98,6 +98,14 @@ def events_of(path: Path, flow: str) -> list[dict]:
     return [json.loads(line) for line in events_file.read_text().splitlines()]
 
 
+def start_served_run(path: Path) -> subprocess.Popen[str]:
+    """`python path run` with every worker forked by the server, in a session of its own."""
+    return subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"],
+                            env=child_env(FLOWDECK_FORK_SERVER="always"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
 def parent_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as handle:
         return int(handle.read().rsplit(")", 1)[1].split()[1])
@@ -134,16 +142,12 @@ def test_a_run_with_many_tasks_goes_through_the_server(tmp_path: Path) -> None:
     assert not any(process_alive(pid) for pid in pids)
 
 
-def test_cancel_and_killed_server(tmp_path: Path) -> None:
+def test_a_killed_server_takes_its_workers_and_retry_reruns_them(tmp_path: Path) -> None:
     """Killing the server mid-run kills its workers (they die with it): those attempts
-    fail as killed, @retry runs them again forked directly, and the run finishes; then a
-    SIGINT to a second run stops it cleanly through the server."""
+    fail as killed, @retry runs them again forked directly, and the run finishes."""
     path = write(tmp_path, "sleepers.py", SLEEPERS.replace(
         "SLEEP", "time.sleep(120 if current.retry_count == 0 else 0)"))
-    proc = subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"],
-                            env=child_env(FLOWDECK_FORK_SERVER="always"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_served_run(path)
     try:
         runs = tmp_path / ".flowdeck" / "SleepFlow" / "runs"
 
@@ -175,10 +179,7 @@ def test_cancel_and_killed_server(tmp_path: Path) -> None:
 def test_sigint_stops_served_workers_and_their_children(tmp_path: Path) -> None:
     path = write(tmp_path, "sleepers.py", SLEEPERS.replace(
         "SLEEP", "import subprocess; subprocess.Popen(['sleep', '300']); time.sleep(120)"))
-    proc = subprocess.Popen([sys.executable, str(path), "run", "--max-workers", "2"],
-                            env=child_env(FLOWDECK_FORK_SERVER="always"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = start_served_run(path)
     try:
         runs = tmp_path / ".flowdeck" / "SleepFlow" / "runs"
 
