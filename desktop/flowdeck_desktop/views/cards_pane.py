@@ -184,8 +184,10 @@ class CardsPane(QWidget):
                              step: str, task_id: str, add_core: bool = False) -> None:
         """A run of the Metaflow bridge: its cards are in Metaflow's datastore. A helper in
         the flow's interpreter copies them into the task's card folder, which this pane
-        follows already (`show_task` first)."""
+        follows already (`show_task` first); once copied, a click reads them from there."""
         self._cancel_fetch()
+        if self._index_path is not None and self._index_path.exists():
+            return  # copied already: a finished task's cards do not change
         request = HelperRequest(interpreter, str(layout.root), flow, run_id, step, task_id,
                                 add_core, module=METAFLOW_CARDS_HELPER)
         self._fetch = HelperCall(request, [], METAFLOW_CARDS_LIMIT_S, self)

@@ -58,6 +58,7 @@ class LocalExecutor(Executor):
         self.use_server = hasattr(os, "pidfd_open") and choice != "0"
         self.direct_forks = (0 if choice == "always" else int(choice) if choice.isdigit()
                              and choice != "0" else DIRECT_FORKS)
+        self.blobs: BlobStore | None = None  # the run's store, for preloading foreach lists
         self.served: dict[int, ExitPipe] = {}  # by key (negative), the server's workers
         self.last_key = 0
         self.started = 0
@@ -116,7 +117,9 @@ class LocalExecutor(Executor):
                       out_r: int, out_w: int, err_r: int, err_w: int) -> Launched:
         ref = foreach_input_ref(request.frames, request.parents)
         if ref is not None:
-            preload(BlobStore(request.root), ref)
+            if self.blobs is None:  # one store per run: its look for a datastore mark once
+                self.blobs = BlobStore(request.root)
+            preload(self.blobs, ref)
         _flush_stdio()
         gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
         parent = os.getpid()
