@@ -329,3 +329,124 @@ def test_throttling_and_missing_credentials_are_explained() -> None:
     assert reason == "no credentials were found" and "AWS_ACCESS_KEY_ID" in advice
     error = ObjectStoreError("s3://b/p/x", "write blob x to", reason, advice)
     assert str(error).startswith("Cannot write blob x to s3://b/p/x: no credentials")
+
+
+# -- Dask workers on machines that share no folder with the orchestrator --------------------
+
+FAR_FLOW = '''
+import os
+
+from flowdeck import FlowSpec, step
+
+FLOW_FILE = os.path.abspath(__file__)  # the orchestrator's path, shipped with the class
+
+
+class FarFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = [1, 2, 3]
+        self.next(self.square, foreach="items")
+
+    @step
+    def square(self):
+        self.sq = self.input * self.input
+        self.saw_project = os.path.exists(FLOW_FILE)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.total = sum(i.sq for i in inputs)
+        self.saw = [i.saw_project for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("total", self.total)
+
+
+if __name__ == "__main__":
+    FarFlow()
+'''
+
+
+def _can_hide_folders() -> str | None:
+    """Why mount namespaces are unavailable here (None: they work)."""
+    if shutil.which("unshare") is None:
+        return "util-linux `unshare` is not installed"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+                           capture_output=True, text=True, timeout=30)
+    return None if probe.returncode == 0 else f"unshare -m failed: {probe.stderr.strip()}"
+
+
+@pytest.fixture
+def far_workers(s3: S3, project: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Dask scheduler here and two `dask worker` processes that see an empty folder where
+    the project is (each in a mount namespace with a tmpfs over it), as workers on other
+    machines would; they reach the object store. Yields the scheduler's address and the
+    workers' temporary folder."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed "
+                                      "(pip install 'flowdeck[dask]'); .ci/run installs it")
+    why = _can_hide_folders()
+    if why is not None:
+        pytest.skip(f"needs a mount namespace to hide the project from the workers: {why}")
+    import logging
+    scheduler = distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                         dashboard_address=None, silence_logs=logging.ERROR,
+                                         scheduler_kwargs={"dashboard": False,
+                                                           "dashboard_address": ":0"})
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    env = s3.env(TMPDIR=str(worker_tmp))
+    hide = 'mount -t tmpfs none "$1" && shift && exec "$@"'
+    workers = [subprocess.Popen(
+        ["unshare", "-m", "sh", "-c", hide, "sh", str(project), sys.executable, "-m",
+         "distributed.cli.dask_worker", scheduler.scheduler_address, "--nthreads", "1",
+         "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    client = distributed.Client(scheduler, set_as_default=False)
+    try:
+        client.wait_for_workers(2, timeout=120)
+        yield str(scheduler.scheduler_address), worker_tmp
+    finally:
+        client.close()
+        for worker in workers:
+            worker.kill()
+            worker.wait(timeout=60)
+        scheduler.close()
+
+
+def test_dask_workers_that_share_no_folder_write_to_the_object_store(
+        s3: S3, project: Path, url: str, client: Any, far_workers: tuple[str, Path]) -> None:
+    """Workers that cannot see the orchestrator's folder run every task: blobs and records
+    go to the object store, each record comes back with its task's end into the working
+    copy, and the run reads back from S3. A folder store on them is refused by name."""
+    address, worker_tmp = far_workers
+    (project / "far.py").write_text(FAR_FLOW)
+    done = run_flow(project / "far.py", "run", "--datastore", url, "--executor", "dask",
+                    "--scheduler", address, env=s3.env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    _no_traceback(done)
+    assert "total 14" in done.stdout
+    run = client.Flow("FarFlow", root=url).runs()[0]
+    assert run.successful and run.data.total == 14
+    assert run["join"].task.data.saw == [False, False, False]  # the project was not there
+    local = project / ".flowdeck" / "datastores"
+    assert len(list(local.rglob("attempt-0.json"))) == 1 + 3 + 1 + 1  # shipped back
+    assert not list(worker_tmp.rglob("attempt-*.json"))  # taken out of the scratch folder
+    events = [json.loads(line) for line in next(local.rglob("events.jsonl")).read_text()
+              .splitlines()]
+    ran_on = {e.get("worker") for e in events if e.get("type") == "task_started"}
+    assert ran_on and ran_on <= {f"tcp://127.0.0.1:{p}" for p in _worker_ports(address)}
+
+    refused = run_flow(project / "far.py", "run", "--executor", "dask", "--scheduler", address,
+                       env=s3.env(FLOWDECK_DATASTORE=""), timeout=300)
+    assert refused.returncode != 0
+    assert "cannot reach the store folder" in refused.stderr
+    assert "--datastore s3://" in refused.stderr
+    _no_traceback(refused)
+
+
+def _worker_ports(address: str) -> set[int]:
+    import distributed
+    with distributed.Client(address, set_as_default=False, timeout=30) as probe:
+        return {int(w.rsplit(":", 1)[1]) for w in probe.scheduler_info()["workers"]}

@@ -2,8 +2,10 @@
 
 The orchestrator stays where it is (it alone writes `events.jsonl` and `run.json`); each
 attempt is one Dask task (`dask_worker.run_attempt`) that runs the step in a child process
-on a worker and writes the attempt's record and blobs into the store, which the workers
-reach (the local folder for a LocalCluster or a shared file system). The flow class
+on a worker and writes the attempt's record and blobs into the store: the local folder
+(for a LocalCluster or a shared file system) or an object store, which a worker on a
+machine that shares no folder with the orchestrator writes directly, returning the
+record, which the orchestrator then puts into its working copy. The flow class
 travels cloudpickled by value, with the modules beside the flow file that it imports, so
 workers need only Python, flowdeck and the flow's own dependencies.
 
@@ -59,6 +61,8 @@ class _Attempt:
     err_w: int
     exit_w: int
     sent_to: str | None
+    #: where the orchestrator keeps the attempt's record (in its working copy)
+    record_path: str = ""
     future: Any = None
     started_on: str | None = None
     received: int = 0
@@ -194,14 +198,16 @@ class DaskExecutor(Executor):
         self.next_key -= 1
         launched = Launched(key=self.next_key, out_fd=out_r, err_fd=err_r, exit_fd=exit_r,
                             pid=None, where=worker or f"dask {self.address}")
-        attempt = _Attempt(key, launched, out_w, err_w, exit_w, sent_to=worker)
+        attempt = _Attempt(key, launched, out_w, err_w, exit_w, sent_to=worker,
+                           record_path=request.attempt_json)
         self.attempts[key] = attempt
         self.by_launched[launched.key] = attempt
         if worker is not None:
             with self.lock:
                 self.load[worker] = self.load.get(worker, 0) + 1
         future = self.client.submit(run_attempt, key, self.topic, payload, flowdeck.__version__,
-                                    key=key, pure=False, retries=0,
+                                    str(request.root), request.attempt_json,
+                                    request.datastore, key=key, pure=False, retries=0,
                                     workers=[worker] if worker else None,
                                     allow_other_workers=True)
         attempt.future = future
@@ -371,6 +377,7 @@ class DaskExecutor(Executor):
             attempt.started_on = str(message["started"])
             attempt.launched.where = attempt.started_on
         elif "end" in message:
+            _adopt_record(attempt.record_path, message.get("record"))
             attempt.expected = int(message.get("chunks") or 0)
             attempt.status = int(message["end"])
             attempt.message = message.get("error")
@@ -391,6 +398,7 @@ class DaskExecutor(Executor):
             if result.get("lost"):
                 self._finish(attempt, EXIT_WORKER_LOST << 8, self._lost_message(attempt))
             elif attempt.expected is None:  # its end event is still on the way
+                _adopt_record(attempt.record_path, result.get("record"))
                 attempt.expected = int(result.get("chunks") or 0)
                 attempt.status = int(result.get("status") or 0)
                 attempt.message = result.get("error")
@@ -492,6 +500,17 @@ def ship_project_modules(flow_cls: type) -> dict[str, str]:
             except (ValueError, TypeError):
                 pass
     return files
+
+
+def _adopt_record(path: str, text: str | None) -> None:
+    """Put the record a worker on another machine shipped back into the working copy,
+    before the attempt is said to have ended (the orchestrator reads it then). The
+    object store holds it already (the worker wrote it there first); a record here is
+    never replaced."""
+    if not text or not path or os.path.exists(path):
+        return
+    from flowdeck.store.blobs import atomic_write
+    atomic_write(path, text.encode("utf-8"))
 
 
 def _future_error(future: Any) -> BaseException | None:

@@ -6,7 +6,8 @@ makes the scheduler run the function again elsewhere; the second run must not ru
 step again, it reports the loss), starts the attempt in a child process of a fork server
 (`remote_task`), streams the child's stdout/stderr back to the orchestrator as events of
 the run's topic while it runs, and ends with an "end" event carrying the wait status and
-how many output chunks preceded it. `signal_attempt` (sent with `Client.run`) delivers
+how many output chunks preceded it (and the attempt's record, when this worker does not
+share the orchestrator's folder and wrote it into a scratch folder). `signal_attempt` (sent with `Client.run`) delivers
 Ctrl+C or SIGKILL to an attempt's process group on this worker.
 """
 
@@ -51,14 +52,24 @@ def version_message(worker: str, theirs: str, ours: str) -> str:
             f"with flowdeck {theirs}.")
 
 
-def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str, Any]:
-    """Run one attempt on this worker; returns {"status", "chunks", "error"} (see module)."""
+def run_attempt(key: str, topic: str, payload: bytes, version: str, root: str = "",
+                attempt_json: str = "", datastore: str | None = None) -> dict[str, Any]:
+    """Run one attempt on this worker; returns {"status", "chunks", "error", "record"}
+    (see module). `root`, `attempt_json` and `datastore` are the request's store folder,
+    record path and object store: a worker that does not share the orchestrator's folder
+    writes into a scratch folder and returns the record (`remote_task.worker_paths`)."""
     from distributed import Event, get_worker
+
+    from flowdeck.engine.executors import remote_task
     worker = get_worker()
     where = worker.address
     if flowdeck.__version__ != version:
         refusal = version_message(where, flowdeck.__version__, version)
         return _end(worker, topic, key, 75 << 8, 0, refusal)  # EX_TEMPFAIL
+    paths = remote_task.worker_paths(root, attempt_json, datastore) if root else None
+    if root and paths is None:
+        return _end(worker, topic, key, remote_task.EXIT_LOAD_FAILED << 8, 0,
+                    remote_task.store_not_here_message(where, root))
     claim = Event(f"{key}-claim")
     if claim.is_set():  # the worker that first ran this attempt was lost
         return {"lost": True}
@@ -71,11 +82,10 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str,
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     report_r, report_w = _context_for_children().Pipe(duplex=False)
-    from flowdeck.engine.executors import remote_task
     out_c, err_c = Connection(out_w, readable=False), Connection(err_w, readable=False)
     process = _context_for_children().Process(
         target=remote_task.child_main, name=f"flowdeck {key}", daemon=False,
-        args=(payload, out_c, err_c, report_w, where, os.getpid()))
+        args=(payload, out_c, err_c, report_w, where, os.getpid(), paths))
     try:
         _start(process)
     finally:  # the child has its own copies now
@@ -105,7 +115,8 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str) -> dict[str,
     report_r.close()
     code = process.exitcode if process.exitcode is not None else -signal.SIGKILL
     status = (-code) if code < 0 else (code << 8)
-    return _end(worker, topic, key, status, chunks, error)
+    record = remote_task.shipped_record(paths) if paths is not None else None
+    return _end(worker, topic, key, status, chunks, error, record)
 
 
 def signal_attempt(key: str, sig: int) -> bool:
@@ -129,9 +140,11 @@ def signal_attempt(key: str, sig: int) -> bool:
 
 
 def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
-         error: str | None) -> dict[str, Any]:
-    result = {"status": status, "chunks": chunks, "error": error}
-    worker.log_event(topic, {"k": key, "end": status, "chunks": chunks, "error": error})
+         error: str | None, record: str | None = None) -> dict[str, Any]:
+    """Say the attempt ended, as an event (it follows the output) and as the result."""
+    result = {"status": status, "chunks": chunks, "error": error, "record": record}
+    worker.log_event(topic, {"k": key, "end": status, "chunks": chunks, "error": error,
+                             "record": record})
     return result
 
 

@@ -18,6 +18,7 @@ import signal
 import sys
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -31,7 +32,7 @@ from flowdeck.engine.task import (
     prepare_worker_process,
 )
 from flowdeck.engines import processes
-from flowdeck.store.layout import RUN_ID_ENV
+from flowdeck.store.layout import RUN_ID_ENV, datastore_of
 
 #: The child could not load its task: a module the flow needs is missing on the worker.
 EXIT_MISSING_MODULE = 69  # EX_UNAVAILABLE
@@ -77,13 +78,70 @@ def missing_module_message(worker: str, name: str) -> str:
             "file are shipped with it).")
 
 
+@dataclass(frozen=True)
+class WorkerPaths:
+    """Where an attempt writes its store folder and record on this worker."""
+
+    root: str
+    attempt_json: str
+    #: True when they are not the orchestrator's (a worker on a machine that does not
+    #: share its folder): the worker then ships the record back with the attempt's end.
+    relocated: bool
+
+
+def worker_paths(root: str, attempt_json: str, datastore: str | None) -> WorkerPaths | None:
+    """The attempt's paths on this worker, or None when it cannot write the store here.
+
+    With an object store, blobs and records go to the store itself and the local folder
+    is only the orchestrator's working copy. A worker that does not see that working copy
+    (its `datastore.json` naming the same store) is on another machine: it writes into a
+    scratch folder of its own with the same layout (so the object keys are the same) and
+    returns the record, which the orchestrator puts into its working copy. A plain folder
+    store must be the orchestrator's own folder (a LocalCluster, a shared file system).
+    """
+    if datastore is None:
+        return WorkerPaths(root, attempt_json, False) if os.path.isdir(root) else None
+    mark = datastore_of(root)
+    if mark is not None and mark.url == datastore:
+        return WorkerPaths(root, attempt_json, False)
+    import hashlib
+    import tempfile
+    scratch = os.path.join(tempfile.gettempdir(), "flowdeck-worker",
+                           hashlib.sha256(root.encode()).hexdigest()[:16])
+    return WorkerPaths(scratch, os.path.join(scratch, os.path.relpath(attempt_json, root)),
+                       True)
+
+
+def store_not_here_message(worker: str, root: str) -> str:
+    """What a task says when its worker cannot reach a folder store."""
+    return (f"Worker {worker} cannot reach the store folder {root}: it is on another "
+            "machine that does not share this folder. Run the workers where the folder "
+            "is (a shared file system mounted at the same path), or give the flow an "
+            "object store both reach: --datastore s3://bucket/prefix.")
+
+
+def shipped_record(paths: WorkerPaths) -> str | None:
+    """The record a relocated attempt wrote, taken out of the worker's scratch folder
+    (None when it wrote none: the orchestrator then reports the attempt as it ended)."""
+    if not paths.relocated:
+        return None
+    try:
+        with open(paths.attempt_json, encoding="utf-8") as handle:
+            text = handle.read()
+        os.unlink(paths.attempt_json)
+    except OSError:
+        return None
+    return text
+
+
 def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str,
-               worker_pid: int = 0) -> None:
+               worker_pid: int = 0, paths: WorkerPaths | None = None) -> None:
     """The child's whole life: set up, load, run the attempt, exit with its code.
 
     `out`/`err` are write ends (multiprocessing Connections, passed to the child as fds)
     that become fds 1 and 2; `report` carries one line back to the worker when the task
-    cannot even be loaded (the orchestrator shows it as the attempt's error).
+    cannot even be loaded (the orchestrator shows it as the attempt's error). `paths`
+    (from `worker_paths`) say where this worker writes the attempt's files.
     """
     code = EXIT_FAILED
     try:
@@ -103,6 +161,8 @@ def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str,
         prepare_worker_process()
         request = _load(payload, report, worker)
         report.close()
+        if paths is not None and paths.relocated:
+            request.root, request.attempt_json = Path(paths.root), paths.attempt_json
         os.environ[RUN_ID_ENV] = request.run_id
         code = execute_task(request)
     except SystemExit as exc:
