@@ -336,7 +336,7 @@ def test_throttling_and_missing_credentials_are_explained() -> None:
 FAR_FLOW = '''
 import os
 
-from flowdeck import FlowSpec, step
+from flowdeck import FlowSpec, card, step
 
 FLOW_FILE = os.path.abspath(__file__)  # the orchestrator's path, shipped with the class
 
@@ -347,6 +347,7 @@ class FarFlow(FlowSpec):
         self.items = [1, 2, 3]
         self.next(self.square, foreach="items")
 
+    @card
     @step
     def square(self):
         self.sq = self.input * self.input
@@ -433,6 +434,9 @@ def test_dask_workers_that_share_no_folder_write_to_the_object_store(
     local = project / ".flowdeck" / "datastores"
     assert len(list(local.rglob("attempt-0.json"))) == 1 + 3 + 1 + 1  # shipped back
     assert not list(worker_tmp.rglob("attempt-*.json"))  # taken out of the scratch folder
+    from flowdeck.cards import get_cards
+    for task in run["square"].tasks():  # the cards too, read back from the object store
+        assert "sq" in get_cards(task)[0].get()
     events = [json.loads(line) for line in next(local.rglob("events.jsonl")).read_text()
               .splitlines()]
     ran_on = {e.get("worker") for e in events if e.get("type") == "task_started"}

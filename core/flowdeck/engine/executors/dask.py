@@ -5,7 +5,7 @@ attempt is one Dask task (`dask_worker.run_attempt`) that runs the step in a chi
 on a worker and writes the attempt's record and blobs into the store: the local folder
 (for a LocalCluster or a shared file system) or an object store, which a worker on a
 machine that shares no folder with the orchestrator writes directly, returning the
-record, which the orchestrator then puts into its working copy. The flow class
+record and cards, which the orchestrator then puts into its working copy. The flow class
 travels cloudpickled by value, with the modules beside the flow file that it imports, so
 workers need only Python, flowdeck and the flow's own dependencies.
 
@@ -377,7 +377,7 @@ class DaskExecutor(Executor):
             attempt.started_on = str(message["started"])
             attempt.launched.where = attempt.started_on
         elif "end" in message:
-            _adopt_record(attempt.record_path, message.get("record"))
+            _adopt_files(attempt.record_path, message.get("files"))
             attempt.expected = int(message.get("chunks") or 0)
             attempt.status = int(message["end"])
             attempt.message = message.get("error")
@@ -398,7 +398,7 @@ class DaskExecutor(Executor):
             if result.get("lost"):
                 self._finish(attempt, EXIT_WORKER_LOST << 8, self._lost_message(attempt))
             elif attempt.expected is None:  # its end event is still on the way
-                _adopt_record(attempt.record_path, result.get("record"))
+                _adopt_files(attempt.record_path, result.get("files"))
                 attempt.expected = int(result.get("chunks") or 0)
                 attempt.status = int(result.get("status") or 0)
                 attempt.message = result.get("error")
@@ -502,15 +502,25 @@ def ship_project_modules(flow_cls: type) -> dict[str, str]:
     return files
 
 
-def _adopt_record(path: str, text: str | None) -> None:
-    """Put the record a worker on another machine shipped back into the working copy,
-    before the attempt is said to have ended (the orchestrator reads it then). The
-    object store holds it already (the worker wrote it there first); a record here is
-    never replaced."""
-    if not text or not path or os.path.exists(path):
+def _adopt_files(record_path: str, files: dict[str, bytes] | None) -> None:
+    """Put what a worker on another machine shipped back (the attempt's record, its cards)
+    into the task's folder of the working copy, before the attempt is said to have ended
+    (the orchestrator reads the record then); the record last, as the task writes it. The
+    object store holds the record already (the worker wrote it there first). A file here
+    is never replaced, and a path leading out of the task's folder is ignored."""
+    if not files or not record_path:
         return
     from flowdeck.store.blobs import atomic_write
-    atomic_write(path, text.encode("utf-8"))
+    task_dir = os.path.dirname(record_path)
+    last = os.path.basename(record_path)
+    for name in sorted(files, key=lambda n: n == last):
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            continue
+        target = os.path.join(task_dir, name)
+        if not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            atomic_write(target, files[name])
 
 
 def _future_error(future: Any) -> BaseException | None:

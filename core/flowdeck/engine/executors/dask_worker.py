@@ -6,8 +6,9 @@ makes the scheduler run the function again elsewhere; the second run must not ru
 step again, it reports the loss), starts the attempt in a child process of a fork server
 (`remote_task`), streams the child's stdout/stderr back to the orchestrator as events of
 the run's topic while it runs, and ends with an "end" event carrying the wait status and
-how many output chunks preceded it (and the attempt's record, when this worker does not
-share the orchestrator's folder and wrote it into a scratch folder). `signal_attempt` (sent with `Client.run`) delivers
+how many output chunks preceded it (and the files of the attempt's task folder, its
+record and cards, when this worker does not share the orchestrator's folder and wrote
+them into a scratch folder). `signal_attempt` (sent with `Client.run`) delivers
 Ctrl+C or SIGKILL to an attempt's process group on this worker.
 """
 
@@ -54,10 +55,10 @@ def version_message(worker: str, theirs: str, ours: str) -> str:
 
 def run_attempt(key: str, topic: str, payload: bytes, version: str, root: str = "",
                 attempt_json: str = "", datastore: str | None = None) -> dict[str, Any]:
-    """Run one attempt on this worker; returns {"status", "chunks", "error", "record"}
+    """Run one attempt on this worker; returns {"status", "chunks", "error", "files"}
     (see module). `root`, `attempt_json` and `datastore` are the request's store folder,
     record path and object store: a worker that does not share the orchestrator's folder
-    writes into a scratch folder and returns the record (`remote_task.worker_paths`)."""
+    writes into a scratch folder and returns its files (`remote_task.worker_paths`)."""
     from distributed import Event, get_worker
 
     from flowdeck.engine.executors import remote_task
@@ -115,8 +116,8 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str, root: str = 
     report_r.close()
     code = process.exitcode if process.exitcode is not None else -signal.SIGKILL
     status = (-code) if code < 0 else (code << 8)
-    record = remote_task.shipped_record(paths) if paths is not None else None
-    return _end(worker, topic, key, status, chunks, error, record)
+    files = remote_task.shipped_files(paths) if paths is not None else {}
+    return _end(worker, topic, key, status, chunks, error, files)
 
 
 def signal_attempt(key: str, sig: int) -> bool:
@@ -140,11 +141,12 @@ def signal_attempt(key: str, sig: int) -> bool:
 
 
 def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
-         error: str | None, record: str | None = None) -> dict[str, Any]:
-    """Say the attempt ended, as an event (it follows the output) and as the result."""
-    result = {"status": status, "chunks": chunks, "error": error, "record": record}
+         error: str | None, files: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """Say the attempt ended, as an event (it follows the output) and as the result; with
+    the task folder's files when this worker does not share the orchestrator's folder."""
+    result = {"status": status, "chunks": chunks, "error": error, "files": files or {}}
     worker.log_event(topic, {"k": key, "end": status, "chunks": chunks, "error": error,
-                             "record": record})
+                             "files": files or {}})
     return result
 
 

@@ -85,7 +85,8 @@ class WorkerPaths:
     root: str
     attempt_json: str
     #: True when they are not the orchestrator's (a worker on a machine that does not
-    #: share its folder): the worker then ships the record back with the attempt's end.
+    #: share its folder): the worker then ships the task folder's files (the record, the
+    #: cards) back with the attempt's end.
     relocated: bool
 
 
@@ -96,7 +97,7 @@ def worker_paths(root: str, attempt_json: str, datastore: str | None) -> WorkerP
     is only the orchestrator's working copy. A worker that does not see that working copy
     (its `datastore.json` naming the same store) is on another machine: it writes into a
     scratch folder of its own with the same layout (so the object keys are the same) and
-    returns the record, which the orchestrator puts into its working copy. A plain folder
+    returns the record and cards, which the orchestrator puts into its working copy. A plain folder
     store must be the orchestrator's own folder (a LocalCluster, a shared file system).
     """
     if datastore is None:
@@ -120,18 +121,27 @@ def store_not_here_message(worker: str, root: str) -> str:
             "object store both reach: --datastore s3://bucket/prefix.")
 
 
-def shipped_record(paths: WorkerPaths) -> str | None:
-    """The record a relocated attempt wrote, taken out of the worker's scratch folder
-    (None when it wrote none: the orchestrator then reports the attempt as it ended)."""
+def shipped_files(paths: WorkerPaths) -> dict[str, bytes]:
+    """What a relocated attempt wrote into its task folder (its record, its cards), by path
+    within that folder, taken out of the worker's scratch folder; {} when not relocated.
+    Files whose names start with a dot (an unfinished atomic write) are left out."""
     if not paths.relocated:
-        return None
-    try:
-        with open(paths.attempt_json, encoding="utf-8") as handle:
-            text = handle.read()
-        os.unlink(paths.attempt_json)
-    except OSError:
-        return None
-    return text
+        return {}
+    import shutil
+    task_dir = os.path.dirname(paths.attempt_json)
+    files: dict[str, bytes] = {}
+    for folder, _, names in os.walk(task_dir):
+        for name in names:
+            if name.startswith("."):
+                continue
+            full = os.path.join(folder, name)
+            try:
+                with open(full, "rb") as handle:
+                    files[os.path.relpath(full, task_dir)] = handle.read()
+            except OSError:
+                continue
+    shutil.rmtree(task_dir, ignore_errors=True)
+    return files
 
 
 def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str,
