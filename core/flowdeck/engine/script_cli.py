@@ -55,9 +55,14 @@ COMMANDS = ("run", "resume", "show", "check", "output-raw")
 LOCAL_CHOICES = {"metadata": "local", "environment": "local"}
 
 
+#: Where a finished command's run is: its pathspec and store root (a `Run` handle is made
+#: from it only by a caller that wants one: the client's import costs every script ~3 ms).
+RunAt = tuple[str, str]
+
+
 def script_main(flow_cls: type, argv: list[str],
-                defaults: dict[str, Any] | None = None) -> tuple[int, "Run | None"]:
-    """Run the flow script's command line; returns (exit code, run handle or None)."""
+                defaults: dict[str, Any] | None = None) -> tuple[int, RunAt | None]:
+    """Run the flow script's command line; returns (exit code, where its run is, or None)."""
     argv = list(argv)
     args: Any
     if not argv:  # the common case: `python flow.py`; no parser to build
@@ -99,8 +104,7 @@ def with_default_command(argv: list[str]) -> list[str]:
 
 
 def _dispatch(flow_cls: type, args: Any,
-              defaults: dict[str, Any]) -> tuple[int, "Run | None"]:
-    from flowdeck.client import Run
+              defaults: dict[str, Any]) -> tuple[int, RunAt | None]:
     if args.command == "show":
         prepared = launch.prepare(flow_cls)
         print(format_show(prepared.graph))
@@ -135,8 +139,7 @@ def _dispatch(flow_cls: type, args: Any,
             if value is not None:
                 given[attr] = value
         outcome = launch.execute(flow_cls, given, options, setup, args.run_id_file)
-    return outcome.exit_code, Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root,
-                                  _namespace_check=False)
+    return outcome.exit_code, (f"{flow_cls.__name__}/{outcome.run_id}", str(outcome.root))
 
 
 def _pairs(values: list[list[str]] | None, option: str) -> dict[str, str]:
@@ -350,10 +353,10 @@ def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
     """`MyFlow().run(**params)`: the script's command line, or only `params`."""
     from flowdeck.client import Run
     if is_flow_script(flow_cls):
-        code, handle = script_main(flow_cls, sys.argv[1:], defaults=params)
-        if code != 0 or handle is None:
+        code, where = script_main(flow_cls, sys.argv[1:], defaults=params)
+        if code != 0 or where is None:
             sys.exit(code)
-        return handle
+        return Run(where[0], root=where[1], _namespace_check=False)
     options = RunOptions(install_signal_handlers=True)
     outcome = launch.execute(flow_cls, params, options)
     return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root, _namespace_check=False)
