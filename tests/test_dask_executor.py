@@ -123,6 +123,70 @@ def test_tasks_name_their_worker_and_current_is_set(on_dask, flow_file) -> None:
     assert run["right"].task.data.attempts == 1  # current.retry_count on the worker
 
 
+LOAD_COUNTING_FLOW = """
+import os
+
+from flowdeck import FlowSpec, step
+
+LOADS = {loads!r}
+
+
+class LoadCounter:
+    \"\"\"Appends the loading process's pid to LOADS each time it is unpickled.\"\"\"
+
+    def __getstate__(self):
+        return {{"n": 1}}
+
+    def __setstate__(self, state):
+        with open(LOADS, "a") as handle:
+            handle.write(f"{{os.getpid()}}\\n")
+
+
+COUNTER = LoadCounter()  # a global of a step: it travels with the flow class
+
+
+class CountedFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(8))
+        self.next(self.probe, foreach="items")
+
+    @step
+    def probe(self):
+        assert isinstance(COUNTER, LoadCounter)
+        self.parent = os.getppid()
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.parents = sorted({{i.parent for i in inputs}})
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CountedFlow()
+"""
+
+
+def test_a_worker_loads_the_flow_class_once_per_run(on_dask, tmp_path: Path) -> None:
+    """The flow class (and so every module its file imports) is loaded once per worker
+    by the flow's zygote there, which forks each attempt; not once per attempt."""
+    loads = tmp_path / "loads.txt"
+    path = tmp_path / "counted.py"
+    path.write_text(LOAD_COUNTING_FLOW.format(loads=str(loads)))
+    done = run_flow(path, "run", timeout=180)
+    assert done.returncode == 0, done.stderr
+    run = Flow("CountedFlow", root=tmp_path / ".flowdeck").latest_run
+    assert len(run["probe"].tasks()) == 8
+    loaders = loads.read_text().split()
+    assert 1 <= len(loaders) <= 2, loaders  # one per worker that ran a task, of 11
+    assert set(run.data.parents) <= {int(pid) for pid in loaders}  # forked by the loaders
+
+
 def test_project_modules_travel_and_a_missing_one_is_named(on_dask, tmp_path: Path) -> None:
     for name in ("dask_imports.py", "dask_helper.py"):
         shutil.copy(DASK_FLOWS / name, tmp_path / name)

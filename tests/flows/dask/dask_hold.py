@@ -1,16 +1,21 @@
 """A foreach whose tasks print, then wait while a `hold` file sits beside the flow (for the
 Dask executor's streaming and lost-worker tests). Each task says which worker process runs
-it: the parent of its fork server."""
+it (see `worker_pid`)."""
 import os
 import time
 
 from flowdeck import FlowSpec, step
 
 
-def worker_pid() -> int:
-    """The Dask worker that runs this task: the task's parent is the worker's fork server."""
-    with open(f"/proc/{os.getppid()}/stat") as handle:
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
         return int(handle.read().rsplit(")", 1)[1].split()[1])
+
+
+def worker_pid() -> int:
+    """The Dask worker that runs this task: the task's parent is the flow's zygote on that
+    worker, whose parent is the worker's multiprocessing fork server."""
+    return _parent(_parent(os.getppid()))
 
 
 class HoldFlow(FlowSpec):

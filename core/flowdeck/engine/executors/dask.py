@@ -187,7 +187,8 @@ class DaskExecutor(Executor):
         from flowdeck.engine.executors.dask_worker import run_attempt
         key = (f"flowdeck-{request.flow_name}-{request.run_id}-{request.step}-"
                f"{request.task_id}-{request.attempt}-{uuid.uuid4().hex[:8]}")
-        payload = pack(request, *self._flow_class(request.flow_cls))
+        flow_class, files = self._flow_class(request.flow_cls)
+        payload = pack(request)
         # The orchestrator writes the attempt's logs here as output arrives, which may come
         # before the remote task made the folder (a worker that cannot load the task says so).
         os.makedirs(os.path.dirname(request.attempt_json), exist_ok=True)
@@ -205,8 +206,8 @@ class DaskExecutor(Executor):
         if worker is not None:
             with self.lock:
                 self.load[worker] = self.load.get(worker, 0) + 1
-        future = self.client.submit(run_attempt, key, self.topic, payload, flowdeck.__version__,
-                                    str(request.root), request.attempt_json,
+        future = self.client.submit(run_attempt, key, self.topic, flow_class, files, payload,
+                                    flowdeck.__version__, str(request.root), request.attempt_json,
                                     request.datastore, key=key, pure=False, retries=0,
                                     workers=[worker] if worker else None,
                                     allow_other_workers=True)

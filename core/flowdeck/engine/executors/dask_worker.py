@@ -3,8 +3,8 @@
 `run_attempt` is what the orchestrator submits per attempt. It refuses a worker whose
 flowdeck differs from the orchestrator's, claims the attempt (a worker that dies mid-task
 makes the scheduler run the function again elsewhere; the second run must not run the
-step again, it reports the loss), starts the attempt in a child process of a fork server
-(`remote_task`), streams the child's stdout/stderr back to the orchestrator as events of
+step again, it reports the loss), starts the attempt in a child process forked by the
+flow class's zygote on this worker (`task_zygote`, started once per class), streams the child's stdout/stderr back to the orchestrator as events of
 the run's topic while it runs, and ends with an "end" event carrying the wait status and
 how many output chunks preceded it (and the files of the attempt's task folder, its
 record and cards, when this worker does not share the orchestrator's folder and wrote
@@ -14,17 +14,19 @@ Ctrl+C or SIGKILL to an attempt's process group on this worker.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import selectors
 import signal
+import sys
 import threading
 import time
 from collections import OrderedDict
-from multiprocessing.connection import Connection
 from typing import Any
 
 import flowdeck
+from flowdeck.engine.executors import task_zygote
 
 #: Output is forwarded in chunks of at most this many bytes (the scheduler keeps the last
 #: 1,000 events of a topic, so a chatty task holds at most ~32 MB there).
@@ -39,6 +41,11 @@ _lock = threading.Lock()
 _children: dict[str, int] = {}  # dask key -> the attempt's child pid (its process group)
 _stops: OrderedDict[str, int] = OrderedDict()  # dask key -> signal asked before it started
 _context: Any = None
+#: flow class digest -> its zygote on this worker (`task_zygote`), oldest first
+_zygotes: OrderedDict[str, task_zygote.Zygote] = OrderedDict()
+_zygote_start_lock = threading.Lock()  # one zygote started at a time (no duplicates)
+#: Zygotes of other flow classes kept while idle (a run's class, the next run's).
+_ZYGOTES_KEPT = 4
 
 
 def worker_version() -> str:
@@ -53,12 +60,15 @@ def version_message(worker: str, theirs: str, ours: str) -> str:
             f"with flowdeck {theirs}.")
 
 
-def run_attempt(key: str, topic: str, payload: bytes, version: str, root: str = "",
-                attempt_json: str = "", datastore: str | None = None) -> dict[str, Any]:
+def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
+                payload: bytes, version: str, root: str = "", attempt_json: str = "",
+                datastore: str | None = None) -> dict[str, Any]:
     """Run one attempt on this worker; returns {"status", "chunks", "error", "files"}
-    (see module). `root`, `attempt_json` and `datastore` are the request's store folder,
-    record path and object store: a worker that does not share the orchestrator's folder
-    writes into a scratch folder and returns its files (`remote_task.worker_paths`)."""
+    (see module). `flow_class` and `files` are `remote_task.pack_class`'s bytes and the
+    source files of what travels by value; `payload` is `remote_task.pack`'s. `root`,
+    `attempt_json` and `datastore` are the request's store folder, record path and object
+    store: a worker that does not share the orchestrator's folder writes into a scratch
+    folder and returns its files (`remote_task.worker_paths`)."""
     from distributed import Event, get_worker
 
     from flowdeck.engine.executors import remote_task
@@ -82,42 +92,116 @@ def run_attempt(key: str, topic: str, payload: bytes, version: str, root: str = 
         return _end(worker, topic, key, signal.SIGKILL, 0, None)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    report_r, report_w = _context_for_children().Pipe(duplex=False)
-    out_c, err_c = Connection(out_w, readable=False), Connection(err_w, readable=False)
-    process = _context_for_children().Process(
-        target=remote_task.child_main, name=f"flowdeck {key}", daemon=False,
-        args=(payload, out_c, err_c, report_w, where, os.getpid(), paths))
+    report_r, report_w = os.pipe()
+    exit_r, exit_w = os.pipe()
+    request = task_zygote.ForkRequest(payload, where, os.getpid(), paths)
     try:
-        _start(process)
-    finally:  # the child has its own copies now
-        out_c.close()
-        err_c.close()
-        report_w.close()
-    pid = process.pid
-    assert pid is not None
+        started = _fork_attempt(flow_class, files, where, request,
+                                [out_w, err_w, report_w, exit_w])
+    finally:  # the zygote and the child have their own copies now
+        for fd in (out_w, err_w, report_w, exit_w):
+            os.close(fd)
+    if isinstance(started, remote_task.LoadFailure):
+        for fd in (out_r, err_r, report_r, exit_r):
+            os.close(fd)
+        print(started.message, file=sys.stderr, flush=True)
+        return _end(worker, topic, key, started.code << 8, 0, started.message)
+    pid, zygote = started
     with _lock:
         _children[key] = pid
         late = _stops.pop(key, None)
     if late is not None:
         _signal_group(pid, late)
     try:
-        chunks = _forward(worker, topic, key, out_r, err_r, process.sentinel, pid)
-        process.join()
+        chunks = _forward(worker, topic, key, out_r, err_r, exit_r, pid)
+        status = task_zygote.read_status(exit_r)
     finally:
+        os.close(exit_r)
         with _lock:
             _children.pop(key, None)
+            zygote.in_flight -= 1
         _signal_group(pid, signal.SIGKILL, running=False)  # what the step left in its group
-    error: str | None = None
-    if report_r.poll():
+    error = _read_report(report_r)
+    files_back = remote_task.shipped_files(paths) if paths is not None else {}
+    return _end(worker, topic, key, status, chunks, error, files_back)
+
+
+def _fork_attempt(flow_class: bytes, files: dict[str, str], where: str,
+                  request: task_zygote.ForkRequest, fds: list[int]
+                  ) -> tuple[int, task_zygote.Zygote] | Any:
+    """Start the attempt in this flow class's zygote (made on first use, made again once
+    if it died); (pid, zygote), or the `LoadFailure` the class gives."""
+    for _ in range(2):
+        zygote = _zygote_for(flow_class, files, where)
         try:
-            error = str(report_r.recv())
-        except (EOFError, OSError):
-            error = None
-    report_r.close()
-    code = process.exitcode if process.exitcode is not None else -signal.SIGKILL
-    status = (-code) if code < 0 else (code << 8)
-    files = remote_task.shipped_files(paths) if paths is not None else {}
-    return _end(worker, topic, key, status, chunks, error, files)
+            answer = zygote.fork(request, fds)
+        except OSError:
+            with _lock:
+                zygote.in_flight -= 1
+            _drop_zygote(zygote)
+            continue
+        if isinstance(answer, int):
+            return answer, zygote
+        with _lock:
+            zygote.in_flight -= 1
+        return answer
+    from flowdeck.engine.executors import remote_task
+    return remote_task.LoadFailure(remote_task.EXIT_LOAD_FAILED,
+                                   f"Worker {where} could not start the task's process "
+                                   "twice in a row; see the worker's log.")
+
+
+def _zygote_for(flow_class: bytes, files: dict[str, str], where: str) -> task_zygote.Zygote:
+    """This flow class's zygote, counted as in use (one per class per worker; a few idle
+    ones are kept for the next runs of the same flow)."""
+    digest = hashlib.sha256(flow_class + repr(sorted(files.items())).encode()).hexdigest()
+    with _zygote_start_lock:
+        with _lock:
+            zygote = _zygotes.get(digest)
+            if zygote is not None and not zygote.broken:
+                _zygotes.move_to_end(digest)
+                zygote.in_flight += 1
+                return zygote
+        zygote = task_zygote.Zygote.start(_context_for_children(), _start, flow_class, files,
+                                          where)
+        with _lock:
+            zygote.in_flight += 1
+            _zygotes[digest] = zygote
+            idle = [d for d, z in _zygotes.items() if z.in_flight == 0 and d != digest]
+            retired = [_zygotes.pop(d) for d in idle[:max(0, len(_zygotes) - _ZYGOTES_KEPT)]]
+    for old in retired:
+        old.close()
+    return zygote
+
+
+def _drop_zygote(zygote: task_zygote.Zygote) -> None:
+    with _lock:
+        for digest, known in list(_zygotes.items()):
+            if known is zygote:
+                del _zygotes[digest]
+    try:
+        zygote.close()
+    except OSError:
+        pass
+
+
+def _read_report(report_r: int) -> str | None:
+    """The line a child that could not load its task left (None: it loaded)."""
+    try:
+        os.set_blocking(report_r, False)
+        data = b""
+        while True:
+            chunk = os.read(report_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    except BlockingIOError:
+        pass
+    except OSError:
+        data = b""
+    finally:
+        os.close(report_r)
+    return data.decode("utf-8", "replace") if data else None
 
 
 def signal_attempt(key: str, sig: int) -> bool:
@@ -150,14 +234,16 @@ def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
     return result
 
 
-def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, sentinel: int,
+def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, exit_r: int,
              pid: int) -> int:
     """Send the child's output as it comes, until both pipes close; the number of chunks.
 
-    When the child exits, what it left in its process group (holding the pipes open) is
-    killed; output still buffered is sent, and a pipe that something outside the group
-    keeps open is given up after DRAIN_S.
+    When the child exits (its exit pipe turns readable: the zygote wrote its status, or
+    died), what it left in its process group (holding the pipes open) is killed; output
+    still buffered is sent, and a pipe that something outside the group keeps open is
+    given up after DRAIN_S.
     """
+    sentinel = exit_r
     sent = 0
     sel = selectors.DefaultSelector()
     streams = {out_r: 1, err_r: 2}
@@ -173,7 +259,7 @@ def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, sentinel
                 break
             for item, _ in ready:
                 fd = int(item.fd)
-                if fd == sentinel:
+                if fd == sentinel:  # read by the caller (`task_zygote.read_status`)
                     sel.unregister(sentinel)
                     _signal_group(pid, signal.SIGKILL, running=False)
                     drain_until = time.monotonic() + DRAIN_S
@@ -209,13 +295,14 @@ def _signal_group(pid: int, sig: int, running: bool = True) -> None:
 
 
 def _context_for_children() -> Any:
-    """A fork server that preloaded the child side: a fresh, single-threaded parent for
-    every attempt (forking the multi-threaded worker itself could copy a held lock)."""
+    """multiprocessing's fork server, which preloaded the zygote's side: a fresh,
+    single-threaded parent for each zygote (forking the multi-threaded worker itself
+    could copy a held lock)."""
     global _context
     with _lock:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["flowdeck.engine.executors.remote_task"])
+            context.set_forkserver_preload(["flowdeck.engine.executors.task_zygote"])
             _context = context
         return _context
 
@@ -231,7 +318,7 @@ def _start(process: Any) -> None:
     multiprocessing tells every child to run the parent's `__main__` again (for a worker
     spawned by a LocalCluster: the script that made the cluster, a flow file with all its
     imports; for `dask worker`: Dask's command line), which cost tens to hundreds of
-    milliseconds per task. The child runs `remote_task.child_main`, imported by name, and
+    milliseconds per zygote. The zygote runs `task_zygote.serve`, imported by name, and
     needs nothing of that module.
     """
     from multiprocessing import spawn

@@ -1,14 +1,14 @@
 """One task attempt in a process of its own on a remote worker (the child side of `dask`).
 
 A Dask worker is a long-lived, multi-threaded process shared by many tasks, so an attempt
-never runs in it: the worker asks a fork server (a single-threaded process that imported
-this module once) for a fresh child per attempt. The child leads its own process group,
-dies with the fork server (which dies with the worker), writes its output to the pipes it
-was given, loads the cloudpickled `TaskRequest` (the flow class travels by value) and the
-run's settled state, then runs `task.execute_task` exactly as a forked local worker does.
+never runs in it: the worker keeps a zygote (`task_zygote`, a single-threaded process that
+loaded the run's flow class once) that forks a fresh child per attempt. The child leads
+its own process group, dies with the zygote and with the worker, writes its output to the
+pipes it was given, loads the cloudpickled `TaskRequest` and the run's settled state, then
+runs `task.execute_task` exactly as a forked local worker does.
 
-This module imports neither dask nor distributed: the fork server preloads it, and a
-child's start-up costs a fork, not an interpreter and its imports.
+This module imports neither dask nor distributed: the zygote imports it, and a child's
+start-up costs a fork, not an interpreter, its imports or the flow class's.
 """
 
 from __future__ import annotations
@@ -42,31 +42,57 @@ EXIT_LOAD_FAILED = 70  # EX_SOFTWARE
 
 @dataclass
 class Payload:
-    """What the orchestrator ships per attempt: the request without its flow class, the
-    class pickled once per run (by value), and the run state `begin_run` settled."""
+    """What the orchestrator ships per attempt besides the flow class (which travels once
+    per run and worker, see `pack_class`): the request without its class and the run
+    state `begin_run` settled."""
 
-    flow_class: bytes
     request: bytes
     run_state: dict[str, Any]
-    #: module name -> source file of the code shipped by value (cloudpickle drops the
-    #: file names; tracebacks must name the user's file and line)
-    files: dict[str, str]
     #: the orchestrator's working directory: a task runs there when the worker has it (a
     #: LocalCluster, a shared file system), as a forked local task does
     cwd: str = ""
 
 
-def pack(request: TaskRequest, flow_class: bytes, files: dict[str, str]) -> bytes:
-    """The bytes a worker needs to run `request` (`flow_class`: `pack_class` of its class;
-    `files`: the source file of each module shipped by value)."""
+def pack(request: TaskRequest) -> bytes:
+    """The bytes a worker needs to run `request`, its flow class apart."""
     import dataclasses
     bare = dataclasses.replace(request, flow_cls=type(None))
-    return cloudpickle.dumps(Payload(flow_class, cloudpickle.dumps(bare),
-                                     runsetup.export_run_state(), files, os.getcwd()))
+    return cloudpickle.dumps(Payload(cloudpickle.dumps(bare), runsetup.export_run_state(),
+                                     os.getcwd()))
 
 
 def pack_class(flow_cls: type) -> bytes:
+    """The flow class pickled by value (with the project modules registered for it)."""
     return cloudpickle.dumps(flow_cls)
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """Why a worker cannot load a flow class: the exit code and message every attempt of
+    it then reports."""
+
+    code: int
+    message: str
+
+
+def load_flow_class(flow_class: bytes, files: dict[str, str], worker: str) -> type | LoadFailure:
+    """The flow class from `pack_class`, its functions given their source files back
+    (`files`: module name -> source file of the code shipped by value, which cloudpickle
+    drops; tracebacks must name the user's file and line)."""
+    try:
+        flow_cls: type = cloudpickle.loads(flow_class)
+    except ModuleNotFoundError as exc:
+        return LoadFailure(EXIT_MISSING_MODULE,
+                           missing_module_message(worker, exc.name or str(exc)))
+    except Exception as exc:  # noqa: BLE001 (a damaged payload, a bad pickle: said)
+        return LoadFailure(EXIT_LOAD_FAILED, load_failed_message(worker, exc))
+    _restore_file_names(flow_cls, files)
+    return flow_cls
+
+
+def load_failed_message(worker: str, exc: BaseException) -> str:
+    return (f"Worker {worker} could not load the task: {type(exc).__name__}: {exc}. Check "
+            "that the workers run the same Python version as the orchestrator.")
 
 
 def missing_module_message(worker: str, name: str) -> str:
@@ -144,14 +170,14 @@ def shipped_files(paths: WorkerPaths) -> dict[str, bytes]:
     return files
 
 
-def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str,
-               worker_pid: int = 0, paths: WorkerPaths | None = None) -> None:
-    """The child's whole life: set up, load, run the attempt, exit with its code.
+def child_main(flow_cls: type, payload: bytes, out_fd: int, err_fd: int, report_fd: int,
+               worker: str, worker_pid: int = 0, paths: WorkerPaths | None = None) -> None:
+    """The child's whole life, in a process just forked by the zygote: set up, load, run
+    the attempt, exit with its code.
 
-    `out`/`err` are write ends (multiprocessing Connections, passed to the child as fds)
-    that become fds 1 and 2; `report` carries one line back to the worker when the task
-    cannot even be loaded (the orchestrator shows it as the attempt's error). `paths`
-    (from `worker_paths`) say where this worker writes the attempt's files.
+    `out_fd`/`err_fd` become fds 1 and 2; `report_fd` carries one line back to the worker
+    when the task cannot even be loaded (the orchestrator shows it as the attempt's
+    error). `paths` (from `worker_paths`) say where this worker writes the attempt's files.
     """
     code = EXIT_FAILED
     try:
@@ -159,18 +185,17 @@ def child_main(payload: bytes, out: Any, err: Any, report: Any, worker: str,
             os.setpgid(0, 0)  # the worker kills the attempt as a group
         except OSError:
             pass
-        _drop_fork_server_fds()
         processes.die_with_parent(os.getppid())
         if worker_pid:
             _die_with_worker(worker_pid)
         processes.set_child_subreaper(True)  # the step's orphans stay in reach
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        out.close()
-        err.close()
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.close(out_fd)
+        os.close(err_fd)
         prepare_worker_process()
-        request = _load(payload, report, worker)
-        report.close()
+        request = _load(flow_cls, payload, report_fd, worker)
+        os.close(report_fd)
         if paths is not None and paths.relocated:
             request.root, request.attempt_json = Path(paths.root), paths.attempt_json
         os.environ[RUN_ID_ENV] = request.run_id
@@ -227,14 +252,14 @@ def _end_group() -> None:
         os._exit(EXIT_FAILED)
 
 
-def _drop_fork_server_fds() -> None:
-    """Close what multiprocessing hands every fork server child: the write end of the
-    server's own "clients alive" pipe and the resource tracker's pipe.
+def drop_fork_server_fds() -> None:
+    """Close what multiprocessing hands every fork server child (the zygote is one): the
+    write end of the server's own "clients alive" pipe and the resource tracker's pipe.
 
-    Held by a child, they keep the fork server (and the tracker) alive after the worker
-    died, and so the child too (its parent-death signal never comes): a task of a
-    SIGKILLed worker ran on, orphaned. Without them, the server sees EOF when the worker
-    dies and exits, and the kernel kills its children.
+    Held by the zygote and so by every attempt, they keep the fork server (and the
+    tracker) alive after the worker died, and so the attempts too (their parent-death
+    signal never comes): a task of a SIGKILLed worker ran on, orphaned. Without them, the
+    server sees EOF when the worker dies and exits, and the kernel kills its children.
     """
     from multiprocessing import forkserver, resource_tracker
     for holder, name in ((getattr(forkserver, "_forkserver", None), "_forkserver_alive_fd"),
@@ -249,20 +274,16 @@ def _drop_fork_server_fds() -> None:
         setattr(holder, name, None)
 
 
-def _load(payload: bytes, report: Any, worker: str) -> TaskRequest:
+def _load(flow_cls: type, payload: bytes, report_fd: int, worker: str) -> TaskRequest:
     """The attempt's request, with its flow class and the run's state in place."""
     try:
         data: Payload = cloudpickle.loads(payload)
-        flow_cls = cloudpickle.loads(data.flow_class)
         request: TaskRequest = cloudpickle.loads(data.request)
-    except ModuleNotFoundError as exc:
-        _give_up(report, missing_module_message(worker, exc.name or str(exc)),
+    except ModuleNotFoundError as exc:  # a parameter's or artifact reference's type
+        _give_up(report_fd, missing_module_message(worker, exc.name or str(exc)),
                  EXIT_MISSING_MODULE)
     except Exception as exc:
-        _give_up(report, f"Worker {worker} could not load the task: {type(exc).__name__}: "
-                 f"{exc}. Check that the workers run the same Python version as the "
-                 "orchestrator.", EXIT_LOAD_FAILED)
-    _restore_file_names(flow_cls, data.files)
+        _give_up(report_fd, load_failed_message(worker, exc), EXIT_LOAD_FAILED)
     if data.cwd:
         try:
             os.chdir(data.cwd)
@@ -311,10 +332,10 @@ def _renamed(code: Any, file: str) -> Any:
     return code.replace(co_filename=file, co_consts=consts)
 
 
-def _give_up(report: Any, message: str, code: int) -> Any:
+def _give_up(report_fd: int, message: str, code: int) -> Any:
     print(message, file=sys.stderr, flush=True)
     try:
-        report.send(message)
+        os.write(report_fd, message.encode("utf-8", "replace"))
     except OSError:
         pass
     raise SystemExit(code)
