@@ -49,7 +49,8 @@ class Current:
         if flow and run and step and task:
             self._values["pathspec"] = f"{flow}/{run}/{step}/{task}"
         self._values["is_running_flow"] = bool(flow)
-        self._values.setdefault("username", username())
+        if "username" not in self._values:  # the run's (`_set_run`): no lookup per task
+            self._values["username"] = username()
         self._values.setdefault("namespace", f"user:{self._values['username']}")
 
     def _update(self, **values: Any) -> None:

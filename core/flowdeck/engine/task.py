@@ -7,6 +7,7 @@ attempt metadata atomically and exits; it never returns into the caller.
 
 from __future__ import annotations
 
+import _signal
 import errno
 import io
 import os
@@ -173,24 +174,57 @@ def apply_memory_limit(megabytes: float | None) -> None:
         pass
 
 
-def prepare_worker_process() -> None:
-    """Reset what the child inherited from the orchestrator: signals, stdio."""
+def prepare_worker_process(pipes: bool = False) -> None:
+    """Reset what the child inherited from the orchestrator: signals, stdio.
+
+    `pipes`: the caller made fds 1 and 2 pipes; the worker then takes the streams
+    `warm_worker_state` built over them (when it could: see `_STDIO`) instead of making
+    its own. `_signal.signal`, not `signal.signal`: the latter turns the previous handler
+    into an enum member (raising and catching a ValueError for a function), work whose
+    every object a forked worker would copy-on-write for a result it ignores.
+    """
     try:
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
     except ValueError:
         pass
-    signal.signal(signal.SIGINT, _on_sigint)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _signal.signal(_SIGINT, _on_sigint)
+    _signal.signal(_SIGTERM, _SIG_DFL)
+    _signal.signal(_SIGCHLD, _SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     # Whatever sys.stdout was in the parent (a notebook stream, a capture),
     # the child writes to fds 1 and 2, which are the orchestrator's pipes.
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True)
+    if pipes and _STDIO:
+        sys.stdout, sys.stderr = _STDIO
+    else:
+        sys.stdout, sys.stderr = _worker_stream(1), _worker_stream(2)
+
+
+def _worker_stream(fd: int) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
+                            errors="backslashreplace", line_buffering=True)
+
+
+#: A worker's sys.stdout and sys.stderr, built once by the process that forks workers
+#: (`warm_worker_state`). Only where its own fds 1 and 2 cannot seek (pipes, terminals):
+#: a stream records at its creation whether its fd seeks, and a worker's are pipes, so
+#: these are then exactly the streams the worker would build (over fds 1 and 2, which
+#: it points at its pipes). Empty elsewhere (output redirected to a file).
+_STDIO: list[io.TextIOWrapper] = []
+
+
+def _seeks(fd: int) -> bool:
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError as exc:
+        return exc.errno != errno.ESPIPE
+    return True
+
+
+# Plain ints: the enum members' `int()` is Python code run again in every worker.
+_SIGINT, _SIGTERM, _SIGCHLD = int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGCHLD)
+_SIG_DFL = int(signal.SIG_DFL)
 
 
 def step_timeout(seconds: float, step: str) -> AbstractContextManager[None]:
@@ -212,16 +246,62 @@ class Progress:
     artifact: str | None = None
 
 
+#: What every worker of a run needs and would otherwise build itself: the flow class's
+#: parameter names and the run's local blob store (at most one of each: the latest run's).
+#: `warm_worker_state` fills them in the process that forks the workers, before it forks,
+#: so each worker inherits them: reading an inherited object copies fewer pages
+#: (copy-on-write) than building a new one.
+_PARAMETER_NAMES: list[tuple[type, list[str]]] = []
+_RUN_BLOBS: list[tuple[Path, BlobStore]] = []
+
+
+def warm_worker_state(req: TaskRequest) -> None:
+    """In the process that forks workers, before it forks: compute once what every worker
+    of the run needs (see `_PARAMETER_NAMES`, `_STDIO`). An object store's blob store is
+    never kept: its client belongs to the process that made it."""
+    if not (_PARAMETER_NAMES and _PARAMETER_NAMES[0][0] is req.flow_cls):
+        _PARAMETER_NAMES[:] = [(req.flow_cls, parameter_names(req.flow_cls))]
+        if not _STDIO and not _seeks(1) and not _seeks(2):
+            _STDIO[:] = [_worker_stream(1), _worker_stream(2)]
+    if req.datastore is not None or (_RUN_BLOBS and _RUN_BLOBS[0][0] is req.root):
+        return
+    if datastore_of(req.root) is None:  # a plain local store (a mark of any role: a client)
+        _RUN_BLOBS[:] = [(req.root, BlobStore(req.root))]
+
+
+def _blob_store(req: TaskRequest) -> tuple[BlobStore, str | None]:
+    """The run's blob store, and the `datastore` for `write_attempt_record`: the store the
+    forking process made (same root, which is then known to be a plain local store: ""),
+    or a new one (the request's datastore)."""
+    if req.datastore is None and _RUN_BLOBS and _RUN_BLOBS[0][0] is req.root:
+        return _RUN_BLOBS[0][1], ""
+    return BlobStore(req.root, req.datastore), req.datastore
+
+
+def _make_dir(path: str) -> None:
+    """`os.makedirs(path, exist_ok=True)` in one system call when the parent folder exists
+    (the orchestrator makes the step's folder; a worker makes its task's)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+
+
 def execute_task(req: TaskRequest) -> int:
     """Run one attempt and record it; returns the process exit code."""
     started = time.time()
+    task_dir = os.path.dirname(req.attempt_json)
     try:
-        os.makedirs(os.path.dirname(req.attempt_json), exist_ok=True)
+        _make_dir(task_dir)
     except OSError as exc:
         if not is_disk_full(exc):
             raise
-        return _report_disk_full(os.path.dirname(req.attempt_json))
-    apply_memory_limit(req.memory_mb)
+        return _report_disk_full(task_dir)
+    if req.memory_mb:
+        apply_memory_limit(req.memory_mb)
     record: dict[str, Any] = {
         "step": req.step, "task_id": req.task_id, "attempt": req.attempt,
         "pid": os.getpid(), "start": started, "run_id": req.run_id,
@@ -229,13 +309,15 @@ def execute_task(req: TaskRequest) -> int:
         "signature": frames_signature(req.frames), "source_hash": req.source_hash,
         "input_paths": req.input_paths,
     }
-    blobs = BlobStore(req.root, req.datastore)
+    blobs, datastore = _blob_store(req)
     ctx, inputs = _build_context(req, blobs)
     flow = new_flow_instance(req.flow_cls, ctx)
+    known = _PARAMETER_NAMES and _PARAMETER_NAMES[0][0] is req.flow_cls
     current._set(flow_name=req.flow_name, run_id=req.run_id, step_name=req.step,
                  task_id=req.task_id, retry_count=req.attempt,
                  origin_run_id=req.origin_run_id,
-                 parameter_names=parameter_names(req.flow_cls))
+                 parameter_names=list(_PARAMETER_NAMES[0][1]) if known
+                 else parameter_names(req.flow_cls))
     before_task(req.step, req.task_id, req.frames)
     cards = _start_cards(req, flow)
     code, status = EXIT_OK, "succeeded"
@@ -283,7 +365,7 @@ def execute_task(req: TaskRequest) -> int:
     _flush_stdio()
     try:
         try:
-            write_attempt_record(req.root, req.attempt_json, record, req.datastore)
+            write_attempt_record(req.root, req.attempt_json, record, datastore)
         except ObjectStoreError as exc:  # the object store has no record: the task failed
             if status == "succeeded":  # else the first failure (often the same store's) stays
                 record["error"] = error_info(exc, with_traceback=False)
@@ -393,11 +475,16 @@ def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | No
             # Every attempt's process died (a signal, a crash) before @catch could act: this
             # extra attempt runs no user code and lets @catch record that, as in Metaflow.
             raise FailureHandledByCatch(req.attempt)
-        with step_timeout(req.timeout_s, req.step):
-            if inputs is not None:
-                func(inputs)
-            else:
-                func()
+        if req.timeout_s > 0:
+            with step_timeout(req.timeout_s, req.step):
+                if inputs is not None:
+                    func(inputs)
+                else:
+                    func()
+        elif inputs is not None:  # no @timeout: no alarm context manager to set up
+            func(inputs)
+        else:
+            func()
         _check_transition(ctx, req)
     except (KeyboardInterrupt, SystemExit, TaskFailure):
         raise

@@ -106,6 +106,7 @@ class StepContext:
     transition: tuple[list[str], str | None] | None = None
     next_calls: int = 0
     loaded: dict[str, Any] = field(default_factory=dict)  # read-only cache, not persisted
+    _foreach: list[Frame] | None = field(default=None, init=False, repr=False, compare=False)
 
     def load(self, ref: BlobRef) -> Any:
         if ref.sha in INHERITED:
@@ -113,4 +114,7 @@ class StepContext:
         return self.blobs.get(ref.sha)
 
     def foreach_frames(self) -> list[Frame]:
-        return [f for f in self.frames if f.kind == "foreach"]
+        """The foreach frames, innermost last (computed once: `self.input` asks twice)."""
+        if self._foreach is None:
+            self._foreach = [f for f in self.frames if f.kind == "foreach"]
+        return self._foreach

@@ -318,11 +318,12 @@ def write_attempt_record(root: str | os.PathLike[str], path: str | os.PathLike[s
     """Write a task's attempt record: the manifest of its artifacts, written after all
     their blobs. For an object store (`datastore`, or the one whose working copy `root`
     is) it goes there first (ObjectStoreError, naming the URL, if it cannot), so a task
-    that dies before this leaves no record there and its blobs are no artifact."""
+    that dies before this leaves no record there and its blobs are no artifact.
+    `datastore=""`: the caller knows `root` is a plain local store (no look)."""
     if datastore is None:
         mark = datastore_of(root)
         datastore = mark.url if mark is not None and mark.role == "run" else None
-    if datastore is not None:
+    if datastore:
         from flowdeck.store.objectstore import write_record
         write_record(Path(root), datastore, path, record, "write attempt record")
     atomic_write_json(path, record)

@@ -24,16 +24,17 @@ import gc
 import io
 import os
 import pickle
-import selectors
+import select
 import signal
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from flowdeck.engine.task import EXIT_CANCELLED, TaskRequest, execute_task, prepare_worker_process
-from flowdeck.engine.taskstate import foreach_input_ref, preload_digest
+from flowdeck.engine.taskstate import INHERITED, foreach_input_ref, preload_digest
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobStore
 
@@ -65,7 +66,7 @@ class _Pickler(pickle.Pickler):
         self.shared = shared
 
     def persistent_id(self, obj: Any) -> Any:  # noqa: D102 (pickle's hook)
-        if isinstance(obj, type | dict):
+        if isinstance(obj, type | dict | PurePath):
             return self.shared.index(obj)
         return None
 
@@ -80,8 +81,10 @@ class _Unpickler(pickle.Unpickler):
 
 
 def shared_parts(request: TaskRequest) -> list[Any]:
-    """What every request of a run shares and the server keeps from its fork."""
-    return [request.flow_cls, request.params, request.param_refs]
+    """What every request of a run shares and the server keeps from its fork. The root
+    too: a worker then finds the blob store the server inherited (`warm_worker_state`)
+    instead of unpickling a path and making a store of its own."""
+    return [request.flow_cls, request.params, request.param_refs, request.root]
 
 
 class ForkServer:
@@ -199,30 +202,36 @@ def _serve(sock: socket.socket, orchestrator: int, shared: _Shared, blobs: BlobS
     processes.die_with_parent(orchestrator)
     adopter = processes.Adopter()
     workers: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, exit_w)
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ, None)
+    # A bare epoll, not `selectors`: its Python layer (keys, lookups) would run per worker,
+    # and every page the server writes while its workers live is copied.
+    poller = select.epoll()  # Linux: the server needs pidfds anyway
+    listening = sock.fileno()
+    poller.register(listening, select.EPOLLIN)
+    server = os.getpid()
     gc.freeze()
     while True:
-        for key, _ in sel.select():
-            if key.data is None:
-                if not _fork_one(sock, shared, blobs, workers, sel):
+        for fd, _ in poller.poll():
+            if fd == listening:
+                if not _fork_one(sock, shared, blobs, workers, poller, server):
                     return
             else:
-                _reap_one(key.fd, workers, sel, adopter)
+                _reap_one(fd, workers, poller, adopter)
 
 
 def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
-              workers: dict[int, tuple[int, int]], sel: selectors.BaseSelector) -> bool:
+              workers: dict[int, tuple[int, int]], poller: select.epoll, server: int) -> bool:
     length, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, 3)
     if not length:
         return False
     out_w, err_w, exit_w = fds
-    length += _read_exactly(sock, _LENGTH.size - len(length))
+    if len(length) < _LENGTH.size:
+        length += _read_exactly(sock, _LENGTH.size - len(length))
     message = _read_exactly(sock, _LENGTH.unpack(length)[0])
     header_end = 1 + message[0]
     if header_end > 1:
-        preload_digest(blobs, message[1:header_end].decode())
-    server = os.getpid()
+        sha = message[1:header_end].decode()
+        if sha not in INHERITED:
+            preload_digest(blobs, sha)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -234,8 +243,10 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
         code = EXIT_CANCELLED
         try:
             processes.become_task_worker(server)
-            sock.close()
-            sel.close()
+            # The fd only: closing the socket object runs Python code (and copies pages)
+            # for an object this process drops at its os._exit anyway.
+            os.close(sock.fileno())
+            poller.close()
             for pidfd, (_, other_exit) in workers.items():
                 os.close(pidfd)
                 os.close(other_exit)
@@ -244,7 +255,7 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
             os.dup2(err_w, 2)
             os.close(out_w)
             os.close(err_w)
-            prepare_worker_process()
+            prepare_worker_process(pipes=True)
             request: TaskRequest = _Unpickler(io.BytesIO(message[header_end:]), shared).load()
             code = execute_task(request)
         finally:
@@ -258,14 +269,14 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
     os.close(err_w)
     pidfd = os.pidfd_open(pid)
     workers[pidfd] = (pid, exit_w)
-    sel.register(pidfd, selectors.EVENT_READ, pid)
+    poller.register(pidfd, select.EPOLLIN)
     return True
 
 
-def _reap_one(pidfd: int, workers: dict[int, tuple[int, int]], sel: selectors.BaseSelector,
+def _reap_one(pidfd: int, workers: dict[int, tuple[int, int]], poller: select.epoll,
               adopter: processes.Adopter) -> None:
     pid, exit_w = workers.pop(pidfd)
-    sel.unregister(pidfd)
+    poller.unregister(pidfd)
     os.close(pidfd)
     processes.signal_group_quietly(pid, signal.SIGKILL)  # a zombie: its group is still its
     adopter.sweep(keep={p for p, _ in workers.values()} | {pid})

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.engine.executors.base import Executor, Launched
-from flowdeck.engine.task import EXIT_CANCELLED, TaskRequest, execute_task, prepare_worker_process
+from flowdeck.engine.task import (
+    EXIT_CANCELLED,
+    TaskRequest,
+    execute_task,
+    prepare_worker_process,
+    warm_worker_state,
+)
 from flowdeck.engine.taskstate import foreach_input_ref, preload
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobStore
@@ -69,6 +75,7 @@ class LocalExecutor(Executor):
 
     def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         self.started += 1
+        warm_worker_state(request)  # before either fork: the server inherits it too
         if self.use_server and self.server is None and self.started > self.direct_forks:
             from flowdeck.engine.executors.forkserver import ForkServer
             _flush_stdio()  # before the fork, and before this task's pipes exist
@@ -135,7 +142,7 @@ class LocalExecutor(Executor):
                 os.dup2(err_w, 2)
                 os.close(out_w)
                 os.close(err_w)
-                prepare_worker_process()
+                prepare_worker_process(pipes=True)
                 code = execute_task(request)
             finally:
                 os._exit(code)
