@@ -110,6 +110,27 @@ def close_window(controller, window) -> None:
     window.deleteLater()
 
 
+@pytest.fixture(scope="session")
+def metaflow_output_raw(tmp_path_factory: pytest.TempPathFactory):
+    """Metaflow's `python FILE output-raw --json` for the graph tests, with Metaflow
+    imported once for the session (tests/metaflow_output_raw.py says how)."""
+    pytest.importorskip("metaflow")
+    from metaflow_output_raw import MetaflowOutputRaw
+    home = tmp_path_factory.mktemp("metaflow-home")  # never the user's ~/.metaflowconfig
+    server = MetaflowOutputRaw(child_env(USERNAME="tester", HOME=str(home),
+                                         XDG_CONFIG_HOME=str(home / ".config")))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def metaflow_linear_run(tmp_path_factory: pytest.TempPathFactory):
+    """tests/flows/metaflow/linear.py run once through the Metaflow bridge with its defaults
+    (run id r1): (path, completed process, events). Tests read it or resume from it."""
+    from test_metaflow_bridge import shared_bridge_run
+    return shared_bridge_run(tmp_path_factory, "linear.py")
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """No test touches the real home directory or settings."""

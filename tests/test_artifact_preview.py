@@ -68,9 +68,16 @@ def viewer_run(tmp_path_factory: pytest.TempPathFactory) -> ViewerRun:
     return ViewerRun(tmp_path_factory.mktemp("viewer-run"))
 
 
+@pytest.fixture(scope="module")
+def list_answer(viewer_run: ViewerRun) -> dict[str, Any]:
+    """The helper's list of the start task, asked once: the two tests below only read it,
+    and each call waits out `stuck`'s whole summary limit."""
+    return viewer_run.helper()
+
+
 def test_the_list_has_names_types_and_sizes_and_summarises_only_small_values(
-        viewer_run: ViewerRun) -> None:
-    answer = viewer_run.helper()
+        list_answer: dict[str, Any]) -> None:
+    answer = list_answer
     assert answer["error"] is None
     rows = {a["name"]: a for a in answer["artifacts"]}
     assert {"frame", "matrix", "picture", "pixels", "png", "nested", "essay", "signal",
@@ -83,8 +90,9 @@ def test_the_list_has_names_types_and_sizes_and_summarises_only_small_values(
     assert rows["picture"]["type"] == "PIL.Image.Image"
 
 
-def test_the_list_says_why_a_value_cannot_load(viewer_run: ViewerRun) -> None:
-    rows = {a["name"]: a for a in viewer_run.helper()["artifacts"]}
+def test_the_list_says_why_a_value_cannot_load(viewer_run: ViewerRun,
+                                              list_answer: dict[str, Any]) -> None:
+    rows = {a["name"]: a for a in list_answer["artifacts"]}
     vanished = rows["vanished"]["load_error"]
     assert "needs the module 'flowdeck_vanished_module'" in vanished
     assert f"{sys.executable} -m pip install flowdeck_vanished_module" in vanished
@@ -249,15 +257,11 @@ def test_small_uint8_matrices_are_tables_and_image_shaped_ones_pictures() -> Non
     assert big["original"] == [2000, 3000] and big["mode"] == "RGBA"
 
 
-def test_a_metaflow_bridge_run_previews_through_metaflows_client(tmp_path: Path) -> None:
-    pytest.importorskip("metaflow")
-    from test_metaflow_bridge import MF_FLOWS, run_bridge  # one way to make a bridge run
-
-    path = tmp_path / "linear.py"
-    path.write_text((MF_FLOWS / "linear.py").read_text())
-    result, _ = run_bridge(path)
+def test_a_metaflow_bridge_run_previews_through_metaflows_client(
+        metaflow_linear_run: tuple[Path, Any, Any], tmp_path: Path) -> None:
+    path, result, _ = metaflow_linear_run  # linear.py through the bridge, run id r1
     assert result.returncode == 0, result.stderr
-    command = [sys.executable, "-m", "flowdeck.engines.inspect_task", str(tmp_path / ".flowdeck"),
+    command = [sys.executable, "-m", "flowdeck.engines.inspect_task", str(path.parent / ".flowdeck"),
                "MfLinearFlow", "r1", "shout", "2"]
 
     def helper(*extra: str) -> dict[str, Any]:

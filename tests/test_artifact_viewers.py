@@ -34,12 +34,11 @@ FLOW = "ViewerValuesFlow"
 WAIT = 60000
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def _finished_run(folder: Path, stuck: bool) -> dict:
     """A finished run of viewer_values.py: where it is, and its start task's listing."""
-    file = tmp_path_factory.mktemp("viewer-run") / "viewer_values.py"
+    file = folder / "viewer_values.py"
     shutil.copy(FLOWS / "viewer_values.py", file)
-    done = run_flow(file, "run", env=child_env(STUCK="1"), timeout=180)
+    done = run_flow(file, "run", env=child_env(STUCK="1" if stuck else "0"), timeout=180)
     assert done.returncode == 0, done.stderr
     layout = RunLayout.for_file(file, FLOW)
     [run_id] = layout.run_ids()
@@ -48,17 +47,41 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": str(layout.root), "run_id": run_id, "task_id": task.id, "listed": listed}
 
 
-@pytest.fixture
-def pane(qtbot, finished_run: dict) -> ArtifactsPane:
-    """The pane showing the start task, its list answered by the helper."""
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The run most viewers read: every kind of value, without `stuck`. The helper's list
+    gives a value that hangs its whole 2 s summary limit, so a pane on the run with
+    `stuck` waits that long for its list; only the tests about a hanging value need it."""
+    return _finished_run(tmp_path_factory.mktemp("viewer-run"), stuck=False)
+
+
+@pytest.fixture(scope="module")
+def stuck_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same values plus `stuck`, whose unpickling never returns (STUCK=1)."""
+    return _finished_run(tmp_path_factory.mktemp("viewer-run-stuck"), stuck=True)
+
+
+def _pane(qtbot, run: dict) -> ArtifactsPane:
     widget = ArtifactsPane()
     qtbot.addWidget(widget)
     widget.resize(1100, 480)
     widget.show()
     with qtbot.waitSignal(widget.loaded, timeout=WAIT):
-        widget.show_task(os.sys.executable, finished_run["root"], FLOW, finished_run["run_id"],
-                         "start", finished_run["task_id"], True, listed=finished_run["listed"])
+        widget.show_task(os.sys.executable, run["root"], FLOW, run["run_id"],
+                         "start", run["task_id"], True, listed=run["listed"])
     return widget
+
+
+@pytest.fixture
+def pane(qtbot, finished_run: dict) -> ArtifactsPane:
+    """The pane showing the start task, its list answered by the helper."""
+    return _pane(qtbot, finished_run)
+
+
+@pytest.fixture
+def stuck_pane(qtbot, stuck_run: dict) -> ArtifactsPane:
+    """The pane showing the start task of the run with `stuck`."""
+    return _pane(qtbot, stuck_run)
 
 
 def show(qtbot, pane: ArtifactsPane, name: str, kind: str, shot: bool = True):
@@ -82,11 +105,11 @@ def snap(pane: ArtifactsPane, kind: str) -> None:
         pane.grab().save(str(Path(folder) / f"artifact-{kind}.png"))
 
 
-def test_names_types_and_sizes_show_before_any_helper_answers(qtbot, finished_run: dict) -> None:
+def test_names_types_and_sizes_show_before_any_helper_answers(qtbot, stuck_run: dict) -> None:
     widget = ArtifactsPane()
     qtbot.addWidget(widget)
-    widget.show_task(os.sys.executable, finished_run["root"], FLOW, finished_run["run_id"],
-                     "start", finished_run["task_id"], True, listed=finished_run["listed"])
+    widget.show_task(os.sys.executable, stuck_run["root"], FLOW, stuck_run["run_id"],
+                     "start", stuck_run["task_id"], True, listed=stuck_run["listed"])
     names = [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
     assert {"frame", "picture", "stuck"} <= set(names)  # at once, from the listing
     assert widget.table.item(names.index("picture"), 2).text().endswith("MB")
@@ -202,7 +225,8 @@ def test_values_that_cannot_load_say_why_in_their_rows(qtbot, pane) -> None:
     assert not pane.export_button.isEnabled()
 
 
-def test_a_preview_that_hangs_is_killed_past_the_limit_and_says_so(qtbot, pane) -> None:
+def test_a_preview_that_hangs_is_killed_past_the_limit_and_says_so(qtbot, stuck_pane) -> None:
+    pane = stuck_pane
     pane.preview_limit_s = 3  # the helper itself would wait 8 s: the window's kill comes first
     show(qtbot, pane, "stuck", "message", shot=False)
     assert "stopped after 3 s" in _value_cell(pane, "stuck")
@@ -211,7 +235,8 @@ def test_a_preview_that_hangs_is_killed_past_the_limit_and_says_so(qtbot, pane) 
                for p in pane.findChildren(QProcess))
 
 
-def test_a_new_selection_cancels_the_preview_under_way(qtbot, pane) -> None:
+def test_a_new_selection_cancels_the_preview_under_way(qtbot, stuck_pane) -> None:
+    pane = stuck_pane
     pane.preview_limit_s = 600
     pane.select("stuck")
     qtbot.waitUntil(lambda: pane._preview_call is not None, timeout=WAIT)

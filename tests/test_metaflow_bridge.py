@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FLOWS, child_env, process_alive
+from metaflow_output_raw import MetaflowOutputRaw
 
 from flowdeck.analysis.flowfile import analyze_file
 from flowdeck.engines.metaflow_bridge import (
@@ -200,6 +201,29 @@ def mf_flow(tmp_path: Path):
     return copy
 
 
+def shared_bridge_run(tmp_path_factory: pytest.TempPathFactory, name: str
+                      ) -> tuple[Path, subprocess.CompletedProcess[str], list[dict]]:
+    """A sample run once through the bridge with its defaults (run id r1), in a folder and
+    a home of its own, for tests that only read it or resume from it (a Metaflow run costs
+    seconds; a resume adds a run beside r1 and leaves r1 as it was)."""
+    pytest.importorskip("metaflow")
+    folder = tmp_path_factory.mktemp(Path(name).stem)
+    path = folder / name
+    path.write_text((MF_FLOWS / name).read_text())
+    with pytest.MonkeyPatch.context() as patch:  # the per-test home is not set up yet
+        patch.setenv("HOME", str(folder / "home"))
+        patch.setenv("XDG_CONFIG_HOME", str(folder / "home" / ".config"))
+        result, events = run_bridge(path)
+    return path, result, events
+
+
+@pytest.fixture(scope="module")
+def branch_run(tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[Path, subprocess.CompletedProcess[str], list[dict]]:
+    """branch.py run once: the branch test checks it, a resume starts from it."""
+    return shared_bridge_run(tmp_path_factory, "branch.py")
+
+
 def bridge_env(run_id: str) -> dict[str, str]:
     env = child_env(FLOWDECK_RUN_ID=run_id)
     for name in ("USER", "USERNAME", "METAFLOW_USER"):
@@ -279,8 +303,8 @@ def test_run_options_meant_for_metaflows_top_level_are_accepted(mf_flow) -> None
     assert "message: HI WORLD" in result.stdout
 
 
-def test_branch_run(mf_flow) -> None:
-    result, events = run_bridge(mf_flow("branch.py"))
+def test_branch_run(branch_run) -> None:
+    _, result, events = branch_run
     assert result.returncode == 0, result.stderr
     check_stream(events)
     done = {e["step"] for e in events if e["type"] == "task_finished"}
@@ -350,11 +374,10 @@ def test_failing_then_resumed_run(mf_flow) -> None:
     assert "result 1.0" in result.stdout
 
 
-def test_resume_from_a_chosen_step(mf_flow) -> None:
-    path = mf_flow("linear.py")
-    result, _ = run_bridge(path, run_id="base")
+def test_resume_from_a_chosen_step(metaflow_linear_run) -> None:
+    path, result, _ = metaflow_linear_run
     assert result.returncode == 0, result.stderr
-    result, events = run_bridge(path, "resume", "shout", "end", "--origin-run-id", "base",
+    result, events = run_bridge(path, "resume", "shout", "end", "--origin-run-id", "r1",
                                 run_id="again")
     assert result.returncode == 0, result.stderr
     assert "resuming from shout" in result.stderr
@@ -467,9 +490,8 @@ def test_sigterm_to_the_bridge_alone_stops_everything(mf_flow, sleepy_runs) -> N
     assert not any(process_alive(p) for p in task_pids)
 
 
-def test_artifacts_of_a_metaflow_task_come_from_metaflows_client(mf_flow) -> None:
-    path = mf_flow("linear.py")
-    result, _ = run_bridge(path)
+def test_artifacts_of_a_metaflow_task_come_from_metaflows_client(metaflow_linear_run) -> None:
+    path, result, _ = metaflow_linear_run
     assert result.returncode == 0, result.stderr
     root = path.parent / ".flowdeck"
     answer = subprocess.run([sys.executable, "-m", "flowdeck.engines.inspect_task", str(root),
@@ -486,22 +508,18 @@ def test_artifacts_of_a_metaflow_task_come_from_metaflows_client(mf_flow) -> Non
 # -- our static graph equals Metaflow's own ----------------------------------------------
 
 
-def metaflow_graph(source: Path, tmp_path: Path) -> dict:
-    pytest.importorskip("metaflow")
+def metaflow_graph(source: Path, tmp_path: Path, output_raw: MetaflowOutputRaw) -> dict:
     path = tmp_path / source.name
     path.write_text(source.read_text())
-    result = subprocess.run([sys.executable, str(path), "output-raw", "--json"],
-                            cwd=tmp_path, env=child_env(**metaflow_env({})),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr + result.stdout
-    return json.loads(result.stdout[result.stdout.index("{"):])
+    return output_raw.run(path, tmp_path).graph()
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
-def test_static_graph_equals_metaflows_output_raw(path: Path, tmp_path: Path) -> None:
+def test_static_graph_equals_metaflows_output_raw(path: Path, tmp_path: Path,
+                                                  metaflow_output_raw: MetaflowOutputRaw) -> None:
     ours = analyze_file(path).flows
     assert len(ours) == 1 and ours[0].ok and ours[0].engine == "metaflow"
-    theirs = metaflow_graph(path, tmp_path)
+    theirs = metaflow_graph(path, tmp_path, metaflow_output_raw)
     mine = ours[0].graph.as_dict()
     assert {n: {k: v.get(k) for k in FIELDS} for n, v in mine["graph"].items()} == \
         {n: {k: v.get(k) for k in FIELDS} for n, v in theirs["graph"].items()}
@@ -552,12 +570,11 @@ def test_records_sharing_one_line_are_read_apart() -> None:
         ("left", "reused"), ("right", "reused")]
 
 
-def test_a_resumed_run_accounts_for_every_task_metaflow_recorded(mf_flow) -> None:
+def test_a_resumed_run_accounts_for_every_task_metaflow_recorded(branch_run) -> None:
     """Whatever the log lines said, a finished resume leaves no step without its tasks."""
-    path = mf_flow("branch.py")
-    result, _ = run_bridge(path, run_id="base")
+    path, result, _ = branch_run
     assert result.returncode == 0, result.stderr
-    result, events = run_bridge(path, "resume", "end", "--origin-run-id", "base", run_id="again")
+    result, events = run_bridge(path, "resume", "end", "--origin-run-id", "r1", run_id="again")
     assert result.returncode == 0, result.stderr
     fold = RunFold()
     for event in events:

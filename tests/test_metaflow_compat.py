@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, FLOWS, ROOT, child_env
+from metaflow_output_raw import MetaflowOutputRaw
 
 from flowdeck.analysis.flowfile import analyze_file
 
@@ -25,16 +26,11 @@ SWITCH_GRAPHS = sorted(json.loads(p.read_text(encoding="utf-8"))["name"]
                        for p in (SUITE / "graphs").glob("*switch*.json"))
 
 
-def metaflow_graph(path: Path, tmp_path: Path) -> dict:
+def metaflow_graph(path: Path, tmp_path: Path, output_raw: MetaflowOutputRaw) -> dict:
     source = path.read_text().replace("from flowdeck import", "from metaflow import")
     target = tmp_path / path.name
     target.write_text(source)
-    result = subprocess.run([sys.executable, str(target), "output-raw", "--json"],
-                            cwd=tmp_path, env=child_env(USERNAME="tester"),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr + result.stdout
-    text = result.stdout
-    return json.loads(text[text.index("{"):])
+    return output_raw.run(target, tmp_path).graph()
 
 
 def comparable(graph: dict) -> dict:
@@ -42,10 +38,11 @@ def comparable(graph: dict) -> dict:
 
 
 @pytest.mark.parametrize("path", CANDIDATES, ids=[p.stem for p in CANDIDATES])
-def test_static_graph_equals_metaflows(path: Path, tmp_path: Path) -> None:
+def test_static_graph_equals_metaflows(path: Path, tmp_path: Path,
+                                       metaflow_output_raw: MetaflowOutputRaw) -> None:
     ours = analyze_file(path).flows
     assert len(ours) == 1 and ours[0].ok, ours[0].diagnostics if ours else "no flow"
-    theirs = metaflow_graph(path, tmp_path)
+    theirs = metaflow_graph(path, tmp_path, metaflow_output_raw)
     mine = ours[0].graph.as_dict()
     assert comparable(mine) == comparable(theirs)
     assert mine["graph_structure"] == theirs["graph_structure"]
@@ -80,7 +77,8 @@ def suite_switch_flows() -> dict[str, str]:
 
 @pytest.mark.parametrize("graph", SWITCH_GRAPHS)
 def test_suite_switch_graphs_equal_metaflows(graph: str, suite_switch_flows: dict[str, str],
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path,
+                                             metaflow_output_raw: MetaflowOutputRaw) -> None:
     code = suite_switch_flows.get(graph)
     assert code, f"no valid test pair generates graph {graph}"
     path = tmp_path / "flowdeck" / "test_flow.py"
@@ -93,7 +91,7 @@ def test_suite_switch_graphs_equal_metaflows(graph: str, suite_switch_flows: dic
     lines = [("assert_equals = None" if line.startswith("from metaflow_test import") else line)
              for line in code.split("\n")]
     source = "\n".join(lines).replace("from flowdeck import", "from metaflow import")
-    theirs = metaflow_graph_of_source(source, tmp_path / "metaflow")
+    theirs = metaflow_graph_of_source(source, tmp_path / "metaflow", metaflow_output_raw)
     mine = ours[0].graph.as_dict()
     assert comparable(mine) == comparable(theirs)
     assert mine["graph_structure"] == theirs["graph_structure"]
@@ -101,12 +99,7 @@ def test_suite_switch_graphs_equal_metaflows(graph: str, suite_switch_flows: dic
         assert mine["graph"][name]["line"] == node["line"]
 
 
-def metaflow_graph_of_source(source: str, folder: Path) -> dict:
+def metaflow_graph_of_source(source: str, folder: Path, output_raw: MetaflowOutputRaw) -> dict:
     folder.mkdir()
     (folder / "test_flow.py").write_text(source)
-    result = subprocess.run([sys.executable, "test_flow.py", "output-raw", "--json"],
-                            cwd=folder, env=child_env(USERNAME="tester"),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr + result.stdout
-    text = result.stdout
-    return json.loads(text[text.index("{"):])
+    return output_raw.run(folder / "test_flow.py", folder).graph()
