@@ -519,9 +519,15 @@ def _adopt_files(record_path: str, files: dict[str, bytes] | None) -> None:
         if not parts or Path(name).is_absolute() or ".." in parts:
             continue
         target = os.path.join(task_dir, name)
-        if not os.path.exists(target):
+        if os.path.exists(target):
+            continue
+        try:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             atomic_write(target, files[name])
+        except OSError as exc:  # the attempt then ends without a record here: a failure
+            print(f"flowdeck: could not write {target}, which a Dask worker sent back "
+                  f"({exc}); the task is reported as failed.", file=sys.stderr)
+            return
 
 
 def _future_error(future: Any) -> BaseException | None:

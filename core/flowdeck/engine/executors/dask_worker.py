@@ -4,8 +4,9 @@
 flowdeck differs from the orchestrator's, claims the attempt (a worker that dies mid-task
 makes the scheduler run the function again elsewhere; the second run must not run the
 step again, it reports the loss), starts the attempt in a child process forked by the
-flow class's zygote on this worker (`task_zygote`, started once per class), streams the child's stdout/stderr back to the orchestrator as events of
-the run's topic while it runs, and ends with an "end" event carrying the wait status and
+flow class's zygote on this worker (`task_zygote`, started once per class), streams the
+child's stdout/stderr back to the orchestrator as events of the run's topic while it
+runs, and ends with an "end" event carrying the wait status and
 how many output chunks preceded it (and the files of the attempt's task folder, its
 record and cards, when this worker does not share the orchestrator's folder and wrote
 them into a scratch folder). `signal_attempt` (sent with `Client.run`) delivers
@@ -26,7 +27,7 @@ from collections import OrderedDict
 from typing import Any
 
 import flowdeck
-from flowdeck.engine.executors import task_zygote
+from flowdeck.engine.executors import remote_task, task_zygote
 
 #: Output is forwarded in chunks of at most this many bytes (the scheduler keeps the last
 #: 1,000 events of a topic, so a chatty task holds at most ~32 MB there).
@@ -44,8 +45,9 @@ _context: Any = None
 #: flow class digest -> its zygote on this worker (`task_zygote`), oldest first
 _zygotes: OrderedDict[str, task_zygote.Zygote] = OrderedDict()
 _zygote_start_lock = threading.Lock()  # one zygote started at a time (no duplicates)
-#: Zygotes of other flow classes kept while idle (a run's class, the next run's).
-_ZYGOTES_KEPT = 4
+#: Zygotes of other flow classes kept while idle (each holds its flow's imports in memory;
+#: the same flow's next run, with an unchanged file, reuses its zygote).
+_ZYGOTES_KEPT = 2
 
 
 def worker_version() -> str:
@@ -70,8 +72,6 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
     store: a worker that does not share the orchestrator's folder writes into a scratch
     folder and returns its files (`remote_task.worker_paths`)."""
     from distributed import Event, get_worker
-
-    from flowdeck.engine.executors import remote_task
     worker = get_worker()
     where = worker.address
     if flowdeck.__version__ != version:
@@ -128,7 +128,7 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
 
 def _fork_attempt(flow_class: bytes, files: dict[str, str], where: str,
                   request: task_zygote.ForkRequest, fds: list[int]
-                  ) -> tuple[int, task_zygote.Zygote] | Any:
+                  ) -> tuple[int, task_zygote.Zygote] | remote_task.LoadFailure:
     """Start the attempt in this flow class's zygote (made on first use, made again once
     if it died); (pid, zygote), or the `LoadFailure` the class gives."""
     for _ in range(2):
@@ -145,7 +145,6 @@ def _fork_attempt(flow_class: bytes, files: dict[str, str], where: str,
         with _lock:
             zygote.in_flight -= 1
         return answer
-    from flowdeck.engine.executors import remote_task
     return remote_task.LoadFailure(remote_task.EXIT_LOAD_FAILED,
                                    f"Worker {where} could not start the task's process "
                                    "twice in a row; see the worker's log.")

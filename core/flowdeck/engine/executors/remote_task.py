@@ -123,8 +123,9 @@ def worker_paths(root: str, attempt_json: str, datastore: str | None) -> WorkerP
     is only the orchestrator's working copy. A worker that does not see that working copy
     (its `datastore.json` naming the same store) is on another machine: it writes into a
     scratch folder of its own with the same layout (so the object keys are the same) and
-    returns the record and cards, which the orchestrator puts into its working copy. A plain folder
-    store must be the orchestrator's own folder (a LocalCluster, a shared file system).
+    returns the record and cards, which the orchestrator puts into its working copy. A
+    plain folder store must be the orchestrator's own folder (a LocalCluster, a shared
+    file system).
     """
     if datastore is None:
         return WorkerPaths(root, attempt_json, False) if os.path.isdir(root) else None
