@@ -225,8 +225,8 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
         return False
     out_w, err_w, exit_w = fds
     if len(length) < _LENGTH.size:
-        length += _read_exactly(sock, _LENGTH.size - len(length))
-    message = _read_exactly(sock, _LENGTH.unpack(length)[0])
+        length += read_exactly(sock, _LENGTH.size - len(length))
+    message = read_exactly(sock, _LENGTH.unpack(length)[0])
     header_end = 1 + message[0]
     if header_end > 1:
         sha = message[1:header_end].decode()
@@ -285,12 +285,14 @@ def _reap_one(pidfd: int, workers: dict[int, tuple[int, int]], poller: select.ep
     os.close(exit_w)
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """`size` bytes from a stream socket (EOFError when the other end closed first); the
+    local fork server's and the Dask zygote's protocols both read with it."""
     chunks = []
     while size > 0:
         chunk = sock.recv(min(size, 1 << 20))
         if not chunk:
-            raise EOFError("the orchestrator closed the fork server's socket mid-request")
+            raise EOFError("the other end closed the socket mid-message")
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)

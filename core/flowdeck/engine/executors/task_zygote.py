@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowdeck.engine.executors import remote_task
+from flowdeck.engine.executors.forkserver import read_exactly
 from flowdeck.engines import processes
 
 _LENGTH = struct.Struct("<Q")
@@ -88,7 +89,7 @@ class Zygote:
             try:
                 socket.send_fds(self.sock, [_LENGTH.pack(len(body))], fds)
                 self.sock.sendall(body)
-                answer = pickle.loads(_receive(self.sock, _receive_length(self.sock)))
+                answer = pickle.loads(read_exactly(self.sock, _receive_length(self.sock)))
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 self.broken = True
                 raise OSError(f"the zygote is gone ({exc})") from None
@@ -158,8 +159,8 @@ def _serve_one(sock: socket.socket, loaded: type | remote_task.LoadFailure,
         if not header:
             return False
         while len(header) < _LENGTH.size:
-            header += _receive(sock, _LENGTH.size - len(header))
-        request: ForkRequest = pickle.loads(_receive(sock, _LENGTH.unpack(header)[0]))
+            header += read_exactly(sock, _LENGTH.size - len(header))
+        request: ForkRequest = pickle.loads(read_exactly(sock, _LENGTH.unpack(header)[0]))
     except (OSError, EOFError):
         return False
     if isinstance(loaded, remote_task.LoadFailure) or len(fds) != ATTEMPT_FDS:
@@ -231,14 +232,4 @@ def _drain(fd: int) -> None:
 
 
 def _receive_length(sock: socket.socket) -> int:
-    return int(_LENGTH.unpack(_receive(sock, _LENGTH.size))[0])
-
-
-def _receive(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError("the other end closed the socket")
-        data += chunk
-    return bytes(data)
+    return int(_LENGTH.unpack(read_exactly(sock, _LENGTH.size))[0])
