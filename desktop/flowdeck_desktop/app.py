@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.system.resources import examples_dir
 from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer, send_to_running

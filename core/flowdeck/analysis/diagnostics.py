@@ -8,8 +8,10 @@ all show the same file, line and fix-it sentence.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 
 @dataclass(frozen=True)

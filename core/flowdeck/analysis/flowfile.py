@@ -11,7 +11,7 @@ import ast
 import io
 import tokenize
 from _blake2 import blake2b
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from flowdeck.analysis.graph import (
     text_hash,
 )
 from flowdeck.analysis.lint import lint_graph
+from flowdeck.compiled_dataclasses import dataclass
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
 API_NAMES = {"FlowSpec", "step", "Parameter", "retry", "catch", "timeout", "JSONType",

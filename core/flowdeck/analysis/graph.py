@@ -12,8 +12,10 @@ import ast
 import re
 from _blake2 import blake2b
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 #: Internal node types, and the names Metaflow's `output-raw --json` uses.
 METAFLOW_TYPE_NAMES = {

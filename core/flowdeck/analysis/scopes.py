@@ -9,8 +9,9 @@ steps are drawn with a counter: one answer for both.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 FOREACH_TYPES = ("split-foreach", "foreach")
 SPLIT_TYPES = ("split-static", "split", "split-and", "split-parallel")

@@ -25,10 +25,10 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from flowdeck.authoring.exceptions import MetaflowException
+from flowdeck.compiled_dataclasses import dataclass
 
 ID_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 #: The key `**config` unpacks to; decorators replace it by the evaluated mapping.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from flowdeck.authoring import configs as configs_mod
@@ -29,6 +29,7 @@ from flowdeck.authoring.current import Parallel, current, username
 from flowdeck.authoring.exceptions import MetaflowException
 from flowdeck.authoring.spec import flow_constants, flow_steps, step_decorators
 from flowdeck.authoring.values import PARALLEL_VAR
+from flowdeck.compiled_dataclasses import dataclass
 
 #: Metaflow's variables for `--branch` and `--production` (its top-level options).
 BRANCH_ENV = "METAFLOW_BRANCH"

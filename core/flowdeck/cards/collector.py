@@ -19,11 +19,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from flowdeck.cards.card import MetaflowCardComponent, create_component_id, error_value
 from flowdeck.cards.components import StubComponent, WarningComponent
+from flowdeck.compiled_dataclasses import dataclass
 
 #: The card's refresh callback: (manager, mode) -> None, given by the task's renderer.
 Refresher = Callable[["CardComponentManager", str], None]

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import atomic_write_json
 from flowdeck.store.layout import RunLayout
 

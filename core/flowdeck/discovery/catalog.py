@@ -33,12 +33,13 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors
 from flowdeck.analysis.flowfile import FileAnalysis, FlowInfo, analyze_source, decode_source
+from flowdeck.compiled_dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 

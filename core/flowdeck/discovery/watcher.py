@@ -34,7 +34,6 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.discovery.catalog import CatalogDiff, CatalogSnapshot, FlowCatalog
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from flowdeck.authoring.runsetup import (
     print_notices,
 )
 from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor
 from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
 from flowdeck.store.blobs import BlobRef, BlobStore

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from flowdeck.analysis.graph import FlowGraph
 from flowdeck.authoring.runsetup import is_parallel_worker
 from flowdeck.authoring.spec import flow_parameters, step_decorators
 from flowdeck.authoring.values import PARALLEL_VAR, UNBOUNDED_FOREACH_DECORATOR
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.local import LocalExecutor
 from flowdeck.engine.task import (

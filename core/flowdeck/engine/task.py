@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from flowdeck.authoring.merge import values_agree
 from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num_splits
 from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance, parameter_names
 from flowdeck.authoring.values import UnboundedForeachInput
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.alarm import alarm
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 from flowdeck.store.blobs import (

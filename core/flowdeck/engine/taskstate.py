@@ -6,9 +6,10 @@ delegates every engine concern to the `StepContext` attached to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import BlobRef, BlobStore
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import signal
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engines.interpreter import InterpreterCheck
 
 #: How long a launcher waits, after its stop signal, before it KILLs the run. The

@@ -8,8 +8,9 @@ value for the list (in the helper process, never the window).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 PREVIEW_CHARS = 400
 

@@ -28,8 +28,10 @@ import json
 import math
 import numbers
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 MAX_POINTS = 50_000  # across all runs: far more than a plot shows readably
 MAX_TEXT = 300  # characters of an error message or a label

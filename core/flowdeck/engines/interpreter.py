@@ -26,9 +26,10 @@ import shutil
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from flowdeck.compiled_dataclasses import dataclass
 
 VENV_NAMES = (".venv", "venv")
 

@@ -24,13 +24,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.events import (
     ENGINE_RUN_ID,
     RUN_FINISHED,

@@ -38,9 +38,11 @@ import sys
 import traceback
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 TABLE, PLOT, IMAGE, TREE, TEXT, REPR = "table", "plot", "image", "tree", "text", "repr"
 

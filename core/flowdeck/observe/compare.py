@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.index import RunEntry, RunIndex
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import AttemptRecord, ParamRecord, RunRecord

@@ -11,10 +11,11 @@ even after joins of static splits inside that foreach.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from flowdeck.analysis.scopes import Scopes, foreach_scopes, nodes_of, switch_conditional
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.events import (
     EngineRunId,
     Event,

@@ -30,11 +30,11 @@ import os
 import pickle
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.layout import datastore_of
 
 try:  # hashlib's own BLAKE2, without importing OpenSSL on every task's start-up path

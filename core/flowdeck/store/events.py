@@ -14,10 +14,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.status import run_status, task_status
 
 SCHEMA_VERSION = 1

@@ -52,9 +52,10 @@ import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import BlobStore
 from flowdeck.store.index import RunEntry, RunIndex, pid_alive, read_run
 from flowdeck.store.layout import RunLayout, flows_in, headless_logs, settings_file

@@ -11,9 +11,9 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import atomic_write_json
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt, hostname

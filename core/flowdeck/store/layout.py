@@ -33,8 +33,9 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from flowdeck.compiled_dataclasses import dataclass
 
 ROOT_ENV = "FLOWDECK_HOME"
 #: An object-store URL (`s3://bucket/prefix`) runs store their artifacts and records in.

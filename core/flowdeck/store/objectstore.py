@@ -32,10 +32,10 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.layout import (
     DATASTORE_FILE,
     RUN_JSON,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import atomic_write_json, is_digest
 from flowdeck.store.layout import attempt_file, attempts_in, datastore_of
 from flowdeck.store.status import RUNNING, run_status, task_status

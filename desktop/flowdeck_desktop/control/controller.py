@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QSettings, QThreadPool, QTimer, Signal
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
 from flowdeck.engines.base import LaunchSpec

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.layout import is_store_url
 from flowdeck.store.objectstore import PACKAGES as STORE_SCHEMES
 

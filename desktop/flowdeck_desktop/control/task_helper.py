@@ -12,12 +12,12 @@ and never answers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engines.launching import ARTIFACT_HELPER, child_env, inspect_argv
 from flowdeck_desktop.control.run_process import core_path
 

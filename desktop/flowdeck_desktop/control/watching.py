@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.discovery.catalog import CatalogDiff
 from flowdeck.discovery.watcher import FolderWatcher
 

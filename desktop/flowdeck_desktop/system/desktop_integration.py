@@ -15,9 +15,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.system.resources import resources_dir as find_resources
 
 APP_ID = "flowdeck"

@@ -17,8 +17,10 @@ palette (0-7 normal, 8-15 bright, 16-255 the xterm cube and grey ramp) or an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
+
+from flowdeck.compiled_dataclasses import dataclass
 
 __all__ = [
     "Color",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from PySide6.QtCore import QEvent, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QResizeEvent, QTextOption
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.views.theme import status_color
 
 _COMMAND = re.compile(r"`([^`]+)`")

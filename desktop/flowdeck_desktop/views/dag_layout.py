@@ -29,10 +29,11 @@ the block tree yields exactly that), so a join sits below its longest branch.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from flowdeck.analysis.scopes import foreach_scopes
+from flowdeck.compiled_dataclasses import dataclass
 
 SPLIT_TYPES = frozenset({"split-static", "split-foreach", "split", "foreach"})
 FOREACH_TYPES = frozenset({"split-foreach", "foreach"})

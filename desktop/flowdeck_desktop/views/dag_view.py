@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
@@ -78,6 +77,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.observe.fold import StepSummary
 from flowdeck.store.status import REUSED, SKIPPED, SUCCEEDED
 from flowdeck_desktop.views.dag_layout import (

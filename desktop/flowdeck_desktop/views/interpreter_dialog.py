@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engines.interpreter import (
     SOURCE_NAMES,
     VENV_NAMES,

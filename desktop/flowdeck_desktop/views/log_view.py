@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from PySide6.QtCore import QEvent, QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import (
@@ -64,6 +64,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.views.ansi import DEFAULT_STYLE, AnsiParser, Span, Style, is_plain, to_rgb
 
 __all__ = ["LogView", "LogPage", "read_log_page", "is_dark_palette", "error_color"]

@@ -14,7 +14,6 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.index import RunIndex, read_run
 from flowdeck.store.layout import InvalidId, RunLayout

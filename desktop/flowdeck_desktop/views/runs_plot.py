@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import shiboken6
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engines.inspect_values import argv as values_argv
 from flowdeck.engines.launching import child_env
 from flowdeck.store.index import RunIndex

@@ -25,7 +25,7 @@ import math
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -40,6 +40,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QToolTip, QWidget
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.views.theme import STATUSES, format_duration, status_color
 
 __all__ = ["STATUSES", "TimelineTask", "TimelineView", "status_color", "format_duration"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from flowdeck.compiled_dataclasses import dataclass
 
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest

@@ -29,12 +29,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import flowdeck
 from flowdeck.analysis.diagnostics import UsageError
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
 

@@ -29,10 +29,10 @@ import signal
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.task import EXIT_CANCELLED, TaskRequest, execute_task, prepare_worker_process
 from flowdeck.engine.taskstate import INHERITED, foreach_input_ref, preload_digest
 from flowdeck.engines import processes

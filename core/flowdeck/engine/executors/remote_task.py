@@ -17,13 +17,13 @@ import os
 import signal
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
 from flowdeck.authoring import runsetup
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.task import (
     EXIT_CANCELLED,
     EXIT_FAILED,

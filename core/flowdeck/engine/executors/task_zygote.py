@@ -30,9 +30,9 @@ import signal
 import socket
 import struct
 import threading
-from dataclasses import dataclass
 from typing import Any
 
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors import remote_task
 from flowdeck.engine.executors.forkserver import read_exactly
 from flowdeck.engines import processes

@@ -1,0 +1,148 @@
+"""`dataclass` for Flowdeck's own classes, with the methods it writes compiled once per
+installed version instead of at every start, as Python keeps a module's bytecode.
+
+`dataclasses` writes the source of each method it adds (`__init__`, `__repr__`, `__eq__`,
+a frozen class's `__setattr__` ...) and compiles it with `exec` when the class is made:
+about 0.1 ms a method, half of `import flowdeck`'s time (38 classes, about 19 ms of a
+flow script's start). A method's source depends on the class's definition alone, so its
+compiled code is kept in `__pycache__/compiled_dataclasses.<tag>.marshal`, keyed by that
+source: a changed class has another source, which is compiled and added. Everything else
+is the standard library's `dataclass` (its checks, its fields, the methods' behaviour).
+
+The file follows Python's own rules for bytecode caches: not written under
+`PYTHONDONTWRITEBYTECODE` (`sys.dont_write_bytecode`) or with `sys.pycache_prefix` set,
+not written where the package's folder is read-only, and a damaged or foreign file is
+ignored. It is written (atomically) once a process has compiled something new, at exit.
+
+Type checkers see the standard `dataclass` (see the TYPE_CHECKING branch).
+"""
+
+from __future__ import annotations
+
+import _thread
+import dataclasses
+import marshal
+import os
+import sys
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["dataclass"]
+
+_FORMAT = 1  # bump when the file's layout changes
+_MAX_ENTRIES = 4000  # past it, only what this process used is kept (stale sources pile up)
+_LOCK = _thread.RLock()
+_ORIGINAL_CREATE_FN = getattr(dataclasses, "_create_fn", None)  # 3.11, 3.12; not 3.13
+#: The one difference between the two versions' `_create_fn`.
+_RETURN_TYPE = "_return_type" if sys.version_info < (3, 12) else "__dataclass_return_type__"
+
+
+class _Cache:
+    """The compiled methods: those read from the file, and those this process used."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.stored: dict[str, CodeType] = self._read() if path else {}
+        self.used: dict[str, CodeType] = {}
+        self.new = False
+
+    def _read(self) -> dict[str, CodeType]:
+        assert self.path is not None
+        try:
+            with open(self.path, "rb") as handle:
+                loaded = marshal.loads(handle.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return {}
+        if not (isinstance(loaded, tuple) and len(loaded) == 2 and loaded[0] == _FORMAT
+                and isinstance(loaded[1], dict)):
+            return {}
+        return {k: v for k, v in loaded[1].items()
+                if isinstance(k, str) and isinstance(v, CodeType)}
+
+    def code(self, source: str) -> CodeType:
+        code = self.used.get(source) or self.stored.get(source)
+        if code is None:
+            # as dataclasses' exec(source) does: without this module's `annotations` future
+            code = compile(source, "<string>", "exec", dont_inherit=True)
+            self.new = True
+        self.used[source] = code
+        return code
+
+    def write(self) -> None:
+        """Keep what was compiled (with what the file had, unless it grew too large)."""
+        if not (self.new and self.path) or sys.dont_write_bytecode:
+            return
+        kept = {**self.stored, **self.used} if len(self.stored) < _MAX_ENTRIES else self.used
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            with open(tmp, "wb") as handle:
+                handle.write(marshal.dumps((_FORMAT, kept)))
+            os.replace(tmp, self.path)
+        except OSError:  # a read-only install: compile at every start, as before
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.new = False
+
+
+def _cache_path() -> str | None:
+    tag = sys.implementation.cache_tag
+    if tag is None or sys.pycache_prefix is not None:
+        return None
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    return os.path.join(folder, f"compiled_dataclasses.{tag}.marshal")
+
+
+_CACHE: _Cache | None = None
+
+
+def _cache() -> _Cache:
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = _Cache(_cache_path())
+        import atexit
+        atexit.register(_CACHE.write)
+    return _CACHE
+
+
+def _create_fn(name: str, args: list[str], body: list[str], *, globals: dict[str, Any],
+               locals: dict[str, Any] | None = None, return_type: Any = dataclasses.MISSING
+               ) -> Any:
+    """`dataclasses._create_fn` of Python 3.11 and 3.12, whose `exec` of the same source
+    text takes the compiled code from the cache."""
+    if locals is None:
+        locals = {}
+    return_annotation = ""
+    if return_type is not dataclasses.MISSING:
+        locals[_RETURN_TYPE] = return_type
+        return_annotation = f"->{_RETURN_TYPE}"
+    joined_args = ",".join(args)
+    joined_body = "\n".join(f"  {b}" for b in body)
+    txt = f" def {name}({joined_args}){return_annotation}:\n{joined_body}"
+    local_vars = ", ".join(locals.keys())
+    txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
+    ns: dict[str, Any] = {}
+    exec(_cache().code(txt), globals, ns)
+    return ns["__create_fn__"](**locals)
+
+
+def _compiled_dataclass(cls: type | None = None, /, **options: Any) -> Any:
+    """`dataclasses.dataclass(cls, **options)`, its methods' code from the cache."""
+    def wrap(cls: type) -> type:
+        if _ORIGINAL_CREATE_FN is None or sys.version_info >= (3, 13):
+            return dataclasses.dataclass(cls, **options)
+        with _LOCK:  # the swap is module-wide: one class at a time
+            dataclasses._create_fn = _create_fn  # type: ignore[attr-defined]
+            try:
+                return dataclasses.dataclass(cls, **options)
+            finally:
+                dataclasses._create_fn = _ORIGINAL_CREATE_FN  # type: ignore[attr-defined]
+    return wrap if cls is None else wrap(cls)
+
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass as dataclass
+else:
+    dataclass = _compiled_dataclass

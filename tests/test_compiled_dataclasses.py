@@ -1,0 +1,153 @@
+"""`flowdeck.compiled_dataclasses`: the standard `dataclass`, its generated methods' code
+kept in a file like bytecode. Classes made from the file's code behave as the standard
+library's; a damaged file, a read-only folder and PYTHONDONTWRITEBYTECODE are honoured."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowdeck import compiled_dataclasses as cd
+
+DEFINITION = '''
+from dataclasses import field
+from flowdeck.compiled_dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+    y: int = 0
+    tags: list = field(default_factory=list, compare=False)
+
+@dataclass(order=True)
+class Version:
+    major: int
+    minor: int = 0
+'''
+
+
+def _define(cache: cd._Cache, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    monkeypatch.setattr(cd, "_CACHE", cache)
+    namespace: dict[str, object] = {"__name__": "defined_here"}
+    sys.modules["defined_here"] = type(sys)("defined_here")
+    try:
+        exec(DEFINITION, namespace)
+    finally:
+        del sys.modules["defined_here"]
+    return namespace
+
+
+def _behaves_as_the_standard_library(namespace: dict[str, object]) -> None:
+    point, version = namespace["Point"], namespace["Version"]
+    assert dataclasses.is_dataclass(point)
+    p = point(1)  # type: ignore[operator]
+    assert (p.x, p.y, p.tags) == (1, 0, [])
+    assert p == point(1, 0, [])  # type: ignore[operator]
+    assert hash(p) != hash(point(2))  # type: ignore[operator]
+    assert repr(p) == "Point(x=1, y=0, tags=[])"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.x = 5
+    assert point(1).tags is not point(1).tags  # type: ignore[operator]
+    assert version(1, 2) < version(1, 3)  # type: ignore[operator]
+    assert [f.name for f in dataclasses.fields(version)] == ["major", "minor"]  # type: ignore[arg-type]
+    standard: dict[str, object] = {"__name__": "standard"}
+    sys.modules["standard"] = type(sys)("standard")
+    try:
+        exec(DEFINITION.replace("from flowdeck.compiled_dataclasses import dataclass",
+                                "from dataclasses import dataclass"), standard)
+    finally:
+        del sys.modules["standard"]
+    for name in ("Point", "Version"):  # the same signatures, annotations included
+        ours, theirs = namespace[name], standard[name]
+        assert inspect.signature(ours) == inspect.signature(theirs)  # type: ignore[arg-type]
+        assert ours.__init__.__annotations__ == theirs.__init__.__annotations__  # type: ignore[misc]
+
+
+def test_methods_compiled_once_come_back_from_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    path = str(tmp_path / "__pycache__" / "compiled_dataclasses.test.marshal")
+    first = cd._Cache(path)
+    _behaves_as_the_standard_library(_define(first, monkeypatch))
+    assert first.new and first.used  # compiled here
+    first.write()
+    assert os.path.exists(path)
+
+    second = cd._Cache(path)
+    assert set(second.stored) == set(first.used)
+    _behaves_as_the_standard_library(_define(second, monkeypatch))
+    assert not second.new  # nothing compiled: every method's code came from the file
+
+
+def test_a_changed_class_is_compiled_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    path = str(tmp_path / "cache.marshal")
+    cache = cd._Cache(path)
+    cache.code("def __create_fn__():\n def f(self):\n  return 1\n return f")
+    cache.write()
+    again = cd._Cache(path)
+    again.code("def __create_fn__():\n def f(self):\n  return 2\n return f")
+    assert again.new
+
+
+@pytest.mark.parametrize("content", [b"", b"not marshal at all", b"\x00" * 64])
+def test_a_damaged_file_is_ignored(tmp_path, monkeypatch, content):
+    path = tmp_path / "cache.marshal"
+    path.write_bytes(content)
+    cache = cd._Cache(str(path))
+    assert cache.stored == {}
+    _behaves_as_the_standard_library(_define(cache, monkeypatch))
+
+
+def test_a_file_of_another_shape_is_ignored(tmp_path):
+    import marshal
+    path = tmp_path / "cache.marshal"
+    path.write_bytes(marshal.dumps((cd._FORMAT, {"source": "not code", 3: b"x"})))
+    assert cd._Cache(str(path)).stored == {}
+
+
+def test_nothing_is_written_when_python_writes_no_bytecode(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    path = tmp_path / "cache.marshal"
+    cache = cd._Cache(str(path))
+    _define(cache, monkeypatch)
+    cache.write()
+    assert not path.exists()
+
+
+def test_a_folder_it_cannot_write_is_left_alone(tmp_path, monkeypatch):
+    """A place where the file cannot go (here a file where its folder should be, which
+    stops root too): nothing written, nothing raised, the classes still work."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    blocker = tmp_path / "__pycache__"
+    blocker.write_text("a file, not a folder")
+    cache = cd._Cache(str(blocker / "cache.marshal"))
+    _behaves_as_the_standard_library(_define(cache, monkeypatch))
+    cache.write()
+    assert blocker.read_text() == "a file, not a folder"
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
+def test_a_fresh_interpreter_writes_the_file_and_the_next_one_compiles_nothing(tmp_path):
+    """Whole processes: a copy of the module in a package of its own, so the test writes
+    beside that copy and not into the installed package."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = Path(cd.__file__).read_text()
+    (package / "compiled_dataclasses.py").write_text(source)
+    probe = DEFINITION.replace("flowdeck.compiled_dataclasses", "pkg.compiled_dataclasses") + (
+        "import pkg.compiled_dataclasses as cd\n"
+        "print('compiled' if cd._cache().new else 'from the file')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    runs = [subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                           text=True, timeout=60) for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["compiled", "from the file"], \
+        [r.stderr for r in runs]
+    assert len(list((package / "__pycache__").glob("compiled_dataclasses.*.marshal"))) == 1
