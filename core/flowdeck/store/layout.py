@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 
@@ -78,9 +77,10 @@ def new_run_id() -> str:
 
     The random part keeps two runs started in the same millisecond (two windows,
     a script) from choosing the same id; creating the run folder exclusively
-    settles the rest.
+    settles the rest. `os.urandom`, which is what `secrets.token_hex` reads, without
+    the import of OpenSSL's `hmac` that `secrets` costs every flow script (3 ms).
     """
-    return f"{int(time.time() * 1000)}-{secrets.token_hex(3)}"
+    return f"{int(time.time() * 1000)}-{os.urandom(3).hex()}"
 
 
 def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
