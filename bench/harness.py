@@ -14,7 +14,10 @@ interpreter's start and teardown and every import are in the figure. One run giv
            cannot say which process it was
 
 Tools are interleaved run by run (and the order rotated every round) so that drift in
-the machine's load hits every tool alike; figures are medians. Output goes to files,
+the machine's load hits every tool alike; figures are medians. Before every run the
+file system is synced (`os.sync`, not timed): otherwise the kernel's writeback of what
+earlier runs wrote (a 100 MB blob, Metaflow's store) lands on whichever run comes next,
+and a tool that deletes what it wrote (the `np.save` floor) never pays it at all. Output goes to files,
 not pipes, so a chatty tool never blocks on a full pipe and the bench never pays for
 reading it during the timing; a failed run raises `BenchError` with the output's tail.
 """
@@ -118,6 +121,7 @@ def run_once(command: Command, env: dict[str, str] | None = None,
              interval: float = 0.02) -> Sample:
     """Run `command` to its end; its wall, tree CPU and top-process peak RSS."""
     with tempfile.TemporaryFile() as out:
+        os.sync()  # start every run with no dirty pages of the runs before it
         began = time.perf_counter()
         proc = subprocess.Popen(command.argv, cwd=command.cwd, env=env or bench_env(),
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
