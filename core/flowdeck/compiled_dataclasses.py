@@ -11,8 +11,8 @@ is the standard library's `dataclass` (its checks, its fields, the methods' beha
 
 The file follows Python's own rules for bytecode caches: not written under
 `PYTHONDONTWRITEBYTECODE` (`sys.dont_write_bytecode`) or with `sys.pycache_prefix` set,
-not written where the package's folder is read-only, and a damaged or foreign file is
-ignored. It is written (atomically) once a process has compiled something new, at exit.
+not written where the package's folder is read-only or in a frozen app (the packaged
+window), and a damaged or foreign file is ignored. It is written (atomically) once a process has compiled something new, at exit.
 
 Type checkers see the standard `dataclass` (see the TYPE_CHECKING branch).
 """
@@ -88,8 +88,10 @@ class _Cache:
 
 
 def _cache_path() -> str | None:
+    """Beside the package's bytecode; None where Python keeps none there (no cache tag, a
+    `pycache_prefix`), or in a frozen app, whose modules live in its archive."""
     tag = sys.implementation.cache_tag
-    if tag is None or sys.pycache_prefix is not None:
+    if tag is None or sys.pycache_prefix is not None or getattr(sys, "frozen", False):
         return None
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
     return os.path.join(folder, f"compiled_dataclasses.{tag}.marshal")
