@@ -23,7 +23,6 @@ from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
-from flowdeck.engine.script_exit import exit_script
 from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -337,13 +336,12 @@ def bare_script_call(flow_cls: type) -> None:
     """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line."""
     if not is_flow_script(flow_cls):
         return
-    frame = _main_module_frame()
+    line = _calling_module_line()
     main_file = getattr(sys.modules["__main__"], "__file__", "")
-    place = _bare_call_place(main_file, frame.f_lineno, flow_cls.__name__) if frame else None
-    if place is None:
+    if line is None or not _is_bare_call_statement(main_file, line, flow_cls.__name__):
         return
     code, _ = script_main(flow_cls, sys.argv[1:])
-    exit_script(code, frame if place == "top" else None)
+    sys.exit(code)
 
 
 def static_graph(flow_cls: type) -> Any:
@@ -364,45 +362,28 @@ def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
     return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root, _namespace_check=False)
 
 
-def _main_module_frame() -> FrameType | None:
-    """The frame of the script's module-level code that called the flow (its line is the
-    call's), None when the flow was not called from it."""
+def _calling_module_line() -> int | None:
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
-            return frame
+            return frame.f_lineno
         frame = frame.f_back
     return None
 
 
-def _bare_call_place(file: str, line: int, class_name: str) -> str | None:
-    """Where the statement at `line` of the script calls `class_name()` bare: "top" at the
-    module's top level or under `if` alone, "inside" within a `try`, `with`, loop or
-    function (which must see the script end with `SystemExit`), None when it does not."""
+def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
     try:
         # Bytes, as Python reads the script: a BOM or a `coding:` line is honoured (decoding
         # as UTF-8 text made such a file silently run nothing; reliability/bad_inputs.py).
         tree = ast.parse(Path(file).read_bytes())
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return None
-    return _find_bare_call(tree.body, line, class_name, top=True)
-
-
-def _find_bare_call(body: list[ast.stmt], line: int, class_name: str, top: bool) -> str | None:
-    for node in body:
-        if not node.lineno <= line <= (node.end_lineno or line):
-            continue
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            func = node.value.func
-            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-            if name == class_name:
-                return "top" if top else "inside"
-        for field in ("body", "orelse", "finalbody", "handlers"):
-            inner = getattr(node, field, None)
-            if isinstance(inner, list) and inner:
-                stmts = [s for h in inner for s in h.body] if field == "handlers" else inner
-                found = _find_bare_call(stmts, line, class_name,
-                                        top and isinstance(node, ast.If))
-                if found:
-                    return found
-    return None
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and node.lineno <= line <= (node.end_lineno or line):
+            call = node.value
+            if isinstance(call, ast.Call):
+                func = call.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name == class_name:
+                    return True
+    return False
