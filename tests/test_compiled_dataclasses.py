@@ -107,7 +107,7 @@ def test_a_damaged_file_is_ignored(tmp_path, monkeypatch, content):
 def test_a_file_of_another_shape_is_ignored(tmp_path):
     import marshal
     path = tmp_path / "cache.marshal"
-    path.write_bytes(marshal.dumps((cd._FORMAT, {"source": "not code", 3: b"x"})))
+    path.write_bytes(marshal.dumps((cd._FORMAT, cd.MAGIC_NUMBER, {"source": "not code", 3: b"x"})))
     assert cd._Cache(str(path)).stored == {}
 
 
@@ -151,3 +151,92 @@ def test_a_fresh_interpreter_writes_the_file_and_the_next_one_compiles_nothing(t
     assert [r.stdout.strip() for r in runs] == ["compiled", "from the file"], \
         [r.stderr for r in runs]
     assert len(list((package / "__pycache__").glob("compiled_dataclasses.*.marshal"))) == 1
+
+
+def _bytes_marshal_refuses_with_system_error() -> bytes:
+    """A damaged cache file of the kind that makes `marshal.loads` raise SystemError (a
+    code object with bad fields), found by changing one byte of a good one, as a bad disk
+    sector or a crash could."""
+    import marshal
+    good = marshal.dumps((cd._FORMAT, cd.MAGIC_NUMBER,
+                          {"def f(): pass": compile("def f(): pass", "<s>", "exec")}))
+    for place in range(len(good)):  # every one-byte change, first place first
+        for value in range(256):
+            data = bytearray(good)
+            data[place] = value
+            try:
+                marshal.loads(bytes(data))
+            except SystemError:
+                return bytes(data)
+            except Exception:  # noqa: BLE001 - the ordinary damage, already ignored
+                continue
+    raise AssertionError("no damaged file that makes marshal raise SystemError was found")
+
+
+def test_a_file_that_makes_marshal_raise_system_error_is_ignored(tmp_path, monkeypatch):
+    path = tmp_path / "cache.marshal"
+    path.write_bytes(_bytes_marshal_refuses_with_system_error())
+    cache = cd._Cache(str(path))
+    assert cache.stored == {}
+    _behaves_as_the_standard_library(_define(cache, monkeypatch))
+
+
+def test_a_file_of_another_bytecode_is_ignored(tmp_path):
+    import marshal
+    path = tmp_path / "cache.marshal"
+    code = compile("def f(): pass", "<s>", "exec")
+    path.write_bytes(marshal.dumps((cd._FORMAT, b"\x00\x00\r\n", {"def f(): pass": code})))
+    assert cd._Cache(str(path)).stored == {}
+
+
+def test_another_librarys_patch_of_dataclasses_survives(monkeypatch):
+    def their_create_fn(*args, **kwargs):
+        return original(*args, **kwargs)
+
+    original = dataclasses._create_fn  # type: ignore[attr-defined]
+    monkeypatch.setattr(dataclasses, "_create_fn", their_create_fn)
+
+    @cd.dataclass
+    class Made:
+        x: int
+
+    assert Made(1).x == 1
+    assert dataclasses._create_fn is their_create_fn  # type: ignore[attr-defined]
+
+
+FORK_WHILE_MAKING = '''
+import os, threading, time
+import flowdeck.compiled_dataclasses as cd
+
+entered = threading.Event()
+
+class SlowDefault:  # holds the class's making (and the lock) open for a while
+    def __get__(self, obj, owner):
+        entered.set()
+        time.sleep(1)
+        return 0
+
+def make_in_thread():
+    @cd.dataclass
+    class Slow:
+        x: int = SlowDefault()
+
+threading.Thread(target=make_in_thread).start()
+entered.wait()
+pid = os.fork()
+if pid == 0:
+    @cd.dataclass
+    class InChild:
+        y: int
+    print("child made its dataclass", InChild(2))
+    os._exit(0)
+os.waitpid(pid, 0)
+'''
+
+
+def test_a_child_forked_while_a_class_is_being_made_can_make_its_own():
+    """The lock the swap holds is made anew in a forked child (a task is a fork)."""
+    done = subprocess.run([sys.executable, "-c", FORK_WHILE_MAKING], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "child made its dataclass InChild(y=2)" in done.stdout

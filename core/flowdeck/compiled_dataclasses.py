@@ -24,6 +24,7 @@ import dataclasses
 import marshal
 import os
 import sys
+from importlib._bootstrap_external import MAGIC_NUMBER  # loaded in every interpreter
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,16 @@ __all__ = ["dataclass"]
 _FORMAT = 1  # bump when the file's layout changes
 _MAX_ENTRIES = 4000  # past it, only what this process used is kept (stale sources pile up)
 _LOCK = _thread.RLock()
+
+
+def _after_fork_in_child() -> None:
+    """A fork while another thread held the lock would leave it held forever in the child."""
+    global _LOCK
+    _LOCK = _thread.RLock()
+    if getattr(dataclasses, "_create_fn", None) is _create_fn:  # forked mid-swap
+        dataclasses._create_fn = _ORIGINAL_CREATE_FN  # type: ignore[attr-defined]
+
+
 _ORIGINAL_CREATE_FN = getattr(dataclasses, "_create_fn", None)  # 3.11, 3.12; not 3.13
 #: The one difference between the two versions' `_create_fn`.
 _RETURN_TYPE = "_return_type" if sys.version_info < (3, 12) else "__dataclass_return_type__"
@@ -51,12 +62,12 @@ class _Cache:
         try:
             with open(self.path, "rb") as handle:
                 loaded = marshal.loads(handle.read())
-        except (OSError, EOFError, ValueError, TypeError):
+        except Exception:  # noqa: BLE001 - damaged bytes can make marshal raise SystemError too
             return {}
-        if not (isinstance(loaded, tuple) and len(loaded) == 2 and loaded[0] == _FORMAT
-                and isinstance(loaded[1], dict)):
-            return {}
-        return {k: v for k, v in loaded[1].items()
+        if not (isinstance(loaded, tuple) and len(loaded) == 3 and loaded[0] == _FORMAT
+                and loaded[1] == MAGIC_NUMBER and isinstance(loaded[2], dict)):
+            return {}  # another layout, or another bytecode (a pre-release of this version)
+        return {k: v for k, v in loaded[2].items()
                 if isinstance(k, str) and isinstance(v, CodeType)}
 
     def code(self, source: str) -> CodeType:
@@ -77,7 +88,7 @@ class _Cache:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "wb") as handle:
-                handle.write(marshal.dumps((_FORMAT, kept)))
+                handle.write(marshal.dumps((_FORMAT, MAGIC_NUMBER, kept)))
             os.replace(tmp, self.path)
         except OSError:  # a read-only install: compile at every start, as before
             try:
@@ -136,11 +147,12 @@ def _compiled_dataclass(cls: type | None = None, /, **options: Any) -> Any:
         if _ORIGINAL_CREATE_FN is None or sys.version_info >= (3, 13):
             return dataclasses.dataclass(cls, **options)
         with _LOCK:  # the swap is module-wide: one class at a time
+            previous = dataclasses._create_fn  # type: ignore[attr-defined]
             dataclasses._create_fn = _create_fn  # type: ignore[attr-defined]
             try:
                 return dataclasses.dataclass(cls, **options)
-            finally:
-                dataclasses._create_fn = _ORIGINAL_CREATE_FN  # type: ignore[attr-defined]
+            finally:  # what was there, which may be another library's own patch
+                dataclasses._create_fn = previous  # type: ignore[attr-defined]
     return wrap if cls is None else wrap(cls)
 
 
@@ -148,3 +160,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass as dataclass
 else:
     dataclass = _compiled_dataclass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
