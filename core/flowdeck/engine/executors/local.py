@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the server's module is imported once a run needs it (not fo
 #: "always" forks every worker through the server, the first ones too; a number N starts
 #: the server after N direct forks (tests, benchmarks).
 FORK_SERVER_ENV = "FLOWDECK_FORK_SERVER"
-#: Workers forked directly before the fork server starts. Measured (farm-bench, pairs
+#: Workers forked directly before the fork server starts. Measured (whole processes, pairs
 #: interleaved, quiet 2-core machine): a 1,000-task foreach took 6% longer through the
 #: server (the extra hop per task costs more than the orchestrator's copy-on-write
 #: faults it saves at that heap size), a 5,000-task one 6% less wall and 14% less CPU.
