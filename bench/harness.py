@@ -17,9 +17,10 @@ Tools are interleaved run by run (and the order rotated every round) so that dri
 the machine's load hits every tool alike; figures are medians. Before every run the
 file system is synced (`os.sync`, not timed): otherwise the kernel's writeback of what
 earlier runs wrote (a 100 MB blob, Metaflow's store) lands on whichever run comes next,
-and a tool that deletes what it wrote (the `np.save` floor) never pays it at all. Output goes to files,
-not pipes, so a chatty tool never blocks on a full pipe and the bench never pays for
-reading it during the timing; a failed run raises `BenchError` with the output's tail.
+and a tool that deletes what it wrote (the `np.save` floor) never pays it at all.
+Output goes to files, not pipes, so a chatty tool never blocks on a full pipe and the
+bench never pays for reading it during the timing; a failed run raises `BenchError` with
+the output's tail.
 """
 
 from __future__ import annotations

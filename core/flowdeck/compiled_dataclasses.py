@@ -12,7 +12,8 @@ is the standard library's `dataclass` (its checks, its fields, the methods' beha
 The file follows Python's own rules for bytecode caches: not written under
 `PYTHONDONTWRITEBYTECODE` (`sys.dont_write_bytecode`) or with `sys.pycache_prefix` set,
 not written where the package's folder is read-only or in a frozen app (the packaged
-window), and a damaged or foreign file is ignored. It is written (atomically) once a process has compiled something new, at exit.
+window), and a damaged or foreign file is ignored. It is written (atomically) at exit
+by a process that compiled something new.
 
 Type checkers see the standard `dataclass` (see the TYPE_CHECKING branch).
 """
@@ -33,6 +34,9 @@ __all__ = ["dataclass"]
 _FORMAT = 1  # bump when the file's layout changes
 _MAX_ENTRIES = 4000  # past it, only what this process used is kept (stale sources pile up)
 _LOCK = _thread.RLock()
+_ORIGINAL_CREATE_FN = getattr(dataclasses, "_create_fn", None)  # 3.11, 3.12; not 3.13
+#: The one difference between the two versions' `_create_fn`.
+_RETURN_TYPE = "_return_type" if sys.version_info < (3, 12) else "__dataclass_return_type__"
 
 
 def _after_fork_in_child() -> None:
@@ -41,11 +45,6 @@ def _after_fork_in_child() -> None:
     _LOCK = _thread.RLock()
     if getattr(dataclasses, "_create_fn", None) is _create_fn:  # forked mid-swap
         dataclasses._create_fn = _ORIGINAL_CREATE_FN  # type: ignore[attr-defined]
-
-
-_ORIGINAL_CREATE_FN = getattr(dataclasses, "_create_fn", None)  # 3.11, 3.12; not 3.13
-#: The one difference between the two versions' `_create_fn`.
-_RETURN_TYPE = "_return_type" if sys.version_info < (3, 12) else "__dataclass_return_type__"
 
 
 class _Cache:
@@ -84,7 +83,8 @@ class _Cache:
         if not (self.new and self.path) or sys.dont_write_bytecode:
             return
         kept = {**self.stored, **self.used} if len(self.stored) < _MAX_ENTRIES else self.used
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        # pid and a random part: containers sharing one install can have the same pid
+        tmp = f"{self.path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "wb") as handle:
