@@ -204,6 +204,32 @@ def test_another_librarys_patch_of_dataclasses_survives(monkeypatch):
     assert dataclasses._create_fn is their_create_fn  # type: ignore[attr-defined]
 
 
+def test_another_librarys_exec_in_dataclasses_survives(monkeypatch):
+    seen: list[str] = []
+
+    def their_exec(source, globals=None, locals=None):
+        seen.append(source if isinstance(source, str) else "code")
+        exec(source, globals, locals)
+
+    monkeypatch.setattr(dataclasses, "exec", their_exec, raising=False)
+
+    @cd.dataclass
+    class Made:
+        x: int
+
+    assert Made(1).x == 1
+    assert dataclasses.exec is their_exec  # type: ignore[attr-defined]
+
+
+def test_the_dataclasses_module_is_left_as_it_was():
+    @cd.dataclass(frozen=True)
+    class Made:
+        x: int
+
+    assert Made(1) == Made(1)
+    assert "exec" not in vars(dataclasses)
+
+
 FORK_WHILE_MAKING = '''
 import os, threading, time
 import flowdeck.compiled_dataclasses as cd

@@ -7,7 +7,10 @@ about 0.1 ms a method, half of `import flowdeck`'s time (38 classes, about 19 ms
 flow script's start). A method's source depends on the class's definition alone, so its
 compiled code is kept in `__pycache__/compiled_dataclasses.<tag>.marshal`, keyed by that
 source: a changed class has another source, which is compiled and added. Everything else
-is the standard library's `dataclass` (its checks, its fields, the methods' behaviour).
+is the standard library's `dataclass` (its checks, its fields, the methods' behaviour):
+while it makes a class, the name `exec` in the `dataclasses` module (which calls it once,
+on each method's source, in Python 3.11 to 3.13) is shadowed by one that takes the
+compiled code from the cache, and put back after.
 
 The file follows Python's own rules for bytecode caches: not written under
 `PYTHONDONTWRITEBYTECODE` (`sys.dont_write_bytecode`) or with `sys.pycache_prefix` set,
@@ -34,17 +37,15 @@ __all__ = ["dataclass"]
 _FORMAT = 1  # bump when the file's layout changes
 _MAX_ENTRIES = 4000  # past it, only what this process used is kept (stale sources pile up)
 _LOCK = _thread.RLock()
-_ORIGINAL_CREATE_FN = getattr(dataclasses, "_create_fn", None)  # 3.11, 3.12; not 3.13
-#: The one difference between the two versions' `_create_fn`.
-_RETURN_TYPE = "_return_type" if sys.version_info < (3, 12) else "__dataclass_return_type__"
+_MISSING = object()
 
 
 def _after_fork_in_child() -> None:
     """A fork while another thread held the lock would leave it held forever in the child."""
     global _LOCK
     _LOCK = _thread.RLock()
-    if getattr(dataclasses, "_create_fn", None) is _create_fn:  # forked mid-swap
-        dataclasses._create_fn = _ORIGINAL_CREATE_FN  # type: ignore[attr-defined]
+    if vars(dataclasses).get("exec") is _exec:  # forked while a class was being made
+        del vars(dataclasses)["exec"]
 
 
 class _Cache:
@@ -120,39 +121,28 @@ def _cache() -> _Cache:
     return _CACHE
 
 
-def _create_fn(name: str, args: list[str], body: list[str], *, globals: dict[str, Any],
-               locals: dict[str, Any] | None = None, return_type: Any = dataclasses.MISSING
-               ) -> Any:
-    """`dataclasses._create_fn` of Python 3.11 and 3.12, whose `exec` of the same source
-    text takes the compiled code from the cache."""
-    if locals is None:
-        locals = {}
-    return_annotation = ""
-    if return_type is not dataclasses.MISSING:
-        locals[_RETURN_TYPE] = return_type
-        return_annotation = f"->{_RETURN_TYPE}"
-    joined_args = ",".join(args)
-    joined_body = "\n".join(f"  {b}" for b in body)
-    txt = f" def {name}({joined_args}){return_annotation}:\n{joined_body}"
-    local_vars = ", ".join(locals.keys())
-    txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
-    ns: dict[str, Any] = {}
-    exec(_cache().code(txt), globals, ns)
-    return ns["__create_fn__"](**locals)
+def _exec(source: Any, globals: dict[str, Any] | None = None,
+          locals: dict[str, Any] | None = None) -> None:
+    """`exec` as `dataclasses` calls it (once, on each method's source text), the text's
+    compiled code taken from the cache."""
+    code = _cache().code(source) if isinstance(source, str) else source
+    exec(code, globals, locals)
 
 
 def _compiled_dataclass(cls: type | None = None, /, **options: Any) -> Any:
     """`dataclasses.dataclass(cls, **options)`, its methods' code from the cache."""
     def wrap(cls: type) -> type:
-        if _ORIGINAL_CREATE_FN is None or sys.version_info >= (3, 13):
-            return dataclasses.dataclass(cls, **options)
-        with _LOCK:  # the swap is module-wide: one class at a time
-            previous = dataclasses._create_fn  # type: ignore[attr-defined]
-            dataclasses._create_fn = _create_fn  # type: ignore[attr-defined]
+        with _LOCK:  # the module's `exec` is shadowed for one class at a time
+            namespace = vars(dataclasses)
+            previous = namespace.get("exec", _MISSING)
+            namespace["exec"] = _exec
             try:
                 return dataclasses.dataclass(cls, **options)
-            finally:  # what was there, which may be another library's own patch
-                dataclasses._create_fn = previous  # type: ignore[attr-defined]
+            finally:  # what was there: nothing, or another library's own patch
+                if previous is _MISSING:
+                    del namespace["exec"]
+                else:
+                    namespace["exec"] = previous
     return wrap if cls is None else wrap(cls)
 
 
