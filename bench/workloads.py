@@ -43,7 +43,6 @@ did nothing cannot look fast.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +75,10 @@ class Workload:
 
 
 def fanout_workers() -> int:
-    """How many tasks Flowdeck runs at once by default (its --max-workers 0: the CPUs)."""
-    return os.cpu_count() or 1
+    """How many tasks Flowdeck runs at once by default (its --max-workers not given): the
+    floor forks as many children at once."""
+    from flowdeck.engine.runtime import default_max_workers
+    return default_max_workers()
 
 
 # -- Flowdeck and Metaflow: one FlowSpec file, the import line differs ------------------

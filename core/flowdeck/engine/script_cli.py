@@ -269,7 +269,8 @@ def _add_top_options(parser: "argparse.ArgumentParser") -> None:
 
 def _add_run_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--max-workers", type=int, default=0, metavar="N",
-                        help="tasks run in parallel at most (default: the CPU count)")
+                        help="tasks run in parallel at most (default: 16, as in Metaflow, or the CPU "
+                        "count where larger; @resources(cpu=N) steps share the CPUs)")
     parser.add_argument("--run-id", help=f"choose the run id (also ${RUN_ID_ENV})")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the steps' own output and errors")
