@@ -137,9 +137,17 @@ def test_a_run_with_many_tasks_goes_through_the_server(tmp_path: Path) -> None:
     path = write(tmp_path, "many.py", ISOLATION.replace("self.input == 7", "False"))
     result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER="16"))
     assert result.returncode == 0, result.stderr
-    pids = [e["pid"] for e in events_of(path, "IsolationFlow") if e["type"] == "task_started"]
-    assert len(pids) == 43
-    assert not any(process_alive(pid) for pid in pids)
+    started = {e["task_id"]: e["pid"] for e in events_of(path, "IsolationFlow")
+               if e["type"] == "task_started"}
+    assert len(started) == 43
+    assert not any(process_alive(pid) for pid in started.values())
+    # A served worker's pid reaches the event after its fork (the orchestrator does not
+    # wait for it): it is the pid the worker itself recorded.
+    records = list((tmp_path / ".flowdeck" / "IsolationFlow" / "runs").glob("*/*/*/attempt-0.json"))
+    assert len(records) == 43
+    for record in records:
+        written = json.loads(record.read_text())
+        assert started[written["task_id"]] == written["pid"]
 
 
 def test_a_killed_server_takes_its_workers_and_retry_reruns_them(tmp_path: Path) -> None:

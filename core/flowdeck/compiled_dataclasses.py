@@ -41,8 +41,14 @@ _MISSING = object()
 
 
 def _after_fork_in_child() -> None:
-    """A fork while another thread held the lock would leave it held forever in the child."""
+    """A fork while another thread held the lock would leave it held forever in the child
+    (and `exec` shadowed): then a new lock, and the module as it was. The usual case, a
+    free lock, costs one acquire and release: this runs in every task worker, where each
+    object made or page touched is copied from the parent."""
     global _LOCK
+    if _LOCK.acquire(blocking=False):  # free, or held by this thread (which releases it)
+        _LOCK.release()
+        return
     _LOCK = _thread.RLock()
     if vars(dataclasses).get("exec") is _exec:  # forked while a class was being made
         del vars(dataclasses)["exec"]
