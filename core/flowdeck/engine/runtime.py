@@ -223,8 +223,8 @@ class RunningTask:
     logs: dict[int, Any] = field(default_factory=dict)
     killed_for: str | None = None
     slots: int = 1  # of max_workers: @resources(cpu=N) takes N
-    announced: bool = False  # its task_started is out (see Orchestrator._announce)
     cpus: int = 0  # of the CPU budget: what @resources(cpu=N) declared (0: none)
+    announced: bool = False  # its task_started is out (see Orchestrator._announce)
     memory_mb: float | None = None
     memory_source: str = ""
 
