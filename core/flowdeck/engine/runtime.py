@@ -86,7 +86,7 @@ MEMORY_LIMIT_ENV = "FLOWDECK_MEMORY_LIMIT_MB"
 #: count where that is larger. A flow written for Metaflow fans out as it did there (a
 #: foreach of downloads or API calls waits on 16 at once, not on 2 on a 2-core laptop),
 #: and short tasks keep both cores busy while the orchestrator handles the ones that
-#: ended: 1,000 trivial tasks on 2 cores took 0.75x the wall of 2 in flight (README).
+#: ended: 1,000 trivial tasks on 2 cores took 0.74x the wall of 2 in flight (README).
 #: Steps that declare @resources(cpu=N) still share only the machine's CPUs.
 DEFAULT_MAX_WORKERS = 16
 
