@@ -136,3 +136,17 @@ def test_declared_cpus_share_the_machine_by_default(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert Flow("HeavyFlow", root=tmp_path / ".flowdeck").latest_run.successful
     assert not (tmp_path / "overlap").exists()
+
+
+def test_max_workers_below_one_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    """Before, -1 was taken and every task of a fan-out ran at once."""
+    path = tmp_path / "meet.py"
+    path.write_text(RENDEZVOUS_FLOW)
+    for value, said in (("-1", "-1 is too few"), ("0", "0 is too few"),
+                        ("many", "'many' is not a whole number")):
+        result = run_flow(path, "--max-workers", value)
+        assert result.returncode == 2
+        assert f"argument --max-workers: {said}" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".flowdeck").exists() or not list(
+        (tmp_path / ".flowdeck").glob("*/runs/*"))

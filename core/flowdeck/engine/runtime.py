@@ -224,7 +224,6 @@ class RunningTask:
     killed_for: str | None = None
     slots: int = 1  # of max_workers: @resources(cpu=N) takes N
     cpus: int = 0  # of the CPU budget: what @resources(cpu=N) declared (0: none)
-    announced: bool = False  # its task_started is out (see Orchestrator._announce)
     memory_mb: float | None = None
     memory_source: str = ""
 
@@ -735,16 +734,7 @@ class Orchestrator:
             self.sel.register(exit_fd, selectors.EVENT_READ, "exit")
             self.fd_owner[exit_fd] = running
         self.running[launched.key] = running
-        if not launched.pid_pending:
-            self._announce(running)
-
-    def _announce(self, running: RunningTask) -> None:
-        """`task_started`, once the worker's pid is known: at once for a worker forked here,
-        a moment later for one the fork server forks (`_reap` learns its pid), so that the
-        orchestrator never waits for the server's fork."""
-        running.announced = True
-        task, launched, task_dir = running.pending, running.launched, running.task_dir
-        pid = launched.pid  # None only where the fork failed (its failure follows)
+        pid = launched.pid  # None where the fork server could not fork it (its failure follows)
         frame = next((f for f in reversed(task.frames) if f.kind == "foreach"), None)
         self._emit(TASK_STARTED, step=task.step, task_id=task.task_id,
                    attempt=task.attempt, pid=pid, reused=False,
@@ -963,8 +953,6 @@ class Orchestrator:
 
     def _reap(self, running: RunningTask) -> None:
         status = self.executor.ended(running.launched, set(self.running))
-        if not running.announced and (status is not None or running.launched.pid is not None):
-            self._announce(running)
         if status is not None:
             self._on_exit(running, status)
 

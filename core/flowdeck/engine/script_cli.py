@@ -267,8 +267,22 @@ def _add_top_options(parser: "argparse.ArgumentParser") -> None:
                         "checks always run)")
 
 
+def _worker_count(text: str) -> int:
+    """`--max-workers N`: a whole number of at least 1 (a negative one ran every task at once)."""
+    import argparse
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give how many "
+                                         "tasks may run at once, e.g. --max-workers 4") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{count} is too few: at least 1 task must run at "
+                                         "once (leave the option out for the default)")
+    return count
+
+
 def _add_run_options(parser: "argparse.ArgumentParser") -> None:
-    parser.add_argument("--max-workers", type=int, default=0, metavar="N",
+    parser.add_argument("--max-workers", type=_worker_count, default=0, metavar="N",
                         help="tasks run in parallel at most (default: 16, as in Metaflow, or the CPU "
                         "count where larger; @resources(cpu=N) steps share the CPUs)")
     parser.add_argument("--run-id", help=f"choose the run id (also ${RUN_ID_ENV})")

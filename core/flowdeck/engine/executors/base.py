@@ -28,9 +28,6 @@ class Launched:
     err_fd: int
     exit_fd: int | None
     pid: int | None = None  # the worker's pid where it is a process of this machine
-    #: The pid comes later (a fork server forks the worker): the orchestrator announces the
-    #: task once `Executor.ended` has filled `pid` in (or the attempt ended without one).
-    pid_pending: bool = False
     where: str | None = None  # the host or worker that runs it, when not this machine
 
 

@@ -41,14 +41,11 @@ if TYPE_CHECKING:  # the server's module is imported once a run needs it (not fo
 #: "always" forks every worker through the server, the first ones too; a number N starts
 #: the server after N direct forks (tests, benchmarks).
 FORK_SERVER_ENV = "FLOWDECK_FORK_SERVER"
-#: Workers forked directly before the fork server starts: a run of few tasks (every
-#: linear flow, a small foreach) never pays for the server's own fork. Measured on 2
-#: cores, whole processes, pairs interleaved, 16 tasks in flight, the orchestrator not
-#: waiting for the server's forks: a 1,000-task foreach through the server from its 64th
-#: task took 0.95x the wall and 0.93x the CPU of one from its 1,000th (10 pairs), a
-#: 100-task one 1.01x (12 pairs). (When the orchestrator still waited for each served
-#: worker's pid, with 2 tasks in flight, the server cost 6% at 1,000 tasks.)
-DIRECT_FORKS = 64
+#: Workers forked directly before the fork server starts. Measured (whole processes, pairs
+#: interleaved, quiet 2-core machine): a 1,000-task foreach took 6% longer through the
+#: server (the extra hop per task costs more than the orchestrator's copy-on-write
+#: faults it saves at that heap size), a 5,000-task one 6% less wall and 14% less CPU.
+DIRECT_FORKS = 1000
 
 
 class LocalExecutor(Executor):
@@ -112,12 +109,10 @@ class LocalExecutor(Executor):
             os.close(fd)
         os.set_blocking(exit_r, False)
         self.last_key -= 1  # a served worker's key: its pid may never come (a failed fork)
-        self.served[self.last_key] = ExitPipe(exit_r)
-        # The server writes the pid into the exit pipe right after its fork: `ended` reads
-        # it (and tells the guard) when the pipe turns readable. Waiting for it here held
-        # the orchestrator for every fork, the work the server exists to take off it.
+        pipe = self.served[self.last_key] = ExitPipe(exit_r)
+        # The server tells the pid right after its fork; events and the guard want it now.
         return Launched(key=self.last_key, out_fd=out_r, err_fd=err_r, exit_fd=exit_r,
-                        pid_pending=True)
+                        pid=pipe.wait_pid())
 
     def _drop_server(self) -> None:
         self.use_server = False
