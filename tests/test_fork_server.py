@@ -141,8 +141,8 @@ def test_a_run_with_many_tasks_goes_through_the_server(tmp_path: Path) -> None:
                if e["type"] == "task_started"}
     assert len(started) == 43
     assert not any(process_alive(pid) for pid in started.values())
-    # A served worker's pid reaches the event after its fork (the orchestrator does not
-    # wait for it): it is the pid the worker itself recorded.
+    # A served worker's pid comes from the server, through its exit pipe: it is the pid
+    # the worker itself recorded.
     records = list((tmp_path / ".flowdeck" / "IsolationFlow" / "runs").glob("*/*/*/attempt-0.json"))
     assert len(records) == 43
     for record in records:
