@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from conftest import run_flow
+from test_resources import CPU_FLOW
 
 from flowdeck import Flow
 from flowdeck.engine.runtime import DEFAULT_MAX_WORKERS, default_max_workers
@@ -56,45 +57,6 @@ if __name__ == "__main__":
     MeetFlow()
 """
 
-DECLARED_FLOW = """
-import os
-import time
-from pathlib import Path
-from flowdeck import FlowSpec, resources, step
-
-
-class HeavyFlow(FlowSpec):
-    @step
-    def start(self):
-        self.items = [1, 2, 3]
-        self.next(self.work, foreach="items")
-
-    @resources(cpu={cpus})
-    @step
-    def work(self):
-        busy = Path(__file__).with_name("busy")
-        try:  # another task holds every CPU of the machine now: they would share them
-            os.close(os.open(busy, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            Path(__file__).with_name("overlap").write_text("overlap")
-        time.sleep(0.2)
-        busy.unlink(missing_ok=True)
-        self.next(self.join)
-
-    @step
-    def join(self, inputs):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    HeavyFlow()
-"""
-
-
 def _run_started(tmp_path: Path, flow: str) -> dict[str, object]:
     (events,) = (tmp_path / ".flowdeck" / flow / "runs").glob("*/events.jsonl")
     started: dict[str, object] = json.loads(events.read_text().splitlines()[0])
@@ -131,10 +93,11 @@ def test_declared_cpus_share_the_machine_by_default(tmp_path: Path) -> None:
     """Each task declares every CPU of the machine: by default they run one at a time,
     although 16 tasks may be in flight."""
     path = tmp_path / "heavy.py"
-    path.write_text(DECLARED_FLOW.format(cpus=os.cpu_count() or 1))
+    assert "@resources(cpu=2)" in CPU_FLOW
+    path.write_text(CPU_FLOW.replace("@resources(cpu=2)", f"@resources(cpu={os.cpu_count() or 1})"))
     result = run_flow(path)
     assert result.returncode == 0, result.stderr
-    assert Flow("HeavyFlow", root=tmp_path / ".flowdeck").latest_run.successful
+    assert Flow("WideFlow", root=tmp_path / ".flowdeck").latest_run.successful
     assert not (tmp_path / "overlap").exists()
 
 

@@ -629,7 +629,8 @@ class Orchestrator:
         return head
 
     def _has_room_for(self, task: PendingTask | FanOut) -> bool:
-        """Whether `task` fits in max_workers now (a task alone always fits)."""
+        """Whether `task` fits now: in max_workers and, where its step declares CPUs, in the
+        CPU budget (a task alone always fits)."""
         if not self.running:
             return True
         used = sum(t.slots for t in self.running.values())
