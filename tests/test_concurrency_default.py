@@ -9,15 +9,17 @@ a message instead of hanging; it is not a timing threshold.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 from conftest import run_flow
 from test_resources import CPU_FLOW
 
 from flowdeck import Flow
 from flowdeck.engine.runtime import DEFAULT_MAX_WORKERS, default_max_workers
+from flowdeck.store.events import read_events
+from flowdeck.store.layout import EVENTS
 
 RENDEZVOUS_FLOW = """
 import time
@@ -57,9 +59,10 @@ if __name__ == "__main__":
     MeetFlow()
 """
 
-def _run_started(tmp_path: Path, flow: str) -> dict[str, object]:
-    (events,) = (tmp_path / ".flowdeck" / flow / "runs").glob("*/events.jsonl")
-    started: dict[str, object] = json.loads(events.read_text().splitlines()[0])
+
+def _run_started(tmp_path: Path, flow: str) -> dict[str, Any]:
+    (events,) = (tmp_path / ".flowdeck" / flow / "runs").glob(f"*/{EVENTS}")
+    started = read_events(events)[0]
     assert started["type"] == "run_started"
     return started
 

@@ -640,13 +640,18 @@ class Orchestrator:
         return not cpus or sum(t.cpus for t in self.running.values()) + cpus <= self.cpu_budget
 
     def _slots(self, step: str) -> int:
-        cpu = self.resources[step].cpu
-        return min(self.max_workers, max(1, math.ceil(cpu))) if cpu else 1
+        """What a task of `step` takes of max_workers: its declared CPUs, else 1."""
+        return self._declared_share(step, self.max_workers) or 1
 
     def _cpus(self, step: str) -> int:
-        """The CPUs a task of `step` declared (@resources(cpu=N)), within the budget; 0: none."""
+        """What a task of `step` takes of the CPU budget: its declared CPUs, else 0."""
+        return self._declared_share(step, self.cpu_budget)
+
+    def _declared_share(self, step: str, budget: int) -> int:
+        """@resources(cpu=N) of `step` as whole CPUs, at most the whole budget (a task alone
+        always fits); 0 when the step declares none."""
         cpu = self.resources[step].cpu
-        return min(self.cpu_budget, max(1, math.ceil(cpu))) if cpu else 0
+        return min(budget, max(1, math.ceil(cpu))) if cpu else 0
 
     def _wait_once(self) -> None:
         self._select(self._next_timeout())
