@@ -15,11 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import test_runtime as semantics
+import test_worker_exit as worker_exit
 from conftest import FLOWS, child_env, process_alive, run_flow, wait_for
 from scaleout_servers import dask_cluster
 
@@ -185,6 +187,32 @@ def test_a_worker_loads_the_flow_class_once_per_run(on_dask, tmp_path: Path) -> 
     loaders = loads.read_text().split()
     assert 1 <= len(loaders) <= 2, loaders  # one per worker that ran a task, of 11
     assert set(run.data.parents) <= {int(pid) for pid in loaders}  # forked by the loaders
+
+
+def test_a_task_ends_as_a_python_process_ends(on_dask, tmp_path: Path) -> None:
+    """A Dask attempt, forked by its worker's zygote, ends as a local one does: its
+    threads, exit handlers and temporary folders (test_worker_exit)."""
+    path = tmp_path / "exitflow.py"
+    path.write_text(textwrap.dedent(worker_exit.FLOW_WITHOUT_MODULE_FILE))
+    worker_exit.check_task_endings(run_flow(path, "run", timeout=180), tmp_path,
+                                   module_file=False)
+
+
+def test_a_global_that_cannot_travel_is_named_and_the_run_fails(on_dask, tmp_path: Path) -> None:
+    """A step using a module-level open file: the class cannot be pickled for the workers.
+    The run ends "failed" (never left "running") with the global's name, its line and
+    what to do; no traceback."""
+    path = tmp_path / "exitflow.py"
+    path.write_text(textwrap.dedent(worker_exit.FLOW))
+    result = run_flow(path, "run", timeout=180)
+    assert result.returncode == 1
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+                if text.startswith("LOG = open("))
+    assert f"the module-level `LOG` (line {line}) it uses cannot be pickled" in result.stderr
+    assert "make an open file, a lock or a connection inside the step" in result.stderr
+    assert "Traceback" not in result.stderr
+    run = Flow("ExitFlow", root=tmp_path / ".flowdeck").latest_run
+    assert run.status == "failed"
 
 
 def test_project_modules_travel_and_a_missing_one_is_named(on_dask, tmp_path: Path) -> None:

@@ -81,7 +81,10 @@ class _Cache:
         if code is None:
             # as dataclasses' exec(source) does: without this module's `annotations` future
             code = compile(source, "<string>", "exec", dont_inherit=True)
-            self.new = True
+            if not self.new:  # only then: an exit handler costs every forked task a little
+                self.new = True
+                import atexit
+                atexit.register(self.write)
         self.used[source] = code
         return code
 
@@ -122,8 +125,6 @@ def _cache() -> _Cache:
     global _CACHE
     if _CACHE is None:
         _CACHE = _Cache(_cache_path())
-        import atexit
-        atexit.register(_CACHE.write)
     return _CACHE
 
 

@@ -293,6 +293,7 @@ class Orchestrator:
         self.guard: processes.RunGuard | None = None
         self.disk_full: dict[str, Any] | None = None  # the first write that found no room
         self.store_error: dict[str, Any] | None = None  # a write the store refused otherwise
+        self.run_error: dict[str, Any] | None = None  # what else stopped the loop
         self.reserve: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------
@@ -319,6 +320,7 @@ class Orchestrator:
                                                 inherited=previous_run_id == self.run_id)
         self.executor.open(guard)
         gc_was_enabled = gc.isenabled()
+        engine_bug: Exception | None = None
         try:
             self._schedule(PendingTask(self.graph.start_step or "start", self._new_task_id(),
                                        (), []))
@@ -326,6 +328,15 @@ class Orchestrator:
         except OSError as exc:  # a write the store refused: the run fails, never stays running
             self.store_error = store_write_error(exc, self.run_dir)
             self._fail_running(self.store_error)
+        except FlowdeckError as exc:  # the run cannot go on as asked (an executor's refusal)
+            self.run_error = {"type": type(exc).__name__, "message": str(exc), "traceback": ""}
+            self._fail_running(self.run_error)
+        except Exception as exc:  # an engine bug: the run still ends "failed", then the traceback
+            engine_bug = exc
+            self.run_error = {"type": type(exc).__name__, "traceback": "",
+                              "message": f"Flowdeck's engine failed ({type(exc).__name__}: "
+                                         f"{exc}); please report it with the traceback below."}
+            self._fail_running(self.run_error)
         finally:
             self._leave_nothing_behind()
             guard.close()
@@ -335,7 +346,10 @@ class Orchestrator:
             gc.unfreeze()
             if gc_was_enabled:
                 gc.enable()
-        return self._finish()
+        outcome = self._finish()
+        if engine_bug is not None:
+            raise engine_bug
+        return outcome
 
     def _begin(self, run_dir: Path) -> None:
         """Write the run's first records; a full disk here ends it before it starts, cleanly."""
@@ -447,6 +461,8 @@ class Orchestrator:
             self._say_disk_full(unwritten)
         elif self.store_error is not None or unwritten:
             self._say_store_error(unwritten)
+        elif self.run_error is not None:
+            self._tell(f"Run {self.run_id} failed: {self.run_error['message']}")
         return RunOutcome(self.run_id, status, code, self.layout.root, self.failed)
 
     def _verdict(self) -> tuple[str, int, dict[str, Any] | None]:
@@ -455,6 +471,8 @@ class Orchestrator:
             return "failed", 1, dict(self.disk_full)
         if self.store_error is not None:
             return "failed", 1, dict(self.store_error)
+        if self.run_error is not None:
+            return "failed", 1, dict(self.run_error)
         if self.cancel_signal is not None:
             return "cancelled", 128 + self.cancel_signal, None
         if self.failed is not None:

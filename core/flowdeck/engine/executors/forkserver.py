@@ -33,7 +33,13 @@ from pathlib import PurePath
 from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.task import EXIT_CANCELLED, TaskRequest, execute_task, prepare_worker_process
+from flowdeck.engine.task import (
+    EXIT_CANCELLED,
+    TaskRequest,
+    execute_task,
+    finish_worker_process,
+    prepare_worker_process,
+)
 from flowdeck.engine.taskstate import INHERITED, foreach_input_ref, preload_digest
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobStore
@@ -258,6 +264,7 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
             prepare_worker_process(pipes=True)
             request: TaskRequest = _Unpickler(io.BytesIO(message[header_end:]), shared).load()
             code = execute_task(request)
+            finish_worker_process(request)
         finally:
             os._exit(code)
     _tell(exit_w, _PID.pack(pid))

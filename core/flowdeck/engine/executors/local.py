@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,8 @@ from flowdeck.engine.task import (
     EXIT_CANCELLED,
     TaskRequest,
     execute_task,
+    finish_worker_process,
+    flush_before_fork,
     prepare_worker_process,
     warm_worker_state,
 )
@@ -78,7 +79,7 @@ class LocalExecutor(Executor):
         warm_worker_state(request)  # before either fork: the server inherits it too
         if self.use_server and self.server is None and self.started > self.direct_forks:
             from flowdeck.engine.executors.forkserver import ForkServer
-            _flush_stdio()  # before the fork, and before this task's pipes exist
+            flush_before_fork()  # before this task's pipes exist
             self.server = ForkServer(request, close_inherited)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -127,7 +128,7 @@ class LocalExecutor(Executor):
             if self.blobs is None:  # one store per run: its look for a datastore mark once
                 self.blobs = BlobStore(request.root)
             preload(self.blobs, ref)
-        _flush_stdio()
+        flush_before_fork()
         gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
         parent = os.getpid()
         pid = os.fork()
@@ -144,6 +145,7 @@ class LocalExecutor(Executor):
                 os.close(err_w)
                 prepare_worker_process(pipes=True)
                 code = execute_task(request)
+                finish_worker_process(request)
             finally:
                 os._exit(code)
         try:
@@ -248,11 +250,3 @@ def _exited(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
-
-
-def _flush_stdio() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass

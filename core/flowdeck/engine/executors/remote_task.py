@@ -22,6 +22,7 @@ from typing import Any
 
 import cloudpickle
 
+from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.authoring import runsetup
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.task import (
@@ -29,6 +30,7 @@ from flowdeck.engine.task import (
     EXIT_FAILED,
     TaskRequest,
     execute_task,
+    finish_worker_process,
     prepare_worker_process,
 )
 from flowdeck.engines import processes
@@ -62,8 +64,60 @@ def pack(request: TaskRequest) -> bytes:
 
 
 def pack_class(flow_cls: type) -> bytes:
-    """The flow class pickled by value (with the project modules registered for it)."""
-    return cloudpickle.dumps(flow_cls)
+    """The flow class pickled by value (with the project modules registered for it); a
+    UsageError naming the module-level objects that cannot travel with it."""
+    try:
+        return cloudpickle.dumps(flow_cls)
+    except Exception as exc:  # noqa: BLE001 (PicklingError, TypeError: any object's own refusal)
+        raise UsageError(_unpicklable_class(flow_cls, exc)) from None
+
+
+def _unpicklable_class(flow_cls: type, exc: Exception) -> str:
+    """Which globals of the flow's module, used by its steps, cannot be pickled, and where
+    they are made: what the user has to change."""
+    module = sys.modules.get(flow_cls.__module__)
+    path = getattr(module, "__file__", None) or "the flow file"
+    used = _names_used(flow_cls)
+    culprits = []
+    for name, value in sorted(vars(module).items()) if module is not None else ():
+        if name in used and not isinstance(value, type(sys)) and value is not flow_cls:
+            try:
+                cloudpickle.dumps(value)
+            except Exception:  # noqa: BLE001 (the same refusal, object by object)
+                culprits.append(f"`{name}` (line {_assigned_at(path, name)})")
+    what = ("the module-level " + ", ".join(culprits) + (" it uses" if len(culprits) == 1
+            else " they use")) if culprits else "something its steps use"
+    return (f"{path}: the flow class cannot be sent to the Dask workers: {what} cannot be "
+            f"pickled ({exc}). With --executor dask the class travels to each worker with "
+            "the module-level objects its steps use; make an open file, a lock or a "
+            "connection inside the step that needs it (or run this flow on this machine, "
+            "without --executor dask).")
+
+
+def _names_used(flow_cls: type) -> set[str]:
+    """The global names the class's functions (and the functions nested in them) load."""
+    names: set[str] = set()
+    codes = [v.__code__ for v in vars(flow_cls).values() if hasattr(v, "__code__")]
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    return names
+
+
+def _assigned_at(path: str, name: str) -> str:
+    """The line of the first module-level assignment to `name` in `path` ("?" if none)."""
+    import ast
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return "?"
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return str(node.lineno)
+    return "?"
 
 
 @dataclass(frozen=True)
@@ -201,6 +255,7 @@ def child_main(flow_cls: type, payload: bytes, out_fd: int, err_fd: int, report_
             request.root, request.attempt_json = Path(paths.root), paths.attempt_json
         os.environ[RUN_ID_ENV] = request.run_id
         code = execute_task(request)
+        finish_worker_process(request)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
     except KeyboardInterrupt:  # a stop before the step ran: as a forked local task, quietly

@@ -33,6 +33,7 @@ import threading
 from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
+from flowdeck.engine import task
 from flowdeck.engine.executors import remote_task
 from flowdeck.engine.executors.forkserver import read_exactly
 from flowdeck.engines import processes
@@ -129,6 +130,8 @@ def serve(sock: socket.socket, flow_class: bytes, files: dict[str, str], worker:
     processes.die_with_parent(os.getppid())  # the fork server, which dies with the worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C at `dask worker`: the worker's
     loaded = remote_task.load_flow_class(flow_class, files, worker)
+    if not isinstance(loaded, remote_task.LoadFailure):
+        task.warm_exit_state(loaded.__module__)
     gc.freeze()  # the children's collector then skips all of this: fewer pages copied
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -171,6 +174,7 @@ def _serve_one(sock: socket.socket, loaded: type | remote_task.LoadFailure,
                                              "the attempt's pipes did not arrive"))
         return True
     out_w, err_w, report_w, exit_w = fds
+    task.flush_before_fork()
     pid = os.fork()
     if pid == 0:
         _become_attempt(sock, exits, own, exit_w)

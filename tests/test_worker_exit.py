@@ -1,0 +1,119 @@
+"""A task's worker ends as a Python process ends (engine/task.py `finish_worker_process`).
+
+A forked worker leaves by `os._exit` (tearing down its copy of the orchestrator's heap
+would write every page of it), which skips what a normal exit does. What the task
+started must still end as it would under `python` (and under Metaflow, whose tasks are
+processes of their own): its non-daemon threads run to their end, its exit handlers
+run, its writes to a module-level file reach the file. What the orchestrator set up at
+import is the run's, not the task's: its exit handlers and finalizers run once, when
+the run's process exits. Real `python flow.py run` processes, local and fork-server
+workers alike.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import child_env, run_flow
+
+FLOW = """
+import atexit, os, tempfile, threading, time
+from flowdeck import FlowSpec, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LOG = open(os.path.join(HERE, "module_log.txt"), "a")  # buffered, never flushed by a step
+LOG.write("imported\\n")  # written at import, by the run alone
+RUN_DIR = tempfile.TemporaryDirectory()  # the run's: no task may clean it up
+KEEP = []
+
+
+def note(name, line):
+    with open(os.path.join(HERE, name), "a") as handle:
+        handle.write(line + "\\n")
+
+
+atexit.register(note, "run_atexit.txt", "the run's handler")
+
+
+def late_write(item):
+    time.sleep(0.3)  # outlives the step's body: the worker must wait for it
+    note("threads.txt", f"thread of item {item}")
+
+
+class ExitFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = [1, 2, 3]
+        note(os.path.join(RUN_DIR.name, "shared.txt"), "the run's folder")
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        LOG.write(f"item {self.input}\\n")
+        atexit.register(note, "task_atexit.txt", f"handler of item {self.input}")
+        threading.Thread(target=late_write, args=(self.input,)).start()
+        scratch = tempfile.TemporaryDirectory()  # never cleaned up by the step itself
+        KEEP.append(scratch)
+        self.scratch = scratch.name
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.scratches = [i.scratch for i in inputs]
+        self.threads_done = open(os.path.join(HERE, "threads.txt")).read().count("thread")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("threads done before the join:", self.threads_done)
+        print("scratch left:", sum(os.path.exists(s) for s in self.scratches))
+        print("run folder kept:", os.path.exists(os.path.join(RUN_DIR.name, "shared.txt")))
+
+
+if __name__ == "__main__":
+    ExitFlow()
+"""
+
+
+#: FLOW for executors whose tasks run elsewhere (Dask): the flow class travels pickled
+#: with the globals its steps use, and an open file cannot travel.
+FLOW_WITHOUT_MODULE_FILE = FLOW.replace('        LOG.write(f"item {self.input}\\n")\n', "")
+assert FLOW_WITHOUT_MODULE_FILE != FLOW
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_a_task_ends_as_a_python_process_ends(tmp_path: Path, server: str) -> None:
+    path = tmp_path / "exitflow.py"
+    path.write_text(textwrap.dedent(FLOW))
+    result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER=server))
+    check_task_endings(result, tmp_path)
+    # What the run wrote to the module-level file at import is there once: no task wrote
+    # its copy of that buffer again.
+    assert (tmp_path / "module_log.txt").read_text().count("imported") == 1
+    # The run's temporary folder (made at import, in the orchestrator) was not touched by
+    # any task, and the run's exit handler ran once: in the run's process.
+    assert "run folder kept: True" in result.stdout
+    assert (tmp_path / "run_atexit.txt").read_text().splitlines() == ["the run's handler"]
+
+
+def check_task_endings(result: subprocess.CompletedProcess[str], folder: Path,
+                       module_file: bool = True) -> None:
+    """What every task of FLOW must have done by its end (any executor); `module_file`
+    False for FLOW_WITHOUT_MODULE_FILE."""
+    assert result.returncode == 0, result.stderr
+    # Each task's non-daemon thread ran to its end before its task did (so before the join).
+    assert "threads done before the join: 3" in result.stdout
+    assert sorted((folder / "threads.txt").read_text().splitlines()) == [
+        "thread of item 1", "thread of item 2", "thread of item 3"]
+    # Each task's own exit handler ran once, in that task.
+    assert sorted((folder / "task_atexit.txt").read_text().splitlines()) == [
+        "handler of item 1", "handler of item 2", "handler of item 3"]
+    if module_file:  # the buffered writes of every task reached the module-level file
+        lines = (folder / "module_log.txt").read_text().splitlines()
+        assert sorted(line for line in lines if line.startswith("item")) == [
+            "item 1", "item 2", "item 3"]
+    # A temporary folder a task left open was cleaned up when its task ended.
+    assert "scratch left: 0" in result.stdout
