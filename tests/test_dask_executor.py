@@ -206,13 +206,48 @@ def test_a_global_that_cannot_travel_is_named_and_the_run_fails(on_dask, tmp_pat
     path.write_text(textwrap.dedent(worker_exit.FLOW))
     result = run_flow(path, "run", timeout=180)
     assert result.returncode == 1
-    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
-                if text.startswith("LOG = open("))
-    assert f"the module-level `LOG` (line {line}) it uses cannot be pickled" in result.stderr
+    lines = {text.split(" = ")[0]: i for i, text in enumerate(path.read_text().splitlines(), 1)
+             if text.startswith(("LOG = ", "FILES = "))}
+    assert (f"the module-level `FILES` (line {lines['FILES']}), `LOG` (line {lines['LOG']}) "
+            "they use cannot be pickled") in result.stderr
     assert "make an open file, a lock or a connection inside the step" in result.stderr
     assert "Traceback" not in result.stderr
     run = Flow("ExitFlow", root=tmp_path / ".flowdeck").latest_run
     assert run.status == "failed"
+    # Reached through a helper function of the module: the helper's global is named.
+    helper = tmp_path / "helper.py"
+    helper.write_text(HELPER_WITH_A_LOCK)
+    result = run_flow(helper, "run", timeout=180)
+    assert result.returncode == 1
+    assert "the module-level `LOCK` (line 5) it uses cannot be pickled" in result.stderr
+
+
+HELPER_WITH_A_LOCK = """import threading
+from flowdeck import FlowSpec, step
+
+
+LOCK = threading.Lock()
+
+
+def locked_add(a, b):
+    with LOCK:
+        return a + b
+
+
+class HelperFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = locked_add(1, 2)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    HelperFlow()
+"""
 
 
 def test_project_modules_travel_and_a_missing_one_is_named(on_dask, tmp_path: Path) -> None:

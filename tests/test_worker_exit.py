@@ -4,10 +4,10 @@ A forked worker leaves by `os._exit` (tearing down its copy of the orchestrator'
 would write every page of it), which skips what a normal exit does. What the task
 started must still end as it would under `python` (and under Metaflow, whose tasks are
 processes of their own): its non-daemon threads run to their end, its exit handlers
-run, its writes to a module-level file reach the file. What the orchestrator set up at
-import is the run's, not the task's: its exit handlers and finalizers run once, when
-the run's process exits. Real `python flow.py run` processes, local and fork-server
-workers alike.
+run (those registered at import too, as in any process that imported the file), its
+writes to any open file reach the file. What the orchestrator made at import with a
+cleanup of its own (a TemporaryDirectory) is the run's, shared by its tasks: no task
+cleans it up. Real `python flow.py run` processes, local and fork-server workers alike.
 """
 
 from __future__ import annotations
@@ -20,14 +20,19 @@ import pytest
 from conftest import child_env, run_flow
 
 FLOW = """
-import atexit, os, tempfile, threading, time
+import atexit, logging, logging.handlers, os, tempfile, threading, time
 from flowdeck import FlowSpec, step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOG = open(os.path.join(HERE, "module_log.txt"), "a")  # buffered, never flushed by a step
 LOG.write("imported\\n")  # written at import, by the run alone
+FILES = {"nested": open(os.path.join(HERE, "nested_log.txt"), "a")}  # not a global itself
 RUN_DIR = tempfile.TemporaryDirectory()  # the run's: no task may clean it up
 KEEP = []
+BUFFERED = logging.getLogger("buffered")  # records kept in memory until logging's shutdown
+BUFFERED.addHandler(logging.handlers.MemoryHandler(
+    100, flushLevel=logging.CRITICAL, target=logging.FileHandler(os.path.join(HERE, "logged.txt"))))
+BUFFERED.setLevel(logging.INFO)
 
 
 def note(name, line):
@@ -35,7 +40,7 @@ def note(name, line):
         handle.write(line + "\\n")
 
 
-atexit.register(note, "run_atexit.txt", "the run's handler")
+atexit.register(note, "module_atexit.txt", "the module's handler")
 
 
 def late_write(item):
@@ -53,6 +58,11 @@ class ExitFlow(FlowSpec):
     @step
     def work(self):
         LOG.write(f"item {self.input}\\n")
+        FILES["nested"].write(f"item {self.input}\\n")
+        global LATE
+        LATE = open(os.path.join(HERE, "late_log.txt"), "a")  # opened by the task, kept open
+        LATE.write(f"item {self.input}\\n")
+        BUFFERED.info("item %s", self.input)
         atexit.register(note, "task_atexit.txt", f"handler of item {self.input}")
         threading.Thread(target=late_write, args=(self.input,)).start()
         scratch = tempfile.TemporaryDirectory()  # never cleaned up by the step itself
@@ -78,10 +88,14 @@ if __name__ == "__main__":
 """
 
 
+#: The tasks of FLOW: start, three of work, join, end.
+TASKS = ["start", "work", "work", "work", "join", "end"]
+
 #: FLOW for executors whose tasks run elsewhere (Dask): the flow class travels pickled
 #: with the globals its steps use, and an open file cannot travel.
-FLOW_WITHOUT_MODULE_FILE = FLOW.replace('        LOG.write(f"item {self.input}\\n")\n', "")
-assert FLOW_WITHOUT_MODULE_FILE != FLOW
+FLOW_WITHOUT_MODULE_FILE = FLOW.replace('        LOG.write(f"item {self.input}\\n")\n', "").replace(
+    '        FILES["nested"].write(f"item {self.input}\\n")\n', "")
+assert FLOW_WITHOUT_MODULE_FILE.count("LOG.write") == 1 and "FILES[" not in FLOW_WITHOUT_MODULE_FILE
 
 
 @pytest.mark.parametrize("server", ["0", "always"])
@@ -94,9 +108,14 @@ def test_a_task_ends_as_a_python_process_ends(tmp_path: Path, server: str) -> No
     # its copy of that buffer again.
     assert (tmp_path / "module_log.txt").read_text().count("imported") == 1
     # The run's temporary folder (made at import, in the orchestrator) was not touched by
-    # any task, and the run's exit handler ran once: in the run's process.
+    # any task.
     assert "run folder kept: True" in result.stdout
-    assert (tmp_path / "run_atexit.txt").read_text().splitlines() == ["the run's handler"]
+    # The handlers registered at import (the module's own, logging's shutdown) ran in every
+    # task, as in any process that imported the file: once per task and once for the run.
+    assert (tmp_path / "module_atexit.txt").read_text().splitlines() == [
+        "the module's handler"] * (len(TASKS) + 1)
+    assert sorted((tmp_path / "logged.txt").read_text().splitlines()) == [
+        "item 1", "item 2", "item 3"]
 
 
 def check_task_endings(result: subprocess.CompletedProcess[str], folder: Path,
@@ -111,9 +130,10 @@ def check_task_endings(result: subprocess.CompletedProcess[str], folder: Path,
     # Each task's own exit handler ran once, in that task.
     assert sorted((folder / "task_atexit.txt").read_text().splitlines()) == [
         "handler of item 1", "handler of item 2", "handler of item 3"]
-    if module_file:  # the buffered writes of every task reached the module-level file
-        lines = (folder / "module_log.txt").read_text().splitlines()
-        assert sorted(line for line in lines if line.startswith("item")) == [
-            "item 1", "item 2", "item 3"]
+    if module_file:  # the buffered writes of every task reached the files it wrote to
+        for name in ("module_log.txt", "nested_log.txt", "late_log.txt"):
+            lines = (folder / name).read_text().splitlines()
+            assert sorted(line for line in lines if line.startswith("item")) == [
+                "item 1", "item 2", "item 3"], name
     # A temporary folder a task left open was cleaned up when its task ended.
     assert "scratch left: 0" in result.stdout

@@ -59,6 +59,7 @@ class _Cache:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
+        self.pid = os.getpid()
         self.stored: dict[str, CodeType] = self._read() if path else {}
         self.used: dict[str, CodeType] = {}
         self.new = False
@@ -89,8 +90,9 @@ class _Cache:
         return code
 
     def write(self) -> None:
-        """Keep what was compiled (with what the file had, unless it grew too large)."""
-        if not (self.new and self.path) or sys.dont_write_bytecode:
+        """Keep what was compiled (with what the file had, unless it grew too large); only
+        in the process that read the file (a forked task runs its exit handlers too)."""
+        if not (self.new and self.path) or sys.dont_write_bytecode or os.getpid() != self.pid:
             return
         kept = {**self.stored, **self.used} if len(self.stored) < _MAX_ENTRIES else self.used
         # pid and a random part: containers sharing one install can have the same pid

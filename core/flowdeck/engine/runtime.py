@@ -1018,9 +1018,16 @@ class Orchestrator:
         task = running.pending
         path = attempt_file(running.task_dir, task.attempt, "json")
         try:
-            return TaskResult.from_attempt(AttemptRecord.read(path))
+            result = TaskResult.from_attempt(AttemptRecord.read(path))
         except (OSError, DamagedRecord):
             pass
+        else:
+            if running.killed_for == "timeout":  # the step had returned; its threads had not
+                self._note_in_stderr(running, (
+                    f"Step `{task.step}` returned, but the threads or exit handlers it left "
+                    "running were still going at its @timeout and were killed with the task: "
+                    "their work may be incomplete. Join them in the step, or raise the limit."))
+            return result
         code = os.waitstatus_to_exitcode(status)
         error = self._exit_error(running, code, path)
         state = "cancelled" if running.killed_for == "cancel" else "failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import _signal
 import atexit
 import errno
+import gc
 import io
 import os
 import resource
@@ -207,13 +208,13 @@ def prepare_worker_process(pipes: bool = False) -> None:
 
 
 def _drop_inherited_exit_work() -> None:
-    """What the orchestrator registered to run at its exit (the flow module's atexit
-    handlers, a TemporaryDirectory made at import) is the run's, done once when the run's
-    process exits: a task running it would, say, delete a folder the run still uses. The
-    task's own handlers are run by `finish_worker_process`."""
+    """Objects the orchestrator made at import with a cleanup at exit (`weakref.finalize`:
+    a module-level TemporaryDirectory) are the run's: the run's tasks share them, so a
+    task must not clean them up at its end. The atexit handlers it inherited do run at the
+    task's end, as they would in a process that imported the flow (Metaflow's tasks do):
+    `logging.shutdown` flushes the task's buffered records, `multiprocessing` joins the
+    children the task started."""
     inherited = _INHERITED_EXIT[0] if _INHERITED_EXIT else None
-    if inherited is None or inherited.handlers:
-        atexit._clear()
     if (inherited is None or inherited.finalizers) and \
             weakref.finalize._registered_with_atexit:  # type: ignore[attr-defined]
         for info in weakref.finalize._registry.values():  # type: ignore[attr-defined]
@@ -223,19 +224,23 @@ def _drop_inherited_exit_work() -> None:
 
 def finish_worker_process(req: TaskRequest) -> None:
     """Before a worker's `os._exit`: end what the task started as a normal interpreter exit
-    would. Wait for its non-daemon threads, run the exit handlers it registered (atexit,
-    `weakref.finalize`, which cleans up a TemporaryDirectory left open), and flush the
-    files the flow module opened at import. Under `python` and under Metaflow (a process
-    per task) all of that happens; a forked worker cannot exit normally (tearing down its
-    copy of the orchestrator's heap would write every page of it), so it does it here.
-    Never raises: the task's outcome is already recorded (a Ctrl+C stops the waiting; any
-    other error is printed on the task's stderr, as Python prints an exit handler's)."""
+    would. Wait for its non-daemon threads, run the exit handlers (atexit, and the
+    `weakref.finalize` cleanups of what the task made: a TemporaryDirectory it left open),
+    and flush every open file: those the run had when it forked the task, and those the
+    task opened and left open. Under `python` and under Metaflow (a process per task) all
+    of that happens; a forked worker cannot exit normally (tearing down its copy of the
+    orchestrator's heap would write every page of it), so it does it here.
+    A task stopped by Ctrl+C (a cancel) does not wait: it flushes its files and ends,
+    and the run kills what it left. Never raises: the task's outcome is already recorded
+    (any error is printed on the task's stderr, as Python prints an exit handler's)."""
     try:
-        if threading.active_count() > 1:
-            _wait_for_threads(req.step)
-        if atexit._ncallbacks():
-            atexit._run_exitfuncs()
-        _flush_module_files(req.flow_cls.__module__)
+        if not _sigint_received:  # a cancelled task ends now; the run kills what it left
+            if threading.active_count() > 1:
+                _wait_for_threads(req.step)
+            if atexit._ncallbacks():
+                atexit._run_exitfuncs()
+        _flush_files(_INHERITED_EXIT[0].files if _INHERITED_EXIT else [])
+        _flush_files(_open_files(gc.get_objects()))  # gc.freeze(): only what the task made
     except KeyboardInterrupt:
         pass
     except BaseException:  # noqa: BLE001 (shown, as the interpreter shows it at exit)
@@ -251,9 +256,8 @@ def _wait_for_threads(step: str) -> None:
     waiting = [t.name for t in threading.enumerate()
                if t is not threading.current_thread() and not t.daemon]
     if waiting:
-        print(f"[flowdeck] step `{step}` returned; its task ends when the non-daemon "
-              f"thread(s) it started end, as a Python program does: {', '.join(waiting)}. "
-              "Start a thread with daemon=True, or join it in the step, to not wait here.",
+        print(f"[flowdeck] step `{step}` returned; its task ends when the threads it left "
+              f"running end, as a Python program does: {', '.join(waiting)}.",
               file=sys.stderr)
         _flush_stdio()
     shutdown = getattr(threading, "_shutdown", None)
@@ -261,45 +265,47 @@ def _wait_for_threads(step: str) -> None:
         shutdown()
 
 
-def _flush_module_files(module_name: str) -> None:
-    """Flush the open files the flow module holds in its globals (`LOG = open(...)`): a
-    normal exit flushes them when it tears the module down."""
-    inherited = _INHERITED_EXIT[0] if _INHERITED_EXIT else None
-    _flush_files(inherited.files if inherited is not None and inherited.module == module_name
-                 else _module_files(module_name))
+#: The buffered file objects (what `open` returns, in text or binary mode).
+_FILE_TYPES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+
+
+def _open_files(objects: list[Any]) -> list[io.IOBase]:
+    """The file objects among `objects` that may hold unwritten data."""
+    return [o for o in objects if type(o) in _FILE_TYPES and _writable(o)]
+
+
+def _writable(handle: io.IOBase) -> bool:
+    try:
+        return not handle.closed and handle.writable()
+    except ValueError:  # a detached TextIOWrapper
+        return False
 
 
 def _flush_files(files: list[io.IOBase]) -> None:
     for handle in files:
         try:
             handle.flush()
-        except (OSError, ValueError):  # closed, or a stream that cannot flush
+        except (OSError, ValueError):  # closed meanwhile, or a stream that cannot flush
             pass
 
 
-def _module_files(module_name: str) -> list[io.IOBase]:
-    """The open files among a module's globals."""
-    module = sys.modules.get(module_name)
-    return [v for v in list(vars(module).values()) if isinstance(v, io.IOBase)] \
-        if module is not None else []
-
-
-def warm_exit_state(module_name: str) -> None:
+def warm_exit_state(run_id: str) -> None:
     """In a process that forks workers, before it forks: note what it holds for its own
-    exit (`_InheritedExit`; the flow module's open files once per module)."""
-    handlers = atexit._ncallbacks()
+    exit (`_InheritedExit`; its open files once per run: a scan of every object)."""
     finalizers = bool(weakref.finalize._registered_with_atexit)  # type: ignore[attr-defined]
-    if not (_INHERITED_EXIT and _INHERITED_EXIT[0].module == module_name):
-        _INHERITED_EXIT[:] = [_InheritedExit(handlers, finalizers, module_name,
-                                             _module_files(module_name))]
-    elif (_INHERITED_EXIT[0].handlers, _INHERITED_EXIT[0].finalizers) != (handlers, finalizers):
-        _INHERITED_EXIT[0].handlers, _INHERITED_EXIT[0].finalizers = handlers, finalizers
+    if not (_INHERITED_EXIT and _INHERITED_EXIT[0].run_id == run_id):
+        gc.unfreeze()  # objects frozen for earlier forks are not listed otherwise
+        files = _open_files(gc.get_objects())
+        gc.freeze()
+        _INHERITED_EXIT[:] = [_InheritedExit(run_id, finalizers, files)]
+    elif _INHERITED_EXIT[0].finalizers != finalizers:
+        _INHERITED_EXIT[0].finalizers = finalizers
 
 
 def flush_before_fork() -> None:
     """In a process that forks workers, right before a fork: flush what each worker would
-    otherwise write again from its own copy of the buffer (stdio; the flow module's open
-    files, which `finish_worker_process` flushes at the task's end)."""
+    otherwise write again from its own copy of the buffer (stdio, and every open file
+    of `warm_exit_state`, which `finish_worker_process` flushes at the task's end)."""
     _flush_stdio()
     if _INHERITED_EXIT:
         _flush_files(_INHERITED_EXIT[0].files)
@@ -308,13 +314,12 @@ def flush_before_fork() -> None:
 @dataclass
 class _InheritedExit:
     """What the process that forks workers holds for its own exit, read before it forks
-    (`warm_worker_state`), so that a worker skips for free what is empty: reading it in
-    each worker would copy the page of every object it touches."""
+    (`warm_exit_state`), so that a worker skips for free what is empty: finding it in
+    each worker would copy the page of every object it looks at."""
 
-    handlers: int  # atexit handlers registered
+    run_id: str  # the run it was read for
     finalizers: bool  # weakref.finalize registered with atexit
-    module: str  # the flow module
-    files: list[io.IOBase]  # the open files among its globals (when the run started)
+    files: list[io.IOBase]  # its open files (when the run forked its first task)
 
 
 _INHERITED_EXIT: list[_InheritedExit] = []
@@ -382,7 +387,7 @@ def warm_worker_state(req: TaskRequest) -> None:
         _PARAMETER_NAMES[:] = [(req.flow_cls, parameter_names(req.flow_cls))]
         if not _STDIO and not _seeks(1) and not _seeks(2):
             _STDIO[:] = [_worker_stream(1), _worker_stream(2)]
-    warm_exit_state(req.flow_cls.__module__)
+    warm_exit_state(req.run_id)
     if req.datastore is not None or (_RUN_BLOBS and _RUN_BLOBS[0][0] is req.root):
         return
     if datastore_of(req.root) is None:  # a plain local store (a mark of any role: a client)
@@ -766,5 +771,5 @@ def _flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # closed, or a user's object (or None)
             pass

@@ -73,20 +73,14 @@ def pack_class(flow_cls: type) -> bytes:
 
 
 def _unpicklable_class(flow_cls: type, exc: Exception) -> str:
-    """Which globals of the flow's module, used by its steps, cannot be pickled, and where
-    they are made: what the user has to change."""
+    """Which globals of the flow's module, used by its steps (or by the module's functions
+    they call), cannot be pickled, and where they are made: what the user has to change."""
     module = sys.modules.get(flow_cls.__module__)
     path = getattr(module, "__file__", None) or "the flow file"
-    used = _names_used(flow_cls)
-    culprits = []
-    for name, value in sorted(vars(module).items()) if module is not None else ():
-        if name in used and not isinstance(value, type(sys)) and value is not flow_cls:
-            try:
-                cloudpickle.dumps(value)
-            except Exception:  # noqa: BLE001 (the same refusal, object by object)
-                culprits.append(f"`{name}` (line {_assigned_at(path, name)})")
-    what = ("the module-level " + ", ".join(culprits) + (" it uses" if len(culprits) == 1
-            else " they use")) if culprits else "something its steps use"
+    culprits = _unpicklable_globals(module, _names_used(vars(flow_cls).values()), {id(flow_cls)})
+    found = [f"`{name}` (line {_assigned_at(path, name)})" for name in culprits]
+    what = ("the module-level " + ", ".join(found) + (" it uses" if len(found) == 1
+            else " they use")) if found else "something its steps use"
     return (f"{path}: the flow class cannot be sent to the Dask workers: {what} cannot be "
             f"pickled ({exc}). With --executor dask the class travels to each worker with "
             "the module-level objects its steps use; make an open file, a lock or a "
@@ -94,10 +88,32 @@ def _unpicklable_class(flow_cls: type, exc: Exception) -> str:
             "without --executor dask).")
 
 
-def _names_used(flow_cls: type) -> set[str]:
-    """The global names the class's functions (and the functions nested in them) load."""
+def _unpicklable_globals(module: Any, names: set[str], seen: set[int]) -> list[str]:
+    """The names among `names` whose global values cannot be pickled; for a function of
+    the module that cannot, the globals it uses that cannot (the function itself when
+    none of them is to blame). `seen`: the ids of values looked at (cycles end)."""
+    found: list[str] = []
+    values = vars(module) if module is not None else {}
+    for name in sorted(names & values.keys()):
+        value = values[name]
+        if id(value) in seen or isinstance(value, type(sys)):
+            continue
+        seen.add(id(value))
+        try:
+            cloudpickle.dumps(value)
+            continue
+        except Exception:  # noqa: BLE001 (the same refusal, object by object)
+            pass
+        inner = (_unpicklable_globals(module, _names_used([value]), seen)
+                 if getattr(value, "__module__", None) == module.__name__ else [])
+        found.extend(inner or [name])
+    return found
+
+
+def _names_used(functions: Any) -> set[str]:
+    """The global names the functions among `functions` (and those nested in them) load."""
     names: set[str] = set()
-    codes = [v.__code__ for v in vars(flow_cls).values() if hasattr(v, "__code__")]
+    codes = [v.__code__ for v in functions if hasattr(v, "__code__")]
     while codes:
         code = codes.pop()
         names.update(code.co_names)
@@ -113,6 +129,9 @@ def _assigned_at(path: str, name: str) -> str:
     except (OSError, SyntaxError, ValueError):
         return "?"
     for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and \
+                node.name == name:
+            return str(node.lineno)
         targets = node.targets if isinstance(node, ast.Assign) else \
             [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else []
         if any(isinstance(t, ast.Name) and t.id == name for t in targets):

@@ -130,8 +130,7 @@ def serve(sock: socket.socket, flow_class: bytes, files: dict[str, str], worker:
     processes.die_with_parent(os.getppid())  # the fork server, which dies with the worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C at `dask worker`: the worker's
     loaded = remote_task.load_flow_class(flow_class, files, worker)
-    if not isinstance(loaded, remote_task.LoadFailure):
-        task.warm_exit_state(loaded.__module__)
+    task.warm_exit_state("zygote")  # what it holds now is what every attempt inherits
     gc.freeze()  # the children's collector then skips all of this: fewer pages copied
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
