@@ -137,3 +137,37 @@ def check_task_endings(result: subprocess.CompletedProcess[str], folder: Path,
                 "item 1", "item 2", "item 3"], name
     # A temporary folder a task left open was cleaned up when its task ended.
     assert "scratch left: 0" in result.stdout
+
+
+C_PRINTF = """
+import ctypes
+from flowdeck import FlowSpec, step
+
+
+class CFlow(FlowSpec):
+    @step
+    def start(self):
+        ctypes.CDLL(None).printf(b"printed by C\\\\n")  # C's stdio: buffered on a pipe
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CFlow()
+"""
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_what_native_code_printed_reaches_the_log(tmp_path: Path, server: str) -> None:
+    """Without PYTHONUNBUFFERED (a terminal's `python flow.py`), C's stdout on a pipe is
+    fully buffered; `exit` would flush it, `os._exit` does not: the worker flushes it."""
+    path = tmp_path / "cflow.py"
+    path.write_text(textwrap.dedent(C_PRINTF))
+    env = child_env(FLOWDECK_FORK_SERVER=server)
+    env.pop("PYTHONUNBUFFERED")
+    result = run_flow(path, "run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "printed by C" in result.stdout

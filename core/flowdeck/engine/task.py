@@ -39,6 +39,7 @@ from flowdeck.authoring.values import UnboundedForeachInput
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.alarm import alarm
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
+from flowdeck.engines.processes import flush_c_stdio
 from flowdeck.store.blobs import (
     ArtifactPickleError,
     BlobRef,
@@ -226,8 +227,8 @@ def finish_worker_process(req: TaskRequest) -> None:
     """Before a worker's `os._exit`: end what the task started as a normal interpreter exit
     would. Wait for its non-daemon threads, run the exit handlers (atexit, and the
     `weakref.finalize` cleanups of what the task made: a TemporaryDirectory it left open),
-    and flush every open file: those the run had when it forked the task, and those the
-    task opened and left open. Under `python` and under Metaflow (a process per task) all
+    and flush every open file: those the run had when it forked the task, those the task
+    opened and left open, and C's stdio buffers (native code's printf). Under `python` and under Metaflow (a process per task) all
     of that happens; a forked worker cannot exit normally (tearing down its copy of the
     orchestrator's heap would write every page of it), so it does it here.
     A task stopped by Ctrl+C (a cancel) does not wait: it flushes its files and ends,
@@ -248,6 +249,7 @@ def finish_worker_process(req: TaskRequest) -> None:
         traceback.print_exc()
     finally:
         _flush_stdio()
+        flush_c_stdio()
 
 
 def _wait_for_threads(step: str) -> None:

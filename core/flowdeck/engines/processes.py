@@ -42,17 +42,31 @@ PR_GET_CHILD_SUBREAPER = 37
 _libc: ctypes.CDLL | None = None
 
 
+def _c_library() -> ctypes.CDLL:
+    """The C library (raises OSError where there is none to open)."""
+    global _libc
+    if _libc is None:  # the interpreter's own symbols hold libc's: no find_library subprocess
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
 def _prctl(option: int, arg: int | ctypes._Pointer[ctypes.c_int]) -> bool:
     """Call prctl(2); True when it succeeded. Never raises: a missing libc is "not available"."""
-    global _libc
     if not LINUX:
         return False
     try:
-        if _libc is None:  # the interpreter's own symbols hold libc's: no find_library subprocess
-            _libc = ctypes.CDLL(None, use_errno=True)
-        return int(_libc.prctl(option, arg, 0, 0, 0)) == 0
+        return int(_c_library().prctl(option, arg, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def flush_c_stdio() -> None:
+    """fflush(NULL): what native code printed through C's stdio and C still buffers (all
+    of it when stdout is a pipe), which `os._exit` would drop where `exit` writes it."""
+    try:
+        _c_library().fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 def is_child_subreaper() -> bool:
