@@ -47,6 +47,8 @@ def _c_library() -> ctypes.CDLL:
     global _libc
     if _libc is None:  # the interpreter's own symbols hold libc's: no find_library subprocess
         _libc = ctypes.CDLL(None, use_errno=True)
+        for name in ("prctl", "fflush"):  # looked up here, once: not in every forked task
+            getattr(_libc, name, None)  # (no prctl outside Linux)
     return _libc
 
 
