@@ -12,12 +12,17 @@ cleans it up. Real `python flow.py run` processes, local and fork-server workers
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_flow
+from conftest import child_env, run_flow, wait_for
+
+from flowdeck.engines import processes
 
 FLOW = """
 import atexit, logging, logging.handlers, os, tempfile, threading, time
@@ -171,3 +176,55 @@ def test_what_native_code_printed_reaches_the_log(tmp_path: Path, server: str) -
     result = run_flow(path, "run", env=env)
     assert result.returncode == 0, result.stderr
     assert "printed by C" in result.stdout
+
+
+LEFT_RUNNING = """
+import multiprocessing, threading, time
+from flowdeck import FlowSpec, step
+
+
+class LeftFlow(FlowSpec):
+    @step
+    def start(self):
+        threading.Thread(target=time.sleep, args=(3600,), name="napper").start()
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        # A non-daemon child: multiprocessing's exit handler joins it.
+        multiprocessing.get_context("fork").Process(target=time.sleep, args=(3600,)).start()
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("the run went on")
+
+
+if __name__ == "__main__":
+    LeftFlow()
+"""
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_what_never_ends_is_stopped_with_its_task(tmp_path: Path, server: str) -> None:
+    """A thread or child that never ends would keep a Python process (and a Metaflow task)
+    from exiting for ever. A task waits $FLOWDECK_EXIT_WAIT_S for it, then ends, says so,
+    and the run stops what it left: the run succeeds and nothing of it is left running."""
+    path = tmp_path / "left.py"
+    path.write_text(textwrap.dedent(LEFT_RUNNING))
+    proc = subprocess.Popen([sys.executable, str(path), "run"], cwd=tmp_path,
+                            env=child_env(FLOWDECK_FORK_SERVER=server, FLOWDECK_EXIT_WAIT_S="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "the run went on" in out
+        assert ("step `start` returned 1 s ago and the threads it left running (napper) "
+                "have not ended: the task ends now and stops them") in out + err
+        assert "step `middle` returned 1 s ago and its exit handlers have not finished" in \
+            out + err
+        wait_for(lambda: not processes.session_members(proc.pid), "the run's processes to end")
+    finally:
+        for pid in processes.session_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -23,7 +23,7 @@ import weakref
 from contextlib import AbstractContextManager
 from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flowdeck.authoring.current import current
 from flowdeck.authoring.exceptions import (
@@ -224,33 +224,75 @@ def _drop_inherited_exit_work() -> None:
         weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
 
 
-def finish_worker_process(req: TaskRequest) -> None:
-    """Before a worker's `os._exit`: end what the task started as a normal interpreter exit
-    would. Wait for its non-daemon threads, run the exit handlers (atexit, and the
+#: How long a task waits, once its step has returned, for the threads and exit handlers
+#: it left running ($FLOWDECK_EXIT_WAIT_S). Python would wait for ever (and so would a
+#: Metaflow task); a task then ends anyway, says so, and the run stops what it left.
+EXIT_WAIT_S = 30.0
+EXIT_WAIT_ENV = "FLOWDECK_EXIT_WAIT_S"
+
+
+def finish_worker_process(req: TaskRequest, code: int) -> None:
+    """Before a worker's `os._exit(code)`: end what the task started as a normal interpreter
+    exit would. Wait for its non-daemon threads, run the exit handlers (atexit, and the
     `weakref.finalize` cleanups of what the task made: a TemporaryDirectory it left open),
     and flush every open file: those the run had when it forked the task, those the task
-    opened and left open, and C's stdio buffers (native code's printf). Under `python` and under Metaflow (a process per task) all
-    of that happens; a forked worker cannot exit normally (tearing down its copy of the
-    orchestrator's heap would write every page of it), so it does it here.
-    A task stopped by Ctrl+C (a cancel) does not wait: it flushes its files and ends,
-    and the run kills what it left. Never raises: the task's outcome is already recorded
-    (any error is printed on the task's stderr, as Python prints an exit handler's)."""
+    opened and left open, and C's stdio buffers (native code's printf). Under `python`
+    and under Metaflow (a process per task) all of that happens; a forked worker cannot
+    exit normally (tearing down its copy of the orchestrator's heap would write every
+    page of it), so it does it here.
+    The waiting is bounded (`EXIT_WAIT_S`): past it the task flushes and exits with
+    `code` from here. A task stopped by Ctrl+C (a cancel) does not wait. Never raises:
+    the task's outcome is already recorded (any error is printed on the task's stderr,
+    as Python prints an exit handler's)."""
     try:
-        if not _sigint_received:  # a cancelled task ends now; the run kills what it left
-            if threading.active_count() > 1:
-                _wait_for_threads(req.step)
-            if atexit._ncallbacks():
-                atexit._run_exitfuncs()
-        _flush_files(_INHERITED_EXIT[0].files if _INHERITED_EXIT else [])
-        _flush_files(_open_files(gc.get_objects()))  # gc.freeze(): only what the task made
+        threads = threading.active_count() > 1
+        # A cancelled task ends now (the run kills what it left); one with nothing left
+        # to wait for arms no timer.
+        if not _sigint_received and (threads or atexit._ncallbacks()):
+            with alarm(_exit_wait_s(), lambda: _stop_waiting(req.step, code)):
+                if threads:
+                    _wait_for_threads(req.step)
+                if atexit._ncallbacks():
+                    atexit._run_exitfuncs()
     except KeyboardInterrupt:
         pass
     except BaseException:  # noqa: BLE001 (shown, as the interpreter shows it at exit)
         import traceback
         traceback.print_exc()
     finally:
-        _flush_stdio()
-        flush_c_stdio()
+        _flush_everything()
+
+
+def _exit_wait_s() -> float:
+    try:
+        return float(os.environ.get(EXIT_WAIT_ENV, EXIT_WAIT_S))
+    except ValueError:
+        return EXIT_WAIT_S
+
+
+def _stop_waiting(step: str, code: int) -> NoReturn:
+    """The task's wait at exit ran out: say what still runs, flush, and end the process
+    (the run then stops what the task left, as it does with any leftover)."""
+    running = [t.name for t in threading.enumerate()
+               if t is not threading.current_thread() and not t.daemon]
+    what = (f"the threads it left running ({', '.join(running)}) have not ended" if running
+            else "its exit handlers have not finished")
+    print(f"[flowdeck] step `{step}` returned {_exit_wait_s():g} s ago and {what}: the task "
+          f"ends now and stops them. Join them in the step for their work to finish (or "
+          f"raise ${EXIT_WAIT_ENV}).", file=sys.stderr)
+    _flush_everything()
+    os._exit(code)
+
+
+def _flush_everything() -> None:
+    """Every open file, Python's stdio and C's (what a normal exit writes)."""
+    try:
+        _flush_files(_INHERITED_EXIT[0].files if _INHERITED_EXIT else [])
+        _flush_files(_open_files(gc.get_objects()))  # gc.freeze(): only what the task made
+    except Exception:  # noqa: BLE001 (a file object of the user's that cannot be listed)
+        pass
+    _flush_stdio()
+    flush_c_stdio()
 
 
 def _wait_for_threads(step: str) -> None:

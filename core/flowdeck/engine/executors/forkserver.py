@@ -264,7 +264,7 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
             prepare_worker_process(pipes=True)
             request: TaskRequest = _Unpickler(io.BytesIO(message[header_end:]), shared).load()
             code = execute_task(request)
-            finish_worker_process(request)
+            finish_worker_process(request, code)
         finally:
             os._exit(code)
     _tell(exit_w, _PID.pack(pid))

@@ -145,7 +145,7 @@ class LocalExecutor(Executor):
                 os.close(err_w)
                 prepare_worker_process(pipes=True)
                 code = execute_task(request)
-                finish_worker_process(request)
+                finish_worker_process(request, code)
             finally:
                 os._exit(code)
         try:

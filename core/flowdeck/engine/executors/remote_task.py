@@ -274,7 +274,7 @@ def child_main(flow_cls: type, payload: bytes, out_fd: int, err_fd: int, report_
             request.root, request.attempt_json = Path(paths.root), paths.attempt_json
         os.environ[RUN_ID_ENV] = request.run_id
         code = execute_task(request)
-        finish_worker_process(request)
+        finish_worker_process(request, code)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
     except KeyboardInterrupt:  # a stop before the step ran: as a forked local task, quietly
