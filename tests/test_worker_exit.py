@@ -228,3 +228,44 @@ def test_what_never_ends_is_stopped_with_its_task(tmp_path: Path, server: str) -
     finally:
         for pid in processes.session_members(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+RUN_HELPER = """
+import multiprocessing, os, time
+from flowdeck import FlowSpec, step
+
+# The run's own helper process, started at import: multiprocessing's exit handler must
+# not treat it as a task's child (and terminate it) when a task ends.
+HELPER = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,), daemon=True)
+HELPER.start()
+
+
+class HelperFlow(FlowSpec):
+    @step
+    def start(self):
+        self.helper = HELPER.pid
+        self.next(self.end)
+
+    @step
+    def end(self):
+        try:  # running or sleeping: not a zombie left by a SIGTERM
+            with open(f"/proc/{self.helper}/stat") as handle:
+                alive = handle.read().rsplit(")", 1)[1].split()[0] not in "ZXx"
+        except OSError:
+            alive = False
+        print("the run's helper outlived the task:", alive)
+        HELPER.terminate()
+
+
+if __name__ == "__main__":
+    HelperFlow()
+"""
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_a_task_leaves_the_runs_own_processes_alone(tmp_path: Path, server: str) -> None:
+    path = tmp_path / "helper.py"
+    path.write_text(textwrap.dedent(RUN_HELPER))
+    result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER=server))
+    assert result.returncode == 0, result.stderr
+    assert "the run's helper outlived the task: True" in result.stdout

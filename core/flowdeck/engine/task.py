@@ -222,6 +222,20 @@ def _drop_inherited_exit_work() -> None:
         for info in weakref.finalize._registry.values():  # type: ignore[attr-defined]
             info.atexit = False
         weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]
+    _drop_inherited_multiprocessing()
+
+
+def _drop_inherited_multiprocessing() -> None:
+    """What multiprocessing does in a process it forks (`BaseProcess._bootstrap`): the
+    children and the finalizers of the parent are not this process's. Otherwise its exit
+    handler, run at the task's end, would terminate a module-level Pool the run's other
+    tasks still use (and signal the run's own children)."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None:
+        process._children = set()  # type: ignore[attr-defined]
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util._finalizer_registry.clear()
 
 
 #: How long a task waits, once its step has returned, for the threads and exit handlers
