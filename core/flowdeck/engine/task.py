@@ -287,8 +287,7 @@ def _exit_wait_s() -> float:
 def _stop_waiting(step: str, code: int) -> NoReturn:
     """The task's wait at exit ran out: say what still runs, flush, and end the process
     (the run then stops what the task left, as it does with any leftover)."""
-    running = [t.name for t in threading.enumerate()
-               if t is not threading.current_thread() and not t.daemon]
+    running = _threads_left()
     what = (f"the threads it left running ({', '.join(running)}) have not ended" if running
             else "its exit handlers have not finished")
     print(f"[flowdeck] step `{step}` returned {_exit_wait_s():g} s ago and {what}: the task "
@@ -312,8 +311,7 @@ def _flush_everything() -> None:
 def _wait_for_threads(step: str) -> None:
     """Python's own wait at exit (`threading._shutdown`: the threading exit hooks, such as
     a ThreadPoolExecutor's shutdown, then a join of every non-daemon thread)."""
-    waiting = [t.name for t in threading.enumerate()
-               if t is not threading.current_thread() and not t.daemon]
+    waiting = _threads_left()
     if waiting:
         print(f"[flowdeck] step `{step}` returned; its task ends when the threads it left "
               f"running end, as a Python program does: {', '.join(waiting)}.",
@@ -322,6 +320,12 @@ def _wait_for_threads(step: str) -> None:
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is not None:
         shutdown()
+
+
+def _threads_left() -> list[str]:
+    """The names of the non-daemon threads besides this one (what an exit waits for)."""
+    return [t.name for t in threading.enumerate()
+            if t is not threading.current_thread() and not t.daemon]
 
 
 #: The buffered file objects (what `open` returns, in text or binary mode).
