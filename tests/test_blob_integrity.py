@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import blake3
 import pytest
 from conftest import run_flow
 
@@ -148,7 +152,70 @@ def test_the_digest_is_defined_by_the_bytes_alone() -> None:
     assert blob_digest([small]) == hashlib.blake2b(small, digest_size=20).hexdigest()
     large = os.urandom(3 * LEAF_SIZE + 5)
     cut = [large[:7], memoryview(large)[7:LEAF_SIZE + 11], large[LEAF_SIZE + 11:]]
-    assert blob_digest(cut) == blob_digest([large]) == _reference_tree_digest(large)
+    assert blob_digest(cut) == blob_digest([large]) == blake3.blake3(large).hexdigest()
+
+
+def test_a_large_blob_is_named_by_the_blake3_of_its_file(tmp_path: Path) -> None:
+    """What `b3sum` prints for the file: a user can check a blob without Flowdeck."""
+    store = BlobStore(tmp_path)
+    ref, _ = _large_array_blob(store)
+    assert len(ref.sha) == 64
+    assert blake3.blake3(store.path(ref.sha).read_bytes()).hexdigest() == ref.sha
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, text=True,
+                          capture_output=True, timeout=120)
+
+
+def test_a_forked_task_hashes_a_large_blob_after_its_parent_did(tmp_path: Path) -> None:
+    """blake3's own threads live in a process-wide pool that a fork copies without its
+    threads: hashing in the child with them hangs. The store hashes in one thread."""
+    result = _python('''
+        import os
+        from flowdeck.store.blobs import blob_digest
+        data = os.urandom(64 << 20)
+        parent = blob_digest([data])
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if blob_digest([data]) == parent else 3)
+        print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    ''', tmp_path)
+    assert result.stdout.strip() == "child 0", result.stderr
+
+
+def test_without_blake3_large_blobs_are_named_by_the_blake2_tree(tmp_path: Path) -> None:
+    """The app's bundled core in a Python of another version has no blake3: it names a
+    large value by the BLAKE2 tree (checked when read, anywhere), and reads a BLAKE3-named
+    blob unchecked rather than refusing a run made with blake3."""
+    np = pytest.importorskip("numpy")
+    value = np.arange(LEAF_SIZE // 8 + 12_345, dtype=np.float64)
+    with_blake3 = BlobStore(tmp_path).put("arr", value)
+    np.save(tmp_path / "value.npy", value)
+    result = _python(f'''
+        import sys
+        sys.modules["blake3"] = None  # as if it were not installed
+        from pathlib import Path
+        import numpy as np
+        from flowdeck.store.blobs import BlobStore
+        store = BlobStore(Path({str(tmp_path)!r}))
+        value = np.load({str(tmp_path / "value.npy")!r})
+        ref = store.put("arr", value)
+        assert np.array_equal(store.get(ref.sha), value)
+        assert np.array_equal(store.get({with_blake3.sha!r}), value)
+        print(ref.sha)
+    ''', tmp_path)
+    assert result.returncode == 0, result.stderr
+    tree_sha = result.stdout.strip()
+    data = BlobStore(tmp_path).path(tree_sha).read_bytes()
+    assert tree_sha == _reference_tree_digest(data)
+    store = BlobStore(tmp_path)
+    assert np.array_equal(store.get(tree_sha), value)  # checked with blake3 installed too
+    damaged = bytearray(data)
+    damaged[-3] ^= 0x10
+    store.path(tree_sha).write_bytes(bytes(damaged))
+    with pytest.raises(BlobDamagedError, match="BLAKE2b"):
+        store.get(tree_sha)
 
 
 def _legacy_blob(store: BlobStore, value, name_of) -> tuple[str, Path]:

@@ -805,9 +805,7 @@ def _store_preview(blobs: BlobStore, ref: BlobRef, value: Any) -> None:
     window shows it without loading the value; never fails the task."""
     try:
         from flowdeck.engines.preview import stored_preview
-        preview = stored_preview(value)
-        if preview is not None:
-            write_preview(blobs, ref.sha, preview)
+        write_preview(blobs, ref.sha, lambda: stored_preview(value))
     except Exception:  # noqa: BLE001 (a value's own methods; a full disk shows elsewhere)
         pass
 

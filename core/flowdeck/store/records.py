@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.store.blobs import atomic_write_json, is_digest
+from flowdeck.store.blobs import DIGEST_LENGTHS_TEXT, atomic_write_json, is_digest
 from flowdeck.store.layout import attempt_file, attempts_in, datastore_of
 from flowdeck.store.status import RUNNING, run_status, task_status
 
@@ -221,7 +221,8 @@ def _blob_refs(refs: dict[str, Any], path: str, kind: str) -> dict[str, dict[str
             raise DamagedRecord(path, f"the {kind} `{name}` has no blob digest")
         if not is_digest(sha):
             raise DamagedRecord(path, f"the {kind} `{name}` names the blob {sha!r}, which is "
-                                      "not a digest (32 or 40 lowercase hex digits)")
+                                      f"not a digest ({DIGEST_LENGTHS_TEXT} lowercase hex "
+                                      "digits)")
     return dict(refs)
 
 
