@@ -26,7 +26,6 @@ import json
 import math
 import os
 import selectors
-import shutil
 import signal
 import threading
 import time
@@ -368,6 +367,7 @@ class Orchestrator:
         except OSError as exc:
             if self.events is not None:
                 self.events.close()
+            import shutil  # only here: with bz2 and lzma, 2 ms of every run's start
             shutil.rmtree(run_dir, ignore_errors=True)  # only this run's own, just made
             if not is_disk_full(exc):
                 raise StoreWriteError(f"Run {self.run_id} of {self.graph.name} could not "

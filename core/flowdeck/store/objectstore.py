@@ -31,7 +31,6 @@ import errno
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +433,7 @@ class ReadCache:
         for key, data in got.items():
             self._save(key, data)
         if self.role == "cache" and layout.runs_dir.is_dir():
+            import shutil  # not at import: task workers load this module for its error type
             for stale in set(os.listdir(layout.runs_dir)) - set(run_ids):
                 shutil.rmtree(layout.runs_dir / stale, ignore_errors=True)
 
