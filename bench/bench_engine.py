@@ -2,8 +2,8 @@
 
 Every workload (bench/workloads.py says what each tool runs) is a whole `python file.py`
 process. Per workload, every available tool runs once untimed (bytecode caches, store
-folders), then `--repeat` interleaved rounds, the order rotated each round; figures are
-medians (bench/harness.py: wall, CPU of the whole process tree, the top process's peak
+folders), then `--repeat` interleaved rounds (the 100 MB cases at least 9), the order
+rotated each round; figures are medians (bench/harness.py: wall, CPU of the whole process tree, the top process's peak
 RSS). Peers that are not installed print "not installed" (`pip install -e '.[bench]'`).
 
 In the same run it measures the floors (`python -c pass`, `python -I -S -c pass`,
@@ -34,13 +34,15 @@ from pathlib import Path
 from harness import BenchError, Command, Machine, Series, interleave
 from workloads import FORK_FLOOR, TOOLS, Tool, Workload, fanout_workers
 
+ARRAY_ROUNDS = 9
 CASES = [
     Workload("hello", "hello, 2 steps", "hello", tasks=2),
     Workload("linear10", "10-step linear", "linear", tasks=10),
     Workload("foreach20", "foreach 20 + join", "foreach", tasks=23, n=20),
-    Workload("array-fresh", "100 MB array, fresh data (a real write)", "array", tasks=2),
+    Workload("array-fresh", "100 MB array, fresh data (a real write)", "array", tasks=2,
+             min_rounds=ARRAY_ROUNDS),
     Workload("array-repeat", "100 MB array, repeated data (seeded: the store dedups "
-             "the write)", "array", tasks=2, seeded=True),
+             "the write)", "array", tasks=2, seeded=True, min_rounds=ARRAY_ROUNDS),
     Workload("foreach1000", "foreach 1,000 trivial", "foreach", tasks=1003, n=1000),
     Workload("cpu4x1s", "4 x 1 s CPU, 2 workers", "cpu", tasks=7),
 ]
@@ -88,7 +90,7 @@ def measure_case(case: Workload, tools: list[Tool], repeat: int, warmup: bool = 
             command = tool.command(case, folder)
             if command is not None:
                 commands[tool.name] = command
-        return interleave(commands, repeat, warmup=warmup)
+        return interleave(commands, max(repeat, case.min_rounds), warmup=warmup)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -385,7 +387,8 @@ def main() -> int:
     machine = machine.finished()
     loads.append((machine.load_after or machine.load_before)[0])
     print(f"## Engine benchmark\n\n`python bench/bench_engine.py {' '.join(sys.argv[1:])}`: "
-          f"medians of {args.repeat} interleaved rounds after a warm-up, whole processes.\n"
+          f"medians of {args.repeat} interleaved rounds (the 100 MB cases at least "
+          f"{ARRAY_ROUNDS}) after a warm-up, whole processes.\n"
           f"{machine.describe()}; 1-minute load between cases {min(loads):.2f} to "
           f"{max(loads):.2f}.\n")
     if report.cases:

@@ -62,6 +62,10 @@ class Workload:
     tasks: int  # tasks Flowdeck runs (steps and foreach items): per-task figures divide by it
     n: int = 0  # foreach items
     seeded: bool = False  # array: the same data every run (dedup) or new data (a real write)
+    #: Rounds at least, whatever --repeat says: the 100 MB cases' kernel time for fresh
+    #: memory swings from 0.1 to 0.9 s between two runs of the same command on this machine
+    #: (huge-page compaction), which a median of 3 does not outvote.
+    min_rounds: int = 0
 
     @property
     def expect(self) -> str:
