@@ -1,8 +1,8 @@
-"""A deadline inside a task process: SIGALRM raises the caller's exception in the main thread.
+"""A deadline inside a task process: SIGALRM calls back (or raises) in the main thread.
 
-One owner for the timer that `@timeout` (engine/task.py) and a card's render time limit
-(cards/runtime.py) both use, so both restore the previous handler and cancel the timer
-the same way however the block ends.
+One owner for the timer that `@timeout` (engine/task.py), a card's render time limit
+(cards/runtime.py) and a task's bounded wait at exit (engine/task.py) all use, so each
+restores the previous handler and cancels the timer the same way however it ends.
 """
 
 from __future__ import annotations
@@ -12,22 +12,55 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+try:  # the C function `signal.signal` wraps: that wrapper turns the handlers into enums
+    # and back in Python, which in a task forked a moment ago copies about a dozen of the
+    # orchestrator's pages (0.1 ms a task; the wait at exit arms a timer in every task)
+    from _signal import signal as _set_handler
+except ImportError:  # pragma: no cover - an interpreter without the C module
+    from signal import signal as _set_handler
+
+
+class Armed:
+    """A running timer: what `disarm` puts back."""
+
+    __slots__ = ("previous",)
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+
+def arm(seconds: float, expired: Callable[[], object]) -> Armed | None:
+    """Call `expired()` in the main thread once `seconds` have passed; None (nothing armed)
+    when `seconds` <= 0 or where there is no interval timer (Windows)."""
+    if seconds <= 0 or not hasattr(signal, "setitimer"):
+        return None
+
+    def on_signal(signum: int, frame: Any) -> None:
+        expired()
+
+    previous = _set_handler(signal.SIGALRM, on_signal)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return Armed(previous)
+
+
+def disarm(armed: Armed | None) -> None:
+    """Cancel the timer `arm` started and put its previous handler back (the default one
+    where the previous was not Python's, which `signal` reports as None)."""
+    if armed is not None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        previous = armed.previous
+        _set_handler(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+
 
 @contextmanager
 def alarm(seconds: float, error: Callable[[], BaseException]) -> Iterator[None]:
     """Raise `error()` in the block once `seconds` have passed (no limit when <= 0, or
     where there is no interval timer: Windows)."""
-    if seconds <= 0 or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expired(signum: int, frame: Any) -> None:
+    def expired() -> None:
         raise error()
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    armed = arm(seconds, expired)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        disarm(armed)

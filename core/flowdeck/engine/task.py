@@ -38,7 +38,7 @@ from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num
 from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance, parameter_names
 from flowdeck.authoring.values import UnboundedForeachInput
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.alarm import alarm
+from flowdeck.engine.alarm import alarm, arm, disarm
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 from flowdeck.engines.processes import flush_c_stdio
 from flowdeck.store.blobs import (
@@ -258,26 +258,36 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
     `code` from here. A task stopped by Ctrl+C (a cancel) does not wait. Never raises:
     the task's outcome is already recorded (any error is printed on the task's stderr,
     as Python prints an exit handler's)."""
+    armed = None
     try:
         threads = threading.active_count() > 1
         # A cancelled task ends now (the run kills what it left); one with nothing left
         # to wait for arms no timer.
         if not _sigint_received and (threads or atexit._ncallbacks()):
-            with alarm(_exit_wait_s(), lambda: _stop_waiting(req.step, code)):
-                if threads:
-                    _wait_for_threads(req.step)
-                if atexit._ncallbacks():
-                    atexit._run_exitfuncs()
+            armed = arm(_exit_wait_s(), lambda: _stop_waiting(req.step, code))
+            if threads:
+                _wait_for_threads(req.step)
+            if atexit._ncallbacks():
+                atexit._run_exitfuncs()
     except KeyboardInterrupt:
         pass
     except BaseException:  # noqa: BLE001 (shown, as the interpreter shows it at exit)
         import traceback
         traceback.print_exc()
     finally:
+        disarm(armed)
         _flush_everything()
 
 
 def _exit_wait_s() -> float:
+    """The bound on the wait at exit: read when the run forks its first task (a worker's
+    first look at `os.environ` copies a dozen pages), else here."""
+    if _INHERITED_EXIT:
+        return _INHERITED_EXIT[0].wait_s
+    return _read_exit_wait_s()
+
+
+def _read_exit_wait_s() -> float:
     try:
         return float(os.environ.get(EXIT_WAIT_ENV, EXIT_WAIT_S))
     except ValueError:
@@ -362,7 +372,7 @@ def warm_exit_state(run_id: str) -> None:
         gc.unfreeze()  # objects frozen for earlier forks are not listed otherwise
         files = _open_files(gc.get_objects())
         gc.freeze()
-        _INHERITED_EXIT[:] = [_InheritedExit(run_id, finalizers, files)]
+        _INHERITED_EXIT[:] = [_InheritedExit(run_id, finalizers, files, _read_exit_wait_s())]
     elif _INHERITED_EXIT[0].finalizers != finalizers:
         _INHERITED_EXIT[0].finalizers = finalizers
 
@@ -385,6 +395,7 @@ class _InheritedExit:
     run_id: str  # the run it was read for
     finalizers: bool  # weakref.finalize registered with atexit
     files: list[io.IOBase]  # its open files (when the run forked its first task)
+    wait_s: float  # the bound on a task's wait at exit ($FLOWDECK_EXIT_WAIT_S)
 
 
 _INHERITED_EXIT: list[_InheritedExit] = []
