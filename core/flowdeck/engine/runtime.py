@@ -315,6 +315,7 @@ class Orchestrator:
         # when `python flow.py run` was started without it: the guard and launchers find them.
         previous_run_id = os.environ.get(RUN_ID_ENV)
         os.environ[RUN_ID_ENV] = self.run_id
+        self.executor.before_guard(self.run_id)
         guard = self.guard = processes.RunGuard((RUN_ID_ENV, self.run_id),
                                                 inherited=previous_run_id == self.run_id)
         self.executor.open(guard)

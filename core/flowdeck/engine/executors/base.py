@@ -37,6 +37,12 @@ class Executor(ABC):
     #: Shown in run.json and events ("local", "dask").
     name: str = ""
 
+    def before_guard(self, run_id: str) -> None:  # noqa: B027 (optional hook)
+        """Called once, before the run forks its guard: what an executor reads of the whole
+        process (every object) it reads here, where no child shares its pages yet. After
+        that fork each page it touched would be copied (a scan of every object there cost
+        1,158 page faults, 6.4 ms of a 0.1 s run)."""
+
     def open(self, guard: RunGuard | None) -> None:  # noqa: B027 (optional hook)
         """Called once before the first start (the run's guard tracks local workers)."""
 

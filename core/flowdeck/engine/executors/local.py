@@ -29,6 +29,7 @@ from flowdeck.engine.task import (
     finish_worker_process,
     flush_before_fork,
     prepare_worker_process,
+    warm_exit_state,
     warm_worker_state,
 )
 from flowdeck.engine.taskstate import foreach_input_ref, preload
@@ -69,6 +70,9 @@ class LocalExecutor(Executor):
         self.served: dict[int, ExitPipe] = {}  # by key (negative), the server's workers
         self.last_key = 0
         self.started = 0
+
+    def before_guard(self, run_id: str) -> None:
+        warm_exit_state(run_id)  # its scan of every object, before the guard shares them
 
     def open(self, guard: processes.RunGuard | None) -> None:
         self.guard = guard
