@@ -243,3 +243,46 @@ def test_blobs_of_older_stores_are_still_read_and_checked(tmp_path: Path) -> Non
     path.write_bytes(bytes(data))
     with pytest.raises(BlobDamagedError, match=re.escape(str(path))):
         store.get(sha)
+
+
+LARGE_FAN_OUT = '''
+import sys
+import numpy as np
+from flowdeck import FlowSpec, step
+
+class LargeFanFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = [0, 1, 2]
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        self.inherited = "blake3" in sys.modules  # before this task hashes anything
+        self.arr = np.full(600_000, float(self.input))  # 4.8 MB: named by BLAKE3
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.inherited = [i.inherited for i in sorted(inputs, key=lambda i: i.index)]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    LargeFanFlow()
+'''
+
+
+def test_tasks_after_a_large_blob_inherit_its_hasher(tmp_path: Path) -> None:
+    """Once a task stored a blob larger than a leaf, the run imports blake3 before its
+    next forks, so each later task inherits it instead of importing it (3 ms a task)."""
+    pytest.importorskip("numpy")
+    path = tmp_path / "large_fan.py"
+    path.write_text(LARGE_FAN_OUT)
+    result = run_flow(path, "run", "--max-workers", "1")
+    assert result.returncode == 0, result.stderr
+    run = Flow("LargeFanFlow", root=tmp_path / ".flowdeck").latest_run
+    assert run["join"].task.data.inherited == [False, True, True]

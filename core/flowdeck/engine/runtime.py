@@ -54,7 +54,7 @@ from flowdeck.engine.task import (
 from flowdeck.engine.taskstate import Frame, frames_signature
 from flowdeck.engine.terminal import TerminalEcho
 from flowdeck.engines import processes
-from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
+from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json, warm_large_hashing
 from flowdeck.store.events import (
     RUN_FINISHED,
     RUN_STARTED,
@@ -1023,6 +1023,7 @@ class Orchestrator:
         except (OSError, DamagedRecord):
             pass
         else:
+            warm_large_hashing(result.artifacts.values())
             if running.killed_for == "timeout":  # the step had returned; its threads had not
                 self._note_in_stderr(running, (
                     f"Step `{task.step}` returned, but the threads or exit handlers it left "
