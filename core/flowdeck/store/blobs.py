@@ -39,7 +39,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.layout import datastore_of
@@ -253,35 +253,42 @@ def _legacy_xxh3() -> Callable[[Any], Any] | None:
 
 def _verify(path: Path, sha: str, view: memoryview) -> bool:
     """Raise BlobDamagedError unless `view` hashes to `sha`; False if the name is not checkable."""
-    if len(sha) == 2 * LARGE_DIGEST_SIZE:
-        blake3 = _blake3()
-        if blake3 is None:
-            return False
-        if blake3(view).hexdigest() != sha:
-            raise BlobDamagedError(path, "is damaged: its bytes no longer match its name "
-                                         "(a BLAKE3 hash)")
-        return True
     if len(sha) == 2 * DIGEST_SIZE:
         if _blake2_digest([view]) == sha:
             return True
         if view.nbytes > LEAF_SIZE and _sequential_digest([view]) == sha:
             return True  # written by a bare interpreter before tree hashing
-        raise BlobDamagedError(path, "is damaged: its bytes no longer match its name "
-                                     "(a BLAKE2b hash)")
-    legacy = _legacy_xxh3() if len(sha) == 32 else None
-    if legacy is None:
+        raise BlobDamagedError(path, "is damaged: its bytes no longer match its BLAKE2b name")
+    optional = _PACKAGE_HASHES.get(len(sha))
+    hasher = optional.load() if optional is not None else None
+    if optional is None or hasher is None:
         return False
-    if legacy(view).hexdigest() != sha:
-        raise BlobDamagedError(path, "is damaged: its bytes no longer match its name "
-                                     "(an xxh3 hash)")
+    if hasher(view).hexdigest() != sha:
+        raise BlobDamagedError(path, "is damaged: its bytes no longer match its "
+                                     f"{optional.name} name")
     return True
 
 
 def _unchecked_because(sha: str) -> str:
     """Why a blob named `sha` could not be checked (`_verify` returned False)."""
-    if len(sha) == 2 * LARGE_DIGEST_SIZE:
-        return "its BLAKE3 name cannot be checked without the blake3 package"
-    return "its older xxh3 name cannot be checked without the xxhash package"
+    optional = _PACKAGE_HASHES.get(len(sha))
+    if optional is None:
+        return "its name is no digest this store knows"
+    return f"its {optional.name} name cannot be checked without the {optional.package} package"
+
+
+class _PackageHash(NamedTuple):
+    """A digest that names blobs and comes from a package rather than the standard library:
+    where the package is missing, those blobs are read unchecked."""
+
+    name: str
+    package: str
+    load: Callable[[], Callable[..., Any] | None]
+
+
+#: By the length of the names they give.
+_PACKAGE_HASHES = {2 * LARGE_DIGEST_SIZE: _PackageHash("BLAKE3", "blake3", _blake3),
+                   32: _PackageHash("xxh3", "xxhash", _legacy_xxh3)}
 
 
 @dataclass(frozen=True)
