@@ -17,10 +17,10 @@ from pathlib import Path
 
 import blake3
 import pytest
-from conftest import run_flow
+from conftest import child_env, run_flow
 
 from flowdeck import Flow
-from flowdeck.store.blobs import LEAF_SIZE, BlobDamagedError, BlobStore, blob_digest
+from flowdeck.store.blobs import LEAF_SIZE, BlobDamagedError, BlobRef, BlobStore, blob_digest
 
 FLOW = '''
 from flowdeck import FlowSpec, step
@@ -197,16 +197,24 @@ def test_without_blake3_large_blobs_are_named_by_the_blake2_tree(tmp_path: Path)
         sys.modules["blake3"] = None  # as if it were not installed
         from pathlib import Path
         import numpy as np
-        from flowdeck.store.blobs import BlobStore
+        from flowdeck.store.blobs import BlobRef, BlobStore
         store = BlobStore(Path({str(tmp_path)!r}))
         value = np.load({str(tmp_path / "value.npy")!r})
         ref = store.put("arr", value)
         assert np.array_equal(store.get(ref.sha), value)
         assert np.array_equal(store.get({with_blake3.sha!r}), value)
+        assert np.array_equal(store.get({with_blake3.sha!r}), value)
+        print(store.damage(BlobRef({with_blake3.sha!r}, {with_blake3.size}, "ndarray")))
         print(ref.sha)
     ''', tmp_path)
     assert result.returncode == 0, result.stderr
-    tree_sha = result.stdout.strip()
+    reason, tree_sha = result.stdout.strip().splitlines()
+    # read, said once; never reused blind by a resume (its task runs again)
+    assert result.stderr.count("is read unchecked: its BLAKE3 name cannot be checked without "
+                               "the blake3 package") == 1, result.stderr
+    assert reason.endswith("cannot be checked: its BLAKE3 name cannot be checked without the "
+                           "blake3 package")
+    assert BlobStore(tmp_path).path(with_blake3.sha).exists()  # not set aside: not damaged
     data = BlobStore(tmp_path).path(tree_sha).read_bytes()
     assert tree_sha == _reference_tree_digest(data)
     store = BlobStore(tmp_path)
@@ -286,3 +294,73 @@ def test_tasks_after_a_large_blob_inherit_its_hasher(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     run = Flow("LargeFanFlow", root=tmp_path / ".flowdeck").latest_run
     assert run["join"].task.data.inherited == [False, True, True]
+
+
+def test_one_value_named_in_two_schemes_is_the_same_value(tmp_path: Path) -> None:
+    """A large value named by BLAKE2 (an older store, a Python without blake3) and by BLAKE3
+    is one value: a join merges it, and an unchanged artifact keeps its older name."""
+    np = pytest.importorskip("numpy")
+    store = BlobStore(tmp_path)
+    value = np.arange(LEAF_SIZE // 8 + 12_345, dtype=np.float64)
+    new = store.put("arr", value)
+    old_sha, _ = _legacy_blob(store, value, _reference_tree_digest)
+    old = BlobRef(old_sha, new.size, new.type)
+    other = store.put("arr", value + 1)
+    assert store.same_bytes(old, new) and store.same_bytes(new, old)
+    assert not store.same_bytes(old, other) and not store.same_bytes(new, other)
+    assert store.holds(old, store.encode("arr", value))
+
+
+TWO_SCHEMES = '''
+import os
+import numpy as np
+from flowdeck import FlowSpec, step
+
+class TwoSchemesFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.a, self.b)
+
+    @step
+    def a(self):
+        self.big = np.arange(700_000, dtype=np.float64)
+        self.next(self.join)
+
+    @step
+    def b(self):
+        if os.environ.get("FAIL_B"):
+            raise RuntimeError("b fails the first time")
+        self.big = np.arange(700_000, dtype=np.float64)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.merge_artifacts(inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("merged", float(self.big.sum()))
+
+if __name__ == "__main__":
+    TwoSchemesFlow()
+'''
+
+
+def test_a_resume_merges_a_large_value_named_by_an_older_scheme(tmp_path: Path) -> None:
+    """The first run in a Python without blake3 (its `a` names `big` by the BLAKE2 tree);
+    the resume reruns `b` with blake3 (BLAKE3): the join merges the one value."""
+    pytest.importorskip("numpy")
+    path = tmp_path / "two.py"
+    path.write_text(TWO_SCHEMES)
+    without = f"import sys, runpy; sys.modules['blake3'] = None; sys.argv = [{str(path)!r}, " \
+              f"'run']; runpy.run_path({str(path)!r}, run_name='__main__')"
+    first = subprocess.run([sys.executable, "-c", without], cwd=tmp_path, text=True,
+                           capture_output=True, timeout=120, env=child_env(FAIL_B="1"))
+    assert first.returncode != 0 and "b fails the first time" in first.stderr, first.stderr
+    resumed = run_flow(path, "resume", "b", timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "merged 244999650000.0" in resumed.stdout
+    run = Flow("TwoSchemesFlow", root=tmp_path / ".flowdeck").latest_run
+    assert len(run["a"].task["big"].sha) == 40  # reused, named by the first run
+    assert len(run["b"].task["big"].sha) == 64

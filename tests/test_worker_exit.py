@@ -269,3 +269,41 @@ def test_a_task_leaves_the_runs_own_processes_alone(tmp_path: Path, server: str)
     result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER=server))
     assert result.returncode == 0, result.stderr
     assert "the run's helper outlived the task: True" in result.stdout
+
+
+STEP_BOUND = """
+import threading, time
+from flowdeck import FlowSpec, environment, step
+
+class BoundFlow(FlowSpec):
+    @environment(vars={"FLOWDECK_EXIT_WAIT_S": "1"})
+    @step
+    def start(self):
+        threading.Thread(target=time.sleep, args=(3600,), name="sleeper").start()
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("ended")
+
+if __name__ == "__main__":
+    BoundFlow()
+"""
+
+
+def test_a_step_sets_its_own_bound_on_the_wait(tmp_path: Path) -> None:
+    """$FLOWDECK_EXIT_WAIT_S is read when the task ends: a step that sets it (here with
+    @environment; a step that needs longer for its threads raises it) gets its own."""
+    path = tmp_path / "bound.py"
+    path.write_text(textwrap.dedent(STEP_BOUND))
+    proc = subprocess.Popen([sys.executable, str(path), "run"], cwd=tmp_path,
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "step `start` returned 1 s ago and the threads it left running (sleeper)" in \
+            out + err
+    finally:
+        for pid in processes.session_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -66,9 +66,11 @@ def merge_artifacts(flow: "FlowSpec", inputs: "Inputs", exclude: list[str],
 
 
 def _refs_agree(blobs: BlobStore, refs: list[BlobRef]) -> bool:
-    """True when every ref holds the same value: one hash, or values that compare equal."""
+    """True when every ref holds the same value: the same bytes (one name, or one value
+    named in two digest schemes: a large array from an older run), or values that compare
+    equal."""
     distinct = list({r.sha: r for r in refs}.values())
-    if len(distinct) == 1:
+    if all(blobs.same_bytes(distinct[0], r) for r in distinct[1:]):
         return True
     first = blobs.get(distinct[0].sha)
     return all(values_agree(first, blobs.get(r.sha)) for r in distinct[1:])

@@ -280,14 +280,8 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
 
 
 def _exit_wait_s() -> float:
-    """The bound on the wait at exit: read when the run forks its first task (a worker's
-    first look at `os.environ` copies a dozen pages), else here."""
-    if _INHERITED_EXIT:
-        return _INHERITED_EXIT[0].wait_s
-    return _read_exit_wait_s()
-
-
-def _read_exit_wait_s() -> float:
+    """The bound on the wait at exit, read at the exit: a step may set it (with
+    @environment, or in its code) for the threads it leaves to finish their work."""
     try:
         return float(os.environ.get(EXIT_WAIT_ENV, EXIT_WAIT_S))
     except ValueError:
@@ -372,7 +366,7 @@ def warm_exit_state(run_id: str) -> None:
         gc.unfreeze()  # objects frozen for earlier forks are not listed otherwise
         files = _open_files(gc.get_objects())
         gc.freeze()
-        _INHERITED_EXIT[:] = [_InheritedExit(run_id, finalizers, files, _read_exit_wait_s())]
+        _INHERITED_EXIT[:] = [_InheritedExit(run_id, finalizers, files)]
     elif _INHERITED_EXIT[0].finalizers != finalizers:
         _INHERITED_EXIT[0].finalizers = finalizers
 
@@ -395,7 +389,6 @@ class _InheritedExit:
     run_id: str  # the run it was read for
     finalizers: bool  # weakref.finalize registered with atexit
     files: list[io.IOBase]  # its open files (when the run forked its first task)
-    wait_s: float  # the bound on a task's wait at exit ($FLOWDECK_EXIT_WAIT_S)
 
 
 _INHERITED_EXIT: list[_InheritedExit] = []

@@ -36,6 +36,7 @@ import json
 import os
 import pickle
 import struct
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -253,20 +254,36 @@ def _legacy_xxh3() -> Callable[[Any], Any] | None:
 
 def _verify(path: Path, sha: str, view: memoryview) -> bool:
     """Raise BlobDamagedError unless `view` hashes to `sha`; False if the name is not checkable."""
+    matches = _name_matches([view], sha)
+    if matches is None:
+        return False
+    if not matches:
+        raise BlobDamagedError(path, "is damaged: its bytes no longer match its "
+                                     f"{_scheme_name(sha)} name")
+    return True
+
+
+def _name_matches(views: Sequence[memoryview], sha: str) -> bool | None:
+    """Whether the bytes `views` are named `sha` in the digest scheme of its length; None
+    where that scheme's package is missing."""
     if len(sha) == 2 * DIGEST_SIZE:
-        if _blake2_digest([view]) == sha:
+        if _blake2_digest(views) == sha:
             return True
-        if view.nbytes > LEAF_SIZE and _sequential_digest([view]) == sha:
-            return True  # written by a bare interpreter before tree hashing
-        raise BlobDamagedError(path, "is damaged: its bytes no longer match its BLAKE2b name")
+        # written by a bare interpreter before tree hashing
+        return sum(v.nbytes for v in views) > LEAF_SIZE and _sequential_digest(views) == sha
     optional = _PACKAGE_HASHES.get(len(sha))
     hasher = optional.load() if optional is not None else None
-    if optional is None or hasher is None:
-        return False
-    if hasher(view).hexdigest() != sha:
-        raise BlobDamagedError(path, "is damaged: its bytes no longer match its "
-                                     f"{optional.name} name")
-    return True
+    if hasher is None:
+        return None
+    digest = hasher()
+    for view in views:
+        digest.update(view)
+    return bool(digest.hexdigest() == sha)
+
+
+def _scheme_name(sha: str) -> str:
+    optional = _PACKAGE_HASHES.get(len(sha))
+    return "BLAKE2b" if optional is None else optional.name
 
 
 def _unchecked_because(sha: str) -> str:
@@ -275,6 +292,20 @@ def _unchecked_because(sha: str) -> str:
     if optional is None:
         return "its name is no digest this store knows"
     return f"its {optional.name} name cannot be checked without the {optional.package} package"
+
+
+_SAID_UNCHECKED: set[int] = set()
+
+
+def _say_unchecked(path: Path, sha: str) -> None:
+    """Once per process and digest scheme: a blob is returned without its check."""
+    if len(sha) in _SAID_UNCHECKED:
+        return
+    _SAID_UNCHECKED.add(len(sha))
+    optional = _PACKAGE_HASHES.get(len(sha))
+    fix = f" (`pip install {optional.package}` into this Python checks it)" if optional else ""
+    print(f"[flowdeck] {path} is read unchecked: {_unchecked_because(sha)}{fix}.",
+          file=sys.stderr)
 
 
 class _PackageHash(NamedTuple):
@@ -451,8 +482,28 @@ class BlobStore:
         writing them.
         """
         if self.backend.remote:  # fetching the blob to compare costs more than hashing
-            return blob.sha == ref.sha
+            if len(blob.sha) == len(ref.sha):
+                return blob.sha == ref.sha
+            # the ref is named in another scheme (BLAKE2 by an older Flowdeck, BLAKE3 by an
+            # interpreter with blake3): the bytes are hashed in that one
+            return _name_matches([_byte_view(c) for c in blob.chunks], ref.sha) is True
         return self.backend.holds_bytes(self.path(ref.sha), blob)
+
+    def same_bytes(self, a: BlobRef, b: BlobRef) -> bool:
+        """True when the blobs of `a` and `b` hold the same bytes: the same name, or names
+        of two digest schemes for one value (a large value named by BLAKE2 in an older
+        store, or by an interpreter without blake3, and by BLAKE3 in this one). Then `b`'s
+        bytes, checked against its own name, are hashed in `a`'s scheme. False when that
+        cannot tell (a missing or damaged blob, a scheme without its package)."""
+        if a.sha == b.sha:
+            return True
+        if len(a.sha) == len(b.sha) or (a.size and b.size and a.size != b.size):
+            return False
+        try:
+            view = self.backend.read(self.path(b.sha))
+        except OSError:
+            return False
+        return _name_matches([view], b.sha) is True and _name_matches([view], a.sha) is True
 
     def get(self, sha: str) -> Any:
         """The value stored under `sha`; BlobDamagedError if the file is missing or damaged."""
@@ -465,6 +516,8 @@ class BlobStore:
             path = Path(self.backend.name(path))  # for messages: the blob's URL
         _check_magic(path, view)
         checked = _verify(path, sha, view)
+        if not checked:
+            _say_unchecked(path, sha)
         main, buffers = _split(path, view)
         try:
             return pickle.loads(main, buffers=buffers)
@@ -495,11 +548,13 @@ class BlobStore:
             if ref.size and view.nbytes != ref.size:
                 raise BlobDamagedError(path, f"has {view.nbytes} bytes instead of {ref.size}")
             _check_magic(path, view)
-            _verify(path, ref.sha, view)
+            checked = _verify(path, ref.sha, view)
             _split(path, view)
         except BlobDamagedError as exc:
             _set_aside(path)
             return f"{exc.path} is damaged"
+        if not checked:  # not reused blind: the task runs again and names its value anew
+            return f"{path} cannot be checked: {_unchecked_because(ref.sha)}"
         self._intact.add(ref.sha)
         return None
 
