@@ -275,8 +275,10 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
         import traceback
         traceback.print_exc()
     finally:
-        disarm(armed)
-        _flush_everything()
+        try:
+            disarm(armed)
+        finally:
+            _flush_everything()
 
 
 def _exit_wait_s() -> float:

@@ -14,10 +14,11 @@ One thread on purpose: blake3's own threads come from a process-wide pool that
 a forked task inherits without its threads, and hashing there hangs. An
 interpreter without blake3 (the app's bundled core in a Python of another
 version) names a large blob as before, by a two-level BLAKE2 tree of 4 MiB
-leaves hashed in threads, and reads a BLAKE3-named blob unchecked. Either way
-the digest depends on the bytes alone. Reading a blob checks it against its
-name, so a damaged file raises `BlobDamagedError` (naming the file) instead
-of returning a wrong value.
+leaves hashed in threads; it reads a BLAKE3-named blob unchecked (saying so
+once) and never reuses one blind on resume. One value named both ways is one
+value (`BlobStore.same_bytes`). Either way the digest depends on the bytes
+alone. Reading a blob checks it against its name, so a damaged file raises
+`BlobDamagedError` (naming the file) instead of returning a wrong value.
 
 The bytes live in the blob folder, or in an object store when the root is the
 working copy of one (`BlobBackend`; `store.objectstore`, loaded only then).
