@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -212,11 +214,8 @@ def test_what_never_ends_is_stopped_with_its_task(tmp_path: Path, server: str) -
     and the run stops what it left: the run succeeds and nothing of it is left running."""
     path = tmp_path / "left.py"
     path.write_text(textwrap.dedent(LEFT_RUNNING))
-    proc = subprocess.Popen([sys.executable, str(path), "run"], cwd=tmp_path,
-                            env=child_env(FLOWDECK_FORK_SERVER=server, FLOWDECK_EXIT_WAIT_S="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
+    with _run_in_session(path, child_env(FLOWDECK_FORK_SERVER=server,
+                                         FLOWDECK_EXIT_WAIT_S="1")) as proc:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "the run went on" in out
@@ -225,6 +224,16 @@ def test_what_never_ends_is_stopped_with_its_task(tmp_path: Path, server: str) -
         assert "step `middle` returned 1 s ago and its exit handlers have not finished" in \
             out + err
         wait_for(lambda: not processes.session_members(proc.pid), "the run's processes to end")
+
+
+@contextmanager
+def _run_in_session(path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`python path run` in a session of its own; whatever of it is left is killed after."""
+    proc = subprocess.Popen([sys.executable, str(path), "run"], cwd=path.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        yield proc
     finally:
         for pid in processes.session_members(proc.pid):
             os.kill(pid, signal.SIGKILL)
@@ -296,14 +305,8 @@ def test_a_step_sets_its_own_bound_on_the_wait(tmp_path: Path) -> None:
     @environment; a step that needs longer for its threads raises it) gets its own."""
     path = tmp_path / "bound.py"
     path.write_text(textwrap.dedent(STEP_BOUND))
-    proc = subprocess.Popen([sys.executable, str(path), "run"], cwd=tmp_path,
-                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
+    with _run_in_session(path, child_env()) as proc:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "step `start` returned 1 s ago and the threads it left running (sleeper)" in \
             out + err
-    finally:
-        for pid in processes.session_members(proc.pid):
-            os.kill(pid, signal.SIGKILL)
