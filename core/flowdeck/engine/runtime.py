@@ -625,6 +625,8 @@ class Orchestrator:
         self.sel = selectors.DefaultSelector()
         assert self.wake_fds is not None
         self.sel.register(self.wake_fds[0], selectors.EVENT_READ, "wake")
+        if self.executor.ends_fd is not None:
+            self.sel.register(self.executor.ends_fd, selectors.EVENT_READ, "ends")
         while True:
             if self.cancel_signal is not None or self.disk_full is not None:
                 self._cancel_all()
@@ -684,6 +686,8 @@ class Orchestrator:
                 _drain(key.fd)
             elif key.data == "exit":
                 self._reap_fd_owner(key.fd)
+            elif key.data == "ends":
+                self._on_early_ends()
             else:
                 self._read_output(key.fd)
         self._reap_without_exit_fd()
@@ -966,6 +970,23 @@ class Orchestrator:
                 pass
         self.fd_owner.pop(fd, None)
         os.close(fd)
+
+    def _on_early_ends(self) -> None:
+        """Workers that said they ended, their last act before exiting: finish their tasks
+        now, while the kernel tears their processes down (about 1 ms each here, on the
+        way of every step of a chain). A task being killed ends as it exits."""
+        for key, status in self.executor.early_ends():
+            running = self.running.get(key)
+            if running is None or running.killed_for is not None:
+                continue
+            exit_fd = running.launched.exit_fd
+            if exit_fd in running.open_fds:  # the executor's to close once it reaped the worker
+                running.open_fds.discard(exit_fd)
+                self.fd_owner.pop(exit_fd, None)
+                assert self.sel is not None
+                self.sel.unregister(exit_fd)
+            self.executor.release(running.launched)
+            self._on_exit(running, status)
 
     def _reap_fd_owner(self, exit_fd: int) -> None:
         running = self.fd_owner.get(exit_fd)

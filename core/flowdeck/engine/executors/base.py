@@ -60,6 +60,21 @@ class Executor(ABC):
         yet reaped (this one included), whose own processes stay.
         """
 
+    @property
+    def ends_fd(self) -> int | None:
+        """An fd that turns readable when attempts tell they have ended before their
+        process is gone (`early_ends`); None: the executor has no such word."""
+        return None
+
+    def early_ends(self) -> list[tuple[int, int]]:
+        """(key, wait status) of the attempts that said they ended since the last call.
+        The orchestrator finishes each such running attempt at once and `release`s it."""
+        return []
+
+    def release(self, launched: Launched) -> None:  # noqa: B027 (optional hook)
+        """An attempt from `early_ends` is finished for the orchestrator: end what it left
+        (as `ended` does) and clean up after its process once it is gone."""
+
     @abstractmethod
     def interrupt(self, launched: Launched) -> None:
         """Ask the attempt to stop as Ctrl+C would (the step sees KeyboardInterrupt)."""

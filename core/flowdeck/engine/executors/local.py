@@ -17,18 +17,23 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import UsageError
+from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.task import (
+    END_MAGIC,
+    END_MESSAGE,
     EXIT_CANCELLED,
     TaskRequest,
     execute_task,
     finish_worker_process,
     flush_before_fork,
     prepare_worker_process,
+    set_end_pipe,
     warm_exit_state,
     warm_worker_state,
 )
@@ -70,6 +75,8 @@ class LocalExecutor(Executor):
         self.served: dict[int, ExitPipe] = {}  # by key (negative), the server's workers
         self.last_key = 0
         self.started = 0
+        self.ends_r = -1  # the run's pipe on which workers say they ended (`early_ends`)
+        self.released: dict[int, Released] = {}  # by pid: workers ended early, not yet reaped
 
     def before_guard(self, run_id: str) -> None:
         warm_exit_state(run_id)  # its scan of every object, before the guard shares them
@@ -77,6 +84,65 @@ class LocalExecutor(Executor):
     def open(self, guard: processes.RunGuard | None) -> None:
         self.guard = guard
         self.adopter = processes.Adopter()  # after the guard: it must not adopt the guard
+        self.ends_r, ends_w = os.pipe()
+        os.set_blocking(self.ends_r, False)
+        os.set_blocking(ends_w, False)  # a worker never waits to say it ended (see _tell_ended)
+        set_end_pipe(ends_w)
+
+    @property
+    def ends_fd(self) -> int | None:
+        return self.ends_r if self.ends_r >= 0 else None
+
+    def early_ends(self) -> list[tuple[int, int]]:
+        """(pid, wait status) of each worker that said it ended since the last call. A word
+        that is not one (a step wrote into the pipe) drops what follows it in this read:
+        those workers are seen when they exit, as they were before they could tell."""
+        self._reap_released()
+        try:
+            data = os.read(self.ends_r, 65536)
+        except (BlockingIOError, OSError):
+            return []
+        ends = []
+        for offset in range(0, len(data) - END_MESSAGE.size + 1, END_MESSAGE.size):
+            magic, pid, code = END_MESSAGE.unpack_from(data, offset)
+            if magic != END_MAGIC:
+                break
+            ends.append((pid, (code & 0xFF) << 8))  # the status of an exit with that code
+        return ends
+
+    def release(self, launched: Launched) -> None:
+        """The orchestrator is done with an attempt whose worker said it ended: end what
+        the task left now, as `ended` would, and reap the worker once it has exited.
+
+        The worker is past its last act (its word), so SIGKILL to its process group ends
+        it too; a process with a fatal signal pending forks no more, so its children
+        listed after that are all there will be: its orphans in other sessions, which
+        it adopted, are killed here. What was killed is reaped once the worker is gone.
+        """
+        pid = launched.key
+        processes.signal_group_quietly(pid, signal.SIGKILL)
+        below = processes.children(pid)
+        for child in below:
+            processes.kill_tree(child)
+        self.released[pid] = Released(launched.exit_fd, bool(below))
+
+    def _reap_released(self, wait: bool = False) -> None:
+        """Reap the released workers that have exited; with `wait`, wait for them (they
+        were killed: a moment), except one stuck in the kernel, which `close` reports."""
+        deadline = time.monotonic() + processes.Adopter.REAP_WAIT_S
+        for pid, released in list(self.released.items()):
+            while wait and not _exited(pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if not _exited(pid):
+                continue
+            del self.released[pid]
+            processes.reap(pid)
+            if released.exit_fd is not None:
+                os.close(released.exit_fd)
+            if self.guard is not None:
+                self.guard.untrack(pid)
+            if released.left_processes and self.adopter is not None:
+                self.adopter.sweep(keep=self._ours())  # what it left, now adopted by us
 
     def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         self.started += 1
@@ -84,7 +150,7 @@ class LocalExecutor(Executor):
         if self.use_server and self.server is None and self.started > self.direct_forks:
             from flowdeck.engine.executors.forkserver import ForkServer
             flush_before_fork()  # before this task's pipes exist
-            self.server = ForkServer(request, close_inherited)
+            self.server = ForkServer(request, lambda: self._close_for_server(close_inherited))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         launched = None
@@ -95,6 +161,13 @@ class LocalExecutor(Executor):
         if self.guard is not None and launched.pid is not None:
             self.guard.track(launched.pid)
         return launched
+
+    def _close_for_server(self, close_inherited: Callable[[], None]) -> None:
+        """In the fork server: the orchestrator's fds, and the pipe for early ends (the
+        server tells the orchestrator itself when each of its workers has ended)."""
+        close_inherited()
+        os.close(self.ends_r)
+        set_end_pipe(None)
 
     def _start_served(self, request: TaskRequest, out_r: int, out_w: int, err_r: int,
                       err_w: int) -> Launched | None:
@@ -142,6 +215,7 @@ class LocalExecutor(Executor):
                 processes.become_task_worker(parent)
                 os.close(out_r)
                 os.close(err_r)
+                os.close(self.ends_r)
                 close_inherited()
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
@@ -210,8 +284,15 @@ class LocalExecutor(Executor):
         each live worker adopts its own orphans."""
         processes.signal_group_quietly(pid, signal.SIGKILL)
         if self.adopter is not None:
-            server = {self.server.pid} if self.server is not None else set()
-            self.adopter.sweep(keep=running_keys | server)
+            self.adopter.sweep(keep=running_keys | self._ours())
+
+    def _ours(self) -> set[int]:
+        """Children of the orchestrator that a sweep must leave alone: the fork server, and
+        the released workers not reaped yet (they are on their way out)."""
+        ours = set(self.released)
+        if self.server is not None:
+            ours.add(self.server.pid)
+        return ours
 
     def interrupt(self, launched: Launched) -> None:
         """SIGINT to the worker alone, as a terminal's Ctrl+C would reach a plain script."""
@@ -232,10 +313,27 @@ class LocalExecutor(Executor):
         return processes.reap(launched.key)
 
     def close(self, running_keys: set[int]) -> list[int]:
+        self._reap_released(wait=True)
+        for released in self.released.values():  # stuck: the adopter's last sweep reports them
+            if released.exit_fd is not None:
+                os.close(released.exit_fd)
+        self.released.clear()
+        set_end_pipe(None)
+        if self.ends_r >= 0:
+            os.close(self.ends_r)
+            self.ends_r = -1
         if self.server is not None:
             self.server.close()
             self.server = None
         return self.adopter.close(keep=running_keys) if self.adopter is not None else []
+
+
+@dataclass
+class Released:
+    """A worker that said it ended, until it is reaped."""
+
+    exit_fd: int | None  # its pidfd, closed once it is reaped
+    left_processes: bool  # it had children when released: they need reaping after it
 
 
 def _pidfd_open(pid: int) -> int | None:

@@ -1,0 +1,167 @@
+"""A task ends when its worker says so, not when the kernel has torn its process down.
+
+A worker's last act before `os._exit` is a word on the run's pipe (engine/task.py
+`_tell_ended`): its record is written, its output flushed, what it waited for ended.
+The orchestrator then finishes the task and starts the next (`LocalExecutor.release`
+ends what the task left at once, as the exit path does), and reaps the worker after.
+These tests hold the guarantees of the exit path to the early one: what a task left is
+gone before the next task runs, no exited worker is left unreaped and no fd leaks,
+and a pipe written into by a step does not confuse the run. Real `python flow.py run`
+processes.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from conftest import run_flow
+
+LEFT_BEHIND = """
+import os, subprocess
+from flowdeck import FlowSpec, step
+
+
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+class LeftFlow(FlowSpec):
+    @step
+    def start(self):
+        # Left running: one in the task's process group, one in a session of its own
+        # (which the group's SIGKILL misses: the worker adopted it).
+        self.in_group = subprocess.Popen(["sleep", "300"]).pid
+        self.in_session = subprocess.Popen(["sleep", "300"], start_new_session=True).pid
+        self.next(self.end)
+
+    @step
+    def end(self):
+        for name in ("in_group", "in_session"):
+            print(name, "when the next step ran:", state(getattr(self, name)))
+
+
+if __name__ == "__main__":
+    LeftFlow()
+"""
+
+
+def test_what_a_task_left_is_gone_before_the_next_task_runs(tmp_path: Path) -> None:
+    path = tmp_path / "left.py"
+    path.write_text(textwrap.dedent(LEFT_BEHIND))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    for name in ("in_group", "in_session"):
+        # Killed: gone, or a zombie until the orchestrator reaps it ("Z"); never running
+        # or sleeping ("R", "S").
+        line = next(li for li in result.stdout.splitlines() if f"{name} when" in li)
+        assert line.rsplit(": ", 1)[1].split()[-1] in ("gone", "Z"), result.stdout
+
+
+MANY_TASKS = """
+import os
+from flowdeck import FlowSpec, step
+
+
+def orchestrator_state():
+    parent = os.getppid()
+    fds = len(os.listdir(f"/proc/{parent}/fd"))
+    zombies = 0
+    for tid in os.listdir(f"/proc/{parent}/task"):
+        with open(f"/proc/{parent}/task/{tid}/children") as handle:
+            for child in handle.read().split():
+                try:
+                    with open(f"/proc/{child}/stat") as stat:
+                        zombies += stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+                except OSError:
+                    pass
+    return fds, zombies
+
+
+class ManyFlow(FlowSpec):
+    @step
+    def start(self):
+        self.fds_before = orchestrator_state()[0]
+        self.items = list(range(150))
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.fds_before = inputs[0].fds_before
+        self.next(self.end)
+
+    @step
+    def end(self):
+        fds, zombies = orchestrator_state()
+        print("orchestrator fds grew by", fds - self.fds_before)
+        print("exited workers not reaped:", zombies)
+
+
+if __name__ == "__main__":
+    ManyFlow()
+"""
+
+
+def test_ended_workers_are_reaped_and_their_fds_closed(tmp_path: Path) -> None:
+    """153 tasks end early; by the last one the orchestrator holds no more fds than at the
+    first (each worker's pidfd is closed once it is reaped) and at most the latest few
+    workers, still on their way out, are unreaped."""
+    path = tmp_path / "many.py"
+    path.write_text(textwrap.dedent(MANY_TASKS))
+    result = run_flow(path, "run", "--max-workers", "2")
+    assert result.returncode == 0, result.stderr
+    grew = int(result.stdout.split("orchestrator fds grew by ")[1].split()[0])
+    unreaped = int(result.stdout.split("exited workers not reaped: ")[1].split()[0])
+    assert grew <= 8, result.stdout  # the running tasks' pipes, not one pidfd per task
+    assert unreaped <= 3, result.stdout
+
+
+SCRIBBLE = """
+import os
+from flowdeck import FlowSpec, step
+from flowdeck.engine import task
+
+
+class ScribbleFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(6))
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        if self.input == 2:  # a step that writes into the run's pipe (it should not)
+            os.write(task._END_PIPE[0], b"not a word from a worker, seventeen")
+        self.square = self.input * self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.total = sum(i.square for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("total", self.total)
+
+
+if __name__ == "__main__":
+    ScribbleFlow()
+"""
+
+
+def test_a_step_writing_into_the_runs_pipe_does_not_confuse_the_run(tmp_path: Path) -> None:
+    """Words after the scribble in the same read are dropped: those tasks end as they exit."""
+    path = tmp_path / "scribble.py"
+    path.write_text(textwrap.dedent(SCRIBBLE))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert "total 55" in result.stdout
