@@ -165,3 +165,46 @@ def test_a_step_writing_into_the_runs_pipe_does_not_confuse_the_run(tmp_path: Pa
     result = run_flow(path, "run")
     assert result.returncode == 0, result.stderr
     assert "total 55" in result.stdout
+
+
+NEIGHBOURS = """
+import subprocess, time
+from flowdeck import FlowSpec, step
+
+
+class NeighbourFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(8))
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        subprocess.Popen(["sleep", "300"], start_new_session=True)  # left behind
+        time.sleep(0.3 if self.input % 2 else 0.05)  # tasks ending while others run
+        self.item = self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.items_done = sorted(i.item for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("done", self.items_done)
+
+
+if __name__ == "__main__":
+    NeighbourFlow()
+"""
+
+
+def test_a_task_that_left_processes_ends_without_harming_its_neighbours(tmp_path: Path) -> None:
+    """Cleaning up after one task (its leftovers killed, its worker reaped) never touches
+    the workers of the tasks still running beside it."""
+    path = tmp_path / "neighbours.py"
+    path.write_text(textwrap.dedent(NEIGHBOURS))
+    result = run_flow(path, "run", "--max-workers", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "done [0, 1, 2, 3, 4, 5, 6, 7]" in result.stdout

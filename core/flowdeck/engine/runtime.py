@@ -975,7 +975,7 @@ class Orchestrator:
         """Workers that said they ended, their last act before exiting: finish their tasks
         now, while the kernel tears their processes down (about 1 ms each here, on the
         way of every step of a chain). A task being killed ends as it exits."""
-        for key, status in self.executor.early_ends():
+        for key, status in self.executor.early_ends(set(self.running)):
             running = self.running.get(key)
             if running is None or running.killed_for is not None:
                 continue

@@ -41,6 +41,7 @@ from flowdeck.authoring.values import UnboundedForeachInput
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.alarm import alarm, arm, disarm
 from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
+from flowdeck.engines import processes
 from flowdeck.engines.processes import flush_c_stdio
 from flowdeck.store.blobs import (
     ArtifactPickleError,
@@ -284,13 +285,17 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
 
 
 #: A worker's word that its task has ended (`finish_worker_process`, its last act before
-#: `os._exit`): magic, pid, exit code. 16 bytes, less than PIPE_BUF: written at once, so
-#: the workers sharing the run's pipe never interleave their words.
-END_MESSAGE = struct.Struct("=4sqi")
+#: `os._exit`): magic, pid, exit code, and whether it found processes of its own left
+#: (killed; reaped unless stuck: then the run's sweep reaps them). 20 bytes, less than
+#: PIPE_BUF: written at once, so the workers sharing the run's pipe never interleave.
+END_MESSAGE = struct.Struct("=4sqii")
 END_MAGIC = b"FDnd"
 #: The write end of the run's pipe for END_MESSAGE (`set_end_pipe`); empty where nobody
 #: listens (a worker of another executor).
 _END_PIPE: list[int] = []
+#: How long a worker waits for the processes it left to die once killed (SIGKILL takes
+#: effect when the process next runs: a moment, unless it is stuck in the kernel).
+_LEFT_WAIT_S = 5.0
 
 
 def set_end_pipe(fd: int | None) -> None:
@@ -304,13 +309,35 @@ def set_end_pipe(fd: int | None) -> None:
 
 def _tell_ended(code: int) -> None:
     """Tell the orchestrator this task has ended: its record is written, its output and
-    files are flushed, what it waited for has ended. The kernel's teardown of the process
-    (about 1 ms here, more with a large heap) then overlaps the run's next steps."""
+    files are flushed, what it waited for has ended, and what it left running is dead
+    (killed here: this process is the parent of all of it, having adopted its orphans).
+    The kernel's teardown of the process (about 1 ms here, more with a large heap) then
+    overlaps the run's next steps."""
     if _END_PIPE:
+        left = _end_what_it_left()
         try:
-            os.write(_END_PIPE[0], END_MESSAGE.pack(END_MAGIC, os.getpid(), code))
+            os.write(_END_PIPE[0], END_MESSAGE.pack(END_MAGIC, os.getpid(), code, left))
         except OSError:  # the run is gone or its pipe full: the exit itself tells it then
             pass
+
+
+def _end_what_it_left() -> bool:
+    """Kill and reap this worker's children (the processes its step left, and their
+    orphans it adopted); True when there were any. One system call when there are none."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    for child in processes.children(os.getpid()):
+        processes.kill_tree(child)
+    deadline = time.monotonic() + _LEFT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                time.sleep(0.001)
+        except ChildProcessError:
+            break
+    return True
 
 
 def _exit_wait_s() -> float:

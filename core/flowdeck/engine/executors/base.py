@@ -66,9 +66,10 @@ class Executor(ABC):
         process is gone (`early_ends`); None: the executor has no such word."""
         return None
 
-    def early_ends(self) -> list[tuple[int, int]]:
+    def early_ends(self, running_keys: set[int]) -> list[tuple[int, int]]:
         """(key, wait status) of the attempts that said they ended since the last call.
-        The orchestrator finishes each such running attempt at once and `release`s it."""
+        The orchestrator finishes each such running attempt at once and `release`s it.
+        `running_keys` as for `ended`: the attempts not finished yet, whose processes stay."""
         return []
 
     def release(self, launched: Launched) -> None:  # noqa: B027 (optional hook)

@@ -77,6 +77,7 @@ class LocalExecutor(Executor):
         self.started = 0
         self.ends_r = -1  # the run's pipe on which workers say they ended (`early_ends`)
         self.released: dict[int, Released] = {}  # by pid: workers ended early, not yet reaped
+        self.left: dict[int, bool] = {}  # by pid: said it ended, had left processes
 
     def before_guard(self, run_id: str) -> None:
         warm_exit_state(run_id)  # its scan of every object, before the guard shares them
@@ -93,42 +94,41 @@ class LocalExecutor(Executor):
     def ends_fd(self) -> int | None:
         return self.ends_r if self.ends_r >= 0 else None
 
-    def early_ends(self) -> list[tuple[int, int]]:
+    def early_ends(self, running_keys: set[int]) -> list[tuple[int, int]]:
         """(pid, wait status) of each worker that said it ended since the last call. A word
         that is not one (a step wrote into the pipe) drops what follows it in this read:
         those workers are seen when they exit, as they were before they could tell."""
-        self._reap_released()
+        self._reap_released(running_keys)
         try:
             data = os.read(self.ends_r, 65536)
         except (BlockingIOError, OSError):
             return []
         ends = []
         for offset in range(0, len(data) - END_MESSAGE.size + 1, END_MESSAGE.size):
-            magic, pid, code = END_MESSAGE.unpack_from(data, offset)
+            magic, pid, code, left = END_MESSAGE.unpack_from(data, offset)
             if magic != END_MAGIC:
                 break
+            self.left[pid] = bool(left)
             ends.append((pid, (code & 0xFF) << 8))  # the status of an exit with that code
         return ends
 
     def release(self, launched: Launched) -> None:
-        """The orchestrator is done with an attempt whose worker said it ended: end what
-        the task left now, as `ended` would, and reap the worker once it has exited.
+        """The orchestrator is done with an attempt whose worker said it ended: reap the
+        worker once it has exited.
 
-        The worker is past its last act (its word), so SIGKILL to its process group ends
-        it too; a process with a fatal signal pending forks no more, so its children
-        listed after that are all there will be: its orphans in other sessions, which
-        it adopted, are killed here. What was killed is reaped once the worker is gone.
+        Before its word the worker killed and reaped what its task left (it is the parent
+        of all of it: `task._end_what_it_left`). SIGKILL to its process group ends the
+        worker (past its last act) and anything a thread of its forked after that; once
+        the worker is gone, a sweep reaps what it could not (stuck in the kernel).
         """
         pid = launched.key
         processes.signal_group_quietly(pid, signal.SIGKILL)
-        below = processes.children(pid)
-        for child in below:
-            processes.kill_tree(child)
-        self.released[pid] = Released(launched.exit_fd, bool(below))
+        self.released[pid] = Released(launched.exit_fd, self.left.pop(pid, True))
 
-    def _reap_released(self, wait: bool = False) -> None:
+    def _reap_released(self, running_keys: set[int], wait: bool = False) -> None:
         """Reap the released workers that have exited; with `wait`, wait for them (they
-        were killed: a moment), except one stuck in the kernel, which `close` reports."""
+        were killed: a moment), except one stuck in the kernel, which `close` reports.
+        `running_keys`: the live workers, which a sweep leaves alone."""
         deadline = time.monotonic() + processes.Adopter.REAP_WAIT_S
         for pid, released in list(self.released.items()):
             while wait and not _exited(pid) and time.monotonic() < deadline:
@@ -142,7 +142,7 @@ class LocalExecutor(Executor):
             if self.guard is not None:
                 self.guard.untrack(pid)
             if released.left_processes and self.adopter is not None:
-                self.adopter.sweep(keep=self._ours())  # what it left, now adopted by us
+                self.adopter.sweep(keep=running_keys | self._ours())  # what it left, now ours
 
     def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         self.started += 1
@@ -313,7 +313,7 @@ class LocalExecutor(Executor):
         return processes.reap(launched.key)
 
     def close(self, running_keys: set[int]) -> list[int]:
-        self._reap_released(wait=True)
+        self._reap_released(running_keys, wait=True)
         for released in self.released.values():  # stuck: the adopter's last sweep reports them
             if released.exit_fd is not None:
                 os.close(released.exit_fd)
@@ -333,7 +333,7 @@ class Released:
     """A worker that said it ended, until it is reaped."""
 
     exit_fd: int | None  # its pidfd, closed once it is reaped
-    left_processes: bool  # it had children when released: they need reaping after it
+    left_processes: bool  # it said it had left processes: a sweep after it reaps strays
 
 
 def _pidfd_open(pid: int) -> int | None:
