@@ -139,7 +139,7 @@ class ScribbleFlow(FlowSpec):
     @step
     def work(self):
         if self.input == 2:  # a step that writes into the run's pipe (it should not)
-            os.write(task._END_PIPE[0], b"not a word from a worker, seventeen")
+            os.write(task._END_PIPE[0][0], b"not a word from a worker, seventeen")
         self.square = self.input * self.input
         self.next(self.join)
 
@@ -208,3 +208,157 @@ def test_a_task_that_left_processes_ends_without_harming_its_neighbours(tmp_path
     result = run_flow(path, "run", "--max-workers", "4")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done [0, 1, 2, 3, 4, 5, 6, 7]" in result.stdout
+
+
+GRANDCHILDREN = """
+import os, subprocess, time
+from flowdeck import FlowSpec, step
+
+PIDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "last_pids.txt")
+
+
+def live(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZXx"
+    except OSError:
+        return False
+
+
+class GrandFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(40))
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        survivors = 0
+        if os.path.exists(PIDS):  # the previous task's grandchildren (one task at a time)
+            with open(PIDS) as handle:
+                survivors = sum(live(int(p)) for p in handle.read().split())
+        tmp = PIDS + ".tmp"
+        subprocess.Popen(["bash", "-c", f"sleep 300 & echo $! >> {tmp}; "
+                          f"sleep 300 & echo $! >> {tmp}; wait"], start_new_session=True)
+        while not os.path.exists(tmp) or len(open(tmp).read().split()) < 2:
+            time.sleep(0.001)
+        os.replace(tmp, PIDS)
+        self.survivors = survivors
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        print("tasks that met the previous one's grandchildren:",
+              sum(bool(i.survivors) for i in inputs))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    GrandFlow()
+"""
+
+
+def test_grandchildren_handed_over_during_the_clean_up_are_killed_too(tmp_path: Path) -> None:
+    """A child killed before its own children were listed hands them to the worker (a
+    subreaper): the worker's clean-up goes round until none is left, or the task ends by
+    its exit. 40 tasks, one at a time, each meeting what the previous one left."""
+    path = tmp_path / "grand.py"
+    path.write_text(textwrap.dedent(GRANDCHILDREN))
+    result = run_flow(path, "run", "--max-workers", "1", timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "tasks that met the previous one's grandchildren: 0" in result.stdout, result.stdout
+
+
+SPAWNING_THREAD = """
+import os, subprocess, threading, time
+from flowdeck import FlowSpec, step
+
+MARK = "301.5"
+
+
+def spawn_for_ever():
+    while True:
+        subprocess.Popen(["sleep", MARK], start_new_session=True)
+        time.sleep(0.001)
+
+
+def alive_with_mark():
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if handle.read() != b"sleep\\0" + MARK.encode() + b"\\0":
+                    continue
+            with open(f"/proc/{pid}/stat") as handle:
+                count += handle.read().rsplit(")", 1)[1].split()[0] not in "ZXx"
+        except OSError:
+            pass
+    return count
+
+
+class SpawnFlow(FlowSpec):
+    @step
+    def start(self):
+        threading.Thread(target=spawn_for_ever, daemon=True).start()
+        time.sleep(0.2)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("left alive when the next step ran:", alive_with_mark())
+
+
+if __name__ == "__main__":
+    SpawnFlow()
+"""
+
+
+def test_a_daemon_thread_starting_processes_to_the_end_leaves_none(tmp_path: Path) -> None:
+    """A worker with another thread still running does not say it ended (the thread could
+    start processes after the clean-up): it ends by its exit, and the run kills all."""
+    path = tmp_path / "spawn.py"
+    path.write_text(textwrap.dedent(SPAWNING_THREAD))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert "left alive when the next step ran: 0" in result.stdout, result.stdout
+
+
+CLOSES_FDS = """
+import os
+from flowdeck import FlowSpec, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEEP = []
+
+
+class ClosingFlow(FlowSpec):
+    @step
+    def start(self):
+        os.closerange(3, 1024)  # the run's pipe too: its fd number is free for the files
+        for i in range(16):
+            handle = open(os.path.join(HERE, f"shard{i}.txt"), "w")
+            handle.write(f"shard {i}\\n")
+            KEEP.append(handle)  # left open, flushed at the task's end
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("ended")
+
+
+if __name__ == "__main__":
+    ClosingFlow()
+"""
+
+
+def test_the_word_never_lands_in_a_file_of_the_step(tmp_path: Path) -> None:
+    path = tmp_path / "closing.py"
+    path.write_text(textwrap.dedent(CLOSES_FDS))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    for i in range(16):
+        assert (tmp_path / f"shard{i}.txt").read_bytes() == f"shard {i}\n".encode()

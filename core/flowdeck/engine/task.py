@@ -290,9 +290,9 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
 #: PIPE_BUF: written at once, so the workers sharing the run's pipe never interleave.
 END_MESSAGE = struct.Struct("=4sqii")
 END_MAGIC = b"FDnd"
-#: The write end of the run's pipe for END_MESSAGE (`set_end_pipe`); empty where nobody
-#: listens (a worker of another executor).
-_END_PIPE: list[int] = []
+#: The write end of the run's pipe for END_MESSAGE and its identity (device, inode),
+#: set by `set_end_pipe`; empty where nobody listens (a worker of another executor).
+_END_PIPE: list[tuple[int, tuple[int, int]]] = []
 #: How long a worker waits for the processes it left to die once killed (SIGKILL takes
 #: effect when the process next runs: a moment, unless it is stuck in the kernel).
 _LEFT_WAIT_S = 5.0
@@ -302,9 +302,10 @@ def set_end_pipe(fd: int | None) -> None:
     """In the process that forks workers: where its workers tell that they ended (None:
     nowhere, and close the previous pipe's write end)."""
     if _END_PIPE:
-        os.close(_END_PIPE.pop())
+        os.close(_END_PIPE.pop()[0])
     if fd is not None:
-        _END_PIPE.append(fd)
+        st = os.fstat(fd)
+        _END_PIPE.append((fd, (st.st_dev, st.st_ino)))
 
 
 def _tell_ended(code: int) -> None:
@@ -312,32 +313,75 @@ def _tell_ended(code: int) -> None:
     files are flushed, what it waited for has ended, and what it left running is dead
     (killed here: this process is the parent of all of it, having adopted its orphans).
     The kernel's teardown of the process (about 1 ms here, more with a large heap) then
-    overlaps the run's next steps."""
-    if _END_PIPE:
-        left = _end_what_it_left()
-        try:
-            os.write(_END_PIPE[0], END_MESSAGE.pack(END_MAGIC, os.getpid(), code, left))
-        except OSError:  # the run is gone or its pipe full: the exit itself tells it then
+    overlaps the run's next steps.
+
+    Said only when it is certain; otherwise the task ends by its exit, as it always
+    did (the run then ends what it left): not while another thread of the task runs (a
+    daemon thread could start processes after the clean-up, or print after the word),
+    not when the step closed the pipe and its fd number now names a file of the step's,
+    not when what it left would not die."""
+    if not _END_PIPE or not _alone():
+        return
+    fd, identity = _END_PIPE[0]
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) != identity:
+        return
+    left = _end_what_it_left()
+    if left is None:
+        return
+    try:
+        os.write(fd, END_MESSAGE.pack(END_MAGIC, os.getpid(), code, left))
+    except OSError:  # the run is gone or its pipe full: the exit itself tells it then
+        pass
+
+
+def _alone() -> bool:
+    """Whether this process has one thread (C's own included: /proc counts them all)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _end_what_it_left() -> bool | None:
+    """Kill and reap this worker's children (the processes its step left, and the orphans
+    it adopted); False when there were none (one system call), True once all are gone,
+    None when some would not end or cannot be listed. A child killed before its own
+    children were listed hands them to this process: they are listed on the next round."""
+    if not _has_children():
+        return False
+    deadline = time.monotonic() + _LEFT_WAIT_S
+    while True:
+        below = processes.children(os.getpid())
+        if not below:  # children this process cannot list (no /proc): leave them to the run
+            return None
+        for child in below:
+            processes.kill_tree(child)
+        while _reap_one():
             pass
+        if not _has_children():
+            return True
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.001)
 
 
-def _end_what_it_left() -> bool:
-    """Kill and reap this worker's children (the processes its step left, and their
-    orphans it adopted); True when there were any. One system call when there are none."""
+def _has_children() -> bool:
     try:
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         return False
-    for child in processes.children(os.getpid()):
-        processes.kill_tree(child)
-    deadline = time.monotonic() + _LEFT_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(-1, os.WNOHANG) == (0, 0):
-                time.sleep(0.001)
-        except ChildProcessError:
-            break
     return True
+
+
+def _reap_one() -> bool:
+    try:
+        return os.waitpid(-1, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return False
 
 
 def _exit_wait_s() -> float:

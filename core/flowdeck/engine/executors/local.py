@@ -85,6 +85,8 @@ class LocalExecutor(Executor):
     def open(self, guard: processes.RunGuard | None) -> None:
         self.guard = guard
         self.adopter = processes.Adopter()  # after the guard: it must not adopt the guard
+        if not processes.LINUX:  # a worker lists what it left in /proc: elsewhere, exits tell
+            return
         self.ends_r, ends_w = os.pipe()
         os.set_blocking(self.ends_r, False)
         os.set_blocking(ends_w, False)  # a worker never waits to say it ended (see _tell_ended)
@@ -238,6 +240,7 @@ class LocalExecutor(Executor):
         pid = launched.key
         if pid in self.served:  # the server ends its leftovers and reaps it
             return self._served_ended(launched)
+        self.left.pop(pid, None)  # a word it sent but that lost to its exit
         if hasattr(os, "waitid"):
             if not _exited(pid):
                 return None
@@ -308,6 +311,7 @@ class LocalExecutor(Executor):
             processes.kill_tree(pid)
 
     def reap_killed(self, launched: Launched) -> bool:
+        self.left.pop(launched.key, None)
         if launched.key in self.served:
             return self.ended(launched, set()) is not None
         return processes.reap(launched.key)
