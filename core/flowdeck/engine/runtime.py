@@ -3,8 +3,9 @@
 One process (the one that called `run`) owns the run: it starts an attempt per
 task through its executor (`engine.executors`: forked workers by default), up to
 `max_workers` at once, reads their stdout/stderr through pipes (to log files and,
-prefixed, to the terminal), learns of their end through an exit fd, and is the
-only writer of `events.jsonl` and `run.json`.
+prefixed, to the terminal), learns of their end through the executor's word that
+they ended (`Executor.early_ends`: a local worker says so before its process is torn
+down) or else an exit fd, and is the only writer of `events.jsonl` and `run.json`.
 
 Nothing a task starts outlives it: the executor ends, when a task ends,
 everything that task left behind (for forked workers: their process group and
