@@ -362,3 +362,47 @@ def test_the_word_never_lands_in_a_file_of_the_step(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for i in range(16):
         assert (tmp_path / f"shard{i}.txt").read_bytes() == f"shard {i}\n".encode()
+
+
+ELSEWHERE = """
+import flowdeck.engines.processes as processes
+
+processes.LINUX = False  # as on macOS: no /proc, no subreaper, no run guard
+
+from flowdeck import FlowSpec, step
+
+
+class ElsewhereFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = [1, 2, 3]
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        self.square = self.input * self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.total = sum(i.square for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("total", self.total)
+
+
+if __name__ == "__main__":
+    ElsewhereFlow()
+"""
+
+
+def test_where_workers_cannot_tell_tasks_end_by_their_exit(tmp_path: Path) -> None:
+    """Off Linux a worker cannot list what it left (no /proc): the run opens no pipe for
+    words and every task ends by its exit, as before."""
+    path = tmp_path / "elsewhere.py"
+    path.write_text(textwrap.dedent(ELSEWHERE))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "total 14" in result.stdout

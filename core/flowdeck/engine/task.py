@@ -281,7 +281,10 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
             disarm(armed)
         finally:
             _flush_everything()
-            _tell_ended(code)
+            try:
+                _tell_ended(code)
+            except BaseException:  # noqa: BLE001 (a Ctrl+C mid-clean-up: the exit tells instead)
+                pass
 
 
 #: A worker's word that its task has ended (`finish_worker_process`, its last act before

@@ -168,7 +168,8 @@ class LocalExecutor(Executor):
         """In the fork server: the orchestrator's fds, and the pipe for early ends (the
         server tells the orchestrator itself when each of its workers has ended)."""
         close_inherited()
-        os.close(self.ends_r)
+        if self.ends_r >= 0:
+            os.close(self.ends_r)
         set_end_pipe(None)
 
     def _start_served(self, request: TaskRequest, out_r: int, out_w: int, err_r: int,
@@ -217,7 +218,8 @@ class LocalExecutor(Executor):
                 processes.become_task_worker(parent)
                 os.close(out_r)
                 os.close(err_r)
-                os.close(self.ends_r)
+                if self.ends_r >= 0:
+                    os.close(self.ends_r)
                 close_inherited()
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
