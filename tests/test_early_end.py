@@ -17,6 +17,16 @@ from pathlib import Path
 
 from conftest import run_flow
 
+
+def _run(tmp_path: Path, name: str, source: str, *args: str, timeout: float = 60) -> str:
+    """Write `source` as `name` and run it (`python name run args`); its stdout, once the
+    run has succeeded."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    result = run_flow(path, "run", *args, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
 LEFT_BEHIND = """
 import os, subprocess
 from flowdeck import FlowSpec, step
@@ -51,15 +61,12 @@ if __name__ == "__main__":
 
 
 def test_what_a_task_left_is_gone_before_the_next_task_runs(tmp_path: Path) -> None:
-    path = tmp_path / "left.py"
-    path.write_text(textwrap.dedent(LEFT_BEHIND))
-    result = run_flow(path, "run")
-    assert result.returncode == 0, result.stderr
+    stdout = _run(tmp_path, "left.py", LEFT_BEHIND)
     for name in ("in_group", "in_session"):
         # Killed: gone, or a zombie until the orchestrator reaps it ("Z"); never running
         # or sleeping ("R", "S").
-        line = next(li for li in result.stdout.splitlines() if f"{name} when" in li)
-        assert line.rsplit(": ", 1)[1].split()[-1] in ("gone", "Z"), result.stdout
+        line = next(li for li in stdout.splitlines() if f"{name} when" in li)
+        assert line.rsplit(": ", 1)[1].split()[-1] in ("gone", "Z"), stdout
 
 
 MANY_TASKS = """
@@ -114,32 +121,30 @@ def test_ended_workers_are_reaped_and_their_fds_closed(tmp_path: Path) -> None:
     """153 tasks end early; by the last one the orchestrator holds no more fds than at the
     first (each worker's pidfd is closed once it is reaped) and at most the latest few
     workers, still on their way out, are unreaped."""
-    path = tmp_path / "many.py"
-    path.write_text(textwrap.dedent(MANY_TASKS))
-    result = run_flow(path, "run", "--max-workers", "2")
-    assert result.returncode == 0, result.stderr
-    grew = int(result.stdout.split("orchestrator fds grew by ")[1].split()[0])
-    unreaped = int(result.stdout.split("exited workers not reaped: ")[1].split()[0])
-    assert grew <= 8, result.stdout  # the running tasks' pipes, not one pidfd per task
-    assert unreaped <= 3, result.stdout
+    stdout = _run(tmp_path, "many.py", MANY_TASKS, "--max-workers", "2")
+    grew = int(stdout.split("orchestrator fds grew by ")[1].split()[0])
+    unreaped = int(stdout.split("exited workers not reaped: ")[1].split()[0])
+    assert grew <= 8, stdout  # the running tasks' pipes, not one pidfd per task
+    assert unreaped <= 3, stdout
 
 
-SCRIBBLE = """
+#: A foreach of squares and their total; PRELUDE and IN_WORK are where a test puts its
+#: own lines (module level, and in the foreach step), ITEMS its items.
+SQUARES = """
 import os
+PRELUDE
 from flowdeck import FlowSpec, step
-from flowdeck.engine import task
 
 
-class ScribbleFlow(FlowSpec):
+class SquaresFlow(FlowSpec):
     @step
     def start(self):
-        self.items = list(range(6))
+        self.items = ITEMS
         self.next(self.work, foreach="items")
 
     @step
     def work(self):
-        if self.input == 2:  # a step that writes into the run's pipe (it should not)
-            os.write(task._END_PIPE[0][0], b"not a word from a worker, seventeen")
+        IN_WORK
         self.square = self.input * self.input
         self.next(self.join)
 
@@ -154,17 +159,24 @@ class ScribbleFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    ScribbleFlow()
+    SquaresFlow()
 """
+
+
+def squares_flow(items: str, prelude: str = "", in_work: str = "pass") -> str:
+    return SQUARES.replace("ITEMS", items).replace("PRELUDE", prelude).replace(
+        "IN_WORK", in_work)
+
+
+SCRIBBLE = squares_flow("list(range(6))", prelude="from flowdeck.engine import task", in_work=(
+    'if self.input == 2:  # a step that writes into the run\'s pipe (it should not)\n'
+    '            os.write(task._END_PIPE[0][0], b"not a word from a worker, seventeen")'))
 
 
 def test_a_step_writing_into_the_runs_pipe_does_not_confuse_the_run(tmp_path: Path) -> None:
     """Words after the scribble in the same read are dropped: those tasks end as they exit."""
-    path = tmp_path / "scribble.py"
-    path.write_text(textwrap.dedent(SCRIBBLE))
-    result = run_flow(path, "run")
-    assert result.returncode == 0, result.stderr
-    assert "total 55" in result.stdout
+    stdout = _run(tmp_path, "scribble.py", SCRIBBLE)
+    assert "total 55" in stdout
 
 
 NEIGHBOURS = """
@@ -203,11 +215,8 @@ if __name__ == "__main__":
 def test_a_task_that_left_processes_ends_without_harming_its_neighbours(tmp_path: Path) -> None:
     """Cleaning up after one task (its leftovers killed, its worker reaped) never touches
     the workers of the tasks still running beside it."""
-    path = tmp_path / "neighbours.py"
-    path.write_text(textwrap.dedent(NEIGHBOURS))
-    result = run_flow(path, "run", "--max-workers", "4")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "done [0, 1, 2, 3, 4, 5, 6, 7]" in result.stdout
+    stdout = _run(tmp_path, "neighbours.py", NEIGHBOURS, "--max-workers", "4")
+    assert "done [0, 1, 2, 3, 4, 5, 6, 7]" in stdout
 
 
 GRANDCHILDREN = """
@@ -266,11 +275,8 @@ def test_grandchildren_handed_over_during_the_clean_up_are_killed_too(tmp_path: 
     """A child killed before its own children were listed hands them to the worker (a
     subreaper): the worker's clean-up goes round until none is left, or the task ends by
     its exit. 40 tasks, one at a time, each meeting what the previous one left."""
-    path = tmp_path / "grand.py"
-    path.write_text(textwrap.dedent(GRANDCHILDREN))
-    result = run_flow(path, "run", "--max-workers", "1", timeout=240)
-    assert result.returncode == 0, result.stderr
-    assert "tasks that met the previous one's grandchildren: 0" in result.stdout, result.stdout
+    stdout = _run(tmp_path, "grand.py", GRANDCHILDREN, "--max-workers", "1", timeout=240)
+    assert "tasks that met the previous one's grandchildren: 0" in stdout, stdout
 
 
 SPAWNING_THREAD = """
@@ -320,11 +326,8 @@ if __name__ == "__main__":
 def test_a_daemon_thread_starting_processes_to_the_end_leaves_none(tmp_path: Path) -> None:
     """A worker with another thread still running does not say it ended (the thread could
     start processes after the clean-up): it ends by its exit, and the run kills all."""
-    path = tmp_path / "spawn.py"
-    path.write_text(textwrap.dedent(SPAWNING_THREAD))
-    result = run_flow(path, "run")
-    assert result.returncode == 0, result.stderr
-    assert "left alive when the next step ran: 0" in result.stdout, result.stdout
+    stdout = _run(tmp_path, "spawn.py", SPAWNING_THREAD)
+    assert "left alive when the next step ran: 0" in stdout, stdout
 
 
 CLOSES_FDS = """
@@ -356,53 +359,18 @@ if __name__ == "__main__":
 
 
 def test_the_word_never_lands_in_a_file_of_the_step(tmp_path: Path) -> None:
-    path = tmp_path / "closing.py"
-    path.write_text(textwrap.dedent(CLOSES_FDS))
-    result = run_flow(path, "run")
-    assert result.returncode == 0, result.stderr
+    _run(tmp_path, "closing.py", CLOSES_FDS)
     for i in range(16):
         assert (tmp_path / f"shard{i}.txt").read_bytes() == f"shard {i}\n".encode()
 
 
-ELSEWHERE = """
-import flowdeck.engines.processes as processes
-
-processes.LINUX = False  # as on macOS: no /proc, no subreaper, no run guard
-
-from flowdeck import FlowSpec, step
-
-
-class ElsewhereFlow(FlowSpec):
-    @step
-    def start(self):
-        self.items = [1, 2, 3]
-        self.next(self.work, foreach="items")
-
-    @step
-    def work(self):
-        self.square = self.input * self.input
-        self.next(self.join)
-
-    @step
-    def join(self, inputs):
-        self.total = sum(i.square for i in inputs)
-        self.next(self.end)
-
-    @step
-    def end(self):
-        print("total", self.total)
-
-
-if __name__ == "__main__":
-    ElsewhereFlow()
-"""
+ELSEWHERE = squares_flow("[1, 2, 3]", prelude=(
+    "import flowdeck.engines.processes as processes\n"
+    "processes.LINUX = False  # as on macOS: no /proc, no subreaper, no run guard"))
 
 
 def test_where_workers_cannot_tell_tasks_end_by_their_exit(tmp_path: Path) -> None:
     """Off Linux a worker cannot list what it left (no /proc): the run opens no pipe for
     words and every task ends by its exit, as before."""
-    path = tmp_path / "elsewhere.py"
-    path.write_text(textwrap.dedent(ELSEWHERE))
-    result = run_flow(path, "run")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "total 14" in result.stdout
+    stdout = _run(tmp_path, "elsewhere.py", ELSEWHERE)
+    assert "total 14" in stdout

@@ -351,25 +351,13 @@ def _alone() -> bool:
 
 def _end_what_it_left() -> bool | None:
     """Kill and reap this worker's children (the processes its step left, and the orphans
-    it adopted); False when there were none (one system call), True once all are gone,
-    None when some would not end or cannot be listed. A child killed before its own
-    children were listed hands them to this process: they are listed on the next round."""
+    it adopted): False when there were none (one system call), True once all are gone,
+    None when some would not end or could not be listed (the run's exit path ends them)."""
     if not _has_children():
         return False
-    deadline = time.monotonic() + _LEFT_WAIT_S
-    while True:
-        below = processes.children(os.getpid())
-        if not below:  # children this process cannot list (no /proc): leave them to the run
-            return None
-        for child in below:
-            processes.kill_tree(child)
-        while _reap_one():
-            pass
-        if not _has_children():
-            return True
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.001)
+    if processes.end_children(os.getpid(), set(), _LEFT_WAIT_S) or _has_children():
+        return None
+    return True
 
 
 def _has_children() -> bool:
@@ -378,13 +366,6 @@ def _has_children() -> bool:
     except ChildProcessError:
         return False
     return True
-
-
-def _reap_one() -> bool:
-    try:
-        return os.waitpid(-1, os.WNOHANG)[0] != 0
-    except ChildProcessError:
-        return False
 
 
 def _exit_wait_s() -> float:

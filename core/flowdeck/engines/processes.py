@@ -194,6 +194,25 @@ def kill_tree(pid: int) -> None:
         signal_quietly(below, signal.SIGKILL)
 
 
+def end_children(parent: int, spare: set[int], limit: float) -> list[int]:
+    """Kill and reap every child of `parent` (this process) but `spare`, with all below
+    them, round after round: a child killed before its own children were listed hands
+    them to a subreaper parent, and the next round lists them. Returns the children
+    still there after `limit` seconds (stuck in the kernel)."""
+    deadline = time.monotonic() + limit
+    while True:
+        strays = [p for p in children(parent) if p not in spare]
+        if not strays:
+            return []
+        for pid in strays:
+            kill_tree(pid)
+        left = [pid for pid in strays if not reap(pid)]
+        if left and time.monotonic() > deadline:
+            return left
+        if left:
+            time.sleep(0.002)
+
+
 def reap(pid: int) -> bool:
     """Collect a child's exit status if it has ended; True once it is gone."""
     try:
@@ -275,18 +294,7 @@ class Adopter:
         below them; returns the pids that would not die (stuck in the kernel)."""
         if not self.active:
             return []
-        deadline = time.monotonic() + self.REAP_WAIT_S
-        while True:
-            strays = [p for p in children(self.pid) if p not in keep and p not in self.foreign]
-            if not strays:
-                return []
-            for pid in strays:
-                kill_tree(pid)
-            left = [pid for pid in strays if not reap(pid)]
-            if left and time.monotonic() > deadline:
-                return left
-            if left:
-                time.sleep(0.002)
+        return end_children(self.pid, keep | self.foreign, self.REAP_WAIT_S)
 
     def close(self, keep: set[int]) -> list[int]:
         """A last sweep, then stop adopting (unless this process did before the run)."""
