@@ -367,6 +367,42 @@ def test_without_an_address_a_local_cluster_runs_the_tasks(flow_file) -> None:
     assert all(e["worker"].startswith("tcp://127.0.0.1:") for e in started)
 
 
+def test_a_worker_whose_temporary_folder_is_deep_runs_the_tasks(flow_file,
+                                                              tmp_path: Path) -> None:
+    """multiprocessing's fork server, which starts the worker's zygotes, listens on a Unix
+    socket under $TMPDIR; a socket path holds ~100 bytes. A worker with a deep $TMPDIR
+    (a scratch folder per job) failed every task with "AF_UNIX path too long", reported
+    as a lost worker; it now runs them (its fork server's folder is a short one)."""
+    import logging
+    deep = tmp_path / ("scratch-" + "d" * 50) / ("job-" + "e" * 50)
+    deep.mkdir(parents=True)
+    scheduler = distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                         dashboard_address=None, silence_logs=logging.ERROR,
+                                         scheduler_kwargs={"dashboard": False,
+                                                           "dashboard_address": ":0"})
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", scheduler.scheduler_address,
+         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+        env=child_env(TMPDIR=str(deep)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    client = distributed.Client(scheduler, set_as_default=False)
+    try:
+        client.wait_for_workers(1, timeout=120)
+        path = flow_file("train.py")
+        result = run_flow(path, "run", "--executor", "dask", "--scheduler",
+                          scheduler.scheduler_address, timeout=120)
+    finally:
+        client.close()
+        worker.terminate()
+        worker.wait(timeout=60)
+        scheduler.close()
+    assert len(str(deep)) > 100
+    assert result.returncode == 0, result.stderr
+    assert "AF_UNIX" not in result.stderr
+    run = Flow("TrainFlow", root=path.parent / ".flowdeck").latest_run
+    assert run.successful and run.data.best == 0.01
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -404,6 +440,34 @@ def test_workers_with_another_flowdeck_are_refused(flow_file, tmp_path: Path) ->
     assert result.returncode == 2
     assert "runs flowdeck 0.0.1-skewed" in result.stderr
     assert f"the orchestrator runs flowdeck {flowdeck.__version__}" in result.stderr
+
+
+def test_a_worker_that_raises_is_named_as_failing_not_as_lost(flow_file,
+                                                              tmp_path: Path) -> None:
+    """A worker out of file descriptors (every `os.pipe` fails, as at its fd limit) is
+    alive: the attempt's error says the worker could not run the task and why, not that
+    it went away."""
+    import logging
+    preload = tmp_path / "no_fds.py"
+    preload.write_text("import errno, os\n"
+                       "def _no_fds():\n"
+                       "    raise OSError(errno.EMFILE, 'Too many open files')\n"
+                       "os.pipe = _no_fds\n")
+    starved = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None,
+                                       preload=[str(preload)], silence_logs=logging.ERROR,
+                                       scheduler_kwargs={"dashboard": False,
+                                                         "dashboard_address": ":0"})
+    try:
+        path = flow_file("train.py")
+        result = run_flow(path, "run", "--executor", "dask", "--scheduler",
+                          starved.scheduler_address, timeout=120)
+    finally:
+        starved.close()
+    assert result.returncode == 1
+    assert "worker failed: Dask worker tcp://127.0.0.1:" in result.stderr
+    assert "could not run the task (OSError: [Errno 24] Too many open files)" in result.stderr
+    assert "went away" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_importing_flowdeck_and_a_local_run_load_no_dask(tmp_path: Path) -> None:

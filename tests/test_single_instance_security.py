@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,11 +119,23 @@ def test_runtime_dir_is_used_only_when_it_is_private(tmp_path: Path,
     assert stat.S_IMODE(Path(server_name()).parent.stat().st_mode) == 0o700
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A new folder with a short path: under pytest's own temporary folder (deeper under
+    pytest-xdist) every candidate for the socket could be refused as too deep first."""
+    folder = Path(tempfile.mkdtemp(prefix="fd-", dir="/tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_a_folder_made_first_by_another_user_is_refused(
-        qapp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        qapp, short_tmp: Path, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
     if not hasattr(os, "getuid") or os.getuid() != 0:
         pytest.skip("giving a folder to another user (chown to uid 65534) needs root")
+    tmp_path = short_tmp
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))  # no cache folder

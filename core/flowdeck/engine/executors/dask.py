@@ -435,6 +435,10 @@ class DaskExecutor(Executor):
     def _lost_message(self, attempt: _Attempt, exc: BaseException | None = None) -> str:
         worker = attempt.started_on or attempt.sent_to or "(unknown)"
         detail = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        if exc is not None and type(exc).__name__ != "KilledWorker":  # it raised, it lives
+            return (f"worker failed: Dask worker {worker} could not run the task{detail}. "
+                    "The step did not run; this is the worker's fault, not the step's: "
+                    "check its environment and log, then resume the run.")
         return (f"worker lost: Dask worker {worker} went away while it ran the task{detail}. "
                 "The attempt failed; with @retry it runs again on another worker. Check the "
                 "worker's log (its memory limit, the machine going away).")

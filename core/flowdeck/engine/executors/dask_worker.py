@@ -131,8 +131,13 @@ def _fork_attempt(flow_class: bytes, files: dict[str, str], where: str,
                   ) -> tuple[int, task_zygote.Zygote] | remote_task.LoadFailure:
     """Start the attempt in this flow class's zygote (made on first use, made again once
     if it died); (pid, zygote), or the `LoadFailure` the class gives."""
+    why = "see the worker's log"
     for _ in range(2):
-        zygote = _zygote_for(flow_class, files, where)
+        try:
+            zygote = _zygote_for(flow_class, files, where)
+        except OSError as exc:  # no process to fork from (a fork server that cannot start)
+            why = f"{type(exc).__name__}: {exc}"
+            continue
         try:
             answer = zygote.fork(request, fds)
         except OSError:
@@ -147,7 +152,8 @@ def _fork_attempt(flow_class: bytes, files: dict[str, str], where: str,
         return answer
     return remote_task.LoadFailure(remote_task.EXIT_LOAD_FAILED,
                                    f"Worker {where} could not start the task's process "
-                                   "twice in a row; see the worker's log.")
+                                   f"twice in a row ({why}). The step did not run; fix the "
+                                   "worker's environment, then resume the run.")
 
 
 def _zygote_for(flow_class: bytes, files: dict[str, str], where: str) -> task_zygote.Zygote:
@@ -300,10 +306,45 @@ def _context_for_children() -> Any:
     global _context
     with _lock:
         if _context is None:
+            _short_socket_folder()
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["flowdeck.engine.executors.task_zygote"])
             _context = context
         return _context
+
+
+#: The longest path of a Unix socket: sun_path holds 108 bytes on Linux, 104 on macOS
+#: (with the final NUL), and multiprocessing's own names take 32 of them.
+_SOCKET_PATH_MAX = 103
+_SHORT_TEMP_BASES = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _short_socket_folder() -> None:
+    """Give multiprocessing a temporary folder short enough for its fork server's socket.
+
+    The fork server listens on `<tempdir>/pymp-XXXXXXXX/listener-XXXXXXXX`, under $TMPDIR.
+    A worker whose $TMPDIR is deep (a scratch folder per job, per container) failed every
+    task with "AF_UNIX path too long". Python 3.13 falls back to a short system folder
+    then; this does the same for 3.11 and 3.12, the way `multiprocessing.util.get_temp_dir`
+    makes its folder (removed at exit). Nothing changes when $TMPDIR is short enough or
+    multiprocessing already has its folder."""
+    import shutil
+    import tempfile
+    from multiprocessing import process, util
+    config = process.current_process()._config  # type: ignore[attr-defined]
+    if config.get("tempdir") is not None:
+        return
+    if len(os.fsencode(tempfile.gettempdir())) + 32 <= _SOCKET_PATH_MAX:
+        return
+    for base in _SHORT_TEMP_BASES:
+        try:
+            folder = tempfile.mkdtemp(prefix="pymp-", dir=base)
+        except OSError:  # missing, or not ours to write: the next one
+            continue
+        util.Finalize(None, util._remove_temp_dir,  # type: ignore[attr-defined]
+                      args=(shutil.rmtree, folder), exitpriority=-100)
+        config["tempdir"] = folder
+        return
 
 
 _start_lock = threading.Lock()
