@@ -22,6 +22,17 @@ for _path in (CORE, DESKTOP):
         sys.path.insert(0, str(_path))
 
 
+#: Most processes `pytest -n auto` starts: each test starts real flows, clusters and
+#: servers of its own, so a many-core machine gains little past this and loads a lot.
+MAX_TEST_PROCESSES = 8
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): one test process per usable core, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_TEST_PROCESSES, cores or 1))
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """Environment for a flow process: our core importable, unbuffered, UTF-8."""
     env = dict(os.environ)
