@@ -52,3 +52,27 @@ def test_a_mistyped_command_is_an_error_not_a_window(tmp_path: Path) -> None:
     done = flowdeck("resme", "flow.py", cwd=tmp_path)
     assert done.returncode == 2
     assert "`resme` is neither a command" in done.stderr
+
+
+def _without_display() -> dict[str, str]:
+    return {k: v for k, v in child_env().items()
+            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+
+
+def test_help_version_and_a_bad_option_answer_without_a_display(tmp_path: Path) -> None:
+    """Over ssh, `flowdeck --help` is the first thing typed: it must not ask for a screen."""
+    def typed(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flowdeck_desktop", *args], cwd=tmp_path,
+                              env=_without_display(), capture_output=True, text=True,
+                              timeout=120)
+    helped = typed("--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "usage: flowdeck" in helped.stdout and "--new-instance" in helped.stdout
+    assert "Commands without a window: run, resume, list, graph, gc" in helped.stdout
+    import flowdeck
+    versioned = typed("--version")
+    assert versioned.returncode == 0 and versioned.stdout.strip() == f"flowdeck {flowdeck.__version__}"
+    wrong = typed("--bogus-option", str(tmp_path))
+    assert wrong.returncode == 2
+    assert "unrecognized arguments: --bogus-option" in wrong.stderr
+    assert "display" not in wrong.stderr and "Traceback" not in wrong.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-CORE_COMMANDS = {"run", "resume", "list", "graph", "gc"}
+from flowdeck_desktop.command_line import CORE_COMMANDS, parse_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Commands: {', '.join(sorted(CORE_COMMANDS))}; or give folders to watch and "
               "flow files to open (`flowdeck --help`).", file=sys.stderr)
         return 2
+    parse_args(argv)  # before Qt: --help, --version and a bad option answer without a display
     for flag, action in (("--install-desktop", "install"), ("--uninstall-desktop", "uninstall")):
         if flag in argv:  # before Qt: works over ssh and without a display
             from flowdeck_desktop.system.desktop_integration import main as integrate

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
-from flowdeck.compiled_dataclasses import dataclass
+from flowdeck_desktop.command_line import AppOptions, parse_args
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.system.resources import examples_dir
 from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer, send_to_running
@@ -26,53 +25,6 @@ def default_settings() -> QSettings:
     folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppConfigLocation)
     return QSettings(os.path.join(folder or os.path.expanduser("~/.config/flowdeck"),
                                   "flowdeck.ini"), QSettings.Format.IniFormat)
-
-
-@dataclass
-class AppOptions:
-    paths: list[str]
-    screenshot: str | None = None
-    run: bool = False
-    exit_when_done: bool = False
-    new_instance: bool = False
-    quit_when_shown: bool = False
-    size: tuple[int, int] | None = None
-
-
-def parse_args(argv: list[str]) -> AppOptions:
-    parser = argparse.ArgumentParser(prog="flowdeck", description="Watch folders of flows, "
-                                     "run them and see their DAG come alive. Also: `flowdeck "
-                                     "run FILE`, `flowdeck list PATH`, `flowdeck graph FILE`.")
-    parser.add_argument("paths", nargs="*", help="folders to watch or flow files to open")
-    parser.add_argument("--run", action="store_true", help="run the selected flow at start")
-    parser.add_argument("--screenshot", metavar="OUT.png",
-                        help="run the selected flow, save a screenshot when it ends, and quit")
-    parser.add_argument("--exit-when-done", action="store_true",
-                        help="quit when the started run ends (for tests and scripts)")
-    parser.add_argument("--new-instance", action="store_true",
-                        help="open a window of its own instead of handing the paths to a "
-                        "running Flowdeck")
-    parser.add_argument("--install-desktop", action="store_true",
-                        help="add Flowdeck to your applications menu and to \"Open with\" for "
-                        ".py files (Linux, current user), then quit")
-    parser.add_argument("--uninstall-desktop", action="store_true",
-                        help="remove what --install-desktop added, then quit")
-    parser.add_argument("--size", metavar="WxH", type=_size,
-                        help="the window's size, e.g. 1280x720 (for --screenshot); the theme "
-                        "follows the system's, or FLOWDECK_THEME=dark|light")
-    parser.add_argument("--quit-when-shown", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    return AppOptions(args.paths, args.screenshot, args.run or bool(args.screenshot),
-                      args.exit_when_done or bool(args.screenshot), args.new_instance,
-                      args.quit_when_shown, args.size)
-
-
-def _size(text: str) -> tuple[int, int]:
-    width, _, height = text.lower().partition("x")
-    if not (width.isdigit() and height.isdigit()) or int(width) < 200 or int(height) < 200:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the size as WIDTHxHEIGHT, "
-                                         "e.g. 1280x720")
-    return int(width), int(height)
 
 
 def build(settings: QSettings | None = None, paths: list[str] | None = None,
