@@ -8,6 +8,7 @@ Each is skipped, with the reason shown, only where its extra is not installed;
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,17 +16,31 @@ from typing import Any
 import pytest
 
 
-@contextmanager
-def dask_cluster(workers: int = 2) -> Iterator[Any]:
-    """A `distributed.Client` of a LocalCluster of single-threaded worker processes (with
-    nannies, which restart a killed one) on 127.0.0.1, no dashboard."""
+def local_cluster(workers: int = 2, **extra: Any) -> Any:
+    """A Dask LocalCluster of single-threaded worker processes (with nannies, which restart
+    a killed one) on 127.0.0.1, no dashboard, its logs quiet; `extra`: LocalCluster's
+    other arguments (a worker `preload`)."""
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed "
                                       "(pip install 'flowdeck[dask]'); .ci/run installs it")
-    local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                     host="127.0.0.1", dashboard_address=None,
-                                     silence_logs=logging.ERROR,
-                                     scheduler_kwargs={"dashboard": False,
-                                                       "dashboard_address": ":0"})
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                    host="127.0.0.1", dashboard_address=None,
+                                    silence_logs=logging.ERROR,
+                                    scheduler_kwargs={"dashboard": False,
+                                                      "dashboard_address": ":0"}, **extra)
+
+
+
+def dask_worker_command(address: str) -> list[str]:
+    """A `dask worker` process of its own for the scheduler at `address`: one thread, no
+    nanny, no dashboard, on 127.0.0.1 (a test starts it with the environment it studies)."""
+    return [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+            "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"]
+
+@contextmanager
+def dask_cluster(workers: int = 2) -> Iterator[Any]:
+    """A `distributed.Client` of a `local_cluster`, its workers up."""
+    import distributed
+    local = local_cluster(workers)
     client = distributed.Client(local, set_as_default=False)
     try:
         client.wait_for_workers(workers, timeout=60)

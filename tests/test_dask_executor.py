@@ -23,7 +23,7 @@ import pytest
 import test_runtime as semantics
 import test_worker_exit as worker_exit
 from conftest import FLOWS, child_env, process_alive, run_flow, wait_for
-from scaleout_servers import dask_cluster
+from scaleout_servers import dask_cluster, dask_worker_command, local_cluster
 
 from flowdeck import Flow
 from flowdeck.store.events import read_events
@@ -373,17 +373,11 @@ def test_a_worker_whose_temporary_folder_is_deep_runs_the_tasks(flow_file,
     socket under $TMPDIR; a socket path holds ~100 bytes. A worker with a deep $TMPDIR
     (a scratch folder per job) failed every task with "AF_UNIX path too long", reported
     as a lost worker; it now runs them (its fork server's folder is a short one)."""
-    import logging
     deep = tmp_path / ("scratch-" + "d" * 50) / ("job-" + "e" * 50)
     deep.mkdir(parents=True)
-    scheduler = distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
-                                         dashboard_address=None, silence_logs=logging.ERROR,
-                                         scheduler_kwargs={"dashboard": False,
-                                                           "dashboard_address": ":0"})
+    scheduler = local_cluster(workers=0)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_worker", scheduler.scheduler_address,
-         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
-        env=child_env(TMPDIR=str(deep)), stdout=subprocess.DEVNULL,
+        dask_worker_command(scheduler.scheduler_address), env=child_env(TMPDIR=str(deep)), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     client = distributed.Client(scheduler, set_as_default=False)
     try:
@@ -420,23 +414,22 @@ def test_an_unreachable_scheduler_is_refused_and_records_no_run(flow_file) -> No
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_workers_with_another_flowdeck_are_refused(flow_file, tmp_path: Path) -> None:
-    import logging
-
-    import flowdeck
-    preload = tmp_path / "skew.py"
-    preload.write_text("import flowdeck\nflowdeck.__version__ = '0.0.1-skewed'\n")
-    skewed = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None,
-                                      preload=[str(preload)], silence_logs=logging.ERROR,
-                                      scheduler_kwargs={"dashboard": False,
-                                                        "dashboard_address": ":0"})
+def _train_on_a_worker_that_first_runs(preload: str, flow_file,
+                                       tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """train.py run on a cluster of one worker that ran `preload` (Python) as it started."""
+    (tmp_path / "preload.py").write_text(preload)
+    cluster = local_cluster(workers=1, preload=[str(tmp_path / "preload.py")])
     try:
-        path = flow_file("train.py")
-        result = run_flow(path, "run", "--executor", "dask", "--scheduler",
-                          skewed.scheduler_address, timeout=120)
+        return run_flow(flow_file("train.py"), "run", "--executor", "dask", "--scheduler",
+                        cluster.scheduler_address, timeout=120)
     finally:
-        skewed.close()
+        cluster.close()
+
+
+def test_workers_with_another_flowdeck_are_refused(flow_file, tmp_path: Path) -> None:
+    import flowdeck
+    result = _train_on_a_worker_that_first_runs(
+        "import flowdeck\nflowdeck.__version__ = '0.0.1-skewed'\n", flow_file, tmp_path)
     assert result.returncode == 2
     assert "runs flowdeck 0.0.1-skewed" in result.stderr
     assert f"the orchestrator runs flowdeck {flowdeck.__version__}" in result.stderr
@@ -447,23 +440,11 @@ def test_a_worker_that_raises_is_named_as_failing_not_as_lost(flow_file,
     """A worker out of file descriptors (every `os.pipe` fails, as at its fd limit) is
     alive: the attempt's error says the worker could not run the task and why, not that
     it went away."""
-    import logging
-    preload = tmp_path / "no_fds.py"
-    preload.write_text("import errno, os\n"
-                       "def _no_fds():\n"
-                       "    raise OSError(errno.EMFILE, 'Too many open files')\n"
-                       "os.pipe = _no_fds\n")
-    starved = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       preload=[str(preload)], silence_logs=logging.ERROR,
-                                       scheduler_kwargs={"dashboard": False,
-                                                         "dashboard_address": ":0"})
-    try:
-        path = flow_file("train.py")
-        result = run_flow(path, "run", "--executor", "dask", "--scheduler",
-                          starved.scheduler_address, timeout=120)
-    finally:
-        starved.close()
+    result = _train_on_a_worker_that_first_runs(
+        "import errno, os\n"
+        "def _no_fds():\n"
+        "    raise OSError(errno.EMFILE, 'Too many open files')\n"
+        "os.pipe = _no_fds\n", flow_file, tmp_path)
     assert result.returncode == 1
     assert "worker failed: Dask worker tcp://127.0.0.1:" in result.stderr
     assert "could not run the task (OSError: [Errno 24] Too many open files)" in result.stderr

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import FLOWS, child_env, run_flow
-from scaleout_servers import s3_server
+from scaleout_servers import dask_worker_command, local_cluster, s3_server
 
 FLOW = FLOWS / "object_store_flow.py"
 BUCKET = "flowdeck-tests"
@@ -390,19 +390,14 @@ def far_workers(s3: S3, project: Path, tmp_path: Path) -> Iterator[tuple[str, Pa
     why = _can_hide_folders()
     if why is not None:
         pytest.skip(f"needs a mount namespace to hide the project from the workers: {why}")
-    import logging
-    scheduler = distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
-                                         dashboard_address=None, silence_logs=logging.ERROR,
-                                         scheduler_kwargs={"dashboard": False,
-                                                           "dashboard_address": ":0"})
+    scheduler = local_cluster(workers=0)
     worker_tmp = tmp_path / "worker-tmp"
     worker_tmp.mkdir()
     env = s3.env(TMPDIR=str(worker_tmp))
     hide = 'mount -t tmpfs none "$1" && shift && exec "$@"'
     workers = [subprocess.Popen(
-        ["unshare", "-m", "sh", "-c", hide, "sh", str(project), sys.executable, "-m",
-         "distributed.cli.dask_worker", scheduler.scheduler_address, "--nthreads", "1",
-         "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+        ["unshare", "-m", "sh", "-c", hide, "sh", str(project),
+         *dask_worker_command(scheduler.scheduler_address)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     client = distributed.Client(scheduler, set_as_default=False)
     try:
