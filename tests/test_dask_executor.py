@@ -60,6 +60,10 @@ def test_branches_nested_foreach_merge_retry_catch_current(on_dask, flow_file) -
     semantics.test_branches_nested_foreach_merge_retry_catch(flow_file)
 
 
+def test_the_scripts_classes_stay_themselves_on_the_workers(on_dask, tmp_path: Path) -> None:
+    semantics.test_the_scripts_classes_stay_themselves_from_task_to_task(tmp_path)
+
+
 def test_failure_traceback_names_the_line_then_resume(on_dask, flow_file) -> None:
     semantics.test_failure_short_traceback_then_resume_reuses_finished_tasks(flow_file)
 

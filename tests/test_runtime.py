@@ -423,3 +423,96 @@ def test_a_bare_interpreter_runs_flows_with_only_the_core_on_its_path(tmp_path: 
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert Flow("TrainFlow", root=tmp_path / ".flowdeck").latest_run.data.best == 0.01
+
+
+SCRIPT_CLASSES_FLOW = '''
+import dataclasses
+import enum
+import os
+
+from flowdeck import FlowSpec, step
+
+
+class Mode(enum.Enum):
+    TRAIN = "train"
+    EVAL = "eval"
+
+
+@dataclasses.dataclass
+class Settings:
+    lr: float
+
+    class Schedule:
+        steps = 3
+
+
+class Registry:
+    def describe(self):
+        return "registry"
+
+
+class ClassesFlow(FlowSpec):
+    @step
+    def start(self):
+        self.mode = Mode.TRAIN
+        self.registry = Registry()
+        self.schedule = Settings.Schedule()
+        self.next(self.left, self.right)
+
+    @step
+    def left(self):
+        self.settings = Settings(0.1)
+        self.next(self.join)
+
+    @step
+    def right(self):
+        self.settings = Settings(0.1)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.merge_artifacts(inputs)
+        self.next(self.check)
+
+    @step
+    def check(self):
+        if os.path.exists(MARK):  # a file: the environment does not reach Dask's workers
+            raise RuntimeError("failing on purpose")
+        assert self.mode is Mode.TRAIN, type(self.mode)
+        assert isinstance(self.registry, Registry) and self.registry.describe() == "registry"
+        assert isinstance(self.schedule, Settings.Schedule)
+        assert self.settings == Settings(0.1)
+        print("classes kept")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ClassesFlow()
+'''
+
+
+def test_the_scripts_classes_stay_themselves_from_task_to_task(tmp_path: Path) -> None:
+    """An Enum member, an instance and dataclasses made in one task are of the script's own
+    classes in the next (as in Metaflow, whose tasks import the script again): `is`,
+    isinstance and a join's merge of equal dataclasses hold, also in a resumed run (a new
+    process, the reused tasks' values); the client, without the script, still reads them."""
+    path = tmp_path / "classes.py"
+    mark = tmp_path / "fail-now"
+    path.write_text(SCRIPT_CLASSES_FLOW.replace("MARK", repr(str(mark))))
+    done = run_flow(path)
+    assert done.returncode == 0, done.stderr
+    assert "classes kept" in done.stdout
+    mark.touch()
+    failed = run_flow(path)
+    assert failed.returncode == 1 and "failing on purpose" in failed.stderr
+    mark.unlink()
+    resumed = run_flow(path, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "classes kept" in resumed.stdout
+    run = runs_of(path, "ClassesFlow").latest_run
+    assert run.successful and run.data.mode.value == "train"
+    assert type(run.data.settings).__name__ == "Settings" and run.data.settings.lr == 0.1

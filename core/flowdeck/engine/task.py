@@ -543,6 +543,7 @@ def warm_worker_state(req: TaskRequest) -> None:
     never kept: its client belongs to the process that made it."""
     if not (_PARAMETER_NAMES and _PARAMETER_NAMES[0][0] is req.flow_cls):
         _PARAMETER_NAMES[:] = [(req.flow_cls, parameter_names(req.flow_cls))]
+        track_script_classes(req.flow_cls)
         if not _STDIO and not _seeks(1) and not _seeks(2):
             _STDIO[:] = [_worker_stream(1), _worker_stream(2)]
     warm_exit_state(req.run_id)
@@ -550,6 +551,52 @@ def warm_worker_state(req: TaskRequest) -> None:
         return
     if datastore_of(req.root) is None:  # a plain local store (a mark of any role: a client)
         _RUN_BLOBS[:] = [(req.root, BlobStore(req.root))]
+
+
+def track_script_classes(flow_cls: type) -> None:
+    """Keep each class of the flow's script itself from task to task, as a Metaflow task
+    that imports the script again keeps it: an Enum member read in the next step `is` its
+    member, `isinstance` holds, a dataclass set in two branches compares equal in the join.
+
+    A class of `__main__` is pickled by value (cloudpickle: a reader elsewhere cannot
+    import the script), and unpickling rebuilt it as another class, unless cloudpickle
+    knows it by its tracker id. Each class gets an id made of the flow's and the class's
+    names, here in the process that forks the tasks (they inherit it) and again in a
+    resumed run, so a value finds the script's own class wherever the script is loaded;
+    a reader without the script (the client, a preview) still rebuilds it. The flow
+    classes themselves are left out: their steps are never to be replaced by the copy a
+    value carries. Costs cloudpickle's import (7 ms) only when the script has classes."""
+    if flow_cls.__module__ != "__main__":
+        return  # importable: pickled by reference, nothing to track
+    classes = _script_classes(vars(sys.modules["__main__"]).values(), set())
+    if not classes:
+        return
+    try:
+        from cloudpickle import cloudpickle as pickler
+        lock = pickler._DYNAMIC_CLASS_TRACKER_LOCK
+        by_class = pickler._DYNAMIC_CLASS_TRACKER_BY_CLASS
+        by_id = pickler._DYNAMIC_CLASS_TRACKER_BY_ID
+    except (ImportError, AttributeError):  # another cloudpickle: values rebuild, as before
+        return
+    with lock:
+        for cls in classes:
+            tracker_id = f"flowdeck:{flow_cls.__name__}:{cls.__qualname__}"
+            by_class[cls] = tracker_id
+            by_id[tracker_id] = cls
+
+
+def _script_classes(values: Any, seen: set[int]) -> list[type]:
+    """The classes the script defines (nested ones too), its flow classes left out."""
+    found: list[type] = []
+    for value in values:
+        if not isinstance(value, type) or value.__module__ != "__main__" or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if any(base.__name__ == "FlowSpec" for base in value.__mro__):
+            continue
+        found.append(value)
+        found.extend(_script_classes(list(vars(value).values()), seen))
+    return found
 
 
 def _blob_store(req: TaskRequest) -> tuple[BlobStore, str | None]:

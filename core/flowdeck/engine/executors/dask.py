@@ -38,6 +38,7 @@ from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
+from flowdeck.engine.task import track_script_classes
 
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
@@ -279,6 +280,7 @@ class DaskExecutor(Executor):
         and the source files of what goes by value."""
         if self.flow_class is None or self.flow_class[0] is not flow_cls:
             files = ship_project_modules(flow_cls)
+            track_script_classes(flow_cls)  # the workers' copies keep the script's ids
             self.flow_class = (flow_cls, pack_class(flow_cls), files)
         return self.flow_class[1], self.flow_class[2]
 
