@@ -516,3 +516,33 @@ def test_the_scripts_classes_stay_themselves_from_task_to_task(tmp_path: Path) -
     run = runs_of(path, "ClassesFlow").latest_run
     assert run.successful and run.data.mode.value == "train"
     assert type(run.data.settings).__name__ == "Settings" and run.data.settings.lr == 0.1
+
+
+def test_a_default_goes_through_its_parameters_type(tmp_path: Path) -> None:
+    """As in Metaflow (click converts a default with the parameter's type): a string default
+    of a float parameter is a float in the step, an int default of a float one is 1.0; a
+    default the type refuses is named as the file's mistake, before any task runs."""
+    path = tmp_path / "typed.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class TypedFlow(FlowSpec):\n"
+        "    lr = Parameter('lr', default='0.01', type=float)\n"
+        "    epochs = Parameter('epochs', default='10', type=int)\n"
+        "    ratio = Parameter('ratio', default=1, type=float)\n"
+        "    shuffle = Parameter('shuffle', default='false', type=bool)\n"
+        "    tag_name = Parameter('tag_name', default=5, type=str)\n\n"
+        "    @step\n    def start(self):\n"
+        "        print('got', repr(self.lr), repr(self.epochs), repr(self.ratio),\n"
+        "              repr(self.shuffle), repr(self.tag_name))\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    TypedFlow()\n")
+    done = run_flow(path)
+    assert done.returncode == 0, done.stderr
+    assert "got 0.01 10 1.0 False '5'" in done.stdout
+    assert runs_of(path, "TypedFlow").latest_run.data.lr == 0.01
+    path.write_text(path.read_text().replace("default='0.01'", "default='abc'"))
+    wrong = run_flow(path)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "Parameter `lr` has type float, but its default 'abc' is not a valid float" \
+        in wrong.stderr

@@ -167,7 +167,30 @@ class Parameter:
             value = value(*_default_arguments(value, self.name, flow_name))
         if self.kind == "json" and isinstance(value, (str, bytes)):
             return self._parse_json_default(value)
-        return value
+        return self._typed_default(value)
+
+    def _typed_default(self, value: Any) -> Any:
+        """A default of a built-in type passed through that type, as Metaflow (click) does:
+        `default="0.01", type=float` reads as 0.01 and `default=1, type=float` as 1.0 in a
+        step. A default the type refuses is the file's mistake, named as such."""
+        kind = self.kind
+        if value is None or kind not in ("int", "float", "bool", "str") or \
+                isinstance(value, {"int": int, "float": float, "bool": bool, "str": str}[kind]):
+            return value
+        if kind == "str" or (kind != "bool" and isinstance(value, (int, float))):
+            return {"int": int, "float": float, "str": str}[kind](value)
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.convert(value)
+        except ValueError:
+            from flowdeck.analysis.diagnostics import UsageError
+            raise UsageError(f"Parameter `{self.name}` has type {kind}, but its default "
+                             f"{value!r} is not a valid {kind}. Fix the default in the flow "
+                             f"file (for example default={self._example()}).") from None
+
+    def _example(self) -> str:
+        return {"int": "10", "float": "0.01", "bool": "False"}.get(self.kind, "'text'")
 
     def _parse_json_default(self, text: str | bytes) -> Any:
         try:
