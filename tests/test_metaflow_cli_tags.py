@@ -153,3 +153,55 @@ def test_namespaces_filter_runs_and_pathspecs(flow: Path, tmp_path: Path) -> Non
     namespace(None)
     assert len(Flow("TagFlow", root=root).runs()) == 1
     assert default_namespace() == "user:tester"
+
+
+NAMES_FLOW = """from flowdeck import FlowSpec, Parameter, step
+
+class NamesFlow(FlowSpec):
+    data = Parameter("data", default="a.csv")
+    c = Parameter("c", default=1.0)
+    scheduler = Parameter("scheduler", default="cosine")
+    branch = Parameter("branch", default="main")
+    version = Parameter("version", default="v1")
+
+    @step
+    def start(self):
+        print("got", self.data, self.c, self.scheduler, self.branch, self.version)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    NamesFlow()
+"""
+
+
+@pytest.mark.parametrize("args, expect", [
+    # a prefix of --datastore / --config was "ambiguous" before the run's own parser saw it
+    (["run", "--data", "b.csv", "--c", "0.5"], "got b.csv 0.5 cosine main v1"),
+    # a Flowdeck-only run option (--scheduler) yields to a parameter of that name
+    (["run", "--scheduler", "linear"], "got a.csv 1.0 linear main v1"),
+    # without a command, a parameter's flag is the run's, not the top-level option
+    (["--branch", "dev", "--version", "v2"], "got a.csv 1.0 cosine dev v2"),
+])
+def test_a_parameter_keeps_its_name_on_the_command_line(tmp_path: Path, args: list[str],
+                                                        expect: str) -> None:
+    path = tmp_path / "names.py"
+    path.write_text(NAMES_FLOW)
+    done = run_flow(path, *args)
+    assert done.returncode == 0, done.stderr
+    assert expect in done.stdout
+
+
+def test_abbreviated_options_and_reserved_parameter_names_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "names.py"
+    path.write_text(NAMES_FLOW)
+    short = run_flow(path, "run", "--max-worker", "2")  # Metaflow (click) refuses it too
+    assert short.returncode == 2 and "unrecognized arguments: --max-worker 2" in short.stderr
+    path.write_text(NAMES_FLOW.replace('"version"', '"tag"'))
+    for args in (["run"], ["run", "--tag", "x"]):
+        refused = run_flow(path, *args)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"{path}:8: error: Parameter name `tag` is reserved" in refused.stderr

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowdeck import __version__
 from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, UsageError
+from flowdeck.analysis.lint import RESERVED_PARAMETER_NAMES
 from flowdeck.analysis.show import format_show
 from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
@@ -69,7 +70,8 @@ def script_main(flow_cls: type, argv: list[str],
         args = _no_arguments()
     else:
         try:
-            args = _script_parser(flow_cls).parse_args(with_default_command(argv))
+            parser = _script_parser(flow_cls)
+            args = parser.parse_args(with_default_command(argv, _parameter_flags(flow_cls)))
         except SystemExit as exc:  # argparse printed usage or help
             return int(exc.code or 0), None
     try:
@@ -88,15 +90,18 @@ def _no_arguments() -> SimpleNamespace:
                            environment=None, executor=None, scheduler=None)
 
 
-def with_default_command(argv: list[str]) -> list[str]:
+def with_default_command(argv: list[str], parameters: frozenset[str] = frozenset()) -> list[str]:
     """`argv` with `run` inserted after the top-level options when no command is given
-    (`python flow.py --quiet --alpha 2` runs the flow)."""
+    (`python flow.py --quiet --alpha 2` runs the flow). A flag of one of the flow's
+    `parameters` is the run's, even where a top-level option has its name (`--branch`)."""
     i = 0
     while i < len(argv):
         token = argv[i]
+        name, has_value, _ = token.partition("=")
+        if name in parameters:
+            break
         if token in COMMANDS or token in ("-h", "--help", "--version"):
             return argv
-        name, has_value, _ = token.partition("=")
         if name not in TOP_OPTIONS:
             break
         i += 1 + (0 if has_value else TOP_OPTIONS[name])
@@ -209,28 +214,35 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
     prog = f"python {os.path.basename(sys.argv[0]) or 'flow.py'}"
     params = flow_parameters(flow_cls)
     doc = (flow_cls.__doc__ or "").strip()
+    taken = _parameter_flags(flow_cls)
+    # allow_abbrev=False: `--data` is a parameter's flag, never short for `--datastore`
+    # (argparse's top-level parser looked at the run's arguments too, and found it ambiguous)
     parser = argparse.ArgumentParser(
         prog=prog, description=f"{flow_cls.__name__}: {doc}" if doc else flow_cls.__name__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         epilog=_parameters_epilog(params) + "\nWith no command, `run` is assumed.")
-    parser.add_argument("--version", action="version", version=f"flowdeck {__version__}")
+    if "--version" not in taken:
+        parser.add_argument("--version", action="version", version=f"flowdeck {__version__}")
     _add_top_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run the flow (the default)",
-                         description="Run the flow.")
-    _add_run_options(run)
+                         description="Run the flow.", allow_abbrev=False)
+    _add_run_options(run, taken)
     for attr, param in params.items():
-        _add_parameter(run, attr, param)
+        if not _reserved(param):  # refused by the flow's check, with its line, before a run
+            _add_parameter(run, attr, param)
     resume = sub.add_parser("resume", help="rerun from the failed (or named) steps, "
-                            "reusing finished tasks")
+                            "reusing finished tasks", allow_abbrev=False)
     resume.add_argument("steps", nargs="*", metavar="STEP",
                         help="steps to rerun (with all steps after them); default: the "
                         "steps that failed")
     resume.add_argument("--origin-run-id", help="the run to resume (default: the latest)")
     _add_run_options(resume)
-    sub.add_parser("show", help="print the steps and their transitions")
-    sub.add_parser("check", help="check the flow for errors without running it")
-    raw = sub.add_parser("output-raw", help="print the graph as JSON (Metaflow's shape)")
+    sub.add_parser("show", help="print the steps and their transitions", allow_abbrev=False)
+    sub.add_parser("check", help="check the flow for errors without running it",
+                   allow_abbrev=False)
+    raw = sub.add_parser("output-raw", help="print the graph as JSON (Metaflow's shape)",
+                         allow_abbrev=False)
     raw.add_argument("--json", action="store_true", help="(always JSON; for compatibility)")
     return parser
 
@@ -281,7 +293,27 @@ def _worker_count(text: str) -> int:
     return count
 
 
-def _add_run_options(parser: "argparse.ArgumentParser") -> None:
+def _parameter_flags(flow_cls: type) -> frozenset[str]:
+    """The command-line flags of the flow's parameters (`--name`, `--name-with-dashes`),
+    leaving out a reserved name's: the flow's check refuses that one, naming its line."""
+    return frozenset(flag for param in flow_parameters(flow_cls).values()
+                     if not _reserved(param) for flag in _flags(param))
+
+
+def _reserved(param: Any) -> bool:
+    return param.name.replace("_", "-") in RESERVED_PARAMETER_NAMES
+
+
+def _flags(param: Any) -> list[str]:
+    return sorted({f"--{param.name}", f"--{param.name.replace('_', '-')}"})
+
+
+def _add_run_options(parser: "argparse.ArgumentParser",
+                     taken: frozenset[str] = frozenset()) -> None:
+    """The run's options; one whose flag a flow parameter has (`--scheduler` for a learning
+    rate schedule) yields to it, and keeps its default (its environment variable still
+    sets it)."""
+    parser = _Yielding(parser, taken)  # type: ignore[assignment]
     parser.add_argument("--max-workers", type=_worker_count, default=0, metavar="N",
                         help="tasks run in parallel at most (default: 16, as in Metaflow, or the CPU "
                         "count where larger; @resources(cpu=N) steps share the CPUs)")
@@ -309,6 +341,22 @@ def _add_run_options(parser: "argparse.ArgumentParser") -> None:
                         "package: pip install 'flowdeck[s3]')")
 
 
+class _Yielding:
+    """An argparse parser whose `add_argument` leaves out an option a parameter has taken
+    (its dest then keeps the option's default)."""
+
+    def __init__(self, parser: "argparse.ArgumentParser", taken: frozenset[str]) -> None:
+        self.parser = parser
+        self.taken = taken
+
+    def add_argument(self, *flags: str, **kwargs: Any) -> None:
+        if self.taken.intersection(flags):
+            dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+            self.parser.set_defaults(**{dest: kwargs.get("default")})
+            return
+        self.parser.add_argument(*flags, **kwargs)
+
+
 def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> None:
     import argparse
 
@@ -317,7 +365,7 @@ def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> 
         help_text += f" (default: {param.default!r})"
     if param.required and not param.has_default:
         help_text += " (required)"
-    flags = sorted({f"--{param.name}", f"--{param.name.replace('_', '-')}"})
+    flags = _flags(param)
     if param.kind == "bool":
         parser.add_argument(*flags, dest=f"param_{attr}", nargs="?", const="true",
                             metavar="true|false", help=help_text.strip())
