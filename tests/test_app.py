@@ -339,8 +339,13 @@ def test_a_file_that_never_starts_its_flow_gets_a_clear_message(qtbot, app, fold
         "        pass\n")
     qtbot.waitUntil(lambda: any(e.name == "NoMainFlow" for e in controller.model.entries()),
                     timeout=10000)
-    assert run_and_wait(qtbot, controller, window, "NoMainFlow") == "failed"
-    assert "NoMainFlow().run()" in window.last_message[1]
+    key = key_of(controller, "NoMainFlow")
+    window.select_flow(key)
+    window.run_selected()  # refused before a process starts: it would run nothing
+    assert window.last_message[0] == "error"
+    assert "does not start NoMainFlow when it runs" in window.last_message[1]
+    assert 'if __name__ == "__main__": NoMainFlow()' in window.last_message[1]
+    assert not controller.session(key).running
 
 
 def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:

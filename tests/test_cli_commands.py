@@ -76,3 +76,49 @@ def test_help_version_and_a_bad_option_answer_without_a_display(tmp_path: Path) 
     assert wrong.returncode == 2
     assert "unrecognized arguments: --bogus-option" in wrong.stderr
     assert "display" not in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_run_refuses_a_flow_the_file_does_not_start(tmp_path: Path) -> None:
+    """`flowdeck run` runs `python FILE`: a file whose script part starts another flow ran
+    that one and said "succeeded"; one without a script part ran nothing and exited 0."""
+    two = tmp_path / "two.py"
+    body = ("from flowdeck import FlowSpec, step\n\n\n"
+            "class {name}(FlowSpec):\n    @step\n    def start(self):\n"
+            "        print('{name} ran')\n        self.next(self.end)\n\n"
+            "    @step\n    def end(self):\n        pass\n\n\n")
+    two.write_text(body.format(name="FirstFlow") + body.format(name="SecondFlow")
+                   + "if __name__ == '__main__':\n    SecondFlow()\n")
+    other = flowdeck("run", "--flow", "FirstFlow", str(two), cwd=tmp_path)
+    assert other.returncode == 2 and "FirstFlow ran" not in other.stdout + other.stderr
+    assert f"{two}:29: running the file starts SecondFlow, not FirstFlow" in other.stderr
+    chosen = flowdeck("run", "--flow", "SecondFlow", str(two), cwd=tmp_path)
+    assert chosen.returncode == 0, chosen.stderr
+    assert "SecondFlow ran" in chosen.stdout
+    silent = tmp_path / "silent.py"
+    silent.write_text(body.format(name="SilentFlow"))
+    nothing = flowdeck("run", str(silent), cwd=tmp_path)
+    assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
+    assert "does not start SilentFlow when it runs" in nothing.stderr
+    assert 'if __name__ == "__main__": SilentFlow()' in nothing.stderr
+
+
+def test_a_reader_that_stops_early_and_a_file_that_cannot_be_read(tmp_path: Path) -> None:
+    """`flowdeck list | head -1` ends quietly (as a process ended by SIGPIPE), and `graph` on
+    a file with a syntax error names it instead of saying the file defines no flow."""
+    for n in range(300):
+        (tmp_path / f"flow_{n}.py").write_text((EXAMPLES / "train.py").read_text())
+    lister = subprocess.Popen([sys.executable, "-m", "flowdeck_desktop", "list", str(tmp_path)],
+                              env=child_env(QT_QPA_PLATFORM="offscreen"), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert lister.stdout is not None and lister.stderr is not None
+    assert lister.stdout.readline().strip()  # the first line, as `head -1` reads it
+    lister.stdout.close()
+    err = lister.stderr.read().decode()
+    assert lister.wait(timeout=120) == 141 and "Traceback" not in err and "Broken" not in err
+    broken = tmp_path / "broken.py"
+    broken.write_text("from flowdeck import FlowSpec\nx = [\n")
+    graph = flowdeck("graph", str(broken), cwd=tmp_path)
+    assert graph.returncode == 1
+    assert f"{broken}:2:5: error: Syntax error" in graph.stderr
+    assert "cannot be read as a flow file; fix the errors above" in graph.stderr
+    assert "defines no flow" not in graph.stderr

@@ -32,6 +32,9 @@ class SecondFlow(FlowSpec):
     def end(self):
         pass
 
+
+if __name__ == "__main__":
+    SecondFlow()
 '''
 
 

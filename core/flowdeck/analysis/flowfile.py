@@ -11,6 +11,7 @@ import ast
 import io
 import tokenize
 from _blake2 import blake2b
+from collections.abc import Sequence
 from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,16 @@ class FlowInfo:
 
 
 @dataclass
+class MainBlock:
+    """What running the file as a script (`python FILE`) starts: its `if __name__ ==
+    "__main__":` block (else its module-level calls of a flow), and the flow classes that
+    calls by name (none known when it calls a function that starts one)."""
+
+    line: int
+    starts: list[str] = field(default_factory=list)
+
+
+@dataclass
 class FileAnalysis:
     """Everything static analysis learned from one file."""
 
@@ -101,6 +112,7 @@ class FileAnalysis:
     flows: list[FlowInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     content_hash: str = ""
+    main: MainBlock | None = None  # None: running the file starts nothing
 
     def flow(self, name: str) -> FlowInfo | None:
         return next((f for f in self.flows if f.name == name), None)
@@ -176,6 +188,15 @@ def analyze_source(source: str, path: str) -> FileAnalysis:
             "unparsable")])
 
 
+def no_flow_problem(analysis: FileAnalysis, file: str) -> str:
+    """Why a command finds no flow in `file`: what keeps it from being read (a syntax error,
+    an encoding, a NUL byte: its diagnostics, printed first), or that it defines none
+    ("defines no flow" alone sent the user looking for the wrong thing)."""
+    if analysis.diagnostics:
+        return f"{file} cannot be read as a flow file; fix the errors above."
+    return f"{file} defines no flow (a class deriving from FlowSpec)."
+
+
 def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowInfo | None, str]:
     """The flow a command means: the only one, or the one named; else why not."""
     if not flows:
@@ -188,6 +209,45 @@ def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowI
     names = ", ".join(f.name for f in flows)
     what = f"has no flow {name}" if name else "has several flows"
     return None, f"{file} {what}; choose one with --flow ({names})."
+
+
+def start_problem(analysis: FileAnalysis, flow: str) -> str | None:
+    """Why `python FILE` would not run `flow` (every engine runs a flow that way), or None.
+
+    A file whose script part starts another flow ran that one instead; one without a
+    script part ran nothing and ended well: both looked like a run of `flow`."""
+    main = analysis.main
+    if main is None:
+        return (f"{analysis.path} does not start {flow} when it runs: it has no "
+                f"`if __name__ == \"__main__\":` block. Add one at its end: "
+                f"`if __name__ == \"__main__\": {flow}()`.")
+    if main.starts and flow not in main.starts:
+        others = ", ".join(main.starts)
+        return (f"{analysis.path}:{main.line}: running the file starts {others}, not "
+                f"{flow}. Start {flow} in its `if __name__ == \"__main__\":` block (or put "
+                "each flow in a file of its own).")
+    return None
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """`__name__ == "__main__"`, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and \
+        any(isinstance(a, ast.Constant) and a.value == "__main__" for a in sides)
+
+
+def _flows_called(body: Sequence[ast.stmt], flows: set[str]) -> list[str]:
+    """The flow classes called by name in `body` (`Flow()`, `Flow().run()`), in order."""
+    called: list[str] = []
+    for statement in body:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id in flows and node.func.id not in called:
+                called.append(node.func.id)
+    return called
 
 
 def provides(name: str) -> bool:
@@ -232,7 +292,17 @@ class _FileAnalyzer:
                     changed = True
         infos = [self._flow_info(cls, engine, base, flows)
                  for cls, engine, base in sorted(flows.values(), key=lambda f: f[0].lineno)]
-        return FileAnalysis(self.path, flows=infos)
+        return FileAnalysis(self.path, flows=infos, main=self._main_block(set(flows)))
+
+    def _main_block(self, flows: set[str]) -> MainBlock | None:
+        for node in self.tree.body:
+            if isinstance(node, ast.If) and _is_main_test(node.test):
+                return MainBlock(node.lineno, _flows_called(node.body, flows))
+        calls = [n for n in self.tree.body if isinstance(n, ast.Expr)]
+        started = _flows_called(calls, flows)
+        if not started:
+            return None
+        return MainBlock(next(n.lineno for n in calls if _flows_called([n], flows)), started)
 
     # -- imports -------------------------------------------------------------
 

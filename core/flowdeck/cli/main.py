@@ -12,7 +12,7 @@ import sys
 
 from flowdeck import __version__
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors
-from flowdeck.analysis.flowfile import analyze_file, pick_flow
+from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.analysis.show import format_show
 
 
@@ -25,8 +25,18 @@ def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`flowdeck graph FILE`, `flowdeck list PATH...`, `flowdeck run|resume FILE ...`."""
+    try:
+        code = _command(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
+        return code
+    except BrokenPipeError:  # `flowdeck list | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush fails no more
+        return 141  # as a process ended by SIGPIPE
+
+
+def _command(argv: list[str]) -> int:
     import argparse
-    argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "list":
         from flowdeck.cli.listing import list_main
         return list_main(argv[1:])
@@ -67,8 +77,7 @@ def graph_command(file: str, flow_name: str | None, as_json: bool) -> int:
     analysis = analyze_file(file)
     if not analysis.flows:
         print_diagnostics(analysis.diagnostics)
-        print(f"error: {file} defines no flow (a class deriving from FlowSpec).",
-              file=sys.stderr)
+        print(f"error: {no_flow_problem(analysis, file)}", file=sys.stderr)
         return 1
     flow, problem = pick_flow(analysis.flows, flow_name, file)
     if flow is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowdeck.analysis.flowfile import analyze_file
+from flowdeck.analysis.flowfile import analyze_file, start_problem
 from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
 from flowdeck.engines.local import FlowdeckEngine
@@ -62,13 +62,6 @@ def resolve_interpreter(file: str, configured: str | None = None) -> Interpreter
     return detect_interpreter(os.path.dirname(os.path.abspath(file)), configured)
 
 
-def written_for(file: str, flow: str) -> str | None:
-    """The engine `flow` in `file` imports ("flowdeck" or "metaflow"), from the file's AST;
-    None when the file does not say (the run itself then says what is wrong)."""
-    info = analyze_file(file).flow(flow)
-    return info.engine if info is not None else None
-
-
 def store_environment(file: str, store: str | None) -> tuple[Path, dict[str, str]]:
     """Where a run of `file` keeps what it writes locally (its events among them), and the
     variables that make the flow process choose that store.
@@ -115,7 +108,12 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     the interpreter cannot run it."""
     file = os.path.abspath(file)
     chosen = engine_for(engine)
-    imports = imports or written_for(file, flow) or chosen.name
+    analysis = analyze_file(file)
+    problem = start_problem(analysis, flow) if analysis.flow(flow) is not None else None
+    if problem:
+        raise LaunchError(problem)
+    info = analysis.flow(flow)
+    imports = imports or (info.engine if info is not None else None) or chosen.name
     if chosen.name == "metaflow" and imports != "metaflow":
         raise LaunchError(f"{file}: {flow} imports {imports}, not metaflow, so Metaflow's "
                           "engine cannot run it. Run it on Flowdeck's engine "

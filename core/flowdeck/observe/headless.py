@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from flowdeck.analysis.flowfile import analyze_file, pick_flow
+from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
@@ -110,12 +110,9 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     analysis = analyze_file(path)
     flow, problem = pick_flow(analysis.flows, flow_name, str(path))
     if flow is None and not analysis.flows and analysis.diagnostics:
-        # what keeps the file from being read (a syntax error, an encoding, a NUL byte):
-        # "defines no flow" alone sent the user looking for the wrong thing
         for diagnostic in analysis.diagnostics:
             print(diagnostic.format(), file=sys.stderr)
-        print(f"error: {path} cannot be read as a flow file; fix the errors above.",
-              file=sys.stderr)
+        print(f"error: {no_flow_problem(analysis, str(path))}", file=sys.stderr)
         return 1
     if flow is None:
         print(f"error: {problem}", file=sys.stderr)
