@@ -205,3 +205,52 @@ def test_abbreviated_options_and_reserved_parameter_names_are_refused(tmp_path: 
         refused = run_flow(path, *args)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert f"{path}:8: error: Parameter name `tag` is reserved" in refused.stderr
+
+
+FLAKY_FLOW = """import os
+from flowdeck import FlowSpec, step
+
+class FlakyFlow(FlowSpec):
+    @step
+    def start(self):
+        mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tried")
+        if not os.path.exists(mark):
+            open(mark, "w").close()
+            raise RuntimeError("flaky on the first attempt")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    FlakyFlow()
+"""
+
+
+def test_with_after_run_and_its_mistakes_in_one_line(tmp_path: Path) -> None:
+    """Metaflow's `run` takes `--with` too; a misspelt argument or a word for a number is a
+    one-line usage error naming the file, never an engine traceback."""
+    path = tmp_path / "flaky.py"
+    path.write_text(FLAKY_FLOW)
+    done = run_flow(path, "run", "--with", "retry:times=1")
+    assert done.returncode == 0, done.stderr
+    assert Flow("FlakyFlow", root=tmp_path / ".flowdeck").latest_run.successful
+    for deco, says in (("retry:tims=2", "@retry got unknown argument(s) ['tims']"),
+                       ("retry:times=abc", "times='abc' is not a number; write for example "
+                                           "--with retry:times=3")):
+        wrong = run_flow(path, "--with", deco, "run")
+        assert wrong.returncode == 2 and "Traceback" not in wrong.stderr  # a usage error
+        assert f"error: {path}: --with {deco}: {says}" in wrong.stderr
+
+
+def test_help_names_the_function_that_computes_a_default(tmp_path: Path) -> None:
+    path = tmp_path / "seeded.py"
+    path.write_text(NAMES_FLOW.replace(
+        'class NamesFlow', 'def default_seed(ctx):\n    return 7\n\nclass NamesFlow').replace(
+        'version = Parameter("version", default="v1")',
+        'seed = Parameter("seed", default=default_seed, type=int)'))
+    for args in (["run", "--help"], ["--help"]):
+        helped = run_flow(path, *args)
+        assert helped.returncode == 0, helped.stderr
+        assert "computed by default_seed()" in helped.stdout and "<function" not in helped.stdout

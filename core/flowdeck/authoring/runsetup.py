@@ -153,9 +153,26 @@ def add_with_decorators(flow_cls: type, specs: list[str]) -> None:
             raise MetaflowException(f"--with {spec}: there is no step decorator "
                                     f"`{name}`; use one of {', '.join(sorted(known))}.")
         kwargs = _with_arguments(spec, args)
+        _check_with_values(spec, name.strip(), kwargs, getattr(deco, "_fd_defaults", {}))
+        try:
+            decorate = deco(**kwargs)  # checks the argument names
+        except TypeError as exc:
+            raise MetaflowException(f"--with {spec}: {exc}.") from None
         for func in flow_steps(flow_cls).values():
             if name not in step_decorators(func):
-                deco(**kwargs)(func)
+                decorate(func)
+
+
+def _check_with_values(spec: str, name: str, given: dict[str, Any],
+                       defaults: dict[str, Any]) -> None:
+    """A number where the decorator takes one (`--with retry:times=abc` failed the run later,
+    as an engine error)."""
+    for key, value in given.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            raise MetaflowException(f"--with {spec}: {key}={value!r} is not a number; write "
+                                    f"for example --with {name}:{key}={default}.")
 
 
 def _with_arguments(spec: str, text: str) -> dict[str, Any]:

@@ -130,7 +130,8 @@ def _dispatch(flow_cls: type, args: Any,
                          origin_run_id=getattr(args, "origin_run_id", None),
                          quiet=quiet, memory_limit_mb=args.memory_limit,
                          executor=args.executor, scheduler=args.scheduler)
-    setup = RunSetup(tags=list(args.tags or []), with_decorators=list(args.with_decorators or []),
+    decorators = [*(args.with_decorators or []), *(getattr(args, "run_with", None) or [])]
+    setup = RunSetup(tags=list(args.tags or []), with_decorators=decorators,
                      config_files=_pairs(args.configs, "--config"),
                      config_values=_pairs(args.config_values, "--config-value"),
                      branch=args.branch, production=True if args.production else None,
@@ -323,6 +324,8 @@ def _add_run_options(parser: "argparse.ArgumentParser",
     parser.add_argument("--memory-limit", type=float, default=None, metavar="MB",
                         help="memory each task may allocate, for steps without "
                         f"@resources(memory=...); 0: no limit (also ${MEMORY_LIMIT_ENV})")
+    parser.add_argument("--with", dest="run_with", action="append", metavar="DECO",
+                        help="as the top-level --with (Metaflow takes it after `run` too)")
     parser.add_argument("--tag", dest="tags", action="append", metavar="TAG",
                         help="tag the run (repeatable); `namespace(TAG)` then finds it")
     parser.add_argument("--run-id-file", metavar="PATH",
@@ -362,7 +365,7 @@ def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> 
 
     help_text = param.help or ""
     if param.has_default and param.show_default:
-        help_text += f" (default: {param.default!r})"
+        help_text += f" (default: {_default_text(param)})"
     if param.required and not param.has_default:
         help_text += " (required)"
     flags = _flags(param)
@@ -376,12 +379,21 @@ def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> 
                             help=help_text.strip())
 
 
+def _default_text(param: Any) -> str:
+    """A default as help shows it: its value, or what computes it (a function's repr
+    showed its memory address)."""
+    default = param.default
+    if callable(default) and not isinstance(default, type):
+        return f"computed by {getattr(default, '__name__', 'a function')}()"
+    return repr(default)
+
+
 def _parameters_epilog(params: dict[str, Any]) -> str:
     if not params:
         return "This flow has no parameters."
     lines = ["parameters (for `run`):"]
     for param in params.values():
-        default = f" [default: {param.default!r}]" if param.has_default else ""
+        default = f" [default: {_default_text(param)}]" if param.has_default else ""
         required = " [required]" if param.required and not param.has_default else ""
         lines.append(f"  --{param.name} {param.kind.upper():<6} {param.help}{default}{required}")
     return "\n".join(lines)
