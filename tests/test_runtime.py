@@ -546,3 +546,31 @@ def test_a_default_goes_through_its_parameters_type(tmp_path: Path) -> None:
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "Parameter `lr` has type float, but its default 'abc' is not a valid float" \
         in wrong.stderr
+
+
+def test_a_failed_task_keeps_what_it_set_and_resume_runs_it_again(tmp_path: Path) -> None:
+    """As in Metaflow, a step that raised has its artifacts stored (`task.data` shows the
+    state it failed in); it is still a failure, and resume runs it again."""
+    path = tmp_path / "partial.py"
+    mark = tmp_path / "fail-now"
+    mark.touch()
+    path.write_text(
+        "import os\nfrom flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class PartialFlow(FlowSpec):\n    lr = Parameter('lr', default=0.5)\n\n"
+        "    @step\n    def start(self):\n        self.partial = [1, 2, 3]\n"
+        f"        if os.path.exists({str(mark)!r}):\n"
+        "            raise ValueError('boom')\n"
+        "        self.done = True\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    PartialFlow()\n")
+    failed = run_flow(path)
+    assert failed.returncode == 1 and "ValueError: boom" in failed.stderr
+    task = runs_of(path, "PartialFlow").latest_run["start"].task
+    assert not task.successful
+    assert task.data.partial == [1, 2, 3] and task.data.lr == 0.5
+    assert not hasattr(task.data, "done")
+    mark.unlink()
+    resumed = run_flow(path, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    again = runs_of(path, "PartialFlow").latest_run["start"].task
+    assert again.successful and again.data.done is True

@@ -673,8 +673,10 @@ def execute_task(req: TaskRequest) -> int:
     except (TaskFailure, MergeArtifactsException) as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
+        _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
     except SystemExit as exc:
         code, status = EXIT_FAILED, "failed"
+        _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
         record["error"] = error_info(exc, message=(
             f"Step `{req.step}` called sys.exit({exc.code!r}). A step must not exit the "
             "interpreter: raise an exception to fail it, or return to finish it."))
@@ -690,6 +692,7 @@ def execute_task(req: TaskRequest) -> int:
             record["error"] = error_info(exc, with_traceback=False)
         else:
             record["error"] = error_info(exc)
+            _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
     record.update(status=status, end=time.time())
     record["duration"] = record["end"] - started
     _flush_stdio()
@@ -713,6 +716,19 @@ def execute_task(req: TaskRequest) -> int:
         deadline = started + req.timeout_s + 4.0 if req.timeout_s else None
         _finish_cards(cards, status == "succeeded", deadline)
     return code
+
+
+def _keep_artifacts_of_failure(flow: Any, ctx: StepContext, blobs: BlobStore,
+                               record: dict[str, Any], progress: Progress) -> None:
+    """Store what a step that raised had set, as Metaflow does, so `task.data` shows the
+    state it failed in. Only for a failure of the step's own code (not while saving, not a
+    cancel, not memory running out), and never at the cost of the failure's record."""
+    if progress.phase == "saving":  # saving is what failed: it would fail again
+        return
+    try:
+        record["artifacts"] = {k: v.as_dict() for k, v in _persist(flow, ctx, blobs).items()}
+    except BaseException:  # noqa: BLE001 (a value that cannot be stored: the failure stands)
+        record.pop("artifacts", None)
 
 
 def _start_cards(req: TaskRequest, flow: Any) -> Any:
