@@ -61,7 +61,7 @@ def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
                    "printing nothing.")
         return StartFailure(summary + option_hint(output), tail)
     return StartFailure(f"{name} ended without running {flow}. Make the file start the flow: "
-                        f"end it with `if __name__ == \"__main__\": {flow}().run()`.", tail)
+                        f"end it with `if __name__ == \"__main__\": {flow}()`.", tail)
 
 
 def option_hint(output: str) -> str:
