@@ -403,3 +403,26 @@ def test_metaflow_modules_resolve() -> None:
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
+
+
+def test_pypi_base_and_conda_base_are_noted_and_ignored_as_pypi_and_conda(
+        tmp_path: Path) -> None:
+    """A Metaflow file with @pypi_base/@conda_base on its flow (the usual companions of
+    @pypi/@conda) runs unchanged on Flowdeck's engine, each noted once."""
+    path = tmp_path / "based.py"
+    path.write_text(
+        "from metaflow import FlowSpec, step, pypi_base, conda_base, pypi\n\n\n"
+        "@conda_base(python='3.11')\n"
+        "@pypi_base(python='3.11', packages={'pandas': '2.0'})\n"
+        "class BasedFlow(FlowSpec):\n"
+        "    @pypi(packages={'requests': '2.31'})\n    @step\n    def start(self):\n"
+        "        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    BasedFlow()\n")
+    result = subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(path),
+                             "run"], cwd=tmp_path, env=env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "@conda_base on BasedFlow: ignored in a local run" in result.stderr
+    assert "@pypi_base on BasedFlow: ignored in a local run" in result.stderr
+    assert "@pypi on `start`: ignored in a local run" in result.stderr
+    assert latest(tmp_path, "BasedFlow").successful

@@ -89,7 +89,28 @@ IGNORED_LOCALLY = {
     "batch": "the step runs on this machine, not on AWS Batch",
     "conda": "the step runs in this interpreter; Flowdeck does not build conda environments",
     "pypi": "the step runs in this interpreter; Flowdeck does not install packages",
+    "conda_base": "the flow runs in this interpreter; Flowdeck does not build conda "
+                  "environments",
+    "pypi_base": "the flow runs in this interpreter; Flowdeck does not install packages",
 }
+
+
+def _ignored_flow_decorator(name: str) -> Callable[..., Any]:
+    """A flow-level decorator a local run accepts and ignores (`@pypi_base(...)`, used
+    bare or called), noted once per run like the step-level ones."""
+    def decorator(cls: type | None = None, **_arguments: Any) -> Any:
+        def apply(klass: type) -> type:
+            noted = getattr(klass, "_fd_ignored_flow_decorators", ())
+            klass._fd_ignored_flow_decorators = (*noted, name)  # type: ignore[attr-defined]
+            return klass
+        return apply(cls) if cls is not None else apply
+
+    decorator.__name__ = name
+    return decorator
+
+
+conda_base = _ignored_flow_decorator("conda_base")
+pypi_base = _ignored_flow_decorator("pypi_base")
 
 PROJECT_NAME = re.compile(r"^[a-z0-9_]{1,128}$")
 

@@ -212,10 +212,13 @@ def resolve_step_decorators(flow_cls: type) -> list[str]:
         if set(decos) - _ENGINE_DECORATORS:
             notices += _step_setup(name, decos, ignored)
     from_ignored = []
-    if ignored:
+    flow_level = sorted(set(getattr(flow_cls, "_fd_ignored_flow_decorators", ())))
+    if ignored or flow_level:
         from flowdeck.authoring.decorators import IGNORED_LOCALLY
-        from_ignored = [f"@{deco} on {', '.join(f'`{s}`' for s in steps)}: ignored in a local "
-                        f"run ({IGNORED_LOCALLY[deco]})." for deco, steps in sorted(ignored.items())]
+        from_ignored = [f"@{deco} on {flow_cls.__name__}: ignored in a local run "
+                        f"({IGNORED_LOCALLY[deco]})." for deco in flow_level]
+        from_ignored += [f"@{deco} on {', '.join(f'`{s}`' for s in steps)}: ignored in a local "
+                         f"run ({IGNORED_LOCALLY[deco]})." for deco, steps in sorted(ignored.items())]
     return notices + from_ignored
 
 
