@@ -122,3 +122,24 @@ def test_a_reader_that_stops_early_and_a_file_that_cannot_be_read(tmp_path: Path
     assert f"{broken}:2:5: error: Syntax error" in graph.stderr
     assert "cannot be read as a flow file; fix the errors above" in graph.stderr
     assert "defines no flow" not in graph.stderr
+
+
+def test_run_starts_the_flow_in_the_current_folder(tmp_path: Path) -> None:
+    """`flowdeck run sub/flow.py` from a terminal runs where `python sub/flow.py run` would:
+    a relative path the user gives names a file of the folder they are in."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (tmp_path / "rates.txt").write_text("0.5\n")
+    flow = sub / "cwd.py"
+    flow.write_text(
+        "import os\nfrom flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class CwdFlow(FlowSpec):\n    source = Parameter('source', default='rates.txt')\n\n"
+        "    @step\n    def start(self):\n        self.where = os.getcwd()\n"
+        "        self.rate = float(open(self.source).read())\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    CwdFlow()\n")
+    done = flowdeck("run", "sub/cwd.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from flowdeck import Flow
+    run = Flow("CwdFlow", root=sub / ".flowdeck").latest_run  # the store stays beside the file
+    assert run.data.where == str(tmp_path) and run.data.rate == 0.5

@@ -147,14 +147,17 @@ def test_launches_choose_the_entry_from_what_the_file_imports(mf_file: Path) -> 
 def test_flowdeck_run_and_resume_a_metaflow_file_on_flowdecks_engine(mf_file: Path) -> None:
     env = _env(MF_FAIL_RIGHT="1")
     command = [sys.executable, "-m", "flowdeck.cli.main"]
+    # run from the flow's folder, where the flow looks for `fixed` (`flowdeck run` starts a
+    # flow in the terminal's current folder, as `python FILE run` does)
     failed = subprocess.run([*command, "run", "--engine", "flowdeck", str(mf_file)],
-                            env=env, capture_output=True, text=True, timeout=120)
+                            env=env, capture_output=True, text=True, timeout=120,
+                            cwd=mf_file.parent)
     assert failed.returncode != 0, failed.stdout[-3000:]
     assert "right is broken" in failed.stdout
     (mf_file.parent / "fixed").write_text("")
     # no --engine: a resume continues on the engine that made the run it resumes
     resumed = subprocess.run([*command, "resume", str(mf_file)], env=env,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, cwd=mf_file.parent)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     first, second = _records(mf_file.parent, "MfBranchFlow")
     assert (first["engine"], first["status"]) == ("flowdeck", "failed")

@@ -98,14 +98,16 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                  interpreter: Interpreter | None = None, run_id: str | None = None,
                  project_root: str | None = None,
                  core_dir: str | None = None, imports: str | None = None,
-                 store: str | None = None) -> LaunchSpec:
+                 store: str | None = None, cwd: str | None = None) -> LaunchSpec:
     """The launch of `flow` in `file` with the flow command line `args` (`run ...`,
     `resume ...`) on `engine`. `imports` is the engine the file is written for
     (discovery's `FlowInfo.engine`; read from the file when not given): Flowdeck's
     engine runs a Metaflow file unchanged through its alias entry. `store` (a folder or
     an object-store URL; see `store_environment`; on Flowdeck's engine a `--datastore URL`
-    in `args` when not given) is where the run keeps its records. Raises LaunchError when
-    the interpreter cannot run it."""
+    in `args` when not given) is where the run keeps its records. `cwd`: where the run
+    starts (a terminal's current folder, as `python FILE` there); by default the engine's
+    choice for the file (the window's). Raises LaunchError when the interpreter cannot run
+    it."""
     file = os.path.abspath(file)
     chosen = engine_for(engine)
     analysis = analyze_file(file)
@@ -134,7 +136,8 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     env.update(store_env)
     env[RUN_ID_ENV] = run_id
     return LaunchSpec(program=python.path, args=chosen.run_args(file, args, imports),
-                      cwd=chosen.working_dir(file, project_root), env=env, engine=chosen.name, flow=flow,
+                      cwd=cwd or chosen.working_dir(file, project_root), env=env,
+                      engine=chosen.name, flow=flow,
                       file=file, run_id=run_id, root=str(layout.root),
                       events_path=str(layout.events(run_id)), stop_signal=chosen.stop_signal,
                       stop_grace_s=chosen.stop_grace_s)

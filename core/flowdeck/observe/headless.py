@@ -41,7 +41,8 @@ COLOURS = {"running": "33", "succeeded": "32", "failed": "31", "cancelled": "35"
 
 def build_parser(command: str) -> argparse.ArgumentParser:
     """`flowdeck run` / `flowdeck resume`: our options; anything else goes to the flow."""
-    what = ("Run a flow without a window, with its output and a live table of its steps."
+    what = ("Run a flow without a window, with its output and a live table of its steps. "
+            "It runs in the current folder, as `python FILE run` would."
             if command == "run" else
             "Resume a flow's latest (or chosen) run from its failed (or named) steps, "
             "reusing every task that finished.")
@@ -50,7 +51,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         epilog="Other options are passed to the flow: its parameters (`--name value`; "
         "`python FILE --help` lists them) and the flow's own options "
         "(`--max-workers N`, `--run-id ID`, `--quiet`).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False)  # `--fl` is the flow's own option, never short for `--flow`
     parser.add_argument("file", metavar="FILE", help="the flow's .py file")
     if command == "resume":
         parser.add_argument("steps", nargs="*", metavar="STEP",
@@ -119,7 +121,7 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
         return 2
     try:
         spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args,
-                            imports=flow.engine)
+                            imports=flow.engine, cwd=os.getcwd())  # as `python FILE` here
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
