@@ -574,3 +574,19 @@ def test_a_failed_task_keeps_what_it_set_and_resume_runs_it_again(tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr
     again = runs_of(path, "PartialFlow").latest_run["start"].task
     assert again.successful and again.data.done is True
+
+
+def test_current_tempdir_is_metaflows_configured_folder(tmp_path: Path) -> None:
+    """`os.path.join(current.tempdir, name)` works as in Metaflow: "." unless
+    $METAFLOW_TEMPDIR says otherwise (it was None, and the join raised TypeError)."""
+    path = tmp_path / "temp.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, current, step\n\n\n"
+        "class TempFlow(FlowSpec):\n    @step\n    def start(self):\n"
+        "        self.tempdir = current.tempdir\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    TempFlow()\n")
+    assert run_flow(path).returncode == 0
+    assert runs_of(path, "TempFlow").latest_run.data.tempdir == "."
+    assert run_flow(path, env=child_env(METAFLOW_TEMPDIR=str(tmp_path))).returncode == 0
+    assert runs_of(path, "TempFlow").latest_run.data.tempdir == str(tmp_path)

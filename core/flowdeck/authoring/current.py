@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 from flowdeck.authoring.values import username
@@ -52,6 +53,8 @@ class Current:
         if "username" not in self._values:  # the run's (`_set_run`): no lookup per task
             self._values["username"] = username()
         self._values.setdefault("namespace", f"user:{self._values['username']}")
+        # Metaflow's configured temporary folder ($METAFLOW_TEMPDIR, "." by default)
+        self._values.setdefault("tempdir", os.environ.get("METAFLOW_TEMPDIR") or ".")
 
     def _update(self, **values: Any) -> None:
         self._values.update(values)
