@@ -346,6 +346,11 @@ def test_a_file_that_never_starts_its_flow_gets_a_clear_message(qtbot, app, fold
     assert "does not start NoMainFlow when it runs" in window.last_message[1]
     assert 'if __name__ == "__main__": NoMainFlow()' in window.last_message[1]
     assert not controller.session(key).running
+    with open(folder / "nomain.py", "a") as handle:  # the fix the message asks for
+        handle.write('if __name__ == "__main__":\n    NoMainFlow()\n')
+    qtbot.waitUntil(lambda: controller.model.entry(key_of(controller, "NoMainFlow"))
+                    .flow.start_problem is None, timeout=10000)
+    assert run_and_wait(qtbot, controller, window, "NoMainFlow") == "succeeded"
 
 
 def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:

@@ -68,6 +68,8 @@ class FlowInfo:
     graph: FlowGraph
     parameters: list[ParameterInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: Why `python FILE` would not run this flow (see `start_problem`), or None.
+    start_problem: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,7 +114,6 @@ class FileAnalysis:
     flows: list[FlowInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     content_hash: str = ""
-    main: MainBlock | None = None  # None: running the file starts nothing
 
     def flow(self, name: str) -> FlowInfo | None:
         return next((f for f in self.flows if f.name == name), None)
@@ -211,19 +212,18 @@ def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowI
     return None, f"{file} {what}; choose one with --flow ({names})."
 
 
-def start_problem(analysis: FileAnalysis, flow: str) -> str | None:
+def start_problem(path: str, main: MainBlock | None, flow: str) -> str | None:
     """Why `python FILE` would not run `flow` (every engine runs a flow that way), or None.
 
     A file whose script part starts another flow ran that one instead; one without a
     script part ran nothing and ended well: both looked like a run of `flow`."""
-    main = analysis.main
     if main is None:
-        return (f"{analysis.path} does not start {flow} when it runs: it has no "
+        return (f"{path} does not start {flow} when it runs: it has no "
                 f"`if __name__ == \"__main__\":` block. Add one at its end: "
                 f"`if __name__ == \"__main__\": {flow}()`.")
     if main.starts and flow not in main.starts:
         others = ", ".join(main.starts)
-        return (f"{analysis.path}:{main.line}: running the file starts {others}, not "
+        return (f"{path}:{main.line}: running the file starts {others}, not "
                 f"{flow}. Start {flow} in its `if __name__ == \"__main__\":` block (or put "
                 "each flow in a file of its own).")
     return None
@@ -292,7 +292,10 @@ class _FileAnalyzer:
                     changed = True
         infos = [self._flow_info(cls, engine, base, flows)
                  for cls, engine, base in sorted(flows.values(), key=lambda f: f[0].lineno)]
-        return FileAnalysis(self.path, flows=infos, main=self._main_block(set(flows)))
+        main = self._main_block(set(flows))
+        for info in infos:
+            info.start_problem = start_problem(self.path, main, info.name)
+        return FileAnalysis(self.path, flows=infos)
 
     def _main_block(self, flows: set[str]) -> MainBlock | None:
         for node in self.tree.body:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowdeck.analysis.flowfile import analyze_file, start_problem
+from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
 from flowdeck.engines.local import FlowdeckEngine
@@ -98,7 +98,8 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                  interpreter: Interpreter | None = None, run_id: str | None = None,
                  project_root: str | None = None,
                  core_dir: str | None = None, imports: str | None = None,
-                 store: str | None = None, cwd: str | None = None) -> LaunchSpec:
+                 store: str | None = None, cwd: str | None = None,
+                 info: FlowInfo | None = None) -> LaunchSpec:
     """The launch of `flow` in `file` with the flow command line `args` (`run ...`,
     `resume ...`) on `engine`. `imports` is the engine the file is written for
     (discovery's `FlowInfo.engine`; read from the file when not given): Flowdeck's
@@ -106,15 +107,14 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     an object-store URL; see `store_environment`; on Flowdeck's engine a `--datastore URL`
     in `args` when not given) is where the run keeps its records. `cwd`: where the run
     starts (a terminal's current folder, as `python FILE` there); by default the engine's
-    choice for the file (the window's). Raises LaunchError when the interpreter cannot run
-    it."""
+    choice for the file (the window's). `info`: the caller's analysis of the flow (the
+    catalog's, made off the GUI thread); read from the file when not given. Raises
+    LaunchError when the interpreter cannot run it, or the file does not start the flow."""
     file = os.path.abspath(file)
     chosen = engine_for(engine)
-    analysis = analyze_file(file)
-    problem = start_problem(analysis, flow) if analysis.flow(flow) is not None else None
-    if problem:
-        raise LaunchError(problem)
-    info = analysis.flow(flow)
+    info = info or analyze_file(file).flow(flow)
+    if info is not None and info.start_problem:
+        raise LaunchError(info.start_problem)
     imports = imports or (info.engine if info is not None else None) or chosen.name
     if chosen.name == "metaflow" and imports != "metaflow":
         raise LaunchError(f"{file}: {flow} imports {imports}, not metaflow, so Metaflow's "

@@ -121,7 +121,8 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
         return 2
     try:
         spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args,
-                            imports=flow.engine, cwd=os.getcwd())  # as `python FILE` here
+                            imports=flow.engine, info=flow,
+                            cwd=os.getcwd())  # as `python FILE` here
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

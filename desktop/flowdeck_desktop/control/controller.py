@@ -526,7 +526,7 @@ class FlowdeckController(QObject):
             return build_launch(entry.file, entry.name, engine, args,
                                 interpreter=interpreter, core_dir=core_path(),
                                 project_root=self.project_root(entry.file),
-                                imports=entry.engine, store=store)
+                                imports=entry.engine, store=store, info=entry.flow)
         except LaunchError as exc:
             self._tell("error", " ".join([str(exc), *interpreter.skipped]), entry.key)
             return None
