@@ -160,8 +160,7 @@ def test_second_start_hands_over_and_the_first_runs_the_file(qtbot, tmp_path: Pa
 
 
 def test_scripted_starts_keep_their_own_outcome() -> None:
-    from flowdeck_desktop.app import hands_over
-    from flowdeck_desktop.command_line import parse_args
+    from flowdeck_desktop.command_line import hands_over, parse_args
     assert hands_over(parse_args(["a.py"]))
     for flags in (["--exit-when-done"], ["--screenshot", "x.png"], ["--new-instance"],
                   ["--quit-when-shown"]):

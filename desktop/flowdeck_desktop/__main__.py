@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flowdeck_desktop.command_line import CORE_COMMANDS, parse_args
+from flowdeck_desktop.command_line import CORE_COMMANDS, hands_over, parse_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +22,10 @@ def main(argv: list[str] | None = None) -> int:
               f"Commands: {', '.join(sorted(CORE_COMMANDS))}; or give folders to watch and "
               "flow files to open (`flowdeck --help`).", file=sys.stderr)
         return 2
-    parse_args(argv)  # before Qt: --help, --version and a bad option answer without a display
-    for flag, action in (("--install-desktop", "install"), ("--uninstall-desktop", "uninstall")):
-        if flag in argv:  # before Qt: works over ssh and without a display
-            from flowdeck_desktop.system.desktop_integration import main as integrate
-            return integrate(action)
+    options = parse_args(argv)  # before Qt: --help, --version, a bad option need no display
+    if options.install_desktop or options.uninstall_desktop:  # works over ssh too
+        from flowdeck_desktop.system.desktop_integration import main as integrate
+        return integrate("install" if options.install_desktop else "uninstall")
     try:
         import PySide6  # noqa: F401  (the window's only extra dependency)
     except ImportError:
@@ -38,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    if _handed_to_running_window(argv):
+    # A plain start goes to the running window before loading the widgets (~0.1 s, not ~0.3 s)
+    from flowdeck_desktop.system.single_instance import send_to_running
+    if hands_over(options) and send_to_running(options.paths, run=options.run):
         return 0
     from flowdeck_desktop.app import run_app
-    return run_app(argv)
+    return run_app(argv, options)
 
 
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb")
@@ -68,18 +69,6 @@ def _unknown_command(argv: list[str]) -> str | None:
         return None
     looks_like_path = os.sep in first or first.endswith(".py")
     return None if looks_like_path else first
-
-
-SCRIPTED_FLAGS = {"--new-instance", "--screenshot", "--exit-when-done", "--quit-when-shown",
-                  "-h", "--help"}
-
-
-def _handed_to_running_window(argv: list[str]) -> bool:
-    """A plain start goes to the running window before loading the widgets (~0.1 s, not ~0.3 s)."""
-    if any(a.split("=", 1)[0] in SCRIPTED_FLAGS for a in argv):
-        return False
-    from flowdeck_desktop.system.single_instance import send_to_running
-    return send_to_running([a for a in argv if not a.startswith("-")], run="--run" in argv)
 
 
 if __name__ == "__main__":

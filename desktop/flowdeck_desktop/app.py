@@ -8,10 +8,10 @@ import sys
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
 
-from flowdeck_desktop.command_line import AppOptions, parse_args
+from flowdeck_desktop.command_line import AppOptions
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.system.resources import examples_dir
-from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer, send_to_running
+from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer
 from flowdeck_desktop.views.main_window import MainWindow, app_icon
 from flowdeck_desktop.views.theme import THEME_ENV, apply_theme
 
@@ -87,16 +87,9 @@ def listen_for_others(app: QApplication, window: MainWindow) -> InstanceServer:
     return server
 
 
-def hands_over(options: AppOptions) -> bool:
-    """Plain starts go to a running window; scripted ones need their own outcome and exit code."""
-    return not (options.new_instance or options.screenshot or options.exit_when_done
-                or options.quit_when_shown)
-
-
-def run_app(argv: list[str]) -> int:
-    options = parse_args(argv)
-    if hands_over(options) and send_to_running(options.paths, run=options.run):
-        return 0  # the running window took the paths and came to the front
+def run_app(argv: list[str], options: AppOptions) -> int:
+    """The window for `options` (`argv` parsed by `command_line.parse_args`; `__main__`
+    has already offered the paths to a running window)."""
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0], *argv])
     app.setApplicationName("Flowdeck")

@@ -25,6 +25,14 @@ class AppOptions:
     new_instance: bool = False
     quit_when_shown: bool = False
     size: tuple[int, int] | None = None
+    install_desktop: bool = False
+    uninstall_desktop: bool = False
+
+
+def hands_over(options: AppOptions) -> bool:
+    """Plain starts go to a running window; scripted ones need their own outcome and exit code."""
+    return not (options.new_instance or options.screenshot or options.exit_when_done
+                or options.quit_when_shown)
 
 
 def parse_args(argv: list[str]) -> AppOptions:
@@ -57,7 +65,8 @@ def parse_args(argv: list[str]) -> AppOptions:
     args = parser.parse_args(argv)
     return AppOptions(args.paths, args.screenshot, args.run or bool(args.screenshot),
                       args.exit_when_done or bool(args.screenshot), args.new_instance,
-                      args.quit_when_shown, args.size)
+                      args.quit_when_shown, args.size, args.install_desktop,
+                      args.uninstall_desktop)
 
 
 def _size(text: str) -> tuple[int, int]:
