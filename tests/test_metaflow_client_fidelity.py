@@ -11,6 +11,7 @@ merge_artifacts' exceptions.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from conftest import child_env, run_flow
 
 from flowdeck import Flow, Task, default_namespace
 from flowdeck.client import Metadata, TaskException
+from flowdeck.exception import MetaflowNotFound
 
 HEADER = """import os, signal
 from flowdeck import FlowSpec, step, Parameter, current, retry, catch, timeout
@@ -108,6 +110,35 @@ def test_tasks_by_pathspec_their_family_logs_and_pickled_client_objects(tmp_path
     with pytest.raises(KeyError):
         run["no_such_step"]
     assert inner.path_components == pathspec.split("/")
+
+
+def test_times_are_datetimes_steps_come_latest_first_and_artifacts_by_name(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, FOREACH_FLOW)
+    assert run_flow(path, env=env()).returncode == 0
+    root = tmp_path / ".flowdeck"
+    run = latest(tmp_path, "LineFlow")
+    # Metaflow lists a run's steps newest first: the end first, the start last.
+    assert [s.id for s in run] == ["end", "join_outer", "join_inner", "inner", "outer",
+                                   "start"]
+    assert isinstance(run.created_at, datetime) and isinstance(run.finished_at, datetime)
+    assert run.created_at <= run.finished_at
+    assert run.duration == pytest.approx((run.finished_at - run.created_at).total_seconds(),
+                                         abs=1e-3)
+    task = run["inner"].tasks()[0]
+    assert isinstance(task.finished_at, datetime) and task.created_at <= task.finished_at
+    assert task.current_attempt == 0
+    assert run["inner"].created_at <= run["inner"].finished_at <= run.finished_at
+    # task.artifacts is a tuple whose items are attributes by name (Metaflow's namedtuple).
+    assert task.artifacts.frames.data == [("start", "xs", 2, 0, "a"), ("outer", "ys", 2, 0, 1)]
+    assert "frames" in task.artifacts._fields and len(task.artifacts) == len(list(task))
+    assert task.artifacts.frames.created_at == task.finished_at
+    with pytest.raises(AttributeError, match="no artifact 'nope'"):
+        getattr(task.artifacts, "nope")  # noqa: B009 (the attribute access is the test)
+    # A flow that never ran is not found, as in Metaflow, and the message says where we looked.
+    with pytest.raises(MetaflowNotFound, match=r"Flow\('NeverRan'\) does not exist.*"
+                                                r"Run the flow first"):
+        Flow("NeverRan", root=root)
 
 
 RETRY_FLOW = """

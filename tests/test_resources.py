@@ -105,8 +105,7 @@ def test_a_memory_limit_that_is_no_number_is_refused_before_the_run(tmp_path: Pa
     assert result.returncode == 2
     assert "@resources(memory='lots') on step `start`" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / ".flowdeck").exists() or \
-        Flow("HungryFlow", root=tmp_path / ".flowdeck").runs() == []
+    assert not (tmp_path / ".flowdeck" / "HungryFlow" / "runs").exists()
 
 
 CPU_FLOW = """

@@ -233,6 +233,15 @@ class DataArtifact:
     def parent(self) -> "Task":
         return self.task
 
+    @property
+    def created_at(self) -> datetime | None:
+        """When its task stored it: the task's end (Metaflow's artifacts are written then)."""
+        return self.task.finished_at
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.created_at
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DataArtifact) and other.pathspec == self.pathspec
 
@@ -244,6 +253,30 @@ class DataArtifact:
 
 
 # -- tasks ----------------------------------------------------------------------------------
+
+class MetaflowArtifacts(tuple[DataArtifact, ...]):
+    """A task's artifacts: a tuple of DataArtifacts whose items are also attributes by
+    name (`task.artifacts.model`), as Metaflow's namedtuple of them is."""
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        return tuple(a.id for a in self)
+
+    def _asdict(self) -> dict[str, DataArtifact]:
+        return {a.id: a for a in self}
+
+    def __getattr__(self, name: str) -> DataArtifact:
+        for artifact in self:
+            if artifact.id == name:
+                return artifact
+        raise AttributeError(f"The task has no artifact {name!r}; it has "
+                             f"{', '.join(a.id for a in self) or 'none'}.")
+
+
+def _stamp(seconds: float | None) -> datetime | None:
+    """A record's time (seconds since the epoch) as the client's datetime, as Metaflow's."""
+    return datetime.fromtimestamp(seconds) if seconds else None
+
 
 class Metadata(NamedTuple):
     """One metadata entry of a task, as Metaflow's client lists them (`task.metadata`)."""
@@ -409,6 +442,23 @@ class Task:
         return int(self.info.get("attempt", 0))
 
     @property
+    def current_attempt(self) -> int:
+        """The latest attempt that started (Metaflow's name for `attempt`)."""
+        return self.attempt
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the final attempt started (None before it wrote its record)."""
+        record = self.record
+        return _stamp(record.start) if record else None
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """When the final attempt ended, successfully or not; None while it runs."""
+        record = self.record
+        return _stamp(record.end) if record and self.finished else None
+
+    @property
     def index(self) -> int | None:
         frames = [f for f in self.info.get("frames", []) if f.get("kind") == "foreach"]
         return frames[-1]["index"] if frames else None
@@ -454,8 +504,8 @@ class Task:
         return MetaflowData(self)
 
     @property
-    def artifacts(self) -> list[DataArtifact]:
-        return [DataArtifact(self, k, v) for k, v in self.artifact_refs.items()]
+    def artifacts(self) -> MetaflowArtifacts:
+        return MetaflowArtifacts(DataArtifact(self, k, v) for k, v in self.artifact_refs.items())
 
     def __iter__(self) -> Iterator[DataArtifact]:
         return iter(self.artifacts)
@@ -655,6 +705,18 @@ class Step:
         return iter(self.tasks())
 
     @property
+    def created_at(self) -> datetime | None:
+        """When its first task started."""
+        starts = [t.created_at for t in self.tasks()]
+        return min((s for s in starts if s), default=None)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        """When its last task ended; None while any of its tasks has not."""
+        ends = [t.finished_at for t in self.tasks()]
+        return max(ends) if ends and all(ends) else None  # type: ignore[type-var]
+
+    @property
     def task(self) -> Task:
         tasks = self.tasks()
         if not tasks:
@@ -801,17 +863,21 @@ class Run:
         return self.status in RUN_FINAL or self.status == DAMAGED
 
     @property
-    def created_at(self) -> float:
-        return self.entry.start
+    def created_at(self) -> datetime:
+        stamp = _stamp(self.entry.start)
+        assert stamp is not None  # a run's start is its id's time at worst
+        return stamp
 
     @property
-    def finished_at(self) -> float | None:
-        return self.record.end
+    def finished_at(self) -> datetime | None:
+        """When the run ended (None while it runs), as Metaflow's datetime."""
+        return _stamp(self.record.end)
 
     @property
     def duration(self) -> float | None:
-        end = self.finished_at
-        return end - self.created_at if end else None
+        """Seconds from start to end (None while it runs)."""
+        end = self.record.end
+        return end - self.entry.start if end else None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -939,10 +1005,37 @@ class Run:
     # -- steps --------------------------------------------------------------------------
 
     def steps(self, *tags: str) -> list[Step]:
+        """The steps that ran, the latest in the flow first (`end` first, `start` last), as
+        Metaflow lists them; none unless the run has every tag given."""
         if not self._has_tags(tags):
             return []
         self._fetch()
-        return [Step(self, p.name) for p in sorted(self.dir.iterdir()) if p.is_dir()]
+        ran = {p.name for p in self.dir.iterdir() if p.is_dir()}
+        order = [name for name in self._graph_order() if name in ran]
+        order += sorted(ran - set(order))
+        return [Step(self, name) for name in reversed(order)]
+
+    def _graph_order(self) -> list[str]:
+        """The flow's steps from `start`, each after every step that leads to it (as far as
+        the graph allows: a loop's return edge is not followed)."""
+        nexts = self._graph_next()
+        postorder: list[str] = []  # depth first, without recursion (a flow may be long)
+        seen: set[str] = set()
+        for root in ["start", *sorted(nexts)]:
+            if root in seen or root not in nexts:
+                continue
+            seen.add(root)
+            stack = [(root, iter(nexts[root]))]
+            while stack:
+                name, children = stack[-1]
+                child = next((c for c in children if c not in seen), None)
+                if child is None:
+                    postorder.append(name)
+                    stack.pop()
+                else:
+                    seen.add(child)
+                    stack.append((child, iter(nexts.get(child, []))))
+        return postorder[::-1]
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps())
@@ -1022,6 +1115,15 @@ class Flow:
         remote = _read_cache(self.layout.root)
         if remote is not None:
             remote.fetch_runs(name)  # ObjectStoreError names the URL and the operation
+        try:
+            stored = self.layout.runs_dir.is_dir()
+        except InvalidId as exc:
+            raise ClientError(f"No flow {name!r}: {exc}") from None
+        if not stored:
+            raise ClientError(f"Flow('{name}') does not exist: no run of it is stored under "
+                              f"{_where(self.layout.root)}. Run the flow first, or read from "
+                              "the folder that holds its .flowdeck store (or pass root=, or "
+                              "set $FLOWDECK_HOME).")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, ("Flow", self.id, str(self.layout.root))
