@@ -590,3 +590,76 @@ def test_current_tempdir_is_metaflows_configured_folder(tmp_path: Path) -> None:
     assert runs_of(path, "TempFlow").latest_run.data.tempdir == "."
     assert run_flow(path, env=child_env(METAFLOW_TEMPDIR=str(tmp_path))).returncode == 0
     assert runs_of(path, "TempFlow").latest_run.data.tempdir == str(tmp_path)
+
+
+GRAPH_FLOW = '''import json, os
+from metaflow import FlowSpec, Parameter, current, project, step
+
+
+@project(name="demo")
+class GraphInfoFlow(FlowSpec):
+    """Branches, a foreach, a parameter and a constant."""
+
+    alpha = Parameter("alpha", default=1)
+    K = 3
+
+    @step
+    def start(self):
+        with open(os.environ["GRAPH_OUT"], "w") as out:
+            json.dump(current.graph, out, default=str)
+        self.items = [1, 2]
+        self.next(self.a, self.b)
+
+    @step
+    def a(self):
+        """Side a."""
+        self.next(self.j)
+
+    @step
+    def b(self):
+        self.next(self.each, foreach="items")
+
+    @step
+    def each(self):
+        self.next(self.jb)
+
+    @step
+    def jb(self, inputs):
+        self.next(self.j)
+
+    @step
+    def j(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    GraphInfoFlow()
+'''
+
+
+def test_current_graph_is_metaflows_graph_info(tmp_path: Path) -> None:
+    """`current.graph` in a step: the dict real Metaflow gives for the same file (it
+    raised AttributeError). Compared field by field against Metaflow 2.19 itself."""
+    from flowdeck.engines.as_metaflow import ENTRY_MODULE
+    path = tmp_path / "graph_info.py"
+    path.write_text(GRAPH_FLOW)
+    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
+    for command, out in (([sys.executable, "-m", ENTRY_MODULE], ours), ([sys.executable], theirs)):
+        env = child_env(METAFLOW_USER="tester", USER="tester", GRAPH_OUT=str(out))
+        proc = subprocess.run([*command, path.name, "run"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    mine, real = json.loads(ours.read_text()), json.loads(theirs.read_text())
+    for key in ("file", "start_step", "end_step", "parameters", "constants",
+                "graph_structure", "doc"):
+        assert mine[key] == real[key], key
+    assert [d["name"] for d in mine["decorators"]] == [d["name"] for d in real["decorators"]]
+    assert set(mine["steps"]) == set(real["steps"])
+    for name, step in real["steps"].items():
+        for field in ("name", "type", "line", "doc", "next", "foreach_artifact",
+                      "matching_join"):
+            assert mine["steps"][name].get(field) == step.get(field), (name, field)

@@ -70,6 +70,16 @@ class Current:
         return set(tags) if tags is not None else None
 
     @property
+    def graph(self) -> dict[str, Any]:
+        """The running flow's graph as the dict Metaflow stores for a run (its steps, their
+        decorators and `next`, the nested `graph_structure`, parameters, constants)."""
+        flow_cls = self._values.get("_flow_class")
+        if flow_cls is None:  # Metaflow raises the same outside a run
+            raise RuntimeError("current.graph is available only in a running step.")
+        from flowdeck.authoring.graphview import graph_info
+        return graph_info(flow_cls)
+
+    @property
     def task(self) -> Any:
         """The running task as a client `Task` (None outside a task)."""
         return self._client_object("Task", self._values.get("pathspec"))

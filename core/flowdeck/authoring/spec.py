@@ -463,6 +463,12 @@ class FlowSpec:
         from flowdeck.authoring.graphview import graph_view
         return graph_view(type(self))
 
+    @property
+    def _graph_info(self) -> dict[str, Any]:
+        """The graph as the dict Metaflow stores for a run (`current.graph`)."""
+        from flowdeck.authoring.graphview import graph_info
+        return graph_info(type(self))
+
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """The flow's steps (bound methods, each with `.name`) in graph order, as Metaflow's
         `for step in flow` gives them."""

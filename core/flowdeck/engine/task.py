@@ -645,7 +645,7 @@ def execute_task(req: TaskRequest) -> int:
     known = _PARAMETER_NAMES and _PARAMETER_NAMES[0][0] is req.flow_cls
     current._set(flow_name=req.flow_name, run_id=req.run_id, step_name=req.step,
                  task_id=req.task_id, retry_count=req.attempt,
-                 origin_run_id=req.origin_run_id,
+                 origin_run_id=req.origin_run_id, _flow_class=req.flow_cls,
                  parameter_names=list(_PARAMETER_NAMES[0][1]) if known
                  else parameter_names(req.flow_cls))
     before_task(req.step, req.task_id, req.frames)
