@@ -663,3 +663,29 @@ def test_current_graph_is_metaflows_graph_info(tmp_path: Path) -> None:
         for field in ("name", "type", "line", "doc", "next", "foreach_artifact",
                       "matching_join"):
             assert mine["steps"][name].get(field) == step.get(field), (name, field)
+
+
+def test_a_progress_bar_shows_its_last_state_in_the_terminal(tmp_path: Path) -> None:
+    """Carriage returns in a task's output act as a terminal's: each update overwrites the
+    line, so the prefixed line shows what the bar showed last (they were U+FFFD marks
+    between every update). Other control characters are still replaced."""
+    from flowdeck.engine.terminal import clean_line
+    assert clean_line(b"abcdef\rXY\r") == "XYcdef"  # a line, without its newline
+    assert clean_line(b"bell\x07") == "bell\ufffd"
+    path = tmp_path / "progress.py"
+    path.write_text(
+        "import sys\nfrom flowdeck import FlowSpec, step\n\n\n"
+        "class BarFlow(FlowSpec):\n    @step\n    def start(self):\n"
+        "        for i in range(5):\n"
+        "            sys.stderr.write(f'\\rprogress {i * 25}%')\n"
+        "            sys.stderr.flush()\n"
+        "        sys.stderr.write('\\n')\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    BarFlow()\n")
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    bar = [line for line in result.stderr.splitlines() if "progress" in line]
+    assert len(bar) == 1 and bar[0].endswith("/start/1] progress 100%"), bar
+    assert "\ufffd" not in result.stderr
+    stored = runs_of(path, "BarFlow").latest_run["start"].task.stderr
+    assert stored.startswith("\rprogress 0%\rprogress 25%")  # the log keeps every byte

@@ -2,7 +2,8 @@
 
 Every line carries `[run/step/task]`, so interleaved output of parallel
 tasks stays readable and greppable. Worker output is decoded leniently and
-control characters (other than tab and ANSI colour escapes) are replaced,
+carriage returns are applied (a progress bar shows its last state), other
+control characters (but tab and ANSI colour escapes) are replaced,
 so a step that prints binary garbage cannot corrupt the terminal.
 """
 
@@ -21,8 +22,16 @@ MAX_PARTIAL = 64 * 1024  # a line longer than this is printed in pieces
 
 
 def clean_line(data: bytes) -> str:
-    text = data.decode("utf-8", errors="replace")
-    return _CONTROL.sub("\ufffd", text.rstrip("\r"))
+    """One line of a task's output as the terminal may show it after the prefix: decoded
+    leniently, carriage returns applied (a progress bar's updates end as its last state,
+    as a terminal shows them), other control characters replaced."""
+    text = data.decode("utf-8", errors="replace").rstrip("\r")
+    if "\r" in text:
+        shown = ""
+        for part in text.split("\r"):  # each part overwrites the start of the line
+            shown = part + shown[len(part):]
+        text = shown
+    return _CONTROL.sub("\ufffd", text)
 
 
 class TerminalEcho:
