@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import child_env, process_alive
 
 from flowdeck.store.events import read_events
@@ -70,3 +71,41 @@ def test_a_killed_flowdeck_run_cancels_its_run(flow_file) -> None:
             headless.kill()
         for pid in _marked(RunIndex(layout).runs()[0].run_id) if RunIndex(layout).runs() else []:
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_stopped_flowdeck_run_shows_the_run_end_and_exits_as_a_stopped_command(
+        flow_file, how: str) -> None:
+    """Ctrl+C (SIGINT to the terminal's process group) exits 130 and SIGTERM to `flowdeck
+    run` alone exits 143, as a shell expects; both after the run's own last lines. Before,
+    Ctrl+C gave the run's 143, and SIGTERM ended `flowdeck run` at once, the run
+    cancelling itself unseen."""
+    path = flow_file("sleepy.py")
+    layout = RunLayout(path.parent / ".flowdeck", "SleepyFlow")
+    headless = subprocess.Popen([sys.executable, "-m", "flowdeck.cli.main", "run", str(path)],
+                                cwd=path.parent, env=child_env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, text=True)
+
+    def napping() -> bool:
+        runs = RunIndex(layout).runs()
+        return bool(runs) and any(e.get("type") == "task_started" and e.get("step") == "nap_a"
+                                  for e in read_events(layout.events(runs[0].run_id)))
+
+    try:
+        assert _wait_for(napping)
+        if how == "ctrl-c":
+            os.killpg(headless.pid, signal.SIGINT)
+        else:
+            os.kill(headless.pid, signal.SIGTERM)
+        out, _ = headless.communicate(timeout=60)
+    finally:
+        if headless.poll() is None:
+            os.killpg(headless.pid, signal.SIGKILL)
+    expected = 128 + (signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
+    assert headless.returncode == expected, out[-2000:]
+    run_id = RunIndex(layout).runs()[0].run_id
+    assert RunIndex(layout).read(run_id).status == "cancelled"
+    assert f"Run {run_id} was cancelled after" in out  # the run's own last line
+    assert f"The run cancelled (exit code {expected})." in out
+    assert "Traceback" not in out

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.engines import processes
@@ -147,6 +147,28 @@ def _stop_with(parent: int, stop_signal: int) -> Callable[[], None]:
     return lambda: processes.die_with_parent(parent, stop_signal)
 
 
+class Terminated(Exception):
+    """SIGTERM reached `flowdeck run` while it follows a run: stop the run as Ctrl+C does."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _raise_on_sigterm(handler: Any = _raise_terminated) -> Any:
+    """Install `handler` for SIGTERM; the previous one, or None where this thread may not
+    (a caller that is not the main thread keeps the default)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class Follower:
     """Shows one run as it happens: the flow's output, and on a terminal the live table."""
 
@@ -162,18 +184,29 @@ class Follower:
         fold.run_id = spec.run_id
 
     def follow(self) -> int:
-        stopped = False
+        """Show the run to its end; its exit code, or 130 (Ctrl+C) / 143 (SIGTERM) when this
+        command was stopped and the run cancelled, as a shell expects of a stopped command.
+
+        SIGTERM stops the run as Ctrl+C does, and the run's last lines are still shown
+        (before, the default handler ended this process at once and the run cancelled
+        itself unseen)."""
+        stopped_by = 0
+        previous = _raise_on_sigterm()
         try:
             code = self._loop()
-        except KeyboardInterrupt:
-            stopped = True
+        except (KeyboardInterrupt, Terminated) as stop:
+            stopped_by = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
             code = self._stop()
+        finally:
+            _restore_sigterm(previous)
         self._end_leftovers()  # nothing of the run may outlive it, however it ended
         self._tick(final=True)
         if self.fold.status == RUNNING:
-            self.fold.mark_ended("cancelled" if stopped or code in (130, 143, -2, -15)
+            self.fold.mark_ended("cancelled" if stopped_by or code in (130, 143, -2, -15)
                                  else "crashed", time.time())
             self._draw()
+        if stopped_by and code != 0:
+            code = 128 + stopped_by
         self._summary(code)
         return code
 
@@ -192,7 +225,7 @@ class Follower:
         processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
         try:
             return self.child.wait(self.spec.stop_grace_s)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        except (subprocess.TimeoutExpired, KeyboardInterrupt, Terminated):
             return self._kill()
 
     def _kill(self) -> int:
@@ -202,12 +235,14 @@ class Follower:
         had started (a child in a new session, a step that ignores SIGTERM) ran on.
         """
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl+C waits
+        terminate = _raise_on_sigterm(signal.SIG_IGN)  # so does a third SIGTERM
         try:
             processes.signal_group_quietly(self.child.pid, signal.SIGKILL)
             code = self.child.wait()
             self._end_leftovers()
         finally:
             signal.signal(signal.SIGINT, previous)
+            _restore_sigterm(terminate)
         return code
 
     def _end_leftovers(self) -> None:
