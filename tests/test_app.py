@@ -523,3 +523,63 @@ def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, 
         qtbot.waitUntil(lambda: "this is the copy's log" in window.logs.text())
     finally:
         close_window(controller, window)
+
+
+BASE_STEPS = '''from flowdeck import FlowSpec, step
+
+
+class BaseFlow(FlowSpec):
+    @step
+    def start(self):
+        self.x = 1
+        self.next(self.middle)
+
+    @step
+    def end(self):
+        print("end", self.x, self.y)
+'''
+CHILD_FLOW = '''from base_steps import BaseFlow
+from flowdeck import step
+
+
+class ChildFlow(BaseFlow):
+    @step
+    def middle(self):
+        self.y = self.x + 1
+        self.next(self.end)
+
+
+if __name__ == "__main__":
+    ChildFlow()
+'''
+
+
+def test_a_flow_whose_base_class_is_in_a_module_beside_it(
+        qtbot, settings: QSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listed with the base's steps, run from the window, and a base step opens in its own
+    module (the window listed the file as having no flow)."""
+    folder = tmp_path / "inherit"
+    folder.mkdir()
+    (folder / "base_steps.py").write_text(BASE_STEPS)
+    (folder / "child_flow.py").write_text(CHILD_FLOW)
+    opened = tmp_path / "opened.txt"
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f'#!/bin/sh\necho "$@" > {opened}\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("VISUAL", str(editor))
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        key = key_of(controller, "ChildFlow")
+        assert controller.model.entry(key).steps == ["start", "middle", "end"]
+        window.select_flow(key)
+        with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+            window.run_selected()
+        assert blocker.args[1] == "succeeded"
+        assert window.scene.step_state("start").status == "succeeded"
+        window._open_step("start")
+        qtbot.waitUntil(opened.exists, timeout=10000)
+        assert opened.read_text().split() == ["+6", str(folder / "base_steps.py")]  # its def
+    finally:
+        close_window(controller, window)

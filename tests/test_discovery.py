@@ -79,6 +79,66 @@ def test_flow_inheriting_from_a_flow(tmp_path: Path) -> None:
     assert child.flow.doc == "Adds a step between start and end."
 
 
+BASE_MODULE = """import os
+from flowdeck import FlowSpec, step
+
+os._exit(3)  # never run: the module is read, not imported
+
+
+class BaseFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.middle)
+
+    @step
+    def end(self):
+        pass
+"""
+CHILD_FILE = """from base_steps import BaseFlow
+
+
+class ChildFlow(BaseFlow):
+    @step
+    def middle(self):
+        self.next(self.end)
+
+
+if __name__ == "__main__":
+    ChildFlow()
+"""
+
+
+def test_a_flow_inheriting_from_a_module_beside_it_follows_that_module(tmp_path: Path) -> None:
+    """The child file never says FlowSpec (the prefilter used to skip it unread): it is
+    listed with the base module's steps, and analysed again when only that module
+    changes, although its own bytes did not."""
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE)
+    child = tmp_path / "child_flow.py"
+    child.write_text(CHILD_FILE.replace("@step", "@fd.step").replace(
+        "from base_steps", "import flowdeck as fd\nfrom base_steps"))
+    catalog = FlowCatalog([tmp_path])
+    snapshot, _ = catalog.scan()
+    entry = snapshot.entry(entry_key(str(child), "ChildFlow"))
+    assert entry is not None and entry.ok, entry
+    assert entry.steps == ["start", "middle", "end"]
+    assert entry.flow.graph["start"].source_file == str(tmp_path / "base_steps.py")
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE.replace(
+        "self.next(self.middle)", "self.x = 1\n        self.next(self.middle)"))
+    old_hash = entry.flow.graph["start"].source_hash
+    snapshot, diff = catalog.refresh([tmp_path / "base_steps.py"])
+    entry = snapshot.entry(entry_key(str(child), "ChildFlow"))
+    assert entry is not None and entry.flow.graph["start"].source_hash != old_hash
+    assert entry.key in [e.key for e in diff.changed]
+
+
+def test_a_file_with_no_flowspec_and_no_step_is_still_not_parsed(tmp_path: Path) -> None:
+    (tmp_path / "util.py").write_text("from base_steps import BaseFlow\n\n\n"
+                                      "class Helper(BaseFlow):\n    pass\n")
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE)
+    assert names(scan(tmp_path).entries) == ["BaseFlow"]  # prefiltered, as before
+    assert names(scan(tmp_path, prefilter=False).entries) == ["BaseFlow", "Helper"]
+
+
 def test_dynamic_next_is_reported_as_not_statically_known(tmp_path: Path) -> None:
     path, snapshot = only_case("dynamic_next.py", tmp_path)
     (entry,) = snapshot.entries

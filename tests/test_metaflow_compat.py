@@ -103,3 +103,71 @@ def metaflow_graph_of_source(source: str, folder: Path, output_raw: MetaflowOutp
     folder.mkdir()
     (folder / "test_flow.py").write_text(source)
     return output_raw.run(folder / "test_flow.py", folder).graph()
+
+
+BASE_MODULE = '''from metaflow import FlowSpec, step, retry
+
+
+class BaseFlow(FlowSpec):
+    """Shared steps."""
+
+    @step
+    def start(self):
+        self.x = 1
+        self.next(self.middle)
+
+    @retry(times=2)
+    @step
+    def end(self):
+        """The shared end."""
+        print("end", self.x, self.y)
+'''
+
+CHILD_FILES = {
+    "from": "from metaflow import step\nfrom base_steps import BaseFlow as Base\n\n\n"
+            "class ChildFlow(Base):",
+    "module": "import base_steps\nfrom metaflow import step\n\n\nclass ChildFlow("
+              "base_steps.BaseFlow):",
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(CHILD_FILES))
+def test_a_flow_inheriting_steps_from_a_module_beside_it(
+        spelling: str, tmp_path: Path, metaflow_output_raw: MetaflowOutputRaw) -> None:
+    """`class ChildFlow(BaseFlow)` with BaseFlow in a module beside the file: the static
+    graph (read, never imported) is Metaflow's, base steps named in their own file, and
+    `flowdeck run` runs it. Before, the file "defined no flow" for every command but
+    `python FILE`."""
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE)
+    child = tmp_path / "child_flow.py"
+    child.write_text(CHILD_FILES[spelling] + "\n    @step\n    def middle(self):\n"
+                     "        self.y = self.x + 1\n        self.next(self.end)\n\n\n"
+                     "if __name__ == '__main__':\n    ChildFlow()\n")
+    flows = analyze_file(child).flows
+    assert [f.name for f in flows] == ["ChildFlow"] and flows[0].ok, flows
+    mine = flows[0].graph.as_dict()
+    theirs = metaflow_output_raw.run(child, tmp_path).graph()
+    assert comparable(mine) == comparable(theirs)
+    assert mine["graph_structure"] == theirs["graph_structure"]
+    for name, node in theirs["graph"].items():
+        assert (mine["graph"][name]["line"], mine["graph"][name]["doc"],
+                os.path.basename(mine["graph"][name]["source_file"])) == (
+            node["line"], node["doc"], os.path.basename(node["source_file"])), name
+    assert [d["name"] for d in mine["graph"]["end"]["decorators"]] == ["retry"]
+    proc = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "run", "--engine",
+                           "flowdeck", str(child)], cwd=tmp_path,
+                          env=child_env(METAFLOW_USER="tester"), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "end 1 2" in proc.stdout
+
+
+def test_a_base_class_s_step_error_names_the_base_module(tmp_path: Path) -> None:
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE.replace("self.next(self.middle)",
+                                                                "self.next(self.midle)"))
+    child = tmp_path / "child_flow.py"
+    child.write_text(CHILD_FILES["from"] + "\n    @step\n    def middle(self):\n"
+                     "        self.next(self.end)\n")
+    errors = [d for d in analyze_file(child).flows[0].diagnostics if d.severity == "error"]
+    assert errors and errors[0].file == str(tmp_path / "base_steps.py"), errors
+    assert errors[0].line == 10 and "midle" in errors[0].message

@@ -2,13 +2,17 @@
 
 Nothing here imports or executes the file. Import statements are resolved
 only far enough to know which names mean `FlowSpec`, `step` and `Parameter`
-of Flowdeck or of Metaflow, under any spelling the user chose.
+of Flowdeck or of Metaflow, under any spelling the user chose, and which base
+class a flow inherits from a module beside the file (`from base import BaseFlow`
+with `base.py` in the file's folder, as `python FILE` finds it): that module is
+read the same way, never imported.
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import os
 import tokenize
 from _blake2 import blake2b
 from collections.abc import Sequence
@@ -32,6 +36,8 @@ from flowdeck.analysis.lint import lint_graph
 from flowdeck.compiled_dataclasses import dataclass
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
+#: How many modules deep a flow's base classes are followed (import cycles end here too).
+MAX_BASE_MODULES = 8
 API_NAMES = {"FlowSpec", "step", "Parameter", "retry", "catch", "timeout", "JSONType",
              "current", "resources", "card", "conda", "pypi", "environment", "project",
              "schedule", "batch", "kubernetes", "secrets", "parallel", "IncludeFile",
@@ -114,6 +120,9 @@ class FileAnalysis:
     flows: list[FlowInfo] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     content_hash: str = ""
+    #: Modules beside the file that were read for its flows' base classes: a change to
+    #: one of them changes this file's flows (the catalog analyses the file again).
+    depends_on: list[str] = field(default_factory=list)
 
     def flow(self, name: str) -> FlowInfo | None:
         return next((f for f in self.flows if f.name == name), None)
@@ -187,6 +196,22 @@ def analyze_source(source: str, path: str) -> FileAnalysis:
             path, 1, f"The file nests expressions too deeply for flowdeck to analyse "
             f"({type(exc).__name__}). Split the deepest expression into smaller ones.",
             "unparsable")])
+
+
+def _parsed_module(path: str, depth: int,
+                   base_modules: dict[str, _FileAnalyzer | None]) -> _FileAnalyzer | None:
+    """A module beside a flow file, parsed for its flow classes (None if unreadable: the
+    flow's own analysis then finds no base there, as before)."""
+    try:
+        source, _ = decode_source(Path(path).read_bytes(), path)
+        if source is None:
+            return None
+        analyzer = _FileAnalyzer(ast.parse(source, filename=path), source, path, depth,
+                                 base_modules)
+        analyzer.find_flows()
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return analyzer
 
 
 def no_flow_problem(analysis: FileAnalysis, file: str) -> str:
@@ -263,39 +288,57 @@ def provides(name: str) -> bool:
 class _FileAnalyzer:
     """Walks one module's AST; small methods, one concern each."""
 
-    def __init__(self, tree: ast.Module, source: str, path: str):
+    def __init__(self, tree: ast.Module, source: str, path: str, depth: int = 0,
+                 base_modules: dict[str, _FileAnalyzer | None] | None = None):
         self.tree = tree
         self.source = source
         self.path = path
+        self.depth = depth  # how many modules away from the analysed file (its bases')
+        #: Modules read for base classes, by path (shared by the whole analysis: each is
+        #: parsed once, and they are what the file depends on)
+        self.base_modules: dict[str, _FileAnalyzer | None] = (
+            {} if base_modules is None else base_modules)
         # local name -> (engine, api name) for `from flowdeck import step as s`
         self.names: dict[str, tuple[str, str]] = {}
         # local name -> engine for `import metaflow as mf`
         self.modules: dict[str, str] = {}
+        # local name -> (module, name, level) for `from base import BaseFlow` (other modules)
+        self.imported: dict[str, tuple[str, str, int]] = {}
+        # local name -> module for `import base` (other modules)
+        self.imported_modules: dict[str, str] = {}
         # `from flowdeck import X` where flowdeck has no X: the file cannot run
         self.missing_imports: list[Diagnostic] = []
+        # flow class name -> (class, engine, its base flow class in this file or None)
+        self.flows: dict[str, tuple[ast.ClassDef, str, str | None]] = {}
+        # flow class name -> (the module's analyzer, class name) of a base flow class
+        # defined in another module
+        self.external_bases: dict[str, tuple[_FileAnalyzer, str]] = {}
 
-    def run(self) -> FileAnalysis:
+    def find_flows(self) -> None:
+        """Fill `flows`: classes deriving from FlowSpec, directly, through a flow class of
+        this file (whatever order they appear in) or through one of a module beside it."""
         self._collect_imports()
         classes = [c for c in self._top_level_classes()]
-        flows: dict[str, tuple[ast.ClassDef, str, str | None]] = {}
-        # Resolve flow classes, including subclasses of flows defined in this file,
-        # whatever order they appear in.
         changed = True
         while changed:
             changed = False
             for cls in classes:
-                if cls.name in flows:
+                if cls.name in self.flows:
                     continue
-                found = self._flow_base(cls, flows)
+                found = self._flow_base(cls, self.flows)
                 if found is not None:
-                    flows[cls.name] = (cls, found[0], found[1])
+                    self.flows[cls.name] = (cls, found[0], found[1])
                     changed = True
+
+    def run(self) -> FileAnalysis:
+        self.find_flows()
+        flows = self.flows
         infos = [self._flow_info(cls, engine, base, flows)
                  for cls, engine, base in sorted(flows.values(), key=lambda f: f[0].lineno)]
         main = self._main_block(set(flows))
         for info in infos:
             info.start_problem = start_problem(self.path, main, info.name)
-        return FileAnalysis(self.path, flows=infos)
+        return FileAnalysis(self.path, flows=infos, depends_on=sorted(self.base_modules))
 
     def _main_block(self, flows: set[str]) -> MainBlock | None:
         for node in self.tree.body:
@@ -311,9 +354,15 @@ class _FileAnalyzer:
 
     def _collect_imports(self) -> None:
         for node in iter_statements(self.tree.body):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if isinstance(node, ast.ImportFrom) and (node.level or not node.module):
+                for alias in node.names:  # relative: `from .base import BaseFlow`
+                    self.imported[alias.asname or alias.name] = (node.module or "", alias.name,
+                                                                 node.level)
+            elif isinstance(node, ast.ImportFrom) and node.module:
                 engine = ENGINE_MODULES.get(node.module.split(".")[0])
                 if engine is None:
+                    for alias in node.names:
+                        self.imported[alias.asname or alias.name] = (node.module, alias.name, 0)
                     continue
                 for alias in node.names:
                     if alias.name == "*":
@@ -326,6 +375,8 @@ class _FileAnalyzer:
                 for alias in node.names:
                     engine = ENGINE_MODULES.get(alias.name.split(".")[0])
                     if engine is None:
+                        if alias.asname or "." not in alias.name:
+                            self.imported_modules[alias.asname or alias.name] = alias.name
                         continue
                     local = alias.asname or alias.name.split(".")[0]
                     self.modules[local] = engine
@@ -371,37 +422,82 @@ class _FileAnalyzer:
                 return resolved[0], None
             if isinstance(base, ast.Name) and base.id in flows and base.id != cls.name:
                 return flows[base.id][1], base.id
+            external = self._external_flow(base)
+            if external is not None:
+                self.external_bases[cls.name] = external
+                return external[0].flows[external[1]][1], None
+        return None
+
+    def _external_flow(self, base: ast.expr) -> tuple[_FileAnalyzer, str] | None:
+        """The module and name of a flow class `base` names from a module beside this file
+        (`BaseFlow` from `from base import BaseFlow`, or `base.BaseFlow`), if it is one."""
+        if isinstance(base, ast.Name) and base.id in self.imported:
+            module, name, level = self.imported[base.id]
+        elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
+            local = base.value.id
+            if local in self.imported_modules:
+                module, level = self.imported_modules[local], 0
+            elif local in self.imported:  # `from pkg import base`, then `base.BaseFlow`
+                parent, submodule, level = self.imported[local]
+                module = f"{parent}.{submodule}" if parent else submodule
+            else:
+                return None
+            name = base.attr
+        else:
+            return None
+        other = self._module_analyzer(module, level)
+        return (other, name) if other is not None and name in other.flows else None
+
+    def _module_analyzer(self, module: str, level: int) -> _FileAnalyzer | None:
+        """The flows of `module` as `python FILE` would import it: from the file's own
+        folder (or, relative, its package), read and parsed, never run."""
+        if self.depth >= MAX_BASE_MODULES:
+            return None
+        folder = os.path.dirname(os.path.abspath(self.path))
+        for _ in range(max(level - 1, 0)):
+            folder = os.path.dirname(folder)
+        stem = os.path.join(folder, *module.split(".")) if module else folder
+        for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
+            candidate = os.path.abspath(candidate)
+            if candidate == os.path.abspath(self.path) or not os.path.isfile(candidate):
+                continue
+            if candidate not in self.base_modules:
+                self.base_modules[candidate] = None  # an import cycle finds it being read
+                self.base_modules[candidate] = _parsed_module(candidate, self.depth + 1,
+                                                              self.base_modules)
+            return self.base_modules[candidate]
         return None
 
     def _flow_info(self, cls: ast.ClassDef, engine: str, base: str | None,
                    flows: dict[str, tuple[ast.ClassDef, str, str | None]]) -> FlowInfo:
-        chain = self._class_chain(cls, flows)
+        chain = self._class_chain(cls.name)
         steps: dict[str, StepNode] = {}
         params: dict[str, ParameterInfo] = {}
         duplicates: list[Diagnostic] = []
-        for klass in chain:  # base first, so subclasses override
+        for klass, owner in chain:  # base first, so subclasses override
             defined_here: dict[str, int] = {}
             for stmt in klass.body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    decos = self._step_decorators(stmt)
+                    decos = owner._step_decorators(stmt)
                     if stmt.name in defined_here and decos is not None:
                         duplicates.append(Diagnostic(
-                            self.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
+                            owner.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
                             f"{klass.name} (lines {defined_here[stmt.name]} and {stmt.lineno}); "
                             "the second replaces the first. Rename or remove one.",
                             "duplicate-step", flow=cls.name, step=stmt.name))
                     defined_here[stmt.name] = stmt.lineno
                     if decos is not None:
-                        steps[stmt.name] = extend_step(stmt, parse_step(stmt, self.source,
-                                                                        decos))
+                        node = extend_step(stmt, parse_step(stmt, owner.source, decos))
+                        node.source_file = owner.path if owner is not self else ""
+                        steps[stmt.name] = node
                     else:
                         steps.pop(stmt.name, None)
-                param = self._parameter(stmt)
+                param = owner._parameter(stmt)
                 if param is not None:
                     params[param.attribute] = param
         doc = deindent_docstring(ast.get_docstring(cls, clean=False))
         graph = build_graph(cls.name, self.path, cls.lineno, doc, list(steps.values()),
-                            outside_hash=self._outside_hash(steps.values()))
+                            outside_hash=self._chain_outside_hash(chain, steps.values()))
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()))
         info.diagnostics = (duplicates + self.missing_imports
@@ -418,15 +514,19 @@ class _FileAnalyzer:
             f"`{name}` from the import, or import it from metaflow and run the file with "
             "Metaflow's engine.", "unknown-import"))
 
-    def _class_chain(self, cls: ast.ClassDef,
-                     flows: dict[str, tuple[ast.ClassDef, str, str | None]]) -> list[ast.ClassDef]:
-        chain = [cls]
-        seen = {cls.name}
-        base = flows[cls.name][2]
-        while base and base not in seen and base in flows:
-            seen.add(base)
-            chain.insert(0, flows[base][0])
-            base = flows[base][2]
+    def _class_chain(self, name: str) -> list[tuple[ast.ClassDef, _FileAnalyzer]]:
+        """The flow class and its flow base classes, the farthest base first, each with the
+        analyzer of the module that defines it."""
+        chain: list[tuple[ast.ClassDef, _FileAnalyzer]] = []
+        owner: _FileAnalyzer = self
+        current: str | None = name
+        seen: set[tuple[str, str]] = set()
+        while current and (owner.path, current) not in seen and current in owner.flows:
+            seen.add((owner.path, current))
+            klass, _, base = owner.flows[current]
+            chain.insert(0, (klass, owner))
+            external = owner.external_bases.get(current)
+            owner, current = external if external is not None else (owner, base)
         return chain
 
     def _step_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef
@@ -469,6 +569,18 @@ class _FileAnalyzer:
         elif info.default is not None:
             info.type = type(info.default).__name__
         return info
+
+    def _chain_outside_hash(self, chain: list[tuple[ast.ClassDef, _FileAnalyzer]],
+                            steps: Any) -> str:
+        """`_outside_hash` of this file, and of each module a base class comes from."""
+        mine = [n for n in steps if not n.source_file]
+        owners = list({id(owner): owner for _, owner in chain if owner is not self}.values())
+        if not owners:
+            return self._outside_hash(mine)
+        hashes = [self._outside_hash(mine)] + [
+            owner._outside_hash([n for n in steps if n.source_file == owner.path])
+            for owner in owners]
+        return text_hash("".join(hashes))
 
     def _outside_hash(self, steps: Any) -> str:
         """Hash of the file without its step bodies: a change here reruns everything."""

@@ -76,6 +76,9 @@ class StepNode:
     split_branches: list[str] = field(default_factory=list)
     source_hash: str = ""
     assigned_attrs: dict[str, int] = field(default_factory=dict)
+    #: The file that defines the step when it is not the flow's own (a base flow class
+    #: imported from a module beside it); its line is a line of that file.
+    source_file: str = ""
 
     def decorator(self, name: str) -> DecoratorInfo | None:
         return next((d for d in self.decorators if d.name == name), None)
@@ -92,7 +95,7 @@ class StepNode:
             "name": self.name,
             "type": METAFLOW_TYPE_NAMES.get(self.type or "", "unknown"),
             "line": self.line,
-            "source_file": source_file,
+            "source_file": self.source_file or source_file,
             "doc": self.doc,
             "decorators": [deco.as_dict() for deco in self.decorators],
             "next": list(self.out_funcs),

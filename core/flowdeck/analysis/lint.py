@@ -47,7 +47,9 @@ class Linter:
 
     def diag(self, line: int, code: str, message: str, step: str | None = None,
              severity: str = "error") -> Diagnostic:
-        return Diagnostic(self.graph.file, line, message, code, severity=severity,
+        node = self.graph.nodes.get(step) if step else None  # a base class's step: its file
+        return Diagnostic(node.source_file if node is not None and node.source_file
+                          else self.graph.file, line, message, code, severity=severity,
                           flow=self.graph.name, step=step)
 
     def at_step(self, node: StepNode, code: str, message: str,

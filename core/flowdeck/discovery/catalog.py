@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -280,6 +281,7 @@ class _FileRecord:
     digest: str
     entries: tuple[CatalogEntry, ...] = ()
     problem: FileProblem | None = None
+    depends_on: tuple[str, ...] = ()  # modules read for its flows' base classes
 
     def is_racy(self) -> bool:
         """The file may have changed within the mtime tick it was read in."""
@@ -325,8 +327,11 @@ class FlowCatalog:
     `refresh(paths)` only at the given files and folders, which is what the
     watcher calls after a quiet period.
 
-    `prefilter`: an ASCII file that never says `FlowSpec` cannot define a flow
-    (every spelling of a flow's base names it), so it is not parsed at all.
+    `prefilter`: an ASCII file that never says `FlowSpec` and applies no decorator named
+    `step` cannot define a flow (every spelling of a flow's base names it, and a flow
+    inheriting from one in another module defines steps), so it is not parsed at all.
+    A file whose flows inherit from a module beside it is analysed again when that
+    module changes.
     `before_read` is called with each path just before it is opened; tests use
     it to race the scanner with real filesystem changes.
     """
@@ -375,6 +380,7 @@ class FlowCatalog:
                 self._drop_record(path, changes)
             for path, explicit in listed.items():
                 self._examine(path, explicit, changes)
+            self._examine_dependents(changes)
             self._listed.update(self.roots)
             return self._finish(changes, before, tuple(self.roots))
 
@@ -385,6 +391,7 @@ class FlowCatalog:
             before = self._before()
             wanted = sorted({os.path.abspath(p) for p in paths})
             self._refresh_paths(wanted, changes)
+            self._examine_dependents(changes)
             return self._finish(changes, before, tuple(wanted))
 
     def add_root(self, path: str | Path) -> tuple[CatalogSnapshot, CatalogDiff]:
@@ -707,6 +714,16 @@ class FlowCatalog:
 
     # -- examining one file ----------------------------------------------------
 
+    def _examine_dependents(self, changes: _Changes) -> None:
+        """Analyse again the files whose flows inherit from a module that just changed
+        (their own bytes did not change, so their records would be kept as they are)."""
+        changed = set(changes.paths)
+        for path, record in list(self._records.items()):
+            if record.depends_on and path not in changed and \
+                    not changed.isdisjoint(record.depends_on):
+                record.digest, record.stat_key = "", ()
+                self._examine(path, False, changes)
+
     def _examine(self, path: str, explicit: bool, changes: _Changes) -> None:
         """Bring one file's record up to date; never raises for what the disk does."""
         try:
@@ -812,6 +829,7 @@ class FlowCatalog:
                 entries = [CatalogEntry(e.key, replace(e.flow, diagnostics=list(
                     analysis.diagnostics)), stale=True) for e in previous.entries]
         record.entries = tuple(entries)
+        record.depends_on = tuple(analysis.depends_on)
         self._drop_record(path, changes)
         self._records[path] = record
         for entry in record.entries:
@@ -883,19 +901,32 @@ class FlowCatalog:
 
 # -- helpers -------------------------------------------------------------------
 
+#: A decorator named `step` (`@step`, `@fd.step`): a file with one may define a flow
+#: without saying `FlowSpec` (its base class comes from another module).
+_STEP_DECORATOR = r"@[ \t]*(?:\w+[ \t]*\.[ \t]*)*step\b"
+_STEP_DECORATOR_TEXT = re.compile(_STEP_DECORATOR)
+_STEP_DECORATOR_BYTES = re.compile(_STEP_DECORATOR.encode())
+
+
+def _may_define_flow(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        return b"FlowSpec" in text or _STEP_DECORATOR_BYTES.search(text) is not None
+    return "FlowSpec" in text or _STEP_DECORATOR_TEXT.search(text) is not None
+
+
 def _analyze_bytes(data: bytes, path: str, prefilter: bool) -> FileAnalysis:
     """`flowfile.analyze_bytes`, skipping the parse of files that cannot hold a flow."""
     content_hash = hashlib.sha1(data).hexdigest()
-    if prefilter and data.isascii() and b"FlowSpec" not in data:
+    if prefilter and data.isascii() and not _may_define_flow(data):
         return FileAnalysis(path, content_hash=content_hash)
     source, problem = decode_source(data, path)
     if source is None:
-        if prefilter and b"FlowSpec" not in data:
+        if prefilter and b"FlowSpec" not in data and b"step" not in data:
             return FileAnalysis(path, content_hash=content_hash)
         return FileAnalysis(path, diagnostics=[problem] if problem else [],
                             content_hash=content_hash)
-    if prefilter and not source.isascii() and "FlowSpec" not in source \
-            and "FlowSpec" not in unicodedata.normalize("NFKC", source):
+    if prefilter and not source.isascii() and not _may_define_flow(source) \
+            and not _may_define_flow(unicodedata.normalize("NFKC", source)):
         return FileAnalysis(path, content_hash=content_hash)
     result = analyze_source(source, path)
     result.content_hash = content_hash

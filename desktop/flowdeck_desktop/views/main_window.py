@@ -862,7 +862,8 @@ class MainWindow(QMainWindow):
     def _open_step(self, step: str) -> None:
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is not None and step in entry.flow.graph.nodes:
-            open_in_editor(entry.file, entry.flow.graph[step].line)
+            node = entry.flow.graph[step]  # a base class's step is in its own module
+            open_in_editor(node.source_file or entry.file, node.line)
 
     # -- run controls --------------------------------------------------------------------------
 
