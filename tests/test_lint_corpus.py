@@ -29,7 +29,8 @@ def test_static_diagnostics_match_header(path: Path) -> None:
         assert len(d.message) > 30
 
 
-@pytest.mark.parametrize("name", ["missing_step", "cycle", "param_clash", "syntax_error"])
+@pytest.mark.parametrize("name", ["missing_step", "cycle", "param_clash", "syntax_error",
+                                  "decorator_argument", "parameter_name"])
 def test_running_a_bad_flow_prints_diagnostics_not_a_traceback(name: str, tmp_path: Path) -> None:
     source = (FLOWS / "bad" / f"{name}.py").read_text()
     flow_name = re.search(r"class (\w+)", source).group(1)

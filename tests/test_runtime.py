@@ -260,7 +260,10 @@ def _start_sleepy(path: Path) -> subprocess.Popen[str]:
 
 
 def _both_napping(path: Path) -> bool:
-    runs = runs_of(path, "SleepyFlow").runs()
+    try:
+        runs = runs_of(path, "SleepyFlow").runs()
+    except ClientError:  # no run stored yet: the flow does not exist, as in Metaflow
+        return False
     if not runs:
         return False
     events = runs[0].events

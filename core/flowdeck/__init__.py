@@ -6,11 +6,16 @@ the event stream and the datastore.
 
 __version__ = "0.2.0"
 
+import sys as _sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 from flowdeck.authoring import runner as _runner  # noqa: E402
 from flowdeck.authoring.current import current  # noqa: E402
-from flowdeck.authoring.exceptions import ExceptionWrapper, StepTimeout  # noqa: E402
+from flowdeck.authoring.exceptions import (  # noqa: E402
+    ExceptionWrapper,
+    StepTimeout,
+)
+from flowdeck.authoring.exceptions import show_user_errors as _show_user_errors  # noqa: E402
 from flowdeck.authoring.spec import (  # noqa: E402
     FlowSpec,
     JSONType,
@@ -31,6 +36,8 @@ def _engine_entry() -> Any:
 
 
 _runner.install(_engine_entry)
+# A mistake in the flow's class, raised while Python defines it: one line, no traceback.
+_sys.excepthook = _show_user_errors(_sys.excepthook)
 
 _CLIENT = "flowdeck.client"
 _DECORATORS = "flowdeck.authoring.decorators"

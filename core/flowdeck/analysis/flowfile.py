@@ -33,6 +33,11 @@ from flowdeck.analysis.graph import (
     text_hash,
 )
 from flowdeck.analysis.lint import lint_graph
+from flowdeck.authoring.definitions import (
+    PARAMETER_NAME_MESSAGE,
+    STEP_DECORATOR_ARGUMENTS,
+    unknown_arguments_message,
+)
 from flowdeck.compiled_dataclasses import dataclass
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
@@ -57,6 +62,7 @@ class ParameterInfo:
     type: str = "str"
     help: str = ""
     required: bool = False
+    nameless: bool = False  # declared without its name, which Python refuses
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -473,20 +479,21 @@ class _FileAnalyzer:
         chain = self._class_chain(cls.name)
         steps: dict[str, StepNode] = {}
         params: dict[str, ParameterInfo] = {}
-        duplicates: list[Diagnostic] = []
+        problems: list[Diagnostic] = []
         for klass, owner in chain:  # base first, so subclasses override
             defined_here: dict[str, int] = {}
             for stmt in klass.body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     decos = owner._step_decorators(stmt)
                     if stmt.name in defined_here and decos is not None:
-                        duplicates.append(Diagnostic(
+                        problems.append(Diagnostic(
                             owner.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
                             f"{klass.name} (lines {defined_here[stmt.name]} and {stmt.lineno}); "
                             "the second replaces the first. Rename or remove one.",
                             "duplicate-step", flow=cls.name, step=stmt.name))
                     defined_here[stmt.name] = stmt.lineno
                     if decos is not None:
+                        problems += owner._decorator_problems(stmt, cls.name)
                         node = extend_step(stmt, parse_step(stmt, owner.source, decos))
                         node.source_file = owner.path if owner is not self else ""
                         steps[stmt.name] = node
@@ -495,12 +502,16 @@ class _FileAnalyzer:
                 param = owner._parameter(stmt)
                 if param is not None:
                     params[param.attribute] = param
+                    if param.nameless:
+                        problems.append(Diagnostic(owner.path, stmt.lineno,
+                                                     PARAMETER_NAME_MESSAGE, "parameter-name",
+                                                     flow=cls.name))
         doc = deindent_docstring(ast.get_docstring(cls, clean=False))
         graph = build_graph(cls.name, self.path, cls.lineno, doc, list(steps.values()),
                             outside_hash=self._chain_outside_hash(chain, steps.values()))
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()))
-        info.diagnostics = (duplicates + self.missing_imports
+        info.diagnostics = (problems + self.missing_imports
                             + lint_graph(graph, info.parameters))
         return info
 
@@ -528,6 +539,24 @@ class _FileAnalyzer:
             external = owner.external_bases.get(current)
             owner, current = external if external is not None else (owner, base)
         return chain
+
+    def _decorator_problems(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
+                            flow: str) -> list[Diagnostic]:
+        """Keywords a Flowdeck or Metaflow step decorator does not take (`@retry(tims=3)`),
+        which stop the file when Python defines the class."""
+        problems = []
+        for deco in func.decorator_list:
+            resolved = self.resolve(deco) if isinstance(deco, ast.Call) else None
+            if resolved is None or resolved[1] not in STEP_DECORATOR_ARGUMENTS:
+                continue
+            assert isinstance(deco, ast.Call)
+            unknown = [k.arg for k in deco.keywords
+                       if k.arg and k.arg not in STEP_DECORATOR_ARGUMENTS[resolved[1]]]
+            if unknown:
+                problems.append(Diagnostic(
+                    self.path, deco.lineno, unknown_arguments_message(resolved[1], unknown),
+                    "decorator-argument", flow=flow, step=func.name))
+        return problems
 
     def _step_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef
                          ) -> list[DecoratorInfo] | None:
@@ -557,7 +586,8 @@ class _FileAnalyzer:
         name = literal(name_node)
         if not isinstance(name, str):
             name = stmt.targets[0].id
-        info = ParameterInfo(name=name, attribute=stmt.targets[0].id, line=stmt.lineno)
+        info = ParameterInfo(name=name, attribute=stmt.targets[0].id, line=stmt.lineno,
+                             nameless=name_node is None or name_node_is_empty(name_node))
         if "default" in kwargs:
             info.has_default = True
             info.default_source = _unparse(kwargs["default"])
@@ -613,6 +643,11 @@ def extend_step(func: ast.FunctionDef | ast.AsyncFunctionDef, node: StepNode) ->
         node.foreach_param = PARALLEL_VAR
         node.invalid_tail_next = False
     return node
+
+
+def name_node_is_empty(node: ast.expr) -> bool:
+    """A Parameter's name given as a literal that is no name (`""`, a number)."""
+    return isinstance(node, ast.Constant) and not (isinstance(node.value, str) and node.value)
 
 
 def _unparse(node: ast.AST) -> str:

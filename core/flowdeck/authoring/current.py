@@ -76,7 +76,7 @@ class Current:
         flow_cls = self._values.get("_flow_class")
         if flow_cls is None:  # Metaflow raises the same outside a run
             raise RuntimeError("current.graph is available only in a running step.")
-        from flowdeck.authoring.graphview import graph_info
+        from flowdeck.authoring.spec import graph_info
         return graph_info(flow_cls)
 
     @property

@@ -3,10 +3,55 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
+
+from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError
 
 # The flowdeck package folder: frames from any of its modules are the engine's, not the user's.
 _ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class DefinitionError(FlowDefinitionError, TypeError):
+    """A mistake in a flow class caught while Python defines the class (a Parameter
+    without a name, a misspelt decorator argument): it names the user's file and line, as
+    the lint does, and `import flowdeck`'s exception hook shows it without a traceback
+    (`show_user_errors`). A TypeError too, as Python's own error for it was."""
+
+    def __init__(self, message: str):
+        frame = sys._getframe(1)  # up to the user's code: the first frame not Flowdeck's
+        while frame.f_back is not None and \
+                os.path.abspath(frame.f_code.co_filename).startswith(_ENGINE_DIR + os.sep):
+            frame = frame.f_back
+        self.diagnostic = Diagnostic(frame.f_code.co_filename, frame.f_lineno, message,
+                                     "definition")
+        super().__init__(self.diagnostic.format(), [self.diagnostic])
+
+
+def show_user_errors(previous: Any) -> Any:
+    """An exception hook: a FlowdeckError nobody caught (one raised while the flow's module
+    is defined) is shown as its message alone; every other exception as before.
+
+    Python stops at the first mistake in a class; for a DefinitionError the hook reads the
+    file (statically, as the window does) and shows every error the lint finds in it, so
+    one run names them all."""
+    from flowdeck.analysis.diagnostics import FlowdeckError
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not isinstance(value, FlowdeckError):
+            previous(kind, value, tb)
+            return
+        lines = _file_errors(value.diagnostic.file) if isinstance(value, DefinitionError) \
+            else []
+        print("\n".join(lines) if lines else str(value), file=sys.stderr)
+
+    return hook
+
+
+def _file_errors(file: str) -> list[str]:
+    """Every error the static analysis finds in `file`, formatted as the lint prints them."""
+    from flowdeck.analysis.flowfile import analyze_file
+    return [d.format() for d in analyze_file(file).all_diagnostics() if d.severity == "error"]
 
 
 class MetaflowException(Exception):

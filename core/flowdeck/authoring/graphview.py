@@ -1,5 +1,4 @@
-"""`flow._graph`: the static graph with the node attributes Metaflow's `FlowGraph` has;
-`current.graph` / `flow._graph_info`: the graph as the dict Metaflow stores for a run.
+"""`flow._graph`: the static graph with the node attributes Metaflow's `FlowGraph` has.
 
 Flows and checks written for Metaflow read `flow._graph[step].type`,
 `.in_funcs`, `.out_funcs`, `.parallel_step` and iterate `flow._graph`. The
@@ -9,8 +8,6 @@ module only presents it. Built once per flow class, when first asked for.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,40 +73,3 @@ def graph_view(flow_cls: type) -> GraphView:
         flow_cls._fd_graph_view = view  # type: ignore[attr-defined]
     return view
 
-
-def graph_info(flow_cls: type) -> dict[str, Any]:
-    """Metaflow's `_graph_info` of a flow class (what `current.graph` returns): the file,
-    start and end steps, parameters and constants with their kinds, every step as
-    `output-raw` shows it, the nested `graph_structure`, the doc and the flow decorators.
-    Built once per class, when first asked for."""
-    info = flow_cls.__dict__.get("_fd_graph_info")
-    if info is None:
-        from flowdeck.authoring.spec import flow_constants, flow_parameters
-        graph = graph_view(flow_cls)._graph
-        raw = graph.as_dict()
-        parameters = flow_parameters(flow_cls)
-        info = {
-            "file": os.path.basename(os.path.abspath(sys.argv[0])) if sys.argv[0] else "",
-            "start_step": graph.start_step, "end_step": graph.end_step,
-            "parameters": [{"name": attr, "type": type(p).__name__}
-                           for attr, p in parameters.items()],
-            "constants": [{"name": name, "type": type(value).__name__}
-                          for name, value in flow_constants(flow_cls).items()
-                          if name not in parameters],
-            "steps": raw["graph"], "graph_structure": raw["graph_structure"],
-            "doc": raw["doc"],
-            "decorators": _flow_decorators(flow_cls), "extensions": {},
-        }
-        flow_cls._fd_graph_info = info  # type: ignore[attr-defined]
-    return info
-
-
-def _flow_decorators(flow_cls: type) -> list[dict[str, Any]]:
-    """The class's flow-level decorators in Metaflow's `_graph_info` shape."""
-    found = []
-    project = flow_cls.__dict__.get("_fd_project")
-    if project:
-        found.append(("project", {"name": project.get("name")}))
-    found += [(name, {}) for name in flow_cls.__dict__.get("_fd_ignored_flow_decorators", ())]
-    return [{"name": name, "attributes": attributes, "statically_defined": True,
-             "inserted_by": None} for name, attributes in found]

@@ -20,7 +20,7 @@ __all__ = ["IncludeFile", "IncludedFile", "contents"]
 class IncludeFile(Parameter):
     """A parameter whose value is a file's contents (see the module docstring)."""
 
-    def __init__(self, name: str, required: bool = False, is_text: bool = True,
+    def __init__(self, name: str = "", required: bool = False, is_text: bool = True,
                  encoding: str = "utf-8", help: str | None = None, default: Any = None,
                  **kwargs: Any):
         super().__init__(name, default=default, type=str, help=help, required=required,

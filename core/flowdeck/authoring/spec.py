@@ -9,13 +9,20 @@ Metaflow semantics (lazy artifacts, `self.next`, `self.input`, joins).
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.authoring import runner
-from flowdeck.authoring.exceptions import MergeArtifactsException
+from flowdeck.authoring.definitions import (
+    PARAMETER_NAME_MESSAGE,
+    STEP_DECORATOR_ARGUMENTS,
+    unknown_arguments_message,
+)
+from flowdeck.authoring.exceptions import DefinitionError, MergeArtifactsException
 from flowdeck.engine.taskstate import StepContext
 
 __all__ = ["MergeArtifactsException"]  # re-exported: flows import it from here or from flowdeck
@@ -70,8 +77,7 @@ def _step_decorator(name: str, defaults: dict[str, Any],
     def decorator(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         unknown = {k for k in kwargs if not k.startswith(_UNPACKED)} - set(defaults)
         if unknown and not open_arguments:
-            raise TypeError(f"@{name} got unknown argument(s) {sorted(unknown)}; "
-                            f"it takes {sorted(defaults)}")
+            raise DefinitionError(unknown_arguments_message(name, sorted(unknown)))
         attributes = {**defaults, **kwargs}
         if func is not None:
             return _attach(func, name, attributes)
@@ -84,18 +90,16 @@ def _step_decorator(name: str, defaults: dict[str, Any],
     return decorator
 
 
-#: Retry a failed task up to `times` more times. `minutes_between_retries` is
-#: accepted for Metaflow compatibility; like Metaflow's local runtime we retry at once.
-retry = _step_decorator("retry", {"times": 3, "minutes_between_retries": 2})
+#: Retry a failed task up to `times` more times (arguments: `definitions`).
+retry = _step_decorator("retry", STEP_DECORATOR_ARGUMENTS["retry"])
 #: After the last attempt fails, store the exception in `var` and carry on.
-catch = _step_decorator("catch", {"var": None, "print_exception": True})
+catch = _step_decorator("catch", STEP_DECORATOR_ARGUMENTS["catch"])
 #: Fail (and maybe retry) a task that runs longer than the given time.
-timeout = _step_decorator("timeout", {"seconds": 0, "minutes": 0, "hours": 0})
+timeout = _step_decorator("timeout", STEP_DECORATOR_ARGUMENTS["timeout"])
 #: Metaflow's resource request. Run locally, `memory` (MB) caps what each task may
 #: allocate (a MemoryError past it) and `cpu` counts against --max-workers; the rest is
 #: accepted for compatibility and not enforced here.
-resources = _step_decorator("resources", {"cpu": None, "gpu": None, "disk": None,
-                                          "memory": None, "shared_memory": None})
+resources = _step_decorator("resources", STEP_DECORATOR_ARGUMENTS["resources"])
 
 
 def step_decorators(func: Callable[..., Any]) -> dict[str, dict[str, Any]]:
@@ -120,9 +124,11 @@ class Parameter:
     Inside a step it reads as its value; assigning to it is an error.
     """
 
-    def __init__(self, name: str, default: Any = _MISSING, type: Any = None,
+    def __init__(self, name: str = "", default: Any = _MISSING, type: Any = None,
                  help: str | None = None, required: bool = False,
                  show_default: bool = True, separator: str | None = None, **kwargs: Any):
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(PARAMETER_NAME_MESSAGE)
         self.name = name
         self.separator = separator  # a str value is split into a list, as in Metaflow
         self.default = None if default is _MISSING else default
@@ -466,7 +472,6 @@ class FlowSpec:
     @property
     def _graph_info(self) -> dict[str, Any]:
         """The graph as the dict Metaflow stores for a run (`current.graph`)."""
-        from flowdeck.authoring.graphview import graph_info
         return graph_info(type(self))
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
@@ -593,6 +598,44 @@ def flow_parameters(flow_cls: type) -> dict[str, Parameter]:
             if isinstance(value, Parameter):
                 out[attr] = value
     return out
+
+
+def graph_info(flow_cls: type) -> dict[str, Any]:
+    """Metaflow's `_graph_info` of a flow class (what `current.graph` returns): the file,
+    start and end steps, parameters and constants with their kinds, every step as
+    `output-raw` shows it, the nested `graph_structure`, the doc and the flow decorators.
+    Built once per class, when first asked for."""
+    info = flow_cls.__dict__.get("_fd_graph_info")
+    if info is None:
+        from flowdeck.authoring.graphview import graph_view
+        graph = graph_view(flow_cls)._graph
+        raw = graph.as_dict()
+        parameters = flow_parameters(flow_cls)
+        info = {
+            "file": os.path.basename(os.path.abspath(sys.argv[0])) if sys.argv[0] else "",
+            "start_step": graph.start_step, "end_step": graph.end_step,
+            "parameters": [{"name": attr, "type": type(p).__name__}
+                           for attr, p in parameters.items()],
+            "constants": [{"name": name, "type": type(value).__name__}
+                          for name, value in flow_constants(flow_cls).items()
+                          if name not in parameters],
+            "steps": raw["graph"], "graph_structure": raw["graph_structure"],
+            "doc": raw["doc"],
+            "decorators": _flow_decorators(flow_cls), "extensions": {},
+        }
+        flow_cls._fd_graph_info = info  # type: ignore[attr-defined]
+    return info
+
+
+def _flow_decorators(flow_cls: type) -> list[dict[str, Any]]:
+    """The class's flow-level decorators in Metaflow's `_graph_info` shape."""
+    found = []
+    project = flow_cls.__dict__.get("_fd_project")
+    if project:
+        found.append(("project", {"name": project.get("name")}))
+    found += [(name, {}) for name in flow_cls.__dict__.get("_fd_ignored_flow_decorators", ())]
+    return [{"name": name, "attributes": attributes, "statically_defined": True,
+             "inserted_by": None} for name, attributes in found]
 
 
 def new_flow_instance(flow_cls: type, ctx: StepContext) -> FlowSpec:

@@ -1,0 +1,48 @@
+"""What a flow class's definition must say, checked in two places with one text.
+
+The keyword arguments each built-in step decorator takes (with their defaults), and
+that a Parameter has a name. The decorators and `Parameter` (`authoring.spec`,
+`authoring.decorators`) refuse a mistake when Python defines the class; the flow
+file's analysis (`analysis.flowfile`) refuses it with its line before anything runs:
+a misspelt `@retry(tims=3)` is the same error in the window, in `flowdeck list` and at
+run time.
+Decorators kept only for compatibility (`@kubernetes`, `@batch`, `@conda`, `@pypi`,
+`@secrets`, `@card`) take any keyword and are not listed here. No imports: the
+analysis reads this without loading the authoring API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STEP_DECORATOR_ARGUMENTS: dict[str, dict[str, Any]] = {
+    # Retry a failed task up to `times` more times. `minutes_between_retries` is accepted
+    # for Metaflow compatibility; like Metaflow's local runtime we retry at once.
+    "retry": {"times": 3, "minutes_between_retries": 2},
+    # After the last attempt fails, store the exception in `var` and carry on.
+    "catch": {"var": None, "print_exception": True},
+    # Fail (and maybe retry) a task that runs longer than the given time.
+    "timeout": {"seconds": 0, "minutes": 0, "hours": 0},
+    # Metaflow's resource request (see authoring.spec.resources).
+    "resources": {"cpu": None, "gpu": None, "disk": None, "memory": None,
+                  "shared_memory": None},
+    # Set the given environment variables in the step's process.
+    "environment": {"vars": {}},
+    # The step runs as `num_parallel` tasks.
+    "parallel": {},
+}
+
+
+def unknown_arguments_message(decorator: str, unknown: list[str]) -> str:
+    """What to say of keywords `decorator` does not take (the lint and the decorator)."""
+    takes = sorted(STEP_DECORATOR_ARGUMENTS[decorator])
+    names = ", ".join(f"`{n}`" for n in sorted(unknown))
+    offer = f"it takes {', '.join(takes)}" if takes else "it takes no arguments"
+    return (f"@{decorator} has no argument {names} ({offer}). Fix the name, or remove "
+            "the argument.")
+
+
+#: A Parameter without its name.
+PARAMETER_NAME_MESSAGE = ("A Parameter needs its name, a string, as its first argument: "
+                          "`alpha = Parameter(\"alpha\", default=...)` (the name is what the "
+                          "command line takes, --alpha).")
