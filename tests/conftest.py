@@ -45,6 +45,18 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stored_runs(flow: str, root: Path) -> list:
+    """The runs of `flow` under `root`, newest first; [] before its first run is stored
+    (`Flow()` then says the flow does not exist, as Metaflow's does): for tests that
+    wait for a run they started."""
+    from flowdeck import Flow
+    from flowdeck.client import ClientError
+    try:
+        return Flow(flow, root=root).runs()
+    except ClientError:
+        return []
+
+
 def process_alive(pid: int) -> bool:
     """True while a process exists and is not a zombie (a zombie has finished)."""
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import test_runtime as semantics
 import test_worker_exit as worker_exit
-from conftest import FLOWS, child_env, process_alive, run_flow, wait_for
+from conftest import FLOWS, child_env, process_alive, run_flow, stored_runs, wait_for
 from scaleout_servers import dask_cluster, dask_worker_command, local_cluster
 
 from flowdeck import Flow
@@ -280,9 +280,7 @@ def test_log_lines_arrive_while_the_task_runs(on_dask, flow_file) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def nap_log() -> str:
-            if not (path.parent / ".flowdeck" / "HoldFlow" / "runs").is_dir():
-                return ""  # no run stored yet (Flow() would say the flow does not exist)
-            runs = Flow("HoldFlow", root=path.parent / ".flowdeck").runs()
+            runs = stored_runs("HoldFlow", path.parent / ".flowdeck")
             if not runs:
                 return ""
             log = runs[0].dir / "nap" / "2" / "attempt-0.out"
@@ -315,7 +313,7 @@ def test_a_killed_worker_loses_the_attempt(on_dask, flow_file, retry: bool) -> N
     root = path.parent / ".flowdeck"
 
     def napping_worker() -> int | None:
-        runs = Flow("HoldFlow", root=root).runs()
+        runs = stored_runs("HoldFlow", root)
         log = runs[0].dir / "nap" / "2" / "attempt-0.out" if runs else None
         text = log.read_text() if log is not None and log.exists() else ""
         return int(text.split("on worker")[1].split()[0]) if "on worker" in text else None

@@ -236,7 +236,8 @@ def test_with_after_run_and_its_mistakes_in_one_line(tmp_path: Path) -> None:
     done = run_flow(path, "run", "--with", "retry:times=1")
     assert done.returncode == 0, done.stderr
     assert Flow("FlakyFlow", root=tmp_path / ".flowdeck").latest_run.successful
-    for deco, says in (("retry:tims=2", "@retry got unknown argument(s) ['tims']"),
+    for deco, says in (("retry:tims=2", "@retry has no argument `tims` (it takes "
+                                        "minutes_between_retries, times)"),
                        ("retry:times=abc", "times='abc' is not a number; write for example "
                                            "--with retry:times=3")):
         wrong = run_flow(path, "--with", deco, "run")

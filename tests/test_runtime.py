@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, process_alive, run_flow
+from conftest import child_env, process_alive, run_flow, stored_runs
 
 from flowdeck import Flow, Run
 from flowdeck.client import ClientError
@@ -260,10 +260,7 @@ def _start_sleepy(path: Path) -> subprocess.Popen[str]:
 
 
 def _both_napping(path: Path) -> bool:
-    try:
-        runs = runs_of(path, "SleepyFlow").runs()
-    except ClientError:  # no run stored yet: the flow does not exist, as in Metaflow
-        return False
+    runs = stored_runs("SleepyFlow", path.parent / ".flowdeck")
     if not runs:
         return False
     events = runs[0].events

@@ -26,7 +26,7 @@ from typing import Any
 
 from flowdeck.authoring import configs as configs_mod
 from flowdeck.authoring.current import Parallel, current, username
-from flowdeck.authoring.exceptions import MetaflowException
+from flowdeck.authoring.exceptions import DefinitionError, MetaflowException
 from flowdeck.authoring.spec import flow_constants, flow_steps, step_decorators
 from flowdeck.authoring.values import PARALLEL_VAR
 from flowdeck.compiled_dataclasses import dataclass
@@ -156,6 +156,8 @@ def add_with_decorators(flow_cls: type, specs: list[str]) -> None:
         _check_with_values(spec, name.strip(), kwargs, getattr(deco, "_fd_defaults", {}))
         try:
             decorate = deco(**kwargs)  # checks the argument names
+        except DefinitionError as exc:  # its text, not the line of code that applies it
+            raise MetaflowException(f"--with {spec}: {exc.diagnostic.message}") from None
         except TypeError as exc:
             raise MetaflowException(f"--with {spec}: {exc}.") from None
         for func in flow_steps(flow_cls).values():
