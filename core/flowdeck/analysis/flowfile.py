@@ -339,8 +339,8 @@ class _FileAnalyzer:
     def run(self) -> FileAnalysis:
         self.find_flows()
         flows = self.flows
-        infos = [self._flow_info(cls, engine, base, flows)
-                 for cls, engine, base in sorted(flows.values(), key=lambda f: f[0].lineno)]
+        infos = [self._flow_info(cls, engine)
+                 for cls, engine, _ in sorted(flows.values(), key=lambda f: f[0].lineno)]
         main = self._main_block(set(flows))
         for info in infos:
             info.start_problem = start_problem(self.path, main, info.name)
@@ -462,8 +462,10 @@ class _FileAnalyzer:
         folder = os.path.dirname(os.path.abspath(self.path))
         for _ in range(max(level - 1, 0)):
             folder = os.path.dirname(folder)
-        stem = os.path.join(folder, *module.split(".")) if module else folder
-        for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
+        stem = os.path.join(folder, *module.split("."))
+        candidates = (stem + ".py", os.path.join(stem, "__init__.py")) if module else (
+            os.path.join(folder, "__init__.py"),)  # `from . import BaseFlow`: the package
+        for candidate in candidates:
             candidate = os.path.abspath(candidate)
             if candidate == os.path.abspath(self.path) or not os.path.isfile(candidate):
                 continue
@@ -474,8 +476,7 @@ class _FileAnalyzer:
             return self.base_modules[candidate]
         return None
 
-    def _flow_info(self, cls: ast.ClassDef, engine: str, base: str | None,
-                   flows: dict[str, tuple[ast.ClassDef, str, str | None]]) -> FlowInfo:
+    def _flow_info(self, cls: ast.ClassDef, engine: str) -> FlowInfo:
         chain = self._class_chain(cls.name)
         steps: dict[str, StepNode] = {}
         params: dict[str, ParameterInfo] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -612,7 +611,7 @@ def graph_info(flow_cls: type) -> dict[str, Any]:
         raw = graph.as_dict()
         parameters = flow_parameters(flow_cls)
         info = {
-            "file": os.path.basename(os.path.abspath(sys.argv[0])) if sys.argv[0] else "",
+            "file": os.path.basename(graph.file),  # Metaflow's sys.argv[0]: the flow's file
             "start_step": graph.start_step, "end_step": graph.end_step,
             "parameters": [{"name": attr, "type": type(p).__name__}
                            for attr, p in parameters.items()],
