@@ -573,6 +573,10 @@ def test_a_flow_whose_base_class_is_in_a_module_beside_it(
         qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
         key = key_of(controller, "ChildFlow")
         assert controller.model.entry(key).steps == ["start", "middle", "end"]
+        base = controller.model.itemFromIndex(
+            controller.model.index_of(key_of(controller, "BaseFlow")))
+        assert base.data(STATUS_ROLE) == "base class" and base.rowCount() == 0  # no errors
+        assert "base class of ChildFlow" in base.toolTip()
         window.select_flow(key)
         with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
             window.run_selected()

@@ -129,6 +129,16 @@ def test_a_flow_inheriting_from_a_module_beside_it_follows_that_module(tmp_path:
     entry = snapshot.entry(entry_key(str(child), "ChildFlow"))
     assert entry is not None and entry.flow.graph["start"].source_hash != old_hash
     assert entry.key in [e.key for e in diff.changed]
+    # The base module does not run BaseFlow (no main block) and its lint finds no step
+    # `middle`: listed as the base class of ChildFlow, not as a flow with errors.
+    base = snapshot.entry(entry_key(str(tmp_path / "base_steps.py"), "BaseFlow"))
+    assert base is not None and not base.ok and base.flow.diagnostics
+    assert (base.is_base, base.base_of, base.status) == (True, ("ChildFlow",), "base")
+    child.unlink()  # no flow inherits from it any more: its errors are its own again
+    snapshot, diff = catalog.refresh([child])
+    base = snapshot.entry(entry_key(str(tmp_path / "base_steps.py"), "BaseFlow"))
+    assert base is not None and (base.is_base, base.status) == (False, "error")
+    assert base.key in [e.key for e in diff.changed]
 
 
 def test_a_file_with_no_flowspec_and_no_step_is_still_not_parsed(tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ class FlowInfo:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: Why `python FILE` would not run this flow (see `start_problem`), or None.
     start_problem: str | None = None
+    #: The flow classes it inherits from, nearest first: [file, class name] each.
+    bases: list[list[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,7 @@ class FlowInfo:
             # a save that changes only a step's body must still count as a change
             "step_hashes": self.graph.step_hashes(),
             "outside_hash": self.graph.outside_hash,
+            "bases": self.bases,
         }
 
 
@@ -511,7 +514,8 @@ class _FileAnalyzer:
         graph = build_graph(cls.name, self.path, cls.lineno, doc, list(steps.values()),
                             outside_hash=self._chain_outside_hash(chain, steps.values()))
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
-                        parameters=list(params.values()))
+                        parameters=list(params.values()),
+                        bases=[[owner.path, klass.name] for klass, owner in chain[-2::-1]])
         info.diagnostics = (problems + self.missing_imports
                             + lint_graph(graph, info.parameters))
         return info

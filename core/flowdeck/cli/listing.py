@@ -53,7 +53,7 @@ def print_human(snapshot: CatalogSnapshot, out: TextIO) -> None:
     """One line per flow, diagnostics indented under it, then broken and skipped files."""
     for entry in snapshot.entries:
         out.write(_flow_line(entry) + "\n")
-        for diagnostic in entry.diagnostics:
+        for diagnostic in [] if entry.is_base else entry.diagnostics:
             out.write("    " + _diagnostic_line(diagnostic) + "\n")
     with_flows = {e.file for e in snapshot.entries}
     for problem in snapshot.problems:
@@ -64,7 +64,7 @@ def print_human(snapshot: CatalogSnapshot, out: TextIO) -> None:
             out.write("    " + _diagnostic_line(diagnostic) + "\n")
     for skipped in snapshot.skipped:
         out.write(f"skipped {display(skipped.path)}: {skipped.reason}\n")
-    broken = sum(1 for e in snapshot.entries if not e.ok)
+    broken = sum(1 for e in snapshot.entries if not e.ok and not e.is_base)
     files = len(with_flows)
     summary = (f"{len(snapshot.entries)} flow{'s' if len(snapshot.entries) != 1 else ''} "
                f"in {files} file{'s' if files != 1 else ''}")
@@ -81,6 +81,8 @@ def print_human(snapshot: CatalogSnapshot, out: TextIO) -> None:
 def _flow_line(entry: CatalogEntry) -> str:
     steps = len(entry.flow.graph.nodes)
     status = "ok" if entry.ok else "errors"
+    if entry.is_base:
+        status = f"base class of {', '.join(entry.base_of)} (not run on its own)"
     if entry.stale:
         status = "errors (file no longer parses)"
     return (f"{display(entry.file)}:{entry.line}  {entry.name}  [{entry.engine}]  "

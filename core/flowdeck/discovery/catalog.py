@@ -110,6 +110,8 @@ class CatalogEntry:
     key: str
     flow: FlowInfo
     stale: bool = False
+    #: The flows (by name) that inherit from this class, in any catalogued file.
+    base_of: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:
@@ -142,14 +144,22 @@ class CatalogEntry:
         return not self.stale and not has_errors(self.flow.diagnostics)
 
     @property
+    def is_base(self) -> bool:
+        """Other flows inherit from this class and its file does not start it: a base
+        class, not a flow to run. What its lint finds (a step only its subclasses define)
+        is not an error here; the subclasses' own analysis covers these steps."""
+        return bool(self.base_of) and self.flow.start_problem is not None and not self.stale
+
+    @property
     def status(self) -> str:
-        return "ok" if self.ok else "error"
+        return "ok" if self.ok else "base" if self.is_base else "error"
 
     def as_dict(self) -> dict[str, Any]:
         data = self.flow.as_dict()
         data["key"] = self.key
         data["stale"] = self.stale
         data["status"] = self.status
+        data["base_of"] = list(self.base_of)
         return data
 
     def signature(self) -> str:
@@ -857,8 +867,22 @@ class FlowCatalog:
         return _Before(time.perf_counter(), problems, skipped, frozenset(missing), self.roots,
                        frozenset(self._listed))
 
+    def _mark_bases(self, changes: _Changes) -> None:
+        """Give each entry the flows that inherit from it (`CatalogEntry.base_of`), in any
+        file: a change to a subclass can change its base's entry."""
+        inheritors: dict[tuple[str, str], set[str]] = {}
+        for entry in self._entries.values():
+            for file, name in entry.flow.bases:
+                inheritors.setdefault((os.path.abspath(file), name), set()).add(entry.name)
+        for key, entry in list(self._entries.items()):
+            base_of = tuple(sorted(inheritors.get((entry.file, entry.name), ())))
+            if base_of != entry.base_of:
+                changes.touch(key, entry)
+                self._entries[key] = replace(entry, base_of=base_of)
+
     def _finish(self, changes: _Changes, before: _Before,
                 paths: tuple[str, ...]) -> tuple[CatalogSnapshot, CatalogDiff]:
+        self._mark_bases(changes)
         added: list[CatalogEntry] = []
         changed: list[CatalogEntry] = []
         removed: list[CatalogEntry] = []

@@ -26,7 +26,7 @@ FILE_ROLE = Qt.ItemDataRole.UserRole + 5
 SEVERITY_ROLE = Qt.ItemDataRole.UserRole + 6  # a diagnostic's "error" | "warning" (views colour it)
 
 BADGES = {"ready": "●", "has errors": "⚠", "last run failed": "✖", "running": "▶",
-          "succeeded": "✔"}
+          "succeeded": "✔", "base class": "◇"}
 
 
 class CatalogModel(QStandardItemModel):
@@ -175,11 +175,13 @@ class CatalogModel(QStandardItemModel):
             self._flows[entry.key] = item
         self._entries[entry.key] = entry
         self._decorate_flow(item, entry)
-        _set_diagnostic_children(item, entry.diagnostics)
+        _set_diagnostic_children(item, [] if entry.is_base else entry.diagnostics)
 
     def _decorate_flow(self, item: QStandardItem, entry: CatalogEntry) -> None:
         status = self._run_status.get(entry.key) or ("ready" if entry.ok else "has errors")
-        if not entry.ok:
+        if entry.is_base:
+            status = "base class"
+        elif not entry.ok:
             status = "has errors"
         engine = "Metaflow" if entry.engine == "metaflow" else "Flowdeck"
         text = f"{BADGES.get(status, '')} {entry.name}  ·  {engine}  ·  {len(entry.steps)} steps"
@@ -188,6 +190,9 @@ class CatalogModel(QStandardItemModel):
         item.setData(status, STATUS_ROLE)
         item.setData(entry.line, LINE_ROLE)
         doc = entry.flow.doc or "(no docstring)"
+        if entry.is_base:
+            doc = (f"The base class of {', '.join(entry.base_of)}, which its file does not "
+                   f"run: run a flow that inherits from it.\n{doc}")
         item.setToolTip(f"{entry.name} ({engine}) — {status}\n{entry.file}:{entry.line}\n{doc}")
 
     def _remove_flow(self, key: str) -> None:
