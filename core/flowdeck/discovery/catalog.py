@@ -732,7 +732,7 @@ class FlowCatalog:
             if record.depends_on and path not in changed and \
                     not changed.isdisjoint(record.depends_on):
                 record.digest, record.stat_key = "", ()
-                self._examine(path, False, changes)
+                self._examine(path, path in self.roots, changes)  # a root file is explicit
 
     def _examine(self, path: str, explicit: bool, changes: _Changes) -> None:
         """Bring one file's record up to date; never raises for what the disk does."""
