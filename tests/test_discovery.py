@@ -141,9 +141,49 @@ def test_a_flow_inheriting_from_a_module_beside_it_follows_that_module(tmp_path:
     assert base.key in [e.key for e in diff.changed]
 
 
-def test_a_file_with_no_flowspec_and_no_step_is_still_not_parsed(tmp_path: Path) -> None:
-    (tmp_path / "util.py").write_text("from base_steps import BaseFlow\n\n\n"
-                                      "class Helper(BaseFlow):\n    pass\n")
+def test_a_base_module_that_appears_later_or_outside_the_roots_reaches_its_child(
+        tmp_path: Path) -> None:
+    """The child is analysed again when the module it imports its base from appears (it
+    was missing), and when that module changes outside the catalog's roots (a file root)."""
+    child = tmp_path / "child_flow.py"
+    child.write_text(CHILD_FILE.replace("from base_steps", "from flowdeck import step\n"
+                                        "from base_steps"))
+    catalog = FlowCatalog([tmp_path])
+    snapshot, _ = catalog.scan()
+    assert names(snapshot.entries) == []  # no base module: no flow yet, as Python says
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE)
+    snapshot, _ = catalog.refresh([tmp_path / "base_steps.py"])
+    assert names(snapshot.entries) == ["BaseFlow", "ChildFlow"]
+    alone = FlowCatalog([child])  # only the file: its base module is outside the roots
+    entry = alone.scan()[0].entry(entry_key(str(child), "ChildFlow"))
+    assert entry is not None and entry.ok
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE.replace("self.next(self.middle)",
+                                                                "self.next(self.end)"))
+    entry = alone.scan()[0].entry(entry_key(str(child), "ChildFlow"))
+    assert entry is not None and [d.code for d in entry.diagnostics] == ["unreachable"]
+
+
+def test_a_child_flow_without_steps_and_a_shadowed_base(tmp_path: Path) -> None:
+    """A flow that only sets a parameter on a base from another module is listed (the
+    prefilter skipped it); a class of the file named like the imported base shadows it,
+    so the class deriving from that name is no flow (as Python sees it)."""
+    (tmp_path / "base_steps.py").write_text(BASE_MODULE)
+    (tmp_path / "tuned.py").write_text("from base_steps import BaseFlow\nfrom flowdeck import "
+                                       "Parameter\n\n\nclass TunedFlow(BaseFlow):\n"
+                                       "    alpha = Parameter('alpha', default=10)\n")
+    (tmp_path / "shadow.py").write_text("from base_steps import BaseFlow\n\n\nclass BaseFlow:"
+                                        "\n    pass\n\n\nclass ShadowFlow(BaseFlow):\n"
+                                        "    @step\n    def start(self):\n        pass\n")
+    snapshot = scan(tmp_path)
+    assert names(snapshot.entries) == ["BaseFlow", "TunedFlow"]
+    tuned = snapshot.entry(entry_key(str(tmp_path / "tuned.py"), "TunedFlow"))
+    assert tuned is not None and [p.name for p in tuned.flow.parameters] == ["alpha"]
+
+
+def test_a_file_with_no_flowspec_no_step_and_no_flow_base_is_still_not_parsed(
+        tmp_path: Path) -> None:
+    (tmp_path / "util.py").write_text("from base_steps import BaseFlow as B\n\n\n"
+                                      "class Helper(B):\n    pass\n")
     (tmp_path / "base_steps.py").write_text(BASE_MODULE)
     assert names(scan(tmp_path).entries) == ["BaseFlow"]  # prefiltered, as before
     assert names(scan(tmp_path, prefilter=False).entries) == ["BaseFlow", "Helper"]

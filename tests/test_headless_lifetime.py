@@ -73,7 +73,7 @@ def test_a_killed_flowdeck_run_cancels_its_run(flow_file) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm-thrice"])
 def test_a_stopped_flowdeck_run_shows_the_run_end_and_exits_as_a_stopped_command(
         flow_file, how: str) -> None:
     """Ctrl+C (SIGINT to the terminal's process group) exits 130 and SIGTERM to `flowdeck
@@ -96,8 +96,9 @@ def test_a_stopped_flowdeck_run_shows_the_run_end_and_exits_as_a_stopped_command
         assert _wait_for(napping)
         if how == "ctrl-c":
             os.killpg(headless.pid, signal.SIGINT)
-        else:
-            os.kill(headless.pid, signal.SIGTERM)
+        else:  # three at once: the second must not escape while the first is handled
+            for _ in range(3 if how == "sigterm-thrice" else 1):
+                os.kill(headless.pid, signal.SIGTERM)
         out, _ = headless.communicate(timeout=60)
     finally:
         if headless.poll() is None:

@@ -42,3 +42,60 @@ def test_running_a_bad_flow_prints_diagnostics_not_a_traceback(name: str, tmp_pa
     for _code, line in expected(FLOWS / "bad" / f"{name}.py"):
         assert f"{path}:{line}" in result.stderr or f"{path.name}\", line {line}" in result.stderr
     assert not (tmp_path / ".flowdeck").exists()  # nothing half-created
+
+
+UNPACKED = """from flowdeck import FlowSpec, Parameter, retry, step
+
+SPEC = {"name": "alpha", "default": 3}
+OPTIONS = {"tims": 3}
+
+
+class UnpackedFlow(FlowSpec):
+    alpha = Parameter(**SPEC)
+
+    @retry(**OPTIONS)
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    UnpackedFlow()
+"""
+
+
+def test_unpacked_arguments_are_not_guessed_and_the_error_still_shows(tmp_path: Path) -> None:
+    """`Parameter(**SPEC)` names its parameter (the lint flagged it as nameless and the run
+    was refused); `@retry(**OPTIONS)` with a misspelt key is not visible to the lint, and
+    the run still says the decorator's own error, with its line, without a traceback."""
+    path = tmp_path / "unpacked.py"
+    path.write_text(UNPACKED)
+    assert analyze_file(path).all_diagnostics() == []
+    result = run_flow(path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{path}:10: error: @retry has no argument `tims`" in result.stderr
+    path.write_text(UNPACKED.replace("@retry(**OPTIONS)\n    ", ""))
+    assert run_flow(path).returncode == 0
+
+
+def test_a_base_module_s_own_lint_is_not_the_running_flow_s(tmp_path: Path) -> None:
+    """A misspelt argument in a base module: the run names it (in the base module) and
+    lints the script it runs, not the base module on its own (whose missing `end` step
+    the subclass defines)."""
+    (tmp_path / "base_bad.py").write_text(
+        "from flowdeck import FlowSpec, retry, step\n\n\nclass BadBase(FlowSpec):\n"
+        "    @retry(tims=3)\n    @step\n    def start(self):\n        self.next(self.end)\n")
+    child = tmp_path / "child.py"
+    child.write_text("from base_bad import BadBase\nfrom flowdeck import step\n\n\n"
+                     "class KidFlow(BadBase):\n    @step\n    def end(self):\n        pass\n\n\n"
+                     "if __name__ == '__main__':\n    KidFlow()\n")
+    result = run_flow(child)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"{tmp_path / 'base_bad.py'}:5: error: @retry has no argument `tims` (it "
+                     "takes minutes_between_retries, times). Fix the name, or remove the "
+                     "argument."], lines

@@ -141,6 +141,45 @@ def test_times_are_datetimes_steps_come_latest_first_and_artifacts_by_name(
         Flow("NeverRan", root=root)
 
 
+BRANCH_FLOW = """
+class BranchFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.b, self.c, self.d)
+
+    @step
+    def b(self):
+        self.next(self.join)
+
+    @step
+    def c(self):
+        self.next(self.join)
+
+    @step
+    def d(self):
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    BranchFlow()
+"""
+
+
+def test_branches_are_listed_as_metaflow_lists_them(tmp_path: Path) -> None:
+    """Metaflow lists steps newest first, so branches started b, c, d come d, c, b (checked
+    against Metaflow 2.19.39 by hand: ['end', 'join', 'd', 'c', 'b', 'start'])."""
+    assert run_flow(write(tmp_path, BRANCH_FLOW), env=env()).returncode == 0
+    run = latest(tmp_path, "BranchFlow")
+    assert [s.id for s in run] == ["end", "join", "d", "c", "b", "start"]
+
+
 RETRY_FLOW = """
 class RetryFlow(FlowSpec):
     @retry(times=2)

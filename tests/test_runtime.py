@@ -593,7 +593,7 @@ def test_current_tempdir_is_metaflows_configured_folder(tmp_path: Path) -> None:
 
 
 GRAPH_FLOW = '''import json, os
-from metaflow import FlowSpec, Parameter, current, project, step
+from metaflow import FlowSpec, Parameter, current, project, retry, step, timeout
 
 
 @project(name="demo")
@@ -610,6 +610,8 @@ class GraphInfoFlow(FlowSpec):
         self.items = [1, 2]
         self.next(self.a, self.b)
 
+    @retry(times=2)
+    @timeout(seconds=30)
     @step
     def a(self):
         """Side a."""
@@ -663,6 +665,14 @@ def test_current_graph_is_metaflows_graph_info(tmp_path: Path) -> None:
         for field in ("name", "type", "line", "doc", "next", "foreach_artifact",
                       "matching_join"):
             assert mine["steps"][name].get(field) == step.get(field), (name, field)
+        # the decorators a file gives, with every attribute, defaults too (Metaflow keeps
+        # some defaults as strings, "2" where Flowdeck has 2: compared as text)
+        assert [(d["name"], {k: str(v) for k, v in d["attributes"].items()})
+                for d in mine["steps"][name]["decorators"]] == [
+            (d["name"], {k: str(v) for k, v in d["attributes"].items()})
+            for d in step["decorators"]], name
+    assert [{k: str(v) for k, v in d["attributes"].items()} for d in mine["decorators"]] == [
+        {k: str(v) for k, v in d["attributes"].items()} for d in real["decorators"]]
 
 
 def test_a_progress_bar_shows_its_last_state_in_the_terminal(tmp_path: Path) -> None:
@@ -672,6 +682,9 @@ def test_a_progress_bar_shows_its_last_state_in_the_terminal(tmp_path: Path) -> 
     from flowdeck.engine.terminal import clean_line
     assert clean_line(b"abcdef\rXY\r") == "XYcdef"  # a line, without its newline
     assert clean_line(b"bell\x07") == "bell\ufffd"
+    assert clean_line(b"downloading 100 files\r\x1b[Kdone") == "done"  # erase-line
+    assert clean_line(b"\x1b[31mAAAA\r\x1b[0mB") == "BAAA"  # escapes take no columns
+    assert clean_line(b"\x1b[32mok\x1b[0m") == "\x1b[32mok\x1b[0m"  # colour kept otherwise
     path = tmp_path / "progress.py"
     path.write_text(
         "import sys\nfrom flowdeck import FlowSpec, step\n\n\n"

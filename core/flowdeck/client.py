@@ -1017,7 +1017,8 @@ class Run:
 
     def _graph_order(self) -> list[str]:
         """The flow's steps from `start`, each after every step that leads to it (as far as
-        the graph allows: a loop's return edge is not followed)."""
+        the graph allows: a loop's return edge is not followed), and branches in the order
+        `self.next()` starts them: the order they begin, which Metaflow lists by."""
         nexts = self._graph_next()
         postorder: list[str] = []  # depth first, without recursion (a flow may be long)
         seen: set[str] = set()
@@ -1025,7 +1026,7 @@ class Run:
             if root in seen or root not in nexts:
                 continue
             seen.add(root)
-            stack = [(root, iter(nexts[root]))]
+            stack = [(root, iter(nexts[root][::-1]))]  # reversed: reverse postorder
             while stack:
                 name, children = stack[-1]
                 child = next((c for c in children if c not in seen), None)
@@ -1034,7 +1035,7 @@ class Run:
                     stack.pop()
                 else:
                     seen.add(child)
-                    stack.append((child, iter(nexts.get(child, []))))
+                    stack.append((child, iter(nexts.get(child, [])[::-1])))
         return postorder[::-1]
 
     def __iter__(self) -> Iterator[Step]:

@@ -207,8 +207,8 @@ def analyze_source(source: str, path: str) -> FileAnalysis:
             "unparsable")])
 
 
-def _parsed_module(path: str, depth: int,
-                   base_modules: dict[str, _FileAnalyzer | None]) -> _FileAnalyzer | None:
+def _parsed_module(path: str, depth: int, base_modules: dict[str, _FileAnalyzer | None],
+                   looked_for: set[str]) -> _FileAnalyzer | None:
     """A module beside a flow file, parsed for its flow classes (None if unreadable: the
     flow's own analysis then finds no base there, as before)."""
     try:
@@ -216,7 +216,7 @@ def _parsed_module(path: str, depth: int,
         if source is None:
             return None
         analyzer = _FileAnalyzer(ast.parse(source, filename=path), source, path, depth,
-                                 base_modules)
+                                 base_modules, looked_for)
         analyzer.find_flows()
     except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return None
@@ -298,7 +298,8 @@ class _FileAnalyzer:
     """Walks one module's AST; small methods, one concern each."""
 
     def __init__(self, tree: ast.Module, source: str, path: str, depth: int = 0,
-                 base_modules: dict[str, _FileAnalyzer | None] | None = None):
+                 base_modules: dict[str, _FileAnalyzer | None] | None = None,
+                 looked_for: set[str] | None = None):
         self.tree = tree
         self.source = source
         self.path = path
@@ -307,6 +308,8 @@ class _FileAnalyzer:
         #: parsed once, and they are what the file depends on)
         self.base_modules: dict[str, _FileAnalyzer | None] = (
             {} if base_modules is None else base_modules)
+        #: Every module path looked for as a base's module, found or not (shared too).
+        self.looked_for: set[str] = set() if looked_for is None else looked_for
         # local name -> (engine, api name) for `from flowdeck import step as s`
         self.names: dict[str, tuple[str, str]] = {}
         # local name -> engine for `import metaflow as mf`
@@ -317,6 +320,7 @@ class _FileAnalyzer:
         self.imported_modules: dict[str, str] = {}
         # `from flowdeck import X` where flowdeck has no X: the file cannot run
         self.missing_imports: list[Diagnostic] = []
+        self.local_classes: set[str] = set()  # every top-level class name of this file
         # flow class name -> (class, engine, its base flow class in this file or None)
         self.flows: dict[str, tuple[ast.ClassDef, str, str | None]] = {}
         # flow class name -> (the module's analyzer, class name) of a base flow class
@@ -328,6 +332,7 @@ class _FileAnalyzer:
         this file (whatever order they appear in) or through one of a module beside it."""
         self._collect_imports()
         classes = [c for c in self._top_level_classes()]
+        self.local_classes = {c.name for c in classes}
         changed = True
         while changed:
             changed = False
@@ -347,7 +352,7 @@ class _FileAnalyzer:
         main = self._main_block(set(flows))
         for info in infos:
             info.start_problem = start_problem(self.path, main, info.name)
-        return FileAnalysis(self.path, flows=infos, depends_on=sorted(self.base_modules))
+        return FileAnalysis(self.path, flows=infos, depends_on=sorted(self.looked_for))
 
     def _main_block(self, flows: set[str]) -> MainBlock | None:
         for node in self.tree.body:
@@ -439,7 +444,10 @@ class _FileAnalyzer:
 
     def _external_flow(self, base: ast.expr) -> tuple[_FileAnalyzer, str] | None:
         """The module and name of a flow class `base` names from a module beside this file
-        (`BaseFlow` from `from base import BaseFlow`, or `base.BaseFlow`), if it is one."""
+        (`BaseFlow` from `from base import BaseFlow`, or `base.BaseFlow`), if it is one. A
+        class of this file by that name shadows the import (no flow, as Python sees it)."""
+        if isinstance(base, ast.Name) and base.id in self.local_classes:
+            return None
         if isinstance(base, ast.Name) and base.id in self.imported:
             module, name, level = self.imported[base.id]
         elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
@@ -470,12 +478,15 @@ class _FileAnalyzer:
             os.path.join(folder, "__init__.py"),)  # `from . import BaseFlow`: the package
         for candidate in candidates:
             candidate = os.path.abspath(candidate)
-            if candidate == os.path.abspath(self.path) or not os.path.isfile(candidate):
+            if candidate == os.path.abspath(self.path):
+                continue
+            self.looked_for.add(candidate)  # created later, it may become the base
+            if not os.path.isfile(candidate):
                 continue
             if candidate not in self.base_modules:
                 self.base_modules[candidate] = None  # an import cycle finds it being read
                 self.base_modules[candidate] = _parsed_module(candidate, self.depth + 1,
-                                                              self.base_modules)
+                                                              self.base_modules, self.looked_for)
             return self.base_modules[candidate]
         return None
 
@@ -516,9 +527,22 @@ class _FileAnalyzer:
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()),
                         bases=[[owner.path, klass.name] for klass, owner in chain[-2::-1]])
-        info.diagnostics = (problems + self.missing_imports
+        info.diagnostics = (problems + self.missing_imports + self._relative_imports()
                             + lint_graph(graph, info.parameters))
         return info
+
+    def _relative_imports(self) -> list[Diagnostic]:
+        """`from .base import BaseFlow` at the top of the file: `python FILE` runs it as a
+        script, not as part of a package, so Python refuses the import (one inside a `try`
+        may have a fallback, and is left alone)."""
+        if self.depth:
+            return []
+        return [Diagnostic(
+            self.path, node.lineno, "A relative import fails when the file runs as a script "
+            f"(`python {os.path.basename(self.path)}`): import the module by its name "
+            f"(`from {node.module or '...'} import ...`) from the file's folder.",
+            "relative-import") for node in self.tree.body
+            if isinstance(node, ast.ImportFrom) and node.level]
 
     def _check_flowdeck_name(self, node: ast.ImportFrom, name: str) -> None:
         """`from flowdeck import X` for an X flowdeck lacks fails at import: say so now."""
@@ -591,8 +615,11 @@ class _FileAnalyzer:
         name = literal(name_node)
         if not isinstance(name, str):
             name = stmt.targets[0].id
+        unpacked = any(k.arg is None for k in call.keywords) or any(
+            isinstance(a, ast.Starred) for a in call.args)  # `Parameter(**SPEC)`: unknown
+        nameless = not unpacked and (name_node is None or name_node_is_empty(name_node))
         info = ParameterInfo(name=name, attribute=stmt.targets[0].id, line=stmt.lineno,
-                             nameless=name_node is None or name_node_is_empty(name_node))
+                             nameless=nameless)
         if "default" in kwargs:
             info.has_default = True
             info.default_source = _unparse(kwargs["default"])

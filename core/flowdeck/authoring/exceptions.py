@@ -33,25 +33,31 @@ def show_user_errors(previous: Any) -> Any:
     is defined) is shown as its message alone; every other exception as before.
 
     Python stops at the first mistake in a class; for a DefinitionError the hook reads the
-    file (statically, as the window does) and shows every error the lint finds in it, so
-    one run names them all."""
+    script Python runs (statically, as the window does) and shows every error the lint
+    finds in it, so one run names them all, and the error itself if the lint missed it
+    (`@retry(**options)`, code outside the script)."""
     from flowdeck.analysis.diagnostics import FlowdeckError
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         if not isinstance(value, FlowdeckError):
             previous(kind, value, tb)
             return
-        lines = _file_errors(value.diagnostic.file) if isinstance(value, DefinitionError) \
-            else []
-        print("\n".join(lines) if lines else str(value), file=sys.stderr)
+        lines = _script_errors() if isinstance(value, DefinitionError) else []
+        own = str(value)
+        print("\n".join(lines if own in lines else [own, *lines]), file=sys.stderr)
 
     return hook
 
 
-def _file_errors(file: str) -> list[str]:
-    """Every error the static analysis finds in `file`, formatted as the lint prints them."""
+def _script_errors() -> list[str]:
+    """Every error the static analysis finds in the script Python runs (its flows, with
+    the bases they inherit), formatted as the lint prints them; none if it has no file."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not script or not os.path.isfile(script):
+        return []
     from flowdeck.analysis.flowfile import analyze_file
-    return [d.format() for d in analyze_file(file).all_diagnostics() if d.severity == "error"]
+    analysis = analyze_file(script)
+    return [d.format() for d in analysis.all_diagnostics() if d.severity == "error"]
 
 
 class MetaflowException(Exception):

@@ -618,7 +618,8 @@ def graph_info(flow_cls: type) -> dict[str, Any]:
             "constants": [{"name": name, "type": type(value).__name__}
                           for name, value in flow_constants(flow_cls).items()
                           if name not in parameters],
-            "steps": raw["graph"], "graph_structure": raw["graph_structure"],
+            "steps": _with_default_attributes(raw["graph"]),
+            "graph_structure": raw["graph_structure"],
             "doc": raw["doc"],
             "decorators": _flow_decorators(flow_cls), "extensions": {},
         }
@@ -626,12 +627,24 @@ def graph_info(flow_cls: type) -> dict[str, Any]:
     return info
 
 
+def _with_default_attributes(steps: dict[str, Any]) -> dict[str, Any]:
+    """Each step's decorators with every attribute, defaults included, as Metaflow lists
+    them (the static graph has only the arguments the file gives)."""
+    for node in steps.values():
+        for deco in node.get("decorators", []):
+            defaults = STEP_DECORATOR_ARGUMENTS.get(deco["name"])
+            if defaults is not None:
+                deco["attributes"] = {**defaults, **deco["attributes"]}
+    return steps
+
+
 def _flow_decorators(flow_cls: type) -> list[dict[str, Any]]:
     """The class's flow-level decorators in Metaflow's `_graph_info` shape."""
     found = []
     project = flow_cls.__dict__.get("_fd_project")
     if project:
-        found.append(("project", {"name": project.get("name")}))
+        found.append(("project", {"name": project.get("name"), "branch": project.get("branch"),
+                                  "production": bool(project.get("production"))}))
     found += [(name, {}) for name in flow_cls.__dict__.get("_fd_ignored_flow_decorators", ())]
     return [{"name": name, "attributes": attributes, "statically_defined": True,
              "inserted_by": None} for name, attributes in found]

@@ -152,7 +152,7 @@ class CatalogEntry:
 
     @property
     def status(self) -> str:
-        return "ok" if self.ok else "base" if self.is_base else "error"
+        return "base" if self.is_base else "ok" if self.ok else "error"
 
     def as_dict(self) -> dict[str, Any]:
         data = self.flow.as_dict()
@@ -292,6 +292,12 @@ class _FileRecord:
     entries: tuple[CatalogEntry, ...] = ()
     problem: FileProblem | None = None
     depends_on: tuple[str, ...] = ()  # modules read for its flows' base classes
+    #: Each of those modules' stat key when the file was analysed (None: it did not exist)
+    depends_keys: tuple[tuple[int, ...] | None, ...] = ()
+
+    def dependency_changed(self) -> bool:
+        """A module its flows' bases come from changed (or appeared, or went) since."""
+        return bool(self.depends_on) and _stat_keys(self.depends_on) != self.depends_keys
 
     def is_racy(self) -> bool:
         """The file may have changed within the mtime tick it was read in."""
@@ -327,6 +333,17 @@ class _Before:
 
 def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
+
+
+def _stat_keys(paths: tuple[str, ...]) -> tuple[tuple[int, ...] | None, ...]:
+    """The stat keys of these files (None for one that is not there)."""
+    keys: list[tuple[int, ...] | None] = []
+    for path in paths:
+        try:
+            keys.append(_stat_key(os.stat(path)))
+        except OSError:
+            keys.append(None)
+    return tuple(keys)
 
 
 class FlowCatalog:
@@ -725,12 +742,11 @@ class FlowCatalog:
     # -- examining one file ----------------------------------------------------
 
     def _examine_dependents(self, changes: _Changes) -> None:
-        """Analyse again the files whose flows inherit from a module that just changed
-        (their own bytes did not change, so their records would be kept as they are)."""
-        changed = set(changes.paths)
+        """Analyse again the files whose flows inherit from a module that changed, appeared
+        or went since they were analysed (their own bytes did not change, so their records
+        would be kept as they are), wherever that module is: inside the roots or not."""
         for path, record in list(self._records.items()):
-            if record.depends_on and path not in changed and \
-                    not changed.isdisjoint(record.depends_on):
+            if path not in changes.paths and record.dependency_changed():
                 record.digest, record.stat_key = "", ()
                 self._examine(path, path in self.roots, changes)  # a root file is explicit
 
@@ -760,14 +776,15 @@ class FlowCatalog:
         self._skipped.pop(path, None)
         key = _stat_key(st)
         record = self._records.get(path)
-        if record is not None and record.stat_key == key and not record.is_racy():
+        if record is not None and record.stat_key == key and not record.is_racy() \
+                and not record.dependency_changed():
             return
         read_ns = time.time_ns()
         data, st = self._read(path)
         if not self._regular_and_small(path, st, changes, size=len(data)):
             return
         digest = hashlib.sha1(data).hexdigest()
-        if record is not None and record.digest == digest:
+        if record is not None and record.digest == digest and not record.dependency_changed():
             record.stat_key, record.mtime_ns, record.read_ns = _stat_key(st), st.st_mtime_ns, read_ns
             return
         analysis = self._analyze(data, path, explicit)
@@ -840,6 +857,7 @@ class FlowCatalog:
                     analysis.diagnostics)), stale=True) for e in previous.entries]
         record.entries = tuple(entries)
         record.depends_on = tuple(analysis.depends_on)
+        record.depends_keys = _stat_keys(record.depends_on)
         self._drop_record(path, changes)
         self._records[path] = record
         for entry in record.entries:
@@ -926,16 +944,18 @@ class FlowCatalog:
 # -- helpers -------------------------------------------------------------------
 
 #: A decorator named `step` (`@step`, `@fd.step`): a file with one may define a flow
-#: without saying `FlowSpec` (its base class comes from another module).
-_STEP_DECORATOR = r"@[ \t]*(?:\w+[ \t]*\.[ \t]*)*step\b"
-_STEP_DECORATOR_TEXT = re.compile(_STEP_DECORATOR)
-_STEP_DECORATOR_BYTES = re.compile(_STEP_DECORATOR.encode())
+#: without saying `FlowSpec` (its base class comes from another module) ...
+#: ... or a class whose bases name a `...Flow` (a flow that only sets parameters on a base
+#: flow from another module, `class Tuned(BaseFlow): alpha = Parameter(...)`).
+_MAY_BE_FLOW = r"@[ \t]*(?:\w+[ \t]*\.[ \t]*)*step\b|class[ \t]+\w+[ \t]*\([^)]*Flow\b"
+_MAY_BE_FLOW_TEXT = re.compile(_MAY_BE_FLOW)
+_MAY_BE_FLOW_BYTES = re.compile(_MAY_BE_FLOW.encode())
 
 
 def _may_define_flow(text: str | bytes) -> bool:
     if isinstance(text, bytes):
-        return b"FlowSpec" in text or _STEP_DECORATOR_BYTES.search(text) is not None
-    return "FlowSpec" in text or _STEP_DECORATOR_TEXT.search(text) is not None
+        return b"FlowSpec" in text or _MAY_BE_FLOW_BYTES.search(text) is not None
+    return "FlowSpec" in text or _MAY_BE_FLOW_TEXT.search(text) is not None
 
 
 def _analyze_bytes(data: bytes, path: str, prefilter: bool) -> FileAnalysis:

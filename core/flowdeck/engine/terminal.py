@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.engine.runtime import TaskResult
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # CSI sequences: colours, cursor moves
+_ERASE_LINE = re.compile(r"\x1b\[[012]?K")
 MAX_PARTIAL = 64 * 1024  # a line longer than this is printed in pieces
 
 
@@ -27,11 +29,24 @@ def clean_line(data: bytes) -> str:
     as a terminal shows them), other control characters replaced."""
     text = data.decode("utf-8", errors="replace").rstrip("\r")
     if "\r" in text:
-        shown = ""
-        for part in text.split("\r"):  # each part overwrites the start of the line
-            shown = part + shown[len(part):]
-        text = shown
+        text = _redrawn(text)
     return _CONTROL.sub("\ufffd", text)
+
+
+def _redrawn(text: str) -> str:
+    """What a terminal shows of a line redrawn with carriage returns: each part overwrites
+    the line from its start, an erase-line escape clears the rest; other escapes take no
+    columns and are dropped (a redrawn line loses its colour here)."""
+    shown = ""
+    for part in text.split("\r"):
+        column = 0
+        for index, chunk in enumerate(_ERASE_LINE.split(part)):
+            if index:
+                shown = shown[:column]
+            chunk = _ANSI.sub("", chunk)
+            shown = shown[:column] + chunk + shown[column + len(chunk):]
+            column += len(chunk)
+    return shown
 
 
 class TerminalEcho:

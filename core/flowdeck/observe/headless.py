@@ -152,6 +152,9 @@ class Terminated(Exception):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    """Once: further SIGTERMs are ignored until `_stop` is ready for them (a second one
+    arriving while the first is being handled must not escape as a traceback)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 
@@ -224,6 +227,7 @@ class Follower:
         engine's grace, or at a second Ctrl+C, KILL as the window does (`_kill`)."""
         processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
         try:
+            _raise_on_sigterm()  # from here a second SIGTERM ends the grace, as a second Ctrl+C
             return self.child.wait(self.spec.stop_grace_s)
         except (subprocess.TimeoutExpired, KeyboardInterrupt, Terminated):
             return self._kill()
