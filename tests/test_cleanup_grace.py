@@ -40,8 +40,8 @@ class CleanupFlow(FlowSpec):
         if self.mode == "stubborn":  # deaf to TERM and INT: only SIGKILL ends it
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        (here / "ready").write_text("ready")
-        try:
+        try:  # ready is said inside the try: a stop seen after it always meets the handler
+            (here / "ready").write_text("ready")
             time.sleep(60)
         except KeyboardInterrupt:
             time.sleep(1)
