@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError
+from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, FlowDefinitionError
 
 # The flowdeck package folder: frames from any of its modules are the engine's, not the user's.
 _ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +36,6 @@ def show_user_errors(previous: Any) -> Any:
     script Python runs (statically, as the window does) and shows every error the lint
     finds in it, so one run names them all, and the error itself if the lint missed it
     (`@retry(**options)`, code outside the script)."""
-    from flowdeck.analysis.diagnostics import FlowdeckError
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         if not isinstance(value, FlowdeckError):

@@ -36,7 +36,13 @@ from flowdeck.authoring.exceptions import (
 )
 from flowdeck.authoring.merge import values_agree
 from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num_splits
-from flowdeck.authoring.spec import LOADED, Inputs, new_flow_instance, parameter_names
+from flowdeck.authoring.spec import (
+    LOADED,
+    FlowSpec,
+    Inputs,
+    new_flow_instance,
+    parameter_names,
+)
 from flowdeck.authoring.values import UnboundedForeachInput
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.alarm import alarm, arm, disarm
@@ -592,7 +598,7 @@ def _script_classes(values: Any, seen: set[int]) -> list[type]:
         if not isinstance(value, type) or value.__module__ != "__main__" or id(value) in seen:
             continue
         seen.add(id(value))
-        if any(base.__name__ == "FlowSpec" for base in value.__mro__):
+        if issubclass(value, FlowSpec):
             continue
         found.append(value)
         found.extend(_script_classes(list(vars(value).values()), seen))

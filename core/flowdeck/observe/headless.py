@@ -158,7 +158,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _raise_on_sigterm(handler: Any = _raise_terminated) -> Any:
+def _on_sigterm(handler: Any) -> Any:
     """Install `handler` for SIGTERM; the previous one, or None where this thread may not
     (a caller that is not the main thread keeps the default)."""
     try:
@@ -194,7 +194,7 @@ class Follower:
         (before, the default handler ended this process at once and the run cancelled
         itself unseen)."""
         stopped_by = 0
-        previous = _raise_on_sigterm()
+        previous = _on_sigterm(_raise_terminated)
         try:
             code = self._loop()
         except (KeyboardInterrupt, Terminated) as stop:
@@ -227,7 +227,7 @@ class Follower:
         engine's grace, or at a second Ctrl+C, KILL as the window does (`_kill`)."""
         processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
         try:
-            _raise_on_sigterm()  # from here a second SIGTERM ends the grace, as a second Ctrl+C
+            _on_sigterm(_raise_terminated)  # a second SIGTERM ends the grace, as Ctrl+C does
             return self.child.wait(self.spec.stop_grace_s)
         except (subprocess.TimeoutExpired, KeyboardInterrupt, Terminated):
             return self._kill()
@@ -239,7 +239,7 @@ class Follower:
         had started (a child in a new session, a step that ignores SIGTERM) ran on.
         """
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl+C waits
-        terminate = _raise_on_sigterm(signal.SIG_IGN)  # so does a third SIGTERM
+        terminate = _on_sigterm(signal.SIG_IGN)  # so does a third SIGTERM
         try:
             processes.signal_group_quietly(self.child.pid, signal.SIGKILL)
             code = self.child.wait()
