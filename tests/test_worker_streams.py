@@ -1,8 +1,8 @@
 """A task worker's sys.stdout/sys.stderr, signals and `current`, whichever way it was set up.
 
-Workers forked from a process whose own fds 1 and 2 are pipes (or a terminal) take
-streams that process built once (engine/task.py `_STDIO`, fewer pages copied per task);
-elsewhere (output redirected to a file) each worker builds its own. Either way, and
+Workers take streams the process that forks them built once (engine/task.py `_STDIO`,
+fewer pages copied per task), over its own fds 1 and 2, which may be pipes, a terminal or
+files (output redirected to a log); closed, each worker builds its own. Whichever, and
 whether the orchestrator or the fork server forked it, a step must see the same streams:
 UTF-8, line-buffered, `backslashreplace`, not seekable (its fds are pipes). Real
 `python flow.py run` processes.
@@ -98,3 +98,52 @@ def test_a_step_sees_the_same_streams_however_its_worker_was_set_up(
         }
     for task in tasks:
         assert "lone \\udc80 surrogate" in task.stderr
+
+
+HELLO = """
+from flowdeck import FlowSpec, step
+
+
+class QuietFlow(FlowSpec):
+    @step
+    def start(self):
+        print("said in start")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("said in end")
+
+
+if __name__ == "__main__":
+    QuietFlow()
+"""
+
+
+@pytest.mark.parametrize("closed", [(1,), (2,), (1, 2)], ids=["stdout", "stderr", "both"])
+@pytest.mark.parametrize("how", ["script", "flowdeck run"])
+def test_a_run_started_without_stdout_or_stderr_finishes_and_keeps_its_logs(
+        tmp_path: Path, closed: tuple[int, ...], how: str) -> None:
+    """`python flow.py >&-`: Python sets sys.stdout to None. The run used to fail on its
+    first line of progress and leave run.json "running"; it now runs as print() would
+    (saying nothing there), and the tasks' output is still in their logs."""
+    import os
+    path = tmp_path / "quiet.py"
+    path.write_text(textwrap.dedent(HELLO))
+    command = ([sys.executable, str(path)] if how == "script" else
+               [sys.executable, "-c", "from flowdeck.cli.main import main; raise SystemExit("
+                "main())", "run", str(path)])
+
+    def close_fds() -> None:
+        for fd in closed:
+            os.close(fd)
+
+    result = subprocess.run(command, cwd=tmp_path, env=child_env(), timeout=120,
+                            stdin=subprocess.DEVNULL, capture_output=True,
+                            preexec_fn=close_fds)  # noqa: PLW1509 (only closes fds)
+    assert result.returncode == 0, result
+    namespace(None)
+    run = Flow("QuietFlow", root=str(tmp_path / ".flowdeck")).latest_run
+    assert run.successful and run.finished
+    assert "said in start" in run["start"].task.stdout
+    assert "said in end" in run["end"].task.stdout

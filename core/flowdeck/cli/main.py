@@ -25,6 +25,7 @@ def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`flowdeck graph FILE`, `flowdeck list PATH...`, `flowdeck run|resume FILE ...`."""
+    _fill_missing_streams()
     try:
         code = _command(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
@@ -33,6 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush fails no more
         return 141  # as a process ended by SIGPIPE
+
+
+def _fill_missing_streams() -> None:
+    """Started without fd 1 or 2 (`flowdeck run flow.py >&-`), Python sets sys.stdout or
+    sys.stderr to None: what would be written there goes nowhere, as print() does, instead
+    of failing the command (a run left behind) on its first write."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stream until exit)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
 
 
 def _command(argv: list[str]) -> int:

@@ -311,18 +311,25 @@ class Orchestrator:
             restore()
             self._close_selector()
             raise
-        self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
         # Every process the run starts carries its id (exec'd ones in /proc/PID/environ), even
         # when `python flow.py run` was started without it: the guard and launchers find them.
         previous_run_id = os.environ.get(RUN_ID_ENV)
         os.environ[RUN_ID_ENV] = self.run_id
-        self.executor.before_guard(self.run_id)
-        guard = self.guard = processes.RunGuard((RUN_ID_ENV, self.run_id),
-                                                inherited=previous_run_id == self.run_id)
-        self.executor.open(guard)
         gc_was_enabled = gc.isenabled()
         engine_bug: Exception | None = None
+        # From here on, whatever fails ends the run "failed" (never "running" in run.json).
+        guard: processes.RunGuard | None = None
         try:
+            self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
+            self.executor.before_guard(self.run_id)
+            try:
+                guard = self.guard = processes.RunGuard(
+                    (RUN_ID_ENV, self.run_id), inherited=previous_run_id == self.run_id)
+            except OSError as exc:  # no process to fork (a process or memory limit)
+                raise FlowdeckError(f"Run {self.run_id} could not start its guard process: "
+                                    f"{exc.strerror or exc}. Free processes or memory, then "
+                                    "run the flow again.") from None
+            self.executor.open(guard)
             self._schedule(PendingTask(self.graph.start_step or "start", self._new_task_id(),
                                        (), []))
             self._loop()
@@ -340,7 +347,8 @@ class Orchestrator:
             self._fail_running(self.run_error)
         finally:
             self._leave_nothing_behind()
-            guard.close()
+            if guard is not None:
+                guard.close()
             _restore_env(RUN_ID_ENV, previous_run_id)
             restore()
             self._close_selector()
@@ -505,8 +513,11 @@ class Orchestrator:
 
     def _tell(self, text: str) -> None:
         """A line on stderr, which may itself be a file on the full disk: never an error."""
+        err = self.echo.err
+        if err is None:  # started without fd 2: print(file=None) would write to stdout
+            return
         try:
-            print(text, file=self.echo.err, flush=True)
+            print(text, file=err, flush=True)
         except (OSError, ValueError):
             pass
 

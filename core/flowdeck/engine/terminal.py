@@ -61,11 +61,11 @@ class TerminalEcho:
         self._partial: dict[tuple[str, str, bool], bytes] = {}
 
     @property
-    def out(self) -> TextIO:
+    def out(self) -> TextIO | None:
         return self._out or sys.stdout
 
     @property
-    def err(self) -> TextIO:
+    def err(self) -> TextIO | None:
         return self._err or sys.stderr
 
     def _prefix(self, step: str, task_id: str) -> str:
@@ -75,6 +75,8 @@ class TerminalEcho:
 
     def _say(self, text: str, err: bool = False) -> None:
         stream = self.err if err else self.out
+        if stream is None:  # started without that fd (`>&-`): print() says nothing either
+            return
         try:
             stream.write(text + "\n")
             stream.flush()
