@@ -326,7 +326,7 @@ class Orchestrator:
                 guard = self.guard = processes.RunGuard(
                     (RUN_ID_ENV, self.run_id), inherited=previous_run_id == self.run_id)
             except OSError as exc:  # no process to fork (a process or memory limit)
-                raise FlowdeckError(f"Run {self.run_id} could not start its guard process: "
+                raise FlowdeckError(f"the run's guard process could not start: "
                                     f"{exc.strerror or exc}. Free processes or memory, then "
                                     "run the flow again.") from None
             self.executor.open(guard)
