@@ -115,10 +115,11 @@ def flow_commands(folder: Path, address: str, items: int, work: float,
     flow = str(folder / "burn.py")
     base = (sys.executable, flow, "run", "--items", str(items), "--work", str(work),
             "--max-workers", "2", "--quiet")
+    fresh = (folder / ".flowdeck",)  # no run finds its values stored by the one before
     commands = {"dask": Command(base + ("--executor", "dask", "--scheduler", address),
-                                folder, f"done {items}")}
+                                folder, f"done {items}", fresh)}
     if with_local:
-        commands["local"] = Command(base, folder, f"done {items}")
+        commands["local"] = Command(base, folder, f"done {items}", fresh)
     return commands
 
 
@@ -136,7 +137,8 @@ def scale(folder: Path, sizes: tuple[int, ...]) -> list[dict[str, float]]:
     rows = []
     for size in sizes:
         command = Command((sys.executable, str(folder / "burn.py"), "run", "--items",
-                           str(size), "--quiet"), folder, f"done {size}")
+                           str(size), "--quiet"), folder, f"done {size}",
+                          (folder / ".flowdeck",))
         sample = run_once(command)
         runs = sorted((folder / ".flowdeck" / "BurnFlow" / "runs").iterdir(),
                       key=lambda p: p.stat().st_mtime)

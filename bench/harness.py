@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,10 @@ class Command:
     argv: tuple[str, ...]
     cwd: Path
     expect: str = ""
+    #: Folders removed before every run, untimed: the stores of a tool that persists, so
+    #: that no run finds its values already stored by the run before (a content-addressed
+    #: store skips the write of a value it holds: the dedup path, not a write).
+    fresh: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -122,6 +127,8 @@ def run_once(command: Command, env: dict[str, str] | None = None,
              interval: float = 0.02) -> Sample:
     """Run `command` to its end; its wall, tree CPU and top-process peak RSS."""
     with tempfile.TemporaryFile() as out:
+        for folder in command.fresh:
+            shutil.rmtree(folder, ignore_errors=True)
         os.sync()  # start every run with no dirty pages of the runs before it
         began = time.perf_counter()
         proc = subprocess.Popen(command.argv, cwd=command.cwd, env=env or bench_env(),
@@ -155,8 +162,9 @@ def interleave(commands: dict[str, Command], repeat: int, warmup: bool = True,
                progress: Callable[[str], None] | None = None) -> dict[str, Series]:
     """`repeat` rounds, each running every command once, the order rotated every round.
 
-    One untimed warm-up run of each first fills the bytecode caches and the stores'
-    folders, as on any user's second run.
+    One untimed warm-up run of each first fills the bytecode caches, as on any user's
+    second run. A command's `fresh` folders (its store) are removed before every run, the
+    warm-up's included: a store the warm-up filled would turn every write into a dedup.
     """
     names = list(commands)
     env = bench_env()
