@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from harness import bench_env
 
@@ -167,7 +168,9 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
         # save -> rerun process start (quiet period included)
         controller.set_auto_rerun(key, True)
         save_lags = []
-        path = Path(controller.model.entry(key).file)
+        entry = controller.model.entry(key)
+        assert entry is not None, "the flow left the list"
+        path = Path(entry.file)
         for i in range(repeat):
             ended.clear()
             source = path.read_text().replace('print("total"', f'print("total {i}"')
@@ -182,7 +185,8 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
         results["save_to_rerun_median_ms"] = statistics.median(save_lags) * 1000
         controller.set_auto_rerun(key, False)
         # a 10,000-task foreach: the longest stall of the event loop
-        window.params._editors["size"].setValue(foreach_size)
+        size_editor: Any = window.params._editors["size"]  # the form's spin box for `size`
+        size_editor.setValue(foreach_size)
         gaps: list[float] = []
         last = [time.perf_counter()]
 

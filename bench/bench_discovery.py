@@ -70,7 +70,7 @@ def flow_source(index: int, steps: int, rng: random.Random, engine: str = "flowd
 
     current = "start"
     remaining = steps - 2
-    pending_next: list[str] = []
+    pending_next: list[tuple[str, str]] = []
     after_join = False
     while remaining > 0:
         # A join cannot split again (Metaflow's rule): a linear step comes first.
@@ -79,30 +79,30 @@ def flow_source(index: int, steps: int, rng: random.Random, engine: str = "flowd
         after_join = kind != "linear"
         if kind == "linear":
             nxt = fresh()
-            pending_next.append((current, f"self.next(self.{nxt})"))  # type: ignore[arg-type]
+            pending_next.append((current, f"self.next(self.{nxt})"))
             current = nxt
             remaining -= 1
         elif kind == "split":
             a, b, j = fresh(), fresh(), fresh()
-            pending_next.append((current, f"self.next(self.{a}, self.{b})"))  # type: ignore[arg-type]
-            pending_next.append((a, f"self.next(self.{j})"))  # type: ignore[arg-type]
-            pending_next.append((b, f"self.next(self.{j})"))  # type: ignore[arg-type]
-            pending_next.append((j, "JOIN"))  # type: ignore[arg-type]
+            pending_next.append((current, f"self.next(self.{a}, self.{b})"))
+            pending_next.append((a, f"self.next(self.{j})"))
+            pending_next.append((b, f"self.next(self.{j})"))
+            pending_next.append((j, "JOIN"))
             current = j
             remaining -= 3
         else:
             body_step, j = fresh(), fresh()
             pending_next.append((current, f"self.items = list(range(3))\n        "
-                                          f"self.next(self.{body_step}, foreach='items')"))  # type: ignore[arg-type]
-            pending_next.append((body_step, f"self.next(self.{j})"))  # type: ignore[arg-type]
-            pending_next.append((j, "JOIN"))  # type: ignore[arg-type]
+                                          f"self.next(self.{body_step}, foreach='items')"))
+            pending_next.append((body_step, f"self.next(self.{j})"))
+            pending_next.append((j, "JOIN"))
             current = j
             remaining -= 2
-    pending_next.append((current, "self.next(self.end)"))  # type: ignore[arg-type]
-    joins = {name for name, nxt in pending_next if nxt == "JOIN"}  # type: ignore[misc]
+    pending_next.append((current, "self.next(self.end)"))
+    joins = {name for name, nxt in pending_next if nxt == "JOIN"}
     order: list[str] = []
     transitions: dict[str, str] = {}
-    for name, nxt in pending_next:  # type: ignore[misc]
+    for name, nxt in pending_next:
         if nxt == "JOIN":
             continue
         if name not in transitions:

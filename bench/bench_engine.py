@@ -277,16 +277,16 @@ class Report:
         for case, what in (("array-fresh", "fresh data"), ("array-repeat", "repeated data")):
             within(case, self.wall(case, "floor"), 1.2, "np.save/np.load",
                    f"100 MB array, {what}: within 1.2x of np.save + np.load")
-        for case in CASES:
-            mine = ours(case.name, "flowdeck")
-            peers = {t.label: ours(case.name, t.name) for t in self.tools
+        for workload in CASES:
+            mine = ours(workload.name, "flowdeck")
+            peers = {t.label: ours(workload.name, t.name) for t in self.tools
                      if t.name not in ("flowdeck", "floor")}
             measured = {label: wall for label, wall in peers.items() if wall is not None}
             if mine is None:
                 continue
             behind = [f"{label} {fmt_s(wall)}" for label, wall in measured.items()
                       if wall <= mine]
-            text = f"ahead of every peer: {case.label}"
+            text = f"ahead of every peer: {workload.label}"
             if not measured:
                 goals.append(Goal(text, "no peer run", None))
             else:
