@@ -63,6 +63,7 @@ class ParameterInfo:
     help: str = ""
     required: bool = False
     nameless: bool = False  # declared without its name, which Python refuses
+    multiple: bool = False  # `multiple=True`: given once per value, read as a tuple
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -626,10 +627,14 @@ class _FileAnalyzer:
             info.default = literal(kwargs["default"])
         info.help = literal(kwargs.get("help")) or ""
         info.required = bool(literal(kwargs.get("required")))
+        info.multiple = bool(literal(kwargs.get("multiple")))
+        typed_by = info.default
+        if info.multiple and isinstance(typed_by, (list, tuple)):  # the items' type
+            typed_by = typed_by[0] if typed_by else None
         if "type" in kwargs:
             info.type = _unparse(kwargs["type"]).split(".")[-1]
-        elif info.default is not None:
-            info.type = type(info.default).__name__
+        elif typed_by is not None:
+            info.type = type(typed_by).__name__
         return info
 
     def _chain_outside_hash(self, chain: list[tuple[ast.ClassDef, _FileAnalyzer]],

@@ -130,10 +130,16 @@ class Parameter:
             raise DefinitionError(PARAMETER_NAME_MESSAGE)
         self.name = name
         self.separator = separator  # a str value is split into a list, as in Metaflow
+        #: `--name a --name b` gives the tuple ('a', 'b') (Metaflow passes `multiple` to
+        #: click): each value is of `type`, and no value at all gives ().
+        self.multiple = bool(kwargs.pop("multiple", False))
         self.default = None if default is _MISSING else default
         self.has_default = default is not _MISSING and default is not None
+        typed_by = self.default
+        if self.multiple and isinstance(typed_by, (list, tuple)):  # the items' type, as click
+            typed_by = typed_by[0] if typed_by else None
         self.type = type if type is not None else (
-            builtin_type(self.default) if self.has_default and not callable(self.default) else str)
+            builtin_type(typed_by) if typed_by is not None and not callable(typed_by) else str)
         self.help = help or ""
         self.required = bool(required)
         self.show_default = show_default
@@ -170,6 +176,8 @@ class Parameter:
         value = self.default
         if callable(value) and not isinstance(value, type):
             value = value(*_default_arguments(value, self.name, flow_name))
+        if self.multiple:
+            return self.convert_many([] if value is None else value)
         if self.kind == "json" and isinstance(value, (str, bytes)):
             return self._parse_json_default(value)
         return self._typed_default(value)
@@ -206,6 +214,18 @@ class Parameter:
                              f"{text!r} is not valid JSON ({exc}). Write the default as a "
                              "JSON string such as '{\"a\": 1}', or as a Python dict or "
                              "list.") from None
+
+    def convert_many(self, raw: Any) -> tuple[Any, ...]:
+        """A `multiple` parameter's value: a tuple of `convert`ed items. A string is one
+        environment variable's worth, split at white space as click splits it; a single
+        non-sequence value (a scalar default) is one item."""
+        if isinstance(raw, str):
+            items: Any = raw.split()
+        elif isinstance(raw, (list, tuple)):
+            items = raw
+        else:
+            items = [raw]
+        return tuple(self._typed_default(self.convert(item)) for item in items)
 
     def convert(self, raw: Any) -> Any:
         """Turn a command-line string (or a Python value) into this parameter's type."""

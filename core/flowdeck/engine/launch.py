@@ -219,6 +219,8 @@ def _parameter_value(flow_cls: type, param: Parameter, attr: str,
         raw = os.environ.get(parameter_env_var(param))
     if attr in provided or raw is not None:
         try:
+            if getattr(param, "multiple", False):  # `--name a --name b`, or "a b" from $VAR
+                return param.convert_many(raw)
             return param.convert(raw)
         except ValueError as exc:
             source = "" if attr in provided else f" (from ${parameter_env_var(param)})"
@@ -350,17 +352,17 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
         raise UsageError(f"{flow_cls.__name__} has no step {', '.join(unknown)}; its steps "
                          f"are {', '.join(graph.nodes)}.")
     records, _damaged = index.final_attempts(origin_id)  # damaged tasks are simply rerun
-    named = bool(steps)  # a named step reruns whole; else a loop's finished rounds are reused
+    # A named step reruns whole, with every step after it (Metaflow's `steps_to_rerun`).
+    # Without one, as in Metaflow, every finished task whose inputs were all reused is
+    # reused, wherever it is: the items of a failed foreach that finished, a loop's
+    # finished rounds; only what failed, and what follows from it, runs again. A run whose
+    # every task finished (a success, or one killed before it recorded its end) is then
+    # reused whole, and the resume records its success.
+    named = bool(steps)
     if not steps:
         steps = _unfinished_steps(graph, records)
-        if not steps and entry.status == "succeeded":
-            raise UsageError(f"Run {origin_id} succeeded; name the step to rerun from, as "
-                             "`resume STEP`.")
-        # Every task finished, yet the run did not succeed (killed before it recorded its
-        # end): the resume reuses them all and records the success (it used to refuse,
-        # saying the crashed run had succeeded; found by reliability/kill_rounds.py).
-    loops = set() if named else {n.name for n in graph if n.is_recursive_switch}
-    origin = OriginRun(origin_id, records, graph.descendants(steps), loop_steps=loops)
+    reusable = set() if named else set(graph.nodes)
+    origin = OriginRun(origin_id, records, graph.descendants(steps), reusable)
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
     _write_run_id(options, run_id_file)

@@ -715,7 +715,7 @@ class Orchestrator:
 
     def _start(self, task: PendingTask) -> None:
         if self.origin and (task.step not in self.origin.rerun_steps
-                            or self.origin.reuses_round(task.step, task.parents)):
+                            or self.origin.reuses_task(task.step, task.parents)):
             reused = self.origin.find(task.step, task.frames)
             if reused is not None and self._intact(reused):
                 self._clone(task, reused)
@@ -910,7 +910,8 @@ class Orchestrator:
         node = self.graph[split.step]
         frame = Frame(split.step, split.task_id, "control", node.foreach_param, 0, count)
         task = PendingTask(step, self._new_task_id(), split.frames + (frame,), [result])
-        if self.origin and step not in self.origin.rerun_steps:
+        if self.origin and (step not in self.origin.rerun_steps
+                            or self.origin.reuses_task(step, [result])):
             reused = self.origin.find(step, task.frames)
             if reused is not None and self._intact(reused):
                 self.results[task.task_id] = self._reuse(task, reused, control=True)
@@ -1332,21 +1333,21 @@ class OriginRun:
     """The run a `resume` starts from: its finished tasks, keyed by their place in the graph."""
 
     def __init__(self, run_id: str, records: list[AttemptRecord], rerun_steps: set[str],
-                 loop_steps: set[str] | None = None):
+                 reusable_steps: set[str] | None = None):
         self.run_id = run_id
         self.rerun_steps = rerun_steps
-        #: Recursive-switch steps whose finished rounds are reused although the step reruns
-        #: (a resume of a failure inside the loop, no step named: Metaflow clones them).
-        self.loop_steps = loop_steps or set()
+        #: Steps whose finished tasks are reused although the step reruns, when every input
+        #: of the task was reused (a resume that names no step: Metaflow clones them).
+        self.reusable_steps = reusable_steps or set()
         self.by_place: dict[tuple[str, str], TaskResult] = {}
         for rec in records:
             if rec.done:
                 self.by_place[(rec.step, rec.signature)] = TaskResult.from_attempt(rec)
 
-    def reuses_round(self, step: str, parents: list[TaskResult]) -> bool:
-        """Whether a round of a rerun loop step may still be reused: only while every
-        round before it (its parent) was reused too."""
-        return step in self.loop_steps and bool(parents) and all(p.origin for p in parents)
+    def reuses_task(self, step: str, parents: list[TaskResult]) -> bool:
+        """Whether a finished task of a rerun step may still be reused: only when every
+        input it had (its parents: a loop's round before it, a foreach's split) was reused."""
+        return step in self.reusable_steps and bool(parents) and all(p.origin for p in parents)
 
     def find(self, step: str, frames: tuple[Frame, ...]) -> TaskResult | None:
         return self.by_place.get((step, frames_signature(frames)))
@@ -1367,7 +1368,8 @@ def param_records(flow_cls: type, values: dict[str, Any]) -> list[ParamRecord]:
         if attr in values:
             value = values[attr]
             records.append(ParamRecord(param.name, attr, _jsonable_value(value),
-                                       param_cli_text(param, value)))
+                                       param_cli_text(param, value),
+                                       bool(getattr(param, "multiple", False))))
     return records
 
 
@@ -1379,7 +1381,16 @@ def declared_parameters(flow_cls: type, values: dict[str, Any]) -> dict[str, Any
 
 
 def param_cli_text(param: Any, value: Any) -> str:
-    """The command-line string that gives `value` back through `Parameter.convert`."""
+    """The command-line string that gives `value` back through `Parameter.convert` (for a
+    `multiple` parameter, its values as one shell-quoted string, which the window splits
+    into one `--name value` each)."""
+    if getattr(param, "multiple", False) and isinstance(value, (list, tuple)):
+        import shlex
+        return shlex.join(_item_cli_text(param, item) for item in value)
+    return _item_cli_text(param, value)
+
+
+def _item_cli_text(param: Any, value: Any) -> str:
     if param.kind == "json":
         return json.dumps(value)
     if getattr(param, "separator", None) and isinstance(value, list):  # `a,b` -> [a, b]

@@ -369,7 +369,10 @@ def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> 
     if param.required and not param.has_default:
         help_text += " (required)"
     flags = _flags(param)
-    if param.kind == "bool":
+    if getattr(param, "multiple", False):  # each `--name value` adds one value
+        parser.add_argument(*flags, dest=f"param_{attr}", action="append",
+                            metavar=param.kind.upper(), help=(help_text + " (repeatable)").strip())
+    elif param.kind == "bool":
         parser.add_argument(*flags, dest=f"param_{attr}", nargs="?", const="true",
                             metavar="true|false", help=help_text.strip())
         parser.add_argument(f"--no-{param.name}", dest=f"param_{attr}", action="store_const",

@@ -99,13 +99,33 @@ class ParamRecord:
     attr: str
     value: Any
     cli: str
+    #: `Parameter(multiple=True)`: `cli` holds its values shell-quoted, one `--name` each.
+    multiple: bool = False
 
     @classmethod
     def from_json(cls, d: Any, path: str) -> "ParamRecord":
         if not isinstance(d, dict) or not isinstance(d.get("name"), str):
             raise DamagedRecord(path, "a parameter entry has no name")
         return cls(d["name"], str(d.get("attr") or d["name"]), d.get("value"),
-                   str(d.get("cli", "")))
+                   str(d.get("cli", "")), bool(d.get("multiple", False)))
+
+    def arguments(self) -> list[str]:
+        return parameter_arguments(self.name, self.cli, self.multiple)
+
+
+def parameter_arguments(name: str, text: str, multiple: bool) -> list[str]:
+    """The command-line arguments that give parameter `name` the value `text` (as the
+    window's form and a run's record hold it): `--name text`, or for a `multiple`
+    parameter one `--name value` per value of the text, split as a shell splits it
+    (quotes keep a value with spaces whole; unbalanced ones: split at white space)."""
+    if not multiple:
+        return [f"--{name}", text]
+    import shlex
+    try:
+        values = shlex.split(text)
+    except ValueError:
+        values = text.split()
+    return [arg for value in values for arg in (f"--{name}", value)]
 
 
 @dataclass
@@ -162,10 +182,7 @@ class RunRecord:
 
     def cli_args(self) -> list[str]:
         """`--name value` pairs that give a rerun the same parameters."""
-        args: list[str] = []
-        for p in self.params:
-            args += [f"--{p.name}", p.cli]
-        return args
+        return [arg for p in self.params for arg in p.arguments()]
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "RunRecord":

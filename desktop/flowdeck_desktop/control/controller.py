@@ -34,7 +34,7 @@ from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
-from flowdeck.store.records import RunRecord
+from flowdeck.store.records import RunRecord, parameter_arguments
 from flowdeck_desktop.control.run_options import (
     ENGINE_LABELS,
     Placement,
@@ -513,12 +513,12 @@ class FlowdeckController(QObject):
         return self._launch(key, entry, spec, interpreter)
 
     def run_args(self, key: str) -> list[str]:
-        """`--name value` for every parameter the session gives (blank: the flow's default)."""
-        args: list[str] = []
-        for name, value in self.session(key).params.items():
-            if value != "":
-                args += [f"--{name}", value]
-        return args
+        """`--name value` for every parameter the session gives (blank: the flow's default;
+        a `multiple` parameter's text gives one `--name value` per value)."""
+        entry = self.model.entry(key)
+        multiple = {p.name for p in entry.flow.parameters if p.multiple} if entry else set()
+        return [arg for name, value in self.session(key).params.items() if value != ""
+                for arg in parameter_arguments(name, value, name in multiple)]
 
     def _launch_spec(self, entry: CatalogEntry, args: list[str], interpreter: Interpreter,
                      engine: str, store: str | None = None) -> LaunchSpec | None:

@@ -101,10 +101,15 @@ class ParamsForm(QWidget):
 
     def _editor_for(self, param: ParameterInfo) -> QWidget:
         kind = param.type
-        if kind == "bool":
+        if param.multiple:  # any number of values: a line of them
+            line = QLineEdit()
+            line.setPlaceholderText("values separated by spaces (quote one with spaces)")
+            line.textEdited.connect(self.changed)
+            editor: QWidget = line
+        elif kind == "bool":
             box = QCheckBox()
             box.toggled.connect(self.changed)
-            editor: QWidget = box
+            editor = box
         elif kind == "int":
             editor = QSpinBox()
             editor.setRange(-INT_LIMIT, INT_LIMIT)
@@ -130,14 +135,6 @@ class ParamsForm(QWidget):
     def values(self) -> dict[str, str]:
         """Current values as the command line would take them."""
         return {name: _get_text(editor) for name, editor in self._editors.items()}
-
-    def arguments(self) -> list[str]:
-        """`--name value` pairs; empty strings are left out (the flow's default applies)."""
-        args: list[str] = []
-        for name, value in self.values().items():
-            if value != "":
-                args += [f"--{name}", value]
-        return args
 
     def set_run_options(self, text: str) -> None:
         """Show a flow's remembered run options (no `options_changed`)."""
@@ -172,11 +169,19 @@ class ParamsForm(QWidget):
 def _default_text(param: ParameterInfo) -> str:
     if not param.has_default or param.default is None:
         return ""
-    if isinstance(param.default, bool):
-        return "true" if param.default else "false"
-    if isinstance(param.default, (list, dict)):
-        return json.dumps(param.default)
-    return str(param.default)
+    if param.multiple:  # the values as the line takes them (a scalar default is one value)
+        import shlex
+        items = param.default if isinstance(param.default, (list, tuple)) else [param.default]
+        return shlex.join(_value_text(item) for item in items)
+    return _value_text(param.default)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
 
 
 def _set_text(editor: QWidget, text: str) -> None:
