@@ -10,11 +10,13 @@
 * `StepMutator` (on a step) and `FlowMutator` (on the flow class): `pre_mutate` and
   `mutate` are called once when the run starts, before anything runs, with a
   `MutableStep` / `MutableFlow` that lists and adds or removes step decorators
-  (`add_decorator(retry, deco_kwargs={"times": 2})`, `remove_decorator("retry")`).
+  (`add_decorator(retry, deco_kwargs={"times": 2})`, `add_decorator("retry:times=2")`,
+  a user step decorator, `remove_decorator("retry")`, `duplicates=step.OVERRIDE`), and
+  reads the flow's steps, parameters and configs as attributes (`mutable_flow.limits`).
 
-Metaflow's registry by name (decorators given as strings, `--with` of user
-decorators) and mutators that add parameters are not offered: using them
-raises NotImplementedError, naming what to write instead.
+Metaflow's registry of user decorators by name (`--with my_deco`, `add_decorator(
+"my_deco")`) and mutators that add parameters are not offered: using them raises
+NotImplementedError, naming what to write instead.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from flowdeck.authoring.exceptions import MetaflowException
 from flowdeck.authoring.spec import flow_parameters, flow_steps, step_decorators
 
 
 def _wrap_step(func: Callable[..., Any], before: Callable[[Any, Any], Any],
-               after: Callable[[Any, BaseException | None, Any], None]) -> Callable[..., Any]:
+               after: Callable[[Any, BaseException | None, Any], None],
+               name: str = "") -> Callable[..., Any]:
     """A step function that calls `before(flow, inputs)` and `after(flow, exc, token)`
-    around `func`, keeping the step's marks (`is_step`, `name`, its decorators)."""
+    around `func`, keeping the step's marks (`is_step`, `name`, its decorators). `name`:
+    the user decorator's, listed in `_fd_user_decorators` (a mutator's duplicates)."""
 
     @functools.wraps(func)
     def wrapper(self: Any, *args: Any) -> Any:
@@ -43,6 +48,9 @@ def _wrap_step(func: Callable[..., Any], before: Callable[[Any, Any], Any],
         after(self, None, token)
         return result
 
+    marks: Any = wrapper
+    marks._fd_user_decorators = (*getattr(func, "_fd_user_decorators", ()), name)
+    marks._fd_layer = (before, after)  # to rebuild it around another function (OVERRIDE)
     return wrapper
 
 
@@ -76,7 +84,8 @@ class UserStepDecorator:
     def _decorate(self, func: Callable[..., Any]) -> Callable[..., Any]:
         name = func.__name__
         return _wrap_step(func, lambda flow, inputs: self.pre_step(name, flow, inputs),
-                          lambda flow, exc, _: self.post_step(name, flow, exc))
+                          lambda flow, exc, _: self.post_step(name, flow, exc),
+                          _user_decorator_name(type(self)))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         instance = super().__new__(cls)
@@ -108,7 +117,7 @@ def user_step_decorator(generator: Callable[..., Any]) -> Callable[..., Any]:
                 raise RuntimeError(f"@{generator.__name__} yielded twice; a user step "
                                    "decorator yields exactly once, where the step runs.")
 
-            return _wrap_step(func, before, after)
+            return _wrap_step(func, before, after, generator.__name__)
         return decorate
 
     @functools.wraps(generator)
@@ -117,15 +126,32 @@ def user_step_decorator(generator: Callable[..., Any]) -> Callable[..., Any]:
             return make({})(func)
         return make(attributes)
 
+    decorator._fd_user_step_decorator = True  # type: ignore[attr-defined]
     return decorator
+
+
+def _user_decorator_name(deco: Any) -> str:
+    """A user step decorator's name: a class's `decorator_name` (Metaflow's) or its own."""
+    return str(getattr(deco, "decorator_name", None) or getattr(deco, "__name__", "decorator"))
+
+
+def _is_user_step_decorator(deco: Any) -> bool:
+    return getattr(deco, "_fd_user_step_decorator", False) or (
+        isinstance(deco, type) and issubclass(deco, UserStepDecorator))
 
 
 class MutableStep:
     """A step as a mutator sees it: its name and decorators, which it may change."""
 
-    def __init__(self, name: str, func: Callable[..., Any]):
+    #: What `add_decorator` does with a decorator the step already has (Metaflow's values).
+    IGNORE = 1  # keep the one there
+    ERROR = 2  # raise
+    OVERRIDE = 3  # replace it
+
+    def __init__(self, name: str, func: Callable[..., Any], owner: type | None = None):
         self.name = name
         self._func = func
+        self._owner = owner  # the flow class, where a user decorator's wrapper goes
 
     @property
     def decorator_specs(self) -> Iterator[tuple[str, str, list[Any], dict[str, Any]]]:
@@ -137,27 +163,105 @@ class MutableStep:
         return name in step_decorators(self._func)
 
     def add_decorator(self, deco_type: Any, deco_args: list[Any] | None = None,
-                      deco_kwargs: dict[str, Any] | None = None, duplicates: int = 1) -> None:
-        """Add a step decorator (a Flowdeck/Metaflow decorator object, not a name)."""
-        if isinstance(deco_type, str) or not hasattr(deco_type, "_fd_defaults"):
-            raise NotImplementedError(f"add_decorator({deco_type!r}) on step `{self.name}`: "
-                                      "pass the decorator itself (for example `retry`, "
-                                      "imported from flowdeck), not its name.")
-        if deco_args:
-            raise NotImplementedError("Step decorators take keyword arguments only; pass "
-                                      "deco_kwargs={...}.")
-        name = deco_type.__name__
-        if self.has_decorator(name) and duplicates != 2:  # 2: Metaflow's OVERRIDE
+                      deco_kwargs: dict[str, Any] | None = None,
+                      duplicates: int = IGNORE) -> None:
+        """Add a step decorator: a decorator (`retry`), a Metaflow decospec naming one
+        (`"retry"`, `"retry:times=2"`), or a user step decorator. `duplicates` says what
+        to do when the step has it already: IGNORE (keep it), OVERRIDE, ERROR."""
+        if duplicates not in (self.IGNORE, self.ERROR, self.OVERRIDE):
+            raise ValueError(f"Invalid duplicates value: {duplicates!r} (use "
+                             "MutableStep.IGNORE, MutableStep.ERROR or MutableStep.OVERRIDE)")
+        kwargs = dict(deco_kwargs or {})
+        if _is_user_step_decorator(deco_type):
+            self._add_user_decorator(deco_type, list(deco_args or []), kwargs, duplicates)
             return
-        deco_type(**(deco_kwargs or {}))(self._func)
+        if deco_args:
+            raise MetaflowException(f"add_decorator({deco_type!r}) on step `{self.name}`: "
+                                    "step decorators take no positional arguments; pass "
+                                    "deco_kwargs={...}.")
+        where = f"add_decorator({deco_type!r}) on step `{self.name}`"
+        if isinstance(deco_type, str):
+            from flowdeck.authoring.runsetup import step_decorator_from_spec
+            if deco_type.partition(":")[0].strip() not in _builtin_decorator_names():
+                raise NotImplementedError(
+                    f"{where}: Flowdeck has no registry of user decorators by name; pass "
+                    "the decorator itself (the class or @user_step_decorator function).")
+            name, decorate = step_decorator_from_spec(deco_type, where, kwargs)
+        elif hasattr(deco_type, "_fd_defaults"):
+            name, decorate = deco_type.__name__, deco_type(**kwargs)
+        else:
+            raise TypeError(f"{where}: add_decorator takes a step decorator (retry, catch, "
+                            "...), its name, or a user step decorator.")
+        if self.has_decorator(name):
+            if not self._keep_adding(name, duplicates):
+                return
+            self.remove_decorator(name)
+        decorate(self._func)
+
+    def _keep_adding(self, name: str, duplicates: int) -> bool:
+        """The step has `name` already: False to keep it (IGNORE), True to replace it."""
+        if duplicates == self.ERROR:
+            raise MetaflowException(f"Step `{self.name}` already has the decorator @{name}; "
+                                    "pass duplicates=MutableStep.OVERRIDE to replace it or "
+                                    "MutableStep.IGNORE to keep it.")
+        return duplicates == self.OVERRIDE
+
+    def _add_user_decorator(self, deco: Any, args: list[Any], kwargs: dict[str, Any],
+                            duplicates: int) -> None:
+        """Wrap the step in a user step decorator; the flow class gets the wrapper."""
+        name = _user_decorator_name(deco)
+        func = self._func
+        if name in getattr(func, "_fd_user_decorators", ()):
+            if not self._keep_adding(name, duplicates):
+                return
+            func = _without_user_decorator(func, name)
+        if isinstance(deco, type):  # a UserStepDecorator class: its arguments reach `init`
+            wrapped = deco(*args, **kwargs)(func)
+        else:  # a @user_step_decorator function: its attributes
+            wrapped = deco(**kwargs)(func)
+        self._func = wrapped
+        if self._owner is not None:
+            setattr(self._owner, self.name, wrapped)
 
     def remove_decorator(self, name: str, *args: Any, **kwargs: Any) -> bool:
         decos = getattr(self._func, "_fd_decorators", {})
         return decos.pop(name, None) is not None
 
 
+def _builtin_decorator_names() -> set[str]:
+    from flowdeck.authoring.decorators import known_step_decorators
+    return set(known_step_decorators())
+
+
+def _without_user_decorator(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """`func` with its outermost user decorator called `name` taken off (OVERRIDE). Each
+    wrapper holds the function it wraps (`__wrapped__`): the ones above it are kept, put
+    back around what was below it."""
+    above: list[Callable[..., Any]] = []
+    current = func
+    while getattr(current, "_fd_user_decorators", ()) and \
+            current._fd_user_decorators[-1] != name:  # type: ignore[attr-defined]
+        above.append(current)
+        current = current.__wrapped__  # type: ignore[attr-defined]
+    if not getattr(current, "_fd_user_decorators", ()):
+        return func
+    rebuilt = current.__wrapped__  # type: ignore[attr-defined]
+    for wrapper in reversed(above):
+        rebuilt = _rewrap(wrapper, rebuilt)
+    return rebuilt
+
+
+def _rewrap(wrapper: Any, inner: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of a user decorator's `wrapper` around another function."""
+    before, after = wrapper._fd_layer
+    return _wrap_step(inner, before, after, wrapper._fd_user_decorators[-1])
+
+
 class MutableFlow:
-    """A flow class as a FlowMutator sees it: its steps, parameters and configs."""
+    """A flow class as a FlowMutator sees it: its steps, parameters and configs (also as
+    attributes: `mutable_flow.start`, `mutable_flow.alpha`, `mutable_flow.limits`)."""
+
+    IGNORE, ERROR, OVERRIDE = MutableStep.IGNORE, MutableStep.ERROR, MutableStep.OVERRIDE
 
     def __init__(self, flow_cls: type):
         self._cls = flow_cls
@@ -165,7 +269,26 @@ class MutableFlow:
     @property
     def steps(self) -> Iterator[tuple[str, MutableStep]]:
         for name, func in flow_steps(self._cls).items():
-            yield name, MutableStep(name, func)
+            yield name, MutableStep(name, func, self._cls)
+
+    def __getattr__(self, name: str) -> Any:
+        """A step (as a MutableStep), a Parameter or a config's value, by attribute; as in
+        Metaflow, nothing else of the class."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        steps = flow_steps(self._cls)
+        if name in steps:
+            return MutableStep(name, steps[name], self._cls)
+        parameters = flow_parameters(self._cls)
+        if name in parameters:
+            return parameters[name]
+        from flowdeck.authoring.configs import ConfigValue, flow_configs, resolved
+        config = flow_configs(self._cls).get(name)
+        if config is not None:
+            value = (resolved() or {}).get(config.name)
+            return ConfigValue(value) if isinstance(value, dict) else value
+        raise AttributeError(f"{self._cls.__name__} has no step, parameter or config "
+                             f"`{name}` (a mutator sees only those)")
 
     @property
     def parameters(self) -> Iterator[tuple[str, Any]]:
@@ -270,9 +393,9 @@ def apply_mutators(flow_cls: type) -> None:
     mutable = MutableFlow(flow_cls)
     for fm in flow_mutators:
         fm.pre_mutate(mutable)
-    for name, func, sm in step_mutators:
-        sm.pre_mutate(MutableStep(name, func))
+    for name, _, sm in step_mutators:  # the step as it is now (an earlier one may wrap it)
+        sm.pre_mutate(MutableStep(name, flow_steps(flow_cls)[name], flow_cls))
     for fm in flow_mutators:
         fm.mutate(mutable)
-    for name, func, sm in step_mutators:
-        sm.mutate(MutableStep(name, func))
+    for name, _, sm in step_mutators:
+        sm.mutate(MutableStep(name, flow_steps(flow_cls)[name], flow_cls))

@@ -24,7 +24,7 @@ import weakref
 from contextlib import AbstractContextManager
 from dataclasses import field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from flowdeck.authoring.current import current
 from flowdeck.authoring.exceptions import (
@@ -702,7 +702,7 @@ def execute_task(req: TaskRequest) -> int:
         elif isinstance(exc, ObjectStoreError):  # names the URL and the operation already
             record["error"] = error_info(exc, with_traceback=False)
         else:
-            record["error"] = error_info(exc)
+            record["error"] = error_info(exc, message=_import_refusal(exc))
             _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
     record.update(status=status, end=time.time())
     record["duration"] = record["end"] - started
@@ -727,6 +727,19 @@ def execute_task(req: TaskRequest) -> int:
         deadline = started + req.timeout_s + 4.0 if req.timeout_s else None
         _finish_cards(cards, status == "succeeded", deadline)
     return code
+
+
+def _import_refusal(exc: BaseException) -> str | None:
+    """The message for a step's import from metaflow that Flowdeck's engine cannot serve:
+    the wording of the as_metaflow entry's import alias (`import_refusal`), which says how
+    to run the flow on Metaflow's engine; None otherwise, and where no alias runs."""
+    if not isinstance(exc, ImportError):
+        return None
+    for finder in sys.meta_path:
+        refusal = getattr(finder, "import_refusal", None)
+        if refusal is not None:
+            return cast(str | None, refusal(exc))
+    return None
 
 
 def _keep_artifacts_of_failure(flow: Any, ctx: StepContext, blobs: BlobStore,

@@ -113,6 +113,13 @@ class MetaflowAlias(importlib.abc.MetaPathFinder):
     def __init__(self, flow_file: str):
         self.flow_file = flow_file
 
+    def import_refusal(self, exc: BaseException) -> str | None:
+        """For a step that imports from metaflow what Flowdeck's engine lacks (`from
+        metaflow import S3` inside the step): the line an import at the top of the file
+        gets, not Python's "cannot import name 'S3' from 'flowdeck'"; None for any other
+        exception. The task finds it on `sys.meta_path` (this module may run as __main__)."""
+        return _refusal(exc, self.flow_file)
+
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "metaflow" and not fullname.startswith("metaflow."):
