@@ -15,7 +15,7 @@ import pytest
 from conftest import child_env, run_flow, wait_for
 
 from flowdeck import Flow
-from flowdeck.cards import Card, get_cards
+from flowdeck.cards import Card, CardNotPresentException, get_cards
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, read_index
 from flowdeck.store.layout import RunLayout
 
@@ -187,7 +187,8 @@ def test_default_card_shows_components_artifacts_parameters_and_steps(tmp_path: 
     assert "..." in big and len(big) < 2500
     assert '<span class="step current">start</span>' in html and "→ train" in html  # DAG
     assert "<script" not in html and "http://" not in html and "https://" not in html
-    assert get_cards(run["end"].task).__len__() == 0  # no @card, no cards
+    with pytest.raises(CardNotPresentException, match=r"not found for pathspec .*/end/"):
+        get_cards(run["end"].task)  # no @card: no cards, said as Metaflow says it
 
 
 def test_two_cards_with_ids_and_a_refreshed_progress_bar(tmp_path: Path,

@@ -431,7 +431,9 @@ class Task:
 
     @property
     def successful(self) -> bool:
-        return self.status in TASK_DONE
+        """Metaflow's meaning: the step's code ended without an exception, so a task whose
+        exception @catch stored is finished but not successful."""
+        return self.status in TASK_DONE and not (self.record and self.record.caught)
 
     @property
     def finished(self) -> bool:
@@ -860,6 +862,14 @@ class Run:
 
     @property
     def finished(self) -> bool:
+        """Metaflow's meaning: the run reached its end step and that task finished (False for
+        a run that failed or stopped before it); `status` tells whether it still runs."""
+        end = self.end_task
+        return end is not None and end.finished
+
+    @property
+    def _over(self) -> bool:
+        """It runs no more (finished, failed, cancelled, crashed or damaged)."""
         return self.status in RUN_FINAL or self.status == DAMAGED
 
     @property
@@ -1068,7 +1078,7 @@ class Run:
     def _children(self) -> dict[str, list[Task]]:
         """Task path -> the tasks that started from it (rebuilt while the run is running)."""
         found = self._cache.get("children")
-        if found is None or not self.finished:
+        if found is None or not self._over:
             found = {}
             for step in self.steps():
                 for task in step.tasks():

@@ -59,7 +59,8 @@ class BranchFlow(FlowSpec):
     @step
     def inner_join(self, inputs):
         self.values = [i.value for i in inputs]
-        self.problems = [str(i.problem) if i.problem else None for i in inputs]
+        self.problems = [f"{i.problem.type}: {i.problem.exception}" if i.problem else None
+                         for i in inputs]
         self.merge_artifacts(inputs, include=["common"])
         self.next(self.outer_join)
 

@@ -6,21 +6,18 @@ from flowdeck.analysis.graph import FlowGraph
 
 
 def format_show(graph: FlowGraph) -> str:
-    """Metaflow's `show`: the flow's doc, then each step, its doc and where it goes."""
-    lines = [graph.name + (f": {graph.doc}" if graph.doc else ""), ""]
+    """Metaflow's `show`, line for line: the flow's doc, then each step with its
+    decorators, its doc (a lone `?` without one) and where it goes (not for `end`)."""
+    lines = ["", graph.doc or ""]
     for name in graph.sorted_nodes or list(graph.nodes):
         node = graph[name]
-        kind = {"join": " (join)", "foreach": " (foreach)", "split": " (split)"}.get(
-            node.type or "", "")
-        lines.append(f"Step {name}{kind}")
-        if node.doc:
-            lines += [f"    ? {line}" for line in node.doc.splitlines()]
-        if node.type == "foreach":
-            lines.append(f"    => {node.out_funcs[0]} (foreach over {node.foreach_param})")
-        elif node.out_funcs:
-            lines.append("    => " + ", ".join(node.out_funcs))
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+        lines += [f"@{deco.name}" for deco in node.decorators]
+        lines.append(f"Step {name}")
+        lines += [f"    {line}".rstrip() for line in (node.doc or "?").splitlines()]
+        if node.type != "end":
+            lines.append("    => " + ", ".join(node.out_funcs))
+    return "\n".join(lines) + "\n\n"
 
 
 # -- entry points used by FlowSpec ------------------------------------------

@@ -100,12 +100,12 @@ def metaflow_type_name(exc: BaseException) -> str:
     """The dotted type name of an exception as Metaflow reports it (`@catch`'s `type`).
 
     A class's own `metaflow_name` wins (our compatibility classes carry
-    Metaflow's module path); otherwise `module.QualName`, without `builtins.`.
+    Metaflow's module path); otherwise `module.Name`, `builtins.ValueError` included.
     """
     own = type(exc).__dict__.get("metaflow_name")
     if isinstance(own, str):
         return own
-    return f"{exc.__class__.__module__}.{exc.__class__.__qualname__}".removeprefix("builtins.")
+    return f"{exc.__class__.__module__}.{exc.__class__.__name__}"
 
 
 class MergeArtifactsException(MetaflowException):
@@ -158,8 +158,9 @@ class FailureHandledByCatch(MetaflowException):
 class ExceptionWrapper:
     """What @catch stores in its `var`: a picklable record of the caught exception.
 
-    Like Metaflow's wrapper it has `type`, `exception` (the message) and
-    `stacktrace`; `str()` gives the one-line summary.
+    Like Metaflow's wrapper it has `type` (`builtins.ValueError`), `exception` (the
+    message) and `stacktrace` (without Flowdeck's frames); `str()` and `repr()` give the
+    stack trace, as Metaflow's do, and `summary` the one line.
     """
 
     def __init__(self, exc: BaseException | None = None, *, type: str = "",
@@ -172,11 +173,15 @@ class ExceptionWrapper:
         self.exception = message
         self.stacktrace = stacktrace
 
-    def __str__(self) -> str:
+    @property
+    def summary(self) -> str:
         return f"{self.type}: {self.exception}" if self.exception else self.type
 
+    def __str__(self) -> str:
+        return self.stacktrace or f"[no stacktrace]\n{self.summary}"
+
     def __repr__(self) -> str:
-        return f"ExceptionWrapper({str(self)!r})"
+        return str(self)
 
     def __bool__(self) -> bool:
         return True

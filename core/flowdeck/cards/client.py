@@ -158,7 +158,8 @@ def task_card_index(task: Any) -> TaskCardIndex:
 def get_cards(task: Any, id: str | None = None, type: str | None = None,
               follow_resumed: bool = True) -> CardContainer:
     """The cards of a task (a client Task or its pathspec), optionally only those of one
-    id or type; a task reused by resume gives its origin task's cards."""
+    id or type; a task reused by resume gives its origin task's cards. None that match:
+    CardNotPresentException, as in Metaflow."""
     task = _task_of(task)
     origin = None
     if follow_resumed and task.origin_pathspec:
@@ -168,4 +169,6 @@ def get_cards(task: Any, id: str | None = None, type: str | None = None,
     where = task_card_index(task)
     cards = [Card(e, where.folder, task.pathspec) for e in where.read()
              if e.file and (id is None or e.id == id) and (type is None or e.type == type)]
+    if not cards:  # as Metaflow: none (yet) is an exception, not an empty container
+        raise CardNotPresentException(task.pathspec, card_type=type, card_id=id)
     return CardContainer(cards, origin_pathspec=origin)

@@ -52,6 +52,20 @@ TOP_OPTIONS = {"--quiet": 0, "--metadata": 1, "--datastore": 1, "--datastore-roo
                "--pylint": 0, "--with": 1, "--config": 2, "--config-value": 2, "--branch": 1,
                "--production": 0}
 COMMANDS = ("run", "resume", "show", "check", "output-raw")
+#: Metaflow's commands this engine does not have, with where to find what they give.
+METAFLOW_ONLY_COMMANDS = {
+    "dump": "read a run's artifacts with the client (`Run('FLOW/RUN')['STEP'].task.data`) "
+            "or in the window's Artifacts pane",
+    "logs": "a task's output is in the client (`task.stdout`, `task.stderr`) and in the "
+            "window's Logs",
+    "card": "cards are in the window's Cards pane, and `get_cards(task)` (flowdeck.cards, "
+            "or metaflow.cards on this engine) reads them",
+    "tag": "give a run tags with `run --tag NAME`",
+    "spin": "rerun a step with `resume STEP`",
+    **{name: "it runs flows on Metaflow's remote compute or schedulers" for name in (
+        "batch", "kubernetes", "argo-workflows", "step-functions", "airflow", "package",
+        "deploy")},
+}
 #: What `--metadata` and `--environment` mean for a local Flowdeck run.
 LOCAL_CHOICES = {"metadata": "local", "environment": "local"}
 
@@ -66,6 +80,12 @@ def script_main(flow_cls: type, argv: list[str],
     """Run the flow script's command line; returns (exit code, where its run is, or None)."""
     argv = list(argv)
     args: Any
+    command = _command_word(argv)
+    if command in METAFLOW_ONLY_COMMANDS:
+        print(f"error: {_script_file(flow_cls)}: `{command}` is a Metaflow command that "
+              f"Flowdeck's engine does not have ({METAFLOW_ONLY_COMMANDS[command]})."
+              f"{_metaflow_hint(flow_cls)}", file=sys.stderr)
+        return 2, None
     if not argv:  # the common case: `python flow.py`; no parser to build
         args = _no_arguments()
     else:
@@ -78,6 +98,32 @@ def script_main(flow_cls: type, argv: list[str],
         return _dispatch(flow_cls, args, defaults or {})
     except FlowdeckError as exc:
         return _fail(exc), None
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command of a script's command line: its first word past the top-level options."""
+    i = 0
+    while i < len(argv):
+        name, has_value, _ = argv[i].partition("=")
+        if name in TOP_OPTIONS:
+            i += 1 + (0 if has_value else TOP_OPTIONS[name])
+            continue
+        return None if argv[i].startswith("-") else argv[i]
+    return None
+
+
+def _script_file(flow_cls: type) -> str:
+    module = sys.modules.get(flow_cls.__module__)
+    return str(getattr(module, "__file__", None) or flow_cls.__module__)
+
+
+def _metaflow_hint(flow_cls: type) -> str:
+    """How to use Metaflow's engine, for a file written for Metaflow (run through the
+    as_metaflow entry, whose import alias is on `sys.meta_path`); nothing otherwise."""
+    if not any(hasattr(f, "import_refusal") for f in sys.meta_path):
+        return ""
+    from flowdeck.engines.as_metaflow import how_to_use_metaflow
+    return " " + how_to_use_metaflow(_script_file(flow_cls))
 
 
 def _no_arguments() -> SimpleNamespace:
