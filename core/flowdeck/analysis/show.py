@@ -17,7 +17,7 @@ def format_show(graph: FlowGraph) -> str:
         lines += [f"    {line}".rstrip() for line in (node.doc or "?").splitlines()]
         if node.type != "end":
             lines.append("    => " + ", ".join(node.out_funcs))
-    return "\n".join(lines) + "\n\n"
+    return "\n".join(lines) + "\n"  # and print()'s: the blank line Metaflow ends with
 
 
 # -- entry points used by FlowSpec ------------------------------------------
