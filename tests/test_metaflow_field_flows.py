@@ -371,3 +371,42 @@ def test_the_form_edits_a_multiple_parameter_as_a_line_of_values(qtbot, tmp_path
     form.set_parameters(analyze_file(str(path)).flows[0].parameters)
     assert form.values() == {"val": "2", "ints": "1 2", "words": ""}
     assert all(isinstance(form._editors[n], QLineEdit) for n in ("val", "ints", "words"))
+
+
+def test_a_step_mutator_removes_a_user_step_decorator(tmp_path: Path) -> None:
+    path = _write(tmp_path, "removed.py", """
+        from metaflow import FlowSpec, StepMutator, step, user_step_decorator
+
+
+        @user_step_decorator
+        def loud(step_name, flow, inputs=None, attributes=None):
+            print("LOUD", step_name)
+            yield
+
+
+        class quiet(StepMutator):
+            def mutate(self, mutable_step):
+                print("REMOVED", mutable_step.remove_decorator("loud"),
+                      mutable_step.remove_decorator("nothing"))
+
+
+        class RemovedFlow(FlowSpec):
+            @quiet
+            @loud
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @loud
+            @step
+            def end(self):
+                pass
+
+
+        if __name__ == "__main__":
+            RemovedFlow()
+        """)
+    done = _entry(path, "run")
+    assert done.returncode == 0, done.stderr
+    assert _printed(done, "REMOVED") == ["True False"]  # as Metaflow says
+    assert _printed(done, "LOUD") == ["end"]

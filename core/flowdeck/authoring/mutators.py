@@ -216,16 +216,24 @@ class MutableStep:
                 return
             func = _without_user_decorator(func, name)
         if isinstance(deco, type):  # a UserStepDecorator class: its arguments reach `init`
-            wrapped = deco(*args, **kwargs)(func)
+            self._set_func(deco(*args, **kwargs)(func))
         else:  # a @user_step_decorator function: its attributes
-            wrapped = deco(**kwargs)(func)
-        self._func = wrapped
-        if self._owner is not None:
-            setattr(self._owner, self.name, wrapped)
+            self._set_func(deco(**kwargs)(func))
 
     def remove_decorator(self, name: str, *args: Any, **kwargs: Any) -> bool:
+        """Take the decorator `name` off the step (a user step decorator too); False when
+        the step has none of that name."""
+        if name in getattr(self._func, "_fd_user_decorators", ()):
+            self._set_func(_without_user_decorator(self._func, name))
+            return True
         decos = getattr(self._func, "_fd_decorators", {})
         return decos.pop(name, None) is not None
+
+    def _set_func(self, func: Callable[..., Any]) -> None:
+        """The step's function is now `func` (wrapped or unwrapped): the flow class's too."""
+        self._func = func
+        if self._owner is not None:
+            setattr(self._owner, self.name, func)
 
 
 def _builtin_decorator_names() -> set[str]:
