@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowdeck.authoring.definitions import STEP_DECORATOR_ARGUMENTS
-from flowdeck.authoring.exceptions import MetaflowException
+from flowdeck.authoring.exceptions import DefinitionError, MetaflowException
 from flowdeck.authoring.spec import _attach, _step_decorator
 from flowdeck.authoring.values import UnboundedForeachInput
 
@@ -214,3 +214,53 @@ def known_step_decorators() -> dict[str, Callable[..., Any]]:
     found = {n: getattr(spec, n) for n in ("retry", "catch", "timeout", "resources")}
     found.update({n: v for n, v in globals().items() if is_decorator(v)})
     return found
+
+
+def step_decorator_from_spec(spec: str, where: str, extra: dict[str, Any] | None = None,
+                             prefix: str = "") -> tuple[str, Callable[[Any], Any]]:
+    """A step decorator named by a Metaflow decospec (`retry`, `retry:times=2`) with its
+    arguments (`extra` added), ready to apply: for `--with` and a mutator's
+    `add_decorator("retry")`. `where` starts each error (what gave the spec), `prefix`
+    goes before the spec its examples show."""
+    known = known_step_decorators()
+    name, _, args = spec.partition(":")
+    name = name.strip()
+    deco = known.get(name)
+    if deco is None:
+        raise MetaflowException(f"{where}: there is no step decorator `{name}`; use one of "
+                                f"{', '.join(sorted(known))}.")
+    kwargs = {**_with_arguments(where, args, prefix), **(extra or {})}
+    _check_with_values(where, prefix + name, kwargs, getattr(deco, "_fd_defaults", {}))
+    try:
+        return name, deco(**kwargs)  # checks the argument names
+    except DefinitionError as exc:  # its text, not the line of code that applies it
+        raise MetaflowException(f"{where}: {exc.diagnostic.message}") from None
+    except TypeError as exc:
+        raise MetaflowException(f"{where}: {exc}.") from None
+
+
+def _check_with_values(where: str, name: str, given: dict[str, Any],
+                       defaults: dict[str, Any]) -> None:
+    """A number where the decorator takes one (`--with retry:times=abc` failed the run later,
+    as an engine error)."""
+    for key, value in given.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            raise MetaflowException(f"{where}: {key}={value!r} is not a number; write "
+                                    f"for example {name}:{key}={default}.")
+
+
+def _with_arguments(where: str, text: str, prefix: str) -> dict[str, Any]:
+    import ast
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise MetaflowException(f"{where}: `{part}` is not key=value; write for example "
+                                    f"{prefix}retry:times=2,minutes_between_retries=0.")
+        try:
+            out[key.strip()] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = raw.strip()
+    return out

@@ -181,7 +181,7 @@ class MutableStep:
                                     "deco_kwargs={...}.")
         where = f"add_decorator({deco_type!r}) on step `{self.name}`"
         if isinstance(deco_type, str):
-            from flowdeck.authoring.runsetup import step_decorator_from_spec
+            from flowdeck.authoring.decorators import step_decorator_from_spec
             if deco_type.partition(":")[0].strip() not in _builtin_decorator_names():
                 raise NotImplementedError(
                     f"{where}: Flowdeck has no registry of user decorators by name; pass "
