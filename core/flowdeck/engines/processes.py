@@ -222,22 +222,30 @@ def reap(pid: int) -> bool:
     return done != 0
 
 
-def kill_all(pids: Iterable[int], spare: set[int], rounds: int = 50) -> list[int]:
-    """SIGKILL `pids` (and all below them) until none is live; returns any that would not die.
+#: How long `kill_all` waits for killed processes to be gone. A SIGKILLed process still
+#: has to be scheduled to tear itself down: on a loaded machine (two busy cores) that
+#: took longer than the 0.25 s of 50 rounds it once had, and `flowdeck run` returned
+#: with the run's processes still there (seen in CI).
+KILL_WAIT_S = 10.0
+
+
+def kill_all(pids: Iterable[int], spare: set[int], wait_s: float = KILL_WAIT_S) -> list[int]:
+    """SIGKILL `pids` (and all below them) until none is live; returns any still live after
+    `wait_s` (stuck in the kernel).
 
     Rounds repeat the search: a process may fork while its siblings are being
     killed. Never signals this process, its ancestors or `spare`.
     """
     protected = spare | _ancestors()
     todo = [p for p in pids if p not in protected]
-    for _ in range(rounds):
+    deadline = time.monotonic() + wait_s
+    while True:
         live = [p for p in todo if is_live(p)]
-        if not live:
-            return []
+        if not live or time.monotonic() > deadline:
+            return live
         for pid in live:
             kill_tree(pid)
         time.sleep(0.005)
-    return [p for p in todo if is_live(p)]
 
 
 def _ancestors() -> set[int]:

@@ -252,7 +252,10 @@ class Follower:
     def _end_leftovers(self) -> None:
         """KILL what is left of the run: its session, and every process carrying its id."""
         leftovers = processes.run_leftovers(self.child.pid, (RUN_ID_ENV, self.spec.run_id))
-        processes.kill_all(leftovers, spare=set())
+        stuck = processes.kill_all(leftovers, spare=set())  # waits until they are gone
+        if stuck:
+            print(f"Processes {', '.join(map(str, stuck))} of the run did not end after "
+                  "SIGKILL (stuck in the kernel); end them by hand.", file=sys.stderr)
 
     def _tick(self, final: bool = False) -> None:
         text = self._new_output()

@@ -258,7 +258,8 @@ class RunProcess(QObject):
         if self.pid is None:
             return
         leftovers = processes.run_leftovers(self.pid, (RUN_ID_ENV, self.spec.run_id))
-        processes.kill_all(leftovers, spare=set())
+        # Briefly: this is the window's thread; the run's guard ends whatever outlives it.
+        processes.kill_all(leftovers, spare=set(), wait_s=0.5)
 
     def _tick(self) -> None:
         self._hand_on_output()
