@@ -151,9 +151,22 @@ class Terminated(Exception):
     """SIGTERM reached `flowdeck run` while it follows a run: stop the run as Ctrl+C does."""
 
 
+#: SIGTERMs within this long of the first are the same request (a process manager that
+#: signals the group and the process, `kill` run twice): they never end the stop's grace.
+#: Without it, whether three SIGTERMs sent at once cancelled the run or killed it
+#: depended on how fast this process handled the first (seen in CI, under load).
+SIGTERM_BURST_S = 1.0
+_first_sigterm: list[float] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
-    """Once: further SIGTERMs are ignored until `_stop` is ready for them (a second one
-    arriving while the first is being handled must not escape as a traceback)."""
+    """Stop the run (Terminated); a later SIGTERM, past SIGTERM_BURST_S, ends its grace.
+    Further SIGTERMs are ignored until `_stop` is ready for them (one arriving while the
+    first is being handled must not escape as a traceback)."""
+    now = time.monotonic()
+    if _first_sigterm and now - _first_sigterm[0] < SIGTERM_BURST_S:
+        return  # the same request again
+    _first_sigterm[:] = [now]
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
