@@ -44,7 +44,7 @@ _DECORATORS = "flowdeck.authoring.decorators"
 _MUTATORS = "flowdeck.authoring.mutators"
 #: Names loaded only when a flow uses them, so `import flowdeck` stays small and fast.
 _LAZY = {
-    **dict.fromkeys(("Flow", "Run", "Step", "Task", "DataArtifact", "namespace",
+    **dict.fromkeys(("Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace",
                      "get_namespace", "default_namespace", "get_metadata"), _CLIENT),
     **dict.fromkeys(("Config", "config_expr", "ConfigValue"), "flowdeck.authoring.configs"),
     "IncludeFile": "flowdeck.authoring.includefile",
@@ -54,6 +54,7 @@ _LAZY = {
     **dict.fromkeys(("FlowMutator", "StepMutator", "UserStepDecorator", "user_step_decorator"),
                     _MUTATORS),
     "MetaflowException": "flowdeck.authoring.exceptions",
+    **dict.fromkeys(("Runner", "ExecutingRun"), "flowdeck.programmatic"),
 }
 
 

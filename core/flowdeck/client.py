@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from flowdeck.authoring.values import PARALLEL_VAR, contents, username
 from flowdeck.exception import (
+    MetaflowInvalidPathspec,
     MetaflowNamespaceMismatch,
     MetaflowNotFound,
     MetaflowTaggingError,
@@ -44,6 +45,7 @@ from flowdeck.store.layout import (
     default_root,
     find_root,
     is_store_url,
+    stores_in_reach,
 )
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt
 from flowdeck.store.status import DAMAGED, RUN_FINAL, RUNNING, TASK_DONE, TASK_FINAL
@@ -59,6 +61,11 @@ class ClientError(MetaflowNotFound):
 
     A MetaflowNotFound, and so also a KeyError, as Metaflow's `run["missing"]` raises.
     """
+
+
+class InvalidPathspec(ClientError, MetaflowInvalidPathspec):
+    """A pathspec of the wrong shape (`Run('OnlyAFlow')`): Metaflow's
+    MetaflowInvalidPathspec, and a ClientError as before."""
 
 
 # -- object-store roots --------------------------------------------------------------------
@@ -170,6 +177,10 @@ def _restore(kind: str, pathspec: str, root: str) -> Any:
     return globals()[kind](pathspec, root=root, _namespace_check=False)
 
 
+def _restore_attempt(pathspec: str, root: str, attempt: int) -> "Task":
+    return Task(pathspec, root=root, _namespace_check=False, attempt=attempt)
+
+
 # -- artifacts ------------------------------------------------------------------------------
 
 class MetaflowData:
@@ -192,14 +203,28 @@ class MetaflowData:
     def __dir__(self) -> list[str]:
         return sorted(self._task.artifact_refs)
 
+    def __repr__(self) -> str:  # as Metaflow shows it in a notebook
+        return f"<MetaflowData: {', '.join(sorted(self._task.artifact_refs))}>"
+
 
 class DataArtifact:
     """One artifact of a task: name, type name, size in bytes, `.data` (unpickled on access)."""
 
-    def __init__(self, task: "Task", name: str, ref: BlobRef):
-        self.task = task
-        self.id = name
-        self.ref = ref
+    def __init__(self, task: "Task | str", name: str | None = None, ref: BlobRef | None = None,
+                 root: str | os.PathLike[str] | None = None, _namespace_check: bool = True):
+        if isinstance(task, str):  # DataArtifact("Flow/run_id/step/task_id/name"), as Metaflow
+            parts = task.split("/")
+            if len(parts) != 5 or not all(parts):
+                raise InvalidPathspec(f"An artifact's pathspec is Flow/run_id/step/task_id/"
+                                      f"name, not {task!r}.")
+            owner = Task("/".join(parts[:4]), root=root, _namespace_check=_namespace_check)
+            name, ref = parts[4], owner[parts[4]].ref
+        else:
+            owner = task
+        assert name is not None and ref is not None
+        self.task: Task = owner
+        self.id: str = name
+        self.ref: BlobRef = ref
 
     @property
     def data(self) -> Any:
@@ -320,15 +345,15 @@ class TaskException(Exception):
     def __init__(self, error: dict[str, Any]):
         super().__init__(error.get("message", ""))
         self.error = dict(error)
-        self.type: str = str(error.get("type") or "")
+        self.type: str = _qualified_type(str(error.get("type") or ""))
         self.exception: str = str(error.get("message") or "")
         self.stacktrace: str = str(error.get("traceback") or "")
 
     def __str__(self) -> str:
         return self.stacktrace or f"[no stacktrace]\n{self.type}: {self.exception}"
 
-    def __repr__(self) -> str:
-        return f"TaskException({self.type}: {self.exception!r})"
+    def __repr__(self) -> str:  # Metaflow's wrapper shows its stack trace either way
+        return str(self)
 
     def __getitem__(self, key: str) -> Any:
         return self.error[key]
@@ -348,18 +373,26 @@ class TaskException(Exception):
         return hash((self.type, self.exception))
 
 
+def _qualified_type(name: str) -> str:
+    """An exception's type as Metaflow names it: `builtins.KeyError`, `mod.Error` (records
+    name a built-in exception without its module)."""
+    import builtins
+    builtin = "." not in name and isinstance(getattr(builtins, name, None), type)
+    return f"builtins.{name}" if builtin else name
+
+
 class Task:
     """One task of a run (its final attempt): `Task("Flow/run_id/step/task_id")`."""
 
     def __init__(self, pathspec: "str | Run", step: str | None = None,
                  task_id: str | None = None, root: str | os.PathLike[str] | None = None,
-                 _namespace_check: bool = True):
+                 _namespace_check: bool = True, attempt: int | None = None):
         if isinstance(pathspec, Run):  # Task(run, step, task_id): reached from a run
             run = pathspec
         else:
             parts = str(pathspec).split("/")
             if len(parts) != 4 or not all(parts):
-                raise ClientError(f"A task's pathspec is Flow/run_id/step/task_id, not "
+                raise InvalidPathspec(f"A task's pathspec is Flow/run_id/step/task_id, not "
                                   f"{pathspec!r}.")
             run = Run("/".join(parts[:2]), root=root, _namespace_check=_namespace_check)
             step, task_id = parts[2], parts[3]
@@ -375,8 +408,15 @@ class Task:
             raise ClientError(f"No task {self.pathspec} under {run.layout.root}.")
         self._meta: dict[str, Any] | None = None
         self._record: AttemptRecord | None = None
+        #: `Task(pathspec, attempt=N)`: that attempt (its record, logs, data), not the last.
+        self._attempt = attempt
+        if attempt is not None and attempt not in self.attempts:
+            raise ClientError(f"Task {self.pathspec} has no attempt {attempt} (its attempts: "
+                              f"{', '.join(map(str, self.attempts)) or 'none yet'}).")
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._attempt is not None:
+            return _restore_attempt, (self.pathspec, str(self.run.layout.root), self._attempt)
         return _restore, ("Task", self.pathspec, str(self.run.layout.root))
 
     @property
@@ -399,7 +439,8 @@ class Task:
     def record(self) -> AttemptRecord | None:
         """The final attempt's record; None while the task has not written one."""
         if self._record is None:
-            self._record = final_attempt(self.dir)
+            self._record = final_attempt(self.dir) if self._attempt is None else \
+                AttemptRecord.read(attempt_file(self.dir, self._attempt, "json"))
         return self._record
 
     @property
@@ -437,7 +478,9 @@ class Task:
 
     @property
     def finished(self) -> bool:
-        return self.status in TASK_FINAL
+        """Metaflow's meaning: the task completed (@catch's included); a failed or cancelled
+        task did not. `status` tells whether it still runs."""
+        return self.status in TASK_DONE
 
     @property
     def attempt(self) -> int:
@@ -458,7 +501,7 @@ class Task:
     def finished_at(self) -> datetime | None:
         """When the final attempt ended, successfully or not; None while it runs."""
         record = self.record
-        return _stamp(record.end) if record and self.finished else None
+        return _stamp(record.end) if record and self.status in TASK_FINAL else None
 
     @property
     def index(self) -> int | None:
@@ -525,6 +568,24 @@ class Task:
     @property
     def tags(self) -> frozenset[str]:
         return self.run.tags
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return self.run.user_tags
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return self.run.system_tags
+
+    @property
+    def code(self) -> None:
+        """Metaflow's code package: a local run has none (as Metaflow's local runs)."""
+        return None
+
+    @property
+    def environment_info(self) -> None:
+        """Metaflow's environment record: a local run keeps none (as Metaflow's)."""
+        return None
 
     @property
     def input_paths(self) -> list[str]:
@@ -662,7 +723,7 @@ class Step:
         if not isinstance(run, Run):
             parts = str(run).split("/")
             if len(parts) != 3 or not all(parts):
-                raise ClientError(f"A step's pathspec is Flow/run_id/step, not {run!r}.")
+                raise InvalidPathspec(f"A step's pathspec is Flow/run_id/step, not {run!r}.")
             name = parts[2]
             run = Run("/".join(parts[:2]), root=root, _namespace_check=_namespace_check)
             if not name.isidentifier() or not (run.dir / name).is_dir():
@@ -690,6 +751,23 @@ class Step:
     @property
     def tags(self) -> frozenset[str]:
         return self.run.tags
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return self.run.user_tags
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return self.run.system_tags
+
+    @property
+    def environment_info(self) -> None:
+        return None
+
+    @property
+    def control_task(self) -> "Task | None":
+        """The step's (first) control task; None for a step without one, as in Metaflow."""
+        return next(iter(self.control_tasks()), None)
 
     def tasks(self, *tags: str) -> list[Task]:
         """Tasks in foreach order (then task id); none unless the run has every tag given."""
@@ -775,7 +853,7 @@ class Run:
                  _entry: RunEntry | None = None, _namespace_check: bool = True):
         flow, _, run_id = pathspec.partition("/")
         if not run_id or "/" in run_id:
-            raise ClientError(f"A run's pathspec is FlowName/run_id, not {pathspec!r}.")
+            raise InvalidPathspec(f"A run's pathspec is FlowName/run_id, not {pathspec!r}.")
         self.flow_name = flow
         self.id = run_id
         self.layout = RunLayout(_store_root(flow, root), flow)
@@ -825,7 +903,7 @@ class Run:
 
     @property
     def parent(self) -> "Flow":
-        return Flow(self.flow_name, root=self.layout.root)
+        return Flow(self.flow_name, root=self.layout.root, _namespace_check=False)
 
     @property
     def entry(self) -> RunEntry:
@@ -933,6 +1011,11 @@ class Run:
             return None
         tags = data.get("user_tags") if isinstance(data, dict) else None
         return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else None
+
+    @property
+    def code(self) -> None:
+        """Metaflow's code package: a local run has none (as Metaflow's local runs)."""
+        return None
 
     @property
     def user_tags(self) -> frozenset[str]:
@@ -1115,6 +1198,37 @@ class Run:
         return f"Run('{self.pathspec}')"
 
 
+class Metaflow:
+    """Every flow the client can read here (Metaflow's `Metaflow().flows`): those of the
+    stores in reach (`stores_in_reach`) with a run in the current namespace."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None):
+        self.roots = stores_in_reach(root)
+
+    @property
+    def flows(self) -> list["Flow"]:
+        found: dict[str, Flow] = {}
+        for store in self.roots:
+            try:
+                names = sorted(p.name for p in store.iterdir() if (p / "runs").is_dir())
+            except OSError:
+                continue
+            for name in names:
+                if name in found:  # a nearer store has it
+                    continue
+                try:
+                    found[name] = Flow(name, root=store)
+                except (ClientError, MetaflowNamespaceMismatch):
+                    continue
+        return list(found.values())
+
+    def __iter__(self) -> Iterator["Flow"]:
+        return iter(self.flows)
+
+    def __repr__(self) -> str:
+        return "Metaflow()"
+
+
 class Flow:
     """All runs of one flow, newest first (those in the current namespace)."""
 
@@ -1130,11 +1244,21 @@ class Flow:
             stored = self.layout.runs_dir.is_dir()
         except InvalidId as exc:
             raise ClientError(f"No flow {name!r}: {exc}") from None
-        if not stored:
+        entries = self.index.runs() if stored else []
+        if not entries:  # (a first run's folder not made yet counts as none)
             raise ClientError(f"Flow('{name}') does not exist: no run of it is stored under "
                               f"{_where(self.layout.root)}. Run the flow first, or read from "
                               "the folder that holds its .flowdeck store (or pass root=, or "
                               "set $FLOWDECK_HOME).")
+        ns = get_namespace()
+        if _namespace_check and ns is not None and not any(
+                _in_namespace(Run(f"{name}/{entry.run_id}", root=self.layout.root,
+                                  _entry=entry, _namespace_check=False)._tags_or_none(), ns)
+                for entry in entries):
+            raise MetaflowNamespaceMismatch(ns, f"Flow('{name}') has no run in namespace "
+                                                f"'{ns}'. Call namespace(None) to read every "
+                                                "run, or namespace('user:NAME') for one "
+                                                "user's.")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, ("Flow", self.id, str(self.layout.root))
@@ -1147,6 +1271,14 @@ class Flow:
     def tags(self) -> frozenset[str]:
         """A flow has no tags of its own (its runs do)."""
         return frozenset()
+
+    user_tags = system_tags = tags
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When its first run (of those kept) started."""
+        entries = self.index.runs()
+        return _stamp(min(e.start for e in entries)) if entries else None
 
     def runs(self, *tags: str) -> list[Run]:
         """Every run in the current namespace with all the given tags, newest first; a

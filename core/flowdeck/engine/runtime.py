@@ -1058,6 +1058,8 @@ class Orchestrator:
             pass
         else:
             warm_large_hashing(result.artifacts.values())
+            if result.status == "failed" and result.error:
+                self._log_failure(running, result.error)
             if running.killed_for == "timeout":  # the step had returned; its threads had not
                 self._note_in_stderr(running, (
                     f"Step `{task.step}` returned, but the threads or exit handlers it left "
@@ -1107,6 +1109,18 @@ class Orchestrator:
             message = (f"The task process exited with code {code} before it finished "
                        "(os._exit or a crash in native code).")
         return {"type": "ProcessExit", "message": message, "traceback": ""}
+
+    def _log_failure(self, running: RunningTask, error: dict[str, Any]) -> None:
+        """A failed attempt's traceback at the end of its stderr log, as a Python process
+        that raised leaves it there (Metaflow's task logs, `task.stderr` in the client);
+        not echoed: the terminal's "Task failed" line shows it already."""
+        text = error.get("traceback") or f"{error.get('type', 'Error')}: {error.get('message')}"
+        try:
+            with open(attempt_file(running.task_dir, running.pending.attempt, "err"),
+                      "ab") as log:
+                log.write(f"{text.rstrip()}\n".encode("utf-8", errors="replace"))
+        except OSError:
+            pass  # the error record still has it
 
     def _note_in_stderr(self, running: RunningTask, message: str) -> None:
         """Append the engine's word on how a task died to its stderr log (where Metaflow puts

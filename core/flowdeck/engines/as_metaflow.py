@@ -56,7 +56,17 @@ _USAGE = ("usage: python -m flowdeck.engines.as_metaflow FLOW_FILE [run|resume|s
 
 
 def how_to_use_metaflow(file: str) -> str:
-    """How to run `file` on Metaflow's own engine instead (the end of every refusal)."""
+    """How to run `file` on Metaflow's own engine instead (the end of every refusal). A
+    script that defines no flow (a driver that uses Metaflow's Runner, say) is no flow for
+    `flowdeck run`: plain `python` runs it with Metaflow itself."""
+    from flowdeck.analysis.flowfile import analyze_file
+    try:
+        is_flow = bool(analyze_file(file).flows)
+    except OSError:
+        is_flow = True
+    if not is_flow:
+        return (f"{file} is not a flow: run it with plain `python {file}` to use Metaflow "
+                "itself (Flowdeck's engine runs flow files).")
     return (f"Run it with Metaflow's engine: `flowdeck run --engine metaflow {file}`, or "
             "choose \"Metaflow (bridge)\" as the flow's engine in the window.")
 

@@ -179,6 +179,19 @@ def object_key(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> st
     return rel.replace(os.sep, "/")
 
 
+def stores_in_reach(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The stores a reader sees without naming a flow (Metaflow's `Metaflow().flows`): the
+    given root (or the `.flowdeck/` in it), `$FLOWDECK_HOME`, else every `.flowdeck/` from
+    the working directory upward, nearest first."""
+    if root is not None:
+        given = Path(root)
+        return [given / DEFAULT_DIRNAME if (given / DEFAULT_DIRNAME).is_dir() else given]
+    if os.environ.get(ROOT_ENV):
+        return [Path(os.environ[ROOT_ENV]).expanduser()]
+    here = Path.cwd().resolve()
+    return [f / DEFAULT_DIRNAME for f in (here, *here.parents) if (f / DEFAULT_DIRNAME).is_dir()]
+
+
 def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where a flow's runs live for the client: the given root, `$FLOWDECK_HOME`, the
     nearest `.flowdeck/` upward from the working directory (or the script) holding it, or
@@ -188,7 +201,12 @@ def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Pat
     (`cache_root`), which `store.objectstore.ReadCache` fills.
     """
     if root is not None:
-        return cache_root(str(root)) if is_store_url(str(root)) else Path(root)
+        if is_store_url(str(root)):
+            return cache_root(str(root))
+        given = Path(root)
+        if not (given / flow_name).is_dir() and (given / DEFAULT_DIRNAME / flow_name).is_dir():
+            return given / DEFAULT_DIRNAME  # the flow's folder, which holds its store
+        return given
     if is_store_url(os.environ.get(DATASTORE_ENV)):
         return cache_root(os.environ[DATASTORE_ENV])
     if os.environ.get(ROOT_ENV):

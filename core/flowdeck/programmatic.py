@@ -1,0 +1,294 @@
+"""Metaflow's programmatic API, `Runner`: run or resume a flow file from Python (a
+notebook, a script, a test) and get its `Run` back.
+
+    with Runner("train.py").run(alpha=3, tags=["nightly"]) as running:
+        print(running.status, running.run.data.score)
+
+Each run is its own process, `python -m flowdeck.engines.as_metaflow FILE run ...`, on
+Flowdeck's engine, whether the file imports `flowdeck` or `metaflow` (the entry aliases
+the latter). Keyword arguments become options as Metaflow's Runner turns them: `alpha=3`
+is `--alpha 3`, `max_workers=4` is `--max-workers 4`, `tags=["a", "b"]` is `--tag a --tag
+b`, `True` a bare flag; `Runner(file, **options)` gives the options that go before the
+command (`quiet=True`, `decospecs=["retry"]`, `with_=["retry"]`).
+
+`run` and `resume` return when the run has ended; `async_run` and `async_resume` as soon
+as it has started (its run id known), with `await running.wait()` to follow it.
+Metaflow's deployers (`Deployer`) and notebook runners (`NBRunner`) are not offered.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from flowdeck.analysis.diagnostics import UsageError
+
+#: How long an async run may take to write its run id before it counts as failed to start.
+START_TIMEOUT_S = 60.0
+
+
+class ExecutingRun:
+    """One run started by a `Runner`: its process, its output and, once it has an id, its
+    client `Run`. A context manager: leaving it stops a run still going."""
+
+    def __init__(self, runner: Runner, process: subprocess.Popen[bytes], run_id_file: Path,
+                 show_output: bool):
+        self.runner = runner
+        self.process = process
+        self._run_id_file = run_id_file
+        self._out = _Captured(process.stdout, sys.stdout if show_output else None)
+        self._err = _Captured(process.stderr, sys.stderr if show_output else None)
+        self._run: Any = None
+        self._run_id: str | None = None
+
+    def __enter__(self) -> ExecutingRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    @property
+    def status(self) -> str:
+        """"running", "successful" or "failed" (Metaflow's words)."""
+        code = self.returncode
+        return "running" if code is None else ("successful" if code == 0 else "failed")
+
+    @property
+    def run(self) -> Any:
+        """The client `Run` of this run (None until the run has an id)."""
+        if self._run is None:
+            self._run_id = self._run_id or _read_run_id(self._run_id_file)
+            run_id = self._run_id
+            if run_id is not None:
+                from flowdeck.client import Run
+                self._run = Run(f"{self.runner.flow_name}/{run_id}",
+                                root=str(self.runner.store_root), _namespace_check=False)
+        return self._run
+
+    @property
+    def stdout(self) -> str:
+        """What the run's process printed on stdout so far."""
+        return self._out.text()
+
+    @property
+    def stderr(self) -> str:
+        return self._err.text()
+
+    def wait_blocking(self, timeout: float | None = None) -> ExecutingRun:
+        """Wait for the run's end (TimeoutError past `timeout` seconds)."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.runner.flow_file}: the run still goes after "
+                               f"{timeout} s") from None
+        self._out.join()
+        self._err.join()
+        self._settle()
+        return self
+
+    def _settle(self) -> None:
+        """The run has ended: keep its id, remove the file that carried it."""
+        self._run_id = self._run_id or _read_run_id(self._run_id_file)
+        try:
+            self._run_id_file.unlink()
+        except OSError:
+            pass
+
+    async def wait(self, timeout: float | None = None, stream: str | None = None,
+                   ) -> ExecutingRun:
+        """Await the run's end, as Metaflow's `await running.wait()`. `stream` ("stdout" or
+        "stderr") prints that output as it comes."""
+        if stream is not None:
+            (self._out if stream == "stdout" else self._err).echo_to(
+                sys.stdout if stream == "stdout" else sys.stderr)
+        began = time.monotonic()
+        while self.process.poll() is None:
+            if timeout is not None and time.monotonic() - began > timeout:
+                raise TimeoutError(f"{self.runner.flow_file}: the run still goes after "
+                                   f"{timeout} s")
+            await _asyncio().sleep(0.05)
+        return self.wait_blocking()
+
+    def cleanup(self) -> None:
+        """Stop the run if it still goes (SIGINT: it cancels as on Ctrl+C), then forget
+        its run-id file."""
+        if self.process.poll() is None:
+            self.process.send_signal(2)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.join()
+        self._err.join()
+        self._settle()
+
+    def __repr__(self) -> str:
+        return f"ExecutingRun({self.status}, {self.run!r})"
+
+
+class Runner:
+    """Runs a flow file from Python (Metaflow's `Runner`). `show_output` echoes the run's
+    output here as it comes; `env` is added to the process's environment, `cwd` is where it
+    runs (default: here); other keyword arguments are options before the command."""
+
+    def __init__(self, flow_file: str | os.PathLike[str], show_output: bool = True,
+                 profile: str | None = None, env: dict[str, str] | None = None,
+                 cwd: str | os.PathLike[str] | None = None, file_read_timeout: int = 3600,
+                 **kwargs: Any):
+        self.flow_file = str(flow_file)
+        if not os.path.isfile(self.flow_file):
+            raise UsageError(f"Runner({self.flow_file!r}): no such file. Give the path of a "
+                             "flow's .py file.")
+        self.flow_name = _flow_name(self.flow_file)
+        self.show_output = show_output
+        self.env = dict(env or {})
+        self.cwd = str(cwd) if cwd is not None else None
+        self.top_options = _options(kwargs)
+        from flowdeck.store.layout import default_root
+        self.store_root = default_root(self.flow_file)
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def run(self, **kwargs: Any) -> ExecutingRun:
+        """Run the flow to its end; `kwargs` are its parameters and run options."""
+        return self._start(["run", *_options(kwargs)]).wait_blocking()
+
+    def resume(self, **kwargs: Any) -> ExecutingRun:
+        """Resume a run to its end (`origin_run_id=`, `step_to_rerun=`, run options)."""
+        return self._start(_resume_args(kwargs)).wait_blocking()
+
+    async def async_run(self, **kwargs: Any) -> ExecutingRun:
+        """Start a run; returns once it has its id (`await running.wait()` for its end)."""
+        return await self._started(self._start(["run", *_options(kwargs)]))
+
+    async def async_resume(self, **kwargs: Any) -> ExecutingRun:
+        return await self._started(self._start(_resume_args(kwargs)))
+
+    def _start(self, command: list[str]) -> ExecutingRun:
+        handle, name = tempfile.mkstemp(prefix="flowdeck-run-id-", suffix=".txt")
+        os.close(handle)
+        os.unlink(name)  # the run writes it: its appearance says the run has an id
+        argv = [sys.executable, "-m", "flowdeck.engines.as_metaflow", self.flow_file,
+                *self.top_options, *command, "--run-id-file", name]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **self.env}
+        process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return ExecutingRun(self, process, Path(name), self.show_output)
+
+    async def _started(self, running: ExecutingRun) -> ExecutingRun:
+        began = time.monotonic()
+        while _read_run_id(running._run_id_file) is None and running.returncode is None:
+            if time.monotonic() - began > START_TIMEOUT_S:
+                running.cleanup()
+                raise TimeoutError(f"{self.flow_file}: the run did not start within "
+                                   f"{START_TIMEOUT_S:g} s")
+            await _asyncio().sleep(0.02)
+        return running
+
+
+class _Captured:
+    """A stream of the run's process, read on a thread: kept, and echoed when asked."""
+
+    def __init__(self, stream: Any, echo: Any):
+        self._chunks: list[bytes] = []
+        self._echo = echo
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def echo_to(self, echo: Any) -> None:
+        self._echo = echo
+
+    def _read(self, stream: Any) -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            self._chunks.append(chunk)
+            echo = self._echo
+            if echo is not None:
+                try:
+                    echo.write(chunk.decode("utf-8", errors="replace"))
+                    echo.flush()
+                except (OSError, ValueError):
+                    pass
+        stream.close()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+
+def _asyncio() -> Any:
+    import asyncio  # only async runs pay for its import
+    return asyncio
+
+
+def _read_run_id(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def _flow_name(flow_file: str) -> str:
+    """The flow the file runs, from its source (never imported here)."""
+    from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
+    analysis = analyze_file(flow_file)
+    started = [f for f in analysis.flows if f.start_problem is None]  # what `python FILE` runs
+    flow, problem = pick_flow(started if len(started) == 1 else analysis.flows, None,
+                              flow_file)
+    if flow is None:
+        raise UsageError(f"Runner({flow_file!r}): "
+                         f"{no_flow_problem(analysis, flow_file) if not analysis.flows else problem}")
+    return str(flow.name)
+
+
+def _resume_args(kwargs: dict[str, Any]) -> list[str]:
+    step = kwargs.pop("step_to_rerun", None)
+    return ["resume", *([str(step)] if step else []), *_options(kwargs)]
+
+
+def _options(kwargs: dict[str, Any]) -> list[str]:
+    """Keyword arguments as command-line options, as Metaflow's Runner writes them."""
+    args: list[str] = []
+    for key, value in kwargs.items():
+        if value is None or value is False:
+            continue
+        name = {"tags": "tag", "decospecs": "with", "with_": "with"}.get(key, key)
+        flag = "--" + (name.replace("_", "-") if name in _DASHED else name)
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                args += [flag, _text(item)]
+        else:
+            args += [flag, _text(value)]
+    return args
+
+
+#: Options of the engine whose names have dashes on the command line (a parameter keeps
+#: its own spelling: the script takes it as declared, `_` or `-`).
+_DASHED = ("max_workers", "max_num_splits", "run_id", "origin_run_id", "memory_limit",
+           "run_id_file", "config_value", "datastore_root", "event_logger", "no_pylint")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        import json
+        return json.dumps(value)
+    return str(value)

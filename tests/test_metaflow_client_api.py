@@ -1,0 +1,189 @@
+"""The client and the programmatic Runner as a notebook user of Metaflow's expects them.
+
+Found by using both side by side on the same flows: Metaflow's `Runner` (run, resume,
+async), `Task(pathspec, attempt=N)`, a failed task's traceback in its stderr,
+`DataArtifact(pathspec)`, `Metaflow().flows`, a flow outside the namespace, malformed
+pathspecs, `run.code` and friends, `repr(run.data)`, exception types as Metaflow names
+them, and `root=` given the flow's folder. Real flow processes; the client reads what
+they stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import child_env
+
+from flowdeck import DataArtifact, Flow, Metaflow, Run, Runner, Task, namespace
+from flowdeck.client import ClientError
+from flowdeck.exception import MetaflowInvalidPathspec, MetaflowNamespaceMismatch
+
+PARAM_FLOW = """
+from metaflow import FlowSpec, Parameter, step
+
+
+class ParamFlow(FlowSpec):
+    alpha = Parameter("alpha", default=1)
+
+    @step
+    def start(self):
+        self.result = self.alpha * 2
+        print("result", self.result)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        if self.result < 0:
+            raise KeyError("negative")
+
+
+if __name__ == "__main__":
+    ParamFlow()
+"""
+
+RETRY_FLOW = """
+from metaflow import FlowSpec, current, retry, step
+
+
+class RetryFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.flaky)
+
+    @retry(times=1)
+    @step
+    def flaky(self):
+        print("attempt", current.retry_count)
+        if current.retry_count == 0:
+            raise ValueError("first time")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    RetryFlow()
+"""
+
+
+@pytest.fixture(autouse=True)
+def every_namespace(monkeypatch: pytest.MonkeyPatch):
+    """The flows run as user `tester`; the client reads every namespace unless a test
+    chooses one."""
+    monkeypatch.setenv("METAFLOW_USER", "tester")
+    monkeypatch.delenv("FLOWDECK_HOME", raising=False)
+    namespace(None)
+    yield
+    namespace(None)
+
+
+def _write(folder: Path, name: str, source: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def _run(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(path),
+                           *args], cwd=path.parent, env=child_env(METAFLOW_USER="tester"),
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_runner_runs_and_resumes_a_flow_file_and_hands_back_its_run(tmp_path: Path) -> None:
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    runner = Runner(path, show_output=False, env={"METAFLOW_USER": "tester"})
+    with runner.run(alpha=3, tags=["nightly", "v1"]) as running:
+        assert running.status == "successful" and running.returncode == 0
+        assert running.run.data.result == 6 and running.run.successful
+        assert {"nightly", "v1"} <= set(running.run.tags)
+        assert "result 6" in running.stdout
+    failed = runner.run(alpha=-1)
+    assert failed.status == "failed" and failed.returncode == 1
+    assert not failed.run.successful and "negative" in failed.stdout + failed.stderr
+    resumed = runner.resume(origin_run_id=failed.run.id)  # the same failure again
+    assert resumed.status == "failed" and resumed.run.id != failed.run.id
+    assert resumed.run["start"].task.origin_pathspec is not None  # start was reused
+
+
+def test_runner_async_run_returns_once_started(tmp_path: Path) -> None:
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+
+    async def main() -> tuple[str, int, str]:
+        running = await Runner(path, show_output=False).async_run(alpha=5)
+        assert running.run is not None  # it has its id as soon as it started
+        await running.wait()
+        return running.status, running.run.data.result, running.run.id
+
+    status, result, run_id = asyncio.run(main())
+    assert (status, result) == ("successful", 10)
+    assert Flow("ParamFlow", root=tmp_path).latest_run.id == run_id
+
+
+def test_a_driver_script_uses_runner_through_the_metaflow_alias(tmp_path: Path) -> None:
+    """`from metaflow import Runner` in a script that is no flow, run with the entry."""
+    _write(tmp_path, "param.py", PARAM_FLOW)
+    driver = _write(tmp_path, "driver.py", """
+        from metaflow import Runner
+
+        with Runner("param.py", show_output=False).run(alpha=4) as running:
+            print("GOT", running.status, running.run.data.result)
+        """)
+    done = _run(driver)
+    assert done.returncode == 0, done.stderr
+    assert "GOT successful 8" in done.stdout
+    deploy = _write(tmp_path, "deploy.py", "from metaflow import Deployer\n")
+    refused = _run(deploy)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{deploy} is not a flow: run it with plain `python {deploy}`" in refused.stderr
+
+
+def test_earlier_attempts_and_failed_tasks_read_as_in_metaflow(tmp_path: Path) -> None:
+    retry = _write(tmp_path, "retry.py", RETRY_FLOW)
+    assert _run(retry, "run").returncode == 0
+    task = Flow("RetryFlow", root=tmp_path).latest_run["flaky"].task
+    first = Task(task.pathspec, attempt=0, root=tmp_path)
+    assert first.stdout.strip() == "attempt 0" and not first.successful
+    assert first.exception.type == "builtins.ValueError"
+    assert "ValueError: first time" in first.stderr  # the traceback, as a process leaves it
+    assert Task(task.pathspec, attempt=1, root=tmp_path).successful and task.successful
+    assert pickle.loads(pickle.dumps(first)).stdout == first.stdout
+    with pytest.raises(ClientError, match="has no attempt 5"):
+        Task(task.pathspec, attempt=5, root=tmp_path)
+    (tmp_path / "failing").mkdir()
+    failing = _write(tmp_path / "failing", "param.py", PARAM_FLOW)
+    assert _run(failing, "run", "--alpha", "-2").returncode == 1
+    end = Flow("ParamFlow", root=failing.parent).latest_run["end"].task
+    assert not end.finished and end.finished_at is not None and not end.successful
+    assert "KeyError: 'negative'" in end.stderr
+    assert end.exception.type == "builtins.KeyError" and repr(end.exception) == str(
+        end.exception)
+
+
+def test_client_objects_and_lookups_as_in_metaflow(tmp_path: Path) -> None:
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    assert _run(path, "run").returncode == 0
+    run = Flow("ParamFlow", root=tmp_path).latest_run  # the flow's folder as root
+    assert DataArtifact(f"{run.pathspec}/start/1/result", root=tmp_path).data == 2
+    for wrong in (lambda: Run("ParamFlow", root=tmp_path),
+                  lambda: Task(f"{run.pathspec}/start", root=tmp_path),
+                  lambda: DataArtifact(f"{run.pathspec}/start/1", root=tmp_path)):
+        with pytest.raises(MetaflowInvalidPathspec):
+            wrong()
+    assert [f.id for f in Metaflow(root=tmp_path).flows] == ["ParamFlow"]
+    assert run.code is None and run["start"].task.code is None
+    assert run["start"].control_task is None and run["start"].task.environment_info is None
+    assert isinstance(Flow("ParamFlow", root=tmp_path).created_at, datetime)
+    assert run["start"].user_tags == run.user_tags and run["start"].task.system_tags
+    assert repr(run.data) == "<MetaflowData: alpha, result>"
+    namespace("user:someone-else")
+    with pytest.raises(MetaflowNamespaceMismatch, match="has no run in namespace"):
+        Flow("ParamFlow", root=tmp_path)
