@@ -373,6 +373,29 @@ class TaskException(Exception):
         return hash((self.type, self.exception))
 
 
+class _PartOfRun:
+    """What a step and a task have of their run, as Metaflow's objects do: its tags."""
+
+    run: "Run"
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self.run.tags
+
+    @property
+    def user_tags(self) -> frozenset[str]:
+        return self.run.user_tags
+
+    @property
+    def system_tags(self) -> frozenset[str]:
+        return self.run.system_tags
+
+    @property
+    def environment_info(self) -> None:
+        """Metaflow's environment record: a local run keeps none (as Metaflow's)."""
+        return None
+
+
 def _qualified_type(name: str) -> str:
     """An exception's type as Metaflow names it: `builtins.KeyError`, `mod.Error` (records
     name a built-in exception without its module)."""
@@ -381,7 +404,7 @@ def _qualified_type(name: str) -> str:
     return f"builtins.{name}" if builtin else name
 
 
-class Task:
+class Task(_PartOfRun):
     """One task of a run (its final attempt): `Task("Flow/run_id/step/task_id")`."""
 
     def __init__(self, pathspec: "str | Run", step: str | None = None,
@@ -566,25 +589,8 @@ class Task:
         return DataArtifact(self, name, refs[name])
 
     @property
-    def tags(self) -> frozenset[str]:
-        return self.run.tags
-
-    @property
-    def user_tags(self) -> frozenset[str]:
-        return self.run.user_tags
-
-    @property
-    def system_tags(self) -> frozenset[str]:
-        return self.run.system_tags
-
-    @property
     def code(self) -> None:
         """Metaflow's code package: a local run has none (as Metaflow's local runs)."""
-        return None
-
-    @property
-    def environment_info(self) -> None:
-        """Metaflow's environment record: a local run keeps none (as Metaflow's)."""
         return None
 
     @property
@@ -715,7 +721,7 @@ def _task_facts(task: Task, record: AttemptRecord | None) -> list[tuple[str, str
     return facts
 
 
-class Step:
+class Step(_PartOfRun):
     """The tasks of one step in a run: `Step("Flow/run_id/step")`."""
 
     def __init__(self, run: "str | Run", name: str | None = None,
@@ -748,21 +754,6 @@ class Step:
     def parent(self) -> "Run":
         return self.run
 
-    @property
-    def tags(self) -> frozenset[str]:
-        return self.run.tags
-
-    @property
-    def user_tags(self) -> frozenset[str]:
-        return self.run.user_tags
-
-    @property
-    def system_tags(self) -> frozenset[str]:
-        return self.run.system_tags
-
-    @property
-    def environment_info(self) -> None:
-        return None
 
     @property
     def control_task(self) -> "Task | None":
