@@ -187,3 +187,63 @@ def test_client_objects_and_lookups_as_in_metaflow(tmp_path: Path) -> None:
     namespace("user:someone-else")
     with pytest.raises(MetaflowNamespaceMismatch, match="has no run in namespace"):
         Flow("ParamFlow", root=tmp_path)
+
+
+OPTIONS_FLOW = """
+from metaflow import FlowSpec, JSONType, Parameter, step
+
+
+class OptionsFlow(FlowSpec):
+    on = Parameter("on", type=bool, default=True)
+    lst = Parameter("lst", type=JSONType, default="[1]")
+    rate = Parameter("learning-rate", default=0.1)
+    names = Parameter("names", multiple=True, type=str)
+
+    @step
+    def start(self):
+        self.seen = (self.on, self.lst, self.rate, self.names)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        import time
+        time.sleep(float(__import__("os").environ.get("NAP", "0")))
+
+
+if __name__ == "__main__":
+    OptionsFlow()
+"""
+
+
+def test_runner_passes_parameters_as_metaflow_does(tmp_path: Path) -> None:
+    """False, a JSON list, a dashed name, several values of a `multiple` parameter; a
+    relative file run in another `cwd`; `env` choosing the store."""
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _write(tmp_path / "flows", "options.py", OPTIONS_FLOW)
+    home = tmp_path / "home"
+    import os
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        runner = Runner("flows/options.py", show_output=False, cwd=tmp_path / "elsewhere",
+                        env={"FLOWDECK_HOME": str(home)})
+    finally:
+        os.chdir(here)
+    done = runner.run(on=False, lst=[1, 2, 3], learning_rate=0.5, names=["a", "b c"])
+    assert done.status == "successful", done.stderr
+    assert done.run.data.seen == (False, [1, 2, 3], 0.5, ("a", "b c"))
+    assert (home / "OptionsFlow").is_dir()  # the store `env` chose, read back from there
+
+
+def test_runner_wait_with_a_timeout_stops_the_run(tmp_path: Path) -> None:
+    path = _write(tmp_path, "options.py", OPTIONS_FLOW)
+
+    async def main() -> str:
+        running = await Runner(path, show_output=False, env={"NAP": "60"}).async_run()
+        await running.wait(timeout=1.0)
+        return running.status
+
+    assert asyncio.run(main()) == "timeout"
+    run = Flow("OptionsFlow", root=tmp_path).latest_run
+    assert run.status == "cancelled"  # stopped as on Ctrl+C, its end recorded

@@ -410,3 +410,124 @@ def test_a_step_mutator_removes_a_user_step_decorator(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert _printed(done, "REMOVED") == ["True False"]  # as Metaflow says
     assert _printed(done, "LOUD") == ["end"]
+
+
+def test_a_resume_reruns_a_parallel_gang_whole(tmp_path: Path) -> None:
+    """The nodes of a @parallel step meet at run time: a resume reruns all of them, not
+    the one that failed (which would wait for peers that never start)."""
+    path = _write(tmp_path, "gang.py", """
+        import os
+        from metaflow import FlowSpec, current, parallel, step
+
+
+        class GangFlow(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.train, num_parallel=3)
+
+            @parallel
+            @step
+            def train(self):
+                print("NODE", current.parallel.node_index)
+                if current.parallel.node_index == 1 and os.path.exists("FAIL"):
+                    raise ValueError("node 1 failed")
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+
+        if __name__ == "__main__":
+            GangFlow()
+        """)
+    (tmp_path / "FAIL").touch()
+    assert _entry(path, "run").returncode == 1
+    (tmp_path / "FAIL").unlink()
+    resumed = _entry(path, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(_printed(resumed, "NODE")) == ["0", "1", "2"]
+
+
+def test_a_mutator_replacing_a_user_decorator_keeps_the_decorators_above_it(
+        tmp_path: Path) -> None:
+    path = _write(tmp_path, "swap.py", """
+        from metaflow import (FlowSpec, FlowMutator, card, current, retry, step,
+                              user_step_decorator)
+
+
+        @user_step_decorator
+        def tagger(step_name, flow, inputs=None, attributes=None):
+            print("TAGGER", attributes)
+            yield
+
+
+        class Swap(FlowMutator):
+            def mutate(self, mutable_flow):
+                start = mutable_flow.start
+                start.add_decorator(tagger, deco_kwargs={"v": 2}, duplicates=start.OVERRIDE)
+                start.add_decorator("card:type=blank,id=second")  # cards add up
+
+
+        @Swap
+        class SwapFlow(FlowSpec):
+            @card(type="blank", id="first")
+            @retry(times=2)
+            @tagger(v=1)
+            @step
+            def start(self):
+                if current.retry_count < 1:
+                    raise ValueError("flaky")
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+
+        if __name__ == "__main__":
+            SwapFlow()
+        """)
+    done = _entry(path, "run")
+    assert done.returncode == 0, done.stderr  # @retry survived the swap
+    assert _printed(done, "TAGGER") == ["{'v': 2}", "{'v': 2}"]
+    from flowdeck.cards import get_cards
+    assert [c.id for c in get_cards(_latest(path, "SwapFlow")["start"].task)] == [
+        "first", "second"]
+
+
+def test_metaflows_engine_records_every_value_of_a_multiple_parameter(tmp_path: Path) -> None:
+    """The bridge (`flowdeck run --engine metaflow`) keeps each value, so History's rerun
+    gives them all back."""
+    path = _write(tmp_path, "names.py", """
+        from metaflow import FlowSpec, Parameter, step
+
+
+        class NamesFlow(FlowSpec):
+            names = Parameter("names", multiple=True, type=str)
+
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+
+        if __name__ == "__main__":
+            NamesFlow()
+        """)
+    done = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "run", "--engine",
+                           "metaflow", str(path), "--names", "a", "--names", "b c"],
+                          cwd=tmp_path, env=child_env(METAFLOW_USER="tester", USER="tester"),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from flowdeck.store.index import RunIndex
+    from flowdeck.store.layout import RunLayout
+    record = RunIndex(RunLayout(tmp_path / ".flowdeck", "NamesFlow")).latest().record
+    assert record.cli_args() == ["--names", "a", "--names", "b c"]

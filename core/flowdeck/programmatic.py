@@ -46,6 +46,7 @@ class ExecutingRun:
         self._err = _Captured(process.stderr, sys.stderr if show_output else None)
         self._run: Any = None
         self._run_id: str | None = None
+        self._timed_out = False
 
     def __enter__(self) -> ExecutingRun:
         return self
@@ -59,7 +60,10 @@ class ExecutingRun:
 
     @property
     def status(self) -> str:
-        """"running", "successful" or "failed" (Metaflow's words)."""
+        """"running", "successful", "failed", or "timeout" once `wait(timeout)` stopped it
+        (Metaflow's words)."""
+        if self._timed_out:
+            return "timeout"
         code = self.returncode
         return "running" if code is None else ("successful" if code == 0 else "failed")
 
@@ -107,15 +111,17 @@ class ExecutingRun:
     async def wait(self, timeout: float | None = None, stream: str | None = None,
                    ) -> ExecutingRun:
         """Await the run's end, as Metaflow's `await running.wait()`. `stream` ("stdout" or
-        "stderr") prints that output as it comes."""
+        "stderr") prints that output as it comes. Past `timeout` seconds the run is
+        stopped (cancelled, as on Ctrl+C) and `status` says "timeout", as in Metaflow."""
         if stream is not None:
             (self._out if stream == "stdout" else self._err).echo_to(
                 sys.stdout if stream == "stdout" else sys.stderr)
         began = time.monotonic()
         while self.process.poll() is None:
             if timeout is not None and time.monotonic() - began > timeout:
-                raise TimeoutError(f"{self.runner.flow_file}: the run still goes after "
-                                   f"{timeout} s")
+                self._timed_out = True
+                self.cleanup()
+                return self
             await _asyncio().sleep(0.05)
         return self.wait_blocking()
 
@@ -146,17 +152,21 @@ class Runner:
                  profile: str | None = None, env: dict[str, str] | None = None,
                  cwd: str | os.PathLike[str] | None = None, file_read_timeout: int = 3600,
                  **kwargs: Any):
-        self.flow_file = str(flow_file)
+        self.flow_file = os.path.abspath(flow_file)  # the run may start in another `cwd`
         if not os.path.isfile(self.flow_file):
-            raise UsageError(f"Runner({self.flow_file!r}): no such file. Give the path of a "
+            raise UsageError(f"Runner({str(flow_file)!r}): no such file. Give the path of a "
                              "flow's .py file.")
-        self.flow_name = _flow_name(self.flow_file)
+        flow = _flow_info(self.flow_file)
+        self.flow_name = flow.name
+        #: The flow's parameters by every spelling a keyword may use (name, attribute, with
+        #: `_` for `-`): a keyword that names one is that parameter.
+        self.parameters = {spelling: p for p in flow.parameters
+                           for spelling in (p.name, p.attribute, p.name.replace("-", "_"))}
         self.show_output = show_output
         self.env = dict(env or {})
         self.cwd = str(cwd) if cwd is not None else None
-        self.top_options = _options(kwargs)
-        from flowdeck.store.layout import default_root
-        self.store_root = default_root(self.flow_file)
+        self.top_options = _options(kwargs, {})
+        self.store_root = _store_root(self.flow_file, self.env)
 
     def __enter__(self) -> Runner:
         return self
@@ -166,18 +176,18 @@ class Runner:
 
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Run the flow to its end; `kwargs` are its parameters and run options."""
-        return self._start(["run", *_options(kwargs)]).wait_blocking()
+        return self._start(["run", *_options(kwargs, self.parameters)]).wait_blocking()
 
     def resume(self, **kwargs: Any) -> ExecutingRun:
         """Resume a run to its end (`origin_run_id=`, `step_to_rerun=`, run options)."""
-        return self._start(_resume_args(kwargs)).wait_blocking()
+        return self._start(_resume_args(kwargs, self.parameters)).wait_blocking()
 
     async def async_run(self, **kwargs: Any) -> ExecutingRun:
         """Start a run; returns once it has its id (`await running.wait()` for its end)."""
-        return await self._started(self._start(["run", *_options(kwargs)]))
+        return await self._started(self._start(["run", *_options(kwargs, self.parameters)]))
 
     async def async_resume(self, **kwargs: Any) -> ExecutingRun:
-        return await self._started(self._start(_resume_args(kwargs)))
+        return await self._started(self._start(_resume_args(kwargs, self.parameters)))
 
     def _start(self, command: list[str]) -> ExecutingRun:
         handle, name = tempfile.mkstemp(prefix="flowdeck-run-id-", suffix=".txt")
@@ -245,7 +255,13 @@ def _read_run_id(path: Path) -> str | None:
     return text or None
 
 
-def _flow_name(flow_file: str) -> str:
+def _store_root(flow_file: str, env: dict[str, str]) -> Path:
+    """Where the run's process stores the run, with the `env` it is given."""
+    from flowdeck.store.layout import default_root
+    return default_root(flow_file, {**os.environ, **env})
+
+
+def _flow_info(flow_file: str) -> Any:
     """The flow the file runs, from its source (never imported here)."""
     from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
     analysis = analyze_file(flow_file)
@@ -255,40 +271,53 @@ def _flow_name(flow_file: str) -> str:
     if flow is None:
         raise UsageError(f"Runner({flow_file!r}): "
                          f"{no_flow_problem(analysis, flow_file) if not analysis.flows else problem}")
-    return str(flow.name)
+    return flow
 
 
-def _resume_args(kwargs: dict[str, Any]) -> list[str]:
+def _resume_args(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
     step = kwargs.pop("step_to_rerun", None)
-    return ["resume", *([str(step)] if step else []), *_options(kwargs)]
+    return ["resume", *([str(step)] if step else []), *_options(kwargs, parameters)]
 
 
-def _options(kwargs: dict[str, Any]) -> list[str]:
-    """Keyword arguments as command-line options, as Metaflow's Runner writes them."""
+def _options(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
+    """Keyword arguments as command-line options, as Metaflow's Runner writes them: a
+    parameter by its declared name with its value as text (False too, a list as JSON, one
+    `--name value` per value where it is `multiple`); an option `--dashed-name`, True a
+    bare flag, False and None left out, a list one flag per item (`tags`, `decospecs`)."""
     args: list[str] = []
     for key, value in kwargs.items():
+        param = parameters.get(key)
+        if param is not None:
+            args += _parameter_args(param, value)
+            continue
         if value is None or value is False:
             continue
         name = {"tags": "tag", "decospecs": "with", "with_": "with"}.get(key, key)
-        flag = "--" + (name.replace("_", "-") if name in _DASHED else name)
+        flag = "--" + name.replace("_", "-")
         if value is True:
             args.append(flag)
         elif isinstance(value, (list, tuple)):
             for item in value:
-                args += [flag, _text(item)]
+                args += [flag, str(item)]
         else:
-            args += [flag, _text(value)]
+            args += [flag, str(value)]
     return args
 
 
-#: Options of the engine whose names have dashes on the command line (a parameter keeps
-#: its own spelling: the script takes it as declared, `_` or `-`).
-_DASHED = ("max_workers", "max_num_splits", "run_id", "origin_run_id", "memory_limit",
-           "run_id_file", "config_value", "datastore_root", "event_logger", "no_pylint")
+def _parameter_args(param: Any, value: Any) -> list[str]:
+    flag = f"--{param.name}"
+    if value is None:
+        return []
+    if param.multiple and isinstance(value, (list, tuple)):
+        return [arg for item in value for arg in (flag, _text(item))]
+    return [flag, _text(value)]
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, (dict, list)):
+    """A parameter's value as the command line gives it back (`Parameter.convert`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
         import json
         return json.dumps(value)
     return str(value)

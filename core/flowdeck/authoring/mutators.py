@@ -192,7 +192,7 @@ class MutableStep:
         else:
             raise TypeError(f"{where}: add_decorator takes a step decorator (retry, catch, "
                             "...), its name, or a user step decorator.")
-        if self.has_decorator(name):
+        if self.has_decorator(name) and name not in _ALLOW_MULTIPLE:
             if not self._keep_adding(name, duplicates):
                 return
             self.remove_decorator(name)
@@ -236,6 +236,10 @@ class MutableStep:
             setattr(self._owner, self.name, func)
 
 
+#: Step decorators a step may have several of (Metaflow's `allow_multiple`): always added.
+_ALLOW_MULTIPLE = frozenset({"card"})
+
+
 def _builtin_decorator_names() -> set[str]:
     from flowdeck.authoring.decorators import known_step_decorators
     return set(known_step_decorators())
@@ -256,6 +260,11 @@ def _without_user_decorator(func: Callable[..., Any], name: str) -> Callable[...
     rebuilt = current.__wrapped__  # type: ignore[attr-defined]
     for wrapper in reversed(above):
         rebuilt = _rewrap(wrapper, rebuilt)
+    # The step's marks as the outermost function had them: decorators applied above a
+    # user decorator (`@retry` over `@tagger`) live on its wrapper only.
+    for mark, value in vars(func).items():
+        if mark.startswith("_fd_") and mark not in ("_fd_user_decorators", "_fd_layer"):
+            setattr(rebuilt, mark, value)
     return rebuilt
 
 

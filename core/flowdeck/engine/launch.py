@@ -361,7 +361,10 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     named = bool(steps)
     if not steps:
         steps = _unfinished_steps(graph, records)
-    reusable = set() if named else set(graph.nodes)
+    # A @parallel gang that did not finish reruns whole (its nodes meet each other at run
+    # time: one node alone would wait for peers that never start), as in Metaflow.
+    gangs = {s for s in steps if graph[s].decorator("parallel") is not None}
+    reusable = set() if named else set(graph.nodes) - gangs
     origin = OriginRun(origin_id, records, graph.descendants(steps), reusable)
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)

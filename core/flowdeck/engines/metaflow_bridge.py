@@ -416,6 +416,8 @@ def params_of(flow: FlowInfo, args: list[str]) -> dict[str, Any]:
     values = {p.attribute: p.default for p in flow.parameters if p.has_default}
     by_option = {p.name.replace("_", "-"): p.attribute for p in flow.parameters}
     by_option.update({p.name: p.attribute for p in flow.parameters})
+    multiple = {p.attribute for p in flow.parameters if p.multiple}
+    given: dict[str, list[Any]] = {}
     i = 0
     while i < len(args):
         arg = args[i]
@@ -425,8 +427,10 @@ def params_of(flow: FlowInfo, args: list[str]) -> dict[str, Any]:
                 if not eq and i + 1 < len(args):
                     value = args[i + 1]
                     i += 1
-                values[by_option[name]] = value
+                given.setdefault(by_option[name], []).append(value)
         i += 1
+    for attr, said in given.items():  # a `multiple` parameter keeps every value
+        values[attr] = said if attr in multiple else said[-1]
     return values
 
 
@@ -722,10 +726,20 @@ class Bridge:
 
     def _param_records(self) -> list[ParamRecord]:
         """Parameters by their command-line name, as given (or their literal defaults)."""
-        names = {p.attribute: p.name for p in self.flow.parameters}
-        return [ParamRecord(names.get(attr, attr), attr, value,
-                            value if isinstance(value, str) else json.dumps(value))
-                for attr, value in self.params.items()]
+        declared = {p.attribute: p for p in self.flow.parameters}
+        records = []
+        for attr, value in self.params.items():
+            param = declared.get(attr)
+            name = param.name if param else attr
+            if param is not None and param.multiple:  # its values as the record's shell text
+                import shlex
+                items = value if isinstance(value, (list, tuple)) else [value]
+                records.append(ParamRecord(name, attr, list(items), shlex.join(
+                    i if isinstance(i, str) else json.dumps(i) for i in items), True))
+            else:
+                records.append(ParamRecord(name, attr, value, value if isinstance(value, str)
+                                           else json.dumps(value)))
+        return records
 
 
 def group_members(pgid: int) -> list[int]:

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from flowdeck.compiled_dataclasses import dataclass
@@ -83,16 +84,19 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000)}-{os.urandom(3).hex()}"
 
 
-def default_root(flow_file: str | os.PathLike[str] | None) -> Path:
+def default_root(flow_file: str | os.PathLike[str] | None,
+                 environ: Mapping[str, str] | None = None) -> Path:
     """The store of a flow file: `$FLOWDECK_HOME` if set, else `.flowdeck/` beside the file;
-    with `$FLOWDECK_DATASTORE` an object-store URL, that store's working copy inside it."""
-    env = os.environ.get(ROOT_ENV)
+    with `$FLOWDECK_DATASTORE` an object-store URL, that store's working copy inside it.
+    `environ`: the environment of the process that runs it (this one's by default)."""
+    environ = os.environ if environ is None else environ
+    env = environ.get(ROOT_ENV)
     if env:
         local = Path(env).expanduser().resolve()
     else:
         base = Path(flow_file).resolve().parent if flow_file else Path.cwd()
         local = base / DEFAULT_DIRNAME
-    url = os.environ.get(DATASTORE_ENV)
+    url = environ.get(DATASTORE_ENV)
     return working_root(local, url) if url and is_store_url(url) else local
 
 
