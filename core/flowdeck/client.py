@@ -718,6 +718,15 @@ def _task_facts(task: Task, record: AttemptRecord | None) -> list[tuple[str, str
                     if t.startswith("python_version:")), None)
     if version:
         facts.append(("python_version", version))
+    try:  # what Metaflow's local metadata says of every task, where the run record says it
+        recorded = run.record
+    except DamagedRecord:
+        return facts
+    if recorded.user:
+        facts.append(("user", recorded.user))
+    if recorded.file:
+        facts.append(("script-name", os.path.basename(recorded.file)))
+    facts += [("runtime", "dev"), ("ds-type", "local"), ("ds-root", str(run.layout.root))]
     return facts
 
 
