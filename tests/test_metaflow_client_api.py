@@ -249,3 +249,32 @@ def test_runner_wait_with_a_timeout_stops_the_run(tmp_path: Path) -> None:
     assert asyncio.run(main()) == "timeout"
     run = Flow("OptionsFlow", root=tmp_path).latest_run
     assert run.status == "cancelled"  # stopped as on Ctrl+C, its end recorded
+
+
+def test_logs_read_back_as_metaflow_gives_them(tmp_path: Path) -> None:
+    """Every line ended (output without a final newline too); a progress bar's \\r stays
+    within its line."""
+    path = _write(tmp_path, "progress.py", """
+        import sys
+        from metaflow import FlowSpec, step
+
+
+        class ProgressFlow(FlowSpec):
+            @step
+            def start(self):
+                sys.stdout.write("progress 1\\rprogress 2\\nno newline at end")
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+
+        if __name__ == "__main__":
+            ProgressFlow()
+        """)
+    assert _run(path, "run").returncode == 0
+    task = Flow("ProgressFlow", root=tmp_path).latest_run["start"].task
+    assert task.stdout == "progress 1\rprogress 2\nno newline at end\n"
+    assert [line for _, line in task.loglines("stdout")] == [
+        "progress 1\rprogress 2", "no newline at end"]

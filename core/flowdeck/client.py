@@ -396,6 +396,10 @@ class _PartOfRun:
         return None
 
 
+def _ended(text: str) -> str:
+    return text + "\n" if text and not text.endswith("\n") else text
+
+
 def _qualified_type(name: str) -> str:
     """An exception's type as Metaflow names it: `builtins.KeyError`, `mod.Error` (records
     name a built-in exception without its module)."""
@@ -637,11 +641,12 @@ class Task(_PartOfRun):
 
     @property
     def stdout(self) -> str:
-        return self._log("out")
+        """What the task printed, every line ended (as Metaflow's logs give it back)."""
+        return _ended(self._log("out"))
 
     @property
     def stderr(self) -> str:
-        return self._log("err")
+        return _ended(self._log("err"))
 
     def loglines(self, stream: str, as_unicode: bool = True,
                  meta_dict: dict[str, Any] | None = None) -> Iterator[tuple[datetime, Any]]:
@@ -653,7 +658,11 @@ class Task(_PartOfRun):
             raise ValueError(f"loglines() reads 'stdout' or 'stderr', not {stream!r}.")
         record = self.record
         when = datetime.fromtimestamp(record.start if record else 0.0)
-        for line in self._log("out" if stream == "stdout" else "err").splitlines():
+        text = self._log("out" if stream == "stdout" else "err")
+        if not text:
+            return
+        # A line is what ends with \n (as in Metaflow's logs): a progress bar's \r stays in it.
+        for line in (text[:-1] if text.endswith("\n") else text).split("\n"):
             yield when, line if as_unicode else line.encode("utf-8")
 
     @property
