@@ -19,6 +19,7 @@ Metaflow's deployers (`Deployer`) and notebook runners (`NBRunner`) are not offe
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,7 +130,7 @@ class ExecutingRun:
         """Stop the run if it still goes (SIGINT: it cancels as on Ctrl+C), then forget
         its run-id file."""
         if self.process.poll() is None:
-            self.process.send_signal(2)
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
