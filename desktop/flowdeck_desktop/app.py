@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
 from PySide6.QtWidgets import QApplication
@@ -108,13 +109,18 @@ def run_app(argv: list[str], options: AppOptions) -> int:
     if not options.new_instance:
         listen_for_others(app, window)
     window.show()
-    outcome = {"status": "none"}
+    outcome = {"status": "none", "asked": False}  # asked: a run was asked for
+
+    def ask(start: Callable[[], object]) -> None:
+        outcome["asked"] = True
+        start()
+
     if options.quit_when_shown:
         QTimer.singleShot(0, window.close)
-    if options.run:
-        controller.when_listed(window.run_selected)  # the watcher's thread lists them first
+    if options.run:  # the watcher's thread lists them first
+        controller.when_listed(lambda: ask(window.run_selected))
     elif cli_files(paths):  # "Open with" and drops on the icon run, as drops on the window do
-        QTimer.singleShot(0, lambda: window.handle_dropped(cli_files(paths)))
+        QTimer.singleShot(0, lambda: ask(lambda: window.handle_dropped(cli_files(paths))))
     if options.exit_when_done:
         def finish(key: str, status: str) -> None:
             outcome["status"] = status
@@ -124,7 +130,19 @@ def run_app(argv: list[str], options: AppOptions) -> int:
                 app.processEvents()
                 window.grab().save(options.screenshot)
             window.close()
+
+        def refused(level: str, text: str) -> None:
+            """A run was asked for and a warning or an error came instead (a required
+            parameter left empty, a flow with errors, no flow to run): no run will end, so
+            say why and end (a scripted start hung here)."""
+            if level in ("error", "warning") and outcome["asked"] and \
+                    outcome["status"] == "none" and not any(
+                    controller.is_running(e.key) for e in controller.model.entries()):
+                print(f"Flowdeck: {text}", file=sys.stderr)
+                finish("", "not started")
+
         controller.run_ended.connect(finish)
+        window.message_shown.connect(refused)
     code = app.exec()
     if options.exit_when_done:
         return 0 if outcome["status"] == "succeeded" else 1

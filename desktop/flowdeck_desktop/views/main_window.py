@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
     """Composed by `app.py`; everything it shows comes from the controller's models."""
 
     selection_changed = Signal(str)
+    message_shown = Signal(str, str)  # level, text: every message `show_message` shows
 
     def __init__(self, controller: FlowdeckController, settings: QSettings,
                  examples_dir: str | None = None):
@@ -1114,8 +1115,9 @@ class MainWindow(QMainWindow):
             self.logs.clear()
             self.log_scope.setText("Output of the run")
             self.whole_run.setVisible(False)
-            self.bottom.setCurrentIndex(0)
-        self._refresh_controls()
+            if self.bottom.currentWidget() in (self.error_pane, self.cards):
+                self.bottom.setCurrentIndex(0)  # the last run's: the new run's Logs instead
+        self._refresh_controls()  # (Logs, Timeline, Artifacts stay: the Gantt chart is live)
 
     def _on_run_output(self, key: str, stream: str, text: str) -> None:
         self._logs.setdefault(key, RecentOutput()).append(stream, text)
@@ -1206,6 +1208,7 @@ class MainWindow(QMainWindow):
         notice = Notice(level, text, key, entry.name if entry else "")
         self.last_message = (level, text)
         self.notifications.add(notice)
+        self.message_shown.emit(level, text)
         prefix = {"error": "Error: ", "warning": "Note: "}.get(level, "")
         if not notice.needs_action:
             self.statusBar().showMessage(prefix + text, 15000)

@@ -14,22 +14,17 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QDoubleSpinBox,
     QFormLayout,
     QFrame,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from flowdeck.analysis.flowfile import ParameterInfo
 from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
-
-INT_LIMIT = 2_000_000_000
-
 
 OPTIONS_TIP = ("Options put on the flow's command line before the parameters, written as in "
                "a shell: e.g. --max-workers 2, --environment=conda, --with kubernetes. "
@@ -110,15 +105,12 @@ class ParamsForm(QWidget):
             box = QCheckBox()
             box.toggled.connect(self.changed)
             editor = box
-        elif kind == "int":
-            editor = QSpinBox()
-            editor.setRange(-INT_LIMIT, INT_LIMIT)
-            editor.valueChanged.connect(self.changed)
-        elif kind == "float":
-            editor = QDoubleSpinBox()
-            editor.setRange(-1e12, 1e12)
-            editor.setDecimals(6)
-            editor.valueChanged.connect(self.changed)
+        elif kind in ("int", "float"):  # text, not a spin box: the value as written, any size
+            number = QLineEdit()  # (a spin box held ints to 32 bits and floats to 6 decimals)
+            number.setPlaceholderText(("required: " if param.required else "")
+                                      + ("an integer" if kind == "int" else "a number"))
+            number.textEdited.connect(self.changed)
+            editor = number
         else:
             editor = QLineEdit()
             editor.setPlaceholderText("required" if param.required else "")
@@ -187,10 +179,6 @@ def _value_text(value: Any) -> str:
 def _set_text(editor: QWidget, text: str) -> None:
     if isinstance(editor, QCheckBox):
         editor.setChecked(text.strip().lower() in ("true", "1", "yes", "on"))
-    elif isinstance(editor, QSpinBox):
-        editor.setValue(_number(text, int))
-    elif isinstance(editor, QDoubleSpinBox):
-        editor.setValue(_number(text, float))
     elif isinstance(editor, QLineEdit):
         editor.setText(text)
 
@@ -198,17 +186,6 @@ def _set_text(editor: QWidget, text: str) -> None:
 def _get_text(editor: QWidget) -> str:
     if isinstance(editor, QCheckBox):
         return "true" if editor.isChecked() else "false"
-    if isinstance(editor, QSpinBox):
-        return str(editor.value())
-    if isinstance(editor, QDoubleSpinBox):
-        return repr(editor.value())
     if isinstance(editor, QLineEdit):
         return editor.text()
     return ""
-
-
-def _number(text: str, kind: Any) -> Any:
-    try:
-        return kind(text)
-    except (TypeError, ValueError):
-        return kind(0)
