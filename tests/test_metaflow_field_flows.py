@@ -174,6 +174,10 @@ def test_a_resume_reruns_only_the_failed_foreach_item(tmp_path: Path) -> None:
     assert origins[2] and origins[6] and origins[2].startswith(f"FeResume/{failed.id}/")
     assert origins[4] is None  # item 2 ran again
     assert run["join"].task.origin_pathspec is None  # one of its inputs is new
+    from flowdeck.store.events import read_events
+    reused = [e for e in read_events(run.dir / "events.jsonl")
+              if e["type"] == "task_started" and e.get("reused") and e["step"] == "process"]
+    assert sorted(e["foreach"]["index"] for e in reused) == [0, 2]  # the window's [i]
     named = _entry(path, "resume", "process")
     assert named.returncode == 0, named.stderr
     assert sorted(_printed(named, "PROCESSING")) == ["1", "2", "3"]

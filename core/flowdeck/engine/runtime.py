@@ -888,8 +888,11 @@ class Orchestrator:
             "input_paths": self._input_paths(task),
         }
         self._write_record(attempt_file(task_dir, 0, "json"), record, task)
+        frame = next((f for f in reversed(task.frames) if f.kind == "foreach"), None)
         self._emit(TASK_STARTED, step=task.step, task_id=task.task_id, attempt=0,
-                   pid=os.getpid(), reused=True, foreach=None,
+                   pid=os.getpid(), reused=True,
+                   foreach={"index": frame.index, "num_splits": frame.num_splits}
+                   if frame else None,  # the picker shows a reused item's [i] too
                    input_paths=self._input_paths(task), logs=None,
                    **({"control": True} if control else {}))
         result = TaskResult.from_record(record)

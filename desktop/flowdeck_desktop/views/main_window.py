@@ -781,6 +781,8 @@ class MainWindow(QMainWindow):
         self.shown_step = step
         state = self.shown_state
         tasks = state.tasks_of(step) if state else []
+        if tasks and all(t.foreach_index is not None for t in tasks):  # in item order
+            tasks = sorted(tasks, key=lambda t: t.foreach_index or 0)
         self.task_picker.blockSignals(True)
         self.task_picker.clear()
         for task in tasks:
@@ -789,10 +791,11 @@ class MainWindow(QMainWindow):
             self.task_picker.addItem(f"{label} · {task.status}", task.task_id)
         self.task_picker.blockSignals(False)
         self.task_picker.setVisible(len(tasks) > 1)
-        if tasks:
-            failed = next((i for i, t in enumerate(tasks) if t.status == "failed"), 0)
-            self.task_picker.setCurrentIndex(failed)
-            self._show_task(tasks[failed])
+        if tasks:  # what needs a look: a failure, else a task this run ran (not reused)
+            first = next((i for i, t in enumerate(tasks) if t.status == "failed"),
+                         next((i for i, t in enumerate(tasks) if t.status != "reused"), 0))
+            self.task_picker.setCurrentIndex(first)
+            self._show_task(tasks[first])
         else:
             self.log_scope.setText(f"Step {step} has not run in this run.")
             self.cards.clear(f"Step {step} has not run in this run.")
