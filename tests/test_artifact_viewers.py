@@ -285,3 +285,9 @@ def test_a_foreign_run_starts_no_helper_for_a_selection(qtbot, finished_run: dic
     with qtbot.waitSignal(widget.loaded, timeout=WAIT):
         widget.load_button.click()
     qtbot.waitUntil(lambda: ("frame", "table") in shown, timeout=WAIT)
+
+
+def test_a_count_of_one_is_one_item() -> None:
+    from flowdeck_desktop.views.artifacts.viewers import items_text
+    assert (items_text(1), items_text(0), items_text(2000)) == ("1 item", "0 items",
+                                                                "2,000 items")

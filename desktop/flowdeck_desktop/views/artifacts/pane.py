@@ -46,7 +46,7 @@ from flowdeck.engines.preview import FORMAT_LABELS
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.previews import task_preview
 from flowdeck_desktop.control.task_helper import HelperAnswer, HelperCall, HelperRequest
-from flowdeck_desktop.views.artifacts.viewers import VIEWERS, MessageViewer, Viewer
+from flowdeck_desktop.views.artifacts.viewers import VIEWERS, MessageViewer, Viewer, items_text
 from flowdeck_desktop.views.runs_plot import NUMERIC_TYPE, plotting_problem
 from flowdeck_desktop.views.theme import status_color
 
@@ -79,7 +79,7 @@ def preview_summary(preview: dict[str, Any]) -> str:
     if kind == "text":
         return f"{preview.get('length', 0):,} characters: {str(preview.get('text', ''))[:200]}"
     if kind == "tree":
-        return f"{(preview.get('root') or {}).get('length', 0):,} items"
+        return items_text((preview.get("root") or {}).get("length", 0))
     return str(preview.get("text", ""))[:200]
 
 

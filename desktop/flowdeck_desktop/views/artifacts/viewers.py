@@ -51,6 +51,12 @@ def _count(n: Any) -> str:
     return f"{n:,}" if isinstance(n, int) else str(n)
 
 
+def items_text(n: Any) -> str:
+    """`1 item`, `2,000 items`."""
+    return f"{_count(n)} item" + ("" if n == 1 else "s")
+
+
+
 def _number(value: float) -> str:
     return f"{value:.6g}"
 
@@ -390,7 +396,7 @@ class TreeViewer(Viewer):
     def _item(self, node: dict[str, Any]) -> QTreeWidgetItem:
         value = node.get("value")
         if value is None and "length" in node:
-            value = f"{_count(node['length'])} items"
+            value = items_text(node["length"])
         item = QTreeWidgetItem([str(node.get("key", "")), str(node.get("type", "")),
                                 str(value or "")])
         item.setToolTip(2, str(value or ""))
