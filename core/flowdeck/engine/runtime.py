@@ -71,6 +71,7 @@ from flowdeck.store.records import (
     RunRecord,
     current_user,
     hostname,
+    multiple_text,
 )
 
 #: How long a cancelled run's tasks get, after SIGINT, to finish their own cleanup
@@ -1402,8 +1403,7 @@ def param_cli_text(param: Any, value: Any) -> str:
     `multiple` parameter, its values as one shell-quoted string, which the window splits
     into one `--name value` each)."""
     if getattr(param, "multiple", False) and isinstance(value, (list, tuple)):
-        import shlex
-        return shlex.join(_item_cli_text(param, item) for item in value)
+        return multiple_text(_item_cli_text(param, item) for item in value)
     return _item_cli_text(param, value)
 
 

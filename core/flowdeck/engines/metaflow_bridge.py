@@ -50,7 +50,13 @@ from flowdeck.store.layout import (
     default_root,
     new_run_id,
 )
-from flowdeck.store.records import ParamRecord, RunRecord, current_user, hostname
+from flowdeck.store.records import (
+    ParamRecord,
+    RunRecord,
+    current_user,
+    hostname,
+    multiple_text,
+)
 
 STOP_GRACE = 3.0  # seconds between SIGINT, SIGTERM and SIGKILL when stopping
 DEFAULT_MAX_WORKERS = 16  # Metaflow's own default
@@ -731,10 +737,9 @@ class Bridge:
         for attr, value in self.params.items():
             param = declared.get(attr)
             name = param.name if param else attr
-            if param is not None and param.multiple:  # its values as the record's shell text
-                import shlex
+            if param is not None and param.multiple:  # its values as the record's line
                 items = value if isinstance(value, (list, tuple)) else [value]
-                records.append(ParamRecord(name, attr, list(items), shlex.join(
+                records.append(ParamRecord(name, attr, list(items), multiple_text(
                     i if isinstance(i, str) else json.dumps(i) for i in items), True))
             else:
                 records.append(ParamRecord(name, attr, value, value if isinstance(value, str)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,13 @@ class ParamRecord:
 
     def arguments(self) -> list[str]:
         return parameter_arguments(self.name, self.cli, self.multiple)
+
+
+def multiple_text(values: Iterable[str]) -> str:
+    """A `multiple` parameter's values as one line (a record's `cli`, the window's field):
+    shell-quoted, so `parameter_arguments` splits them back as they were."""
+    import shlex
+    return shlex.join(values)
 
 
 def parameter_arguments(name: str, text: str, multiple: bool) -> list[str]:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.analysis.flowfile import ParameterInfo
+from flowdeck.store.records import multiple_text
 from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
 
 OPTIONS_TIP = ("Options put on the flow's command line before the parameters, written as in "
@@ -162,9 +163,8 @@ def _default_text(param: ParameterInfo) -> str:
     if not param.has_default or param.default is None:
         return ""
     if param.multiple:  # the values as the line takes them (a scalar default is one value)
-        import shlex
         items = param.default if isinstance(param.default, (list, tuple)) else [param.default]
-        return shlex.join(_value_text(item) for item in items)
+        return multiple_text(_value_text(item) for item in items)
     return _value_text(param.default)
 
 
