@@ -75,9 +75,12 @@ class ExecutingRun:
             self._run_id = self._run_id or _read_run_id(self._run_id_file)
             run_id = self._run_id
             if run_id is not None:
-                from flowdeck.client import Run
-                self._run = Run(f"{self.runner.flow_name}/{run_id}",
-                                root=str(self.runner.store_root), _namespace_check=False)
+                from flowdeck.client import ClientError, Run
+                try:
+                    self._run = Run(f"{self.runner.flow_name}/{run_id}",
+                                    root=str(self.runner.store_root), _namespace_check=False)
+                except ClientError:  # its id is chosen before its folder is made
+                    return None
         return self._run
 
     @property
@@ -184,7 +187,7 @@ class Runner:
         return self._start(_resume_args(kwargs, self.parameters)).wait_blocking()
 
     async def async_run(self, **kwargs: Any) -> ExecutingRun:
-        """Start a run; returns once it has its id (`await running.wait()` for its end)."""
+        """Start a run; returns once its run can be read (`await running.wait()` for its end)."""
         return await self._started(self._start(["run", *_options(kwargs, self.parameters)]))
 
     async def async_resume(self, **kwargs: Any) -> ExecutingRun:
@@ -203,7 +206,7 @@ class Runner:
 
     async def _started(self, running: ExecutingRun) -> ExecutingRun:
         began = time.monotonic()
-        while _read_run_id(running._run_id_file) is None and running.returncode is None:
+        while running.run is None and running.returncode is None:  # until it is readable
             if time.monotonic() - began > START_TIMEOUT_S:
                 running.cleanup()
                 raise TimeoutError(f"{self.flow_file}: the run did not start within "
