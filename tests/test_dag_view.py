@@ -20,11 +20,13 @@ from test_dag_layout import graph_from_structure, sixty_steps
 from flowdeck.analysis.flowfile import analyze_file
 from flowdeck.observe.fold import StepSummary
 from flowdeck_desktop.views.dag_view import (
+    MAX_BOX_WIDTH,
     DagScene,
     DagView,
     EdgeItem,
     StepItem,
     format_duration,
+    wrap_name,
 )
 
 
@@ -412,5 +414,51 @@ def test_long_step_names_are_capped_not_overflowing(qtbot) -> None:
     long_name = "a_really_long_step_name_that_someone_wrote_" * 3
     scene.set_graph(graph_from_structure(["start", long_name, "end"]))
     item = scene.item_for(long_name)
-    assert scene.dag_layout.nodes[long_name].width <= 300
+    assert scene.dag_layout.nodes[long_name].width <= MAX_BOX_WIDTH
     assert item.text().startswith(long_name)
+    assert scene.name_rows == 2
+    lines = item.name_lines()  # two rows, and too long even for them: cut at the end
+    assert len(lines) == 2 and lines[1].endswith("\u2026") and long_name.startswith(lines[0])
+
+
+#: Step names as people write them in real pipelines: over 40 characters each.
+LONG_NAMES = ["load_customer_transactions_from_warehouse", "compute_rolling_features_for_accounts",
+              "train_gradient_boosted_churn_model", "join_everything_into_final_report"]
+
+
+def test_long_step_names_wrap_onto_two_rows_whole(qtbot) -> None:
+    """A name wider than a box is wrapped at its underscores, not cut: every step of a
+    wide graph can be read on its box, and the boxes are no wider than that needs."""
+    scene = DagScene()
+    graph = {"graph": {
+        "start": {"type": "split-static", "next": LONG_NAMES[:3]},
+        **{name: {"type": "linear", "next": [LONG_NAMES[3]]} for name in LONG_NAMES[:3]},
+        LONG_NAMES[3]: {"type": "join", "next": ["end"]},
+        "end": {"type": "end", "next": []}}}
+    scene.set_graph(graph)
+    assert scene.name_rows == 2
+    for name in LONG_NAMES:
+        lines = scene.item_for(name).name_lines()
+        assert "".join(lines) == name and len(lines) == 2, lines
+        assert lines[0].endswith("_")  # broken after a word
+    assert scene.item_for("start").name_lines() == ["start"]
+    widths = {place.width for place in scene.dag_layout.nodes.values()}
+    assert len(widths) == 1 and widths.pop() < MAX_BOX_WIDTH  # narrower than one-row names need
+    one_row = DagScene()
+    one_row.set_graph(graph_from_structure(["start", "train", "end"]))
+    assert one_row.name_rows == 1
+    # The second name row is real room: taller boxes than a one-row graph's.
+    assert scene.dag_layout.nodes["start"].height > one_row.dag_layout.nodes["start"].height
+
+
+def test_wrap_name_breaks_at_words_then_capitals_then_anywhere(qtbot) -> None:
+    metrics = DagScene().fonts.name_metrics
+    def room(text: str) -> float:
+        return metrics.horizontalAdvance(text) + 1
+    assert wrap_name("short", metrics, room("short")) == ["short"]
+    assert wrap_name("load_the_data", metrics, room("load_the_d")) == ["load_the_", "data"]
+    assert wrap_name("LoadTheData", metrics, room("LoadTheD")) == ["LoadThe", "Data"]
+    assert wrap_name("abcdefghij", metrics, room("abcde")) == ["abcde", "fghij"]
+    cut = wrap_name("abcdefghijklmnop", metrics, room("abcde"))
+    assert cut[0] == "abcde" and cut[1].endswith("\u2026") and len(cut) == 2
+    assert wrap_name("abcdefghij", metrics, room("abcde"), rows=1)[0].endswith("\u2026")

@@ -201,6 +201,41 @@ def font_pixels(font: QFont) -> int:
     return QFontInfo(font).pixelSize()
 
 
+#: A box is at most this wide; a longer name wraps onto a second row rather than being cut.
+MAX_BOX_WIDTH = 300.0
+MIN_BOX_WIDTH = 150.0
+#: Rows a step's name may take: a name longer than two rows is cut (whole in the tooltip).
+MAX_NAME_ROWS = 2
+
+
+def wrap_name(name: str, metrics: QFontMetricsF, width: float, rows: int = MAX_NAME_ROWS) -> list[str]:
+    """`name` on at most `rows` rows of `width`: broken after an underscore (a step name is
+    snake_case), else before a capital (camelCase), else anywhere; the last row is elided."""
+    lines: list[str] = []
+    rest = name
+    while rest and len(lines) < rows - 1 and metrics.horizontalAdvance(rest) > width:
+        cut = _break_at(rest, metrics, width)
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    if rest:
+        lines.append(metrics.elidedText(rest, Qt.TextElideMode.ElideRight, width))
+    return lines
+
+
+def _break_at(text: str, metrics: QFontMetricsF, width: float) -> int:
+    """Where the first row of `text` ends: the last word boundary that fits, else as many
+    characters as fit (at least one, so wrapping always moves on)."""
+    fits = 1
+    while fits < len(text) and metrics.horizontalAdvance(text[:fits + 1]) <= width:
+        fits += 1
+    for cut in range(fits, 0, -1):
+        if text[cut - 1] in "_-. " or (text[cut - 1].islower() and text[cut:cut + 1].isupper()):
+            if cut > fits // 3:  # a boundary very near the start would waste the row
+                return cut
+            break
+    return fits
+
+
 @dataclass(frozen=True)
 class _Fonts:
     """Fonts and their metrics, measured once per graph rather than per paint."""
@@ -487,11 +522,13 @@ class StepItem(QGraphicsItem):
         painter.setPen(theme.text)
         painter.setFont(fonts.name)
         name_h = fonts.name_metrics.height()
-        name = fonts.name_metrics.elidedText(self.name, Qt.TextElideMode.ElideRight, w - name_left - PAD)
-        painter.drawText(QRectF(name_left, PAD, w - name_left - PAD, name_h),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        lines = self.name_lines()
+        for i, line in enumerate(lines):
+            painter.drawText(QRectF(name_left, PAD + i * name_h, w - name_left - PAD, name_h),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, line)
         painter.setFont(fonts.detail)
-        row = QRectF(name_left, PAD + name_h + 2, w - name_left - PAD, fonts.detail_metrics.height())
+        detail_top = PAD + self._dag.name_rows * name_h + 2
+        row = QRectF(name_left, detail_top, w - name_left - PAD, fonts.detail_metrics.height())
         right_w = fonts.detail_metrics.horizontalAdvance(self._detail_right)
         if self._detail_right:
             painter.setPen(theme.text if drawn_status(self._state) == "running" else theme.muted)
@@ -501,6 +538,11 @@ class StepItem(QGraphicsItem):
             space = max(0.0, row.width() - right_w - (8 if right_w else 0))
             left = fonts.detail_metrics.elidedText(self._detail_left, Qt.TextElideMode.ElideRight, space)
             painter.drawText(row, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, left)
+
+    def name_lines(self) -> list[str]:
+        """The name as drawn: one row, or wrapped onto the rows the scene gives every box."""
+        room = self._rect.width() - (PAD + ICON + 7) - PAD
+        return wrap_name(self.name, self._dag.fonts.name_metrics, room, self._dag.name_rows)
 
     def _paint_bar(self, painter: QPainter, theme: DagTheme) -> None:
         """Thin done/total bar along the bottom edge; only the track while nothing is known."""
@@ -689,6 +731,8 @@ class DagScene(QGraphicsScene):
         self.fonts = _Fonts.from_font(QApplication.font())
         self.phase = 0.0
         self.dag_layout: DagLayout | None = None
+        #: Rows every box keeps for its step's name: 2 when some name is wider than a box.
+        self.name_rows = 1
         self._graph: Any = None
         self._items: dict[str, StepItem] = {}
         self._edges: list[EdgeItem] = []
@@ -714,8 +758,8 @@ class DagScene(QGraphicsScene):
         table = node_table(graph)
         bodies = foreach_body_steps(graph)
         # One width for all boxes (the widest need, capped): columns line up and read calmly.
-        width = max([self._node_width(n, node) for n, node in table.items() if isinstance(node, Mapping)],
-                    default=150.0)
+        steps = {n: node for n, node in table.items() if isinstance(node, Mapping)}
+        width, self.name_rows = self._box_size(steps)
         # Text stays at its real size, so tall graphs scroll: a tighter gap shows more steps at once.
         labels = {name: case_labels(node) for name, node in table.items()
                   if isinstance(node, Mapping) and node.get("type") == SWITCH}
@@ -749,19 +793,46 @@ class DagScene(QGraphicsScene):
         self.clear()
 
     def _node_height(self) -> float:
-        """Name row, detail row, room for the progress bar, padding."""
-        return math.ceil(PAD + self.fonts.name_metrics.height() + 2 + self.fonts.detail_metrics.height()
-                         + BAR + PAD)
+        """Name rows, detail row, room for the progress bar, padding."""
+        return math.ceil(PAD + self.name_rows * self.fonts.name_metrics.height() + 2
+                         + self.fonts.detail_metrics.height() + BAR + PAD)
+
+    def _box_size(self, steps: Mapping[str, Mapping[str, Any]]) -> tuple[float, int]:
+        """One width for every box (columns line up and read calmly), and the rows each
+        keeps for its name. A name wider than MAX_BOX_WIDTH wraps onto a second row, and
+        the boxes then take the narrowest width that keeps every name whole on two rows
+        (never below any box's detail row): a wide graph shows more of its columns."""
+        needs = [self._node_width(n, node) for n, node in steps.items()]
+        width = float(min(MAX_BOX_WIDTH, max([MIN_BOX_WIDTH, *needs])))
+        names = [n for n, node in steps.items() if node.get("type") != SWITCH]  # a diamond elides
+        if all(self._name_fits(n, width, rows=1) for n in names):
+            return width, 1
+        if not all(self._name_fits(n, width, MAX_NAME_ROWS) for n in names):
+            return width, MAX_NAME_ROWS  # too long even for two rows: cut, whole in the tooltip
+        low = max([MIN_BOX_WIDTH, *(self._node_width("", node) for node in steps.values())])
+        while width - low > 2:  # the narrowest width at which every name fits two rows
+            middle = (low + width) / 2
+            if all(self._name_fits(n, middle, MAX_NAME_ROWS) for n in names):
+                width = middle
+            else:
+                low = middle
+        return float(math.ceil(width)), MAX_NAME_ROWS
+
+    def _name_fits(self, name: str, width: float, rows: int) -> bool:
+        """Whether `name` is drawn whole on `rows` rows of a box `width` wide."""
+        room = width - (PAD + ICON + 7) - PAD
+        return "".join(wrap_name(name, self.fonts.name_metrics, room, rows)) == name
 
     def _node_width(self, name: str, node: Mapping[str, Any]) -> float:
-        """Wide enough for the name, and for the hint beside a typical counter and duration."""
+        """Wide enough for the name on one row, and for the hint beside a typical counter
+        and duration (uncapped: `_box_size` caps it)."""
         fm, dm = self.fonts.name_metrics, self.fonts.detail_metrics
         name_w = fm.horizontalAdvance(name) + PAD + ICON + 7 + PAD
         detail_w = dm.horizontalAdvance(type_hint(node)) + dm.horizontalAdvance("  12/100  10.0 s") + 2 * PAD + ICON + 15
         if node.get("type") == SWITCH:  # a diamond's text has only its middle
             name_w = (fm.horizontalAdvance(name) + ICON + 5) / DIAMOND_TEXT_SHARE
             detail_w = dm.horizontalAdvance(f"{node.get('condition')}  10/10  10 ms") / DIAMOND_TEXT_SHARE
-        return float(min(300.0, max(150.0, math.ceil(max(name_w, detail_w)))))
+        return float(math.ceil(max(name_w, detail_w)))
 
     # -- states ------------------------------------------------------------------------
 
