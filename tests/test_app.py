@@ -14,7 +14,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from flowdeck_desktop.app import build
-from flowdeck_desktop.models.catalog_model import STATUS_ROLE
+from flowdeck_desktop.models.catalog_model import KEY_ROLE, STATUS_ROLE
 
 RUN_TIMEOUT = 30000
 
@@ -189,6 +189,12 @@ def test_drop_a_flow_file_adds_selects_and_runs_it(qtbot, app, tmp_path: Path) -
     assert controller.model.entry(window.selected_key).name == "HelloFlow"
     assert str(other / "hello.py") in controller.roots  # the file alone, not its folder
     assert str(other) not in controller.roots
+    # Its row in the list says where it is; the file is named once, by the row below it.
+    model = controller.model
+    root = next(model.item(r) for r in range(model.rowCount())
+                if model.item(r).data(KEY_ROLE) == str(other / "hello.py"))
+    assert root.text() == str(other) and "Only this file" in root.toolTip()
+    assert [root.child(r).text() for r in range(root.rowCount())] == ["hello.py"]
 
 
 def test_dropping_a_non_flow_file_gives_a_message(qtbot, app, tmp_path: Path) -> None:

@@ -104,9 +104,12 @@ class CatalogModel(QStandardItemModel):
     def _folder_item(self, root: str) -> QStandardItem:
         item = self._folders.get(root)
         if item is None:
-            label = root if os.path.isdir(root) or not os.path.exists(root) else root
-            item = _item(label, "folder", root)
-            item.setToolTip(root)
+            item = _item(root, "folder", root)
+            if os.path.isfile(root):  # a file opened alone: its row below names it
+                item.setText(os.path.dirname(root) or root)
+                item.setToolTip(f"{root}\nOnly this file is watched, not the rest of its folder.")
+            else:
+                item.setToolTip(root)
             self.appendRow(item)
             self._folders[root] = item
         return item
