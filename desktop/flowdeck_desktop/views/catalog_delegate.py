@@ -1,10 +1,12 @@
 """How the flow list paints a diagnostic row: in the status colour of its severity, taken
 from the palette in use at paint time, so dark and light themes (and a live switch
-between them) both read. The model only says what a row is; colours belong to views."""
+between them) both read, and cut at its end when too long (the list cuts paths in the
+middle, keeping both ends; a message's start, its line and what is wrong, matters most;
+the tooltip has it whole). The model only says what a row is; looks belong to views."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
@@ -16,7 +18,8 @@ SEVERITY_STATUS = {"error": "failed", "warning": "cancelled"}
 
 
 class CatalogDelegate(QStyledItemDelegate):
-    """Colours diagnostic rows by severity; every other row paints as usual."""
+    """Colours diagnostic rows by severity and cuts them at the end; every other row
+    paints as usual."""
 
     def initStyleOption(self, option: QStyleOptionViewItem,  # noqa: N802 (Qt override)
                         index: QModelIndex | QPersistentModelIndex) -> None:
@@ -27,3 +30,4 @@ class CatalogDelegate(QStyledItemDelegate):
         color = status_color(status, palette_is_dark(option.palette))
         option.palette.setColor(QPalette.ColorRole.Text, color)
         option.palette.setColor(QPalette.ColorRole.WindowText, color)
+        option.textElideMode = Qt.TextElideMode.ElideRight
