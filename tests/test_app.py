@@ -236,6 +236,38 @@ def test_rerun_on_save_reuses_unchanged_steps(qtbot, app, folder: Path) -> None:
     assert state.status == "succeeded"
 
 
+def test_a_save_shows_the_new_graph_and_parameters_and_marks_errors(qtbot, app,
+                                                                     folder: Path) -> None:
+    """The DAG and the form follow the file as it is saved; a save with an error keeps the
+    last good graph, and the header says it is from before the error."""
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    key = key_of(controller, "TrainFlow")
+    path = folder / "train.py"
+    original = path.read_text()
+    added = original.replace("        self.next(self.end)\n\n    @step\n    def end",
+                             "        self.next(self.report)\n\n    @step\n    def report(self):\n"
+                             "        self.next(self.end)\n\n    @step\n    def end").replace(
+        '    @step\n    def start',
+        '    seed = Parameter("seed", default=7)\n\n    @step\n    def start', 1)
+    assert added.count("report") == 2 and "seed" in added
+    path.write_text(added)
+    qtbot.waitUntil(lambda: "report" in window.scene.steps(), timeout=10000)
+    assert window.scene.step_state("report").status == "pending"
+    assert "not run yet" in window.flow_title.text()
+    assert "seed" in window.params.values()
+    path.write_text(added.replace("self.next(self.end)\n\n    @step\n    def end",
+                                  "self.next(self.ending)\n\n    @step\n    def end"))
+    qtbot.waitUntil(lambda: "has errors" in window.flow_title.text(), timeout=10000)
+    assert "report" in window.scene.steps()  # the last good graph, marked as such
+    assert "from before them" in window.flow_title.text()
+    assert "ending" in window.flow_title.toolTip()
+    assert controller.model.entry(key) is not None and not window.act_run.isEnabled()
+    path.write_text(original)
+    qtbot.waitUntil(lambda: "report" not in window.scene.steps(), timeout=10000)
+    assert "has errors" not in window.flow_title.text()
+
+
 def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None:
     controller, window = app
     key = key_of(controller, "TrainFlow")

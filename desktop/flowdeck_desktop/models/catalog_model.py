@@ -33,6 +33,8 @@ class CatalogModel(QStandardItemModel):
     """Tree of the catalog; `set_run_status` overlays run outcomes on flow rows."""
 
     flow_removed = Signal(str)
+    #: A listed flow's entry changed (its file was saved): its key.
+    flow_changed = Signal(str)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -176,9 +178,12 @@ class CatalogModel(QStandardItemModel):
             item.setData(entry.line, LINE_ROLE)
             file_item.appendRow(item)
             self._flows[entry.key] = item
+        previous = self._entries.get(entry.key)
         self._entries[entry.key] = entry
         self._decorate_flow(item, entry)
         _set_diagnostic_children(item, [] if entry.is_base else entry.diagnostics)
+        if previous is not None and previous != entry:
+            self.flow_changed.emit(entry.key)
 
     def _decorate_flow(self, item: QStandardItem, entry: CatalogEntry) -> None:
         status = self._run_status.get(entry.key) or ("ready" if entry.ok else "has errors")

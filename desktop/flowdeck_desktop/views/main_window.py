@@ -9,6 +9,7 @@ artifacts from a helper process.
 from __future__ import annotations
 
 import functools
+import html
 import os
 from collections import deque
 from pathlib import Path
@@ -88,6 +89,7 @@ from flowdeck_desktop.views.params_form import ParamsForm
 from flowdeck_desktop.views.placement_bar import PlacementBar
 from flowdeck_desktop.views.runs_plot import ArtifactChooser, RunsPlotWindow, plotting_problem
 from flowdeck_desktop.views.runs_plot import plot_across_runs as open_runs_plot
+from flowdeck_desktop.views.theme import palette_is_dark, status_color
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
 LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
@@ -380,6 +382,7 @@ class MainWindow(QMainWindow):
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
         c.model.flow_removed.connect(self._on_flow_removed)
+        c.model.flow_changed.connect(self._on_flow_changed)
         self.tree.customContextMenuRequested.connect(self._show_tree_menu)
         self.dag.customContextMenuRequested.connect(self._show_dag_menu)
         self.history_follower.runs_listed.connect(self.history.set_runs)
@@ -647,6 +650,28 @@ class MainWindow(QMainWindow):
                               "defines that flow.")
             self._refresh_controls()
 
+    def _on_flow_changed(self, key: str) -> None:
+        """The selected flow's file was saved: the form gets its parameters, and the DAG its
+        new graph (unless a run is shown live, whose graph it keeps); a file with errors
+        leaves the DAG as it was, and the header says it is from before the save."""
+        if key != self.selected_key:
+            return
+        entry = self.controller.model.entry(key)
+        if entry is None:
+            return
+        if not self.params.shows(entry.flow.parameters):
+            self.params.set_parameters(entry.flow.parameters, self.controller.saved_params(key))
+        state = self.shown_state
+        graph = entry.flow.graph.as_dict()
+        if entry.ok and not self.controller.is_running(key) and \
+                (state is None or state.graph != graph):
+            fresh = RunState(self)
+            fresh.reset(graph)
+            fresh.describe(entry.name, entry.file)
+            self._show_state(fresh)
+        self._update_title()
+        self._refresh_controls()
+
     # -- showing a run ---------------------------------------------------------------------------
 
     def _show_state(self, state: RunState) -> None:
@@ -706,7 +731,21 @@ class MainWindow(QMainWindow):
             return
         run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
-        self.flow_title.setText(f"<b>{state.flow}</b> · {run}")
+        warning, tip = self._file_errors_note(state)
+        self.flow_title.setText(f"<b>{html.escape(state.flow)}</b> · {run}{warning}")
+        self.flow_title.setToolTip(tip)
+
+    def _file_errors_note(self, state: RunState) -> tuple[str, str]:
+        """The header's note when the shown flow's file now has errors (the DAG then keeps
+        the graph from before them), and its tooltip: the first error in full."""
+        entry = self._selected_entry()
+        if entry is None or entry.ok or entry.is_base or entry.name != state.flow:
+            return "", ""
+        first = entry.diagnostics[0] if entry.diagnostics else None
+        where = f" (line {first.line})" if first else ""
+        color = status_color("failed", palette_is_dark(self.palette())).name()
+        return (f" · <span style='color:{color}'>⚠ the file has errors{where}: this graph is "
+                f"from before them</span>", first.format() if first else "")
 
     def _show_past_run(self, run: RunSummary) -> None:
         if self.selected_key is None:

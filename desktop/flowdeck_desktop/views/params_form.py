@@ -9,6 +9,7 @@ stays the single source of truth for conversion errors.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -94,6 +95,12 @@ class ParamsForm(QWidget):
         for name, value in (values or {}).items():
             if name in self._editors:
                 _set_text(self._editors[name], value)
+
+    def shows(self, params: list[ParameterInfo]) -> bool:
+        """Whether the form edits exactly `params` (where they are declared aside)."""
+        def placeless(ps: list[ParameterInfo]) -> list[ParameterInfo]:
+            return [replace(p, line=0) for p in ps]
+        return placeless(self._params) == placeless(list(params))
 
     def _editor_for(self, param: ParameterInfo) -> QWidget:
         kind = param.type
