@@ -249,6 +249,21 @@ def test_a_container_holding_itself_is_shown_once() -> None:
     assert tree["root"]["children"][1]["value"] == "(a reference to an enclosing container)"
 
 
+def test_table_cells_read_as_pandas_shows_them() -> None:
+    """Dates, durations and decimals as pandas prints them, not as their repr
+    (`Timestamp('2024-01-31 00:00:00')`); text stays unquoted, bytes show as bytes."""
+    import datetime
+    import decimal
+    frame = pd.DataFrame({"when": pd.date_range("2024-01-31", periods=2),
+                          "amount": [decimal.Decimal("1.10"), None],
+                          "day": [datetime.date(2024, 1, 1), pd.NaT],
+                          "took": pd.to_timedelta([1, 2], unit="h"),
+                          "name": ["a", "b"], "raw": [b"ab", b"c"]})
+    rows = preview_value(frame)["rows"]
+    assert rows[0] == ["2024-01-31 00:00:00", "1.10", "2024-01-01", "0 days 01:00:00", "a", "b'ab'"]
+    assert rows[1][1] is None and rows[1][2] == "NaT"
+
+
 def test_small_uint8_matrices_are_tables_and_image_shaped_ones_pictures() -> None:
     assert preview_value(np.zeros((3, 4), dtype=np.uint8))["kind"] == "table"
     assert preview_value(np.zeros((40, 30), dtype=np.uint8))["kind"] == "image"

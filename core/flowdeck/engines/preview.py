@@ -227,8 +227,20 @@ def _cell(item: Any, limits: PreviewLimits) -> Any:
         return item if abs(item) < 2 ** 63 else str(item)
     if isinstance(item, float):
         return item if math.isfinite(item) else str(item)
-    text = item if isinstance(item, str) else _safe_repr(item, limits.cell_chars)
-    return _clip(text, limits.cell_chars)
+    return _clip(_cell_text(item, limits.cell_chars), limits.cell_chars)
+
+
+def _cell_text(item: Any, limit: int) -> str:
+    """A cell as pandas displays it: `str` (a date reads `2024-01-31 00:00:00`, not
+    `Timestamp('2024-01-31 00:00:00')`; a Decimal `1.10`), bytes as their clipped repr."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (bytes, bytearray)):
+        return _safe_repr(item, limit)
+    try:
+        return str(item)
+    except Exception:  # noqa: BLE001 (a user-defined __str__ may raise anything)
+        return _safe_repr(item, limit)
 
 
 def _table_preview(value: Any, limits: PreviewLimits) -> dict[str, Any]:
