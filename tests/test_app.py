@@ -109,6 +109,11 @@ def test_failure_shows_red_step_traceback_and_resume_works(qtbot, app, folder: P
     assert step_status(window, "start") == "succeeded"
     assert "ZeroDivisionError" in window.error_pane.text.toPlainText()
     assert window.error_pane.location == (str(folder / "failing.py"), 16)
+    # The banner says which step failed with what, and where, not only "failed".
+    assert window.banner.text.startswith("FailingFlow failed: step divide raised "
+                                         "ZeroDivisionError: ")
+    assert window.banner.text.endswith("(failing.py, line 16).")
+    assert window.banner.copy_text() == window.banner.text  # no command in it to copy
     assert window.act_resume.isEnabled()
     path = folder / "failing.py"
     path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))

@@ -18,6 +18,7 @@ bookkeeping.
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 from dataclasses import field
@@ -48,10 +49,32 @@ LEVELS = {"error": ("✖", "failed"), "warning": ("⚠", "cancelled"), "info": (
 NOTICE_LIMIT = 200  # the notifications list keeps this many, newest first
 
 
+#: The first words of a command a user types in a terminal. Backticks also quote code
+#: (`self.next`, `Parameter("rate")`), which is no command to copy.
+COMMAND_WORDS = frozenset(("python", "python3", "py", "pip", "pip3", "uv", "conda", "mamba",
+                           "flowdeck", "flowdeck-desktop", "metaflow", "export", "set", "cd",
+                           "sudo", "apt", "apt-get", "brew", "git", "chmod", "mkdir", "rm"))
+
+
 def command_in(text: str) -> str | None:
-    """The command a message gives in backticks (the last one: it is the "what to do")."""
-    found = _COMMAND.findall(text)
+    """The command a message gives in backticks (the last one: it is the "what to do");
+    None when what it quotes is code, not a command."""
+    found = [quoted for quoted in _COMMAND.findall(text) if _is_command(quoted)]
     return found[-1] if found else None
+
+
+#: An interpreter or installer by its versioned name: python3.11, pip3, python.exe.
+_VERSIONED = re.compile(r"(python|pip|py)(\d+(\.\d+)?)?(\.exe)?", re.IGNORECASE)
+
+
+def _is_command(quoted: str) -> bool:
+    """Whether backticked text is something to type: a command (by its first word, an
+    interpreter by any path), a `VAR=value command`, or an option to add (`--with retry`)."""
+    words = quoted.split()
+    first = words[0] if words else ""
+    name = os.path.basename(first)
+    return (name in COMMAND_WORDS or bool(_VERSIONED.fullmatch(name)) or first.startswith("./")
+            or first.startswith("-") or ("=" in first and len(words) > 1))
 
 
 def rich_message(text: str) -> str:

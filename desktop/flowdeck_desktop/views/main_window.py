@@ -81,6 +81,7 @@ from flowdeck_desktop.views.panes import (
     HistoryPane,
     RunSummary,
     copy_text,
+    failing_line,
     foreign_author,
     list_runs,
     reveal,
@@ -1176,11 +1177,11 @@ class MainWindow(QMainWindow):
                 self.bottom.setCurrentWidget(self.error_pane)
         entry = self.controller.model.entry(key)
         name = entry.name if entry else key
+        text = run_ended_text(name, status, self.controller.states.get(key))
         self.show_message("info" if status in ("succeeded", "cancelled") else "warning",
-                          f"{name} {status}.", flow=key)
+                          text, flow=key)
         if not self.isActiveWindow() and self.tray is not None:
-            self.tray.showMessage("Flowdeck", f"{name} {status}.",
-                                  QSystemTrayIcon.MessageIcon.Information, 5000)
+            self.tray.showMessage("Flowdeck", text, QSystemTrayIcon.MessageIcon.Information, 5000)
 
     def _on_start_failed(self, key: str, failure: StartFailure) -> None:
         """The file failed before its run began: the banner says why, the Error tab shows
@@ -1334,3 +1335,22 @@ def _timeline_task(task: TaskView) -> TimelineTask:
     return TimelineTask(task_id=task.task_id, step=task.step, start=task.start, end=task.end,
                         status=task.status, attempt=task.attempt, worker=task.worker)
 
+
+#: A failure's message is cut here in the banner (the Error tab has it whole).
+ENDED_MESSAGE_CHARS = 300
+
+
+def run_ended_text(name: str, status: str, state: RunState | None) -> str:
+    """What the banner and the tray say when a run ends: for a failure, which step failed
+    with what, and where in the flow's file, so the user knows without opening a tab."""
+    failed = state.failed_task() if state is not None and status == "failed" else None
+    error = failed.error if failed is not None else None
+    if failed is None or not error:
+        return f"{name} {status}."
+    kind = str(error.get("type") or "an error").rsplit(".", 1)[-1]
+    message = " ".join(str(error.get("message") or "").split())
+    if len(message) > ENDED_MESSAGE_CHARS:
+        message = message[:ENDED_MESSAGE_CHARS] + "…"
+    where = failing_line(str(error.get("traceback") or ""), state.file) if state else None
+    at = f" ({os.path.basename(where[0])}, line {where[1]})" if where else ""
+    return f"{name} failed: step {failed.step} raised {kind}" + (f": {message}" if message else "") + f"{at}."
