@@ -12,7 +12,6 @@ import ast
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -23,8 +22,7 @@ from flowdeck.analysis.lint import RESERVED_PARAMETER_NAMES
 from flowdeck.analysis.show import format_show
 from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
-from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine import launch, process_exit
+from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
 from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
 
@@ -459,20 +457,14 @@ def is_flow_script(flow_cls: type) -> bool:
 
 
 def bare_script_call(flow_cls: type) -> None:
-    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line,
-    then ends the script with the run's exit code."""
+    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line."""
     if not is_flow_script(flow_cls):
         return
-    frame = _main_module_frame()
+    line = _calling_module_line()
     main_file = getattr(sys.modules["__main__"], "__file__", "")
-    statement = None if frame is None else _bare_call_statement(
-        main_file, frame.f_lineno, flow_cls.__name__)
-    if statement is None:
+    if line is None or not _is_bare_call_statement(main_file, line, flow_cls.__name__):
         return
     code, _ = script_main(flow_cls, sys.argv[1:])
-    if _exit_reaches_interpreter(frame, statement):
-        del frame
-        process_exit.exit_like_interpreter(code)
     sys.exit(code)
 
 
@@ -494,63 +486,28 @@ def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
     return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root, _namespace_check=False)
 
 
-def _main_module_frame() -> FrameType | None:
-    """The frame of the script's own code (`__main__` at module level) that called in."""
+def _calling_module_line() -> int | None:
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
-            return frame
+            return frame.f_lineno
         frame = frame.f_back
     return None
 
 
-@dataclass(frozen=True)
-class BareCall:
-    """The statement `MyFlow()` of a script; `top_level` when only `if` statements enclose
-    it (no `try`, `with` or loop of the script's would see its `SystemExit`)."""
-
-    top_level: bool
-
-
-def _bare_call_statement(file: str, line: int, class_name: str) -> BareCall | None:
-    """The bare `class_name()` statement of `file` on `line`, or None when the call on
-    that line is part of something else (an assignment, an argument)."""
+def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
     try:
         # Bytes, as Python reads the script: a BOM or a `coding:` line is honoured (decoding
         # as UTF-8 text made such a file silently run nothing; reliability/bad_inputs.py).
         tree = ast.parse(Path(file).read_bytes())
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return None
-    found = [node for node in ast.walk(tree) if _is_bare_call(node, line, class_name)]
-    if not found:
-        return None
-    return BareCall(top_level=any(node in found for node in _top_level_statements(tree.body)))
-
-
-def _is_bare_call(node: ast.AST, line: int, class_name: str) -> bool:
-    if not (isinstance(node, ast.Expr) and node.lineno <= line <= (node.end_lineno or line)):
         return False
-    call = node.value
-    if not isinstance(call, ast.Call):
-        return False
-    func = call.func
-    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-    return name == class_name
-
-
-def _top_level_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
-    """The module's statements, and those within its `if` statements, at any depth."""
-    for statement in body:
-        yield statement
-        if isinstance(statement, ast.If):
-            yield from _top_level_statements(statement.body)
-            yield from _top_level_statements(statement.orelse)
-
-
-def _exit_reaches_interpreter(frame: FrameType | None, statement: BareCall) -> bool:
-    """Whether `sys.exit` here would end the interpreter with nothing of the script's on
-    the way: the script runs as `python flow.py` (its module frame is the first; not
-    under `python -m pdb`, `cProfile` or a runner's `runpy`), not under `python -i`, and
-    the call is a top-level statement."""
-    return (frame is not None and frame.f_back is None and statement.top_level
-            and not sys.flags.inspect)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and node.lineno <= line <= (node.end_lineno or line):
+            call = node.value
+            if isinstance(call, ast.Call):
+                func = call.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if name == class_name:
+                    return True
+    return False
