@@ -109,6 +109,32 @@ def test_metaflow_idiom_help_show_and_typed_parameters(flow_file) -> None:
     assert run.parameters == {"who": "flowdeck", "times": 2, "loud": True, "extra": "!"}
 
 
+def test_a_bare_call_in_a_function_of_the_script_runs_the_flow(tmp_path: Path) -> None:
+    """`def main(): MyFlow()` then `main()`, as Metaflow runs it (it ran nothing, silently),
+    also through a flow's own `__init__`; `MyFlow().run()` there runs once, as before."""
+    path = tmp_path / "mainflow.py"
+    source = (
+        "from flowdeck import FlowSpec, step\n\n\n"
+        "class MainFlow(FlowSpec):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        super().__init__(*args, **kwargs)\n\n"
+        "    @step\n    def start(self):\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        print('end ran')\n\n\n"
+        "def main():\n    MainFlow()\n    print('not reached: the call ends the script')\n\n\n"
+        "if __name__ == \"__main__\":\n    main()\n")
+    path.write_text(source)
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    assert "end ran" in result.stdout and "not reached" not in result.stdout
+    assert len(runs_of(path, "MainFlow").runs()) == 1
+    path.write_text(source.replace("    MainFlow()\n    print('not reached: the call ends the script')",
+                                   "    MainFlow().run()\n    print('after the run')"))
+    again = run_flow(path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("end ran") == 1 and "after the run" in again.stdout
+    assert len(runs_of(path, "MainFlow").runs()) == 2
+
+
 def test_run_from_another_program_ignores_its_argv(flow_file, tmp_path: Path) -> None:
     flow_file("train.py")
     caller = tmp_path / "caller.py"

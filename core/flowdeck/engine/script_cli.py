@@ -457,13 +457,16 @@ def is_flow_script(flow_cls: type) -> bool:
 
 
 def bare_script_call(flow_cls: type) -> None:
-    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line."""
+    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line,
+    at module level or in a function of the script (`def main(): MyFlow()`)."""
     if not is_flow_script(flow_cls):
         return
-    line = _calling_module_line()
+    caller = _constructor_caller(flow_cls)
     main_file = getattr(sys.modules["__main__"], "__file__", "")
-    if line is None or not _is_bare_call_statement(main_file, line, flow_cls.__name__):
+    if caller is None or not _same_file(caller.f_code.co_filename, main_file) or \
+            not _is_bare_call_statement(main_file, caller.f_lineno, flow_cls.__name__):
         return
+    del caller
     code, _ = script_main(flow_cls, sys.argv[1:])
     sys.exit(code)
 
@@ -486,13 +489,18 @@ def run_flow_class(flow_cls: type, params: dict[str, Any]) -> "Run":
     return Run(f"{flow_cls.__name__}/{outcome.run_id}", root=outcome.root, _namespace_check=False)
 
 
-def _calling_module_line() -> int | None:
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
-            return frame.f_lineno
+def _constructor_caller(flow_cls: type) -> FrameType | None:
+    """The frame that made the flow (`MyFlow()`): the first one above `FlowSpec.__init__`
+    and any `__init__` of the flow's own classes that called it through `super()`."""
+    frame: FrameType | None = sys._getframe(2)  # above bare_script_call and FlowSpec.__init__
+    while frame is not None and frame.f_code.co_name == "__init__" and \
+            isinstance(frame.f_locals.get("self"), flow_cls):
         frame = frame.f_back
-    return None
+    return frame
+
+
+def _same_file(a: str, b: str) -> bool:
+    return bool(a and b) and os.path.abspath(a) == os.path.abspath(b)
 
 
 def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
