@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, FLOWS, close_window, flow_key
+from conftest import EXAMPLES, FLOWS, close_window, flow_key, run_flow
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -122,6 +122,38 @@ def test_failure_shows_red_step_traceback_and_resume_works(qtbot, app, folder: P
     assert blocker.args[1] == "succeeded"
     assert step_status(window, "start") == "reused"
     assert step_status(window, "divide") == "succeeded"
+
+
+def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
+        qtbot, settings: QSettings, folder: Path) -> None:
+    """Runs from before the window started (an earlier session, a terminal): the list marks
+    each flow's last outcome, selecting a flow shows its last run, not "not run yet", and
+    Resume from Failure starts from the newest unfinished run."""
+    failing = run_flow(folder / "failing.py")
+    assert failing.returncode == 1
+    assert run_flow(folder / "branches.py").returncode == 0
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        failing_key, branches_key = (key_of(controller, n) for n in ("FailingFlow", "BranchFlow"))
+        item = controller.model.itemFromIndex(controller.model.index_of(failing_key))
+        assert item.data(STATUS_ROLE) == "last run failed"
+        other = controller.model.itemFromIndex(controller.model.index_of(branches_key))
+        assert other.data(STATUS_ROLE) == "succeeded"
+        window.select_flow(failing_key)
+        assert "— failed" in window.flow_title.text()
+        assert step_status(window, "divide") == "failed" and step_status(window, "start") == "succeeded"
+        assert window.act_resume.isEnabled()
+        path = folder / "failing.py"
+        path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
+        with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+            window.resume_selected()
+        assert blocker.args[1] == "succeeded"
+        assert step_status(window, "start") == "reused"
+        assert item.data(STATUS_ROLE) == "succeeded" and not window.act_resume.isEnabled()
+    finally:
+        close_window(controller, window)
 
 
 def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:

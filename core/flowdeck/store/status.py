@@ -28,6 +28,8 @@ TASK_STATUSES = (PENDING, RUNNING, *TASK_FINAL)
 RUN_STATUSES = (RUNNING, SUCCEEDED, FAILED, CANCELLED, CRASHED, DAMAGED)
 #: Final run statuses.
 RUN_FINAL = (SUCCEEDED, FAILED, CANCELLED, CRASHED)
+#: A run that did not finish: what a resume starts from.
+RUN_UNFINISHED = (FAILED, CANCELLED, CRASHED)
 #: A task that needs no rerun.
 TASK_DONE = (SUCCEEDED, REUSED)
 #: A task whose artifacts and cards are final (what it made before it failed included).

@@ -32,9 +32,10 @@ from flowdeck.engines.launching import (
 )
 from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store import gc as store_gc
-from flowdeck.store.index import RunIndex
+from flowdeck.store.index import RunEntry, RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord, parameter_arguments
+from flowdeck.store.status import CRASHED, FAILED, RUN_UNFINISHED, SUCCEEDED
 from flowdeck_desktop.control.run_options import (
     ENGINE_LABELS,
     Placement,
@@ -96,7 +97,7 @@ class FlowSession:
     def can_resume(self) -> bool:
         """A run that got going and did not succeed (one that never started has nothing)."""
         return (self.state is not None and self.start_failure is None
-                and self.state.status in ("failed", "crashed", "cancelled"))
+                and self.state.status in RUN_UNFINISHED)
 
     def replace_run(self, run: RunProcess, state: RunState) -> None:
         self.output_tail, self.start_failure = "", None
@@ -164,6 +165,7 @@ class FlowdeckController(QObject):
         self.bridge.status_ready.connect(self._on_watch_status)
         self.roots: list[str] = []
         self.sessions: dict[str, FlowSession] = {}
+        self._last_runs: dict[str, RunEntry | None] = {}  # last_run's reads, by flow key
         self._gc_pool = QThreadPool(self)
         self._gc_pool.setMaxThreadCount(1)  # one collection at a time, whatever the store
         self._gc_relay = _GcRelay()
@@ -319,6 +321,11 @@ class FlowdeckController(QObject):
         whole scan, and a slow root must not freeze the window.
         """
         self.model.apply_diff(diff)
+        for entry in diff.added:  # a flow listed anew (the app's start): its last outcome
+            if entry.key not in self.states:
+                self._last_runs.pop(entry.key, None)
+                last = self.last_run(entry.key)
+                self.model.set_run_status(entry.key, outcome_badge(last.status) if last else None)
         for entry in diff.changed:
             if self.auto_rerun(entry.key):
                 self._rerun_on_save(entry)
@@ -364,6 +371,7 @@ class FlowdeckController(QObject):
 
     def save_run_options(self, key: str, text: str) -> None:
         self.session(key).options = text
+        self._last_runs.pop(key, None)  # the options may name another store
         if text.strip():
             self.settings.setValue(f"options/{_slug(key)}", text)
         else:
@@ -395,6 +403,7 @@ class FlowdeckController(QObject):
     def set_placement(self, key: str, placement: Placement) -> None:
         """Choose where the flow's runs go; kept as typed (checked before each run)."""
         self.session(key).placement = placement
+        self._last_runs.pop(key, None)
         if placement.default:
             self.settings.remove(f"placement/{_slug(key)}")
         else:
@@ -544,6 +553,7 @@ class FlowdeckController(QObject):
         run.output.connect(lambda _stream, text, s=session: s.keep_output(text))
         run.ended.connect(lambda code, status, k=key: self._on_ended(k, status, code))
         session.replace_run(run, state)
+        self._last_runs.pop(key, None)
         self.model.set_run_status(key, "running")
         self.run_started.emit(key, state)
         engine_line = [engine_announcement(entry.engine, spec.engine)] \
@@ -577,8 +587,8 @@ class FlowdeckController(QObject):
             not os.path.exists(run.spec.events_path) or (state is not None and not state.tasks))
         if state is not None:
             state.mark_ended(status)
-        self.model.set_run_status(key, {"succeeded": "succeeded", "running": "running"}.get(
-            status, "last run failed" if status in ("failed", "crashed") else None))
+        self._last_runs.pop(key, None)
+        self.model.set_run_status(key, outcome_badge(status))
         if never_started and run is not None:
             session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
                                                    run.spec.flow, run.spec.program)
@@ -607,6 +617,7 @@ class FlowdeckController(QObject):
         except OSError as exc:
             self.message.emit("error", f"Run {layout.flow}/{run_id} could not be deleted: {exc}")
             return False
+        self._last_runs.clear()
         self.message.emit("info", f"Deleted run {layout.flow}/{run_id} "
                           f"({store_gc.human_bytes(freed)}).")
         return True
@@ -658,18 +669,43 @@ class FlowdeckController(QObject):
 
     # -- resume and rerun --------------------------------------------------------------------
 
+    def last_run(self, key: str) -> RunEntry | None:
+        """The flow's newest run on disk (from an earlier session too), read once and kept
+        until a run of the flow starts or ends, or one is deleted."""
+        if key not in self._last_runs:
+            layout = self.layout_for(key)
+            try:
+                runs = RunIndex(layout).runs(1) if layout is not None else []
+            except OSError:
+                runs = []
+            self._last_runs[key] = runs[0] if runs else None
+        return self._last_runs[key]
+
+    def can_resume(self, key: str) -> bool:
+        """Whether Resume from Failure has a run to start from: this session's last run if
+        the flow ran in it, else its newest run on disk (the app may have restarted)."""
+        session = self.sessions.get(key)
+        if session is not None and (session.state is not None or session.start_failure):
+            return session.can_resume()
+        last = self.last_run(key)
+        return last is not None and last.status in RUN_UNFINISHED
+
     def resume_failed(self, key: str) -> RunState | None:
         state = self.session(key).state
-        origin = state.run_id if state and state.status in ("failed", "crashed", "cancelled") \
-            else None
+        run = self.session(key).run
+        origin = state.run_id if state and state.status in RUN_UNFINISHED else None
+        engine = run.spec.engine if origin and run is not None else None  # the one that ran it
+        if state is None:  # not run in this session: its newest run on disk
+            last = self.last_run(key)
+            if last is not None and last.status in RUN_UNFINISHED:
+                origin = last.run_id
+                engine = last.record.engine if last.record is not None else None
         try:
             options = self.option_args(key)
         except RunOptionsError as exc:
             self._tell("error", str(exc), key)
             return None
         args = ["resume"] + (["--origin-run-id", origin] if origin else []) + options
-        run = self.session(key).run
-        engine = run.spec.engine if origin and run is not None else None  # the one that ran it
         return self.start_run(key, plan=RunPlan(args, "resume from the failure", origin,
                                                 engine=engine))
 
@@ -814,3 +850,10 @@ def _as_float(value: Any, default: float) -> float:
     except (TypeError, ValueError):
         return default
 
+
+def outcome_badge(status: str) -> str | None:
+    """The flow list's mark for a finished run's status: failed and crashed read "last run
+    failed"; a cancelled run, or one still running elsewhere, marks nothing (ready)."""
+    if status in (FAILED, CRASHED):
+        return "last run failed"
+    return SUCCEEDED if status == SUCCEEDED else None

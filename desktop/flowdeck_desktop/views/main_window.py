@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
 from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
-from flowdeck.store.status import TASK_RESULTS_FINAL
+from flowdeck.store.status import RUNNING, TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.control.run_options import ENGINE_LABELS
@@ -633,7 +633,7 @@ class MainWindow(QMainWindow):
         self.act_auto.blockSignals(True)
         self.act_auto.setChecked(self.controller.auto_rerun(key))
         self.act_auto.blockSignals(False)
-        state = self.controller.states.get(key)
+        state = self.controller.states.get(key) or self._last_run_state(key)
         if state is None:
             state = RunState(self)
             state.reset(entry.flow.graph.as_dict())
@@ -644,6 +644,30 @@ class MainWindow(QMainWindow):
         self._show_banner_for(key)
         self._refresh_controls()
         self.selection_changed.emit(key)
+
+    def _last_run_state(self, key: str) -> RunState | None:
+        """A flow not run in this session shows its newest run on disk, as History would
+        (its outcome, not "not run yet")."""
+        last = self.controller.last_run(key)
+        entry = self.controller.model.entry(key)
+        layout = self.controller.layout_for(key)
+        if last is None or entry is None or layout is None:
+            return None
+        events = layout.events(last.run_id)
+        if not events.exists():
+            return None
+        return self._past_state(str(events), last.status, entry.name, entry.file)
+
+    def _past_state(self, events_path: str, status: str, flow: str, file: str) -> RunState:
+        """A past run's view from its events; one that ended without saying so (its process
+        killed) shows the status its record gives (crashed), not "running"."""
+        state = RunState(self)
+        state.load_file(events_path)
+        if not state.flow:
+            state.describe(flow, file)
+        if state.status == RUNNING and status != RUNNING:
+            state.mark_ended(status)
+        return state
 
     def _on_flow_removed(self, key: str) -> None:
         if key == self.selected_key:
@@ -751,11 +775,9 @@ class MainWindow(QMainWindow):
     def _show_past_run(self, run: RunSummary) -> None:
         if self.selected_key is None:
             return
-        state = RunState(self)
-        state.load_file(run.events_path)
-        if not state.flow:
-            entry = self.controller.model.entry(self.selected_key)
-            state.describe(entry.name if entry else "", entry.file if entry else "")
+        entry = self.controller.model.entry(self.selected_key)
+        state = self._past_state(run.events_path, run.status, entry.name if entry else "",
+                                 entry.file if entry else "")
         self._show_state(state)
         self._show_run_logs_of(run.run_id)
 
@@ -1214,9 +1236,8 @@ class MainWindow(QMainWindow):
         self.act_run.setEnabled((entry is not None and entry.ok and not running)
                                 or (entry is None and bool(self.file_choices)))
         self.act_stop.setEnabled(running)
-        session = self.controller.sessions.get(key or "")
-        self.act_resume.setEnabled(entry is not None and not running and session is not None
-                                   and session.can_resume())
+        self.act_resume.setEnabled(entry is not None and not running
+                                   and self.controller.can_resume(key or ""))
         self.act_auto.setEnabled(entry is not None)
         self.empty_hint.setVisible(not self.controller.roots)
         if entry is not None:
