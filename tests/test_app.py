@@ -316,6 +316,25 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
         path.write_text(path.read_text().replace("def end(self):", "def end(self)"))
     assert "saved with errors" in window.last_message[1]
     assert key not in controller.runs
+    assert "saved with errors" in window.banner.text and window.banner.isVisible()
+    # Fixed and saved (no rerun on save now): the banner about the errors goes, the file
+    # it was about is gone.
+    window.act_auto.setChecked(False)
+    path.write_text(path.read_text().replace("def end(self)", "def end(self):"))
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=10000)
+    assert window.banner.text == ""
+
+
+def test_another_flow_shows_nothing_of_the_one_before(qtbot, app) -> None:
+    """The task picker and the status bar's message were the previous flow's."""
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    window.scene.step_clicked.emit("fit")  # two tasks: the picker offers them
+    assert window.task_picker.isVisible() and window.task_picker.count() == 2
+    assert "TrainFlow succeeded" in window.statusBar().currentMessage()
+    window.select_flow(key_of(controller, "BranchFlow"))
+    assert not window.task_picker.isVisible() and window.task_picker.count() == 0
+    assert window.shown_step is None and window.statusBar().currentMessage() == ""
 
 
 def test_closing_during_a_run_asks_then_stops_it(qtbot, app) -> None:

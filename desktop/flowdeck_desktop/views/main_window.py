@@ -624,6 +624,7 @@ class MainWindow(QMainWindow):
         if key == self.selected_key:
             return
         self.selected_key = key
+        self.statusBar().clearMessage()  # it told of the flow shown before
         entry = self.controller.model.entry(key)
         if entry is None:
             return
@@ -644,6 +645,16 @@ class MainWindow(QMainWindow):
         self._show_banner_for(key)
         self._refresh_controls()
         self.selection_changed.emit(key)
+
+    def _drop_resolved_banner(self, key: str, file_ok: bool) -> None:
+        """A save that leaves the flow without errors resolves its error banner (it has
+        errors and cannot run, it was saved with errors, it failed to start): the file it
+        was about is gone. A run's failure (a warning) stays: that run still failed."""
+        notice = self._banners.get(key)
+        if file_ok and notice is not None and notice.level == "error":
+            del self._banners[key]
+            if key == self.selected_key:
+                self._show_banner_for(key)
 
     def _last_run_state(self, key: str) -> RunState | None:
         """A flow not run in this session shows its newest run on disk, as History would
@@ -679,10 +690,11 @@ class MainWindow(QMainWindow):
         """The selected flow's file was saved: the form gets its parameters, and the DAG its
         new graph (unless a run is shown live, whose graph it keeps); a file with errors
         leaves the DAG as it was, and the header says it is from before the save."""
-        if key != self.selected_key:
-            return
         entry = self.controller.model.entry(key)
         if entry is None:
+            return
+        self._drop_resolved_banner(key, entry.ok)
+        if key != self.selected_key:
             return
         if not self.params.shows(entry.flow.parameters):
             self.params.set_parameters(entry.flow.parameters, self.controller.saved_params(key))
@@ -710,6 +722,12 @@ class MainWindow(QMainWindow):
             if old.parent() is self:  # a view of a past or never-run flow: only we hold it
                 old.setParent(None)
                 old.deleteLater()
+        if old is not state:  # the step and task picked were the other run's
+            self.shown_step = None
+            self.task_picker.blockSignals(True)
+            self.task_picker.clear()
+            self.task_picker.blockSignals(False)
+            self.task_picker.setVisible(False)
         self.shown_state = state
         for signal, slot in self._state_links():
             getattr(state, signal).connect(slot)
