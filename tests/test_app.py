@@ -456,6 +456,29 @@ def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:
     assert window.isVisible()
 
 
+def test_a_row_that_is_not_one_flow_shows_no_flow(qtbot, app, folder: Path) -> None:
+    """A file that cannot be read, a folder: the flow shown before does not stay on screen
+    (its graph, title, parameters and history), and the header says what is selected."""
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    broken = folder / "broken.py"
+    broken.write_text("from flowdeck import FlowSpec, step\n\nclass Broken(FlowSpec)\n    pass\n")
+    model = controller.model
+    qtbot.waitUntil(lambda: str(broken) in model._files, timeout=10000)
+    file_item = model._files[str(broken)]
+    qtbot.waitUntil(lambda: file_item.rowCount() > 0, timeout=10000)
+    row = window.proxy.mapFromSource(model.indexFromItem(file_item.child(0)))
+    window.tree.setCurrentIndex(row)
+    assert window.selected_key is None
+    assert "broken.py</b> cannot be read: line 3" in window.flow_title.text()
+    assert window.scene.steps() == [] and window.params.values() == {}
+    assert window.history.runs == [] and not window.act_run.isEnabled()
+    window.tree.setCurrentIndex(window.proxy.index(0, 0))  # the folder
+    assert window.flow_title.text() == "Select a flow in the list"
+    window.select_flow(key_of(controller, "TrainFlow"))
+    assert "TrainFlow" in window.flow_title.text() and "fit" in window.scene.steps()
+
+
 def test_list_updates_live_keeps_selection_and_shows_diagnostics(qtbot, app,
                                                                  folder: Path) -> None:
     controller, window = app

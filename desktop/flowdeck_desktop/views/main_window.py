@@ -594,12 +594,30 @@ class MainWindow(QMainWindow):
                 self._show_flow(keys[0])
             else:
                 self.file_choices = keys
-                self._select_nothing()
+                self._select_nothing(*_file_row_title(current, len(keys)))
+        elif kind == "diagnostic":  # of a file that defines no flow it can read
+            file = str(current.parent().data(KEY_ROLE) or "")
+            text = str(current.data() or "")
+            self._select_nothing(f"<b>{html.escape(os.path.basename(file))}</b> cannot be read: "
+                                 f"{html.escape(text)}", f"{file}\n{current.data(Qt.ItemDataRole.ToolTipRole) or text}")
         else:
             self._select_nothing()
 
-    def _select_nothing(self) -> None:
+    def _select_nothing(self, title: str = "Select a flow in the list",
+                        tip: str = "") -> None:
+        """No one flow is selected (a folder, a file of several flows or of none): nothing
+        of the flow shown before stays on screen; the header says what is selected."""
         self.selected_key = None
+        self.statusBar().clearMessage()
+        empty = RunState(self)
+        empty.reset(None)
+        self._show_state(empty)
+        self.flow_title.setText(title)
+        self.flow_title.setToolTip(tip)
+        self.params.set_parameters([])
+        self.logs.clear()
+        self.cards.clear()
+        self._refresh_history()
         self._show_placement(None)
         self._show_banner_for(None)
         self._refresh_controls()
@@ -770,7 +788,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         state = self.shown_state
-        if state is None:
+        if state is None or self.selected_key is None:  # no flow: _select_nothing's title
             return
         run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
@@ -1393,3 +1411,13 @@ def run_ended_text(name: str, status: str, state: RunState | None) -> str:
     where = failing_line(str(error.get("traceback") or ""), state.file) if state else None
     at = f" ({os.path.basename(where[0])}, line {where[1]})" if where else ""
     return f"{name} failed: step {failed.step} raised {kind}" + (f": {message}" if message else "") + f"{at}."
+
+
+def _file_row_title(row: QModelIndex, flows: int) -> tuple[str, str]:
+    """The header (and its tooltip) for a file row that is not one flow."""
+    name = html.escape(os.path.basename(str(row.data(KEY_ROLE) or "")))
+    if flows > 1:
+        return (f"<b>{name}</b> defines {flows} flows: select one, or press Run to choose",
+                str(row.data(KEY_ROLE) or ""))
+    return (f"<b>{name}</b> defines no flow that can run: see its rows in the list",
+            str(row.data(KEY_ROLE) or ""))
