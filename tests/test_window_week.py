@@ -494,6 +494,17 @@ def test_nothing_is_clipped_at_1280x700(qtbot, settings: QSettings, tmp_path: Pa
             rect.width()
         assert rect.right() <= window.tree.viewport().width()
         assert "FeatureTourFlow" in str(index.data(Qt.ItemDataRole.ToolTipRole))
+
+        # A long title wraps within the DAG's pane: the panes keep their widths.
+        sizes = window.main_split.sizes()
+        window.flow_title.setText("<b>" + "AVeryLongFlowNameThatSomeoneWrote " * 6 + "</b> · "
+                                  "run 1796332716202-bc41d7 — succeeded")
+        for _ in range(3):
+            QApplication.sendPostedEvents()
+            QApplication.processEvents()
+        assert window.main_split.sizes() == sizes
+        assert window.flow_title.width() <= window.dag.width() + 8
+        assert window.flow_title.height() > QFontMetrics(window.flow_title.font()).height() * 1.5
     finally:
         close_window(controller, window)
 

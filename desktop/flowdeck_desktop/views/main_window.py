@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QStyle,
     QSystemTrayIcon,
@@ -169,6 +170,10 @@ class MainWindow(QMainWindow):
         self.dag = DagView(self.scene)
         self.flow_title = QLabel("Select a flow")
         self.flow_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long title (a long flow name, a note on the file's errors) wraps onto another
+        # line: it never widens the DAG's pane (the flow list shrank) nor is cut unmarked.
+        self.flow_title.setWordWrap(True)
+        self.flow_title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.task_picker = QComboBox()
         self.task_picker.setMinimumContentsLength(18)
         self.task_picker.setVisible(False)
