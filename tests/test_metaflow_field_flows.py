@@ -535,3 +535,49 @@ def test_metaflows_engine_records_every_value_of_a_multiple_parameter(tmp_path: 
     from flowdeck.store.layout import RunLayout
     record = RunIndex(RunLayout(tmp_path / ".flowdeck", "NamesFlow")).latest().record
     assert record.cli_args() == ["--names", "a", "--names", "b c"]
+
+
+RUN_ARTIFACT = """
+from metaflow import FlowSpec, step
+
+
+class TrackedFlow(FlowSpec):
+    @step
+    def start(self):
+        self.run = {"id": "tracker-1"}  # as `self.run = wandb.init()` stores a tracker's run
+        self.next(self.a, self.b)
+
+    @step
+    def a(self):
+        print("a reads", self.run["id"])
+        self.next(self.join)
+
+    @step
+    def b(self):
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        print("join reads", inputs.a.run["id"], inputs[1].run["id"])
+        self.merge_artifacts(inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("end reads", self.run["id"])
+
+
+if __name__ == "__main__":
+    TrackedFlow()
+"""
+
+
+def test_an_artifact_called_run_is_read_back_in_later_steps(tmp_path: Path) -> None:
+    """Metaflow's FlowSpec has no `run` method; Flowdeck's did hide such an artifact (a
+    later step read a bound method, silently)."""
+    path = tmp_path / "tracked.py"
+    path.write_text(RUN_ARTIFACT)
+    result = _entry(path, "run")
+    assert result.returncode == 0, result.stderr
+    for line in ("a reads tracker-1", "join reads tracker-1 tracker-1", "end reads tracker-1"):
+        assert line in result.stdout

@@ -315,6 +315,28 @@ class SwitchConditionError(RuntimeError):
 
 # -- the flow -----------------------------------------------------------------
 
+class _YieldsToArtifact:
+    """A method of Flowdeck's FlowSpec that Metaflow's has not (`run`): in a step, an
+    artifact of that name stored by an earlier step is what `self.run` gives, as on
+    Metaflow (`self.run = wandb.init()` is common). Without this the method, found on
+    the class first, hid the artifact: the step read a bound method, silently."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, flow: Any, owner: type | None = None) -> Any:
+        if flow is None:
+            return self.method
+        ctx = flow.__dict__.get("_fd_ctx")
+        if ctx is not None and self.name in ctx.artifact_refs:
+            return flow.__getattr__(self.name)  # loads it into the instance, which then wins
+        return self.method.__get__(flow, owner)
+
+
 class FlowSpec:
     """Base class of flows. Subclass it, add `@step` methods from `start` to `end`.
 
@@ -328,6 +350,7 @@ class FlowSpec:
 
     # -- running ----------------------------------------------------------
 
+    @_YieldsToArtifact
     def run(self, **params: Any) -> "Run":
         """Run the flow and return its `Run` handle.
 
