@@ -174,6 +174,31 @@ def test_branches_nested_foreach_merge_retry_catch(flow_file) -> None:
     assert len(caught) == 1 and caught[0]["caught_error"]["message"] == "b2 is bad"
 
 
+def test_a_failure_shows_the_exception_it_was_raised_from(tmp_path: Path) -> None:
+    """`raise ... from err` (a library wrapping a KeyError): the cause is in the terminal,
+    the task's stderr and the client's exception, as Python prints it; no engine frames."""
+    path = tmp_path / "chained.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, step\n\n\n"
+        "class ValidationError(Exception):\n    pass\n\n\n"
+        "class ChainFlow(FlowSpec):\n"
+        "    @step\n    def start(self):\n"
+        "        try:\n            {}['columns']\n"
+        "        except KeyError as err:\n"
+        "            raise ValidationError('the config has no columns') from err\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    ChainFlow()\n")
+    failed = run_flow(path)
+    assert failed.returncode == 1
+    cause = "The above exception was the direct cause of the following exception:"
+    for text in (failed.stderr, runs_of(path, "ChainFlow").latest_run["start"].task.stderr,
+                 runs_of(path, "ChainFlow").latest_run["start"].task.exception["traceback"]):
+        assert "KeyError: 'columns'" in text and cause in text, text
+        assert text.index("KeyError: 'columns'") < text.index(cause)
+        assert 'chained.py", line 12, in start' in text and "flowdeck/" not in text
+
+
 def test_failure_short_traceback_then_resume_reuses_finished_tasks(flow_file) -> None:
     path = flow_file("failing.py")
     failed = run_flow(path)

@@ -192,15 +192,22 @@ def is_engine_frame(filename: str) -> bool:
 
 
 def user_traceback(exc: BaseException) -> str:
-    """The traceback of `exc` without Flowdeck's own frames: only what the user can fix."""
+    """The traceback of `exc` without Flowdeck's own frames: only what the user can fix.
+    With its chain, as Python prints it: the exception it was raised from (`raise ... from
+    err`, a library wrapping a KeyError) or while handling, often the real cause."""
     import traceback  # only failures pay for it
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not is_engine_frame(f.filename)]
-    lines = ["Traceback (most recent call last):\n"] if frames else []
-    lines += traceback.format_list(frames)
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).rstrip("\n")
+    report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    pending, seen = [report], set()
+    while pending:  # every exception of the chain (a cycle is shown once, as Python does)
+        part = pending.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        part.stack = traceback.StackSummary.from_list(
+            [f for f in part.stack if not is_engine_frame(f.filename)])
+        pending += [p for p in (part.__cause__, part.__context__) if p is not None]
+    return "".join(report.format()).rstrip("\n")
 
 
 def error_info(exc: BaseException, message: str | None = None,
