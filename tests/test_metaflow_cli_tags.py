@@ -200,7 +200,15 @@ def test_abbreviated_options_and_reserved_parameter_names_are_refused(tmp_path: 
     path = tmp_path / "names.py"
     path.write_text(NAMES_FLOW)
     short = run_flow(path, "run", "--max-worker", "2")  # Metaflow (click) refuses it too
-    assert short.returncode == 2 and "unrecognized arguments: --max-worker 2" in short.stderr
+    assert short.returncode == 2
+    assert "no option --max-worker (did you mean --max-workers?)" in short.stderr
+    assert "usage:" not in short.stderr and "Traceback" not in short.stderr
+    typo = run_flow(path, "run", "--schedular", "linear")  # a parameter's name mistyped
+    assert typo.returncode == 2
+    assert "no option --schedular (did you mean --scheduler?). The flow's parameters: " \
+        "--branch, --c, --data, --scheduler, --version." in typo.stderr
+    command = run_flow(path, "rn")
+    assert command.returncode == 2 and "did you mean the command `run`?" in command.stderr
     path.write_text(NAMES_FLOW.replace('"version"', '"tag"'))
     for args in (["run"], ["run", "--tag", "x"]):
         refused = run_flow(path, *args)

@@ -481,7 +481,8 @@ def classify(o: Outcome) -> str:
         return "time limit"
     if o.stage == "runner":
         return "runner error"
-    if "unrecognized arguments" in r or "invalid choice" in r:
+    if "unrecognized arguments" in r or "invalid choice" in r or ": no option --" in r \
+            or ": unexpected argument `" in r:
         return "CLI option rejected: " + _normal(r.split("error:")[-1], 60)
     m = re.search(r"lint: \S+ (.*)", r)
     if m:

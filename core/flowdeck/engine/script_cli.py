@@ -91,9 +91,12 @@ def script_main(flow_cls: type, argv: list[str],
     else:
         try:
             parser = _script_parser(flow_cls)
-            args = parser.parse_args(with_default_command(argv, _parameter_flags(flow_cls)))
+            args, extras = parser.parse_known_args(
+                with_default_command(argv, _parameter_flags(flow_cls)))
         except SystemExit as exc:  # argparse printed usage or help
             return int(exc.code or 0), None
+        if extras:
+            return _fail(UsageError(_unknown_arguments(parser, args.command, extras))), None
     try:
         return _dispatch(flow_cls, args, defaults or {})
     except FlowdeckError as exc:
@@ -278,6 +281,7 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
     for attr, param in params.items():
         if not _reserved(param):  # refused by the flow's check, with its line, before a run
             _add_parameter(run, attr, param)
+    setattr(parser, _PARAMETER_FLAGS, taken)
     resume = sub.add_parser("resume", help="rerun from the failed (or named) steps, "
                             "reusing finished tasks", allow_abbrev=False)
     resume.add_argument("steps", nargs="*", metavar="STEP",
@@ -292,6 +296,44 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
                          allow_abbrev=False)
     raw.add_argument("--json", action="store_true", help="(always JSON; for compatibility)")
     return parser
+
+
+def _unknown_arguments(parser: "argparse.ArgumentParser", command: str | None,
+                       extras: list[str]) -> str:
+    """What argparse left over, said as the user needs it: the unknown option (or command)
+    and the closest known one, the flow's parameters, and where the full list is; instead
+    of the top-level usage and "unrecognized arguments"."""
+    import difflib
+    prog, command = parser.prog, command or "run"
+    sub = _subparsers(parser).get(command)
+    known = sorted({o for a in (sub._actions if sub else []) for o in a.option_strings
+                    if o.startswith("--") and o != "--help"})
+    word = next((e for e in extras if e.startswith("-")), extras[0])
+    name = word.partition("=")[0]
+    if not word.startswith("-"):
+        close = difflib.get_close_matches(word, list(_subparsers(parser)), n=1)
+        guess = f" (did you mean the command `{close[0]}`?)" if close else ""
+        return (f"{prog} {command}: unexpected argument `{word}`{guess}. Commands: "
+                f"{', '.join(_subparsers(parser))}; options take the form --name value.")
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    params = [o for o in known if o in getattr(parser, _PARAMETER_FLAGS, ())]
+    listed = f" The flow's parameters: {', '.join(params)}." if params else ""
+    return (f"{prog} {command}: no option {name}{guess}.{listed} "
+            f"`{prog} {command} --help` lists every option.")
+
+
+def _subparsers(parser: "argparse.ArgumentParser") -> dict[str, "argparse.ArgumentParser"]:
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+#: The attribute of a script parser that holds the flow's parameter flags: the
+#: unknown-option message lists them apart from the engine's own options.
+_PARAMETER_FLAGS = "_fd_parameter_flags"
 
 
 def _add_top_options(parser: "argparse.ArgumentParser") -> None:
