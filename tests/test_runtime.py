@@ -753,3 +753,20 @@ def test_a_progress_bar_shows_its_last_state_in_the_terminal(tmp_path: Path) -> 
     assert "\ufffd" not in result.stderr
     stored = runs_of(path, "BarFlow").latest_run["start"].task.stderr
     assert stored.startswith("\rprogress 0%\rprogress 25%")  # the log keeps every byte
+
+
+def test_setting_a_read_only_flow_attribute_says_what_it_is(tmp_path: Path) -> None:
+    """`self.name = "resnet50"`: a warning with its line before the run, then the step's
+    error names the attribute and what it is (Python said "property 'name' of ... has no
+    setter")."""
+    path = tmp_path / "named.py"
+    path.write_text("from flowdeck import FlowSpec, step\n\n\nclass NamedFlow(FlowSpec):\n"
+                    "    @step\n    def start(self):\n        self.name = 'resnet50'\n"
+                    "        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n\n\n"
+                    "if __name__ == '__main__':\n    NamedFlow()\n")
+    result = run_flow(path)
+    assert result.returncode == 1
+    assert f"{path}:7: warning: Step `start` assigns `self.name`" in result.stderr
+    assert "AttributeError: `self.name` is read-only in a step: it is the flow's name. " \
+        "Store the value under another name (say `self.my_name`)." in result.stderr
+    assert "has no setter" not in result.stderr

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.analysis.graph import FlowGraph, StepNode
+from flowdeck.authoring.definitions import READ_ONLY_FLOW_ATTRIBUTES
 from flowdeck.store.layout import MAX_ID_LENGTH, InvalidId, check_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,6 +228,21 @@ def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
                                 "parameters are read-only, so that line raises AttributeError "
                                 "when it runs. Store the value under another name.",
                                 node.name, severity="warning")
+
+
+@check(0)
+def check_read_only_flow_attributes(lint: Linter) -> Iterator[Diagnostic]:
+    """`self.name = ...` in a step: the flow's own read-only attribute (a warning, as for a
+    Parameter: the step may expect the AttributeError)."""
+    for node in lint.graph:
+        for name, what in READ_ONLY_FLOW_ATTRIBUTES.items():
+            line = node.assigned_attrs.get(name)
+            if line is not None:
+                yield lint.diag(line, "flow-attribute-assigned",
+                                f"Step `{node.name}` assigns `self.{name}`, but `{name}` is "
+                                f"read-only in a step ({what}), so that line raises "
+                                "AttributeError when it runs. Store the value under another "
+                                "name.", node.name, severity="warning")
 
 
 # -- stage 1: transitions -------------------------------------------------

@@ -46,3 +46,12 @@ def unknown_arguments_message(decorator: str, unknown: list[str]) -> str:
 PARAMETER_NAME_MESSAGE = ("A Parameter needs its name, a string, as its first argument: "
                           "`alpha = Parameter(\"alpha\", default=...)` (the name is what the "
                           "command line takes, --alpha).")
+
+#: The flow's own attributes a step reads and cannot set, and what each is: the step
+#: refuses `self.name = ...` saying so (Python said only "property 'name' of 'X' object
+#: has no setter"), and the flow's check warns of it with its line.
+READ_ONLY_FLOW_ATTRIBUTES = {
+    "name": "it is the flow's name",
+    "input": "it is the foreach item this task works on",
+    "index": "it is the index of this task's foreach item",
+}

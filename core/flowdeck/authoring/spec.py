@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flowdeck.authoring import runner
 from flowdeck.authoring.definitions import (
     PARAMETER_NAME_MESSAGE,
+    READ_ONLY_FLOW_ATTRIBUTES,
     STEP_DECORATOR_ARGUMENTS,
     unknown_arguments_message,
 )
@@ -557,6 +558,10 @@ class FlowSpec:
         if ctx is not None and not name.startswith("_fd"):
             if ctx.read_only:
                 raise AttributeError(f"Inputs of a join are read-only; assign `{name}` on self.")
+            if name in READ_ONLY_FLOW_ATTRIBUTES:
+                raise AttributeError(f"`self.{name}` is read-only in a step: "
+                                     f"{READ_ONLY_FLOW_ATTRIBUTES[name]}. Store the value under "
+                                     f"another name (say `self.my_{name}`).")
             if name in flow_constants(type(self)):
                 raise AttributeError(f"`{name}` is a class attribute of {type(self).__name__}, "
                                      "and flow-level attributes are constants while the flow "
