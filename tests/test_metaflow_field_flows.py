@@ -581,3 +581,20 @@ def test_an_artifact_called_run_is_read_back_in_later_steps(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     for line in ("a reads tracker-1", "join reads tracker-1 tracker-1", "end reads tracker-1"):
         assert line in result.stdout
+
+
+def test_an_error_of_the_script_itself_shows_as_python_shows_it(tmp_path: Path) -> None:
+    """A syntax error, or a missing environment variable read at import: the script's own
+    frames only, as `python FILE` prints them (runpy's and the entry's frames showed)."""
+    missing = tmp_path / "needs_env.py"
+    missing.write_text("import os\nfrom metaflow import FlowSpec, step\n"
+                       "DATA = os.environ['FLOWDECK_TEST_NOT_SET']\n")
+    broken = tmp_path / "broken.py"
+    broken.write_text("from metaflow import FlowSpec, step\nclass A(FlowSpec)\n    pass\n")
+    for path, last in ((missing, "KeyError: 'FLOWDECK_TEST_NOT_SET'"),
+                       (broken, "SyntaxError: expected ':'")):
+        result = _entry(path, "run")
+        assert result.returncode == 1
+        assert result.stderr.rstrip().endswith(last), result.stderr
+        assert "runpy" not in result.stderr and "as_metaflow" not in result.stderr
+        assert f"{path.name}\", line " in result.stderr

@@ -229,11 +229,21 @@ def main(argv: list[str] | None = None) -> int:
         return _exit_code(exc.code)
     except ImportError as exc:
         message = _refusal(exc, file)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
+        print(message if message is not None else _script_traceback(exc), file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 (the script's own error, as `python FILE` shows it)
+        print(_script_traceback(exc), file=sys.stderr)
         return 1
     return 0
+
+
+def _script_traceback(exc: BaseException) -> str:
+    """The traceback `python FILE` prints for an error of the script (a syntax error, a
+    missing environment variable at import): without this module's and runpy's frames."""
+    report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    report.stack = traceback.StackSummary.from_list(
+        [f for f in report.stack if f.filename != __file__ and "runpy" not in f.filename])
+    return "".join(report.format()).rstrip("\n")
 
 
 def _exit_code(code: object) -> int:
