@@ -444,3 +444,6 @@ def test_long_run_prefixes_are_shown_as_short_columns(qtbot) -> None:
     view.flush()
     assert view.text().splitlines() == ["04:01:38 end/7 │ hello there",
                                         "04:01:38 train/12 │ loss 0.5", "plain line"]
+    view.append("04:01:39.100 [1796184092378-a1b2c3/end/13] \x1b[31mred text\x1b[0m done\n")
+    view.flush()  # a coloured line is shortened the same way, its colour kept
+    assert view.text().splitlines()[-1] == "04:01:39 end/13 │ red text done"

@@ -830,6 +830,8 @@ class LogView(QWidget):
             line = ""
         elif len(line) == 1 and line[0][1] is DEFAULT_STYLE:
             line = self._shown(line[0][0])
+        elif line[0][1] is DEFAULT_STYLE:  # coloured text after a plain start: the prefix
+            line = [(self._shown(line[0][0]), DEFAULT_STYLE), *line[1:]]
         if shown is not None:
             self._replacements.append((shown, state.shown_text, stream, line))
         else:
