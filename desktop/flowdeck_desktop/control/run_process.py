@@ -32,6 +32,8 @@ import fcntl
 import os
 import select
 import signal
+import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -46,6 +48,7 @@ from flowdeck.store.events import EventReader
 from flowdeck.store.layout import RUN_ID_ENV, RunLayout
 from flowdeck.store.records import DamagedRecord, RunRecord
 from flowdeck.store.status import RUN_FINAL
+from flowdeck_desktop.control.output_order import OutputOrder
 from flowdeck_desktop.system.resources import bundled_core
 
 EVENT_POLL_MS = 15
@@ -86,6 +89,7 @@ class OutputPipe:
             pass
         self._chunks: list[str] = []
         self._size = 0
+        self._in_flight = False  # read from the pipe, not queued yet
         self._closing = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._read, name=f"run-{name}", daemon=True)
@@ -116,13 +120,16 @@ class OutputPipe:
                 if self._closing:
                     break  # drained what the ended run left; a straggler keeps no hold on us
                 continue
+            self._in_flight = True  # from here until it is queued: `unread` says so
             try:
                 data = os.read(self._r, self.CHUNK_BYTES)
             except OSError:
                 data = b""
             if not data:
+                self._in_flight = False
                 break
             self._put(decoder.decode(data))
+            self._in_flight = False  # queued (or nothing whole to queue yet: a cut character)
         self._put(decoder.decode(b"", final=True))
 
     def _put(self, text: str) -> None:
@@ -133,6 +140,17 @@ class OutputPipe:
                 self._cond.wait(0.1)
             self._chunks.append(text)
             self._size += len(text)
+
+    def unread(self) -> bool:
+        """Whether the pipe holds text its reader has not read, or has read and not handed
+        over (the reader is behind: the stream is still writing)."""
+        with self._cond:
+            if self._chunks or self._in_flight:
+                return True
+        try:
+            return struct.unpack("i", fcntl.ioctl(self._r, termios.FIONREAD, b"\0" * 4))[0] > 0
+        except OSError:  # closed at the run's end
+            return False
 
     def take(self) -> str:
         """Everything read since the last call."""
@@ -179,6 +197,7 @@ class RunProcess(QObject):
         self._reader = EventReader(spec.events_path)
         self._backlog: deque[dict] = deque()
         self._pipes: dict[str, OutputPipe] = {}  # made by start()
+        self._order = OutputOrder()
         self._proc = QProcess(self)
         self._poll = QTimer(self)
         self._poll.setInterval(EVENT_POLL_MS)
@@ -266,11 +285,13 @@ class RunProcess(QObject):
         self._read_events()
 
     def _hand_on_output(self, final: bool = False) -> None:
-        """Emit what the reader threads read since the last tick (at the end: all of it)."""
-        for stream, pipe in self._pipes.items():
-            text = pipe.close() if final else pipe.take()
-            if text:
-                self.output.emit(stream, text)
+        """Emit what the reader threads read since the last tick (at the end: all of it),
+        stdout's and stderr's lines in the order the run wrote them (`OutputOrder`)."""
+        texts = {stream: pipe.close() if final else pipe.take()
+                 for stream, pipe in self._pipes.items()}
+        unread = frozenset(s for s, pipe in self._pipes.items() if not final and pipe.unread())
+        for stream, text in self._order.interleave(texts, time.monotonic(), final, unread):
+            self.output.emit(stream, text)
 
     def _read_events(self, everything: bool = False) -> None:
         """Hand on new events, at most EVENTS_PER_TICK per timer tick (the rest wait)."""

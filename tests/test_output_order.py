@@ -1,0 +1,93 @@
+"""A run's stdout and stderr lines reach the log in the order the run wrote them
+(control/output_order.py), not all of a tick's stdout before all of its stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import close_window, flow_key
+from PySide6.QtCore import QSettings
+
+from flowdeck_desktop.app import build
+from flowdeck_desktop.control.output_order import OutputOrder
+
+
+def test_lines_go_on_in_the_order_of_the_times_they_were_written() -> None:
+    order = OutputOrder()
+    err = "21:35:09.200 [r/start/1] warning 2\n21:35:09.250 [r/start/1] warnin"
+    # Both streams writing: what the other stream has not passed yet is held (stderr's).
+    assert order.interleave({"stdout": "21:35:09.100 [r/start/1] line 1\n", "stderr": err},
+                            now=10.0) == [("stdout", "21:35:09.100 [r/start/1] line 1\n")]
+    # stdout's reader was a tick behind: its lines up to the warnings' times come first.
+    out = ("21:35:09.150 [r/start/1] line 1.5\n21:35:09.260 [r/start/1] line 2.5\n"
+           "21:35:09.300 [r/start/1] line 3\nRun r succeeded in 0.05 s.\n")
+    assert order.interleave({"stdout": out}, now=10.05) == [
+        ("stdout", "21:35:09.150 [r/start/1] line 1.5\n"), ("stderr", err)]
+    # The rest of stderr's cut line has no time of its own: it keeps its place.
+    assert order.interleave({"stderr": "g 4\n"}, now=10.1) == [("stderr", "g 4\n")]
+    # Both streams silent for HOLD_S: what is held goes on, in its order.
+    assert order.interleave({}, now=10.3) == [
+        ("stdout", "21:35:09.260 [r/start/1] line 2.5\n21:35:09.300 [r/start/1] line 3\n"
+                   "Run r succeeded in 0.05 s.\n")]
+    # One stream alone passes as it is, unparsed; the run's end lets everything go.
+    assert order.interleave({"stderr": "x\n"}, now=11.0) == [("stderr", "x\n")]
+    metaflow = OutputOrder()
+    assert metaflow.interleave({"stdout": "2026-12-03 21:35:10.500 [1/end/2 (pid 7)] b\n",
+                                "stderr": "2026-12-03 21:35:10.400 [1/start/1 (pid 6)] a\n"},
+                               now=1.0, final=True) == [
+        ("stderr", "2026-12-03 21:35:10.400 [1/start/1 (pid 6)] a\n"),
+        ("stdout", "2026-12-03 21:35:10.500 [1/end/2 (pid 7)] b\n")]
+
+
+CHATTY = """import sys, time
+from flowdeck import FlowSpec, step
+
+
+class ChattyFlow(FlowSpec):
+    @step
+    def start(self):
+        for i in range(20000):
+            print(f"line {i}: " + "x" * 80)
+            if i % 1000 == 999:
+                time.sleep(0.002)  # the order within one millisecond is not known (below)
+                print(f"warning after line {i}", file=sys.stderr)
+                time.sleep(0.002)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("the end step ran")
+
+
+if __name__ == "__main__":
+    ChattyFlow()
+"""
+
+
+def test_a_warning_among_a_flood_of_lines_shows_where_it_was_written(
+        qtbot, settings: QSettings, tmp_path: Path) -> None:
+    """In the real window: no warning comes before the line printed before it, and every one
+    comes before the end step's output and the run's last line (they came after both). The
+    order within one millisecond is not known: the run's lines carry millisecond times,
+    and the run relays a burst of both streams within one."""
+    (tmp_path / "chatty.py").write_text(CHATTY)
+    controller, window = build(settings, [str(tmp_path)])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        window.select_flow(flow_key(controller, "ChattyFlow"))
+        with qtbot.waitSignal(controller.run_ended, timeout=60000) as ended:
+            window.run_selected()
+        assert ended.args[1] == "succeeded"
+        qtbot.waitUntil(lambda: not window.logs.has_pending(), timeout=30000)
+        lines = [line.split("│ ", 1)[-1] for line in window.logs.text().splitlines()]
+        starts = {line.split(":", 1)[0]: at for at, line in enumerate(lines)
+                  if line.startswith("line ")}
+        for i in range(999, 20000, 1000):
+            at = lines.index(f"warning after line {i}")
+            assert at > starts[f"line {i}"]  # never before what was written before it
+        assert lines.index("warning after line 19999") < lines.index("the end step ran")
+        assert lines.index("the end step ran") < next(
+            at for at, line in enumerate(lines) if line.startswith("Run ") and "succeeded" in line)
+    finally:
+        close_window(controller, window)
