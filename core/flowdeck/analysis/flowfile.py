@@ -34,6 +34,7 @@ from flowdeck.analysis.graph import (
 )
 from flowdeck.analysis.lint import lint_graph
 from flowdeck.authoring.definitions import (
+    BUILT_IN_STEP_DECORATORS,
     PARAMETER_NAME_MESSAGE,
     STEP_DECORATOR_ARGUMENTS,
     unknown_arguments_message,
@@ -574,7 +575,7 @@ class _FileAnalyzer:
                             flow: str) -> list[Diagnostic]:
         """Keywords a Flowdeck or Metaflow step decorator does not take (`@retry(tims=3)`),
         which stop the file when Python defines the class."""
-        problems = []
+        problems = self._decorators_below_step(func, flow)
         for deco in func.decorator_list:
             resolved = self.resolve(deco) if isinstance(deco, ast.Call) else None
             if resolved is None or resolved[1] not in STEP_DECORATOR_ARGUMENTS:
@@ -587,6 +588,25 @@ class _FileAnalyzer:
                     self.path, deco.lineno, unknown_arguments_message(resolved[1], unknown),
                     "decorator-argument", flow=flow, step=func.name))
         return problems
+
+    def _decorators_below_step(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
+                               flow: str) -> list[Diagnostic]:
+        """A built-in step decorator written below `@step` (nearer the `def`): Flowdeck
+        applies it, Metaflow refuses the file (BadStepDecoratorException), so a flow made
+        here would not run there. A warning, with its line."""
+        names = []
+        for deco in func.decorator_list:
+            resolved = self.resolve(deco)
+            names.append((resolved[1] if resolved else _plain_name(deco), deco.lineno))
+        at = next((i for i, (name, _) in enumerate(names) if name == "step"), None)
+        if at is None:
+            return []
+        return [Diagnostic(self.path, line,
+                           f"`@{name}` is below `@step`: Flowdeck applies it, but Metaflow "
+                           f"refuses this order. Put `@{name}` above `@step`.",
+                           "decorator-below-step", flow=flow, step=func.name,
+                           severity="warning")
+                for name, line in names[at + 1:] if name in BUILT_IN_STEP_DECORATORS]
 
     def _step_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef
                          ) -> list[DecoratorInfo] | None:

@@ -55,3 +55,8 @@ READ_ONLY_FLOW_ATTRIBUTES = {
     "input": "it is the foreach item this task works on",
     "index": "it is the index of this task's foreach item",
 }
+
+#: Every built-in step decorator (Metaflow's, those kept for compatibility included): the
+#: analysis warns when one is written below `@step`, an order Metaflow refuses.
+BUILT_IN_STEP_DECORATORS = frozenset((*STEP_DECORATOR_ARGUMENTS, "kubernetes", "batch",
+                                      "conda", "pypi", "secrets", "card", "parallel"))
