@@ -770,3 +770,48 @@ def test_setting_a_read_only_flow_attribute_says_what_it_is(tmp_path: Path) -> N
     assert "AttributeError: `self.name` is read-only in a step: it is the flow's name. " \
         "Store the value under another name (say `self.my_name`)." in result.stderr
     assert "has no setter" not in result.stderr
+
+
+CAUGHT_JOIN = """from flowdeck import FlowSpec, catch, step
+
+
+class CatchJoinFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = [1, 2, 3]
+        self.next(self.train, foreach="items")
+
+    @catch(var="err")
+    @step
+    def train(self):
+        if self.input == 2:
+            raise ValueError("diverged")
+        self.score = self.input * 10
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.best = max(inputs, key=lambda i: i.score).score
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CatchJoinFlow()
+"""
+
+
+def test_a_join_reading_a_caught_input_is_told_that_input_failed(tmp_path: Path) -> None:
+    """The artifact is missing because the input's step failed under @catch, not because no
+    step assigns it ("Assign self.score in this step or a step before it" sent the user
+    looking for the wrong mistake)."""
+    path = tmp_path / "caught.py"
+    path.write_text(CAUGHT_JOIN)
+    result = run_flow(path)
+    assert result.returncode == 1
+    assert ("has no artifact `score` in input `train/3`. That task failed (ValueError: "
+            "diverged) and @catch kept the run going") in result.stderr
+    assert "Assign self.score" not in result.stderr

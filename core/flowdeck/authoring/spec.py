@@ -549,6 +549,12 @@ class FlowSpec:
             hint = (" In a join, read it from `inputs` (for example inputs[0]." + name +
                     ") or call self.merge_artifacts(inputs)." if ctx.is_join else
                     f" Assign self.{name} in this step or a step before it.")
+            if ctx.caught:  # a join's input whose step failed under @catch
+                where = f"input `{ctx.step}/{ctx.task_id}`"
+                hint = (f" That task failed ({ctx.caught.get('type')}: "
+                        f"{ctx.caught.get('message')}) and @catch kept the run going, so it "
+                        "stored nothing after the error. Leave such inputs out in the join "
+                        "(their @catch variable is set).")
             raise AttributeError(f"Flow {type(self).__name__} has no artifact `{name}` in "
                                  f"{where}.{hint}")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -173,7 +173,7 @@ class TaskResult:
         )
 
     def as_parent(self) -> ParentResult:
-        return ParentResult(self.step, self.task_id, self.artifacts, self.frames)
+        return ParentResult(self.step, self.task_id, self.artifacts, self.frames, self.caught)
 
 
 @dataclass

@@ -77,6 +77,7 @@ class ParentResult:
     task_id: str
     artifacts: dict[str, BlobRef]
     frames: tuple[Frame, ...]
+    caught: dict[str, Any] | None = None  # the exception @catch kept going after
 
 
 @dataclass
@@ -829,7 +830,7 @@ def _build_context(req: TaskRequest, blobs: BlobStore) -> tuple[StepContext, Inp
         ctx.artifact_refs = dict(req.param_refs)
         flows = [new_flow_instance(req.flow_cls, StepContext(
             req.flow_name, req.run_id, p.step, p.task_id, blobs, params=dict(req.params),
-            artifact_refs=dict(p.artifacts), frames=p.frames, read_only=True))
+            artifact_refs=dict(p.artifacts), frames=p.frames, read_only=True, caught=p.caught))
             for p in req.parents]
         return ctx, Inputs(flows)
     ctx.artifact_refs = dict(req.parents[0].artifacts) if req.parents else dict(req.param_refs)

@@ -107,6 +107,8 @@ class StepContext:
     transition: tuple[list[str], str | None] | None = None
     next_calls: int = 0
     loaded: dict[str, Any] = field(default_factory=dict)  # read-only cache, not persisted
+    #: A join's input whose step failed and @catch kept going: what it caught.
+    caught: dict[str, Any] | None = None
     _foreach: list[Frame] | None = field(default=None, init=False, repr=False, compare=False)
 
     def load(self, ref: BlobRef) -> Any:
