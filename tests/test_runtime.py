@@ -248,7 +248,7 @@ def test_step_hashes_recorded_per_run_and_task(flow_file) -> None:
     ("exit", "called sys.exit(3)"),
     ("unpicklable", "Artifact `lock` of type _thread.lock cannot be pickled"),
     ("missing", "self.items is not set"),
-    ("scalar", "self.items is a int, not a list"),
+    ("scalar", "self.items is an int, not a list or other sequence. For 42 items, use list(range(42))."),
     ("empty", "self.items is empty"),
     ("generator", "Wrap it in list(...)"),
     ("crash", "exited with code 7"),
@@ -815,3 +815,21 @@ def test_a_join_reading_a_caught_input_is_told_that_input_failed(tmp_path: Path)
     assert ("has no artifact `score` in input `train/3`. That task failed (ValueError: "
             "diverged) and @catch kept the run going") in result.stderr
     assert "Assign self.score" not in result.stderr
+
+
+def test_a_retried_failure_reads_as_two_sentences(tmp_path: Path) -> None:
+    """"...: transient network error. Retrying." (it read "error Retrying.")."""
+    path = tmp_path / "flaky.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, current, retry, step\n\n\n"
+        "class FlakyFlow(FlowSpec):\n"
+        "    @retry(times=1)\n    @step\n    def start(self):\n"
+        "        if current.retry_count == 0:\n"
+        "            raise ConnectionError('transient network error')\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    FlakyFlow()\n")
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    assert "Task failed: ConnectionError: transient network error. Retrying." in \
+        result.stdout + result.stderr

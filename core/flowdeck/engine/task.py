@@ -917,8 +917,11 @@ def _foreach_splits(flow: Any, req: TaskRequest) -> tuple[int | None, bool]:
     if not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
         kind = type(value).__name__
         hint = (" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
-        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is a "
-                          f"{kind}, not a list or other sequence.{hint}")
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        hint = hint or (f" For {value!r} items, use list(range({value!r}))."
+                        if isinstance(value, int) and not isinstance(value, bool) else "")
+        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is "
+                          f"{article} {kind}, not a list or other sequence.{hint}")
     return _checked_count(len(value), req), False
 
 

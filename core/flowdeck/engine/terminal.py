@@ -133,9 +133,11 @@ class TerminalEcho:
 
     def task_failed(self, step: str, task_id: str, result: "TaskResult", will_retry: bool) -> None:
         error = result.error or {}
-        tail = " Retrying." if will_retry else ""
+        message = str(error.get("message", "")).rstrip()
+        tail = (" Retrying." if message.endswith((".", "!", "?")) or not message
+                else ". Retrying.") if will_retry else ""
         lines = [f"{self._prefix(step, task_id)} Task failed: {error.get('type', 'error')}: "
-                 f"{error.get('message', '')}{tail}"]
+                 f"{message}{tail}"]
         trace = error.get("traceback") or ""
         lines += [f"    {line}" for line in trace.splitlines()]
         self._say("\n".join(lines), err=True)
