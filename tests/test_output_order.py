@@ -14,6 +14,9 @@ from flowdeck_desktop.control.output_order import OutputOrder
 
 def test_lines_go_on_in_the_order_of_the_times_they_were_written() -> None:
     order = OutputOrder()
+    # The run's first words carry no time; they pass, and the streams' merge starts after.
+    assert order.interleave({"stdout": "TrainFlow run r: starting\n"}, now=9.9) == [
+        ("stdout", "TrainFlow run r: starting\n")]
     err = "21:35:09.200 [r/start/1] warning 2\n21:35:09.250 [r/start/1] warnin"
     # Both streams writing: what the other stream has not passed yet is held (stderr's).
     assert order.interleave({"stdout": "21:35:09.100 [r/start/1] line 1\n", "stderr": err},
@@ -70,8 +73,10 @@ def test_a_warning_among_a_flood_of_lines_shows_where_it_was_written(
     comes before the end step's output and the run's last line (they came after both). The
     order within one millisecond is not known: the run's lines carry millisecond times,
     and the run relays a burst of both streams within one."""
-    (tmp_path / "chatty.py").write_text(CHATTY)
-    controller, window = build(settings, [str(tmp_path)])
+    folder = tmp_path / "flows"  # not the settings' folder: only the flow is watched
+    folder.mkdir()
+    (folder / "chatty.py").write_text(CHATTY)
+    controller, window = build(settings, [str(folder)])
     window.show()
     try:
         qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)

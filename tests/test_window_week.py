@@ -483,6 +483,11 @@ def test_nothing_is_clipped_at_1280x700(qtbot, settings: QSettings, tmp_path: Pa
         assert table.columnViewportPosition(column) + table.columnWidth(column) <= \
             table.viewport().width()  # the whole column in view, not scrolled off
         assert started.text()[:4] in started.toolTip()  # the full date in the tooltip
+        # The table fits its pane: the parameters take what is left, no sideways scrolling.
+        assert table.horizontalScrollBar().maximum() == 0
+        last = len(window.history.COLUMNS) - 1
+        assert table.columnViewportPosition(last) + table.columnWidth(last) <= \
+            table.viewport().width()
 
         index = window.proxy.mapFromSource(controller.model.index_of(
             flow_key(controller, "FeatureTourFlow")))

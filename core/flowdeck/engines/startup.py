@@ -19,9 +19,11 @@ _EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Inter
                         r"|[A-Za-z_][\w.]*Error)(?::\s?(?P<message>.*))?$")
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 _MISSING_MODULE = re.compile(r"No module named '(?P<module>[^']+)'")
-#: An option the engine refused (argparse: "unrecognized arguments: --x", click: "no such
-#: option: --x"): the user's run options, named so they can be fixed.
-_UNKNOWN_OPTION = re.compile(r"(?:unrecognized arguments|no such option):?\s+(?P<option>-[^\s'\"]+)")
+#: An option the engine refused (Flowdeck's script: "run: no option --x (did you mean
+#: ...)", argparse: "unrecognized arguments: --x", click: "no such option: --x"): the
+#: user's run options, named so they can be fixed.
+_UNKNOWN_OPTION = re.compile(
+    r"(?:unrecognized arguments|no such option|: no option):?\s+(?P<option>--?\w[\w-]*)")
 #: An option the flow needs (Metaflow: "@conda decorator requires --environment=conda").
 _NEEDED_ENVIRONMENT = re.compile(r"--environment[= ](?P<value>[\w.-]+)")
 

@@ -83,6 +83,7 @@ class OutputOrder:
         """Text handed on as it is: keep the time of its last stamped line (looked for from
         the end) and when the stream was heard."""
         self._heard[stream] = now
+        self._latest.setdefault(stream, -1)  # no time seen yet: before any line with one
         for line in reversed(text[-8192:].splitlines()):
             found = _STAMP.match(line)
             if found is not None:

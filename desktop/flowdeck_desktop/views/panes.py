@@ -185,6 +185,12 @@ class HistoryPane(QWidget):
             status_header.setToolTip("Status")
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # only when unavoidable
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        # The parameters take the width left (cut, whole in their tooltip): the table fits
+        # its pane, with no sideways scroll bar hiding the last column.
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(len(self.COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)  # it keeps at least the default section size
+        header.setMinimumSectionSize(24)  # the stretched column may shrink to what is left
         self.rerun = QPushButton("Rerun with these parameters")
         self.rerun.setEnabled(False)
         self.compare = QPushButton("Compare")
@@ -265,7 +271,8 @@ class HistoryPane(QWidget):
 
     def essential_width(self) -> int:
         """Width the pane needs to show status, run, start and duration without clipping
-        (measured with the table's own font, on its rows or on typical values)."""
+        (measured with the table's own font, on its rows or on typical values), and the
+        parameters' title."""
         metrics = QFontMetrics(self.table.font())
         margin = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin,
                                                      None, self.table) + 1) + 2
@@ -275,7 +282,8 @@ class HistoryPane(QWidget):
             rows = self.table.sizeHintForColumn(col) if self.table.rowCount() else 0
             columns += max(header.sectionSizeHint(col), rows,
                            metrics.horizontalAdvance(sample) + margin)
-        return (columns + 2 * self.table.frameWidth()
+        parameters = header.sectionSizeHint(len(self.COLUMNS) - 1)  # at least its title
+        return (columns + parameters + 2 * self.table.frameWidth()
                 + self.table.verticalScrollBar().sizeHint().width())
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
