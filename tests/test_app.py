@@ -479,6 +479,27 @@ def test_a_row_that_is_not_one_flow_shows_no_flow(qtbot, app, folder: Path) -> N
     assert "TrainFlow" in window.flow_title.text() and "fit" in window.scene.steps()
 
 
+def test_a_renamed_file_keeps_its_flow_selected(qtbot, app, folder: Path) -> None:
+    """Renamed or moved: the selection follows the flow (it jumped to another flow); a file
+    deleted leaves its flow shown with the warning, and no other flow looks selected."""
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
+    (folder / "train.py").rename(folder / "train_renamed.py")
+    qtbot.waitUntil(lambda: any(e.file.endswith("train_renamed.py")
+                                for e in controller.model.entries()), timeout=10000)
+    qtbot.waitUntil(lambda: "train_renamed.py" in str(window.selected_key), timeout=10000)
+    entry = controller.model.entry(window.selected_key)
+    assert entry is not None and entry.name == "TrainFlow"
+    assert window.tree.currentIndex().data(KEY_ROLE) == window.selected_key
+    assert not window.banner.isVisible()
+    (folder / "train_renamed.py").unlink()
+    qtbot.waitUntil(lambda: not any(e.name == "TrainFlow" for e in controller.model.entries()),
+                    timeout=10000)
+    assert "TrainFlow" in window.flow_title.text()
+    assert "file was removed" in window.banner.text
+    assert not window.tree.currentIndex().isValid()
+
+
 def test_list_updates_live_keeps_selection_and_shows_diagnostics(qtbot, app,
                                                                  folder: Path) -> None:
     controller, window = app

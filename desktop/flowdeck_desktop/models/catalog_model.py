@@ -33,6 +33,11 @@ class CatalogModel(QStandardItemModel):
     """Tree of the catalog; `set_run_status` overlays run outcomes on flow rows."""
 
     flow_removed = Signal(str)
+    #: A flow's row is about to go (before the view moves its current row elsewhere).
+    flow_removing = Signal(str)
+    #: A flow gone from one file and listed in another by the same diff (a file renamed
+    #: or moved): old key, new key.
+    flow_moved = Signal(str, str)
     #: A listed flow's entry changed (its file was saved): its key.
     flow_changed = Signal(str)
 
@@ -73,6 +78,7 @@ class CatalogModel(QStandardItemModel):
         for entry in diff.removed:
             if entry.key in self._flows:
                 self._remove_flow(entry.key)
+        moved = _moves(diff.removed, diff.added)
         if snapshot is not None and (diff.roots_changed or diff.roots_removed):
             self._sync_roots(snapshot)
         for entry in diff.added + diff.changed:
@@ -80,6 +86,8 @@ class CatalogModel(QStandardItemModel):
         if snapshot is not None and (diff.problems_changed or diff.added or diff.removed
                                      or diff.roots_changed):
             self._sync_problems(snapshot)
+        for old, new in moved:
+            self.flow_moved.emit(old, new)
 
     def entry(self, key: str) -> CatalogEntry | None:
         return self._entries.get(key)
@@ -205,6 +213,7 @@ class CatalogModel(QStandardItemModel):
 
     def _remove_flow(self, key: str) -> None:
         self.changes += 1
+        self.flow_removing.emit(key)
         item = self._flows.pop(key)
         entry = self._entries.pop(key, None)
         parent = item.parent() or self.invisibleRootItem()
@@ -236,6 +245,20 @@ class CatalogModel(QStandardItemModel):
                 item = self._files[path]
                 item.removeRows(0, item.rowCount())
                 self._drop_file_if_empty(path)
+
+
+def _moves(removed: Iterable[CatalogEntry], added: Iterable[CatalogEntry]
+           ) -> list[tuple[str, str]]:
+    """(old key, new key) of each flow that one diff removed from a file and added in
+    another under the same class name, when the name says which (one of each)."""
+    gone: dict[str, list[CatalogEntry]] = {}
+    for entry in removed:
+        gone.setdefault(entry.name, []).append(entry)
+    came: dict[str, list[CatalogEntry]] = {}
+    for entry in added:
+        came.setdefault(entry.name, []).append(entry)
+    return [(gone[name][0].key, came[name][0].key) for name in gone
+            if len(gone[name]) == 1 and len(came.get(name, ())) == 1]
 
 
 def _top(item: QStandardItem) -> QStandardItem:

@@ -131,6 +131,8 @@ class MainWindow(QMainWindow):
         self.selected_key: str | None = None
         self.shown_state: RunState | None = None
         self.shown_step: str | None = None
+        self._removing_selected: str | None = None  # the selected flow, while its row goes
+        self._orphaned: str | None = None  # the selected flow whose row went
         self._logs: dict[str, RecentOutput] = {}
         self.setWindowTitle("Flowdeck")
         self.setWindowIcon(app_icon())
@@ -387,7 +389,9 @@ class MainWindow(QMainWindow):
         c.start_failed.connect(self._on_start_failed)
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
+        c.model.flow_removing.connect(self._on_flow_removing)
         c.model.flow_removed.connect(self._on_flow_removed)
+        c.model.flow_moved.connect(self._on_flow_moved)
         c.model.flow_changed.connect(self._on_flow_changed)
         self.tree.customContextMenuRequested.connect(self._show_tree_menu)
         self.dag.customContextMenuRequested.connect(self._show_dag_menu)
@@ -586,6 +590,8 @@ class MainWindow(QMainWindow):
         """Run and the other flow actions act on what is selected, never on an earlier flow:
         a file with one flow selects that flow; a file with several waits for Run to ask
         which; a folder selects nothing."""
+        if self._removing_selected is not None:
+            return  # the selected flow's row is being removed: no other flow takes its place
         kind = current.data(KIND_ROLE)
         self.file_choices = []
         if kind == "flow":
@@ -703,11 +709,35 @@ class MainWindow(QMainWindow):
             state.mark_ended(status)
         return state
 
+    def _on_flow_removing(self, key: str) -> None:
+        """The selected flow's row goes: the view would make another row current and show
+        that flow; the window keeps showing this one (moved, it follows: _on_flow_moved)."""
+        if key == self.selected_key:
+            self._removing_selected = key
+
     def _on_flow_removed(self, key: str) -> None:
+        if key == self._removing_selected:
+            self._removing_selected = None
+            self.tree.selectionModel().blockSignals(True)
+            self.tree.setCurrentIndex(QModelIndex())  # no other flow looks selected
+            self.tree.selectionModel().blockSignals(False)
+            self._orphaned = key
         if key == self.selected_key:
             self.show_message("warning", "The selected flow's file was removed or no longer "
-                              "defines that flow.")
+                              "defines that flow.", flow=key)
             self._refresh_controls()
+
+    def _on_flow_moved(self, old: str, new: str) -> None:
+        """The selected flow's file was renamed or moved: select it where it is now."""
+        if old == self._orphaned:
+            self._orphaned = None
+            self._dismiss_removal_warning(old)
+            self.select_flow(new)
+
+    def _dismiss_removal_warning(self, key: str) -> None:
+        notice = self._banners.get(key)
+        if notice is not None and notice.text.startswith("The selected flow's file was removed"):
+            del self._banners[key]
 
     def _on_flow_changed(self, key: str) -> None:
         """The selected flow's file was saved: the form gets its parameters, and the DAG its
