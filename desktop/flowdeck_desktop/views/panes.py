@@ -271,8 +271,8 @@ class HistoryPane(QWidget):
 
     def essential_width(self) -> int:
         """Width the pane needs to show status, run, start and duration without clipping
-        (measured with the table's own font, on its rows or on typical values), and the
-        parameters' title."""
+        (measured with the table's own font, on its rows or on typical values); the
+        parameters get what the pane has left (their tooltips have them whole)."""
         metrics = QFontMetrics(self.table.font())
         margin = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin,
                                                      None, self.table) + 1) + 2
@@ -282,7 +282,7 @@ class HistoryPane(QWidget):
             rows = self.table.sizeHintForColumn(col) if self.table.rowCount() else 0
             columns += max(header.sectionSizeHint(col), rows,
                            metrics.horizontalAdvance(sample) + margin)
-        parameters = header.sectionSizeHint(len(self.COLUMNS) - 1)  # at least its title
+        parameters = header.minimumSectionSize()  # what is left goes to it: the DAG first
         return (columns + parameters + 2 * self.table.frameWidth()
                 + self.table.verticalScrollBar().sizeHint().width())
 
