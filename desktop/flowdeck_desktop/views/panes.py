@@ -190,7 +190,7 @@ class HistoryPane(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(len(self.COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(False)  # it keeps at least the default section size
-        header.setMinimumSectionSize(24)  # the stretched column may shrink to what is left
+        header.setMinimumSectionSize(8)  # the stretched column may shrink to what is left
         self.rerun = QPushButton("Rerun with these parameters")
         self.rerun.setEnabled(False)
         self.compare = QPushButton("Compare")
