@@ -156,6 +156,25 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
         close_window(controller, window)
 
 
+def test_deleting_the_last_failed_run_takes_resume_and_its_mark_away(
+        qtbot, settings: QSettings, folder: Path) -> None:
+    assert run_flow(folder / "failing.py").returncode == 1
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        key = key_of(controller, "FailingFlow")
+        window.select_flow(key)
+        assert window.act_resume.isEnabled()
+        qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=10000)
+        window._delete_past(window.history.runs[0])
+        item = controller.model.itemFromIndex(controller.model.index_of(key))
+        assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
+        assert "not run yet" in window.flow_title.text()
+    finally:
+        close_window(controller, window)
+
+
 def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:
     controller, window = app
     key = start_napping(qtbot, controller, window, "nap_a")
@@ -323,6 +342,22 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
     path.write_text(path.read_text().replace("def end(self)", "def end(self):"))
     qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=10000)
     assert window.banner.text == ""
+
+
+def test_a_clean_save_leaves_a_run_options_error_up(qtbot, app, folder: Path) -> None:
+    """Only the banner about the file's errors goes with a clean save: bad run options are
+    as bad after it."""
+    controller, window = app
+    key = key_of(controller, "TrainFlow")
+    window.select_flow(key)
+    controller.save_run_options(key, "--tag 'unclosed")
+    window.run_selected()
+    assert window.banner.isVisible() and window.banner.level == "error"
+    text = window.banner.text
+    path = folder / "train.py"
+    with qtbot.waitSignal(controller.model.flow_changed, timeout=10000):
+        path.write_text(path.read_text().replace('"""Parse the grid', '"""Parse the whole grid'))
+    assert window.banner.isVisible() and window.banner.text == text
 
 
 def test_another_flow_shows_nothing_of_the_one_before(qtbot, app) -> None:

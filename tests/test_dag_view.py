@@ -462,3 +462,21 @@ def test_wrap_name_breaks_at_words_then_capitals_then_anywhere(qtbot) -> None:
     cut = wrap_name("abcdefghijklmnop", metrics, room("abcde"))
     assert cut[0] == "abcde" and cut[1].endswith("\u2026") and len(cut) == 2
     assert wrap_name("abcdefghij", metrics, room("abcde"), rows=1)[0].endswith("\u2026")
+
+
+def test_a_switch_name_stays_whole_when_boxes_narrow_for_wrapped_names(qtbot) -> None:
+    """Boxes narrow to fit wrapped names; a diamond's name has one row, so they never
+    narrow below what it needs."""
+    scene = DagScene()
+    scene.set_graph({"graph": {
+        "start": {"type": "linear", "next": ["choose_the_model_kind"]},
+        "choose_the_model_kind": {"type": "split-switch", "condition": "kind",
+                                  "next": ["small", "large"]},
+        "small": {"type": "linear", "next": ["join_everything_into_the_final_quarterly_report"]},
+        "large": {"type": "linear", "next": ["join_everything_into_the_final_quarterly_report"]},
+        "join_everything_into_the_final_quarterly_report": {"type": "linear", "next": ["end"]},
+        "end": {"type": "end", "next": []}}})
+    assert scene.name_rows == 2
+    width = scene.dag_layout.nodes["choose_the_model_kind"].width
+    assert scene._node_width("choose_the_model_kind",
+                             {"type": "split-switch", "condition": "kind"}) <= width

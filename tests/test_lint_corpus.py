@@ -99,3 +99,17 @@ def test_a_base_module_s_own_lint_is_not_the_running_flow_s(tmp_path: Path) -> N
     assert lines == [f"{tmp_path / 'base_bad.py'}:5: error: @retry has no argument `tims` (it "
                      "takes minutes_between_retries, times). Fix the name, or remove the "
                      "argument."], lines
+
+
+def test_a_library_decorator_below_step_is_no_concern(tmp_path: Path) -> None:
+    """Only Flowdeck's and Metaflow's own decorators must be above @step; a library's
+    `@retry` (tenacity) or the user's own goes where its author wants it."""
+    (tmp_path / "mylib.py").write_text("def retry(**kw):\n    return lambda f: f\n")
+    path = tmp_path / "lib_below.py"
+    path.write_text("from flowdeck import FlowSpec, step\nfrom mylib import retry\n\n\n"
+                    "def timeout(f):\n    return f\n\n\n"
+                    "class LibFlow(FlowSpec):\n    @step\n    @retry(stop=3)\n    @timeout\n"
+                    "    def start(self):\n        self.next(self.end)\n\n"
+                    "    @step\n    def end(self):\n        pass\n")
+    codes = [d.code for d in analyze_file(path).all_diagnostics()]
+    assert "decorator-below-step" not in codes

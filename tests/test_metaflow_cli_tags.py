@@ -209,6 +209,8 @@ def test_abbreviated_options_and_reserved_parameter_names_are_refused(tmp_path: 
         "--branch, --c, --data, --scheduler, --version." in typo.stderr
     command = run_flow(path, "rn")
     assert command.returncode == 2 and "did you mean the command `run`?" in command.stderr
+    late = run_flow(path, "--c", "2", "show")
+    assert late.returncode == 2 and "`show` is a command: give it first" in late.stderr
     path.write_text(NAMES_FLOW.replace('"version"', '"tag"'))
     for args in (["run"], ["run", "--tag", "x"]):
         refused = run_flow(path, *args)

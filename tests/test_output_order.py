@@ -42,6 +42,31 @@ def test_lines_go_on_in_the_order_of_the_times_they_were_written() -> None:
         ("stdout", "2026-12-03 21:35:10.500 [1/end/2 (pid 7)] b\n")]
 
 
+def test_past_midnight_both_streams_go_on() -> None:
+    """The stamps are times of day: after midnight (or the clock set back) a stream goes on
+    from where it was, and neither holds the other back for good."""
+    order = OutputOrder()
+    order.interleave({"stdout": "23:59:59.900 [r/a/1] out 1\n",
+                      "stderr": "23:59:59.800 [r/a/1] err 1\n"}, now=1.0)
+    shown: list[str] = []
+    for tick in range(20):  # both streams keep writing, every 15 ms, past midnight
+        stamp = f"00:00:00.{tick * 15:03d}"
+        pieces = order.interleave({"stdout": f"{stamp} [r/a/1] out {tick + 2}\n",
+                                   "stderr": f"{stamp} [r/a/1] err {tick + 2}\n"},
+                                  now=1.015 * (tick + 1))
+        shown += [line for _, text in pieces for line in text.splitlines()]
+    assert sum("out" in line for line in shown) >= 19  # not held until the run's end
+
+
+def test_a_stream_with_unread_text_holds_the_other_back_from_the_start() -> None:
+    order = OutputOrder()
+    assert order.interleave({"stdout": "21:00:00.200 [r/a/1] out\n"}, now=1.0,
+                            unread=frozenset({"stderr"})) == []
+    assert order.interleave({"stderr": "21:00:00.100 [r/a/1] err\n"}, now=1.01) == [
+        ("stderr", "21:00:00.100 [r/a/1] err\n")]
+    assert order.interleave({}, now=1.5) == [("stdout", "21:00:00.200 [r/a/1] out\n")]
+
+
 CHATTY = """import sys, time
 from flowdeck import FlowSpec, step
 

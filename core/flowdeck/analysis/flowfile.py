@@ -594,10 +594,10 @@ class _FileAnalyzer:
         """A built-in step decorator written below `@step` (nearer the `def`): Flowdeck
         applies it, Metaflow refuses the file (BadStepDecoratorException), so a flow made
         here would not run there. A warning, with its line."""
-        names = []
+        names = []  # only Flowdeck's and Metaflow's: a library's @retry (tenacity) may be below
         for deco in func.decorator_list:
             resolved = self.resolve(deco)
-            names.append((resolved[1] if resolved else _plain_name(deco), deco.lineno))
+            names.append((resolved[1] if resolved else None, deco.lineno))
         at = next((i for i, (name, _) in enumerate(names) if name == "step"), None)
         if at is None:
             return []

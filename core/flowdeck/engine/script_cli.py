@@ -310,6 +310,11 @@ def _unknown_arguments(parser: "argparse.ArgumentParser", command: str | None,
                     if o.startswith("--") and o != "--help"})
     word = next((e for e in extras if e.startswith("-")), extras[0])
     name = word.partition("=")[0]
+    if word in _subparsers(parser):
+        return (f"{prog}: `{word}` is a command: give it first, before its options "
+                f"(`{prog} {word} --help` lists them).")
+    if word == "--":
+        return f"{prog} {command}: unexpected `--`: options take the form --name value."
     if not word.startswith("-"):
         close = difflib.get_close_matches(word, list(_subparsers(parser)), n=1)
         guess = f" (did you mean the command `{close[0]}`?)" if close else ""

@@ -242,7 +242,8 @@ def _script_traceback(exc: BaseException) -> str:
     missing environment variable at import): without this module's and runpy's frames."""
     report = traceback.TracebackException(type(exc), exc, exc.__traceback__)
     report.stack = traceback.StackSummary.from_list(
-        [f for f in report.stack if f.filename != __file__ and "runpy" not in f.filename])
+        [f for f in report.stack if f.filename != __file__
+         and "runpy" not in os.path.basename(f.filename)])
     return "".join(report.format()).rstrip("\n")
 
 

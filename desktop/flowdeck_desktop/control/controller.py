@@ -108,6 +108,10 @@ class FlowSession:
         self.run, self.state = run, state
 
 
+#: What the messages about a flow file's errors say (the window takes their banner down
+#: once a save leaves the file without errors; no other error's).
+FILE_ERRORS_SAY = ("has errors and cannot run", "was saved with errors")
+
 #: How often, and how long, a save that came while its run was starting waits for the run's
 #: record (which says what file the run read) before it is rerun anyway.
 RECHECK_MS = 50
@@ -500,7 +504,7 @@ class FlowdeckController(QObject):
         if not entry.ok:
             first = entry.diagnostics[0] if entry.diagnostics else None
             where = f" (line {first.line}: {first.message})" if first else ""
-            self._tell("error", f"{entry.name} has errors and cannot run{where}.", key)
+            self._tell("error", f"{entry.name} {FILE_ERRORS_SAY[0]}{where}.", key)
             return None
         if self.is_running(key):
             self._tell("warning", f"{entry.name} is already running; stop it first.", key)
@@ -587,7 +591,7 @@ class FlowdeckController(QObject):
             not os.path.exists(run.spec.events_path) or (state is not None and not state.tasks))
         if state is not None:
             state.mark_ended(status)
-        self._last_runs.pop(key, None)
+        self.forget_last_runs()  # a flow of the same name elsewhere shares the store
         self.model.set_run_status(key, outcome_badge(status))
         if never_started and run is not None:
             session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
@@ -617,7 +621,7 @@ class FlowdeckController(QObject):
         except OSError as exc:
             self.message.emit("error", f"Run {layout.flow}/{run_id} could not be deleted: {exc}")
             return False
-        self._last_runs.clear()
+        self.forget_last_runs()
         self.message.emit("info", f"Deleted run {layout.flow}/{run_id} "
                           f"({store_gc.human_bytes(freed)}).")
         return True
@@ -681,6 +685,17 @@ class FlowdeckController(QObject):
             self._last_runs[key] = runs[0] if runs else None
         return self._last_runs[key]
 
+    def forget_last_runs(self) -> None:
+        """Read every flow's newest run again (a run ended or was deleted, History saw new
+        runs: one from a terminal, or of a flow of the same name in another file), and
+        mark the flows not run in this session by it."""
+        self._last_runs.clear()
+        for entry in self.model.entries():
+            session = self.sessions.get(entry.key)
+            if session is None or session.state is None:
+                last = self.last_run(entry.key)
+                self.model.set_run_status(entry.key, outcome_badge(last.status) if last else None)
+
     def can_resume(self, key: str) -> bool:
         """Whether Resume from Failure has a run to start from: this session's last run if
         the flow ran in it, else its newest run on disk (the app may have restarted)."""
@@ -743,7 +758,7 @@ class FlowdeckController(QObject):
         if not entry.ok:
             first = entry.diagnostics[0] if entry.diagnostics else None
             detail = f": line {first.line}: {first.message}" if first else ""
-            self._tell("error", f"{Path(entry.file).name} was saved with errors, so it "
+            self._tell("error", f"{Path(entry.file).name} {FILE_ERRORS_SAY[1]}, so it "
                        f"was not rerun{detail}", entry.key)
             self.session(entry.key).recheck = None  # an earlier save waiting is outdated
             return

@@ -28,6 +28,10 @@ _STAMP = re.compile(r"(?:\d{4}-\d\d-\d\d )?(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
 
 #: How long a stream that wrote nothing since may hold back the other's lines (seconds).
 HOLD_S = 0.15
+#: A stamp this far before its stream's last is the clock going back (midnight, the end of
+#: daylight saving), not a late line.
+BACKWARDS_MS = 60_000
+QUARTER_HOUR_MS = 900_000  # clocks jump by whole quarter hours (days, time zones, DST)
 
 _Entry = tuple[int, int, int, str, str]  # (time, stream rank, sequence, stream, line)
 
@@ -41,6 +45,7 @@ class OutputOrder:
         self._heard: dict[str, float] = {}  # per stream, when it last had text (monotonic)
         self._seq = 0
         self._held: list[_Entry] = []  # a heap
+        self._shift: dict[str, int] = {}  # per stream, added to its stamps (see `_time`)
 
     def interleave(self, texts: dict[str, str], now: float, final: bool = False,
                    unread: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
@@ -73,21 +78,33 @@ class OutputOrder:
         for line in text.splitlines(keepends=True):
             found = _STAMP.match(line)
             if found is not None:
-                last = max(last, _milliseconds(found))  # never back: a stream stays in order
+                last = self._time(stream, found, last)
             self._seq += 1
             heapq.heappush(self._held, (last, rank, self._seq, stream, line))
         self._latest[stream] = last
         self._heard[stream] = now
 
+    def _time(self, stream: str, found: re.Match[str], last: int) -> int:
+        """A stamp as a time that never goes back on its stream. Past midnight, or when
+        the clock is set back (daylight saving's end), the stream's stamps are shifted by
+        the jump rounded to a quarter hour (a day, an hour): both streams jump alike, so
+        their times stay comparable."""
+        stamped = _milliseconds(found) + self._shift.get(stream, 0)
+        if stamped < last - BACKWARDS_MS:
+            jump = round((last - stamped) / QUARTER_HOUR_MS) * QUARTER_HOUR_MS
+            self._shift[stream] = self._shift.get(stream, 0) + jump
+            stamped += jump
+        return max(last, stamped)
+
     def _note(self, stream: str, text: str, now: float) -> None:
         """Text handed on as it is: keep the time of its last stamped line (looked for from
         the end) and when the stream was heard."""
         self._heard[stream] = now
-        self._latest.setdefault(stream, -1)  # no time seen yet: before any line with one
+        last = self._latest.setdefault(stream, -1)  # no time seen yet: before any with one
         for line in reversed(text[-8192:].splitlines()):
             found = _STAMP.match(line)
             if found is not None:
-                self._latest[stream] = max(self._latest.get(stream, -1), _milliseconds(found))
+                self._latest[stream] = self._time(stream, found, last)
                 return
 
     def _watermark(self, now: float, final: bool, unread: frozenset[str]) -> float:
@@ -95,8 +112,9 @@ class OutputOrder:
         heard lately, or with text in its pipe)."""
         if final:
             return float("inf")
-        writing = [self._latest[s] for s, heard in self._heard.items()
-                   if now - heard < HOLD_S or s in unread]
+        streams = set(self._heard) | set(unread)
+        writing = [self._latest.get(s, -1) for s in streams
+                   if now - self._heard.get(s, now) < HOLD_S or s in unread]
         return min(writing) if len(writing) > 1 else float("inf")
 
 

@@ -809,7 +809,9 @@ class DagScene(QGraphicsScene):
             return width, 1
         if not all(self._name_fits(n, width, MAX_NAME_ROWS) for n in names):
             return width, MAX_NAME_ROWS  # too long even for two rows: cut, whole in the tooltip
-        low = max([MIN_BOX_WIDTH, *(self._node_width("", node) for node in steps.values())])
+        low = max([MIN_BOX_WIDTH, *(self._node_width("", node) for node in steps.values()),
+                   *(self._node_width(n, node) for n, node in steps.items()  # a diamond's
+                     if node.get("type") == SWITCH)])  # name stays on its one row
         while width - low > 2:  # the narrowest width at which every name fits two rows
             middle = (low + width) / 2
             if all(self._name_fits(n, middle, MAX_NAME_ROWS) for n in names):

@@ -56,7 +56,7 @@ from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.status import RUNNING, TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
-from flowdeck_desktop.control.controller import FlowdeckController
+from flowdeck_desktop.control.controller import FILE_ERRORS_SAY, FlowdeckController
 from flowdeck_desktop.control.run_options import ENGINE_LABELS
 from flowdeck_desktop.models.catalog_model import (
     FILE_ROLE,
@@ -395,7 +395,7 @@ class MainWindow(QMainWindow):
         c.model.flow_changed.connect(self._on_flow_changed)
         self.tree.customContextMenuRequested.connect(self._show_tree_menu)
         self.dag.customContextMenuRequested.connect(self._show_dag_menu)
-        self.history_follower.runs_listed.connect(self.history.set_runs)
+        self.history_follower.runs_listed.connect(self._on_runs_listed)
         self.notifications.flow_clicked.connect(self.select_flow)
         self.notifications.changed.connect(self._update_bell)
         self.bell.clicked.connect(self.show_notifications)
@@ -676,11 +676,11 @@ class MainWindow(QMainWindow):
         self.selection_changed.emit(key)
 
     def _drop_resolved_banner(self, key: str, file_ok: bool) -> None:
-        """A save that leaves the flow without errors resolves its error banner (it has
-        errors and cannot run, it was saved with errors, it failed to start): the file it
-        was about is gone. A run's failure (a warning) stays: that run still failed."""
+        """A save that leaves the flow without errors resolves its banner about the file's
+        errors (it has errors and cannot run, it was saved with errors): the file it was
+        about is gone. Any other message stays (bad run options, a run's failure)."""
         notice = self._banners.get(key)
-        if file_ok and notice is not None and notice.level == "error":
+        if file_ok and notice is not None and any(say in notice.text for say in FILE_ERRORS_SAY):
             del self._banners[key]
             if key == self.selected_key:
                 self._show_banner_for(key)
@@ -728,8 +728,9 @@ class MainWindow(QMainWindow):
             self._refresh_controls()
 
     def _on_flow_moved(self, old: str, new: str) -> None:
-        """The selected flow's file was renamed or moved: select it where it is now."""
-        if old == self._orphaned:
+        """The selected flow's file was renamed or moved: select it where it is now. A run
+        of it going on stays shown live (its session is the old file's) until it ends."""
+        if old == self._orphaned and not self.controller.is_running(old):
             self._orphaned = None
             self._dismiss_removal_warning(old)
             self.select_flow(new)
@@ -852,9 +853,25 @@ class MainWindow(QMainWindow):
         self._show_state(state)
         self._show_run_logs_of(run.run_id)
 
+    def _on_runs_listed(self, runs: list[RunSummary]) -> None:
+        """History saw the runs change on disk (a run from a terminal, or of a flow of the
+        same name in another file): the list's marks and Resume follow."""
+        if runs == self.history.runs:
+            return
+        self.history.set_runs(runs)
+        self.controller.forget_last_runs()
+        self._refresh_controls()
+
     def _delete_past(self, run: RunSummary) -> None:
         if run.layout is not None and self.controller.delete_run(run.layout, run.run_id):
             self._refresh_history()
+            shown = self.shown_state
+            key = self.selected_key
+            if key and shown is not None and shown.run_id == run.run_id and \
+                    not self.controller.is_running(key):  # the run shown is gone: the newest
+                self.selected_key = None
+                self._show_flow(key)
+            self._refresh_controls()
 
     def _pin_past(self, run: RunSummary, on: bool) -> None:
         if run.layout is not None and self.controller.pin_run(run.layout, run.run_id, on):
