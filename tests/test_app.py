@@ -344,6 +344,34 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
     assert window.banner.text == ""
 
 
+def test_deleting_a_failed_run_of_this_session_takes_resume_away(qtbot, app) -> None:
+    controller, window = app
+    assert run_and_wait(qtbot, controller, window, "FailingFlow") == "failed"
+    key = key_of(controller, "FailingFlow")
+    assert window.act_resume.isEnabled()
+    qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=10000)
+    window._delete_past(window.history.runs[0])
+    item = controller.model.itemFromIndex(controller.model.index_of(key))
+    assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
+    assert "not run yet" in window.flow_title.text()
+
+
+def test_a_flow_renamed_while_it_runs_is_followed_when_the_run_ends(
+        qtbot, app, folder: Path) -> None:
+    controller, window = app
+    key = start_napping(qtbot, controller, window)
+    path = Path(controller.model.entry(key).file)
+    path.rename(path.with_name("renamed_" + path.name))
+    qtbot.waitUntil(lambda: any(e.file.endswith("renamed_" + path.name)
+                                for e in controller.model.entries()), timeout=10000)
+    assert window.selected_key == key and controller.is_running(key)  # the live run stays
+    assert "file was removed" not in window.banner.text
+    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+        window.stop_selected()
+    qtbot.waitUntil(lambda: "renamed_sleepy.py" in str(window.selected_key), timeout=10000)
+    assert window.act_run.isEnabled()
+
+
 def test_a_clean_save_leaves_a_run_options_error_up(qtbot, app, folder: Path) -> None:
     """Only the banner about the file's errors goes with a clean save: bad run options are
     as bad after it."""
@@ -522,7 +550,8 @@ def test_a_renamed_file_keeps_its_flow_selected(qtbot, app, folder: Path) -> Non
     (folder / "train.py").rename(folder / "train_renamed.py")
     qtbot.waitUntil(lambda: any(e.file.endswith("train_renamed.py")
                                 for e in controller.model.entries()), timeout=10000)
-    qtbot.waitUntil(lambda: "train_renamed.py" in str(window.selected_key), timeout=10000)
+    qtbot.waitUntil(lambda: str(window.selected_key).startswith(str(folder / "train_renamed.py")),
+                    timeout=10000)
     entry = controller.model.entry(window.selected_key)
     assert entry is not None and entry.name == "TrainFlow"
     assert window.tree.currentIndex().data(KEY_ROLE) == window.selected_key

@@ -366,3 +366,15 @@ def test_flowdeck_gc_finds_stores_and_reports_missing_paths(
     assert "would remove 0 runs" in capsys.readouterr().out
     monkeypatch.setenv(KEEP_ENV, "-3")
     assert cli_main(["gc"]) == 2
+
+
+def test_removing_a_run_folder_that_another_remover_took_is_no_error(tmp_path: Path) -> None:
+    """A collection finishing interrupted removals and a "Delete run" can remove the same
+    staged folder at once; what the other already removed is gone, as wanted."""
+    from flowdeck.store.gc import _remove_tree
+    staged = tmp_path / ".deleting-1"
+    (staged / "start" / "1").mkdir(parents=True)
+    (staged / "events.jsonl").write_text("{}\n")
+    _remove_tree(staged)
+    assert not staged.exists()
+    _remove_tree(staged)  # gone already: nothing to do, no error

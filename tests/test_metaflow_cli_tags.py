@@ -211,6 +211,9 @@ def test_abbreviated_options_and_reserved_parameter_names_are_refused(tmp_path: 
     assert command.returncode == 2 and "did you mean the command `run`?" in command.stderr
     late = run_flow(path, "--c", "2", "show")
     assert late.returncode == 2 and "`show` is a command: give it first" in late.stderr
+    two = run_flow(path, "run", "--c", "2", "show")
+    assert two.returncode == 2 and "one command at a time: `run` was given, then `show`" \
+        in two.stderr
     path.write_text(NAMES_FLOW.replace('"version"', '"tag"'))
     for args in (["run"], ["run", "--tag", "x"]):
         refused = run_flow(path, *args)

@@ -58,6 +58,18 @@ def test_past_midnight_both_streams_go_on() -> None:
     assert sum("out" in line for line in shown) >= 19  # not held until the run's end
 
 
+def test_midnight_whichever_stream_crosses_it_first_and_however_long_silent() -> None:
+    order = OutputOrder()
+    order.interleave({"stdout": "23:52:00.000 [r/a/1] b\n",
+                      "stderr": "23:59:59.000 [r/a/1] e0\n"}, now=1.0)
+    pieces = order.interleave({"stdout": "00:00:02.000 [r/a/1] c\n",  # silent 8 minutes
+                               "stderr": "00:00:01.500 [r/a/1] e1\n"}, now=1.01)
+    pieces += order.interleave({"stderr": "00:00:03.500 [r/a/1] e2\n"}, now=1.02)
+    pieces += order.interleave({}, now=2.0, final=True)
+    lines = [line.split("] ")[1] for _, text in pieces for line in text.splitlines()]
+    assert lines == ["e0", "e1", "c", "e2"]
+
+
 def test_a_stream_with_unread_text_holds_the_other_back_from_the_start() -> None:
     order = OutputOrder()
     assert order.interleave({"stdout": "21:00:00.200 [r/a/1] out\n"}, now=1.0,

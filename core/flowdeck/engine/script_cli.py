@@ -96,7 +96,9 @@ def script_main(flow_cls: type, argv: list[str],
         except SystemExit as exc:  # argparse printed usage or help
             return int(exc.code or 0), None
         if extras:
-            return _fail(UsageError(_unknown_arguments(parser, args.command, extras))), None
+            explicit = _command_word(argv) in _subparsers(parser)  # typed, not assumed
+            return _fail(UsageError(_unknown_arguments(parser, args.command, extras,
+                                                       explicit))), None
     try:
         return _dispatch(flow_cls, args, defaults or {})
     except FlowdeckError as exc:
@@ -299,10 +301,11 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
 
 
 def _unknown_arguments(parser: "argparse.ArgumentParser", command: str | None,
-                       extras: list[str]) -> str:
+                       extras: list[str], explicit: bool = False) -> str:
     """What argparse left over, said as the user needs it: the unknown option (or command)
     and the closest known one, the flow's parameters, and where the full list is; instead
-    of the top-level usage and "unrecognized arguments"."""
+    of the top-level usage and "unrecognized arguments". `explicit`: the user typed
+    `command` (it was not assumed)."""
     import difflib
     prog, command = parser.prog, command or "run"
     sub = _subparsers(parser).get(command)
@@ -311,6 +314,8 @@ def _unknown_arguments(parser: "argparse.ArgumentParser", command: str | None,
     word = next((e for e in extras if e.startswith("-")), extras[0])
     name = word.partition("=")[0]
     if word in _subparsers(parser):
+        if explicit:
+            return (f"{prog}: one command at a time: `{command}` was given, then `{word}`.")
         return (f"{prog}: `{word}` is a command: give it first, before its options "
                 f"(`{prog} {word} --help` lists them).")
     if word == "--":

@@ -54,6 +54,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import field
 from pathlib import Path
+from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import BlobStore
@@ -398,7 +399,7 @@ def _remove_run_dir(layout: RunLayout, run_id: str) -> int:
     size = _tree_size(source)
     staged = layout.deleting_dir(run_id)
     os.rename(source, staged)
-    shutil.rmtree(staged)
+    _remove_tree(staged)
     return size
 
 
@@ -407,11 +408,21 @@ def _finish_deletions(layout: RunLayout, report: GcReport) -> None:
     for folder in layout.deletions_left():
         size = _tree_size(folder)
         try:
-            shutil.rmtree(folder)
+            _remove_tree(folder)
         except OSError as exc:
             report.errors.append(f"{folder} could not be removed: {exc}")
             continue
         report.bytes_freed += size
+
+
+def _remove_tree(path: Path) -> None:
+    """`shutil.rmtree`, where what is already gone is no error: a collection finishing
+    interrupted removals and a "Delete run" may remove the same staged folder at once
+    (the delete failed with "No such file or directory: 'events.jsonl'")."""
+    def gone_is_fine(_function: object, _path: str, info: Any) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            raise info[1]
+    shutil.rmtree(path, onerror=gone_is_fine)
 
 
 def _tree_size(path: Path) -> int:

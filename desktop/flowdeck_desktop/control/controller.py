@@ -591,7 +591,9 @@ class FlowdeckController(QObject):
             not os.path.exists(run.spec.events_path) or (state is not None and not state.tasks))
         if state is not None:
             state.mark_ended(status)
-        self.forget_last_runs()  # a flow of the same name elsewhere shares the store
+        entry = self.model.entry(key)
+        if entry is not None:  # a flow of the same name in another file may share the store
+            self.forget_last_runs(entry.name)
         self.model.set_run_status(key, outcome_badge(status))
         if never_started and run is not None:
             session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
@@ -621,7 +623,12 @@ class FlowdeckController(QObject):
         except OSError as exc:
             self.message.emit("error", f"Run {layout.flow}/{run_id} could not be deleted: {exc}")
             return False
-        self.forget_last_runs()
+        for session in self.sessions.values():  # a run of this session: nothing left to show
+            if session.state is not None and session.state.run_id == run_id and \
+                    not session.running:
+                session.state = None
+                session.start_failure = None
+        self.forget_last_runs(layout.flow)
         self.message.emit("info", f"Deleted run {layout.flow}/{run_id} "
                           f"({store_gc.human_bytes(freed)}).")
         return True
@@ -685,12 +692,15 @@ class FlowdeckController(QObject):
             self._last_runs[key] = runs[0] if runs else None
         return self._last_runs[key]
 
-    def forget_last_runs(self) -> None:
-        """Read every flow's newest run again (a run ended or was deleted, History saw new
-        runs: one from a terminal, or of a flow of the same name in another file), and
-        mark the flows not run in this session by it."""
-        self._last_runs.clear()
+    def forget_last_runs(self, flow: str) -> None:
+        """Read the newest run again of every flow called `flow` (a run of it ended or was
+        deleted, or History saw new runs: one from a terminal, or of a flow of the same
+        name in another file, which may share the store), and mark those not run in this
+        session by it. Only that name's: a folder of many flows is not read again."""
         for entry in self.model.entries():
+            if entry.name != flow:
+                continue
+            self._last_runs.pop(entry.key, None)
             session = self.sessions.get(entry.key)
             if session is None or session.state is None:
                 last = self.last_run(entry.key)

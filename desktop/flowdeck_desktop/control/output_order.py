@@ -28,10 +28,7 @@ _STAMP = re.compile(r"(?:\d{4}-\d\d-\d\d )?(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
 
 #: How long a stream that wrote nothing since may hold back the other's lines (seconds).
 HOLD_S = 0.15
-#: A stamp this far before its stream's last is the clock going back (midnight, the end of
-#: daylight saving), not a late line.
-BACKWARDS_MS = 60_000
-QUARTER_HOUR_MS = 900_000  # clocks jump by whole quarter hours (days, time zones, DST)
+DAY_MS = 86_400_000
 
 _Entry = tuple[int, int, int, str, str]  # (time, stream rank, sequence, stream, line)
 
@@ -45,7 +42,6 @@ class OutputOrder:
         self._heard: dict[str, float] = {}  # per stream, when it last had text (monotonic)
         self._seq = 0
         self._held: list[_Entry] = []  # a heap
-        self._shift: dict[str, int] = {}  # per stream, added to its stamps (see `_time`)
 
     def interleave(self, texts: dict[str, str], now: float, final: bool = False,
                    unread: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
@@ -85,15 +81,15 @@ class OutputOrder:
         self._heard[stream] = now
 
     def _time(self, stream: str, found: re.Match[str], last: int) -> int:
-        """A stamp as a time that never goes back on its stream. Past midnight, or when
-        the clock is set back (daylight saving's end), the stream's stamps are shifted by
-        the jump rounded to a quarter hour (a day, an hour): both streams jump alike, so
-        their times stay comparable."""
-        stamped = _milliseconds(found) + self._shift.get(stream, 0)
-        if stamped < last - BACKWARDS_MS:
-            jump = round((last - stamped) / QUARTER_HOUR_MS) * QUARTER_HOUR_MS
-            self._shift[stream] = self._shift.get(stream, 0) + jump
-            stamped += jump
+        """A stamp (a time of day) as a time of the run that never goes back on its stream:
+        the day is the one that puts it nearest the newest time of any stream, so past
+        midnight both streams go on into the next day whichever crossed it first, and
+        however long one was silent. (The clock set back by an hour is not undone: the
+        streams keep their own order, and are merged by the times they show.)"""
+        stamped = _milliseconds(found)
+        newest = max(self._latest.values(), default=-1)
+        if newest > 0:
+            stamped += max(0, round((newest - stamped) / DAY_MS)) * DAY_MS
         return max(last, stamped)
 
     def _note(self, stream: str, text: str, now: float) -> None:

@@ -35,9 +35,8 @@ class CatalogModel(QStandardItemModel):
     flow_removed = Signal(str)
     #: A flow's row is about to go (before the view moves its current row elsewhere).
     flow_removing = Signal(str)
-    #: A flow gone from one file and listed in another by the same diff (a file renamed
-    #: or moved): old key, new key.
-    flow_moved = Signal(str, str)
+    #: A flow listed anew (a file added, renamed or moved here): its key.
+    flow_added = Signal(str)
     #: A listed flow's entry changed (its file was saved): its key.
     flow_changed = Signal(str)
 
@@ -78,7 +77,6 @@ class CatalogModel(QStandardItemModel):
         for entry in diff.removed:
             if entry.key in self._flows:
                 self._remove_flow(entry.key)
-        moved = _moves(diff.removed, diff.added)
         if snapshot is not None and (diff.roots_changed or diff.roots_removed):
             self._sync_roots(snapshot)
         for entry in diff.added + diff.changed:
@@ -86,8 +84,6 @@ class CatalogModel(QStandardItemModel):
         if snapshot is not None and (diff.problems_changed or diff.added or diff.removed
                                      or diff.roots_changed):
             self._sync_problems(snapshot)
-        for old, new in moved:
-            self.flow_moved.emit(old, new)
 
     def entry(self, key: str) -> CatalogEntry | None:
         return self._entries.get(key)
@@ -186,12 +182,17 @@ class CatalogModel(QStandardItemModel):
             item.setData(entry.line, LINE_ROLE)
             file_item.appendRow(item)
             self._flows[entry.key] = item
+            added = True
+        else:
+            added = False
         previous = self._entries.get(entry.key)
         self._entries[entry.key] = entry
         self._decorate_flow(item, entry)
         _set_diagnostic_children(item, [] if entry.is_base else entry.diagnostics)
         if previous is not None and previous != entry:
             self.flow_changed.emit(entry.key)
+        if added:
+            self.flow_added.emit(entry.key)
 
     def _decorate_flow(self, item: QStandardItem, entry: CatalogEntry) -> None:
         status = self._run_status.get(entry.key) or ("ready" if entry.ok else "has errors")
@@ -245,20 +246,6 @@ class CatalogModel(QStandardItemModel):
                 item = self._files[path]
                 item.removeRows(0, item.rowCount())
                 self._drop_file_if_empty(path)
-
-
-def _moves(removed: Iterable[CatalogEntry], added: Iterable[CatalogEntry]
-           ) -> list[tuple[str, str]]:
-    """(old key, new key) of each flow that one diff removed from a file and added in
-    another under the same class name, when the name says which (one of each)."""
-    gone: dict[str, list[CatalogEntry]] = {}
-    for entry in removed:
-        gone.setdefault(entry.name, []).append(entry)
-    came: dict[str, list[CatalogEntry]] = {}
-    for entry in added:
-        came.setdefault(entry.name, []).append(entry)
-    return [(gone[name][0].key, came[name][0].key) for name in gone
-            if len(gone[name]) == 1 and len(came.get(name, ())) == 1]
 
 
 def _top(item: QStandardItem) -> QStandardItem:

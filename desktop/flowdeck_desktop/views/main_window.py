@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         self.shown_step: str | None = None
         self._removing_selected: str | None = None  # the selected flow, while its row goes
         self._orphaned: str | None = None  # the selected flow whose row went
+        self._orphaned_name = ""  # its flow's name, to know it listed again elsewhere
+        self._moved_while_running: dict[str, str] = {}  # old key -> new, followed at its end
         self._logs: dict[str, RecentOutput] = {}
         self.setWindowTitle("Flowdeck")
         self.setWindowIcon(app_icon())
@@ -391,7 +393,7 @@ class MainWindow(QMainWindow):
         c.roots_changed.connect(self._refresh_controls)
         c.model.flow_removing.connect(self._on_flow_removing)
         c.model.flow_removed.connect(self._on_flow_removed)
-        c.model.flow_moved.connect(self._on_flow_moved)
+        c.model.flow_added.connect(self._on_flow_added)
         c.model.flow_changed.connect(self._on_flow_changed)
         self.tree.customContextMenuRequested.connect(self._show_tree_menu)
         self.dag.customContextMenuRequested.connect(self._show_dag_menu)
@@ -711,9 +713,11 @@ class MainWindow(QMainWindow):
 
     def _on_flow_removing(self, key: str) -> None:
         """The selected flow's row goes: the view would make another row current and show
-        that flow; the window keeps showing this one (moved, it follows: _on_flow_moved)."""
+        that flow; the window keeps showing this one (moved, it follows: _on_flow_added)."""
         if key == self.selected_key:
             self._removing_selected = key
+            entry = self.controller.model.entry(key)
+            self._orphaned_name = entry.name if entry is not None else ""
 
     def _on_flow_removed(self, key: str) -> None:
         if key == self._removing_selected:
@@ -727,13 +731,22 @@ class MainWindow(QMainWindow):
                               "defines that flow.", flow=key)
             self._refresh_controls()
 
-    def _on_flow_moved(self, old: str, new: str) -> None:
-        """The selected flow's file was renamed or moved: select it where it is now. A run
-        of it going on stays shown live (its session is the old file's) until it ends."""
-        if old == self._orphaned and not self.controller.is_running(old):
-            self._orphaned = None
-            self._dismiss_removal_warning(old)
-            self.select_flow(new)
+    def _on_flow_added(self, new: str) -> None:
+        """A flow of the selected flow's name listed anew while the selected one's row is
+        gone: its file was renamed or moved (the watcher may tell the removal and the
+        addition apart): select it where it is now. A run of it going on stays shown live
+        (its session is the old file's); the selection follows when the run ends."""
+        old = self._orphaned
+        entry = self.controller.model.entry(new)
+        if old is None or entry is None or entry.name != self._orphaned_name:
+            return
+        self._orphaned = None
+        self._dismiss_removal_warning(old)
+        if self.controller.is_running(old):
+            self._moved_while_running[old] = new
+            self._show_banner_for(old)
+            return
+        self.select_flow(new)
 
     def _dismiss_removal_warning(self, key: str) -> None:
         notice = self._banners.get(key)
@@ -859,7 +872,9 @@ class MainWindow(QMainWindow):
         if runs == self.history.runs:
             return
         self.history.set_runs(runs)
-        self.controller.forget_last_runs()
+        entry = self._selected_entry()
+        if entry is not None:
+            self.controller.forget_last_runs(entry.name)
         self._refresh_controls()
 
     def _delete_past(self, run: RunSummary) -> None:
@@ -1278,6 +1293,9 @@ class MainWindow(QMainWindow):
             self.logs.append(text, stream)
 
     def _on_run_ended(self, key: str, status: str) -> None:
+        moved_to = self._moved_while_running.pop(key, None)
+        if moved_to is not None and key == self.selected_key:
+            QTimer.singleShot(0, lambda: self.select_flow(moved_to))  # after this run's news
         if key == self.selected_key:
             self.logs.finish()
         self._refresh_controls()
