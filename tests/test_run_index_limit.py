@@ -69,3 +69,17 @@ def test_damaged_records_are_listed_with_a_limit(layout: RunLayout) -> None:
     listed = RunIndex(layout).runs(10)
     assert listed[0].run_id == "1800020000000-abcdef" and listed[0].status == "damaged"
     assert len(listed) == 10
+
+
+def test_newest_written_reads_one_record(layout: RunLayout, monkeypatch) -> None:
+    """The window's mark of a flow: the run whose record changed last, one record read."""
+    assert RunIndex(layout).newest_written() is None
+    for number in range(50):  # a run a minute: runs(1) would read every one of them
+        write_run(layout, f"run{number:03d}", BASE + 60 * number, BASE + 60 * number + 30)
+    write_run(layout, "resumed", BASE - 3600, BASE + 60 * 60)  # began earlier, ended last
+    reads: list[str] = []
+    real = index_module.read_run
+    monkeypatch.setattr(index_module, "read_run",
+                        lambda lay, run_id: reads.append(run_id) or real(lay, run_id))
+    newest = RunIndex(layout).newest_written()
+    assert newest is not None and newest.run_id == "resumed" and reads == ["resumed"]

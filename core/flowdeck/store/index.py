@@ -132,6 +132,16 @@ class RunIndex:
         except OSError:
             return float("inf")  # unreadable: read it (it is listed as damaged)
 
+    def newest_written(self) -> RunEntry | None:
+        """The run whose record was written last: the one whose state changed last (a run
+        ended, or is going on). One record read, where `runs(1)` reads every record written
+        within CLOCK_SKEW_S of it (the window's marks for a folder of 200 flows with 200
+        runs each took 6.9 s that way)."""
+        run_ids = self.layout.run_ids()
+        if not run_ids:
+            return None
+        return read_run(self.layout, max(run_ids, key=lambda r: (self._written(r), r)))
+
     def read(self, run_id: str) -> RunEntry:
         return read_run(self.layout, run_id)
 

@@ -681,15 +681,16 @@ class FlowdeckController(QObject):
     # -- resume and rerun --------------------------------------------------------------------
 
     def last_run(self, key: str) -> RunEntry | None:
-        """The flow's newest run on disk (from an earlier session too), read once and kept
-        until a run of the flow starts or ends, or one is deleted."""
+        """The flow's newest run on disk (from an earlier session too: the record written
+        last), read once and kept until a run of the flow starts or ends, or one is
+        deleted."""
         if key not in self._last_runs:
             layout = self.layout_for(key)
             try:
-                runs = RunIndex(layout).runs(1) if layout is not None else []
+                newest = RunIndex(layout).newest_written() if layout is not None else None
             except OSError:
-                runs = []
-            self._last_runs[key] = runs[0] if runs else None
+                newest = None
+            self._last_runs[key] = newest
         return self._last_runs[key]
 
     def forget_last_runs(self, flow: str) -> None:
