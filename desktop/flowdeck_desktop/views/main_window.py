@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.discovery.catalog import CatalogEntry
 from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
@@ -94,6 +95,8 @@ from flowdeck_desktop.views.runs_plot import plot_across_runs as open_runs_plot
 from flowdeck_desktop.views.theme import palette_is_dark, status_color
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
+#: The banner of a selected flow whose file went (taken down if it reappears, moved).
+REMOVED_WARNING = "The selected flow's file was removed or no longer defines that flow."
 LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
 def app_icon() -> QIcon:
     """The icon from the repository's (or the bundle's) resources/icons folder."""
@@ -651,8 +654,9 @@ class MainWindow(QMainWindow):
         if file and line:
             open_in_editor(file, int(line))
 
-    def _show_flow(self, key: str) -> None:
-        if key == self.selected_key:
+    def _show_flow(self, key: str, again: bool = False) -> None:
+        """Show `key`'s flow; `again`: even if it is the one shown (what it shows is gone)."""
+        if key == self.selected_key and not again:
             return
         self.selected_key = key
         self.statusBar().clearMessage()  # it told of the flow shown before
@@ -665,11 +669,8 @@ class MainWindow(QMainWindow):
         self.act_auto.blockSignals(True)
         self.act_auto.setChecked(self.controller.auto_rerun(key))
         self.act_auto.blockSignals(False)
-        state = self.controller.states.get(key) or self._last_run_state(key)
-        if state is None:
-            state = RunState(self)
-            state.reset(entry.flow.graph.as_dict())
-            state.describe(entry.name, entry.file)
+        state = self.controller.states.get(key) or self._last_run_state(key) or \
+            self._unrun_state(entry)
         self._show_state(state)
         self._replay_logs(key)
         self._refresh_history()
@@ -686,6 +687,13 @@ class MainWindow(QMainWindow):
             del self._banners[key]
             if key == self.selected_key:
                 self._show_banner_for(key)
+
+    def _unrun_state(self, entry: CatalogEntry) -> RunState:
+        """The view of a flow as its file is now, before any run: every step pending."""
+        state = RunState(self)
+        state.reset(entry.flow.graph.as_dict())
+        state.describe(entry.name, entry.file)
+        return state
 
     def _last_run_state(self, key: str) -> RunState | None:
         """A flow not run in this session shows its newest run on disk, as History would
@@ -727,8 +735,7 @@ class MainWindow(QMainWindow):
             self.tree.selectionModel().blockSignals(False)
             self._orphaned = key
         if key == self.selected_key:
-            self.show_message("warning", "The selected flow's file was removed or no longer "
-                              "defines that flow.", flow=key)
+            self.show_message("warning", REMOVED_WARNING, flow=key)
             self._refresh_controls()
 
     def _on_flow_added(self, new: str) -> None:
@@ -750,7 +757,7 @@ class MainWindow(QMainWindow):
 
     def _dismiss_removal_warning(self, key: str) -> None:
         notice = self._banners.get(key)
-        if notice is not None and notice.text.startswith("The selected flow's file was removed"):
+        if notice is not None and notice.text == REMOVED_WARNING:
             del self._banners[key]
 
     def _on_flow_changed(self, key: str) -> None:
@@ -769,10 +776,7 @@ class MainWindow(QMainWindow):
         graph = entry.flow.graph.as_dict()
         if entry.ok and not self.controller.is_running(key) and \
                 (state is None or state.graph != graph):
-            fresh = RunState(self)
-            fresh.reset(graph)
-            fresh.describe(entry.name, entry.file)
-            self._show_state(fresh)
+            self._show_state(self._unrun_state(entry))
         self._update_title()
         self._refresh_controls()
 
@@ -884,8 +888,7 @@ class MainWindow(QMainWindow):
             key = self.selected_key
             if key and shown is not None and shown.run_id == run.run_id and \
                     not self.controller.is_running(key):  # the run shown is gone: the newest
-                self.selected_key = None
-                self._show_flow(key)
+                self._show_flow(key, again=True)
             self._refresh_controls()
 
     def _pin_past(self, run: RunSummary, on: bool) -> None:
