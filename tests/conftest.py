@@ -6,7 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,6 +134,19 @@ def close_window(controller, window) -> None:
     window.close()
     controller.shutdown()
     window.deleteLater()
+
+
+@contextmanager
+def opened_window(qtbot, settings, roots: list[Path]) -> Iterator[tuple[Any, Any]]:
+    """The real window on `roots`, shown, its first scan done; closed after."""
+    from flowdeck_desktop.app import build
+    controller, window = build(settings, [str(root) for root in roots])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
+        yield controller, window
+    finally:
+        close_window(controller, window)
 
 
 @pytest.fixture(scope="session")

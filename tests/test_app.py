@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, FLOWS, close_window, flow_key, run_flow
+from conftest import EXAMPLES, FLOWS, close_window, flow_key, opened_window, run_flow
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -31,11 +31,8 @@ def folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def app(qtbot, settings: QSettings, folder: Path):
-    controller, window = build(settings, [str(folder)])
-    window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
-    yield controller, window
-    close_window(controller, window)
+    with opened_window(qtbot, settings, [folder]) as opened:
+        yield opened
 
 
 key_of = flow_key
@@ -132,10 +129,7 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
     failing = run_flow(folder / "failing.py")
     assert failing.returncode == 1
     assert run_flow(folder / "branches.py").returncode == 0
-    controller, window = build(settings, [str(folder)])
-    window.show()
-    try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
         failing_key, branches_key = (key_of(controller, n) for n in ("FailingFlow", "BranchFlow"))
         item = controller.model.itemFromIndex(controller.model.index_of(failing_key))
         assert item.data(STATUS_ROLE) == "last run failed"
@@ -152,17 +146,12 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
         assert blocker.args[1] == "succeeded"
         assert step_status(window, "start") == "reused"
         assert item.data(STATUS_ROLE) == "succeeded" and not window.act_resume.isEnabled()
-    finally:
-        close_window(controller, window)
 
 
 def test_deleting_the_last_failed_run_takes_resume_and_its_mark_away(
         qtbot, settings: QSettings, folder: Path) -> None:
     assert run_flow(folder / "failing.py").returncode == 1
-    controller, window = build(settings, [str(folder)])
-    window.show()
-    try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
         key = key_of(controller, "FailingFlow")
         window.select_flow(key)
         assert window.act_resume.isEnabled()
@@ -171,8 +160,6 @@ def test_deleting_the_last_failed_run_takes_resume_and_its_mark_away(
         item = controller.model.itemFromIndex(controller.model.index_of(key))
         assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
         assert "not run yet" in window.flow_title.text()
-    finally:
-        close_window(controller, window)
 
 
 def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:

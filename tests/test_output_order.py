@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import close_window, flow_key
+from conftest import flow_key, opened_window
 from PySide6.QtCore import QSettings
 
-from flowdeck_desktop.app import build
 from flowdeck_desktop.control.output_order import OutputOrder
 
 
@@ -113,10 +112,7 @@ def test_a_warning_among_a_flood_of_lines_shows_where_it_was_written(
     folder = tmp_path / "flows"  # not the settings' folder: only the flow is watched
     folder.mkdir()
     (folder / "chatty.py").write_text(CHATTY)
-    controller, window = build(settings, [str(folder)])
-    window.show()
-    try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
         window.select_flow(flow_key(controller, "ChattyFlow"))
         with qtbot.waitSignal(controller.run_ended, timeout=60000) as ended:
             window.run_selected()
@@ -131,5 +127,4 @@ def test_a_warning_among_a_flood_of_lines_shows_where_it_was_written(
         assert lines.index("warning after line 19999") < lines.index("the end step ran")
         assert lines.index("the end step ran") < next(
             at for at, line in enumerate(lines) if line.startswith("Run ") and "succeeded" in line)
-    finally:
-        close_window(controller, window)
+
