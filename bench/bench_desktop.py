@@ -1,4 +1,4 @@
-"""Desktop benchmark: start-up, save-to-rerun, event-to-colour, 10,000-task streaming, memory.
+"""Desktop benchmark: start-up, save-to-rerun, event-to-colour, 10,000-task streaming, memory, Stop.
 
 Runs the real window offscreen (QT_QPA_PLATFORM=offscreen) on generated
 folders and real flow runs, and prints medians:
@@ -81,6 +81,47 @@ with open("/proc/self/status") as status:
             rss = int(line.split()[1]) // 1024
 print("READY", count, rss, flush=True)
 controller.shutdown()
+'''
+
+
+NAPPING_FLOW = '''
+import multiprocessing, time
+from flowdeck import FlowSpec, step
+
+
+def _sleep_forever():
+    time.sleep(3600)
+
+
+class NapFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.nap_a, self.nap_b)
+
+    @step
+    def nap_a(self):
+        helper = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+        helper.start()
+        print("napping with helper", helper.pid, flush=True)
+        time.sleep(3600)
+        self.next(self.join)
+
+    @step
+    def nap_b(self):
+        time.sleep(3600)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    NapFlow().run()
 '''
 
 
@@ -185,8 +226,8 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
         results["save_to_rerun_median_ms"] = statistics.median(save_lags) * 1000
         controller.set_auto_rerun(key, False)
         # a 10,000-task foreach: the longest stall of the event loop
-        size_editor: Any = window.params._editors["size"]  # the form's spin box for `size`
-        size_editor.setValue(foreach_size)
+        size_editor: Any = window.params._editors["size"]  # the form's line edit for `size`
+        size_editor.setText(str(foreach_size))
         gaps: list[float] = []
         last = [time.perf_counter()]
 
@@ -210,6 +251,58 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
         window.close()
         shutil.rmtree(folder, ignore_errors=True)
     return results
+
+
+def _gone(pid: int) -> bool:
+    """True once a process no longer exists or is a zombie (it has finished)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def bench_stop(repeat: int) -> float:
+    """Stop pressed on a run of two sleeping branches (one with a forked helper) to the run
+    ended with every process of it gone: what the window's Stop promises (DEFAULT_STOP_GRACE_S
+    is the most it can take; the engine's own cancel usually ends it well before)."""
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication([])
+    folder = Path(tempfile.mkdtemp(prefix="bench-stop-"))
+    path = folder / "nap.py"
+    path.write_text(NAPPING_FLOW)
+    try:
+        return statistics.median(_time_one_stop(app, path) for _ in range(repeat))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _time_one_stop(app: object, path: Path) -> float:
+    """One run of NAPPING_FLOW in a RunProcess, stopped once every branch sleeps."""
+    from flowdeck.engines.interpreter import Interpreter
+    from flowdeck.engines.launching import build_launch
+    from flowdeck_desktop.control.run_process import RunProcess, core_path
+    spec = build_launch(str(path), "NapFlow", "flowdeck", ["run"], core_dir=core_path(),
+                        interpreter=Interpreter(sys.executable, "configured"))
+    run = RunProcess(spec)
+    output: list[str] = []
+    pids: list[int] = []
+    ended: list[str] = []
+    run.output.connect(lambda stream, text: output.append(text))
+    run.event_arrived.connect(
+        lambda e: pids.append(int(e["pid"])) if e["type"] == "task_started" else None)
+    run.ended.connect(lambda code, status: ended.append(status))
+    run.start()
+    _spin_until(app, lambda: "napping with helper" in "".join(output) and len(pids) >= 3, 60)
+    helper = int("".join(output).split("napping with helper")[1].split()[0])
+    everyone = [p for p in (run.pid, helper, *pids) if p is not None]
+    began = time.perf_counter()
+    run.stop()
+    _spin_until(app, lambda: bool(ended) and all(_gone(p) for p in everyone), 60)
+    took = time.perf_counter() - began
+    if ended != ["cancelled"]:
+        raise SystemExit(f"the stopped run ended {ended}, not cancelled")
+    return took
 
 
 def _pair_lags(written: list[float], shown: list[float]) -> list[float]:
@@ -244,6 +337,9 @@ def main() -> int:
     print(f"{f'foreach of {foreach:,} tasks: longest event-loop stall':<52} "
           f"{r['foreach_longest_stall_ms']:8.0f} ms   target < 100 ms "
           f"({int(r['foreach_done']):,} tasks in {r['foreach_run_s']:.1f} s)")
+    stop = bench_stop(args.repeat)
+    print(f"{'Stop to the run ended, every process gone (median)':<52} "
+          f"{stop * 1000:8.0f} ms   target < 2000 ms")
     print(f"\nmedians of {args.repeat}; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     return 0
 

@@ -29,6 +29,13 @@ for _path in (CORE, DESKTOP):
 #: servers of its own, so a many-core machine gains little past this and loads a lot.
 MAX_TEST_PROCESSES = 8
 
+#: The longest a test waits for something real (a process, a thread, a file watcher) before
+#: it calls the wait a hang. It is a guard, never a speed claim: the wait ends as soon as
+#: the thing happens, and a loaded machine may take many times the usual. Speed is
+#: measured in bench/, not asserted here.
+WAIT_MS = 60_000
+WAIT_S = 120  # the same guard in seconds, for a whole run through a subprocess
+
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto` (pyproject's addopts): one test process per usable core, at most 8."""

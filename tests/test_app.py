@@ -8,15 +8,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, FLOWS, close_window, flow_key, opened_window, run_flow
+from conftest import EXAMPLES, FLOWS, WAIT_MS, close_window, flow_key, opened_window, run_flow
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from flowdeck_desktop.app import build
 from flowdeck_desktop.models.catalog_model import KEY_ROLE, STATUS_ROLE
-
-RUN_TIMEOUT = 30000
 
 
 @pytest.fixture
@@ -41,7 +39,7 @@ key_of = flow_key
 def run_and_wait(qtbot, controller, window, name: str) -> str:
     key = key_of(controller, name)
     window.select_flow(key)
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     return blocker.args[1]
 
@@ -52,7 +50,7 @@ def start_napping(qtbot, controller, window, step: str = "nap_a") -> str:
     window.select_flow(key)
     window.run_selected()
     qtbot.waitUntil(lambda: window.scene.step_state(step).status == "running",
-                    timeout=RUN_TIMEOUT)
+                    timeout=WAIT_MS)
     return key
 
 
@@ -92,7 +90,7 @@ def test_parameters_are_passed_and_remembered(qtbot, app) -> None:
     editor = window.params._editors["rates"]
     editor.setText("0.3,0.06")
     editor.textEdited.emit("0.3,0.06")
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         window.run_selected()
     window.logs.flush()
     assert "best rate 0.06" in window.logs.text()
@@ -114,7 +112,7 @@ def test_failure_shows_red_step_traceback_and_resume_works(qtbot, app, folder: P
     assert window.act_resume.isEnabled()
     path = folder / "failing.py"
     path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.resume_selected()
     assert blocker.args[1] == "succeeded"
     assert step_status(window, "start") == "reused"
@@ -141,7 +139,7 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
         assert window.act_resume.isEnabled()
         path = folder / "failing.py"
         path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
-        with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
             window.resume_selected()
         assert blocker.args[1] == "succeeded"
         assert step_status(window, "start") == "reused"
@@ -155,7 +153,7 @@ def test_deleting_the_last_failed_run_takes_resume_and_its_mark_away(
         key = key_of(controller, "FailingFlow")
         window.select_flow(key)
         assert window.act_resume.isEnabled()
-        qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=10000)
+        qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
         window._delete_past(window.history.runs[0])
         item = controller.model.itemFromIndex(controller.model.index_of(key))
         assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
@@ -167,7 +165,7 @@ def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:
     key = start_napping(qtbot, controller, window, "nap_a")
     state = controller.states[key]
     assert window.act_stop.isEnabled()
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.stop_selected()
     assert blocker.args[1] == "cancelled"
     assert state.status == "cancelled"
@@ -177,7 +175,7 @@ def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:
 def test_killed_run_is_marked_crashed(qtbot, app) -> None:
     controller, window = app
     key = start_napping(qtbot, controller, window, "nap_b")
-    with qtbot.waitSignal(controller.run_ended, timeout=5000) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         os.killpg(controller.runs[key].pid, signal.SIGKILL)
     assert blocker.args[1] == "crashed"
     assert not controller.is_running(key)
@@ -190,7 +188,7 @@ def test_two_runs_at_once_follow_their_own_events(qtbot, app) -> None:
     window.select_flow(sleepy)
     window.run_selected()
     window.select_flow(branches)
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     assert blocker.args == [branches, "succeeded"]
     assert controller.is_running(sleepy)
@@ -226,7 +224,7 @@ def test_drop_a_flow_file_adds_selects_and_runs_it(qtbot, app, tmp_path: Path) -
     assert enter.isAccepted()
     drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         QApplication.sendEvent(window, drop)
     assert blocker.args[1] == "succeeded"
     assert controller.model.entry(window.selected_key).name == "HelloFlow"
@@ -264,7 +262,7 @@ def test_rerun_on_save_reuses_unchanged_steps(qtbot, app, folder: Path) -> None:
     original = path.read_text()
     started: list[str] = []
     controller.run_started.connect(lambda k, _state: started.append(k))
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         for i in range(20):  # twenty saves in quick succession give one rerun
             path.write_text(original.replace('print("best rate", self.best)',
                                              f'print("the best rate is", self.best)  # {i}'))
@@ -295,19 +293,19 @@ def test_a_save_shows_the_new_graph_and_parameters_and_marks_errors(qtbot, app,
         '    seed = Parameter("seed", default=7)\n\n    @step\n    def start', 1)
     assert added.count("report") == 2 and "seed" in added
     path.write_text(added)
-    qtbot.waitUntil(lambda: "report" in window.scene.steps(), timeout=10000)
+    qtbot.waitUntil(lambda: "report" in window.scene.steps(), timeout=WAIT_MS)
     assert window.scene.step_state("report").status == "pending"
     assert "not run yet" in window.flow_title.text()
     assert "seed" in window.params.values()
     path.write_text(added.replace("self.next(self.end)\n\n    @step\n    def end",
                                   "self.next(self.ending)\n\n    @step\n    def end"))
-    qtbot.waitUntil(lambda: "has errors" in window.flow_title.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "has errors" in window.flow_title.text(), timeout=WAIT_MS)
     assert "report" in window.scene.steps()  # the last good graph, marked as such
     assert "from before them" in window.flow_title.text()
     assert "ending" in window.flow_title.toolTip()
     assert controller.model.entry(key) is not None and not window.act_run.isEnabled()
     path.write_text(original)
-    qtbot.waitUntil(lambda: "report" not in window.scene.steps(), timeout=10000)
+    qtbot.waitUntil(lambda: "report" not in window.scene.steps(), timeout=WAIT_MS)
     assert "has errors" not in window.flow_title.text()
 
 
@@ -317,7 +315,7 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
     window.select_flow(key)
     window.act_auto.setChecked(True)
     path = folder / "train.py"
-    with qtbot.waitSignal(controller.message, timeout=10000,
+    with qtbot.waitSignal(controller.message, timeout=WAIT_MS,
                           check_params_cb=lambda level, text: level == "error"):
         path.write_text(path.read_text().replace("def end(self):", "def end(self)"))
     assert "saved with errors" in window.last_message[1]
@@ -327,7 +325,7 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
     # it was about is gone.
     window.act_auto.setChecked(False)
     path.write_text(path.read_text().replace("def end(self)", "def end(self):"))
-    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=10000)
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=WAIT_MS)
     assert window.banner.text == ""
 
 
@@ -336,7 +334,7 @@ def test_deleting_a_failed_run_of_this_session_takes_resume_away(qtbot, app) -> 
     assert run_and_wait(qtbot, controller, window, "FailingFlow") == "failed"
     key = key_of(controller, "FailingFlow")
     assert window.act_resume.isEnabled()
-    qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=10000)
+    qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
     window._delete_past(window.history.runs[0])
     item = controller.model.itemFromIndex(controller.model.index_of(key))
     assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
@@ -350,12 +348,12 @@ def test_a_flow_renamed_while_it_runs_is_followed_when_the_run_ends(
     path = Path(controller.model.entry(key).file)
     path.rename(path.with_name("renamed_" + path.name))
     qtbot.waitUntil(lambda: any(e.file.endswith("renamed_" + path.name)
-                                for e in controller.model.entries()), timeout=10000)
+                                for e in controller.model.entries()), timeout=WAIT_MS)
     assert window.selected_key == key and controller.is_running(key)  # the live run stays
     assert "file was removed" not in window.banner.text
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         window.stop_selected()
-    qtbot.waitUntil(lambda: "renamed_sleepy.py" in str(window.selected_key), timeout=10000)
+    qtbot.waitUntil(lambda: "renamed_sleepy.py" in str(window.selected_key), timeout=WAIT_MS)
     assert window.act_run.isEnabled()
 
 
@@ -370,7 +368,7 @@ def test_a_clean_save_leaves_a_run_options_error_up(qtbot, app, folder: Path) ->
     assert window.banner.isVisible() and window.banner.level == "error"
     text = window.banner.text
     path = folder / "train.py"
-    with qtbot.waitSignal(controller.model.flow_changed, timeout=10000):
+    with qtbot.waitSignal(controller.model.flow_changed, timeout=WAIT_MS):
         path.write_text(path.read_text().replace('"""Parse the grid', '"""Parse the whole grid'))
     assert window.banner.isVisible() and window.banner.text == text
 
@@ -425,9 +423,9 @@ def test_flow_file_deleted_while_running(qtbot, app, folder: Path) -> None:
     controller, window = app
     key = start_napping(qtbot, controller, window, "nap_a")
     (folder / "sleepy.py").unlink()
-    qtbot.waitUntil(lambda: controller.model.entry(key) is None, timeout=10000)
+    qtbot.waitUntil(lambda: controller.model.entry(key) is None, timeout=WAIT_MS)
     assert controller.is_running(key)  # the run goes on; its process has the code
-    with qtbot.waitSignal(controller.run_ended, timeout=5000):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         controller.stop_run(key)
 
 
@@ -447,7 +445,7 @@ def test_a_flood_of_output_keeps_the_window_responsive(qtbot, app, folder: Path)
         "if __name__ == '__main__':\n"
         "    ChattyFlow().run()\n")
     qtbot.waitUntil(lambda: any(e.name == "ChattyFlow" for e in controller.model.entries()),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     gaps: list[float] = []
     last = [0.0]
 
@@ -461,7 +459,7 @@ def test_a_flood_of_output_keeps_the_window_responsive(qtbot, app, folder: Path)
     heartbeat.timeout.connect(beat)
     heartbeat.start(10)
     assert run_and_wait(qtbot, controller, window, "ChattyFlow") == "succeeded"
-    qtbot.waitUntil(lambda: not window.logs.has_pending(), timeout=30000)
+    qtbot.waitUntil(lambda: not window.logs.has_pending(), timeout=WAIT_MS)
     heartbeat.stop()
     assert window.logs.line_count() <= window.logs.maximum_line_count()
     assert "line 199999" in window.logs.text()
@@ -482,7 +480,7 @@ def test_a_file_that_never_starts_its_flow_gets_a_clear_message(qtbot, app, fold
         "    def end(self):\n"
         "        pass\n")
     qtbot.waitUntil(lambda: any(e.name == "NoMainFlow" for e in controller.model.entries()),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     key = key_of(controller, "NoMainFlow")
     window.select_flow(key)
     window.run_selected()  # refused before a process starts: it would run nothing
@@ -493,16 +491,16 @@ def test_a_file_that_never_starts_its_flow_gets_a_clear_message(qtbot, app, fold
     with open(folder / "nomain.py", "a") as handle:  # the fix the message asks for
         handle.write('if __name__ == "__main__":\n    NoMainFlow()\n')
     qtbot.waitUntil(lambda: controller.model.entry(key_of(controller, "NoMainFlow"))
-                    .flow.start_problem is None, timeout=10000)
+                    .flow.start_problem is None, timeout=WAIT_MS)
     assert run_and_wait(qtbot, controller, window, "NoMainFlow") == "succeeded"
 
 
 def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:
     controller, window = app
-    with qtbot.waitSignal(controller.message, timeout=10000,
+    with qtbot.waitSignal(controller.message, timeout=WAIT_MS,
                           check_params_cb=lambda level, text: "flows" in text):
         shutil.rmtree(folder)
-    qtbot.waitUntil(lambda: not controller.model.entries(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.model.entries(), timeout=WAIT_MS)
     assert window.isVisible()
 
 
@@ -514,9 +512,9 @@ def test_a_row_that_is_not_one_flow_shows_no_flow(qtbot, app, folder: Path) -> N
     broken = folder / "broken.py"
     broken.write_text("from flowdeck import FlowSpec, step\n\nclass Broken(FlowSpec)\n    pass\n")
     model = controller.model
-    qtbot.waitUntil(lambda: str(broken) in model._files, timeout=10000)
+    qtbot.waitUntil(lambda: str(broken) in model._files, timeout=WAIT_MS)
     file_item = model._files[str(broken)]
-    qtbot.waitUntil(lambda: file_item.rowCount() > 0, timeout=10000)
+    qtbot.waitUntil(lambda: file_item.rowCount() > 0, timeout=WAIT_MS)
     row = window.proxy.mapFromSource(model.indexFromItem(file_item.child(0)))
     window.tree.setCurrentIndex(row)
     assert window.selected_key is None
@@ -536,16 +534,16 @@ def test_a_renamed_file_keeps_its_flow_selected(qtbot, app, folder: Path) -> Non
     assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
     (folder / "train.py").rename(folder / "train_renamed.py")
     qtbot.waitUntil(lambda: any(e.file.endswith("train_renamed.py")
-                                for e in controller.model.entries()), timeout=10000)
+                                for e in controller.model.entries()), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: str(window.selected_key).startswith(str(folder / "train_renamed.py")),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     entry = controller.model.entry(window.selected_key)
     assert entry is not None and entry.name == "TrainFlow"
     assert window.tree.currentIndex().data(KEY_ROLE) == window.selected_key
     assert not window.banner.isVisible()
     (folder / "train_renamed.py").unlink()
     qtbot.waitUntil(lambda: not any(e.name == "TrainFlow" for e in controller.model.entries()),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     assert "TrainFlow" in window.flow_title.text()
     assert "file was removed" in window.banner.text
     assert not window.tree.currentIndex().isValid()
@@ -559,7 +557,7 @@ def test_list_updates_live_keeps_selection_and_shows_diagnostics(qtbot, app,
     broken = folder / "broken.py"
     broken.write_text((FLOWS / "bad" / "missing_step.py").read_text())
     qtbot.waitUntil(lambda: any(e.name == "MissingStepFlow" for e in controller.model.entries()),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     assert window.selected_key == key
     assert window.tree.currentIndex().data(0).split()[1] == "TrainFlow"
     bad_key = key_of(controller, "MissingStepFlow")
@@ -582,7 +580,7 @@ def test_list_updates_live_keeps_selection_and_shows_diagnostics(qtbot, app,
     window.select_flow(bad_key)
     assert not window.act_run.isEnabled()
     broken.unlink()
-    qtbot.waitUntil(lambda: controller.model.entry(bad_key) is None, timeout=10000)
+    qtbot.waitUntil(lambda: controller.model.entry(bad_key) is None, timeout=WAIT_MS)
 
 
 def test_double_clicking_a_step_opens_the_editor_at_its_line(qtbot, app, tmp_path: Path,
@@ -598,7 +596,7 @@ def test_double_clicking_a_step_opens_the_editor_at_its_line(qtbot, app, tmp_pat
     window.select_flow(key)
     window.scene.step_double_clicked.emit("pick")
     qtbot.waitUntil(lambda: record.exists() and record.read_text().endswith("\n"),
-                    timeout=5000)  # the shell creates the file before it writes the line
+                    timeout=WAIT_MS)  # the shell creates the file before it writes the line
     entry = controller.model.entry(key)
     assert record.read_text().split() == [f"+{entry.flow.graph['pick'].line}", entry.file]
 
@@ -606,14 +604,14 @@ def test_double_clicking_a_step_opens_the_editor_at_its_line(qtbot, app, tmp_pat
 def test_step_click_shows_task_logs_and_artifacts(qtbot, app) -> None:
     controller, window = app
     assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"
-    with qtbot.waitSignal(window.artifacts.loaded, timeout=20000):
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
         window.scene.step_clicked.emit("fit")
     assert window.task_picker.count() == 2
     names = {row["name"]: row for row in window.artifacts.rows}
     assert names["rate"]["preview"] == "0.1" and names["score"]["type"] == "float"
     window.logs.flush()
     assert "rate 0.1 scores" in window.logs.text()
-    with qtbot.waitSignal(window.artifacts.loaded, timeout=20000):
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
         window.task_picker.setCurrentIndex(1)
     assert {row["name"]: row for row in window.artifacts.rows}["rate"]["preview"] == "0.01"
 
@@ -654,17 +652,17 @@ def test_history_shows_a_past_run_and_reruns_it(qtbot, app) -> None:
     key = key_of(controller, "TrainFlow")
     window.select_flow(key)
     window.params._editors["rates"].setText("0.2,0.04")
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         window.run_selected()
     window.params._editors["rates"].setText("0.5")
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         window.run_selected()
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 2)
     window.history.table.selectRow(1)  # the older run
     assert window.shown_state.params == {"rates": "0.2,0.04"}
     assert step_status(window, "fit") == "succeeded"
     assert window.scene.step_state("fit").total == 2
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         window.history.rerun.click()
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 3)
     assert window.history._runs[0].params == {"rates": "0.2,0.04"}
@@ -693,7 +691,7 @@ def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, 
     original.mkdir()
     shutil.copy(EXAMPLES / "train.py", original)
     controller, window = build(settings, [str(original)])
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     run_and_wait(qtbot, controller, window, "TrainFlow")
     close_window(controller, window)
     copy = tmp_path / "copy"
@@ -704,7 +702,7 @@ def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, 
         log.write_text("this is the copy's log\n")
     controller, window = build(settings, [str(copy)], restore=False)
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         window.select_flow(key_of(controller, "TrainFlow"))
         qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
         window.history.table.selectRow(0)
@@ -759,7 +757,7 @@ def test_a_flow_whose_base_class_is_in_a_module_beside_it(
     controller, window = build(settings, [str(folder)])
     window.show()
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         key = key_of(controller, "ChildFlow")
         assert controller.model.entry(key).steps == ["start", "middle", "end"]
         base = controller.model.itemFromIndex(
@@ -767,12 +765,12 @@ def test_a_flow_whose_base_class_is_in_a_module_beside_it(
         assert base.data(STATUS_ROLE) == "base class" and base.rowCount() == 0  # no errors
         assert "base class of ChildFlow" in base.toolTip()
         window.select_flow(key)
-        with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
             window.run_selected()
         assert blocker.args[1] == "succeeded"
         assert window.scene.step_state("start").status == "succeeded"
         window._open_step("start")
-        qtbot.waitUntil(opened.exists, timeout=10000)
+        qtbot.waitUntil(opened.exists, timeout=WAIT_MS)
         assert opened.read_text().split() == ["+6", str(folder / "base_steps.py")]  # its def
     finally:
         close_window(controller, window)

@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, close_window, flow_key, process_alive
+from conftest import FLOWS, WAIT_MS, close_window, flow_key, process_alive
 from PySide6.QtCore import QSettings
 
 from flowdeck_desktop.app import build
 
 pytest.importorskip("metaflow")
 
-RUN_TIMEOUT = 60000
 MF_FLOWS = FLOWS / "metaflow"
 
 
@@ -35,7 +34,7 @@ def app(qtbot, settings: QSettings, folder: Path, monkeypatch):
         monkeypatch.delenv(name, raising=False)  # the bridge supplies a user name
     controller, window = build(settings, [str(folder)])
     window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)  # listed off-thread
     yield controller, window
     close_window(controller, window)
 
@@ -56,7 +55,7 @@ def test_metaflow_flow_runs_live_and_every_step_turns_green(qtbot, app) -> None:
     seen_running: set[str] = set()
     controller.run_started.connect(lambda _k, state: state.step_changed.connect(
         lambda step: seen_running.add(step) if state.steps[step].status == "running" else None))
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     assert blocker.args[1] == "succeeded"
     for step in ("start", "square", "join", "end"):
@@ -67,7 +66,7 @@ def test_metaflow_flow_runs_live_and_every_step_turns_green(qtbot, app) -> None:
     window.logs.flush()
     assert "square of 2 is 4" in window.logs.text()
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
-    with qtbot.waitSignal(window.artifacts.loaded, timeout=30000):
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
         window.scene.step_clicked.emit("square")
     assert window.task_picker.count() == 3
     values = sorted(row["preview"] for row in window.artifacts.rows if row["name"] == "value")
@@ -80,7 +79,7 @@ def test_metaflow_failure_then_resume_in_the_window(qtbot, app, folder: Path) ->
     controller, window = app
     key = key_of(controller, "MfFailingFlow")
     window.select_flow(key)
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     assert blocker.args[1] == "failed"
     assert status_of(window, "start") == "succeeded"
@@ -90,7 +89,7 @@ def test_metaflow_failure_then_resume_in_the_window(qtbot, app, folder: Path) ->
     assert window.error_pane.location == (str(folder / "failing.py"), 17)
     path = folder / "failing.py"
     path.write_text(path.read_text().replace("FIX_ME = False", "FIX_ME = True"))
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.resume_selected()
     assert blocker.args[1] == "succeeded"
     assert status_of(window, "start") == "reused"
@@ -106,15 +105,15 @@ def test_metaflow_stop_leaves_no_process(qtbot, app) -> None:
     window.run_selected()
     state = controller.states[key]
     qtbot.waitUntil(lambda: status_of(window, "nap_a") == "running"
-                    and status_of(window, "nap_b") == "running", timeout=RUN_TIMEOUT)
+                    and status_of(window, "nap_b") == "running", timeout=WAIT_MS)
     pgid = controller.runs[key].pid
     task_pids = [t.pid for t in state.tasks.values() if t.step.startswith("nap")]
-    with qtbot.waitSignal(controller.run_ended, timeout=5000) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.stop_selected()
     assert blocker.args[1] == "cancelled"
     assert status_of(window, "nap_a") == "cancelled"
     qtbot.waitUntil(lambda: _group_gone(pgid) and all(not process_alive(p) for p in task_pids),
-                    timeout=5000)
+                    timeout=WAIT_MS)
 
 
 def test_missing_metaflow_is_named_with_the_fix(qtbot, app, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import child_env, close_window, flow_key, run_flow
+from conftest import WAIT_MS, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QProcess, QSettings
 
 from flowdeck.store.layout import RunLayout
@@ -94,9 +94,9 @@ def test_who_made_a_run(trap_run: tuple[Path, Path, str]) -> None:
 
 def _show_start_task(qtbot, window, controller) -> None:
     """Select the flow, its only past run, then its start step, as a person would."""
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     window.select_flow(flow_key(controller, "TrapFlow"))
-    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=10000)
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=WAIT_MS)
     window.history.table.selectRow(0)
     window.scene.step_clicked.emit("start")
 
@@ -116,7 +116,7 @@ def test_another_users_run_lists_artifacts_and_loads_values_only_when_asked(
         assert shown["trap"]["type"] == "__main__.Trap" and shown["count"]["type"] == "int"
         assert not marker.exists()
 
-        with qtbot.waitSignal(pane.loaded, timeout=20000):
+        with qtbot.waitSignal(pane.loaded, timeout=WAIT_MS):
             pane.load_button.click()
         assert marker.exists()  # the values were loaded, with the user's consent
         assert {row["name"]: row for row in pane.rows}["count"]["preview"] == "3"
@@ -152,7 +152,7 @@ def test_our_own_run_loads_its_values_at_once(qtbot, settings: QSettings,
     controller, window = build(settings, [str(flow.parent)])
     window.show()
     try:
-        with qtbot.waitSignal(window.artifacts.loaded, timeout=20000):
+        with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
             _show_start_task(qtbot, window, controller)
         assert window.artifacts.load_button.isHidden()
         assert {row["name"]: row for row in window.artifacts.rows}["count"]["preview"] == "3"

@@ -12,14 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_flow, wait_for
+from conftest import WAIT_S, child_env, run_flow, wait_for
 
 from flowdeck import Flow
 from flowdeck.cards import Card, CardNotPresentException, get_cards
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, read_index
 from flowdeck.store.layout import RunLayout
-
-RUN_TIMEOUT = 120
 
 REPORT_FLOW = '''
 import os
@@ -158,7 +156,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def _run(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = run_flow(path, "run", *args, timeout=RUN_TIMEOUT, env=child_env())
+    done = run_flow(path, "run", *args, timeout=WAIT_S, env=child_env())
     return done
 
 
@@ -220,7 +218,7 @@ def test_a_live_card_is_written_while_the_task_runs(tmp_path: Path) -> None:
                                stderr=subprocess.PIPE, text=True)
     try:
         wait_for(Path(str(gate) + ".waiting").exists, "the task reaching its gate",
-                 still_going=lambda: process.poll() is None, limit=RUN_TIMEOUT)
+                 still_going=lambda: process.poll() is None, limit=WAIT_S)
         run = Flow("ReportFlow", root=_root(flow)).latest_run
         task = run["train"].task
         live = get_cards(task, id="progress")
@@ -228,7 +226,7 @@ def test_a_live_card_is_written_while_the_task_runs(tmp_path: Path) -> None:
         assert 'aria-valuenow="1"' in live[0].html and ">live<" in live[0].html
         assert 'http-equiv="refresh"' in live[0].html  # a browser follows it too
         gate.touch()
-        out, err = process.communicate(timeout=RUN_TIMEOUT)
+        out, err = process.communicate(timeout=WAIT_S)
     finally:
         if process.poll() is None:
             process.kill()
@@ -285,7 +283,7 @@ def test_a_resumed_run_reads_the_cards_of_the_tasks_it_reused(tmp_path: Path) ->
     flow = _write(tmp_path, "report.py", REPORT_FLOW)
     assert _run(flow).returncode == 0
     first = Flow("ReportFlow", root=_root(flow)).latest_run
-    done = run_flow(flow, "resume", "end", timeout=RUN_TIMEOUT, env=child_env())
+    done = run_flow(flow, "resume", "end", timeout=WAIT_S, env=child_env())
     assert done.returncode == 0, done.stderr
     resumed = Flow("ReportFlow", root=_root(flow)).latest_run
     assert resumed.id != first.id

@@ -6,15 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import child_env, close_window, flow_key, run_flow
+from conftest import WAIT_MS, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QSettings
 from test_cards import FAILING_FLOW, REPORT_FLOW
 
 from flowdeck.cards.index import ERROR, FINAL, LIVE
 from flowdeck_desktop.app import build
 from flowdeck_desktop.views import cards_pane
-
-RUN_TIMEOUT = 60000
 
 
 @pytest.fixture
@@ -30,7 +28,7 @@ def folder(tmp_path: Path) -> Path:
 def app(qtbot, settings: QSettings, folder: Path):
     controller, window = build(settings, [str(folder)])
     window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     yield controller, window
     close_window(controller, window)
 
@@ -46,21 +44,21 @@ def test_cards_tab_follows_a_live_card_and_shows_the_final_one(
     monkeypatch.setenv("CARD_GATE", str(gate))
     window.select_flow(flow_key(controller, "ReportFlow"))
     window.run_selected()
-    qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=WAIT_MS)
     window.bottom.setCurrentWidget(window.cards)
     window.scene.step_clicked.emit("train")
     pane = window.cards
     qtbot.waitUntil(lambda: _progress(pane) is not None and _progress(pane).state == LIVE,
-                    timeout=RUN_TIMEOUT)
+                    timeout=WAIT_MS)
     pane.picker.setCurrentIndex(pane.entries.index(_progress(pane)))
-    qtbot.waitUntil(lambda: "1/3" in pane.shown_html(), timeout=10000)
+    qtbot.waitUntil(lambda: "1/3" in pane.shown_html(), timeout=WAIT_MS)
     if not pane.web_view_available:  # this machine has no Qt WebEngine: the tab says so
         assert pane.note.isVisible() and "Open in Browser" in pane.note.text()
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as ended:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
         gate.touch()
     assert ended.args[1] == "succeeded"
     qtbot.waitUntil(lambda: _progress(pane).state == FINAL and "3/3" in pane.shown_html(),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     assert "epoch 3" in pane.shown_html()
     assert sorted(e.id for e in pane.entries) == ["progress", "summary"]
 
@@ -78,14 +76,14 @@ def test_a_card_that_failed_shows_its_error_and_a_task_without_cards_says_so(
     controller, window = app
     run_flow(folder / "failing.py", "run", env=child_env())  # a past run, from a terminal
     window.select_flow(flow_key(controller, "CardFailFlow"))
-    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=WAIT_MS)
     window.history.table.selectRow(0)
     qtbot.waitUntil(lambda: window.shown_state is not None and bool(window.shown_state.run_id),
-                    timeout=RUN_TIMEOUT)
+                    timeout=WAIT_MS)
     window.bottom.setCurrentWidget(window.cards)
     window.scene.step_clicked.emit("start")
     pane = window.cards
-    qtbot.waitUntil(lambda: len(pane.entries) == 2, timeout=10000)
+    qtbot.waitUntil(lambda: len(pane.entries) == 2, timeout=WAIT_MS)
     assert {e.state for e in pane.entries} == {ERROR}
     for index in range(2):
         pane.picker.setCurrentIndex(index)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import child_env, close_window, flow_key
+from conftest import WAIT_MS, child_env, close_window, flow_key
 from PySide6.QtCore import QSettings
 
 from flowdeck import Flow
@@ -116,7 +116,7 @@ def app(qtbot, settings: QSettings, tmp_path: Path):
     write_flow(folder)
     controller, window = build(settings, [str(folder)])
     window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     yield controller, window, folder
     close_window(controller, window)
 
@@ -127,7 +127,7 @@ def test_stop_in_the_window_lets_the_step_clean_up(qtbot, app) -> None:
     window.select_flow(key)
     window.run_selected()
     wait_for((folder / "ready").exists)
-    with qtbot.waitSignal(controller.run_ended, timeout=30000) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.stop_selected()
     assert blocker.args[1] == "cancelled"
     assert controller.states[key].status == "cancelled"
@@ -150,7 +150,7 @@ def test_a_step_deaf_to_signals_ends_cancelled_in_the_window_and_history(
     run.ended.connect(lambda code, status: ended.append(status))
     run.start()
     wait_for((tmp_path / "ready").exists)
-    with qtbot.waitSignal(run.ended, timeout=30000):
+    with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
         run.stop()
     assert ended == ["cancelled"]
     assert not (tmp_path / "marker").exists()  # it never saw the interrupt

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES, FLOWS, close_window
+from conftest import EXAMPLES, FLOWS, WAIT_MS, close_window
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import (
     QColor,
@@ -32,9 +32,6 @@ from flowdeck.observe.fold import StepSummary
 from flowdeck_desktop.app import build
 from flowdeck_desktop.views.dag_view import DagView
 from flowdeck_desktop.views.theme import STATUSES, status_color
-
-RUN_TIMEOUT = 30000
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -82,14 +79,14 @@ def open_window(qtbot, settings: QSettings, folder: Path, size: tuple[int, int])
     window.resize(*size)
     window.show()
     qtbot.waitExposed(window)
-    qtbot.waitUntil(lambda: not controller.scanning() and bool(window.scene.steps()), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning() and bool(window.scene.steps()), timeout=WAIT_MS)
     settle()
     return controller, window
 
 
 def close_when_idle(qtbot, controller, window) -> None:
     """Close only after off-thread listing is done: a scan in flight must not outlive the window."""
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     close_window(controller, window)
 
 
@@ -152,7 +149,7 @@ def test_a_run_keeps_the_pane_sizes_and_the_zoom_the_user_set(qtbot, settings: Q
         window.dag.zoom_by(0.8)
         settle()
         centre, main, zoom = window.centre_split.sizes(), window.main_split.sizes(), window.dag.zoom()
-        with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as ended:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
             window.run_selected()
         assert ended.args[1] == "succeeded"
         qtbot.waitUntil(lambda: window.timeline.minimumSizeHint().height() > 180)

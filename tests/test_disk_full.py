@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from conftest import WAIT_MS, child_env
 
 from flowdeck import Flow
 from flowdeck.store.events import read_events
@@ -144,7 +144,7 @@ def test_the_window_names_the_full_disk(qtbot, small_disk: Path, flow: Path,
     process.event_arrived.connect(state.apply)
     ended: list[str] = []
     process.ended.connect(lambda code, status: ended.append(status))
-    with qtbot.waitSignal(process.ended, timeout=60000):
+    with qtbot.waitSignal(process.ended, timeout=WAIT_MS):
         process.start()
     assert ended == ["failed"]
     message = assert_failed_for_disk_full(small_disk, earlier)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CORE, ROOT, child_env, close_window, flow_key
+from conftest import CORE, ROOT, WAIT_MS, child_env, close_window, flow_key
 from PySide6.QtCore import QSettings
 
 from flowdeck.engines.as_metaflow import ENTRY_MODULE
@@ -18,7 +18,6 @@ from flowdeck.engines.launching import build_launch
 from flowdeck_desktop.app import build
 
 BLOCKED = ROOT / "tests" / "compat" / "sandbox" / "blocked"  # a `metaflow` that refuses
-RUN_TIMEOUT = 60000
 
 FLOW = '''from metaflow import FlowSpec, Parameter, current, step
 from metaflow.exception import MetaflowException
@@ -171,7 +170,7 @@ def app(qtbot, settings: QSettings, mf_file: Path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(BLOCKED), str(CORE)]))
     controller, window = build(settings, [str(mf_file.parent)])
     window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)  # listed off-thread
     yield controller, window
     close_window(controller, window)
 
@@ -193,7 +192,7 @@ def test_window_runs_a_metaflow_flow_on_flowdecks_engine_and_resumes_it(
     _choose(window, "flowdeck")
     assert controller.run_engine(key) == "flowdeck"
 
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     assert blocker.args[1] == "succeeded"
     run = controller.sessions[key].run
@@ -205,18 +204,18 @@ def test_window_runs_a_metaflow_flow_on_flowdecks_engine_and_resumes_it(
     assert "sides ['left hi', 'right hi']" in window.logs.text()
     (record,) = _records(mf_file.parent, "MfBranchFlow")
     assert record["engine"] == "flowdeck"
-    with qtbot.waitSignal(window.artifacts.loaded, timeout=30000):
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
         window.scene.step_clicked.emit("join")
     sides = [row["preview"] for row in window.artifacts.rows if row["name"] == "sides"]
     assert sides and "left hi" in sides[0]
 
     # Resume from Failure resumes on the engine that made the failed run
     monkeypatch.setenv("MF_FAIL_RIGHT", "1")
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     assert blocker.args[1] == "failed"
     (mf_file.parent / "fixed").write_text("")
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.resume_selected()
     assert blocker.args[1] == "succeeded"
     assert window.scene.step_state("left").status == "reused"

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import child_env, close_window, flow_key, run_flow
+from conftest import WAIT_MS, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
@@ -18,8 +18,6 @@ from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.app import build
 from flowdeck_desktop.views.panes import list_runs
-
-RUN_TIMEOUT = 30000
 
 GATED_FLOW = '''
 import os
@@ -72,7 +70,7 @@ def folder(tmp_path: Path) -> Path:
 def app(qtbot, settings: QSettings, folder: Path):
     controller, window = build(settings, [str(folder)])
     window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     window.select_flow(flow_key(controller, "GatedFlow"))
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 3)
     yield controller, window
@@ -166,7 +164,7 @@ def test_a_running_run_cannot_be_deleted_and_gc_follows_the_run_off_the_gui_thre
     gate = tmp_path / "gate"
     monkeypatch.setenv("GATE", str(gate))  # the window's run inherits it
     window.run_selected()
-    qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=WAIT_MS)
     window.history.set_runs(list_runs(layout))  # as a refresh would show it now
     live = window.history._runs[0]
     assert live.status == "running"
@@ -187,19 +185,19 @@ def test_a_running_run_cannot_be_deleted_and_gc_follows_the_run_off_the_gui_thre
                                       Qt.ConnectionType.DirectConnection)
     receivers: list[threading.Thread] = []
     controller.garbage_collected.connect(lambda *_: receivers.append(threading.current_thread()))
-    with qtbot.waitSignal(controller.garbage_collected, timeout=RUN_TIMEOUT) as collected:
+    with qtbot.waitSignal(controller.garbage_collected, timeout=WAIT_MS) as collected:
         gate.touch()  # the run ends; the controller collects its store
     root, report = collected.args
     assert Path(root) == layout.root and isinstance(report, GcReport)
     assert len(report.runs_removed) == 3 and not report.errors
     # The relay's direct receiver runs in the pool's thread, which may wait for the GIL
     # while the GUI thread already handles the queued copy of the same signal.
-    qtbot.waitUntil(lambda: bool(workers), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: bool(workers), timeout=WAIT_MS)
     assert workers[0] is not threading.main_thread()
     assert receivers == [threading.main_thread()]
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
     assert window.history._runs[0].run_id == live.run_id
     assert window.history._runs[0].status == "succeeded"
     assert not controller.collect_garbage(root)  # at most once per interval...
-    with qtbot.waitSignal(controller.garbage_collected, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.garbage_collected, timeout=WAIT_MS):
         assert controller.collect_garbage(root, force=True)  # ...unless asked

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import WAIT_MS
 
 from flowdeck.engines.interpreter import detect_interpreter
 from flowdeck.engines.launching import build_launch
@@ -174,10 +175,10 @@ def test_the_window_names_the_interpreter_and_the_skipped_venv(qtbot, settings, 
     try:
         controller.add_paths([str(shared)])  # the shared folder itself is the watched root
         qtbot.waitUntil(lambda: not controller.scanning() and bool(controller.model.entries()),
-                        timeout=10000)
+                        timeout=WAIT_MS)
         [entry] = [e for e in controller.model.entries() if e.name == "TinyFlow"]
         assert controller.interpreter_for(entry.file).path != str(planted)
-        with qtbot.waitSignal(controller.run_ended, timeout=60000) as ended:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
             controller.start_run(entry.key)
         assert ended.args[1] == "succeeded"
     finally:

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from conftest import child_env, close_window, flow_key
+from conftest import WAIT_MS, child_env, close_window, flow_key
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolButton
 
@@ -76,15 +76,15 @@ def test_clicking_a_task_that_printed_100_mb_shows_its_tail_read_off_the_gui_thr
 
     controller, window = build(settings, [str(tmp_path)], restore=False)
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         window.select_flow(flow_key(controller, "LoudFlow"))
-        qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=10000)
+        qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=WAIT_MS)
         window.history.table.selectRow(0)
         window._on_step_clicked("start")
         logs = window.logs
         last_line = f"line {LINES - 1:07d}"
         qtbot.waitUntil(lambda: not logs.has_pending() and last_line in logs.text(),
-                        timeout=60000)
+                        timeout=WAIT_MS)
         shown = logs.text()
         assert len(shown) <= PAGE_BYTES + 1000  # the page and a marker line, bounded
         page = logs.last_page
@@ -99,7 +99,7 @@ def test_clicking_a_task_that_printed_100_mb_shows_its_tail_read_off_the_gui_thr
         assert earlier.isVisibleTo(logs)
         qtbot.mouseClick(earlier, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: logs.last_page is not page and not logs.has_pending(),
-                        timeout=30000)
+                        timeout=WAIT_MS)
         before = line_numbers(logs.text())
         assert before[-1] == tail[0] - 1 and before == list(range(before[0], tail[0]))
         assert logs.last_page.reader_thread != threading.get_ident()
@@ -110,7 +110,7 @@ def test_clicking_a_task_that_printed_100_mb_shows_its_tail_read_off_the_gui_thr
         previous = logs.last_page
         qtbot.mouseClick(latest, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: logs.last_page is not previous and not logs.has_pending(),
-                        timeout=30000)
+                        timeout=WAIT_MS)
         assert line_numbers(logs.text())[-1] == LINES - 1
     finally:
         close_window(controller, window)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, child_env, process_alive
+from conftest import FLOWS, WAIT_S, child_env, process_alive
 from metaflow_output_raw import MetaflowOutputRaw
 
 from flowdeck.analysis.flowfile import analyze_file
@@ -31,7 +31,6 @@ from flowdeck.store.records import RunRecord
 
 MF_FLOWS = FLOWS / "metaflow"
 SAMPLES = sorted(MF_FLOWS.glob("*.py"))
-RUN_TIMEOUT = 120
 FIELDS = ("name", "type", "next", "foreach_artifact", "matching_join")
 
 # -- the parser, fed text -----------------------------------------------------------------
@@ -235,7 +234,7 @@ def run_bridge(path: Path, *args: str, run_id: str = "r1"
                ) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
     result = subprocess.run([sys.executable, "-m", "flowdeck.engines.metaflow_bridge", str(path),
                              *args], cwd=path.parent, env=bridge_env(run_id),
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT)
+                            capture_output=True, text=True, timeout=WAIT_S)
     return result, read_events(events_path(path, run_id))
 
 
@@ -410,7 +409,7 @@ def _start_sleepy(path: Path, run_id: str, new_session: bool = False,
 
 def _wait_for_naps(proc: subprocess.Popen[str], path: Path, run_id: str) -> list[int]:
     """Task pids of nap_a and nap_b once both are running (from the event stream)."""
-    deadline = time.monotonic() + RUN_TIMEOUT
+    deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         started = [e for e in read_events(events_path(path, run_id))
                    if e["type"] == "task_started" and e["step"].startswith("nap")]

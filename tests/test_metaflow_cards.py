@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, child_env
+from conftest import FLOWS, WAIT_MS, child_env
 
 from flowdeck.cards.index import read_index
 from flowdeck.store.layout import RunLayout
@@ -85,4 +85,4 @@ def test_cards_tab_shows_a_bridge_runs_cards(carded_run: Path, qtbot) -> None:
     pane.fetch_metaflow_cards(sys.executable, layout, "CardedFlow", RUN_ID, "start", task_id)
     qtbot.waitUntil(lambda: len(pane.entries) == 2, timeout=120000)
     pane.picker.setCurrentIndex([e.id for e in pane.entries].index("report"))
-    qtbot.waitUntil(lambda: "Model report" in pane.shown_html(), timeout=60000)
+    qtbot.waitUntil(lambda: "Model report" in pane.shown_html(), timeout=WAIT_MS)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from conftest import WAIT_MS, child_env
 
 from flowdeck.engines.launching import build_launch
 
@@ -111,7 +111,7 @@ def test_the_window_header_names_metaflows_own_run_id(qtbot, settings, tmp_path)
     producer, _ = _project(tmp_path)
     controller, window = build(settings, [str(tmp_path)], restore=False)
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         window.select_flow(flow_key(controller, "ProducerFlow"))
         with qtbot.waitSignal(controller.run_ended, timeout=120000) as ended:
             window.run_selected()

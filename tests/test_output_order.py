@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import flow_key, opened_window
+from conftest import WAIT_MS, flow_key, opened_window
 from PySide6.QtCore import QSettings
 
 from flowdeck_desktop.control.output_order import OutputOrder
@@ -114,10 +114,10 @@ def test_a_warning_among_a_flood_of_lines_shows_where_it_was_written(
     (folder / "chatty.py").write_text(CHATTY)
     with opened_window(qtbot, settings, [folder]) as (controller, window):
         window.select_flow(flow_key(controller, "ChattyFlow"))
-        with qtbot.waitSignal(controller.run_ended, timeout=60000) as ended:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
             window.run_selected()
         assert ended.args[1] == "succeeded"
-        qtbot.waitUntil(lambda: not window.logs.has_pending(), timeout=30000)
+        qtbot.waitUntil(lambda: not window.logs.has_pending(), timeout=WAIT_MS)
         lines = [line.split("│ ", 1)[-1] for line in window.logs.text().splitlines()]
         starts = {line.split(":", 1)[0]: at for at, line in enumerate(lines)
                   if line.startswith("line ")}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import child_env, process_alive
+from conftest import WAIT_MS, child_env, process_alive
 
 from flowdeck import Flow
 
@@ -156,7 +156,7 @@ def test_a_stopped_window_run_leaves_no_process_of_its_steps(qtbot, tmp_path: Pa
     run.start()
     pids = read_pids(pids_file)
     try:
-        with qtbot.waitSignal(run.ended, timeout=30000):
+        with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
             run.stop()
         assert ended == ["cancelled"]
         assert [p for p in pids if process_alive(p)] == []
@@ -183,9 +183,9 @@ def test_the_window_ends_what_a_killed_orchestrator_left(qtbot, tmp_path: Path,
     pids = read_pids(pids_file)
     try:
         assert run.pid is not None
-        with qtbot.waitSignal(run.ended, timeout=30000):
+        with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
             os.kill(run.pid, signal.SIGKILL)
         assert ended == ["crashed"]
-        qtbot.waitUntil(lambda: not any(process_alive(p) for p in pids), timeout=10000)
+        qtbot.waitUntil(lambda: not any(process_alive(p) for p in pids), timeout=WAIT_MS)
     finally:
         kill_leftovers(pids)

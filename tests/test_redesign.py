@@ -13,7 +13,7 @@ import weakref
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, child_env, run_flow
+from conftest import FLOWS, WAIT_MS, child_env, run_flow
 
 from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import read_events
@@ -212,12 +212,12 @@ def test_sessions_keep_one_run_state_per_flow(qtbot, settings, tmp_path: Path) -
     controller = FlowdeckController(settings)
     controller.add_paths([str(tmp_path)])
     qtbot.waitUntil(lambda: any(e.name == "ParamFlow" for e in controller.model.entries()),
-                    timeout=10000)
+                    timeout=WAIT_MS)
     key = flow_key(controller, "ParamFlow")
     controller.save_params(key, {"learning_rate": "0.3"})
     states, runs = [], []
     for _ in range(3):
-        with qtbot.waitSignal(controller.run_ended, timeout=30000):
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
             controller.start_run(key)
         states.append(weakref.ref(controller.session(key).state))
         runs.append(weakref.ref(controller.session(key).run))
@@ -240,12 +240,12 @@ def test_rerun_on_save_uses_the_remembered_parameters_after_a_restart(
     flow.write_text(PARAMS)
     first = FlowdeckController(settings)
     first.add_paths([str(tmp_path)])
-    qtbot.waitUntil(lambda: bool(list(first.model.entries())), timeout=10000)
+    qtbot.waitUntil(lambda: bool(list(first.model.entries())), timeout=WAIT_MS)
     first.save_params(flow_key(first, "ParamFlow"), {"learning_rate": "0.7"})
     first.shutdown()
     second = FlowdeckController(settings)  # a restart: same settings, fresh objects
     second.add_paths([str(tmp_path)])
-    qtbot.waitUntil(lambda: bool(list(second.model.entries())), timeout=10000)
+    qtbot.waitUntil(lambda: bool(list(second.model.entries())), timeout=WAIT_MS)
     entry = second.model.entry(flow_key(second, "ParamFlow"))
     plan = second.rerun_plan(entry)
     assert plan.args == ["run", "--learning_rate", "0.7"]
@@ -264,9 +264,9 @@ def test_history_rerun_passes_renamed_and_json_parameters(qtbot, settings, tmp_p
     past = RunIndex(layout).latest().record
     controller = FlowdeckController(settings)
     controller.add_paths([str(tmp_path)])
-    qtbot.waitUntil(lambda: bool(list(controller.model.entries())), timeout=10000)
+    qtbot.waitUntil(lambda: bool(list(controller.model.entries())), timeout=WAIT_MS)
     key = flow_key(controller, "ParamFlow")
-    with qtbot.waitSignal(controller.run_ended, timeout=30000) as ended:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
         controller.rerun_with(key, past)
     assert ended.args[1] == "succeeded"
     again = RunIndex(layout).latest().record
@@ -290,7 +290,7 @@ def test_viewing_past_runs_keeps_one_view_state_alive(qtbot, settings, tmp_path:
         assert run_flow(flow, "run", "--learning_rate", value).returncode == 0
     controller, window = build(settings, [str(tmp_path)], restore=False)
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         window.select_flow(flow_key(controller, "ParamFlow"))
         qtbot.waitUntil(lambda: window.history.table.rowCount() == 2)
         for _ in range(10):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import flow_key
+from conftest import WAIT_MS, flow_key
 
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
@@ -49,7 +49,7 @@ def test_a_save_the_run_going_already_read_does_not_run_again(qtbot, settings,
     try:
         controller.add_paths([str(tmp_path)])
         qtbot.waitUntil(lambda: any(e.name == "RaceFlow" for e in controller.model.entries()),
-                        timeout=10000)
+                        timeout=WAIT_MS)
         key = flow_key(controller, "RaceFlow")
         controller.set_auto_rerun(key, True)
         layout = RunLayout(tmp_path / ".flowdeck", "RaceFlow")
@@ -64,11 +64,11 @@ def test_a_save_the_run_going_already_read_does_not_run_again(qtbot, settings,
             time.sleep(0.01)
         version_2 = path.read_text()
         qtbot.waitUntil(lambda: controller.model.entry(key).flow.graph.outside_hash !=
-                        _hash_of(FLOW.format(version=1), path), timeout=10000)
+                        _hash_of(FLOW.format(version=1), path), timeout=WAIT_MS)
         assert path.read_text() == version_2
         assert controller.session(key).pending_rerun is None  # no rerun waits for a stop
         assert controller.session(key).run is run and not run.stopping
-        with qtbot.waitSignal(controller.run_ended, timeout=30000) as ended:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
             pass
         assert ended.args[1] == "succeeded"
         qtbot.wait(500)  # a rerun, if one were coming, starts at once after the end

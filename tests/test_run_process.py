@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import process_alive
+from conftest import WAIT_MS, process_alive
 
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.interpreter import Interpreter
@@ -43,7 +43,7 @@ def test_run_streams_events_and_output(qtbot, flow_file) -> None:
     events, output, ended = collect(run)
     state = RunState()
     run.event_arrived.connect(state.apply)
-    with qtbot.waitSignal(run.ended, timeout=30000):
+    with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
         run.start()
     assert ended == [(0, "succeeded")]
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
@@ -74,27 +74,29 @@ def test_partial_lines_and_bad_utf8_are_decoded_incrementally(qtbot, tmp_path: P
         "    NoisyFlow().run()\n")
     run = RunProcess(request_for(path, "NoisyFlow"))
     _, output, ended = collect(run)
-    with qtbot.waitSignal(run.ended, timeout=30000):
+    with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
         run.start()
     text = "".join(t for s, t in output if s == "stdout")
     assert "café ok \ufffd" in text
     assert ended[0][1] == "succeeded"
 
 
-def test_stop_ends_the_run_and_every_child_within_two_seconds(qtbot, flow_file) -> None:
+def test_stop_ends_the_run_and_every_child(qtbot, flow_file) -> None:
+    """Stop ends the run as cancelled, its tasks and a step's forked helper with it. How
+    long that takes is measured in bench/bench_desktop.py, not asserted here."""
     path = flow_file("sleepy.py")
     run = RunProcess(request_for(path, "SleepyFlow"))
     events, output, ended = collect(run)
     run.start()
     qtbot.waitUntil(lambda: "napping with helper" in "".join(t for _, t in output),
-                    timeout=30000)
+                    timeout=WAIT_MS)
     helper = int("".join(t for _, t in output).split("napping with helper")[1].split()[0])
     workers = [e["pid"] for e in events if e["type"] == "task_started"]
-    with qtbot.waitSignal(run.ended, timeout=2000):
+    with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
         run.stop()
     assert ended[0][1] == "cancelled"
     qtbot.waitUntil(lambda: not any(process_alive(p) for p in [run.pid, helper, *workers]),
-                    timeout=2000)
+                    timeout=WAIT_MS)
 
 
 def test_killed_from_outside_is_crashed_not_running(qtbot, flow_file) -> None:
@@ -103,8 +105,8 @@ def test_killed_from_outside_is_crashed_not_running(qtbot, flow_file) -> None:
     events, _, ended = collect(run)
     run.start()
     qtbot.waitUntil(lambda: any(e["type"] == "task_started" and e["step"] == "nap_b"
-                                for e in events), timeout=30000)
-    with qtbot.waitSignal(run.ended, timeout=5000):
+                                for e in events), timeout=WAIT_MS)
+    with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
         os.kill(run.pid, signal.SIGKILL)
     assert ended[0][1] == "crashed"
 
@@ -121,7 +123,7 @@ def test_interpreter_vanishing_after_the_check_gives_a_clear_message(qtbot, flow
     run = RunProcess(spec)
     messages: list[str] = []
     run.failed_to_start.connect(messages.append)
-    with qtbot.waitSignal(run.ended, timeout=5000):
+    with qtbot.waitSignal(run.ended, timeout=WAIT_MS):
         run.start()
     assert messages and "/nonexistent/python3" in messages[0]
     assert run.status == "failed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import EXAMPLES, close_window, flow_key
+from conftest import EXAMPLES, WAIT_MS, close_window, flow_key
 
 from flowdeck_desktop.app import build
 
@@ -49,7 +49,7 @@ def test_a_file_row_runs_its_flow_and_a_folder_row_runs_nothing(qtbot, settings,
     (folder / "two.py").write_text(TWO_FLOWS)
     controller, window = build(settings, [str(folder)], restore=False)
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         model = controller.model
         window.select_flow(flow_key(controller, "TrainFlow"))
         assert window.act_run.isEnabled()
@@ -57,7 +57,7 @@ def test_a_file_row_runs_its_flow_and_a_folder_row_runs_nothing(qtbot, settings,
         assert window.selected_key is None and window.act_run.isEnabled()
         asked: list[list[str]] = []
         window.choose_flow = lambda keys: asked.append(keys) or flow_key(controller, "SecondFlow")
-        with qtbot.waitSignal(controller.run_ended, timeout=30000) as ended:
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
             window.run_selected()
         assert len(asked[0]) == 2
         assert ended.args[0] == flow_key(controller, "SecondFlow")  # not the earlier TrainFlow

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, child_env
+from conftest import EXAMPLES, WAIT_MS, child_env
 from PySide6.QtCore import QDir, QObject, QSettings
 from PySide6.QtGui import QFileOpenEvent
 from PySide6.QtWidgets import QApplication
@@ -61,9 +61,9 @@ def test_server_receives_paths_and_answers(qtbot, tmp_path: Path) -> None:
     server = InstanceServer(name=f"flowdeck-test-{os.getpid()}-{tmp_path.name}")
     assert server.listen()
     try:
-        with qtbot.waitSignal(server.paths_received, timeout=10000) as blocker:
+        with qtbot.waitSignal(server.paths_received, timeout=WAIT_MS) as blocker:
             client = _client(server.name, [str(tmp_path / "flow.py")])
-        qtbot.waitUntil(lambda: client.poll() is not None, timeout=10000)
+        qtbot.waitUntil(lambda: client.poll() is not None, timeout=WAIT_MS)
         assert blocker.args == [[str(tmp_path / "flow.py")]]
         assert client.returncode == 0
     finally:
@@ -81,9 +81,9 @@ def test_stale_socket_from_a_crashed_instance_is_replaced(qtbot, tmp_path: Path)
     server = InstanceServer(name=name)
     try:
         assert server.listen()
-        with qtbot.waitSignal(server.paths_received, timeout=10000):
+        with qtbot.waitSignal(server.paths_received, timeout=WAIT_MS):
             client = _client(name, ["/tmp/x.py"])
-        qtbot.waitUntil(lambda: client.poll() is not None, timeout=10000)
+        qtbot.waitUntil(lambda: client.poll() is not None, timeout=WAIT_MS)
         assert client.returncode == 0
     finally:
         server.close()
@@ -144,7 +144,7 @@ def test_second_start_hands_over_and_the_first_runs_the_file(qtbot, tmp_path: Pa
                              stderr=subprocess.STDOUT, text=True)
     try:
         listening = socket_file(server_name(os.path.expanduser("~")))
-        qtbot.waitUntil(lambda: listening.exists() or first.poll() is not None, timeout=20000)
+        qtbot.waitUntil(lambda: listening.exists() or first.poll() is not None, timeout=WAIT_MS)
         assert first.poll() is None, first.stdout.read() if first.stdout else ""
         second = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "flows/train.py"],
                                 env=env, cwd=tmp_path, capture_output=True, text=True,
@@ -175,9 +175,9 @@ def test_the_run_action_reaches_the_running_window_as_a_run(qtbot, tmp_path: Pat
         code = ("import sys; from flowdeck_desktop.system.single_instance import send_to_running; "
                 f"sys.exit(0 if send_to_running({[str(tmp_path / 'f.py')]!r}, name={name!r}, "
                 "run=True) else 1)")
-        with qtbot.waitSignal(server.run_requested, timeout=10000) as blocker:
+        with qtbot.waitSignal(server.run_requested, timeout=WAIT_MS) as blocker:
             client = subprocess.Popen([sys.executable, "-c", code], env=child_env())
-        qtbot.waitUntil(lambda: client.poll() is not None, timeout=10000)
+        qtbot.waitUntil(lambda: client.poll() is not None, timeout=WAIT_MS)
         assert blocker.args == [[str(tmp_path / "f.py")]] and client.returncode == 0
     finally:
         server.close()

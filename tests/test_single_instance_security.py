@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CORE, DESKTOP
+from conftest import CORE, DESKTOP, WAIT_MS
 from PySide6.QtCore import QDir
 
 from flowdeck_desktop.system.single_instance import (
@@ -179,12 +179,12 @@ def test_a_listener_of_another_user_is_replaced_not_obeyed(
         try:
             assert server.listen() and not server.other_instance
             assert path.stat().st_uid == os.getuid()
-            with qtbot.waitSignal(server.paths_received, timeout=10000) as got:
+            with qtbot.waitSignal(server.paths_received, timeout=WAIT_MS) as got:
                 client = subprocess.Popen([sys.executable, "-c", (
                     "import sys; from flowdeck_desktop.system.single_instance import "
                     f"send_to_running; sys.exit(0 if send_to_running(['/x.py'], name={str(path)!r}) "
                     "else 1)")], env=dict(os.environ, PYTHONPATH=f"{CORE}{os.pathsep}{DESKTOP}"))
-            qtbot.waitUntil(lambda: client.poll() is not None, timeout=10000)
+            qtbot.waitUntil(lambda: client.poll() is not None, timeout=WAIT_MS)
             assert got.args == [["/x.py"]] and client.returncode == 0
         finally:
             server.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import close_window, flow_key
+from conftest import WAIT_MS, close_window, flow_key
 
 from flowdeck.engines.startup import diagnose_start
 from flowdeck_desktop.app import build
@@ -32,10 +32,10 @@ if __name__ == "__main__":
 
 def _run_in_window(qtbot, settings, folder: Path, name: str):
     controller, window = build(settings, [str(folder)], restore=False)
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     key = flow_key(controller, name)
     window.select_flow(key)
-    with qtbot.waitSignal(controller.run_ended, timeout=30000):
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
         window.run_selected()
     return controller, window
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EXAMPLES, FLOWS, child_env, close_window
+from conftest import EXAMPLES, FLOWS, WAIT_MS, child_env, close_window
 
 from flowdeck_desktop.app import build
 
@@ -20,11 +20,11 @@ def test_a_file_given_at_start_adds_to_the_remembered_folders(qtbot, settings, t
     other.mkdir()
     shutil.copy(FLOWS / "sleepy.py", other)
     controller, window = build(settings, [str(project)])
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
     close_window(controller, window)
     controller, window = build(settings, [str(other / "sleepy.py")])  # `flowdeck FILE.py`
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         names = {e.name for e in controller.model.entries()}
         assert {"TrainFlow", "SleepyFlow"} <= names
         assert str(project) in controller.remembered_paths()

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import close_window, flow_key
+from conftest import WAIT_MS, close_window, flow_key
 
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
@@ -49,7 +49,7 @@ def test_numbers_reach_the_flow_as_written(qtbot, settings, tmp_path: Path) -> N
     (tmp_path / "exact.py").write_text(EXACT)
     controller, window = build(settings, [str(tmp_path)], restore=False)
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
         key = flow_key(controller, "ExactFlow")
         window.select_flow(key)
         assert window.act_run.isEnabled()  # the view was built whole
@@ -58,7 +58,7 @@ def test_numbers_reach_the_flow_as_written(qtbot, settings, tmp_path: Path) -> N
         assert window.params.missing_required() == ["count"]  # an empty int is missing
         window.bottom.setCurrentIndex(1)  # the Timeline: it stays through the run's start
         window.params._editors["count"].setText("3")  # type: ignore[attr-defined]
-        with qtbot.waitSignal(controller.run_ended, timeout=30000):
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
             window.run_selected()
         assert window.bottom.currentIndex() == 1
         record = RunIndex(RunLayout(tmp_path / ".flowdeck", "ExactFlow")).latest().record

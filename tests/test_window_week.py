@@ -13,15 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, child_env, close_window, flow_key
+from conftest import EXAMPLES, WAIT_MS, child_env, close_window, flow_key
 from PySide6.QtCore import QObject, QSettings, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QFontMetrics, QPalette, QTextOption
 from PySide6.QtWidgets import QApplication, QFileDialog, QStyle
 
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.app import build
-
-RUN_TIMEOUT = 30000
 
 GATED_FLOW = '''
 import os
@@ -118,7 +116,7 @@ def open_window(qtbot, settings: QSettings, paths: list[Path], size: tuple[int, 
     if size is not None:
         window.resize(*size)
     window.show()
-    qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)  # listed off-thread
     return controller, window
 
 
@@ -131,7 +129,7 @@ def app(qtbot, settings: QSettings, folder: Path):
 
 def run_and_wait(qtbot, controller, window, name: str) -> str:
     window.select_flow(flow_key(controller, name))
-    with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT) as blocker:
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
         window.run_selected()
     return blocker.args[1]
 
@@ -218,7 +216,7 @@ def test_messages_that_need_action_stay_whole_in_a_banner_and_in_notifications(
 
         broken = flow_key(controller, "BrokenImportFlow")
         window.select_flow(broken)
-        with qtbot.waitSignal(controller.start_failed, timeout=RUN_TIMEOUT):
+        with qtbot.waitSignal(controller.start_failed, timeout=WAIT_MS):
             window.run_selected()
         qtbot.waitUntil(banner.isVisible)
         assert "not_a_module_flowdeck_tests" in banner.text
@@ -226,7 +224,7 @@ def test_messages_that_need_action_stay_whole_in_a_banner_and_in_notifications(
         assert window.bottom.currentWidget() is window.error_pane
 
         window.select_flow(train)
-        with qtbot.waitSignal(controller.run_ended, timeout=RUN_TIMEOUT):
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
             window.run_selected()
         assert window.statusBar().currentMessage() == "TrainFlow succeeded."  # info: transient
         assert banner.isHidden()
@@ -244,12 +242,12 @@ def test_run_options_are_remembered_passed_before_the_parameters_and_checked(
     window.select_flow(key)
     type_options(window, "--max-workers 1")
     assert controller.run_options(key) == "--max-workers 1"
-    with qtbot.waitSignal(controller.run_started, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.run_started, timeout=WAIT_MS):
         window.run_selected()
     args = controller.runs[key].spec.args
     assert args[args.index("run"):args.index("run") + 5] == \
         ["run", "--max-workers", "1", "--rates", "0.1,0.01"]
-    qtbot.waitUntil(lambda: not controller.is_running(key), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: not controller.is_running(key), timeout=WAIT_MS)
     layout = RunLayout.for_file(folder / "train.py", "TrainFlow")
     run_id = controller.states[key].run_id
     started = json.loads(layout.events(run_id).read_text().splitlines()[0])
@@ -266,7 +264,7 @@ def test_run_options_are_remembered_passed_before_the_parameters_and_checked(
     assert "never closed" in window.banner.text
 
     type_options(window, "--environment=conda")  # not an option of our engine
-    with qtbot.waitSignal(controller.start_failed, timeout=RUN_TIMEOUT):
+    with qtbot.waitSignal(controller.start_failed, timeout=WAIT_MS):
         window.run_selected()
     assert "--environment is not an option" in window.banner.text
     assert "Run options" in window.banner.text
@@ -291,7 +289,7 @@ def test_a_metaflow_flow_needing_an_environment_says_which_option_to_set(
     try:
         key = flow_key(controller, "CondaFlow")
         window.select_flow(key)
-        with qtbot.waitSignal(controller.start_failed, timeout=60000) as failed:
+        with qtbot.waitSignal(controller.start_failed, timeout=WAIT_MS) as failed:
             window.run_selected()
         assert "--environment" in failed.args[1].summary
         assert "Run options" in window.banner.text
@@ -314,13 +312,13 @@ def test_history_follows_a_run_started_from_a_terminal(qtbot, app, folder: Path,
                                env=child_env(GATE=str(gate)), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        qtbot.waitUntil(lambda: Path(str(gate) + ".waiting").exists(), timeout=RUN_TIMEOUT)
+        qtbot.waitUntil(lambda: Path(str(gate) + ".waiting").exists(), timeout=WAIT_MS)
         qtbot.waitUntil(lambda: [r.status for r in window.history._runs] == ["running"],
-                        timeout=15000)
+                        timeout=WAIT_MS)
         assert window.history.table.item(0, 0).toolTip() == "running"
         gate.touch()
         qtbot.waitUntil(lambda: [r.status for r in window.history._runs] == ["succeeded"],
-                        timeout=15000)
+                        timeout=WAIT_MS)
         assert process.wait(timeout=30) == 0
     finally:
         gate.touch()
@@ -418,7 +416,7 @@ def test_menus_reveal_copy_open_and_stop_watching(qtbot, app, folder: Path, tmp_
     monkeypatch.setenv("EDITOR", str(editor))
     monkeypatch.delenv("VISUAL", raising=False)
     action(menu, "Open in Editor").trigger()
-    qtbot.waitUntil(lambda: record.exists() and record.read_text().endswith("\n"), timeout=5000)
+    qtbot.waitUntil(lambda: record.exists() and record.read_text().endswith("\n"), timeout=WAIT_MS)
     assert record.read_text().split() == [f"+{entry.line}", entry.file]
 
     qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
@@ -457,7 +455,7 @@ def test_menus_reveal_copy_open_and_stop_watching(qtbot, app, folder: Path, tmp_
     root_index = window.proxy.index(0, 0)
     root_menu = window.tree_menu_for(root_index)
     action(root_menu, "Stop Watching This Folder").trigger()
-    qtbot.waitUntil(lambda: not controller.model.entries(), timeout=10000)
+    qtbot.waitUntil(lambda: not controller.model.entries(), timeout=WAIT_MS)
     assert controller.roots == []
 
 
