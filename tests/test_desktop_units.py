@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, child_env
 
-from flowdeck.engines.interpreter import check_interpreter, detect_interpreter
+from flowdeck.engines.interpreter import check_interpreter, detect_interpreter, warm_check
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.system.editor import editor_command
 from flowdeck_desktop.views.panes import failing_line, list_runs
@@ -52,6 +54,48 @@ def test_interpreter_check_reports_what_it_can_import(tmp_path: Path) -> None:
     broken.chmod(0o755)
     result = check_interpreter(str(broken))
     assert not result.works and "I am not python" in result.error
+
+
+def counted_python(folder: Path, gate: Path | None = None) -> tuple[Path, Path]:
+    """A python that logs each start to a file (and, given `gate`, waits for that file
+    to exist before it runs), then runs the real one."""
+    log = folder / "starts.log"
+    wait = f"while [ ! -e {gate} ]; do sleep 0.01; done\n" if gate else ""
+    python = folder / "python"
+    python.write_text(f"#!/bin/sh\necho started >> {log}\n{wait}exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    return python, log
+
+
+def test_a_warmed_interpreter_check_is_made_once_and_run_waits_for_it(tmp_path: Path) -> None:
+    """Selecting a flow starts the check in the background; Run (here: two threads at once)
+    waits for that one and starts no second process."""
+    gate = tmp_path / "go"
+    python, log = counted_python(tmp_path, gate)
+    warm_check(str(python))
+    results = []
+    waiters = [threading.Thread(target=lambda: results.append(check_interpreter(str(python))))
+               for _ in range(2)]
+    for waiter in waiters:
+        waiter.start()
+    gate.touch()
+    for waiter in waiters:
+        waiter.join()
+    assert [r.works for r in results] == [True, True] and results[0] is results[1]
+    assert log.read_text().count("started") == 1
+    warm_check(str(python))  # made: nothing starts
+    assert check_interpreter(str(python)) is results[0]
+    assert log.read_text().count("started") == 1
+
+
+def test_a_changed_interpreter_file_is_checked_again(tmp_path: Path) -> None:
+    python, log = counted_python(tmp_path)
+    assert check_interpreter(str(python)).works
+    stat = python.stat()
+    os.utime(python, (stat.st_atime, stat.st_mtime + 10))  # a venv rebuilt in place
+    assert check_interpreter(str(python)).works
+    assert log.read_text().count("started") == 2
+    warm_check(str(tmp_path / "gone" / "python"))  # nothing to warm: no error, no thread
 
 
 @pytest.mark.parametrize("editor, expected", [

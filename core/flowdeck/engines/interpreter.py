@@ -16,7 +16,10 @@ it). A venv that fails this is skipped, and `Interpreter.skipped` says where
 and why, so the window can tell the user instead of silently using another.
 
 We also check, once per interpreter, whether it can import `flowdeck` (and
-`metaflow`); if it cannot, the run gets our core on its PYTHONPATH.
+`metaflow`); if it cannot, the run gets our core on its PYTHONPATH. That check starts
+a process (75 ms for this repository's Python, seconds for a slow one), so the window
+starts it in the background when a flow is selected (`warm_check`) and Run finds it
+done, or waits for the one on its way instead of starting another.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import shutil
 import stat
 import subprocess
 import sys
-from functools import lru_cache
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from flowdeck.compiled_dataclasses import dataclass
@@ -213,8 +217,8 @@ _PROBE = ("import sys, importlib.util as u; print(sys.version.split()[0]); "
           "print(bool(u.find_spec('flowdeck'))); print(bool(u.find_spec('metaflow')))")
 
 
-@lru_cache(maxsize=32)
-def _check_cached(path: str, mtime: float) -> InterpreterCheck:
+def _probe(path: str) -> InterpreterCheck:
+    """Run the interpreter once to see its version and what it can import."""
     try:
         result = subprocess.run([path, "-I", "-c", _PROBE], capture_output=True, text=True,
                                 timeout=20, cwd=os.path.abspath(os.sep),
@@ -230,16 +234,64 @@ def _check_cached(path: str, mtime: float) -> InterpreterCheck:
     return InterpreterCheck(True, lines[0], lines[1] == "True", lines[2] == "True")
 
 
-def check_interpreter(path: str) -> InterpreterCheck:
-    """Run the interpreter once (cached until its file changes) to see what it has."""
+#: One probe per interpreter file as it is now (path, mtime): done, or on its way.
+_CHECKS: dict[tuple[str, float], Future[InterpreterCheck]] = {}
+_CHECKS_LOCK = threading.Lock()
+
+
+def _checked(path: str, mtime: float, background: bool) -> Future[InterpreterCheck]:
+    """The probe of (path, mtime): the one made or on its way, else a new one, run here
+    or (`background`) on a thread of its own."""
+    with _CHECKS_LOCK:
+        future = _CHECKS.get((path, mtime))
+        if future is not None:
+            return future
+        future = _CHECKS[(path, mtime)] = Future()
+    if background:
+        threading.Thread(target=_fill, args=(future, path), name="interpreter-check",
+                         daemon=True).start()
+    else:
+        _fill(future, path)
+    return future
+
+
+def _fill(future: Future[InterpreterCheck], path: str) -> None:
     try:
-        mtime = os.stat(path).st_mtime
+        future.set_result(_probe(path))
+    except BaseException as exc:  # noqa: BLE001 (whoever waits gets it, not a lost thread)
+        future.set_exception(exc)
+
+
+def _file_now(path: str) -> tuple[str, float] | InterpreterCheck:
+    """The interpreter's file (found on PATH for a bare name) and its mtime; or, when there
+    is none, the failed check that says what to install."""
+    try:
+        return path, os.stat(path).st_mtime
     except OSError:
         resolved = shutil.which(path)
         if resolved is None:
             return InterpreterCheck(False, error=_missing_message(path))
-        path, mtime = resolved, os.stat(resolved).st_mtime
-    return _check_cached(path, mtime)
+        return resolved, os.stat(resolved).st_mtime
+
+
+def check_interpreter(path: str) -> InterpreterCheck:
+    """Run the interpreter once (cached until its file changes) to see what it has; a
+    check already on its way (`warm_check`) is waited for, not repeated."""
+    found = _file_now(path)
+    if isinstance(found, InterpreterCheck):
+        return found
+    return _checked(*found, background=False).result()
+
+
+def warm_check(path: str) -> None:
+    """Start `check_interpreter(path)` on a thread of its own unless it is made or on its
+    way: the window calls this when a flow is selected, so Run does not wait for it."""
+    try:
+        found = _file_now(path)
+    except OSError:  # the file went between two looks: Run's own check says so
+        return
+    if not isinstance(found, InterpreterCheck):
+        _checked(*found, background=True)
 
 
 def _missing_message(path: str) -> str:

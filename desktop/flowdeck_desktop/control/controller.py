@@ -23,7 +23,7 @@ from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
 from flowdeck.engines.base import LaunchSpec
-from flowdeck.engines.interpreter import Interpreter, detect_interpreter
+from flowdeck.engines.interpreter import Interpreter, detect_interpreter, warm_check
 from flowdeck.engines.launching import (
     LaunchError,
     build_launch,
@@ -463,6 +463,11 @@ class FlowdeckController(QObject):
         configured = self.settings.value(f"interpreter/{_slug(folder)}") or None
         return detect_interpreter(folder, configured,
                                   stop_at=self._covering_root(os.path.abspath(file)))
+
+    def warm_interpreter(self, file: str) -> None:
+        """Start checking the file's interpreter in the background (a process: 75 ms to
+        seconds), so that Run and a click on a task do not wait for it on the GUI thread."""
+        warm_check(self.interpreter_for(file).path)
 
     def configured_interpreter(self, file: str) -> str | None:
         """The interpreter chosen for the file's folder, None when it is automatic."""

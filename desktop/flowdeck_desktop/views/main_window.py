@@ -663,6 +663,7 @@ class MainWindow(QMainWindow):
         entry = self.controller.model.entry(key)
         if entry is None:
             return
+        self.controller.warm_interpreter(entry.file)
         self.params.set_parameters(entry.flow.parameters, self.controller.saved_params(key))
         self.params.set_run_options(self.controller.run_options(key))
         self._show_engine(key)
