@@ -84,45 +84,8 @@ controller.shutdown()
 '''
 
 
-NAPPING_FLOW = '''
-import multiprocessing, time
-from flowdeck import FlowSpec, step
-
-
-def _sleep_forever():
-    time.sleep(3600)
-
-
-class NapFlow(FlowSpec):
-    @step
-    def start(self):
-        self.next(self.nap_a, self.nap_b)
-
-    @step
-    def nap_a(self):
-        helper = multiprocessing.get_context("fork").Process(target=_sleep_forever)
-        helper.start()
-        print("napping with helper", helper.pid, flush=True)
-        time.sleep(3600)
-        self.next(self.join)
-
-    @step
-    def nap_b(self):
-        time.sleep(3600)
-        self.next(self.join)
-
-    @step
-    def join(self, inputs):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    NapFlow().run()
-'''
+#: The window's stop scenarios' flow (two sleeping branches, one with a forked helper).
+NAPPING_FLOW = ROOT / "tests" / "flows" / "sleepy.py"
 
 
 def child_env() -> dict[str, str]:
@@ -269,8 +232,8 @@ def bench_stop(repeat: int) -> float:
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
     folder = Path(tempfile.mkdtemp(prefix="bench-stop-"))
-    path = folder / "nap.py"
-    path.write_text(NAPPING_FLOW)
+    path = folder / NAPPING_FLOW.name
+    shutil.copy(NAPPING_FLOW, path)
     try:
         return statistics.median(_time_one_stop(app, path) for _ in range(repeat))
     finally:
@@ -282,7 +245,7 @@ def _time_one_stop(app: object, path: Path) -> float:
     from flowdeck.engines.interpreter import Interpreter
     from flowdeck.engines.launching import build_launch
     from flowdeck_desktop.control.run_process import RunProcess, core_path
-    spec = build_launch(str(path), "NapFlow", "flowdeck", ["run"], core_dir=core_path(),
+    spec = build_launch(str(path), "SleepyFlow", "flowdeck", ["run"], core_dir=core_path(),
                         interpreter=Interpreter(sys.executable, "configured"))
     run = RunProcess(spec)
     output: list[str] = []
