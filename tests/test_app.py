@@ -252,6 +252,23 @@ def test_dropping_a_non_flow_file_gives_a_message(qtbot, app, tmp_path: Path) ->
     assert not any(controller.is_running(k) for k in controller.runs)
 
 
+def test_dropping_a_flow_file_with_a_syntax_error_names_the_error(qtbot, app,
+                                                                  tmp_path: Path) -> None:
+    """The flow being edited, dropped with an unclosed bracket, is not "no flow": the
+    message names its line and the error, as a watched folder's list does."""
+    _, window = app
+    broken = tmp_path / "outside" / "broken_flow.py"
+    broken.parent.mkdir()
+    broken.write_text((EXAMPLES / "train.py").read_text().replace(
+        "self.next(self.end)", "self.v = (1\n        self.next(self.end)", 1))
+    line = broken.read_text().splitlines().index("        self.v = (1") + 1
+    window.handle_dropped([str(broken)])
+    qtbot.waitUntil(lambda: window.last_message[0] != "info", timeout=WAIT_MS)  # once scanned
+    level, text = window.last_message
+    assert level == "error" and "defines no flow" not in text
+    assert f"line {line}" in text and "never closed" in text
+
+
 def test_rerun_on_save_reuses_unchanged_steps(qtbot, app, folder: Path) -> None:
     controller, window = app
     assert run_and_wait(qtbot, controller, window, "TrainFlow") == "succeeded"

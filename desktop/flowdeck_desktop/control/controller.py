@@ -289,7 +289,12 @@ class FlowdeckController(QObject):
         keys: list[str] = []
         for file in files:
             found = [e.key for e in self.model.entries() if e.file == file]
-            if not found:
+            problem = self.model.problem(file)
+            if not found and problem is not None and problem.diagnostics:
+                first = problem.diagnostics[0]  # the error Python stops at, as the list shows
+                self.message.emit("error", f"{file} cannot be read as Python, so its flows "
+                                  f"are not listed: line {first.line}: {first.message}")
+            elif not found:
                 self.message.emit("warning", f"{file} defines no flow (a class deriving from "
                                   "FlowSpec of flowdeck or metaflow).")
             keys += found

@@ -16,7 +16,7 @@ from PySide6.QtCore import QModelIndex, QObject, QSortFilterProxyModel, Qt, Sign
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 from flowdeck.analysis.diagnostics import Diagnostic
-from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry, CatalogSnapshot
+from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry, CatalogSnapshot, FileProblem
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "folder" | "file" | "flow" | "diagnostic"
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # folder path, file path or flow key
@@ -48,6 +48,7 @@ class CatalogModel(QStandardItemModel):
         self._flows: dict[str, QStandardItem] = {}
         self._entries: dict[str, CatalogEntry] = {}
         self._run_status: dict[str, str] = {}
+        self._problems: dict[str, FileProblem] = {}  # by file: why it could not be read
         self.changes = 0  # rows touched; tests use it to prove updates are minimal
 
     # -- feeding ---------------------------------------------------------------
@@ -90,6 +91,10 @@ class CatalogModel(QStandardItemModel):
 
     def entries(self) -> list[CatalogEntry]:
         return list(self._entries.values())
+
+    def problem(self, path: str) -> FileProblem | None:
+        """Why a listed file could not be read as Python (syntax error, encoding), if so."""
+        return self._problems.get(path)
 
     def index_of(self, key: str) -> QModelIndex:
         item = self._flows.get(key)
@@ -234,6 +239,7 @@ class CatalogModel(QStandardItemModel):
     def _sync_problems(self, snapshot: CatalogSnapshot) -> None:
         """Files that cannot be parsed at all show their diagnostics under the file row."""
         problem_paths = {p.path for p in snapshot.problems}
+        self._problems = {p.path: p for p in snapshot.problems}
         flow_files = {e.file for e in snapshot.entries}
         for problem in snapshot.problems:
             if problem.path in flow_files:
