@@ -150,7 +150,7 @@ def opened_window(qtbot, settings, roots: list[Path]) -> Iterator[tuple[Any, Any
     controller, window = build(settings, [str(root) for root in roots])
     window.show()
     try:
-        qtbot.waitUntil(lambda: not controller.scanning(), timeout=10000)  # listed off-thread
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)  # listed off-thread
         yield controller, window
     finally:
         close_window(controller, window)

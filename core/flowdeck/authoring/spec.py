@@ -23,6 +23,7 @@ from flowdeck.authoring.definitions import (
     unknown_arguments_message,
 )
 from flowdeck.authoring.exceptions import DefinitionError, MergeArtifactsException
+from flowdeck.authoring.parameter_text import BUILT_IN_KINDS, convert_text
 from flowdeck.engine.taskstate import StepContext
 
 __all__ = ["MergeArtifactsException"]  # re-exported: flows import it from here or from flowdeck
@@ -112,10 +113,6 @@ class JSONType:
     """Parameter type whose command-line value is parsed as JSON."""
 
     name = "JSON"
-
-
-_BOOL_WORDS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
-               "false": False, "0": False, "no": False, "n": False, "off": False}
 
 
 class Parameter:
@@ -234,15 +231,8 @@ class Parameter:
             return raw
         kind = self.kind
         try:
-            if kind == "bool":
-                word = raw.strip().lower()
-                if word not in _BOOL_WORDS:
-                    raise ValueError(f"{raw!r} is not a boolean (use true or false)")
-                return _BOOL_WORDS[word]
-            if kind == "json":
-                return json.loads(raw)
-            if kind in ("int", "float", "str"):
-                return {"int": int, "float": float, "str": str}[kind](raw)
+            if kind in BUILT_IN_KINDS:
+                return convert_text(kind, raw)
             return self.type(raw)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid value for --{self.name}: {raw!r} is not a valid "

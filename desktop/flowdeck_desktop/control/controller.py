@@ -94,6 +94,11 @@ class FlowSession:
         return self.run is not None and self.run.status not in (
             "succeeded", "failed", "cancelled", "crashed")
 
+    def did_not_start(self, state: RunState) -> bool:
+        """True when `state` is this session's run and it failed before it began (a
+        refused parameter, an import error): there is no such run on disk."""
+        return state is self.state and self.start_failure is not None
+
     def can_resume(self) -> bool:
         """A run that got going and did not succeed (one that never started has nothing)."""
         return (self.state is not None and self.start_failure is None
@@ -604,7 +609,11 @@ class FlowdeckController(QObject):
         entry = self.model.entry(key)
         if entry is not None:  # a flow of the same name in another file may share the store
             self.forget_last_runs(entry.name)
-        self.model.set_run_status(key, outcome_badge(status))
+        if never_started:  # no run was made: the mark stays that of the last one on disk
+            last = self.last_run(key)
+            self.model.set_run_status(key, outcome_badge(last.status) if last else None)
+        else:
+            self.model.set_run_status(key, outcome_badge(status))
         if never_started and run is not None:
             session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
                                                    run.spec.flow, run.spec.program)

@@ -846,6 +846,8 @@ class MainWindow(QMainWindow):
             return
         run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
+        if self.controller.session(self.selected_key).did_not_start(state):
+            run = "the run did not start (see the message above)"
         warning, tip = self._file_errors_note(state)
         self.flow_title.setText(f"<b>{html.escape(state.flow)}</b> · {run}{warning}")
         self.flow_title.setToolTip(tip)
@@ -1055,6 +1057,12 @@ class MainWindow(QMainWindow):
             self.side.setCurrentWidget(self.params)
             self.show_message("error", f"Fill in the required parameter(s): {', '.join(missing)}.",
                               flow=key)
+            return
+        problems = self.params.problems()
+        if problems:
+            self.side.setCurrentWidget(self.params)
+            self.show_message("error", "Fix the parameter value(s) before running: "
+                              f"{'; '.join(problems)}.", flow=key)
             return
         self._save_params()
         self.controller.start_run(key)
@@ -1322,6 +1330,7 @@ class MainWindow(QMainWindow):
         self._banners[key] = Notice("error", failure.summary, key, entry.name if entry else "")
         if key == self.selected_key:
             self._show_banner_for(key)
+            self._update_title()  # no run id: there is no such run
             self.error_pane.show_start_failure(failure)
             self.bottom.setCurrentWidget(self.error_pane)
 

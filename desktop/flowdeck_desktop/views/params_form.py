@@ -2,8 +2,10 @@
 
 Built from discovery's static view of the flow (never from importing it):
 names, literal defaults, types, help and `required`. Values are strings
-handed to `python flow.py run --name value`, so the flow's own parsing
-stays the single source of truth for conversion errors.
+handed to `python flow.py run --name value`. A value of a built-in type (int,
+float, JSON) is checked as it is typed, by the engine's own conversion
+(`flowdeck.authoring.parameter_text`), so a mistyped number is said beside the
+form instead of by a run that fails to start; the flow's own types are left to it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.analysis.flowfile import ParameterInfo
-from flowdeck.store.records import multiple_text
+from flowdeck.authoring.parameter_text import KIND_OF_TYPE_NAME, text_problem
+from flowdeck.store.records import multiple_text, parameter_arguments
 from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
 
 OPTIONS_TIP = ("Options put on the flow's command line before the parameters, written as in "
@@ -48,6 +51,9 @@ class ParamsForm(QWidget):
         self._empty = QLabel("This flow has no parameters.")
         self._reset = QPushButton("Reset to defaults")
         self._reset.clicked.connect(self.reset_defaults)
+        self.values_error = QLabel()  # what `problems` finds, as the user types
+        self.values_error.setWordWrap(True)
+        self.values_error.setVisible(False)
         self.options = QLineEdit()
         self.options.setPlaceholderText("e.g. --max-workers 2")
         self.options.setToolTip(OPTIONS_TIP)
@@ -65,6 +71,7 @@ class ParamsForm(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._empty)
         layout.addLayout(self._form)
+        layout.addWidget(self.values_error)
         layout.addWidget(self._reset)
         layout.addWidget(line)
         layout.addWidget(self.options_label)
@@ -95,6 +102,7 @@ class ParamsForm(QWidget):
         for name, value in (values or {}).items():
             if name in self._editors:
                 _set_text(self._editors[name], value)
+        self._show_problems()
 
     def shows(self, params: list[ParameterInfo]) -> bool:
         """Whether the form edits exactly `params` (where they are declared aside)."""
@@ -107,7 +115,7 @@ class ParamsForm(QWidget):
         if param.multiple:  # any number of values: a line of them
             line = QLineEdit()
             line.setPlaceholderText("values separated by spaces (quote one with spaces)")
-            line.textEdited.connect(self.changed)
+            line.textEdited.connect(self._on_value_edited)
             editor: QWidget = line
         elif kind == "bool":
             box = QCheckBox()
@@ -117,12 +125,12 @@ class ParamsForm(QWidget):
             number = QLineEdit()  # (a spin box held ints to 32 bits and floats to 6 decimals)
             number.setPlaceholderText(("required: " if param.required else "")
                                       + ("an integer" if kind == "int" else "a number"))
-            number.textEdited.connect(self.changed)
+            number.textEdited.connect(self._on_value_edited)
             editor = number
         else:
             editor = QLineEdit()
             editor.setPlaceholderText("required" if param.required else "")
-            editor.textEdited.connect(self.changed)
+            editor.textEdited.connect(self._on_value_edited)
         return editor
 
     def reset_defaults(self) -> None:
@@ -131,6 +139,32 @@ class ParamsForm(QWidget):
             editor.blockSignals(True)
             _set_text(editor, _default_text(param))
             editor.blockSignals(False)
+        self._show_problems()
+
+    def problems(self) -> list[str]:
+        """`name: why` for each value the run would refuse (an int that is not one, JSON
+        that does not parse); a blank value means the default and is never one."""
+        values = self.values()
+        found = []
+        for param in self._params:
+            kind = KIND_OF_TYPE_NAME.get(param.type)
+            text = values.get(param.name, "")
+            if kind is None or kind == "bool" or not text.strip():
+                continue  # the flow's own type, a check box, or the default
+            given = parameter_arguments(param.name, text, param.multiple)[1::2]
+            why = next((p for p in (text_problem(kind, v) for v in given) if p), None)
+            if why is not None:
+                found.append(f"{param.name}: {why}")
+        return found
+
+    def _on_value_edited(self, _text: str) -> None:
+        self._show_problems()
+        self.changed.emit()
+
+    def _show_problems(self) -> None:
+        problems = self.problems()
+        self.values_error.setText("\n".join(f"⚠ {p}" for p in problems))
+        self.values_error.setVisible(bool(problems))
 
     def values(self) -> dict[str, str]:
         """Current values as the command line would take them."""

@@ -1,0 +1,47 @@
+"""How a parameter's command-line text becomes its value, by the parameter's kind.
+
+One definition for the engine (`Parameter.convert`) and for the window's form, which
+checks what the user typed before it starts a run: a mistyped number is then said
+beside its field, not by a run that fails to start.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
+              "false": False, "0": False, "no": False, "n": False, "off": False}
+
+#: The kinds converted here; any other type is the flow's own (called with the text).
+BUILT_IN_KINDS = frozenset(("bool", "int", "float", "str", "json"))
+
+#: A parameter's kind by the type name static analysis reads (`type=JSONType`, or the
+#: default's type: a list or dict default makes a JSON parameter, as in the engine).
+KIND_OF_TYPE_NAME = {"bool": "bool", "int": "int", "float": "float", "str": "str",
+                     "JSONType": "json", "list": "json", "dict": "json"}
+
+
+def convert_text(kind: str, raw: str) -> Any:
+    """The value of text `raw` for a parameter of built-in `kind`; ValueError saying why
+    the text is not one (json.JSONDecodeError is a ValueError)."""
+    if kind == "bool":
+        word = raw.strip().lower()
+        if word not in BOOL_WORDS:
+            raise ValueError(f"{raw!r} is not a boolean (use true or false)")
+        return BOOL_WORDS[word]
+    if kind == "json":
+        return json.loads(raw)
+    return {"int": int, "float": float, "str": str}[kind](raw)
+
+
+def text_problem(kind: str, raw: str) -> str | None:
+    """Why `raw` is no value of `kind` (as `--name` would be refused), None if it is one
+    or the kind is not built in (the flow's own type decides at run time)."""
+    if kind not in BUILT_IN_KINDS:
+        return None
+    try:
+        convert_text(kind, raw)
+    except ValueError as exc:
+        return f"{raw!r} is not a valid {kind} ({exc})"
+    return None
