@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import WAIT_MS, flow_key, opened_window
 
 from flowdeck.analysis.flowfile import ParameterInfo
-from flowdeck.authoring.parameter_text import text_problem
+from flowdeck.analysis.parameter_text import text_problem
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.views.params_form import ParamsForm
 

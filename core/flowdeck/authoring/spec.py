@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from flowdeck.analysis.parameter_text import BUILT_IN_KINDS, convert_text
 from flowdeck.authoring import runner
 from flowdeck.authoring.definitions import (
     PARAMETER_NAME_MESSAGE,
@@ -23,7 +24,6 @@ from flowdeck.authoring.definitions import (
     unknown_arguments_message,
 )
 from flowdeck.authoring.exceptions import DefinitionError, MergeArtifactsException
-from flowdeck.authoring.parameter_text import BUILT_IN_KINDS, convert_text
 from flowdeck.engine.taskstate import StepContext
 
 __all__ = ["MergeArtifactsException"]  # re-exported: flows import it from here or from flowdeck

@@ -4,7 +4,7 @@ Built from discovery's static view of the flow (never from importing it):
 names, literal defaults, types, help and `required`. Values are strings
 handed to `python flow.py run --name value`. A value of a built-in type (int,
 float, JSON) is checked as it is typed, by the engine's own conversion
-(`flowdeck.authoring.parameter_text`), so a mistyped number is said beside the
+(`flowdeck.analysis.parameter_text`), so a mistyped number is said beside the
 form instead of by a run that fails to start; the flow's own types are left to it.
 """
 
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.analysis.flowfile import ParameterInfo
-from flowdeck.authoring.parameter_text import KIND_OF_TYPE_NAME, text_problem
+from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, text_problem
 from flowdeck.store.records import multiple_text, parameter_arguments
 from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
 
