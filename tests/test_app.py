@@ -135,6 +135,8 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
         assert other.data(STATUS_ROLE) == "succeeded"
         window.select_flow(failing_key)
         assert "— failed" in window.flow_title.text()
+        # Its whole output was never seen here: the log says where it is, not an empty page.
+        assert "select a step to see its output" in window.log_scope.text()
         assert step_status(window, "divide") == "failed" and step_status(window, "start") == "succeeded"
         assert window.act_resume.isEnabled()
         path = folder / "failing.py"

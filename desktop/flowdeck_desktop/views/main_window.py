@@ -1028,8 +1028,17 @@ class MainWindow(QMainWindow):
         self.log_scope.setText(f"Run {run_id}: select a step to see its output")
 
     def _replay_logs(self, key: str) -> None:
+        """The output this window saw of the flow's run; for a run made before (another
+        session, a terminal), whose whole output was never seen, where to find it."""
+        state = self.shown_state
+        seen = self._logs.get(key)
+        if (seen is None or not seen.chunks) and state is not None and state.run_id \
+                and state is not self.controller.states.get(key):
+            self._show_run_logs_of(state.run_id)
+            self.whole_run.setVisible(False)
+            return
         self.logs.clear()
-        for stream, text in self._logs.get(key, RecentOutput()).chunks:
+        for stream, text in (seen or RecentOutput()).chunks:
             self.logs.append(text, stream)
         self.log_scope.setText("Output of the run")
         self.whole_run.setVisible(False)
