@@ -133,6 +133,9 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
         assert item.data(STATUS_ROLE) == "last run failed"
         other = controller.model.itemFromIndex(controller.model.index_of(branches_key))
         assert other.data(STATUS_ROLE) == "succeeded"
+        for key in (failing_key, branches_key):  # each mark shows: no file row is folded
+            row = window.proxy.mapFromSource(controller.model.index_of(key))
+            assert window.tree.isExpanded(row.parent()) and window.tree.visualRect(row).height()
         window.select_flow(failing_key)
         assert "— failed" in window.flow_title.text()
         # Its whole output was never seen here: the log says where it is, not an empty page.

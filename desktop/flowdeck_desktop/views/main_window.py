@@ -411,6 +411,7 @@ class MainWindow(QMainWindow):
         self.placement_bar.problem.connect(
             lambda text: self.show_message("error", text, flow=self.selected_key))
         self.artifacts.plot_requested.connect(self.plot_across_runs)
+        self.proxy.rowsInserted.connect(self._expand_listed)
         self.proxy.rowsInserted.connect(lambda *_: self._schedule_fit())
         self.tree.expanded.connect(lambda _index: self._schedule_fit())
         self.main_split.splitterMoved.connect(lambda *_: self._stop_fitting())
@@ -461,6 +462,18 @@ class MainWindow(QMainWindow):
         self._schedule_fit()
         if event.oldSize().width() != event.size().width():
             self._refresh_controls()  # the interpreter's label gets the room there is
+
+    def _expand_listed(self, parent: QModelIndex, first: int, last: int) -> None:
+        """Open each folder and file row as it is listed, so every flow and its mark (last
+        run failed, running) shows without a click; a flow's diagnostics stay folded under
+        it, and a row the user folds stays folded until it is listed anew."""
+        pending = [self.proxy.index(row, 0, parent) for row in range(first, last + 1)]
+        while pending:
+            index = pending.pop()
+            if index.data(KIND_ROLE) in ("folder", "file"):
+                self.tree.expand(index)
+                pending += [self.proxy.index(row, 0, index)
+                            for row in range(self.proxy.rowCount(index))]
 
     def tree_width_needed(self) -> int:
         """Width of the flow list that shows every file and flow row whole (folders and
