@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from flowdeck_desktop.app import build
 from flowdeck_desktop.models.catalog_model import KEY_ROLE, STATUS_ROLE
+from flowdeck_desktop.views.main_window import MainWindow
 
 
 @pytest.fixture
@@ -149,6 +150,29 @@ def test_after_a_restart_the_last_outcome_shows_and_a_failure_resumes(
         assert blocker.args[1] == "succeeded"
         assert step_status(window, "start") == "reused"
         assert item.data(STATUS_ROLE) == "succeeded" and not window.act_resume.isEnabled()
+
+
+def test_a_wide_window_gives_history_the_room_to_show_parameters(
+        qtbot, settings: QSettings, folder: Path) -> None:
+    """At 1920 wide the DAG keeps plenty and History's Parameters column shows a run's
+    parameters whole; at 1280 the DAG keeps its room (the parameters elide, tooltips)."""
+    assert run_flow(folder / "train.py", "run", "--rates", "0.2,0.05").returncode == 0
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = key_of(controller, "TrainFlow")
+        window.select_flow(key)
+        window.side.setCurrentWidget(window.history)
+        qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
+        table = window.history.table
+        shown = table.item(0, 4).text()
+        assert "rates=0.2,0.05" in shown
+        whole = table.sizeHintForColumn(4)
+        window.resize(1280, 720)
+        qtbot.waitUntil(lambda: window.width() == 1280)
+        QApplication.processEvents()
+        narrow_dag = window.dag.width()
+        window.resize(1920, 1080)
+        qtbot.waitUntil(lambda: table.columnWidth(4) >= whole, timeout=WAIT_MS)
+        assert window.dag.width() >= MainWindow.FIT_DAG_KEEPS > narrow_dag
 
 
 def test_deleting_the_last_failed_run_takes_resume_and_its_mark_away(

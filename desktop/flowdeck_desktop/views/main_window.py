@@ -448,6 +448,7 @@ class MainWindow(QMainWindow):
     _fit_pending = False
     FIT_SHARE_LEFT = 0.30  # at most this share of the width for the flow list...
     FIT_SHARE_SIDE = 0.34  # ...and for the side panes; past it, rows elide (tooltips)
+    FIT_DAG_KEEPS = 900  # the DAG keeps this much before the side panes grow past their need
 
     def _stop_fitting(self) -> None:
         self._fitting = False
@@ -495,11 +496,25 @@ class MainWindow(QMainWindow):
         return need + 2 * self.tree.frameWidth() + 8 + \
             (self.tree.verticalScrollBar().sizeHint().width() if scrolls else 0)
 
+    def _side_may_grow(self) -> bool:
+        """True when the window is wide enough for `_fit_panes` to give the side panes more
+        than they need (History's parameters): only then does a flow's History refit."""
+        sizes = self.main_split.sizes()
+        return self._fitting and len(sizes) == 3 and \
+            sizes[1] + sizes[2] - self.side_width_needed() > self.FIT_DAG_KEEPS
+
     def side_width_needed(self) -> int:
-        tab_frame = 2 * (self.side.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth,
-                                                       None, self.side) + 1)
         return max(self.history.essential_width(),
-                   self.params.minimumSizeHint().width()) + tab_frame
+                   self.params.minimumSizeHint().width()) + self._side_frame()
+
+    def side_width_wanted(self) -> int:
+        """The side panes' width with History's parameters shown whole."""
+        return max(self.history.wanted_width(),
+                   self.params.minimumSizeHint().width()) + self._side_frame()
+
+    def _side_frame(self) -> int:
+        return 2 * (self.side.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth,
+                                                  None, self.side) + 1)
 
     def _fit_panes(self) -> None:
         """Give the flow list and the side panes the width their contents need (each at
@@ -514,7 +529,11 @@ class MainWindow(QMainWindow):
             self._stop_fitting()  # someone sized the panes: theirs from now on
             return
         left = min(max(self.tree_width_needed(), 220), int(total * self.FIT_SHARE_LEFT))
-        side = min(max(self.side_width_needed(), 260), int(total * self.FIT_SHARE_SIDE))
+        most = int(total * self.FIT_SHARE_SIDE)
+        side = min(max(self.side_width_needed(), 260), most)
+        spare = total - left - side - self.FIT_DAG_KEEPS  # a wide window: History's
+        if spare > 0:                                     # parameters get the rest they want
+            side = min(most, side + min(spare, max(0, self.side_width_wanted() - side)))
         wanted = [left, total - left - side, side]
         if wanted != sizes:
             self.main_split.setSizes(wanted)
@@ -688,6 +707,8 @@ class MainWindow(QMainWindow):
         self._show_state(state)
         self._replay_logs(key)
         self._refresh_history()
+        if self._side_may_grow():
+            self._schedule_fit()  # its runs' parameters may get room (never during a run)
         self._show_banner_for(key)
         self._refresh_controls()
         self.selection_changed.emit(key)

@@ -286,6 +286,17 @@ class HistoryPane(QWidget):
         return (columns + parameters + 2 * self.table.frameWidth()
                 + self.table.verticalScrollBar().sizeHint().width())
 
+    #: The most width the Parameters column asks for (longer lists elide; tooltips).
+    PARAMETERS_WANTED_MAX = 420
+
+    def wanted_width(self) -> int:
+        """Width that also shows the listed runs' parameters whole (up to
+        PARAMETERS_WANTED_MAX): what the pane takes when the window can spare it."""
+        header = self.table.horizontalHeader()
+        parameters = self.table.sizeHintForColumn(4) if self.table.rowCount() else 0
+        extra = min(parameters, self.PARAMETERS_WANTED_MAX) - header.minimumSectionSize()
+        return self.essential_width() + max(0, extra)
+
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._render()  # the status glyphs' colours follow the palette
