@@ -285,10 +285,15 @@ class MainWindow(QMainWindow):
 
     def _action(self, text: str, slot: Any,
                 shortcut: str | QKeySequence | QKeySequence.StandardKey | None = None,
-                checkable: bool = False) -> QAction:
+                checkable: bool = False, tip: str = "") -> QAction:
+        """A window action; its tooltip (toolbar buttons) says what it does and its
+        shortcut, so the keys can be learnt where the buttons are."""
         action = QAction(text, self)
         if shortcut:
             action.setShortcut(QKeySequence(shortcut))
+        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        action.setToolTip((tip or text.replace("&", "").rstrip("…"))
+                          + (f" ({keys})" if keys else ""))
         action.setCheckable(checkable)
         (action.toggled if checkable else action.triggered).connect(slot)
         self.addAction(action)
@@ -300,10 +305,17 @@ class MainWindow(QMainWindow):
         self.act_watch_folder = self._action("&Watch Folder of Opened File",
                                              lambda: self.controller.watch_folder_of())
         self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_run = self._action("&Run", self.run_selected, "Ctrl+R")
-        self.act_stop = self._action("&Stop", self.stop_selected, "Ctrl+.")
-        self.act_resume = self._action("Resume from &Failure", self.resume_selected, "Ctrl+Shift+R")
-        self.act_auto = self._action("Rerun on &Save", self._toggle_auto, checkable=True)
+        self.act_run = self._action("&Run", self.run_selected, "Ctrl+R",
+                                    tip="Run the selected flow with the parameters of the side pane")
+        self.act_stop = self._action("&Stop", self.stop_selected, "Ctrl+.",
+                                     tip="Stop the selected flow's run: its tasks end as "
+                                     "cancelled")
+        self.act_resume = self._action("Resume from &Failure", self.resume_selected, "Ctrl+Shift+R",
+                                       tip="Run the last failed run again from its failed "
+                                       "step, reusing the steps that succeeded")
+        self.act_auto = self._action("Rerun on &Save", self._toggle_auto, checkable=True,
+                                     tip="Run the flow again each time its file is saved, "
+                                     "reusing the steps the save did not change")
         self.act_interp = self._action("&Interpreter…", self.choose_interpreter)
         self.act_run_on_drop = self._action("Run Dropped Flows at Once", self._toggle_run_on_drop,
                                             checkable=True)

@@ -113,6 +113,7 @@ class ArtifactsPane(QWidget):
         self.load_button.hide()
         self.load_button.clicked.connect(self.load_values)
         self.table = QTableWidget(0, 4)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         self.table.setHorizontalHeaderLabels(["Name", "Type", "Size", "Value"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)

@@ -159,6 +159,7 @@ class TableViewer(Viewer):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.view = QTableView()
+        self.view.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
         self.view.setSortingEnabled(True)
         self.view.setAlternatingRowColors(True)
         self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
