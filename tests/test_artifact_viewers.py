@@ -159,6 +159,18 @@ def test_numbers_show_as_a_line_or_a_histogram(qtbot, pane) -> None:
     viewer.set_mode(PlotViewer.LINE)
 
 
+def test_gaps_in_numbers_show_as_points_and_are_counted(qtbot, pane) -> None:
+    """A value with NaN on both sides has no line segment: it shows as a point; NaN and
+    inf are left out of the statistics and said, not silently dropped."""
+    gappy = show(qtbot, pane, "gappy", "plot")
+    assert isinstance(gappy, PlotViewer)
+    assert "not plotted: 4 nan, 1 +inf" in gappy.info.text()
+    line, points = gappy.plot.getPlotItem().listDataItems()
+    assert list(points.xData) == [0, 2, 4] and list(points.yData) == [0.9, 0.7, 0.5]
+    diverged = show(qtbot, pane, "diverged", "plot")
+    assert "max 0.5" in diverged.info.text() and "2 nan, 1 +inf" in diverged.info.text()
+
+
 def test_images_show_as_pictures(qtbot, pane) -> None:
     pixels = show(qtbot, pane, "pixels", "image")
     assert isinstance(pixels, ImageViewer)

@@ -12,6 +12,8 @@ read them back through the artifact helper):
     essay     string of about 300,000 characters: text, truncated, searchable
     signal    1-D float array of 50,000: a plot, downsampled
     losses    list of 20 floats: a plot
+    gappy     list of floats, every other one NaN, one inf: points, and what is not plotted
+    diverged  float array ending in inf and NaN: statistics of the finite values, and counts
     count     int: a repr
     vanished  an object whose module exists only in the run (missing when unpickled)
     ghost     an object whose class is removed from its module after the run
@@ -108,6 +110,8 @@ class ViewerValuesFlow(FlowSpec):
         self.essay = "\n".join(f"{i:05d} {line * 3}" for i in range(2200)) + ESSAY_WORD
         self.signal = np.sin(np.linspace(0, 20 * math.pi, 50_000)) * np.linspace(1, 2, 50_000)
         self.losses = [round(1 / (i + 1), 4) for i in range(20)]
+        self.gappy = [0.9, math.nan, 0.7, math.nan, 0.5, math.nan, math.inf, math.nan]
+        self.diverged = np.array([0.5, 0.4, 0.3, np.inf, np.nan, np.nan])
         self.count = 7
         self.vanished = _vanishing_object()
         self.ghost = _ghost_object()

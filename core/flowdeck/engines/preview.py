@@ -279,6 +279,7 @@ def _plot_preview(value: Any, limits: PreviewLimits) -> dict[str, Any]:
         value = value.to_numpy()
     count = len(value)
     step = max(1, math.ceil(count / limits.points))
+    stats: dict[str, Any]
     if _is_ndarray(value):
         sample = value[::step].astype("float64")
         stats = _array_stats(value if limits.whole_stats else sample)
@@ -290,6 +291,8 @@ def _plot_preview(value: Any, limits: PreviewLimits) -> dict[str, Any]:
         stats = ({"min": min(finite_all), "max": max(finite_all),
                   "mean": math.fsum(finite_all) / len(finite_all)} if finite_all else {})
         dtype = "int" if all(isinstance(v, int) for v in value) else "float"
+        if len(finite_all) < count:
+            stats["nonfinite"] = _nonfinite_counts([float(v) for v in value])
     preview = {"kind": PLOT, "count": count, "step": step, "downsampled": step > 1,
                "values": numbers, "dtype": dtype, "stats": stats}
     if step > 1 and not limits.whole_stats and _is_ndarray(value):
@@ -297,7 +300,7 @@ def _plot_preview(value: Any, limits: PreviewLimits) -> dict[str, Any]:
     return preview
 
 
-def _array_stats(array: Any) -> dict[str, float]:
+def _array_stats(array: Any) -> dict[str, Any]:
     """min, max and mean of a numeric array's finite values, without copying it unless it
     holds NaN or infinity (a mask and a copy of 100 MB cost more than the three passes)."""
     import numpy as np
@@ -306,12 +309,25 @@ def _array_stats(array: Any) -> dict[str, float]:
     low, high = float(array.min()), float(array.max())
     mean = float(array.mean(dtype="float64"))
     if array.dtype.kind == "f" and not all(map(math.isfinite, (low, high, mean))):
+        counts = {"nan": int(np.isnan(array).sum()), "+inf": int(np.isposinf(array).sum()),
+                  "-inf": int(np.isneginf(array).sum())}
+        nonfinite = {k: n for k, n in counts.items() if n}
         finite = array[np.isfinite(array)]
         if not finite.size:
-            return {}
+            return {"nonfinite": nonfinite}
         low, high = float(finite.min()), float(finite.max())
         mean = float(finite.mean(dtype="float64"))
+        return {"min": low, "max": high, "mean": mean, "nonfinite": nonfinite}
     return {"min": low, "max": high, "mean": mean}
+
+
+def _nonfinite_counts(numbers: list[float]) -> dict[str, int]:
+    """How many values are NaN, +inf and -inf (only those present): the statistics leave
+    them out, and a loss that went to inf is what the reader looks for."""
+    counts = {"nan": sum(1 for v in numbers if math.isnan(v)),
+              "+inf": sum(1 for v in numbers if v == math.inf),
+              "-inf": sum(1 for v in numbers if v == -math.inf)}
+    return {k: n for k, n in counts.items() if n}
 
 
 def _finite_or_none(number: float) -> float | None:

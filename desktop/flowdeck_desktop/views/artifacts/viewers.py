@@ -253,10 +253,14 @@ class PlotViewer(Viewer):
         if preview.get("downsampled"):
             parts.append(f"plotting one value in {_count(self.step)}: "
                          f"{_count(len(self.values))} points")
-        if stats:
+        if "min" in stats:
             of = f" of {preview['stats_of']}" if preview.get("stats_of") else ""
             parts.append(f"min {_number(stats['min'])}, max {_number(stats['max'])}, "
                          f"mean {_number(stats['mean'])}{of}")
+        nonfinite = stats.get("nonfinite") or {}
+        if nonfinite:  # left out of the statistics above and of the line (gaps)
+            parts.append("not plotted: " + ", ".join(f"{_count(n)} {kind}"
+                                                     for kind, n in nonfinite.items()))
         self.info.setText(" · ".join(parts))
         self._draw()
 
@@ -270,6 +274,10 @@ class PlotViewer(Viewer):
         if self.mode == self.LINE:
             xs = np.arange(len(ys)) * self.step
             self.plot.plot(xs, ys, pen=pg.mkPen(color, width=1.5), connect="finite")
+            alone = _isolated(ys)  # no finite neighbour: the line has no segment to draw
+            if alone.any():
+                self.plot.plot(xs[alone], ys[alone], pen=None, symbol="o", symbolSize=6,
+                               symbolBrush=pg.mkBrush(color), symbolPen=pg.mkPen(color))
             self.plot.setLabel("bottom", "index")
             self.plot.setLabel("left", "value")
         else:
@@ -284,6 +292,15 @@ class PlotViewer(Viewer):
             self.plot.setLabel("bottom", "value")
             self.plot.setLabel("left", "count")
         self.plot.enableAutoRange()
+
+
+def _isolated(ys: Any) -> Any:
+    """Mask of the finite values whose neighbours are both missing (NaN) or absent."""
+    import numpy as np
+    finite = np.isfinite(ys)
+    before = np.concatenate(([False], finite[:-1]))
+    after = np.concatenate((finite[1:], [False]))
+    return finite & ~before & ~after
 
 
 # -- image ------------------------------------------------------------------------------------
