@@ -179,3 +179,13 @@ def test_artifact_previews_give_shape_dtype_and_heads() -> None:
     assert describe_value(FakeFrame())["preview"] == "first 5 rows"
     assert describe_value(list(range(1000)))["preview"].endswith(" …")
     assert "repr() failed" in describe_value(BadRepr())["preview"]
+
+
+def test_recent_output_counts_what_it_lets_go() -> None:
+    """A flow's remembered output is bounded; what it lets go is counted, so coming back
+    to the flow says earlier output is missing instead of starting mid-run."""
+    from flowdeck_desktop.views.main_window import RecentOutput
+    kept = RecentOutput(limit=10)
+    kept.append("stdout", "abcdef")
+    kept.append("stderr", "ghijkl")
+    assert kept.dropped == 6 and list(kept.chunks) == [("stderr", "ghijkl")]

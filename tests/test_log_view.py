@@ -261,6 +261,15 @@ def test_document_is_trimmed_to_the_maximum_over_many_flushes(qtbot) -> None:
         wait_flushed(qtbot, view)
     assert view.line_count() == 100
     assert lines(view)[-1] == "4-59"
+    # The top is gone: the view says so (it said nothing; a 50,000-line run lost its start).
+    assert view.trimmed_line_count == 200
+    assert view.trimmed_note().startswith("The first 200 lines are not shown")
+    view.trim_hint = "Click a step."
+    view.append("one more\n")
+    wait_flushed(qtbot, view)
+    assert "first 201 lines" in view.trimmed_note() and view.trimmed_note().endswith("Click a step.")
+    view.clear()
+    assert view.trimmed_line_count == 0 and view.trimmed_note() == ""
 
 
 def test_dropped_lines_keep_the_colour_state(qtbot) -> None:

@@ -279,6 +279,9 @@ class LogView(QWidget):
         self._pending_chars = 0
         self._dropped_unreported = 0
         self._dropped_total = 0
+        self._trimmed_total = 0  # lines the document trimmed from its top (maximumBlockCount)
+        #: Said after the trimming note: where the whole output is (the window: the steps).
+        self.trim_hint = ""
         self._streams: dict[str, _Stream] = {}
         # Finished lines whose unfinished start is already shown: completed in place.
         self._replacements: list[tuple[QTextCursor, str, str, str | list[Span]]] = []
@@ -350,6 +353,12 @@ class LogView(QWidget):
         self._latest.clicked.connect(self.show_latest)
         self._latest.setVisible(False)
 
+        self._trimmed_note = QLabel(self)  # the top of the log is gone: say so, once
+        self._trimmed_note.setObjectName("logTrimmed")
+        self._trimmed_note.setWordWrap(True)
+        self._trimmed_note.setContentsMargins(6, 0, 6, 2)
+        self._trimmed_note.setVisible(False)
+
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 4, 4, 2)
         bar.setSpacing(4)
@@ -363,6 +372,7 @@ class LogView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(bar)
+        layout.addWidget(self._trimmed_note)
         layout.addWidget(self._edit, 1)
 
         for keys, slot in ((QKeySequence.StandardKey.Find, self.focus_search),
@@ -478,6 +488,8 @@ class LogView(QWidget):
         self._queue.clear()
         self._pending_lines = self._pending_chars = 0
         self._dropped_unreported = self._dropped_total = self._dropped_at_flush = 0
+        self._trimmed_total = 0
+        self._trimmed_note.setVisible(False)
         self._streams.clear()
         self._replacements.clear()
         self._has_lines = False
@@ -497,6 +509,24 @@ class LogView(QWidget):
     @property
     def pending_line_count(self) -> int:
         return self._pending_lines
+
+    @property
+    def trimmed_line_count(self) -> int:
+        """Lines shown and then trimmed from the top (the document keeps the latest
+        `maximum_line_count()`), since the last `clear()`."""
+        return self._trimmed_total
+
+    def trimmed_note(self) -> str:
+        """What the view says above the log once its top was trimmed ("" before)."""
+        return self._trimmed_note.text() if self._trimmed_total else ""
+
+    def _note_trimmed(self, lines: int) -> None:
+        self._trimmed_total += lines
+        self._trimmed_note.setText(
+            f"The first {self._trimmed_total + self._dropped_total:,} lines are not shown: "
+            f"this view keeps the latest {self.maximum_line_count():,}."
+            + (f" {self.trim_hint}" if self.trim_hint else ""))
+        self._trimmed_note.setVisible(True)
 
     @property
     def dropped_line_count(self) -> int:
@@ -904,6 +934,8 @@ class LogView(QWidget):
                 state.shown, state.shown_text, state.dirty = shown, text, False
             cursor.endEditBlock()
             removed = before + added - document.blockCount()
+            if removed > 0:
+                self._note_trimmed(removed)
             if self._following:
                 bar.setValue(bar.maximum())
             elif removed > 0:

@@ -76,7 +76,7 @@ from flowdeck_desktop.views.catalog_delegate import CatalogDelegate
 from flowdeck_desktop.views.compare_view import CompareView
 from flowdeck_desktop.views.dag_view import DagScene, DagView, StepItem
 from flowdeck_desktop.views.interpreter_dialog import InterpreterDialog
-from flowdeck_desktop.views.log_view import LogView, compact_prefix
+from flowdeck_desktop.views.log_view import MARKER_STREAM, LogView, compact_prefix
 from flowdeck_desktop.views.panes import (
     ErrorPane,
     HistoryFollower,
@@ -111,12 +111,15 @@ class RecentOutput:
         self.limit = limit
         self.chunks: deque[tuple[str, str]] = deque()
         self.size = 0
+        self.dropped = 0  # characters let go from the start, said when the output is shown
 
     def append(self, stream: str, text: str) -> None:
         self.chunks.append((stream, text))
         self.size += len(text)
         while self.size > self.limit and len(self.chunks) > 1:
-            self.size -= len(self.chunks.popleft()[1])
+            gone = len(self.chunks.popleft()[1])
+            self.size -= gone
+            self.dropped += gone
 
 
 class MainWindow(QMainWindow):
@@ -197,6 +200,7 @@ class MainWindow(QMainWindow):
         self.dag.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         self.logs = LogView()
+        self.logs.trim_hint = "Each step's whole output is under it: click the step."
         self.logs.line_transform = compact_prefix  # long run-id prefixes as short columns
         self.log_scope = QLabel("Output of the run")
         logs_page = QWidget()
@@ -1084,7 +1088,11 @@ class MainWindow(QMainWindow):
             self.whole_run.setVisible(False)
             return
         self.logs.clear()
-        for stream, text in (seen or RecentOutput()).chunks:
+        kept = seen or RecentOutput()
+        if kept.dropped:
+            self.logs.append(f"… {kept.dropped:,} characters of earlier output not kept here: "
+                             "click a step for its whole output …\n", MARKER_STREAM)
+        for stream, text in kept.chunks:
             self.logs.append(text, stream)
         self.log_scope.setText("Output of the run")
         self.whole_run.setVisible(False)
