@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
-from PySide6.QtGui import QColor, QFontInfo, QGuiApplication, QPalette, QTextCursor, QTextFormat
+from PySide6.QtGui import (
+    QColor,
+    QFontInfo,
+    QFontMetricsF,
+    QGuiApplication,
+    QPalette,
+    QTextCursor,
+    QTextFormat,
+)
 from PySide6.QtWidgets import QToolButton
 
 from flowdeck_desktop.views.ansi import to_rgb
@@ -456,3 +464,18 @@ def test_long_run_prefixes_are_shown_as_short_columns(qtbot) -> None:
     view.append("04:01:39.100 [1796184092378-a1b2c3/end/13] \x1b[31mred text\x1b[0m done\n")
     view.flush()  # a coloured line is shortened the same way, its colour kept
     assert view.text().splitlines()[-1] == "04:01:39 end/13 │ red text done"
+
+
+def test_tabs_stop_every_eight_characters_of_the_printed_text(qtbot) -> None:
+    """`print("tab\\tseparated\\tcols")` read "tabseparated  cols": the tab stops were 80
+    pixels from the margin, so the prefix before the text moved them."""
+    from flowdeck_desktop.views.log_view import compact_prefix
+
+    view = LogView()
+    qtbot.addWidget(view)
+    view.line_transform = compact_prefix
+    view.append("04:01:38.627 [1796184092378-a1b2c3/train/12] tab\tseparated\tcols\n")
+    view.flush()
+    assert view.text().endswith("│ tab     separated       cols")
+    space = QFontMetricsF(view._edit.font()).horizontalAdvance(" ")
+    assert view._edit.tabStopDistance() == pytest.approx(8 * space)  # a plain line's tabs too

@@ -43,6 +43,7 @@ from PySide6.QtGui import (
     QColor,
     QFont,
     QFontDatabase,
+    QFontMetricsF,
     QGuiApplication,
     QKeyEvent,
     QKeySequence,
@@ -238,7 +239,7 @@ def compact_prefix(line: str) -> str:
     if found is None:
         return line
     return (f"{found.group('time')} {found.group('step')}/{found.group('task')} │ "
-            f"{line[found.end():]}")
+            f"{line[found.end():].expandtabs(8)}")  # tab stops from the text, not the prefix
 
 
 class LogView(QWidget):
@@ -318,6 +319,8 @@ class LogView(QWidget):
         font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         font.setStyleHint(QFont.StyleHint.Monospace)
         self._edit.setFont(font)
+        # A terminal's tab stops: every 8 characters (Qt's default is 80 pixels).
+        self._edit.setTabStopDistance(8 * QFontMetricsF(font).horizontalAdvance(" "))
         self._cursor = QTextCursor(self._edit.document())
         self._line_limit = self._pending_line_limit()
 
