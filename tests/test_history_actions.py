@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import WAIT_MS, child_env, close_window, flow_key, run_flow
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 
@@ -154,6 +154,51 @@ def test_history_pins_unpins_and_deletes_runs(qtbot, app, folder: Path) -> None:
     assert oldest not in {e.run_id for e in index.runs()}
     assert not layout_of(folder).run_dir(oldest).exists()
     assert oldest not in {r.run_id for r in history._runs}
+
+
+def test_history_sorts_deletes_several_and_reruns_on_enter(qtbot, app, folder: Path) -> None:
+    """A header click sorts (again: the other way); Delete on two selected runs asks once
+    for both, a pinned one among them stays; Enter reruns the selected run."""
+    controller, window = app
+    history, index = window.history, RunIndex(layout_of(folder))
+    labels = [r.params["label"] for r in history.runs]
+    assert labels == ["c", "b", "a"]  # newest first
+    params = history.table.horizontalHeader()
+    params.sectionClicked.emit(4)
+    assert [history.table.item(r, 4).text() for r in range(3)] == [
+        "label=a", "label=b", "label=c"]
+    params.sectionClicked.emit(4)
+    assert [history.table.item(r, 4).text() for r in range(3)] == [
+        "label=c", "label=b", "label=a"]
+    params.sectionClicked.emit(4)  # ascending again: the oldest, "a", first
+    history.table.selectRow(0)
+    assert history.selected().params["label"] == "a"  # the row shown, not the listed order
+
+    history.table.setFocus()
+    QTest.keyClick(history.table, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: controller.is_running(window.selected_key), timeout=WAIT_MS)
+    assert controller.saved_params(window.selected_key)["label"] == "a"
+    qtbot.waitUntil(lambda: not controller.is_running(window.selected_key), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: history.table.rowCount() == 4, timeout=WAIT_MS)
+
+    pinned = next(r for r in history.runs if r.params["label"] == "b")
+    index.pin(pinned.run_id)
+    history.table.clearSelection()
+    wanted = [r for r in history.runs if r.params["label"] in ("a", "b")]
+    qtbot.waitUntil(lambda: any(r.pinned for r in history.runs), timeout=WAIT_MS)
+    for row in range(history.table.rowCount()):
+        if history._shown[row].params["label"] in ("a", "b"):
+            history.table.selectionModel().select(
+                history.table.model().index(row, 0),
+                QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+    assert len(history.selected_runs()) == len(wanted) == 3
+    boxes: list[str] = []
+    answer_box(QMessageBox.StandardButton.Yes, boxes)
+    QTest.keyClick(history.table, Qt.Key.Key_Delete)
+    assert boxes[-1].startswith("Delete 2 runs?") and "1 selected run(s) stay" in boxes[-1]
+    qtbot.waitUntil(lambda: history.table.rowCount() == 2, timeout=WAIT_MS)
+    assert {r.params["label"] for r in history.runs} == {"b", "c"}
+    assert pinned.run_id in {e.run_id for e in index.runs()}
 
 
 def test_a_running_run_cannot_be_deleted_and_gc_follows_the_run_off_the_gui_thread(

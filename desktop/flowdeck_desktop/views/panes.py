@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,9 +163,11 @@ class HistoryPane(QWidget):
     """Past runs of the selected flow; select one to view it, rerun, pin or delete it;
     select two (Ctrl/Shift-click) to compare them; plot an artifact across all of them.
 
-    Delete asks first, and explains instead when the run is running or pinned (pinned
-    runs are the ones the user asked to keep: unpinning first is the second thought).
-    Everything that acts on one run acts only while exactly one is selected.
+    Delete asks first (once for all the selected runs), and explains instead when a run
+    is running or pinned (pinned runs are the ones the user asked to keep: unpinning first
+    is the second thought). Everything else that acts on one run acts only while exactly
+    one is selected; Enter reruns it. A click on a column's header sorts by it (again:
+    the other way); the runs come newest first.
     """
 
     COLUMNS = ("", "Run", "Started", "Duration", "Parameters")
@@ -198,7 +200,11 @@ class HistoryPane(QWidget):
         self.compare.setToolTip("Select two runs (Ctrl-click) to compare their parameters, "
                                 "step durations and artifacts.")
         self.compare.setEnabled(False)
-        self._runs: list[RunSummary] = []
+        self._runs: list[RunSummary] = []  # as listed: newest first
+        self._shown: list[RunSummary] = []  # in the table's order (the sort the user chose)
+        self._sort: tuple[int, Qt.SortOrder] | None = None
+        header.setSectionsClickable(True)
+        header.sectionClicked.connect(self._sort_by)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.table)
@@ -229,10 +235,31 @@ class HistoryPane(QWidget):
         self._runs = runs
         self._render()
 
+    def _sort_by(self, column: int) -> None:
+        """A header click: sort by that column; the same column again: the other way."""
+        ascending = Qt.SortOrder.AscendingOrder
+        order = (Qt.SortOrder.DescendingOrder if self._sort == (column, ascending)
+                 else ascending)
+        self._sort = (column, order)
+        self.table.horizontalHeader().setSortIndicatorShown(True)
+        self.table.horizontalHeader().setSortIndicator(column, order)
+        self._render()
+
+    def _in_order(self) -> list[RunSummary]:
+        if self._sort is None:
+            return list(self._runs)
+        column, order = self._sort
+        keys: dict[int, Callable[[RunSummary], Any]] = {
+            0: lambda r: r.status, 1: lambda r: r.run_id, 2: lambda r: (r.start, r.run_id),
+            3: lambda r: (r.duration is None, r.duration or 0.0),
+            4: lambda r: ", ".join(f"{k}={v}" for k, v in r.params.items())}
+        return sorted(self._runs, key=keys[column],
+                      reverse=order == Qt.SortOrder.DescendingOrder)
+
     def _render(self) -> None:
         """Fill the table; every cell's tooltip holds its full text (and the status word)."""
         selected = {run.run_id for run in self.selected_runs()}
-        runs = self._runs
+        runs = self._shown = self._in_order()
         dark = self.palette().color(QPalette.ColorRole.Base).lightnessF() < 0.5
         self.table.blockSignals(True)
         self.table.clearSelection()  # rows move when runs come and go: select by run id
@@ -306,7 +333,7 @@ class HistoryPane(QWidget):
     def selected_runs(self) -> list[RunSummary]:
         """The selected runs, in History's order (newest first)."""
         rows = sorted(i.row() for i in self.table.selectionModel().selectedRows())
-        return [self._runs[row] for row in rows if row < len(self._runs)]
+        return [self._shown[row] for row in rows if row < len(self._shown)]
 
     def selected(self) -> RunSummary | None:
         """The selected run when exactly one is selected (what one-run actions act on)."""
@@ -358,18 +385,23 @@ class HistoryPane(QWidget):
         menu.addSeparator()
         pin = menu.addAction("Unpin run" if run.pinned else "Pin run")
         pin.triggered.connect(lambda: self.pin_requested.emit(run, not run.pinned))
-        delete = menu.addAction("Delete run…")
+        several = [r for r in self.selected_runs() if r.layout is not None]
+        if len(several) > 1 and run in several:
+            delete = menu.addAction(f"Delete {len(several)} runs…")
+            delete.triggered.connect(lambda: self.request_delete_many(several))
+        else:
+            delete = menu.addAction("Delete run…")
+            delete.setEnabled(run.status != RUNNING and run.layout is not None)
+            delete.triggered.connect(lambda: self.request_delete(run))
         delete.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
-        delete.setEnabled(run.status != RUNNING and run.layout is not None)
-        delete.triggered.connect(lambda: self.request_delete(run))
         return menu
 
     def _show_menu(self, pos: QPoint) -> None:
         row = self.table.indexAt(pos).row()
-        if 0 <= row < len(self._runs):
+        if 0 <= row < len(self._shown):
             if row not in {i.row() for i in self.table.selectionModel().selectedRows()}:
                 self.table.selectRow(row)  # a click outside the selection replaces it
-            menu = self.menu_for(self._runs[row])
+            menu = self.menu_for(self._shown[row])
             menu.exec(self.table.viewport().mapToGlobal(pos))
             menu.deleteLater()  # one menu per right-click: never keep them all
 
@@ -377,11 +409,38 @@ class HistoryPane(QWidget):
         if watched is self.table and isinstance(event, QKeyEvent) and \
                 event.type() == QEvent.Type.KeyPress and \
                 event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            runs = self.selected_runs()
+            if len(runs) == 1:
+                self.request_delete(runs[0])
+            elif runs:
+                self.request_delete_many(runs)
+            return True
+        if watched is self.table and isinstance(event, QKeyEvent) and \
+                event.type() == QEvent.Type.KeyPress and \
+                event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             run = self.selected()
-            if run is not None:
-                self.request_delete(run)
+            if run is not None and run.record is not None:
+                self.rerun_requested.emit(run)  # what the button under the table does
             return True
         return super().eventFilter(watched, event)
+
+    def request_delete_many(self, runs: list[RunSummary]) -> None:
+        """Ask once, then emit `delete_requested` for each run that may go; the running and
+        pinned ones stay, and the question says so."""
+        kept = [r for r in runs if r.status == RUNNING or r.pinned or r.layout is None]
+        going = [r for r in runs if r not in kept]
+        if not going:
+            self._tell("None of the selected runs can be deleted: each is running or pinned "
+                       "(stop it, or unpin it first).")
+            return
+        names = ", ".join(r.run_id for r in going[:5]) + (
+            f" and {len(going) - 5} more" if len(going) > 5 else "")
+        note = (f"\n\n{len(kept)} selected run(s) stay: running or pinned." if kept else "")
+        if self._ask(f"Delete {len(going)} runs?", f"{names}: their folders and logs are "
+                     "removed for good; their artifacts go at the next clean-up unless other "
+                     "runs use them." + note):
+            for run in going:
+                self.delete_requested.emit(run)
 
     def request_delete(self, run: RunSummary) -> None:
         """Ask, then emit `delete_requested`; a running or pinned run gets a reason instead."""
