@@ -50,6 +50,7 @@ from flowdeck.engine.taskstate import Frame, StepContext, frames_signature
 from flowdeck.engines import processes
 from flowdeck.engines.processes import flush_c_stdio
 from flowdeck.store.blobs import (
+    LOAD_OVERRIDES,
     ArtifactPickleError,
     BlobRef,
     BlobStore,
@@ -595,6 +596,26 @@ def track_script_classes(flow_cls: type) -> None:
             tracker_id = f"flowdeck:{flow_cls.__name__}:{cls.__qualname__}"
             by_class[cls] = tracker_id
             by_id[tracker_id] = cls
+    _SCRIPT_CLASSES.update(classes)
+    LOAD_OVERRIDES[(pickler.__name__, "_class_setstate")] = _keep_script_class_setstate
+
+
+#: The script's classes as the script defines them now (`track_script_classes`).
+_SCRIPT_CLASSES: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _keep_script_class_setstate(obj: Any, state: Any) -> Any:
+    """cloudpickle's class setter, except for the script's own classes. A value carries
+    its class's methods as they were when it was stored, and cloudpickle sets them on the
+    class it finds by tracker id: the script's. After the user fixed a method, a resumed
+    run (or a rerun on save) ran the stored copy again, its traceback at <dynamic-code>.
+    Metaflow's tasks import the script anew; here the script's class keeps what the
+    script says. Only reading uses this (the store's LOAD_OVERRIDES): values are pickled
+    with cloudpickle's own setter, so any reader can load them."""
+    if obj in _SCRIPT_CLASSES:
+        return obj
+    from cloudpickle import cloudpickle as pickler
+    return pickler._class_setstate(obj, state)
 
 
 def _script_classes(values: Any, seen: set[int]) -> list[type]:
