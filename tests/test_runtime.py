@@ -135,6 +135,44 @@ def test_a_bare_call_in_a_function_of_the_script_runs_the_flow(tmp_path: Path) -
     assert len(runs_of(path, "MainFlow").runs()) == 2
 
 
+@pytest.mark.parametrize("start", [
+    "flow = StartFlow()",                        # assigned
+    "for cls in [StartFlow]:\n        cls()",    # a loop over flow classes
+])
+def test_making_the_flow_in_the_script_runs_it(tmp_path: Path, start: str) -> None:
+    """As Metaflow runs them (they ran nothing and exited 0: a CI job passed without a
+    run): the flow made in the script being run runs its command line, argv honoured."""
+    path = tmp_path / "startflow.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class StartFlow(FlowSpec):\n"
+        "    lr = Parameter('lr', default=0.1)\n\n"
+        "    @step\n    def start(self):\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        print('lr', self.lr)\n\n\n"
+        f"if __name__ == '__main__':\n    {start}\n")
+    result = run_flow(path, "run", "--lr", "3")
+    assert result.returncode == 0, result.stderr
+    assert "lr 3.0" in result.stdout and len(runs_of(path, "StartFlow").runs()) == 1
+
+
+def test_a_flow_class_imported_into_the_script_runs_its_command_line(tmp_path: Path) -> None:
+    package = tmp_path / "pkgflows"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text(
+        "from flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class PkgFlow(FlowSpec):\n"
+        "    lr = Parameter('lr', default=0.1)\n\n"
+        "    @step\n    def start(self):\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        print('lr', self.lr)\n")
+    script = tmp_path / "launch.py"
+    script.write_text("from pkgflows.train import PkgFlow\n\n"
+                      "if __name__ == '__main__':\n    PkgFlow()\n")
+    result = run_flow(script, "run", "--lr", "3")
+    assert result.returncode == 0, result.stderr
+    assert "lr 3.0" in result.stdout
+
+
 def test_run_from_another_program_ignores_its_argv(flow_file, tmp_path: Path) -> None:
     flow_file("train.py")
     caller = tmp_path / "caller.py"
@@ -567,6 +605,49 @@ def test_the_scripts_classes_stay_themselves_from_task_to_task(tmp_path: Path) -
     run = runs_of(path, "ClassesFlow").latest_run
     assert run.successful and run.data.mode.value == "train"
     assert type(run.data.settings).__name__ == "Settings" and run.data.settings.lr == 0.1
+
+
+FIXED_CLASS_FLOW = """
+from flowdeck import FlowSpec, step
+
+
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, x):
+        return x / self.k
+
+
+class ScaleFlow(FlowSpec):
+    @step
+    def start(self):
+        self.scaler = Scaler(0)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("result", self.scaler.apply(10))
+
+
+if __name__ == "__main__":
+    ScaleFlow()
+"""
+
+
+def test_a_resumed_run_runs_the_scripts_class_as_fixed(tmp_path: Path) -> None:
+    """The value stored by `start` carries its class's methods as they were; after the
+    user fixed `apply`, resume ran the stored copy again (a traceback at <dynamic-code>).
+    The script's class keeps what the script now says, as in Metaflow."""
+    path = tmp_path / "scale.py"
+    path.write_text(FIXED_CLASS_FLOW)
+    failed = run_flow(path)
+    assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
+    assert f'File "{path}", line 10, in apply' in failed.stderr  # the file, not dynamic code
+    path.write_text(FIXED_CLASS_FLOW.replace("x / self.k", "x / (self.k or 1)"))
+    resumed = run_flow(path, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "result 10.0" in resumed.stdout and "<dynamic-code>" not in resumed.stderr
 
 
 def test_a_default_goes_through_its_parameters_type(tmp_path: Path) -> None:

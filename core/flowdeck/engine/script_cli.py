@@ -509,14 +509,16 @@ def is_flow_script(flow_cls: type) -> bool:
 
 
 def bare_script_call(flow_cls: type) -> None:
-    """Metaflow's idiom: a bare `MyFlow()` statement in the script runs the command line,
-    at module level or in a function of the script (`def main(): MyFlow()`)."""
-    if not is_flow_script(flow_cls):
+    """Metaflow's idiom: making the flow in the script being run runs its command line:
+    `MyFlow()` at module level or in a function of the script (`def main(): MyFlow()`),
+    `flow = MyFlow()`, a loop over flow classes, a flow class imported from a module.
+    Only `MyFlow().run(...)` waits for its `run` (Flowdeck's API: it returns the Run)."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", "") or ""
+    if not main_file or "ipykernel" in sys.modules:
         return
     caller = _constructor_caller(flow_cls)
-    main_file = getattr(sys.modules["__main__"], "__file__", "")
     if caller is None or not _same_file(caller.f_code.co_filename, main_file) or \
-            not _is_bare_call_statement(main_file, caller.f_lineno, flow_cls.__name__):
+            _run_is_called_on(main_file, caller.f_lineno):
         return
     del caller
     code, _ = script_main(flow_cls, sys.argv[1:])
@@ -555,19 +557,17 @@ def _same_file(a: str, b: str) -> bool:
     return bool(a and b) and os.path.abspath(a) == os.path.abspath(b)
 
 
-def _is_bare_call_statement(file: str, line: int, class_name: str) -> bool:
+def _run_is_called_on(file: str, line: int) -> bool:
+    """True when the flow made at `line` is the receiver of `.run(...)` there
+    (`MyFlow().run()`), which runs it; an unreadable script counts as such, so that
+    nothing runs twice."""
     try:
         # Bytes, as Python reads the script: a BOM or a `coding:` line is honoured (decoding
         # as UTF-8 text made such a file silently run nothing; reliability/bad_inputs.py).
         tree = ast.parse(Path(file).read_bytes())
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Expr) and node.lineno <= line <= (node.end_lineno or line):
-            call = node.value
-            if isinstance(call, ast.Call):
-                func = call.func
-                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-                if name == class_name:
-                    return True
-    return False
+        return True
+    return any(isinstance(node, ast.Attribute) and node.attr == "run"
+               and isinstance(node.value, ast.Call)
+               and node.value.lineno <= line <= (node.value.end_lineno or line)
+               for node in ast.walk(tree))
