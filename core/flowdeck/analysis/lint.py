@@ -205,8 +205,16 @@ RESERVED_PARAMETER_NAMES = {
 @check(0)
 def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
     steps = lint.graph.nodes
+    first_of: dict[str, "ParameterInfo"] = {}
     for param in lint.parameters:
         option = param.name.replace("_", "-")
+        earlier = first_of.setdefault(option, param)
+        if earlier is not param:  # Metaflow: "Parameter alpha is specified twice."
+            yield lint.diag(param.line, "parameter-twice",
+                            f"Parameter name `{param.name}` is given twice: to `{param.attribute}`"
+                            f" here and to `{earlier.attribute}` (line {earlier.line}), so "
+                            f"--{param.name} could set only one of them. Give each its own "
+                            "name.")
         if option in RESERVED_PARAMETER_NAMES:
             yield lint.diag(param.line, "reserved-parameter",
                             f"Parameter name `{param.name}` is reserved: the run command "

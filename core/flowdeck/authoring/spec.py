@@ -173,12 +173,31 @@ class Parameter:
         """
         value = self.default
         if callable(value) and not isinstance(value, type):
-            value = value(*_default_arguments(value, self.name, flow_name))
+            value = self._call_default(value, flow_name)
         if self.multiple:
             return self.convert_many([] if value is None else value)
         if self.kind == "json" and isinstance(value, (str, bytes)):
             return self._parse_json_default(value)
         return self._typed_default(value)
+
+    def _call_default(self, func: Callable[..., Any], flow_name: str) -> Any:
+        """A default function's value; its exception is the file's mistake, said with the
+        function's line (Metaflow: "Parameter field failed"), not an engine traceback."""
+        try:
+            return func(*_default_arguments(func, self.name, flow_name))
+        except Exception as exc:  # noqa: BLE001 (the user's code: any exception)
+            import traceback
+
+            from flowdeck.analysis.diagnostics import UsageError
+            code = getattr(func, "__code__", None)
+            frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                      if code is not None and f.filename == code.co_filename]
+            where = (f" ({frames[-1].filename}, line {frames[-1].lineno}: "
+                     f"{(frames[-1].line or '').strip()})" if frames else "")
+            name = getattr(func, "__name__", "its default function")
+            raise UsageError(f"Parameter `{self.name}`: its default, {name}(){where}, raised "
+                             f"{type(exc).__name__}: {exc}. Fix the function, or give "
+                             f"--{self.name} on the command line.") from None
 
     def _typed_default(self, value: Any) -> Any:
         """A default of a built-in type passed through that type, as Metaflow (click) does:

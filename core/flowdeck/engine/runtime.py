@@ -291,6 +291,8 @@ class Orchestrator:
         self.default_memory = _default_memory_limit(options)
         self.resources = {name: step_resources(name, func, graph.file)
                           for name, func in self.steps.items()}
+        for name, func in self.steps.items():
+            check_step_numbers(name, func, graph.file)
         self.guard: processes.RunGuard | None = None
         self.disk_full: dict[str, Any] | None = None  # the first write that found no room
         self.store_error: dict[str, Any] | None = None  # a write the store refused otherwise
@@ -1467,6 +1469,32 @@ def step_resources(step: str, func: Any, file: str) -> ResourceSpec:
         values[key] = _positive(raw, f"@resources({key}={raw!r}) on step `{step}` in {file}",
                                 "MB" if key == "memory" else "CPUs")
     return ResourceSpec(values["memory"], values["cpu"])
+
+
+#: The numeric arguments of @timeout and @retry, with what a valid one is.
+_STEP_NUMBERS = {("timeout", "seconds"): "seconds", ("timeout", "minutes"): "minutes",
+                 ("timeout", "hours"): "hours", ("retry", "times"): "retries",
+                 ("retry", "minutes_between_retries"): "minutes"}
+
+
+def check_step_numbers(step: str, func: Any, file: str) -> None:
+    """UsageError, naming the step and the file, for a @timeout or @retry argument that
+    is no number (`@timeout(seconds="ten")` failed the run as an engine bug)."""
+    decorators = step_decorators(func)
+    for (name, key), unit in _STEP_NUMBERS.items():
+        raw = (decorators.get(name) or {}).get(key)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = -1.0
+        whole = unit != "retries" or (value == int(value) if math.isfinite(value) else False)
+        if isinstance(raw, bool) or not (value >= 0 and math.isfinite(value) and whole):
+            example = "3" if unit == "retries" else "60"
+            raise UsageError(f"@{name}({key}={raw!r}) on step `{step}` in {file} is not "
+                             f"{'a whole number of' if unit == 'retries' else 'a number of'} "
+                             f"{unit}; give a number such as {example}.")
 
 
 def _positive(raw: Any, where: str, unit: str) -> float | None:

@@ -281,8 +281,12 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
                          description="Run the flow.", allow_abbrev=False)
     _add_run_options(run, taken)
     for attr, param in params.items():
-        if not _reserved(param):  # refused by the flow's check, with its line, before a run
+        if _reserved(param):  # refused by the flow's check, with its line, before a run
+            continue
+        try:
             _add_parameter(run, attr, param)
+        except argparse.ArgumentError:  # a name given twice: the check names both lines
+            continue
     setattr(parser, _PARAMETER_FLAGS, taken)
     resume = sub.add_parser("resume", help="rerun from the failed (or named) steps, "
                             "reusing finished tasks", allow_abbrev=False)
