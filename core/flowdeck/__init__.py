@@ -45,11 +45,13 @@ _MUTATORS = "flowdeck.authoring.mutators"
 #: Names loaded only when a flow uses them, so `import flowdeck` stays small and fast.
 _LAZY = {
     **dict.fromkeys(("Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace",
-                     "get_namespace", "default_namespace", "get_metadata"), _CLIENT),
+                     "get_namespace", "default_namespace", "get_metadata", "metadata"),
+                    _CLIENT),
     **dict.fromkeys(("Config", "config_expr", "ConfigValue"), "flowdeck.authoring.configs"),
     "IncludeFile": "flowdeck.authoring.includefile",
     **dict.fromkeys(("project", "parallel", "environment", "secrets", "card", "kubernetes",
-                     "batch", "conda", "pypi", "conda_base", "pypi_base",
+                     "batch", "conda", "pypi", "conda_base", "pypi_base", "schedule",
+                     "trigger", "trigger_on_finish", "exit_hook", "profile",
                      "unbounded_test_foreach_internal"), _DECORATORS),
     **dict.fromkeys(("FlowMutator", "StepMutator", "UserStepDecorator", "user_step_decorator"),
                     _MUTATORS),

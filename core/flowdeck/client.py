@@ -37,6 +37,8 @@ from flowdeck.store.events import read_events
 from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import (
     DATASTORE_ENV,
+    DEFAULT_DIRNAME,
+    ROOT_ENV,
     InvalidId,
     RunLayout,
     attempt_file,
@@ -130,6 +132,23 @@ def get_metadata() -> str:
     """Metaflow's "which metadata provider": here always the local store, `local@<root>`
     (the store of the running script: `$FLOWDECK_HOME`, else `.flowdeck/` beside it)."""
     return f"local@{default_root(getattr(__import__('__main__'), '__file__', None))}"
+
+
+def metadata(ms: str) -> str:
+    """Metaflow's switch of metadata provider. Flowdeck has one, the local store: a path
+    or `local@PATH` picks the store there (PATH's `.flowdeck/`, as Metaflow's is its
+    `.metaflow/`, or PATH itself), as `$FLOWDECK_HOME` does; a service is refused with
+    what to use instead. Returns `get_metadata()`."""
+    provider, _, info = ms.partition("@") if "@" in ms else ("local", "", ms)
+    if provider != "local" or info.startswith(("http://", "https://")):
+        raise ClientError(f"metadata({ms!r}): Flowdeck reads runs from a local store only "
+                          "(no metadata service). Give a store folder, or read the runs "
+                          "with Metaflow's client where the service is.")
+    if info:
+        root = os.path.abspath(os.path.expanduser(info))
+        inside = os.path.join(root, DEFAULT_DIRNAME)
+        os.environ[ROOT_ENV] = inside if os.path.isdir(inside) else root
+    return get_metadata()
 
 
 def _in_namespace(tags: frozenset[str] | None, ns: str | None) -> bool:

@@ -104,6 +104,8 @@ class Current:
             return self._values.get(name, False if name == "is_running_flow" else None)
         if name in self._values:
             return self._values[name]
+        if name == "parallel":  # Metaflow's outside @parallel: one node, this one
+            return Parallel("127.0.0.1", 1, 0, None)
         if name == "card":  # set by the engine in a step with @card (flowdeck.cards.runtime)
             raise AttributeError("current.card exists only while a step decorated with @card "
                                  "runs. Add @card to the step (see docs/cards.md).")

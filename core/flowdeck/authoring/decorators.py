@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flowdeck.authoring.definitions import STEP_DECORATOR_ARGUMENTS
@@ -93,6 +95,14 @@ IGNORED_LOCALLY = {
     "conda_base": "the flow runs in this interpreter; Flowdeck does not build conda "
                   "environments",
     "pypi_base": "the flow runs in this interpreter; Flowdeck does not install packages",
+    "schedule": "a local run starts when you start it; the schedule applies where the flow "
+                "is deployed: Argo Workflows, Step Functions",
+    "trigger": "a local run starts when you start it; event triggers apply where the flow "
+               "is deployed",
+    "trigger_on_finish": "a local run starts when you start it; triggers on other flows "
+                         "apply where the flow is deployed",
+    "exit_hook": "exit hooks run where the flow is deployed on Argo Workflows, not in a "
+                 "local run",
 }
 
 
@@ -112,6 +122,27 @@ def _ignored_flow_decorator(name: str) -> Callable[..., Any]:
 
 conda_base = _ignored_flow_decorator("conda_base")
 pypi_base = _ignored_flow_decorator("pypi_base")
+#: Metaflow's deployment decorators: production flows carry them, and Metaflow's own
+#: local runs ignore them too.
+schedule = _ignored_flow_decorator("schedule")
+trigger = _ignored_flow_decorator("trigger")
+trigger_on_finish = _ignored_flow_decorator("trigger_on_finish")
+exit_hook = _ignored_flow_decorator("exit_hook")
+
+
+@contextmanager
+def profile(label: str, stats_dict: dict[str, int] | None = None) -> Iterator[None]:
+    """Metaflow's `with profile("load"):` timer: prints the block's start and its time in
+    ms, or adds the ms to `stats_dict[label]` when given one (printing nothing)."""
+    if stats_dict is None:
+        print(f"PROFILE: {label} starting")
+    start = time.time()
+    yield
+    took = int((time.time() - start) * 1000)
+    if stats_dict is None:
+        print(f"PROFILE: {label} completed in {took}ms")
+    else:
+        stats_dict[label] = stats_dict.get(label, 0) + took
 
 PROJECT_NAME = re.compile(r"^[a-z0-9_]{1,128}$")
 

@@ -155,16 +155,18 @@ class FailureHandledByCatch(MetaflowException):
                          "caused the failure.")
 
 
-class ExceptionWrapper:
+class ExceptionWrapper(Exception):
     """What @catch stores in its `var`: a picklable record of the caught exception.
 
-    Like Metaflow's wrapper it has `type` (`builtins.ValueError`), `exception` (the
-    message) and `stacktrace` (without Flowdeck's frames); `str()` and `repr()` give the
-    stack trace, as Metaflow's do, and `summary` the one line.
+    Like Metaflow's wrapper it is an Exception (`isinstance(err, Exception)`, `raise err`
+    in a later step) with `type` (`builtins.ValueError`), `exception` (the message) and
+    `stacktrace` (without Flowdeck's frames); `str()` and `repr()` give the stack trace,
+    as Metaflow's do, and `summary` the one line.
     """
 
     def __init__(self, exc: BaseException | None = None, *, type: str = "",
                  message: str = "", stacktrace: str = ""):
+        super().__init__()  # no args: pickled as its attributes (the original may not pickle)
         if exc is not None:
             type = metaflow_type_name(exc)
             message = str(exc)
