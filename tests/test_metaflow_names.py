@@ -80,3 +80,48 @@ def test_metadata_picks_a_local_store_and_refuses_a_service(tmp_path: Path,
     assert flowdeck.get_metadata() == f"local@{tmp_path / '.flowdeck'}"
     with pytest.raises(ClientError, match="local store only"):
         flowdeck.metadata("service@https://mf.example.com")
+
+
+CATCH_SAVING = '''
+import threading
+
+from flowdeck import FlowSpec, catch, step
+
+
+class CatchSavingFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.bad)
+
+    @catch(var="err")
+    @step
+    def bad(self):
+        self.kept = 42
+        self.lock = threading.Lock()
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("caught", self.err.type, "kept", self.kept, "lock", hasattr(self, "lock"))
+
+
+if __name__ == "__main__":
+    CatchSavingFlow()
+'''
+
+
+def test_catch_covers_an_artifact_that_cannot_be_stored(tmp_path: Path) -> None:
+    """As Metaflow's @catch does (the run failed): the step's other artifacts are kept,
+    the variable says what failed, in Metaflow's name, and the run goes on."""
+    path = tmp_path / "catch_saving.py"
+    path.write_text(CATCH_SAVING)
+    done = run_flow(path)
+    assert done.returncode == 0, done.stderr
+    assert ("caught metaflow.datastore.exceptions.UnpicklableArtifactException kept 42 "
+            "lock False") in done.stdout
+    assert "Artifact `lock` of type _thread.lock cannot be pickled" in done.stderr
+    broken = path.read_text().replace("    @catch(var=\"err\")\n", "")
+    path.write_text(broken)
+    failed = run_flow(path)
+    assert failed.returncode == 1 and "flowdeck.store" not in failed.stderr
+    assert "raised metaflow.datastore.exceptions.UnpicklableArtifactException" in failed.stderr

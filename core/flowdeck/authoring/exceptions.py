@@ -215,7 +215,9 @@ def user_traceback(exc: BaseException) -> str:
 def error_info(exc: BaseException, message: str | None = None,
                with_traceback: bool = True) -> dict[str, Any]:
     """The `error` object of a failed task in metadata and events."""
-    name = f"{exc.__class__.__module__}.{exc.__class__.__qualname__}".removeprefix("builtins.")
+    own = type(exc).__dict__.get("metaflow_name")  # the engine's own errors: Metaflow's name
+    name = own if isinstance(own, str) else \
+        f"{exc.__class__.__module__}.{exc.__class__.__qualname__}".removeprefix("builtins.")
     return {
         "type": name,
         "message": message if message is not None else exception_text(exc),

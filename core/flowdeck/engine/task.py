@@ -529,6 +529,10 @@ def step_timeout(seconds: float, step: str) -> AbstractContextManager[None]:
 class TaskFailure(Exception):
     """A failure described by the engine, with no traceback worth showing."""
 
+    #: Its `type` in records and @catch: Metaflow reports its own checks of a step (a bad
+    #: transition, a foreach input) as a MetaflowException, never an engine module's class.
+    metaflow_name = "metaflow.exception.MetaflowException"
+
 
 @dataclass
 class Progress:
@@ -699,10 +703,13 @@ def execute_task(req: TaskRequest) -> int:
         code, status = EXIT_FAILED, "failed"
         record["error"] = _interrupt_error(req.step, exc, progress)
     except ArtifactPickleError as exc:
-        code, status = EXIT_FAILED, "failed"
         ran_out = req.memory_mb and isinstance(exc.__context__, MemoryError)  # while pickling
-        record["error"] = error_info(exc, with_traceback=False, message=memory_message(
-            req.step, req.memory_mb or 0, req.memory_source) if ran_out else None)
+        if not ran_out and _catch_saving_failure(flow, ctx, blobs, req, record, exc, progress):
+            pass  # @catch took it, as Metaflow's does: the task goes on to the next step
+        else:
+            code, status = EXIT_FAILED, "failed"
+            record["error"] = error_info(exc, with_traceback=False, message=memory_message(
+                req.step, req.memory_mb or 0, req.memory_source) if ran_out else None)
     except (TaskFailure, MergeArtifactsException) as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
@@ -762,6 +769,40 @@ def _import_refusal(exc: BaseException) -> str | None:
         if refusal is not None:
             return cast(str | None, refusal(exc))
     return None
+
+
+def _catch_saving_failure(flow: Any, ctx: StepContext, blobs: BlobStore, req: TaskRequest,
+                          record: dict[str, Any], exc: ArtifactPickleError,
+                          progress: Progress) -> bool:
+    """On a @catch step's last attempt, an artifact that cannot be stored is caught like
+    an exception of the step (Metaflow: FailureHandledByCatch): the artifacts that can be
+    stored are, the catch variable holds the error, and the task goes on to its next
+    step. False when @catch does not apply (the failure stands)."""
+    if not req.catch or req.attempt < req.max_retries:
+        return False
+    wrapper = ExceptionWrapper(exc)
+    if req.print_exception:
+        print(f"@catch caught an exception from step `{req.step}`:\n{wrapper.summary}",
+              file=sys.stderr)
+    record["caught"] = error_info(exc, with_traceback=False)
+    dropped = {progress.artifact} if progress.artifact else set()
+    for _ in range(len(flow.__dict__)):  # each round leaves out one more that fails
+        for name in dropped:
+            flow.__dict__.pop(name, None)
+        if req.catch_var:
+            setattr(flow, req.catch_var, wrapper)
+        progress.artifact = None
+        try:
+            artifacts = _persist(flow, ctx, blobs, progress)
+        except ArtifactPickleError:
+            if not progress.artifact or progress.artifact in dropped:
+                return False
+            dropped.add(progress.artifact)
+            continue
+        record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
+        record["next"] = list(req.out_funcs)
+        return True
+    return False
 
 
 def _keep_artifacts_of_failure(flow: Any, ctx: StepContext, blobs: BlobStore,

@@ -67,6 +67,9 @@ _COMPARE_STEP = 4 * 1024 * 1024
 class ArtifactPickleError(Exception):
     """An artifact could not be serialised; the message names it and its type."""
 
+    #: What @catch's `type` and the client call it: Metaflow's name for the same failure.
+    metaflow_name = "metaflow.datastore.exceptions.UnpicklableArtifactException"
+
 
 class InvalidDigest(ValueError):
     """A blob name from a record that is not a digest (`../../etc/hostname`, upper case, ...).
