@@ -125,3 +125,22 @@ def test_catch_covers_an_artifact_that_cannot_be_stored(tmp_path: Path) -> None:
     failed = run_flow(path)
     assert failed.returncode == 1 and "flowdeck.store" not in failed.stderr
     assert "raised metaflow.datastore.exceptions.UnpicklableArtifactException" in failed.stderr
+
+
+def test_client_membership_trigger_and_a_failed_runs_finish(tmp_path: Path) -> None:
+    """`run.id in Flow(...)`, `"1" in run["start"]`, `run.trigger` and a failed run's
+    `finished_at` read as in Metaflow (False, False, AttributeError, a time)."""
+    path = tmp_path / "catch_saving.py"
+    path.write_text(CATCH_SAVING)
+    assert run_flow(path).returncode == 0
+    path.write_text(CATCH_SAVING.replace("    @catch(var=\"err\")\n", ""))
+    assert run_flow(path).returncode == 1
+    flow = flowdeck.Flow("CatchSavingFlow", root=str(tmp_path / ".flowdeck"))
+    failed, done = flow.runs()
+    assert done.id in flow and failed.id in flow and "123-nope" not in flow
+    assert "../x" not in flow and 7 not in flow
+    start = done["start"]
+    assert start.task.id in start and "999" not in start and "../1" not in start
+    assert done.trigger is None and failed.trigger is None
+    assert done.finished_at is not None and failed.finished_at is None
+    assert failed.duration is not None  # its time is still known

@@ -860,6 +860,14 @@ class Step(_PartOfRun):
             raise ClientError(f"No task {task_id} in {self.pathspec}.")
         return task
 
+    def __contains__(self, task_id: object) -> bool:
+        """`"3" in run["fit"]`, as in Metaflow: the step has that task."""
+        try:
+            self[str(task_id)]
+        except (ClientError, InvalidId):
+            return False
+        return True
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Step) and other.pathspec == self.pathspec
 
@@ -986,8 +994,14 @@ class Run:
 
     @property
     def finished_at(self) -> datetime | None:
-        """When the run ended (None while it runs), as Metaflow's datetime."""
-        return _stamp(self.record.end)
+        """When its end step finished, as Metaflow's datetime: None while it runs and for a
+        run that did not succeed (Metaflow's definition; `duration` has any run's time)."""
+        return _stamp(self.record.end) if self.status == "succeeded" else None
+
+    @property
+    def trigger(self) -> None:
+        """Metaflow's event that started a deployed run: a local run has none."""
+        return None
 
     @property
     def duration(self) -> float | None:
@@ -1327,6 +1341,13 @@ class Flow:
 
     def __getitem__(self, run_id: str) -> Run:
         return Run(f"{self.id}/{run_id}", root=self.layout.root)
+
+    def __contains__(self, run_id: object) -> bool:
+        """`run.id in Flow("X")`, as in Metaflow: the flow has that run in this store."""
+        try:
+            return self.layout.run_dir(str(run_id)).is_dir()
+        except (InvalidId, ValueError):
+            return False
 
     @property
     def latest_run(self) -> Run | None:
