@@ -144,3 +144,40 @@ def test_client_membership_trigger_and_a_failed_runs_finish(tmp_path: Path) -> N
     assert done.trigger is None and failed.trigger is None
     assert done.finished_at is not None and failed.finished_at is None
     assert failed.duration is not None  # its time is still known
+
+
+NAMESPACED = '''
+from flowdeck import FlowSpec, current, get_namespace, step
+
+
+class NsFlow(FlowSpec):
+    @step
+    def start(self):
+        print("ns", current.namespace, get_namespace())
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    NsFlow()
+'''
+
+
+def test_metaflows_other_options_and_commands_are_taken(tmp_path: Path) -> None:
+    """`run --namespace`, `run --max-log-size`, `--package-suffixes`, `--not-quiet`, and the
+    `version` and `help` commands: Metaflow takes them; they were usage errors here."""
+    path = tmp_path / "ns.py"
+    path.write_text(NAMESPACED)
+    chosen = run_flow(path, "--package-suffixes", ".py,.txt", "--not-quiet", "run",
+                      "--namespace", "project:x", "--max-log-size", "10")
+    assert chosen.returncode == 0, chosen.stderr
+    assert "ns project:x project:x" in chosen.stdout
+    default = run_flow(path, "run")
+    assert "ns user:" in default.stdout and "project:x" not in default.stdout
+    version = run_flow(path, "version")
+    assert version.returncode == 0 and version.stdout.startswith(f"Flowdeck {flowdeck.__version__}")
+    helped = run_flow(path, "help")
+    assert helped.returncode == 0 and "usage: python ns.py" in helped.stdout

@@ -49,6 +49,9 @@ class RunSetup:
     production: bool | None = None
     max_num_splits: int | None = None
     quiet: bool = False
+    #: `run --namespace NS`: the client's namespace in the steps ("" : every run), as in
+    #: Metaflow; None: the default, user:NAME.
+    namespace: str | None = None
 
 
 @dataclass
@@ -81,8 +84,12 @@ def begin_run(flow_cls: type, setup: RunSetup, store_root: str,
     project = _project(flow_cls, setup, user)
     user_tags = _checked_tags(setup.tags)
     system_tags = _system_tags(user, project)
+    chosen = f"user:{user}" if setup.namespace is None else (setup.namespace or None)
     current._set_run(**(project or {}), tags=list(user_tags), username=user,
-                     namespace=f"user:{user}", store_root=store_root)
+                     namespace=chosen, store_root=store_root)
+    if setup.namespace is not None:  # the tasks are forks: they inherit the client's choice
+        from flowdeck.client import namespace
+        namespace(chosen)
     _max_num_splits = setup.max_num_splits
     attrs = {c.name: attr for attr, c in configs_mod.flow_configs(flow_cls).items()}
     return RunContext({attrs[n]: v for n, v in config_by_name.items()}, user_tags, system_tags,

@@ -50,8 +50,8 @@ def _fail(exc: FlowdeckError) -> int:
 TOP_OPTIONS = {"--quiet": 0, "--metadata": 1, "--datastore": 1, "--datastore-root": 1,
                "--environment": 1, "--event-logger": 1, "--monitor": 1, "--no-pylint": 0,
                "--pylint": 0, "--with": 1, "--config": 2, "--config-value": 2, "--branch": 1,
-               "--production": 0}
-COMMANDS = ("run", "resume", "show", "check", "output-raw")
+               "--production": 0, "--package-suffixes": 1, "--not-quiet": 0}
+COMMANDS = ("run", "resume", "show", "check", "output-raw", "version", "help")
 #: Metaflow's commands this engine does not have, with where to find what they give.
 METAFLOW_ONLY_COMMANDS = {
     "dump": "read a run's artifacts with the client (`Run('FLOW/RUN')['STEP'].task.data`) "
@@ -161,6 +161,13 @@ def with_default_command(argv: list[str], parameters: frozenset[str] = frozenset
 
 def _dispatch(flow_cls: type, args: Any,
               defaults: dict[str, Any]) -> tuple[int, RunAt | None]:
+    if args.command == "version":
+        print(f"Flowdeck {__version__} (runs Metaflow-style flows; Python "
+              f"{sys.version.split()[0]})")
+        return 0, None
+    if args.command == "help":
+        _script_parser(flow_cls).print_help()
+        return 0, None
     if args.command == "show":
         prepared = launch.prepare(flow_cls)
         print(format_show(prepared.graph))
@@ -186,7 +193,8 @@ def _dispatch(flow_cls: type, args: Any,
                      config_files=_pairs(args.configs, "--config"),
                      config_values=_pairs(args.config_values, "--config-value"),
                      branch=args.branch, production=True if args.production else None,
-                     max_num_splits=args.max_num_splits, quiet=quiet)
+                     max_num_splits=args.max_num_splits, quiet=quiet,
+                     namespace=getattr(args, "user_namespace", None))
     if args.command == "resume":
         outcome = launch.resume(flow_cls, args.steps, options, setup, args.run_id_file)
     else:
@@ -301,6 +309,8 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
     raw = sub.add_parser("output-raw", help="print the graph as JSON (Metaflow's shape)",
                          allow_abbrev=False)
     raw.add_argument("--json", action="store_true", help="(always JSON; for compatibility)")
+    sub.add_parser("version", help="print the engine's version", allow_abbrev=False)
+    sub.add_parser("help", help="print this help", allow_abbrev=False)
     return parser
 
 
@@ -380,6 +390,11 @@ def _add_top_options(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--no-pylint", "--pylint", dest="pylint", action="store_const",
                         const=None, help="accepted for Metaflow compatibility (Flowdeck's own "
                         "checks always run)")
+    parser.add_argument("--package-suffixes", metavar="SUFFIXES",
+                        help="accepted for Metaflow compatibility (the code package is for "
+                        "remote runs; a local run reads the files where they are)")
+    parser.add_argument("--not-quiet", dest="top_quiet", action="store_false",
+                        help="print the run's progress lines (the default)")
 
 
 def _worker_count(text: str) -> int:
@@ -444,6 +459,12 @@ def _add_run_options(parser: "argparse.ArgumentParser",
                         help="keep artifacts and records in an object store, such as "
                         f"s3://BUCKET/PREFIX (also ${DATASTORE_ENV}; needs its fsspec "
                         "package: pip install 'flowdeck[s3]')")
+    parser.add_argument("--namespace", dest="user_namespace", metavar="NS", default=None,
+                        help="the client's namespace inside the run's steps (Metaflow's "
+                        "option; default user:NAME; an empty one: every run)")
+    parser.add_argument("--max-log-size", type=int, default=None, metavar="MB",
+                        help="accepted for Metaflow compatibility (a task's output is kept "
+                        "whole: the window and the client page through it)")
 
 
 class _Yielding:
