@@ -56,3 +56,24 @@ def test_a_decorator_argument_that_is_no_number_is_the_files_mistake(
     assert failed.returncode == 2, failed.stderr
     assert said in failed.stderr and "please report" not in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_the_engines_checks_of_a_step_are_not_retried(tmp_path: Path) -> None:
+    """A foreach past --max-num-splits fails the same way on every attempt: @retry (here
+    from --with) does not run the step again, as in Metaflow."""
+    path = tmp_path / "splits.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, step\n\n\n"
+        "class SplitsFlow(FlowSpec):\n"
+        "    @step\n    def start(self):\n        print('start ran')\n"
+        "        self.items = list(range(6))\n"
+        "        self.next(self.each, foreach='items')\n\n"
+        "    @step\n    def each(self):\n        self.next(self.join)\n\n"
+        "    @step\n    def join(self, inputs):\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    SplitsFlow()\n")
+    failed = run_flow(path, "--with", "retry:times=2", "run", "--max-num-splits", "5")
+    assert failed.returncode == 1
+    assert failed.stdout.count("start ran") == 1, failed.stdout
+    assert "more than --max-num-splits 5" in failed.stderr
+    assert "raised metaflow.exception.MetaflowException" in failed.stderr

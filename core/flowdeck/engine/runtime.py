@@ -1181,7 +1181,8 @@ class Orchestrator:
             (result.error or {}).get("type") == "ProcessExit"
         left_to_control = died_last and is_parallel_worker(task.frames) and self.failed is None
         catch_fallback = died_last and not left_to_control
-        will_retry = (task.attempt < times or catch_fallback) and self.failed is None
+        again = (result.error or {}).get("retry", True)  # False: a check no attempt passes
+        will_retry = ((task.attempt < times and again) or catch_fallback) and self.failed is None
         self._emit_finished(result, will_retry=will_retry, left_to_control=left_to_control)
         self.echo.task_failed(task.step, task.task_id, result, will_retry)
         if will_retry:

@@ -713,6 +713,8 @@ def execute_task(req: TaskRequest) -> int:
     except (TaskFailure, MergeArtifactsException) as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
+        if isinstance(exc, TaskFailure):  # the engine's check of what the step did: another
+            record["error"]["retry"] = False  # attempt does the same (Metaflow: no retry)
         _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
     except SystemExit as exc:
         code, status = EXIT_FAILED, "failed"
