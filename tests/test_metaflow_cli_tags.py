@@ -94,6 +94,7 @@ def test_max_num_splits_stops_a_wider_foreach_with_a_message(flow: Path) -> None
 def test_unknown_with_decorator_and_bad_tag_are_user_errors(flow: Path) -> None:
     unknown = run_flow(flow, "--with", "nosuch", "run", env=env())
     assert unknown.returncode == 2 and "there is no step decorator `nosuch`" in unknown.stderr
+    assert "retry" in unknown.stderr and "_internal" not in unknown.stderr  # Metaflow's tests'
     empty = run_flow(flow, "run", "--tag", "", env=env())
     assert empty.returncode == 2 and "--tag: Tags must not be empty strings." in empty.stderr
     for result in (unknown, empty):

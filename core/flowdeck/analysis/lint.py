@@ -501,8 +501,9 @@ def _balance_problem(lint: Linter, node: StepNode,
         return None
     if not splits:
         return lint.at_step(node, "join-without-split",
-                            f"Step `{node.name}` takes `inputs` like a join, but no split comes "
-                            "before it. Remove the `inputs` argument or add a split before it.")
+                            f"Step `{node.name}` takes an argument after `self`, as a join takes "
+                            "`inputs`, but no split comes before it. Remove the argument or add "
+                            "a split before it.")
     if any(graph[n].type == "foreach" for n in node.in_funcs):
         return None  # check_empty_foreaches names this one
     split_name, roots = splits[-1]

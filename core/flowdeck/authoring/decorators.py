@@ -258,8 +258,9 @@ def step_decorator_from_spec(spec: str, where: str, extra: dict[str, Any] | None
     name = name.strip()
     deco = known.get(name)
     if deco is None:
+        offered = sorted(n for n in known if not n.endswith("_internal"))  # Metaflow's tests'
         raise MetaflowException(f"{where}: there is no step decorator `{name}`; use one of "
-                                f"{', '.join(sorted(known))}.")
+                                f"{', '.join(offered)}.")
     kwargs = {**_with_arguments(where, args, prefix), **(extra or {})}
     _check_with_values(where, prefix + name, kwargs, getattr(deco, "_fd_defaults", {}))
     try:
