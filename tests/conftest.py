@@ -200,3 +200,19 @@ def patient_artifact_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
         return
     for name in ("LIST_LIMIT_S", "PREVIEW_LIMIT_S"):
         monkeypatch.setattr(pane, name, float(WAIT_S))
+
+
+def answer_box(button: Any, seen: list[str]) -> None:
+    """Click `button` (a QMessageBox.StandardButton) on the next message box once it is
+    up, noting its text: for tests of actions that ask first."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def poll() -> None:
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            seen.append(" ".join(filter(None, [box.text(), box.informativeText()])))
+            box.button(button).click()
+        else:
+            QTimer.singleShot(10, poll)
+    QTimer.singleShot(0, poll)

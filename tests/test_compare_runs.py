@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, child_env, close_window, flow_key, run_flow
+from conftest import FLOWS, answer_box, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
 
 from flowdeck.observe.compare import compare_runs, place_of, read_side
 from flowdeck.store.index import RunIndex
@@ -273,8 +273,11 @@ def test_history_compares_two_selected_runs(qtbot, window, store) -> None:
     assert actions["Rerun with These Parameters"] is True  # the clicked run's own entries
     assert len(history.selected_runs()) == 2 and len(shown) == count
 
-    QTest.keyClick(history.table, Qt.Key.Key_Delete)  # two selected: Delete deletes nothing
-    assert history.table.rowCount() == 5
+    asked: list[str] = []
+    answer_box(QMessageBox.StandardButton.No, asked)
+    QTest.keyClick(history.table, Qt.Key.Key_Delete)  # two selected: asked once, for both
+    assert asked and asked[-1].startswith("Delete 2 runs?")
+    assert history.table.rowCount() == 5 and len(history.selected_runs()) == 2
 
     with qtbot.waitSignal(history.compare_requested, timeout=WAIT_MS) as signal:
         history.compare.click()

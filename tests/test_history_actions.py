@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import WAIT_MS, child_env, close_window, flow_key, run_flow
+from conftest import WAIT_MS, answer_box, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox
@@ -79,18 +79,6 @@ def app(qtbot, settings: QSettings, folder: Path):
 
 def layout_of(folder: Path) -> RunLayout:
     return RunLayout(folder / ".flowdeck", "GatedFlow")
-
-
-def answer_box(button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Click `button` on the next message box once it is up, noting its text."""
-    def poll() -> None:
-        box = QApplication.activeModalWidget()
-        if isinstance(box, QMessageBox):
-            seen.append(" ".join(filter(None, [box.text(), box.informativeText()])))
-            box.button(button).click()
-        else:
-            QTimer.singleShot(10, poll)
-    QTimer.singleShot(0, poll)
 
 
 def choose_from_menu(window, row: int, text: str | None,
