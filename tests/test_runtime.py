@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env, process_alive, run_flow, stored_runs
+from conftest import WAIT_S, child_env, process_alive, run_flow, stored_runs
 
 from flowdeck import Flow, Run
 from flowdeck.client import ClientError
@@ -635,17 +635,21 @@ if __name__ == "__main__":
 """
 
 
-def test_a_resumed_run_runs_the_scripts_class_as_fixed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_a_resumed_run_runs_the_scripts_class_as_fixed(tmp_path: Path, executor: str) -> None:
     """The value stored by `start` carries its class's methods as they were; after the
     user fixed `apply`, resume ran the stored copy again (a traceback at <dynamic-code>).
-    The script's class keeps what the script now says, as in Metaflow."""
+    The script's class keeps what the script now says, as in Metaflow; on Dask's workers
+    (which get the class by value) too."""
+    if executor == "dask":
+        pytest.importorskip("distributed")
     path = tmp_path / "scale.py"
     path.write_text(FIXED_CLASS_FLOW)
-    failed = run_flow(path)
+    failed = run_flow(path, "run", "--executor", executor, timeout=WAIT_S)
     assert failed.returncode == 1 and "ZeroDivisionError" in failed.stderr
     assert f'File "{path}", line 10, in apply' in failed.stderr  # the file, not dynamic code
     path.write_text(FIXED_CLASS_FLOW.replace("x / self.k", "x / (self.k or 1)"))
-    resumed = run_flow(path, "resume")
+    resumed = run_flow(path, "resume", "--executor", executor, timeout=WAIT_S)
     assert resumed.returncode == 0, resumed.stderr
     assert "result 10.0" in resumed.stdout and "<dynamic-code>" not in resumed.stderr
 

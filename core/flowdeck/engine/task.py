@@ -600,6 +600,27 @@ def track_script_classes(flow_cls: type) -> None:
             tracker_id = f"flowdeck:{flow_cls.__name__}:{cls.__qualname__}"
             by_class[cls] = tracker_id
             by_id[tracker_id] = cls
+    _keep_as_written(pickler, classes)
+
+
+def keep_tracked_script_classes() -> None:
+    """In a process that got the flow class by value (a Dask worker): the script's classes
+    it brought, tracked under the ids `track_script_classes` gave them, keep their methods
+    when a stored value of theirs is read (a resumed run's reused values)."""
+    try:
+        from cloudpickle import cloudpickle as pickler
+        lock = pickler._DYNAMIC_CLASS_TRACKER_LOCK
+        by_id = pickler._DYNAMIC_CLASS_TRACKER_BY_ID
+    except (ImportError, AttributeError):
+        return
+    with lock:
+        classes = [cls for key, cls in by_id.items()
+                   if isinstance(key, str) and key.startswith("flowdeck:")]
+    if classes:
+        _keep_as_written(pickler, classes)
+
+
+def _keep_as_written(pickler: Any, classes: list[type]) -> None:
     _SCRIPT_CLASSES.update(classes)
     LOAD_OVERRIDES[(pickler.__name__, "_class_setstate")] = _keep_script_class_setstate
 

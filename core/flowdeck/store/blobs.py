@@ -409,6 +409,20 @@ class EncodedBlob:
 LOAD_OVERRIDES: dict[tuple[str, str], Any] = {}
 
 
+def _names_an_override(view: memoryview, main: memoryview) -> bool:
+    """Whether a pickle stream may name a global of LOAD_OVERRIDES. The overriding
+    unpickler reads through a copy of the stream (BytesIO), so a value that cannot need it
+    (most: no class of the script) keeps `pickle.loads`' zero-copy read of a mapped blob.
+    A large stream is searched where it lies (bytes or the blob's mapping: `find`, no
+    copy); a name found anywhere in the blob only costs the slower path."""
+    names = [name.encode() for _, name in LOAD_OVERRIDES]
+    if main.nbytes <= 1 << 20:
+        data = main.tobytes()
+        return any(name in data for name in names)
+    finder = getattr(view.obj, "find", None)
+    return finder is None or any(finder(name) >= 0 for name in names)
+
+
 class _OverridingUnpickler(pickle.Unpickler):
     """`pickle.loads`, with LOAD_OVERRIDES in place of the globals they name."""
 
@@ -539,7 +553,7 @@ class BlobStore:
             _say_unchecked(path, sha)
         main, buffers = _split(path, view)
         try:
-            if LOAD_OVERRIDES:
+            if LOAD_OVERRIDES and _names_an_override(view, main):
                 return _OverridingUnpickler(io.BytesIO(main), buffers=buffers).load()
             return pickle.loads(main, buffers=buffers)
         except (pickle.UnpicklingError, EOFError, ValueError, IndexError, struct.error) as exc:

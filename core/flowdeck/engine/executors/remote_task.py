@@ -31,6 +31,7 @@ from flowdeck.engine.task import (
     TaskRequest,
     execute_task,
     finish_worker_process,
+    keep_tracked_script_classes,
     prepare_worker_process,
 )
 from flowdeck.engines import processes
@@ -160,6 +161,7 @@ def load_flow_class(flow_class: bytes, files: dict[str, str], worker: str) -> ty
     except Exception as exc:  # noqa: BLE001 (a damaged payload, a bad pickle: said)
         return LoadFailure(EXIT_LOAD_FAILED, load_failed_message(worker, exc))
     _restore_file_names(flow_cls, files)
+    keep_tracked_script_classes()  # a reused value's old methods never replace these
     return flow_cls
 
 
@@ -395,6 +397,9 @@ def _restore_file_names(flow_cls: type, files: dict[str, str]) -> None:
         if depth < 1:
             for value in list((getattr(func, "__globals__", None) or {}).values()):
                 fix(value, depth + 1)
+                if isinstance(value, type) and value.__module__ in files:  # a script class
+                    for member in list(vars(value).values()):
+                        fix(getattr(member, "__func__", member), depth + 1)
 
     for value in list(vars(flow_cls).values()):
         for inner in (value, getattr(value, "__func__", None), getattr(value, "fget", None)):
