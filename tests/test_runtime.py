@@ -155,6 +155,29 @@ def test_making_the_flow_in_the_script_runs_it(tmp_path: Path, start: str) -> No
     assert "lr 3.0" in result.stdout and len(runs_of(path, "StartFlow").runs()) == 1
 
 
+def test_a_flow_made_then_run_with_parameters_runs_once_with_them(tmp_path: Path) -> None:
+    """`flow = MyFlow()` then `flow.run(lr=1)` (Flowdeck's API, two lines): the making
+    does not run the command line first (it ran with the default and exited), and a flow
+    made inside another call's arguments is found by its own position."""
+    path = tmp_path / "twoline.py"
+    body = (
+        "from flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class TwoFlow(FlowSpec):\n"
+        "    lr = Parameter('lr', default=0.5)\n\n"
+        "    @step\n    def start(self):\n        print('lr is', self.lr)\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n")
+    path.write_text(body + "if __name__ == '__main__':\n    flow = TwoFlow()\n"
+                    "    run = flow.run(lr=1)\n    print('RUN', run.successful)\n")
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    assert "lr is 1" in result.stdout and "RUN True" in result.stdout
+    assert len(runs_of(path, "TwoFlow").runs()) == 1
+    path.write_text(body + "if __name__ == '__main__':\n    print(repr(\n        TwoFlow()))\n")
+    wrapped = run_flow(path, "run", "--lr", "2")
+    assert wrapped.returncode == 0 and "lr is 2.0" in wrapped.stdout  # ran as Metaflow runs it
+
+
 def test_a_flow_class_imported_into_the_script_runs_its_command_line(tmp_path: Path) -> None:
     package = tmp_path / "pkgflows"
     package.mkdir()

@@ -543,11 +543,23 @@ def bare_script_call(flow_cls: type) -> None:
         return
     caller = _constructor_caller(flow_cls)
     if caller is None or not _same_file(caller.f_code.co_filename, main_file) or \
-            _run_is_called_on(main_file, caller.f_lineno):
+            _run_is_called_on(main_file, _call_position(caller)):
         return
     del caller
     code, _ = script_main(flow_cls, sys.argv[1:])
     sys.exit(code)
+
+
+def _call_position(frame: FrameType) -> tuple[int, int, int, int]:
+    """Where in its file the frame's current call is: (line, end line, column, end
+    column), as the AST gives a Call node (the line alone when Python does not say)."""
+    try:
+        line, end, col, end_col = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+    except (AttributeError, IndexError, ValueError):
+        return frame.f_lineno, frame.f_lineno, -1, -1
+    if line is None or end is None or col is None or end_col is None:
+        return frame.f_lineno, frame.f_lineno, -1, -1
+    return line, end, col, end_col
 
 
 def static_graph(flow_cls: type) -> Any:
@@ -582,17 +594,41 @@ def _same_file(a: str, b: str) -> bool:
     return bool(a and b) and os.path.abspath(a) == os.path.abspath(b)
 
 
-def _run_is_called_on(file: str, line: int) -> bool:
-    """True when the flow made at `line` is the receiver of `.run(...)` there
-    (`MyFlow().run()`), which runs it; an unreadable script counts as such, so that
-    nothing runs twice."""
+def _run_is_called_on(file: str, where: tuple[int, int, int, int]) -> bool:
+    """True when the flow made at `where` gets `.run(...)` called on it, which runs it
+    with its parameters: `MyFlow().run(lr=1)`, or `flow = MyFlow()` with `flow.run(...)`
+    later in the file (Flowdeck's API; Metaflow's FlowSpec has no `run`). An unreadable
+    script counts as such, so that nothing runs twice."""
     try:
         # Bytes, as Python reads the script: a BOM or a `coding:` line is honoured (decoding
         # as UTF-8 text made such a file silently run nothing; reliability/bad_inputs.py).
         tree = ast.parse(Path(file).read_bytes())
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return True
-    return any(isinstance(node, ast.Attribute) and node.attr == "run"
-               and isinstance(node.value, ast.Call)
-               and node.value.lineno <= line <= (node.value.end_lineno or line)
-               for node in ast.walk(tree))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    made = _call_at(tree, where)
+    if made is None:
+        return True
+    parent = parents.get(made)
+    if isinstance(parent, ast.Attribute) and parent.attr == "run":
+        return True
+    if isinstance(parent, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
+        targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        return any(isinstance(node, ast.Attribute) and node.attr == "run"
+                   and isinstance(node.value, ast.Name) and node.value.id in names
+                   for node in ast.walk(tree))
+    return False
+
+
+def _call_at(tree: ast.AST, where: tuple[int, int, int, int]) -> ast.Call | None:
+    """The Call node at `where`; with only a line known, the innermost call over it."""
+    line, end, col, end_col = where
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and n.lineno <= line and line <= (n.end_lineno or n.lineno)]
+    exact = [n for n in calls if (n.lineno, n.end_lineno, n.col_offset, n.end_col_offset)
+             == (line, end, col, end_col)]
+    if exact:
+        return exact[0]
+    return min(calls, key=lambda n: ((n.end_lineno or n.lineno) - n.lineno,
+                                     (n.end_col_offset or 0) - n.col_offset), default=None)
