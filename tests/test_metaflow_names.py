@@ -91,6 +91,7 @@ from flowdeck import FlowSpec, catch, step
 class CatchSavingFlow(FlowSpec):
     @step
     def start(self):
+        self.lock = "from start"  # replaced in `bad` by a value that cannot be stored
         self.next(self.bad)
 
     @catch(var="err")
@@ -103,6 +104,7 @@ class CatchSavingFlow(FlowSpec):
     @step
     def end(self):
         print("caught", self.err.type, "kept", self.kept, "lock", hasattr(self, "lock"))
+        print("said", str(self.err))
 
 
 if __name__ == "__main__":
@@ -120,6 +122,8 @@ def test_catch_covers_an_artifact_that_cannot_be_stored(tmp_path: Path) -> None:
     assert ("caught metaflow.datastore.exceptions.UnpicklableArtifactException kept 42 "
             "lock False") in done.stdout
     assert "Artifact `lock` of type _thread.lock cannot be pickled" in done.stderr
+    said = next(line for line in done.stdout.splitlines() if " said " in line)
+    assert "UnpicklableArtifactException: Artifact `lock`" in said and "flowdeck." not in said
     broken = path.read_text().replace("    @catch(var=\"err\")\n", "")
     path.write_text(broken)
     failed = run_flow(path)

@@ -558,12 +558,17 @@ class FlowSpec:
             hint = (" In a join, read it from `inputs` (for example inputs[0]." + name +
                     ") or call self.merge_artifacts(inputs)." if ctx.is_join else
                     f" Assign self.{name} in this step or a step before it.")
-            if ctx.caught:  # a join's input whose step failed under @catch
+            if ctx.caught and ctx.read_only:  # a join's input whose step failed under @catch
                 where = f"input `{ctx.step}/{ctx.task_id}`"
                 hint = (f" That task failed ({ctx.caught.get('type')}: "
                         f"{ctx.caught.get('message')}) and @catch kept the run going, so it "
                         "stored nothing after the error. Leave such inputs out in the join "
                         "(their @catch variable is set).")
+            elif ctx.caught:  # the step before failed under @catch
+                hint = (f" The step before this one failed ({ctx.caught.get('type')}: "
+                        f"{ctx.caught.get('message')}) and @catch kept the run going, so "
+                        f"`{name}` was not stored. Check its @catch variable before reading "
+                        "what it made.")
             raise AttributeError(f"Flow {type(self).__name__} has no artifact `{name}` in "
                                  f"{where}.{hint}")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

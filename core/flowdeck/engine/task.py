@@ -33,6 +33,7 @@ from flowdeck.authoring.exceptions import (
     MergeArtifactsException,
     StepTimeout,
     error_info,
+    metaflow_type_name,
 )
 from flowdeck.authoring.merge import values_agree
 from flowdeck.authoring.runsetup import before_task, is_parallel_worker, max_num_splits
@@ -803,15 +804,17 @@ def _catch_saving_failure(flow: Any, ctx: StepContext, blobs: BlobStore, req: Ta
     step. False when @catch does not apply (the failure stands)."""
     if not req.catch or req.attempt < req.max_retries:
         return False
-    wrapper = ExceptionWrapper(exc)
+    kind = metaflow_type_name(exc)  # the engine's error: Metaflow's name, no engine frames
+    wrapper = ExceptionWrapper(type=kind, message=str(exc), stacktrace=f"{kind}: {exc}")
     if req.print_exception:
         print(f"@catch caught an exception from step `{req.step}`:\n{wrapper.summary}",
               file=sys.stderr)
     record["caught"] = error_info(exc, with_traceback=False)
     dropped = {progress.artifact} if progress.artifact else set()
     for _ in range(len(flow.__dict__)):  # each round leaves out one more that fails
-        for name in dropped:
+        for name in dropped:  # gone, not the parent's value it replaced in this step
             flow.__dict__.pop(name, None)
+            ctx.artifact_refs.pop(name, None)
         if req.catch_var:
             setattr(flow, req.catch_var, wrapper)
         progress.artifact = None
@@ -919,6 +922,7 @@ def _build_context(req: TaskRequest, blobs: BlobStore) -> tuple[StepContext, Inp
             for p in req.parents]
         return ctx, Inputs(flows)
     ctx.artifact_refs = dict(req.parents[0].artifacts) if req.parents else dict(req.param_refs)
+    ctx.caught = req.parents[0].caught if req.parents else None  # said when reading fails
     return ctx, None
 
 
