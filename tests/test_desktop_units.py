@@ -189,3 +189,21 @@ def test_recent_output_counts_what_it_lets_go() -> None:
     kept.append("stdout", "abcdef")
     kept.append("stderr", "ghijkl")
     assert kept.dropped == 6 and list(kept.chunks) == [("stderr", "ghijkl")]
+
+
+def test_history_sorts_numeric_run_ids_as_numbers_and_unknown_durations_last(qtbot) -> None:
+    """Metaflow's run ids are numbers of any length (9 before 10), and a run still going
+    has no duration: it stays last whichever way durations are sorted."""
+    from flowdeck_desktop.views.panes import HistoryPane, RunSummary
+    pane = HistoryPane()
+    qtbot.addWidget(pane)
+    pane.set_runs([RunSummary(run_id, "succeeded", 100.0 + i, duration, {}, None, "")
+                   for i, (run_id, duration) in enumerate(
+                       [("100", 3.0), ("9", None), ("10", 1.0)])])
+    header = pane.table.horizontalHeader()
+    header.sectionClicked.emit(1)
+    assert [pane.table.item(r, 1).text() for r in range(3)] == ["9", "10", "100"]
+    for _ in range(2):  # durations ascending, then descending
+        header.sectionClicked.emit(3)
+        assert pane.table.item(2, 1).text() == "9"
+    assert [pane.table.item(r, 1).text() for r in range(2)] == ["100", "10"]

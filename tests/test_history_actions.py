@@ -158,7 +158,10 @@ def test_history_sorts_deletes_several_and_reruns_on_enter(qtbot, app, folder: P
     params.sectionClicked.emit(4)
     assert [history.table.item(r, 4).text() for r in range(3)] == [
         "label=c", "label=b", "label=a"]
-    params.sectionClicked.emit(4)  # ascending again: the oldest, "a", first
+    params.sectionClicked.emit(3)
+    params.sectionClicked.emit(3)  # durations descending: a run with none would stay last
+    assert len({history._shown[r].run_id for r in range(3)}) == 3
+    params.sectionClicked.emit(4)  # another column before: ascending, the oldest "a" first
     history.table.selectRow(0)
     assert history.selected().params["label"] == "a"  # the row shown, not the listed order
 

@@ -271,7 +271,7 @@ def test_document_is_trimmed_to_the_maximum_over_many_flushes(qtbot) -> None:
     assert lines(view)[-1] == "4-59"
     # The top is gone: the view says so (it said nothing; a 50,000-line run lost its start).
     assert view.trimmed_line_count == 200
-    assert view.trimmed_note().startswith("The first 200 lines are not shown")
+    assert view.trimmed_note().startswith("The first 200 lines shown are gone")
     view.trim_hint = "Click a step."
     view.append("one more\n")
     wait_flushed(qtbot, view)

@@ -528,7 +528,13 @@ def step_timeout(seconds: float, step: str) -> AbstractContextManager[None]:
 
 
 class TaskFailure(Exception):
-    """A failure described by the engine, with no traceback worth showing."""
+    """A failure described by the engine, with no traceback worth showing. `retry`: whether
+    another attempt may pass (the user's code failed under the check); the engine's own
+    checks of what the step did fail the same way every time, so @retry skips them."""
+
+    def __init__(self, message: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
 
     #: Its `type` in records and @catch: Metaflow reports its own checks of a step (a bad
     #: transition, a foreach input) as a MetaflowException, never an engine module's class.
@@ -735,8 +741,8 @@ def execute_task(req: TaskRequest) -> int:
     except (TaskFailure, MergeArtifactsException) as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
-        if isinstance(exc, TaskFailure):  # the engine's check of what the step did: another
-            record["error"]["retry"] = False  # attempt does the same (Metaflow: no retry)
+        if isinstance(exc, TaskFailure) and not exc.retry:  # the engine's check of what the
+            record["error"]["retry"] = False  # step did: every attempt does the same
         _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
     except SystemExit as exc:
         code, status = EXIT_FAILED, "failed"
@@ -1029,7 +1035,8 @@ def _unbounded_splits(value: Any, req: TaskRequest) -> int:
         count = sum(1 for _ in value)
     except Exception as exc:  # the user's iterator failed: say where
         raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, but iterating it "
-                          f"raised {type(exc).__name__}: {exc}. Fix its __iter__.") from None
+                          f"raised {type(exc).__name__}: {exc}. Fix its __iter__.",
+                          retry=True) from None  # the user's code: it may pass next time
     return _checked_count(count, req)
 
 

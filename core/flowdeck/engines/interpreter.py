@@ -234,9 +234,11 @@ def _probe(path: str) -> InterpreterCheck:
     return InterpreterCheck(True, lines[0], lines[1] == "True", lines[2] == "True")
 
 
-#: One probe per interpreter file as it is now (path, mtime): done, or on its way.
+#: One probe per interpreter file as it is now (path, mtime): done, or on its way; the
+#: latest CHECKS_KEPT (a rebuilt venv gets a new mtime: its old entry goes in time).
 _CHECKS: dict[tuple[str, float], Future[InterpreterCheck]] = {}
 _CHECKS_LOCK = threading.Lock()
+CHECKS_KEPT = 32
 
 
 def _checked(path: str, mtime: float, background: bool) -> Future[InterpreterCheck]:
@@ -247,6 +249,8 @@ def _checked(path: str, mtime: float, background: bool) -> Future[InterpreterChe
         if future is not None:
             return future
         future = _CHECKS[(path, mtime)] = Future()
+        while len(_CHECKS) > CHECKS_KEPT:
+            del _CHECKS[next(iter(_CHECKS))]  # the oldest (a dict keeps insertion order)
     if background:
         threading.Thread(target=_fill, args=(future, path), name="interpreter-check",
                          daemon=True).start()
@@ -259,6 +263,9 @@ def _fill(future: Future[InterpreterCheck], path: str) -> None:
     try:
         future.set_result(_probe(path))
     except BaseException as exc:  # noqa: BLE001 (whoever waits gets it, not a lost thread)
+        with _CHECKS_LOCK:  # not kept: the next check probes again
+            for key in [k for k, f in _CHECKS.items() if f is future]:
+                del _CHECKS[key]
         future.set_exception(exc)
 
 

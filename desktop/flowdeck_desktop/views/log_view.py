@@ -525,9 +525,9 @@ class LogView(QWidget):
 
     def _note_trimmed(self, lines: int) -> None:
         self._trimmed_total += lines
-        self._trimmed_note.setText(
-            f"The first {self._trimmed_total + self._dropped_total:,} lines are not shown: "
-            f"this view keeps the latest {self.maximum_line_count():,}."
+        self._trimmed_note.setText(  # (lines dropped unshown have a marker line of their own)
+            f"The first {self._trimmed_total:,} lines shown are gone: this view keeps the "
+            f"latest {self.maximum_line_count():,}."
             + (f" {self.trim_hint}" if self.trim_hint else ""))
         self._trimmed_note.setVisible(True)
 

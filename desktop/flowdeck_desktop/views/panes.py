@@ -250,11 +250,15 @@ class HistoryPane(QWidget):
             return list(self._runs)
         column, order = self._sort
         keys: dict[int, Callable[[RunSummary], Any]] = {
-            0: lambda r: r.status, 1: lambda r: r.run_id, 2: lambda r: (r.start, r.run_id),
-            3: lambda r: (r.duration is None, r.duration or 0.0),
+            0: lambda r: r.status,
+            1: lambda r: (len(r.run_id), r.run_id),  # Metaflow's numeric ids: 9 before 10
+            2: lambda r: (r.start, r.run_id),
+            3: lambda r: r.duration or 0.0,
             4: lambda r: ", ".join(f"{k}={v}" for k, v in r.params.items())}
-        return sorted(self._runs, key=keys[column],
-                      reverse=order == Qt.SortOrder.DescendingOrder)
+        known = [r for r in self._runs if column != 3 or r.duration is not None]
+        unknown = [r for r in self._runs if column == 3 and r.duration is None]
+        return sorted(known, key=keys[column],
+                      reverse=order == Qt.SortOrder.DescendingOrder) + unknown  # last, both ways
 
     def _render(self) -> None:
         """Fill the table; every cell's tooltip holds its full text (and the status word)."""
@@ -331,7 +335,7 @@ class HistoryPane(QWidget):
         super().changeEvent(event)
 
     def selected_runs(self) -> list[RunSummary]:
-        """The selected runs, in History's order (newest first)."""
+        """The selected runs, in the table's order (newest first, or the sort chosen)."""
         rows = sorted(i.row() for i in self.table.selectionModel().selectedRows())
         return [self._shown[row] for row in rows if row < len(self._shown)]
 
