@@ -114,6 +114,23 @@ def test_runner_runs_and_resumes_a_flow_file_and_hands_back_its_run(tmp_path: Pa
     assert resumed.run["start"].task.origin_pathspec is not None  # start was reused
 
 
+def test_runner_refuses_an_unknown_keyword_or_a_mistyped_value_before_running(
+        tmp_path: Path) -> None:
+    """As Metaflow's Runner: a misspelled keyword is a ValueError listing what it takes,
+    a value the parameter's type refuses a TypeError, and no run starts (Flowdeck's ran
+    and failed, the reason only in its stderr)."""
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    runner = Runner(path, show_output=False)
+    with pytest.raises(ValueError, match=r"Unknown argument: 'alpah', possible args are: .*"
+                                         r"'alpha'.*'max_workers'"):
+        runner.run(alpah=3)
+    with pytest.raises(TypeError, match=r"Invalid type for 'alpha': 'three' is not a valid int"):
+        runner.run(alpha="three")
+    with pytest.raises(ValueError, match="Unknown argument: 'origin'"):
+        runner.resume(origin="x")
+    assert not (tmp_path / ".flowdeck").exists()  # nothing ran
+
+
 def test_runner_async_run_returns_once_started(tmp_path: Path) -> None:
     path = _write(tmp_path, "param.py", PARAM_FLOW)
 

@@ -180,18 +180,44 @@ class Runner:
 
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Run the flow to its end; `kwargs` are its parameters and run options."""
+        self._check_keywords(kwargs, "run")
         return self._start(["run", *_options(kwargs, self.parameters)]).wait_blocking()
 
     def resume(self, **kwargs: Any) -> ExecutingRun:
         """Resume a run to its end (`origin_run_id=`, `step_to_rerun=`, run options)."""
+        self._check_keywords(kwargs, "resume")
         return self._start(_resume_args(kwargs, self.parameters)).wait_blocking()
 
     async def async_run(self, **kwargs: Any) -> ExecutingRun:
         """Start a run; returns once its run can be read (`await running.wait()` for its end)."""
+        self._check_keywords(kwargs, "run")
         return await self._started(self._start(["run", *_options(kwargs, self.parameters)]))
 
     async def async_resume(self, **kwargs: Any) -> ExecutingRun:
+        self._check_keywords(kwargs, "resume")
         return await self._started(self._start(_resume_args(kwargs, self.parameters)))
+
+    def _check_keywords(self, kwargs: dict[str, Any], command: str) -> None:
+        """As Metaflow's Runner: an unknown keyword is a ValueError naming the ones it takes,
+        and a value its parameter's type refuses a TypeError, before any process starts
+        (a run that failed to start said it only in its stderr)."""
+        from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, text_problem
+        from flowdeck.engine.script_cli import run_option_names
+        options = run_option_names(command) | {"tags", "decospecs", "with_"} | (
+            {"step_to_rerun"} if command == "resume" else set())
+        for key, value in kwargs.items():
+            param = self.parameters.get(key)
+            if param is None and key not in options:
+                known = sorted({p.attribute for p in self.parameters.values()} | options)
+                raise ValueError(f"Unknown argument: {key!r}, possible args are: {known}")
+            if param is None:
+                continue
+            kind = KIND_OF_TYPE_NAME.get(param.type)
+            if kind in ("int", "float") and isinstance(value, str) and \
+                    text_problem(kind, value) is not None:
+                article = "an" if kind == "int" else "a"
+                raise TypeError(f"Invalid type for {key!r}: {value!r} is not a valid {kind} "
+                                f"(the parameter `{param.name}` is {article} {kind}).")
 
     def _start(self, command: list[str]) -> ExecutingRun:
         handle, name = tempfile.mkstemp(prefix="flowdeck-run-id-", suffix=".txt")

@@ -467,6 +467,18 @@ def _add_run_options(parser: "argparse.ArgumentParser",
                         "whole: the window and the client page through it)")
 
 
+def run_option_names(command: str = "run") -> frozenset[str]:
+    """The options `run` (or `resume`) takes besides the flow's parameters, as keyword
+    names (`max_workers`): what Runner's keywords are checked against."""
+    import argparse
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_run_options(parser)
+    if command == "resume":
+        parser.add_argument("--origin-run-id")
+    return frozenset(option[2:].replace("-", "_") for action in parser._actions
+                     for option in action.option_strings if option.startswith("--"))
+
+
 class _Yielding:
     """An argparse parser whose `add_argument` leaves out an option a parameter has taken
     (its dest then keeps the option's default)."""
