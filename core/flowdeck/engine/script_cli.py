@@ -549,7 +549,8 @@ def bare_script_call(flow_cls: type) -> None:
     """Metaflow's idiom: making the flow in the script being run runs its command line:
     `MyFlow()` at module level or in a function of the script (`def main(): MyFlow()`),
     `flow = MyFlow()`, a loop over flow classes, a flow class imported from a module.
-    Only `MyFlow().run(...)` waits for its `run` (Flowdeck's API: it returns the Run)."""
+    A flow that gets `.run(...)` called on it (`MyFlow().run(lr=1)`, or `flow = MyFlow()`
+    then `flow.run(lr=1)`: Flowdeck's API, which returns the Run) waits for that call."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", "") or ""
     if not main_file or "ipykernel" in sys.modules:
         return
