@@ -336,3 +336,54 @@ def test_a_slow_card_in_a_step_with_timeout_is_a_card_error_not_a_killed_task(
     assert task.successful and task.data.done
     card = get_cards(task)[0]
     assert card.state == ERROR and "timed out" in (card.error or "")
+
+
+COMPONENTS_219_FLOW = '''
+from flowdeck import FlowSpec, card, current, step
+from flowdeck.cards import EventsTimeline, JSONViewer, PythonCode, ValueBox, YAMLViewer
+
+
+def loss(x):
+    return (x - 3) ** 2
+
+
+class NewComponentsFlow(FlowSpec):
+    @card
+    @step
+    def start(self):
+        box = ValueBox(title="accuracy", value="0.90", subtitle="validation")
+        current.card.append(box)
+        box.update(value="0.93", change_indicator="+0.03")
+        current.card.append(JSONViewer({"layers": [64, 32], "dropout": 0.1}))
+        current.card.append(YAMLViewer({"optimizer": "adam"}))
+        current.card.append(PythonCode(loss))
+        events = EventsTimeline(title="training", max_events=2)
+        for epoch in range(3):
+            events.add_event({"epoch": epoch, "loss": 1.0 / (epoch + 1)})
+        current.card.append(events)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    NewComponentsFlow()
+'''
+
+
+def test_metaflow_219_components_render_in_a_card(tmp_path: Path) -> None:
+    """ValueBox, JSONViewer, YAMLViewer, PythonCode and EventsTimeline (Metaflow 2.19's
+    cards): a flow that imported them failed with ImportError; they render now."""
+    flow = _write(tmp_path, "components.py", COMPONENTS_219_FLOW)
+    done = _run(flow)
+    assert done.returncode == 0, done.stderr
+    run = Flow("NewComponentsFlow", root=_root(flow)).latest_run
+    [made] = get_cards(run["start"].task)
+    html = made.html
+    assert "accuracy" in html and "0.93" in html and "+0.03" in html and "0.90" not in html
+    assert "&quot;layers&quot;: [" in html or '"layers": [' in html
+    assert "optimizer" in html and "def loss(x):" in html
+    assert "<th>time</th><th>epoch</th><th>loss</th>" in html
+    assert html.count("<td class=\"num\">") >= 4 and "<td class=\"num\">0</td>" not in html

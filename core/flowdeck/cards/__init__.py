@@ -28,15 +28,21 @@ from flowdeck.cards.client import Card, CardContainer, CardNotPresentException, 
 from flowdeck.cards.components import (
     Artifact,
     Error,
+    EventsTimeline,
     Image,
+    JSONViewer,
     Markdown,
     ProgressBar,
+    PythonCode,
     Table,
+    ValueBox,
     VegaChart,
+    YAMLViewer,
 )
 
 __all__ = [
     "MetaflowCard", "MetaflowCardComponent", "Markdown", "Table", "Image", "Artifact",
-    "VegaChart", "ProgressBar", "Error", "get_cards", "Card", "CardContainer",
+    "VegaChart", "ProgressBar", "Error", "ValueBox", "JSONViewer", "YAMLViewer", "PythonCode",
+    "EventsTimeline", "get_cards", "Card", "CardContainer",
     "CardNotPresentException", "DefaultCard", "BlankCard", "HTMLCard", "ErrorCard",
 ]

@@ -1,5 +1,7 @@
 """The components a step appends to a card: `Markdown`, `Table`, `Image`, `Artifact`,
-`VegaChart`, `ProgressBar` and `Error`, with Metaflow's constructors and `update`.
+`VegaChart`, `ProgressBar` and `Error`, and Metaflow 2.19's `ValueBox`, `JSONViewer`,
+`YAMLViewer`, `PythonCode` and `EventsTimeline`, with Metaflow's constructors and `update`
+(the later five drawn with the same blocks: text, a value's text, a table).
 
 Each renders to a small JSON-able dict (`{"type": "markdown", ...}`) that
 `flowdeck.cards.html` turns into HTML; a component whose `render` raises renders as an
@@ -299,6 +301,126 @@ class ProgressBar(UserComponent):
         return {"type": "progressBar", "id": self.component_id, "max": self._max,
                 "value": self._value, "label": self._label, "unit": self._unit,
                 "details": self._metadata}
+
+
+class ValueBox(UserComponent):
+    """A headline number: `ValueBox(title="Accuracy", value="0.93", subtitle="val set")`,
+    changed in place with `update(value=..., ...)` while the task runs."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, title: str | None = None, value: Any = "", subtitle: str | None = None,
+                 theme: str | None = None, change_indicator: str | None = None):
+        self._fields = {"title": title, "value": value, "subtitle": subtitle,
+                        "change_indicator": change_indicator}
+        self._theme = theme
+
+    def update(self, **fields: Any) -> None:
+        self._fields.update({k: v for k, v in fields.items() if k in self._fields})
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        f = self._fields
+        lines = [f"**{f['title']}**" if f["title"] else "", f"## {f['value']}",
+                 " ".join(str(x) for x in (f["subtitle"], f["change_indicator"]) if x)]
+        return {"type": "markdown", "id": self.component_id,
+                "source": "\n\n".join(line for line in lines if line)}
+
+
+class JSONViewer(UserComponent):
+    """A JSON-able value shown as indented JSON (Metaflow's collapsible viewer)."""
+
+    REALTIME_UPDATABLE = True
+    LABEL = "JSON"
+
+    def __init__(self, data: Any, collapsible: bool = True, max_height: str | None = None,
+                 show_copy_button: bool = True):
+        self._data = data
+
+    def update(self, data: Any) -> None:
+        self._data = data
+
+    def _text(self) -> str:
+        return json.dumps(self._data, indent=2, default=str)
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        text = self._text()
+        if len(text) > MAX_REPR_CHARS * 10:
+            text = text[:MAX_REPR_CHARS * 10] + f"\n... ({len(text) - MAX_REPR_CHARS * 10} more)"
+        return {"type": "artifact", "id": self.component_id, "name": self.LABEL,
+                "data_type": type(self._data).__name__, "repr": text}
+
+
+class YAMLViewer(JSONViewer):
+    """A value shown as YAML (as JSON where PyYAML is not installed)."""
+
+    LABEL = "YAML"
+
+    def _text(self) -> str:
+        try:
+            import yaml
+        except ImportError:
+            return super()._text()
+        return str(yaml.safe_dump(json.loads(super()._text()), sort_keys=False))
+
+
+class PythonCode(UserComponent):
+    """Source code: a function's (`PythonCode(f)`) or a string's (`code_string=`)."""
+
+    def __init__(self, f: Any = None, code_string: str | None = None):
+        if code_string is None and f is not None:
+            import inspect
+            try:
+                code_string = inspect.getsource(f)
+            except (OSError, TypeError) as exc:
+                code_string = f"# the source of {f!r} cannot be read: {exc}"
+        self._code = code_string or ""
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        return {"type": "artifact", "id": self.component_id, "name": "Python",
+                "data_type": "code", "repr": self._code[:MAX_REPR_CHARS * 10]}
+
+
+class EventsTimeline(UserComponent):
+    """Events as they happen, newest first: `add_event({"stage": "fit", "loss": 0.3})`,
+    then `current.card.refresh()`; at most `max_events` are kept."""
+
+    REALTIME_UPDATABLE = True
+
+    def __init__(self, title: str | None = None, max_events: int = 100,
+                 show_stats: bool = True, show_relative_time: bool = True):
+        self._title = title
+        self._max = max(1, int(max_events or 100))
+        self._events: list[tuple[float, dict[str, Any]]] = []
+
+    def add_event(self, event_data: dict[str, Any], timestamp: Any = None) -> None:
+        import time
+        when = timestamp.timestamp() if hasattr(timestamp, "timestamp") else (
+            float(timestamp) if timestamp is not None else time.time())
+        self._events.append((when, dict(event_data)))
+        del self._events[:-self._max]
+
+    def update(self, events: list[dict[str, Any]] | None = None) -> None:
+        for event in events or []:
+            self.add_event(event)
+
+    @with_default_component_id
+    @render_safely
+    def render(self) -> dict[str, Any]:
+        import time
+        keys: list[str] = []
+        for _, data in self._events:
+            keys += [k for k in data if k not in keys]
+        rows = [[time.strftime("%H:%M:%S", time.localtime(when)),
+                 *[_cell(data.get(k, "")) for k in keys]]
+                for when, data in reversed(self._events)]
+        return {"type": "table", "id": self.component_id, "headers": ["time", *keys],
+                "data": rows, "title": self._title}
 
 
 class Error(UserComponent):
