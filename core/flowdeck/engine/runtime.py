@@ -1472,43 +1472,44 @@ def step_resources(step: str, func: Any, file: str) -> ResourceSpec:
     return ResourceSpec(values["memory"], values["cpu"])
 
 
-#: The numeric arguments of @timeout and @retry, with what a valid one is.
-_STEP_NUMBERS = {("timeout", "seconds"): "seconds", ("timeout", "minutes"): "minutes",
-                 ("timeout", "hours"): "hours", ("retry", "times"): "retries",
-                 ("retry", "minutes_between_retries"): "minutes"}
+#: The numeric arguments of @timeout and @retry: their unit, whether a whole number, and
+#: an example for the message.
+_STEP_NUMBERS = {("timeout", "seconds"): ("seconds", False, "60"),
+                 ("timeout", "minutes"): ("minutes", False, "60"),
+                 ("timeout", "hours"): ("hours", False, "2"),
+                 ("retry", "times"): ("retries", True, "3"),
+                 ("retry", "minutes_between_retries"): ("minutes", False, "2")}
 
 
 def check_step_numbers(step: str, func: Any, file: str) -> None:
     """UsageError, naming the step and the file, for a @timeout or @retry argument that
     is no number (`@timeout(seconds="ten")` failed the run as an engine bug)."""
     decorators = step_decorators(func)
-    for (name, key), unit in _STEP_NUMBERS.items():
+    for (name, key), (unit, whole, example) in _STEP_NUMBERS.items():
         raw = (decorators.get(name) or {}).get(key)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = -1.0
-        whole = unit != "retries" or (value == int(value) if math.isfinite(value) else False)
-        if isinstance(raw, bool) or not (value >= 0 and math.isfinite(value) and whole):
-            example = "3" if unit == "retries" else "60"
-            raise UsageError(f"@{name}({key}={raw!r}) on step `{step}` in {file} is not "
-                             f"{'a whole number of' if unit == 'retries' else 'a number of'} "
-                             f"{unit}; give a number such as {example}.")
+        _decorator_number(raw, f"@{name}({key}={raw!r}) on step `{step}` in {file}", unit,
+                          example, zero_ok=True, whole=whole)
 
 
 def _positive(raw: Any, where: str, unit: str) -> float | None:
+    return _decorator_number(raw, where, unit, "4096" if unit == "MB" else "2")
+
+
+def _decorator_number(raw: Any, where: str, unit: str, example: str, zero_ok: bool = False,
+                      whole: bool = False) -> float | None:
+    """A decorator's numeric argument (None when not given); UsageError saying `where`
+    for one that is no (finite, positive or zero_ok, whole) number of `unit`."""
     if raw is None:
         return None
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        value = -1.0
-    if not value > 0 or math.isinf(value):
-        example = "4096" if unit == "MB" else "2"
-        raise UsageError(f"{where} is not a positive number of {unit}; give a number such "
-                         f"as {example}.")
+        value = math.nan
+    usable = math.isfinite(value) and (value >= 0 if zero_ok else value > 0) and \
+        not isinstance(raw, bool) and (not whole or value == int(value))
+    if not usable:
+        kind = "a whole number" if whole else "a number" if zero_ok else "a positive number"
+        raise UsageError(f"{where} is not {kind} of {unit}; give a number such as {example}.")
     return value
 
 
