@@ -201,23 +201,19 @@ class Runner:
         """As Metaflow's Runner: an unknown keyword is a ValueError naming the ones it takes,
         and a value its parameter's type refuses a TypeError, before any process starts
         (a run that failed to start said it only in its stderr)."""
-        from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, text_problem
+        from flowdeck.analysis.parameter_text import parameter_problem
         from flowdeck.engine.script_cli import run_option_names
-        options = run_option_names(command) | {"tags", "decospecs", "with_"} | (
+        options = run_option_names(command) | set(KEYWORD_OPTIONS) | (
             {"step_to_rerun"} if command == "resume" else set())
         for key, value in kwargs.items():
             param = self.parameters.get(key)
             if param is None and key not in options:
                 known = sorted({p.attribute for p in self.parameters.values()} | options)
                 raise ValueError(f"Unknown argument: {key!r}, possible args are: {known}")
-            if param is None:
-                continue
-            kind = KIND_OF_TYPE_NAME.get(param.type)
-            if kind in ("int", "float") and isinstance(value, str) and \
-                    text_problem(kind, value) is not None:
-                article = "an" if kind == "int" else "a"
-                raise TypeError(f"Invalid type for {key!r}: {value!r} is not a valid {kind} "
-                                f"(the parameter `{param.name}` is {article} {kind}).")
+            why = parameter_problem(param.type, value) if param is not None and \
+                isinstance(value, str) else None
+            if why is not None:
+                raise TypeError(f"Invalid type for {key!r}: {why}.")
 
     def _start(self, command: list[str]) -> ExecutingRun:
         handle, name = tempfile.mkstemp(prefix="flowdeck-run-id-", suffix=".txt")
@@ -309,6 +305,10 @@ def _resume_args(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[str
     return ["resume", *([str(step)] if step else []), *_options(kwargs, parameters)]
 
 
+#: Keywords Metaflow's Runner spells otherwise than their option: keyword -> option name.
+KEYWORD_OPTIONS = {"tags": "tag", "decospecs": "with", "with_": "with"}
+
+
 def _options(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
     """Keyword arguments as command-line options, as Metaflow's Runner writes them: a
     parameter by its declared name with its value as text (False too, a list as JSON, one
@@ -322,7 +322,7 @@ def _options(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
             continue
         if value is None or value is False:
             continue
-        name = {"tags": "tag", "decospecs": "with", "with_": "with"}.get(key, key)
+        name = KEYWORD_OPTIONS.get(key, key)
         flag = "--" + name.replace("_", "-")
         if value is True:
             args.append(flag)

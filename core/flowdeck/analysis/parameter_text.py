@@ -45,3 +45,10 @@ def text_problem(kind: str, raw: str) -> str | None:
     except ValueError as exc:
         return f"{raw!r} is not a valid {kind} ({exc})"
     return None
+
+
+def parameter_problem(type_name: str, raw: str) -> str | None:
+    """`text_problem` for a parameter known by the type name static analysis reads
+    (`ParameterInfo.type`): what the window's form and Runner's keywords both check."""
+    kind = KIND_OF_TYPE_NAME.get(type_name)
+    return text_problem(kind, raw) if kind is not None else None

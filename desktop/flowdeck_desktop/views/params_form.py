@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from flowdeck.analysis.flowfile import ParameterInfo
-from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, text_problem
+from flowdeck.analysis.parameter_text import parameter_problem
 from flowdeck.store.records import multiple_text, parameter_arguments
 from flowdeck_desktop.control.run_options import RunOptionsError, parse_run_options
 
@@ -147,12 +147,12 @@ class ParamsForm(QWidget):
         values = self.values()
         found = []
         for param in self._params:
-            kind = KIND_OF_TYPE_NAME.get(param.type)
             text = values.get(param.name, "")
-            if kind is None or kind == "bool" or not text.strip():
-                continue  # the flow's own type, a check box, or the default
+            if not text.strip():
+                continue  # the default
             given = parameter_arguments(param.name, text, param.multiple)[1::2]
-            why = next((p for p in (text_problem(kind, v) for v in given) if p), None)
+            why = next((p for p in (parameter_problem(param.type, v) for v in given) if p),
+                       None)
             if why is not None:
                 found.append(f"{param.name}: {why}")
         return found
