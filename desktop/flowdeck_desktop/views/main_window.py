@@ -517,7 +517,12 @@ class MainWindow(QMainWindow):
         than they need (History's parameters): only then does a flow's History refit."""
         sizes = self.main_split.sizes()
         return self._fitting and len(sizes) == 3 and \
-            sizes[1] + sizes[2] - self.side_width_needed() > self.FIT_DAG_KEEPS
+            self._room_past_dag(sum(sizes), sizes[0], self.side_width_needed()) > 0
+
+    def _room_past_dag(self, total: int, left: int, side: int) -> int:
+        """What the window has beyond the flow list, the side panes and FIT_DAG_KEEPS of
+        DAG: the room History's parameters may take."""
+        return total - left - side - self.FIT_DAG_KEEPS
 
     def side_width_needed(self) -> int:
         return max(self.history.essential_width(),
@@ -547,8 +552,8 @@ class MainWindow(QMainWindow):
         left = min(max(self.tree_width_needed(), 220), int(total * self.FIT_SHARE_LEFT))
         most = int(total * self.FIT_SHARE_SIDE)
         side = min(max(self.side_width_needed(), 260), most)
-        spare = total - left - side - self.FIT_DAG_KEEPS  # a wide window: History's
-        if spare > 0:                                     # parameters get the rest they want
+        spare = self._room_past_dag(total, left, side)  # a wide window: History's
+        if spare > 0:                                   # parameters get the rest they want
             side = min(most, side + min(spare, max(0, self.side_width_wanted() - side)))
         wanted = [left, total - left - side, side]
         if wanted != sizes:
