@@ -37,6 +37,17 @@ def app(qtbot, settings: QSettings, folder: Path):
 key_of = flow_key
 
 
+def delete_the_only_run(qtbot, controller, window, key: str) -> None:
+    """Delete the selected failed flow's one run from History: its mark, Resume and view
+    go back to a flow that has not run."""
+    assert window.act_resume.isEnabled()
+    qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
+    window._delete_past(window.history.runs[0])
+    item = controller.model.itemFromIndex(controller.model.index_of(key))
+    assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
+    assert "not run yet" in window.flow_title.text()
+
+
 def run_and_wait(qtbot, controller, window, name: str) -> str:
     key = key_of(controller, name)
     window.select_flow(key)
@@ -181,12 +192,7 @@ def test_deleting_the_last_failed_run_takes_resume_and_its_mark_away(
     with opened_window(qtbot, settings, [folder]) as (controller, window):
         key = key_of(controller, "FailingFlow")
         window.select_flow(key)
-        assert window.act_resume.isEnabled()
-        qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
-        window._delete_past(window.history.runs[0])
-        item = controller.model.itemFromIndex(controller.model.index_of(key))
-        assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
-        assert "not run yet" in window.flow_title.text()
+        delete_the_only_run(qtbot, controller, window, key)
 
 
 def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:
@@ -378,13 +384,7 @@ def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None
 def test_deleting_a_failed_run_of_this_session_takes_resume_away(qtbot, app) -> None:
     controller, window = app
     assert run_and_wait(qtbot, controller, window, "FailingFlow") == "failed"
-    key = key_of(controller, "FailingFlow")
-    assert window.act_resume.isEnabled()
-    qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
-    window._delete_past(window.history.runs[0])
-    item = controller.model.itemFromIndex(controller.model.index_of(key))
-    assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
-    assert "not run yet" in window.flow_title.text()
+    delete_the_only_run(qtbot, controller, window, key_of(controller, "FailingFlow"))
 
 
 def test_a_flow_renamed_while_it_runs_is_followed_when_the_run_ends(
