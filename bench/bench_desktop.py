@@ -216,15 +216,6 @@ def bench_in_window(repeat: int, foreach_size: int) -> dict[str, float]:
     return results
 
 
-def _gone(pid: int) -> bool:
-    """True once a process no longer exists or is a zombie (it has finished)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def bench_stop(repeat: int) -> float:
     """Stop pressed on a run of two sleeping branches (one with a forked helper) to the run
     ended with every process of it gone: what the window's Stop promises (DEFAULT_STOP_GRACE_S
@@ -244,6 +235,7 @@ def _time_one_stop(app: object, path: Path) -> float:
     """One run of NAPPING_FLOW in a RunProcess, stopped once every branch sleeps."""
     from flowdeck.engines.interpreter import Interpreter
     from flowdeck.engines.launching import build_launch
+    from flowdeck.engines.processes import is_live
     from flowdeck_desktop.control.run_process import RunProcess, core_path
     spec = build_launch(str(path), "SleepyFlow", "flowdeck", ["run"], core_dir=core_path(),
                         interpreter=Interpreter(sys.executable, "configured"))
@@ -261,7 +253,7 @@ def _time_one_stop(app: object, path: Path) -> float:
     everyone = [p for p in (run.pid, helper, *pids) if p is not None]
     began = time.perf_counter()
     run.stop()
-    _spin_until(app, lambda: bool(ended) and all(_gone(p) for p in everyone), 60)
+    _spin_until(app, lambda: bool(ended) and not any(is_live(p) for p in everyone), 60)
     took = time.perf_counter() - began
     if ended != ["cancelled"]:
         raise SystemExit(f"the stopped run ended {ended}, not cancelled")
