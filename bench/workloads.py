@@ -434,14 +434,35 @@ def hamilton_source(w: Workload) -> str:
 # -- hand-written floors -----------------------------------------------------------------
 
 FORK_FLOOR = '''
-"""Fork `n` children, at most `workers` alive at once; each does its item and _exits."""
+"""Fork `n` children, at most `workers` alive at once; each does its item and _exits.
+
+With --persist, each child also stores its result as a task of any persisting engine
+must at the least: the pickled value in a file named by its digest and a record naming
+it, each written to a temporary file and renamed into place; the parent then reads every
+record and value back and sums them (the join). Nothing else: no logs, events, timeouts,
+process groups or checks, so it is a floor for a process per task that persists."""
+import hashlib
+import json
 import os
+import pickle
 import sys
 import time
 
 n, workers, burn = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 if "--import-flowdeck" in sys.argv:
     import flowdeck  # noqa: F401  the engine's imports, as an orchestrator holds them
+store = f"store-{os.getpid()}" if "--persist" in sys.argv else ""
+if store:
+    os.mkdir(store)
+
+
+def put(path, data):
+    tmp = f"{store}/.tmp-{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
 running = started = total = 0
 while started < n or running:
     while running < workers and started < n:
@@ -452,11 +473,26 @@ while started < n or running:
                     pass
             else:
                 total = started * started
+                if store:
+                    value = pickle.dumps(total)
+                    name = hashlib.blake2b(value, digest_size=20).hexdigest()
+                    put(f"{store}/{name}", value)
+                    put(f"{store}/task-{started}.json", json.dumps({"value": name}).encode())
             os._exit(0)
         running += 1
         started += 1
     os.wait()
     running -= 1
+if store:
+    for task in range(n):
+        with open(f"{store}/task-{task}.json", "rb") as handle:
+            name = json.loads(handle.read())["value"]
+        with open(f"{store}/{name}", "rb") as handle:
+            total += pickle.loads(handle.read())
+    for entry in os.listdir(store):
+        os.remove(f"{store}/{entry}")
+    os.rmdir(store)
+    print("total", total)
 print("forked", n)
 '''
 
