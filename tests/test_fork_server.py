@@ -224,3 +224,57 @@ def _marked(proc_dir: Path, runs: Path) -> bool:
         return False
     ids = {p.name for p in runs.iterdir()} if runs.exists() else set()
     return any(f"FLOWDECK_RUN_ID={run_id}".encode() in environ for run_id in ids)
+
+
+WIDE_JOIN = """
+import os
+from flowdeck import FlowSpec, step
+
+
+class WideFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(WIDTH))
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        self.parent_pid = os.getppid()
+        self.square = self.input * self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.parent_pid = os.getppid()
+        self.work_parents = {i.parent_pid for i in inputs}
+        self.total = sum(i.square for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("total", self.total)
+
+
+if __name__ == "__main__":
+    WideFlow()
+"""
+
+
+def test_a_join_of_a_wide_fan_out_is_forked_by_the_orchestrator(tmp_path: Path) -> None:
+    """Every worker through the server but the join of more parents than
+    SERVED_PARENTS_MAX: its request would be pickled object by object for the server and
+    unpickled again, where one direct fork of the orchestrator costs far less."""
+    from flowdeck.engine.executors.local import SERVED_PARENTS_MAX
+
+    width = SERVED_PARENTS_MAX + 1
+    path = write(tmp_path, "wide.py", WIDE_JOIN.replace("WIDTH", str(width)))
+    result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER="always"))
+    assert result.returncode == 0, result.stderr
+    assert f"total {sum(i * i for i in range(width))}" in result.stdout
+    orchestrator = next(e["pid"] for e in events_of(path, "WideFlow")
+                        if e["type"] == "run_started")
+    run = Flow("WideFlow", root=str(tmp_path / ".flowdeck")).latest_run
+    join = run["join"].task.data
+    assert join.parent_pid == orchestrator
+    assert len(join.work_parents) == 1  # one server forked every item
+    assert join.work_parents != {orchestrator}
