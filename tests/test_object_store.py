@@ -142,6 +142,22 @@ def test_linear_foreach_join_round_trip(s3: S3, project: Path, url: str, client:
     assert client.Run(run.pathspec, root=url).data.total == 14
 
 
+def test_a_damaged_blob_in_the_object_store_is_named_by_its_url(s3: S3, project: Path, url: str,
+                                                                  client: Any) -> None:
+    """The message names the blob where it lives: `s3://bucket/...`, not a path that
+    folded the URL's `//` (`s3:/bucket/...`, as a pathlib.Path of the URL did)."""
+    done = _run(project, s3, "run", "--datastore", url, "--n", "2")
+    assert done.returncode == 0, done.stderr
+    for key in s3.keys(url.removeprefix(f"s3://{BUCKET}/")):
+        if "/blobs/" in key:
+            s3.fs.pipe(key, b"not a blob")
+    from flowdeck.store.blobs import BlobDamagedError
+    with pytest.raises(BlobDamagedError) as caught:
+        _ = client.Flow("ObjectStoreFlow", root=url).latest_run.data.total
+    assert f"Artifact blob {url.removesuffix('/runs')}/" in str(caught.value)
+    assert "is not a Flowdeck artifact blob" in str(caught.value)
+
+
 def test_dask_workers_write_to_the_object_store(s3: S3, project: Path, url: str,
                                                 client: Any) -> None:
     """Tasks on Dask workers (a LocalCluster the run starts) put their blobs and records

@@ -257,7 +257,7 @@ def _legacy_xxh3() -> Callable[[Any], Any] | None:
     return xxh3_128
 
 
-def _verify(path: Path, sha: str, view: memoryview) -> bool:
+def _verify(path: str | os.PathLike[str], sha: str, view: memoryview) -> bool:
     """Raise BlobDamagedError unless `view` hashes to `sha`; False if the name is not checkable."""
     matches = _name_matches([view], sha)
     if matches is None:
@@ -302,7 +302,7 @@ def _unchecked_because(sha: str) -> str:
 _SAID_UNCHECKED: set[int] = set()
 
 
-def _say_unchecked(path: Path, sha: str) -> None:
+def _say_unchecked(path: str | os.PathLike[str], sha: str) -> None:
     """Once per process and digest scheme: a blob is returned without its check."""
     if len(sha) in _SAID_UNCHECKED:
         return
@@ -461,8 +461,17 @@ class BlobStore:
 
     def path(self, sha: str) -> Path:
         """Where the blob `sha` lives; InvalidDigest for anything but a digest (never a path)."""
+        return Path(self.path_text(sha))
+
+    def path_text(self, sha: str) -> str:
+        """`path` as a plain string: pathlib's ~40 Python calls per blob cost every task
+        worker pages copied on write, and a join of 1,000 inputs a third of its time."""
         check_digest(sha, f"A blob of {self.where} was asked for")
-        return self.dir / sha[:2] / sha
+        return self._shard_path(sha)
+
+    def _shard_path(self, sha: str) -> str:
+        """The one formula of a blob's place: `blobs/<first two>/<digest>`."""
+        return f"{self._dir_text}{os.sep}{sha[:2]}{os.sep}{sha}"
 
     def put(self, name: str, value: Any) -> BlobRef:
         return self.write(self.encode(name, value))
@@ -494,10 +503,9 @@ class BlobStore:
         bytes costs a read, and only when the value was stored before.)
         """
         if self.backend is _LOCAL:
-            # `path()` as a plain string: pathlib's ~40 Python calls per blob cost every task
-            # worker pages copied on write. No digest check: `blob.sha` is one we computed.
+            # No digest check (`path_text`'s): `blob.sha` is one we computed.
             sha = blob.sha
-            local = f"{self._dir_text}{os.sep}{sha[:2]}{os.sep}{sha}"
+            local = self._shard_path(sha)
             if not _LOCAL.holds_bytes(local, blob):
                 _LOCAL.write(local, blob.chunks)
             return BlobRef(sha, blob.size, blob.type)
@@ -520,7 +528,7 @@ class BlobStore:
             # the ref is named in another scheme (BLAKE2 by an older Flowdeck, BLAKE3 by an
             # interpreter with blake3): the bytes are hashed in that one
             return _name_matches([_byte_view(c) for c in blob.chunks], ref.sha) is True
-        return self.backend.holds_bytes(self.path(ref.sha), blob)
+        return _LOCAL.holds_bytes(self.path_text(ref.sha), blob)
 
     def same_bytes(self, a: BlobRef, b: BlobRef) -> bool:
         """True when the blobs of `a` and `b` hold the same bytes: the same name, or names
@@ -540,13 +548,7 @@ class BlobStore:
 
     def get(self, sha: str) -> Any:
         """The value stored under `sha`; BlobDamagedError if the file is missing or damaged."""
-        path = self.path(sha)
-        try:
-            view = self.backend.read(path)
-        except FileNotFoundError:
-            raise BlobDamagedError(self.backend.name(path), "is missing") from None
-        if self.backend.remote:
-            path = Path(self.backend.name(path))  # for messages: the blob's URL
+        view, path = self._read(sha)
         _check_magic(path, view)
         checked = _verify(path, sha, view)
         if not checked:
@@ -562,6 +564,20 @@ class BlobStore:
             raise BlobDamagedError(path, f"cannot be unpickled ({type(exc).__name__}: {exc}) "
                                          f"and {_unchecked_because(sha)}, so it is probably "
                                          "damaged") from None
+
+    def _read(self, sha: str) -> tuple[memoryview, str]:
+        """The bytes of blob `sha` and its name for messages (its file, or its URL)."""
+        if self.backend is _LOCAL:
+            path = self.path_text(sha)
+            try:
+                return _read_blob(path), path
+            except FileNotFoundError:
+                raise BlobDamagedError(path, "is missing") from None
+        name = self.backend.name(self.path(sha))
+        try:
+            return self.backend.read(self.path(sha)), name
+        except FileNotFoundError:
+            raise BlobDamagedError(name, "is missing") from None
 
     def damage(self, ref: BlobRef) -> str | None:
         """What is wrong with the stored blob of `ref` (missing, wrong size, damaged), or None.
@@ -713,12 +729,12 @@ def _set_aside(path: Path) -> None:
         pass
 
 
-def _check_magic(path: Path, view: memoryview) -> None:
+def _check_magic(path: str | os.PathLike[str], view: memoryview) -> None:
     if view.nbytes < _HEADER.size or bytes(view[:len(MAGIC)]) != MAGIC:
         raise BlobDamagedError(path, "is not a Flowdeck artifact blob (damaged or overwritten)")
 
 
-def _split(path: Path, view: memoryview) -> tuple[memoryview, list[memoryview]]:
+def _split(path: str | os.PathLike[str], view: memoryview) -> tuple[memoryview, list[memoryview]]:
     """The pickle stream and out-of-band buffers of a blob, with every length checked."""
     _, count = _HEADER.unpack_from(view, 0)
     table_end = _HEADER.size + 8 * (count + 1)
@@ -737,7 +753,7 @@ def _split(path: Path, view: memoryview) -> tuple[memoryview, list[memoryview]]:
     return parts[0], parts[1:]
 
 
-def _read_blob(path: Path) -> memoryview:
+def _read_blob(path: str | os.PathLike[str]) -> memoryview:
     """A blob's bytes, writable. Large blobs are mapped copy-on-write instead of read.
 
     Arrays unpickled from out-of-band buffers then point into the mapping: checking
