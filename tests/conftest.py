@@ -186,6 +186,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.delenv("FLOWDECK_HOME", raising=False)
     monkeypatch.delenv("FLOWDECK_RUN_ID", raising=False)
+    import flowdeck.client
+    monkeypatch.setattr(flowdeck.client, "_metadata_root", None)  # metadata() of another test
     yield home
 
 

@@ -4,6 +4,7 @@ and a @catch variable that is an Exception as Metaflow's is."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,28 @@ def test_metadata_picks_a_local_store_and_refuses_a_service(tmp_path: Path,
     assert flowdeck.get_metadata() == f"local@{tmp_path / '.flowdeck'}"
     with pytest.raises(ClientError, match="local store only"):
         flowdeck.metadata("service@https://mf.example.com")
+
+
+@pytest.mark.parametrize("ms", ["service", "https://mf.example.com/api", "service@x"])
+def test_metadata_refuses_every_spelling_of_a_service(tmp_path: Path, monkeypatch, ms: str) -> None:
+    monkeypatch.chdir(tmp_path)  # `service` was taken for a folder of that name here
+    with pytest.raises(ClientError, match="local store only"):
+        flowdeck.metadata(ms)
+    assert not (tmp_path / "service").exists()
+
+
+def test_metadata_switches_this_client_only(tmp_path: Path, monkeypatch) -> None:
+    """A store chosen with metadata() is this process's client's: never the environment,
+    which a Runner's or a child's runs would inherit. `local` goes back to the usual
+    store, and a folder that does not exist is refused."""
+    monkeypatch.setenv("FLOWDECK_HOME", str(tmp_path / "usual"))
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    assert flowdeck.metadata(f"local@{chosen}") == f"local@{chosen}"
+    assert os.environ["FLOWDECK_HOME"] == str(tmp_path / "usual")
+    assert flowdeck.metadata("local") == f"local@{tmp_path / 'usual'}"
+    with pytest.raises(ClientError, match="there is no folder"):
+        flowdeck.metadata(str(tmp_path / "no" / "such"))
 
 
 CATCH_SAVING = '''

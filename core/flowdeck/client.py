@@ -38,7 +38,6 @@ from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import (
     DATASTORE_ENV,
     DEFAULT_DIRNAME,
-    ROOT_ENV,
     InvalidId,
     RunLayout,
     attempt_file,
@@ -75,7 +74,7 @@ class InvalidPathspec(ClientError, MetaflowInvalidPathspec):
 def _store_root(flow: str, root: str | os.PathLike[str] | None) -> Path:
     """The local root to read: a folder, or the cache of an object-store URL (given, or
     $FLOWDECK_DATASTORE), marked as that store's cache."""
-    path = find_root(flow, root)
+    path = find_root(flow, root if root is not None else _metadata_root)
     url = str(root) if root is not None else os.environ.get(DATASTORE_ENV)
     if is_store_url(url) and (root is None or is_store_url(str(root))):
         from flowdeck.store.objectstore import ReadCache
@@ -128,26 +127,44 @@ def namespace(ns: str | None) -> str | None:
     return ns
 
 
+#: The store `metadata(PATH)` chose for this process's client (None: the usual search).
+#: Never put in the environment: a Runner's or a child's runs keep their own store, as
+#: Metaflow's `metadata()` switches its client only.
+_metadata_root: Path | None = None
+
+
 def get_metadata() -> str:
     """Metaflow's "which metadata provider": here always the local store, `local@<root>`
-    (the store of the running script: `$FLOWDECK_HOME`, else `.flowdeck/` beside it)."""
-    return f"local@{default_root(getattr(__import__('__main__'), '__file__', None))}"
+    (the one `metadata()` chose, else the running script's: `$FLOWDECK_HOME`, else
+    `.flowdeck/` beside it)."""
+    root = _metadata_root or default_root(getattr(__import__("__main__"), "__file__", None))
+    return f"local@{root}"
 
 
 def metadata(ms: str) -> str:
-    """Metaflow's switch of metadata provider. Flowdeck has one, the local store: a path
-    or `local@PATH` picks the store there (PATH's `.flowdeck/`, as Metaflow's is its
-    `.metaflow/`, or PATH itself), as `$FLOWDECK_HOME` does; a service is refused with
-    what to use instead. Returns `get_metadata()`."""
-    provider, _, info = ms.partition("@") if "@" in ms else ("local", "", ms)
-    if provider != "local" or info.startswith(("http://", "https://")):
+    """Metaflow's switch of metadata provider, for this process's client. Flowdeck has
+    one, the local store: `local` is the usual one, and a folder or `local@FOLDER` picks
+    the store there (FOLDER's `.flowdeck/`, as Metaflow's is its `.metaflow/`, or FOLDER
+    itself). A service (`service`, `service@URL`, an http URL) is refused with what to
+    use instead, and a folder that does not exist is refused. Returns `get_metadata()`."""
+    global _metadata_root
+    provider, sep, info = ms.partition("@")
+    if not sep:  # Metaflow's rule: a provider's name, else an http URL (service) or a path
+        provider, info = (ms, "") if ms in ("local", "service") else (
+            "service" if ms.startswith(("http://", "https://")) else "local", ms)
+    if provider != "local":
         raise ClientError(f"metadata({ms!r}): Flowdeck reads runs from a local store only "
                           "(no metadata service). Give a store folder, or read the runs "
                           "with Metaflow's client where the service is.")
-    if info:
-        root = os.path.abspath(os.path.expanduser(info))
-        inside = os.path.join(root, DEFAULT_DIRNAME)
-        os.environ[ROOT_ENV] = inside if os.path.isdir(inside) else root
+    if not info:
+        _metadata_root = None
+        return get_metadata()
+    root = Path(info).expanduser().resolve()
+    if not root.is_dir():
+        raise ClientError(f"metadata({ms!r}): there is no folder {root}. Give the folder "
+                          f"that holds a {DEFAULT_DIRNAME} store, or the store itself.")
+    inside = root / DEFAULT_DIRNAME
+    _metadata_root = inside if inside.is_dir() else root
     return get_metadata()
 
 
