@@ -202,7 +202,8 @@ def test_client_objects_and_lookups_as_in_metaflow(tmp_path: Path) -> None:
     assert run["start"].user_tags == run.user_tags and run["start"].task.system_tags
     assert repr(run.data) == "<MetaflowData: alpha, result>"
     facts = run["start"].task.metadata_dict  # what Metaflow's local metadata says too
-    assert facts["script-name"] == "param.py" and facts["user"] and facts["ds-type"] == "local"
+    assert facts["script-name"] == "param.py" and facts["ds-type"] == "local"
+    assert facts["user"] == "tester"  # Metaflow's user ($METAFLOW_USER), not the account
     namespace("user:someone-else")
     with pytest.raises(MetaflowNamespaceMismatch, match="has no run in namespace"):
         Flow("ParamFlow", root=tmp_path)

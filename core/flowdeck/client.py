@@ -759,16 +759,19 @@ def _task_facts(task: Task, record: AttemptRecord | None) -> list[tuple[str, str
         facts.append(("origin-run-id", run.origin_run_id))
     if record is not None and record.origin:
         facts.append(("origin-task-id", record.origin.split("/")[-1]))
-    version = next((t.split(":", 1)[1] for t in run.system_tags
-                    if t.startswith("python_version:")), None)
+    version, user = (next((t.split(":", 1)[1] for t in run.system_tags
+                           if t.startswith(prefix)), None)
+                     for prefix in ("python_version:", "user:"))
     if version:
         facts.append(("python_version", version))
     try:  # what Metaflow's local metadata says of every task, where the run record says it
         recorded = run.record
     except DamagedRecord:
         return facts
-    if recorded.user:
-        facts.append(("user", recorded.user))
+    # Metaflow's user (its `user:` tag: $METAFLOW_USER, else the login), as Metaflow's
+    # metadata says; the record's `user` is the account that ran it (an older run's only).
+    if user or recorded.user:
+        facts.append(("user", user or recorded.user or ""))
     if recorded.file:
         facts.append(("script-name", os.path.basename(recorded.file)))
     facts += [("runtime", "dev"), ("ds-type", "local"), ("ds-root", str(run.layout.root))]
