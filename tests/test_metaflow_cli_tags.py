@@ -9,6 +9,8 @@ local run has a meaning for them; tags are recorded in run.json and read back as
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,6 +197,46 @@ def test_a_parameter_keeps_its_name_on_the_command_line(tmp_path: Path, args: li
     done = run_flow(path, *args)
     assert done.returncode == 0, done.stderr
     assert expect in done.stdout
+
+
+QUIET_FLOW = """from metaflow import FlowSpec, Parameter, step
+
+class QuietFlow(FlowSpec):
+    quiet = Parameter("quiet", default=1, type=int)
+    limit = Parameter("memory-limit", default=3, type=int)
+
+    @step
+    def start(self):
+        print("got", self.quiet, self.limit)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    QuietFlow()
+"""
+
+
+@pytest.mark.parametrize("args, expect, quiet", [
+    # the run's --quiet and --memory-limit (Flowdeck's) yield to parameters of their names,
+    # which Metaflow does not reserve: an unchanged Metaflow flow with them was refused
+    (["run", "--quiet", "7", "--memory-limit", "5"], "got 7 5", False),
+    # before the command, --quiet is the top-level option, as in Metaflow
+    (["--quiet", "run", "--quiet", "8"], "got 8 3", True),
+    (["--quiet", "9"], "got 9 3", False),
+])
+def test_run_options_of_flowdecks_own_yield_to_parameters(tmp_path: Path, args: list[str],
+                                                          expect: str, quiet: bool) -> None:
+    path = tmp_path / "quiet.py"
+    path.write_text(QUIET_FLOW)
+    done = subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(path),
+                           *args], cwd=tmp_path, env=child_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert expect in done.stdout
+    assert ("Task finished" not in done.stdout + done.stderr) == quiet
 
 
 def test_abbreviated_options_and_reserved_parameter_names_are_refused(tmp_path: Path) -> None:

@@ -198,7 +198,7 @@ def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
 RESERVED_PARAMETER_NAMES = {
     "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file",
     "max-num-splits", "max-workers", "max-log-size", "user-namespace", "run-id", "task-id",
-    "runner-attribute-file", "memory-limit", "quiet", "origin-run-id",
+    "runner-attribute-file", "origin-run-id",
 }
 
 

@@ -143,8 +143,11 @@ def _no_arguments() -> SimpleNamespace:
 
 def with_default_command(argv: list[str], parameters: frozenset[str] = frozenset()) -> list[str]:
     """`argv` with `run` inserted after the top-level options when no command is given
-    (`python flow.py --quiet --alpha 2` runs the flow). A flag of one of the flow's
-    `parameters` is the run's, even where a top-level option has its name (`--branch`)."""
+    (`python flow.py --quiet --alpha 2` runs the flow). Without a command, a flag of one
+    of the flow's `parameters` is the run's, even where a top-level option has its name
+    (`--branch`, `--quiet`); before a command it is the top-level option, as in Metaflow."""
+    if _command_word(argv) in COMMANDS:
+        return argv
     i = 0
     while i < len(argv):
         token = argv[i]
