@@ -15,7 +15,9 @@ import pytest
 from conftest import FLOWS, WAIT_S, child_env, process_alive
 from metaflow_output_raw import MetaflowOutputRaw
 
+from flowdeck import Flow, namespace
 from flowdeck.analysis.flowfile import analyze_file
+from flowdeck.client import ClientError
 from flowdeck.engines.metaflow_bridge import (
     MetaflowLogParser,
     UsageError,
@@ -318,6 +320,31 @@ def test_foreach_run_counts_splits(mf_flow) -> None:
     assert tasks(events, "start")[0]["foreach_splits"] == 4
     assert len(tasks(events, "square")) == 4 and len(tasks(events, "join")) == 1
     assert len({e["task_id"] for e in events if e["type"] == "task_started"}) == 7
+
+
+def test_flowdecks_client_tells_a_metaflow_engine_run_as_it_is(mf_flow) -> None:
+    """Flowdeck's client lists a run of Metaflow's engine with its status from the events
+    (finished and successful agree, and each task's state), and asking for
+    its artifacts says where they are instead of showing a task that has none."""
+    path = mf_flow("foreach.py")
+    result, events = run_bridge(path, "run", "--count", "3")
+    assert result.returncode == 0, result.stderr
+    name = analyze_file(path).flows[0].name
+    namespace(None)
+    run = Flow(name, root=path.parent / ".flowdeck").latest_run
+    engine_id = json.loads((events_path(path, "r1").parent / "run.json").read_text())[
+        "metaflow_run_id"]
+    assert run.metaflow_pathspec == f"{name}/{engine_id}"
+    assert run.successful and run.finished
+    end = run["end"].task
+    assert end.successful and end.finished
+    squares = list(run["square"])
+    assert len(squares) == 3 and all(t.successful and t.finished for t in squares)
+    with pytest.raises(ClientError, match="ran on Metaflow's engine") as caught:
+        _ = run.data
+    assert f"Task('{name}/{engine_id}/end/{end.id}').data" in str(caught.value)
+    with pytest.raises(ClientError, match="Metaflow's client"):
+        _ = end["values"]
 
 
 def test_nested_foreach_run(mf_flow) -> None:

@@ -525,9 +525,22 @@ class Task(_PartOfRun):
             record = self.record
             if record is not None:
                 self._meta = record.as_json()
+            elif self.run.metaflow_pathspec is not None:
+                self._meta = self._told_by_events()
             else:
                 self._meta = {"status": "running" if self.run.status == "running" else "unknown"}
         return self._meta
+
+    def _told_by_events(self) -> dict[str, Any]:
+        """A task of Metaflow's engine: its status, attempt and foreach index from the run's
+        events (Metaflow keeps the rest in its own store)."""
+        view = self.run._engine_tasks().get(self.id)
+        if view is None:
+            return {"status": "unknown"}
+        frames = [] if view.foreach_index is None else [
+            {"kind": "foreach", "index": view.foreach_index}]
+        return {"status": view.status, "attempt": view.attempt, "frames": frames,
+                "start": view.start, "end": view.end}
 
     @property
     def status(self) -> str:
@@ -609,11 +622,26 @@ class Task(_PartOfRun):
 
     @property
     def data(self) -> MetaflowData:
+        self._refuse_metaflow_engine()
         return MetaflowData(self)
 
     @property
     def artifacts(self) -> MetaflowArtifacts:
+        self._refuse_metaflow_engine()
         return MetaflowArtifacts(DataArtifact(self, k, v) for k, v in self.artifact_refs.items())
+
+    def _refuse_metaflow_engine(self) -> None:
+        """A run of Metaflow's engine keeps its artifacts in Metaflow's store: say where,
+        instead of a task that seems to have none."""
+        where = self.run.metaflow_pathspec
+        if where is None:
+            return
+        task = f"{where}/{self.step_name}/{self.id}"
+        raise ClientError(
+            f"Task {self.pathspec} ran on Metaflow's engine: its artifacts are in Metaflow's "
+            f"store, not Flowdeck's. Read them with Metaflow's client, from the flow's folder: "
+            f"`from metaflow import Task, namespace; namespace(None); Task('{task}').data` "
+            "(or run the flow on Flowdeck's engine: `flowdeck run --engine flowdeck FILE`).")
 
     def __iter__(self) -> Iterator[DataArtifact]:
         return iter(self.artifacts)
@@ -622,6 +650,7 @@ class Task(_PartOfRun):
         return name in self.artifact_refs
 
     def __getitem__(self, name: str) -> DataArtifact:
+        self._refuse_metaflow_engine()
         refs = self.artifact_refs
         if name not in refs:
             raise ClientError(f"Task {self.pathspec} has no artifact {name!r}; it has "
@@ -998,8 +1027,32 @@ class Run:
     def finished(self) -> bool:
         """Metaflow's meaning: the run reached its end step and that task finished (False for
         a run that failed or stopped before it); `status` tells whether it still runs."""
+        if self.metaflow_pathspec is not None:  # no task records: only a success got there
+            return self.successful
         end = self.end_task
         return end is not None and end.finished
+
+    @property
+    def metaflow_pathspec(self) -> str | None:
+        """For a run made by Metaflow's engine (`flowdeck run --engine metaflow`, the window):
+        its pathspec in Metaflow's own store, where its artifacts are; None for a run of
+        Flowdeck's engine. Flowdeck keeps its events and logs, not its artifacts."""
+        record = self.entry.record
+        if record is None or record.engine != "metaflow":
+            return None
+        return f"{self.flow_name}/{record.metaflow_run_id or '<its Metaflow run id>'}"
+
+    def _engine_tasks(self) -> dict[str, Any]:
+        """A Metaflow-engine run's tasks as its events tell them (it writes no task records),
+        by task id; read once, or again while the run goes on."""
+        cached = self._cache.get("engine_tasks")
+        if cached is None or self.status == RUNNING:
+            from flowdeck.observe.fold import RunFold
+            fold = RunFold()
+            for event in read_events(self.layout.events(self.id)):
+                fold.apply(event)
+            cached = self._cache["engine_tasks"] = fold.tasks
+        return cached
 
     @property
     def _over(self) -> bool:
