@@ -19,6 +19,7 @@ from flowdeck import Flow, namespace
 from flowdeck.analysis.flowfile import analyze_file
 from flowdeck.client import ClientError
 from flowdeck.engines.metaflow_bridge import (
+    FALLBACK_USER,
     MetaflowLogParser,
     UsageError,
     error_from_lines,
@@ -327,7 +328,7 @@ def test_flowdecks_client_tells_a_metaflow_engine_run_as_it_is(mf_flow) -> None:
     (finished and successful agree, and each task's state), and asking for
     its artifacts says where they are instead of showing a task that has none."""
     path = mf_flow("foreach.py")
-    result, events = run_bridge(path, "run", "--count", "3")
+    result, events = run_bridge(path, "run", "--count", "3", "--tag", "nightly")
     assert result.returncode == 0, result.stderr
     name = analyze_file(path).flows[0].name
     namespace(None)
@@ -336,6 +337,7 @@ def test_flowdecks_client_tells_a_metaflow_engine_run_as_it_is(mf_flow) -> None:
         "metaflow_run_id"]
     assert run.metaflow_pathspec == f"{name}/{engine_id}"
     assert run.successful and run.finished
+    assert "nightly" in run.user_tags and f"user:{FALLBACK_USER}" in run.system_tags
     end = run["end"].task
     assert end.successful and end.finished
     squares = list(run["square"])

@@ -406,6 +406,28 @@ def _option(args: list[str], name: str) -> str | None:
     return None
 
 
+def given_tags(args: list[str]) -> list[str]:
+    """Every `--tag X` (or `--tag=X`) of Metaflow's command line, in order: the run's tags,
+    which Flowdeck's client and History show too."""
+    tags = []
+    for i, arg in enumerate(args):
+        if arg == "--tag" and i + 1 < len(args):
+            tags.append(args[i + 1])
+        elif arg.startswith("--tag="):
+            tags.append(arg.split("=", 1)[1])
+    return tags
+
+
+def metaflow_user(env: dict[str, str]) -> str:
+    """The user Metaflow names the run's (its `user:` tag) in environment `env`: Metaflow's
+    order of variables, root never counting but from METAFLOW_USER."""
+    for name in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
+        value = env.get(name)
+        if value and (value != "root" or name == "METAFLOW_USER"):
+            return value
+    return FALLBACK_USER
+
+
 def metaflow_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The child's environment: Metaflow refuses to run without a usable user name."""
     env = dict(os.environ if environ is None else environ)
@@ -728,6 +750,8 @@ class Bridge:
             step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,
             origin_run_id=self.args.origin_run_id, max_workers=self.max_workers,
             exit_code=exit_code, metaflow_run_id=self.metaflow_run_id,
+            tags=given_tags(self.args.metaflow_args) or None,
+            system_tags=[f"user:{metaflow_user(metaflow_env())}"],
         ).write(self.layout.run_json(self.args.run_id))
 
     def _param_records(self) -> list[ParamRecord]:
