@@ -269,7 +269,7 @@ class Orchestrator:
         #: or --max-workers where given (then the one budget it always was).
         self.cpu_budget = options.max_workers or os.cpu_count() or 1
         self.run_id = options.run_id or new_run_id()
-        self.echo = TerminalEcho(self.run_id, quiet=options.quiet)
+        self.echo = TerminalEcho(self.run_id, quiet=options.quiet, file=graph.file)
         self.queue: deque[PendingTask | FanOut] = deque()
         self.running: dict[int, RunningTask] = {}
         self.fd_owner: dict[int, RunningTask] = {}

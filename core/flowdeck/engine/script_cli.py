@@ -24,6 +24,7 @@ from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
+from flowdeck.engine.terminal import under_metaflow_alias
 from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +126,7 @@ def _script_file(flow_cls: type) -> str:
 def _metaflow_hint(flow_cls: type) -> str:
     """How to use Metaflow's engine, for a file written for Metaflow (run through the
     as_metaflow entry, whose import alias is on `sys.meta_path`); nothing otherwise."""
-    if not any(hasattr(f, "import_refusal") for f in sys.meta_path):
+    if not under_metaflow_alias():
         return ""
     from flowdeck.engines.as_metaflow import how_to_use_metaflow
     return " " + how_to_use_metaflow(_script_file(flow_cls))

@@ -9,7 +9,9 @@ so a step that prints binary garbage cannot corrupt the terminal.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -49,13 +51,31 @@ def _redrawn(text: str) -> str:
     return shown
 
 
+def under_metaflow_alias() -> bool:
+    """True when this process runs a file written for Metaflow through Flowdeck's entry
+    (`python -m flowdeck.engines.as_metaflow FILE`), whose import alias is on
+    `sys.meta_path`: plain `python FILE` would run Metaflow itself."""
+    return any(hasattr(finder, "import_refusal") for finder in sys.meta_path)
+
+
+def resume_command(file: str) -> str:
+    """The command that resumes a run of `file` as it was started, ready to paste: the
+    path as the user would type it from here, quoted where it has spaces."""
+    relative = os.path.relpath(file)
+    shown = shlex.quote(file if relative.startswith("..") else relative)
+    if under_metaflow_alias():
+        return f"python -m flowdeck.engines.as_metaflow {shown} resume"
+    return f"python {shown} resume"
+
+
 class TerminalEcho:
     """Formats the orchestrator's terminal output; holds partial lines per task stream."""
 
     def __init__(self, run_id: str, quiet: bool = False,
-                 out: TextIO | None = None, err: TextIO | None = None):
+                 out: TextIO | None = None, err: TextIO | None = None, file: str = ""):
         self.run_id = run_id
         self.quiet = quiet
+        self.file = file  # the flow file: the failure's resume command names it
         self._out = out
         self._err = err
         self._partial: dict[tuple[str, str, bool], bytes] = {}
@@ -101,8 +121,12 @@ class TerminalEcho:
             error = failed.error or {}
             self._say(f"Run {self.run_id} failed: step `{failed.step}` (task {failed.task_id}) "
                       f"raised {error.get('type', 'an error')}: {error.get('message', '')}\n"
-                      f"Fix it, then continue with `resume` (finished steps are reused).",
+                      f"Fix it, then continue with `{self._resume()}` (finished steps "
+                      "are reused).",
                       err=True)
+
+    def _resume(self) -> str:
+        return resume_command(self.file) if self.file else "resume"
 
     # -- tasks --------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -332,7 +333,8 @@ class Follower:
                          "its output could not be kept. Free space on that disk, or set "
                          "FLOWDECK_HOME to a folder on another disk, then run the flow again.")
         if self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
-            lines.append(f"Resume it, reusing what finished: flowdeck resume {self.spec.file}")
+            lines.append("Resume it, reusing what finished: flowdeck resume "
+                         f"{shlex.quote(str(self.spec.file))}")
         lines.append(f"Full output: {self.log_path}")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()

@@ -1,0 +1,81 @@
+"""A failed run says how to resume it, as a command the user can paste as it is: the
+entry the run was started with, and the file's path quoted where it has a space."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import child_env
+
+FLAKY = """from {package} import FlowSpec, step
+import os
+
+
+class FlakyFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        if not os.path.exists("fixed"):
+            raise ValueError("not fixed yet")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("resumed to the end")
+
+
+if __name__ == "__main__":
+    FlakyFlow()
+"""
+
+
+def _run(argv: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=folder, env=child_env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+def _hint(stderr: str) -> str:
+    found = re.search(r"Fix it, then continue with `([^`]+)`", stderr)
+    assert found, stderr
+    return found.group(1)
+
+
+@pytest.mark.parametrize("package, entry", [
+    ("flowdeck", [sys.executable]),
+    ("metaflow", [sys.executable, "-m", "flowdeck.engines.as_metaflow"]),
+])
+def test_the_resume_hint_is_a_command_to_paste(tmp_path: Path, package: str,
+                                               entry: list[str]) -> None:
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    (folder / "my flow.py").write_text(FLAKY.format(package=package))
+    failed = _run([*entry, "my flow.py", "run"], folder)
+    assert failed.returncode == 1
+    hint = _hint(failed.stderr)
+    expected = "python -m flowdeck.engines.as_metaflow" if package == "metaflow" else "python"
+    assert hint == f"{expected} 'my flow.py' resume"
+    (folder / "fixed").touch()
+    argv = shlex.split(hint)
+    resumed = _run([sys.executable, *argv[1:]], folder)  # this interpreter for `python`
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed to the end" in resumed.stdout
+
+
+def test_flowdeck_run_quotes_the_file_it_says_to_resume(tmp_path: Path) -> None:
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    (folder / "my flow.py").write_text(FLAKY.format(package="flowdeck"))
+    failed = _run([sys.executable, "-m", "flowdeck_desktop", "run", "my flow.py"], folder)
+    assert failed.returncode != 0
+    found = re.search(r"Resume it, reusing what finished: (.+)", failed.stdout + failed.stderr)
+    assert found, failed.stdout + failed.stderr
+    argv = shlex.split(found.group(1))
+    assert argv[:2] == ["flowdeck", "resume"] and Path(argv[2]) == folder / "my flow.py"
