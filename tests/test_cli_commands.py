@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,10 @@ def test_a_reader_that_stops_early_and_a_file_that_cannot_be_read(tmp_path: Path
                               env=child_env(QT_QPA_PLATFORM="offscreen"), cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert lister.stdout is not None and lister.stderr is not None
+    # The smallest pipe (one page), set before the interpreter has started: 300 lines no
+    # longer fit in it, so the lister is still writing when the reader goes (with the
+    # usual 64 kB it could finish first and exit 0, a race seen on a loaded machine).
+    fcntl.fcntl(lister.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
     assert lister.stdout.readline().strip()  # the first line, as `head -1` reads it
     lister.stdout.close()
     err = lister.stderr.read().decode()
