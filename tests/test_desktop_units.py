@@ -156,6 +156,24 @@ def test_headless_run_prints_progress_and_exit_code(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
+@pytest.mark.parametrize("before, says", [
+    (["--tag", "x"], "--tag comes before the flow file. The flow's own options go after it"),
+    (["--max-workers", "2", "--engine", "flowdeck"], "--max-workers comes before the flow"),
+    (["--engin", "flowdeck"], "no option --engin (did you mean --engine?)"),
+])
+def test_headless_run_names_an_option_given_before_the_file(tmp_path: Path, before: list[str],
+                                                            says: str) -> None:
+    """The option's value was taken for the file ("x: no such file"): the message names
+    the option and where it goes, and nothing runs."""
+    flow = tmp_path / "train.py"
+    flow.write_text((EXAMPLES / "train.py").read_text())
+    done = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "run", *before, str(flow)],
+                          env=child_env(), capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    assert not (tmp_path / ".flowdeck").exists()
+
+
 def test_artifact_previews_give_shape_dtype_and_heads() -> None:
     import numpy as np
 

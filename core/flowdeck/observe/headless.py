@@ -70,8 +70,33 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def misplaced_option(command: str, argv: list[str]) -> str | None:
+    """What is wrong with an option before FILE that is not `flowdeck run`'s own: a
+    mistyped one of ours, or the flow's, which goes after FILE (argparse took its value
+    for the file and said "no such file"). None when every option before FILE is ours."""
+    import difflib
+    ours = {"--flow": 1, "--engine": 1, "-h": 0, "--help": 0}
+    if command == "resume":
+        ours["--origin-run-id"] = 1
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        name, has_value, _ = argv[i].partition("=")
+        if name not in ours:
+            close = difflib.get_close_matches(name, list(ours), n=1, cutoff=0.75)
+            if close:
+                return f"flowdeck {command}: no option {name} (did you mean {close[0]}?)."
+            return (f"flowdeck {command}: {name} comes before the flow file. The flow's own "
+                    f"options go after it: `flowdeck {command} FILE {name} ...`.")
+        i += 1 + (0 if has_value else ours[name])
+    return None
+
+
 def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     """The `flowdeck run|resume` command line."""
+    problem = misplaced_option(command, argv)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     args, rest = build_parser(command).parse_known_args(argv)
     flow_args = [command, *rest]
     if command == "resume":
