@@ -364,3 +364,33 @@ def test_merge_artifacts_raises_metaflow_s_exceptions_and_is_all_or_nothing(
     assert (join.unhandled, join.untouched, join.missing, join.both, join.same) == (
         ["differ"], True, True, True, 1)
     assert run["end"].task.data.not_a_join
+
+
+PRIVATE_FLOW = """
+class PrivateFlow(FlowSpec):
+    @step
+    def start(self):
+        self.shown = 1
+        self._private = 2
+        self.__mangled = 3
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    PrivateFlow()
+"""
+
+
+def test_private_artifacts_are_read_by_name_but_not_listed(tmp_path: Path) -> None:
+    """As Metaflow's client: a name starting with `_` is left out of `task.data`,
+    `.artifacts` and iteration, and `task['_name']` still reads it."""
+    path = write(tmp_path, PRIVATE_FLOW)
+    assert run_flow(path, env=env()).returncode == 0
+    task = latest(tmp_path, "PrivateFlow")["start"].task
+    assert [a.id for a in task] == ["shown"] and task.artifacts._fields == ("shown",)
+    assert repr(task.data) == "<MetaflowData: shown>" and "_private" not in task.data
+    assert task["_private"].data == 2 and task["_PrivateFlow__mangled"].data == 3

@@ -234,13 +234,13 @@ class MetaflowData:
             raise AttributeError(str(exc)) from None
 
     def __contains__(self, name: str) -> bool:
-        return name in self._task.artifact_refs
+        return name in self._task.public_artifact_refs
 
     def __dir__(self) -> list[str]:
-        return sorted(self._task.artifact_refs)
+        return sorted(self._task.public_artifact_refs)
 
     def __repr__(self) -> str:  # as Metaflow shows it in a notebook
-        return f"<MetaflowData: {', '.join(sorted(self._task.artifact_refs))}>"
+        return f"<MetaflowData: {', '.join(sorted(self._task.public_artifact_refs))}>"
 
 
 class DataArtifact:
@@ -626,9 +626,16 @@ class Task(_PartOfRun):
         return MetaflowData(self)
 
     @property
+    def public_artifact_refs(self) -> dict[str, BlobRef]:
+        """The artifacts Metaflow's client lists (`task.data`, `.artifacts`, iteration): a
+        name starting with `_` is private there, though `task['_name']` still reads it."""
+        return {k: v for k, v in self.artifact_refs.items() if not k.startswith("_")}
+
+    @property
     def artifacts(self) -> MetaflowArtifacts:
         self._refuse_metaflow_engine()
-        return MetaflowArtifacts(DataArtifact(self, k, v) for k, v in self.artifact_refs.items())
+        return MetaflowArtifacts(DataArtifact(self, k, v)
+                                 for k, v in self.public_artifact_refs.items())
 
     def _refuse_metaflow_engine(self) -> None:
         """A run of Metaflow's engine keeps its artifacts in Metaflow's store: say where,
