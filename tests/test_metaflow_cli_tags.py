@@ -312,3 +312,20 @@ def test_help_names_the_function_that_computes_a_default(tmp_path: Path) -> None
         helped = run_flow(path, *args)
         assert helped.returncode == 0, helped.stderr
         assert "computed by default_seed()" in helped.stdout and "<function" not in helped.stdout
+
+
+@pytest.mark.parametrize("option, says", [
+    ("--environment=conda", "--environment conda is not used: no environment is built (the "
+                            "@conda/@pypi packages are not installed)"),
+    ("--metadata=service", "--metadata service is not used: a local Flowdeck run keeps its "
+                           "records in its own store"),
+])
+def test_a_metaflow_choice_a_local_run_cannot_honour_is_named(tmp_path: Path, option: str,
+                                                              says: str) -> None:
+    path = tmp_path / "quiet.py"
+    path.write_text(QUIET_FLOW)
+    done = subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(path),
+                           option, "run"], cwd=tmp_path, env=child_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert says in done.stderr

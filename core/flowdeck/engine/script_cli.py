@@ -69,6 +69,12 @@ METAFLOW_ONLY_COMMANDS = {
 }
 #: What `--metadata` and `--environment` mean for a local Flowdeck run.
 LOCAL_CHOICES = {"metadata": "local", "environment": "local"}
+#: What a local run does instead of each option's other choices (said once, on stderr).
+INSTEAD = {
+    "metadata": "a local Flowdeck run keeps its records in its own store (local)",
+    "environment": "no environment is built (the @conda/@pypi packages are not installed): "
+                   "the steps run in this interpreter, with the packages it has (local)",
+}
 
 
 #: Where a finished command's run is: its pathspec and store root (a `Run` handle is made
@@ -233,8 +239,8 @@ def _apply_top_options(args: Any, quiet: bool) -> None:
     for option, local in LOCAL_CHOICES.items():
         value = getattr(args, option, None)
         if value and value != local and not quiet:
-            print(f"flowdeck: --{option} {value} is not used: a local Flowdeck run keeps its "
-                  f"records in its own store ({local}).", file=sys.stderr)
+            print(f"flowdeck: --{option} {value} is not used: {INSTEAD[option]}.",
+                  file=sys.stderr)
 
 
 #: Metaflow's `--datastore` kinds with an object store, and the variable that gives
