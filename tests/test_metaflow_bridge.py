@@ -611,3 +611,19 @@ def test_a_resumed_run_accounts_for_every_task_metaflow_recorded(branch_run) -> 
     assert {s: v.status for s, v in fold.steps.items()} == {
         "start": "reused", "left": "reused", "right": "reused", "join": "reused",
         "end": "succeeded"}
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_output_dot_prints_the_graph_metaflow_prints(path: Path, tmp_path: Path) -> None:
+    """`output-dot` on Flowdeck's engine prints Metaflow's Graphviz text, byte for byte."""
+    pytest.importorskip("metaflow")
+    copy = tmp_path / path.name
+    copy.write_text(path.read_text())
+    env = child_env(METAFLOW_USER="tester")
+    theirs = subprocess.run([sys.executable, str(copy), "output-dot"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=WAIT_S)
+    ours = subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(copy),
+                           "output-dot"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=WAIT_S)
+    assert theirs.returncode == 0 and ours.returncode == 0, theirs.stderr + ours.stderr
+    assert ours.stdout == theirs.stdout and ours.stdout.startswith("digraph ")

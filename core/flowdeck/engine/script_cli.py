@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flowdeck import __version__
 from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, UsageError
 from flowdeck.analysis.lint import RESERVED_PARAMETER_NAMES
-from flowdeck.analysis.show import format_show
+from flowdeck.analysis.show import format_dot, format_show
 from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
@@ -52,7 +52,7 @@ TOP_OPTIONS = {"--quiet": 0, "--metadata": 1, "--datastore": 1, "--datastore-roo
                "--environment": 1, "--event-logger": 1, "--monitor": 1, "--no-pylint": 0,
                "--pylint": 0, "--with": 1, "--config": 2, "--config-value": 2, "--branch": 1,
                "--production": 0, "--package-suffixes": 1, "--not-quiet": 0}
-COMMANDS = ("run", "resume", "show", "check", "output-raw", "version", "help")
+COMMANDS = ("run", "resume", "show", "check", "output-raw", "output-dot", "version", "help")
 #: Metaflow's commands this engine does not have, with where to find what they give.
 METAFLOW_ONLY_COMMANDS = {
     "dump": "read a run's artifacts with the client (`Run('FLOW/RUN')['STEP'].task.data`) "
@@ -187,6 +187,12 @@ def _dispatch(flow_cls: type, args: Any,
         print_diagnostics(prepared.diagnostics)
         print(f"{flow_cls.__name__}: {len(prepared.graph.nodes)} steps, no errors.")
         return 0, None
+    if args.command == "output-dot":
+        prepared = launch.prepare(flow_cls)
+        print("Visualizing the flow as a GraphViz graph\n    Try piping the output to 'dot -Tpng "
+              "-o graph.png' to produce an actual image.", file=sys.stderr)
+        print(format_dot(prepared.graph))
+        return 0, None
     if args.command == "output-raw":
         prepared = launch.prepare(flow_cls)
         print(json.dumps(prepared.graph.as_dict(), indent=4))
@@ -319,6 +325,8 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
     raw = sub.add_parser("output-raw", help="print the graph as JSON (Metaflow's shape)",
                          allow_abbrev=False)
     raw.add_argument("--json", action="store_true", help="(always JSON; for compatibility)")
+    sub.add_parser("output-dot", help="print the graph for Graphviz (`| dot -Tpng -o "
+                   "graph.png`)", allow_abbrev=False)
     sub.add_parser("version", help="print the engine's version", allow_abbrev=False)
     sub.add_parser("help", help="print this help", allow_abbrev=False)
     return parser
