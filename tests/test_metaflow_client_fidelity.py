@@ -394,3 +394,28 @@ def test_private_artifacts_are_read_by_name_but_not_listed(tmp_path: Path) -> No
     assert [a.id for a in task] == ["shown"] and task.artifacts._fields == ("shown",)
     assert repr(task.data) == "<MetaflowData: shown>" and "_private" not in task.data
     assert task["_private"].data == 2 and task["_PrivateFlow__mangled"].data == 3
+
+
+def test_small_parts_of_metaflows_client(tmp_path: Path) -> None:
+    """Log sizes, the runtime's name, a flow's place at the top, namespace checks of any
+    object, and default_metadata() undoing metadata(PATH)."""
+    import flowdeck
+    from flowdeck import namespace
+    path = write(tmp_path, PRIVATE_FLOW.replace("self.shown = 1", "print('héllo')\n        "
+                                                "self.shown = 1"))
+    assert run_flow(path, env=env()).returncode == 0
+    flow = Flow("PrivateFlow", root=tmp_path / ".flowdeck")
+    task = flow.latest_run["start"].task
+    assert task.stdout_size == len("héllo\n".encode()) and task.stderr_size == 0
+    assert task.runtime_name == "dev"
+    assert flow.parent is None and flow.origin_pathspec is None
+    assert flow.is_in_namespace() and task.is_in_namespace()
+    namespace("user:someone-else")
+    assert not task.is_in_namespace() and not flow.is_in_namespace()
+    namespace(None)
+    assert task.is_in_namespace()
+    usual = flowdeck.get_metadata()
+    other = tmp_path / "other"
+    other.mkdir()
+    assert flowdeck.metadata(str(other)) == f"local@{other.resolve()}" != usual
+    assert flowdeck.default_metadata() == usual

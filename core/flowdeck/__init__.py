@@ -45,7 +45,8 @@ _MUTATORS = "flowdeck.authoring.mutators"
 #: Names loaded only when a flow uses them, so `import flowdeck` stays small and fast.
 _LAZY = {
     **dict.fromkeys(("Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace",
-                     "get_namespace", "default_namespace", "get_metadata", "metadata"),
+                     "get_namespace", "default_namespace", "get_metadata", "metadata",
+                     "default_metadata"),
                     _CLIENT),
     **dict.fromkeys(("Config", "config_expr", "ConfigValue"), "flowdeck.authoring.configs"),
     "IncludeFile": "flowdeck.authoring.includefile",

@@ -168,6 +168,14 @@ def metadata(ms: str) -> str:
     return get_metadata()
 
 
+def default_metadata() -> str:
+    """Metaflow's return to the default provider: the usual local store again (undoes
+    `metadata(PATH)`). Returns `get_metadata()`."""
+    global _metadata_root
+    _metadata_root = None
+    return get_metadata()
+
+
 def _in_namespace(tags: frozenset[str] | None, ns: str | None) -> bool:
     return ns is None or tags is None or ns in tags
 
@@ -413,6 +421,10 @@ class _PartOfRun:
     """What a step and a task have of their run, as Metaflow's objects do: its tags."""
 
     run: "Run"
+
+    def is_in_namespace(self) -> bool:
+        """Whether its run is in the current namespace (Metaflow's check of any object)."""
+        return self.run.is_in_namespace()
 
     @property
     def tags(self) -> frozenset[str]:
@@ -700,16 +712,32 @@ class Task(_PartOfRun):
         return [t.pathspec for t in self.child_tasks]
 
     def _log(self, kind: str) -> str:
+        return self._log_bytes(kind).decode("utf-8", errors="replace")
+
+    @property
+    def stdout_size(self) -> int:
+        """The size of what the task printed, in bytes (Metaflow's `stdout_size`)."""
+        return len(self._log_bytes("out"))
+
+    @property
+    def stderr_size(self) -> int:
+        return len(self._log_bytes("err"))
+
+    @property
+    def runtime_name(self) -> str:
+        """Where the task ran, as Metaflow's metadata names it: a local run is `dev`."""
+        return "dev"
+
+    def _log_bytes(self, kind: str) -> bytes:
         record = self.record
         attempt = record.attempt if record else 0
         origin = record.origin if record else None
         paths = self.run.layout.log_paths(self.run.id, self.step_name, self.id, attempt, origin,
                                           record.origin_attempt if record else 0)
         try:
-            return paths["stdout" if kind == "out" else "stderr"].read_bytes().decode(
-                "utf-8", errors="replace")
+            return paths["stdout" if kind == "out" else "stderr"].read_bytes()
         except FileNotFoundError:
-            return ""
+            return b""
 
     @property
     def stdout(self) -> str:
@@ -1114,6 +1142,10 @@ class Run:
 
     # -- tags -------------------------------------------------------------------------
 
+    def is_in_namespace(self) -> bool:
+        """Whether the run has the current namespace's tag (always, with namespace(None))."""
+        return _in_namespace(self._tags_or_none(), get_namespace())
+
     def _tags_or_none(self) -> frozenset[str] | None:
         """Every tag, or None for a run recorded before tags existed (in every namespace)."""
         record = self.entry.record
@@ -1395,6 +1427,20 @@ class Flow:
         return frozenset()
 
     user_tags = system_tags = tags
+
+    @property
+    def parent(self) -> None:
+        """A flow is the top of the hierarchy (Metaflow's `Flow.parent` is None)."""
+        return None
+
+    @property
+    def origin_pathspec(self) -> None:
+        """Only a resumed run or task has an origin (None for a flow, as in Metaflow)."""
+        return None
+
+    def is_in_namespace(self) -> bool:
+        """Whether any run of the flow is in the current namespace."""
+        return get_namespace() is None or bool(self.runs())
 
     @property
     def created_at(self) -> datetime | None:
