@@ -353,13 +353,19 @@ def test_show_and_metaflow_only_commands(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == ("\nThe flow's doc.\n\n@retry\nStep start\n    Start's doc.\n"
                             "    => end\n\nStep end\n    ?\n\n")
-    for command in ("dump", "logs", "card"):
+    # About runs already made: where to read (or tag) them, not "run it on Metaflow's
+    # engine", which cannot reach a run made on this one.
+    for command, says in (("dump", "task.data"), ("logs", "task.stdout"),
+                          ("card", "get_cards(task)"), ("tag", "add_tag('NAME')")):
         refused = _entry(path, command, "1/start")
         assert refused.returncode == 2
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(
             f"error: {path}: `{command}` is a Metaflow command that Flowdeck's engine does "
-            "not have (") and "flowdeck run --engine metaflow" in lines[0]
+            "not have (") and says in lines[0]
+        assert "--engine metaflow" not in lines[0]
+    deploy = _entry(path, "argo-workflows", "create")
+    assert deploy.returncode == 2 and "flowdeck run --engine metaflow" in deploy.stderr
     assert not os.path.exists(tmp_path / ".flowdeck")  # nothing ran
 
 

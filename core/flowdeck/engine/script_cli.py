@@ -61,12 +61,16 @@ METAFLOW_ONLY_COMMANDS = {
             "window's Logs",
     "card": "cards are in the window's Cards pane, and `get_cards(task)` (flowdeck.cards, "
             "or metaflow.cards on this engine) reads them",
-    "tag": "give a run tags with `run --tag NAME`",
+    "tag": "give a run tags with `run --tag NAME`, or tag a past run with the client: "
+           "`Run('FLOW/RUN_ID').add_tag('NAME')` (`remove_tag`, `replace_tag` too)",
     "spin": "rerun a step with `resume STEP`",
     **{name: "it runs flows on Metaflow's remote compute or schedulers" for name in (
         "batch", "kubernetes", "argo-workflows", "step-functions", "airflow", "package",
         "deploy")},
 }
+#: The commands above that read or change runs already made: running the flow on another
+#: engine is no answer for them (the run stays on this one).
+ABOUT_PAST_RUNS = ("dump", "logs", "card", "tag")
 #: What `--metadata` and `--environment` mean for a local Flowdeck run.
 LOCAL_CHOICES = {"metadata": "local", "environment": "local"}
 #: What a local run does instead of each option's other choices (said once, on stderr).
@@ -91,7 +95,8 @@ def script_main(flow_cls: type, argv: list[str],
     if command in METAFLOW_ONLY_COMMANDS:
         print(f"error: {_script_file(flow_cls)}: `{command}` is a Metaflow command that "
               f"Flowdeck's engine does not have ({METAFLOW_ONLY_COMMANDS[command]})."
-              f"{_metaflow_hint(flow_cls)}", file=sys.stderr)
+              f"{'' if command in ABOUT_PAST_RUNS else _metaflow_hint(flow_cls)}",
+              file=sys.stderr)
         return 2, None
     if not argv:  # the common case: `python flow.py`; no parser to build
         args = _no_arguments()
