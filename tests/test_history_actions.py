@@ -237,3 +237,22 @@ def test_a_running_run_cannot_be_deleted_and_gc_follows_the_run_off_the_gui_thre
     assert not controller.collect_garbage(root)  # at most once per interval...
     with qtbot.waitSignal(controller.garbage_collected, timeout=WAIT_MS):
         assert controller.collect_garbage(root, force=True)  # ...unless asked
+
+
+def test_the_windows_collection_drops_no_run_unless_retention_was_chosen(
+        qtbot, app, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made in a terminal (a sweep of hundreds) are the user's: with no keep setting
+    chosen, the window's background collection removes none of them, even past the
+    default `flowdeck gc` applies (lowered to 1 here, as if the sweep had 51 runs); it
+    still sweeps what no run refers to. `flowdeck gc` applies the default when asked."""
+    from flowdeck.store import gc as store_gc
+    monkeypatch.setattr(store_gc, "DEFAULT_KEEP", 1)
+    controller, window = app
+    layout = layout_of(folder)
+    with qtbot.waitSignal(controller.garbage_collected, timeout=WAIT_MS) as collected:
+        assert controller.collect_garbage(str(layout.root), force=True)
+    report = collected.args[1]
+    assert isinstance(report, GcReport) and report.keep is None
+    assert report.runs_removed == [] and len(list(RunIndex(layout).runs())) == 3
+    asked = store_gc.collect(layout.root)  # what `flowdeck gc` does
+    assert asked.keep == 1 and len(asked.runs_removed) == 2

@@ -85,9 +85,10 @@ class RunProtected(ValueError):
 
 # -- settings --------------------------------------------------------------------------
 
-def keep_setting(root: str | os.PathLike[str], explicit: int | None = None) -> int:
+def keep_setting(root: str | os.PathLike[str], explicit: int | None = None,
+                 default: int | None = DEFAULT_KEEP) -> int | None:
     """How many runs per flow to keep: `explicit` (`--keep`), `$FLOWDECK_KEEP_RUNS`, the
-    store's settings.json `keep_runs`, else 50. The most specific request wins."""
+    store's settings.json `keep_runs`, else `default` (50). The most specific request wins."""
     if explicit is not None:
         return _check_keep(explicit, "--keep")
     env = os.environ.get(KEEP_ENV, "").strip()
@@ -101,10 +102,12 @@ def keep_setting(root: str | os.PathLike[str], explicit: int | None = None) -> i
     try:
         data = read_json_file(path)
     except FileNotFoundError:
-        return DEFAULT_KEEP
+        return default
     except (OSError, DamagedRecord) as exc:
         raise GcSettingError(f"{path} cannot be read ({exc}). Fix or delete it.") from None
-    value = data.get(KEEP_KEY, DEFAULT_KEEP)
+    if KEEP_KEY not in data:
+        return default
+    value = data[KEEP_KEY]
     if not isinstance(value, int) or isinstance(value, bool):
         raise GcSettingError(f"{path}: `{KEEP_KEY}` is {value!r}: give a whole number.")
     return _check_keep(value, f"{path} `{KEEP_KEY}`")
@@ -167,6 +170,10 @@ class GcPolicy:
 
     keep: int | None = None
     dry_run: bool = False
+    #: False: runs are dropped only where a keep setting was chosen ($FLOWDECK_KEEP_RUNS,
+    #: the store's `keep_runs`); the window collects so, in the background, and never deletes a run nobody asked it to
+    #: (a 150-run sweep made in a terminal lost 100 runs to the default of 50).
+    default_retention: bool = True
     blob_grace_s: float = BLOB_GRACE_S
     temp_min_age_s: float = TEMP_MIN_AGE_S
     temp_max_age_s: float = TEMP_MAX_AGE_S
@@ -177,7 +184,7 @@ class GcReport:
     """What one collection of one store did (or, in a dry run, would do)."""
 
     root: Path
-    keep: int
+    keep: int | None  # None: no keep setting chosen, and none applied (no run dropped)
     dry_run: bool = False
     runs_removed: list[str] = field(default_factory=list)  # "Flow/run_id"
     runs_kept: int = 0
@@ -236,7 +243,9 @@ def collect(root: str | os.PathLike[str], policy: GcPolicy | None = None) -> GcR
     started = time.monotonic()
     policy = policy or GcPolicy()
     root = Path(root)
-    report = GcReport(root, keep_setting(root, policy.keep), policy.dry_run)
+    keep = keep_setting(root, policy.keep,
+                        default=DEFAULT_KEEP if policy.default_retention else None)
+    report = GcReport(root, keep, policy.dry_run)
     marks = _Marks()
     dropped, listed = _plan(root, report.keep, marks)
     if not policy.dry_run:
@@ -259,9 +268,9 @@ def collect(root: str | os.PathLike[str], policy: GcPolicy | None = None) -> GcR
     return report
 
 
-def _plan(root: Path, keep: int, marks: _Marks) -> tuple[list[tuple[str, str]], int]:
-    """The (flow, run id) of every run retention drops, and how many runs are listed;
-    kept runs not marked yet are marked.
+def _plan(root: Path, keep: int | None, marks: _Marks) -> tuple[list[tuple[str, str]], int]:
+    """The (flow, run id) of every run retention drops (none with `keep` None), and how
+    many runs are listed; kept runs not marked yet are marked.
 
     `collect` plans twice and removes only what both plans drop: in between, a run may
     have been pinned, started, or resumed from an old run, and the second plan keeps it.
@@ -271,7 +280,7 @@ def _plan(root: Path, keep: int, marks: _Marks) -> tuple[list[tuple[str, str]], 
     for flow in flows_in(root):
         layout = RunLayout(root, flow)
         entries = RunIndex(layout).runs()
-        retention = plan_retention(entries, keep)
+        retention = plan_retention(entries, len(entries) if keep is None else keep)
         listed += len(entries)
         dropped += [(flow, e.run_id) for e in retention.dropped]
         marks.starting.update(_starting(layout, TEMP_MAX_AGE_S))

@@ -136,7 +136,9 @@ class _GcRelay(QObject):
 
 
 class _GcJob(QRunnable):
-    """One collection of one store, on a pool thread (it walks every run and blob)."""
+    """One collection of one store, on a pool thread (it walks every run and blob). It
+    drops old runs only where the store's retention was chosen (`keep_runs`,
+    $FLOWDECK_KEEP_RUNS); `flowdeck gc` applies the default of 50 when asked."""
 
     def __init__(self, root: str, relay: _GcRelay):
         super().__init__()
@@ -145,7 +147,7 @@ class _GcJob(QRunnable):
     def run(self) -> None:
         result: object
         try:
-            result = store_gc.collect(self.root)
+            result = store_gc.collect(self.root, store_gc.GcPolicy(default_retention=False))
         except (store_gc.GcSettingError, OSError) as exc:
             result = str(exc)
         self.relay.done.emit(self.root, result)
