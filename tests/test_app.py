@@ -42,7 +42,7 @@ def delete_the_only_run(qtbot, controller, window, key: str) -> None:
     go back to a flow that has not run."""
     assert window.act_resume.isEnabled()
     qtbot.waitUntil(lambda: len(window.history.runs) == 1, timeout=WAIT_MS)
-    window._delete_past(window.history.runs[0])
+    window._delete_past([window.history.runs[0]])
     item = controller.model.itemFromIndex(controller.model.index_of(key))
     assert item.data(STATUS_ROLE) == "ready" and not window.act_resume.isEnabled()
     assert "not run yet" in window.flow_title.text()

@@ -144,7 +144,9 @@ def test_history_pins_unpins_and_deletes_runs(qtbot, app, folder: Path) -> None:
     assert oldest not in {r.run_id for r in history._runs}
 
 
-def test_history_sorts_deletes_several_and_reruns_on_enter(qtbot, app, folder: Path) -> None:
+def test_history_sorts_deletes_several_and_reruns_on_enter(qtbot, app, folder: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
     """A header click sorts (again: the other way); Delete on two selected runs asks once
     for both, a pinned one among them stays; Enter reruns the selected run."""
     controller, window = app
@@ -184,10 +186,21 @@ def test_history_sorts_deletes_several_and_reruns_on_enter(qtbot, app, folder: P
                 QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
     assert len(history.selected_runs()) == len(wanted) == 3
     boxes: list[str] = []
+    said: list[str] = []
+    controller.message.connect(lambda _level, text: said.append(text))
+    listed: list[int] = []
+    real_set_runs = history.set_runs
+    monkeypatch.setattr(history, "set_runs", lambda runs: (listed.append(len(runs)),
+                                                           real_set_runs(runs)))
     answer_box(QMessageBox.StandardButton.Yes, boxes)
     QTest.keyClick(history.table, Qt.Key.Key_Delete)
     assert boxes[-1].startswith("Delete 2 runs?") and "1 selected run(s) stay" in boxes[-1]
     qtbot.waitUntil(lambda: history.table.rowCount() == 2, timeout=WAIT_MS)
+    # Deleted together: one message, and History never listed between two deletions
+    # (a listing per run redrew 100 tables for 100 runs).
+    assert [t for t in said if t.startswith("Deleted")] == [
+        next(t for t in said if t.startswith("Deleted 2 runs of GatedFlow ("))]
+    assert listed and set(listed) == {2}
     assert {r.params["label"] for r in history.runs} == {"b", "c"}
     assert pinned.run_id in {e.run_id for e in index.runs()}
 

@@ -636,23 +636,36 @@ class FlowdeckController(QObject):
 
         A running or pinned run is refused with a message (the store checks, not the view).
         """
-        try:
-            freed = store_gc.delete_run(layout, run_id)
-        except (store_gc.RunProtected, FileNotFoundError) as exc:
-            self.message.emit("warning", str(exc))
-            return False
-        except OSError as exc:
-            self.message.emit("error", f"Run {layout.flow}/{run_id} could not be deleted: {exc}")
-            return False
+        return bool(self.delete_runs(layout, [run_id]))
+
+    def delete_runs(self, layout: RunLayout, run_ids: list[str]) -> list[str]:
+        """Delete runs of one flow (`delete_run` for each), saying so in one message; the
+        ids of those deleted. Each refusal is said on its own."""
+        deleted, freed = [], 0
+        for run_id in run_ids:
+            try:
+                freed += store_gc.delete_run(layout, run_id)
+            except (store_gc.RunProtected, FileNotFoundError) as exc:
+                self.message.emit("warning", str(exc))
+                continue
+            except OSError as exc:
+                self.message.emit("error", f"Run {layout.flow}/{run_id} could not be deleted: "
+                                  f"{exc}")
+                continue
+            deleted.append(run_id)
+        if not deleted:
+            return deleted
+        gone = set(deleted)
         for session in self.sessions.values():  # a run of this session: nothing left to show
-            if session.state is not None and session.state.run_id == run_id and \
+            if session.state is not None and session.state.run_id in gone and \
                     not session.running:
                 session.state = None
                 session.start_failure = None
         self.forget_last_runs(layout.flow)
-        self.message.emit("info", f"Deleted run {layout.flow}/{run_id} "
-                          f"({store_gc.human_bytes(freed)}).")
-        return True
+        what = f"run {layout.flow}/{deleted[0]}" if len(deleted) == 1 else \
+            f"{len(deleted)} runs of {layout.flow}"
+        self.message.emit("info", f"Deleted {what} ({store_gc.human_bytes(freed)}).")
+        return deleted
 
     def pin_run(self, layout: RunLayout, run_id: str, pinned: bool = True) -> bool:
         """Pin a run (the collector keeps it however old) or unpin it."""

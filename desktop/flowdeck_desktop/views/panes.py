@@ -175,7 +175,7 @@ class HistoryPane(QWidget):
 
     run_selected = Signal(object)  # RunSummary
     rerun_requested = Signal(object)  # RunSummary
-    delete_requested = Signal(object)  # RunSummary, confirmed by the user
+    delete_requested = Signal(list)  # [RunSummary], confirmed by the user at once
     pin_requested = Signal(object, bool)  # RunSummary, True to pin, False to unpin
     compare_requested = Signal(object, object)  # RunSummary older, RunSummary newer
     plot_requested = Signal(object)  # RunSummary whose records list the artifacts to offer
@@ -429,8 +429,9 @@ class HistoryPane(QWidget):
         return super().eventFilter(watched, event)
 
     def request_delete_many(self, runs: list[RunSummary]) -> None:
-        """Ask once, then emit `delete_requested` for each run that may go; the running and
-        pinned ones stay, and the question says so."""
+        """Ask once, then emit `delete_requested` with every run that may go (deleted
+        together, the table refreshed once); the running and pinned ones stay, and the
+        question says so."""
         kept = [r for r in runs if r.status == RUNNING or r.pinned or r.layout is None]
         going = [r for r in runs if r not in kept]
         if not going:
@@ -443,8 +444,7 @@ class HistoryPane(QWidget):
         if self._ask(f"Delete {len(going)} runs?", f"{names}: their folders and logs are "
                      "removed for good; their artifacts go at the next clean-up unless other "
                      "runs use them." + note):
-            for run in going:
-                self.delete_requested.emit(run)
+            self.delete_requested.emit(going)
 
     def request_delete(self, run: RunSummary) -> None:
         """Ask, then emit `delete_requested`; a running or pinned run gets a reason instead."""
@@ -460,7 +460,7 @@ class HistoryPane(QWidget):
                 "steps are this run's, and go with it." if resumed else "")
         if self._ask(f"Delete run {run.run_id}?", "Its folder and log are removed for good; "
                      "its artifacts go at the next clean-up unless other runs use them." + note):
-            self.delete_requested.emit(run)
+            self.delete_requested.emit([run])
 
     def _ask(self, question: str, detail: str) -> bool:
         box = QMessageBox(QMessageBox.Icon.Question, "Delete run", question,
