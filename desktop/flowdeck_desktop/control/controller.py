@@ -19,6 +19,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QSettings, QThreadPool, QTimer, Signal
 
+from flowdeck.analysis.graph import code_fingerprint
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
@@ -65,6 +66,14 @@ class RunPlan:
 OUTPUT_TAIL_CHARS = 65536
 
 
+def _fingerprint_of(file: str) -> str | None:
+    """The code of `file` without comments (`code_fingerprint`); None when unreadable."""
+    try:
+        return code_fingerprint(Path(file).read_text(encoding="utf-8", errors="surrogateescape"))
+    except OSError:
+        return None
+
+
 @dataclass
 class FlowSession:
     """Everything the window keeps for one flow: its parameters (by command-line name,
@@ -85,6 +94,9 @@ class FlowSession:
     output_tail: str = ""  # the current run's last output, for a failure before it started
     start_failure: StartFailure | None = None
     recheck: tuple[CatalogEntry, float] | None = None  # a save waiting for its run's record
+    #: `code_fingerprint` of the file as the latest run started from it: a save that
+    #: changes only comments or blank lines leaves it, and is not rerun.
+    started_code: str | None = None
 
     def keep_output(self, text: str) -> None:
         self.output_tail = (self.output_tail + text)[-OUTPUT_TAIL_CHARS:]
@@ -574,6 +586,7 @@ class FlowdeckController(QObject):
         run.output.connect(lambda _stream, text, s=session: s.keep_output(text))
         run.ended.connect(lambda code, status, k=key: self._on_ended(k, status, code))
         session.replace_run(run, state)
+        session.started_code = _fingerprint_of(entry.file)
         self._last_runs.pop(key, None)
         self.model.set_run_status(key, "running")
         self.run_started.emit(key, state)
@@ -813,12 +826,20 @@ class FlowdeckController(QObject):
         self.session(entry.key).recheck = None
         if version == "same":
             return  # the latest run read the saved file already: rerunning would run it twice
+        session = self.session(entry.key)
+        if session.run is not None and session.started_code is not None and \
+                _fingerprint_of(entry.file) == session.started_code:
+            self._tell("info", f"{entry.name} saved: only comments or blank lines changed, so "
+                       "it was not rerun.", entry.key)
+            return
         try:
             plan = self.rerun_plan(entry)
         except RunOptionsError as exc:
             self._tell("error", f"{entry.name} was saved but not rerun: {exc}", entry.key)
             return
-        self._tell("info", f"{entry.name} saved; rerunning ({plan.reason}).", entry.key)
+        stopping = " The run going on is stopped first." if self.is_running(entry.key) else ""
+        self._tell("info", f"{entry.name} saved; rerunning ({plan.reason}).{stopping}",
+                   entry.key)
         if self.is_running(entry.key):
             self.session(entry.key).pending_rerun = plan
             self.stop_run(entry.key)
