@@ -148,3 +148,26 @@ def test_run_starts_the_flow_in_the_current_folder(tmp_path: Path) -> None:
     from flowdeck import Flow
     run = Flow("CwdFlow", root=sub / ".flowdeck").latest_run  # the store stays beside the file
     assert run.data.where == str(tmp_path) and run.data.rate == 0.5
+
+
+def test_a_flows_printing_commands_end_quietly_when_the_reader_stops(tmp_path: Path) -> None:
+    """`python flow.py output-raw | head -5` (and output-dot) end as a process
+    ended by SIGPIPE, without a BrokenPipeError traceback."""
+    steps = "".join(f"    @step\n    def s{i}(self):\n        self.next(self.s{i + 1})\n\n"
+                    for i in range(60))
+    flow = tmp_path / "long.py"
+    flow.write_text("from flowdeck import FlowSpec, step\n\n\nclass LongFlow(FlowSpec):\n"
+                    "    @step\n    def start(self):\n        self.next(self.s0)\n\n" + steps +
+                    "    @step\n    def s60(self):\n        self.next(self.end)\n\n"
+                    "    @step\n    def end(self):\n        pass\n\n\n"
+                    "if __name__ == '__main__':\n    LongFlow()\n")
+    for command in ("output-raw", "output-dot"):  # each larger than the one-page pipe
+        reader = subprocess.Popen([sys.executable, str(flow), command], env=child_env(),
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert reader.stdout is not None and reader.stderr is not None
+        fcntl.fcntl(reader.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # see above
+        assert reader.stdout.readline()
+        reader.stdout.close()
+        err = reader.stderr.read().decode()
+        assert reader.wait(timeout=120) == 141, (command, err)
+        assert "Traceback" not in err and "Broken" not in err

@@ -14,6 +14,7 @@ from flowdeck import __version__
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.analysis.show import format_show
+from flowdeck.engine.terminal import reader_gone
 
 
 def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
@@ -31,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
         return code
     except BrokenPipeError:  # `flowdeck list | head`: the reader has what it wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the exit's own flush fails no more
-        return 141  # as a process ended by SIGPIPE
+        return reader_gone()
 
 
 def _fill_missing_streams() -> None:

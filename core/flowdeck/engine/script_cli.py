@@ -24,7 +24,7 @@ from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
-from flowdeck.engine.terminal import under_metaflow_alias
+from flowdeck.engine.terminal import reader_gone, under_metaflow_alias
 from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,32 +176,48 @@ def with_default_command(argv: list[str], parameters: frozenset[str] = frozenset
 
 def _dispatch(flow_cls: type, args: Any,
               defaults: dict[str, Any]) -> tuple[int, RunAt | None]:
+    if args.command in ("version", "help", "show", "check", "output-dot", "output-raw"):
+        try:
+            code = _print_command(flow_cls, args)
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
+            return code, None
+        except BrokenPipeError:  # `python flow.py output-raw | head`: the reader is done
+            return reader_gone(), None
+    return _run_command(flow_cls, args, defaults)
+
+
+def _print_command(flow_cls: type, args: Any) -> int:
+    """The commands that print about the flow and run nothing."""
     if args.command == "version":
         print(f"Flowdeck {__version__} (runs Metaflow-style flows; Python "
               f"{sys.version.split()[0]})")
-        return 0, None
+        return 0
     if args.command == "help":
         _script_parser(flow_cls).print_help()
-        return 0, None
+        return 0
     if args.command == "show":
         prepared = launch.prepare(flow_cls)
         print(format_show(prepared.graph))
-        return 0, None
+        return 0
     if args.command == "check":
         prepared = launch.prepare(flow_cls)
         print_diagnostics(prepared.diagnostics)
         print(f"{flow_cls.__name__}: {len(prepared.graph.nodes)} steps, no errors.")
-        return 0, None
+        return 0
     if args.command == "output-dot":
         prepared = launch.prepare(flow_cls)
         print("Visualizing the flow as a GraphViz graph\n    Try piping the output to 'dot -Tpng "
               "-o graph.png' to produce an actual image.", file=sys.stderr)
         print(format_dot(prepared.graph))
-        return 0, None
-    if args.command == "output-raw":
-        prepared = launch.prepare(flow_cls)
-        print(json.dumps(prepared.graph.as_dict(), indent=4))
-        return 0, None
+        return 0
+    prepared = launch.prepare(flow_cls)  # output-raw
+    print(json.dumps(prepared.graph.as_dict(), indent=4))
+    return 0
+
+
+def _run_command(flow_cls: type, args: Any,
+                 defaults: dict[str, Any]) -> tuple[int, RunAt | None]:
+    """`run` and `resume`."""
     quiet = bool(args.quiet or args.top_quiet)
     _apply_top_options(args, quiet)
     options = RunOptions(max_workers=args.max_workers or 0,

@@ -58,6 +58,16 @@ def under_metaflow_alias() -> bool:
     return any(hasattr(finder, "import_refusal") for finder in sys.meta_path)
 
 
+def reader_gone() -> int:
+    """After a BrokenPipeError on stdout (`... | head`: the reader has what it wanted):
+    stdout goes to /dev/null, so the exit's own flush fails no more, and the exit code is
+    a process's ended by SIGPIPE, as the shell's tools give."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def resume_command(file: str) -> str:
     """The command that resumes a run of `file` as it was started, ready to paste: the
     path as the user would type it from here, quoted where it has spaces."""
