@@ -154,11 +154,11 @@ def test_a_flows_printing_commands_end_quietly_when_the_reader_stops(tmp_path: P
     """`python flow.py output-raw | head -5` (and output-dot) end as a process
     ended by SIGPIPE, without a BrokenPipeError traceback."""
     steps = "".join(f"    @step\n    def s{i}(self):\n        self.next(self.s{i + 1})\n\n"
-                    for i in range(60))
+                    for i in range(300))
     flow = tmp_path / "long.py"
     flow.write_text("from flowdeck import FlowSpec, step\n\n\nclass LongFlow(FlowSpec):\n"
                     "    @step\n    def start(self):\n        self.next(self.s0)\n\n" + steps +
-                    "    @step\n    def s60(self):\n        self.next(self.end)\n\n"
+                    "    @step\n    def s300(self):\n        self.next(self.end)\n\n"
                     "    @step\n    def end(self):\n        pass\n\n\n"
                     "if __name__ == '__main__':\n    LongFlow()\n")
     for command in ("output-raw", "output-dot"):  # each larger than the one-page pipe
