@@ -200,6 +200,28 @@ def test_run_fold_reads_an_unknown_status_as_failed_once_for_every_consumer() ->
     assert fold.tasks["1"].status == "failed" and fold.steps["start"].status == "failed"
 
 
+def test_steps_a_failed_run_never_reached_are_not_run_not_pending() -> None:
+    """Once a run has ended without succeeding, a step no task reached is `not run`; left
+    `pending` it looked like a step about to start. A run that goes on keeps `pending`."""
+    graph = {"graph": {"start": {"type": "start", "next": ["train"]},
+                       "train": {"type": "linear", "next": ["end"]},
+                       "end": {"type": "end", "next": []}}}
+    for how in ("finished", "killed"):
+        fold = RunFold(graph)
+        fold.apply({"type": "run_started", "t": 1, "run_id": "r", "flow": "F"})
+        fold.apply({"type": "task_started", "t": 1, "run_id": "r", "step": "start",
+                    "task_id": "1"})
+        fold.apply({"type": "task_finished", "t": 2, "run_id": "r", "step": "start",
+                    "task_id": "1", "status": "failed"})
+        assert fold.steps["train"].status == "pending"  # the run is still going
+        if how == "finished":
+            fold.apply({"type": "run_finished", "t": 3, "run_id": "r", "status": "failed"})
+        else:
+            fold.mark_ended("cancelled", 3)
+        assert fold.steps["start"].status == "failed"
+        assert fold.steps["train"].status == fold.steps["end"].status == "not run", how
+
+
 def test_sessions_keep_one_run_state_per_flow(qtbot, settings, tmp_path: Path) -> None:
     """Three runs of one flow leave one RunState and one RunProcess alive, not three."""
     from conftest import flow_key

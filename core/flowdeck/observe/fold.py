@@ -28,6 +28,7 @@ from flowdeck.store.events import (
 from flowdeck.store.status import (
     CANCELLED,
     FAILED,
+    NOT_RUN,
     PENDING,
     REUSED,
     RUNNING,
@@ -278,6 +279,17 @@ class RunFold:
             if not grew:
                 break
 
+    def _settle_not_run(self, change: FoldChange) -> None:
+        """Once a run has ended without succeeding, a step still pending was never reached:
+        it is `not run` (left pending, it looked like a step about to start)."""
+        if self.status in (SUCCEEDED, RUNNING, PENDING):
+            return
+        for step in self._parents:
+            summary = self.steps.get(step, StepSummary())
+            if summary.status == PENDING and not sum(
+                    self._tallies[step].by_status.values() if step in self._tallies else []):
+                self._set_step(step, StepSummary(NOT_RUN, 0, summary.total), change)
+
     def _dead_edge(self, parent: str, step: str, skipped: set[str]) -> bool:
         """An edge no task will take: from a skipped step, or a switch's case not taken."""
         if parent in skipped:
@@ -313,6 +325,7 @@ class RunFold:
         self.error = e.error
         change.run = True
         self._settle_skipped(change, run_over=True)
+        self._settle_not_run(change)
         if self.status == CANCELLED:
             for step, summary in list(self.steps.items()):
                 if summary.status == RUNNING:
@@ -335,6 +348,7 @@ class RunFold:
                 change.tasks.add(task.task_id)
         for step in list(self.steps):
             self._refresh(step, change)
+        self._settle_not_run(change)
         change.run = True
         return change
 

@@ -35,7 +35,8 @@ from flowdeck.store.status import RUNNING
 
 REFRESH_S = 0.1
 SYMBOLS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✖",
-           "cancelled": "■", "reused": "↺", "skipped": "–"}  # skipped: a switch's other case
+           "cancelled": "■", "reused": "↺", "skipped": "–",  # skipped: a switch's other case
+           "not run": "–"}  # the run ended before it
 COLOURS = {"running": "33", "succeeded": "32", "failed": "31", "cancelled": "35",
            "reused": "36"}  # ANSI: yellow, green, red, magenta, cyan
 

@@ -19,6 +19,9 @@ DAMAGED: Final = "damaged"  # a run whose record cannot be read
 #: A step no task will run: the switch before it took another case (a step's state in the
 #: run fold, never a task's or a run's status).
 SKIPPED: Final = "skipped"
+#: A step no task ran because the run ended (failed, cancelled, crashed) before it (a
+#: step's state in the run fold, like SKIPPED: it is not "pending" once nothing runs).
+NOT_RUN: Final = "not run"
 
 #: What a task's final attempt can say.
 TASK_FINAL = (SUCCEEDED, FAILED, CANCELLED, REUSED)

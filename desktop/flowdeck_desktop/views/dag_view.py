@@ -79,7 +79,7 @@ from PySide6.QtWidgets import (
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.observe.fold import StepSummary
-from flowdeck.store.status import REUSED, SKIPPED, SUCCEEDED
+from flowdeck.store.status import NOT_RUN, REUSED, SKIPPED, SUCCEEDED
 from flowdeck_desktop.views.dag_layout import (
     DagLayout,
     EdgeRoute,
@@ -370,8 +370,9 @@ class StepItem(QGraphicsItem):
 
     @property
     def skipped(self) -> bool:
-        """No task ran or will run here: the switch before it took another case."""
-        return self._state.status == SKIPPED
+        """No task ran or will run here: the switch before it took another case, or the
+        run ended (failed, cancelled) before it. Drawn faded and dashed either way."""
+        return self._state.status in (SKIPPED, NOT_RUN)
 
     def shows_progress(self) -> bool:
         """Counter and bar for foreach bodies, and for any step that reports several tasks."""
@@ -388,11 +389,15 @@ class StepItem(QGraphicsItem):
             right.append(f"{s.done}/{s.total}")
         if s.duration is not None:
             right.append(format_duration(s.duration))
+        not_run = s.status == NOT_RUN
         if self.skipped:
-            right = ["not taken"]
+            right = ["not run" if not_run else "not taken"]
         self._detail_left = " \u00b7 ".join(left)
         self._detail_right = "  ".join(right)
-        status = f"{s.status} (not taken: its switch took another case)" if self.skipped else s.status
+        status = s.status
+        if self.skipped:
+            status = "not run: the run ended before it" if not_run else \
+                f"{s.status} (not taken: its switch took another case)"
         lines = [f"{self.name}" + (f" ({self.hint})" if self.hint else ""), f"status: {status}",
                  f"tasks: {s.done}/{s.total} done" if s.total else "tasks: none yet"]
         if s.taken:
