@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -856,11 +857,52 @@ def test_a_progress_bar_shows_its_last_state_in_the_terminal(tmp_path: Path) -> 
         "if __name__ == '__main__':\n    BarFlow()\n")
     result = run_flow(path)
     assert result.returncode == 0, result.stderr
-    bar = [line for line in result.stderr.splitlines() if "progress" in line]
-    assert len(bar) == 1 and bar[0].endswith("/start/1] progress 100%"), bar
+    bar = [line for line in result.stderr.split("\n") if "progress" in line]
+    # what a terminal shows of it: its live states (if any came apart) overwritten in place
+    assert len(bar) == 1 and bar[0].split("\r")[-1].endswith("/start/1] progress 100%"), bar
     assert "\ufffd" not in result.stderr
     stored = runs_of(path, "BarFlow").latest_run["start"].task.stderr
     assert stored.startswith("\rprogress 0%\rprogress 25%")  # the log keeps every byte
+
+
+def test_a_progress_bar_is_shown_while_it_runs(tmp_path: Path) -> None:
+    """A bar redrawn with carriage returns (tqdm's, on stderr) shows its state as it goes,
+    redrawn in place, not only once its line ends: a long step looked hung."""
+    gate = tmp_path / "gate"
+    path = tmp_path / "live.py"
+    path.write_text(
+        "import os, sys, time\nfrom flowdeck import FlowSpec, step\n\n\n"
+        "class LiveBarFlow(FlowSpec):\n    @step\n    def start(self):\n"
+        "        for i in range(3):\n"
+        "            sys.stderr.write(f'\\rtraining {i * 50}%')\n"
+        "            sys.stderr.flush()\n"
+        "            time.sleep(0.05)\n"
+        f"        while not os.path.exists({str(gate)!r}):\n"
+        "            time.sleep(0.02)\n"
+        "        sys.stderr.write('\\rtraining done\\n')\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    LiveBarFlow()\n")
+    proc = subprocess.Popen([sys.executable, str(path)], cwd=tmp_path, env=child_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + WAIT_S  # a liveness guard: the gate stays shut till then
+    try:
+        while b"training 100%" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 4096)
+                assert chunk, seen  # the run ended without showing the bar's state
+                seen += chunk
+        assert b"training 100%" in seen, seen  # shown before its line ended
+        assert b"\n" not in seen.split(b"training 0%")[-1]  # each state on the same line
+    finally:
+        gate.touch()
+        rest = proc.communicate(timeout=WAIT_S)[1]
+    final = (seen + rest).decode().split("\n")
+    assert any(line.split("\r")[-1].rstrip().endswith("/start/1] training done")
+               for line in final), final
+    assert proc.returncode == 0
 
 
 def test_setting_a_read_only_flow_attribute_says_what_it_is(tmp_path: Path) -> None:

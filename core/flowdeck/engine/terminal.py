@@ -89,6 +89,7 @@ class TerminalEcho:
         self._out = out
         self._err = err
         self._partial: dict[tuple[str, str, bool], bytes] = {}
+        self._live: dict[tuple[str, str, bool], str] = {}  # progress bars shown, not ended
 
     @property
     def out(self) -> TextIO | None:
@@ -192,10 +193,35 @@ class TerminalEcho:
             self._partial[key] = rest
         if lines:
             prefix = self._prefix(step, task_id)
-            self._say("\n".join(f"{prefix} {clean_line(line)}" for line in lines), err=is_err)
+            texts = [clean_line(line) for line in lines]
+            shown = self._live.pop(key, "")  # a progress bar's state on screen: cover it
+            texts[0] = texts[0].ljust(len(shown))
+            self._say("\n".join(f"{prefix} {text}" for text in texts), err=is_err)
+        if b"\r" in rest:
+            self._show_live(key, clean_line(rest))
+
+    def _show_live(self, key: tuple[str, str, bool], state: str) -> None:
+        """A progress bar's current state (a line redrawn with carriage returns and not
+        ended yet: tqdm's), shown now and redrawn in place, not held until its newline (a
+        long step looked hung). The line that ends it covers it."""
+        shown = self._live.get(key)
+        if shown == state or not state:
+            return
+        self._live[key] = state
+        step, task_id, is_err = key
+        stream = self.err if is_err else self.out
+        if stream is None:
+            return
+        try:
+            stream.write(f"{self._prefix(step, task_id)} {state.ljust(len(shown or ''))}\r")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def flush_task(self, step: str, task_id: str) -> None:
         for is_err in (False, True):
             rest = self._partial.pop((step, task_id, is_err), b"")
+            shown = self._live.pop((step, task_id, is_err), "")
             if rest:
-                self._say(f"{self._prefix(step, task_id)} {clean_line(rest)}", err=is_err)
+                self._say(f"{self._prefix(step, task_id)} {clean_line(rest).ljust(len(shown))}",
+                          err=is_err)
