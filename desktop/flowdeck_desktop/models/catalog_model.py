@@ -18,6 +18,9 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry, CatalogSnapshot, FileProblem
 
+#: Between a flow row's name, engine and step count (the list's delegate drops the last
+#: parts first when the row is narrow).
+FLOW_ROW_SEPARATOR = "  ·  "
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "folder" | "file" | "flow" | "diagnostic"
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # folder path, file path or flow key
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 3  # ready | has errors | last run failed | running
@@ -206,7 +209,8 @@ class CatalogModel(QStandardItemModel):
         elif not entry.ok:
             status = "has errors"
         engine = "Metaflow" if entry.engine == "metaflow" else "Flowdeck"
-        text = f"{BADGES.get(status, '')} {entry.name}  ·  {engine}  ·  {len(entry.steps)} steps"
+        text = FLOW_ROW_SEPARATOR.join((f"{BADGES.get(status, '')} {entry.name}", engine,
+                                        f"{len(entry.steps)} steps"))
         if item.text() != text:
             item.setText(text)
         item.setData(status, STATUS_ROLE)
