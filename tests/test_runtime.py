@@ -905,6 +905,23 @@ def test_a_progress_bar_is_shown_while_it_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
+def test_the_next_line_covers_a_progress_bar_of_any_task() -> None:
+    """Two tasks on one stream: a bar's state ends with a carriage return, so the next
+    text written there, another task's line included, starts over it and covers it
+    whole (a shorter line left the bar's end showing, in a terminal and in the log)."""
+    import io
+
+    from flowdeck.engine.terminal import TerminalEcho
+    err = io.StringIO()
+    echo = TerminalEcho("r", out=io.StringIO(), err=err)
+    echo.output("train", "2", True, b"\repoch 1 of 10, loss 0.123456")
+    echo.output("train", "3", True, b"ok\n")
+    shown = err.getvalue()
+    bar, line = shown.split("\r")[0], shown.split("\r")[1].split("\n")[0]
+    assert bar.endswith("[r/train/2] epoch 1 of 10, loss 0.123456")
+    assert line.rstrip().endswith("[r/train/3] ok") and len(line) >= len(bar)
+
+
 def test_setting_a_read_only_flow_attribute_says_what_it_is(tmp_path: Path) -> None:
     """`self.name = "resnet50"`: a warning with its line before the run, then the step's
     error names the attribute and what it is (Python said "property 'name' of ... has no

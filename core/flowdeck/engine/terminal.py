@@ -90,6 +90,9 @@ class TerminalEcho:
         self._err = err
         self._partial: dict[tuple[str, str, bool], bytes] = {}
         self._live: dict[tuple[str, str, bool], str] = {}  # progress bars shown, not ended
+        #: By stream (stderr: True): the width a progress bar's state left on the line the
+        #: next text starts on (0: the line is new).
+        self._open_line: dict[bool, int] = {}
 
     @property
     def out(self) -> TextIO | None:
@@ -105,11 +108,20 @@ class TerminalEcho:
         return f"{stamp} [{self.run_id}/{step}/{task_id}]"
 
     def _say(self, text: str, err: bool = False) -> None:
+        self._write(text, "\n", err)
+
+    def _write(self, text: str, end: str, err: bool) -> None:
+        """`text` and `end` to the stream; its first line covers whatever a progress bar
+        left on the line (any task's: a bar's state ends with a carriage return, so the
+        next text on that stream starts over it)."""
         stream = self.err if err else self.out
         if stream is None:  # started without that fd (`>&-`): print() says nothing either
             return
+        first, newline, others = text.partition("\n")
+        width = self._open_line.get(err, 0)
+        self._open_line[err] = len(text) if end == "\r" and not newline else 0
         try:
-            stream.write(text + "\n")
+            stream.write(first.ljust(width) + newline + others + end)
             stream.flush()
         except (OSError, ValueError):
             pass
@@ -193,10 +205,8 @@ class TerminalEcho:
             self._partial[key] = rest
         if lines:
             prefix = self._prefix(step, task_id)
-            texts = [clean_line(line) for line in lines]
-            shown = self._live.pop(key, "")  # a progress bar's state on screen: cover it
-            texts[0] = texts[0].ljust(len(shown))
-            self._say("\n".join(f"{prefix} {text}" for text in texts), err=is_err)
+            self._live.pop(key, None)
+            self._say("\n".join(f"{prefix} {clean_line(line)}" for line in lines), err=is_err)
         if b"\r" in rest:
             self._show_live(key, clean_line(rest))
 
@@ -204,24 +214,15 @@ class TerminalEcho:
         """A progress bar's current state (a line redrawn with carriage returns and not
         ended yet: tqdm's), shown now and redrawn in place, not held until its newline (a
         long step looked hung). The line that ends it covers it."""
-        shown = self._live.get(key)
-        if shown == state or not state:
+        if self._live.get(key) == state or not state:
             return
         self._live[key] = state
         step, task_id, is_err = key
-        stream = self.err if is_err else self.out
-        if stream is None:
-            return
-        try:
-            stream.write(f"{self._prefix(step, task_id)} {state.ljust(len(shown or ''))}\r")
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+        self._write(f"{self._prefix(step, task_id)} {state}", "\r", is_err)
 
     def flush_task(self, step: str, task_id: str) -> None:
         for is_err in (False, True):
             rest = self._partial.pop((step, task_id, is_err), b"")
-            shown = self._live.pop((step, task_id, is_err), "")
+            self._live.pop((step, task_id, is_err), None)
             if rest:
-                self._say(f"{self._prefix(step, task_id)} {clean_line(rest).ljust(len(shown))}",
-                          err=is_err)
+                self._say(f"{self._prefix(step, task_id)} {clean_line(rest)}", err=is_err)
