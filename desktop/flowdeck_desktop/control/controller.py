@@ -33,10 +33,11 @@ from flowdeck.engines.launching import (
 )
 from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store import gc as store_gc
-from flowdeck.store.index import RunEntry, RunIndex
+from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord, parameter_arguments
-from flowdeck.store.status import CRASHED, FAILED, RUN_UNFINISHED, SUCCEEDED
+from flowdeck.store.status import CRASHED, FAILED, RUN_UNFINISHED, RUNNING, SUCCEEDED
+from flowdeck_desktop.control.outside_run import OutsideRun
 from flowdeck_desktop.control.run_options import (
     ENGINE_LABELS,
     Placement,
@@ -171,6 +172,8 @@ class FlowdeckController(QObject):
     run_started = Signal(str, object)  # flow key, RunState
     run_output = Signal(str, str, str)  # flow key, stream, text
     run_ended = Signal(str, str)  # flow key, status
+    #: A run the window did not start (`follow_outside_run`) ended: flow key, status.
+    outside_run_ended = Signal(str, str)
     message = Signal(str, str)  # level (info | warning | error), text
     #: The flow key the message being emitted is about (None: no one flow); set only
     #: while `message` is emitted, so a slot can read it, as the banner does.
@@ -189,6 +192,9 @@ class FlowdeckController(QObject):
         self.roots: list[str] = []
         self.sessions: dict[str, FlowSession] = {}
         self._last_runs: dict[str, RunEntry | None] = {}  # last_run's reads, by flow key
+        #: By flow key: the run of it started elsewhere that the window follows (kept after
+        #: it ends while the window may show its state).
+        self.outside: dict[str, OutsideRun] = {}
         self._gc_pool = QThreadPool(self)
         self._gc_pool.setMaxThreadCount(1)  # one collection at a time, whatever the store
         self._gc_relay = _GcRelay()
@@ -335,6 +341,8 @@ class FlowdeckController(QObject):
     def shutdown(self) -> None:
         self._closed = True  # no collection starts after this (its relay would be gone)
         self.bridge.stop()
+        for outside in self.outside.values():
+            outside.close()  # followed, not owned: those runs go on
         for run in list(self.runs.values()):
             run.stop()
             run.wait_stopped(3000)
@@ -608,9 +616,81 @@ class FlowdeckController(QObject):
         return state
 
     def stop_run(self, key: str) -> None:
+        """Stop the flow's run: the window's own, else the one started elsewhere that it
+        follows (on this host)."""
         session = self.sessions.get(key)
         if session is not None and session.run is not None and session.running:
             session.run.stop()
+            return
+        outside = self.outside_run(key)
+        if outside is not None:
+            outside.stop()
+
+    def can_stop(self, key: str) -> bool:
+        """Whether Stop has a run to stop: the window's own, or one it follows that goes
+        on on this host and is not being stopped already."""
+        if self.is_running(key):
+            return True
+        outside = self.outside_run(key)
+        return outside is not None and outside.stoppable and not outside.stopping
+
+    # -- runs started elsewhere --------------------------------------------------------
+
+    def outside_run(self, key: str) -> OutsideRun | None:
+        """The run of the flow started elsewhere that the window follows, while it goes."""
+        outside = self.outside.get(key)
+        return outside if outside is not None and outside.running else None
+
+    def is_outside_state(self, state: RunState) -> bool:
+        """Whether `state` is the view of a run started elsewhere that is followed live."""
+        return any(o.running and state.parent() is o for o in self.outside.values())
+
+    def follow_outside_run(self, key: str, run_id: str | None = None) -> RunState | None:
+        """The flow's run `run_id` (None: its newest), when it goes on elsewhere (a
+        terminal, a window killed before it ended), as a state fed live from its events;
+        None when it is not running, or is the window's own. Asked again for the same
+        run, the same state. One run per flow is followed at a time."""
+        session = self.sessions.get(key)
+        own = session.state.run_id if session is not None and session.state else None
+        layout = self.layout_for(key)
+        if layout is None:
+            return None
+        last = self.last_run(key) if run_id is None else read_run(layout, run_id)
+        if last is None or last.record is None or last.status != RUNNING or \
+                (self.is_running(key) and last.run_id == own):
+            return None
+        outside = self.outside.get(key)
+        if outside is not None and outside.run_id == last.run_id:
+            state = outside.findChild(RunState)
+            if state is not None:
+                return state
+        if outside is not None:
+            outside.close()
+            outside.deleteLater()
+        outside = OutsideRun(layout, last.record, self)
+        state = RunState(outside)
+        entry = self.model.entry(key)
+        if entry is not None:
+            state.reset(entry.flow.graph.as_dict())  # its run_started event brings the run's
+            state.describe(entry.name, entry.file)
+        outside.event_arrived.connect(state.apply)
+        outside.ended.connect(lambda status, k=key, o=outside: self._on_outside_ended(k, o, status))
+        self.outside[key] = outside
+        outside.start()
+        if outside.running and not self.is_running(key):
+            self.model.set_run_status(key, RUNNING)
+        return state
+
+    def _on_outside_ended(self, key: str, outside: OutsideRun, status: str) -> None:
+        state = outside.findChild(RunState)
+        if state is not None and state.status == RUNNING:
+            state.mark_ended(status)
+        entry = self.model.entry(key)
+        if entry is not None and not self.is_running(key):
+            self.forget_last_runs(entry.name)  # reads its record again, and marks the row
+            if self.outside.get(key) is outside:
+                self.model.set_run_status(key, outcome_badge(status))
+        self.outside_run_ended.emit(key, status)
 
     def _on_ended(self, key: str, status: str, code: int = 0) -> None:
         session = self.session(key)

@@ -407,6 +407,7 @@ class MainWindow(QMainWindow):
         c.run_started.connect(self._on_run_started)
         c.run_output.connect(self._on_run_output)
         c.run_ended.connect(self._on_run_ended)
+        c.outside_run_ended.connect(self._on_outside_run_ended)
         c.start_failed.connect(self._on_start_failed)
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
@@ -762,6 +763,10 @@ class MainWindow(QMainWindow):
         events = layout.events(last.run_id)
         if not events.exists():
             return None
+        if last.status == RUNNING:  # started elsewhere, going on: followed live
+            followed = self.controller.follow_outside_run(key)
+            if followed is not None:
+                return followed
         return self._past_state(str(events), last.status, entry.name, entry.file)
 
     def _past_state(self, events_path: str, status: str, flow: str, file: str) -> RunState:
@@ -901,6 +906,8 @@ class MainWindow(QMainWindow):
             return
         run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
+        if self.controller.is_outside_state(state):
+            run += " (started outside this window)"
         if self.controller.session(self.selected_key).did_not_start(state):
             run = "the run did not start (see the message above)"
         warning, tip = self._file_errors_note(state)
@@ -923,8 +930,11 @@ class MainWindow(QMainWindow):
         if self.selected_key is None:
             return
         entry = self.controller.model.entry(self.selected_key)
-        state = self._past_state(run.events_path, run.status, entry.name if entry else "",
-                                 entry.file if entry else "")
+        followed = self.controller.follow_outside_run(self.selected_key, run.run_id) \
+            if run.status == RUNNING else None
+        state = followed or self._past_state(run.events_path, run.status,
+                                             entry.name if entry else "",
+                                             entry.file if entry else "")
         self._show_state(state)
         self._show_run_logs_of(run.run_id)
 
@@ -933,11 +943,44 @@ class MainWindow(QMainWindow):
         same name in another file): the list's marks and Resume follow."""
         if runs == self.history.runs:
             return
+        before = self.history.runs
         self.history.set_runs(runs)
         entry = self._selected_entry()
         if entry is not None:
             self.controller.forget_last_runs(entry.name)
+            self._follow_new_outside_run(entry.key, before, runs)
         self._refresh_controls()
+
+    def _follow_new_outside_run(self, key: str, before: list[RunSummary],
+                                runs: list[RunSummary]) -> None:
+        """A run of the shown flow started elsewhere (a terminal) while the window shows
+        the flow's newest run, or none: show the new one, live. A run picked in History,
+        or one of this window's, stays shown."""
+        newest = runs[0] if runs else None
+        state = self.shown_state
+        if newest is None or newest.status != RUNNING or state is None or \
+                self.controller.is_running(key) or state.run_id == newest.run_id:
+            return
+        if state.run_id and (not before or state.run_id != before[0].run_id):
+            return
+        followed = self.controller.follow_outside_run(key, newest.run_id)
+        if followed is not None:
+            self._show_state(followed)
+            self._show_run_logs_of(newest.run_id)
+
+    def _on_outside_run_ended(self, key: str, status: str) -> None:
+        """A followed run started elsewhere ended: History, the controls and the title
+        catch up, and the window says how it ended."""
+        if key == self.selected_key:
+            self._refresh_history()
+            self._update_title()
+        self._refresh_controls()
+        entry = self.controller.model.entry(key)
+        outside = self.controller.outside.get(key)
+        state = outside.findChild(RunState) if outside is not None else None
+        text = run_ended_text(entry.name if entry else key, status, state)
+        self.show_message("info" if status in ("succeeded", "cancelled") else "warning",
+                          f"{text[:-1]} (a run started outside this window).", flow=key)
 
     def _delete_past(self, runs: list[RunSummary]) -> None:
         """Delete History's confirmed runs, then refresh once (a refresh per run re-listed
@@ -1145,6 +1188,7 @@ class MainWindow(QMainWindow):
     def stop_selected(self) -> None:
         if self.selected_key:
             self.controller.stop_run(self.selected_key)
+            self._refresh_controls()  # a run followed from outside: Stop is sent once
 
     def resume_selected(self) -> None:
         if self.selected_key:
@@ -1429,7 +1473,7 @@ class MainWindow(QMainWindow):
         running = bool(key) and self.controller.is_running(key or "")
         self.act_run.setEnabled((entry is not None and entry.ok and not running)
                                 or (entry is None and bool(self.file_choices)))
-        self.act_stop.setEnabled(running)
+        self.act_stop.setEnabled(bool(key) and self.controller.can_stop(key or ""))
         self.act_resume.setEnabled(entry is not None and not running
                                    and self.controller.can_resume(key or ""))
         self.act_auto.setEnabled(entry is not None)

@@ -1,0 +1,161 @@
+"""Runs the window did not start (a terminal's, or one a killed window left going) are
+shown live, can be stopped from the window, and end with the status they really had."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import FLOWS, WAIT_MS, WAIT_S, child_env, flow_key, opened_window, wait_for
+
+from flowdeck.store.index import RunIndex
+from flowdeck.store.layout import RunLayout
+from flowdeck.store.status import CANCELLED, CRASHED, RUNNING, SUCCEEDED
+from flowdeck_desktop.models.catalog_model import STATUS_ROLE
+
+GATED = """import os
+import time
+
+from flowdeck import FlowSpec, step
+
+
+class GatedFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.wait)
+
+    @step
+    def wait(self):
+        while not os.path.exists(os.environ["GATE"]):
+            time.sleep(0.02)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    GatedFlow()
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "flows"
+    target.mkdir()
+    shutil.copy(FLOWS / "sleepy.py", target)
+    (target / "gated.py").write_text(GATED)
+    return target
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Runs started as in a terminal: `python file.py run ...`; killed after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=WAIT_S)
+
+
+def start_in_terminal(started: list[subprocess.Popen[bytes]], path: Path, flow: str,
+                      *args: str, **env: str) -> str:
+    """Start the flow in a process of its own and wait until its run is recorded as
+    running; the run's id."""
+    log = open(path.parent / f"{flow}.log", "ab")  # noqa: SIM115 (the child keeps it)
+    proc = subprocess.Popen([sys.executable, str(path), "run", *args], cwd=path.parent,
+                            env=child_env(**env), stdout=log, stderr=log)
+    log.close()
+    started.append(proc)
+    layout = RunLayout.for_file(str(path), flow)
+
+    def recorded() -> bool:
+        newest = RunIndex(layout).newest_written()
+        return newest is not None and newest.status == RUNNING
+
+    wait_for(recorded, f"{flow}'s run recorded", still_going=lambda: proc.poll() is None)
+    newest = RunIndex(layout).newest_written()
+    assert newest is not None
+    return newest.run_id
+
+
+def mark_of(controller, key: str) -> str | None:
+    return controller.model.itemFromIndex(controller.model.index_of(key)).data(STATUS_ROLE)
+
+
+def test_a_terminal_run_is_shown_live_and_stopped_from_the_window(
+        qtbot, settings, folder: Path, terminal) -> None:
+    """The window opens while `python sleepy.py run` goes on in a terminal: it shows that
+    run live (not a frozen "running"), Stop stops it as the window's own Stop would, and
+    the window shows it cancelled, as its record says."""
+    run_id = start_in_terminal(terminal, folder / "sleepy.py", "SleepyFlow")
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = flow_key(controller, "SleepyFlow")
+        window.select_flow(key)
+        state = window.shown_state
+        assert state.run_id == run_id and state.status == RUNNING
+        assert "started outside this window" in window.flow_title.text()
+        assert mark_of(controller, key) == RUNNING
+        # live: both branches start after the window began to follow the run
+        qtbot.waitUntil(lambda: window.scene.step_state("nap_b").status == "running",
+                        timeout=WAIT_MS)
+        assert window.act_stop.isEnabled() and not controller.is_running(key)
+        with qtbot.waitSignal(controller.outside_run_ended, timeout=WAIT_MS) as ended:
+            window.stop_selected()
+            assert not window.act_stop.isEnabled()  # sent once
+        assert ended.args == [key, CANCELLED]
+        assert terminal[0].wait(timeout=WAIT_S) != 0
+        assert window.shown_state.status == CANCELLED
+        assert window.scene.step_state("nap_a").status == CANCELLED
+        record = RunIndex(RunLayout.for_file(str(folder / "sleepy.py"), "SleepyFlow")) \
+            .newest_written()
+        assert record is not None and record.status == CANCELLED
+        assert "started outside this window" not in window.flow_title.text()
+        assert not window.act_stop.isEnabled() and window.act_resume.isEnabled()
+
+
+def test_a_run_started_in_a_terminal_while_the_flow_is_shown_is_followed(
+        qtbot, settings, folder: Path, terminal, tmp_path: Path) -> None:
+    """The flow is shown (never run); a run of it starts in a terminal: the window
+    switches to it, follows it to its end, and marks the flow's row by its outcome."""
+    gate = tmp_path / "gate"
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = flow_key(controller, "GatedFlow")
+        window.select_flow(key)
+        assert window.shown_state.run_id == ""
+        run_id = start_in_terminal(terminal, folder / "gated.py", "GatedFlow", GATE=str(gate))
+        qtbot.waitUntil(lambda: window.shown_state.run_id == run_id, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: window.scene.step_state("wait").status == "running",
+                        timeout=WAIT_MS)
+        with qtbot.waitSignal(controller.outside_run_ended, timeout=WAIT_MS) as ended:
+            gate.touch()
+        assert ended.args == [key, SUCCEEDED]
+        assert terminal[0].wait(timeout=WAIT_S) == 0
+        assert window.scene.step_state("end").status == SUCCEEDED
+        assert mark_of(controller, key) == SUCCEEDED
+
+
+def test_a_followed_run_killed_from_outside_ends_crashed(
+        qtbot, settings, folder: Path, terminal) -> None:
+    """Its orchestrator is killed (no `run_finished` is ever written): the window learns
+    it from the record's crash rule and shows the run crashed, not running forever."""
+    start_in_terminal(terminal, folder / "sleepy.py", "SleepyFlow")
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = flow_key(controller, "SleepyFlow")
+        window.select_flow(key)
+        assert window.shown_state.status == RUNNING
+        with qtbot.waitSignal(controller.outside_run_ended, timeout=WAIT_MS) as ended:
+            os.kill(terminal[0].pid, signal.SIGKILL)
+            terminal[0].wait(timeout=WAIT_S)  # reaped, as its shell would (not a zombie)
+        assert ended.args == [key, CRASHED]
+        assert window.shown_state.status == CRASHED
+        assert mark_of(controller, key) == "last run failed"
+        assert not window.act_stop.isEnabled()
