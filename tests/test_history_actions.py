@@ -269,3 +269,20 @@ def test_the_windows_collection_drops_no_run_unless_retention_was_chosen(
     assert report.runs_removed == [] and len(list(RunIndex(layout).runs())) == 3
     asked = store_gc.collect(layout.root)  # what `flowdeck gc` does
     assert asked.keep == 1 and len(asked.runs_removed) == 2
+
+
+def test_the_run_shown_deleted_outside_the_window_gives_way_to_the_newest(
+        qtbot, app, folder: Path) -> None:
+    """`flowdeck gc` or another window deletes the run the window shows: History drops it
+    and the window shows the flow's newest run left, saying why (it kept showing a run
+    that no longer existed, whose steps' logs and artifacts could not be read)."""
+    from flowdeck.store.gc import delete_run
+    controller, window = app
+    runs = RunIndex(layout_of(folder)).runs()
+    newest, second = runs[0].run_id, runs[1].run_id
+    assert window.shown_state.run_id == newest
+    delete_run(layout_of(folder), newest)  # as another process would
+    qtbot.waitUntil(lambda: window.shown_state.run_id == second, timeout=WAIT_MS)
+    assert window.history.table.rowCount() == 2
+    assert f"Run {newest} was deleted outside this window" in window.statusBar().currentMessage()
+    assert window.shown_state.status == "succeeded"

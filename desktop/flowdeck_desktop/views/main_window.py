@@ -948,8 +948,26 @@ class MainWindow(QMainWindow):
         entry = self._selected_entry()
         if entry is not None:
             self.controller.forget_last_runs(entry.name)
-            self._follow_new_outside_run(entry.key, before, runs)
+            if not self._leave_deleted_run(entry.key, before, runs):
+                self._follow_new_outside_run(entry.key, before, runs)
         self._refresh_controls()
+
+    def _leave_deleted_run(self, key: str, before: list[RunSummary],
+                           runs: list[RunSummary]) -> bool:
+        """The run shown was deleted outside the window (`flowdeck gc`, another window, a
+        file manager): show the flow's newest run instead, and say so; True if it was."""
+        state = self.shown_state
+        if state is None or not state.run_id or self.controller.is_running(key) or \
+                self.controller.is_outside_state(state):
+            return False
+        if state.run_id not in {r.run_id for r in before} or \
+                state.run_id in {r.run_id for r in runs}:
+            return False
+        gone = state.run_id
+        self._show_flow(key, again=True)
+        self.show_message("info", f"Run {gone} was deleted outside this window; the window "
+                          "shows the flow's newest run now.", flow=key)
+        return True
 
     def _follow_new_outside_run(self, key: str, before: list[RunSummary],
                                 runs: list[RunSummary]) -> None:
