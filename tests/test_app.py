@@ -542,12 +542,17 @@ def test_a_file_that_never_starts_its_flow_gets_a_clear_message(qtbot, app, fold
 
 
 def test_deleted_watched_folder_is_reported(qtbot, app, folder: Path) -> None:
+    """The watched folder goes (deleted, moved, unmounted) while one of its flows is
+    shown: the banner says the folder is gone, not that the flow's file was removed."""
     controller, window = app
+    window.select_flow(key_of(controller, "TrainFlow"))
     with qtbot.waitSignal(controller.message, timeout=WAIT_MS,
                           check_params_cb=lambda level, text: "flows" in text):
         shutil.rmtree(folder)
     qtbot.waitUntil(lambda: not controller.model.entries(), timeout=WAIT_MS)
     assert window.isVisible()
+    assert f"{folder} does not exist (deleted, moved or not mounted)" in window.banner.text
+    assert not any("file was removed" in n.text for n in window.notifications.notices)
 
 
 def test_a_row_that_is_not_one_flow_shows_no_flow(qtbot, app, folder: Path) -> None:

@@ -97,6 +97,11 @@ def entry_key(file: str, flow_name: str) -> str:
     return f"{file}{_KEY_SEPARATOR}{flow_name}"
 
 
+def key_file(key: str) -> str:
+    """The file of an `entry_key` (what is left of a flow once its entry is gone)."""
+    return key.rsplit(_KEY_SEPARATOR, 1)[0]
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """One flow class found in one file.

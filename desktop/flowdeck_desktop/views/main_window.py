@@ -51,7 +51,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from flowdeck.discovery.catalog import CatalogEntry
+from flowdeck.discovery.catalog import CatalogEntry, key_file
 from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
@@ -796,8 +796,16 @@ class MainWindow(QMainWindow):
             self.tree.selectionModel().blockSignals(False)
             self._orphaned = key
         if key == self.selected_key:
-            self.show_message("warning", REMOVED_WARNING, flow=key)
+            if not self._watched_folder_gone(key):  # else the watcher's message says why
+                self.show_message("warning", REMOVED_WARNING, flow=key)
             self._refresh_controls()
+
+    def _watched_folder_gone(self, key: str) -> bool:
+        """Whether the flow's file lay in a watched folder that no longer exists (moved,
+        deleted, unmounted): its flows went with it, which the watcher says itself."""
+        file = key_file(key)
+        return any(file.startswith(root.rstrip(os.sep) + os.sep) and not os.path.exists(root)
+                   for root in self.controller.roots)
 
     def _on_flow_added(self, new: str) -> None:
         """A flow of the selected flow's name listed anew while the selected one's row is
