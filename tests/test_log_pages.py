@@ -114,3 +114,80 @@ def test_clicking_a_task_that_printed_100_mb_shows_its_tail_read_off_the_gui_thr
         assert line_numbers(logs.text())[-1] == LINES - 1
     finally:
         close_window(controller, window)
+
+
+def test_a_growing_log_is_followed_until_its_task_ends(qtbot, tmp_path: Path) -> None:
+    """A running task's files are shown as they grow (a character split between two
+    writes included), a burst past FOLLOW_READ_MAX reads the tail page anew, paging back
+    stops following, and once told the task ended the view stops looking."""
+    from flowdeck_desktop.views.log_view import FOLLOW_READ_MAX, LogView
+    view = LogView()
+    qtbot.addWidget(view)
+    out, err = tmp_path / "attempt-0.out", tmp_path / "attempt-0.err"
+    out.write_bytes(b"first\n")
+    view.show_files({"stdout": out, "stderr": err}, live=True)  # stderr not written yet
+    qtbot.waitUntil(lambda: "first" in view.text() and view.following_files, timeout=WAIT_MS)
+    with open(out, "ab") as handle:
+        handle.write("second caf".encode() + "é".encode()[:1])
+    qtbot.waitUntil(lambda: "second caf" in view.text(), timeout=WAIT_MS)
+    with open(out, "ab") as handle:
+        handle.write("é".encode()[1:] + b" done\n")
+    err.write_bytes(b"a warning\n")
+    qtbot.waitUntil(lambda: "second café done" in view.text() and "a warning" in view.text(),
+                    timeout=WAIT_MS)
+    assert "\ufffd" not in view.text()
+    with open(out, "ab") as handle:  # a burst: the tail page, read off the GUI thread
+        handle.write(b"x" * FOLLOW_READ_MAX + b"\nafter the burst\n")
+    qtbot.waitUntil(lambda: "after the burst" in view.text() and view.following_files,
+                    timeout=WAIT_MS)
+    with open(out, "ab") as handle:
+        handle.write(b"last words\n")
+    view.stop_following()  # reads what came last, then stops
+    assert not view.following_files
+    qtbot.waitUntil(lambda: "last words" in view.text(), timeout=WAIT_MS)
+    with open(out, "ab") as handle:
+        handle.write(b"never shown\n")
+    qtbot.wait(3 * 250)
+    assert "never shown" not in view.text()
+
+
+def test_a_running_tasks_log_grows_in_the_window(qtbot, settings, tmp_path: Path) -> None:
+    """Click a step while its task runs: what the task prints after the click shows up
+    (the log was the snapshot of the moment of the click), and the next attempt's log
+    replaces a failed one's as it starts."""
+    gate = tmp_path / "gate"
+    flow = tmp_path / "slow.py"
+    flow.write_text(
+        "import os, time\nfrom flowdeck import FlowSpec, retry, step\n\n\n"
+        "class SlowFlow(FlowSpec):\n    @step\n    def start(self):\n        self.next(self.talk)\n\n"
+        "    @retry(times=1, minutes_between_retries=0)\n    @step\n    def talk(self):\n"
+        "        from flowdeck import current\n"
+        "        print('attempt', current.retry_count, 'begins', flush=True)\n"
+        f"        while not os.path.exists({str(gate)!r} + str(current.retry_count)):\n"
+        "            time.sleep(0.02)\n"
+        "        print('attempt', current.retry_count, 'passed its gate', flush=True)\n"
+        "        if current.retry_count == 0:\n            raise ValueError('once')\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    SlowFlow()\n")
+    controller, window = build(settings, [str(tmp_path)])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
+        window.select_flow(flow_key(controller, "SlowFlow"))
+        window.run_selected()
+        qtbot.waitUntil(lambda: window.scene.step_state("talk").status == "running",
+                        timeout=WAIT_MS)
+        window._on_step_clicked("talk")
+        qtbot.waitUntil(lambda: "attempt 0 begins" in window.logs.text(), timeout=WAIT_MS)
+        (tmp_path / "gate0").touch()
+        qtbot.waitUntil(lambda: "attempt 1 begins" in window.logs.text(), timeout=WAIT_MS)
+        assert "(attempt 1)" in window.log_scope.text()
+        (tmp_path / "gate1").touch()
+        qtbot.waitUntil(lambda: "attempt 1 passed its gate" in window.logs.text(),
+                        timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not controller.is_running(window.selected_key),
+                        timeout=WAIT_MS)
+        assert not window.logs.following_files
+    finally:
+        close_window(controller, window)

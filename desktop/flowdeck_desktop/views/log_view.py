@@ -25,10 +25,13 @@ thread (`read_log_page`: at most `PAGE_BYTES` and the document's line limit per
 stream, starting at a line) and hands the page to the GUI thread through a queued
 signal; only inserting it happens there, in the usual flush slices. "Show earlier
 output" reads the page before the one shown, "Show latest output" the tail again.
+A running task's files are followed (`show_files(paths, live=True)`): what they gain
+after the tail page is read as it comes (`FOLLOW_FILES_MS`), until `stop_following()`.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import threading
@@ -73,6 +76,10 @@ __all__ = ["LogView", "LogPage", "read_log_page", "is_dark_palette", "error_colo
 MARKER_STREAM = "\x00marker"  # internal: the "lines dropped" line
 #: The most bytes of one log file a page reads (and so the window holds, per stream).
 PAGE_BYTES = 2 * 1024 * 1024
+#: How often a running task's log files are looked at for what they gained, and the most
+#: read that way at once (past it, the tail page is read anew on the pool thread).
+FOLLOW_FILES_MS = 250
+FOLLOW_READ_MAX = 1024 * 1024
 _BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -300,6 +307,14 @@ class LogView(QWidget):
 
         self._page_token = 0
         self._files: dict[str, str | os.PathLike[str]] = {}
+        #: Following a running task's files: by stream, the offset read up to, and the
+        #: decoder that keeps a UTF-8 character split between two reads whole.
+        self._live_files = False
+        self._file_ends: dict[str, int] = {}
+        self._file_decoders: dict[str, codecs.IncrementalDecoder] = {}
+        self._follow_timer = QTimer(self)
+        self._follow_timer.setInterval(FOLLOW_FILES_MS)
+        self._follow_timer.timeout.connect(self._read_file_growth)
         self.page_bytes = PAGE_BYTES
         self.last_page: LogPage | None = None  # the latest page shown, kept after clear()
         self._shown_page: LogPage | None = None
@@ -429,15 +444,57 @@ class LogView(QWidget):
         self._timer.stop()
         self._scheduled = False
 
-    def show_files(self, files: Mapping[str, str | os.PathLike[str]]) -> None:
+    def show_files(self, files: Mapping[str, str | os.PathLike[str]],
+                   live: bool = False) -> None:
         """Show the tail of each stream's log file (e.g. {"stdout": ..., "stderr": ...}).
 
         The files are read on a pool thread, a page at a time (see `read_log_page`); the
         view is empty until the page arrives, and a page for an earlier request is dropped.
+        `live`: the files still grow (a running task's): what they gain is shown as it
+        comes while the tail is shown, until `stop_following()`.
         """
         self.clear()
         self._files = dict(files)
+        self._live_files = live
         self._request({stream: None for stream in self._files})
+
+    def stop_following(self) -> None:
+        """The files stopped growing (their task ended): show what they gained last, end
+        their unfinished lines, and stop looking."""
+        if not self._live_files:
+            return
+        self._live_files = False
+        if self._follow_timer.isActive():
+            self._follow_timer.stop()
+            self._read_file_growth()
+            self.finish()
+
+    @property
+    def following_files(self) -> bool:
+        """Whether the files shown are being followed as they grow."""
+        return self._follow_timer.isActive()
+
+    def _read_file_growth(self) -> None:
+        """Append what each followed file gained since the last read; a burst larger than
+        `FOLLOW_READ_MAX` reads the tail page anew instead (the view keeps the tail)."""
+        for stream, path in self._files.items():
+            try:
+                with open(path, "rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    end = self._file_ends.get(stream, 0)
+                    if size <= end:
+                        continue
+                    if size - end > FOLLOW_READ_MAX:
+                        self.show_latest()
+                        return
+                    handle.seek(end)
+                    data = handle.read(size - end)
+            except OSError:
+                continue
+            self._file_ends[stream] = end + len(data)
+            decoder = self._file_decoders.setdefault(
+                stream, codecs.getincrementaldecoder("utf-8")("replace"))
+            self.append(decoder.decode(data), stream)
 
     def show_earlier(self) -> None:
         """Replace the page shown by the one before it (where some stream has earlier output)."""
@@ -452,6 +509,7 @@ class LogView(QWidget):
 
     def _request(self, ends: Mapping[str, int | None]) -> None:
         self._page_token += 1
+        self._follow_timer.stop()  # a tail page starts it again
         lines = self.maximum_line_count() or 1_000_000
         per_stream = max(1, lines // max(1, len(self._files)) - 2)  # room for the markers
         self._pool.start(_PageJob(self._page_token, self._files, ends, self.page_bytes,
@@ -463,23 +521,32 @@ class LogView(QWidget):
             return
         self._clear_view()
         self.last_page = self._shown_page = page
+        follow = self._live_files and not page.later  # the tail of files that still grow
         for stream, part in page.streams.items():
             if part.earlier:
                 self.append(f"… {_size(part.start)} of earlier {stream} "
                             "(Show earlier output) …\n", MARKER_STREAM)
             self.append(part.text, stream)
-            self.finish(stream)
+            if not follow:  # a followed line may go on (a progress bar, a partial print)
+                self.finish(stream)
             if part.later:
                 self.append(f"… {_size(part.size - part.end)} of later {stream} "
                             "(Show latest output) …\n", MARKER_STREAM)
         self._earlier.setVisible(page.earlier)
-        self._latest.setVisible(page.later)
+        self._latest.setVisible(page.later or (self._live_files and not follow))
+        if follow:
+            self._file_ends = {stream: page.streams[stream].end if stream in page.streams
+                               else 0 for stream in self._files}
+            self._file_decoders = {}
+            self._follow_timer.start()
 
     def clear(self) -> None:
         """Forget everything: shown lines, queued text, unfinished lines and ANSI state, and
         any page of log files shown or still being read."""
         self._page_token += 1  # a page still being read is dropped when it arrives
         self._files = {}
+        self._live_files = False
+        self._follow_timer.stop()
         self._shown_page = None
         self._earlier.setVisible(False)
         self._latest.setVisible(False)

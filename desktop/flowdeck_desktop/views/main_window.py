@@ -208,6 +208,8 @@ class MainWindow(QMainWindow):
         logs_layout.setContentsMargins(0, 0, 0, 0)
         self.whole_run = QPushButton("Show the whole run")
         self.whole_run.setVisible(False)
+        #: The task whose log files the log shows: (run id, task id, attempt).
+        self._logs_task: tuple[str, str, int] | None = None
         scope_row = QHBoxLayout()
         scope_row.addWidget(self.log_scope, 1)
         scope_row.addWidget(self.whole_run)
@@ -907,6 +909,19 @@ class MainWindow(QMainWindow):
         self.timeline.update_task(_timeline_task(task))
         if task.status == "failed":
             self.error_pane.show_error(task.step, task.task_id, task.error, state.file)
+        self._follow_task_logs(state, task)
+
+    def _follow_task_logs(self, state: RunState, task: TaskView) -> None:
+        """The task whose log is shown changed: its next attempt's log replaces it as the
+        attempt starts; once it ends, its log stops being followed."""
+        shown = self._logs_task
+        if shown is None or self.whole_run.isHidden() or shown[:2] != (state.run_id,
+                                                                         task.task_id):
+            return
+        if task.status == RUNNING and task.attempt != shown[2]:
+            self._show_task(task)
+        elif task.status != RUNNING:
+            self.logs.stop_following()
 
     def _update_title(self) -> None:
         state = self.shown_state
@@ -1145,7 +1160,10 @@ class MainWindow(QMainWindow):
     def _show_task_logs(self, layout: RunLayout, state: RunState, task: TaskView) -> None:
         paths = layout.log_paths(state.run_id, task.step, task.task_id, task.attempt,
                                  task.origin)
-        self.logs.show_files(paths)  # the tail, read off the GUI thread; earlier pages on demand
+        # the tail, read off the GUI thread; earlier pages on demand; a running task's as
+        # it grows (until _on_task_changed sees it end)
+        self.logs.show_files(paths, live=task.status == RUNNING)
+        self._logs_task = (state.run_id, task.task_id, task.attempt)
         self.log_scope.setText(f"Output of {task.step}/{task.task_id} (attempt {task.attempt})")
         self.whole_run.setVisible(True)
 
