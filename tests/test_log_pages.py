@@ -128,7 +128,7 @@ def test_a_growing_log_is_followed_until_its_task_ends(qtbot, tmp_path: Path) ->
     view.show_files({"stdout": out, "stderr": err}, live=True)  # stderr not written yet
     qtbot.waitUntil(lambda: "first" in view.text() and view.following_files, timeout=WAIT_MS)
     with open(out, "ab") as handle:
-        handle.write("second caf".encode() + "é".encode()[:1])
+        handle.write(b"second caf" + "é".encode()[:1])
     qtbot.waitUntil(lambda: "second caf" in view.text(), timeout=WAIT_MS)
     with open(out, "ab") as handle:
         handle.write("é".encode()[1:] + b" done\n")

@@ -103,11 +103,15 @@ def test_a_terminal_run_is_shown_live_and_stopped_from_the_window(
         state = window.shown_state
         assert state.run_id == run_id and state.status == RUNNING
         assert "started outside this window" in window.flow_title.text()
+        assert "select a step to see its output as it is written" in window.log_scope.text()
         assert mark_of(controller, key) == RUNNING
         # live: both branches start after the window began to follow the run
         qtbot.waitUntil(lambda: window.scene.step_state("nap_b").status == "running",
                         timeout=WAIT_MS)
         assert window.act_stop.isEnabled() and not controller.is_running(key)
+        window._on_step_clicked("nap_b")  # its log, from the store, as it is written
+        qtbot.waitUntil(lambda: "napping" in window.logs.text(), timeout=WAIT_MS)
+        assert window.logs.following_files
         with qtbot.waitSignal(controller.outside_run_ended, timeout=WAIT_MS) as ended:
             window.stop_selected()
             assert not window.act_stop.isEnabled()  # sent once

@@ -1174,6 +1174,12 @@ class MainWindow(QMainWindow):
 
     def _show_run_logs_of(self, run_id: str) -> None:
         self.logs.clear()
+        state = self.shown_state
+        if state is not None and state.run_id == run_id and \
+                self.controller.is_outside_state(state):  # its output goes to its terminal
+            self.log_scope.setText(f"Run {run_id} was started outside this window: select a "
+                                   "step to see its output as it is written")
+            return
         self.log_scope.setText(f"Run {run_id}: select a step to see its output")
 
     def _replay_logs(self, key: str) -> None:
