@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import deque
-from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from flowdeck.engines.launching import ENGINES
-from flowdeck.store.events import EventReader
 from flowdeck.store.index import effective_status, read_run
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord, hostname
 from flowdeck.store.status import CANCELLED, CRASHED, RUNNING
+from flowdeck_desktop.control.event_feed import EventFeed
 
 #: How often the run's new events are read; its process is checked every CHECK_EVERY ticks.
 OUTSIDE_POLL_MS = 50
 CHECK_EVERY = 20  # about once a second
-EVENTS_PER_TICK = 1000  # bounds the time one tick spends on a burst of events
 
 
 class OutsideRun(QObject):
@@ -46,9 +43,7 @@ class OutsideRun(QObject):
         super().__init__(parent)
         self.layout = layout
         self.record = record
-        self._reader = EventReader(layout.events(record.run_id))
-        self._backlog: deque[dict[str, Any]] = deque()
-        self._finished_as: str | None = None  # the run_finished event's status
+        self._events = EventFeed(layout.events(record.run_id), self.event_arrived.emit)
         self._stopping = False
         self._ended = False
         self._ticks = 0
@@ -122,15 +117,9 @@ class OutsideRun(QObject):
             self._check_process()
 
     def _read_events(self, everything: bool = False) -> None:
-        self._backlog.extend(self._reader.read())
-        count = len(self._backlog) if everything else min(len(self._backlog), EVENTS_PER_TICK)
-        for _ in range(count):
-            event = self._backlog.popleft()
-            if event.get("type") == "run_finished":
-                self._finished_as = str(event.get("status", "failed"))
-            self.event_arrived.emit(event)
-        if self._finished_as is not None and not self._backlog:
-            self._finish(self._finished_as)
+        self._events.read(everything)
+        if self._events.finished_as is not None and self._events.drained:
+            self._finish(self._events.finished_as)
 
     def _check_process(self) -> None:
         """Its record's status by the crash rule: a final one, or `crashed` once its

@@ -36,7 +36,6 @@ import struct
 import termios
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
@@ -44,15 +43,14 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import installed_core
-from flowdeck.store.events import EventReader
 from flowdeck.store.layout import RUN_ID_ENV, RunLayout
 from flowdeck.store.records import DamagedRecord, RunRecord
 from flowdeck.store.status import RUN_FINAL
+from flowdeck_desktop.control.event_feed import EventFeed
 from flowdeck_desktop.control.output_order import OutputOrder
 from flowdeck_desktop.system.resources import bundled_core
 
 EVENT_POLL_MS = 15
-EVENTS_PER_TICK = 1000  # bounds the time one tick spends on a burst of events
 
 
 def core_path() -> str:
@@ -192,10 +190,8 @@ class RunProcess(QObject):
         self.pid: int | None = None
         self.started_at: float | None = None
         self._stopping = False
-        self._saw_run_finished: str | None = None
         self._ended = False
-        self._reader = EventReader(spec.events_path)
-        self._backlog: deque[dict] = deque()
+        self._events = EventFeed(spec.events_path, self.event_arrived.emit)
         self._pipes: dict[str, OutputPipe] = {}  # made by start()
         self._order = OutputOrder()
         self._proc = QProcess(self)
@@ -282,7 +278,7 @@ class RunProcess(QObject):
 
     def _tick(self) -> None:
         self._hand_on_output()
-        self._read_events()
+        self._events.read()
 
     def _hand_on_output(self, final: bool = False) -> None:
         """Emit what the reader threads read since the last tick (at the end: all of it),
@@ -293,27 +289,17 @@ class RunProcess(QObject):
         for stream, text in self._order.interleave(texts, time.monotonic(), final, unread):
             self.output.emit(stream, text)
 
-    def _read_events(self, everything: bool = False) -> None:
-        """Hand on new events, at most EVENTS_PER_TICK per timer tick (the rest wait)."""
-        self._backlog.extend(self._reader.read())
-        count = len(self._backlog) if everything else min(len(self._backlog), EVENTS_PER_TICK)
-        for _ in range(count):
-            event = self._backlog.popleft()
-            if event.get("type") == "run_finished":
-                self._saw_run_finished = str(event.get("status", "failed"))
-            self.event_arrived.emit(event)
-
     def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
         self._poll.stop()
         self._kill_timer.stop()
         self._end_leftovers()  # nothing of the run may outlive it (helpers, grandchildren)
         self._hand_on_output(final=True)  # after: no straggler writes to the pipes any more
-        self._read_events(everything=True)
+        self._events.read(everything=True)
         self._finish(exit_code, self._final_status(exit_code, exit_status))
 
     def _final_status(self, exit_code: int, exit_status: QProcess.ExitStatus) -> str:
-        if self._saw_run_finished:
-            return self._saw_run_finished
+        if self._events.finished_as:
+            return self._events.finished_as
         recorded = self._recorded_status()
         if recorded is not None:  # e.g. a full disk took run_finished, not run.json
             return recorded
