@@ -163,3 +163,89 @@ def test_a_followed_run_killed_from_outside_ends_crashed(
         assert window.shown_state.status == CRASHED
         assert mark_of(controller, key) == "last run failed"
         assert not window.act_stop.isEnabled()
+
+
+def test_a_terminal_run_of_a_flow_not_shown_is_followed_when_it_is_selected(
+        qtbot, settings, folder: Path, terminal, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window ran the flow itself earlier; then, while another flow is shown, the flow
+    is run in a terminal: selecting it shows the terminal's run live (the window's own
+    finished run, or a stale read of the newest run, stayed on screen), Stop reaches it,
+    and its row says running even when History sees its runs change meanwhile."""
+    open_gate, gate = tmp_path / "open", tmp_path / "gate"
+    open_gate.touch()
+    monkeypatch.setenv("GATE", str(open_gate))  # the window's own run passes at once
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        gated, sleepy = flow_key(controller, "GatedFlow"), flow_key(controller, "SleepyFlow")
+        window.select_flow(gated)
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as own:
+            window.run_selected()
+        assert own.args[1] == SUCCEEDED
+        window.select_flow(sleepy)
+        run_id = start_in_terminal(terminal, folder / "gated.py", "GatedFlow", GATE=str(gate))
+        window.select_flow(gated)
+        assert window.shown_state.run_id == run_id and window.shown_state.status == RUNNING
+        assert window.act_stop.isEnabled() and mark_of(controller, gated) == RUNNING
+        controller.forget_last_runs("GatedFlow")  # History saw a change: the mark stays
+        assert mark_of(controller, gated) == RUNNING
+        with qtbot.waitSignal(controller.outside_run_ended, timeout=WAIT_MS) as ended:
+            gate.touch()
+        assert ended.args == [gated, SUCCEEDED]
+
+
+def test_stop_never_stops_a_followed_run_that_is_not_on_screen(
+        qtbot, settings, folder: Path, terminal, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal run is followed; the window then runs the flow itself, and that run
+    ends: Stop is off (it stopped the terminal's run, which was not on screen)."""
+    open_gate, gate = tmp_path / "open", tmp_path / "gate"
+    open_gate.touch()
+    monkeypatch.setenv("GATE", str(open_gate))  # the window's own run passes at once
+    start_in_terminal(terminal, folder / "gated.py", "GatedFlow", GATE=str(gate))
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = flow_key(controller, "GatedFlow")
+        window.select_flow(key)
+        assert controller.outside_run(key) is not None and window.act_stop.isEnabled()
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as own:
+            window.run_selected()
+        assert own.args[1] == SUCCEEDED
+        assert controller.outside_run(key) is not None  # still followed, not on screen
+        assert not window.act_stop.isEnabled()
+        window.stop_selected()
+        gate.touch()
+        assert terminal[0].wait(timeout=WAIT_S) == 0  # it ended on its own, not stopped
+
+
+def test_the_windows_own_run_deleted_outside_gives_way_too(
+        qtbot, settings, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's own finished run is deleted outside it: the flow shows what is left
+    (it kept showing the deleted run under a message saying it did not)."""
+    from flowdeck.store.gc import delete_run
+    (tmp_path / "gate").touch()
+    monkeypatch.setenv("GATE", str(tmp_path / "gate"))
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = flow_key(controller, "GatedFlow")
+        window.select_flow(key)
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
+            window.run_selected()
+        run_id = window.shown_state.run_id
+        delete_run(RunLayout.for_file(str(folder / "gated.py"), "GatedFlow"), run_id)
+        qtbot.waitUntil(lambda: window.shown_state.run_id == "", timeout=WAIT_MS)
+        assert "not run yet" in window.flow_title.text()
+
+
+def test_a_terminal_run_that_ended_before_it_was_seen_is_shown_by_its_outcome(
+        qtbot, settings, folder: Path, tmp_path: Path) -> None:
+    """A run from a terminal that finishes between two looks of History: the window
+    shows it (succeeded), as History's first row, not the run before it."""
+    gate = tmp_path / "gate"
+    gate.touch()
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        key = flow_key(controller, "GatedFlow")
+        window.select_flow(key)
+        assert subprocess.run([sys.executable, str(folder / "gated.py"), "run"],
+                              cwd=folder, env=child_env(GATE=str(gate)),
+                              capture_output=True, timeout=WAIT_S).returncode == 0
+        newest = RunIndex(RunLayout.for_file(str(folder / "gated.py"), "GatedFlow")).runs()[0]
+        qtbot.waitUntil(lambda: window.shown_state.run_id == newest.run_id, timeout=WAIT_MS)
+        assert window.shown_state.status == SUCCEEDED

@@ -615,24 +615,42 @@ class FlowdeckController(QObject):
         run.start()
         return state
 
-    def stop_run(self, key: str) -> None:
-        """Stop the flow's run: the window's own, else the one started elsewhere that it
-        follows (on this host)."""
+    def stop_run(self, key: str, state: RunState | None = None) -> None:
+        """Stop the flow's run: the window's own, else, when `state` (the run on screen)
+        is one started elsewhere that it follows, that one (on this host). A followed run
+        that is not on screen is never stopped by Stop."""
         session = self.sessions.get(key)
         if session is not None and session.run is not None and session.running:
             session.run.stop()
             return
-        outside = self.outside_run(key)
+        outside = self._outside_of(key, state)
         if outside is not None:
             outside.stop()
 
-    def can_stop(self, key: str) -> bool:
-        """Whether Stop has a run to stop: the window's own, or one it follows that goes
-        on on this host and is not being stopped already."""
+    def can_stop(self, key: str, state: RunState | None = None) -> bool:
+        """Whether Stop has a run to stop: the window's own, or `state`'s when it is a run
+        followed from outside that goes on on this host and is not being stopped already."""
         if self.is_running(key):
             return True
-        outside = self.outside_run(key)
+        outside = self._outside_of(key, state)
         return outside is not None and outside.stoppable and not outside.stopping
+
+    def _outside_of(self, key: str, state: RunState | None) -> OutsideRun | None:
+        outside = self.outside_run(key)
+        return outside if outside is not None and state is not None and \
+            state.parent() is outside else None
+
+    def newest_run(self, key: str) -> RunEntry | None:
+        """The flow's newest run by its start, read now (History's first row): what the
+        window shows of a flow, unless a run of the window's own is going on."""
+        layout = self.layout_for(key)
+        if layout is None:
+            return None
+        try:
+            runs = RunIndex(layout).runs(limit=1)
+        except OSError:
+            return None
+        return runs[0] if runs else None
 
     # -- runs started elsewhere --------------------------------------------------------
 
@@ -748,17 +766,21 @@ class FlowdeckController(QObject):
             deleted.append(run_id)
         if not deleted:
             return deleted
-        gone = set(deleted)
-        for session in self.sessions.values():  # a run of this session: nothing left to show
-            if session.state is not None and session.state.run_id in gone and \
-                    not session.running:
-                session.state = None
-                session.start_failure = None
+        self.forget_deleted_runs(set(deleted))
         self.forget_last_runs(layout.flow)
         what = f"run {layout.flow}/{deleted[0]}" if len(deleted) == 1 else \
             f"{len(deleted)} runs of {layout.flow}"
         self.message.emit("info", f"Deleted {what} ({store_gc.human_bytes(freed)}).")
         return deleted
+
+    def forget_deleted_runs(self, gone: set[str]) -> None:
+        """Runs deleted (here, or outside the window): a session whose finished run was
+        one of them has nothing left to show of it."""
+        for session in self.sessions.values():
+            if session.state is not None and session.state.run_id in gone and \
+                    not session.running:
+                session.state = None
+                session.start_failure = None
 
     def pin_run(self, layout: RunLayout, run_id: str, pinned: bool = True) -> bool:
         """Pin a run (the collector keeps it however old) or unpin it."""
@@ -830,7 +852,9 @@ class FlowdeckController(QObject):
                 continue
             self._last_runs.pop(entry.key, None)
             session = self.sessions.get(entry.key)
-            if session is None or session.state is None:
+            if self.outside_run(entry.key) is not None and not self.is_running(entry.key):
+                self.model.set_run_status(entry.key, RUNNING)  # followed: it goes on
+            elif session is None or session.state is None:
                 last = self.last_run(entry.key)
                 self.model.set_run_status(entry.key, outcome_badge(last.status) if last else None)
 

@@ -726,8 +726,7 @@ class MainWindow(QMainWindow):
         self.act_auto.blockSignals(True)
         self.act_auto.setChecked(self.controller.auto_rerun(key))
         self.act_auto.blockSignals(False)
-        state = self.controller.states.get(key) or self._last_run_state(key) or \
-            self._unrun_state(entry)
+        state = self._state_to_show(key, entry)
         self._show_state(state)
         self._replay_logs(key)
         self._refresh_history()
@@ -754,22 +753,28 @@ class MainWindow(QMainWindow):
         state.describe(entry.name, entry.file)
         return state
 
-    def _last_run_state(self, key: str) -> RunState | None:
-        """A flow not run in this session shows its newest run on disk, as History would
-        (its outcome, not "not run yet")."""
-        last = self.controller.last_run(key)
-        entry = self.controller.model.entry(key)
-        layout = self.controller.layout_for(key)
-        if last is None or entry is None or layout is None:
-            return None
-        events = layout.events(last.run_id)
-        if not events.exists():
-            return None
-        if last.status == RUNNING:  # started elsewhere, going on: followed live
-            followed = self.controller.follow_outside_run(key)
+    def _state_to_show(self, key: str, entry: CatalogEntry) -> RunState:
+        """What the window shows of a flow: its run going on here; else its newest run by
+        start, History's first row (this session's own, one going on elsewhere followed
+        live, or one from before, by its outcome, not "not run yet"); else its steps."""
+        own = self.controller.states.get(key)
+        if own is not None and (self.controller.is_running(key) or
+                                self.controller.session(key).start_failure is not None):
+            return own  # going on, or refused before it began (it has no run on disk)
+        newest = self.controller.newest_run(key)
+        if newest is None:
+            return own or self._unrun_state(entry)
+        if own is not None and own.run_id == newest.run_id:
+            return own
+        if newest.status == RUNNING:  # started elsewhere, going on: followed live
+            followed = self.controller.follow_outside_run(key, newest.run_id)
             if followed is not None:
                 return followed
-        return self._past_state(str(events), last.status, entry.name, entry.file)
+        layout = self.controller.layout_for(key)
+        events = layout.events(newest.run_id) if layout is not None else None
+        if events is None or not events.exists():
+            return own or self._unrun_state(entry)
+        return self._past_state(str(events), newest.status, entry.name, entry.file)
 
     def _past_state(self, events_path: str, status: str, flow: str, file: str) -> RunState:
         """A past run's view from its events; one that ended without saying so (its process
@@ -972,7 +977,7 @@ class MainWindow(QMainWindow):
         if entry is not None:
             self.controller.forget_last_runs(entry.name)
             if not self._leave_deleted_run(entry.key, before, runs):
-                self._follow_new_outside_run(entry.key, before, runs)
+                self._show_new_run(entry, before, runs)
         self._refresh_controls()
 
     def _leave_deleted_run(self, key: str, before: list[RunSummary],
@@ -987,27 +992,27 @@ class MainWindow(QMainWindow):
                 state.run_id in {r.run_id for r in runs}:
             return False
         gone = state.run_id
+        self.controller.forget_deleted_runs({gone})  # this session's own finished run too
         self._show_flow(key, again=True)
         self.show_message("info", f"Run {gone} was deleted outside this window; the window "
                           "shows the flow's newest run now.", flow=key)
         return True
 
-    def _follow_new_outside_run(self, key: str, before: list[RunSummary],
-                                runs: list[RunSummary]) -> None:
-        """A run of the shown flow started elsewhere (a terminal) while the window shows
-        the flow's newest run, or none: show the new one, live. A run picked in History,
-        or one of this window's, stays shown."""
+    def _show_new_run(self, entry: CatalogEntry, before: list[RunSummary],
+                      runs: list[RunSummary]) -> None:
+        """A run of the shown flow started elsewhere (a terminal), while the window shows
+        the flow's newest run, or none: show the new one (live while it goes; one that
+        ended before it was seen, by its outcome). A run picked in History, or one of
+        this window's going on, stays shown."""
         newest = runs[0] if runs else None
         state = self.shown_state
-        if newest is None or newest.status != RUNNING or state is None or \
-                self.controller.is_running(key) or state.run_id == newest.run_id:
+        if newest is None or state is None or self.controller.is_running(entry.key) or \
+                newest.run_id in {r.run_id for r in before} or state.run_id == newest.run_id:
             return
         if state.run_id and (not before or state.run_id != before[0].run_id):
             return
-        followed = self.controller.follow_outside_run(key, newest.run_id)
-        if followed is not None:
-            self._show_state(followed)
-            self._show_run_logs_of(newest.run_id)
+        self._show_state(self._state_to_show(entry.key, entry))
+        self._show_run_logs_of(self.shown_state.run_id if self.shown_state else newest.run_id)
 
     def _on_outside_run_ended(self, key: str, status: str) -> None:
         """A followed run started elsewhere ended: History, the controls and the title
@@ -1237,7 +1242,7 @@ class MainWindow(QMainWindow):
 
     def stop_selected(self) -> None:
         if self.selected_key:
-            self.controller.stop_run(self.selected_key)
+            self.controller.stop_run(self.selected_key, self.shown_state)
             self._refresh_controls()  # a run followed from outside: Stop is sent once
 
     def resume_selected(self) -> None:
@@ -1514,8 +1519,10 @@ class MainWindow(QMainWindow):
                                                                              entry.name)
         self.history_follower.follow(layout)  # notes the runs folder before the listing
         runs = list_runs(layout)
+        before = self.history.runs
         self.history.set_runs(runs)
         self.history_follower.note_listed(runs)
+        self._leave_deleted_run(entry.key, before, runs)  # a refresh may be the first to see
 
     def _refresh_controls(self) -> None:
         key = self.selected_key
@@ -1523,7 +1530,8 @@ class MainWindow(QMainWindow):
         running = bool(key) and self.controller.is_running(key or "")
         self.act_run.setEnabled((entry is not None and entry.ok and not running)
                                 or (entry is None and bool(self.file_choices)))
-        self.act_stop.setEnabled(bool(key) and self.controller.can_stop(key or ""))
+        self.act_stop.setEnabled(bool(key) and self.controller.can_stop(key or "",
+                                                                        self.shown_state))
         self.act_resume.setEnabled(entry is not None and not running
                                    and self.controller.can_resume(key or ""))
         self.act_auto.setEnabled(entry is not None)
