@@ -101,8 +101,11 @@ class OutsideRun(QObject):
     # -- internals ----------------------------------------------------------------------
 
     def _signal(self, sig: int) -> None:
+        pid = int(self.record.pid or 0)
+        if pid <= 0:  # 0 or -1 would signal the window's own group, or every process
+            return
         try:
-            os.kill(int(self.record.pid or 0), sig)
+            os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 
