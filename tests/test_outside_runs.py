@@ -13,37 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import FLOWS, WAIT_MS, WAIT_S, child_env, flow_key, opened_window, wait_for
+from test_history_actions import GATED_FLOW
 
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.status import CANCELLED, CRASHED, RUNNING, SUCCEEDED
 from flowdeck_desktop.models.catalog_model import STATUS_ROLE
-
-GATED = """import os
-import time
-
-from flowdeck import FlowSpec, step
-
-
-class GatedFlow(FlowSpec):
-    @step
-    def start(self):
-        self.next(self.wait)
-
-    @step
-    def wait(self):
-        while not os.path.exists(os.environ["GATE"]):
-            time.sleep(0.02)
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    GatedFlow()
-"""
 
 
 @pytest.fixture
@@ -51,7 +26,7 @@ def folder(tmp_path: Path) -> Path:
     target = tmp_path / "flows"
     target.mkdir()
     shutil.copy(FLOWS / "sleepy.py", target)
-    (target / "gated.py").write_text(GATED)
+    (target / "gated.py").write_text(GATED_FLOW)  # its `hold` step waits for $GATE
     return target
 
 
@@ -137,7 +112,7 @@ def test_a_run_started_in_a_terminal_while_the_flow_is_shown_is_followed(
         assert window.shown_state.run_id == ""
         run_id = start_in_terminal(terminal, folder / "gated.py", "GatedFlow", GATE=str(gate))
         qtbot.waitUntil(lambda: window.shown_state.run_id == run_id, timeout=WAIT_MS)
-        qtbot.waitUntil(lambda: window.scene.step_state("wait").status == "running",
+        qtbot.waitUntil(lambda: window.scene.step_state("hold").status == "running",
                         timeout=WAIT_MS)
         with qtbot.waitSignal(controller.outside_run_ended, timeout=WAIT_MS) as ended:
             gate.touch()

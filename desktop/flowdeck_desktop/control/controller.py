@@ -640,18 +640,6 @@ class FlowdeckController(QObject):
         return outside if outside is not None and state is not None and \
             state.parent() is outside else None
 
-    def newest_run(self, key: str) -> RunEntry | None:
-        """The flow's newest run by its start, read now (History's first row): what the
-        window shows of a flow, unless a run of the window's own is going on."""
-        layout = self.layout_for(key)
-        if layout is None:
-            return None
-        try:
-            runs = RunIndex(layout).runs(limit=1)
-        except OSError:
-            return None
-        return runs[0] if runs else None
-
     # -- runs started elsewhere --------------------------------------------------------
 
     def outside_run(self, key: str) -> OutsideRun | None:
@@ -663,17 +651,17 @@ class FlowdeckController(QObject):
         """Whether `state` is the view of a run started elsewhere that is followed live."""
         return any(o.running and state.parent() is o for o in self.outside.values())
 
-    def follow_outside_run(self, key: str, run_id: str | None = None) -> RunState | None:
-        """The flow's run `run_id` (None: its newest), when it goes on elsewhere (a
-        terminal, a window killed before it ended), as a state fed live from its events;
-        None when it is not running, or is the window's own. Asked again for the same
-        run, the same state. One run per flow is followed at a time."""
+    def follow_outside_run(self, key: str, run_id: str) -> RunState | None:
+        """The flow's run `run_id`, when it goes on elsewhere (a terminal, a window killed
+        before it ended), as a state fed live from its events; None when it is not
+        running, or is the window's own. Asked again for the same run, the same state.
+        One run per flow is followed at a time."""
         session = self.sessions.get(key)
         own = session.state.run_id if session is not None and session.state else None
         layout = self.layout_for(key)
         if layout is None:
             return None
-        last = self.last_run(key) if run_id is None else read_run(layout, run_id)
+        last = read_run(layout, run_id)
         if last is None or last.record is None or last.status != RUNNING or \
                 (self.is_running(key) and last.run_id == own):
             return None

@@ -726,10 +726,9 @@ class MainWindow(QMainWindow):
         self.act_auto.blockSignals(True)
         self.act_auto.setChecked(self.controller.auto_rerun(key))
         self.act_auto.blockSignals(False)
-        state = self._state_to_show(key, entry)
-        self._show_state(state)
+        runs = self._refresh_history(deleted_gives_way=False)  # the shown run is another's
+        self._show_state(self._state_to_show(key, entry, runs[0] if runs else None))
         self._replay_logs(key)
-        self._refresh_history()
         if self._side_may_grow():
             self._schedule_fit()  # its runs' parameters may get room (never during a run)
         self._show_banner_for(key)
@@ -753,15 +752,16 @@ class MainWindow(QMainWindow):
         state.describe(entry.name, entry.file)
         return state
 
-    def _state_to_show(self, key: str, entry: CatalogEntry) -> RunState:
-        """What the window shows of a flow: its run going on here; else its newest run by
-        start, History's first row (this session's own, one going on elsewhere followed
-        live, or one from before, by its outcome, not "not run yet"); else its steps."""
+    def _state_to_show(self, key: str, entry: CatalogEntry,
+                       newest: RunSummary | None) -> RunState:
+        """What the window shows of a flow: its run going on here; else `newest`, its
+        newest run by start as History lists it first (this session's own, one going on
+        elsewhere followed live, or one from before, by its outcome, not "not run yet");
+        else its steps."""
         own = self.controller.states.get(key)
         if own is not None and (self.controller.is_running(key) or
                                 self.controller.session(key).start_failure is not None):
             return own  # going on, or refused before it began (it has no run on disk)
-        newest = self.controller.newest_run(key)
         if newest is None:
             return own or self._unrun_state(entry)
         if own is not None and own.run_id == newest.run_id:
@@ -770,11 +770,9 @@ class MainWindow(QMainWindow):
             followed = self.controller.follow_outside_run(key, newest.run_id)
             if followed is not None:
                 return followed
-        layout = self.controller.layout_for(key)
-        events = layout.events(newest.run_id) if layout is not None else None
-        if events is None or not events.exists():
+        if not os.path.exists(newest.events_path):
             return own or self._unrun_state(entry)
-        return self._past_state(str(events), newest.status, entry.name, entry.file)
+        return self._past_state(newest.events_path, newest.status, entry.name, entry.file)
 
     def _past_state(self, events_path: str, status: str, flow: str, file: str) -> RunState:
         """A past run's view from its events; one that ended without saying so (its process
@@ -1011,7 +1009,7 @@ class MainWindow(QMainWindow):
             return
         if state.run_id and (not before or state.run_id != before[0].run_id):
             return
-        self._show_state(self._state_to_show(entry.key, entry))
+        self._show_state(self._state_to_show(entry.key, entry, newest))
         self._show_run_logs_of(self.shown_state.run_id if self.shown_state else newest.run_id)
 
     def _on_outside_run_ended(self, key: str, status: str) -> None:
@@ -1508,13 +1506,15 @@ class MainWindow(QMainWindow):
             self.error_pane.show_start_failure(failure)
             self.bottom.setCurrentWidget(self.error_pane)
 
-    def _refresh_history(self) -> None:
-        """List the selected flow's runs now; the follower then keeps them current."""
+    def _refresh_history(self, deleted_gives_way: bool = True) -> list[RunSummary]:
+        """List the selected flow's runs now, and return them; the follower then keeps
+        them current. `deleted_gives_way`: a run shown that the listing no longer has
+        gives way to the newest (off while another flow's run is still shown)."""
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is None:
             self.history_follower.follow(None)
             self.history.set_runs([])
-            return
+            return []
         layout = self.controller.layout_for(entry.key) or RunLayout.for_file(entry.file,
                                                                              entry.name)
         self.history_follower.follow(layout)  # notes the runs folder before the listing
@@ -1522,7 +1522,9 @@ class MainWindow(QMainWindow):
         before = self.history.runs
         self.history.set_runs(runs)
         self.history_follower.note_listed(runs)
-        self._leave_deleted_run(entry.key, before, runs)  # a refresh may be the first to see
+        if deleted_gives_way:  # a refresh may be the first to see a deletion
+            self._leave_deleted_run(entry.key, before, runs)
+        return runs
 
     def _refresh_controls(self) -> None:
         key = self.selected_key
