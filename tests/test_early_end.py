@@ -12,6 +12,7 @@ processes.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -374,3 +375,38 @@ def test_where_workers_cannot_tell_tasks_end_by_their_exit(tmp_path: Path) -> No
     words and every task ends by its exit, as before."""
     stdout = _run(tmp_path, "elsewhere.py", ELSEWHERE)
     assert "total 14" in stdout
+
+
+#: Eight tasks forked in one burst (eight slots free at once); each lists what its fds are.
+SIBLING_FDS = squares_flow("list(range(8))", in_work=(
+    'kinds = []\n'
+    '        for fd in os.listdir("/proc/self/fd"):\n'
+    '            try:\n'
+    '                kinds.append(os.readlink(f"/proc/self/fd/{fd}").split(":")[0])\n'
+    '            except OSError:  # the listing\'s own fd, closed by now\n'
+    '                pass\n'
+    '        self.pipes = kinds.count("pipe")\n'
+    '        self.pidfds = sum("pidfd" in k for k in kinds)\n'
+    '        print("fds of item", self.input, "pipes", self.pipes, "pidfds", self.pidfds)'))
+
+
+def test_a_worker_holds_none_of_the_fds_of_workers_forked_before_it(tmp_path: Path) -> None:
+    """The orchestrator forks the workers of a burst back to back and records them after
+    (`Orchestrator._start_ready_tasks`): the last worker forked holds no more pipes than the
+    first (none of its siblings' output pipes) and no pidfd of a sibling."""
+    stdout = _run(tmp_path, "siblings.py", SIBLING_FDS, "--max-workers", "8")
+    held = [li.split("fds of item ")[1].split() for li in stdout.splitlines()
+            if "fds of item" in li]
+    assert len(held) == 8, stdout
+    pipes = {int(words[2]) for words in held}
+    assert len(pipes) == 1, stdout  # every worker the same: its own stdout, stderr, ...
+    assert {words[4] for words in held} == {"0"}, stdout
+    # Announced after the burst, each start keeps the time of its fork: the events' times
+    # never go back, and each task starts before it finishes.
+    events = [json.loads(line) for line in
+              next(tmp_path.glob(".flowdeck/*/runs/*/events.jsonl")).read_text().splitlines()]
+    times = [event["t"] for event in events]
+    assert times == sorted(times)
+    started = {e["task_id"]: e["t"] for e in events if e["type"] == "task_started"}
+    finished = {e["task_id"]: e["t"] for e in events if e["type"] == "task_finished"}
+    assert started.keys() == finished.keys() and all(started[k] <= finished[k] for k in started)

@@ -102,8 +102,9 @@ class TerminalEcho:
     def err(self) -> TextIO | None:
         return self._err or sys.stderr
 
-    def _prefix(self, step: str, task_id: str) -> str:
-        now = time.time()
+    def _prefix(self, step: str, task_id: str, at: float | None = None) -> str:
+        """The time (`at`, else now) and the task's path that begin each of its lines."""
+        now = time.time() if at is None else at
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
         return f"{stamp} [{self.run_id}/{step}/{task_id}]"
 
@@ -154,11 +155,12 @@ class TerminalEcho:
     # -- tasks --------------------------------------------------------------------
 
     def task_started(self, step: str, task_id: str, attempt: int, pid: int | None,
-                     where: str | None = None) -> None:
+                     where: str | None = None, at: float | None = None) -> None:
+        """`at`: when its worker was forked (said after the burst it was forked in)."""
         if not self.quiet:
             what = "Task is starting" + (f" (retry {attempt})" if attempt else "")
             place = f" (on {where})" if where else f" (pid {pid})" if pid else ""
-            self._say(f"{self._prefix(step, task_id)} {what}{place}.")
+            self._say(f"{self._prefix(step, task_id, at)} {what}{place}.")
 
     def task_succeeded(self, step: str, task_id: str, result: "TaskResult") -> None:
         if self.quiet:

@@ -39,8 +39,12 @@ class EventWriter:
         self.run_id = run_id
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
-        event = {"v": SCHEMA_VERSION, "t": round(time.time(), 6), "type": type,
+    def emit(self, type: str, at: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Append one event. `at`: when it happened, where that was before now (a task
+        forked in a burst is announced after the burst); never earlier than the events
+        written before it."""
+        when = time.time() if at is None else at
+        event = {"v": SCHEMA_VERSION, "t": round(when, 6), "type": type,
                  "run_id": self.run_id, **fields}
         line = json.dumps(event, default=str, separators=(",", ":")) + "\n"
         data = line.encode("utf-8", "surrogateescape")
