@@ -24,14 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import BenchError, Command, Machine, Series, interleave
+from harness import (
+    BenchError,
+    Command,
+    Machine,
+    Series,
+    interleave,
+    keep_until_the_end,
+    remove_leftovers,
+)
 from workloads import FORK_FLOOR, TOOLS, Tool, Workload, fanout_workers
 
 ARRAY_ROUNDS = 9
@@ -96,7 +103,7 @@ def measure_case(case: Workload, tools: list[Tool], repeat: int, warmup: bool = 
                 commands[tool.name] = command
         return interleave(commands, max(repeat, case.min_rounds), warmup=warmup)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        keep_until_the_end(folder)
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -384,7 +391,7 @@ def main() -> int:
         try:
             report.floors = interleave(floor_commands(folder), args.repeat)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            keep_until_the_end(folder)
         say("floors: " + ", ".join(f"{k} {fmt_s(s.wall)}" for k, s in report.floors.items()))
 
     def case_of(case: Workload) -> Callable[[], None]:
@@ -409,6 +416,7 @@ def main() -> int:
         attempt(LARGE.name, large)
     machine = machine.finished()
     loads.append((machine.load_after or machine.load_before)[0])
+    remove_leftovers()  # every run is timed: now the folders may go
     print(f"## Engine benchmark\n\n`python bench/bench_engine.py {' '.join(sys.argv[1:])}`: "
           f"medians of {args.repeat} interleaved rounds (the 100 MB cases at least "
           f"{ARRAY_ROUNDS}) after a warm-up, whole processes.\n"

@@ -21,10 +21,20 @@ and a tool that deletes what it wrote (the `np.save` floor) never pays it at all
 Output goes to files, not pipes, so a chatty tool never blocks on a full pipe and the
 bench never pays for reading it during the timing; a failed run raises `BenchError` with
 the output's tail.
+
+Nothing is deleted while runs are timed. A tool whose store must start empty (`fresh`)
+runs in a new copy of its folder each time, and every folder the benchmark made is
+removed once its last run is timed (`remove_leftovers`). Why: on an ext4 file system
+without a journal (this machine's), creating a file skips each inode freed in the last
+60 s or more, reading every one of them, so a run that followed the removal of the
+previous run's thousands of files paid for that removal (perf: 7 to 15% of all CPU of a
+1,000-task foreach in `recently_deleted` and the block lookups under it). A user's run
+follows no such removal, and a journalled ext4 has no such check.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import shutil
@@ -71,10 +81,45 @@ class Command:
     argv: tuple[str, ...]
     cwd: Path
     expect: str = ""
-    #: Folders removed before every run, untimed: the stores of a tool that persists, so
-    #: that no run finds its values already stored by the run before (a content-addressed
-    #: store skips the write of a value it holds: the dedup path, not a write).
+    #: The stores of a tool that persists, which every run must start without, so that no
+    #: run finds its values already stored by the run before (a content-addressed store
+    #: skips the write of a value it holds: the dedup path, not a write). Such a command
+    #: runs in a new copy of `cwd` each time (`in_new_folder`), never after a deletion.
     fresh: tuple[Path, ...] = ()
+
+    def in_new_folder(self) -> Command:
+        """This command in a new sibling folder holding a copy of `cwd`'s files (its
+        stores are folders: not copied), with the arguments that named files in `cwd`
+        naming the copies. The folder stays until `remove_leftovers`."""
+        folder = Path(tempfile.mkdtemp(prefix=f"{self.cwd.name}-run-", dir=self.cwd.parent))
+        keep_until_the_end(folder)
+        for entry in self.cwd.iterdir():
+            if entry.is_file():
+                shutil.copy2(entry, folder / entry.name)
+        prefix = f"{self.cwd}{os.sep}"
+        argv = tuple(str(folder / a[len(prefix):]) if a.startswith(prefix) else a
+                     for a in self.argv)
+        return Command(argv, folder, self.expect)
+
+
+#: Folders the benchmark made, removed only once every run is timed (see the module's
+#: docstring: a deletion on this file system slows the file creations after it).
+_LEFTOVERS: list[Path] = []
+
+
+def keep_until_the_end(folder: Path) -> None:
+    """Remove `folder` at `remove_leftovers`, not now."""
+    _LEFTOVERS.append(folder)
+
+
+def remove_leftovers() -> None:
+    """Remove every folder kept until the end: call once the last run is timed (and at exit,
+    so an interrupted benchmark leaves nothing either)."""
+    while _LEFTOVERS:
+        shutil.rmtree(_LEFTOVERS.pop(), ignore_errors=True)
+
+
+atexit.register(remove_leftovers)
 
 
 @dataclass
@@ -126,9 +171,9 @@ def _vm_hwm(pid: int) -> int:
 def run_once(command: Command, env: dict[str, str] | None = None,
              interval: float = 0.02) -> Sample:
     """Run `command` to its end; its wall, tree CPU and top-process peak RSS."""
+    if command.fresh:
+        command = command.in_new_folder()
     with tempfile.TemporaryFile() as out:
-        for folder in command.fresh:
-            shutil.rmtree(folder, ignore_errors=True)
         os.sync()  # start every run with no dirty pages of the runs before it
         began = time.perf_counter()
         proc = subprocess.Popen(command.argv, cwd=command.cwd, env=env or bench_env(),
@@ -163,8 +208,8 @@ def interleave(commands: dict[str, Command], repeat: int, warmup: bool = True,
     """`repeat` rounds, each running every command once, the order rotated every round.
 
     One untimed warm-up run of each first fills the bytecode caches, as on any user's
-    second run. A command's `fresh` folders (its store) are removed before every run, the
-    warm-up's included: a store the warm-up filled would turn every write into a dedup.
+    second run. A command with `fresh` folders (its store) runs in a new folder every
+    time, the warm-up too: a store the warm-up filled would turn every write into a dedup.
     """
     names = list(commands)
     env = bench_env()
