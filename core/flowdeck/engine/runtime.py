@@ -756,8 +756,8 @@ class Orchestrator:
         With a task's request, record and announcement between two forks, the
         orchestrator copied about 370 pages per task of a 1,000-item foreach; with the
         forks back to back it copies what recording touches once per burst (about 150
-        a task, its CPU 2.9 -> 1.7 s). A worker forked earlier in the burst never waits
-        on this: its end is read only after the burst is recorded.
+        a task; its CPU 3.2 -> 2.0 s, the run's wall 0.87x). A worker forked earlier in
+        the burst never waits on this: its end is read only after the burst is recorded.
         """
         forked: list[ForkedTask] = []
         try:
