@@ -115,7 +115,7 @@ def flow_commands(folder: Path, address: str, items: int, work: float,
     flow = str(folder / "burn.py")
     base = (sys.executable, flow, "run", "--items", str(items), "--work", str(work),
             "--max-workers", "2", "--quiet")
-    fresh = (folder / ".flowdeck",)  # no run finds its values stored by the one before
+    fresh = True  # a new store each run: no run finds its values stored by the one before
     commands = {"dask": Command(base + ("--executor", "dask", "--scheduler", address),
                                 folder, f"done {items}", fresh)}
     if with_local:
@@ -137,10 +137,9 @@ def scale(folder: Path, sizes: tuple[int, ...]) -> list[dict[str, float]]:
     rows = []
     for size in sizes:
         command = Command((sys.executable, str(folder / "burn.py"), "run", "--items",
-                           str(size), "--quiet"), folder, f"done {size}",
-                          (folder / ".flowdeck",))
-        sample = run_once(command)
-        runs = sorted((folder / ".flowdeck" / "BurnFlow" / "runs").iterdir(),
+                           str(size), "--quiet"), folder, f"done {size}").in_new_folder()
+        sample = run_once(command)  # in a new folder: its store is the run's alone
+        runs = sorted((command.cwd / ".flowdeck" / "BurnFlow" / "runs").iterdir(),
                       key=lambda p: p.stat().st_mtime)
         run = runs[-1]
         files = sum(1 for p in run.rglob("*") if p.is_file())

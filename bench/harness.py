@@ -81,11 +81,11 @@ class Command:
     argv: tuple[str, ...]
     cwd: Path
     expect: str = ""
-    #: The stores of a tool that persists, which every run must start without, so that no
-    #: run finds its values already stored by the run before (a content-addressed store
-    #: skips the write of a value it holds: the dedup path, not a write). Such a command
-    #: runs in a new copy of `cwd` each time (`in_new_folder`), never after a deletion.
-    fresh: tuple[Path, ...] = ()
+    #: A tool that persists, whose every run must start without a store, so that no run
+    #: finds its values already stored by the run before (a content-addressed store skips
+    #: the write of a value it holds: the dedup path, not a write). Such a command runs in
+    #: a new copy of `cwd` each time (`in_new_folder`), never after a deletion.
+    fresh: bool = False
 
     def in_new_folder(self) -> Command:
         """This command in a new sibling folder holding a copy of `cwd`'s files (its
@@ -208,7 +208,7 @@ def interleave(commands: dict[str, Command], repeat: int, warmup: bool = True,
     """`repeat` rounds, each running every command once, the order rotated every round.
 
     One untimed warm-up run of each first fills the bytecode caches, as on any user's
-    second run. A command with `fresh` folders (its store) runs in a new folder every
+    second run. A `fresh` command (a tool that persists) runs in a new folder every
     time, the warm-up too: a store the warm-up filled would turn every write into a dedup.
     """
     names = list(commands)

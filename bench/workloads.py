@@ -565,8 +565,7 @@ class Tool:
         path.write_text(source)
         # The stores of the tools that persist start empty every run, but where the workload
         # repeats its data on purpose ("repeated data": the dedup path is what it measures).
-        fresh = () if w.seeded or self.name not in ("flowdeck", "metaflow") else (
-            folder / ".flowdeck", folder / ".metaflow")
+        fresh = not w.seeded and self.name in ("flowdeck", "metaflow")
         return Command(tuple(argv), folder, expect, fresh)
 
 
