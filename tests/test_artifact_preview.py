@@ -25,6 +25,7 @@ from conftest import FLOWS, child_env, run_flow
 from PIL import Image
 
 from flowdeck.client import Run
+from flowdeck.engines.load_limits import PATIENCE_ENV
 from flowdeck.engines.preview import PreviewLimits, preview_value
 from flowdeck.store.layout import RunLayout
 
@@ -33,26 +34,30 @@ MAX_BYTES = 1_000_000
 
 
 class ViewerRun:
-    """A finished run of viewer_values.py and the helper command for its start task."""
+    """A finished run of a test flow (viewer_values.py unless told) and the helper command
+    for its start task."""
 
-    def __init__(self, folder: Path):
-        self.file = folder / "viewer_values.py"
-        shutil.copy(FLOWS / "viewer_values.py", self.file)
-        done = run_flow(self.file, "run", env=child_env(STUCK="1"), timeout=180)
+    def __init__(self, folder: Path, flow_file: str = "viewer_values.py",
+                 flow: str = FLOW):
+        self.file = folder / flow_file
+        shutil.copy(FLOWS / flow_file, self.file)
+        done = run_flow(self.file, "run", env=child_env(), timeout=180)
         assert done.returncode == 0, done.stderr
-        layout = RunLayout.for_file(self.file, FLOW)
+        layout = RunLayout.for_file(self.file, flow)
         [self.run_id] = layout.run_ids()
         self.root = str(layout.root)
-        run = Run(f"{FLOW}/{self.run_id}", root=self.root, _namespace_check=False)
+        self.flow = flow
+        run = Run(f"{flow}/{self.run_id}", root=self.root, _namespace_check=False)
         [task] = list(run["start"])
         self.task_id = task.id
 
-    def helper(self, *extra: str) -> dict[str, Any]:
-        """The helper's JSON answer; its raw size is checked against the bound too."""
+    def helper(self, *extra: str, patience: str | None = None) -> dict[str, Any]:
+        """The helper's JSON answer (at `$FLOWDECK_LOAD_PATIENCE` = `patience` if given);
+        its raw size is checked against the bound too."""
+        env = child_env(**({PATIENCE_ENV: patience} if patience is not None else {}))
         done = subprocess.run([sys.executable, "-m", "flowdeck.engines.inspect_task", self.root,
-                               FLOW, self.run_id, "start", self.task_id, *extra],
-                              env=child_env(), cwd="/", capture_output=True, text=True,
-                              timeout=120)
+                               self.flow, self.run_id, "start", self.task_id, *extra],
+                              env=env, cwd="/", capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert len(done.stdout) < MAX_BYTES + 10_000
         return json.loads(done.stdout)
@@ -70,9 +75,15 @@ def viewer_run(tmp_path_factory: pytest.TempPathFactory) -> ViewerRun:
 
 @pytest.fixture(scope="module")
 def list_answer(viewer_run: ViewerRun) -> dict[str, Any]:
-    """The helper's list of the start task, asked once: the two tests below only read it,
-    and each call waits out `stuck`'s whole summary limit."""
+    """The helper's list of the start task, asked once: the two tests below only read it."""
     return viewer_run.helper()
+
+
+@pytest.fixture(scope="module")
+def hanging_run(tmp_path_factory: pytest.TempPathFactory) -> ViewerRun:
+    """A run of hanging_value.py: `count`, then `stuck`, whose unpickling never returns."""
+    return ViewerRun(tmp_path_factory.mktemp("hanging-run"), "hanging_value.py",
+                     "HangingValueFlow")
 
 
 def test_the_list_has_names_types_and_sizes_and_summarises_only_small_values(
@@ -81,7 +92,7 @@ def test_the_list_has_names_types_and_sizes_and_summarises_only_small_values(
     assert answer["error"] is None
     rows = {a["name"]: a for a in answer["artifacts"]}
     assert {"frame", "matrix", "picture", "pixels", "png", "nested", "essay", "signal",
-            "losses", "count", "vanished", "ghost", "grudge", "stuck"} <= set(rows)
+            "losses", "count", "vanished", "ghost", "grudge"} <= set(rows)
     assert rows["frame"]["type"] == "pandas.DataFrame" and rows["frame"]["shape"] == [500, 4]
     assert rows["count"]["preview"] == "7"
     for big in ("picture", "essay", "signal"):  # larger than the list unpickles
@@ -102,8 +113,13 @@ def test_the_list_says_why_a_value_cannot_load(viewer_run: ViewerRun,
     line = next(i for i, text in enumerate(viewer_run.file.read_text().splitlines(), 1)
                 if "raise RuntimeError" in text)
     assert f"{viewer_run.file}, line {line}" in grudge  # the flow's own line, not <dynamic-code>
-    assert "took more than" in rows["stuck"]["load_error"]
+
+
+def test_the_list_stops_a_value_that_hangs_and_still_lists_it(hanging_run: ViewerRun) -> None:
+    rows = {a["name"]: a for a in hanging_run.helper(patience="0.25")["artifacts"]}
+    assert "took more than 0.5 s to load and was stopped" in rows["stuck"]["load_error"]
     assert rows["stuck"]["type"] == "__main__.Stuck"  # still listed with its type and size
+    assert rows["stuck"]["size"] > 0
 
 
 def test_a_data_frame_previews_as_its_first_rows_with_shape_and_dtypes(
@@ -185,10 +201,30 @@ def test_a_preview_that_cannot_load_says_why(viewer_run: ViewerRun) -> None:
     assert vanished["preview"] is None and "pip install" in vanished["error"]
     grudge = viewer_run.helper("--preview", "grudge")
     assert "Grudge refuses to be unpickled" in grudge["error"]
-    stuck = viewer_run.helper("--preview", "stuck")
-    assert stuck["preview"] is None and "took more than 8 s to load" in stuck["error"]
     missing = viewer_run.helper("--preview", "no_such_artifact")
     assert "has no artifact 'no_such_artifact'" in missing["error"]
+
+
+def test_a_preview_that_hangs_is_stopped_at_the_load_limit(hanging_run: ViewerRun) -> None:
+    stuck = hanging_run.helper("--preview", "stuck", patience="0.25")
+    assert stuck["preview"] is None and "took more than 2 s to load" in stuck["error"]
+    exported = hanging_run.helper("--export", "stuck", "/nonexistent/stuck.pkl",
+                                  patience="0.25")
+    assert exported["format"] is None and "took more than 2 s to load" in exported["error"]
+
+
+@pytest.mark.parametrize("patience", ["slow", "0", "-2", "nan", "inf", "5000"])
+def test_a_bad_patience_is_named_in_every_answer(hanging_run: ViewerRun,
+                                                 patience: str) -> None:
+    expected = f"${PATIENCE_ENV} is {patience!r}: give a factor"
+    listed = hanging_run.helper(patience=patience)
+    assert listed["artifacts"] == [] and expected in listed["error"]
+    preview = hanging_run.helper("--preview", "count", patience=patience)
+    assert preview["preview"] is None and expected in preview["error"]
+    exported = hanging_run.helper("--export", "count", "/nonexistent/count.pkl",
+                                  patience=patience)
+    assert exported == {"name": "count", "path": "/nonexistent/count.pkl", "format": None,
+                        "error": exported["error"]} and expected in exported["error"]
 
 
 def test_export_writes_the_whole_value_in_its_format(viewer_run: ViewerRun,

@@ -19,6 +19,7 @@ from PySide6.QtCore import QProcess, Qt
 from PySide6.QtWidgets import QApplication
 
 from flowdeck.client import Run
+from flowdeck.engines.load_limits import PATIENCE_ENV
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.views.artifacts import ArtifactsPane
 from flowdeck_desktop.views.artifacts.viewers import (
@@ -34,31 +35,32 @@ FLOW = "ViewerValuesFlow"
 WAIT = 60000
 
 
-def _finished_run(folder: Path, stuck: bool) -> dict:
-    """A finished run of viewer_values.py: where it is, and its start task's listing."""
-    file = folder / "viewer_values.py"
-    shutil.copy(FLOWS / "viewer_values.py", file)
-    done = run_flow(file, "run", env=child_env(STUCK="1" if stuck else "0"), timeout=180)
+def _finished_run(folder: Path, flow_file: str = "viewer_values.py",
+                  flow: str = FLOW) -> dict:
+    """A finished run of a test flow: where it is, and its start task's listing."""
+    file = folder / flow_file
+    shutil.copy(FLOWS / flow_file, file)
+    done = run_flow(file, "run", env=child_env(), timeout=180)
     assert done.returncode == 0, done.stderr
-    layout = RunLayout.for_file(file, FLOW)
+    layout = RunLayout.for_file(file, flow)
     [run_id] = layout.run_ids()
-    [task] = list(Run(f"{FLOW}/{run_id}", root=str(layout.root), _namespace_check=False)["start"])
+    [task] = list(Run(f"{flow}/{run_id}", root=str(layout.root), _namespace_check=False)["start"])
     listed = [{"name": a.id, "type": a.type, "size": a.size} for a in task.artifacts]
-    return {"root": str(layout.root), "run_id": run_id, "task_id": task.id, "listed": listed}
+    return {"root": str(layout.root), "flow": flow, "run_id": run_id, "task_id": task.id,
+            "listed": listed}
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The run most viewers read: every kind of value, without `stuck`. The helper's list
-    gives a value that hangs its whole 2 s summary limit, so a pane on the run with
-    `stuck` waits that long for its list; only the tests about a hanging value need it."""
-    return _finished_run(tmp_path_factory.mktemp("viewer-run"), stuck=False)
+    """The run most viewers read: every kind of value (viewer_values.py)."""
+    return _finished_run(tmp_path_factory.mktemp("viewer-run"))
 
 
 @pytest.fixture(scope="module")
 def stuck_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The same values plus `stuck`, whose unpickling never returns (STUCK=1)."""
-    return _finished_run(tmp_path_factory.mktemp("viewer-run-stuck"), stuck=True)
+    """A run of hanging_value.py: `count`, and `stuck`, whose unpickling never returns."""
+    return _finished_run(tmp_path_factory.mktemp("hanging-run"), "hanging_value.py",
+                         "HangingValueFlow")
 
 
 def _pane(qtbot, run: dict) -> ArtifactsPane:
@@ -67,7 +69,7 @@ def _pane(qtbot, run: dict) -> ArtifactsPane:
     widget.resize(1100, 480)
     widget.show()
     with qtbot.waitSignal(widget.loaded, timeout=WAIT):
-        widget.show_task(os.sys.executable, run["root"], FLOW, run["run_id"],
+        widget.show_task(os.sys.executable, run["root"], run["flow"], run["run_id"],
                          "start", run["task_id"], True, listed=run["listed"])
     return widget
 
@@ -79,8 +81,11 @@ def pane(qtbot, finished_run: dict) -> ArtifactsPane:
 
 
 @pytest.fixture
-def stuck_pane(qtbot, stuck_run: dict) -> ArtifactsPane:
-    """The pane showing the start task of the run with `stuck`."""
+def stuck_pane(qtbot, stuck_run: dict, monkeypatch: pytest.MonkeyPatch) -> ArtifactsPane:
+    """The pane showing the start task of the run with `stuck`, at the usual limits (the
+    suite's own are longer): its list waits out `stuck`'s 2 s summary limit, and a
+    preview's 8 s in the helper."""
+    monkeypatch.setenv(PATIENCE_ENV, "1")
     return _pane(qtbot, stuck_run)
 
 
@@ -105,13 +110,15 @@ def snap(pane: ArtifactsPane, kind: str) -> None:
         pane.grab().save(str(Path(folder) / f"artifact-{kind}.png"))
 
 
-def test_names_types_and_sizes_show_before_any_helper_answers(qtbot, stuck_run: dict) -> None:
+def test_names_types_and_sizes_show_before_any_helper_answers(qtbot,
+                                                              finished_run: dict) -> None:
     widget = ArtifactsPane()
     qtbot.addWidget(widget)
-    widget.show_task(os.sys.executable, stuck_run["root"], FLOW, stuck_run["run_id"],
-                     "start", stuck_run["task_id"], True, listed=stuck_run["listed"])
+    widget.show_task(os.sys.executable, finished_run["root"], FLOW, finished_run["run_id"],
+                     "start", finished_run["task_id"], True, listed=finished_run["listed"])
     names = [widget.table.item(r, 0).text() for r in range(widget.table.rowCount())]
-    assert {"frame", "picture", "stuck"} <= set(names)  # at once, from the listing
+    assert {"frame", "picture", "grudge"} <= set(names)  # at once, from the listing
+    assert widget._list_call is not None and not widget._list_call.done  # none answered
     assert widget.table.item(names.index("picture"), 2).text().endswith("MB")
     with qtbot.waitSignal(widget.loaded, timeout=WAIT):
         pass
@@ -239,7 +246,8 @@ def test_values_that_cannot_load_say_why_in_their_rows(qtbot, pane) -> None:
 
 def test_a_preview_that_hangs_is_killed_past_the_limit_and_says_so(qtbot, stuck_pane) -> None:
     pane = stuck_pane
-    pane.preview_limit_s = 3  # the helper itself would wait 8 s: the window's kill comes first
+    assert pane.preview_limit_s == 10  # the usual limit...
+    pane.preview_limit_s = 3  # ...shortened: the helper waits 8 s, the window's kill is first
     show(qtbot, pane, "stuck", "message", shot=False)
     assert "stopped after 3 s" in _value_cell(pane, "stuck")
     assert "stopped after 3 s" in pane.message.text()

@@ -24,7 +24,6 @@ from flowdeck.engines import inspect_values as iv
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.app import build
-from flowdeck_desktop.views import runs_plot
 from flowdeck_desktop.views.runs_plot import (
     X_FOREACH_INPUT,
     X_RUN_NUMBER,
@@ -258,16 +257,15 @@ if __name__ == "__main__":
 '''
 
 
-def test_a_helper_past_its_time_limit_is_killed(qtbot, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_helper_past_its_time_limit_is_killed(qtbot, tmp_path: Path) -> None:
     flow = tmp_path / "slow.py"
     flow.write_text(SLOW_FLOW)
     assert run_flow(flow, "run", env=child_env()).returncode == 0
     layout = RunLayout(tmp_path / ".flowdeck", "SlowFlow")
     entry = RunIndex(layout).runs()[0]
-    monkeypatch.setattr(runs_plot, "HELPER_LIMIT_MS", 1500)
     plot = RunsPlot()
     qtbot.addWidget(plot)
+    plot.limit_s = 1.5
     with qtbot.waitSignal(plot.loaded, timeout=WAIT_MS):
         plot.start(PlotRequest.of(sys.executable, True, layout, "start", "score", [_Row(entry)]))
     assert not plot.busy and plot.data.points == []

@@ -13,7 +13,8 @@ and reads one JSON object from stdout:
 - the list: `{"artifacts": [{name, type, size, preview?, shape?, dtype?, deferred?,
   load_error?}], "error"}`. Names, types and sizes come from the task's record
   (nothing unpickled); artifacts up to `SUMMARY_BYTES` also get a one-line summary
-  (`describe_value`), each within `SUMMARY_SECONDS`, all within `SUMMARY_BUDGET`;
+  (`describe_value`), each within the limits' `summary_seconds`, all within their
+  `summary_budget`;
   the others are `deferred` until previewed. One that fails to load gets its
   reason (`load_error`, also its `preview`); the others are still described.
 - a preview: `{"name", "preview": {kind, ...} | null, "error"}`, bounded in size
@@ -21,8 +22,9 @@ and reads one JSON object from stdout:
 - an export: `{"name", "path", "format", "error"}`: the whole value written to PATH
   here, never sent to the window.
 
-Loading a value is stopped after `LOAD_SECONDS` (the window kills the helper a
-little later anyway). The flow's folder is put first on `sys.path`, as running
+Loading a value is stopped after the limits' `load_seconds` (the window kills the
+helper a little later anyway); `flowdeck.engines.load_limits` owns every limit, and
+`$FLOWDECK_LOAD_PATIENCE` scales them. The flow's folder is put first on `sys.path`, as running
 `python flow.py` does, so classes from the flow's own modules unpickle. For a run
 made by the Metaflow bridge (`run.json` says `"engine": "metaflow"`) the values
 come from Metaflow's client instead (`flowdeck.engines.inspect_metaflow`).
@@ -40,6 +42,7 @@ from typing import Any
 
 from flowdeck.engine.alarm import alarm
 from flowdeck.engines.describe import Listed, TaskArtifacts, describe_value
+from flowdeck.engines.load_limits import LoadLimits, PatienceError, load_limits
 from flowdeck.engines.preview import (
     LoadTimeout,
     export_value,
@@ -51,9 +54,6 @@ from flowdeck.store.index import read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 
 SUMMARY_BYTES = 256 * 1024  # artifacts this small are unpickled for the list's one-liner
-SUMMARY_SECONDS = 2.0  # ...each for at most this long
-SUMMARY_BUDGET = 6.0  # ...and all of them together; the rest are deferred
-LOAD_SECONDS = 8.0  # a preview's load; the window's own limit is a little longer
 
 USAGE = ("usage: python -m flowdeck.engines.inspect_task ROOT FLOW RUN_ID STEP TASK_ID "
          "[--preview NAME | --export NAME PATH]")
@@ -87,13 +87,14 @@ def open_task(root: str, flow: str, run_id: str, step: str, task_id: str
                          lambda name: task[name].data, str(info.get("file") or ""))
 
 
-def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> dict[str, Any]:
+def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str,
+                 limits: LoadLimits) -> dict[str, Any]:
     """The list: every artifact's name, type and size, and a summary of the small ones."""
     opened = open_task(root, flow, run_id, step, task_id)
     if isinstance(opened, str):
         return {"artifacts": [], "error": opened}
     described = []
-    budget_end = time.monotonic() + SUMMARY_BUDGET
+    budget_end = time.monotonic() + limits.summary_budget
     for item in opened.listed:
         entry: dict[str, Any] = {"name": item.name, "type": item.type, "size": item.size}
         left = budget_end - time.monotonic()
@@ -101,7 +102,7 @@ def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> 
             entry["deferred"] = True  # previewed when the user selects it
         else:
             try:
-                with time_limit(min(SUMMARY_SECONDS, left)):
+                with time_limit(min(limits.summary_seconds, left)):
                     value = opened.load(item.name)
                     entry["type"] = entry["type"] or type_name(value)
                     entry.update(describe_value(value))
@@ -113,13 +114,13 @@ def inspect_task(root: str, flow: str, run_id: str, step: str, task_id: str) -> 
 
 
 def preview_artifact(root: str, flow: str, run_id: str, step: str, task_id: str,
-                     name: str) -> dict[str, Any]:
+                     name: str, limits: LoadLimits) -> dict[str, Any]:
     """One artifact's bounded preview (`flowdeck.engines.preview`), or why there is none."""
     opened = open_task(root, flow, run_id, step, task_id)
     if isinstance(opened, str):
         return {"name": name, "preview": None, "error": opened}
     try:
-        with time_limit(LOAD_SECONDS):
+        with time_limit(limits.load_seconds):
             value = opened.load(name)
             return {"name": name, "preview": preview_value(value), "error": None}
     except Exception as exc:  # unpickling runs the artifact's own code
@@ -127,14 +128,14 @@ def preview_artifact(root: str, flow: str, run_id: str, step: str, task_id: str,
 
 
 def export_artifact(root: str, flow: str, run_id: str, step: str, task_id: str, name: str,
-                    path: str) -> dict[str, Any]:
+                    path: str, limits: LoadLimits) -> dict[str, Any]:
     """Write one artifact's whole value to `path` (its format from the suffix)."""
     answer: dict[str, Any] = {"name": name, "path": path, "format": None, "error": None}
     opened = open_task(root, flow, run_id, step, task_id)
     if isinstance(opened, str):
         return {**answer, "error": opened}
     try:
-        with time_limit(LOAD_SECONDS):
+        with time_limit(limits.load_seconds):
             value = opened.load(name)
     except Exception as exc:  # unpickling runs the artifact's own code
         return {**answer, "error": load_failure(exc, opened.source)}
@@ -156,21 +157,36 @@ def run_info(root: str, flow: str, run_id: str) -> dict[str, Any]:
     return record.as_json() if record else {}
 
 
+def refusal(rest: list[str], error: str) -> dict[str, Any]:
+    """The answer, in the shape the request expects, of a helper that loads nothing."""
+    if not rest:
+        return {"artifacts": [], "error": error}
+    if rest[0] == "--preview":
+        return {"name": rest[1], "preview": None, "error": error}
+    return {"name": rest[1], "path": rest[2], "format": None, "error": error}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 5:
         print(USAGE, file=sys.stderr)
         return 2
     root, flow, run_id, step, task_id, *rest = argv
     task = (root, flow, run_id, step, task_id)
-    if not rest:
-        answer = inspect_task(*task)
-    elif rest[0] == "--preview" and len(rest) == 2:
-        answer = preview_artifact(*task, rest[1])
-    elif rest[0] == "--export" and len(rest) == 3:
-        answer = export_artifact(*task, rest[1], rest[2])
-    else:
+    if rest and not (rest[0] == "--preview" and len(rest) == 2
+                     or rest[0] == "--export" and len(rest) == 3):
         print(USAGE, file=sys.stderr)
         return 2
+    try:
+        limits = load_limits()
+    except PatienceError as exc:  # the window shows it where the answer would be
+        answer = refusal(rest, str(exc))
+    else:
+        if not rest:
+            answer = inspect_task(*task, limits=limits)
+        elif rest[0] == "--preview":
+            answer = preview_artifact(*task, rest[1], limits=limits)
+        else:
+            answer = export_artifact(*task, rest[1], rest[2], limits=limits)
     json.dump(answer, sys.stdout, default=str)
     sys.stdout.write("\n")
     return 0

@@ -38,13 +38,12 @@ from PySide6.QtWidgets import (
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engines.inspect_values import argv as values_argv
 from flowdeck.engines.launching import child_env
+from flowdeck.engines.load_limits import window_load_limits
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck_desktop.control.run_process import core_path
 from flowdeck_desktop.views.theme import palette_is_dark
 
-#: How long the helper may take to load every run's value before it is killed.
-HELPER_LIMIT_MS = 60_000
 #: Type names an artifact plots as a number (others may still be, e.g. a 1-element array;
 #: the helper decides, and says why a value is not a number).
 NUMERIC_TYPE = re.compile(r"^(int|float|decimal\.Decimal|fractions\.Fraction|"
@@ -235,6 +234,8 @@ class RunsPlot(QWidget):
         self.request: PlotRequest | None = None
         self.data = PlotData()
         self.error: str | None = None
+        #: How long the helper may take to load every run's value before it is killed.
+        self.limit_s = window_load_limits().plot_wait
         self.title = QLabel("")
         self.title.setWordWrap(True)
         self.x_choice = QComboBox()
@@ -296,7 +297,7 @@ class RunsPlot(QWidget):
         self._proc = proc
         self._draw()
         proc.start(program, args)
-        self._kill_timer.start(HELPER_LIMIT_MS)
+        self._kill_timer.start(int(self.limit_s * 1000))
 
     @property
     def busy(self) -> bool:
@@ -315,7 +316,7 @@ class RunsPlot(QWidget):
         if self._proc is None:
             return
         self.stop()
-        self._finish(f"the helper took more than {HELPER_LIMIT_MS // 1000} s to load the "
+        self._finish(f"the helper took more than {self.limit_s:g} s to load the "
                      "values and was stopped. A value may be very large or hang while "
                      "unpickling; plot fewer runs (delete old ones) or a smaller artifact.")
 

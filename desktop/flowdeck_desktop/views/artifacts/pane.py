@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from flowdeck.engines.load_limits import window_load_limits
 from flowdeck.engines.preview import FORMAT_LABELS
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.previews import task_preview
@@ -49,11 +50,6 @@ from flowdeck_desktop.control.task_helper import HelperAnswer, HelperCall, Helpe
 from flowdeck_desktop.views.artifacts.viewers import VIEWERS, MessageViewer, Viewer, items_text
 from flowdeck_desktop.views.runs_plot import NUMERIC_TYPE, plotting_problem
 from flowdeck_desktop.views.theme import status_color
-
-#: The window's limits on a helper call, in seconds (the helper stops a load at 8 s itself).
-LIST_LIMIT_S = 30.0
-PREVIEW_LIMIT_S = 10.0
-EXPORT_LIMIT_S = 600.0
 
 NAME, TYPE, SIZE, VALUE = range(4)
 
@@ -102,9 +98,10 @@ class ArtifactsPane(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.list_limit_s = LIST_LIMIT_S
-        self.preview_limit_s = PREVIEW_LIMIT_S
-        self.export_limit_s = EXPORT_LIMIT_S
+        limits = window_load_limits()  # the helper stops a load a little earlier itself
+        self.list_limit_s = limits.list_wait
+        self.preview_limit_s = limits.preview_wait
+        self.export_limit_s = limits.export_wait
         self.title = QLabel("Select a step in the graph to see its artifacts.")
         self.title.setWordWrap(True)
         self.load_button = QPushButton("Load values")
