@@ -213,9 +213,8 @@ def test_a_preview_that_hangs_is_stopped_at_the_load_limit(hanging_run: ViewerRu
     assert exported["format"] is None and "took more than 2 s to load" in exported["error"]
 
 
-@pytest.mark.parametrize("patience", ["slow", "0", "-2", "nan", "inf", "5000"])
-def test_a_bad_patience_is_named_in_every_answer(hanging_run: ViewerRun,
-                                                 patience: str) -> None:
+def test_a_bad_patience_is_named_in_every_answer(hanging_run: ViewerRun) -> None:
+    patience = "slow"  # the other bad values: tests/test_load_limits.py
     expected = f"${PATIENCE_ENV} is {patience!r}: give a factor"
     listed = hanging_run.helper(patience=patience)
     assert listed["artifacts"] == [] and expected in listed["error"]
