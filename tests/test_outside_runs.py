@@ -17,7 +17,10 @@ from test_history_actions import GATED_FLOW
 
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RunLayout
+from flowdeck.store.liveness import own_process_start
+from flowdeck.store.records import RunRecord, hostname
 from flowdeck.store.status import CANCELLED, CRASHED, RUNNING, SUCCEEDED
+from flowdeck_desktop.control.outside_run import OutsideRun
 from flowdeck_desktop.models.catalog_model import STATUS_ROLE
 
 
@@ -224,3 +227,29 @@ def test_a_terminal_run_that_ended_before_it_was_seen_is_shown_by_its_outcome(
         newest = RunIndex(RunLayout.for_file(str(folder / "gated.py"), "GatedFlow")).runs()[0]
         qtbot.waitUntil(lambda: window.shown_state.run_id == newest.run_id, timeout=WAIT_MS)
         assert window.shown_state.status == SUCCEEDED
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="a process's start is read from /proc (Linux)")
+def test_stop_never_signals_a_process_that_got_a_crashed_runs_pid(
+        qtbot, tmp_path: Path) -> None:
+    """The run crashed and its pid went to an unrelated process (here a `sleep`) before
+    the window noticed: Stop leaves that process alone and the run ends crashed."""
+    stranger = subprocess.Popen(["sleep", "600"])
+    try:
+        layout = RunLayout(tmp_path / ".flowdeck", "GatedFlow")
+        record = RunRecord(flow="GatedFlow", run_id="1", file=str(tmp_path / "gated.py"),
+                           status=RUNNING, start=1.0, pid=stranger.pid,
+                           process_start=own_process_start(), host=hostname())
+        layout.run_json("1").parent.mkdir(parents=True)
+        record.write(layout.run_json("1"))
+        followed = OutsideRun(layout, record)
+        assert followed.stoppable
+        with qtbot.waitSignal(followed.ended, timeout=WAIT_MS) as ended:
+            followed.stop()
+        assert ended.args == [CRASHED] and not followed.stopping
+        followed._kill()  # the KILL after the grace would be refused the same way
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=WAIT_S)

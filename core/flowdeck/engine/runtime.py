@@ -64,6 +64,7 @@ from flowdeck.store.events import (
     EventWriter,
 )
 from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout, attempt_file, new_run_id
+from flowdeck.store.liveness import own_process_start
 from flowdeck.store.records import (
     AttemptRecord,
     DamagedRecord,
@@ -601,7 +602,8 @@ class Orchestrator:
         RunRecord(
             flow=self.graph.name, run_id=self.run_id, file=self.graph.file, status=status,
             start=self.started, end=time.time() if status != "running" else None,
-            pid=os.getpid(), host=hostname(), user=current_user(), engine="flowdeck",
+            pid=os.getpid(), process_start=own_process_start(), host=hostname(),
+            user=current_user(), engine="flowdeck",
             params=param_records(self.flow_cls, self.params),
             param_refs={k: v.as_dict() for k, v in self.param_refs.items()},
             step_hashes=self.graph.step_hashes(), outside_hash=self.graph.outside_hash,

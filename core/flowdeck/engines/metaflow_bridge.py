@@ -50,6 +50,7 @@ from flowdeck.store.layout import (
     default_root,
     new_run_id,
 )
+from flowdeck.store.liveness import own_process_start
 from flowdeck.store.records import (
     ParamRecord,
     RunRecord,
@@ -744,7 +745,7 @@ class Bridge:
         RunRecord(
             flow=self.flow.name, run_id=self.args.run_id, file=self.flow.file, status=status,
             start=self.started, end=time.time() if status != "running" else None,
-            pid=os.getpid(), host=hostname(),
+            pid=os.getpid(), process_start=own_process_start(), host=hostname(),
             user=current_user(),
             engine="metaflow", params=self._param_records(),
             step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,

@@ -58,8 +58,9 @@ from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import BlobStore
-from flowdeck.store.index import RunEntry, RunIndex, pid_alive, read_run
+from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import RunLayout, flows_in, headless_logs, settings_file
+from flowdeck.store.liveness import pid_alive
 from flowdeck.store.previews import previewed_blob
 from flowdeck.store.records import DamagedRecord, read_json_file
 from flowdeck.store.status import RUNNING, SUCCEEDED

@@ -16,30 +16,20 @@ from pathlib import Path
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import atomic_write_json
 from flowdeck.store.layout import RunLayout
+from flowdeck.store.liveness import pid_alive
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt, hostname
 from flowdeck.store.status import CRASHED, DAMAGED, RUNNING, SUCCEEDED
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def effective_status(record: RunRecord) -> str:
     """The run's status, with the one crash rule: a `running` run whose process is gone
-    (on this host) crashed. Another host's run cannot be checked: it stays `running`."""
+    (on this host) crashed, and so did one whose pid now belongs to a later process
+    (`store.liveness`). Another host's run cannot be checked: it stays `running`."""
     if record.status != RUNNING:
         return record.status
     if record.host and record.host != hostname():
         return RUNNING
-    return RUNNING if pid_alive(record.pid) else CRASHED
+    return RUNNING if pid_alive(record.pid, record.process_start) else CRASHED
 
 
 @dataclass(frozen=True)

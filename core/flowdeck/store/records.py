@@ -147,6 +147,9 @@ class RunRecord:
     start: float = 0.0
     end: float | None = None
     pid: int | None = None
+    #: The start of process `pid` (`store.liveness.process_start`), which tells it from a
+    #: later process given the same pid; None where unknown (not Linux, older records).
+    process_start: str | None = None
     host: str = ""
     user: str | None = None
     engine: str = "flowdeck"
@@ -208,7 +211,8 @@ class RunRecord:
             flow=d["flow"], run_id=d["run_id"], file=str(_get(d, "file", str, path, "")),
             status=run_status(d.get("status")), start=float(start or 0.0),
             end=float(end) if end is not None else None,
-            pid=_get(d, "pid", int, path), host=str(_get(d, "host", str, path, "") or ""),
+            pid=_get(d, "pid", int, path), process_start=_get(d, "process_start", str, path),
+            host=str(_get(d, "host", str, path, "") or ""),
             user=_get(d, "user", str, path), engine=str(_get(d, "engine", str, path,
                                                              "flowdeck") or "flowdeck"),
             params=_params(d.get("params"), path),

@@ -7,7 +7,8 @@ read from the first byte on a timer and handed to the one fold (`RunState`), its
 told by its `run_finished` event or, when its process is gone without one, by the
 store's crash rule (`store.index.effective_status`).
 
-Stop sends the run's orchestrator (the pid in its `run.json`, on this host only) its
+Stop sends the run's orchestrator (the pid in its `run.json`, on this host only, and only
+while that pid is still the process that wrote the record) its
 engine's stop signal, then KILL after that engine's grace, as `RunProcess.stop` does for
 the window's own runs; the run's guard ends whatever the killed orchestrator started.
 The signal goes to the orchestrator alone, not to its process group: a run started in a
@@ -16,7 +17,6 @@ terminal shares its group with the shell's job (`python train.py | tee log`).
 
 from __future__ import annotations
 
-import os
 import signal
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from flowdeck.engines.launching import ENGINES
 from flowdeck.store.index import effective_status, read_run
 from flowdeck.store.layout import RunLayout
+from flowdeck.store.liveness import signal_recorded
 from flowdeck.store.records import RunRecord, hostname
 from flowdeck.store.status import CANCELLED, CRASHED, RUNNING
 from flowdeck_desktop.control.event_feed import EventFeed
@@ -89,8 +90,10 @@ class OutsideRun(QObject):
         if not self.stoppable or self._stopping:
             return
         engine = ENGINES.get(self.record.engine, ENGINES["flowdeck"])
+        if not self._signal(engine.stop_signal):  # gone, or its pid is another's now
+            self._check_process()  # so it ended on its own: as it ended, or crashed
+            return
         self._stopping = True
-        self._signal(engine.stop_signal)
         self._kill_timer.start(int(engine.stop_grace_s * 1000))
 
     def close(self) -> None:
@@ -100,14 +103,11 @@ class OutsideRun(QObject):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _signal(self, sig: int) -> None:
-        pid = int(self.record.pid or 0)
-        if pid <= 0:  # 0 or -1 would signal the window's own group, or every process
-            return
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def _signal(self, sig: int) -> bool:
+        """The signal goes to the recorded process only while it is still that process:
+        after a crash its pid may belong to something else (`store.liveness`). Whether
+        it went."""
+        return signal_recorded(self.record.pid, self.record.process_start, sig)
 
     def _kill(self) -> None:
         if self.running:

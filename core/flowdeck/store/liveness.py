@@ -1,0 +1,133 @@
+"""Whether the process a record names is still the one that wrote it, and signalling it.
+
+A run's `run.json` names its orchestrator by pid. A pid is reused once its process has
+ended: after a crash (kill -9, a power cut) the pid in a `running` record can belong to
+an unrelated process a day later, an editor or another user's job. With the pid alone,
+the crash rule would call that run `running` for as long as the stranger lives, and
+the window's Stop would send it SIGTERM, then SIGKILL.
+
+So a record also keeps its process's start (`process_start`): on Linux the boot's id
+and the process's start in clock ticks since boot (`/proc/<pid>/stat`, field 22), both
+kept by the kernel, so a clock change later cannot move them. A live pid whose start
+differs is another process. A record written before this field existed, or on a system
+without `/proc` (macOS), is judged by its pid alone, as before.
+
+A process that has ended but is not yet reaped by its parent (a zombie) is not alive:
+it runs nothing and will write nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+_boot_id: str | None = None
+
+
+def _read_boot_id() -> str | None:
+    global _boot_id
+    if _boot_id is None:
+        try:
+            with open(_BOOT_ID_FILE, encoding="ascii") as handle:
+                _boot_id = handle.read().strip() or None
+        except OSError:
+            return None
+    return _boot_id
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """The process's state letter and start ticks from `/proc/<pid>/stat`; None where it
+    cannot be read (gone, no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    # The name (field 2) is in parentheses and may hold spaces or ')': count from its end.
+    fields = raw[raw.rfind(b")") + 2:].split()
+    if len(fields) < 20:
+        return None
+    return fields[0].decode("ascii", "replace"), fields[19].decode("ascii", "replace")
+
+
+def process_start(pid: int) -> str | None:
+    """The identity of the start of process `pid`, `<boot id>:<start ticks>`, or None
+    where it cannot be known (not Linux, no such process)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    boot = _read_boot_id()
+    stat = _stat(pid)
+    if boot is None or stat is None:
+        return None
+    return f"{boot}:{stat[1]}"
+
+
+_own: tuple[int, str | None] | None = None
+
+
+def own_process_start() -> str | None:
+    """This process's start identity, for the record it writes (read once per process:
+    a run writes its record more than once)."""
+    global _own
+    pid = os.getpid()
+    if _own is None or _own[0] != pid:  # a forked child is a process of its own
+        _own = (pid, process_start(pid))
+    return _own[1]
+
+
+def pid_alive(pid: int | None, started: str | None = None) -> bool:
+    """Whether process `pid` is alive and, when its recorded start is given, still the
+    process that was recorded (not a later one given the same pid)."""
+    if not pid or pid <= 0:
+        return False
+    if sys.platform.startswith("linux"):
+        stat = _stat(pid)
+        if stat is not None:
+            state, ticks = stat
+            if state == "Z":  # ended, its parent has not reaped it yet
+                return False
+            boot = _read_boot_id()
+            return started is None or boot is None or started == f"{boot}:{ticks}"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def signal_recorded(pid: int | None, started: str | None, sig: int) -> bool:
+    """Send `sig` to the recorded process if it is still that process; False when it is
+    gone or another process now has its pid. On Linux the check and the signal go
+    through one pidfd, so the pid cannot change hands between them."""
+    if not pid or pid <= 0:  # 0 or -1 would signal the caller's group, or every process
+        return False
+    pidfd = _open_pidfd(pid)
+    try:
+        if not pid_alive(pid, started):
+            return False
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return True
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for `pid` (Linux 5.3 and later), which names that process even if its pid is
+    reused after this call; None where there is none."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        return int(pidfd_open(pid))
+    except OSError:  # gone (the check then says so), or not supported here
+        return None
