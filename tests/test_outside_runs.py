@@ -3,6 +3,7 @@ shown live, can be stopped from the window, and end with the status they really 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -253,3 +254,35 @@ def test_stop_never_signals_a_process_that_got_a_crashed_runs_pid(
     finally:
         stranger.kill()
         stranger.wait(timeout=WAIT_S)
+
+
+def test_a_run_killed_long_ago_ends_when_it_was_last_known_alive(
+        qtbot, settings, folder: Path, terminal, tmp_path: Path) -> None:
+    """A run killed (kill -9) a day before the window looks at it: its last task ends
+    when the run was last known alive, not when the window looked (it used to show a
+    task that had run for a day)."""
+    gate = tmp_path / "gate"  # never opened: `hold` runs until the run is killed
+    run_id = start_in_terminal(terminal, folder / "gated.py", "GatedFlow", GATE=str(gate))
+    wait_for(Path(str(gate) + ".waiting").exists, "the hold step waiting")
+    terminal[0].kill()
+    terminal[0].wait(timeout=WAIT_S)
+    run_dir = RunLayout.for_file(str(folder / "gated.py"), "GatedFlow").run_dir(run_id)
+    day = 86400.0
+    events = run_dir / "events.jsonl"  # as if all of it had been written a day ago
+    events.write_text("".join(json.dumps({**e, "t": e["t"] - day}) + "\n"
+                              for e in map(json.loads, events.read_text().splitlines())))
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            os.utime(path, (stat.st_atime - day, stat.st_mtime - day))
+    last_write = max(p.stat().st_mtime for p in [events, *run_dir.glob("hold/*/attempt-0.*")])
+    with opened_window(qtbot, settings, [folder]) as (controller, window):
+        window.select_flow(flow_key(controller, "GatedFlow"))
+        qtbot.waitUntil(lambda: window.shown_state is not None
+                        and window.shown_state.run_id == run_id, timeout=WAIT_MS)
+        state = window.shown_state
+        assert state.status == CRASHED
+        [hold] = [t for t in state.fold.tasks.values() if t.step == "hold"]
+        assert hold.status != RUNNING and hold.start is not None
+        assert hold.end == state.fold.finished == max(last_write, state.fold.last_seen)
+        assert hold.start <= hold.end < hold.start + 60  # not a day (the window's now)

@@ -10,8 +10,10 @@ even after joins of static splits inside that foreach.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import field, replace
+from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.scopes import Scopes, foreach_scopes, nodes_of, switch_conditional
@@ -142,6 +144,9 @@ class RunFold:
         self.finished: float | None = None
         self.error: dict[str, Any] | None = None
         self.metaflow_run_id: str | None = None
+        #: The latest event time seen: with `last_sign_of_life`, when a run that ended
+        #: without saying so (killed) was last known alive.
+        self.last_seen: float | None = None
         self.tasks: dict[str, TaskView] = {}
         self.steps: dict[str, StepSummary] = {}
         self.graph: dict[str, Any] = {}
@@ -187,6 +192,8 @@ class RunFold:
     def apply(self, event: Event | dict[str, Any]) -> FoldChange:
         typed = parse_event(event) if isinstance(event, dict) else event
         change = FoldChange()
+        if typed is not None and typed.t and (self.last_seen is None or typed.t > self.last_seen):
+            self.last_seen = typed.t
         if isinstance(typed, TaskStarted):
             self._task_started(typed, change)
         elif isinstance(typed, TaskFinished):
@@ -331,6 +338,24 @@ class RunFold:
                 if summary.status == RUNNING:
                     self._set_step(step, StepSummary(CANCELLED, summary.done, summary.total,
                                                      summary.duration, summary.attempt), change)
+
+    def last_sign_of_life(self, events_path: str | os.PathLike[str]) -> float | None:
+        """When a run that ended without saying so was last known alive: its latest event,
+        its event stream's last write, or the last write to the log of a task it was running
+        (a task that trained for an hour wrote no event but its output). A past run killed
+        long ago ends there, not when someone looks at it; None when nothing tells."""
+        events = Path(events_path)
+        folder = events.parent  # the run's folder: task logs are named relative to it
+        paths = [events] + [folder / name for task in self.tasks.values()
+                                           if task.status == RUNNING
+                                           for name in (task.logs or {}).values()]
+        times = [self.last_seen] if self.last_seen else []
+        for path in paths:
+            try:
+                times.append(path.stat().st_mtime)
+            except OSError:  # not written yet, or gone
+                continue
+        return max(times) if times else None
 
     def mark_ended(self, status: str, when: float) -> FoldChange:
         """The process ended without a `run_finished` (killed, crashed, stopped)."""

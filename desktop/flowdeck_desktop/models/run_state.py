@@ -48,9 +48,10 @@ class RunState(QObject):
     def apply(self, event: dict[str, Any]) -> None:
         self._announce(self.fold.apply(event))
 
-    def mark_ended(self, status: str) -> None:
-        """The process ended without a `run_finished` (killed, crashed, stopped)."""
-        self._announce(self.fold.mark_ended(status, time.time()))
+    def mark_ended(self, status: str, when: float | None = None) -> None:
+        """The process ended without a `run_finished` (killed, crashed, stopped), at `when`
+        (now when not given: a live run's end was just seen)."""
+        self._announce(self.fold.mark_ended(status, time.time() if when is None else when))
 
     def _announce(self, change: FoldChange) -> None:
         for task_id in change.tasks:

@@ -776,13 +776,14 @@ class MainWindow(QMainWindow):
 
     def _past_state(self, events_path: str, status: str, flow: str, file: str) -> RunState:
         """A past run's view from its events; one that ended without saying so (its process
-        killed) shows the status its record gives (crashed), not "running"."""
+        killed) shows the status its record gives (crashed), not "running", ended when it
+        was last known alive (not now: its last task did not run until it was looked at)."""
         state = RunState(self)
         state.load_file(events_path)
         if not state.flow:
             state.describe(flow, file)
         if state.status == RUNNING and status != RUNNING:
-            state.mark_ended(status)
+            state.mark_ended(status, state.fold.last_sign_of_life(events_path))
         return state
 
     def _on_flow_removing(self, key: str) -> None:
