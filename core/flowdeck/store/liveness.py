@@ -30,8 +30,8 @@ def _read_boot_id() -> str | None:
     global _boot_id
     if _boot_id is None:
         try:
-            with open(_BOOT_ID_FILE, encoding="ascii") as handle:
-                _boot_id = handle.read().strip() or None
+            with open(_BOOT_ID_FILE, "rb") as handle:  # bytes: no codec to look up
+                _boot_id = handle.read().strip().decode() or None
         except OSError:
             return None
     return _boot_id
@@ -49,7 +49,7 @@ def _stat(pid: int) -> tuple[str, str] | None:
     fields = raw[raw.rfind(b")") + 2:].split()
     if len(fields) < 20:
         return None
-    return fields[0].decode("ascii", "replace"), fields[19].decode("ascii", "replace")
+    return fields[0].decode(), fields[19].decode()  # ASCII; utf-8 needs no codec lookup
 
 
 def process_start(pid: int) -> str | None:
