@@ -33,6 +33,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+from flowdeck.store.liveness import proc_stat
+
 LINUX = sys.platform.startswith("linux")
 
 PR_SET_PDEATHSIG = 1
@@ -94,24 +96,10 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
 
 # -- reading /proc ------------------------------------------------------------------------
 
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, ppid, pgid, session) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()  # the name may hold spaces and brackets
-    try:
-        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3])
-    except (IndexError, ValueError):
-        return None
-
-
 def is_live(pid: int) -> bool:
     """True while a process exists and has not finished (a zombie has finished)."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X", "x")
+    stat = proc_stat(pid)
+    return stat is not None and not stat.ended
 
 
 def _all_pids() -> list[int]:
@@ -133,7 +121,7 @@ def children(pid: int) -> list[int]:
             with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
                 found += [int(p) for p in handle.read().split()]
         except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: scan every process
-            return [p for p in _all_pids() if (_stat(p) or ("", 0, 0, 0))[1] == pid]
+            return [p for p in _all_pids() if (s := proc_stat(p)) is not None and s.ppid == pid]
         except OSError:
             continue
     return found
@@ -152,8 +140,8 @@ def descendants(pid: int) -> list[int]:
 
 def session_members(sid: int) -> list[int]:
     """Live processes whose session is `sid` (a run started in a new session: its own)."""
-    return [p for p in _all_pids() if (s := _stat(p)) is not None and s[3] == sid
-            and s[0] not in ("Z", "X", "x")]
+    return [p for p in _all_pids() if (s := proc_stat(p)) is not None and s.session == sid
+            and not s.ended]
 
 
 def marked_processes(name: str, value: str) -> list[int]:
@@ -254,8 +242,8 @@ def _ancestors() -> set[int]:
     pid = os.getpid()
     while pid > 1 and pid not in out:
         out.add(pid)
-        stat = _stat(pid)
-        pid = stat[1] if stat else 0
+        stat = proc_stat(pid)
+        pid = stat.ppid if stat else 0
     return out | {1}
 
 

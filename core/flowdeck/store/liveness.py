@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import NamedTuple
 
 _BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 _boot_id: str | None = None
@@ -37,9 +38,26 @@ def _read_boot_id() -> str | None:
     return _boot_id
 
 
-def _stat(pid: int) -> tuple[str, str] | None:
-    """The process's state letter and start ticks from `/proc/<pid>/stat`; None where it
-    cannot be read (gone, no /proc)."""
+#: A process in one of these states has ended (a zombie waits to be reaped, X is dead).
+ENDED_STATES = ("Z", "X", "x")
+
+
+class ProcStat(NamedTuple):
+    """What `/proc/<pid>/stat` says of a process (the fields read here)."""
+
+    state: str
+    ppid: int
+    pgid: int
+    session: int
+    start_ticks: int  # since boot, in clock ticks: with the boot id, the process's identity
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED_STATES
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """The process's `/proc/<pid>/stat`; None where it cannot be read (gone, no /proc)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             raw = handle.read()
@@ -47,9 +65,11 @@ def _stat(pid: int) -> tuple[str, str] | None:
         return None
     # The name (field 2) is in parentheses and may hold spaces or ')': count from its end.
     fields = raw[raw.rfind(b")") + 2:].split()
-    if len(fields) < 20:
+    try:
+        return ProcStat(fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]),
+                        int(fields[19]))
+    except (IndexError, ValueError):
         return None
-    return fields[0].decode(), fields[19].decode()  # ASCII; utf-8 needs no codec lookup
 
 
 def process_start(pid: int) -> str | None:
@@ -58,10 +78,10 @@ def process_start(pid: int) -> str | None:
     if not sys.platform.startswith("linux"):
         return None
     boot = _read_boot_id()
-    stat = _stat(pid)
+    stat = proc_stat(pid)
     if boot is None or stat is None:
         return None
-    return f"{boot}:{stat[1]}"
+    return f"{boot}:{stat.start_ticks}"
 
 
 _own: tuple[int, str | None] | None = None
@@ -83,13 +103,12 @@ def pid_alive(pid: int | None, started: str | None = None) -> bool:
     if not pid or pid <= 0:
         return False
     if sys.platform.startswith("linux"):
-        stat = _stat(pid)
+        stat = proc_stat(pid)
         if stat is not None:
-            state, ticks = stat
-            if state == "Z":  # ended, its parent has not reaped it yet
+            if stat.ended:  # a zombie: ended, its parent has not reaped it yet
                 return False
             boot = _read_boot_id()
-            return started is None or boot is None or started == f"{boot}:{ticks}"
+            return started is None or boot is None or started == f"{boot}:{stat.start_ticks}"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
