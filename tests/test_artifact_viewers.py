@@ -66,6 +66,7 @@ def stuck_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _pane(qtbot, run: dict) -> ArtifactsPane:
     widget = ArtifactsPane()
     qtbot.addWidget(widget)
+    widget.list_limit_s = max(widget.list_limit_s, WAIT / 1000)  # the test's own guard
     widget.resize(1100, 480)
     widget.show()
     with qtbot.waitSignal(widget.loaded, timeout=WAIT):

@@ -20,14 +20,14 @@ def test_unset_or_blank_gives_the_usual_limits() -> None:
         assert limits == LoadLimits()
         assert (limits.summary_seconds, limits.summary_budget, limits.load_seconds) == (2, 6, 8)
         assert (limits.list_wait, limits.preview_wait, limits.export_wait,
-                limits.plot_wait) == (30, 10, 600, 60)
+                limits.plot_wait, limits.cards_wait) == (30, 10, 600, 60, 60)
 
 
 def test_the_factor_scales_every_limit_and_the_window_still_waits_longer() -> None:
     usual, slow = load_limits({}), load_limits({PATIENCE_ENV: " 2.5 "})
     assert slow.patience == 2.5
     for name in ("summary_seconds", "summary_budget", "load_seconds", "list_wait",
-                 "preview_wait", "export_wait", "plot_wait"):
+                 "preview_wait", "export_wait", "plot_wait", "cards_wait"):
         assert getattr(slow, name) == 2.5 * getattr(usual, name), name
     for limits in (usual, slow, load_limits({PATIENCE_ENV: "0.01"})):
         assert limits.preview_wait > limits.load_seconds  # the helper's message comes first

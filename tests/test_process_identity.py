@@ -23,6 +23,7 @@ from conftest import FLOWS, WAIT_S, child_env, wait_for
 from flowdeck.store.index import RunIndex, effective_status
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.liveness import (
+    may_signal,
     own_process_start,
     pid_alive,
     process_start,
@@ -80,13 +81,37 @@ def test_an_ended_process_is_not_alive_before_or_after_it_is_reaped(stranger) ->
 
 
 def test_a_signal_reaches_the_recorded_process_and_never_a_stranger(stranger) -> None:
+    theirs = process_start(stranger.pid)
     assert not signal_recorded(stranger.pid, own_process_start(), signal.SIGTERM)
-    time.sleep(0.2)  # a signal, had it gone, would have ended `sleep` by now
-    assert stranger.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):  # no signal went: `sleep` goes on
+        stranger.wait(timeout=1)
     assert not signal_recorded(0, None, signal.SIGTERM)  # never the caller's own group
-    assert signal_recorded(stranger.pid, process_start(stranger.pid), signal.SIGTERM)
+    assert signal_recorded(stranger.pid, theirs, signal.SIGTERM)
     assert stranger.wait(timeout=WAIT_S) == -signal.SIGTERM
-    assert not signal_recorded(stranger.pid, None, signal.SIGTERM)  # gone
+    assert not signal_recorded(stranger.pid, theirs, signal.SIGTERM)  # gone
+
+
+def test_only_this_users_processes_may_be_signalled() -> None:
+    assert may_signal(os.getpid()) and not may_signal(0) and not may_signal(None)
+    if os.geteuid() != 0:
+        assert not may_signal(1)  # init is root's
+        return
+    nobody = 65534  # root may signal anyone: ask in a child turned into an unprivileged user
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.setgroups([])
+            os.setgid(nobody)
+            os.setuid(nobody)
+            os.write(write_end, f"{may_signal(1)} {may_signal(os.getpid())}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        said = answer.read().decode().split()
+    os.waitpid(pid, 0)
+    assert said == ["False", "True"]  # not root's init; its own process
 
 
 def test_the_field_round_trips_and_an_older_record_reads_without_it(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from flowdeck.store.layout import (
     new_run_id,
     normal_url,
 )
+from flowdeck.store.liveness import proc_stat
 from flowdeck.store.records import AttemptRecord
 
 
@@ -103,9 +104,11 @@ def _check_script_unchanged(file: str) -> None:
 
 def _process_start_time() -> float | None:
     """When this process started (epoch seconds, to about 10 ms), from /proc; None elsewhere."""
+    stat = proc_stat(os.getpid())
+    if stat is None:
+        return None
+    ticks = stat.start_ticks
     try:
-        with open("/proc/self/stat", "rb") as handle:
-            ticks = int(handle.read().rsplit(b")", 1)[1].split()[19])
         with open("/proc/uptime", "rb") as handle:
             uptime = float(handle.read().split()[0])
         return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")

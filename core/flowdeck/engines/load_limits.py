@@ -65,6 +65,12 @@ class LoadLimits:
         return 600.0 * self.patience
 
     @property
+    def cards_wait(self) -> float:
+        """The window kills the helper that copies a Metaflow-bridge task's cards out of
+        Metaflow's datastore after this long."""
+        return 60.0 * self.patience
+
+    @property
     def plot_wait(self) -> float:
         """The window kills the helper loading one artifact of every run for a plot after
         this long."""

@@ -11,6 +11,7 @@ even after joins of static splits inside that foreach.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from dataclasses import field, replace
 from pathlib import Path
@@ -343,7 +344,8 @@ class RunFold:
         """When a run that ended without saying so was last known alive: its latest event,
         its event stream's last write, or the last write to the log of a task it was running
         (a task that trained for an hour wrote no event but its output). A past run killed
-        long ago ends there, not when someone looks at it; None when nothing tells."""
+        long ago ends there, not when someone looks at it; never after now (a file dated by
+        another clock, or copied); None when nothing tells."""
         events = Path(events_path)
         folder = events.parent  # the run's folder: task logs are named relative to it
         paths = [events] + [folder / name for task in self.tasks.values()
@@ -355,7 +357,7 @@ class RunFold:
                 times.append(path.stat().st_mtime)
             except OSError:  # not written yet, or gone
                 continue
-        return max(times) if times else None
+        return min(max(times), time.time()) if times else None
 
     def mark_ended(self, status: str, when: float) -> FoldChange:
         """The process ended without a `run_finished` (killed, crashed, stopped)."""

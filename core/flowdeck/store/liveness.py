@@ -118,6 +118,24 @@ def pid_alive(pid: int | None, started: str | None = None) -> bool:
     return True
 
 
+def may_signal(pid: int | None) -> bool:
+    """Whether this process may signal `pid`, by the kernel's rule: we are root, or our
+    real or effective user is its real or saved one (`Uid:` in /proc/<pid>/status, which
+    holds even where the /proc files' owner does not). Unknown (no /proc, gone) counts as
+    yes: the signal itself then says."""
+    if not pid or pid <= 0:
+        return False
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+        return True
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            uid_line = next(line for line in handle if line.startswith(b"Uid:"))
+        real, _effective, saved = (int(v) for v in uid_line.split()[1:4])
+    except (OSError, StopIteration, ValueError):
+        return True
+    return bool({os.getuid(), os.geteuid()} & {real, saved})
+
+
 def signal_recorded(pid: int | None, started: str | None, sig: int) -> bool:
     """Send `sig` to the recorded process if it is still that process; False when it is
     gone or another process now has its pid. On Linux the check and the signal go

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from flowdeck.engines.launching import ENGINES
 from flowdeck.store.index import effective_status, read_run
 from flowdeck.store.layout import RunLayout
-from flowdeck.store.liveness import signal_recorded
+from flowdeck.store.liveness import may_signal, signal_recorded
 from flowdeck.store.records import RunRecord, hostname
 from flowdeck.store.status import CANCELLED, CRASHED, RUNNING
 from flowdeck_desktop.control.event_feed import EventFeed
@@ -65,8 +65,10 @@ class OutsideRun(QObject):
 
     @property
     def stoppable(self) -> bool:
-        """Whether Stop can reach it: it goes on, on this host, with a known process."""
-        return self.running and bool(self.record.pid) and self.on_this_host
+        """Whether Stop can reach it: it goes on, on this host, with a known process that
+        this user may signal (another user's run in a shared store is not ours to stop)."""
+        return self.running and bool(self.record.pid) and self.on_this_host \
+            and may_signal(self.record.pid)
 
     @property
     def on_this_host(self) -> bool:

@@ -36,14 +36,13 @@ from PySide6.QtWidgets import (
 
 from flowdeck.cards.index import ERROR, LIVE, STOPPED, CardEntry, read_index
 from flowdeck.engines.launching import METAFLOW_CARDS_HELPER
+from flowdeck.engines.load_limits import window_load_limits
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck_desktop.control.task_helper import HelperAnswer, HelperCall, HelperRequest
 from flowdeck_desktop.views.theme import status_color
 
 #: How often the pane looks for a new version of the shown task's cards, in ms.
 POLL_MS = 500
-#: How long the helper that reads a Metaflow-bridge task's cards may take, in s.
-METAFLOW_CARDS_LIMIT_S = 60.0
 #: Cards larger than this are not drawn in the window (Open in Browser shows them).
 MAX_SHOWN_BYTES = 24 * 1024 * 1024
 
@@ -190,7 +189,7 @@ class CardsPane(QWidget):
             return  # copied already: a finished task's cards do not change
         request = HelperRequest(interpreter, str(layout.root), flow, run_id, step, task_id,
                                 add_core, module=METAFLOW_CARDS_HELPER)
-        self._fetch = HelperCall(request, [], METAFLOW_CARDS_LIMIT_S, self)
+        self._fetch = HelperCall(request, [], window_load_limits().cards_wait, self)
         self._fetch.answered.connect(self._on_fetched)
         if not self._entries:
             self.status.setText(f"Reading the cards of {step}/{task_id} through Metaflow…")
