@@ -689,8 +689,9 @@ class FlowdeckController(QObject):
 
     def _on_outside_ended(self, key: str, outside: OutsideRun, status: str) -> None:
         state = outside.findChild(RunState)
-        if state is not None and state.status == RUNNING:
-            state.mark_ended(status)
+        if state is not None and state.status == RUNNING:  # killed: ended when last alive
+            events = outside.layout.events(outside.run_id)
+            state.mark_ended(status, state.fold.last_sign_of_life(events))
         entry = self.model.entry(key)
         if entry is not None and not self.is_running(key):
             self.forget_last_runs(entry.name)  # reads its record again, and marks the row
