@@ -46,7 +46,7 @@ from flowdeck.store.layout import (
     new_run_id,
     normal_url,
 )
-from flowdeck.store.liveness import proc_stat
+from flowdeck.store.liveness import own_start_ticks
 from flowdeck.store.records import AttemptRecord
 
 
@@ -104,10 +104,9 @@ def _check_script_unchanged(file: str) -> None:
 
 def _process_start_time() -> float | None:
     """When this process started (epoch seconds, to about 10 ms), from /proc; None elsewhere."""
-    stat = proc_stat(os.getpid())
-    if stat is None:
+    ticks = own_start_ticks()
+    if ticks is None:
         return None
-    ticks = stat.start_ticks
     try:
         with open("/proc/uptime", "rb") as handle:
             uptime = float(handle.read().split()[0])

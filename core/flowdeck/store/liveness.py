@@ -84,17 +84,25 @@ def process_start(pid: int) -> str | None:
     return f"{boot}:{stat.start_ticks}"
 
 
-_own: tuple[int, str | None] | None = None
+_own_ticks: tuple[int, int | None] | None = None
+
+
+def own_start_ticks() -> int | None:
+    """This process's start in clock ticks since boot, read once per process: the run's
+    start-up needs it twice (the script-unchanged check, the run's record), and the record
+    is written more than once."""
+    global _own_ticks
+    pid = os.getpid()
+    if _own_ticks is None or _own_ticks[0] != pid:  # a forked child is a process of its own
+        stat = proc_stat(pid) if sys.platform.startswith("linux") else None
+        _own_ticks = (pid, stat.start_ticks if stat else None)
+    return _own_ticks[1]
 
 
 def own_process_start() -> str | None:
-    """This process's start identity, for the record it writes (read once per process:
-    a run writes its record more than once)."""
-    global _own
-    pid = os.getpid()
-    if _own is None or _own[0] != pid:  # a forked child is a process of its own
-        _own = (pid, process_start(pid))
-    return _own[1]
+    """This process's start identity, for the record it writes."""
+    boot, ticks = _read_boot_id(), own_start_ticks()
+    return None if boot is None or ticks is None else f"{boot}:{ticks}"
 
 
 def pid_alive(pid: int | None, started: str | None = None) -> bool:
