@@ -473,3 +473,27 @@ def test_importing_flowdeck_and_a_local_run_load_no_dask(tmp_path: Path) -> None
     imported = subprocess.run([sys.executable, "-c", code], env=child_env(), cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
     assert imported.stdout.strip() == "[]", imported.stderr
+
+
+def test_the_clients_info_lines_stay_off_the_users_terminal() -> None:
+    """distributed's import sets its logger to INFO on stderr; a run's process shows its
+    warnings and errors only (an INFO line with a traceback once ended a cancelled run's
+    output), unless the user configured distributed's logging."""
+    import logging
+
+    import dask
+
+    from flowdeck.engine.executors.dask import quiet_client_logs
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    try:
+        logger.setLevel(logging.INFO)  # what `import distributed` leaves
+        quiet_client_logs()
+        assert not logging.getLogger("distributed.batched").isEnabledFor(logging.INFO)
+        assert logging.getLogger("distributed.batched").isEnabledFor(logging.WARNING)
+        logger.setLevel(logging.DEBUG)
+        with dask.config.set({"distributed.logging": {"distributed": "debug"}}):
+            quiet_client_logs()
+        assert logger.level == logging.DEBUG  # the user's own choice stays
+    finally:
+        logger.setLevel(before)

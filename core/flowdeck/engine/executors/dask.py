@@ -552,7 +552,32 @@ def _import_distributed() -> Any:
     except ImportError:
         raise UsageError("--executor dask needs Dask's `distributed` package in this Python: "
                          "pip install 'flowdeck[dask]' (the workers need it too).") from None
+    quiet_client_logs()
     return distributed
+
+
+#: Where a user configures distributed's logging (dask config); then it is theirs to keep.
+_LOGGING_KEYS = ("logging", "logging-file-config", "distributed.logging",
+                 "distributed.logging-file-config")
+
+
+def quiet_client_logs() -> None:
+    """Show distributed's warnings and errors, not its INFO lines, in the run's process.
+
+    Its import sets the `distributed` logger to INFO with a handler on stderr, a default
+    meant for a scheduler's or a worker's log. Here it is the user's terminal, and as a
+    cancelled run closes its client an INFO line can carry a traceback ("Batched Comm
+    Closed", a normal shutdown: CI saw one end a Ctrl+C test's output), where the run
+    must end with its own one line. Left alone when the user configured distributed's
+    logging."""
+    import logging
+
+    import dask
+    if any(dask.config.get(key, None) is not None for key in _LOGGING_KEYS):
+        return
+    logger = logging.getLogger("distributed")
+    if logger.level < logging.WARNING:
+        logger.setLevel(logging.WARNING)
 
 
 def _write_all(fd: int, data: bytes) -> None:
