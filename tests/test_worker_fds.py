@@ -1,14 +1,17 @@
 """What a task's worker holds open: the flow's own files, never the orchestrator's.
 
 A worker that holds another task's pipe keeps that task's output from ending; one that
-holds pidfds, logs or the run's selector only leaks. Before `KeptFds`, the orchestrator
-closed a list of its own fds in each worker, and the list missed the pidfds of ended
-workers not reaped yet: workers of a fan-out held up to 17 of them.
-Real `python flow.py run` processes, real fds, real forks.
+holds pidfds, logs or the run's selector only leaks. Each worker closes the
+orchestrator's fds, and the executor's own (`LocalExecutor._close_own_fds`): before,
+the pidfds of ended workers not reaped yet stayed open in workers of a fan-out (up to
+17). Every fd the flow's code opened stays open, whenever it was opened: at import, or
+in the orchestrator while it unpickled a foreach list. Real `python flow.py run`
+processes, real fds, real forks.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +73,8 @@ if __name__ == "__main__":
 def test_workers_hold_the_flows_files_and_nothing_of_the_orchestrator(
         tmp_path: Path, fork_server: str) -> None:
     """Every worker of a 40-item fan-out (16 in flight, ending while others start) holds
-    the same fds besides its stdio: those the process had before the run (the flow's
-    open file among them) and the run's pipe for ending tasks. No pidfd, no other task's
-    pipe; the same through the fork server."""
+    the same fds besides its stdio: the flow's open file and the run's pipe for ending
+    tasks. No pidfd, no other task's pipe; the same through the fork server."""
     path = tmp_path / "fds.py"
     path.write_text(FDS_FLOW)
     result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER=fork_server))
@@ -92,80 +94,119 @@ def test_workers_hold_the_flows_files_and_nothing_of_the_orchestrator(
     assert len(pipes) == (0 if fork_server == "always" else 1), beyond_stdio[0]
 
 
-# The two below run in a process of their own: a test runner's threads open and close fds
-# of their own at any time, which a listing of this process's fds would catch mid-way.
+REOPENING_ITEMS = """
+import os
+from flowdeck import FlowSpec, step
 
-RECHECK = """
-import os, sys
-from flowdeck.engines.processes import KeptFds
 
-handle = open(sys.argv[1], "w")
-number = handle.fileno()
-kept = KeptFds.listed(own=())
-assert kept is not None and number in kept.fds
-handle.close()
-r, w = os.pipe()
-assert number in (r, w), (number, r, w)  # the lowest free numbers: the pipe took it
-kept.recheck()
-print("kept after" if number in kept.fds else "dropped")
+class Shard:
+    def __init__(self, path):
+        self.path = path
+        self.handle = open(path)
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.path = state["path"]
+        self.handle = open(self.path)  # opened wherever it is unpickled: the orchestrator too
+
+    def first_line(self):
+        self.handle.seek(0)
+        return self.handle.readline().strip()
+
+
+class ReopenFlow(FlowSpec):
+    @step
+    def start(self):
+        paths = []
+        for i in range(3):
+            path = os.path.abspath(f"shard{i}.txt")
+            with open(path, "w") as handle:
+                handle.write(f"shard {i}\\n")
+            paths.append(path)
+        self.shards = [Shard(p) for p in paths]
+        self.next(self.work, foreach="shards")
+
+    @step
+    def work(self):
+        held = [open(__file__) for _ in range(40)]  # new fds: a closed number is reused
+        self.line = self.input.first_line()
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.lines = [i.line for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print(self.lines)
+
+
+if __name__ == "__main__":
+    ReopenFlow()
 """
 
 
-def test_a_kept_fd_closed_and_reused_is_dropped_before_the_next_fork(tmp_path: Path) -> None:
-    """The flow closes a file it had before the run and the orchestrator's next pipe takes
-    its number: the workers forked after must not keep that pipe."""
-    script = tmp_path / "recheck.py"
-    script.write_text(RECHECK)
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "flow-file")],
-                            capture_output=True, text=True, env=child_env(), timeout=60)
+@pytest.mark.parametrize("fork_server", ["0", "1000", "always"])
+def test_files_opened_while_the_foreach_list_is_unpickled_stay_open(
+        tmp_path: Path, fork_server: str) -> None:
+    """The process that forks the items unpickles the foreach list once, running the
+    items' `__setstate__`, which opens a file: every item reads its own file through it
+    (a worker that closed that fd read the step's own file through the reused number,
+    and the run succeeded with wrong values)."""
+    path = tmp_path / "reopen.py"
+    path.write_text(REOPENING_ITEMS)
+    result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER=fork_server))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["dropped"]
+    assert "['shard 0', 'shard 1', 'shard 2']" in result.stdout
 
 
-CLOSE_OTHERS = """
-import os, sys
-from flowdeck.engines.processes import KeptFds
+STDIO_CLOSED = """
+import logging
+import sys
+from flowdeck import FlowSpec, step
 
-folder = sys.argv[1]
-kept_file = open(os.path.join(folder, "kept"), "w")
-kept = KeptFds.listed(own=())
-later = open(os.path.join(folder, "later"), "w")  # opened after the listing
-also = open(os.path.join(folder, "also"), "w")
-report_r, report_w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    code = 1
-    try:
-        os.dup2(report_w, 1)
-        kept.close_others(also=(also.fileno(),))
-        listed = [int(n) for n in os.listdir("/proc/self/fd")]
-        open_now = []
-        for fd in listed:
-            try:
-                os.fstat(fd)
-            except OSError:  # the listing's own fd, closed by now
-                continue
-            open_now.append(fd)
-        os.write(1, " ".join(map(str, open_now)).encode())
-        code = 0
-    finally:
-        os._exit(code)
-os.close(report_w)
-with os.fdopen(report_r) as report:
-    left = {int(n) for n in report.read().split()}
-_, status = os.waitpid(pid, 0)
-assert os.waitstatus_to_exitcode(status) == 0
-print("kept" if kept_file.fileno() in left else "closed", "also" if also.fileno() in left else "-",
-      "later-open" if later.fileno() in left else "later-closed",
-      "report-open" if report_r in left else "report-closed")
+
+class StdioClosedFlow(FlowSpec):
+    @step
+    def start(self):
+        with open("results.csv", "w") as out:
+            out.write("a,b\\n")
+            out.flush()
+            logging.warning("a warning meant for stderr")
+            print("a line meant for stdout")
+            print("a line meant for stderr", file=sys.stderr)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    StdioClosedFlow()
 """
 
 
-def test_a_forked_process_closes_all_but_the_kept_fds(tmp_path: Path) -> None:
-    """`close_others` in a real child: the kept file and `also` stay, the rest goes."""
-    script = tmp_path / "close_others.py"
-    script.write_text(CLOSE_OTHERS)
-    result = subprocess.run([sys.executable, str(script), str(tmp_path)],
-                            capture_output=True, text=True, env=child_env(), timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["kept", "also", "later-closed", "report-closed"]
+@pytest.mark.parametrize("fork_server", ["0", "always"])
+def test_a_run_started_without_stdio_keeps_each_tasks_output_in_its_logs(
+        tmp_path: Path, fork_server: str) -> None:
+    """A launcher that closed fds 0, 1 and 2: the run's first pipes would take those
+    numbers, and a worker making its output pipes its fds 1 and 2 overwrote one (through
+    the fork server a task's stderr was lost). Each task's output is in its logs, and
+    nothing of it in the files the step writes."""
+    path = tmp_path / "closed.py"
+    path.write_text(STDIO_CLOSED)
+    proc = subprocess.run([sys.executable, str(path), "run"], cwd=tmp_path, timeout=120,
+                          env=child_env(FLOWDECK_FORK_SERVER=fork_server),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL,
+                          preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)])  # noqa: PLW1509
+    assert proc.returncode == 0
+    assert (tmp_path / "results.csv").read_text() == "a,b\n"
+    task = Flow("StdioClosedFlow", root=str(tmp_path / ".flowdeck")).latest_run["start"].task
+    assert "a warning meant for stderr" in task.stderr
+    assert "a line meant for stderr" in task.stderr
+    assert "a line meant for stdout" in task.stdout

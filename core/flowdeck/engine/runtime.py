@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -295,9 +295,6 @@ class Orchestrator:
         #: The fds of workers forked in this burst and not yet tracked: a later worker of the
         #: burst closes them too.
         self.forked_fds: list[int] = []
-        #: The fds every worker keeps (what the process had before the loop), listed when
-        #: the loop starts; None where the system does not list fds (`_close_parent_fds`).
-        self.kept_fds: processes.KeptFds | None = None
         self.results: dict[str, TaskResult] = {}
         #: Branches arrived at each join (by join step and split task), by index; None for a
         #: @parallel worker left to its control task's @catch (`_leave_to_control`).
@@ -330,6 +327,7 @@ class Orchestrator:
         # Signals first: a stop that comes while the first records are written cancels the
         # run. Installed after them, a stop in between killed the process and left run.json
         # "running", so the run read back crashed (found by reliability/save_storms.py).
+        processes.occupy_standard_fds()
         restore = self._install_signals()
         try:
             run_dir = self._create_run_dir()
@@ -669,7 +667,6 @@ class Orchestrator:
         self.sel.register(self.wake_fds[0], selectors.EVENT_READ, "wake")
         if self.executor.ends_fd is not None:
             self.sel.register(self.executor.ends_fd, selectors.EVENT_READ, "ends")
-        self.kept_fds = processes.KeptFds.listed(self._own_fds())
         while True:
             if self.cancel_signal is not None or self.disk_full is not None:
                 self._cancel_all()
@@ -770,8 +767,6 @@ class Orchestrator:
             for ready in self._ready_tasks():
                 if self.cancel_signal is not None:  # a Ctrl+C during the burst: fork no more
                     break
-                if not forked and self.kept_fds is not None:
-                    self.kept_fds.recheck()
                 launched = self.executor.start(ready.request, self._close_parent_fds)
                 forked.append(ForkedTask(ready, launched, time.time()))
                 self.forked_fds += _fds_of(launched)
@@ -914,9 +909,8 @@ class Orchestrator:
     def _rel(self, path: str) -> str:
         return path[len(self.run_dir) + 1:]
 
-    def _own_fds(self) -> list[int]:
-        """The orchestrator's own fds now, none of which a worker may hold: a pipe held by
-        another process never shows its reader the end of its output."""
+    def _close_parent_fds(self) -> None:
+        """In a fresh worker: drop the orchestrator's fds so pipes see EOF correctly."""
         fds = list(self.fd_owner) + list(self.wake_fds or ()) + self.forked_fds
         if self.guard is not None and self.guard.active:
             fds.append(self.guard.fd)  # only the orchestrator's end may keep the guard waiting
@@ -925,27 +919,13 @@ class Orchestrator:
             fileno = getattr(self.sel, "fileno", None)  # epoll/kqueue have one; select() not
             if fileno is not None:
                 fds.append(fileno())
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         if self.events is not None:
-            fds.append(self.events.fileno())
-        if self.executor.ends_fd is not None:
-            fds.append(self.executor.ends_fd)
-        return [fd for fd in fds if fd >= 0]
-
-    def _close_parent_fds(self, also_keep: Collection[int] = ()) -> None:
-        """In a fresh worker (or the fork server), once its fds 1 and 2 are its own: close
-        every fd but 0, 1, 2, those the process had before the loop (`kept_fds`) and
-        `also_keep`. Where fds are not listed, close the orchestrator's own instead.
-
-        Listing in the worker costs it fewer copied pages than the orchestrator's list
-        (about 40 a task of a 1,000-item foreach: that list reads the objects of every
-        running task), and closes what the list missed."""
-        if self.events is not None:
-            self.events.close()  # a stray write then fails, never lands in a reused fd
-        if self.kept_fds is not None and self.kept_fds.close_others(also_keep):
-            return
-        for fd in self._own_fds():
-            if fd > 2:  # 1 and 2 are the worker's own pipes by now
-                os.closerange(fd, fd + 1)
+            self.events.close()
 
     def _clone(self, task: PendingTask, origin: TaskResult) -> None:
         """Reuse a finished task of the origin run instead of running it again."""

@@ -84,6 +84,23 @@ def set_child_subreaper(on: bool) -> bool:
     return _prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
 
 
+def occupy_standard_fds() -> None:
+    """Open /dev/null on each of fds 0, 1 and 2 that is closed (a launcher started this
+    process without them), before the run makes any pipe: the lowest free numbers
+    would otherwise go to the run's pipes and sockets, and a worker that makes its
+    output pipes its fds 1 and 2 would overwrite them (through the fork server, a task's
+    stderr was lost)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # a standard fd, as a started program expects it
+
+
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     """In a freshly forked child: get `sig` when the parent dies; die now if it already has.
 
@@ -92,83 +109,6 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     """
     if _prctl(PR_SET_PDEATHSIG, int(sig)) and os.getppid() != parent_pid:
         os.kill(os.getpid(), sig)
-
-
-# -- the fds a forked worker keeps ---------------------------------------------------------
-
-#: Where a process finds its open fds listed: Linux, then macOS and the BSDs.
-_FD_FOLDERS = ("/proc/self/fd", "/dev/fd")
-
-
-class KeptFds:
-    """The fds a process had before it began forking workers, which its workers keep.
-
-    A worker must not hold the pipes, pidfds, logs and selector of the process that
-    forked it (a pipe held by another process never shows its reader the end of its
-    output), but keeps what the flow opened before the run (a module-level file or
-    connection). Listing the fds at the first fork and closing, in each worker, every
-    other fd but 0, 1 and 2 keeps exactly those: no fd the forking process opens later
-    can leak, however it was opened. (A list of the forking process's own fds, kept up
-    to date by hand, missed the pidfds of ended workers not yet reaped.) A kept fd that
-    was closed since and whose number was reused (by the forking process: a task's pipe)
-    is dropped by `recheck` before the next fork.
-    """
-
-    def __init__(self, identities: dict[int, tuple[int, int]]):
-        self.identities = identities  # fd -> (device, inode) when listed
-        self.fds = frozenset(identities)
-
-    @classmethod
-    def listed(cls, own: Iterable[int]) -> KeptFds | None:
-        """The open fds but `own` (the forking process's); None where fds are not listed."""
-        fds = _listed_fds()
-        if fds is None:
-            return None
-        skip = set(own)
-        identities = {}
-        for fd in fds:
-            identity = _identity(fd)  # None: the listing's own fd, closed by now
-            if fd not in skip and identity is not None:
-                identities[fd] = identity
-        return cls(identities)
-
-    def recheck(self) -> None:
-        """In the forking process, before a fork: forget each kept fd that is no longer
-        the file it was (closed, its number maybe reused). A few `fstat`s."""
-        gone = [fd for fd, identity in self.identities.items() if _identity(fd) != identity]
-        for fd in gone:
-            del self.identities[fd]
-        if gone:
-            self.fds = frozenset(self.identities)
-
-    def close_others(self, also: Iterable[int] = ()) -> bool:
-        """In a freshly forked process: close every fd above 2 but the kept ones and
-        `also`. False (nothing closed) where fds cannot be listed."""
-        keep = self.fds.union(also) if also else self.fds
-        names = _listed_fds()
-        if names is None:
-            return False
-        for fd in names:
-            if fd > 2 and fd not in keep:
-                os.closerange(fd, fd + 1)  # never raises: the listing's own fd is closed already
-        return True
-
-
-def _listed_fds() -> list[int] | None:
-    for folder in _FD_FOLDERS:
-        try:
-            return [int(name) for name in os.listdir(folder)]
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _identity(fd: int) -> tuple[int, int] | None:
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 # -- reading /proc ------------------------------------------------------------------------

@@ -57,10 +57,6 @@ class EventWriter:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
         return event
 
-    def fileno(self) -> int:
-        """The stream's fd; -1 once closed."""
-        return self._fd
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

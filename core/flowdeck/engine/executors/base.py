@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flowdeck.compiled_dataclasses import dataclass
 
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
     from flowdeck.engines.processes import RunGuard
-
-
-#: Called in a process forked from the orchestrator (a worker, the fork server) once its
-#: fds 1 and 2 are its own: closes the orchestrator's fds, keeping those given.
-CloseInherited: TypeAlias = Callable[[Collection[int]], None]
 
 
 @dataclass
@@ -52,7 +47,7 @@ class Executor(ABC):
         """Called once before the first start (the run's guard tracks local workers)."""
 
     @abstractmethod
-    def start(self, request: TaskRequest, close_inherited: CloseInherited) -> Launched:
+    def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         """Start one attempt of `request`. `close_inherited` closes, in a forked worker,
         the orchestrator's own fds (pipes must see EOF when their task's output ends)."""
 

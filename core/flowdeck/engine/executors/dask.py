@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import field
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import flowdeck
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.executors.base import CloseInherited, Executor, Launched
+from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
 from flowdeck.engine.task import track_script_classes
 
@@ -184,7 +185,7 @@ class DaskExecutor(Executor):
                                       daemon=True)
         self.relay.start()
 
-    def start(self, request: TaskRequest, close_inherited: CloseInherited) -> Launched:
+    def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         from flowdeck.engine.executors.dask_worker import run_attempt
         key = (f"flowdeck-{request.flow_name}-{request.run_id}-{request.step}-"
                f"{request.task_id}-{request.attempt}-{uuid.uuid4().hex[:8]}")

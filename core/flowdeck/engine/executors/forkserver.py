@@ -28,11 +28,11 @@ import select
 import signal
 import socket
 import struct
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.executors.base import CloseInherited
 from flowdeck.engine.task import (
     EXIT_CANCELLED,
     TaskRequest,
@@ -96,7 +96,7 @@ def shared_parts(request: TaskRequest) -> list[Any]:
 class ForkServer:
     """The orchestrator's handle on its fork server (one per run)."""
 
-    def __init__(self, first: TaskRequest, close_inherited: CloseInherited) -> None:
+    def __init__(self, first: TaskRequest, close_inherited: Callable[[], None]) -> None:
         self.shared = _Shared(shared_parts(first))
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent = os.getpid()
@@ -105,7 +105,7 @@ class ForkServer:
             code = 0
             try:
                 mine.close()
-                close_inherited((theirs.fileno(),))
+                close_inherited()
                 _serve(theirs, parent, self.shared, BlobStore(first.root))
             except BaseException:  # noqa: BLE001 (nothing to tell: the orchestrator sees EOF)
                 code = 1

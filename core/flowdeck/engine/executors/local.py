@@ -18,12 +18,12 @@ import gc
 import os
 import signal
 import time
-from collections.abc import Collection
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.executors.base import CloseInherited, Executor, Launched
+from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.task import (
     END_MAGIC,
     END_MESSAGE,
@@ -151,15 +151,14 @@ class LocalExecutor(Executor):
             if released.left_processes and self.adopter is not None:
                 self.adopter.sweep(keep=running_keys | self._ours())  # what it left, now ours
 
-    def start(self, request: TaskRequest, close_inherited: CloseInherited) -> Launched:
+    def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
         self.started += 1
         warm_worker_state(request)  # before either fork: the server inherits it too
         served = self.use_server and len(request.parents) <= SERVED_PARENTS_MAX
         if served and self.server is None and self.started > self.direct_forks:
             from flowdeck.engine.executors.forkserver import ForkServer
             flush_before_fork()  # before this task's pipes exist
-            self.server = ForkServer(
-                request, lambda keep: self._close_for_server(close_inherited, keep))
+            self.server = ForkServer(request, lambda: self._close_for_server(close_inherited))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         launched = None
@@ -171,14 +170,25 @@ class LocalExecutor(Executor):
             self.guard.track(launched.pid)
         return launched
 
-    def _close_for_server(self, close_inherited: CloseInherited, keep: Collection[int]) -> None:
-        """In the fork server: the orchestrator's fds but `keep` (its socket), and the pipe
-        for early ends (the server tells the orchestrator itself when each of its workers
-        has ended)."""
+    def _close_for_server(self, close_inherited: Callable[[], None]) -> None:
+        """In the fork server: the orchestrator's fds, and the pipe for early ends (the
+        server tells the orchestrator itself when each of its workers has ended)."""
+        close_inherited()
+        self._close_own_fds()
         if self.ends_r >= 0:
             os.close(self.ends_r)
         set_end_pipe(None)
-        close_inherited(keep)
+
+    def _close_own_fds(self) -> None:
+        """In a process forked from the orchestrator: this executor's fds that the
+        orchestrator's list does not name, the pidfds of ended workers not reaped yet (a
+        fan-out's workers held up to 17) and the fork server's socket."""
+        for released in self.released.values():
+            if released.exit_fd is not None:
+                os.closerange(released.exit_fd, released.exit_fd + 1)
+        if self.server is not None:
+            fd = self.server.sock.fileno()  # the fd only: closing the object runs Python code
+            os.closerange(fd, fd + 1)
 
     def _start_served(self, request: TaskRequest, out_r: int, out_w: int, err_r: int,
                       err_w: int) -> Launched | None:
@@ -209,7 +219,7 @@ class LocalExecutor(Executor):
             self.server.close()
             self.server = None
 
-    def _start_forked(self, request: TaskRequest, close_inherited: CloseInherited,
+    def _start_forked(self, request: TaskRequest, close_inherited: Callable[[], None],
                       out_r: int, out_w: int, err_r: int, err_w: int) -> Launched:
         ref = foreach_input_ref(request.frames, request.parents)
         if ref is not None:
@@ -224,12 +234,16 @@ class LocalExecutor(Executor):
             code = EXIT_CANCELLED
             try:
                 processes.become_task_worker(parent)
+                os.close(out_r)
+                os.close(err_r)
+                if self.ends_r >= 0:
+                    os.close(self.ends_r)
+                close_inherited()
+                self._close_own_fds()
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
-                for fd in (out_r, err_r, out_w, err_w, self.ends_r):
-                    if fd > 2:  # the run's pipes: 1 and 2 were taken before it made them
-                        os.close(fd)
-                close_inherited(())
+                os.close(out_w)
+                os.close(err_w)
                 prepare_worker_process(pipes=True)
                 code = execute_task(request)
                 finish_worker_process(request, code)
