@@ -95,10 +95,10 @@ def occupy_standard_fds() -> None:
             os.fstat(fd)
         except OSError:
             null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
-            if null != fd:
-                os.dup2(null, fd)
+            if null == fd:
+                os.set_inheritable(fd, True)  # a standard fd, as a started program expects it
+            else:  # another thread took the number first: it is occupied, all this wants
                 os.close(null)
-            os.set_inheritable(fd, True)  # a standard fd, as a started program expects it
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
