@@ -29,13 +29,10 @@ import ctypes
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Iterable
 
-from flowdeck.store.liveness import proc_stat
-
-LINUX = sys.platform.startswith("linux")
+from flowdeck.store.liveness import LINUX, proc_stat
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36

@@ -23,6 +23,9 @@ import signal
 import sys
 from typing import NamedTuple
 
+#: The system whose /proc this module reads (processes.py, which signals, uses it too).
+LINUX = sys.platform.startswith("linux")
+
 _BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 _boot_id: str | None = None
 
@@ -72,16 +75,18 @@ def proc_stat(pid: int) -> ProcStat | None:
         return None
 
 
+def _start_identity(ticks: int | None) -> str | None:
+    """A process start as records keep it, `<boot id>:<start ticks>` (the one place that
+    writes the format); None where it cannot be known."""
+    boot = _read_boot_id() if ticks is not None else None
+    return None if boot is None else f"{boot}:{ticks}"
+
+
 def process_start(pid: int) -> str | None:
-    """The identity of the start of process `pid`, `<boot id>:<start ticks>`, or None
-    where it cannot be known (not Linux, no such process)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    boot = _read_boot_id()
-    stat = proc_stat(pid)
-    if boot is None or stat is None:
-        return None
-    return f"{boot}:{stat.start_ticks}"
+    """The identity of the start of process `pid`, or None where it cannot be known (not
+    Linux, no such process)."""
+    stat = proc_stat(pid) if LINUX else None
+    return _start_identity(stat.start_ticks if stat else None)
 
 
 _own_ticks: tuple[int, int | None] | None = None
@@ -94,15 +99,14 @@ def own_start_ticks() -> int | None:
     global _own_ticks
     pid = os.getpid()
     if _own_ticks is None or _own_ticks[0] != pid:  # a forked child is a process of its own
-        stat = proc_stat(pid) if sys.platform.startswith("linux") else None
+        stat = proc_stat(pid) if LINUX else None
         _own_ticks = (pid, stat.start_ticks if stat else None)
     return _own_ticks[1]
 
 
 def own_process_start() -> str | None:
     """This process's start identity, for the record it writes."""
-    boot, ticks = _read_boot_id(), own_start_ticks()
-    return None if boot is None or ticks is None else f"{boot}:{ticks}"
+    return _start_identity(own_start_ticks())
 
 
 def pid_alive(pid: int | None, started: str | None = None) -> bool:
@@ -110,13 +114,12 @@ def pid_alive(pid: int | None, started: str | None = None) -> bool:
     process that was recorded (not a later one given the same pid)."""
     if not pid or pid <= 0:
         return False
-    if sys.platform.startswith("linux"):
-        stat = proc_stat(pid)
-        if stat is not None:
-            if stat.ended:  # a zombie: ended, its parent has not reaped it yet
-                return False
-            boot = _read_boot_id()
-            return started is None or boot is None or started == f"{boot}:{stat.start_ticks}"
+    stat = proc_stat(pid) if LINUX else None
+    if stat is not None:
+        if stat.ended:  # a zombie: ended, its parent has not reaped it yet
+            return False
+        identity = _start_identity(stat.start_ticks)
+        return started is None or identity is None or started == identity
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
