@@ -1506,10 +1506,22 @@ def _append(logs: dict[int, Any], fd: int, path: str, data: bytes) -> None:
     """Append to a task's log (opened unbuffered on first use), all of `data` or an OSError."""
     log = logs.get(fd)
     if log is None:
-        log = logs[fd] = open(path, "ab", buffering=0)
+        log = logs[fd] = _open_log(path)
     view = memoryview(data)
     while view:
         view = view[log.write(view):]
+
+
+def _open_log(path: str) -> Any:
+    """A task's log, opened unbuffered for appending. Its worker makes the task's folder, but
+    may write before it does: a Ctrl+C or a cancel that lands in its setup prints Python's
+    KeyboardInterrupt, a worker may die there saying why. Its words are kept (the folder is
+    made here, as `_read_result` makes it for a record), never taken for a store error."""
+    try:
+        return open(path, "ab", buffering=0)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "ab", buffering=0)
 
 
 @dataclass(frozen=True)

@@ -201,13 +201,11 @@ def prepare_worker_process(pipes: bool = False) -> None:
     into an enum member (raising and catching a ValueError for a function), work whose
     every object a forked worker would copy-on-write for a result it ignores.
     """
-    try:
-        _signal.set_wakeup_fd(-1)
-    except ValueError:
-        pass
+    processes.drop_signal_wakeup()
     _signal.signal(_SIGINT, _on_sigint)
     _signal.signal(_SIGTERM, _SIG_DFL)
     _signal.signal(_SIGCHLD, _SIG_DFL)
+    processes.release_held_signals()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)

@@ -25,6 +25,7 @@ environment on purpose.
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import os
 import select
@@ -269,11 +270,58 @@ def run_leftovers(run_pid: int, marker: tuple[str, str]) -> list[int]:
     return sorted(set(session_members(run_pid)) | set(marked_processes(*marker)))
 
 
+#: The signals a new task worker holds blocked from its fork until it has handlers of its
+#: own (`fork_holding_signals`, `release_held_signals`).
+HELD_AT_FORK = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def fork_holding_signals() -> int:
+    """`os.fork()` for a task worker: the child starts with HELD_AT_FORK blocked and calls
+    `release_held_signals` once its own handlers are set; the parent's mask is as it was.
+
+    Until then the child has its parent's handlers: the orchestrator's cancel handler,
+    which took a cancel's SIGINT for the run's own and returned (the step ran on until
+    the grace's SIGKILL, its `except KeyboardInterrupt` never ran), or a fork server's
+    SIG_IGN, which dropped it. Blocked, the signal waits for the worker's handler (Linux
+    keeps a blocked signal pending even while it is ignored).
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_FORK)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        raise
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return pid
+
+
+def release_held_signals() -> None:
+    """In a worker forked by `fork_holding_signals`, its handlers set: take what was held
+    (a pending SIGINT is delivered now, to the worker's handler). `_signal`'s function, not
+    `signal`'s: the latter makes a set of enum members, objects a worker would copy."""
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, HELD_AT_FORK)
+
+
+def drop_signal_wakeup() -> None:
+    """In a forked child: stop writing a byte per signal into the parent's wake-up pipe.
+
+    The child closes its copy of that pipe; a signal arriving after (a cancel's SIGINT to a
+    worker still setting up) made Python print "Exception ignored when trying to write to
+    the signal wakeup fd" into the task's stderr. Not the main thread: nothing was set."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+
+
 def become_task_worker(parent: int) -> None:
-    """In a freshly forked task worker: lead a process group of its own (a Ctrl+C or a
-    launcher's signal to the orchestrator's group reaches the task only through the
-    orchestrator), die with `parent` (the process that forked it), and adopt the step's
-    orphans so they stay within reach until the task ends."""
+    """In a freshly forked task worker: drop the parent's signal wake-ups (before it closes
+    the parent's fds), lead a process group of its own (a Ctrl+C or a launcher's signal to
+    the orchestrator's group reaches the task only through the orchestrator), die with
+    `parent` (the process that forked it), and adopt the step's orphans so they stay within
+    reach until the task ends."""
+    drop_signal_wakeup()
     try:
         os.setpgid(0, 0)
     except OSError:
@@ -418,8 +466,8 @@ def _guard_main(r: int, parent: int, marker: tuple[str, str], spare: set[int]) -
         os.setsid()
     except OSError:
         pass
+    drop_signal_wakeup()
     try:
-        signal.set_wakeup_fd(-1)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
     except (ValueError, OSError):  # not the main thread of the forking program

@@ -201,10 +201,7 @@ def _serve(sock: socket.socket, orchestrator: int, shared: _Shared, blobs: BlobS
     os.setpgid(0, 0)  # a Ctrl+C or a kill of the orchestrator's group is not for the server
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        signal.set_wakeup_fd(-1)
-    except ValueError:
-        pass
+    processes.drop_signal_wakeup()
     processes.die_with_parent(orchestrator)
     adopter = processes.Adopter()
     workers: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, exit_w)
@@ -239,7 +236,7 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
         if sha not in INHERITED:
             preload_digest(blobs, sha)
     try:
-        pid = os.fork()
+        pid = processes.fork_holding_signals()
     except OSError as exc:
         _tell(exit_w, _PID.pack(-(exc.errno or 1)))
         for fd in fds:

@@ -229,7 +229,7 @@ class LocalExecutor(Executor):
         flush_before_fork()
         gc.freeze()  # the worker's collector then skips inherited objects: no copy-on-write storm
         parent = os.getpid()
-        pid = os.fork()
+        pid = processes.fork_holding_signals()
         if pid == 0:  # the worker
             code = EXIT_CANCELLED
             try:

@@ -174,7 +174,7 @@ def _serve_one(sock: socket.socket, loaded: type | remote_task.LoadFailure,
         return True
     out_w, err_w, report_w, exit_w = fds
     task.flush_before_fork()
-    pid = os.fork()
+    pid = processes.fork_holding_signals()
     if pid == 0:
         _become_attempt(sock, exits, own, exit_w)
         remote_task.child_main(loaded, request.payload, out_w, err_w, report_w,
@@ -191,7 +191,7 @@ def _become_attempt(sock: socket.socket, exits: dict[int, int], own: tuple[int, 
     """In a new child: drop what is the zygote's (its socket, its wake-up pipe, the other
     attempts' exit pipes and its own: only the zygote writes statuses)."""
     wake_r, wake_w, selector = own
-    signal.set_wakeup_fd(-1)
+    processes.drop_signal_wakeup()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     selector.close()
     sock.close()
