@@ -10,9 +10,9 @@ report), so it can gate a release. Not part of the pytest suite: it takes minute
 measures this machine.
 
 Rounds (full / --quick), chosen so the full campaign fits in about 20 minutes here:
-kill_rounds 120 / 24, window_stops 100 / 20, save_storms 20 / 5, bad_inputs all 49 cases
-either way, corrupt_store 50 / 25, disk_full 12 / 4, soak 300 / 100 runs, live_output one
-100 MB run either way.
+kill_rounds 120 / 24, cancel_rounds 300 / 60, window_stops 100 / 20, save_storms 20 / 5,
+bad_inputs all 49 cases either way, corrupt_store 50 / 25, disk_full 12 / 4, soak 300 / 100
+runs, live_output one 100 MB run either way.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["kill_rounds", "window_stops", "save_storms", "bad_inputs", "corrupt_store",
-           "disk_full", "soak", "live_output"]
+SCRIPTS = ["kill_rounds", "cancel_rounds", "window_stops", "save_storms", "bad_inputs",
+           "corrupt_store", "disk_full", "soak", "live_output"]
 SCRIPT_TIMEOUT_S = 1800
 
 
