@@ -11,7 +11,9 @@ waits until some have finished, sends the signal at a random moment after, and c
   ran on to the grace's SIGKILL: once the cancel is sent, each task body sleeps as a
   long step would, so a task whose interrupt was lost (swallowed by a handler it
   inherited, dropped by one that ignores it) shows as killed (exit -9);
-- no task's log holds an engine traceback or Python's "Exception ignored" reports;
+- no task's log holds an engine traceback or Python's "Exception ignored" reports, but
+  those of an exit handler the cancel cut short (as Python reports them on Ctrl+C,
+  counted), with no frame of Flowdeck's;
 - no process of the run survives it; the whole store reads back.
 
 Rounds alternate the signal and how workers are forked (directly, or by the fork server
@@ -26,6 +28,7 @@ before its handlers were set was lost.
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -122,6 +125,35 @@ def cancel(proc: subprocess.Popen[bytes], events_path: Path, sent: Path,
     return "sent"
 
 
+#: The prefix of a task's line on the terminal: its time and its pathspec.
+TASK_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} \[[^\]]+\] ")
+
+
+def without_cut_short_handlers(text: str) -> tuple[list[str], int]:
+    """The lines of `text` (task prefixes taken off) without Python's reports of an exit
+    handler the cancel cut short ("Exception ignored in atexit callback: ..." down to its
+    KeyboardInterrupt), as a plain `python` process prints them on Ctrl+C; and how many
+    reports there were. A report with a frame of Flowdeck's is kept (a loss)."""
+    lines = [TASK_LINE.sub("", line) for line in text.splitlines()]
+    kept: list[str] = []
+    reports = 0
+    index = 0
+    while index < len(lines):
+        if lines[index].startswith("Exception ignored in atexit callback"):
+            end = index + 1
+            while end < len(lines) and not lines[end].startswith("KeyboardInterrupt"):
+                end += 1
+            block = "\n".join(lines[index:end + 1])
+            if end < len(lines) and not our_frames(block.replace(
+                    "Exception ignored in atexit callback", "", 1)):
+                reports += 1
+                index = end + 1
+                continue
+        kept.append(lines[index])
+        index += 1
+    return kept, reports
+
+
 def run_problems(layout: RunLayout, run_id: str) -> tuple[list[str], Counter[str]]:
     """What is wrong with the cancelled run's store; and its tasks' outcomes, counted."""
     index = RunIndex(layout)
@@ -147,7 +179,9 @@ def run_problems(layout: RunLayout, run_id: str) -> tuple[list[str], Counter[str
         problems.append(f"tasks started without a record: {sorted(started - recorded)[:5]}")
     for log in layout.run_dir(run_id).glob("*/*/attempt-*.err"):
         text = log.read_text(encoding="utf-8", errors="replace")
-        if "Exception ignored" in text or our_frames(text):
+        rest, reports = without_cut_short_handlers(text)
+        outcomes["exit handlers cut short (Python's report)"] += reports
+        if "Exception ignored" in "\n".join(rest) or our_frames(text):
             problems.append(f"{log.parent.parent.name}/{log.parent.name}'s log: "
                             f"{text.strip()[-300:]}")
     return problems, outcomes
@@ -193,9 +227,9 @@ def one_round(work: Path, number: int, tally: Tally, seen: Counter[str],
     elif proc.returncode != 128 + sig:
         problems.append(f"exit {proc.returncode}, not {128 + sig}")
     stderr = err.decode("utf-8", "replace").strip()
-    lines = stderr.splitlines()
+    lines, _ = without_cut_short_handlers(stderr)
     if not lines or f"Run {run_id} was cancelled" not in lines[-1] or \
-            not all(line.endswith("] Task cancelled.") for line in lines[:-1]):
+            any(line != "Task cancelled." for line in lines[:-1]) or our_frames(stderr):
         problems.append(f"the terminal said: {stderr[-400:]}")
     if what == "sent":
         found, counted = run_problems(layout, run_id)

@@ -130,6 +130,11 @@ def test_sigint_to_one_task_process_fails_the_run(tmp_path: Path) -> None:
     error = _assert_failed_at_b(tmp_path, proc.returncode, out, err)
     assert error.get("signal") == "SIGINT" and "interrupted by SIGINT" in error["message"]
     assert not process_alive(task_pid)
+    # The task's log: where the step was, then why that failed it.
+    log = Flow("StopFlow", root=tmp_path / ".flowdeck").latest_run["b"].task.stderr
+    assert "time.sleep(3600)" in log and "KeyboardInterrupt" in log, log
+    assert log.rstrip().endswith("not one task process."), log
+    assert "flowdeck" + os.sep not in log, log  # no frame of the engine's
 
 
 def test_ctrl_c_on_the_whole_process_group_still_cancels(tmp_path: Path) -> None:
@@ -145,4 +150,10 @@ def test_ctrl_c_on_the_whole_process_group_still_cancels(tmp_path: Path) -> None
     assert run.status == "cancelled" and not run.successful
     b = run["b"].task
     assert b.status == "cancelled" and b.metadata["error"]["message"] == "cancelled"
+    # Its log says where the step was when the run was stopped, and that it was a cancel:
+    # not the worker's guess that the run was not cancelled.
+    assert "time.sleep(3600)" in b.stderr and "KeyboardInterrupt" in b.stderr, b.stderr
+    assert b.stderr.rstrip().endswith(
+        "Cancelled: the run was stopped while step `b` ran (above: where it was)."), b.stderr
+    assert "not cancelled" not in b.stderr and "flowdeck" + os.sep not in b.stderr, b.stderr
     assert [s.id for s in run.steps()] == ["b", "start"]

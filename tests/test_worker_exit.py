@@ -310,3 +310,51 @@ def test_a_step_sets_its_own_bound_on_the_wait(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         assert "step `start` returned 1 s ago and the threads it left running (sleeper)" in \
             out + err
+
+
+CUT_SHORT = """
+import atexit, os, time
+from flowdeck import FlowSpec, step
+
+
+def slow_cleanup():
+    open(os.environ["CLEANUP_STARTED"], "w").close()
+    time.sleep(600)
+
+
+class CutShortFlow(FlowSpec):
+    @step
+    def start(self):
+        atexit.register(slow_cleanup)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CutShortFlow()
+"""
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_an_exit_handler_cut_short_by_a_cancel_is_reported_as_python_does(
+        tmp_path: Path, server: str) -> None:
+    """A Ctrl+C while a task's exit handler runs cuts it short, as in a plain `python`
+    process, and Python's own report of it names the handler's frames alone: before, the
+    engine's SIGINT handler (a Python function) was a frame of every such report."""
+    path = tmp_path / "cutshort.py"
+    path.write_text(CUT_SHORT)
+    started = tmp_path / "cleanup_started"
+    env = child_env(CLEANUP_STARTED=str(started), FLOWDECK_FORK_SERVER=server)
+    with _run_in_session(path, env) as proc:
+        wait_for(started.exists, "the exit handler", still_going=lambda: proc.poll() is None)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    from flowdeck import Flow
+    log = Flow("CutShortFlow", root=tmp_path / ".flowdeck").latest_run["start"].task.stderr
+    assert log.startswith("Exception ignored in atexit callback: <function slow_cleanup"), log
+    assert 'line 8, in slow_cleanup\n    time.sleep(600)\nKeyboardInterrupt' in log, log
+    assert "flowdeck" + os.sep not in log, log

@@ -1124,7 +1124,10 @@ class Orchestrator:
         else:
             warm_large_hashing(result.artifacts.values())
             if result.status == "failed" and result.error:
-                self._log_failure(running, result.error)
+                if running.killed_for == "cancel" and result.error.get("signal") == "SIGINT":
+                    self._log_cancel(running, result.error)
+                else:
+                    self._log_failure(running, result.error)
             if running.killed_for == "timeout":  # the step had returned; its threads had not
                 self._note_in_stderr(running, (
                     f"Step `{task.step}` returned, but the threads or exit handlers it left "
@@ -1179,25 +1182,29 @@ class Orchestrator:
         """A failed attempt's traceback at the end of its stderr log, as a Python process
         that raised leaves it there (Metaflow's task logs, `task.stderr` in the client);
         not echoed: the terminal's "Task failed" line shows it already."""
-        text = error.get("traceback") or f"{error.get('type', 'Error')}: {error.get('message')}"
-        try:
-            with open(attempt_file(running.task_dir, running.pending.attempt, "err"),
-                      "ab") as log:
-                log.write(f"{text.rstrip()}\n".encode("utf-8", errors="replace"))
-        except OSError:
-            pass  # the error record still has it
+        said = f"{error.get('type', 'Error')}: {error.get('message')}"
+        text = error.get("traceback") or said
+        if error.get("signal") and text != said:  # where it was, then why that failed it
+            text = f"{text.rstrip()}\n{error.get('message')}"
+        _append_to_log(running, text)
+
+    def _log_cancel(self, running: RunningTask, error: dict[str, Any]) -> None:
+        """A task the run's cancel interrupted: where its step was, then that the run was
+        stopped. Not the worker's own message, which cannot know it was a cancel and says
+        the run was not cancelled."""
+        where = error.get("traceback") or ""
+        note = f"Cancelled: the run was stopped while step `{running.pending.step}` ran"
+        if "File " in where:  # a frame of the user's code, not the bare exception
+            _append_to_log(running, f"{where.rstrip()}\n{note} (above: where it was).")
+        else:
+            _append_to_log(running, f"{note}.")
 
     def _note_in_stderr(self, running: RunningTask, message: str) -> None:
         """Append the engine's word on how a task died to its stderr log (where Metaflow puts
         it, and where a user reading the task's log looks)."""
         task = running.pending
-        data = f"{message}\n".encode()
-        try:
-            with open(attempt_file(running.task_dir, task.attempt, "err"), "ab") as log:
-                log.write(data)
-        except OSError:
-            pass  # the error record still says it
-        self.echo.output(task.step, task.task_id, True, data)
+        _append_to_log(running, message)
+        self.echo.output(task.step, task.task_id, True, f"{message}\n".encode())
 
     def _after_attempt(self, task: PendingTask, result: TaskResult) -> None:
         if self.disk_full is not None and self.disk_full.get("task_id") == task.task_id:
@@ -1510,6 +1517,16 @@ def _append(logs: dict[int, Any], fd: int, path: str, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[log.write(view):]
+
+
+def _append_to_log(running: RunningTask, text: str) -> None:
+    """The engine's own words at the end of a task's stderr log (a line of its own). A
+    failure to write is let go: the task's record says the same."""
+    try:
+        with open(attempt_file(running.task_dir, running.pending.attempt, "err"), "ab") as log:
+            log.write(f"{text.rstrip()}\n".encode("utf-8", errors="replace"))
+    except OSError:
+        pass
 
 
 def _open_log(path: str) -> Any:

@@ -273,6 +273,10 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
         # A cancelled task ends now (the run kills what it left); one with nothing left
         # to wait for arms no timer.
         if not _sigint_received and (threads or atexit._ncallbacks()):
+            # From here a cancel's interrupt raises from C, as in a plain `python` process:
+            # Python's report of an exit handler it cuts short ("Exception ignored in
+            # atexit callback") then shows the handler's frames, not `_on_sigint`'s.
+            _signal.signal(_SIGINT, _signal.default_int_handler)
             armed = arm(_exit_wait_s(), lambda: _stop_waiting(req.step, code))
             if threads:
                 _wait_for_threads(req.step)
@@ -900,11 +904,11 @@ def _interrupt_error(step: str, exc: KeyboardInterrupt, progress: Progress) -> d
     if progress.phase == "saving":
         where = (f" while saving artifact `{progress.artifact}`" if progress.artifact
                  else " while saving its artifacts")
-    if _sigint_received:
+    if _sigint_received:  # the traceback says where the step was (the engine's frames cut)
         message = (f"Step `{step}` was interrupted by SIGINT{where}, although the run was not "
                    "cancelled, so the task failed. To stop a run, stop the whole run "
                    "(Ctrl+C, or Stop in the window), not one task process.")
-        info = error_info(exc, message=message, with_traceback=False)
+        info = error_info(exc, message=message)
         info["signal"] = "SIGINT"
         return info
     raised = repr(exc) if exc.args else "KeyboardInterrupt"
