@@ -48,11 +48,10 @@ from common import (
     Tally,
     Workdir,
     child_env,
-    is_live,
     kill_quietly,
-    marked,
     our_frames,
     parse_args,
+    run_survivors,
     summary,
     write_flow,
 )
@@ -193,17 +192,6 @@ def run_problems(layout: RunLayout, run_id: str) -> tuple[list[str], Counter[str
     return problems, outcomes
 
 
-def survivors(run_id: str, seconds: float = 3.0) -> set[int]:
-    """Processes of the run still alive after `seconds` (killed then)."""
-    deadline = time.monotonic() + seconds
-    left = marked(RUN_ID_ENV, run_id)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = {p for p in left if is_live(p)} | marked(RUN_ID_ENV, run_id)
-    kill_quietly(left)
-    return left
-
-
 def one_round(work: Path, number: int, tally: Tally, seen: Counter[str],
               outcomes: Counter[str], times: list[float], keep: bool) -> None:
     sig, server = MODES[number % len(MODES)]
@@ -241,7 +229,7 @@ def one_round(work: Path, number: int, tally: Tally, seen: Counter[str],
         found, counted = run_problems(layout, run_id)
         problems += found
         outcomes.update(counted)
-    left = survivors(run_id)
+    left = run_survivors(run_id)
     if left:
         problems.append(f"processes outlived the run: {sorted(left)}")
     store = check_store(folder / ".flowdeck")

@@ -232,6 +232,20 @@ def marked(name: str, value: str) -> set[int]:
     return found
 
 
+def run_survivors(run_id: str, known: Iterable[int] = (), seconds: float = 3.0) -> set[int]:
+    """Processes of the run (marked with its run id, or among `known`) still alive after up
+    to `seconds` (a SIGKILL takes a moment to land); those are killed then, so rounds stay
+    apart."""
+    known = set(known)
+    deadline = time.monotonic() + seconds
+    while True:
+        left = marked(RUN_ID_ENV, run_id) | {p for p in known if is_live(p)}
+        if not left or time.monotonic() > deadline:
+            kill_quietly(left)
+            return left
+        time.sleep(0.05)
+
+
 def kill_quietly(pids: Iterable[int], sig: int = 9) -> None:
     for pid in pids:
         try:

@@ -35,12 +35,11 @@ from common import (
     Workdir,
     child_env,
     descendants,
-    is_live,
     kill_quietly,
-    marked,
     parent_of,
     parse_args,
     run,
+    run_survivors,
     summary,
     write_flow,
 )
@@ -159,21 +158,6 @@ def kill(proc: subprocess.Popen[bytes], mode: str, delay: float,
     return "no task seen"
 
 
-def wait_gone(run_id: str, seconds: float = 3.0, known: set[int] = frozenset()) -> set[int]:
-    """Processes of the run (marked, or in `known`) still alive after `seconds` (killed then,
-    so rounds stay apart)."""
-    deadline = time.monotonic() + seconds
-
-    def alive() -> set[int]:
-        return marked(RUN_ID_ENV, run_id) | {p for p in known if is_live(p)}
-    left = alive()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = alive()
-    kill_quietly(left)
-    return left
-
-
 def session_of(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
@@ -268,7 +252,7 @@ def one_round(flow: Path, layout: RunLayout, number: int, mode: str, window: flo
         _out, err = proc.communicate()
     problems = []
     grandchildren = grandchild_pids(pids_file)
-    survivors = wait_gone(run_id, known=grandchildren)
+    survivors = run_survivors(run_id, known=grandchildren)
     if survivors:
         problems.append(f"processes outlived the kill: {sorted(survivors)}")
     resumed["grandchildren started"] += len(grandchildren)

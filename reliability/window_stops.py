@@ -27,14 +27,11 @@ import time
 from collections import Counter
 
 from common import (
-    RUN_ID_ENV,
     Tally,
     Workdir,
     descendants,
-    is_live,
-    kill_quietly,
-    marked,
     parse_args,
+    run_survivors,
     summary,
     write_flow,
 )
@@ -123,17 +120,6 @@ def spin(app: object, seconds: float, until: object = None) -> bool:
     return until is None
 
 
-def survivors(run_id: str, seen: set[int]) -> set[int]:
-    """Processes of the run still alive, waiting up to 1 s for SIGKILLs to land."""
-    deadline = time.monotonic() + 1.0
-    while True:
-        left = marked(RUN_ID_ENV, run_id) | {p for p in seen if is_live(p)}
-        if not left or time.monotonic() > deadline:
-            kill_quietly(left)
-            return left
-        time.sleep(0.05)
-
-
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0], full=100, quick=20)
     tally = Tally("window_stops: Stop from the window at random moments")
@@ -195,7 +181,7 @@ def main() -> int:
                 problems.append(f"took {took:.1f} s to stop")
             if heart.longest > STALL_LIMIT_S:
                 problems.append(f"the window stalled {heart.longest:.2f} s")
-            left = survivors(run_id, seen)
+            left = run_survivors(run_id, known=seen, seconds=1.0)
             if left:
                 problems.append(f"processes outlived the run: {sorted(left)}")
             status = ended[0] if ended else "never ended"
