@@ -193,7 +193,9 @@ def apply_memory_limit(megabytes: float | None) -> None:
 
 
 def prepare_worker_process(pipes: bool = False) -> None:
-    """Reset what the child inherited from the orchestrator: signals, stdio.
+    """Reset what the child inherited from the orchestrator: signals, stdio. Its caller has
+    dropped the parent's signal wake-up fd already (`processes.become_task_worker`, the
+    zygote's `_become_attempt`), before closing the parent's fds.
 
     `pipes`: the caller made fds 1 and 2 pipes; the worker then takes the streams
     `warm_worker_state` built over them (`_STDIO`) instead of making
@@ -201,7 +203,6 @@ def prepare_worker_process(pipes: bool = False) -> None:
     into an enum member (raising and catching a ValueError for a function), work whose
     every object a forked worker would copy-on-write for a result it ignores.
     """
-    processes.drop_signal_wakeup()
     _signal.signal(_SIGINT, _on_sigint)
     _signal.signal(_SIGTERM, _SIG_DFL)
     _signal.signal(_SIGCHLD, _SIG_DFL)
