@@ -283,23 +283,24 @@ def fork_holding_signals() -> int:
     which took a cancel's SIGINT for the run's own and returned (the step ran on until
     the grace's SIGKILL, its `except KeyboardInterrupt` never ran), or a fork server's
     SIG_IGN, which dropped it. Blocked, the signal waits for the worker's handler (Linux
-    keeps a blocked signal pending even while it is ignored).
+    keeps a blocked signal pending even while it is ignored). `_signal`'s functions, not
+    `signal`'s, which make sets of enum members: objects written right after each fork, on
+    pages the parent then copies.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_FORK)
+    previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, HELD_AT_FORK)
     try:
         pid = os.fork()
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
         raise
     if pid:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
     return pid
 
 
 def release_held_signals() -> None:
     """In a worker forked by `fork_holding_signals`, its handlers set: take what was held
-    (a pending SIGINT is delivered now, to the worker's handler). `_signal`'s function, not
-    `signal`'s: the latter makes a set of enum members, objects a worker would copy."""
+    (a pending SIGINT is delivered now, to the worker's handler), through `_signal` too."""
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, HELD_AT_FORK)
 
 
