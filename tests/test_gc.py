@@ -56,7 +56,10 @@ class GatedFlow(FlowSpec):
         gate = Path(os.environ["GATE"])
         ref = BlobStore(Path(os.environ["STORE"])).put("probe", ["unreferenced", self.label])
         self.held = f"held-{self.label}"
-        Path(str(gate) + ".waiting").write_text(ref.sha)
+        # Written aside and renamed: the test reads the digest as soon as the name exists.
+        aside = Path(str(gate) + ".waiting.part")
+        aside.write_text(ref.sha)
+        aside.rename(str(gate) + ".waiting")
         while not gate.exists():
             time.sleep(0.02)
         self.next(self.end)
