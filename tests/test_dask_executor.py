@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import test_cancel_wakes_the_step as wakes
 import test_runtime as semantics
 import test_worker_exit as worker_exit
 from conftest import FLOWS, child_env, process_alive, run_flow, stored_runs, wait_for
@@ -113,6 +114,11 @@ def test_ctrl_c_cancels_the_tasks_on_the_workers(on_dask, flow_file) -> None:
     assert run["start"].task.data.payload == list(range(1000))
     helper = int(out.split("napping with helper")[1].split()[0])
     wait_for(lambda: not process_alive(helper), "the step's helper process to end")
+
+
+def test_a_cancel_reaches_a_remote_step_whose_interrupt_was_only_noted(on_dask,
+                                                                       tmp_path: Path) -> None:
+    wakes.cancel_an_asleep_step(tmp_path, child_env())
 
 
 # -- what only a cluster has -------------------------------------------------------------------

@@ -79,6 +79,9 @@ from flowdeck.store.records import (
 #: (`except KeyboardInterrupt:`, `finally:`) before SIGKILL. Launchers wait longer than
 #: this before they kill the orchestrator (engines.base.DEFAULT_STOP_GRACE_S).
 CANCEL_GRACE_S = 3.0
+#: How often a cancel nudges the workers it interrupted during their grace
+#: (`Executor.nudge`): a step whose interrupt Python only noted takes it within this.
+NUDGE_EVERY_S = 0.2
 TIMEOUT_GRACE_S = 5.0
 #: Room kept in the run folder while a run goes, freed first when it ends, so a full
 #: disk still takes the run's last records (run.json and run_finished).
@@ -1406,8 +1409,13 @@ class Orchestrator:
             running.killed_for = "cancel"
             self.executor.interrupt(running.launched)
         deadline = time.time() + CANCEL_GRACE_S
+        next_nudge = time.time() + NUDGE_EVERY_S
         while self.running and time.time() < deadline:
-            self._wait_once_bounded(deadline)
+            self._wait_once_bounded(min(deadline, next_nudge))
+            if time.time() >= next_nudge:
+                for running in self.running.values():
+                    self.executor.nudge(running.launched)
+                next_nudge = time.time() + NUDGE_EVERY_S
         self._kill_all()
         while self.running:
             self._wait_once_bounded(time.time() + 1.0)

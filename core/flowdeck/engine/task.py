@@ -135,6 +135,10 @@ def _on_sigint(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _on_nudge(signum: int, frame: Any) -> None:
+    """Nothing: a nudge's arrival is all it is for (`processes.nudge`)."""
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """True for the errors a write gets when its disk (or the user's quota) is full."""
     return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
@@ -204,6 +208,7 @@ def prepare_worker_process(pipes: bool = False) -> None:
     every object a forked worker would copy-on-write for a result it ignores.
     """
     _signal.signal(_SIGINT, _on_sigint)
+    _signal.signal(_NUDGE, _on_nudge)
     _signal.signal(_SIGTERM, _SIG_DFL)
     _signal.signal(_SIGCHLD, _SIG_DFL)
     processes.release_held_signals()
@@ -520,6 +525,7 @@ _STDIO: list[io.TextIOWrapper] = []
 
 # Plain ints: the enum members' `int()` is Python code run again in every worker.
 _SIGINT, _SIGTERM, _SIGCHLD = int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGCHLD)
+_NUDGE = int(processes.NUDGE_SIGNAL)
 _SIG_DFL = int(signal.SIG_DFL)
 
 

@@ -298,6 +298,26 @@ def fork_holding_signals() -> int:
     return pid
 
 
+#: What a cancel sends, during its grace, to each worker it interrupted (`nudge`). SIGURG:
+#: ignored by default (a process that has no handler for it, a worker still setting up,
+#: loses nothing), and used by nothing a step is likely to run (Go's runtime nudges its
+#: threads with it for the same reason).
+NUDGE_SIGNAL = signal.SIGURG
+
+
+def nudge(pid: int) -> None:
+    """Wake a worker whose SIGINT Python may have only noted.
+
+    Python's C handler notes a signal; the handler runs when the main thread next checks.
+    A SIGINT that lands after the last check and before a blocking call begins (or that
+    the kernel gave to another thread) leaves the main thread in that call, as a plain
+    script's Ctrl+C does: a cancel then killed the step at the grace, its `except
+    KeyboardInterrupt` never run. The worker's handler for NUDGE_SIGNAL does nothing; its
+    arrival breaks the blocking call, Python runs the noted handler, and a call with
+    nothing noted resumes unchanged (PEP 475)."""
+    signal_quietly(pid, NUDGE_SIGNAL)
+
+
 def release_held_signals() -> None:
     """In a worker forked by `fork_holding_signals`, its handlers set: take what was held
     (a pending SIGINT is delivered now, to the worker's handler), through `_signal` too."""

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
 from flowdeck.engine.task import track_script_classes
+from flowdeck.engines import processes
 
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
@@ -73,6 +74,7 @@ class _Attempt:
     message: str | None = None
     finished: bool = False
     killed: bool = False
+    nudging: bool = False  # a nudge on its way to the worker (`DaskExecutor.nudge`)
     give_up_at: float | None = None
     pending: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -236,6 +238,16 @@ class DaskExecutor(Executor):
         if attempt is not None and not attempt.finished:
             self._send_signal(attempt, signal.SIGINT)
 
+    def nudge(self, launched: Launched) -> None:
+        """To a started attempt's process on its worker, one nudge in flight at a time (each
+        is a call to the worker: they must not queue up ahead of the grace's kill)."""
+        attempt = self.by_launched.get(launched.key)
+        if attempt is None or attempt.finished or not attempt.started_on or attempt.nudging:
+            return
+        attempt.nudging = True
+        sent = self._send_signal(attempt, processes.NUDGE_SIGNAL)
+        sent.add_done_callback(lambda _: setattr(attempt, "nudging", False))
+
     def kill(self, launched: Launched) -> None:
         attempt = self.by_launched.get(launched.key)
         if attempt is None or attempt.finished or attempt.killed:
@@ -293,9 +305,10 @@ class DaskExecutor(Executor):
         with self.lock:
             return min(threads, key=lambda w: (self.load.get(w, 0) / max(1, threads[w]), w))
 
-    def _send_signal(self, attempt: _Attempt, sig: int) -> None:
+    def _send_signal(self, attempt: _Attempt, sig: int) -> Future[None]:
         """`sig` to the attempt's process group on its worker (all workers when it is not
-        known yet: a worker that gets it before the attempt starts never starts it)."""
+        known yet: a worker that gets it before the attempt starts never starts it); done
+        once sent."""
         from flowdeck.engine.executors.dask_worker import signal_attempt
         where = attempt.started_on
         workers = [where] if where else None
@@ -306,7 +319,7 @@ class DaskExecutor(Executor):
                                 on_error="return")
             except Exception:  # noqa: BLE001 (a worker gone: its attempt is lost anyway)
                 pass
-        self.stopper.submit(send)
+        return self.stopper.submit(send)
 
     def _stop_rerun(self, key: str, worker: str) -> None:
         """Kill an attempt that started although it had ended here (lost with its worker,

@@ -28,6 +28,7 @@ from typing import Any
 
 import flowdeck
 from flowdeck.engine.executors import remote_task, task_zygote
+from flowdeck.engines import processes
 
 #: Output is forwarded in chunks of at most this many bytes (the scheduler keeps the last
 #: 1,000 events of a topic, so a chatty task holds at most ~32 MB there).
@@ -210,16 +211,19 @@ def _read_report(report_r: int) -> str | None:
 
 
 def signal_attempt(key: str, sig: int) -> bool:
-    """Deliver `sig` to an attempt running here (SIGINT: to its process, as Ctrl+C; else its
-    group); remembered for a moment if the attempt has not started. True if it was here."""
+    """Deliver `sig` to an attempt running here (SIGINT: to its process, as Ctrl+C, and a
+    nudge likewise; else its group); remembered for a moment if the attempt has not
+    started (a nudge is not: it has nothing to wake). True if it was here."""
     with _lock:
         pid = _children.get(key)
+        if pid is None and sig == processes.NUDGE_SIGNAL:
+            return False  # nothing to wake; remembered, it would keep the attempt from starting
         if pid is None:
             _stops[key] = sig
             while len(_stops) > _STOPS_KEPT:
                 _stops.popitem(last=False)
             return False
-    if sig == signal.SIGINT:
+    if sig in (signal.SIGINT, processes.NUDGE_SIGNAL):
         try:
             os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):

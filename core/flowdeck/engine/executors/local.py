@@ -324,6 +324,11 @@ class LocalExecutor(Executor):
         if pid is not None:
             processes.signal_quietly(pid, signal.SIGINT)
 
+    def nudge(self, launched: Launched) -> None:
+        pid = self._pid(launched)
+        if pid is not None:
+            processes.nudge(pid)
+
     def kill(self, launched: Launched) -> None:
         """SIGKILL a task's worker, its process group and every process below it."""
         pid = self._pid(launched)

@@ -1,0 +1,117 @@
+"""A cancel's interrupt is taken by a step asleep in a blocking call, not at the grace's kill.
+
+Python's C-level handler only notes a signal; the step sees KeyboardInterrupt when the
+interpreter next checks for signals. A signal noted while the main thread is not in a
+system call it would interrupt (it landed after the interpreter's last check and before
+`time.sleep` began, or it was delivered to another thread of the step) leaves the main
+thread asleep: a plain script's Ctrl+C waits that long. A cancel then ended the task by
+the grace's SIGKILL, its `except KeyboardInterrupt` and `finally` never run (about 1
+round in 300 of the reliability campaign's `cancel_rounds.py`). During the grace the
+orchestrator now nudges each worker it interrupted (`processes.NUDGE_SIGNAL`, whose
+handler does nothing): the nudge breaks the blocking call, which runs the noted
+handler; a call with nothing noted is resumed as if nothing happened (PEP 475).
+
+The step below makes the lost case certain: its main thread blocks SIGINT, so the
+kernel gives the run's SIGINT to the step's other thread, where Python notes it and the
+main thread sleeps on. Real `python flow.py run` processes, real signals; the same on a
+real Dask cluster in test_dask_executor.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import child_env, wait_for
+
+from flowdeck import Flow
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="forked workers and signals")
+
+ASLEEP_FLOW = """
+import os, signal, threading, time
+from flowdeck import FlowSpec, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def mark(name):
+    open(os.path.join(HERE, name), "w").close()
+
+
+def take_only_sigint():
+    signal.pthread_sigmask(signal.SIG_SETMASK, set(signal.valid_signals()) - {signal.SIGINT})
+    mark("asleep")  # the test cancels the run now
+    time.sleep(600)
+
+
+class AsleepFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.work)
+
+    @step
+    def work(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        threading.Thread(target=take_only_sigint, daemon=True).start()
+        try:
+            time.sleep(600)
+        except KeyboardInterrupt:
+            mark("interrupted")
+            time.sleep(1.5)  # clean-up the nudges must not cut short
+            mark("cleaned_up")
+            raise
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    AsleepFlow()
+"""
+
+
+def cancel_an_asleep_step(folder: Path, env: dict[str, str]) -> None:
+    """Run the flow, SIGTERM the run once its step sleeps, check the step took its
+    interrupt (also run on a Dask cluster by test_dask_executor.py)."""
+    path = folder / "asleepflow.py"
+    path.write_text(ASLEEP_FLOW)
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--run-id", "asleep"],
+                            cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (folder / "asleep").exists(), "the step to sleep",
+                 lambda: proc.poll() is None)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    run = Flow("AsleepFlow", root=folder / ".flowdeck")["asleep"]
+    assert run.status == "cancelled"
+    record = run["work"].task.record
+    assert record is not None and record.status == "cancelled"
+    # The step's own KeyboardInterrupt ended it, its clean-up whole, and the worker wrote
+    # its record; not the SIGKILL that ends what ignores a cancel for its grace (exit -9).
+    assert (folder / "interrupted").exists(), record
+    assert (folder / "cleaned_up").exists(), record
+    assert record.error is not None and record.error["type"] == "KeyboardInterrupt", record
+    assert record.exit_code is None, record
+    log = run["work"].task.stderr
+    assert "Cancelled: the run was stopped while step `work` ran" in log, log
+    assert "time.sleep(600)" in log, log  # where it was: the user's own line
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_a_cancel_reaches_a_step_whose_interrupt_was_only_noted(tmp_path: Path,
+                                                                server: str) -> None:
+    cancel_an_asleep_step(tmp_path, child_env(FLOWDECK_FORK_SERVER=server))
