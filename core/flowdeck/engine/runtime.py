@@ -1399,6 +1399,8 @@ class Orchestrator:
     def _cancel_all(self) -> None:
         """Stop every task: SIGINT to each worker (the step gets KeyboardInterrupt and may clean
         up), SIGKILL to all that is left of it after CANCEL_GRACE_S; record them as cancelled.
+        Meanwhile a nudge every NUDGE_EVERY_S wakes a worker whose SIGINT Python only noted
+        (`processes.nudge`).
 
         SIGINT goes to the worker alone, as a terminal's Ctrl+C would reach a plain script
         (the worker is in a process group of its own, so a Ctrl+C reaches it only through

@@ -325,6 +325,11 @@ class LocalExecutor(Executor):
             processes.signal_quietly(pid, signal.SIGINT)
 
     def nudge(self, launched: Launched) -> None:
+        pipe = self.served.get(launched.key)
+        if pipe is not None:
+            pipe.poll()
+            if pipe.status is not None:  # reaped by the server: its pid may be another's now
+                return
         pid = self._pid(launched)
         if pid is not None:
             processes.nudge(pid)
