@@ -9,7 +9,8 @@ the grace's SIGKILL, its `except KeyboardInterrupt` and `finally` never run (abo
 round in 300 of the reliability campaign's `cancel_rounds.py`). During the grace the
 orchestrator now nudges each worker it interrupted (`processes.NUDGE_SIGNAL`, whose
 handler does nothing): the nudge breaks the blocking call, which runs the noted
-handler; a call with nothing noted is resumed as if nothing happened (PEP 475).
+handler. A worker that took its interrupt ignores nudges: its clean-up's calls are never
+broken, even those that would not retry.
 
 The step below makes the lost case certain: its main thread blocks SIGINT, so the
 kernel gives the run's SIGINT to the step's other thread, where Python notes it and the
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="forked workers and signals")
 
 ASLEEP_FLOW = """
-import os, signal, threading, time
+import ctypes, os, signal, threading, time
 from flowdeck import FlowSpec, step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,8 +64,9 @@ class AsleepFlow(FlowSpec):
             time.sleep(600)
         except KeyboardInterrupt:
             mark("interrupted")
-            time.sleep(1.5)  # clean-up the nudges must not cut short
-            mark("cleaned_up")
+            # A clean-up's call that does not retry when a signal breaks it (C's usleep
+            # returns -1 then, as os.lockf raises InterruptedError): no nudge may reach it.
+            mark("cleaned_up" if ctypes.CDLL(None).usleep(1_500_000) == 0 else "cut_short")
             raise
         self.next(self.end)
 
@@ -103,6 +105,7 @@ def cancel_an_asleep_step(folder: Path, env: dict[str, str]) -> None:
     # The step's own KeyboardInterrupt ended it, its clean-up whole, and the worker wrote
     # its record; not the SIGKILL that ends what ignores a cancel for its grace (exit -9).
     assert (folder / "interrupted").exists(), record
+    assert not (folder / "cut_short").exists(), "a nudge reached the step's clean-up"
     assert (folder / "cleaned_up").exists(), record
     assert record.error is not None and record.error["type"] == "KeyboardInterrupt", record
     assert record.exit_code is None, record

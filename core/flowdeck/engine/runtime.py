@@ -80,7 +80,8 @@ from flowdeck.store.records import (
 #: this before they kill the orchestrator (engines.base.DEFAULT_STOP_GRACE_S).
 CANCEL_GRACE_S = 3.0
 #: How often a cancel nudges the workers it interrupted during their grace
-#: (`Executor.nudge`): a step whose interrupt Python only noted takes it within this.
+#: (`Executor.nudge`): a step whose interrupt Python only noted, asleep in a call that
+#: Python checks for signals after (`time.sleep`, a read, a wait), takes it within this.
 NUDGE_EVERY_S = 0.2
 TIMEOUT_GRACE_S = 5.0
 #: Room kept in the run folder while a run goes, freed first when it ends, so a full
@@ -1415,8 +1416,7 @@ class Orchestrator:
         while self.running and time.time() < deadline:
             self._wait_once_bounded(min(deadline, next_nudge))
             if time.time() >= next_nudge:
-                for running in self.running.values():
-                    self.executor.nudge(running.launched)
+                self.executor.nudge([running.launched for running in self.running.values()])
                 next_nudge = time.time() + NUDGE_EVERY_S
         self._kill_all()
         while self.running:

@@ -129,9 +129,13 @@ _sigint_received = False
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
-    """Python's own Ctrl+C handler, remembering that the interrupt came from a signal."""
+    """Python's own Ctrl+C handler, remembering that the interrupt came from a signal.
+    From here on the cancel's nudges (`processes.nudge`) are ignored, so none reaches the
+    step's clean-up: a call that does not retry when a signal breaks it (`os.lockf`, a C
+    library's sleep) would fail or return early there."""
     global _sigint_received
     _sigint_received = True
+    _signal.signal(_NUDGE, _SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -526,7 +530,7 @@ _STDIO: list[io.TextIOWrapper] = []
 # Plain ints: the enum members' `int()` is Python code run again in every worker.
 _SIGINT, _SIGTERM, _SIGCHLD = int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGCHLD)
 _NUDGE = int(processes.NUDGE_SIGNAL)
-_SIG_DFL = int(signal.SIG_DFL)
+_SIG_DFL, _SIG_IGN = int(signal.SIG_DFL), int(signal.SIG_IGN)
 
 
 def step_timeout(seconds: float, step: str) -> AbstractContextManager[None]:

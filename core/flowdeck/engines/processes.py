@@ -313,8 +313,11 @@ def nudge(pid: int) -> None:
     the kernel gave to another thread) leaves the main thread in that call, as a plain
     script's Ctrl+C does: a cancel then killed the step at the grace, its `except
     KeyboardInterrupt` never run. The worker's handler for NUDGE_SIGNAL does nothing; its
-    arrival breaks the blocking call, Python runs the noted handler, and a call with
-    nothing noted resumes unchanged (PEP 475)."""
+    arrival breaks the blocking call and Python runs the noted handler. A call with
+    nothing noted is resumed where Python retries it (PEP 475: its sleeps, reads, waits);
+    once the worker took its interrupt it ignores nudges (`task._on_sigint`), so a
+    clean-up's calls that do not retry (`os.lockf`) are left alone. A step that installs
+    its own SIGINT handler keeps getting nudges for the grace."""
     signal_quietly(pid, NUDGE_SIGNAL)
 
 

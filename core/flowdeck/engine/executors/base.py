@@ -80,11 +80,12 @@ class Executor(ABC):
     def interrupt(self, launched: Launched) -> None:
         """Ask the attempt to stop as Ctrl+C would (the step sees KeyboardInterrupt)."""
 
-    def nudge(self, launched: Launched) -> None:  # noqa: B027 (optional hook)
-        """During a cancel's grace, after `interrupt`: wake the attempt if its interrupt was
-        only noted (`processes.nudge`); harmless to an attempt that took it. An executor
-        that cannot reach its attempts' processes cheaply leaves it out: such an attempt
-        then ends at the grace's kill, as a plain script's Ctrl+C would wait."""
+    def nudge(self, launched: list[Launched]) -> None:  # noqa: B027 (optional hook)
+        """During a cancel's grace, after `interrupt`: wake these attempts, in case their
+        interrupt was only noted (`processes.nudge`). A worker that took its interrupt
+        ignores nudges from then on. An executor that cannot reach its attempts' processes
+        leaves it out: such an attempt may then end at the grace's kill, as a plain
+        script's Ctrl+C would wait out its blocking call."""
 
     @abstractmethod
     def kill(self, launched: Launched) -> None:

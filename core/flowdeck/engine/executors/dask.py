@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,6 @@ from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
 from flowdeck.engine.task import track_script_classes
-from flowdeck.engines import processes
 
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
@@ -74,7 +73,6 @@ class _Attempt:
     message: str | None = None
     finished: bool = False
     killed: bool = False
-    nudging: bool = False  # a nudge on its way to the worker (`DaskExecutor.nudge`)
     give_up_at: float | None = None
     pending: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -115,6 +113,7 @@ class DaskExecutor(Executor):
         self.relay: threading.Thread | None = None
         self.flow_class: tuple[type, bytes, dict[str, str]] | None = None
         self.closed = False
+        self.nudging = False  # a round of nudges on its way to the workers (`nudge`)
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -238,15 +237,30 @@ class DaskExecutor(Executor):
         if attempt is not None and not attempt.finished:
             self._send_signal(attempt, signal.SIGINT)
 
-    def nudge(self, launched: Launched) -> None:
-        """To a started attempt's process on its worker, one nudge in flight at a time (each
-        is a call to the worker: they must not queue up ahead of the grace's kill)."""
-        attempt = self.by_launched.get(launched.key)
-        if attempt is None or attempt.finished or not attempt.started_on or attempt.nudging:
+    def nudge(self, launched: list[Launched]) -> None:
+        """One call to the cluster for every started attempt, each worker waking its own
+        (`dask_worker.nudge_attempts`), and one round in flight at a time: the calls share
+        the pool that sends the grace's kills, and must not queue up ahead of them. The
+        attempts go by key, not by signal number: SIGURG's differs between systems."""
+        from flowdeck.engine.executors.dask_worker import nudge_attempts
+        if self.nudging:
             return
-        attempt.nudging = True
-        sent = self._send_signal(attempt, processes.NUDGE_SIGNAL)
-        sent.add_done_callback(lambda _: setattr(attempt, "nudging", False))
+        attempts = [a for a in (self.by_launched.get(one.key) for one in launched)
+                    if a is not None and not a.finished and a.started_on]
+        if not attempts:
+            return
+        keys = [a.key for a in attempts]
+        workers = sorted({a.started_on for a in attempts if a.started_on})
+        self.nudging = True
+
+        def send() -> None:
+            try:
+                self.client.run(nudge_attempts, keys, workers=workers, on_error="return")
+            except Exception:  # noqa: BLE001 (a worker gone: its attempts are lost anyway)
+                pass
+            finally:
+                self.nudging = False
+        self.stopper.submit(send)
 
     def kill(self, launched: Launched) -> None:
         attempt = self.by_launched.get(launched.key)
@@ -305,10 +319,9 @@ class DaskExecutor(Executor):
         with self.lock:
             return min(threads, key=lambda w: (self.load.get(w, 0) / max(1, threads[w]), w))
 
-    def _send_signal(self, attempt: _Attempt, sig: int) -> Future[None]:
+    def _send_signal(self, attempt: _Attempt, sig: int) -> None:
         """`sig` to the attempt's process group on its worker (all workers when it is not
-        known yet: a worker that gets it before the attempt starts never starts it); done
-        once sent."""
+        known yet: a worker that gets it before the attempt starts never starts it)."""
         from flowdeck.engine.executors.dask_worker import signal_attempt
         where = attempt.started_on
         workers = [where] if where else None
@@ -319,7 +332,7 @@ class DaskExecutor(Executor):
                                 on_error="return")
             except Exception:  # noqa: BLE001 (a worker gone: its attempt is lost anyway)
                 pass
-        return self.stopper.submit(send)
+        self.stopper.submit(send)
 
     def _stop_rerun(self, key: str, worker: str) -> None:
         """Kill an attempt that started although it had ended here (lost with its worker,

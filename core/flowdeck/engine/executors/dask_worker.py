@@ -42,6 +42,9 @@ _STOPS_KEPT = 10_000
 _lock = threading.Lock()
 _children: dict[str, int] = {}  # dask key -> the attempt's child pid (its process group)
 _stops: OrderedDict[str, int] = OrderedDict()  # dask key -> signal asked before it started
+#: dask keys of attempts whose child has exited, until their output is drained: their pid
+#: may be another process's by now, so nothing is sent to it alone
+_exited: set[str] = set()
 _context: Any = None
 #: flow class digest -> its zygote on this worker (`task_zygote`), oldest first
 _zygotes: OrderedDict[str, task_zygote.Zygote] = OrderedDict()
@@ -120,6 +123,7 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
         os.close(exit_r)
         with _lock:
             _children.pop(key, None)
+            _exited.discard(key)
             zygote.in_flight -= 1
         _signal_group(pid, signal.SIGKILL, running=False)  # what the step left in its group
     error = _read_report(report_r)
@@ -211,26 +215,36 @@ def _read_report(report_r: int) -> str | None:
 
 
 def signal_attempt(key: str, sig: int) -> bool:
-    """Deliver `sig` to an attempt running here (SIGINT: to its process, as Ctrl+C, and a
-    nudge likewise; else its group); remembered for a moment if the attempt has not
-    started (a nudge is not: it has nothing to wake). True if it was here."""
+    """Deliver `sig` to an attempt running here (SIGINT: to its process, as Ctrl+C; else its
+    group); remembered for a moment if the attempt has not started. True if it was here."""
     with _lock:
         pid = _children.get(key)
-        if pid is None and sig == processes.NUDGE_SIGNAL:
-            return False  # nothing to wake; remembered, it would keep the attempt from starting
+        exited = key in _exited
         if pid is None:
             _stops[key] = sig
             while len(_stops) > _STOPS_KEPT:
                 _stops.popitem(last=False)
             return False
-    if sig in (signal.SIGINT, processes.NUDGE_SIGNAL):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+    if sig == signal.SIGINT:
+        if not exited:  # its pid may be another process's by now
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
     else:
-        _signal_group(pid, sig)
+        _signal_group(pid, sig, running=not exited)
     return True
+
+
+def nudge_attempts(keys: list[str]) -> int:
+    """Nudge (`processes.nudge`) each of these attempts whose child runs here; how many.
+    Never remembered for one not started, as `signal_attempt` remembers a stop: a nudge
+    has nothing to wake there, and a remembered signal keeps an attempt from starting."""
+    with _lock:
+        pids = [_children[key] for key in keys if key in _children and key not in _exited]
+    for pid in pids:
+        processes.nudge(pid)
+    return len(pids)
 
 
 def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
@@ -269,6 +283,8 @@ def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, exit_r: 
             for item, _ in ready:
                 fd = int(item.fd)
                 if fd == sentinel:  # read by the caller (`task_zygote.read_status`)
+                    with _lock:
+                        _exited.add(key)
                     sel.unregister(sentinel)
                     _signal_group(pid, signal.SIGKILL, running=False)
                     drain_until = time.monotonic() + DRAIN_S

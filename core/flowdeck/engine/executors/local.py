@@ -324,15 +324,16 @@ class LocalExecutor(Executor):
         if pid is not None:
             processes.signal_quietly(pid, signal.SIGINT)
 
-    def nudge(self, launched: Launched) -> None:
-        pipe = self.served.get(launched.key)
-        if pipe is not None:
-            pipe.poll()
-            if pipe.status is not None:  # reaped by the server: its pid may be another's now
-                return
-        pid = self._pid(launched)
-        if pid is not None:
-            processes.nudge(pid)
+    def nudge(self, launched: list[Launched]) -> None:
+        for one in launched:
+            pipe = self.served.get(one.key)
+            if pipe is not None:
+                pipe.poll()
+                if pipe.status is not None:  # reaped by the server: its pid may be another's
+                    continue
+            pid = self._pid(one)
+            if pid is not None:
+                processes.nudge(pid)
 
     def kill(self, launched: Launched) -> None:
         """SIGKILL a task's worker, its process group and every process below it."""
