@@ -118,3 +118,68 @@ def cancel_an_asleep_step(folder: Path, env: dict[str, str]) -> None:
 def test_a_cancel_reaches_a_step_whose_interrupt_was_only_noted(tmp_path: Path,
                                                                 server: str) -> None:
     cancel_an_asleep_step(tmp_path, child_env(FLOWDECK_FORK_SERVER=server))
+
+
+#: A step that handles its own stop: its SIGINT handler counts, its loop notices, and its
+#: clean-up makes calls that do not retry when a signal breaks them, counting the broken.
+OWN_HANDLER_FLOW = """
+import ctypes, os, signal, time
+from flowdeck import FlowSpec, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class OwnHandlerFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.work)
+
+    @step
+    def work(self):
+        asked = []
+        signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+        open(os.path.join(HERE, "asleep"), "w").close()
+        while not asked:
+            time.sleep(0.02)
+        libc = ctypes.CDLL(None)
+        broken = sum(libc.usleep(100_000) != 0 for _ in range(15))  # 1.5 s of the grace
+        with open(os.path.join(HERE, "report"), "w") as out:
+            out.write(f"{len(asked)} {broken}")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    OwnHandlerFlow()
+"""
+
+
+def test_a_step_with_its_own_sigint_handler_is_nudged_once_at_most(tmp_path: Path) -> None:
+    """Its handler is called once (the cancel sends one SIGINT), and of its clean-up's
+    calls that do not retry at most one is broken: the first nudge tells the worker the
+    step handles its stop itself, and it ignores the rest (there were about 7 in 1.5 s)."""
+    path = tmp_path / "ownhandler.py"
+    path.write_text(OWN_HANDLER_FLOW)
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--run-id", "own"],
+                            cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "asleep").exists(), "the step to wait",
+                 lambda: proc.poll() is None)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    handled, broken = map(int, (tmp_path / "report").read_text().split())
+    assert handled == 1
+    assert broken <= 1, f"{broken} of the clean-up's calls were broken by nudges"
+    run = Flow("OwnHandlerFlow", root=tmp_path / ".flowdeck")["own"]
+    assert run.status == "cancelled"
+    record = run["work"].task.record  # it chose to finish its work: the task succeeded
+    assert record is not None and record.status == "succeeded"

@@ -140,7 +140,13 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 
 def _on_nudge(signum: int, frame: Any) -> None:
-    """Nothing: a nudge's arrival is all it is for (`processes.nudge`)."""
+    """Nothing while the step's SIGINT handler is ours: a nudge's arrival is all it is for
+    (`processes.nudge`). A step that installed a SIGINT handler of its own has had it
+    called by now (Python runs a noted SIGINT before a nudge, the lower signal first), and
+    handles its stop its own way: it is nudged no more, so at most one of its calls is
+    broken (Python's own calls retry; one that does not would see one EINTR)."""
+    if _signal.getsignal(_SIGINT) is not _on_sigint:
+        _signal.signal(_NUDGE, _SIG_IGN)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -316,8 +316,8 @@ def nudge(pid: int) -> None:
     arrival breaks the blocking call and Python runs the noted handler. A call with
     nothing noted is resumed where Python retries it (PEP 475: its sleeps, reads, waits);
     once the worker took its interrupt it ignores nudges (`task._on_sigint`), so a
-    clean-up's calls that do not retry (`os.lockf`) are left alone. A step that installs
-    its own SIGINT handler keeps getting nudges for the grace."""
+    clean-up's calls that do not retry (`os.lockf`) are left alone. A step that installed
+    its own SIGINT handler gets one nudge (`task._on_nudge`)."""
     signal_quietly(pid, NUDGE_SIGNAL)
 
 
