@@ -131,6 +131,8 @@ def store_write_error(exc: OSError, fallback: str | os.PathLike[str]) -> dict[st
 
 @dataclass
 class RunOptions:
+    """How one run goes, as the command line and the launchers set it."""
+
     max_workers: int = 0
     run_id: str | None = None
     origin_run_id: str | None = None
@@ -183,6 +185,8 @@ class TaskResult:
 
 @dataclass
 class PendingTask:
+    """A task the orchestrator has decided to run: its place in the graph and its parents."""
+
     step: str
     task_id: str
     frames: tuple[Frame, ...]
@@ -238,6 +242,8 @@ class FanOut:
 
 @dataclass
 class RunningTask:
+    """A task whose worker runs: its fds, logs, deadline and why it is being killed."""
+
     pending: PendingTask
     launched: Launched
     started: float
@@ -266,6 +272,8 @@ class RunningTask:
 
 @dataclass
 class RunOutcome:
+    """What a finished run returns to its caller: status, exit code and the task that failed."""
+
     run_id: str
     status: str  # succeeded | failed | cancelled
     exit_code: int

@@ -114,6 +114,8 @@ def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class RunStarted:
+    """A run began: its flow, file, parameters and static graph (docs/events.md)."""
+
     t: float
     run_id: str
     flow: str = ""
@@ -127,6 +129,8 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class TaskStarted:
+    """A task attempt began (or was reused from the run a resume started from)."""
+
     t: float
     run_id: str
     step: str
@@ -144,6 +148,8 @@ class TaskStarted:
 
 @dataclass(frozen=True)
 class TaskFinished:
+    """A task attempt ended: its status, error, artifacts and whether it will be retried."""
+
     t: float
     run_id: str
     step: str
@@ -161,6 +167,8 @@ class TaskFinished:
 
 @dataclass(frozen=True)
 class RunFinished:
+    """A run ended: its status, duration, the error that stopped it and its exit code."""
+
     t: float
     run_id: str
     status: str = "failed"
