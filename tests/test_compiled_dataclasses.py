@@ -266,3 +266,21 @@ def test_a_child_forked_while_a_class_is_being_made_can_make_its_own():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "child made its dataclass InChild(y=2)" in done.stdout
+
+
+def test_the_run_paths_dataclasses_have_docstrings_of_their_own():
+    """A dataclass without a docstring gets one built from `inspect.signature` as it is made:
+    about 0.3 ms each at every `python flow.py` start (eight such classes on a run's import
+    path cost 2.2 ms). Every class `python flow.py run` imports has its own."""
+    code = ("import sys, dataclasses, flowdeck.engine.script_cli\n"
+            "for name, module in list(sys.modules.items()):\n"
+            "    if not name.startswith('flowdeck'):\n"
+            "        continue\n"
+            "    for value in list(vars(module).values()):\n"
+            "        if isinstance(value, type) and dataclasses.is_dataclass(value) and \\\n"
+            "                value.__module__ == name and \\\n"
+            "                (value.__doc__ or '').startswith(value.__name__ + '('):\n"
+            "            print(f'{name}.{value.__qualname__}')\n")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert found == []
