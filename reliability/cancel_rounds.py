@@ -49,6 +49,7 @@ from common import (
     Tally,
     Workdir,
     child_env,
+    ended_with_this_script,
     kill_quietly,
     our_frames,
     parse_args,
@@ -205,7 +206,7 @@ def one_round(work: Path, number: int, tally: Tally, seen: Counter[str],
     proc = subprocess.Popen(
         [sys.executable, str(flow), "run", "--run-id", run_id, "--max-workers", "2",
          "--quiet"], cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, start_new_session=True,
+        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=ended_with_this_script(),
         env=child_env(CANCEL_SENT_FILE=str(sent), FLOWDECK_FORK_SERVER=server,
                       **{RUN_ID_ENV: run_id}))
     what = cancel(proc, layout.events(run_id), sent, sig)

@@ -35,6 +35,7 @@ from common import (
     Workdir,
     child_env,
     descendants,
+    ended_with_this_script,
     kill_quietly,
     parent_of,
     parse_args,
@@ -112,7 +113,7 @@ def start(flow: Path, run_id: str, pids_file: Path | None = None) -> subprocess.
                              "--quiet", *extra], cwd=flow.parent,
                             env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=ended_with_this_script())
 
 
 def calibrate(flow: Path, rounds: int = 3) -> float:

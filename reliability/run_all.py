@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import ended_with_this_script
+
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["kill_rounds", "cancel_rounds", "window_stops", "save_storms", "bad_inputs",
            "corrupt_store", "disk_full", "soak", "live_output"]
@@ -40,7 +42,8 @@ def run_script(name: str, quick: bool, seed: int | None) -> tuple[dict[str, obje
     began = time.monotonic()
     summary: dict[str, object] = {"name": name, "tried": 0, "survived": 0, "lost": 0}
     with subprocess.Popen(cmd, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace") as proc:
+                          text=True, errors="replace",
+                          preexec_fn=ended_with_this_script()) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("CAMPAIGN "):

@@ -30,6 +30,7 @@ from common import (
     Tally,
     Workdir,
     child_env,
+    ended_with_this_script,
     fd_count,
     kill_quietly,
     marked,
@@ -104,7 +105,7 @@ def child_run(cmd: list[str], cwd: Path) -> tuple[int, float, float]:
     began = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(**{MARK: str(cwd)}),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, preexec_fn=ended_with_this_script())
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, time.monotonic() - began, usage.ru_maxrss / 1024
