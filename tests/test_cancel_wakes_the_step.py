@@ -80,16 +80,14 @@ if __name__ == "__main__":
 """
 
 
-def cancel_an_asleep_step(folder: Path, env: dict[str, str]) -> None:
-    """Run the flow, SIGTERM the run once its step sleeps, check the step took its
-    interrupt (also run on a Dask cluster by test_dask_executor.py)."""
-    path = folder / "asleepflow.py"
-    path.write_text(ASLEEP_FLOW)
-    proc = subprocess.Popen([sys.executable, str(path), "run", "--run-id", "asleep"],
-                            cwd=folder, env=env, stdout=subprocess.PIPE,
+def cancel_once_asleep(path: Path, run_id: str, env: dict[str, str]) -> tuple[int, str]:
+    """`python path run`, SIGTERM to it once its step made the file `asleep`; its exit
+    code and stderr."""
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--run-id", run_id],
+                            cwd=path.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (folder / "asleep").exists(), "the step to sleep",
+        wait_for(lambda: (path.parent / "asleep").exists(), "the step to wait",
                  lambda: proc.poll() is None)
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
@@ -97,7 +95,16 @@ def cancel_an_asleep_step(folder: Path, env: dict[str, str]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    return proc.returncode, err
+
+
+def cancel_an_asleep_step(folder: Path, env: dict[str, str]) -> None:
+    """Run the flow, SIGTERM the run once its step sleeps, check the step took its
+    interrupt (also run on a Dask cluster by test_dask_executor.py)."""
+    path = folder / "asleepflow.py"
+    path.write_text(ASLEEP_FLOW)
+    code, err = cancel_once_asleep(path, "asleep", env)
+    assert code == 128 + signal.SIGTERM, err
     run = Flow("AsleepFlow", root=folder / ".flowdeck")["asleep"]
     assert run.status == "cancelled"
     record = run["work"].task.record
@@ -163,19 +170,8 @@ def test_a_step_with_its_own_sigint_handler_is_nudged_once_at_most(tmp_path: Pat
     step handles its stop itself, and it ignores the rest (there were about 7 in 1.5 s)."""
     path = tmp_path / "ownhandler.py"
     path.write_text(OWN_HANDLER_FLOW)
-    proc = subprocess.Popen([sys.executable, str(path), "run", "--run-id", "own"],
-                            cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: (tmp_path / "asleep").exists(), "the step to wait",
-                 lambda: proc.poll() is None)
-        os.kill(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    code, err = cancel_once_asleep(path, "own", child_env())
+    assert code == 128 + signal.SIGTERM, err
     handled, broken = map(int, (tmp_path / "report").read_text().split())
     assert handled == 1
     assert broken <= 1, f"{broken} of the clean-up's calls were broken by nudges"
