@@ -154,12 +154,11 @@ def test_a_fresh_interpreter_writes_the_file_and_the_next_one_compiles_nothing(t
 
 
 def _bytes_marshal_refuses_with_system_error() -> bytes:
-    """A damaged cache file of the kind that makes `marshal.loads` raise SystemError (a
+    """Damaged marshalled code of the kind that makes `marshal.loads` raise SystemError (a
     code object with bad fields), found by changing one byte of a good one, as a bad disk
     sector or a crash could."""
     import marshal
-    good = marshal.dumps((cd._FORMAT, cd.MAGIC_NUMBER,
-                          {"def f(): pass": compile("def f(): pass", "<s>", "exec")}))
+    good = marshal.dumps(compile("def f(): pass", "<s>", "exec"))
     for place in range(len(good)):  # every one-byte change, first place first
         for value in range(256):
             data = bytearray(good)
@@ -170,7 +169,7 @@ def _bytes_marshal_refuses_with_system_error() -> bytes:
                 return bytes(data)
             except Exception:  # noqa: BLE001 - the ordinary damage, already ignored
                 continue
-    raise AssertionError("no damaged file that makes marshal raise SystemError was found")
+    raise AssertionError("no damaged code that makes marshal raise SystemError was found")
 
 
 def test_a_file_that_makes_marshal_raise_system_error_is_ignored(tmp_path, monkeypatch):
@@ -179,6 +178,26 @@ def test_a_file_that_makes_marshal_raise_system_error_is_ignored(tmp_path, monke
     cache = cd._Cache(str(path))
     assert cache.stored == {}
     _behaves_as_the_standard_library(_define(cache, monkeypatch))
+
+
+METHOD = "def __create_fn__():\n def f(self):\n  return 1\n return f"
+
+
+@pytest.mark.parametrize("entry", ["damaged", "not code"])
+def test_a_damaged_method_in_a_sound_file_is_compiled_again(tmp_path, entry):
+    """Each method's code is decoded when a class needs it: a damaged one (SystemError
+    from marshal, or a value that is no code) is compiled from its source instead."""
+    import marshal
+    raw = _bytes_marshal_refuses_with_system_error() if entry == "damaged" else \
+        marshal.dumps("text")
+    path = tmp_path / "cache.marshal"
+    path.write_bytes(marshal.dumps((cd._FORMAT, cd.MAGIC_NUMBER, {METHOD: raw})))
+    cache = cd._Cache(str(path))
+    assert set(cache.stored) == {METHOD}
+    namespace: dict[str, object] = {}
+    exec(cache.code(METHOD), namespace)
+    assert cache.new  # compiled here, to be written again
+    assert namespace["__create_fn__"]()(None) == 1  # type: ignore[operator]
 
 
 def test_a_file_of_another_bytecode_is_ignored(tmp_path):
@@ -284,3 +303,47 @@ def test_the_run_paths_dataclasses_have_docstrings_of_their_own():
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.split()
     assert found == []
+
+
+def _core_copy(tmp_path: Path) -> Path:
+    """A fresh install of the core (no bytecode, no kept methods) to precompile."""
+    import shutil
+
+    from conftest import CORE
+    shutil.copytree(CORE / "flowdeck", tmp_path / "core" / "flowdeck",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path / "core"
+
+
+def _in(core: Path, code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(core), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, cwd=core)
+
+
+PRECOMPILE = "from flowdeck.cli.main import main; raise SystemExit(main(['precompile']))"
+
+
+def test_precompile_lets_a_flow_start_compile_nothing_under_dontwritebytecode(tmp_path):
+    """`flowdeck precompile` writes the bytecode and the dataclass methods that no process
+    may keep under PYTHONDONTWRITEBYTECODE; a flow's start then compiles no method."""
+    core = _core_copy(tmp_path)
+    started = ("import flowdeck.engine.script_cli, flowdeck.compiled_dataclasses as c; "
+               "print(c._cache().new, len(c._cache().stored))")
+    before = _in(core, started)
+    assert before.stdout.split() == ["True", "0"], before.stderr  # compiled every method
+    done = _in(core, PRECOMPILE)
+    assert done.returncode == 0, done.stderr
+    assert "dataclass methods" in done.stdout
+    assert list((core / "flowdeck" / "engine" / "__pycache__").glob("runtime.*.pyc"))
+    new, stored = _in(core, started).stdout.split()
+    assert new == "False" and int(stored) > 100  # every method came from the file
+
+
+def test_precompile_where_it_cannot_write_says_so(tmp_path):
+    core = _core_copy(tmp_path)
+    (core / "flowdeck" / "__pycache__").write_text("a file where the folder would go")
+    done = _in(core, PRECOMPILE)
+    assert done.returncode == 1
+    assert "flowdeck precompile:" in done.stderr and "writable" in done.stderr
+    assert "Traceback" not in done.stderr

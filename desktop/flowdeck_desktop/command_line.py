@@ -13,7 +13,7 @@ from flowdeck import __version__
 from flowdeck.compiled_dataclasses import dataclass
 
 #: The first words that are the core's commands (no window, no Qt): `flowdeck.cli.main`.
-CORE_COMMANDS = ("run", "resume", "list", "graph", "gc")
+CORE_COMMANDS = ("run", "resume", "list", "graph", "gc", "precompile")
 
 
 @dataclass
