@@ -347,3 +347,10 @@ def test_precompile_where_it_cannot_write_says_so(tmp_path):
     assert done.returncode == 1
     assert "flowdeck precompile:" in done.stderr and "writable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_precompile_in_the_packaged_app_says_where_to_run_it(monkeypatch, capsys):
+    from flowdeck.cli.main import precompile_command
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert precompile_command() == 1
+    assert "python3 -m flowdeck.cli.main precompile" in capsys.readouterr().err

@@ -44,6 +44,11 @@ def precompile_command() -> int:
     import compileall
 
     from flowdeck import compiled_dataclasses
+    if getattr(sys, "frozen", False):
+        print("flowdeck precompile: this is the packaged app, whose own modules come "
+              "compiled; run it with the Python your flows use (python3 -m flowdeck.cli.main "
+              "precompile, with the bundle's pylib/ on PYTHONPATH).", file=sys.stderr)
+        return 1
     folder = os.path.dirname(os.path.abspath(compiled_dataclasses.__file__))
     if not compileall.compile_dir(folder, quiet=1):
         print(f"flowdeck precompile: some modules of {folder} could not be compiled (above); "
