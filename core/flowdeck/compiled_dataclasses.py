@@ -178,8 +178,8 @@ def write_cache_for(packages: Iterable[str]) -> int:
     (`flowdeck precompile`); how many methods the file holds, 0 where it keeps none.
 
     Where that variable is set (CI machines, many container images) no process writes the
-    file, and every `python flow.py` compiled about 170 methods again: 0.214 s against
-    0.173 s for `import flowdeck.engine.script_cli` here (40 pairs). A module that cannot
+    file, and every `python flow.py` compiled about 170 methods again: 0.186 s against
+    0.153 s for `import flowdeck.engine.script_cli` here (40 pairs). A module that cannot
     be imported (an optional dependency missing) is skipped: its classes compile at their
     first use, as before."""
     import importlib
@@ -209,4 +209,3 @@ else:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
