@@ -29,17 +29,31 @@ class Armed:
         self.previous = previous
 
 
+#: Once due, the timer fires again every REPEAT_S until its handler has run. Python's C
+#: handler only notes a signal: one that lands after the interpreter's last check and
+#: before a blocking call begins (the step's `time.sleep`) was taken when the call
+#: returned, so a step past its @timeout ran on until the run's deadline killed it. A
+#: second SIGALRM breaks the call, and the noted handler runs (as a cancel's nudges do,
+#: `processes.nudge`); the handler stops the repeats and calls back once.
+REPEAT_S = 0.2
+
+
 def arm(seconds: float, expired: Callable[[], object]) -> Armed | None:
     """Call `expired()` in the main thread once `seconds` have passed; None (nothing armed)
     when `seconds` <= 0 or where there is no interval timer (Windows)."""
     if seconds <= 0 or not hasattr(signal, "setitimer"):
         return None
+    fired: list[bool] = []
 
     def on_signal(signum: int, frame: Any) -> None:
+        if fired:  # a repeat that landed as the first was being taken
+            return
+        fired.append(True)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         expired()
 
     previous = _set_handler(signal.SIGALRM, on_signal)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, REPEAT_S)
     return Armed(previous)
 
 
