@@ -184,9 +184,11 @@ METHOD = "def __create_fn__():\n def f(self):\n  return 1\n return f"
 
 
 @pytest.mark.parametrize("entry", ["damaged", "not code"])
-def test_a_damaged_method_in_a_sound_file_is_compiled_again(tmp_path, entry):
+def test_a_damaged_method_in_a_sound_file_is_compiled_again(tmp_path, monkeypatch, entry):
     """Each method's code is decoded when a class needs it: a damaged one (SystemError
-    from marshal, or a value that is no code) is compiled from its source instead."""
+    from marshal, or a value that is no code) is compiled from its source instead, and
+    the file written next holds the good code in its place."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
     import marshal
     raw = _bytes_marshal_refuses_with_system_error() if entry == "damaged" else \
         marshal.dumps("text")
@@ -198,6 +200,9 @@ def test_a_damaged_method_in_a_sound_file_is_compiled_again(tmp_path, entry):
     exec(cache.code(METHOD), namespace)
     assert cache.new  # compiled here, to be written again
     assert namespace["__create_fn__"]()(None) == 1  # type: ignore[operator]
+    assert cache.write()
+    mended = cd._Cache(str(path))
+    assert isinstance(mended._stored_code(METHOD), type(compile("", "", "exec")))
 
 
 def test_a_file_of_another_bytecode_is_ignored(tmp_path):
@@ -347,6 +352,18 @@ def test_precompile_where_it_cannot_write_says_so(tmp_path):
     assert done.returncode == 1
     assert "flowdeck precompile:" in done.stderr and "writable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_precompile_that_cannot_write_the_methods_says_so(tmp_path):
+    """The bytecode compiles, but the methods' file cannot be written (here a folder
+    stands where it goes): exit 1 and the reason, never "Compiled"."""
+    core = _core_copy(tmp_path)
+    tag = sys.implementation.cache_tag
+    (core / "flowdeck" / "__pycache__" / f"compiled_dataclasses.{tag}.marshal").mkdir(
+        parents=True)
+    done = _in(core, PRECOMPILE)
+    assert done.returncode == 1, done.stdout
+    assert "could not be kept" in done.stderr and "Compiled" not in done.stdout
 
 
 def test_precompile_in_the_packaged_app_says_where_to_run_it(monkeypatch, capsys):

@@ -91,23 +91,28 @@ class _Cache:
         return code
 
     def _stored_code(self, source: str) -> CodeType | None:
-        """The file's code for `source`; None if it has none, or a damaged one."""
+        """The file's code for `source`; None if it has none, or a damaged one (dropped,
+        so that the code compiled instead replaces it when the file is written)."""
         raw = self.stored.get(source)
         if raw is None:
             return None
         try:
             code = marshal.loads(raw)
         except Exception:  # noqa: BLE001 - as for the whole file
-            return None
-        return code if isinstance(code, CodeType) else None
+            code = None
+        if isinstance(code, CodeType):
+            return code
+        del self.stored[source]
+        return None
 
-    def write(self, force: bool = False) -> None:
+    def write(self, force: bool = False) -> bool:
         """Keep what was compiled (with what the file had, unless it grew too large); only
         in the process that read the file (a forked task runs its exit handlers too).
-        `force`: whatever PYTHONDONTWRITEBYTECODE says (`write_cache_for`)."""
+        `force`: whatever PYTHONDONTWRITEBYTECODE says (`write_cache_for`). False when the
+        file could not be written."""
         if not (self.new and self.path) or (sys.dont_write_bytecode and not force) or \
                 os.getpid() != self.pid:
-            return
+            return True
         fresh = {source: marshal.dumps(code) for source, code in self.used.items()
                  if source not in self.stored}
         kept = {**self.stored, **fresh} if len(self.stored) < _MAX_ENTRIES else \
@@ -124,7 +129,9 @@ class _Cache:
                 os.unlink(tmp)
             except OSError:
                 pass
+            return False
         self.new = False
+        return True
 
 
 def cache_path() -> str | None:
@@ -175,7 +182,8 @@ def _compiled_dataclass(cls: type | None = None, /, **options: Any) -> Any:
 def write_cache_for(packages: Iterable[str]) -> int:
     """Import every module of `packages` and write the compiled methods of all their
     dataclasses, whatever PYTHONDONTWRITEBYTECODE says, as `compileall` writes bytecode
-    (`flowdeck precompile`); how many methods the file holds, 0 where it keeps none.
+    (`flowdeck precompile`); how many methods the file holds, 0 where it keeps none or
+    could not be written.
 
     Where that variable is set (CI machines, many container images) no process writes the
     file, and every `python flow.py` compiled about 170 methods again: 0.186 s against
@@ -189,7 +197,8 @@ def write_cache_for(packages: Iterable[str]) -> int:
             package = importlib.import_module(name)
         except ImportError:
             continue
-        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+        for module in pkgutil.walk_packages(package.__path__, f"{name}.",
+                                            onerror=lambda _name: None):
             if module.name.rsplit(".", 1)[-1] == "__main__":  # it would start the program
                 continue
             try:
@@ -197,8 +206,9 @@ def write_cache_for(packages: Iterable[str]) -> int:
             except Exception:  # noqa: BLE001, S112 (an optional dependency missing)
                 continue
     cache = _cache()
-    cache.write(force=True)
-    return len({**cache.stored, **cache.used}) if cache.path else 0
+    if not cache.path or not cache.write(force=True):
+        return 0
+    return len({**cache.stored, **cache.used})
 
 
 if TYPE_CHECKING:

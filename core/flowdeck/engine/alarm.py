@@ -34,7 +34,9 @@ class Armed:
 #: before a blocking call begins (the step's `time.sleep`) was taken when the call
 #: returned, so a step past its @timeout ran on until the run's deadline killed it. A
 #: second SIGALRM breaks the call, and the noted handler runs (as a cancel's nudges do,
-#: `processes.nudge`); the handler stops the repeats and calls back once.
+#: `processes.nudge`); the handler stops the repeats and calls back once. A step that
+#: sets a SIGALRM handler of its own inside its @timeout replaces this one (its timeout
+#: then ends at the run's deadline, as before), and its handler is called at each repeat.
 REPEAT_S = 0.2
 
 
