@@ -10,7 +10,6 @@ gate a change on its own.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import random
@@ -133,21 +132,14 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-_PR_SET_PDEATHSIG = 1
-
-
 def ended_with_this_script() -> Callable[[], None]:
     """A `preexec_fn` for a run this script starts: SIGTERM (a cancel) to the run when the
     script dies, however it dies (killed by `timeout`, Ctrl+C in its own terminal while the
     run sits in a session of its own). Without it a script killed between its rounds'
     clean-ups left its current run going: one ran on for 36 minutes."""
+    from flowdeck.engines.processes import die_with_parent
     script = os.getpid()
-
-    def tie() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != script:  # the script died before the tie was made
-            os.kill(os.getpid(), signal.SIGTERM)
-    return tie
+    return lambda: die_with_parent(script, signal.SIGTERM)
 
 
 def run(cmd: Sequence[str], cwd: Path, timeout: float = 120,
