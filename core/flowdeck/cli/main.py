@@ -56,7 +56,7 @@ def precompile_command() -> int:
         return 1
     held = compiled_dataclasses.write_cache_for(["flowdeck"])
     path = compiled_dataclasses.cache_path()
-    if not held or path is None or not os.path.exists(path):
+    if not held:  # nowhere to keep them, or the file could not be written
         print("flowdeck precompile: the dataclass methods could not be kept "
               f"({path or 'no place for them: a frozen app, or PYTHONPYCACHEPREFIX set'}); "
               "check that the folder is writable.", file=sys.stderr)

@@ -294,13 +294,15 @@ class LocalExecutor(Executor):
                 self.guard.track(pipe.pid)
 
     def _pid(self, launched: Launched) -> int | None:
-        """The worker's pid (a served worker's may still be on its way)."""
+        """The worker's pid to signal (a served worker's may still be on its way); None
+        once the server has reaped it, when the pid may be another process's."""
         pipe = self.served.get(launched.key)
         if pipe is None:
             return launched.key if launched.key > 0 else None
         pipe.wait_pid()
         self._learn_pid(launched, pipe)
-        return launched.pid
+        pipe.poll()
+        return launched.pid if pipe.status is None else None
 
     def _end_leftovers(self, pid: int, running_keys: set[int]) -> None:
         """Kill and reap everything the exited worker left: its process group, and (Linux)
@@ -326,11 +328,6 @@ class LocalExecutor(Executor):
 
     def nudge(self, launched: list[Launched]) -> None:
         for one in launched:
-            pipe = self.served.get(one.key)
-            if pipe is not None:
-                pipe.poll()
-                if pipe.status is not None:  # reaped by the server: its pid may be another's
-                    continue
             pid = self._pid(one)
             if pid is not None:
                 processes.nudge(pid)
