@@ -54,6 +54,11 @@ CASES = [
     Workload("cpu4x1s", "4 x 1 s CPU, 2 workers", "cpu", tasks=7),
 ]
 LARGE = Workload("foreach10000", "foreach 10,000 trivial", "foreach", tasks=10003, n=10000)
+#: The 1,000-task run the linearity lines compare with 10,000: measured in rounds alternating
+#: with it, Flowdeck alone, so both see the same machine (the foreach 1,000 case runs beside
+#: the peers, and the 10,000 one after every case: the load differed between them).
+PAIRED = Workload("foreach1000-paired", "foreach 1,000 trivial, alternating with 10,000",
+                  "foreach", tasks=1003, n=1000)
 FORK_N = 1000
 #: The fork floor whose children also store their result (workloads.FORK_FLOOR): what any
 #: engine with a process per task that persists every result pays at the least.
@@ -133,6 +138,7 @@ class Report:
         self.cases: dict[str, dict[str, Series]] = {}
         self.floors: dict[str, Series] = {}
         self.large: Series | None = None
+        self.paired: Series | None = None  # foreach 1,000 in rounds alternating with `large`
 
     def wall(self, case: str, tool: str) -> float | None:
         series = self.cases.get(case, {}).get(tool)
@@ -196,28 +202,43 @@ class Report:
         small = self.cases.get("foreach1000", {}).get("flowdeck")
         if small:
             rows.append((BY_NAME["foreach1000"], small))
+        if self.paired:
+            rows.append((PAIRED, self.paired))
         if self.large:
             rows.append((LARGE, self.large))
         return rows
 
-    def marginal_bytes(self) -> list[float]:
-        """Orchestrator RSS added per task: hello -> 1,000 and 1,000 -> 10,000."""
-        base = self.cases.get("hello", {}).get("flowdeck")
-        out = []
-        previous = (base.peak_rss, BY_NAME["hello"].tasks) if base else None
+    def linearity_pair(self) -> tuple[tuple[Workload, Series], tuple[Workload, Series]] | None:
+        """The 1,000 and 10,000 runs the linearity lines compare: measured alternately when
+        they were, else the foreach 1,000 case against the 10,000 run."""
+        small = self.paired or self.cases.get("foreach1000", {}).get("flowdeck")
+        if small is None or self.large is None:
+            return None
+        return (PAIRED if self.paired else BY_NAME["foreach1000"], small), (LARGE, self.large)
+
+    def marginal_bytes(self) -> list[float | None]:
+        """Orchestrator RSS added per task, for each row of `per_task`: a 1,000-task run
+        against hello, the 10,000-task run against the 1,000 of its linearity pair; None
+        where the base was not measured."""
+        hello = self.cases.get("hello", {}).get("flowdeck")
+        pair = self.linearity_pair()
+        out: list[float | None] = []
         for case, series in self.per_task():
-            if previous:
-                out.append((series.peak_rss - previous[0]) / (case.tasks - previous[1]))
-            previous = (series.peak_rss, case.tasks)
+            base: tuple[int, int] | None
+            if case is LARGE and pair is not None:
+                (small_case, small), _ = pair
+                base = (small.peak_rss, small_case.tasks)
+            else:
+                base = (hello.peak_rss, BY_NAME["hello"].tasks) if hello else None
+            out.append(None if base is None
+                       else (series.peak_rss - base[0]) / (case.tasks - base[1]))
         return out
 
     def linearity_lines(self) -> list[str]:
         lines = ["| Flowdeck | wall | wall per task | CPU per task (tree) | orchestrator peak "
                  "RSS | RSS added per task |", "|---|---|---|---|---|---|"]
-        added = self.marginal_bytes()
-        offset = len(self.per_task()) - len(added)
-        for i, (case, series) in enumerate(self.per_task()):
-            extra = fmt_bytes(added[i - offset]) if i >= offset else "-"
+        for (case, series), added in zip(self.per_task(), self.marginal_bytes()):
+            extra = "-" if added is None else fmt_bytes(added)
             lines.append(f"| {case.label} | {fmt_s(series.wall)} | "
                          f"{fmt_ms(series.wall / case.n)} | {fmt_ms(series.cpu / case.n)} | "
                          f"{fmt_bytes(series.peak_rss)} | {extra} |")
@@ -272,22 +293,25 @@ class Report:
         goals.append(Goal("foreach 1,000: CPU per task (whole process tree) under 1.5 ms",
                           fmt_ms(cpu) + floor_cpu if cpu is not None else "not run",
                           None if cpu is None else cpu < 0.0015))
-        rows = self.per_task()
-        if len(rows) == 2:
-            (c1, s1), (c2, s2) = rows
+        pair = self.linearity_pair()
+        if pair is not None:
+            (c1, s1), (c2, s2) = pair
+            which = " (alternating runs)" if self.paired else ""
             w1, w2 = s1.wall / c1.n, s2.wall / c2.n
             goals.append(Goal("linear: wall per task at 10,000 no more than at 1,000",
-                              f"{fmt_ms(w2)} against {fmt_ms(w1)}", w2 <= w1))
+                              f"{fmt_ms(w2)} against {fmt_ms(w1)}{which}", w2 <= w1))
             u1, u2 = s1.cpu / c1.n, s2.cpu / c2.n
             goals.append(Goal("foreach input read O(1) per task: CPU per task at 10,000 no "
-                              "more than at 1,000", f"{fmt_ms(u2)} against {fmt_ms(u1)}",
+                              "more than at 1,000", f"{fmt_ms(u2)} against {fmt_ms(u1)}{which}",
                               u2 <= u1))
-            added = self.marginal_bytes()
-            if len(added) == 2:
+            rows = [case for case, _ in self.per_task()]
+            added = dict(zip(rows, self.marginal_bytes()))
+            small_added, large_added = added.get(c1), added.get(c2)
+            if small_added is not None and large_added is not None:
                 goals.append(Goal("orchestrator memory per task bounded: RSS added per task "
                                   "from 1,000 to 10,000 no more than up to 1,000",
-                                  f"{fmt_bytes(added[1])} against {fmt_bytes(added[0])} "
-                                  f"per task", added[1] <= added[0]))
+                                  f"{fmt_bytes(large_added)} against {fmt_bytes(small_added)} "
+                                  f"per task", large_added <= small_added))
             else:
                 goals.append(Goal("orchestrator memory per task bounded",
                                   "needs the hello case (its RSS is the base)", None))
@@ -335,7 +359,7 @@ class Report:
                       for case, by_tool in self.cases.items()},
             "floors": {name: s.as_json() for name, s in self.floors.items()},
             "fork_floor_per_task_s": {label: v for v, label in self.fork_per_task().items()},
-            "linearity": [{"tasks": c.n, "wall_s": s.wall, "wall_per_task_s": s.wall / c.n,
+            "linearity": [{"case": c.name, "tasks": c.n, "wall_s": s.wall, "wall_per_task_s": s.wall / c.n,
                            "cpu_per_task_s": s.cpu / c.n, "peak_rss_bytes": s.peak_rss}
                           for c, s in self.per_task()],
             "rss_added_per_task_bytes": self.marginal_bytes(),
@@ -402,10 +426,22 @@ def main() -> int:
         return measure
 
     def large() -> None:
-        flowdeck = [t for t in runnable if t.name == "flowdeck"]
-        report.large = measure_case(LARGE, flowdeck, min(args.repeat, 3),
-                                    warmup=False)["flowdeck"]
-        say(f"{LARGE.name}: {fmt_s(report.large.wall)}")
+        """foreach 10,000 and a 1,000 in alternating rounds, Flowdeck alone, each in a new
+        store every time; no warm-up (the 1,000-task case before has warmed the caches)."""
+        flowdeck = next(t for t in runnable if t.name == "flowdeck")
+        folder = Path(tempfile.mkdtemp(prefix="bench-linearity-"))
+        try:
+            commands = {}
+            for case in (PAIRED, LARGE):
+                command = flowdeck.command(case, folder / case.name)
+                assert command is not None  # Flowdeck runs every workload
+                commands[case.name] = command
+            series = interleave(commands, min(args.repeat, 3), warmup=False)
+        finally:
+            keep_until_the_end(folder)
+        report.paired, report.large = series[PAIRED.name], series[LARGE.name]
+        say(f"{LARGE.name}: {fmt_s(report.large.wall)}, alternating with "
+            f"{PAIRED.name}: {fmt_s(report.paired.wall)}")
 
     if "floors" in only:
         attempt("floors", floors)
