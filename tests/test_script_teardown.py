@@ -76,6 +76,27 @@ def test_files_and_stores_the_script_leaves_open_are_whole(tmp_path: Path) -> No
     assert not list(tmp_path.glob("scratch-*")) and not list(tmp_path.glob("workspace-*"))
 
 
+def test_a_file_in_a_reference_cycle_is_flushed_at_exit(tmp_path: Path) -> None:
+    """The teardown's collection frees cycles, which only the collector can, and with
+    them the files they hold, flushing what an exit handler wrote last. Freezing every
+    object for the collector at exit (tried on 2026-12-05: the teardown 17 -> 5 ms,
+    hello 0.91x) left this file empty, and lost the gzip file of the test above."""
+    path = flow_with(tmp_path, (
+        "import atexit, os\n"
+        "class Journal:\n"
+        "    def __init__(self):\n"
+        "        self.file = open('journal.txt', 'w')\n"
+        "        self.me = self  # a cycle: only the collector frees it\n"
+        "    def end(self, script=os.getpid()):\n"
+        "        if os.getpid() == script:  # tasks run the script's exit handlers too\n"
+        "            self.file.write('run ended\\n')\n"
+        "journal = Journal()\n"
+        "atexit.register(journal.end)\n"))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "journal.txt").read_text() == "run ended\n"
+
+
 def test_python_dev_mode_still_reports_a_file_left_open(tmp_path: Path) -> None:
     path = flow_with(tmp_path, "log = open('notes.txt', 'w')\nlog.write('never closed\\n')\n")
     result = subprocess.run([sys.executable, "-X", "dev", str(path), "run"], cwd=tmp_path,
