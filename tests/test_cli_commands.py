@@ -103,6 +103,61 @@ def test_run_refuses_a_flow_the_file_does_not_start(tmp_path: Path) -> None:
     assert 'if __name__ == "__main__": SilentFlow()' in nothing.stderr
 
 
+def test_run_picks_the_flow_the_file_starts_and_refuses_one_it_never_reaches(
+        tmp_path: Path) -> None:
+    """A flow built on a base class (or mixin) of FlowSpec is the one `python FILE` runs:
+    `run`, `graph` and `resume` take it without --flow, as `python FILE` and `Runner` do
+    (they refused with "has several flows", offering the base). In a script part that
+    starts FirstFlow and then SecondFlow, the first run ends the script: `--flow
+    SecondFlow` ran FirstFlow and exited 0."""
+    mixin = tmp_path / "mixin.py"
+    mixin.write_text(
+        "from flowdeck import FlowSpec, Parameter, step\n\n\n"
+        "class CommonParams(FlowSpec):\n    seed = Parameter('seed', default=0, type=int)\n\n\n"
+        "class TrainFlow(CommonParams):\n    @step\n    def start(self):\n"
+        "        print('seed is', self.seed)\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    TrainFlow()\n")
+    ran = flowdeck("run", str(mixin), "--seed", "4", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "seed is 4" in ran.stdout
+    shown = flowdeck("graph", str(mixin), cwd=tmp_path)
+    assert shown.returncode == 0 and "start" in shown.stdout, shown.stderr
+    resumed = flowdeck("resume", str(mixin), cwd=tmp_path)
+    assert "several flows" not in resumed.stderr and "Traceback" not in resumed.stderr
+    two = tmp_path / "two.py"
+    body = ("class {name}(FlowSpec):\n    @step\n    def start(self):\n"
+            "        print('{name} ran')\n        self.next(self.end)\n\n"
+            "    @step\n    def end(self):\n        pass\n\n\n")
+    two.write_text("from flowdeck import FlowSpec, step\n\n\n" + body.format(name="FirstFlow")
+                   + body.format(name="SecondFlow")
+                   + "if __name__ == '__main__':\n    FirstFlow()\n    SecondFlow()\n")
+    unreached = flowdeck("run", "--flow", "SecondFlow", str(two), cwd=tmp_path)
+    assert unreached.returncode == 2, unreached.stdout
+    assert "FirstFlow ran" not in unreached.stdout
+    assert (f"{two}:27: running the file starts FirstFlow, whose run ends the script before "
+            "SecondFlow() is reached") in unreached.stderr
+    first = flowdeck("run", "--flow", "FirstFlow", str(two), cwd=tmp_path)
+    assert first.returncode == 0 and "FirstFlow ran" in first.stdout, first.stderr
+    either = tmp_path / "either.py"  # a start that may not run ends nothing
+    either.write_text(two.read_text().replace(
+        "    FirstFlow()\n    SecondFlow()\n",
+        "    import os\n    if os.environ.get('FIRST'):\n        FirstFlow()\n    SecondFlow()\n"))
+    second = flowdeck("run", "--flow", "SecondFlow", str(either), cwd=tmp_path)
+    assert second.returncode == 0 and "SecondFlow ran" in second.stdout, second.stderr
+
+
+def test_a_folder_given_for_a_flow_file_says_so(tmp_path: Path) -> None:
+    """It said "no such file" of a folder that exists."""
+    for command in (("run",), ("graph",), ("resume",)):
+        told = flowdeck(*command, str(tmp_path), cwd=tmp_path)
+        assert told.returncode == 2, (command, told.stderr)
+        assert (f"error: {tmp_path} is a folder. Give the path of a flow's .py file in it; "
+                f"`flowdeck list {tmp_path}` lists the flows there.") in told.stderr, command
+    missing = flowdeck("run", str(tmp_path / "gone.py"), cwd=tmp_path)
+    assert missing.returncode == 2 and "gone.py: no such file." in missing.stderr
+
+
 def test_a_reader_that_stops_early_and_a_file_that_cannot_be_read(tmp_path: Path) -> None:
     """`flowdeck list | head -1` ends quietly (as a process ended by SIGPIPE), and `graph` on
     a file with a syntax error names it instead of saying the file defines no flow."""

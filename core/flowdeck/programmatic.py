@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import UsageError
+from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 
 #: How long an async run may take to write its run id before it counts as failed to start.
 START_TIMEOUT_S = 60.0
@@ -157,9 +157,9 @@ class Runner:
                  cwd: str | os.PathLike[str] | None = None, file_read_timeout: int = 3600,
                  **kwargs: Any):
         self.flow_file = os.path.abspath(flow_file)  # the run may start in another `cwd`
-        if not os.path.isfile(self.flow_file):
-            raise UsageError(f"Runner({str(flow_file)!r}): no such file. Give the path of a "
-                             "flow's .py file.")
+        problem = flow_file_problem(str(flow_file))
+        if problem:
+            raise UsageError(f"Runner({str(flow_file)!r}): {problem}")
         flow = _flow_info(self.flow_file)
         self.flow_name = flow.name
         #: The flow's parameters by every spelling a keyword may use (name, attribute, with
@@ -291,9 +291,7 @@ def _flow_info(flow_file: str) -> Any:
     """The flow the file runs, from its source (never imported here)."""
     from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
     analysis = analyze_file(flow_file)
-    started = [f for f in analysis.flows if f.start_problem is None]  # what `python FILE` runs
-    flow, problem = pick_flow(started if len(started) == 1 else analysis.flows, None,
-                              flow_file)
+    flow, problem = pick_flow(analysis.flows, None, flow_file)  # what `python FILE` runs
     if flow is None:
         raise UsageError(f"Runner({flow_file!r}): "
                          f"{no_flow_problem(analysis, flow_file) if not analysis.flows else problem}")

@@ -7,6 +7,7 @@ all show the same file, line and fix-it sentence.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
@@ -58,6 +59,17 @@ class FlowdeckError(Exception):
 
 class FlowDefinitionError(FlowdeckError):
     """The flow file does not describe a valid flow (lint or syntax errors)."""
+
+
+def flow_file_problem(file: str, what: str = "a flow's .py file") -> str | None:
+    """Why `file`, given where a flow file is expected, is not one (None when it is a
+    file): missing, or a folder, which a command that lists flows takes instead."""
+    if os.path.isfile(file):
+        return None
+    if os.path.isdir(file):
+        return (f"{file} is a folder. Give the path of {what} in it; `flowdeck list "
+                f"{file}` lists the flows there.")
+    return f"{file}: no such file. Give the path of {what}."
 
 
 class UsageError(FlowdeckError):

@@ -121,6 +121,9 @@ class MainBlock:
 
     line: int
     starts: list[str] = field(default_factory=list)
+    #: Flows it calls only after a flow whose run ends the script (`FirstFlow()` then
+    #: `SecondFlow()`): by name, the line of the call that ends it first.
+    never_reached: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -235,11 +238,16 @@ def no_flow_problem(analysis: FileAnalysis, file: str) -> str:
 
 
 def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowInfo | None, str]:
-    """The flow a command means: the only one, or the one named; else why not."""
+    """The flow a command means: the one named; else the one `python FILE` starts (a base
+    class or a second flow in the file is never it); else why not."""
     if not flows:
         return None, f"{file} defines no flow (a class deriving from FlowSpec)."
-    if name is None and len(flows) == 1:
-        return flows[0], ""
+    if name is None:
+        started = [f for f in flows if f.start_problem is None]
+        if len(started) == 1:
+            return started[0], ""
+        if len(flows) == 1:
+            return flows[0], ""
     chosen = next((f for f in flows if f.name == name), None)
     if chosen is not None:
         return chosen, ""
@@ -257,6 +265,12 @@ def start_problem(path: str, main: MainBlock | None, flow: str) -> str | None:
         return (f"{path} does not start {flow} when it runs: it has no "
                 f"`if __name__ == \"__main__\":` block. Add one at its end: "
                 f"`if __name__ == \"__main__\": {flow}()`.")
+    if flow in main.never_reached:
+        first = ", ".join(main.starts)
+        return (f"{path}:{main.never_reached[flow]}: running the file starts {first}, "
+                f"whose run ends the script before {flow}() is reached. Start {flow} "
+                f"alone in its `if __name__ == \"__main__\":` block (or put each flow in a "
+                "file of its own).")
     if main.starts and flow not in main.starts:
         others = ", ".join(main.starts)
         return (f"{path}:{main.line}: running the file starts {others}, not "
@@ -273,6 +287,27 @@ def _is_main_test(test: ast.expr) -> bool:
     sides = [test.left, test.comparators[0]]
     return any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and \
         any(isinstance(a, ast.Constant) and a.value == "__main__" for a in sides)
+
+
+def _reached_starts(line: int, body: Sequence[ast.stmt], flows: set[str]) -> MainBlock:
+    """The flows the script part `body` starts, in order, up to the first statement that
+    surely runs one: a flow's run ends the script (as Metaflow's does), so a flow called
+    after that is never reached. A call inside a compound statement (`if`, `try`, a loop)
+    may not run, so it ends nothing."""
+    starts: list[str] = []
+    never: dict[str, int] = {}
+    ended_at: int | None = None
+    for statement in body:
+        called = _flows_called([statement], flows)
+        if ended_at is not None:
+            for name in called:
+                if name not in starts:
+                    never.setdefault(name, ended_at)
+            continue
+        starts.extend(n for n in called if n not in starts)
+        if called and isinstance(statement, ast.Expr | ast.Assign | ast.AnnAssign):
+            ended_at = statement.lineno
+    return MainBlock(line, starts, never)
 
 
 def _flows_called(body: Sequence[ast.stmt], flows: set[str]) -> list[str]:
@@ -359,12 +394,13 @@ class _FileAnalyzer:
     def _main_block(self, flows: set[str]) -> MainBlock | None:
         for node in self.tree.body:
             if isinstance(node, ast.If) and _is_main_test(node.test):
-                return MainBlock(node.lineno, _flows_called(node.body, flows))
+                return _reached_starts(node.lineno, node.body, flows)
         calls = [n for n in self.tree.body if isinstance(n, ast.Expr)]
         started = _flows_called(calls, flows)
         if not started:
             return None
-        return MainBlock(next(n.lineno for n in calls if _flows_called([n], flows)), started)
+        line = next(n.lineno for n in calls if _flows_called([n], flows))
+        return _reached_starts(line, calls, flows)
 
     # -- imports -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from flowdeck import __version__
-from flowdeck.analysis.diagnostics import Diagnostic, has_errors
+from flowdeck.analysis.diagnostics import Diagnostic, flow_file_problem, has_errors
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.analysis.show import format_show
 from flowdeck.engine.terminal import reader_gone
@@ -115,9 +115,9 @@ def _command(argv: list[str]) -> int:
 
 
 def graph_command(file: str, flow_name: str | None, as_json: bool) -> int:
-    if not os.path.exists(file):
-        print(f"error: {file}: no such file. Give the path of a flow's .py file.",
-              file=sys.stderr)
+    problem = flow_file_problem(file)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     analysis = analyze_file(file)
     if not analysis.flows:

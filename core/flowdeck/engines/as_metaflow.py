@@ -211,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_USAGE, file=sys.stderr if not args else sys.stdout)
         return 2 if not args else 0
     file, flow_args = args[0], args[1:]
-    if not os.path.isfile(file):
-        print(f"error: {file}: no such file. Give the path of a flow's .py file.",
-              file=sys.stderr)
+    from flowdeck.analysis.diagnostics import flow_file_problem
+    problem = flow_file_problem(file)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     install(file)
     sys.argv = [file, *flow_args]

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import UsageError
+from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.events import (
@@ -817,8 +817,9 @@ def _killpg(pgid: int, sig: int) -> None:
 
 def load_flow(file: str) -> FlowInfo:
     """The file's one Metaflow flow, from static analysis (the file is not imported here)."""
-    if not os.path.isfile(file):
-        raise UsageError(f"{file}: no such file. Give the path of a Metaflow flow file.")
+    problem = flow_file_problem(file, "a Metaflow flow file")
+    if problem:
+        raise UsageError(problem)
     analysis = analyze_file(file)
     flows = [f for f in analysis.flows if f.engine == "metaflow"] or analysis.flows
     if not flows:

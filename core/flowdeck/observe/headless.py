@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
@@ -133,8 +134,9 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
                  flow_name: str | None = None, engine: str | None = None) -> int:
     """Run FILE with the flow command line FLOW_ARGS (`run ...`, `resume ...`), drawn live."""
     path = Path(file).resolve()
-    if not path.is_file():
-        print(f"error: {file}: no such file. Give the path of a flow's .py file.", file=sys.stderr)
+    problem = flow_file_problem(file)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     analysis = analyze_file(path)
     flow, problem = pick_flow(analysis.flows, flow_name, str(path))
