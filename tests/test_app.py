@@ -665,6 +665,14 @@ def test_step_click_shows_task_logs_and_artifacts(qtbot, app) -> None:
     with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
         window.task_picker.setCurrentIndex(1)
     assert {row["name"]: row for row in window.artifacts.rows}["rate"]["preview"] == "0.01"
+    assert "TrainFlow" in window.artifacts.title.text()
+    assert "fit" in window.cards.status.text()
+    # Another flow shown: neither tab keeps TrainFlow's task (both did, under its graph).
+    window.select_flow(key_of(controller, "BranchFlow"))
+    assert window.artifacts.rows == [] and window.artifacts.table.rowCount() == 0
+    assert "TrainFlow" not in window.artifacts.title.text()
+    assert window.artifacts.title.text() == "Select a step in the graph to see its artifacts."
+    assert window.cards.status.text() == "Select a task to see its cards."
 
 
 def test_filter_box_narrows_the_list(qtbot, app) -> None:

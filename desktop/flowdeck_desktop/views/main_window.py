@@ -688,7 +688,6 @@ class MainWindow(QMainWindow):
         self.flow_title.setToolTip(tip)
         self.params.set_parameters([])
         self.logs.clear()
-        self.cards.clear()
         self._refresh_history()
         self._show_placement(None)
         self._show_banner_for(None)
@@ -874,6 +873,8 @@ class MainWindow(QMainWindow):
             self.task_picker.clear()
             self.task_picker.blockSignals(False)
             self.task_picker.setVisible(False)
+            self.artifacts.clear()  # they showed that task: another flow's, or another run's
+            self.cards.clear()
         self.shown_state = state
         for signal, slot in self._state_links():
             getattr(state, signal).connect(slot)

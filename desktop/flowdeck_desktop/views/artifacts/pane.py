@@ -209,6 +209,18 @@ class ArtifactsPane(QWidget):
         if keep is not None:
             self.select(keep)
 
+    def clear(self, message: str = "Select a step in the graph to see its artifacts.") -> None:
+        """Show no task: another flow or run is shown now, whose tasks these were not."""
+        self._stop_helpers()
+        self._request = None
+        self._shown = None
+        self.previews = {}
+        self._fill([], keep=None)
+        self.title.setText(message)
+        self.viewer_title.clear()
+        self.plot_button.setEnabled(False)
+        self._clear_viewer("Select an artifact to preview it.")
+
     @property
     def awaiting_consent(self) -> bool:
         """True while a foreign run's values wait for "Load values"."""
