@@ -563,14 +563,21 @@ class LogView(QWidget):
         self._streams.clear()
         self._replacements.clear()
         self._has_lines = False
+        self._empty_edit()
+        self._status.clear()
+        self._set_following(True)
+
+    def _empty_edit(self) -> None:
+        """Empty the text and drop the search's match and cursor: the match's cursor keeps
+        its place on insert, so after `clear()` it stayed at 0 while the new text grew
+        behind it, and the whole next log showed selected (and copied whole)."""
         self._adjusting = True
         try:
             self._edit.clear()
             self._edit.setExtraSelections([])
+            self._edit.setTextCursor(QTextCursor(self._edit.document()))
         finally:
             self._adjusting = False
-        self._status.clear()
-        self._set_following(True)
 
     def has_pending(self) -> bool:
         """True while queued text waits for a flush."""
@@ -756,12 +763,7 @@ class LogView(QWidget):
         shown trims one from the top). A step printing 100 MB is shown about twice as
         fast, with shorter stalls.
         """
-        self._adjusting = True
-        try:
-            self._edit.clear()
-            self._edit.setExtraSelections([])
-        finally:
-            self._adjusting = False
+        self._empty_edit()
         self._has_lines = False
         for state in self._streams.values():
             if state.shown is not None:  # its unfinished line is shown again, where it belongs
