@@ -311,6 +311,8 @@ def test_step_hashes_recorded_per_run_and_task(flow_file) -> None:
     ("unpicklable", "Artifact `lock` of type _thread.lock cannot be pickled"),
     ("missing", "self.items is not set"),
     ("scalar", "self.items is an int, not a list or other sequence. For 42 items, use list(range(42))."),
+    ("unsized", "self.items (Unsized) has no length: len() raised TypeError: len() of "
+                "unsized object. Give it a list or another sequence of the items."),
     ("empty", "self.items is empty"),
     ("generator", "Wrap it in list(...)"),
     ("crash", "exited with code 7"),
@@ -734,6 +736,33 @@ def test_a_failed_task_keeps_what_it_set_and_resume_runs_it_again(tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr
     again = runs_of(path, "PartialFlow").latest_run["start"].task
     assert again.successful and again.data.done is True
+
+
+@pytest.mark.parametrize("failure, message", [
+    ("raise KeyboardInterrupt", "raised KeyboardInterrupt"),
+    ("self.lock = threading.Lock()", "Artifact `lock` of type _thread.lock cannot be pickled"),
+])
+def test_a_task_failed_by_an_interrupt_or_an_unstorable_value_keeps_the_rest(
+        tmp_path: Path, failure: str, message: str) -> None:
+    """A KeyboardInterrupt the step raised (no stop) fails it like any exception, and a
+    value that cannot be stored fails it too: both kept nothing of what the step had set.
+    The storable values are kept; the unstorable one is left out."""
+    path = tmp_path / "partial.py"
+    path.write_text(
+        "import threading\nfrom flowdeck import FlowSpec, step\n\n\n"
+        "class PartialFlow(FlowSpec):\n"
+        "    @step\n    def start(self):\n        self.partial = [1, 2, 3]\n"
+        f"        {failure}\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n\n\n"
+        "if __name__ == '__main__':\n    PartialFlow()\n")
+    failed = run_flow(path)
+    assert failed.returncode == 1 and message in failed.stderr, failed.stderr
+    run = runs_of(path, "PartialFlow").latest_run
+    assert run.status == "failed"
+    task = run["start"].task
+    assert not task.successful and task.data.partial == [1, 2, 3]
+    assert not hasattr(task.data, "lock")
 
 
 def test_current_tempdir_is_metaflows_configured_folder(tmp_path: Path) -> None:

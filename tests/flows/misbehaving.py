@@ -5,9 +5,19 @@ import threading
 from flowdeck import FlowSpec, Parameter, step
 
 
+class Unsized:
+    """Indexable, with no length: as numpy's 0-d array (`np.array(5)`)."""
+
+    def __getitem__(self, index):
+        return index
+
+    def __len__(self):
+        raise TypeError("len() of unsized object")
+
+
 class MisbehavingFlow(FlowSpec):
     mode = Parameter("mode", default="ok", help="exit | garbage | unpicklable | missing | "
-                     "scalar | empty | generator | crash")
+                     "scalar | unsized | empty | generator | crash")
 
     @step
     def start(self):
@@ -15,6 +25,8 @@ class MisbehavingFlow(FlowSpec):
             pass
         elif self.mode == "scalar":
             self.items = 42
+        elif self.mode == "unsized":
+            self.items = Unsized()
         elif self.mode == "empty":
             self.items = []
         elif self.mode == "generator":

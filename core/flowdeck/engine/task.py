@@ -749,6 +749,8 @@ def execute_task(req: TaskRequest) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not lose the record
         code, status = EXIT_FAILED, "failed"
         record["error"] = _interrupt_error(req.step, exc, progress)
+        if not _sigint_received:  # raised by the step's code, not a stop: like any exception
+            _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
     except ArtifactPickleError as exc:
         ran_out = req.memory_mb and isinstance(exc.__context__, MemoryError)  # while pickling
         if not ran_out and _catch_saving_failure(flow, ctx, blobs, req, record, exc, progress):
@@ -757,6 +759,10 @@ def execute_task(req: TaskRequest) -> int:
             code, status = EXIT_FAILED, "failed"
             record["error"] = error_info(exc, with_traceback=False, message=memory_message(
                 req.step, req.memory_mb or 0, req.memory_source) if ran_out else None)
+            if not ran_out:  # what the step set that can be stored is kept, as for a raise
+                kept = _persist_leaving_out(flow, ctx, blobs, progress)
+                if kept is not None:
+                    record["artifacts"] = {k: v.as_dict() for k, v in kept.items()}
     except (TaskFailure, MergeArtifactsException) as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, with_traceback=isinstance(exc, MergeArtifactsException))
@@ -835,25 +841,36 @@ def _catch_saving_failure(flow: Any, ctx: StepContext, blobs: BlobStore, req: Ta
         print(f"@catch caught an exception from step `{req.step}`:\n{wrapper.summary}",
               file=sys.stderr)
     record["caught"] = error_info(exc, with_traceback=False)
+    if req.catch_var:
+        setattr(flow, req.catch_var, wrapper)
+    artifacts = _persist_leaving_out(flow, ctx, blobs, progress)
+    if artifacts is None:
+        return False
+    record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
+    record["next"] = list(req.out_funcs)
+    return True
+
+
+def _persist_leaving_out(flow: Any, ctx: StepContext, blobs: BlobStore,
+                         progress: Progress) -> dict[str, BlobRef] | None:
+    """Store what the step set, leaving out each artifact that cannot be stored (the one
+    `progress` names failed already): gone, not the parent's value it replaced in this
+    step. None when it still fails (a failure not of one artifact)."""
     dropped = {progress.artifact} if progress.artifact else set()
-    for _ in range(len(flow.__dict__)):  # each round leaves out one more that fails
-        for name in dropped:  # gone, not the parent's value it replaced in this step
+    for _ in range(len(flow.__dict__) + 1):  # each round leaves out one more that fails
+        for name in dropped:
             flow.__dict__.pop(name, None)
             ctx.artifact_refs.pop(name, None)
-        if req.catch_var:
-            setattr(flow, req.catch_var, wrapper)
         progress.artifact = None
         try:
-            artifacts = _persist(flow, ctx, blobs, progress)
+            return _persist(flow, ctx, blobs, progress)
         except ArtifactPickleError:
             if not progress.artifact or progress.artifact in dropped:
-                return False
+                return None
             dropped.add(progress.artifact)
-            continue
-        record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
-        record["next"] = list(req.out_funcs)
-        return True
-    return False
+        except BaseException:  # noqa: BLE001 (the store failed: the first failure stands)
+            return None
+    return None
 
 
 def _keep_artifacts_of_failure(flow: Any, ctx: StepContext, blobs: BlobStore,
@@ -1036,7 +1053,14 @@ def _foreach_splits(flow: Any, req: TaskRequest) -> tuple[int | None, bool]:
                         if isinstance(value, int) and not isinstance(value, bool) else "")
         raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is "
                           f"{article} {kind}, not a list or other sequence.{hint}")
-    return _checked_count(len(value), req), False
+    try:
+        count = len(value)
+    except Exception as exc:  # a value whose length is not defined (numpy's 0-d array)
+        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} "
+                          f"({type(value).__name__}) has no length: len() raised "
+                          f"{type(exc).__name__}: {exc}. Give it a list or another sequence "
+                          "of the items.") from None
+    return _checked_count(count, req), False
 
 
 def _unbounded_splits(value: Any, req: TaskRequest) -> int:
