@@ -154,6 +154,12 @@ def test_a_wide_array_shows_its_first_columns(qtbot, pane) -> None:
 def test_numbers_show_as_a_line_or_a_histogram(qtbot, pane) -> None:
     losses = show(qtbot, pane, "losses", "plot")
     assert isinstance(losses, PlotViewer) and losses.values[:2] == [1.0, 0.5]
+    # Values read as they are (no "(x0.001)" that a narrow plot cut off), positions whole.
+    assert not losses.plot.getAxis("left").autoSIPrefix
+    for low, high in ((0.0, 1.0), (-0.3, 1.3), (0.0, 7.0)):
+        ticks = [v for _, values in losses.plot.getAxis("bottom").tickValues(low, high, 300)
+                 for v in values]
+        assert ticks and all(float(v).is_integer() for v in ticks), (low, high, ticks)
     viewer = show(qtbot, pane, "signal", "plot")
     assert isinstance(viewer, PlotViewer)
     assert len(viewer.values) == 10_000 and "50,000 values" in viewer.info.text()

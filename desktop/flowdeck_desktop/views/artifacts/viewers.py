@@ -213,11 +213,7 @@ class PlotViewer(Viewer):
         self.pg = pg
         palette = self.palette()
         self.plot = pg.PlotWidget(background=palette.color(QPalette.ColorRole.Base))
-        text = palette.color(QPalette.ColorRole.Text)
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setPen(pg.mkPen(text))
-            axis.setTextPen(pg.mkPen(text))
+        self._style_axes()
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.line_button = QPushButton("Line")
         self.histogram_button = QPushButton("Histogram")
@@ -235,6 +231,17 @@ class PlotViewer(Viewer):
         self.layout_.addWidget(self.plot, 1)
         self.values: list[float] = []
         self.step = 1
+
+    def _style_axes(self) -> None:
+        """The theme's text colour, and values as they are: pyqtgraph's automatic SI prefix
+        turned 0.01 to 0.1 into "20 ... 100" with a "(x0.001)" at the end of the axis
+        label, which a narrow plot cut off, so the axis read a thousand times too large."""
+        text = self.palette().color(QPalette.ColorRole.Text)
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(self.pg.mkPen(text))
+            axis.setTextPen(self.pg.mkPen(text))
+            axis.enableAutoSIPrefix(False)
 
     @property
     def mode(self) -> str:
@@ -269,6 +276,9 @@ class PlotViewer(Viewer):
 
         pg = self.pg
         self.plot.clear()
+        self.plot.getPlotItem().setAxisItems(
+            {"bottom": _index_axis(pg) if self.mode == self.LINE else pg.AxisItem("bottom")})
+        self._style_axes()
         ys = np.asarray(self.values, dtype=float)
         color = self.palette().color(QPalette.ColorRole.Highlight)
         if self.mode == self.LINE:
@@ -292,6 +302,25 @@ class PlotViewer(Viewer):
             self.plot.setLabel("bottom", "value")
             self.plot.setLabel("left", "count")
         self.plot.enableAutoRange()
+
+
+_INDEX_AXIS: Any = None  # the class, made once pyqtgraph is imported
+
+
+def _index_axis(pg: Any) -> Any:
+    """A bottom axis for positions: whole-number ticks only (a list of two read 0, 0.5, 1)."""
+    global _INDEX_AXIS
+    if _INDEX_AXIS is None:
+        class IndexAxis(pg.AxisItem):
+            def tickValues(self, low: float, high: float, size: float) -> Any:  # noqa: N802
+                levels = [(spacing, [v for v in values if float(v).is_integer()])
+                          for spacing, values in super().tickValues(low, high, size)
+                          if spacing >= 1]
+                if any(values for _, values in levels):
+                    return levels
+                return [(1, [float(v) for v in range(math.ceil(low), math.floor(high) + 1)])]
+        _INDEX_AXIS = IndexAxis
+    return _INDEX_AXIS("bottom")
 
 
 def _isolated(ys: Any) -> Any:
