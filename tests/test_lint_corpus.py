@@ -30,7 +30,8 @@ def test_static_diagnostics_match_header(path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["missing_step", "cycle", "param_clash", "syntax_error",
-                                  "decorator_argument", "parameter_name"])
+                                  "decorator_argument", "parameter_name",
+                                  "undefined_decorator"])
 def test_running_a_bad_flow_prints_diagnostics_not_a_traceback(name: str, tmp_path: Path) -> None:
     source = (FLOWS / "bad" / f"{name}.py").read_text()
     flow_name = re.search(r"class (\w+)", source).group(1)
@@ -113,3 +114,20 @@ def test_a_library_decorator_below_step_is_no_concern(tmp_path: Path) -> None:
                     "    @step\n    def end(self):\n        pass\n")
     codes = [d.code for d in analyze_file(path).all_diagnostics()]
     assert "decorator-below-step" not in codes
+
+
+def test_a_decorator_the_lint_cannot_see_defined_still_runs(tmp_path: Path) -> None:
+    """The lint calls a decorator undefined when nothing in the file binds its name; one
+    bound at run time (`globals()[...]`) defines the class, and the run goes ahead: the
+    guess never blocks a flow Python could define."""
+    path = tmp_path / "dynamic.py"
+    path.write_text(
+        "from flowdeck import FlowSpec, step\n"
+        "globals()['trace'] = lambda function: function\n\n\n"
+        "class DynamicFlow(FlowSpec):\n    @trace\n    @step\n    def start(self):\n"
+        "        self.next(self.end)\n\n    @step\n    def end(self):\n"
+        "        print('ran')\n\n\nif __name__ == '__main__':\n    DynamicFlow()\n")
+    assert [d.code for d in analyze_file(path).all_diagnostics()] == ["undefined-decorator"]
+    result = run_flow(path)
+    assert result.returncode == 0, result.stderr
+    assert "ran" in result.stdout

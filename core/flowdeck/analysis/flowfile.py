@@ -11,6 +11,8 @@ read the same way, never imported.
 from __future__ import annotations
 
 import ast
+import builtins
+import difflib
 import io
 import os
 import tokenize
@@ -42,6 +44,8 @@ from flowdeck.authoring.definitions import (
 from flowdeck.compiled_dataclasses import dataclass
 
 ENGINE_MODULES = {"flowdeck": "flowdeck", "metaflow": "metaflow"}
+_BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__",
+                                         "__builtins__", "__loader__", "__package__"}
 #: How many modules deep a flow's base classes are followed (import cycles end here too).
 MAX_BASE_MODULES = 8
 API_NAMES = {"FlowSpec", "step", "Parameter", "retry", "catch", "timeout", "JSONType",
@@ -363,6 +367,8 @@ class _FileAnalyzer:
         # flow class name -> (the module's analyzer, class name) of a base flow class
         # defined in another module
         self.external_bases: dict[str, tuple[_FileAnalyzer, str]] = {}
+        self._bound: set[str] | None = None  # `_bound_names`, once
+        self._star_import = False
 
     def find_flows(self) -> None:
         """Fill `flows`: classes deriving from FlowSpec, directly, through a flow class of
@@ -533,10 +539,14 @@ class _FileAnalyzer:
         steps: dict[str, StepNode] = {}
         params: dict[str, ParameterInfo] = {}
         problems: list[Diagnostic] = []
+        misspelt_steps: set[str] = set()  # methods whose decorator is not defined
         for klass, owner in chain:  # base first, so subclasses override
             defined_here: dict[str, int] = {}
             for stmt in klass.body:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    undefined = owner._undefined_decorators(stmt, cls.name)
+                    problems += undefined
+                    misspelt_steps.update(stmt.name for _ in undefined[:1])
                     decos = owner._step_decorators(stmt)
                     if stmt.name in defined_here and decos is not None:
                         problems.append(Diagnostic(
@@ -565,9 +575,69 @@ class _FileAnalyzer:
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()),
                         bases=[[owner.path, klass.name] for klass, owner in chain[-2::-1]])
+        graph_problems = lint_graph(graph, info.parameters)
+        if misspelt_steps & {"start", "end"}:  # "no start step" would send the user astray:
+            graph_problems = [d for d in graph_problems  # the decorator's line says what is
+                              if d.code not in ("no-start", "no-end")]  # wrong there
         info.diagnostics = (problems + self.missing_imports + self._relative_imports()
-                            + lint_graph(graph, info.parameters))
+                            + graph_problems)
         return info
+
+    def _undefined_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
+                              flow: str) -> list[Diagnostic]:
+        """A decorator whose name the module never defines or imports (`@stpe`, `@retyr`):
+        Python stops the file with NameError when it defines the class. Not judged in a
+        module with a star import (any name may come from it)."""
+        bound = self._bound_names()
+        if bound is None:
+            return []
+        problems = []
+        for deco in func.decorator_list:
+            root = deco.func if isinstance(deco, ast.Call) else deco
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if not isinstance(root, ast.Name) or root.id in bound or root.id in _BUILTINS:
+                continue
+            known = sorted({"step", *BUILT_IN_STEP_DECORATORS} | bound)
+            close = difflib.get_close_matches(root.id, known, n=1, cutoff=0.6)
+            fix = (f"Write `@{close[0]}` if that is what you meant." if close
+                   else "Import it, or define it above the class.")
+            problems.append(Diagnostic(
+                self.path, deco.lineno, f"Decorator `@{root.id}` is not defined, so Python "
+                f"stops the file here (NameError). {fix}", "undefined-decorator",
+                column=deco.col_offset, flow=flow, step=func.name))
+        return problems
+
+    def _bound_names(self) -> set[str] | None:
+        """Every name the module binds anywhere (assignments, definitions, imports,
+        arguments), or None when a star import may bind any."""
+        if self._bound is not None or self._star_import:
+            return self._bound
+        bound: set[str] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    if alias.name == "*":
+                        self._star_import = True
+                        return None
+                    else:
+                        bound.add(alias.asname or alias.name.split(".")[0])
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                bound.update(node.names)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+            elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+                bound.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                bound.add(node.rest)
+        self._bound = bound
+        return bound
 
     def _relative_imports(self) -> list[Diagnostic]:
         """`from .base import BaseFlow` at the top of the file: `python FILE` runs it as a

@@ -38,25 +38,43 @@ def show_user_errors(previous: Any) -> Any:
     (`@retry(**options)`, code outside the script)."""
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, NameError) and _names_an_undefined_decorator(tb):
+            print("\n".join(d.format() for d in _script_diagnostics()), file=sys.stderr)
+            return
         if not isinstance(value, FlowdeckError):
             previous(kind, value, tb)
             return
-        lines = _script_errors() if isinstance(value, DefinitionError) else []
+        lines = ([d.format() for d in _script_diagnostics()]
+                 if isinstance(value, DefinitionError) else [])
         own = str(value)
         print("\n".join(lines if own in lines else [own, *lines]), file=sys.stderr)
 
     return hook
 
 
-def _script_errors() -> list[str]:
+def _script_diagnostics() -> list[Any]:
     """Every error the static analysis finds in the script Python runs (its flows, with
-    the bases they inherit), formatted as the lint prints them; none if it has no file."""
+    the bases they inherit), as the lint prints them; none if it has no file."""
     script = getattr(sys.modules.get("__main__"), "__file__", None)
     if not script or not os.path.isfile(script):
         return []
     from flowdeck.analysis.flowfile import analyze_file
     analysis = analyze_file(script)
-    return [d.format() for d in analysis.all_diagnostics() if d.severity == "error"]
+    return [d for d in analysis.all_diagnostics() if d.severity == "error"]
+
+
+def _names_an_undefined_decorator(tb: Any) -> bool:
+    """Whether a NameError was raised in the script, at a line where the lint finds a
+    decorator it never defines (`@stpe`): the lint's line says it, with the fix, instead
+    of a traceback. Any other NameError keeps its traceback."""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if tb is None or not script or \
+            os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(script):
+        return False
+    return any(d.code == "undefined-decorator" and d.line == tb.tb_lineno
+               for d in _script_diagnostics())
 
 
 class MetaflowException(Exception):
