@@ -361,6 +361,24 @@ def test_a_save_shows_the_new_graph_and_parameters_and_marks_errors(qtbot, app,
     assert "has errors" not in window.flow_title.text()
 
 
+def test_a_file_read_with_errors_says_its_first_error_in_the_header(qtbot, app,
+                                                                      folder: Path) -> None:
+    """A file that had errors when first read shows its own graph: the header gives the
+    first error (it said the graph was "from before them", of a file never good)."""
+    controller, window = app
+    (folder / "badgraph.py").write_text(
+        "from flowdeck import FlowSpec, step\n\n\n"
+        "class BadGraphFlow(FlowSpec):\n    @step\n    def start(self):\n"
+        "        self.next(self.middle)\n\n    @step\n    def end(self):\n        pass\n")
+    qtbot.waitUntil(lambda: any(e.name == "BadGraphFlow" for e in controller.model.entries()),
+                    timeout=WAIT_MS)
+    window.select_flow(key_of(controller, "BadGraphFlow"))
+    title = window.flow_title.text()
+    assert "the file has errors (line 7)" in title and "from before them" not in title
+    assert "middle" in title and "which is not a step" in title
+    assert "badgraph.py:7" in window.flow_title.toolTip()
+
+
 def test_save_with_a_syntax_error_does_not_run(qtbot, app, folder: Path) -> None:
     controller, window = app
     key = key_of(controller, "TrainFlow")

@@ -943,16 +943,23 @@ class MainWindow(QMainWindow):
         self.flow_title.setToolTip(tip)
 
     def _file_errors_note(self, state: RunState) -> tuple[str, str]:
-        """The header's note when the shown flow's file now has errors (the DAG then keeps
-        the graph from before them), and its tooltip: the first error in full."""
+        """The header's note when the shown flow's file now has errors, and its tooltip:
+        the first error in full. A save with errors leaves the DAG with the graph from
+        before them, and the note says so; a file that had errors when it was first read
+        shows its own graph, and the note gives the first error itself (it said "from
+        before them" of a graph there was no before to)."""
         entry = self._selected_entry()
         if entry is None or entry.ok or entry.is_base or entry.name != state.flow:
             return "", ""
         first = entry.diagnostics[0] if entry.diagnostics else None
         where = f" (line {first.line})" if first else ""
         color = status_color("failed", palette_is_dark(self.palette())).name()
-        return (f" · <span style='color:{color}'>⚠ the file has errors{where}: this graph is "
-                f"from before them</span>", first.format() if first else "")
+        if state.graph != entry.flow.graph.as_dict():
+            what = "this graph is from before them"
+        else:
+            what = html.escape(first.message) if first else "see the list"
+        return (f" · <span style='color:{color}'>⚠ the file has errors{where}: {what}</span>",
+                first.format() if first else "")
 
     def _show_past_run(self, run: RunSummary) -> None:
         if self.selected_key is None:
