@@ -1222,6 +1222,14 @@ class DagView(QGraphicsView):
         zoom = min(area.width() / rect.width(), area.height() / rect.height())
         return max(self.MIN_ZOOM, min(self.MAX_FIT_ZOOM, zoom))
 
+    def natural_width(self) -> int:
+        """The view's width that shows the whole padded graph across at natural size (the
+        most the default view zooms in), with a vertical scroll bar and the frame."""
+        if self.sceneRect().isEmpty():
+            return 0
+        return int(self._padded_scene_rect().width() * self.MAX_FIT_ZOOM
+                   + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()) + 1
+
     def _padded_scene_rect(self) -> QRectF:
         """The scene rect plus the fit margin on every side."""
         m = self.FIT_MARGIN

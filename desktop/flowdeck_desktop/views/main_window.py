@@ -468,6 +468,9 @@ class MainWindow(QMainWindow):
     FIT_SHARE_LEFT = 0.30  # at most this share of the width for the flow list...
     FIT_SHARE_SIDE = 0.34  # ...and for the side panes; past it, rows elide (tooltips)
     FIT_DAG_KEEPS = 900  # the DAG keeps this much before the side panes grow past their need
+    #: ... or what its graph takes at natural size, if less, but never below this: the logs
+    #: under the DAG share its width.
+    FIT_CENTRE_KEEPS = 560
 
     def _stop_fitting(self) -> None:
         self._fitting = False
@@ -523,9 +526,12 @@ class MainWindow(QMainWindow):
             self._room_past_dag(sum(sizes), sizes[0], self.side_width_needed()) > 0
 
     def _room_past_dag(self, total: int, left: int, side: int) -> int:
-        """What the window has beyond the flow list, the side panes and FIT_DAG_KEEPS of
-        DAG: the room History's parameters may take."""
-        return total - left - side - self.FIT_DAG_KEEPS
+        """What the window has beyond the flow list, the side panes and the DAG's keep:
+        the room History's parameters may take. The DAG keeps FIT_DAG_KEEPS, or the width
+        its graph takes at natural size when that is less (a chain of four steps needs a
+        third of it), never below FIT_CENTRE_KEEPS."""
+        keeps = max(self.FIT_CENTRE_KEEPS, min(self.FIT_DAG_KEEPS, self.dag.natural_width()))
+        return total - left - side - keeps
 
     def side_width_needed(self) -> int:
         return max(self.history.essential_width(),
@@ -728,8 +734,7 @@ class MainWindow(QMainWindow):
         runs = self._refresh_history(deleted_gives_way=False)  # the shown run is another's
         self._show_state(self._state_to_show(key, entry, runs[0] if runs else None))
         self._replay_logs(key)
-        if self._side_may_grow():
-            self._schedule_fit()  # its runs' parameters may get room (never during a run)
+        self._schedule_fit()  # its graph's width and its runs' parameters share the room
         self._show_banner_for(key)
         self._refresh_controls()
         self.selection_changed.emit(key)

@@ -53,6 +53,8 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -110,6 +112,27 @@ def list_runs(layout: RunLayout, limit: int = 200) -> list[RunSummary]:
                                 str(layout.events(entry.run_id)), record, entry.damage,
                                 entry.pinned, layout))
     return found
+
+
+class _ElideLeft(QStyledItemDelegate):
+    """Cuts a run id on its left (`…318445-d700a0`): its end, random, tells runs apart;
+    its start is the time of day in milliseconds, which Started shows."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: Any) -> None:  # noqa: N802
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideLeft
+
+
+def started_text(started: time.struct_time, today: time.struct_time) -> str:
+    """A run's start as History shows it, as short as still tells runs apart: the time
+    alone today, month and day this year, the date before that (the tooltip has it all).
+    The whole date and time took 135 of a laptop's 400 pixels of History, and left the
+    parameters, which tell runs apart, about 20."""
+    if started[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", started)
+    if started.tm_year == today.tm_year:
+        return time.strftime("%m-%d %H:%M", started)
+    return time.strftime("%Y-%m-%d", started)
 
 
 def _read_only_table(headers: list[str]) -> QTableWidget:
@@ -171,7 +194,9 @@ class HistoryPane(QWidget):
     """
 
     COLUMNS = ("", "Run", "Started", "Duration", "Parameters")
-    STARTED = 2  # the Started column
+    RUN, STARTED, PARAMETERS = 1, 2, 4  # columns
+    #: A run id as the Run column shows it when History is narrow (cut on its left).
+    RUN_COMPACT = "…318445-d700a0"
 
     run_selected = Signal(object)  # RunSummary
     rerun_requested = Signal(object)  # RunSummary
@@ -186,7 +211,8 @@ class HistoryPane(QWidget):
         status_header = self.table.horizontalHeaderItem(0)
         if status_header is not None:
             status_header.setToolTip("Status")
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # only when unavoidable
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)  # only when unavoidable
+        self.table.setWordWrap(False)  # one line a run: a cut id is cut, not wrapped
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         # The parameters take the width left (cut, whole in their tooltip): the table fits
         # its pane, with no sideways scroll bar hiding the last column.
@@ -194,6 +220,9 @@ class HistoryPane(QWidget):
         header.setSectionResizeMode(len(self.COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(False)  # it keeps at least the default section size
         header.setMinimumSectionSize(8)  # the stretched column may shrink to what is left
+        header.setSectionResizeMode(self.RUN, QHeaderView.ResizeMode.Fixed)  # `_fit_run_column`
+        self.table.setItemDelegateForColumn(self.RUN, _ElideLeft(self.table))
+        self.table.viewport().installEventFilter(self)  # its resizes refit the Run column
         self.rerun = QPushButton("Rerun with these parameters")
         self.rerun.setEnabled(False)
         self.compare = QPushButton("Compare")
@@ -268,10 +297,11 @@ class HistoryPane(QWidget):
         self.table.blockSignals(True)
         self.table.clearSelection()  # rows move when runs come and go: select by run id
         self.table.setRowCount(len(runs))
+        today = time.localtime()
         for row, run in enumerate(runs):
             started = time.localtime(run.start)
             cells = [STATUS_GLYPHS.get(run.status, "?"), run.run_id,
-                     time.strftime("%Y-%m-%d %H:%M:%S", started),
+                     started_text(started, today),
                      f"{run.duration:.2f} s" if run.duration is not None else "—",
                      ", ".join(f"{k}={v}" for k, v in run.params.items())]
             tips = [run.status + (f": {run.damage}" if run.damage else ""),
@@ -297,9 +327,32 @@ class HistoryPane(QWidget):
                     QItemSelectionModel.SelectionFlag.Select
                     | QItemSelectionModel.SelectionFlag.Rows)
         self.table.blockSignals(False)
+        self._fit_run_column()
+
+    def _fit_run_column(self) -> None:
+        """The Run column whole when the pane has room for it and for the parameters, else
+        cut on its left down to RUN_COMPACT: the parameters tell runs apart, and at a
+        laptop's width the whole ids left them about 20 pixels."""
+        compact, whole = self._run_widths()
+        others = sum(self.table.columnWidth(c) for c in range(len(self.COLUMNS))
+                     if c not in (self.RUN, self.PARAMETERS))
+        parameters = self.table.sizeHintForColumn(self.PARAMETERS) if self.table.rowCount() else 0
+        room = self.table.viewport().width() - others - parameters
+        width = max(compact, min(whole, room))
+        if self.table.columnWidth(self.RUN) != width:
+            self.table.setColumnWidth(self.RUN, width)
+
+    def _run_widths(self) -> tuple[int, int]:
+        """The Run column's width cut to RUN_COMPACT, and whole (its widest id)."""
+        metrics = QFontMetrics(self.table.font())
+        margin = 2 * (self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin,
+                                                     None, self.table) + 1) + 2
+        whole = max(self.table.sizeHintForColumn(self.RUN) if self.table.rowCount() else 0,
+                    self.table.horizontalHeader().sectionSizeHint(self.RUN))
+        return min(whole, metrics.horizontalAdvance(self.RUN_COMPACT) + margin), whole
 
     #: What the widest status, run id, start and duration usually look like.
-    SAMPLES = ("✔", "1796196862756-6caecf", "2026-12-31 23:59:59", "9999.99 s")
+    SAMPLES = ("✔", "1796196862756-6caecf", "12-31 23:59", "9999.99 s")
 
     def essential_width(self) -> int:
         """Width the pane needs to show status, run, start and duration without clipping
@@ -311,6 +364,10 @@ class HistoryPane(QWidget):
         header = self.table.horizontalHeader()
         columns = 0
         for col, sample in enumerate(self.SAMPLES):
+            if col == self.RUN:  # cut to its compact form when the pane is narrow
+                columns += max(header.sectionSizeHint(col),
+                               metrics.horizontalAdvance(self.RUN_COMPACT) + margin)
+                continue
             rows = self.table.sizeHintForColumn(col) if self.table.rowCount() else 0
             columns += max(header.sectionSizeHint(col), rows,
                            metrics.horizontalAdvance(sample) + margin)
@@ -327,7 +384,8 @@ class HistoryPane(QWidget):
         header = self.table.horizontalHeader()
         parameters = self.table.sizeHintForColumn(4) if self.table.rowCount() else 0
         extra = min(parameters, self.PARAMETERS_WANTED_MAX) - header.minimumSectionSize()
-        return self.essential_width() + max(0, extra)
+        compact, whole = self._run_widths()
+        return self.essential_width() + max(0, extra) + whole - compact
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
@@ -410,6 +468,9 @@ class HistoryPane(QWidget):
             menu.deleteLater()  # one menu per right-click: never keep them all
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_run_column()
+            return False
         if watched is self.table and isinstance(event, QKeyEvent) and \
                 event.type() == QEvent.Type.KeyPress and \
                 event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
