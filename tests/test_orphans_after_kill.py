@@ -199,3 +199,32 @@ def test_flowdeck_run_kill_leaves_no_survivor(tmp_path: Path) -> None:
         assert "The run cancelled" in out.decode(errors="replace"), out
     finally:
         kill_leftovers(pids)
+
+
+@pytest.mark.parametrize("gap_ms", [0.2, 1, 3, 10, 30])
+def test_two_quick_ctrl_c_in_flowdeck_run_leave_no_survivor(tmp_path: Path,
+                                                            gap_ms: float) -> None:
+    """The second Ctrl+C a moment after the first: it raised wherever it landed, and
+    one landing between two statements of the stop escaped it with a traceback, leaving
+    the run's processes alive (seen once in CI). Stops are now counted, then acted on."""
+    path = tmp_path / "orphanflow.py"
+    path.write_text(FLOW)
+    pids_file = tmp_path / "pids"
+    headless = subprocess.Popen(
+        [sys.executable, "-m", "flowdeck.cli.main", "run", str(path), "--stubborn", "true"],
+        cwd=tmp_path, env=child_env(PIDS_FILE=str(pids_file)),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True)
+    pids = read_pids(pids_file)
+    try:
+        time.sleep(0.3)  # the follower is in its loop, not reading the first events
+        os.killpg(headless.pid, signal.SIGINT)
+        time.sleep(gap_ms / 1000)
+        os.killpg(headless.pid, signal.SIGINT)
+        out, err = headless.communicate(timeout=60)
+        assert "Traceback" not in err.decode(errors="replace"), err
+        alive = [p for p in pids if process_alive(p)]
+        assert alive == [], f"alive after `flowdeck run` returned: {alive}"
+        assert headless.returncode == 130, (headless.returncode, out, err)
+    finally:
+        kill_leftovers(pids)

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
@@ -176,42 +176,53 @@ def _stop_with(parent: int, stop_signal: int) -> Callable[[], None]:
     return lambda: processes.die_with_parent(parent, stop_signal)
 
 
-class Terminated(Exception):
-    """SIGTERM reached `flowdeck run` while it follows a run: stop the run as Ctrl+C does."""
-
-
 #: SIGTERMs within this long of the first are the same request (a process manager that
 #: signals the group and the process, `kill` run twice): they never end the stop's grace.
 #: Without it, whether three SIGTERMs sent at once cancelled the run or killed it
 #: depended on how fast this process handled the first (seen in CI, under load).
 SIGTERM_BURST_S = 1.0
-_first_sigterm: list[float] = []
+#: How often a stop waiting out the engine's grace looks for a second Ctrl+C.
+STOP_POLL_S = 0.05
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    """Stop the run (Terminated); a later SIGTERM, past SIGTERM_BURST_S, ends its grace.
-    Further SIGTERMs are ignored until `_stop` is ready for them (one arriving while the
-    first is being handled must not escape as a traceback)."""
-    now = time.monotonic()
-    if _first_sigterm and now - _first_sigterm[0] < SIGTERM_BURST_S:
-        return  # the same request again
-    _first_sigterm[:] = [now]
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated()
+class StopRequests:
+    """Ctrl+C and SIGTERM while a run is followed: their handlers count them, and `follow`
+    acts on them where it looks. They used to raise, wherever the signal landed: a second
+    Ctrl+C arriving between two statements of the stop itself escaped it, and the run's
+    processes outlived `flowdeck run` (seen once in CI, under load)."""
 
+    def __init__(self) -> None:
+        self.count = 0  # stop requests so far: the first stops the run, the second kills it
+        self.first = 0  # the signal of the first (its exit status is 128 + it)
+        self.sigterm_at: float | None = None
 
-def _on_sigterm(handler: Any) -> Any:
-    """Install `handler` for SIGTERM; the previous one, or None where this thread may not
-    (a caller that is not the main thread keeps the default)."""
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
+    def on_sigint(self, signum: int, frame: object) -> None:
+        self._request(signal.SIGINT)
 
+    def on_sigterm(self, signum: int, frame: object) -> None:
+        now = time.monotonic()
+        if self.sigterm_at is not None and now - self.sigterm_at < SIGTERM_BURST_S:
+            return  # the same request again
+        self.sigterm_at = self.sigterm_at if self.sigterm_at is not None else now
+        self._request(signal.SIGTERM)
 
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    def _request(self, signum: int) -> None:
+        self.count += 1
+        self.first = self.first or signum
+
+    def install(self) -> Callable[[], None]:
+        """Take SIGINT and SIGTERM; returns what puts the previous handlers back. Only the
+        main thread may (elsewhere Python's own handling stays)."""
+        try:
+            before = [(sig, signal.signal(sig, handler)) for sig, handler in
+                      ((signal.SIGINT, self.on_sigint), (signal.SIGTERM, self.on_sigterm))]
+        except ValueError:
+            return lambda: None
+
+        def restore() -> None:
+            for sig, handler in before:
+                signal.signal(sig, handler)
+        return restore
 
 
 class Follower:
@@ -234,45 +245,53 @@ class Follower:
 
         SIGTERM stops the run as Ctrl+C does, and the run's last lines are still shown
         (before, the default handler ended this process at once and the run cancelled
-        itself unseen)."""
-        stopped_by = 0
-        previous = _on_sigterm(_raise_terminated)
+        itself unseen). A stop request never interrupts what this command does: a further
+        one during the clean-up is counted and changes nothing."""
+        stops = StopRequests()
+        restore = stops.install()
         try:
-            code = self._loop()
-        except (KeyboardInterrupt, Terminated) as stop:
-            stopped_by = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
-            code = self._stop()
+            code = self._loop(stops)
+            if code is None:
+                code = self._stop(stops)
+            self._end_leftovers()  # nothing of the run may outlive it, however it ended
+            self._tick(final=True)
+            if self.fold.status == RUNNING:
+                self.fold.mark_ended("cancelled" if stops.first or code in (130, 143, -2, -15)
+                                     else "crashed", time.time())
+                self._draw()
+            if stops.first and code != 0:
+                code = 128 + stops.first
+            self._summary(code)
         finally:
-            _restore_sigterm(previous)
-        self._end_leftovers()  # nothing of the run may outlive it, however it ended
-        self._tick(final=True)
-        if self.fold.status == RUNNING:
-            self.fold.mark_ended("cancelled" if stopped_by or code in (130, 143, -2, -15)
-                                 else "crashed", time.time())
-            self._draw()
-        if stopped_by and code != 0:
-            code = 128 + stopped_by
-        self._summary(code)
+            restore()
         return code
 
-    def _loop(self) -> int:
+    def _loop(self, stops: StopRequests) -> int | None:
+        """Follow until the run ends (its exit code) or a stop is asked for (None)."""
         while True:
             code = self.child.poll()
             self._tick(final=code is not None)
             if code is not None:
                 return code
+            if stops.count:
+                return None
             time.sleep(REFRESH_S)
 
-    def _stop(self) -> int:
-        """Ctrl+C: the engine's own stop to the run's process group (the run is in a session of
-        its own, so the terminal's Ctrl+C reaches it only through here, once); after the
-        engine's grace, or at a second Ctrl+C, KILL as the window does (`_kill`)."""
+    def _stop(self, stops: StopRequests) -> int:
+        """The engine's own stop to the run's process group (the run is in a session of its
+        own, so the terminal's Ctrl+C reaches it only through here, once); after the
+        engine's grace, or at a second request, KILL as the window does (`_kill`)."""
         processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
-        try:
-            _on_sigterm(_raise_terminated)  # a second SIGTERM ends the grace, as Ctrl+C does
-            return self.child.wait(self.spec.stop_grace_s)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt, Terminated):
-            return self._kill()
+        deadline = time.monotonic() + self.spec.stop_grace_s
+        while stops.count < 2:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                return self.child.wait(min(STOP_POLL_S, left))
+            except subprocess.TimeoutExpired:
+                continue
+        return self._kill()
 
     def _kill(self) -> int:
         """KILL the run's process group, reap it, then every process of the run still there.
@@ -280,15 +299,9 @@ class Follower:
         Before, only the run's process was killed: its workers died with it, and what they
         had started (a child in a new session, a step that ignores SIGTERM) ran on.
         """
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl+C waits
-        terminate = _on_sigterm(signal.SIG_IGN)  # so does a third SIGTERM
-        try:
-            processes.signal_group_quietly(self.child.pid, signal.SIGKILL)
-            code = self.child.wait()
-            self._end_leftovers()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            _restore_sigterm(terminate)
+        processes.signal_group_quietly(self.child.pid, signal.SIGKILL)
+        code = self.child.wait()
+        self._end_leftovers()
         return code
 
     def _end_leftovers(self) -> None:
