@@ -286,3 +286,25 @@ def test_the_run_shown_deleted_outside_the_window_gives_way_to_the_newest(
     assert window.history.table.rowCount() == 2
     assert f"Run {newest} was deleted outside this window" in window.statusBar().currentMessage()
     assert window.shown_state.status == "succeeded"
+
+
+def test_a_pin_made_elsewhere_is_seen_by_the_follower(qtbot, folder: Path) -> None:
+    """History follows a flow's runs by its runs folder's mtime; a pin (or unpin) from a
+    terminal or another window wrote a marker inside a run's folder only, so it showed
+    whenever something else changed next, or never (CI waited 60 s for it once)."""
+    from flowdeck_desktop.views.panes import HistoryFollower
+    layout, index = layout_of(folder), RunIndex(layout_of(folder))
+    follower = HistoryFollower()
+    try:
+        follower.follow(layout)
+        follower.note_listed(list_runs(layout))
+        assert not follower.changed()
+        run_id = index.runs()[0].run_id
+        index.pin(run_id)
+        assert follower.changed()
+        follower.follow(layout)
+        assert not follower.changed()
+        index.unpin(run_id)
+        assert follower.changed()
+    finally:
+        follower.stop()

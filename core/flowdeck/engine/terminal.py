@@ -68,14 +68,22 @@ def reader_gone() -> int:
     return 141
 
 
-def resume_command(file: str) -> str:
-    """The command that resumes a run of `file` as it was started, ready to paste: the
-    path as the user would type it from here, quoted where it has spaces."""
+def resume_command(file: str, verb: str = "resume") -> str:
+    """The command that resumes a run of `file` (or, with `verb`, runs it) as it was
+    started, ready to paste: the path as the user would type it from here, quoted where
+    it has spaces."""
     relative = os.path.relpath(file)
     shown = shlex.quote(file if relative.startswith("..") else relative)
     if under_metaflow_alias():
-        return f"python -m flowdeck.engines.as_metaflow {shown} resume"
-    return f"python {shown} resume"
+        return f"python -m flowdeck.engines.as_metaflow {shown} {verb}"
+    return f"python {shown} {verb}"
+
+
+def nothing_to_reuse(failed_step: str) -> bool:
+    """Whether a run that failed in `failed_step` leaves a resume nothing to reuse (it
+    failed in its first step): then the hint is to run again, perhaps with other
+    parameter values, which a resume would keep."""
+    return failed_step == "start"
 
 
 class TerminalEcho:
@@ -145,9 +153,18 @@ class TerminalEcho:
             error = failed.error or {}
             self._say(f"Run {self.run_id} failed: step `{failed.step}` (task {failed.task_id}) "
                       f"raised {error.get('type', 'an error')}: {error.get('message', '')}\n"
-                      f"Fix it, then continue with `{self._resume()}` (finished steps "
-                      "are reused).",
-                      err=True)
+                      + self._next_move(failed.step), err=True)
+
+    def _next_move(self, step: str) -> str:
+        """What to do after a failure: resume, which reuses the finished steps; after a
+        failed `start`, nothing finished, and a resume would keep the run's parameter
+        values, which may be the cause: run again."""
+        if nothing_to_reuse(step):
+            again = resume_command(self.file, "run") if self.file else "run"
+            return (f"Fix it, then run the flow again (`{again}`, with other parameter "
+                    "values if they were the cause): nothing finished before `start`, so a "
+                    "resume would reuse nothing and keep this run's parameters.")
+        return f"Fix it, then continue with `{self._resume()}` (finished steps are reused)."
 
     def _resume(self) -> str:
         return resume_command(self.file) if self.file else "resume"

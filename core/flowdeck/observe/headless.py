@@ -25,6 +25,7 @@ from typing import TextIO
 
 from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
+from flowdeck.engine.terminal import nothing_to_reuse
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
@@ -373,9 +374,12 @@ class Follower:
             lines.append(f"disk full: {self.log_path.parent}. The run could not start, and "
                          "its output could not be kept. Free space on that disk, or set "
                          "FLOWDECK_HOME to a folder on another disk, then run the flow again.")
-        if self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
-            lines.append("Resume it, reusing what finished: flowdeck resume "
-                         f"{shlex.quote(str(self.spec.file))}")
+        file = shlex.quote(str(self.spec.file))
+        if failed is not None and nothing_to_reuse(failed.step):
+            lines.append("Run it again once fixed (with other parameter values if they were "
+                         f"the cause; nothing finished to reuse): flowdeck run {file}")
+        elif self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
+            lines.append(f"Resume it, reusing what finished: flowdeck resume {file}")
         lines.append(f"Full output: {self.log_path}")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()

@@ -149,10 +149,25 @@ class RunIndex:
             raise FileNotFoundError(f"No run {self.layout.flow}/{run_id} under "
                                     f"{self.layout.root}.")
         atomic_write_json(self.layout.pin_marker(run_id), {"pinned_at": time.time()})
+        self._listing_changed()
 
     def unpin(self, run_id: str) -> None:
         """Unpin a run (nothing happens when it is not pinned)."""
         self.layout.pin_marker(run_id).unlink(missing_ok=True)
+        self._listing_changed()
+
+    def _listing_changed(self) -> None:
+        """Touch the runs folder: a window watches its mtime to know when to list the runs
+        again, and a marker written inside a run's folder does not change it (a pin made
+        elsewhere, from a terminal or another window, stayed unseen). Past the mtime it
+        had, always: the file system's clock is coarse (a pin and an unpin within a few
+        milliseconds would leave the same mtime)."""
+        try:
+            before = os.stat(self.layout.runs_dir)
+            mtime = max(time.time_ns(), before.st_mtime_ns + 1)
+            os.utime(self.layout.runs_dir, ns=(before.st_atime_ns, mtime))
+        except OSError:
+            pass
 
     def is_pinned(self, run_id: str) -> bool:
         return self.layout.pin_marker(run_id).exists()
