@@ -298,3 +298,19 @@ def test_history_compares_two_selected_runs(qtbot, window, store) -> None:
     assert dict(menu_actions(window, other))["Compare Selected Runs"] is False
     assert [r.run_id for r in history.selected_runs()] == [store["edited"]]
     assert history.rerun.isEnabled() and shown[-1] == store["edited"]
+
+
+@pytest.mark.parametrize("close_with", ["escape", "ctrl+w"])
+def test_the_compare_window_closes_from_the_keyboard(qtbot, store, close_with: str) -> None:
+    """A window without a close button (no window manager, a tiling one): Escape and the
+    platform's Close shortcut (Ctrl+W) close it, wherever the focus is in it."""
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtTest import QTest
+    view = open_view(qtbot, store, store["a"], store["b"])
+    view.activateWindow()
+    view.tree.setFocus()
+    if close_with == "escape":
+        QTest.keyClick(view.tree, Qt.Key.Key_Escape)
+    else:
+        QTest.keySequence(view.tree, QKeySequence(QKeySequence.StandardKey.Close))
+    qtbot.waitUntil(lambda: not view.isVisible(), timeout=WAIT_MS)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
-from PySide6.QtGui import QCloseEvent, QColor, QFont, QPalette
+from PySide6.QtGui import QCloseEvent, QColor, QFont, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -164,6 +164,9 @@ class CompareView(QDialog):
         self._relay.done.connect(self._on_done)
         self._generation = 0
         self.resize(1100, 680)
+        # Escape closes a dialog already; Ctrl+W too, where no window manager draws a close
+        # button (a tiling one, a bare X server).
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Close), self, self.close)
         self._set_title()
         self.reload()
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import shiboken6
 from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QColor, QIcon, QPalette, QPixmap
+from PySide6.QtGui import QCloseEvent, QColor, QIcon, QKeySequence, QPalette, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -511,6 +511,7 @@ class RunsPlotWindow(QDialog):
         box = QVBoxLayout(self)
         box.addWidget(self.view)
         self.resize(900, 560)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Close), self, self.close)  # and Escape
         self.view.start(request)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
