@@ -420,6 +420,27 @@ def test_a_match_does_not_grow_when_lines_are_appended(qtbot, shown: LogView) ->
     assert shown.text_edit.textCursor().selectedText() == "three"
 
 
+def test_no_match_says_when_the_search_did_not_see_every_line(qtbot) -> None:
+    """A search looks at the lines the view holds: "No match" for a line it dropped read
+    as if the step never printed it."""
+    view = LogView(max_lines=5)
+    qtbot.addWidget(view)
+    for index in range(8):
+        view.append(f"line {index}\n")
+        wait_flushed(qtbot, view)
+    view.search_field.setText("line 7")
+    assert view.find_next()
+    view.search_field.setText("line 1")
+    assert not view.find_next()
+    assert view.search_status == "No match in the lines kept (the earliest were dropped)"
+    fresh = LogView()
+    qtbot.addWidget(fresh)
+    fresh.append("only line\n")
+    wait_flushed(qtbot, fresh)
+    fresh.search_field.setText("absent")
+    assert not fresh.find_next() and fresh.search_status == "No match"
+
+
 def test_a_log_shown_after_a_search_is_not_selected(qtbot, shown: LogView) -> None:
     """The match's cursor keeps its place on insert: after `clear()` it stayed at 0 while
     the next log grew behind it, and that whole log showed selected (and Ctrl+C copied

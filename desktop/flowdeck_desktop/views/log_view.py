@@ -1135,6 +1135,11 @@ class LogView(QWidget):
             return
         self._find(backward=False, refine=True)  # typing refines the match in place
 
+    def _unsearched(self) -> str:
+        """A search looks at the text shown: say when there is more (a long step's output
+        is paged in; it said "No match" for a line an earlier page held)."""
+        return _unsearched_note(not self._earlier.isHidden(), not self._trimmed_note.isHidden())
+
     def _search_origin(self, backward: bool, refine: bool) -> QTextCursor:
         """Where a search starts: around the current match, else at the edge of the visible text.
 
@@ -1172,7 +1177,7 @@ class LogView(QWidget):
             wrapped = not found.isNull()
         if found.isNull():
             self._edit.setExtraSelections([])
-            self._status.setText("No match")
+            self._status.setText("No match" + self._unsearched())
             return False
         found.setKeepPositionOnInsert(True)  # text appended after a match must not join it
         self._edit.setTextCursor(found)
@@ -1189,6 +1194,15 @@ class LogView(QWidget):
         total = max(index, haystack.count(lowered))
         self._status.setText(f"{index} / {total}" + ("  (wrapped)" if wrapped else ""))
         return True
+
+
+def _unsearched_note(earlier: bool, trimmed: bool) -> str:
+    """What a search did not look at: output not loaded, or dropped from the top."""
+    if earlier:
+        return " in the output shown (Show earlier output for the rest)"
+    if trimmed:
+        return " in the lines kept (the earliest were dropped)"
+    return ""
 
 
 def _size(count: int) -> str:
