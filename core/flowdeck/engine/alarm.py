@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from flowdeck.engines.processes import switch_handler
+
 try:  # the C function `signal.signal` wraps: that wrapper turns the handlers into enums
     # and back in Python, which in a task forked a moment ago copies about a dozen of the
     # orchestrator's pages (0.1 ms a task; the wait at exit arms a timer in every task)
@@ -65,7 +67,10 @@ def disarm(armed: Armed | None) -> None:
     if armed is not None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         previous = armed.previous
-        _set_handler(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        # A repeat already on its way is dropped, not left noted for a handler gone (and
+        # never delivered to SIG_DFL, which would end the process).
+        switch_handler(int(signal.SIGALRM), int(signal.SIG_DFL) if previous is None
+                       else previous)
 
 
 @contextmanager

@@ -135,7 +135,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
     library's sleep) would fail or return early there."""
     global _sigint_received
     _sigint_received = True
-    _signal.signal(_NUDGE, _SIG_IGN)
+    processes.switch_handler(_NUDGE, _SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -146,7 +146,7 @@ def _on_nudge(signum: int, frame: Any) -> None:
     handles its stop its own way: it is nudged no more, so at most one of its calls is
     broken (Python's own calls retry; one that does not would see one EINTR)."""
     if _signal.getsignal(_SIGINT) is not _on_sigint:
-        _signal.signal(_NUDGE, _SIG_IGN)
+        processes.switch_handler(_NUDGE, _SIG_IGN)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -32,6 +32,7 @@ import select
 import signal
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from flowdeck.store.liveness import LINUX, proc_stat
 
@@ -325,6 +326,25 @@ def release_held_signals() -> None:
     """In a worker forked by `fork_holding_signals`, its handlers set: take what was held
     (a pending SIGINT is delivered now, to the worker's handler), through `_signal` too."""
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, HELD_AT_FORK)
+
+
+def switch_handler(signum: int, handler: Any) -> Any:
+    """`_signal.signal(signum, handler)` without the race CPython reports: its C handler
+    only notes a signal, and the noted one runs at the next check; one that landed while
+    the handler became SIG_IGN or SIG_DFL was found noted with no Python handler, and
+    printed "OSError: Signal 23 ignored due to race condition" into a task's log (a
+    cancel's nudge, 1 round in 60 of the reliability campaign's cancels; SIGALRM after a
+    timeout). Blocked meanwhile, it stays with the kernel, and SIG_IGN, set on the way,
+    drops it: the new handler starts clean. Returns the previous handler."""
+    ignore = int(signal.SIG_IGN)
+    previous_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {signum})
+    try:
+        previous = _signal.signal(signum, ignore)  # runs a noted one first, as Python does
+        if handler != ignore:
+            _signal.signal(signum, handler)
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, previous_mask)
+    return previous
 
 
 def drop_signal_wakeup() -> None:
