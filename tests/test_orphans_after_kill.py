@@ -175,8 +175,9 @@ def test_an_in_process_run_leaves_no_guard_and_no_run_id(tmp_path: Path) -> None
     assert result.stdout.split("\n")[-2] == "[] None"
 
 
-def test_flowdeck_run_kill_leaves_no_survivor(tmp_path: Path) -> None:
-    """Ctrl+C twice in `flowdeck run`: when it returns, nothing of the run is alive."""
+def start_stubborn_headless(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`flowdeck run` of a flow whose step ignores every stop, as from a terminal (the
+    command leads a group of its own: a Ctrl+C goes to the group)."""
     path = tmp_path / "orphanflow.py"
     path.write_text(FLOW)
     pids_file = tmp_path / "pids"
@@ -184,7 +185,13 @@ def test_flowdeck_run_kill_leaves_no_survivor(tmp_path: Path) -> None:
         [sys.executable, "-m", "flowdeck.cli.main", "run", str(path), "--stubborn", "true"],
         cwd=tmp_path, env=child_env(PIDS_FILE=str(pids_file)),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True)  # a terminal's foreground group: Ctrl+C goes to the group
+        start_new_session=True)
+    return headless, pids_file
+
+
+def test_flowdeck_run_kill_leaves_no_survivor(tmp_path: Path) -> None:
+    """Ctrl+C twice in `flowdeck run`: when it returns, nothing of the run is alive."""
+    headless, pids_file = start_stubborn_headless(tmp_path)
     pids = read_pids(pids_file)
     try:
         os.killpg(headless.pid, signal.SIGINT)
@@ -207,14 +214,7 @@ def test_two_quick_ctrl_c_in_flowdeck_run_leave_no_survivor(tmp_path: Path,
     """The second Ctrl+C a moment after the first: it raised wherever it landed, and
     one landing between two statements of the stop escaped it with a traceback, leaving
     the run's processes alive (seen once in CI). Stops are now counted, then acted on."""
-    path = tmp_path / "orphanflow.py"
-    path.write_text(FLOW)
-    pids_file = tmp_path / "pids"
-    headless = subprocess.Popen(
-        [sys.executable, "-m", "flowdeck.cli.main", "run", str(path), "--stubborn", "true"],
-        cwd=tmp_path, env=child_env(PIDS_FILE=str(pids_file)),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True)
+    headless, pids_file = start_stubborn_headless(tmp_path)
     pids = read_pids(pids_file)
     try:
         time.sleep(0.3)  # the follower is in its loop, not reading the first events
