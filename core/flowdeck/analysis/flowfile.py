@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import difflib
 import io
 import os
 import tokenize
@@ -588,16 +587,17 @@ class _FileAnalyzer:
         """A decorator whose name the module never defines or imports (`@stpe`, `@retyr`):
         Python stops the file with NameError when it defines the class. Not judged in a
         module with a star import (any name may come from it)."""
-        bound = self._bound_names()
-        if bound is None:
-            return []
         problems = []
         for deco in func.decorator_list:
             root = deco.func if isinstance(deco, ast.Call) else deco
             while isinstance(root, ast.Attribute):
                 root = root.value
-            if not isinstance(root, ast.Name) or root.id in bound or root.id in _BUILTINS:
+            if not isinstance(root, ast.Name) or self._imports_name(root.id):
+                continue  # most decorators: no walk of the module at every run's start
+            bound = self._bound_names()
+            if bound is None or root.id in bound:
                 continue
+            import difflib  # only for a mistake: every run's start-up analyses its file
             known = sorted({"step", *BUILT_IN_STEP_DECORATORS} | bound)
             close = difflib.get_close_matches(root.id, known, n=1, cutoff=0.6)
             fix = (f"Write `@{close[0]}` if that is what you meant." if close
@@ -607,6 +607,11 @@ class _FileAnalyzer:
                 f"stops the file here (NameError). {fix}", "undefined-decorator",
                 column=deco.col_offset, flow=flow, step=func.name))
         return problems
+
+    def _imports_name(self, name: str) -> bool:
+        """Whether an import of the module, or Python, binds `name` (known without a walk)."""
+        return (name in self.names or name in self.modules or name in self.imported
+                or name in self.imported_modules or name in _BUILTINS)
 
     def _bound_names(self) -> set[str] | None:
         """Every name the module binds anywhere (assignments, definitions, imports,
