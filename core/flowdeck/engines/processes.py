@@ -337,13 +337,19 @@ def switch_handler(signum: int, handler: Any) -> Any:
     timeout). Blocked meanwhile, it stays with the kernel, and SIG_IGN, set on the way,
     drops it: the new handler starts clean. Returns the previous handler."""
     ignore = int(signal.SIG_IGN)
-    previous_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {signum})
+    # Whether it was blocked before, asked before blocking it: another signal's handler
+    # may raise (a cancel's KeyboardInterrupt) as any call returns, and one raising as the
+    # block's call returned left the signal blocked for good (it is unblocked in `finally`
+    # however the block ends, unless it was blocked already).
+    was_blocked = signum in _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     try:
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, (signum,))
         previous = _signal.signal(signum, ignore)  # runs a noted one first, as Python does
         if handler != ignore:
             _signal.signal(signum, handler)
     finally:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, previous_mask)
+        if not was_blocked:
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, (signum,))
     return previous
 
 
