@@ -145,6 +145,11 @@ def test_run_picks_the_flow_the_file_starts_and_refuses_one_it_never_reaches(
         "    import os\n    if os.environ.get('FIRST'):\n        FirstFlow()\n    SecondFlow()\n"))
     second = flowdeck("run", "--flow", "SecondFlow", str(either), cwd=tmp_path)
     assert second.returncode == 0 and "SecondFlow ran" in second.stdout, second.stderr
+    both = tmp_path / "both.py"  # `.run()` returns the run: the script goes on (review)
+    both.write_text(two.read_text().replace(
+        "    FirstFlow()\n    SecondFlow()\n", "    FirstFlow().run()\n    SecondFlow().run()\n"))
+    reached = flowdeck("run", "--flow", "SecondFlow", str(both), cwd=tmp_path)
+    assert reached.returncode == 0 and "SecondFlow ran" in reached.stdout, reached.stderr
 
 
 def test_a_folder_given_for_a_flow_file_says_so(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def test_a_library_decorator_below_step_is_no_concern(tmp_path: Path) -> None:
 def test_a_decorator_the_lint_cannot_see_defined_still_runs(tmp_path: Path) -> None:
     """The lint calls a decorator undefined when nothing in the file binds its name; one
     bound at run time (`globals()[...]`) defines the class, and the run goes ahead: the
-    guess never blocks a flow Python could define."""
+    guess is a warning, and never blocks a flow Python could define."""
     path = tmp_path / "dynamic.py"
     path.write_text(
         "from flowdeck import FlowSpec, step\n"
@@ -127,7 +127,19 @@ def test_a_decorator_the_lint_cannot_see_defined_still_runs(tmp_path: Path) -> N
         "class DynamicFlow(FlowSpec):\n    @trace\n    @step\n    def start(self):\n"
         "        self.next(self.end)\n\n    @step\n    def end(self):\n"
         "        print('ran')\n\n\nif __name__ == '__main__':\n    DynamicFlow()\n")
-    assert [d.code for d in analyze_file(path).all_diagnostics()] == ["undefined-decorator"]
+    analysis = analyze_file(path)
+    assert [(d.code, d.severity) for d in analysis.all_diagnostics()] == [
+        ("undefined-decorator", "warning")]
+    assert analysis.flows[0].ok  # the window's Run stays enabled (review: it was blocked)
     result = run_flow(path)
     assert result.returncode == 0, result.stderr
     assert "ran" in result.stdout
+
+
+def test_an_undefined_decorator_is_an_error_only_where_it_leaves_no_start() -> None:
+    """`@stpe` on `start` leaves the flow without its first step, whatever the name is
+    bound to: an error, said at the decorator (not "no start step"). `@retyr` on another
+    step is a warning: the file may bind the name in a way the lint cannot see."""
+    found = {(d.step, d.severity) for d in
+             analyze_file(FLOWS / "bad" / "undefined_decorator.py").all_diagnostics()}
+    assert found == {("start", "error"), ("end", "warning")}

@@ -61,6 +61,12 @@ class FlowDefinitionError(FlowdeckError):
     """The flow file does not describe a valid flow (lint or syntax errors)."""
 
 
+#: The lint's code for a decorator the file never binds (`@stpe`): a warning in the list,
+#: since the file may bind it in a way the lint cannot see (`globals()[...]`), and an error
+#: once Python stopped on its NameError (`authoring.exceptions.show_user_errors`).
+UNDEFINED_DECORATOR = "undefined-decorator"
+
+
 def flow_file_problem(file: str, what: str = "a flow's .py file") -> str | None:
     """Why `file`, given where a flow file is expected, is not one (None when it is a
     file): missing, or a folder, which a command that lists flows takes instead."""

@@ -17,11 +17,11 @@ import os
 import tokenize
 from _blake2 import blake2b
 from collections.abc import Sequence
-from dataclasses import asdict, field
+from dataclasses import asdict, field, replace
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import Diagnostic, has_errors
+from flowdeck.analysis.diagnostics import UNDEFINED_DECORATOR, Diagnostic, has_errors
 from flowdeck.analysis.graph import (
     DecoratorInfo,
     FlowGraph,
@@ -294,9 +294,11 @@ def _is_main_test(test: ast.expr) -> bool:
 
 def _reached_starts(line: int, body: Sequence[ast.stmt], flows: set[str]) -> MainBlock:
     """The flows the script part `body` starts, in order, up to the first statement that
-    surely runs one: a flow's run ends the script (as Metaflow's does), so a flow called
-    after that is never reached. A call inside a compound statement (`if`, `try`, a loop)
-    may not run, so it ends nothing."""
+    surely ends the script: a bare `Flow()` runs the flow's command line and exits, as
+    Metaflow's does (`script_cli.bare_script_call`), so a flow called after it is never
+    reached. Nothing else is sure to end it: `Flow().run()` returns the run when it
+    succeeds, `flow = Flow()` waits for a `.run()` on it, `use_cli=` may turn the command
+    line off, and a call inside a compound statement (`if`, `try`, a loop) may not run."""
     starts: list[str] = []
     never: dict[str, int] = {}
     ended_at: int | None = None
@@ -308,9 +310,18 @@ def _reached_starts(line: int, body: Sequence[ast.stmt], flows: set[str]) -> Mai
                     never.setdefault(name, ended_at)
             continue
         starts.extend(n for n in called if n not in starts)
-        if called and isinstance(statement, ast.Expr | ast.Assign | ast.AnnAssign):
+        if _ends_the_script(statement, flows):
             ended_at = statement.lineno
     return MainBlock(line, starts, never)
+
+
+def _ends_the_script(statement: ast.stmt, flows: set[str]) -> bool:
+    """A statement that is a bare call of a flow class, with no `use_cli=`."""
+    if not isinstance(statement, ast.Expr) or not isinstance(statement.value, ast.Call):
+        return False
+    call = statement.value
+    return isinstance(call.func, ast.Name) and call.func.id in flows and \
+        not any(k.arg in ("use_cli", None) for k in call.keywords)
 
 
 def _flows_called(body: Sequence[ast.stmt], flows: set[str]) -> list[str]:
@@ -575,9 +586,16 @@ class _FileAnalyzer:
                         parameters=list(params.values()),
                         bases=[[owner.path, klass.name] for klass, owner in chain[-2::-1]])
         graph_problems = lint_graph(graph, info.parameters)
-        if misspelt_steps & {"start", "end"}:  # "no start step" would send the user astray:
-            graph_problems = [d for d in graph_problems  # the decorator's line says what is
-                              if d.code not in ("no-start", "no-end")]  # wrong there
+        missing = {d.code for d in graph_problems} & {"no-start", "no-end"}
+        unmade = {"no-start": "start", "no-end": "end"}
+        if any(unmade[code] in misspelt_steps for code in missing):
+            # "No start step" would send the user astray: the decorator's line says what
+            # is wrong there, and is an error then (without its step the flow cannot run).
+            graph_problems = [d for d in graph_problems
+                              if not (d.code in unmade and unmade[d.code] in misspelt_steps)]
+            problems = [replace(d, severity="error")
+                        if d.code == UNDEFINED_DECORATOR and d.step in
+                        {unmade[code] for code in missing} else d for d in problems]
         info.diagnostics = (problems + self.missing_imports + self._relative_imports()
                             + graph_problems)
         return info
@@ -602,9 +620,10 @@ class _FileAnalyzer:
             close = difflib.get_close_matches(root.id, known, n=1, cutoff=0.6)
             fix = (f"Write `@{close[0]}` if that is what you meant." if close
                    else "Import it, or define it above the class.")
-            problems.append(Diagnostic(
+            problems.append(Diagnostic(  # a warning: the file may bind it in a way the
                 self.path, deco.lineno, f"Decorator `@{root.id}` is not defined, so Python "
-                f"stops the file here (NameError). {fix}", "undefined-decorator",
+                f"stops the file here (NameError). {fix}", UNDEFINED_DECORATOR,
+                severity="warning",  # lint cannot see (`globals()[...]`): never blocks a run
                 column=deco.col_offset, flow=flow, step=func.name))
         return problems
 

@@ -6,7 +6,12 @@ import os
 import sys
 from typing import Any
 
-from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, FlowDefinitionError
+from flowdeck.analysis.diagnostics import (
+    UNDEFINED_DECORATOR,
+    Diagnostic,
+    FlowdeckError,
+    FlowDefinitionError,
+)
 
 # The flowdeck package folder: frames from any of its modules are the engine's, not the user's.
 _ENGINE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +44,8 @@ def show_user_errors(previous: Any) -> Any:
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         if isinstance(value, NameError) and _names_an_undefined_decorator(tb):
-            print("\n".join(d.format() for d in _script_diagnostics()), file=sys.stderr)
+            print("\n".join(d.format() for d in _script_diagnostics(UNDEFINED_DECORATOR)),
+                  file=sys.stderr)
             return
         if not isinstance(value, FlowdeckError):
             previous(kind, value, tb)
@@ -52,15 +58,19 @@ def show_user_errors(previous: Any) -> Any:
     return hook
 
 
-def _script_diagnostics() -> list[Any]:
+def _script_diagnostics(also: str = "") -> list[Any]:
     """Every error the static analysis finds in the script Python runs (its flows, with
-    the bases they inherit), as the lint prints them; none if it has no file."""
+    the bases they inherit), as the lint prints them, and the findings of code `also`
+    as errors; none if it has no file."""
     script = getattr(sys.modules.get("__main__"), "__file__", None)
     if not script or not os.path.isfile(script):
         return []
+    from dataclasses import replace
+
     from flowdeck.analysis.flowfile import analyze_file
     analysis = analyze_file(script)
-    return [d for d in analysis.all_diagnostics() if d.severity == "error"]
+    return [d if d.severity == "error" else replace(d, severity="error")
+            for d in analysis.all_diagnostics() if d.severity == "error" or d.code == also]
 
 
 def _names_an_undefined_decorator(tb: Any) -> bool:
@@ -73,8 +83,8 @@ def _names_an_undefined_decorator(tb: Any) -> bool:
     if tb is None or not script or \
             os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(script):
         return False
-    return any(d.code == "undefined-decorator" and d.line == tb.tb_lineno
-               for d in _script_diagnostics())
+    return any(d.code == UNDEFINED_DECORATOR and d.line == tb.tb_lineno
+               for d in _script_diagnostics(UNDEFINED_DECORATOR))
 
 
 class MetaflowException(Exception):

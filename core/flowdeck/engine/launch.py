@@ -18,7 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import Diagnostic, FlowDefinitionError, UsageError, has_errors
+from flowdeck.analysis.diagnostics import (
+    UNDEFINED_DECORATOR,
+    Diagnostic,
+    FlowDefinitionError,
+    UsageError,
+    has_errors,
+)
 from flowdeck.analysis.flowfile import analyze_file, analyze_source, extend_step
 from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
 from flowdeck.analysis.lint import lint_graph
@@ -71,7 +77,7 @@ def prepare(flow_cls: type) -> PreparedFlow:
     graph, diagnostics = _static_graph(flow_cls, file)
     # The class is defined: each decorator's name was found, however the file binds it
     # (`globals()[...] = ...`), so the lint's guess that one is undefined does not stand.
-    diagnostics = [d for d in diagnostics if d.code != "undefined-decorator"]
+    diagnostics = [d for d in diagnostics if d.code != UNDEFINED_DECORATOR]
     if has_errors(diagnostics):
         raise FlowDefinitionError(f"{flow_cls.__name__} in {file} has errors; fix them and "
                                   "run again.", diagnostics)
