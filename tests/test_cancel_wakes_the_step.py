@@ -179,3 +179,57 @@ def test_a_step_with_its_own_sigint_handler_is_nudged_once_at_most(tmp_path: Pat
     assert run.status == "cancelled"
     record = run["work"].task.record  # it chose to finish its work: the task succeeded
     assert record is not None and record.status == "succeeded"
+
+
+SLOW_SAVE_FLOW = """
+import os, time
+from flowdeck import FlowSpec, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class SlowToStore:
+    def __reduce__(self):  # a value that takes long to pickle: the test cancels meanwhile
+        open(os.path.join(HERE, "asleep"), "w").close()
+        time.sleep(60)
+        return (SlowToStore, ())
+
+
+class SlowSaveFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.work)
+
+    @step
+    def work(self):
+        self.kept = 1
+        self.slow = SlowToStore()
+        if not os.path.exists(os.path.join(HERE, "never")):
+            raise KeyboardInterrupt("the step's own")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    SlowSaveFlow()
+"""
+
+
+def test_a_cancel_ends_the_save_after_a_steps_own_interrupt(tmp_path: Path) -> None:
+    """A step that raised KeyboardInterrupt itself (no stop) fails as on any raise, and its
+    artifacts are kept; a cancel while they are saved ended nothing (SIGINT was ignored
+    by then, nudges too), and the task was killed at the grace (exit -9, found in review).
+    The worker now takes the cancel, drops the save and writes its own record."""
+    path = tmp_path / "slowsave.py"
+    path.write_text(SLOW_SAVE_FLOW)
+    code, err = cancel_once_asleep(path, "slow", child_env())
+    assert code == 128 + signal.SIGTERM, err
+    run = Flow("SlowSaveFlow", root=tmp_path / ".flowdeck")["slow"]
+    assert run.status == "cancelled"
+    record = run["work"].task.record
+    assert record is not None and record.status == "cancelled", record
+    assert record.exit_code is None, record  # its own record, not the grace's SIGKILL
+    assert record.error is not None and record.error["type"] == "KeyboardInterrupt", record

@@ -746,11 +746,18 @@ def execute_task(req: TaskRequest) -> int:
         record["artifacts"] = {k: v.as_dict() for k, v in artifacts.items()}
         record["next"] = ctx.transition[0] if ctx.transition else []
     except KeyboardInterrupt as exc:  # never a quiet end; the orchestrator knows if it is a cancel
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not lose the record
         code, status = EXIT_FAILED, "failed"
-        record["error"] = _interrupt_error(req.step, exc, progress)
-        if not _sigint_received:  # raised by the step's code, not a stop: like any exception
-            _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
+        try:
+            record["error"] = _interrupt_error(req.step, exc, progress)
+            if not _sigint_received:  # raised by the step's code, not a stop: as any raise
+                # SIGINT still ours: a cancel meanwhile ends the save (a slow value waited
+                # out the grace, and the task was killed), and the record goes as it is.
+                _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
+        except KeyboardInterrupt:
+            record.pop("artifacts", None)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not lose the record
+        if "error" not in record:  # the cancel came before the first interrupt was told
+            record["error"] = _interrupt_error(req.step, exc, progress)
     except ArtifactPickleError as exc:
         ran_out = req.memory_mb and isinstance(exc.__context__, MemoryError)  # while pickling
         if not ran_out and _catch_saving_failure(flow, ctx, blobs, req, record, exc, progress):
