@@ -308,3 +308,32 @@ def test_a_pin_made_elsewhere_is_seen_by_the_follower(qtbot, folder: Path) -> No
         assert follower.changed()
     finally:
         follower.stop()
+
+
+def test_a_start_shown_as_a_time_gets_its_date_after_midnight(
+        qtbot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """History shows today's starts as a time alone: past midnight, with no new run to
+    list, yesterday's kept their time and read as today's (found in review)."""
+    import time as real_time
+    import types
+
+    import flowdeck_desktop.views.panes as panes
+    from flowdeck_desktop.views.panes import HistoryPane, RunSummary
+    clock = {"now": real_time.mktime((2026, 12, 4, 23, 50, 0, 0, 0, -1))}
+    fake = types.SimpleNamespace(**{n: getattr(real_time, n) for n in dir(real_time)
+                                    if not n.startswith("__")})
+    fake.localtime = lambda t=None: real_time.localtime(clock["now"] if t is None else t)
+    monkeypatch.setattr(panes, "time", fake)
+    pane = HistoryPane()
+    qtbot.addWidget(pane)
+    runs = [RunSummary("1796443119700-a4d6f2", "succeeded", clock["now"] - 600, 1.0, {},
+                       None, "")]
+    pane.set_runs(runs)
+    assert pane.table.item(0, 2).text() == "23:40:00"
+    assert pane._new_day.isActive() and pane._new_day.interval() == 601_000  # at midnight
+    clock["now"] += 3600  # 00:50 the next day
+    pane._new_day.timeout.emit()  # what the timer does at midnight
+    assert pane.table.item(0, 2).text() == "12-04 23:40"
+    clock["now"] += 86400
+    pane.set_runs(list(runs))  # the same runs listed again on another day
+    assert pane.table.item(0, 2).text() == "12-04 23:40"

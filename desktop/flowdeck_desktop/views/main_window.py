@@ -518,13 +518,6 @@ class MainWindow(QMainWindow):
         return need + 2 * self.tree.frameWidth() + 8 + \
             (self.tree.verticalScrollBar().sizeHint().width() if scrolls else 0)
 
-    def _side_may_grow(self) -> bool:
-        """True when the window is wide enough for `_fit_panes` to give the side panes more
-        than they need (History's parameters): only then does a flow's History refit."""
-        sizes = self.main_split.sizes()
-        return self._fitting and len(sizes) == 3 and \
-            self._room_past_dag(sum(sizes), sizes[0], self.side_width_needed()) > 0
-
     def _room_past_dag(self, total: int, left: int, side: int) -> int:
         """What the window has beyond the flow list, the side panes and the DAG's keep:
         the room History's parameters may take. The DAG keeps FIT_DAG_KEEPS, or the width

@@ -123,6 +123,12 @@ class _ElideLeft(QStyledItemDelegate):
         option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
+def _ms_to_midnight(now: time.struct_time) -> int:
+    """Milliseconds until just past the next local midnight (a second past it)."""
+    seconds = 86400 - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec)
+    return (seconds + 1) * 1000
+
+
 def started_text(started: time.struct_time, today: time.struct_time) -> str:
     """A run's start as History shows it, as short as still tells runs apart: the time
     alone today, month and day this year, the date before that (the tooltip has it all).
@@ -232,6 +238,10 @@ class HistoryPane(QWidget):
         self._runs: list[RunSummary] = []  # as listed: newest first
         self._shown: list[RunSummary] = []  # in the table's order (the sort the user chose)
         self._sort: tuple[int, Qt.SortOrder] | None = None
+        self._rendered_day: tuple[int, ...] = ()  # (year, month, day) of the last render
+        self._new_day = QTimer(self)  # at midnight today's starts become yesterday's
+        self._new_day.setSingleShot(True)
+        self._new_day.timeout.connect(self._render)
         header.setSectionsClickable(True)
         header.sectionClicked.connect(self._sort_by)
         layout = QVBoxLayout(self)
@@ -259,7 +269,9 @@ class HistoryPane(QWidget):
         return list(self._runs)
 
     def set_runs(self, runs: list[RunSummary]) -> None:
-        if runs == self._runs:
+        """Show `runs`; the same runs again are shown again only on a new day (a start
+        shown as a time alone is then yesterday's, and gets its date)."""
+        if runs == self._runs and time.localtime()[:3] == self._rendered_day:
             return
         self._runs = runs
         self._render()
@@ -298,6 +310,8 @@ class HistoryPane(QWidget):
         self.table.clearSelection()  # rows move when runs come and go: select by run id
         self.table.setRowCount(len(runs))
         today = time.localtime()
+        self._rendered_day = today[:3]
+        self._new_day.start(_ms_to_midnight(today))
         for row, run in enumerate(runs):
             started = time.localtime(run.start)
             cells = [STATUS_GLYPHS.get(run.status, "?"), run.run_id,
