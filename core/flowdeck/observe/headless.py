@@ -254,14 +254,15 @@ class Follower:
             code = self._loop(stops)
             if code is None:
                 code = self._stop(stops)
+            stopped_by = stops.first  # one during the clean-up below changes nothing
             self._end_leftovers()  # nothing of the run may outlive it, however it ended
             self._tick(final=True)
             if self.fold.status == RUNNING:
-                self.fold.mark_ended("cancelled" if stops.first or code in (130, 143, -2, -15)
+                self.fold.mark_ended("cancelled" if stopped_by or code in (130, 143, -2, -15)
                                      else "crashed", time.time())
                 self._draw()
-            if stops.first and code != 0:
-                code = 128 + stops.first
+            if stopped_by and code != 0:
+                code = 128 + stopped_by
             self._summary(code)
         finally:
             restore()
