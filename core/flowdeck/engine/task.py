@@ -767,7 +767,10 @@ def execute_task(req: TaskRequest) -> int:
             record["error"] = error_info(exc, with_traceback=False, message=memory_message(
                 req.step, req.memory_mb or 0, req.memory_source) if ran_out else None)
             if not ran_out:  # what the step set that can be stored is kept, as for a raise
-                kept = _persist_leaving_out(flow, ctx, blobs, progress)
+                try:
+                    kept = _persist_leaving_out(flow, ctx, blobs, progress)
+                except Exception:  # noqa: BLE001 (the store failed too: the first failure stands)
+                    kept = None
                 if kept is not None:
                     record["artifacts"] = {k: v.as_dict() for k, v in kept.items()}
     except (TaskFailure, MergeArtifactsException) as exc:
@@ -875,7 +878,7 @@ def _persist_leaving_out(flow: Any, ctx: StepContext, blobs: BlobStore,
             if not progress.artifact or progress.artifact in dropped:
                 return None
             dropped.add(progress.artifact)
-        except BaseException:  # noqa: BLE001 (the store failed: the first failure stands)
+        except KeyboardInterrupt:  # a cancel ends the save: the record goes as it is
             return None
     return None
 
