@@ -116,7 +116,7 @@ def list_runs(layout: RunLayout, limit: int = 200) -> list[RunSummary]:
 
 class _ElideLeft(QStyledItemDelegate):
     """Cuts a run id on its left (`…318445-d700a0`): its end, random, tells runs apart;
-    its start is the time of day in milliseconds, which Started shows."""
+    its start is the run's start in milliseconds, which Started shows."""
 
     def initStyleOption(self, option: QStyleOptionViewItem, index: Any) -> None:  # noqa: N802
         super().initStyleOption(option, index)
