@@ -556,7 +556,8 @@ class _FileAnalyzer:
                 if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     undefined = owner._undefined_decorators(stmt, cls.name)
                     problems += undefined
-                    misspelt_steps.update(stmt.name for _ in undefined[:1])
+                    if undefined:
+                        misspelt_steps.add(stmt.name)
                     decos = owner._step_decorators(stmt)
                     if stmt.name in defined_here and decos is not None:
                         problems.append(Diagnostic(
@@ -648,8 +649,7 @@ class _FileAnalyzer:
                     if alias.name == "*":
                         self._star_import = True
                         return None
-                    else:
-                        bound.add(alias.asname or alias.name.split(".")[0])
+                    bound.add(alias.asname or alias.name.split(".")[0])
             elif isinstance(node, ast.arg):
                 bound.add(node.arg)
             elif isinstance(node, (ast.Global, ast.Nonlocal)):
