@@ -135,6 +135,10 @@ def test_a_signal_in_a_new_workers_setup_prints_nothing(tmp_path: Path) -> None:
 
 #: A flow whose `work` worker, right after its fork (an at-fork hook: before any of the
 #: worker's own code), cancels the run and waits until the cancel's SIGINT has reached it.
+#: Whether the child is that worker is decided in the parent, at the fork: a child forked
+#: before `start` armed the hook (the run's guard) but scheduled late on a loaded machine
+#: ran its hook after that, found the file, and cancelled the run during `start` (1 run in
+#: 20 to 30 under load: CI saw a run with no `work` step).
 CANCEL_IN_SETUP_FLOW = """
 import os, signal, sys, time
 from flowdeck import FlowSpec, step
@@ -143,10 +147,15 @@ RUN = os.getpid()
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARMED = os.path.join(HERE, "armed")
 done = []
+armed_at_fork = [False]
+
+
+def note_armed():  # in the forking process, just before the fork: the child inherits it
+    armed_at_fork[0] = os.path.exists(ARMED)
 
 
 def cancel_while_setting_up():
-    if not os.path.exists(ARMED) or done:  # the `work` worker alone
+    if not armed_at_fork[0] or done:  # the `work` worker alone
         return
     done.append(1)
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -156,7 +165,7 @@ def cancel_while_setting_up():
     signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-os.register_at_fork(after_in_child=cancel_while_setting_up)
+os.register_at_fork(before=note_armed, after_in_child=cancel_while_setting_up)
 
 
 class CancelFlow(FlowSpec):
