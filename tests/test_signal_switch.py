@@ -2,10 +2,11 @@
 condition" report.
 
 CPython's C handler only notes a signal; the noted one runs at the interpreter's next
-check. One landing while its handler became SIG_IGN (a worker stops taking the cancel's
-nudges) was found noted with no Python handler, and CPython printed "OSError: Signal 23
-ignored due to race condition" into the task's log: 1 cancel round in 60 of the
-reliability campaign. `processes.switch_handler` blocks the signal meanwhile. With plain
+check. One landing while its handler became SIG_IGN was found noted with no Python
+handler, and CPython printed "OSError: Signal 23 ignored due to race condition" into the
+task's log (a cancel's nudge, 1 round in 60 of the reliability campaign; a timeout's
+SIGALRM as its timer is disarmed). `processes.switch_handler` blocks the signal
+meanwhile. With plain
 `_signal.signal` in its place this test failed in 4 of 6 runs (one to a few reports in its
 1,000 switches). Real processes: another process floods this one with the signal.
 """
@@ -92,3 +93,42 @@ def test_a_handler_raising_mid_switch_leaves_the_signal_unblocked() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == "True []", done.stdout + done.stderr
+
+
+NOTED_TOGETHER = r"""
+import signal, sys
+from flowdeck.engine import task
+
+reports = []
+sys.unraisablehook = lambda u: reports.append(str(u.exc_value))
+signal.signal(signal.SIGINT, task._on_sigint)
+signal.signal(signal.SIGURG, task._on_nudge)
+both = {signal.SIGINT, signal.SIGURG}
+signal.pthread_sigmask(signal.SIG_BLOCK, both)
+signal.raise_signal(signal.SIGURG)  # a nudge, then the cancel's SIGINT: both pending
+signal.raise_signal(signal.SIGINT)
+try:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both noted before either handler runs
+    for _ in range(1000):
+        pass
+    took = False
+except KeyboardInterrupt:
+    took = True
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a check for noted signals, as any call makes
+for _ in range(1000):
+    pass
+nudge_blocked = signal.SIGURG in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+print(took, nudge_blocked, reports)
+"""
+
+
+def test_a_nudge_noted_with_the_cancel_leaves_no_report() -> None:
+    """A worker busy in C code notes the cancel's SIGINT and a nudge together; Python runs
+    the SIGINT's handler first, which stops taking nudges. Switching the nudge's handler to
+    SIG_IGN there left the noted nudge with no handler: "OSError: Signal 23 ignored due to
+    race condition" in the task's log (the campaign's cancel_rounds). The nudge is now
+    blocked instead, its no-op handler kept."""
+    done = subprocess.run([sys.executable, "-c", NOTED_TOGETHER], env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "True True []", done.stdout + done.stderr

@@ -135,7 +135,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
     library's sleep) would fail or return early there."""
     global _sigint_received
     _sigint_received = True
-    processes.switch_handler(_NUDGE, _SIG_IGN)
+    _stop_taking_nudges()
     raise KeyboardInterrupt
 
 
@@ -146,7 +146,17 @@ def _on_nudge(signum: int, frame: Any) -> None:
     handles its stop its own way: it is nudged no more, so at most one of its calls is
     broken (Python's own calls retry; one that does not would see one EINTR)."""
     if _signal.getsignal(_SIGINT) is not _on_sigint:
-        processes.switch_handler(_NUDGE, _SIG_IGN)
+        _stop_taking_nudges()
+
+
+def _stop_taking_nudges() -> None:
+    """Block the nudge in the main thread, where the step's clean-up runs: none breaks a
+    call there any more. Its handler stays: one Python noted before this (nudges come every
+    0.2 s, and a worker busy in C code notes the SIGINT and a nudge together) runs as a
+    no-op. Switching the handler to SIG_IGN here, inside a signal handler, left such a
+    nudge noted with no handler, and CPython printed "OSError: Signal 23 ignored due to
+    race condition" into the task's log (the campaign's cancel_rounds, 1 round in 60)."""
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, (_NUDGE,))
 
 
 def is_disk_full(exc: BaseException) -> bool:

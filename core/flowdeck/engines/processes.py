@@ -332,10 +332,12 @@ def switch_handler(signum: int, handler: Any) -> Any:
     """`_signal.signal(signum, handler)` without the race CPython reports: its C handler
     only notes a signal, and the noted one runs at the next check; one that landed while
     the handler became SIG_IGN or SIG_DFL was found noted with no Python handler, and
-    printed "OSError: Signal 23 ignored due to race condition" into a task's log (a
-    cancel's nudge, 1 round in 60 of the reliability campaign's cancels; SIGALRM after a
-    timeout). Blocked meanwhile, it stays with the kernel, and SIG_IGN, set on the way,
-    drops it: the new handler starts clean. Returns the previous handler."""
+    printed "OSError: Signal 14 ignored due to race condition" into a task's log (a
+    timeout's repeat as its timer was disarmed). Blocked meanwhile, it stays with the
+    kernel, and SIG_IGN, set on the way, drops it: the new handler starts clean. Returns
+    the previous handler. Not from inside a signal handler: there Python has set aside
+    what it noted until the handler returns, and one noted before stays noted with no
+    handler (`task._stop_taking_nudges` blocks its signal instead)."""
     ignore = int(signal.SIG_IGN)
     # Whether it was blocked before, asked before blocking it: another signal's handler
     # may raise (a cancel's KeyboardInterrupt) as any call returns, and one raising as the
