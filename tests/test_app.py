@@ -374,13 +374,15 @@ def test_a_file_read_with_errors_says_its_first_error_in_the_header(qtbot, app,
     (folder / "badgraph.py").write_text(
         "from flowdeck import FlowSpec, step\n\n\n"
         "class BadGraphFlow(FlowSpec):\n    @step\n    def start(self):\n"
-        "        self.next(self.middle)\n\n    @step\n    def end(self):\n        pass\n")
+        "        self.next(self.middle)\n\n    @trace\n    @step\n    def end(self):\n"
+        "        pass\n")  # `@trace`: a warning, listed first, which the header passes over
     qtbot.waitUntil(lambda: any(e.name == "BadGraphFlow" for e in controller.model.entries()),
                     timeout=WAIT_MS)
     window.select_flow(key_of(controller, "BadGraphFlow"))
     title = window.flow_title.text()
     assert "the file has errors (line 7)" in title and "from before them" not in title
     assert "middle" in title and "which is not a step" in title
+    assert "trace" not in title
     assert "badgraph.py:7" in window.flow_title.toolTip()
 
 

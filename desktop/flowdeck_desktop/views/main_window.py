@@ -949,7 +949,7 @@ class MainWindow(QMainWindow):
         entry = self._selected_entry()
         if entry is None or entry.ok or entry.is_base or entry.name != state.flow:
             return "", ""
-        first = entry.diagnostics[0] if entry.diagnostics else None
+        first = next((d for d in entry.diagnostics if d.severity == "error"), None)
         where = f" (line {first.line})" if first else ""
         color = status_color("failed", palette_is_dark(self.palette())).name()
         if state.graph != entry.flow.graph.as_dict():
