@@ -43,9 +43,9 @@ def show_user_errors(previous: Any) -> Any:
     (`@retry(**options)`, code outside the script)."""
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if isinstance(value, NameError) and _names_an_undefined_decorator(tb):
-            print("\n".join(d.format() for d in _script_diagnostics(UNDEFINED_DECORATOR)),
-                  file=sys.stderr)
+        told = _undefined_decorator_errors(tb) if isinstance(value, NameError) else []
+        if told:
+            print("\n".join(d.format() for d in told), file=sys.stderr)
             return
         if not isinstance(value, FlowdeckError):
             previous(kind, value, tb)
@@ -73,18 +73,20 @@ def _script_diagnostics(also: str = "") -> list[Any]:
             for d in analysis.all_diagnostics() if d.severity == "error" or d.code == also]
 
 
-def _names_an_undefined_decorator(tb: Any) -> bool:
-    """Whether a NameError was raised in the script, at a line where the lint finds a
-    decorator it never defines (`@stpe`): the lint's line says it, with the fix, instead
-    of a traceback. Any other NameError keeps its traceback."""
+def _undefined_decorator_errors(tb: Any) -> list[Any]:
+    """For a NameError raised in the script at a line where the lint finds a decorator it
+    never defines (`@stpe`): the script's errors, that one among them, which say it with
+    the fix instead of a traceback; none for any other NameError (it keeps its traceback).
+    The script is analysed once."""
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     script = getattr(sys.modules.get("__main__"), "__file__", None)
     if tb is None or not script or \
             os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(script):
-        return False
-    return any(d.code == UNDEFINED_DECORATOR and d.line == tb.tb_lineno
-               for d in _script_diagnostics(UNDEFINED_DECORATOR))
+        return []
+    found = _script_diagnostics(UNDEFINED_DECORATOR)
+    hit = any(d.code == UNDEFINED_DECORATOR and d.line == tb.tb_lineno for d in found)
+    return found if hit else []
 
 
 class MetaflowException(Exception):
