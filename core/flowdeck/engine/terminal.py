@@ -68,10 +68,10 @@ def reader_gone() -> int:
     return 141
 
 
-def resume_command(file: str, verb: str = "resume") -> str:
-    """The command that resumes a run of `file` (or, with `verb`, runs it) as it was
-    started, ready to paste: the path as the user would type it from here, quoted where
-    it has spaces."""
+def script_command(file: str, verb: str) -> str:
+    """The command that runs `file`'s `verb` (`resume`, `run`) as the run was started,
+    ready to paste: the path as the user would type it from here, quoted where it has
+    spaces."""
     relative = os.path.relpath(file)
     shown = shlex.quote(file if relative.startswith("..") else relative)
     if under_metaflow_alias():
@@ -160,14 +160,14 @@ class TerminalEcho:
         failed `start`, nothing finished, and a resume would keep the run's parameter
         values, which may be the cause: run again."""
         if nothing_to_reuse(step):
-            again = resume_command(self.file, "run") if self.file else "run"
+            again = script_command(self.file, "run") if self.file else "run"
             return (f"Fix it, then run the flow again (`{again}`, with other parameter "
                     "values if they were the cause): nothing finished before `start`, so a "
                     "resume would reuse nothing and keep this run's parameters.")
         return f"Fix it, then continue with `{self._resume()}` (finished steps are reused)."
 
     def _resume(self) -> str:
-        return resume_command(self.file) if self.file else "resume"
+        return script_command(self.file, "resume") if self.file else "resume"
 
     # -- tasks --------------------------------------------------------------------
 

@@ -1138,7 +1138,11 @@ class LogView(QWidget):
     def _unsearched(self) -> str:
         """A search looks at the text shown: say when there is more (a long step's output
         is paged in; it said "No match" for a line an earlier page held)."""
-        return _unsearched_note(not self._earlier.isHidden(), not self._trimmed_note.isHidden())
+        if not self._earlier.isHidden():
+            return " in the output shown (Show earlier output for the rest)"
+        if not self._trimmed_note.isHidden():
+            return " in the lines kept (the earliest were dropped)"
+        return ""
 
     def _search_origin(self, backward: bool, refine: bool) -> QTextCursor:
         """Where a search starts: around the current match, else at the edge of the visible text.
@@ -1194,15 +1198,6 @@ class LogView(QWidget):
         total = max(index, haystack.count(lowered))
         self._status.setText(f"{index} / {total}" + ("  (wrapped)" if wrapped else ""))
         return True
-
-
-def _unsearched_note(earlier: bool, trimmed: bool) -> str:
-    """What a search did not look at: output not loaded, or dropped from the top."""
-    if earlier:
-        return " in the output shown (Show earlier output for the rest)"
-    if trimmed:
-        return " in the lines kept (the earliest were dropped)"
-    return ""
 
 
 def _size(count: int) -> str:

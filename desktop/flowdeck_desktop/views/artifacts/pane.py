@@ -191,13 +191,9 @@ class ArtifactsPane(QWidget):
         events), then values from the helper for our own runs (`made_by` None); for a run
         `made_by` another user, nothing more until the user asks for the values."""
         keep = self.selected_name()
-        self._stop_helpers()
         request = HelperRequest(interpreter, root, flow, run_id, step, task_id, add_core)
+        self._forget_task([_listed_row(a) for a in listed if isinstance(a, dict)])
         self._request = request
-        self._shown = None
-        self.previews = {}
-        self._fill([_listed_row(a) for a in listed if isinstance(a, dict)], keep=None)
-        self._clear_viewer("Select an artifact to preview it.")
         if made_by is None:
             self._start_list(request, keep)
             return
@@ -211,14 +207,18 @@ class ArtifactsPane(QWidget):
 
     def clear(self, message: str = "Select a step in the graph to see its artifacts.") -> None:
         """Show no task: another flow or run is shown now, whose tasks these were not."""
+        self._forget_task([])
+        self.title.setText(message)
+        self.viewer_title.clear()
+        self.plot_button.setEnabled(False)
+
+    def _forget_task(self, rows: list[dict[str, Any]]) -> None:
+        """Drop the task shown (its helpers, previews and selection); list `rows`."""
         self._stop_helpers()
         self._request = None
         self._shown = None
         self.previews = {}
-        self._fill([], keep=None)
-        self.title.setText(message)
-        self.viewer_title.clear()
-        self.plot_button.setEnabled(False)
+        self._fill(rows, keep=None)
         self._clear_viewer("Select an artifact to preview it.")
 
     @property
