@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from conftest import FLOWS, child_env
 
 FLAKY = """from {package} import FlowSpec, step
 import os
@@ -81,46 +82,18 @@ def test_flowdeck_run_quotes_the_file_it_says_to_resume(tmp_path: Path) -> None:
     assert argv[:2] == ["flowdeck", "resume"] and Path(argv[2]) == folder / "my flow.py"
 
 
-BAD_START = """from flowdeck import FlowSpec, Parameter, step
-
-
-class CountFlow(FlowSpec):
-    count = Parameter("count", default=3)
-
-    @step
-    def start(self):
-        self.items = self.count
-        self.next(self.each, foreach="items")
-
-    @step
-    def each(self):
-        self.next(self.join)
-
-    @step
-    def join(self, inputs):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    CountFlow()
-"""
-
-
 def test_a_run_that_failed_in_start_says_to_run_again(tmp_path: Path) -> None:
     """A failure in `start` leaves a resume nothing to reuse, and a resume keeps the run's
     parameter values, which may be the cause: both entries said to resume, and resume
     failed the same way every time."""
-    (tmp_path / "count.py").write_text(BAD_START)
-    failed = _run([sys.executable, "count.py", "run"], tmp_path)
+    shutil.copy(FLOWS / "misbehaving.py", tmp_path / "count.py")  # `scalar`: fails in start
+    failed = _run([sys.executable, "count.py", "run", "--mode", "scalar"], tmp_path)
     assert failed.returncode == 1
     assert ("Fix it, then run the flow again (`python count.py run`, with other parameter "
             "values if they were the cause)") in failed.stderr
     assert "continue with" not in failed.stderr
-    headless = _run([sys.executable, "-m", "flowdeck_desktop", "run", "count.py"], tmp_path)
+    headless = _run([sys.executable, "-m", "flowdeck_desktop", "run", "count.py", "--mode",
+                     "scalar"], tmp_path)
     told = headless.stdout + headless.stderr
     assert "Run it again once fixed" in told, told
     assert re.search(r"flowdeck run \S*count.py", told), told
