@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -133,11 +134,8 @@ class Parameter:
         self.multiple = bool(kwargs.pop("multiple", False))
         self.default = None if default is _MISSING else default
         self.has_default = default is not _MISSING and default is not None
-        typed_by = self.default
-        if self.multiple and isinstance(typed_by, (list, tuple)):  # the items' type, as click
-            typed_by = typed_by[0] if typed_by else None
-        self.type = type if type is not None else (
-            builtin_type(typed_by) if typed_by is not None and not callable(typed_by) else str)
+        self._given_type = type
+        self._default_type = self._type_of(self.default)
         self.help = help or ""
         self.required = bool(required)
         self.show_default = show_default
@@ -158,6 +156,43 @@ class Parameter:
     def __set__(self, obj: Any, value: Any) -> None:
         raise AttributeError(f"`{self.attribute}` is a Parameter and parameters are "
                              "read-only; store the value under another name.")
+
+    @property
+    def type(self) -> Any:
+        """The given type, else the default's, as Metaflow's `_get_type`: a default that is
+        a `config_expr` has the type of its value once the run's configs are read (a config
+        of 0.7 makes a float parameter, so `--p false` is False for a bool), str before."""
+        if self._given_type is not None:
+            return self._given_type
+        if self._default_type is None:  # a delayed default: typed by its value
+            from flowdeck.authoring import configs
+            if configs.resolved() is not None:
+                try:
+                    return self._type_of(configs.resolve_delayed(self.default)) or str
+                except Exception:  # noqa: BLE001 (reading the default reports it, in place)
+                    return str
+            return str
+        return self._default_type
+
+    @type.setter
+    def type(self, value: Any) -> None:
+        self._given_type = value
+
+    @property
+    def typed_by_config(self) -> bool:
+        """Whether a `config_expr` default decides the type (none given): known only once
+        the run's configs are read (help, built before, cannot say it)."""
+        return self._given_type is None and self._default_type is None
+
+    def _type_of(self, default: Any) -> Any:
+        """The type a default gives (a multiple's: its first item's); None for a delayed
+        `config_expr` default, whose type is its value's."""
+        configs = sys.modules.get("flowdeck.authoring.configs")  # imported by config_expr
+        if configs is not None and isinstance(default, configs.DelayEvaluator):
+            return None
+        if self.multiple and isinstance(default, (list, tuple)):  # the items' type, as click
+            default = default[0] if default else None
+        return builtin_type(default) if default is not None and not callable(default) else str
 
     @property
     def kind(self) -> str:

@@ -545,21 +545,37 @@ def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> 
     flags = _flags(param)
     if getattr(param, "multiple", False):  # each `--name value` adds one value
         parser.add_argument(*flags, dest=f"param_{attr}", action="append",
-                            metavar=param.kind.upper(), help=(help_text + " (repeatable)").strip())
+                            metavar=_metavar(param), help=(help_text + " (repeatable)").strip())
     elif param.kind == "bool":
         parser.add_argument(*flags, dest=f"param_{attr}", nargs="?", const="true",
                             metavar="true|false", help=help_text.strip())
         parser.add_argument(f"--no-{param.name}", dest=f"param_{attr}", action="store_const",
                             const="false", help=argparse.SUPPRESS)
     else:
-        parser.add_argument(*flags, dest=f"param_{attr}", metavar=param.kind.upper(),
+        parser.add_argument(*flags, dest=f"param_{attr}", metavar=_metavar(param),
                             help=help_text.strip())
+
+
+def _delayed(default: Any) -> bool:
+    """Whether a default is a `config_expr`, whose value (and type) the run's configs give."""
+    configs = sys.modules.get("flowdeck.authoring.configs")  # imported by config_expr
+    return configs is not None and isinstance(default, configs.DelayEvaluator)
+
+
+def _metavar(param: Any) -> str:
+    """What help shows for an option's value: its type, unless a `config_expr` default
+    decides it once the run's configs are read."""
+    if getattr(param, "typed_by_config", False):
+        return "VALUE"
+    return str(param.kind.upper())
 
 
 def _default_text(param: Any) -> str:
     """A default as help shows it: its value, or what computes it (a function's repr
     showed its memory address)."""
     default = param.default
+    if _delayed(default):  # config_expr('cfg.lr'): its value is read when the run starts
+        return f"{default!r}, of its type"
     if callable(default) and not isinstance(default, type):
         return f"computed by {getattr(default, '__name__', 'a function')}()"
     return repr(default)
