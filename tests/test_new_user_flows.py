@@ -3,6 +3,9 @@
 - A Parameter whose default is `config_expr(...)` takes the type of the config's value,
   as Metaflow's `_get_type` does once configs are read: it was always a str, so
   `--flag false` read as a true string and a float compared unequal in a switch.
+- @catch answers a step that calls `sys.exit()` or raises KeyboardInterrupt itself: Metaflow's
+  catches Exception only, its task process dies of the rest, and @catch's last attempt
+  records FailureHandledByCatch; the run failed here (a crash with os._exit was caught).
 
 Real `python flow.py` processes.
 """
@@ -14,7 +17,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import child_env
+
+from flowdeck import Flow, namespace
 
 
 def _run(tmp_path: Path, source: str, *args: str,
@@ -76,3 +82,47 @@ def test_help_names_a_config_expr_default_without_a_type_it_cannot_know(
     assert "--thr VALUE" in proc.stdout
     assert "config_expr('cfg.thr')" in proc.stdout
     assert "computed by a function" not in proc.stdout
+
+
+CAUGHT_EXIT = '''
+import sys
+from flowdeck import FlowSpec, Parameter, catch, retry, step
+
+
+class Caught(FlowSpec):
+    mode = Parameter("mode", default="exit")
+
+    @step
+    def start(self):
+        self.next(self.crash)
+
+    @catch(var="err")
+    @retry(times=1)
+    @step
+    def crash(self):
+        if self.mode == "exit":
+            sys.exit(2)
+        raise KeyboardInterrupt()
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("CAUGHT", self.err.type)
+
+
+if __name__ == "__main__":
+    Caught()
+'''
+
+
+@pytest.mark.parametrize("mode", ["exit", "interrupt"])
+def test_catch_answers_a_step_that_exits_or_interrupts_itself(tmp_path: Path,
+                                                              mode: str) -> None:
+    proc = _run(tmp_path, CAUGHT_EXIT, "run", "--mode", mode)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FailureHandledByCatch" in proc.stdout.split("CAUGHT ", 1)[1].splitlines()[0]
+    namespace(None)
+    run = Flow("Caught", root=str(tmp_path / ".flowdeck")).latest_run
+    assert run is not None and run.successful
+    attempts = sorted(m.value for m in run["crash"].task.metadata if m.type == "attempt")
+    assert attempts == ["0", "1", "2"]  # the step's own, @retry's, then @catch's last

@@ -67,6 +67,7 @@ from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout, attempt_file
 from flowdeck.store.liveness import own_process_start
 from flowdeck.store.records import (
     AttemptRecord,
+    ESCAPES_CATCH,
     DamagedRecord,
     ParamRecord,
     RunRecord,
@@ -1251,12 +1252,15 @@ class Orchestrator:
             self._record_status(task, "failed", result.error)
         decos = step_decorators(self.steps[task.step])
         times = int(decos["retry"]["times"]) if decos.get("retry") is not None else 0
-        # A process that died (a signal, a crash) gave @catch no chance: it gets one more
+        # A process that died (a signal, a crash), or a step that raised what is not an
+        # Exception (sys.exit, KeyboardInterrupt: Metaflow's @catch catches Exception, and
+        # its task process dies of the rest), gave @catch no chance: it gets one more
         # attempt, which runs no user code and records FailureHandledByCatch (Metaflow's rule).
         # On a @parallel step only the control task (node 0) gets it: in Metaflow the control
         # task runs the workers, and its @catch answers for the whole step.
+        error = result.error or {}
         died_last = "catch" in decos and task.attempt == times and \
-            (result.error or {}).get("type") == "ProcessExit"
+            (error.get("type") == "ProcessExit" or bool(error.get(ESCAPES_CATCH)))
         left_to_control = died_last and is_parallel_worker(task.frames) and self.failed is None
         catch_fallback = died_last and not left_to_control
         again = (result.error or {}).get("retry", True)  # False: a check no attempt passes

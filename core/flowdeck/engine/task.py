@@ -61,7 +61,7 @@ from flowdeck.store.blobs import (
 from flowdeck.store.layout import datastore_of
 from flowdeck.store.objectstore import ObjectStoreError
 from flowdeck.store.previews import PREVIEW_MIN_BYTES, write_preview
-from flowdeck.store.records import write_attempt_record
+from flowdeck.store.records import ESCAPES_CATCH, write_attempt_record
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -768,6 +768,7 @@ def execute_task(req: TaskRequest) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not lose the record
         if "error" not in record:  # the cancel came before the first interrupt was told
             record["error"] = _interrupt_error(req.step, exc, progress)
+        record["error"][ESCAPES_CATCH] = True  # a cancel's is a cancel: the run knows which
     except ArtifactPickleError as exc:
         ran_out = req.memory_mb and isinstance(exc.__context__, MemoryError)  # while pickling
         if not ran_out and _catch_saving_failure(flow, ctx, blobs, req, record, exc, progress):
@@ -795,6 +796,7 @@ def execute_task(req: TaskRequest) -> int:
         record["error"] = error_info(exc, message=(
             f"Step `{req.step}` called sys.exit({exc.code!r}). A step must not exit the "
             "interpreter: raise an exception to fail it, or return to finish it."))
+        record["error"][ESCAPES_CATCH] = True
     except MemoryError as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, message=memory_message(
@@ -808,6 +810,8 @@ def execute_task(req: TaskRequest) -> int:
         else:
             record["error"] = error_info(exc, message=_import_refusal(exc))
             _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
+            if not isinstance(exc, Exception):  # GeneratorExit, a BaseException of the user's
+                record["error"][ESCAPES_CATCH] = True
     record.update(status=status, end=time.time())
     record["duration"] = record["end"] - started
     _flush_stdio()
