@@ -66,8 +66,8 @@ from flowdeck.store.events import (
 from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout, attempt_file, new_run_id
 from flowdeck.store.liveness import own_process_start
 from flowdeck.store.records import (
-    AttemptRecord,
     ESCAPES_CATCH,
+    AttemptRecord,
     DamagedRecord,
     ParamRecord,
     RunRecord,

@@ -21,7 +21,6 @@ from flowdeck.store.blobs import DIGEST_LENGTHS_TEXT, atomic_write_json, is_dige
 from flowdeck.store.layout import attempt_file, attempts_in, datastore_of
 from flowdeck.store.status import RUNNING, run_status, task_status
 
-
 #: Key of an attempt's `error`: the step raised what is not an Exception (sys.exit, its own
 #: KeyboardInterrupt). Metaflow's @catch catches Exception only, and its task process dies
 #: of the rest, so such a failure gets @catch's last attempt, as a crash does.
