@@ -159,7 +159,8 @@ if __name__ == "__main__":
 
 def test_a_resume_reruns_only_the_failed_foreach_item(tmp_path: Path) -> None:
     """Metaflow clones the items that finished and runs the failed one again; naming the
-    step reruns it whole; a succeeded run resumes by reusing everything."""
+    step reruns it whole; a resume continues the latest `run` (not a resume); a succeeded
+    run resumes by reusing everything."""
     path = _write(tmp_path, "fe.py", FOREACH_RESUME)
     (tmp_path / "FAIL").touch()
     assert _entry(path, "run").returncode == 1
@@ -181,9 +182,13 @@ def test_a_resume_reruns_only_the_failed_foreach_item(tmp_path: Path) -> None:
     named = _entry(path, "resume", "process")
     assert named.returncode == 0, named.stderr
     assert sorted(_printed(named, "PROCESSING")) == ["1", "2", "3"]
-    again = _entry(path, "resume")
+    again = _entry(path, "resume")  # the latest `run` again, as Metaflow: not a resume
     assert again.returncode == 0, again.stderr
-    assert _printed(again, "PROCESSING") == [] and _printed(again, "RESULTS") == []
+    assert _printed(again, "PROCESSING") == ["2"]
+    succeeded = _latest(path, "FeResume")
+    whole = _entry(path, "resume", "--origin-run-id", succeeded.id)
+    assert whole.returncode == 0, whole.stderr
+    assert _printed(whole, "PROCESSING") == [] and _printed(whole, "RESULTS") == []
     assert _latest(path, "FeResume").successful
 
 

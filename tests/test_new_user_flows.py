@@ -6,6 +6,10 @@
 - @catch answers a step that calls `sys.exit()` or raises KeyboardInterrupt itself: Metaflow's
   catches Exception only, its task process dies of the rest, and @catch's last attempt
   records FailureHandledByCatch; the run failed here (a crash with os._exit was caught).
+- `resume` continues the latest run that `run` started, as Metaflow's does: from the latest
+  resume, a resume that failed was resumed again and reused its task of a step the user
+  had fixed since, so following the hint ("Fix it, then continue with resume") looped.
+  A reused task whose step's code changed since it ran is said once.
 
 Real `python flow.py` processes.
 """
@@ -126,3 +130,66 @@ def test_catch_answers_a_step_that_exits_or_interrupts_itself(tmp_path: Path,
     assert run is not None and run.successful
     attempts = sorted(m.value for m in run["crash"].task.metadata if m.type == "attempt")
     assert attempts == ["0", "1", "2"]  # the step's own, @retry's, then @catch's last
+
+
+RESUMED_TWICE = '''
+import os
+from flowdeck import FlowSpec, step
+
+
+class Twice(FlowSpec):
+    @step
+    def start(self):
+        self.items = [1, 2, 3]
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        if os.path.exists("FAIL_WORK") and self.input == 2:
+            raise RuntimeError("flaky")
+        self.y = self.input * 10
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.total = sum(i.y for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("AVERAGE", self.total / 3, self.avg)
+
+
+if __name__ == "__main__":
+    Twice()
+'''
+
+
+def test_a_second_resume_continues_the_run_not_the_failed_resume(tmp_path: Path) -> None:
+    (tmp_path / "FAIL_WORK").touch()
+    first = _run(tmp_path, RESUMED_TWICE, "run")
+    assert first.returncode == 1
+    (tmp_path / "FAIL_WORK").unlink()
+    resumed = _run(tmp_path, RESUMED_TWICE, "resume")  # `join` forgot self.avg: `end` fails
+    assert resumed.returncode == 1 and "avg" in resumed.stdout + resumed.stderr
+    fixed = RESUMED_TWICE.replace("sum(i.y for i in inputs)\n",
+                                  "sum(i.y for i in inputs)\n        self.avg = 20\n")
+    again = _run(tmp_path, fixed, "resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "AVERAGE 20.0 20" in again.stdout
+    first_id = first.stdout.split(" run ", 1)[1].split(":", 1)[0]
+    assert f"resuming run {first_id}" in again.stdout
+
+
+def test_a_resume_says_when_it_reuses_a_step_changed_since(tmp_path: Path) -> None:
+    (tmp_path / "FAIL_WORK").touch()
+    first = _run(tmp_path, RESUMED_TWICE.replace("self.avg", "20"), "run")
+    assert first.returncode == 1
+    (tmp_path / "FAIL_WORK").unlink()
+    changed = RESUMED_TWICE.replace("self.avg", "20").replace("self.items = [1, 2, 3]",
+                                                               "self.items = [1, 2, 3]  # new")
+    resumed = _run(tmp_path, changed, "resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    said = [line for line in resumed.stderr.splitlines() if "changed since run" in line]
+    assert len(said) == 1 and "Step `start`" in said[0] and "resume start" in said[0]
+    assert "Step `work`" not in resumed.stderr  # unchanged: reused without a word

@@ -376,7 +376,8 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     # time: one node alone would wait for peers that never start), as in Metaflow.
     gangs = {s for s in steps if graph[s].decorator("parallel") is not None}
     reusable = set() if named else set(graph.nodes) - gangs
-    origin = OriginRun(origin_id, records, graph.descendants(steps), reusable)
+    origin = OriginRun(origin_id, records, graph.descendants(steps), reusable,
+                       graph.step_hashes())
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
     _write_run_id(options, run_id_file)
@@ -418,7 +419,7 @@ def _executor(options: RunOptions) -> Iterator[Executor | None]:
 
 
 def _latest_run_id(index: RunIndex) -> str | None:
-    latest = index.latest()
+    latest = index.latest_new_run()
     return latest.run_id if latest else None
 
 

@@ -197,6 +197,14 @@ class TerminalEcho:
         if not self.quiet:
             self._say(f"{self._prefix(step, task_id)} Reusing finished task {origin}.")
 
+    def reused_changed_step(self, step: str, origin_run_id: str) -> None:
+        """Said once per step: its code changed since run `origin_run_id` ran it, and a
+        resume reuses its finished tasks as they ran (Metaflow's rule), without the change."""
+        if not self.quiet:
+            self._say(f"[flowdeck] Step `{step}` changed since run {origin_run_id} ran it: "
+                      f"its finished tasks are reused as they ran. To run the new code: "
+                      f"`{self._resume()} {step} --origin-run-id {origin_run_id}`.", err=True)
+
     def task_failed(self, step: str, task_id: str, result: "TaskResult", will_retry: bool) -> None:
         error = result.error or {}
         message = str(error.get("message", "")).rstrip()

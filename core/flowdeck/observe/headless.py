@@ -113,9 +113,10 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
 
 
 def resumed_engine(file: str, flow_name: str | None, origin_run_id: str | None) -> str | None:
-    """The engine that made the run a resume continues (the named one, else the latest):
-    a Metaflow file run with `--engine flowdeck` resumes on Flowdeck's engine. None when
-    there is no such run to ask (the resume itself then says what is wrong)."""
+    """The engine that made the run a resume continues (the named one, else the latest
+    that `run` started): a Metaflow file run with `--engine flowdeck` resumes on
+    Flowdeck's engine. None when there is no such run to ask (the resume itself then says
+    what is wrong)."""
     path = Path(file).resolve()
     if not path.is_file():
         return None
@@ -124,7 +125,7 @@ def resumed_engine(file: str, flow_name: str | None, origin_run_id: str | None) 
         return None
     index = RunIndex(RunLayout.for_file(path, flow.name))
     try:
-        entry = index.read(origin_run_id) if origin_run_id else index.latest()
+        entry = index.read(origin_run_id) if origin_run_id else index.latest_new_run()
     except (InvalidId, OSError):
         return None
     record = entry.record if entry is not None else None
