@@ -10,6 +10,11 @@
   resume, a resume that failed was resumed again and reused its task of a step the user
   had fixed since, so following the hint ("Fix it, then continue with resume") looped.
   A reused task whose step's code changed since it ran is said once.
+- `separator=` on a parameter that is not a string is refused where it is written, as in
+  Metaflow ("only allowed for string parameters"): the default "1,2" of an int parameter
+  was said to be no valid int, and `--ids 3,4` failed the same way.
+- The end step written as a join gets Metaflow's own advice (it was called "both a join
+  and a split").
 
 Real `python flow.py` processes.
 """
@@ -193,3 +198,37 @@ def test_a_resume_says_when_it_reuses_a_step_changed_since(tmp_path: Path) -> No
     said = [line for line in resumed.stderr.splitlines() if "changed since run" in line]
     assert len(said) == 1 and "Step `start`" in said[0] and "resume start" in said[0]
     assert "Step `work`" not in resumed.stderr  # unchanged: reused without a word
+
+
+SEPARATED_INTS = '''
+from flowdeck import FlowSpec, Parameter, step
+
+
+class Separated(FlowSpec):
+    ids = Parameter("ids", type=int, separator=",", default="1,2")
+    words = Parameter("words", separator=" ", default="a b")
+
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    Separated()
+'''
+
+
+def test_a_separator_on_a_parameter_that_is_not_a_string_is_refused_where_written(
+        tmp_path: Path) -> None:
+    proc = _run(tmp_path, SEPARATED_INTS, "run")
+    assert proc.returncode == 1
+    assert f"{tmp_path / 'flow.py'}:6: error: Parameter `ids`: separator=" in proc.stderr
+    assert "only allowed for string parameters" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    fine = _run(tmp_path, SEPARATED_INTS.replace("type=int, ", "").replace('"1,2"', '"1,2"'),
+                "run", "--ids", "3,4")
+    assert fine.returncode == 0, fine.stderr

@@ -183,6 +183,11 @@ def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
             yield lint.at_step(node, "too-many-args",
                                f"Step `{node.name}` has too many arguments. A step takes only "
                                "`self`; a join step takes `self, inputs`.")
+        elif node.num_args == 2 and node.type == "end":  # Metaflow's own words for it
+            yield lint.at_step(node, "end-join",
+                               f"The last step `{node.name}` takes `inputs`, but the end step "
+                               "cannot be a join. Add a join step before it, and end with "
+                               f"`def {node.name}(self):`.")
         elif node.num_args == 2 and node.type not in ("join", None):
             yield lint.at_step(node, "join-and-split",
                                f"Step `{node.name}` is both a join (it takes `inputs`) and a "

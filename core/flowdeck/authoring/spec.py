@@ -136,6 +136,11 @@ class Parameter:
         self.has_default = default is not _MISSING and default is not None
         self._given_type = type
         self._default_type = self._type_of(self.default)
+        if separator and not self._splits_text(type):
+            raise DefinitionError(f"Parameter `{name}`: separator= splits a string into a "
+                                  "list, so it is only allowed for string parameters (as in "
+                                  "Metaflow). Drop type= and give a string default, then "
+                                  "convert the items in the step.")
         self.help = help or ""
         self.required = bool(required)
         self.show_default = show_default
@@ -183,6 +188,13 @@ class Parameter:
         """Whether a `config_expr` default decides the type (none given): known only once
         the run's configs are read (help, built before, cannot say it)."""
         return self._given_type is None and self._default_type is None
+
+    def _splits_text(self, given_type: Any) -> bool:
+        """Whether `separator=` may split this parameter: its type is str, given or by its
+        default (a default computed or read from a config is not held against it)."""
+        if given_type is not None:
+            return given_type is str
+        return self._default_type in (str, None)
 
     def _type_of(self, default: Any) -> Any:
         """The type a default gives (a multiple's: its first item's); None for a delayed
