@@ -31,7 +31,7 @@ def test_static_diagnostics_match_header(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["missing_step", "cycle", "param_clash", "syntax_error",
                                   "decorator_argument", "parameter_name",
-                                  "undefined_decorator"])
+                                  "undefined_decorator", "custom_start_end"])
 def test_running_a_bad_flow_prints_diagnostics_not_a_traceback(name: str, tmp_path: Path) -> None:
     source = (FLOWS / "bad" / f"{name}.py").read_text()
     flow_name = re.search(r"class (\w+)", source).group(1)

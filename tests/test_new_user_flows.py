@@ -15,6 +15,9 @@
   was said to be no valid int, and `--ids 3,4` failed the same way.
 - The end step written as a join gets Metaflow's own advice (it was called "both a join
   and a split").
+- Metaflow 2.19's `@step(start=True)` is refused with what to write instead (a TypeError
+  traceback), and a mistake in a Metaflow flow's definition run through the
+  `as_metaflow` entry is said as `python flow.py` says it: the lint's line, no traceback.
 
 Real `python flow.py` processes.
 """
@@ -232,3 +235,36 @@ def test_a_separator_on_a_parameter_that_is_not_a_string_is_refused_where_writte
     fine = _run(tmp_path, SEPARATED_INTS.replace("type=int, ", "").replace('"1,2"', '"1,2"'),
                 "run", "--ids", "3,4")
     assert fine.returncode == 0, fine.stderr
+
+
+METAFLOW_MISTAKE = '''
+from metaflow import FlowSpec, retry, step
+
+
+class Misspelt(FlowSpec):
+    @retry(tims=2)
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    Misspelt()
+'''
+
+
+def test_the_metaflow_entry_says_a_definition_mistake_without_a_traceback(
+        tmp_path: Path) -> None:
+    path = tmp_path / "misspelt.py"
+    path.write_text(METAFLOW_MISTAKE)
+    proc = subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(path),
+                           "run"], cwd=tmp_path, env=child_env(METAFLOW_USER="tester"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"{path}:6: error: @retry has no argument `tims` (it takes minutes_between_retries, "
+        "times). Fix the name, or remove the argument."]

@@ -38,6 +38,7 @@ from flowdeck.authoring.definitions import (
     BUILT_IN_STEP_DECORATORS,
     PARAMETER_NAME_MESSAGE,
     STEP_DECORATOR_ARGUMENTS,
+    custom_start_end_message,
     unknown_arguments_message,
 )
 from flowdeck.compiled_dataclasses import dataclass
@@ -708,6 +709,14 @@ class _FileAnalyzer:
         problems = self._decorators_below_step(func, flow)
         for deco in func.decorator_list:
             resolved = self.resolve(deco) if isinstance(deco, ast.Call) else None
+            if resolved is not None and resolved[1] == "step":
+                assert isinstance(deco, ast.Call)
+                problems.extend(Diagnostic(self.path, deco.lineno,
+                                           custom_start_end_message(str(k.arg)),
+                                           "custom-start-end", flow=flow, step=func.name)
+                                for k in deco.keywords
+                                if k.arg in ("start", "end") and literal(k.value))
+                continue
             if resolved is None or resolved[1] not in STEP_DECORATOR_ARGUMENTS:
                 continue
             assert isinstance(deco, ast.Call)

@@ -47,6 +47,15 @@ PARAMETER_NAME_MESSAGE = ("A Parameter needs its name, a string, as its first ar
                           "`alpha = Parameter(\"alpha\", default=...)` (the name is what the "
                           "command line takes, --alpha).")
 
+def custom_start_end_message(keyword: str) -> str:
+    """`@step(start=True)` / `@step(end=True)`: Metaflow 2.19 lets any step be the first or
+    the last; Flowdeck's graph, resume and window find them by name."""
+    name = "start" if keyword == "start" else "end"
+    return (f"`@step({keyword}=True)` makes another step the {'first' if name == 'start' else 'last'} "
+            f"one in Metaflow 2.19; Flowdeck does not support it yet. Name that step "
+            f"`{name}` and decorate it with a plain `@step`.")
+
+
 #: The flow's own attributes a step reads and cannot set, and what each is: the step
 #: refuses `self.name = ...` saying so (Python said only "property 'name' of 'X' object
 #: has no setter"), and the flow's check warns of it with its line.

@@ -33,24 +33,25 @@ class DefinitionError(FlowDefinitionError, TypeError):
         super().__init__(self.diagnostic.format(), [self.diagnostic])
 
 
-def show_user_errors(previous: Any) -> Any:
+def show_user_errors(previous: Any, script: str | None = None) -> Any:
     """An exception hook: a FlowdeckError nobody caught (one raised while the flow's module
     is defined) is shown as its message alone; every other exception as before.
 
     Python stops at the first mistake in a class; for a DefinitionError the hook reads the
     script Python runs (statically, as the window does) and shows every error the lint
     finds in it, so one run names them all, and the error itself if the lint missed it
-    (`@retry(**options)`, code outside the script)."""
+    (`@retry(**options)`, code outside the script). `script`: the file the flow came from,
+    when it is not `__main__`'s (the Metaflow entry runs it with runpy)."""
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        told = _undefined_decorator_errors(tb) if isinstance(value, NameError) else []
+        told = _undefined_decorator_errors(tb, script) if isinstance(value, NameError) else []
         if told:
             print("\n".join(d.format() for d in told), file=sys.stderr)
             return
         if not isinstance(value, FlowdeckError):
             previous(kind, value, tb)
             return
-        lines = ([d.format() for d in _script_diagnostics()]
+        lines = ([d.format() for d in _script_diagnostics(script=script)]
                  if isinstance(value, DefinitionError) else [])
         own = str(value)
         print("\n".join(lines if own in lines else [own, *lines]), file=sys.stderr)
@@ -58,11 +59,11 @@ def show_user_errors(previous: Any) -> Any:
     return hook
 
 
-def _script_diagnostics(also: str = "") -> list[Any]:
+def _script_diagnostics(also: str = "", script: str | None = None) -> list[Any]:
     """Every error the static analysis finds in the script Python runs (its flows, with
     the bases they inherit), as the lint prints them, and the findings of code `also`
     as errors; none if it has no file."""
-    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    script = script or _main_script()
     if not script or not os.path.isfile(script):
         return []
     from dataclasses import replace
@@ -73,18 +74,22 @@ def _script_diagnostics(also: str = "") -> list[Any]:
             for d in analysis.all_diagnostics() if d.severity == "error" or d.code == also]
 
 
-def _undefined_decorator_errors(tb: Any) -> list[Any]:
+def _main_script() -> str | None:
+    return getattr(sys.modules.get("__main__"), "__file__", None)
+
+
+def _undefined_decorator_errors(tb: Any, script: str | None = None) -> list[Any]:
     """For a NameError raised in the script at a line where the lint finds a decorator it
     never defines (`@stpe`): the script's errors, that one among them, which say it with
     the fix instead of a traceback; none for any other NameError (it keeps its traceback).
     The script is analysed once."""
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    script = script or _main_script()
     if tb is None or not script or \
             os.path.abspath(tb.tb_frame.f_code.co_filename) != os.path.abspath(script):
         return []
-    found = _script_diagnostics(UNDEFINED_DECORATOR)
+    found = _script_diagnostics(UNDEFINED_DECORATOR, script)
     hit = any(d.code == UNDEFINED_DECORATOR and d.line == tb.tb_lineno for d in found)
     return found if hit else []
 

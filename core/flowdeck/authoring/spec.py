@@ -22,6 +22,7 @@ from flowdeck.authoring.definitions import (
     PARAMETER_NAME_MESSAGE,
     READ_ONLY_FLOW_ATTRIBUTES,
     STEP_DECORATOR_ARGUMENTS,
+    custom_start_end_message,
     unknown_arguments_message,
 )
 from flowdeck.authoring.exceptions import DefinitionError, MergeArtifactsException
@@ -52,11 +53,25 @@ def _attach(func: Callable[..., Any], name: str, attributes: dict[str, Any]) -> 
     return func
 
 
-def step(func: Callable[..., Any]) -> Callable[..., Any]:
+def step(func: Callable[..., Any] | None = None, *, start: bool = False, end: bool = False,
+         node_info: dict[str, Any] | None = None) -> Any:
     """Mark a method as a step of the flow. The method itself is not wrapped.
 
-    `name` is set as in Metaflow, whose `for step in flow: step.name` reads it.
+    `name` is set as in Metaflow, whose `for step in flow: step.name` reads it. Metaflow
+    2.19's keywords are taken: `node_info` is kept on the method, `start`/`end` (another
+    step made the first or last) are refused with what to write instead.
     """
+    for keyword, given in (("start", start), ("end", end)):
+        if given:
+            raise DefinitionError(custom_start_end_message(keyword))
+    if func is None:  # `@step()`, `@step(node_info={...})`
+        return lambda method: _mark_step(method, node_info)
+    return _mark_step(func, node_info)
+
+
+def _mark_step(func: Callable[..., Any], node_info: dict[str, Any] | None) -> Callable[..., Any]:
+    if node_info is not None:
+        func.node_info = node_info  # type: ignore[attr-defined]
     func.is_step = True  # type: ignore[attr-defined]
     func.name = func.__name__  # type: ignore[attr-defined]
     if not hasattr(func, "_fd_decorators"):

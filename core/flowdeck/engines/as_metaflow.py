@@ -233,9 +233,19 @@ def main(argv: list[str] | None = None) -> int:
         print(message if message is not None else _script_traceback(exc), file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 (the script's own error, as `python FILE` shows it)
-        print(_script_traceback(exc), file=sys.stderr)
+        _show_script_error(file, exc)
         return 1
     return 0
+
+
+def _show_script_error(file: str, exc: Exception) -> None:
+    """As `python FILE` shows it: a mistake in the flow's definition (a misspelt decorator
+    argument, `@stpe`) as the lint's lines, as `import flowdeck`'s hook says it; any other
+    error as its traceback."""
+    from flowdeck.authoring.exceptions import show_user_errors
+    hook = show_user_errors(lambda _kind, value, _tb: print(_script_traceback(value),
+                                                            file=sys.stderr), script=file)
+    hook(type(exc), exc, exc.__traceback__)
 
 
 def _script_traceback(exc: BaseException) -> str:
