@@ -858,3 +858,76 @@ def test_a_flow_whose_base_class_is_in_a_module_beside_it(
         assert opened.read_text().split() == ["+6", str(folder / "base_steps.py")]  # its def
     finally:
         close_window(controller, window)
+
+
+PARAM_FAILING = '''from flowdeck import FlowSpec, Parameter, step
+
+
+class ParamFailFlow(FlowSpec):
+    bad = Parameter("bad", default=137)
+
+    @step
+    def start(self):
+        self.next(self.check)
+
+    @step
+    def check(self):
+        if self.bad == 137:
+            raise ValueError("137 is not allowed")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("ran with", self.bad)
+
+
+if __name__ == "__main__":
+    ParamFailFlow()
+'''
+
+
+def test_resume_asks_when_the_form_holds_other_parameters_than_the_run(
+        qtbot, app, folder: Path) -> None:
+    """A resume keeps the failed run's parameter values: the form's other values were
+    silently ignored. The window now asks, and "Run Again" runs with the form's."""
+    controller, window = app
+    (folder / "paramfail.py").write_text(PARAM_FAILING)
+    qtbot.waitUntil(lambda: any(e.name == "ParamFailFlow" for e in controller.model.entries()),
+                    timeout=WAIT_MS)
+    assert run_and_wait(qtbot, controller, window, "ParamFailFlow") == "failed"
+    editor = window.params._editors["bad"]
+    editor.setText("999")
+    editor.textEdited.emit("999")
+    asked: list[str] = []
+    tries = [0]
+
+    def answer() -> None:  # the dialog is modal: answered from the event loop it runs
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            tries[0] += 1
+            if tries[0] < 500:
+                QTimer.singleShot(20, answer)
+            return
+        asked.append(box.text())
+        next(b for b in box.buttons() if b.text().startswith("Run Again")).click()
+
+    QTimer.singleShot(0, answer)
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
+        window.resume_selected()
+    assert blocker.args[1] == "succeeded"
+    assert asked and "bad: 137 in the run, 999 in the form" in asked[0]
+    window.logs.flush()
+    assert "ran with 999" in window.logs.text()
+    assert step_status(window, "start") == "succeeded"  # a new run, nothing reused
+    # A save reruns changed steps by resuming the last good run, which keeps its values
+    # too: with others in the form, it runs whole.
+    editor.setText("5")
+    editor.textEdited.emit("5")
+    window._save_params()
+    entry = controller.model.entry(key_of(controller, "ParamFailFlow"))
+    plan = controller.rerun_plan(entry)
+    assert plan.args[0] == "run" and plan.reason == "parameters changed: bad"
+    editor.setText("999.0")  # the same value, written otherwise
+    editor.textEdited.emit("999.0")
+    window._save_params()
+    assert controller.rerun_plan(entry).reason == "no step changed"

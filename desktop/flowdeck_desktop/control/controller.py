@@ -126,6 +126,35 @@ class FlowSession:
         self.run, self.state = run, state
 
 
+@dataclass(frozen=True)
+class ParamChange:
+    """A parameter whose value in the form differs from a run's (command-line texts)."""
+
+    name: str
+    run_value: str
+    form_value: str
+
+
+def param_changes(form: dict[str, str], record: RunRecord) -> list[ParamChange]:
+    """The form's values (blank: the flow's default, not compared) that differ from the
+    run's; numbers compare as numbers (`0.10` is the run's `0.1`)."""
+    given = {p.name: p.cli for p in record.params}
+    return [ParamChange(name, given.get(name, "(its default)"), value)
+            for name, value in form.items()
+            if value != "" and not _same_text_value(given.get(name), value)]
+
+
+def _same_text_value(run_value: str | None, form_value: str) -> bool:
+    if run_value is None:
+        return False
+    if run_value == form_value:
+        return True
+    try:
+        return float(run_value) == float(form_value)
+    except ValueError:
+        return False
+
+
 #: What the messages about a flow file's errors say (the window takes their banner down
 #: once a save leaves the file without errors; no other error's).
 FILE_ERRORS_SAY = ("has errors and cannot run", "was saved with errors")
@@ -856,7 +885,9 @@ class FlowdeckController(QObject):
         last = self.last_run(key)
         return last is not None and last.status in RUN_UNFINISHED
 
-    def resume_failed(self, key: str) -> RunState | None:
+    def _resume_origin(self, key: str) -> tuple[str | None, str | None]:
+        """The run Resume from Failure continues (this session's last run, else the newest
+        on disk) and the engine that ran it."""
         state = self.session(key).state
         run = self.session(key).run
         origin = state.run_id if state and state.status in RUN_UNFINISHED else None
@@ -866,6 +897,24 @@ class FlowdeckController(QObject):
             if last is not None and last.status in RUN_UNFINISHED:
                 origin = last.run_id
                 engine = last.record.engine if last.record is not None else None
+        return origin, engine
+
+    def resume_param_changes(self, key: str) -> list[ParamChange]:
+        """The form's parameter values that differ from those of the run a resume would
+        continue: a resume keeps that run's values (it continues the run as it was), so the
+        form's would be silently ignored."""
+        origin, _engine = self._resume_origin(key)
+        layout = self.layout_for(key)
+        if origin is None or layout is None:
+            return []
+        try:
+            record = RunIndex(layout).read(origin).record
+        except (OSError, ValueError):
+            return []
+        return param_changes(self.session(key).params, record) if record is not None else []
+
+    def resume_failed(self, key: str) -> RunState | None:
+        origin, engine = self._resume_origin(key)
         try:
             options = self.option_args(key)
         except RunOptionsError as exc:
@@ -893,6 +942,9 @@ class FlowdeckController(QObject):
         record = last.record
         if record.engine != self.run_engine(entry.key):
             return RunPlan(base, f"the last successful run was on the {record.engine} engine")
+        changes = param_changes(self.session(entry.key).params, record)
+        if changes:  # a resume would keep the run's values: the form's are the ones to run
+            return RunPlan(base, f"parameters changed: {', '.join(c.name for c in changes)}")
         new_hashes = entry.flow.graph.step_hashes()
         old_hashes = record.step_hashes
         if record.outside_hash != entry.flow.graph.outside_hash or \

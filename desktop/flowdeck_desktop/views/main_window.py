@@ -57,7 +57,7 @@ from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.status import RUNNING, TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
-from flowdeck_desktop.control.controller import FILE_ERRORS_SAY, FlowdeckController
+from flowdeck_desktop.control.controller import FILE_ERRORS_SAY, FlowdeckController, ParamChange
 from flowdeck_desktop.control.run_options import ENGINE_LABELS
 from flowdeck_desktop.models.catalog_model import (
     FILE_ROLE,
@@ -1251,8 +1251,34 @@ class MainWindow(QMainWindow):
             self._refresh_controls()  # a run followed from outside: Stop is sent once
 
     def resume_selected(self) -> None:
-        if self.selected_key:
-            self.controller.resume_failed(self.selected_key)
+        """Resume from Failure: a resume keeps the run's parameter values, so when the form
+        holds others the user chooses which they meant (they were silently ignored)."""
+        key = self.selected_key
+        if not key:
+            return
+        self._save_params()
+        changes = self.controller.resume_param_changes(key)
+        choice = self.ask_resume_params(changes) if changes else "resume"
+        if choice == "resume":
+            self.controller.resume_failed(key)
+        elif choice == "run":
+            self.controller.start_run(key)
+
+    def ask_resume_params(self, changes: list[ParamChange]) -> str:
+        """"resume" (the run's values), "run" (a new run with the form's) or "cancel"."""
+        listed = "\n".join(f"  {c.name}: {c.run_value} in the run, {c.form_value} in the form"
+                            for c in changes)
+        box = QMessageBox(QMessageBox.Icon.Question, "Resume keeps the run's parameters",
+                          "A resume continues the failed run with its own parameter values; "
+                          f"the form has others:\n\n{listed}", QMessageBox.StandardButton.NoButton,
+                          self)
+        resume = box.addButton("Resume with the Run's Values", QMessageBox.ButtonRole.AcceptRole)
+        run = box.addButton("Run Again with the Form's", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(resume)
+        box.exec()
+        clicked = box.clickedButton()
+        return "resume" if clicked is resume else "run" if clicked is run else "cancel"
 
     def _toggle_auto(self, on: bool) -> None:
         if self.selected_key:
