@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from flowdeck_desktop.app import build
 from flowdeck_desktop.models.catalog_model import KEY_ROLE, STATUS_ROLE
-from flowdeck_desktop.views.main_window import MainWindow
+from flowdeck_desktop.views.main_window import REMOVED_SAY_AFTER_MS, MainWindow
 
 
 @pytest.fixture
@@ -412,19 +412,27 @@ def test_deleting_a_failed_run_of_this_session_takes_resume_away(qtbot, app) -> 
     delete_the_only_run(qtbot, controller, window, key_of(controller, "FailingFlow"))
 
 
-def test_a_flow_renamed_while_it_runs_is_followed_when_the_run_ends(
+def test_a_flow_renamed_while_it_runs_keeps_its_run_under_the_new_name(
         qtbot, app, folder: Path) -> None:
+    """The run goes on under the new name: shown live there, Run not offered (a second run
+    of the flow started beside the first), Stop stops it."""
     controller, window = app
     key = start_napping(qtbot, controller, window)
     path = Path(controller.model.entry(key).file)
     path.rename(path.with_name("renamed_" + path.name))
-    qtbot.waitUntil(lambda: any(e.file.endswith("renamed_" + path.name)
-                                for e in controller.model.entries()), timeout=WAIT_MS)
-    assert window.selected_key == key and controller.is_running(key)  # the live run stays
-    assert "file was removed" not in window.banner.text
-    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
-        window.stop_selected()
     qtbot.waitUntil(lambda: "renamed_sleepy.py" in str(window.selected_key), timeout=WAIT_MS)
+    new = window.selected_key
+    assert controller.is_running(new) and not controller.is_running(key)
+    assert not window.act_run.isEnabled() and window.act_stop.isEnabled()
+    assert "outside this window" not in window.flow_title.text()
+    assert window.scene.step_state("nap_a").status == "running"
+    assert "file was removed" not in window.banner.text
+    window.select_flow(key_of(controller, "TrainFlow"))
+    window.select_flow(new)  # shown again: still its live run
+    assert window.scene.step_state("nap_a").status == "running"
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
+        window.stop_selected()
+    assert blocker.args == [new, "cancelled"]
     assert window.act_run.isEnabled()
 
 
@@ -617,11 +625,13 @@ def test_a_renamed_file_keeps_its_flow_selected(qtbot, app, folder: Path) -> Non
     assert entry is not None and entry.name == "TrainFlow"
     assert window.tree.currentIndex().data(KEY_ROLE) == window.selected_key
     assert not window.banner.isVisible()
+    qtbot.wait(REMOVED_SAY_AFTER_MS + 200)  # a rename is no removal: nothing said, later either
+    assert not any("removed" in n.text for n in window.notifications.notices)
     (folder / "train_renamed.py").unlink()
     qtbot.waitUntil(lambda: not any(e.name == "TrainFlow" for e in controller.model.entries()),
                     timeout=WAIT_MS)
     assert "TrainFlow" in window.flow_title.text()
-    assert "file was removed" in window.banner.text
+    qtbot.waitUntil(lambda: "file was removed" in window.banner.text, timeout=WAIT_MS)
     assert not window.tree.currentIndex().isValid()
 
 

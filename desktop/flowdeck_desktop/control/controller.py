@@ -210,11 +210,20 @@ class FlowdeckController(QObject):
     start_failed = Signal(str, object)  # flow key, StartFailure: ended before its run began
     roots_changed = Signal()
     garbage_collected = Signal(str, object)  # store root, GcReport or the error's text
+    #: A running flow's file was renamed or moved within its folder: its session (the run
+    #: going on, its parameters) now answers to the new key. Old key, new key.
+    session_moved = Signal(str, str)
 
     def __init__(self, settings: QSettings, parent: QObject | None = None):
         super().__init__(parent)
         self.settings = settings
         self.model = CatalogModel(self)
+        #: (folder, flow name) -> key of a running flow whose row went: a flow of that name
+        #: listed in that folder next is the same file renamed (the watcher may tell the
+        #: removal and the addition apart).
+        self._gone_running: dict[tuple[str, str], str] = {}
+        self.model.flow_removing.connect(self._note_running_gone)
+        self.model.flow_added.connect(self._follow_moved_run)
         self.bridge = WatchBridge(self)
         self.bridge.diff_ready.connect(self._on_diff)
         self.bridge.status_ready.connect(self._on_watch_status)
@@ -618,10 +627,12 @@ class FlowdeckController(QObject):
         state.begin(spec.run_id, entry.name, entry.file)
         run = RunProcess(spec, self)
         run.event_arrived.connect(state.apply)
-        run.output.connect(lambda stream, text, k=key: self.run_output.emit(k, stream, text))
-        run.failed_to_start.connect(lambda msg, k=key: self._tell("error", msg, k))
+        # By the session's key when it speaks: a rename of the file moves the session.
+        run.output.connect(lambda stream, text, s=session: self.run_output.emit(s.key, stream,
+                                                                                text))
+        run.failed_to_start.connect(lambda msg, s=session: self._tell("error", msg, s.key))
         run.output.connect(lambda _stream, text, s=session: s.keep_output(text))
-        run.ended.connect(lambda code, status, k=key: self._on_ended(k, status, code))
+        run.ended.connect(lambda code, status, s=session: self._on_ended(s.key, status, code))
         session.replace_run(run, state)
         session.started_code = _fingerprint_of(entry.file)
         self._last_runs.pop(key, None)
@@ -643,6 +654,33 @@ class FlowdeckController(QObject):
             self._tell("warning", " ".join(interpreter.skipped), key)
         run.start()
         return state
+
+    # -- a running flow's file renamed --------------------------------------------------
+
+    def _note_running_gone(self, key: str) -> None:
+        entry = self.model.entry(key)
+        if entry is not None and self.is_running(key):
+            self._gone_running[(os.path.dirname(entry.file), entry.name)] = key
+
+    def _follow_moved_run(self, new: str) -> None:
+        """A flow listed anew where a running flow of its name went: the same file, renamed.
+        Its session moves to the new key, so the run shows as running there (Run was
+        offered, and a second run of the flow started beside the first)."""
+        entry = self.model.entry(new)
+        if entry is None:
+            return
+        old = self._gone_running.pop((os.path.dirname(entry.file), entry.name), None)
+        if old is None or old == new or not self.is_running(old) or new in self.sessions \
+                and self.sessions[new].running:
+            return
+        session = self.sessions.pop(old)
+        session.key = new
+        self.sessions[new] = session
+        self.save_params(new, session.params)
+        self._last_runs.pop(old, None)
+        self._last_runs.pop(new, None)
+        self.model.set_run_status(new, "running")
+        self.session_moved.emit(old, new)
 
     def stop_run(self, key: str, state: RunState | None = None) -> None:
         """Stop the flow's run: the window's own, else, when `state` (the run on screen)

@@ -97,6 +97,9 @@ from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
 
 #: The banner of a selected flow whose file went (taken down if it reappears, moved).
 REMOVED_WARNING = "The selected flow's file was removed or no longer defines that flow."
+#: How long a selected flow's row may be gone before the window says so: both ends of a
+#: rename share the watcher's quiet period (0.15 s), so the new name comes well before.
+REMOVED_SAY_AFTER_MS = 1500
 LOG_MEMORY_CHARS = 4_000_000  # per flow, so switching flows brings its recent output back
 def app_icon() -> QIcon:
     """The icon from the repository's (or the bundle's) resources/icons folder."""
@@ -416,6 +419,7 @@ class MainWindow(QMainWindow):
         c.model.flow_removing.connect(self._on_flow_removing)
         c.model.flow_removed.connect(self._on_flow_removed)
         c.model.flow_added.connect(self._on_flow_added)
+        c.session_moved.connect(self._on_session_moved)
         c.model.flow_changed.connect(self._on_flow_changed)
         self.tree.customContextMenuRequested.connect(self._show_tree_menu)
         self.dag.customContextMenuRequested.connect(self._show_dag_menu)
@@ -799,9 +803,15 @@ class MainWindow(QMainWindow):
             self.tree.selectionModel().blockSignals(False)
             self._orphaned = key
         if key == self.selected_key:
-            if not self._watched_folder_gone(key):  # else the watcher's message says why
-                self.show_message("warning", REMOVED_WARNING, flow=key)
+            # Said once it is not a rename: the watcher may tell the removal and the new
+            # name apart, and Notifications kept a false warning of every rename.
+            QTimer.singleShot(REMOVED_SAY_AFTER_MS, self, lambda k=key: self._say_removed(k))
             self._refresh_controls()
+
+    def _say_removed(self, key: str) -> None:
+        if key == self.selected_key and self._orphaned == key and \
+                self.controller.model.entry(key) is None and not self._watched_folder_gone(key):
+            self.show_message("warning", REMOVED_WARNING, flow=key)  # else the watcher says why
 
     def _watched_folder_gone(self, key: str) -> bool:
         """Whether the flow's file lay in a watched folder that no longer exists (moved,
@@ -813,8 +823,9 @@ class MainWindow(QMainWindow):
     def _on_flow_added(self, new: str) -> None:
         """A flow of the selected flow's name listed anew while the selected one's row is
         gone: its file was renamed or moved (the watcher may tell the removal and the
-        addition apart): select it where it is now. A run of it going on stays shown live
-        (its session is the old file's); the selection follows when the run ends."""
+        addition apart): select it where it is now. Renamed in its folder, a run going on
+        moved with it (`session_moved`); moved to another folder (another store), the run
+        stays shown live under the old file and the selection follows when it ends."""
         old = self._orphaned
         entry = self.controller.model.entry(new)
         if old is None or entry is None or entry.name != self._orphaned_name:
@@ -826,6 +837,17 @@ class MainWindow(QMainWindow):
             self._show_banner_for(old)
             return
         self.select_flow(new)
+
+    def _on_session_moved(self, old: str, new: str) -> None:
+        """A running flow's file was renamed: its run, output and messages answer to the new
+        key, and shown, the window shows it there, live."""
+        if old in self._logs:
+            self._logs[new] = self._logs.pop(old)
+        self._dismiss_removal_warning(old)
+        self._moved_while_running.pop(old, None)
+        if self.selected_key == old or self._orphaned == old:
+            self._orphaned = None
+            self.select_flow(new)
 
     def _dismiss_removal_warning(self, key: str) -> None:
         notice = self._banners.get(key)
