@@ -225,3 +225,19 @@ def test_history_sorts_numeric_run_ids_as_numbers_and_unknown_durations_last(qtb
         header.sectionClicked.emit(3)
         assert pane.table.item(2, 1).text() == "9"
     assert [pane.table.item(r, 1).text() for r in range(2)] == ["100", "10"]
+
+
+def test_history_lists_first_the_parameters_that_tell_its_runs_apart(qtbot) -> None:
+    """At a laptop's width the Parameters column shows its first one or two: the one that
+    differs between the runs (`epochs`) comes first, not the same `learning_rate` of every
+    run; the tooltip keeps the flow's own order, whole."""
+    from flowdeck_desktop.views.panes import HistoryPane, RunSummary
+    pane = HistoryPane()
+    qtbot.addWidget(pane)
+    pane.set_runs([RunSummary(f"17964{i}", "succeeded", 100.0 + i, 1.0,
+                              {"learning_rate": 0.001, "epochs": epochs, "seed": 7}, None, "")
+                   for i, epochs in enumerate([5, 10, 20])])
+    cells = [pane.table.item(r, 4).text() for r in range(3)]
+    assert all(c.startswith("epochs=") for c in cells), cells
+    assert cells[0].endswith("learning_rate=0.001, seed=7")
+    assert pane.table.item(0, 4).toolTip().splitlines()[0] == "learning_rate = 0.001"

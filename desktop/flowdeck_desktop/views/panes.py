@@ -123,6 +123,24 @@ class _ElideLeft(QStyledItemDelegate):
         option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
+def telling_order(runs: list[RunSummary]) -> list[str]:
+    """The runs' parameter names, those whose values differ between the runs first: at a
+    laptop's width the column shows its first one or two, and a parameter every run gave
+    the same value tells none of them apart."""
+    names: list[str] = []
+    for run in runs:
+        names.extend(k for k in run.params if k not in names)
+    varying = [k for k in names
+               if len({repr(run.params.get(k)) for run in runs}) > 1]
+    return varying + [k for k in names if k not in varying]
+
+
+def params_text(params: dict[str, Any], order: list[str]) -> str:
+    """`name=value, ...` in `order` (then any name it lacks)."""
+    names = [k for k in order if k in params] + [k for k in params if k not in order]
+    return ", ".join(f"{k}={params[k]}" for k in names)
+
+
 def _ms_to_midnight(now: time.struct_time) -> int:
     """Milliseconds until just past the next local midnight (a second past it)."""
     seconds = 86400 - (now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec)
@@ -295,7 +313,8 @@ class HistoryPane(QWidget):
             1: lambda r: (len(r.run_id), r.run_id),  # Metaflow's numeric ids: 9 before 10
             2: lambda r: (r.start, r.run_id),
             3: lambda r: r.duration or 0.0,
-            4: lambda r: ", ".join(f"{k}={v}" for k, v in r.params.items())}
+            4: lambda r: params_text(r.params, telling)}
+        telling = telling_order(self._runs)
         known = [r for r in self._runs if column != 3 or r.duration is not None]
         unknown = [r for r in self._runs if column == 3 and r.duration is None]
         return sorted(known, key=keys[column],
@@ -305,6 +324,7 @@ class HistoryPane(QWidget):
         """Fill the table; every cell's tooltip holds its full text (and the status word)."""
         selected = {run.run_id for run in self.selected_runs()}
         runs = self._shown = self._in_order()
+        telling = telling_order(runs)
         dark = self.palette().color(QPalette.ColorRole.Base).lightnessF() < 0.5
         self.table.blockSignals(True)
         self.table.clearSelection()  # rows move when runs come and go: select by run id
@@ -317,7 +337,7 @@ class HistoryPane(QWidget):
             cells = [STATUS_GLYPHS.get(run.status, "?"), run.run_id,
                      started_text(started, today),
                      f"{run.duration:.2f} s" if run.duration is not None else "—",
-                     ", ".join(f"{k}={v}" for k, v in run.params.items())]
+                     params_text(run.params, telling)]
             tips = [run.status + (f": {run.damage}" if run.damage else ""),
                     f"{run.pathspec}" + ("\nPinned: kept however many runs follow."
                                          if run.pinned else ""),
