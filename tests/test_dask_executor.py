@@ -503,3 +503,68 @@ def test_the_clients_info_lines_stay_off_the_users_terminal() -> None:
         assert logger.level == logging.DEBUG  # the user's own choice stays
     finally:
         logger.setLevel(before)
+
+
+GROUP_STOPPED = '''
+import os
+import subprocess
+import time
+
+from flowdeck import FlowSpec, step
+
+
+class GroupStopped(FlowSpec):
+    @step
+    def start(self):
+        self.items = [0, 1]
+        self.next(self.work, foreach="items")
+
+    @step
+    def work(self):
+        child = subprocess.Popen(["sleep", "1000"])
+        with open(f"started-{self.input}", "w") as mark:
+            mark.write(str(child.pid))
+        try:
+            time.sleep(600)
+        finally:
+            open(f"cleaned-{self.input}", "w").close()
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    GroupStopped()
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_sent_to_the_runs_group_reaches_the_steps_on_a_local_cluster(
+        tmp_path: Path, sig: int) -> None:
+    """A terminal's Ctrl+C goes to the whole foreground group: the LocalCluster's workers
+    were in it and died at once, so a step's `finally:` did not run and its `sleep` child
+    lived on. Its workers now leave the group; the run stops its steps itself."""
+    path = tmp_path / "stopped.py"
+    path.write_text(GROUP_STOPPED)
+    env = child_env()
+    env.pop("FLOWDECK_DASK_SCHEDULER", None)
+    proc = subprocess.Popen([sys.executable, str(path), "run", "--executor", "dask"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    started = [tmp_path / f"started-{i}" for i in (0, 1)]
+    wait_for(lambda: all(p.exists() and p.read_text() for p in started),
+             "both steps to start their child", lambda: proc.poll() is None)
+    children = [int(p.read_text()) for p in started]
+    os.killpg(proc.pid, sig)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert (tmp_path / "cleaned-0").exists() and (tmp_path / "cleaned-1").exists(), err
+    for pid in children:
+        wait_for(lambda pid=pid: not process_alive(pid), f"the step's child {pid} to end")
+    assert Flow("GroupStopped", root=tmp_path / ".flowdeck").latest_run.status == "cancelled"
