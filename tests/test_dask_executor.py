@@ -424,6 +424,62 @@ def test_an_unreachable_scheduler_is_refused_and_records_no_run(flow_file) -> No
     assert not runs.exists() or not any(runs.iterdir())
 
 
+class _NotAScheduler:
+    """A TCP service on 127.0.0.1 that is not Dask: it greets with a text banner (as SSH
+    does) or says nothing at all (as a web server waiting for its request)."""
+
+    def __init__(self, banner: bytes) -> None:
+        import threading
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.server.getsockname()[1]}"
+        self.banner = banner
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            if self.banner:
+                conn.sendall(self.banner)
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("banner", [b"SSH-2.0-OpenSSH_9.6p1 Debian\r\n", b""],
+                         ids=["banner", "silent"])
+def test_a_port_where_no_scheduler_listens_is_refused_in_one_line(flow_file,
+                                                                  banner: bytes) -> None:
+    """A dashboard's port, a web server, an SSH port: the run waited for ever on a silent
+    one, crashed with a 69-line traceback on a banner, and printed a traceback 10 s after
+    its refusal (the half-made Client closing itself)."""
+    service = _NotAScheduler(banner)
+    try:
+        result = run_flow(flow_file("train.py"), "run", "--executor", "dask", "--scheduler",
+                          service.address, timeout=120)
+    finally:
+        service.close()
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: Cannot reach the Dask scheduler at "
+                                    f"{service.address} (")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "http://127.0.0.1:8786"])
+def test_a_malformed_scheduler_address_is_refused_in_one_line(flow_file, address: str) -> None:
+    result = run_flow(flow_file("train.py"), "run", "--executor", "dask", "--scheduler",
+                      address, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "tcp://HOST:PORT" in result.stderr
+
+
 def _train_on_a_worker_that_first_runs(preload: str, flow_file,
                                        tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """train.py run on a cluster of one worker that ran `preload` (Python) as it started."""

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 SCHEDULER_ENV = "FLOWDECK_DASK_SCHEDULER"
 #: How long connecting to a scheduler may take before the run is refused.
 CONNECT_TIMEOUT_S = 5.0
+#: How long the whole handshake with a scheduler may take (the Client's own timeout
+#: bounds only the connect; the scheduler then answers within a second).
+CONNECT_DEADLINE_S = 15.0
 #: The exit code reported for an attempt whose worker was lost (EX_TEMPFAIL).
 EXIT_WORKER_LOST = 75
 #: After a task's function returned, how long its last output chunks may take to arrive.
@@ -75,6 +78,59 @@ class _Attempt:
     killed: bool = False
     give_up_at: float | None = None
     pending: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _check_address(address: str) -> None:
+    """ValueError for an address no scheduler can have (no port, `http://`), before a
+    Client is made: a Client that fails to connect prints a traceback of its own when it is
+    collected, 10 s later, after the run's one-line refusal."""
+    from distributed.comm.addressing import get_address_host_port
+    get_address_host_port(address)
+
+
+def _client_within(distributed: Any, address: str, deadline_s: float) -> Any:
+    """A Client of `address`, or TimeoutError past `deadline_s`. Its own `timeout` bounds
+    the TCP connect only: a port that accepts and never speaks Dask (a dashboard, a web
+    server) kept the run waiting for ever, and one that sends a banner crashed it while
+    reading the banner as a message's length."""
+    made: list[Any] = []
+    failed: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            made.append(distributed.Client(address, timeout=CONNECT_TIMEOUT_S,
+                                           set_as_default=False))
+        except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+            _close_half_made(distributed, exc)
+            failed.append(exc)
+
+    worker = threading.Thread(target=connect, name="flowdeck-dask-connect", daemon=True)
+    worker.start()
+    worker.join(deadline_s)
+    if made:
+        return made[0]
+    if failed and isinstance(failed[0], (OSError, TimeoutError, ValueError)):
+        raise failed[0]
+    if failed:  # a reply that is no Dask message: MemoryError reading its "length", ...
+        raise ValueError(f"what answers there is not a Dask scheduler: "
+                         f"{type(failed[0]).__name__}") from None
+    raise TimeoutError(f"no Dask scheduler answered within {deadline_s:g} s; something "
+                       "else listens on that port")
+
+
+def _close_half_made(distributed: Any, exc: BaseException) -> None:
+    """Close the Client whose constructor raised `exc` (found in its frames): collected
+    later, it closed itself then, waited 10 s and printed a traceback after the refusal."""
+    tb = exc.__traceback__
+    while tb is not None:
+        made = tb.tb_frame.f_locals.get("self")
+        if isinstance(made, distributed.Client):
+            try:
+                made.close(timeout=1)
+            except Exception:  # noqa: BLE001 (closing what never connected)
+                pass
+            return
+        tb = tb.tb_next
 
 
 def scheduler_address(option: str | None) -> str | None:
@@ -125,6 +181,8 @@ class DaskExecutor(Executor):
                 self.cluster = distributed.LocalCluster(
                     n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=logging.ERROR,
+                    # out of the run's process group: a stop reaches them through the run
+                    preload=["flowdeck.engine.executors.dask_local_worker"],
                     # no dashboard, and the scheduler's HTTP routes on a free port (on the
                     # default one, a second cluster warns on the user's terminal)
                     scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
@@ -136,15 +194,16 @@ class DaskExecutor(Executor):
             self.address = str(self.cluster.scheduler_address)
             return distributed.Client(self.cluster, set_as_default=False)
         try:
-            return distributed.Client(self.address, timeout=CONNECT_TIMEOUT_S,
-                                      set_as_default=False)
+            _check_address(self.address)
+            return _client_within(distributed, self.address, CONNECT_DEADLINE_S)
         except (OSError, TimeoutError, ValueError) as exc:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(
                 f"Cannot reach the Dask scheduler at {self.address} ({why}). Start one "
                 "there (`dask scheduler`, with workers: `dask worker ADDRESS`), or give the "
-                f"right address with --scheduler or ${SCHEDULER_ENV}; without --executor "
-                "dask the flow runs on this machine.") from None
+                f"right address with --scheduler or ${SCHEDULER_ENV} (tcp://HOST:PORT, the "
+                "scheduler's port, 8786 by default, not its dashboard's); without "
+                "--executor dask the flow runs on this machine.") from None
 
     def _check_versions(self) -> None:
         """Refuse workers whose flowdeck differs from ours, or that cannot import it."""
