@@ -99,6 +99,9 @@ def drawn_status(state: StepSummary) -> str:
 
 PENDING = StepSummary()
 
+#: The view's anchor meaning "the top of the graph" (where `start` is).
+HOME: tuple[str, ...] = ()
+
 
 def blend(a: QColor, b: QColor, t: float) -> QColor:
     """`a` moved a fraction `t` toward `b`: palette-relative tints instead of fixed colours."""
@@ -919,6 +922,11 @@ class DagScene(QGraphicsScene):
         """Step names in graph order."""
         return list(self._items)
 
+    def steps_drawn(self, status: str) -> list[str]:
+        """The steps drawn with `status`, in graph order (the view follows the running
+        ones and shows the first failed one)."""
+        return [name for name, item in self._items.items() if drawn_status(item.state) == status]
+
     def edge_items(self) -> list[EdgeItem]:
         """Edge items in layout order."""
         return list(self._edges)
@@ -1113,6 +1121,12 @@ class DagView(QGraphicsView):
     drag pans, Home/End jump to the first/last steps. After the user zooms,
     the view keeps that zoom until they ask to fit again; until then it
     re-fits on resizes.
+
+    A long graph scrolls, so the view goes where the run is: it follows the
+    running steps (`follow_run` starts that for a new run) until the user pans
+    or zooms, and it brings a run's first failed step into view, centred at a
+    readable zoom; `fit()` goes back to that. Resizes keep the anchor (the top,
+    the steps followed, or the user's own place) in view.
     """
 
     MIN_ZOOM = 0.05
@@ -1126,7 +1140,10 @@ class DagView(QGraphicsView):
         super().__init__(parent)
         self.wheel_zooms = False
         self._mode = "fit"  # "fit" (readable, to width), "all" (whole graph) or "manual"
-        self._home_pending = True  # scroll to the top after resizes until the user moves the view
+        self._anchor: tuple[str, ...] | None = HOME  # what resizes keep in view
+        self._steered = False  # the user panned or zoomed since this run began to be followed
+        self._failure_shown = False  # this run's first failed step was brought into view
+        self._press_scroll: tuple[int, int] | None = None  # scroll position at a mouse press
         self._forwarding_drag = False  # the current drag went to drop_receiver(), not the scene
         self._drag_answer = Qt.DropAction.IgnoreAction  # the receiver's last answer to this drag
         self.setScene(scene if scene is not None else DagScene(self))
@@ -1142,7 +1159,7 @@ class DagView(QGraphicsView):
         self.legend = self.header.legend
         self.setViewportMargins(0, self.header.sizeHint().height(), 0, 0)
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
-            bar.actionTriggered.connect(self._user_moved)
+            bar.actionTriggered.connect(self._user_steered)
 
     def setScene(self, scene: QGraphicsScene | None) -> None:
         """Follow the new scene's `graph_changed` (and stop following the old one's).
@@ -1154,11 +1171,13 @@ class DagView(QGraphicsView):
         old = self.scene()
         if isinstance(old, DagScene):
             old.graph_changed.disconnect(self._on_graph_changed)
+            old.step_state_changed.disconnect(self._on_step_state)
         super().setScene(scene)
         if scene is not None and scene.parent() is None:
             scene.setParent(self)
         if isinstance(scene, DagScene):
             scene.graph_changed.connect(self._on_graph_changed)
+            scene.step_state_changed.connect(self._on_step_state)
             scene.set_palette(self.palette())
 
     def dag_scene(self) -> DagScene:
@@ -1193,18 +1212,27 @@ class DagView(QGraphicsView):
     def zoom_by(self, factor: float) -> None:
         """Relative zoom by the user: kept (across resizes and runs) until `fit()`."""
         self._mode = "manual"
-        self._home_pending = False
+        self._user_steered()
         self.set_zoom(self.zoom() * factor)
 
     def fit(self) -> None:
-        """The default view: readable text, fitted to the width when that is larger, from the top."""
+        """The default view: readable text, fitted to the width when that is larger,
+        showing where the run is (its first failed step, else its running steps, else
+        the top). The view follows the run again."""
         self._mode = "fit"
-        self._apply_mode(home=True)
+        self._steered = False
+        self._apply_mode()
+        self._anchor = self._focus()
+        self._show_anchor()
 
     def fit_all(self) -> None:
-        """The whole graph at once (an explicit overview: text may get too small to read)."""
+        """The whole graph at once (an explicit overview: text may get too small to read).
+        The user's choice: a run's steps are all in view, so it is not followed."""
         self._mode = "all"
-        self._apply_mode(home=True)
+        self._apply_mode()
+        self._user_steered()
+        self._anchor = HOME
+        self._show_anchor()
 
     def fit_zoom(self) -> float:
         """Zoom of the default view: the width fit, capped at natural size, floored at legible."""
@@ -1235,16 +1263,13 @@ class DagView(QGraphicsView):
         m = self.FIT_MARGIN
         return self.sceneRect().adjusted(-m, -m, m, m)
 
-    def _apply_mode(self, home: bool) -> None:
-        """Re-apply the fit mode's zoom; `home` also scrolls to the first steps."""
+    def _apply_mode(self) -> None:
+        """Re-apply the fit mode's zoom (the user's own zoom stays)."""
         if self._mode == "manual" or self.sceneRect().isEmpty():
             return
         zoom = self.fit_zoom() if self._mode == "fit" else self.overview_zoom()
         self.resetTransform()
         self.scale(zoom, zoom)
-        if home:
-            self._home_pending = True
-            self.scroll_home()
 
     def scroll_home(self) -> None:
         """Show the top of the graph (where `start` is), centred horizontally."""
@@ -1253,13 +1278,89 @@ class DagView(QGraphicsView):
         y = rect.center().y() if visible.height() >= rect.height() else rect.top() + visible.height() / 2
         self.centerOn(rect.center().x(), y)
 
-    def _user_moved(self) -> None:
-        """The user scrolled or panned: resizes keep their place from now on."""
-        self._home_pending = False
+    def _user_steered(self) -> None:
+        """The user scrolled, panned or zoomed: their view stays (across resizes, and while
+        the run goes on) until they ask to fit again or another run starts."""
+        self._steered = True
+        self._anchor = None
 
     def _on_graph_changed(self) -> None:
         """A new graph starts in the default view, whatever the previous zoom was."""
         self.fit()
+
+    # -- following a run ---------------------------------------------------------------
+
+    def follow_run(self) -> None:
+        """A run starts, or another run is shown: follow its running steps and show its
+        first failure, whatever the user did to the view during the run before."""
+        self._steered = False
+        self._failure_shown = False
+
+    def is_following(self) -> bool:
+        """Whether running steps are followed (the user has not moved the view this run)."""
+        return not self._steered
+
+    def visible_scene_rect(self) -> QRectF:
+        """The part of the scene the viewport shows."""
+        return self.mapToScene(self.viewport().rect()).boundingRect()
+
+    def _focus(self) -> tuple[str, ...]:
+        """Where the run is: its first failed step, else its running steps, else the top."""
+        scene = self.dag_scene()
+        failed = scene.steps_drawn("failed")
+        return (failed[0],) if failed else tuple(scene.steps_drawn("running"))
+
+    def _on_step_state(self, step: str) -> None:
+        """A step failed: show it (`_show_failure`). A step started: bring the running
+        steps into view, unless the user moved the view or a failure is shown."""
+        state = self.dag_scene().step_state(step)
+        status = drawn_status(state) if state is not None else "pending"
+        if status == "failed":
+            self._show_failure(step)
+        elif status == "running" and not (self._steered or self._failure_shown):
+            self._anchor = tuple(self.dag_scene().steps_drawn("running"))
+            self._show_anchor(centre=False)
+
+    def _show_failure(self, step: str) -> None:
+        """The run's first failed step, centred at a readable zoom: in a long graph it is
+        off-screen and the steps in view are all green. A view the user moved during the
+        run stays when it already shows the failed step."""
+        item = self.item_for(step)
+        if self._failure_shown or item is None:
+            return
+        self._failure_shown = True
+        if self._steered and self.visible_scene_rect().intersects(item.sceneBoundingRect()):
+            return
+        if self.zoom() < self.legible_zoom() - 1e-6:
+            self._mode = "fit"  # the whole graph's zoom: names too small to read
+            self._apply_mode()
+        self._anchor = (step,)
+        self._show_anchor()
+
+    def _anchor_rect(self, steps: tuple[str, ...]) -> QRectF | None:
+        """The scene rectangle to show for `steps`: all of them when they fit in the
+        viewport together (parallel branches), else the last one."""
+        rects = [item.sceneBoundingRect() for s in steps if (item := self.item_for(s)) is not None]
+        if not rects:
+            return None
+        union = QRectF(rects[0])
+        for rect in rects[1:]:
+            union = union.united(rect)
+        room = self.visible_scene_rect()
+        fits = union.width() <= room.width() and union.height() <= room.height()
+        return union if fits else rects[-1]
+
+    def _show_anchor(self, centre: bool = True) -> None:
+        """Scroll to the anchor: the top, or its steps centred (with `centre` False, only
+        when they are not all in view already); the user's own place stays as it is."""
+        if self._anchor is None:
+            return
+        if not self._anchor:
+            self.scroll_home()
+            return
+        target = self._anchor_rect(self._anchor)
+        if target is not None and (centre or not self.visible_scene_rect().contains(target)):
+            self.centerOn(target.center())
 
     # -- drops -------------------------------------------------------------------------
 
@@ -1340,7 +1441,7 @@ class DagView(QGraphicsView):
         """Ctrl+wheel zooms around the cursor (one notch is one `ZOOM_STEP`); the wheel scrolls."""
         ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
         if not (ctrl or self.wheel_zooms):
-            self._home_pending = False
+            self._user_steered()
             super().wheelEvent(event)
             return
         delta = event.angleDelta().y() or event.angleDelta().x()
@@ -1356,15 +1457,25 @@ class DagView(QGraphicsView):
             return True
         return super().viewportEvent(event)
 
+    def _scroll_position(self) -> tuple[int, int]:
+        return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        """A press may start a pan: from then on resizes keep the user's place."""
-        self._home_pending = False
+        """A press may start a pan (see `mouseMoveEvent`); a click alone moves nothing."""
+        self._press_scroll = self._scroll_position()
         super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        """A drag that scrolled is the user's pan: the view stops following the run."""
+        super().mouseMoveEvent(event)
+        if self._press_scroll is not None and event.buttons() != Qt.MouseButton.NoButton \
+                and self._scroll_position() != self._press_scroll:
+            self._press_scroll = None
+            self._user_steered()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """`+`/`=` zoom in, `-` out, `0` fit, Home/End first/last steps; other keys scroll."""
         key = event.key()
-        self._home_pending = False
         if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.zoom_by(self.ZOOM_STEP)
         elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
@@ -1372,20 +1483,26 @@ class DagView(QGraphicsView):
         elif key == Qt.Key.Key_0:
             self.fit()
         elif key == Qt.Key.Key_Home:
+            self._user_steered()
             self.scroll_home()
         elif key == Qt.Key.Key_End:
+            self._user_steered()
             self.centerOn(self.sceneRect().center().x(), self.sceneRect().bottom())
         else:
+            before = self._scroll_position()
             super().keyPressEvent(event)
+            if self._scroll_position() != before:  # arrows, Page Up/Down
+                self._user_steered()
             return
         event.accept()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        """Keep the header across the top; re-fit (unless the user zoomed) and stay at the top
-        until the user moves the view."""
+        """Keep the header across the top; re-fit (unless the user zoomed) and keep the
+        anchor (the top, or the steps followed) in view until the user moves the view."""
         super().resizeEvent(event)
         self._place_header()
-        self._apply_mode(home=self._home_pending)
+        self._apply_mode()
+        self._show_anchor()
 
     def _place_header(self) -> None:
         """Over the viewport's columns only, like a tree view's header: never under a scroll bar."""
@@ -1396,7 +1513,8 @@ class DagView(QGraphicsView):
     def showEvent(self, event: QShowEvent) -> None:
         """Fit on show, when the viewport finally has its real size."""
         super().showEvent(event)
-        self._apply_mode(home=self._home_pending)
+        self._apply_mode()
+        self._show_anchor()
 
     def changeEvent(self, event: QEvent) -> None:
         """Follow palette switches (e.g. the system going dark)."""

@@ -55,7 +55,7 @@ from flowdeck.discovery.catalog import CatalogEntry, key_file
 from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
-from flowdeck.store.status import RUNNING, TASK_RESULTS_FINAL
+from flowdeck.store.status import REUSED, RUNNING, SUCCEEDED, TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
 from flowdeck_desktop.control.controller import FILE_ERRORS_SAY, FlowdeckController, ParamChange
 from flowdeck_desktop.control.run_options import ENGINE_LABELS
@@ -74,6 +74,7 @@ from flowdeck_desktop.views.banner import MessageBanner, Notice, NotificationsVi
 from flowdeck_desktop.views.cards_pane import CardsPane
 from flowdeck_desktop.views.catalog_delegate import CatalogDelegate
 from flowdeck_desktop.views.compare_view import CompareView
+from flowdeck_desktop.views.dag_layout import node_table
 from flowdeck_desktop.views.dag_view import DagScene, DagView, StepItem
 from flowdeck_desktop.views.interpreter_dialog import InterpreterDialog
 from flowdeck_desktop.views.log_view import MARKER_STREAM, LogView, compact_prefix
@@ -888,6 +889,7 @@ class MainWindow(QMainWindow):
                 old.setParent(None)
                 old.deleteLater()
         if old is not state:  # the step and task picked were the other run's
+            self.dag.follow_run()  # its running steps and its failure, not the view the user set before
             self.shown_step = None
             self.task_picker.blockSignals(True)
             self.task_picker.clear()
@@ -924,7 +926,8 @@ class MainWindow(QMainWindow):
         if self.shown_state is None:
             return
         summary = self.shown_state.steps.get(step, StepSummary())
-        self.scene.set_step_state(step, summary)
+        if self.scene.set_step_state(step, summary) and self.shown_state.status == RUNNING:
+            self._update_title()  # its count of steps done
 
     def _on_task_changed(self, task_id: str) -> None:
         state = self.shown_state
@@ -954,6 +957,8 @@ class MainWindow(QMainWindow):
             return
         run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
+        if run_id and state.status == RUNNING:
+            run += steps_done_note(state)
         if self.controller.is_outside_state(state):
             run += " (started outside this window)"
         if self.controller.session(self.selected_key).did_not_start(state):
@@ -1712,6 +1717,14 @@ def _timeline_task(task: TaskView) -> TimelineTask:
 
 #: A failure's message is cut here in the banner (the Error tab has it whole).
 ENDED_MESSAGE_CHARS = 300
+
+
+def steps_done_note(state: RunState) -> str:
+    """How far a run is, for the header: in a long graph the running step may be off-screen
+    (and the view stops following it once the user moves it)."""
+    total = len(node_table(state.graph))
+    done = sum(1 for s in state.steps.values() if s.status in (SUCCEEDED, REUSED))
+    return f" · {done}/{total} steps done" if total else ""
 
 
 def run_ended_text(name: str, status: str, state: RunState | None) -> str:
