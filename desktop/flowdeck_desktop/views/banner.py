@@ -7,7 +7,11 @@ install it with `...`". Messages that need action (warnings and errors) stay:
 - `MessageBanner`: a closable strip over the DAG with the selected flow's latest
   such message, word-wrapped (long paths break anywhere rather than vanish),
   selectable, and a Copy button that copies the command the message gives in
-  backticks (else the whole text).
+  backticks (else the whole text). At most `BANNER_LINES` lines (`COMMAND_LINES`
+  for a message that gives a command: an instruction is read whole): a longer
+  message (an exception listing 300 column names) keeps its start and its end
+  (where a message says where it happened) or its command, the whole text in the
+  tooltip, so the banner never squeezes the graph.
 - `NotificationsView`: every recent message with its flow and time, newest first,
   never truncated; a click on a flow's name selects it.
 
@@ -21,10 +25,20 @@ import html
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import field
 
 from PySide6.QtCore import QEvent, QRectF, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QResizeEvent, QTextOption
+from PySide6.QtGui import (
+    QColor,
+    QFontMetricsF,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QResizeEvent,
+    QTextDocument,
+    QTextOption,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
@@ -47,6 +61,13 @@ _COMMAND = re.compile(r"`([^`]+)`")
 LEVELS = {"error": ("✖", "failed"), "warning": ("⚠", "cancelled"), "info": ("ℹ", "running")}
 
 NOTICE_LIMIT = 200  # the notifications list keeps this many, newest first
+BANNER_LINES = 3  # the banner's message takes at most this many lines...
+COMMAND_LINES = 6  # ...or this many when it gives a command to run (what to do, in full)
+#: A tooltip holding a clamped text is cut here (the Error tab's traceback has it whole):
+#: a 12,000-character exception message would cover the screen.
+TOOLTIP_CHARS = 2000
+#: The end kept of a clamped text takes at most this share of a line.
+TAIL_SHARE = 0.8
 
 
 #: The first words of a command a user types in a terminal. Backticks also quote code
@@ -102,15 +123,83 @@ def tint(palette: QPalette, level: str) -> tuple[QColor, QColor]:
     return fill, hue
 
 
+def document_lines(document: QTextDocument) -> int:
+    """How many lines `document` takes at its text width (every block laid out)."""
+    document.size()  # lays it out
+    lines, block = 0, document.begin()
+    while block.isValid():
+        layout = block.layout()
+        lines += layout.lineCount() if layout is not None else 0
+        block = block.next()
+    return lines
+
+
+def text_ending(text: str, metrics: QFontMetricsF, width: float) -> str:
+    """What a clamped message keeps of its end: the end of its last line that fits
+    `width`, from a word's start when it has one, and from the opening backtick of a
+    command it cuts into (the command is what to do)."""
+    last = text.rsplit("\n", 1)[-1]
+    shown = metrics.elidedText(last, Qt.TextElideMode.ElideLeft, width)
+    if shown == last:
+        return last
+    cut = shown.lstrip("…")
+    space = cut.find(" ")
+    tail = cut[space + 1:] if 0 <= space < len(cut) - 1 else cut
+    if tail.count("`") % 2:
+        opening = last.rfind("`", 0, len(last) - len(tail))
+        tail = last[opening:] if opening >= 0 else tail
+    return tail
+
+
+def elide_middle(text: str, fits: Callable[[str], bool], tail: str) -> str:
+    """`text` when it `fits`, else its longest start that fits followed by " … " and
+    `tail` (its end)."""
+    if fits(text):
+        return text
+    low, high = 0, max(0, len(text) - len(tail))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(_head_and_tail(text[:middle], tail)):
+            low = middle
+        else:
+            high = middle - 1
+    return _head_and_tail(text[:low], tail)
+
+
+#: A clamped text's start ends at a word's end when one is this close to the cut.
+WORD_BACKOFF = 40
+
+
+def _head_and_tail(head: str, tail: str) -> str:
+    space = head.rfind(" ")
+    if space >= max(1, len(head) - WORD_BACKOFF):
+        head = head[:space]
+    head = head.rstrip()
+    return f"{head} … {tail}" if head else f"… {tail}"
+
+
+def tooltip_of(text: str) -> str:
+    """`text` as a tooltip: rich, so Qt wraps it, and cut at TOOLTIP_CHARS."""
+    cut = text if len(text) <= TOOLTIP_CHARS else text[:TOOLTIP_CHARS] + " …"
+    return f"<p>{rich_message(cut)}</p>"
+
+
 class WrappedText(QTextBrowser):
     """Read-only, selectable text that wraps anywhere and is always as tall as its text.
 
     A QLabel wraps only at spaces, so a long path or command would be cut off;
-    this breaks such a word instead and never scrolls or elides.
+    this breaks such a word instead and never scrolls. With `max_lines`, a text
+    longer than that is shown clamped (`elide_middle`): its start and its end, the
+    whole text in the tooltip and in `text()`.
     """
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, max_lines: int = 0,
+                 command_lines: int = 0):
         super().__init__(parent)
+        self.max_lines = max_lines  # 0: no limit
+        self.command_lines = max(command_lines, max_lines)  # the limit for a text with a command
+        self._message = ""
+        self._shown: str | None = None  # what is shown of it (None: not rendered yet)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -132,12 +221,62 @@ class WrappedText(QTextBrowser):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
         if event.oldSize().width() != event.size().width():
+            if self.max_lines:
+                self._render()  # another width: another cut
             self._fit_height()
 
     def fits(self) -> bool:
         """True when every line of the text is in view (nothing scrolled away or cut)."""
         self.document().setTextWidth(self.viewport().width())
         return self.document().size().height() <= self.viewport().height() + 1
+
+    def set_message(self, text: str) -> None:
+        """Show `text` (backticked commands in a monospace font), clamped to `max_lines`."""
+        self._message = text
+        self._shown = None
+        self._render()
+
+    def text(self) -> str:
+        """The whole message, however much of it is shown."""
+        return self._message
+
+    def is_clamped(self) -> bool:
+        """Whether part of the message is left out at the current width."""
+        return self._shown is not None and self._shown != self._message
+
+    def _render(self) -> None:
+        """Show as much of the message as `max_lines` allows at the current width."""
+        shown = self._clamped(self._message) if self.max_lines else self._message
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self.setHtml(rich_message(shown))
+        self.setToolTip(tooltip_of(self._message) if shown != self._message else "")
+
+    def _clamped(self, text: str) -> str:
+        """`text`, or its start and end when it takes more lines than its limit
+        (`max_lines`, `command_lines` for a text that gives a command)."""
+        probe = QTextDocument()
+        probe.setDefaultFont(self.document().defaultFont())
+        probe.setDefaultTextOption(self.document().defaultTextOption())
+        probe.setDocumentMargin(self.document().documentMargin())
+        probe.setTextWidth(self.viewport().width())
+        limit = self.command_lines if command_in(text) else self.max_lines
+
+        def fits(candidate: str) -> bool:
+            probe.setHtml(rich_message(candidate))
+            return document_lines(probe) <= limit
+
+        tail = next((t for t in self._endings(text) if fits(_head_and_tail("", t))), "")
+        return elide_middle(text, fits, tail)
+
+    def _endings(self, text: str) -> list[str]:
+        """What a clamped text may keep of its end, best first: from its command on (what
+        to do), else the end of its last line."""
+        width = max(1.0, self.viewport().width() * TAIL_SHARE)
+        command = command_in(text)
+        from_command = [text[text.rfind(f"`{command}`"):]] if command else []
+        return from_command + [text_ending(text, QFontMetricsF(self.font()), width)]
 
 
 class MessageBanner(QFrame):
@@ -152,7 +291,7 @@ class MessageBanner(QFrame):
         self.text = ""
         self.icon = QLabel()
         self.icon.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
-        self.view = WrappedText()
+        self.view = WrappedText(max_lines=BANNER_LINES, command_lines=COMMAND_LINES)
         self.copy_button = QPushButton("Copy")
         self.copy_button.setAutoDefault(False)
         self.copy_button.clicked.connect(self.copy)
@@ -177,10 +316,11 @@ class MessageBanner(QFrame):
         self.hide()
 
     def show_message(self, level: str, text: str) -> None:
-        """Show `text` in full; the Copy button names what it copies."""
+        """Show `text` (clamped to BANNER_LINES: whole in the tooltip, the Copy button and
+        Notifications); the Copy button names what it copies."""
         self.level, self.text = level, text
         self.icon.setText(LEVELS.get(level, LEVELS["info"])[0])
-        self.view.setHtml(rich_message(text))
+        self.view.set_message(text)
         command = command_in(text)
         self.copy_button.setText("Copy command" if command else "Copy")
         self.copy_button.setToolTip(f"Copy {command}" if command else "Copy the message")

@@ -47,7 +47,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QMenu,
     QMessageBox,
     QPlainTextEdit,
@@ -67,6 +66,7 @@ from flowdeck.store.index import RunIndex, read_run
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord
 from flowdeck.store.status import CANCELLED, CRASHED, DAMAGED, FAILED, RUNNING, SUCCEEDED
+from flowdeck_desktop.views.banner import WrappedText
 from flowdeck_desktop.views.theme import status_color
 
 
@@ -734,14 +734,23 @@ _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
 class ErrorPane(QWidget):
-    """The failed task's traceback, with a button that opens the failing line."""
+    """The failed task's traceback, with a button that opens the failing line.
+
+    The header above it says which step failed with what in at most SUMMARY_LINES lines
+    (SUMMARY_COMMAND_LINES when it gives a command):
+    an exception message can be thousands of characters (a KeyError listing 300
+    columns), and the traceback below, which has it whole, keeps the room.
+    """
 
     open_requested = Signal(str, int)
+    SUMMARY_LINES = 2
+    SUMMARY_COMMAND_LINES = 3  # a start failure's summary that says what to run
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.summary = QLabel("No failure.")
-        self.summary.setWordWrap(True)
+        self.summary = WrappedText(max_lines=self.SUMMARY_LINES,
+                                   command_lines=self.SUMMARY_COMMAND_LINES)
+        self.summary.set_message("No failure.")
         self.text = QPlainTextEdit()
         self.text.setReadOnly(True)
         self.open_button = QPushButton("Open the failing line")
@@ -761,8 +770,8 @@ class ErrorPane(QWidget):
         if not error:
             self.clear()
             return
-        self.summary.setText(f"Step {step} (task {task_id}) failed: {error.get('type')}: "
-                             f"{error.get('message')}")
+        self.summary.set_message(f"Step {step} (task {task_id}) failed: {error.get('type')}: "
+                                 f"{error.get('message')}")
         trace = error.get("traceback") or ""
         self.text.setPlainText(trace or error.get("message", ""))
         self.location = failing_line(trace, flow_file)
@@ -770,13 +779,13 @@ class ErrorPane(QWidget):
 
     def show_start_failure(self, failure: StartFailure) -> None:
         """A failure before the run began: its summary, traceback and the line to open."""
-        self.summary.setText(failure.summary)
+        self.summary.set_message(failure.summary)
         self.text.setPlainText(failure.traceback or failure.summary)
         self.location = (failure.file, failure.line) if failure.file and failure.line else None
         self.open_button.setEnabled(self.location is not None)
 
     def clear(self) -> None:
-        self.summary.setText("No failure.")
+        self.summary.set_message("No failure.")
         self.text.clear()
         self.location = None
         self.open_button.setEnabled(False)
