@@ -127,6 +127,27 @@ def test_names_types_and_sizes_show_before_any_helper_answers(qtbot,
     assert rows["count"]["preview"] == "7" and rows["picture"].get("deferred")
 
 
+def test_the_list_keeps_its_width_as_artifacts_of_every_kind_are_shown(
+        qtbot, finished_run: dict) -> None:
+    """Only the user moves the splitter between the list and the viewer. At the width the
+    Artifacts tab has in a 1280x720 window, each viewer's title (name, type, size) set
+    its side's minimum width, so the list went 174, 169, 249, 227 px wide as the user
+    clicked a table, an image, a tree, a plot."""
+    widget = _pane(qtbot, finished_run)
+    widget.resize(600, 250)
+    QApplication.processEvents()
+    sizes = widget.splitter.sizes()
+    for name, kind in [("frame", "table"), ("picture", "image"), ("nested", "tree"),
+                       ("signal", "plot"), ("essay", "text"), ("frame", "table")]:
+        show(qtbot, widget, name, kind, shot=False)
+        QApplication.sendPostedEvents()  # the layout requests a new title makes
+        QApplication.processEvents()
+        assert widget.splitter.sizes() == sizes, name
+    title = widget.viewer_title
+    assert title.toolTip().startswith("frame · ")  # cut to its room, whole in the tooltip
+    assert title.geometry().right() < widget.plot_button.geometry().left()
+
+
 def test_a_data_frame_shows_in_a_sortable_table_with_shape_and_dtypes(qtbot, pane) -> None:
     viewer = show(qtbot, pane, "frame", "table")
     assert isinstance(viewer, TableViewer) and viewer.model is not None

@@ -13,6 +13,9 @@ A numeric artifact (a score, a loss: `runs_plot.NUMERIC_TYPE` by its listed type
 plotted across the flow's runs: "Plot Across Runs…" in its row's context menu and beside
 Export asks the window (`plot_requested`) to open the plot.
 
+The list keeps the width its splitter gives it, whatever is selected: the viewer's
+title (name, type, size) is elided to the room it has instead of widening its side.
+
 Unpickling runs code chosen by whoever made the run: for a run another user made
 (`foreign_author`), the pane lists names, types and sizes from the run's events and
 starts no helper until asked ("Load values").
@@ -20,12 +23,13 @@ starts no helper until asked ("Load values").
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QFont, QFontMetricsF, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -34,6 +38,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QTableWidget,
@@ -86,6 +91,51 @@ def _listed_row(artifact: dict[str, Any]) -> dict[str, Any]:
             "size": size if isinstance(size, (int, float)) else 0}
 
 
+class ViewerTitle(QLabel):
+    """One line over the viewer: the artifact's name in bold, then its type and size,
+    elided on the right to the width it is given (whole in the tooltip).
+
+    It never asks for width: a QLabel's text sets its minimum width, so each artifact's
+    title moved the splitter between the list and the viewer (174 px for a table, 249
+    for a tree) as the user clicked through them.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._name = ""
+        self._detail = ""
+
+    def set_title(self, name: str, detail: str) -> None:
+        """Show `name` (bold) followed by `detail`."""
+        self._name, self._detail = name, detail
+        self._render()
+
+    def title(self) -> str:
+        """The whole title, however much of it is shown."""
+        return self._name + self._detail
+
+    def clear(self) -> None:
+        self.set_title("", "")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._render()
+
+    def _render(self) -> None:
+        """Elide with the bold font's metrics (the wider one), so what is shown fits."""
+        whole = self.title()
+        bold = QFont(self.font())
+        bold.setBold(True)
+        shown = QFontMetricsF(bold).elidedText(whole, Qt.TextElideMode.ElideRight,
+                                               max(0, self.contentsRect().width()))
+        cut = len(self._name)
+        self.setText(f"<b>{html.escape(shown[:cut])}</b>{html.escape(shown[cut:])}" if shown else "")
+        self.setToolTip(whole if shown != whole else "")
+
+
 class ArtifactsPane(QWidget):
     """Artifacts of one task: a list (name, type, size, summary or why it cannot load)
     and a viewer for the selected one, chosen by its preview's kind."""
@@ -126,8 +176,7 @@ class ArtifactsPane(QWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._show_row_menu)
 
-        self.viewer_title = QLabel()
-        self.viewer_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.viewer_title = ViewerTitle()
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Write the whole value to a file (the flow's interpreter "
                                       "writes it; the window never loads it).")
@@ -416,7 +465,7 @@ class ArtifactsPane(QWidget):
             self._clear_viewer("Select an artifact to preview it.")
             return
         art = self.rows[self._row_of(name)]
-        self.viewer_title.setText(f"<b>{name}</b> · {art.get('type', '')} · "
+        self.viewer_title.set_title(name, f" · {art.get('type', '')} · "
                                   f"{size_text(art.get('size', 0))}")
         request = self._request
         if request is None:
