@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowdeck gc",
         description="Remove old runs (keeping the newest N per flow, pinned and running runs "
-                    "and the runs they resumed from), then blobs no kept run uses, temporary "
+                    "and the runs they resumed from), then blobs no kept run uses (once "
+                    "they are 15 minutes old, and while no run is in progress), temporary "
                     "files left by killed writers and the logs of removed runs.")
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help=f"a store, or a folder to search for {DEFAULT_DIRNAME} stores "
