@@ -278,6 +278,39 @@ def test_project_modules_travel_and_a_missing_one_is_named(on_dask, tmp_path: Pa
     assert "Worker tcp://127.0.0.1:" in missing.stderr and "Traceback" not in missing.stderr
 
 
+STEP_IMPORT = '''
+from flowdeck import FlowSpec, step
+
+
+class StepImport(FlowSpec):
+    @step
+    def start(self):
+        import step_helper  # beside the flow file, imported by the step only
+        self.value = step_helper.VALUE
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    StepImport()
+'''
+
+
+def test_a_module_a_step_imports_that_the_worker_lacks_is_said_with_the_fix(
+        on_dask, tmp_path: Path) -> None:
+    """Modules beside the flow file travel only when the flow file imports them: a step's
+    own import failed on the workers with a bare ModuleNotFoundError."""
+    (tmp_path / "step_import.py").write_text(STEP_IMPORT)
+    (tmp_path / "step_helper.py").write_text("VALUE = 1\n")
+    result = run_flow(tmp_path / "step_import.py")
+    assert result.returncode == 1
+    assert "cannot import module `step_helper`" in result.stderr
+    assert "import it at the top of the flow file" in result.stderr
+
+
 def test_log_lines_arrive_while_the_task_runs(on_dask, flow_file) -> None:
     path = flow_file("dask/dask_hold.py")
     hold = path.parent / "hold"

@@ -838,15 +838,17 @@ def execute_task(req: TaskRequest) -> int:
 
 
 def _import_refusal(exc: BaseException) -> str | None:
-    """The message for a step's import from metaflow that Flowdeck's engine cannot serve:
-    the wording of the as_metaflow entry's import alias (`import_refusal`), which says how
-    to run the flow on Metaflow's engine; None otherwise, and where no alias runs."""
+    """The message for a step's import that fails where the engine knows why: the
+    as_metaflow entry's import alias (an import from metaflow Flowdeck's engine cannot
+    serve: how to run the flow on Metaflow's), a Dask worker's hint (a module the worker
+    lacks); None otherwise. Each is a finder on `sys.meta_path` with `import_refusal`."""
     if not isinstance(exc, ImportError):
         return None
     for finder in sys.meta_path:
         refusal = getattr(finder, "import_refusal", None)
-        if refusal is not None:
-            return cast(str | None, refusal(exc))
+        said = refusal(exc) if refusal is not None else None
+        if said is not None:
+            return cast(str, said)
     return None
 
 

@@ -179,6 +179,26 @@ def missing_module_message(worker: str, name: str) -> str:
             "file are shipped with it).")
 
 
+class WorkerImportHint:
+    """Last on a task's `sys.meta_path` on a worker: finds nothing, but a step's import of
+    a module the worker lacks is said with the fix (`task._import_refusal`), as a module
+    the flow file imports at its top is: a file beside the flow file travels to the
+    workers only when the flow file imports it (a step's `import helper` worked on this
+    machine and on a LocalCluster, and on a cluster elsewhere said only "No module named
+    'helper'")."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    def find_spec(self, *_args: Any) -> None:  # noqa: D102 (the finder protocol)
+        return None
+
+    def import_refusal(self, exc: ImportError) -> str | None:
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            return missing_module_message(self.worker, exc.name)
+        return None
+
+
 @dataclass(frozen=True)
 class WorkerPaths:
     """Where an attempt writes its store folder and record on this worker."""
@@ -275,6 +295,7 @@ def child_main(flow_cls: type, payload: bytes, out_fd: int, err_fd: int, report_
         if paths is not None and paths.relocated:
             request.root, request.attempt_json = Path(paths.root), paths.attempt_json
         os.environ[RUN_ID_ENV] = request.run_id
+        sys.meta_path.append(WorkerImportHint(worker))
         code = execute_task(request)
         finish_worker_process(request, code)
     except SystemExit as exc:
