@@ -9,6 +9,7 @@ executors answer to the same assertions; the tests below add what only a cluster
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -309,6 +310,57 @@ def test_a_module_a_step_imports_that_the_worker_lacks_is_said_with_the_fix(
     assert result.returncode == 1
     assert "cannot import module `step_helper`" in result.stderr
     assert "import it at the top of the flow file" in result.stderr
+
+
+OUTLIVING = '''
+import time
+
+from flowdeck import FlowSpec, step
+
+
+class Outliving(FlowSpec):
+    @step
+    def start(self):
+        open("started", "w").close()
+        try:
+            time.sleep(600)
+        finally:
+            open("cleaned", "w").close()
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    Outliving()
+'''
+
+
+def test_an_attempt_whose_run_has_ended_stops_on_its_worker(on_dask, tmp_path: Path) -> None:
+    """An orchestrator that lost its scheduler fails the run and can no longer stop what
+    runs on the workers: such a step ran on and recorded its success in the failed run. The
+    worker looks at the run's record: ended, the attempt gets SIGINT (its `finally:` runs)."""
+    (tmp_path / "outliving.py").write_text(OUTLIVING)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "outliving.py")], cwd=tmp_path,
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        wait_for(lambda: (tmp_path / "started").exists(), "the step to start",
+                 lambda: proc.poll() is None)
+        run = Flow("Outliving", root=tmp_path / ".flowdeck").latest_run
+        record = run.dir / "run.json"  # as the orchestrator leaves it when it fails the run
+        ended = json.loads(record.read_text()) | {"status": "failed"}
+        record.write_text(json.dumps(ended))
+        wait_for(lambda: (tmp_path / "cleaned").exists(), "the step's clean-up",
+                 lambda: proc.poll() is None)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    attempt = run.dir / "start" / "1" / "attempt-0.json"
+    wait_for(attempt.exists, "the attempt's record")
+    assert json.loads(attempt.read_text())["status"] == "failed"
 
 
 def test_log_lines_arrive_while_the_task_runs(on_dask, flow_file) -> None:

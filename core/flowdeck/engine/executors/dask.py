@@ -39,6 +39,7 @@ from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
 from flowdeck.engine.task import track_script_classes
+from flowdeck.store.layout import RunLayout
 
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
@@ -268,9 +269,10 @@ class DaskExecutor(Executor):
         if worker is not None:
             with self.lock:
                 self.load[worker] = self.load.get(worker, 0) + 1
+        run_json = str(RunLayout(request.root, request.flow_name).run_json(request.run_id))
         future = self.client.submit(run_attempt, key, self.topic, flow_class, files, payload,
                                     flowdeck.__version__, str(request.root), request.attempt_json,
-                                    request.datastore, key=key, pure=False, retries=0,
+                                    request.datastore, run_json, key=key, pure=False, retries=0,
                                     workers=[worker] if worker else None,
                                     allow_other_workers=True)
         attempt.future = future

@@ -33,6 +33,8 @@ from flowdeck.engines import processes
 #: Output is forwarded in chunks of at most this many bytes (the scheduler keeps the last
 #: 1,000 events of a topic, so a chatty task holds at most ~32 MB there).
 CHUNK = 32 * 1024
+#: How often a running attempt looks whether its run has ended (`RunWatch`).
+RUN_WATCH_S = 2.0
 #: After an attempt's process exited, how long its pipes may stay open (held by a process
 #: it started in another session) before its output is given up.
 DRAIN_S = 2.0
@@ -68,13 +70,14 @@ def version_message(worker: str, theirs: str, ours: str) -> str:
 
 def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
                 payload: bytes, version: str, root: str = "", attempt_json: str = "",
-                datastore: str | None = None) -> dict[str, Any]:
+                datastore: str | None = None, run_json: str = "") -> dict[str, Any]:
     """Run one attempt on this worker; returns {"status", "chunks", "error", "files"}
     (see module). `flow_class` and `files` are `remote_task.pack_class`'s bytes and the
     source files of what travels by value; `payload` is `remote_task.pack`'s. `root`,
     `attempt_json` and `datastore` are the request's store folder, record path and object
     store: a worker that does not share the orchestrator's folder writes into a scratch
-    folder and returns its files (`remote_task.worker_paths`)."""
+    folder and returns its files (`remote_task.worker_paths`). `run_json`: the run's
+    record, watched while the attempt runs where the folder is shared (`RunWatch`)."""
     from distributed import Event, get_worker
     worker = get_worker()
     where = worker.address
@@ -116,8 +119,10 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
         late = _stops.pop(key, None)
     if late is not None:
         _signal_group(pid, late)
+    watch = RunWatch(run_json) if run_json and paths is not None and not paths.relocated \
+        else None
     try:
-        chunks = _forward(worker, topic, key, out_r, err_r, exit_r, pid)
+        chunks = _forward(worker, topic, key, out_r, err_r, exit_r, pid, watch)
         status = task_zygote.read_status(exit_r)
     finally:
         os.close(exit_r)
@@ -257,14 +262,47 @@ def _end(worker: Any, topic: str, key: str, status: int, chunks: int,
     return result
 
 
+class RunWatch:
+    """Whether the attempt's run has ended while the attempt goes on: the orchestrator
+    lost the scheduler (killed, restarted), so it failed the run and can no longer stop
+    the attempt. Such an attempt ran on, then recorded its success in a failed run (a
+    review: the client then listed both tasks the run named as failed as successful, and a
+    resume reused them). Read every RUN_WATCH_S from the run's record, on a worker that
+    shares the orchestrator's folder; once ended, the attempt gets SIGINT (its clean-up
+    runs, as a cancel's would), then SIGKILL at the next look."""
+
+    def __init__(self, run_json: str) -> None:
+        self.run_json = run_json
+        self.next_look = time.monotonic() + RUN_WATCH_S
+        self.told = 0  # signals sent
+
+    def due(self) -> float:
+        return max(0.0, self.next_look - time.monotonic())
+
+    def look(self, pid: int) -> None:
+        self.next_look = time.monotonic() + RUN_WATCH_S
+        if self.told or self._run_ended():
+            _signal_group(pid, signal.SIGKILL if self.told else signal.SIGINT)
+            self.told += 1
+
+    def _run_ended(self) -> bool:
+        from flowdeck.store.records import read_json_file
+        from flowdeck.store.status import RUNNING
+        try:
+            status = read_json_file(self.run_json).get("status", RUNNING)
+        except (OSError, ValueError):  # not yet written, or being replaced: not ended
+            return False
+        return status != RUNNING
+
+
 def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, exit_r: int,
-             pid: int) -> int:
+             pid: int, watch: RunWatch | None = None) -> int:
     """Send the child's output as it comes, until both pipes close; the number of chunks.
 
     When the child exits (its exit pipe turns readable: the zygote wrote its status, or
     died), what it left in its process group (holding the pipes open) is killed; output
     still buffered is sent, and a pipe that something outside the group keeps open is
-    given up after DRAIN_S.
+    given up after DRAIN_S. While it runs, `watch` stops it once its run has ended.
     """
     sentinel = exit_r
     sent = 0
@@ -277,9 +315,13 @@ def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, exit_r: 
     try:
         while streams:
             timeout = None if drain_until is None else max(0.0, drain_until - time.monotonic())
+            if watch is not None and drain_until is None:
+                timeout = watch.due()
             ready = sel.select(timeout)
             if not ready and drain_until is not None:
                 break
+            if watch is not None and drain_until is None and watch.due() == 0.0:
+                watch.look(pid)
             for item, _ in ready:
                 fd = int(item.fd)
                 if fd == sentinel:  # read by the caller (`task_zygote.read_status`)
