@@ -237,3 +237,33 @@ def answer_box(button: Any, seen: list[str]) -> None:
         else:
             QTimer.singleShot(10, poll)
     QTimer.singleShot(0, poll)
+
+
+def _url_catcher() -> Any:
+    """A receiver for Qt's URL-handler hook (a QObject with a slot, made when first
+    needed so that importing conftest needs no Qt)."""
+    from PySide6.QtCore import QObject, QUrl, Slot
+
+    class UrlCatcher(QObject):
+        """Receives the file URLs the window asks the desktop to open."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.paths: list[str] = []
+
+        @Slot(QUrl)
+        def handle(self, url: QUrl) -> None:
+            self.paths.append(url.toLocalFile())
+
+    return UrlCatcher()
+
+
+@pytest.fixture
+def opened_urls() -> Iterator[list[str]]:
+    """The files the window asks the desktop's handler to open (Qt's own URL-handler
+    hook, so no file manager or editor of the machine is started)."""
+    from PySide6.QtGui import QDesktopServices
+    catcher = _url_catcher()
+    QDesktopServices.setUrlHandler("file", catcher, "handle")  # type: ignore[arg-type]
+    yield catcher.paths
+    QDesktopServices.unsetUrlHandler("file")

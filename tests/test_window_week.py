@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, WAIT_MS, child_env, close_window, flow_key
-from PySide6.QtCore import QObject, QSettings, Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QFontMetrics, QPalette, QTextOption
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QFontMetrics, QPalette, QTextOption
 from PySide6.QtWidgets import QApplication, QFileDialog, QStyle
 
 from flowdeck.store.layout import RunLayout
@@ -139,26 +139,6 @@ def bare_venv(where: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True,
                    capture_output=True)
     return where / "bin" / "python"
-
-
-class UrlCatcher(QObject):
-    """Receives the file URLs the window asks the desktop to open (Qt's own URL-handler hook)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paths: list[str] = []
-
-    @Slot(QUrl)
-    def handle(self, url: QUrl) -> None:
-        self.paths.append(url.toLocalFile())
-
-
-@pytest.fixture
-def opened_urls():
-    catcher = UrlCatcher()
-    QDesktopServices.setUrlHandler("file", catcher, "handle")  # type: ignore[arg-type]
-    yield catcher.paths
-    QDesktopServices.unsetUrlHandler("file")
 
 
 def action(menu, text: str):

@@ -408,7 +408,7 @@ class MainWindow(QMainWindow):
         self.history.compare_requested.connect(self.compare_runs)
         self.history.plot_requested.connect(self._plot_from_history)
         c.garbage_collected.connect(lambda _root, _report: self._refresh_history())
-        self.error_pane.open_requested.connect(open_in_editor)
+        self.error_pane.open_requested.connect(self.open_source)
         self.params.changed.connect(self._save_params)
         c.run_started.connect(self._on_run_started)
         c.run_output.connect(self._on_run_output)
@@ -711,7 +711,7 @@ class MainWindow(QMainWindow):
     def _on_tree_double_click(self, index: QModelIndex) -> None:
         file, line = index.data(FILE_ROLE), index.data(LINE_ROLE)
         if file and line:
-            open_in_editor(file, int(line))
+            self.open_source(file, int(line))
 
     def _show_flow(self, key: str, again: bool = False) -> None:
         """Show `key`'s flow; `again`: even if it is the one shown (what it shows is gone)."""
@@ -1243,7 +1243,7 @@ class MainWindow(QMainWindow):
         entry = self.controller.model.entry(self.selected_key or "")
         if entry is not None and step in entry.flow.graph.nodes:
             node = entry.flow.graph[step]  # a base class's step is in its own module
-            open_in_editor(node.source_file or entry.file, node.line)
+            self.open_source(node.source_file or entry.file, node.line)
 
     # -- run controls --------------------------------------------------------------------------
 
@@ -1409,10 +1409,18 @@ class MainWindow(QMainWindow):
     def _selected_entry(self) -> Any:
         return self.controller.model.entry(self.selected_key or "")
 
+    def open_source(self, file: str, line: int) -> None:
+        """Open `file` at `line` in the user's editor; what stood in the way (a terminal
+        editor with no terminal emulator to run in) goes to Notifications, so an editor
+        that cannot show the line is never a click that did nothing."""
+        note = open_in_editor(file, line)
+        if note:
+            self.show_message("warning", note, flow=None)
+
     def open_selected_in_editor(self) -> None:
         entry = self._selected_entry()
         if entry is not None:
-            open_in_editor(entry.file, entry.line)
+            self.open_source(entry.file, entry.line)
 
     def reveal_selected(self) -> None:
         entry = self._selected_entry()
@@ -1464,7 +1472,7 @@ class MainWindow(QMainWindow):
             menu.addSeparator()
         if kind in ("flow", "file", "diagnostic") and file:
             line = int(index.data(LINE_ROLE) or 1)
-            menu.addAction("Open in Editor", lambda: open_in_editor(file, line))
+            menu.addAction("Open in Editor", lambda: self.open_source(file, line))
             menu.addAction("Show in File Manager", lambda: reveal(file))
             menu.addAction("Copy File Path", lambda: copy_text(file))
         entry = self.controller.model.entry(key) if kind == "flow" else None
