@@ -24,7 +24,7 @@ from flowdeck.discovery.catalog import FlowCatalog
 from flowdeck.discovery.watcher import FolderWatcher
 from flowdeck_desktop.app import build
 from flowdeck_desktop.control.controller import FlowdeckController
-from flowdeck_desktop.models.catalog_model import KEY_ROLE
+from flowdeck_desktop.models.catalog_model import ROOTS_ROLE
 
 WAIT = 10000  # ms; generous for a loaded machine, never a measurement
 
@@ -116,8 +116,10 @@ def listed(controller: FlowdeckController) -> list[str]:
 
 
 def root_rows(controller: FlowdeckController) -> list[str]:
+    """The roots the flow list's top-level rows list, row by row (a folder's row lists the
+    folder; the row of files opened on their own lists each of them)."""
     model = controller.model
-    return [model.item(row).data(KEY_ROLE) for row in range(model.rowCount())]
+    return [root for row in range(model.rowCount()) for root in model.item(row).data(ROOTS_ROLE)]
 
 
 # -- no scan on the GUI thread -----------------------------------------------------------------

@@ -358,11 +358,21 @@ class FlowdeckController(QObject):
                 self.message.emit("error", f"{file} cannot be read as Python, so its flows "
                                   f"are not listed: line {first.line}: {first.message}")
             elif not found:
-                self.message.emit("warning", f"{file} defines no flow (a class deriving from "
-                                  "FlowSpec of flowdeck or metaflow).")
+                self._forget_flowless(file)
             keys += found
         if on_listed is not None:
             on_listed(keys)
+
+    def _forget_flowless(self, file: str) -> None:
+        """A file opened on its own that defines no flow is not kept: watched, it would be
+        a folder row with nothing under it, remembered for the next start. The warning
+        says so; a file inside a watched folder stays watched with its folder."""
+        kept = not self.bridge.is_file_root(file)
+        self.message.emit("warning", f"{file} defines no flow (a class deriving from "
+                          "FlowSpec of flowdeck or metaflow)" +
+                          ("." if kept else ", so it is not listed."))
+        if not kept:
+            self.remove_root(file)
 
     def _remember_recent(self, roots: list[str]) -> None:
         recent = [r for r in _as_list(self.settings.value("recent")) if r not in roots]

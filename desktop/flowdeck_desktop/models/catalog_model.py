@@ -27,6 +27,9 @@ STATUS_ROLE = Qt.ItemDataRole.UserRole + 3  # ready | has errors | last run fail
 LINE_ROLE = Qt.ItemDataRole.UserRole + 4
 FILE_ROLE = Qt.ItemDataRole.UserRole + 5
 SEVERITY_ROLE = Qt.ItemDataRole.UserRole + 6  # a diagnostic's "error" | "warning" (views colour it)
+#: A top-level row's watched roots: [the folder], or the files opened on their own that it
+#: lists (files of one folder share its row; its KEY_ROLE is then the folder).
+ROOTS_ROLE = Qt.ItemDataRole.UserRole + 7
 
 BADGES = {"ready": "●", "has errors": "⚠", "last run failed": "✖", "running": "▶",
           "succeeded": "✔", "base class": "◇"}
@@ -46,7 +49,9 @@ class CatalogModel(QStandardItemModel):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.setHorizontalHeaderLabels(["Flows"])
-        self._folders: dict[str, QStandardItem] = {}
+        self._folders: dict[str, QStandardItem] = {}  # by root: the top-level row listing it
+        #: By folder: the top-level row of its files opened on their own (not the folder).
+        self._file_rows: dict[str, QStandardItem] = {}
         self._files: dict[str, QStandardItem] = {}
         self._flows: dict[str, QStandardItem] = {}
         self._entries: dict[str, CatalogEntry] = {}
@@ -116,17 +121,38 @@ class CatalogModel(QStandardItemModel):
     # -- folders and files ---------------------------------------------------------
 
     def _folder_item(self, root: str) -> QStandardItem:
+        """The top-level row of a root: a folder's own, or, for a file opened on its own,
+        the one row of its folder's files opened so (its row below names the file)."""
         item = self._folders.get(root)
         if item is None:
-            item = _item(root, "folder", root)
-            if os.path.isfile(root):  # a file opened alone: its row below names it
-                item.setText(os.path.dirname(root) or root)
-                item.setToolTip(f"{root}\nOnly this file is watched, not the rest of its folder.")
+            if os.path.isfile(root):
+                folder = os.path.dirname(root)
+                item = self._file_rows.get(folder) or self._top_row(folder)
+                self._file_rows[folder] = item
             else:
-                item.setToolTip(root)
-            self.appendRow(item)
+                item = self._top_row(root)
             self._folders[root] = item
+            self._describe_top_row(item)
         return item
+
+    def _top_row(self, path: str) -> QStandardItem:
+        item = _item(path, "folder", path)
+        self.appendRow(item)
+        return item
+
+    def _describe_top_row(self, item: QStandardItem) -> None:
+        """The roots a top-level row lists now, and its tooltip, which names them."""
+        folder = item.data(KEY_ROLE)
+        roots = [root for root, row in self._folders.items() if row is item]
+        item.setData(roots, ROOTS_ROLE)
+        if self._file_rows.get(folder) is not item:
+            item.setToolTip(folder)
+            return
+        names = ", ".join(sorted(os.path.basename(r) for r in roots))
+        item.setToolTip(f"{folder}\nOnly this file is watched, not the rest of its folder: "
+                        f"{names}" if len(roots) == 1 else
+                        f"{folder}\nOnly these files are watched, not the rest of their "
+                        f"folder: {names}")
 
     def _sync_roots(self, snapshot: CatalogSnapshot) -> None:
         """One top-level row per root; a root that went loses its row.
@@ -139,22 +165,31 @@ class CatalogModel(QStandardItemModel):
             self._remove_root_row(root, snapshot)
 
     def _remove_root_row(self, root: str, snapshot: CatalogSnapshot) -> None:
+        """Take a root's rows away: its top-level row, or only its file's row when that
+        top-level row lists other files still."""
         item = self._folders.pop(root)
-        files = [p for p, f in self._files.items() if _top(f) is item]
+        files = [p for p, f in self._files.items() if _top(f) is item and _under(p, root)]
         still = {e.key: e for e in snapshot.entries if e.file in files}
         for key in [k for k, e in self._entries.items() if e.file in files]:
             self._forget_flow(key, quiet=key in still)
+        shared = any(row is item for row in self._folders.values())
         for path in files:
+            if shared:
+                item.removeRow(self._files[path].row())
             del self._files[path]
-        self.removeRow(item.row())
+        if shared:
+            self._describe_top_row(item)
+        else:
+            if self._file_rows.get(item.data(KEY_ROLE)) is item:
+                del self._file_rows[item.data(KEY_ROLE)]
+            self.removeRow(item.row())
         for entry in still.values():
             self._put_flow(entry)
 
     def _root_for(self, path: str) -> str:
         best = ""
         for root in self._folders:
-            if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and \
-                    len(root) > len(best):
+            if _under(path, root) and len(root) > len(best):
                 best = root
         return best or os.path.dirname(path)
 
@@ -256,6 +291,11 @@ class CatalogModel(QStandardItemModel):
                 item = self._files[path]
                 item.removeRows(0, item.rowCount())
                 self._drop_file_if_empty(path)
+
+
+def _under(path: str, root: str) -> bool:
+    """Whether a root lists `path`: the root itself (a file) or a path inside it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _top(item: QStandardItem) -> QStandardItem:

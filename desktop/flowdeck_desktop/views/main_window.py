@@ -64,6 +64,7 @@ from flowdeck_desktop.models.catalog_model import (
     KEY_ROLE,
     KIND_ROLE,
     LINE_ROLE,
+    ROOTS_ROLE,
     CatalogFilter,
 )
 from flowdeck_desktop.models.run_state import RunState, StepSummary, TaskView
@@ -274,6 +275,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.notifications_dock)
         self.notifications_dock.hide()
         self._banners: dict[str | None, Notice] = {}  # flow key (None: no flow) -> its notice
+        self._drop_notices: list[Notice] = []  # what the latest drop put in the banner
+        self._drops = 0  # drops so far
+        self._drop_listening = 0  # the drop whose messages are still due (0: none)
         self._update_bell()
         self.history_follower = HistoryFollower(self)
         self._fitted_sizes: list[int] | None = None  # the pane sizes we chose, until changed
@@ -626,7 +630,9 @@ class MainWindow(QMainWindow):
         self.handle_dropped(paths)
 
     def handle_dropped(self, paths: list[str]) -> list[str]:
-        """Folders are watched; flow files are watched, selected and (by default) run."""
+        """Folders are watched; flow files are watched, selected and (by default) run.
+        The drop's messages take the previous drop's place in the banner."""
+        drop = self._start_drop()
         usable = []
         for path in paths:
             if os.path.isdir(path) or path.endswith(".py"):
@@ -634,8 +640,33 @@ class MainWindow(QMainWindow):
             else:
                 self.show_message("warning", f"{os.path.basename(path)} is not a Python file or "
                                   "a folder; drop .py flow files or folders.")
-        run = lambda keys: self.run_selected() if keys and self.run_on_drop() else None  # noqa: E731
-        return self.open_paths(usable, then=run) if usable else []
+
+        def listed(keys: list[str]) -> None:
+            self._end_drop(drop)
+            if keys and self.run_on_drop():
+                self.run_selected()
+        if not usable:
+            self._end_drop(drop)
+            return []
+        return self.open_paths(usable, then=listed)
+
+    def _start_drop(self) -> int:
+        """Take the previous drop's messages out of the banner (Notifications keep them):
+        they told of files the user has moved on from. Messages that need action and
+        concern no one flow, from now until this drop's files are listed, are this
+        drop's. Returns the drop's number."""
+        stale, self._drop_notices = self._drop_notices, []
+        for key in [k for k, n in self._banners.items() if any(n is s for s in stale)]:
+            del self._banners[key]
+        self._show_banner_for(self.selected_key)
+        self._drops += 1
+        self._drop_listening = self._drops
+        return self._drops
+
+    def _end_drop(self, drop: int) -> None:
+        """A drop's files are listed: later messages are not its (unless a newer drop's)."""
+        if self._drop_listening == drop:
+            self._drop_listening = 0
 
     def run_on_drop(self) -> bool:
         return self.settings.value("prefs/run_on_drop", True) in (True, "true")
@@ -1483,10 +1514,16 @@ class MainWindow(QMainWindow):
             menu.addAction("Show in File Manager", lambda: reveal(key))
             menu.addAction("Copy Path", lambda: copy_text(key))
             menu.addSeparator()
-            stop = menu.addAction("Stop Watching This Folder" if os.path.isdir(key)
-                                  else "Stop Watching This File")
-            stop.triggered.connect(lambda: self.controller.remove_root(key))
+            roots = list(index.data(ROOTS_ROLE) or [key])
+            stop = menu.addAction("Stop Watching This Folder" if roots == [key] else
+                                  "Stop Watching This File" if len(roots) == 1 else
+                                  f"Stop Watching These {len(roots)} Files")
+            stop.triggered.connect(lambda: self._stop_watching(roots))
         return menu
+
+    def _stop_watching(self, roots: list[str]) -> None:
+        for root in roots:
+            self.controller.remove_root(root)
 
     def _show_tree_menu(self, pos: QPoint) -> None:
         index = self.tree.indexAt(pos)
@@ -1644,6 +1681,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(prefix + text, 15000)
             return
         self._banners[key] = notice
+        if key is None and self._drop_listening:
+            self._drop_notices.append(notice)
         if key is None or key == self.selected_key:
             self._show_banner_for(self.selected_key)
             self.statusBar().clearMessage()
