@@ -1787,7 +1787,14 @@ def run_ended_text(name: str, status: str, state: RunState | None) -> str:
         message = message[:ENDED_MESSAGE_CHARS] + "…"
     where = failing_line(str(error.get("traceback") or ""), state.file) if state else None
     at = f" ({os.path.basename(where[0])}, line {where[1]})" if where else ""
-    return f"{name} failed: step {failed.step} raised {kind}" + (f": {message}" if message else "") + f"{at}."
+    return _sentence(f"{name} failed: step {failed.step} raised {kind}"
+                     + (f": {message}" if message else "") + at)
+
+
+def _sentence(text: str) -> str:
+    """`text` with one full stop at its end: an error's message that ends with its own
+    (the engine's "…(os._exit or a crash in native code).") gets no second."""
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
 def _file_row_title(row: QModelIndex, flows: int) -> tuple[str, str]:
