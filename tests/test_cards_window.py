@@ -3,6 +3,7 @@ a failed card's error, and Open in Browser on the card's file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,37 @@ def test_cards_tab_follows_a_live_card_and_shows_the_final_one(
         pane.open_button.click()
     assert clicked.args[0] == opened[0] and opened[0].endswith("-blank.html")
     assert Path(opened[0]).read_text().count("3/3") >= 1
+
+
+def test_the_simplified_view_keeps_the_live_badge_apart_from_the_title(
+        qtbot, settings: QSettings, folder: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Qt WebEngine (forced here, whatever this machine has), a live card's
+    title read "ReportFlow/…/train/2live": Qt's rich text drops the badge's CSS margin."""
+    monkeypatch.setenv("FLOWDECK_NO_WEBENGINE", "1")
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("CARD_GATE", str(gate))
+    controller, window = build(settings, [str(folder)])
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
+        window.select_flow(flow_key(controller, "ReportFlow"))
+        window.run_selected()
+        qtbot.waitUntil(Path(str(gate) + ".waiting").exists, timeout=WAIT_MS)
+        window.bottom.setCurrentWidget(window.cards)
+        window.scene.step_clicked.emit("train")
+        pane = window.cards
+        assert not pane.web_view_available
+        qtbot.waitUntil(lambda: _progress(pane) is not None and _progress(pane).state == LIVE,
+                        timeout=WAIT_MS)
+        pane.picker.setCurrentIndex(pane.entries.index(_progress(pane)))
+        qtbot.waitUntil(lambda: "1/3" in pane.shown_html(), timeout=WAIT_MS)
+        title = pane.shown_html().splitlines()[0]
+        assert re.fullmatch(r"ReportFlow/\S+/train/\d+\s+live\s*", title), title
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
+            gate.touch()
+    finally:
+        close_window(controller, window)
 
 
 def test_a_card_that_failed_shows_its_error_and_a_task_without_cards_says_so(

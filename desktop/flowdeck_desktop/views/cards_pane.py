@@ -335,16 +335,24 @@ class CardsPane(QWidget):
 
 _DETAILS = re.compile(r"<details\b.*?</details>", re.S | re.I)
 _SVG = re.compile(r"<svg\b.*?</svg>", re.S | re.I)
+#: A live card's badge after its title. The card's CSS sets it apart with a margin and a
+#: coloured pill, which Qt's rich text ignores on an inline span ("start/1live"): the
+#: simplified view gives it a space, and the pill its colours as an inline style Qt reads.
+_LIVE_BADGE = re.compile(r'<span class="live">(.*?)</span>', re.S | re.I)
+_LIVE_PILL = (r'&nbsp; <span style="background-color:#2f6fde; color:#ffffff; '
+              r'font-size:small; font-weight:normal">&nbsp;\1&nbsp;</span>')
 
 
 def simplified(html: str) -> str:
     """A card for Qt's rich text, which has no CSS layout, no <details> and no SVG: those
-    parts are replaced by a pointer to the browser; tables get ruled cells."""
+    parts are replaced by a pointer to the browser; tables get ruled cells; the live
+    badge stays apart from the title."""
     if not html:
         return html
     more = "<p><i>(more in the browser: Open in Browser)</i></p>"
     html = _DETAILS.sub(more, html)
     html = _SVG.sub("<p><i>(a chart: Open in Browser to see it)</i></p>", html)
+    html = _LIVE_BADGE.sub(_LIVE_PILL, html)
     return re.sub(r"<table>", '<table border="1" cellspacing="0" cellpadding="4">', html)
 
 
