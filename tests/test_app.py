@@ -13,8 +13,9 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QU
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from flowdeck.store.status import CANCELLED
 from flowdeck_desktop.app import build
-from flowdeck_desktop.models.catalog_model import KEY_ROLE, STATUS_ROLE
+from flowdeck_desktop.models.catalog_model import BADGES, KEY_ROLE, STATUS_ROLE
 from flowdeck_desktop.views.main_window import REMOVED_SAY_AFTER_MS, MainWindow
 
 
@@ -210,6 +211,22 @@ def test_stop_ends_a_hanging_run_as_cancelled(qtbot, app) -> None:
     assert blocker.args[1] == "cancelled"
     assert state.status == "cancelled"
     assert window.scene.step_state("nap_a").status == "cancelled"
+
+
+def test_a_stopped_run_has_its_own_mark_in_the_flow_list(qtbot, app) -> None:
+    """A stopped run's flow read "●", as a flow that never ran; its mark is the status
+    word the header and the graph use (cancelled), with a badge of its own."""
+    controller, window = app
+    never_run = controller.model.index_of(key_of(controller, "TrainFlow"))
+    key = start_napping(qtbot, controller, window, "nap_a")
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
+        window.stop_selected()
+    assert blocker.args[1] == CANCELLED
+    row = controller.model.index_of(key)
+    assert row.data(STATUS_ROLE) == CANCELLED and never_run.data(STATUS_ROLE) == "ready"
+    assert row.data().startswith(f"{BADGES[CANCELLED]} SleepyFlow")
+    assert BADGES[CANCELLED] != BADGES["ready"] and never_run.data().startswith(BADGES["ready"])
+    assert f"— {CANCELLED}" in row.data(Qt.ItemDataRole.ToolTipRole)
 
 
 def test_killed_run_is_marked_crashed(qtbot, app) -> None:

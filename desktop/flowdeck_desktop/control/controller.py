@@ -36,7 +36,7 @@ from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord, parameter_arguments
-from flowdeck.store.status import CRASHED, FAILED, RUN_UNFINISHED, RUNNING, SUCCEEDED
+from flowdeck.store.status import CANCELLED, CRASHED, FAILED, RUN_UNFINISHED, RUNNING, SUCCEEDED
 from flowdeck_desktop.control.outside_run import OutsideRun
 from flowdeck_desktop.control.run_options import (
     ENGINE_LABELS,
@@ -49,7 +49,7 @@ from flowdeck_desktop.control.run_options import (
 )
 from flowdeck_desktop.control.run_process import RunProcess, core_path
 from flowdeck_desktop.control.watching import WatchBridge
-from flowdeck_desktop.models.catalog_model import CatalogModel
+from flowdeck_desktop.models.catalog_model import LAST_RUN_FAILED, CatalogModel
 from flowdeck_desktop.models.run_state import RunState
 
 
@@ -646,7 +646,7 @@ class FlowdeckController(QObject):
         session.replace_run(run, state)
         session.started_code = _fingerprint_of(entry.file)
         self._last_runs.pop(key, None)
-        self.model.set_run_status(key, "running")
+        self.model.set_run_status(key, RUNNING)
         self.run_started.emit(key, state)
         engine_line = [engine_announcement(entry.engine, spec.engine)] \
             if entry.engine == "metaflow" else []
@@ -1127,7 +1127,8 @@ def _as_float(value: Any, default: float) -> float:
 
 def outcome_badge(status: str) -> str | None:
     """The flow list's mark for a finished run's status: failed and crashed read "last run
-    failed"; a cancelled run, or one still running elsewhere, marks nothing (ready)."""
+    failed"; succeeded and cancelled (stopped) are marked so, a stopped run apart from a
+    flow that never ran; one still running elsewhere marks nothing (ready)."""
     if status in (FAILED, CRASHED):
-        return "last run failed"
-    return SUCCEEDED if status == SUCCEEDED else None
+        return LAST_RUN_FAILED
+    return status if status in (SUCCEEDED, CANCELLED) else None

@@ -17,13 +17,14 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry, CatalogSnapshot, FileProblem
+from flowdeck.store.status import CANCELLED, RUNNING, SUCCEEDED
 
 #: Between a flow row's name, engine and step count (the list's delegate drops the last
 #: parts first when the row is narrow).
 FLOW_ROW_SEPARATOR = "  ·  "
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1  # "folder" | "file" | "flow" | "diagnostic"
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2  # folder path, file path or flow key
-STATUS_ROLE = Qt.ItemDataRole.UserRole + 3  # ready | has errors | last run failed | running
+STATUS_ROLE = Qt.ItemDataRole.UserRole + 3  # a key of BADGES
 LINE_ROLE = Qt.ItemDataRole.UserRole + 4
 FILE_ROLE = Qt.ItemDataRole.UserRole + 5
 SEVERITY_ROLE = Qt.ItemDataRole.UserRole + 6  # a diagnostic's "error" | "warning" (views colour it)
@@ -31,8 +32,15 @@ SEVERITY_ROLE = Qt.ItemDataRole.UserRole + 6  # a diagnostic's "error" | "warnin
 #: lists (files of one folder share its row; its KEY_ROLE is then the folder).
 ROOTS_ROLE = Qt.ItemDataRole.UserRole + 7
 
-BADGES = {"ready": "●", "has errors": "⚠", "last run failed": "✖", "running": "▶",
-          "succeeded": "✔", "base class": "◇"}
+#: The flow list's own words for a flow row's state; the outcome of its last run is marked
+#: with that run's status word (flowdeck.store.status), but for a failed or crashed one.
+READY = "ready"
+HAS_ERRORS = "has errors"
+LAST_RUN_FAILED = "last run failed"
+BASE_CLASS = "base class"
+#: A flow row's mark by its state: a stopped run's (cancelled) is not a never-run flow's.
+BADGES = {READY: "●", HAS_ERRORS: "⚠", LAST_RUN_FAILED: "✖", RUNNING: "▶", SUCCEEDED: "✔",
+          CANCELLED: "⊘", BASE_CLASS: "◇"}
 
 
 class CatalogModel(QStandardItemModel):
@@ -109,7 +117,7 @@ class CatalogModel(QStandardItemModel):
         return item.index() if item is not None else QModelIndex()
 
     def set_run_status(self, key: str, status: str | None) -> None:
-        """Overlay a run outcome (running, last run failed, succeeded) on a flow row."""
+        """Overlay a run outcome (a key of BADGES: running, cancelled...) on a flow row."""
         if status is None:
             self._run_status.pop(key, None)
         else:
@@ -238,11 +246,11 @@ class CatalogModel(QStandardItemModel):
             self.flow_added.emit(entry.key)
 
     def _decorate_flow(self, item: QStandardItem, entry: CatalogEntry) -> None:
-        status = self._run_status.get(entry.key) or ("ready" if entry.ok else "has errors")
+        status = self._run_status.get(entry.key) or (READY if entry.ok else HAS_ERRORS)
         if entry.is_base:
-            status = "base class"
+            status = BASE_CLASS
         elif not entry.ok:
-            status = "has errors"
+            status = HAS_ERRORS
         engine = "Metaflow" if entry.engine == "metaflow" else "Flowdeck"
         text = FLOW_ROW_SEPARATOR.join((f"{BADGES.get(status, '')} {entry.name}", engine,
                                         f"{len(entry.steps)} steps"))
