@@ -689,7 +689,7 @@ class FlowdeckController(QObject):
         self.save_params(new, session.params)
         self._last_runs.pop(old, None)
         self._last_runs.pop(new, None)
-        self.model.set_run_status(new, "running")
+        self.model.set_run_status(new, RUNNING)
         self.session_moved.emit(old, new)
 
     def stop_run(self, key: str, state: RunState | None = None) -> None:
