@@ -9,7 +9,8 @@
 - `resume` continues the latest run that `run` started, as Metaflow's does: from the latest
   resume, a resume that failed was resumed again and reused its task of a step the user
   had fixed since, so following the hint ("Fix it, then continue with resume") looped.
-  A reused task whose step's code changed since it ran is said once.
+  A step whose code changed since the origin ran it runs again (reused, its tasks were
+  the old code's), said once at the start.
 - `separator=` on a parameter that is not a string is refused where it is written, as in
   Metaflow ("only allowed for string parameters"): the default "1,2" of an int parameter
   was said to be no valid int, and `--ids 3,4` failed the same way.
@@ -24,6 +25,7 @@ Real `python flow.py` processes.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -189,18 +191,27 @@ def test_a_second_resume_continues_the_run_not_the_failed_resume(tmp_path: Path)
     assert f"resuming run {first_id}" in again.stdout
 
 
-def test_a_resume_says_when_it_reuses_a_step_changed_since(tmp_path: Path) -> None:
+def test_a_resume_reruns_a_step_changed_since_the_run(tmp_path: Path) -> None:
+    """Reused, a changed step's tasks were the old code's: following the engine's own hint
+    ("Fix it, then continue with resume") then ran the old code to a success. A changed
+    step reruns, with what follows, and the resume says so once."""
+    source = RESUMED_TWICE.replace("self.avg", "20")
     (tmp_path / "FAIL_WORK").touch()
-    first = _run(tmp_path, RESUMED_TWICE.replace("self.avg", "20"), "run")
-    assert first.returncode == 1
+    assert _run(tmp_path, source, "run").returncode == 1
+    changed = source.replace("self.y = self.input * 10", "self.y = self.input * 100")
+    resumed = _run(tmp_path, changed, "resume")  # still failing: the change is not the fix
+    assert resumed.returncode == 1
+    said = [line for line in resumed.stderr.splitlines() if "Changed since run" in line]
+    assert len(said) == 1 and "`work`" in said[0] and "`start`" not in said[0]
+    assert "Reusing finished task" in resumed.stdout  # start, unchanged, is reused
     (tmp_path / "FAIL_WORK").unlink()
-    changed = RESUMED_TWICE.replace("self.avg", "20").replace("self.items = [1, 2, 3]",
-                                                               "self.items = [1, 2, 3]  # new")
-    resumed = _run(tmp_path, changed, "resume")
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    said = [line for line in resumed.stderr.splitlines() if "changed since run" in line]
-    assert len(said) == 1 and "Step `start`" in said[0] and "resume start" in said[0]
-    assert "Step `work`" not in resumed.stderr  # unchanged: reused without a word
+    fixed = _run(tmp_path, changed, "resume")  # from the first run again: work reruns whole
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "AVERAGE 200.0 20" in fixed.stdout  # the new code's values, every item
+    first = fixed.stdout.split("resuming run ", 1)[1].split()[0]
+    shutil.rmtree(tmp_path / ".flowdeck" / "Twice" / "runs" / first)  # only resumes are left
+    again = _run(tmp_path, changed, "resume")  # "no earlier run" while two were there
+    assert again.returncode == 0 and "resuming run " in again.stdout, again.stderr
 
 
 SEPARATED_INTS = '''

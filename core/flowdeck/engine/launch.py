@@ -372,12 +372,18 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     named = bool(steps)
     if not steps:
         steps = _unfinished_steps(graph, records)
+    # A step whose code changed since the origin ran it reruns whole too, with what
+    # follows: reused, its tasks were the old code's, and a resume after a fix reused
+    # them (Metaflow does; following the engine's own "fix it, then resume" then ran the
+    # old code to a success). Code outside the steps is not traced: said, and reused.
+    changed = changed_steps(graph, records)
+    steps = sorted(set(steps) | changed)
     # A @parallel gang that did not finish reruns whole (its nodes meet each other at run
     # time: one node alone would wait for peers that never start), as in Metaflow.
     gangs = {s for s in steps if graph[s].decorator("parallel") is not None}
-    reusable = set() if named else set(graph.nodes) - gangs
-    origin = OriginRun(origin_id, records, graph.descendants(steps), reusable,
-                       graph.step_hashes())
+    reusable = set() if named else set(graph.nodes) - gangs - changed
+    outside = bool(entry.record.outside_hash) and entry.record.outside_hash != graph.outside_hash
+    origin = OriginRun(origin_id, records, graph.descendants(steps), reusable, changed, outside)
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
     _write_run_id(options, run_id_file)
@@ -419,8 +425,17 @@ def _executor(options: RunOptions) -> Iterator[Executor | None]:
 
 
 def _latest_run_id(index: RunIndex) -> str | None:
-    latest = index.latest_new_run()
+    """What a resume continues by default: the latest run that `run` started, else (every
+    such run deleted) the latest run."""
+    latest = index.latest_new_run() or index.latest()
     return latest.run_id if latest else None
+
+
+def changed_steps(graph: FlowGraph, records: list[AttemptRecord]) -> set[str]:
+    """The steps whose code (`graph`, now) differs from what their finished tasks ran."""
+    now = graph.step_hashes()
+    return {r.step for r in records
+            if r.done and r.source_hash and now.get(r.step, r.source_hash) != r.source_hash}
 
 
 def _unfinished_steps(graph: FlowGraph, records: list[AttemptRecord]) -> list[str]:

@@ -360,6 +360,9 @@ class Orchestrator:
         guard: processes.RunGuard | None = None
         try:
             self.echo.run_started(self.graph.name, self.origin.run_id if self.origin else None)
+            if self.origin is not None:
+                self.echo.changed_since_origin(self.origin.changed_steps,
+                                               self.origin.outside_changed, self.origin.run_id)
             self.executor.before_guard(self.run_id)
             try:
                 guard = self.guard = processes.RunGuard(
@@ -973,8 +976,6 @@ class Orchestrator:
         result = TaskResult.from_record(record)
         self._emit_finished(result, will_retry=False)
         self.echo.task_reused(task.step, task.task_id, origin_path)
-        if self.origin.first_changed_reuse(task.step):
-            self.echo.reused_changed_step(task.step, self.origin.run_id)
         return result
 
     def _control(self, step: str, split: PendingTask, result: TaskResult, count: int) -> None:
@@ -1445,30 +1446,20 @@ class OriginRun:
 
     def __init__(self, run_id: str, records: list[AttemptRecord], rerun_steps: set[str],
                  reusable_steps: set[str] | None = None,
-                 step_hashes: dict[str, str] | None = None):
+                 changed_steps: set[str] | None = None, outside_changed: bool = False):
         self.run_id = run_id
         self.rerun_steps = rerun_steps
         #: Steps whose finished tasks are reused although the step reruns, when every input
         #: of the task was reused (a resume that names no step: Metaflow clones them).
         self.reusable_steps = reusable_steps or set()
+        #: Steps whose code changed since the origin ran them (they rerun: said at start),
+        #: and whether code outside the steps did (not traced: said, tasks reused).
+        self.changed_steps = changed_steps or set()
+        self.outside_changed = outside_changed
         self.by_place: dict[tuple[str, str], TaskResult] = {}
-        #: Steps whose code (`step_hashes`, now) differs from what their finished tasks ran:
-        #: reused as they ran, as in Metaflow, but said once each (the fix is not in them).
-        self.changed_steps: set[str] = set()
-        self._said_changed: set[str] = set()
-        now = step_hashes or {}
         for rec in records:
             if rec.done:
                 self.by_place[(rec.step, rec.signature)] = TaskResult.from_attempt(rec)
-                if rec.source_hash and now.get(rec.step, rec.source_hash) != rec.source_hash:
-                    self.changed_steps.add(rec.step)
-
-    def first_changed_reuse(self, step: str) -> bool:
-        """Whether a reuse of `step` is the first of a step whose code changed since."""
-        if step not in self.changed_steps or step in self._said_changed:
-            return False
-        self._said_changed.add(step)
-        return True
 
     def reuses_task(self, step: str, parents: list[TaskResult]) -> bool:
         """Whether a finished task of a rerun step may still be reused: only when every

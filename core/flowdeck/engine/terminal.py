@@ -197,13 +197,20 @@ class TerminalEcho:
         if not self.quiet:
             self._say(f"{self._prefix(step, task_id)} Reusing finished task {origin}.")
 
-    def reused_changed_step(self, step: str, origin_run_id: str) -> None:
-        """Said once per step: its code changed since run `origin_run_id` ran it, and a
-        resume reuses its finished tasks as they ran (Metaflow's rule), without the change."""
-        if not self.quiet:
-            self._say(f"[flowdeck] Step `{step}` changed since run {origin_run_id} ran it: "
-                      f"its finished tasks are reused as they ran. To run the new code: "
-                      f"`{self._resume()} {step} --origin-run-id {origin_run_id}`.", err=True)
+    def changed_since_origin(self, steps: set[str], outside: bool, origin_run_id: str) -> None:
+        """Said once at a resume's start: the steps whose code changed since run
+        `origin_run_id` ran them run again (with what follows); a change outside the steps
+        cannot be traced to steps, so the finished tasks are reused as they ran."""
+        if self.quiet:
+            return
+        if steps:
+            names = ", ".join(f"`{s}`" for s in sorted(steps))
+            self._say(f"[flowdeck] Changed since run {origin_run_id} ran them, so they run "
+                      f"again (with the steps after them): {names}.", err=True)
+        if outside:
+            self._say(f"[flowdeck] Code outside the steps changed since run {origin_run_id}: "
+                      f"its finished tasks are reused as they ran. To run a step again, name "
+                      f"it: `{self._resume()} STEP --origin-run-id {origin_run_id}`.", err=True)
 
     def task_failed(self, step: str, task_id: str, result: "TaskResult", will_retry: bool) -> None:
         error = result.error or {}
