@@ -89,6 +89,20 @@ def test_a_config_expr_default_follows_the_config_given(tmp_path: Path) -> None:
     assert _values(proc) == "7 5 False"  # the config's int makes --thr an int
 
 
+def test_a_config_expr_default_that_is_a_dict_runs_and_resumes(tmp_path: Path) -> None:
+    """A dict value made the parameter JSON-typed, and the run crashed storing its
+    ConfigValue; a resume of any flow with a config_expr default evaluated it before the
+    configs were read, and failed."""
+    source = CONFIG_TYPED.replace('"flag": True}', '"flag": True, "opts": {"a": 1}}').replace(
+        '    flag = Parameter("flag", default=config_expr("cfg.flag"))\n',
+        '    flag = Parameter("flag", default=config_expr("cfg.flag"))\n'
+        '    opts = Parameter("opts", default=config_expr("cfg.opts"))\n').replace(
+        'repr(self.flag))', 'repr(self.flag), repr(self.opts))')
+    assert _values(_run(tmp_path, source, "run")) == "0.7 3 True {'a': 1}"
+    resumed = _run(tmp_path, source, "resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
 def test_help_names_a_config_expr_default_without_a_type_it_cannot_know(
         tmp_path: Path) -> None:
     proc = _run(tmp_path, CONFIG_TYPED, "run", "--help")

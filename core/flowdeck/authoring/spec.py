@@ -189,7 +189,7 @@ class Parameter:
             if configs.resolved() is not None:
                 try:
                     return self._type_of(configs.resolve_delayed(self.default)) or str
-                except Exception:  # noqa: BLE001 (reading the default reports it, in place)
+                except Exception:  # noqa: BLE001 (reading the default says it: _delayed_value)
                     return str
             return str
         return self._default_type
@@ -214,8 +214,7 @@ class Parameter:
     def _type_of(self, default: Any) -> Any:
         """The type a default gives (a multiple's: its first item's); None for a delayed
         `config_expr` default, whose type is its value's."""
-        configs = sys.modules.get("flowdeck.authoring.configs")  # imported by config_expr
-        if configs is not None and isinstance(default, configs.DelayEvaluator):
+        if _is_delayed(default):
             return None
         if self.multiple and isinstance(default, (list, tuple)):  # the items' type, as click
             default = default[0] if default else None
@@ -234,13 +233,27 @@ class Parameter:
         default written as '{"a": 1}' reads as a dict in the step, not a str.
         """
         value = self.default
-        if callable(value) and not isinstance(value, type):
+        if _is_delayed(value):  # its value, plain: a dict, not a ConfigValue records refuse
+            value = self._delayed_value(value)
+        elif callable(value) and not isinstance(value, type):
             value = self._call_default(value, flow_name)
         if self.multiple:
             return self.convert_many([] if value is None else value)
         if self.kind == "json" and isinstance(value, (str, bytes)):
             return self._parse_json_default(value)
         return self._typed_default(value)
+
+    def _delayed_value(self, expression: Any) -> Any:
+        """A `config_expr` default's value; its failure is the file's mistake, said with
+        the expression (it read "its default, its default function(), raised ...")."""
+        from flowdeck.authoring import configs
+        try:
+            return configs.resolve_delayed(expression)
+        except Exception as exc:  # noqa: BLE001 (the user's expression: any exception)
+            from flowdeck.analysis.diagnostics import UsageError
+            raise UsageError(f"Parameter `{self.name}`: its default {expression!r} could not "
+                             f"be read: {exc} Fix the expression, or give --{self.name} on "
+                             "the command line.") from None
 
     def _call_default(self, func: Callable[..., Any], flow_name: str) -> Any:
         """A default function's value; its exception is the file's mistake, said with the
@@ -344,6 +357,12 @@ def _default_arguments(func: Any, name: str, flow_name: str) -> tuple[Any, ...]:
                             configs=SimpleNamespace(**{k: configs.ConfigValue(v) if
                                                        isinstance(v, dict) else v
                                                        for k, v in values.items()})),)
+
+
+def _is_delayed(value: Any) -> bool:
+    """Whether `value` is a `config_expr(...)` (its module is imported by config_expr)."""
+    configs = sys.modules.get("flowdeck.authoring.configs")
+    return configs is not None and isinstance(value, configs.DelayEvaluator)
 
 
 def builtin_type(value: Any) -> type:

@@ -451,5 +451,6 @@ def _origin_parameters(blobs: BlobStore, param_refs: dict[str, dict[str, Any]],
     for attr, ref in param_refs.items():
         values[attr] = blobs.get(BlobRef.from_dict(ref).sha)
     for attr, param in flow_parameters(flow_cls).items():
-        values.setdefault(attr, param.default_value(flow_cls.__name__))
+        if attr not in values:  # not evaluated otherwise: a config_expr default cannot be yet
+            values[attr] = param.default_value(flow_cls.__name__)
     return values
