@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS, WAIT_MS, opened_window
+from conftest import FLOWS, WAIT_MS, close_window, opened_window
 
 
 @pytest.fixture
@@ -114,3 +114,46 @@ def test_a_drop_replaces_the_previous_drops_message_in_the_banner(
     qtbot.waitUntil(lambda: "util.py defines no flow" in window.banner.text, timeout=WAIT_MS)
     window.handle_dropped([str(notes)])
     assert "readme.txt is not a Python file" in window.banner.text
+
+
+FLOWLESS_LATER = '''from flowdeck import FlowSpec, step
+
+
+class Exp(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+'''
+
+
+def test_a_remembered_file_survives_a_start_while_it_defines_no_flow(qtbot, settings,
+                                                                     tmp_path: Path) -> None:
+    """A file watched on its own that, at the next start, defines no flow for now (being
+    rewritten) stays watched: forgotten, it was gone for good (a drop's rule)."""
+    from flowdeck_desktop.app import build
+    path = tmp_path / "proj" / "exp.py"
+    path.parent.mkdir()
+    path.write_text(FLOWLESS_LATER)
+    controller, window = build(settings, [str(path)])  # opened on its own, remembered
+    qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: any(e.name == "Exp" for e in controller.model.entries()),
+                    timeout=WAIT_MS)
+    close_window(controller, window)
+    settings.sync()
+    path.write_text("# being rewritten: the class moves below shortly\n")
+    controller, window = build(settings)  # the next start restores what was watched
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: any("defines no flow" in n.text
+                                    for n in window.notifications.notices), timeout=WAIT_MS)
+        assert str(path) in controller.roots  # kept, though it lists no flow for now
+        assert not any("so it is not listed" in n.text for n in window.notifications.notices)
+        path.write_text(FLOWLESS_LATER)  # the file defines its flow again
+        qtbot.waitUntil(lambda: any(e.name == "Exp" for e in controller.model.entries()),
+                        timeout=WAIT_MS)
+    finally:
+        close_window(controller, window)

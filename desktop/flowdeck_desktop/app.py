@@ -38,7 +38,7 @@ def build(settings: QSettings | None = None, paths: list[str] | None = None,
     window = MainWindow(controller, settings, examples_dir=bundled_examples())
     existing = controller.remembered_paths() if restore or not paths else []
     if existing:
-        window.open_paths(existing, select=False)
+        window.open_paths(existing, select=False, restoring=True)
     if paths:
         window.open_paths(paths)
     controller.when_listed(lambda: select_first(controller, window))

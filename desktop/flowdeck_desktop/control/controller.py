@@ -244,7 +244,8 @@ class FlowdeckController(QObject):
     # -- folders -------------------------------------------------------------------
 
     def add_paths(self, paths: list[str],
-                  on_listed: Callable[[list[str]], None] | None = None) -> list[str]:
+                  on_listed: Callable[[list[str]], None] | None = None,
+                  restoring: bool = False) -> list[str]:
         """Watch folders, and files as roots of their own; returns keys of given files listed now.
 
         Nothing is scanned here, on the GUI thread: the watcher's thread scans
@@ -268,7 +269,8 @@ class FlowdeckController(QObject):
             listing.add(self._add_root(path, single_file))
         if self.roots != before:
             self._roots_updated()
-        self.bridge.when_listed(lambda: self._opened(files, on_listed), sorted(listing))
+        self.bridge.when_listed(lambda: self._opened(files, on_listed, restoring),
+                                sorted(listing))
         return [e.key for e in self.model.entries() if e.file in files]
 
     def remove_root(self, root: str) -> None:
@@ -348,7 +350,12 @@ class FlowdeckController(QObject):
         self._remember_recent(folders)
         self.roots_changed.emit()
 
-    def _opened(self, files: list[str], on_listed: Callable[[list[str]], None] | None) -> None:
+    def _opened(self, files: list[str], on_listed: Callable[[list[str]], None] | None,
+                restoring: bool = False) -> None:
+        """The given files are listed: say what is wrong with those that list no flow. A
+        file opened now (a drop, File > Open) that defines none is not kept; one remembered
+        from the last session stays watched (it may be mid-edit: it lists its flow again
+        once it has one)."""
         keys: list[str] = []
         for file in files:
             found = [e.key for e in self.model.entries() if e.file == file]
@@ -358,16 +365,17 @@ class FlowdeckController(QObject):
                 self.message.emit("error", f"{file} cannot be read as Python, so its flows "
                                   f"are not listed: line {first.line}: {first.message}")
             elif not found:
-                self._forget_flowless(file)
+                self._forget_flowless(file, keep=restoring)
             keys += found
         if on_listed is not None:
             on_listed(keys)
 
-    def _forget_flowless(self, file: str) -> None:
-        """A file opened on its own that defines no flow is not kept: watched, it would be
-        a folder row with nothing under it, remembered for the next start. The warning
-        says so; a file inside a watched folder stays watched with its folder."""
-        kept = not self.bridge.is_file_root(file)
+    def _forget_flowless(self, file: str, keep: bool = False) -> None:
+        """A file opened on its own that defines no flow is not kept (unless `keep`):
+        watched, it would be a folder row with nothing under it, remembered for the next
+        start. The warning says so; a file inside a watched folder stays watched with its
+        folder."""
+        kept = keep or not self.bridge.is_file_root(file)
         self.message.emit("warning", f"{file} defines no flow (a class deriving from "
                           "FlowSpec of flowdeck or metaflow)" +
                           ("." if kept else ", so it is not listed."))

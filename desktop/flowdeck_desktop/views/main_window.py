@@ -586,15 +586,17 @@ class MainWindow(QMainWindow):
 
     # -- opening -------------------------------------------------------------------------------
 
-    def open_paths(self, paths: list[str], select: bool = True, then: Any = None) -> list[str]:
-        """Watch paths; once listed (scans run off this thread), select and call `then(keys)`."""
+    def open_paths(self, paths: list[str], select: bool = True, then: Any = None,
+                   restoring: bool = False) -> list[str]:
+        """Watch paths; once listed (scans run off this thread), select and call `then(keys)`.
+        `restoring`: the last session's, kept even when a file lists no flow now."""
         def listed(keys: list[str]) -> None:
             if keys and select:
                 self.select_flow(keys[0])
             self._refresh_controls()
             if then is not None:
                 then(keys)
-        keys = self.controller.add_paths(paths, on_listed=listed)
+        keys = self.controller.add_paths(paths, on_listed=listed, restoring=restoring)
         self._refresh_controls()
         return keys
 
