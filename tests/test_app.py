@@ -954,7 +954,7 @@ def test_resume_asks_when_the_form_holds_other_parameters_than_the_run(
     entry = controller.model.entry(key_of(controller, "ParamFailFlow"))
     plan = controller.rerun_plan(entry)
     assert plan.args[0] == "run" and plan.reason == "parameters changed: bad"
-    editor.setText("999.0")  # the same value, written otherwise
-    editor.textEdited.emit("999.0")
+    editor.setText("0999")  # the same int, written otherwise (999.0 is no int: a change)
+    editor.textEdited.emit("0999")
     window._save_params()
     assert controller.rerun_plan(entry).reason == "no step changed"

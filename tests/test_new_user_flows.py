@@ -293,3 +293,16 @@ def test_the_metaflow_entry_says_a_definition_mistake_without_a_traceback(
     assert proc.stderr.strip().splitlines() == [
         f"{path}:6: error: @retry has no argument `tims` (it takes minutes_between_retries, "
         "times). Fix the name, or remove the argument."]
+
+
+def test_parameter_texts_compare_as_values_of_their_type() -> None:
+    """What the window asks about before a resume (the form against the run): a string
+    `1.10` is not `1.1`, big ints are not floats, JSON spacing is no change."""
+    from flowdeck.analysis.parameter_text import same_value
+    assert same_value("float", "0.10", "0.1")
+    assert not same_value("str", "1.10", "1.1")
+    assert not same_value("int", "12345678901234567890", "12345678901234567891")
+    assert not same_value("int", "999", "999.0")  # --bad 999.0 is refused: not the same
+    assert same_value("JSONType", '{"a":1}', '{"a": 1}')
+    assert same_value("bool", "True", "true") and not same_value("bool", "true", "false")
+    assert not same_value("MyType", "a", "b") and same_value("MyType", "a", "a")

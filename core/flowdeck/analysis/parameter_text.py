@@ -52,3 +52,19 @@ def parameter_problem(type_name: str, raw: str) -> str | None:
     (`ParameterInfo.type`): what the window's form and Runner's keywords both check."""
     kind = KIND_OF_TYPE_NAME.get(type_name)
     return text_problem(kind, raw) if kind is not None else None
+
+
+def same_value(type_name: str, a: str, b: str) -> bool:
+    """Whether two command-line texts give a parameter (known by the type name static
+    analysis reads) the same value: `0.10` and `0.1` for a float, `{"a":1}` and
+    `{"a": 1}` for JSON, `True` and `true` for a bool; texts, compared as they are, for a
+    str or the flow's own type (and when either text is no value of its kind)."""
+    if a == b:
+        return True
+    kind = KIND_OF_TYPE_NAME.get(type_name)
+    if kind is None or kind == "str":
+        return False
+    try:
+        return bool(convert_text(kind, a) == convert_text(kind, b))
+    except ValueError:
+        return False

@@ -20,6 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QSettings, QThreadPool, QTimer, Signal
 
 from flowdeck.analysis.graph import code_fingerprint
+from flowdeck.analysis.parameter_text import same_value
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.discovery.catalog import CatalogDiff, CatalogEntry
 from flowdeck.discovery.watcher import WatchStatus
@@ -135,24 +136,16 @@ class ParamChange:
     form_value: str
 
 
-def param_changes(form: dict[str, str], record: RunRecord) -> list[ParamChange]:
+def param_changes(form: dict[str, str], record: RunRecord,
+                  types: dict[str, str]) -> list[ParamChange]:
     """The form's values (blank: the flow's default, not compared) that differ from the
-    run's; numbers compare as numbers (`0.10` is the run's `0.1`)."""
+    run's, each compared as a value of its parameter's type (`types`: by command-line
+    name, as static analysis reads them): `0.10` is the run's `0.1` for a float only."""
     given = {p.name: p.cli for p in record.params}
     return [ParamChange(name, given.get(name, "(its default)"), value)
             for name, value in form.items()
-            if value != "" and not _same_text_value(given.get(name), value)]
-
-
-def _same_text_value(run_value: str | None, form_value: str) -> bool:
-    if run_value is None:
-        return False
-    if run_value == form_value:
-        return True
-    try:
-        return float(run_value) == float(form_value)
-    except ValueError:
-        return False
+            if value != "" and (name not in given or
+                                not same_value(types.get(name, "str"), given[name], value))]
 
 
 #: What the messages about a flow file's errors say (the window takes their banner down
@@ -967,7 +960,12 @@ class FlowdeckController(QObject):
             record = RunIndex(layout).read(origin).record
         except (OSError, ValueError):
             return []
-        return param_changes(self.session(key).params, record) if record is not None else []
+        return param_changes(self.session(key).params, record, self._param_types(key)) \
+            if record is not None else []
+
+    def _param_types(self, key: str) -> dict[str, str]:
+        entry = self.model.entry(key)
+        return {p.name: p.type for p in entry.flow.parameters} if entry is not None else {}
 
     def resume_failed(self, key: str) -> RunState | None:
         origin, engine = self._resume_origin(key)
@@ -998,7 +996,8 @@ class FlowdeckController(QObject):
         record = last.record
         if record.engine != self.run_engine(entry.key):
             return RunPlan(base, f"the last successful run was on the {record.engine} engine")
-        changes = param_changes(self.session(entry.key).params, record)
+        changes = param_changes(self.session(entry.key).params, record,
+                                self._param_types(entry.key))
         if changes:  # a resume would keep the run's values: the form's are the ones to run
             return RunPlan(base, f"parameters changed: {', '.join(c.name for c in changes)}")
         new_hashes = entry.flow.graph.step_hashes()
