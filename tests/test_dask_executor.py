@@ -9,6 +9,7 @@ executors answer to the same assertions; the tests below add what only a cluster
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -338,10 +339,12 @@ if __name__ == "__main__":
 '''
 
 
-def test_an_attempt_whose_run_has_ended_stops_on_its_worker(on_dask, tmp_path: Path) -> None:
-    """An orchestrator that lost its scheduler fails the run and can no longer stop what
-    runs on the workers: such a step ran on and recorded its success in the failed run. The
-    worker looks at the run's record: ended, the attempt gets SIGINT (its `finally:` runs)."""
+@pytest.mark.parametrize("how", ["failed", "killed"])
+def test_an_attempt_whose_run_has_ended_stops_on_its_worker(on_dask, tmp_path: Path,
+                                                             how: str) -> None:
+    """An orchestrator that lost its scheduler fails the run, and one killed is gone: the
+    step ran on and recorded its success in a run that failed (or crashed). The worker
+    looks at the run's record: ended or crashed, the attempt gets SIGINT (`finally:` runs)."""
     (tmp_path / "outliving.py").write_text(OUTLIVING)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "outliving.py")], cwd=tmp_path,
                             env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -350,13 +353,16 @@ def test_an_attempt_whose_run_has_ended_stops_on_its_worker(on_dask, tmp_path: P
         wait_for(lambda: (tmp_path / "started").exists(), "the step to start",
                  lambda: proc.poll() is None)
         run = Flow("Outliving", root=tmp_path / ".flowdeck").latest_run
-        record = run.dir / "run.json"  # as the orchestrator leaves it when it fails the run
-        ended = json.loads(record.read_text()) | {"status": "failed"}
-        record.write_text(json.dumps(ended))
+        if how == "failed":  # run.json as the orchestrator leaves it when it fails the run
+            record = run.dir / "run.json"
+            record.write_text(json.dumps(json.loads(record.read_text()) | {"status": "failed"}))
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
         wait_for(lambda: (tmp_path / "cleaned").exists(), "the step's clean-up",
-                 lambda: proc.poll() is None)
+                 lambda: how == "killed" or proc.poll() is None)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     attempt = run.dir / "start" / "1" / "attempt-0.json"
     wait_for(attempt.exists, "the attempt's record")

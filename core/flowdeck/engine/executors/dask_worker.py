@@ -269,7 +269,8 @@ class RunWatch:
     review: the client then listed both tasks the run named as failed as successful, and a
     resume reused them). Read every RUN_WATCH_S from the run's record, on a worker that
     shares the orchestrator's folder; once ended, the attempt gets SIGINT (its clean-up
-    runs, as a cancel's would), then SIGKILL at the next look."""
+    runs, as a cancel's would), then SIGKILL once the run's grace for a cancel's clean-up
+    (`runtime.CANCEL_GRACE_S`) has passed."""
 
     def __init__(self, run_json: str) -> None:
         self.run_json = run_json
@@ -280,19 +281,29 @@ class RunWatch:
         return max(0.0, self.next_look - time.monotonic())
 
     def look(self, pid: int) -> None:
-        self.next_look = time.monotonic() + RUN_WATCH_S
-        if self.told or self._run_ended():
-            _signal_group(pid, signal.SIGKILL if self.told else signal.SIGINT)
+        if self.told:  # the grace is over
+            _signal_group(pid, signal.SIGKILL)
+            self.next_look = time.monotonic() + RUN_WATCH_S
+            return
+        if self._run_ended():
+            from flowdeck.engine.runtime import CANCEL_GRACE_S
+            _signal_group(pid, signal.SIGINT)
             self.told += 1
+            self.next_look = time.monotonic() + CANCEL_GRACE_S
+            return
+        self.next_look = time.monotonic() + RUN_WATCH_S
 
     def _run_ended(self) -> bool:
-        from flowdeck.store.records import read_json_file
+        """The run's effective status is no longer running: ended, or crashed (its
+        orchestrator is gone from this host: the store's one crash rule)."""
+        from flowdeck.store.index import effective_status
+        from flowdeck.store.records import RunRecord
         from flowdeck.store.status import RUNNING
         try:
-            status = read_json_file(self.run_json).get("status", RUNNING)
+            record = RunRecord.read(self.run_json)
         except (OSError, ValueError):  # not yet written, or being replaced: not ended
             return False
-        return status != RUNNING
+        return effective_status(record) != RUNNING
 
 
 def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, exit_r: int,
