@@ -195,8 +195,18 @@ class WorkerImportHint:
 
     def import_refusal(self, exc: ImportError) -> str | None:
         if isinstance(exc, ModuleNotFoundError) and exc.name:
-            return missing_module_message(self.worker, exc.name)
+            return step_import_message(self.worker, exc.name)
         return None
+
+
+def step_import_message(worker: str, name: str) -> str:
+    """A step's own import the worker cannot serve. Unlike the flow file's imports, which
+    this machine resolved, the name may be misspelt: no `pip install <name>` is offered."""
+    top = name.split(".")[0]
+    return (f"Worker {worker} cannot import module `{name}` (No module named '{name}'). If "
+            f"`{top}` is a file of your project, import it at the top of the flow file: "
+            "files beside the flow file travel to the workers only then. If it is a "
+            "package, check its name, and install it in the workers' Python.")
 
 
 @dataclass(frozen=True)
