@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.analysis.graph import FlowGraph, StepNode
-from flowdeck.authoring.definitions import READ_ONLY_FLOW_ATTRIBUTES
+from flowdeck.authoring.definitions import READ_ONLY_FLOW_ATTRIBUTES, separator_message
 from flowdeck.store.layout import MAX_ID_LENGTH, InvalidId, check_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -220,6 +220,9 @@ def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
                             f" here and to `{earlier.attribute}` (line {earlier.line}), so "
                             f"--{param.name} could set only one of them. Give each its own "
                             "name.")
+        if param.separator and param.type != "str":
+            yield lint.diag(param.line, "separator-not-string",
+                            separator_message(param.name, param.typed))
         if option in RESERVED_PARAMETER_NAMES:
             yield lint.diag(param.line, "reserved-parameter",
                             f"Parameter name `{param.name}` is reserved: the run command "

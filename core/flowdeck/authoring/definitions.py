@@ -47,6 +47,15 @@ PARAMETER_NAME_MESSAGE = ("A Parameter needs its name, a string, as its first ar
                           "`alpha = Parameter(\"alpha\", default=...)` (the name is what the "
                           "command line takes, --alpha).")
 
+def separator_message(name: str, typed: bool) -> str:
+    """`separator=` on a parameter that is not a string (Metaflow refuses it too)."""
+    fix = ("Drop type= (the items are strings), then convert them in the step." if typed
+           else "Give it a string default, such as \"a,b\", then convert the items in the "
+                "step.")
+    return (f"Parameter `{name}`: separator= splits a string into a list, so it is only "
+            f"allowed for string parameters (as in Metaflow). {fix}")
+
+
 def custom_start_end_message(keyword: str) -> str:
     """`@step(start=True)` / `@step(end=True)`: Metaflow 2.19 lets any step be the first or
     the last; Flowdeck's graph, resume and window find them by name."""

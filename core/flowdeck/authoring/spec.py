@@ -23,6 +23,7 @@ from flowdeck.authoring.definitions import (
     READ_ONLY_FLOW_ATTRIBUTES,
     STEP_DECORATOR_ARGUMENTS,
     custom_start_end_message,
+    separator_message,
     unknown_arguments_message,
 )
 from flowdeck.authoring.exceptions import DefinitionError, MergeArtifactsException
@@ -152,10 +153,7 @@ class Parameter:
         self._given_type = type
         self._default_type = self._type_of(self.default)
         if separator and not self._splits_text(type):
-            raise DefinitionError(f"Parameter `{name}`: separator= splits a string into a "
-                                  "list, so it is only allowed for string parameters (as in "
-                                  "Metaflow). Drop type= and give a string default, then "
-                                  "convert the items in the step.")
+            raise DefinitionError(separator_message(name, typed=type is not None))
         self.help = help or ""
         self.required = bool(required)
         self.show_default = show_default
