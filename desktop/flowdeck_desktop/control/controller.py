@@ -37,7 +37,15 @@ from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.records import RunRecord, parameter_arguments
-from flowdeck.store.status import CANCELLED, CRASHED, FAILED, RUN_UNFINISHED, RUNNING, SUCCEEDED
+from flowdeck.store.status import (
+    CANCELLED,
+    CRASHED,
+    FAILED,
+    RUN_FINAL,
+    RUN_UNFINISHED,
+    RUNNING,
+    SUCCEEDED,
+)
 from flowdeck_desktop.control.outside_run import OutsideRun
 from flowdeck_desktop.control.run_options import (
     ENGINE_LABELS,
@@ -105,8 +113,7 @@ class FlowSession:
 
     @property
     def running(self) -> bool:
-        return self.run is not None and self.run.status not in (
-            "succeeded", "failed", "cancelled", "crashed")
+        return self.run is not None and self.run.status not in RUN_FINAL
 
     def did_not_start(self, state: RunState) -> bool:
         """True when `state` is this session's run and it failed before it began (a
@@ -782,7 +789,7 @@ class FlowdeckController(QObject):
         run, state = session.run, session.state
         # Never started: no events at all, or (Metaflow refusing the flow before its first
         # task, after the bridge wrote its run_started) a failed run without one task.
-        never_started = run is not None and status == "failed" and (
+        never_started = run is not None and status == FAILED and (
             not os.path.exists(run.spec.events_path) or (state is not None and not state.tasks))
         if state is not None:
             state.mark_ended(status)
@@ -1062,7 +1069,7 @@ class FlowdeckController(QObject):
         run = session.run
         going = session.running
         if run.stopping or run.spec.engine != "flowdeck" or \
-                (not going and run.status not in ("succeeded", "failed")):
+                (not going and run.status not in (SUCCEEDED, FAILED)):
             return "other"
         try:
             record = RunRecord.read(RunLayout(Path(run.spec.root), run.spec.flow)

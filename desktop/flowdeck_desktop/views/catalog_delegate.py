@@ -12,11 +12,12 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFontMetrics, QPalette
 from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
+from flowdeck.store.status import CANCELLED, FAILED
 from flowdeck_desktop.models.catalog_model import FLOW_ROW_SEPARATOR, KIND_ROLE, SEVERITY_ROLE
 from flowdeck_desktop.views.theme import palette_is_dark, status_color
 
 #: A diagnostic's severity to the status whose colour it borrows.
-SEVERITY_STATUS = {"error": "failed", "warning": "cancelled"}
+SEVERITY_STATUS = {"error": FAILED, "warning": CANCELLED}
 
 
 #: What a row's text cannot use of its rect: the decoration, the margins and the item's
@@ -56,7 +57,7 @@ class CatalogDelegate(QStyledItemDelegate):
             return
         if index.data(KIND_ROLE) != "diagnostic":
             return
-        status = SEVERITY_STATUS.get(str(index.data(SEVERITY_ROLE)), "cancelled")
+        status = SEVERITY_STATUS.get(str(index.data(SEVERITY_ROLE)), CANCELLED)
         color = status_color(status, palette_is_dark(option.palette))
         option.palette.setColor(QPalette.ColorRole.Text, color)
         option.palette.setColor(QPalette.ColorRole.WindowText, color)
