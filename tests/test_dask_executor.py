@@ -715,3 +715,22 @@ def test_a_stop_sent_to_the_runs_group_reaches_the_steps_on_a_local_cluster(
     for pid in children:
         wait_for(lambda pid=pid: not process_alive(pid), f"the step's child {pid} to end")
     assert Flow("GroupStopped", root=tmp_path / ".flowdeck").latest_run.status == "cancelled"
+
+
+def test_a_worker_that_cannot_see_the_orchestrators_processes_trusts_only_the_record(
+        tmp_path: Path) -> None:
+    """A worker in a pid namespace of its own (a container on the same host, same host
+    name) saw no orchestrator pid and stopped a healthy run: only a worker that sees the
+    orchestrator's processes applies the crash rule; the others go by the status word."""
+    from flowdeck.engine.executors.dask_worker import RunWatch
+    from flowdeck.store.records import hostname
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps({"flow": "F", "run_id": "1796453000000-abcdef",
+                                  "status": "running", "pid": gone.pid, "host": hostname(),
+                                  "start": 0.0}))
+    assert RunWatch(str(record), sees_orchestrator=True)._run_ended()  # crashed: it is gone
+    assert not RunWatch(str(record), sees_orchestrator=False)._run_ended()
+    record.write_text(record.read_text().replace('"running"', '"failed"'))
+    assert RunWatch(str(record), sees_orchestrator=False)._run_ended()

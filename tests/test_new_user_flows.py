@@ -101,6 +101,14 @@ def test_a_config_expr_default_that_is_a_dict_runs_and_resumes(tmp_path: Path) -
     assert _values(_run(tmp_path, source, "run")) == "0.7 3 True {'a': 1}"
     resumed = _run(tmp_path, source, "resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    layered = source.replace('"opts": {"a": 1}}', '"opts": [{"a": 1}, {"b": 2}]}')
+    assert _values(_run(tmp_path, layered, "run")).endswith("[{'a': 1}, {'b': 2}]")
+    added = layered.replace(  # a parameter added since the run resumed: read from its config
+        '    opts = Parameter("opts", default=config_expr("cfg.opts"))\n',
+        '    opts = Parameter("opts", default=config_expr("cfg.opts"))\n'
+        '    more = Parameter("more", default=config_expr("cfg.n"))\n')
+    again = _run(tmp_path, added, "resume")
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_help_names_a_config_expr_default_without_a_type_it_cannot_know(
@@ -219,13 +227,17 @@ def test_a_resume_reruns_a_step_changed_since_the_run(tmp_path: Path) -> None:
     assert len(said) == 1 and "`work`" in said[0] and "`start`" not in said[0]
     assert "Reusing finished task" in resumed.stdout  # start, unchanged, is reused
     (tmp_path / "FAIL_WORK").unlink()
-    fixed = _run(tmp_path, changed, "resume")  # from the first run again: work reruns whole
+    noted = changed.replace("        self.next(self.join)\n",
+                            "\n        # a note, and a blank line: no change of code\n"
+                            "        self.next(self.join)\n", 1)
+    fixed = _run(tmp_path, noted, "resume")  # from the first run again: work reruns whole
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "AVERAGE 200.0 20" in fixed.stdout  # the new code's values, every item
     first = fixed.stdout.split("resuming run ", 1)[1].split()[0]
     shutil.rmtree(tmp_path / ".flowdeck" / "Twice" / "runs" / first)  # only resumes are left
     again = _run(tmp_path, changed, "resume")  # "no earlier run" while two were there
     assert again.returncode == 0 and "resuming run " in again.stdout, again.stderr
+    assert "Changed since run" not in again.stderr  # only a comment and a blank line went
 
 
 SEPARATED_INTS = '''
@@ -304,5 +316,7 @@ def test_parameter_texts_compare_as_values_of_their_type() -> None:
     assert not same_value("int", "12345678901234567890", "12345678901234567891")
     assert not same_value("int", "999", "999.0")  # --bad 999.0 is refused: not the same
     assert same_value("JSONType", '{"a":1}', '{"a": 1}')
+    assert not same_value("JSONType", '{"e": 10}', '{"e": 10.0}')  # the step sees 10.0
+    assert not same_value("JSONType", "true", "1")
     assert same_value("bool", "True", "true") and not same_value("bool", "true", "false")
     assert not same_value("MyType", "a", "b") and same_value("MyType", "a", "a")

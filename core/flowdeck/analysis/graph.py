@@ -273,6 +273,16 @@ def code_fingerprint(source: str) -> str | None:
     return text_hash("\n".join(tokens))
 
 
+def _without_comment_lines(text: str) -> str:
+    """A step's text without its blank and comment-only lines, for its hash: a comment
+    added to a finished step made a resume (and a rerun on save) run it again. Cheap
+    (no tokenizing on every run's start), and the text itself when it has no such lines,
+    so the hashes recorded before stay equal. A trailing comment still counts."""
+    lines = text.split("\n")
+    kept = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return text if len(kept) == len(lines) else "\n".join(kept)
+
+
 def text_hash(text: str) -> str:
     """Short content hash of source text (step hashes, the outside-of-steps hash).
 
@@ -297,7 +307,7 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
         doc=doc,
         decorators=decorators,
         num_args=len(func.args.args) + len(func.args.posonlyargs),
-        source_hash=text_hash(segment),
+        source_hash=text_hash(_without_comment_lines(segment)),
         assigned_attrs=_assigned_self_attrs(func),
     )
     tail = body[-1] if body else None

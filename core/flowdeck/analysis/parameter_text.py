@@ -65,6 +65,9 @@ def same_value(type_name: str, a: str, b: str) -> bool:
     if kind is None or kind == "str":
         return False
     try:
-        return bool(convert_text(kind, a) == convert_text(kind, b))
+        first, second = convert_text(kind, a), convert_text(kind, b)
     except ValueError:
         return False
+    if kind == "json":  # by JSON's own types: 1, 1.0 and true are three values (== says one)
+        return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    return bool(first == second)

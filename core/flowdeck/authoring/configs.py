@@ -416,12 +416,23 @@ def resolved() -> dict[str, Any] | None:
 def resolve_delayed(value: Any) -> Any:
     """`value` with every delayed expression in it evaluated (dicts, lists, tuples, sets)."""
     if isinstance(value, DelayEvaluator):
-        result = value()
-        return result.to_dict() if isinstance(result, ConfigValue) else result
+        return _plain(value())
     if isinstance(value, dict):
         return {resolve_delayed(k): resolve_delayed(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return type(value)(resolve_delayed(v) for v in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A config's value as plain dicts and lists, however deep (a list of its mappings kept
+    ConfigValues, which a run's record cannot store)."""
+    if isinstance(value, ConfigValue):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
     return value
 
 

@@ -386,6 +386,7 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     origin = OriginRun(origin_id, records, graph.descendants(steps), reusable, changed, outside)
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
+    _add_new_defaults(values, flow_cls)  # the origin's configs are read now
     _write_run_id(options, run_id_file)
     with _executor(options) as executor:
         outcome = Orchestrator(flow_cls, graph, values, layout, options, origin=origin,
@@ -450,7 +451,12 @@ def _origin_parameters(blobs: BlobStore, param_refs: dict[str, dict[str, Any]],
     values = {}
     for attr, ref in param_refs.items():
         values[attr] = blobs.get(BlobRef.from_dict(ref).sha)
-    for attr, param in flow_parameters(flow_cls).items():
-        if attr not in values:  # not evaluated otherwise: a config_expr default cannot be yet
-            values[attr] = param.default_value(flow_cls.__name__)
     return values
+
+
+def _add_new_defaults(values: dict[str, Any], flow_cls: type) -> None:
+    """The defaults of parameters the origin did not record (added to the file since),
+    once the run's configs are read: a `config_expr` default cannot be read before."""
+    for attr, param in flow_parameters(flow_cls).items():
+        if attr not in values:
+            values[attr] = param.default_value(flow_cls.__name__)

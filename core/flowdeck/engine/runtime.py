@@ -164,6 +164,7 @@ class TaskResult:
     duration: float = 0.0
     origin: str | None = None
     foreach_unbounded: bool = False
+    source_hash: str = ""  # the step's code that made it (a reused task: its origin's)
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> "TaskResult":
@@ -177,7 +178,7 @@ class TaskResult:
             frames=tuple(Frame.from_dict(f) for f in rec.frames),
             next=list(rec.next), foreach_splits=rec.foreach_splits,
             error=rec.error, caught=rec.caught, duration=rec.duration, origin=rec.origin,
-            foreach_unbounded=bool(rec.foreach_unbounded),
+            foreach_unbounded=bool(rec.foreach_unbounded), source_hash=rec.source_hash,
         )
 
     def as_parent(self) -> ParentResult:
@@ -958,7 +959,8 @@ class Orchestrator:
             "run_id": self.run_id, "start": now, "end": now, "duration": 0.0,
             "frames": [f.as_dict() for f in task.frames],
             "signature": frames_signature(task.frames),
-            "source_hash": self.graph[task.step].source_hash,
+            # the code that made the artifacts: a later resume tells a change by it
+            "source_hash": origin.source_hash or self.graph[task.step].source_hash,
             "artifacts": {k: v.as_dict() for k, v in origin.artifacts.items()},
             "next": origin.next, "foreach_splits": origin.foreach_splits,
             "foreach_unbounded": origin.foreach_unbounded or None,

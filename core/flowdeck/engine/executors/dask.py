@@ -247,7 +247,7 @@ class DaskExecutor(Executor):
         self.relay.start()
 
     def start(self, request: TaskRequest, close_inherited: Callable[[], None]) -> Launched:
-        from flowdeck.engine.executors.dask_worker import run_attempt
+        from flowdeck.engine.executors.dask_worker import pid_namespace_id, run_attempt
         key = (f"flowdeck-{request.flow_name}-{request.run_id}-{request.step}-"
                f"{request.task_id}-{request.attempt}-{uuid.uuid4().hex[:8]}")
         flow_class, files = self._flow_class(request.flow_cls)
@@ -272,7 +272,8 @@ class DaskExecutor(Executor):
         run_json = str(RunLayout(request.root, request.flow_name).run_json(request.run_id))
         future = self.client.submit(run_attempt, key, self.topic, flow_class, files, payload,
                                     flowdeck.__version__, str(request.root), request.attempt_json,
-                                    request.datastore, run_json, key=key, pure=False, retries=0,
+                                    request.datastore, run_json, pid_namespace_id(),
+                                    key=key, pure=False, retries=0,
                                     workers=[worker] if worker else None,
                                     allow_other_workers=True)
         attempt.future = future

@@ -70,14 +70,16 @@ def version_message(worker: str, theirs: str, ours: str) -> str:
 
 def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
                 payload: bytes, version: str, root: str = "", attempt_json: str = "",
-                datastore: str | None = None, run_json: str = "") -> dict[str, Any]:
+                datastore: str | None = None, run_json: str = "",
+                pid_namespace: str = "") -> dict[str, Any]:
     """Run one attempt on this worker; returns {"status", "chunks", "error", "files"}
     (see module). `flow_class` and `files` are `remote_task.pack_class`'s bytes and the
     source files of what travels by value; `payload` is `remote_task.pack`'s. `root`,
     `attempt_json` and `datastore` are the request's store folder, record path and object
     store: a worker that does not share the orchestrator's folder writes into a scratch
     folder and returns its files (`remote_task.worker_paths`). `run_json`: the run's
-    record, watched while the attempt runs where the folder is shared (`RunWatch`)."""
+    record, watched while the attempt runs where the folder is shared (`RunWatch`), and
+    `pid_namespace` the orchestrator's (`pid_namespace()`)."""
     from distributed import Event, get_worker
     worker = get_worker()
     where = worker.address
@@ -119,8 +121,8 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
         late = _stops.pop(key, None)
     if late is not None:
         _signal_group(pid, late)
-    watch = RunWatch(run_json) if run_json and paths is not None and not paths.relocated \
-        else None
+    watch = RunWatch(run_json, bool(pid_namespace) and pid_namespace == pid_namespace_id()) \
+        if run_json and paths is not None and not paths.relocated else None
     try:
         chunks = _forward(worker, topic, key, out_r, err_r, exit_r, pid, watch)
         status = task_zygote.read_status(exit_r)
@@ -272,8 +274,12 @@ class RunWatch:
     runs, as a cancel's would), then SIGKILL once the run's grace for a cancel's clean-up
     (`runtime.CANCEL_GRACE_S`) has passed."""
 
-    def __init__(self, run_json: str) -> None:
+    def __init__(self, run_json: str, sees_orchestrator: bool) -> None:
         self.run_json = run_json
+        #: Whether this worker sees the orchestrator's processes (its pid namespace): only
+        #: then can a gone pid say the run crashed. A worker in a container of its own on
+        #: the same host (same host name) saw no such pid and stopped a healthy run.
+        self.sees_orchestrator = sees_orchestrator
         self.next_look = time.monotonic() + RUN_WATCH_S
         self.told = 0  # signals sent
 
@@ -294,8 +300,8 @@ class RunWatch:
         self.next_look = time.monotonic() + RUN_WATCH_S
 
     def _run_ended(self) -> bool:
-        """The run's effective status is no longer running: ended, or crashed (its
-        orchestrator is gone from this host: the store's one crash rule)."""
+        """The run is no longer running: its record says it ended, or, where this worker
+        sees the orchestrator's processes, it crashed (the store's one crash rule)."""
         from flowdeck.store.index import effective_status
         from flowdeck.store.records import RunRecord
         from flowdeck.store.status import RUNNING
@@ -303,7 +309,16 @@ class RunWatch:
             record = RunRecord.read(self.run_json)
         except (OSError, ValueError):  # not yet written, or being replaced: not ended
             return False
-        return effective_status(record) != RUNNING
+        status = effective_status(record) if self.sees_orchestrator else record.status
+        return status != RUNNING
+
+
+def pid_namespace_id() -> str:
+    """This process's pid namespace (`pid:[4026531836]`; "" where there is none to read)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _forward(worker: Any, topic: str, key: str, out_r: int, err_r: int, exit_r: int,
