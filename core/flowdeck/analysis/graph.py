@@ -260,7 +260,8 @@ def code_fingerprint(source: str) -> str | None:
     """Hash of a file's code without its comments and blank lines: two texts with the
     same fingerprint run the same. The window compares it before rerunning on a save (a
     saved comment must not stop a two-hour run); tokenizing costs about 1 ms per 70
-    lines, too much for every run's start, so the step hashes stay `text_hash`es. None
+    lines, too much for every run's start, so a step's hash is the `text_hash` of its
+    text without blank and comment-only lines (`_without_comment_lines`). None
     for text Python cannot tokenize (a save with errors: it is not run anyway)."""
     import io
     import tokenize
