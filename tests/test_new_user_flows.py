@@ -162,6 +162,8 @@ def test_catch_answers_a_step_that_exits_or_interrupts_itself(tmp_path: Path,
     assert run is not None and run.successful
     attempts = sorted(m.value for m in run["crash"].task.metadata if m.type == "attempt")
     assert attempts == ["0", "1", "2"]  # the step's own, @retry's, then @catch's last
+    assert "@catch caught an exception" in run["crash"].task.stdout  # Metaflow's stream
+    assert "@catch caught" not in run["crash"].task.stderr
 
 
 RESUMED_TWICE = '''

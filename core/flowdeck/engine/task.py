@@ -865,7 +865,7 @@ def _catch_saving_failure(flow: Any, ctx: StepContext, blobs: BlobStore, req: Ta
     wrapper = ExceptionWrapper(type=kind, message=str(exc), stacktrace=f"{kind}: {exc}")
     if req.print_exception:
         print(f"@catch caught an exception from step `{req.step}`:\n{wrapper.summary}",
-              file=sys.stderr)
+              flush=True)  # on stdout, as Metaflow's
     record["caught"] = error_info(exc, with_traceback=False)
     if req.catch_var:
         setattr(flow, req.catch_var, wrapper)
@@ -1022,7 +1022,7 @@ def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | No
         wrapper = ExceptionWrapper(exc)
         if req.print_exception:
             print(f"@catch caught an exception from step `{req.step}`:\n{wrapper.stacktrace}",
-                  file=sys.stderr)
+                  flush=True)  # on the task's stdout, as Metaflow's (its logger)
         record["caught"] = error_info(exc)
         if req.catch_var:
             setattr(flow, req.catch_var, wrapper)
