@@ -322,3 +322,19 @@ def test_parameter_texts_compare_as_values_of_their_type() -> None:
     assert not same_value("JSONType", "true", "1")
     assert same_value("bool", "True", "true") and not same_value("bool", "true", "false")
     assert not same_value("MyType", "a", "b") and same_value("MyType", "a", "a")
+
+
+def test_a_change_outside_the_steps_is_said_only_when_tasks_are_reused(tmp_path: Path) -> None:
+    source = RESUMED_TWICE.replace("self.avg", "20").replace("import os\n", "import os\n\nA = 1\n")
+    (tmp_path / "FAIL_WORK").touch()
+    assert _run(tmp_path, source, "run").returncode == 1
+    (tmp_path / "FAIL_WORK").unlink()
+    outside = source.replace("A = 1", "A = 2")
+    reused = _run(tmp_path, outside, "resume")
+    assert reused.returncode == 0 and "Code outside the steps changed" in reused.stderr
+    both = outside.replace("A = 2", "A = 3").replace("self.items = [1, 2, 3]",
+                                                     "self.items = [1, 2, 3][:3]")
+    rerun = _run(tmp_path, both, "resume")  # start changed: every step runs again
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Code outside the steps changed" not in rerun.stderr
+    assert "Reusing finished task" not in rerun.stdout

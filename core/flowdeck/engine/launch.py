@@ -382,7 +382,9 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     # time: one node alone would wait for peers that never start), as in Metaflow.
     gangs = {s for s in steps if graph[s].decorator("parallel") is not None}
     reusable = set() if named else set(graph.nodes) - gangs - changed
-    outside = bool(entry.record.outside_hash) and entry.record.outside_hash != graph.outside_hash
+    # (said only when something is reused: a rerun `start` reruns every step after it)
+    outside = bool(entry.record.outside_hash) and \
+        entry.record.outside_hash != graph.outside_hash and graph.start_step not in steps
     origin = OriginRun(origin_id, records, graph.descendants(steps), reusable, changed, outside)
     values = _origin_parameters(BlobStore(layout.root), entry.record.param_refs, flow_cls)
     _begin(flow_cls, prepared, setup, options, origin_configs=values)
