@@ -212,7 +212,7 @@ class Parameter:
     def _type_of(self, default: Any) -> Any:
         """The type a default gives (a multiple's: its first item's); None for a delayed
         `config_expr` default, whose type is its value's."""
-        if _is_delayed(default):
+        if is_config_expr(default):
             return None
         if self.multiple and isinstance(default, (list, tuple)):  # the items' type, as click
             default = default[0] if default else None
@@ -231,7 +231,7 @@ class Parameter:
         default written as '{"a": 1}' reads as a dict in the step, not a str.
         """
         value = self.default
-        if _is_delayed(value):  # its value, plain: a dict, not a ConfigValue records refuse
+        if is_config_expr(value):  # its value, plain: a dict, not a ConfigValue records refuse
             value = self._delayed_value(value)
         elif callable(value) and not isinstance(value, type):
             value = self._call_default(value, flow_name)
@@ -357,7 +357,7 @@ def _default_arguments(func: Any, name: str, flow_name: str) -> tuple[Any, ...]:
                                                        for k, v in values.items()})),)
 
 
-def _is_delayed(value: Any) -> bool:
+def is_config_expr(value: Any) -> bool:
     """Whether `value` is a `config_expr(...)` (its module is imported by config_expr)."""
     configs = sys.modules.get("flowdeck.authoring.configs")
     return configs is not None and isinstance(value, configs.DelayEvaluator)

@@ -428,10 +428,8 @@ def _executor(options: RunOptions) -> Iterator[Executor | None]:
 
 
 def _latest_run_id(index: RunIndex) -> str | None:
-    """What a resume continues by default: the latest run that `run` started, else (every
-    such run deleted) the latest run."""
-    latest = index.latest_new_run() or index.latest()
-    return latest.run_id if latest else None
+    origin = index.resume_origin()
+    return origin.run_id if origin else None
 
 
 def changed_steps(graph: FlowGraph, records: list[AttemptRecord]) -> set[str]:

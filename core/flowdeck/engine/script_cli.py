@@ -21,7 +21,7 @@ from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, UsageError
 from flowdeck.analysis.lint import RESERVED_PARAMETER_NAMES
 from flowdeck.analysis.show import format_dot, format_show
 from flowdeck.authoring.runsetup import RunSetup
-from flowdeck.authoring.spec import flow_parameters
+from flowdeck.authoring.spec import flow_parameters, is_config_expr
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
 from flowdeck.engine.terminal import reader_gone, under_metaflow_alias
@@ -556,12 +556,6 @@ def _add_parameter(parser: "argparse.ArgumentParser", attr: str, param: Any) -> 
                             help=help_text.strip())
 
 
-def _delayed(default: Any) -> bool:
-    """Whether a default is a `config_expr`, whose value (and type) the run's configs give."""
-    configs = sys.modules.get("flowdeck.authoring.configs")  # imported by config_expr
-    return configs is not None and isinstance(default, configs.DelayEvaluator)
-
-
 def _metavar(param: Any) -> str:
     """What help shows for an option's value: its type, unless a `config_expr` default
     decides it once the run's configs are read."""
@@ -574,7 +568,7 @@ def _default_text(param: Any) -> str:
     """A default as help shows it: its value, or what computes it (a function's repr
     showed its memory address)."""
     default = param.default
-    if _delayed(default):  # config_expr('cfg.lr'): its value is read when the run starts
+    if is_config_expr(default):  # config_expr('cfg.lr'): its value is read when the run starts
         return f"{default!r}, of its type"
     if callable(default) and not isinstance(default, type):
         return f"computed by {getattr(default, '__name__', 'a function')}()"

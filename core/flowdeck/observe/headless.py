@@ -125,7 +125,7 @@ def resumed_engine(file: str, flow_name: str | None, origin_run_id: str | None) 
         return None
     index = RunIndex(RunLayout.for_file(path, flow.name))
     try:
-        entry = index.read(origin_run_id) if origin_run_id else index.latest_new_run()
+        entry = index.read(origin_run_id) if origin_run_id else index.resume_origin()
     except (InvalidId, OSError):
         return None
     record = entry.record if entry is not None else None

@@ -139,13 +139,14 @@ class RunIndex:
         readable = [e for e in self.runs() if e.record is not None]
         return readable[0] if readable else None
 
-    def latest_new_run(self) -> RunEntry | None:
-        """The latest run that `run` started, not a resume: what `resume` continues unless
-        told otherwise, as in Metaflow (its `latest_run` is written by `run` only). From the
-        latest resume instead, a resume that failed was resumed again and reused its tasks
-        of a step the user had fixed since: the fix never ran."""
-        return next((e for e in self.runs()
-                     if e.record is not None and not e.record.origin_run_id), None)
+    def resume_origin(self) -> RunEntry | None:
+        """What `resume` continues unless told otherwise: the latest run that `run`
+        started, not a resume, as in Metaflow (its `latest_run` is written by `run` only;
+        from the latest resume, a resume that failed was resumed again and reused its tasks
+        of a step the user had fixed since); the latest run when every such run is gone."""
+        readable = [e for e in self.runs() if e.record is not None]
+        started = next((e for e in readable if e.record and not e.record.origin_run_id), None)
+        return started or (readable[0] if readable else None)
 
     def latest_successful(self) -> RunEntry | None:
         return next((e for e in self.runs() if e.status == SUCCEEDED), None)

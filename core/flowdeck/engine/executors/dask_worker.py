@@ -79,7 +79,7 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
     store: a worker that does not share the orchestrator's folder writes into a scratch
     folder and returns its files (`remote_task.worker_paths`). `run_json`: the run's
     record, watched while the attempt runs where the folder is shared (`RunWatch`), and
-    `pid_namespace` the orchestrator's (`pid_namespace()`)."""
+    `pid_namespace` the orchestrator's (`pid_namespace_id()`)."""
     from distributed import Event, get_worker
     worker = get_worker()
     where = worker.address
