@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import CORE, FLOWS, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
+from PySide6.QtGui import QImage, QPainter
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMenu
 
@@ -127,6 +128,8 @@ def test_as_number() -> None:
     assert iv.as_number("1.0") == "a str, not a number"
     assert iv.as_number(np.zeros(3)) == "a numpy.ndarray, not a number"
     assert iv.as_number(math.nan) == "not a finite number (nan)"
+    assert iv.as_number(10**400) == "too large for a float"
+    assert iv.as_number(decimal.Decimal("1e400")) == "not a finite number (inf)"
 
 
 def test_helper_usage() -> None:
@@ -197,6 +200,30 @@ def test_plot_has_one_point_per_run_and_hover_names_run_and_parameters(qtbot, st
     plot.x_choice.setCurrentText(X_RUN_START)
     xs, _ = plot.scatter.getData()
     assert sorted(xs) == sorted(e.start for e in store["runs"])
+    assert_left_ticks_read_the_values(qtbot, plot)
+    plot.x_choice.setCurrentText(X_RUN_NUMBER)
+    assert_left_ticks_read_the_values(qtbot, plot)
+
+
+def left_tick_texts(plot: RunsPlot) -> list[float]:
+    """The numbers the left axis draws, as pyqtgraph lays them out to paint them."""
+    axis = plot.plot.getPlotItem().getAxis("left")
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [float(text.replace("\u2212", "-")) for _, _, text in specs[2]] if specs else []
+
+
+def assert_left_ticks_read_the_values(qtbot, plot: RunsPlot) -> None:
+    """The losses lie between 0.47 and 0.93: the ticks span about that, not 1000 times it
+    (after a redraw the ticks once read 500 to 900 under the plain label "loss")."""
+    values = plot.scatter.getData()[1]
+    qtbot.waitUntil(lambda: bool(left_tick_texts(plot)), timeout=WAIT_MS)
+    ticks = left_tick_texts(plot)
+    assert min(values) - 0.5 <= min(ticks) and max(ticks) <= max(values) + 0.5, ticks
 
 
 def test_plot_of_a_foreach_has_a_point_per_task_at_its_item(qtbot, store) -> None:

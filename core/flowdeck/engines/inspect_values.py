@@ -84,15 +84,18 @@ def as_number(value: Any) -> float | str:
     if isinstance(value, bool):
         return "a bool, not a number"
     number: float | None = None
-    if isinstance(value, (numbers.Real, decimal.Decimal)):  # Decimal is no numbers.Real
-        number = float(value)
-    elif _one_element(value):
-        try:  # a 0-d or one-element numpy array, a one-element tensor
-            item = value.item()
-        except (TypeError, ValueError, RuntimeError):
-            item = None
-        if isinstance(item, numbers.Real) and not isinstance(item, bool):
-            number = float(item)
+    try:
+        if isinstance(value, (numbers.Real, decimal.Decimal)):  # Decimal is no numbers.Real
+            number = float(value)
+        elif _one_element(value):
+            try:  # a 0-d or one-element numpy array, a one-element tensor
+                item = value.item()
+            except (TypeError, ValueError, RuntimeError):
+                item = None
+            if isinstance(item, numbers.Real) and not isinstance(item, bool):
+                number = float(item)
+    except OverflowError:  # an int past a float's range (10**400): one point, not the plot
+        return "too large for a float"
     if number is None:
         kind = type(value)
         name = kind.__qualname__ if kind.__module__ == "builtins" else \

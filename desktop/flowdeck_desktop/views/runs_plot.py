@@ -223,6 +223,20 @@ def parse_answer(answer: dict[str, Any], runs: Sequence[PlotRun]) -> PlotData:
     return data
 
 
+def _plain_numbers(axis: Any) -> None:
+    """Ticks read the values themselves: a loss of 0.6 reads 0.6, not "600 (x0.001)".
+
+    pyqtgraph's `enableAutoSIPrefix(False)` still computes a scale from the axis's range
+    at that moment and keeps it for the ticks (0.13 and 0.14): after a redraw, with the
+    previous plot's range, every tick read 1000 times its value under a label without
+    a unit. So the scale is put back to one here, after turning the prefix off."""
+    axis.enableAutoSIPrefix(False)
+    axis.autoSIPrefixScale = 1.0
+    axis.labelUnitPrefix = ""
+    axis.picture = None  # drawn again with the scale of one
+    axis.update()
+
+
 class RunsPlot(QWidget):
     """The plot, its x-axis choice, and what could not be plotted (a widget, so a window,
     a tab or a test can hold it)."""
@@ -380,7 +394,7 @@ class RunsPlot(QWidget):
             axis = self.plot.getAxis(side)
             axis.setPen(_pg().mkPen(text))
             axis.setTextPen(_pg().mkPen(text))
-            axis.enableAutoSIPrefix(False)  # a loss of 0.6 reads 0.6, not "600 (x0.001)"
+            _plain_numbers(axis)
 
     def _draw(self) -> None:
         item = self.plot.getPlotItem()
