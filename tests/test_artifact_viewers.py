@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from conftest import FLOWS, child_env, run_flow
 from PySide6.QtCore import QProcess, Qt
+from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import QApplication
 
 from flowdeck.client import Run
@@ -250,6 +251,21 @@ def test_a_long_string_shows_as_text_with_search(qtbot, pane) -> None:
     assert viewer.matches.text() == "2000+ found"
     viewer.search.setText("no such words")
     assert viewer.found == 0 and viewer.matches.text() == "not found"
+
+
+def test_a_long_unbroken_sequence_wraps_anywhere_and_prose_at_words(qtbot, pane) -> None:
+    """Qt's word wrapping of a line with no break (a 200,000-letter DNA sequence) froze the
+    window for seconds: such text wraps anywhere, prose still at its words."""
+    essay = show(qtbot, pane, "essay", "text")
+    assert essay.text.wordWrapMode() == QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere
+    viewer = TextViewer()
+    qtbot.addWidget(viewer)
+    sequence = "ACGT" * 50_000
+    viewer.show_preview({"text": sequence, "length": len(sequence)})
+    assert viewer.text.wordWrapMode() == QTextOption.WrapMode.WrapAnywhere
+    assert viewer.text.toPlainText() == sequence  # shown whole, not cut into lines
+    viewer.show_preview({"text": "short words " * 100, "length": 1200})
+    assert viewer.text.wordWrapMode() == QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere
 
 
 def test_anything_else_shows_its_repr(qtbot, pane) -> None:
