@@ -103,6 +103,14 @@ def test_a_narrower_foreach_differs_in_task_counts_and_the_missing_item(store) -
     point = next(a for a in comparison.artifacts if (a.step, a.name) == ("fit", "point"))
     missing = [t for t in point.tasks if t.right is None]
     assert [t.place for t in missing] == ["grid[19]"] and point.differing == 1
+    # Missing is said as missing, in the task's row and the step's (it said "differs").
+    assert missing[0].change == "only in A" and point.change == "only in A (1 of 20 tasks)"
+    # Artifacts count once by name, however many steps carry them (`grid` and `rate` are
+    # carried by every step; the count was per step).
+    names = {a.name for a in comparison.artifacts}
+    changed = {a.name for a in comparison.artifacts if a.differs}
+    assert comparison.summary().endswith(f"{len(changed)} of {len(names)} artifacts differ")
+    assert len(changed) < sum(a.differs for a in comparison.artifacts)
     # The grid list itself is one artifact with another hash: it differs once per task.
     grid = next(a for a in comparison.artifacts if (a.step, a.name) == ("start", "grid"))
     assert grid.differs and grid.single
@@ -178,6 +186,11 @@ def test_compare_view_highlights_differences_and_only_them(qtbot, store) -> None
     assert (rate.text(LEFT), rate.text(RIGHT)) == ("0.1", "0.2")
     score = rows[("fit", "score")]
     assert score.text(CHANGE) == "19 of 20 tasks differ"
+    # A small number or a short text shows its value, from the record (nothing loaded).
+    loss = rows[("end", "loss")]
+    assert (loss.text(LEFT), loss.text(RIGHT)) == ("0.919091 · float", "0.843333 · float")
+    assert rows[("end", "summary")].text(RIGHT) == "'loss 0.843333' · str"
+    assert rows[("start", "grid")].text(LEFT).startswith("list · ")  # a list: its hash
     assert score.childCount() == 20
     fit = rows[("Steps", "fit")]
     assert fit.text(LEFT).startswith("20 tasks") and "median" in fit.text(LEFT)

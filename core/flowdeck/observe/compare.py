@@ -18,6 +18,7 @@ from dataclasses import field
 from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
+from flowdeck.store.blobs import SHORT_TEXT_MAX
 from flowdeck.store.index import RunEntry, RunIndex
 from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import AttemptRecord, ParamRecord, RunRecord
@@ -187,16 +188,20 @@ def compare_steps(left: RunSide, right: RunSide) -> list[StepDiff]:
 
 @dataclass(frozen=True)
 class ArtifactCell:
-    """An artifact as its record names it: content hash, size in bytes, type name."""
+    """An artifact as its record names it: content hash, size in bytes, type name, and
+    the text of a small scalar value where the task recorded one (`BlobRef.short`)."""
 
     sha: str
     size: int
     type: str
+    short: str | None = None
 
     @classmethod
     def of(cls, ref: dict[str, Any]) -> "ArtifactCell":
+        short = ref.get("short")
         return cls(str(ref.get("sha", "")), int(ref.get("size") or 0),
-                   str(ref.get("type") or "object"))
+                   str(ref.get("type") or "object"),
+                   short if isinstance(short, str) and len(short) <= SHORT_TEXT_MAX else None)
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,16 @@ class TaskArtifact:
         if self.left is None or self.right is None:
             return True
         return self.left.sha != self.right.sha
+
+    @property
+    def change(self) -> str:
+        """How this place differs, in the words of the whole view: "", "differs", or
+        "only in A" / "only in B" when one run has no such artifact here."""
+        if self.left is None:
+            return "only in B"
+        if self.right is None:
+            return "only in A"
+        return "differs" if self.differs else ""
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,17 @@ class ArtifactDiff:
     def single(self) -> bool:
         """True when the step ran one task (nothing to aggregate)."""
         return len(self.tasks) == 1
+
+    @property
+    def change(self) -> str:
+        """The step's word for it: a single task's own, "only in A/B" when every task
+        differing lacks it on the same side, else how many of its tasks differ."""
+        if self.single:
+            return self.tasks[0].change
+        words = {t.change for t in self.tasks if t.differs}
+        if len(words) == 1 and words != {"differs"}:
+            return f"{words.pop()} ({self.differing} of {len(self.tasks)} tasks)"
+        return f"{self.differing} of {len(self.tasks)} tasks differ" if words else ""
 
 
 def place_of(attempt: AttemptRecord) -> str:
@@ -318,9 +344,10 @@ class RunComparison:
         """One line: how many parameters, steps and artifacts differ."""
         params = sum(p.differs for p in self.params)
         steps = sum(s.differs for s in self.steps)
-        artifacts = sum(a.differs for a in self.artifacts)
+        names = {a.name for a in self.artifacts}
+        differing = {a.name for a in self.artifacts if a.differs}
         return (f"{params} of {len(self.params)} parameters, {steps} of {len(self.steps)} "
-                f"steps and {artifacts} of {len(self.artifacts)} artifacts differ")
+                f"steps and {len(differing)} of {len(names)} artifacts differ")
 
 
 def compare_sides(left: RunSide, right: RunSide) -> RunComparison:

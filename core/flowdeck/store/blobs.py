@@ -329,20 +329,52 @@ _PACKAGE_HASHES = {2 * LARGE_DIGEST_SIZE: _PackageHash("BLAKE3", "blake3", _blak
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A stored artifact value: its content hash, size in bytes and type name."""
+    """A stored artifact value: its content hash, size in bytes and type name, and for a
+    small number, flag or short string its text (`short_text`), so that views which
+    must not load values (run comparison) can still say 0.0033 against 1.30."""
 
     sha: str
     size: int
     type: str
+    short: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sha": self.sha, "size": self.size, "type": self.type}
+        if self.short is None:
+            return {"sha": self.sha, "size": self.size, "type": self.type}
+        return {"sha": self.sha, "size": self.size, "type": self.type, "short": self.short}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "an artifact reference") -> "BlobRef":
         """The reference in a record; InvalidDigest (naming `where`) for a name that is no digest."""
+        short = d.get("short")
         return cls(check_digest(d.get("sha"), where), int(d.get("size", 0)),
-                   d.get("type", "object"))
+                   d.get("type", "object"),
+                   short if isinstance(short, str) and len(short) <= SHORT_TEXT_MAX else None)
+
+
+#: The longest text a reference keeps of its value (`short_text`).
+SHORT_TEXT_MAX = 80
+_INT_TEXT_LIMIT = 10**18  # larger ints are shown by type and size, as any other value
+
+
+def short_text(value: Any) -> str | None:
+    """The text of a small scalar value as Python shows it (`repr`): an int, float, bool
+    or complex (numpy's scalars too) or a string of up to 60 characters; None for
+    anything else. Exact types only: a subclass's repr is its own code, and this runs in
+    every task for every artifact it stores (a type check, then one repr)."""
+    kind = type(value)
+    if kind is float or kind is bool or kind is complex:
+        return repr(value)
+    if kind is int:
+        return repr(value) if -_INT_TEXT_LIMIT < value < _INT_TEXT_LIMIT else None
+    if kind is str:
+        return repr(value) if len(value) <= 60 else None
+    if kind.__module__ == "numpy" and getattr(value, "shape", None) == ():
+        try:
+            return short_text(value.item())  # np.float64(0.5) reads 0.5
+        except Exception:  # noqa: BLE001 (a numpy scalar of an odd dtype)
+            return None
+    return None
 
 
 _TMP_COUNTER = itertools.count()
@@ -397,6 +429,7 @@ class EncodedBlob:
     chunks: list[Any]  # header, pickle stream, out-of-band buffers
     size: int
     type: str
+    short: str | None = None  # `short_text` of the value
 
     @cached_property
     def sha(self) -> str:
@@ -487,11 +520,12 @@ class BlobStore:
                 f"or remove it with `del self.{name}` before the step ends.") from None
         if not raws:  # most values: the same bytes, without two generators' code per task
             header = _HEADER.pack(MAGIC, 0) + _LENGTH.pack(len(main))
-            return EncodedBlob([header, main], len(header) + len(main), _type_name(value))
+            return EncodedBlob([header, main], len(header) + len(main), _type_name(value),
+                               short_text(value))
         header = _HEADER.pack(MAGIC, len(raws)) + struct.pack(
             f"<{len(raws) + 1}Q", len(main), *(r.nbytes for r in raws))
         size = len(header) + len(main) + sum(r.nbytes for r in raws)
-        return EncodedBlob([header, main, *raws], size, _type_name(value))
+        return EncodedBlob([header, main, *raws], size, _type_name(value), short_text(value))
 
     def write(self, blob: EncodedBlob) -> BlobRef:
         """Store `blob` under its hash, unless a file of that name holding exactly these
@@ -508,11 +542,11 @@ class BlobStore:
             local = self._shard_path(sha)
             if not _LOCAL.holds_bytes(local, blob):
                 _LOCAL.write(local, blob.chunks)
-            return BlobRef(sha, blob.size, blob.type)
+            return BlobRef(sha, blob.size, blob.type, blob.short)
         target = self.path(blob.sha)
         if not self.backend.holds_bytes(target, blob):
             self.backend.write(target, blob.chunks)
-        return BlobRef(blob.sha, blob.size, blob.type)
+        return BlobRef(blob.sha, blob.size, blob.type, blob.short)
 
     def holds(self, ref: BlobRef, blob: EncodedBlob) -> bool:
         """True when the stored blob of `ref` has exactly the bytes of `blob`.

@@ -62,15 +62,21 @@ def _size(n: int) -> str:
 
 
 def cell_text(cell: ArtifactCell | None) -> str:
-    """An artifact as a cell shows it: type, size and the start of its content hash."""
-    return "—" if cell is None else f"{cell.type} · {_size(cell.size)} · #{cell.sha[:8]}"
+    """An artifact as a cell shows it: a small scalar's value and type, anything else its
+    type, size and the start of its content hash."""
+    if cell is None:
+        return "—"
+    if cell.short is not None:
+        return f"{cell.short} · {cell.type}"
+    return f"{cell.type} · {_size(cell.size)} · #{cell.sha[:8]}"
 
 
 def cell_tip(cell: ArtifactCell | None, task: str | None) -> str:
     if cell is None:
         return "Not in this run."
     where = f"Task {task}\n" if task else ""
-    return f"{where}{cell.type}, {cell.size:,} bytes\ncontent hash {cell.sha}"
+    value = f"{cell.short}\n" if cell.short is not None else ""
+    return f"{where}{value}{cell.type}, {cell.size:,} bytes\ncontent hash {cell.sha}"
 
 
 def times_text(times: StepTimes | None) -> str:
@@ -327,22 +333,17 @@ class CompareView(QDialog):
     def _artifact_row(self, parent: QTreeWidgetItem, artifact: ArtifactDiff) -> None:
         if artifact.single:
             task = artifact.tasks[0]
-            change = "" if not task.differs else (
-                "only in " + ("B" if task.left is None else "A")
-                if task.left is None or task.right is None else "differs")
             self._row(parent, artifact.name, cell_text(task.left), cell_text(task.right),
-                      task.differs, change, (cell_tip(task.left, task.left_task),
-                                             cell_tip(task.right, task.right_task)))
+                      task.differs, task.change, (cell_tip(task.left, task.left_task),
+                                                  cell_tip(task.right, task.right_task)))
             return
         left = [t.left for t in artifact.tasks if t.left is not None]
         right = [t.right for t in artifact.tasks if t.right is not None]
-        change = (f"{artifact.differing} of {len(artifact.tasks)} tasks differ"
-                  if artifact.differs else "")
         item = self._row(parent, artifact.name, _aggregate(left), _aggregate(right),
-                         artifact.differs, change)
+                         artifact.differs, artifact.change)
         for task in artifact.tasks:
             self._row(item, task.place or "task", cell_text(task.left), cell_text(task.right),
-                      task.differs, "differs" if task.differs else "",
+                      task.differs, task.change,
                       (cell_tip(task.left, task.left_task), cell_tip(task.right, task.right_task)))
 
     def _apply_filter(self) -> None:
