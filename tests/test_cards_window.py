@@ -124,3 +124,26 @@ def test_a_card_that_failed_shows_its_error_and_a_task_without_cards_says_so(
     window.scene.step_clicked.emit("end")  # never ran: the run failed before it
     assert pane.entries == [] and not pane.open_button.isEnabled()
     assert "has not run" in pane.status.text()
+
+
+def test_the_simplified_view_keeps_apart_what_the_cards_css_sets_apart(qtbot) -> None:
+    """Qt's rich text ignores class rules: an artifact's name ran into its type ("a dict
+    dict"), a step into its next steps and kind ("start→ endstart"), an image's caption
+    stood beside it."""
+    from PySide6.QtWidgets import QTextBrowser
+
+    from flowdeck.cards import html as card_html
+    body = card_html.components_html([
+        {"type": "artifact", "name": "a dict", "data_type": "dict", "repr": "{'k': 1}"},
+        {"type": "dag", "current": "start",
+         "steps": [{"name": "start", "type": "start", "next": ["end"]},
+                   {"name": "end", "type": "end", "next": []}]},
+        {"type": "image", "src": "data:image/png;base64,iVBORw0KGgo=", "label": "red PIL"},
+    ])
+    view = QTextBrowser()
+    qtbot.addWidget(view)
+    view.setHtml(cards_pane.simplified(body))
+    lines = [line.strip() for line in view.toPlainText().splitlines() if line.strip()]
+    assert "a dict  dict" in lines and "start → end  (start)" in lines
+    assert "end → —  (end)" in lines
+    assert lines[-2:] == ["\ufffc", "red PIL"]  # the image, and its caption under it

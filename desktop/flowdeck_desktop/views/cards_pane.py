@@ -292,8 +292,10 @@ class CardsPane(QWidget):
         if entry.error:
             dark = self.palette().color(QPalette.ColorRole.Base).lightnessF() < 0.5
             colour = status_color("failed", dark).name()  # the light or dark theme's red
+            # pre-wrap: a traceback keeps its indentation and lines (rich text folds them)
             self.error.setText(f"<b style='color:{colour}'>This card failed:</b> "
-                               f"{_escape(entry.error)}")
+                               f"<span style='white-space:pre-wrap'>{_escape(entry.error)}"
+                               "</span>")
         self.note.setVisible(not self.web_view_available and path is not None)
         words = _STATE_WORDS.get(entry.state, entry.state)
         self.status.setText(f"{len(self._entries)} card(s) · {entry.type}"
@@ -343,16 +345,36 @@ _LIVE_PILL = (r'&nbsp; <span style="background-color:#2f6fde; color:#ffffff; '
               r'font-size:small; font-weight:normal">&nbsp;\1&nbsp;</span>')
 
 
+#: What the card's CSS sets apart, set apart again for Qt's rich text, which ignores
+#: class rules (`flowdeck.cards.html` writes these classes): an artifact's name and type,
+#: a step's next steps and kind ("start→ endstart"), an image's caption (beside the
+#: image), an error's title (plain bold text).
+_MUTED = "color:#7a8494"
+_SPANS = [
+    (re.compile(r'<span class="name">(.*?)</span>\s*', re.S), r"<b>\1</b>&nbsp;&nbsp;"),
+    (re.compile(r'<span class="kind">(.*?)</span>', re.S), rf'<span style="{_MUTED}">\1</span>'),
+    (re.compile(r'<span class="arrow">(.*?)</span>', re.S), r"&nbsp;\1"),
+    (re.compile(r'<span class="sub">(.+?)</span>', re.S),
+     rf'&nbsp;&nbsp;<span style="{_MUTED}">(\1)</span>'),
+    (re.compile(r"<figcaption>(.*?)</figcaption>", re.S),
+     rf'<br><span style="{_MUTED}">\1</span>'),
+    (re.compile(r'<div class="error( warning)?"><strong>', re.S),
+     r'<div><strong style="color:#c62828">'),
+]
+
+
 def simplified(html: str) -> str:
     """A card for Qt's rich text, which has no CSS layout, no <details> and no SVG: those
     parts are replaced by a pointer to the browser; tables get ruled cells; the live
-    badge stays apart from the title."""
+    badge stays apart from the title, and what the CSS sets apart by style keeps apart."""
     if not html:
         return html
     more = "<p><i>(more in the browser: Open in Browser)</i></p>"
     html = _DETAILS.sub(more, html)
     html = _SVG.sub("<p><i>(a chart: Open in Browser to see it)</i></p>", html)
     html = _LIVE_BADGE.sub(_LIVE_PILL, html)
+    for pattern, replacement in _SPANS:
+        html = pattern.sub(replacement, html)
     return re.sub(r"<table>", '<table border="1" cellspacing="0" cellpadding="4">', html)
 
 
