@@ -252,6 +252,8 @@ def test_plot_of_a_non_number_says_so(qtbot, store) -> None:
     plot = plotted(qtbot, store, "end", "summary")
     assert plot.data.points == [] and len(plot.data.problems) == 10
     assert "not a number" in plot.problems.text() and "and 7 more" in plot.problems.text()
+    # Named as the axis numbers runs, with the id: "#1 (run run-00) task 7: a str, ..."
+    assert plot.data.problems[0].startswith("#1 (run run-00) task ")
     assert "0 of 10 runs" in plot.title.text()
 
 

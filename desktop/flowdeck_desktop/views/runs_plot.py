@@ -120,6 +120,11 @@ class PlotRun:
     def params_text(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.params.items()) or "no parameters"
 
+    @property
+    def label(self) -> str:
+        """As the plot's axis and legend number it, with its id: "#4 (run 1796…)"."""
+        return f"#{self.number} (run {self.run_id})"
+
 
 @dataclass(frozen=True)
 class PlotRequest:
@@ -204,14 +209,14 @@ def parse_answer(answer: dict[str, Any], runs: Sequence[PlotRun]) -> PlotData:
             continue
         run = by_id[entry["run_id"]]
         if entry.get("error"):
-            data.problems.append(f"run {run.run_id}: {entry['error']}")
+            data.problems.append(f"{run.label}: {entry['error']}")
             continue
         for point in entry.get("points") or []:
             if not isinstance(point, dict):
                 continue
             value = point.get("value")
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                data.problems.append(f"run {run.run_id} task {point.get('task_id')}: "
+                data.problems.append(f"{run.label} task {point.get('task_id')}: "
                                      f"{point.get('error') or 'no value'}")
                 continue
             index, item = point.get("index"), point.get("input")
