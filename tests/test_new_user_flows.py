@@ -242,6 +242,20 @@ def test_a_resume_reruns_a_step_changed_since_the_run(tmp_path: Path) -> None:
     assert "Changed since run" not in again.stderr  # only a comment and a blank line went
 
 
+def test_a_resume_after_renaming_the_failed_step_runs_the_renamed_one(tmp_path: Path) -> None:
+    """The origin's failed step no longer exists: the resume crashed with a KeyError
+    traceback. The renamed step never ran, so it runs, with what follows it."""
+    source = RESUMED_TWICE.replace("self.avg", "20")
+    (tmp_path / "FAIL_WORK").touch()
+    assert _run(tmp_path, source, "run").returncode == 1
+    (tmp_path / "FAIL_WORK").unlink()
+    renamed = source.replace("self.work", "self.fit").replace("def work", "def fit")
+    resumed = _run(tmp_path, renamed, "resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Traceback" not in resumed.stderr and "AVERAGE 20.0 20" in resumed.stdout
+    assert "/fit/" in resumed.stdout
+
+
 SEPARATED_INTS = '''
 from flowdeck import FlowSpec, Parameter, step
 

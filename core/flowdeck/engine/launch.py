@@ -440,8 +440,11 @@ def changed_steps(graph: FlowGraph, records: list[AttemptRecord]) -> set[str]:
 
 
 def _unfinished_steps(graph: FlowGraph, records: list[AttemptRecord]) -> list[str]:
+    """The origin's failed steps that the flow still has, else its first step that never
+    ran. A failed step renamed or removed since is no step to rerun (it crashed the
+    resume): the renamed step never ran, and runs, with what follows it."""
     done = {r.step for r in records if r.done}
-    bad = {r.step for r in records if not r.done}
+    bad = {r.step for r in records if not r.done and r.step in graph}
     never = [s for s in graph.topological() if s not in done and s not in bad]
     return sorted(bad) or never[:1]
 
