@@ -31,7 +31,7 @@ def test_static_diagnostics_match_header(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["missing_step", "cycle", "param_clash", "syntax_error",
                                   "decorator_argument", "parameter_name",
-                                  "undefined_decorator", "custom_start_end"])
+                                  "undefined_decorator", "custom_start_end", "catch_var"])
 def test_running_a_bad_flow_prints_diagnostics_not_a_traceback(name: str, tmp_path: Path) -> None:
     source = (FLOWS / "bad" / f"{name}.py").read_text()
     flow_name = re.search(r"class (\w+)", source).group(1)
@@ -81,6 +81,19 @@ def test_unpacked_arguments_are_not_guessed_and_the_error_still_shows(tmp_path: 
     assert f"{path}:10: error: @retry has no argument `tims`" in result.stderr
     path.write_text(UNPACKED.replace("@retry(**OPTIONS)\n    ", ""))
     assert run_flow(path).returncode == 0
+
+
+def test_a_catch_var_that_is_no_literal_is_refused_by_the_decorator(tmp_path: Path) -> None:
+    """`@catch(var=VAR)` with VAR = 5, unseen by the lint: the decorator refuses it with its
+    line when Python defines the class (the task failed with "attribute name must be
+    string" and no line; `var="next"` lost the caught exception)."""
+    path = tmp_path / "catch_var.py"
+    path.write_text(UNPACKED.replace('OPTIONS = {"tims": 3}', 'OPTIONS = {"var": 5}')
+                    .replace("retry", "catch"))
+    assert analyze_file(path).all_diagnostics() == []
+    result = run_flow(path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{path}:10: error: @catch(var=5): var= names the artifact" in result.stderr
 
 
 def test_a_base_module_s_own_lint_is_not_the_running_flow_s(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from flowdeck.analysis.graph import (
 )
 from flowdeck.analysis.lint import lint_graph
 from flowdeck.authoring.definitions import (
+    ARGUMENT_CHECKS,
     BUILT_IN_STEP_DECORATORS,
     PARAMETER_NAME_MESSAGE,
     STEP_DECORATOR_ARGUMENTS,
@@ -728,7 +729,23 @@ class _FileAnalyzer:
                 problems.append(Diagnostic(
                     self.path, deco.lineno, unknown_arguments_message(resolved[1], unknown),
                     "decorator-argument", flow=flow, step=func.name))
+            problem = self._argument_problem(deco, resolved[1])
+            if problem:
+                problems.append(Diagnostic(self.path, deco.lineno, problem,
+                                           "decorator-argument", flow=flow, step=func.name))
         return problems
+
+    @staticmethod
+    def _argument_problem(deco: ast.Call, name: str) -> str | None:
+        """The decorator's own check of its literal arguments (`@catch(var=5)`), the one
+        its definition runs; arguments that are no literal are left to that run."""
+        check = ARGUMENT_CHECKS.get(name)
+        if check is None:
+            return None
+        known = {k.arg: k.value for k in deco.keywords if k.arg}
+        if not all(isinstance(v, ast.Constant) for v in known.values()):
+            return None
+        return check({key: literal(value) for key, value in known.items()})
 
     def _decorators_below_step(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
                                flow: str) -> list[Diagnostic]:

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.analysis.graph import FlowGraph, StepNode
-from flowdeck.authoring.definitions import READ_ONLY_FLOW_ATTRIBUTES, separator_message
+from flowdeck.authoring.definitions import (
+    FLOW_OWN_NAMES,
+    READ_ONLY_FLOW_ATTRIBUTES,
+    separator_message,
+)
 from flowdeck.store.layout import MAX_ID_LENGTH, InvalidId, check_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,8 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Check = Callable[["Linter"], Iterable[Diagnostic]]
 
-RESERVED_STEP_NAMES = {"name", "next", "input", "index", "cmd", "run",
-                       "merge_artifacts", "foreach_stack"}
+RESERVED_STEP_NAMES = FLOW_OWN_NAMES
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: A path component's limit where the file system cannot be asked (Linux's NAME_MAX).
 NAME_MAX_BYTES = 255

@@ -13,6 +13,7 @@ analysis reads this without loading the authoring API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 STEP_DECORATOR_ARGUMENTS: dict[str, dict[str, Any]] = {
@@ -73,6 +74,31 @@ READ_ONLY_FLOW_ATTRIBUTES = {
     "input": "it is the foreach item this task works on",
     "index": "it is the index of this task's foreach item",
 }
+
+#: The names a flow answers itself (FlowSpec's public attributes and methods): a step
+#: cannot be named so, and no artifact can take them (`@catch(var="next")` replaced the
+#: method, and the caught exception was dropped without a word).
+FLOW_OWN_NAMES = frozenset({"name", "next", "input", "index", "cmd", "run",
+                            "merge_artifacts", "foreach_stack"})
+
+
+def catch_var_problem(var: Any) -> str | None:
+    """What is wrong with `@catch(var=...)`, or None: the artifact that keeps the caught
+    exception needs a name (`var=5` failed the task with "attribute name must be string"
+    and no line; `var="next"` lost the exception)."""
+    if var is None or (isinstance(var, str) and var.isidentifier()
+                       and not var.startswith("__") and var not in FLOW_OWN_NAMES):
+        return None
+    why = (f"`{var}` is taken by the flow itself" if isinstance(var, str) and var in FLOW_OWN_NAMES
+           else f"{var!r} is no artifact name")
+    return (f"@catch(var={var!r}): var= names the artifact that keeps the caught exception, "
+            f"and {why}. Write a name such as `var=\"error\"`, then read `self.error` in "
+            "the next step.")
+
+
+#: Checks of a decorator's arguments beyond their names (the decorator and the analysis).
+ARGUMENT_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {"catch": lambda args: catch_var_problem(args.get("var"))}
+
 
 #: Every built-in step decorator (Metaflow's, those kept for compatibility included): the
 #: analysis warns when one is written below `@step`, an order Metaflow refuses.

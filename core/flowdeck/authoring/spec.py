@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flowdeck.analysis.parameter_text import BUILT_IN_KINDS, convert_text
 from flowdeck.authoring import runner
 from flowdeck.authoring.definitions import (
+    ARGUMENT_CHECKS,
     PARAMETER_NAME_MESSAGE,
     READ_ONLY_FLOW_ATTRIBUTES,
     STEP_DECORATOR_ARGUMENTS,
@@ -97,6 +98,10 @@ def _step_decorator(name: str, defaults: dict[str, Any],
         if unknown and not open_arguments:
             raise DefinitionError(unknown_arguments_message(name, sorted(unknown)))
         attributes = {**defaults, **kwargs}
+        check = ARGUMENT_CHECKS.get(name)
+        problem = check(attributes) if check is not None else None
+        if problem:
+            raise DefinitionError(problem)
         if func is not None:
             return _attach(func, name, attributes)
         return lambda f: _attach(f, name, attributes)
