@@ -155,3 +155,19 @@ def test_cpu_counts_against_max_workers(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert Flow("WideFlow", root=tmp_path / ".flowdeck").latest_run.successful
     assert not (tmp_path / "overlap").exists()
+
+
+def test_a_memory_error_s_own_words_are_kept_under_a_limit(tmp_path: Path) -> None:
+    """A MemoryError with a message (a step's own, or a library's) was reported as the
+    limit alone, its words dropped."""
+    path = tmp_path / "hungry.py"
+    path.write_text(FLOW.format(limit="4096", imports="")
+                    .replace("self.size = len(bytearray(self.megabytes * 1024 * 1024))\n"
+                             "        self.next(self.greedy)",
+                             "raise MemoryError('the model needs 80 GB')\n"
+                             "        self.next(self.greedy)"))
+    result = run_flow(path)
+    assert result.returncode == 1, result.stderr
+    assert failed_task_error(tmp_path, "start")["message"] == (
+        "Step `start` exceeded its memory limit of 4096 MB (@resources) (MemoryError: the "
+        "model needs 80 GB). Raise the limit or use less memory.")

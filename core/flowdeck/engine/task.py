@@ -172,10 +172,13 @@ def disk_full_error(path: str | os.PathLike[str] | None) -> dict[str, Any]:
                        "intact)."}
 
 
-def memory_message(step: str, megabytes: float, source: str) -> str:
-    """What a task that ran out of its memory limit reports (MemoryError, or killed)."""
-    return (f"Step `{step}` exceeded its memory limit of {megabytes:g} MB ({source}). Raise "
-            "the limit or use less memory.")
+def memory_message(step: str, megabytes: float, source: str, said: str = "") -> str:
+    """What a task that ran out of its memory limit reports (MemoryError, or killed).
+    `said`: the MemoryError's own message, kept (a step's own `raise MemoryError("...")`,
+    or a library's, said only "exceeded its memory limit")."""
+    own = f" (MemoryError: {said})" if said else ""
+    return (f"Step `{step}` exceeded its memory limit of {megabytes:g} MB ({source}){own}. "
+            "Raise the limit or use less memory.")
 
 
 def _data_size() -> int:
@@ -800,7 +803,7 @@ def execute_task(req: TaskRequest) -> int:
     except MemoryError as exc:
         code, status = EXIT_FAILED, "failed"
         record["error"] = error_info(exc, message=memory_message(
-            req.step, req.memory_mb, req.memory_source) if req.memory_mb else None)
+            req.step, req.memory_mb, req.memory_source, str(exc)) if req.memory_mb else None)
     except BaseException as exc:  # the user's code failed: report it, the run decides
         code, status = EXIT_FAILED, "failed"
         if progress.phase == "saving" and is_disk_full(exc):  # the store's disk, not the user's
