@@ -352,3 +352,32 @@ def test_a_change_outside_the_steps_is_said_only_when_tasks_are_reused(tmp_path:
     assert rerun.returncode == 0, rerun.stderr
     assert "Code outside the steps changed" not in rerun.stderr
     assert "Reusing finished task" not in rerun.stdout
+
+
+KILLED = '''
+import os, signal
+from flowdeck import FlowSpec, step
+
+
+class Killed(FlowSpec):
+    @step
+    def start(self):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    Killed()
+'''
+
+
+def test_a_task_killed_by_sigkill_names_the_out_of_memory_killer(tmp_path: Path) -> None:
+    """Killed by the kernel for lack of memory, a task said only "killed by signal 9"."""
+    result = _run(tmp_path, KILLED, "run")
+    assert result.returncode == 1
+    assert "killed by signal 9 (SIGKILL)" in result.stdout + result.stderr
+    assert "ran out of memory" in result.stdout + result.stderr

@@ -1188,6 +1188,12 @@ class Orchestrator:
             message = ("Task failed with a segmentation fault (SIGSEGV) before it finished, "
                        "in native code the step called.")
             self._note_in_stderr(running, message)
+        elif code == -signal.SIGKILL:  # the kernel's out-of-memory killer says nothing else
+            message = ("The task process was killed by signal 9 (SIGKILL) before it "
+                       "finished: by another process, or by the kernel when the machine ran "
+                       "out of memory (`dmesg` names it). A memory limit on the step "
+                       "(@resources(memory=MB) or --memory-limit) fails it with a message "
+                       "instead.")
         elif code < 0:
             message = (f"The task process was killed by signal {-code} "
                        f"({signal.Signals(-code).name}) before it finished.")
