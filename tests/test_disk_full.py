@@ -51,10 +51,20 @@ if __name__ == "__main__":
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs of DISK_MB megabytes, unmounted afterwards."""
+    yield from _tmpfs(tmp_path, f"size={DISK_MB}m")
+
+
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 64 MB with room for 600 files and folders, unmounted afterwards."""
+    yield from _tmpfs(tmp_path, "size=64m,nr_inodes=600")
+
+
+def _tmpfs(tmp_path: Path, options: str) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs",
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
                                str(mount)], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"cannot mount a small tmpfs to fill ({exc}); these tests need root")
@@ -152,3 +162,69 @@ def test_the_window_names_the_full_disk(qtbot, small_disk: Path, flow: Path,
     failed = state.failed_task()  # what the window's error pane shows
     assert failed is not None and failed.error is not None
     assert failed.error["message"].startswith(f"disk full: {small_disk}")
+
+
+WIDE = '''
+import os
+from flowdeck import FlowSpec, step
+
+
+class WideFlow(FlowSpec):
+    @step
+    def start(self):
+        self.items = list(range(40))
+        self.next(self.each, foreach="items")
+
+    @step
+    def each(self):
+        self.value = self.input
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        if os.environ.get("FAIL_JOIN"):
+            raise RuntimeError("join fails the first time")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    WideFlow()
+'''
+
+
+def test_a_resume_out_of_inodes_while_reusing_tasks_says_disk_full(few_inodes: Path,
+                                                                    tmp_path: Path) -> None:
+    """Out of inodes while a resume records the tasks it reuses (a folder and a record
+    each), the run said "cannot write ...: No space left on device. Check that folder
+    (permissions, free inodes)": a full disk is said as one, "disk full: <path>"."""
+    path = tmp_path / "flows" / "wide.py"
+    path.parent.mkdir()
+    path.write_text(WIDE)
+    first = subprocess.run([sys.executable, str(path), "run"], cwd=path.parent,
+                           env=child_env(FLOWDECK_HOME=str(few_inodes), FAIL_JOIN="1"),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1, first.stderr
+    junk = few_inodes / "junk"
+    junk.mkdir()
+    made = 0
+    try:
+        while True:  # every free inode taken
+            (junk / str(made)).touch()
+            made += 1
+    except OSError:
+        pass
+    for name in range(made - 1, made - 21, -1):  # 20 free: the run starts, its reuse does not
+        (junk / str(name)).unlink()
+    resumed = subprocess.run([sys.executable, str(path), "resume"], cwd=path.parent,
+                             env=child_env(FLOWDECK_HOME=str(few_inodes)),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 1, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    latest = Flow("WideFlow", root=few_inodes).latest_run
+    assert latest.status == "failed" and latest.origin_run_id is not None
+    assert latest.record.error["message"].startswith(f"disk full: {few_inodes}")
+    assert f"disk full: {few_inodes}" in resumed.stderr

@@ -377,8 +377,13 @@ class Orchestrator:
                                        (), []))
             self._loop()
         except OSError as exc:  # a write the store refused: the run fails, never stays running
-            self.store_error = store_write_error(exc, self.run_dir)
-            self._fail_running(self.store_error)
+            if is_disk_full(exc):  # out of blocks or inodes at a write that did not expect it
+                self._on_disk_full(exc.filename or self.run_dir)
+                assert self.disk_full is not None
+                self._fail_running(self.disk_full)
+            else:
+                self.store_error = store_write_error(exc, self.run_dir)
+                self._fail_running(self.store_error)
         except FlowdeckError as exc:  # the run cannot go on as asked (an executor's refusal)
             self.run_error = {"type": type(exc).__name__, "message": str(exc), "traceback": ""}
             self._fail_running(self.run_error)
