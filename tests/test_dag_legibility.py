@@ -25,6 +25,7 @@ from PySide6.QtGui import (
     QImage,
     QPalette,
 )
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from test_dag_layout import sixty_steps
 
@@ -158,6 +159,63 @@ def test_a_run_keeps_the_pane_sizes_and_the_zoom_the_user_set(qtbot, settings: Q
         assert window.centre_split.sizes() == centre
         assert window.main_split.sizes() == main
         assert window.dag.zoom() == pytest.approx(zoom)
+    finally:
+        close_when_idle(qtbot, controller, window)
+
+
+def test_the_dag_pane_takes_the_height_its_graph_wants_until_the_user_sizes_it(
+        qtbot, settings: QSettings, tmp_path: Path) -> None:
+    """A 2-step graph took 350 of 720 px and the tabs under it about 220 (a DataFrame's
+    3 rows, a card 130 px tall): the DAG's pane is as tall as its graph, at most 62 % of
+    the centre, until the user drags the handle; their sizes then stay, at later starts too."""
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "two.py").write_text(flow_source(
+        {"graph": {"start": {"type": "start", "next": ["end"]},
+                   "end": {"type": "end", "next": []}}}, "TwoStepFlow"))
+    (folder / "long.py").write_text(flow_source(
+        {"graph": {**{f"s{i}": {"type": "linear", "next": [f"s{i + 1}"]} for i in range(12)},
+                   "s12": {"type": "linear", "next": ["end"]},
+                   "end": {"type": "end", "next": []}}}, "LongChainFlow")
+        .replace("def s0(self)", "def start(self)"))
+    controller, window = open_window(qtbot, settings, folder, (1280, 720))
+    try:
+        centre = window.centre_split
+        window.select_flow(next(e.key for e in controller.model.entries()
+                                if e.name == "TwoStepFlow"))
+        qtbot.waitUntil(lambda: len(window.scene.steps()) == 2, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: centre.sizes()[0] < sum(centre.sizes()) * 0.5, timeout=WAIT_MS)
+        settle()
+        visible = window.dag.mapToScene(window.dag.viewport().rect()).boundingRect()
+        for step in window.scene.steps():  # the whole graph still shows
+            item = window.scene.item_for(step)
+            assert item is not None and visible.contains(item.sceneBoundingRect()), step
+        window.select_flow(next(e.key for e in controller.model.entries()
+                                if e.name == "LongChainFlow"))
+        qtbot.waitUntil(lambda: len(window.scene.steps()) == 14, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: centre.sizes()[0] == int(sum(centre.sizes()) * 0.62),
+                        timeout=WAIT_MS)
+
+        handle = centre.handle(1)  # the user drags the handle 60 px up
+        start = QPoint(handle.width() // 2, handle.height() // 2)
+        QTest.mousePress(handle, Qt.MouseButton.LeftButton, pos=start)
+        QTest.mouseMove(handle, start - QPoint(0, 60))
+        QTest.mouseRelease(handle, Qt.MouseButton.LeftButton, pos=start - QPoint(0, 60))
+        settle()
+        dragged = centre.sizes()
+        assert dragged[0] < int(sum(dragged) * 0.62)
+        window.select_flow(next(e.key for e in controller.model.entries()
+                                if e.name == "TwoStepFlow"))
+        qtbot.waitUntil(lambda: len(window.scene.steps()) == 2, timeout=WAIT_MS)
+        settle()
+        assert centre.sizes() == dragged  # theirs now
+        window.save_layout()
+    finally:
+        close_when_idle(qtbot, controller, window)
+    controller, window = open_window(qtbot, settings, folder, (1280, 720))
+    try:
+        settle()
+        assert window.centre_split.sizes() == dragged  # and at the next start
     finally:
         close_when_idle(qtbot, controller, window)
 

@@ -1258,6 +1258,19 @@ class DagView(QGraphicsView):
         return int(self._padded_scene_rect().width() * self.MAX_FIT_ZOOM
                    + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()) + 1
 
+    def wanted_height(self) -> int:
+        """The view's height that shows the whole graph at the default view's zoom for the
+        view's present width (its header and frame included): the window gives the DAG
+        this much, and the panes under it the rest (a 2-step graph took 350 of 720 px)."""
+        if self.sceneRect().isEmpty():
+            return 0
+        rect = self._padded_scene_rect()
+        width = self.maximumViewportSize().width()
+        zoom = max(self.legible_zoom(), min(self.MAX_FIT_ZOOM, width / rect.width()))
+        margins = self.viewportMargins()
+        return int(rect.height() * zoom + margins.top() + margins.bottom()
+                   + 2 * self.frameWidth()) + 1
+
     def _padded_scene_rect(self) -> QRectF:
         """The scene rect plus the fit margin on every side."""
         m = self.FIT_MARGIN

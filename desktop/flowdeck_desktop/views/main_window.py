@@ -240,6 +240,10 @@ class MainWindow(QMainWindow):
         self.centre_split.setStretchFactor(0, 3)
         self.centre_split.setStretchFactor(1, 2)
         self.centre_split.setSizes([480, 300])
+        # The DAG gets the height its graph wants, the tabs under it the rest, until the
+        # user drags the handle: from then on (and at later starts) their sizes stay.
+        self._centre_by_user = bool(self.settings.value("window/centre-by-user", False, bool))
+        self.centre_split.splitterMoved.connect(self._centre_moved)
 
         self.params = ParamsForm()
         self.history = HistoryPane()
@@ -443,6 +447,7 @@ class MainWindow(QMainWindow):
         self.proxy.rowsInserted.connect(lambda *_: self._schedule_fit())
         self.tree.expanded.connect(lambda _index: self._schedule_fit())
         self.main_split.splitterMoved.connect(lambda *_: self._stop_fitting())
+        self.scene.graph_changed.connect(self._schedule_centre_fit)
 
     # -- layout persistence --------------------------------------------------------------
 
@@ -464,11 +469,12 @@ class MainWindow(QMainWindow):
             self._splitters_restored = True
             for name, splitter in (("main", self.main_split), ("centre", self.centre_split)):
                 value = self.settings.value(f"window/split-{name}")
-                if value is not None:
+                if value is not None and (name == "main" or self._centre_by_user):
                     splitter.restoreState(value)
                     if name == "main":
                         self._stop_fitting()  # the user's own sizes, from last time
             self._schedule_fit()
+            self._schedule_centre_fit()
 
     # -- pane sizes: nothing clipped at the default size --------------------------------
 
@@ -483,6 +489,32 @@ class MainWindow(QMainWindow):
 
     def _stop_fitting(self) -> None:
         self._fitting = False
+
+    FIT_TOP_MIN = 200  # the DAG's least height when sized to its graph...
+    FIT_TOP_SHARE = 0.62  # ...and its most, as a share of the centre's height
+
+    def _centre_moved(self, *_: object) -> None:
+        self._centre_by_user = True
+
+    def _schedule_centre_fit(self) -> None:
+        if not self._centre_by_user:
+            QTimer.singleShot(0, self._fit_centre)
+
+    def _fit_centre(self) -> None:
+        """The DAG's pane as tall as its graph wants (between FIT_TOP_MIN and
+        FIT_TOP_SHARE of the centre), the tabs under it the rest; only while the sizes are
+        ours. Measured at the present width: the graph's zoom follows the width."""
+        sizes = self.centre_split.sizes()
+        total = sum(sizes)
+        if self._centre_by_user or not self.isVisible() or total <= 0 or len(sizes) != 2:
+            return
+        wanted = self.dag.wanted_height()
+        if wanted <= 0:
+            return
+        chrome = sizes[0] - self.dag.height()  # the title row and a banner above the graph
+        top = max(self.FIT_TOP_MIN, min(chrome + wanted, int(total * self.FIT_TOP_SHARE)))
+        if top != sizes[0]:
+            self.centre_split.setSizes([top, total - top])
 
     def _schedule_fit(self) -> None:
         if self._fitting and not self._fit_pending:
@@ -582,6 +614,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("window/split-main", self.main_split.saveState())
         self.settings.setValue("window/split-centre", self.centre_split.saveState())
+        self.settings.setValue("window/centre-by-user", self._centre_by_user)
         self.settings.sync()
 
     # -- opening -------------------------------------------------------------------------------
