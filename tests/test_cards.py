@@ -9,13 +9,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import WAIT_S, child_env, run_flow, wait_for
 
 from flowdeck import Flow
-from flowdeck.cards import Card, CardNotPresentException, get_cards
+from flowdeck.cards import (
+    Card,
+    CardNotPresentException,
+    Image,
+    Markdown,
+    Table,
+    VegaChart,
+    get_cards,
+)
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, read_index
 from flowdeck.store.layout import RunLayout
 
@@ -387,3 +397,89 @@ def test_metaflow_219_components_render_in_a_card(tmp_path: Path) -> None:
     assert "optimizer" in html and "def loss(x):" in html
     assert "<th>time</th><th>epoch</th><th>loss</th>" in html
     assert html.count("<td class=\"num\">") >= 4 and "<td class=\"num\">0</td>" not in html
+
+
+BAD_INPUT_FLOW = '''
+import numpy as np
+import pandas as pd
+from flowdeck import FlowSpec, card, current, step
+from flowdeck.cards import Image, Markdown, Table, VegaChart
+
+
+class BadInputFlow(FlowSpec):
+    @card
+    @step
+    def start(self):
+        self.scores = [0.91, 0.87, 0.93]
+        current.card.append(Table(self.scores, headers=["score"]))  # a flat list: a common slip
+        current.card.append(Table(5))
+        current.card.append(Table([[1]], headers=5))
+        current.card.append(Table.from_dataframe(pd.Series([1, 2], name="s")))
+        current.card.append(Table.from_dataframe(np.arange(3)))
+        current.card.append(Markdown(12345))
+        current.card.append(Image("plot.png", label="a file name"))
+        current.card.append(VegaChart("not a spec"))
+        current.card.append(Markdown("after the slips"))
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    BadInputFlow()
+'''
+
+
+def test_a_component_given_the_wrong_kind_of_data_is_an_error_block_not_a_failed_task(
+        tmp_path: Path) -> None:
+    """`Table([0.91, 0.87], headers=["score"])` failed its task ("TypeError: 'float' object
+    is not iterable"), as did Table(5), headers=5 and from_dataframe of a Series or an
+    array: each is an error block now, naming what was given and what to pass."""
+    pytest.importorskip("pandas")
+    flow = _write(tmp_path, "bad_input.py", BAD_INPUT_FLOW)
+    done = _run(flow)
+    assert done.returncode == 0, done.stderr
+    [made] = get_cards(Flow("BadInputFlow", root=_root(flow)).latest_run["start"].task)
+    text = unescape(made.html)
+    assert text.count("wrong kind of data") == 8
+    assert "Row 0 of the Table's data is a float (0.91)" in text
+    assert "Table([[v] for v in values]" in text
+    assert "Table's data is an int (5)" in text and "Table's headers are an int (5)" in text
+    assert "not a pandas.Series" in text and "series.to_frame()" in text
+    assert "not a numpy.ndarray" in text and "array.tolist()" in text
+    assert "Markdown takes a string of Markdown, not an int (12345)" in text
+    assert "Image takes the picture itself, not a str ('plot.png')" in text
+    assert "VegaChart takes a Vega-Lite spec as a dict" in text
+    assert "<p>after the slips</p>" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda: Table([0.1, 0.2], headers=["score"]), "Row 0 of the Table's data is a float"),
+    (lambda: Table(5), "Table's data is an int (5), not a list of rows"),
+    (lambda: Table([[1]], headers=5), "Table's headers are an int (5)"),
+    (lambda: Table([[1]], headers="abc"), "Table's headers are a str ('abc')"),
+    (lambda: Table(["ab", "cd"]), "Row 0 of the Table's data is a str ('ab')"),
+    (lambda: Table.from_dataframe(None), "takes a pandas or polars DataFrame, not a NoneType"),
+    (lambda: Markdown(12345), "not an int (12345)"),
+    (lambda: Image(None), "src is None"),
+    (lambda: Image("plot.png"), "Image(open(path, 'rb').read())"),
+    (lambda: Image(b"garbage"), "are not a PNG, JPEG, GIF, WebP or SVG image"),
+    (lambda: VegaChart("not a spec"), "not a str ('not a spec')"),
+    (lambda: VegaChart({"values": object()}), "the VegaChart's spec is not JSON"),
+])
+def test_a_components_wrong_input_renders_as_an_error_block(make: Any, says: str) -> None:
+    component = make()  # never raises in the step
+    value = component.render()
+    assert value["type"] == "error" and value["title"].endswith(": wrong kind of data")
+    assert says in value["message"] and value["detail"] == ""  # no traceback into the card
+
+
+def test_components_keep_what_metaflow_takes_and_raise_where_it_raises() -> None:
+    pixel = "data:image/png;base64,iVBORw0KGgo="
+    assert Image(pixel).render()["src"] == pixel  # a data: URI, as Metaflow's Image takes
+    assert Table([(1, "a")], headers=("n", "name")).render()["data"] == [[1, "a"]]
+    assert Markdown(None).render()["source"] == ""
+    with pytest.raises(ValueError, match="takes an Altair chart, not a dict"):
+        VegaChart.from_altair_chart({"mark": "line"})  # Metaflow raises ValueError too

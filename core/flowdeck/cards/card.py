@@ -99,6 +99,13 @@ def error_value(title: str, exc: BaseException | str) -> dict[str, Any]:
     return {"type": "error", "title": title, "message": message, "detail": detail}
 
 
+class ComponentInputError(ValueError):
+    """A component was given the wrong kind of data; the message says what was given and
+    what to pass. Raised from `render` (a constructor only records the problem, so a
+    slip never fails the user's step); `render_safely` shows it as an error block without
+    a traceback, which would point into the card's code, not at the user's call."""
+
+
 def render_safely(func: Callable[..., Any]) -> Callable[..., Any]:
     """A component's `render` that raises gives an error block instead (never a failed
     card, never a failed task): Metaflow's `render_safely`."""
@@ -107,6 +114,8 @@ def render_safely(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return func(self, *args, **kwargs)
+        except ComponentInputError as exc:
+            return error_value(f"{type(self).__name__}: wrong kind of data", str(exc))
         except Exception as exc:
             return error_value(f"{type(self).__name__} could not be rendered", exc)
 

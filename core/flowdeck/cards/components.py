@@ -5,9 +5,12 @@
 
 Each renders to a small JSON-able dict (`{"type": "markdown", ...}`) that
 `flowdeck.cards.html` turns into HTML; a component whose `render` raises renders as an
-error block in its place (`render_safely`). Values are bounded here, where they are
-made: a table keeps its first rows, an artifact its first characters, so a card never
-carries a whole large value.
+error block in its place (`render_safely`). A constructor never raises on the wrong kind
+of data (a flat list for a Table, a file name for an Image): the step goes on, and the
+card shows an error block saying what was given and what to pass
+(`ComponentInputError`). Values are bounded here, where they are made: a table keeps
+its first rows, an artifact its first characters, so a card never carries a whole
+large value.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import json
 import reprlib
 import struct
 import zlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flowdeck.cards.card import (
+    ComponentInputError,
     MetaflowCardComponent,
     error_value,
     render_safely,
@@ -52,6 +57,21 @@ def bounded_repr(value: Any, limit: int = MAX_REPR_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more)"
 
 
+def type_name(value: Any) -> str:
+    """A value's type as a message names it: `float`, `pandas.core.series.Series`."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+
+
+def given(value: Any) -> str:
+    """What a component was given, for its error block: the type and a short repr, on one
+    line (a DataFrame's repr has many)."""
+    kind = type_name(value)
+    text = " ".join(bounded_repr(value, 80).split())
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} ({text})"
+
+
 class UserComponent(MetaflowCardComponent):
     """Base of the built-in components (Metaflow's name)."""
 
@@ -65,15 +85,20 @@ class Markdown(UserComponent):
     REALTIME_UPDATABLE = True
 
     def __init__(self, text: str | None = None):
-        self._text = text or ""
+        self._text: Any = "" if text is None else text  # never `text or`: a DataFrame raises
 
     def update(self, text: str | None = None) -> None:
-        self._text = text or ""
+        self._text = "" if text is None else text
 
     @with_default_component_id
     @render_safely
     def render(self) -> dict[str, Any]:
-        return {"type": "markdown", "id": self.component_id, "source": str(self._text)}
+        if not isinstance(self._text, str):
+            raise ComponentInputError(
+                f"Markdown takes a string of Markdown, not {given(self._text)}. Pass "
+                "Markdown(f\"...{value}...\") to write a value into text, or "
+                "Artifact(value) to show the value itself.")
+        return {"type": "markdown", "id": self.component_id, "source": self._text}
 
 
 class Artifact(UserComponent):
@@ -109,6 +134,70 @@ def _cell(value: Any) -> Any:
     return bounded_repr(value, 400)
 
 
+_ROWS_EXAMPLE = "Table([[1, 'a'], [2, 'b']], headers=['n', 'name'])"
+
+
+def _is_sequence(value: Any) -> bool:
+    """A list-like of rows or cells: iterable, but not text, bytes or a mapping, whose
+    iteration gives characters or keys, never what a table means."""
+    return isinstance(value, Iterable) and not isinstance(
+        value, (str, bytes, bytearray, Mapping))
+
+
+def _is_dataframe(value: Any) -> bool:
+    return hasattr(value, "columns") and (hasattr(value, "itertuples")
+                                          or hasattr(value, "iter_rows"))
+
+
+def table_rows(data: Any) -> list[list[Any]]:
+    """A Table's data as rows of cells; ComponentInputError (what was given, what to pass)
+    when it is not a list of rows: a flat list is the common slip."""
+    if data is None:
+        return []
+    if _is_dataframe(data):
+        raise ComponentInputError(f"Table's data is {given(data)}: for a DataFrame use "
+                                  "Table.from_dataframe(df).")
+    if not _is_sequence(data):
+        raise ComponentInputError(f"Table's data is {given(data)}, not a list of rows. Pass "
+                                  f"a list of rows, each a list of cells: {_ROWS_EXAMPLE}.")
+    rows = []
+    try:
+        for number, row in enumerate(data):
+            if not _is_sequence(row):
+                raise ComponentInputError(
+                    f"Row {number} of the Table's data is {given(row)}, not a list of cells. "
+                    "Each row is a list: for one column of values, pass "
+                    f"Table([[v] for v in values], headers=[...]); in general {_ROWS_EXAMPLE}.")
+            rows.append(list(row))
+    except TypeError as exc:  # iterable by type, not in fact (a 0-d numpy array)
+        raise ComponentInputError(f"Table's data ({type_name(data)}) cannot be read as rows: "
+                                  f"{exc}. Pass {_ROWS_EXAMPLE}.") from None
+    return rows
+
+
+def table_headers(headers: Any) -> list[str]:
+    """A Table's header row as text; ComponentInputError unless a list of column names."""
+    if headers is None:
+        return []
+    if not _is_sequence(headers):
+        raise ComponentInputError(f"Table's headers are {given(headers)}, not a list of "
+                                  "column names: pass headers=['n', 'name'].")
+    return [str(h) for h in headers]
+
+
+def _not_a_dataframe(value: Any) -> str:
+    """Why `Table.from_dataframe` cannot take `value`, and what to pass instead."""
+    if hasattr(value, "to_frame"):
+        hint = "A Series is one column: pass series.to_frame()."
+    elif hasattr(value, "ndim") and hasattr(value, "tolist"):
+        hint = ("For an array use Table(array.tolist()) (2-D) or "
+                "Table([[v] for v in array.tolist()]) (1-D).")
+    else:
+        hint = f"For other data use {_ROWS_EXAMPLE}."
+    return (f"Table.from_dataframe takes a pandas or polars DataFrame, not {given(value)}. "
+            f"{hint}")
+
+
 class Table(UserComponent):
     """Rows of cells (text, numbers or other components), with an optional header row."""
 
@@ -116,18 +205,34 @@ class Table(UserComponent):
 
     def __init__(self, data: list[list[Any]] | None = None, headers: list[str] | None = None,
                  disable_updates: bool = False):
-        self._data = [list(row) for row in (data or [])]
-        self._headers = [str(h) for h in (headers or [])]
+        self._problem: str | None = None
+        try:
+            self._data = table_rows(data)
+            self._headers = table_headers(headers)
+        except ComponentInputError as exc:
+            self._data, self._headers = [], []
+            self._problem = str(exc)
 
     @classmethod
-    def from_dataframe(cls, dataframe: Any, truncate: bool = True) -> "Table":
-        """The first MAX_TABLE_ROWS rows of a pandas (or polars) DataFrame."""
-        headers = [str(c) for c in dataframe.columns]
-        frame = dataframe.head(MAX_TABLE_ROWS) if truncate else dataframe
-        if hasattr(frame, "itertuples"):
-            rows = [list(r) for r in frame.itertuples(index=False)]
-        else:  # polars
-            rows = [list(r) for r in frame.iter_rows()]
+    def from_dataframe(cls, dataframe: Any = None, truncate: bool = True) -> "Table":
+        """The first MAX_TABLE_ROWS rows of a pandas (or polars) DataFrame; anything else
+        gives a Table that shows why (as Metaflow's shows "not supported")."""
+        table = cls()
+        if not _is_dataframe(dataframe):
+            table._problem = _not_a_dataframe(dataframe)
+            return table
+        try:
+            headers = [str(c) for c in dataframe.columns]
+            frame = dataframe.head(MAX_TABLE_ROWS) if truncate else dataframe
+            if hasattr(frame, "itertuples"):
+                rows = [list(r) for r in frame.itertuples(index=False)]
+            else:  # polars
+                rows = [list(r) for r in frame.iter_rows()]
+        except Exception as exc:  # a frame-like object that is not one after all
+            table._problem = (f"Table.from_dataframe could not read the {type_name(dataframe)}"
+                              f" ({type(exc).__name__}: {exc}); pass a pandas or polars "
+                              "DataFrame.")
+            return table
         return cls(rows, headers)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -137,6 +242,8 @@ class Table(UserComponent):
     @with_default_component_id
     @render_safely
     def render(self) -> dict[str, Any]:
+        if self._problem is not None:
+            raise ComponentInputError(self._problem)
         rows = self._data[:MAX_TABLE_ROWS]
         return {"type": "table", "id": self.component_id, "headers": self._headers,
                 "data": [[_cell(c) for c in row] for row in rows],
@@ -157,14 +264,19 @@ def _image_mime(data: bytes) -> str | None:
     return None
 
 
+_IMAGE_KINDS = ("PNG/JPEG/GIF/WebP/SVG bytes, a data:image/... URI, a PIL image, a matplotlib "
+                "figure or a uint8 array")
+
+
 def png_from_pixels(pixels: Any) -> bytes:
     """PNG bytes of a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), without PIL."""
     shape = tuple(getattr(pixels, "shape", ()))
     if str(getattr(pixels, "dtype", "")) != "uint8" or len(shape) not in (2, 3) or (
             len(shape) == 3 and shape[2] not in (1, 3, 4)):
-        raise ValueError(f"an image array must be uint8 of shape (H, W), (H, W, 3) or "
-                         f"(H, W, 4), not {getattr(pixels, 'dtype', type(pixels).__name__)} "
-                         f"{shape}")
+        raise ComponentInputError(
+            f"an image array must be uint8 of shape (H, W), (H, W, 3) or (H, W, 4), not "
+            f"{getattr(pixels, 'dtype', type(pixels).__name__)} {shape}. Floats in [0, 1] "
+            "become one with (array * 255).astype('uint8').")
     height, width = shape[0], shape[1]
     channels = 1 if len(shape) == 2 else shape[2]
     color = {1: 0, 3: 2, 4: 6}[channels]
@@ -181,13 +293,39 @@ def png_from_pixels(pixels: Any) -> bytes:
             + chunk(b"IDAT", zlib.compress(scanlines, 6)) + chunk(b"IEND", b""))
 
 
+def _image_src(src: Any) -> str:
+    """The `data:` URI of an Image's picture (one already given as a `data:image/` URI, as
+    Metaflow takes, is kept); ComponentInputError for anything else (a card fetches
+    nothing, so a file name or URL is not a picture)."""
+    if src is None:
+        raise ComponentInputError(f"the Image has no picture (src is None): pass {_IMAGE_KINDS}.")
+    if isinstance(src, str):
+        if not src.startswith("data:image/"):
+            raise ComponentInputError(
+                f"Image takes the picture itself, not {given(src)}: a card embeds its "
+                "pictures and fetches nothing, so for a file pass its bytes, "
+                f"Image(open(path, 'rb').read()). It takes {_IMAGE_KINDS}.")
+        size = len(src) * 3 // 4
+    else:
+        data, mime = _image_bytes(src)
+        size = len(data)
+        src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    if size > MAX_IMAGE_BYTES:
+        raise ComponentInputError(
+            f"the image is {size / 1e6:.1f} MB encoded, more than a card embeds "
+            f"({MAX_IMAGE_BYTES // (1024 * 1024)} MB); downscale it first")
+    return src
+
+
 def _image_bytes(src: Any) -> tuple[bytes, str]:
     """(encoded bytes, MIME type) of bytes, a PIL image, a matplotlib figure or a uint8 array."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
         mime = _image_mime(data)
         if mime is None:
-            raise ValueError("the bytes are not a PNG, JPEG, GIF, WebP or SVG image")
+            raise ComponentInputError(f"the bytes ({bounded_repr(data[:24], 80)}...) are not a "
+                                      "PNG, JPEG, GIF, WebP or SVG image: pass an encoded "
+                                      "image file's bytes")
         return data, mime
     import io
     if hasattr(src, "savefig"):  # a matplotlib figure
@@ -200,13 +338,13 @@ def _image_bytes(src: Any) -> tuple[bytes, str]:
         return buffer.getvalue(), "image/png"
     if hasattr(src, "shape") and hasattr(src, "dtype"):
         return png_from_pixels(src), "image/png"
-    raise ValueError(f"cannot make an image of a {type(src).__name__}: give PNG/JPEG bytes, "
-                     "a PIL image, a matplotlib figure or a uint8 array")
+    raise ComponentInputError(f"cannot make an image of {given(src)}: pass {_IMAGE_KINDS}")
 
 
 class Image(UserComponent):
-    """A picture: PNG/JPEG/GIF/WebP/SVG bytes, a PIL image, a matplotlib figure or a
-    uint8 array (H, W[, 3|4]); embedded in the card, so the card stays one file."""
+    """A picture: PNG/JPEG/GIF/WebP/SVG bytes, a `data:image/` URI, a PIL image, a
+    matplotlib figure or a uint8 array (H, W[, 3|4]); embedded in the card, so the card
+    stays one file."""
 
     REALTIME_UPDATABLE = True
 
@@ -235,15 +373,8 @@ class Image(UserComponent):
     @with_default_component_id
     @render_safely
     def render(self) -> dict[str, Any]:
-        if self._src is None:
-            raise ValueError("the Image has no picture (src is None)")
-        data, mime = _image_bytes(self._src)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ValueError(f"the image is {len(data) / 1e6:.1f} MB encoded, more than a card "
-                             f"embeds ({MAX_IMAGE_BYTES // (1024 * 1024)} MB); downscale it "
-                             "first")
         return {"type": "image", "id": self.component_id, "label": self._label,
-                "src": f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"}
+                "src": _image_src(self._src)}
 
 
 class VegaChart(UserComponent):
@@ -262,6 +393,11 @@ class VegaChart(UserComponent):
 
     @classmethod
     def from_altair_chart(cls, altair_chart: Any) -> "VegaChart":
+        """A chart of an Altair chart; anything else raises ValueError, as in Metaflow."""
+        if not callable(getattr(altair_chart, "to_dict", None)):
+            raise ValueError(f"VegaChart.from_altair_chart takes an Altair chart, not "
+                             f"{given(altair_chart)}; for a Vega-Lite spec (a dict) use "
+                             "VegaChart(spec).")
         return cls(altair_chart.to_dict())
 
     def update(self, spec: dict[str, Any] | None = None) -> None:
@@ -272,7 +408,18 @@ class VegaChart(UserComponent):
     @render_safely
     def render(self) -> dict[str, Any]:
         spec = self._spec.to_dict() if hasattr(self._spec, "to_dict") else self._spec
-        json.dumps(spec)  # not JSON: say so here, as the error block
+        if not isinstance(spec, dict):
+            raise ComponentInputError(
+                f"VegaChart takes a Vega-Lite spec as a dict, not {given(spec)}: "
+                "VegaChart({'mark': 'line', 'data': {'values': [{'x': 1, 'y': 2}]}, "
+                "'encoding': {'x': {'field': 'x'}, 'y': {'field': 'y'}}}), or "
+                "VegaChart.from_altair_chart(chart).")
+        try:
+            json.dumps(spec)
+        except (TypeError, ValueError) as exc:
+            raise ComponentInputError(
+                f"the VegaChart's spec is not JSON ({exc}): use plain dicts, lists, numbers "
+                "and strings (df.to_dict('records') for a DataFrame's rows).") from None
         return {"type": "vegaChart", "id": self.component_id, "spec": spec}
 
 
