@@ -22,10 +22,12 @@ from flowdeck.cards import (
     CardNotPresentException,
     Image,
     Markdown,
+    ProgressBar,
     Table,
     VegaChart,
     get_cards,
 )
+from flowdeck.cards.html import component_html
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, read_index
 from flowdeck.store.layout import RunLayout
 
@@ -483,3 +485,21 @@ def test_components_keep_what_metaflow_takes_and_raise_where_it_raises() -> None
     assert Markdown(None).render()["source"] == ""
     with pytest.raises(ValueError, match="takes an Altair chart, not a dict"):
         VegaChart.from_altair_chart({"mark": "line"})  # Metaflow raises ValueError too
+
+
+def test_a_progress_bar_with_max_0_shows_its_value_and_one_of_text_says_what_to_pass() -> None:
+    """ProgressBar(max=0, value=5) read "5/100 (5%)" (`max or 100`), and max="ten",
+    value="x" read "0/0 (0%)". Metaflow shows `value/max` only for a max above 0, else the
+    value alone, on an HTML <progress> whose top is then 1; text is an error block."""
+    zero = component_html(ProgressBar(max=0, value=5, unit="items").render())
+    assert '<div class="meta">5 items</div>' in zero and "100" not in zero.split("meta")[1]
+    assert 'aria-valuemax="1"' in zero and "width:100.0%" in zero
+    assert '<div class="meta">0.5</div>' in component_html(ProgressBar(max=None,
+                                                                       value=0.5).render())
+    assert '<div class="meta">3/4 (75%)</div>' in component_html(ProgressBar(max=4,
+                                                                            value=3).render())
+    text = unescape(component_html(ProgressBar(max="ten", value="x").render()))
+    assert "ProgressBar: wrong kind of data" in text and "0/0" not in text
+    assert "max='ten' (str), value='x' (str)" in text and "ProgressBar(max=10, value=3)" in text
+    assert "value=nan" in unescape(component_html(ProgressBar(max=1,
+                                                              value=float("nan")).render()))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import numbers
 import re
 from typing import Any
 
@@ -143,20 +145,36 @@ def _artifact(value: dict[str, Any]) -> str:
     return f'<div class="artifact">{title}<pre>{esc(value.get("repr", ""))}</pre></div>'
 
 
+def _number(value: Any) -> float | None:
+    """A progress bar's max or value as a float; None if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 def _progress(value: dict[str, Any]) -> str:
-    try:
-        top = float(value.get("max") or 100)
-        now = float(value.get("value") or 0)
-        share = max(0.0, min(1.0, now / top)) if top else 0.0
-    except (TypeError, ValueError):
-        share, now, top = 0.0, 0, 0
+    """A progress bar as Metaflow draws it: `value/max` when max is above 0; with max 0
+    (or None) the value alone, on a bar whose top is 1 (HTML's <progress> rule, which
+    Metaflow's bar follows). A max or value that is not a number is an error block."""
+    top, now = _number(value.get("max") or 0), _number(value.get("value") or 0)
+    if top is None or now is None:
+        wrong = ", ".join(f"{name}={value.get(name)!r} ({type(value.get(name)).__name__})"
+                          for name, number in (("max", top), ("value", now)) if number is None)
+        return _error({"title": "ProgressBar: wrong kind of data",
+                       "message": f"A progress bar's max and value are numbers; it got {wrong}."
+                                  " Pass numbers: ProgressBar(max=10, value=3), "
+                                  "bar.update(4)."})
+    limit = top if top > 0 else 1.0
+    share = max(0.0, min(1.0, now / limit))
     unit = value.get("unit") or ""
     label = esc(value.get("label") or "")
     details = value.get("details")
-    meta = f"{now:g}/{top:g}{(' ' + esc(unit)) if unit else ''} ({share:.0%})"
+    unit_text = f" {esc(unit)}" if unit else ""
+    meta = f"{now:g}/{top:g}{unit_text} ({share:.0%})" if top > 0 else f"{now:g}{unit_text}"
     extra = f" · {esc(details)}" if details else ""
     return (f'<div class="progress"><div>{label}</div><div class="bar" role="progressbar" '
-            f'aria-valuenow="{now:g}" aria-valuemax="{top:g}"><div class="fill" '
+            f'aria-valuenow="{now:g}" aria-valuemax="{limit:g}"><div class="fill" '
             f'style="width:{share * 100:.1f}%"></div></div>'
             f'<div class="meta">{meta}{extra}</div></div>')
 
