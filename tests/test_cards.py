@@ -27,7 +27,7 @@ from flowdeck.cards import (
     VegaChart,
     get_cards,
 )
-from flowdeck.cards.html import component_html
+from flowdeck.cards.html import component_html, markdown_html
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, read_index
 from flowdeck.store.layout import RunLayout
 
@@ -503,3 +503,17 @@ def test_a_progress_bar_with_max_0_shows_its_value_and_one_of_text_says_what_to_
     assert "max='ten' (str), value='x' (str)" in text and "ProgressBar(max=10, value=3)" in text
     assert "value=nan" in unescape(component_html(ProgressBar(max=1,
                                                               value=float("nan")).render()))
+
+
+def test_a_markdown_image_is_a_marked_link_to_the_picture_never_a_fetch() -> None:
+    """`![alt](url)` drew a stray "!" and a plain link. A card fetches nothing: a picture
+    by URL is a link marked as an image; an embedded data: URI is drawn."""
+    out = markdown_html("See ![a cat](https://example.com/cat.png) and [docs](https://d.org).")
+    assert "!" not in out and "<img" not in out
+    assert ('<a class="image-ref" href="https://example.com/cat.png" title="an image the card '
+            'does not fetch: https://example.com/cat.png">[image: a cat]</a>') in out
+    assert '<a href="https://d.org">docs</a>' in out
+    assert "[image: https://x.org/a.png]</a>" in markdown_html("![](https://x.org/a.png)")
+    pixel = "data:image/png;base64,iVBORw0KGgo="
+    assert f'<img src="{pixel}" alt="dot">' in markdown_html(f"![dot]({pixel})")
+    assert "<a" not in markdown_html("![x](javascript:alert(1))")  # shown as the text it is

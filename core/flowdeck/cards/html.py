@@ -4,7 +4,8 @@ A card is a file someone opens in a browser, a web view or an archive years late
 it carries everything it shows (images as data URIs) and needs nothing to be drawn.
 Every value that reaches the page is escaped here; Markdown is turned into HTML by a
 small renderer of the common subset (headings, paragraphs, lists, code, emphasis,
-links), never passed through as raw HTML.
+links, images: a picture by URL as a marked link, since a card fetches nothing), never
+passed through as raw HTML.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ pre { background: var(--panel); padding: 8px 10px; border-radius: 4px; overflow-
 p code, li code { background: var(--panel); padding: 0 3px; border-radius: 3px; }
 figure { margin: 0; } figure img { max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 12px; }
+a.image-ref { color: var(--muted); }
 .error { border-left: 4px solid var(--bad); background: var(--panel); padding: 6px 10px; }
 .error.warning { border-left-color: var(--warn); }
 .error strong { color: var(--bad); } .error.warning strong { color: var(--warn); }
@@ -302,6 +304,22 @@ _INLINE_CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
 _ITALIC = re.compile(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?!\*)|(?<![_\w])_(?!\s)(.+?)(?<!\s)_(?!\w)")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)(?:\s+&quot;[^)]*&quot;)?\)")
+#: The URLs a card's Markdown links to (web, mail, an anchor, a relative path).
+_SAFE_URL = re.compile(r"^(https?://|mailto:|#|[\w./-]+$)")
+
+
+def _markdown_image(match: re.Match[str]) -> str:
+    """`![alt](url)`: a card fetches nothing, so a picture by URL is shown as what it is,
+    a marked link to the picture ("[image: alt]"); an embedded `data:image/` URI, which
+    needs no fetch, is drawn (as the Image component's pictures are)."""
+    alt, url = match.group(1), html.unescape(match.group(2))
+    if url.startswith("data:image/"):
+        return f'<img src="{esc(url)}" alt="{re.sub("<[^>]*>", "", alt)}">'
+    if not _SAFE_URL.match(url):
+        return match.group(0)
+    return (f'<a class="image-ref" href="{esc(url)}" title="an image the card does not '
+            f'fetch: {esc(url)}">[image: {alt or esc(url)}]</a>')
 
 
 def _inline(text: str) -> str:
@@ -317,11 +335,11 @@ def _inline(text: str) -> str:
 
     def link(match: re.Match[str]) -> str:
         url = html.unescape(match.group(2))
-        if not re.match(r"^(https?://|mailto:|#|[\w./-]+$)", url):
+        if not _SAFE_URL.match(url):
             return match.group(0)
         return f'<a href="{esc(url)}">{match.group(1)}</a>'
 
-    text = _LINK.sub(link, text)
+    text = _LINK.sub(link, _IMAGE.sub(_markdown_image, text))
     return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], text)
 
 
