@@ -7,8 +7,11 @@ with the client (`get_cards`) and from the files the task wrote.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -266,6 +269,10 @@ def test_a_failing_card_never_fails_its_task_and_is_recorded(tmp_path: Path) -> 
     # A live card of a task that then failed: kept, marked stopped, never rendered final.
     live = get_cards(run["live"].task)
     assert len(live) == 1 and live[0].state == STOPPED and 'aria-valuenow="3"' in live[0].html
+    # Its file too: no live badge, no reload (a browser said live and reloaded it forever).
+    stopped = Path(live[0].path).read_text()
+    assert 'aria-valuenow="3"' in stopped and "<h1>" in stopped
+    assert 'http-equiv="refresh"' not in stopped and '<span class="live">' not in stopped
 
 
 def test_html_card_type_and_metaflow_module_paths(tmp_path: Path) -> None:
@@ -517,3 +524,54 @@ def test_a_markdown_image_is_a_marked_link_to_the_picture_never_a_fetch() -> Non
     pixel = "data:image/png;base64,iVBORw0KGgo="
     assert f'<img src="{pixel}" alt="dot">' in markdown_html(f"![dot]({pixel})")
     assert "<a" not in markdown_html("![x](javascript:alert(1))")  # shown as the text it is
+
+
+def stop_a_live_card(tmp_path: Path, how: str,
+                     while_live: Callable[[Path, Any], None] | None = None) -> tuple[Path, Any]:
+    """ReportFlow's `train` task with its live card (`while_live(flow, task)` is called
+    then), then its run stopped by Ctrl+C (`sigint`, to the run's process group, as a
+    terminal sends it) or its orchestrator killed (`kill`: SIGKILL; its workers die with
+    it and write nothing more). Gives (flow file, task)."""
+    flow = _write(tmp_path, "report.py", REPORT_FLOW)
+    gate = tmp_path / "gate"
+    process = subprocess.Popen([sys.executable, str(flow), "run"], cwd=tmp_path,
+                               env=child_env(CARD_GATE=str(gate)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(Path(str(gate) + ".waiting").exists, "the task reaching its gate",
+                 still_going=lambda: process.poll() is None, limit=WAIT_S)
+        task = Flow("ReportFlow", root=_root(flow)).latest_run["train"].task
+        assert get_cards(task, id="progress")[0].state == LIVE
+        if while_live is not None:
+            while_live(flow, task)
+        if how == "sigint":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=WAIT_S)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # hygiene: nothing of the run outlives it
+        except ProcessLookupError:
+            pass
+        process.communicate()
+    return flow, task
+
+
+@pytest.mark.parametrize("how, status", [("sigint", "cancelled"), ("kill", "crashed")])
+def test_a_live_card_of_a_run_stopped_or_crashed_reads_stopped_without_badge_or_reload(
+        tmp_path: Path, how: str, status: str) -> None:
+    """A live card whose run was cancelled (Ctrl+C) or whose orchestrator was killed kept
+    its blue "live" badge and its 2 s reload, and after kill -9 `get_cards` said `live`
+    forever under a run that was `crashed`."""
+    flow, task = stop_a_live_card(tmp_path, how)
+    assert Flow("ReportFlow", root=_root(flow)).latest_run.status == status
+    [card] = get_cards(task, id="progress")
+    assert card.state == STOPPED and 'aria-valuenow="1"' in card.html
+    assert 'http-equiv="refresh"' not in card.html and '<span class="live">' not in card.html
+    layout = RunLayout(_root(flow), "ReportFlow")
+    [recorded] = [e for e in read_index(layout.card_index(task.run.id, "train", task.id))
+                  if e.id == "progress"]
+    # A cancelled task marks it and rewrites its file; a killed one could not (the reader's
+    # rule above says stopped all the same).
+    assert recorded.state == (STOPPED if how == "sigint" else LIVE)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import WAIT_MS, child_env, close_window, flow_key, run_flow
 from PySide6.QtCore import QSettings
-from test_cards import FAILING_FLOW, REPORT_FLOW
+from test_cards import FAILING_FLOW, REPORT_FLOW, stop_a_live_card
 
-from flowdeck.cards.index import ERROR, FINAL, LIVE
+from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED
+from flowdeck.store.layout import RunLayout
 from flowdeck_desktop.app import build
 from flowdeck_desktop.views import cards_pane
 
@@ -147,3 +148,30 @@ def test_the_simplified_view_keeps_apart_what_the_cards_css_sets_apart(qtbot) ->
     assert "a dict  dict" in lines and "start → end  (start)" in lines
     assert "end → —  (end)" in lines
     assert lines[-2:] == ["\ufffc", "red PIL"]  # the image, and its caption under it
+
+
+def test_a_live_card_whose_run_crashed_reads_stopped_in_the_tab(
+        qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After kill -9 of the orchestrator the tab said "live" (and drew the badge) under a
+    run the window calls crashed: the card list still says live, and nothing will write
+    it again. The tab asks the core's rule while a card is live, and says stopped."""
+    monkeypatch.setenv("FLOWDECK_NO_WEBENGINE", "1")
+    pane = cards_pane.CardsPane()
+    qtbot.addWidget(pane)
+    pane.show()
+
+    def follow(flow: Path, task) -> None:
+        pane.show_task(RunLayout(flow.parent / ".flowdeck", "ReportFlow"), task.run.id,
+                       "train", task.id)
+        qtbot.waitUntil(lambda: _progress(pane) is not None and _progress(pane).state == LIVE,
+                        timeout=WAIT_MS)
+        pane.picker.setCurrentIndex(pane.entries.index(_progress(pane)))
+        qtbot.waitUntil(lambda: "1/3" in pane.shown_html(), timeout=WAIT_MS)
+        assert pane.shown_html().splitlines()[0].rstrip().endswith("live")
+
+    stop_a_live_card(tmp_path, "kill", follow)
+    qtbot.waitUntil(lambda: _progress(pane).state == STOPPED, timeout=WAIT_MS)
+    assert "stopped" in pane.status.text() and "stopped" in pane.picker.currentText()
+    title = pane.shown_html().splitlines()[0]
+    assert re.fullmatch(r"ReportFlow/\S+/train/\d+\s*", title), title  # no "live" badge
+    assert "1/3" in pane.shown_html()  # the content stays

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cards.index import CardEntry, TaskCardIndex
+from flowdeck.cards.html import stopped_html
+from flowdeck.cards.index import STOPPED, CardEntry, TaskCardIndex
 from flowdeck.exception import MetaflowException
 
 
@@ -62,7 +63,8 @@ class Card:
 
     @property
     def state(self) -> str:
-        """`live`, `final`, `error` or `stopped` (see flowdeck.cards.index)."""
+        """`live`, `final`, `error` or `stopped` (see flowdeck.cards.index): a live card of
+        a run that has ended or crashed is `stopped`."""
         return self._entry.state
 
     @property
@@ -75,11 +77,13 @@ class Card:
         return str(self._folder / self._entry.file) if self._entry.file else ""
 
     def get(self) -> str:
-        """The card's HTML (read once, then kept)."""
+        """The card's HTML (read once, then kept); a stopped card's without the live badge
+        and reload its task had no chance to take out (it was killed)."""
         if self._html is None:
             if not self._entry.file:
                 raise CardNotPresentException(self.pathspec, self.type, card_id=self.id)
-            self._html = Path(self.path).read_text(encoding="utf-8", errors="replace")
+            text = Path(self.path).read_text(encoding="utf-8", errors="replace")
+            self._html = stopped_html(text) if self.state == STOPPED else text
         return self._html
 
     @property
@@ -167,7 +171,7 @@ def get_cards(task: Any, id: str | None = None, type: str | None = None,
         origin = task.origin_pathspec
         task = client.Task(origin, root=task.run.layout.root, _namespace_check=False)
     where = task_card_index(task)
-    cards = [Card(e, where.folder, task.pathspec) for e in where.read()
+    cards = [Card(e, where.folder, task.pathspec) for e in where.read_effective()
              if e.file and (id is None or e.id == id) and (type is None or e.type == type)]
     if not cards:  # as Metaflow: none (yet) is an exception, not an empty container
         raise CardNotPresentException(task.pathspec, card_type=type, card_id=id)

@@ -74,19 +74,32 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+#: A live page's badge after its title, and its reload: what `stopped_html` takes out.
+LIVE_BADGE = '<span class="live">live</span>'
+_RELOAD_TAG = re.compile(r'<meta http-equiv="refresh" content="\d+">')
+
+
 def page(title: str, body: str, subtitle: str = "", live: bool = False,
          refresh_seconds: float = 0) -> str:
     """A whole card page. A live card asks the browser to reload it (the window watches the
     file instead); a final card never reloads."""
     reload_tag = (f'<meta http-equiv="refresh" content="{max(1, int(refresh_seconds))}">'
                   if live and refresh_seconds else "")
-    badge = '<span class="live">live</span>' if live else ""
+    badge = LIVE_BADGE if live else ""
     sub = f'<div class="sub">{esc(subtitle)}</div>' if subtitle else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{reload_tag}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>"
             f"<header><h1>{esc(title)}{badge}</h1>{sub}</header>"
             f"<main>{body}</main></body></html>\n")
+
+
+def stopped_html(text: str) -> str:
+    """A live page (`page(live=True)`) as a stopped one, its content kept: without the
+    badge and the reload, so a card whose task ended without a final card neither says
+    live nor reloads forever in a browser. Any other HTML comes back as it is (what a
+    step's components put in a page is escaped, so it never matches)."""
+    return _RELOAD_TAG.sub("", text, count=1).replace(LIVE_BADGE, "", 1)
 
 
 def components_html(values: list[Any]) -> str:

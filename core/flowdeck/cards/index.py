@@ -7,8 +7,14 @@ from `RunLayout`; entries name their file relative to the task's cards folder.
 
 States: `live` (written by `current.card.refresh()` while the task runs), `final`
 (rendered after the task succeeded), `error` (the card failed: `error` says why; the
-file, if any, is the error card), `stopped` (a live card whose task then failed, so
-no final card was made, as in Metaflow).
+file, if any, is the error card), `stopped` (a live card whose task then failed or was
+cancelled, so no final card was made, as in Metaflow; its file is rewritten without
+the live badge and reload).
+
+A task that never got to say so (killed, or its run's orchestrator killed) leaves
+`live` in the file: readers ask `TaskCardIndex.read_effective`, which reads a live card
+of a run that has ended or crashed (the store's one rule, `effective_status`) as
+`stopped`, and `html.stopped_html` for its page.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import atomic_write_json
+from flowdeck.store.index import read_run
 from flowdeck.store.layout import RunLayout
+from flowdeck.store.status import RUN_FINAL
 
 LIVE, FINAL, ERROR, STOPPED = "live", "final", "error", "stopped"
 
@@ -78,9 +86,25 @@ class TaskCardIndex:
         """The task's cards in decorator order; [] when it has none (or none yet)."""
         return read_index(self.path)
 
+    def read_effective(self) -> list[CardEntry]:
+        """The task's cards as a reader must see them: a `live` card of a run that has
+        ended or crashed is `stopped` (nothing will write it again, so it is not live)."""
+        entries = self.read()
+        if any(e.state == LIVE for e in entries) and run_ended(self.layout, self.run_id):
+            for entry in entries:
+                if entry.state == LIVE:
+                    entry.state = STOPPED
+        return entries
+
     def write(self, entries: list[CardEntry]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, {"version": 1, "cards": [asdict(e) for e in entries]})
+
+
+def run_ended(layout: RunLayout, run_id: str) -> bool:
+    """Whether a run has ended, crashed included, by the store's rule (`effective_status`);
+    one whose record cannot be read has not, as far as its cards can tell."""
+    return read_run(layout, run_id).status in RUN_FINAL
 
 
 def read_index(path: str | os.PathLike[str]) -> list[CardEntry]:

@@ -5,7 +5,7 @@
 file at once, throttled by the decorator's `refresh_interval`, so the window and a
 browser see it live. After a task that succeeded, `finish` renders every card
 (`render`) with its `timeout`; after a failure it renders none (as Metaflow) and marks
-live cards `stopped`. Every write is atomic (a reader never sees half a card) and goes
+live cards `stopped`, their files rewritten without the live badge and reload. Every write is atomic (a reader never sees half a card) and goes
 to the paths `RunLayout` gives.
 
 A card never fails its task: a card type that is unknown, raises, times out or returns
@@ -28,6 +28,7 @@ from typing import Any
 
 from flowdeck.cards.basic import ErrorCard, card_class
 from flowdeck.cards.collector import CardComponentCollector, CardComponentManager, CardSpec
+from flowdeck.cards.html import stopped_html
 from flowdeck.cards.index import ERROR, FINAL, LIVE, STOPPED, CardEntry, TaskCardIndex
 from flowdeck.engine.alarm import alarm
 from flowdeck.store.blobs import atomic_write
@@ -124,12 +125,10 @@ class TaskCards:
         so a slow card times out as a card error instead of the task being killed."""
         self._deadline = deadline
         if not succeeded:
-            changed = False
-            for entry in self._entries.values():
-                if entry.state == LIVE:
-                    entry.state, entry.updated = STOPPED, time.time()
-                    changed = True
-            if changed:
+            live = [e for e in self._entries.values() if e.state == LIVE]
+            for entry in live:
+                self._stop(entry)
+            if live:
                 self._write_index()
             return
         for manager in self.collector.managers:
@@ -235,6 +234,21 @@ class TaskCards:
             except Exception:
                 return "never"
         return "never"
+
+    def _stop(self, entry: CardEntry) -> None:
+        """Mark a live card `stopped` and take the live badge and reload out of its file
+        (atomically, content kept): opened in a browser it would say live and reload
+        forever, with nothing left to write it."""
+        entry.state, entry.updated = STOPPED, time.time()
+        if entry.file is None:
+            return
+        try:
+            text = (self.where.folder / entry.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"[@card ERROR] {self.pathspec}: the stopped card's file could not be "
+                  f"read to take its live badge out: {exc}", file=sys.stderr)
+            return
+        self._write_card(entry, stopped_html(text))
 
     def _write_card(self, entry: CardEntry, html: str) -> None:
         layout, where = self.where.layout, self.where

@@ -4,7 +4,9 @@ Cards are self-contained HTML files the task writes (`flowdeck.cards`); this pan
 reads the task's card list (`cards/cards.json`, paths from `RunLayout`) and the chosen
 card's file. Nothing is unpickled. It follows a running task by polling the list's
 and the card's modification times (two `stat` calls per tick), so a
-`current.card.refresh()` shows within a tick.
+`current.card.refresh()` shows within a tick. While a card is live it also asks the
+store whether the run has ended (`TaskCardIndex.read_effective`, the core's rule): a
+card of a run that crashed, which no task will write again, then reads as stopped.
 
 Where Qt WebEngine is installed (`PySide6-Addons`, not part of our `desktop` extra:
 it adds about 270 MB), the card is drawn by a web view, as in a browser. Otherwise
@@ -34,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from flowdeck.cards.index import ERROR, LIVE, STOPPED, CardEntry, read_index
+from flowdeck.cards.html import stopped_html
+from flowdeck.cards.index import ERROR, LIVE, STOPPED, CardEntry, TaskCardIndex, run_ended
 from flowdeck.engines.launching import METAFLOW_CARDS_HELPER
 from flowdeck.engines.load_limits import window_load_limits
 from flowdeck.store.layout import InvalidId, RunLayout
@@ -46,7 +49,8 @@ POLL_MS = 500
 #: Cards larger than this are not drawn in the window (Open in Browser shows them).
 MAX_SHOWN_BYTES = 24 * 1024 * 1024
 
-_STATE_WORDS = {LIVE: "live", "final": "", ERROR: "failed", STOPPED: "stopped (task failed)"}
+_STATE_WORDS = {LIVE: "live", "final": "", ERROR: "failed",
+                STOPPED: "stopped (the task or run ended first)"}
 
 
 def web_view_class() -> Any:
@@ -103,8 +107,9 @@ class CardsPane(QWidget):
         super().__init__(parent)
         self._folder: Path | None = None
         self._index_path: Path | None = None
+        self._where: TaskCardIndex | None = None
         self._entries: list[CardEntry] = []
-        self._seen: tuple[float, float] = (0.0, 0.0)
+        self._seen: tuple[float, float, bool] = (0.0, 0.0, False)
         self._shown_file: str | None = None
         self._html = ""
         self._fetch: HelperCall | None = None
@@ -149,8 +154,9 @@ class CardsPane(QWidget):
         self._timer.stop()
         self._cancel_fetch()
         self._folder = self._index_path = None
+        self._where = None
         self._entries = []
-        self._seen = (0.0, 0.0)
+        self._seen = (0.0, 0.0, False)
         self._shown_file = None
         self.picker.blockSignals(True)
         self.picker.clear()
@@ -169,8 +175,9 @@ class CardsPane(QWidget):
         try:
             if origin:
                 run_id, step, task_id = origin.split("/")
-            self._folder = layout.cards_dir(run_id, step, task_id)
-            self._index_path = layout.card_index(run_id, step, task_id)
+            self._where = TaskCardIndex(layout, run_id, step, task_id)
+            self._folder = self._where.folder
+            self._index_path = self._where.path
         except (InvalidId, ValueError):
             self.status.setText(f"The cards of {step}/{task_id} cannot be located.")
             return
@@ -248,15 +255,18 @@ class CardsPane(QWidget):
     def poll(self) -> None:
         """Re-read the card list and the shown card when their files changed (only while the
         tab is shown: showing it polls at once)."""
-        if self._index_path is None or not self.isVisible():
+        where = self._where
+        if where is None or self._index_path is None or not self.isVisible():
             return
         index_mtime = _mtime(self._index_path)
         card = self.current_path()
         card_mtime = _mtime(card) if card is not None else 0.0
-        if (index_mtime, card_mtime) == self._seen:
+        ended = any(e.state == LIVE for e in self._entries) and run_ended(where.layout,
+                                                                          where.run_id)
+        if (index_mtime, card_mtime, ended) == self._seen:
             return
-        self._seen = (index_mtime, card_mtime)
-        entries = read_index(self._index_path)
+        self._seen = (index_mtime, card_mtime, ended)
+        entries = where.read_effective()
         if [(_label(e)) for e in entries] != [(_label(e)) for e in self._entries]:
             self._set_entries(entries)
         else:
@@ -317,17 +327,20 @@ class CardsPane(QWidget):
             self._set_html(f"<p>The card file {_escape(str(path))} cannot be read: "
                            f"{_escape(str(exc))}</p>")
             return
-        self._set_html(html, path)
+        shown = stopped_html(html) if entry.state == STOPPED else html
+        self._set_html(shown, path, as_read=shown == html)
 
-    def _set_html(self, html: str, path: Path | None = None) -> None:
+    def _set_html(self, html: str, path: Path | None = None, as_read: bool = True) -> None:
+        """Show `html`, read from `path`; `as_read` False: changed since (a stopped card's
+        live badge and reload taken out), so a web view draws the text, not the file."""
         self._html = html
         view: Any = self.view
         if isinstance(view, QTextBrowser):
             view.setHtml(simplified(html))
-        elif path is not None:
+        elif path is not None and as_read:
             view.load(QUrl.fromLocalFile(str(path)))  # relative links resolve; no size limit
         else:
-            view.setHtml(html)
+            view.setHtml(html, QUrl.fromLocalFile(str(path)) if path is not None else QUrl())
 
     def shown_html(self) -> str:
         """What the tab shows: the simplified view's text, or the HTML the web view loaded."""
