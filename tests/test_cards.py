@@ -151,7 +151,9 @@ class HtmlFlow(FlowSpec):
     @card(type="html")
     @step
     def start(self):
-        self.html = "<html><body><h1 id='mine'>Made by the step</h1></body></html>"
+        self.html = ("<html><body><h1 id='mine'>Made by the step</h1>"
+                     "<script>document.title = 'set by the step'</script>"
+                     "<img src='https://example.com/remote.png'></body></html>")
         self.next(self.end)
 
     @step
@@ -279,7 +281,12 @@ def test_html_card_type_and_metaflow_module_paths(tmp_path: Path) -> None:
     flow = _write(tmp_path, "page.py", HTML_FLOW)
     assert _run(flow).returncode == 0
     task = Flow("HtmlFlow", root=_root(flow)).latest_run["start"].task
-    assert "<h1 id='mine'>Made by the step</h1>" in get_cards(task)[0].html
+    made = get_cards(task)[0].html
+    assert "<h1 id='mine'>Made by the step</h1>" in made
+    # Passed through as given, as in Metaflow: its script and remote picture are kept
+    # (docs/cards.md says so; Flowdeck's own card types carry neither).
+    assert "<script>document.title = 'set by the step'</script>" in made
+    assert "<img src='https://example.com/remote.png'>" in made
     from flowdeck.plugins.cards.card_client import get_cards as metaflow_get_cards
     from flowdeck.plugins.cards.card_modules.test_cards import TestEditableCard
     assert metaflow_get_cards is get_cards and TestEditableCard.ALLOW_USER_COMPONENTS

@@ -5,7 +5,9 @@
   the flow's steps with this one marked.
 * `blank`: only the appended components (`options={"title": ...}`).
 * `html`: the HTML string in an artifact (`options={"artifact": "html"}`, the default
-  name), shown as it is: the step wrote it.
+  name), passed through as it is, scripts and remote content included, as in Metaflow:
+  the step wrote it (unlike the other types, whose pages carry no script and fetch
+  nothing; docs/cards.md).
 * `error`: what a card that failed shows in its place (when `save_errors`).
 
 `card_class(type)` finds a type among these, Metaflow's test card types and every
