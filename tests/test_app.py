@@ -796,6 +796,35 @@ def test_screenshot_option_runs_the_flow_and_saves_a_picture(tmp_path: Path) -> 
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("case", ["missing flow", "no folder for the picture",
+                                  "no such picture format", "no flow in the folder"])
+def test_a_scripted_start_that_cannot_end_well_says_why_and_ends(tmp_path: Path,
+                                                                 case: str) -> None:
+    """A missing path waited for ever for a run; a screenshot that could not be saved
+    exited 0 with no file; a folder with no flow said only "Select a flow to run."."""
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    flow = tmp_path / "train.py"
+    shutil.copy(EXAMPLES / "train.py", flow)
+    (tmp_path / "empty").mkdir()
+    path, out, said = {
+        "missing flow": (tmp_path / "gone.py", tmp_path / "shot.png", "no such file"),
+        "no folder for the picture": (flow, tmp_path / "no" / "shot.png", "does not exist"),
+        "no such picture format": (flow, tmp_path / "shot.pngx", "cannot write a .pngx"),
+        "no flow in the folder": (tmp_path / "empty", tmp_path / "shot.png", "no flow found"),
+    }[case]
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", str(path),
+                             "--screenshot", str(out)], capture_output=True, text=True,
+                            timeout=120, env=child_env(QT_QPA_PLATFORM="offscreen",
+                                                       HOME=str(tmp_path / "home")))
+    assert result.returncode in (1, 2) and said in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / ".flowdeck").exists()  # nothing ran
+    if case != "no flow in the folder":  # refused before a window (that one shows its window)
+        assert not out.exists()
+
+
 def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, tmp_path) -> None:
     """Runs are found from where the flow file is now; nothing absolute is followed back."""
     original = tmp_path / "original"

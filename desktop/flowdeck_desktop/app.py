@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from PySide6.QtCore import QDir, QSettings, QStandardPaths, QTimer
+from PySide6.QtGui import QImageWriter
 from PySide6.QtWidgets import QApplication
 
 from flowdeck_desktop.command_line import AppOptions
@@ -88,6 +89,27 @@ def listen_for_others(app: QApplication, window: MainWindow) -> InstanceServer:
     return server
 
 
+def scripted_start_problem(options: AppOptions, paths: list[str]) -> str | None:
+    """Why a scripted start (--screenshot, --exit-when-done) cannot do what it was asked,
+    found before any window: a missing path (it waited for a run that never came), a
+    screenshot file that cannot be written (it ran the flow, then exited 0 with no file)."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        return f"{missing[0]}: no such file or folder."
+    if options.screenshot:
+        target = os.path.abspath(options.screenshot)
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            return (f"--screenshot {options.screenshot}: the folder {folder} does not exist. "
+                    "Create it, or name a file in an existing folder.")
+        suffix = os.path.splitext(target)[1].lower().lstrip(".")
+        formats = {bytes(f.data()).decode() for f in QImageWriter.supportedImageFormats()}
+        if suffix not in formats:
+            return (f"--screenshot {options.screenshot}: cannot write a .{suffix or '?'} "
+                    "picture; name a .png (or .jpg, .bmp) file.")
+    return None
+
+
 def run_app(argv: list[str], options: AppOptions) -> int:
     """The window for `options` (`argv` parsed by `command_line.parse_args`; `__main__`
     has already offered the paths to a running window)."""
@@ -102,6 +124,10 @@ def run_app(argv: list[str], options: AppOptions) -> int:
     if options.screenshot and not paths and bundled_examples():
         paths = [bundled_examples() or ""]
     scripted = bool(options.quit_when_shown or options.screenshot or options.exit_when_done)
+    refusal = scripted_start_problem(options, paths) if scripted else None
+    if refusal:  # before a window or a run: a scripted start that cannot end well hung
+        print(f"Flowdeck: {refusal}", file=sys.stderr)
+        return 2
     controller, window = build(paths=paths or None, restore=not scripted)
     window.remember_layout = not scripted
     if options.size:
@@ -117,18 +143,17 @@ def run_app(argv: list[str], options: AppOptions) -> int:
 
     if options.quit_when_shown:
         QTimer.singleShot(0, window.close)
-    if options.run:  # the watcher's thread lists them first
-        controller.when_listed(lambda: ask(window.run_selected))
-    elif cli_files(paths):  # "Open with" and drops on the icon run, as drops on the window do
-        QTimer.singleShot(0, lambda: ask(lambda: window.handle_dropped(cli_files(paths))))
-    if options.exit_when_done:
+    if options.exit_when_done:  # listening first: a run may be refused as it is asked for
         def finish(key: str, status: str) -> None:
             outcome["status"] = status
             if options.screenshot:
                 window.logs.flush()
                 window.dag.fit()
                 app.processEvents()
-                window.grab().save(options.screenshot)
+                if not window.grab().save(options.screenshot):
+                    print(f"Flowdeck: the screenshot could not be saved to "
+                          f"{options.screenshot}.", file=sys.stderr)
+                    outcome["status"] = "screenshot not saved"
             window.close()
 
         def refused(level: str, text: str) -> None:
@@ -138,11 +163,17 @@ def run_app(argv: list[str], options: AppOptions) -> int:
             if level in ("error", "warning") and outcome["asked"] and \
                     outcome["status"] == "none" and not any(
                     controller.is_running(e.key) for e in controller.model.entries()):
+                if not controller.model.entries():  # "Select a flow to run." said less
+                    text = f"no flow found in {', '.join(paths) or 'the folders watched'}."
                 print(f"Flowdeck: {text}", file=sys.stderr)
                 finish("", "not started")
 
         controller.run_ended.connect(finish)
         window.message_shown.connect(refused)
+    if options.run:  # the watcher's thread lists them first
+        controller.when_listed(lambda: ask(window.run_selected))
+    elif cli_files(paths):  # "Open with" and drops on the icon run, as drops on the window do
+        QTimer.singleShot(0, lambda: ask(lambda: window.handle_dropped(cli_files(paths))))
     code = app.exec()
     if options.exit_when_done:
         return 0 if outcome["status"] == "succeeded" else 1
