@@ -157,3 +157,19 @@ def test_a_remembered_file_survives_a_start_while_it_defines_no_flow(qtbot, sett
                         timeout=WAIT_MS)
     finally:
         close_window(controller, window)
+
+
+def test_paths_from_the_command_line_follow_the_drop_rule(qtbot, window_on,
+                                                          tmp_path: Path) -> None:
+    """A README given by "Open with" (or on the command line) was parsed as Python ("Fix
+    the code at line 8") and remembered for every start; a missing folder given with a
+    trailing slash was named by an empty name, and as "not a Python file"."""
+    controller, window = window_on
+    notes = tmp_path / "events.md"
+    notes.write_text("# Events\n\nSome `text` that is no Python.\n")
+    window.open_paths([str(notes), str(tmp_path / "gone") + "/"])
+    notices = [n.text for n in window.notifications.notices]
+    assert any(t.startswith("events.md is not a Python file") for t in notices), notices
+    assert any(t == f"{tmp_path / 'gone'}/: no such file or folder." for t in notices), notices
+    assert not any(str(notes) in root for root in controller.roots)
+    assert not any("line" in t for t in notices)

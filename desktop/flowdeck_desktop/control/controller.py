@@ -195,6 +195,22 @@ class _GcJob(QRunnable):
         self.relay.done.emit(self.root, result)
 
 
+def path_refusal(path: str) -> tuple[str, str] | None:
+    """(level, message) when `path` cannot be opened as flows, else None: one rule for
+    the command line, "Open with", drops and a running window's hand-over. A file that is
+    not `.py` (a README passed by "Open with") was parsed as Python and said "Fix the
+    code at line 8"; a folder path ending in a slash was named by an empty name."""
+    name = os.path.basename(os.path.normpath(path)) or path
+    if os.path.isdir(path):
+        return None
+    if not os.path.exists(path):
+        return ("error", f"{path}: no such file or folder.")
+    if not path.endswith(".py"):
+        return ("warning", f"{name} is not a Python file or a folder; open .py flow files "
+                           "or folders.")
+    return None
+
+
 class FlowdeckController(QObject):
     """Holds the session's state; the main window is a view of it."""
 
@@ -261,8 +277,9 @@ class FlowdeckController(QObject):
         for raw in paths:
             path = os.path.abspath(raw)
             single_file = os.path.isfile(path)
-            if not single_file and not os.path.isdir(path):
-                self.message.emit("error", f"{raw}: no such file or folder.")
+            refusal = path_refusal(raw)
+            if refusal is not None:
+                self.message.emit(*refusal)
                 continue
             if single_file:
                 files.append(path)

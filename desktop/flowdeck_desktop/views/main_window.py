@@ -57,7 +57,12 @@ from flowdeck.engines.startup import StartFailure
 from flowdeck.store.layout import RunLayout
 from flowdeck.store.status import REUSED, RUNNING, SUCCEEDED, TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
-from flowdeck_desktop.control.controller import FILE_ERRORS_SAY, FlowdeckController, ParamChange
+from flowdeck_desktop.control.controller import (
+    FILE_ERRORS_SAY,
+    FlowdeckController,
+    ParamChange,
+    path_refusal,
+)
 from flowdeck_desktop.control.run_options import ENGINE_LABELS
 from flowdeck_desktop.models.catalog_model import (
     FILE_ROLE,
@@ -670,11 +675,11 @@ class MainWindow(QMainWindow):
         drop = self._start_drop()
         usable = []
         for path in paths:
-            if os.path.isdir(path) or path.endswith(".py"):
+            refusal = path_refusal(path)
+            if refusal is None:
                 usable.append(path)
             else:
-                self.show_message("warning", f"{os.path.basename(path)} is not a Python file or "
-                                  "a folder; drop .py flow files or folders.")
+                self.show_message(*refusal)
 
         def listed(keys: list[str]) -> None:
             self._end_drop(drop)
