@@ -56,6 +56,22 @@ def test_interpreter_check_reports_what_it_can_import(tmp_path: Path) -> None:
     assert not result.works and "I am not python" in result.error
 
 
+def test_an_interpreter_older_than_flowdeck_needs_is_refused_by_name(tmp_path: Path) -> None:
+    """A folder `.venv` of Python 3.9 ran the flow until Flowdeck's core failed with a
+    TypeError, which the window blamed on the user's file. (A script answers the probe as
+    that Python would: no old Python need be installed.)"""
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\nprintf '3.9.18\\nTrue\\nFalse\\n'\n")
+    old.chmod(0o755)
+    check = check_interpreter(str(old))
+    assert not check.works and check.version == "3.9.18"
+    assert check.error.startswith(f"{old} is Python 3.9.18; flows run with Python 3.10 or newer")
+    fine = tmp_path / "python3.10"
+    fine.write_text("#!/bin/sh\nprintf '3.10.13\\nTrue\\nFalse\\n'\n")
+    fine.chmod(0o755)
+    assert check_interpreter(str(fine)).works
+
+
 def counted_python(folder: Path, gate: Path | None = None) -> tuple[Path, Path]:
     """A python that logs each start to a file (and, given `gate`, waits for that file
     to exist before it runs), then runs the real one."""

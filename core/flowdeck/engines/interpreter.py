@@ -231,7 +231,30 @@ def _probe(path: str) -> InterpreterCheck:
     lines = result.stdout.split()
     if len(lines) < 3:
         return InterpreterCheck(False, error=f"{path} did not answer like Python does.")
+    too_old = _too_old(path, lines[0])
+    if too_old:
+        return InterpreterCheck(False, lines[0], error=too_old)
     return InterpreterCheck(True, lines[0], lines[1] == "True", lines[2] == "True")
+
+
+#: The oldest Python a flow's interpreter may be: Flowdeck's core runs in it (its events,
+#: its store), and on 3.9 it failed in the middle of the run with a TypeError that the
+#: window put on the user's file ("train.py failed before TrainFlow started").
+MIN_INTERPRETER = (3, 10)
+
+
+def _too_old(path: str, version: str) -> str | None:
+    """Why the interpreter at `path` (Python `version`) cannot run flows, or None."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None  # an odd build's version text: let the run say what goes wrong
+    if found >= MIN_INTERPRETER:
+        return None
+    least = ".".join(map(str, MIN_INTERPRETER))
+    return (f"{path} is Python {version}; flows run with Python {least} or newer. "
+            "Recreate that environment with Python 3.11 or newer, or choose another "
+            "interpreter (in the window: Run > Interpreter).")
 
 
 #: One probe per interpreter file as it is now (path, mtime): done, or on its way; the
