@@ -825,6 +825,28 @@ def test_a_scripted_start_that_cannot_end_well_says_why_and_ends(tmp_path: Path,
         assert not out.exists()
 
 
+def test_a_scripted_start_says_why_a_flow_failed_before_it_started(tmp_path: Path) -> None:
+    """A flow whose import fails: the screenshot showed "M3 failed." and an Error tab saying
+    "No failure." (the reason came after the run's end, which the screenshot was taken
+    at); the terminal said only "Flowdeck: M3 failed."."""
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    flow = tmp_path / "m3.py"
+    flow.write_text("import numpy_not_installed_pkg\n" + (EXAMPLES / "train.py").read_text())
+    out = tmp_path / "shot.png"
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", str(flow),
+                             "--screenshot", str(out)], capture_output=True, text=True,
+                            timeout=120, env=child_env(QT_QPA_PLATFORM="offscreen",
+                                                       HOME=str(tmp_path / "home")))
+    assert result.returncode == 1
+    said = [line for line in result.stderr.splitlines() if line.startswith("Flowdeck: ")]
+    assert len(said) == 1 and "m3.py failed before TrainFlow started (line 1)" in said[0]
+    assert "pip install numpy_not_installed_pkg" in said[0]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_copied_project_shows_its_own_runs_not_the_originals(qtbot, settings, tmp_path) -> None:
     """Runs are found from where the flow file is now; nothing absolute is followed back."""
     original = tmp_path / "original"

@@ -14,7 +14,7 @@ from flowdeck_desktop.command_line import AppOptions
 from flowdeck_desktop.control.controller import FlowdeckController
 from flowdeck_desktop.system.resources import examples_dir
 from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer
-from flowdeck_desktop.views.main_window import MainWindow, app_icon
+from flowdeck_desktop.views.main_window import MainWindow, app_icon, run_ended_text
 from flowdeck_desktop.views.theme import THEME_ENV, apply_theme
 
 
@@ -145,11 +145,22 @@ def run_app(argv: list[str], options: AppOptions) -> int:
         QTimer.singleShot(0, window.close)
     if options.exit_when_done:  # listening first: a run may be refused as it is asked for
         def finish(key: str, status: str) -> None:
+            if outcome.get("finished"):
+                return
+            outcome["finished"] = True
             outcome["status"] = status
+            if key and status != "succeeded":  # why, on the terminal that started it
+                failure = controller.session(key).start_failure
+                entry = controller.model.entry(key)
+                print("Flowdeck: " + (failure.summary if failure else run_ended_text(
+                    entry.name if entry else key, status, controller.states.get(key))),
+                    file=sys.stderr)
             if options.screenshot:
                 window.logs.flush()
                 window.dag.fit()
-                app.processEvents()
+                for _ in range(3):  # the layout's late passes (scroll bars, a banner's height)
+                    QApplication.sendPostedEvents()
+                    app.processEvents()
                 if not window.grab().save(options.screenshot):
                     print(f"Flowdeck: the screenshot could not be saved to "
                           f"{options.screenshot}.", file=sys.stderr)
@@ -159,14 +170,19 @@ def run_app(argv: list[str], options: AppOptions) -> int:
         def refused(level: str, text: str) -> None:
             """A run was asked for and a warning or an error came instead (a required
             parameter left empty, a flow with errors, no flow to run): no run will end, so
-            say why and end (a scripted start hung here)."""
-            if level in ("error", "warning") and outcome["asked"] and \
-                    outcome["status"] == "none" and not any(
+            say why and end (a scripted start hung here). Decided once the events of the
+            moment are delivered: a run that ended says so itself (`finish`)."""
+            if level in ("error", "warning") and outcome["asked"]:
+                QTimer.singleShot(0, lambda: give_up(text))
+
+        def give_up(text: str) -> None:
+            if outcome.get("finished") or any(
                     controller.is_running(e.key) for e in controller.model.entries()):
-                if not controller.model.entries():  # "Select a flow to run." said less
-                    text = f"no flow found in {', '.join(paths) or 'the folders watched'}."
-                print(f"Flowdeck: {text}", file=sys.stderr)
-                finish("", "not started")
+                return
+            if not controller.model.entries():  # "Select a flow to run." said less
+                text = f"no flow found in {', '.join(paths) or 'the folders watched'}."
+            print(f"Flowdeck: {text}", file=sys.stderr)
+            finish("", "not started")
 
         controller.run_ended.connect(finish)
         window.message_shown.connect(refused)

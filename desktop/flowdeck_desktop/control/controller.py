@@ -821,10 +821,10 @@ class FlowdeckController(QObject):
         if never_started and run is not None:
             session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
                                                    run.spec.flow, run.spec.program)
-        self.run_ended.emit(key, status)
-        if session.start_failure is not None:
-            self.start_failed.emit(key, session.start_failure)
+        if session.start_failure is not None:  # first: whoever hears the end knows why
+            self.start_failed.emit(key, session.start_failure)  # (a screenshot said "failed.")
             self._tell("error", session.start_failure.summary, key)
+        self.run_ended.emit(key, status)
         plan, session.pending_rerun = session.pending_rerun, None
         if plan is not None:
             self.start_run(key, plan=plan)

@@ -15,7 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPoint, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -453,6 +453,7 @@ class MainWindow(QMainWindow):
         self.tree.expanded.connect(lambda _index: self._schedule_fit())
         self.main_split.splitterMoved.connect(lambda *_: self._stop_fitting())
         self.scene.graph_changed.connect(self._schedule_centre_fit)
+        self.banner.installEventFilter(self)  # a banner shown or grown takes the DAG's room
 
     # -- layout persistence --------------------------------------------------------------
 
@@ -498,6 +499,14 @@ class MainWindow(QMainWindow):
     FIT_TOP_MIN = 200  # the DAG's least height when sized to its graph...
     FIT_TOP_SHARE = 0.62  # ...and its most, as a share of the centre's height
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        """The banner over the graph was shown, hidden or resized: the DAG's pane is sized
+        again (a banner that came after the fit cut the graph's last step off)."""
+        if watched is self.banner and event.type() in (
+                QEvent.Type.Show, QEvent.Type.Hide, QEvent.Type.Resize):
+            self._schedule_centre_fit()
+        return super().eventFilter(watched, event)
+
     def _centre_moved(self, *_: object) -> None:
         self._centre_by_user = True
 
@@ -505,10 +514,11 @@ class MainWindow(QMainWindow):
         if not self._centre_by_user:
             QTimer.singleShot(0, self._fit_centre)
 
-    def _fit_centre(self) -> None:
+    def _fit_centre(self, again: int = 1) -> None:
         """The DAG's pane as tall as its graph wants (between FIT_TOP_MIN and
         FIT_TOP_SHARE of the centre), the tabs under it the rest; only while the sizes are
-        ours. Measured at the present width: the graph's zoom follows the width."""
+        ours. Measured at the present width: the graph's zoom follows the width. Measured
+        `again` once the layout has placed everything (a banner's height settles late)."""
         sizes = self.centre_split.sizes()
         total = sum(sizes)
         if self._centre_by_user or not self.isVisible() or total <= 0 or len(sizes) != 2:
@@ -520,6 +530,8 @@ class MainWindow(QMainWindow):
         top = max(self.FIT_TOP_MIN, min(chrome + wanted, int(total * self.FIT_TOP_SHARE)))
         if top != sizes[0]:
             self.centre_split.setSizes([top, total - top])
+            if again:
+                QTimer.singleShot(0, lambda: self._fit_centre(again - 1))
 
     def _schedule_fit(self) -> None:
         if self._fitting and not self._fit_pending:
@@ -1635,8 +1647,9 @@ class MainWindow(QMainWindow):
         entry = self.controller.model.entry(key)
         name = entry.name if entry else key
         text = run_ended_text(name, status, self.controller.states.get(key))
-        self.show_message("info" if status in ("succeeded", "cancelled") else "warning",
-                          text, flow=key)
+        if self.controller.session(key).start_failure is None:  # else it said why, and more
+            self.show_message("info" if status in ("succeeded", "cancelled") else "warning",
+                              text, flow=key)
         if not self.isActiveWindow() and self.tray is not None:
             self.tray.showMessage("Flowdeck", text, QSystemTrayIcon.MessageIcon.Information, 5000)
 
