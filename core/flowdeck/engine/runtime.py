@@ -1146,6 +1146,8 @@ class Orchestrator:
             pass
         else:
             warm_large_hashing(result.artifacts.values())
+            if status and result.status == "succeeded" and running.killed_for is None:
+                self._fail_late_exit(running, result, os.waitstatus_to_exitcode(status))
             if result.status == "failed" and result.error:
                 if running.killed_for == "cancel" and result.error.get("signal") == "SIGINT":
                     self._log_cancel(running, result.error)
@@ -1173,6 +1175,26 @@ class Orchestrator:
                 raise
         self._write_record(path, record, task)
         return TaskResult.from_record(record)
+
+    def _fail_late_exit(self, running: RunningTask, result: TaskResult, code: int) -> None:
+        """A worker that recorded success and then did not end as the engine ends it (exit
+        code 0; a wait at exit past $FLOWDECK_EXIT_WAIT_S ends so too): what ran after the
+        step (its atexit handlers, the threads it left, C's exit handlers) crashed or exited
+        with a code of its own. In a process per task (Metaflow) that process's exit fails
+        the task, so it fails here too: the record on disk says so, @retry retries it, and
+        @catch treats it as a task that died (ProcessExit)."""
+        step = running.pending.step
+        how = (f"exited with code {code}" if code > 0
+               else f"crashed ({_signal_name(-code)})" if -code in _CRASH_SIGNALS
+               else f"were killed by {_signal_name(-code)}")
+        result.status = "failed"
+        result.error = {"type": "ProcessExit", "traceback": "",
+                        "message": (
+                            f"Step `{step}` returned and its result was saved, but then its "
+                            f"exit handlers (atexit, or the threads it left running) {how}: "
+                            "their work may be incomplete, so the task failed. Fix them, or "
+                            "do that work in the step itself.")}
+        self._record_status(running.pending, "failed", result.error)
 
     def _exit_error(self, running: RunningTask, code: int, path: str) -> dict[str, Any]:
         """Why a worker ended without writing its record, from how it ended."""
@@ -1677,3 +1699,16 @@ def _drain(fd: int) -> None:
     except (BlockingIOError, OSError):
         pass
 
+
+#: The signals a process dies of by its own fault (native code's crash, C's abort), as
+#: opposed to one sent from outside (a SIGKILL, a SIGTERM).
+_CRASH_SIGNALS = frozenset(int(s) for s in (signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+                                            signal.SIGFPE, signal.SIGABRT))
+
+
+def _signal_name(number: int) -> str:
+    """SIGSEGV for 11: the name of a signal a task process died of (its number if unnamed)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,0 +1,122 @@
+"""What happens in a task's worker after its step returns cannot pass for a success.
+
+A worker runs the step, writes its record, then ends as a Python process ends (exit
+handlers, leftover threads: `task.finish_worker_process`). Whatever goes wrong after the
+step, or whatever the step leaves behind that reaches past it (a forked child returning
+from the step, a blocked SIGALRM, a deleted store, a umask), must fail the task with a
+message naming the cause, or be undone, never report a run succeeded that did not
+finish. Real `python flow.py run` processes (a review's reproducers).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import child_env, run_flow
+
+from flowdeck import Flow
+
+
+def _write(folder: Path, source: str) -> Path:
+    path = folder / "flow.py"
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def _attempt_records(folder: Path, flow: str, step: str) -> list[dict]:
+    """The attempt records of `step`'s first task in the latest run, as stored on disk."""
+    run = Flow(flow, root=folder / ".flowdeck").latest_run
+    task_dir = folder / ".flowdeck" / flow / "runs" / run.id / step
+    records = sorted(task_dir.glob("*/attempt-*.json"))
+    return [json.loads(p.read_text()) for p in records]
+
+
+EXIT_HANDLER = """
+import atexit, ctypes, os
+from flowdeck import FlowSpec, catch, current, retry, step
+
+
+def crash():
+    ctypes.string_at(0)  # SIGSEGV, in native code
+
+
+class ExitHandlerFlow(FlowSpec):
+    @{decorator}
+    @step
+    def start(self):
+        if current.retry_count < {failing}:
+            atexit.register({handler})
+        self.value = 1
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("end ran, caught:", getattr(self, "oops", None))
+
+
+if __name__ == "__main__":
+    ExitHandlerFlow()
+"""
+
+
+def _exit_handler_flow(folder: Path, handler: str, decorator: str = "retry(times=0)",
+                       failing: int = 1) -> Path:
+    return _write(folder, EXIT_HANDLER.format(handler=handler, decorator=decorator,
+                                              failing=failing))
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+def test_an_exit_handler_exiting_with_its_own_code_fails_the_task(tmp_path: Path,
+                                                                  server: str) -> None:
+    path = _exit_handler_flow(tmp_path, "lambda: os._exit(5)")
+    result = run_flow(path, "run", env=child_env(FLOWDECK_FORK_SERVER=server))
+    assert result.returncode == 1, result.stderr
+    assert "end ran" not in result.stdout
+    said = ("Step `start` returned and its result was saved, but then its exit handlers "
+            "(atexit, or the threads it left running) exited with code 5: their work may be "
+            "incomplete, so the task failed.")
+    assert said in result.stderr
+    run = Flow("ExitHandlerFlow", root=tmp_path / ".flowdeck").latest_run
+    assert run.status == "failed" and not run.successful
+    task = run["start"].task
+    assert not task.successful and said in str(task.exception)
+    [record] = _attempt_records(tmp_path, "ExitHandlerFlow", "start")
+    assert record["status"] == "failed" and said in record["error"]["message"]
+
+
+def test_a_crash_in_an_exit_handler_is_retried(tmp_path: Path) -> None:
+    """The first attempt's handler segfaults: that attempt failed (its record says so),
+    @retry runs the step again, and the second attempt's success carries the run."""
+    path = _exit_handler_flow(tmp_path, "crash", decorator="retry(times=1)")
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert "end ran" in result.stdout
+    assert "exit handlers (atexit, or the threads it left running) crashed (SIGSEGV)" in \
+        result.stderr
+    first, second = _attempt_records(tmp_path, "ExitHandlerFlow", "start")
+    assert first["status"] == "failed" and "crashed (SIGSEGV)" in first["error"]["message"]
+    assert second["status"] == "succeeded"
+
+
+def test_an_exit_handler_killed_from_outside_is_not_called_a_crash(tmp_path: Path) -> None:
+    path = _exit_handler_flow(tmp_path, "lambda: os.kill(os.getpid(), 9)")
+    result = run_flow(path, "run")
+    assert result.returncode == 1, result.stderr
+    assert ("exit handlers (atexit, or the threads it left running) were killed by SIGKILL: "
+            "their work may be incomplete") in result.stderr
+
+
+def test_catch_treats_a_crash_after_the_step_as_a_task_that_died(tmp_path: Path) -> None:
+    """As Metaflow's @catch with a task process that dies: its last attempt gets the
+    fallback attempt, which records FailureHandledByCatch, and the run goes on."""
+    path = _exit_handler_flow(tmp_path, "crash", decorator='catch(var="oops")', failing=9)
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert "end ran, caught: " in result.stdout and "FailureHandledByCatch" in result.stdout
+    first, fallback = _attempt_records(tmp_path, "ExitHandlerFlow", "start")
+    assert first["status"] == "failed" and "crashed (SIGSEGV)" in first["error"]["message"]
+    assert fallback["status"] == "succeeded" and fallback["caught"]
+
