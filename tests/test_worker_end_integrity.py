@@ -120,3 +120,48 @@ def test_catch_treats_a_crash_after_the_step_as_a_task_that_died(tmp_path: Path)
     assert first["status"] == "failed" and "crashed (SIGSEGV)" in first["error"]["message"]
     assert fallback["status"] == "succeeded" and fallback["caught"]
 
+
+FORK_IN_STEP = """
+import os
+from flowdeck import FlowSpec, step
+
+
+class ForkFlow(FlowSpec):
+    @step
+    def start(self):
+        pid = os.fork()
+        self.who = "parent" if pid else "child"
+        if not pid:
+            {child}
+        else:
+            os.waitpid(pid, 0)  # the child is done before the worker saves anything
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("end sees", self.who)
+
+
+if __name__ == "__main__":
+    ForkFlow()
+"""
+
+
+@pytest.mark.parametrize("child", ["pass", "raise ValueError('from the child')"])
+def test_a_forked_child_leaving_the_step_leaves_the_task_to_its_worker(
+        tmp_path: Path, child: str) -> None:
+    """Before, the child saved its artifacts and wrote the task's record over the worker's:
+    the next step saw the child's values, and nobody was told."""
+    path = _write(tmp_path, FORK_IN_STEP.replace("{child}", child))
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert "end sees parent" in result.stdout
+    how = "returned from the step" if child == "pass" else "raised ValueError out of the step"
+    assert f"that step `start` forked with os.fork() {how}. Only the task's own process" in \
+        result.stderr
+    assert "End the child with os._exit(...) once its work is done." in result.stderr
+    assert ("ValueError: from the child" in result.stderr) == (child != "pass")
+    [record] = _attempt_records(tmp_path, "ForkFlow", "start")
+    assert record["status"] == "succeeded" and "error" not in record
+    assert Flow("ForkFlow", root=tmp_path / ".flowdeck").latest_run["start"].task.data.who == \
+        "parent"

@@ -1006,16 +1006,7 @@ def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | No
             # Every attempt's process died (a signal, a crash) before @catch could act: this
             # extra attempt runs no user code and lets @catch record that, as in Metaflow.
             raise FailureHandledByCatch(req.attempt)
-        if req.timeout_s > 0:
-            with step_timeout(req.timeout_s, req.step):
-                if inputs is not None:
-                    func(inputs)
-                else:
-                    func()
-        elif inputs is not None:  # no @timeout: no alarm context manager to set up
-            func(inputs)
-        else:
-            func()
+        _call_step(func, inputs, req, record["pid"])
         _check_transition(ctx, req)
     except (KeyboardInterrupt, SystemExit, TaskFailure):
         raise
@@ -1033,6 +1024,48 @@ def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | No
         return
     if req.catch and req.catch_var:
         setattr(flow, req.catch_var, None)
+
+
+def _call_step(func: Any, inputs: Inputs | None, req: TaskRequest, worker: int) -> None:
+    """Call the step's function (under its @timeout); only the worker, `worker` its pid,
+    comes back out of it: a process the step forked and that returns (or raises) is ended
+    here (`_end_forked_child`). One `getpid` a task."""
+    try:
+        if req.timeout_s > 0:
+            with step_timeout(req.timeout_s, req.step):
+                if inputs is not None:
+                    func(inputs)
+                else:
+                    func()
+        elif inputs is not None:  # no @timeout: no alarm context manager to set up
+            func(inputs)
+        else:
+            func()
+    except BaseException as exc:
+        if os.getpid() != worker:
+            _end_forked_child(req.step, worker, exc)
+        raise
+    if os.getpid() != worker:
+        _end_forked_child(req.step, worker, None)
+
+
+def _end_forked_child(step: str, worker: int, raised: BaseException | None) -> NoReturn:
+    """A process the step forked (`os.fork()`) came out of the step, as a fork's child does
+    unless it ends itself. Left to go on, it saved what it set as the task's artifacts and
+    wrote the task's record over the worker's: the child's values silently replaced the
+    parent's. Only the worker (the pid that started the task) records the step's result;
+    this child says so and exits before it touches the store, its exit handlers unrun."""
+    how = "returned from the step" if raised is None else \
+        f"raised {type(raised).__name__} out of the step"
+    print(f"[flowdeck] a child process (pid {os.getpid()}) that step `{step}` forked with "
+          f"os.fork() {how}. Only the task's own process (pid {worker}) records the step's "
+          "result, so this child exits now (code 1) and what it set is dropped. End the "
+          "child with os._exit(...) once its work is done.", file=sys.stderr)
+    if raised is not None:
+        import traceback
+        traceback.print_exception(raised)
+    _flush_stdio()
+    os._exit(EXIT_FAILED)
 
 
 def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
