@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_flow
+from conftest import WAIT_S, child_env, run_flow
 
 from flowdeck import Flow
 
@@ -165,3 +165,48 @@ def test_a_forked_child_leaving_the_step_leaves_the_task_to_its_worker(
     assert record["status"] == "succeeded" and "error" not in record
     assert Flow("ForkFlow", root=tmp_path / ".flowdeck").latest_run["start"].task.data.who == \
         "parent"
+
+
+
+SIGALRM_BLOCKED = """
+import atexit, signal, threading, time
+from flowdeck import FlowSpec, step
+
+
+class MaskFlow(FlowSpec):
+    @step
+    def start(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        {left}
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("the run went on")
+
+
+if __name__ == "__main__":
+    MaskFlow()
+"""
+
+#: What a step leaves for its task's end to wait for, and what the task says at the bound.
+LEFT = {
+    "thread": ('threading.Thread(target=time.sleep, args=(3600,), name="sleeper").start()',
+               "the threads it left running (sleeper) have not ended"),
+    "exit handler": ("atexit.register(time.sleep, 3600)", "its exit handlers have not finished"),
+}
+
+
+@pytest.mark.parametrize("server", ["0", "always"])
+@pytest.mark.parametrize("left", sorted(LEFT))
+def test_the_bound_on_the_wait_at_exit_holds_with_sigalrm_blocked(
+        tmp_path: Path, server: str, left: str) -> None:
+    """The wait's timer is SIGALRM; a step that blocked it (and so the threads it started
+    after) kept the timer's signal pending in every thread, and the run waited for ever."""
+    code, said = LEFT[left]
+    path = _write(tmp_path, SIGALRM_BLOCKED.replace("{left}", code))
+    result = run_flow(path, "run", timeout=WAIT_S,
+                      env=child_env(FLOWDECK_EXIT_WAIT_S="1", FLOWDECK_FORK_SERVER=server))
+    assert result.returncode == 0, result.stderr
+    assert "the run went on" in result.stdout
+    assert f"step `start` returned 1 s ago and {said}: the task ends now" in result.stderr

@@ -17,8 +17,10 @@ from flowdeck.engines.processes import switch_handler
 try:  # the C function `signal.signal` wraps: that wrapper turns the handlers into enums
     # and back in Python, which in a task forked a moment ago copies about a dozen of the
     # orchestrator's pages (0.1 ms a task; the wait at exit arms a timer in every task)
+    from _signal import pthread_sigmask as _set_mask
     from _signal import signal as _set_handler
 except ImportError:  # pragma: no cover - an interpreter without the C module
+    from signal import pthread_sigmask as _set_mask
     from signal import signal as _set_handler
 
 
@@ -42,11 +44,19 @@ class Armed:
 REPEAT_S = 0.2
 
 
-def arm(seconds: float, expired: Callable[[], object]) -> Armed | None:
+def arm(seconds: float, expired: Callable[[], object], unblock: bool = False) -> Armed | None:
     """Call `expired()` in the main thread once `seconds` have passed; None (nothing armed)
-    when `seconds` <= 0 or where there is no interval timer (Windows)."""
+    when `seconds` <= 0 or where there is no interval timer (Windows).
+
+    `unblock`: first let this thread take SIGALRM, for a bound that must hold whatever the
+    step did. A step that blocked SIGALRM (`pthread_sigmask`) blocks it in the threads it
+    starts after that too; a process-directed signal that every thread blocks stays
+    pending, and the task's wait at exit for such a thread never ended (one system call).
+    @timeout leaves the step's mask alone: past it the run's deadline kills the task."""
     if seconds <= 0 or not hasattr(signal, "setitimer"):
         return None
+    if unblock:
+        _set_mask(signal.SIG_UNBLOCK, (int(signal.SIGALRM),))
     fired: list[bool] = []
 
     def on_signal(signum: int, frame: Any) -> None:

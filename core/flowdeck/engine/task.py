@@ -306,7 +306,7 @@ def finish_worker_process(req: TaskRequest, code: int) -> None:
             # Python's report of an exit handler it cuts short ("Exception ignored in
             # atexit callback") then shows the handler's frames, not `_on_sigint`'s.
             _signal.signal(_SIGINT, _signal.default_int_handler)
-            armed = arm(_exit_wait_s(), lambda: _stop_waiting(req.step, code))
+            armed = arm(_exit_wait_s(), lambda: _stop_waiting(req.step, code), unblock=True)
             if threads:
                 _wait_for_threads(req.step)
             if atexit._ncallbacks():
