@@ -210,3 +210,45 @@ def test_the_bound_on_the_wait_at_exit_holds_with_sigalrm_blocked(
     assert result.returncode == 0, result.stderr
     assert "the run went on" in result.stdout
     assert f"step `start` returned 1 s ago and {said}: the task ends now" in result.stderr
+
+
+STORE_GONE = """
+import os, shutil
+from flowdeck import FlowSpec, step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class GoneFlow(FlowSpec):
+    @step
+    def start(self):
+        shutil.rmtree(os.path.join(HERE, ".flowdeck"))
+        self.value = 1
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("the run went on")
+
+
+if __name__ == "__main__":
+    GoneFlow()
+"""
+
+
+def test_a_worker_that_cannot_write_its_record_says_why(tmp_path: Path) -> None:
+    """The step removed the store: before, the worker's OSError ended it through its
+    `os._exit` with the cancel's code before anything printed it ("exited with code 130
+    before it finished (os._exit or a crash in native code)")."""
+    path = _write(tmp_path, STORE_GONE)
+    result = run_flow(path, "run")
+    assert result.returncode == 1, result.stderr
+    assert "the run went on" not in result.stdout
+    assert "code 130" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "[flowdeck] step `start` ran, but its task could not write its record " \
+           "(attempt-0.json): cannot write " in result.stderr, result.stderr
+    assert ("No such file or directory: its folder was removed while the run wrote to it. "
+            "Leave the store's folders (.flowdeck) alone") in result.stderr
+    assert ("Task failed: StoreError: Step `start` ran, but its task could not write its "
+            "record into the run's store; the task's stderr (above) names the file and the "
+            "error.") in result.stderr

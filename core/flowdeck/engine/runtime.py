@@ -21,7 +21,6 @@ every task to inherit; launchers (the window, `flowdeck run`) do the same.
 
 from __future__ import annotations
 
-import errno
 import gc
 import json
 import math
@@ -46,11 +45,13 @@ from flowdeck.engine.executors.base import Executor, Launched
 from flowdeck.engine.executors.local import LocalExecutor
 from flowdeck.engine.task import (
     EXIT_DISK_FULL,
+    EXIT_STORE_ERROR,
     ParentResult,
     TaskRequest,
     disk_full_error,
     is_disk_full,
     memory_message,
+    store_write_error,
 )
 from flowdeck.engine.taskstate import Frame, frames_signature
 from flowdeck.engine.terminal import TerminalEcho
@@ -110,24 +111,6 @@ class DiskFullError(FlowdeckError):
 class StoreWriteError(FlowdeckError):
     """The run's first records could not be written (a path too long for the file system,
     a folder without permission); nothing of the run is kept, and the message names the path."""
-
-
-def store_write_error(exc: OSError, fallback: str | os.PathLike[str]) -> dict[str, Any]:
-    """The `error` of a run stopped because the store refused a write that is not a full disk.
-
-    Before, such an OSError (ENAMETOOLONG from a flow path near PATH_MAX, say) escaped the
-    orchestrator as a traceback and left run.json saying "running".
-    """
-    path = exc.filename or fallback
-    if exc.errno == errno.ENAMETOOLONG:
-        why = (f"the path is too long for the file system ({len(os.fsencode(path))} bytes). "
-               "Move the flow to a folder with a shorter path, set FLOWDECK_HOME to one, or "
-               "shorten the flow's and steps' names")
-    else:
-        why = (f"{exc.strerror or exc}. Check that folder (permissions, free inodes), or set "
-               "FLOWDECK_HOME to another one")
-    return {"type": "StoreError", "traceback": "",
-            "message": f"cannot write {path}: {why}; then run the flow again."}
 
 
 @dataclass
@@ -1201,6 +1184,8 @@ class Orchestrator:
         step = running.pending.step
         if code == EXIT_DISK_FULL and running.killed_for is None:
             return disk_full_error(path)
+        if code == EXIT_STORE_ERROR and running.killed_for is None:
+            return _store_error(step)
         if running.killed_for == "timeout":
             message = (f"Step `{step}` ran past its @timeout and was killed. Make it "
                        "faster or raise the limit.")
@@ -1712,3 +1697,14 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def _store_error(step: str) -> dict[str, Any]:
+    """Why a worker that exited EXIT_STORE_ERROR wrote no record: it could not write into
+    the store, and printed the file and the error on its stderr. @catch gets its fallback,
+    as for a task that died: the failure came after the step, where @catch could not see it."""
+    return {"type": "StoreError", "traceback": "", ESCAPES_CATCH: True, "message": (
+        f"Step `{step}` ran, but its task could not write its record into the run's store; "
+        "the task's stderr (above) names the file and the error. A step must leave the "
+        "store's folders (.flowdeck) and their permissions alone: check that folder, then "
+        "run the flow again.")}

@@ -66,6 +66,9 @@ from flowdeck.store.records import ESCAPES_CATCH, write_attempt_record
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_DISK_FULL = 28  # errno ENOSPC: the worker could not even write its attempt record
+#: sysexits' EX_CANTCREAT: the worker could not write its attempt record (a store error
+#: other than a full disk; it printed which file and why on its stderr).
+EXIT_STORE_ERROR = 73
 EXIT_CANCELLED = 130
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -170,6 +173,28 @@ def disk_full_error(path: str | os.PathLike[str] | None) -> dict[str, Any]:
             "message": f"disk full: {path}. Free space on that disk, or set FLOWDECK_HOME to a "
                        "folder on another disk, then run the flow again (earlier runs are "
                        "intact)."}
+
+
+def store_write_error(exc: OSError, fallback: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `error` of a run stopped because the store refused a write that is not a full
+    disk (the orchestrator's), and what a worker says that could not write its record.
+
+    Before, such an OSError (ENAMETOOLONG from a flow path near PATH_MAX, say) escaped the
+    orchestrator as a traceback and left run.json saying "running".
+    """
+    path = exc.filename or fallback
+    if exc.errno == errno.ENAMETOOLONG:
+        why = (f"the path is too long for the file system ({len(os.fsencode(path))} bytes). "
+               "Move the flow to a folder with a shorter path, set FLOWDECK_HOME to one, or "
+               "shorten the flow's and steps' names")
+    elif exc.errno == errno.ENOENT:
+        why = (f"{exc.strerror}: its folder was removed while the run wrote to it. Leave the "
+               "store's folders (.flowdeck) alone while a run uses them")
+    else:
+        why = (f"{exc.strerror or exc}. Check that folder (permissions, free inodes), or set "
+               "FLOWDECK_HOME to another one")
+    return {"type": "StoreError", "traceback": "",
+            "message": f"cannot write {path}: {why}; then run the flow again."}
 
 
 def memory_message(step: str, megabytes: float, source: str, said: str = "") -> str:
@@ -724,9 +749,7 @@ def execute_task(req: TaskRequest) -> int:
     try:
         _make_dir(task_dir)
     except OSError as exc:
-        if not is_disk_full(exc):
-            raise
-        return _report_disk_full(task_dir)
+        return _report_store_error(req.step, task_dir, exc)
     if req.memory_mb:
         apply_memory_limit(req.memory_mb)
     record: dict[str, Any] = {
@@ -829,9 +852,7 @@ def execute_task(req: TaskRequest) -> int:
             print(exc, file=sys.stderr)
             atomic_write_json(req.attempt_json, record)
     except OSError as exc:
-        if not is_disk_full(exc):
-            raise
-        return _report_disk_full(req.attempt_json)
+        return _report_store_error(req.step, req.attempt_json, exc)
     if cards is not None:  # after the record: a card reads the task's artifacts back
         # The orchestrator kills a task TIMEOUT_GRACE_S (5 s) past its @timeout: cards stop 1 s
         # before that, as a card error, so a slow card never turns a success into a kill.
@@ -953,6 +974,20 @@ def _report_disk_full(path: str) -> int:
     print(disk_full_error(path)["message"], file=sys.stderr)
     _flush_stdio()
     return EXIT_DISK_FULL
+
+
+def _report_store_error(step: str, path: str, exc: OSError) -> int:
+    """The worker could not write its record at `path`: it says which file and why on its
+    stderr, and exits with a code that tells the orchestrator so (EXIT_STORE_ERROR, or
+    EXIT_DISK_FULL). Before, the OSError ended the worker through its `os._exit` with the
+    cancel's code (130) before anything printed it: "exited with code 130"."""
+    if is_disk_full(exc):
+        return _report_disk_full(path)
+    print(f"[flowdeck] step `{step}` ran, but its task could not write its record "
+          f"({os.path.basename(path)}): {store_write_error(exc, path)['message']}",
+          file=sys.stderr)
+    _flush_stdio()
+    return EXIT_STORE_ERROR
 
 
 def _interrupt_error(step: str, exc: KeyboardInterrupt, progress: Progress) -> dict[str, Any]:
