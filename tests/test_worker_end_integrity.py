@@ -11,6 +11,9 @@ finish. Real `python flow.py run` processes (a review's reproducers).
 from __future__ import annotations
 
 import json
+import stat
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -252,3 +255,62 @@ def test_a_worker_that_cannot_write_its_record_says_why(tmp_path: Path) -> None:
     assert ("Task failed: StoreError: Step `start` ran, but its task could not write its "
             "record into the run's store; the task's stderr (above) names the file and the "
             "error.") in result.stderr
+
+
+UMASK_STEP = """
+import os
+from flowdeck import FlowSpec, step
+
+
+class UmaskFlow(FlowSpec):
+    @step
+    def start(self):
+        os.umask(0o777)  # the step's business, not the store's
+        self.value = "a value of the step's"
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("end sees", self.value)
+
+
+if __name__ == "__main__":
+    UmaskFlow()
+"""
+
+OTHER_FLOW = """
+from flowdeck import FlowSpec, step
+
+
+class OtherFlow(FlowSpec):
+    @step
+    def start(self):
+        self.other = "another flow's value"
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("other sees", self.other)
+
+
+if __name__ == "__main__":
+    OtherFlow()
+"""
+
+
+def test_a_steps_umask_does_not_reach_the_store(tmp_path: Path) -> None:
+    """Before, the worker stored the step's artifacts and record under the step's umask:
+    blob folders `d---------`, records mode 000, and (as any user but root) every later
+    run in that store failed with PermissionError."""
+    flows = {"UmaskFlow": UMASK_STEP, "OtherFlow": OTHER_FLOW}
+    for name, source in flows.items():
+        path = tmp_path / f"{name.lower()}.py"
+        path.write_text(textwrap.dedent(source))
+        result = subprocess.run([sys.executable, str(path), "run"], cwd=tmp_path,
+                                env=child_env(), capture_output=True, text=True,
+                                timeout=WAIT_S, umask=0o022)
+        assert result.returncode == 0, result.stderr
+    assert "other sees another flow's value" in result.stdout
+    modes = {(entry.is_dir(), stat.S_IMODE(entry.stat().st_mode))
+             for entry in (tmp_path / ".flowdeck").rglob("*")}
+    assert modes == {(True, 0o755), (False, 0o644)}, sorted(modes)

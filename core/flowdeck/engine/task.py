@@ -206,16 +206,36 @@ def memory_message(step: str, megabytes: float, source: str, said: str = "") -> 
             "Raise the limit or use less memory.")
 
 
-def _data_size() -> int:
-    """Bytes of private writable memory this process maps now (VmData, what RLIMIT_DATA counts)."""
+def _status_field(name: bytes) -> bytes | None:
+    """The value of one line of /proc/self/status (`name` with its colon); None where there
+    is none (not Linux, an older kernel)."""
     try:
         with open("/proc/self/status", "rb") as handle:
             for line in handle:
-                if line.startswith(b"VmData:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+                if line.startswith(name):
+                    return line.split()[1]
+    except (OSError, IndexError):
         pass
-    return 0
+    return None
+
+
+def _data_size() -> int:
+    """Bytes of private writable memory this process maps now (VmData, what RLIMIT_DATA counts)."""
+    try:
+        return int(_status_field(b"VmData:") or 0) * 1024
+    except ValueError:
+        return 0
+
+
+def current_umask() -> int:
+    """This process's umask, left as it is: Linux's /proc says it (Linux 4.7+); elsewhere it
+    is set and put back, which a thread of this process creating a file meanwhile would see."""
+    try:
+        return int(_status_field(b"Umask:") or b"x", 8)
+    except ValueError:
+        mask = os.umask(0o077)
+        os.umask(mask)
+        return mask
 
 
 def apply_memory_limit(megabytes: float | None) -> None:
@@ -613,6 +633,9 @@ class Progress:
 #: (copy-on-write) than building a new one.
 _PARAMETER_NAMES: list[tuple[type, list[str]]] = []
 _RUN_BLOBS: list[tuple[Path, BlobStore]] = []
+#: The umask of the process that forks a run's workers (run id, umask): the one each of
+#: them starts with, and puts back once its step is over (`_after_step`).
+_UMASK: list[tuple[str, int]] = []
 
 
 def warm_worker_state(req: TaskRequest) -> None:
@@ -628,6 +651,8 @@ def warm_worker_state(req: TaskRequest) -> None:
             except OSError:
                 pass
     warm_exit_state(req.run_id)
+    if not (_UMASK and _UMASK[0][0] == req.run_id):
+        _UMASK[:] = [(req.run_id, current_umask())]
     if req.datastore is not None or (_RUN_BLOBS and _RUN_BLOBS[0][0] is req.root):
         return
     if datastore_of(req.root) is None:  # a plain local store (a mark of any role: a client)
@@ -772,8 +797,9 @@ def execute_task(req: TaskRequest) -> int:
     cards = _start_cards(req, flow)
     code, status = EXIT_OK, "succeeded"
     progress = Progress()
+    umask = _UMASK[0][1] if _UMASK and _UMASK[0][0] == req.run_id else current_umask()
     try:
-        _run_step(flow, ctx, req, inputs, record)
+        _run_step(flow, ctx, req, inputs, record, umask)
         record["foreach_splits"], unbounded = _foreach_splits(flow, req)
         if unbounded:
             record["foreach_unbounded"] = True
@@ -1033,15 +1059,16 @@ def _build_context(req: TaskRequest, blobs: BlobStore) -> tuple[StepContext, Inp
 
 
 def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | None,
-              record: dict[str, Any]) -> None:
-    """Call the user's step; on its last attempt, @catch turns an exception into data."""
+              record: dict[str, Any], umask: int) -> None:
+    """Call the user's step; on its last attempt, @catch turns an exception into data.
+    `umask`: the worker's own, put back once the step is over (`_after_step`)."""
     func = getattr(flow, req.step)
     try:
         if req.catch and req.attempt > req.max_retries:
             # Every attempt's process died (a signal, a crash) before @catch could act: this
             # extra attempt runs no user code and lets @catch record that, as in Metaflow.
             raise FailureHandledByCatch(req.attempt)
-        _call_step(func, inputs, req, record["pid"])
+        _call_step(func, inputs, req, record["pid"], umask)
         _check_transition(ctx, req)
     except (KeyboardInterrupt, SystemExit, TaskFailure):
         raise
@@ -1061,10 +1088,10 @@ def _run_step(flow: Any, ctx: StepContext, req: TaskRequest, inputs: Inputs | No
         setattr(flow, req.catch_var, None)
 
 
-def _call_step(func: Any, inputs: Inputs | None, req: TaskRequest, worker: int) -> None:
-    """Call the step's function (under its @timeout); only the worker, `worker` its pid,
-    comes back out of it: a process the step forked and that returns (or raises) is ended
-    here (`_end_forked_child`). One `getpid` a task."""
+def _call_step(func: Any, inputs: Inputs | None, req: TaskRequest, worker: int,
+               umask: int) -> None:
+    """Call the step's function (under its @timeout), then undo what of the step would
+    reach into the task's own work after it (`_after_step`), however the step ended."""
     try:
         if req.timeout_s > 0:
             with step_timeout(req.timeout_s, req.step):
@@ -1077,11 +1104,20 @@ def _call_step(func: Any, inputs: Inputs | None, req: TaskRequest, worker: int) 
         else:
             func()
     except BaseException as exc:
-        if os.getpid() != worker:
-            _end_forked_child(req.step, worker, exc)
+        _after_step(req.step, worker, umask, exc)
         raise
+    _after_step(req.step, worker, umask, None)
+
+
+def _after_step(step: str, worker: int, umask: int, raised: BaseException | None) -> None:
+    """Once out of the step, before anything of the task's is stored: only the worker (pid
+    `worker`) goes on, a process the step forked that came out of it too ends here
+    (`_end_forked_child`); and the worker's umask is its own again (`umask`, the one it
+    started with): a step's `os.umask(0o777)` made the store's blob folders and records
+    mode 000, and every later run in that store failed on them. Two system calls a task."""
     if os.getpid() != worker:
-        _end_forked_child(req.step, worker, None)
+        _end_forked_child(step, worker, raised)
+    os.umask(umask)
 
 
 def _end_forked_child(step: str, worker: int, raised: BaseException | None) -> NoReturn:
