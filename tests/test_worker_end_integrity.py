@@ -314,3 +314,47 @@ def test_a_steps_umask_does_not_reach_the_store(tmp_path: Path) -> None:
     modes = {(entry.is_dir(), stat.S_IMODE(entry.stat().st_mode))
              for entry in (tmp_path / ".flowdeck").rglob("*")}
     assert modes == {(True, 0o755), (False, 0o644)}, sorted(modes)
+
+
+INJECTED = '''
+import flowdeck.engine.executors.local as local
+from flowdeck import FlowSpec, step
+
+
+def broken_set_up(*args, **kwargs):  # a fault injected where Flowdeck sets a worker up
+    raise RuntimeError("injected into the worker's set-up")
+
+
+local.prepare_worker_process = broken_set_up
+
+
+class Injected(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    Injected()
+'''
+
+
+def test_a_worker_that_fails_outside_its_step_says_so_with_its_traceback(
+        tmp_path: Path) -> None:
+    """An exception in the worker outside the step's own handling (Flowdeck's fault) ended
+    it with the cancel's code 130 and nothing said: "exited with code 130 (os._exit or a
+    crash in native code)"."""
+    path = tmp_path / "injected.py"
+    path.write_text(INJECTED)
+    result = subprocess.run([sys.executable, str(path), "run"], cwd=tmp_path,
+                            env=child_env(FLOWDECK_FORK_SERVER="0"), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert "the task's worker process failed outside the step" in out
+    assert "RuntimeError: injected into the worker's set-up" in out
+    assert "code 130" not in out and "cancel" not in out.lower()

@@ -328,6 +328,24 @@ EXIT_WAIT_S = 30.0
 EXIT_WAIT_ENV = "FLOWDECK_EXIT_WAIT_S"
 
 
+def worker_failed(exc: BaseException) -> int:
+    """The exit code of a task worker that an exception ended outside its task's own
+    handling (its set-up, its end): a cancel that came early stays a cancel; anything else
+    is Flowdeck's fault, said with its traceback on the task's stderr (it ended with the
+    cancel's code 130 and nothing said, "os._exit or a crash in native code")."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_CANCELLED
+    try:
+        import traceback
+        text = "".join(traceback.format_exception(exc))
+        os.write(2, (f"[flowdeck] the task's worker process failed outside the step (a "
+                     f"Flowdeck bug: please report it with this traceback):\n{text}")
+                 .encode("utf-8", "replace"))
+    except Exception:  # noqa: BLE001 (its stderr may be gone; the exit code still says it)
+        pass
+    return EXIT_FAILED
+
+
 def finish_worker_process(req: TaskRequest, code: int) -> None:
     """Before a worker's `os._exit(code)`: end what the task started as a normal interpreter
     exit would. Wait for its non-daemon threads, run the exit handlers (atexit, and the

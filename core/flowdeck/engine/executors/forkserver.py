@@ -39,6 +39,7 @@ from flowdeck.engine.task import (
     execute_task,
     finish_worker_process,
     prepare_worker_process,
+    worker_failed,
 )
 from flowdeck.engine.taskstate import INHERITED, foreach_input_ref, preload_digest
 from flowdeck.engines import processes
@@ -262,6 +263,8 @@ def _fork_one(sock: socket.socket, shared: _Shared, blobs: BlobStore,
             request: TaskRequest = _Unpickler(io.BytesIO(message[header_end:]), shared).load()
             code = execute_task(request)
             finish_worker_process(request, code)
+        except BaseException as exc:  # noqa: BLE001 (a worker must end by os._exit)
+            code = worker_failed(exc)
         finally:
             os._exit(code)
     _tell(exit_w, _PID.pack(pid))

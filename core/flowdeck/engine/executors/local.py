@@ -36,6 +36,7 @@ from flowdeck.engine.task import (
     set_end_pipe,
     warm_exit_state,
     warm_worker_state,
+    worker_failed,
 )
 from flowdeck.engine.taskstate import foreach_input_ref, preload
 from flowdeck.engines import processes
@@ -247,6 +248,8 @@ class LocalExecutor(Executor):
                 prepare_worker_process(pipes=True)
                 code = execute_task(request)
                 finish_worker_process(request, code)
+            except BaseException as exc:  # noqa: BLE001 (a worker must end by os._exit)
+                code = worker_failed(exc)
             finally:
                 os._exit(code)
         try:
