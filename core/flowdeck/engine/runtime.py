@@ -113,6 +113,19 @@ class StoreWriteError(FlowdeckError):
     a folder without permission); nothing of the run is kept, and the message names the path."""
 
 
+def start_refused(run_id: str, flow: str, exc: OSError,
+                  fallback: str | os.PathLike[str]) -> FlowdeckError:
+    """The error of a run the store refused before it started (a full disk, a read-only or
+    unwritable folder): one message wherever a run starts, `python flow.py run` and
+    `flowdeck run` alike (`flowdeck run` once showed a traceback where the engine said this).
+    `fallback` is the path named when the OSError names none."""
+    if is_disk_full(exc):
+        return DiskFullError(f"Run {run_id} of {flow} could not start: "
+                             f"{disk_full_error(exc.filename or fallback)['message']}")
+    return StoreWriteError(f"Run {run_id} of {flow} could not start: "
+                           f"{store_write_error(exc, fallback)['message']}")
+
+
 @dataclass
 class RunOptions:
     """How one run goes, as the command line and the launchers set it."""
@@ -410,12 +423,7 @@ class Orchestrator:
                 self.events.close()
             import shutil  # only here: with bz2 and lzma, 2 ms of every run's start
             shutil.rmtree(run_dir, ignore_errors=True)  # only this run's own, just made
-            if not is_disk_full(exc):
-                raise StoreWriteError(f"Run {self.run_id} of {self.graph.name} could not "
-                                      "start: " + store_write_error(exc, run_dir)["message"]
-                                      ) from None
-            raise DiskFullError(f"Run {self.run_id} of {self.graph.name} could not start: "
-                                f"{disk_full_error(exc.filename or run_dir)['message']}") from None
+            raise start_refused(self.run_id, self.graph.name, exc, run_dir) from None
 
     def _reserve_space(self) -> Path:
         path = self.layout.space_reserve(self.run_id)
@@ -473,11 +481,8 @@ class Orchestrator:
             raise UsageError(f"{self.graph.name} already has a run {self.run_id} in "
                              f"{self.layout.root}; choose another run id.") from None
         except OSError as exc:
-            kind = DiskFullError if is_disk_full(exc) else StoreWriteError
-            error = (disk_full_error(exc.filename) if is_disk_full(exc)
-                     else store_write_error(exc, self.layout.runs_dir))
-            raise kind(f"Run {self.run_id} of {self.graph.name} could not start: "
-                       f"{error['message']}") from None
+            raise start_refused(self.run_id, self.graph.name, exc,
+                                self.layout.runs_dir) from None
 
     def _finish(self) -> RunOutcome:
         """Decide the run's status: it succeeded only if its end step succeeded (or was reused)."""

@@ -62,10 +62,24 @@ def reader_gone() -> int:
     """After a BrokenPipeError on stdout (`... | head`: the reader has what it wanted):
     stdout goes to /dev/null, so the exit's own flush fails no more, and the exit code is
     a process's ended by SIGPIPE, as the shell's tools give."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    discard_output(sys.stdout)
     return 141
+
+
+def discard_output(stream: TextIO) -> None:
+    """Point `stream`'s file descriptor at /dev/null after a write to it failed, so what
+    its buffer still holds, and the exit's own flush, go nowhere instead of failing again
+    ("Exception ignored ... BrokenPipeError" at exit). A stream without a descriptor (a
+    StringIO) is left as it is."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def script_command(file: str, verb: str) -> str:

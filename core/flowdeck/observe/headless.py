@@ -21,11 +21,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
-from flowdeck.engine.terminal import nothing_to_reuse
+from flowdeck.engine.terminal import discard_output, nothing_to_reuse
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
@@ -158,12 +158,24 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log_path = RunLayout(Path(spec.root), flow.name).headless_log(spec.run_id)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
+    try:
+        log = _open_log(log_path)
+    except OSError as exc:  # a read-only store, a full disk or no inode left
+        from flowdeck.engine.runtime import start_refused  # the engine's words, as `python FILE`
+        refused = start_refused(spec.run_id, flow.name, exc, log_path.parent)
+        print(f"error: {refused}", file=sys.stderr)
+        return refused.exit_code
+    with log:
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                  preexec_fn=_stop_with(os.getpid(), spec.stop_signal))
         return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict())).follow()
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """The run's log, where its output is kept; an OSError when the store refuses it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "wb")  # noqa: SIM115 (closed by run_headless)
 
 
 def _stop_with(parent: int, stop_signal: int) -> Callable[[], None]:
@@ -236,6 +248,7 @@ class Follower:
             child, spec, log_path, out, fold)
         self.events = EventReader(spec.events_path)
         self.tty = out.isatty()
+        self.out_lost = False  # its output failed (a full disk, a reader gone): shown no more
         self.drawn = 0
         self.shown_bytes = 0
         self.started = time.time()
@@ -326,11 +339,25 @@ class Follower:
                     lines.append(_event_line(event))
         if self.tty:
             self._clear_table()
-            self.out.write(text)
+            self._show(text)
             self._draw()
         else:
-            self.out.write(text + "".join(lines))
-        self.out.flush()
+            self._show(text + "".join(lines))
+
+    def _show(self, text: str) -> None:
+        """`text` to the output, at once. Once the output fails (`> /dev/full`, `| head`
+        whose reader has what it wanted), the run goes on unseen to its end, kept in its
+        log, as under `python FILE run` (its output errors are ignored too). Before, the
+        error escaped here: a traceback, and the run cancelled or never started."""
+        if self.out_lost:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (OSError, ValueError):
+            self.out_lost = True
+            self.tty = False  # no table to redraw either
+            discard_output(self.out)
 
     def _new_output(self) -> str:
         """What the flow printed since the last tick (whole lines only while it runs)."""
@@ -347,7 +374,7 @@ class Follower:
 
     def _clear_table(self) -> None:
         if self.drawn:
-            self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+            self._show(f"\x1b[{self.drawn}F\x1b[J")
             self.drawn = 0
 
     def _draw(self) -> None:
@@ -355,7 +382,7 @@ class Follower:
             return
         self._clear_table()
         lines = progress_lines(self.fold, time.time(), self.started, colour=True)
-        self.out.write("".join(line + "\n" for line in lines))
+        self._show("".join(line + "\n" for line in lines))
         self.drawn = len(lines)
 
     def _summary(self, code: int) -> None:
@@ -383,8 +410,7 @@ class Follower:
         elif self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
             lines.append(f"Resume it, reusing what finished: flowdeck resume {file}")
         lines.append(f"Full output: {self.log_path}")
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
+        self._show("\n".join(lines) + "\n")
 
 
 def _no_room(folder: Path) -> bool:
