@@ -3,8 +3,11 @@
 Every line carries `[run/step/task]`, so interleaved output of parallel
 tasks stays readable and greppable. Worker output is decoded leniently and
 carriage returns are applied (a progress bar shows its last state), other
-control characters (but tab and ANSI colour escapes) are replaced,
-so a step that prints binary garbage cannot corrupt the terminal.
+control characters (but tab) are replaced, and so is the ESC of every escape
+sequence but a colour (SGR, `ESC [ ... m`, which steps print on purpose), so a
+step that prints binary garbage cannot corrupt the terminal: no title, clipboard
+write, reset, alternate screen or screen erase gets through, and an OSC whose BEL
+was replaced cannot swallow the lines after it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.engine.runtime import TaskResult
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+#: C0 controls but tab, newline and ESC; DEL; the C1 controls (U+009B is CSI, U+009D OSC
+#: to a terminal that takes them).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")
+#: An ESC that does not begin a colour sequence: shown as a visible symbol, so what follows
+#: it is plain text to the terminal.
+_NOT_COLOUR_ESC = re.compile(r"\x1b(?!\[[0-9;:]*m)")
+SHOWN_ESC = "\u241b"  # ␛, SYMBOL FOR ESCAPE
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # CSI sequences: colours, cursor moves
 _ERASE_LINE = re.compile(r"\x1b\[[012]?K")
 MAX_PARTIAL = 64 * 1024  # a line longer than this is printed in pieces
@@ -28,11 +37,15 @@ MAX_PARTIAL = 64 * 1024  # a line longer than this is printed in pieces
 def clean_line(data: bytes) -> str:
     """One line of a task's output as the terminal may show it after the prefix: decoded
     leniently, carriage returns applied (a progress bar's updates end as its last state,
-    as a terminal shows them), other control characters replaced."""
+    as a terminal shows them), other control characters replaced, and every escape
+    sequence but a colour made visible (its ESC shown as ␛)."""
     text = data.decode("utf-8", errors="replace").rstrip("\r")
     if "\r" in text:
         text = _redrawn(text)
-    return _CONTROL.sub("\ufffd", text)
+    text = _CONTROL.sub("\ufffd", text)
+    if "\x1b" in text:  # rare: most lines pay one scan for it, not a regex
+        text = _NOT_COLOUR_ESC.sub(SHOWN_ESC, text)
+    return text
 
 
 def _redrawn(text: str) -> str:
