@@ -32,7 +32,7 @@ from flowdeck.exception import (
     MetaflowNotFound,
     MetaflowTaggingError,
 )
-from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json
+from flowdeck.store.blobs import BlobDamagedError, BlobRef, BlobStore, atomic_write_json
 from flowdeck.store.events import read_events
 from flowdeck.store.index import RunEntry, RunIndex, read_run
 from flowdeck.store.layout import (
@@ -62,6 +62,12 @@ class ClientError(MetaflowNotFound):
 
     A MetaflowNotFound, and so also a KeyError, as Metaflow's `run["missing"]` raises.
     """
+
+
+class RunDeleted(ClientError):
+    """The run's folder was removed while it was being read (`flowdeck gc`, the window's
+    Delete). Before, reading on raised a raw FileNotFoundError, or answered as if the run
+    had no such step, no data and empty logs."""
 
 
 class InvalidPathspec(ClientError, MetaflowInvalidPathspec):
@@ -272,7 +278,11 @@ class DataArtifact:
 
     @property
     def data(self) -> Any:
-        return contents(self.task.run.blobs.get(self.ref.sha))
+        try:
+            return contents(self.task.run.blobs.get(self.ref.sha))
+        except BlobDamagedError:
+            self.task.run.require_present()  # its run deleted: its blobs may be gone too
+            raise
 
     @property
     def size(self) -> int:
@@ -514,8 +524,14 @@ class Task(_PartOfRun):
     def record(self) -> AttemptRecord | None:
         """The final attempt's record; None while the task has not written one."""
         if self._record is None:
-            self._record = final_attempt(self.dir) if self._attempt is None else \
-                AttemptRecord.read(attempt_file(self.dir, self._attempt, "json"))
+            try:
+                self._record = final_attempt(self.dir) if self._attempt is None else \
+                    AttemptRecord.read(attempt_file(self.dir, self._attempt, "json"))
+            except FileNotFoundError:
+                self.run.require_present()
+                raise
+            if self._record is None:  # none yet, or none any more
+                self.run.require_present()
         return self._record
 
     @property
@@ -737,6 +753,7 @@ class Task(_PartOfRun):
         try:
             return paths["stdout" if kind == "out" else "stderr"].read_bytes()
         except FileNotFoundError:
+            self.run.require_present()  # not '' for a deleted run's task
             return b""
 
     @property
@@ -883,9 +900,14 @@ class Step(_PartOfRun):
 
     def tasks(self, *tags: str) -> list[Task]:
         """Tasks in foreach order (then task id); none unless the run has every tag given."""
-        if not self.dir.is_dir() or not self.run._has_tags(tags):
+        if not self.run._has_tags(tags):
             return []
-        tasks = [Task(self.run, self.id, p.name) for p in self.dir.iterdir() if p.is_dir()]
+        try:
+            found = [p.name for p in self.dir.iterdir() if p.is_dir()]
+        except FileNotFoundError:
+            self.run.require_present()
+            return []
+        tasks = [Task(self.run, self.id, name) for name in found]
         return sorted(tasks, key=lambda t: (t.foreach_indices, int(t.id) if t.id.isdigit() else 0))
 
     def control_tasks(self, *tags: str) -> list[Task]:
@@ -941,6 +963,7 @@ class Step(_PartOfRun):
         except ClientError:
             raise
         if not task.dir.is_dir():
+            self.run.require_present()
             raise ClientError(f"No task {task_id} in {self.pathspec}.")
         return task
 
@@ -1042,6 +1065,7 @@ class Run:
         """The run record; DamagedRecord (naming the file) when it cannot be read."""
         entry = self.entry
         if entry.record is None:
+            self.require_present()
             raise ClientError(entry.damage or f"{self.pathspec} has no readable run.json")
         return entry.record
 
@@ -1052,7 +1076,10 @@ class Run:
     @property
     def status(self) -> str:
         """succeeded, failed, cancelled, running, crashed (its process died mid-run) or damaged."""
-        return self.entry.status
+        entry = self.entry
+        if entry.record is None:
+            self.require_present()  # deleted, not damaged
+        return entry.status
 
     @property
     def successful(self) -> bool:
@@ -1257,7 +1284,10 @@ class Run:
         if not self._has_tags(tags):
             return []
         self._fetch()
-        ran = {p.name for p in self.dir.iterdir() if p.is_dir()}
+        try:
+            ran = {p.name for p in self.dir.iterdir() if p.is_dir()}
+        except FileNotFoundError:
+            raise self._deleted() from None
         order = [name for name in self._graph_order() if name in ran]
         order += sorted(ran - set(order))
         return [Step(self, name) for name in reversed(order)]
@@ -1291,13 +1321,30 @@ class Run:
     def __getitem__(self, step: str) -> Step:
         self._fetch()
         if not step.isidentifier() or not (self.dir / step).is_dir():
+            self.require_present()
             raise ClientError(f"Run {self.pathspec} has no step {step!r} (it may not have "
                               "run yet).")
         return Step(self, step)
 
     def __contains__(self, step: object) -> bool:
         self._fetch()
-        return isinstance(step, str) and step.isidentifier() and (self.dir / step).is_dir()
+        if isinstance(step, str) and step.isidentifier() and (self.dir / step).is_dir():
+            return True
+        self.require_present()
+        return False
+
+    def require_present(self) -> None:
+        """Raise RunDeleted when the run's folder is gone: what is missing from a deleted
+        run is not "not run yet" (no step, no data, empty logs)."""
+        if not self.dir.is_dir():
+            raise self._deleted()
+
+    def _deleted(self) -> RunDeleted:
+        return RunDeleted(f"Run {self.pathspec} was deleted while it was being read (by "
+                          f"`flowdeck gc` or the window's Delete): {self.dir} is gone. List "
+                          f"the runs again (`Flow('{self.flow_name}').runs()`) and read one "
+                          "that is kept (`flowdeck gc` never deletes a run pinned in the "
+                          "window's History).")
 
     def _graph_next(self) -> dict[str, list[str]]:
         """step -> the steps after it, from the graph the run recorded when it started."""
@@ -1328,6 +1375,8 @@ class Run:
     def end_task(self) -> Task | None:
         try:
             return self["end"].task
+        except RunDeleted:
+            raise
         except ClientError:
             return None
 
