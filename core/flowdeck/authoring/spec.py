@@ -476,6 +476,8 @@ class FlowSpec:
         ctx = self.__dict__.get("_fd_ctx")
         if ctx is None or ctx.read_only:
             raise RuntimeError("self.next() can only be called inside a running step.")
+        caller = sys._getframe(1)
+        ctx.next_at = (caller.f_code.co_filename, caller.f_lineno)
         if kwargs:
             raise TypeError(f"self.next() got unsupported argument(s) {sorted(kwargs)}; "
                             "Flowdeck supports plain transitions, foreach=, num_parallel= "

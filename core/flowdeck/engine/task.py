@@ -818,7 +818,7 @@ def execute_task(req: TaskRequest) -> int:
     umask = _UMASK[0][1] if _UMASK and _UMASK[0][0] == req.run_id else current_umask()
     try:
         _run_step(flow, ctx, req, inputs, record, umask)
-        record["foreach_splits"], unbounded = _foreach_splits(flow, req)
+        record["foreach_splits"], unbounded = _foreach_splits(flow, req, _next_call_at(ctx))
         if unbounded:
             record["foreach_unbounded"] = True
         progress.phase = "saving"
@@ -1184,66 +1184,103 @@ def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
                           "call self.next once, as the step's last statement.")
 
 
-def _foreach_splits(flow: Any, req: TaskRequest) -> tuple[int | None, bool]:
-    """How many tasks the foreach fans out to, and whether its input is unbounded."""
+def _next_call_at(ctx: StepContext) -> str:
+    """`` (at FILE, line N)``: where the step called self.next(), for the errors of a foreach
+    refused at its split (the step's last line, not the task's end or a later `self.input`).
+    Empty when unknown."""
+    if ctx.next_at is None:
+        return ""
+    file, line = ctx.next_at
+    return f" (at {file}, line {line})"
+
+
+def _foreach_splits(flow: Any, req: TaskRequest, where: str) -> tuple[int | None, bool]:
+    """How many tasks the foreach fans out to, and whether its input is unbounded; `where`
+    is the self.next() call the errors name."""
     if req.node_type != "foreach" or not req.foreach_param:
         return None, False
     var = req.foreach_param
+    uses = f"Step `{req.step}`{where} uses foreach=\"{var}\""
     try:
         value = getattr(flow, var)
     except AttributeError:
-        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is not "
-                          f"set. Assign a list to self.{var} before calling self.next().") from None
+        raise TaskFailure(f"{uses}, but self.{var} is not set.{_close_artifact(flow, var)} "
+                          f"Assign a list to self.{var} before calling self.next().") from None
     if isinstance(value, UnboundedForeachInput):
-        return _unbounded_splits(value, req), True
-    if not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
-        kind = type(value).__name__
-        hint = (" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
-        article = "an" if kind[:1].lower() in "aeiou" else "a"
-        hint = hint or (f" For {value!r} items, use list(range({value!r}))."
-                        if isinstance(value, int) and not isinstance(value, bool) else "")
-        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is "
-                          f"{article} {kind}, not a list or other sequence.{hint}")
+        return _unbounded_splits(value, req, where), True
+    problem = _not_a_sequence(value, var)
+    if problem:
+        raise TaskFailure(f"{uses}, but {problem}")
     try:
         count = len(value)
     except Exception as exc:  # a value whose length is not defined (numpy's 0-d array)
-        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} "
-                          f"({type(value).__name__}) has no length: len() raised "
-                          f"{type(exc).__name__}: {exc}. Give it a list or another sequence "
-                          "of the items.") from None
-    return _checked_count(count, req), False
+        raise TaskFailure(f"{uses}, but self.{var} ({type(value).__name__}) has no length: "
+                          f"len() raised {type(exc).__name__}: {exc}. Give it a list or "
+                          "another sequence of the items.") from None
+    return _checked_count(count, req, where), False
 
 
-def _unbounded_splits(value: Any, req: TaskRequest) -> int:
+def _not_a_sequence(value: Any, var: str) -> str | None:
+    """Why `value` cannot be a foreach's input, each task reading its item as
+    `self.{var}[index]` (Metaflow's way too); None when it can. A dict passed the
+    length-and-indexing test and failed in every task with `KeyError: 0` at `self.input`
+    (Metaflow 2.19 fails the same way); one keyed 0..n-1 works there, and here."""
+    from collections.abc import Mapping
+    if isinstance(value, Mapping):
+        if all(index in value for index in range(len(value))):
+            return None
+        return (f"self.{var} is a {type(value).__name__}, whose items a foreach cannot "
+                f"take by position. Assign self.{var} = list(self.{var}.items()) before "
+                f"self.next() for (key, value) pairs, or list(self.{var}) for the keys.")
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__"):
+        return None
+    kind = type(value).__name__
+    hint = (" Wrap it in list(...) first." if hasattr(value, "__iter__") else "")
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    hint = hint or (f" For {value!r} items, use list(range({value!r}))."
+                    if isinstance(value, int) and not isinstance(value, bool) else "")
+    return f"self.{var} is {article} {kind}, not a list or other sequence.{hint}"
+
+
+def _close_artifact(flow: Any, var: str) -> str:
+    """`` Did you mean self.items?``: for a misspelt foreach name, from what the flow holds."""
+    import difflib
+    names = [n for n in vars(flow) if not n.startswith("_")]
+    close = difflib.get_close_matches(var, names, n=1)
+    return f" Did you mean self.{close[0]}?" if close else ""
+
+
+def _unbounded_splits(value: Any, req: TaskRequest, where: str) -> int:
     """Items of an unbounded foreach input, counted as Metaflow's control task counts them
     (by iterating it once); the next step must be able to run it."""
     var = req.foreach_param
+    fans = f"Step `{req.step}`{where} fans out over self.{var}"
     if req.unbounded_problem:
-        raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, an unbounded foreach "
-                          f"input ({type(value).__name__}), but {req.unbounded_problem}")
+        raise TaskFailure(f"{fans}, an unbounded foreach input ({type(value).__name__}), "
+                          f"but {req.unbounded_problem}")
     if not hasattr(value, "__getitem__"):
-        raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, a "
-                          f"{type(value).__name__} without indexing: each task reads its item "
-                          f"as self.{var}[index]. Give the class a __getitem__.")
+        raise TaskFailure(f"{fans}, a {type(value).__name__} without indexing: each task "
+                          f"reads its item as self.{var}[index]. Give the class a "
+                          "__getitem__.")
     try:
         count = sum(1 for _ in value)
     except Exception as exc:  # the user's iterator failed: say where
-        raise TaskFailure(f"Step `{req.step}` fans out over self.{var}, but iterating it "
-                          f"raised {type(exc).__name__}: {exc}. Fix its __iter__.",
+        raise TaskFailure(f"{fans}, but iterating it raised {type(exc).__name__}: {exc}. "
+                          "Fix its __iter__.",
                           retry=True) from None  # the user's code: it may pass next time
-    return _checked_count(count, req)
+    return _checked_count(count, req, where)
 
 
-def _checked_count(count: int, req: TaskRequest) -> int:
+def _checked_count(count: int, req: TaskRequest, where: str) -> int:
     var = req.foreach_param
     if count == 0:
-        raise TaskFailure(f"Step `{req.step}` uses foreach=\"{var}\", but self.{var} is empty, "
-                          "so there is nothing to run. Give it at least one item.")
+        raise TaskFailure(f"Step `{req.step}`{where} uses foreach=\"{var}\", but self.{var} "
+                          "is empty, so there is nothing to run. Give it at least one item.")
     limit = max_num_splits()
     if limit is not None and count > limit:
-        raise TaskFailure(f"Step `{req.step}` fans out over {count} items of self.{var}, more "
-                          f"than --max-num-splits {limit}. Raise --max-num-splits or split "
-                          "the work into fewer items.")
+        raise TaskFailure(f"Step `{req.step}`{where} fans out over {count} items of "
+                          f"self.{var}, more than --max-num-splits {limit}. Raise "
+                          "--max-num-splits or split the work into fewer items.")
     return count
 
 

@@ -106,6 +106,9 @@ class StepContext:
     read_only: bool = False
     transition: tuple[list[str], str | None] | None = None
     next_calls: int = 0
+    #: Where the step called self.next() (file, line): a foreach the engine refuses at the
+    #: split is named there, not at the step's end or a later task's `self.input`.
+    next_at: tuple[str, int] | None = None
     loaded: dict[str, Any] = field(default_factory=dict)  # read-only cache, not persisted
     #: A join's input whose step failed and @catch kept going: what it caught.
     caught: dict[str, Any] | None = None
