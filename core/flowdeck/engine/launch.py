@@ -53,7 +53,8 @@ from flowdeck.store.layout import (
     normal_url,
 )
 from flowdeck.store.liveness import own_start_ticks
-from flowdeck.store.records import AttemptRecord
+from flowdeck.store.records import AttemptRecord, RunRecord, hostname
+from flowdeck.store.status import RUNNING
 
 
 @dataclass
@@ -358,6 +359,8 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
             raise UsageError(f"There is no run {origin_id} of {flow_cls.__name__} in "
                              f"{layout.root}. Check --origin-run-id.")
         raise UsageError(f"Run {origin_id} cannot be resumed: {entry.damage}")
+    if entry.status == RUNNING:
+        raise UsageError(_still_running(flow_cls.__name__, entry.record))
     unknown = [s for s in steps if s not in graph]
     if unknown:
         raise UsageError(f"{flow_cls.__name__} has no step {', '.join(unknown)}; its steps "
@@ -425,6 +428,19 @@ def _executor(options: RunOptions) -> Iterator[Executor | None]:
         yield executor
     finally:
         executor.close(set())
+
+
+def _still_running(flow: str, record: RunRecord) -> str:
+    """Why a run that is still running cannot be resumed (`effective_status`, the store's
+    one liveness rule, says it runs): its finished tasks would be reused and the ones in
+    flight run a second time beside it (found in review: both copies ran to the end)."""
+    remote = bool(record.host) and record.host != hostname()
+    where = f"pid {record.pid}" + (f" on {record.host}, which this machine cannot check"
+                                   if remote else "")
+    kill = f"`kill {record.pid}`" + (f" on {record.host}" if remote else "")
+    return (f"Run {record.run_id} of {flow} is still running ({where}). Resuming it now would "
+            "run its unfinished tasks a second time beside it. Wait for it to end, or stop it "
+            f"(Ctrl+C in its terminal, Stop in the window, or {kill}), then resume.")
 
 
 def _latest_run_id(index: RunIndex) -> str | None:
