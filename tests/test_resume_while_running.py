@@ -79,3 +79,27 @@ def test_resuming_a_running_run_is_refused(tmp_path: Path) -> None:
     resumed = run_flow(flow, "resume", "each")  # ended: resumed as any other run
     assert resumed.returncode == 0, resumed.stderr
     assert "vals [0, 1]" in resumed.stdout
+
+
+def test_a_run_recorded_running_on_another_host_is_resumed_with_a_warning(
+        tmp_path: Path) -> None:
+    """Another host's run cannot be checked from here: it may have crashed there (or in a
+    container since replaced, whose host name changed). Refused, it could never be
+    resumed; it is resumed, saying what happens if it still runs there."""
+    import json
+    flow = tmp_path / "live.py"
+    flow.write_text(FLOW)
+    (tmp_path / "gate").touch()
+    assert run_flow(flow, "run").returncode == 0
+    index = RunIndex(RunLayout(tmp_path / ".flowdeck", "LiveFlow"))
+    origin = index.runs()[0]
+    record_file = origin.path
+    record = json.loads(record_file.read_text())
+    record.update(status="running", host="build-box-7")  # as that machine left it
+    record.pop("end", None)
+    record_file.write_text(json.dumps(record))
+    resumed = run_flow(flow, "resume", "each")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"[flowdeck] Run {origin.run_id} of LiveFlow is still running (pid "
+            f"{record['pid']} on build-box-7, which this machine cannot check); if it still "
+            "runs there, its unfinished tasks now run a second time.") in resumed.stderr

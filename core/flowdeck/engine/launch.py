@@ -360,7 +360,14 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
                              f"{layout.root}. Check --origin-run-id.")
         raise UsageError(f"Run {origin_id} cannot be resumed: {entry.damage}")
     if entry.status == RUNNING:
-        raise UsageError(_still_running(flow_cls.__name__, entry.record))
+        if not _recorded_elsewhere(entry.record):
+            raise UsageError(_still_running(flow_cls.__name__, entry.record))
+        # Another host's run cannot be checked from here: it may have crashed there (or
+        # in a container since replaced, whose name changed): refused, it could never be
+        # resumed. Said instead, once, before anything runs.
+        print(f"[flowdeck] {_still_running(flow_cls.__name__, entry.record).split('. ')[0]}; "
+              "if it still runs there, its unfinished tasks now run a second time.",
+              file=sys.stderr)
     unknown = [s for s in steps if s not in graph]
     if unknown:
         raise UsageError(f"{flow_cls.__name__} has no step {', '.join(unknown)}; its steps "
@@ -430,11 +437,16 @@ def _executor(options: RunOptions) -> Iterator[Executor | None]:
         executor.close(set())
 
 
+def _recorded_elsewhere(record: RunRecord) -> bool:
+    """Whether the run's record names another host than this one."""
+    return bool(record.host) and record.host != hostname()
+
+
 def _still_running(flow: str, record: RunRecord) -> str:
     """Why a run that is still running cannot be resumed (`effective_status`, the store's
     one liveness rule, says it runs): its finished tasks would be reused and the ones in
     flight run a second time beside it (found in review: both copies ran to the end)."""
-    remote = bool(record.host) and record.host != hostname()
+    remote = _recorded_elsewhere(record)
     where = f"pid {record.pid}" + (f" on {record.host}, which this machine cannot check"
                                    if remote else "")
     kill = f"`kill {record.pid}`" + (f" on {record.host}" if remote else "")
