@@ -27,6 +27,20 @@ def test_run_shows_the_flows_own_output_on_success(tmp_path: Path) -> None:
     assert "best rate 0.01" in done.stdout and "run succeeded" in done.stdout
 
 
+def test_run_says_why_a_flow_did_not_start_and_what_to_install(tmp_path: Path) -> None:
+    """A missing package: the window said the pip command for the flow's interpreter;
+    `flowdeck run` showed only the traceback and "The run did not start"."""
+    flow = tmp_path / "m3.py"
+    flow.write_text("import numpy_not_installed_pkg\n" + (EXAMPLES / "train.py").read_text())
+    done = flowdeck("run", str(flow), cwd=tmp_path)
+    assert done.returncode == 1
+    said = done.stdout + done.stderr
+    assert "The run did not start (exit code 1)." in said
+    assert ("m3.py failed before TrainFlow started (line 1): ModuleNotFoundError: No module "
+            "named 'numpy_not_installed_pkg'. Install it into the flow's interpreter: `") in said
+    assert " -m pip install numpy_not_installed_pkg`" in said
+
+
 def test_run_help_lists_its_options(tmp_path: Path) -> None:
     done = flowdeck("run", "--help", cwd=tmp_path)
     assert done.returncode == 0

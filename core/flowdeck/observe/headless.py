@@ -403,6 +403,8 @@ class Follower:
             lines.append(f"disk full: {self.log_path.parent}. The run could not start, and "
                          "its output could not be kept. Free space on that disk, or set "
                          "FLOWDECK_HOME to a folder on another disk, then run the flow again.")
+        elif self.fold.status == "pending":  # the file failed before its flow began: why,
+            lines.append(self._start_failure(code))  # as the window says it (a bare traceback)
         file = shlex.quote(str(self.spec.file))
         if failed is not None and nothing_to_reuse(failed.step):
             lines.append("Run it again once fixed (with other parameter values if they were "
@@ -411,6 +413,24 @@ class Follower:
             lines.append(f"Resume it, reusing what finished: flowdeck resume {file}")
         lines.append(f"Full output: {self.log_path}")
         self._show("\n".join(lines) + "\n")
+
+
+    def _start_failure(self, code: int) -> str:
+        """The window's diagnosis of a flow process that ended before its run began (a
+        missing package: the pip command for the flow's interpreter), from the log's end."""
+        from flowdeck.engines.startup import diagnose_start
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(max(0, self.log_path.stat().st_size - START_TAIL_BYTES))
+                tail = handle.read().decode("utf-8", "replace")
+        except OSError:
+            tail = ""
+        return diagnose_start(tail, code, str(self.spec.file), self.spec.flow,
+                              self.spec.program).summary
+
+
+#: How much of a run's log end is read to say why it did not start.
+START_TAIL_BYTES = 20_000
 
 
 def _no_room(folder: Path) -> bool:
