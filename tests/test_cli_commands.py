@@ -245,3 +245,46 @@ def test_a_flows_printing_commands_end_quietly_when_the_reader_stops(tmp_path: P
         err = reader.stderr.read().decode()
         assert reader.wait(timeout=120) == 141, (command, err)
         assert "Traceback" not in err and "Broken" not in err
+
+
+def test_help_and_usage_errors_are_each_command_s_own(tmp_path: Path) -> None:
+    """`resume` named its optional STEP among the required arguments; `precompile --x`
+    answered with the top level's usage; `graph -h` described neither itself nor FILE."""
+    done = flowdeck("resume", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("the following arguments are required: FILE")
+    done = flowdeck("precompile", "--x", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("usage: flowdeck precompile")
+    assert "flowdeck precompile: error: unrecognized arguments: --x" in done.stderr
+    done = flowdeck("graph", "-h", cwd=tmp_path)
+    assert "is never run" in done.stdout and "FILE         the flow's .py file" in done.stdout
+
+
+TWO_FLOWS_NO_MAIN = '''from flowdeck import FlowSpec, step
+
+
+class AFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+class BFlow(AFlow):
+    pass
+'''
+
+
+def test_a_file_that_starts_none_of_its_flows_says_so_before_asking_which(
+        tmp_path: Path) -> None:
+    """It asked for --flow, then, given one, said the file starts no flow: two round trips."""
+    flow = tmp_path / "two.py"
+    flow.write_text(TWO_FLOWS_NO_MAIN)
+    done = flowdeck("run", str(flow), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "has several flows and runs none of them: it has no `if __name__" in done.stderr
+    shown = flowdeck("graph", str(flow), cwd=tmp_path)  # never run: which one is the question
+    assert "has several flows; choose one with --flow (AFlow, BFlow)" in shown.stderr

@@ -244,9 +244,12 @@ def no_flow_problem(analysis: FileAnalysis, file: str) -> str:
     return f"{file} defines no flow (a class deriving from FlowSpec)."
 
 
-def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowInfo | None, str]:
+def pick_flow(flows: list[FlowInfo], name: str | None, file: str,
+              to_run: bool = True) -> tuple[FlowInfo | None, str]:
     """The flow a command means: the one named; else the one `python FILE` starts (a base
-    class or a second flow in the file is never it); else why not."""
+    class or a second flow in the file is never it); else why not. `to_run`: the command
+    runs it, so a file that starts none of its flows says that first (it asked for
+    --flow, then said the file starts none)."""
     if not flows:
         return None, f"{file} defines no flow (a class deriving from FlowSpec)."
     if name is None:
@@ -255,6 +258,12 @@ def pick_flow(flows: list[FlowInfo], name: str | None, file: str) -> tuple[FlowI
             return started[0], ""
         if len(flows) == 1:
             return flows[0], ""
+        if to_run and not started and all(
+                f.start_problem == start_problem(file, None, f.name) for f in flows):
+            return None, (f"{file} has several flows and runs none of them: it has no "
+                          f"`if __name__ == \"__main__\":` block. Add one at its end that "
+                          f"starts the flow to run, such as `if __name__ == \"__main__\": "
+                          f"{flows[0].name}()`.")
     chosen = next((f for f in flows if f.name == name), None)
     if chosen is not None:
         return chosen, ""

@@ -90,8 +90,11 @@ def _command(argv: list[str]) -> int:
                                      "Metaflow-style flows on your own machine.")
     parser.add_argument("--version", action="version", version=f"flowdeck {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    graph = sub.add_parser("graph", help="print a flow file's static graph (never runs it)")
-    graph.add_argument("file")
+    graph = sub.add_parser("graph", help="print a flow file's static graph (never runs it)",
+                           description="Print a flow file's steps and how they connect, "
+                           "read from its source (the file is never run), with its "
+                           "problems and their lines.")
+    graph.add_argument("file", metavar="FILE", help="the flow's .py file")
     graph.add_argument("--flow", help="which flow, when the file has several")
     graph.add_argument("--json", action="store_true",
                        help="Metaflow's `output-raw --json` shape")
@@ -102,10 +105,15 @@ def _command(argv: list[str]) -> int:
                    "[STEP] (see `flowdeck resume -h`)")
     sub.add_parser("gc", help="remove old runs and blobs no kept run uses "
                    "(see `flowdeck gc -h`)")
-    sub.add_parser("precompile", help="compile Flowdeck's modules and the methods of its "
-                   "dataclasses where it is installed (an image built with "
-                   "PYTHONDONTWRITEBYTECODE: every flow then starts without compiling them)")
-    args = parser.parse_args(argv)
+    precompile_help = ("compile Flowdeck's modules and the methods of its dataclasses where "
+                       "it is installed (an image built with PYTHONDONTWRITEBYTECODE: every "
+                       "flow then starts without compiling them)")
+    sub.add_parser("precompile", help=precompile_help,
+                   description=precompile_help[0].upper() + precompile_help[1:] + ".")
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # said by the command's own parser, with its usage (not the top level's)
+        own = sub.choices.get(args.command) if args.command else None
+        (own or parser).error(f"unrecognized arguments: {' '.join(extras)}")
     if args.command == "graph":
         return graph_command(args.file, args.flow, args.json)
     if args.command == "precompile":
@@ -124,7 +132,7 @@ def graph_command(file: str, flow_name: str | None, as_json: bool) -> int:
         print_diagnostics(analysis.diagnostics)
         print(f"error: {no_flow_problem(analysis, file)}", file=sys.stderr)
         return 1
-    flow, problem = pick_flow(analysis.flows, flow_name, file)
+    flow, problem = pick_flow(analysis.flows, flow_name, file, to_run=False)
     if flow is None:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -59,7 +59,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         allow_abbrev=False)  # `--fl` is the flow's own option, never short for `--flow`
     parser.add_argument("file", metavar="FILE", help="the flow's .py file")
     if command == "resume":
-        parser.add_argument("steps", nargs="*", metavar="STEP",
+        parser.add_argument("steps", nargs="*", metavar="STEP", default=[],  # (optional:
+                            # without a default argparse named it among the required ones)
                             help="steps to rerun with everything after them "
                                  "(default: the steps that failed)")
         parser.add_argument("--origin-run-id", metavar="ID",
