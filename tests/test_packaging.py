@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,34 @@ def test_frozen_core_path_is_the_bundles_pylib(tmp_path: Path, monkeypatch) -> N
     assert run_process.core_path() == str(tmp_path / "pylib")
     monkeypatch.setattr(sys, "frozen", False)
     assert run_process.core_path() == str(ROOT / "core")
+
+
+# -- what building needs ----------------------------------------------------------------------
+
+def test_the_package_extra_brings_the_window() -> None:
+    """`pip install -e '.[package]'` (the README's command) must install Qt too: PyInstaller
+    bundles what the building Python has, and a bundle without Qt opens no window."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert "flowdeck[desktop]" in extras["package"]
+    assert any(r.startswith("pyinstaller") for r in extras["package"])
+
+
+HIDE_QT = ("import runpy, sys; sys.modules['PySide6'] = None; "  # as if not installed
+           "sys.argv = [{build!r}, '--distpath', sys.argv[1], '--workpath', sys.argv[2]]; "
+           "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def test_build_refuses_without_qt(tmp_path: Path) -> None:
+    """A Python without PySide6 builds nothing, says so on stderr and how to install it."""
+    code = HIDE_QT.format(build=str(ROOT / "packaging" / "build.py"))
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist"),
+                             str(tmp_path / "build")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Qt (PySide6)" in result.stderr and "'.[package]'" in result.stderr
+    assert sys.executable in result.stderr and not result.stdout
+    assert not (tmp_path / "dist").exists() and not (tmp_path / "build").exists()
 
 
 # -- the bundle -----------------------------------------------------------------------------
