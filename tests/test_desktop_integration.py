@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from flowdeck_desktop.system import desktop_integration as di
 
 DESKTOP_FILE = ROOT / "resources" / "flowdeck.desktop"
 VALIDATE = shutil.which("desktop-file-validate")
+GIO = shutil.which("gio")
 needs_validator = pytest.mark.skipif(VALIDATE is None, reason="desktop-file-validate missing: "
                                      "run .ci/system-deps (Debian package desktop-file-utils)")
 
@@ -60,6 +62,61 @@ def test_exec_is_quoted_as_the_spec_says() -> None:
                                  ["/opt/my apps/flowdeck", "-m", "x"])
     assert 'Exec="/opt/my apps/flowdeck" -m x %F' in text
     assert "TryExec=/opt/my apps/flowdeck" in text
+
+
+#: Every character the spec's two layers of escaping treat specially, and a space.
+ODD_NAME = 'My Apps 100%F $HOME `id` "dq" \'sq\' back\\slash ü'
+
+
+def _argument_logger(folder: Path) -> Path:
+    """An executable at an awkward path that writes its own path and arguments, one a line."""
+    folder.mkdir(parents=True)
+    script = folder / "flow deck"
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$0" "$@" > "$FLOWDECK_ARGS_OUT"\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_exec_escapes_percent_dollar_backtick_quote_and_backslash() -> None:
+    """The spec's Exec quoting (`%%`; `"`, backtick, `$`, `\\` escaped in quotes), then its
+    string escapes (every backslash doubled); `env` first, as the program has a `%`."""
+    command = [f"/opt/{ODD_NAME}/flowdeck", "--level=50%"]
+    text = di.desktop_entry_text("Exec=flowdeck %F\nTryExec=flowdeck\n", command)
+    exec_line = text.splitlines()[0]
+    assert exec_line == ('Exec=env "/opt/My Apps 100%%F \\\\$HOME \\\\`id\\\\` \\\\"dq\\\\" \'sq\' '
+                         'back\\\\\\\\slash ü/flowdeck" --level=50%% %F')
+    assert text.splitlines()[1] == f"TryExec=/opt/{ODD_NAME.replace(chr(92), chr(92) * 2)}/flowdeck"
+
+
+@needs_validator
+def test_an_entry_for_an_odd_path_is_valid(tmp_path: Path) -> None:
+    command = [str(tmp_path / ODD_NAME / "flowdeck"), "--level=50%"]
+    path = tmp_path / "flowdeck.desktop"
+    path.write_text(di.desktop_entry_text(DESKTOP_FILE.read_text(), command))
+    result = validate(path)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+@pytest.mark.skipif(GIO is None, reason="gio missing (Debian package libglib2.0-bin): it "
+                    "launches the entry as a desktop would")
+def test_the_desktop_starts_the_odd_path_with_its_arguments(tmp_path: Path) -> None:
+    """GLib (what GNOME and most file managers use) launches the entry: the program at the
+    odd path starts and gets exactly the arguments given, then the opened file."""
+    script = _argument_logger(tmp_path / ODD_NAME)
+    command = [str(script), "--level=50%", "$HOME"]
+    entry_file = tmp_path / "flowdeck.desktop"
+    entry_file.write_text(di.desktop_entry_text(DESKTOP_FILE.read_text(), command))
+    out = tmp_path / "args.txt"
+    opened = tmp_path / "a flow.py"
+    opened.write_text("")
+    env = dict(os.environ, FLOWDECK_ARGS_OUT=str(out))
+    result = subprocess.run([str(GIO), "launch", str(entry_file), str(opened)], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 10  # gio returns once the program is spawned
+    while not out.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.read_text().splitlines() == [str(script), "--level=50%", "$HOME", str(opened)]
 
 
 def test_data_home_follows_xdg(monkeypatch, tmp_path: Path) -> None:

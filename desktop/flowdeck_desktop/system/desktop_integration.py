@@ -64,14 +64,42 @@ def launch_command() -> list[str]:
     return [sys.executable, "-m", "flowdeck_desktop"]
 
 
+#: Characters that make the Desktop Entry Specification require an Exec argument in quotes.
+EXEC_RESERVED = frozenset(' \t\n"\'\\><~|&;$*?#()`')
+
+
+def exec_argument(arg: str) -> str:
+    """One Exec argument as the spec's Exec rules want it (before the string escapes).
+
+    A literal `%` is `%%` (else it reads as a field code such as `%F`); an argument with
+    a reserved character goes in double quotes, inside which `"`, backtick, `$` and `\\`
+    take a backslash each.
+    """
+    literal = arg.replace("%", "%%")
+    if literal and not set(literal) & EXEC_RESERVED:
+        return literal
+    return '"' + "".join("\\" + c if c in '"`$\\' else c for c in literal) + '"'
+
+
+def string_value(text: str) -> str:
+    """`text` as a desktop-entry string value: the spec's escapes for backslash and control
+    characters. Exec values go through these too, after the Exec quoting, which is why a
+    literal `$` in a quoted path is written `\\\\$` and a backslash `\\\\\\\\`."""
+    return (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+            .replace("\r", "\\r"))
+
+
 def _exec_value(command: list[str], rest: str) -> str:
-    """A desktop-entry Exec value: arguments quoted per the spec (double quotes, escapes)."""
-    def quote(arg: str) -> str:
-        if all(c.isalnum() or c in "/._-+=:," for c in arg):
-            return arg
-        escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
-        return '"' + escaped.replace("$", "\\$") + '"'
-    return " ".join([*(quote(a) for a in command), rest]).strip()
+    """A desktop-entry Exec value: `command` quoted for the spec, then the template's own
+    arguments and field codes (`rest`, already valid as written).
+
+    GLib (GNOME, most file managers) looks the program up before it turns `%%` back
+    into `%`, so it would never find a program whose path holds a `%` and would drop the
+    entry: such a program is started through `env`, which GLib finds.
+    """
+    program = ["env", *command] if "%" in command[0] else command
+    quoted = string_value(" ".join(exec_argument(a) for a in program))
+    return f"{quoted} {rest}" if rest else quoted
 
 
 def desktop_entry_text(template: str, command: list[str]) -> str:
@@ -81,7 +109,7 @@ def desktop_entry_text(template: str, command: list[str]) -> str:
         if line.startswith("Exec=flowdeck"):
             line = "Exec=" + _exec_value(command, line[len("Exec=flowdeck"):].strip())
         elif line.startswith("TryExec="):
-            line = f"TryExec={command[0]}"
+            line = f"TryExec={string_value(command[0])}"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
