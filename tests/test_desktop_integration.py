@@ -158,3 +158,29 @@ def test_command_line_install_and_uninstall(tmp_path: Path) -> None:
     remove = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--uninstall-desktop"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert remove.returncode == 0 and not desktop.exists()
+
+
+#: `python -m flowdeck_desktop` as on an install without the `desktop` extra (no PySide6).
+WITHOUT_QT = ("import sys; sys.modules['PySide6'] = None; "
+              "from flowdeck_desktop.__main__ import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_headless_install_refuses_to_install_a_menu_entry(tmp_path: Path) -> None:
+    """Without Qt the entry (and "Open with" for every .py file) would open nothing."""
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "-c", WITHOUT_QT, "--install-desktop"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and not result.stdout, result.stdout + result.stderr
+    assert "pip install 'flowdeck[desktop]'" in result.stderr
+    assert "nothing was installed" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_headless_install_still_uninstalls(tmp_path: Path) -> None:
+    """An entry installed while Qt was there can be removed after Qt went."""
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    di.install(tmp_path / "data", command=["/opt/flowdeck/flowdeck"])
+    result = subprocess.run([sys.executable, "-c", WITHOUT_QT, "--uninstall-desktop"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert not any(p.exists() for p in di.installed_paths(tmp_path / "data").values())

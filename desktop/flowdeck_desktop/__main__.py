@@ -23,16 +23,16 @@ def main(argv: list[str] | None = None) -> int:
               "flow files to open (`flowdeck --help`).", file=sys.stderr)
         return 2
     options = parse_args(argv)  # before Qt: --help, --version, a bad option need no display
-    if options.install_desktop or options.uninstall_desktop:  # works over ssh too
+    if options.uninstall_desktop:  # works over ssh too, and without Qt
         from flowdeck_desktop.system.desktop_integration import main as integrate
-        return integrate("install" if options.install_desktop else "uninstall")
-    try:
-        import PySide6  # noqa: F401  (the window's only extra dependency)
-    except ImportError:
-        print("error: the Flowdeck window needs Qt, which is not installed. Install it with "
-              "`python3 -m pip install 'flowdeck[desktop]'`, or run flows without a window: "
-              "`flowdeck run FILE.py`.", file=sys.stderr)
+        return integrate("uninstall")
+    problem = _no_qt_problem(for_menu=options.install_desktop)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
+    if options.install_desktop:  # a menu entry that opens a window: Qt first, no display
+        from flowdeck_desktop.system.desktop_integration import main as integrate
+        return integrate("install")
     problem = _no_display_problem()
     if problem:
         print(problem, file=sys.stderr)
@@ -43,6 +43,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from flowdeck_desktop.app import run_app
     return run_app(argv, options)
+
+
+INSTALL_QT = "python3 -m pip install 'flowdeck[desktop]'"
+
+
+def _no_qt_problem(for_menu: bool = False) -> str | None:
+    """Without PySide6 (a headless install) the window cannot open: say what to install.
+
+    `for_menu`: for `--install-desktop`, whose menu entry and "Open with" for every .py
+    file would start a window that cannot open, so that a double-click shows nothing.
+    """
+    try:
+        import PySide6  # noqa: F401  (the window's only extra dependency)
+    except ImportError:
+        pass
+    else:
+        return None
+    if for_menu:
+        return ("error: Flowdeck's window needs Qt (PySide6), which is not installed here, so "
+                "a menu entry would open nothing; nothing was installed. Install Qt with "
+                f"`{INSTALL_QT}`, then run `flowdeck --install-desktop` again.")
+    return ("error: the Flowdeck window needs Qt, which is not installed. Install it with "
+            f"`{INSTALL_QT}`, or run flows without a window: `flowdeck run FILE.py`.")
 
 
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb")
