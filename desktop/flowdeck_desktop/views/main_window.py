@@ -15,13 +15,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
     QFontMetrics,
+    QGuiApplication,
     QIcon,
     QKeySequence,
     QResizeEvent,
@@ -457,16 +458,35 @@ class MainWindow(QMainWindow):
 
     # -- layout persistence --------------------------------------------------------------
 
+    #: The first-start size on a screen that has room for it...
+    FIRST_SIZE = QSize(1300, 820)
+    #: ...else at most this share of the screen's available area, each way.
+    SCREEN_SHARE = 0.9
+
     def _restore_layout(self) -> None:
+        """The remembered geometry, else a first-start size that fits the screen.
+
+        Qt's restoreGeometry already brings a geometry remembered on a bigger monitor
+        within this screen (tests/test_window_fits_screen.py keeps watching that)."""
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1300, 820)
+            self.resize(self._first_size())
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
         self._splitters_restored = False
+
+    def _first_size(self) -> QSize:
+        """1300x820 where it fits, else at most 90% of the screen the window opens on: a
+        fixed size cut off the right column and the first-start buttons at 1280x720."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return self.FIRST_SIZE
+        area = screen.availableGeometry()  # without panels and docks
+        return self.FIRST_SIZE.boundedTo(QSize(int(area.width() * self.SCREEN_SHARE),
+                                               int(area.height() * self.SCREEN_SHARE)))
 
     def showEvent(self, event: Any) -> None:
         """Splitter sizes are restored once the window has its real size, or Qt rescales them."""
