@@ -184,3 +184,33 @@ def test_a_headless_install_still_uninstalls(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert not any(p.exists() for p in di.installed_paths(tmp_path / "data").values())
+
+
+def test_errors_go_to_stderr_and_say_what_to_do(tmp_path: Path) -> None:
+    """A data folder that cannot be written: the file it could not write and where to go."""
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    env = dict(os.environ, XDG_DATA_HOME=str(blocker))
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--install-desktop"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and not result.stdout, result.stdout
+    assert f"cannot write {blocker}" in result.stderr and "XDG_DATA_HOME" in result.stderr
+    assert ".." not in result.stderr
+
+
+def test_a_missing_resources_folder_says_reinstall_not_writable(monkeypatch, tmp_path: Path,
+                                                                capsys) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(di, "find_resources", lambda: None)
+    assert di.main("install") == 1
+    out, err = capsys.readouterr()
+    assert not out and "no resources folder" in err and "--force-reinstall" in err
+    assert "writable" not in err and ".." not in err and err.rstrip().endswith(".")
+
+
+def test_uninstalling_what_was_never_installed_says_so(tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--uninstall-desktop"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to remove" in result.stdout and str(tmp_path / "data") in result.stdout

@@ -100,6 +100,96 @@ def test_build_refuses_without_qt(tmp_path: Path) -> None:
     assert not (tmp_path / "dist").exists() and not (tmp_path / "build").exists()
 
 
+# -- the wheel ------------------------------------------------------------------------------
+
+#: What a source distribution holds (pyproject.toml, setup.py and MANIFEST.in decide the rest).
+SOURCE = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "core", "desktop",
+          "resources", "examples")
+
+
+def _source_copy(target: Path) -> Path:
+    """The project's sources in a folder of their own: a build writes build/ and *.egg-info
+    beside them, and the checkout (maybe being built by another test) stays untouched. The
+    examples hold runs, as a checkout's do after `flowdeck examples/`."""
+    skip = shutil.ignore_patterns("__pycache__", ".flowdeck", "*.egg-info", "build")
+    target.mkdir(parents=True)
+    for name in SOURCE:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=skip)
+        else:
+            shutil.copy2(source, target / name)
+    runs = target / "examples" / ".flowdeck" / "TrainFlow"
+    runs.mkdir(parents=True)
+    (runs / "latest").write_text("1")
+    return target
+
+
+def _build_wheel(source: Path, out: Path) -> Path:
+    """`pip wheel . --no-deps`, as a non-editable install builds it (without fetching a
+    setuptools when this Python has one)."""
+    try:
+        import setuptools  # noqa: F401
+        import wheel  # noqa: F401
+        isolation = ["--no-build-isolation"]
+    except ImportError:
+        isolation = []
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
+                             "-q", "-w", str(out), *isolation], capture_output=True, text=True,
+                            timeout=600, cwd=source)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return next(out.glob("flowdeck-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed into a folder of its own (its dependencies are this Python's)."""
+    work = tmp_path_factory.mktemp("wheel")
+    built = _build_wheel(_source_copy(work / "src"), work / "dist")
+    site = work / "site"
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                             "--target", str(site), str(built)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return site
+
+
+def _from_wheel(site: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m flowdeck_desktop ARGS` with the wheel's packages, never the checkout's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(site), XDG_DATA_HOME=str(tmp_path / "data"),
+               HOME=str(tmp_path / "home"))
+    return subprocess.run([sys.executable, "-m", "flowdeck_desktop", *args], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.timeout(900)
+def test_the_wheel_carries_resources_and_examples(installed_wheel: Path) -> None:
+    """What the window and --install-desktop read, as package data; no checkout's runs."""
+    package = installed_wheel / "flowdeck_desktop"
+    assert (package / "resources" / "flowdeck.desktop").is_file()
+    assert (package / "resources" / "icons" / "flowdeck-256.png").is_file()
+    assert (package / "examples" / "train.py").is_file()
+    assert not list(package.rglob(".flowdeck"))
+
+
+@pytest.mark.timeout(900)
+def test_a_wheel_install_installs_the_desktop_entry(installed_wheel: Path,
+                                                     tmp_path: Path) -> None:
+    probe = _from_wheel(installed_wheel, tmp_path, "--version")
+    assert probe.returncode == 0, probe.stderr
+    code = ("import flowdeck_desktop.system.resources as r; "
+            "print(r.__file__); print(r.resources_dir()); print(r.examples_dir())")
+    env = dict(os.environ, PYTHONPATH=str(installed_wheel))
+    where = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert all(line.startswith(str(installed_wheel)) for line in where), where
+    result = _from_wheel(installed_wheel, tmp_path, "--install-desktop")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "data" / "applications" / "flowdeck.desktop").is_file()
+    assert (tmp_path / "data" / "icons" / "hicolor" / "256x256" / "apps" / "flowdeck.png").is_file()
+
+
 # -- the bundle -----------------------------------------------------------------------------
 
 def _pyinstaller_or_skip() -> None:
@@ -153,6 +243,7 @@ def test_bundle_holds_the_core_examples_and_resources(bundle: Path) -> None:
     assert (internal / "pylib" / "flowdeck" / "__init__.py").is_file()
     assert (internal / "pylib" / "flowdeck" / "engine" / "runtime.py").is_file()
     assert (internal / "examples" / "train.py").is_file()
+    assert not (internal / "examples" / ".flowdeck").exists()  # a checkout's runs stay behind
     assert (internal / "resources" / "flowdeck.desktop").is_file()
     assert (internal / "resources" / "icons" / "flowdeck-256.png").is_file()
     assert not list(internal.rglob("libQt6Qml*")) and not list(internal.rglob("libQt6Pdf*"))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.system.resources import resources_dir as find_resources
+from flowdeck_desktop.system.resources import searched_for
 
 APP_ID = "flowdeck"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
@@ -39,12 +40,19 @@ class IntegrationReport:
                 + [f"refreshed with {c}" for c in self.refreshed] + self.notes)
 
 
+class MissingResources(Exception):
+    """This install lacks `resources/` (a broken or hand-made one): not the user's folders."""
+
+
 def resources_dir() -> Path:
     """The resources folder (see `resources.py`); a clear error when this install lacks it."""
     folder = find_resources()
     if folder is None:
-        raise FileNotFoundError("Flowdeck's resources folder (with flowdeck.desktop) is missing; "
-                                "reinstall Flowdeck or run from a full checkout.")
+        places = ", ".join(str(p) for p in searched_for("resources"))
+        raise MissingResources(
+            f"this Flowdeck has no resources folder with flowdeck.desktop (looked in {places}). "
+            "Reinstall it: `python3 -m pip install --force-reinstall 'flowdeck[desktop]'`, "
+            "or run it from a full checkout")
     return folder
 
 
@@ -159,7 +167,8 @@ def uninstall(base: Path | None = None) -> IntegrationReport:
         if path.exists():
             path.unlink()
             report.removed.append(str(path))
-    _refresh(base or data_home(), report)
+    if report.removed:
+        _refresh(base or data_home(), report)
     return report
 
 
@@ -185,19 +194,28 @@ def _refresh(base: Path, report: IntegrationReport) -> None:
 
 
 def main(action: str) -> int:
-    """Entry for `--install-desktop` / `--uninstall-desktop`; prints what was done."""
+    """Entry for `--install-desktop` / `--uninstall-desktop`: what was done on stdout,
+    what went wrong (and what to do) on stderr."""
     if not sys.platform.startswith("linux"):
-        print("--install-desktop is for Linux desktops; on macOS drag Flowdeck.app to "
-              "Applications, on Windows use the installer's shortcuts.")
+        print("error: --install-desktop is for Linux desktops; on macOS drag Flowdeck.app to "
+              "Applications, on Windows use the installer's shortcuts.", file=sys.stderr)
         return 2
     try:
         report = install() if action == "install" else uninstall()
+    except MissingResources as exc:
+        print(f"error: {exc}.", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"error: {exc}. Check that {data_home()} is writable, or set XDG_DATA_HOME.")
+        where = exc.filename or data_home()
+        print(f"error: cannot write {where}: {exc.strerror or exc}. Check that {data_home()} "
+              "is writable, or set XDG_DATA_HOME to a folder that is.", file=sys.stderr)
         return 1
     for line in report.lines():
         print(line)
     if action == "install":
         print(f"Flowdeck is in your applications menu; start it with: "
               f"{shlex.join(launch_command())}")
+    elif not report.removed:
+        print(f"Nothing to remove: Flowdeck's desktop entry and icons are not installed "
+              f"under {data_home()}.")
     return 0
