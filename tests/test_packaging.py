@@ -284,6 +284,23 @@ def test_bundle_opens_a_window_and_quits(bundle: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(900)
+def test_bundle_runs_its_examples_in_the_users_copy(bundle: Path, tmp_path: Path) -> None:
+    """`--screenshot` with no path opens the bundled examples and runs the first: the run
+    lands in the user's copy under $XDG_DATA_HOME, never in the bundle (which its users
+    may not write, and which root would otherwise fill with runs)."""
+    _fake_python(tmp_path / "bin", _system_python())
+    env = _app_env(tmp_path / "home", tmp_path / "bin")
+    result = subprocess.run([str(bundle / "flowdeck"), "--new-instance", "--screenshot",
+                             str(tmp_path / "shot.png")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    copy = tmp_path / "home" / ".local" / "share" / "flowdeck" / "examples"
+    assert (copy / "train.py").is_file()
+    assert list(copy.glob(".flowdeck/*/runs/*/events.jsonl"))
+    assert not (bundle / "_internal" / "examples" / ".flowdeck").exists()
+
+
+@pytest.mark.timeout(900)
 def test_bundle_headless_run_uses_a_real_python(bundle: Path, tmp_path: Path) -> None:
     folder = tmp_path / "flows"
     folder.mkdir()

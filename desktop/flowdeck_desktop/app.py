@@ -12,15 +12,16 @@ from PySide6.QtWidgets import QApplication
 
 from flowdeck_desktop.command_line import AppOptions
 from flowdeck_desktop.control.controller import FlowdeckController
-from flowdeck_desktop.system.resources import examples_dir
 from flowdeck_desktop.system.single_instance import FileOpenFilter, InstanceServer
+from flowdeck_desktop.system.user_examples import ExamplesFolder, examples_for_window
 from flowdeck_desktop.views.main_window import MainWindow, app_icon, run_ended_text
 from flowdeck_desktop.views.theme import THEME_ENV, apply_theme
 
 
-def bundled_examples() -> str | None:
-    """The examples shipped with the app: beside the package (source, wheel) or in a bundle."""
-    return examples_dir()
+def bundled_examples() -> ExamplesFolder:
+    """The examples shipped with the app, as the window opens them: a checkout's own, else
+    the user's copy of a wheel's or a bundle's (`user_examples`), so runs land there."""
+    return examples_for_window()
 
 
 def default_settings() -> QSettings:
@@ -30,13 +31,18 @@ def default_settings() -> QSettings:
 
 
 def build(settings: QSettings | None = None, paths: list[str] | None = None,
-          restore: bool = True) -> tuple[FlowdeckController, MainWindow]:
+          restore: bool = True, examples: ExamplesFolder | None = None,
+          ) -> tuple[FlowdeckController, MainWindow]:
     """Create the controller and the window: the remembered folders (unless `restore` is
     off, for scripted starts), plus the given paths, which are selected. Paths given on
-    the command line add to what is remembered; they never replace it."""
+    the command line add to what is remembered; they never replace it. `examples`: what
+    `bundled_examples()` gave, when the caller already asked."""
     settings = settings or default_settings()
     controller = FlowdeckController(settings)
-    window = MainWindow(controller, settings, examples_dir=bundled_examples())
+    examples = examples or bundled_examples()
+    window = MainWindow(controller, settings, examples_dir=examples.folder)
+    for note in examples.notes:
+        window.show_message("warning", note, flow=None)
     existing = controller.remembered_paths() if restore or not paths else []
     if existing:
         window.open_paths(existing, select=False, restoring=True)
@@ -121,14 +127,15 @@ def run_app(argv: list[str], options: AppOptions) -> int:
     app.setWindowIcon(app_icon())
     apply_theme(app, os.environ.get(THEME_ENV))  # "dark" / "light"; else the system's
     paths = options.paths
-    if options.screenshot and not paths and bundled_examples():
-        paths = [bundled_examples() or ""]
+    examples = bundled_examples()
+    if options.screenshot and not paths and examples.folder:
+        paths = [examples.folder]
     scripted = bool(options.quit_when_shown or options.screenshot or options.exit_when_done)
     refusal = scripted_start_problem(options, paths) if scripted else None
     if refusal:  # before a window or a run: a scripted start that cannot end well hung
         print(f"Flowdeck: {refusal}", file=sys.stderr)
         return 2
-    controller, window = build(paths=paths or None, restore=not scripted)
+    controller, window = build(paths=paths or None, restore=not scripted, examples=examples)
     window.remember_layout = not scripted
     if options.size:
         window.resize(*options.size)

@@ -10,7 +10,6 @@ not on the desktop session's PATH. No Qt here: it runs before any window.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck_desktop.system.resources import resources_dir as find_resources
 from flowdeck_desktop.system.resources import searched_for
+from flowdeck_desktop.system.user_dirs import data_home
 
 APP_ID = "flowdeck"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
@@ -54,12 +54,6 @@ def resources_dir() -> Path:
             "Reinstall it: `python3 -m pip install --force-reinstall 'flowdeck[desktop]'`, "
             "or run it from a full checkout")
     return folder
-
-
-def data_home() -> Path:
-    """`$XDG_DATA_HOME` when set and absolute (as the XDG spec requires), else ~/.local/share."""
-    value = os.environ.get("XDG_DATA_HOME", "")
-    return Path(value) if os.path.isabs(value) else Path.home() / ".local" / "share"
 
 
 def launch_command() -> list[str]:
