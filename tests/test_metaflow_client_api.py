@@ -296,3 +296,45 @@ def test_logs_read_back_as_metaflow_gives_them(tmp_path: Path) -> None:
     assert task.stdout == "progress 1\rprogress 2\nno newline at end\n"
     assert [line for _, line in task.loglines("stdout")] == [
         "progress 1\rprogress 2", "no newline at end"]
+
+
+def test_a_notebook_reads_the_runs_its_runner_made_not_an_older_store(tmp_path: Path) -> None:
+    """A notebook at a project's root runs `flows/param.py` with the Runner, then reads
+    `Flow("ParamFlow")`: the client searched upward from the working directory and gave a
+    run of an older store above it, silently (or none without one); Metaflow reads its
+    working directory's store, where its Runner's run went."""
+    older = _write(tmp_path, "param.py", PARAM_FLOW)
+    assert _run(older, "run", "--alpha", "1").returncode == 0  # tmp_path/.flowdeck: stale
+    project = tmp_path / "project"
+    (project / "flows").mkdir(parents=True)
+    _write(project / "flows", "param.py", PARAM_FLOW)
+    notebook = _write(project, "notebook.py", """
+        from metaflow import Flow, Runner
+
+        with Runner("flows/param.py", show_output=False).run(alpha=5) as running:
+            made = running.run.id
+        latest = Flow("ParamFlow").latest_run
+        print("SAME", latest.id == made, latest.data.result)
+        """)
+    done = subprocess.run([sys.executable, "-m", "flowdeck.engines.as_metaflow", str(notebook)],
+                          cwd=project, env=child_env(METAFLOW_USER="tester"),
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "SAME True 10" in done.stdout
+
+
+def test_a_notebook_beside_the_flows_folder_finds_their_runs(tmp_path: Path) -> None:
+    """A notebook kernel has no `__main__.__file__`: a notebooks/ folder beside flows/
+    found no store ("does not exist"), where a script there found it."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    flow = _write(flows, "param.py", PARAM_FLOW)
+    assert _run(flow, "run", "--alpha", "7").returncode == 0
+    (tmp_path / "notebooks").mkdir()
+    code = ("from flowdeck import Flow, namespace; namespace(None); "
+            "print('RESULT', Flow('ParamFlow').latest_run.data.result)")
+    for cwd in (tmp_path / "notebooks", tmp_path):  # beside flows/, and above it
+        done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=child_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "RESULT 14" in done.stdout

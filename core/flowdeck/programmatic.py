@@ -224,6 +224,8 @@ class Runner:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **self.env}
         process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        from flowdeck.store.layout import note_runs_started_in
+        note_runs_started_in(self.flow_name, self.store_root)  # Flow(name) reads there
         return ExecutingRun(self, process, Path(name), self.show_output)
 
     async def _started(self, running: ExecutingRun) -> ExecutingRun:

@@ -196,10 +196,25 @@ def stores_in_reach(root: str | os.PathLike[str] | None = None) -> list[Path]:
     return [f / DEFAULT_DIRNAME for f in (here, *here.parents) if (f / DEFAULT_DIRNAME).is_dir()]
 
 
+#: The stores this process's `Runner` started runs in, by flow name (the latest): the
+#: client reads a flow's runs there first. A notebook at a project's root running
+#: `flows/train.py` read `Flow("TrainFlow")` from the nearest store upward from its
+#: folder: an older store's run, silently, or none (Metaflow's store is the working
+#: directory's, where its Runner's run went too).
+_STARTED_HERE: dict[str, Path] = {}
+
+
+def note_runs_started_in(flow_name: str, root: Path) -> None:
+    """A run of `flow_name` was started from this process into the store `root`."""
+    _STARTED_HERE[flow_name] = root
+
+
 def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Where a flow's runs live for the client: the given root, `$FLOWDECK_HOME`, the
-    nearest `.flowdeck/` upward from the working directory (or the script) holding it, or
-    the `.flowdeck/` of a folder beside the script's that holds it.
+    store this process's Runner last ran it in, the nearest `.flowdeck/` upward from the
+    working directory (or the script) holding it, or the `.flowdeck/` of a folder beside
+    the script's (or, with no script: a notebook, beside the working directory) that
+    holds it.
 
     An object-store URL (given, or `$FLOWDECK_DATASTORE`) gives its local cache
     (`cache_root`), which `store.objectstore.ReadCache` fills.
@@ -215,6 +230,9 @@ def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Pat
         return cache_root(os.environ[DATASTORE_ENV])
     if os.environ.get(ROOT_ENV):
         return Path(os.environ[ROOT_ENV]).expanduser()
+    started = _STARTED_HERE.get(flow_name)
+    if started is not None and (started / flow_name).is_dir():
+        return started
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         candidate = folder / DEFAULT_DIRNAME
@@ -225,12 +243,15 @@ def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Pat
     if script_dir is not None and (script_dir / DEFAULT_DIRNAME / flow_name).is_dir():
         return script_dir / DEFAULT_DIRNAME
     # A project of sibling flow folders (Metaflow's tutorials: 03-x/flow.py reads the runs
-    # of 02-y/flow.py): the store of a folder beside the script's, the latest one if several.
-    if script_dir is not None:
-        beside = [candidate for candidate in _sibling_stores(script_dir)
-                  if (candidate / flow_name / "runs").is_dir()]
-        if beside:
-            return max(beside, key=lambda c: _mtime(c / flow_name / "runs"))
+    # of 02-y/flow.py; a notebooks/ folder beside flows/): the store of a folder beside the
+    # script's (a notebook has none: its working directory's), the latest one if several.
+    # Else a notebook at a project's root reading the runs of `flows/train.py`: the store
+    # of a folder inside the working directory.
+    for stores in (_sibling_stores(script_dir or here), _child_stores(here)):
+        holding = [candidate for candidate in stores
+                   if (candidate / flow_name / "runs").is_dir()]
+        if holding:
+            return max(holding, key=lambda c: _mtime(c / flow_name / "runs"))
     return here / DEFAULT_DIRNAME
 
 
@@ -243,12 +264,18 @@ def _mtime(path: Path) -> float:
 
 def _sibling_stores(folder: Path) -> list[Path]:
     """The `.flowdeck/` folders of the folders beside `folder` (not its own)."""
+    return [store for store in _child_stores(folder.parent)
+            if store.parent != folder]
+
+
+def _child_stores(folder: Path) -> list[Path]:
+    """The `.flowdeck/` folders of the folders inside `folder` (one level down)."""
     try:
-        entries = list(os.scandir(folder.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return []
     return [Path(e.path) / DEFAULT_DIRNAME for e in entries
-            if e.is_dir() and not e.name.startswith(".") and e.path != str(folder)]
+            if e.is_dir() and not e.name.startswith(".")]
 
 
 def attempt_file(task_dir: str | os.PathLike[str], attempt: int, kind: str) -> str:
