@@ -22,7 +22,7 @@ import pytest
 from conftest import child_env
 
 from flowdeck import DataArtifact, Flow, Metaflow, Run, Runner, Task, namespace
-from flowdeck.client import ClientError
+from flowdeck.client import ClientError, default_namespace
 from flowdeck.exception import MetaflowInvalidPathspec, MetaflowNamespaceMismatch
 
 PARAM_FLOW = """
@@ -338,3 +338,25 @@ def test_a_notebook_beside_the_flows_folder_finds_their_runs(tmp_path: Path) -> 
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "RESULT 14" in done.stdout
+
+
+def test_runs_steps_and_tasks_are_iterators_as_metaflow_s_generators(tmp_path: Path) -> None:
+    """`next(flow.runs())` raised "'list' object is not an iterator" (Metaflow returns
+    generators); they still are lists too (len, indexing), as Flowdeck's code uses them."""
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    for alpha in ("1", "2"):
+        assert _run(path, "run", "--alpha", alpha).returncode == 0
+    namespace(None)
+    try:
+        flow = Flow("ParamFlow", root=tmp_path / ".flowdeck")
+        runs = flow.runs()
+        newest = next(runs)
+        assert newest.data.result == 4 and next(runs).data.result == 2
+        with pytest.raises(StopIteration):
+            next(runs)
+        assert len(flow.runs()) == 2 and flow.runs()[0].id == newest.id
+        assert [r.id for r in flow.runs()] == [r.id for r in list(flow.runs())]
+        assert next(newest.steps()).id == "end"
+        assert next(newest["start"].tasks()).data.result == 4
+    finally:
+        default_namespace()

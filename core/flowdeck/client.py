@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from flowdeck.authoring.values import PARALLEL_VAR, contents, username
 from flowdeck.exception import (
@@ -102,6 +102,24 @@ def _where(root: Path) -> str:
     """A root for messages: its object store's URL when it is a copy of one."""
     mark = datastore_of(root)
     return f"{mark.url} (copied to {root})" if mark else str(root)
+
+
+_Item = TypeVar("_Item")
+
+
+class Listing(list[_Item]):
+    """What `Flow.runs()`, `Run.steps()` and `Step.tasks()` return: a list (len, indexing,
+    a second pass) that is also an iterator, as Metaflow's generators are: `next(f.runs())`
+    is the newest run (it raised "'list' object is not an iterator"). `next` walks the
+    items once, as a generator would; `for` and `list()` see them all."""
+
+    _at = 0
+
+    def __next__(self) -> _Item:
+        if self._at >= len(self):
+            raise StopIteration
+        self._at += 1
+        return self[self._at - 1]
 
 
 # -- namespaces ----------------------------------------------------------------------------
@@ -898,17 +916,18 @@ class Step(_PartOfRun):
         """The step's (first) control task; None for a step without one, as in Metaflow."""
         return next(iter(self.control_tasks()), None)
 
-    def tasks(self, *tags: str) -> list[Task]:
+    def tasks(self, *tags: str) -> Listing[Task]:
         """Tasks in foreach order (then task id); none unless the run has every tag given."""
         if not self.run._has_tags(tags):
-            return []
+            return Listing()
         try:
             found = [p.name for p in self.dir.iterdir() if p.is_dir()]
         except FileNotFoundError:
             self.run.require_present()
-            return []
+            return Listing()
         tasks = [Task(self.run, self.id, name) for name in found]
-        return sorted(tasks, key=lambda t: (t.foreach_indices, int(t.id) if t.id.isdigit() else 0))
+        return Listing(sorted(tasks, key=lambda t: (t.foreach_indices,
+                                                    int(t.id) if t.id.isdigit() else 0)))
 
     def control_tasks(self, *tags: str) -> list[Task]:
         """The control tasks of a `num_parallel` step (task 0 of each fan-out) or of an
@@ -1278,11 +1297,11 @@ class Run:
 
     # -- steps --------------------------------------------------------------------------
 
-    def steps(self, *tags: str) -> list[Step]:
+    def steps(self, *tags: str) -> Listing[Step]:
         """The steps that ran, the latest in the flow first (`end` first, `start` last), as
         Metaflow lists them; none unless the run has every tag given."""
         if not self._has_tags(tags):
-            return []
+            return Listing()
         self._fetch()
         try:
             ran = {p.name for p in self.dir.iterdir() if p.is_dir()}
@@ -1290,7 +1309,7 @@ class Run:
             raise self._deleted() from None
         order = [name for name in self._graph_order() if name in ran]
         order += sorted(ran - set(order))
-        return [Step(self, name) for name in reversed(order)]
+        return Listing(Step(self, name) for name in reversed(order))
 
     def _graph_order(self) -> list[str]:
         """The flow's steps from `start`, each after every step that leads to it (as far as
@@ -1497,7 +1516,7 @@ class Flow:
         entries = self.index.runs()
         return _stamp(min(e.start for e in entries)) if entries else None
 
-    def runs(self, *tags: str) -> list[Run]:
+    def runs(self, *tags: str) -> Listing[Run]:
         """Every run in the current namespace with all the given tags, newest first; a
         damaged run is listed with status `damaged`."""
         ns = get_namespace()
@@ -1509,7 +1528,7 @@ class Flow:
             if _in_namespace(run_tags, ns) and (not tags or (run_tags is not None and all(
                     t in run_tags for t in tags))):
                 out.append(run)
-        return out
+        return Listing(out)
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())

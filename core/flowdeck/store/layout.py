@@ -245,9 +245,10 @@ def find_root(flow_name: str, root: str | os.PathLike[str] | None = None) -> Pat
     # A project of sibling flow folders (Metaflow's tutorials: 03-x/flow.py reads the runs
     # of 02-y/flow.py; a notebooks/ folder beside flows/): the store of a folder beside the
     # script's (a notebook has none: its working directory's), the latest one if several.
-    # Else a notebook at a project's root reading the runs of `flows/train.py`: the store
-    # of a folder inside the working directory.
-    for stores in (_sibling_stores(script_dir or here), _child_stores(here)):
+    # A notebook at a project's root reading the runs of `flows/train.py`: the store of a
+    # folder inside the working directory, before those beside it (other projects').
+    for stores in (_child_stores(here) if script_dir is None else [],
+                   _sibling_stores(script_dir or here)):
         holding = [candidate for candidate in stores
                    if (candidate / flow_name / "runs").is_dir()]
         if holding:
