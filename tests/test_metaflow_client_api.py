@@ -235,6 +235,31 @@ if __name__ == "__main__":
 """
 
 
+def test_runner_writes_the_run_id_file_it_is_given(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run(run_id_file="rid.txt")` writes that file, as Metaflow's Runner does (it was never
+    written: the Runner's own --run-id-file came last and replaced it), relative to the
+    run's `cwd`; the Runner still learns the id, never an older one left in the file."""
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    monkeypatch.chdir(tmp_path)
+    done = Runner(path, show_output=False).run(alpha=2, run_id_file="rid.txt")
+    assert done.status == "successful" and done.run.data.result == 4
+    assert (tmp_path / "rid.txt").read_text().strip() == done.run.id
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "rid.txt").write_text(done.run.id)  # an earlier run's
+
+    async def main() -> tuple[str, str]:
+        running = await Runner(path, show_output=False, cwd=tmp_path / "sub").async_run(
+            run_id_file="rid.txt")
+        started_as = running.run.id
+        await running.wait()
+        return started_as, running.status
+
+    run_id, status = asyncio.run(main())
+    assert status == "successful" and run_id != done.run.id
+    assert (tmp_path / "sub" / "rid.txt").read_text().strip() == run_id
+
+
 def test_runner_passes_parameters_as_metaflow_does(tmp_path: Path) -> None:
     """False, a JSON list, a dashed name, several values of a `multiple` parameter; a
     relative file run in another `cwd`; `env` choosing the store."""

@@ -39,10 +39,11 @@ class ExecutingRun:
     client `Run`. A context manager: leaving it stops a run still going."""
 
     def __init__(self, runner: Runner, process: subprocess.Popen[bytes], run_id_file: Path,
-                 show_output: bool):
+                 own_id_file: bool, show_output: bool):
         self.runner = runner
         self.process = process
         self._run_id_file = run_id_file
+        self._own_id_file = own_id_file  # False: the user's `run_id_file=`, theirs to keep
         self._out = _Captured(process.stdout, sys.stdout if show_output else None)
         self._err = _Captured(process.stderr, sys.stderr if show_output else None)
         self._run: Any = None
@@ -105,12 +106,11 @@ class ExecutingRun:
         return self
 
     def _settle(self) -> None:
-        """The run has ended: keep its id, remove the file that carried it."""
+        """The run has ended: keep its id, remove the file that carried it (unless it is the
+        user's `run_id_file=`)."""
         self._run_id = self._run_id or _read_run_id(self._run_id_file)
-        try:
-            self._run_id_file.unlink()
-        except OSError:
-            pass
+        if self._own_id_file:
+            self._run_id_file.unlink(missing_ok=True)
 
     async def wait(self, timeout: float | None = None, stream: str | None = None,
                    ) -> ExecutingRun:
@@ -181,21 +181,21 @@ class Runner:
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Run the flow to its end; `kwargs` are its parameters and run options."""
         self._check_keywords(kwargs, "run")
-        return self._start(["run", *_options(kwargs, self.parameters)]).wait_blocking()
+        return self._start("run", kwargs).wait_blocking()
 
     def resume(self, **kwargs: Any) -> ExecutingRun:
         """Resume a run to its end (`origin_run_id=`, `step_to_rerun=`, run options)."""
         self._check_keywords(kwargs, "resume")
-        return self._start(_resume_args(kwargs, self.parameters)).wait_blocking()
+        return self._start("resume", kwargs).wait_blocking()
 
     async def async_run(self, **kwargs: Any) -> ExecutingRun:
         """Start a run; returns once its run can be read (`await running.wait()` for its end)."""
         self._check_keywords(kwargs, "run")
-        return await self._started(self._start(["run", *_options(kwargs, self.parameters)]))
+        return await self._started(self._start("run", kwargs))
 
     async def async_resume(self, **kwargs: Any) -> ExecutingRun:
         self._check_keywords(kwargs, "resume")
-        return await self._started(self._start(_resume_args(kwargs, self.parameters)))
+        return await self._started(self._start("resume", kwargs))
 
     def _check_keywords(self, kwargs: dict[str, Any], command: str) -> None:
         """As Metaflow's Runner: an unknown keyword is a ValueError naming the ones it takes,
@@ -215,18 +215,40 @@ class Runner:
             if why is not None:
                 raise TypeError(f"Invalid type for {key!r}: {why}.")
 
-    def _start(self, command: list[str]) -> ExecutingRun:
-        handle, name = tempfile.mkstemp(prefix="flowdeck-run-id-", suffix=".txt")
-        os.close(handle)
-        os.unlink(name)  # the run writes it: its appearance says the run has an id
+    def _start(self, command: str, kwargs: dict[str, Any]) -> ExecutingRun:
+        """Start `python -m flowdeck.engines.as_metaflow FILE run|resume ...` with the
+        keywords as options, and `--run-id-file` last: the file whose appearance says the
+        run has an id."""
+        kwargs = dict(kwargs)
+        id_file, own_id_file = self._run_id_file(kwargs.pop("run_id_file", None))
+        args = (["run", *_options(kwargs, self.parameters)] if command == "run"
+                else _resume_args(kwargs, self.parameters))
         argv = [sys.executable, "-m", "flowdeck.engines.as_metaflow", self.flow_file,
-                *self.top_options, *command, "--run-id-file", name]
+                *self.top_options, *args, "--run-id-file", str(id_file)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **self.env}
         process = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         from flowdeck.store.layout import note_runs_started_in
         note_runs_started_in(self.flow_name, self.store_root)  # Flow(name) reads there
-        return ExecutingRun(self, process, Path(name), self.show_output)
+        return ExecutingRun(self, process, id_file, own_id_file, self.show_output)
+
+    def _run_id_file(self, given: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+        """The file the run writes its id to, and whether it is the Runner's own (removed
+        once read). The user's `run_id_file=` is that file, as Metaflow writes it: a second
+        `--run-id-file` of ours would replace theirs (the last one counts). A relative path
+        is the run's, in `cwd`. An id left in it by an earlier run is removed first, or it
+        would be taken for this run's."""
+        if given is not None:
+            path = Path(self.cwd or os.getcwd(), given)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass  # a folder, or not ours to remove: the run says why it cannot write it
+            return path, False
+        handle, name = tempfile.mkstemp(prefix="flowdeck-run-id-", suffix=".txt")
+        os.close(handle)
+        os.unlink(name)  # the run writes it: its appearance says the run has an id
+        return Path(name), True
 
     async def _started(self, running: ExecutingRun) -> ExecutingRun:
         began = time.monotonic()
