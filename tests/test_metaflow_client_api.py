@@ -131,6 +131,49 @@ def test_runner_refuses_an_unknown_keyword_or_a_mistyped_value_before_running(
     assert not (tmp_path / ".flowdeck").exists()  # nothing ran
 
 
+INCLUDE_FLOW = """
+from metaflow import FlowSpec, IncludeFile, step
+
+
+class IncludeFlow(FlowSpec):
+    data = IncludeFile("data", default="data.txt")
+
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    IncludeFlow()
+"""
+
+
+def test_a_run_that_cannot_start_raises_as_in_metaflow(tmp_path: Path) -> None:
+    """A process that ends before its run starts (no such origin run, a file parameter that
+    cannot be read) is Metaflow's RuntimeError with the command and its output, not a
+    "failed" ExecutingRun with no run; `resume` takes no flow parameter (a ValueError
+    before any process, where the process refused `--alpha`)."""
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    runner = Runner(path, show_output=False)
+    with pytest.raises(RuntimeError, match=r"(?s)^Error executing: '.*param.py resume "
+                                           r"--origin-run-id 999999 .*':\n\nStderr:\n.*"
+                                           r"There is no run 999999 of ParamFlow"):
+        runner.resume(origin_run_id="999999")
+    with pytest.raises(ValueError, match=r"Unknown argument: 'alpha', possible args are: "
+                                         r".*'origin_run_id'"):
+        runner.resume(origin_run_id="999999", alpha=10)
+    include = Runner(_write(tmp_path, "include.py", INCLUDE_FLOW), show_output=False)
+    with pytest.raises(RuntimeError, match=r"(?s)Stderr:\n.*cannot read 'nofile.txt'"):
+        include.run(data="nofile.txt")
+    with pytest.raises(RuntimeError, match=r"(?s)Stderr:\n.*cannot read 'nofile.txt'"):
+        asyncio.run(include.async_run(data="nofile.txt"))
+    assert runner.run(alpha=-1).status == "failed"  # started, then failed: no exception
+
+
 def test_runner_async_run_returns_once_started(tmp_path: Path) -> None:
     path = _write(tmp_path, "param.py", PARAM_FLOW)
 

@@ -181,12 +181,12 @@ class Runner:
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Run the flow to its end; `kwargs` are its parameters and run options."""
         self._check_keywords(kwargs, "run")
-        return self._start("run", kwargs).wait_blocking()
+        return _started_or_raise(self._start("run", kwargs).wait_blocking())
 
     def resume(self, **kwargs: Any) -> ExecutingRun:
         """Resume a run to its end (`origin_run_id=`, `step_to_rerun=`, run options)."""
         self._check_keywords(kwargs, "resume")
-        return self._start("resume", kwargs).wait_blocking()
+        return _started_or_raise(self._start("resume", kwargs).wait_blocking())
 
     async def async_run(self, **kwargs: Any) -> ExecutingRun:
         """Start a run; returns once its run can be read (`await running.wait()` for its end)."""
@@ -200,15 +200,17 @@ class Runner:
     def _check_keywords(self, kwargs: dict[str, Any], command: str) -> None:
         """As Metaflow's Runner: an unknown keyword is a ValueError naming the ones it takes,
         and a value its parameter's type refuses a TypeError, before any process starts
-        (a run that failed to start said it only in its stderr)."""
+        (a run that failed to start said it only in its stderr). `resume` takes no flow
+        parameter (the origin run's values are used), as in Metaflow."""
         from flowdeck.analysis.parameter_text import parameter_problem
         from flowdeck.engine.script_cli import run_option_names
         options = run_option_names(command) | set(KEYWORD_OPTIONS) | (
             {"step_to_rerun"} if command == "resume" else set())
+        parameters = self.parameters if command == "run" else {}
         for key, value in kwargs.items():
-            param = self.parameters.get(key)
+            param = parameters.get(key)
             if param is None and key not in options:
-                known = sorted({p.attribute for p in self.parameters.values()} | options)
+                known = sorted({p.attribute for p in parameters.values()} | options)
                 raise ValueError(f"Unknown argument: {key!r}, possible args are: {known}")
             why = parameter_problem(param.type, value) if param is not None and \
                 isinstance(value, str) else None
@@ -251,6 +253,8 @@ class Runner:
         return Path(name), True
 
     async def _started(self, running: ExecutingRun) -> ExecutingRun:
+        """`running` once its run can be read; the RuntimeError of `_started_or_raise` if its
+        process ended first."""
         began = time.monotonic()
         while running.run is None and running.returncode is None:  # until it is readable
             if time.monotonic() - began > START_TIMEOUT_S:
@@ -258,7 +262,25 @@ class Runner:
                 raise TimeoutError(f"{self.flow_file}: the run did not start within "
                                    f"{START_TIMEOUT_S:g} s")
             await _asyncio().sleep(0.02)
+        if running.run is None:
+            running.wait_blocking()  # all of its output, for the message
+        return _started_or_raise(running)
+
+
+def _started_or_raise(running: ExecutingRun) -> ExecutingRun:
+    """`running`, unless its process ended without a run to read (a missing origin run, a
+    file parameter that cannot be read, a bad option): then, as Metaflow's Runner, a
+    RuntimeError with the command and its output, which say why. A run that started and
+    failed is returned, its `status` "failed"."""
+    if running.run is not None:
         return running
+    argv: list[str] = running.process.args  # type: ignore[assignment]  # _start gives a list
+    message = "Error executing: '%s':\n" % " ".join(argv)
+    if running.stdout.strip():
+        message += "\nStdout:\n%s\n" % running.stdout
+    if running.stderr.strip():
+        message += "\nStderr:\n%s\n" % running.stderr
+    raise RuntimeError(message)
 
 
 class _Captured:
