@@ -174,6 +174,28 @@ def test_a_run_that_cannot_start_raises_as_in_metaflow(tmp_path: Path) -> None:
     assert runner.run(alpha=-1).status == "failed"  # started, then failed: no exception
 
 
+def test_a_flow_file_that_is_missing_or_broken_is_refused_with_its_reason(
+        tmp_path: Path) -> None:
+    """A syntax error said "fix the errors above" with nothing above; Metaflow raises the
+    SyntaxError. It is a SyntaxError here too, its message the line and the cause; a
+    missing file is a FileNotFoundError, as Metaflow's ("Flow file not present")."""
+    broken = _write(tmp_path, "broken.py", """
+        from metaflow import FlowSpec, step
+        class B(FlowSpec):
+            @step
+            def start(self)
+                pass
+        """)
+    with pytest.raises(SyntaxError) as caught:
+        Runner(broken)
+    assert str(caught.value).endswith(f"{broken}:5:20: error: Syntax error: expected ':'. "
+                                      "Fix the code at line 5, column 20.")
+    assert (caught.value.filename, caught.value.lineno) == (str(broken), 5)
+    assert caught.value.text is not None and "def start(self)" in caught.value.text
+    with pytest.raises(FileNotFoundError, match=r"nosuch.py: no such file"):
+        Runner(tmp_path / "nosuch.py")
+
+
 def test_runner_async_run_returns_once_started(tmp_path: Path) -> None:
     path = _write(tmp_path, "param.py", PARAM_FLOW)
 

@@ -28,10 +28,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
+from flowdeck.analysis.diagnostics import Diagnostic, UsageError, flow_file_problem
 
 #: How long an async run may take to write its run id before it counts as failed to start.
 START_TIMEOUT_S = 60.0
+
+
+class FlowFileNotFound(UsageError, FileNotFoundError):
+    """The Runner's flow file does not exist. A FileNotFoundError, as Metaflow's Runner
+    raises, so `except FileNotFoundError` written for it still catches it."""
+
+
+class FlowFileSyntaxError(UsageError, SyntaxError):
+    """The Runner's flow file is not valid Python. A SyntaxError, as Metaflow's Runner
+    raises (it imports the file), with its file, line and offset, so a traceback shows the
+    line; its message is the diagnostics, `file:line:column: error: ...`."""
+
+    def __str__(self) -> str:
+        return str(self.msg)  # SyntaxError's would add "(file, line N)" a second time
 
 
 class ExecutingRun:
@@ -157,10 +171,8 @@ class Runner:
                  cwd: str | os.PathLike[str] | None = None, file_read_timeout: int = 3600,
                  **kwargs: Any):
         self.flow_file = os.path.abspath(flow_file)  # the run may start in another `cwd`
-        problem = flow_file_problem(str(flow_file))
-        if problem:
-            raise UsageError(f"Runner({str(flow_file)!r}): {problem}")
-        flow = _flow_info(self.flow_file)
+        _check_flow_file(str(flow_file))
+        flow = _flow_info(str(flow_file), self.flow_file)
         self.flow_name = flow.name
         #: The flow's parameters by every spelling a keyword may use (name, attribute, with
         #: `_` for `-`): a keyword that names one is that parameter.
@@ -333,15 +345,45 @@ def _store_root(flow_file: str, env: dict[str, str]) -> Path:
     return default_root(flow_file, {**os.environ, **env})
 
 
-def _flow_info(flow_file: str) -> Any:
-    """The flow the file runs, from its source (never imported here)."""
+def _check_flow_file(given: str) -> None:
+    """A missing file is a FlowFileNotFound (a FileNotFoundError, as in Metaflow); a folder
+    a UsageError saying what to give instead."""
+    problem = flow_file_problem(given)
+    if problem is None:
+        return
+    if os.path.isdir(given):
+        raise UsageError(f"Runner({given!r}): {problem}")
+    raise FlowFileNotFound(f"Runner({given!r}): {problem}")
+
+
+def _flow_info(given: str, flow_file: str) -> Any:
+    """The flow the file runs, from its source (never imported here). A file that cannot be
+    read as one raises with its diagnostics in the message: there is no "above" where a
+    command line would have printed them."""
     from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
     analysis = analyze_file(flow_file)
+    if not analysis.flows and analysis.diagnostics:
+        raise _unreadable(given, flow_file, analysis.diagnostics)
     flow, problem = pick_flow(analysis.flows, None, flow_file)  # what `python FILE` runs
     if flow is None:
-        raise UsageError(f"Runner({flow_file!r}): "
+        raise UsageError(f"Runner({given!r}): "
                          f"{no_flow_problem(analysis, flow_file) if not analysis.flows else problem}")
     return flow
+
+
+def _unreadable(given: str, flow_file: str, diagnostics: list[Diagnostic]) -> UsageError:
+    """Why the file cannot be read as a flow file: its diagnostics, each `file:line: ...`;
+    a FlowFileSyntaxError where one of them is a syntax error."""
+    message = "\n".join([f"Runner({given!r}): {flow_file} cannot be read as a flow file:",
+                         *(d.format() for d in diagnostics)])
+    syntax = next((d for d in diagnostics if d.code == "syntax-error"), None)
+    if syntax is None:
+        return UsageError(message, diagnostics)
+    import linecache
+    error = FlowFileSyntaxError(message, diagnostics)
+    error.filename, error.lineno, error.offset = syntax.file, syntax.line, syntax.column or None
+    error.text = linecache.getline(syntax.file, syntax.line) or None
+    return error
 
 
 def _resume_args(kwargs: dict[str, Any], parameters: dict[str, Any]) -> list[str]:
