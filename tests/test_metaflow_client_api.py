@@ -210,6 +210,66 @@ def test_runner_async_run_returns_once_started(tmp_path: Path) -> None:
     assert Flow("ParamFlow", root=tmp_path).latest_run.id == run_id
 
 
+TICK_FLOW = """
+import time
+from metaflow import FlowSpec, step
+
+
+class TickFlow(FlowSpec):
+    @step
+    def start(self):
+        for i in range(3):
+            print("tick", i, flush=True)
+            time.sleep(0.5)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    TickFlow()
+"""
+
+
+def test_stream_log_yields_the_lines_as_the_run_writes_them(tmp_path: Path) -> None:
+    """Metaflow's `async for position, line in running.stream_log("stdout")` (Flowdeck's
+    ExecutingRun had none): lines without their newline while the run goes, ending with
+    the run; a position given back goes on after that line, after the end too."""
+    path = _write(tmp_path, "tick.py", TICK_FLOW)
+
+    async def main() -> tuple[list[tuple[int, str, str]], list[str], str]:
+        async with Runner(path, show_output=False) as runner:
+            running = await runner.async_run()
+            seen = [(position, line, running.status)
+                    async for position, line in running.stream_log("stdout")]
+            assert running.returncode is not None  # it ended with the run
+            after_tick_0 = next(pos for pos, line, _ in seen if line.endswith("tick 0"))
+            rest = [line async for _, line in running.stream_log("stdout", after_tick_0)]
+            with pytest.raises(ValueError, match="No log file found for 'out'"):
+                [line async for _, line in running.stream_log("out")]
+            await running.wait()
+            return seen, rest, running.status
+
+    seen, rest, status = asyncio.run(main())
+    assert status == "successful"
+    lines = [line for _, line, _ in seen]
+    ticks = [line for line in lines if "tick" in line]
+    assert [t[-6:] for t in ticks] == ["tick 0", "tick 1", "tick 2"]
+    assert next(state for _, line, state in seen if line == ticks[0]) == "running"
+    assert rest == lines[lines.index(ticks[0]) + 1:]
+    assert all(not line.endswith("\n") for line in lines)
+    done = Runner(path, show_output=False).run()  # a run waited for streams after its end
+
+    async def after_the_end() -> list[tuple[int, str]]:
+        return [found async for found in done.stream_log("stdout")]
+
+    streamed = asyncio.run(after_the_end())
+    assert [line for _, line in streamed] == done.stdout.rstrip("\n").split("\n")
+    assert streamed[-1][0] == len(done.stdout.encode())  # positions count bytes
+
+
 def test_a_driver_script_uses_runner_through_the_metaflow_alias(tmp_path: Path) -> None:
     """`from metaflow import Runner` in a script that is no flow, run with the entry."""
     _write(tmp_path, "param.py", PARAM_FLOW)

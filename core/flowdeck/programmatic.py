@@ -12,7 +12,8 @@ b`, `True` a bare flag; `Runner(file, **options)` gives the options that go befo
 command (`quiet=True`, `decospecs=["retry"]`, `with_=["retry"]`).
 
 `run` and `resume` return when the run has ended; `async_run` and `async_resume` as soon
-as it has started (its run id known), with `await running.wait()` to follow it.
+as it has started (its run id known), with `await running.wait()` to follow it, or
+`async for position, line in running.stream_log("stdout")` to read its lines as they come.
 Metaflow's deployers (`Deployer`) and notebook runners (`NBRunner`) are not offered.
 """
 
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,7 @@ class ExecutingRun:
     def run(self) -> Any:
         """The client `Run` of this run (None until the run has an id)."""
         if self._run is None:
-            self._run_id = self._run_id or _read_run_id(self._run_id_file)
+            self._run_id = self._run_id or self._learn_run_id()
             run_id = self._run_id
             if run_id is not None:
                 from flowdeck.client import ClientError, Run
@@ -107,6 +109,33 @@ class ExecutingRun:
     def stderr(self) -> str:
         return self._err.text()
 
+    async def stream_log(self, stream: str, position: int | None = None,
+                         ) -> AsyncIterator[tuple[int, str]]:
+        """Metaflow's `async for position, line in running.stream_log("stdout")`: the lines
+        of the run's "stdout" or "stderr" as it writes them, without their line ending,
+        from the start or from `position`, each with the position after it (a byte offset
+        in that output: give it back to go on from there, now or later). It ends once the
+        process has ended and every line was given; after the end, at once. While the run
+        goes, a line is given when its newline is written, never in pieces."""
+        captured = self._captured(stream)
+        position = position or 0
+        while True:
+            ended = captured.ended  # read first: a line written before it is then found
+            found = captured.line_at(position)
+            if found is not None:
+                position, line = found
+                yield position, line.rstrip()
+            elif ended:
+                return
+            else:
+                await _asyncio().sleep(0.02)
+
+    def _captured(self, stream: str) -> _Captured:
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"No log file found for {stream!r}, valid values are: "
+                             "stdout, stderr")
+        return self._out if stream == "stdout" else self._err
+
     def wait_blocking(self, timeout: float | None = None) -> ExecutingRun:
         """Wait for the run's end (TimeoutError past `timeout` seconds)."""
         try:
@@ -119,10 +148,19 @@ class ExecutingRun:
         self._settle()
         return self
 
+    def _learn_run_id(self) -> str | None:
+        """The run's id once the run has written it. The Runner's own file is removed as
+        soon as it is read, so a run never waited for leaves nothing behind (Metaflow's
+        `Runner.cleanup()` removes such files; here there are none)."""
+        run_id = _read_run_id(self._run_id_file)
+        if run_id is not None and self._own_id_file:
+            self._run_id_file.unlink(missing_ok=True)
+        return run_id
+
     def _settle(self) -> None:
         """The run has ended: keep its id, remove the file that carried it (unless it is the
         user's `run_id_file=`)."""
-        self._run_id = self._run_id or _read_run_id(self._run_id_file)
+        self._run_id = self._run_id or self._learn_run_id()
         if self._own_id_file:
             self._run_id_file.unlink(missing_ok=True)
 
@@ -188,7 +226,20 @@ class Runner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        self.cleanup()
+
+    async def __aenter__(self) -> Runner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Metaflow's `Runner.cleanup()` deletes the temporary files of its runs' output.
+        Flowdeck's Runner keeps the output in memory and removes each run-id file once read,
+        so there is nothing to delete; offered so code written for Metaflow runs unchanged.
+        A run still going is left going, as in Metaflow (`ExecutingRun.cleanup()` stops
+        one)."""
 
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Run the flow to its end; `kwargs` are its parameters and run options."""
@@ -296,11 +347,14 @@ def _started_or_raise(running: ExecutingRun) -> ExecutingRun:
 
 
 class _Captured:
-    """A stream of the run's process, read on a thread: kept, and echoed when asked."""
+    """A stream of the run's process, read on a thread: kept (its bytes, which positions
+    in `line_at` count), and echoed when asked."""
 
     def __init__(self, stream: Any, echo: Any):
-        self._chunks: list[bytes] = []
+        self._data = bytearray()
+        self._lock = threading.Lock()  # the reader appends while a stream_log reads
         self._echo = echo
+        self.ended = False  # the process closed the stream: no more bytes will come
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._thread.start()
 
@@ -309,7 +363,8 @@ class _Captured:
 
     def _read(self, stream: Any) -> None:
         for chunk in iter(lambda: stream.read1(65536), b""):
-            self._chunks.append(chunk)
+            with self._lock:
+                self._data += chunk
             echo = self._echo
             if echo is not None:
                 try:
@@ -318,12 +373,25 @@ class _Captured:
                 except (OSError, ValueError):
                     pass
         stream.close()
+        self.ended = True
 
     def join(self) -> None:
         self._thread.join()
 
     def text(self) -> str:
-        return b"".join(self._chunks).decode("utf-8", errors="replace")
+        with self._lock:
+            return self._data.decode("utf-8", errors="replace")
+
+    def line_at(self, position: int) -> tuple[int, str] | None:
+        """The line that starts at byte `position` and the position after it; None until it
+        is complete (its newline written), or once there is nothing after `position`. The
+        last line without a newline is given once the stream has ended."""
+        ended = self.ended  # read first: bytes that came before it are all in `_data`
+        with self._lock:
+            newline = self._data.find(b"\n", position)
+            end = newline + 1 if newline >= 0 else (len(self._data) if ended else position)
+            line = bytes(self._data[position:end])
+        return (end, line.decode("utf-8", errors="replace")) if line else None
 
 
 def _asyncio() -> Any:
