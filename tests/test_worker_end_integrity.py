@@ -170,6 +170,24 @@ def test_a_forked_child_leaving_the_step_leaves_the_task_to_its_worker(
         "parent"
 
 
+@pytest.mark.parametrize(("child", "code"), [("sys.exit(0)", 0), ("sys.exit(3)", 3),
+                                             ("sys.exit('bye')", 1)])
+def test_a_forked_child_that_exits_itself_exits_as_in_a_plain_script(
+        tmp_path: Path, child: str, code: int) -> None:
+    """`sys.exit(0)` in the child was told as "raised SystemExit out of the step", with a
+    traceback, and its exit code was 1: a parent checking it saw it fail."""
+    source = FORK_IN_STEP.replace("import os\n", "import os, sys\n").replace(
+        "{child}", child).replace(
+        "os.waitpid(pid, 0)  # the child is done before the worker saves anything",
+        "print('child exit code', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))")
+    path = _write(tmp_path, source)
+    result = run_flow(path, "run")
+    assert result.returncode == 0, result.stderr
+    assert f"child exit code {code}" in result.stdout and "end sees parent" in result.stdout
+    assert "forked with os.fork()" not in result.stderr and "Traceback" not in result.stderr
+    assert ("bye" in result.stderr) == (code == 1)
+
+
 
 SIGALRM_BLOCKED = """
 import atexit, signal, threading, time

@@ -1134,8 +1134,22 @@ def _after_step(step: str, worker: int, umask: int, raised: BaseException | None
     started with): a step's `os.umask(0o777)` made the store's blob folders and records
     mode 000, and every later run in that store failed on them. Two system calls a task."""
     if os.getpid() != worker:
+        if isinstance(raised, SystemExit):  # the child ended itself, as in any script
+            _exit_as_python_does(raised)
         _end_forked_child(step, worker, raised)
     os.umask(umask)
+
+
+def _exit_as_python_does(request: SystemExit) -> NoReturn:
+    """A forked child's `sys.exit(code)`: its streams flushed, the exit code Python would
+    give (None: 0, a number: it, anything else printed on stderr and 1), and quietly (it
+    said "raised SystemExit out of the step" and exited 1, a parent checking it saw it fail)."""
+    code = request.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    _flush_stdio()
+    os._exit(code or 0)
 
 
 def _end_forked_child(step: str, worker: int, raised: BaseException | None) -> NoReturn:
