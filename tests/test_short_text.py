@@ -24,7 +24,9 @@ def test_small_scalars_have_their_text_and_nothing_else_has() -> None:
     assert short_text("adam") == "'adam'"
     assert short_text(np.float64(0.5)) == "0.5" and short_text(np.int64(7)) == "7"
     assert short_text(np.bool_(False)) == "False"
-    assert short_text(10**400) is None and short_text("x" * 61) is None
+    assert short_text(10**400) is None and short_text("x" * 81) is None
+    assert short_text("x" * 78) == repr("x" * 78)  # 80 with its quotes: the readers' limit
+    assert short_text("\x00" * 60) is None and short_text("a\n" * 30) is None  # reprs > 80
     assert short_text([1, 2]) is None and short_text(None) is None
     assert short_text(np.zeros(3)) is None and short_text(Score(0.5)) is None
 

