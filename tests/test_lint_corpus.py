@@ -94,6 +94,14 @@ def test_a_catch_var_that_is_no_literal_is_refused_by_the_decorator(tmp_path: Pa
     result = run_flow(path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{path}:10: error: @catch(var=5): var= names the artifact" in result.stderr
+    path.write_text(UNPACKED.replace('OPTIONS = {"tims": 3}', 'OPTIONS = {"var": "alpha"}')
+                    .replace("retry", "catch"))  # the parameter's name, held in a variable
+    result = run_flow(path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("@catch(var='alpha'): `alpha` is a parameter of this flow, so the caught "
+            f"exception cannot be stored under that name. Write another, such as "
+            f"`var=\"error\"`. (step `start` in {path})") in result.stderr
+    assert not (tmp_path / ".flowdeck").exists()  # refused before the run
 
 
 def test_a_base_module_s_own_lint_is_not_the_running_flow_s(tmp_path: Path) -> None:

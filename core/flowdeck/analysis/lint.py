@@ -18,6 +18,7 @@ from flowdeck.analysis.graph import FlowGraph, StepNode
 from flowdeck.authoring.definitions import (
     FLOW_OWN_NAMES,
     READ_ONLY_FLOW_ATTRIBUTES,
+    catch_var_clash,
     separator_message,
 )
 from flowdeck.store.layout import MAX_ID_LENGTH, InvalidId, check_id
@@ -208,6 +209,18 @@ RESERVED_PARAMETER_NAMES = {
     "max-num-splits", "max-workers", "max-log-size", "user-namespace", "run-id", "task-id",
     "runner-attribute-file", "origin-run-id",
 }
+
+
+@check(0)
+def check_catch_var(lint: Linter) -> Iterator[Diagnostic]:
+    """`@catch(var=...)` naming a parameter or a step of the flow (definitions.catch_var_clash)."""
+    parameters = {n for p in lint.parameters for n in (p.name, p.attribute)}
+    for node in lint.graph:
+        deco = node.decorator("catch")
+        problem = catch_var_clash(deco.attributes.get("var"), parameters,
+                                  lint.graph.nodes) if deco is not None else None
+        if problem and deco is not None:
+            yield lint.diag(deco.line or node.line, "decorator-argument", problem, node.name)
 
 
 @check(0)

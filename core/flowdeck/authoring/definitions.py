@@ -13,7 +13,7 @@ analysis reads this without loading the authoring API.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 STEP_DECORATOR_ARGUMENTS: dict[str, dict[str, Any]] = {
@@ -94,6 +94,24 @@ def catch_var_problem(var: Any) -> str | None:
     return (f"@catch(var={var!r}): var= names the artifact that keeps the caught exception, "
             f"and {why}. Write a name such as `var=\"error\"`, then read `self.error` in "
             "the next step.")
+
+
+def catch_var_clash(var: Any, parameters: Iterable[str], steps: Iterable[str]) -> str | None:
+    """What is wrong with `@catch(var=...)` naming one of the flow's parameters or steps,
+    or None: the exception cannot be stored there (a parameter's: "parameters are
+    read-only", the task failed and the caught exception was lost; a step's: an artifact
+    named like the step). The flow's definition is needed, so the run and the analysis
+    check it, not the decorator."""
+    if not isinstance(var, str):
+        return None
+    if var in parameters:
+        what = "a parameter"
+    elif var in steps:
+        what = "a step"
+    else:
+        return None
+    return (f"@catch(var={var!r}): `{var}` is {what} of this flow, so the caught exception "
+            "cannot be stored under that name. Write another, such as `var=\"error\"`.")
 
 
 #: Checks of a decorator's arguments beyond their names (the decorator and the analysis).

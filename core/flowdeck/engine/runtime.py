@@ -30,13 +30,14 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import FlowdeckError, UsageError
 from flowdeck.analysis.graph import FlowGraph
+from flowdeck.authoring.definitions import catch_var_clash
 from flowdeck.authoring.runsetup import is_parallel_worker
 from flowdeck.authoring.spec import flow_parameters, step_decorators
 from flowdeck.authoring.values import PARALLEL_VAR, UNBOUNDED_FOREACH_DECORATOR
@@ -323,8 +324,10 @@ class Orchestrator:
         self.default_memory = _default_memory_limit(options)
         self.resources = {name: step_resources(name, func, graph.file)
                           for name, func in self.steps.items()}
+        taken = {n for attr, p in flow_parameters(flow_cls).items() for n in (attr, p.name)}
         for name, func in self.steps.items():
             check_step_numbers(name, func, graph.file)
+            check_catch_var(name, func, graph.file, taken, graph.nodes)
         self.guard: processes.RunGuard | None = None
         self.disk_full: dict[str, Any] | None = None  # the first write that found no room
         self.store_error: dict[str, Any] | None = None  # a write the store refused otherwise
@@ -1632,6 +1635,16 @@ def check_step_numbers(step: str, func: Any, file: str) -> None:
         raw = (decorators.get(name) or {}).get(key)
         _decorator_number(raw, f"@{name}({key}={raw!r}) on step `{step}` in {file}", unit,
                           example, zero_ok=True, whole=whole)
+
+
+def check_catch_var(step: str, func: Any, file: str, parameters: set[str],
+                    steps: Iterable[str]) -> None:
+    """UsageError, naming the step and the file, for `@catch(var=...)` naming a parameter
+    or a step of the flow (one the analysis could not read: a name held in a variable)."""
+    var = (step_decorators(func).get("catch") or {}).get("var")
+    problem = catch_var_clash(var, parameters, steps)
+    if problem:
+        raise UsageError(f"{problem} (step `{step}` in {file})")
 
 
 def _positive(raw: Any, where: str, unit: str) -> float | None:
