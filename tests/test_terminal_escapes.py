@@ -73,3 +73,41 @@ def test_clean_line_keeps_colours_and_shows_other_escapes() -> None:
     assert clean_line(b"end\x1b") == f"end{SHOWN_ESC}"  # cut short
     assert clean_line("8-bit CSI \u009b2J".encode()) == "8-bit CSI \ufffd2J"
     assert clean_line(b"tab\tkept, bell\x07 not") == "tab\tkept, bell\ufffd not"
+
+
+RAISING = r'''
+from flowdeck import FlowSpec, step
+
+
+class RaisingEscFlow(FlowSpec):
+    @step
+    def start(self):
+        raise ValueError("bad \x1b]0;pwned-title\x07 \x1b[2J here \x1b[31mred\x1b[0m")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    RaisingEscFlow()
+'''
+
+
+def test_an_exception_s_message_cannot_drive_the_terminal_either(tmp_path: Path) -> None:
+    """The step's output was cleaned, but its exception's message reached the terminal
+    raw in the "Task failed" line, the traceback, the run's last line and `flowdeck run`'s
+    summary (second review): a window title and a screen erase, obeyed."""
+    flow = tmp_path / "raising.py"
+    flow.write_text(RAISING)
+    for argv in ([sys.executable, str(flow), "run"],
+                 [sys.executable, "-m", "flowdeck_desktop", "run", str(flow)]):
+        done = subprocess.run(argv, cwd=tmp_path, env=child_env(QT_QPA_PLATFORM="offscreen"),
+                              capture_output=True, text=True, errors="replace", timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 1
+        shown = done.stdout + done.stderr
+        assert "\x1b" not in SGR.sub("", shown), argv
+        assert f"bad {SHOWN_ESC}]0;pwned-title\ufffd {SHOWN_ESC}[2J here" in shown
+        assert "\x1b[31mred\x1b[0m" in shown  # a colour is a colour

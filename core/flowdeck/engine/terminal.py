@@ -48,6 +48,16 @@ def clean_line(data: bytes) -> str:
     return text
 
 
+def shown_text(text: str) -> str:
+    """Text of the step's making that Flowdeck prints itself (an exception's message, its
+    traceback) as the terminal may show it: control characters replaced, escapes but a
+    colour made visible, newlines and tabs kept. A step's output went through
+    `clean_line`, while `raise ValueError("\x1b]0;title")` still retitled the terminal
+    from the "Task failed" line."""
+    text = _CONTROL.sub("\ufffd", text)
+    return _NOT_COLOUR_ESC.sub(SHOWN_ESC, text) if "\x1b" in text else text
+
+
 def _redrawn(text: str) -> str:
     """What a terminal shows of a line redrawn with carriage returns: each part overwrites
     the line from its start, an erase-line escape clears the rest; other escapes take no
@@ -178,9 +188,9 @@ class TerminalEcho:
             self._say(f"Run {self.run_id} was cancelled after {duration:.2f} s.", err=True)
         elif failed is not None:
             error = failed.error or {}
+            said = shown_text(f"{error.get('type', 'an error')}: {error.get('message', '')}")
             self._say(f"Run {self.run_id} failed: step `{failed.step}` (task {failed.task_id}) "
-                      f"raised {error.get('type', 'an error')}: {error.get('message', '')}\n"
-                      + self._next_move(failed.step), err=True)
+                      f"raised {said}\n" + self._next_move(failed.step), err=True)
 
     def _next_move(self, step: str) -> str:
         """What to do after a failure: resume, which reuses the finished steps; after a
@@ -244,9 +254,9 @@ class TerminalEcho:
         message = str(error.get("message", "")).rstrip()
         tail = (" Retrying." if message.endswith((".", "!", "?")) or not message
                 else ". Retrying.") if will_retry else ""
-        lines = [f"{self._prefix(step, task_id)} Task failed: {error.get('type', 'error')}: "
-                 f"{message}{tail}"]
-        trace = error.get("traceback") or ""
+        lines = [f"{self._prefix(step, task_id)} Task failed: "
+                 + shown_text(f"{error.get('type', 'error')}: {message}{tail}")]
+        trace = shown_text(str(error.get("traceback") or ""))
         lines += [f"    {line}" for line in trace.splitlines()]
         self._say("\n".join(lines), err=True)
 

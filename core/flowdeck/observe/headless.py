@@ -25,7 +25,7 @@ from typing import BinaryIO, TextIO
 
 from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
-from flowdeck.engine.terminal import discard_output, nothing_to_reuse
+from flowdeck.engine.terminal import discard_output, nothing_to_reuse, shown_text
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
@@ -393,11 +393,12 @@ class Follower:
         failed = self.fold.failed_task()
         verdict = "did not start" if self.fold.status == "pending" else self.fold.status
         lines = ["", f"The run {verdict} (exit code {code})."]
-        if failed is not None and failed.error:
-            lines.append(f"{failed.step}/{failed.task_id}: {failed.error.get('type', '')}: "
-                         f"{failed.error.get('message', '')}".rstrip(": "))
+        if failed is not None and failed.error:  # the step's words: never obeyed by the terminal
+            lines.append(shown_text(f"{failed.step}/{failed.task_id}: "
+                                    f"{failed.error.get('type', '')}: "
+                                    f"{failed.error.get('message', '')}".rstrip(": ")))
         elif error.get("message"):
-            lines.append(str(error["message"]))
+            lines.append(shown_text(str(error["message"])))
         elif self.fold.status == "pending" and _no_room(self.log_path.parent):
             # The flow's own "disk full" went to the log, on the disk that is full; say it
             # here (found by reliability/disk_full.py: only "The run pending" was shown).
@@ -405,7 +406,7 @@ class Follower:
                          "its output could not be kept. Free space on that disk, or set "
                          "FLOWDECK_HOME to a folder on another disk, then run the flow again.")
         elif self.fold.status == "pending":  # the file failed before its flow began: why,
-            lines.append(self._start_failure(code))  # as the window says it (a bare traceback)
+            lines.append(shown_text(self._start_failure(code)))  # as the window says it
         file = shlex.quote(str(self.spec.file))
         if failed is not None and nothing_to_reuse(failed.step):
             lines.append("Run it again once fixed (with other parameter values if they were "
