@@ -288,3 +288,17 @@ def test_a_file_that_starts_none_of_its_flows_says_so_before_asking_which(
     assert "has several flows and runs none of them: it has no `if __name__" in done.stderr
     shown = flowdeck("graph", str(flow), cwd=tmp_path)  # never run: which one is the question
     assert "has several flows; choose one with --flow (AFlow, BFlow)" in shown.stderr
+
+
+def test_an_unknown_option_is_said_for_a_terminal_once(tmp_path: Path) -> None:
+    """`flowdeck run` told to remove the option from "Run options (Parameters pane)", which
+    a terminal has not, and repeated the engine's error line (second review)."""
+    flow = tmp_path / "train.py"
+    flow.write_text((EXAMPLES / "train.py").read_text())
+    done = flowdeck("run", str(flow), "--bogus", "3", cwd=tmp_path)
+    assert done.returncode == 2
+    said = done.stdout + done.stderr
+    assert "Parameters pane" not in said
+    assert ("--bogus is not an option of this flow's command line: remove it from the "
+            "command, or correct its spelling.") in said
+    assert said.count("no option --bogus") == 1

@@ -28,6 +28,12 @@ _UNKNOWN_OPTION = re.compile(
 _NEEDED_ENVIRONMENT = re.compile(r"--environment[= ](?P<value>[\w.-]+)")
 
 
+#: Where the user sets a flow's options, as `option_hint` names it: the window's Run
+#: options, or the command they typed (`flowdeck run`: a terminal has no Parameters pane).
+IN_WINDOW = "Run options (Parameters pane)"
+IN_COMMAND = "the command"
+
+
 @dataclass(frozen=True)
 class StartFailure:
     """What went wrong before the run started, ready to show."""
@@ -40,8 +46,9 @@ class StartFailure:
 
 
 def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
-                   interpreter: str) -> StartFailure:
-    """The diagnosis of a flow process that ended without starting its run."""
+                   interpreter: str, where: str = IN_WINDOW) -> StartFailure:
+    """The diagnosis of a flow process that ended without starting its run (`where` the
+    user sets its options: see `option_hint`)."""
     name = os.path.basename(flow_file)
     trace = _last_traceback(output)
     if trace:
@@ -54,31 +61,34 @@ def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
         if error_type.endswith("ModuleNotFoundError") and missing:
             summary += (f". Install it into the flow's interpreter: `{interpreter} -m pip "
                         f"install {missing.group('module').split('.')[0]}`")
-        return StartFailure(summary + option_hint(output), trace, error_type, file, line)
+        return StartFailure(summary + option_hint(output, where), trace, error_type, file, line)
     tail = "\n".join(output.strip().splitlines()[-8:])
     if exit_code != 0:
         summary = (f"{name} exited with code {exit_code} before {flow} started. "
                    f"Its last output:\n{tail}" if tail else
                    f"{name} exited with code {exit_code} before {flow} started, "
                    "printing nothing.")
-        return StartFailure(summary + option_hint(output), tail)
+        return StartFailure(summary + option_hint(output, where), tail)
     return StartFailure(f"{name} ended without running {flow}. Make the file start the flow: "
                         f"end it with `if __name__ == \"__main__\": {flow}()`.", tail)
 
 
-def option_hint(output: str) -> str:
-    """What to set or remove in the flow's run options, when the output says an option
-    is unknown or needed (empty otherwise)."""
+
+
+def option_hint(output: str, where: str = IN_WINDOW) -> str:
+    """What to set or remove in the flow's run options (`where`: IN_WINDOW, IN_COMMAND),
+    when the output says an option is unknown or needed (empty otherwise)."""
     unknown = _UNKNOWN_OPTION.search(output)
     if unknown:
         option = unknown.group("option").split("=", 1)[0]
+        there = " if it is there" if where == IN_WINDOW else ""  # a command has it for sure
         return (f"\n{option} is not an option of this flow's command line: remove it from "
-                "Run options (Parameters pane) if it is there, or correct its spelling.")
+                f"{where}{there}, or correct its spelling.")
     needed = _NEEDED_ENVIRONMENT.search(output)
     if needed:
         option = f"--environment={needed.group('value')}"
-        return (f"\nThe flow needs the option --environment: set it in Run options "
-                f"(Parameters pane), e.g. `{option}`.")
+        return (f"\nThe flow needs the option --environment: set it in {where}, e.g. "
+                f"`{option}`.")
     return ""
 
 

@@ -406,7 +406,9 @@ class Follower:
                          "its output could not be kept. Free space on that disk, or set "
                          "FLOWDECK_HOME to a folder on another disk, then run the flow again.")
         elif self.fold.status == "pending":  # the file failed before its flow began: why,
-            lines.append(shown_text(self._start_failure(code)))  # as the window says it
+            said = self._start_failure(code)  # as the window says it, for a terminal
+            if said:
+                lines.append(shown_text(said))
         file = shlex.quote(str(self.spec.file))
         if failed is not None and nothing_to_reuse(failed.step):
             lines.append("Run it again once fixed (with other parameter values if they were "
@@ -419,16 +421,19 @@ class Follower:
 
     def _start_failure(self, code: int) -> str:
         """The window's diagnosis of a flow process that ended before its run began (a
-        missing package: the pip command for the flow's interpreter), from the log's end."""
-        from flowdeck.engines.startup import diagnose_start
+        missing package: the pip command for the flow's interpreter), from the log's end;
+        without a traceback only its hint on the options (the output above says the rest:
+        the diagnosis repeated it), named for a terminal."""
+        from flowdeck.engines.startup import IN_COMMAND, diagnose_start, option_hint
         try:
             with open(self.log_path, "rb") as handle:
                 handle.seek(max(0, self.log_path.stat().st_size - START_TAIL_BYTES))
                 tail = handle.read().decode("utf-8", "replace")
         except OSError:
             tail = ""
-        return diagnose_start(tail, code, str(self.spec.file), self.spec.flow,
-                              self.spec.program).summary
+        failure = diagnose_start(tail, code, str(self.spec.file), self.spec.flow,
+                                 self.spec.program, where=IN_COMMAND)
+        return failure.summary if failure.error_type else option_hint(tail, IN_COMMAND).strip()
 
 
 #: How much of a run's log end is read to say why it did not start.
