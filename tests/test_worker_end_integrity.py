@@ -270,9 +270,9 @@ def test_a_worker_that_cannot_write_its_record_says_why(tmp_path: Path) -> None:
            "(attempt-0.json): cannot write " in result.stderr, result.stderr
     assert ("No such file or directory: its folder was removed while the run wrote to it. "
             "Leave the store's folders (.flowdeck) alone") in result.stderr
-    assert ("Task failed: StoreError: Step `start` ran, but its task could not write its "
-            "record into the run's store; the task's stderr (above) names the file and the "
-            "error.") in result.stderr
+    assert ("Task failed: StoreError: Step `start`'s task could not write into the run's "
+            "store; the task's stderr (above) names the file, the error and whether the step "
+            "ran.") in result.stderr
 
 
 UMASK_STEP = """

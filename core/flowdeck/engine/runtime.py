@@ -1722,7 +1722,7 @@ def _store_error(step: str) -> dict[str, Any]:
     the store, and printed the file and the error on its stderr. @catch gets its fallback,
     as for a task that died: the failure came after the step, where @catch could not see it."""
     return {"type": "StoreError", "traceback": "", ESCAPES_CATCH: True, "message": (
-        f"Step `{step}` ran, but its task could not write its record into the run's store; "
-        "the task's stderr (above) names the file and the error. A step must leave the "
+        f"Step `{step}`'s task could not write into the run's store; the task's stderr "
+        "(above) names the file, the error and whether the step ran. A step must leave the "
         "store's folders (.flowdeck) and their permissions alone: check that folder, then "
         "run the flow again.")}

@@ -792,7 +792,7 @@ def execute_task(req: TaskRequest) -> int:
     try:
         _make_dir(task_dir)
     except OSError as exc:
-        return _report_store_error(req.step, task_dir, exc)
+        return _report_store_error(req.step, task_dir, exc, ran=False)
     if req.memory_mb:
         apply_memory_limit(req.memory_mb)
     record: dict[str, Any] = {
@@ -1020,16 +1020,17 @@ def _report_disk_full(path: str) -> int:
     return EXIT_DISK_FULL
 
 
-def _report_store_error(step: str, path: str, exc: OSError) -> int:
+def _report_store_error(step: str, path: str, exc: OSError, ran: bool = True) -> int:
     """The worker could not write its record at `path`: it says which file and why on its
     stderr, and exits with a code that tells the orchestrator so (EXIT_STORE_ERROR, or
     EXIT_DISK_FULL). Before, the OSError ended the worker through its `os._exit` with the
     cancel's code (130) before anything printed it: "exited with code 130"."""
     if is_disk_full(exc):
         return _report_disk_full(path)
-    print(f"[flowdeck] step `{step}` ran, but its task could not write its record "
-          f"({os.path.basename(path)}): {store_write_error(exc, path)['message']}",
-          file=sys.stderr)
+    what = (f"step `{step}` ran, but its task could not write its record "
+            f"({os.path.basename(path)})" if ran else
+            f"step `{step}` did not start: its task could not make its folder")
+    print(f"[flowdeck] {what}: {store_write_error(exc, path)['message']}", file=sys.stderr)
     _flush_stdio()
     return EXIT_STORE_ERROR
 

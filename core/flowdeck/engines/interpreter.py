@@ -253,8 +253,8 @@ def _too_old(path: str, version: str) -> str | None:
         return None
     least = ".".join(map(str, MIN_INTERPRETER))
     return (f"{path} is Python {version}; flows run with Python {least} or newer. "
-            "Recreate that environment with Python 3.11 or newer, or choose another "
-            "interpreter (in the window: Run > Interpreter).")
+            "Recreate that environment with a newer Python (3.11 or newer, as Flowdeck is "
+            "tested with), or choose another interpreter (in the window: Run > Interpreter).")
 
 
 #: One probe per interpreter file as it is now (path, mtime): done, or on its way; the
