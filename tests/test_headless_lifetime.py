@@ -108,5 +108,5 @@ def test_a_stopped_flowdeck_run_shows_the_run_end_and_exits_as_a_stopped_command
     run_id = RunIndex(layout).runs()[0].run_id
     assert RunIndex(layout).read(run_id).status == "cancelled"
     assert f"Run {run_id} was cancelled after" in out  # the run's own last line
-    assert f"The run cancelled (exit code {expected})." in out
+    assert f"The run was cancelled (exit code {expected})." in out
     assert "Traceback" not in out

@@ -627,3 +627,16 @@ def test_output_dot_prints_the_graph_metaflow_prints(path: Path, tmp_path: Path)
                           text=True, timeout=WAIT_S)
     assert theirs.returncode == 0 and ours.returncode == 0, theirs.stderr + ours.stderr
     assert ours.stdout == theirs.stdout and ours.stdout.startswith("digraph ")
+
+
+def test_flowdeck_run_of_a_metaflow_run_refused_before_its_tasks_says_run_again(
+        mf_flow) -> None:
+    """Metaflow refused the parameter before any task: `flowdeck run` said "Resume it", and
+    that resume continued Metaflow's latest run, another one, to a success (review)."""
+    path = mf_flow("foreach.py")
+    done = subprocess.run([sys.executable, "-m", "flowdeck.cli.main", "run", "--engine",
+                           "metaflow", str(path), "--count", "abc"], cwd=path.parent,
+                          env=child_env(), capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode != 0
+    told = done.stdout + done.stderr
+    assert "Run it again once fixed" in told and "flowdeck resume" not in told, told

@@ -203,7 +203,7 @@ def test_flowdeck_run_kill_leaves_no_survivor(tmp_path: Path) -> None:
         run_id = RunIndex(RunLayout(tmp_path / ".flowdeck", "OrphanFlow")).runs()[0].run_id
         assert processes.marked_processes("FLOWDECK_RUN_ID", run_id) == []
         assert "Traceback" not in err.decode(errors="replace")
-        assert "The run cancelled" in out.decode(errors="replace"), out
+        assert "The run was cancelled" in out.decode(errors="replace"), out
     finally:
         kill_leftovers(pids)
 

@@ -33,7 +33,7 @@ from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import EventReader, RunFinished, parse_event
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout
-from flowdeck.store.status import RUNNING
+from flowdeck.store.status import RUNNING, TASK_DONE
 
 REFRESH_S = 0.1
 SYMBOLS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✖",
@@ -391,7 +391,8 @@ class Follower:
             return
         error = self.fold.error or {}
         failed = self.fold.failed_task()
-        verdict = "did not start" if self.fold.status == "pending" else self.fold.status
+        verdict = {"pending": "did not start", "cancelled": "was cancelled"}.get(
+            self.fold.status, self.fold.status)
         lines = ["", f"The run {verdict} (exit code {code})."]
         if failed is not None and failed.error:  # the step's words: never obeyed by the terminal
             lines.append(shown_text(f"{failed.step}/{failed.task_id}: "
@@ -410,7 +411,10 @@ class Follower:
             if said:
                 lines.append(shown_text(said))
         file = shlex.quote(str(self.spec.file))
-        if failed is not None and nothing_to_reuse(failed.step):
+        finished = any(t.status in TASK_DONE for t in self.fold.tasks.values())
+        if (failed is not None and nothing_to_reuse(failed.step)) or not finished:
+            # (no task finished: a resume has nothing of this run to reuse; Metaflow's would
+            # take its latest run, another one, and say it succeeded)
             lines.append("Run it again once fixed (with other parameter values if they were "
                          f"the cause; nothing finished to reuse): flowdeck run {file}")
         elif self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
