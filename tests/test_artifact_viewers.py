@@ -355,3 +355,21 @@ def test_a_count_of_one_is_one_item() -> None:
     from flowdeck_desktop.views.artifacts.viewers import items_text
     assert (items_text(1), items_text(0), items_text(2000)) == ("1 item", "0 items",
                                                                 "2,000 items")
+
+
+def test_a_metaflow_engine_run_offers_no_plot_across_runs_and_says_why(qtbot) -> None:
+    """Plots across runs read Flowdeck's store: for a run of Metaflow's engine the button
+    was enabled and opened empty axes, every run "not plotted" (review)."""
+    import sys
+    pane = ArtifactsPane()
+    qtbot.addWidget(pane)
+    listed = [{"name": "acc", "type": "float", "size": 40}]
+    for plots in (True, False):  # made_by: no helper starts, the listed rows stand
+        pane.show_task(sys.executable, "/nonexistent", "TrainFlow", "1", "train", "2", False,
+                       made_by="someone else", listed=listed, plots=plots)
+        assert pane.plottable("acc") is plots
+        menu = pane.row_menu_for("acc")
+        plot = next(a for a in menu.actions() if a.text() == "Plot Across Runs…")
+        assert plot.isEnabled() is plots
+        assert ("Metaflow's datastore" in pane.plot_button.toolTip()) is not plots
+        menu.deleteLater()

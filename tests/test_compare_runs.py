@@ -327,3 +327,31 @@ def test_the_compare_window_closes_from_the_keyboard(qtbot, store, close_with: s
     else:
         QTest.keySequence(view.tree, QKeySequence(QKeySequence.StandardKey.Close))
     qtbot.waitUntil(lambda: not view.isVisible(), timeout=WAIT_MS)
+
+
+def test_runs_of_metaflow_s_engine_say_their_steps_are_not_compared(store, tmp_path) -> None:
+    """Two runs Metaflow's engine made read "0 of 0 steps and 0 of 0 artifacts differ":
+    their tasks are in Metaflow's datastore, which the comparison does not read (review).
+    (The run's record as the bridge writes it: engine "metaflow", no task records.)"""
+    import json
+    import shutil as sh
+    layout = layout_of(store)
+    root = Path(store["root"]) / "MetricRunsFlow" / "runs"
+    for new in ("run-mf-1", "run-mf-2"):
+        sh.copytree(root / store["a"], root / new)
+        record = json.loads((root / new / "run.json").read_text())
+        record.update(run_id=new, engine="metaflow")
+        (root / new / "run.json").write_text(json.dumps(record))
+        for step in ("start", "fit", "join", "end"):
+            sh.rmtree(root / new / step, ignore_errors=True)
+    try:
+        comparison = compare_runs(layout, "run-mf-1", "run-mf-2")
+        assert comparison.engines_unread == ["metaflow"]
+        assert comparison.summary() == (
+            "0 of 4 parameters differ; steps and artifacts are not compared for a run of "
+            "Metaflow's engine, whose tasks are in its own datastore (select the run in "
+            "History to see them)")
+        assert compare_runs(layout, store["a"], store["b"]).engines_unread == []
+    finally:
+        for new in ("run-mf-1", "run-mf-2"):
+            sh.rmtree(root / new, ignore_errors=True)

@@ -340,9 +340,23 @@ class RunComparison:
     def problems(self) -> list[str]:
         return [*self.left.problems, *self.right.problems]
 
+    @property
+    def engines_unread(self) -> list[str]:
+        """The engines other than Flowdeck's that made either run: their tasks and
+        artifacts are in their own datastore (Metaflow's), which this comparison does not
+        read, so steps and artifacts would compare as empty ("0 of 0 differ")."""
+        engines = {side.record.engine for side in (self.left, self.right) if side.record}
+        return sorted(e for e in engines if e != "flowdeck")
+
     def summary(self) -> str:
         """One line: how many parameters, steps and artifacts differ."""
         params = sum(p.differs for p in self.params)
+        unread = self.engines_unread
+        if unread:
+            engines = " and ".join(e.capitalize() for e in unread)
+            return (f"{params} of {len(self.params)} parameters differ; steps and artifacts "
+                    f"are not compared for a run of {engines}'s engine, whose tasks are in its "
+                    "own datastore (select the run in History to see them)")
         steps = sum(s.differs for s in self.steps)
         names = {a.name for a in self.artifacts}
         differing = {a.name for a in self.artifacts if a.differs}

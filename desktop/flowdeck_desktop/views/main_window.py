@@ -1303,7 +1303,8 @@ class MainWindow(QMainWindow):
             self.artifacts.show_task(interpreter.path, str(layout.root), state.flow, state.run_id,
                                      task.step, task.task_id, not check.has_flowdeck,
                                      made_by=foreign_author(layout, state.run_id, task.origin),
-                                     listed=task.artifacts)
+                                     listed=task.artifacts,
+                                     plots=state.fold.engine != "metaflow")
         if task.status == "failed":
             self.error_pane.show_error(task.step, task.task_id, task.error, file)
 

@@ -476,7 +476,11 @@ class HistoryPane(QWidget):
         compare.setToolTip("Select exactly two runs (Ctrl-click) to compare them.")
         compare.triggered.connect(self.request_compare)
         plot = menu.addAction("Plot Artifact Across Runs…")
-        plot.setEnabled(run.record is not None)
+        made_here = run.record is not None and run.record.engine == "flowdeck"
+        plot.setEnabled(made_here)
+        if run.record is not None and not made_here:  # its chooser was empty, unexplained
+            plot.setToolTip("Plots across runs read Flowdeck's store; Metaflow's engine made "
+                            "this run, and its values are in Metaflow's datastore.")
         plot.triggered.connect(lambda: self.plot_requested.emit(run))
         menu.addSeparator()
         pin = menu.addAction("Unpin run" if run.pinned else "Pin run")

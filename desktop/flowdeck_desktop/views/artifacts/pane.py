@@ -183,8 +183,7 @@ class ArtifactsPane(QWidget):
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self._export_clicked)
         self.plot_button = QPushButton("Plot Across Runs…")
-        self.plot_button.setToolTip("Plot this number's value in every run of the flow "
-                                    "(History's runs).")
+        self.plot_button.setToolTip(self.PLOT_TIP)
         self.plot_button.setEnabled(False)
         self.plot_button.clicked.connect(lambda: self.plot_across_runs(self.selected_name()))
         self.status = QLabel()
@@ -235,10 +234,15 @@ class ArtifactsPane(QWidget):
 
     def show_task(self, interpreter: str, root: str, flow: str, run_id: str, step: str,
                   task_id: str, add_core: bool, *, made_by: str | None = None,
-                  listed: Sequence[dict[str, Any]] = ()) -> None:
+                  listed: Sequence[dict[str, Any]] = (), plots: bool = True) -> None:
         """Show the task's artifacts: names, types and sizes at once (`listed`, from the
         events), then values from the helper for our own runs (`made_by` None); for a run
-        `made_by` another user, nothing more until the user asks for the values."""
+        `made_by` another user, nothing more until the user asks for the values. `plots`:
+        whether its numbers plot across runs (a run of Metaflow's engine: its values are
+        in Metaflow's datastore, which the plot does not read: every point was "not
+        plotted")."""
+        self.plots = plots
+        self.plot_button.setToolTip(self.PLOT_TIP if plots else self.NOT_PLOTTED_TIP)
         keep = self.selected_name()
         request = HelperRequest(interpreter, root, flow, run_id, step, task_id, add_core)
         self._forget_task([_listed_row(a) for a in listed if isinstance(a, dict)])
@@ -400,10 +404,17 @@ class ArtifactsPane(QWidget):
 
     # -- plotting across runs ----------------------------------------------------------------
 
+    #: Whether the task shown is of a run whose numbers plot across runs (`show_task`).
+    plots = True
+    PLOT_TIP = "Plot this number's value in every run of the flow (History's runs)."
+    NOT_PLOTTED_TIP = ("Plots across runs read Flowdeck's store; Metaflow's engine made "
+                       "this run, and its values are in Metaflow's datastore.")
+
     def plottable(self, name: str | None) -> bool:
-        """Whether `name` is a number by its listed type (int, float, a numpy scalar...)."""
+        """Whether `name` is a number by its listed type (int, float, a numpy scalar...)
+        of a run that plots (see `show_task`)."""
         row = self._row_of(name) if name is not None else -1
-        return row >= 0 and self._request is not None and \
+        return self.plots and row >= 0 and self._request is not None and \
             bool(NUMERIC_TYPE.match(str(self.rows[row].get("type", ""))))
 
     def row_menu_for(self, name: str) -> QMenu:
@@ -412,7 +423,8 @@ class ArtifactsPane(QWidget):
         plot = menu.addAction("Plot Across Runs…", lambda: self.plot_across_runs(name))
         plot.setEnabled(self.plottable(name))
         if not plot.isEnabled():
-            plot.setToolTip("Only a number (int, float, a numpy scalar) plots across runs.")
+            plot.setToolTip(self.NOT_PLOTTED_TIP if not self.plots else
+                            "Only a number (int, float, a numpy scalar) plots across runs.")
         menu.setToolTipsVisible(True)
         return menu
 
