@@ -640,3 +640,68 @@ def test_flowdeck_run_of_a_metaflow_run_refused_before_its_tasks_says_run_again(
     assert done.returncode != 0
     told = done.stdout + done.stderr
     assert "Run it again once fixed" in told and "flowdeck resume" not in told, told
+
+
+# -- how each of Metaflow's failure shapes reads -------------------------------------------
+
+def write_flow(folder: Path, name: str, source: str) -> Path:
+    """A Metaflow flow of the test's own in a fresh folder (not a sample: the samples are
+    compared with Metaflow's graph by other tests, which need no failing flows)."""
+    pytest.importorskip("metaflow")
+    path = folder / name
+    path.write_text(source)
+    return path
+
+
+TIMING_OUT = """\
+import time
+from metaflow import FlowSpec, step, timeout
+
+
+class TimingOut(FlowSpec):
+    @timeout(seconds=1)
+    @step
+    def start(self):
+        time.sleep(30)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    TimingOut()
+"""
+
+
+def test_a_timeout_reads_as_metaflow_names_it(tmp_path: Path) -> None:
+    """@timeout's failure is a MetaflowException printed as its headline and a `>` stack,
+    not a traceback: it reads as TimeoutException with Metaflow's message and the step's
+    own line (it read `TaskFailed: >      time.sleep(30)`, with Metaflow's frames)."""
+    path = write_flow(tmp_path, "timing_out.py", TIMING_OUT)
+    result, events = run_bridge(path)
+    assert result.returncode == 1
+    error = tasks(events, "start")[0]["error"]
+    assert error["type"] == "TimeoutException"
+    assert error["message"] == "Step start timed out after 0 hours, 0 minutes, 1 seconds"
+    assert error["traceback"].splitlines() == [
+        "Traceback (most recent call last):",
+        f'  File "{path}", line 9, in start',
+        "    time.sleep(30)",
+        f"TimeoutException: {error['message']}"]
+    assert events[-1]["error"]["type"] == "TimeoutException"
+
+
+def test_metaflows_other_failure_shapes_read_as_what_they_are() -> None:
+    """A MetaflowException the step raises, and click's `Aborted!` for a
+    KeyboardInterrupt, as Metaflow 2.19 prints them for a task."""
+    raised = error_from_lines(["<flow S step start> failed:", "Flow failed:", "custom msg", ""])
+    assert (raised["type"], raised["message"]) == ("MetaflowException", "custom msg")
+    other = error_from_lines(["<flow S step start[0] (input: 1)> failed:",
+                              "Not found in file /f.py on line 3:", "no such thing"])
+    assert other["type"] == "MetaflowException"
+    assert other["message"] == "Not found: no such thing"
+    assert 'File "/f.py", line 3' in other["traceback"]
+    aborted = error_from_lines(["", "Aborted!"])
+    assert aborted["type"] == "Aborted" and "KeyboardInterrupt" in aborted["message"]

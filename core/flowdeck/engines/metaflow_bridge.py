@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import field
 from datetime import datetime
 from pathlib import Path
@@ -290,18 +290,44 @@ def _timestamp(text: str) -> float:
 
 
 def error_from_lines(lines: list[str]) -> dict[str, Any]:
-    """The error of a failed attempt from its own log lines.
+    """The error of a failed attempt from its own log lines, in each shape Metaflow prints.
 
-    Metaflow strips leading whitespace from its task log, so frames are
-    re-indented, and Metaflow's own frames are dropped: like our engine, the
-    traceback shows only the user's frames.
+    An ordinary exception comes as a Python traceback; a `MetaflowException` (`@timeout`'s
+    among them) as its headline, its message and, for a timeout, the stack marked with
+    `>`; a KeyboardInterrupt as click's bare "Aborted!". The banner, the error pane and
+    the run's summary all read this dict, so each shape gets its own type and message
+    rather than whatever line happened to come last.
     """
     body = [line for line in lines if line.strip()]
-    start = next((i for i, line in enumerate(body) if line.startswith("Traceback")), None)
-    if start is None:
-        message = body[-1] if body else "The task failed without a traceback (see its log)."
-        return {"type": "TaskFailed", "message": message, "traceback": "\n".join(body)}
-    trace = body[start:]
+    start = _last_index(body, lambda line: line.startswith("Traceback"))
+    if start is not None:
+        return traceback_error(body[start:])
+    headed = metaflow_exception_error(body)
+    if headed is not None:
+        return headed
+    if body and body[-1].strip() == "Aborted!":
+        return {"type": "Aborted", "message": ABORTED, "traceback": "\n".join(body)}
+    message = body[-1] if body else "The task failed without a traceback (see its log)."
+    return {"type": "TaskFailed", "message": message, "traceback": "\n".join(body)}
+
+
+#: Metaflow prints no traceback when click aborts a task (its own words are "Aborted!").
+ABORTED = ("The step was interrupted (\"Aborted!\": Metaflow ends a task so on a "
+           "KeyboardInterrupt, or an EOFError such as input() without a terminal) and "
+           "Metaflow printed no traceback for it.")
+
+#: `<flow Name step name[...]> failed:`, the line before a MetaflowException's headline.
+FLOW_FAILED = re.compile(r"^<flow \S+ step .*> failed:$")
+#: A MetaflowException's headline: `@timeout:`, `Flow failed in file f on line 3:`.
+HEADLINE = re.compile(r"^(?P<headline>.+?)(?: in file (?P<file>.+?))?"
+                      r"(?: on line (?P<line>\d+))?:$")
+#: Headlines of the MetaflowException classes whose name the client gives (`.type`).
+HEADLINE_TYPES = {"@timeout": "TimeoutException", "Flow failed": "MetaflowException"}
+STACK_HEAD = "Stack when the timeout was raised:"
+
+
+def traceback_error(trace: list[str]) -> dict[str, Any]:
+    """A Python traceback's error: type and message from its last line, the user's frames."""
     last = trace[-1] if len(trace) > 1 else "Error"
     exc = EXCEPTION_LINE.match(last)
     kind = exc.group("type") if exc else "Error"
@@ -310,19 +336,80 @@ def error_from_lines(lines: list[str]) -> dict[str, Any]:
             "traceback": "\n".join(user_frames(trace[1:-1], trace[0], last))}
 
 
+def metaflow_exception_error(body: list[str]) -> dict[str, Any] | None:
+    """A MetaflowException as Metaflow's task prints it, or None if `body` holds none.
+
+    Its class is not printed, only its headline; the known headlines name the class the
+    client reports. The `>` lines after a timeout's message are the stack where the
+    alarm struck, read as a traceback so the failing line of the step opens.
+    """
+    at = _last_index(body, lambda line: FLOW_FAILED.match(line.strip()) is not None)
+    if at is None or at + 1 >= len(body) or body[at + 1].strip() == "Internal error":
+        return None
+    head = HEADLINE.match(body[at + 1].strip())
+    if head is None:
+        return None
+    headline = head.group("headline")
+    rest = body[at + 2:]
+    stack_at = next((i for i, line in enumerate(rest)
+                     if line.strip() == STACK_HEAD or line.startswith(">")), len(rest))
+    message = "\n".join(line.strip() for line in rest[:stack_at])
+    kind = HEADLINE_TYPES.get(headline, "MetaflowException")
+    if headline not in HEADLINE_TYPES:
+        message = f"{headline}: {message}"
+    frames = [unmark(line) for line in rest[stack_at:] if line.startswith(">")]
+    last = f"{kind}: {message.splitlines()[0] if message else headline}"
+    where = _located(head)
+    return {"type": kind, "message": message,
+            "traceback": "\n".join(user_frames(frames, "Traceback (most recent call last):",
+                                               last) if frames else [*where, last])}
+
+
+def _located(head: re.Match[str]) -> list[str]:
+    """The frame line a MetaflowException names (`in file F on line N`), if it names one."""
+    if head.group("file") and head.group("line"):
+        return [f'  File "{head.group("file")}", line {head.group("line")}']
+    return []
+
+
+def unmark(line: str) -> str:
+    """A stack line Metaflow printed behind `>  ` (@timeout, @catch), as it was written."""
+    return line[1:].removeprefix("  ") if line.startswith(">") else line
+
+
+def _last_index(lines: list[str], wanted: Callable[[str], bool]) -> int | None:
+    return next((i for i in range(len(lines) - 1, -1, -1) if wanted(lines[i])), None)
+
+
 def user_frames(frame_lines: list[str], head: str, last: str) -> list[str]:
-    """Traceback text keeping frames outside the metaflow package, indented as Python does."""
+    """Traceback text keeping the user's frames, indented as Python does.
+
+    Metaflow's own frames go, and so do the frames before its first one when the user's
+    code runs after it: they are the script's entry (`Flow()` at the end of the file),
+    which a @timeout's stack starts with, not where the step failed.
+    """
+    frames = _frames([line.strip() for line in frame_lines])
+    ours = [METAFLOW_FRAME.match(frame[0]) is not None for frame in frames]
+    first = ours.index(True) if True in ours else len(frames)
+    if not any(not mine for mine in ours[first:]):
+        first = 0  # nothing of the user's after Metaflow's frames: keep what came before
     out = [head]
-    keep = False
-    for line in frame_lines:
-        if line.startswith('File "'):
-            keep = METAFLOW_FRAME.match(line) is None
-            if keep:
-                out.append("  " + line)
-        elif keep:
-            out.append("    " + line)
+    for frame, mine in list(zip(frames, ours))[first:]:
+        if not mine:
+            out += ["  " + frame[0], *("    " + line for line in frame[1:])]
     out.append(last)
     return out
+
+
+def _frames(lines: list[str]) -> list[list[str]]:
+    """Lines grouped by frame: each `File "..."` line with the lines that follow it."""
+    frames: list[list[str]] = []
+    for line in lines:
+        if line.startswith('File "'):
+            frames.append([line])
+        elif frames and line:
+            frames[-1].append(line)
+    return frames
 
 
 # -- the run -----------------------------------------------------------------------------
