@@ -22,6 +22,7 @@ from flowdeck.engines.metaflow_bridge import (
     FALLBACK_USER,
     MetaflowLogParser,
     UsageError,
+    caught_error,
     error_from_lines,
     metaflow_env,
     parse_args,
@@ -705,3 +706,79 @@ def test_metaflows_other_failure_shapes_read_as_what_they_are() -> None:
     assert 'File "/f.py", line 3' in other["traceback"]
     aborted = error_from_lines(["", "Aborted!"])
     assert aborted["type"] == "Aborted" and "KeyboardInterrupt" in aborted["message"]
+
+
+CAUGHT_AFTER_RETRY = """\
+from metaflow import FlowSpec, catch, retry, step
+
+
+class CaughtAfterRetry(FlowSpec):
+    @step
+    def start(self):
+        self.items = [0, 1]
+        self.next(self.work, foreach="items")
+
+    @catch(var="err")
+    @retry(times=1, minutes_between_retries=0)
+    @step
+    def work(self):
+        if self.input == 1:
+            raise ValueError("always fails for 1")
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CaughtAfterRetry()
+"""
+
+
+def test_a_failure_catch_kept_going_after_is_recorded(tmp_path: Path) -> None:
+    """Metaflow ends a task whose every attempt failed under @catch "successfully"; its
+    client says successful=False. The bridge records the caught error as Flowdeck's engine
+    does (`caught_error`), so Flowdeck's client says the same (it read as a plain success)."""
+    path = write_flow(tmp_path, "caught_after_retry.py", CAUGHT_AFTER_RETRY)
+    result, events = run_bridge(path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    work = tasks(events, "work")
+    failing = [e for e in work if e["attempt"] == 1]
+    assert len(failing) == 1 and failing[0]["status"] == "succeeded"
+    caught = failing[0]["caught_error"]
+    assert (caught["type"], caught["message"]) == ("ValueError", "always fails for 1")
+    assert f'File "{path}", line 15, in work' in caught["traceback"]
+    assert [e.get("caught_error") for e in work if e["attempt"] == 0 and
+            e["status"] == "succeeded"] == [None]  # the item that passed
+    namespace(None)
+    run = Flow("CaughtAfterRetry", root=path.parent / ".flowdeck").latest_run
+    by_id = {t.id: t for t in run["work"]}
+    assert not by_id[failing[0]["task_id"]].successful
+    assert by_id[failing[0]["task_id"]].finished
+    assert sum(t.successful for t in by_id.values()) == 1 and run.successful
+
+
+def test_a_caught_timeout_reads_up_to_its_own_line() -> None:
+    """@catch prints format_exc() behind `>  `; a timeout's message is followed by its own
+    `>`-marked stack, which is not the exception's message."""
+    caught = caught_error([
+        "sleeping", "@catch caught an exception from <flow T step start>",
+        ">  Traceback (most recent call last):",
+        '>    File "/x/metaflow/task.py", line 113, in _exec_step_function',
+        ">      step_function()",
+        '>    File "/f.py", line 11, in start',
+        ">      time.sleep(30)",
+        ">  metaflow.plugins.timeout_decorator.TimeoutException: Step start timed out",
+        ">  Stack when the timeout was raised:",
+        '>  >    File "/f.py", line 19, in <module>'])
+    assert caught is not None
+    assert caught["type"] == "metaflow.plugins.timeout_decorator.TimeoutException"
+    assert caught["message"] == "Step start timed out"
+    assert caught["traceback"].splitlines()[1:3] == [
+        '  File "/f.py", line 11, in start', "    time.sleep(30)"]
+    assert caught_error(["Task is starting.", "no catch here"]) is None

@@ -585,8 +585,9 @@ class Task(_PartOfRun):
             return {"status": "unknown"}
         frames = [] if view.foreach_index is None else [
             {"kind": "foreach", "index": view.foreach_index}]
-        return {"status": view.status, "attempt": view.attempt, "frames": frames,
+        told = {"status": view.status, "attempt": view.attempt, "frames": frames,
                 "start": view.start, "end": view.end}
+        return {**told, "caught": view.caught} if view.caught else told
 
     @property
     def status(self) -> str:
@@ -595,8 +596,10 @@ class Task(_PartOfRun):
     @property
     def successful(self) -> bool:
         """Metaflow's meaning: the step's code ended without an exception, so a task whose
-        exception @catch stored is finished but not successful."""
-        return self.status in TASK_DONE and not (self.record and self.record.caught)
+        exception @catch stored is finished but not successful (a Metaflow-engine task's
+        `caught` comes from its events, as it has no record)."""
+        return self.status in TASK_DONE and not (self.record and self.record.caught) \
+            and not self.info.get("caught")
 
     @property
     def finished(self) -> bool:

@@ -166,7 +166,7 @@ class MetaflowLogParser:
             return []
         if text.startswith("Task finished successfully"):
             track.running = False
-            return [self._finished(track, "succeeded", when, None)]
+            return [self._finished(track, "succeeded", when, None, caught_error(track.lines))]
         if text.startswith("Task failed"):
             return self._failed(track, when)
         yields = FOREACH_YIELDS.match(text)
@@ -231,13 +231,17 @@ class MetaflowLogParser:
         return events
 
     def _finished(self, track: TaskTrack, status: str, when: float,
-                  error: dict[str, Any] | None) -> dict[str, Any]:
+                  error: dict[str, Any] | None, caught: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+        """`caught`: the exception @catch turned into data, as Flowdeck's engine writes it."""
         event = {"type": TASK_FINISHED, "step": track.step, "task_id": track.task_id,
                  "attempt": track.attempt, "status": status,
                  "duration": round(max(0.0, when - track.started), 3), "error": error,
                  "will_retry": False, "artifacts": []}
         if track.splits is not None:
             event["foreach_splits"] = track.splits
+        if caught is not None:
+            event["caught_error"] = caught
         return event
 
 
@@ -309,6 +313,29 @@ def error_from_lines(lines: list[str]) -> dict[str, Any]:
         return {"type": "Aborted", "message": ABORTED, "traceback": "\n".join(body)}
     message = body[-1] if body else "The task failed without a traceback (see its log)."
     return {"type": "TaskFailed", "message": message, "traceback": "\n".join(body)}
+
+
+CAUGHT = "@catch caught an exception from "
+
+
+def caught_error(lines: list[str]) -> dict[str, Any] | None:
+    """The exception @catch kept a successful attempt going after, or None.
+
+    Metaflow ends such a task "successfully" (its client says `successful` False), so
+    without this the task read as a plain success. @catch prints the traceback behind
+    `>  ` after its own line; with `print_exception=False` it prints nothing to read.
+    """
+    at = _last_index(lines, lambda line: line.startswith(CAUGHT))
+    if at is None:
+        return None
+    marked = [unmark(line) for line in lines[at + 1:] if line.startswith(">")]
+    start = _last_index(marked, lambda line: line.startswith("Traceback"))
+    if start is None:
+        return {"type": "Exception", "message": lines[at], "traceback": "\n".join(marked)}
+    trace = marked[start:]
+    end = next((i for i, line in enumerate(trace[1:], 1) if line and not line[0].isspace()),
+               len(trace) - 1)  # the exception's own line (a timeout's stack follows it)
+    return traceback_error(trace[:end + 1])
 
 
 #: Metaflow prints no traceback when click aborts a task (its own words are "Aborted!").

@@ -55,6 +55,7 @@ class TaskView:
     foreach_index: int | None = None
     logs: dict[str, str] | None = None  # relative to the run folder
     error: dict[str, Any] | None = None
+    caught: dict[str, Any] | None = None  # the exception @catch turned into data
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     origin: str | None = None
     worker: str | None = None  # the remote worker that ran it (a Dask address); None: local
@@ -312,6 +313,7 @@ class RunFold:
         task.attempt = e.attempt
         task.end = e.t
         task.error = e.error
+        task.caught = e.caught_error
         task.artifacts = list(e.artifacts)
         task.origin = e.origin
         if not task.start:
