@@ -782,3 +782,64 @@ def test_a_caught_timeout_reads_up_to_its_own_line() -> None:
     assert caught["traceback"].splitlines()[1:3] == [
         '  File "/f.py", line 11, in start', "    time.sleep(30)"]
     assert caught_error(["Task is starting.", "no catch here"]) is None
+
+
+FAILS_UNTIL_FIXED = """\
+import os
+from metaflow import FlowSpec, Parameter, step
+
+
+class FailsUntilFixed(FlowSpec):
+    alpha = Parameter("alpha", default=0.5, type=float)
+    count = Parameter("count", default=1, type=int)
+    word = Parameter("word", default="hi")
+
+    @step
+    def start(self):
+        self.v = self.alpha * self.count
+        self.next(self.work)
+
+    @step
+    def work(self):
+        if not os.path.exists("fixed"):
+            raise KeyError("not fixed yet")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("v", self.v, self.word)
+
+
+if __name__ == "__main__":
+    FailsUntilFixed()
+"""
+
+
+def flowdeck_cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`flowdeck ARGS` in the flow's folder, as a user types it in a terminal."""
+    return subprocess.run([sys.executable, "-m", "flowdeck.cli.main", *args], cwd=path.parent,
+                          env=child_env(METAFLOW_USER="tester"), capture_output=True,
+                          text=True, timeout=WAIT_S)
+
+
+def run_records(path: Path, flow: str) -> list[RunRecord]:
+    """The flow's run records, oldest first."""
+    runs = path.parent / ".flowdeck" / flow / "runs"
+    return sorted((RunRecord.read(p) for p in runs.glob("*/run.json")), key=lambda r: r.start)
+
+
+def test_flowdeck_resume_on_metaflow_records_its_origin(tmp_path: Path) -> None:
+    """`flowdeck resume --engine metaflow` names no origin: Metaflow picks its latest run,
+    and the bridge records that run as the origin (it wrote `origin_run_id: null`)."""
+    path = write_flow(tmp_path, "fails_until_fixed.py", FAILS_UNTIL_FIXED)
+    failed = flowdeck_cli(path, "run", "--engine", "metaflow", str(path))
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    (tmp_path / "fixed").write_text("")
+    resumed = flowdeck_cli(path, "resume", "--engine", "metaflow", str(path))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    first, second = run_records(path, "FailsUntilFixed")
+    assert second.origin_run_id == first.run_id and first.origin_run_id is None
+    events = read_events(path.parent / ".flowdeck" / "FailsUntilFixed" / "runs" /
+                         second.run_id / "events.jsonl")
+    assert events[0]["origin_run_id"] == first.run_id
+    assert tasks(events, "start")[0]["origin"] == f"{first.run_id}/start/1"

@@ -41,7 +41,7 @@ from flowdeck.store.events import (
     EventWriter,
     read_events,
 )
-from flowdeck.store.index import read_run
+from flowdeck.store.index import RunIndex, read_run
 from flowdeck.store.layout import (
     RUN_ID_ENV,
     InvalidId,
@@ -577,28 +577,73 @@ def params_of(flow: FlowInfo, args: list[str]) -> dict[str, Any]:
     return values
 
 
-def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path
+@dataclass
+class ResumeOrigin:
+    """The run a resume continues, in both engines' terms."""
+
+    run_id: str | None = None  # ours: what run.json's `origin_run_id` holds
+    metaflow_run_id: str | None = None  # Metaflow's: what its `--origin-run-id` takes
+    record: RunRecord | None = None  # the origin's run.json, when Flowdeck made the run
+
+
+def resume_origin(args: BridgeArgs, flow: FlowInfo, root: Path, cwd: str) -> ResumeOrigin:
+    """Which run this resume continues: the one named (by our id, as the window names it,
+    or by Metaflow's), else the one Metaflow itself would pick (its `latest_run`).
+
+    Both ids are recorded: without ours, `flowdeck resume` wrote `origin_run_id: null`, so
+    the resume looked like a fresh run (and was taken as the next resume's origin).
+    """
+    layout = RunLayout(root, flow.name)
+    given = args.origin_run_id
+    record = read_run(layout, given).record if given else None
+    if record is not None and record.metaflow_run_id:
+        return ResumeOrigin(given, record.metaflow_run_id, record)
+    mf_id = given or metaflow_latest_run(cwd, flow.name)
+    if mf_id is None:
+        return ResumeOrigin(given)
+    ours = record_of_metaflow_run(layout, mf_id)
+    return ResumeOrigin(ours.run_id if ours else given, mf_id, ours)
+
+
+def record_of_metaflow_run(layout: RunLayout, metaflow_run_id: str) -> RunRecord | None:
+    """Flowdeck's record of the bridge run that Metaflow knows as `metaflow_run_id`."""
+    for entry in RunIndex(layout).runs():
+        if entry.record is not None and entry.record.metaflow_run_id == metaflow_run_id:
+            return entry.record
+    return None
+
+
+def metaflow_latest_run(cwd: str, flow: str) -> str | None:
+    """The run Metaflow's `resume` picks when given none: `<Flow>/latest_run` in its local
+    datastore (`$METAFLOW_DATASTORE_SYSROOT_LOCAL/.metaflow`, else the first `.metaflow/`
+    upward from `cwd`), which only `run` writes."""
+    sysroot = os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL")
+    folder = Path(cwd).resolve()
+    roots = [Path(sysroot) / ".metaflow"] if sysroot else \
+        [c / ".metaflow" for c in (folder, *folder.parents) if (c / ".metaflow").is_dir()][:1]
+    for datastore in roots:
+        try:
+            return (datastore / flow / "latest_run").read_text().strip() or None
+        except OSError:
+            return None
+    return None
+
+
+def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path, origin: ResumeOrigin
                      ) -> tuple[list[str], dict[str, int], dict[str, str]]:
     """Metaflow's resume arguments, and the foreach splits of the origin's tasks.
 
-    The window names origins by Flowdeck run id; Metaflow needs its own id,
-    which our run.json records. Metaflow resumes from one step, so of several
-    changed steps the first in the graph's order is kept.
+    The window names origins by Flowdeck run id; Metaflow needs its own id, which our
+    run.json records. An origin Metaflow would pick itself is named to it all the same,
+    so the run it resumes is the one recorded. Metaflow resumes from one step, so of
+    several changed steps the first in the graph's order is kept.
     """
-    out, splits, ids = list(args.metaflow_args), {}, {}
-    if args.origin_run_id:
-        layout = RunLayout(root, flow.name)
-        record = read_run(layout, args.origin_run_id).record
-        mf_id = record.metaflow_run_id if record else None
-        if mf_id:
-            at = out.index("--origin-run-id") if "--origin-run-id" in out else None
-            if at is not None:
-                out[at + 1] = str(mf_id)
-            else:
-                out = [a if not a.startswith("--origin-run-id=") else
-                       f"--origin-run-id={mf_id}" for a in out]
-            splits = origin_splits(layout.events(args.origin_run_id))
-            ids = {str(mf_id): args.origin_run_id}
+    out, splits, ids = _without_option(args.metaflow_args, "--origin-run-id"), {}, {}
+    if origin.metaflow_run_id:
+        out += ["--origin-run-id", origin.metaflow_run_id]
+    if origin.run_id and origin.record is not None and origin.metaflow_run_id:
+        splits = origin_splits(RunLayout(root, flow.name).events(origin.run_id))
+        ids = {origin.metaflow_run_id: origin.run_id}
     steps = [a for a in _positionals(out)]
     if len(steps) > 1:
         print(f"flowdeck: Metaflow resumes from one step; resuming from {steps[0]} "
@@ -606,6 +651,20 @@ def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path
         for extra in steps[1:]:
             out.remove(extra)
     return out, splits, ids
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    """`args` without option `name` and its value (`--x v` or `--x=v`)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 def _positionals(args: list[str]) -> Iterable[str]:
@@ -646,6 +705,8 @@ class Bridge:
         self.stopping = False
         self.child: subprocess.Popen[bytes] | None = None
         self.metaflow_run_id: str | None = None
+        self.origin = (resume_origin(args, flow, root, os.getcwd())
+                       if args.command == "resume" else ResumeOrigin())
         self.params = params_of(flow, args.metaflow_args)
         max_workers = _option(args.metaflow_args, "--max-workers")
         self.max_workers = int(max_workers) if max_workers and max_workers.isdigit() \
@@ -657,7 +718,7 @@ class Bridge:
     # -- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> int:
-        mf_args, splits, ids = (translate_resume(self.args, self.flow, self.root)
+        mf_args, splits, ids = (translate_resume(self.args, self.flow, self.root, self.origin)
                                 if self.args.command == "resume"
                                 else (self.args.metaflow_args, {}, {}))
         self.parser = MetaflowLogParser(splits, ids)
@@ -670,7 +731,7 @@ class Bridge:
         self._write_run_json("running")
         self._emit(RUN_STARTED, flow=self.flow.name, file=self.flow.file, params=self.params,
                    graph=self.flow.graph.as_dict(), step_hashes=self.flow.graph.step_hashes(),
-                   origin_run_id=self.args.origin_run_id, pid=os.getpid(),
+                   origin_run_id=self.origin.run_id, pid=os.getpid(),
                    max_workers=self.max_workers, engine="metaflow", run_dir=str(self.run_dir))
         restore = self._install_signals()
         try:
@@ -863,7 +924,7 @@ class Bridge:
             user=current_user(),
             engine="metaflow", params=self._param_records(),
             step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,
-            origin_run_id=self.args.origin_run_id, max_workers=self.max_workers,
+            origin_run_id=self.origin.run_id, max_workers=self.max_workers,
             exit_code=exit_code, metaflow_run_id=self.metaflow_run_id,
             tags=given_tags(self.args.metaflow_args) or None,
             system_tags=[f"user:{metaflow_user(metaflow_env())}"],
