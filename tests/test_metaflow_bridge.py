@@ -843,3 +843,31 @@ def test_flowdeck_resume_on_metaflow_records_its_origin(tmp_path: Path) -> None:
                          second.run_id / "events.jsonl")
     assert events[0]["origin_run_id"] == first.run_id
     assert tasks(events, "start")[0]["origin"] == f"{first.run_id}/start/1"
+
+
+def test_a_resumed_run_records_the_origins_parameter_values_typed(tmp_path: Path) -> None:
+    """Metaflow's resume reuses the origin's parameter values; the bridge recorded the
+    defaults (alpha 0.5 for a run of `--alpha 2`), from the resume's command line, which
+    has none. Given values are typed as defaults are (2.0, not '2'), and the record's
+    command line gives them back."""
+    path = write_flow(tmp_path, "fails_until_fixed.py", FAILS_UNTIL_FIXED)
+    failed = flowdeck_cli(path, "run", "--engine", "metaflow", str(path), "--alpha", "2",
+                          "--word", "yo")
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    (tmp_path / "fixed").write_text("")
+    resumed = flowdeck_cli(path, "resume", "--engine", "metaflow", str(path))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "v 2.0 yo" in resumed.stdout  # what Metaflow's resume computed with
+    first, second = run_records(path, "FailsUntilFixed")
+    expected = {"alpha": 2.0, "count": 1, "word": "yo"}
+    assert first.param_values == expected and second.param_values == expected
+    assert isinstance(first.param_values["alpha"], float)
+    assert second.cli_args() == ["--alpha", "2", "--count", "1", "--word", "yo"]
+    events = read_events(path.parent / ".flowdeck" / "FailsUntilFixed" / "runs" /
+                         second.run_id / "events.jsonl")
+    assert events[0]["params"] == expected
+    # the window's resume names the origin by our id: the same values
+    again, events = run_bridge(path, "resume", "work", "--origin-run-id", second.run_id,
+                               run_id="third")
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert events[0]["params"] == expected and events[0]["origin_run_id"] == second.run_id

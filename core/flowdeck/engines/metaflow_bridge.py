@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
-from flowdeck.analysis.flowfile import FlowInfo, analyze_file
+from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file
+from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, convert_text
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.events import (
     ENGINE_RUN_ID,
@@ -554,13 +555,11 @@ def metaflow_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def params_of(flow: FlowInfo, args: list[str]) -> dict[str, Any]:
-    """Parameter values by attribute name: defaults, overridden by `--name value`."""
-    values = {p.attribute: p.default for p in flow.parameters if p.has_default}
+def given_params(flow: FlowInfo, args: list[str]) -> dict[str, list[str]]:
+    """The texts given to each parameter (`--name value`, `--name=value`), by attribute."""
     by_option = {p.name.replace("_", "-"): p.attribute for p in flow.parameters}
     by_option.update({p.name: p.attribute for p in flow.parameters})
-    multiple = {p.attribute for p in flow.parameters if p.multiple}
-    given: dict[str, list[Any]] = {}
+    given: dict[str, list[str]] = {}
     i = 0
     while i < len(args):
         arg = args[i]
@@ -572,9 +571,51 @@ def params_of(flow: FlowInfo, args: list[str]) -> dict[str, Any]:
                     i += 1
                 given.setdefault(by_option[name], []).append(value)
         i += 1
-    for attr, said in given.items():  # a `multiple` parameter keeps every value
-        values[attr] = said if attr in multiple else said[-1]
-    return values
+    return given
+
+
+def param_records_of(flow: FlowInfo, args: list[str]) -> list[ParamRecord]:
+    """A run's parameters as Flowdeck's engine records them: each value typed as the
+    parameter converts it (`--alpha 2` of a float parameter is 2.0, not the text '2',
+    beside a default recorded as a number), with the text that gives it back; a
+    parameter not given has its literal default."""
+    given = given_params(flow, args)
+    records = []
+    for param in flow.parameters:
+        texts = given.get(param.attribute)
+        if texts and param.multiple:  # every value, its texts as the record's line
+            records.append(ParamRecord(param.name, param.attribute,
+                                       [typed_value(param, t) for t in texts],
+                                       multiple_text(texts), True))
+        elif texts:
+            records.append(ParamRecord(param.name, param.attribute,
+                                       typed_value(param, texts[-1]), texts[-1]))
+        elif param.has_default:
+            records.append(default_record(param))
+    return records
+
+
+def typed_value(param: ParameterInfo, text: str) -> Any:
+    """`text` as the parameter's built-in type converts it; the text itself for a string,
+    the flow's own type, or a text the type refuses (Metaflow says why at its start)."""
+    kind = KIND_OF_TYPE_NAME.get(param.type)
+    if kind is None or kind == "str":
+        return text
+    try:
+        return convert_text(kind, text)
+    except ValueError:
+        return text
+
+
+def default_record(param: ParameterInfo) -> ParamRecord:
+    """A parameter not given: its literal default, and the text that gives it."""
+    value = param.default
+    if param.multiple:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        return ParamRecord(param.name, param.attribute, items, multiple_text(
+            i if isinstance(i, str) else json.dumps(i) for i in items), True)
+    return ParamRecord(param.name, param.attribute, value,
+                       value if isinstance(value, str) else json.dumps(value))
 
 
 @dataclass
@@ -707,7 +748,8 @@ class Bridge:
         self.metaflow_run_id: str | None = None
         self.origin = (resume_origin(args, flow, root, os.getcwd())
                        if args.command == "resume" else ResumeOrigin())
-        self.params = params_of(flow, args.metaflow_args)
+        self.param_records = self._initial_params()
+        self.params = {p.attr: p.value for p in self.param_records}
         max_workers = _option(args.metaflow_args, "--max-workers")
         self.max_workers = int(max_workers) if max_workers and max_workers.isdigit() \
             else DEFAULT_MAX_WORKERS
@@ -922,7 +964,7 @@ class Bridge:
             start=self.started, end=time.time() if status != "running" else None,
             pid=os.getpid(), process_start=own_process_start(), host=hostname(),
             user=current_user(),
-            engine="metaflow", params=self._param_records(),
+            engine="metaflow", params=self.param_records,
             step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,
             origin_run_id=self.origin.run_id, max_workers=self.max_workers,
             exit_code=exit_code, metaflow_run_id=self.metaflow_run_id,
@@ -930,21 +972,14 @@ class Bridge:
             system_tags=[f"user:{metaflow_user(metaflow_env())}"],
         ).write(self.layout.run_json(self.args.run_id))
 
-    def _param_records(self) -> list[ParamRecord]:
-        """Parameters by their command-line name, as given (or their literal defaults)."""
-        declared = {p.attribute: p for p in self.flow.parameters}
-        records = []
-        for attr, value in self.params.items():
-            param = declared.get(attr)
-            name = param.name if param else attr
-            if param is not None and param.multiple:  # its values as the record's line
-                items = value if isinstance(value, (list, tuple)) else [value]
-                records.append(ParamRecord(name, attr, list(items), multiple_text(
-                    i if isinstance(i, str) else json.dumps(i) for i in items), True))
-            else:
-                records.append(ParamRecord(name, attr, value, value if isinstance(value, str)
-                                           else json.dumps(value)))
-        return records
+    def _initial_params(self) -> list[ParamRecord]:
+        """The parameters the run will have. A resume takes no parameters: Metaflow reuses
+        the origin's values, so they come from the origin's record (its command line would
+        give the defaults: a resume of `--alpha 2` was recorded with alpha 0.5); none when
+        Flowdeck has no record of the origin."""
+        if self.args.command != "resume":
+            return param_records_of(self.flow, self.args.metaflow_args)
+        return list(self.origin.record.params) if self.origin.record is not None else []
 
 
 def group_members(pgid: int) -> list[int]:
