@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import FLOWS, WAIT_MS, close_window, flow_key, process_alive
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
 
 from flowdeck_desktop.app import build
 
@@ -73,6 +74,34 @@ def test_metaflow_flow_runs_live_and_every_step_turns_green(qtbot, app) -> None:
     assert values and values[0] in ("0", "1", "4")
     window.logs.flush()
     assert "square of" in window.logs.text()  # the task's own output
+
+
+def test_a_metaflow_run_is_named_by_metaflows_id_where_it_is_pasted_into_metaflow(
+        qtbot, app) -> None:
+    """History's Copy Pathspec, the artifacts' title and the log's run line name the run
+    by Metaflow's run id, which Metaflow's client opens, as the main window's Copy Pathspec
+    does; they named it by Flowdeck's id (`MfForeachFlow/<flowdeck id>`), which it cannot."""
+    controller, window = app
+    key = key_of(controller, "MfForeachFlow")
+    window.select_flow(key)
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as blocker:
+        window.run_selected()
+    assert blocker.args[1] == "succeeded"
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 1)
+    run = window.history.runs[0]
+    assert run.record is not None and run.record.metaflow_run_id
+    metaflow_id = run.record.metaflow_run_id
+    assert metaflow_id != run.run_id
+    menu = window.history.menu_for(run)
+    next(a for a in menu.actions() if a.text() == "Copy Pathspec").trigger()
+    assert QApplication.clipboard().text() == f"MfForeachFlow/{metaflow_id}"
+    window.history.run_selected.emit(run)
+    assert window.log_scope.text().startswith(f"Run {metaflow_id}:")
+    with qtbot.waitSignal(window.artifacts.loaded, timeout=WAIT_MS):
+        window.scene.step_clicked.emit("end")
+    task_id = window.shown_state.tasks_of("end")[0].task_id
+    assert f"MfForeachFlow/{metaflow_id}/end/{task_id}" in window.artifacts.title.text()
+    assert run.run_id not in window.artifacts.title.text()
 
 
 def test_metaflow_failure_then_resume_in_the_window(qtbot, app, folder: Path) -> None:

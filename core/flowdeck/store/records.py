@@ -192,6 +192,13 @@ class RunRecord:
         return d
 
     @property
+    def engine_run_id(self) -> str:
+        """The id its engine's client opens (`Flow/<this>`): Metaflow's run id for a run of
+        Metaflow's engine once Metaflow has said it, else ours. Our id of a bridge run names
+        nothing to Metaflow's client."""
+        return self.metaflow_run_id or self.run_id
+
+    @property
     def param_values(self) -> dict[str, Any]:
         """Parameter values by attribute, as recorded for display."""
         return {p.attr: p.value for p in self.params}

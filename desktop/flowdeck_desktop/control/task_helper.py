@@ -34,10 +34,15 @@ class HelperRequest:
     task_id: str
     add_core: bool
     module: str = ARTIFACT_HELPER
+    #: The run's id in its engine's client (Metaflow's, for a bridge run), for the title
+    #: only: the helper itself is given our id and reads Metaflow's from the run's record.
+    engine_run_id: str | None = None
 
     @property
     def title(self) -> str:
-        return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
+        """The task's pathspec as its engine's client opens it (Metaflow's task ids with our
+        run id named a task neither client has)."""
+        return f"{self.flow}/{self.engine_run_id or self.run_id}/{self.step}/{self.task_id}"
 
     def argv(self, *extra: str) -> list[str]:
         """The helper's command line: the list, or `--preview NAME`, `--export NAME PATH`."""

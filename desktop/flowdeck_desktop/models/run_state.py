@@ -68,6 +68,12 @@ class RunState(QObject):
         return self.fold.run_id
 
     @property
+    def engine_run_id(self) -> str:
+        """The id its engine's client opens: Metaflow's for a run of Metaflow's engine once
+        known (what a user pastes into Metaflow's client), else ours."""
+        return self.fold.metaflow_run_id or self.run_id
+
+    @property
     def flow(self) -> str:
         return self.fold.flow
 

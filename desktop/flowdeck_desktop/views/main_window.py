@@ -1068,7 +1068,7 @@ class MainWindow(QMainWindow):
         state = self.shown_state
         if state is None or self.selected_key is None:  # no flow: _select_nothing's title
             return
-        run_id = state.fold.metaflow_run_id or state.run_id  # the id its engine's client takes
+        run_id = state.engine_run_id
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
         if run_id and state.status == RUNNING:
             run += steps_done_note(state)
@@ -1303,7 +1303,7 @@ class MainWindow(QMainWindow):
             self.artifacts.show_task(interpreter.path, str(layout.root), state.flow, state.run_id,
                                      task.step, task.task_id, not check.has_flowdeck,
                                      made_by=foreign_author(layout, state.run_id, task.origin),
-                                     listed=task.artifacts,
+                                     listed=task.artifacts, engine_run_id=state.engine_run_id,
                                      plots=state.fold.engine != "metaflow")
         if task.status == "failed":
             self.error_pane.show_error(task.step, task.task_id, task.error, file)
@@ -1324,14 +1324,16 @@ class MainWindow(QMainWindow):
             self._replay_logs(self.selected_key)
 
     def _show_run_logs_of(self, run_id: str) -> None:
+        """The log's line for a whole run, naming it by the id its engine's client opens."""
         self.logs.clear()
         state = self.shown_state
+        shown = state.engine_run_id if state is not None and state.run_id == run_id else run_id
         if state is not None and state.run_id == run_id and \
                 self.controller.is_outside_state(state):  # its output goes to its terminal
-            self.log_scope.setText(f"Run {run_id} was started outside this window: select a "
+            self.log_scope.setText(f"Run {shown} was started outside this window: select a "
                                    "step to see its output as it is written")
             return
-        self.log_scope.setText(f"Run {run_id}: select a step to see its output")
+        self.log_scope.setText(f"Run {shown}: select a step to see its output")
 
     def _replay_logs(self, key: str) -> None:
         """The output this window saw of the flow's run; for a run made before (another
@@ -1544,7 +1546,7 @@ class MainWindow(QMainWindow):
     def shown_pathspec(self, step: str | None = None, task_id: str | None = None) -> str | None:
         """`Flow/run_id[/step[/task]]` of the run shown (None when it has not run)."""
         state = self.shown_state
-        run_id = (state.fold.metaflow_run_id or state.run_id) if state is not None else None
+        run_id = state.engine_run_id if state is not None else None
         if state is None or not run_id:
             return None
         return "/".join([state.flow, run_id, *([step] if step else []),

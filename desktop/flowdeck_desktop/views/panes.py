@@ -88,8 +88,10 @@ class RunSummary:
 
     @property
     def pathspec(self) -> str:
-        """`Flow/run_id`, as the client (ours and Metaflow's) takes it."""
-        return f"{self.layout.flow}/{self.run_id}" if self.layout is not None else self.run_id
+        """`Flow/run_id`, as the run's engine's client takes it: Metaflow's run id for a run
+        of Metaflow's engine (as the main window's Copy Pathspec gives it)."""
+        run_id = self.record.engine_run_id if self.record is not None else self.run_id
+        return f"{self.layout.flow}/{run_id}" if self.layout is not None else run_id
 
     @property
     def folder(self) -> str | None:

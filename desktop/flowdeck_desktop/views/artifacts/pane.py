@@ -234,17 +234,20 @@ class ArtifactsPane(QWidget):
 
     def show_task(self, interpreter: str, root: str, flow: str, run_id: str, step: str,
                   task_id: str, add_core: bool, *, made_by: str | None = None,
-                  listed: Sequence[dict[str, Any]] = (), plots: bool = True) -> None:
+                  listed: Sequence[dict[str, Any]] = (), plots: bool = True,
+                  engine_run_id: str | None = None) -> None:
         """Show the task's artifacts: names, types and sizes at once (`listed`, from the
         events), then values from the helper for our own runs (`made_by` None); for a run
         `made_by` another user, nothing more until the user asks for the values. `plots`:
         whether its numbers plot across runs (a run of Metaflow's engine: its values are
         in Metaflow's datastore, which the plot does not read: every point was "not
-        plotted")."""
+        plotted"). `engine_run_id`: the run's id in its engine's client, which the title
+        names."""
         self.plots = plots
         self.plot_button.setToolTip(self.PLOT_TIP if plots else self.NOT_PLOTTED_TIP)
         keep = self.selected_name()
-        request = HelperRequest(interpreter, root, flow, run_id, step, task_id, add_core)
+        request = HelperRequest(interpreter, root, flow, run_id, step, task_id, add_core,
+                                engine_run_id=engine_run_id)
         self._forget_task([_listed_row(a) for a in listed if isinstance(a, dict)])
         self._request = request
         if made_by is None:
