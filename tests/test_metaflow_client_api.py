@@ -510,3 +510,22 @@ def test_runs_steps_and_tasks_are_iterators_as_metaflow_s_generators(tmp_path: P
         assert next(newest["start"].tasks()).data.result == 4
     finally:
         default_namespace()
+
+
+def test_a_runner_reads_its_run_where_datastore_root_or_a_relative_home_put_it(
+        tmp_path: Path) -> None:
+    """`datastore_root=` and a relative $FLOWDECK_HOME (the run's, in `cwd=`) were missed:
+    the Runner read the run elsewhere and raised "Error executing" for a run that
+    succeeded (second review)."""
+    path = _write(tmp_path, "param.py", PARAM_FLOW)
+    chosen = tmp_path / "chosen store"
+    done = Runner(path, show_output=False, env={"METAFLOW_USER": "tester"},
+                  datastore_root=str(chosen)).run(alpha=2)
+    assert done.status == "successful" and done.run.data.result == 4
+    assert (chosen / "ParamFlow").is_dir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = Runner(path, show_output=False, cwd=elsewhere,
+                  env={"METAFLOW_USER": "tester", "FLOWDECK_HOME": "relative"}).run(alpha=3)
+    assert done.status == "successful" and done.run.data.result == 6
+    assert (elsewhere / "relative" / "ParamFlow").is_dir()

@@ -86,6 +86,12 @@ class ExecutingRun:
         return "running" if code is None else ("successful" if code == 0 else "failed")
 
     @property
+    def run_id(self) -> str | None:
+        """The run's id, once its process has written it (before its run can be read)."""
+        self._run_id = self._run_id or self._learn_run_id()
+        return self._run_id
+
+    @property
     def run(self) -> Any:
         """The client `Run` of this run (None until the run has an id)."""
         if self._run is None:
@@ -220,7 +226,7 @@ class Runner:
         self.env = dict(env or {})
         self.cwd = str(cwd) if cwd is not None else None
         self.top_options = _options(kwargs, {})
-        self.store_root = _store_root(self.flow_file, self.env)
+        self.store_root = _store_root(self.flow_file, self.env, self.cwd, self.top_options)
 
     def __enter__(self) -> Runner:
         return self
@@ -335,7 +341,7 @@ def _started_or_raise(running: ExecutingRun) -> ExecutingRun:
     file parameter that cannot be read, a bad option): then, as Metaflow's Runner, a
     RuntimeError with the command and its output, which say why. A run that started and
     failed is returned, its `status` "failed"."""
-    if running.run is not None:
+    if running.run is not None or running.run_id is not None:  # an id written: it started
         return running
     argv: list[str] = running.process.args  # type: ignore[assignment]  # _start gives a list
     message = "Error executing: '%s':\n" % " ".join(argv)
@@ -407,10 +413,22 @@ def _read_run_id(path: Path) -> str | None:
     return text or None
 
 
-def _store_root(flow_file: str, env: dict[str, str]) -> Path:
-    """Where the run's process stores the run, with the `env` it is given."""
-    from flowdeck.store.layout import default_root
-    return default_root(flow_file, {**os.environ, **env})
+def _store_root(flow_file: str, env: dict[str, str], cwd: str | None,
+                top_options: list[str]) -> Path:
+    """Where the run's process stores the run: with the `env` it is given (a relative
+    $FLOWDECK_HOME is its working directory's, `cwd`), or the `datastore_root=` option
+    (`--datastore-root`, which the run's script turns into $FLOWDECK_HOME or the object
+    store's URL). Both were missed: the run went elsewhere, and the Runner, reading it
+    here, said a run that succeeded could not start."""
+    from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, default_root, is_store_url
+    environ = {**os.environ, **env}
+    if "--datastore-root" in top_options[:-1]:
+        given = top_options[top_options.index("--datastore-root") + 1]
+        environ[DATASTORE_ENV if is_store_url(given) else ROOT_ENV] = given
+    home = environ.get(ROOT_ENV)
+    if home and not os.path.isabs(os.path.expanduser(home)):
+        environ[ROOT_ENV] = str(Path(cwd or os.getcwd(), os.path.expanduser(home)))
+    return default_root(flow_file, environ)
 
 
 def _check_flow_file(given: str) -> None:
