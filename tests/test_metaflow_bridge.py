@@ -871,3 +871,28 @@ def test_a_resumed_run_records_the_origins_parameter_values_typed(tmp_path: Path
                                run_id="third")
     assert again.returncode == 0, again.stderr + again.stdout
     assert events[0]["params"] == expected and events[0]["origin_run_id"] == second.run_id
+
+
+def test_a_resume_naming_no_origin_leaves_the_pick_to_metaflow(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """With Metaflow's datastore set in its config, a stale `.metaflow/latest_run` beside
+    the flow named another run: the bridge forced it on Metaflow, which "could not find
+    run id" it (second review). Metaflow picks; its clone lines name the origin recorded."""
+    path = write_flow(tmp_path, "fails_until_fixed.py", FAILS_UNTIL_FIXED)
+    home = tmp_path / "mfhome"
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps(
+        {"METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp_path / "configured")}))
+    monkeypatch.setenv("METAFLOW_HOME", str(home))
+    stale = tmp_path / ".metaflow" / "FailsUntilFixed"
+    stale.mkdir(parents=True)
+    (stale / "latest_run").write_text("1234567890")  # a run of another datastore
+    failed = flowdeck_cli(path, "run", "--engine", "metaflow", str(path), "--alpha", "2")
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    (tmp_path / "fixed").write_text("")
+    resumed = flowdeck_cli(path, "resume", "--engine", "metaflow", str(path))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "could not find run id" not in resumed.stdout + resumed.stderr
+    first, second = run_records(path, "FailsUntilFixed")
+    assert second.origin_run_id == first.run_id
+    assert second.param_values["alpha"] == 2.0

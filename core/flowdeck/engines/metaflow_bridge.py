@@ -115,6 +115,8 @@ class MetaflowLogParser:
                  origin_ids: dict[str, str] | None = None):
         self.metaflow_run_id: str | None = None
         self.origin_ids = origin_ids or {}  # Metaflow run id -> our run id of the same run
+        #: Metaflow's ids of the runs a resume cloned tasks from (the origin it picked).
+        self.origin_runs: list[str] = []
         self.tasks: dict[str, TaskTrack] = {}
         self.pending_failures: dict[str, dict[str, Any]] = {}
         self.first_error: dict[str, Any] | None = None
@@ -200,6 +202,7 @@ class MetaflowLogParser:
                    "pid": None, "reused": True, "foreach": None, "input_paths": [],
                    "logs": None}
         origin_run, _, rest = origin.partition("/")
+        self.origin_runs.append(origin_run)
         finished = {"type": TASK_FINISHED, "step": step, "task_id": task_id, "attempt": 0,
                     "status": "reused", "duration": 0.0, "error": None, "will_retry": False,
                     "artifacts": [],
@@ -625,39 +628,38 @@ class ResumeOrigin:
     run_id: str | None = None  # ours: what run.json's `origin_run_id` holds
     metaflow_run_id: str | None = None  # Metaflow's: what its `--origin-run-id` takes
     record: RunRecord | None = None  # the origin's run.json, when Flowdeck made the run
+    named: bool = False  # given on the command line (else Metaflow picks it: not named to it)
 
 
 def resume_origin(args: BridgeArgs, flow: FlowInfo, root: Path, cwd: str) -> ResumeOrigin:
-    """Which run this resume continues: the one named (by our id, as the window names it,
-    or by Metaflow's), else the one Metaflow itself would pick (its `latest_run`).
-
-    Both ids are recorded: without ours, `flowdeck resume` wrote `origin_run_id: null`, so
-    the resume looked like a fresh run (and was taken as the next resume's origin).
-    """
+    """Which run this resume continues: the one named, by our id (as the window names it)
+    or by Metaflow's; unnamed, Metaflow picks it itself, in whichever datastore its
+    config says. The run its local `latest_run` file names is then only a guess, kept
+    when Flowdeck has a record of it (to record the origin and its parameters from the
+    start), never named to Metaflow (naming it resumed another datastore's run, or none:
+    "could not find run id"), and checked against the run Metaflow's "Cloning previously
+    run task" lines name (`Bridge._origin_run_id`). `run_id` is ours only: a Metaflow id
+    Flowdeck has no record of leaves it None (it was stored there, and the client could
+    not open the origin it named)."""
     layout = RunLayout(root, flow.name)
     given = args.origin_run_id
-    record = read_run(layout, given).record if given else None
-    if record is not None and record.metaflow_run_id:
-        return ResumeOrigin(given, record.metaflow_run_id, record)
-    mf_id = given or metaflow_latest_run(cwd, flow.name)
-    if mf_id is None:
-        return ResumeOrigin(given)
-    ours = record_of_metaflow_run(layout, mf_id)
-    return ResumeOrigin(ours.run_id if ours else given, mf_id, ours)
-
-
-def record_of_metaflow_run(layout: RunLayout, metaflow_run_id: str) -> RunRecord | None:
-    """Flowdeck's record of the bridge run that Metaflow knows as `metaflow_run_id`."""
-    for entry in RunIndex(layout).runs():
-        if entry.record is not None and entry.record.metaflow_run_id == metaflow_run_id:
-            return entry.record
-    return None
+    if given:
+        record = read_run(layout, given).record
+        if record is not None and record.metaflow_run_id:
+            return ResumeOrigin(given, record.metaflow_run_id, record, named=True)
+    guess = given or metaflow_latest_run(cwd, flow.name)
+    ours = record_of_metaflow_run(layout, guess) if guess else None
+    if given:
+        return ResumeOrigin(ours.run_id if ours else None, given, ours, named=True)
+    if ours is None:  # nothing of Flowdeck's to record: Metaflow's clone lines will say
+        return ResumeOrigin()
+    return ResumeOrigin(ours.run_id, guess, ours)
 
 
 def metaflow_latest_run(cwd: str, flow: str) -> str | None:
-    """The run Metaflow's `resume` picks when given none: `<Flow>/latest_run` in its local
-    datastore (`$METAFLOW_DATASTORE_SYSROOT_LOCAL/.metaflow`, else the first `.metaflow/`
-    upward from `cwd`), which only `run` writes."""
+    """The run Metaflow's `resume` picks when given none, as its local datastore says
+    (`$METAFLOW_DATASTORE_SYSROOT_LOCAL/.metaflow`, else the first `.metaflow/` upward
+    from `cwd`): a guess (its config may name another datastore; see `resume_origin`)."""
     sysroot = os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL")
     folder = Path(cwd).resolve()
     roots = [Path(sysroot) / ".metaflow"] if sysroot else \
@@ -670,17 +672,25 @@ def metaflow_latest_run(cwd: str, flow: str) -> str | None:
     return None
 
 
+def record_of_metaflow_run(layout: RunLayout, metaflow_run_id: str) -> RunRecord | None:
+    """Flowdeck's record of the bridge run that Metaflow knows as `metaflow_run_id`."""
+    for entry in RunIndex(layout).runs():
+        if entry.record is not None and entry.record.metaflow_run_id == metaflow_run_id:
+            return entry.record
+    return None
+
+
 def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path, origin: ResumeOrigin
                      ) -> tuple[list[str], dict[str, int], dict[str, str]]:
     """Metaflow's resume arguments, and the foreach splits of the origin's tasks.
 
     The window names origins by Flowdeck run id; Metaflow needs its own id, which our
-    run.json records. An origin Metaflow would pick itself is named to it all the same,
-    so the run it resumes is the one recorded. Metaflow resumes from one step, so of
-    several changed steps the first in the graph's order is kept.
+    run.json records; an unnamed origin is Metaflow's to pick (`resume_origin`). Metaflow
+    resumes from one step, so of several changed steps the first in the graph's order is
+    kept.
     """
     out, splits, ids = _without_option(args.metaflow_args, "--origin-run-id"), {}, {}
-    if origin.metaflow_run_id:
+    if origin.named and origin.metaflow_run_id:
         out += ["--origin-run-id", origin.metaflow_run_id]
     if origin.run_id and origin.record is not None and origin.metaflow_run_id:
         splits = origin_splits(RunLayout(root, flow.name).events(origin.run_id))
@@ -959,6 +969,7 @@ class Bridge:
     def _write_run_json(self, status: str, exit_code: int | None = None) -> None:
         """The same run record as our engine's, so history lists Metaflow runs; plus Metaflow's id."""
         graph = self.flow.graph
+        origin_run_id = self._origin_run_id()  # first: learning it may bring its parameters
         RunRecord(
             flow=self.flow.name, run_id=self.args.run_id, file=self.flow.file, status=status,
             start=self.started, end=time.time() if status != "running" else None,
@@ -966,11 +977,25 @@ class Bridge:
             user=current_user(),
             engine="metaflow", params=self.param_records,
             step_hashes=graph.step_hashes(), outside_hash=graph.outside_hash,
-            origin_run_id=self.origin.run_id, max_workers=self.max_workers,
+            origin_run_id=origin_run_id, max_workers=self.max_workers,
             exit_code=exit_code, metaflow_run_id=self.metaflow_run_id,
             tags=given_tags(self.args.metaflow_args) or None,
             system_tags=[f"user:{metaflow_user(metaflow_env())}"],
         ).write(self.layout.run_json(self.args.run_id))
+
+    def _origin_run_id(self) -> str | None:
+        """Our id of the run this resume continues: the one named; else the one Metaflow
+        picked, once its clone lines name it (the guess of `resume_origin` corrected, and
+        forgotten when Flowdeck has no record of the run Metaflow took). Its parameters
+        come with it (Metaflow reuses the origin's values)."""
+        picked = self.parser.origin_runs[0] if self.parser.origin_runs else None
+        if self.origin.named or picked is None or picked == self.origin.metaflow_run_id:
+            return self.origin.run_id
+        record = record_of_metaflow_run(RunLayout(self.root, self.flow.name), picked)
+        self.origin = ResumeOrigin(record.run_id if record else None, picked, record)
+        self.param_records = list(record.params) if record is not None else []
+        self.params = {p.attr: p.value for p in self.param_records}
+        return self.origin.run_id
 
     def _initial_params(self) -> list[ParamRecord]:
         """The parameters the run will have. A resume takes no parameters: Metaflow reuses
