@@ -896,3 +896,23 @@ def test_a_resume_naming_no_origin_leaves_the_pick_to_metaflow(tmp_path: Path,
     first, second = run_records(path, "FailsUntilFixed")
     assert second.origin_run_id == first.run_id
     assert second.param_values["alpha"] == 2.0
+
+
+def test_a_timeout_reads_the_same_whatever_line_lands_inside_it() -> None:
+    """@timeout's logger line, on the task's other stream, arrived between "failed:" and
+    "@timeout:" in one run of three: it read "TaskFailed: > time.sleep(10)" (second
+    review). The lines as Metaflow 2.19 printed them that time."""
+    lines = ["<flow TFlow step start> failed:",
+             "2026-12-05 09:12:12.035 Step start timed out after 0 hours, 0 minutes, 2 seconds",
+             "@timeout:",
+             "Step start timed out after 0 hours, 0 minutes, 2 seconds",
+             "Stack when the timeout was raised:",
+             '>    File "/tmp/mf/tflow.py", line 11, in start',
+             ">      helper()",
+             '>    File "/tmp/mf/tflow.py", line 5, in helper',
+             ">      time.sleep(10)", ""]
+    for shown in (lines, [lines[0], *lines[2:]]):
+        error = error_from_lines(shown)
+        assert error is not None and error["type"] == "TimeoutException", error
+        assert error["message"] == "Step start timed out after 0 hours, 0 minutes, 2 seconds"
+        assert 'File "/tmp/mf/tflow.py", line 11, in start' in error["traceback"]

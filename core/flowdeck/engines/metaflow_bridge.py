@@ -367,6 +367,11 @@ def traceback_error(trace: list[str]) -> dict[str, Any]:
             "traceback": "\n".join(user_frames(trace[1:-1], trace[0], last))}
 
 
+#: A line Metaflow time-stamped itself (`2026-12-05 09:12:12.035 text`): a log line, not
+#: part of an exception it prints.
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? ")
+
+
 def metaflow_exception_error(body: list[str]) -> dict[str, Any] | None:
     """A MetaflowException as Metaflow's task prints it, or None if `body` holds none.
 
@@ -375,13 +380,18 @@ def metaflow_exception_error(body: list[str]) -> dict[str, Any] | None:
     alarm struck, read as a traceback so the failing line of the step opens.
     """
     at = _last_index(body, lambda line: FLOW_FAILED.match(line.strip()) is not None)
-    if at is None or at + 1 >= len(body) or body[at + 1].strip() == "Internal error":
+    # A line of the task's other stream, time-stamped by Metaflow (@timeout's own logger
+    # says "Step start timed out" there), may land anywhere after "failed:": left out,
+    # or the headline was missed in one run of three and it read "TaskFailed: > ...".
+    following = [line for line in body[at + 1:] if not STAMPED.match(line)] \
+        if at is not None else []
+    if not following or following[0].strip() == "Internal error":
         return None
-    head = HEADLINE.match(body[at + 1].strip())
+    head = HEADLINE.match(following[0].strip())
     if head is None:
         return None
     headline = head.group("headline")
-    rest = body[at + 2:]
+    rest = following[1:]
     stack_at = next((i for i, line in enumerate(rest)
                      if line.strip() == STACK_HEAD or line.startswith(">")), len(rest))
     message = "\n".join(line.strip() for line in rest[:stack_at])
