@@ -39,6 +39,7 @@ def test_run_says_why_a_flow_did_not_start_and_what_to_install(tmp_path: Path) -
     assert ("m3.py failed before TrainFlow started (line 1): ModuleNotFoundError: No module "
             "named 'numpy_not_installed_pkg'. Install it into the flow's interpreter: `") in said
     assert " -m pip install numpy_not_installed_pkg`" in said
+    assert "Run it again once fixed" not in said  # it said why; "once fixed" said less
 
 
 def test_run_help_lists_its_options(tmp_path: Path) -> None:

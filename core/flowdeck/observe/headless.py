@@ -412,11 +412,15 @@ class Follower:
                 lines.append(shown_text(said))
         file = shlex.quote(str(self.spec.file))
         finished = any(t.status in TASK_DONE for t in self.fold.tasks.values())
-        if (failed is not None and nothing_to_reuse(failed.step)) or not finished:
+        ended_badly = self.fold.status in ("failed", "crashed")
+        if (failed is not None and nothing_to_reuse(failed.step)) or \
+                (not finished and ended_badly):
             # (no task finished: a resume has nothing of this run to reuse; Metaflow's would
             # take its latest run, another one, and say it succeeded)
             lines.append("Run it again once fixed (with other parameter values if they were "
                          f"the cause; nothing finished to reuse): flowdeck run {file}")
+        elif not finished:  # a run that did not start said why; one cancelled before any
+            pass  # task finished has nothing to resume either
         elif self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
             lines.append(f"Resume it, reusing what finished: flowdeck resume {file}")
         lines.append(f"Full output: {self.log_path}")
