@@ -352,6 +352,9 @@ def test_runs_of_metaflow_s_engine_say_their_steps_are_not_compared(store, tmp_p
             "Metaflow's engine, whose tasks are in its own datastore (select the run in "
             "History to see them)")
         assert compare_runs(layout, store["a"], store["b"]).engines_unread == []
+        mixed = compare_runs(layout, store["a"], "run-mf-1")  # one of each engine
+        assert mixed.engines_unread == ["metaflow"]
+        assert mixed.steps == [] and mixed.artifacts == []  # not all listed as differing
     finally:
         for new in ("run-mf-1", "run-mf-2"):
             sh.rmtree(root / new, ignore_errors=True)

@@ -366,9 +366,14 @@ class RunComparison:
 
 def compare_sides(left: RunSide, right: RunSide) -> RunComparison:
     """Compare two runs read with `read_side`. Parameters are artifacts of every step too;
-    they are compared once, as parameters, not again under each step."""
-    steps = compare_steps(left, right)
+    they are compared once, as parameters, not again under each step. A run another
+    engine made has no task records here (`RunComparison.engines_unread`): its steps and
+    artifacts are left out, not listed as all different beside a run of Flowdeck's."""
     params = compare_params(left.record, right.record)
+    empty = RunComparison(left, right, params, [], [])
+    if empty.engines_unread:
+        return empty
+    steps = compare_steps(left, right)
     names = {p.name for p in params}
     artifacts = [a for a in compare_artifacts(left, right, [s.step for s in steps])
                  if a.name not in names]

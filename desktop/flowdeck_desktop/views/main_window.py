@@ -108,7 +108,12 @@ from flowdeck_desktop.views.panes import (
 )
 from flowdeck_desktop.views.params_form import ParamsForm
 from flowdeck_desktop.views.placement_bar import PlacementBar
-from flowdeck_desktop.views.runs_plot import ArtifactChooser, RunsPlotWindow, plotting_problem
+from flowdeck_desktop.views.runs_plot import (
+    ArtifactChooser,
+    RunsPlotWindow,
+    plots_runs_of,
+    plotting_problem,
+)
 from flowdeck_desktop.views.runs_plot import plot_across_runs as open_runs_plot
 from flowdeck_desktop.views.theme import palette_is_dark, status_color
 from flowdeck_desktop.views.timeline_view import TimelineTask, TimelineView
@@ -1304,7 +1309,7 @@ class MainWindow(QMainWindow):
                                      task.step, task.task_id, not check.has_flowdeck,
                                      made_by=foreign_author(layout, state.run_id, task.origin),
                                      listed=task.artifacts, engine_run_id=state.engine_run_id,
-                                     plots=state.fold.engine != "metaflow")
+                                     plots=plots_runs_of(state.fold.engine or "flowdeck"))
         if task.status == "failed":
             self.error_pane.show_error(task.step, task.task_id, task.error, file)
 

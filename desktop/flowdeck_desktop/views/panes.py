@@ -67,6 +67,7 @@ from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord
 from flowdeck.store.status import CANCELLED, CRASHED, DAMAGED, FAILED, RUNNING, SUCCEEDED
 from flowdeck_desktop.views.banner import WrappedText
+from flowdeck_desktop.views.runs_plot import NOT_PLOTTED_ENGINE, plots_runs_of
 from flowdeck_desktop.views.theme import status_color
 
 
@@ -478,11 +479,10 @@ class HistoryPane(QWidget):
         compare.setToolTip("Select exactly two runs (Ctrl-click) to compare them.")
         compare.triggered.connect(self.request_compare)
         plot = menu.addAction("Plot Artifact Across Runs…")
-        made_here = run.record is not None and run.record.engine == "flowdeck"
-        plot.setEnabled(made_here)
-        if run.record is not None and not made_here:  # its chooser was empty, unexplained
-            plot.setToolTip("Plots across runs read Flowdeck's store; Metaflow's engine made "
-                            "this run, and its values are in Metaflow's datastore.")
+        plots = run.record is not None and plots_runs_of(run.record.engine)
+        plot.setEnabled(plots)
+        if run.record is not None and not plots:  # its chooser was empty, unexplained
+            plot.setToolTip(NOT_PLOTTED_ENGINE)
         plot.triggered.connect(lambda: self.plot_requested.emit(run))
         menu.addSeparator()
         pin = menu.addAction("Unpin run" if run.pinned else "Pin run")

@@ -58,6 +58,17 @@ if TYPE_CHECKING:
     import pyqtgraph
 
 
+#: Why a run of another engine does not plot: the values are read from Flowdeck's store.
+NOT_PLOTTED_ENGINE = ("Plots across runs read Flowdeck's store; Metaflow's engine made this "
+                      "run, and its values are in Metaflow's datastore.")
+
+
+def plots_runs_of(engine: str) -> bool:
+    """Whether runs made by `engine` (a run record's) plot across runs: Flowdeck's only
+    (a Metaflow run's plot opened empty axes, every run "not plotted")."""
+    return engine == "flowdeck"
+
+
 def plotting_problem() -> str | None:
     """Why this window cannot draw plots (None: it can). The double-clickable bundle
     leaves pyqtgraph and numpy out to stay small."""

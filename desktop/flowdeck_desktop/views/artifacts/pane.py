@@ -53,7 +53,7 @@ from flowdeck.store.layout import RunLayout
 from flowdeck.store.previews import task_preview
 from flowdeck_desktop.control.task_helper import HelperAnswer, HelperCall, HelperRequest
 from flowdeck_desktop.views.artifacts.viewers import VIEWERS, MessageViewer, Viewer, items_text
-from flowdeck_desktop.views.runs_plot import NUMERIC_TYPE, plotting_problem
+from flowdeck_desktop.views.runs_plot import NOT_PLOTTED_ENGINE, NUMERIC_TYPE, plotting_problem
 from flowdeck_desktop.views.theme import status_color
 
 NAME, TYPE, SIZE, VALUE = range(4)
@@ -410,8 +410,7 @@ class ArtifactsPane(QWidget):
     #: Whether the task shown is of a run whose numbers plot across runs (`show_task`).
     plots = True
     PLOT_TIP = "Plot this number's value in every run of the flow (History's runs)."
-    NOT_PLOTTED_TIP = ("Plots across runs read Flowdeck's store; Metaflow's engine made "
-                       "this run, and its values are in Metaflow's datastore.")
+    NOT_PLOTTED_TIP = NOT_PLOTTED_ENGINE
 
     def plottable(self, name: str | None) -> bool:
         """Whether `name` is a number by its listed type (int, float, a numpy scalar...)
