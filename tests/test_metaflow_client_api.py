@@ -529,3 +529,16 @@ def test_a_runner_reads_its_run_where_datastore_root_or_a_relative_home_put_it(
                   env={"METAFLOW_USER": "tester", "FLOWDECK_HOME": "relative"}).run(alpha=3)
     assert done.status == "successful" and done.run.data.result == 6
     assert (elsewhere / "relative" / "ParamFlow").is_dir()
+
+
+def test_a_syntax_error_shows_the_line_as_the_file_now_has_it(tmp_path: Path) -> None:
+    """A notebook fixes one syntax error and meets another: the error's text was the old
+    line, from a cache of the file as first read (second review)."""
+    from flowdeck.programmatic import FlowFileSyntaxError
+    path = tmp_path / "broken.py"
+    good = textwrap.dedent(PARAM_FLOW)
+    for bad_line in ("    def start(self)\n", "    def start(self, x y):\n"):
+        path.write_text(good.replace("    def start(self):\n", bad_line))
+        with pytest.raises(FlowFileSyntaxError) as raised:
+            Runner(path)
+        assert raised.value.text == bad_line

@@ -468,6 +468,7 @@ def _unreadable(given: str, flow_file: str, diagnostics: list[Diagnostic]) -> Us
     import linecache
     error = FlowFileSyntaxError(message, diagnostics)
     error.filename, error.lineno, error.offset = syntax.file, syntax.line, syntax.column or None
+    linecache.checkcache(syntax.file)  # the file as it is now: a notebook retries after edits
     error.text = linecache.getline(syntax.file, syntax.line) or None
     return error
 
