@@ -916,3 +916,20 @@ def test_a_timeout_reads_the_same_whatever_line_lands_inside_it() -> None:
         assert error is not None and error["type"] == "TimeoutException", error
         assert error["message"] == "Step start timed out after 0 hours, 0 minutes, 2 seconds"
         assert 'File "/tmp/mf/tflow.py", line 11, in start' in error["traceback"]
+
+
+def test_a_json_parameter_is_recorded_as_its_value_given_or_not(tmp_path: Path) -> None:
+    """A JSONType left at its default was recorded as its text ('{"a": 1}') and a given
+    one as a dict: two runs of one flow recorded two types (second review). Both are the
+    value now, as Flowdeck's engine records them."""
+    from flowdeck.engines.metaflow_bridge import param_records_of
+    path = tmp_path / "jsonflow.py"
+    path.write_text(
+        "from metaflow import FlowSpec, JSONType, Parameter, step\n\n\n"
+        "class JsonFlow(FlowSpec):\n"
+        "    cfg = Parameter(\"cfg\", type=JSONType, default='{\"a\": 1}')\n\n"
+        "    @step\n    def start(self):\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n")
+    flow = analyze_file(path).flows[0]
+    assert [r.value for r in param_records_of(flow, [])] == [{"a": 1}]
+    assert [r.value for r in param_records_of(flow, ["--cfg", '{"b": 2}'])] == [{"b": 2}]

@@ -627,8 +627,9 @@ def default_record(param: ParameterInfo) -> ParamRecord:
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         return ParamRecord(param.name, param.attribute, items, multiple_text(
             i if isinstance(i, str) else json.dumps(i) for i in items), True)
-    return ParamRecord(param.name, param.attribute, value,
-                       value if isinstance(value, str) else json.dumps(value))
+    if isinstance(value, str):  # a JSONType's default is its text: typed as when given
+        return ParamRecord(param.name, param.attribute, typed_value(param, value), value)
+    return ParamRecord(param.name, param.attribute, value, json.dumps(value))
 
 
 @dataclass
