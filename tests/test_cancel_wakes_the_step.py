@@ -45,9 +45,13 @@ def mark(name):
     open(os.path.join(HERE, name), "w").close()
 
 
+IN_TRY = threading.Event()
+
+
 def take_only_sigint():
     signal.pthread_sigmask(signal.SIG_SETMASK, set(signal.valid_signals()) - {signal.SIGINT})
-    mark("asleep")  # the test cancels the run now
+    IN_TRY.wait()  # "asleep" once the step is inside its try: a cancel before it (while
+    mark("asleep")  # Thread.start() returned) ended the step unmarked, under CI's load
     time.sleep(600)
 
 
@@ -61,6 +65,7 @@ class AsleepFlow(FlowSpec):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         threading.Thread(target=take_only_sigint, daemon=True).start()
         try:
+            IN_TRY.set()
             time.sleep(600)
         except KeyboardInterrupt:
             mark("interrupted")
