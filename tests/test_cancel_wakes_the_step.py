@@ -45,12 +45,9 @@ def mark(name):
     open(os.path.join(HERE, name), "w").close()
 
 
-IN_TRY = threading.Event()
-
-
-def take_only_sigint():
+def take_only_sigint(in_try):
     signal.pthread_sigmask(signal.SIG_SETMASK, set(signal.valid_signals()) - {signal.SIGINT})
-    IN_TRY.wait()  # "asleep" once the step is inside its try: a cancel before it (while
+    in_try.wait()  # "asleep" once the step is inside its try: a cancel before it (while
     mark("asleep")  # Thread.start() returned) ended the step unmarked, under CI's load
     time.sleep(600)
 
@@ -63,9 +60,10 @@ class AsleepFlow(FlowSpec):
     @step
     def work(self):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        threading.Thread(target=take_only_sigint, daemon=True).start()
+        in_try = threading.Event()  # made here: a module's lock cannot travel to Dask
+        threading.Thread(target=take_only_sigint, args=(in_try,), daemon=True).start()
         try:
-            IN_TRY.set()
+            in_try.set()
             time.sleep(600)
         except KeyboardInterrupt:
             mark("interrupted")
