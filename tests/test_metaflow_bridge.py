@@ -920,16 +920,19 @@ def test_a_timeout_reads_the_same_whatever_line_lands_inside_it() -> None:
 
 def test_a_json_parameter_is_recorded_as_its_value_given_or_not(tmp_path: Path) -> None:
     """A JSONType left at its default was recorded as its text ('{"a": 1}') and a given
-    one as a dict: two runs of one flow recorded two types (second review). Both are the
-    value now, as Flowdeck's engine records them."""
+    one as a dict: two runs of one flow recorded two types; a `separator=` parameter was
+    recorded unsplit (second review). Both are the value now, as Flowdeck's engine
+    records them (`parameter_text.separated`, one rule for both)."""
     from flowdeck.engines.metaflow_bridge import param_records_of
     path = tmp_path / "jsonflow.py"
     path.write_text(
         "from metaflow import FlowSpec, JSONType, Parameter, step\n\n\n"
         "class JsonFlow(FlowSpec):\n"
-        "    cfg = Parameter(\"cfg\", type=JSONType, default='{\"a\": 1}')\n\n"
+        "    cfg = Parameter(\"cfg\", type=JSONType, default='{\"a\": 1}')\n"
+        "    words = Parameter(\"words\", default=\"x,y\", separator=\",\")\n\n"
         "    @step\n    def start(self):\n        self.next(self.end)\n\n"
         "    @step\n    def end(self):\n        pass\n")
     flow = analyze_file(path).flows[0]
-    assert [r.value for r in param_records_of(flow, [])] == [{"a": 1}]
-    assert [r.value for r in param_records_of(flow, ["--cfg", '{"b": 2}'])] == [{"b": 2}]
+    assert [r.value for r in param_records_of(flow, [])] == [{"a": 1}, ["x", "y"]]
+    assert [r.value for r in param_records_of(flow, ["--cfg", '{"b": 2}', "--words", "p,q"])
+            ] == [{"b": 2}, ["p", "q"]]  # split at separator=, as the engine splits it

@@ -70,7 +70,7 @@ class ParameterInfo:
     required: bool = False
     nameless: bool = False  # declared without its name, which Python refuses
     multiple: bool = False  # `multiple=True`: given once per value, read as a tuple
-    separator: bool = False  # `separator=` given: its value is split (strings only)
+    separator: str | None = None  # `separator=`'s text: a given value is split at it
     typed: bool = False  # `type=` given
 
     def as_dict(self) -> dict[str, Any]:
@@ -815,8 +815,8 @@ class _FileAnalyzer:
         info.help = literal(kwargs.get("help")) or ""
         info.required = bool(literal(kwargs.get("required")))
         info.multiple = bool(literal(kwargs.get("multiple")))
-        info.separator = kwargs.get("separator") is not None and \
-            literal(kwargs["separator"]) is not None
+        separator = literal(kwargs.get("separator"))
+        info.separator = str(separator) if separator is not None else None
         info.typed = "type" in kwargs
         typed_by = info.default
         if info.multiple and isinstance(typed_by, (list, tuple)):  # the items' type

@@ -22,6 +22,13 @@ KIND_OF_TYPE_NAME = {"bool": "bool", "int": "int", "float": "float", "str": "str
                      "JSONType": "json", "list": "json", "dict": "json"}
 
 
+def separated(value: Any, separator: str | None) -> Any:
+    """A parameter's value split at its `separator=` (a string value only: Metaflow's rule),
+    for the engine and the bridge alike (the bridge recorded 'x,y' where the engine's run
+    records ['x', 'y'])."""
+    return value.split(separator) if separator and isinstance(value, str) else value
+
+
 def convert_text(kind: str, raw: str) -> Any:
     """The value of text `raw` for a parameter of built-in `kind`; ValueError saying why
     the text is not one (json.JSONDecodeError is a ValueError)."""

@@ -28,6 +28,7 @@ from flowdeck.analysis.diagnostics import (
 from flowdeck.analysis.flowfile import analyze_file, analyze_source, extend_step
 from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
 from flowdeck.analysis.lint import lint_graph
+from flowdeck.analysis.parameter_text import separated
 from flowdeck.authoring.exceptions import MetaflowException
 from flowdeck.authoring.runsetup import (
     RunContext,
@@ -211,10 +212,8 @@ def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
         provided[attr] = value
     values: dict[str, Any] = {}
     for attr, param in params.items():
-        value = _parameter_value(flow_cls, param, attr, provided)
-        if param.separator and isinstance(value, str):
-            value = value.split(param.separator)
-        values[attr] = value
+        values[attr] = separated(_parameter_value(flow_cls, param, attr, provided),
+                                 param.separator)
     return values
 
 

@@ -15,6 +15,7 @@ a plain log, never to a crash. Nothing here imports metaflow or the flow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from typing import Any
 
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file
-from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, convert_text
+from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, convert_text, separated
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.events import (
     ENGINE_RUN_ID,
@@ -601,10 +602,12 @@ def param_records_of(flow: FlowInfo, args: list[str]) -> list[ParamRecord]:
                                        [typed_value(param, t) for t in texts],
                                        multiple_text(texts), True))
         elif texts:
-            records.append(ParamRecord(param.name, param.attribute,
-                                       typed_value(param, texts[-1]), texts[-1]))
+            records.append(ParamRecord(param.name, param.attribute, separated(
+                typed_value(param, texts[-1]), param.separator), texts[-1]))
         elif param.has_default:
-            records.append(default_record(param))
+            record = default_record(param)
+            records.append(dataclasses.replace(
+                record, value=separated(record.value, param.separator)))
     return records
 
 
