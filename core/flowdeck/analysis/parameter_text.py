@@ -29,6 +29,20 @@ def separated(value: Any, separator: str | None) -> Any:
     return value.split(separator) if separator and isinstance(value, str) else value
 
 
+def value_text(kind: str | None, separator: str | None, value: Any) -> str:
+    """The command-line text that gives a parameter of `kind` (a built-in kind or None) the
+    value `value` back: JSON for a JSON parameter, the items joined for a `separator=` one,
+    true/false for a flag. One rule for the records of both engines' runs (the bridge's
+    copy wrote a bool default as JSON and an unsplit separator value)."""
+    if kind == "json":
+        return json.dumps(value)
+    if separator and isinstance(value, list):  # `a,b` -> [a, b]
+        return separator.join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def convert_text(kind: str, raw: str) -> Any:
     """The value of text `raw` for a parameter of built-in `kind`; ValueError saying why
     the text is not one (json.JSONDecodeError is a ValueError)."""

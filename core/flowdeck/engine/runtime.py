@@ -37,6 +37,7 @@ from typing import Any
 
 from flowdeck.analysis.diagnostics import FlowdeckError, UsageError
 from flowdeck.analysis.graph import FlowGraph
+from flowdeck.analysis.parameter_text import value_text
 from flowdeck.authoring.definitions import catch_var_clash
 from flowdeck.authoring.runsetup import is_parallel_worker
 from flowdeck.authoring.spec import flow_parameters, step_decorators
@@ -1535,13 +1536,8 @@ def param_cli_text(param: Any, value: Any) -> str:
 
 
 def _item_cli_text(param: Any, value: Any) -> str:
-    if param.kind == "json":
-        return json.dumps(value)
-    if getattr(param, "separator", None) and isinstance(value, list):  # `a,b` -> [a, b]
-        return str(param.separator).join(map(str, value))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    separator = getattr(param, "separator", None)
+    return value_text(param.kind, str(separator) if separator else None, value)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

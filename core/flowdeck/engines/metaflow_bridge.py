@@ -16,7 +16,6 @@ a plain log, never to a crash. Nothing here imports metaflow or the flow.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import signal
@@ -32,7 +31,12 @@ from typing import Any
 
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file
-from flowdeck.analysis.parameter_text import KIND_OF_TYPE_NAME, convert_text, separated
+from flowdeck.analysis.parameter_text import (
+    KIND_OF_TYPE_NAME,
+    convert_text,
+    separated,
+    value_text,
+)
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.events import (
     ENGINE_RUN_ID,
@@ -624,15 +628,18 @@ def typed_value(param: ParameterInfo, text: str) -> Any:
 
 
 def default_record(param: ParameterInfo) -> ParamRecord:
-    """A parameter not given: its literal default, and the text that gives it."""
+    """A parameter not given: its literal default, and the text that gives it (the
+    engine's rule, `parameter_text.value_text`)."""
     value = param.default
+    kind = KIND_OF_TYPE_NAME.get(param.type)
     if param.multiple:
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         return ParamRecord(param.name, param.attribute, items, multiple_text(
-            i if isinstance(i, str) else json.dumps(i) for i in items), True)
+            i if isinstance(i, str) else value_text(kind, None, i) for i in items), True)
     if isinstance(value, str):  # a JSONType's default is its text: typed as when given
         return ParamRecord(param.name, param.attribute, typed_value(param, value), value)
-    return ParamRecord(param.name, param.attribute, value, json.dumps(value))
+    return ParamRecord(param.name, param.attribute, value,
+                       value_text(kind, param.separator, value))
 
 
 @dataclass

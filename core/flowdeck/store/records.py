@@ -119,6 +119,13 @@ class ParamRecord:
         return parameter_arguments(self.name, self.cli, self.multiple)
 
 
+def engine_run_id(run_id: str, metaflow_run_id: str | None) -> str:
+    """The id a run's engine's client opens (`Flow/<this>`): Metaflow's run id for a run of
+    Metaflow's engine once Metaflow has said it, else ours. Our id of a bridge run names
+    nothing to Metaflow's client (a record and the window's live state both ask here)."""
+    return metaflow_run_id or run_id
+
+
 def multiple_text(values: Iterable[str]) -> str:
     """A `multiple` parameter's values as one line (a record's `cli`, the window's field):
     shell-quoted, so `parameter_arguments` splits them back as they were."""
@@ -193,10 +200,7 @@ class RunRecord:
 
     @property
     def engine_run_id(self) -> str:
-        """The id its engine's client opens (`Flow/<this>`): Metaflow's run id for a run of
-        Metaflow's engine once Metaflow has said it, else ours. Our id of a bridge run names
-        nothing to Metaflow's client."""
-        return self.metaflow_run_id or self.run_id
+        return engine_run_id(self.run_id, self.metaflow_run_id)
 
     @property
     def param_values(self) -> dict[str, Any]:

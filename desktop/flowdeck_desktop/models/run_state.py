@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from flowdeck.observe.fold import FoldChange, RunFold, StepSummary, TaskView
 from flowdeck.store.events import read_events
+from flowdeck.store.records import engine_run_id
 
 __all__ = ["RunState", "StepSummary", "TaskView"]
 
@@ -69,9 +70,8 @@ class RunState(QObject):
 
     @property
     def engine_run_id(self) -> str:
-        """The id its engine's client opens: Metaflow's for a run of Metaflow's engine once
-        known (what a user pastes into Metaflow's client), else ours."""
-        return self.fold.metaflow_run_id or self.run_id
+        """What a user pastes into its engine's client (`records.engine_run_id`)."""
+        return engine_run_id(self.run_id, self.fold.metaflow_run_id)
 
     @property
     def flow(self) -> str:
