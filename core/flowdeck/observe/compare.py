@@ -342,11 +342,7 @@ class RunComparison:
 
     @property
     def engines_unread(self) -> list[str]:
-        """The engines other than Flowdeck's that made either run: their tasks and
-        artifacts are in their own datastore (Metaflow's), which this comparison does not
-        read, so steps and artifacts would compare as empty ("0 of 0 differ")."""
-        engines = {side.record.engine for side in (self.left, self.right) if side.record}
-        return sorted(e for e in engines if e != "flowdeck")
+        return engines_unread(self.left, self.right)
 
     def summary(self) -> str:
         """One line: how many parameters, steps and artifacts differ."""
@@ -364,15 +360,22 @@ class RunComparison:
                 f"steps and {len(differing)} of {len(names)} artifacts differ")
 
 
+def engines_unread(left: RunSide, right: RunSide) -> list[str]:
+    """The engines other than Flowdeck's that made either run: their tasks and artifacts
+    are in their own datastore (Metaflow's), which this comparison does not read, so steps
+    and artifacts would compare as empty ("0 of 0 differ")."""
+    engines = {side.record.engine for side in (left, right) if side.record}
+    return sorted(e for e in engines if e != "flowdeck")
+
+
 def compare_sides(left: RunSide, right: RunSide) -> RunComparison:
     """Compare two runs read with `read_side`. Parameters are artifacts of every step too;
     they are compared once, as parameters, not again under each step. A run another
     engine made has no task records here (`RunComparison.engines_unread`): its steps and
     artifacts are left out, not listed as all different beside a run of Flowdeck's."""
     params = compare_params(left.record, right.record)
-    empty = RunComparison(left, right, params, [], [])
-    if empty.engines_unread:
-        return empty
+    if engines_unread(left, right):
+        return RunComparison(left, right, params, [], [])
     steps = compare_steps(left, right)
     names = {p.name for p in params}
     artifacts = [a for a in compare_artifacts(left, right, [s.step for s in steps])
