@@ -573,11 +573,13 @@ class _FileAnalyzer:
                         misspelt_steps.add(stmt.name)
                     decos = owner._step_decorators(stmt)
                     if stmt.name in defined_here and decos is not None:
-                        problems.append(Diagnostic(
+                        problems.append(Diagnostic(  # a warning: Python (and Metaflow) run it
                             owner.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
                             f"{klass.name} (lines {defined_here[stmt.name]} and {stmt.lineno}); "
-                            "the second replaces the first. Rename or remove one.",
-                            "duplicate-step", flow=cls.name, step=stmt.name))
+                            f"Python keeps only the one at line {stmt.lineno}, so the one at "
+                            f"line {defined_here[stmt.name]} never runs. Rename or remove one.",
+                            "duplicate-step", severity="warning", flow=cls.name,
+                            step=stmt.name))
                     defined_here[stmt.name] = stmt.lineno
                     if decos is not None:
                         problems += owner._decorator_problems(stmt, cls.name)
@@ -599,17 +601,19 @@ class _FileAnalyzer:
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
                         parameters=list(params.values()),
                         bases=[[owner.path, klass.name] for klass, owner in chain[-2::-1]])
-        graph_problems = lint_graph(graph, info.parameters)
-        missing = {d.code for d in graph_problems} & {"no-start", "no-end"}
+        graph_problems = lint_graph(graph, info.parameters, engine)
         unmade = {"no-start": "start", "no-end": "end"}
-        if any(unmade[code] in misspelt_steps for code in missing):
+        # `start` or `end` whose decorator is misspelt is no step (a lone other step would
+        # even pass for a single-step flow): the flow cannot run without it.
+        lost = {name for name in misspelt_steps & {"start", "end"} if name not in steps}
+        if lost:
             # "No start step" would send the user astray: the decorator's line says what
             # is wrong there, and is an error then (without its step the flow cannot run).
             graph_problems = [d for d in graph_problems
-                              if not (d.code in unmade and unmade[d.code] in misspelt_steps)]
+                              if not (d.code in unmade and unmade[d.code] in lost)]
             problems = [replace(d, severity="error")
-                        if d.code == UNDEFINED_DECORATOR and d.step in
-                        {unmade[code] for code in missing} else d for d in problems]
+                        if d.code == UNDEFINED_DECORATOR and d.step in lost else d
+                        for d in problems]
         info.diagnostics = (problems + self.missing_imports + self._relative_imports()
                             + graph_problems)
         return info
@@ -723,6 +727,8 @@ class _FileAnalyzer:
             resolved = self.resolve(deco) if isinstance(deco, ast.Call) else None
             if resolved is not None and resolved[1] == "step":
                 assert isinstance(deco, ast.Call)
+                if resolved[0] != "flowdeck":  # Metaflow 2.19 runs its own @step(start=True)
+                    continue
                 problems.extend(Diagnostic(self.path, deco.lineno,
                                            custom_start_end_message(str(k.arg)),
                                            "custom-start-end", flow=flow, step=func.name)
@@ -869,6 +875,7 @@ def extend_step(func: ast.FunctionDef | ast.AsyncFunctionDef, node: StepNode) ->
         node.type = "foreach"
         node.foreach_param = PARALLEL_VAR
         node.invalid_tail_next = False
+        node.parallel_foreach = True
     return node
 
 

@@ -56,7 +56,13 @@ class StepNode:
     first_line: int = 0  # first decorator line: where the step's text begins
     doc: str = ""
     decorators: list[DecoratorInfo] = field(default_factory=list)
+    #: Arguments Metaflow counts: `self` (and a join's `inputs`), not positional-only ones.
     num_args: int = 1
+    #: `def start(self, /)`: Metaflow does not count arguments before `/` (lint says so).
+    positional_only: bool = False
+    #: `@step(start=True)` / `@step(end=True)`: Metaflow 2.19's explicit first/last step.
+    is_start_step: bool = False
+    is_end_step: bool = False
     type: str | None = None
     out_funcs: list[str] = field(default_factory=list)
     in_funcs: list[str] = field(default_factory=list)
@@ -65,6 +71,8 @@ class StepNode:
     dynamic_next: bool = False
     tail_next_line: int = 0
     foreach_param: str | None = None
+    #: `self.next(self.x, num_parallel=N)`: the fan-out of a @parallel step (Metaflow's).
+    parallel_foreach: bool = False
     #: A switch (`self.next({"a": self.x, ...}, condition="artifact")`): case -> step, and
     #: the artifact whose value picks the case (Metaflow's `switch_cases`, `condition`).
     switch_cases: dict[Any, str] = field(default_factory=dict)
@@ -307,10 +315,12 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
         first_line=min([func.lineno] + [d.lineno for d in func.decorator_list]),
         doc=doc,
         decorators=decorators,
-        num_args=len(func.args.args) + len(func.args.posonlyargs),
+        num_args=len(func.args.args),
+        positional_only=bool(func.args.posonlyargs),
         source_hash=text_hash(_without_comment_lines(segment)),
         assigned_attrs=_assigned_self_attrs(func),
     )
+    node.is_start_step, node.is_end_step = _start_end_annotations(func)
     tail = body[-1] if body else None
     if not (isinstance(tail, ast.Expr) and isinstance(tail.value, ast.Call)):
         return node
@@ -330,10 +340,11 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
     node.out_funcs = [t for t in targets if t is not None]
     keywords = {k.arg: k.value for k in call.keywords}
     if set(keywords) == {"foreach"}:
+        # As Metaflow: valid whatever the expression; its name is known when it is a
+        # string, here or in a module-level constant (lint says when it is not).
         node.type = "foreach"
-        value = literal(keywords["foreach"])
-        if len(node.out_funcs) == 1 and isinstance(value, str):
-            node.foreach_param = value
+        if len(node.out_funcs) == 1:
+            node.foreach_param = _foreach_name(keywords["foreach"], func, source)
             node.invalid_tail_next = False
     elif not keywords:
         node.invalid_tail_next = False
@@ -342,6 +353,65 @@ def parse_step(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str,
         else:
             node.type = "join" if node.num_args > 1 else "linear"
     return node
+
+
+def _start_end_annotations(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[bool, bool]:
+    """Whether `@step(start=True)` / `@step(end=True)` marks the step: Metaflow 2.19 makes
+    it the flow's first or last step whatever its name. The decorator is recognised by its
+    name (`step`, `metaflow.step`), as the graph is built without resolving imports."""
+    start = end = False
+    for deco in func.decorator_list:
+        if not isinstance(deco, ast.Call):
+            continue
+        called = deco.func
+        name = called.id if isinstance(called, ast.Name) else (
+            called.attr if isinstance(called, ast.Attribute) else None)
+        if name != "step":
+            continue
+        for keyword in deco.keywords:
+            if keyword.arg == "start" and literal(keyword.value):
+                start = True
+            elif keyword.arg == "end" and literal(keyword.value):
+                end = True
+    return start, end
+
+
+def _foreach_name(value: ast.expr, func: ast.FunctionDef | ast.AsyncFunctionDef,
+                  source: str) -> str | None:
+    """The artifact `foreach=` names: a string literal, or a name the module binds once, at
+    its top level, to a string (`FE = "items"`) and the step does not rebind. None when it
+    cannot be known without running the code (Metaflow accepts that too)."""
+    given = literal(value)
+    if isinstance(given, str):
+        return given
+    if not isinstance(value, ast.Name) or value.id in _bound_in(func):
+        return None
+    try:
+        module = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found = [stmt.value for stmt in module.body if isinstance(stmt, (ast.Assign, ast.AnnAssign))
+             and value.id in _stored_names(stmt)]
+    if len(found) != 1 or found[0] is None:
+        return None
+    constant = literal(found[0])
+    return constant if isinstance(constant, str) else None
+
+
+def _stored_names(stmt: ast.Assign | ast.AnnAssign) -> set[str]:
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _bound_in(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names a step binds itself (assigned, or declared global: a constant it may change)."""
+    bound = {a.arg for a in func.args.args + func.args.posonlyargs + func.args.kwonlyargs}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.Global):
+            bound.update(node.names)
+    return bound
 
 
 def _parse_switch(node: StepNode, call: ast.Call) -> None:
@@ -496,14 +566,35 @@ def build_graph(name: str, file: str, line: int, doc: str,
 
 
 def _identify_start_end(graph: FlowGraph) -> None:
-    graph.start_step = "start" if "start" in graph.nodes else None
-    graph.end_step = "end" if "end" in graph.nodes else None
+    """Metaflow 2.19's rule: the one step marked `@step(start=True)` (`end=True`), else the
+    step named `start` (`end`); a flow of a single step has it as both, typed `end`.
+    None where no single step qualifies (lint says why)."""
+    graph.start_step = _marked_or_named(graph, "start")
+    graph.end_step = _marked_or_named(graph, "end")
+    if len(graph.nodes) == 1:
+        graph.start_step = graph.end_step = next(iter(graph.nodes))
+    if graph.start_step and graph.start_step == graph.end_step:
+        graph.nodes[graph.start_step].type = "end"
+        return
     if graph.start_step:
         node = graph.nodes[graph.start_step]
         if node.type in (None, "linear"):
             node.type = "start"
     if graph.end_step:
         graph.nodes[graph.end_step].type = "end"
+
+
+def marked_steps(graph: FlowGraph, which: str) -> list[str]:
+    """Steps marked `@step(start=True)` (which="start") or `@step(end=True)` ("end")."""
+    flag = "is_start_step" if which == "start" else "is_end_step"
+    return [name for name, node in graph.nodes.items() if getattr(node, flag)]
+
+
+def _marked_or_named(graph: FlowGraph, which: str) -> str | None:
+    marked = marked_steps(graph, which)
+    if marked:
+        return marked[0] if len(marked) == 1 else None
+    return which if which in graph.nodes else None
 
 
 def _traverse(graph: FlowGraph) -> None:

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from flowdeck.analysis.diagnostics import Diagnostic
-from flowdeck.analysis.graph import FlowGraph, StepNode
+from flowdeck.analysis.graph import FlowGraph, StepNode, marked_steps
 from flowdeck.authoring.definitions import (
-    FLOW_OWN_NAMES,
+    HIDDEN_FLOW_METHODS,
     READ_ONLY_FLOW_ATTRIBUTES,
+    RESERVED_STEP_NAMES,
     catch_var_clash,
     separator_message,
 )
@@ -28,10 +29,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Check = Callable[["Linter"], Iterable[Diagnostic]]
 
-RESERVED_STEP_NAMES = FLOW_OWN_NAMES
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: A path component's limit where the file system cannot be asked (Linux's NAME_MAX).
 NAME_MAX_BYTES = 255
+
+#: Codes a flow written for Metaflow gets as warnings (Metaflow's engine runs the flow)
+#: that Flowdeck's engine cannot run: `engine.launch.prepare` refuses them as errors.
+FLOWDECK_ENGINE_NEEDS = frozenset({"foreach-name-unknown"})
 
 _STAGES: list[list[Check]] = [[], [], []]
 
@@ -46,9 +50,17 @@ def check(stage: int) -> Callable[[Check], Check]:
 class Linter:
     """Holds what the checks share: the graph, the parameters, a diagnostic factory."""
 
-    def __init__(self, graph: FlowGraph, parameters: list["ParameterInfo"]):
+    def __init__(self, graph: FlowGraph, parameters: list["ParameterInfo"],
+                 engine: str = "flowdeck"):
         self.graph = graph
         self.parameters = parameters
+        #: The API the file imports ("flowdeck" or "metaflow"): which engine runs it by
+        #: default, so which of Flowdeck's own rules apply.
+        self.engine = engine
+
+    @property
+    def for_metaflow(self) -> bool:
+        return self.engine == "metaflow"
 
     def diag(self, line: int, code: str, message: str, step: str | None = None,
              severity: str = "error") -> Diagnostic:
@@ -65,10 +77,11 @@ class Linter:
         return self.diag(node.tail_next_line or node.line, code, message, node.name)
 
 
-def lint_graph(graph: FlowGraph, parameters: list["ParameterInfo"] | None = None
-               ) -> list[Diagnostic]:
-    """Every diagnostic for a flow, in stage order, de-duplicated."""
-    linter = Linter(graph, parameters or [])
+def lint_graph(graph: FlowGraph, parameters: list["ParameterInfo"] | None = None,
+               engine: str = "flowdeck") -> list[Diagnostic]:
+    """Every diagnostic for a flow, in stage order, de-duplicated. `engine` is the API the
+    file imports: a flow written for Metaflow is held to Metaflow's rules only."""
+    linter = Linter(graph, parameters or [], engine)
     found: list[Diagnostic] = []
     for stage in _STAGES:
         stage_found: list[Diagnostic] = []
@@ -94,24 +107,56 @@ def check_has_steps(lint: Linter) -> Iterator[Diagnostic]:
 
 @check(0)
 def check_basic_steps(lint: Linter) -> Iterator[Diagnostic]:
-    if not lint.graph.nodes:
+    """Metaflow 2.19: one start and one end step, by name or by `@step(start=True)`."""
+    graph = lint.graph
+    if not graph.nodes:
         return
-    if lint.graph.start_step is None:
-        yield lint.diag(lint.graph.line, "no-start",
-                        f"Flow {lint.graph.name} has no start step. Add a step named "
-                        "`start`: every flow begins there.")
-    if lint.graph.end_step is None:
-        yield lint.diag(lint.graph.line, "no-end",
-                        f"Flow {lint.graph.name} has no end step. Add a step named "
-                        "`end`: every flow finishes there.")
+    for which, code, verb in (("start", "no-start", "begins"), ("end", "no-end", "finishes")):
+        if (graph.start_step if which == "start" else graph.end_step) is not None:
+            continue
+        marked = marked_steps(graph, which)
+        if len(marked) > 1:
+            names = ", ".join(f"`{n}`" for n in sorted(marked))
+            yield lint.at_step(graph[sorted(marked)[1]], code,
+                               f"Steps {names} are all marked `@step({which}=True)`; a flow "
+                               f"has exactly one {which} step. Keep the mark on one of them.")
+            continue
+        also = (f" (Metaflow 2.19 also takes `@step({which}=True)` on another step)"
+                if lint.for_metaflow else "")
+        yield lint.diag(graph.line, code,
+                        f"Flow {graph.name} has no {which} step. Add a step named "
+                        f"`{which}`{also}: every flow {verb} there.")
+
+
+@check(0)
+def check_annotation_name_conflict(lint: Linter) -> Iterator[Diagnostic]:
+    """A step marked `@step(start=True)` while another is named `start` (Metaflow refuses
+    the ambiguity; likewise for `end`)."""
+    graph = lint.graph
+    for which, chosen in (("start", graph.start_step), ("end", graph.end_step)):
+        if chosen is not None and chosen != which and which in graph.nodes \
+                and chosen in marked_steps(graph, which):
+            yield lint.at_step(graph[chosen], f"ambiguous-{which}",
+                               f"Step `{chosen}` is marked `@step({which}=True)`, but a step "
+                               f"named `{which}` (line {graph[which].line}) exists too, so "
+                               f"the {which} step is ambiguous. Rename that step or remove "
+                               "the mark.")
 
 
 @check(0)
 def check_reserved_words(lint: Linter) -> Iterator[Diagnostic]:
+    """Metaflow's reserved step names are errors; a step hiding another method of
+    Flowdeck's FlowSpec runs, and a flow written for Flowdeck is warned what it loses."""
     for node in lint.graph:
         if node.name in RESERVED_STEP_NAMES:
             yield lint.at_step(node, "reserved-name",
                                f"Step name `{node.name}` is a reserved word. Rename the step.")
+        elif node.name in HIDDEN_FLOW_METHODS and not lint.for_metaflow:
+            lost = HIDDEN_FLOW_METHODS[node.name].format(
+                flow=lint.graph.name, file=os.path.basename(lint.graph.file) or "FILE")
+            yield lint.at_step(node, "hides-flow-method",
+                               f"Step `{node.name}` hides the flow's own `{node.name}` "
+                               f"method: {lost}.", severity="warning")
 
 
 @check(0)
@@ -198,16 +243,19 @@ def check_num_args(lint: Linter) -> Iterator[Diagnostic]:
                                "split (it fans out). Add a separate step after the join for "
                                "the split.")
         elif node.num_args == 0:
+            why = (" (Metaflow does not count an argument before `/`)"
+                   if node.positional_only else "")
             yield lint.at_step(node, "missing-self",
-                               f"Step `{node.name}` is missing the `self` argument. "
+                               f"Step `{node.name}` is missing the `self` argument{why}. "
                                f"Write `def {node.name}(self):`.")
 
 
-#: Names the run command line uses itself (Metaflow reserves the same ones).
+#: Names the run command line uses itself: Metaflow's reserved parameter names, exactly
+#: (`--origin-run-id` is an option of `resume` only, which takes no parameters).
 RESERVED_PARAMETER_NAMES = {
     "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file",
     "max-num-splits", "max-workers", "max-log-size", "user-namespace", "run-id", "task-id",
-    "runner-attribute-file", "origin-run-id",
+    "runner-attribute-file",
 }
 
 
@@ -243,11 +291,14 @@ def check_parameter_names(lint: Linter) -> Iterator[Diagnostic]:
             yield lint.diag(param.line, "reserved-parameter",
                             f"Parameter name `{param.name}` is reserved: the run command "
                             f"line has its own `--{option}` option. Rename the parameter.")
-        for name in {param.name, param.attribute}:
-            if name in steps:
-                yield lint.diag(param.line, "parameter-clash",
-                                f"Parameter `{name}` has the same name as step `{name}` "
-                                f"(line {steps[name].line}). Rename the parameter or the step.")
+        if param.attribute in steps:  # the command-line name may be a step's: Metaflow too
+            attr = param.attribute
+            yield lint.diag(param.line, "parameter-clash",
+                            f"Parameter `{attr}` and step `{attr}` (line {steps[attr].line}) "
+                            "share one name in the class, where Python keeps only the later "
+                            "of the two. Rename the parameter's attribute (its command-line "
+                            f"name can stay: `{attr}_param = Parameter(\"{param.name}\", "
+                            "...)`) or the step.")
         for node in lint.graph:
             line = node.assigned_attrs.get(param.attribute)
             if line is not None:
@@ -285,13 +336,9 @@ def check_that_end_is_end(lint: Linter) -> Iterator[Diagnostic]:
     if end is None:
         return
     node = lint.graph[end]
-    if node.has_tail_next or node.out_funcs:
+    if node.has_tail_next or node.out_funcs:  # its `inputs`: check_num_args, "end-join"
         yield lint.at_next(node, "end-has-next",
                            f"The end step `{end}` must not call self.next(). Remove that call.")
-    if node.num_args > 1:
-        yield lint.at_step(node, "end-is-join",
-                           f"The end step `{end}` must not be a join (it takes `inputs`). "
-                           "Add a join step before it.")
 
 
 @check(1)
@@ -326,6 +373,28 @@ def check_valid_transitions(lint: Linter) -> Iterator[Diagnostic]:
                                "`self.next(self.a)`, `self.next(self.a, self.b)`, "
                                "`self.next(self.a, foreach=\"artifact_name\")` or a switch, "
                                "`self.next({\"case\": self.a, ...}, condition=\"artifact\")`.")
+
+
+@check(1)
+def check_foreach_names(lint: Linter) -> Iterator[Diagnostic]:
+    """`foreach=` given an expression whose value the graph cannot read (a string literal
+    or a module-level constant it can): Metaflow accepts it and finds the name when the
+    step runs; Flowdeck's engine needs it before (FLOWDECK_ENGINE_NEEDS)."""
+    for node in lint.graph:
+        if node.type != "foreach" or node.parallel_foreach or node.foreach_param is not None \
+                or node.invalid_tail_next or node.dynamic_next:
+            continue
+        if lint.for_metaflow:
+            what = ("Metaflow's engine runs it, but Flowdeck's engine (`--engine flowdeck`) "
+                    "cannot. To run it there,")
+        else:
+            what = "Flowdeck's engine needs to know which artifact it splits over, so"
+        yield lint.diag(node.tail_next_line or node.line, "foreach-name-unknown",
+                        f"Step `{node.name}` gives foreach= a value that is known only when "
+                        f"the step runs. {what} write the artifact's name, as "
+                        "foreach=\"items\", or a constant set once at the file's top level "
+                        "(ITEMS = \"items\").", node.name,
+                        severity="warning" if lint.for_metaflow else "error")
 
 
 @check(1)
@@ -391,7 +460,7 @@ def check_for_orphans(lint: Linter) -> Iterator[Diagnostic]:
     for node in graph:
         if node.name not in reachable:
             yield lint.at_step(node, "unreachable",
-                               f"Step `{node.name}` is unreachable from `start`. Call "
+                               f"Step `{node.name}` is unreachable from `{graph.start_step}`. Call "
                                f"`self.next(self.{node.name})` from another step or remove it.")
 
 
@@ -414,7 +483,10 @@ def merges_branches(graph: FlowGraph, node: StepNode) -> bool:
 
 
 def _is_join_input(lint: Linter, node: StepNode) -> bool:
-    return len(node.in_funcs) > 1 and node.num_args < 2 and merges_branches(lint.graph, node)
+    """A step other than the end step that merges branches without taking `inputs` (for the
+    end step the fix is a join before it: check_split_join_balance says so)."""
+    return node.type != "end" and len(node.in_funcs) > 1 and node.num_args < 2 \
+        and merges_branches(lint.graph, node)
 
 
 @check(2)
@@ -466,6 +538,37 @@ def check_switch_cases(lint: Linter) -> Iterator[Diagnostic]:
                                    f"the join `{target}`; a conditional path cannot end in a "
                                    "join directly. Add a plain step on that case before the "
                                    "join.")
+
+
+@check(2)
+def check_parallel_steps(lint: Linter) -> Iterator[Diagnostic]:
+    """Metaflow's @parallel rules: `num_parallel=` leads to @parallel steps only, which it
+    alone calls, and each goes to a join (Flowdeck's engine ran the other forms silently)."""
+    graph = lint.graph
+    for node in graph:
+        plain = [graph[n] for n in node.out_funcs if n in graph.nodes
+                 and graph[n].decorator("parallel") is None]
+        if node.parallel_foreach and plain:
+            yield lint.at_next(node, "parallel-without-decorator",
+                               f"Step `{node.name}` calls self.next(num_parallel=...) to "
+                               f"`{plain[0].name}`, which has no @parallel decorator (line "
+                               f"{plain[0].line}). Add @parallel above @step on "
+                               f"`{plain[0].name}`, or split with foreach= instead.")
+        if node.decorator("parallel") is None:
+            continue
+        callers = [graph[n] for n in node.in_funcs if not graph[n].parallel_foreach]
+        if callers:
+            yield lint.at_step(node, "parallel-not-called",
+                               f"Step `{node.name}` has a @parallel decorator, but "
+                               f"`{callers[0].name}` (line {callers[0].line}) calls it without "
+                               f"num_parallel. Write `self.next(self.{node.name}, "
+                               "num_parallel=N)` there, or remove @parallel.")
+        after = node.out_funcs[0] if node.out_funcs else None
+        if after in graph.nodes and graph[after].type != "join":
+            yield lint.at_next(node, "parallel-not-joined",
+                               f"The @parallel step `{node.name}` goes to `{after}`, which "
+                               "is not a join. Make the next step a join, "
+                               f"`def {after}(self, inputs):`.")
 
 
 @check(2)

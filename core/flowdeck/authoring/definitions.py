@@ -75,11 +75,24 @@ READ_ONLY_FLOW_ATTRIBUTES = {
     "index": "it is the index of this task's foreach item",
 }
 
-#: The names a flow answers itself (FlowSpec's public attributes and methods): a step
-#: cannot be named so, and no artifact can take them (`@catch(var="next")` replaced the
-#: method, and the caught exception was dropped without a word).
-FLOW_OWN_NAMES = frozenset({"name", "next", "input", "index", "cmd", "run",
-                            "merge_artifacts", "foreach_stack"})
+#: The step names Metaflow refuses (its lint's RESERVED), refused here for every flow.
+RESERVED_STEP_NAMES = frozenset({"name", "next", "input", "index", "cmd"})
+
+#: Methods of Flowdeck's FlowSpec that a step of the same name hides (Python keeps the
+#: step), and what the flow then loses: a warning for a flow written for Flowdeck, since
+#: its engine runs such a step. Metaflow allows these step names.
+HIDDEN_FLOW_METHODS = {
+    "run": "`{flow}().run(...)` no longer starts the flow; run it with `python {file} run` "
+           "or `flowdeck run {file}`, or rename the step to keep `.run()`",
+    "merge_artifacts": "a join cannot call `self.merge_artifacts(inputs)`; rename the step "
+                       "to keep it",
+    "foreach_stack": "a step cannot call `self.foreach_stack()`; rename the step to keep it",
+}
+
+#: The names a flow answers itself (FlowSpec's public attributes and methods): no artifact
+#: can take them (`@catch(var="next")` replaced the method, and the caught exception was
+#: dropped without a word).
+FLOW_OWN_NAMES = RESERVED_STEP_NAMES | frozenset(HIDDEN_FLOW_METHODS)
 
 
 def catch_var_problem(var: Any) -> str | None:

@@ -9,6 +9,7 @@ program, whose `sys.argv` we must never read).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import os
 import sys
@@ -26,8 +27,14 @@ from flowdeck.analysis.diagnostics import (
     has_errors,
 )
 from flowdeck.analysis.flowfile import analyze_file, analyze_source, extend_step
-from flowdeck.analysis.graph import FlowGraph, build_graph, deindent_docstring, parse_step
-from flowdeck.analysis.lint import lint_graph
+from flowdeck.analysis.graph import (
+    DecoratorInfo,
+    FlowGraph,
+    build_graph,
+    deindent_docstring,
+    parse_step,
+)
+from flowdeck.analysis.lint import FLOWDECK_ENGINE_NEEDS, lint_graph
 from flowdeck.analysis.parameter_text import separated
 from flowdeck.authoring.exceptions import MetaflowException
 from flowdeck.authoring.runsetup import (
@@ -37,7 +44,7 @@ from flowdeck.authoring.runsetup import (
     constant_values,
     print_notices,
 )
-from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps
+from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps, step_decorators
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import Executor
 from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
@@ -80,6 +87,9 @@ def prepare(flow_cls: type) -> PreparedFlow:
     # The class is defined: each decorator's name was found, however the file binds it
     # (`globals()[...] = ...`), so the lint's guess that one is undefined does not stand.
     diagnostics = [d for d in diagnostics if d.code != UNDEFINED_DECORATOR]
+    # What Metaflow's engine runs but this one cannot (a warning for a Metaflow flow).
+    diagnostics = [dataclasses.replace(d, severity="error") if d.code in FLOWDECK_ENGINE_NEEDS
+                   else d for d in diagnostics]
     if has_errors(diagnostics):
         raise FlowDefinitionError(f"{flow_cls.__name__} in {file} has errors; fix them and "
                                   "run again.", diagnostics)
@@ -173,7 +183,9 @@ def _graph_from_class(flow_cls: type, file: str) -> FlowGraph:
         tree = ast.parse(source)
         func_ast = tree.body[0]
         assert isinstance(func_ast, (ast.FunctionDef, ast.AsyncFunctionDef))
-        nodes.append(extend_step(func_ast, parse_step(func_ast, source, [])))
+        decorators = [DecoratorInfo(deco, dict(attributes or {}))
+                      for deco, attributes in step_decorators(func).items()]
+        nodes.append(extend_step(func_ast, parse_step(func_ast, source, decorators)))
     return build_graph(flow_cls.__name__, file, _class_line(flow_cls),
                        deindent_docstring(flow_cls.__doc__), nodes)
 

@@ -1,8 +1,6 @@
 """Metaflow 2.19's `@step(start=True)` and `@step(end=True)`: refused with what to write.
-# expect: custom-start-end line 11
-# expect: custom-start-end line 21
-# expect: no-start line 10
-# expect: no-end line 10
+# expect: custom-start-end line 9
+# expect: custom-start-end line 19
 """
 from flowdeck import FlowSpec, step
 
