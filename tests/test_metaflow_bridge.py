@@ -428,6 +428,76 @@ def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
     assert not (tmp_path / ".flowdeck").exists()
 
 
+TWO_FLOWS = """\
+from metaflow import FlowSpec, step
+
+
+class FirstFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.middle)
+
+    @step
+    def middle(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("first end")
+
+
+class SecondFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass{second_end}
+
+
+if __name__ == "__main__":
+    FirstFlow()
+"""
+
+
+def test_the_bridge_takes_the_flow_the_file_starts_not_the_last(tmp_path: Path) -> None:
+    """`python FILE run` runs FirstFlow; the bridge took the last class (SecondFlow), and a
+    lint error in SecondFlow, which never runs, refused the run."""
+    from flowdeck.engines.metaflow_bridge import load_flow
+    good, bad = tmp_path / "two.py", tmp_path / "two_bad.py"
+    good.write_text(TWO_FLOWS.format(second_end=""))
+    bad.write_text(TWO_FLOWS.format(second_end="\n        self.next(self.start)"))
+    assert load_flow(str(good)).name == "FirstFlow"
+    assert load_flow(str(bad)).name == "FirstFlow"
+    none = tmp_path / "none.py"
+    none.write_text(TWO_FLOWS.format(second_end="").split("if __name__")[0])
+    with pytest.raises(UsageError, match="runs none of them"):
+        load_flow(str(none))
+
+
+def test_a_launch_of_the_started_flow_is_recorded_where_its_launcher_follows(
+        tmp_path: Path) -> None:
+    """The window's and `flowdeck run`'s path (build_launch, then the bridge): the run's
+    events land where the launch follows them, under the flow Metaflow ran."""
+    pytest.importorskip("metaflow")
+    from flowdeck.engines.launching import build_launch
+    path = tmp_path / "two.py"
+    path.write_text(TWO_FLOWS.format(second_end=""))
+    spec = build_launch(str(path), "FirstFlow", "metaflow", ["run"])
+    env = {**child_env(), **spec.env}
+    for name in ("USER", "USERNAME", "METAFLOW_USER"):
+        env.pop(name, None)
+    result = subprocess.run(spec.argv, cwd=spec.cwd, env=env, capture_output=True,
+                            text=True, timeout=WAIT_S)
+    assert result.returncode == 0, result.stderr
+    events = read_events(Path(spec.events_path))
+    assert events and events[-1]["type"] == "run_finished", result.stderr
+    assert events[-1]["status"] == "succeeded"
+    assert {e["step"] for e in events if e.get("step")} == {"start", "middle", "end"}
+    assert not (tmp_path / ".flowdeck" / "SecondFlow").exists()
+
+
 def _start_sleepy(path: Path, run_id: str, new_session: bool = False,
                   own_group: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "flowdeck.engines.metaflow_bridge", str(path), "run"],

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
-from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file
+from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file, pick_flow
 from flowdeck.analysis.parameter_text import (
     KIND_OF_TYPE_NAME,
     convert_text,
@@ -1072,16 +1072,20 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def load_flow(file: str) -> FlowInfo:
-    """The file's one Metaflow flow, from static analysis (the file is not imported here)."""
+    """The flow `python FILE run` starts, which Metaflow runs, from static analysis (the
+    file is not imported here). `pick_flow` decides it, as for every other command: the
+    last class in the file was taken before, so a file starting its first flow had that
+    run recorded under its second, and the second's lint errors refused the run."""
     problem = flow_file_problem(file, "a Metaflow flow file")
     if problem:
         raise UsageError(problem)
     analysis = analyze_file(file)
-    flows = [f for f in analysis.flows if f.engine == "metaflow"] or analysis.flows
-    if not flows:
+    if not analysis.flows:
         raise UsageError(f"{file} defines no flow: add a class deriving from metaflow's "
                          "FlowSpec.")
-    flow = flows[-1]
+    flow, problem = pick_flow(analysis.flows, None, file)
+    if flow is None:
+        raise UsageError(problem)
     if not flow.ok:
         first = flow.diagnostics[0]
         raise UsageError(f"{file}:{first.line}: {first.message}")
