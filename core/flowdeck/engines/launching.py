@@ -18,7 +18,9 @@ from flowdeck.store.layout import (
     DATASTORE_ENV,
     ROOT_ENV,
     RUN_ID_ENV,
+    InvalidId,
     RunLayout,
+    check_id,
     default_root,
     is_store_url,
     new_run_id,
@@ -127,7 +129,7 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     problem = chosen.missing(check, python.path, flow)
     if problem:
         raise LaunchError(problem)
-    run_id = run_id or new_run_id()
+    run_id = _checked_ids(file, flow, info, run_id or new_run_id())
     if store is None and chosen.name == "flowdeck":
         store = datastore_arg(args)
     root, store_env = store_environment(file, store)
@@ -141,6 +143,22 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
                       file=file, run_id=run_id, root=str(layout.root),
                       events_path=str(layout.events(run_id)), stop_signal=chosen.stop_signal,
                       stop_grace_s=chosen.stop_grace_s)
+
+
+def _checked_ids(file: str, flow: str, info: FlowInfo | None, run_id: str) -> str:
+    """`run_id`, once it and the flow's name are ids the store can name folders by: a
+    flow the store cannot hold ended `flowdeck run` in a traceback (InvalidId from the
+    run's paths); now a LaunchError at the class's line says what to rename."""
+    try:
+        check_id("flow name", flow)
+    except InvalidId as exc:
+        where = f"{file}:{info.line}" if info is not None else file
+        raise LaunchError(f"{where}: {exc} Rename the class {flow}, which names the folder "
+                          "its runs are stored in.") from None
+    try:
+        return check_id("run id", run_id)
+    except InvalidId as exc:
+        raise LaunchError(str(exc)) from None
 
 
 #: The window's helper processes: the artifact helper (either engine's runs), and the one

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,12 +66,39 @@ class InvalidId(ValueError):
 
 
 def check_id(kind: str, value: str) -> str:
-    """`value` if it is a safe path component: letters, digits, `_`, `.`, `-`; at most
-    MAX_ID_LENGTH."""
-    if not isinstance(value, str) or not _ID.match(value) or value in (".", ".."):
-        raise InvalidId(f"{kind} {value!r} is not valid: use letters, digits, '.', '_' and "
-                        f"'-' (at most {MAX_ID_LENGTH}, not starting with '.' or '-').")
+    """`value` if it is a safe path component (`is_id`), else InvalidId saying why."""
+    if not is_id(value):
+        raise InvalidId(f"{kind} {value!r} is not valid: use ASCII letters, digits, '.', "
+                        f"'_' and '-', or a Python name (at most {MAX_ID_LENGTH} bytes, not "
+                        "starting with '.' or '-').")
     return value
+
+
+def is_id(value: object) -> bool:
+    """Whether `value` can be an id of the store (a flow, run, step or task folder): ASCII
+    letters, digits, `_`, `.`, `-` (not first: `.`, `-`), or a Python identifier such as
+    `GrüßeFlow`; at most MAX_ID_LENGTH bytes. The one test for both writing and listing."""
+    if not isinstance(value, str):
+        return False
+    return bool(_ID.match(value)) or _is_unicode_name(value)
+
+
+def _is_unicode_name(value: str) -> bool:
+    """A non-ASCII Python identifier: Metaflow runs `class GrüßeFlow`, and it names its
+    runs' folders as safely as an ASCII name does. It holds no separator, dot, space or
+    control character. Only its NFKC form is taken, the one Python gives the class
+    (`class ﬁFlow` is `fiFlow`), so two spellings of one name never make two folders; as
+    for ASCII names, two differing only in case share a folder on a case-insensitive
+    file system. Its UTF-8 bytes count against MAX_ID_LENGTH (file systems limit bytes),
+    and a file system whose encoding cannot write it refuses it here, not at mkdir."""
+    import unicodedata  # here: only a non-ASCII name needs it, not every flow's startup
+    if not value.isidentifier() or unicodedata.normalize("NFKC", value) != value:
+        return False
+    try:
+        value.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        return False
+    return len(value.encode("utf-8")) <= MAX_ID_LENGTH
 
 
 def new_run_id() -> str:
@@ -393,7 +421,7 @@ class RunLayout:
             entries = list(os.scandir(self.runs_dir))
         except OSError:
             return []
-        return [Path(e.path) for e in entries if _ID.match(e.name) and e.is_dir()
+        return [Path(e.path) for e in entries if is_id(e.name) and e.is_dir()
                 and not os.path.exists(os.path.join(e.path, RUN_JSON))]
 
     def deletions_left(self) -> list[Path]:
@@ -418,7 +446,7 @@ class RunLayout:
         except OSError:
             return []
         return [e.name for e in entries
-                if _ID.match(e.name) and os.path.exists(os.path.join(e.path, RUN_JSON))]
+                if is_id(e.name) and os.path.exists(os.path.join(e.path, RUN_JSON))]
 
 
 def flows_in(root: str | os.PathLike[str]) -> list[str]:
@@ -428,7 +456,7 @@ def flows_in(root: str | os.PathLike[str]) -> list[str]:
     except OSError:
         return []
     return sorted(e.name for e in entries
-                  if _ID.match(e.name) and os.path.isdir(os.path.join(e.path, "runs")))
+                  if is_id(e.name) and os.path.isdir(os.path.join(e.path, "runs")))
 
 
 def headless_logs(root: str | os.PathLike[str]) -> dict[str, Path]:
@@ -439,7 +467,7 @@ def headless_logs(root: str | os.PathLike[str]) -> dict[str, Path]:
     except OSError:
         return {}
     return {name[:-len(".log")]: folder / name for name in names
-            if name.endswith(".log") and _ID.match(name[:-len(".log")])}
+            if name.endswith(".log") and is_id(name[:-len(".log")])}
 
 
 def settings_file(root: str | os.PathLike[str]) -> Path:
