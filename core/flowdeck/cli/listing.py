@@ -15,6 +15,7 @@ from typing import TextIO
 
 from flowdeck.analysis.diagnostics import Diagnostic
 from flowdeck.discovery.catalog import CatalogEntry, CatalogSnapshot, FlowCatalog
+from flowdeck.engine.terminal import shown_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +38,8 @@ def list_main(argv: list[str], stdout: TextIO | None = None,
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
         for path in missing:
-            print(f"flowdeck list: error: {path}: no such file or folder. Check the path.",
-                  file=err)
+            print(shown_name(f"flowdeck list: error: {path}: no such file or folder. Check "
+                             "the path."), file=err)
         return 2
     snapshot, _ = FlowCatalog(args.paths).scan()
     if args.json:
@@ -52,18 +53,18 @@ def list_main(argv: list[str], stdout: TextIO | None = None,
 def print_human(snapshot: CatalogSnapshot, out: TextIO) -> None:
     """One line per flow, diagnostics indented under it, then broken and skipped files."""
     for entry in snapshot.entries:
-        out.write(_flow_line(entry) + "\n")
+        _line(out, _flow_line(entry))
         for diagnostic in [] if entry.is_base else entry.diagnostics:
-            out.write("    " + _diagnostic_line(diagnostic) + "\n")
+            _line(out, "    " + _diagnostic_line(diagnostic))
     with_flows = {e.file for e in snapshot.entries}
     for problem in snapshot.problems:
         if problem.path in with_flows:
             continue  # already shown under its (last known) flows
-        out.write(f"{display(problem.path)}  (no flows: the file cannot be analysed)\n")
+        _line(out, f"{display(problem.path)}  (no flows: the file cannot be analysed)")
         for diagnostic in problem.diagnostics:
-            out.write("    " + _diagnostic_line(diagnostic) + "\n")
+            _line(out, "    " + _diagnostic_line(diagnostic))
     for skipped in snapshot.skipped:
-        out.write(f"skipped {display(skipped.path)}: {skipped.reason}\n")
+        _line(out, f"skipped {display(skipped.path)}: {skipped.reason}")
     broken = sum(1 for e in snapshot.entries if not e.ok and not e.is_base)
     files = len(with_flows)
     summary = (f"{len(snapshot.entries)} flow{'s' if len(snapshot.entries) != 1 else ''} "
@@ -76,6 +77,12 @@ def print_human(snapshot: CatalogSnapshot, out: TextIO) -> None:
     if snapshot.skipped:
         summary += f"; {len(snapshot.skipped)} skipped"
     out.write(summary + "\n")
+
+
+def _line(out: TextIO, text: str) -> None:
+    """One line of the listing, whatever its names hold: a file name's newline, escape or
+    undecodable byte is shown (`shown_name`), never obeyed by the terminal or split."""
+    out.write(shown_name(text) + "\n")
 
 
 def _flow_line(entry: CatalogEntry) -> str:

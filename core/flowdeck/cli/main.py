@@ -11,16 +11,10 @@ import os
 import sys
 
 from flowdeck import __version__
-from flowdeck.analysis.diagnostics import Diagnostic, flow_file_problem, has_errors
+from flowdeck.analysis.diagnostics import flow_file_problem, has_errors
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.analysis.show import format_show
-from flowdeck.engine.terminal import reader_gone
-
-
-def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
-    for d in diagnostics:
-        print(d.format(), file=sys.stderr)
-
+from flowdeck.engine.terminal import print_diagnostics, reader_gone, shown_name, shown_text
 
 # -- the `flowdeck` command ---------------------------------------------------
 
@@ -123,23 +117,25 @@ def _command(argv: list[str]) -> int:
 
 
 def graph_command(file: str, flow_name: str | None, as_json: bool) -> int:
+    """`flowdeck graph`: the flow's `show` text (its docstrings' escapes shown, never obeyed
+    by the terminal), then its diagnostics."""
     problem = flow_file_problem(file)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(shown_name(f"error: {problem}"), file=sys.stderr)
         return 2
     analysis = analyze_file(file)
     if not analysis.flows:
         print_diagnostics(analysis.diagnostics)
-        print(f"error: {no_flow_problem(analysis, file)}", file=sys.stderr)
+        print(shown_name(f"error: {no_flow_problem(analysis, file)}"), file=sys.stderr)
         return 1
     flow, problem = pick_flow(analysis.flows, flow_name, file, to_run=False)
     if flow is None:
-        print(f"error: {problem}", file=sys.stderr)
+        print(shown_name(f"error: {problem}"), file=sys.stderr)
         return 2
     if as_json:
         print(json.dumps(flow.graph.as_dict(), indent=4, default=str))
     else:
-        print(format_show(flow.graph))
+        print(shown_text(format_show(flow.graph)))
     print_diagnostics(flow.diagnostics)
     return 1 if has_errors(flow.diagnostics) else 0
 

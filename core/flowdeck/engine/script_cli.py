@@ -17,14 +17,20 @@ from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from flowdeck import __version__
-from flowdeck.analysis.diagnostics import Diagnostic, FlowdeckError, UsageError
+from flowdeck.analysis.diagnostics import FlowdeckError, UsageError
 from flowdeck.analysis.lint import RESERVED_PARAMETER_NAMES
 from flowdeck.analysis.show import format_dot, format_show
 from flowdeck.authoring.runsetup import RunSetup
 from flowdeck.authoring.spec import flow_parameters, is_config_expr
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
-from flowdeck.engine.terminal import reader_gone, under_metaflow_alias
+from flowdeck.engine.terminal import (
+    print_diagnostics,
+    reader_gone,
+    shown_name,
+    shown_text,
+    under_metaflow_alias,
+)
 from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,14 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 
-def print_diagnostics(diagnostics: list[Diagnostic]) -> None:
-    for d in diagnostics:
-        print(d.format(), file=sys.stderr)
-
-
 def _fail(exc: FlowdeckError) -> int:
     print_diagnostics(exc.diagnostics)
-    print(f"error: {exc}", file=sys.stderr)
+    print(shown_name(f"error: {exc}"), file=sys.stderr)
     return exc.exit_code
 
 
@@ -197,7 +198,7 @@ def _print_command(flow_cls: type, args: Any) -> int:
         return 0
     if args.command == "show":
         prepared = launch.prepare(flow_cls)
-        print(format_show(prepared.graph))
+        print(shown_text(format_show(prepared.graph)))  # a docstring's escapes shown
         return 0
     if args.command == "check":
         prepared = launch.prepare(flow_cls)

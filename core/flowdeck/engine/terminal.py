@@ -17,9 +17,11 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
+    from flowdeck.analysis.diagnostics import Diagnostic
     from flowdeck.engine.runtime import TaskResult
 
 #: C0 controls but tab, newline and ESC; DEL; the C1 controls (U+009B is CSI, U+009D OSC
@@ -56,6 +58,39 @@ def shown_text(text: str) -> str:
     from the "Task failed" line."""
     text = _CONTROL.sub("\ufffd", text)
     return _NOT_COLOUR_ESC.sub(SHOWN_ESC, text) if "\x1b" in text else text
+
+
+def print_diagnostics(diagnostics: Iterable[Diagnostic], stream: TextIO | None = None) -> None:
+    """Each diagnostic on a line of its own (stderr by default), its file name and message
+    as the terminal may show them (`shown_name`): the one printer of `flowdeck graph`,
+    `flowdeck run` and `python flow.py check`, which each had a copy printing them raw."""
+    for diagnostic in diagnostics:
+        print(shown_name(diagnostic.format()), file=stream or sys.stderr)
+
+
+def shown_name(text: str) -> str:
+    """A name Flowdeck prints within one line (a file's path, a diagnostic about it, a
+    value given on the command line) as the terminal may show it: every control character
+    as its visible symbol (a newline ␊, a tab ␉, ESC ␛, a colour's too: a name colours
+    nothing), DEL as ␡, C1 controls and a file name's undecodable bytes as �. `flowdeck
+    list` printed a file named `esc\x1b]0;PWNED\x07.py` as it was (the terminal's title
+    changed), a newline in a name split its entry in two, and an undecodable byte failed
+    the write on a strict UTF-8 stdout."""
+    return _NAME_UNSHOWN.sub(_symbol_of, text)
+
+
+#: What `shown_name` replaces: C0 controls (tab and newline too), DEL, the C1 controls,
+#: and the lone surrogates Python decodes a file name's undecodable bytes to.
+_NAME_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _symbol_of(match: re.Match[str]) -> str:
+    """A C0 control's symbol in Unicode's Control Pictures block (U+2400 + its code: ␊,
+    ␛), DEL's (␡), else the replacement character."""
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)
+    return "\u2421" if code == 0x7F else "\ufffd"
 
 
 def _redrawn(text: str) -> str:

@@ -25,7 +25,14 @@ from typing import BinaryIO, TextIO
 
 from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
-from flowdeck.engine.terminal import discard_output, nothing_to_reuse, shown_text
+from flowdeck.engine.terminal import (
+    clean_line,
+    discard_output,
+    nothing_to_reuse,
+    print_diagnostics,
+    shown_name,
+    shown_text,
+)
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
 from flowdeck.engines.launching import ENGINES, LaunchError, build_launch
@@ -99,7 +106,7 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     """The `flowdeck run|resume` command line."""
     problem = misplaced_option(command, argv)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(shown_name(f"error: {problem}"), file=sys.stderr)
         return 2
     args, rest = build_parser(command).parse_known_args(argv)
     flow_args = [command, *rest]
@@ -139,24 +146,23 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     path = Path(file).resolve()
     problem = flow_file_problem(file)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(shown_name(f"error: {problem}"), file=sys.stderr)
         return 2
     analysis = analyze_file(path)
     flow, problem = pick_flow(analysis.flows, flow_name, str(path))
     if flow is None and not analysis.flows and analysis.diagnostics:
-        for diagnostic in analysis.diagnostics:
-            print(diagnostic.format(), file=sys.stderr)
-        print(f"error: {no_flow_problem(analysis, str(path))}", file=sys.stderr)
+        print_diagnostics(analysis.diagnostics)
+        print(shown_name(f"error: {no_flow_problem(analysis, str(path))}"), file=sys.stderr)
         return 1
     if flow is None:
-        print(f"error: {problem}", file=sys.stderr)
+        print(shown_name(f"error: {problem}"), file=sys.stderr)
         return 2
     try:
         spec = build_launch(str(path), flow.name, engine or flow.engine, flow_args,
                             imports=flow.engine, info=flow,
                             cwd=os.getcwd())  # as `python FILE` here
     except LaunchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shown_text(f"error: {exc}"), file=sys.stderr)  # may span lines
         return 2
     log_path = RunLayout(Path(spec.root), flow.name).headless_log(spec.run_id)
     try:
@@ -164,7 +170,7 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
     except OSError as exc:  # a read-only store, a full disk or no inode left
         from flowdeck.engine.runtime import start_refused  # the engine's words, as `python FILE`
         refused = start_refused(spec.run_id, flow.name, exc, log_path.parent)
-        print(f"error: {refused}", file=sys.stderr)
+        print(shown_text(f"error: {refused}"), file=sys.stderr)  # may span lines
         return refused.exit_code
     with log:
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
@@ -371,7 +377,9 @@ class Follower:
         if self.child.poll() is None:
             data = data[:data.rfind(b"\n") + 1]
         self.shown_bytes += len(data)
-        return data.decode("utf-8", "replace")
+        # Metaflow's engine passes a step's output through raw (Flowdeck's cleaned it
+        # already, and cleaning is idempotent): its escapes are shown, never obeyed.
+        return "\n".join(clean_line(line) for line in data.split(b"\n"))
 
     def _clear_table(self) -> None:
         if self.drawn:
@@ -410,7 +418,7 @@ class Follower:
             said = self._start_failure(code)  # as the window says it, for a terminal
             if said:
                 lines.append(shown_text(said))
-        file = shlex.quote(str(self.spec.file))
+        file = shown_name(shlex.quote(str(self.spec.file)))
         finished = any(t.status in TASK_DONE for t in self.fold.tasks.values())
         ended_badly = self.fold.status in ("failed", "crashed")
         if (failed is not None and nothing_to_reuse(failed.step)) or \
@@ -423,7 +431,7 @@ class Follower:
             pass  # task finished has nothing to resume either
         elif self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
             lines.append(f"Resume it, reusing what finished: flowdeck resume {file}")
-        lines.append(f"Full output: {self.log_path}")
+        lines.append(shown_name(f"Full output: {self.log_path}"))
         self._show("\n".join(lines) + "\n")
 
 
@@ -465,7 +473,7 @@ def progress_lines(fold: RunFold, now: float, started: float, colour: bool = Fal
         symbol = SYMBOLS.get(step.status, "?")
         if colour and step.status in COLOURS:
             symbol = f"\x1b[{COLOURS[step.status]}m{symbol}\x1b[0m"
-        out.append(f"  {symbol} {name:<24} {step.status:<10} {count:>11} {span}")
+        out.append(f"  {symbol} {shown_name(name):<24} {step.status:<10} {count:>11} {span}")
     return out
 
 
