@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,20 @@ def test_a_folder_given_for_a_flow_file_says_so(tmp_path: Path) -> None:
                 f"`flowdeck list {tmp_path}` lists the flows there.") in told.stderr, command
     missing = flowdeck("run", str(tmp_path / "gone.py"), cwd=tmp_path)
     assert missing.returncode == 2 and "gone.py: no such file." in missing.stderr
+
+
+def test_a_named_pipe_given_for_a_flow_file_is_said_as_list_says_it(tmp_path: Path) -> None:
+    """`flowdeck graph` said "no such file" of a FIFO that `flowdeck list` names; each
+    command answers at once (the pipe is never opened, so nothing waits for a writer)."""
+    fifo = tmp_path / "fifo.py"
+    os.mkfifo(fifo)
+    listed = flowdeck("list", str(tmp_path), cwd=tmp_path)
+    said = "This is a named pipe (FIFO), not a regular file, so it is not read."
+    assert said in listed.stdout, listed.stdout
+    for command in (("run",), ("graph",), ("resume",)):
+        told = flowdeck(*command, str(fifo), cwd=tmp_path)
+        assert told.returncode == 2, (command, told.stderr)
+        assert f"error: {fifo}: {said} Give the path of a flow's .py file." in told.stderr
 
 
 def test_a_reader_that_stops_early_and_a_file_that_cannot_be_read(tmp_path: Path) -> None:

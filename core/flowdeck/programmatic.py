@@ -433,11 +433,12 @@ def _store_root(flow_file: str, env: dict[str, str], cwd: str | None,
 
 def _check_flow_file(given: str) -> None:
     """A missing file is a FlowFileNotFound (a FileNotFoundError, as in Metaflow); a folder
-    a UsageError saying what to give instead."""
+    or another file that is there but no regular file (a named pipe) a UsageError saying
+    what to give instead."""
     problem = flow_file_problem(given)
     if problem is None:
         return
-    if os.path.isdir(given):
+    if os.path.exists(given):
         raise UsageError(f"Runner({given!r}): {problem}")
     raise FlowFileNotFound(f"Runner({given!r}): {problem}")
 

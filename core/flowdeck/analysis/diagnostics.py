@@ -8,6 +8,7 @@ all show the same file, line and fix-it sentence.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
@@ -69,13 +70,37 @@ UNDEFINED_DECORATOR = "undefined-decorator"
 
 def flow_file_problem(file: str, what: str = "a flow's .py file") -> str | None:
     """Why `file`, given where a flow file is expected, is not one (None when it is a
-    file): missing, or a folder, which a command that lists flows takes instead."""
-    if os.path.isfile(file):
+    file): missing, a folder (which a command that lists flows takes instead), or another
+    kind of file, said as `flowdeck list` says it (a named pipe was "no such file"). Asked
+    of the file's status only: nothing is opened, so a FIFO cannot hang the command."""
+    try:
+        mode = os.stat(file).st_mode
+    except (OSError, ValueError):  # missing, a dangling link, a NUL in the path
+        return f"{file}: no such file. Give the path of {what}."
+    if stat.S_ISREG(mode):
         return None
-    if os.path.isdir(file):
+    if stat.S_ISDIR(mode):
         return (f"{file} is a folder. Give the path of {what} in it; `flowdeck list "
                 f"{file}` lists the flows there.")
-    return f"{file}: no such file. Give the path of {what}."
+    return f"{file}: {not_regular_file(mode)} Give the path of {what}."
+
+
+def not_regular_file(mode: int) -> str:
+    """Why a path of this `st_mode` (not a regular file) is not read as a flow source: the
+    one sentence `flowdeck list`'s skipped files and the commands given one say."""
+    return f"This is a {_file_kind(mode)}, not a regular file, so it is not read."
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 class UsageError(FlowdeckError):

@@ -38,7 +38,7 @@ from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.diagnostics import Diagnostic, has_errors
+from flowdeck.analysis.diagnostics import Diagnostic, has_errors, not_regular_file
 from flowdeck.analysis.flowfile import FileAnalysis, FlowInfo, analyze_source, decode_source
 from flowdeck.compiled_dataclasses import dataclass
 
@@ -802,8 +802,7 @@ class FlowCatalog:
         if not stat.S_ISREG(st.st_mode):
             self._drop_record(path, changes)
             self._skipped[path] = SkippedFile(path, "not-regular", (
-                f"This is a {_file_kind(st.st_mode)}, not a regular file, so it is not read. "
-                "Rename it if it is not meant to be a Python source."))
+                f"{not_regular_file(st.st_mode)} Rename it if it is not meant to be a Python source."))
             return False
         if size > self.max_bytes:
             self._drop_record(path, changes)
@@ -991,18 +990,6 @@ def _readlink(path: str) -> str:
         return os.readlink(path)
     except OSError:
         return "a missing target"
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
 
 
 def _unreadable(path: str, exc: OSError) -> SkippedFile:
