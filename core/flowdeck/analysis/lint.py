@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -211,9 +212,10 @@ def check_name_lengths(lint: Linter) -> Iterator[Diagnostic]:
 
 @check(0)
 def check_flow_name(lint: Linter) -> Iterator[Diagnostic]:
-    """A flow's runs live in a folder named after it, so its name must be a store id (ASCII
-    letters, digits, `_`, `.`, `-`); `class Flöw` ran into "flow name is not valid" only
-    when run, after `check` had said "no errors"."""
+    """A flow's runs live in a folder named after it, so its name must be a store id
+    (`layout.is_id`: any Python identifier the file system's encoding can write, as in
+    Metaflow); a name refused there only when run, after `check` said "no errors", was
+    worse than this line."""
     name = lint.graph.name
     if len(name.encode("utf-8", "surrogatepass")) > MAX_ID_LENGTH:
         return  # check_name_lengths says so
@@ -221,7 +223,8 @@ def check_flow_name(lint: Linter) -> Iterator[Diagnostic]:
         check_id("flow name", name)
     except InvalidId:
         yield lint.diag(lint.graph.line, "invalid-flow-name",
-                        f"Flow name `{name}` cannot name the folder its runs are stored in. "
+                        f"Flow name `{name}` cannot name the folder its runs are stored in "
+                        f"(this file system's encoding is {sys.getfilesystemencoding()}). "
                         "Use ASCII letters, digits and underscores in the class name.")
 
 
