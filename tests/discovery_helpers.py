@@ -32,6 +32,51 @@ def flow_source(name: str = "DemoFlow", note: str = "", steps: int = 1,
     return "\n".join(lines)
 
 
+#: A base flow in `shared.py`, and two flows inheriting from it that never say FlowSpec,
+#: name no `...Flow` and apply no `@step` (the prefilter hid both).
+SHARED = """
+    from metaflow import FlowSpec, step, Parameter
+
+
+    class Pipeline(FlowSpec):
+        alpha = Parameter("alpha", default=1)
+
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            print("alpha", self.alpha)
+    """
+NIGHTLY = """
+    from metaflow import Parameter
+    from shared import Pipeline
+
+
+    class Nightly(Pipeline):
+        beta = Parameter("beta", default=5)
+
+
+    if __name__ == "__main__":
+        Nightly()
+    """
+ALIASED = """
+    from metaflow import step as metaflow_step
+    from shared import Pipeline
+
+
+    class Tuned(Pipeline):
+        @metaflow_step
+        def end(self):
+            print("tuned end")
+
+
+    if __name__ == "__main__":
+        Tuned()
+    """
+
+
 def copy_case(name: str, folder: Path) -> Path:
     """Copy a named case from tests/flows/discovery into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)

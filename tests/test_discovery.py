@@ -180,12 +180,18 @@ def test_a_child_flow_without_steps_and_a_shadowed_base(tmp_path: Path) -> None:
     assert tuned is not None and [p.name for p in tuned.flow.parameters] == ["alpha"]
 
 
-def test_a_file_with_no_flowspec_no_step_and_no_flow_base_is_still_not_parsed(
-        tmp_path: Path) -> None:
+def test_a_flow_whose_base_is_renamed_on_import_is_not_prefiltered(tmp_path: Path) -> None:
+    """`Helper` derives from BaseFlow (as `B`): a flow, though its file never says FlowSpec,
+    names no `...Flow` and has no step. The prefilter hid it; it must find what the full
+    analysis finds. A class of another module that cannot lead to FlowSpec is skipped."""
     (tmp_path / "util.py").write_text("from base_steps import BaseFlow as B\n\n\n"
                                       "class Helper(B):\n    pass\n")
+    (tmp_path / "other.py").write_text("from helpers import Base\n\n\nclass Thing(Base):\n"
+                                       "    pass\n")
+    (tmp_path / "helpers.py").write_text("import json\n\n\nclass Base(json.JSONEncoder):\n"
+                                         "    pass\n")
     (tmp_path / "base_steps.py").write_text(BASE_MODULE)
-    assert names(scan(tmp_path).entries) == ["BaseFlow"]  # prefiltered, as before
+    assert names(scan(tmp_path).entries) == ["BaseFlow", "Helper"]
     assert names(scan(tmp_path, prefilter=False).entries) == ["BaseFlow", "Helper"]
 
 

@@ -10,10 +10,11 @@ that serialises, and a `FlowSpec` prefilter that never hides a flow.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
-from discovery_helpers import CASES, flow_source
+from discovery_helpers import ALIASED, CASES, NIGHTLY, SHARED, flow_source
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,7 +82,13 @@ TOKENS = [
     "@retry(times=", "# -*- coding: latin-1 -*-\n", "# coding: utf-16\n", "# coding: bogus\n",
     "class A(A):\n", "class B(B, FlowSpec):\n", "start", "end", "join", "self.next(self.start)",
     "default=" + "-" * 900 + "1", "x = " + "+".join(["1"] * 3000) + "\n",
+    # a base class from `shared.py` beside the file (test_prefilter_never_hides_...)
+    "Pipeline", "(Pipeline)", "from shared import Pipeline\n", "import shared as s\n",
+    "(s.Pipeline)", "from shared import (\n    Pipeline,\n)\n", "class C(Pipeline, Mixin):\n",
+    "from metaflow import step as s\n", "@s\n",
 ]
+#: Flows that inherit from `shared.py`'s Pipeline and never say FlowSpec.
+CHILDREN = [textwrap.dedent(s).lstrip() for s in (NIGHTLY, ALIASED)]
 
 OPS = st.sampled_from(["insert", "delete", "dup_line", "swap_lines", "replace", "truncate"])
 
@@ -109,8 +116,8 @@ def _mutate(text: str, op: str, a: int, b: int, token: str) -> str:
 
 
 @st.composite
-def mutated_sources(draw: st.DrawFn) -> bytes:
-    text = draw(st.sampled_from(BASES))
+def mutated_sources(draw: st.DrawFn, sources: list[str] = BASES) -> bytes:
+    text = draw(st.sampled_from(sources))
     tokens = st.sampled_from(TOKENS) | st.text(max_size=6)
     for op, a, b, token in draw(st.lists(st.tuples(OPS, st.integers(0, 10**6),
                                                    st.integers(0, 10**6), tokens),
@@ -141,6 +148,27 @@ def test_static_analysis_never_raises(data: bytes) -> None:
     filtered = _analyze_bytes(data, "fuzz.py", prefilter=True)
     _check_analysis(filtered, "fuzz.py")
     # The prefilter only skips files that cannot define a flow.
+    assert [f.name for f in filtered.flows] == [f.name for f in full.flows]
+
+
+@pytest.fixture(scope="module")
+def beside_shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding `shared.py`, the module the children's base class comes from."""
+    folder = tmp_path_factory.mktemp("beside")
+    (folder / "shared.py").write_text(textwrap.dedent(SHARED).lstrip())
+    return folder
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(mutated_sources(CHILDREN))
+def test_prefilter_never_hides_a_flow_inheriting_from_a_module_beside_it(
+        beside_shared: Path, data: bytes) -> None:
+    """Beside the module their base comes from, whatever the edits: the prefilter keeps
+    every flow the full analysis finds, though the file never says FlowSpec."""
+    path = str(beside_shared / "child.py")
+    full = analyze_bytes(data, path)
+    filtered = _analyze_bytes(data, path, prefilter=True)
     assert [f.name for f in filtered.flows] == [f.name for f in full.flows]
 
 

@@ -3,9 +3,11 @@
 Nothing here imports or executes the file. Import statements are resolved
 only far enough to know which names mean `FlowSpec`, `step` and `Parameter`
 of Flowdeck or of Metaflow, under any spelling the user chose, and which base
-class a flow inherits from a module beside the file (`from base import BaseFlow`
-with `base.py` in the file's folder, as `python FILE` finds it): that module is
-read the same way, never imported.
+classes (flows or plain mixins) a class inherits from a module beside the file
+(`from base import BaseFlow` with `base.py` in the file's folder, as `python FILE`
+finds it): that module is read the same way, never imported. A flow's steps and
+parameters are collected over its classes in Python's method resolution order, as
+the engines collect them at run time.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import io
 import os
 import tokenize
 from _blake2 import blake2b
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowdeck.analysis.diagnostics import UNDEFINED_DECORATOR, Diagnostic, has_errors
 from flowdeck.analysis.graph import (
@@ -34,6 +36,7 @@ from flowdeck.analysis.graph import (
     text_hash,
 )
 from flowdeck.analysis.lint import lint_graph
+from flowdeck.analysis.mro import linearise
 from flowdeck.authoring.definitions import (
     ARGUMENT_CHECKS,
     BUILT_IN_STEP_DECORATORS,
@@ -91,7 +94,8 @@ class FlowInfo:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: Why `python FILE` would not run this flow (see `start_problem`), or None.
     start_problem: str | None = None
-    #: The flow classes it inherits from, nearest first: [file, class name] each.
+    #: The flow classes it inherits from, in method resolution order (nearest first; all
+    #: the bases of a flow with several): [file, class name] each.
     bases: list[list[str]] = field(default_factory=list)
 
     @property
@@ -178,10 +182,13 @@ def analyze_file(path: str | Path) -> FileAnalysis:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        return FileAnalysis(path, diagnostics=[Diagnostic(
-            path, 0, f"Cannot read the file: {exc.strerror or exc}. Check that it exists "
-            "and that you may read it.", "unreadable")])
+        return FileAnalysis(path, diagnostics=[_unreadable_problem(path, exc)])
     return analyze_bytes(data, path)
+
+
+def _unreadable_problem(path: str, exc: OSError) -> Diagnostic:
+    return Diagnostic(path, 0, f"Cannot read the file: {exc.strerror or exc}. Check that it "
+                      "exists and that you may read it.", "unreadable")
 
 
 def analyze_bytes(data: bytes, path: str) -> FileAnalysis:
@@ -197,42 +204,74 @@ def analyze_bytes(data: bytes, path: str) -> FileAnalysis:
 
 def analyze_source(source: str, path: str) -> FileAnalysis:
     """Find the flow classes of a module's source and lint each of them."""
+    tree, problem = _parse(source, path)
+    if tree is None:
+        return FileAnalysis(path, diagnostics=[problem] if problem else [])
     try:
-        tree = ast.parse(source, filename=path)
+        return _FileAnalyzer(tree, source, path).run()
+    except (RecursionError, MemoryError) as exc:
+        return FileAnalysis(path, diagnostics=[_too_deep_problem(path, exc)])
+
+
+def _parse(source: str, path: str) -> tuple[ast.Module | None, Diagnostic | None]:
+    """The module's AST, or why Python cannot parse it (a syntax error's line and column):
+    for the analysed file, and for a module its flows' base classes come from."""
+    try:
+        return ast.parse(source, filename=path), None
     except SyntaxError as exc:
         line = exc.lineno or 1
         col = exc.offset or 0
         msg = exc.msg or "invalid syntax"
-        return FileAnalysis(path, diagnostics=[Diagnostic(
+        return None, Diagnostic(
             path, line, f"Syntax error: {msg}. Fix the code at line {line}, column {col}.",
-            "syntax-error", column=col)])
+            "syntax-error", column=col)
     except (ValueError, RecursionError, MemoryError) as exc:
-        return FileAnalysis(path, diagnostics=[Diagnostic(
-            path, 1, f"Python cannot parse this file ({exc}). Simplify or fix it.",
-            "unparsable")])
-    try:
-        return _FileAnalyzer(tree, source, path).run()
-    except (RecursionError, MemoryError) as exc:
-        return FileAnalysis(path, diagnostics=[Diagnostic(
-            path, 1, f"The file nests expressions too deeply for flowdeck to analyse "
-            f"({type(exc).__name__}). Split the deepest expression into smaller ones.",
-            "unparsable")])
+        return None, Diagnostic(path, 1, f"Python cannot parse this file ({exc}). Simplify "
+                                "or fix it.", "unparsable")
+
+
+def _too_deep_problem(path: str, exc: BaseException) -> Diagnostic:
+    return Diagnostic(path, 1, f"The file nests expressions too deeply for flowdeck to "
+                      f"analyse ({type(exc).__name__}). Split the deepest expression into "
+                      "smaller ones.", "unparsable")
 
 
 def _parsed_module(path: str, depth: int, base_modules: dict[str, _FileAnalyzer | None],
-                   looked_for: set[str]) -> _FileAnalyzer | None:
-    """A module beside a flow file, parsed for its flow classes (None if unreadable: the
-    flow's own analysis then finds no base there, as before)."""
+                   looked_for: set[str]) -> _FileAnalyzer:
+    """A module beside a flow file, parsed for its classes. One that cannot be read is kept,
+    with its `problem`: a flow inheriting from it stays a flow and says why (it vanished,
+    "defines no flow", while its base module had a syntax error)."""
     try:
-        source, _ = decode_source(Path(path).read_bytes(), path)
-        if source is None:
-            return None
-        analyzer = _FileAnalyzer(ast.parse(source, filename=path), source, path, depth,
-                                 base_modules, looked_for)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return _FileAnalyzer.unreadable(path, "", _unreadable_problem(path, exc))
+    source, problem = decode_source(data, path)
+    if source is None:
+        assert problem is not None  # decode_source says why it gives no text
+        return _FileAnalyzer.unreadable(path, data.decode("utf-8", "replace"), problem)
+    tree, problem = _parse(source, path)
+    if tree is None:
+        assert problem is not None  # _parse says why it gives no tree
+        return _FileAnalyzer.unreadable(path, source, problem)
+    analyzer = _FileAnalyzer(tree, source, path, depth, base_modules, looked_for)
+    try:
         analyzer.find_flows()
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+    except (RecursionError, MemoryError) as exc:
+        return _FileAnalyzer.unreadable(path, source, _too_deep_problem(path, exc))
     return analyzer
+
+
+def module_candidates(path: str, module: str, level: int) -> tuple[str, ...]:
+    """The files (absolute) `python FILE` would import `module` from, for the file at
+    `path`: beside it (or, `level` dots, in its package), the only place static analysis
+    follows a base class to; the discovery prefilter asks the same."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for _ in range(max(level - 1, 0)):
+        folder = os.path.dirname(folder)
+    stem = os.path.join(folder, *module.split("."))
+    if not module:  # `from . import BaseFlow`: the package
+        return (os.path.join(folder, "__init__.py"),)
+    return (os.path.abspath(stem + ".py"), os.path.abspath(os.path.join(stem, "__init__.py")))
 
 
 def no_flow_problem(analysis: FileAnalysis, file: str) -> str:
@@ -358,6 +397,102 @@ def provides(name: str) -> bool:
     return importlib.util.find_spec(f"flowdeck.{name}") is not None
 
 
+class _ClassRef(NamedTuple):
+    """A class in a flow's MRO: one of a module analysis read (`owner` and `name`); one
+    of a module beside the file that cannot be read (`owner.problem` says why); or one
+    known by its name only (`owner` None: an engine's FlowSpec, with its `engine`, or a
+    library's class, which adds no step analysis can see)."""
+
+    owner: _FileAnalyzer | None
+    name: str
+    engine: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.owner.path if self.owner is not None else "", self.name)
+
+
+def _linearised(ref: _ClassRef) -> list[_ClassRef]:
+    """The MRO of a base: read from its module, or the class alone when it cannot be."""
+    owner = ref.owner
+    if owner is None or owner.problem is not None or ref.name not in owner.classes:
+        return [ref]
+    return owner.mro(ref.name)
+
+
+def _readable(mro: list[_ClassRef]) -> list[tuple[ast.ClassDef, _FileAnalyzer]]:
+    """The classes of an MRO whose source was read, each with its module's analyzer."""
+    return [(ref.owner.classes[ref.name], ref.owner) for ref in mro
+            if ref.owner is not None and ref.owner.problem is None
+            and ref.name in ref.owner.classes]
+
+
+def _unreadable_base(flow: str, ref: _ClassRef) -> Diagnostic:
+    """A flow's error for a base class from a module that cannot be read, at the line that
+    keeps it from being read (a syntax error's): the flow stays listed, and says why."""
+    assert ref.owner is not None and ref.owner.problem is not None
+    problem = ref.owner.problem
+    return Diagnostic(problem.file, problem.line, f"{flow} inherits from {ref.name} of "
+                      f"{os.path.basename(problem.file)}, which flowdeck cannot read (Python "
+                      "stops at its import), so the steps and parameters it inherits are "
+                      f"unknown. {problem.message}", "base-unreadable", column=problem.column,
+                      flow=flow)
+
+
+@dataclass
+class _Members:
+    """The steps and parameters a flow's classes define, collected over its MRO."""
+
+    steps: dict[str, StepNode] = field(default_factory=dict)
+    params: dict[str, ParameterInfo] = field(default_factory=dict)
+    problems: list[Diagnostic] = field(default_factory=list)
+    misspelt: set[str] = field(default_factory=set)  # methods whose decorator is undefined
+
+
+#: A method's definition in a class body, with the block (statement list) that holds it.
+_Definition = tuple[ast.FunctionDef | ast.AsyncFunctionDef, list[ast.stmt]]
+
+
+def _redefined_step(path: str, klass: str, flow: str, earlier: _Definition,
+                    later: _Definition) -> list[Diagnostic]:
+    """A step defined again in the same class. In the same block the second replaces the
+    first: a warning (Python and Metaflow run the flow; one of the two is a mistake). In
+    another block (`if`/`else`, `try`, `with`), which one Python keeps may depend on a
+    condition static analysis does not evaluate:
+    the later one is shown, with a warning when the two differ (the same one twice, in
+    both branches, is one step)."""
+    (first, first_block), (func, block) = earlier, later
+    if block is first_block:  # a warning: Python (and Metaflow) run the flow
+        return [Diagnostic(
+            path, func.lineno, f"Step `{func.name}` is defined twice in {klass} (lines "
+            f"{first.lineno} and {func.lineno}); Python keeps only the one at line "
+            f"{func.lineno}, so the one at line {first.lineno} never runs. Rename or remove "
+            "one.", "duplicate-step", severity="warning", flow=flow, step=func.name)]
+    if ast.dump(first) == ast.dump(func):
+        return []
+    return [Diagnostic(
+        path, func.lineno, f"Step `{func.name}` of {klass} is defined at lines {first.lineno} "
+        f"and {func.lineno}, in different blocks (`if`/`else`, `try` or `with`): which one "
+        "runs may depend on a condition static analysis does not evaluate, so it shows the "
+        f"one at line {func.lineno}. Define the step once and branch inside it, or give "
+        "the two different names.", "conditional-step", severity="warning", flow=flow,
+        step=func.name)]
+
+
+def _block_statements(body: list[ast.stmt]) -> Iterator[tuple[ast.stmt, list[ast.stmt]]]:
+    """The statements of a module's or a class's body and of the `if`/`else`, `try` and
+    `with` blocks in it, which Python runs as it reads the body (not those of functions
+    or classes), in source order, each with the block that holds it."""
+    for stmt in body:
+        yield stmt, body
+        if isinstance(stmt, (ast.If, ast.Try, ast.TryStar, ast.With)):
+            blocks = [stmt.body, *(h.body for h in getattr(stmt, "handlers", ())),
+                      stmt.orelse if not isinstance(stmt, ast.With) else [],
+                      getattr(stmt, "finalbody", [])]
+            for block in blocks:
+                yield from _block_statements(block)
+
+
 class _FileAnalyzer:
     """Walks one module's AST; small methods, one concern each."""
 
@@ -384,37 +519,43 @@ class _FileAnalyzer:
         self.imported_modules: dict[str, str] = {}
         # `from flowdeck import X` where flowdeck has no X: the file cannot run
         self.missing_imports: list[Diagnostic] = []
-        self.local_classes: set[str] = set()  # every top-level class name of this file
-        # flow class name -> (class, engine, its base flow class in this file or None)
-        self.flows: dict[str, tuple[ast.ClassDef, str, str | None]] = {}
-        # flow class name -> (the module's analyzer, class name) of a base flow class
-        # defined in another module
-        self.external_bases: dict[str, tuple[_FileAnalyzer, str]] = {}
+        #: Every top-level class of this file by name (the first, if two share one).
+        self.classes: dict[str, ast.ClassDef] = {}
+        #: flow class name -> (class, engine): the classes with FlowSpec in their MRO
+        self.flows: dict[str, tuple[ast.ClassDef, str]] = {}
+        self._mros: dict[str, list[_ClassRef]] = {}  # `mro`, once per class
+        #: class name -> why Python cannot order its bases (it stops the file there)
+        self.mro_problems: dict[str, Diagnostic] = {}
+        #: Why this module, read for a base class, cannot be read (then it has no classes)
+        self.problem: Diagnostic | None = None
         self._bound: set[str] | None = None  # `_bound_names`, once
         self._star_import = False
 
+    @classmethod
+    def unreadable(cls, path: str, text: str, problem: Diagnostic) -> _FileAnalyzer:
+        """A module beside the file that Python cannot read (a syntax error): its text is
+        kept to tell whether the class a flow inherits from it is a flow (see `_engine`)."""
+        analyzer = cls(ast.Module(body=[], type_ignores=[]), text, path)
+        analyzer.problem = problem
+        return analyzer
+
     def find_flows(self) -> None:
-        """Fill `flows`: classes deriving from FlowSpec, directly, through a flow class of
-        this file (whatever order they appear in) or through one of a module beside it."""
+        """Fill `flows`: the classes with FlowSpec in their MRO, through any of their bases
+        (a flow class or a plain mixin, of this file, whatever order they appear in, or of
+        a module beside it), as Python would make them."""
         self._collect_imports()
-        classes = [c for c in self._top_level_classes()]
-        self.local_classes = {c.name for c in classes}
-        changed = True
-        while changed:
-            changed = False
-            for cls in classes:
-                if cls.name in self.flows:
-                    continue
-                found = self._flow_base(cls, self.flows)
-                if found is not None:
-                    self.flows[cls.name] = (cls, found[0], found[1])
-                    changed = True
+        for cls in self._top_level_classes():
+            self.classes.setdefault(cls.name, cls)
+        for name, cls in self.classes.items():
+            engine = self._engine(self.mro(name))
+            if engine is not None:
+                self.flows[name] = (cls, engine)
 
     def run(self) -> FileAnalysis:
         self.find_flows()
         flows = self.flows
         infos = [self._flow_info(cls, engine)
-                 for cls, engine, _ in sorted(flows.values(), key=lambda f: f[0].lineno)]
+                 for cls, engine in sorted(flows.values(), key=lambda f: f[0].lineno)]
         main = self._main_block(set(flows))
         for info in infos:
             info.start_problem = start_problem(self.path, main, info.name)
@@ -479,42 +620,75 @@ class _FileAnalyzer:
     # -- classes -------------------------------------------------------------
 
     def _top_level_classes(self) -> list[ast.ClassDef]:
-        found: list[ast.ClassDef] = []
-        pending: list[ast.stmt] = list(self.tree.body)
-        while pending:
-            stmt = pending.pop(0)
-            if isinstance(stmt, ast.ClassDef):
-                found.append(stmt)
-            elif isinstance(stmt, (ast.If, ast.Try, ast.With)):
-                for block in ("body", "orelse", "finalbody", "handlers"):
-                    for sub in getattr(stmt, block, []) or []:
-                        if isinstance(sub, ast.ExceptHandler):
-                            pending.extend(sub.body)
-                        else:
-                            pending.append(sub)
-        return found
+        """The module's classes, also those under a top-level `if`, `try` or `with`."""
+        return [s for s, _ in _block_statements(self.tree.body) if isinstance(s, ast.ClassDef)]
 
-    def _flow_base(self, cls: ast.ClassDef,
-                   flows: dict[str, tuple[ast.ClassDef, str, str | None]]
-                   ) -> tuple[str, str | None] | None:
-        for base in cls.bases:
-            resolved = self.resolve(base)
-            if resolved and resolved[1] == "FlowSpec":
-                return resolved[0], None
-            if isinstance(base, ast.Name) and base.id in flows and base.id != cls.name:
-                return flows[base.id][1], base.id
-            external = self._external_flow(base)
-            if external is not None:
-                self.external_bases[cls.name] = external
-                return external[0].flows[external[1]][1], None
+    def mro(self, name: str) -> list[_ClassRef]:
+        """The method resolution order of this module's class `name`, as Python makes it
+        (C3 over its bases, of this file and of modules beside it), so the steps and
+        parameters found are the ones a run finds; a class analysis cannot read (FlowSpec,
+        a library's) ends its branch. Where Python refuses the order (TypeError), the
+        class gets an error in `mro_problems`, and its bases' classes depth first."""
+        found = self._mros.get(name)
+        if found is not None:
+            return found
+        me = _ClassRef(self, name)
+        self._mros[name] = [me]  # a cycle of bases (NameError in Python) ends here
+        bases = [self._base_ref(b, name) for b in self.classes[name].bases
+                 if not self._is_object(b)]
+        chains = {b.key: _linearised(b) for b in bases}
+        refs = {r.key: r for chain in chains.values() for r in chain}
+        refs[me.key] = me
+        keys = linearise(me.key, [b.key for b in bases],
+                         {key: [r.key for r in chain] for key, chain in chains.items()})
+        if keys is None:
+            self.mro_problems[name] = self._base_order_problem(self.classes[name])
+            keys = [me.key, *dict.fromkeys(r.key for chain in chains.values() for r in chain)]
+        self._mros[name] = [refs[key] for key in keys]
+        return self._mros[name]
+
+    def _base_order_problem(self, cls: ast.ClassDef) -> Diagnostic:
+        bases = ", ".join(_unparse(b) for b in cls.bases)
+        return Diagnostic(
+            self.path, cls.lineno, f"Python cannot order the base classes of {cls.name} "
+            f"({bases}) and stops the file here (TypeError: a duplicate base, or no "
+            "consistent method resolution order). List each base once, and each class "
+            "before the classes it derives from.", "base-order")
+
+    def _is_object(self, base: ast.expr) -> bool:
+        """`object` as a base adds nothing: every class derives from it, last."""
+        return isinstance(base, ast.Name) and base.id == "object" and \
+            base.id not in self.classes and base.id not in self.imported
+
+    def _base_ref(self, base: ast.expr, name: str) -> _ClassRef:
+        """The class a base of class `name` names: an engine's FlowSpec, a class of this file,
+        one of a module beside it, or one known by its text only (a library's)."""
+        resolved = self.resolve(base)
+        if resolved is not None and resolved[1] == "FlowSpec":
+            return _ClassRef(None, f"{resolved[0]}.FlowSpec", resolved[0])
+        if isinstance(base, ast.Name) and base.id in self.classes and base.id != name:
+            return _ClassRef(self, base.id)
+        return self._external_class(base) or _ClassRef(None, _unparse(base))
+
+    def _engine(self, mro: list[_ClassRef]) -> str | None:
+        """The engine of the nearest FlowSpec in the MRO; None for a class that is no flow.
+
+        A base from a module Python cannot parse may be a flow: it is taken as one (listed
+        with that module's error instead of vanishing) when that module's text says
+        `FlowSpec`, with the engine its text names."""
+        for ref in mro:
+            if ref.engine is not None:
+                return ref.engine
+        for ref in mro:
+            if ref.owner is not None and ref.owner.problem and "FlowSpec" in ref.owner.source:
+                return "metaflow" if "metaflow" in ref.owner.source else "flowdeck"
         return None
 
-    def _external_flow(self, base: ast.expr) -> tuple[_FileAnalyzer, str] | None:
-        """The module and name of a flow class `base` names from a module beside this file
-        (`BaseFlow` from `from base import BaseFlow`, or `base.BaseFlow`), if it is one. A
-        class of this file by that name shadows the import (no flow, as Python sees it)."""
-        if isinstance(base, ast.Name) and base.id in self.local_classes:
-            return None
+    def _external_class(self, base: ast.expr) -> _ClassRef | None:
+        """The class `base` names from a module beside this file (`BaseFlow` from `from base
+        import BaseFlow`, or `base.BaseFlow`), a flow or a mixin; or one of such a module
+        that cannot be read (its `problem` says why). Not a class of this file: that
+        shadows the import, as Python sees it, and `_base_ref` takes it first."""
         if isinstance(base, ast.Name) and base.id in self.imported:
             module, name, level = self.imported[base.id]
         elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name):
@@ -530,21 +704,16 @@ class _FileAnalyzer:
         else:
             return None
         other = self._module_analyzer(module, level)
-        return (other, name) if other is not None and name in other.flows else None
+        if other is None or (other.problem is None and name not in other.classes):
+            return None
+        return _ClassRef(other, name)
 
     def _module_analyzer(self, module: str, level: int) -> _FileAnalyzer | None:
-        """The flows of `module` as `python FILE` would import it: from the file's own
+        """The classes of `module` as `python FILE` would import it: from the file's own
         folder (or, relative, its package), read and parsed, never run."""
         if self.depth >= MAX_BASE_MODULES:
             return None
-        folder = os.path.dirname(os.path.abspath(self.path))
-        for _ in range(max(level - 1, 0)):
-            folder = os.path.dirname(folder)
-        stem = os.path.join(folder, *module.split("."))
-        candidates = (stem + ".py", os.path.join(stem, "__init__.py")) if module else (
-            os.path.join(folder, "__init__.py"),)  # `from . import BaseFlow`: the package
-        for candidate in candidates:
-            candidate = os.path.abspath(candidate)
+        for candidate in module_candidates(self.path, module, level):
             if candidate == os.path.abspath(self.path):
                 continue
             self.looked_for.add(candidate)  # created later, it may become the base
@@ -558,54 +727,30 @@ class _FileAnalyzer:
         return None
 
     def _flow_info(self, cls: ast.ClassDef, engine: str) -> FlowInfo:
-        chain = self._class_chain(cls.name)
-        steps: dict[str, StepNode] = {}
-        params: dict[str, ParameterInfo] = {}
-        problems: list[Diagnostic] = []
-        misspelt_steps: set[str] = set()  # methods whose decorator is not defined
-        for klass, owner in chain:  # base first, so subclasses override
-            defined_here: dict[str, int] = {}
-            for stmt in klass.body:
-                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    undefined = owner._undefined_decorators(stmt, cls.name)
-                    problems += undefined
-                    if undefined:
-                        misspelt_steps.add(stmt.name)
-                    decos = owner._step_decorators(stmt)
-                    if stmt.name in defined_here and decos is not None:
-                        problems.append(Diagnostic(  # a warning: Python (and Metaflow) run it
-                            owner.path, stmt.lineno, f"Step `{stmt.name}` is defined twice in "
-                            f"{klass.name} (lines {defined_here[stmt.name]} and {stmt.lineno}); "
-                            f"Python keeps only the one at line {stmt.lineno}, so the one at "
-                            f"line {defined_here[stmt.name]} never runs. Rename or remove one.",
-                            "duplicate-step", severity="warning", flow=cls.name,
-                            step=stmt.name))
-                    defined_here[stmt.name] = stmt.lineno
-                    if decos is not None:
-                        problems += owner._decorator_problems(stmt, cls.name)
-                        node = extend_step(stmt, parse_step(stmt, owner.source, decos))
-                        node.source_file = owner.path if owner is not self else ""
-                        steps[stmt.name] = node
-                    else:
-                        steps.pop(stmt.name, None)
-                param = owner._parameter(stmt)
-                if param is not None:
-                    params[param.attribute] = param
-                    if param.nameless:
-                        problems.append(Diagnostic(owner.path, stmt.lineno,
-                                                     PARAMETER_NAME_MESSAGE, "parameter-name",
-                                                     flow=cls.name))
+        mro = self.mro(cls.name)
+        classes = _readable(mro)  # nearest first
+        found = _Members()
+        for klass, owner in reversed(classes):  # the farthest first: nearer ones override
+            self._collect_members(klass, owner, cls.name, found)
+        base_problems = [replace(owner.mro_problems[klass.name], flow=cls.name)
+                         for klass, owner in classes if klass.name in owner.mro_problems]
+        unread = [_unreadable_base(cls.name, ref) for ref in mro
+                  if ref.owner is not None and ref.owner.problem is not None]
         doc = deindent_docstring(ast.get_docstring(cls, clean=False))
-        graph = build_graph(cls.name, self.path, cls.lineno, doc, list(steps.values()),
-                            outside_hash=self._chain_outside_hash(chain, steps.values()))
+        owners = list({id(owner): owner for _, owner in classes if owner is not self}.values())
+        graph = build_graph(cls.name, self.path, cls.lineno, doc, list(found.steps.values()),
+                            outside_hash=self._chain_outside_hash(owners, found.steps.values()))
         info = FlowInfo(cls.name, self.path, cls.lineno, doc, engine, graph,
-                        parameters=list(params.values()),
-                        bases=[[owner.path, klass.name] for klass, owner in chain[-2::-1]])
-        graph_problems = lint_graph(graph, info.parameters, engine)
+                        parameters=list(found.params.values()),
+                        bases=[[owner.path, klass.name] for klass, owner in classes[1:]
+                               if klass.name in owner.flows])
+        # With a base unread, its steps are missing: "no start step" would mislead.
+        graph_problems = [] if unread else lint_graph(graph, info.parameters, engine)
+        problems = found.problems
         unmade = {"no-start": "start", "no-end": "end"}
         # `start` or `end` whose decorator is misspelt is no step (a lone other step would
         # even pass for a single-step flow): the flow cannot run without it.
-        lost = {name for name in misspelt_steps & {"start", "end"} if name not in steps}
+        lost = {name for name in found.misspelt & {"start", "end"} if name not in found.steps}
         if lost:
             # "No start step" would send the user astray: the decorator's line says what
             # is wrong there, and is an error then (without its step the flow cannot run).
@@ -614,9 +759,42 @@ class _FileAnalyzer:
             problems = [replace(d, severity="error")
                         if d.code == UNDEFINED_DECORATOR and d.step in lost else d
                         for d in problems]
-        info.diagnostics = (problems + self.missing_imports + self._relative_imports()
-                            + graph_problems)
+        info.diagnostics = (unread + base_problems + problems + self.missing_imports
+                            + self._relative_imports() + graph_problems)
         return info
+
+    def _collect_members(self, klass: ast.ClassDef, owner: _FileAnalyzer, flow: str,
+                         found: _Members) -> None:
+        """Add the steps and parameters `klass` (of `owner`'s module) defines to `found`,
+        also those under an `if`/`else`, `try` or `with` of its body (Python runs those
+        blocks when it makes the class), replacing those of farther classes."""
+        defined: dict[str, _Definition] = {}
+        for stmt, block in _block_statements(klass.body):
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                undefined = owner._undefined_decorators(stmt, flow)
+                found.problems += undefined
+                if undefined:
+                    found.misspelt.add(stmt.name)
+                decos = owner._step_decorators(stmt)
+                earlier = defined.get(stmt.name)
+                if earlier is not None and decos is not None:
+                    found.problems += _redefined_step(owner.path, klass.name, flow, earlier,
+                                                      (stmt, block))
+                defined[stmt.name] = (stmt, block)
+                if decos is not None:
+                    found.problems += owner._decorator_problems(stmt, flow)
+                    node = extend_step(stmt, parse_step(stmt, owner.source, decos))
+                    node.source_file = owner.path if owner is not self else ""
+                    found.steps[stmt.name] = node
+                else:
+                    found.steps.pop(stmt.name, None)
+            param = owner._parameter(stmt)
+            if param is not None:
+                found.params[param.attribute] = param
+                if param.nameless:
+                    found.problems.append(Diagnostic(owner.path, stmt.lineno,
+                                                     PARAMETER_NAME_MESSAGE, "parameter-name",
+                                                     flow=flow))
 
     def _undefined_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
                               flow: str) -> list[Diagnostic]:
@@ -702,21 +880,6 @@ class _FileAnalyzer:
             f"flowdeck has no `{name}`, so this file stops at its import line. Remove "
             f"`{name}` from the import, or import it from metaflow and run the file with "
             "Metaflow's engine.", "unknown-import"))
-
-    def _class_chain(self, name: str) -> list[tuple[ast.ClassDef, _FileAnalyzer]]:
-        """The flow class and its flow base classes, the farthest base first, each with the
-        analyzer of the module that defines it."""
-        chain: list[tuple[ast.ClassDef, _FileAnalyzer]] = []
-        owner: _FileAnalyzer = self
-        current: str | None = name
-        seen: set[tuple[str, str]] = set()
-        while current and (owner.path, current) not in seen and current in owner.flows:
-            seen.add((owner.path, current))
-            klass, _, base = owner.flows[current]
-            chain.insert(0, (klass, owner))
-            external = owner.external_bases.get(current)
-            owner, current = external if external is not None else (owner, base)
-        return chain
 
     def _decorator_problems(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
                             flow: str) -> list[Diagnostic]:
@@ -833,11 +996,9 @@ class _FileAnalyzer:
             info.type = type(typed_by).__name__
         return info
 
-    def _chain_outside_hash(self, chain: list[tuple[ast.ClassDef, _FileAnalyzer]],
-                            steps: Any) -> str:
-        """`_outside_hash` of this file, and of each module a base class comes from."""
+    def _chain_outside_hash(self, owners: list[_FileAnalyzer], steps: Any) -> str:
+        """`_outside_hash` of this file, and of each other module a base class comes from."""
         mine = [n for n in steps if not n.source_file]
-        owners = list({id(owner): owner for _, owner in chain if owner is not self}.values())
         if not owners:
             return self._outside_hash(mine)
         hashes = [self._outside_hash(mine)] + [

@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.analysis.diagnostics import Diagnostic, has_errors, not_regular_file
-from flowdeck.analysis.flowfile import FileAnalysis, FlowInfo, analyze_source, decode_source
+from flowdeck.analysis.flowfile import (
+    FileAnalysis,
+    FlowInfo,
+    analyze_source,
+    decode_source,
+    module_candidates,
+)
 from flowdeck.compiled_dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -359,9 +365,9 @@ class FlowCatalog:
     `refresh(paths)` only at the given files and folders, which is what the
     watcher calls after a quiet period.
 
-    `prefilter`: an ASCII file that never says `FlowSpec` and applies no decorator named
-    `step` cannot define a flow (every spelling of a flow's base names it, and a flow
-    inheriting from one in another module defines steps), so it is not parsed at all.
+    `prefilter`: a file that never says `FlowSpec` and has no class whose bases name a
+    class imported from a module beside it cannot define a flow (`_prefilter_skips`), so
+    it is not parsed at all; it is analysed again when such a module appears.
     A file whose flows inherit from a module beside it is analysed again when that
     module changes.
     `before_read` is called with each path just before it is opened; tests use
@@ -947,35 +953,147 @@ class FlowCatalog:
 
 # -- helpers -------------------------------------------------------------------
 
-#: A decorator named `step` (`@step`, `@fd.step`): a file with one may define a flow
-#: without saying `FlowSpec` (its base class comes from another module) ...
-#: ... or a class whose bases name a `...Flow` (a flow that only sets parameters on a base
-#: flow from another module, `class Tuned(BaseFlow): alpha = Parameter(...)`).
-_MAY_BE_FLOW = r"@[ \t]*(?:\w+[ \t]*\.[ \t]*)*step\b|class[ \t]+\w+[ \t]*\([^)]*Flow\b"
-_MAY_BE_FLOW_TEXT = re.compile(_MAY_BE_FLOW)
-_MAY_BE_FLOW_BYTES = re.compile(_MAY_BE_FLOW.encode())
+#: `class Name(` and the text after it up to the first colon: its bases, if their closing
+#: parenthesis is in it (`_bases_text`). Each pattern starts with a literal, which `re`
+#: looks for quickly (no `\b`: a word ending in `class` or `import` only adds a match).
+_CLASS_BASES = re.compile(r"class[\s\\]+\w+[\s\\]*(?:\[[^\]]*\][\s\\]*)?\(([^:]*)")
+#: `from M import names` (parenthesised, or to the end of the line with its continuations)
+_FROM_IMPORT = re.compile(r"from[\s\\]+(\.*)[\s\\]*([\w.]*)[\s\\]+import\b[\s\\]*"
+                          r"(\([^)]*|(?:[^\n\\]|\\[\s\S])*)")
+#: `import M as N, ...` (a `from` statement's `import` too: its words add modules only)
+_IMPORT = re.compile(r"import[\s\\]+((?:[^\n\\]|\\[\s\S])*)")
+_WORD = re.compile(r"\w+")
+_DOTTED = re.compile(r"[\w.]+")
 
 
-def _may_define_flow(text: str | bytes) -> bool:
-    if isinstance(text, bytes):
-        return b"FlowSpec" in text or _MAY_BE_FLOW_BYTES.search(text) is not None
-    return "FlowSpec" in text or _MAY_BE_FLOW_TEXT.search(text) is not None
+def _bases_text(after: str) -> str | None:
+    """The bases in the text after `class Name(` (to the first colon), or None when their
+    closing parenthesis is not there (a colon in a base or a comment stopped the match)."""
+    depth = 0
+    for at, char in enumerate(after):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                return after[:at]
+    return None
+
+
+def _imports_of(text: str, names: set[str]) -> set[tuple[str, int]]:
+    """The modules (and relative levels) the file may import any of `names` from: every
+    word of an import statement counts as a name it binds (a superset is safe here)."""
+    found: set[tuple[str, int]] = set()
+    for dots, module, imported in _FROM_IMPORT.findall(text):
+        if names.intersection(_WORD.findall(imported)):
+            found.add((module, len(dots)))
+    for plain in _IMPORT.findall(text):
+        for part in plain.split(","):
+            module_name = _DOTTED.search(part)
+            if module_name is not None and names.intersection(_WORD.findall(part)):
+                found.add((module_name.group(), 0))
+    return found
+
+
+@dataclass
+class _Walk:
+    """The modules one prefilter question has followed (an import cycle ends there), and
+    whether it ended one (an answer that depends on where the walk began)."""
+
+    seen: set[str]
+    cut: bool = False
+
+
+def _prefilter_skips(text: str, path: str, walk: _Walk | None = None
+                     ) -> tuple[str, ...] | None:
+    """The files whose appearance or change could make this file define a flow, when it
+    cannot now (the catalog analyses it again then); None when it may: parse it.
+
+    A flow derives from FlowSpec: a file that never says `FlowSpec` can only define one
+    through a class whose bases name a class imported from a module beside the file
+    (static analysis follows a base nowhere else; `flowfile.module_candidates`), and only
+    when that module says `FlowSpec` or is such a file itself. The prefilter follows those
+    imports as the full analysis does, so it never hides a flow that analysis finds, and
+    skips the many files whose classes derive from other classes (a third of a Python
+    tree, whose every parse also reads the modules beside it). Python folds identifiers
+    with NFKC (`ＦｌｏｗＳｐｅｃ` is `FlowSpec`): non-ASCII text is judged folded too."""
+    walk = _Walk({os.path.abspath(path)}) if walk is None else walk
+    forms = [text] if text.isascii() else [text, unicodedata.normalize("NFKC", text)]
+    looked: list[str] = []
+    for form in forms:
+        if "FlowSpec" in form:
+            return None
+        named: set[str] = set()
+        for after in _CLASS_BASES.findall(form):
+            bases = _bases_text(after)
+            if bases is None:
+                return None
+            named.update(_WORD.findall(bases))
+        for module, level in sorted(_imports_of(form, named)) if named else ():
+            candidates = module_candidates(path, module, level)
+            looked.extend(candidates)
+            found = next((c for c in candidates if os.path.isfile(c)), None)
+            further = _module_skips(found, walk) if found is not None else ()
+            if further is None:
+                return None
+            looked.extend(further)
+    return tuple(looked)
+
+
+#: `_module_skips` by (path, content digest): a module beside many files is judged once.
+_MODULE_SKIPS: dict[tuple[str, str], tuple[str, ...] | None] = {}
+_MODULE_SKIPS_MAX = 4096
+
+
+def _module_skips(path: str, walk: _Walk) -> tuple[str, ...] | None:
+    """`_prefilter_skips` of a module a class is imported from, judged on its text as the
+    full analysis reads it (undecodable bytes replaced; none when it cannot be read, and
+    then it has no class there either). Kept unless the answer came from a cut cycle."""
+    if path in walk.seen:
+        walk.cut = True
+        return ()
+    walk.seen.add(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return ()
+    key = (path, hashlib.sha1(data).hexdigest())
+    if key in _MODULE_SKIPS:
+        return _MODULE_SKIPS[key]
+    source, _ = decode_source(data, path)
+    outer_cut, walk.cut = walk.cut, False
+    result = _prefilter_skips(source if source is not None else
+                              data.decode("utf-8", "replace"), path, walk)
+    if result is None or not walk.cut:
+        if len(_MODULE_SKIPS) >= _MODULE_SKIPS_MAX:
+            _MODULE_SKIPS.clear()
+        _MODULE_SKIPS[key] = result
+    walk.cut = walk.cut or outer_cut
+    return result
+
+
+def _skipped(path: str, content_hash: str, looked: Iterable[str]) -> FileAnalysis:
+    return FileAnalysis(path, content_hash=content_hash, depends_on=sorted(set(looked)))
 
 
 def _analyze_bytes(data: bytes, path: str, prefilter: bool) -> FileAnalysis:
     """`flowfile.analyze_bytes`, skipping the parse of files that cannot hold a flow."""
     content_hash = hashlib.sha1(data).hexdigest()
-    if prefilter and data.isascii() and not _may_define_flow(data):
-        return FileAnalysis(path, content_hash=content_hash)
+    if prefilter and data.isascii():
+        looked = _prefilter_skips(data.decode("ascii"), path)
+        if looked is not None:
+            return _skipped(path, content_hash, looked)
     source, problem = decode_source(data, path)
     if source is None:
-        if prefilter and b"FlowSpec" not in data and b"step" not in data:
-            return FileAnalysis(path, content_hash=content_hash)
+        looked = _prefilter_skips(data.decode("utf-8", "replace"), path) if prefilter else None
+        if looked is not None:
+            return _skipped(path, content_hash, looked)
         return FileAnalysis(path, diagnostics=[problem] if problem else [],
                             content_hash=content_hash)
-    if prefilter and not source.isascii() and not _may_define_flow(source) \
-            and not _may_define_flow(unicodedata.normalize("NFKC", source)):
-        return FileAnalysis(path, content_hash=content_hash)
+    if prefilter and not source.isascii():
+        looked = _prefilter_skips(source, path)
+        if looked is not None:
+            return _skipped(path, content_hash, looked)
     result = analyze_source(source, path)
     result.content_hash = content_hash
     return result
