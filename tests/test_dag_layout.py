@@ -329,6 +329,19 @@ def test_foreach_bodies() -> None:
                                                               "g", "h", "i", "ij"}
 
 
+def test_a_parallel_fan_out_nests_and_counts_like_a_foreach() -> None:
+    """The graph says a `num_parallel` fan-out as Metaflow does (`split-parallel`, a flat
+    `graph_structure`): the window still draws its step in a block closed by the join,
+    and counts its N tasks as a foreach body's, as it did when the type was a foreach."""
+    (flow,) = analyze_file(FLOWS / "output_raw" / "parallel_fanout.py").flows
+    graph = flow.graph.as_dict()
+    assert graph["graph"]["start"]["type"] == "split-parallel"
+    layout = layout_graph(graph)
+    assert layout.nested and layout.problems == []
+    assert_clean(graph, layout)
+    assert foreach_body_steps(graph) == {"work"}
+
+
 # --------------------------------------------------------------------------- malformed input
 
 

@@ -26,6 +26,7 @@ from flowdeck_desktop.views.dag_view import (
     EdgeItem,
     StepItem,
     format_duration,
+    type_hint,
     wrap_name,
 )
 
@@ -102,6 +103,14 @@ def test_item_text_shows_name_hint_counter_and_duration(view: DagView) -> None:
     assert view.item_for("right").text() == "right\nretry 2  1.2 s"
     scene.set_step_state("outer_each", StepSummary("succeeded", 2, 2, 65.0))
     assert view.item_for("outer_each").text() == "outer_each\nforeach inner  2/2  1 m 05 s"
+
+
+def test_a_parallel_fan_out_says_its_task_count() -> None:
+    """Under a `split-parallel` step: "parallel ×N" (it said "foreach _parallel_ubf_iter",
+    Flowdeck's internal artifact, when the graph called it a foreach)."""
+    node = analyze_file(FLOWS / "output_raw" / "parallel_fanout.py").flows[0].graph.as_dict()
+    assert type_hint(node["graph"]["start"]) == "parallel \u00d72"
+    assert type_hint({"type": "split-parallel", "num_parallel": None}) == "parallel"
 
 
 def test_format_duration() -> None:

@@ -17,8 +17,11 @@ from flowdeck.analysis.flowfile import analyze_file
 pytest.importorskip("metaflow")
 
 CANDIDATES = sorted(list(EXAMPLES.glob("*.py")) + list(FLOWS.glob("*.py")))
-FIELDS = ("name", "type", "next", "foreach_artifact", "matching_join", "condition",
-          "switch_cases")
+FIELDS = ("name", "type", "next", "foreach_artifact", "num_parallel", "matching_join",
+          "condition", "switch_cases", "decorators")
+#: Flows a review found the JSON to differ on (tests/flows/output_raw/README.md): every
+#: field of every node is compared, for files with lint errors too.
+REVIEWED = sorted((FLOWS / "output_raw").glob("*.py"))
 #: Metaflow's core test suite (read-only input data); its switch graphs are compared too.
 SUITE = Path(os.environ.get("FLOWDECK_COMPAT_SUITE")
              or ROOT.parent / "shared" / "metaflow-test-core")
@@ -49,6 +52,55 @@ def test_static_graph_equals_metaflows(path: Path, tmp_path: Path,
     for name, node in theirs["graph"].items():
         assert mine["graph"][name]["line"] == node["line"]
         assert mine["graph"][name]["doc"] == node["doc"]
+        assert mine["graph"][name]["source_file"] == str(path.resolve())
+
+
+@pytest.mark.parametrize("path", REVIEWED, ids=[p.stem for p in REVIEWED])
+def test_every_field_equals_metaflows_output_raw(path: Path, tmp_path: Path) -> None:
+    """`flowdeck graph --json` is `output-raw --json`: @parallel's `split-parallel` with
+    `num_parallel` and a flat structure, each decorator's attributes with Metaflow's
+    defaults, a config's value in a decorator, no plain function decorator, no step
+    nothing leads to, the file's absolute path; the steps in Metaflow's order."""
+    (flow,) = analyze_file(path).flows
+    mine = flow.graph.as_dict()
+    theirs = own_process_graph(path, tmp_path)
+    assert mine["graph_structure"] == theirs["graph_structure"]
+    assert list(mine["graph"]) == list(theirs["graph"])
+    for name, node in theirs["graph"].items():
+        assert node["source_file"] == str(tmp_path / path.name)  # Metaflow ran the copy
+        assert mine["graph"][name] == {**node, "source_file": str(path.resolve())}, name
+
+
+def test_a_step_nothing_leads_to_stays_for_lint_and_the_window(tmp_path: Path) -> None:
+    """Left out of the JSON as Metaflow leaves it out, the step is still reported by lint
+    and drawn by the window (which asks for every step)."""
+    (flow,) = analyze_file(FLOWS / "output_raw" / "unreachable_steps.py").flows
+    assert list(flow.graph.as_dict()["graph"]) == ["start", "end"]
+    assert list(flow.graph.as_dict(unreachable=True)["graph"]) == ["start", "end", "a", "b"]
+    path = tmp_path / "orphan_flow.py"
+    path.write_text("from metaflow import FlowSpec, step\n\n\nclass OrphanFlow(FlowSpec):\n"
+                    "    @step\n    def start(self):\n        self.next(self.end)\n\n"
+                    "    @step\n    def orphan(self):\n        self.next(self.end)\n\n"
+                    "    @step\n    def end(self):\n        pass\n")
+    (orphan,) = analyze_file(path).flows
+    assert [(d.code, d.step) for d in orphan.diagnostics] == [("unreachable", "orphan")]
+    assert list(orphan.graph.as_dict()["graph"]) == ["start", "end"]
+    assert "orphan" in orphan.graph.as_dict(unreachable=True)["graph"]
+
+
+def own_process_graph(path: Path, tmp_path: Path) -> dict:
+    """`python FILE output-raw --json` in a process of its own. Not the shared helper:
+    Metaflow makes its command line's config options when `metaflow.cli` is imported,
+    so with it imported first a flow's Config is unknown ("name 'cfg' is not defined")."""
+    target = tmp_path / path.name
+    target.write_text(path.read_text())
+    home = tmp_path / "home"
+    result = subprocess.run([sys.executable, str(target), "output-raw", "--json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env=child_env(USERNAME="tester", HOME=str(home),
+                                          XDG_CONFIG_HOME=str(home / ".config")))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return json.loads(result.stdout[result.stdout.index("{"):])
 
 
 # Generated in a child process: the suite's formatter needs a stand-in `metaflow` module

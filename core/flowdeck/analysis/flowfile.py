@@ -447,6 +447,9 @@ class _Members:
     params: dict[str, ParameterInfo] = field(default_factory=dict)
     problems: list[Diagnostic] = field(default_factory=list)
     misspelt: set[str] = field(default_factory=set)  # methods whose decorator is undefined
+    #: Config attribute -> its `default_value=` when the source gives it as a literal
+    #: dict, else None (its value is known only when the flow runs).
+    configs: dict[str, Any] = field(default_factory=dict)
 
 
 #: A method's definition in a class body, with the block (statement list) that holds it.
@@ -731,6 +734,8 @@ class _FileAnalyzer:
         classes = _readable(mro)  # nearest first
         found = _Members()
         for klass, owner in reversed(classes):  # the farthest first: nearer ones override
+            found.configs.update(owner._config_defaults(klass))
+        for klass, owner in reversed(classes):
             self._collect_members(klass, owner, cls.name, found)
         base_problems = [replace(owner.mro_problems[klass.name], flow=cls.name)
                          for klass, owner in classes if klass.name in owner.mro_problems]
@@ -775,7 +780,7 @@ class _FileAnalyzer:
                 found.problems += undefined
                 if undefined:
                     found.misspelt.add(stmt.name)
-                decos = owner._step_decorators(stmt)
+                decos = owner._step_decorators(stmt, found.configs)
                 earlier = defined.get(stmt.name)
                 if earlier is not None and decos is not None:
                     found.problems += _redefined_step(owner.path, klass.name, flow, earlier,
@@ -944,9 +949,10 @@ class _FileAnalyzer:
                            severity="warning")
                 for name, line in names[at + 1:] if name in BUILT_IN_STEP_DECORATORS]
 
-    def _step_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef
-                         ) -> list[DecoratorInfo] | None:
-        """The step's other decorators, or None when `func` is not a step."""
+    def _step_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef,
+                         configs: dict[str, Any] | None = None) -> list[DecoratorInfo] | None:
+        """The step's other decorators, or None when `func` is not a step. `configs` (see
+        `_Members.configs`) gives the value of an argument read from a config."""
         is_step = False
         decos: list[DecoratorInfo] = []
         for deco in func.decorator_list:
@@ -955,8 +961,58 @@ class _FileAnalyzer:
             if name == "step":
                 is_step = True
             elif name:
-                decos.append(DecoratorInfo(name, _literal_kwargs(deco), deco.lineno))
+                decos.append(DecoratorInfo(name, self._decorator_kwargs(deco, configs or {}),
+                                           deco.lineno, builtin=resolved is not None))
         return decos[::-1] if is_step else None
+
+    def _decorator_kwargs(self, deco: ast.AST, configs: dict[str, Any]) -> dict[str, Any]:
+        """A decorator's keyword arguments: literals as values, `config_expr("cfg.x")` or
+        `cfg.x` of a config whose default the source gives as its value (what Metaflow
+        resolves them to when no other config is given), anything else as source text."""
+        if not isinstance(deco, ast.Call):
+            return {}
+        out: dict[str, Any] = {}
+        for kw in deco.keywords:
+            if kw.arg:
+                value = literal(kw.value)
+                if value is None:
+                    value = _config_value(self._config_expression(kw.value), configs)
+                out[kw.arg] = value if value is not None else _unparse(kw.value)
+        return out
+
+    def _config_expression(self, node: ast.expr) -> ast.expr | None:
+        """The expression `config_expr("...")` holds (parsed), or `node` itself."""
+        if not isinstance(node, ast.Call):
+            return node
+        resolved = self.resolve(node.func)
+        if resolved is None or resolved[1] != "config_expr" or node.keywords or \
+                len(node.args) != 1:
+            return None
+        text = literal(node.args[0])
+        if not isinstance(text, str):
+            return None
+        try:
+            return ast.parse(text.strip(), mode="eval").body
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return None
+
+    def _config_defaults(self, klass: ast.ClassDef) -> dict[str, Any]:
+        """The class's `x = Config("name", default_value={...})` attributes: a literal
+        dict default is the value (see `_Members.configs`); any other default, None."""
+        out: dict[str, Any] = {}
+        for stmt, _ in _block_statements(klass.body):
+            if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                    and isinstance(stmt.targets[0], ast.Name)
+                    and isinstance(stmt.value, ast.Call)):
+                continue
+            resolved = self.resolve(stmt.value.func)
+            if resolved is None or resolved[1] != "Config":
+                continue
+            kwargs = {k.arg: k.value for k in stmt.value.keywords}
+            value = literal(kwargs.get("default_value")) if set(kwargs) <= {
+                "default_value", "help", "required"} and len(stmt.value.args) <= 1 else None
+            out[stmt.targets[0].id] = value if isinstance(value, dict) else None
+        return out
 
     def _parameter(self, stmt: ast.stmt) -> ParameterInfo | None:
         if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
@@ -1025,7 +1081,8 @@ def extend_step(func: ast.FunctionDef | ast.AsyncFunctionDef, node: StepNode) ->
 
     `self.next(self.x, num_parallel=N)` (Metaflow's @parallel) is a foreach
     over the artifact `_parallel_ubf_iter`, which `FlowSpec.next` sets to
-    `range(N)`; so the graph, lint and the runtime treat it as one.
+    `range(N)`; so the graph, lint and the runtime treat it as one. Its JSON is
+    Metaflow's (`split-parallel` with `num_parallel`: `StepNode.metaflow_type`).
     """
     tail = func.body[-1] if func.body else None
     if not (node.has_tail_next and isinstance(tail, ast.Expr)
@@ -1037,6 +1094,8 @@ def extend_step(func: ast.FunctionDef | ast.AsyncFunctionDef, node: StepNode) ->
         node.foreach_param = PARALLEL_VAR
         node.invalid_tail_next = False
         node.parallel_foreach = True
+        count = tail.value.keywords[0].value  # Metaflow's graph keeps a constant only
+        node.num_parallel = count.value if isinstance(count, ast.Constant) else None
     return node
 
 
@@ -1063,12 +1122,22 @@ def _plain_name(expr: ast.AST) -> str | None:
     return None
 
 
-def _literal_kwargs(deco: ast.AST) -> dict[str, Any]:
-    if not isinstance(deco, ast.Call):
-        return {}
-    out: dict[str, Any] = {}
-    for kw in deco.keywords:
-        if kw.arg:
-            value = literal(kw.value)
-            out[kw.arg] = value if value is not None else _unparse(kw.value)
-    return out
+def _config_value(expr: ast.expr | None, configs: dict[str, Any]) -> Any:
+    """The value of `cfg.a.b` / `cfg["a"]` for a config of known value, else None."""
+    keys: list[Any] = []
+    while isinstance(expr, (ast.Attribute, ast.Subscript)):
+        if isinstance(expr, ast.Attribute):
+            keys.append(expr.attr)
+        elif isinstance(expr.slice, ast.Constant):
+            keys.append(expr.slice.value)
+        else:
+            return None
+        expr = expr.value
+    if not isinstance(expr, ast.Name) or not keys:
+        return None
+    value = configs.get(expr.id)
+    for key in reversed(keys):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value

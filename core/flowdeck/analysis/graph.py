@@ -9,12 +9,14 @@ and the runtime without ever running a user's code.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from _blake2 import blake2b
 from collections.abc import Iterator
 from dataclasses import field
 from typing import Any
 
+from flowdeck.authoring.definitions import metaflow_attributes
 from flowdeck.compiled_dataclasses import dataclass
 
 #: Internal node types, and the names Metaflow's `output-raw --json` uses.
@@ -27,6 +29,21 @@ METAFLOW_TYPE_NAMES = {
     "foreach": "split-foreach",
     "split-switch": "split-switch",
 }
+#: Metaflow's name for a `num_parallel` fan-out (a "foreach" inside, as in Metaflow).
+PARALLEL_TYPE_NAME = "split-parallel"
+
+
+def to_pod(value: Any) -> Any:
+    """Metaflow's `util.to_pod`, which `output-raw` applies to decorator attributes:
+    strings and numbers (booleans too) stay, containers become dicts and lists, anything
+    else its text (so a None default is "None" there, and here)."""
+    if isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {to_pod(k): to_pod(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [to_pod(v) for v in value]
+    return str(value)
 
 
 @dataclass
@@ -36,11 +53,15 @@ class DecoratorInfo:
     name: str
     attributes: dict[str, Any] = field(default_factory=dict)
     line: int = 0
+    #: Imported from metaflow or flowdeck. Another (the user's own function, a library's)
+    #: is kept for the analysis but is no step decorator Metaflow lists.
+    builtin: bool = True
 
     def as_dict(self) -> dict[str, Any]:
+        """Metaflow's listing: every attribute, defaults included (`metaflow_attributes`)."""
         return {
             "name": self.name,
-            "attributes": self.attributes,
+            "attributes": to_pod(metaflow_attributes(self.name, self.attributes)),
             "statically_defined": True,
             "inserted_by": None,
         }
@@ -73,6 +94,8 @@ class StepNode:
     foreach_param: str | None = None
     #: `self.next(self.x, num_parallel=N)`: the fan-out of a @parallel step (Metaflow's).
     parallel_foreach: bool = False
+    #: Its N when the source writes a constant, else None (as Metaflow's graph has it).
+    num_parallel: Any = None
     #: A switch (`self.next({"a": self.x, ...}, condition="artifact")`): case -> step, and
     #: the artifact whose value picks the case (Metaflow's `switch_cases`, `condition`).
     switch_cases: dict[Any, str] = field(default_factory=dict)
@@ -97,19 +120,29 @@ class StepNode:
         "recursive switch"); each round is a new task of the same step."""
         return self.type == "split-switch" and self.name in self.out_funcs
 
+    @property
+    def metaflow_type(self) -> str:
+        """The type `output-raw --json` gives (a `num_parallel` fan-out is its own)."""
+        if self.parallel_foreach:
+            return PARALLEL_TYPE_NAME
+        return METAFLOW_TYPE_NAMES.get(self.type or "", "unknown")
+
     def as_dict(self, source_file: str) -> dict[str, Any]:
-        """The node in the shape of Metaflow's `output-raw --json`."""
+        """The node in the shape of Metaflow's `output-raw --json` (`source_file` absolute,
+        as Metaflow's, which is the function's file as Python loaded it)."""
         d: dict[str, Any] = {
             "name": self.name,
-            "type": METAFLOW_TYPE_NAMES.get(self.type or "", "unknown"),
+            "type": self.metaflow_type,
             "line": self.line,
-            "source_file": self.source_file or source_file,
+            "source_file": os.path.abspath(self.source_file or source_file),
             "doc": self.doc,
-            "decorators": [deco.as_dict() for deco in self.decorators],
+            "decorators": [deco.as_dict() for deco in self.decorators if deco.builtin],
             "next": list(self.out_funcs),
             "node_info": {},
         }
-        if self.type == "foreach":
+        if self.parallel_foreach:
+            d["num_parallel"] = self.num_parallel
+        elif self.type == "foreach":
             d["foreach_artifact"] = self.foreach_param
         elif self.type == "split-switch":
             d["condition"] = self.condition
@@ -177,17 +210,29 @@ class FlowGraph:
             stack.extend(c for c in self.nodes[name].out_funcs if c in self.nodes)
         return seen
 
-    def as_dict(self) -> dict[str, Any]:
-        """Metaflow's `output-raw --json` shape: `graph`, `graph_structure`, plus `doc`."""
-        steps = {
-            name: self.nodes[name].as_dict(self.file)
-            for name in self.sorted_nodes or list(self.nodes)
-        }
-        for name, node in self.nodes.items():
-            steps.setdefault(name, node.as_dict(self.file))
+    def as_dict(self, *, unreachable: bool = False) -> dict[str, Any]:
+        """Metaflow's `output-raw --json` shape: `graph`, `graph_structure`, plus `doc`.
+
+        As Metaflow's, `graph` holds the steps its walk from `start` meets, in that
+        order, and `end`: a step nothing leads to is left out. `unreachable=True` keeps
+        every step (after those), for a view that draws the file as written (the window
+        shows such a step, which lint reports)."""
+        structure, met = self._walk()
+        listed = list(self.sorted_nodes or self.nodes)
+        listed += [n for n in self.nodes if n not in listed]
+        if structure:
+            # A malformed split the walk skips (lint's error) keeps its reachable steps.
+            reachable = self.descendants([self.start_step] if self.start_step else [])
+            order = met + [n for n in listed if n in reachable and n not in met]
+            order += [n for n in [self.end_step] if n and n not in order]
+        else:  # no start or end: Metaflow stops; show what there is
+            order = listed
+        if unreachable:
+            order += [n for n in listed if n not in order]
+        steps = {name: self.nodes[name].as_dict(self.file) for name in order}
         return {
             "graph": steps,
-            "graph_structure": self.structure(),
+            "graph_structure": structure,
             "doc": self.doc,
             "name": self.name,
             "file": self.file,
@@ -196,9 +241,16 @@ class FlowGraph:
 
     def structure(self) -> list[Any]:
         """Nested list of blocks, as Metaflow's `graph_structure` (empty if malformed)."""
+        return self._walk()[0]
+
+    def _walk(self) -> tuple[list[Any], list[str]]:
+        """Metaflow's `populate_block` walk from `start`: the nested `graph_structure`,
+        and the steps it met in order (those `output-raw` lists). A `num_parallel`
+        fan-out is walked as a straight line, as Metaflow does."""
         if not self.start_step or not self.end_step:
-            return []
+            return [], []
         budget = [len(self.nodes) * 4 + 8]  # guards malformed graphs against loops
+        met: list[str] = []
 
         def block(start: str, stop: str | None) -> list[Any]:
             out: list[Any] = []
@@ -207,7 +259,10 @@ class FlowGraph:
                 budget[0] -= 1
                 node = self.nodes[cur]
                 out.append(cur)
-                if node.type in ("split", "foreach") and node.matching_join:
+                if cur not in met:
+                    met.append(cur)
+                if node.type in ("split", "foreach") and node.matching_join \
+                        and not node.parallel_foreach:
                     out.append([block(s, node.matching_join) for s in node.out_funcs])
                     cur = node.matching_join
                 elif node.type == "split-switch":
@@ -224,7 +279,7 @@ class FlowGraph:
         result = block(self.start_step, self.end_step)
         if self.end_step not in result:
             result.append(self.end_step)
-        return result
+        return result, met
 
 
 def deindent_docstring(doc: str | None) -> str:

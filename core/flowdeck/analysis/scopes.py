@@ -13,8 +13,10 @@ from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
 
-FOREACH_TYPES = ("split-foreach", "foreach")
-SPLIT_TYPES = ("split-static", "split", "split-and", "split-parallel")
+#: Fan-outs whose next step runs as several tasks: a foreach, and a `num_parallel` one
+#: (Metaflow's @parallel, `split-parallel`: N tasks of the same step, a foreach inside).
+FOREACH_TYPES = ("split-foreach", "foreach", "split-parallel")
+SPLIT_TYPES = ("split-static", "split", "split-and")
 JOIN_TYPES = ("join",)
 
 

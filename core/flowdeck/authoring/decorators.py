@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flowdeck.authoring.definitions import STEP_DECORATOR_ARGUMENTS
+from flowdeck.authoring.definitions import OPEN_DECORATOR_DEFAULTS, STEP_DECORATOR_ARGUMENTS
 from flowdeck.authoring.exceptions import DefinitionError, MetaflowException
 from flowdeck.authoring.spec import _attach, _step_decorator
 from flowdeck.authoring.values import UnboundedForeachInput
@@ -42,14 +42,11 @@ from flowdeck.authoring.values import UnboundedForeachInput
 #: Set the given environment variables in the step's process.
 environment = _step_decorator("environment", STEP_DECORATOR_ARGUMENTS["environment"])
 #: Secrets as environment variables (inline sources only, locally).
-secrets = _step_decorator("secrets", {"sources": [], "role": None, "allow_override": False},
-                          open_arguments=True)
+secrets = _step_decorator("secrets", OPEN_DECORATOR_DEFAULTS["secrets"], open_arguments=True)
 #: The step runs as `num_parallel` tasks (see the module docstring).
 parallel = _step_decorator("parallel", STEP_DECORATOR_ARGUMENTS["parallel"])
-#: @card's arguments and their defaults (Metaflow's).
-CARD_DEFAULTS: dict[str, Any] = {"type": "default", "options": {}, "scope": "task",
-                                 "timeout": 45, "id": None, "save_errors": True,
-                                 "customize": False, "refresh_interval": 5}
+#: @card's arguments and their defaults (Metaflow's, owned by `definitions`).
+CARD_DEFAULTS: dict[str, Any] = OPEN_DECORATOR_DEFAULTS["card"]
 
 
 def card(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:

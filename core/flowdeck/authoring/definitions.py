@@ -33,6 +33,35 @@ STEP_DECORATOR_ARGUMENTS: dict[str, dict[str, Any]] = {
     "parallel": {},
 }
 
+#: Decorators kept for compatibility that take any keyword, with Metaflow's defaults
+#: (what a card or secret gets when the keyword is not given).
+OPEN_DECORATOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "card": {"type": "default", "options": {}, "scope": "task", "rank": None,
+             "timeout": 45, "id": None, "save_errors": True, "customize": False,
+             "refresh_interval": 5},
+    "secrets": {"sources": [], "role": None, "allow_override": False},
+}
+
+#: Where Metaflow's own `defaults` differ from the ones above, as it lists them in
+#: `output-raw --json`: @retry's are strings there, and @resources' cpu and memory are the
+#: cloud request Metaflow's local runtime ignores, while Flowdeck reads None as "no limit"
+#: (so the values Flowdeck runs with stay above). Only values, never other keywords.
+METAFLOW_LISTED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "retry": {"times": "3", "minutes_between_retries": "2"},
+    "resources": {"cpu": "1", "memory": "4096"},
+}
+
+
+def metaflow_attributes(decorator: str, given: dict[str, Any]) -> dict[str, Any]:
+    """A step decorator's attributes as Metaflow lists them: every keyword it takes, in
+    its own order, with its default unless `given`. A decorator whose defaults are not
+    known here (`@kubernetes`, `@batch`, `@conda`, `@pypi`: Metaflow's depend on its
+    configuration) gets what was given."""
+    defaults = STEP_DECORATOR_ARGUMENTS.get(decorator, OPEN_DECORATOR_DEFAULTS.get(decorator))
+    if defaults is None:
+        return dict(given)
+    return {**defaults, **METAFLOW_LISTED_DEFAULTS.get(decorator, {}), **given}
+
 
 def unknown_arguments_message(decorator: str, unknown: list[str]) -> str:
     """What to say of keywords `decorator` does not take (the lint and the decorator)."""

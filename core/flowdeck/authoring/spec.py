@@ -772,24 +772,13 @@ def graph_info(flow_cls: type) -> dict[str, Any]:
             "constants": [{"name": name, "type": type(value).__name__}
                           for name, value in flow_constants(flow_cls).items()
                           if name not in parameters],
-            "steps": _with_default_attributes(raw["graph"]),
+            "steps": raw["graph"],  # defaults included, as `output-raw` lists them
             "graph_structure": raw["graph_structure"],
             "doc": raw["doc"],
             "decorators": _flow_decorators(flow_cls), "extensions": {},
         }
         flow_cls._fd_graph_info = info  # type: ignore[attr-defined]
     return info
-
-
-def _with_default_attributes(steps: dict[str, Any]) -> dict[str, Any]:
-    """Each step's decorators with every attribute, defaults included, as Metaflow lists
-    them (the static graph has only the arguments the file gives)."""
-    for node in steps.values():
-        for deco in node.get("decorators", []):
-            defaults = STEP_DECORATOR_ARGUMENTS.get(deco["name"])
-            if defaults is not None:
-                deco["attributes"] = {**defaults, **deco["attributes"]}
-    return steps
 
 
 def _flow_decorators(flow_cls: type) -> list[dict[str, Any]]:

@@ -658,7 +658,7 @@ class FlowdeckController(QObject):
                 interpreter: Interpreter) -> RunState:
         session = self.session(key)
         state = RunState(self)
-        state.reset(entry.flow.graph.as_dict())
+        state.reset(entry.flow.graph.as_dict(unreachable=True))
         state.begin(spec.run_id, entry.name, entry.file)
         run = RunProcess(spec, self)
         run.event_arrived.connect(state.apply)
@@ -779,7 +779,7 @@ class FlowdeckController(QObject):
         state = RunState(outside)
         entry = self.model.entry(key)
         if entry is not None:
-            state.reset(entry.flow.graph.as_dict())  # its run_started event brings the run's
+            state.reset(entry.flow.graph.as_dict(unreachable=True))  # its run_started event brings the run's
             state.describe(entry.name, entry.file)
         outside.event_arrived.connect(state.apply)
         outside.ended.connect(lambda status, k=key, o=outside: self._on_outside_ended(k, o, status))

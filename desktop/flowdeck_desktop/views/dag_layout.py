@@ -32,11 +32,14 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import field
 from typing import Any
 
+from flowdeck.analysis import scopes
 from flowdeck.analysis.scopes import foreach_scopes
 from flowdeck.compiled_dataclasses import dataclass
 
-SPLIT_TYPES = frozenset({"split-static", "split-foreach", "split", "foreach"})
-FOREACH_TYPES = frozenset({"split-foreach", "foreach"})
+#: Steps that open a block closed by their `matching_join` (a `split-parallel` too: its
+#: N tasks meet in the join, as a foreach's do), named once in `analysis.scopes`.
+SPLIT_TYPES = frozenset(scopes.SPLIT_TYPES + scopes.FOREACH_TYPES)
+FOREACH_TYPES = frozenset(scopes.FOREACH_TYPES)
 MAX_NESTING = 200  # deeper nesting falls back to the iterative layered layout (no recursion limit)
 
 Point = tuple[float, float]

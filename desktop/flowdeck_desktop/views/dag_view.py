@@ -151,6 +151,9 @@ def type_hint(node: Mapping[str, Any]) -> str:
     if kind in ("split-foreach", "foreach"):
         artifact = node.get("foreach_artifact")
         return f"foreach {artifact}" if isinstance(artifact, str) and artifact else "foreach"
+    if kind == "split-parallel":  # Metaflow's @parallel: `num_parallel` tasks of the next step
+        count = node.get("num_parallel")
+        return f"parallel \u00d7{count}" if isinstance(count, int) and count > 0 else "parallel"
     if kind in ("split-static", "split"):
         nexts = node.get("next")
         return f"split \u00d7{len(nexts)}" if isinstance(nexts, list) else "split"

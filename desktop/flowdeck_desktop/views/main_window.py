@@ -868,7 +868,7 @@ class MainWindow(QMainWindow):
     def _unrun_state(self, entry: CatalogEntry) -> RunState:
         """The view of a flow as its file is now, before any run: every step pending."""
         state = RunState(self)
-        state.reset(entry.flow.graph.as_dict())
+        state.reset(entry.flow.graph.as_dict(unreachable=True))
         state.describe(entry.name, entry.file)
         return state
 
@@ -986,7 +986,7 @@ class MainWindow(QMainWindow):
         if not self.params.shows(entry.flow.parameters):
             self.params.set_parameters(entry.flow.parameters, self.controller.saved_params(key))
         state = self.shown_state
-        graph = entry.flow.graph.as_dict()
+        graph = entry.flow.graph.as_dict(unreachable=True)
         if entry.ok and not self.controller.is_running(key) and \
                 (state is None or state.graph != graph):
             self._show_state(self._unrun_state(entry))
@@ -1097,7 +1097,7 @@ class MainWindow(QMainWindow):
         first = next((d for d in entry.diagnostics if d.severity == "error"), None)
         where = f" (line {first.line})" if first else ""
         color = status_color("failed", palette_is_dark(self.palette())).name()
-        if state.graph != entry.flow.graph.as_dict():
+        if state.graph != entry.flow.graph.as_dict(unreachable=True):
             what = "this graph is from before them"
         else:
             what = html.escape(first.message) if first else "see the list"
