@@ -40,6 +40,7 @@ from flowdeck.analysis.mro import linearise
 from flowdeck.authoring.definitions import (
     ARGUMENT_CHECKS,
     BUILT_IN_STEP_DECORATORS,
+    PARALLEL_VAR,
     PARAMETER_NAME_MESSAGE,
     STEP_DECORATOR_ARGUMENTS,
     custom_start_end_message,
@@ -1070,10 +1071,6 @@ class _FileAnalyzer:
             drop.update(range(node.first_line - 1, node.end_line))
         kept = "".join(line for i, line in enumerate(lines) if i not in drop)
         return text_hash(kept)
-
-
-#: The artifact a `num_parallel` fan-out iterates (authoring.spec.PARALLEL_VAR).
-PARALLEL_VAR = "_parallel_ubf_iter"
 
 
 def extend_step(func: ast.FunctionDef | ast.AsyncFunctionDef, node: StepNode) -> StepNode:

@@ -16,6 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+#: The foreach artifact of `num_parallel` fan-outs (Metaflow's @parallel): written here, where
+#: the static analysis can read it without the authoring API's imports.
+PARALLEL_VAR = "_parallel_ubf_iter"
+
 STEP_DECORATOR_ARGUMENTS: dict[str, dict[str, Any]] = {
     # Retry a failed task up to `times` more times. `minutes_between_retries` is accepted
     # for Metaflow compatibility; like Metaflow's local runtime we retry at once.

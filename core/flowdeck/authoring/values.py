@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from flowdeck.authoring.definitions import PARALLEL_VAR  # noqa: F401 (its users import it here)
 from flowdeck.store.records import account_name
-
-#: The foreach artifact of `num_parallel` fan-outs (Metaflow's @parallel).
-PARALLEL_VAR = "_parallel_ubf_iter"
 
 #: The step decorator that runs an unbounded foreach's step (the only one Flowdeck has).
 UNBOUNDED_FOREACH_DECORATOR = "unbounded_test_foreach_internal"
