@@ -8,7 +8,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, FLOWS, WAIT_MS, close_window, flow_key, opened_window, run_flow
+from conftest import (
+    EXAMPLES,
+    FLOWS,
+    WAIT_MS,
+    WAIT_S,
+    close_window,
+    flow_key,
+    opened_window,
+    run_flow,
+)
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -320,7 +329,8 @@ def test_dropping_a_flow_file_with_a_syntax_error_names_the_error(qtbot, app,
         "self.next(self.end)", "self.v = (1\n        self.next(self.end)", 1))
     line = broken.read_text().splitlines().index("        self.v = (1") + 1
     window.handle_dropped([str(broken)])
-    qtbot.waitUntil(lambda: window.last_message[0] != "info", timeout=WAIT_MS)  # once scanned
+    qtbot.waitUntil(lambda: window.last_message[0] in ("error", "warning"),
+                    timeout=WAIT_MS)  # once scanned
     level, text = window.last_message
     assert level == "error" and "defines no flow" not in text
     assert f"line {line}" in text and "never closed" in text
@@ -1009,3 +1019,112 @@ def test_resume_asks_when_the_form_holds_other_parameters_than_the_run(
     editor.textEdited.emit("0999")
     window._save_params()
     assert controller.rerun_plan(entry).reason == "no step changed"
+
+
+def test_a_scripted_start_leaves_the_remembered_folders_as_they_were(tmp_path: Path) -> None:
+    """`--run --exit-when-done some/flow.py` (or --screenshot) restores no folders, and
+    wrote its own in their place: `folders=@Invalid()`, `files=some/flow.py`; the next
+    plain start listed that file alone."""
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    home = tmp_path / "home"
+    ini = home / ".config" / "Flowdeck" / "Flowdeck" / "flowdeck.ini"
+    chosen = [str(tmp_path / "a"), str(tmp_path / "b")]
+    for folder in chosen:
+        os.mkdir(folder)
+    remembered = QSettings(str(ini), QSettings.Format.IniFormat)
+    remembered.setValue("folders", chosen)
+    remembered.setValue("recent", chosen)
+    remembered.sync()
+    flow = tmp_path / "scripted" / "train.py"
+    flow.parent.mkdir()
+    shutil.copy(EXAMPLES / "train.py", flow)
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--new-instance",
+                             "--run", "--exit-when-done", str(flow)], capture_output=True,
+                            text=True, timeout=120, env=child_env(
+                                QT_QPA_PLATFORM="offscreen", HOME=str(home),
+                                XDG_CONFIG_HOME=str(home / ".config")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = QSettings(str(ini), QSettings.Format.IniFormat)
+    assert after.value("folders") == chosen
+    assert after.value("files") is None
+    assert after.value("recent") == chosen
+
+
+UNSTORABLE = "F" * 150  # a class name the store refuses as a folder (layout.MAX_ID_LENGTH)
+
+UNSTORABLE_FLOW = f'''from flowdeck import FlowSpec, step
+
+
+class {UNSTORABLE}(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+'''
+
+
+@pytest.fixture
+def with_unstorable(tmp_path: Path) -> Path:
+    """A folder of a flow whose name the store refuses, beside TrainFlow that ran once."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a_unstorable.py").write_text(UNSTORABLE_FLOW)
+    shutil.copy(EXAMPLES / "train.py", folder / "train.py")
+    assert run_flow(folder / "train.py", "run").returncode == 0
+    return folder
+
+
+def test_a_flow_whose_runs_cannot_be_read_leaves_the_others_listed(
+        qtbot, settings: QSettings, with_unstorable: Path) -> None:
+    """Reading the runs of a flow whose name the store refuses (InvalidId) raised out of
+    the scan's delivery: the folder's first scan never ended (`scanning()` stayed True),
+    nothing was selected, the other flows had no mark; selecting it raised again and
+    said nothing. Now the scan ends and the flow says its problem in its banner."""
+    from flowdeck.store.layout import InvalidId, check_id
+    with pytest.raises(InvalidId):  # still refused by the store: the case stays honest
+        check_id("flow name", UNSTORABLE)
+    controller, window = build(settings, [str(with_unstorable)], restore=False)
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
+        train = key_of(controller, "TrainFlow")
+        item = controller.model.itemFromIndex(controller.model.index_of(train))
+        assert item.data(STATUS_ROLE) == "succeeded"
+        bad = key_of(controller, UNSTORABLE)
+        qtbot.waitUntil(lambda: window.selected_key is not None, timeout=WAIT_MS)
+        window.select_flow(train)
+        window.select_flow(bad)
+        assert window.selected_key == bad and window.history.table.rowCount() == 0
+        problem = controller.runs_problem(bad)
+        assert problem is not None and window.banner.text == problem
+        assert problem.startswith(f"{with_unstorable / 'a_unstorable.py'}, line 4: ")
+        assert "Rename the class" in problem
+        assert controller.start_run(bad) is None  # lint names the name: its file has errors
+        assert controller.runs_problem(train) is None
+    finally:
+        close_window(controller, window)
+
+
+@pytest.mark.timeout(WAIT_S + 60)  # a hang is the subprocess's TimeoutExpired, not a kill
+def test_a_scripted_run_of_a_flow_whose_runs_cannot_be_kept_ends(with_unstorable: Path,
+                                                                 tmp_path: Path) -> None:
+    """`--run --exit-when-done` on such a file waited for ever for its folder's scan."""
+    import subprocess
+    import sys
+
+    from conftest import child_env
+    result = subprocess.run([sys.executable, "-m", "flowdeck_desktop", "--new-instance",
+                             "--run", "--exit-when-done",
+                             str(with_unstorable / "a_unstorable.py")],
+                            capture_output=True, text=True, timeout=WAIT_S,
+                            env=child_env(QT_QPA_PLATFORM="offscreen",
+                                          HOME=str(tmp_path / "home")))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("Flowdeck: ")]
+    assert len(said) == 1 and UNSTORABLE[:20] in said[0], result.stderr[-2000:]

@@ -337,3 +337,124 @@ def test_a_start_shown_as_a_time_gets_its_date_after_midnight(
     clock["now"] += 86400
     pane.set_runs(list(runs))  # the same runs listed again on another day
     assert pane.table.item(0, 2).text() == "12-04 23:40"
+
+
+OPTIONAL_FLOW = '''
+from flowdeck import FlowSpec, Parameter, step
+
+
+class OptionalFlow(FlowSpec):
+    label = Parameter("label", help="optional, no default")
+    n = Parameter("n", type=int, help="optional, no default")
+
+    @step
+    def start(self):
+        self.seen = (self.label, self.n)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    OptionalFlow()
+'''
+
+
+def test_a_rerun_leaves_a_parameter_that_had_no_value_unset(qtbot, settings: QSettings,
+                                                           tmp_path: Path) -> None:
+    """A run given no `label` (a str) nor `n` (an int), neither with a default, recorded
+    them as the text 'None': History's rerun then ran with label 'None' (a different value,
+    said nowhere) and refused `--n None` as no int; the form kept 'None'."""
+    flow = tmp_path / "optional.py"
+    flow.write_text(OPTIONAL_FLOW)
+    assert run_flow(flow, "run", env=child_env()).returncode == 0
+    layout = RunLayout(tmp_path / ".flowdeck", "OptionalFlow")
+    first = RunIndex(layout).runs()[0].record
+    assert [(p.name, p.value, p.cli, p.arguments()) for p in first.params] == [
+        ("label", None, None, []), ("n", None, None, [])]
+    controller, window = build(settings, [str(flow)])
+    try:
+        qtbot.waitUntil(lambda: not controller.scanning(), timeout=WAIT_MS)
+        key = flow_key(controller, "OptionalFlow")
+        window.select_flow(key)
+        qtbot.waitUntil(lambda: window.history.table.rowCount() == 1, timeout=WAIT_MS)
+        window.history.table.selectRow(0)
+        with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS) as ended:
+            window.history.rerun.click()
+        assert ended.args[1] == "succeeded"
+        assert controller.saved_params(key) == {}  # blank fields: not passed
+        newest = RunIndex(layout).runs()[0]
+        assert newest.run_id != first.run_id and newest.record is not None
+        assert newest.record.param_values == {"label": None, "n": None}
+    finally:
+        close_window(controller, window)
+
+
+def test_a_record_written_with_none_as_text_reruns_unset() -> None:
+    """Records on disk from before (and the Metaflow bridge's default of `default=None`)
+    hold the value None with the text 'None': a rerun leaves the parameter unset; JSON's
+    `null` gives None back, and is passed."""
+    from flowdeck.store.records import ParamRecord
+    old = ParamRecord.from_json({"name": "label", "value": None, "cli": "None"}, "run.json")
+    assert old.cli is None and old.arguments() == []
+    given = ParamRecord.from_json({"name": "cfg", "value": None, "cli": "null"}, "run.json")
+    assert given.arguments() == ["--cfg", "null"]
+    text = ParamRecord.from_json({"name": "label", "value": "None", "cli": "None"}, "run.json")
+    assert text.arguments() == ["--label", "None"]  # the text 'None', given
+
+
+def test_a_deletion_made_in_the_window_is_not_said_to_be_made_outside(qtbot, app) -> None:
+    """Deleting the run shown, from History: the window said "Run X was deleted outside
+    this window" beside its own "Deleted run ..."."""
+    controller, window = app
+    said: list[str] = []
+    window.message_shown.connect(lambda _level, text: said.append(text))
+    newest = window.history.runs[0].run_id
+    assert window.shown_state.run_id == newest
+    boxes: list[str] = []
+    answer_box(QMessageBox.StandardButton.Yes, boxes)
+    press_delete(window, 0)
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 2, timeout=WAIT_MS)
+    assert window.shown_state.run_id == window.history.runs[0].run_id != newest
+    assert any(t.startswith(f"Deleted run GatedFlow/{newest} (") for t in said), said
+    assert not [t for t in said if "outside this window" in t]
+
+
+def test_rerun_and_compare_follow_a_selection_that_a_deletion_empties(qtbot, app) -> None:
+    """The selected run deleted: Rerun stayed enabled and did nothing; two selected, one
+    deleted: Compare stayed enabled."""
+    controller, window = app
+    history = window.history
+    history.table.selectRow(0)
+    assert history.rerun.isEnabled()
+    boxes: list[str] = []
+    answer_box(QMessageBox.StandardButton.Yes, boxes)
+    QTest.keyClick(history.table, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: history.table.rowCount() == 2, timeout=WAIT_MS)
+    assert not history.selected_runs() and not history.rerun.isEnabled()
+
+    history.table.selectAll()
+    assert history.compare.isEnabled()
+    window._delete_past([history.selected_runs()[0]])  # as the context menu's Delete does
+    qtbot.waitUntil(lambda: history.table.rowCount() == 1, timeout=WAIT_MS)
+    assert len(history.selected_runs()) == 1
+    assert not history.compare.isEnabled() and history.rerun.isEnabled()
+
+
+def test_after_a_failed_start_deleting_every_run_leaves_the_flow_ready(qtbot, app) -> None:
+    """A start refused before its run began keeps the mark of the newest run on disk;
+    deleting every run then left "succeeded" on the flow's row."""
+    from flowdeck_desktop.models.catalog_model import STATUS_ROLE
+    controller, window = app
+    key = window.selected_key
+    item = controller.model.itemFromIndex(controller.model.index_of(key))
+    assert item.data(STATUS_ROLE) == "succeeded"
+    with qtbot.waitSignal(controller.run_ended, timeout=WAIT_MS):
+        controller.start_run(key, ["--no_such_parameter", "x"])  # refused by the flow
+    assert controller.session(key).start_failure is not None
+    assert item.data(STATUS_ROLE) == "succeeded"  # no run was made: the newest's mark
+    window._delete_past(window.history.runs)
+    qtbot.waitUntil(lambda: window.history.table.rowCount() == 0, timeout=WAIT_MS)
+    assert item.data(STATUS_ROLE) == "ready"

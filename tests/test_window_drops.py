@@ -60,6 +60,26 @@ def test_a_dropped_file_without_a_flow_leaves_no_row(qtbot, window_on, dropped: 
     assert str(dropped / "notaflow.py") not in controller.roots
 
 
+def test_a_dropped_file_gets_one_message_the_true_one(qtbot, window_on, dropped: Path) -> None:
+    """A file of no flow was first said to be listed alone ("Listing only notaflow.py: its
+    folder is not watched"), then not listed: the first message was sent before the scan
+    knew. Now each drop says one thing, once its file is listed."""
+    controller, window = window_on
+    said: list[str] = []
+    window.message_shown.connect(lambda _level, text: said.append(text))
+    window.handle_dropped([str(dropped / "notaflow.py")])
+    qtbot.waitUntil(lambda: any("defines no flow" in t for t in said), timeout=WAIT_MS)
+    assert said == [f"{dropped / 'notaflow.py'} defines no flow (a class deriving from "
+                    "FlowSpec of flowdeck or metaflow), so it is not listed."]
+    said.clear()
+    window.handle_dropped([str(dropped / "first.py")])
+    qtbot.waitUntil(lambda: any(e.file == str(dropped / "first.py")
+                                for e in controller.model.entries()), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: any(t.startswith("Listing only first.py") for t in said),
+                    timeout=WAIT_MS)
+    assert len([t for t in said if "first.py" in t]) == 1
+
+
 def test_files_dropped_from_one_folder_share_its_row(qtbot, window_on, dropped: Path) -> None:
     """One row per folder however many of its files are dropped one by one (its tooltip
     names them), until the last of them is no longer watched."""

@@ -34,11 +34,12 @@ def build(settings: QSettings | None = None, paths: list[str] | None = None,
           restore: bool = True, examples: ExamplesFolder | None = None,
           ) -> tuple[FlowdeckController, MainWindow]:
     """Create the controller and the window: the remembered folders (unless `restore` is
-    off, for scripted starts), plus the given paths, which are selected. Paths given on
-    the command line add to what is remembered; they never replace it. `examples`: what
+    off, for scripted starts, which then leave them as they were: nothing they open is
+    remembered), plus the given paths, which are selected. Paths given on the command line
+    add to what is remembered; they never replace it. `examples`: what
     `bundled_examples()` gave, when the caller already asked."""
     settings = settings or default_settings()
-    controller = FlowdeckController(settings)
+    controller = FlowdeckController(settings, remember_roots=restore)
     examples = examples or bundled_examples()
     window = MainWindow(controller, settings, examples_dir=examples.folder)
     for note in examples.notes:

@@ -98,25 +98,44 @@ class ParamRecord:
 
     `name` is what the command line takes (`--learning_rate`), `attr` the flow's
     attribute (`lr`), `value` a JSON form for display, `cli` the exact string
-    that gives the same value back on a command line (JSON text for JSONType).
+    that gives the same value back on a command line (JSON text for JSONType), or None
+    when the parameter had no value (`unset_cli`): a rerun leaves it unset.
     """
 
     name: str
     attr: str
     value: Any
-    cli: str
+    cli: str | None
     #: `Parameter(multiple=True)`: `cli` holds its values shell-quoted, one `--name` each.
     multiple: bool = False
+
+    def __post_init__(self) -> None:
+        # Every maker of a record (the engine, the Metaflow bridge's defaults, a record
+        # read from disk, written before this rule) gets the one rule for "no value".
+        object.__setattr__(self, "cli", unset_cli(self.value, self.cli))
 
     @classmethod
     def from_json(cls, d: Any, path: str) -> "ParamRecord":
         if not isinstance(d, dict) or not isinstance(d.get("name"), str):
             raise DamagedRecord(path, "a parameter entry has no name")
+        cli = d.get("cli", "")
         return cls(d["name"], str(d.get("attr") or d["name"]), d.get("value"),
-                   str(d.get("cli", "")), bool(d.get("multiple", False)))
+                   None if cli is None else str(cli), bool(d.get("multiple", False)))
 
     def arguments(self) -> list[str]:
+        """The arguments that give a rerun this value: none for a parameter that had none."""
+        if self.cli is None:
+            return []
         return parameter_arguments(self.name, self.cli, self.multiple)
+
+
+def unset_cli(value: Any, cli: str | None) -> str | None:
+    """A record's `cli` for `value`, given the text its parameter's rule made of it: None
+    (no value) for a value of None written `None`. No command line gives a parameter the
+    value None (`--label None` gives the text 'None', `--n None` is refused for an int):
+    only leaving it out does, so a rerun of a run whose optional parameter had no value
+    must leave it out too. JSON's `null` does give None back, and stays."""
+    return None if value is None and cli in (None, "None") else cli
 
 
 def engine_run_id(run_id: str, metaflow_run_id: str | None) -> str:
@@ -282,7 +301,7 @@ def _params(value: Any, path: str) -> list[ParamRecord]:
     if isinstance(value, list):
         return [ParamRecord.from_json(p, path) for p in value]
     if isinstance(value, dict):
-        return [ParamRecord(k, k, v, v if isinstance(v, str) else json.dumps(v))
+        return [ParamRecord(k, k, v, v if isinstance(v, str) or v is None else json.dumps(v))
                 for k, v in value.items()]
     raise DamagedRecord(path, f"`params` is a {type(value).__name__}")
 

@@ -35,7 +35,7 @@ from flowdeck.engines.launching import (
 from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunEntry, RunIndex, read_run
-from flowdeck.store.layout import RunLayout
+from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.records import RunRecord, parameter_arguments
 from flowdeck.store.status import (
     CANCELLED,
@@ -143,12 +143,18 @@ class ParamChange:
     form_value: str
 
 
+def recorded_params(record: RunRecord) -> dict[str, str]:
+    """A run's parameters by command-line name as the form holds them: one that had no
+    value in the run is left out (blank in the form: not passed), not the text 'None'."""
+    return {p.name: p.cli for p in record.params if p.cli is not None}
+
+
 def param_changes(form: dict[str, str], record: RunRecord,
                   types: dict[str, str]) -> list[ParamChange]:
     """The form's values (blank: the flow's default, not compared) that differ from the
     run's, each compared as a value of its parameter's type (`types`: by command-line
     name, as static analysis reads them): `0.10` is the run's `0.1` for a float only."""
-    given = {p.name: p.cli for p in record.params}
+    given = recorded_params(record)
     return [ParamChange(name, given.get(name, "(its default)"), value)
             for name, value in form.items()
             if value != "" and (name not in given or
@@ -230,9 +236,14 @@ class FlowdeckController(QObject):
     #: going on, its parameters) now answers to the new key. Old key, new key.
     session_moved = Signal(str, str)
 
-    def __init__(self, settings: QSettings, parent: QObject | None = None):
+    def __init__(self, settings: QSettings, parent: QObject | None = None,
+                 remember_roots: bool = True):
+        """`remember_roots` off (a scripted start, which restores none): the folders and
+        files watched are not written to `settings`, so the user's next start lists what
+        the user chose, not what a script opened."""
         super().__init__(parent)
         self.settings = settings
+        self.remember_roots = remember_roots
         self.model = CatalogModel(self)
         #: (folder, flow name) -> key of a running flow whose row went: a flow of that name
         #: listed in that folder next is the same file renamed (the watcher may tell the
@@ -286,7 +297,8 @@ class FlowdeckController(QObject):
             listing.add(self._add_root(path, single_file))
         if self.roots != before:
             self._roots_updated()
-        self.bridge.when_listed(lambda: self._opened(files, on_listed, restoring),
+        alone = [f for f in files if f in self.roots and f not in before]  # roots of their own
+        self.bridge.when_listed(lambda: self._opened(files, on_listed, restoring, alone),
                                 sorted(listing))
         return [e.key for e in self.model.entries() if e.file in files]
 
@@ -333,10 +345,7 @@ class FlowdeckController(QObject):
         if covering is not None:
             return covering
         if single_file:
-            self.bridge.add_file(path)
-            self.message.emit("info", f"Listing only {os.path.basename(path)}: its folder "
-                              f"{os.path.dirname(path)} is not watched. To list the other "
-                              "flows there, choose File ▸ Watch Folder of Opened File.")
+            self.bridge.add_file(path)  # `_opened` says so once it lists a flow
         else:
             self.bridge.add_root(path)
             inside = path.rstrip(os.sep) + os.sep
@@ -359,25 +368,32 @@ class FlowdeckController(QObject):
         return max(above, key=len) if above else None
 
     def _roots_updated(self) -> None:
-        """Persist the roots (folders as before, single files apart) and tell the views."""
+        """Persist the roots (folders as before, single files apart; unless
+        `remember_roots` is off) and tell the views."""
         self.roots = self.bridge.roots()
-        folders = [r for r in self.roots if not self.bridge.is_file_root(r)]
-        self.settings.setValue("folders", folders)
-        self.settings.setValue("files", [r for r in self.roots if self.bridge.is_file_root(r)])
-        self._remember_recent(folders)
+        if self.remember_roots:
+            folders = [r for r in self.roots if not self.bridge.is_file_root(r)]
+            self.settings.setValue("folders", folders)
+            self.settings.setValue("files",
+                                   [r for r in self.roots if self.bridge.is_file_root(r)])
+            self._remember_recent(folders)
         self.roots_changed.emit()
 
     def _opened(self, files: list[str], on_listed: Callable[[list[str]], None] | None,
-                restoring: bool = False) -> None:
-        """The given files are listed: say what is wrong with those that list no flow. A
-        file opened now (a drop, File > Open) that defines none is not kept; one remembered
-        from the last session stays watched (it may be mid-edit: it lists its flow again
-        once it has one)."""
+                restoring: bool = False, alone: list[str] | None = None) -> None:
+        """The given files are listed: say what is wrong with those that list no flow, and
+        that those watched on their own (`alone`: added now, their folder unwatched) list
+        only themselves. Once listed, so one message says what is true (a file of no flow
+        was said to be listed, then not). A file opened now (a drop, File > Open) that
+        defines none is not kept; one remembered from the last session stays watched (it
+        may be mid-edit: it lists its flow again once it has one)."""
         keys: list[str] = []
         for file in files:
             found = [e.key for e in self.model.entries() if e.file == file]
             problem = self.model.problem(file)
-            if not found and problem is not None and problem.diagnostics:
+            if found and file in (alone or []):
+                self._listing_only(file)
+            elif not found and problem is not None and problem.diagnostics:
                 first = problem.diagnostics[0]  # the error Python stops at, as the list shows
                 self.message.emit("error", f"{file} cannot be read as Python, so its flows "
                                   f"are not listed: line {first.line}: {first.message}")
@@ -386,6 +402,12 @@ class FlowdeckController(QObject):
             keys += found
         if on_listed is not None:
             on_listed(keys)
+
+    def _listing_only(self, file: str) -> None:
+        """Say that a file opened on its own lists its flows, not its folder's."""
+        self.message.emit("info", f"Listing only {os.path.basename(file)}: its folder "
+                          f"{os.path.dirname(file)} is not watched. To list the other "
+                          "flows there, choose File ▸ Watch Folder of Opened File.")
 
     def _forget_flowless(self, file: str, keep: bool = False) -> None:
         """A file opened on its own that defines no flow is not kept (unless `keep`):
@@ -427,18 +449,23 @@ class FlowdeckController(QObject):
         """Apply a diff with the snapshot it carries, taken by the watcher's thread.
 
         Never the catalog itself: the watcher's thread holds its lock for a
-        whole scan, and a slow root must not freeze the window.
+        whole scan, and a slow root must not freeze the window. The diff is settled
+        whatever one flow does here: an error about one (its runs unreadable) left the
+        folder's scan unfinished, `scanning()` True and a scripted start waiting for ever.
         """
-        self.model.apply_diff(diff)
-        for entry in diff.added:  # a flow listed anew (the app's start): its last outcome
-            if entry.key not in self.states:
-                self._last_runs.pop(entry.key, None)
-                last = self.last_run(entry.key)
-                self.model.set_run_status(entry.key, outcome_badge(last.status) if last else None)
-        for entry in diff.changed:
-            if self.auto_rerun(entry.key):
-                self._rerun_on_save(entry)
-        self.bridge.settle(diff)
+        try:
+            self.model.apply_diff(diff)
+            for entry in diff.added:  # a flow listed anew (the app's start): its last outcome
+                if entry.key not in self.states:
+                    self._last_runs.pop(entry.key, None)
+                    last = self.last_run(entry.key)
+                    self.model.set_run_status(entry.key,
+                                              outcome_badge(last.status) if last else None)
+            for entry in diff.changed:
+                if self.auto_rerun(entry.key):
+                    self._rerun_on_save(entry)
+        finally:
+            self.bridge.settle(diff)
 
     def _on_watch_status(self, status: WatchStatus) -> None:
         level = "warning" if status.kind in ("folder-missing", "polling") else "info"
@@ -928,16 +955,35 @@ class FlowdeckController(QObject):
             layout = self.layout_for(key)
             try:
                 newest = RunIndex(layout).newest_written() if layout is not None else None
-            except OSError:
+            except (OSError, InvalidId):  # InvalidId: `runs_problem` says why
                 newest = None
             self._last_runs[key] = newest
         return self._last_runs[key]
+
+    def runs_problem(self, key: str) -> str | None:
+        """Why the flow's runs can be neither kept nor listed in its store, as the window
+        says it (naming the class's line, and what to do); None when they can. The store
+        keeps a flow's runs in a folder named after the flow, and refuses a name that
+        cannot be one (`layout.check_id`): one such flow must not break the others."""
+        entry = self.model.entry(key)
+        layout = self.layout_for(key)
+        if entry is None or layout is None:
+            return None
+        try:
+            layout.runs_dir  # noqa: B018 (the store's own check of the flow's folder)
+        except InvalidId as exc:
+            return (f"{entry.file}, line {entry.line}: this flow cannot be run, nor its runs "
+                    f"listed: the store keeps its runs in a folder named after the class, "
+                    f"and {exc} Rename the class.")
+        return None
 
     def forget_last_runs(self, flow: str) -> None:
         """Read the newest run again of every flow called `flow` (a run of it ended or was
         deleted, or History saw new runs: one from a terminal, or of a flow of the same
         name in another file, which may share the store), and mark those not run in this
-        session by it. Only that name's: a folder of many flows is not read again."""
+        session by it (or whose last start here failed before its run began: that made no
+        run, so the mark is the newest on disk's, as when it failed). Only that name's: a
+        folder of many flows is not read again."""
         for entry in self.model.entries():
             if entry.name != flow:
                 continue
@@ -945,7 +991,7 @@ class FlowdeckController(QObject):
             session = self.sessions.get(entry.key)
             if self.outside_run(entry.key) is not None and not self.is_running(entry.key):
                 self.model.set_run_status(entry.key, RUNNING)  # followed: it goes on
-            elif session is None or session.state is None:
+            elif session is None or session.state is None or session.start_failure is not None:
                 last = self.last_run(entry.key)
                 self.model.set_run_status(entry.key, outcome_badge(last.status) if last else None)
 
@@ -1004,7 +1050,7 @@ class FlowdeckController(QObject):
 
     def rerun_with(self, key: str, record: RunRecord) -> RunState | None:
         """History's "rerun with these parameters": exactly the recorded command-line values."""
-        self.save_params(key, {p.name: p.cli for p in record.params})
+        self.save_params(key, recorded_params(record))
         return self.start_run(key, record.cli_args())
 
     def rerun_plan(self, entry: CatalogEntry) -> RunPlan:

@@ -65,7 +65,7 @@ from PySide6.QtWidgets import (
 from flowdeck.discovery.catalog import CatalogEntry, key_file
 from flowdeck.engines.interpreter import SOURCE_NAMES, check_interpreter
 from flowdeck.engines.startup import StartFailure
-from flowdeck.store.layout import RunLayout
+from flowdeck.store.layout import InvalidId, RunLayout
 from flowdeck.store.status import REUSED, RUNNING, SUCCEEDED, TASK_RESULTS_FINAL
 from flowdeck_desktop import __version__
 from flowdeck_desktop.control.controller import (
@@ -660,6 +660,8 @@ class MainWindow(QMainWindow):
     remember_layout = True
     #: The flows of a selected file that defines several: Run asks which.
     file_choices: list[str] = []
+    #: (level, text) of the newest message shown; empty until the first.
+    last_message: tuple[str, str] = ("", "")
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -851,9 +853,18 @@ class MainWindow(QMainWindow):
         self._show_state(self._state_to_show(key, entry, runs[0] if runs else None))
         self._replay_logs(key)
         self._schedule_fit()  # its graph's width and its runs' parameters share the room
+        self._say_runs_problem(key)
         self._show_banner_for(key)
         self._refresh_controls()
         self.selection_changed.emit(key)
+
+    def _say_runs_problem(self, key: str) -> None:
+        """A flow whose runs its store cannot keep (`runs_problem`) says why in its banner
+        when shown (once while the banner says it: not a notification per selection)."""
+        problem = self.controller.runs_problem(key)
+        notice = self._banners.get(key)
+        if problem is not None and (notice is None or notice.text != problem):
+            self.show_message("error", problem, flow=key)
 
     def _drop_resolved_banner(self, key: str, file_ok: bool) -> None:
         """A save that leaves the flow without errors resolves its banner about the file's
@@ -1187,7 +1198,9 @@ class MainWindow(QMainWindow):
             deleted.update(self.controller.delete_runs(layout, ids))
         if not deleted:
             return
-        self._refresh_history()
+        # Deleted here: the controller said so, and the run shown gives way below (the
+        # refresh's own giving way says the run was deleted outside this window).
+        self._refresh_history(deleted_gives_way=False)
         shown = self.shown_state
         key = self.selected_key
         if key and shown is not None and shown.run_id in deleted and \
@@ -1714,7 +1727,10 @@ class MainWindow(QMainWindow):
         layout = self.controller.layout_for(entry.key) or RunLayout.for_file(entry.file,
                                                                              entry.name)
         self.history_follower.follow(layout)  # notes the runs folder before the listing
-        runs = list_runs(layout)
+        try:
+            runs = list_runs(layout)
+        except (OSError, InvalidId):  # InvalidId: the flow's name; its banner says so
+            runs = []
         before = self.history.runs
         self.history.set_runs(runs)
         self.history_follower.note_listed(runs)

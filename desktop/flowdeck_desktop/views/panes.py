@@ -364,6 +364,7 @@ class HistoryPane(QWidget):
                     QItemSelectionModel.SelectionFlag.Select
                     | QItemSelectionModel.SelectionFlag.Rows)
         self.table.blockSignals(False)
+        self._enable_actions()  # a selected run may be gone: its buttons with it
         self._fit_run_column()
 
     def _fit_run_column(self) -> None:
@@ -453,11 +454,17 @@ class HistoryPane(QWidget):
             self.compare_requested.emit(*pair)
 
     def _on_selection(self) -> None:
+        run = self._enable_actions()
+        if run is not None:
+            self.run_selected.emit(run)
+
+    def _enable_actions(self) -> RunSummary | None:
+        """Rerun and Compare follow the selection (a user's, or one `_render` keeps with its
+        signals blocked: a deleted run's row leaves it); returns the one run selected."""
         run = self.selected()
         self.rerun.setEnabled(run is not None)
         self.compare.setEnabled(self.compare_pair() is not None)
-        if run is not None:
-            self.run_selected.emit(run)
+        return run
 
     def menu_for(self, run: RunSummary) -> QMenu:
         """A run's context menu: rerun it, copy its id or pathspec, show its folder; compare
