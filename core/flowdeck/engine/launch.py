@@ -46,12 +46,13 @@ from flowdeck.authoring.runsetup import (
 )
 from flowdeck.authoring.spec import Parameter, flow_parameters, flow_steps, step_decorators
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.executors.base import Executor
+from flowdeck.engine.executors.base import EXECUTOR_ENV, Executor
 from flowdeck.engine.runtime import Orchestrator, OriginRun, RunOptions, RunOutcome
 from flowdeck.store.blobs import BlobRef, BlobStore
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import (
     DATASTORE_ENV,
+    ROOT_ENV,
     InvalidId,
     RunLayout,
     check_id,
@@ -360,7 +361,8 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     index = RunIndex(layout)
     origin_id = options.origin_run_id or _latest_run_id(index)
     if origin_id is None:
-        raise UsageError(f"{flow_cls.__name__} has no earlier run to resume. Run it first.")
+        raise UsageError(f"{flow_cls.__name__} has no earlier run to resume in "
+                         f"{_store_named(layout)}. Run it first, or {ANOTHER_STORE}.")
     try:
         entry = index.read(check_id("run id", origin_id))
     except InvalidId as exc:
@@ -368,7 +370,8 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     if entry.record is None:
         if not layout.run_dir(origin_id).is_dir():  # a folder without run.json is damaged
             raise UsageError(f"There is no run {origin_id} of {flow_cls.__name__} in "
-                             f"{layout.root}. Check --origin-run-id.")
+                             f"{_store_named(layout)}. Check --origin-run-id, or "
+                             f"{ANOTHER_STORE}.")
         raise UsageError(f"Run {origin_id} cannot be resumed: {entry.damage}")
     if entry.status == RUNNING:
         if not _recorded_elsewhere(entry.record):
@@ -417,8 +420,17 @@ def resume(flow_cls: type, steps: list[str], options: RunOptions,
     return _publish(layout, outcome)
 
 
-#: The executor of runs that do not choose one (`--executor`), e.g. set by a launcher.
-EXECUTOR_ENV = "FLOWDECK_EXECUTOR"
+#: How to point a resume at the store its run is in (said where none was found).
+ANOTHER_STORE = (f"name the store its runs are in: `--datastore s3://BUCKET/PREFIX` after "
+                 f"`resume` (or ${DATASTORE_ENV}) for an object store, `--datastore-root "
+                 f"DIR` before it (or ${ROOT_ENV}) for a folder")
+
+
+def _store_named(layout: RunLayout) -> str:
+    """The store a resume looked in, as the user named it: the object store's URL (not
+    its working copy on this machine), else the folder."""
+    mark = datastore_of(layout.root)
+    return mark.url if mark is not None else str(layout.root)
 
 
 @contextmanager

@@ -56,7 +56,7 @@ from flowdeck.engine.task import (
     store_write_error,
 )
 from flowdeck.engine.taskstate import Frame, frames_signature
-from flowdeck.engine.terminal import TerminalEcho
+from flowdeck.engine.terminal import TerminalEcho, script_hint
 from flowdeck.engines import processes
 from flowdeck.store.blobs import BlobRef, BlobStore, atomic_write_json, warm_large_hashing
 from flowdeck.store.events import (
@@ -143,6 +143,9 @@ class RunOptions:
     executor: str | None = None  # where attempts run: "local" (forked) or "dask"; None:
     # $FLOWDECK_EXECUTOR, else local (engine.launch builds it)
     scheduler: str | None = None  # --scheduler: the Dask scheduler's address (dask only)
+    #: The flow's parameters as the command line gave them (`--alpha`, `2`): the hint to
+    #: run the flow again repeats them.
+    parameter_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -300,7 +303,9 @@ class Orchestrator:
         #: or --max-workers where given (then the one budget it always was).
         self.cpu_budget = options.max_workers or os.cpu_count() or 1
         self.run_id = options.run_id or new_run_id()
-        self.echo = TerminalEcho(self.run_id, quiet=options.quiet, file=graph.file)
+        self.echo = TerminalEcho(self.run_id, quiet=options.quiet, file=graph.file,
+                                 hint=script_hint(graph.file, options.executor,
+                                                  options.scheduler, options.parameter_args))
         self.queue: deque[PendingTask | FanOut] = deque()
         self.running: dict[int, RunningTask] = {}
         self.fd_owner: dict[int, RunningTask] = {}

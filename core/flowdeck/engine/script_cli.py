@@ -225,7 +225,8 @@ def _run_command(flow_cls: type, args: Any,
                          run_id=args.run_id or os.environ.get(RUN_ID_ENV) or None,
                          origin_run_id=getattr(args, "origin_run_id", None),
                          quiet=quiet, memory_limit_mb=args.memory_limit,
-                         executor=args.executor, scheduler=args.scheduler)
+                         executor=args.executor, scheduler=args.scheduler,
+                         parameter_args=_parameter_args(flow_cls, args))
     decorators = [*(args.with_decorators or []), *(getattr(args, "run_with", None) or [])]
     setup = RunSetup(tags=list(args.tags or []), with_decorators=decorators,
                      config_files=_pairs(args.configs, "--config"),
@@ -243,6 +244,17 @@ def _run_command(flow_cls: type, args: Any,
                 given[attr] = value
         outcome = launch.execute(flow_cls, given, options, setup, args.run_id_file)
     return outcome.exit_code, (f"{flow_cls.__name__}/{outcome.run_id}", str(outcome.root))
+
+
+def _parameter_args(flow_cls: type, args: Any) -> tuple[str, ...]:
+    """The flow's parameters given on the command line, as options again (`--alpha 2`, a
+    repeatable one once per value): what the hint to run the flow again repeats."""
+    words: list[str] = []
+    for attr, param in flow_parameters(flow_cls).items():
+        value = getattr(args, f"param_{attr}", None)
+        for one in value if isinstance(value, list) else [] if value is None else [value]:
+            words += [f"--{param.name}", str(one)]
+    return tuple(words)
 
 
 def _pairs(values: list[list[str]] | None, option: str) -> dict[str, str]:

@@ -17,8 +17,12 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
+
+from flowdeck.compiled_dataclasses import dataclass
+from flowdeck.engine.executors.base import EXECUTOR_ENV, SCHEDULER_ENV
+from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, is_store_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowdeck.analysis.diagnostics import Diagnostic
@@ -140,15 +144,131 @@ def discard_output(stream: TextIO) -> None:
         os.close(devnull)
 
 
-def script_command(file: str, verb: str) -> str:
-    """The command that runs `file`'s `verb` (`resume`, `run`) as the run was started,
-    ready to paste: the path as the user would type it from here, quoted where it has
-    spaces."""
-    relative = os.path.relpath(file)
-    shown = shlex.quote(file if relative.startswith("..") else relative)
-    if under_metaflow_alias():
-        return f"python -m flowdeck.engines.as_metaflow {shown} {verb}"
-    return f"python {shown} {verb}"
+@dataclass(frozen=True)
+class CommandHint:
+    """The one builder of the commands Flowdeck's hints tell a user to paste (resume the
+    run, run the flow again), so each can be pasted as it is: the entry the run was
+    started with, the options that chose its store and its executor (a resume hint
+    without them looked in this machine's local store and said there was no run; a
+    rerun ran the tasks here), and for a rerun the flow's parameters as given, every
+    word quoted for the shell where it needs it."""
+
+    file: str
+    #: After the command word: what chose the store and the executor (`placement_options`).
+    placement: tuple[str, ...] = ()
+    #: The flow's parameters as given (`--alpha 2`): said only in a hint that reruns.
+    parameters: tuple[str, ...] = ()
+    #: Before the command word, for the script (`--datastore-root DIR`, Metaflow's place).
+    top: tuple[str, ...] = ()
+    #: The `flowdeck run|resume` form with its own options (`--flow NAME`); None: the script.
+    tool: tuple[str, ...] | None = None
+    #: Variables the command needs set (`FLOWDECK_HOME=DIR`), said before it.
+    env: tuple[tuple[str, str], ...] = ()
+
+    def command(self, verb: str, rerun: bool = False, extra: Sequence[str] = ()) -> str:
+        """The command that runs `verb` (`resume`, `run`), `extra` words after the verb
+        (`STEP`); the parameters as given when it reruns the flow."""
+        words = [*extra, *self.placement, *(self.parameters if rerun else ())]
+        prefix = "".join(f"{name}={shlex.quote(value)} " for name, value in self.env)
+        if self.tool is not None:
+            return prefix + _joined(["flowdeck", verb, self.file, *self.tool, *words])
+        relative = os.path.relpath(self.file)
+        shown = self.file if relative.startswith("..") else relative
+        entry = "python -m flowdeck.engines.as_metaflow " if under_metaflow_alias() \
+            else "python "
+        return prefix + entry + _joined([shown, *self.top, verb, *words])
+
+
+def script_hint(file: str, executor: str | None = None, scheduler: str | None = None,
+                parameters: Sequence[str] = ()) -> CommandHint:
+    """The hint of a run this process makes (`python FILE run ...`, the script's command
+    line already applied to the environment): its store and executor, and a local store
+    folder other than the file's own (`--datastore-root DIR`, before the command as in
+    Metaflow)."""
+    placement = placement_options(executor=executor, scheduler=scheduler)
+    folder = os.environ.get(ROOT_ENV, "")
+    top = ("--datastore-root", folder) if folder and "--datastore" not in placement else ()
+    return CommandHint(file, placement, tuple(parameters), top)
+
+
+#: The options of a flow's command line that choose its store and executor.
+PLACEMENT_FLAGS = ("--datastore", "--executor", "--scheduler")
+
+
+def tool_hint(file: str, flow_args: Sequence[str], tool_options: Sequence[str] = (),
+              own_engine: bool = True) -> CommandHint:
+    """The hint of a run `flowdeck run|resume FILE` started with the flow command line
+    `flow_args` (`run --alpha 2 --datastore s3://b/p`): its store and executor as given
+    there, else (on Flowdeck's own engine, which reads them) as the environment chose
+    them; a `run`'s other options (its parameters) for a rerun; `tool_options` are the
+    command's own (`--flow NAME`)."""
+    given = {flag: flow_option(flow_args, flag) for flag in PLACEMENT_FLAGS}
+    if own_engine:
+        placement = placement_options(executor=given["--executor"],
+                                      scheduler=given["--scheduler"],
+                                      datastore=given["--datastore"])
+    else:
+        placement = tuple(word for flag, value in given.items() if value is not None
+                          for word in (flag, value))
+    rest = _without(flow_args[1:], (*PLACEMENT_FLAGS, "--run-id", "--run-id-file"))
+    folder = os.environ.get(ROOT_ENV, "")
+    env = ((ROOT_ENV, folder),) if own_engine and folder and "--datastore" not in placement \
+        else ()
+    parameters = tuple(rest) if flow_args[:1] == ["run"] else ()
+    return CommandHint(file, placement, parameters, tool=tuple(tool_options), env=env)
+
+
+def flow_option(args: Sequence[str], flag: str) -> str | None:
+    """The value of the last `flag VALUE` (or `flag=VALUE`) in a command line; None when
+    it is not given."""
+    value = None
+    for i, arg in enumerate(args):
+        name, eq, after = arg.partition("=")
+        if name == flag:
+            value = after if eq else (args[i + 1] if i + 1 < len(args) else "")
+    return value
+
+
+def _without(args: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """`args` less each of `flags` with its value."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in flags:
+            skip = not eq
+            continue
+        kept.append(arg)
+    return kept
+
+
+def _joined(words: Sequence[str]) -> str:
+    """Words as a shell reads them back: each quoted where it needs it."""
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def placement_options(environ: Mapping[str, str] | None = None, executor: str | None = None,
+                      scheduler: str | None = None,
+                      datastore: str | None = None) -> tuple[str, ...]:
+    """The options that put a run where this one is: its object store (`--datastore URL`),
+    its executor and its scheduler, as given (the arguments) or else as the environment
+    chose them ($FLOWDECK_DATASTORE, $FLOWDECK_EXECUTOR, $FLOWDECK_DASK_SCHEDULER), so a
+    hint pasted into another shell finds the same runs and runs on the same cluster.
+    Every one of them is taken after `run` and `resume`, by the script and by
+    `flowdeck run|resume FILE` alike."""
+    environ = os.environ if environ is None else environ
+    url = datastore if datastore is not None else environ.get(DATASTORE_ENV, "")
+    options: list[str] = ["--datastore", url] if is_store_url(url) else []
+    kind = (executor or environ.get(EXECUTOR_ENV, "").strip()).lower()
+    if kind and kind != "local":
+        options += ["--executor", kind]
+        address = scheduler or environ.get(SCHEDULER_ENV, "").strip()
+        if address:
+            options += ["--scheduler", address]
+    return tuple(options)
 
 
 def nothing_to_reuse(failed_step: str) -> bool:
@@ -162,10 +282,13 @@ class TerminalEcho:
     """Formats the orchestrator's terminal output; holds partial lines per task stream."""
 
     def __init__(self, run_id: str, quiet: bool = False,
-                 out: TextIO | None = None, err: TextIO | None = None, file: str = ""):
+                 out: TextIO | None = None, err: TextIO | None = None, file: str = "",
+                 hint: CommandHint | None = None):
         self.run_id = run_id
         self.quiet = quiet
         self.file = file  # the flow file: the failure's resume command names it
+        #: How the hints say to resume or rerun (the file alone when the run says no more).
+        self.hint = hint or CommandHint(file)
         self._out = out
         self._err = err
         self._partial: dict[tuple[str, str, bool], bytes] = {}
@@ -232,14 +355,14 @@ class TerminalEcho:
         failed `start`, nothing finished, and a resume would keep the run's parameter
         values, which may be the cause: run again."""
         if nothing_to_reuse(step):
-            again = script_command(self.file, "run") if self.file else "run"
+            again = self.hint.command("run", rerun=True) if self.file else "run"
             return (f"Fix it, then run the flow again (`{again}`, with other parameter "
                     "values if they were the cause): nothing finished before `start`, so a "
                     "resume would reuse nothing and keep this run's parameters.")
         return f"Fix it, then continue with `{self._resume()}` (finished steps are reused)."
 
-    def _resume(self) -> str:
-        return script_command(self.file, "resume") if self.file else "resume"
+    def _resume(self, extra: Sequence[str] = ()) -> str:
+        return self.hint.command("resume", extra=extra) if self.file else "resume"
 
     # -- tasks --------------------------------------------------------------------
 
@@ -282,7 +405,8 @@ class TerminalEcho:
         if outside:
             self._say(f"[flowdeck] Code outside the steps changed since run {origin_run_id}: "
                       f"its finished tasks are reused as they ran. To run a step again, name "
-                      f"it: `{self._resume()} STEP --origin-run-id {origin_run_id}`.", err=True)
+                      f"it: `{self._resume(['STEP', '--origin-run-id', origin_run_id])}`.",
+                      err=True)
 
     def task_failed(self, step: str, task_id: str, result: "TaskResult", will_retry: bool) -> None:
         error = result.error or {}

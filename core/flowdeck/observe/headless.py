@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -26,12 +25,14 @@ from typing import BinaryIO, TextIO
 from flowdeck.analysis.diagnostics import flow_file_problem
 from flowdeck.analysis.flowfile import analyze_file, no_flow_problem, pick_flow
 from flowdeck.engine.terminal import (
+    CommandHint,
     clean_line,
     discard_output,
     nothing_to_reuse,
     print_diagnostics,
     shown_name,
     shown_text,
+    tool_hint,
 )
 from flowdeck.engines import processes
 from flowdeck.engines.base import LaunchSpec
@@ -117,7 +118,15 @@ def main(command: str, argv: list[str], out: TextIO = sys.stdout) -> int:
     engine = args.engine
     if command == "resume" and engine is None:
         engine = resumed_engine(args.file, args.flow, args.origin_run_id)
-    return run_headless(args.file, flow_args, out, flow_name=args.flow, engine=engine)
+    return run_headless(args.file, flow_args, out, flow_name=args.flow, engine=engine,
+                        tool_options=_given_tool_options(args))
+
+
+def _given_tool_options(args: argparse.Namespace) -> list[str]:
+    """`flowdeck run|resume`'s own options as given (`--flow NAME`, `--engine NAME`):
+    the hints repeat them."""
+    return [word for flag, value in (("--flow", args.flow), ("--engine", args.engine))
+            if value for word in (flag, value)]
 
 
 def resumed_engine(file: str, flow_name: str | None, origin_run_id: str | None) -> str | None:
@@ -141,8 +150,10 @@ def resumed_engine(file: str, flow_name: str | None, origin_run_id: str | None) 
 
 
 def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
-                 flow_name: str | None = None, engine: str | None = None) -> int:
-    """Run FILE with the flow command line FLOW_ARGS (`run ...`, `resume ...`), drawn live."""
+                 flow_name: str | None = None, engine: str | None = None,
+                 tool_options: list[str] | None = None) -> int:
+    """Run FILE with the flow command line FLOW_ARGS (`run ...`, `resume ...`), drawn live.
+    `tool_options`: this command's own options as given, which its hints repeat."""
     path = Path(file).resolve()
     problem = flow_file_problem(file)
     if problem:
@@ -176,7 +187,10 @@ def run_headless(file: str, flow_args: list[str], out: TextIO = sys.stdout,
         child = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                  preexec_fn=_stop_with(os.getpid(), spec.stop_signal))
-        return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict())).follow()
+        hint = tool_hint(str(path), flow_args, tool_options or [],
+                         own_engine=spec.engine == "flowdeck")
+        return Follower(child, spec, log_path, out, RunFold(flow.graph.as_dict()),
+                        hint).follow()
 
 
 def _open_log(path: Path) -> BinaryIO:
@@ -250,9 +264,11 @@ class Follower:
     """Shows one run as it happens: the flow's output, and on a terminal the live table."""
 
     def __init__(self, child: subprocess.Popen[bytes], spec: LaunchSpec, log_path: Path,
-                 out: TextIO, fold: RunFold):
+                 out: TextIO, fold: RunFold, hint: CommandHint | None = None):
         self.child, self.spec, self.log_path, self.out, self.fold = (
             child, spec, log_path, out, fold)
+        #: How the summary says to resume or rerun the run (its file alone by default).
+        self.hint = hint or CommandHint(spec.file, tool=())
         self.events = EventReader(spec.events_path)
         self.tty = out.isatty()
         self.out_lost = False  # its output failed (a full disk, a reader gone): shown no more
@@ -418,7 +434,6 @@ class Follower:
             said = self._start_failure(code)  # as the window says it, for a terminal
             if said:
                 lines.append(shown_text(said))
-        file = shown_name(shlex.quote(str(self.spec.file)))
         finished = any(t.status in TASK_DONE for t in self.fold.tasks.values())
         ended_badly = self.fold.status in ("failed", "crashed")
         if (failed is not None and nothing_to_reuse(failed.step)) or \
@@ -426,11 +441,13 @@ class Follower:
             # (no task finished: a resume has nothing of this run to reuse; Metaflow's would
             # take its latest run, another one, and say it succeeded)
             lines.append("Run it again once fixed (with other parameter values if they were "
-                         f"the cause; nothing finished to reuse): flowdeck run {file}")
+                         "the cause; nothing finished to reuse): "
+                         + shown_name(self.hint.command("run", rerun=True)))
         elif not finished:  # a run that did not start said why; one cancelled before any
             pass  # task finished has nothing to resume either
         elif self.fold.run_id and self.fold.status in ("failed", "cancelled", "crashed"):
-            lines.append(f"Resume it, reusing what finished: flowdeck resume {file}")
+            lines.append("Resume it, reusing what finished: "
+                         + shown_name(self.hint.command("resume")))
         lines.append(shown_name(f"Full output: {self.log_path}"))
         self._show("\n".join(lines) + "\n")
 

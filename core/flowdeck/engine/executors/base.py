@@ -8,6 +8,11 @@ from typing import TYPE_CHECKING
 
 from flowdeck.compiled_dataclasses import dataclass
 
+#: The executor of runs that do not choose one (`--executor`), e.g. set by a launcher.
+EXECUTOR_ENV = "FLOWDECK_EXECUTOR"
+#: The Dask scheduler of runs on Dask that name none (`--scheduler`).
+SCHEDULER_ENV = "FLOWDECK_DASK_SCHEDULER"
+
 if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
     from flowdeck.engines.processes import RunGuard

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import flowdeck
 from flowdeck.analysis.diagnostics import UsageError
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.engine.executors.base import Executor, Launched
+from flowdeck.engine.executors.base import SCHEDULER_ENV, Executor, Launched
 from flowdeck.engine.executors.remote_task import pack, pack_class
 from flowdeck.engine.task import track_script_classes
 from flowdeck.store.layout import RunLayout
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from flowdeck.engine.task import TaskRequest
     from flowdeck.engines.processes import RunGuard
 
-SCHEDULER_ENV = "FLOWDECK_DASK_SCHEDULER"
 #: How long connecting to a scheduler may take before the run is refused.
 CONNECT_TIMEOUT_S = 5.0
 #: How long the whole handshake with a scheduler may take (the Client's own timeout
