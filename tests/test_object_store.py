@@ -483,3 +483,81 @@ def test_an_unchanged_value_keeps_its_older_name_in_the_object_store(
     assert len(blob.sha) == 64 and store.holds(ref, blob)
     assert not store.holds(ref, store.encode("big", value + 1))
     assert np.array_equal(store.get(older), value)
+
+
+# -- where the store options go ----------------------------------------------------------------
+
+def _advised(stderr: str) -> list[list[str]]:
+    """The commands an error says to run, as argv lists."""
+    import re
+    import shlex
+    return [shlex.split(c) for c in re.findall(r"`(python [^`]+)`", stderr)]
+
+
+def _as_advised(project: Path, s3: S3, argv: list[str], url: str,
+                ) -> subprocess.CompletedProcess[str]:
+    """An advised command run exactly as said (this interpreter for `python`), with the
+    advice's placeholder URL replaced by the test's."""
+    assert argv[0] == "python" and argv[1] == "flow.py", argv
+    words = [url if word == "s3://BUCKET/PREFIX" else word for word in argv[2:]]
+    return _run(project, s3, *words)
+
+
+def test_datastore_s3_without_its_url_advises_commands_that_work(
+        s3: S3, project: Path, url: str, client: Any) -> None:
+    """`run --datastore s3` said "add --datastore-root s3://BUCKET/PREFIX"; added after
+    `run`, as the user did, it was refused ("no option --datastore-root"): Metaflow
+    takes it only before the command. Each command the advice names runs."""
+    missing = _run(project, s3, "run", "--datastore", "s3", "--n", "1")
+    assert missing.returncode == 2
+    _no_traceback(missing)
+    advised = _advised(missing.stderr)
+    assert len(advised) == 2, missing.stderr
+    for argv in advised:
+        done = _as_advised(project, s3, argv, url)
+        assert done.returncode == 0, (argv, done.stderr)
+    misplaced = _run(project, s3, "run", "--datastore", "s3", "--datastore-root", url,
+                     "--n", "1")
+    assert misplaced.returncode == 2
+    assert "--datastore-root goes before the command `run`" in misplaced.stderr
+    [argv] = _advised(misplaced.stderr)
+    assert argv == ["python", "flow.py", "--datastore-root", url, "run", "--datastore", "s3",
+                    "--n", "1"]
+    done = _as_advised(project, s3, argv, url)
+    assert done.returncode == 0, done.stderr
+    assert len(client.Flow("ObjectStoreFlow", root=url).runs()) == 3
+
+
+def test_a_folder_given_to_datastore_is_advised_to_datastore_root(
+        s3: S3, project: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "runs here"
+    folder.mkdir()
+    refused = _run(project, s3, "run", "--datastore", str(folder))
+    assert refused.returncode == 2
+    _no_traceback(refused)
+    [argv] = _advised(refused.stderr)
+    assert argv == ["python", "flow.py", "--datastore-root", str(folder), "run"]
+    done = _as_advised(project, s3, argv, "")
+    assert done.returncode == 0, done.stderr
+    assert (folder / "ObjectStoreFlow" / "runs").is_dir()
+
+
+@pytest.mark.parametrize("bad, said", [
+    ("s3://", "it names no bucket"),
+    ("s3:///prefix", "it names no bucket"),
+    ("ftp://x/p", "ftp:// is no object store Flowdeck writes to"),
+])
+def test_a_malformed_store_url_is_refused_before_anything_is_written(
+        s3: S3, project: Path, bad: str, said: str) -> None:
+    """`--datastore s3://` went to S3 and came back as botocore's "ParamValidationError:
+    Invalid length for parameter Key"; `--datastore ftp://x/p` was taken, then failed with
+    advice about $AWS_ENDPOINT_URL."""
+    for entry in (["run", "--datastore", bad], ["run"]):
+        done = _run(project, s3, *entry, FLOWDECK_DATASTORE=bad)
+        assert done.returncode == 2, done.stderr
+        assert said in done.stderr and "s3://BUCKET/PREFIX" in done.stderr, done.stderr
+        assert "ParamValidationError" not in done.stderr and "AWS_ENDPOINT_URL" not in \
+            done.stderr
+        _no_traceback(done)
+    assert not (project / ".flowdeck" / "datastores").exists() or not list(
+        (project / ".flowdeck" / "datastores").rglob("runs"))

@@ -60,6 +60,7 @@ from flowdeck.store.layout import (
     is_store_url,
     new_run_id,
     normal_url,
+    store_url_problem,
 )
 from flowdeck.store.liveness import own_start_ticks
 from flowdeck.store.records import AttemptRecord, RunRecord, hostname
@@ -284,8 +285,11 @@ def _attach_datastore(layout: RunLayout, origin_run_id: str | None = None,
     url = os.environ.get(DATASTORE_ENV)
     if not is_store_url(url):
         return
-    from flowdeck.store import objectstore
     assert url is not None
+    problem = store_url_problem(url)
+    if problem:
+        raise UsageError(f"The store {url} (--datastore or ${DATASTORE_ENV}): {problem}.")
+    from flowdeck.store import objectstore
     try:
         objectstore.attach(layout.root, url)
         if resuming:

@@ -25,13 +25,20 @@ from flowdeck.authoring.spec import flow_parameters, is_config_expr
 from flowdeck.engine import launch
 from flowdeck.engine.runtime import MEMORY_LIMIT_ENV, RunOptions
 from flowdeck.engine.terminal import (
+    CommandHint,
     print_diagnostics,
     reader_gone,
     shown_name,
     shown_text,
     under_metaflow_alias,
 )
-from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, RUN_ID_ENV, is_store_url
+from flowdeck.store.layout import (
+    DATASTORE_ENV,
+    ROOT_ENV,
+    RUN_ID_ENV,
+    STORE_URL_FORMS,
+    is_store_url,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -110,8 +117,11 @@ def script_main(flow_cls: type, argv: list[str],
             return int(exc.code or 0), None
         if extras:
             explicit = _command_word(argv) in _subparsers(parser)  # typed, not assumed
-            return _fail(UsageError(_unknown_arguments(parser, args.command, extras,
-                                                       explicit))), None
+            misplaced = _top_option_after_command(
+                parser, with_default_command(argv, _parameter_flags(flow_cls)),
+                _script_file(flow_cls))
+            return _fail(UsageError(misplaced or _unknown_arguments(
+                parser, args.command, extras, explicit))), None
     try:
         return _dispatch(flow_cls, args, defaults or {})
     except FlowdeckError as exc:
@@ -220,7 +230,7 @@ def _run_command(flow_cls: type, args: Any,
                  defaults: dict[str, Any]) -> tuple[int, RunAt | None]:
     """`run` and `resume`."""
     quiet = bool(args.quiet or args.top_quiet)
-    _apply_top_options(args, quiet)
+    _apply_top_options(args, quiet, _script_file(flow_cls))
     options = RunOptions(max_workers=args.max_workers or 0,
                          run_id=args.run_id or os.environ.get(RUN_ID_ENV) or None,
                          origin_run_id=getattr(args, "origin_run_id", None),
@@ -267,7 +277,7 @@ def _pairs(values: list[list[str]] | None, option: str) -> dict[str, str]:
     return out
 
 
-def _apply_top_options(args: Any, quiet: bool) -> None:
+def _apply_top_options(args: Any, quiet: bool, file: str = "flow.py") -> None:
     """Metaflow's top-level options, as far as a local run has a use for them.
 
     `--datastore` and `--datastore-root` choose the store (`_apply_datastore`);
@@ -275,7 +285,7 @@ def _apply_top_options(args: Any, quiet: bool) -> None:
     say so; `--event-logger`, `--monitor` and `--[no-]pylint` have
     nothing to act on and are accepted silently.
     """
-    _apply_datastore(args)
+    _apply_datastore(args, file)
     for option, local in LOCAL_CHOICES.items():
         value = getattr(args, option, None)
         if value and value != local and not quiet:
@@ -289,11 +299,12 @@ DATASTORE_KINDS = {"s3": "METAFLOW_DATASTORE_SYSROOT_S3", "gs": "METAFLOW_DATAST
                    "azure": "METAFLOW_DATASTORE_SYSROOT_AZURE"}
 
 
-def _apply_datastore(args: Any) -> None:
+def _apply_datastore(args: Any, file: str = "flow.py") -> None:
     """Where the run's store is: `--datastore URL` (after or before the command, also
     $FLOWDECK_DATASTORE), Metaflow's `--datastore s3 --datastore-root s3://...` (or its
     $METAFLOW_DATASTORE_SYSROOT_S3), or a local `--datastore-root DIR` ($FLOWDECK_HOME).
-    The choice goes into the environment, where `store.layout.default_root` reads it."""
+    The choice goes into the environment, where `store.layout.default_root` reads it.
+    A refusal names the command that works, from the script `file`."""
     kind = getattr(args, "run_datastore", None) or args.datastore
     root = args.datastore_root
     url: str | None = None
@@ -302,13 +313,9 @@ def _apply_datastore(args: Any) -> None:
     elif kind in DATASTORE_KINDS:
         url = root or os.environ.get(DATASTORE_ENV) or os.environ.get(DATASTORE_KINDS[kind])
         if not is_store_url(url):
-            scheme = {"azure": "az"}.get(kind, kind)
-            raise UsageError(f"--datastore {kind} needs the store's URL: add --datastore-root "
-                             f"{scheme}://BUCKET/PREFIX (or set ${DATASTORE_ENV}).")
+            raise UsageError(_needs_url(kind, file, args.command))
     elif kind not in (None, "", "local"):
-        raise UsageError(f"--datastore {kind}: use `local`, `s3`, `gs` or `azure` (with "
-                         "--datastore-root URL), or an object-store URL such as "
-                         "s3://BUCKET/PREFIX.")
+        raise UsageError(_not_a_datastore(kind, file, args.command))
     elif is_store_url(root):
         url = root
     elif root:
@@ -317,6 +324,31 @@ def _apply_datastore(args: Any) -> None:
         os.environ.pop(DATASTORE_ENV, None)
     if url is not None:
         os.environ[DATASTORE_ENV] = url
+
+
+def _needs_url(kind: str, file: str, command: str) -> str:
+    """`--datastore s3` without the store's URL: the two spellings that work, as commands
+    (Metaflow takes `--datastore-root` only before the command; the advice to "add
+    --datastore-root" was followed after `run`, and refused)."""
+    url = f"{ {'azure': 'az'}.get(kind, kind)}://BUCKET/PREFIX"
+    ours = CommandHint(file, ("--datastore", url)).command(command)
+    metaflow = CommandHint(file, top=("--datastore", kind, "--datastore-root", url)
+                           ).command(command)
+    return (f"--datastore {kind} needs the store's URL: give it as `{ours}`, or as Metaflow "
+            f"spells it, with --datastore-root before the command: `{metaflow}` (or set "
+            f"${DATASTORE_ENV} or ${DATASTORE_KINDS[kind]} to the URL).")
+
+
+def _not_a_datastore(kind: str, file: str, command: str) -> str:
+    """`--datastore` given something that is no store kind nor URL: a folder goes to
+    `--datastore-root` (before the command), else the forms it takes."""
+    if os.sep in kind or kind.startswith((".", "~")) or os.path.isdir(kind):
+        folder = CommandHint(file, top=("--datastore-root", kind)).command(command)
+        return (f"--datastore {kind}: a folder is given with --datastore-root, before the "
+                f"command: `{folder}` (or set ${ROOT_ENV}); --datastore takes an object "
+                f"store ({STORE_URL_FORMS}).")
+    return (f"--datastore {kind}: use `local`, an object-store URL ({STORE_URL_FORMS}), or "
+            "Metaflow's `s3`, `gs` or `azure` with --datastore-root URL before the command.")
 
 
 def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
@@ -364,6 +396,36 @@ def _script_parser(flow_cls: type) -> "argparse.ArgumentParser":
     sub.add_parser("version", help="print the engine's version", allow_abbrev=False)
     sub.add_parser("help", help="print this help", allow_abbrev=False)
     return parser
+
+
+def _top_option_after_command(parser: "argparse.ArgumentParser", argv: list[str],
+                              file: str) -> str | None:
+    """Metaflow's option that goes before the command given after it (`run --datastore-root
+    URL`, which Metaflow refuses there too): said with the command line that works, the
+    option moved before the command. None when no such option is after the command."""
+    command = _command_word(argv)
+    sub = _subparsers(parser).get(command or "")
+    if sub is None:
+        return None
+    at = argv.index(command)  # type: ignore[arg-type]
+    own = {o for action in sub._actions for o in action.option_strings}
+    top, rest, moved = list(argv[:at]), [], []
+    i = at + 1
+    while i < len(argv):
+        name, has_value, _ = argv[i].partition("=")
+        if name in TOP_OPTIONS and name not in own:
+            width = 1 + (0 if has_value else TOP_OPTIONS[name])
+            top += argv[i:i + width]
+            moved.append(name)
+            i += width
+            continue
+        rest.append(argv[i])
+        i += 1
+    if not moved:
+        return None
+    works = CommandHint(file, top=tuple(top)).command(command or "run", extra=rest)
+    return (f"{' and '.join(moved)} {'goes' if len(moved) == 1 else 'go'} before the command "
+            f"`{command}`, as in Metaflow: `{works}`.")
 
 
 def _unknown_arguments(parser: "argparse.ArgumentParser", command: str | None,

@@ -136,6 +136,27 @@ def is_store_url(value: object) -> bool:
     return bool(scheme) and scheme not in ("file", "local") and scheme.isidentifier()
 
 
+#: The object stores Flowdeck writes to, by URL scheme (fsspec's names; `objectstore`
+#: names the package each needs).
+STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+#: The forms of a store URL, as the refusals say them.
+STORE_URL_FORMS = "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX"
+
+
+def store_url_problem(url: str) -> str | None:
+    """What is wrong with an object-store URL before anything is asked of it (a scheme no
+    store of ours has, no bucket), or None. `s3://` reached S3 and came back as botocore's
+    "Invalid length for parameter Key"; `ftp://x/p` was taken, and failed later with
+    advice about $AWS_ENDPOINT_URL."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in STORE_SCHEMES:
+        return (f"{scheme}:// is no object store Flowdeck writes to; give "
+                f"{STORE_URL_FORMS}")
+    if not rest.split("/", 1)[0]:
+        return f"it names no bucket; give {STORE_URL_FORMS}"
+    return None
+
+
 def normal_url(url: str) -> str:
     """An object-store URL without trailing slashes (`s3://b/p/` and `s3://b/p` are one root)."""
     scheme, _, rest = url.partition("://")
