@@ -561,3 +561,22 @@ def test_a_malformed_store_url_is_refused_before_anything_is_written(
         _no_traceback(done)
     assert not (project / ".flowdeck" / "datastores").exists() or not list(
         (project / ".flowdeck" / "datastores").rglob("runs"))
+
+
+def test_metaflow_lists_the_flows_in_an_object_store(s3: S3, project: Path, url: str,
+                                                     client: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Metaflow(root='s3://...').flows` was [] and its roots `[PosixPath('s3:/...')]` (the
+    URL made a path); so with $FLOWDECK_DATASTORE, while `Flow(name)` read the runs."""
+    done = _run(project, s3, "run", "--datastore", url, "--n", "1")
+    assert done.returncode == 0, done.stderr
+    given = client.Metaflow(root=url)
+    assert [flow.id for flow in given.flows] == ["ObjectStoreFlow"]
+    assert all("s3:" not in str(root) for root in given.roots)
+    assert given.flows[0].latest_run.data.total == 0
+    monkeypatch.setenv("FLOWDECK_DATASTORE", url)
+    assert [flow.id for flow in client.Metaflow().flows] == ["ObjectStoreFlow"]
+    assert client.Metaflow(root=f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}").flows == []
+    from flowdeck.store.objectstore import ObjectStoreError
+    with pytest.raises(ObjectStoreError, match="bucket `no-such-bucket` does not exist"):
+        list(client.Metaflow(root="s3://no-such-bucket/x"))  # not "no flows"

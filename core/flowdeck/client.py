@@ -46,6 +46,7 @@ from flowdeck.store.layout import (
     default_root,
     find_root,
     is_store_url,
+    store_url_of,
     stores_in_reach,
 )
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt
@@ -1423,21 +1424,38 @@ class Run:
         return f"Run('{self.pathspec}')"
 
 
+def _flow_folders(store: Path) -> list[str]:
+    """The folders of a local store that hold runs (none when it cannot be read)."""
+    try:
+        return sorted(p.name for p in store.iterdir() if (p / "runs").is_dir())
+    except OSError:
+        return []
+
+
 class Metaflow:
     """Every flow the client can read here (Metaflow's `Metaflow().flows`): those of the
     stores in reach (`stores_in_reach`) with a run in the current namespace."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
+        #: The object store read (`root=` or $FLOWDECK_DATASTORE a URL), else None.
+        self.url = store_url_of(root)
         self.roots = stores_in_reach(root)
 
     @property
     def flows(self) -> list["Flow"]:
+        """The flows with a run in the current namespace; in an object store, those it
+        lists (ObjectStoreError, naming the URL, when it cannot be read)."""
+        if self.url is not None:
+            from flowdeck.store.objectstore import ReadCache
+            cache = ReadCache(self.roots[0], self.url)
+            return self._readable([(self.url, sorted(cache.flow_names()))])
+        return self._readable([(store, _flow_folders(store)) for store in self.roots])
+
+    @staticmethod
+    def _readable(stores: list[tuple[str | Path, list[str]]]) -> list["Flow"]:
+        """A Flow of each name that has runs in reach, from the nearest store holding it."""
         found: dict[str, Flow] = {}
-        for store in self.roots:
-            try:
-                names = sorted(p.name for p in store.iterdir() if (p / "runs").is_dir())
-            except OSError:
-                continue
+        for store, names in stores:
             for name in names:
                 if name in found:  # a nearer store has it
                     continue

@@ -235,7 +235,12 @@ def object_key(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> st
 def stores_in_reach(root: str | os.PathLike[str] | None = None) -> list[Path]:
     """The stores a reader sees without naming a flow (Metaflow's `Metaflow().flows`): the
     given root (or the `.flowdeck/` in it), `$FLOWDECK_HOME`, else every `.flowdeck/` from
-    the working directory upward, nearest first."""
+    the working directory upward, nearest first. An object-store URL (given, or
+    `$FLOWDECK_DATASTORE`) gives its local cache (`cache_root`), as `find_root` does: a
+    Path of the URL was `s3:/bucket/prefix`, a folder that does not exist."""
+    url = store_url_of(root)
+    if url is not None:
+        return [cache_root(url)]
     if root is not None:
         given = Path(root)
         return [given / DEFAULT_DIRNAME if (given / DEFAULT_DIRNAME).is_dir() else given]
@@ -243,6 +248,13 @@ def stores_in_reach(root: str | os.PathLike[str] | None = None) -> list[Path]:
         return [Path(os.environ[ROOT_ENV]).expanduser()]
     here = Path.cwd().resolve()
     return [f / DEFAULT_DIRNAME for f in (here, *here.parents) if (f / DEFAULT_DIRNAME).is_dir()]
+
+
+def store_url_of(root: str | os.PathLike[str] | None) -> str | None:
+    """The object store a reader reads: the given root when it is a URL, else (no root
+    given) `$FLOWDECK_DATASTORE` when that is one; None for a folder."""
+    url = str(root) if root is not None else os.environ.get(DATASTORE_ENV)
+    return url if is_store_url(url) else None
 
 
 #: The stores this process's `Runner` started runs in, by flow name (the latest): the

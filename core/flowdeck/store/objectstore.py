@@ -40,6 +40,7 @@ from flowdeck.store.layout import (
     RUN_JSON,
     RunLayout,
     datastore_of,
+    is_id,
     mark_datastore,
     normal_url,
     object_key,
@@ -436,6 +437,11 @@ class ReadCache:
             import shutil  # not at import: task workers load this module for its error type
             for stale in set(os.listdir(layout.runs_dir)) - set(run_ids):
                 shutil.rmtree(layout.runs_dir / stale, ignore_errors=True)
+
+    def flow_names(self) -> list[str]:
+        """The names of the folders at the store's root that may be flows (ids; `blobs`
+        and the like too: the caller keeps those that have runs)."""
+        return [name for name in self.store.folders("", "list the flows in") if is_id(name)]
 
     def fetch_run(self, flow: str, run_id: str) -> None:
         """Every record, log and event file of one run (what differs from the local copy)."""
