@@ -580,3 +580,36 @@ def test_metaflow_lists_the_flows_in_an_object_store(s3: S3, project: Path, url:
     from flowdeck.store.objectstore import ObjectStoreError
     with pytest.raises(ObjectStoreError, match="bucket `no-such-bucket` does not exist"):
         list(client.Metaflow(root="s3://no-such-bucket/x"))  # not "no flows"
+
+
+def test_a_worker_that_cannot_reach_the_store_is_named_once_with_its_endpoint(
+        s3: S3, project: Path, url: str) -> None:
+    """A `dask worker` started without $AWS_ENDPOINT_URL, while this machine's endpoint
+    works: the failure said "Check ... ($AWS_ENDPOINT_URL ...)" as if of this machine,
+    twice (its record, then its blob), as "step `start` raised ObjectStoreError"."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed "
+                                      "(pip install 'flowdeck[dask]'); .ci/run installs it")
+    scheduler = local_cluster(workers=0)
+    env = s3.env()
+    del env["AWS_ENDPOINT_URL"]
+    worker = subprocess.Popen(dask_worker_command(scheduler.scheduler_address), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with distributed.Client(scheduler, set_as_default=False) as probe:
+            probe.wait_for_workers(1, timeout=120)
+            [address] = probe.scheduler_info()["workers"]
+        done = run_flow(project / "flow.py", "run", "--datastore", url, "--executor", "dask",
+                        "--scheduler", scheduler.scheduler_address, env=s3.env(), timeout=300)
+    finally:
+        worker.kill()
+        worker.wait(timeout=60)
+        scheduler.close()
+    assert done.returncode != 0
+    _no_traceback(done)
+    failure = next(line for line in done.stderr.splitlines() if line.startswith("Run "))
+    assert "step `start` (task 1) could not use the store: " in failure, failure
+    assert f"Worker {address} could not write blob" in failure, failure
+    assert "the worker used AWS's own" in failure and "$AWS_ENDPOINT_URL" in failure
+    assert "every worker, in the environment `dask worker` starts in" in failure
+    assert "ObjectStoreError" not in done.stderr
+    assert "attempt record" not in done.stderr  # the same store's failure, said once

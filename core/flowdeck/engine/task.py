@@ -59,7 +59,7 @@ from flowdeck.store.blobs import (
     atomic_write_json,
 )
 from flowdeck.store.layout import datastore_of
-from flowdeck.store.objectstore import ObjectStoreError
+from flowdeck.store.objectstore import UNREACHABLE, ObjectStoreError
 from flowdeck.store.previews import PREVIEW_MIN_BYTES, write_preview
 from flowdeck.store.records import ESCAPES_CATCH, write_attempt_record
 
@@ -193,8 +193,31 @@ def store_write_error(exc: OSError, fallback: str | os.PathLike[str]) -> dict[st
     else:
         why = (f"{exc.strerror or exc}. Check that folder (permissions, free inodes), or set "
                "FLOWDECK_HOME to another one")
-    return {"type": "StoreError", "traceback": "",
+    return {"type": "StoreError", "traceback": "", "store": True,
             "message": f"cannot write {path}: {why}; then run the flow again."}
+
+
+#: The Dask worker a remote task runs on (its address), set in the task's process: a
+#: store error says it happened there, not on the orchestrator's machine.
+WORKER_ENV = "FLOWDECK_WORKER"
+
+
+def object_store_error(exc: ObjectStoreError) -> dict[str, Any]:
+    """The `error` of a task the object store failed: a store problem, not the step's
+    exception (it read "step `start` raised flowdeck.store.objectstore.ObjectStoreError"),
+    said with where it happened. On a worker the advice is for the worker: its
+    environment is its own (a worker started without $AWS_ENDPOINT_URL tried AWS while
+    this machine's endpoint worked, and the advice named this machine's variables)."""
+    worker = os.environ.get(WORKER_ENV)
+    if not worker:
+        return {"type": "StoreError", "traceback": "", "store": True, "message": str(exc)}
+    advice = exc.advice.replace("this process", "the worker")
+    if exc.reason.startswith(UNREACHABLE):
+        advice += (" Set it on every worker, in the environment `dask worker` starts in: "
+                   "a worker does not get the variables of the machine that starts the run.")
+    return {"type": "StoreError", "traceback": "", "store": True, "worker": worker,
+            "message": f"Worker {worker} could not {exc.operation} {exc.url}: {exc.reason}. "
+                       f"{advice}"}
 
 
 def memory_message(step: str, megabytes: float, source: str, said: str = "") -> str:
@@ -876,7 +899,7 @@ def execute_task(req: TaskRequest) -> int:
         if progress.phase == "saving" and is_disk_full(exc):  # the store's disk, not the user's
             record["error"] = disk_full_error(getattr(exc, "filename", None) or blobs.dir)
         elif isinstance(exc, ObjectStoreError):  # names the URL and the operation already
-            record["error"] = error_info(exc, with_traceback=False)
+            record["error"] = object_store_error(exc)
         else:
             record["error"] = error_info(exc, message=_import_refusal(exc))
             _keep_artifacts_of_failure(flow, ctx, blobs, record, progress)
@@ -889,11 +912,13 @@ def execute_task(req: TaskRequest) -> int:
         try:
             write_attempt_record(req.root, req.attempt_json, record, datastore)
         except ObjectStoreError as exc:  # the object store has no record: the task failed
+            said = object_store_error(exc)
             if status == "succeeded":  # else the first failure (often the same store's) stays
-                record["error"] = error_info(exc, with_traceback=False)
+                record["error"] = said
+            elif not (record.get("error") or {}).get("store"):  # a store failure says it once
+                print(said["message"], file=sys.stderr)
             code, status = EXIT_FAILED, "failed"
             record.update(status=status, artifacts={}, next=[])
-            print(exc, file=sys.stderr)
             atomic_write_json(req.attempt_json, record)
     except OSError as exc:
         return _report_store_error(req.step, req.attempt_json, exc)

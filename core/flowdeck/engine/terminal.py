@@ -271,6 +271,14 @@ def placement_options(environ: Mapping[str, str] | None = None, executor: str | 
     return tuple(options)
 
 
+def said_error(error: Mapping[str, object], unnamed: str = "error") -> str:
+    """A failed task's error as the terminal says it: `Type: message`; a store's failure
+    (the object store or the store's folder, not the step) by its message alone, which
+    says what failed where (it read as if the step had raised ObjectStoreError)."""
+    message = str(error.get("message", ""))
+    return message if error.get("store") else f"{error.get('type', unnamed)}: {message}"
+
+
 def nothing_to_reuse(failed_step: str) -> bool:
     """Whether a run that failed in `failed_step` leaves a resume nothing to reuse (it
     failed in its first step): then the hint is to run again, perhaps with other
@@ -346,9 +354,10 @@ class TerminalEcho:
             self._say(f"Run {self.run_id} was cancelled after {duration:.2f} s.", err=True)
         elif failed is not None:
             error = failed.error or {}
-            said = shown_text(f"{error.get('type', 'an error')}: {error.get('message', '')}")
+            how = "could not use the store" if error.get("store") else "raised"
+            said = shown_text(said_error(error, "an error"))
             self._say(f"Run {self.run_id} failed: step `{failed.step}` (task {failed.task_id}) "
-                      f"raised {said}\n" + self._next_move(failed.step), err=True)
+                      f"{how}: {said}\n" + self._next_move(failed.step), err=True)
 
     def _next_move(self, step: str) -> str:
         """What to do after a failure: resume, which reuses the finished steps; after a
@@ -414,7 +423,7 @@ class TerminalEcho:
         tail = (" Retrying." if message.endswith((".", "!", "?")) or not message
                 else ". Retrying.") if will_retry else ""
         lines = [f"{self._prefix(step, task_id)} Task failed: "
-                 + shown_text(f"{error.get('type', 'error')}: {message}{tail}")]
+                 + shown_text(said_error({**error, "message": message + tail}))]
         trace = shown_text(str(error.get("traceback") or ""))
         lines += [f"    {line}" for line in trace.splitlines()]
         self._say("\n".join(lines), err=True)

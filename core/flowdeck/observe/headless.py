@@ -30,6 +30,7 @@ from flowdeck.engine.terminal import (
     discard_output,
     nothing_to_reuse,
     print_diagnostics,
+    said_error,
     shown_name,
     shown_text,
     tool_hint,
@@ -420,8 +421,7 @@ class Follower:
         lines = ["", f"The run {verdict} (exit code {code})."]
         if failed is not None and failed.error:  # the step's words: never obeyed by the terminal
             lines.append(shown_text(f"{failed.step}/{failed.task_id}: "
-                                    f"{failed.error.get('type', '')}: "
-                                    f"{failed.error.get('message', '')}".rstrip(": ")))
+                                    f"{said_error(failed.error, '')}".rstrip(": ")))
         elif error.get("message"):
             lines.append(shown_text(str(error["message"])))
         elif self.fold.status == "pending" and _no_room(self.log_path.parent):

@@ -51,6 +51,8 @@ PACKAGES = {"s3": "s3fs (pip install 'flowdeck[s3]')", "s3a": "s3fs (pip install
             "gs": "gcsfs (pip install gcsfs)", "gcs": "gcsfs (pip install gcsfs)",
             "az": "adlfs (pip install adlfs)", "abfs": "adlfs (pip install adlfs)",
             "abfss": "adlfs (pip install adlfs)"}
+#: The reason of an ObjectStoreError whose endpoint did not answer (its start).
+UNREACHABLE = "the store cannot be reached"
 #: A small object written when a run starts: proves the bucket exists and takes writes.
 STORE_MARKER = ".flowdeck-store"
 
@@ -64,6 +66,8 @@ class ObjectStoreError(OSError):
         super().__init__(errno.EIO, self.message, url)
         self.url = url
         self.operation = operation
+        self.reason = reason  # (apart, for a worker's task to say where it happened)
+        self.advice = advice
 
     def __str__(self) -> str:
         return self.message
@@ -87,9 +91,8 @@ def _explain(exc: BaseException, url: str) -> tuple[str, str]:
     lowered = text.lower()
     if any(w in lowered for w in ("connect", "timeout", "timed out", "name or service",
                                   "endpoint")) or isinstance(exc, (ConnectionError, TimeoutError)):
-        return (f"the store cannot be reached ({text})",
-                "Check the network and the endpoint ($AWS_ENDPOINT_URL or "
-                "$FSSPEC_S3_ENDPOINT_URL for an S3-compatible server).")
+        return (f"{UNREACHABLE} ({text})",
+                f"Check the network and the endpoint{endpoint_in_use(scheme)}.")
     if re.search(r"\b5\d\d\b", text) or any(w in text for w in (
             "SlowDown", "Throttl", "reduce your request rate", "InternalError",
             "ServiceUnavailable", "RequestLimitExceeded")):
@@ -97,6 +100,25 @@ def _explain(exc: BaseException, url: str) -> tuple[str, str]:
                 "It is overloaded or throttling: try again later, or run fewer tasks at "
                 "once (--max-workers).")
     return (f"{name}: {text}", "Check the URL, the credentials and the network, then try again.")
+
+
+#: The variables that give s3fs an S3-compatible server's endpoint, in the order read.
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "FSSPEC_S3_ENDPOINT_URL")
+
+
+def endpoint_in_use(scheme: str) -> str:
+    """For an S3 URL, which endpoint this process used and where it comes from: the
+    variable that set it, or AWS's own when none is set (a worker started without
+    $AWS_ENDPOINT_URL tried amazonaws.com while this machine's endpoint worked)."""
+    if scheme not in ("s3", "s3a"):
+        return ""
+    named = " or ".join(f"${name}" for name in ENDPOINT_VARIABLES)
+    for name in ENDPOINT_VARIABLES:
+        if os.environ.get(name):
+            return (f": this process used ${name}={os.environ[name]} (an S3-compatible "
+                    f"server's endpoint is set with {named})")
+    return (f": this process used AWS's own, as none of {named} is set; set one to an "
+            "S3-compatible server's endpoint")
 
 
 def _credentials_advice(scheme: str) -> str:

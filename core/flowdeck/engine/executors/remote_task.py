@@ -28,6 +28,7 @@ from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.task import (
     EXIT_CANCELLED,
     EXIT_FAILED,
+    WORKER_ENV,
     TaskRequest,
     execute_task,
     finish_worker_process,
@@ -305,6 +306,7 @@ def child_main(flow_cls: type, payload: bytes, out_fd: int, err_fd: int, report_
         if paths is not None and paths.relocated:
             request.root, request.attempt_json = Path(paths.root), paths.attempt_json
         os.environ[RUN_ID_ENV] = request.run_id
+        os.environ[WORKER_ENV] = worker  # a store error says it happened on this worker
         sys.meta_path.append(WorkerImportHint(worker))
         code = execute_task(request)
         finish_worker_process(request, code)
