@@ -354,10 +354,10 @@ class TerminalEcho:
             self._say(f"Run {self.run_id} was cancelled after {duration:.2f} s.", err=True)
         elif failed is not None:
             error = failed.error or {}
-            how = "could not use the store" if error.get("store") else "raised"
+            how = "could not use the store:" if error.get("store") else "raised"
             said = shown_text(said_error(error, "an error"))
             self._say(f"Run {self.run_id} failed: step `{failed.step}` (task {failed.task_id}) "
-                      f"{how}: {said}\n" + self._next_move(failed.step), err=True)
+                      f"{how} {said}\n" + self._next_move(failed.step), err=True)
 
     def _next_move(self, step: str) -> str:
         """What to do after a failure: resume, which reuses the finished steps; after a
