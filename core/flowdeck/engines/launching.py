@@ -24,6 +24,7 @@ from flowdeck.store.layout import (
     default_root,
     is_store_url,
     new_run_id,
+    store_url_problem,
     working_root,
 )
 
@@ -132,6 +133,9 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     run_id = _checked_ids(file, flow, info, run_id or new_run_id())
     if store is None and chosen.name == "flowdeck":
         store = datastore_arg(args)
+    problem = store_url_problem(store) if store and is_store_url(store) else None
+    if problem:  # before its working copy is made for it
+        raise LaunchError(f"The store {store}: {problem}.")
     root, store_env = store_environment(file, store)
     layout = RunLayout(root, flow)
     env = child_env((core_dir or installed_core()) if chosen.needs_core_on_path(check) else None)
