@@ -54,8 +54,8 @@ def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
     if trace:
         error_type, message = _exception_of(trace)
         file, line = _deepest_frame(trace, flow_file)
-        where = f" (line {line})" if line and file == os.path.abspath(flow_file) else ""
-        summary = (f"{name} failed before {flow} started{where}: {error_type}: {message}"
+        at = f" (line {line})" if line and file == os.path.abspath(flow_file) else ""
+        summary = (f"{name} failed before {flow} started{at}: {error_type}: {message}"
                    .rstrip(": "))
         missing = _MISSING_MODULE.search(message)
         if error_type.endswith("ModuleNotFoundError") and missing:
@@ -63,6 +63,10 @@ def diagnose_start(output: str, exit_code: int, flow_file: str, flow: str,
                         f"install {missing.group('module').split('.')[0]}`")
         return StartFailure(summary + option_hint(output, where), trace, error_type, file, line)
     tail = "\n".join(output.strip().splitlines()[-8:])
+    refusal = _refusal(output)
+    if exit_code != 0 and refusal:  # the cause first: a banner that cuts it keeps it
+        return StartFailure(f"{flow} did not start: {refusal}" + option_hint(output, where),
+                            tail)
     if exit_code != 0:
         summary = (f"{name} exited with code {exit_code} before {flow} started. "
                    f"Its last output:\n{tail}" if tail else
@@ -90,6 +94,18 @@ def option_hint(output: str, where: str = IN_WINDOW) -> str:
         return (f"\nThe flow needs the option --environment: set it in {where}, e.g. "
                 f"`{option}`.")
     return ""
+
+
+def _refusal(output: str) -> str:
+    """What the command refused the run for: its last `error: ...` (Flowdeck's command line
+    prints a usage error so, e.g. a Dask scheduler it cannot reach) with the lines after
+    it, without the prefix; "" when it printed none."""
+    lines = output.rstrip().splitlines()
+    at = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("error: ")),
+              None)
+    if at is None:
+        return ""
+    return "\n".join([lines[at][len("error: "):], *lines[at + 1:]]).strip()
 
 
 def _last_traceback(output: str) -> str:

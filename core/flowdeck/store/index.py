@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.blobs import atomic_write_json
-from flowdeck.store.layout import RunLayout
+from flowdeck.store.layout import RunLayout, datastore_of, mark_datastore
 from flowdeck.store.liveness import pid_alive
 from flowdeck.store.records import AttemptRecord, DamagedRecord, RunRecord, final_attempt, hostname
 from flowdeck.store.status import CRASHED, DAMAGED, RUNNING, SUCCEEDED
@@ -198,6 +198,45 @@ class RunIndex:
                 if record is not None:
                     records.append(record)
         return records, damaged
+
+
+# -- an object store's runs in its working copy --------------------------------------------
+
+def fetch_shared_runs(layout: RunLayout, url: str) -> None:
+    """Bring into `layout.root`, this machine's working copy of the object store `url`, the
+    flow's runs that only the object store has: those made on another machine, or from
+    another folder sharing the bucket. A reader of the working copy (the window's History,
+    its marks, Resume from Failure) then lists them with the runs made here.
+
+    Runs made here keep their own files (`ReadCache`'s "run" role fetches only what is
+    missing); a run fetched while it went on elsewhere is read again until it ends (the
+    object store is its truth, `fetch_shared_run`). An ObjectStoreError (an OSError)
+    names the URL, what failed and what to do.
+    """
+    from flowdeck.store.objectstore import ReadCache
+    if datastore_of(layout.root) is None:  # blobs are read from the object store, too
+        mark_datastore(layout.root, url, "run")
+    ReadCache(layout.root, url, "run").fetch_runs(layout.flow)
+    for run_id in layout.run_ids():  # as recorded: its pid says nothing of another folder's run
+        record = read_run(layout, run_id).record
+        if _made_elsewhere(layout, run_id) and (record is None or record.status == RUNNING):
+            fetch_shared_run(layout, url, run_id)
+
+
+def fetch_shared_run(layout: RunLayout, url: str, run_id: str) -> None:
+    """Bring into the working copy what the object store has of one run (its attempt
+    records, logs, cards and events once it ended), so the run can be shown. A run made
+    here keeps its files (they are the newer ones); another's are replaced where the
+    object store's differ (it is their only writer). ObjectStoreError as above."""
+    from flowdeck.store.objectstore import ReadCache
+    role = "cache" if _made_elsewhere(layout, run_id) else "run"
+    ReadCache(layout.root, url, role).fetch_run(layout.flow, run_id)
+
+
+def _made_elsewhere(layout: RunLayout, run_id: str) -> bool:
+    """Whether a run of the working copy was fetched rather than made here: its events
+    file is written here from a run's start, and reaches the object store at its end."""
+    return not layout.events(run_id).exists()
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -10,6 +10,7 @@ methods and listen to its signals; it never touches a widget.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from flowdeck.engines.launching import (
 from flowdeck.engines.startup import StartFailure, diagnose_start
 from flowdeck.store import gc as store_gc
 from flowdeck.store.index import RunEntry, RunIndex, read_run
-from flowdeck.store.layout import InvalidId, RunLayout
+from flowdeck.store.layout import DATASTORE_ENV, InvalidId, RunLayout, is_store_url
 from flowdeck.store.records import RunRecord, parameter_arguments
 from flowdeck.store.status import (
     CANCELLED,
@@ -55,8 +56,10 @@ from flowdeck_desktop.control.run_options import (
     engine_choice,
     parse_run_options,
     placement_clash,
+    window_terms,
 )
 from flowdeck_desktop.control.run_process import RunProcess, core_path
+from flowdeck_desktop.control.shared_store import SharedRunsFetcher
 from flowdeck_desktop.control.watching import WatchBridge
 from flowdeck_desktop.models.catalog_model import LAST_RUN_FAILED, CatalogModel
 from flowdeck_desktop.models.run_state import RunState
@@ -235,6 +238,9 @@ class FlowdeckController(QObject):
     #: A running flow's file was renamed or moved within its folder: its session (the run
     #: going on, its parameters) now answers to the new key. Old key, new key.
     session_moved = Signal(str, str)
+    #: Runs of a flow (run id "") or one run's files (its id) arrived from the flow's object
+    #: store into its working copy: History and the run views read them there now.
+    shared_runs_fetched = Signal(str, str)
 
     def __init__(self, settings: QSettings, parent: QObject | None = None,
                  remember_roots: bool = True):
@@ -266,6 +272,9 @@ class FlowdeckController(QObject):
         self._gc_relay.done.connect(self._on_gc_done)
         self._gc_last: dict[str, float] = {}  # store root -> monotonic time of the last start
         self._gc_busy: set[str] = set()
+        self.shared = SharedRunsFetcher(self)
+        self.shared.fetched.connect(self._on_shared_fetched)
+        self._shared_problems: dict[str, str] = {}  # flow key -> the problem last told
         self._closed = False
 
     # -- folders -------------------------------------------------------------------
@@ -461,6 +470,7 @@ class FlowdeckController(QObject):
                     last = self.last_run(entry.key)
                     self.model.set_run_status(entry.key,
                                               outcome_badge(last.status) if last else None)
+                    self.fetch_shared_runs(entry.key)  # its object store's runs, if it has one
             for entry in diff.changed:
                 if self.auto_rerun(entry.key):
                     self._rerun_on_save(entry)
@@ -540,6 +550,7 @@ class FlowdeckController(QObject):
         """Choose where the flow's runs go; kept as typed (checked before each run)."""
         self.session(key).placement = placement
         self._last_runs.pop(key, None)
+        self.fetch_shared_runs(key)
         if placement.default:
             self.settings.remove(f"placement/{_slug(key)}")
         else:
@@ -580,6 +591,49 @@ class FlowdeckController(QObject):
             return None
         store = self.run_store(key, _options_or_none(self.session(key).options))
         return RunLayout(store_environment(entry.file, store)[0], entry.name)
+
+    def store_url(self, key: str) -> str | None:
+        """The object store (`s3://...`) the flow's runs go to, when they go to one: the
+        toolbar's Store, a `--datastore` in Run Options, or the window's
+        $FLOWDECK_DATASTORE; None for a folder."""
+        store = self.run_store(key, _options_or_none(self.session(key).options))
+        if not store:
+            store = os.environ.get(DATASTORE_ENV)
+        return store if store and is_store_url(store) else None
+
+    def fetch_shared_runs(self, key: str, run_id: str = "") -> bool:
+        """Fetch the flow's runs (or the files of its run `run_id`) from its object store
+        into its working copy, on a thread of their own (`shared_runs_fetched` when they
+        are there): runs made on another machine, or from another folder sharing the
+        bucket, are listed with this machine's. False when the flow keeps its runs in a
+        folder (nothing to fetch), or that fetch is under way."""
+        url = self.store_url(key)
+        layout = self.layout_for(key) if url else None
+        if url is None or layout is None or self._closed:
+            return False
+        return self.shared.fetch(key, layout, url, run_id)
+
+    def fetching_shared_runs(self, key: str) -> bool:
+        """Whether the flow's runs are being fetched from its object store now."""
+        return self.shared.busy(key)
+
+    def _on_shared_fetched(self, key: str, run_id: str, problem: str | None) -> None:
+        """A fetch ended: say once what failed (the runs made here stay listed), or mark
+        the flow by its newest run, now that the object store's runs are listed."""
+        self.shared.done(key, run_id)
+        entry = self.model.entry(key)
+        if self._closed or entry is None:
+            return
+        if problem is None:
+            self._shared_problems.pop(key, None)
+            if not run_id:
+                self.forget_last_runs(entry.name)
+        elif self._shared_problems.get(key) != problem:
+            self._shared_problems[key] = problem
+            what = f"run {run_id} of {entry.name}" if run_id else f"the runs of {entry.name}"
+            self._tell("warning", f"The window shows only what this machine has of {what}: "
+                       f"{problem}", key)
+        self.shared_runs_fetched.emit(key, run_id)
 
     @property
     def runs(self) -> dict[str, RunProcess]:
@@ -846,8 +900,10 @@ class FlowdeckController(QObject):
         else:
             self.model.set_run_status(key, outcome_badge(status))
         if never_started and run is not None:
-            session.start_failure = diagnose_start(session.output_tail, code, run.spec.file,
-                                                   run.spec.flow, run.spec.program)
+            failure = diagnose_start(session.output_tail, code, run.spec.file,
+                                     run.spec.flow, run.spec.program)
+            session.start_failure = dataclasses.replace(  # the advice names the boxes
+                failure, summary=window_terms(failure.summary))
         if session.start_failure is not None:  # first: whoever hears the end knows why
             self.start_failed.emit(key, session.start_failure)  # (a screenshot said "failed.")
             self._tell("error", session.start_failure.summary, key)

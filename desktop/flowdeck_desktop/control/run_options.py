@@ -113,6 +113,36 @@ PLACEMENT_OPTIONS = ("--executor", "--scheduler", "--datastore", "--datastore-ro
 SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
+_LOCAL, _DASK = EXECUTOR_LABELS["local"], EXECUTOR_LABELS["dask"]
+#: The command line's words for where a run goes, and the window's (its Run on and Store
+#: boxes give them to the runs it starts), most specific first.
+_WINDOW_TERMS = (
+    (re.compile(r"\bwith --scheduler(?: or \$FLOWDECK_DASK_SCHEDULER)?"),
+     f"in Run on ({_DASK})"),
+    (re.compile(r"--scheduler(?: or \$FLOWDECK_DASK_SCHEDULER)?|\$FLOWDECK_DASK_SCHEDULER"),
+     f"Run on ({_DASK})"),
+    (re.compile(r"without --executor dask the flow runs on this machine"),
+     f"or set Run on to {_LOCAL} to run the flow here"),
+    (re.compile(r"\brun without --executor dask"), f"set Run on to {_LOCAL}"),
+    (re.compile(r"without --executor dask"), f"with Run on set to {_LOCAL}"),
+    (re.compile(r"\b([Ww])ith --executor dask"), rf"\1ith Run on set to {_DASK}"),
+    (re.compile(r"--executor dask"), f"Run on: {_DASK}"),
+    (re.compile(r"\b(?:given )?with --datastore(?: URL)?(?: \(or \$FLOWDECK_DATASTORE\))?"),
+     "in Store"),
+    (re.compile(r"--datastore(?: URL)?(?: \(or \$FLOWDECK_DATASTORE\))?|\$FLOWDECK_DATASTORE"),
+     "Store"),
+)
+
+
+def window_terms(text: str) -> str:
+    """A core message about a run the window started, in the window's terms: the command
+    line's --executor, --scheduler and --datastore (and their variables) are its Run on and
+    Store boxes, which is where the user changes them (the advice "give the right address
+    with --scheduler" sent a window's user to a terminal)."""
+    for pattern, words in _WINDOW_TERMS:
+        text = pattern.sub(words, text)
+    return text
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -161,6 +161,9 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.examples_dir = examples_dir
         self.selected_key: str | None = None
+        #: (flow key, run id): the run whose files are being fetched from the flow's object
+        #: store to be shown (`_fetch_if_elsewhere`).
+        self._awaited_run: tuple[str, str] | None = None
         self.shown_state: RunState | None = None
         self.shown_step: str | None = None
         self._removing_selected: str | None = None  # the selected flow, while its row goes
@@ -443,6 +446,7 @@ class MainWindow(QMainWindow):
         c.run_output.connect(self._on_run_output)
         c.run_ended.connect(self._on_run_ended)
         c.outside_run_ended.connect(self._on_outside_run_ended)
+        c.shared_runs_fetched.connect(self._on_shared_runs_fetched)
         c.start_failed.connect(self._on_start_failed)
         c.message.connect(self.show_message)
         c.roots_changed.connect(self._refresh_controls)
@@ -855,8 +859,48 @@ class MainWindow(QMainWindow):
         self._schedule_fit()  # its graph's width and its runs' parameters share the room
         self._say_runs_problem(key)
         self._show_banner_for(key)
+        if self.controller.fetch_shared_runs(key):  # an object store's runs: read again
+            self._update_title()
+        self._fetch_if_elsewhere(key, runs[0] if runs else None)
         self._refresh_controls()
         self.selection_changed.emit(key)
+
+    def _fetch_if_elsewhere(self, key: str, run: RunSummary | None) -> bool:
+        """A run listed from the flow's object store whose files are not here (made on
+        another machine, or from another folder): fetch them, and show the run when they
+        arrive (`_on_shared_runs_fetched`); True when a fetch is under way."""
+        if run is None or run.status == RUNNING or os.path.exists(run.events_path) or \
+                self.controller.store_url(key) is None:  # a run going on publishes its
+            return False  # events when it ends: followed as any run started elsewhere
+        self._awaited_run = (key, run.run_id)
+        self.controller.fetch_shared_runs(key, run.run_id)
+        self.statusBar().showMessage(f"Reading run {run.run_id} from "
+                                     f"{self.controller.store_url(key)}…", 10000)
+        return True
+
+    def _on_shared_runs_fetched(self, key: str, run_id: str) -> None:
+        """Runs, or one run's files, arrived from the selected flow's object store: History,
+        the title, the marks and Resume from Failure follow; a flow shown as never run
+        shows its newest run, and a run waited for is shown."""
+        entry = self._selected_entry()
+        if key != self.selected_key or entry is None:
+            return
+        if not run_id:
+            runs = self._refresh_history()
+            state = self.shown_state
+            if runs and (state is None or not state.run_id) and \
+                    not self.controller.is_running(key):
+                self._show_state(self._state_to_show(key, entry, runs[0]))
+                self._replay_logs(key)
+                self._fetch_if_elsewhere(key, runs[0])
+        elif self._awaited_run == (key, run_id):
+            self._awaited_run = None
+            self.statusBar().clearMessage()
+            run = next((r for r in self._refresh_history() if r.run_id == run_id), None)
+            if run is not None and os.path.exists(run.events_path):
+                self._show_past_run(run)
+        self._update_title()
+        self._refresh_controls()
 
     def _say_runs_problem(self, key: str) -> None:
         """A flow whose runs its store cannot keep (`runs_problem`) says why in its banner
@@ -1086,6 +1130,9 @@ class MainWindow(QMainWindow):
             return
         run_id = state.engine_run_id
         run = f"run {run_id} — {state.status}" if run_id else "not run yet"
+        url = self.controller.store_url(self.selected_key)
+        if not run_id and url and self.controller.fetching_shared_runs(self.selected_key):
+            run = f"reading its runs from {url}…"
         if run_id and state.status == RUNNING:
             run += steps_done_note(state)
         if self.controller.is_outside_state(state):
@@ -1119,6 +1166,8 @@ class MainWindow(QMainWindow):
         if self.selected_key is None:
             return
         entry = self.controller.model.entry(self.selected_key)
+        if self._fetch_if_elsewhere(self.selected_key, run):
+            return  # shown when its files arrive
         followed = self.controller.follow_outside_run(self.selected_key, run.run_id) \
             if run.status == RUNNING else None
         state = followed or self._past_state(run.events_path, run.status,
