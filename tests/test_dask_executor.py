@@ -734,3 +734,109 @@ def test_a_worker_that_cannot_see_the_orchestrators_processes_trusts_only_the_re
     assert not RunWatch(str(record), sees_orchestrator=False)._run_ended()
     record.write_text(record.read_text().replace('"running"', '"failed"'))
     assert RunWatch(str(record), sees_orchestrator=False)._run_ended()
+
+
+# -- a cluster without workers ------------------------------------------------------------------
+
+WAITS_FOR_A_WORKER = "has no worker now; the tasks wait there until one joins"
+
+
+@contextlib.contextmanager
+def _scheduler_alone() -> Iterator[str]:
+    """A real scheduler with no worker (an adaptive cluster at 0); yields its address."""
+    alone = local_cluster(workers=0)
+    try:
+        yield str(alone.scheduler_address)
+    finally:
+        alone.close()
+
+
+@contextlib.contextmanager
+def _worker_of(address: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A `dask worker` process of its own for `address`, killed and reaped at the end."""
+    worker = subprocess.Popen(dask_worker_command(address), env=child_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield worker
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def _run_on(path: Path, address: str, out: Path, *args: str) -> subprocess.Popen[bytes]:
+    with open(out, "wb") as sink:
+        return subprocess.Popen([sys.executable, str(path), *args, "run", "--executor", "dask",
+                                 "--scheduler", address, "--max-workers", "2"],
+                                cwd=path.parent, env=child_env(), stdout=sink,
+                                stderr=subprocess.STDOUT)
+
+
+def test_tasks_wait_for_a_worker_to_join_and_the_run_says_so(flow_file, tmp_path: Path) -> None:
+    """docs/scale-out.md: "with no worker yet, tasks wait in the scheduler until one comes".
+    The run crashed instead (ValueError: Only use allow_other_workers= if using workers=)
+    the moment it submitted its first task; now it says what it waits for, and runs once a
+    worker joins."""
+    path = flow_file("dask/dask_hold.py")
+    out = tmp_path / "out"
+    with _scheduler_alone() as address:
+        proc = _run_on(path, address, out)
+        try:
+            wait_for(lambda: WAITS_FOR_A_WORKER in out.read_text(), "the run to say it waits",
+                     lambda: proc.poll() is None)
+            assert f"dask worker {address}" in out.read_text()  # what to do about it
+            with _worker_of(address):
+                assert proc.wait(timeout=120) == 0, out.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in out.read_text()
+    run = Flow("HoldFlow", root=path.parent / ".flowdeck").latest_run
+    assert run.successful and run.data.values == [0, 10]
+
+
+def test_a_run_waiting_for_a_worker_can_be_cancelled(flow_file, tmp_path: Path) -> None:
+    path = flow_file("dask/dask_hold.py")
+    out = tmp_path / "out"
+    with _scheduler_alone() as address:
+        proc = _run_on(path, address, out)
+        try:
+            wait_for(lambda: WAITS_FOR_A_WORKER in out.read_text(), "the run to say it waits",
+                     lambda: proc.poll() is None)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=120) == 130, out.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in out.read_text()
+    assert Flow("HoldFlow", root=path.parent / ".flowdeck").latest_run.status == "cancelled"
+
+
+def test_a_retry_after_every_worker_died_waits_for_a_new_one(flow_file, tmp_path: Path) -> None:
+    """The only worker is killed mid-task: the attempt is lost, and its @retry, which
+    crashed the run as above (no worker left to pick), waits for the next worker."""
+    path = flow_file("dask/dask_hold.py")
+    hold = path.parent / "hold"
+    hold.touch()
+    out = tmp_path / "out"
+    root = path.parent / ".flowdeck"
+    with _scheduler_alone() as address:
+        proc = _run_on(path, address, out, "--with", "retry:times=1")
+        try:
+            with _worker_of(address) as first:
+                wait_for(lambda: "napping 0" in out.read_text(), "the held task to start",
+                         lambda: proc.poll() is None)
+                first.kill()
+            wait_for(lambda: "worker lost" in out.read_text(), "the attempt to be lost",
+                     lambda: proc.poll() is None)
+            wait_for(lambda: WAITS_FOR_A_WORKER in out.read_text(), "the retry to wait",
+                     lambda: proc.poll() is None)
+            hold.unlink()
+            with _worker_of(address):
+                assert proc.wait(timeout=120) == 0, out.read_text()
+        finally:
+            hold.unlink(missing_ok=True)
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in out.read_text()
+    run = Flow("HoldFlow", root=root).latest_run
+    assert run.successful and run.data.values == [0, 10]

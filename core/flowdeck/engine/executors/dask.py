@@ -170,6 +170,7 @@ class DaskExecutor(Executor):
         self.flow_class: tuple[type, bytes, dict[str, str]] | None = None
         self.closed = False
         self.nudging = False  # a round of nudges on its way to the workers (`nudge`)
+        self.waiting_said = False  # said that tasks wait for a worker (`_say_no_worker`)
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -273,9 +274,10 @@ class DaskExecutor(Executor):
                                     flowdeck.__version__, str(request.root), request.attempt_json,
                                     request.datastore, run_json, pid_namespace_id(),
                                     key=key, pure=False, retries=0,
-                                    workers=[worker] if worker else None,
-                                    allow_other_workers=True)
+                                    **_placement(worker))
         attempt.future = future
+        if worker is None:
+            self._say_no_worker()
         future.add_done_callback(lambda _: self.events.put(("done", key)))
         return launched
 
@@ -294,9 +296,15 @@ class DaskExecutor(Executor):
         return self.messages.pop(launched.key, None)
 
     def interrupt(self, launched: Launched) -> None:
+        """SIGINT to the attempt on its worker; one that waits in the scheduler for a worker
+        to join has nothing to interrupt and is cancelled at once (not after the grace)."""
         attempt = self.by_launched.get(launched.key)
-        if attempt is not None and not attempt.finished:
-            self._send_signal(attempt, signal.SIGINT)
+        if attempt is None or attempt.finished:
+            return
+        if attempt.started_on is None and not self.threads:
+            self.kill(launched)
+            return
+        self._send_signal(attempt, signal.SIGINT)
 
     def nudge(self, launched: list[Launched]) -> None:
         """One call to the cluster for every started attempt, each worker waking its own
@@ -380,6 +388,18 @@ class DaskExecutor(Executor):
         with self.lock:
             return min(threads, key=lambda w: (self.load.get(w, 0) / max(1, threads[w]), w))
 
+    def _say_no_worker(self) -> None:
+        """Say once, while the cluster has no worker, that its tasks wait for one (an
+        adaptive cluster at 0 gets one soon; a scheduler alone, or one whose workers all
+        died, never does): the run would otherwise sit silent."""
+        if self.waiting_said:
+            return
+        self.waiting_said = True
+        print(f"flowdeck: the Dask scheduler at {self.address} has no worker now; the tasks "
+              "wait there until one joins (an adaptive cluster starts one). Start one with "
+              f"`dask worker {self.address}`, or stop the run with Ctrl+C.",
+              file=sys.stderr, flush=True)
+
     def _send_signal(self, attempt: _Attempt, sig: int) -> None:
         """`sig` to the attempt's process group on its worker (all workers when it is not
         known yet: a worker that gets it before the attempt starts never starts it)."""
@@ -412,6 +432,16 @@ class DaskExecutor(Executor):
         try:
             attempt.future.cancel()
         except Exception:  # noqa: BLE001
+            pass
+
+    def _unpin(self, keys: list[str]) -> None:
+        """Let attempts that were sent to a worker now gone run on any worker. The scheduler
+        moves them elsewhere itself, but with no worker left they wait ("no-worker") and, still
+        naming the gone one, were never given to the next worker that joined: the run hung."""
+        try:
+            self.client.sync(self.client.scheduler.set_restrictions,
+                             worker=dict.fromkeys(keys))
+        except Exception:  # noqa: BLE001 (a task released meanwhile; the scheduler gone)
             pass
 
     def _clear_claim(self, key: str) -> None:
@@ -515,7 +545,14 @@ class DaskExecutor(Executor):
                         attempt.expected is None:
                     self._finish(attempt, EXIT_WORKER_LOST << 8, self._lost_message(attempt))
                     self.stopper.submit(self._cancel, attempt)
+            stranded = [a.key for a in self.attempts.values()
+                        if a.sent_to == worker and a.started_on is None and not a.finished]
+            if stranded:
+                self.stopper.submit(self._unpin, stranded)
+            if not self.threads and any(not a.finished for a in self.attempts.values()):
+                self._say_no_worker()
         else:
+            self.waiting_said = False  # said again should the cluster empty again
             try:
                 self.threads = self._worker_threads()
             except Exception:  # noqa: BLE001
@@ -595,6 +632,16 @@ def ship_project_modules(flow_cls: type) -> dict[str, str]:
             except (ValueError, TypeError):
                 pass
     return files
+
+
+def _placement(worker: str | None) -> dict[str, Any]:
+    """`Client.submit`'s placement arguments: `worker` preferred, any other allowed (it may
+    leave); with no worker at all, none (Dask refuses allow_other_workers without workers,
+    which crashed a run on a cluster at 0 workers), and the scheduler places the task on
+    the first worker that joins."""
+    if worker is None:
+        return {}
+    return {"workers": [worker], "allow_other_workers": True}
 
 
 def _adopt_files(record_path: str, files: dict[str, bytes] | None) -> None:
