@@ -5,6 +5,7 @@ the run (run record, events, the window) says "cancelled".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from flowdeck.engines.base import DEFAULT_STOP_GRACE_S
 from flowdeck.store.events import read_events
 
 FLOW = '''
+import contextlib
 import os
 import signal
 import time
@@ -155,3 +157,76 @@ def test_a_step_deaf_to_signals_ends_cancelled_in_the_window_and_history(
     assert ended == ["cancelled"]
     assert not (tmp_path / "marker").exists()  # it never saw the interrupt
     assert_cancelled_everywhere(tmp_path)
+
+
+# -- one Ctrl+C delivered twice, a second one, a run killed before it records its end ----------
+
+def _start(path: Path, how: str, *args: str) -> subprocess.Popen[str]:
+    """`python FILE` or `flowdeck run FILE`, leading a process group as a shell's job does."""
+    argv = ([sys.executable, str(path), *args] if how == "script" else
+            [sys.executable, "-m", "flowdeck.cli.main", "run", str(path), *args])
+    return subprocess.Popen(argv, cwd=path.parent, env=child_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("gap_s", [0.0, 0.2], ids=["at-once", "a-moment-later"])
+@pytest.mark.parametrize("how", ["script", "flowdeck-run"])
+def test_one_ctrl_c_delivered_twice_is_one_stop(tmp_path: Path, how: str,
+                                                gap_s: float) -> None:
+    """`timeout` passes a Ctrl+C on: the terminal signals the group, `timeout` its child
+    again, a moment later. Both copies counted, the second forced the stop: `python FILE`
+    killed the step in its cleanup, and `flowdeck run` KILLed the run before it recorded
+    anything (its record said "running" for good) while it printed "cancelled"."""
+    path = write_flow(tmp_path)
+    proc = _start(path, how)
+    wait_for((tmp_path / "ready").exists)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(gap_s)  # within processes.STOP_BURST_S
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert (tmp_path / "marker").read_text() == "cleaned"  # the step had its grace
+    assert_cancelled_everywhere(tmp_path)
+    if how == "flowdeck-run":
+        assert "The run was cancelled (exit code 130)." in out
+
+
+def test_a_second_ctrl_c_forces_the_steps_and_the_run_is_still_recorded(tmp_path: Path) -> None:
+    """A real second Ctrl+C (after the burst) in `flowdeck run`: it stops waiting for a step
+    deaf to signals, and the run still records its end as cancelled (it was KILLed)."""
+    from flowdeck.engines.processes import STOP_BURST_S
+    path = write_flow(tmp_path)
+    proc = _start(path, "flowdeck-run", "--mode", "stubborn")
+    wait_for((tmp_path / "ready").exists)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(STOP_BURST_S + 0.3)  # past the burst: a second request, not a copy
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert_cancelled_everywhere(tmp_path)
+    assert "The run was cancelled (exit code 130)." in out
+
+
+def test_a_run_killed_before_it_records_its_end_is_not_said_cancelled(tmp_path: Path) -> None:
+    """The orchestrator cannot record (stopped here with SIGSTOP): after the grace
+    `flowdeck run` KILLs it and says what is true, never "cancelled"."""
+    from flowdeck.store.index import RunIndex
+    from flowdeck.store.layout import RunLayout
+    path = write_flow(tmp_path)
+    proc = _start(path, "flowdeck-run", "--mode", "stubborn")
+    wait_for((tmp_path / "ready").exists)
+    runs = RunIndex(RunLayout(tmp_path / ".flowdeck", "CleanupFlow")).runs()
+    orchestrator = runs[0].record.pid
+    os.kill(orchestrator, signal.SIGSTOP)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orchestrator, signal.SIGKILL)
+    assert proc.returncode == 130, out
+    run = Flow("CleanupFlow", root=tmp_path / ".flowdeck").latest_run
+    assert run.status == "crashed"  # its record says running, its process is gone
+    assert "was cancelled" not in out
+    assert "before it recorded its end (exit code 130)" in out

@@ -645,10 +645,16 @@ class Orchestrator:
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM,
                                                     signal.SIGCHLD)}
         old_wakeup = signal.set_wakeup_fd(w)
+        stops = processes.StopBurst()
 
         def on_cancel(signum: int, frame: Any) -> None:
-            if self.cancel_signal is not None and signum == signal.SIGINT:
-                self._kill_all()  # a second Ctrl+C: stop waiting
+            """The first stop request cancels the run (each task gets its grace); a second
+            one (Ctrl+C or SIGTERM, past the burst of the first: `processes.StopBurst`)
+            stops waiting for the tasks, and the run is still recorded as cancelled."""
+            if not stops.request():
+                return  # the same request again (one Ctrl+C delivered twice)
+            if self.cancel_signal is not None:
+                self._kill_all()
             self.cancel_signal = self.cancel_signal or signum
 
         signal.signal(signal.SIGINT, on_cancel)

@@ -273,6 +273,36 @@ def run_leftovers(run_pid: int, marker: tuple[str, str]) -> list[int]:
 
 #: The signals a new task worker holds blocked from its fork until it has handlers of its
 #: own (`fork_holding_signals`, `release_held_signals`).
+#: Stop signals (Ctrl+C, SIGTERM) within this long of the last new stop request are that
+#: same request: one keypress reaches a command twice when a wrapper passes it on (the
+#: terminal signals the foreground group, and `timeout` signals its child again), and a
+#: process manager may signal the group and the process. Counted as a second request,
+#: that copy forced the stop: the run's processes were killed before the run recorded
+#: its end, whether it came 1 ms or 0.3 s later deciding if the run was cancelled or left
+#: "running". A person's second Ctrl+C, on purpose, comes later than this.
+STOP_BURST_S = 1.0
+
+
+class StopBurst:
+    """The stop requests among the stop signals a process gets (the one owner of the burst
+    rule, for the orchestrator and for `flowdeck run`): the first signal is a request, and
+    so is each one that comes more than STOP_BURST_S after the last request."""
+
+    def __init__(self) -> None:
+        self.count = 0  # requests so far (signals of a burst count once)
+        self.last_at: float | None = None
+
+    def request(self) -> bool:
+        """Note one stop signal; True when it is a new request, False for a copy of the
+        last one. Called from signal handlers: it only reads the clock and counts."""
+        now = time.monotonic()
+        if self.last_at is not None and now - self.last_at < STOP_BURST_S:
+            return False
+        self.last_at = now
+        self.count += 1
+        return True
+
+
 HELD_AT_FORK = frozenset({signal.SIGINT, signal.SIGTERM})
 
 

@@ -42,7 +42,7 @@ from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import EventReader, RunFinished, parse_event
 from flowdeck.store.index import RunIndex
 from flowdeck.store.layout import RUN_ID_ENV, InvalidId, RunLayout
-from flowdeck.store.status import RUNNING, TASK_DONE
+from flowdeck.store.status import CRASHED, RUNNING, TASK_DONE
 
 REFRESH_S = 0.1
 SYMBOLS = {"pending": "·", "running": "▶", "succeeded": "✔", "failed": "✖",
@@ -212,11 +212,10 @@ def _stop_with(parent: int, stop_signal: int) -> Callable[[], None]:
     return lambda: processes.die_with_parent(parent, stop_signal)
 
 
-#: SIGTERMs within this long of the first are the same request (a process manager that
-#: signals the group and the process, `kill` run twice): they never end the stop's grace.
-#: Without it, whether three SIGTERMs sent at once cancelled the run or killed it
-#: depended on how fast this process handled the first (seen in CI, under load).
-SIGTERM_BURST_S = 1.0
+#: How long the run gets to record its end after a second stop request forced its tasks
+#: (its first request's grace, `LaunchSpec.stop_grace_s`, may be all but spent by then):
+#: the 2 s the launchers' grace leaves beyond the tasks' own (engines.base).
+FORCED_RECORD_S = 2.0
 #: How often a stop waiting out the engine's grace looks for a second Ctrl+C.
 STOP_POLL_S = 0.05
 
@@ -225,26 +224,29 @@ class StopRequests:
     """Ctrl+C and SIGTERM while a run is followed: their handlers count them, and `follow`
     acts on them where it looks. They used to raise, wherever the signal landed: a second
     Ctrl+C arriving between two statements of the stop itself escaped it, and the run's
-    processes outlived `flowdeck run` (seen once in CI, under load)."""
+    processes outlived `flowdeck run` (seen once in CI, under load).
+
+    Signals of one burst are one request (`processes.StopBurst`, the rule the orchestrator
+    applies too): the first stops the run, a second forces its tasks, a third kills it."""
 
     def __init__(self) -> None:
-        self.count = 0  # stop requests so far: the first stops the run, the second kills it
+        self.burst = processes.StopBurst()
         self.first = 0  # the signal of the first (its exit status is 128 + it)
-        self.sigterm_at: float | None = None
+
+    @property
+    def count(self) -> int:
+        """Stop requests so far (a burst of signals counts once)."""
+        return self.burst.count
 
     def on_sigint(self, signum: int, frame: object) -> None:
         self._request(signal.SIGINT)
 
     def on_sigterm(self, signum: int, frame: object) -> None:
-        now = time.monotonic()
-        if self.sigterm_at is not None and now - self.sigterm_at < SIGTERM_BURST_S:
-            return  # the same request again
-        self.sigterm_at = self.sigterm_at if self.sigterm_at is not None else now
         self._request(signal.SIGTERM)
 
     def _request(self, signum: int) -> None:
-        self.count += 1
-        self.first = self.first or signum
+        if self.burst.request():
+            self.first = self.first or signum
 
     def install(self) -> Callable[[], None]:
         """Take SIGINT and SIGTERM; returns what puts the previous handlers back. Only the
@@ -276,6 +278,8 @@ class Follower:
         self.drawn = 0
         self.shown_bytes = 0
         self.started = time.time()
+        self.forced = False  # a second stop request went to the run (`_stop`)
+        self.killed = False  # the run's processes were KILLed before they ended (`_stop`)
         fold.run_id = spec.run_id
 
     def follow(self) -> int:
@@ -295,10 +299,9 @@ class Follower:
             stopped_by = stops.first  # one during the clean-up below changes nothing
             self._end_leftovers()  # nothing of the run may outlive it, however it ended
             self._tick(final=True)
-            if self.fold.status == RUNNING:
-                self.fold.mark_ended("cancelled" if stopped_by or code in (130, 143, -2, -15)
-                                     else "crashed", time.time())
-                self._draw()
+            if self.fold.status == RUNNING:  # it never recorded its end: say so, not
+                self.fold.mark_ended(CRASHED, time.time())  # "cancelled" (the record says
+                self._draw()  # running; the index reads that as crashed on this host)
             if stopped_by and code != 0:
                 code = 128 + stopped_by
             self._summary(code)
@@ -319,11 +322,18 @@ class Follower:
 
     def _stop(self, stops: StopRequests) -> int:
         """The engine's own stop to the run's process group (the run is in a session of its
-        own, so the terminal's Ctrl+C reaches it only through here, once); after the
-        engine's grace, or at a second request, KILL as the window does (`_kill`)."""
+        own, so the terminal's Ctrl+C reaches it only through here, once). A second request
+        goes to the run the same way: the engine then stops waiting for its tasks and still
+        records the run's end (KILLing it there left its record "running" while this said
+        "cancelled"). After the engine's grace, or at a third request, KILL as the window
+        does (`_kill`); `follow` then says that the run did not record its end."""
         processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
         deadline = time.monotonic() + self.spec.stop_grace_s
-        while stops.count < 2:
+        while stops.count < 3:
+            if stops.count == 2 and not self.forced:
+                self.forced = True
+                processes.signal_group_quietly(self.child.pid, self.spec.stop_signal)
+                deadline = max(deadline, time.monotonic() + FORCED_RECORD_S)
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -331,6 +341,7 @@ class Follower:
                 return self.child.wait(min(STOP_POLL_S, left))
             except subprocess.TimeoutExpired:
                 continue
+        self.killed = True
         return self._kill()
 
     def _kill(self) -> int:
@@ -419,6 +430,8 @@ class Follower:
         verdict = {"pending": "did not start", "cancelled": "was cancelled"}.get(
             self.fold.status, self.fold.status)
         lines = ["", f"The run {verdict} (exit code {code})."]
+        if self.fold.status == CRASHED:
+            lines[-1] = unrecorded_end(code, self.killed)
         if failed is not None and failed.error:  # the step's words: never obeyed by the terminal
             lines.append(shown_text(f"{failed.step}/{failed.task_id}: "
                                     f"{said_error(failed.error, '')}".rstrip(": ")))
@@ -467,6 +480,17 @@ class Follower:
         failure = diagnose_start(tail, code, str(self.spec.file), self.spec.flow,
                                  self.spec.program, where=IN_COMMAND)
         return failure.summary if failure.error_type else option_hint(tail, IN_COMMAND).strip()
+
+
+def unrecorded_end(code: int, killed: bool) -> str:
+    """The verdict on a run whose process ended without recording its end: its record still
+    says "running", which readers on this machine take for "crashed" (never "cancelled":
+    nothing recorded a cancel)."""
+    how = ("was killed (it did not end within its stop's grace, or Ctrl+C came a third "
+           "time)" if killed else "ended")
+    return (f"The run {how} before it recorded its end (exit code {code}): its record still "
+            "says running, which this machine reads as crashed; its last tasks may have no "
+            "record.")
 
 
 #: How much of a run's log end is read to say why it did not start.
