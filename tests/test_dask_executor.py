@@ -504,6 +504,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_an_unreachable_scheduler_is_refused_and_records_no_run(flow_file) -> None:
     path = flow_file("train.py")
     address = f"tcp://127.0.0.1:{_free_port()}"
@@ -628,10 +633,11 @@ def test_importing_flowdeck_and_a_local_run_load_no_dask(tmp_path: Path) -> None
     assert imported.stdout.strip() == "[]", imported.stderr
 
 
-def test_the_clients_info_lines_stay_off_the_users_terminal() -> None:
-    """distributed's import sets its logger to INFO on stderr; a run's process shows its
-    warnings and errors only (an INFO line with a traceback once ended a cancelled run's
-    output), unless the user configured distributed's logging."""
+def test_the_clients_log_lines_stay_off_the_users_terminal() -> None:
+    """distributed's import sets its logger to INFO on stderr; a run's process shows none
+    of its lines (an INFO line with a traceback once ended a cancelled run's output; its
+    errors repeated, with tracebacks, what the run says of a scheduler gone), unless the
+    user configured distributed's logging."""
     import logging
 
     import dask
@@ -643,13 +649,47 @@ def test_the_clients_info_lines_stay_off_the_users_terminal() -> None:
         logger.setLevel(logging.INFO)  # what `import distributed` leaves
         quiet_client_logs()
         assert not logging.getLogger("distributed.batched").isEnabledFor(logging.INFO)
-        assert logging.getLogger("distributed.batched").isEnabledFor(logging.WARNING)
+        assert not logging.getLogger("distributed.client").isEnabledFor(logging.ERROR)
         logger.setLevel(logging.DEBUG)
         with dask.config.set({"distributed.logging": {"distributed": "debug"}}):
             quiet_client_logs()
         assert logger.level == logging.DEBUG  # the user's own choice stays
     finally:
         logger.setLevel(before)
+
+
+def test_a_scheduler_killed_mid_run_is_said_in_flowdecks_words_only(flow_file,
+                                                                    tmp_path: Path) -> None:
+    """kill -9 the scheduler while tasks run: they fail as cancelled by the scheduler, and
+    the output has that and nothing of Dask's own ("distributed.client - ERROR - Failed to
+    reconnect to scheduler", CancelledError tracebacks of the client's close)."""
+    path = flow_file("dask/dask_hold.py")
+    (path.parent / "hold").touch()
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], env=child_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "out"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: _listening(port), "the scheduler to listen",
+                 lambda: scheduler.poll() is None)
+        with _worker_of(address):
+            proc = _run_on(path, address, out)
+            wait_for(lambda: "napping 0" in out.read_text(), "the held task to start",
+                     lambda: proc is not None and proc.poll() is None)
+            scheduler.kill()
+            assert proc.wait(timeout=120) == 1, out.read_text()
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    assert f"The Dask scheduler at {address} cancelled the task" in text
+    assert "Traceback" not in text and "distributed." not in text, text
 
 
 GROUP_STOPPED = '''

@@ -149,6 +149,7 @@ class DaskExecutor(Executor):
         self.address = scheduler_address(scheduler)
         self.cluster: Any = None
         self.client: Any = self._connect(distributed)
+        quiet_loop(self.client)
         try:
             self._check_versions()
             self.threads = self._worker_threads()
@@ -696,22 +697,39 @@ _LOGGING_KEYS = ("logging", "logging-file-config", "distributed.logging",
 
 
 def quiet_client_logs() -> None:
-    """Show distributed's warnings and errors, not its INFO lines, in the run's process.
+    """Keep distributed's own log lines off the user's terminal in the run's process.
 
     Its import sets the `distributed` logger to INFO with a handler on stderr, a default
-    meant for a scheduler's or a worker's log. Here it is the user's terminal, and as a
-    cancelled run closes its client an INFO line can carry a traceback ("Batched Comm
-    Closed", a normal shutdown: CI saw one end a Ctrl+C test's output), where the run
-    must end with its own one line. Left alone when the user configured distributed's
-    logging."""
+    meant for a scheduler's or a worker's log. Here it is the user's terminal, where the
+    run says in its own words what Dask did to it (a task lost with its worker or
+    cancelled by the scheduler, a refused connection). Its errors said it again, in
+    Dask's words and with tracebacks: as a cancelled run closed its client, an INFO line
+    ("Batched Comm Closed", a normal shutdown: CI saw one end a Ctrl+C test's output),
+    and when the scheduler died, "Failed to reconnect to scheduler after 5.00 seconds,
+    closing client" and two CancelledError tracebacks of the client's own close. Only
+    CRITICAL records pass. Left alone when the user configured distributed's logging."""
     import logging
 
     import dask
     if any(dask.config.get(key, None) is not None for key in _LOGGING_KEYS):
         return
-    logger = logging.getLogger("distributed")
-    if logger.level < logging.WARNING:
-        logger.setLevel(logging.WARNING)
+    names = ["distributed", *(name for name in logging.root.manager.loggerDict
+                              if name.startswith("distributed."))]
+    for name in names:  # (its config gives some their own level: distributed.client's)
+        logger = logging.getLogger(name)
+        if name == "distributed" or logger.level != logging.NOTSET:
+            logger.setLevel(max(logger.level, logging.CRITICAL))
+
+
+def quiet_loop(client: Any) -> None:
+    """What goes wrong in the client's event loop after its connection broke (a callback
+    or task raising into the loop, which asyncio prints as "Task exception was never
+    retrieved" with a traceback) stays there: the run has learnt it from its futures and
+    said it already."""
+    try:
+        client.loop.asyncio_loop.set_exception_handler(lambda loop, context: None)
+    except Exception:  # noqa: BLE001 (another loop kind: its own handling stays)
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
