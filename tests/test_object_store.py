@@ -615,3 +615,55 @@ def test_a_worker_that_cannot_reach_the_store_is_named_once_with_its_endpoint(
     assert "every worker, in the environment `dask worker` starts in" in failure
     assert "ObjectStoreError" not in done.stderr
     assert "attempt record" not in done.stderr  # the same store's failure, said once
+
+
+ZYGOTE_PROBE = '''
+import os
+
+from flowdeck import FlowSpec, step
+
+
+class ZygoteProbe(FlowSpec):
+    @step
+    def start(self):
+        self.items = [0, 1, 2]
+        self.next(self.probe, foreach="items")
+
+    @step
+    def probe(self):
+        zygote = os.getppid()  # the flow's zygote on its Dask worker forked this task
+        with open(f"/proc/{zygote}/maps") as maps:
+            self.client_in_zygote = "/aiohttp/" in maps.read()
+        self.zygote_threads = len(os.listdir(f"/proc/{zygote}/task"))
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.seen = [(i.client_in_zygote, i.zygote_threads) for i in inputs]
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    ZygoteProbe()
+'''
+
+
+def test_a_dask_workers_tasks_inherit_the_object_stores_client_modules(
+        s3: S3, tmp_path: Path, url: str, client: Any) -> None:
+    """Each task on a Dask worker imported s3fs (aiobotocore, aiohttp) itself: 0.36 s of a
+    trivial task's 0.5-0.9 s (bench/README.md). The zygote that forks them imports it
+    once, before its first fork, and starts nothing of it (no loop thread, no
+    connection: those do not survive a fork), so it stays single-threaded."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed (pip install "
+                        "'flowdeck[dask]'); .ci/run installs it")
+    path = tmp_path / "probe.py"
+    path.write_text(ZYGOTE_PROBE)
+    done = run_flow(path, "run", "--datastore", url, "--executor", "dask", env=s3.env(),
+                    timeout=180)
+    assert done.returncode == 0, done.stderr
+    run = client.Flow("ZygoteProbe", root=url).latest_run
+    assert run.successful and run["join"].task.data.seen == [(True, 1)] * 3

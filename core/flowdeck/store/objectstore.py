@@ -498,3 +498,18 @@ class ReadCache:
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+
+def preload(url: str | None) -> None:
+    """Import the fsspec file system of `url`'s scheme (s3fs, gcsfs, adlfs) in a process
+    that forks tasks, so that each task inherits the import instead of paying it (s3fs:
+    0.36 s per task on a Dask worker). Modules only: no file system instance, event loop
+    or connection, none of which survive a fork (fsspec's loop thread and aiohttp's
+    sockets are the child's own to make). Quiet when it cannot: the task says why."""
+    if not url or "://" not in url:
+        return
+    try:
+        from fsspec.registry import get_filesystem_class
+        get_filesystem_class(url.split("://", 1)[0])
+    except (ImportError, ValueError):
+        pass

@@ -103,7 +103,7 @@ def run_attempt(key: str, topic: str, flow_class: bytes, files: dict[str, str],
     err_r, err_w = os.pipe()
     report_r, report_w = os.pipe()
     exit_r, exit_w = os.pipe()
-    request = task_zygote.ForkRequest(payload, where, os.getpid(), paths)
+    request = task_zygote.ForkRequest(payload, where, os.getpid(), paths, datastore)
     try:
         started = _fork_attempt(flow_class, files, where, request,
                                 [out_w, err_w, report_w, exit_w])

@@ -37,6 +37,7 @@ from flowdeck.engine import task
 from flowdeck.engine.executors import remote_task
 from flowdeck.engine.executors.forkserver import read_exactly
 from flowdeck.engines import processes
+from flowdeck.store import objectstore
 
 _LENGTH = struct.Struct("<Q")
 _STATUS = struct.Struct("<i")
@@ -52,6 +53,7 @@ class ForkRequest:
     worker: str
     worker_pid: int
     paths: remote_task.WorkerPaths | None
+    datastore: str | None = None  # the run's object store, imported before the fork
 
 
 # -- the worker's side ----------------------------------------------------------------------
@@ -173,6 +175,7 @@ def _serve_one(sock: socket.socket, loaded: type | remote_task.LoadFailure,
                                              "the attempt's pipes did not arrive"))
         return True
     out_w, err_w, report_w, exit_w = fds
+    objectstore.preload(request.datastore)  # once: the later children inherit it
     task.flush_before_fork()
     pid = processes.fork_holding_signals()
     if pid == 0:
