@@ -16,6 +16,7 @@ from conftest import FLOWS, WAIT_S, child_env, process_alive
 from metaflow_output_raw import MetaflowOutputRaw
 
 from flowdeck import Flow, namespace
+from flowdeck.analysis.command_line import split_top_level
 from flowdeck.analysis.flowfile import analyze_file
 from flowdeck.client import ClientError
 from flowdeck.engines.metaflow_bridge import (
@@ -27,7 +28,6 @@ from flowdeck.engines.metaflow_bridge import (
     metaflow_env,
     parse_args,
     split_records,
-    split_top_level,
 )
 from flowdeck.observe.fold import RunFold
 from flowdeck.store.events import read_events

@@ -68,3 +68,16 @@ def test_a_script_that_ends_well_without_running_the_flow_says_so() -> None:
     failure = diagnose_start("", 0, "/p/flow.py", "F", "/usr/bin/python3")
     assert "ended without running F" in failure.summary
     assert 'if __name__ == "__main__": F()' in failure.summary
+
+
+def test_an_option_said_to_go_before_the_command_is_not_read_as_a_needed_environment() -> None:
+    """"--environment goes before the command" was read as Metaflow's "requires
+    --environment=X" and advised `--environment=goes`; only Metaflow's own sentence names
+    the environment a flow needs."""
+    from flowdeck.engines.startup import IN_WINDOW, option_hint
+    misplaced = ("error: --environment goes before the command `run`, as in Metaflow: "
+                 "`python train.py --environment=conda run`.")
+    assert "goes`" not in option_hint(misplaced, IN_WINDOW)
+    assert option_hint(misplaced, IN_WINDOW) == ""
+    needed = "    @conda decorator requires --environment=conda or --environment=fast-bakery"
+    assert "`--environment=conda`" in option_hint(needed, IN_WINDOW)

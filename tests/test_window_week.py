@@ -243,11 +243,22 @@ def test_run_options_are_remembered_passed_before_the_parameters_and_checked(
     assert window.banner.isVisible() and "--with" in window.banner.text
     assert "never closed" in window.banner.text
 
-    type_options(window, "--environment=conda")  # not an option of our engine
+    type_options(window, "--no-such-option 3")  # not an option of the flow's command line
     with qtbot.waitSignal(controller.start_failed, timeout=WAIT_MS):
         window.run_selected()
-    assert "--environment is not an option" in window.banner.text
+    assert "--no-such-option is not an option" in window.banner.text
     assert "Run options" in window.banner.text
+
+    # Metaflow's option of the script itself, typed in Run options: it goes before the
+    # command, where the script takes it (it was put after `run`, and refused there).
+    type_options(window, "--environment=conda --max-workers 1")
+    with qtbot.waitSignal(controller.run_started, timeout=WAIT_MS):
+        window.run_selected()
+    args = controller.runs[key].spec.args
+    assert args[args.index("run") - 1] == "--environment=conda"
+    assert args[args.index("run"):args.index("run") + 3] == ["run", "--max-workers", "1"]
+    qtbot.waitUntil(lambda: not controller.is_running(key), timeout=WAIT_MS)
+    assert controller.states[key].status == "succeeded"
 
     type_options(window, "--max-workers 2")
     controller2, window2 = build(settings, restore=True)  # remembered in the settings

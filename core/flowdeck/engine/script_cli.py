@@ -17,6 +17,7 @@ from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from flowdeck import __version__
+from flowdeck.analysis.command_line import FLOWDECK_TOP_OPTIONS
 from flowdeck.analysis.diagnostics import FlowdeckError, UsageError
 from flowdeck.analysis.lint import RESERVED_PARAMETER_NAMES
 from flowdeck.analysis.show import format_dot, format_show
@@ -56,10 +57,7 @@ def _fail(exc: FlowdeckError) -> int:
 # -- the flow script's command line ------------------------------------------
 
 #: Options before the command, with how many values each takes (Metaflow's top level).
-TOP_OPTIONS = {"--quiet": 0, "--metadata": 1, "--datastore": 1, "--datastore-root": 1,
-               "--environment": 1, "--event-logger": 1, "--monitor": 1, "--no-pylint": 0,
-               "--pylint": 0, "--with": 1, "--config": 2, "--config-value": 2, "--branch": 1,
-               "--production": 0, "--package-suffixes": 1, "--not-quiet": 0}
+TOP_OPTIONS = FLOWDECK_TOP_OPTIONS
 COMMANDS = ("run", "resume", "show", "check", "output-raw", "output-dot", "version", "help")
 #: Metaflow's commands this engine does not have, with where to find what they give.
 METAFLOW_ONLY_COMMANDS = {

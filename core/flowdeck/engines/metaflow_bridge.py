@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flowdeck.analysis.command_line import split_top_level
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file, pick_flow
 from flowdeck.analysis.parameter_text import (
@@ -492,43 +493,6 @@ def parse_args(argv: list[str]) -> BridgeArgs:
     command = rest.pop(0) if rest and rest[0] in ("run", "resume") else "run"
     origin = _option(rest, "--origin-run-id")
     return BridgeArgs(file, command, rest, run_id, origin)
-
-
-#: Metaflow's options of the flow script itself (`start` in metaflow/cli.py), which it
-#: accepts only before the command: `python flow.py --environment=pypi run`. The window's
-#: run options and `flowdeck run` put everything after the command, so the bridge moves
-#: these ahead of it. Each maps to how many values follow it when not written `--x=v`.
-TOP_LEVEL_OPTIONS: dict[str, int] = {
-    "--metadata": 1, "--environment": 1, "--datastore": 1, "--datastore-root": 1,
-    "--package-suffixes": 1, "--with": 1, "--event-logger": 1, "--monitor": 1,
-    "--local-config-file": 1, "--mode": 1, "--config": 2, "--config-value": 2,
-    "--branch": 1,  # @project's flow option
-    "--quiet": 0, "--not-quiet": 0, "--pylint": 0, "--no-pylint": 0,
-    "--force-rebuild-environments": 0, "--no-force-rebuild-environments": 0,
-    "--production": 0,  # @project's flow option
-}
-
-
-def split_top_level(args: list[str], parameters: set[str] | frozenset[str] = frozenset()
-                    ) -> tuple[list[str], list[str]]:
-    """(Metaflow's top-level options, the command's own) from one list, order kept.
-
-    `parameters` are the flow's own options (`--branch` of a flow with a Parameter
-    named branch is the parameter, not @project's option), which stay with the command.
-    """
-    top: list[str] = []
-    rest: list[str] = []
-    at = 0
-    while at < len(args):
-        name = args[at].split("=", 1)[0]
-        if name in TOP_LEVEL_OPTIONS and name not in parameters:
-            values = 0 if "=" in args[at] else TOP_LEVEL_OPTIONS[name]
-            top += args[at:at + 1 + values]
-            at += 1 + values
-        else:
-            rest.append(args[at])
-            at += 1
-    return top, rest
 
 
 def _option(args: list[str], name: str) -> str | None:

@@ -25,7 +25,7 @@ _MISSING_MODULE = re.compile(r"No module named '(?P<module>[^']+)'")
 _UNKNOWN_OPTION = re.compile(
     r"(?:unrecognized arguments|no such option|: no option):?\s+(?P<option>--?\w[\w-]*)")
 #: An option the flow needs (Metaflow: "@conda decorator requires --environment=conda").
-_NEEDED_ENVIRONMENT = re.compile(r"--environment[= ](?P<value>[\w.-]+)")
+_NEEDED_ENVIRONMENT = re.compile(r"requires\b[^\n]*?--environment=(?P<value>[\w.-]+)")
 
 
 #: Where the user sets a flow's options, as `option_hint` names it: the window's Run
