@@ -102,6 +102,20 @@ def test_check_reports_a_flow_name_too_long_for_the_file_system(tmp_path: Path) 
     assert "Rename the flow" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_long_non_ascii_flow_name_is_told_its_limit_in_bytes(tmp_path: Path) -> None:
+    """53 letters of 102 bytes were told "Rename the flow to 100 characters or fewer":
+    the limit is in bytes, and the message says how many of this name's letters fit."""
+    name = "Ä" * 49 + "Flow"
+    path = tmp_path / "long_flow.py"
+    path.write_text(CLASS_FLOW.replace(LONG_FLOW, name))
+    result = run_flow(path, "check")
+    assert result.returncode == 1
+    assert "102 bytes long" in result.stderr
+    assert "100 bytes or fewer in UTF-8" in result.stderr
+    assert "the first 51 characters of this name fit" in result.stderr
+    assert "100 characters or fewer" not in result.stderr
+
+
 def deep_folder(base: Path, run_dir_length: int, flow: str, run_id: str) -> Path:
     """A folder under `base` whose run folder for (flow, run_id) is `run_dir_length` bytes."""
     suffix = len(f"/.flowdeck/{flow}/runs/{run_id}")

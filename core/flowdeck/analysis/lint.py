@@ -206,8 +206,25 @@ def check_name_lengths(lint: Linter) -> Iterator[Diagnostic]:
                         f"The {kind} name `{_shortened(name)}` is {size} bytes long; each run "
                         f"stores its {kind} in a folder of that name, and the store takes at "
                         f"most {MAX_ID_LENGTH} (this file system at most {limit} bytes per "
-                        f"name). Rename the {kind} to {MAX_ID_LENGTH} characters or fewer.",
-                        step)
+                        f"name). Rename the {kind} to {_fitting(name, allowed)}.", step)
+
+
+def _fitting(name: str, allowed: int) -> str:
+    """How short a name must be, said in what the user counts: characters for an ASCII
+    name; bytes (and how many characters that is for this name's letters) otherwise, as a
+    letter such as `Ä` takes two (a 53-letter name of 102 bytes was told "100 characters
+    or fewer")."""
+    if name.isascii():
+        return f"{allowed} characters or fewer"
+    fits = 0
+    used = 0
+    for char in name:
+        used += len(char.encode("utf-8", "surrogatepass"))
+        if used > allowed:
+            break
+        fits += 1
+    return (f"{allowed} bytes or fewer in UTF-8 (letters outside ASCII take 2 to 4 bytes: "
+            f"the first {fits} characters of this name fit)")
 
 
 @check(0)
