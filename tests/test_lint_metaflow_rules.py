@@ -80,6 +80,25 @@ def test_foreach_given_a_module_constant_is_read_and_runs(tmp_path: Path) -> Non
     assert "total 6" in result.stdout
 
 
+def test_a_module_constant_changed_by_the_step_is_refused_naming_both_artifacts(
+        tmp_path: Path) -> None:
+    """A step that rebinds the module constant its foreach= names fans out over another
+    artifact than the one planned: the run refused it saying `self.next(self.each)` at
+    run time but `self.next(self.each)` on its last line (the same text); it names the two
+    artifacts and what to do (second review)."""
+    body = FOREACH.format(given="FE").replace(
+        "        self.items = [1, 2, 3]\n",
+        "        self.items = [1, 2, 3]\n        self.others = [4]\n"
+        "        globals()['FE'] = 'others'\n")
+    path = write(tmp_path, body, extra='FE = "items"')
+    result = on_flowdeck(path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "fans out over `others` at run time" in result.stderr
+    assert "to fan out over `items`" in result.stderr
+    assert "self.next(self.each) at run time, but its last line says self.next(self.each)" \
+        not in result.stderr
+
+
 def test_foreach_known_only_at_run_time_is_metaflows_and_refused_by_flowdecks_engine(
         tmp_path: Path) -> None:
     """An expression Metaflow evaluates when the step runs: a warning for a Metaflow flow

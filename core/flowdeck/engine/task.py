@@ -1216,12 +1216,24 @@ def _check_transition(ctx: StepContext, req: TaskRequest) -> None:
                           f"called self.next({', '.join(f'self.{n}' for n in names)}). Call "
                           "self.next once with the same dict of cases and condition=, as the "
                           "step's last statement.")
+    if list(names) == list(req.out_funcs) and (foreach or None) != (req.foreach_param or None):
+        raise TaskFailure(
+            f"Step `{req.step}` fans out over `{foreach}` at run time, but the flow was "
+            f"planned, before it ran, to fan out over `{req.foreach_param}` (read from the "
+            "step's last line: the name given to foreach=, or the module constant it names). "
+            "Write the artifact's name in the call (foreach=\"name\"), or leave the constant "
+            "unchanged while the flow runs.")
     if list(names) != list(req.out_funcs) or (foreach or None) != (req.foreach_param or None):
-        got = ", ".join(f"self.{n}" for n in names)
-        want = ", ".join(f"self.{n}" for n in req.out_funcs)
-        raise TaskFailure(f"Step `{req.step}` called self.next({got}) at run time, but its "
-                          f"last line says self.next({want}). Transitions must be static: "
-                          "call self.next once, as the step's last statement.")
+        raise TaskFailure(f"Step `{req.step}` called self.next({_next_text(list(names), foreach)}) "
+                          f"at run time, but its last line says self.next("
+                          f"{_next_text(list(req.out_funcs), req.foreach_param)}). Transitions must "
+                          "be static: call self.next once, as the step's last statement.")
+
+
+def _next_text(names: list[str], foreach: str | None) -> str:
+    """A self.next(...) call's arguments as the user wrote them (for messages)."""
+    calls = ", ".join(f"self.{n}" for n in names)
+    return f"{calls}, foreach={foreach!r}" if foreach else calls
 
 
 def _next_call_at(ctx: StepContext) -> str:
