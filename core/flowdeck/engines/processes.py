@@ -271,8 +271,6 @@ def run_leftovers(run_pid: int, marker: tuple[str, str]) -> list[int]:
     return sorted(set(session_members(run_pid)) | set(marked_processes(*marker)))
 
 
-#: The signals a new task worker holds blocked from its fork until it has handlers of its
-#: own (`fork_holding_signals`, `release_held_signals`).
 #: Stop signals (Ctrl+C, SIGTERM) within this long of the last new stop request are that
 #: same request: one keypress reaches a command twice when a wrapper passes it on (the
 #: terminal signals the foreground group, and `timeout` signals its child again), and a
@@ -303,6 +301,8 @@ class StopBurst:
         return True
 
 
+#: The signals a new task worker holds blocked from its fork until it has handlers of its
+#: own (`fork_holding_signals`, `release_held_signals`).
 HELD_AT_FORK = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
