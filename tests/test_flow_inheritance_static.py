@@ -395,3 +395,51 @@ def test_the_prefilter_agrees_with_the_full_analysis_on_inheriting_shapes(
         full = [f.name for f in analyze_source(data.decode(), path).flows]
         assert full, source
         assert [f.name for f in _analyze_bytes(data, path, prefilter=True).flows] == full
+
+
+# -- the prefilter's verdict on a module follows the modules that module imports ---------------
+
+TWO_AWAY_PLAIN = "class GrandFlow:\n    pass\n"
+TWO_AWAY_FLOW = "from flowdeck import FlowSpec\n\n\nclass GrandFlow(FlowSpec):\n    pass\n"
+ONE_AWAY = "from grand import GrandFlow\n\n\nclass BaseFlow(GrandFlow):\n    pass\n"
+IMPORTS_TWO_AWAY = """
+    from flowdeck import step
+    from base import BaseFlow
+
+
+    class ChildFlow(BaseFlow):
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+"""
+
+
+def test_a_change_two_imports_away_reaches_the_child_in_a_long_lived_process(
+        tmp_path: Path) -> None:
+    """child.py takes BaseFlow from base.py, which takes GrandFlow from grand.py. While
+    grand.py defines a plain class (or is not there yet), child.py cannot define a flow;
+    once grand.py derives from FlowSpec, it does. The verdict on base.py is kept per process
+    by base.py's bytes, which did not change: it was kept, and the window (one process)
+    never listed ChildFlow, whatever it refreshed or rescanned, even in a new catalog."""
+    for grand_before in (TWO_AWAY_PLAIN, None):  # changed, then created later
+        folder = tmp_path / ("changed" if grand_before else "created")
+        folder.mkdir()
+        grand = folder / "grand.py"
+        if grand_before is not None:
+            write(folder, "grand.py", grand_before)
+        write(folder, "base.py", ONE_AWAY)
+        write(folder, "child.py", IMPORTS_TWO_AWAY)
+        catalog = FlowCatalog([folder])
+        assert names(catalog.scan()[0].entries) == []
+        write(folder, "grand.py", TWO_AWAY_FLOW)  # another size: another stat key
+        expected = ["BaseFlow", "ChildFlow", "GrandFlow"]
+        assert names(catalog.refresh([grand])[0].entries) == expected, grand_before
+        assert names(catalog.scan()[0].entries) == expected
+        assert names(FlowCatalog([folder]).scan()[0].entries) == expected
+        grand.unlink()  # and back: without grand.py nothing derives from FlowSpec
+        assert names(catalog.refresh([grand])[0].entries) == []
+        assert names(FlowCatalog([folder]).scan()[0].entries) == []

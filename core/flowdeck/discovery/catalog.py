@@ -308,7 +308,7 @@ class _FileRecord:
 
     def dependency_changed(self) -> bool:
         """A module its flows' bases come from changed (or appeared, or went) since."""
-        return bool(self.depends_on) and _stat_keys(self.depends_on) != self.depends_keys
+        return _looked_changed(self.depends_on, self.depends_keys)
 
     def is_racy(self) -> bool:
         """The file may have changed within the mtime tick it was read in."""
@@ -346,15 +346,24 @@ def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns)
 
 
+def _stat_key_of(path: str) -> tuple[int, ...] | None:
+    """The file's stat key, or None when it is not there (or cannot be stat'ed)."""
+    try:
+        return _stat_key(os.stat(path))
+    except OSError:
+        return None
+
+
 def _stat_keys(paths: tuple[str, ...]) -> tuple[tuple[int, ...] | None, ...]:
     """The stat keys of these files (None for one that is not there)."""
-    keys: list[tuple[int, ...] | None] = []
-    for path in paths:
-        try:
-            keys.append(_stat_key(os.stat(path)))
-        except OSError:
-            keys.append(None)
-    return tuple(keys)
+    return tuple(_stat_key_of(path) for path in paths)
+
+
+def _looked_changed(looked: tuple[str, ...], keys: tuple[tuple[int, ...] | None, ...]) -> bool:
+    """Whether a file an answer was drawn from (`looked`, with each one's stat key then)
+    changed, appeared or went since: the one test of a catalog record's `depends_on` and of
+    a prefilter verdict kept in `_MODULE_SKIPS`."""
+    return bool(looked) and _stat_keys(looked) != keys
 
 
 class FlowCatalog:
@@ -1004,8 +1013,19 @@ class _Walk:
     cut: bool = False
 
 
-def _prefilter_skips(text: str, path: str, walk: _Walk | None = None
-                     ) -> tuple[str, ...] | None:
+@dataclass(frozen=True)
+class _Verdict:
+    """What the prefilter concluded of a file: whether it may define a flow (parse it),
+    and every file the conclusion was drawn from, the modules it imports its bases from
+    and theirs in turn, looked for or read (`looked`), each with its stat key taken before
+    it was read (None: not there)."""
+
+    may_define: bool
+    looked: tuple[str, ...] = ()
+    keys: tuple[tuple[int, ...] | None, ...] = ()
+
+
+def _prefilter_skips(text: str, path: str) -> tuple[str, ...] | None:
     """The files whose appearance or change could make this file define a flow, when it
     cannot now (the catalog analyses it again then); None when it may: parse it.
 
@@ -1017,57 +1037,76 @@ def _prefilter_skips(text: str, path: str, walk: _Walk | None = None
     skips the many files whose classes derive from other classes (a third of a Python
     tree, whose every parse also reads the modules beside it). Python folds identifiers
     with NFKC (`ＦｌｏｗＳｐｅｃ` is `FlowSpec`): non-ASCII text is judged folded too."""
-    walk = _Walk({os.path.abspath(path)}) if walk is None else walk
+    verdict = _judge(text, path, _Walk({os.path.abspath(path)}))
+    return None if verdict.may_define else verdict.looked
+
+
+def _judge(text: str, path: str, walk: _Walk) -> _Verdict:
+    """`_prefilter_skips`, with the stat key of every file looked at (see `_Verdict`)."""
     forms = [text] if text.isascii() else [text, unicodedata.normalize("NFKC", text)]
     looked: list[str] = []
+    keys: list[tuple[int, ...] | None] = []
     for form in forms:
         if "FlowSpec" in form:
-            return None
+            return _Verdict(True, tuple(looked), tuple(keys))
         named: set[str] = set()
         for after in _CLASS_BASES.findall(form):
             bases = _bases_text(after)
             if bases is None:
-                return None
+                return _Verdict(True, tuple(looked), tuple(keys))
             named.update(_WORD.findall(bases))
         for module, level in sorted(_imports_of(form, named)) if named else ():
-            candidates = module_candidates(path, module, level)
-            looked.extend(candidates)
-            found = next((c for c in candidates if os.path.isfile(c)), None)
-            further = _module_skips(found, walk) if found is not None else ()
-            if further is None:
-                return None
-            looked.extend(further)
-    return tuple(looked)
+            found = None
+            for candidate in module_candidates(path, module, level):
+                try:  # its key before it is read: a write after that changes it
+                    st: os.stat_result | None = os.stat(candidate)
+                except OSError:
+                    st = None
+                looked.append(candidate)
+                keys.append(None if st is None else _stat_key(st))
+                if found is None and st is not None and stat.S_ISREG(st.st_mode):
+                    found = candidate
+            further = _module_verdict(found, walk) if found is not None else _Verdict(False)
+            looked.extend(further.looked)
+            keys.extend(further.keys)
+            if further.may_define:
+                return _Verdict(True, tuple(looked), tuple(keys))
+    return _Verdict(False, tuple(looked), tuple(keys))
 
 
-#: `_module_skips` by (path, content digest): a module beside many files is judged once.
-_MODULE_SKIPS: dict[tuple[str, str], tuple[str, ...] | None] = {}
+#: `_module_verdict` by (path, content digest): a module beside many files is judged once,
+#: and judged again when a file its verdict was drawn from changed (`_Verdict.looked`):
+#: its own bytes are the key, but the modules it imports its bases from decide too.
+_MODULE_SKIPS: dict[tuple[str, str], _Verdict] = {}
 _MODULE_SKIPS_MAX = 4096
 
 
-def _module_skips(path: str, walk: _Walk) -> tuple[str, ...] | None:
-    """`_prefilter_skips` of a module a class is imported from, judged on its text as the
-    full analysis reads it (undecodable bytes replaced; none when it cannot be read, and
-    then it has no class there either). Kept unless the answer came from a cut cycle."""
+def _module_verdict(path: str, walk: _Walk) -> _Verdict:
+    """`_judge` of a module a class is imported from, judged on its text as the full
+    analysis reads it (undecodable bytes replaced; none when it cannot be read, and then it
+    has no class there either). Kept unless the answer came from a cut cycle."""
     if path in walk.seen:
         walk.cut = True
-        return ()
+        return _Verdict(False)
     walk.seen.add(path)
     try:
         data = Path(path).read_bytes()
     except OSError:
-        return ()
+        return _Verdict(False)
     key = (path, hashlib.sha1(data).hexdigest())
-    if key in _MODULE_SKIPS:
-        return _MODULE_SKIPS[key]
+    kept = _MODULE_SKIPS.get(key)
+    if kept is not None and not _looked_changed(kept.looked, kept.keys):
+        return kept
     source, _ = decode_source(data, path)
     outer_cut, walk.cut = walk.cut, False
-    result = _prefilter_skips(source if source is not None else
-                              data.decode("utf-8", "replace"), path, walk)
-    if result is None or not walk.cut:
+    result = _judge(source if source is not None else data.decode("utf-8", "replace"),
+                    path, walk)
+    if result.may_define or not walk.cut:
         if len(_MODULE_SKIPS) >= _MODULE_SKIPS_MAX:
             _MODULE_SKIPS.clear()
         _MODULE_SKIPS[key] = result
+    else:
+        _MODULE_SKIPS.pop(key, None)
     walk.cut = walk.cut or outer_cut
     return result
 
