@@ -12,6 +12,7 @@ it shares with other folders and machines, and with a scheduler it cannot reach.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from PySide6.QtCore import QSettings
 from scaleout_servers import s3_server
 
 from flowdeck.engines.startup import IN_COMMAND, IN_WINDOW, diagnose_start
-from flowdeck.store.layout import working_root
+from flowdeck.store.layout import RunLayout, working_root
 from flowdeck.store.status import FAILED, SUCCEEDED
 from flowdeck_desktop.app import build
 from flowdeck_desktop.control.controller import LAST_RUN_FAILED
@@ -140,6 +141,51 @@ def test_runs_only_in_the_object_store_are_listed_shown_and_resumed(
         run = controller.sessions[key].run
         assert run is not None and "--origin-run-id" in run.spec.args
         assert run.spec.args[run.spec.args.index("--origin-run-id") + 1] == failed.run_id
+    finally:
+        close_window(controller, window)
+
+
+def test_a_run_the_store_deleted_leaves_history_at_the_next_fetch(
+        qtbot, settings: QSettings, tmp_path: Path, s3_endpoint: str) -> None:
+    """A run fetched from the store (and shown: its events fetched too) that the store then
+    loses (History's Delete or a collection elsewhere) leaves History, the view and the
+    working copy at the next fetch, as it left `Flow(root=url)`: fetches only ever added
+    runs. A run made here that the store lacks stays (not uploaded yet, or still running)."""
+    url = f"s3://{BUCKET}/gone"  # not URL: this process keeps a store per URL (open_store)
+    second = flow_in(tmp_path / "second")
+    (second.parent / "mended").write_text("")
+    here = run_flow(second, "run", "--datastore", url, env=child_env(), timeout=300)
+    assert here.returncode == 0, here.stderr
+    layout = RunLayout(working_root(second.parent / ".flowdeck", url), FLOW)
+    (here_id,) = layout.run_ids()
+    first = flow_in(tmp_path / "first")  # another folder (or machine) sharing the bucket
+    made = run_flow(first, "run", "--datastore", url, env=child_env(), timeout=300)
+    assert made.returncode != 0 and "not mended yet" in made.stderr, made.stderr
+    controller, window, key = open_with_store(qtbot, settings, second.parent, url)
+    try:
+        qtbot.waitUntil(lambda: window.history.table.rowCount() == 2, timeout=WAIT_MS)
+        elsewhere = window.history.runs[0]
+        assert elsewhere.run_id != here_id and elsewhere.status == FAILED
+        qtbot.waitUntil(lambda: not controller.fetching_shared_runs(key), timeout=WAIT_MS)
+        window.history.run_selected.emit(elsewhere)  # shown: its events fetched as well
+        qtbot.waitUntil(lambda: window.shown_state is not None
+                        and window.shown_state.run_id == elsewhere.run_id
+                        and os.path.exists(elsewhere.events_path), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not controller.fetching_shared_runs(key), timeout=WAIT_MS)
+
+        import s3fs
+        store = s3fs.S3FileSystem(endpoint_url=s3_endpoint, key="testing", secret="testing",
+                                  skip_instance_cache=True)
+        store.rm(f"{BUCKET}/gone/{FLOW}/runs", recursive=True)  # both runs: gone there
+        assert not store.exists(f"{BUCKET}/gone/{FLOW}/runs/{elsewhere.run_id}/run.json")
+        with qtbot.waitSignal(controller.shared_runs_fetched, timeout=WAIT_MS):
+            assert controller.fetch_shared_runs(key)
+        assert [r.run_id for r in window.history.runs] == [here_id]
+        assert layout.run_ids() == [here_id]
+        qtbot.waitUntil(lambda: window.shown_state is not None
+                        and window.shown_state.run_id == here_id, timeout=WAIT_MS)
+        assert elsewhere.run_id not in window.flow_title.text()
+        assert controller.model._run_status.get(key) != LAST_RUN_FAILED
     finally:
         close_window(controller, window)
 

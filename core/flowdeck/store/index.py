@@ -210,13 +210,16 @@ def fetch_shared_runs(layout: RunLayout, url: str) -> None:
 
     Runs made here keep their own files (`ReadCache`'s "run" role fetches only what is
     missing); a run fetched while it went on elsewhere is read again until it ends (the
-    object store is its truth, `fetch_shared_run`). An ObjectStoreError (an OSError)
-    names the URL, what failed and what to do.
+    object store is its truth, `fetch_shared_run`); a run fetched earlier that the store no
+    longer has (deleted there: History's Delete, a collection) is dropped, unless it still
+    goes on here (`_stale_fetched`). A run made here is never dropped: it reaches the
+    store when it ends. An ObjectStoreError (an OSError) names the URL, what failed and
+    what to do.
     """
     from flowdeck.store.objectstore import ReadCache
     if datastore_of(layout.root) is None:  # blobs are read from the object store, too
         mark_datastore(layout.root, url, "run")
-    ReadCache(layout.root, url, "run").fetch_runs(layout.flow)
+    ReadCache(layout.root, url, "run").fetch_runs(layout.flow, _stale_fetched)
     for run_id in layout.run_ids():  # as recorded: its pid says nothing of another folder's run
         record = read_run(layout, run_id).record
         if _made_elsewhere(layout, run_id) and (record is None or record.status == RUNNING):
@@ -234,9 +237,23 @@ def fetch_shared_run(layout: RunLayout, url: str, run_id: str) -> None:
 
 
 def _made_elsewhere(layout: RunLayout, run_id: str) -> bool:
-    """Whether a run of the working copy was fetched rather than made here: its events
-    file is written here from a run's start, and reaches the object store at its end."""
-    return not layout.events(run_id).exists()
+    """Whether a run of the working copy was fetched rather than made here: a fetch marks
+    the runs it brings (`RunLayout.fetched_marker`, before their record), and a run made
+    here writes its events file from its start, which reaches the object store at its end
+    (a working copy fetched into before the marks existed: no events, then)."""
+    return layout.fetched_marker(run_id).exists() or not layout.events(run_id).exists()
+
+
+def _stale_fetched(layout: RunLayout, run_id: str) -> bool:
+    """Whether a run the object store no longer has may leave the working copy: it was
+    fetched, not made here, and does not go on here (a running record whose process lives
+    on this host: a run made here whose events file is not written yet)."""
+    if not _made_elsewhere(layout, run_id):
+        return False
+    record = read_run(layout, run_id).record
+    running_here = record is not None and record.status == RUNNING and \
+        record.host in ("", hostname()) and effective_status(record) == RUNNING
+    return not running_here
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -50,6 +50,9 @@ EVENTS = "events.jsonl"
 SPACE_RESERVE = ".space-reserve"
 LOG_KINDS = ("out", "err")
 PINNED = "pinned"  # a marker file, not a RunRecord field: the run's writer rewrites run.json
+#: In a working copy, a run fetched from its object store rather than made here: a fetch
+#: drops it when the store no longer has it (never uploaded: a local mark only).
+FETCHED = ".fetched"
 SETTINGS = "settings.json"
 CARDS_DIR = "cards"
 CARD_INDEX = "cards.json"
@@ -442,6 +445,11 @@ class RunLayout:
     def pin_marker(self, run_id: str) -> Path:
         """The file whose presence pins a run (the garbage collector always keeps it)."""
         return self.run_dir(run_id) / PINNED
+
+    def fetched_marker(self, run_id: str) -> Path:
+        """In an object store's working copy: the file whose presence says the run was
+        fetched from the store, written before its record (`ReadCache.fetch_runs`)."""
+        return self.run_dir(run_id) / FETCHED
 
     def deleting_dir(self, run_id: str) -> Path:
         """Where a run's folder is renamed before it is removed, so a removal cut short

@@ -31,12 +31,14 @@ import errno
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.store.layout import (
     DATASTORE_FILE,
+    FETCHED,
     RUN_JSON,
     RunLayout,
     datastore_of,
@@ -376,7 +378,7 @@ def attach(root: Path, url: str) -> None:
     mark_datastore(root, url, "run")
 
 
-_SKIP = (".tmp-", ".space-reserve", ".tags.json.lock", DATASTORE_FILE)
+_SKIP = (".tmp-", ".space-reserve", ".tags.json.lock", FETCHED, DATASTORE_FILE)
 
 
 def publish_run(layout: RunLayout, run_id: str) -> None:
@@ -438,27 +440,43 @@ class ReadCache:
     def store(self) -> ObjectStore:
         return open_store(self.url)
 
-    def fetch_runs(self, flow: str) -> None:
-        """Every run record of `flow` (the run list), and tags changed after the runs."""
+    def fetch_runs(self, flow: str,
+                   fetched: Callable[[RunLayout, str], bool] | None = None) -> None:
+        """Every run record of `flow` (the run list), and tags changed after the runs; a run
+        the store no longer has is dropped: any in a reader's cache, and in a working copy
+        those that `fetched(layout, run_id)` says came from the store (never one made here:
+        it may not be uploaded yet). In a working copy a run's record fetched for the first
+        time is preceded by its `fetched_marker`."""
         layout = RunLayout(self.root, flow)
         runs_key = object_key(self.root, layout.runs_dir)
         run_ids = [r for r in self.store.folders(runs_key, "list the runs of " + flow + " in")
                    if not r.startswith(".")]
         wanted = []
+        records: dict[str, str] = {}  # run.json's key -> its run
         for run_id in run_ids:
             try:
                 for path in (layout.run_json(run_id), layout.tags(run_id),
                              layout.pin_marker(run_id)):
                     wanted.append(object_key(self.root, path))
+                records[object_key(self.root, layout.run_json(run_id))] = run_id
             except ValueError:
                 continue  # an id that is no valid path component: not a run of ours
         got = self.store.get_many(wanted, "read the run records of " + flow + " in")
         for key, data in got.items():
+            fetching = records.get(key)
+            if self.role != "cache" and fetching is not None and \
+                    not layout.run_json(fetching).exists():
+                layout.run_dir(fetching).mkdir(parents=True, exist_ok=True)
+                layout.fetched_marker(fetching).touch()
             self._save(key, data)
         if self.role == "cache" and layout.runs_dir.is_dir():
             import shutil  # not at import: task workers load this module for its error type
             for stale in set(os.listdir(layout.runs_dir)) - set(run_ids):
                 shutil.rmtree(layout.runs_dir / stale, ignore_errors=True)
+        elif fetched is not None:
+            for stale in sorted(set(layout.run_ids()) - set(run_ids)):
+                if fetched(layout, stale):
+                    _drop_run(layout, stale)
 
     def flow_names(self) -> list[str]:
         """The names of the folders at the store's root that may be flows (ids; `blobs`
@@ -498,6 +516,18 @@ class ReadCache:
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+
+def _drop_run(layout: RunLayout, run_id: str) -> None:
+    """Remove a run the store no longer has: renamed out of every listing first (a removal
+    cut short leaves no half run listed; the garbage collector finishes it)."""
+    import shutil  # not at import: task workers load this module for its error type
+    staged = layout.deleting_dir(run_id)
+    try:
+        os.rename(layout.run_dir(run_id), staged)
+    except OSError:
+        return  # gone meanwhile (another fetch, a delete): nothing left to drop
+    shutil.rmtree(staged, ignore_errors=True)
 
 
 def preload(url: str | None) -> None:
