@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -880,3 +881,72 @@ def test_a_retry_after_every_worker_died_waits_for_a_new_one(flow_file, tmp_path
     assert "Traceback" not in out.read_text()
     run = Flow("HoldFlow", root=root).latest_run
     assert run.successful and run.data.values == [0, 10]
+
+
+def _on_scheduler(client, key: str) -> tuple[str, set[str] | None] | None:
+    """The scheduler's state of task `key` and the workers it is restricted to."""
+    def look(key: str, dask_scheduler) -> tuple[str, set[str] | None] | None:
+        ts = dask_scheduler.tasks.get(key)
+        return None if ts is None else (ts.state, ts.worker_restrictions)
+    return client.run_on_scheduler(look, key)
+
+
+def _state(client, key: str) -> str | None:
+    found = _on_scheduler(client, key)
+    return None if found is None else found[0]
+
+
+@pytest.mark.parametrize("left", ["before-the-submit", "before-the-task-started"])
+def test_a_task_sent_to_a_worker_that_left_runs_on_the_next_to_join(left: str) -> None:
+    """Second review: a run hung when both workers left at once. A retry went, as every
+    attempt goes (`_placement`), to the worker the orchestrator chose, which had left;
+    the scheduler, with no worker, kept it waiting still restricted to the gone one, and
+    Dask never gives such a task to a worker that joins. The orchestrator's unpin, sent
+    when it heard that the worker left, reached the scheduler before the task's own
+    submission, failed (KeyError) and was swallowed. Here the scheduler has no worker and
+    the task names one it does not have: gone before the submit (that race, made
+    certain), or gone after it, before the task started (its one thread busy). The worker
+    that joins next must run it."""
+    from flowdeck.engine.executors.dask import DaskExecutor, _placement
+    with _scheduler_alone() as address:
+        executor = DaskExecutor(scheduler=address)
+        client = executor.client
+        try:
+            executor.open(None)
+            if left == "before-the-submit":
+                gone = "tcp://127.0.0.1:9"  # a worker the scheduler does not have
+                future = client.submit(sum, [1, 2], key="pinned-attempt", pure=False,
+                                       **_placement(gone))
+            else:
+                with _worker_of(address) as first:
+                    client.wait_for_workers(1, timeout=60)
+                    gone = next(iter(client.nthreads()))
+                    holder = client.submit(time.sleep, 3600, key="holds-its-thread",
+                                           pure=False, workers=[gone])  # (never elsewhere)
+                    wait_for(lambda: _state(client, "holds-its-thread") == "processing",
+                             "the worker's thread to be taken")
+                    future = client.submit(sum, [1, 2], key="pinned-attempt", pure=False,
+                                           **_placement(gone))
+                    wait_for(lambda: _state(client, "pinned-attempt") == "processing",
+                             "the task to be sent to that worker")
+                    first.kill()
+                    del holder  # (held until the worker went: released, it frees the thread)
+                wait_for(lambda: not client.nthreads(), "the scheduler to drop the worker")
+            wait_for(lambda: _on_scheduler(client, "pinned-attempt") == ("no-worker", {gone}),
+                     "the task to wait, restricted to the gone worker")
+            with _worker_of(address):
+                try:
+                    assert future.result(timeout=60) == 3
+                except TimeoutError:
+                    pytest.fail("the task never ran on the worker that joined: "
+                                f"{_on_scheduler(client, 'pinned-attempt')}")
+        finally:
+            executor.close(set())
+        with distributed.Client(address, set_as_default=False) as other:  # nothing left
+            wait_for(lambda: not [name for name in other.run_on_scheduler(_plugins)
+                                  if name.startswith("flowdeck")],
+                     "the run's scheduler plugin to leave with its client")
+
+
+def _plugins(dask_scheduler) -> list[str]:
+    return list(dask_scheduler.plugins)

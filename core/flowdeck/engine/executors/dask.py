@@ -152,6 +152,7 @@ class DaskExecutor(Executor):
         quiet_loop(self.client)
         try:
             self._check_versions()
+            self._guard_pins()
             self.threads = self._worker_threads()
         except BaseException:
             self._close_client()
@@ -222,6 +223,17 @@ class DaskExecutor(Executor):
                 problems.append(version_message(worker, str(answer), ours))
         if problems:
             raise UsageError(" ".join(problems))
+
+    def _guard_pins(self) -> None:
+        """Have the scheduler free this run's tasks from a worker it no longer has (see
+        `_placement`), itself, as a worker joins: refused like a version skew if it cannot."""
+        try:
+            self.client.register_plugin(_pin_guard(self.client.id))
+        except Exception as exc:  # noqa: BLE001 (the scheduler's reason, said in one line)
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"The Dask scheduler at {self.address} refused flowdeck's "
+                             f"scheduler plugin ({type(exc).__name__}: {why}); without it a "
+                             "task sent to a worker that left could wait for ever.") from None
 
     def _worker_threads(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.client.nthreads().items()}
@@ -435,16 +447,6 @@ class DaskExecutor(Executor):
         except Exception:  # noqa: BLE001
             pass
 
-    def _unpin(self, keys: list[str]) -> None:
-        """Let attempts that were sent to a worker now gone run on any worker. The scheduler
-        moves them elsewhere itself, but with no worker left they wait ("no-worker") and, still
-        naming the gone one, were never given to the next worker that joined: the run hung."""
-        try:
-            self.client.sync(self.client.scheduler.set_restrictions,
-                             worker=dict.fromkeys(keys))
-        except Exception:  # noqa: BLE001 (a task released meanwhile; the scheduler gone)
-            pass
-
     def _clear_claim(self, key: str) -> None:
         """Drop the scheduler's record that the attempt started (`dask_worker.run_attempt`)
         once its task is released, so a long run leaves nothing behind per task there."""
@@ -546,10 +548,6 @@ class DaskExecutor(Executor):
                         attempt.expected is None:
                     self._finish(attempt, EXIT_WORKER_LOST << 8, self._lost_message(attempt))
                     self.stopper.submit(self._cancel, attempt)
-            stranded = [a.key for a in self.attempts.values()
-                        if a.sent_to == worker and a.started_on is None and not a.finished]
-            if stranded:
-                self.stopper.submit(self._unpin, stranded)
             if not self.threads and any(not a.finished for a in self.attempts.values()):
                 self._say_no_worker()
         else:
@@ -636,13 +634,56 @@ def ship_project_modules(flow_cls: type) -> dict[str, str]:
 
 
 def _placement(worker: str | None) -> dict[str, Any]:
-    """`Client.submit`'s placement arguments: `worker` preferred, any other allowed (it may
+    """`Client.submit`'s placement arguments: `worker` preferred (it spreads the run's
+    attempts evenly over the workers' threads, `_pick_worker`), any other allowed (it may
     leave); with no worker at all, none (Dask refuses allow_other_workers without workers,
     which crashed a run on a cluster at 0 workers), and the scheduler places the task on
-    the first worker that joins."""
+    the first worker that joins.
+
+    A task whose worker is gone runs elsewhere by Dask's own fallback while the scheduler
+    has a worker; with none, it waits ("no-worker") still naming the gone one, and Dask
+    never gives it to a worker that joins. `_pin_guard` frees it then, on the scheduler."""
     if worker is None:
         return {}
     return {"workers": [worker], "allow_other_workers": True}
+
+
+def _pin_guard(client_id: str) -> Any:
+    """A scheduler plugin that, as a worker joins and before the scheduler hands it the
+    tasks waiting for a worker, lifts the worker restriction of each of `client_id`'s
+    waiting tasks whose named workers are all gone (or not running): such a task runs on
+    the worker that joins, as `allow_other_workers` means. Dask checks only the restriction
+    there (`bulk_schedule_unrunnable_after_adding_worker`), so a task stayed pinned to a
+    dead worker and the run hung. Done by the orchestrator instead, after it heard that
+    the worker left, the unpin raced the task's own submission (its RPC reached the
+    scheduler first, found no such task, and the task kept its pin); on the scheduler,
+    in the same step as the worker's arrival, there is nothing to race: a task it does
+    not know yet is placed on arrival, on any worker it has then.
+
+    The class is made here so that it travels by value: the scheduler needs no flowdeck.
+    It removes itself when the client leaves (the run closed it, or lost it)."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class FreeStalePins(SchedulerPlugin):
+        def __init__(self, client: str) -> None:
+            self.client = client
+            self.name = f"flowdeck-pins-{client}"  # (the name it is registered under)
+
+        def add_worker(self, scheduler: Any, worker: str) -> None:
+            for ts in list(scheduler.unrunnable):
+                named = ts.worker_restrictions
+                if not named or not ts.loose_restrictions or not any(
+                        wanting.client_key == self.client for wanting in ts.who_wants or ()):
+                    continue
+                if not any(scheduler.workers.get(address) in scheduler.running
+                           for address in named):
+                    ts.worker_restrictions = None
+
+        def remove_client(self, scheduler: Any, client: str) -> None:
+            if client == self.client:
+                scheduler.plugins.pop(self.name, None)
+
+    return FreeStalePins(client_id)
 
 
 def _adopt_files(record_path: str, files: dict[str, bytes] | None) -> None:
