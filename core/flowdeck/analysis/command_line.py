@@ -11,6 +11,8 @@ launcher reads it without loading an engine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 #: Metaflow's options of the flow script itself (`start` in metaflow/cli.py), each with
 #: how many values follow it when not written `--x=v`.
 METAFLOW_TOP_OPTIONS: dict[str, int] = {
@@ -61,3 +63,32 @@ def top_options_first(args: list[str], parameters: set[str] | frozenset[str] = f
         return list(args)
     top, rest = split_top_level(args[1:], parameters, options)
     return [*top, args[0], *rest]
+
+
+def option_value(args: Sequence[str], flag: str) -> str | None:
+    """The value of the last `flag VALUE` (or `flag=VALUE`) in a command line, as argparse
+    and click take a repeated option; "" for a flag given last without its value; None
+    when it is not given."""
+    value = None
+    for i, arg in enumerate(args):
+        name, eq, after = arg.partition("=")
+        if name == flag:
+            value = after if eq else (args[i + 1] if i + 1 < len(args) else "")
+    return value
+
+
+def without_options(args: Sequence[str], flags: Iterable[str]) -> list[str]:
+    """`args` less each of `flags` with its value (`--x v` or `--x=v`)."""
+    dropped = frozenset(flags)
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in dropped:
+            skip = not eq
+            continue
+        kept.append(arg)
+    return kept

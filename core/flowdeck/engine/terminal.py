@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from flowdeck.analysis.command_line import option_value, without_options
 from flowdeck.compiled_dataclasses import dataclass
 from flowdeck.engine.executors.base import EXECUTOR_ENV, SCHEDULER_ENV
 from flowdeck.store.layout import DATASTORE_ENV, ROOT_ENV, is_store_url
@@ -202,7 +203,7 @@ def tool_hint(file: str, flow_args: Sequence[str], tool_options: Sequence[str] =
     there, else (on Flowdeck's own engine, which reads them) as the environment chose
     them; a `run`'s other options (its parameters) for a rerun; `tool_options` are the
     command's own (`--flow NAME`)."""
-    given = {flag: flow_option(flow_args, flag) for flag in PLACEMENT_FLAGS}
+    given = {flag: option_value(flow_args, flag) for flag in PLACEMENT_FLAGS}
     if own_engine:
         placement = placement_options(executor=given["--executor"],
                                       scheduler=given["--scheduler"],
@@ -210,39 +211,12 @@ def tool_hint(file: str, flow_args: Sequence[str], tool_options: Sequence[str] =
     else:
         placement = tuple(word for flag, value in given.items() if value is not None
                           for word in (flag, value))
-    rest = _without(flow_args[1:], (*PLACEMENT_FLAGS, "--run-id", "--run-id-file"))
+    rest = without_options(flow_args[1:], (*PLACEMENT_FLAGS, "--run-id", "--run-id-file"))
     folder = os.environ.get(ROOT_ENV, "")
     env = ((ROOT_ENV, folder),) if own_engine and folder and "--datastore" not in placement \
         else ()
     parameters = tuple(rest) if flow_args[:1] == ["run"] else ()
     return CommandHint(file, placement, parameters, tool=tuple(tool_options), env=env)
-
-
-def flow_option(args: Sequence[str], flag: str) -> str | None:
-    """The value of the last `flag VALUE` (or `flag=VALUE`) in a command line; None when
-    it is not given."""
-    value = None
-    for i, arg in enumerate(args):
-        name, eq, after = arg.partition("=")
-        if name == flag:
-            value = after if eq else (args[i + 1] if i + 1 < len(args) else "")
-    return value
-
-
-def _without(args: Sequence[str], flags: Sequence[str]) -> list[str]:
-    """`args` less each of `flags` with its value."""
-    kept: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        name, eq, _ = arg.partition("=")
-        if name in flags:
-            skip = not eq
-            continue
-        kept.append(arg)
-    return kept
 
 
 def _joined(words: Sequence[str]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowdeck.analysis.command_line import FLOWDECK_TOP_OPTIONS, top_options_first
+from flowdeck.analysis.command_line import FLOWDECK_TOP_OPTIONS, option_value, top_options_first
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
@@ -89,13 +89,8 @@ def store_environment(file: str, store: str | None) -> tuple[Path, dict[str, str
 def datastore_arg(args: list[str]) -> str | None:
     """The object-store URL of a `--datastore URL` in a Flowdeck command line, if any: the
     flow process reads it itself, and its launcher must follow the run there too."""
-    for i, arg in enumerate(args):
-        name, eq, value = arg.partition("=")
-        if name == "--datastore":
-            value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
-            if is_store_url(value):
-                return value
-    return None
+    value = option_value(args, "--datastore")
+    return value if value is not None and is_store_url(value) else None
 
 
 def build_launch(file: str, flow: str, engine: str, args: list[str], *,

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.command_line import split_top_level
+from flowdeck.analysis.command_line import option_value, split_top_level, without_options
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file, pick_flow
 from flowdeck.analysis.parameter_text import (
@@ -491,17 +491,8 @@ def parse_args(argv: list[str]) -> BridgeArgs:
     except InvalidId as exc:
         raise UsageError(str(exc)) from None
     command = rest.pop(0) if rest and rest[0] in ("run", "resume") else "run"
-    origin = _option(rest, "--origin-run-id")
+    origin = option_value(rest, "--origin-run-id") or None
     return BridgeArgs(file, command, rest, run_id, origin)
-
-
-def _option(args: list[str], name: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def given_tags(args: list[str]) -> list[str]:
@@ -674,7 +665,7 @@ def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path, origin: Resum
     resumes from one step, so of several changed steps the first in the graph's order is
     kept.
     """
-    out, splits, ids = _without_option(args.metaflow_args, "--origin-run-id"), {}, {}
+    out, splits, ids = without_options(args.metaflow_args, ["--origin-run-id"]), {}, {}
     if origin.named and origin.metaflow_run_id:
         out += ["--origin-run-id", origin.metaflow_run_id]
     if origin.run_id and origin.record is not None and origin.metaflow_run_id:
@@ -687,20 +678,6 @@ def translate_resume(args: BridgeArgs, flow: FlowInfo, root: Path, origin: Resum
         for extra in steps[1:]:
             out.remove(extra)
     return out, splits, ids
-
-
-def _without_option(args: list[str], name: str) -> list[str]:
-    """`args` without option `name` and its value (`--x v` or `--x=v`)."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == name:
-            skip = True
-        elif not arg.startswith(name + "="):
-            out.append(arg)
-    return out
 
 
 def _positionals(args: list[str]) -> Iterable[str]:
@@ -745,7 +722,7 @@ class Bridge:
                        if args.command == "resume" else ResumeOrigin())
         self.param_records = self._initial_params()
         self.params = {p.attr: p.value for p in self.param_records}
-        max_workers = _option(args.metaflow_args, "--max-workers")
+        max_workers = option_value(args.metaflow_args, "--max-workers")
         self.max_workers = int(max_workers) if max_workers and max_workers.isdigit() \
             else DEFAULT_MAX_WORKERS
         self.own_group = os.name == "posix" and os.getpgrp() == os.getpid()
