@@ -33,6 +33,14 @@ FLOWDECK_TOP_OPTIONS: dict[str, int] = {
         "--config-value", "--branch", "--production", "--package-suffixes", "--not-quiet")}
 
 
+def parameter_flags(names: Iterable[str]) -> frozenset[str]:
+    """The options a flow's parameters (by name) take, as written and with `-` for `_`
+    (Metaflow's spelling): the flow's own, which a top-level option of the same name
+    (`--branch`) must not take from the command."""
+    return frozenset(f"--{spelling}" for name in names
+                     for spelling in (name, name.replace("_", "-")))
+
+
 def split_top_level(args: list[str], parameters: set[str] | frozenset[str] = frozenset(),
                     options: dict[str, int] | None = None) -> tuple[list[str], list[str]]:
     """(the top-level options among `args`, the rest), order kept. `options`: which

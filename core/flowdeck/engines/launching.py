@@ -9,7 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flowdeck.analysis.command_line import FLOWDECK_TOP_OPTIONS, option_value, top_options_first
+from flowdeck.analysis.command_line import (
+    FLOWDECK_TOP_OPTIONS,
+    option_value,
+    parameter_flags,
+    top_options_first,
+)
 from flowdeck.analysis.flowfile import FlowInfo, analyze_file
 from flowdeck.engines.base import Engine, LaunchSpec
 from flowdeck.engines.interpreter import Interpreter, check_interpreter, detect_interpreter
@@ -138,22 +143,14 @@ def build_launch(file: str, flow: str, engine: str, args: list[str], *,
     env.update(store_env)
     env[RUN_ID_ENV] = run_id
     if chosen.name == "flowdeck":  # the script takes its own options before the command
-        args = top_options_first(args, _parameter_options(info), FLOWDECK_TOP_OPTIONS)
+        names = [p.name for p in info.parameters] if info is not None else []
+        args = top_options_first(args, parameter_flags(names), FLOWDECK_TOP_OPTIONS)
     return LaunchSpec(program=python.path, args=chosen.run_args(file, args, imports),
                       cwd=cwd or chosen.working_dir(file, project_root), env=env,
                       engine=chosen.name, flow=flow,
                       file=file, run_id=run_id, root=str(layout.root),
                       events_path=str(layout.events(run_id)), stop_signal=chosen.stop_signal,
                       stop_grace_s=chosen.stop_grace_s)
-
-
-def _parameter_options(info: FlowInfo | None) -> frozenset[str]:
-    """The flow's own options (its parameters'), which stay with the command even where
-    a top-level option has the same name (`--branch`)."""
-    if info is None:
-        return frozenset()
-    return frozenset("--" + p.name.replace("_", "-") for p in info.parameters) | \
-        frozenset("--" + p.name for p in info.parameters)
 
 
 def _checked_ids(file: str, flow: str, info: FlowInfo | None, run_id: str) -> str:

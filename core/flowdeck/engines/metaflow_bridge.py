@@ -29,7 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.analysis.command_line import option_value, split_top_level, without_options
+from flowdeck.analysis.command_line import (
+    option_value,
+    parameter_flags,
+    split_top_level,
+    without_options,
+)
 from flowdeck.analysis.diagnostics import UsageError, flow_file_problem
 from flowdeck.analysis.flowfile import FlowInfo, ParameterInfo, analyze_file, pick_flow
 from flowdeck.analysis.parameter_text import (
@@ -756,7 +761,7 @@ class Bridge:
 
     def _start_child(self, mf_args: list[str]) -> subprocess.Popen[bytes]:
         top, command_args = split_top_level(
-            mf_args, {"--" + p.name.replace("_", "-") for p in self.flow.parameters})
+            mf_args, parameter_flags(p.name for p in self.flow.parameters))
         command = [sys.executable, self.flow.file, *top, self.args.command, *command_args,
                    "--run-id-file", str(self.run_dir / "metaflow-run-id")]
         extra: dict[str, Any] = {} if self.own_group or os.name != "posix" \
