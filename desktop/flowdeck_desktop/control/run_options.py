@@ -17,7 +17,7 @@ import re
 import shlex
 
 from flowdeck.compiled_dataclasses import dataclass
-from flowdeck.store.layout import is_store_url
+from flowdeck.store.layout import is_store_url, store_url_problem
 from flowdeck.store.objectstore import PACKAGES as STORE_SCHEMES
 
 #: Options the window sets itself: a user's value would break how it follows the run.
@@ -235,10 +235,10 @@ def check_store(text: str) -> str:
                 f"Store: `{store}` is not a store Flowdeck can write: use an object-store URL "
                 f"({', '.join(f'{s}://' for s in sorted(STORE_SCHEMES))}BUCKET/PREFIX), a "
                 "folder, or leave it blank for the flow's .flowdeck folder.")
-        elif not rest.strip("/"):
-            raise RunOptionsError(f"Store: `{store}` names no bucket; give "
-                                  f"{scheme}://BUCKET/PREFIX.")
-        else:
+        else:  # the store's own rule for its URLs (`flowdeck run` and the script ask it too)
+            problem = store_url_problem(store)
+            if problem:
+                raise RunOptionsError(f"Store: `{store}`: {problem}.")
             return store.rstrip("/")
     folder = os.path.expanduser(store)
     if not os.path.isabs(folder):
